@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Install the Debian packages ringfence needs, only those that are missing.
+# Idempotent and quick when everything is present.
+set -euo pipefail
+
+need=(build-essential cmake pkg-config clang libclang-rt-14-dev
+      libssl-dev openssl softhsm2 opensc libsqlite3-dev sqlite3
+      libevent-dev libjansson-dev libcmocka-dev gnutls-bin curl)
+if [ "${1:-}" = "--bench" ]; then
+	need+=(golang-cfssl nginx wrk hyperfine)
+fi
+
+missing=()
+for p in "${need[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' ||
+		missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "deps: installing ${missing[*]}"
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO=sudo
+$SUDO apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

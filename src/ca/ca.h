@@ -1,0 +1,140 @@
+/*
+ * ca.h: the certificate authority. Builds X.509 structures with OpenSSL and
+ * has them signed through keys (never with a key of its own).
+ *
+ * The hierarchy made by rf_ca_init(): a self-signed root ("root"), an issuing
+ * intermediate ("issuing") that signs tenant certificates, a delegated OCSP
+ * signer ("ocsp", id-kp-OCSPSigning + id-pkix-ocsp-nocheck) issued by the
+ * issuing CA, and the audit key ("audit" purpose) for signed tree heads.
+ */
+#ifndef RF_CA_CA_H
+#define RF_CA_CA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/x509.h>
+
+#include "common/config.h"
+#include "common/rf.h"
+#include "keys/keys.h"
+
+struct rf_ca;
+struct rf_store;
+
+enum rf_profile {
+	RF_PROFILE_NONE = 0,
+	RF_PROFILE_CLIENT,    /* mTLS client: digitalSignature; clientAuth */
+	RF_PROFILE_SERVER,    /* TLS server: digitalSignature; serverAuth */
+	RF_PROFILE_ASSERTION, /* JWT assertion signing: digitalSignature */
+};
+int rf_profile_parse(const char *name, enum rf_profile *p) RF_WUR;
+const char *rf_profile_name(enum rf_profile p);
+
+/*
+ * Create the root, issuing and OCSP-signing keys and certificates and the
+ * audit key, in the token and the store. RF_ERR_ALREADY_INITIALISED if the
+ * store says so. Keys are generated with cfg->ca_alg.
+ */
+int rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, const struct rf_actor *who) RF_WUR;
+
+int rf_ca_open(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca **out) RF_WUR;
+void rf_ca_free(struct rf_ca *ca);
+
+/* Tenants; each change is audited. */
+int rf_ca_tenant_add(struct rf_ca *ca, const char *name,
+    const struct rf_actor *who) RF_WUR;
+
+struct rf_issue_req {
+	const char *tenant;	 /* must exist */
+	enum rf_profile profile;
+	const uint8_t *csr;	 /* PEM or DER PKCS#10, or NULL with keygen */
+	size_t csrlen;
+	enum rf_key_alg keygen;	 /* RF_KEY_NONE with a CSR */
+	const char *dns;	 /* server profile: subjectAltName dNSName */
+	int days;		 /* 0: cfg->cert_days */
+};
+
+struct rf_issued {
+	char serial[41];
+	char key_id[65];
+	char x5t[32];	  /* base64url SHA-1 of the DER */
+	char x5t256[48];  /* base64url SHA-256 of the DER */
+	uint8_t *der;	  /* the certificate */
+	size_t derlen;
+	char *chain_pem;  /* certificate, issuing CA, root; NUL-terminated */
+};
+
+/*
+ * Issue n certificates. Each CSR is checked (signature, key allow-list, no
+ * CA:TRUE, no extra EKUs); the subject comes from tenant and profile. All n
+ * serials and records commit in one transaction after their signatures;
+ * nothing is returned before that commit. On error nothing is stored and
+ * out[] is cleared.
+ */
+int rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+    const struct rf_actor *who, struct rf_issued *out) RF_WUR;
+void rf_issued_clear(struct rf_issued *is);
+
+/* The CA certificate by name ("root", "issuing", "ocsp"); borrowed. */
+X509 *rf_ca_cert(struct rf_ca *ca, const char *name);
+/* The key of a CA by name; borrowed. */
+struct rf_key *rf_ca_key(struct rf_ca *ca, const char *name);
+
+/*
+ * Assemble a signed structure in DER: SEQUENCE { tbs, alg, BIT STRING sig }.
+ * Certificates and CRLs have this shape (RFC 5280 4.1, 5.1).
+ */
+int rf_ca_assemble(const uint8_t *tbs, size_t tbslen, const X509_ALGOR *alg,
+    const uint8_t *sig, size_t siglen, uint8_t **der, size_t *derlen) RF_WUR;
+
+/* --- Added by the ca module. --- */
+
+struct rf_audit;
+
+/*
+ * Use this audit record for the CA's own events (tenant, issue) instead of
+ * the one rf_ca_open() opened on the store; borrowed, must outlive ca.
+ */
+void rf_ca_set_audit(struct rf_ca *ca, struct rf_audit *audit);
+
+/* 0 if name is 1-64 characters of [A-Za-z0-9._-], else RF_ERR_ARG. */
+int rf_ca_tenant_name_check(const char *name) RF_WUR;
+
+/*
+ * Check an untrusted PKCS#10 request (PEM or DER, at most RF_CSR_MAX
+ * bytes) for a profile: DER with no trailing bytes, a valid self-signature,
+ * an allowed key (EC P-256/P-384, RSA 2048/3072), no CA:TRUE and no EKU
+ * other than the profile's. On success *pub (if not NULL) receives the
+ * public key (caller frees). Errors: RF_ERR_TOO_LARGE, RF_ERR_CSR_MALFORMED,
+ * RF_ERR_CSR_SIGNATURE, RF_ERR_KEY_DISALLOWED, RF_ERR_CSR_REQUEST.
+ */
+#define RF_CSR_MAX (64 * 1024)
+int rf_ca_csr_check(const uint8_t *csr, size_t len, enum rf_profile profile,
+    EVP_PKEY **pub) RF_WUR;
+
+/*
+ * Canonical serial string: lowercase hex of the INTEGER value without
+ * leading zeros ("0" for zero; a negative value is refused).
+ */
+int rf_ca_serial_str(const ASN1_INTEGER *serial, char out[41]) RF_WUR;
+
+/*
+ * Copy a TBSCertificate or TBSCertList DER with its `signature`
+ * AlgorithmIdentifier replaced by alg (RFC 5280 4.1.2.3, 5.1.2.2), so that
+ * it matches the outer signatureAlgorithm given to rf_ca_assemble().
+ */
+int rf_ca_tbs_set_sigalg(const uint8_t *tbs, size_t tbslen,
+    const X509_ALGOR *alg, uint8_t **out, size_t *outlen) RF_WUR;
+
+/*
+ * PEM armour for a certificate (RFC 7468): rf_ca_pem_len() bytes plus a NUL
+ * are enough for rf_ca_pem_write(), which returns the length written
+ * (without the NUL).
+ */
+size_t rf_ca_pem_len(size_t derlen);
+size_t rf_ca_pem_write(const uint8_t *der, size_t derlen, char *out);
+
+#endif

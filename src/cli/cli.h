@@ -1,0 +1,54 @@
+/*
+ * cli.h: the `ringfence` command, a thin layer over librf.
+ *
+ * Each subcommand is `int cmd_NAME(struct rf_cli *cli, int argc, char **argv)`
+ * with argv[0] the subcommand name, and returns an exit code: 0 ok,
+ * 1 failure (after printing one line with cli_fail), 2 usage.
+ */
+#ifndef RF_CLI_CLI_H
+#define RF_CLI_CLI_H
+
+#include "audit/audit.h"
+#include "ca/ca.h"
+#include "common/config.h"
+#include "keys/keys.h"
+#include "store/store.h"
+
+#define EXIT_OK 0
+#define EXIT_FAIL 1
+#define EXIT_USAGE 2
+
+struct rf_cli {
+	struct rf_config cfg;
+	struct rf_store *store;
+	struct rf_audit *audit;
+	struct rf_keys *keys;
+	struct rf_ca *ca;
+	struct rf_actor who;
+	int json; /* --json given */
+};
+
+/* Open what a command needs, in order: store, audit, keys, ca. */
+enum { CLI_STORE = 1, CLI_AUDIT = 2, CLI_KEYS = 4, CLI_CA = 8, CLI_ALL = 15 };
+int cli_open(struct rf_cli *cli, int what);
+void cli_close(struct rf_cli *cli);
+
+/* Print "ringfence: <message>" for error r on stderr; returns EXIT_FAIL. */
+int cli_fail(int r);
+/* Print "ringfence CMD: <message>" and a usage hint; returns EXIT_USAGE. */
+int cli_usage(const char *cmd, const char *fmt, ...) RF_PRINTF(2, 3);
+
+/* True if argv[i] is --help or -h. */
+int cli_wants_help(int argc, char **argv);
+
+int cmd_init(struct rf_cli *cli, int argc, char **argv);
+int cmd_tenant(struct rf_cli *cli, int argc, char **argv);
+int cmd_issue(struct rf_cli *cli, int argc, char **argv);
+int cmd_cert(struct rf_cli *cli, int argc, char **argv);
+int cmd_serve(struct rf_cli *cli, int argc, char **argv);
+int cmd_revoke(struct rf_cli *cli, int argc, char **argv);
+int cmd_crl(struct rf_cli *cli, int argc, char **argv);
+int cmd_audit(struct rf_cli *cli, int argc, char **argv);
+int cmd_keys(struct rf_cli *cli, int argc, char **argv);
+
+#endif

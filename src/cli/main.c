@@ -1,0 +1,106 @@
+/*
+ * ringfence: git-style subcommands over librf.
+ * Exit codes: 0 ok, 1 failure, 2 usage.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+struct command {
+	const char *name;
+	int (*fn)(struct rf_cli *, int, char **);
+	const char *summary;
+};
+
+static const struct command commands[] = {
+    {"init", cmd_init, "create the token, the store and the CA hierarchy"},
+    {"tenant", cmd_tenant, "add, list and show tenants"},
+    {"issue", cmd_issue,
+     "issue a tenant certificate (CSR or key in the "
+     "token)"},
+    {"cert", cmd_cert, "show and list certificates; print CA certificates"},
+    {"revoke", cmd_revoke, "revoke by serial, tenant or key"},
+    {"crl", cmd_crl, "write the current CRL of an issuer"},
+    {"audit", cmd_audit, "tree heads, proofs, verification, search"},
+    {"keys", cmd_keys, "list the keys held in the token"},
+    {"serve", cmd_serve, "serve healthz, CA certificates, CRLs and OCSP"},
+};
+
+static void
+usage(FILE *f)
+{
+	size_t i;
+
+	fprintf(f, "usage: ringfence [--json] COMMAND [ARGS]\n\ncommands:\n");
+	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name,
+			commands[i].summary);
+	fprintf(f, "  %-8s %s\n", "help",
+		"this text; 'ringfence CMD --help' "
+		"for one command");
+	fprintf(f, "\nSettings: $RINGFENCE_HOME/ringfence.conf and RINGFENCE_* "
+		   "variables (docs/config.md).\n");
+}
+
+int
+main(int argc, char **argv)
+{
+	struct rf_cli cli;
+	int i, j, r;
+
+	memset(&cli, 0, sizeof(cli));
+	/* --json is accepted anywhere; commands read cli.json. */
+	for (i = j = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--json") == 0)
+			cli.json = 1;
+		else
+			argv[j++] = argv[i];
+	}
+	argc = j;
+	argv[argc] = NULL;
+
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (strcmp(argv[1], "help") == 0 || strcmp(argv[1], "--help") == 0 ||
+	    strcmp(argv[1], "-h") == 0) {
+		if (argc > 2) {
+			for (i = 0;
+			     i < (int)(sizeof(commands) / sizeof(commands[0]));
+			     i++) {
+				if (strcmp(commands[i].name, argv[2]) == 0) {
+					char *hargv[] = {argv[2], "--help",
+							 NULL};
+
+					return commands[i].fn(&cli, 2, hargv);
+				}
+			}
+		}
+		usage(stdout);
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "--version") == 0) {
+		printf("ringfence 0.1.0\n");
+		return EXIT_OK;
+	}
+	for (i = 0; i < (int)(sizeof(commands) / sizeof(commands[0])); i++) {
+		if (strcmp(commands[i].name, argv[1]) != 0)
+			continue;
+		if ((r = rf_config_load(&cli.cfg)) != 0 &&
+		    !cli_wants_help(argc - 1, argv + 1))
+			return cli_fail(r);
+		cli.who.actor = cli.cfg.actor;
+		cli.who.source = "cli";
+		r = commands[i].fn(&cli, argc - 1, argv + 1);
+		cli_close(&cli);
+		return r;
+	}
+	fprintf(stderr,
+		"ringfence: unknown command '%s': see 'ringfence "
+		"help'\n",
+		argv[1]);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,268 @@
+/* Settings: defaults, then ringfence.conf, then RINGFENCE_* variables. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/config.h"
+
+#define DEFAULT_MODULE "/usr/lib/softhsm/libsofthsm2.so"
+
+enum kind { STR, INT };
+
+struct setting {
+	const char *key;
+	enum kind kind;
+	size_t off;
+	size_t size;
+	int min, max;
+};
+
+#define S(k, f)                                                                \
+	{                                                                      \
+		k, STR, offsetof(struct rf_config, f),                         \
+		    sizeof(((struct rf_config *)0)->f), 0, 0                   \
+	}
+#define I(k, f, lo, hi)                                                        \
+	{                                                                      \
+		k, INT, offsetof(struct rf_config, f), 0, lo, hi               \
+	}
+
+static const struct setting settings[] = {
+    S("db_path", db_path),
+    S("module", module),
+    S("token", token),
+    S("pin", pin),
+    S("pin_file", pin_file),
+    S("softhsm_conf", softhsm_conf),
+    S("listen", listen),
+    I("port", port, 0, 65535),
+    S("base_url", base_url),
+    S("ca_alg", ca_alg),
+    S("actor", actor),
+    I("root_days", root_days, 1, 36500),
+    I("issuing_days", issuing_days, 1, 36500),
+    I("ocsp_signer_days", ocsp_signer_days, 1, 3650),
+    I("cert_days", cert_days, 1, 3650),
+    I("ocsp_validity", ocsp_validity, 60, 30 * 86400),
+    I("crl_validity", crl_validity, 60, 30 * 86400),
+    I("max_request", max_request, 1024, 64 * 1024 * 1024),
+    I("sth_interval", sth_interval, 1, 86400),
+    I("sth_leaves", sth_leaves, 1, 100000000),
+};
+
+static int
+set_value(struct rf_config *cfg, const struct setting *s, const char *val,
+	  const char *where)
+{
+	char *end;
+	long v;
+
+	if (s->kind == STR) {
+		if (strlen(val) >= s->size)
+			return rf_err_set(
+			    RF_ERR_CONFIG,
+			    "%s: value of %s is too long (max %zu)", where,
+			    s->key, s->size - 1);
+		memcpy((char *)cfg + s->off, val, strlen(val) + 1);
+		return 0;
+	}
+	errno = 0;
+	v = strtol(val, &end, 10);
+	if (errno != 0 || end == val || *end != '\0' || v < s->min ||
+	    v > s->max)
+		return rf_err_set(
+		    RF_ERR_CONFIG,
+		    "%s: %s must be a whole number from %d to %d, not '%s'",
+		    where, s->key, s->min, s->max, val);
+	*(int *)((char *)cfg + s->off) = (int)v;
+	return 0;
+}
+
+static const struct setting *
+find_setting(const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		if (strcmp(settings[i].key, key) == 0)
+			return &settings[i];
+	return NULL;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (isspace((unsigned char)*s))
+		s++;
+	e = s + strlen(s);
+	while (e > s && isspace((unsigned char)e[-1]))
+		*--e = '\0';
+	return s;
+}
+
+static int
+load_file(struct rf_config *cfg, const char *path)
+{
+	FILE *f;
+	char line[2048], where[RF_PATH_MAX + 32], *key, *val, *eq;
+	const struct setting *s;
+	int lineno = 0, r = 0;
+
+	if ((f = fopen(path, "r")) == NULL)
+		return errno == ENOENT
+			   ? 0
+			   : rf_err_set(RF_ERR_CONFIG, "cannot read %s: %s",
+					path, strerror(errno));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		lineno++;
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		key = trim(line);
+		if (*key == '\0' || *key == '#')
+			continue;
+		if ((eq = strchr(key, '=')) == NULL) {
+			r = rf_err_set(RF_ERR_CONFIG,
+				       "%s: expected 'key = value'", where);
+			break;
+		}
+		*eq = '\0';
+		key = trim(key);
+		val = trim(eq + 1);
+		if ((s = find_setting(key)) == NULL) {
+			r = rf_err_set(RF_ERR_CONFIG,
+				       "%s: unknown setting '%s'", where, key);
+			break;
+		}
+		if ((r = set_value(cfg, s, val, where)) != 0)
+			break;
+	}
+	fclose(f);
+	return r;
+}
+
+static int
+load_env(struct rf_config *cfg)
+{
+	char name[64];
+	const char *v;
+	size_t i, j;
+	int r;
+
+	for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+		snprintf(name, sizeof(name), "RINGFENCE_%s", settings[i].key);
+		for (j = strlen("RINGFENCE_"); name[j] != '\0'; j++)
+			name[j] = (char)toupper((unsigned char)name[j]);
+		if ((v = getenv(name)) == NULL || *v == '\0')
+			continue;
+		if ((r = set_value(cfg, &settings[i], v, name)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+/* dir/name into out; RF_ERR_CONFIG if it does not fit. */
+static int
+path_join(char *out, size_t outlen, const char *dir, const char *name)
+{
+	int n = snprintf(out, outlen, "%s/%s", dir, name);
+
+	if (n < 0 || (size_t)n >= outlen)
+		return rf_err_set(RF_ERR_CONFIG, "path %s/%s is too long", dir,
+				  name);
+	return 0;
+}
+
+int
+rf_config_load(struct rf_config *cfg)
+{
+	const char *home = getenv("RINGFENCE_HOME");
+	char path[RF_PATH_MAX + 32];
+	char cwd[RF_PATH_MAX];
+	int r;
+
+	memset(cfg, 0, sizeof(*cfg));
+	if (home == NULL || *home == '\0') {
+		if (getcwd(cwd, sizeof(cwd)) == NULL)
+			return rf_err_set(RF_ERR_CONFIG,
+					  "cannot find the working folder: set "
+					  "RINGFENCE_HOME");
+		if ((r = path_join(cfg->home, sizeof(cfg->home), cwd, "var")) !=
+		    0)
+			return r;
+	} else if (strlen(home) >= sizeof(cfg->home) - 64) {
+		return rf_err_set(RF_ERR_CONFIG, "RINGFENCE_HOME is too long");
+	} else {
+		snprintf(cfg->home, sizeof(cfg->home), "%s", home);
+	}
+	if ((r = path_join(cfg->db_path, sizeof(cfg->db_path), cfg->home,
+			   "ringfence.db")) != 0 ||
+	    (r = path_join(cfg->pin_file, sizeof(cfg->pin_file), cfg->home,
+			   "token.pin")) != 0 ||
+	    (r = path_join(cfg->softhsm_conf, sizeof(cfg->softhsm_conf),
+			   cfg->home, "softhsm2.conf")) != 0 ||
+	    (r = path_join(path, sizeof(path), cfg->home, "ringfence.conf")) !=
+		0)
+		return r;
+	snprintf(cfg->module, sizeof(cfg->module), "%s", DEFAULT_MODULE);
+	snprintf(cfg->token, sizeof(cfg->token), "ringfence");
+	snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1");
+	cfg->port = 8440;
+	snprintf(cfg->ca_alg, sizeof(cfg->ca_alg), "ec-p256");
+	snprintf(cfg->actor, sizeof(cfg->actor), "%s",
+		 getenv("USER") ? getenv("USER") : "operator");
+	cfg->root_days = 3650;
+	cfg->issuing_days = 1825;
+	cfg->ocsp_signer_days = 90;
+	cfg->cert_days = 90;
+	cfg->ocsp_validity = 4 * 86400;
+	cfg->crl_validity = 7 * 86400;
+	cfg->max_request = 64 * 1024;
+	cfg->sth_interval = 60;
+	cfg->sth_leaves = 10000;
+
+	if ((r = load_file(cfg, path)) != 0 || (r = load_env(cfg)) != 0)
+		return r;
+	if (cfg->base_url[0] == '\0')
+		snprintf(cfg->base_url, sizeof(cfg->base_url), "http://%s:%d",
+			 cfg->listen, cfg->port);
+	return 0;
+}
+
+int
+rf_config_pin(const struct rf_config *cfg, char *pin, size_t pinlen)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	if (cfg->pin[0] != '\0') {
+		if (strlen(cfg->pin) >= pinlen)
+			return rf_err_set(RF_ERR_CONFIG, "RINGFENCE_PIN is too "
+							 "long");
+		snprintf(pin, pinlen, "%s", cfg->pin);
+		return 0;
+	}
+	if ((r = rf_read_file(cfg->pin_file, 256, &buf, &len)) != 0)
+		return rf_err_set(
+		    RF_ERR_CONFIG,
+		    "no token PIN: set RINGFENCE_PIN or create pin_file %s",
+		    cfg->pin_file);
+	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
+		len--;
+	if (len == 0 || len >= pinlen) {
+		rf_freezero(buf, len + 1);
+		return rf_err_set(RF_ERR_CONFIG,
+				  "pin_file %s is empty or too "
+				  "long",
+				  cfg->pin_file);
+	}
+	memcpy(pin, buf, len);
+	pin[len] = '\0';
+	rf_freezero(buf, len + 1);
+	return 0;
+}

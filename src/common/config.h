@@ -1,0 +1,52 @@
+/*
+ * config.h: ringfence settings.
+ *
+ * Sources, later ones winning: built-in defaults,
+ * $RINGFENCE_HOME/ringfence.conf (lines of `key = value`, `#` comments; see
+ * docs/config.md), then the environment (RINGFENCE_<KEY> with the key
+ * upper-cased, e.g. RINGFENCE_PIN).
+ */
+#ifndef RF_COMMON_CONFIG_H
+#define RF_COMMON_CONFIG_H
+
+#include <stdint.h>
+
+#include "common/rf.h"
+
+#define RF_PATH_MAX 1024
+
+struct rf_config {
+	char home[RF_PATH_MAX];	    /* state folder (RINGFENCE_HOME) */
+	char db_path[RF_PATH_MAX];  /* SQLite database: $home/ringfence.db */
+	char module[RF_PATH_MAX];   /* PKCS#11 module path */
+	char token[64];		    /* token label */
+	char pin[128];		    /* user PIN; see pin_file */
+	char pin_file[RF_PATH_MAX]; /* read when pin is empty */
+	char
+	    softhsm_conf[RF_PATH_MAX]; /* set as SOFTHSM2_CONF when non-empty */
+	char listen[64];	       /* serve address, default 127.0.0.1 */
+	int port;		       /* serve port, default 8440 */
+	char base_url[256];   /* put in CRL DP and AIA, no trailing / */
+	char ca_alg[32];      /* root/issuing/OCSP key algorithm */
+	char actor[128];      /* who acts, for the audit record */
+	int root_days;	      /* validity of the root */
+	int issuing_days;     /* validity of issuing CAs */
+	int ocsp_signer_days; /* validity of the OCSP signer */
+	int cert_days;	      /* validity of connection certificates */
+	int ocsp_validity;    /* seconds an OCSP response is valid */
+	int crl_validity;     /* seconds from thisUpdate to nextUpdate */
+	int max_request;      /* largest HTTP request body, bytes */
+	int sth_interval;     /* seconds between signed tree heads */
+	int sth_leaves;	      /* leaves between signed tree heads */
+};
+
+/*
+ * Fill cfg: defaults, then the config file if present, then the
+ * environment. An unknown key or a bad value is RF_ERR_CONFIG naming it.
+ */
+int rf_config_load(struct rf_config *cfg) RF_WUR;
+
+/* The PIN to log in with: cfg->pin, else the contents of cfg->pin_file. */
+int rf_config_pin(const struct rf_config *cfg, char *pin, size_t pinlen) RF_WUR;
+
+#endif

@@ -1,0 +1,91 @@
+/*
+ * rf.h: what every ringfence module shares: the error enum, the error
+ * detail buffer, a settable clock and small encoding helpers.
+ *
+ * Error convention (after OpenSSH ssherr.h): every fallible function returns
+ * 0 on success or a negative RF_ERR_* code. A function that detects an error
+ * may attach a one-line, actionable detail with rf_err_set(); the CLI prints
+ * rf_err_msg(r). The library never prints.
+ */
+#ifndef RF_COMMON_RF_H
+#define RF_COMMON_RF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#define RF_WUR __attribute__((warn_unused_result))
+#define RF_PRINTF(a, b) __attribute__((format(printf, a, b)))
+
+enum rf_err {
+	RF_OK = 0,
+	RF_ERR_INTERNAL = -1,
+	RF_ERR_ALLOC = -2,
+	RF_ERR_ARG = -3,    /* caller passed something invalid */
+	RF_ERR_CONFIG = -4, /* a setting is missing or invalid */
+	RF_ERR_IO = -5,	    /* file system */
+	RF_ERR_NOT_FOUND = -6,
+	RF_ERR_EXISTS = -7,
+	RF_ERR_NOT_INITIALISED = -8,
+	RF_ERR_ALREADY_INITIALISED = -9,
+	RF_ERR_TOKEN_MODULE = -10,    /* PKCS#11 module cannot be loaded */
+	RF_ERR_TOKEN_NOT_FOUND = -11, /* no token with that label */
+	RF_ERR_TOKEN_PIN = -12,	      /* PIN rejected */
+	RF_ERR_TOKEN = -13,	      /* other token failure */
+	RF_ERR_KEY_NOT_FOUND = -14,
+	RF_ERR_KEY_DISABLED = -15,
+	RF_ERR_SIGNATURE_INVALID = -16, /* a signature failed verification */
+	RF_ERR_STORE = -17,		/* database failure */
+	RF_ERR_STORE_READONLY = -18,
+	RF_ERR_STORE_FULL = -19,
+	RF_ERR_STORE_BUSY = -20,
+	RF_ERR_AUDIT = -21,	     /* audit record could not be appended */
+	RF_ERR_AUDIT_TAMPERED = -22, /* verification found a modification */
+	RF_ERR_CSR_MALFORMED = -23,
+	RF_ERR_CSR_SIGNATURE = -24,
+	RF_ERR_KEY_DISALLOWED = -25, /* key type or size not allowed */
+	RF_ERR_CSR_REQUEST = -26,    /* CSR asks for something not allowed */
+	RF_ERR_KEY_REUSED = -27,     /* public key serves another tenant */
+	RF_ERR_MALFORMED = -28,	     /* other untrusted input is malformed */
+	RF_ERR_TOO_LARGE = -29,
+	RF_ERR_STATE = -30, /* operation not allowed in this state */
+	RF_ERR_PROOF = -31, /* Merkle proof does not verify */
+};
+
+/* A fixed string for the code; never NULL. */
+const char *rf_err_str(int r);
+
+/*
+ * Attach a detail to the error about to be returned (thread-local; the
+ * latest call wins). Returns r so that `return rf_err_set(r, "...")` reads.
+ */
+int rf_err_set(int r, const char *fmt, ...) RF_PRINTF(2, 3);
+/* The detail if one was set for r since rf_err_clear(), else rf_err_str(r). */
+const char *rf_err_msg(int r);
+void rf_err_clear(void);
+
+/*
+ * Clock: seconds since the epoch. Tests and verifiers set it; 0 restores the
+ * wall clock. RINGFENCE_NOW (seconds) in the environment also sets it.
+ */
+int64_t rf_now(void);
+void rf_clock_set(int64_t t);
+
+/* Encoding helpers. Output buffers are caller-owned and NUL-terminated. */
+void rf_hex(const uint8_t *in, size_t len, char *out); /* out: 2*len+1 */
+int rf_unhex(const char *in, uint8_t *out, size_t outlen, size_t *len) RF_WUR;
+/* base64url without padding; out: rf_b64url_len(len)+1 bytes. */
+size_t rf_b64url_len(size_t len);
+void rf_b64url(const uint8_t *in, size_t len, char *out);
+
+/* Read a whole file, at most max bytes (RF_ERR_TOO_LARGE beyond). */
+int rf_read_file(const char *path, size_t max, uint8_t **out,
+		 size_t *outlen) RF_WUR;
+/* Write a file atomically (temp file, fsync, rename). */
+int rf_write_file(const char *path, const uint8_t *data, size_t len,
+		  int mode) RF_WUR;
+
+/* Zero then free; accepts NULL. */
+void rf_freezero(void *p, size_t len);
+
+#endif

@@ -1,0 +1,218 @@
+/* Clock, encodings and file helpers shared by every module. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "common/rf.h"
+
+static _Atomic int64_t clock_override;
+
+int64_t
+rf_now(void)
+{
+	int64_t t = atomic_load(&clock_override);
+	const char *e;
+
+	if (t != 0)
+		return t;
+	if ((e = getenv("RINGFENCE_NOW")) != NULL && *e != '\0')
+		return strtoll(e, NULL, 10);
+	return (int64_t)time(NULL);
+}
+
+void
+rf_clock_set(int64_t t)
+{
+	atomic_store(&clock_override, t);
+}
+
+void
+rf_hex(const uint8_t *in, size_t len, char *out)
+{
+	static const char digits[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		out[2 * i] = digits[in[i] >> 4];
+		out[2 * i + 1] = digits[in[i] & 0x0f];
+	}
+	out[2 * len] = '\0';
+}
+
+static int
+hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+int
+rf_unhex(const char *in, uint8_t *out, size_t outlen, size_t *len)
+{
+	size_t n = strlen(in), i;
+	int hi, lo;
+
+	if (n % 2 != 0 || n / 2 > outlen)
+		return RF_ERR_MALFORMED;
+	for (i = 0; i < n / 2; i++) {
+		if ((hi = hexval(in[2 * i])) < 0 ||
+		    (lo = hexval(in[2 * i + 1])) < 0)
+			return RF_ERR_MALFORMED;
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+	*len = n / 2;
+	return 0;
+}
+
+size_t
+rf_b64url_len(size_t len)
+{
+	return (len / 3) * 4 + (len % 3 == 0 ? 0 : len % 3 + 1);
+}
+
+void
+rf_b64url(const uint8_t *in, size_t len, char *out)
+{
+	static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				"abcdefghijklmnopqrstuvwxyz0123456789-_";
+	size_t i, o = 0;
+	uint32_t v;
+
+	for (i = 0; i + 2 < len; i += 3) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8 |
+		    in[i + 2];
+		out[o++] = a[v >> 18 & 63];
+		out[o++] = a[v >> 12 & 63];
+		out[o++] = a[v >> 6 & 63];
+		out[o++] = a[v & 63];
+	}
+	if (len - i == 1) {
+		v = (uint32_t)in[i] << 16;
+		out[o++] = a[v >> 18 & 63];
+		out[o++] = a[v >> 12 & 63];
+	} else if (len - i == 2) {
+		v = (uint32_t)in[i] << 16 | (uint32_t)in[i + 1] << 8;
+		out[o++] = a[v >> 18 & 63];
+		out[o++] = a[v >> 12 & 63];
+		out[o++] = a[v >> 6 & 63];
+	}
+	out[o] = '\0';
+}
+
+int
+rf_read_file(const char *path, size_t max, uint8_t **out, size_t *outlen)
+{
+	FILE *f = NULL;
+	uint8_t *buf = NULL;
+	size_t len = 0, cap = 0, n;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	*outlen = 0;
+	if ((f = fopen(path, "rb")) == NULL)
+		return rf_err_set(RF_ERR_IO, "cannot read %s: %s", path,
+				  strerror(errno));
+	for (;;) {
+		if (len == cap) {
+			uint8_t *nb;
+
+			cap = cap ? cap * 2 : 4096;
+			if ((nb = realloc(buf, cap + 1)) == NULL) {
+				r = RF_ERR_ALLOC;
+				goto out;
+			}
+			buf = nb;
+		}
+		n = fread(buf + len, 1, cap - len, f);
+		len += n;
+		if (len > max) {
+			r = rf_err_set(RF_ERR_TOO_LARGE,
+				       "%s is larger than %zu bytes", path,
+				       max);
+			goto out;
+		}
+		if (n == 0)
+			break;
+	}
+	if (ferror(f)) {
+		r = rf_err_set(RF_ERR_IO, "cannot read %s", path);
+		goto out;
+	}
+	buf[len] = '\0'; /* convenient for text; not counted */
+	*out = buf;
+	*outlen = len;
+	buf = NULL; /* now owned by the caller */
+	r = 0;
+out:
+	free(buf);
+	fclose(f);
+	return r;
+}
+
+int
+rf_write_file(const char *path, const uint8_t *data, size_t len, int mode)
+{
+	char tmp[4096];
+	int fd = -1, r = RF_ERR_IO;
+	size_t off = 0;
+	ssize_t n;
+
+	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path,
+			     (long)getpid()) >= sizeof(tmp))
+		return rf_err_set(RF_ERR_ARG, "path too long: %s", path);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) <
+	    0)
+		return rf_err_set(RF_ERR_IO, "cannot write %s: %s", path,
+				  strerror(errno));
+	while (off < len) {
+		if ((n = write(fd, data + off, len - off)) < 0) {
+			if (errno == EINTR)
+				continue;
+			r = rf_err_set(
+			    errno == ENOSPC ? RF_ERR_STORE_FULL : RF_ERR_IO,
+			    "cannot write %s: %s", path, strerror(errno));
+			goto out;
+		}
+		off += (size_t)n;
+	}
+	if (fsync(fd) != 0 || close(fd) != 0) {
+		fd = -1;
+		r = rf_err_set(RF_ERR_IO, "cannot write %s: %s", path,
+			       strerror(errno));
+		goto out;
+	}
+	fd = -1;
+	if (rename(tmp, path) != 0) {
+		r = rf_err_set(RF_ERR_IO, "cannot rename %s: %s", path,
+			       strerror(errno));
+		goto out;
+	}
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	if (r != 0)
+		unlink(tmp);
+	return r;
+}
+
+void
+rf_freezero(void *p, size_t len)
+{
+	if (p == NULL)
+		return;
+	OPENSSL_cleanse(p, len);
+	free(p);
+}

@@ -1,0 +1,137 @@
+/*
+ * keys.h: key custody. The only module that talks PKCS#11.
+ *
+ * Every private key is generated inside the token with CKA_SENSITIVE,
+ * !CKA_EXTRACTABLE, CKA_PRIVATE and CKA_TOKEN; nothing of it ever leaves.
+ * A key is named by its id: the lowercase hex SHA-256 of its public key's
+ * SubjectPublicKeyInfo DER, which is also its CKA_ID (32 bytes).
+ *
+ * Signing is bound to the audit record: rf_keys_sign() first appends one
+ * durable audit leaf per signature (rf_audit_append), then signs in the
+ * token, then verifies the signature with the public key, and only then
+ * releases it. If the append fails nothing is signed.
+ *
+ * A lost session (CKR_SESSION_HANDLE_INVALID, CKR_SESSION_CLOSED,
+ * CKR_DEVICE_ERROR, CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_REMOVED, ...) is
+ * reopened and the operation retried once.
+ */
+#ifndef RF_KEYS_KEYS_H
+#define RF_KEYS_KEYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "common/config.h"
+#include "common/rf.h"
+
+struct rf_keys;	 /* an open token: module, slot, logged-in session(s) */
+struct rf_key;	 /* one key pair in the token */
+struct rf_audit; /* audit/audit.h */
+
+enum rf_key_alg {
+	RF_KEY_NONE = 0,
+	RF_KEY_EC_P256,
+	RF_KEY_EC_P384,
+	RF_KEY_RSA_2048,
+	RF_KEY_RSA_3072,
+};
+
+/* "ec-p256", "ec-p384", "rsa-2048", "rsa-3072". */
+int rf_key_alg_parse(const char *name, enum rf_key_alg *alg) RF_WUR;
+const char *rf_key_alg_name(enum rf_key_alg alg);
+
+enum rf_sig_scheme {
+	RF_SIG_DEFAULT = 0, /* ECDSA with SHA-256 (P-256) / SHA-384 (P-384);
+			       RSA PKCS#1 v1.5 with SHA-256 */
+	RF_SIG_RSA_PSS,	    /* RSASSA-PSS, SHA-256, MGF1-SHA-256, salt 32 */
+};
+
+/* Who asks, for the audit record. All fields may be NULL. */
+struct rf_actor {
+	const char *actor;  /* person or connector */
+	const char *source; /* "cli", "http 127.0.0.1", ... */
+};
+
+/* One signature to make. */
+struct rf_sign_req {
+	const uint8_t *msg; /* the exact bytes signed (a TBS structure) */
+	size_t msglen;
+	enum rf_sig_scheme scheme;
+	const char *what;   /* "cert", "crl", "ocsp", "sth", "assertion" */
+	const char *ref;    /* serial hex, CRL number, tree size, ... */
+	const char *tenant; /* or NULL */
+};
+
+struct rf_sig {
+	uint8_t *sig; /* DER for ECDSA (not raw r||s); caller frees */
+	size_t len;
+};
+
+/*
+ * Token administration (init only): initialise the first free slot as a
+ * token labelled cfg->token with the given SO PIN and user PIN. For SoftHSM,
+ * cfg->softhsm_conf is written first if missing, with its token folder under
+ * cfg->home. RF_ERR_EXISTS if a token with that label exists.
+ */
+int rf_keys_init_token(const struct rf_config *cfg, const char *so_pin,
+    const char *pin) RF_WUR;
+
+/*
+ * Load cfg->module, find the token labelled cfg->token, log in with the PIN
+ * (rf_config_pin). audit must not be NULL: it receives a leaf for every
+ * key generation, signature, disable and destroy, and failed logins.
+ * Errors name the setting to fix (RF_ERR_TOKEN_MODULE, _NOT_FOUND, _PIN).
+ */
+int rf_keys_open(const struct rf_config *cfg, struct rf_audit *audit,
+    struct rf_keys **out) RF_WUR;
+void rf_keys_free(struct rf_keys *keys);
+
+/* Generate a key pair in the token; label is CKA_LABEL. Audited. */
+int rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg,
+    const char *label, const char *tenant, const struct rf_actor *who,
+    struct rf_key **out) RF_WUR;
+/* Find a key by id (64 hex). RF_ERR_KEY_NOT_FOUND if absent. */
+int rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
+    RF_WUR;
+void rf_key_free(struct rf_key *key);
+
+const char *rf_key_id(const struct rf_key *key);
+enum rf_key_alg rf_key_alg(const struct rf_key *key);
+/* The public key; borrowed, valid while key lives. */
+EVP_PKEY *rf_key_public(const struct rf_key *key);
+/* The AlgorithmIdentifier for signatures by this key; caller frees. */
+int rf_key_sigalg(const struct rf_key *key, enum rf_sig_scheme scheme,
+    X509_ALGOR **out) RF_WUR;
+
+/*
+ * Sign n messages with one key: n audit leaves are appended in one durable
+ * group commit, then each message is signed and verified. On any error no
+ * signature is returned (sigs[] are all NULL). sigs has n entries.
+ */
+int rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
+    struct rf_sig *sigs) RF_WUR;
+void rf_sig_clear(struct rf_sig *sig);
+
+/* Stop a key from signing (CKA_SIGN false). Audited. */
+int rf_keys_disable(struct rf_keys *keys, const char *id,
+    const struct rf_actor *who) RF_WUR;
+/* Destroy both halves of a key pair in the token. Audited. */
+int rf_keys_destroy(struct rf_keys *keys, const char *id,
+    const struct rf_actor *who) RF_WUR;
+
+/*
+ * Benchmark only: the token's raw signing rate with this key over n
+ * signatures on `threads` sessions. Signatures are discarded, never
+ * released. *per_sec receives signatures per second.
+ */
+int rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
+    int threads, double *per_sec) RF_WUR;
+
+/* Key id (64 hex + NUL) of a public key: SHA-256 of its SPKI DER. */
+int rf_keys_pub_id(EVP_PKEY *pub, char id[65]) RF_WUR;
+
+#endif

@@ -1,0 +1,221 @@
+/*
+ * store.h: durable state. The only module that speaks SQL.
+ *
+ * SQLite in WAL mode with synchronous=FULL: a function that returns 0 after
+ * a write has made it durable (or it is inside rf_store_begin/commit, and
+ * the commit makes it durable). Every write outside an explicit transaction
+ * is its own transaction. The interface names no SQLite type, so that a
+ * PostgreSQL backend can implement it.
+ *
+ * Records with variable-size data (der) own it: free with the matching
+ * _clear function. Strings in records are fixed buffers, NUL-terminated.
+ */
+#ifndef RF_STORE_STORE_H
+#define RF_STORE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/rf.h"
+
+struct rf_store;
+
+/*
+ * Open (creating if `create`) the database at path and run migrations.
+ * A missing database without `create` is RF_ERR_NOT_INITIALISED.
+ * Errors map to RF_ERR_STORE_READONLY / _FULL / _BUSY where they apply.
+ */
+int rf_store_open(const char *path, int create, struct rf_store **out) RF_WUR;
+void rf_store_free(struct rf_store *st);
+/* Schema version after migrations. */
+int rf_store_schema_version(struct rf_store *st);
+
+/* Explicit transaction (BEGIN IMMEDIATE). Not nested. */
+int rf_store_begin(struct rf_store *st) RF_WUR;
+int rf_store_commit(struct rf_store *st) RF_WUR;
+void rf_store_rollback(struct rf_store *st);
+
+/*
+ * A counter that changes whenever another connection commits (SQLite
+ * data_version). Servers poll it to notice revocations made elsewhere.
+ */
+int rf_store_change_counter(struct rf_store *st, int64_t *out) RF_WUR;
+
+/* Small settings and state: "initialised", "schema", ... */
+int rf_store_meta_get(struct rf_store *st, const char *key, char *val,
+    size_t vallen) RF_WUR; /* RF_ERR_NOT_FOUND */
+int rf_store_meta_set(struct rf_store *st, const char *key, const char *val)
+    RF_WUR;
+
+/* Tenants. */
+struct rf_tenant {
+	int64_t id;
+	char name[128];
+	int64_t created;
+};
+int rf_store_tenant_add(struct rf_store *st, const char *name, int64_t now)
+    RF_WUR; /* RF_ERR_EXISTS */
+int rf_store_tenant_get(struct rf_store *st, const char *name,
+    struct rf_tenant *out) RF_WUR; /* RF_ERR_NOT_FOUND */
+/* *out is an array of *n tenants, ordered by name; caller frees it. */
+int rf_store_tenant_list(struct rf_store *st, struct rf_tenant **out,
+    size_t *n) RF_WUR;
+
+/* The record of keys held in the token (no key material). */
+struct rf_key_rec {
+	char id[65];	  /* hex SHA-256 of SPKI */
+	char alg[16];	  /* "ec-p256", ... */
+	char purpose[16]; /* "root", "issuing", "ocsp", "audit", "connection" */
+	char tenant[128]; /* "" if none */
+	char state[16];	  /* "active", "disabled", "destroyed" */
+	int64_t created;
+};
+int rf_store_key_add(struct rf_store *st, const struct rf_key_rec *k)
+    RF_WUR; /* RF_ERR_EXISTS */
+int rf_store_key_get(struct rf_store *st, const char *id,
+    struct rf_key_rec *out) RF_WUR;
+int rf_store_key_set_state(struct rf_store *st, const char *id,
+    const char *state) RF_WUR;
+/* The active key with this purpose (e.g. "audit"); RF_ERR_NOT_FOUND. */
+int rf_store_key_by_purpose(struct rf_store *st, const char *purpose,
+    struct rf_key_rec *out) RF_WUR;
+
+/* Certificate authorities and other service certificates. */
+struct rf_ca_rec {
+	char name[64];	 /* "root", "issuing", "ocsp" ... */
+	char key_id[65];
+	char parent[64]; /* issuer's name; "" for a root */
+	char serial[41];
+	int64_t not_before, not_after;
+	int active;
+	uint8_t *der;
+	size_t derlen;
+};
+int rf_store_ca_add(struct rf_store *st, const struct rf_ca_rec *ca)
+    RF_WUR; /* RF_ERR_EXISTS on name */
+int rf_store_ca_get(struct rf_store *st, const char *name,
+    struct rf_ca_rec *out) RF_WUR;
+/* *out is an array of *n records (with der); free with rf_ca_rec_free_all. */
+int rf_store_ca_list(struct rf_store *st, struct rf_ca_rec **out, size_t *n)
+    RF_WUR;
+int rf_store_ca_set_active(struct rf_store *st, const char *name, int active)
+    RF_WUR;
+void rf_ca_rec_clear(struct rf_ca_rec *ca);
+void rf_ca_rec_free_all(struct rf_ca_rec *cas, size_t n);
+
+/* Issued certificates. serial is lowercase hex of the DER INTEGER value. */
+struct rf_cert_rec {
+	char serial[41];
+	char issuer[64];  /* CA name */
+	char tenant[128];
+	char profile[16];
+	char key_id[65];  /* SHA-256 of the certificate's SPKI */
+	char subject[256];
+	char x5t[32];	  /* base64url SHA-1 thumbprint */
+	char x5t256[48];  /* base64url SHA-256 thumbprint */
+	int64_t not_before, not_after, issued;
+	int revoked;	  /* 0 or 1 */
+	int64_t revoked_at;
+	int reason;	  /* RFC 5280 CRLReason, -1 when unspecified/none */
+	uint8_t *der;
+	size_t derlen;
+};
+int rf_store_cert_add(struct rf_store *st, const struct rf_cert_rec *c)
+    RF_WUR; /* RF_ERR_EXISTS on a serial collision */
+int rf_store_cert_get(struct rf_store *st, const char *serial,
+    struct rf_cert_rec *out) RF_WUR;
+void rf_cert_rec_clear(struct rf_cert_rec *c);
+/*
+ * The tenant (other than `tenant`) that already holds a certificate for
+ * public key key_id, into other; RF_ERR_NOT_FOUND when there is none.
+ */
+int rf_store_cert_key_other_tenant(struct rf_store *st, const char *key_id,
+    const char *tenant, char *other, size_t otherlen) RF_WUR;
+
+/* Selection for iteration; NULL / 0 fields do not filter. */
+struct rf_cert_filter {
+	const char *tenant;
+	const char *key_id;
+	const char *issuer;
+	int only_revoked;
+	int64_t unexpired_at; /* not_after >= this, when non-zero */
+	int with_der;	      /* fill der in the records */
+};
+/* Calls fn for each match in serial order; fn's non-zero return stops and
+ * is returned. The record is only valid during the call. */
+int rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
+    int (*fn)(void *arg, const struct rf_cert_rec *c), void *arg) RF_WUR;
+/*
+ * Revoke: idempotent. A revoked certificate keeps its first revoked_at; its
+ * reason may only be raised to keyCompromise (1). *changed is 1 if anything
+ * changed. RF_ERR_NOT_FOUND for an unknown serial.
+ */
+int rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
+    int reason, int *changed) RF_WUR;
+
+/* CRLs: one current CRL per issuer; the number never goes backwards. */
+int rf_store_crl_next_number(struct rf_store *st, const char *issuer,
+    uint64_t *number) RF_WUR; /* increments and returns the new number */
+int rf_store_crl_put(struct rf_store *st, const char *issuer,
+    uint64_t number, int64_t this_update, int64_t next_update,
+    const uint8_t *der, size_t len) RF_WUR;
+int rf_store_crl_get(struct rf_store *st, const char *issuer,
+    uint64_t *number, int64_t *this_update, int64_t *next_update,
+    uint8_t **der, size_t *len) RF_WUR; /* caller frees *der */
+
+/* Pre-signed OCSP responses, one per serial. */
+struct rf_ocsp_rec {
+	char serial[41];
+	char issuer[64];
+	int64_t this_update, next_update;
+	const uint8_t *der;
+	size_t len;
+};
+int rf_store_ocsp_put(struct rf_store *st, const struct rf_ocsp_rec *o)
+    RF_WUR; /* insert or replace */
+/* Responses changed since `since` (a change counter value; 0: all). */
+int rf_store_ocsp_foreach(struct rf_store *st, int64_t since,
+    int (*fn)(void *arg, const struct rf_ocsp_rec *o), void *arg) RF_WUR;
+
+/* Audit leaves: index is 0-based and dense. */
+struct rf_leaf_rec {
+	uint64_t index;
+	int64_t time;
+	const char *type;
+	const char *key_id; /* may be NULL */
+	const char *tenant; /* may be NULL */
+	const uint8_t *data;
+	size_t len;
+	uint8_t hash[32];   /* RFC 9162 leaf hash */
+};
+/*
+ * Append n leaves in one transaction (or in the caller's). Indexes are
+ * assigned here, consecutive from the current count; *first receives the
+ * first. Durable when it returns 0 outside a caller's transaction.
+ */
+int rf_store_leaf_append(struct rf_store *st, struct rf_leaf_rec *leaves,
+    size_t n, uint64_t *first) RF_WUR;
+int rf_store_leaf_count(struct rf_store *st, uint64_t *n) RF_WUR;
+/* Leaves [from, to) in index order. */
+int rf_store_leaf_foreach(struct rf_store *st, uint64_t from, uint64_t to,
+    int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg) RF_WUR;
+/* Search by key, tenant and time range; NULL / 0 do not filter. */
+int rf_store_leaf_search(struct rf_store *st, const char *key_id,
+    const char *tenant, int64_t since, int64_t until, size_t limit,
+    int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg) RF_WUR;
+
+/* Signed tree heads. */
+struct rf_sth_rec {
+	uint64_t size;
+	int64_t time;
+	uint8_t root[32];
+	char key_id[65];
+	const uint8_t *sig;
+	size_t siglen;
+};
+int rf_store_sth_add(struct rf_store *st, const struct rf_sth_rec *s) RF_WUR;
+/* In order of size, then time. */
+int rf_store_sth_foreach(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg) RF_WUR;
+
+#endif

@@ -1,0 +1,81 @@
+/* Helpers shared by the cmocka unit tests. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "testutil.h"
+
+#define TU_PIN "1234"
+#define TU_SO_PIN "12345678"
+
+char *
+tu_home(void)
+{
+	const char *tmp = getenv("TMPDIR");
+	char *home;
+
+	if (tmp == NULL || *tmp == '\0')
+		tmp = "/tmp";
+	assert_true(asprintf(&home, "%s/rf-test-XXXXXX", tmp) > 0);
+	assert_non_null(mkdtemp(home));
+	setenv("RINGFENCE_HOME", home, 1);
+	unsetenv("RINGFENCE_PIN");
+	unsetenv("RINGFENCE_MODULE");
+	unsetenv("RINGFENCE_TOKEN");
+	unsetenv("RINGFENCE_NOW");
+	return home;
+}
+
+void
+tu_home_remove(char *home)
+{
+	if (home == NULL)
+		return;
+	if (getenv("RF_KEEP_TEST_HOME") == NULL)
+		tu_sh("rm -rf '%s'", home);
+	free(home);
+}
+
+int
+tu_sh(const char *fmt, ...)
+{
+	char *cmd;
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	assert_true(vasprintf(&cmd, fmt, ap) > 0);
+	va_end(ap);
+	st = system(cmd);
+	free(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+void
+tu_token(const char *home, struct rf_config *cfg)
+{
+	char path[1100];
+	FILE *f;
+
+	assert_int_equal(tu_sh("mkdir -p '%s/tokens'", home), 0);
+	snprintf(path, sizeof(path), "%s/softhsm2.conf", home);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f,
+		"directories.tokendir = %s/tokens\n"
+		"objectstore.backend = file\nlog.level = ERROR\n"
+		"slots.removable = false\n",
+		home);
+	fclose(f);
+	assert_int_equal(tu_sh("SOFTHSM2_CONF='%s' softhsm2-util --init-token "
+			       "--free --label ringfence --so-pin %s --pin %s "
+			       ">/dev/null",
+			       path, TU_SO_PIN, TU_PIN),
+			 0);
+	snprintf(path, sizeof(path), "%s/token.pin", home);
+	assert_non_null(f = fopen(path, "w"));
+	fprintf(f, "%s\n", TU_PIN);
+	fclose(f);
+	assert_int_equal(rf_config_load(cfg), 0);
+}
