@@ -16,10 +16,12 @@
 #include <stdio.h>
 
 #include "common/rf.h"
+#include "store/store.h"
 
 struct rf_audit;
 struct rf_store;
 struct rf_keys;
+struct rf_actor;
 
 /* One event. Strings may be NULL (omitted from the encoding). */
 struct rf_audit_event {
@@ -65,3 +67,163 @@ int rf_merkle_verify_consistency(uint64_t size1, uint64_t size2,
     const uint8_t (*proof)[RF_HASH_LEN], size_t plen) RF_WUR;
 
 /* Further API (tree heads, proofs, verify, export, search) below. */
+
+/* The format version written in every leaf ("v"). */
+#define RF_AUDIT_FORMAT 1
+/* Largest leaf data accepted (encoding and decoding). */
+#define RF_AUDIT_LEAF_MAX 65536
+
+/*
+ * The canonical leaf data of one event (docs/audit-format.md): JSON with
+ * sorted keys, no whitespace, ASCII only. *out is malloc'd; caller frees.
+ * RF_ERR_ARG if a field is not UTF-8 or the event has no type.
+ */
+int rf_audit_encode(const struct rf_audit_event *ev, int64_t now,
+    uint8_t **out, size_t *len) RF_WUR;
+/*
+ * Check that leaf data is canonical (it re-encodes to the same bytes) and
+ * of a known version, and that the record's search columns (type, time,
+ * key_id, tenant) match it. RF_ERR_MALFORMED otherwise.
+ */
+int rf_audit_leaf_check(const struct rf_leaf_rec *l) RF_WUR;
+
+/*
+ * Proof generation over an array of n leaf hashes (the tree of size n).
+ * *proof is malloc'd (NULL when *plen is 0); caller frees.
+ * RFC 9162 2.1.3.1 PATH(m, D[n]): index < n.
+ * RFC 9162 2.1.4.1 PROOF(m, D[n]): 0 < size1 <= n (empty when size1 == n).
+ */
+int rf_merkle_inclusion_proof(const uint8_t (*leaves)[RF_HASH_LEN],
+    uint64_t n, uint64_t index, uint8_t (**proof)[RF_HASH_LEN],
+    size_t *plen) RF_WUR;
+int rf_merkle_consistency_proof(const uint8_t (*leaves)[RF_HASH_LEN],
+    uint64_t n, uint64_t size1, uint8_t (**proof)[RF_HASH_LEN],
+    size_t *plen) RF_WUR;
+
+/*
+ * Incremental root: add leaf hashes in order, read the root of the tree of
+ * the leaves added so far at any point. O(log n) space.
+ */
+struct rf_merkle_acc {
+	uint64_t n;
+	unsigned top;
+	uint8_t stack[64][RF_HASH_LEN];
+};
+void rf_merkle_acc_init(struct rf_merkle_acc *acc);
+void rf_merkle_acc_add(struct rf_merkle_acc *acc,
+    const uint8_t leaf[RF_HASH_LEN]);
+void rf_merkle_acc_root(const struct rf_merkle_acc *acc,
+    uint8_t out[RF_HASH_LEN]);
+
+/* The store the record lives in (borrowed). */
+struct rf_store *rf_audit_store(struct rf_audit *audit);
+/* Current size and root (cached, extended with new leaves). */
+int rf_audit_head(struct rf_audit *audit, uint64_t *size,
+    uint8_t root[RF_HASH_LEN]) RF_WUR;
+/* Number of leaves in the record. */
+int rf_audit_size(struct rf_audit *audit, uint64_t *n) RF_WUR;
+/*
+ * Leaf hashes [0, size) recomputed from the stored leaf data; *out is
+ * malloc'd. RF_ERR_AUDIT_TAMPERED if stored data and hash disagree or the
+ * indexes are not dense; RF_ERR_ARG if size exceeds the record.
+ */
+int rf_audit_leaf_hashes(struct rf_audit *audit, uint64_t size,
+    uint8_t (**out)[RF_HASH_LEN]) RF_WUR;
+/* Root of the record at size (size <= number of leaves). */
+int rf_audit_root(struct rf_audit *audit, uint64_t size,
+    uint8_t root[RF_HASH_LEN]) RF_WUR;
+/*
+ * Proofs from the record. size 0 means the current size. leaf / root /
+ * root1 / root2 receive what the proof is checked against.
+ */
+int rf_audit_prove_inclusion(struct rf_audit *audit, uint64_t index,
+    uint64_t size, uint8_t leaf[RF_HASH_LEN], uint8_t root[RF_HASH_LEN],
+    uint8_t (**proof)[RF_HASH_LEN], size_t *plen) RF_WUR;
+int rf_audit_prove_consistency(struct rf_audit *audit, uint64_t size1,
+    uint64_t size2, uint8_t root1[RF_HASH_LEN], uint8_t root2[RF_HASH_LEN],
+    uint8_t (**proof)[RF_HASH_LEN], size_t *plen) RF_WUR;
+
+/* A signed tree head. */
+#define RF_STH_SIG_MAX 512
+struct rf_audit_sth_head {
+	uint64_t size;
+	int64_t time;
+	uint8_t root[RF_HASH_LEN];
+	char key_id[65];
+	uint8_t sig[RF_STH_SIG_MAX];
+	size_t siglen;
+};
+/*
+ * The bytes an STH signature covers (docs/audit-format.md):
+ *   "ringfence-sth-v1" 0x00 || uint64 size || int64 time || root[32]
+ * integers big-endian; RF_STH_TBS_LEN bytes into out.
+ */
+#define RF_STH_TBS_LEN (17 + 8 + 8 + RF_HASH_LEN)
+void rf_audit_sth_tbs(uint64_t size, int64_t time,
+    const uint8_t root[RF_HASH_LEN], uint8_t out[RF_STH_TBS_LEN]);
+/*
+ * Sign a tree head of the current record with the active "audit" key and
+ * store it (and the key's SubjectPublicKeyInfo, in meta "audit.spki.<id>",
+ * for offline verification). The signature appends its own leaf after the
+ * size signed. out may be NULL.
+ */
+int rf_audit_sth(struct rf_audit *audit, struct rf_keys *keys,
+    const struct rf_actor *who, struct rf_audit_sth_head *out) RF_WUR;
+/*
+ * Sign a tree head if leaves other than the last STH's own signature leaf
+ * were added since the last one and either interval_s seconds passed or
+ * `leaves` leaves were added (0 disables that trigger). *made (may be NULL)
+ * is 1 when one was signed.
+ */
+int rf_audit_maybe_sth(struct rf_audit *audit, struct rf_keys *keys,
+    int64_t interval_s, uint64_t leaves, int *made) RF_WUR;
+/*
+ * Check an STH signature with a DER SubjectPublicKeyInfo whose SHA-256 must
+ * be h->key_id: 0, RF_ERR_SIGNATURE_INVALID, or RF_ERR_MALFORMED.
+ */
+int rf_audit_sth_verify(const struct rf_audit_sth_head *h,
+    const uint8_t *spki, size_t spkilen) RF_WUR;
+/* The latest STH (largest size, then latest time); RF_ERR_NOT_FOUND. */
+int rf_audit_sth_latest(struct rf_audit *audit, struct rf_audit_sth_head *out)
+    RF_WUR;
+
+/* Outcome of rf_audit_verify. */
+struct rf_audit_report {
+	uint64_t leaves;    /* leaves checked */
+	uint64_t sths;	    /* tree heads checked */
+	uint64_t index;	    /* leaf named by the problem, or UINT64_MAX */
+	char problem[256];  /* "" when the record verified */
+	int checkpoint_new; /* 1: the checkpoint file was written */
+};
+/*
+ * Verify the whole record offline: every leaf hash recomputed from its data
+ * and canonical, indexes dense, the root at every STH size, every STH
+ * signature (with the SPKI kept in meta, which must hash to the key id of a
+ * key with purpose "audit"), STH sizes never shrinking, and, when
+ * checkpoint_path is given, that the record extends the checkpoint (written
+ * when the file does not exist). 0 when it verified; RF_ERR_AUDIT_TAMPERED
+ * with rep->problem and rep->index set otherwise; other errors for I/O.
+ */
+int rf_audit_verify(struct rf_audit *audit, const char *checkpoint_path,
+    struct rf_audit_report *rep) RF_WUR;
+/* Verify, then write (replace) the checkpoint file for the current tree. */
+int rf_audit_checkpoint(struct rf_audit *audit, const char *path,
+    struct rf_audit_report *rep) RF_WUR;
+/* Checkpoint file: "ringfence-audit-checkpoint v1\nsize N\nroot HEX\n". */
+int rf_audit_checkpoint_parse(const uint8_t *buf, size_t len, uint64_t *size,
+    uint8_t root[RF_HASH_LEN]) RF_WUR;
+
+/* Leaves and STHs as JSON lines (docs/audit-format.md). */
+int rf_audit_export(struct rf_audit *audit, FILE *f) RF_WUR;
+
+/* Search; NULL / 0 fields do not filter. fn's non-zero return stops. */
+struct rf_audit_query {
+	const char *key_id;
+	const char *tenant;
+	int64_t since, until;
+	size_t limit; /* 0: no limit */
+};
+int rf_audit_search(struct rf_audit *audit, const struct rf_audit_query *q,
+    int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg) RF_WUR;
+
+#endif

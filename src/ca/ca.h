@@ -37,34 +37,34 @@ const char *rf_profile_name(enum rf_profile p);
  * store says so. Keys are generated with cfg->ca_alg.
  */
 int rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
-    struct rf_keys *keys, const struct rf_actor *who) RF_WUR;
+	       struct rf_keys *keys, const struct rf_actor *who) RF_WUR;
 
 int rf_ca_open(const struct rf_config *cfg, struct rf_store *st,
-    struct rf_keys *keys, struct rf_ca **out) RF_WUR;
+	       struct rf_keys *keys, struct rf_ca **out) RF_WUR;
 void rf_ca_free(struct rf_ca *ca);
 
 /* Tenants; each change is audited. */
 int rf_ca_tenant_add(struct rf_ca *ca, const char *name,
-    const struct rf_actor *who) RF_WUR;
+		     const struct rf_actor *who) RF_WUR;
 
 struct rf_issue_req {
-	const char *tenant;	 /* must exist */
+	const char *tenant; /* must exist */
 	enum rf_profile profile;
-	const uint8_t *csr;	 /* PEM or DER PKCS#10, or NULL with keygen */
+	const uint8_t *csr; /* PEM or DER PKCS#10, or NULL with keygen */
 	size_t csrlen;
-	enum rf_key_alg keygen;	 /* RF_KEY_NONE with a CSR */
-	const char *dns;	 /* server profile: subjectAltName dNSName */
-	int days;		 /* 0: cfg->cert_days */
+	enum rf_key_alg keygen; /* RF_KEY_NONE with a CSR */
+	const char *dns;	/* server profile: subjectAltName dNSName */
+	int days;		/* 0: cfg->cert_days */
 };
 
 struct rf_issued {
 	char serial[41];
 	char key_id[65];
-	char x5t[32];	  /* base64url SHA-1 of the DER */
-	char x5t256[48];  /* base64url SHA-256 of the DER */
-	uint8_t *der;	  /* the certificate */
+	char x5t[32];	 /* base64url SHA-1 of the DER */
+	char x5t256[48]; /* base64url SHA-256 of the DER */
+	uint8_t *der;	 /* the certificate */
 	size_t derlen;
-	char *chain_pem;  /* certificate, issuing CA, root; NUL-terminated */
+	char *chain_pem; /* certificate, issuing CA, root; NUL-terminated */
 };
 
 /*
@@ -75,7 +75,7 @@ struct rf_issued {
  * out[] is cleared.
  */
 int rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
-    const struct rf_actor *who, struct rf_issued *out) RF_WUR;
+		const struct rf_actor *who, struct rf_issued *out) RF_WUR;
 void rf_issued_clear(struct rf_issued *is);
 
 /* The CA certificate by name ("root", "issuing", "ocsp"); borrowed. */
@@ -88,7 +88,8 @@ struct rf_key *rf_ca_key(struct rf_ca *ca, const char *name);
  * Certificates and CRLs have this shape (RFC 5280 4.1, 5.1).
  */
 int rf_ca_assemble(const uint8_t *tbs, size_t tbslen, const X509_ALGOR *alg,
-    const uint8_t *sig, size_t siglen, uint8_t **der, size_t *derlen) RF_WUR;
+		   const uint8_t *sig, size_t siglen, uint8_t **der,
+		   size_t *derlen) RF_WUR;
 
 /* --- Added by the ca module. --- */
 
@@ -113,7 +114,16 @@ int rf_ca_tenant_name_check(const char *name) RF_WUR;
  */
 #define RF_CSR_MAX (64 * 1024)
 int rf_ca_csr_check(const uint8_t *csr, size_t len, enum rf_profile profile,
-    EVP_PKEY **pub) RF_WUR;
+		    EVP_PKEY **pub) RF_WUR;
+
+/*
+ * rf_ca_csr_check() that also returns (when spki is not NULL) the
+ * canonical SubjectPublicKeyInfo DER of the CSR's key, malloc'd: EC with
+ * its namedCurve and uncompressed point (compressed points are refused),
+ * RSA as rsaEncryption with NULL parameters.
+ */
+int rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
+    EVP_PKEY **pub, uint8_t **spki, size_t *spkilen) RF_WUR;
 
 /*
  * Canonical serial string: lowercase hex of the INTEGER value without
@@ -127,7 +137,8 @@ int rf_ca_serial_str(const ASN1_INTEGER *serial, char out[41]) RF_WUR;
  * it matches the outer signatureAlgorithm given to rf_ca_assemble().
  */
 int rf_ca_tbs_set_sigalg(const uint8_t *tbs, size_t tbslen,
-    const X509_ALGOR *alg, uint8_t **out, size_t *outlen) RF_WUR;
+			 const X509_ALGOR *alg, uint8_t **out,
+			 size_t *outlen) RF_WUR;
 
 /*
  * PEM armour for a certificate (RFC 7468): rf_ca_pem_len() bytes plus a NUL
@@ -136,5 +147,15 @@ int rf_ca_tbs_set_sigalg(const uint8_t *tbs, size_t tbslen,
  */
 size_t rf_ca_pem_len(size_t derlen);
 size_t rf_ca_pem_write(const uint8_t *der, size_t derlen, char *out);
+
+/*
+ * DER tag-length headers (X.690): read one (single-byte tag, definite
+ * minimal length, content within len; RF_ERR_MALFORMED otherwise), the
+ * size of one for clen content bytes, and write one (returns the end).
+ */
+int rf_ca_der_hdr(const uint8_t *p, size_t len, uint8_t *tag, size_t *hdrlen,
+    size_t *clen) RF_WUR;
+size_t rf_ca_der_hdr_len(size_t clen);
+uint8_t *rf_ca_der_put_hdr(uint8_t *p, uint8_t tag, size_t clen);
 
 #endif

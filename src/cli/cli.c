@@ -16,9 +16,9 @@ cli_open(struct rf_cli *cli, int what)
 	    (r = rf_store_open(cli->cfg.db_path, 0, &cli->store)) != 0) {
 		if (r == RF_ERR_NOT_INITIALISED)
 			return rf_err_set(r,
-					  "no state at %s: run 'ringfence "
-					  "init' (or set RINGFENCE_HOME)",
-					  cli->cfg.home);
+			    "no state at %s: run 'ringfence "
+			    "init' (or set RINGFENCE_HOME)",
+			    cli->cfg.home);
 		return r;
 	}
 	if ((what & (CLI_AUDIT | CLI_KEYS | CLI_CA)) && cli->audit == NULL &&

@@ -128,8 +128,7 @@ check_previous(struct rf_cli *cli, int embedded, const char *tokens_dir)
 		r = rf_store_meta_get(st, "initialised", v, sizeof(v));
 		rf_store_free(st);
 		if (r == 0)
-			return rf_err_set(
-			    RF_ERR_ALREADY_INITIALISED,
+			return rf_err_set(RF_ERR_ALREADY_INITIALISED,
 			    "state at %s is already initialised: nothing was "
 			    "changed (remove the folder to start over)",
 			    cli->cfg.home);
@@ -148,17 +147,17 @@ init_state(struct rf_cli *cli, struct created *c)
 	struct rf_config *cfg = &cli->cfg;
 	char pin[33] = "", so_pin[33] = "";
 	int embedded = cfg->softhsm_conf[0] != '\0' &&
-		       strstr(cfg->module, "softhsm") != NULL;
+	    strstr(cfg->module, "softhsm") != NULL;
 	int r = RF_ERR_INTERNAL;
 
 	snprintf(c->tokens_dir, sizeof(c->tokens_dir), "%s/tokens", cfg->home);
 	snprintf(c->so_pin_path, sizeof(c->so_pin_path), "%s/token.so-pin",
-		 cfg->home);
+	    cfg->home);
 	if (mkdir(cfg->home, 0700) != 0 && errno != EEXIST)
 		return rf_err_set(RF_ERR_IO,
-				  "cannot create state folder %s: "
-				  "%s",
-				  cfg->home, strerror(errno));
+		    "cannot create state folder %s: "
+		    "%s",
+		    cfg->home, strerror(errno));
 	if ((r = check_previous(cli, embedded, c->tokens_dir)) != 0)
 		return r;
 
@@ -211,8 +210,7 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 		undo(&cli->cfg, &c);
 		return cli_fail(r);
 	}
-	fprintf(
-	    stderr,
+	fprintf(stderr,
 	    "ringfence: initialised %s\n"
 	    "  token:  '%s' in %s\n"
 	    "  store:  %s\n"

@@ -18,8 +18,8 @@ static const struct command commands[] = {
     {"init", cmd_init, "create the token, the store and the CA hierarchy"},
     {"tenant", cmd_tenant, "add, list and show tenants"},
     {"issue", cmd_issue,
-     "issue a tenant certificate (CSR or key in the "
-     "token)"},
+	"issue a tenant certificate (CSR or key in the "
+	"token)"},
     {"cert", cmd_cert, "show and list certificates; print CA certificates"},
     {"revoke", cmd_revoke, "revoke by serial, tenant or key"},
     {"crl", cmd_crl, "write the current CRL of an issuer"},
@@ -35,13 +35,14 @@ usage(FILE *f)
 
 	fprintf(f, "usage: ringfence [--json] COMMAND [ARGS]\n\ncommands:\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(f, "  %-8s %s\n", commands[i].name,
-			commands[i].summary);
+		fprintf(
+		    f, "  %-8s %s\n", commands[i].name, commands[i].summary);
 	fprintf(f, "  %-8s %s\n", "help",
-		"this text; 'ringfence CMD --help' "
-		"for one command");
-	fprintf(f, "\nSettings: $RINGFENCE_HOME/ringfence.conf and RINGFENCE_* "
-		   "variables (docs/config.md).\n");
+	    "this text; 'ringfence CMD --help' "
+	    "for one command");
+	fprintf(f,
+	    "\nSettings: $RINGFENCE_HOME/ringfence.conf and RINGFENCE_* "
+	    "variables (docs/config.md).\n");
 }
 
 int
@@ -72,8 +73,8 @@ main(int argc, char **argv)
 			     i < (int)(sizeof(commands) / sizeof(commands[0]));
 			     i++) {
 				if (strcmp(commands[i].name, argv[2]) == 0) {
-					char *hargv[] = {argv[2], "--help",
-							 NULL};
+					char *hargv[] = {
+					    argv[2], "--help", NULL};
 
 					return commands[i].fn(&cli, 2, hargv);
 				}
@@ -99,8 +100,8 @@ main(int argc, char **argv)
 		return r;
 	}
 	fprintf(stderr,
-		"ringfence: unknown command '%s': see 'ringfence "
-		"help'\n",
-		argv[1]);
+	    "ringfence: unknown command '%s': see 'ringfence "
+	    "help'\n",
+	    argv[1]);
 	return EXIT_USAGE;
 }

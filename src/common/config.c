@@ -56,15 +56,14 @@ static const struct setting settings[] = {
 
 static int
 set_value(struct rf_config *cfg, const struct setting *s, const char *val,
-	  const char *where)
+    const char *where)
 {
 	char *end;
 	long v;
 
 	if (s->kind == STR) {
 		if (strlen(val) >= s->size)
-			return rf_err_set(
-			    RF_ERR_CONFIG,
+			return rf_err_set(RF_ERR_CONFIG,
 			    "%s: value of %s is too long (max %zu)", where,
 			    s->key, s->size - 1);
 		memcpy((char *)cfg + s->off, val, strlen(val) + 1);
@@ -74,8 +73,7 @@ set_value(struct rf_config *cfg, const struct setting *s, const char *val,
 	v = strtol(val, &end, 10);
 	if (errno != 0 || end == val || *end != '\0' || v < s->min ||
 	    v > s->max)
-		return rf_err_set(
-		    RF_ERR_CONFIG,
+		return rf_err_set(RF_ERR_CONFIG,
 		    "%s: %s must be a whole number from %d to %d, not '%s'",
 		    where, s->key, s->min, s->max, val);
 	*(int *)((char *)cfg + s->off) = (int)v;
@@ -116,9 +114,9 @@ load_file(struct rf_config *cfg, const char *path)
 
 	if ((f = fopen(path, "r")) == NULL)
 		return errno == ENOENT
-			   ? 0
-			   : rf_err_set(RF_ERR_CONFIG, "cannot read %s: %s",
-					path, strerror(errno));
+		    ? 0
+		    : rf_err_set(RF_ERR_CONFIG, "cannot read %s: %s", path,
+			  strerror(errno));
 	while (fgets(line, sizeof(line), f) != NULL) {
 		lineno++;
 		snprintf(where, sizeof(where), "%s:%d", path, lineno);
@@ -126,8 +124,8 @@ load_file(struct rf_config *cfg, const char *path)
 		if (*key == '\0' || *key == '#')
 			continue;
 		if ((eq = strchr(key, '=')) == NULL) {
-			r = rf_err_set(RF_ERR_CONFIG,
-				       "%s: expected 'key = value'", where);
+			r = rf_err_set(
+			    RF_ERR_CONFIG, "%s: expected 'key = value'", where);
 			break;
 		}
 		*eq = '\0';
@@ -135,7 +133,7 @@ load_file(struct rf_config *cfg, const char *path)
 		val = trim(eq + 1);
 		if ((s = find_setting(key)) == NULL) {
 			r = rf_err_set(RF_ERR_CONFIG,
-				       "%s: unknown setting '%s'", where, key);
+			    "%s: unknown setting '%s'", where, key);
 			break;
 		}
 		if ((r = set_value(cfg, s, val, where)) != 0)
@@ -172,8 +170,8 @@ path_join(char *out, size_t outlen, const char *dir, const char *name)
 	int n = snprintf(out, outlen, "%s/%s", dir, name);
 
 	if (n < 0 || (size_t)n >= outlen)
-		return rf_err_set(RF_ERR_CONFIG, "path %s/%s is too long", dir,
-				  name);
+		return rf_err_set(
+		    RF_ERR_CONFIG, "path %s/%s is too long", dir, name);
 	return 0;
 }
 
@@ -189,8 +187,8 @@ rf_config_load(struct rf_config *cfg)
 	if (home == NULL || *home == '\0') {
 		if (getcwd(cwd, sizeof(cwd)) == NULL)
 			return rf_err_set(RF_ERR_CONFIG,
-					  "cannot find the working folder: set "
-					  "RINGFENCE_HOME");
+			    "cannot find the working folder: set "
+			    "RINGFENCE_HOME");
 		if ((r = path_join(cfg->home, sizeof(cfg->home), cwd, "var")) !=
 		    0)
 			return r;
@@ -200,11 +198,11 @@ rf_config_load(struct rf_config *cfg)
 		snprintf(cfg->home, sizeof(cfg->home), "%s", home);
 	}
 	if ((r = path_join(cfg->db_path, sizeof(cfg->db_path), cfg->home,
-			   "ringfence.db")) != 0 ||
+		 "ringfence.db")) != 0 ||
 	    (r = path_join(cfg->pin_file, sizeof(cfg->pin_file), cfg->home,
-			   "token.pin")) != 0 ||
+		 "token.pin")) != 0 ||
 	    (r = path_join(cfg->softhsm_conf, sizeof(cfg->softhsm_conf),
-			   cfg->home, "softhsm2.conf")) != 0 ||
+		 cfg->home, "softhsm2.conf")) != 0 ||
 	    (r = path_join(path, sizeof(path), cfg->home, "ringfence.conf")) !=
 		0)
 		return r;
@@ -214,7 +212,7 @@ rf_config_load(struct rf_config *cfg)
 	cfg->port = 8440;
 	snprintf(cfg->ca_alg, sizeof(cfg->ca_alg), "ec-p256");
 	snprintf(cfg->actor, sizeof(cfg->actor), "%s",
-		 getenv("USER") ? getenv("USER") : "operator");
+	    getenv("USER") ? getenv("USER") : "operator");
 	cfg->root_days = 3650;
 	cfg->issuing_days = 1825;
 	cfg->ocsp_signer_days = 90;
@@ -229,7 +227,7 @@ rf_config_load(struct rf_config *cfg)
 		return r;
 	if (cfg->base_url[0] == '\0')
 		snprintf(cfg->base_url, sizeof(cfg->base_url), "http://%s:%d",
-			 cfg->listen, cfg->port);
+		    cfg->listen, cfg->port);
 	return 0;
 }
 
@@ -242,14 +240,14 @@ rf_config_pin(const struct rf_config *cfg, char *pin, size_t pinlen)
 
 	if (cfg->pin[0] != '\0') {
 		if (strlen(cfg->pin) >= pinlen)
-			return rf_err_set(RF_ERR_CONFIG, "RINGFENCE_PIN is too "
-							 "long");
+			return rf_err_set(RF_ERR_CONFIG,
+			    "RINGFENCE_PIN is too "
+			    "long");
 		snprintf(pin, pinlen, "%s", cfg->pin);
 		return 0;
 	}
 	if ((r = rf_read_file(cfg->pin_file, 256, &buf, &len)) != 0)
-		return rf_err_set(
-		    RF_ERR_CONFIG,
+		return rf_err_set(RF_ERR_CONFIG,
 		    "no token PIN: set RINGFENCE_PIN or create pin_file %s",
 		    cfg->pin_file);
 	while (len > 0 && (buf[len - 1] == '\n' || buf[len - 1] == '\r'))
@@ -257,9 +255,9 @@ rf_config_pin(const struct rf_config *cfg, char *pin, size_t pinlen)
 	if (len == 0 || len >= pinlen) {
 		rf_freezero(buf, len + 1);
 		return rf_err_set(RF_ERR_CONFIG,
-				  "pin_file %s is empty or too "
-				  "long",
-				  cfg->pin_file);
+		    "pin_file %s is empty or too "
+		    "long",
+		    cfg->pin_file);
 	}
 	memcpy(pin, buf, len);
 	pin[len] = '\0';

@@ -79,11 +79,11 @@ size_t rf_b64url_len(size_t len);
 void rf_b64url(const uint8_t *in, size_t len, char *out);
 
 /* Read a whole file, at most max bytes (RF_ERR_TOO_LARGE beyond). */
-int rf_read_file(const char *path, size_t max, uint8_t **out,
-		 size_t *outlen) RF_WUR;
+int rf_read_file(
+    const char *path, size_t max, uint8_t **out, size_t *outlen) RF_WUR;
 /* Write a file atomically (temp file, fsync, rename). */
-int rf_write_file(const char *path, const uint8_t *data, size_t len,
-		  int mode) RF_WUR;
+int rf_write_file(
+    const char *path, const uint8_t *data, size_t len, int mode) RF_WUR;
 
 /* Zero then free; accepts NULL. */
 void rf_freezero(void *p, size_t len);

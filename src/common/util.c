@@ -122,8 +122,8 @@ rf_read_file(const char *path, size_t max, uint8_t **out, size_t *outlen)
 	*out = NULL;
 	*outlen = 0;
 	if ((f = fopen(path, "rb")) == NULL)
-		return rf_err_set(RF_ERR_IO, "cannot read %s: %s", path,
-				  strerror(errno));
+		return rf_err_set(
+		    RF_ERR_IO, "cannot read %s: %s", path, strerror(errno));
 	for (;;) {
 		if (len == cap) {
 			uint8_t *nb;
@@ -139,8 +139,7 @@ rf_read_file(const char *path, size_t max, uint8_t **out, size_t *outlen)
 		len += n;
 		if (len > max) {
 			r = rf_err_set(RF_ERR_TOO_LARGE,
-				       "%s is larger than %zu bytes", path,
-				       max);
+			    "%s is larger than %zu bytes", path, max);
 			goto out;
 		}
 		if (n == 0)
@@ -170,12 +169,12 @@ rf_write_file(const char *path, const uint8_t *data, size_t len, int mode)
 	ssize_t n;
 
 	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path,
-			     (long)getpid()) >= sizeof(tmp))
+		(long)getpid()) >= sizeof(tmp))
 		return rf_err_set(RF_ERR_ARG, "path too long: %s", path);
 	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) <
 	    0)
-		return rf_err_set(RF_ERR_IO, "cannot write %s: %s", path,
-				  strerror(errno));
+		return rf_err_set(
+		    RF_ERR_IO, "cannot write %s: %s", path, strerror(errno));
 	while (off < len) {
 		if ((n = write(fd, data + off, len - off)) < 0) {
 			if (errno == EINTR)
@@ -189,14 +188,14 @@ rf_write_file(const char *path, const uint8_t *data, size_t len, int mode)
 	}
 	if (fsync(fd) != 0 || close(fd) != 0) {
 		fd = -1;
-		r = rf_err_set(RF_ERR_IO, "cannot write %s: %s", path,
-			       strerror(errno));
+		r = rf_err_set(
+		    RF_ERR_IO, "cannot write %s: %s", path, strerror(errno));
 		goto out;
 	}
 	fd = -1;
 	if (rename(tmp, path) != 0) {
-		r = rf_err_set(RF_ERR_IO, "cannot rename %s: %s", path,
-			       strerror(errno));
+		r = rf_err_set(
+		    RF_ERR_IO, "cannot rename %s: %s", path, strerror(errno));
 		goto out;
 	}
 	r = 0;
