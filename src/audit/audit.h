@@ -51,8 +51,8 @@ int rf_audit_append(struct rf_audit *audit, const struct rf_audit_event *evs,
 #define RF_HASH_LEN 32
 
 /* RFC 9162 hashing; pure functions, no state. */
-void rf_merkle_leaf_hash(const uint8_t *data, size_t len,
-    uint8_t out[RF_HASH_LEN]);
+void rf_merkle_leaf_hash(
+    const uint8_t *data, size_t len, uint8_t out[RF_HASH_LEN]);
 void rf_merkle_node_hash(const uint8_t left[RF_HASH_LEN],
     const uint8_t right[RF_HASH_LEN], uint8_t out[RF_HASH_LEN]);
 /* Root of n leaf hashes (n may be 0: SHA-256 of the empty string). */
@@ -78,8 +78,8 @@ int rf_merkle_verify_consistency(uint64_t size1, uint64_t size2,
  * sorted keys, no whitespace, ASCII only. *out is malloc'd; caller frees.
  * RF_ERR_ARG if a field is not UTF-8 or the event has no type.
  */
-int rf_audit_encode(const struct rf_audit_event *ev, int64_t now,
-    uint8_t **out, size_t *len) RF_WUR;
+int rf_audit_encode(const struct rf_audit_event *ev, int64_t now, uint8_t **out,
+    size_t *len) RF_WUR;
 /*
  * Check that leaf data is canonical (it re-encodes to the same bytes) and
  * of a known version, and that the record's search columns (type, time,
@@ -93,9 +93,8 @@ int rf_audit_leaf_check(const struct rf_leaf_rec *l) RF_WUR;
  * RFC 9162 2.1.3.1 PATH(m, D[n]): index < n.
  * RFC 9162 2.1.4.1 PROOF(m, D[n]): 0 < size1 <= n (empty when size1 == n).
  */
-int rf_merkle_inclusion_proof(const uint8_t (*leaves)[RF_HASH_LEN],
-    uint64_t n, uint64_t index, uint8_t (**proof)[RF_HASH_LEN],
-    size_t *plen) RF_WUR;
+int rf_merkle_inclusion_proof(const uint8_t (*leaves)[RF_HASH_LEN], uint64_t n,
+    uint64_t index, uint8_t (**proof)[RF_HASH_LEN], size_t *plen) RF_WUR;
 int rf_merkle_consistency_proof(const uint8_t (*leaves)[RF_HASH_LEN],
     uint64_t n, uint64_t size1, uint8_t (**proof)[RF_HASH_LEN],
     size_t *plen) RF_WUR;
@@ -110,16 +109,16 @@ struct rf_merkle_acc {
 	uint8_t stack[64][RF_HASH_LEN];
 };
 void rf_merkle_acc_init(struct rf_merkle_acc *acc);
-void rf_merkle_acc_add(struct rf_merkle_acc *acc,
-    const uint8_t leaf[RF_HASH_LEN]);
-void rf_merkle_acc_root(const struct rf_merkle_acc *acc,
-    uint8_t out[RF_HASH_LEN]);
+void rf_merkle_acc_add(
+    struct rf_merkle_acc *acc, const uint8_t leaf[RF_HASH_LEN]);
+void rf_merkle_acc_root(
+    const struct rf_merkle_acc *acc, uint8_t out[RF_HASH_LEN]);
 
 /* The store the record lives in (borrowed). */
 struct rf_store *rf_audit_store(struct rf_audit *audit);
 /* Current size and root (cached, extended with new leaves). */
-int rf_audit_head(struct rf_audit *audit, uint64_t *size,
-    uint8_t root[RF_HASH_LEN]) RF_WUR;
+int rf_audit_head(
+    struct rf_audit *audit, uint64_t *size, uint8_t root[RF_HASH_LEN]) RF_WUR;
 /* Number of leaves in the record. */
 int rf_audit_size(struct rf_audit *audit, uint64_t *n) RF_WUR;
 /*
@@ -127,11 +126,11 @@ int rf_audit_size(struct rf_audit *audit, uint64_t *n) RF_WUR;
  * malloc'd. RF_ERR_AUDIT_TAMPERED if stored data and hash disagree or the
  * indexes are not dense; RF_ERR_ARG if size exceeds the record.
  */
-int rf_audit_leaf_hashes(struct rf_audit *audit, uint64_t size,
-    uint8_t (**out)[RF_HASH_LEN]) RF_WUR;
+int rf_audit_leaf_hashes(
+    struct rf_audit *audit, uint64_t size, uint8_t (**out)[RF_HASH_LEN]) RF_WUR;
 /* Root of the record at size (size <= number of leaves). */
-int rf_audit_root(struct rf_audit *audit, uint64_t size,
-    uint8_t root[RF_HASH_LEN]) RF_WUR;
+int rf_audit_root(
+    struct rf_audit *audit, uint64_t size, uint8_t root[RF_HASH_LEN]) RF_WUR;
 /*
  * Proofs from the record. size 0 means the current size. leaf / root /
  * root1 / root2 receive what the proof is checked against.
@@ -181,11 +180,11 @@ int rf_audit_maybe_sth(struct rf_audit *audit, struct rf_keys *keys,
  * Check an STH signature with a DER SubjectPublicKeyInfo whose SHA-256 must
  * be h->key_id: 0, RF_ERR_SIGNATURE_INVALID, or RF_ERR_MALFORMED.
  */
-int rf_audit_sth_verify(const struct rf_audit_sth_head *h,
-    const uint8_t *spki, size_t spkilen) RF_WUR;
+int rf_audit_sth_verify(const struct rf_audit_sth_head *h, const uint8_t *spki,
+    size_t spkilen) RF_WUR;
 /* The latest STH (largest size, then latest time); RF_ERR_NOT_FOUND. */
-int rf_audit_sth_latest(struct rf_audit *audit, struct rf_audit_sth_head *out)
-    RF_WUR;
+int rf_audit_sth_latest(
+    struct rf_audit *audit, struct rf_audit_sth_head *out) RF_WUR;
 
 /* Outcome of rf_audit_verify. */
 struct rf_audit_report {

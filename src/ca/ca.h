@@ -37,15 +37,15 @@ const char *rf_profile_name(enum rf_profile p);
  * store says so. Keys are generated with cfg->ca_alg.
  */
 int rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
-	       struct rf_keys *keys, const struct rf_actor *who) RF_WUR;
+    struct rf_keys *keys, const struct rf_actor *who) RF_WUR;
 
 int rf_ca_open(const struct rf_config *cfg, struct rf_store *st,
-	       struct rf_keys *keys, struct rf_ca **out) RF_WUR;
+    struct rf_keys *keys, struct rf_ca **out) RF_WUR;
 void rf_ca_free(struct rf_ca *ca);
 
 /* Tenants; each change is audited. */
-int rf_ca_tenant_add(struct rf_ca *ca, const char *name,
-		     const struct rf_actor *who) RF_WUR;
+int rf_ca_tenant_add(
+    struct rf_ca *ca, const char *name, const struct rf_actor *who) RF_WUR;
 
 struct rf_issue_req {
 	const char *tenant; /* must exist */
@@ -75,10 +75,24 @@ struct rf_issued {
  * out[] is cleared.
  */
 int rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
-		const struct rf_actor *who, struct rf_issued *out) RF_WUR;
+    const struct rf_actor *who, struct rf_issued *out) RF_WUR;
+/*
+ * Called inside the issuance transaction for certificate i of the batch,
+ * after its record is added, so that a caller's own records commit with
+ * it. A non-zero return rolls the whole batch back and is returned. On a
+ * serial collision the transaction is retried and the hook called again.
+ */
+typedef int (*rf_ca_issue_hook)(
+    void *arg, size_t i, const char *serial, const char *key_id);
+int rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+    const struct rf_actor *who, struct rf_issued *out, rf_ca_issue_hook hook,
+    void *arg) RF_WUR;
 void rf_issued_clear(struct rf_issued *is);
 
-/* The CA certificate by name ("root", "issuing", "ocsp"); borrowed. */
+/*
+ * The CA certificate by name ("root", "issuing", "ocsp", or a rotated
+ * issuing CA); borrowed.
+ */
 X509 *rf_ca_cert(struct rf_ca *ca, const char *name);
 /* The key of a CA by name; borrowed. */
 struct rf_key *rf_ca_key(struct rf_ca *ca, const char *name);
@@ -88,10 +102,22 @@ struct rf_key *rf_ca_key(struct rf_ca *ca, const char *name);
  * Certificates and CRLs have this shape (RFC 5280 4.1, 5.1).
  */
 int rf_ca_assemble(const uint8_t *tbs, size_t tbslen, const X509_ALGOR *alg,
-		   const uint8_t *sig, size_t siglen, uint8_t **der,
-		   size_t *derlen) RF_WUR;
+    const uint8_t *sig, size_t siglen, uint8_t **der, size_t *derlen) RF_WUR;
 
 /* --- Added by the ca module. --- */
+
+/*
+ * Replace issuing CA `old` by a new one named newname: a new key in the
+ * token, a certificate signed by the root, recorded active while `old` is
+ * made inactive, with a "rotate" audit event, in one transaction. Issuance
+ * uses the new CA from then on (and after rf_ca_open, which picks the
+ * active CA issued by the root with the latest notBefore). RF_ERR_EXISTS
+ * if newname exists; RF_ERR_NOT_FOUND if old is not an issuing CA.
+ */
+int rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
+    const struct rf_actor *who) RF_WUR;
+/* The name of the issuing CA that signs new certificates ("issuing"). */
+const char *rf_ca_issuer_name(struct rf_ca *ca);
 
 struct rf_audit;
 
@@ -114,7 +140,7 @@ int rf_ca_tenant_name_check(const char *name) RF_WUR;
  */
 #define RF_CSR_MAX (64 * 1024)
 int rf_ca_csr_check(const uint8_t *csr, size_t len, enum rf_profile profile,
-		    EVP_PKEY **pub) RF_WUR;
+    EVP_PKEY **pub) RF_WUR;
 
 /*
  * rf_ca_csr_check() that also returns (when spki is not NULL) the
@@ -137,8 +163,7 @@ int rf_ca_serial_str(const ASN1_INTEGER *serial, char out[41]) RF_WUR;
  * it matches the outer signatureAlgorithm given to rf_ca_assemble().
  */
 int rf_ca_tbs_set_sigalg(const uint8_t *tbs, size_t tbslen,
-			 const X509_ALGOR *alg, uint8_t **out,
-			 size_t *outlen) RF_WUR;
+    const X509_ALGOR *alg, uint8_t **out, size_t *outlen) RF_WUR;
 
 /*
  * PEM armour for a certificate (RFC 7468): rf_ca_pem_len() bytes plus a NUL

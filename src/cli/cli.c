@@ -30,6 +30,8 @@ cli_open(struct rf_cli *cli, int what)
 	if ((what & CLI_CA) && cli->ca == NULL &&
 	    (r = rf_ca_open(&cli->cfg, cli->store, cli->keys, &cli->ca)) != 0)
 		return r;
+	if ((what & CLI_CA) && cli->ca != NULL)
+		rf_ca_set_audit(cli->ca, cli->audit);
 	return 0;
 }
 

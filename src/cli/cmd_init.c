@@ -145,7 +145,7 @@ static int
 init_state(struct rf_cli *cli, struct created *c)
 {
 	struct rf_config *cfg = &cli->cfg;
-	char pin[33] = "", so_pin[33] = "";
+	char pin[sizeof(cli->cfg.pin)] = "", so_pin[33] = "";
 	int embedded = cfg->softhsm_conf[0] != '\0' &&
 	    strstr(cfg->module, "softhsm") != NULL;
 	int r = RF_ERR_INTERNAL;

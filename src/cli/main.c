@@ -24,6 +24,10 @@ static const struct command commands[] = {
     {"revoke", cmd_revoke, "revoke by serial, tenant or key"},
     {"crl", cmd_crl, "write the current CRL of an issuer"},
     {"audit", cmd_audit, "tree heads, proofs, verification, search"},
+    {"connection", cmd_connection,
+	"add and list tenant connections (one credential each)"},
+    {"incident", cmd_incident,
+	"open, contain, package, track and close an incident"},
     {"keys", cmd_keys, "list the keys held in the token"},
     {"serve", cmd_serve, "serve healthz, CA certificates, CRLs and OCSP"},
 };

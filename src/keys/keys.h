@@ -76,8 +76,8 @@ struct rf_sig {
  * cfg->softhsm_conf is written first if missing, with its token folder under
  * cfg->home. RF_ERR_EXISTS if a token with that label exists.
  */
-int rf_keys_init_token(const struct rf_config *cfg, const char *so_pin,
-    const char *pin) RF_WUR;
+int rf_keys_init_token(
+    const struct rf_config *cfg, const char *so_pin, const char *pin) RF_WUR;
 
 /*
  * Load cfg->module, find the token labelled cfg->token, log in with the PIN
@@ -94,8 +94,8 @@ int rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg,
     const char *label, const char *tenant, const struct rf_actor *who,
     struct rf_key **out) RF_WUR;
 /* Find a key by id (64 hex). RF_ERR_KEY_NOT_FOUND if absent. */
-int rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
-    RF_WUR;
+int rf_keys_load(
+    struct rf_keys *keys, const char *id, struct rf_key **out) RF_WUR;
 void rf_key_free(struct rf_key *key);
 
 const char *rf_key_id(const struct rf_key *key);
@@ -117,11 +117,11 @@ int rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
 void rf_sig_clear(struct rf_sig *sig);
 
 /* Stop a key from signing (CKA_SIGN false). Audited. */
-int rf_keys_disable(struct rf_keys *keys, const char *id,
-    const struct rf_actor *who) RF_WUR;
+int rf_keys_disable(
+    struct rf_keys *keys, const char *id, const struct rf_actor *who) RF_WUR;
 /* Destroy both halves of a key pair in the token. Audited. */
-int rf_keys_destroy(struct rf_keys *keys, const char *id,
-    const struct rf_actor *who) RF_WUR;
+int rf_keys_destroy(
+    struct rf_keys *keys, const char *id, const struct rf_actor *who) RF_WUR;
 
 /*
  * Benchmark only: the token's raw signing rate with this key over n
@@ -133,5 +133,57 @@ int rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
 
 /* Key id (64 hex + NUL) of a public key: SHA-256 of its SPKI DER. */
 int rf_keys_pub_id(EVP_PKEY *pub, char id[65]) RF_WUR;
+
+/*
+ * Custody attributes of a private key, read from the token: 1 or 0 each.
+ * RF_ERR_KEY_NOT_FOUND if there is no private key with this id.
+ */
+int rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
+    int *extractable, int *always_sensitive, int *never_extractable) RF_WUR;
+
+/* One private key found in the token, for listings. */
+struct rf_key_info {
+	char id[65];	/* CKA_ID as hex (keys not made by ringfence: "") */
+	char label[65]; /* CKA_LABEL */
+	enum rf_key_alg alg; /* RF_KEY_NONE if not one of ours */
+	int can_sign;	     /* CKA_SIGN */
+	int sensitive, extractable, always_sensitive, never_extractable;
+};
+/* Call fn for each private key in the token; fn's non-zero return stops
+ * and is returned. */
+int rf_keys_list(struct rf_keys *keys,
+    int (*fn)(void *arg, const struct rf_key_info *ki), void *arg) RF_WUR;
+
+/* Tests only: close every session of the token underneath keys (as a
+ * device reset would), so that the next operation must recover. */
+int rf_keys_test_drop_sessions(struct rf_keys *keys) RF_WUR;
+/* Tests only: do the same inside the next rf_keys_sign, after its audit
+ * append and before its first signature. */
+void rf_keys_test_drop_at_sign(struct rf_keys *keys);
+
+/*
+ * Helpers without a token (alg.c), exposed for tests and fuzzing.
+ * ECDSA: raw r||s (2 * field length) to a DER ECDSA-Sig-Value; *der is
+ * malloc'd; caller frees.
+ */
+int rf_keys_ecdsa_raw_to_der(
+    const uint8_t *raw, size_t rawlen, uint8_t **der, size_t *derlen) RF_WUR;
+/* The uncompressed point inside CKA_EC_POINT (a DER OCTET STRING, or the
+ * bare point some modules return) for alg; *point points into in. */
+int rf_keys_ec_point_decode(enum rf_key_alg alg, const uint8_t *in, size_t len,
+    const uint8_t **point, size_t *pointlen) RF_WUR;
+/* Public keys from token attributes; checked, caller frees. */
+int rf_keys_ec_pub(enum rf_key_alg alg, const uint8_t *point, size_t len,
+    EVP_PKEY **out) RF_WUR;
+int rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e,
+    size_t elen, enum rf_key_alg *alg, EVP_PKEY **out) RF_WUR;
+/* Verify a signature as rf_keys_sign makes it: 0, RF_ERR_SIGNATURE_INVALID
+ * or RF_ERR_INTERNAL (a library error). */
+int rf_keys_verify(EVP_PKEY *pub, enum rf_key_alg alg,
+    enum rf_sig_scheme scheme, const uint8_t *msg, size_t msglen,
+    const uint8_t *sig, size_t siglen) RF_WUR;
+/* The digest rf_keys_sign audits and (for ECDSA) signs: SHA-384 for
+ * P-384, SHA-256 otherwise. */
+const EVP_MD *rf_key_alg_md(enum rf_key_alg alg);
 
 #endif

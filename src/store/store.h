@@ -29,8 +29,32 @@ int rf_store_open(const char *path, int create, struct rf_store **out) RF_WUR;
 void rf_store_free(struct rf_store *st);
 /* Schema version after migrations. */
 int rf_store_schema_version(struct rf_store *st);
+/*
+ * SQLite backend notes:
+ * - Threads: a connection is opened with SQLITE_OPEN_NOMUTEX; use each
+ *   struct rf_store from one thread at a time (one per thread is simplest).
+ *   Several connections and processes may share one database.
+ * - Busy: writers wait up to 5 s for another writer, then RF_ERR_STORE_BUSY.
+ * - path may be a SQLite URI ("file:/x/state.db?mode=ro"): that is how a
+ *   read-only connection is opened (writes then fail RF_ERR_STORE_READONLY).
+ * - A database whose schema is newer than this code is refused (RF_ERR_STORE).
+ */
+/* The schema version this code migrates to. */
+int rf_store_latest_schema_version(void);
+/* Test and tooling hook: like rf_store_open, but migrate only up to
+ * max_version (0: the latest). */
+int rf_store_open_version(const char *path, int create, int max_version,
+    struct rf_store **out) RF_WUR;
+/* Test hook: cap the database at `pages` pages (PRAGMA max_page_count) so
+ * that writes fail with RF_ERR_STORE_FULL. */
+int rf_store_test_set_max_pages(struct rf_store *st, int64_t pages) RF_WUR;
 
-/* Explicit transaction (BEGIN IMMEDIATE). Not nested. */
+/*
+ * Explicit transaction (BEGIN IMMEDIATE). Not nested (RF_ERR_STATE). Store
+ * writes inside it join it (each in a savepoint, so a failed write leaves
+ * nothing of itself). If SQLite had to abandon the transaction (disk full,
+ * I/O error), rf_store_commit fails and nothing was written.
+ */
 int rf_store_begin(struct rf_store *st) RF_WUR;
 int rf_store_commit(struct rf_store *st) RF_WUR;
 void rf_store_rollback(struct rf_store *st);
@@ -173,7 +197,13 @@ struct rf_ocsp_rec {
 };
 int rf_store_ocsp_put(struct rf_store *st, const struct rf_ocsp_rec *o)
     RF_WUR; /* insert or replace */
-/* Responses changed since `since` (a change counter value; 0: all). */
+/*
+ * Every put takes the next change sequence. rf_store_ocsp_seq gives the
+ * current highest sequence (0 when empty); rf_store_ocsp_foreach(since)
+ * calls fn for the responses with sequence > since, in sequence order
+ * (since 0: all). The record is only valid during the call.
+ */
+int rf_store_ocsp_seq(struct rf_store *st, int64_t *seq) RF_WUR;
 int rf_store_ocsp_foreach(struct rf_store *st, int64_t since,
     int (*fn)(void *arg, const struct rf_ocsp_rec *o), void *arg) RF_WUR;
 
@@ -196,10 +226,14 @@ struct rf_leaf_rec {
 int rf_store_leaf_append(struct rf_store *st, struct rf_leaf_rec *leaves,
     size_t n, uint64_t *first) RF_WUR;
 int rf_store_leaf_count(struct rf_store *st, uint64_t *n) RF_WUR;
-/* Leaves [from, to) in index order. */
+/* Leaves [from, to) in index order; records valid during the call. */
 int rf_store_leaf_foreach(struct rf_store *st, uint64_t from, uint64_t to,
     int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg) RF_WUR;
-/* Search by key, tenant and time range; NULL / 0 do not filter. */
+/*
+ * Search by key, tenant and time range since <= time <= until; NULL / 0 do
+ * not filter; limit 0 is no limit. Results in time order, then index. The
+ * record (and its strings) is only valid during the call.
+ */
 int rf_store_leaf_search(struct rf_store *st, const char *key_id,
     const char *tenant, int64_t since, int64_t until, size_t limit,
     int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg) RF_WUR;

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# OCSP benchmark: ringfence beside `openssl ocsp -multi 2`, cfssl ocspserve
+# and nginx serving one pre-signed response file, in the same run, over the
+# same certificate set (N issued, 10% revoked). Each server and its wrk load
+# run inside their own private network namespace (unshare -n), on 127.0.0.1.
+#
+# usage: bench/ocsp.sh BUILD_DIR [N]
+set -euo pipefail
+build=$(cd "${1:?usage: ocsp.sh BUILD_DIR [N]}" && pwd)
+n=${2:-100000}
+here=$(cd "$(dirname "$0")" && pwd)
+work=$(mktemp -d /tmp/rf-bench-ocsp.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+duration=${RF_BENCH_SECONDS:-10}
+port=18080
+
+echo "ocsp: preparing $n certificates (10% revoked) in $work ..." >&2
+t0=$(date +%s.%N)
+RINGFENCE_HOME=$work/state "$build/bench_ocsp_setup" "$work" "$n" >&2
+t1=$(date +%s.%N)
+printf 'ocsp: set-up took %.1f s\n' "$(echo "$t1 - $t0" | bc)" >&2
+
+# A throwaway software responder key for the openssl peer only (openssl ocsp
+# cannot use a key in the token); it lives in the temp folder and is deleted.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout "$work/peer-resp.key" -out "$work/peer-resp.pem" -days 2 \
+	-subj /CN=peer-responder 2>/dev/null
+
+cat >"$work/nginx.conf" <<NGINX
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+	access_log off;
+	client_body_temp_path $work/nginx-body;
+	server {
+		listen 127.0.0.1:$port;
+		location = /ocsp {
+			root $work;
+			default_type application/ocsp-response;
+			try_files /one.der =404;
+			error_page 405 =200 /one.der;
+		}
+		location = /one.der { root $work; internal;
+			default_type application/ocsp-response; }
+	}
+}
+NGINX
+
+# run NAME CMD...: start CMD in a private network namespace, wait until a
+# real OCSP request is answered, load it with wrk, stop it by its PID.
+run() {
+	local name=$1
+	shift
+	unshare -n bash -s "$name" "$work" "$port" "$duration" "$here" "$@" <<'NS'
+set -u
+name=$1 work=$2 port=$3 duration=$4 here=$5
+shift 5
+ip link set lo up
+setsid "$@" >"$work/$name.log" 2>&1 &
+pid=$!
+ok=0
+for _ in $(seq 100); do
+	if curl -s -o /dev/null -m 2 --data-binary @"$work/probe.der" \
+		-H 'Content-Type: application/ocsp-request' \
+		"http://127.0.0.1:$port/ocsp"; then ok=1; break; fi
+	sleep 0.1
+done
+if [ $ok = 1 ]; then
+	wrk -t2 -c50 -d"${duration}s" --latency -s "$here/ocsp_post.lua" \
+		"http://127.0.0.1:$port/ocsp" -- "$work/requests.hex" \
+		>"$work/$name.wrk" 2>&1
+else
+	echo "server did not answer" >"$work/$name.wrk"
+fi
+kill -TERM -- "-$pid" 2>/dev/null
+wait "$pid" 2>/dev/null
+exit 0
+NS
+}
+
+export RINGFENCE_HOME=$work/state
+run ringfence "$build/ringfence" serve --port "$port" --threads 2 \
+	--duration $((duration + 30))
+run openssl openssl ocsp -index "$work/index.txt" -CA "$work/issuing.pem" \
+	-rsigner "$work/peer-resp.pem" -rkey "$work/peer-resp.key" \
+	-port "$port" -multi 2 -nmin 60
+run cfssl cfssl ocspserve -address 127.0.0.1 -port "$port" \
+	-responses "$work/responses.b64" -loglevel 5
+run nginx nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;'
+
+rate() { awk '/^Requests\/sec:/ {print $2}' "$work/$1.wrk"; }
+p99() {
+	awk '$1 == "99%" {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
+		if (u == "us") v /= 1000; else if (u == "s") v *= 1000;
+		printf "%.2f", v}' "$work/$1.wrk"
+}
+
+rf=$(rate ringfence)
+printf '\nOCSP: wrk -t2 -c50 -d%ss POST, %s certificates (10%% revoked), 2 cores\n' \
+	"$duration" "$n"
+printf '%-22s %12s %10s %16s\n' server 'responses/s' 'p99 ms' 'ringfence ratio'
+for s in ringfence openssl cfssl nginx; do
+	r=$(rate $s)
+	if [ -z "$r" ]; then
+		printf '%-22s %12s %10s %16s   (%s)\n' "$s" - - - \
+			"$(head -c 120 "$work/$s.wrk" | tr '\n' ' ')"
+		continue
+	fi
+	ratio=$(awk -v a="${rf:-0}" -v b="$r" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
+	printf '%-22s %12s %10s %16s\n' "$s" "$r" "$(p99 $s)" "$ratio"
+done
+echo "targets: >= 3x openssl, >= 3x cfssl, >= 1.0x nginx, p99 <= 5 ms"

@@ -1,0 +1,23 @@
+/* Fuzz the audit checkpoint file parser. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	uint8_t root[RF_HASH_LEN], *copy;
+	uint64_t n;
+
+	if ((copy = malloc(size > 0 ? size : 1)) == NULL)
+		return 0;
+	if (size > 0)
+		memcpy(copy, data, size);
+	(void)rf_audit_checkpoint_parse(copy, size, &n, root);
+	free(copy);
+	return 0;
+}

@@ -1,0 +1,526 @@
+/*
+ * audit.c: appending events to the record, the canonical leaf encoding,
+ * and reading the tree back (roots, proofs, search).
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "audit/audit.h"
+
+struct rf_audit {
+	struct rf_store *st;	  /* borrowed */
+	pthread_mutex_t mu;	  /* serialises appends and the cached head */
+	struct rf_merkle_acc acc; /* leaves [0, acc.n) seen so far */
+};
+
+int
+rf_audit_open(struct rf_store *store, struct rf_audit **out)
+{
+	struct rf_audit *a;
+
+	*out = NULL;
+	if (store == NULL)
+		return rf_err_set(RF_ERR_ARG, "audit needs an open store");
+	if ((a = calloc(1, sizeof(*a))) == NULL)
+		return RF_ERR_ALLOC;
+	if (pthread_mutex_init(&a->mu, NULL) != 0) {
+		free(a);
+		return RF_ERR_INTERNAL;
+	}
+	a->st = store; /* borrowed */
+	rf_merkle_acc_init(&a->acc);
+	*out = a;
+	return 0;
+}
+
+void
+rf_audit_free(struct rf_audit *a)
+{
+	if (a == NULL)
+		return;
+	pthread_mutex_destroy(&a->mu);
+	free(a);
+}
+
+/* Field names of the encoding, in the order of struct rf_audit_event. */
+static const char *const field_names[] = {
+    "type",
+    "key_id",
+    "tenant",
+    "what",
+    "ref",
+    "digest",
+    "actor",
+    "source",
+    "detail",
+};
+#define NFIELDS (sizeof(field_names) / sizeof(field_names[0]))
+
+static void
+event_fields(const struct rf_audit_event *ev, const char *v[NFIELDS])
+{
+	v[0] = ev->type;
+	v[1] = ev->key_id;
+	v[2] = ev->tenant;
+	v[3] = ev->what;
+	v[4] = ev->ref;
+	v[5] = ev->digest;
+	v[6] = ev->actor;
+	v[7] = ev->source;
+	v[8] = ev->detail;
+}
+
+#define ENCODE_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
+
+/*
+ * docs/audit-format.md: one JSON object, keys sorted, no whitespace, ASCII
+ * only (JSON \u escapes), "v" the format version, "time" an integer, the
+ * other members strings, absent when NULL.
+ */
+int
+rf_audit_encode(
+    const struct rf_audit_event *ev, int64_t now, uint8_t **out, size_t *len)
+{
+	const char *v[NFIELDS];
+	json_t *o = NULL, *s;
+	char *txt = NULL;
+	size_t i;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	*len = 0;
+	if (ev == NULL || ev->type == NULL || *ev->type == '\0')
+		return rf_err_set(RF_ERR_ARG, "audit event without a type");
+	event_fields(ev, v);
+	if ((o = json_object()) == NULL ||
+	    json_object_set_new(o, "v", json_integer(RF_AUDIT_FORMAT)) != 0 ||
+	    json_object_set_new(
+		o, "time", json_integer(ev->time != 0 ? ev->time : now)) != 0) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < NFIELDS; i++) {
+		if (v[i] == NULL)
+			continue;
+		if (strlen(v[i]) > RF_AUDIT_LEAF_MAX) {
+			r = rf_err_set(RF_ERR_TOO_LARGE,
+			    "audit event field %s is too long", field_names[i]);
+			goto out;
+		}
+		if ((s = json_string(v[i])) == NULL) {
+			r = rf_err_set(RF_ERR_ARG,
+			    "audit event field %s is not valid UTF-8",
+			    field_names[i]);
+			goto out;
+		}
+		if (json_object_set_new(o, field_names[i], s) != 0) {
+			r = RF_ERR_ALLOC;
+			goto out;
+		}
+	}
+	if ((txt = json_dumps(o, ENCODE_FLAGS)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if (strlen(txt) > RF_AUDIT_LEAF_MAX) {
+		r = rf_err_set(RF_ERR_TOO_LARGE,
+		    "audit event encodes to more than %d bytes",
+		    RF_AUDIT_LEAF_MAX);
+		goto out;
+	}
+	*len = strlen(txt);
+	*out = (uint8_t *)txt; /* owned by the caller */
+	txt = NULL;
+	r = 0;
+out:
+	free(txt);
+	json_decref(o);
+	return r;
+}
+
+static int
+col_matches(const char *col, json_t *o, const char *name)
+{
+	json_t *v = json_object_get(o, name);
+
+	if (v == NULL)
+		return col == NULL || *col == '\0';
+	return col != NULL && strcmp(col, json_string_value(v)) == 0;
+}
+
+int
+rf_audit_leaf_check(const struct rf_leaf_rec *l)
+{
+	json_t *o = NULL, *v;
+	json_error_t jerr;
+	const char *k;
+	char *txt = NULL;
+	size_t i;
+	int r = RF_ERR_MALFORMED;
+
+	if (l->len == 0 || l->len > RF_AUDIT_LEAF_MAX || l->data == NULL)
+		return RF_ERR_MALFORMED;
+	/* Strict: one object, nothing after it, no duplicate keys. */
+	if ((o = json_loadb((const char *)l->data, l->len,
+		 JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
+	    !json_is_object(o))
+		goto out;
+	v = json_object_get(o, "v");
+	if (!json_is_integer(v) || json_integer_value(v) != RF_AUDIT_FORMAT)
+		goto out;
+	v = json_object_get(o, "time");
+	if (!json_is_integer(v) || json_integer_value(v) != l->time)
+		goto out;
+	json_object_foreach(o, k, v)
+	{
+		if (strcmp(k, "v") == 0 || strcmp(k, "time") == 0)
+			continue;
+		for (i = 0; i < NFIELDS; i++)
+			if (strcmp(k, field_names[i]) == 0)
+				break;
+		if (i == NFIELDS || !json_is_string(v))
+			goto out;
+	}
+	if (json_object_get(o, "type") == NULL ||
+	    !col_matches(l->type, o, "type") ||
+	    !col_matches(l->key_id, o, "key_id") ||
+	    !col_matches(l->tenant, o, "tenant"))
+		goto out;
+	/* Canonical: re-encoding gives the same bytes. */
+	if ((txt = json_dumps(o, ENCODE_FLAGS)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if (strlen(txt) != l->len || memcmp(txt, l->data, l->len) != 0)
+		goto out;
+	r = 0;
+out:
+	free(txt);
+	json_decref(o);
+	return r;
+}
+
+/*
+ * Append n events as leaves: encode each, hash it (RFC 9162 2.1.1), and
+ * hand all n to the store in one transaction. Serialised by a mutex so
+ * that signing threads sharing this handle do not interleave.
+ */
+int
+rf_audit_append(struct rf_audit *a, const struct rf_audit_event *evs, size_t n,
+    uint64_t *first)
+{
+	struct rf_leaf_rec *recs = NULL;
+	uint8_t **bufs = NULL;
+	char why[512];
+	uint64_t f = 0;
+	int64_t now = rf_now();
+	size_t i, len;
+	int r = RF_ERR_INTERNAL, locked = 0;
+
+	if (first != NULL)
+		*first = 0;
+	if (a == NULL || (n > 0 && evs == NULL))
+		return rf_err_set(RF_ERR_ARG, "audit append without events");
+	if (n == 0)
+		return 0;
+	if ((recs = calloc(n, sizeof(*recs))) == NULL ||
+	    (bufs = calloc(n, sizeof(*bufs))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = rf_audit_encode(&evs[i], now, &bufs[i], &len)) != 0)
+			goto out;
+		recs[i].time = evs[i].time != 0 ? evs[i].time : now;
+		recs[i].type = evs[i].type;
+		recs[i].key_id = evs[i].key_id;
+		recs[i].tenant = evs[i].tenant;
+		recs[i].data = bufs[i];
+		recs[i].len = len;
+		rf_merkle_leaf_hash(bufs[i], len, recs[i].hash);
+	}
+	if (pthread_mutex_lock(&a->mu) != 0)
+		goto out;
+	locked = 1;
+	if ((r = rf_store_leaf_append(a->st, recs, n, &f)) != 0) {
+		/* Copy the store's detail: rf_err_set reuses its buffer. */
+		snprintf(why, sizeof(why), "%s", rf_err_msg(r));
+		r = rf_err_set(RF_ERR_AUDIT,
+		    "audit record could not be appended: %s", why);
+		goto out;
+	}
+	if (first != NULL)
+		*first = f;
+	r = 0;
+out:
+	if (locked)
+		pthread_mutex_unlock(&a->mu);
+	if (bufs != NULL)
+		for (i = 0; i < n; i++)
+			free(bufs[i]);
+	free(bufs);
+	free(recs);
+	return r;
+}
+
+struct rf_store *
+rf_audit_store(struct rf_audit *a)
+{
+	return a->st;
+}
+
+struct head_walk {
+	struct rf_merkle_acc *acc;
+	int bad;
+};
+
+static int
+head_walk_fn(void *arg, const struct rf_leaf_rec *l)
+{
+	struct head_walk *w = arg;
+	uint8_t h[RF_HASH_LEN];
+
+	rf_merkle_leaf_hash(l->data, l->len, h);
+	if (l->index != w->acc->n || memcmp(h, l->hash, RF_HASH_LEN) != 0) {
+		w->bad = 1;
+		return 1;
+	}
+	rf_merkle_acc_add(w->acc, h);
+	return 0;
+}
+
+/*
+ * The current size and root, extending a cached accumulator with the
+ * leaves appended since the last call (leaves never change once written;
+ * rf_audit_verify checks that they did not).
+ */
+int
+rf_audit_head(struct rf_audit *a, uint64_t *size, uint8_t root[RF_HASH_LEN])
+{
+	struct rf_merkle_acc acc;
+	struct head_walk w;
+	uint64_t n;
+	int r = RF_ERR_INTERNAL;
+
+	if (pthread_mutex_lock(&a->mu) != 0)
+		return RF_ERR_INTERNAL;
+	acc = a->acc;
+	pthread_mutex_unlock(&a->mu);
+	if ((r = rf_store_leaf_count(a->st, &n)) != 0)
+		return r;
+	if (n < acc.n)
+		rf_merkle_acc_init(&acc);
+	w.acc = &acc;
+	w.bad = 0;
+	if (n > acc.n &&
+	    (r = rf_store_leaf_foreach(a->st, acc.n, n, head_walk_fn, &w)) < 0)
+		return r;
+	if (w.bad || acc.n != n)
+		return rf_err_set(RF_ERR_AUDIT_TAMPERED,
+		    "audit: leaf %" PRIu64 " does not match its hash or is "
+		    "missing: run 'ringfence audit verify'",
+		    acc.n);
+	*size = acc.n;
+	rf_merkle_acc_root(&acc, root);
+	if (pthread_mutex_lock(&a->mu) != 0)
+		return RF_ERR_INTERNAL;
+	if (acc.n > a->acc.n)
+		a->acc = acc;
+	pthread_mutex_unlock(&a->mu);
+	return 0;
+}
+
+int
+rf_audit_size(struct rf_audit *a, uint64_t *n)
+{
+	return rf_store_leaf_count(a->st, n);
+}
+
+struct hash_walk {
+	uint8_t (*hashes)[RF_HASH_LEN];
+	uint64_t next;
+	int bad;
+	uint64_t bad_index;
+	const char *why;
+};
+
+static int
+hash_walk_fn(void *arg, const struct rf_leaf_rec *l)
+{
+	struct hash_walk *w = arg;
+	uint8_t h[RF_HASH_LEN];
+
+	if (l->index != w->next) {
+		w->bad = 1;
+		w->bad_index = w->next;
+		w->why = "missing";
+		return 1;
+	}
+	rf_merkle_leaf_hash(l->data, l->len, h);
+	if (memcmp(h, l->hash, RF_HASH_LEN) != 0) {
+		w->bad = 1;
+		w->bad_index = l->index;
+		w->why = "modified";
+		return 1;
+	}
+	memcpy(w->hashes[w->next], h, RF_HASH_LEN);
+	w->next++;
+	return 0;
+}
+
+int
+rf_audit_leaf_hashes(
+    struct rf_audit *a, uint64_t size, uint8_t (**out)[RF_HASH_LEN])
+{
+	struct hash_walk w;
+	uint64_t n;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	memset(&w, 0, sizeof(w));
+	if ((r = rf_store_leaf_count(a->st, &n)) != 0)
+		goto out;
+	if (size > n) {
+		r = rf_err_set(RF_ERR_ARG,
+		    "tree size %" PRIu64 " is beyond the %" PRIu64
+		    " leaves in the record",
+		    size, n);
+		goto out;
+	}
+	if ((w.hashes = calloc(size > 0 ? size : 1, RF_HASH_LEN)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = rf_store_leaf_foreach(a->st, 0, size, hash_walk_fn, &w)) < 0)
+		goto out;
+	if (w.bad || w.next != size) {
+		if (!w.bad) {
+			w.bad_index = w.next;
+			w.why = "missing";
+		}
+		r = rf_err_set(RF_ERR_AUDIT_TAMPERED,
+		    "audit: leaf %" PRIu64 " %s: run 'ringfence audit verify'",
+		    w.bad_index, w.why);
+		goto out;
+	}
+	*out = w.hashes; /* owned by the caller */
+	w.hashes = NULL;
+	r = 0;
+out:
+	free(w.hashes);
+	return r;
+}
+
+int
+rf_audit_root(struct rf_audit *a, uint64_t size, uint8_t root[RF_HASH_LEN])
+{
+	uint8_t(*h)[RF_HASH_LEN] = NULL;
+	int r;
+
+	if ((r = rf_audit_leaf_hashes(a, size, &h)) == 0)
+		r = rf_merkle_root(
+		    (const uint8_t(*)[RF_HASH_LEN])h, size, root);
+	free(h);
+	return r;
+}
+
+/* size 0 means the current size. */
+static int
+resolve_size(struct rf_audit *a, uint64_t *size)
+{
+	uint64_t n;
+	int r;
+
+	if ((r = rf_store_leaf_count(a->st, &n)) != 0)
+		return r;
+	if (*size == 0)
+		*size = n;
+	if (*size > n)
+		return rf_err_set(RF_ERR_ARG,
+		    "tree size %" PRIu64 " is beyond the %" PRIu64
+		    " leaves in the record",
+		    *size, n);
+	return 0;
+}
+
+int
+rf_audit_prove_inclusion(struct rf_audit *a, uint64_t index, uint64_t size,
+    uint8_t leaf[RF_HASH_LEN], uint8_t root[RF_HASH_LEN],
+    uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
+{
+	uint8_t(*h)[RF_HASH_LEN] = NULL;
+	int r = RF_ERR_INTERNAL;
+
+	*proof = NULL;
+	*plen = 0;
+	if ((r = resolve_size(a, &size)) != 0)
+		goto out;
+	if (index >= size) {
+		r = rf_err_set(RF_ERR_ARG,
+		    "leaf %" PRIu64 " is not in a tree of size %" PRIu64, index,
+		    size);
+		goto out;
+	}
+	if ((r = rf_audit_leaf_hashes(a, size, &h)) != 0 ||
+	    (r = rf_merkle_root(
+		 (const uint8_t(*)[RF_HASH_LEN])h, size, root)) != 0 ||
+	    (r = rf_merkle_inclusion_proof((const uint8_t(*)[RF_HASH_LEN])h,
+		 size, index, proof, plen)) != 0)
+		goto out;
+	memcpy(leaf, h[index], RF_HASH_LEN);
+	r = 0;
+out:
+	free(h);
+	return r;
+}
+
+int
+rf_audit_prove_consistency(struct rf_audit *a, uint64_t size1, uint64_t size2,
+    uint8_t root1[RF_HASH_LEN], uint8_t root2[RF_HASH_LEN],
+    uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
+{
+	uint8_t(*h)[RF_HASH_LEN] = NULL;
+	int r = RF_ERR_INTERNAL;
+
+	*proof = NULL;
+	*plen = 0;
+	if ((r = resolve_size(a, &size2)) != 0)
+		goto out;
+	if (size1 == 0 || size1 > size2) {
+		r = rf_err_set(RF_ERR_ARG,
+		    "no consistency proof from size %" PRIu64 " to %" PRIu64
+		    ": need 0 < OLD <= NEW",
+		    size1, size2);
+		goto out;
+	}
+	if ((r = rf_audit_leaf_hashes(a, size2, &h)) != 0 ||
+	    (r = rf_merkle_root(
+		 (const uint8_t(*)[RF_HASH_LEN])h, size1, root1)) != 0 ||
+	    (r = rf_merkle_root(
+		 (const uint8_t(*)[RF_HASH_LEN])h, size2, root2)) != 0 ||
+	    (r = rf_merkle_consistency_proof((const uint8_t(*)[RF_HASH_LEN])h,
+		 size2, size1, proof, plen)) != 0)
+		goto out;
+	r = 0;
+out:
+	free(h);
+	return r;
+}
+
+int
+rf_audit_search(struct rf_audit *a, const struct rf_audit_query *q,
+    int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg)
+{
+	int r;
+
+	if (q == NULL || fn == NULL)
+		return RF_ERR_ARG;
+	r = rf_store_leaf_search(
+	    a->st, q->key_id, q->tenant, q->since, q->until, q->limit, fn, arg);
+	return r;
+}

@@ -1,0 +1,180 @@
+/*
+ * sth.c: signed tree heads. Signing goes through keys (and so appends its
+ * own audit leaf); checking an STH signature needs only its public key.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "audit/audit.h"
+#include "keys/keys.h"
+
+/* Keep the audit key's SPKI in meta so that verification is offline. */
+static int
+save_spki(struct rf_store *st, const char *key_id, EVP_PKEY *pub)
+{
+	char name[96], *hex = NULL, cur[2048];
+	unsigned char *der = NULL;
+	int len, r = RF_ERR_INTERNAL;
+
+	if ((len = i2d_PUBKEY(pub, &der)) <= 0 || len > 1000) {
+		r = rf_err_set(
+		    RF_ERR_INTERNAL, "audit key public part cannot be encoded");
+		goto out;
+	}
+	if ((hex = malloc(2 * (size_t)len + 1)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	rf_hex(der, (size_t)len, hex);
+	snprintf(name, sizeof(name), "audit.spki.%s", key_id);
+	if (rf_store_meta_get(st, name, cur, sizeof(cur)) == 0 &&
+	    strcmp(cur, hex) == 0) {
+		r = 0;
+		goto out;
+	}
+	if ((r = rf_store_meta_set(st, name, hex)) != 0)
+		goto out;
+	r = 0;
+out:
+	free(hex);
+	OPENSSL_free(der);
+	return r;
+}
+
+int
+rf_audit_sth(struct rf_audit *a, struct rf_keys *keys,
+    const struct rf_actor *who, struct rf_audit_sth_head *out)
+{
+	struct rf_store *st = rf_audit_store(a);
+	struct rf_audit_sth_head h;
+	struct rf_key_rec kr;
+	struct rf_key *key = NULL;
+	struct rf_sign_req req;
+	struct rf_sig sig = {NULL, 0};
+	struct rf_sth_rec rec;
+	uint8_t tbs[RF_STH_TBS_LEN];
+	char ref[32];
+	int r = RF_ERR_INTERNAL;
+
+	memset(&h, 0, sizeof(h));
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (keys == NULL)
+		return rf_err_set(RF_ERR_ARG, "signing a tree head needs keys");
+	if ((r = rf_store_key_by_purpose(st, "audit", &kr)) != 0) {
+		if (r == RF_ERR_NOT_FOUND)
+			r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+			    "no active audit key: run 'ringfence init'");
+		goto out;
+	}
+	if ((r = rf_keys_load(keys, kr.id, &key)) != 0 ||
+	    (r = rf_audit_head(a, &h.size, h.root)) != 0)
+		goto out;
+	h.time = rf_now();
+	snprintf(h.key_id, sizeof(h.key_id), "%s", kr.id);
+	rf_audit_sth_tbs(h.size, h.time, h.root, tbs);
+	snprintf(ref, sizeof(ref), "%" PRIu64, h.size);
+	memset(&req, 0, sizeof(req));
+	req.msg = tbs;
+	req.msglen = sizeof(tbs);
+	req.scheme = RF_SIG_DEFAULT;
+	req.what = "sth";
+	req.ref = ref;
+	if ((r = rf_keys_sign(keys, key, &req, 1, who, &sig)) != 0)
+		goto out;
+	if (sig.len == 0 || sig.len > RF_STH_SIG_MAX) {
+		r = rf_err_set(RF_ERR_INTERNAL,
+		    "tree head signature of %zu bytes", sig.len);
+		goto out;
+	}
+	memcpy(h.sig, sig.sig, sig.len);
+	h.siglen = sig.len;
+	if ((r = save_spki(st, kr.id, rf_key_public(key))) != 0)
+		goto out;
+	memset(&rec, 0, sizeof(rec));
+	rec.size = h.size;
+	rec.time = h.time;
+	memcpy(rec.root, h.root, RF_HASH_LEN);
+	snprintf(rec.key_id, sizeof(rec.key_id), "%s", h.key_id);
+	rec.sig = h.sig;
+	rec.siglen = h.siglen;
+	if ((r = rf_store_sth_add(st, &rec)) != 0)
+		goto out;
+	if (out != NULL)
+		*out = h;
+	r = 0;
+out:
+	rf_sig_clear(&sig);
+	rf_key_free(key);
+	return r;
+}
+
+/* Leaf `index` records the signature of a tree head. */
+struct sth_leaf {
+	int is_sth_sig;
+};
+
+static int
+sth_leaf_fn(void *arg, const struct rf_leaf_rec *l)
+{
+	struct sth_leaf *s = arg;
+	json_t *o, *what;
+
+	if (l->type == NULL || strcmp(l->type, "sign") != 0 ||
+	    l->len > RF_AUDIT_LEAF_MAX)
+		return 0;
+	if ((o = json_loadb((const char *)l->data, l->len, 0, NULL)) == NULL)
+		return 0;
+	what = json_object_get(o, "what");
+	s->is_sth_sig =
+	    json_is_string(what) && strcmp(json_string_value(what), "sth") == 0;
+	json_decref(o);
+	return 0;
+}
+
+int
+rf_audit_maybe_sth(struct rf_audit *a, struct rf_keys *keys, int64_t interval_s,
+    uint64_t leaves, int *made)
+{
+	struct rf_audit_sth_head last;
+	struct sth_leaf sl = {0};
+	uint64_t n;
+	int r, due = 0;
+
+	if (made != NULL)
+		*made = 0;
+	if ((r = rf_audit_size(a, &n)) != 0)
+		return r;
+	r = rf_audit_sth_latest(a, &last);
+	if (r == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		due = n > 0;
+	} else if (r != 0) {
+		return r;
+	} else if (n > last.size) {
+		/* Only the last STH's own signature leaf is new: nothing to
+		 * sign, or every STH would cause the next. */
+		if (n == last.size + 1 &&
+		    (r = rf_store_leaf_foreach(rf_audit_store(a), last.size, n,
+			 sth_leaf_fn, &sl)) < 0)
+			return r;
+		if (!sl.is_sth_sig || n > last.size + 1)
+			due = (interval_s >= 0 &&
+				  rf_now() - last.time >= interval_s) ||
+			    (leaves > 0 && n - last.size >= leaves);
+	}
+	if (!due)
+		return 0;
+	if ((r = rf_audit_sth(a, keys, NULL, NULL)) != 0)
+		return r;
+	if (made != NULL)
+		*made = 1;
+	return 0;
+}

@@ -1,0 +1,1893 @@
+/*
+ * ca.c: the certificate authority: hierarchy set-up (rf_ca_init), loading
+ * (rf_ca_open), tenants and issuance.
+ *
+ * Certificates are never signed by OpenSSL. The TBSCertificate DER is
+ * composed here from pieces OpenSSL encodes (names, INTEGERs, extensions,
+ * the AlgorithmIdentifier of the signing key from rf_key_sigalg), goes to
+ * rf_keys_sign() (audited, in the token) and rf_ca_assemble() wraps the
+ * signature around it. Composing the DER avoids two problems of OpenSSL
+ * 3.0's X509 setters: there is no setter for the TBS `signature` field, and
+ * every X509_set_pubkey / d2i_X509 goes through the provider encoder and
+ * decoder (over 100 us each), which would dominate issuance.
+ *
+ * Verification: every certificate's signature is verified over its TBS
+ * with the issuer's public key (EVP_DigestVerify) before it is stored; the
+ * CA certificates and the first certificate of every batch are also parsed
+ * back as a relying party would (d2i_X509, nothing trailing, X509_verify).
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "audit/audit.h"
+#include "ca/ca.h"
+#include "common/rf.h"
+#include "keys/keys.h"
+#include "store/store.h"
+
+/* Clock-skew allowance: notBefore is this many seconds before issuance. */
+#define CA_BACKDATE 300
+#define CA_SERIAL_BYTES 16
+#define CA_SERIAL_TRIES 4
+#define DAY 86400
+#define MAX_EXTS 10
+
+enum { CA_ROOT, CA_ISSUING, CA_OCSP, CA_AUDIT, CA_NKEYS };
+#define CA_NCERTS 3
+static const char *const ca_names[CA_NKEYS] = {
+    "root", "issuing", "ocsp", "audit"};
+
+/* A DER blob; p from OpenSSL's i2d (OPENSSL_free) or malloc as noted. */
+struct blob {
+	uint8_t *p;
+	size_t len;
+};
+
+/* Profile extensions, in the order they appear after SKI and AKI. */
+enum {
+	EXT_BC,
+	EXT_KU_SIG,
+	EXT_KU_SIG_ENC,
+	EXT_EKU_CLIENT,
+	EXT_EKU_SERVER,
+	EXT_CRLDP,
+	EXT_AIA,
+	EXT_N
+};
+
+/* A CA certificate loaded from the store, and its key when held. */
+struct ca_entry {
+	char name[64];
+	char parent[64];
+	X509 *x;
+	struct rf_key *key; /* NULL if the token no longer holds it */
+	int active;
+	int64_t not_before;
+};
+
+#define CA_MAX 32
+
+struct rf_ca {
+	struct rf_config cfg;
+	struct rf_store *st;	/* borrowed */
+	struct rf_keys *keys;	/* borrowed */
+	struct rf_audit *audit; /* borrowed, or own_audit */
+	struct rf_audit *own_audit;
+	struct ca_entry ent[CA_MAX];
+	size_t nent;
+	int iss; /* index of the active issuing CA in ent */
+	struct rf_key *audit_key;
+
+	/* Precomputed from the active issuing CA (ca_precompute). */
+	X509_ALGOR *sigalg; /* of the issuing key */
+	const EVP_MD *md;   /* its digest */
+	struct blob alg;    /* DER of sigalg */
+	struct blob issuer; /* DER of the issuing CA's subject */
+	uint8_t aki[33];    /* AKI extension DER (issuing SKI) */
+	struct blob ext[EXT_N];
+	char *chain_tail; /* issuing + root PEM */
+	size_t chain_tail_len;
+	int64_t issuing_not_after;
+};
+
+/* ------------------------------------------------------------------ */
+/* Profiles and names                                                 */
+
+int
+rf_profile_parse(const char *name, enum rf_profile *p)
+{
+	*p = RF_PROFILE_NONE;
+	if (name == NULL)
+		return rf_err_set(RF_ERR_ARG, "missing profile");
+	if (strcmp(name, "client") == 0)
+		*p = RF_PROFILE_CLIENT;
+	else if (strcmp(name, "server") == 0)
+		*p = RF_PROFILE_SERVER;
+	else if (strcmp(name, "assertion") == 0)
+		*p = RF_PROFILE_ASSERTION;
+	else
+		return rf_err_set(RF_ERR_ARG,
+		    "unknown profile \"%.32s\": use "
+		    "client, server or assertion",
+		    name);
+	return 0;
+}
+
+const char *
+rf_profile_name(enum rf_profile p)
+{
+	switch (p) {
+	case RF_PROFILE_CLIENT:
+		return "client";
+	case RF_PROFILE_SERVER:
+		return "server";
+	case RF_PROFILE_ASSERTION:
+		return "assertion";
+	default:
+		return "none";
+	}
+}
+
+int
+rf_ca_tenant_name_check(const char *name)
+{
+	size_t i, len;
+
+	if (name == NULL || (len = strlen(name)) == 0 || len > 64)
+		goto bad;
+	for (i = 0; i < len; i++) {
+		if (!isalnum((unsigned char)name[i]) && name[i] != '.' &&
+		    name[i] != '_' && name[i] != '-')
+			goto bad;
+	}
+	return 0;
+bad:
+	return rf_err_set(RF_ERR_ARG,
+	    "invalid tenant name \"%.80s\": use 1-64 "
+	    "characters of A-Z a-z 0-9 . _ -",
+	    name == NULL ? "" : name);
+}
+
+/*
+ * RFC 1035 2.3.1 / RFC 5280 4.2.1.6: a dNSName is a preferred-syntax name;
+ * a leading "*." wildcard label is accepted (RFC 6125 6.4.3).
+ */
+static int
+dns_name_check(const char *dns)
+{
+	size_t len, lab = 0, i;
+	const char *p;
+
+	if (dns == NULL || (len = strlen(dns)) == 0 || len > 253)
+		goto bad;
+	p = dns;
+	if (strncmp(p, "*.", 2) == 0)
+		p += 2;
+	if (*p == '\0')
+		goto bad;
+	for (i = 0; p[i] != '\0'; i++) {
+		if (p[i] == '.') {
+			if (lab == 0 || p[i - 1] == '-')
+				goto bad;
+			lab = 0;
+			continue;
+		}
+		if (!isalnum((unsigned char)p[i]) && p[i] != '-')
+			goto bad;
+		if (lab == 0 && p[i] == '-')
+			goto bad;
+		if (++lab > 63)
+			goto bad;
+	}
+	if (lab == 0 || p[i - 1] == '-')
+		goto bad;
+	return 0;
+bad:
+	return rf_err_set(RF_ERR_ARG,
+	    "invalid DNS name \"%.80s\": use "
+	    "letters, digits, '-' and '.' labels",
+	    dns == NULL ? "" : dns);
+}
+
+/* X.501 name from (type, value) pairs, most significant first. */
+static X509_NAME *
+name_make(const char *o, const char *ou, const char *cn)
+{
+	X509_NAME *n;
+
+	if ((n = X509_NAME_new()) == NULL)
+		return NULL;
+	if ((o != NULL &&
+		X509_NAME_add_entry_by_NID(n, NID_organizationName,
+		    MBSTRING_UTF8, (const unsigned char *)o, -1, -1, 0) != 1) ||
+	    (ou != NULL &&
+		X509_NAME_add_entry_by_NID(n, NID_organizationalUnitName,
+		    MBSTRING_UTF8, (const unsigned char *)ou, -1, -1,
+		    0) != 1) ||
+	    (cn != NULL &&
+		X509_NAME_add_entry_by_NID(n, NID_commonName, MBSTRING_UTF8,
+		    (const unsigned char *)cn, -1, -1, 0) != 1)) {
+		X509_NAME_free(n);
+		return NULL;
+	}
+	return n;
+}
+
+int
+rf_ca_serial_str(const ASN1_INTEGER *serial, char out[41])
+{
+	BIGNUM *bn = NULL;
+	char *hex = NULL, *p;
+	size_t i;
+	int r = RF_ERR_INTERNAL;
+
+	out[0] = '\0';
+	if (serial == NULL || (bn = ASN1_INTEGER_to_BN(serial, NULL)) == NULL)
+		return rf_err_set(RF_ERR_MALFORMED, "serial is not an INTEGER");
+	if (BN_is_negative(bn)) {
+		r = rf_err_set(RF_ERR_MALFORMED, "serial is negative");
+		goto out;
+	}
+	if ((hex = BN_bn2hex(bn)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	/* BN_bn2hex prints whole bytes: drop leading zero digits. */
+	for (p = hex; p[0] == '0' && p[1] != '\0'; p++)
+		;
+	if (strlen(p) > 40) {
+		r = rf_err_set(
+		    RF_ERR_MALFORMED, "serial longer than 20 octets");
+		goto out;
+	}
+	for (i = 0; p[i] != '\0'; i++)
+		out[i] = (char)tolower((unsigned char)p[i]);
+	out[i] = '\0';
+	r = 0;
+out:
+	OPENSSL_free(hex);
+	BN_free(bn);
+	return r;
+}
+
+/*
+ * RFC 5280 4.1.2.2: a positive INTEGER of at most 20 octets; CA/Browser
+ * Forum BR 7.1 asks for at least 64 bits from a CSPRNG. 128 random bits,
+ * read as an unsigned number (so positive), never zero.
+ */
+static int
+serial_new(ASN1_INTEGER **out, char hex[41])
+{
+	uint8_t b[CA_SERIAL_BYTES];
+	BIGNUM *bn = NULL;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	do {
+		if (RAND_bytes(b, sizeof(b)) != 1) {
+			r = rf_err_set(RF_ERR_INTERNAL,
+			    "random generator "
+			    "failed: no serial");
+			goto out;
+		}
+		BN_free(bn);
+		if ((bn = BN_bin2bn(b, sizeof(b), NULL)) == NULL) {
+			r = RF_ERR_ALLOC;
+			goto out;
+		}
+	} while (BN_is_zero(bn));
+	if ((*out = BN_to_ASN1_INTEGER(bn, NULL)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = rf_ca_serial_str(*out, hex)) != 0) {
+		ASN1_INTEGER_free(*out);
+		*out = NULL;
+		goto out;
+	}
+	r = 0;
+out:
+	OPENSSL_cleanse(b, sizeof(b));
+	BN_free(bn);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Building and signing                                               */
+
+static void
+blob_clear(struct blob *b)
+{
+	OPENSSL_free(b->p);
+	b->p = NULL;
+	b->len = 0;
+}
+
+/* The result of an i2d into a blob (whose p was NULL): 0 or an error. */
+static int
+blob_set(struct blob *b, int len)
+{
+	if (len <= 0) {
+		blob_clear(b);
+		return RF_ERR_INTERNAL;
+	}
+	b->len = (size_t)len;
+	return 0;
+}
+#define BLOB_I2D(fn, obj, b) blob_set((b), fn((obj), &(b)->p))
+
+static int
+ext_blob(int nid, const char *value, struct blob *b)
+{
+	X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, NULL, nid, value);
+	int r;
+
+	b->p = NULL;
+	b->len = 0;
+	if (e == NULL) {
+		ERR_clear_error();
+		return rf_err_set(RF_ERR_INTERNAL, "cannot encode extension %s",
+		    OBJ_nid2sn(nid));
+	}
+	r = BLOB_I2D(i2d_X509_EXTENSION, e, b);
+	X509_EXTENSION_free(e);
+	return r;
+}
+
+/*
+ * RFC 5280 4.1.2.5: UTCTime (YYMMDDHHMMSSZ) for dates through 2049,
+ * GeneralizedTime (YYYYMMDDHHMMSSZ) from 2050; seconds, always Zulu.
+ *   17 0d <13 chars>   or   18 0f <15 chars>
+ */
+static int
+der_time(int64_t t, uint8_t out[17], size_t *len)
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+	char s[20];
+	int y;
+
+	if (gmtime_r(&tt, &tm) == NULL || (y = tm.tm_year + 1900) < 1950 ||
+	    y > 9999)
+		return rf_err_set(
+		    RF_ERR_ARG, "time %lld out of range", (long long)t);
+	if (strftime(s, sizeof(s), y < 2050 ? "%y%m%d%H%M%SZ" : "%Y%m%d%H%M%SZ",
+		&tm) == 0)
+		return RF_ERR_INTERNAL;
+	*len = strlen(s);
+	out[0] = y < 2050 ? 0x17 : 0x18;
+	out[1] = (uint8_t)*len;
+	memcpy(out + 2, s, *len);
+	*len += 2;
+	return 0;
+}
+
+/* The subjectPublicKey bits of a SubjectPublicKeyInfo DER. */
+static int
+spki_bits(const uint8_t *spki, size_t len, const uint8_t **pk, size_t *pklen)
+{
+	size_t hl, cl, ahl, acl, bhl, bcl;
+	uint8_t tag;
+	const uint8_t *c;
+
+	if (rf_ca_der_hdr(spki, len, &tag, &hl, &cl) != 0 || tag != 0x30 ||
+	    hl + cl != len)
+		return RF_ERR_MALFORMED;
+	c = spki + hl;
+	if (rf_ca_der_hdr(c, cl, &tag, &ahl, &acl) != 0 || tag != 0x30 ||
+	    rf_ca_der_hdr(c + ahl + acl, cl - ahl - acl, &tag, &bhl, &bcl) !=
+		0 ||
+	    tag != 0x03 || ahl + acl + bhl + bcl != cl || bcl < 2 ||
+	    c[ahl + acl + bhl] != 0)
+		return RF_ERR_MALFORMED;
+	*pk = c + ahl + acl + bhl + 1;
+	*pklen = bcl - 1;
+	return 0;
+}
+
+/*
+ * RFC 5280 4.2.1.2 method (1): the key identifier is the SHA-1 of the
+ * subjectPublicKey BIT STRING value. Extension DER (31 bytes):
+ *   30 1d  06 03 55 1d 0e  04 16  04 14 <20-byte keyid>
+ */
+static int
+ski_ext(const uint8_t *spki, size_t len, uint8_t keyid[20], uint8_t ext[31])
+{
+	static const uint8_t head[11] = {
+	    0x30, 0x1d, 0x06, 0x03, 0x55, 0x1d, 0x0e, 0x04, 0x16, 0x04, 0x14};
+	const uint8_t *pk;
+	size_t pklen;
+
+	if (spki_bits(spki, len, &pk, &pklen) != 0)
+		return rf_err_set(RF_ERR_MALFORMED, "public key malformed");
+	SHA1(pk, pklen, keyid);
+	memcpy(ext, head, sizeof(head));
+	memcpy(ext + sizeof(head), keyid, 20);
+	return 0;
+}
+
+/*
+ * RFC 5280 4.2.1.1: AuthorityKeyIdentifier with keyIdentifier [0] only,
+ * the issuer's SKI. Extension DER (33 bytes):
+ *   30 1f  06 03 55 1d 23  04 18  30 16 80 14 <20-byte keyid>
+ */
+static void
+aki_ext(const uint8_t keyid[20], uint8_t ext[33])
+{
+	static const uint8_t head[13] = {0x30, 0x1f, 0x06, 0x03, 0x55, 0x1d,
+	    0x23, 0x04, 0x18, 0x30, 0x16, 0x80, 0x14};
+
+	memcpy(ext, head, sizeof(head));
+	memcpy(ext + sizeof(head), keyid, 20);
+}
+
+struct tbs_in {
+	struct blob serial, alg, issuer, subject, spki; /* borrowed */
+	int64_t nb, na;
+	struct blob exts[MAX_EXTS]; /* borrowed, in order */
+	size_t nexts;
+};
+
+/*
+ * RFC 5280 4.1:
+ *   TBSCertificate ::= SEQUENCE {
+ *     version         [0] EXPLICIT INTEGER 2 (v3)   a0 03 02 01 02
+ *     serialNumber    INTEGER                       02 ..
+ *     signature       AlgorithmIdentifier           30 ..
+ *     issuer          Name                          30 ..
+ *     validity        SEQUENCE { notBefore, notAfter }  30 L t1 t2
+ *     subject         Name                          30 ..
+ *     subjectPublicKeyInfo                          30 ..
+ *     extensions      [3] EXPLICIT SEQUENCE OF Extension  a3 L 30 L ..
+ *   }
+ * (no issuerUniqueID / subjectUniqueID: 4.1.2.8 says CAs MUST NOT.)
+ * *tbs is malloc'd.
+ */
+static int
+tbs_der(const struct tbs_in *in, uint8_t **tbs, size_t *tbslen)
+{
+	static const uint8_t version[5] = {0xa0, 0x03, 0x02, 0x01, 0x02};
+	uint8_t nb[17], na[17], *buf, *p;
+	size_t nbl, nal, vl, el = 0, esl, etl, content, total, i;
+	int r;
+
+	*tbs = NULL;
+	*tbslen = 0;
+	if ((r = der_time(in->nb, nb, &nbl)) != 0 ||
+	    (r = der_time(in->na, na, &nal)) != 0)
+		return r;
+	vl = nbl + nal;
+	for (i = 0; i < in->nexts; i++)
+		el += in->exts[i].len;
+	esl = rf_ca_der_hdr_len(el) + el;
+	etl = rf_ca_der_hdr_len(esl) + esl;
+	content = sizeof(version) + in->serial.len + in->alg.len +
+	    in->issuer.len + rf_ca_der_hdr_len(vl) + vl + in->subject.len +
+	    in->spki.len + etl;
+	total = rf_ca_der_hdr_len(content) + content;
+	if ((buf = malloc(total)) == NULL)
+		return RF_ERR_ALLOC;
+	p = rf_ca_der_put_hdr(buf, 0x30, content);
+	memcpy(p, version, sizeof(version));
+	p += sizeof(version);
+#define PUT(b)                                                                 \
+	do {                                                                   \
+		memcpy(p, (b).p, (b).len);                                     \
+		p += (b).len;                                                  \
+	} while (0)
+	PUT(in->serial);
+	PUT(in->alg);
+	PUT(in->issuer);
+	p = rf_ca_der_put_hdr(p, 0x30, vl);
+	memcpy(p, nb, nbl);
+	memcpy(p + nbl, na, nal);
+	p += vl;
+	PUT(in->subject);
+	PUT(in->spki);
+	p = rf_ca_der_put_hdr(p, 0xa3, esl);
+	p = rf_ca_der_put_hdr(p, 0x30, el);
+	for (i = 0; i < in->nexts; i++)
+		PUT(in->exts[i]);
+#undef PUT
+	if ((size_t)(p - buf) != total) {
+		free(buf);
+		return rf_err_set(RF_ERR_INTERNAL, "TBS length mismatch");
+	}
+	*tbs = buf; /* owned by the caller */
+	*tbslen = total;
+	return 0;
+}
+
+/* The digest of a signature AlgorithmIdentifier (ECDSA / RSA PKCS#1). */
+static const EVP_MD *
+alg_md(const X509_ALGOR *alg)
+{
+	const ASN1_OBJECT *oid;
+	int mdnid = NID_undef, pknid = NID_undef;
+
+	X509_ALGOR_get0(&oid, NULL, NULL, alg);
+	if (OBJ_find_sigid_algs(OBJ_obj2nid(oid), &mdnid, &pknid) != 1)
+		return NULL;
+	return EVP_get_digestbynid(mdnid);
+}
+
+/*
+ * Wrap a signature around a TBS, then check it. Always: the signature
+ * verifies over the TBS with the issuer's public key. With `full`, also as
+ * a relying party would: it parses as one X.509 certificate with nothing
+ * after it and X509_verify() returns 1.
+ */
+static int
+cert_finish(const uint8_t *tbs, size_t tbslen, const X509_ALGOR *alg,
+    const EVP_MD *md, const struct rf_sig *sig, EVP_PKEY *issuer_pub, int full,
+    uint8_t **der, size_t *derlen)
+{
+	EVP_MD_CTX *ctx = NULL;
+	const uint8_t *p;
+	X509 *x = NULL;
+	int v, r = RF_ERR_INTERNAL;
+
+	if ((r = rf_ca_assemble(
+		 tbs, tbslen, alg, sig->sig, sig->len, der, derlen)) != 0)
+		return r;
+	if ((ctx = EVP_MD_CTX_new()) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if (md == NULL ||
+	    EVP_DigestVerifyInit(ctx, NULL, md, NULL, issuer_pub) != 1 ||
+	    (v = EVP_DigestVerify(ctx, sig->sig, sig->len, tbs, tbslen)) != 1) {
+		r = rf_err_set(RF_ERR_SIGNATURE_INVALID,
+		    "certificate signature does not verify with the issuer "
+		    "key");
+		goto out;
+	}
+	if (full) {
+		p = *der;
+		if ((x = d2i_X509(NULL, &p, (long)*derlen)) == NULL ||
+		    p != *der + *derlen) {
+			r = rf_err_set(RF_ERR_INTERNAL,
+			    "assembled certificate "
+			    "does not parse");
+			goto out;
+		}
+		if ((v = X509_verify(x, issuer_pub)) != 1) {
+			r = rf_err_set(RF_ERR_SIGNATURE_INVALID,
+			    "assembled certificate does not verify with the "
+			    "issuer key (X509_verify %d)",
+			    v);
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	ERR_clear_error();
+	EVP_MD_CTX_free(ctx);
+	X509_free(x);
+	if (r != 0) {
+		free(*der);
+		*der = NULL;
+		*derlen = 0;
+	}
+	return r;
+}
+
+/* base_url goes into extension strings: refuse what would break them. */
+static int
+base_url_check(const char *url)
+{
+	size_t i;
+
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+		goto bad;
+	for (i = 0; url[i] != '\0'; i++)
+		if (url[i] == ',' || isspace((unsigned char)url[i]) ||
+		    !isprint((unsigned char)url[i]))
+			goto bad;
+	return 0;
+bad:
+	return rf_err_set(RF_ERR_CONFIG,
+	    "base_url \"%.100s\" must be an "
+	    "http(s) URL without commas or spaces",
+	    url);
+}
+
+/* SPKI DER of a key held in the token (via its public half). */
+static int
+key_spki(struct rf_key *key, struct blob *b)
+{
+	if (BLOB_I2D(i2d_PUBKEY, rf_key_public(key), b) != 0) {
+		ERR_clear_error();
+		return rf_err_set(RF_ERR_INTERNAL, "cannot encode public key");
+	}
+	return 0;
+}
+
+/* ------------------------------------------------------------------ */
+/* rf_ca_init                                                         */
+
+struct init_cert {
+	ASN1_INTEGER *serial;
+	char hex[41];
+	struct blob serial_der, name, spki, alg;
+	X509_ALGOR *sigalg; /* of the signing key */
+	uint8_t keyid[20], ski[31];
+	uint8_t *tbs, *der; /* malloc'd */
+	size_t tbslen, derlen;
+	int64_t nb, na;
+};
+
+static void
+init_cert_clear(struct init_cert *c)
+{
+	ASN1_INTEGER_free(c->serial);
+	blob_clear(&c->serial_der);
+	blob_clear(&c->name);
+	blob_clear(&c->spki);
+	blob_clear(&c->alg);
+	X509_ALGOR_free(c->sigalg);
+	free(c->tbs);
+	free(c->der);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Build, sign (one audited signature) and check one CA certificate. */
+static int
+init_sign(struct rf_keys *keys, struct rf_key *signer, struct init_cert *c,
+    const struct init_cert *issuer, struct blob *exts, size_t nexts,
+    const struct rf_actor *who)
+{
+	struct tbs_in in;
+	struct rf_sign_req req;
+	struct rf_sig sig = {NULL, 0};
+	uint8_t aki[33];
+	size_t i;
+	int r;
+
+	memset(&in, 0, sizeof(in));
+	in.serial = c->serial_der;
+	in.alg = c->alg;
+	in.issuer = issuer->name;
+	in.subject = c->name;
+	in.spki = c->spki;
+	in.nb = c->nb;
+	in.na = c->na;
+	in.exts[in.nexts++] = (struct blob){c->ski, sizeof(c->ski)};
+	if (issuer != c) { /* RFC 5280 4.2.1.1: optional when self-signed */
+		aki_ext(issuer->keyid, aki);
+		in.exts[in.nexts++] = (struct blob){aki, sizeof(aki)};
+	}
+	for (i = 0; i < nexts; i++)
+		in.exts[in.nexts++] = exts[i];
+	if ((r = tbs_der(&in, &c->tbs, &c->tbslen)) != 0)
+		return r;
+	memset(&req, 0, sizeof(req));
+	req.msg = c->tbs;
+	req.msglen = c->tbslen;
+	req.scheme = RF_SIG_DEFAULT;
+	req.what = "cert";
+	req.ref = c->hex;
+	if ((r = rf_keys_sign(keys, signer, &req, 1, who, &sig)) != 0)
+		return r;
+	r = cert_finish(c->tbs, c->tbslen, c->sigalg, alg_md(c->sigalg), &sig,
+	    rf_key_public(signer), 1, &c->der, &c->derlen);
+	rf_sig_clear(&sig);
+	return r;
+}
+
+int
+rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, const struct rf_actor *who)
+{
+	static const char *const labels[CA_NKEYS] = {"ringfence root",
+	    "ringfence issuing", "ringfence ocsp", "ringfence audit"};
+	static const char *const cns[CA_NCERTS] = {"ringfence root CA",
+	    "ringfence issuing CA", "ringfence OCSP signer"};
+	/* The signer of each certificate: root, root, issuing. */
+	static const int signer[CA_NCERTS] = {CA_ROOT, CA_ROOT, CA_ISSUING};
+	struct rf_key *key[CA_NKEYS] = {NULL};
+	struct init_cert c[CA_NCERTS];
+	struct blob ext[4];
+	struct rf_audit *audit = NULL;
+	X509_NAME *name = NULL;
+	size_t i;
+	struct rf_key_rec kr;
+	struct rf_ca_rec cr;
+	struct rf_audit_event ev;
+	enum rf_key_alg alg;
+	char val[16], url[512], detail[256];
+	int64_t now = rf_now();
+	int r = RF_ERR_INTERNAL, in_tx = 0;
+
+	memset(c, 0, sizeof(c));
+	memset(ext, 0, sizeof(ext));
+	if ((r = rf_store_meta_get(st, "initialised", val, sizeof(val))) == 0)
+		return rf_err_set(RF_ERR_ALREADY_INITIALISED,
+		    "ringfence is already initialised in %s", cfg->home);
+	if (r != RF_ERR_NOT_FOUND)
+		return r;
+	rf_err_clear();
+	if ((r = rf_key_alg_parse(cfg->ca_alg, &alg)) != 0 ||
+	    (r = base_url_check(cfg->base_url)) != 0)
+		return r;
+	if ((r = rf_audit_open(st, &audit)) != 0)
+		goto out;
+	for (i = 0; i < CA_NKEYS; i++)
+		if ((r = rf_keys_generate(
+			 keys, alg, labels[i], NULL, who, &key[i])) != 0)
+			goto out;
+	for (i = 0; i < CA_NCERTS; i++) {
+		if ((r = serial_new(&c[i].serial, c[i].hex)) != 0)
+			goto out;
+		if ((name = name_make("ringfence", NULL, cns[i])) == NULL ||
+		    BLOB_I2D(i2d_X509_NAME, name, &c[i].name) != 0 ||
+		    BLOB_I2D(i2d_ASN1_INTEGER, c[i].serial, &c[i].serial_der) !=
+			0) {
+			r = RF_ERR_ALLOC;
+			goto out;
+		}
+		X509_NAME_free(name);
+		name = NULL;
+		if ((r = key_spki(key[i], &c[i].spki)) != 0 ||
+		    (r = ski_ext(c[i].spki.p, c[i].spki.len, c[i].keyid,
+			 c[i].ski)) != 0 ||
+		    (r = rf_key_sigalg(
+			 key[signer[i]], RF_SIG_DEFAULT, &c[i].sigalg)) != 0)
+			goto out;
+		if (BLOB_I2D(i2d_X509_ALGOR, c[i].sigalg, &c[i].alg) != 0) {
+			r = RF_ERR_INTERNAL;
+			goto out;
+		}
+		c[i].nb = now - CA_BACKDATE;
+	}
+	c[CA_ROOT].na = now + (int64_t)cfg->root_days * DAY;
+	c[CA_ISSUING].na = now + (int64_t)cfg->issuing_days * DAY;
+	c[CA_OCSP].na = now + (int64_t)cfg->ocsp_signer_days * DAY;
+	/* A certificate never outlives its issuer. */
+	if (c[CA_ISSUING].na > c[CA_ROOT].na)
+		c[CA_ISSUING].na = c[CA_ROOT].na;
+	if (c[CA_OCSP].na > c[CA_ISSUING].na)
+		c[CA_OCSP].na = c[CA_ISSUING].na;
+
+	/*
+	 * Root, self-signed. RFC 5280 4.2.1.9: basicConstraints critical
+	 * cA TRUE; 4.2.1.3: keyUsage critical keyCertSign, cRLSign; 4.2.1.2
+	 * SKI. The AKI may be omitted in a self-signed certificate (4.2.1.1).
+	 */
+	if ((r = ext_blob(
+		 NID_basic_constraints, "critical,CA:TRUE", &ext[0])) != 0 ||
+	    (r = ext_blob(NID_key_usage, "critical,keyCertSign,cRLSign",
+		 &ext[1])) != 0 ||
+	    (r = init_sign(keys, key[CA_ROOT], &c[CA_ROOT], &c[CA_ROOT], ext, 2,
+		 who)) != 0)
+		goto out;
+
+	/*
+	 * Issuing intermediate, signed by the root: cA TRUE with
+	 * pathLenConstraint 0 (it issues only end-entity certificates), KU
+	 * keyCertSign + cRLSign, SKI, AKI, and the root's CRL DP (4.2.1.13).
+	 */
+	snprintf(url, sizeof(url), "URI:%s/crl/root.crl", cfg->base_url);
+	blob_clear(&ext[0]);
+	if ((r = ext_blob(NID_basic_constraints, "critical,CA:TRUE,pathlen:0",
+		 &ext[0])) != 0 ||
+	    (r = ext_blob(NID_crl_distribution_points, url, &ext[2])) != 0 ||
+	    (r = init_sign(keys, key[CA_ROOT], &c[CA_ISSUING], &c[CA_ROOT], ext,
+		 3, who)) != 0)
+		goto out;
+
+	/*
+	 * Delegated OCSP signer, issued by the issuing CA. RFC 6960 4.2.2.2:
+	 * EKU id-kp-OCSPSigning; 4.2.2.2.1: id-pkix-ocsp-nocheck (its own
+	 * status is not checked, so keep it short-lived); KU critical
+	 * digitalSignature; cA FALSE.
+	 */
+	for (i = 0; i < 4; i++)
+		blob_clear(&ext[i]);
+	if ((r = ext_blob(
+		 NID_basic_constraints, "critical,CA:FALSE", &ext[0])) != 0 ||
+	    (r = ext_blob(
+		 NID_key_usage, "critical,digitalSignature", &ext[1])) != 0 ||
+	    (r = ext_blob(NID_ext_key_usage, "OCSPSigning", &ext[2])) != 0 ||
+	    (r = ext_blob(NID_id_pkix_OCSP_noCheck, "yes", &ext[3])) != 0 ||
+	    (r = init_sign(keys, key[CA_ISSUING], &c[CA_OCSP], &c[CA_ISSUING],
+		 ext, 4, who)) != 0)
+		goto out;
+
+	/* Records, the audit event and the "initialised" mark commit as one. */
+	if ((r = rf_store_begin(st)) != 0)
+		goto out;
+	in_tx = 1;
+	for (i = 0; i < CA_NKEYS; i++) {
+		memset(&kr, 0, sizeof(kr));
+		snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(key[i]));
+		snprintf(kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(alg));
+		snprintf(kr.purpose, sizeof(kr.purpose), "%s", ca_names[i]);
+		snprintf(kr.state, sizeof(kr.state), "active");
+		kr.created = now;
+		if ((r = rf_store_key_add(st, &kr)) != 0)
+			goto out;
+	}
+	for (i = 0; i < CA_NCERTS; i++) {
+		memset(&cr, 0, sizeof(cr));
+		snprintf(cr.name, sizeof(cr.name), "%s", ca_names[i]);
+		snprintf(cr.key_id, sizeof(cr.key_id), "%s", rf_key_id(key[i]));
+		snprintf(cr.parent, sizeof(cr.parent), "%s",
+		    i == CA_ROOT ? "" : ca_names[signer[i]]);
+		snprintf(cr.serial, sizeof(cr.serial), "%s", c[i].hex);
+		cr.not_before = c[i].nb;
+		cr.not_after = c[i].na;
+		cr.active = 1;
+		cr.der = c[i].der;
+		cr.derlen = c[i].derlen;
+		if ((r = rf_store_ca_add(st, &cr)) != 0)
+			goto out;
+	}
+	memset(&ev, 0, sizeof(ev));
+	snprintf(detail, sizeof(detail), "alg %s root %s issuing %s ocsp %s",
+	    rf_key_alg_name(alg), c[CA_ROOT].hex, c[CA_ISSUING].hex,
+	    c[CA_OCSP].hex);
+	ev.type = "init";
+	ev.key_id = rf_key_id(key[CA_ROOT]);
+	ev.actor = who != NULL ? who->actor : NULL;
+	ev.source = who != NULL ? who->source : NULL;
+	ev.detail = detail;
+	if ((r = rf_audit_append(audit, &ev, 1, NULL)) != 0 ||
+	    (r = rf_store_meta_set(st, "initialised", "1")) != 0)
+		goto out;
+	r = rf_store_commit(st);
+	in_tx = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(st);
+	X509_NAME_free(name);
+	for (i = 0; i < CA_NCERTS; i++)
+		init_cert_clear(&c[i]);
+	for (i = 0; i < 4; i++)
+		blob_clear(&ext[i]);
+	for (i = 0; i < CA_NKEYS; i++)
+		rf_key_free(key[i]);
+	rf_audit_free(audit);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* rf_ca_open                                                         */
+
+static void
+ca_precompute_clear(struct rf_ca *ca)
+{
+	int i;
+
+	X509_ALGOR_free(ca->sigalg);
+	ca->sigalg = NULL;
+	blob_clear(&ca->alg);
+	blob_clear(&ca->issuer);
+	for (i = 0; i < EXT_N; i++)
+		blob_clear(&ca->ext[i]);
+	free(ca->chain_tail);
+	ca->chain_tail = NULL;
+	ca->chain_tail_len = 0;
+}
+
+static struct ca_entry *
+ca_find(struct rf_ca *ca, const char *name)
+{
+	size_t i;
+
+	for (i = 0; ca != NULL && name != NULL && i < ca->nent; i++)
+		if (strcmp(ca->ent[i].name, name) == 0)
+			return &ca->ent[i];
+	return NULL;
+}
+
+/* Everything issuance needs from the active issuing CA, computed once. */
+static int
+ca_precompute(struct rf_ca *ca)
+{
+	const struct rf_config *cfg = &ca->cfg;
+	struct ca_entry *iss = &ca->ent[ca->iss], *root;
+	const ASN1_OCTET_STRING *ski;
+	X509 *chain[2];
+	uint8_t *der = NULL;
+	char url[700];
+	size_t off = 0;
+	struct tm tm;
+	int i, l, r = RF_ERR_INTERNAL;
+
+	ca_precompute_clear(ca);
+	if ((root = ca_find(ca, iss->parent)) == NULL)
+		return rf_err_set(RF_ERR_NOT_FOUND,
+		    "issuer \"%s\" of CA %s "
+		    "is not in the store",
+		    iss->parent, iss->name);
+	if (iss->key == NULL)
+		return rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "the key of issuing CA "
+		    "%s is not in the token",
+		    iss->name);
+	if ((r = rf_key_sigalg(iss->key, RF_SIG_DEFAULT, &ca->sigalg)) != 0)
+		return r;
+	if ((ca->md = alg_md(ca->sigalg)) == NULL ||
+	    BLOB_I2D(i2d_X509_ALGOR, ca->sigalg, &ca->alg) != 0 ||
+	    BLOB_I2D(
+		i2d_X509_NAME, X509_get_subject_name(iss->x), &ca->issuer) != 0)
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "cannot encode the issuing "
+		    "CA's name and algorithm");
+	if ((ski = X509_get0_subject_key_id(iss->x)) == NULL ||
+	    ASN1_STRING_length(ski) != 20)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "issuing CA certificate "
+		    "has no 20-byte SKI");
+	aki_ext(ASN1_STRING_get0_data(ski), ca->aki);
+	/* RFC 5280 4.2.1.9, 4.2.1.3, 4.2.1.12, 4.2.1.13, 4.2.2.1. */
+	if ((r = ext_blob(NID_basic_constraints, "critical,CA:FALSE",
+		 &ca->ext[EXT_BC])) != 0 ||
+	    (r = ext_blob(NID_key_usage, "critical,digitalSignature",
+		 &ca->ext[EXT_KU_SIG])) != 0 ||
+	    (r = ext_blob(NID_key_usage,
+		 "critical,digitalSignature,keyEncipherment",
+		 &ca->ext[EXT_KU_SIG_ENC])) != 0 ||
+	    (r = ext_blob(NID_ext_key_usage, "clientAuth",
+		 &ca->ext[EXT_EKU_CLIENT])) != 0 ||
+	    (r = ext_blob(NID_ext_key_usage, "serverAuth",
+		 &ca->ext[EXT_EKU_SERVER])) != 0)
+		return r;
+	snprintf(
+	    url, sizeof(url), "URI:%s/crl/%s.crl", cfg->base_url, iss->name);
+	if ((r = ext_blob(
+		 NID_crl_distribution_points, url, &ca->ext[EXT_CRLDP])) != 0)
+		return r;
+	snprintf(url, sizeof(url),
+	    "OCSP;URI:%s/ocsp,caIssuers;URI:%s/ca/%s.der", cfg->base_url,
+	    cfg->base_url, iss->name);
+	if ((r = ext_blob(NID_info_access, url, &ca->ext[EXT_AIA])) != 0)
+		return r;
+	/* The chain tail: issuing CA then root, in PEM. */
+	chain[0] = iss->x;
+	chain[1] = root->x;
+	for (i = 0; i < 2; i++) {
+		if ((l = i2d_X509(chain[i], NULL)) <= 0)
+			return RF_ERR_INTERNAL;
+		ca->chain_tail_len += rf_ca_pem_len((size_t)l);
+	}
+	if ((ca->chain_tail = malloc(ca->chain_tail_len + 1)) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < 2; i++) {
+		der = NULL;
+		if ((l = i2d_X509(chain[i], &der)) <= 0)
+			return RF_ERR_INTERNAL;
+		off += rf_ca_pem_write(der, (size_t)l, ca->chain_tail + off);
+		OPENSSL_free(der);
+	}
+	ca->chain_tail_len = off;
+	if (ASN1_TIME_to_tm(X509_get0_notAfter(iss->x), &tm) != 1)
+		return RF_ERR_INTERNAL;
+	ca->issuing_not_after = (int64_t)timegm(&tm);
+	return 0;
+}
+
+/* Add a CA record to ca->ent: its certificate and (if held) its key. */
+static int
+ca_entry_add(struct rf_ca *ca, const struct rf_ca_rec *rec)
+{
+	struct ca_entry *e;
+	const uint8_t *p = rec->der;
+	int r;
+
+	if (ca->nent >= CA_MAX)
+		return rf_err_set(
+		    RF_ERR_STATE, "more than %d CA certificates", CA_MAX);
+	e = &ca->ent[ca->nent];
+	memset(e, 0, sizeof(*e));
+	snprintf(e->name, sizeof(e->name), "%s", rec->name);
+	snprintf(e->parent, sizeof(e->parent), "%s", rec->parent);
+	e->active = rec->active;
+	e->not_before = rec->not_before;
+	if ((e->x = d2i_X509(NULL, &p, (long)rec->derlen)) == NULL ||
+	    p != rec->der + rec->derlen) {
+		X509_free(e->x);
+		e->x = NULL;
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "stored CA certificate "
+		    "\"%s\" does not parse",
+		    rec->name);
+	}
+	/* A rotated-out CA may have had its key destroyed: keep its cert. */
+	if ((r = rf_keys_load(ca->keys, rec->key_id, &e->key)) != 0) {
+		if (r != RF_ERR_KEY_NOT_FOUND) {
+			X509_free(e->x);
+			e->x = NULL;
+			return r;
+		}
+		rf_err_clear();
+		e->key = NULL;
+	}
+	ca->nent++;
+	return 0;
+}
+
+/*
+ * The active issuing CA: a CA whose parent is "root", active, the latest
+ * notBefore (a rotation makes a newer one); else "issuing".
+ */
+static int
+ca_pick_issuer(struct rf_ca *ca)
+{
+	size_t i;
+	int best = -1;
+
+	for (i = 0; i < ca->nent; i++) {
+		const struct ca_entry *e = &ca->ent[i];
+
+		if (!e->active || strcmp(e->parent, "root") != 0)
+			continue;
+		if (best < 0 || e->not_before >= ca->ent[best].not_before)
+			best = (int)i;
+	}
+	if (best < 0) {
+		const struct ca_entry *e = ca_find(ca, "issuing");
+
+		if (e == NULL)
+			return rf_err_set(RF_ERR_NOT_FOUND,
+			    "no issuing CA in "
+			    "the store");
+		best = (int)(e - ca->ent);
+	}
+	ca->iss = best;
+	return 0;
+}
+
+int
+rf_ca_open(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca **out)
+{
+	struct rf_ca *ca = NULL;
+	struct rf_ca_rec *recs = NULL;
+	struct rf_key_rec kr;
+	char val[16];
+	size_t n = 0, i;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	if ((r = rf_store_meta_get(st, "initialised", val, sizeof(val))) != 0) {
+		if (r == RF_ERR_NOT_FOUND)
+			r = rf_err_set(RF_ERR_NOT_INITIALISED,
+			    "ringfence is not initialised in %s: run "
+			    "'ringfence init'",
+			    cfg->home);
+		return r;
+	}
+	if ((r = base_url_check(cfg->base_url)) != 0)
+		return r;
+	if ((ca = calloc(1, sizeof(*ca))) == NULL)
+		return RF_ERR_ALLOC;
+	ca->cfg = *cfg;
+	ca->st = st;
+	ca->keys = keys;
+	if ((r = rf_store_ca_list(st, &recs, &n)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		if ((r = ca_entry_add(ca, &recs[i])) != 0)
+			goto out;
+	if (ca_find(ca, "root") == NULL) {
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "CA certificate \"root\" "
+		    "missing from the store");
+		goto out;
+	}
+	if ((r = rf_store_key_by_purpose(st, "audit", &kr)) != 0 ||
+	    (r = rf_keys_load(keys, kr.id, &ca->audit_key)) != 0)
+		goto out;
+	if ((r = ca_pick_issuer(ca)) != 0 || (r = ca_precompute(ca)) != 0 ||
+	    (r = rf_audit_open(st, &ca->own_audit)) != 0)
+		goto out;
+	ca->audit = ca->own_audit;
+	*out = ca; /* owned by the caller */
+	ca = NULL;
+	r = 0;
+out:
+	ERR_clear_error();
+	rf_ca_rec_free_all(recs, n);
+	rf_ca_free(ca);
+	return r;
+}
+
+void
+rf_ca_set_audit(struct rf_ca *ca, struct rf_audit *audit)
+{
+	if (ca == NULL || audit == NULL)
+		return;
+	ca->audit = audit;
+}
+
+void
+rf_ca_free(struct rf_ca *ca)
+{
+	size_t i;
+
+	if (ca == NULL)
+		return;
+	for (i = 0; i < ca->nent; i++) {
+		X509_free(ca->ent[i].x);
+		rf_key_free(ca->ent[i].key);
+	}
+	rf_key_free(ca->audit_key);
+	ca_precompute_clear(ca);
+	rf_audit_free(ca->own_audit);
+	rf_freezero(ca, sizeof(*ca)); /* cfg holds the PIN */
+}
+
+X509 *
+rf_ca_cert(struct rf_ca *ca, const char *name)
+{
+	struct ca_entry *e = ca_find(ca, name);
+
+	return e != NULL ? e->x : NULL;
+}
+
+struct rf_key *
+rf_ca_key(struct rf_ca *ca, const char *name)
+{
+	struct ca_entry *e;
+
+	if (ca != NULL && name != NULL && strcmp(name, "audit") == 0)
+		return ca->audit_key;
+	e = ca_find(ca, name);
+	return e != NULL ? e->key : NULL;
+}
+
+const char *
+rf_ca_issuer_name(struct rf_ca *ca)
+{
+	return ca != NULL ? ca->ent[ca->iss].name : NULL;
+}
+
+/*
+ * Replace an issuing CA: a new key in the token and a certificate signed
+ * by the root (like the one made by rf_ca_init), recorded active while the
+ * old one is marked inactive, in one transaction with a "rotate" audit
+ * event. New certificates are issued by the new CA from then on; the old
+ * CA stays loaded by name for its CRL.
+ */
+int
+rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
+    const struct rf_actor *who)
+{
+	struct rf_ca_rec rec;
+	struct rf_key_rec kr;
+	struct rf_audit_event ev;
+	struct init_cert root, c;
+	struct blob ext[3];
+	struct ca_entry *re, *oe;
+	struct rf_key *key = NULL;
+	X509_NAME *name = NULL;
+	const ASN1_OCTET_STRING *rski;
+	enum rf_key_alg alg;
+	char cn[80], url[600], label[96], detail[200];
+	int64_t now = rf_now();
+	size_t i;
+	int r, in_tx = 0, prev_iss = ca->iss;
+
+	memset(&rec, 0, sizeof(rec));
+	memset(&root, 0, sizeof(root));
+	memset(&c, 0, sizeof(c));
+	memset(ext, 0, sizeof(ext));
+	for (i = 0; newname[i] != '\0'; i++)
+		if (!isalnum((unsigned char)newname[i]) && newname[i] != '-' &&
+		    newname[i] != '_')
+			break;
+	if (i == 0 || i > 48 || newname[i] != '\0')
+		return rf_err_set(RF_ERR_ARG,
+		    "invalid CA name \"%.60s\": use "
+		    "1-48 of A-Z a-z 0-9 - _",
+		    newname);
+	if (ca_find(ca, newname) != NULL ||
+	    (r = rf_store_ca_get(ca->st, newname, &rec)) == 0) {
+		rf_ca_rec_clear(&rec);
+		return rf_err_set(
+		    RF_ERR_EXISTS, "CA %s already exists", newname);
+	}
+	if (r != RF_ERR_NOT_FOUND)
+		return r;
+	rf_err_clear();
+	if ((oe = ca_find(ca, old)) == NULL || strcmp(oe->parent, "root") != 0)
+		return rf_err_set(
+		    RF_ERR_NOT_FOUND, "no issuing CA named %.60s", old);
+	if ((re = ca_find(ca, "root")) == NULL || re->key == NULL)
+		return rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "the root key is not in "
+		    "the token");
+	if (ca->nent >= CA_MAX)
+		return rf_err_set(RF_ERR_STATE, "too many CA certificates");
+	if ((r = rf_key_alg_parse(ca->cfg.ca_alg, &alg)) != 0)
+		return r;
+	snprintf(label, sizeof(label), "ringfence %s", newname);
+	snprintf(cn, sizeof(cn), "ringfence %s", newname);
+	if ((r = rf_keys_generate(ca->keys, alg, label, NULL, who, &key)) != 0)
+		goto out;
+	/* The issuer side: the root's name and key identifier. */
+	if ((rski = X509_get0_subject_key_id(re->x)) == NULL ||
+	    ASN1_STRING_length(rski) != 20 ||
+	    BLOB_I2D(i2d_X509_NAME, X509_get_subject_name(re->x), &root.name) !=
+		0) {
+		r = rf_err_set(RF_ERR_MALFORMED, "root certificate unusable");
+		goto out;
+	}
+	memcpy(root.keyid, ASN1_STRING_get0_data(rski), 20);
+	if ((r = serial_new(&c.serial, c.hex)) != 0)
+		goto out;
+	if ((name = name_make("ringfence", NULL, cn)) == NULL ||
+	    BLOB_I2D(i2d_X509_NAME, name, &c.name) != 0 ||
+	    BLOB_I2D(i2d_ASN1_INTEGER, c.serial, &c.serial_der) != 0) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = key_spki(key, &c.spki)) != 0 ||
+	    (r = ski_ext(c.spki.p, c.spki.len, c.keyid, c.ski)) != 0 ||
+	    (r = rf_key_sigalg(re->key, RF_SIG_DEFAULT, &c.sigalg)) != 0)
+		goto out;
+	if (BLOB_I2D(i2d_X509_ALGOR, c.sigalg, &c.alg) != 0) {
+		r = RF_ERR_INTERNAL;
+		goto out;
+	}
+	c.nb = now - CA_BACKDATE;
+	c.na = now + (int64_t)ca->cfg.issuing_days * DAY;
+	{
+		struct tm tm;
+
+		if (ASN1_TIME_to_tm(X509_get0_notAfter(re->x), &tm) == 1 &&
+		    (int64_t)timegm(&tm) < c.na)
+			c.na = (int64_t)timegm(&tm);
+	}
+	/* RFC 5280 4.2.1.9, 4.2.1.3, 4.2.1.13: as the first issuing CA. */
+	snprintf(url, sizeof(url), "URI:%s/crl/root.crl", ca->cfg.base_url);
+	if ((r = ext_blob(NID_basic_constraints, "critical,CA:TRUE,pathlen:0",
+		 &ext[0])) != 0 ||
+	    (r = ext_blob(NID_key_usage, "critical,keyCertSign,cRLSign",
+		 &ext[1])) != 0 ||
+	    (r = ext_blob(NID_crl_distribution_points, url, &ext[2])) != 0 ||
+	    (r = init_sign(ca->keys, re->key, &c, &root, ext, 3, who)) != 0)
+		goto out;
+
+	if ((r = rf_store_begin(ca->st)) != 0)
+		goto out;
+	in_tx = 1;
+	memset(&kr, 0, sizeof(kr));
+	snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(key));
+	snprintf(kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(alg));
+	snprintf(kr.purpose, sizeof(kr.purpose), "issuing");
+	snprintf(kr.state, sizeof(kr.state), "active");
+	kr.created = now;
+	memset(&rec, 0, sizeof(rec));
+	snprintf(rec.name, sizeof(rec.name), "%s", newname);
+	snprintf(rec.key_id, sizeof(rec.key_id), "%s", rf_key_id(key));
+	snprintf(rec.parent, sizeof(rec.parent), "root");
+	snprintf(rec.serial, sizeof(rec.serial), "%s", c.hex);
+	rec.not_before = c.nb;
+	rec.not_after = c.na;
+	rec.active = 1;
+	rec.der = c.der;
+	rec.derlen = c.derlen;
+	memset(&ev, 0, sizeof(ev));
+	snprintf(
+	    detail, sizeof(detail), "issuing CA %s replaces %s", newname, old);
+	ev.type = "rotate";
+	ev.key_id = rf_key_id(key);
+	ev.ref = c.hex;
+	ev.actor = who != NULL ? who->actor : NULL;
+	ev.source = who != NULL ? who->source : NULL;
+	ev.detail = detail;
+	if ((r = rf_store_key_add(ca->st, &kr)) != 0 ||
+	    (r = rf_store_ca_add(ca->st, &rec)) != 0 ||
+	    (r = rf_store_ca_set_active(ca->st, old, 0)) != 0 ||
+	    (r = rf_audit_append(ca->audit, &ev, 1, NULL)) != 0)
+		goto out;
+	rec.der = NULL; /* borrowed from c */
+	if ((r = rf_store_commit(ca->st)) != 0)
+		goto out;
+	in_tx = 0;
+	/* In memory: the new CA becomes the issuer. */
+	rec.der = c.der;
+	if ((r = ca_entry_add(ca, &rec)) != 0)
+		goto out;
+	rec.der = NULL;
+	oe = ca_find(ca, old);
+	oe->active = 0;
+	ca->iss = (int)ca->nent - 1;
+	if ((r = ca_precompute(ca)) != 0) {
+		ca->iss = prev_iss; /* stored; the next open picks it up */
+		goto out;
+	}
+	r = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(ca->st);
+	rec.der = NULL;
+	X509_NAME_free(name);
+	init_cert_clear(&c);
+	init_cert_clear(&root);
+	for (i = 0; i < 3; i++)
+		blob_clear(&ext[i]);
+	rf_key_free(key);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Tenants                                                            */
+
+int
+rf_ca_tenant_add(struct rf_ca *ca, const char *name, const struct rf_actor *who)
+{
+	struct rf_audit_event ev;
+	int r, in_tx = 0;
+
+	if ((r = rf_ca_tenant_name_check(name)) != 0)
+		return r;
+	if ((r = rf_store_begin(ca->st)) != 0)
+		return r;
+	in_tx = 1;
+	if ((r = rf_store_tenant_add(ca->st, name, rf_now())) != 0) {
+		if (r == RF_ERR_EXISTS)
+			r = rf_err_set(
+			    RF_ERR_EXISTS, "tenant %s already exists", name);
+		goto out;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "tenant";
+	ev.tenant = name;
+	ev.detail = "add";
+	ev.actor = who != NULL ? who->actor : NULL;
+	ev.source = who != NULL ? who->source : NULL;
+	if ((r = rf_audit_append(ca->audit, &ev, 1, NULL)) != 0)
+		goto out;
+	r = rf_store_commit(ca->st);
+	in_tx = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(ca->st);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* Issuance                                                           */
+
+struct issue_item {
+	const struct rf_issue_req *req;
+	struct rf_key *genkey; /* keygen: the new key in the token */
+	int rsa;	       /* the key is RSA (server KU) */
+	struct blob spki;      /* canonical SPKI DER (malloc'd if CSR) */
+	int spki_malloc;
+	uint8_t ski[31];
+	char key_id[65];
+	char subject[256];
+	struct blob name; /* subject DER */
+	ASN1_INTEGER *serial;
+	struct blob serial_der;
+	struct blob san;
+	char hex[41];
+	int64_t nb, na;
+	uint8_t *tbs; /* malloc'd */
+	size_t tbslen;
+	uint8_t *der; /* malloc'd */
+	size_t derlen;
+	int dirty; /* needs a (new) serial, TBS and signature */
+};
+
+static void
+item_clear(struct issue_item *it)
+{
+	rf_key_free(it->genkey);
+	if (it->spki_malloc)
+		free(it->spki.p);
+	else
+		blob_clear(&it->spki);
+	blob_clear(&it->name);
+	ASN1_INTEGER_free(it->serial);
+	blob_clear(&it->serial_der);
+	blob_clear(&it->san);
+	free(it->tbs);
+	free(it->der);
+	memset(it, 0, sizeof(*it));
+}
+
+/*
+ * OCSP pre-signing is wired by the ocsp module. It runs after the commit:
+ * a failure here must not undo the issuance (the responder signs what it
+ * lacks when it refreshes).
+ */
+static void
+issue_presign_ocsp(struct rf_ca *ca, const struct issue_item *items, size_t n)
+{
+	(void)ca;
+	(void)items;
+	(void)n;
+}
+
+/* Key id: hex SHA-256 of the SPKI DER, as keys names keys. */
+static void
+spki_id(const struct blob *spki, char id[65])
+{
+	uint8_t md[SHA256_DIGEST_LENGTH];
+
+	SHA256(spki->p, spki->len, md);
+	rf_hex(md, sizeof(md), id);
+}
+
+/* Pass 1: arguments, tenant, CSR. Nothing is created here. */
+static int
+issue_check(
+    struct rf_ca *ca, struct issue_item *it, const struct issue_item *prev)
+{
+	const char *prev_tenant = prev != NULL ? prev->req->tenant : NULL;
+	const struct rf_issue_req *q = it->req;
+	struct rf_tenant t;
+	EVP_PKEY *pub = NULL;
+	int r;
+
+	if (q->profile != RF_PROFILE_CLIENT &&
+	    q->profile != RF_PROFILE_SERVER &&
+	    q->profile != RF_PROFILE_ASSERTION)
+		return rf_err_set(RF_ERR_ARG,
+		    "unknown profile: use client, "
+		    "server or assertion");
+	if ((r = rf_ca_tenant_name_check(q->tenant)) != 0)
+		return r;
+	/* A batch is usually for one tenant: look it up once. */
+	if (prev_tenant == NULL || strcmp(prev_tenant, q->tenant) != 0) {
+		if ((r = rf_store_tenant_get(ca->st, q->tenant, &t)) != 0) {
+			if (r == RF_ERR_NOT_FOUND)
+				r = rf_err_set(RF_ERR_NOT_FOUND,
+				    "unknown tenant %s: add it with "
+				    "'ringfence tenant add %s'",
+				    q->tenant, q->tenant);
+			return r;
+		}
+	}
+	if (q->profile == RF_PROFILE_SERVER) {
+		if (q->dns == NULL)
+			return rf_err_set(RF_ERR_ARG,
+			    "the server profile needs "
+			    "a DNS name (--dns)");
+		if ((r = dns_name_check(q->dns)) != 0)
+			return r;
+	} else if (q->dns != NULL)
+		return rf_err_set(RF_ERR_ARG,
+		    "a DNS name applies to the server "
+		    "profile only");
+	if (q->days < 0 || q->days > 3650)
+		return rf_err_set(
+		    RF_ERR_ARG, "validity of %d days: use 1-3650", q->days);
+	if ((q->csr == NULL) == (q->keygen == RF_KEY_NONE))
+		return rf_err_set(RF_ERR_ARG,
+		    "give either a CSR or a key "
+		    "algorithm to generate");
+	if (q->csr == NULL) {
+		if (q->keygen < RF_KEY_EC_P256 || q->keygen > RF_KEY_RSA_3072)
+			return rf_err_set(RF_ERR_ARG, "unknown key algorithm");
+		return 0;
+	}
+	/* The same CSR as the previous request (and profile): checked. */
+	if (prev != NULL && prev->req->csr != NULL &&
+	    prev->req->csrlen == q->csrlen &&
+	    prev->req->profile == q->profile &&
+	    (prev->req->csr == q->csr ||
+		memcmp(prev->req->csr, q->csr, q->csrlen) == 0)) {
+		if ((it->spki.p = malloc(prev->spki.len)) == NULL)
+			return RF_ERR_ALLOC;
+		memcpy(it->spki.p, prev->spki.p, prev->spki.len);
+		it->spki.len = prev->spki.len;
+		it->spki_malloc = 1;
+		it->rsa = prev->rsa;
+		memcpy(it->ski, prev->ski, sizeof(it->ski));
+		memcpy(it->key_id, prev->key_id, sizeof(it->key_id));
+		return 0;
+	}
+	if ((r = rf_ca_csr_parse(q->csr, q->csrlen, q->profile, &pub,
+		 &it->spki.p, &it->spki.len)) != 0)
+		return r;
+	it->spki_malloc = 1;
+	it->rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA;
+	EVP_PKEY_free(pub);
+	spki_id(&it->spki, it->key_id);
+	return ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0}, it->ski);
+}
+
+/* RFC 5280 4.1.2.6: the subject names the tenant and profile. */
+static int
+issue_subject(struct issue_item *it)
+{
+	const char *prof = rf_profile_name(it->req->profile);
+	X509_NAME *n;
+	int r;
+
+	if ((n = name_make("ringfence", prof, it->req->tenant)) == NULL)
+		return RF_ERR_ALLOC;
+	r = BLOB_I2D(i2d_X509_NAME, n, &it->name);
+	X509_NAME_free(n);
+	if (r != 0)
+		return r;
+	snprintf(it->subject, sizeof(it->subject), "CN=%s,OU=%s,O=ringfence",
+	    it->req->tenant, prof);
+	if (it->req->profile == RF_PROFILE_SERVER) {
+		char val[300];
+
+		snprintf(val, sizeof(val), "DNS:%s", it->req->dns);
+		return ext_blob(NID_subject_alt_name, val, &it->san);
+	}
+	return 0;
+}
+
+/*
+ * Extensions, in order: SKI, AKI, basicConstraints, keyUsage, EKU, SAN,
+ * CRL DP, AIA (RFC 5280 4.2.1.x; profiles in docs/ca.md).
+ */
+static int
+issue_tbs(struct rf_ca *ca, struct issue_item *it, int64_t now)
+{
+	const struct rf_issue_req *q = it->req;
+	struct tbs_in in;
+	int days = q->days > 0 ? q->days : ca->cfg.cert_days, r;
+
+	ASN1_INTEGER_free(it->serial);
+	it->serial = NULL;
+	blob_clear(&it->serial_der);
+	free(it->tbs);
+	it->tbs = NULL;
+	if ((r = serial_new(&it->serial, it->hex)) != 0 ||
+	    (r = BLOB_I2D(i2d_ASN1_INTEGER, it->serial, &it->serial_der)) != 0)
+		return r;
+	/* A small backdate absorbs relying parties' clock skew. */
+	it->nb = now - CA_BACKDATE;
+	it->na = now + (int64_t)days * DAY;
+	if (it->na > ca->issuing_not_after)
+		it->na = ca->issuing_not_after;
+	memset(&in, 0, sizeof(in));
+	in.serial = it->serial_der;
+	in.alg = ca->alg;
+	in.issuer = ca->issuer;
+	in.subject = it->name;
+	in.spki = it->spki;
+	in.nb = it->nb;
+	in.na = it->na;
+	in.exts[in.nexts++] = (struct blob){it->ski, sizeof(it->ski)};
+	in.exts[in.nexts++] = (struct blob){ca->aki, sizeof(ca->aki)};
+	in.exts[in.nexts++] = ca->ext[EXT_BC];
+	switch (q->profile) {
+	case RF_PROFILE_CLIENT:
+		in.exts[in.nexts++] = ca->ext[EXT_KU_SIG];
+		in.exts[in.nexts++] = ca->ext[EXT_EKU_CLIENT];
+		break;
+	case RF_PROFILE_SERVER:
+		/* RSA key exchange (TLS 1.2) needs keyEncipherment. */
+		in.exts[in.nexts++] =
+		    ca->ext[it->rsa ? EXT_KU_SIG_ENC : EXT_KU_SIG];
+		in.exts[in.nexts++] = ca->ext[EXT_EKU_SERVER];
+		in.exts[in.nexts++] = it->san;
+		break;
+	default:
+		in.exts[in.nexts++] = ca->ext[EXT_KU_SIG];
+		break;
+	}
+	in.exts[in.nexts++] = ca->ext[EXT_CRLDP];
+	in.exts[in.nexts++] = ca->ext[EXT_AIA];
+	return tbs_der(&in, &it->tbs, &it->tbslen);
+}
+
+/* Sign every dirty item in one rf_keys_sign call, then assemble them. */
+static int
+issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
+    const struct rf_actor *who)
+{
+	struct rf_sign_req *reqs = NULL;
+	struct rf_sig *sigs = NULL;
+	size_t *idx = NULL, m = 0, i;
+	int r = RF_ERR_INTERNAL;
+
+	if ((reqs = calloc(n, sizeof(*reqs))) == NULL ||
+	    (sigs = calloc(n, sizeof(*sigs))) == NULL ||
+	    (idx = calloc(n, sizeof(*idx))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (!items[i].dirty)
+			continue;
+		reqs[m].msg = items[i].tbs;
+		reqs[m].msglen = items[i].tbslen;
+		reqs[m].scheme = RF_SIG_DEFAULT;
+		reqs[m].what = "cert";
+		reqs[m].ref = items[i].hex;
+		reqs[m].tenant = items[i].req->tenant;
+		idx[m++] = i;
+	}
+	if (m == 0) {
+		r = 0;
+		goto out;
+	}
+	if ((r = rf_keys_sign(
+		 ca->keys, ca->ent[ca->iss].key, reqs, m, who, sigs)) != 0)
+		goto out;
+	for (i = 0; i < m; i++) {
+		struct issue_item *it = &items[idx[i]];
+
+		free(it->der);
+		it->der = NULL;
+		/* The first of the batch is also parsed as a relying party. */
+		if ((r = cert_finish(it->tbs, it->tbslen, ca->sigalg, ca->md,
+			 &sigs[i], rf_key_public(ca->ent[ca->iss].key), i == 0,
+			 &it->der, &it->derlen)) != 0)
+			goto out;
+		it->dirty = 0;
+	}
+	r = 0;
+out:
+	for (i = 0; sigs != NULL && i < n; i++)
+		rf_sig_clear(&sigs[i]);
+	free(sigs);
+	free(reqs);
+	free(idx);
+	return r;
+}
+
+static void
+thumbprints(const uint8_t *der, size_t len, char x5t[32], char x5t256[48])
+{
+	uint8_t md1[SHA_DIGEST_LENGTH], md2[SHA256_DIGEST_LENGTH];
+
+	/* RFC 7515 4.1.7 and 4.1.8: base64url of the DER's digest. */
+	SHA1(der, len, md1);
+	SHA256(der, len, md2);
+	rf_b64url(md1, sizeof(md1), x5t);
+	rf_b64url(md2, sizeof(md2), x5t256);
+}
+
+/*
+ * Store every item in one transaction. A serial collision marks that item
+ * dirty and returns RF_ERR_EXISTS with everything rolled back.
+ */
+static int
+issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
+    const struct rf_actor *who, int64_t now, rf_ca_issue_hook hook, void *arg)
+{
+	struct rf_audit_event *evs = NULL;
+	struct rf_key_rec kr;
+	struct rf_cert_rec cr;
+	size_t i;
+	int r = RF_ERR_INTERNAL, in_tx = 0;
+
+	if ((evs = calloc(n, sizeof(*evs))) == NULL)
+		return RF_ERR_ALLOC;
+	if ((r = rf_store_begin(ca->st)) != 0)
+		goto out;
+	in_tx = 1;
+	for (i = 0; i < n; i++) {
+		struct issue_item *it = &items[i];
+		const struct rf_issue_req *q = it->req;
+
+		if (it->genkey != NULL) {
+			memset(&kr, 0, sizeof(kr));
+			snprintf(kr.id, sizeof(kr.id), "%s", it->key_id);
+			snprintf(kr.alg, sizeof(kr.alg), "%s",
+			    rf_key_alg_name(q->keygen));
+			snprintf(kr.purpose, sizeof(kr.purpose), "connection");
+			snprintf(kr.tenant, sizeof(kr.tenant), "%s", q->tenant);
+			snprintf(kr.state, sizeof(kr.state), "active");
+			kr.created = now;
+			if ((r = rf_store_key_add(ca->st, &kr)) != 0)
+				goto out;
+		}
+		memset(&cr, 0, sizeof(cr));
+		snprintf(cr.serial, sizeof(cr.serial), "%s", it->hex);
+		snprintf(
+		    cr.issuer, sizeof(cr.issuer), "%s", ca->ent[ca->iss].name);
+		snprintf(cr.tenant, sizeof(cr.tenant), "%s", q->tenant);
+		snprintf(cr.profile, sizeof(cr.profile), "%s",
+		    rf_profile_name(q->profile));
+		snprintf(cr.key_id, sizeof(cr.key_id), "%s", it->key_id);
+		snprintf(cr.subject, sizeof(cr.subject), "%s", it->subject);
+		thumbprints(it->der, it->derlen, cr.x5t, cr.x5t256);
+		cr.not_before = it->nb;
+		cr.not_after = it->na;
+		cr.issued = now;
+		cr.reason = -1;
+		cr.der = it->der;
+		cr.derlen = it->derlen;
+		if ((r = rf_store_cert_add(ca->st, &cr)) != 0) {
+			if (r == RF_ERR_EXISTS)
+				it->dirty = 1;
+			goto out;
+		}
+		if (hook != NULL &&
+		    (r = hook(arg, i, it->hex, it->key_id)) != 0)
+			goto out;
+		evs[i].type = "issue";
+		evs[i].key_id = it->key_id;
+		evs[i].tenant = q->tenant;
+		evs[i].detail = rf_profile_name(q->profile);
+		evs[i].ref = it->hex;
+		evs[i].actor = who != NULL ? who->actor : NULL;
+		evs[i].source = who != NULL ? who->source : NULL;
+		evs[i].time = now;
+	}
+	/* The "issue" leaves commit with the records they describe. */
+	if ((r = rf_audit_append(ca->audit, evs, n, NULL)) != 0)
+		goto out;
+	r = rf_store_commit(ca->st);
+	in_tx = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(ca->st);
+	free(evs);
+	return r;
+}
+
+static int
+issue_output(struct rf_ca *ca, struct issue_item *it, struct rf_issued *o)
+{
+	size_t l;
+
+	snprintf(o->serial, sizeof(o->serial), "%s", it->hex);
+	snprintf(o->key_id, sizeof(o->key_id), "%s", it->key_id);
+	thumbprints(it->der, it->derlen, o->x5t, o->x5t256);
+	l = rf_ca_pem_len(it->derlen);
+	if ((o->chain_pem = malloc(l + ca->chain_tail_len + 1)) == NULL)
+		return RF_ERR_ALLOC;
+	l = rf_ca_pem_write(it->der, it->derlen, o->chain_pem);
+	memcpy(o->chain_pem + l, ca->chain_tail, ca->chain_tail_len);
+	o->chain_pem[l + ca->chain_tail_len] = '\0';
+	o->der = it->der; /* moved to the caller */
+	o->derlen = it->derlen;
+	it->der = NULL;
+	return 0;
+}
+
+int
+rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+    const struct rf_actor *who, struct rf_issued *out)
+{
+	return rf_ca_issue_ex(ca, reqs, n, who, out, NULL, NULL);
+}
+
+int
+rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+    const struct rf_actor *who, struct rf_issued *out, rf_ca_issue_hook hook,
+    void *arg)
+{
+	struct issue_item *items = NULL;
+	char label[200], other[128], msg[512];
+	int64_t now = rf_now();
+	size_t i, j;
+	int r = RF_ERR_INTERNAL, tries, committed = 0;
+
+	if (out != NULL)
+		memset(out, 0, n * sizeof(*out));
+	if (ca == NULL || reqs == NULL || out == NULL || n == 0)
+		return rf_err_set(RF_ERR_ARG, "nothing to issue");
+	if ((items = calloc(n, sizeof(*items))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < n; i++) {
+		items[i].req = &reqs[i];
+		if ((r = issue_check(
+			 ca, &items[i], i > 0 ? &items[i - 1] : NULL)) != 0)
+			goto out;
+		if (items[i].spki.p == NULL)
+			continue;
+		if (i > 0 &&
+		    strcmp(items[i - 1].key_id, items[i].key_id) == 0 &&
+		    strcmp(reqs[i - 1].tenant, reqs[i].tenant) == 0)
+			continue; /* checked with the previous request */
+		/* One credential per tenant: in the store, and in the batch. */
+		r = rf_store_cert_key_other_tenant(ca->st, items[i].key_id,
+		    reqs[i].tenant, other, sizeof(other));
+		if (r == 0) {
+			r = rf_err_set(RF_ERR_KEY_REUSED,
+			    "public key already serves tenant %s: a "
+			    "credential may serve only one tenant",
+			    other);
+			goto out;
+		}
+		if (r != RF_ERR_NOT_FOUND)
+			goto out;
+		rf_err_clear();
+		for (j = 0; j < i; j++) {
+			if (items[j].spki.p != NULL &&
+			    strcmp(items[j].key_id, items[i].key_id) == 0 &&
+			    strcmp(reqs[j].tenant, reqs[i].tenant) != 0) {
+				r = rf_err_set(RF_ERR_KEY_REUSED,
+				    "public key already serves tenant %s: a "
+				    "credential may serve only one tenant",
+				    reqs[j].tenant);
+				goto out;
+			}
+		}
+	}
+	/* Keys generated in the token only once every request is valid. */
+	for (i = 0; i < n; i++) {
+		struct issue_item *it = &items[i];
+
+		if (reqs[i].csr != NULL)
+			continue;
+		snprintf(label, sizeof(label), "%s/%s", reqs[i].tenant,
+		    rf_profile_name(reqs[i].profile));
+		if ((r = rf_keys_generate(ca->keys, reqs[i].keygen, label,
+			 reqs[i].tenant, who, &it->genkey)) != 0 ||
+		    (r = key_spki(it->genkey, &it->spki)) != 0 ||
+		    (r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
+			 it->ski)) != 0)
+			goto out;
+		it->rsa = reqs[i].keygen == RF_KEY_RSA_2048 ||
+		    reqs[i].keygen == RF_KEY_RSA_3072;
+		spki_id(&it->spki, it->key_id);
+		if (strcmp(it->key_id, rf_key_id(it->genkey)) != 0) {
+			r = rf_err_set(RF_ERR_INTERNAL,
+			    "key id of the new key "
+			    "disagrees with keys");
+			goto out;
+		}
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = issue_subject(&items[i])) != 0)
+			goto out;
+		items[i].dirty = 1;
+	}
+	for (tries = 0;; tries++) {
+		for (i = 0; i < n; i++)
+			if (items[i].dirty &&
+			    (r = issue_tbs(ca, &items[i], now)) != 0)
+				goto out;
+		if ((r = issue_sign(ca, items, n, who)) != 0)
+			goto out;
+		r = issue_commit(ca, items, n, who, now, hook, arg);
+		if (r != RF_ERR_EXISTS || tries + 1 >= CA_SERIAL_TRIES)
+			break;
+		rf_err_clear(); /* a serial collision: new serial, re-sign */
+	}
+	if (r != 0)
+		goto out;
+	committed = 1;
+	issue_presign_ocsp(ca, items, n);
+	for (i = 0; i < n; i++)
+		if ((r = issue_output(ca, &items[i], &out[i])) != 0)
+			goto out;
+	r = 0;
+out:
+	if (r != 0) {
+		for (i = 0; i < n; i++)
+			rf_issued_clear(&out[i]);
+		/* Keys made for a failed issuance serve nothing: remove them.
+		 */
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		for (i = 0; !committed && i < n; i++)
+			if (items[i].genkey != NULL)
+				(void)!rf_keys_destroy(
+				    ca->keys, rf_key_id(items[i].genkey), who);
+		rf_err_set(r, "%s", msg);
+	}
+	for (i = 0; items != NULL && i < n; i++)
+		item_clear(&items[i]);
+	free(items);
+	return r;
+}
+
+void
+rf_issued_clear(struct rf_issued *is)
+{
+	if (is == NULL)
+		return;
+	free(is->der);
+	free(is->chain_pem);
+	memset(is, 0, sizeof(*is));
+}

@@ -1,0 +1,390 @@
+/*
+ * ringfence incident, ringfence connection: compromise response from the
+ * command line (docs/incident.md).
+ */
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "incident/incident.h"
+#include "store/store_incident.h"
+
+static const char incident_help[] =
+    "usage: ringfence incident open --scope SCOPE --reason TEXT [--since T]\n"
+    "       ringfence incident contain ID\n"
+    "       ringfence incident package ID (--tenant T | --all) --out DIR\n"
+    "       ringfence incident confirm ID (--tenant T | --all) [--waive]\n"
+    "       ringfence incident status ID [--json]\n"
+    "       ringfence incident report ID [--out PREFIX]\n"
+    "       ringfence incident close ID\n"
+    "       ringfence incident list [--json]\n"
+    "\n"
+    "SCOPE is tenant:T, connection:T/NAME, key:KEYID, issuer:CA or all.\n"
+    "open records the blast radius (connections, credentials, signatures of\n"
+    "the keys in scope since T); contain revokes every credential in scope\n"
+    "(keyCompromise), disables the keys in the token, rotates the issuing CA\n"
+    "for an issuer scope, and issues a new key and certificate for every\n"
+    "connection; rerun it after an interruption to resume. package writes\n"
+    "each tenant's re-establishment package; confirm (or an OCSP query for\n"
+    "the new certificate) marks a tenant re-established; close destroys the\n"
+    "old keys once every connection is re-established or waived.\n";
+
+static const char connection_help[] =
+    "usage: ringfence connection add TENANT NAME [--rp ocsp|pinned]\n"
+    "       ringfence connection list [--tenant T] [--json]\n"
+    "\n"
+    "A connection is one connector's credential for one tenant. Its relying\n"
+    "party either checks revocation (ocsp, the default) or pins the\n"
+    "certificate by thumbprint (pinned, e.g. Entra ID app credentials).\n"
+    "'ringfence issue --connection NAME' makes the issued certificate the\n"
+    "connection's current credential.\n";
+
+static int
+parse_id(const char *s, int64_t *id)
+{
+	char *end;
+	long long v;
+
+	if (s == NULL)
+		return -1;
+	v = strtoll(s, &end, 10);
+	if (*s == '\0' || *end != '\0' || v <= 0)
+		return -1;
+	*id = v;
+	return 0;
+}
+
+static void
+ctx_init(struct rf_cli *cli, struct rf_incident_ctx *c)
+{
+	c->cfg = &cli->cfg;
+	c->st = cli->store;
+	c->audit = cli->audit;
+	c->keys = cli->keys;
+	c->ca = cli->ca;
+	c->who = &cli->who;
+}
+
+static int
+print_conn(void *arg, const struct rf_incident_conn *ic)
+{
+	(void)arg;
+	printf("  %-24s %-12s %-7s %-14s %s -> %s %s\n", ic->tenant, ic->name,
+	    ic->rp, ic->state, ic->old_serial,
+	    ic->new_serial[0] ? ic->new_serial : "-", ic->evidence);
+	return 0;
+}
+
+static int
+status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
+{
+	struct rf_incident_status s;
+	json_t *j;
+	int r, i;
+
+	if ((r = rf_incident_status(c, id, &s)) != 0)
+		return cli_fail(r);
+	if (cli->json) {
+		j = json_pack("{s:I, s:s, s:s, s:s, s:I, s:I, s:I, s:s, s:I}",
+		    "id", (json_int_t)s.id, "scope", s.scope, "reason",
+		    s.reason, "state", s.state, "opened", (json_int_t)s.opened,
+		    "contained", (json_int_t)s.contained, "closed",
+		    (json_int_t)s.closed, "new_issuer", s.new_issuer,
+		    "connections", (json_int_t)s.total);
+		for (i = 0; j != NULL && i < RF_ITEM_NSTATES; i++)
+			json_object_set_new(j, rf_item_state_name(i),
+			    json_integer((json_int_t)s.counts[i]));
+		if (j == NULL || json_dumpf(j, stdout, JSON_SORT_KEYS) != 0)
+			return cli_fail(RF_ERR_ALLOC);
+		printf("\n");
+		json_decref(j);
+		return EXIT_OK;
+	}
+	printf("incident %lld: %s (scope %s)\n", (long long)s.id, s.state,
+	    s.scope);
+	printf("  reason: %s\n", s.reason);
+	printf("  connections: %zu;", s.total);
+	for (i = 0; i < RF_ITEM_NSTATES; i++)
+		printf(" %s %zu%s", rf_item_state_name(i), s.counts[i],
+		    i + 1 < RF_ITEM_NSTATES ? "," : "\n");
+	if (s.new_issuer[0] != '\0')
+		printf("  new issuing CA: %s\n", s.new_issuer);
+	if (s.counts[RF_ITEM_AFFECTED] + s.counts[RF_ITEM_CONTAINED] > 0) {
+		printf("  stragglers:\n");
+		if ((r = rf_incident_foreach(c, id, 1, print_conn, NULL)) != 0)
+			return cli_fail(r);
+	}
+	return EXIT_OK;
+}
+
+static int
+list_incident(void *arg, const struct rf_incident_rec *inc)
+{
+	json_t *arr = arg;
+
+	if (arr != NULL)
+		return json_array_append_new(arr,
+			   json_pack("{s:I, s:s, s:s, s:s, s:I}", "id",
+			       (json_int_t)inc->id, "scope", inc->scope,
+			       "state", inc->state, "reason", inc->reason,
+			       "opened", (json_int_t)inc->opened)) == 0 ?
+		    0 :
+		    RF_ERR_ALLOC;
+	printf("%-6lld %-10s %-32s %s\n", (long long)inc->id, inc->state,
+	    inc->scope, inc->reason);
+	return 0;
+}
+
+int
+cmd_incident(struct rf_cli *cli, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "scope", required_argument, NULL, 's' },
+		{ "reason", required_argument, NULL, 'r' },
+		{ "since", required_argument, NULL, 'S' },
+		{ "tenant", required_argument, NULL, 't' },
+		{ "all", no_argument, NULL, 'a' },
+		{ "out", required_argument, NULL, 'o' },
+		{ "waive", no_argument, NULL, 'w' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *scope = NULL, *reason = NULL, *tenant = NULL, *outp = NULL;
+	const char *sub;
+	struct rf_incident_ctx c;
+	struct rf_contain_report rep;
+	int64_t id = 0, since = 0;
+	int ch, all = 0, waive = 0, r;
+	size_t n;
+
+	if (cli_wants_help(argc, argv) || argc < 2) {
+		fputs(incident_help, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	sub = argv[1];
+	optind = 2;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			scope = optarg;
+			break;
+		case 'r':
+			reason = optarg;
+			break;
+		case 'S':
+			since = strtoll(optarg, NULL, 10);
+			break;
+		case 't':
+			tenant = optarg;
+			break;
+		case 'a':
+			all = 1;
+			break;
+		case 'o':
+			outp = optarg;
+			break;
+		case 'w':
+			waive = 1;
+			break;
+		default:
+			return cli_usage("incident", "unknown option");
+		}
+	}
+	if (strcmp(sub, "open") != 0 && strcmp(sub, "list") != 0) {
+		if (optind >= argc || parse_id(argv[optind], &id) != 0)
+			return cli_usage("incident",
+			    "'incident %s' needs an incident ID (a positive "
+			    "number)",
+			    sub);
+		optind++;
+	}
+	if (optind < argc)
+		return cli_usage("incident", "unexpected argument '%s'",
+		    argv[optind]);
+	if ((r = cli_open(cli, CLI_ALL)) != 0)
+		return cli_fail(r);
+	ctx_init(cli, &c);
+
+	if (strcmp(sub, "open") == 0) {
+		if (scope == NULL || reason == NULL)
+			return cli_usage("incident",
+			    "open needs --scope SCOPE and --reason TEXT");
+		if ((r = rf_incident_open(&c, scope, reason, since, &id)) != 0)
+			return cli_fail(r);
+		printf("%lld\n", (long long)id);
+		fprintf(stderr, "ringfence: opened incident %lld; next: "
+				"ringfence incident contain %lld\n",
+		    (long long)id, (long long)id);
+		return status_cmd(cli, &c, id);
+	}
+	if (strcmp(sub, "contain") == 0) {
+		r = rf_incident_contain(&c, id, &rep);
+		if (r != 0)
+			return cli_fail(r);
+		printf("incident %lld contained: %zu connections; %zu "
+		       "revoked, %zu keys disabled, %zu new credentials%s%s\n",
+		    (long long)id, rep.total, rep.revoked, rep.disabled,
+		    rep.issued, rep.new_issuer[0] ? "; new issuing CA " : "",
+		    rep.new_issuer);
+		return EXIT_OK;
+	}
+	if (strcmp(sub, "package") == 0) {
+		if (outp == NULL || (tenant == NULL && !all) ||
+		    (tenant != NULL && all))
+			return cli_usage("incident",
+			    "package needs --out DIR and one of --tenant T or "
+			    "--all");
+		if ((r = rf_incident_package(&c, id, tenant, outp, &n)) != 0)
+			return cli_fail(r);
+		printf("wrote %zu connection packages under %s\n", n, outp);
+		return EXIT_OK;
+	}
+	if (strcmp(sub, "confirm") == 0) {
+		if ((tenant == NULL) == !all)
+			return cli_usage("incident",
+			    "confirm needs one of --tenant T or --all");
+		if ((r = rf_incident_confirm(&c, id, tenant, waive)) != 0)
+			return cli_fail(r);
+		printf("%s %s %s\n", tenant != NULL ? "tenant" : "every",
+		    tenant != NULL ? tenant : "connection",
+		    waive ? "waived" : "re-established");
+		return EXIT_OK;
+	}
+	if (strcmp(sub, "status") == 0)
+		return status_cmd(cli, &c, id);
+	if (strcmp(sub, "report") == 0) {
+		char md[1100], js[1100];
+		FILE *fm, *fj;
+
+		snprintf(md, sizeof(md), "%s.md",
+		    outp != NULL ? outp : "incident-report");
+		snprintf(js, sizeof(js), "%s.json",
+		    outp != NULL ? outp : "incident-report");
+		if ((fm = fopen(md, "w")) == NULL ||
+		    (fj = fopen(js, "w")) == NULL) {
+			if (fm != NULL)
+				fclose(fm);
+			return cli_fail(rf_err_set(RF_ERR_IO,
+			    "cannot write %s / %s", md, js));
+		}
+		r = rf_incident_report(&c, id, fm, fj);
+		fclose(fm);
+		fclose(fj);
+		if (r != 0)
+			return cli_fail(r);
+		printf("wrote %s and %s\n", md, js);
+		return EXIT_OK;
+	}
+	if (strcmp(sub, "close") == 0) {
+		if ((r = rf_incident_close(&c, id)) != 0)
+			return cli_fail(r);
+		printf("incident %lld closed\n", (long long)id);
+		return EXIT_OK;
+	}
+	if (strcmp(sub, "list") == 0) {
+		json_t *arr = cli->json ? json_array() : NULL;
+
+		if ((r = rf_store_incident_foreach(cli->store, list_incident,
+			 arr)) != 0)
+			return cli_fail(r);
+		if (arr != NULL) {
+			json_dumpf(arr, stdout, 0);
+			printf("\n");
+			json_decref(arr);
+		}
+		return EXIT_OK;
+	}
+	return cli_usage("incident", "unknown subcommand '%s'", sub);
+}
+
+static int
+print_connection(void *arg, const struct rf_conn_rec *conn,
+    const struct rf_cert_rec *cur)
+{
+	json_t *arr = arg;
+
+	(void)cur;
+	if (arr != NULL)
+		return json_array_append_new(arr,
+			   json_pack("{s:s, s:s, s:s, s:s, s:s}", "tenant",
+			       conn->tenant, "name", conn->name,
+			       "relying_party", conn->rp, "serial",
+			       conn->serial, "previous", conn->previous)) ==
+			0 ?
+		    0 :
+		    RF_ERR_ALLOC;
+	printf("%-24s %-16s %-7s %s\n", conn->tenant, conn->name, conn->rp,
+	    conn->serial[0] ? conn->serial : "-");
+	return 0;
+}
+
+int
+cmd_connection(struct rf_cli *cli, int argc, char **argv)
+{
+	struct rf_conn_filter f;
+	struct rf_tenant t;
+	const char *rp = "ocsp";
+	json_t *arr;
+	int r, i;
+
+	if (cli_wants_help(argc, argv) || argc < 2) {
+		fputs(connection_help, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	if ((r = cli_open(cli, CLI_STORE)) != 0)
+		return cli_fail(r);
+	memset(&f, 0, sizeof(f));
+	if (strcmp(argv[1], "add") == 0) {
+		if (argc < 4)
+			return cli_usage("connection",
+			    "add needs TENANT and NAME");
+		for (i = 4; i < argc; i++) {
+			if (strcmp(argv[i], "--rp") == 0 && i + 1 < argc)
+				rp = argv[++i];
+			else
+				return cli_usage("connection",
+				    "unexpected argument '%s'", argv[i]);
+		}
+		if (strcmp(rp, "ocsp") != 0 && strcmp(rp, "pinned") != 0)
+			return cli_usage("connection",
+			    "--rp is ocsp or pinned, not '%s'", rp);
+		if ((r = rf_store_tenant_get(cli->store, argv[2], &t)) != 0)
+			return cli_fail(r == RF_ERR_NOT_FOUND ?
+				rf_err_set(r,
+				    "unknown tenant %s: add it with "
+				    "'ringfence tenant add %s'",
+				    argv[2], argv[2]) :
+				r);
+		if ((r = rf_ca_tenant_name_check(argv[3])) != 0 ||
+		    (r = rf_store_conn_set(cli->store, argv[2], argv[3], rp,
+			 NULL, rf_now(), NULL)) != 0)
+			return cli_fail(r);
+		printf("connection %s/%s (%s)\n", argv[2], argv[3], rp);
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "list") == 0) {
+		for (i = 2; i < argc; i++) {
+			if (strcmp(argv[i], "--tenant") == 0 && i + 1 < argc)
+				f.tenant = argv[++i];
+			else
+				return cli_usage("connection",
+				    "unexpected argument '%s'", argv[i]);
+		}
+		arr = cli->json ? json_array() : NULL;
+		if ((r = rf_store_conn_foreach(cli->store, &f,
+			 print_connection, arr)) != 0)
+			return cli_fail(r);
+		if (arr != NULL) {
+			json_dumpf(arr, stdout, 0);
+			printf("\n");
+			json_decref(arr);
+		}
+		return EXIT_OK;
+	}
+	return cli_usage("connection", "unknown subcommand '%s'", argv[1]);
+}

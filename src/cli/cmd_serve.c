@@ -1,0 +1,139 @@
+/* ringfence serve: healthz, CA certificates, CRLs and OCSP over HTTP. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cli/cli.h"
+#include "http/http.h"
+
+static const char serve_help[] =
+    "usage: ringfence serve [--port N] [--listen ADDR] [--threads N]\n"
+    "                       [--duration SECONDS]\n"
+    "\n"
+    "Serves GET /healthz, /ca/<name>.pem|.der, /crl/<issuer>.crl, OCSP\n"
+    "(POST /ocsp and GET /ocsp/<base64>) and read-only /audit/sth,\n"
+    "/audit/proof, /audit/consistency over plain HTTP (docs/serve.md).\n"
+    "ADDR and N default to the listen and port settings (127.0.0.1:8440);\n"
+    "an address that is not loopback is refused unless given with\n"
+    "--listen. --threads: worker threads (default 2). --duration: stop\n"
+    "after that many seconds. SIGINT and SIGTERM stop it cleanly.\n";
+
+static int
+parse_int(const char *s, long lo, long hi, long *out)
+{
+	char *end;
+	long v;
+
+	if (s == NULL || *s == '\0')
+		return -1;
+	v = strtol(s, &end, 10);
+	if (*end != '\0' || v < lo || v > hi)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+static void
+log_line(void *arg, const char *msg)
+{
+	char ts[32];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	(void)arg;
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		ts[0] = '\0';
+	fprintf(stderr, "ringfence serve: %s %s\n", ts, msg);
+}
+
+static int
+audit_event(struct rf_cli *cli, const char *type, const char *detail)
+{
+	struct rf_audit_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = type;
+	ev.actor = cli->who.actor;
+	ev.source = "serve";
+	ev.detail = detail;
+	return rf_audit_append(cli->audit, &ev, 1, NULL);
+}
+
+int
+cmd_serve(struct rf_cli *cli, int argc, char **argv)
+{
+	struct rf_http_opts o;
+	struct rf_http *h = NULL;
+	char detail[160];
+	long v;
+	int i, r, rc = EXIT_FAIL;
+
+	if (cli_wants_help(argc, argv)) {
+		fputs(serve_help, stdout);
+		return EXIT_OK;
+	}
+	memset(&o, 0, sizeof(o));
+	o.port = -1;
+	o.handle_signals = 1;
+	o.log = log_line;
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "--port") == 0) {
+			if (parse_int(val, 0, 65535, &v) != 0)
+				return cli_usage(argv[0], "--port needs 0-65535");
+			o.port = (int)v;
+		} else if (strcmp(a, "--listen") == 0) {
+			if (val == NULL || *val == '\0')
+				return cli_usage(argv[0], "--listen needs an "
+							  "address");
+			o.listen = val;
+			o.allow_public = 1;
+		} else if (strcmp(a, "--threads") == 0) {
+			if (parse_int(val, 1, RF_HTTP_THREADS_MAX, &v) != 0)
+				return cli_usage(argv[0],
+				    "--threads needs 1-%d",
+				    RF_HTTP_THREADS_MAX);
+			o.threads = (int)v;
+		} else if (strcmp(a, "--duration") == 0) {
+			if (parse_int(val, 1, INT_MAX, &v) != 0)
+				return cli_usage(argv[0],
+				    "--duration needs seconds (1 or more)");
+			o.duration = v;
+		} else
+			return cli_usage(argv[0], "unknown argument '%.60s'", a);
+		i++;
+	}
+	if ((r = cli_open(cli, CLI_ALL)) != 0)
+		return cli_fail(r);
+	rf_ca_set_audit(cli->ca, cli->audit);
+	if ((r = rf_http_new(&cli->cfg, &o, cli->store, cli->audit, cli->keys,
+		 cli->ca, &cli->who, &h)) != 0)
+		return cli_fail(r);
+	snprintf(detail, sizeof(detail), "http://%s:%d threads %d",
+	    rf_http_address(h), rf_http_port(h),
+	    o.threads > 0 ? o.threads : RF_HTTP_THREADS_DEFAULT);
+	if ((r = audit_event(cli, "serve-start", detail)) != 0) {
+		rc = cli_fail(r);
+		goto out;
+	}
+	fprintf(stderr,
+	    "ringfence: serving http://%s:%d (healthz, ca, crl, ocsp)\n",
+	    rf_http_address(h), rf_http_port(h));
+	if ((r = rf_http_run(h)) != 0) {
+		rc = cli_fail(r);
+		(void)audit_event(cli, "serve-stop", "error");
+		goto out;
+	}
+	if ((r = audit_event(cli, "serve-stop", detail)) != 0) {
+		rc = cli_fail(r);
+		goto out;
+	}
+	rc = EXIT_OK;
+out:
+	rf_http_free(h);
+	return rc;
+}

@@ -1,0 +1,495 @@
+/*
+ * routes.c: what each request gets. Runs on worker threads.
+ *
+ * Paths are matched on the raw request-target (evhttp_request_get_uri):
+ * the GET form of OCSP carries base64 with '/', '+', '=' and "//", which a
+ * normalised path would mangle (RFC 5019 5).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "audit/audit.h"
+#include "http/http_int.h"
+#include "store/store.h"
+
+void
+rf_http_date(int64_t t, char out[30])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, 30, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+		snprintf(out, 30, "Thu, 01 Jan 1970 00:00:00 GMT");
+}
+
+static void
+add_header(struct evhttp_request *req, const char *k, const char *v)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), k, v);
+}
+
+static void
+reply_text(
+    struct evhttp_request *req, int code, const char *reason, const char *text)
+{
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+	add_header(req, "Content-Type", "text/plain; charset=utf-8");
+	add_header(req, "Cache-Control", "no-store");
+	evbuffer_add_printf(out, "%s\n", text);
+	evhttp_send_reply(req, code, reason, NULL);
+}
+
+/* RFC 9110 15.5.6: 405 lists the allowed methods. */
+static void
+reply_405(struct evhttp_request *req, const char *allow)
+{
+	add_header(req, "Allow", allow);
+	reply_text(req, 405, "Method Not Allowed", "method not allowed");
+}
+
+static int
+is_get(struct evhttp_request *req)
+{
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+
+	return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+}
+
+/*
+ * RFC 9110 13.1.2 If-None-Match: "*" or a list of entity tags, strong or
+ * weak ("W/"), compared weakly. 1 if etag (unquoted) is listed.
+ */
+static int
+etag_matches(struct evhttp_request *req, const char *etag)
+{
+	const char *v, *p;
+	size_t el = strlen(etag);
+
+	v = evhttp_find_header(evhttp_request_get_input_headers(req),
+	    "If-None-Match");
+	if (v == NULL || el == 0)
+		return 0;
+	for (p = v; *p != '\0';) {
+		while (*p == ' ' || *p == '\t' || *p == ',')
+			p++;
+		if (*p == '*')
+			return 1;
+		if (p[0] == 'W' && p[1] == '/')
+			p += 2;
+		if (*p != '"')
+			return 0;
+		p++;
+		if (strncmp(p, etag, el) == 0 && p[el] == '"')
+			return 1;
+		if ((p = strchr(p, '"')) == NULL)
+			return 0;
+		p++;
+	}
+	return 0;
+}
+
+/* Validators and freshness for a response valid from lm until exp. */
+static void
+cache_headers(struct evhttp_request *req, const char *etag, int64_t lm,
+    int64_t exp, int64_t dflt_age, int revalidate)
+{
+	char buf[128], date[30];
+	int64_t age = dflt_age, now = rf_now();
+
+	if (exp > 0) {
+		/* max-age never reaches past nextUpdate. */
+		age = exp - now;
+		if (age < 0)
+			age = 0;
+		rf_http_date(exp, date);
+		add_header(req, "Expires", date);
+	}
+	snprintf(buf, sizeof(buf), "max-age=%" PRId64 ", public, no-transform%s",
+	    age, revalidate ? ", must-revalidate" : "");
+	add_header(req, "Cache-Control", buf);
+	if (lm > 0) {
+		rf_http_date(lm, date);
+		add_header(req, "Last-Modified", date);
+	}
+	snprintf(buf, sizeof(buf), "\"%s\"", etag);
+	add_header(req, "ETag", buf);
+}
+
+static void
+unref_cb(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	rf_http_snapshot_unref(arg);
+}
+
+/* /ca/... and /crl/...: from the snapshot. 0 if the path is not there. */
+static int
+serve_blob(struct rf_http *h, struct evhttp_request *req, const char *path,
+    size_t plen)
+{
+	struct rf_http_snapshot *s = rf_http_snapshot_get(h);
+	const struct rf_http_blob *b = NULL;
+	size_t i;
+
+	for (i = 0; s != NULL && i < s->n; i++)
+		if (strlen(s->b[i].path) == plen &&
+		    memcmp(s->b[i].path, path, plen) == 0) {
+			b = &s->b[i];
+			break;
+		}
+	if (b == NULL) {
+		rf_http_snapshot_unref(s);
+		return 0;
+	}
+	if (!is_get(req)) {
+		rf_http_snapshot_unref(s);
+		reply_405(req, "GET, HEAD");
+		return 1;
+	}
+	add_header(req, "Content-Type", b->ctype);
+	/* RFC 5280 5.1.2.5: a CRL is fresh until its nextUpdate. */
+	cache_headers(req, b->etag, b->last_modified, b->expires, 3600, 0);
+	if (etag_matches(req, b->etag)) {
+		rf_http_snapshot_unref(s);
+		evhttp_send_reply(req, 304, "Not Modified", NULL);
+		return 1;
+	}
+	/* The reference is dropped once evhttp has written the bytes. */
+	if (evbuffer_add_reference(evhttp_request_get_output_buffer(req),
+		b->data, b->len, unref_cb, s) != 0) {
+		rf_http_snapshot_unref(s);
+		reply_text(req, 500, "Internal Server Error", "out of memory");
+		return 1;
+	}
+	evhttp_send_reply(req, 200, "OK", NULL);
+	return 1;
+}
+
+/*
+ * RFC 5019 6.2: a successful response carries Last-Modified (thisUpdate),
+ * Expires (nextUpdate), an ETag and
+ * Cache-Control: max-age=N, public, no-transform, must-revalidate
+ * with N no later than nextUpdate. Error statuses are not cacheable.
+ */
+static void
+ocsp_reply(struct evhttp_request *req, const struct rf_ocsp_answer *ans)
+{
+	add_header(req, "Content-Type", "application/ocsp-response");
+	if (ans->status == RF_OCSP_SUCCESSFUL && ans->next_update > 0) {
+		cache_headers(req, ans->etag, ans->this_update,
+		    ans->next_update, 0, 1);
+		if (is_get(req) && etag_matches(req, ans->etag)) {
+			evhttp_send_reply(req, 304, "Not Modified", NULL);
+			return;
+		}
+	} else
+		add_header(req, "Cache-Control", "no-store");
+	evbuffer_add(evhttp_request_get_output_buffer(req), ans->der, ans->len);
+	evhttp_send_reply(req, ans->http_status > 0 ? ans->http_status : 200,
+	    "OK", NULL);
+}
+
+static void
+ocsp_answer(struct rf_http *h, struct evhttp_request *req, const uint8_t *der,
+    size_t len)
+{
+	struct rf_ocsp_answer *ans;
+	int r;
+
+	/* ~8 KiB: off the event loop's stack. */
+	if ((ans = malloc(sizeof(*ans))) == NULL) {
+		reply_text(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	if ((r = rf_ocsp_respond(h->resp, der, len, rf_now(), ans)) != 0) {
+		reply_text(req, 500, "Internal Server Error", rf_err_str(r));
+		free(ans);
+		return;
+	}
+	ocsp_reply(req, ans);
+	free(ans);
+}
+
+/* RFC 6960 A.1.1: POST, the DER OCSPRequest as the body. */
+static void
+ocsp_post(struct rf_http *h, struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	size_t len = evbuffer_get_length(in);
+	uint8_t *der;
+
+	/* An empty or oversize body gets malformedRequest from respond. */
+	if ((der = evbuffer_pullup(in, -1)) == NULL)
+		der = (uint8_t *)"";
+	ocsp_answer(h, req, der, len);
+}
+
+/* RFC 6960 A.1.1 / RFC 5019 5: GET {url}/{url-encoding of base64(DER)}. */
+static void
+ocsp_get(struct rf_http *h, struct evhttp_request *req, const char *enc,
+    size_t len)
+{
+	uint8_t err[RF_OCSP_ERROR_LEN], *der = NULL;
+	size_t dlen = 0;
+	int r;
+
+	if ((r = rf_ocsp_get_decode(enc, len, &der, &dlen)) != 0) {
+		/* Not base64 of anything: answered as OCSP does. */
+		struct rf_ocsp_answer *ans = calloc(1, sizeof(*ans));
+
+		if (ans == NULL) {
+			reply_text(req, 500, "Internal Server Error", "memory");
+			return;
+		}
+		rf_ocsp_error_response(RF_OCSP_MALFORMED_REQUEST, err);
+		memcpy(ans->der, err, sizeof(err));
+		ans->len = sizeof(err);
+		ans->status = RF_OCSP_MALFORMED_REQUEST;
+		ans->http_status = 200;
+		ocsp_reply(req, ans);
+		free(ans);
+		return;
+	}
+	ocsp_answer(h, req, der, dlen);
+	free(der);
+}
+
+/* ---- /audit: read-only JSON ---- */
+
+static int
+audit_open(struct rf_http_worker *w)
+{
+	int r;
+
+	if (w->audit != NULL)
+		return 0;
+	if ((r = rf_store_open(w->h->cfg->db_path, 0, &w->st)) != 0)
+		return r;
+	if ((r = rf_audit_open(w->st, &w->audit)) != 0) {
+		rf_store_free(w->st);
+		w->st = NULL;
+		return r;
+	}
+	return 0;
+}
+
+static void
+reply_json(struct evhttp_request *req, json_t *j)
+{
+	char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS)
+			    : NULL;
+
+	json_decref(j);
+	if (s == NULL) {
+		reply_text(req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	add_header(req, "Content-Type", "application/json");
+	add_header(req, "Cache-Control", "no-store");
+	evbuffer_add_printf(evhttp_request_get_output_buffer(req), "%s\n", s);
+	free(s);
+	evhttp_send_reply(req, 200, "OK", NULL);
+}
+
+static json_t *
+hexj(const uint8_t *p, size_t len)
+{
+	char buf[2 * RF_STH_SIG_MAX + 1];
+
+	if (len > RF_STH_SIG_MAX)
+		return NULL;
+	rf_hex(p, len, buf);
+	return json_string(buf);
+}
+
+static json_t *
+proofj(const uint8_t (*proof)[RF_HASH_LEN], size_t plen)
+{
+	json_t *a = json_array();
+	size_t i;
+
+	for (i = 0; a != NULL && i < plen; i++)
+		json_array_append_new(a, hexj(proof[i], RF_HASH_LEN));
+	return a;
+}
+
+/* A decimal query parameter: 1 if present and valid. */
+static int
+query_u64(struct evkeyvalq *q, const char *k, uint64_t *v)
+{
+	const char *s = evhttp_find_header(q, k);
+	char *end;
+
+	if (s == NULL || *s < '0' || *s > '9')
+		return 0;
+	errno = 0;
+	*v = strtoull(s, &end, 10);
+	return errno == 0 && *end == '\0';
+}
+
+static void
+audit_error(struct evhttp_request *req, int r)
+{
+	if (r == RF_ERR_ARG || r == RF_ERR_NOT_FOUND)
+		reply_text(req, r == RF_ERR_ARG ? 400 : 404,
+		    r == RF_ERR_ARG ? "Bad Request" : "Not Found", rf_err_msg(r));
+	else
+		reply_text(req, 500, "Internal Server Error", rf_err_msg(r));
+}
+
+static void
+audit_route(struct rf_http_worker *w, struct evhttp_request *req,
+    const char *what, const char *query)
+{
+	struct evkeyvalq q;
+	struct rf_audit_sth_head sth;
+	uint8_t a[RF_HASH_LEN], b[RF_HASH_LEN], (*proof)[RF_HASH_LEN] = NULL;
+	uint64_t x = 0, y = 0;
+	size_t plen = 0;
+	json_t *j = NULL;
+	int r;
+
+	memset(&q, 0, sizeof(q));
+	q.tqh_last = &q.tqh_first;
+	if (!is_get(req)) {
+		reply_405(req, "GET, HEAD");
+		return;
+	}
+	rf_err_clear();
+	if ((r = audit_open(w)) != 0) {
+		audit_error(req, r);
+		return;
+	}
+	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
+		reply_text(req, 400, "Bad Request", "malformed query");
+		return;
+	}
+	if (strcmp(what, "sth") == 0) {
+		if ((r = rf_audit_sth_latest(w->audit, &sth)) != 0)
+			goto fail;
+		j = json_pack("{s:I,s:I,s:o,s:s,s:o}", "tree_size",
+		    (json_int_t)sth.size, "timestamp", (json_int_t)sth.time,
+		    "root_hash", hexj(sth.root, RF_HASH_LEN), "key_id",
+		    sth.key_id, "signature", hexj(sth.sig, sth.siglen));
+	} else if (strcmp(what, "proof") == 0) {
+		/* RFC 9162 2.1.3: inclusion of leaf x in the tree of size y. */
+		if (!query_u64(&q, "leaf", &x) ||
+		    (evhttp_find_header(&q, "size") != NULL &&
+			!query_u64(&q, "size", &y))) {
+			reply_text(req, 400, "Bad Request",
+			    "usage: /audit/proof?leaf=N[&size=S]");
+			goto done;
+		}
+		if (y == 0 && (r = rf_audit_size(w->audit, &y)) != 0)
+			goto fail;
+		if ((r = rf_audit_prove_inclusion(w->audit, x, y, a, b, &proof,
+			 &plen)) != 0)
+			goto fail;
+		j = json_pack("{s:I,s:I,s:o,s:o,s:o}", "leaf_index",
+		    (json_int_t)x, "tree_size", (json_int_t)y, "leaf_hash",
+		    hexj(a, RF_HASH_LEN), "root_hash", hexj(b, RF_HASH_LEN),
+		    "audit_path", proofj((const uint8_t(*)[RF_HASH_LEN])proof,
+				      plen));
+	} else if (strcmp(what, "consistency") == 0) {
+		/* RFC 9162 2.1.4: the tree of size x is a prefix of y's. */
+		if (!query_u64(&q, "old", &x) || !query_u64(&q, "new", &y)) {
+			reply_text(req, 400, "Bad Request",
+			    "usage: /audit/consistency?old=A&new=B");
+			goto done;
+		}
+		if ((r = rf_audit_prove_consistency(w->audit, x, y, a, b,
+			 &proof, &plen)) != 0)
+			goto fail;
+		j = json_pack("{s:I,s:I,s:o,s:o,s:o}", "first", (json_int_t)x,
+		    "second", (json_int_t)y, "first_hash", hexj(a, RF_HASH_LEN),
+		    "second_hash", hexj(b, RF_HASH_LEN), "consistency",
+		    proofj((const uint8_t(*)[RF_HASH_LEN])proof, plen));
+	} else {
+		reply_text(req, 404, "Not Found", "not found");
+		goto done;
+	}
+	reply_json(req, j);
+	goto done;
+fail:
+	audit_error(req, r);
+done:
+	free(proof);
+	evhttp_clear_headers(&q);
+}
+
+/* ---- Router ---- */
+
+static int
+path_is(const char *path, size_t plen, const char *lit)
+{
+	return strlen(lit) == plen && memcmp(path, lit, plen) == 0;
+}
+
+void
+rf_http_route(struct evhttp_request *req, void *arg)
+{
+	struct rf_http_worker *w = arg;
+	struct rf_http *h = w->h;
+	const char *uri = evhttp_request_get_uri(req), *query = NULL;
+	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	char sub[32];
+	size_t plen;
+
+	if (uri == NULL || uri[0] != '/') {
+		reply_text(req, 400, "Bad Request", "origin-form target only");
+		return;
+	}
+	plen = strcspn(uri, "?#");
+	if (uri[plen] == '?')
+		query = uri + plen + 1;
+
+	if (path_is(uri, plen, "/healthz")) {
+		if (!is_get(req)) {
+			reply_405(req, "GET, HEAD");
+			return;
+		}
+		add_header(req, "Content-Type", "text/plain; charset=utf-8");
+		add_header(req, "Cache-Control", "no-store");
+		evbuffer_add(evhttp_request_get_output_buffer(req), "ok\n", 3);
+		evhttp_send_reply(req, 200, "OK", NULL);
+		return;
+	}
+	if (path_is(uri, plen, "/ocsp") || path_is(uri, plen, "/ocsp/")) {
+		if (m != EVHTTP_REQ_POST) {
+			reply_405(req, "POST");
+			return;
+		}
+		ocsp_post(h, req);
+		return;
+	}
+	if (plen > 6 && memcmp(uri, "/ocsp/", 6) == 0) {
+		if (!is_get(req)) {
+			reply_405(req, "GET, HEAD");
+			return;
+		}
+		ocsp_get(h, req, uri + 6, plen - 6);
+		return;
+	}
+	if (plen > 7 && plen - 7 < sizeof(sub) &&
+	    memcmp(uri, "/audit/", 7) == 0) {
+		memcpy(sub, uri + 7, plen - 7);
+		sub[plen - 7] = '\0';
+		audit_route(w, req, sub, query);
+		return;
+	}
+	if (serve_blob(h, req, uri, plen))
+		return;
+	reply_text(req, 404, "Not Found", "not found");
+}

@@ -1,0 +1,543 @@
+/*
+ * server.c: threads, listening socket, maintenance and lifecycle of the
+ * `ringfence serve` HTTP server. Routes are in routes.c, what they serve
+ * from memory in snapshot.c.
+ *
+ * Worker threads each run an event_base with an evhttp accepting on a dup
+ * of one listening socket: whichever worker is idle takes the next
+ * connection. The thread inside rf_http_run() runs a timer every
+ * RF_HTTP_TICK_MS that owns every store, audit and keys handle given to
+ * rf_http_new(); workers only read memory (and, for /audit, a store
+ * connection of their own).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <event2/thread.h>
+
+#include "audit/audit.h"
+#include "ca/ca.h"
+#include "http/http_int.h"
+#include "revoke/revoke.h"
+#include "store/store.h"
+
+static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
+static int evthread_ok;
+
+static void
+evthread_init(void)
+{
+	evthread_ok = evthread_use_pthreads() == 0;
+}
+
+uint64_t
+rf_http_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* Report a maintenance problem once (not again while it repeats). */
+void
+rf_http_log(struct rf_http *h, const char *what, int r)
+{
+	char line[sizeof(h->lasterr)];
+
+	snprintf(line, sizeof(line), "%s: %s", what, rf_err_msg(r));
+	if (strcmp(line, h->lasterr) == 0)
+		return;
+	snprintf(h->lasterr, sizeof(h->lasterr), "%s", line);
+	if (h->o.log != NULL)
+		h->o.log(h->o.log_arg, line);
+}
+
+static void
+log_clear(struct rf_http *h)
+{
+	h->lasterr[0] = '\0';
+}
+
+/* 127.0.0.0/8 and ::1 (and ::ffff:127.0.0.0/104). */
+static int
+is_loopback(const struct sockaddr_storage *ss)
+{
+	static const uint8_t v6lo[16] = {
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+	static const uint8_t v4map[12] = {
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+
+	if (ss->ss_family == AF_INET)
+		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+	if (ss->ss_family == AF_INET6)
+		return memcmp(s6->sin6_addr.s6_addr, v6lo, 16) == 0 ||
+		    (memcmp(s6->sin6_addr.s6_addr, v4map, 12) == 0 &&
+			s6->sin6_addr.s6_addr[12] == 127);
+	return 0;
+}
+
+static int
+listen_socket(struct rf_http *h, const char *addr, int port)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+	socklen_t sl;
+	int fd = -1, one = 1, r = RF_ERR_INTERNAL;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strcmp(addr, "localhost") == 0)
+		addr = "127.0.0.1";
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		sl = sizeof(*s4);
+	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		sl = sizeof(*s6);
+	} else {
+		r = rf_err_set(RF_ERR_CONFIG,
+		    "listen address \"%.60s\" is not an IPv4 or IPv6 "
+		    "address: use e.g. 127.0.0.1",
+		    addr);
+		goto out;
+	}
+	if (!h->o.allow_public && !is_loopback(&ss)) {
+		r = rf_err_set(RF_ERR_CONFIG,
+		    "refusing to listen on %.60s, which is not a loopback "
+		    "address: pass --listen %.60s to serve beyond this host",
+		    addr, addr);
+		goto out;
+	}
+	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
+		r = rf_err_set(RF_ERR_IO, "socket: %s", strerror(errno));
+		goto out;
+	}
+	if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
+		r = rf_err_set(RF_ERR_IO,
+		    "cannot listen on %.60s port %d: %s: choose another "
+		    "--port",
+		    addr, port, strerror(errno));
+		goto out;
+	}
+	if (listen(fd, 1024) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
+		r = rf_err_set(RF_ERR_IO, "listen: %s", strerror(errno));
+		goto out;
+	}
+	sl = sizeof(ss);
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) != 0) {
+		r = rf_err_set(RF_ERR_IO, "getsockname: %s", strerror(errno));
+		goto out;
+	}
+	h->port = ntohs(ss.ss_family == AF_INET ? s4->sin_port
+						: s6->sin6_port);
+	snprintf(h->addr, sizeof(h->addr), "%s", addr);
+	h->fd = fd; /* now h's */
+	fd = -1;
+	r = 0;
+out:
+	if (fd >= 0)
+		close(fd);
+	return r;
+}
+
+static int
+worker_setup(struct rf_http *h, struct rf_http_worker *w)
+{
+	int nfd = -1;
+
+	w->h = h;
+	if ((w->base = event_base_new()) == NULL ||
+	    (w->http = evhttp_new(w->base)) == NULL)
+		return rf_err_set(RF_ERR_ALLOC, "cannot create an event base");
+	evhttp_set_timeout(w->http, RF_HTTP_TIMEOUT);
+	evhttp_set_max_headers_size(w->http, RF_HTTP_MAX_HEADERS);
+	evhttp_set_max_body_size(w->http, h->cfg->max_request > 0
+					      ? h->cfg->max_request
+					      : 64 * 1024);
+	/* Every method reaches the router, which answers 405 with Allow. */
+	evhttp_set_allowed_methods(w->http,
+	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
+		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
+		EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(w->http, rf_http_route, w);
+	if ((nfd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		return rf_err_set(RF_ERR_IO, "dup: %s", strerror(errno));
+	if (evhttp_accept_socket_with_handle(w->http, nfd) == NULL) {
+		close(nfd);
+		return rf_err_set(RF_ERR_IO, "evhttp cannot accept");
+	}
+	return 0;
+}
+
+/*
+ * The on-demand OCSP signer (several CertIDs, SHA-2 CertIDs): it runs on
+ * worker threads, serialised by the responder, so it gets handles of its
+ * own that nothing else uses.
+ */
+static int
+ondemand_setup(struct rf_http *h)
+{
+	struct rf_key *k = rf_ca_key(h->ca, "ocsp");
+	X509 *oc = rf_ca_cert(h->ca, "ocsp"), *ic = rf_ca_cert(h->ca, "issuing");
+	int r;
+
+	if (k == NULL || oc == NULL || ic == NULL)
+		return rf_err_set(RF_ERR_NOT_FOUND, "no OCSP signer");
+	if ((r = rf_store_open(h->cfg->db_path, 0, &h->od_st)) != 0 ||
+	    (r = rf_audit_open(h->od_st, &h->od_audit)) != 0 ||
+	    (r = rf_keys_open(h->cfg, h->od_audit, &h->od_keys)) != 0 ||
+	    (r = rf_keys_load(h->od_keys, rf_key_id(k), &h->od_key)) != 0 ||
+	    (r = rf_ocsp_signer_new(h->cfg, h->od_st, h->od_keys, h->od_key, oc,
+		 ic, "issuing", &h->od_signer)) != 0)
+		return r;
+	rf_ocsp_responder_set_signer(h->resp, h->od_signer);
+	return 0;
+}
+
+static void
+stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rf_http *h = arg;
+
+	(void)fd;
+	(void)what;
+	event_base_loopbreak(h->mbase);
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg);
+
+int
+rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
+    struct rf_store *st, struct rf_audit *audit, struct rf_keys *keys,
+    struct rf_ca *ca, const struct rf_actor *who, struct rf_http **out)
+{
+	struct rf_http *h = NULL;
+	struct rf_key *ok;
+	X509 *oc, *ic;
+	struct timeval tv;
+	int i, r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	if (cfg == NULL || o == NULL || st == NULL || audit == NULL ||
+	    keys == NULL || ca == NULL)
+		return rf_err_set(RF_ERR_ARG, "rf_http_new: missing handle");
+	if (o->threads < 0 || o->threads > RF_HTTP_THREADS_MAX)
+		return rf_err_set(RF_ERR_ARG, "threads: 1 to %d",
+		    RF_HTTP_THREADS_MAX);
+	pthread_once(&evthread_once, evthread_init);
+	if (!evthread_ok)
+		return rf_err_set(RF_ERR_INTERNAL, "libevent without pthreads");
+	if ((h = calloc(1, sizeof(*h))) == NULL)
+		return RF_ERR_ALLOC;
+	h->fd = -1;
+	h->o = *o;
+	h->cfg = cfg;
+	h->st = st;
+	h->audit = audit;
+	h->keys = keys;
+	h->ca = ca;
+	h->who.actor = who != NULL && who->actor != NULL ? who->actor : "serve";
+	h->who.source = "serve";
+	if (pthread_mutex_init(&h->snap_lock, NULL) != 0)
+		goto out;
+	h->snap_lock_ok = 1;
+	h->nworkers = o->threads > 0 ? o->threads : RF_HTTP_THREADS_DEFAULT;
+	if ((r = listen_socket(h, o->listen != NULL ? o->listen : cfg->listen,
+		 o->port >= 0 ? o->port : cfg->port)) != 0)
+		goto out;
+
+	/* The OCSP responder, on its own store connection. */
+	ic = rf_ca_cert(ca, "issuing");
+	oc = rf_ca_cert(ca, "ocsp");
+	ok = rf_ca_key(ca, "ocsp");
+	if (ic == NULL || oc == NULL || ok == NULL) {
+		r = rf_err_set(RF_ERR_NOT_INITIALISED,
+		    "no issuing CA or OCSP signer: run 'ringfence init'");
+		goto out;
+	}
+	if ((r = rf_store_open(cfg->db_path, 0, &h->resp_st)) != 0 ||
+	    (r = rf_ocsp_responder_new(h->resp_st, &h->resp)) != 0 ||
+	    (r = rf_ocsp_responder_add_issuer(h->resp, "issuing", ic)) != 0)
+		goto out;
+	/* The maintenance signer shares the caller's handles. */
+	if ((r = rf_ocsp_signer_new(cfg, st, keys, ok, oc, ic, "issuing",
+		 &h->signer)) != 0)
+		goto out;
+	if ((r = ondemand_setup(h)) != 0) {
+		rf_http_log(h, "OCSP on-demand signing disabled", r);
+		rf_ocsp_responder_set_signer(h->resp, NULL);
+	}
+
+	if ((h->w = calloc((size_t)h->nworkers, sizeof(*h->w))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < h->nworkers; i++)
+		if ((r = worker_setup(h, &h->w[i])) != 0)
+			goto out;
+
+	/* Maintenance, stop, signals and duration on the calling thread. */
+	r = RF_ERR_ALLOC;
+	if ((h->mbase = event_base_new()) == NULL ||
+	    (h->tick = event_new(h->mbase, -1, EV_PERSIST, tick_cb, h)) ==
+		NULL ||
+	    (h->stop_ev = event_new(h->mbase, -1, 0, stop_cb, h)) == NULL)
+		goto out;
+	tv.tv_sec = 0;
+	tv.tv_usec = RF_HTTP_TICK_MS * 1000;
+	if (event_add(h->tick, &tv) != 0 || event_add(h->stop_ev, NULL) != 0)
+		goto out;
+	if (o->handle_signals &&
+	    ((h->sigint = evsignal_new(h->mbase, SIGINT, stop_cb, h)) == NULL ||
+		(h->sigterm = evsignal_new(h->mbase, SIGTERM, stop_cb, h)) ==
+		    NULL ||
+		event_add(h->sigint, NULL) != 0 ||
+		event_add(h->sigterm, NULL) != 0))
+		goto out;
+	if (o->duration > 0) {
+		tv.tv_sec = (time_t)o->duration;
+		tv.tv_usec = 0;
+		if ((h->dur = evtimer_new(h->mbase, stop_cb, h)) == NULL ||
+		    event_add(h->dur, &tv) != 0)
+			goto out;
+	}
+	*out = h; /* now the caller's */
+	h = NULL;
+	r = 0;
+out:
+	rf_http_free(h);
+	return r;
+}
+
+void
+rf_http_free(struct rf_http *h)
+{
+	int i;
+
+	if (h == NULL)
+		return;
+	if (h->sigint != NULL)
+		event_free(h->sigint);
+	if (h->sigterm != NULL)
+		event_free(h->sigterm);
+	if (h->dur != NULL)
+		event_free(h->dur);
+	if (h->tick != NULL)
+		event_free(h->tick);
+	if (h->stop_ev != NULL)
+		event_free(h->stop_ev);
+	if (h->mbase != NULL)
+		event_base_free(h->mbase);
+	for (i = 0; h->w != NULL && i < h->nworkers; i++) {
+		if (h->w[i].http != NULL)
+			evhttp_free(h->w[i].http);
+		if (h->w[i].base != NULL)
+			event_base_free(h->w[i].base);
+		rf_audit_free(h->w[i].audit);
+		rf_store_free(h->w[i].st);
+	}
+	free(h->w);
+	if (h->fd >= 0)
+		close(h->fd);
+	rf_ocsp_responder_free(h->resp);
+	rf_ocsp_signer_free(h->od_signer);
+	rf_key_free(h->od_key);
+	rf_keys_free(h->od_keys);
+	rf_audit_free(h->od_audit);
+	rf_store_free(h->od_st);
+	rf_ocsp_signer_free(h->signer);
+	rf_store_free(h->resp_st);
+	rf_http_snapshot_unref(h->snap);
+	if (h->snap_lock_ok)
+		pthread_mutex_destroy(&h->snap_lock);
+	free(h);
+}
+
+int
+rf_http_port(const struct rf_http *h)
+{
+	return h->port;
+}
+
+const char *
+rf_http_address(const struct rf_http *h)
+{
+	return h->addr;
+}
+
+void
+rf_http_stop(struct rf_http *h)
+{
+	if (h != NULL && h->stop_ev != NULL)
+		event_active(h->stop_ev, 0, 0);
+}
+
+/* ---- Maintenance (the rf_http_run thread only) ---- */
+
+/* CRLs: regenerate those rf_crl_due names (RFC 5280 5.1.2.5). */
+static void
+crl_pass(struct rf_http *h)
+{
+	size_t i;
+	int r, regen;
+
+	for (i = 0; i < h->ncrl_issuers; i++) {
+		regen = 0;
+		if ((r = rf_crl_refresh(h->cfg, h->st, h->keys, h->ca,
+			 h->crl_issuers[i], &h->who, &regen)) != 0) {
+			rf_http_log(h, "CRL regeneration", r);
+			continue;
+		}
+		if (regen)
+			h->snap_dirty = 1;
+	}
+}
+
+static void
+snapshot_pass(struct rf_http *h)
+{
+	int r;
+
+	if ((r = rf_http_snapshot_reload(h)) != 0) {
+		rf_http_log(h, "reloading CA certificates and CRLs", r);
+		return;
+	}
+	h->snap_dirty = 0;
+}
+
+static void
+maintain(struct rf_http *h, int first)
+{
+	uint64_t now = rf_http_mono_ms();
+	int64_t c;
+	size_t count;
+	int r, made;
+
+	/* A commit by another connection (a revoke, an issue). */
+	if ((r = rf_store_change_counter(h->st, &c)) != 0)
+		rf_http_log(h, "store change counter", r);
+	else if (!h->have_counter || c != h->counter) {
+		h->counter = c;
+		h->have_counter = 1;
+		h->crl_dirty = h->ocsp_dirty = h->snap_dirty = 1;
+	}
+	if ((r = rf_ocsp_responder_reload(h->resp)) != 0)
+		rf_http_log(h, "OCSP responder reload", r);
+	if (h->snap_dirty && h->ncrl_issuers == 0)
+		snapshot_pass(h); /* learn the CA names first */
+	if ((h->crl_dirty &&
+		now - h->last_crl_ms >= RF_HTTP_CRL_COALESCE_MS) ||
+	    now - h->last_crl_ms >= 60000 || first) {
+		h->crl_dirty = 0;
+		h->last_crl_ms = now;
+		crl_pass(h);
+	}
+	if (!first &&
+	    ((h->ocsp_dirty && now - h->last_ocsp_ms >= 1000) ||
+		h->last_ocsp_ms == 0 ||
+		now - h->last_ocsp_ms >= RF_HTTP_OCSP_REFRESH_S * 1000)) {
+		h->ocsp_dirty = 0;
+		h->last_ocsp_ms = now;
+		count = 0;
+		if ((r = rf_ocsp_refresh_due(h->signer, rf_now(), &h->who,
+			 &count)) != 0)
+			rf_http_log(h, "OCSP refresh", r);
+		else if (count > 0 &&
+		    (r = rf_ocsp_responder_reload(h->resp)) != 0)
+			rf_http_log(h, "OCSP responder reload", r);
+	}
+	if (now - h->last_sth_ms >= 1000) {
+		h->last_sth_ms = now;
+		made = 0;
+		if ((r = rf_audit_maybe_sth(h->audit, h->keys,
+			 h->cfg->sth_interval, (uint64_t)h->cfg->sth_leaves,
+			 &made)) != 0)
+			rf_http_log(h, "signed tree head", r);
+	}
+	if (h->snap_dirty)
+		snapshot_pass(h);
+}
+
+static void
+tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	maintain(arg, 0);
+}
+
+static void *
+worker_main(void *arg)
+{
+	struct rf_http_worker *w = arg;
+
+	event_base_dispatch(w->base);
+	/* The /audit store connection belongs to this thread. */
+	rf_audit_free(w->audit);
+	w->audit = NULL;
+	rf_store_free(w->st);
+	w->st = NULL;
+	return NULL;
+}
+
+int
+rf_http_run(struct rf_http *h)
+{
+	sigset_t block, old;
+	int i, r = RF_ERR_INTERNAL, started = 0;
+
+	signal(SIGPIPE, SIG_IGN);
+	log_clear(h);
+	/* Everything the workers serve is in memory before they start. */
+	h->snap_dirty = 1;
+	maintain(h, 1);
+	if (h->snap == NULL) {
+		if ((r = rf_http_snapshot_reload(h)) != 0)
+			goto out;
+	}
+	/* Workers leave signals to this thread. */
+	sigemptyset(&block);
+	sigaddset(&block, SIGINT);
+	sigaddset(&block, SIGTERM);
+	sigaddset(&block, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &block, &old);
+	for (i = 0; i < h->nworkers; i++) {
+		if (pthread_create(&h->w[i].tid, NULL, worker_main, &h->w[i]) !=
+		    0) {
+			r = rf_err_set(RF_ERR_INTERNAL, "cannot start a thread");
+			break;
+		}
+		started++;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (started == h->nworkers) {
+		if (event_base_dispatch(h->mbase) < 0)
+			r = rf_err_set(RF_ERR_INTERNAL, "event loop failed");
+		else
+			r = 0;
+	}
+	for (i = 0; i < started; i++)
+		event_base_loopbreak(h->w[i].base);
+	for (i = 0; i < started; i++)
+		pthread_join(h->w[i].tid, NULL);
+out:
+	return r;
+}

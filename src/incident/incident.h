@@ -1,0 +1,147 @@
+/*
+ * incident.h: compromise response. One command contains a compromised
+ * credential across every tenant in scope, and each affected connection is
+ * then followed until its new credential is in use.
+ *
+ * Model (docs/incident.md): a tenant has connections (one per connector
+ * product or use), each with its own key and certificate and a relying-party
+ * kind: "ocsp" (the relying party checks revocation) or "pinned" (it
+ * registers the certificate by thumbprint and checks no revocation, as Entra
+ * ID app credentials do: there the old credential must also be removed at
+ * the relying party).
+ *
+ * An incident names a scope: tenant:T, connection:T/NAME, key:KEYID,
+ * issuer:CA or all. Each affected connection moves through
+ *   affected -> contained -> reestablished -> closed   (or waived)
+ * and every step is an audit leaf.
+ */
+#ifndef RF_INCIDENT_INCIDENT_H
+#define RF_INCIDENT_INCIDENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/config.h"
+#include "common/rf.h"
+#include "keys/keys.h"
+
+struct rf_store;
+struct rf_audit;
+struct rf_ca;
+
+/* What an incident needs; all borrowed. */
+struct rf_incident_ctx {
+	const struct rf_config *cfg;
+	struct rf_store *st;
+	struct rf_audit *audit;
+	struct rf_keys *keys;
+	struct rf_ca *ca;
+	const struct rf_actor *who;
+};
+
+/* Connection states, in order. */
+enum rf_item_state {
+	RF_ITEM_AFFECTED = 0,
+	RF_ITEM_CONTAINED,
+	RF_ITEM_REESTABLISHED,
+	RF_ITEM_CLOSED,
+	RF_ITEM_WAIVED,
+	RF_ITEM_NSTATES
+};
+const char *rf_item_state_name(enum rf_item_state s);
+
+/*
+ * Open an incident on scope ("tenant:T", "connection:T/NAME", "key:ID",
+ * "issuer:NAME", "all"). The blast radius (connections, credentials, and the
+ * signatures the keys in scope made since `since`, 0: all time) is computed
+ * and recorded. RF_ERR_ARG for an unknown scope, RF_ERR_NOT_FOUND when it
+ * matches nothing, RF_ERR_EXISTS when an open incident has the same scope.
+ */
+int rf_incident_open(const struct rf_incident_ctx *c, const char *scope,
+    const char *reason, int64_t since, int64_t *id) RF_WUR;
+
+/* Progress of a containment, for the operator. */
+struct rf_contain_report {
+	size_t revoked;	 /* certificates revoked now */
+	size_t disabled; /* keys disabled now */
+	size_t issued;	 /* new credentials issued now */
+	size_t total;	 /* connections in scope */
+	int rotated;	 /* a new issuing CA was made now */
+	char new_issuer[64];
+};
+
+/*
+ * Contain: revoke (keyCompromise) every credential in scope, disable its key
+ * in the token, rotate the issuing CA when the scope is an issuer, and issue
+ * a new key (in the token) and certificate for every affected connection.
+ * Restartable: after an interruption, running it again resumes where it
+ * stopped; it never issues twice for a connection and never skips one. On
+ * an error *rep says how far it got.
+ */
+int rf_incident_contain(const struct rf_incident_ctx *c, int64_t id,
+    struct rf_contain_report *rep) RF_WUR;
+
+/*
+ * Write the re-establishment package of one tenant into dir/TENANT/:
+ * per connection the new certificate (PEM, DER), thumbprints, the old
+ * thumbprint to remove, for pinned relying parties the Microsoft Graph
+ * keyCredentials body, and README.txt with plain instructions. tenant NULL:
+ * every tenant of the incident.
+ */
+int rf_incident_package(const struct rf_incident_ctx *c, int64_t id,
+    const char *tenant, const char *dir, size_t *written) RF_WUR;
+
+/* Confirm (reestablished) or waive every connection of tenant. */
+int rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
+    const char *tenant, int waive) RF_WUR;
+
+/*
+ * Evidence from the OCSP responder: a query for serial at time t. A query
+ * for a new credential confirms its connection (reestablished); a query for
+ * a revoked old credential after containment is recorded as a straggler
+ * still presenting it. *matched is 1 if the serial belongs to an incident.
+ */
+int rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
+    int64_t t, int *matched) RF_WUR;
+
+struct rf_incident_status {
+	int64_t id;
+	char scope[192];
+	char reason[256];
+	char state[16]; /* open, contained, closed */
+	int64_t opened, contained, closed;
+	char new_issuer[64];
+	size_t counts[RF_ITEM_NSTATES];
+	size_t total;
+	uint64_t signatures; /* signatures in the blast radius */
+};
+int rf_incident_status(const struct rf_incident_ctx *c, int64_t id,
+    struct rf_incident_status *out) RF_WUR;
+
+/* Stragglers: connections not yet reestablished/closed/waived. */
+struct rf_incident_conn {
+	char tenant[128];
+	char name[64];
+	char rp[8];
+	char state[16];
+	char old_serial[41];
+	char new_serial[41];
+	int64_t updated;
+	char evidence[128];
+};
+int rf_incident_foreach(const struct rf_incident_ctx *c, int64_t id,
+    int stragglers_only,
+    int (*fn)(void *arg, const struct rf_incident_conn *ic), void *arg) RF_WUR;
+
+/* The report: timeline, blast radius, actions, per-tenant state. */
+int rf_incident_report(const struct rf_incident_ctx *c, int64_t id,
+    FILE *markdown, FILE *json) RF_WUR;
+
+/*
+ * Close: only when every connection is reestablished or waived. Destroys
+ * the old keys in the token.
+ */
+int rf_incident_close(const struct rf_incident_ctx *c, int64_t id) RF_WUR;
+
+#endif

@@ -1,0 +1,444 @@
+/*
+ * alg.c: the OpenSSL side of key custody. Algorithm names, public keys
+ * rebuilt from token attributes, ECDSA signature encoding, signature
+ * AlgorithmIdentifiers, verification and key ids. Nothing here touches the
+ * token.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/objects.h>
+#include <openssl/param_build.h>
+#include <openssl/rsa.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+
+#include "keys/keys.h"
+
+static const struct {
+	enum rf_key_alg alg;
+	const char *name;
+} alg_names[] = {
+    {RF_KEY_EC_P256, "ec-p256"},
+    {RF_KEY_EC_P384, "ec-p384"},
+    {RF_KEY_RSA_2048, "rsa-2048"},
+    {RF_KEY_RSA_3072, "rsa-3072"},
+};
+
+int
+rf_key_alg_parse(const char *name, enum rf_key_alg *alg)
+{
+	size_t i;
+
+	*alg = RF_KEY_NONE;
+	for (i = 0;
+	     name != NULL && i < sizeof(alg_names) / sizeof(alg_names[0]);
+	     i++) {
+		if (strcmp(alg_names[i].name, name) == 0) {
+			*alg = alg_names[i].alg;
+			return 0;
+		}
+	}
+	return rf_err_set(RF_ERR_ARG,
+	    "unknown key algorithm '%s': use ec-p256, ec-p384, "
+	    "rsa-2048 or rsa-3072",
+	    name == NULL ? "" : name);
+}
+
+const char *
+rf_key_alg_name(enum rf_key_alg alg)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(alg_names) / sizeof(alg_names[0]); i++)
+		if (alg_names[i].alg == alg)
+			return alg_names[i].name;
+	return "none";
+}
+
+const EVP_MD *
+rf_key_alg_md(enum rf_key_alg alg)
+{
+	return alg == RF_KEY_EC_P384 ? EVP_sha384() : EVP_sha256();
+}
+
+/* Bytes of one coordinate (and of r or s) for an EC algorithm, else 0. */
+static size_t
+ec_field_len(enum rf_key_alg alg)
+{
+	switch (alg) {
+	case RF_KEY_EC_P256:
+		return 32;
+	case RF_KEY_EC_P384:
+		return 48;
+	default:
+		return 0;
+	}
+}
+
+/*
+ * RFC 5480 section 2.2: ECPoint ::= OCTET STRING, the uncompressed form
+ * 0x04 || X || Y. PKCS#11 v2.40 has CKA_EC_POINT hold the DER encoding of
+ * that OCTET STRING (SoftHSM does); some modules return the bare point.
+ */
+int
+rf_keys_ec_point_decode(enum rf_key_alg alg, const uint8_t *in, size_t len,
+    const uint8_t **point, size_t *pointlen)
+{
+	size_t fl = ec_field_len(alg), want = 1 + 2 * fl, hdr;
+
+	*point = NULL;
+	*pointlen = 0;
+	if (fl == 0)
+		return rf_err_set(RF_ERR_ARG, "not an EC key algorithm");
+	/* DER OCTET STRING: 0x04, short (< 128) or 0x81 long form length. */
+	hdr = want < 128 ? 2 : 3;
+	if (len == hdr + want && in[0] == 0x04 &&
+	    ((hdr == 2 && in[1] == want) ||
+		(hdr == 3 && in[1] == 0x81 && in[2] == want)) &&
+	    in[hdr] == 0x04) {
+		*point = in + hdr;
+		*pointlen = want;
+		return 0;
+	}
+	if (len == want && in[0] == 0x04) {
+		*point = in;
+		*pointlen = want;
+		return 0;
+	}
+	return rf_err_set(RF_ERR_MALFORMED,
+	    "token returned a malformed CKA_EC_POINT (%zu bytes)", len);
+}
+
+/* Check a freshly built public key (point on the curve, RSA sanity). */
+static int
+pub_check(EVP_PKEY *pkey)
+{
+	EVP_PKEY_CTX *ctx;
+	int ok;
+
+	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL)
+		return RF_ERR_ALLOC;
+	ok = EVP_PKEY_public_check(ctx);
+	EVP_PKEY_CTX_free(ctx);
+	if (ok != 1)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "public key from the token fails its check");
+	return 0;
+}
+
+int
+rf_keys_ec_pub(
+    enum rf_key_alg alg, const uint8_t *point, size_t len, EVP_PKEY **out)
+{
+	const char *group = alg == RF_KEY_EC_P384 ? "P-384" : "P-256";
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	OSSL_PARAM params[3];
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	if (ec_field_len(alg) == 0 || len != 1 + 2 * ec_field_len(alg))
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "bad EC point length %zu", len);
+	params[0] = OSSL_PARAM_construct_utf8_string(
+	    OSSL_PKEY_PARAM_GROUP_NAME, (char *)group, 0);
+	params[1] = OSSL_PARAM_construct_octet_string(
+	    OSSL_PKEY_PARAM_PUB_KEY, (void *)point, len);
+	params[2] = OSSL_PARAM_construct_end();
+	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "token returned an EC point OpenSSL rejects");
+		goto out;
+	}
+	if ((r = pub_check(pkey)) != 0)
+		goto out;
+	*out = pkey; /* owned by the caller */
+	pkey = NULL;
+	r = 0;
+out:
+	EVP_PKEY_free(pkey);
+	EVP_PKEY_CTX_free(ctx);
+	return r;
+}
+
+int
+rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
+    enum rf_key_alg *alg, EVP_PKEY **out)
+{
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	EVP_PKEY *pkey = NULL;
+	BIGNUM *bn = NULL, *be = NULL;
+	int r = RF_ERR_INTERNAL, bits;
+
+	*out = NULL;
+	*alg = RF_KEY_NONE;
+	if (nlen == 0 || nlen > 1024 || elen == 0 || elen > 8)
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "token returned an RSA key of bad size");
+	if ((bn = BN_bin2bn(n, (int)nlen, NULL)) == NULL ||
+	    (be = BN_bin2bn(e, (int)elen, NULL)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	bits = BN_num_bits(bn);
+	if (bits == 2048)
+		*alg = RF_KEY_RSA_2048;
+	else if (bits == 3072)
+		*alg = RF_KEY_RSA_3072;
+	else {
+		r = rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "RSA key of %d bits: only 2048 and 3072 are "
+		    "used",
+		    bits);
+		goto out;
+	}
+	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) != 1 ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) != 1 ||
+	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "token returned an RSA key OpenSSL rejects");
+		goto out;
+	}
+	if ((r = pub_check(pkey)) != 0)
+		goto out;
+	*out = pkey; /* owned by the caller */
+	pkey = NULL;
+	r = 0;
+out:
+	if (r != 0)
+		*alg = RF_KEY_NONE;
+	EVP_PKEY_free(pkey);
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(bn);
+	BN_free(be);
+	return r;
+}
+
+/*
+ * RFC 5480 section 2.2.3 / RFC 3279 section 2.2.3:
+ *   ECDSA-Sig-Value ::= SEQUENCE { r INTEGER, s INTEGER }
+ * PKCS#11 CKM_ECDSA returns r || s, each the length of the field.
+ */
+int
+rf_keys_ecdsa_raw_to_der(
+    const uint8_t *raw, size_t rawlen, uint8_t **der, size_t *derlen)
+{
+	ECDSA_SIG *es = NULL;
+	BIGNUM *br = NULL, *bs = NULL;
+	uint8_t *buf = NULL, *p;
+	int len, r = RF_ERR_INTERNAL;
+
+	*der = NULL;
+	*derlen = 0;
+	if (rawlen == 0 || rawlen % 2 != 0 || rawlen > 132)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "ECDSA signature of %zu bytes from the token", rawlen);
+	if ((es = ECDSA_SIG_new()) == NULL ||
+	    (br = BN_bin2bn(raw, (int)(rawlen / 2), NULL)) == NULL ||
+	    (bs = BN_bin2bn(raw + rawlen / 2, (int)(rawlen / 2), NULL)) ==
+		NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if (BN_is_zero(br) || BN_is_zero(bs)) {
+		r = rf_err_set(
+		    RF_ERR_MALFORMED, "ECDSA signature with r or s zero");
+		goto out;
+	}
+	if (ECDSA_SIG_set0(es, br, bs) != 1)
+		goto out;
+	br = bs = NULL; /* owned by es */
+	if ((len = i2d_ECDSA_SIG(es, NULL)) <= 0)
+		goto out;
+	if ((buf = malloc((size_t)len)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	p = buf;
+	if (i2d_ECDSA_SIG(es, &p) != len)
+		goto out;
+	*der = buf; /* owned by the caller */
+	*derlen = (size_t)len;
+	buf = NULL;
+	r = 0;
+out:
+	free(buf);
+	BN_free(br);
+	BN_free(bs);
+	ECDSA_SIG_free(es);
+	return r;
+}
+
+/* Set up a verify context for our scheme on an EVP_PKEY_CTX. */
+static int
+set_pss(EVP_PKEY_CTX *pctx)
+{
+	/* RFC 4055 section 3.1: SHA-256, MGF1 with SHA-256, salt 32. */
+	if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) <= 0 ||
+	    EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0)
+		return RF_ERR_INTERNAL;
+	return 0;
+}
+
+int
+rf_keys_verify(EVP_PKEY *pub, enum rf_key_alg alg, enum rf_sig_scheme scheme,
+    const uint8_t *msg, size_t msglen, const uint8_t *sig, size_t siglen)
+{
+	EVP_MD_CTX *mctx = NULL;
+	EVP_PKEY_CTX *pctx = NULL;
+	int r = RF_ERR_INTERNAL, ok;
+
+	if ((mctx = EVP_MD_CTX_new()) == NULL)
+		return RF_ERR_ALLOC;
+	if (EVP_DigestVerifyInit(mctx, &pctx, rf_key_alg_md(alg), NULL, pub) !=
+	    1)
+		goto out;
+	if (scheme == RF_SIG_RSA_PSS && (r = set_pss(pctx)) != 0)
+		goto out;
+	/* 1 valid, 0 invalid, anything else a library error. */
+	ok = EVP_DigestVerify(mctx, sig, siglen, msg, msglen);
+	if (ok == 1)
+		r = 0;
+	else if (ok == 0)
+		r = RF_ERR_SIGNATURE_INVALID;
+	else
+		r = RF_ERR_INTERNAL;
+out:
+	EVP_MD_CTX_free(mctx); /* frees pctx */
+	return r;
+}
+
+/* RFC 4055 section 3.1 RSASSA-PSS-params with SHA-256, MGF1-SHA-256,
+ * saltLength 32, trailerField 1 (default, omitted). */
+static int
+pss_algor(X509_ALGOR *alg)
+{
+	RSA_PSS_PARAMS *pss = NULL;
+	X509_ALGOR *mgfhash = NULL;
+	ASN1_STRING *mgfparam = NULL, *params = NULL;
+	int r = RF_ERR_ALLOC;
+
+	if ((pss = RSA_PSS_PARAMS_new()) == NULL ||
+	    (pss->hashAlgorithm = X509_ALGOR_new()) == NULL ||
+	    (pss->maskGenAlgorithm = X509_ALGOR_new()) == NULL ||
+	    (pss->saltLength = ASN1_INTEGER_new()) == NULL ||
+	    (mgfhash = X509_ALGOR_new()) == NULL)
+		goto out;
+	/* RFC 4055 section 2.1: SHA-2 parameters absent is preferred. */
+	if (X509_ALGOR_set0(pss->hashAlgorithm, OBJ_nid2obj(NID_sha256),
+		V_ASN1_UNDEF, NULL) != 1 ||
+	    X509_ALGOR_set0(
+		mgfhash, OBJ_nid2obj(NID_sha256), V_ASN1_UNDEF, NULL) != 1 ||
+	    ASN1_INTEGER_set(pss->saltLength, 32) != 1 ||
+	    ASN1_item_pack(mgfhash, ASN1_ITEM_rptr(X509_ALGOR), &mgfparam) ==
+		NULL)
+		goto out;
+	if (X509_ALGOR_set0(pss->maskGenAlgorithm, OBJ_nid2obj(NID_mgf1),
+		V_ASN1_SEQUENCE, mgfparam) != 1)
+		goto out;
+	mgfparam = NULL; /* owned by pss */
+	if (ASN1_item_pack(pss, ASN1_ITEM_rptr(RSA_PSS_PARAMS), &params) ==
+	    NULL)
+		goto out;
+	if (X509_ALGOR_set0(
+		alg, OBJ_nid2obj(NID_rsassaPss), V_ASN1_SEQUENCE, params) != 1)
+		goto out;
+	params = NULL; /* owned by alg */
+	r = 0;
+out:
+	ASN1_STRING_free(params);
+	ASN1_STRING_free(mgfparam);
+	X509_ALGOR_free(mgfhash);
+	RSA_PSS_PARAMS_free(pss);
+	return r;
+}
+
+int
+rf_key_sigalg(
+    const struct rf_key *key, enum rf_sig_scheme scheme, X509_ALGOR **out)
+{
+	enum rf_key_alg alg = rf_key_alg(key);
+	X509_ALGOR *a = NULL;
+	int r = RF_ERR_INTERNAL, ok;
+
+	*out = NULL;
+	if ((a = X509_ALGOR_new()) == NULL)
+		return RF_ERR_ALLOC;
+	switch (alg) {
+	case RF_KEY_EC_P256:
+	case RF_KEY_EC_P384:
+		/* RFC 5758 section 3.2: parameters MUST be absent. */
+		if (scheme != RF_SIG_DEFAULT) {
+			r = rf_err_set(RF_ERR_ARG, "RSA-PSS with an EC key");
+			goto out;
+		}
+		ok = X509_ALGOR_set0(a,
+		    OBJ_nid2obj(alg == RF_KEY_EC_P256 ? NID_ecdsa_with_SHA256
+						      : NID_ecdsa_with_SHA384),
+		    V_ASN1_UNDEF, NULL);
+		if (ok != 1)
+			goto out;
+		break;
+	case RF_KEY_RSA_2048:
+	case RF_KEY_RSA_3072:
+		if (scheme == RF_SIG_RSA_PSS) {
+			if ((r = pss_algor(a)) != 0)
+				goto out;
+			break;
+		}
+		/* RFC 4055 section 5: parameters MUST be NULL. */
+		if (X509_ALGOR_set0(a, OBJ_nid2obj(NID_sha256WithRSAEncryption),
+			V_ASN1_NULL, NULL) != 1)
+			goto out;
+		break;
+	default:
+		r = rf_err_set(RF_ERR_ARG, "key of unknown algorithm");
+		goto out;
+	}
+	*out = a; /* owned by the caller */
+	a = NULL;
+	r = 0;
+out:
+	X509_ALGOR_free(a);
+	return r;
+}
+
+int
+rf_keys_pub_id(EVP_PKEY *pub, char id[65])
+{
+	uint8_t *der = NULL, md[SHA256_DIGEST_LENGTH];
+	int len;
+
+	id[0] = '\0';
+	if (pub == NULL)
+		return rf_err_set(RF_ERR_ARG, "no public key");
+	if ((len = i2d_PUBKEY(pub, &der)) <= 0)
+		return rf_err_set(
+		    RF_ERR_INTERNAL, "cannot encode the public key");
+	SHA256(der, (size_t)len, md);
+	OPENSSL_free(der);
+	rf_hex(md, sizeof(md), id);
+	return 0;
+}

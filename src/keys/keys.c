@@ -1,0 +1,1782 @@
+/*
+ * keys.c: key custody in a PKCS#11 token. The only code that calls
+ * PKCS#11: loading the module, finding the token, a pool of logged-in
+ * sessions with recovery of lost ones, key generation, lookup, signing
+ * bound to the audit record, disable and destroy, token initialisation.
+ *
+ * PKCS#11 v2.40 base specification section 5.4: C_Initialize may be called
+ * once per process; a second call returns CKR_CRYPTOKI_ALREADY_INITIALIZED.
+ * Modules therefore live in a process-wide list with a reference count: the
+ * first rf_keys_open of a module path initialises it, the last rf_keys_free
+ * finalises it. The library stays mapped, so that it can be initialised
+ * again (SoftHSM reads SOFTHSM2_CONF at C_Initialize).
+ *
+ * Object handles are not kept across operations: a lost session or a
+ * logout may invalidate them, so each operation finds its objects by
+ * CKA_ID in the session it uses.
+ */
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "audit/audit.h"
+#include "keys/keys.h"
+
+#define LABEL_LEN 32	/* CK_TOKEN_INFO label, space padded */
+#define ID_LEN 32	/* CKA_ID: SHA-256 of the SPKI */
+#define POOL_MAX 4	/* idle sessions kept open */
+#define THREAD_MIN 64	/* batches this large are split over threads */
+#define SIGN_THREADS 2	/* threads for a large batch */
+#define RAW_SIG_MAX 512 /* RSA-4096 at most; we make 3072 */
+#define ATTR_MAX 1024	/* largest public attribute read back */
+#define PIN_MAX 256
+#define MSG_MAX 256
+
+/* One loaded module, shared by every rf_keys of this process using it. */
+struct module {
+	struct module *next;
+	char path[RF_PATH_MAX];
+	void *dl;
+	CK_FUNCTION_LIST_PTR f;
+	int refs;	 /* open users; finalised when it drops to 0 */
+	int initialised; /* C_Initialize done by us */
+};
+
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct module *modules; /* never freed: libraries stay mapped */
+
+struct rf_keys {
+	struct rf_config cfg;	/* copy; wiped on free (holds the PIN) */
+	struct rf_audit *audit; /* borrowed */
+	struct module *mod;
+	CK_FUNCTION_LIST_PTR f;
+	pthread_mutex_t lock;	    /* slot and idle sessions */
+	pthread_mutex_t audit_lock; /* one append at a time from here */
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE idle[POOL_MAX];
+	size_t nidle;
+	int test_drop_at_sign; /* tests: drop sessions after the append */
+};
+
+struct rf_key {
+	char id[65];
+	uint8_t idbin[ID_LEN];
+	enum rf_key_alg alg;
+	EVP_PKEY *pub;
+};
+
+static const char *
+ckr_str(CK_RV rv)
+{
+	switch (rv) {
+	case CKR_OK:
+		return "CKR_OK";
+	case CKR_HOST_MEMORY:
+		return "CKR_HOST_MEMORY";
+	case CKR_GENERAL_ERROR:
+		return "CKR_GENERAL_ERROR";
+	case CKR_FUNCTION_FAILED:
+		return "CKR_FUNCTION_FAILED";
+	case CKR_ARGUMENTS_BAD:
+		return "CKR_ARGUMENTS_BAD";
+	case CKR_ATTRIBUTE_READ_ONLY:
+		return "CKR_ATTRIBUTE_READ_ONLY";
+	case CKR_ATTRIBUTE_SENSITIVE:
+		return "CKR_ATTRIBUTE_SENSITIVE";
+	case CKR_ATTRIBUTE_TYPE_INVALID:
+		return "CKR_ATTRIBUTE_TYPE_INVALID";
+	case CKR_ATTRIBUTE_VALUE_INVALID:
+		return "CKR_ATTRIBUTE_VALUE_INVALID";
+	case CKR_DEVICE_ERROR:
+		return "CKR_DEVICE_ERROR";
+	case CKR_DEVICE_MEMORY:
+		return "CKR_DEVICE_MEMORY";
+	case CKR_DEVICE_REMOVED:
+		return "CKR_DEVICE_REMOVED";
+	case CKR_KEY_HANDLE_INVALID:
+		return "CKR_KEY_HANDLE_INVALID";
+	case CKR_KEY_FUNCTION_NOT_PERMITTED:
+		return "CKR_KEY_FUNCTION_NOT_PERMITTED";
+	case CKR_MECHANISM_INVALID:
+		return "CKR_MECHANISM_INVALID";
+	case CKR_MECHANISM_PARAM_INVALID:
+		return "CKR_MECHANISM_PARAM_INVALID";
+	case CKR_OBJECT_HANDLE_INVALID:
+		return "CKR_OBJECT_HANDLE_INVALID";
+	case CKR_OPERATION_ACTIVE:
+		return "CKR_OPERATION_ACTIVE";
+	case CKR_PIN_INCORRECT:
+		return "CKR_PIN_INCORRECT";
+	case CKR_PIN_LOCKED:
+		return "CKR_PIN_LOCKED";
+	case CKR_SESSION_CLOSED:
+		return "CKR_SESSION_CLOSED";
+	case CKR_SESSION_HANDLE_INVALID:
+		return "CKR_SESSION_HANDLE_INVALID";
+	case CKR_SESSION_READ_ONLY:
+		return "CKR_SESSION_READ_ONLY";
+	case CKR_TEMPLATE_INCOMPLETE:
+		return "CKR_TEMPLATE_INCOMPLETE";
+	case CKR_TEMPLATE_INCONSISTENT:
+		return "CKR_TEMPLATE_INCONSISTENT";
+	case CKR_TOKEN_NOT_PRESENT:
+		return "CKR_TOKEN_NOT_PRESENT";
+	case CKR_TOKEN_WRITE_PROTECTED:
+		return "CKR_TOKEN_WRITE_PROTECTED";
+	case CKR_USER_NOT_LOGGED_IN:
+		return "CKR_USER_NOT_LOGGED_IN";
+	case CKR_USER_PIN_NOT_INITIALIZED:
+		return "CKR_USER_PIN_NOT_INITIALIZED";
+	case CKR_BUFFER_TOO_SMALL:
+		return "CKR_BUFFER_TOO_SMALL";
+	case CKR_CRYPTOKI_NOT_INITIALIZED:
+		return "CKR_CRYPTOKI_NOT_INITIALIZED";
+	case CKR_CRYPTOKI_ALREADY_INITIALIZED:
+		return "CKR_CRYPTOKI_ALREADY_INITIALIZED";
+	default:
+		return "CKR_other";
+	}
+}
+
+/* An RF_ERR_TOKEN with the PKCS#11 function and return value named. */
+static int
+token_err(const char *fn, CK_RV rv)
+{
+	return rf_err_set(RF_ERR_TOKEN, "token call %s failed: %s (0x%lx)", fn,
+	    ckr_str(rv), (unsigned long)rv);
+}
+
+/* Return values after which the session is gone and is reopened. */
+static int
+session_lost(CK_RV rv)
+{
+	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
+	    rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_REMOVED ||
+	    rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_USER_NOT_LOGGED_IN ||
+	    rv == CKR_CRYPTOKI_NOT_INITIALIZED;
+}
+
+/* Return values after which the library itself is re-initialised. */
+static int
+module_lost(CK_RV rv)
+{
+	return rv == CKR_CRYPTOKI_NOT_INITIALIZED || rv == CKR_DEVICE_ERROR ||
+	    rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
+}
+
+/* A copy of a label, space padded to the 32 bytes of CK_TOKEN_INFO. */
+static void
+pad_label(const char *label, unsigned char out[LABEL_LEN])
+{
+	size_t n = strlen(label);
+
+	memset(out, ' ', LABEL_LEN);
+	memcpy(out, label, n > LABEL_LEN ? LABEL_LEN : n);
+}
+
+/*
+ * Module list
+ */
+
+/* C_Initialize with OS locking; the caller holds modules_lock. */
+static int
+module_initialise(struct module *m, const struct rf_config *cfg)
+{
+	CK_C_INITIALIZE_ARGS args;
+	struct stat sb;
+	CK_RV rv;
+
+	if (cfg != NULL && cfg->softhsm_conf[0] != '\0' &&
+	    stat(cfg->softhsm_conf, &sb) == 0)
+		setenv("SOFTHSM2_CONF", cfg->softhsm_conf, 1);
+	memset(&args, 0, sizeof(args));
+	args.flags = CKF_OS_LOCKING_OK;
+	rv = m->f->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
+		return rf_err_set(RF_ERR_TOKEN_MODULE,
+		    "cannot initialise PKCS#11 module %s: %s: "
+		    "check RINGFENCE_MODULE",
+		    m->path, ckr_str(rv));
+	m->initialised = rv == CKR_OK;
+	return 0;
+}
+
+static int
+module_get(const struct rf_config *cfg, struct module **out)
+{
+	CK_RV (*getfl)(CK_FUNCTION_LIST_PTR_PTR);
+	struct module *m;
+	const char *err;
+	void *dl;
+	CK_RV rv;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	pthread_mutex_lock(&modules_lock);
+	for (m = modules; m != NULL; m = m->next)
+		if (strcmp(m->path, cfg->module) == 0)
+			break;
+	if (m == NULL) {
+		if (cfg->module[0] == '\0') {
+			r = rf_err_set(RF_ERR_TOKEN_MODULE,
+			    "no PKCS#11 module configured: set "
+			    "RINGFENCE_MODULE");
+			goto out;
+		}
+		if ((dl = dlopen(cfg->module, RTLD_NOW | RTLD_LOCAL)) == NULL) {
+			err = dlerror();
+			r = rf_err_set(RF_ERR_TOKEN_MODULE,
+			    "cannot load PKCS#11 module %s: %s: "
+			    "check RINGFENCE_MODULE",
+			    cfg->module, err ? err : "dlopen failed");
+			goto out;
+		}
+		*(void **)(&getfl) = dlsym(dl, "C_GetFunctionList");
+		if (getfl == NULL) {
+			dlclose(dl);
+			r = rf_err_set(RF_ERR_TOKEN_MODULE,
+			    "cannot load PKCS#11 module %s: no "
+			    "C_GetFunctionList: check "
+			    "RINGFENCE_MODULE",
+			    cfg->module);
+			goto out;
+		}
+		if ((m = calloc(1, sizeof(*m))) == NULL) {
+			dlclose(dl);
+			r = RF_ERR_ALLOC;
+			goto out;
+		}
+		snprintf(m->path, sizeof(m->path), "%s", cfg->module);
+		m->dl = dl;
+		if ((rv = getfl(&m->f)) != CKR_OK || m->f == NULL) {
+			dlclose(dl);
+			free(m);
+			r = rf_err_set(RF_ERR_TOKEN_MODULE,
+			    "cannot load PKCS#11 module %s: "
+			    "C_GetFunctionList: %s: check "
+			    "RINGFENCE_MODULE",
+			    cfg->module, ckr_str(rv));
+			goto out;
+		}
+		m->next = modules;
+		modules = m;
+	}
+	if (m->refs == 0 && (r = module_initialise(m, cfg)) != 0)
+		goto out;
+	m->refs++;
+	*out = m;
+	r = 0;
+out:
+	pthread_mutex_unlock(&modules_lock);
+	return r;
+}
+
+static void
+module_put(struct module *m)
+{
+	if (m == NULL)
+		return;
+	pthread_mutex_lock(&modules_lock);
+	if (--m->refs == 0 && m->initialised) {
+		m->f->C_Finalize(NULL);
+		m->initialised = 0;
+	}
+	pthread_mutex_unlock(&modules_lock);
+}
+
+/* After a device error: finalise (if we initialised) and initialise. */
+static int
+module_reinit(struct module *m, const struct rf_config *cfg)
+{
+	int r;
+
+	pthread_mutex_lock(&modules_lock);
+	if (m->initialised)
+		m->f->C_Finalize(NULL);
+	m->initialised = 0;
+	r = module_initialise(m, cfg);
+	pthread_mutex_unlock(&modules_lock);
+	return r;
+}
+
+/*
+ * The slot holding an initialised token labelled `label`.
+ * RF_ERR_TOKEN_NOT_FOUND (no detail) if none.
+ */
+static int
+find_slot(CK_FUNCTION_LIST_PTR f, const char *label, CK_SLOT_ID *slot)
+{
+	unsigned char want[LABEL_LEN];
+	CK_SLOT_ID *slots = NULL;
+	CK_ULONG n = 0, i;
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+	int r = RF_ERR_TOKEN_NOT_FOUND;
+
+	pad_label(label, want);
+	if ((rv = f->C_GetSlotList(CK_TRUE, NULL, &n)) != CKR_OK)
+		return token_err("C_GetSlotList", rv);
+	if (n == 0)
+		return RF_ERR_TOKEN_NOT_FOUND;
+	if (n > 4096)
+		return token_err("C_GetSlotList", CKR_GENERAL_ERROR);
+	if ((slots = calloc(n, sizeof(*slots))) == NULL)
+		return RF_ERR_ALLOC;
+	if ((rv = f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK) {
+		r = token_err("C_GetSlotList", rv);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+			continue;
+		if ((ti.flags & CKF_TOKEN_INITIALIZED) &&
+		    memcmp(ti.label, want, LABEL_LEN) == 0) {
+			*slot = slots[i];
+			r = 0;
+			break;
+		}
+	}
+out:
+	free(slots);
+	return r;
+}
+
+/*
+ * Sessions
+ */
+
+static void
+audit_login_failed(struct rf_keys *keys)
+{
+	struct rf_audit_event ev;
+	char detail[RF_PATH_MAX + 128];
+	int r;
+
+	if (keys->audit == NULL)
+		return;
+	snprintf(detail, sizeof(detail), "token %s in module %s",
+	    keys->cfg.token, keys->cfg.module);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "login-failed";
+	ev.actor = keys->cfg.actor[0] ? keys->cfg.actor : NULL;
+	ev.detail = detail;
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_audit_append(keys->audit, &ev, 1, NULL);
+	pthread_mutex_unlock(&keys->audit_lock);
+	(void)r; /* best effort: the PIN error is what the caller sees */
+}
+
+/* Log the user in on s unless the application is already logged in. */
+static int
+session_login(struct rf_keys *keys, CK_SESSION_HANDLE s)
+{
+	char pin[PIN_MAX];
+	CK_SESSION_INFO si;
+	CK_RV rv;
+	int r;
+
+	if (keys->f->C_GetSessionInfo(s, &si) == CKR_OK &&
+	    (si.state == CKS_RW_USER_FUNCTIONS ||
+		si.state == CKS_RO_USER_FUNCTIONS))
+		return 0;
+	if ((r = rf_config_pin(&keys->cfg, pin, sizeof(pin))) != 0)
+		return r;
+	rv = keys->f->C_Login(
+	    s, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
+	OPENSSL_cleanse(pin, sizeof(pin));
+	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
+		return 0;
+	if (rv == CKR_PIN_INCORRECT) {
+		audit_login_failed(keys);
+		return rf_err_set(RF_ERR_TOKEN_PIN,
+		    "token PIN rejected (CKR_PIN_INCORRECT): "
+		    "check RINGFENCE_PIN");
+	}
+	if (rv == CKR_PIN_LOCKED)
+		return rf_err_set(RF_ERR_TOKEN_PIN,
+		    "token PIN locked (CKR_PIN_LOCKED): the "
+		    "security officer must reset it");
+	return token_err("C_Login", rv);
+}
+
+/* A fresh logged-in read/write session. */
+static int
+session_open(struct rf_keys *keys, CK_SLOT_ID slot, CK_SESSION_HANDLE *out)
+{
+	CK_SESSION_HANDLE s;
+	CK_RV rv;
+	int r;
+
+	rv = keys->f->C_OpenSession(
+	    slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
+	if (rv != CKR_OK)
+		return token_err("C_OpenSession", rv);
+	if ((r = session_login(keys, s)) != 0) {
+		keys->f->C_CloseSession(s);
+		return r;
+	}
+	*out = s;
+	return 0;
+}
+
+/* An idle session from the pool, or a new one. */
+static int
+session_get(struct rf_keys *keys, CK_SESSION_HANDLE *out)
+{
+	CK_SLOT_ID slot;
+
+	pthread_mutex_lock(&keys->lock);
+	if (keys->nidle > 0) {
+		*out = keys->idle[--keys->nidle];
+		pthread_mutex_unlock(&keys->lock);
+		return 0;
+	}
+	slot = keys->slot;
+	pthread_mutex_unlock(&keys->lock);
+	return session_open(keys, slot, out);
+}
+
+/* Return a session to the pool (or close it if the pool is full). */
+static void
+session_put(struct rf_keys *keys, CK_SESSION_HANDLE s)
+{
+	pthread_mutex_lock(&keys->lock);
+	if (keys->nidle < POOL_MAX) {
+		keys->idle[keys->nidle++] = s;
+		s = CK_INVALID_HANDLE;
+	}
+	pthread_mutex_unlock(&keys->lock);
+	if (s != CK_INVALID_HANDLE)
+		keys->f->C_CloseSession(s);
+}
+
+/*
+ * After rv said the session s is gone: drop it and every idle session
+ * (they died with it), re-initialise the library after device errors, and
+ * find the token again (its slot may have changed).
+ */
+static int
+session_recover(struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv)
+{
+	CK_SLOT_ID slot;
+	int r = 0;
+
+	keys->f->C_CloseSession(s); /* ignored: it is gone */
+	pthread_mutex_lock(&keys->lock);
+	while (keys->nidle > 0)
+		keys->f->C_CloseSession(keys->idle[--keys->nidle]);
+	if (module_lost(rv) && (r = module_reinit(keys->mod, &keys->cfg)) != 0)
+		goto out;
+	if ((r = find_slot(keys->f, keys->cfg.token, &slot)) != 0) {
+		if (r == RF_ERR_TOKEN_NOT_FOUND)
+			r = rf_err_set(r,
+			    "token '%s' disappeared from module "
+			    "%s after %s",
+			    keys->cfg.token, keys->cfg.module, ckr_str(rv));
+		goto out;
+	}
+	keys->slot = slot;
+out:
+	pthread_mutex_unlock(&keys->lock);
+	return r;
+}
+
+/*
+ * Run op in a session; if the session turns out to be lost, recover and
+ * run it once more. op returns a CK_RV; errors of ours go in its arg.
+ * *rvp receives the final CK_RV.
+ */
+typedef CK_RV (*session_op)(
+    struct rf_keys *keys, CK_SESSION_HANDLE s, void *arg);
+
+static int
+with_session(struct rf_keys *keys, session_op op, void *arg, CK_RV *rvp)
+{
+	CK_SESSION_HANDLE s;
+	CK_RV rv;
+	int attempt, r;
+
+	for (attempt = 0;; attempt++) {
+		if ((r = session_get(keys, &s)) != 0)
+			return r;
+		rv = op(keys, s, arg);
+		if (session_lost(rv) && attempt == 0) {
+			if ((r = session_recover(keys, s, rv)) != 0)
+				return r;
+			continue;
+		}
+		if (session_lost(rv))
+			keys->f->C_CloseSession(s);
+		else
+			session_put(keys, s);
+		*rvp = rv;
+		return 0;
+	}
+}
+
+/*
+ * Objects
+ */
+
+/* The object of class cls with CKA_ID id; *h is CK_INVALID_HANDLE if none. */
+static CK_RV
+find_object(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+    const uint8_t id[ID_LEN], CK_OBJECT_HANDLE *h)
+{
+	CK_ATTRIBUTE t[2] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_ID, (void *)id, ID_LEN},
+	};
+	CK_ULONG n = 0;
+	CK_RV rv, rv2;
+
+	*h = CK_INVALID_HANDLE;
+	if ((rv = f->C_FindObjectsInit(s, t, 2)) != CKR_OK)
+		return rv;
+	rv = f->C_FindObjects(s, h, 1, &n);
+	rv2 = f->C_FindObjectsFinal(s);
+	if (rv == CKR_OK && n == 0)
+		*h = CK_INVALID_HANDLE;
+	return rv != CKR_OK ? rv : rv2;
+}
+
+/* Read one CK_BBOOL attribute; absent reads as false. */
+static CK_RV
+get_bool(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+    CK_ATTRIBUTE_TYPE type, int *v)
+{
+	CK_BBOOL b = CK_FALSE;
+	CK_ATTRIBUTE a = {type, &b, sizeof(b)};
+	CK_RV rv;
+
+	rv = f->C_GetAttributeValue(s, h, &a, 1);
+	if (rv == CKR_ATTRIBUTE_TYPE_INVALID) {
+		*v = 0;
+		return CKR_OK;
+	}
+	*v = rv == CKR_OK && b == CK_TRUE;
+	return rv;
+}
+
+/* Read a variable-length attribute into buf (at most cap bytes). */
+static CK_RV
+get_bytes(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+    CK_ATTRIBUTE_TYPE type, uint8_t *buf, size_t cap, size_t *len)
+{
+	CK_ATTRIBUTE a = {type, NULL, 0};
+	CK_RV rv;
+
+	*len = 0;
+	if ((rv = f->C_GetAttributeValue(s, h, &a, 1)) != CKR_OK)
+		return rv;
+	if (a.ulValueLen == CK_UNAVAILABLE_INFORMATION || a.ulValueLen > cap)
+		return CKR_ATTRIBUTE_VALUE_INVALID;
+	a.pValue = buf;
+	if ((rv = f->C_GetAttributeValue(s, h, &a, 1)) != CKR_OK)
+		return rv;
+	*len = a.ulValueLen;
+	return CKR_OK;
+}
+
+/* DER OIDs of the curves (RFC 5480 section 2.1.1.1), CKA_EC_PARAMS. */
+static const uint8_t oid_p256[] = {
+    0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+static const uint8_t oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
+
+/*
+ * Rebuild the public key of the public key object h: its algorithm and an
+ * EVP_PKEY. *r receives our error when the CK_RV is CKR_OK but the key is
+ * not usable.
+ */
+static CK_RV
+read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+    enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
+{
+	CK_KEY_TYPE kt = 0;
+	CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof(kt)};
+	uint8_t b1[ATTR_MAX], b2[ATTR_MAX];
+	const uint8_t *point;
+	size_t l1, l2, plen;
+	CK_RV rv;
+
+	*alg = RF_KEY_NONE;
+	*pub = NULL;
+	*r = 0;
+	if ((rv = f->C_GetAttributeValue(s, h, &a, 1)) != CKR_OK)
+		return rv;
+	if (kt == CKK_EC) {
+		if ((rv = get_bytes(f, s, h, CKA_EC_PARAMS, b1, sizeof(b1),
+			 &l1)) != CKR_OK ||
+		    (rv = get_bytes(
+			 f, s, h, CKA_EC_POINT, b2, sizeof(b2), &l2)) != CKR_OK)
+			return rv;
+		if (l1 == sizeof(oid_p256) && memcmp(b1, oid_p256, l1) == 0)
+			*alg = RF_KEY_EC_P256;
+		else if (l1 == sizeof(oid_p384) &&
+		    memcmp(b1, oid_p384, l1) == 0)
+			*alg = RF_KEY_EC_P384;
+		else {
+			*r = rf_err_set(RF_ERR_KEY_DISALLOWED,
+			    "EC key on a curve other than P-256 "
+			    "and P-384");
+			return CKR_OK;
+		}
+		if ((*r = rf_keys_ec_point_decode(
+			 *alg, b2, l2, &point, &plen)) != 0 ||
+		    (*r = rf_keys_ec_pub(*alg, point, plen, pub)) != 0)
+			*alg = RF_KEY_NONE;
+		return CKR_OK;
+	}
+	if (kt == CKK_RSA) {
+		if ((rv = get_bytes(f, s, h, CKA_MODULUS, b1, sizeof(b1),
+			 &l1)) != CKR_OK ||
+		    (rv = get_bytes(f, s, h, CKA_PUBLIC_EXPONENT, b2,
+			 sizeof(b2), &l2)) != CKR_OK)
+			return rv;
+		*r = rf_keys_rsa_pub(b1, l1, b2, l2, alg, pub);
+		return CKR_OK;
+	}
+	*r = rf_err_set(RF_ERR_KEY_DISALLOWED,
+	    "key type 0x%lx is neither EC nor RSA", (unsigned long)kt);
+	return CKR_OK;
+}
+
+/*
+ * Open and close
+ */
+
+int
+rf_keys_open(
+    const struct rf_config *cfg, struct rf_audit *audit, struct rf_keys **out)
+{
+	struct rf_keys *keys = NULL;
+	CK_SESSION_HANDLE s;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	if (cfg == NULL || audit == NULL)
+		return rf_err_set(RF_ERR_ARG,
+		    "keys need the settings and the audit "
+		    "record");
+	if ((keys = calloc(1, sizeof(*keys))) == NULL)
+		return RF_ERR_ALLOC;
+	keys->cfg = *cfg;
+	keys->audit = audit; /* borrowed */
+	pthread_mutex_init(&keys->lock, NULL);
+	pthread_mutex_init(&keys->audit_lock, NULL);
+	if ((r = module_get(cfg, &keys->mod)) != 0)
+		goto out;
+	keys->f = keys->mod->f;
+	if ((r = find_slot(keys->f, cfg->token, &keys->slot)) != 0) {
+		if (r == RF_ERR_TOKEN_NOT_FOUND)
+			r = rf_err_set(r,
+			    "no token labelled %s in module %s: "
+			    "check RINGFENCE_TOKEN or run "
+			    "'ringfence init'",
+			    cfg->token, cfg->module);
+		goto out;
+	}
+	/* Log in now, so that a wrong PIN is reported by open. */
+	if ((r = session_open(keys, keys->slot, &s)) != 0)
+		goto out;
+	session_put(keys, s);
+	*out = keys; /* owned by the caller */
+	keys = NULL;
+	r = 0;
+out:
+	rf_keys_free(keys);
+	return r;
+}
+
+void
+rf_keys_free(struct rf_keys *keys)
+{
+	if (keys == NULL)
+		return;
+	if (keys->f != NULL)
+		while (keys->nidle > 0)
+			keys->f->C_CloseSession(keys->idle[--keys->nidle]);
+	module_put(keys->mod);
+	pthread_mutex_destroy(&keys->lock);
+	pthread_mutex_destroy(&keys->audit_lock);
+	OPENSSL_cleanse(keys, sizeof(*keys));
+	free(keys);
+}
+
+int
+rf_keys_test_drop_sessions(struct rf_keys *keys)
+{
+	CK_RV rv;
+
+	/* The idle handles stay in the pool: the next use must recover. */
+	pthread_mutex_lock(&keys->lock);
+	rv = keys->f->C_CloseAllSessions(keys->slot);
+	pthread_mutex_unlock(&keys->lock);
+	return rv == CKR_OK ? 0 : token_err("C_CloseAllSessions", rv);
+}
+
+void
+rf_keys_test_drop_at_sign(struct rf_keys *keys)
+{
+	pthread_mutex_lock(&keys->lock);
+	keys->test_drop_at_sign = 1;
+	pthread_mutex_unlock(&keys->lock);
+}
+
+/* Tests only: lose the sessions between the audit append and signing. */
+static void
+test_drop_if_armed(struct rf_keys *keys)
+{
+	int armed;
+
+	pthread_mutex_lock(&keys->lock);
+	armed = keys->test_drop_at_sign;
+	keys->test_drop_at_sign = 0;
+	pthread_mutex_unlock(&keys->lock);
+	if (armed)
+		(void)!rf_keys_test_drop_sessions(keys);
+}
+
+/* Append events under the keys' audit lock; RF_ERR_AUDIT on failure. */
+static int
+audit_append(struct rf_keys *keys, const struct rf_audit_event *evs, size_t n,
+    const char *doing)
+{
+	int r;
+
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_audit_append(keys->audit, evs, n, NULL);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r != 0)
+		return rf_err_set(RF_ERR_AUDIT,
+		    "audit record could not be appended (%s); %s",
+		    rf_err_msg(r), doing);
+	return 0;
+}
+
+/*
+ * Keys
+ */
+
+const char *
+rf_key_id(const struct rf_key *key)
+{
+	return key->id;
+}
+
+enum rf_key_alg
+rf_key_alg(const struct rf_key *key)
+{
+	return key == NULL ? RF_KEY_NONE : key->alg;
+}
+
+EVP_PKEY *
+rf_key_public(const struct rf_key *key)
+{
+	return key->pub;
+}
+
+void
+rf_key_free(struct rf_key *key)
+{
+	if (key == NULL)
+		return;
+	EVP_PKEY_free(key->pub);
+	free(key);
+}
+
+static int
+parse_id(const char *id, uint8_t out[ID_LEN])
+{
+	size_t len = 0;
+
+	if (id == NULL || strlen(id) != 2 * ID_LEN ||
+	    rf_unhex(id, out, ID_LEN, &len) != 0 || len != ID_LEN)
+		return rf_err_set(RF_ERR_ARG,
+		    "key id must be 64 hex digits, not '%s'",
+		    id == NULL ? "" : id);
+	return 0;
+}
+
+static int destroy_quiet(struct rf_keys *keys, const uint8_t id[ID_LEN]);
+
+struct gen_arg {
+	enum rf_key_alg alg;
+	const char *label;
+	struct rf_key *key; /* out */
+	int r;
+};
+
+static CK_RV
+gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct gen_arg *g = varg;
+	CK_FUNCTION_LIST_PTR f = keys->f;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG bits = g->alg == RF_KEY_RSA_3072 ? 3072 : 2048;
+	uint8_t e[3] = {0x01, 0x00, 0x01}; /* 65537 */
+	uint8_t tmpid[ID_LEN];
+	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+	CK_ATTRIBUTE pubt[10], privt[12], setid;
+	CK_ULONG npub = 0, npriv = 0;
+	struct rf_key *key = NULL;
+	CK_RV rv;
+
+	g->r = 0;
+	if (RAND_bytes(tmpid, sizeof(tmpid)) != 1) {
+		g->r = rf_err_set(RF_ERR_INTERNAL, "no random bytes");
+		return CKR_OK;
+	}
+	/* The key id is the SPKI hash, known after generation: the pair is
+	 * made under a random id and renamed below. */
+#define ATTR(t, n, ty, ptr, len)                                               \
+	do {                                                                   \
+		t[n].type = (ty);                                              \
+		t[n].pValue = (void *)(ptr);                                   \
+		t[n].ulValueLen = (len);                                       \
+		n++;                                                           \
+	} while (0)
+	ATTR(pubt, npub, CKA_TOKEN, &yes, sizeof(yes));
+	ATTR(pubt, npub, CKA_PRIVATE, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_VERIFY, &yes, sizeof(yes));
+	ATTR(pubt, npub, CKA_ENCRYPT, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_WRAP, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_ID, tmpid, sizeof(tmpid));
+	ATTR(pubt, npub, CKA_LABEL, g->label, strlen(g->label));
+	switch (g->alg) {
+	case RF_KEY_EC_P256:
+		ATTR(pubt, npub, CKA_EC_PARAMS, oid_p256, sizeof(oid_p256));
+		break;
+	case RF_KEY_EC_P384:
+		ATTR(pubt, npub, CKA_EC_PARAMS, oid_p384, sizeof(oid_p384));
+		break;
+	default:
+		mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+		ATTR(pubt, npub, CKA_MODULUS_BITS, &bits, sizeof(bits));
+		break;
+	}
+	ATTR(privt, npriv, CKA_TOKEN, &yes, sizeof(yes));
+	ATTR(privt, npriv, CKA_PRIVATE, &yes, sizeof(yes));
+	ATTR(privt, npriv, CKA_SENSITIVE, &yes, sizeof(yes));
+	ATTR(privt, npriv, CKA_EXTRACTABLE, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_SIGN, &yes, sizeof(yes));
+	ATTR(privt, npriv, CKA_DECRYPT, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_UNWRAP, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_DERIVE, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_ID, tmpid, sizeof(tmpid));
+	ATTR(privt, npriv, CKA_LABEL, g->label, strlen(g->label));
+	if (mech.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN)
+		ATTR(pubt, npub, CKA_PUBLIC_EXPONENT, e, sizeof(e));
+#undef ATTR
+	rv = f->C_GenerateKeyPair(
+	    s, &mech, pubt, npub, privt, npriv, &hpub, &hpriv);
+	if (rv != CKR_OK)
+		return rv;
+	if ((key = calloc(1, sizeof(*key))) == NULL) {
+		g->r = RF_ERR_ALLOC;
+		goto fail;
+	}
+	if ((rv = read_public(f, s, hpub, &key->alg, &key->pub, &g->r)) !=
+		CKR_OK ||
+	    g->r != 0)
+		goto fail;
+	if (key->alg != g->alg) {
+		g->r = rf_err_set(RF_ERR_TOKEN,
+		    "token made a %s key when asked for %s",
+		    rf_key_alg_name(key->alg), rf_key_alg_name(g->alg));
+		goto fail;
+	}
+	if ((g->r = rf_keys_pub_id(key->pub, key->id)) != 0 ||
+	    (g->r = parse_id(key->id, key->idbin)) != 0)
+		goto fail;
+	setid.type = CKA_ID;
+	setid.pValue = key->idbin;
+	setid.ulValueLen = ID_LEN;
+	if ((rv = f->C_SetAttributeValue(s, hpriv, &setid, 1)) != CKR_OK ||
+	    (rv = f->C_SetAttributeValue(s, hpub, &setid, 1)) != CKR_OK)
+		goto fail;
+	g->key = key; /* handed to rf_keys_generate */
+	return CKR_OK;
+fail:
+	/* Leave nothing half made in the token. */
+	f->C_DestroyObject(s, hpriv);
+	f->C_DestroyObject(s, hpub);
+	rf_key_free(key);
+	return rv;
+}
+
+int
+rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
+    const char *tenant, const struct rf_actor *who, struct rf_key **out)
+{
+	struct gen_arg g;
+	struct rf_audit_event ev;
+	char detail[160];
+	CK_RV rv = CKR_OK;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	memset(&g, 0, sizeof(g));
+	if (alg != RF_KEY_EC_P256 && alg != RF_KEY_EC_P384 &&
+	    alg != RF_KEY_RSA_2048 && alg != RF_KEY_RSA_3072)
+		return rf_err_set(RF_ERR_ARG, "unknown key algorithm %d", alg);
+	if (label == NULL || strlen(label) > 64)
+		return rf_err_set(RF_ERR_ARG,
+		    "a key label of 1 to 64 characters is "
+		    "needed");
+	g.alg = alg;
+	g.label = label;
+	if ((r = with_session(keys, gen_op, &g, &rv)) != 0)
+		goto out;
+	if (rv != CKR_OK) {
+		r = token_err("C_GenerateKeyPair", rv);
+		goto out;
+	}
+	if ((r = g.r) != 0)
+		goto out;
+	snprintf(detail, sizeof(detail), "%s %s", rf_key_alg_name(alg), label);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "keygen";
+	ev.key_id = g.key->id;
+	ev.tenant = tenant;
+	ev.actor = who ? who->actor : NULL;
+	ev.source = who ? who->source : NULL;
+	ev.detail = detail;
+	if ((r = audit_append(keys, &ev, 1, "the new key was destroyed")) !=
+	    0) {
+		/* A key without its record must not exist. */
+		int r2 = r;
+		char msg[MSG_MAX];
+
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		if (destroy_quiet(keys, g.key->idbin) != 0)
+			snprintf(msg, sizeof(msg),
+			    "audit record could not be appended and the "
+			    "new key %s could not be destroyed",
+			    g.key->id);
+		r = rf_err_set(r2, "%s", msg);
+		goto out;
+	}
+	*out = g.key; /* owned by the caller */
+	g.key = NULL;
+	r = 0;
+out:
+	rf_key_free(g.key);
+	return r;
+}
+
+struct load_arg {
+	const uint8_t *id;
+	struct rf_key *key;
+	int r;
+};
+
+static CK_RV
+load_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct load_arg *l = varg;
+	CK_OBJECT_HANDLE hpriv, hpub;
+	CK_RV rv;
+
+	l->r = 0;
+	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, l->id, &hpriv)) !=
+		CKR_OK ||
+	    (rv = find_object(keys->f, s, CKO_PUBLIC_KEY, l->id, &hpub)) !=
+		CKR_OK)
+		return rv;
+	if (hpriv == CK_INVALID_HANDLE || hpub == CK_INVALID_HANDLE) {
+		l->r = RF_ERR_KEY_NOT_FOUND;
+		return CKR_OK;
+	}
+	return read_public(keys->f, s, hpub, &l->key->alg, &l->key->pub, &l->r);
+}
+
+int
+rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
+{
+	struct load_arg l;
+	struct rf_key *key = NULL;
+	char got[65];
+	CK_RV rv = CKR_OK;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	if ((key = calloc(1, sizeof(*key))) == NULL)
+		return RF_ERR_ALLOC;
+	if ((r = parse_id(id, key->idbin)) != 0)
+		goto out;
+	snprintf(key->id, sizeof(key->id), "%s", id);
+	memset(&l, 0, sizeof(l));
+	l.id = key->idbin;
+	l.key = key;
+	if ((r = with_session(keys, load_op, &l, &rv)) != 0)
+		goto out;
+	if (rv != CKR_OK) {
+		r = token_err("C_GetAttributeValue", rv);
+		goto out;
+	}
+	if (l.r == RF_ERR_KEY_NOT_FOUND) {
+		r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "no key pair with id %s in token %s", id, keys->cfg.token);
+		goto out;
+	}
+	if ((r = l.r) != 0)
+		goto out;
+	/* The id names the public key: check that it still does. */
+	if ((r = rf_keys_pub_id(key->pub, got)) != 0)
+		goto out;
+	if (strcasecmp(got, id) != 0) {
+		r = rf_err_set(RF_ERR_TOKEN,
+		    "key %s in the token has a public key hashing "
+		    "to %s",
+		    id, got);
+		goto out;
+	}
+	snprintf(key->id, sizeof(key->id), "%s", got); /* lowercase */
+	*out = key;				       /* owned by the caller */
+	key = NULL;
+	r = 0;
+out:
+	rf_key_free(key);
+	return r;
+}
+
+struct custody_arg {
+	const uint8_t *id;
+	int found;
+	int v[5]; /* sensitive, extractable, always s., never e., sign */
+};
+
+static CK_RV
+custody_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	static const CK_ATTRIBUTE_TYPE types[5] = {CKA_SENSITIVE,
+	    CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE,
+	    CKA_SIGN};
+	struct custody_arg *c = varg;
+	CK_OBJECT_HANDLE h;
+	CK_RV rv;
+	size_t i;
+
+	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, c->id, &h)) !=
+	    CKR_OK)
+		return rv;
+	if ((c->found = h != CK_INVALID_HANDLE) == 0)
+		return CKR_OK;
+	for (i = 0; i < 5; i++)
+		if ((rv = get_bool(keys->f, s, h, types[i], &c->v[i])) !=
+		    CKR_OK)
+			return rv;
+	return CKR_OK;
+}
+
+static int
+custody(struct rf_keys *keys, const char *id, struct custody_arg *c)
+{
+	uint8_t idbin[ID_LEN];
+	CK_RV rv = CKR_OK;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	if ((r = parse_id(id, idbin)) != 0)
+		return r;
+	c->id = idbin;
+	if ((r = with_session(keys, custody_op, c, &rv)) != 0)
+		return r;
+	c->id = NULL;
+	if (rv != CKR_OK)
+		return token_err("C_GetAttributeValue", rv);
+	if (!c->found)
+		return rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "no private key with id %s in token %s", id,
+		    keys->cfg.token);
+	return 0;
+}
+
+int
+rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
+    int *extractable, int *always_sensitive, int *never_extractable)
+{
+	struct custody_arg c;
+	int r;
+
+	if ((r = custody(keys, id, &c)) != 0)
+		return r;
+	*sensitive = c.v[0];
+	*extractable = c.v[1];
+	*always_sensitive = c.v[2];
+	*never_extractable = c.v[3];
+	return 0;
+}
+
+struct list_arg {
+	int (*fn)(void *arg, const struct rf_key_info *ki);
+	void *arg;
+	int r;
+};
+
+static CK_RV
+list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	static const CK_ATTRIBUTE_TYPE types[5] = {CKA_SIGN, CKA_SENSITIVE,
+	    CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE};
+	struct list_arg *la = varg;
+	CK_FUNCTION_LIST_PTR f = keys->f;
+	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
+	CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
+	CK_OBJECT_HANDLE hs[256], hpub;
+	CK_ULONG n = 0, i;
+	struct rf_key_info ki;
+	uint8_t buf[ATTR_MAX];
+	EVP_PKEY *pub;
+	size_t len, j;
+	int *v[5], r;
+	CK_RV rv, rv2;
+
+	la->r = 0;
+	/* Collect handles first: no other call while a search is active. */
+	if ((rv = f->C_FindObjectsInit(s, &t, 1)) != CKR_OK)
+		return rv;
+	rv = f->C_FindObjects(s, hs, 256, &n);
+	rv2 = f->C_FindObjectsFinal(s);
+	if (rv != CKR_OK || rv2 != CKR_OK)
+		return rv != CKR_OK ? rv : rv2;
+	for (i = 0; i < n && la->r == 0; i++) {
+		memset(&ki, 0, sizeof(ki));
+		v[0] = &ki.can_sign;
+		v[1] = &ki.sensitive;
+		v[2] = &ki.extractable;
+		v[3] = &ki.always_sensitive;
+		v[4] = &ki.never_extractable;
+		for (j = 0; j < 5; j++)
+			if ((rv = get_bool(f, s, hs[i], types[j], v[j])) !=
+			    CKR_OK)
+				return rv;
+		if (get_bytes(f, s, hs[i], CKA_LABEL, buf, sizeof(ki.label) - 1,
+			&len) == CKR_OK)
+			memcpy(ki.label, buf, len);
+		if ((rv = get_bytes(f, s, hs[i], CKA_ID, buf, sizeof(buf),
+			 &len)) != CKR_OK)
+			return rv;
+		if (len == ID_LEN) {
+			rf_hex(buf, len, ki.id);
+			if ((rv = find_object(
+				 f, s, CKO_PUBLIC_KEY, buf, &hpub)) != CKR_OK)
+				return rv;
+			if (hpub != CK_INVALID_HANDLE &&
+			    read_public(f, s, hpub, &ki.alg, &pub, &r) ==
+				CKR_OK) {
+				EVP_PKEY_free(pub);
+				if (r != 0)
+					ki.alg = RF_KEY_NONE;
+			}
+		}
+		la->r = la->fn(la->arg, &ki);
+	}
+	return CKR_OK;
+}
+
+int
+rf_keys_list(struct rf_keys *keys,
+    int (*fn)(void *arg, const struct rf_key_info *ki), void *arg)
+{
+	struct list_arg la = {fn, arg, 0};
+	CK_RV rv = CKR_OK;
+	int r;
+
+	if ((r = with_session(keys, list_op, &la, &rv)) != 0)
+		return r;
+	if (rv != CKR_OK)
+		return token_err("C_FindObjects", rv);
+	return la.r;
+}
+
+/* Set CKA_SIGN false, or destroy, both found by id. */
+struct admin_arg {
+	const uint8_t *id;
+	int destroy;
+	int found;
+};
+
+static CK_RV
+admin_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct admin_arg *a = varg;
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE t = {CKA_SIGN, &no, sizeof(no)};
+	CK_OBJECT_HANDLE hpriv, hpub;
+	CK_RV rv;
+
+	a->found = 0;
+	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, a->id, &hpriv)) !=
+		CKR_OK ||
+	    (rv = find_object(keys->f, s, CKO_PUBLIC_KEY, a->id, &hpub)) !=
+		CKR_OK)
+		return rv;
+	if (!a->destroy) {
+		if (hpriv == CK_INVALID_HANDLE)
+			return CKR_OK;
+		a->found = 1;
+		return keys->f->C_SetAttributeValue(s, hpriv, &t, 1);
+	}
+	if (hpriv == CK_INVALID_HANDLE && hpub == CK_INVALID_HANDLE)
+		return CKR_OK;
+	a->found = 1;
+	if (hpriv != CK_INVALID_HANDLE &&
+	    (rv = keys->f->C_DestroyObject(s, hpriv)) != CKR_OK)
+		return rv;
+	if (hpub != CK_INVALID_HANDLE &&
+	    (rv = keys->f->C_DestroyObject(s, hpub)) != CKR_OK)
+		return rv;
+	return CKR_OK;
+}
+
+static int
+destroy_quiet(struct rf_keys *keys, const uint8_t id[ID_LEN])
+{
+	struct admin_arg a = {id, 1, 0};
+	CK_RV rv = CKR_OK;
+	int r;
+
+	if ((r = with_session(keys, admin_op, &a, &rv)) != 0)
+		return r;
+	return rv == CKR_OK ? 0 : token_err("C_DestroyObject", rv);
+}
+
+static int
+admin(struct rf_keys *keys, const char *id, int destroy,
+    const struct rf_actor *who)
+{
+	struct admin_arg a;
+	struct rf_audit_event ev;
+	uint8_t idbin[ID_LEN];
+	char done[200];
+	CK_RV rv = CKR_OK;
+	int r;
+
+	if ((r = parse_id(id, idbin)) != 0)
+		return r;
+	memset(&a, 0, sizeof(a));
+	a.id = idbin;
+	a.destroy = destroy;
+	if ((r = with_session(keys, admin_op, &a, &rv)) != 0)
+		return r;
+	if (rv != CKR_OK)
+		return token_err(
+		    destroy ? "C_DestroyObject" : "C_SetAttributeValue", rv);
+	if (!a.found)
+		return rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "no key with id %s in token %s", id, keys->cfg.token);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = destroy ? "key-destroy" : "key-disable";
+	ev.key_id = id;
+	ev.actor = who ? who->actor : NULL;
+	ev.source = who ? who->source : NULL;
+	snprintf(done, sizeof(done), "the key %s was %s in the token", id,
+	    destroy ? "destroyed" : "disabled");
+	return audit_append(keys, &ev, 1, done);
+}
+
+int
+rf_keys_disable(
+    struct rf_keys *keys, const char *id, const struct rf_actor *who)
+{
+	return admin(keys, id, 0, who);
+}
+
+int
+rf_keys_destroy(
+    struct rf_keys *keys, const char *id, const struct rf_actor *who)
+{
+	return admin(keys, id, 1, who);
+}
+
+/*
+ * Signing
+ */
+
+#define DIGEST_MAX 48 /* SHA-384 */
+
+/* One thread's share of a batch. */
+struct sign_job {
+	struct rf_keys *keys;
+	const struct rf_key *key;
+	const struct rf_sign_req *reqs; /* NULL when measuring */
+	const uint8_t (*dig)[DIGEST_MAX];
+	size_t diglen;
+	struct rf_sig *sigs; /* NULL when measuring */
+	size_t from, to;
+	int r;
+	char msg[MSG_MAX];
+};
+
+/*
+ * Sign item i in session s with the private key h. ECDSA: the token signs
+ * the digest made here (SoftHSM has no CKM_ECDSA_SHA256) and returns r || s,
+ * encoded here as DER. RSA: the token hashes (CKM_SHA256_RSA_PKCS, or
+ * CKM_SHA256_RSA_PKCS_PSS with RFC 4055 parameters). *r gets our errors.
+ */
+static CK_RV
+sign_one(struct sign_job *job, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+    size_t i, int *r)
+{
+	CK_FUNCTION_LIST_PTR f = job->keys->f;
+	const struct rf_sign_req *req = job->reqs ? &job->reqs[i] : NULL;
+	CK_RSA_PKCS_PSS_PARAMS pss = {CKM_SHA256, CKG_MGF1_SHA256, 32};
+	CK_MECHANISM mech = {CKM_ECDSA, NULL, 0};
+	uint8_t raw[RAW_SIG_MAX], *in;
+	CK_ULONG inlen, len = sizeof(raw);
+	struct rf_sig *out = job->sigs ? &job->sigs[i] : NULL;
+	CK_RV rv;
+
+	*r = 0;
+	if (job->key->alg == RF_KEY_EC_P256 ||
+	    job->key->alg == RF_KEY_EC_P384) {
+		in = (uint8_t *)job->dig[req ? i : 0];
+		inlen = job->diglen;
+	} else {
+		mech.mechanism = CKM_SHA256_RSA_PKCS;
+		if (req != NULL && req->scheme == RF_SIG_RSA_PSS) {
+			mech.mechanism = CKM_SHA256_RSA_PKCS_PSS;
+			mech.pParameter = &pss;
+			mech.ulParameterLen = sizeof(pss);
+		}
+		in = req ? (uint8_t *)req->msg : (uint8_t *)job->dig[0];
+		inlen = req ? req->msglen : job->diglen;
+	}
+	if (in == NULL)
+		in = raw; /* empty message: any valid pointer */
+	if ((rv = f->C_SignInit(s, &mech, h)) != CKR_OK)
+		return rv;
+	if ((rv = f->C_Sign(s, in, inlen, raw, &len)) != CKR_OK)
+		return rv;
+	if (out == NULL)
+		return CKR_OK; /* measuring: discarded */
+	if (mech.mechanism == CKM_ECDSA) {
+		*r = rf_keys_ecdsa_raw_to_der(raw, len, &out->sig, &out->len);
+		return CKR_OK;
+	}
+	if ((out->sig = malloc(len)) == NULL) {
+		*r = RF_ERR_ALLOC;
+		return CKR_OK;
+	}
+	memcpy(out->sig, raw, len);
+	out->len = len;
+	return CKR_OK;
+}
+
+/* Our error for a CK_RV from signing. */
+static int
+sign_err(const struct rf_key *key, CK_RV rv)
+{
+	if (rv == CKR_KEY_FUNCTION_NOT_PERMITTED)
+		return rf_err_set(RF_ERR_KEY_DISABLED,
+		    "key %s is disabled (CKA_SIGN is false)", key->id);
+	if (rv == CKR_KEY_HANDLE_INVALID || rv == CKR_OBJECT_HANDLE_INVALID)
+		return rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "key %s is no longer in the token", key->id);
+	return token_err("C_Sign", rv);
+}
+
+static void *
+sign_worker(void *varg)
+{
+	struct sign_job *job = varg;
+	struct rf_keys *keys = job->keys;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_OBJECT_HANDLE h;
+	CK_RV rv = CKR_OK;
+	size_t i = job->from;
+	int r = 0, retried = 0;
+
+	if ((r = session_get(keys, &s)) != 0) {
+		s = CK_INVALID_HANDLE;
+		goto out;
+	}
+	for (;;) {
+		rv = find_object(
+		    keys->f, s, CKO_PRIVATE_KEY, job->key->idbin, &h);
+		if (rv == CKR_OK && h == CK_INVALID_HANDLE) {
+			r = sign_err(job->key, CKR_KEY_HANDLE_INVALID);
+			break;
+		}
+		while (rv == CKR_OK && r == 0 && i < job->to)
+			if ((rv = sign_one(job, s, h, i, &r)) == CKR_OK &&
+			    r == 0)
+				i++;
+		if (rv == CKR_OK)
+			break;
+		if (session_lost(rv) && !retried) {
+			/* Reopen and retry once, from the item that failed. */
+			retried = 1;
+			r = session_recover(keys, s, rv);
+			s = CK_INVALID_HANDLE;
+			if (r != 0 || (r = session_get(keys, &s)) != 0) {
+				s = CK_INVALID_HANDLE;
+				goto out;
+			}
+			continue;
+		}
+		r = sign_err(job->key, rv);
+		break;
+	}
+	if (s != CK_INVALID_HANDLE) {
+		if (session_lost(rv))
+			keys->f->C_CloseSession(s);
+		else
+			session_put(keys, s);
+	}
+	if (r != 0 || job->sigs == NULL)
+		goto out;
+	/* Nothing leaves before it verifies with the public key. */
+	for (i = job->from; i < job->to; i++) {
+		r = rf_keys_verify(job->key->pub, job->key->alg,
+		    job->reqs[i].scheme, job->reqs[i].msg, job->reqs[i].msglen,
+		    job->sigs[i].sig, job->sigs[i].len);
+		if (r == RF_ERR_SIGNATURE_INVALID) {
+			r = rf_err_set(r,
+			    "token produced an invalid "
+			    "signature; nothing was released");
+			break;
+		}
+		if (r != 0) {
+			r = rf_err_set(RF_ERR_INTERNAL,
+			    "OpenSSL could not verify the token's "
+			    "signature; nothing was released");
+			break;
+		}
+	}
+out:
+	job->r = r;
+	if (r != 0)
+		snprintf(job->msg, sizeof(job->msg), "%s", rf_err_msg(r));
+	return NULL;
+}
+
+/* Run jobs[0..njobs) on as many threads; errors land in the jobs. */
+static void
+run_jobs(struct sign_job *jobs, int njobs)
+{
+	pthread_t tid[16];
+	int started[16], i;
+
+	for (i = 1; i < njobs; i++)
+		started[i] =
+		    pthread_create(&tid[i], NULL, sign_worker, &jobs[i]) == 0;
+	sign_worker(&jobs[0]);
+	for (i = 1; i < njobs; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		else
+			sign_worker(&jobs[i]); /* no thread: do it here */
+	}
+}
+
+/* The first error of the jobs, re-attached in this thread. */
+static int
+jobs_result(const struct sign_job *jobs, int njobs)
+{
+	int i;
+
+	for (i = 0; i < njobs; i++)
+		if (jobs[i].r != 0)
+			return rf_err_set(jobs[i].r, "%s", jobs[i].msg);
+	return 0;
+}
+
+void
+rf_sig_clear(struct rf_sig *sig)
+{
+	if (sig == NULL)
+		return;
+	free(sig->sig);
+	sig->sig = NULL;
+	sig->len = 0;
+}
+
+int
+rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
+    struct rf_sig *sigs)
+{
+	struct sign_job jobs[SIGN_THREADS];
+	struct rf_audit_event *evs = NULL;
+	uint8_t(*dig)[DIGEST_MAX] = NULL;
+	char(*hex)[2 * DIGEST_MAX + 1] = NULL;
+	const EVP_MD *md;
+	struct custody_arg c;
+	unsigned int dlen = 0;
+	int njobs, r = RF_ERR_INTERNAL;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		sigs[i].sig = NULL, sigs[i].len = 0;
+	if (n == 0)
+		return 0;
+	if (keys == NULL || key == NULL || reqs == NULL || n > 1000000)
+		return rf_err_set(RF_ERR_ARG, "bad signing request");
+	for (i = 0; i < n; i++) {
+		if (reqs[i].msg == NULL && reqs[i].msglen != 0)
+			return rf_err_set(RF_ERR_ARG, "no message to sign");
+		if (reqs[i].scheme == RF_SIG_RSA_PSS &&
+		    key->alg != RF_KEY_RSA_2048 && key->alg != RF_KEY_RSA_3072)
+			return rf_err_set(RF_ERR_ARG,
+			    "RSA-PSS asked of %s key %s",
+			    rf_key_alg_name(key->alg), key->id);
+		if (reqs[i].scheme != RF_SIG_DEFAULT &&
+		    reqs[i].scheme != RF_SIG_RSA_PSS)
+			return rf_err_set(RF_ERR_ARG,
+			    "unknown signature "
+			    "scheme");
+	}
+	/* A disabled or missing key produces no audit leaves. */
+	if ((r = custody(keys, key->id, &c)) != 0)
+		goto out;
+	if (!c.v[4]) {
+		r = sign_err(key, CKR_KEY_FUNCTION_NOT_PERMITTED);
+		goto out;
+	}
+	md = rf_key_alg_md(key->alg);
+	if ((dig = calloc(n, sizeof(*dig))) == NULL ||
+	    (hex = calloc(n, sizeof(*hex))) == NULL ||
+	    (evs = calloc(n, sizeof(*evs))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (EVP_Digest(reqs[i].msg ? reqs[i].msg : (const uint8_t *)"",
+			reqs[i].msglen, dig[i], &dlen, md, NULL) != 1) {
+			r = rf_err_set(RF_ERR_INTERNAL, "cannot hash");
+			goto out;
+		}
+		rf_hex(dig[i], dlen, hex[i]);
+		evs[i].type = "sign";
+		evs[i].key_id = key->id;
+		evs[i].tenant = reqs[i].tenant;
+		evs[i].what = reqs[i].what;
+		evs[i].ref = reqs[i].ref;
+		evs[i].digest = hex[i];
+		evs[i].actor = who ? who->actor : NULL;
+		evs[i].source = who ? who->source : NULL;
+	}
+	/* The record first: one durable group commit, or nothing is signed. */
+	if ((r = audit_append(keys, evs, n, "nothing was signed")) != 0)
+		goto out;
+	test_drop_if_armed(keys);
+
+	njobs = n >= THREAD_MIN ? SIGN_THREADS : 1;
+	memset(jobs, 0, sizeof(jobs));
+	for (i = 0; i < (size_t)njobs; i++) {
+		jobs[i].keys = keys;
+		jobs[i].key = key;
+		jobs[i].reqs = reqs;
+		jobs[i].dig = dig;
+		jobs[i].diglen = dlen;
+		jobs[i].sigs = sigs;
+		jobs[i].from = n * i / (size_t)njobs;
+		jobs[i].to = n * (i + 1) / (size_t)njobs;
+	}
+	run_jobs(jobs, njobs);
+	if ((r = jobs_result(jobs, njobs)) != 0)
+		goto out;
+	r = 0;
+out:
+	if (r != 0)
+		for (i = 0; i < n; i++)
+			rf_sig_clear(&sigs[i]);
+	free(evs);
+	free(hex);
+	free(dig);
+	return r;
+}
+
+int
+rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
+    int threads, double *per_sec)
+{
+	struct sign_job jobs[16];
+	uint8_t dig[1][DIGEST_MAX];
+	struct timespec t0, t1;
+	double secs;
+	int i, r;
+
+	*per_sec = 0;
+	if (n == 0 || threads < 1 || threads > 16)
+		return rf_err_set(RF_ERR_ARG,
+		    "measure 1 or more signatures "
+		    "on 1 to 16 threads");
+	memset(dig, 0x5a, sizeof(dig));
+	memset(jobs, 0, sizeof(jobs));
+	for (i = 0; i < threads; i++) {
+		jobs[i].keys = keys;
+		jobs[i].key = key;
+		jobs[i].dig = (const uint8_t(*)[DIGEST_MAX])dig;
+		jobs[i].diglen = EVP_MD_get_size(rf_key_alg_md(key->alg));
+		jobs[i].from = n * (size_t)i / (size_t)threads;
+		jobs[i].to = n * (size_t)(i + 1) / (size_t)threads;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	run_jobs(jobs, threads);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	if ((r = jobs_result(jobs, threads)) != 0)
+		return r;
+	secs = (double)(t1.tv_sec - t0.tv_sec) +
+	    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+	*per_sec = secs > 0 ? (double)n / secs : 0;
+	return 0;
+}
+
+/*
+ * Token initialisation
+ */
+
+static int
+write_softhsm_conf(const struct rf_config *cfg)
+{
+	char tokens[RF_PATH_MAX + 16], conf[RF_PATH_MAX + 128];
+	struct stat sb;
+	int n;
+
+	if (cfg->softhsm_conf[0] == '\0' || stat(cfg->softhsm_conf, &sb) == 0)
+		return 0;
+	snprintf(tokens, sizeof(tokens), "%s/tokens", cfg->home);
+	if (mkdir(tokens, 0700) != 0 && errno != EEXIST)
+		return rf_err_set(RF_ERR_IO,
+		    "cannot create token folder %s: %s", tokens,
+		    strerror(errno));
+	n = snprintf(conf, sizeof(conf),
+	    "# SoftHSM2 token of ringfence (written by ringfence "
+	    "init)\n"
+	    "directories.tokendir = %s\n"
+	    "objectstore.backend = file\n"
+	    "log.level = ERROR\n"
+	    "slots.removable = false\n",
+	    tokens);
+	if (n < 0 || (size_t)n >= sizeof(conf))
+		return rf_err_set(RF_ERR_CONFIG, "state folder path too long");
+	return rf_write_file(
+	    cfg->softhsm_conf, (const uint8_t *)conf, (size_t)n, 0600);
+}
+
+/* The first slot whose token is not initialised; RF_ERR_EXISTS if one is
+ * labelled label. */
+static int
+free_slot(CK_FUNCTION_LIST_PTR f, const struct rf_config *cfg, CK_SLOT_ID *slot)
+{
+	unsigned char want[LABEL_LEN];
+	CK_SLOT_ID *slots = NULL;
+	CK_ULONG n = 0, i;
+	CK_TOKEN_INFO ti;
+	CK_RV rv;
+	int r = RF_ERR_TOKEN, found = 0;
+
+	pad_label(cfg->token, want);
+	if ((rv = f->C_GetSlotList(CK_TRUE, NULL, &n)) != CKR_OK)
+		return token_err("C_GetSlotList", rv);
+	if (n > 4096)
+		return token_err("C_GetSlotList", CKR_GENERAL_ERROR);
+	if ((slots = calloc(n + 1, sizeof(*slots))) == NULL)
+		return RF_ERR_ALLOC;
+	if ((rv = f->C_GetSlotList(CK_TRUE, slots, &n)) != CKR_OK) {
+		r = token_err("C_GetSlotList", rv);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (f->C_GetTokenInfo(slots[i], &ti) != CKR_OK)
+			continue;
+		if (ti.flags & CKF_TOKEN_INITIALIZED) {
+			if (memcmp(ti.label, want, LABEL_LEN) == 0) {
+				r = rf_err_set(RF_ERR_EXISTS,
+				    "a token labelled %s exists in "
+				    "module %s already",
+				    cfg->token, cfg->module);
+				goto out;
+			}
+		} else if (!found) {
+			*slot = slots[i];
+			found = 1;
+		}
+	}
+	if (!found) {
+		r = rf_err_set(RF_ERR_TOKEN,
+		    "module %s has no free slot for a new token", cfg->module);
+		goto out;
+	}
+	r = 0;
+out:
+	free(slots);
+	return r;
+}
+
+int
+rf_keys_init_token(
+    const struct rf_config *cfg, const char *so_pin, const char *pin)
+{
+	unsigned char label[LABEL_LEN];
+	struct module *mod = NULL;
+	CK_FUNCTION_LIST_PTR f;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	CK_SLOT_ID slot;
+	CK_RV rv;
+	int r = RF_ERR_INTERNAL;
+
+	if (so_pin == NULL || pin == NULL || *so_pin == '\0' || *pin == '\0')
+		return rf_err_set(RF_ERR_ARG, "token PINs must not be empty");
+	if (cfg->token[0] == '\0' || strlen(cfg->token) > LABEL_LEN)
+		return rf_err_set(RF_ERR_CONFIG,
+		    "token label must be 1 to 32 characters: "
+		    "check RINGFENCE_TOKEN");
+	if ((r = write_softhsm_conf(cfg)) != 0 ||
+	    (r = module_get(cfg, &mod)) != 0)
+		goto out;
+	f = mod->f;
+	if ((r = free_slot(f, cfg, &slot)) != 0)
+		goto out;
+	pad_label(cfg->token, label);
+	if ((rv = f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin,
+		 (CK_ULONG)strlen(so_pin), label)) != CKR_OK) {
+		r = token_err("C_InitToken", rv);
+		goto out;
+	}
+	/* SoftHSM moves an initialised token to a new slot: find it again. */
+	if ((r = find_slot(f, cfg->token, &slot)) != 0) {
+		r = rf_err_set(RF_ERR_TOKEN,
+		    "token %s not found after initialising it", cfg->token);
+		goto out;
+	}
+	if ((rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
+		 NULL, NULL, &s)) != CKR_OK) {
+		r = token_err("C_OpenSession", rv);
+		goto out;
+	}
+	if ((rv = f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin,
+		 (CK_ULONG)strlen(so_pin))) != CKR_OK) {
+		r = token_err("C_Login (security officer)", rv);
+		goto out;
+	}
+	rv = f->C_InitPIN(s, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
+	f->C_Logout(s);
+	if (rv != CKR_OK) {
+		r = token_err("C_InitPIN", rv);
+		goto out;
+	}
+	r = 0;
+out:
+	if (s != CK_INVALID_HANDLE)
+		f->C_CloseSession(s);
+	module_put(mod);
+	return r;
+}

@@ -1,0 +1,444 @@
+/*
+ * revoke.c: revoking certificates, and making the revocation visible to
+ * OCSP and CRL clients before returning.
+ *
+ * Order of a revocation:
+ *   1. select the certificates (serial | tenant | key; with keyCompromise
+ *      every certificate of the same public keys, in any tenant);
+ *   2. one store transaction: rf_store_cert_revoke for each, the CRL of
+ *      each affected issuer marked due, one "revoke" audit leaf per
+ *      changed certificate; commit (durable);
+ *   3. re-sign the OCSP responses of every selected serial;
+ *   4. regenerate the CRL of every affected issuer that is due.
+ * Steps 3 and 4 repeat on a second run of the same command, so a crash
+ * after 2 is repaired by running it again (see docs/revocation.md).
+ */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "ca/ca.h"
+#include "ocsp/ocsp.h"
+#include "revoke/revoke.h"
+#include "store/store.h"
+
+/* Upper bound on one revocation: far above any tenant's certificates. */
+#define REVOKE_MAX (4u * 1024 * 1024)
+
+struct target {
+	char serial[41];
+	char issuer[64];
+	char tenant[128];
+	char key_id[65];
+	int changed;
+};
+
+struct targets {
+	struct target *v;
+	size_t n, cap;
+};
+
+static int
+targets_add(struct targets *t, const struct rf_cert_rec *c)
+{
+	struct target *nv;
+	size_t cap;
+
+	if (t->n == t->cap) {
+		if (t->cap >= REVOKE_MAX)
+			return rf_err_set(RF_ERR_TOO_LARGE,
+			    "more than %u certificates selected", REVOKE_MAX);
+		cap = t->cap ? t->cap * 2 : 16;
+		if ((nv = reallocarray(t->v, cap, sizeof(*nv))) == NULL)
+			return RF_ERR_ALLOC;
+		t->v = nv;
+		t->cap = cap;
+	}
+	memset(&t->v[t->n], 0, sizeof(t->v[t->n]));
+	snprintf(t->v[t->n].serial, sizeof(t->v[t->n].serial), "%s", c->serial);
+	snprintf(t->v[t->n].issuer, sizeof(t->v[t->n].issuer), "%s", c->issuer);
+	snprintf(t->v[t->n].tenant, sizeof(t->v[t->n].tenant), "%s", c->tenant);
+	snprintf(t->v[t->n].key_id, sizeof(t->v[t->n].key_id), "%s", c->key_id);
+	t->n++;
+	return 0;
+}
+
+static int
+targets_add_cb(void *arg, const struct rf_cert_rec *c)
+{
+	return targets_add(arg, c);
+}
+
+static int
+target_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct target *)a)->serial,
+	    ((const struct target *)b)->serial);
+}
+
+/* Sort by serial and drop duplicates. */
+static void
+targets_unique(struct targets *t)
+{
+	size_t i, k = 0;
+
+	if (t->n == 0)
+		return;
+	qsort(t->v, t->n, sizeof(*t->v), target_cmp);
+	for (i = 1; i < t->n; i++)
+		if (strcmp(t->v[i].serial, t->v[k].serial) != 0)
+			t->v[++k] = t->v[i];
+	t->n = k + 1;
+}
+
+static int
+key_id_check(const char *id)
+{
+	size_t i;
+
+	if (strlen(id) != 64)
+		return RF_ERR_ARG;
+	for (i = 0; i < 64; i++)
+		if (!isxdigit((unsigned char)id[i]))
+			return RF_ERR_ARG;
+	return 0;
+}
+
+/*
+ * RFC 5280 5.3.1: keyCompromise means the private key may be known to
+ * someone else, so every certificate that carries the same public key is
+ * as compromised as the one named, whatever its tenant. The filter names
+ * only the key: the query is tenant-agnostic.
+ */
+static int
+add_same_keys(struct rf_store *st, struct targets *t)
+{
+	struct rf_cert_filter f = {0};
+	size_t i, j, n = t->n;
+	int r, seen;
+
+	for (i = 0; i < n; i++) {
+		for (seen = 0, j = 0; j < i && !seen; j++)
+			seen = strcmp(t->v[j].key_id, t->v[i].key_id) == 0;
+		if (seen || t->v[i].key_id[0] == '\0')
+			continue;
+		f.key_id = t->v[i].key_id;
+		if ((r = rf_store_cert_foreach(st, &f, targets_add_cb, t)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+static int
+add_serial(struct rf_store *st, const char *in, struct targets *t)
+{
+	struct rf_cert_rec c = {0};
+	char serial[41];
+	int r;
+
+	if ((r = rf_revoke_serial_norm(in, serial)) != 0)
+		return r;
+	if ((r = rf_store_cert_get(st, serial, &c)) != 0) {
+		if (r == RF_ERR_NOT_FOUND)
+			return rf_err_set(
+			    r, "no certificate with serial %s", serial);
+		return r;
+	}
+	r = targets_add(t, &c);
+	rf_cert_rec_clear(&c);
+	return r;
+}
+
+/* What to revoke: a request, or (serials != NULL) a list of serials. */
+struct selection {
+	const struct rf_revoke_req *req;
+	const char **serials;
+	size_t nserials;
+};
+
+static int
+select_targets(
+    struct rf_store *st, const struct selection *sel, struct targets *t)
+{
+	const struct rf_revoke_req *req = sel->req;
+	struct rf_cert_filter f = {0};
+	struct rf_tenant tn;
+	char id[65];
+	size_t i;
+	int r;
+
+	if (sel->serials != NULL) {
+		for (i = 0; i < sel->nserials; i++)
+			if ((r = add_serial(st, sel->serials[i], t)) != 0)
+				return r;
+	} else if (req->serial != NULL) {
+		if ((r = add_serial(st, req->serial, t)) != 0)
+			return r;
+	} else if (req->tenant != NULL) {
+		if ((r = rf_store_tenant_get(st, req->tenant, &tn)) != 0) {
+			if (r == RF_ERR_NOT_FOUND)
+				return rf_err_set(
+				    r, "no tenant named '%s'", req->tenant);
+			return r;
+		}
+		f.tenant = req->tenant;
+		if ((r = rf_store_cert_foreach(st, &f, targets_add_cb, t)) != 0)
+			return r;
+	} else {
+		if (key_id_check(req->key_id) != 0)
+			return rf_err_set(RF_ERR_ARG,
+			    "key id '%s' is not 64 hex digits "
+			    "(SHA-256 of the public key)",
+			    req->key_id);
+		for (i = 0; i < 64; i++)
+			id[i] = (char)tolower((unsigned char)req->key_id[i]);
+		id[64] = '\0';
+		f.key_id = id;
+		if ((r = rf_store_cert_foreach(st, &f, targets_add_cb, t)) != 0)
+			return r;
+		if (t->n == 0)
+			return rf_err_set(
+			    RF_ERR_NOT_FOUND, "no certificate with key %s", id);
+	}
+	if (req->reason == RF_CRL_REASON_KEY_COMPROMISE &&
+	    (r = add_same_keys(st, t)) != 0)
+		return r;
+	targets_unique(t);
+	return 0;
+}
+
+/*
+ * Steps 1 and 2 in one transaction (BEGIN IMMEDIATE): no certificate of a
+ * compromised key can be issued between the selection and the commit.
+ */
+static int
+revoke_commit(struct rf_store *st, struct rf_audit *audit,
+    const struct selection *sel, struct targets *t, const struct rf_actor *who,
+    size_t *changed)
+{
+	struct rf_audit_event *evs = NULL;
+	char detail[64];
+	const char *marked[8];
+	size_t i, j, n = 0, nmarked = 0;
+	int r = RF_ERR_INTERNAL, in_tx = 0, ch, dup;
+	int64_t now = rf_now();
+	int reason = sel->req->reason;
+
+	*changed = 0;
+	snprintf(
+	    detail, sizeof(detail), "reason %s", rf_crl_reason_name(reason));
+	if ((r = rf_store_begin(st)) != 0)
+		goto out;
+	in_tx = 1;
+	if ((r = select_targets(st, sel, t)) != 0)
+		goto out;
+	if (t->n > 0 && (evs = calloc(t->n, sizeof(*evs))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < t->n; i++) {
+		ch = 0;
+		if ((r = rf_store_cert_revoke(
+			 st, t->v[i].serial, now, reason, &ch)) != 0)
+			goto out;
+		t->v[i].changed = ch;
+		if (!ch)
+			continue;
+		for (dup = 0, j = 0; j < nmarked && !dup; j++)
+			dup = strcmp(marked[j], t->v[i].issuer) == 0;
+		if (!dup) {
+			if ((r = rf_crl_mark_revoked(st, t->v[i].issuer)) != 0)
+				goto out;
+			if (nmarked < sizeof(marked) / sizeof(marked[0]))
+				marked[nmarked++] = t->v[i].issuer;
+		}
+		evs[n].type = "revoke";
+		evs[n].key_id = t->v[i].key_id;
+		evs[n].tenant = t->v[i].tenant[0] ? t->v[i].tenant : NULL;
+		evs[n].ref = t->v[i].serial;
+		evs[n].actor = who ? who->actor : NULL;
+		evs[n].source = who ? who->source : NULL;
+		evs[n].detail = detail;
+		evs[n].time = now;
+		n++;
+	}
+	if (n > 0 && (r = rf_audit_append(audit, evs, n, NULL)) != 0)
+		goto out;
+	if ((r = rf_store_commit(st)) != 0)
+		goto out;
+	in_tx = 0;
+	*changed = n;
+	r = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(st);
+	free(evs);
+	return r;
+}
+
+/*
+ * Step 3: the OCSP responses. The delegated signer "ocsp" answers for
+ * certificates of "issuing" (RFC 6960 4.2.2.2); other issuers have no
+ * responder and rely on their CRL.
+ */
+static int
+revoke_ocsp(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
+    const struct rf_actor *who)
+{
+	struct rf_ocsp_signer *s = NULL;
+	struct rf_ocsp_status *stv = NULL;
+	struct rf_cert_rec c = {0};
+	struct rf_key *okey;
+	X509 *ocert, *icert;
+	size_t i, n = 0;
+	int r = RF_ERR_INTERNAL;
+
+	for (i = 0; i < t->n; i++)
+		if (strcmp(t->v[i].issuer, "issuing") == 0)
+			n++;
+	if (n == 0)
+		return 0;
+	if ((okey = rf_ca_key(ca, "ocsp")) == NULL ||
+	    (ocert = rf_ca_cert(ca, "ocsp")) == NULL ||
+	    (icert = rf_ca_cert(ca, "issuing")) == NULL)
+		return rf_err_set(
+		    RF_ERR_NOT_FOUND, "no OCSP signer for the issuing CA");
+	if ((stv = calloc(n, sizeof(*stv))) == NULL)
+		return RF_ERR_ALLOC;
+	for (n = 0, i = 0; i < t->n; i++) {
+		if (strcmp(t->v[i].issuer, "issuing") != 0)
+			continue;
+		/* The status as committed (the first date may be older). */
+		if ((r = rf_store_cert_get(st, t->v[i].serial, &c)) != 0)
+			goto out;
+		stv[n].serial = t->v[i].serial;
+		stv[n].revoked = c.revoked;
+		stv[n].revoked_at = c.revoked_at;
+		stv[n].reason = c.reason;
+		rf_cert_rec_clear(&c);
+		n++;
+	}
+	if ((r = rf_ocsp_signer_new(
+		 cfg, st, keys, okey, ocert, icert, "issuing", &s)) != 0 ||
+	    (r = rf_ocsp_presign(s, stv, n, who)) != 0)
+		goto out;
+	r = 0;
+out:
+	rf_cert_rec_clear(&c);
+	rf_ocsp_signer_free(s);
+	free(stv);
+	return r;
+}
+
+/* Step 4: the CRL of every issuer among the targets, when due. */
+static int
+revoke_crls(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
+    const struct rf_actor *who)
+{
+	size_t i, j;
+	int r, dup;
+
+	for (i = 0; i < t->n; i++) {
+		for (dup = 0, j = 0; j < i && !dup; j++)
+			dup = strcmp(t->v[j].issuer, t->v[i].issuer) == 0;
+		if (dup)
+			continue;
+		if ((r = rf_crl_refresh(
+			 cfg, st, keys, ca, t->v[i].issuer, who, NULL)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+static int
+reason_check(int reason)
+{
+	/* RFC 5280 5.3.1: removeFromCRL is only for delta CRLs. */
+	if (reason == RF_CRL_REASON_REMOVE_FROM_CRL)
+		return rf_err_set(RF_ERR_ARG,
+		    "removeFromCRL is not a revocation reason "
+		    "(a revocation cannot be undone)");
+	if (reason < RF_CRL_REASON_NONE ||
+	    reason > RF_CRL_REASON_AA_COMPROMISE || reason == 7)
+		return rf_err_set(
+		    RF_ERR_ARG, "invalid revocation reason %d", reason);
+	return 0;
+}
+
+static int
+revoke_run(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const struct selection *sel, const struct rf_actor *who, size_t *revoked)
+{
+	struct targets t = {0};
+	size_t changed = 0;
+	char msg[256];
+	int r = RF_ERR_INTERNAL;
+
+	*revoked = 0;
+	if (audit == NULL)
+		return rf_err_set(RF_ERR_ARG, "revoke: no audit record");
+	if ((r = reason_check(sel->req->reason)) != 0)
+		return r;
+	if ((r = revoke_commit(st, audit, sel, &t, who, &changed)) != 0)
+		goto out;
+	*revoked = changed;
+	/* Committed: from here an error asks for a retry, which repairs. */
+	if ((r = revoke_ocsp(cfg, st, keys, ca, &t, who)) != 0 ||
+	    (r = revoke_crls(cfg, st, keys, ca, &t, who)) != 0) {
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		r = rf_err_set(r,
+		    "revocation committed, but publishing it "
+		    "failed (%s): run the same command again",
+		    msg);
+		goto out;
+	}
+	r = 0;
+out:
+	free(t.v);
+	return r;
+}
+
+int
+rf_revoke(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const struct rf_revoke_req *req, const struct rf_actor *who,
+    size_t *revoked)
+{
+	struct selection sel = {0};
+
+	*revoked = 0;
+	if (req == NULL)
+		return rf_err_set(RF_ERR_ARG, "revoke: missing request");
+	if ((req->serial != NULL) + (req->tenant != NULL) +
+		(req->key_id != NULL) !=
+	    1)
+		return rf_err_set(RF_ERR_ARG,
+		    "revoke: name exactly one of a serial, a tenant or a "
+		    "key");
+	sel.req = req;
+	return revoke_run(cfg, st, keys, ca, audit, &sel, who, revoked);
+}
+
+int
+rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char **serials, size_t n, int reason, const struct rf_actor *who,
+    size_t *revoked)
+{
+	struct rf_revoke_req req = {0};
+	struct selection sel = {0};
+
+	*revoked = 0;
+	if (serials == NULL || n == 0)
+		return 0;
+	req.reason = reason;
+	sel.req = &req;
+	sel.serials = serials;
+	sel.nserials = n;
+	return revoke_run(cfg, st, keys, ca, audit, &sel, who, revoked);
+}

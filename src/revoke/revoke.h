@@ -1,0 +1,132 @@
+/*
+ * revoke.h: revocation and CRLs (RFC 5280 sections 5 and 5.3.1).
+ *
+ * A revocation changes certificate records in one store transaction
+ * together with their "revoke" audit leaves, then, before returning,
+ * re-signs the OCSP responses of the affected serials and regenerates the
+ * CRL of each affected issuer: once rf_revoke() returns 0 the revocation
+ * is visible to OCSP and CRL clients.
+ *
+ * CRLs are v2, one current CRL per CA name ("issuing" for tenant
+ * certificates, "root" for the issuing CA), signed through keys with the
+ * CA's key. See docs/revocation.md.
+ */
+#ifndef RF_REVOKE_REVOKE_H
+#define RF_REVOKE_REVOKE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/rf.h"
+#include "keys/keys.h"
+
+struct rf_store;
+struct rf_keys;
+struct rf_ca;
+struct rf_audit;
+
+/* RFC 5280 5.3.1 CRLReason; RF_CRL_REASON_NONE: no reason recorded. */
+enum rf_crl_reason {
+	RF_CRL_REASON_NONE = -1,
+	RF_CRL_REASON_UNSPECIFIED = 0,
+	RF_CRL_REASON_KEY_COMPROMISE = 1,
+	RF_CRL_REASON_CA_COMPROMISE = 2,
+	RF_CRL_REASON_AFFILIATION_CHANGED = 3,
+	RF_CRL_REASON_SUPERSEDED = 4,
+	RF_CRL_REASON_CESSATION_OF_OPERATION = 5,
+	RF_CRL_REASON_CERTIFICATE_HOLD = 6,
+	/* 7 is not used */
+	RF_CRL_REASON_REMOVE_FROM_CRL = 8,
+	RF_CRL_REASON_PRIVILEGE_WITHDRAWN = 9,
+	RF_CRL_REASON_AA_COMPROMISE = 10,
+};
+
+/*
+ * Parse an RFC 5280 5.3.1 reason name ("keyCompromise", case-insensitive)
+ * or its decimal value. 7 and unknown names are RF_ERR_ARG.
+ */
+int rf_crl_reason_parse(const char *name, int *reason) RF_WUR;
+/* The RFC name of a reason; "none" for -1, NULL for an invalid value. */
+const char *rf_crl_reason_name(int reason);
+
+/* What to revoke: exactly one of serial, tenant, key_id. */
+struct rf_revoke_req {
+	const char *serial; /* hex; case, leading zeros and ':' ignored */
+	const char *tenant; /* every certificate of the tenant */
+	const char *key_id; /* every certificate with this SPKI SHA-256 */
+	int reason;	    /* enum rf_crl_reason; removeFromCRL refused */
+};
+
+/*
+ * Revoke. With keyCompromise, every certificate (in any tenant) whose
+ * public key is that of a selected certificate is revoked too. Each change
+ * goes through rf_store_cert_revoke (idempotent: the first date is kept, a
+ * reason may only be raised to keyCompromise) in one transaction with one
+ * "revoke" audit event per changed certificate. Then the OCSP responses of
+ * all selected serials are re-signed and the CRLs of their issuers are
+ * regenerated (when changed or due). *revoked receives the number of
+ * certificates that changed (0: all were revoked already).
+ * RF_ERR_NOT_FOUND: unknown serial, tenant, or a key with no certificate.
+ */
+int rf_revoke(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const struct rf_revoke_req *req, const struct rf_actor *who,
+    size_t *revoked) RF_WUR;
+
+/*
+ * rf_revoke for n serials (canonical or as people type them) in one
+ * transaction, with the same reason; for incident containment.
+ * RF_ERR_NOT_FOUND (nothing changed) if one serial is unknown.
+ */
+int rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char **serials, size_t n, int reason, const struct rf_actor *who,
+    size_t *revoked) RF_WUR;
+
+/*
+ * RFC 5280 section 5: generate, sign (rf_keys_sign, what "crl", ref the
+ * CRL number) and store (rf_store_crl_put) a new current CRL for the CA
+ * named issuer. thisUpdate is rf_now(), nextUpdate thisUpdate +
+ * cfg->crl_validity. It lists every revoked certificate of issuer whose
+ * notAfter has not passed. rf_crl_generate_n also returns the CRL number
+ * in *number (may be NULL).
+ */
+int rf_crl_generate(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, const char *issuer,
+    const struct rf_actor *who) RF_WUR;
+int rf_crl_generate_n(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, const char *issuer,
+    const struct rf_actor *who, uint64_t *number) RF_WUR;
+
+/*
+ * *due = 1 if the CRL of issuer must be regenerated: none exists, it is a
+ * day old or more, a quarter of its validity is left or less, or a
+ * revocation of a certificate of issuer was committed since it was made.
+ */
+#define RF_CRL_MAX_AGE 86400
+int rf_crl_due(const struct rf_config *cfg, struct rf_store *st,
+    const char *issuer, int *due) RF_WUR;
+
+/*
+ * Record that a certificate of issuer was revoked, so that rf_crl_due says
+ * its CRL is due. Call it inside the transaction that revokes (rf_revoke
+ * does); code that calls rf_store_cert_revoke itself must call it too.
+ */
+int rf_crl_mark_revoked(struct rf_store *st, const char *issuer) RF_WUR;
+
+/*
+ * Regenerate the CRL of issuer if rf_crl_due says so; *regenerated (may be
+ * NULL) is set to 1 if it did. For the serve loop.
+ */
+int rf_crl_refresh(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, const char *issuer,
+    const struct rf_actor *who, int *regenerated) RF_WUR;
+
+/*
+ * Canonical serial (lowercase hex of the INTEGER value, no leading zeros,
+ * at most 40 digits) from user input; RF_ERR_ARG if it is not hex.
+ */
+int rf_revoke_serial_norm(const char *in, char out[41]) RF_WUR;
+
+#endif

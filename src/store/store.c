@@ -1,0 +1,622 @@
+/*
+ * store.c: the SQLite backend: open, migrations, transactions, errors, meta.
+ *
+ * Durability: WAL journal with synchronous=FULL, so a COMMIT has reached
+ * the disk (WAL fsync) when it returns. Every write runs in BEGIN IMMEDIATE
+ * (or a savepoint inside the caller's transaction): the write lock is taken
+ * up front, so two processes serialise on it (busy timeout 5 s) instead of
+ * failing on a stale read snapshot.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store_int.h"
+
+#define ST_BUSY_MS 5000
+
+/*
+ * Migrations: script i takes the schema from version i to i + 1. Each runs
+ * in its own transaction together with the user_version update. Append
+ * only: never edit a script that has shipped.
+ */
+static const char *const migrations[] = {
+	/* 1: core state */
+	"CREATE TABLE meta (key TEXT PRIMARY KEY, val TEXT NOT NULL);"
+	"CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL "
+	"  UNIQUE, created INTEGER NOT NULL);"
+	"CREATE TABLE keys (id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
+	"  purpose TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
+	"  state TEXT NOT NULL, created INTEGER NOT NULL);"
+	"CREATE INDEX keys_purpose ON keys (purpose, state, created);"
+	"CREATE TABLE cas (name TEXT PRIMARY KEY, key_id TEXT NOT NULL,"
+	"  parent TEXT NOT NULL DEFAULT '', serial TEXT NOT NULL,"
+	"  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+	"  active INTEGER NOT NULL, der BLOB);"
+	"CREATE TABLE certs (serial TEXT PRIMARY KEY, issuer TEXT NOT NULL,"
+	"  tenant TEXT NOT NULL, profile TEXT NOT NULL, key_id TEXT NOT NULL,"
+	"  subject TEXT NOT NULL, x5t TEXT NOT NULL, x5t256 TEXT NOT NULL,"
+	"  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+	"  issued INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
+	"  revoked_at INTEGER NOT NULL DEFAULT 0,"
+	"  reason INTEGER NOT NULL DEFAULT -1, der BLOB);"
+	"CREATE INDEX certs_key ON certs (key_id);"
+	"CREATE INDEX certs_tenant ON certs (tenant);"
+	"CREATE INDEX certs_issuer ON certs (issuer, revoked);"
+	"CREATE TABLE crl_counter (issuer TEXT PRIMARY KEY,"
+	"  last INTEGER NOT NULL);"
+	"CREATE TABLE crl_state (issuer TEXT PRIMARY KEY,"
+	"  number INTEGER NOT NULL, this_update INTEGER NOT NULL,"
+	"  next_update INTEGER NOT NULL, der BLOB NOT NULL);"
+	"CREATE TABLE ocsp (serial TEXT PRIMARY KEY, issuer TEXT NOT NULL,"
+	"  this_update INTEGER NOT NULL, next_update INTEGER NOT NULL,"
+	"  der BLOB NOT NULL, seq INTEGER NOT NULL);"
+	"CREATE INDEX ocsp_seq ON ocsp (seq);"
+	"CREATE TABLE audit_leaf (idx INTEGER PRIMARY KEY,"
+	"  time INTEGER NOT NULL, type TEXT NOT NULL, key_id TEXT,"
+	"  tenant TEXT, data BLOB NOT NULL, hash BLOB NOT NULL);"
+	"CREATE INDEX audit_leaf_key ON audit_leaf (key_id, time);"
+	"CREATE INDEX audit_leaf_tenant ON audit_leaf (tenant, time);"
+	"CREATE INDEX audit_leaf_time ON audit_leaf (time);"
+	"CREATE TABLE audit_sth (id INTEGER PRIMARY KEY,"
+	"  size INTEGER NOT NULL, time INTEGER NOT NULL, root BLOB NOT NULL,"
+	"  key_id TEXT NOT NULL, sig BLOB NOT NULL);"
+	"CREATE INDEX audit_sth_size ON audit_sth (size, time);",
+	/* 2: connections and incidents */
+	"CREATE TABLE conns (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL,"
+	"  name TEXT NOT NULL, rp TEXT NOT NULL DEFAULT 'ocsp',"
+	"  serial TEXT NOT NULL DEFAULT '', previous TEXT NOT NULL DEFAULT '',"
+	"  created INTEGER NOT NULL, UNIQUE (tenant, name));"
+	"CREATE INDEX conns_serial ON conns (serial);"
+	"CREATE TABLE incidents (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,"
+	"  reason TEXT NOT NULL, state TEXT NOT NULL,"
+	"  opened INTEGER NOT NULL DEFAULT 0,"
+	"  contained INTEGER NOT NULL DEFAULT 0,"
+	"  closed INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL DEFAULT 0,"
+	"  new_issuer TEXT NOT NULL DEFAULT '',"
+	"  signatures INTEGER NOT NULL DEFAULT 0);"
+	"CREATE INDEX incidents_scope ON incidents (scope, state);"
+	"CREATE TABLE incident_items (incident INTEGER NOT NULL"
+	"  REFERENCES incidents (id), conn INTEGER NOT NULL,"
+	"  tenant TEXT NOT NULL, name TEXT NOT NULL, rp TEXT NOT NULL,"
+	"  old_serial TEXT NOT NULL, old_key TEXT NOT NULL,"
+	"  new_serial TEXT NOT NULL DEFAULT '', state TEXT NOT NULL,"
+	"  updated INTEGER NOT NULL, evidence TEXT NOT NULL DEFAULT '',"
+	"  PRIMARY KEY (incident, conn));"
+	"CREATE INDEX incident_items_old ON incident_items (old_serial);"
+	"CREATE INDEX incident_items_new ON incident_items (new_serial);"
+	"CREATE TABLE incident_events (id INTEGER PRIMARY KEY,"
+	"  incident INTEGER NOT NULL REFERENCES incidents (id),"
+	"  time INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);"
+	"CREATE INDEX incident_events_inc ON incident_events (incident, id);",
+};
+#define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+int
+st_fail(struct rf_store *st, int rc, const char *what)
+{
+	const char *path = st != NULL && st->path != NULL ? st->path : "?";
+	const char *msg = st != NULL && st->db != NULL ?
+	    sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
+	int sys = st != NULL && st->db != NULL ? sqlite3_system_errno(st->db) :
+	    0;
+
+	switch (rc & 0xff) {
+	case SQLITE_READONLY:
+		return rf_err_set(RF_ERR_STORE_READONLY,
+		    "%s: database %s is read-only (%s): make the file and its "
+		    "folder writable by the ringfence user",
+		    what, path, msg);
+	case SQLITE_FULL:
+		return rf_err_set(RF_ERR_STORE_FULL,
+		    "%s: database %s is full (%s): free disk space on its "
+		    "volume",
+		    what, path, msg);
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return rf_err_set(RF_ERR_STORE_BUSY,
+		    "%s: database %s is busy (%s): another process holds it; "
+		    "retry",
+		    what, path, msg);
+	case SQLITE_CONSTRAINT:
+		if (rc == SQLITE_CONSTRAINT_UNIQUE ||
+		    rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+			return rf_err_set(RF_ERR_EXISTS, "%s: already exists",
+			    what);
+		return rf_err_set(RF_ERR_ARG, "%s: rejected by the database "
+		    "(%s)", what, msg);
+	case SQLITE_NOMEM:
+		return rf_err_set(RF_ERR_ALLOC, "%s: out of memory", what);
+	case SQLITE_IOERR:
+		if (sys == ENOSPC || sys == EDQUOT)
+			return rf_err_set(RF_ERR_STORE_FULL,
+			    "%s: no space left for database %s (%s): free disk "
+			    "space on its volume",
+			    what, path, msg);
+		if (sys == EROFS || sys == EACCES || sys == EPERM)
+			return rf_err_set(RF_ERR_STORE_READONLY,
+			    "%s: database %s cannot be written (%s): make it "
+			    "writable",
+			    what, path, msg);
+		break;
+	case SQLITE_CANTOPEN:
+		return rf_err_set(RF_ERR_STORE_READONLY,
+		    "%s: cannot open database %s (%s): check that it and its "
+		    "folder exist and are writable by the ringfence user",
+		    what, path, msg);
+	case SQLITE_CORRUPT:
+	case SQLITE_NOTADB:
+		return rf_err_set(RF_ERR_STORE,
+		    "%s: database %s is damaged (%s): restore it from a "
+		    "backup",
+		    what, path, msg);
+	}
+	return rf_err_set(RF_ERR_STORE, "%s: database %s: %s", what, path,
+	    msg);
+}
+
+int
+st_exec(struct rf_store *st, const char *sql)
+{
+	int rc;
+
+	if ((rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL)) != SQLITE_OK)
+		return st_fail(st, rc, "database statement");
+	return 0;
+}
+
+int
+st_prepare(struct rf_store *st, const char *sql, sqlite3_stmt **out)
+{
+	int rc;
+
+	*out = NULL;
+	if ((rc = sqlite3_prepare_v2(st->db, sql, -1, out, NULL)) !=
+	    SQLITE_OK) {
+		sqlite3_finalize(*out);
+		*out = NULL;
+		return st_fail(st, rc, "preparing a query");
+	}
+	return 0;
+}
+
+int
+st_cached(struct rf_store *st, sqlite3_stmt **cache, const char *sql)
+{
+	if (*cache != NULL) {
+		sqlite3_reset(*cache);
+		sqlite3_clear_bindings(*cache);
+		return 0;
+	}
+	return st_prepare(st, sql, cache);
+}
+
+static int
+refuse_readonly(struct rf_store *st)
+{
+	if (sqlite3_db_readonly(st->db, "main") != 1)
+		return 0;
+	return rf_err_set(RF_ERR_STORE_READONLY,
+	    "database %s is open read-only: make the file and its folder "
+	    "writable by the ringfence user",
+	    st->path);
+}
+
+int
+st_tx_begin(struct rf_store *st, int *own)
+{
+	int r, rc;
+
+	*own = !st->in_txn;
+	if ((r = refuse_readonly(st)) != 0)
+		return r;
+	rc = sqlite3_exec(st->db, *own ? "BEGIN IMMEDIATE" : "SAVEPOINT rf_op",
+	    NULL, NULL, NULL);
+	if (rc != SQLITE_OK)
+		return st_fail(st, rc, "starting a transaction");
+	return 0;
+}
+
+int
+st_tx_end(struct rf_store *st, int own, int r)
+{
+	int rc;
+
+	if (r == 0) {
+		rc = sqlite3_exec(st->db, own ? "COMMIT" : "RELEASE rf_op",
+		    NULL, NULL, NULL);
+		if (rc == SQLITE_OK)
+			return 0;
+		r = st_fail(st, rc, "committing");
+	}
+	/* SQLite may already have rolled back (FULL, IOERR, BUSY). */
+	if (sqlite3_get_autocommit(st->db))
+		return r;
+	if (own)
+		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+	else
+		(void)sqlite3_exec(st->db, "ROLLBACK TO rf_op; RELEASE rf_op",
+		    NULL, NULL, NULL);
+	return r;
+}
+
+int
+st_bind_text(struct rf_store *st, sqlite3_stmt *s, int i, const char *v,
+    size_t max)
+{
+	int rc;
+
+	if (v != NULL && strnlen(v, max + 1) > max)
+		return rf_err_set(RF_ERR_ARG, "value too long (over %zu bytes)",
+		    max);
+	rc = v == NULL ? sqlite3_bind_null(s, i) :
+	    sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+	if (rc != SQLITE_OK)
+		return st_fail(st, rc, "binding a value");
+	return 0;
+}
+
+int
+st_bind_blob(struct rf_store *st, sqlite3_stmt *s, int i, const uint8_t *v,
+    size_t len)
+{
+	int rc;
+
+	if (len > INT_MAX)
+		return rf_err_set(RF_ERR_TOO_LARGE, "value too large to store");
+	if (v == NULL && len != 0)
+		return rf_err_set(RF_ERR_ARG, "NULL data with a length");
+	/* An empty blob is stored as a zero-length blob, not NULL. */
+	rc = sqlite3_bind_blob(s, i, v == NULL ? (const void *)"" : v,
+	    (int)len, SQLITE_STATIC);
+	if (rc != SQLITE_OK)
+		return st_fail(st, rc, "binding a value");
+	return 0;
+}
+
+int
+st_bind_int(struct rf_store *st, sqlite3_stmt *s, int i, int64_t v)
+{
+	int rc;
+
+	if ((rc = sqlite3_bind_int64(s, i, v)) != SQLITE_OK)
+		return st_fail(st, rc, "binding a value");
+	return 0;
+}
+
+void
+st_col_str(sqlite3_stmt *s, int i, char *buf, size_t len)
+{
+	const unsigned char *t = sqlite3_column_text(s, i);
+
+	if (len == 0)
+		return;
+	if (t == NULL) {
+		*buf = '\0';
+		return;
+	}
+	strncpy(buf, (const char *)t, len - 1);
+	buf[len - 1] = '\0';
+}
+
+int
+st_col_dup(sqlite3_stmt *s, int i, uint8_t **out, size_t *len)
+{
+	const void *b = sqlite3_column_blob(s, i);
+	int n = sqlite3_column_bytes(s, i);
+
+	*out = NULL;
+	*len = 0;
+	if (b == NULL || n <= 0)
+		return 0;
+	if ((*out = malloc((size_t)n)) == NULL)
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	memcpy(*out, b, (size_t)n);
+	*len = (size_t)n;
+	return 0;
+}
+
+static int
+user_version(struct rf_store *st, int *v)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = st_prepare(st, "PRAGMA user_version", &s)) != 0)
+		return r;
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = st_fail(st, rc, "reading the schema version");
+		goto out;
+	}
+	*v = sqlite3_column_int(s, 0);
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+too_new(struct rf_store *st, int v, int max)
+{
+	return rf_err_set(RF_ERR_STORE,
+	    "database %s has schema version %d, newer than this ringfence "
+	    "understands (%d): upgrade ringfence or restore an older database",
+	    st->path, v, max);
+}
+
+/* Apply migrations until the schema is at version max. */
+static int
+migrate(struct rf_store *st, int max)
+{
+	char sql[64];
+	int r, v, own;
+
+	if ((r = user_version(st, &v)) != 0)
+		return r;
+	if (v > ST_NMIGRATIONS)
+		return too_new(st, v, ST_NMIGRATIONS);
+	while (v < max) {
+		if ((r = st_tx_begin(st, &own)) != 0)
+			return r;
+		/* Another process may have migrated while we waited. */
+		if ((r = user_version(st, &v)) != 0 || v >= max)
+			goto next;
+		if ((r = st_exec(st, migrations[v])) != 0)
+			goto next;
+		snprintf(sql, sizeof(sql), "PRAGMA user_version = %d", v + 1);
+		if ((r = st_exec(st, sql)) != 0)
+			goto next;
+	next:
+		if ((r = st_tx_end(st, own, r)) != 0)
+			return r;
+		if ((r = user_version(st, &v)) != 0)
+			return r;
+	}
+	st->schema = v;
+	return 0;
+}
+
+static int
+is_uri(const char *path)
+{
+	return strncmp(path, "file:", 5) == 0;
+}
+
+int
+rf_store_open_version(const char *path, int create, int max_version,
+    struct rf_store **out)
+{
+	struct rf_store *st = NULL;
+	struct stat sb;
+	int r = RF_ERR_INTERNAL, rc, flags;
+
+	*out = NULL;
+	if (path == NULL || *path == '\0')
+		return rf_err_set(RF_ERR_ARG, "no database path");
+	if (max_version < 1 || max_version > ST_NMIGRATIONS)
+		max_version = ST_NMIGRATIONS;
+	if (!is_uri(path) && stat(path, &sb) != 0) {
+		if (errno == ENOENT && !create)
+			return rf_err_set(RF_ERR_NOT_INITIALISED,
+			    "no state at %s: run 'ringfence init'", path);
+		if (errno != ENOENT)
+			return rf_err_set(RF_ERR_IO, "cannot reach %s: %s",
+			    path, strerror(errno));
+	}
+	if ((st = calloc(1, sizeof(*st))) == NULL ||
+	    (st->path = strdup(path)) == NULL) {
+		r = rf_err_set(RF_ERR_ALLOC, "out of memory");
+		goto out;
+	}
+	/* One connection per thread at a time: no SQLite mutexes. */
+	flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
+	if (create)
+		flags |= SQLITE_OPEN_CREATE;
+	if ((rc = sqlite3_open_v2(path, &st->db, flags, NULL)) != SQLITE_OK) {
+		r = st_fail(st, rc, "opening");
+		goto out;
+	}
+	sqlite3_extended_result_codes(st->db, 1);
+	sqlite3_busy_timeout(st->db, ST_BUSY_MS);
+	if ((r = st_exec(st, "PRAGMA foreign_keys = ON")) != 0)
+		goto out;
+	if (!sqlite3_db_readonly(st->db, "main")) {
+		if ((r = st_exec(st, "PRAGMA journal_mode = WAL")) != 0 ||
+		    (r = st_exec(st, "PRAGMA synchronous = FULL")) != 0)
+			goto out;
+	}
+	if ((r = migrate(st, max_version)) != 0)
+		goto out;
+	*out = st; /* now owned by the caller */
+	st = NULL;
+	r = 0;
+out:
+	rf_store_free(st);
+	return r;
+}
+
+int
+rf_store_open(const char *path, int create, struct rf_store **out)
+{
+	return rf_store_open_version(path, create, 0, out);
+}
+
+void
+rf_store_free(struct rf_store *st)
+{
+	if (st == NULL)
+		return;
+	sqlite3_finalize(st->leaf_ins);
+	sqlite3_finalize(st->leaf_max);
+	sqlite3_finalize(st->cert_ins);
+	sqlite3_finalize(st->ocsp_put);
+	if (st->db != NULL) {
+		if (!sqlite3_get_autocommit(st->db))
+			(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL,
+			    NULL);
+		sqlite3_close_v2(st->db);
+	}
+	free(st->path);
+	free(st);
+}
+
+int
+rf_store_schema_version(struct rf_store *st)
+{
+	return st->schema;
+}
+
+int
+rf_store_latest_schema_version(void)
+{
+	return ST_NMIGRATIONS;
+}
+
+int
+rf_store_begin(struct rf_store *st)
+{
+	int r, rc;
+
+	if (st->in_txn)
+		return rf_err_set(RF_ERR_STATE,
+		    "a store transaction is already open");
+	if ((r = refuse_readonly(st)) != 0)
+		return r;
+	if ((rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) !=
+	    SQLITE_OK)
+		return st_fail(st, rc, "starting a transaction");
+	st->in_txn = 1;
+	return 0;
+}
+
+int
+rf_store_commit(struct rf_store *st)
+{
+	int rc;
+
+	if (!st->in_txn)
+		return rf_err_set(RF_ERR_STATE, "no store transaction is open");
+	st->in_txn = 0;
+	if (sqlite3_get_autocommit(st->db))
+		return rf_err_set(RF_ERR_STORE,
+		    "the transaction on %s was rolled back after an earlier "
+		    "error: nothing was written",
+		    st->path);
+	if ((rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL)) !=
+	    SQLITE_OK) {
+		int r = st_fail(st, rc, "committing");
+
+		if (!sqlite3_get_autocommit(st->db))
+			(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL,
+			    NULL);
+		return r;
+	}
+	return 0;
+}
+
+void
+rf_store_rollback(struct rf_store *st)
+{
+	if (st == NULL)
+		return;
+	st->in_txn = 0;
+	if (!sqlite3_get_autocommit(st->db))
+		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+/* data_version changes when another connection commits; total_changes
+ * when this one writes. Their sum changes on either. */
+int
+rf_store_change_counter(struct rf_store *st, int64_t *out)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	*out = 0;
+	if ((r = st_prepare(st, "PRAGMA data_version", &s)) != 0)
+		return r;
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = st_fail(st, rc, "reading the change counter");
+		goto out;
+	}
+	*out = sqlite3_column_int64(s, 0) + sqlite3_total_changes64(st->db);
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_meta_get(struct rf_store *st, const char *key, char *val,
+    size_t vallen)
+{
+	sqlite3_stmt *s = NULL;
+	const unsigned char *t;
+	int r, rc;
+
+	if (vallen > 0)
+		*val = '\0';
+	if ((r = st_prepare(st, "SELECT val FROM meta WHERE key = ?", &s)) !=
+	    0 ||
+	    (r = st_bind_text(st, s, 1, key, 256)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
+		r = rf_err_set(RF_ERR_NOT_FOUND, "no setting '%s'", key);
+		goto out;
+	} else if (rc != SQLITE_ROW) {
+		r = st_fail(st, rc, "reading a setting");
+		goto out;
+	}
+	t = sqlite3_column_text(s, 0);
+	if (t == NULL || strlen((const char *)t) >= vallen) {
+		r = rf_err_set(RF_ERR_TOO_LARGE, "setting '%s' too long", key);
+		goto out;
+	}
+	memcpy(val, t, strlen((const char *)t) + 1);
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_meta_set(struct rf_store *st, const char *key, const char *val)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc, own;
+
+	if (key == NULL || val == NULL)
+		return rf_err_set(RF_ERR_ARG, "setting without key or value");
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st, "INSERT INTO meta (key, val) VALUES (?, ?) "
+				"ON CONFLICT (key) DO UPDATE SET val = "
+				"excluded.val",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, key, 256)) != 0 ||
+	    (r = st_bind_text(st, s, 2, val, 65536)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
+		r = st_fail(st, rc, "writing a setting");
+		goto out;
+	}
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
+}
+
+/* Test hook: cap the database size to provoke SQLITE_FULL. */
+int
+rf_store_test_set_max_pages(struct rf_store *st, int64_t pages)
+{
+	char sql[64];
+
+	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld",
+	    (long long)pages);
+	return st_exec(st, sql);
+}

@@ -1,0 +1,110 @@
+/*
+ * store_incident.h: the store's tables for connections and incidents (part
+ * of store.h's interface; kept in its own header while the store module
+ * settles). Same conventions as store.h.
+ */
+#ifndef RF_STORE_STORE_INCIDENT_H
+#define RF_STORE_STORE_INCIDENT_H
+
+#include <stdint.h>
+
+#include "common/rf.h"
+
+struct rf_store;
+struct rf_cert_rec;
+
+/* A tenant connection: one key and certificate per connector or use. */
+struct rf_conn_rec {
+	int64_t id;
+	char tenant[128];
+	char name[64];
+	char rp[8];	   /* "ocsp" or "pinned" */
+	char serial[41];   /* current credential, "" none */
+	char previous[41]; /* previous credential, "" none */
+	int64_t created;
+};
+/*
+ * Create the connection (tenant, name) or update it: rp when not NULL, and
+ * serial as its current credential (the current one becomes previous).
+ * *id (may be NULL) receives its id.
+ */
+int rf_store_conn_set(struct rf_store *st, const char *tenant,
+    const char *name, const char *rp, const char *serial, int64_t now,
+    int64_t *id) RF_WUR;
+int rf_store_conn_get(struct rf_store *st, const char *tenant,
+    const char *name, struct rf_conn_rec *out) RF_WUR;
+/* Selection; NULL fields do not filter. key_id and issuer apply to the
+ * connection's current certificate. */
+struct rf_conn_filter {
+	const char *tenant;
+	const char *name;
+	const char *key_id;
+	const char *issuer;
+};
+/* Connections with a current credential, with that certificate (no der). */
+int rf_store_conn_foreach(struct rf_store *st, const struct rf_conn_filter *f,
+    int (*fn)(void *arg, const struct rf_conn_rec *conn,
+	const struct rf_cert_rec *cur),
+    void *arg) RF_WUR;
+
+struct rf_incident_rec {
+	int64_t id;
+	char scope[192];
+	char reason[256];
+	char state[16]; /* open, contained, closed */
+	int64_t opened, contained, closed, since;
+	char new_issuer[64];
+	uint64_t signatures;
+};
+/* Assigns inc->id. RF_ERR_EXISTS (inc->id set to it) if an incident that
+ * is not closed has the same scope. */
+int rf_store_incident_add(struct rf_store *st, struct rf_incident_rec *inc)
+    RF_WUR;
+int rf_store_incident_get(struct rf_store *st, int64_t id,
+    struct rf_incident_rec *out) RF_WUR;
+/* Writes state, times, new_issuer and signatures. */
+int rf_store_incident_update(struct rf_store *st,
+    const struct rf_incident_rec *inc) RF_WUR;
+int rf_store_incident_foreach(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_incident_rec *inc), void *arg) RF_WUR;
+
+/* One affected connection of an incident. */
+struct rf_item_rec {
+	int64_t incident;
+	int64_t conn;
+	char tenant[128];
+	char name[64];
+	char rp[8];
+	char old_serial[41];
+	char old_key[65];
+	char new_serial[41];
+	char state[16];
+	int64_t updated;
+	char evidence[128];
+};
+int rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it)
+    RF_WUR;
+/* Writes new_serial, state, updated, evidence of (incident, conn). */
+int rf_store_item_update(struct rf_store *st, const struct rf_item_rec *it)
+    RF_WUR;
+/* In tenant, name order; tenant / state NULL do not filter. */
+int rf_store_item_foreach(struct rf_store *st, int64_t incident,
+    const char *tenant, const char *state,
+    int (*fn)(void *arg, const struct rf_item_rec *it), void *arg) RF_WUR;
+/* The item of an incident that is not closed whose old (*is_new 0) or new
+ * (*is_new 1) serial is serial; RF_ERR_NOT_FOUND. */
+int rf_store_item_by_serial(struct rf_store *st, const char *serial,
+    struct rf_item_rec *out, int *is_new) RF_WUR;
+
+struct rf_event_rec {
+	int64_t incident;
+	int64_t time;
+	char kind[32];
+	char detail[512];
+};
+int rf_store_incident_event_add(struct rf_store *st, int64_t incident,
+    int64_t time, const char *kind, const char *detail) RF_WUR;
+int rf_store_incident_event_foreach(struct rf_store *st, int64_t incident,
+    int (*fn)(void *arg, const struct rf_event_rec *e), void *arg) RF_WUR;
+
+#endif

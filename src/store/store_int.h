@@ -1,0 +1,56 @@
+/*
+ * store_int.h: private to the store module (SQLite backend). Nothing outside
+ * src/store includes it.
+ */
+#ifndef RF_STORE_STORE_INT_H
+#define RF_STORE_STORE_INT_H
+
+#include <sqlite3.h>
+
+#include "store/store.h"
+
+struct rf_store {
+	sqlite3 *db;
+	char *path;	  /* as given to rf_store_open, for messages */
+	int in_txn;	  /* inside rf_store_begin .. commit/rollback */
+	int schema;	  /* user_version after migrations */
+	sqlite3_stmt *leaf_ins; /* cached hot statements (lazily prepared) */
+	sqlite3_stmt *leaf_max;
+	sqlite3_stmt *cert_ins;
+	sqlite3_stmt *ocsp_put;
+};
+
+/* Map a SQLite result code to RF_ERR_* and attach a detail naming what. */
+int st_fail(struct rf_store *st, int rc, const char *what);
+/* Run SQL without results. */
+int st_exec(struct rf_store *st, const char *sql) RF_WUR;
+/* Prepare a statement (finalize with sqlite3_finalize). */
+int st_prepare(struct rf_store *st, const char *sql, sqlite3_stmt **out)
+    RF_WUR;
+/* Prepare once into *cache, then reset and clear bindings on later calls. */
+int st_cached(struct rf_store *st, sqlite3_stmt **cache, const char *sql)
+    RF_WUR;
+
+/*
+ * Every write runs between st_tx_begin and st_tx_end. Outside a caller's
+ * transaction this is BEGIN IMMEDIATE .. COMMIT; inside one, a savepoint,
+ * so that a failed operation leaves nothing half-written either way.
+ * st_tx_end commits when r is 0, else rolls back; it returns the result.
+ */
+int st_tx_begin(struct rf_store *st, int *own) RF_WUR;
+int st_tx_end(struct rf_store *st, int own, int r) RF_WUR;
+
+/* Bind helpers: text of at most max bytes (RF_ERR_ARG beyond); NULL
+ * binds NULL. */
+int st_bind_text(struct rf_store *st, sqlite3_stmt *s, int i, const char *v,
+    size_t max) RF_WUR;
+int st_bind_blob(struct rf_store *st, sqlite3_stmt *s, int i,
+    const uint8_t *v, size_t len) RF_WUR;
+int st_bind_int(struct rf_store *st, sqlite3_stmt *s, int i, int64_t v)
+    RF_WUR;
+/* Copy a text column into a fixed buffer ("" for NULL). */
+void st_col_str(sqlite3_stmt *s, int i, char *buf, size_t len);
+/* Copy a blob column into a new allocation (NULL, 0 when empty). */
+int st_col_dup(sqlite3_stmt *s, int i, uint8_t **out, size_t *len) RF_WUR;
+
+#endif

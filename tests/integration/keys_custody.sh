@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# keys_custody.sh: key custody seen from outside ringfence. After `init`
+# (and a tenant key generated in the token), OpenSC's pkcs11-tool lists the
+# token's private keys: every one must be sensitive and never extractable.
+# No file of the state folder outside the token's own folder may hold a
+# private key. `ringfence keys list` must agree, and bad token settings
+# must fail naming the setting to fix.
+set -euo pipefail
+
+RINGFENCE=${RINGFENCE:?path of the ringfence binary}
+MODULE=/usr/lib/softhsm/libsofthsm2.so
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/rf-keys-custody-XXXXXX")
+trap 'rm -rf "$work"' EXIT
+export RINGFENCE_HOME=$work/home
+unset RINGFENCE_PIN RINGFENCE_MODULE RINGFENCE_TOKEN RINGFENCE_NOW || true
+cd "$work"
+
+fail() {
+	echo "FAIL: $*" >&2
+	exit 1
+}
+
+rf() {
+	"$RINGFENCE" "$@"
+}
+
+rf init >/dev/null 2>init.err || { cat init.err >&2; fail "ringfence init"; }
+[ -s "$RINGFENCE_HOME/token.pin" ] || fail "init wrote no token.pin"
+[ -s "$RINGFENCE_HOME/softhsm2.conf" ] || fail "init wrote no softhsm2.conf"
+
+# A tenant connection key generated inside the token, when issue exists.
+rf tenant add acme >/dev/null 2>&1 || true
+rf issue --tenant acme --profile client --keygen ec-p384 >/dev/null \
+	2>issue.err || true
+
+# The token as an independent PKCS#11 client sees it.
+export SOFTHSM2_CONF=$RINGFENCE_HOME/softhsm2.conf
+pkcs11-tool --module "$MODULE" --login \
+	--pin "$(cat "$RINGFENCE_HOME/token.pin")" --token-label ringfence \
+	--list-objects --type privkey >objects.txt 2>objects.err ||
+	{ cat objects.err >&2; fail "pkcs11-tool --list-objects"; }
+nkeys=$(grep -c "^Private Key Object" objects.txt || true)
+[ "$nkeys" -ge 3 ] || {
+	cat objects.txt >&2
+	fail "expected the root, issuing and OCSP keys, pkcs11-tool lists $nkeys"
+}
+# Each key's Access line: sensitive, never extractable, never plain
+# "extractable".
+awk '
+	/^Private Key Object/ { if (n && !ok) bad = 1; n++; ok = 0; next }
+	/^[ \t]*Access:/ {
+		line = $0
+		sub(/^[ \t]*Access:[ \t]*/, "", line)
+		split(line, f, /, */)
+		s = 0; ne = 0; ex = 0
+		for (i in f) {
+			if (f[i] == "sensitive") s = 1
+			if (f[i] == "never extractable") ne = 1
+			if (f[i] == "extractable") ex = 1
+		}
+		ok = s && ne && !ex
+	}
+	END { if (n && !ok) bad = 1; exit bad }
+' objects.txt || { cat objects.txt >&2; fail "a private key is not sealed"; }
+[ "$(grep -c "Access:" objects.txt)" -eq "$nkeys" ] ||
+	fail "pkcs11-tool printed no Access line for some key"
+
+# The key material itself cannot be read out.
+id=$(awk '/^Private Key Object/ { p = 1 } p && /^[ \t]*ID:/ { print $2; exit }' \
+	objects.txt)
+[ -n "$id" ] || fail "no key id in the listing"
+if pkcs11-tool --module "$MODULE" --login \
+	--pin "$(cat "$RINGFENCE_HOME/token.pin")" --token-label ringfence \
+	--read-object --type privkey --id "$id" -o key.out \
+	>/dev/null 2>&1 && [ -s key.out ]; then
+	fail "pkcs11-tool read private key $id out of the token"
+fi
+
+# No private key anywhere in the state folder but the token's own files.
+if grep -rl -e "PRIVATE KEY" --exclude-dir=tokens "$RINGFENCE_HOME" \
+	>leaked.txt; then
+	cat leaked.txt >&2
+	fail "a file outside tokens/ holds a private key"
+fi
+unset SOFTHSM2_CONF
+
+# ringfence's own view agrees, and ids are SPKI hashes of 64 hex digits.
+rf keys list >list.txt 2>list.err || { cat list.err >&2; fail "keys list"; }
+[ "$(($(wc -l <list.txt) - 1))" -eq "$nkeys" ] ||
+	fail "keys list shows $(($(wc -l <list.txt) - 1)) keys, token has $nkeys"
+if tail -n +2 list.txt | grep -v " sealed "; then
+	fail "keys list shows a key not sealed"
+fi
+rf keys list --json >list.json || fail "keys list --json"
+[ "$(wc -l <list.json)" -eq "$nkeys" ] || fail "keys list --json count"
+jq -e -s 'all(.[]; .sensitive and (.extractable | not)
+	and .never_extractable and .always_sensitive
+	and (.id | test("^[0-9a-f]{64}$")))' list.json >/dev/null ||
+	fail "keys list --json shows a key not sealed"
+jq -e -s 'map(.purpose) | index("root") != null' list.json >/dev/null ||
+	fail "keys list --json does not name the root key's purpose"
+# The id pkcs11-tool shows is the one ringfence lists.
+jq -r '.id' list.json | grep -qix "$id" ||
+	fail "pkcs11-tool id $id not in keys list"
+
+# Help and usage.
+rf keys --help | grep -q "keys list" || fail "keys --help"
+set +e
+rf keys frobnicate >/dev/null 2>&1
+[ $? -eq 2 ] || fail "unknown keys subcommand must exit 2"
+
+# Bad token settings fail with exit 1 and name the setting to fix.
+RINGFENCE_PIN=00000000 rf keys list >/dev/null 2>pin.err
+[ $? -eq 1 ] || fail "wrong PIN must exit 1"
+grep -q "RINGFENCE_PIN" pin.err || fail "wrong PIN error: $(cat pin.err)"
+RINGFENCE_MODULE=$work/none.so rf keys list >/dev/null 2>mod.err
+[ $? -eq 1 ] || fail "missing module must exit 1"
+grep -q "RINGFENCE_MODULE" mod.err || fail "module error: $(cat mod.err)"
+RINGFENCE_TOKEN=elsewhere rf keys list >/dev/null 2>tok.err
+[ $? -eq 1 ] || fail "unknown token must exit 1"
+grep -q "RINGFENCE_TOKEN" tok.err || fail "token error: $(cat tok.err)"
+set -e
+
+echo "keys_custody: $nkeys keys, all sensitive and never extractable"

@@ -1,0 +1,157 @@
+/*
+ * Signed tree heads through the real keys module and a fresh SoftHSM
+ * token: rf_audit_sth signs with the "audit" key, the signature appends
+ * its own leaf, verification is offline, a corrupted signature is
+ * rejected, and the periodic policy signs only when something is new.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "audit/audit.h"
+#include "keys/keys.h"
+#include "store/store.h"
+
+struct fx {
+	char *home;
+	struct rf_config cfg;
+	struct rf_store *st;
+	struct rf_audit *a;
+	struct rf_keys *keys;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct rf_key *key = NULL;
+	struct rf_key_rec kr;
+
+	assert_non_null(f);
+	f->home = tu_home();
+	tu_token(f->home, &f->cfg);
+	assert_int_equal(rf_store_open(f->cfg.db_path, 1, &f->st), 0);
+	assert_int_equal(rf_audit_open(f->st, &f->a), 0);
+	assert_int_equal(rf_keys_open(&f->cfg, f->a, &f->keys), 0);
+	assert_int_equal(rf_keys_generate(f->keys, RF_KEY_EC_P256, "audit",
+			     NULL, NULL, &key),
+	    0);
+	memset(&kr, 0, sizeof(kr));
+	snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(key));
+	snprintf(kr.alg, sizeof(kr.alg), "ec-p256");
+	snprintf(kr.purpose, sizeof(kr.purpose), "audit");
+	snprintf(kr.state, sizeof(kr.state), "active");
+	kr.created = rf_now();
+	assert_int_equal(rf_store_key_add(f->st, &kr), 0);
+	rf_key_free(key);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	rf_keys_free(f->keys);
+	rf_audit_free(f->a);
+	rf_store_free(f->st);
+	tu_home_remove(f->home);
+	free(f);
+	return 0;
+}
+
+static void
+test_sth_sign_verify(void **state)
+{
+	struct fx *f = *state;
+	struct rf_actor who = {"tester", "unit"};
+	struct rf_audit_sth_head h, latest;
+	struct rf_audit_report rep;
+	struct rf_audit_event ev;
+	uint8_t root[RF_HASH_LEN];
+	uint64_t n0, n1;
+	char sql[1200];
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "tenant";
+	ev.tenant = "acme";
+	assert_int_equal(rf_audit_append(f->a, &ev, 1, NULL), 0);
+	assert_int_equal(rf_audit_size(f->a, &n0), 0);
+	assert_int_equal(rf_audit_sth(f->a, f->keys, &who, &h), 0);
+	/* The STH covers the leaves before its own signature leaf. */
+	assert_int_equal(h.size, n0);
+	assert_int_equal(rf_audit_size(f->a, &n1), 0);
+	assert_int_equal(n1, n0 + 1);
+	assert_int_equal(rf_audit_root(f->a, n0, root), 0);
+	assert_memory_equal(root, h.root, RF_HASH_LEN);
+	assert_int_equal(rf_audit_sth_latest(f->a, &latest), 0);
+	assert_int_equal(latest.size, h.size);
+	assert_int_equal(latest.siglen, h.siglen);
+	assert_memory_equal(latest.sig, h.sig, h.siglen);
+	/* The signature leaf says what it signed. */
+	assert_int_equal(rf_audit_verify(f->a, NULL, &rep), 0);
+	assert_int_equal(rep.sths, 1);
+	assert_int_equal(rep.leaves, n1);
+
+	/* A corrupted signature is rejected. */
+	snprintf(sql, sizeof(sql),
+	    "sqlite3 '%s' \"UPDATE audit_sth SET sig = "
+	    "CAST(substr(sig, 1, length(sig) - 1) || X'00' AS BLOB)\"",
+	    f->cfg.db_path);
+	assert_int_equal(tu_sh("%s", sql), 0);
+	assert_int_equal(rf_audit_verify(f->a, NULL, &rep),
+	    RF_ERR_AUDIT_TAMPERED);
+	assert_non_null(strstr(rep.problem, "invalid signature"));
+}
+
+static void
+test_maybe_sth(void **state)
+{
+	struct fx *f = *state;
+	struct rf_audit_event ev;
+	struct rf_audit_report rep;
+	int made = -1;
+
+	/* The keygen leaf of setup and no STH yet: the first one is due. */
+	assert_int_equal(rf_audit_maybe_sth(f->a, f->keys, 0, 0, &made), 0);
+	assert_int_equal(made, 1);
+	/* Only the STH's own leaf is new: not due, even at interval 0. */
+	assert_int_equal(rf_audit_maybe_sth(f->a, f->keys, 0, 0, &made), 0);
+	assert_int_equal(made, 0);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "tenant";
+	assert_int_equal(rf_audit_append(f->a, &ev, 1, NULL), 0);
+	/* New leaf but the interval has not passed, leaf trigger off. */
+	assert_int_equal(rf_audit_maybe_sth(f->a, f->keys, 3600, 0, &made),
+	    0);
+	assert_int_equal(made, 0);
+	/* The leaf trigger: 2 leaves since the last STH. */
+	assert_int_equal(rf_audit_maybe_sth(f->a, f->keys, 3600, 2, &made),
+	    0);
+	assert_int_equal(made, 1);
+	/* The interval trigger. */
+	assert_int_equal(rf_audit_append(f->a, &ev, 1, NULL), 0);
+	rf_clock_set(rf_now() + 7200);
+	assert_int_equal(rf_audit_maybe_sth(f->a, f->keys, 3600, 0, &made),
+	    0);
+	rf_clock_set(0);
+	assert_int_equal(made, 1);
+	assert_int_equal(rf_audit_verify(f->a, NULL, &rep), 0);
+	assert_int_equal(rep.sths, 3);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_sth_sign_verify, setup,
+		teardown),
+	    cmocka_unit_test_setup_teardown(test_maybe_sth, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,904 @@
+/*
+ * test_ca.c: the certificate authority against a real SoftHSM token and a
+ * real SQLite store: hierarchy, tenants, issuance per profile and key type,
+ * every refused CSR (and that nothing is stored for it), key reuse across
+ * tenants, and serials. Certificates are checked with OpenSSL's verifier.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "audit/audit.h"
+#include "ca/ca.h"
+#include "common/rf.h"
+#include "keys/keys.h"
+#include "store/store.h"
+#include "testutil.h"
+
+struct fx {
+	char *home;
+	struct rf_config cfg;
+	struct rf_store *st;
+	struct rf_audit *audit;
+	struct rf_keys *keys;
+	struct rf_ca *ca;
+	struct rf_actor who;
+};
+
+static struct fx F;
+
+static int
+setup(void **state)
+{
+	(void)state;
+	memset(&F, 0, sizeof(F));
+	F.home = tu_home();
+	tu_token(F.home, &F.cfg);
+	F.who.actor = "test";
+	F.who.source = "unit";
+	assert_int_equal(rf_store_open(F.cfg.db_path, 1, &F.st), 0);
+	assert_int_equal(rf_audit_open(F.st, &F.audit), 0);
+	assert_int_equal(rf_keys_open(&F.cfg, F.audit, &F.keys), 0);
+	assert_int_equal(rf_ca_init(&F.cfg, F.st, F.keys, &F.who), 0);
+	assert_int_equal(rf_ca_open(&F.cfg, F.st, F.keys, &F.ca), 0);
+	rf_ca_set_audit(F.ca, F.audit);
+	assert_int_equal(rf_ca_tenant_add(F.ca, "acme", &F.who), 0);
+	assert_int_equal(rf_ca_tenant_add(F.ca, "globex", &F.who), 0);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	rf_ca_free(F.ca);
+	rf_keys_free(F.keys);
+	rf_audit_free(F.audit);
+	rf_store_free(F.st);
+	tu_home_remove(F.home);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- */
+
+static int
+count_one(void *arg, const struct rf_cert_rec *c)
+{
+	(void)c;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static size_t
+cert_count(void)
+{
+	struct rf_cert_filter f;
+	size_t n = 0;
+
+	memset(&f, 0, sizeof(f));
+	assert_int_equal(rf_store_cert_foreach(F.st, &f, count_one, &n), 0);
+	return n;
+}
+
+static X509 *
+parse(const uint8_t *der, size_t len)
+{
+	const uint8_t *p = der;
+	X509 *x = d2i_X509(NULL, &p, (long)len);
+
+	assert_non_null(x);
+	assert_ptr_equal(p, der + len);
+	return x;
+}
+
+/* OpenSSL's chain verification: root trusted, issuing untrusted. */
+static void
+verify_chain(X509 *leaf, int purpose)
+{
+	X509_STORE *s = X509_STORE_new();
+	X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+	STACK_OF(X509) *untrusted = sk_X509_new_null();
+
+	assert_int_equal(X509_STORE_add_cert(s, rf_ca_cert(F.ca, "root")), 1);
+	assert_true(sk_X509_push(untrusted,
+			rf_ca_cert(F.ca, rf_ca_issuer_name(F.ca))) > 0);
+	assert_int_equal(X509_STORE_CTX_init(ctx, s, leaf, untrusted), 1);
+	if (purpose != 0)
+		X509_STORE_CTX_set_purpose(ctx, purpose);
+	if (X509_verify_cert(ctx) != 1)
+		fail_msg("verify: %s",
+		    X509_verify_cert_error_string(
+			X509_STORE_CTX_get_error(ctx)));
+	X509_STORE_CTX_free(ctx);
+	sk_X509_free(untrusted);
+	X509_STORE_free(s);
+}
+
+/* A PKCS#10 request from a throwaway software key (the connector's). */
+static uint8_t *
+make_csr(EVP_PKEY *k, const char *bc, const char *eku, size_t *len)
+{
+	X509_REQ *req = X509_REQ_new();
+	STACK_OF(X509_EXTENSION) *exts = sk_X509_EXTENSION_new_null();
+	unsigned char *der = NULL;
+	uint8_t *out;
+	int l;
+
+	assert_non_null(req);
+	assert_int_equal(X509_REQ_set_version(req, 0), 1);
+	assert_int_equal(
+	    X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(req), "CN",
+		MBSTRING_ASC, (const unsigned char *)"evil", -1, -1, 0),
+	    1);
+	assert_int_equal(X509_REQ_set_pubkey(req, k), 1);
+	if (bc != NULL)
+		sk_X509_EXTENSION_push(exts,
+		    X509V3_EXT_conf_nid(NULL, NULL, NID_basic_constraints, bc));
+	if (eku != NULL)
+		sk_X509_EXTENSION_push(exts,
+		    X509V3_EXT_conf_nid(NULL, NULL, NID_ext_key_usage, eku));
+	if (sk_X509_EXTENSION_num(exts) > 0)
+		assert_int_equal(X509_REQ_add_extensions(req, exts), 1);
+	assert_true(X509_REQ_sign(req, k,
+			EVP_PKEY_get_base_id(k) == EVP_PKEY_ED25519
+			    ? NULL
+			    : EVP_sha256()) > 0);
+	assert_true((l = i2d_X509_REQ(req, &der)) > 0);
+	assert_non_null(out = malloc((size_t)l + 1));
+	memcpy(out, der, (size_t)l);
+	*len = (size_t)l;
+	OPENSSL_free(der);
+	sk_X509_EXTENSION_pop_free(exts, X509_EXTENSION_free);
+	X509_REQ_free(req);
+	return out;
+}
+
+static int
+issue1(const char *tenant, enum rf_profile p, const uint8_t *csr, size_t csrlen,
+    enum rf_key_alg keygen, const char *dns, struct rf_issued *out)
+{
+	struct rf_issue_req req;
+
+	memset(&req, 0, sizeof(req));
+	req.tenant = tenant;
+	req.profile = p;
+	req.csr = csr;
+	req.csrlen = csrlen;
+	req.keygen = keygen;
+	req.dns = dns;
+	return rf_ca_issue(F.ca, &req, 1, &F.who, out);
+}
+
+static int
+has_ext(X509 *x, int nid, int crit)
+{
+	int i = X509_get_ext_by_NID(x, nid, -1);
+
+	if (i < 0)
+		return 0;
+	return crit < 0 ||
+	    X509_EXTENSION_get_critical(X509_get_ext(x, i)) == crit;
+}
+
+static void
+check_common(X509 *x, const struct rf_issued *is, const char *tenant,
+    const char *profile)
+{
+	char buf[256], hex[41];
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	char b64[64];
+	X509_NAME *n = X509_get_subject_name(x);
+	const ASN1_OCTET_STRING *aki, *ski;
+	BASIC_CONSTRAINTS *bc;
+	AUTHORITY_INFO_ACCESS *aia;
+	CRL_DIST_POINTS *dps;
+	struct rf_cert_rec rec;
+
+	assert_int_equal(X509_get_version(x), X509_VERSION_3);
+	assert_true(
+	    X509_NAME_get_text_by_NID(n, NID_commonName, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, tenant);
+	assert_true(X509_NAME_get_text_by_NID(
+			n, NID_organizationalUnitName, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, profile);
+	assert_true(X509_NAME_get_text_by_NID(
+			n, NID_organizationName, buf, sizeof(buf)) > 0);
+	assert_string_equal(buf, "ringfence");
+	assert_int_equal(X509_NAME_entry_count(n), 3);
+	/* basicConstraints critical CA:FALSE */
+	assert_true(has_ext(x, NID_basic_constraints, 1));
+	assert_non_null(
+	    bc = X509_get_ext_d2i(x, NID_basic_constraints, NULL, NULL));
+	assert_false(bc->ca);
+	BASIC_CONSTRAINTS_free(bc);
+	assert_true(has_ext(x, NID_key_usage, 1));
+	/* SKI / AKI keyid = issuing SKI */
+	assert_non_null(ski = X509_get0_subject_key_id(x));
+	assert_non_null(aki = X509_get0_authority_key_id(x));
+	assert_int_equal(
+	    ASN1_OCTET_STRING_cmp(
+		aki, X509_get0_subject_key_id(rf_ca_cert(F.ca, "issuing"))),
+	    0);
+	/* CRL DP and AIA URLs */
+	assert_non_null(
+	    dps = X509_get_ext_d2i(x, NID_crl_distribution_points, NULL, NULL));
+	assert_int_equal(sk_DIST_POINT_num(dps), 1);
+	CRL_DIST_POINTS_free(dps);
+	assert_non_null(aia = X509_get_ext_d2i(x, NID_info_access, NULL, NULL));
+	assert_int_equal(sk_ACCESS_DESCRIPTION_num(aia), 2);
+	assert_int_equal(
+	    OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia, 0)->method),
+	    NID_ad_OCSP);
+	assert_int_equal(
+	    OBJ_obj2nid(sk_ACCESS_DESCRIPTION_value(aia, 1)->method),
+	    NID_ad_ca_issuers);
+	AUTHORITY_INFO_ACCESS_free(aia);
+	/* serial string, thumbprints, record */
+	assert_int_equal(rf_ca_serial_str(X509_get0_serialNumber(x), hex), 0);
+	assert_string_equal(hex, is->serial);
+	SHA256(is->der, is->derlen, md);
+	rf_b64url(md, sizeof(md), b64);
+	assert_string_equal(b64, is->x5t256);
+	assert_int_equal(strlen(is->x5t), 27);
+	assert_non_null(strstr(is->chain_pem, "-----BEGIN CERTIFICATE-----"));
+	assert_int_equal(rf_store_cert_get(F.st, is->serial, &rec), 0);
+	assert_string_equal(rec.tenant, tenant);
+	assert_string_equal(rec.profile, profile);
+	assert_string_equal(rec.key_id, is->key_id);
+	assert_string_equal(rec.x5t, is->x5t);
+	assert_int_equal(rec.derlen, is->derlen);
+	assert_memory_equal(rec.der, is->der, is->derlen);
+	rf_cert_rec_clear(&rec);
+	/* The chain PEM holds three certificates, the leaf first. */
+	{
+		BIO *b = BIO_new_mem_buf(is->chain_pem, -1);
+		X509 *c;
+		int k = 0;
+
+		while ((c = PEM_read_bio_X509(b, NULL, NULL, NULL)) != NULL) {
+			if (k == 0)
+				assert_int_equal(X509_cmp(c, x), 0);
+			X509_free(c);
+			k++;
+		}
+		assert_int_equal(k, 3);
+		BIO_free(b);
+	}
+}
+
+/* ---------------------------------------------------------------- */
+
+static void
+test_init(void **state)
+{
+	X509 *root = rf_ca_cert(F.ca, "root"),
+	     *iss = rf_ca_cert(F.ca, "issuing"),
+	     *ocsp = rf_ca_cert(F.ca, "ocsp");
+	struct rf_store *st2;
+	struct rf_ca *ca2 = NULL;
+	struct rf_key_rec kr;
+	char path[1200];
+	EXTENDED_KEY_USAGE *eku;
+	static const char *purposes[] = {"root", "issuing", "ocsp", "audit"};
+	size_t i;
+
+	(void)state;
+	assert_non_null(root);
+	assert_non_null(iss);
+	assert_non_null(ocsp);
+	assert_null(rf_ca_cert(F.ca, "nope"));
+	for (i = 0; i < 4; i++) {
+		assert_non_null(rf_ca_key(F.ca, purposes[i]));
+		assert_int_equal(
+		    rf_store_key_by_purpose(F.st, purposes[i], &kr), 0);
+		assert_string_equal(
+		    kr.id, rf_key_id(rf_ca_key(F.ca, purposes[i])));
+	}
+	/* Root: self-signed CA; issuing: pathlen 0; both keyCertSign. */
+	assert_int_equal(X509_verify(root, X509_get0_pubkey(root)), 1);
+	assert_int_equal(X509_verify(iss, X509_get0_pubkey(root)), 1);
+	assert_int_equal(X509_verify(ocsp, X509_get0_pubkey(iss)), 1);
+	assert_int_equal(X509_check_ca(root), 1);
+	assert_int_equal(X509_check_ca(iss), 1);
+	assert_int_equal(X509_check_ca(ocsp), 0);
+	assert_true(X509_get_key_usage(root) & KU_KEY_CERT_SIGN);
+	assert_true(X509_get_key_usage(root) & KU_CRL_SIGN);
+	assert_int_equal(X509_get_pathlen(iss), 0);
+	assert_true(has_ext(root, NID_basic_constraints, 1));
+	assert_true(has_ext(iss, NID_crl_distribution_points, 0));
+	assert_true(has_ext(iss, NID_authority_key_identifier, 0));
+	assert_non_null(X509_get0_subject_key_id(root));
+	/* OCSP signer: id-kp-OCSPSigning only, and ocsp-nocheck. */
+	assert_non_null(
+	    eku = X509_get_ext_d2i(ocsp, NID_ext_key_usage, NULL, NULL));
+	assert_int_equal(sk_ASN1_OBJECT_num(eku), 1);
+	assert_int_equal(
+	    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, 0)), NID_OCSP_sign);
+	EXTENDED_KEY_USAGE_free(eku);
+	assert_true(has_ext(ocsp, NID_id_pkix_OCSP_noCheck, 0));
+	assert_true(has_ext(ocsp, NID_key_usage, 1));
+	verify_chain(ocsp, X509_PURPOSE_OCSP_HELPER);
+	/* Twice is refused; an uninitialised store cannot be opened. */
+	assert_int_equal(rf_ca_init(&F.cfg, F.st, F.keys, &F.who),
+	    RF_ERR_ALREADY_INITIALISED);
+	snprintf(path, sizeof(path), "%s/other.db", F.home);
+	assert_int_equal(rf_store_open(path, 1, &st2), 0);
+	assert_int_equal(
+	    rf_ca_open(&F.cfg, st2, F.keys, &ca2), RF_ERR_NOT_INITIALISED);
+	assert_null(ca2);
+	rf_store_free(st2);
+}
+
+static void
+test_tenants(void **state)
+{
+	char long_name[80];
+	struct rf_tenant t;
+
+	(void)state;
+	assert_int_equal(rf_ca_tenant_add(F.ca, "acme", &F.who), RF_ERR_EXISTS);
+	assert_string_equal(
+	    rf_err_msg(RF_ERR_EXISTS), "tenant acme already exists");
+	assert_int_equal(rf_ca_tenant_add(F.ca, "", &F.who), RF_ERR_ARG);
+	assert_int_equal(rf_ca_tenant_add(F.ca, "a b", &F.who), RF_ERR_ARG);
+	assert_int_equal(rf_ca_tenant_add(F.ca, "x/y", &F.who), RF_ERR_ARG);
+	memset(long_name, 'a', 65);
+	long_name[65] = '\0';
+	assert_int_equal(rf_ca_tenant_add(F.ca, long_name, &F.who), RF_ERR_ARG);
+	assert_int_equal(
+	    rf_store_tenant_get(F.st, long_name, &t), RF_ERR_NOT_FOUND);
+	long_name[64] = '\0';
+	assert_int_equal(rf_ca_tenant_add(F.ca, long_name, &F.who), 0);
+	assert_int_equal(rf_ca_tenant_add(F.ca, "Tenant-1.eu_west", &F.who), 0);
+	assert_int_equal(rf_store_tenant_get(F.st, "Tenant-1.eu_west", &t), 0);
+}
+
+static void
+test_issue_keygen(void **state)
+{
+	static const struct {
+		enum rf_profile p;
+		const char *name;
+		enum rf_key_alg alg;
+		const char *dns;
+		int purpose;
+	} cases[] = {
+	    {RF_PROFILE_CLIENT, "client", RF_KEY_EC_P256, NULL,
+		X509_PURPOSE_SSL_CLIENT},
+	    {RF_PROFILE_SERVER, "server", RF_KEY_EC_P384, "api.acme.example",
+		X509_PURPOSE_SSL_SERVER},
+	    {RF_PROFILE_ASSERTION, "assertion", RF_KEY_EC_P256, NULL, 0},
+	    {RF_PROFILE_SERVER, "server", RF_KEY_RSA_2048, "*.acme.example",
+		X509_PURPOSE_SSL_SERVER},
+	};
+	struct rf_issued is;
+	struct rf_key_rec kr;
+	X509 *x;
+	uint32_t ku;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(issue1("acme", cases[i].p, NULL, 0,
+				     cases[i].alg, cases[i].dns, &is),
+		    0);
+		x = parse(is.der, is.derlen);
+		check_common(x, &is, "acme", cases[i].name);
+		verify_chain(x, cases[i].purpose);
+		ku = X509_get_key_usage(x);
+		assert_true(ku & KU_DIGITAL_SIGNATURE);
+		assert_false(ku & (KU_KEY_CERT_SIGN | KU_CRL_SIGN));
+		if (cases[i].p == RF_PROFILE_SERVER &&
+		    cases[i].alg == RF_KEY_RSA_2048)
+			assert_true(ku & KU_KEY_ENCIPHERMENT);
+		else
+			assert_false(ku & KU_KEY_ENCIPHERMENT);
+		if (cases[i].p == RF_PROFILE_CLIENT)
+			assert_int_equal(
+			    X509_get_extended_key_usage(x), XKU_SSL_CLIENT);
+		else if (cases[i].p == RF_PROFILE_SERVER) {
+			assert_int_equal(
+			    X509_get_extended_key_usage(x), XKU_SSL_SERVER);
+			assert_int_equal(
+			    X509_check_host(x, "api.acme.example", 0, 0, NULL),
+			    1);
+		} else
+			assert_false(has_ext(x, NID_ext_key_usage, -1));
+		/* The key lives in the token and is recorded. */
+		assert_int_equal(rf_store_key_get(F.st, is.key_id, &kr), 0);
+		assert_string_equal(kr.purpose, "connection");
+		assert_string_equal(kr.tenant, "acme");
+		X509_free(x);
+		rf_issued_clear(&is);
+	}
+	/* Server without a DNS name; client with one. */
+	assert_int_equal(issue1("acme", RF_PROFILE_SERVER, NULL, 0,
+			     RF_KEY_EC_P256, NULL, &is),
+	    RF_ERR_ARG);
+	assert_int_equal(issue1("acme", RF_PROFILE_CLIENT, NULL, 0,
+			     RF_KEY_EC_P256, "a.example", &is),
+	    RF_ERR_ARG);
+	assert_int_equal(issue1("acme", RF_PROFILE_SERVER, NULL, 0,
+			     RF_KEY_EC_P256, "bad name,DNS:x", &is),
+	    RF_ERR_ARG);
+}
+
+static void
+test_issue_csr(void **state)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-384");
+	struct rf_issued is;
+	uint8_t *der;
+	size_t len;
+	char *pem;
+	BIO *b;
+	BUF_MEM *bm;
+	X509 *x;
+	X509_REQ *req;
+	const uint8_t *p;
+	char id[65];
+
+	(void)state;
+	assert_non_null(k);
+	/* DER, with a requested clientAuth (the profile's own) and CA:FALSE. */
+	der = make_csr(k, "CA:FALSE", "clientAuth", &len);
+	assert_int_equal(issue1("globex", RF_PROFILE_CLIENT, der, len,
+			     RF_KEY_NONE, NULL, &is),
+	    0);
+	x = parse(is.der, is.derlen);
+	check_common(x, &is, "globex", "client"); /* CSR subject ignored */
+	verify_chain(x, X509_PURPOSE_SSL_CLIENT);
+	assert_int_equal(EVP_PKEY_eq(X509_get0_pubkey(x), k), 1);
+	assert_int_equal(rf_keys_pub_id(k, id), 0);
+	assert_string_equal(id, is.key_id);
+	X509_free(x);
+	rf_issued_clear(&is);
+	/* PEM of the same request, for the same tenant: allowed again. */
+	p = der;
+	assert_non_null(req = d2i_X509_REQ(NULL, &p, (long)len));
+	assert_non_null(b = BIO_new(BIO_s_mem()));
+	assert_int_equal(PEM_write_bio_X509_REQ(b, req), 1);
+	BIO_get_mem_ptr(b, &bm);
+	pem = (char *)bm->data;
+	assert_int_equal(
+	    issue1("globex", RF_PROFILE_CLIENT, (const uint8_t *)pem,
+		bm->length, RF_KEY_NONE, NULL, &is),
+	    0);
+	rf_issued_clear(&is);
+	BIO_free(b);
+	X509_REQ_free(req);
+	free(der);
+	EVP_PKEY_free(k);
+}
+
+struct bad {
+	const char *what;
+	int code;
+	enum rf_profile profile;
+	uint8_t *csr;
+	size_t len;
+};
+
+static void
+test_bad_csrs(void **state)
+{
+	EVP_PKEY *ec = EVP_EC_gen("P-256"), *rsa1024 = EVP_RSA_gen(1024),
+		 *k1 = EVP_EC_gen("secp256k1"), *p521 = EVP_EC_gen("P-521"),
+		 *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"),
+		 *comp = EVP_EC_gen("P-256");
+	struct bad cases[16];
+	struct rf_issued is;
+	uint8_t *good, *b;
+	size_t glen, n = 0, i, before;
+	uint64_t leaves0, leaves1;
+
+	(void)state;
+	assert_non_null(ec);
+	assert_non_null(rsa1024);
+	assert_non_null(k1);
+	assert_non_null(p521);
+	assert_non_null(ed);
+	good = make_csr(ec, NULL, NULL, &glen);
+
+	cases[n] = (struct bad){"garbage", RF_ERR_CSR_MALFORMED,
+	    RF_PROFILE_CLIENT, (uint8_t *)strdup("hello, world"), 12};
+	n++;
+	b = malloc(glen);
+	memcpy(b, good, glen - 10);
+	cases[n++] = (struct bad){
+	    "truncated", RF_ERR_CSR_MALFORMED, RF_PROFILE_CLIENT, b, glen - 10};
+	b = malloc(glen + 1);
+	memcpy(b, good, glen);
+	b[glen] = 0;
+	cases[n++] = (struct bad){"trailing byte", RF_ERR_CSR_MALFORMED,
+	    RF_PROFILE_CLIENT, b, glen + 1};
+	b = calloc(1, RF_CSR_MAX + 1);
+	memcpy(b, good, glen);
+	cases[n++] = (struct bad){"oversized", RF_ERR_TOO_LARGE,
+	    RF_PROFILE_CLIENT, b, RF_CSR_MAX + 1};
+	b = malloc(glen);
+	memcpy(b, good, glen);
+	b[glen - 5] ^= 0x01; /* inside the signature's last INTEGER */
+	cases[n++] = (struct bad){
+	    "bad signature", RF_ERR_CSR_SIGNATURE, RF_PROFILE_CLIENT, b, glen};
+	b = make_csr(rsa1024, NULL, NULL, &cases[n].len);
+	cases[n] = (struct bad){"RSA-1024", RF_ERR_KEY_DISALLOWED,
+	    RF_PROFILE_CLIENT, b, cases[n].len};
+	n++;
+	b = make_csr(k1, NULL, NULL, &cases[n].len);
+	cases[n] = (struct bad){"secp256k1", RF_ERR_KEY_DISALLOWED,
+	    RF_PROFILE_CLIENT, b, cases[n].len};
+	n++;
+	b = make_csr(p521, NULL, NULL, &cases[n].len);
+	cases[n] = (struct bad){
+	    "P-521", RF_ERR_KEY_DISALLOWED, RF_PROFILE_CLIENT, b, cases[n].len};
+	n++;
+	b = make_csr(ed, NULL, NULL, &cases[n].len);
+	cases[n] = (struct bad){"Ed25519", RF_ERR_KEY_DISALLOWED,
+	    RF_PROFILE_CLIENT, b, cases[n].len};
+	n++;
+	assert_int_equal(
+	    EVP_PKEY_set_utf8_string_param(
+		comp, OSSL_PKEY_PARAM_EC_POINT_CONVERSION_FORMAT, "compressed"),
+	    1);
+	b = make_csr(comp, NULL, NULL, &cases[n].len);
+	assert_true(cases[n].len + 28 < glen); /* 33-byte point, not 65 */
+	cases[n] = (struct bad){"compressed point", RF_ERR_KEY_DISALLOWED,
+	    RF_PROFILE_CLIENT, b, cases[n].len};
+	n++;
+	b = make_csr(ec, "critical,CA:TRUE", NULL, &cases[n].len);
+	cases[n] = (struct bad){
+	    "CA:TRUE", RF_ERR_CSR_REQUEST, RF_PROFILE_CLIENT, b, cases[n].len};
+	n++;
+	b = make_csr(ec, NULL, "clientAuth,codeSigning", &cases[n].len);
+	cases[n] = (struct bad){"codeSigning", RF_ERR_CSR_REQUEST,
+	    RF_PROFILE_CLIENT, b, cases[n].len};
+	n++;
+	b = make_csr(ec, NULL, "clientAuth", &cases[n].len);
+	cases[n] = (struct bad){"clientAuth on assertion", RF_ERR_CSR_REQUEST,
+	    RF_PROFILE_ASSERTION, b, cases[n].len};
+	n++;
+	b = (uint8_t *)strdup("-----BEGIN CERTIFICATE-----\nAAAA\n"
+			      "-----END CERTIFICATE-----\n");
+	cases[n] = (struct bad){"PEM label", RF_ERR_CSR_MALFORMED,
+	    RF_PROFILE_CLIENT, b, strlen((char *)b)};
+	n++;
+
+	before = cert_count();
+	assert_int_equal(rf_store_leaf_count(F.st, &leaves0), 0);
+	for (i = 0; i < n; i++) {
+		int r = issue1("acme", cases[i].profile, cases[i].csr,
+		    cases[i].len, RF_KEY_NONE, NULL, &is);
+
+		if (r != cases[i].code)
+			fail_msg("%s: got %d (%s), want %d", cases[i].what, r,
+			    rf_err_msg(r), cases[i].code);
+		assert_null(is.der);
+		assert_null(is.chain_pem);
+		assert_int_equal(cert_count(), before);
+		/* The code is the one from the standalone check too. */
+		assert_int_equal(rf_ca_csr_check(cases[i].csr, cases[i].len,
+				     cases[i].profile, NULL),
+		    cases[i].code);
+		free(cases[i].csr);
+	}
+	/* The key type found is named. */
+	b = make_csr(rsa1024, NULL, NULL, &glen);
+	assert_int_equal(rf_ca_csr_check(b, glen, RF_PROFILE_CLIENT, NULL),
+	    RF_ERR_KEY_DISALLOWED);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_KEY_DISALLOWED), "RSA-1024"));
+	free(b);
+	/* Unknown tenant: refused, nothing signed or stored. */
+	assert_int_equal(issue1("initech", RF_PROFILE_CLIENT, good, glen,
+			     RF_KEY_NONE, NULL, &is),
+	    RF_ERR_NOT_FOUND);
+	assert_string_equal(rf_err_msg(RF_ERR_NOT_FOUND),
+	    "unknown tenant initech: add it with 'ringfence tenant add "
+	    "initech'");
+	assert_int_equal(cert_count(), before);
+	/* Nothing was signed for any refused request. */
+	assert_int_equal(rf_store_leaf_count(F.st, &leaves1), 0);
+	assert_true(leaves1 == leaves0);
+	free(good);
+	EVP_PKEY_free(ec);
+	EVP_PKEY_free(rsa1024);
+	EVP_PKEY_free(k1);
+	EVP_PKEY_free(p521);
+	EVP_PKEY_free(ed);
+	EVP_PKEY_free(comp);
+}
+
+static void
+test_key_reused(void **state)
+{
+	EVP_PKEY *k = EVP_RSA_gen(2048), *k2 = EVP_EC_gen("P-256");
+	struct rf_issue_req reqs[2];
+	struct rf_issued is, out[2];
+	uint8_t *csr, *csr2;
+	size_t len, len2, before;
+
+	(void)state;
+	assert_non_null(k);
+	assert_non_null(k2);
+	csr = make_csr(k, NULL, NULL, &len);
+	assert_int_equal(issue1("acme", RF_PROFILE_ASSERTION, csr, len,
+			     RF_KEY_NONE, NULL, &is),
+	    0);
+	rf_issued_clear(&is);
+	before = cert_count();
+	assert_int_equal(issue1("globex", RF_PROFILE_ASSERTION, csr, len,
+			     RF_KEY_NONE, NULL, &is),
+	    RF_ERR_KEY_REUSED);
+	assert_string_equal(rf_err_msg(RF_ERR_KEY_REUSED),
+	    "public key already serves tenant acme: a credential may serve "
+	    "only one tenant");
+	assert_int_equal(cert_count(), before);
+	/* Within one batch: refused as a whole. */
+	csr2 = make_csr(k2, NULL, NULL, &len2);
+	memset(reqs, 0, sizeof(reqs));
+	reqs[0].tenant = "acme";
+	reqs[0].profile = RF_PROFILE_CLIENT;
+	reqs[0].csr = csr2;
+	reqs[0].csrlen = len2;
+	reqs[1] = reqs[0];
+	reqs[1].tenant = "globex";
+	assert_int_equal(
+	    rf_ca_issue(F.ca, reqs, 2, &F.who, out), RF_ERR_KEY_REUSED);
+	assert_int_equal(cert_count(), before);
+	/* A bad second request stops the first too. */
+	reqs[1].tenant = "acme";
+	reqs[1].profile = RF_PROFILE_SERVER; /* no DNS name */
+	assert_int_equal(rf_ca_issue(F.ca, reqs, 2, &F.who, out), RF_ERR_ARG);
+	assert_null(out[0].der);
+	assert_int_equal(cert_count(), before);
+	/* Both for the same tenant: fine, one transaction. */
+	reqs[1].profile = RF_PROFILE_ASSERTION;
+	assert_int_equal(rf_ca_issue(F.ca, reqs, 2, &F.who, out), 0);
+	assert_int_equal(cert_count(), before + 2);
+	assert_string_equal(out[0].key_id, out[1].key_id);
+	assert_string_not_equal(out[0].serial, out[1].serial);
+	rf_issued_clear(&out[0]);
+	rf_issued_clear(&out[1]);
+	free(csr);
+	free(csr2);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(k2);
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+test_serials(void **state)
+{
+	enum { N = 1000, BATCH = 100 };
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	struct rf_issue_req reqs[BATCH];
+	struct rf_issued *out = calloc(BATCH, sizeof(*out));
+	char **serials = calloc(N, sizeof(char *));
+	uint8_t *csr;
+	size_t len, i, j, before;
+	int max_bits = 0, bits;
+	BIGNUM *bn;
+	X509 *x;
+
+	(void)state;
+	assert_non_null(out);
+	assert_non_null(serials);
+	csr = make_csr(k, NULL, NULL, &len);
+	before = cert_count();
+	memset(reqs, 0, sizeof(reqs));
+	for (i = 0; i < BATCH; i++) {
+		reqs[i].tenant = "globex";
+		reqs[i].profile = RF_PROFILE_ASSERTION;
+		reqs[i].csr = csr;
+		reqs[i].csrlen = len;
+	}
+	for (i = 0; i < N; i += BATCH) {
+		assert_int_equal(
+		    rf_ca_issue(F.ca, reqs, BATCH, &F.who, out), 0);
+		for (j = 0; j < BATCH; j++) {
+			x = parse(out[j].der, out[j].derlen);
+			assert_non_null(bn = ASN1_INTEGER_to_BN(
+					    X509_get0_serialNumber(x), NULL));
+			assert_false(BN_is_negative(bn));
+			assert_false(BN_is_zero(bn));
+			bits = BN_num_bits(bn);
+			assert_true(bits <= 128);
+			if (bits > max_bits)
+				max_bits = bits;
+			/* canonical: lowercase, no leading zero */
+			assert_true(out[j].serial[0] != '0');
+			assert_int_equal(
+			    strspn(out[j].serial, "0123456789abcdef"),
+			    strlen(out[j].serial));
+			assert_int_equal(
+			    strlen(out[j].serial), (size_t)(bits + 3) / 4);
+			serials[i + j] = strdup(out[j].serial);
+			BN_free(bn);
+			X509_free(x);
+			rf_issued_clear(&out[j]);
+		}
+	}
+	assert_int_equal(max_bits, 128);
+	qsort(serials, N, sizeof(char *), cmp_str);
+	for (i = 1; i < N; i++)
+		assert_string_not_equal(serials[i - 1], serials[i]);
+	assert_int_equal(cert_count(), before + N);
+	for (i = 0; i < N; i++)
+		free(serials[i]);
+	free(serials);
+	free(out);
+	free(csr);
+	EVP_PKEY_free(k);
+}
+
+static void
+test_der_helpers(void **state)
+{
+	static const uint8_t notseq[] = {0x02, 0x01, 0x01};
+	static const uint8_t trailing[] = {0x30, 0x03, 0x02, 0x01, 0x01, 0x00};
+	X509_ALGOR *alg = X509_ALGOR_new();
+	uint8_t sig[4] = {1, 2, 3, 4}, *der = NULL;
+	size_t len = 0;
+
+	(void)state;
+	assert_int_equal(
+	    X509_ALGOR_set0(
+		alg, OBJ_nid2obj(NID_ecdsa_with_SHA256), V_ASN1_UNDEF, NULL),
+	    1);
+	assert_int_equal(
+	    rf_ca_assemble(notseq, sizeof(notseq), alg, sig, 4, &der, &len),
+	    RF_ERR_ARG);
+	assert_int_equal(
+	    rf_ca_assemble(trailing, sizeof(trailing), alg, sig, 4, &der, &len),
+	    RF_ERR_ARG);
+	assert_null(der);
+	/* SEQUENCE { INTEGER 1 } has no AlgorithmIdentifier to replace. */
+	assert_int_equal(
+	    rf_ca_tbs_set_sigalg(trailing, 5, alg, &der, &len), RF_ERR_ARG);
+	/* 30 05 | 02 01 01 | 30 00 -> the algorithm replaces 30 00. */
+	{
+		static const uint8_t tbs[] = {
+		    0x30, 0x05, 0x02, 0x01, 0x01, 0x30, 0x00};
+		static const uint8_t want[] = {0x30, 0x0f, 0x02, 0x01, 0x01,
+		    0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04,
+		    0x03, 0x02};
+
+		assert_int_equal(
+		    rf_ca_tbs_set_sigalg(tbs, sizeof(tbs), alg, &der, &len), 0);
+		assert_int_equal(len, sizeof(want));
+		assert_memory_equal(der, want, sizeof(want));
+		free(der);
+	}
+	X509_ALGOR_free(alg);
+}
+
+static int
+hook_count(void *arg, size_t i, const char *serial, const char *key_id)
+{
+	size_t *n = arg;
+
+	assert_int_equal(i, *n);
+	assert_non_null(serial);
+	assert_int_equal(strlen(key_id), 64);
+	(*n)++;
+	return 0;
+}
+
+static int
+hook_fail(void *arg, size_t i, const char *serial, const char *key_id)
+{
+	(void)arg;
+	(void)serial;
+	(void)key_id;
+	return i == 1 ? rf_err_set(RF_ERR_STATE, "hook says no") : 0;
+}
+
+static void
+test_issue_hook(void **state)
+{
+	struct rf_issue_req reqs[3];
+	struct rf_issued out[3];
+	size_t calls = 0, before, i;
+
+	(void)state;
+	memset(reqs, 0, sizeof(reqs));
+	for (i = 0; i < 3; i++) {
+		reqs[i].tenant = "acme";
+		reqs[i].profile = RF_PROFILE_ASSERTION;
+		reqs[i].keygen = RF_KEY_EC_P256;
+	}
+	before = cert_count();
+	assert_int_equal(
+	    rf_ca_issue_ex(F.ca, reqs, 3, &F.who, out, hook_fail, NULL),
+	    RF_ERR_STATE);
+	assert_null(out[0].der);
+	assert_int_equal(cert_count(), before);
+	assert_int_equal(
+	    rf_ca_issue_ex(F.ca, reqs, 3, &F.who, out, hook_count, &calls), 0);
+	assert_int_equal(calls, 3);
+	assert_int_equal(cert_count(), before + 3);
+	for (i = 0; i < 3; i++)
+		rf_issued_clear(&out[i]);
+}
+
+/* Last: rotation changes the issuer for everything after it. */
+static void
+test_rotate(void **state)
+{
+	X509 *old = rf_ca_cert(F.ca, "issuing"), *nw, *x;
+	struct rf_ca *ca2 = NULL;
+	struct rf_ca_rec rec;
+	struct rf_cert_rec cr;
+	struct rf_issued is;
+
+	(void)state;
+	assert_string_equal(rf_ca_issuer_name(F.ca), "issuing");
+	assert_int_equal(
+	    rf_ca_rotate(F.ca, "nope", "issuing-2", &F.who), RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_ca_rotate(F.ca, "issuing", "bad name", &F.who), RF_ERR_ARG);
+	assert_int_equal(rf_ca_rotate(F.ca, "issuing", "issuing-2", &F.who), 0);
+	assert_int_equal(
+	    rf_ca_rotate(F.ca, "issuing", "issuing-2", &F.who), RF_ERR_EXISTS);
+	assert_string_equal(rf_ca_issuer_name(F.ca), "issuing-2");
+	assert_non_null(nw = rf_ca_cert(F.ca, "issuing-2"));
+	assert_ptr_equal(rf_ca_cert(F.ca, "issuing"), old); /* kept for CRLs */
+	assert_int_not_equal(X509_cmp(old, nw), 0);
+	assert_int_equal(X509_get_pathlen(nw), 0);
+	assert_int_equal(rf_store_ca_get(F.st, "issuing", &rec), 0);
+	assert_int_equal(rec.active, 0);
+	rf_ca_rec_clear(&rec);
+	assert_int_equal(rf_store_ca_get(F.st, "issuing-2", &rec), 0);
+	assert_int_equal(rec.active, 1);
+	assert_string_equal(rec.parent, "root");
+	rf_ca_rec_clear(&rec);
+	/* New certificates come from the new CA and chain to the root. */
+	assert_int_equal(issue1("acme", RF_PROFILE_CLIENT, NULL, 0,
+			     RF_KEY_EC_P256, NULL, &is),
+	    0);
+	x = parse(is.der, is.derlen);
+	check_common(x, &is, "acme", "client");
+	verify_chain(x, X509_PURPOSE_SSL_CLIENT);
+	assert_int_equal(X509_check_issued(nw, x), X509_V_OK);
+	assert_int_equal(rf_store_cert_get(F.st, is.serial, &cr), 0);
+	assert_string_equal(cr.issuer, "issuing-2");
+	rf_cert_rec_clear(&cr);
+	X509_free(x);
+	rf_issued_clear(&is);
+	/* A fresh open picks the active issuer. */
+	assert_int_equal(rf_ca_open(&F.cfg, F.st, F.keys, &ca2), 0);
+	assert_string_equal(rf_ca_issuer_name(ca2), "issuing-2");
+	rf_ca_free(ca2);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_init),
+	    cmocka_unit_test(test_tenants),
+	    cmocka_unit_test(test_issue_keygen),
+	    cmocka_unit_test(test_issue_csr),
+	    cmocka_unit_test(test_bad_csrs),
+	    cmocka_unit_test(test_key_reused),
+	    cmocka_unit_test(test_serials),
+	    cmocka_unit_test(test_der_helpers),
+	    cmocka_unit_test(test_issue_hook),
+	    cmocka_unit_test(test_rotate),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}

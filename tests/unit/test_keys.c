@@ -1,0 +1,804 @@
+/*
+ * Key custody against a real SoftHSM2 token and a real SQLite record:
+ * generation of the four algorithms, custody attributes, audit before
+ * signing, failures named by their setting, disable, destroy, session
+ * loss and threaded batches. Signatures are checked with OpenSSL, not
+ * with the code under test.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+#include <openssl/x509.h>
+
+#include "audit/audit.h"
+#include "keys/keys.h"
+#include "store/store.h"
+#include "testutil.h"
+
+struct fx {
+	char *home;
+	struct rf_config cfg;
+	struct rf_store *st;
+	struct rf_audit *audit;
+	struct rf_keys *keys;
+};
+
+static const struct rf_actor who = {"tester", "unit"};
+
+static int
+setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+
+	assert_non_null(fx);
+	fx->home = tu_home();
+	tu_token(fx->home, &fx->cfg);
+	assert_int_equal(rf_store_open(fx->cfg.db_path, 1, &fx->st), 0);
+	assert_int_equal(rf_audit_open(fx->st, &fx->audit), 0);
+	assert_int_equal(rf_keys_open(&fx->cfg, fx->audit, &fx->keys), 0);
+	*state = fx;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *fx = *state;
+
+	rf_keys_free(fx->keys);
+	rf_audit_free(fx->audit);
+	rf_store_free(fx->st);
+	tu_home_remove(fx->home);
+	free(fx);
+	return 0;
+}
+
+static uint64_t
+leaves(struct fx *fx)
+{
+	uint64_t n = 0;
+
+	assert_int_equal(rf_store_leaf_count(fx->st, &n), 0);
+	return n;
+}
+
+/* Independent verification: OpenSSL EVP with the key's public half. */
+static int
+ossl_verify(EVP_PKEY *pub, enum rf_key_alg alg, enum rf_sig_scheme scheme,
+    const uint8_t *msg, size_t len, const uint8_t *sig, size_t siglen)
+{
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *p = NULL;
+	int ok;
+
+	assert_non_null(m);
+	assert_int_equal(
+	    EVP_DigestVerifyInit(m, &p,
+		alg == RF_KEY_EC_P384 ? EVP_sha384() : EVP_sha256(), NULL, pub),
+	    1);
+	if (scheme == RF_SIG_RSA_PSS) {
+		assert_int_equal(
+		    EVP_PKEY_CTX_set_rsa_padding(p, RSA_PKCS1_PSS_PADDING), 1);
+		assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(p, 32), 1);
+	}
+	ok = EVP_DigestVerify(m, sig, siglen, msg, len);
+	EVP_MD_CTX_free(m);
+	return ok;
+}
+
+/*
+ * Verify through the AlgorithmIdentifier: OpenSSL's ASN1_item_verify reads
+ * the algorithm (and the PSS parameters) from it, as X.509 verifiers do.
+ */
+static int
+algor_verify(struct rf_key *key, enum rf_sig_scheme scheme, X509_NAME *name,
+    const struct rf_sig *sig)
+{
+	ASN1_BIT_STRING *bs = ASN1_BIT_STRING_new();
+	X509_ALGOR *alg = NULL;
+	int ok;
+
+	assert_non_null(bs);
+	assert_int_equal(rf_key_sigalg(key, scheme, &alg), 0);
+	assert_int_equal(ASN1_BIT_STRING_set(bs, sig->sig, (int)sig->len), 1);
+	ok = ASN1_item_verify(
+	    ASN1_ITEM_rptr(X509_NAME), alg, bs, name, rf_key_public(key));
+	X509_ALGOR_free(alg);
+	ASN1_BIT_STRING_free(bs);
+	return ok;
+}
+
+static void
+gen_sign_verify(struct fx *fx, enum rf_key_alg alg, enum rf_sig_scheme scheme)
+{
+	struct rf_key *key = NULL, *again = NULL;
+	struct rf_sign_req req[2];
+	struct rf_sig sig[2];
+	X509_NAME *name = X509_NAME_new();
+	uint8_t *der = NULL;
+	char id[65];
+	int len, i;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, alg, "test-key", "acme", &who, &key), 0);
+	assert_int_equal(rf_key_alg(key), alg);
+	/* The id is the SPKI hash, and loading by it finds the same key. */
+	assert_int_equal(rf_keys_pub_id(rf_key_public(key), id), 0);
+	assert_string_equal(id, rf_key_id(key));
+	assert_int_equal(rf_keys_load(fx->keys, rf_key_id(key), &again), 0);
+	assert_int_equal(
+	    EVP_PKEY_eq(rf_key_public(key), rf_key_public(again)), 1);
+	assert_int_equal(rf_key_alg(again), alg);
+	assert_int_equal(EVP_PKEY_get_bits(rf_key_public(key)),
+	    alg == RF_KEY_EC_P256	 ? 256
+		: alg == RF_KEY_EC_P384	 ? 384
+		: alg == RF_KEY_RSA_2048 ? 2048
+					 : 3072);
+
+	assert_non_null(name);
+	assert_int_equal(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
+			     (const unsigned char *)"tenant-7", -1, -1, 0),
+	    1);
+	assert_true((len = i2d_X509_NAME(name, &der)) > 0);
+	memset(req, 0, sizeof(req));
+	for (i = 0; i < 2; i++) {
+		req[i].msg = der;
+		req[i].msglen = (size_t)len;
+		req[i].scheme = scheme;
+		req[i].what = "cert";
+		req[i].ref = "01";
+		req[i].tenant = "acme";
+	}
+	req[1].msglen = (size_t)len - 1; /* a different message */
+	assert_int_equal(rf_keys_sign(fx->keys, again, req, 2, &who, sig), 0);
+	for (i = 0; i < 2; i++) {
+		assert_non_null(sig[i].sig);
+		assert_int_equal(
+		    ossl_verify(rf_key_public(key), alg, scheme, req[i].msg,
+			req[i].msglen, sig[i].sig, sig[i].len),
+		    1);
+	}
+	assert_int_equal(algor_verify(key, scheme, name, &sig[0]), 1);
+	/* A signature over one message does not verify for the other. */
+	assert_int_not_equal(
+	    ossl_verify(rf_key_public(key), alg, scheme, req[1].msg,
+		req[1].msglen, sig[0].sig, sig[0].len),
+	    1);
+	/* Every single-bit flip of the signature is rejected. */
+	for (i = 0; i < (int)sig[0].len * 8; i += 7) {
+		sig[0].sig[i / 8] ^= (uint8_t)(1u << (i % 8));
+		assert_int_not_equal(
+		    ossl_verify(rf_key_public(key), alg, scheme, req[0].msg,
+			req[0].msglen, sig[0].sig, sig[0].len),
+		    1);
+		assert_int_not_equal(
+		    rf_keys_verify(rf_key_public(key), alg, scheme, req[0].msg,
+			req[0].msglen, sig[0].sig, sig[0].len),
+		    0);
+		sig[0].sig[i / 8] ^= (uint8_t)(1u << (i % 8));
+	}
+	rf_sig_clear(&sig[0]);
+	rf_sig_clear(&sig[1]);
+	OPENSSL_free(der);
+	X509_NAME_free(name);
+	rf_key_free(again);
+	rf_key_free(key);
+}
+
+static void
+test_ec_p256(void **state)
+{
+	gen_sign_verify(*state, RF_KEY_EC_P256, RF_SIG_DEFAULT);
+}
+
+static void
+test_ec_p384(void **state)
+{
+	gen_sign_verify(*state, RF_KEY_EC_P384, RF_SIG_DEFAULT);
+}
+
+static void
+test_rsa_2048(void **state)
+{
+	gen_sign_verify(*state, RF_KEY_RSA_2048, RF_SIG_DEFAULT);
+}
+
+static void
+test_rsa_3072_pss(void **state)
+{
+	struct fx *fx = *state;
+
+	gen_sign_verify(fx, RF_KEY_RSA_3072, RF_SIG_DEFAULT);
+	gen_sign_verify(fx, RF_KEY_RSA_3072, RF_SIG_RSA_PSS);
+}
+
+static void
+test_custody(void **state)
+{
+	struct fx *fx = *state;
+	enum rf_key_alg algs[] = {RF_KEY_EC_P256, RF_KEY_RSA_2048};
+	struct rf_key *key;
+	int s, e, as, ne;
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		assert_int_equal(rf_keys_generate(fx->keys, algs[i], "custody",
+				     NULL, &who, &key),
+		    0);
+		s = e = as = ne = -1;
+		assert_int_equal(
+		    rf_keys_custody(fx->keys, rf_key_id(key), &s, &e, &as, &ne),
+		    0);
+		assert_int_equal(s, 1);
+		assert_int_equal(e, 0);
+		assert_int_equal(as, 1);
+		assert_int_equal(ne, 1);
+		rf_key_free(key);
+	}
+	assert_int_equal(rf_keys_custody(fx->keys,
+			     "00000000000000000000000000000000"
+			     "00000000000000000000000000000000",
+			     &s, &e, &as, &ne),
+	    RF_ERR_KEY_NOT_FOUND);
+}
+
+struct leaf_check {
+	const char *key_id;
+	char digests[3][65];
+	size_t seen;
+};
+
+static int
+check_leaf(void *arg, const struct rf_leaf_rec *l)
+{
+	struct leaf_check *c = arg;
+	char *data = calloc(1, l->len + 1);
+
+	assert_non_null(data);
+	memcpy(data, l->data, l->len);
+	assert_string_equal(l->type, "sign");
+	assert_non_null(l->key_id);
+	assert_string_equal(l->key_id, c->key_id);
+	assert_non_null(strstr(data, c->digests[c->seen]));
+	assert_non_null(strstr(data, "\"what\":\"crl\""));
+	free(data);
+	c->seen++;
+	return 0;
+}
+
+static void
+test_audit_before_sign(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *key;
+	struct rf_sign_req req[3];
+	struct rf_sig sig[3];
+	struct leaf_check c;
+	const char *msgs[3] = {"one", "two", "three"};
+	uint8_t md[32];
+	uint64_t before;
+	size_t i;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "crl", NULL, &who, &key),
+	    0);
+	memset(req, 0, sizeof(req));
+	memset(&c, 0, sizeof(c));
+	c.key_id = rf_key_id(key);
+	for (i = 0; i < 3; i++) {
+		req[i].msg = (const uint8_t *)msgs[i];
+		req[i].msglen = strlen(msgs[i]);
+		req[i].what = "crl";
+		req[i].ref = "7";
+		assert_int_equal(EVP_Digest(msgs[i], strlen(msgs[i]), md, NULL,
+				     EVP_sha256(), NULL),
+		    1);
+		rf_hex(md, sizeof(md), c.digests[i]);
+	}
+	before = leaves(fx);
+	assert_int_equal(rf_keys_sign(fx->keys, key, req, 3, &who, sig), 0);
+	assert_int_equal(leaves(fx), before + 3);
+	assert_int_equal(
+	    rf_store_leaf_foreach(fx->st, before, before + 3, check_leaf, &c),
+	    0);
+	assert_int_equal(c.seen, 3);
+	for (i = 0; i < 3; i++)
+		rf_sig_clear(&sig[i]);
+	rf_key_free(key);
+}
+
+static void
+test_audit_failure_no_signature(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *key;
+	struct rf_sign_req req[2];
+	struct rf_sig sig[2];
+	char *big;
+	uint64_t before;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "k", NULL, &who, &key),
+	    0);
+	/* A reference too large for a leaf: the record refuses it. */
+	assert_non_null(big = malloc(RF_AUDIT_LEAF_MAX + 16));
+	memset(big, 'a', RF_AUDIT_LEAF_MAX + 15);
+	big[RF_AUDIT_LEAF_MAX + 15] = '\0';
+	memset(req, 0, sizeof(req));
+	req[0].msg = req[1].msg = (const uint8_t *)"tbs";
+	req[0].msglen = req[1].msglen = 3;
+	req[0].what = req[1].what = "cert";
+	req[1].ref = big;
+	sig[0].sig = (uint8_t *)"junk"; /* must come back NULL */
+	before = leaves(fx);
+	assert_int_equal(
+	    rf_keys_sign(fx->keys, key, req, 2, &who, sig), RF_ERR_AUDIT);
+	assert_null(sig[0].sig);
+	assert_null(sig[1].sig);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_AUDIT), "nothing was signed"));
+	assert_int_equal(leaves(fx), before); /* all or nothing */
+	/* A tenant that is not UTF-8 is refused as well. */
+	req[1].ref = NULL;
+	req[1].tenant = "\xff\xfe";
+	assert_int_equal(
+	    rf_keys_sign(fx->keys, key, req, 2, &who, sig), RF_ERR_AUDIT);
+	assert_null(sig[0].sig);
+	assert_int_equal(leaves(fx), before);
+	free(big);
+	rf_key_free(key);
+}
+
+static void
+test_audit_readonly_no_signature(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_store *ro = NULL;
+	struct rf_audit *audit = NULL;
+	struct rf_keys *keys = NULL;
+	struct rf_key *key = NULL, *rokey = NULL;
+	struct rf_sign_req req;
+	struct rf_sig sig;
+	char uri[1200];
+	uint64_t before;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "ro", NULL, &who, &key),
+	    0);
+	/* A record that cannot be written: a read-only connection. */
+	snprintf(uri, sizeof(uri), "file:%s?mode=ro", fx->cfg.db_path);
+	assert_int_equal(rf_store_open(uri, 0, &ro), 0);
+	assert_int_equal(rf_audit_open(ro, &audit), 0);
+	assert_int_equal(rf_keys_open(&fx->cfg, audit, &keys), 0);
+	assert_int_equal(rf_keys_load(keys, rf_key_id(key), &rokey), 0);
+	memset(&req, 0, sizeof(req));
+	req.msg = (const uint8_t *)"tbs";
+	req.msglen = 3;
+	req.what = "cert";
+	before = leaves(fx);
+	assert_int_equal(
+	    rf_keys_sign(keys, rokey, &req, 1, &who, &sig), RF_ERR_AUDIT);
+	assert_null(sig.sig);
+	assert_int_equal(leaves(fx), before);
+	/* The same key signs through a writable record. */
+	assert_int_equal(rf_keys_sign(fx->keys, key, &req, 1, &who, &sig), 0);
+	assert_non_null(sig.sig);
+	assert_int_equal(leaves(fx), before + 1);
+	rf_sig_clear(&sig);
+	rf_key_free(rokey);
+	rf_key_free(key);
+	rf_keys_free(keys);
+	rf_audit_free(audit);
+	rf_store_free(ro);
+}
+
+static void
+test_wrong_pin(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_config cfg = fx->cfg;
+	struct rf_keys *k = (struct rf_keys *)1;
+	uint64_t before = leaves(fx);
+
+	/*
+	 * PKCS#11 logins are per process: close the fixture's sessions so
+	 * that the login is really attempted.
+	 */
+	rf_keys_free(fx->keys);
+	fx->keys = NULL;
+	snprintf(cfg.pin, sizeof(cfg.pin), "4321");
+	assert_int_equal(rf_keys_open(&cfg, fx->audit, &k), RF_ERR_TOKEN_PIN);
+	assert_null(k);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_TOKEN_PIN), "RINGFENCE_PIN"));
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_TOKEN_PIN), "CKR_PIN_INCORRECT"));
+	/* ...and the failed login is on the record. */
+	assert_int_equal(leaves(fx), before + 1);
+	/* The right PIN still works afterwards. */
+	assert_int_equal(rf_keys_open(&fx->cfg, fx->audit, &fx->keys), 0);
+}
+
+static void
+test_bad_settings(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_config cfg = fx->cfg;
+	struct rf_keys *k = NULL;
+
+	snprintf(
+	    cfg.module, sizeof(cfg.module), "%s/no-such-module.so", fx->home);
+	assert_int_equal(
+	    rf_keys_open(&cfg, fx->audit, &k), RF_ERR_TOKEN_MODULE);
+	assert_null(k);
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_TOKEN_MODULE), "RINGFENCE_MODULE"));
+	assert_non_null(strstr(rf_err_msg(RF_ERR_TOKEN_MODULE), cfg.module));
+
+	cfg = fx->cfg;
+	snprintf(cfg.token, sizeof(cfg.token), "no-such-token");
+	assert_int_equal(
+	    rf_keys_open(&cfg, fx->audit, &k), RF_ERR_TOKEN_NOT_FOUND);
+	assert_null(k);
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_TOKEN_NOT_FOUND), "RINGFENCE_TOKEN"));
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_TOKEN_NOT_FOUND), "no-such-token"));
+}
+
+static void
+test_disable(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *key;
+	struct rf_sign_req req;
+	struct rf_sig sig;
+	uint64_t before;
+	int s, e, as, ne;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P384, "d", NULL, &who, &key),
+	    0);
+	memset(&req, 0, sizeof(req));
+	req.msg = (const uint8_t *)"m";
+	req.msglen = 1;
+	req.what = "cert";
+	assert_int_equal(rf_keys_sign(fx->keys, key, &req, 1, &who, &sig), 0);
+	rf_sig_clear(&sig);
+	before = leaves(fx);
+	assert_int_equal(rf_keys_disable(fx->keys, rf_key_id(key), &who), 0);
+	assert_int_equal(leaves(fx), before + 1); /* key-disable */
+	assert_int_equal(rf_keys_sign(fx->keys, key, &req, 1, &who, &sig),
+	    RF_ERR_KEY_DISABLED);
+	assert_null(sig.sig);
+	assert_int_equal(leaves(fx), before + 1); /* no sign leaf */
+	/* Still in custody, just unable to sign. */
+	assert_int_equal(
+	    rf_keys_custody(fx->keys, rf_key_id(key), &s, &e, &as, &ne), 0);
+	assert_int_equal(s, 1);
+	assert_int_equal(e, 0);
+	rf_key_free(key);
+}
+
+static void
+test_destroy(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *key, *again = NULL;
+	struct rf_sign_req req;
+	struct rf_sig sig;
+	char id[65];
+	uint64_t before;
+
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_RSA_2048, "x",
+			     "acme", &who, &key),
+	    0);
+	snprintf(id, sizeof(id), "%s", rf_key_id(key));
+	before = leaves(fx);
+	assert_int_equal(rf_keys_destroy(fx->keys, id, &who), 0);
+	assert_int_equal(leaves(fx), before + 1);
+	assert_int_equal(
+	    rf_keys_load(fx->keys, id, &again), RF_ERR_KEY_NOT_FOUND);
+	assert_null(again);
+	memset(&req, 0, sizeof(req));
+	req.msg = (const uint8_t *)"m";
+	req.msglen = 1;
+	assert_int_equal(rf_keys_sign(fx->keys, key, &req, 1, &who, &sig),
+	    RF_ERR_KEY_NOT_FOUND);
+	assert_null(sig.sig);
+	assert_int_equal(
+	    rf_keys_destroy(fx->keys, id, &who), RF_ERR_KEY_NOT_FOUND);
+	assert_int_equal(rf_keys_load(fx->keys, "zz", &again), RF_ERR_ARG);
+	rf_key_free(key);
+}
+
+static void
+test_session_loss(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *key, *again = NULL;
+	struct rf_sign_req req;
+	struct rf_sig sig;
+	int round;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "s", NULL, &who, &key),
+	    0);
+	memset(&req, 0, sizeof(req));
+	req.msg = (const uint8_t *)"after the reset";
+	req.msglen = strlen((const char *)req.msg);
+	for (round = 0; round < 3; round++) {
+		assert_int_equal(rf_keys_test_drop_sessions(fx->keys), 0);
+		assert_int_equal(
+		    rf_keys_sign(fx->keys, key, &req, 1, &who, &sig), 0);
+		assert_int_equal(
+		    ossl_verify(rf_key_public(key), RF_KEY_EC_P256,
+			RF_SIG_DEFAULT, req.msg, req.msglen, sig.sig, sig.len),
+		    1);
+		rf_sig_clear(&sig);
+		/* Lost after the audit append, in the middle of signing. */
+		rf_keys_test_drop_at_sign(fx->keys);
+		assert_int_equal(
+		    rf_keys_sign(fx->keys, key, &req, 1, &who, &sig), 0);
+		assert_int_equal(
+		    ossl_verify(rf_key_public(key), RF_KEY_EC_P256,
+			RF_SIG_DEFAULT, req.msg, req.msglen, sig.sig, sig.len),
+		    1);
+		rf_sig_clear(&sig);
+	}
+	assert_int_equal(rf_keys_test_drop_sessions(fx->keys), 0);
+	assert_int_equal(rf_keys_load(fx->keys, rf_key_id(key), &again), 0);
+	rf_key_free(again);
+	rf_key_free(key);
+}
+
+/* Sign n messages and check each; exact: check the leaf count too (only
+ * when no other thread signs). */
+static void
+sign_batch(struct fx *fx, struct rf_key *key, size_t n, int exact)
+{
+	struct rf_sign_req *req = calloc(n, sizeof(*req));
+	struct rf_sig *sig = calloc(n, sizeof(*sig));
+	char(*msg)[32] = calloc(n, sizeof(*msg));
+	uint64_t before = exact ? leaves(fx) : 0;
+	size_t i;
+
+	assert_non_null(req);
+	assert_non_null(sig);
+	assert_non_null(msg);
+	for (i = 0; i < n; i++) {
+		snprintf(msg[i], sizeof(msg[i]), "response %zu", i);
+		req[i].msg = (const uint8_t *)msg[i];
+		req[i].msglen = strlen(msg[i]);
+		req[i].what = "ocsp";
+	}
+	assert_int_equal(rf_keys_sign(fx->keys, key, req, n, &who, sig), 0);
+	if (exact)
+		assert_int_equal(leaves(fx), before + n);
+	for (i = 0; i < n; i++)
+		assert_int_equal(
+		    ossl_verify(rf_key_public(key), rf_key_alg(key),
+			RF_SIG_DEFAULT, req[i].msg, req[i].msglen, sig[i].sig,
+			sig[i].len),
+		    1);
+	for (i = 0; i < n; i++)
+		rf_sig_clear(&sig[i]);
+	free(msg);
+	free(sig);
+	free(req);
+}
+
+static void
+test_batch_threads(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *key;
+	double rate = 0;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "b", NULL, &who, &key),
+	    0);
+	sign_batch(fx, key, 200, 1);
+	/* Lost sessions in the middle of threaded work recover too. */
+	assert_int_equal(rf_keys_test_drop_sessions(fx->keys), 0);
+	sign_batch(fx, key, 200, 1);
+	rf_keys_test_drop_at_sign(fx->keys); /* both threads lose theirs */
+	sign_batch(fx, key, 200, 1);
+	rf_keys_test_drop_at_sign(fx->keys);
+	sign_batch(fx, key, 3, 1); /* and the single-thread path */
+	assert_int_equal(rf_keys_measure_rate(fx->keys, key, 200, 2, &rate), 0);
+	assert_true(rate > 0);
+	rf_key_free(key);
+}
+
+struct conc {
+	struct fx *fx;
+	struct rf_key *key;
+};
+
+static void *
+conc_thread(void *arg)
+{
+	struct conc *c = arg;
+	int i;
+
+	for (i = 0; i < 3; i++)
+		sign_batch(c->fx, c->key, 70, 0);
+	return NULL;
+}
+
+static void
+test_concurrent_callers(void **state)
+{
+	struct fx *fx = *state;
+	struct conc c;
+	pthread_t t[3];
+	uint64_t before;
+	int i;
+
+	c.fx = fx;
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "c", NULL, &who, &c.key),
+	    0);
+	before = leaves(fx);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(
+		    pthread_create(&t[i], NULL, conc_thread, &c), 0);
+	for (i = 0; i < 3; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(leaves(fx), before + 3 * 3 * 70);
+	rf_key_free(c.key);
+}
+
+static int
+count_key(void *arg, const struct rf_key_info *ki)
+{
+	size_t *n = arg;
+
+	assert_int_equal(strlen(ki->id), 64);
+	assert_int_equal(ki->sensitive, 1);
+	assert_int_equal(ki->extractable, 0);
+	assert_int_equal(ki->never_extractable, 1);
+	assert_int_not_equal(ki->alg, RF_KEY_NONE);
+	(*n)++;
+	return 0;
+}
+
+static void
+test_list(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *k1, *k2;
+	size_t n = 0;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "l1", NULL, &who, &k1),
+	    0);
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_RSA_2048, "l2", NULL, &who, &k2),
+	    0);
+	assert_int_equal(rf_keys_list(fx->keys, count_key, &n), 0);
+	assert_int_equal(n, 2);
+	rf_key_free(k1);
+	rf_key_free(k2);
+}
+
+static void
+test_init_token(void **state)
+{
+	char *home = tu_home();
+	struct rf_config cfg;
+	struct rf_store *st = NULL;
+	struct rf_audit *audit = NULL;
+	struct rf_keys *keys = NULL;
+	struct rf_key *key = NULL;
+	char path[1200];
+
+	(void)state;
+	assert_int_equal(rf_config_load(&cfg), 0);
+	snprintf(cfg.pin, sizeof(cfg.pin), "246810");
+	assert_int_equal(rf_keys_init_token(&cfg, "13579135", cfg.pin), 0);
+	snprintf(path, sizeof(path), "%s/softhsm2.conf", home);
+	assert_int_equal(
+	    tu_sh("grep -q 'tokendir = %s/tokens' %s", home, path), 0);
+	assert_int_equal(
+	    rf_keys_init_token(&cfg, "13579135", cfg.pin), RF_ERR_EXISTS);
+	assert_int_equal(rf_store_open(cfg.db_path, 1, &st), 0);
+	assert_int_equal(rf_audit_open(st, &audit), 0);
+	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
+	assert_int_equal(
+	    rf_keys_generate(keys, RF_KEY_EC_P256, "i", NULL, &who, &key), 0);
+	rf_key_free(key);
+	rf_keys_free(keys);
+	rf_audit_free(audit);
+	rf_store_free(st);
+	tu_home_remove(home);
+}
+
+static void
+test_helpers(void **state)
+{
+	enum rf_key_alg alg;
+	uint8_t raw[64], *der = NULL, pt[67];
+	EVP_PKEY *pk = NULL;
+	const uint8_t *p;
+	size_t len, plen;
+
+	(void)state;
+	assert_int_equal(rf_key_alg_parse("ec-p384", &alg), 0);
+	assert_int_equal(alg, RF_KEY_EC_P384);
+	assert_string_equal(rf_key_alg_name(RF_KEY_RSA_3072), "rsa-3072");
+	assert_int_equal(rf_key_alg_parse("ec-p521", &alg), RF_ERR_ARG);
+	/* r and s with leading zero bytes and a high bit: minimal DER. */
+	memset(raw, 0, sizeof(raw));
+	raw[31] = 0x01;
+	raw[32] = 0x80;
+	assert_int_equal(rf_keys_ecdsa_raw_to_der(raw, 64, &der, &len), 0);
+	assert_int_equal(len, 2 + 3 + 2 + 33);
+	assert_int_equal(der[0], 0x30);
+	assert_int_equal(der[2], 0x02);
+	assert_int_equal(der[3], 0x01);
+	assert_int_equal(der[4], 0x01);
+	assert_int_equal(der[5], 0x02);
+	assert_int_equal(der[6], 0x21);
+	assert_int_equal(der[7], 0x00);
+	free(der);
+	assert_int_not_equal(rf_keys_ecdsa_raw_to_der(raw, 63, &der, &len), 0);
+	memset(raw, 0, sizeof(raw));
+	assert_int_not_equal(rf_keys_ecdsa_raw_to_der(raw, 64, &der, &len), 0);
+	/* CKA_EC_POINT: wrapped, bare, and wrong. */
+	pt[0] = 0x04;
+	pt[1] = 65;
+	pt[2] = 0x04;
+	memset(pt + 3, 7, 64);
+	assert_int_equal(
+	    rf_keys_ec_point_decode(RF_KEY_EC_P256, pt, 67, &p, &plen), 0);
+	assert_ptr_equal(p, pt + 2);
+	assert_int_equal(plen, 65);
+	assert_int_equal(
+	    rf_keys_ec_point_decode(RF_KEY_EC_P256, pt + 2, 65, &p, &plen), 0);
+	assert_int_equal(
+	    rf_keys_ec_point_decode(RF_KEY_EC_P256, pt, 66, &p, &plen),
+	    RF_ERR_MALFORMED);
+	assert_int_equal(
+	    rf_keys_ec_point_decode(RF_KEY_EC_P384, pt, 67, &p, &plen),
+	    RF_ERR_MALFORMED);
+	/* A point not on the curve is refused. */
+	assert_int_equal(
+	    rf_keys_ec_pub(RF_KEY_EC_P256, pt + 2, 65, &pk), RF_ERR_MALFORMED);
+	assert_null(pk);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_helpers),
+	    cmocka_unit_test_setup_teardown(test_ec_p256, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ec_p384, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rsa_2048, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_rsa_3072_pss, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_custody, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_audit_before_sign, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_audit_failure_no_signature, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_audit_readonly_no_signature, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_wrong_pin, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bad_settings, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_disable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_destroy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_session_loss, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_batch_threads, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_concurrent_callers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_list, setup, teardown),
+	    cmocka_unit_test(test_init_token),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
