@@ -14,7 +14,7 @@
 
 struct rf_audit {
 	struct rf_store *st;	  /* borrowed */
-	pthread_mutex_t mu;	  /* serialises appends and the cached head */
+	pthread_mutex_t mu;	  /* recursive: every use of st, and acc */
 	struct rf_merkle_acc acc; /* leaves [0, acc.n) seen so far */
 };
 
@@ -22,20 +22,45 @@ int
 rf_audit_open(struct rf_store *store, struct rf_audit **out)
 {
 	struct rf_audit *a;
+	pthread_mutexattr_t attr;
 
 	*out = NULL;
 	if (store == NULL)
 		return rf_err_set(RF_ERR_ARG, "audit needs an open store");
 	if ((a = calloc(1, sizeof(*a))) == NULL)
 		return RF_ERR_ALLOC;
-	if (pthread_mutex_init(&a->mu, NULL) != 0) {
-		free(a);
-		return RF_ERR_INTERNAL;
+	if (pthread_mutexattr_init(&attr) != 0)
+		goto fail;
+	if (pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_RECURSIVE) != 0 ||
+	    pthread_mutex_init(&a->mu, &attr) != 0) {
+		pthread_mutexattr_destroy(&attr);
+		goto fail;
 	}
+	pthread_mutexattr_destroy(&attr);
 	a->st = store; /* borrowed */
 	rf_merkle_acc_init(&a->acc);
 	*out = a;
 	return 0;
+fail:
+	free(a);
+	return RF_ERR_INTERNAL;
+}
+
+/*
+ * The store handle is not thread-safe (one SQLite connection, no mutex):
+ * every call that reaches it through this audit handle holds this lock.
+ */
+void
+rf_audit_lock(struct rf_audit *a)
+{
+	if (pthread_mutex_lock(&a->mu) != 0)
+		abort(); /* only on a corrupted mutex */
+}
+
+void
+rf_audit_unlock(struct rf_audit *a)
+{
+	pthread_mutex_unlock(&a->mu);
 }
 
 void
@@ -244,8 +269,8 @@ rf_audit_append(struct rf_audit *a, const struct rf_audit_event *evs, size_t n,
 		recs[i].len = len;
 		rf_merkle_leaf_hash(bufs[i], len, recs[i].hash);
 	}
-	if (pthread_mutex_lock(&a->mu) != 0)
-		goto out;
+	/* Encoded and hashed above without the lock; appended under it. */
+	rf_audit_lock(a);
 	locked = 1;
 	if ((r = rf_store_leaf_append(a->st, recs, n, &f)) != 0) {
 		/* Copy the store's detail: rf_err_set reuses its buffer. */
@@ -259,7 +284,7 @@ rf_audit_append(struct rf_audit *a, const struct rf_audit_event *evs, size_t n,
 	r = 0;
 out:
 	if (locked)
-		pthread_mutex_unlock(&a->mu);
+		rf_audit_unlock(a);
 	if (bufs != NULL)
 		for (i = 0; i < n; i++)
 			free(bufs[i]);
@@ -299,18 +324,15 @@ head_walk_fn(void *arg, const struct rf_leaf_rec *l)
  * leaves appended since the last call (leaves never change once written;
  * rf_audit_verify checks that they did not).
  */
-int
-rf_audit_head(struct rf_audit *a, uint64_t *size, uint8_t root[RF_HASH_LEN])
+static int
+head_unlocked(struct rf_audit *a, uint64_t *size, uint8_t root[RF_HASH_LEN])
 {
 	struct rf_merkle_acc acc;
 	struct head_walk w;
 	uint64_t n;
 	int r = RF_ERR_INTERNAL;
 
-	if (pthread_mutex_lock(&a->mu) != 0)
-		return RF_ERR_INTERNAL;
 	acc = a->acc;
-	pthread_mutex_unlock(&a->mu);
 	if ((r = rf_store_leaf_count(a->st, &n)) != 0)
 		return r;
 	if (n < acc.n)
@@ -327,16 +349,13 @@ rf_audit_head(struct rf_audit *a, uint64_t *size, uint8_t root[RF_HASH_LEN])
 		    acc.n);
 	*size = acc.n;
 	rf_merkle_acc_root(&acc, root);
-	if (pthread_mutex_lock(&a->mu) != 0)
-		return RF_ERR_INTERNAL;
 	if (acc.n > a->acc.n)
 		a->acc = acc;
-	pthread_mutex_unlock(&a->mu);
 	return 0;
 }
 
-int
-rf_audit_size(struct rf_audit *a, uint64_t *n)
+static int
+size_unlocked(struct rf_audit *a, uint64_t *n)
 {
 	return rf_store_leaf_count(a->st, n);
 }
@@ -373,8 +392,8 @@ hash_walk_fn(void *arg, const struct rf_leaf_rec *l)
 	return 0;
 }
 
-int
-rf_audit_leaf_hashes(
+static int
+leaf_hashes_unlocked(
     struct rf_audit *a, uint64_t size, uint8_t (**out)[RF_HASH_LEN])
 {
 	struct hash_walk w;
@@ -416,8 +435,8 @@ out:
 	return r;
 }
 
-int
-rf_audit_root(struct rf_audit *a, uint64_t size, uint8_t root[RF_HASH_LEN])
+static int
+root_unlocked(struct rf_audit *a, uint64_t size, uint8_t root[RF_HASH_LEN])
 {
 	uint8_t(*h)[RF_HASH_LEN] = NULL;
 	int r;
@@ -448,8 +467,8 @@ resolve_size(struct rf_audit *a, uint64_t *size)
 	return 0;
 }
 
-int
-rf_audit_prove_inclusion(struct rf_audit *a, uint64_t index, uint64_t size,
+static int
+prove_inclusion_unlocked(struct rf_audit *a, uint64_t index, uint64_t size,
     uint8_t leaf[RF_HASH_LEN], uint8_t root[RF_HASH_LEN],
     uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
 {
@@ -479,8 +498,8 @@ out:
 	return r;
 }
 
-int
-rf_audit_prove_consistency(struct rf_audit *a, uint64_t size1, uint64_t size2,
+static int
+prove_consistency_unlocked(struct rf_audit *a, uint64_t size1, uint64_t size2,
     uint8_t root1[RF_HASH_LEN], uint8_t root2[RF_HASH_LEN],
     uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
 {
@@ -512,8 +531,8 @@ out:
 	return r;
 }
 
-int
-rf_audit_search(struct rf_audit *a, const struct rf_audit_query *q,
+static int
+search_unlocked(struct rf_audit *a, const struct rf_audit_query *q,
     int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg)
 {
 	int r;
@@ -522,5 +541,91 @@ rf_audit_search(struct rf_audit *a, const struct rf_audit_query *q,
 		return RF_ERR_ARG;
 	r = rf_store_leaf_search(
 	    a->st, q->key_id, q->tenant, q->since, q->until, q->limit, fn, arg);
+	return r;
+}
+
+/* Public entry points: the store handle is not thread-safe, so every use
+ * of it through this audit handle is serialised (recursive lock). */
+int
+rf_audit_head(struct rf_audit *a, uint64_t *size, uint8_t root[RF_HASH_LEN])
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = head_unlocked(a, size, root);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_size(struct rf_audit *a, uint64_t *n)
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = size_unlocked(a, n);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_leaf_hashes(
+    struct rf_audit *a, uint64_t size, uint8_t (**out)[RF_HASH_LEN])
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = leaf_hashes_unlocked(a, size, out);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_root(struct rf_audit *a, uint64_t size, uint8_t root[RF_HASH_LEN])
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = root_unlocked(a, size, root);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_prove_inclusion(struct rf_audit *a, uint64_t index, uint64_t size,
+    uint8_t leaf[RF_HASH_LEN], uint8_t root[RF_HASH_LEN],
+    uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = prove_inclusion_unlocked(a, index, size, leaf, root, proof, plen);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_prove_consistency(struct rf_audit *a, uint64_t size1, uint64_t size2,
+    uint8_t root1[RF_HASH_LEN], uint8_t root2[RF_HASH_LEN],
+    uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = prove_consistency_unlocked(
+	    a, size1, size2, root1, root2, proof, plen);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_search(struct rf_audit *a, const struct rf_audit_query *q,
+    int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg)
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = search_unlocked(a, q, fn, arg);
+	rf_audit_unlock(a);
 	return r;
 }

@@ -114,6 +114,13 @@ void rf_merkle_acc_add(
 void rf_merkle_acc_root(
     const struct rf_merkle_acc *acc, uint8_t out[RF_HASH_LEN]);
 
+/*
+ * The store handle is not thread-safe: every function here that reaches it
+ * holds the audit handle's (recursive) lock. Code that uses the same store
+ * handle from several threads must hold it too.
+ */
+void rf_audit_lock(struct rf_audit *audit);
+void rf_audit_unlock(struct rf_audit *audit);
 /* The store the record lives in (borrowed). */
 struct rf_store *rf_audit_store(struct rf_audit *audit);
 /* Current size and root (cached, extended with new leaves). */

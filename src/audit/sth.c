@@ -68,14 +68,20 @@ rf_audit_sth(struct rf_audit *a, struct rf_keys *keys,
 		memset(out, 0, sizeof(*out));
 	if (keys == NULL)
 		return rf_err_set(RF_ERR_ARG, "signing a tree head needs keys");
-	if ((r = rf_store_key_by_purpose(st, "audit", &kr)) != 0) {
-		if (r == RF_ERR_NOT_FOUND)
-			r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
-			    "no active audit key: run 'ringfence init'");
-		goto out;
-	}
-	if ((r = rf_keys_load(keys, kr.id, &key)) != 0 ||
-	    (r = rf_audit_head(a, &h.size, h.root)) != 0)
+	/*
+	 * The lock is held for the store, never across rf_keys_sign: keys
+	 * takes its own lock and then ours to append, so holding ours while
+	 * signing could deadlock with another signing thread.
+	 */
+	rf_audit_lock(a);
+	r = rf_store_key_by_purpose(st, "audit", &kr);
+	if (r == 0)
+		r = rf_audit_head(a, &h.size, h.root);
+	rf_audit_unlock(a);
+	if (r == RF_ERR_NOT_FOUND)
+		r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "no active audit key: run 'ringfence init'");
+	if (r != 0 || (r = rf_keys_load(keys, kr.id, &key)) != 0)
 		goto out;
 	h.time = rf_now();
 	snprintf(h.key_id, sizeof(h.key_id), "%s", kr.id);
@@ -96,8 +102,6 @@ rf_audit_sth(struct rf_audit *a, struct rf_keys *keys,
 	}
 	memcpy(h.sig, sig.sig, sig.len);
 	h.siglen = sig.len;
-	if ((r = save_spki(st, kr.id, rf_key_public(key))) != 0)
-		goto out;
 	memset(&rec, 0, sizeof(rec));
 	rec.size = h.size;
 	rec.time = h.time;
@@ -105,7 +109,11 @@ rf_audit_sth(struct rf_audit *a, struct rf_keys *keys,
 	snprintf(rec.key_id, sizeof(rec.key_id), "%s", h.key_id);
 	rec.sig = h.sig;
 	rec.siglen = h.siglen;
-	if ((r = rf_store_sth_add(st, &rec)) != 0)
+	rf_audit_lock(a);
+	if ((r = save_spki(st, kr.id, rf_key_public(key))) == 0)
+		r = rf_store_sth_add(st, &rec);
+	rf_audit_unlock(a);
+	if (r != 0)
 		goto out;
 	if (out != NULL)
 		*out = h;
@@ -139,23 +147,22 @@ sth_leaf_fn(void *arg, const struct rf_leaf_rec *l)
 	return 0;
 }
 
-int
-rf_audit_maybe_sth(struct rf_audit *a, struct rf_keys *keys, int64_t interval_s,
-    uint64_t leaves, int *made)
+/* Whether a tree head is due (called with the lock held). */
+static int
+maybe_due(struct rf_audit *a, int64_t interval_s, uint64_t leaves, int *due)
 {
 	struct rf_audit_sth_head last;
 	struct sth_leaf sl = {0};
 	uint64_t n;
-	int r, due = 0;
+	int r;
 
-	if (made != NULL)
-		*made = 0;
+	*due = 0;
 	if ((r = rf_audit_size(a, &n)) != 0)
 		return r;
 	r = rf_audit_sth_latest(a, &last);
 	if (r == RF_ERR_NOT_FOUND) {
 		rf_err_clear();
-		due = n > 0;
+		*due = n > 0;
 	} else if (r != 0) {
 		return r;
 	} else if (n > last.size) {
@@ -166,12 +173,26 @@ rf_audit_maybe_sth(struct rf_audit *a, struct rf_keys *keys, int64_t interval_s,
 			 sth_leaf_fn, &sl)) < 0)
 			return r;
 		if (!sl.is_sth_sig || n > last.size + 1)
-			due = (interval_s >= 0 &&
-				  rf_now() - last.time >= interval_s) ||
+			*due = (interval_s >= 0 &&
+				   rf_now() - last.time >= interval_s) ||
 			    (leaves > 0 && n - last.size >= leaves);
 	}
-	if (!due)
-		return 0;
+	return 0;
+}
+
+int
+rf_audit_maybe_sth(struct rf_audit *a, struct rf_keys *keys, int64_t interval_s,
+    uint64_t leaves, int *made)
+{
+	int r, due = 0;
+
+	if (made != NULL)
+		*made = 0;
+	rf_audit_lock(a);
+	r = maybe_due(a, interval_s, leaves, &due);
+	rf_audit_unlock(a);
+	if (r != 0 || !due)
+		return r;
 	if ((r = rf_audit_sth(a, keys, NULL, NULL)) != 0)
 		return r;
 	if (made != NULL)

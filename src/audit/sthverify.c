@@ -71,8 +71,8 @@ latest_fn(void *arg, const struct rf_sth_rec *s)
 	return 0;
 }
 
-int
-rf_audit_sth_latest(struct rf_audit *a, struct rf_audit_sth_head *out)
+static int
+sth_latest_unlocked(struct rf_audit *a, struct rf_audit_sth_head *out)
 {
 	struct latest l = {out, 0};
 	int r;
@@ -144,5 +144,16 @@ rf_audit_sth_verify(
 out:
 	EVP_MD_CTX_free(ctx);
 	EVP_PKEY_free(pub);
+	return r;
+}
+
+int
+rf_audit_sth_latest(struct rf_audit *a, struct rf_audit_sth_head *out)
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = sth_latest_unlocked(a, out);
+	rf_audit_unlock(a);
 	return r;
 }

@@ -128,7 +128,7 @@ check_sths_at(struct walk *w)
 			return problem(w->rep, prev,
 			    "tree head at size %" PRIu64
 			    " does not match the leaves: a leaf in [%" PRIu64
-			    ", %" PRIu64 ") was modified",
+			    ", %" PRIu64 ") was modified or reordered",
 			    h->size, prev, h->size);
 		}
 		w->next_sth++;
@@ -401,15 +401,15 @@ out:
 	return r;
 }
 
-int
-rf_audit_verify(struct rf_audit *a, const char *checkpoint_path,
+static int
+verify_unlocked(struct rf_audit *a, const char *checkpoint_path,
     struct rf_audit_report *rep)
 {
 	return verify_inner(a, checkpoint_path, 0, rep);
 }
 
-int
-rf_audit_checkpoint(
+static int
+checkpoint_unlocked(
     struct rf_audit *a, const char *path, struct rf_audit_report *rep)
 {
 	if (path == NULL)
@@ -469,8 +469,8 @@ export_leaf_fn(void *arg, const struct rf_leaf_rec *l)
 	return 0;
 }
 
-int
-rf_audit_export(struct rf_audit *a, FILE *f)
+static int
+export_unlocked(struct rf_audit *a, FILE *f)
 {
 	struct rf_store *st = rf_audit_store(a);
 	struct sth_list sths;
@@ -526,5 +526,40 @@ out:
 	free(sig);
 	free(spki);
 	free(sths.v);
+	return r;
+}
+
+int
+rf_audit_verify(struct rf_audit *a, const char *checkpoint_path,
+    struct rf_audit_report *rep)
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = verify_unlocked(a, checkpoint_path, rep);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_checkpoint(
+    struct rf_audit *a, const char *path, struct rf_audit_report *rep)
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = checkpoint_unlocked(a, path, rep);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_export(struct rf_audit *a, FILE *f)
+{
+	int r;
+
+	rf_audit_lock(a);
+	r = export_unlocked(a, f);
+	rf_audit_unlock(a);
 	return r;
 }

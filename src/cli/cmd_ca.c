@@ -28,8 +28,7 @@ struct opt {
  */
 static int
 parse_opts(struct rf_cli *cli, const char *cmd, int argc, char **argv,
-	   int start, const struct opt *opts, const char **pos, int maxpos,
-	   int *npos)
+    int start, const struct opt *opts, const char **pos, int maxpos, int *npos)
 {
 	const char *a, *eq;
 	size_t nl;
@@ -45,9 +44,9 @@ parse_opts(struct rf_cli *cli, const char *cmd, int argc, char **argv,
 		if (strncmp(a, "--", 2) != 0 || a[2] == '\0') {
 			if (*npos >= maxpos)
 				return cli_usage(cmd,
-						 "unexpected argument "
-						 "\"%.60s\"",
-						 a);
+				    "unexpected argument "
+				    "\"%.60s\"",
+				    a);
 			pos[(*npos)++] = a;
 			continue;
 		}
@@ -61,8 +60,8 @@ parse_opts(struct rf_cli *cli, const char *cmd, int argc, char **argv,
 			return cli_usage(cmd, "unknown option %.60s", a);
 		if (opts[k].flag != NULL) {
 			if (eq != NULL)
-				return cli_usage(cmd, "--%s takes no value",
-						 opts[k].name);
+				return cli_usage(
+				    cmd, "--%s takes no value", opts[k].name);
 			*opts[k].flag = 1;
 			continue;
 		}
@@ -71,8 +70,8 @@ parse_opts(struct rf_cli *cli, const char *cmd, int argc, char **argv,
 		else if (i + 1 < argc)
 			*opts[k].val = argv[++i];
 		else
-			return cli_usage(cmd, "--%s needs a value",
-					 opts[k].name);
+			return cli_usage(
+			    cmd, "--%s needs a value", opts[k].name);
 	}
 	return 0;
 }
@@ -162,16 +161,15 @@ cert_row(void *arg, const struct rf_cert_rec *c)
 	iso_time(c->not_after, na);
 	l->n++;
 	if (l->arr != NULL)
-		return json_array_append_new(
-			   l->arr,
+		return json_array_append_new(l->arr,
 			   json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "serial",
-				     c->serial, "tenant", c->tenant, "profile",
-				     c->profile, "status", cert_status(c),
-				     "not_after", na, "key_id", c->key_id)) == 0
-			   ? 0
-			   : RF_ERR_ALLOC;
+			       c->serial, "tenant", c->tenant, "profile",
+			       c->profile, "status", cert_status(c),
+			       "not_after", na, "key_id", c->key_id)) == 0
+		    ? 0
+		    : RF_ERR_ALLOC;
 	printf("%s  %-9s  %-7s  %s  %s\n", c->serial, c->profile,
-	       cert_status(c), na, c->tenant);
+	    cert_status(c), na, c->tenant);
 	return 0;
 }
 
@@ -188,9 +186,9 @@ tenant_show(struct rf_cli *cli, const char *name)
 	if ((r = rf_store_tenant_get(cli->store, name, &t)) != 0) {
 		if (r == RF_ERR_NOT_FOUND)
 			r = rf_err_set(r,
-				       "unknown tenant %s: add it with "
-				       "'ringfence tenant add %s'",
-				       name, name);
+			    "unknown tenant %s: add it with "
+			    "'ringfence tenant add %s'",
+			    name, name);
 		return cli_fail(r);
 	}
 	iso_time(t.created, created);
@@ -211,7 +209,7 @@ tenant_show(struct rf_cli *cli, const char *name)
 		return EXIT_OK;
 	}
 	j = json_pack("{s:s,s:s,s:o}", "name", t.name, "created", created,
-		      "certificates", l.arr);
+	    "certificates", l.arr);
 	return json_print(j);
 }
 
@@ -229,12 +227,13 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 		fputs(tenant_usage, stdout);
 		return EXIT_OK;
 	}
-	if ((r = parse_opts(cli, "tenant", argc, argv, 1, NULL, pos, 2,
-			    &npos)) != 0)
+	if ((r = parse_opts(
+		 cli, "tenant", argc, argv, 1, NULL, pos, 2, &npos)) != 0)
 		return r;
 	if (npos == 0)
-		return cli_usage("tenant", "missing subcommand: add, list "
-					   "or show");
+		return cli_usage("tenant",
+		    "missing subcommand: add, list "
+		    "or show");
 	if (strcmp(pos[0], "add") == 0) {
 		if (npos != 2)
 			return cli_usage("tenant", "add needs one NAME");
@@ -268,9 +267,9 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 		}
 		for (i = 0; i < n; i++) {
 			iso_time(ts[i].created, created);
-			json_array_append_new(
-			    arr, json_pack("{s:s,s:s}", "name", ts[i].name,
-					   "created", created));
+			json_array_append_new(arr,
+			    json_pack("{s:s,s:s}", "name", ts[i].name,
+				"created", created));
 		}
 		free(ts);
 		return json_print(arr);
@@ -283,9 +282,9 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 		return tenant_show(cli, pos[1]);
 	}
 	return cli_usage("tenant",
-			 "unknown subcommand \"%.40s\": use add, "
-			 "list or show",
-			 pos[0]);
+	    "unknown subcommand \"%.40s\": use add, "
+	    "list or show",
+	    pos[0]);
 }
 
 /* ------------------------------------------------------------------ */
@@ -306,11 +305,10 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 {
 	const char *tenant = NULL, *profile = NULL, *csr = NULL, *keygen = NULL,
 		   *dns = NULL, *days = NULL, *outp = NULL, *pos[1];
-	const struct opt opts[] = {
-	    {"tenant", &tenant, NULL}, {"profile", &profile, NULL},
-	    {"csr", &csr, NULL},       {"keygen", &keygen, NULL},
-	    {"dns", &dns, NULL},       {"days", &days, NULL},
-	    {"out", &outp, NULL},      {NULL, NULL, NULL}};
+	const struct opt opts[] = {{"tenant", &tenant, NULL},
+	    {"profile", &profile, NULL}, {"csr", &csr, NULL},
+	    {"keygen", &keygen, NULL}, {"dns", &dns, NULL},
+	    {"days", &days, NULL}, {"out", &outp, NULL}, {NULL, NULL, NULL}};
 	struct rf_issue_req req;
 	struct rf_issued is;
 	uint8_t *csrbuf = NULL;
@@ -326,8 +324,8 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		fputs(issue_usage, stdout);
 		return EXIT_OK;
 	}
-	if ((r = parse_opts(cli, "issue", argc, argv, 1, opts, pos, 0,
-			    &npos)) != 0)
+	if ((r = parse_opts(
+		 cli, "issue", argc, argv, 1, opts, pos, 0, &npos)) != 0)
 		return r;
 	if (tenant == NULL)
 		return cli_usage("issue", "missing --tenant");
@@ -335,35 +333,37 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		return cli_usage("issue", "missing --profile");
 	if (rf_profile_parse(profile, &req.profile) != 0)
 		return cli_usage("issue",
-				 "unknown profile \"%.40s\": use "
-				 "client, server or assertion",
-				 profile);
+		    "unknown profile \"%.40s\": use "
+		    "client, server or assertion",
+		    profile);
 	if ((csr == NULL) == (keygen == NULL))
-		return cli_usage("issue", "give exactly one of --csr FILE and "
-					  "--keygen ALG");
+		return cli_usage("issue",
+		    "give exactly one of --csr FILE and "
+		    "--keygen ALG");
 	if (keygen != NULL && rf_key_alg_parse(keygen, &req.keygen) != 0)
 		return cli_usage("issue",
-				 "unknown key algorithm \"%.40s\": "
-				 "use ec-p256, ec-p384, rsa-2048 or "
-				 "rsa-3072",
-				 keygen);
+		    "unknown key algorithm \"%.40s\": "
+		    "use ec-p256, ec-p384, rsa-2048 or "
+		    "rsa-3072",
+		    keygen);
 	if (days != NULL) {
 		d = strtol(days, &end, 10);
 		if (*days == '\0' || *end != '\0' || d < 1 || d > 3650)
 			return cli_usage("issue", "--days must be 1-3650");
 	}
 	if (req.profile == RF_PROFILE_SERVER && dns == NULL)
-		return cli_usage("issue",
-				 "the server profile needs --dns NAME");
+		return cli_usage(
+		    "issue", "the server profile needs --dns NAME");
 	if (req.profile != RF_PROFILE_SERVER && dns != NULL)
-		return cli_usage("issue", "--dns applies to the server "
-					  "profile only");
+		return cli_usage("issue",
+		    "--dns applies to the server "
+		    "profile only");
 	rf_err_clear();
 	if (csr != NULL &&
 	    (r = rf_read_file(csr, RF_CSR_MAX, &csrbuf, &csrlen)) != 0) {
 		if (r == RF_ERR_TOO_LARGE)
 			r = rf_err_set(r, "CSR %s is larger than %d bytes", csr,
-				       RF_CSR_MAX);
+			    RF_CSR_MAX);
 		return cli_fail(r);
 	}
 	req.tenant = tenant;
@@ -379,16 +379,15 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	}
 	if (outp != NULL &&
 	    (r = rf_write_file(outp, (uint8_t *)is.chain_pem,
-			       strlen(is.chain_pem), 0644)) != 0) {
+		 strlen(is.chain_pem), 0644)) != 0) {
 		r = cli_fail(r);
 		goto out;
 	}
 	if (cli->json) {
-		r = json_print(json_pack(
-		    "{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "serial", is.serial,
-		    "tenant", tenant, "profile", rf_profile_name(req.profile),
-		    "x5t", is.x5t, "x5t#S256", is.x5t256, "key", is.key_id,
-		    "pem", is.chain_pem));
+		r = json_print(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}",
+		    "serial", is.serial, "tenant", tenant, "profile",
+		    rf_profile_name(req.profile), "x5t", is.x5t, "x5t#S256",
+		    is.x5t256, "key", is.key_id, "pem", is.chain_pem));
 		goto out;
 	}
 	meta = stdout;
@@ -398,7 +397,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		meta = stderr;
 	}
 	fprintf(meta, "serial: %s\nx5t: %s\nx5t#S256: %s\nkey: %s\n", is.serial,
-		is.x5t, is.x5t256, is.key_id);
+	    is.x5t, is.x5t256, is.key_id);
 	r = EXIT_OK;
 out:
 	rf_issued_clear(&is);
@@ -426,9 +425,9 @@ cert_show(struct rf_cli *cli, const char *serial)
 	if ((r = rf_store_cert_get(cli->store, serial, &c)) != 0) {
 		if (r == RF_ERR_NOT_FOUND)
 			r = rf_err_set(r,
-				       "no certificate with serial %.60s "
-				       "(see 'ringfence cert list')",
-				       serial);
+			    "no certificate with serial %.60s "
+			    "(see 'ringfence cert list')",
+			    serial);
 		return cli_fail(r);
 	}
 	if ((pem = der_to_pem(c.der, c.derlen)) == NULL) {
@@ -439,9 +438,8 @@ cert_show(struct rf_cli *cli, const char *serial)
 	iso_time(c.not_after, na);
 	iso_time(c.revoked_at, ra);
 	if (cli->json) {
-		json_t *j = json_pack(
-		    "{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,"
-		    "s:s,s:s,s:s}",
+		json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,"
+				      "s:s,s:s,s:s}",
 		    "serial", c.serial, "issuer", c.issuer, "tenant", c.tenant,
 		    "profile", c.profile, "subject", c.subject, "key", c.key_id,
 		    "x5t", c.x5t, "x5t#S256", c.x5t256, "not_before", nb,
@@ -449,16 +447,16 @@ cert_show(struct rf_cli *cli, const char *serial)
 
 		if (j != NULL && c.revoked) {
 			json_object_set_new(j, "revoked_at", json_string(ra));
-			json_object_set_new(j, "reason",
-					    json_integer(c.reason));
+			json_object_set_new(
+			    j, "reason", json_integer(c.reason));
 		}
 		r = json_print(j);
 	} else {
 		printf("serial: %s\nissuer: %s\ntenant: %s\nprofile: %s\n"
 		       "subject: %s\nkey: %s\nx5t: %s\nx5t#S256: %s\n"
 		       "not_before: %s\nnot_after: %s\nstatus: %s\n",
-		       c.serial, c.issuer, c.tenant, c.profile, c.subject,
-		       c.key_id, c.x5t, c.x5t256, nb, na, cert_status(&c));
+		    c.serial, c.issuer, c.tenant, c.profile, c.subject,
+		    c.key_id, c.x5t, c.x5t256, nb, na, cert_status(&c));
 		if (c.revoked)
 			printf("revoked_at: %s\nreason: %d\n", ra, c.reason);
 		fputs(pem, stdout);
@@ -480,9 +478,9 @@ cert_ca(struct rf_cli *cli, const char *name)
 	if ((r = rf_store_ca_get(cli->store, name, &rec)) != 0) {
 		if (r == RF_ERR_NOT_FOUND)
 			r = rf_err_set(r,
-				       "no CA certificate named %.40s: use "
-				       "root, issuing or ocsp",
-				       name);
+			    "no CA certificate named %.40s: use "
+			    "root, issuing or ocsp",
+			    name);
 		return cli_fail(r);
 	}
 	if ((pem = der_to_pem(rec.der, rec.derlen)) == NULL) {
@@ -491,8 +489,7 @@ cert_ca(struct rf_cli *cli, const char *name)
 	}
 	if (cli->json)
 		r = json_print(json_pack("{s:s,s:s,s:s,s:s}", "name", rec.name,
-					 "serial", rec.serial, "key",
-					 rec.key_id, "pem", pem));
+		    "serial", rec.serial, "key", rec.key_id, "pem", pem));
 	else {
 		fputs(pem, stdout);
 		r = EXIT_OK;
@@ -506,8 +503,8 @@ int
 cmd_cert(struct rf_cli *cli, int argc, char **argv)
 {
 	const char *tenant = NULL, *pos[2];
-	const struct opt opts[] = {{"tenant", &tenant, NULL},
-				   {NULL, NULL, NULL}};
+	const struct opt opts[] = {
+	    {"tenant", &tenant, NULL}, {NULL, NULL, NULL}};
 	struct rf_cert_filter f;
 	struct cert_list l = {NULL, 0};
 	int npos, r;
@@ -520,8 +517,8 @@ cmd_cert(struct rf_cli *cli, int argc, char **argv)
 	    0)
 		return r;
 	if (npos == 0)
-		return cli_usage("cert",
-				 "missing subcommand: show, list or ca");
+		return cli_usage(
+		    "cert", "missing subcommand: show, list or ca");
 	if (strcmp(pos[0], "list") == 0) {
 		if (npos != 1)
 			return cli_usage("cert", "list takes no argument");
@@ -542,15 +539,15 @@ cmd_cert(struct rf_cli *cli, int argc, char **argv)
 		return cli_usage("cert", "--tenant applies to list only");
 	if (strcmp(pos[0], "show") == 0 || strcmp(pos[0], "ca") == 0) {
 		if (npos != 2)
-			return cli_usage("cert", "%s needs one argument",
-					 pos[0]);
+			return cli_usage(
+			    "cert", "%s needs one argument", pos[0]);
 		if ((r = open_what(cli, CLI_STORE)) != 0)
 			return r;
 		return pos[0][0] == 's' ? cert_show(cli, pos[1])
 					: cert_ca(cli, pos[1]);
 	}
 	return cli_usage("cert",
-			 "unknown subcommand \"%.40s\": use show, "
-			 "list or ca",
-			 pos[0]);
+	    "unknown subcommand \"%.40s\": use show, "
+	    "list or ca",
+	    pos[0]);
 }

@@ -70,10 +70,15 @@ ctx_init(struct rf_cli *cli, struct rf_incident_ctx *c)
 	c->who = &cli->who;
 }
 
+#define STRAGGLERS_SHOWN 20
+
 static int
 print_conn(void *arg, const struct rf_incident_conn *ic)
 {
-	(void)arg;
+	size_t *shown = arg;
+
+	if ((*shown)++ >= STRAGGLERS_SHOWN)
+		return 0;
 	printf("  %-24s %-12s %-7s %-14s %s -> %s %s\n", ic->tenant, ic->name,
 	    ic->rp, ic->state, ic->old_serial,
 	    ic->new_serial[0] ? ic->new_serial : "-", ic->evidence);
@@ -115,9 +120,16 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 	if (s.new_issuer[0] != '\0')
 		printf("  new issuing CA: %s\n", s.new_issuer);
 	if (s.counts[RF_ITEM_AFFECTED] + s.counts[RF_ITEM_CONTAINED] > 0) {
+		size_t shown = 0;
+
 		printf("  stragglers:\n");
-		if ((r = rf_incident_foreach(c, id, 1, print_conn, NULL)) != 0)
+		if ((r = rf_incident_foreach(c, id, 1, print_conn, &shown)) !=
+		    0)
 			return cli_fail(r);
+		if (shown > STRAGGLERS_SHOWN)
+			printf("  ... and %zu more (--json, or 'incident "
+			       "report')\n",
+			    shown - STRAGGLERS_SHOWN);
 	}
 	return EXIT_OK;
 }
@@ -216,11 +228,20 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			    "open needs --scope SCOPE and --reason TEXT");
 		if ((r = rf_incident_open(&c, scope, reason, since, &id)) != 0)
 			return cli_fail(r);
-		printf("%lld\n", (long long)id);
-		fprintf(stderr, "ringfence: opened incident %lld; next: "
-				"ringfence incident contain %lld\n",
-		    (long long)id, (long long)id);
-		return status_cmd(cli, &c, id);
+		{
+			struct rf_incident_status st;
+
+			if ((r = rf_incident_status(&c, id, &st)) != 0)
+				return cli_fail(r);
+			printf("%lld\n", (long long)id);
+			fprintf(stderr,
+			    "ringfence: opened incident %lld on %s: %zu "
+			    "connections, %llu signatures by the keys in "
+			    "scope; next: ringfence incident contain %lld\n",
+			    (long long)id, st.scope, st.total,
+			    (unsigned long long)st.signatures, (long long)id);
+		}
+		return EXIT_OK;
 	}
 	if (strcmp(sub, "contain") == 0) {
 		r = rf_incident_contain(&c, id, &rep);

@@ -60,13 +60,13 @@ cmd_revoke(struct rf_cli *cli, int argc, char **argv)
 			req.key_id = argv[++i];
 		else if (strcmp(argv[i], "--reason") == 0 && i + 1 < argc) {
 			if (rf_crl_reason_parse(argv[++i], &req.reason) != 0)
-				return cli_usage(argv[0], "%s",
-						 rf_err_msg(RF_ERR_ARG));
+				return cli_usage(
+				    argv[0], "%s", rf_err_msg(RF_ERR_ARG));
 		} else if (argv[i][0] == '-' && argv[i][1] != '\0')
 			return cli_usage(argv[0],
-					 "unknown or incomplete "
-					 "option '%s'",
-					 argv[i]);
+			    "unknown or incomplete "
+			    "option '%s'",
+			    argv[i]);
 		else if (req.serial == NULL)
 			req.serial = argv[i];
 		else
@@ -75,8 +75,9 @@ cmd_revoke(struct rf_cli *cli, int argc, char **argv)
 	if ((req.serial != NULL) + (req.tenant != NULL) +
 		(req.key_id != NULL) !=
 	    1)
-		return cli_usage(argv[0], "name exactly one of SERIAL, "
-					  "--tenant or --key");
+		return cli_usage(argv[0],
+		    "name exactly one of SERIAL, "
+		    "--tenant or --key");
 	if (req.reason == RF_CRL_REASON_REMOVE_FROM_CRL)
 		return cli_usage(argv[0], "removeFromCRL cannot revoke");
 
@@ -84,12 +85,12 @@ cmd_revoke(struct rf_cli *cli, int argc, char **argv)
 		return cli_fail(r);
 	if (req.tenant != NULL) {
 		f.tenant = req.tenant;
-		if ((r = rf_store_cert_foreach(cli->store, &f, count_cb,
-					       &matched)) != 0)
+		if ((r = rf_store_cert_foreach(
+			 cli->store, &f, count_cb, &matched)) != 0)
 			return cli_fail(r);
 	}
 	if ((r = rf_revoke(&cli->cfg, cli->store, cli->keys, cli->ca,
-			   cli->audit, &req, &cli->who, &revoked)) != 0)
+		 cli->audit, &req, &cli->who, &revoked)) != 0)
 		return cli_fail(r);
 	if (req.tenant != NULL && matched == 0)
 		printf("tenant %s has no certificates\n", req.tenant);
@@ -122,13 +123,14 @@ cmd_crl(struct rf_cli *cli, int argc, char **argv)
 		else if (strcmp(argv[i], "--regenerate") == 0)
 			regenerate = 1;
 		else
-			return cli_usage(argv[0], "unexpected argument '%s'",
-					 argv[i]);
+			return cli_usage(
+			    argv[0], "unexpected argument '%s'", argv[i]);
 	}
 	if (out == NULL && isatty(STDOUT_FILENO))
-		return cli_usage(argv[0], "refusing to write DER to a "
-					  "terminal: use --out FILE or "
-					  "redirect");
+		return cli_usage(argv[0],
+		    "refusing to write DER to a "
+		    "terminal: use --out FILE or "
+		    "redirect");
 
 	if ((r = cli_open(cli, CLI_STORE)) != 0)
 		return cli_fail(r);
@@ -138,11 +140,11 @@ cmd_crl(struct rf_cli *cli, int argc, char **argv)
 	if (regenerate || due) {
 		if ((r = cli_open(cli, CLI_ALL)) != 0 ||
 		    (r = rf_crl_generate(&cli->cfg, cli->store, cli->keys,
-					 cli->ca, issuer, &cli->who)) != 0)
+			 cli->ca, issuer, &cli->who)) != 0)
 			return cli_fail(r);
 	}
-	if ((r = rf_store_crl_get(cli->store, issuer, &number, &tu, &nu, &der,
-				  &len)) != 0) {
+	if ((r = rf_store_crl_get(
+		 cli->store, issuer, &number, &tu, &nu, &der, &len)) != 0) {
 		if (r == RF_ERR_NOT_FOUND)
 			r = rf_err_set(r, "no CRL for '%s'", issuer);
 		ret = cli_fail(r);
@@ -154,8 +156,9 @@ cmd_crl(struct rf_cli *cli, int argc, char **argv)
 			goto out;
 		}
 	} else if (fwrite(der, 1, len, stdout) != len || fflush(stdout) != 0) {
-		ret = cli_fail(rf_err_set(RF_ERR_IO, "cannot write the CRL to "
-						     "standard output"));
+		ret = cli_fail(rf_err_set(RF_ERR_IO,
+		    "cannot write the CRL to "
+		    "standard output"));
 		goto out;
 	}
 	ret = EXIT_OK;

@@ -119,7 +119,8 @@ load_file(struct rf_config *cfg, const char *path)
 			  strerror(errno));
 	while (fgets(line, sizeof(line), f) != NULL) {
 		lineno++;
-		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		if (snprintf(where, sizeof(where), "%s:%d", path, lineno) < 0)
+			where[0] = '\0';
 		key = trim(line);
 		if (*key == '\0' || *key == '#')
 			continue;

@@ -40,6 +40,7 @@ struct rf_http_worker {
 };
 
 #define RF_HTTP_MAX_ISSUERS 16
+#define RF_HTTP_QUIET_MS 1000 /* store quiet this long before CRL/OCSP work */
 
 struct rf_http {
 	const struct rf_config *cfg;
@@ -76,7 +77,7 @@ struct rf_http {
 	/* Maintenance state. */
 	int64_t counter;
 	int have_counter, crl_dirty, ocsp_dirty, snap_dirty;
-	uint64_t last_crl_ms, last_ocsp_ms, last_sth_ms;
+	uint64_t last_crl_ms, last_ocsp_ms, last_sth_ms, last_change_ms;
 	char crl_issuers[RF_HTTP_MAX_ISSUERS][64];
 	size_t ncrl_issuers;
 	char lasterr[256];

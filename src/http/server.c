@@ -429,7 +429,7 @@ maintain(struct rf_http *h, int first)
 	uint64_t now = rf_http_mono_ms();
 	int64_t c;
 	size_t count;
-	int r, made;
+	int r, made, quiet;
 
 	/* A commit by another connection (a revoke, an issue). */
 	if ((r = rf_store_change_counter(h->st, &c)) != 0)
@@ -438,12 +438,20 @@ maintain(struct rf_http *h, int first)
 		h->counter = c;
 		h->have_counter = 1;
 		h->crl_dirty = h->ocsp_dirty = h->snap_dirty = 1;
+		h->last_change_ms = now;
 	}
+	/*
+	 * A writer that revokes (rf_revoke) regenerates the CRL and re-signs
+	 * OCSP itself right after its commit; working on the same issuer at
+	 * the same moment would only race it. So after a change, wait until
+	 * the store has been quiet for RF_HTTP_QUIET_MS.
+	 */
+	quiet = now - h->last_change_ms >= RF_HTTP_QUIET_MS;
 	if ((r = rf_ocsp_responder_reload(h->resp)) != 0)
 		rf_http_log(h, "OCSP responder reload", r);
 	if (h->snap_dirty && h->ncrl_issuers == 0)
 		snapshot_pass(h); /* learn the CA names first */
-	if ((h->crl_dirty &&
+	if ((h->crl_dirty && quiet &&
 		now - h->last_crl_ms >= RF_HTTP_CRL_COALESCE_MS) ||
 	    now - h->last_crl_ms >= 60000 || first) {
 		h->crl_dirty = 0;
@@ -451,7 +459,7 @@ maintain(struct rf_http *h, int first)
 		crl_pass(h);
 	}
 	if (!first &&
-	    ((h->ocsp_dirty && now - h->last_ocsp_ms >= 1000) ||
+	    ((h->ocsp_dirty && quiet && now - h->last_ocsp_ms >= 1000) ||
 		h->last_ocsp_ms == 0 ||
 		now - h->last_ocsp_ms >= RF_HTTP_OCSP_REFRESH_S * 1000)) {
 		h->ocsp_dirty = 0;

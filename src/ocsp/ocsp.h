@@ -24,6 +24,7 @@
  *    (never issued, or not yet signed): unauthorized (6), unsigned. A serial
  *    never issued is never "good";
  *  - one SHA-1 CertID with a pre-signed response: that response, verbatim;
+ *    tryLater (3) if it is past its nextUpdate (the refresh is late);
  *  - several CertIDs, or a CertID hashed with SHA-256/384/512: one response
  *    signed on demand covering them all, when a signer is set and the rate
  *    limit (RF_OCSP_ONDEMAND_RATE per second) allows; tryLater (3) otherwise;
@@ -90,11 +91,12 @@ int rf_ocsp_presign(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts,
 
 /*
  * Re-sign, with the status recorded in the store's certificate table, every
- * response of this issuer whose thisUpdate is older than now -
- * cfg->ocsp_validity / 2, and sign the missing ones: every certificate of
- * this issuer not yet expired at `now` that has no stored response. Works
- * in batches of RF_OCSP_REFRESH_BATCH (one rf_presign each). *count (may be
- * NULL) receives how many responses were signed.
+ * response of this issuer whose thisUpdate is at least
+ * cfg->ocsp_validity / 2 old at `now`, and sign the missing ones: every
+ * certificate of this issuer not yet expired at `now` without a stored
+ * response. thisUpdate of the new responses is `now`. Works in batches of
+ * RF_OCSP_REFRESH_BATCH (one rf_keys_sign call and one store transaction
+ * each). *count (may be NULL) receives how many responses were signed.
  */
 #define RF_OCSP_REFRESH_BATCH 256
 int rf_ocsp_refresh_due(struct rf_ocsp_signer *s, int64_t now,
@@ -172,7 +174,8 @@ struct rf_ocsp_answer {
 	 * for Last-Modified, Expires and Cache-Control max-age (at most
 	 * next_update - now), and an ETag (hex of the first 16 bytes of the
 	 * SHA-256 of der, NUL-terminated, no quotes). All 0 / "" for an
-	 * unsuccessful status: do not cache those.
+	 * unsuccessful status and for a response signed on demand: do not
+	 * cache those (Cache-Control: no-store).
 	 */
 	int64_t this_update, next_update;
 	char etag[40];

@@ -486,8 +486,6 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 	unsigned issuers[RF_OCSP_MAX_IDS], signer_issuer = 0;
 	size_t i, len = 0;
 	int have_signer;
-	uint8_t md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 
 	/* Known issuer and serial for each, else unauthorized. */
 	pthread_rwlock_rdlock(&r->lock);
@@ -547,13 +545,12 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 	ans->http_status = 200;
 	ans->status = RF_OCSP_SUCCESSFUL;
 	ans->len = len;
-	/* RFC 5019 6.2: a response signed for this request is not cached. */
-	ans->this_update = now;
-	ans->next_update = now;
-	if (EVP_Digest(ans->der, len, md, &mdlen, EVP_sha256(), NULL) == 1)
-		rf_hex(md, 16, ans->etag);
-	else
-		ans->etag[0] = '\0';
+	/*
+	 * RFC 5019 6.2 caching is for the pre-signed responses; one signed
+	 * for this request is not for caching: no times, no ETag.
+	 */
+	ans->this_update = ans->next_update = 0;
+	ans->etag[0] = '\0';
 }
 
 int

@@ -298,8 +298,10 @@ single_put(struct rf_ocsp_signer *s, OCSP_BASICRESP *scratch, OCSP_CERTID *cid,
 	size_t dl = 0;
 	int r = RF_ERR_INTERNAL;
 
+	/* RFC 5280 5.3.1: 7 is unused; removeFromCRL (8) is for delta CRLs. */
 	if (st->revoked &&
-	    (st->reason < -1 || st->reason > 10 || st->reason == 7)) {
+	    (st->reason < -1 || st->reason > 10 || st->reason == 7 ||
+		st->reason == 8)) {
 		r = rf_err_set(RF_ERR_ARG, "serial %s: CRLReason %d invalid",
 		    st->serial, st->reason);
 		goto out;

@@ -113,22 +113,37 @@ key_id_check(const char *id)
  * only the key: the query is tenant-agnostic.
  */
 static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static int
 add_same_keys(struct rf_store *st, struct targets *t)
 {
 	struct rf_cert_filter f = {0};
-	size_t i, j, n = t->n;
-	int r, seen;
+	char(*ids)[65] = NULL;
+	size_t i, n = t->n;
+	int r = 0;
 
+	if (n == 0)
+		return 0;
+	/* A copy: the foreach below appends to t->v (and may move it). */
+	if ((ids = calloc(n, sizeof(*ids))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < n; i++)
+		memcpy(ids[i], t->v[i].key_id, sizeof(ids[i]));
+	qsort(ids, n, sizeof(*ids), id_cmp);
 	for (i = 0; i < n; i++) {
-		for (seen = 0, j = 0; j < i && !seen; j++)
-			seen = strcmp(t->v[j].key_id, t->v[i].key_id) == 0;
-		if (seen || t->v[i].key_id[0] == '\0')
+		if (ids[i][0] == '\0' ||
+		    (i > 0 && strcmp(ids[i], ids[i - 1]) == 0))
 			continue;
-		f.key_id = t->v[i].key_id;
+		f.key_id = ids[i];
 		if ((r = rf_store_cert_foreach(st, &f, targets_add_cb, t)) != 0)
-			return r;
+			break;
 	}
-	return 0;
+	free(ids);
+	return r;
 }
 
 static int

@@ -68,6 +68,7 @@ struct rf_revoke_req {
  * regenerated (when changed or due). *revoked receives the number of
  * certificates that changed (0: all were revoked already).
  * RF_ERR_NOT_FOUND: unknown serial, tenant, or a key with no certificate.
+ * audit must be open on st (its leaves join the revoking transaction).
  */
 int rf_revoke(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,

@@ -25,74 +25,74 @@
  * only: never edit a script that has shipped.
  */
 static const char *const migrations[] = {
-	/* 1: core state */
-	"CREATE TABLE meta (key TEXT PRIMARY KEY, val TEXT NOT NULL);"
-	"CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL "
-	"  UNIQUE, created INTEGER NOT NULL);"
-	"CREATE TABLE keys (id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
-	"  purpose TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
-	"  state TEXT NOT NULL, created INTEGER NOT NULL);"
-	"CREATE INDEX keys_purpose ON keys (purpose, state, created);"
-	"CREATE TABLE cas (name TEXT PRIMARY KEY, key_id TEXT NOT NULL,"
-	"  parent TEXT NOT NULL DEFAULT '', serial TEXT NOT NULL,"
-	"  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
-	"  active INTEGER NOT NULL, der BLOB);"
-	"CREATE TABLE certs (serial TEXT PRIMARY KEY, issuer TEXT NOT NULL,"
-	"  tenant TEXT NOT NULL, profile TEXT NOT NULL, key_id TEXT NOT NULL,"
-	"  subject TEXT NOT NULL, x5t TEXT NOT NULL, x5t256 TEXT NOT NULL,"
-	"  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
-	"  issued INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
-	"  revoked_at INTEGER NOT NULL DEFAULT 0,"
-	"  reason INTEGER NOT NULL DEFAULT -1, der BLOB);"
-	"CREATE INDEX certs_key ON certs (key_id);"
-	"CREATE INDEX certs_tenant ON certs (tenant);"
-	"CREATE INDEX certs_issuer ON certs (issuer, revoked);"
-	"CREATE TABLE crl_counter (issuer TEXT PRIMARY KEY,"
-	"  last INTEGER NOT NULL);"
-	"CREATE TABLE crl_state (issuer TEXT PRIMARY KEY,"
-	"  number INTEGER NOT NULL, this_update INTEGER NOT NULL,"
-	"  next_update INTEGER NOT NULL, der BLOB NOT NULL);"
-	"CREATE TABLE ocsp (serial TEXT PRIMARY KEY, issuer TEXT NOT NULL,"
-	"  this_update INTEGER NOT NULL, next_update INTEGER NOT NULL,"
-	"  der BLOB NOT NULL, seq INTEGER NOT NULL);"
-	"CREATE INDEX ocsp_seq ON ocsp (seq);"
-	"CREATE TABLE audit_leaf (idx INTEGER PRIMARY KEY,"
-	"  time INTEGER NOT NULL, type TEXT NOT NULL, key_id TEXT,"
-	"  tenant TEXT, data BLOB NOT NULL, hash BLOB NOT NULL);"
-	"CREATE INDEX audit_leaf_key ON audit_leaf (key_id, time);"
-	"CREATE INDEX audit_leaf_tenant ON audit_leaf (tenant, time);"
-	"CREATE INDEX audit_leaf_time ON audit_leaf (time);"
-	"CREATE TABLE audit_sth (id INTEGER PRIMARY KEY,"
-	"  size INTEGER NOT NULL, time INTEGER NOT NULL, root BLOB NOT NULL,"
-	"  key_id TEXT NOT NULL, sig BLOB NOT NULL);"
-	"CREATE INDEX audit_sth_size ON audit_sth (size, time);",
-	/* 2: connections and incidents */
-	"CREATE TABLE conns (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL,"
-	"  name TEXT NOT NULL, rp TEXT NOT NULL DEFAULT 'ocsp',"
-	"  serial TEXT NOT NULL DEFAULT '', previous TEXT NOT NULL DEFAULT '',"
-	"  created INTEGER NOT NULL, UNIQUE (tenant, name));"
-	"CREATE INDEX conns_serial ON conns (serial);"
-	"CREATE TABLE incidents (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,"
-	"  reason TEXT NOT NULL, state TEXT NOT NULL,"
-	"  opened INTEGER NOT NULL DEFAULT 0,"
-	"  contained INTEGER NOT NULL DEFAULT 0,"
-	"  closed INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL DEFAULT 0,"
-	"  new_issuer TEXT NOT NULL DEFAULT '',"
-	"  signatures INTEGER NOT NULL DEFAULT 0);"
-	"CREATE INDEX incidents_scope ON incidents (scope, state);"
-	"CREATE TABLE incident_items (incident INTEGER NOT NULL"
-	"  REFERENCES incidents (id), conn INTEGER NOT NULL,"
-	"  tenant TEXT NOT NULL, name TEXT NOT NULL, rp TEXT NOT NULL,"
-	"  old_serial TEXT NOT NULL, old_key TEXT NOT NULL,"
-	"  new_serial TEXT NOT NULL DEFAULT '', state TEXT NOT NULL,"
-	"  updated INTEGER NOT NULL, evidence TEXT NOT NULL DEFAULT '',"
-	"  PRIMARY KEY (incident, conn));"
-	"CREATE INDEX incident_items_old ON incident_items (old_serial);"
-	"CREATE INDEX incident_items_new ON incident_items (new_serial);"
-	"CREATE TABLE incident_events (id INTEGER PRIMARY KEY,"
-	"  incident INTEGER NOT NULL REFERENCES incidents (id),"
-	"  time INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);"
-	"CREATE INDEX incident_events_inc ON incident_events (incident, id);",
+    /* 1: core state */
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, val TEXT NOT NULL);"
+    "CREATE TABLE tenants (id INTEGER PRIMARY KEY, name TEXT NOT NULL "
+    "  UNIQUE, created INTEGER NOT NULL);"
+    "CREATE TABLE keys (id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
+    "  purpose TEXT NOT NULL, tenant TEXT NOT NULL DEFAULT '',"
+    "  state TEXT NOT NULL, created INTEGER NOT NULL);"
+    "CREATE INDEX keys_purpose ON keys (purpose, state, created);"
+    "CREATE TABLE cas (name TEXT PRIMARY KEY, key_id TEXT NOT NULL,"
+    "  parent TEXT NOT NULL DEFAULT '', serial TEXT NOT NULL,"
+    "  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+    "  active INTEGER NOT NULL, der BLOB);"
+    "CREATE TABLE certs (serial TEXT PRIMARY KEY, issuer TEXT NOT NULL,"
+    "  tenant TEXT NOT NULL, profile TEXT NOT NULL, key_id TEXT NOT NULL,"
+    "  subject TEXT NOT NULL, x5t TEXT NOT NULL, x5t256 TEXT NOT NULL,"
+    "  not_before INTEGER NOT NULL, not_after INTEGER NOT NULL,"
+    "  issued INTEGER NOT NULL, revoked INTEGER NOT NULL DEFAULT 0,"
+    "  revoked_at INTEGER NOT NULL DEFAULT 0,"
+    "  reason INTEGER NOT NULL DEFAULT -1, der BLOB);"
+    "CREATE INDEX certs_key ON certs (key_id);"
+    "CREATE INDEX certs_tenant ON certs (tenant);"
+    "CREATE INDEX certs_issuer ON certs (issuer, revoked);"
+    "CREATE TABLE crl_counter (issuer TEXT PRIMARY KEY,"
+    "  last INTEGER NOT NULL);"
+    "CREATE TABLE crl_state (issuer TEXT PRIMARY KEY,"
+    "  number INTEGER NOT NULL, this_update INTEGER NOT NULL,"
+    "  next_update INTEGER NOT NULL, der BLOB NOT NULL);"
+    "CREATE TABLE ocsp (serial TEXT PRIMARY KEY, issuer TEXT NOT NULL,"
+    "  this_update INTEGER NOT NULL, next_update INTEGER NOT NULL,"
+    "  der BLOB NOT NULL, seq INTEGER NOT NULL);"
+    "CREATE INDEX ocsp_seq ON ocsp (seq);"
+    "CREATE TABLE audit_leaf (idx INTEGER PRIMARY KEY,"
+    "  time INTEGER NOT NULL, type TEXT NOT NULL, key_id TEXT,"
+    "  tenant TEXT, data BLOB NOT NULL, hash BLOB NOT NULL);"
+    "CREATE INDEX audit_leaf_key ON audit_leaf (key_id, time);"
+    "CREATE INDEX audit_leaf_tenant ON audit_leaf (tenant, time);"
+    "CREATE INDEX audit_leaf_time ON audit_leaf (time);"
+    "CREATE TABLE audit_sth (id INTEGER PRIMARY KEY,"
+    "  size INTEGER NOT NULL, time INTEGER NOT NULL, root BLOB NOT NULL,"
+    "  key_id TEXT NOT NULL, sig BLOB NOT NULL);"
+    "CREATE INDEX audit_sth_size ON audit_sth (size, time);",
+    /* 2: connections and incidents */
+    "CREATE TABLE conns (id INTEGER PRIMARY KEY, tenant TEXT NOT NULL,"
+    "  name TEXT NOT NULL, rp TEXT NOT NULL DEFAULT 'ocsp',"
+    "  serial TEXT NOT NULL DEFAULT '', previous TEXT NOT NULL DEFAULT '',"
+    "  created INTEGER NOT NULL, UNIQUE (tenant, name));"
+    "CREATE INDEX conns_serial ON conns (serial);"
+    "CREATE TABLE incidents (id INTEGER PRIMARY KEY, scope TEXT NOT NULL,"
+    "  reason TEXT NOT NULL, state TEXT NOT NULL,"
+    "  opened INTEGER NOT NULL DEFAULT 0,"
+    "  contained INTEGER NOT NULL DEFAULT 0,"
+    "  closed INTEGER NOT NULL DEFAULT 0, since INTEGER NOT NULL DEFAULT 0,"
+    "  new_issuer TEXT NOT NULL DEFAULT '',"
+    "  signatures INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX incidents_scope ON incidents (scope, state);"
+    "CREATE TABLE incident_items (incident INTEGER NOT NULL"
+    "  REFERENCES incidents (id), conn INTEGER NOT NULL,"
+    "  tenant TEXT NOT NULL, name TEXT NOT NULL, rp TEXT NOT NULL,"
+    "  old_serial TEXT NOT NULL, old_key TEXT NOT NULL,"
+    "  new_serial TEXT NOT NULL DEFAULT '', state TEXT NOT NULL,"
+    "  updated INTEGER NOT NULL, evidence TEXT NOT NULL DEFAULT '',"
+    "  PRIMARY KEY (incident, conn));"
+    "CREATE INDEX incident_items_old ON incident_items (old_serial);"
+    "CREATE INDEX incident_items_new ON incident_items (new_serial);"
+    "CREATE TABLE incident_events (id INTEGER PRIMARY KEY,"
+    "  incident INTEGER NOT NULL REFERENCES incidents (id),"
+    "  time INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);"
+    "CREATE INDEX incident_events_inc ON incident_events (incident, id);",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -100,10 +100,10 @@ int
 st_fail(struct rf_store *st, int rc, const char *what)
 {
 	const char *path = st != NULL && st->path != NULL ? st->path : "?";
-	const char *msg = st != NULL && st->db != NULL ?
-	    sqlite3_errmsg(st->db) : sqlite3_errstr(rc);
-	int sys = st != NULL && st->db != NULL ? sqlite3_system_errno(st->db) :
-	    0;
+	const char *msg = st != NULL && st->db != NULL ? sqlite3_errmsg(st->db)
+						       : sqlite3_errstr(rc);
+	int sys =
+	    st != NULL && st->db != NULL ? sqlite3_system_errno(st->db) : 0;
 
 	switch (rc & 0xff) {
 	case SQLITE_READONLY:
@@ -125,10 +125,12 @@ st_fail(struct rf_store *st, int rc, const char *what)
 	case SQLITE_CONSTRAINT:
 		if (rc == SQLITE_CONSTRAINT_UNIQUE ||
 		    rc == SQLITE_CONSTRAINT_PRIMARYKEY)
-			return rf_err_set(RF_ERR_EXISTS, "%s: already exists",
-			    what);
-		return rf_err_set(RF_ERR_ARG, "%s: rejected by the database "
-		    "(%s)", what, msg);
+			return rf_err_set(
+			    RF_ERR_EXISTS, "%s: already exists", what);
+		return rf_err_set(RF_ERR_ARG,
+		    "%s: rejected by the database "
+		    "(%s)",
+		    what, msg);
 	case SQLITE_NOMEM:
 		return rf_err_set(RF_ERR_ALLOC, "%s: out of memory", what);
 	case SQLITE_IOERR:
@@ -155,8 +157,7 @@ st_fail(struct rf_store *st, int rc, const char *what)
 		    "backup",
 		    what, path, msg);
 	}
-	return rf_err_set(RF_ERR_STORE, "%s: database %s: %s", what, path,
-	    msg);
+	return rf_err_set(RF_ERR_STORE, "%s: database %s: %s", what, path, msg);
 }
 
 int
@@ -214,6 +215,13 @@ st_tx_begin(struct rf_store *st, int *own)
 	*own = !st->in_txn;
 	if ((r = refuse_readonly(st)) != 0)
 		return r;
+	/* The caller's transaction was abandoned by SQLite after an error:
+	 * a savepoint now would start a new, separate transaction. */
+	if (st->in_txn && sqlite3_get_autocommit(st->db))
+		return rf_err_set(RF_ERR_STORE,
+		    "the transaction on %s was rolled back after an earlier "
+		    "error: roll back and start again",
+		    st->path);
 	rc = sqlite3_exec(st->db, *own ? "BEGIN IMMEDIATE" : "SAVEPOINT rf_op",
 	    NULL, NULL, NULL);
 	if (rc != SQLITE_OK)
@@ -227,8 +235,8 @@ st_tx_end(struct rf_store *st, int own, int r)
 	int rc;
 
 	if (r == 0) {
-		rc = sqlite3_exec(st->db, own ? "COMMIT" : "RELEASE rf_op",
-		    NULL, NULL, NULL);
+		rc = sqlite3_exec(
+		    st->db, own ? "COMMIT" : "RELEASE rf_op", NULL, NULL, NULL);
 		if (rc == SQLITE_OK)
 			return 0;
 		r = st_fail(st, rc, "committing");
@@ -245,24 +253,24 @@ st_tx_end(struct rf_store *st, int own, int r)
 }
 
 int
-st_bind_text(struct rf_store *st, sqlite3_stmt *s, int i, const char *v,
-    size_t max)
+st_bind_text(
+    struct rf_store *st, sqlite3_stmt *s, int i, const char *v, size_t max)
 {
 	int rc;
 
 	if (v != NULL && strnlen(v, max + 1) > max)
-		return rf_err_set(RF_ERR_ARG, "value too long (over %zu bytes)",
-		    max);
-	rc = v == NULL ? sqlite3_bind_null(s, i) :
-	    sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
+		return rf_err_set(
+		    RF_ERR_ARG, "value too long (over %zu bytes)", max);
+	rc = v == NULL ? sqlite3_bind_null(s, i)
+		       : sqlite3_bind_text(s, i, v, -1, SQLITE_STATIC);
 	if (rc != SQLITE_OK)
 		return st_fail(st, rc, "binding a value");
 	return 0;
 }
 
 int
-st_bind_blob(struct rf_store *st, sqlite3_stmt *s, int i, const uint8_t *v,
-    size_t len)
+st_bind_blob(
+    struct rf_store *st, sqlite3_stmt *s, int i, const uint8_t *v, size_t len)
 {
 	int rc;
 
@@ -271,8 +279,8 @@ st_bind_blob(struct rf_store *st, sqlite3_stmt *s, int i, const uint8_t *v,
 	if (v == NULL && len != 0)
 		return rf_err_set(RF_ERR_ARG, "NULL data with a length");
 	/* An empty blob is stored as a zero-length blob, not NULL. */
-	rc = sqlite3_bind_blob(s, i, v == NULL ? (const void *)"" : v,
-	    (int)len, SQLITE_STATIC);
+	rc = sqlite3_bind_blob(
+	    s, i, v == NULL ? (const void *)"" : v, (int)len, SQLITE_STATIC);
 	if (rc != SQLITE_OK)
 		return st_fail(st, rc, "binding a value");
 	return 0;
@@ -387,8 +395,8 @@ is_uri(const char *path)
 }
 
 int
-rf_store_open_version(const char *path, int create, int max_version,
-    struct rf_store **out)
+rf_store_open_version(
+    const char *path, int create, int max_version, struct rf_store **out)
 {
 	struct rf_store *st = NULL;
 	struct stat sb;
@@ -456,8 +464,8 @@ rf_store_free(struct rf_store *st)
 	sqlite3_finalize(st->ocsp_put);
 	if (st->db != NULL) {
 		if (!sqlite3_get_autocommit(st->db))
-			(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL,
-			    NULL);
+			(void)sqlite3_exec(
+			    st->db, "ROLLBACK", NULL, NULL, NULL);
 		sqlite3_close_v2(st->db);
 	}
 	free(st->path);
@@ -482,8 +490,8 @@ rf_store_begin(struct rf_store *st)
 	int r, rc;
 
 	if (st->in_txn)
-		return rf_err_set(RF_ERR_STATE,
-		    "a store transaction is already open");
+		return rf_err_set(
+		    RF_ERR_STATE, "a store transaction is already open");
 	if ((r = refuse_readonly(st)) != 0)
 		return r;
 	if ((rc = sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)) !=
@@ -511,8 +519,8 @@ rf_store_commit(struct rf_store *st)
 		int r = st_fail(st, rc, "committing");
 
 		if (!sqlite3_get_autocommit(st->db))
-			(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL,
-			    NULL);
+			(void)sqlite3_exec(
+			    st->db, "ROLLBACK", NULL, NULL, NULL);
 		return r;
 	}
 	return 0;
@@ -551,8 +559,8 @@ out:
 }
 
 int
-rf_store_meta_get(struct rf_store *st, const char *key, char *val,
-    size_t vallen)
+rf_store_meta_get(
+    struct rf_store *st, const char *key, char *val, size_t vallen)
 {
 	sqlite3_stmt *s = NULL;
 	const unsigned char *t;
@@ -561,7 +569,7 @@ rf_store_meta_get(struct rf_store *st, const char *key, char *val,
 	if (vallen > 0)
 		*val = '\0';
 	if ((r = st_prepare(st, "SELECT val FROM meta WHERE key = ?", &s)) !=
-	    0 ||
+		0 ||
 	    (r = st_bind_text(st, s, 1, key, 256)) != 0)
 		goto out;
 	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
@@ -593,9 +601,10 @@ rf_store_meta_set(struct rf_store *st, const char *key, const char *val)
 		return rf_err_set(RF_ERR_ARG, "setting without key or value");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st, "INSERT INTO meta (key, val) VALUES (?, ?) "
-				"ON CONFLICT (key) DO UPDATE SET val = "
-				"excluded.val",
+	if ((r = st_prepare(st,
+		 "INSERT INTO meta (key, val) VALUES (?, ?) "
+		 "ON CONFLICT (key) DO UPDATE SET val = "
+		 "excluded.val",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, key, 256)) != 0 ||
 	    (r = st_bind_text(st, s, 2, val, 65536)) != 0)
@@ -616,7 +625,7 @@ rf_store_test_set_max_pages(struct rf_store *st, int64_t pages)
 {
 	char sql[64];
 
-	snprintf(sql, sizeof(sql), "PRAGMA max_page_count = %lld",
-	    (long long)pages);
+	snprintf(
+	    sql, sizeof(sql), "PRAGMA max_page_count = %lld", (long long)pages);
 	return st_exec(st, sql);
 }

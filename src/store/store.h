@@ -68,8 +68,8 @@ int rf_store_change_counter(struct rf_store *st, int64_t *out) RF_WUR;
 /* Small settings and state: "initialised", "schema", ... */
 int rf_store_meta_get(struct rf_store *st, const char *key, char *val,
     size_t vallen) RF_WUR; /* RF_ERR_NOT_FOUND */
-int rf_store_meta_set(struct rf_store *st, const char *key, const char *val)
-    RF_WUR;
+int rf_store_meta_set(
+    struct rf_store *st, const char *key, const char *val) RF_WUR;
 
 /* Tenants. */
 struct rf_tenant {
@@ -77,13 +77,13 @@ struct rf_tenant {
 	char name[128];
 	int64_t created;
 };
-int rf_store_tenant_add(struct rf_store *st, const char *name, int64_t now)
-    RF_WUR; /* RF_ERR_EXISTS */
+int rf_store_tenant_add(struct rf_store *st, const char *name,
+    int64_t now) RF_WUR; /* RF_ERR_EXISTS */
 int rf_store_tenant_get(struct rf_store *st, const char *name,
     struct rf_tenant *out) RF_WUR; /* RF_ERR_NOT_FOUND */
 /* *out is an array of *n tenants, ordered by name; caller frees it. */
-int rf_store_tenant_list(struct rf_store *st, struct rf_tenant **out,
-    size_t *n) RF_WUR;
+int rf_store_tenant_list(
+    struct rf_store *st, struct rf_tenant **out, size_t *n) RF_WUR;
 
 /* The record of keys held in the token (no key material). */
 struct rf_key_rec {
@@ -94,19 +94,19 @@ struct rf_key_rec {
 	char state[16];	  /* "active", "disabled", "destroyed" */
 	int64_t created;
 };
-int rf_store_key_add(struct rf_store *st, const struct rf_key_rec *k)
-    RF_WUR; /* RF_ERR_EXISTS */
-int rf_store_key_get(struct rf_store *st, const char *id,
-    struct rf_key_rec *out) RF_WUR;
-int rf_store_key_set_state(struct rf_store *st, const char *id,
-    const char *state) RF_WUR;
+int rf_store_key_add(
+    struct rf_store *st, const struct rf_key_rec *k) RF_WUR; /* RF_ERR_EXISTS */
+int rf_store_key_get(
+    struct rf_store *st, const char *id, struct rf_key_rec *out) RF_WUR;
+int rf_store_key_set_state(
+    struct rf_store *st, const char *id, const char *state) RF_WUR;
 /* The active key with this purpose (e.g. "audit"); RF_ERR_NOT_FOUND. */
-int rf_store_key_by_purpose(struct rf_store *st, const char *purpose,
-    struct rf_key_rec *out) RF_WUR;
+int rf_store_key_by_purpose(
+    struct rf_store *st, const char *purpose, struct rf_key_rec *out) RF_WUR;
 
 /* Certificate authorities and other service certificates. */
 struct rf_ca_rec {
-	char name[64];	 /* "root", "issuing", "ocsp" ... */
+	char name[64]; /* "root", "issuing", "ocsp" ... */
 	char key_id[65];
 	char parent[64]; /* issuer's name; "" for a root */
 	char serial[41];
@@ -115,39 +115,39 @@ struct rf_ca_rec {
 	uint8_t *der;
 	size_t derlen;
 };
-int rf_store_ca_add(struct rf_store *st, const struct rf_ca_rec *ca)
-    RF_WUR; /* RF_ERR_EXISTS on name */
-int rf_store_ca_get(struct rf_store *st, const char *name,
-    struct rf_ca_rec *out) RF_WUR;
+int rf_store_ca_add(struct rf_store *st,
+    const struct rf_ca_rec *ca) RF_WUR; /* RF_ERR_EXISTS on name */
+int rf_store_ca_get(
+    struct rf_store *st, const char *name, struct rf_ca_rec *out) RF_WUR;
 /* *out is an array of *n records (with der); free with rf_ca_rec_free_all. */
-int rf_store_ca_list(struct rf_store *st, struct rf_ca_rec **out, size_t *n)
-    RF_WUR;
-int rf_store_ca_set_active(struct rf_store *st, const char *name, int active)
-    RF_WUR;
+int rf_store_ca_list(
+    struct rf_store *st, struct rf_ca_rec **out, size_t *n) RF_WUR;
+int rf_store_ca_set_active(
+    struct rf_store *st, const char *name, int active) RF_WUR;
 void rf_ca_rec_clear(struct rf_ca_rec *ca);
 void rf_ca_rec_free_all(struct rf_ca_rec *cas, size_t n);
 
 /* Issued certificates. serial is lowercase hex of the DER INTEGER value. */
 struct rf_cert_rec {
 	char serial[41];
-	char issuer[64];  /* CA name */
+	char issuer[64]; /* CA name */
 	char tenant[128];
 	char profile[16];
-	char key_id[65];  /* SHA-256 of the certificate's SPKI */
+	char key_id[65]; /* SHA-256 of the certificate's SPKI */
 	char subject[256];
-	char x5t[32];	  /* base64url SHA-1 thumbprint */
-	char x5t256[48];  /* base64url SHA-256 thumbprint */
+	char x5t[32];	 /* base64url SHA-1 thumbprint */
+	char x5t256[48]; /* base64url SHA-256 thumbprint */
 	int64_t not_before, not_after, issued;
-	int revoked;	  /* 0 or 1 */
+	int revoked; /* 0 or 1 */
 	int64_t revoked_at;
-	int reason;	  /* RFC 5280 CRLReason, -1 when unspecified/none */
+	int reason; /* RFC 5280 CRLReason, -1 when unspecified/none */
 	uint8_t *der;
 	size_t derlen;
 };
 int rf_store_cert_add(struct rf_store *st, const struct rf_cert_rec *c)
     RF_WUR; /* RF_ERR_EXISTS on a serial collision */
-int rf_store_cert_get(struct rf_store *st, const char *serial,
-    struct rf_cert_rec *out) RF_WUR;
+int rf_store_cert_get(
+    struct rf_store *st, const char *serial, struct rf_cert_rec *out) RF_WUR;
 void rf_cert_rec_clear(struct rf_cert_rec *c);
 /*
  * The tenant (other than `tenant`) that already holds a certificate for
@@ -180,12 +180,12 @@ int rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 /* CRLs: one current CRL per issuer; the number never goes backwards. */
 int rf_store_crl_next_number(struct rf_store *st, const char *issuer,
     uint64_t *number) RF_WUR; /* increments and returns the new number */
-int rf_store_crl_put(struct rf_store *st, const char *issuer,
-    uint64_t number, int64_t this_update, int64_t next_update,
-    const uint8_t *der, size_t len) RF_WUR;
-int rf_store_crl_get(struct rf_store *st, const char *issuer,
-    uint64_t *number, int64_t *this_update, int64_t *next_update,
-    uint8_t **der, size_t *len) RF_WUR; /* caller frees *der */
+int rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
+    int64_t this_update, int64_t next_update, const uint8_t *der,
+    size_t len) RF_WUR;
+int rf_store_crl_get(struct rf_store *st, const char *issuer, uint64_t *number,
+    int64_t *this_update, int64_t *next_update, uint8_t **der,
+    size_t *len) RF_WUR; /* caller frees *der */
 
 /* Pre-signed OCSP responses, one per serial. */
 struct rf_ocsp_rec {
@@ -195,8 +195,8 @@ struct rf_ocsp_rec {
 	const uint8_t *der;
 	size_t len;
 };
-int rf_store_ocsp_put(struct rf_store *st, const struct rf_ocsp_rec *o)
-    RF_WUR; /* insert or replace */
+int rf_store_ocsp_put(struct rf_store *st,
+    const struct rf_ocsp_rec *o) RF_WUR; /* insert or replace */
 /*
  * Every put takes the next change sequence. rf_store_ocsp_seq gives the
  * current highest sequence (0 when empty); rf_store_ocsp_foreach(since)
@@ -216,7 +216,7 @@ struct rf_leaf_rec {
 	const char *tenant; /* may be NULL */
 	const uint8_t *data;
 	size_t len;
-	uint8_t hash[32];   /* RFC 9162 leaf hash */
+	uint8_t hash[32]; /* RFC 9162 leaf hash */
 };
 /*
  * Append n leaves in one transaction (or in the caller's). Indexes are

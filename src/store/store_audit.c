@@ -29,8 +29,8 @@ out:
 }
 
 int
-rf_store_leaf_append(struct rf_store *st, struct rf_leaf_rec *leaves,
-    size_t n, uint64_t *first)
+rf_store_leaf_append(
+    struct rf_store *st, struct rf_leaf_rec *leaves, size_t n, uint64_t *first)
 {
 	sqlite3_stmt *s;
 	uint64_t next = 0;
@@ -41,7 +41,8 @@ rf_store_leaf_append(struct rf_store *st, struct rf_leaf_rec *leaves,
 		return rf_err_set(RF_ERR_ARG, "no leaves to append");
 	for (i = 0; i < n; i++) {
 		if (leaves[i].type == NULL || *leaves[i].type == '\0')
-			return rf_err_set(RF_ERR_ARG, "audit leaf without type");
+			return rf_err_set(
+			    RF_ERR_ARG, "audit leaf without type");
 	}
 	/* BEGIN IMMEDIATE: the count and the inserts see no other writer. */
 	if ((r = st_tx_begin(st, &own)) != 0)

@@ -18,8 +18,9 @@ rf_store_cert_add(struct rf_store *st, const struct rf_cert_rec *c)
 	int r, rc, own;
 
 	if (c->serial[0] == '\0' || c->issuer[0] == '\0')
-		return rf_err_set(RF_ERR_ARG, "certificate record without "
-					      "serial or issuer");
+		return rf_err_set(RF_ERR_ARG,
+		    "certificate record without "
+		    "serial or issuer");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
 	if ((r = st_cached(st, &st->cert_ins,
@@ -88,8 +89,8 @@ cert_row(sqlite3_stmt *s, struct rf_cert_rec *c, int with_der)
 }
 
 int
-rf_store_cert_get(struct rf_store *st, const char *serial,
-    struct rf_cert_rec *out)
+rf_store_cert_get(
+    struct rf_store *st, const char *serial, struct rf_cert_rec *out)
 {
 	sqlite3_stmt *s = NULL;
 	int r, rc;
@@ -103,8 +104,9 @@ rf_store_cert_get(struct rf_store *st, const char *serial,
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		r = cert_row(s, out, 1);
 	else if (rc == SQLITE_DONE)
-		r = rf_err_set(RF_ERR_NOT_FOUND, "no certificate with serial "
-						 "%s",
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "no certificate with serial "
+		    "%s",
 		    serial);
 	else
 		r = st_fail(st, rc, "reading a certificate");
@@ -224,8 +226,8 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 	    (r = st_bind_text(st, s, 1, serial, 1024)) != 0)
 		goto out;
 	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
-		r = rf_err_set(RF_ERR_NOT_FOUND,
-		    "no certificate with serial %s", serial);
+		r = rf_err_set(
+		    RF_ERR_NOT_FOUND, "no certificate with serial %s", serial);
 		goto out;
 	} else if (rc != SQLITE_ROW) {
 		r = st_fail(st, rc, "reading a certificate");
@@ -246,8 +248,8 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 			goto out;
 	} else if (reason == REASON_KEY_COMPROMISE &&
 	    cur != REASON_KEY_COMPROMISE) {
-		r = st_prepare(st, "UPDATE certs SET reason = ? WHERE serial = ?",
-		    &s);
+		r = st_prepare(
+		    st, "UPDATE certs SET reason = ? WHERE serial = ?", &s);
 		if (r != 0 || (r = st_bind_int(st, s, 1, reason)) != 0 ||
 		    (r = st_bind_text(st, s, 2, serial, 1024)) != 0)
 			goto out;
@@ -276,8 +278,8 @@ out:
  * the loss or replacement of the stored CRL.
  */
 int
-rf_store_crl_next_number(struct rf_store *st, const char *issuer,
-    uint64_t *number)
+rf_store_crl_next_number(
+    struct rf_store *st, const char *issuer, uint64_t *number)
 {
 	sqlite3_stmt *s = NULL;
 	int r, rc, own;
@@ -347,7 +349,8 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 	s = NULL;
 	if ((r = st_prepare(st,
 		 "INSERT INTO crl_state (issuer, number, this_update, "
-		 "next_update, der) VALUES (?, ?, ?, ?, ?) ON CONFLICT (issuer) "
+		 "next_update, der) VALUES (?, ?, ?, ?, ?) ON CONFLICT "
+		 "(issuer) "
 		 "DO UPDATE SET number = excluded.number, this_update = "
 		 "excluded.this_update, next_update = excluded.next_update, "
 		 "der = excluded.der",
@@ -399,8 +402,9 @@ rf_store_crl_get(struct rf_store *st, const char *issuer, uint64_t *number,
 	    (r = st_bind_text(st, s, 1, issuer, 1024)) != 0)
 		goto out;
 	if ((rc = sqlite3_step(s)) == SQLITE_DONE) {
-		r = rf_err_set(RF_ERR_NOT_FOUND, "no CRL for %s yet: run "
-						 "'ringfence crl'",
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "no CRL for %s yet: run "
+		    "'ringfence crl'",
 		    issuer);
 		goto out;
 	} else if (rc != SQLITE_ROW) {
@@ -431,15 +435,17 @@ rf_store_ocsp_put(struct rf_store *st, const struct rf_ocsp_rec *o)
 	int r, rc, own;
 
 	if (o->serial[0] == '\0' || o->der == NULL || o->len == 0)
-		return rf_err_set(RF_ERR_ARG, "OCSP response without serial "
-					      "or content");
+		return rf_err_set(RF_ERR_ARG,
+		    "OCSP response without serial "
+		    "or content");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
 	if ((r = st_cached(st, &st->ocsp_put,
 		 "INSERT INTO ocsp (serial, issuer, this_update, next_update, "
 		 "der, seq) VALUES (?, ?, ?, ?, ?, (SELECT coalesce(max(seq), "
 		 "0) + 1 FROM ocsp)) ON CONFLICT (serial) DO UPDATE SET "
-		 "issuer = excluded.issuer, this_update = excluded.this_update, "
+		 "issuer = excluded.issuer, this_update = "
+		 "excluded.this_update, "
 		 "next_update = excluded.next_update, der = excluded.der, "
 		 "seq = excluded.seq")) != 0)
 		goto out;
@@ -472,8 +478,8 @@ rf_store_ocsp_seq(struct rf_store *st, int64_t *seq)
 	int r, rc;
 
 	*seq = 0;
-	if ((r = st_prepare(st, "SELECT coalesce(max(seq), 0) FROM ocsp",
-		 &s)) != 0)
+	if ((r = st_prepare(
+		 st, "SELECT coalesce(max(seq), 0) FROM ocsp", &s)) != 0)
 		return r;
 	if ((rc = sqlite3_step(s)) != SQLITE_ROW)
 		r = st_fail(st, rc, "reading the OCSP sequence");

@@ -29,11 +29,13 @@ rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
 	if (id != NULL)
 		*id = 0;
 	if (tenant == NULL || *tenant == '\0' || name == NULL || *name == '\0')
-		return rf_err_set(RF_ERR_ARG, "connection without tenant or "
-					      "name");
+		return rf_err_set(RF_ERR_ARG,
+		    "connection without tenant or "
+		    "name");
 	if (rp != NULL && strcmp(rp, "ocsp") != 0 && strcmp(rp, "pinned") != 0)
-		return rf_err_set(RF_ERR_ARG, "relying-party mode '%s' is not "
-					      "'ocsp' or 'pinned'",
+		return rf_err_set(RF_ERR_ARG,
+		    "relying-party mode '%s' is not "
+		    "'ocsp' or 'pinned'",
 		    rp);
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
@@ -61,9 +63,10 @@ rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
 			 "INSERT INTO conns (tenant, name, rp, serial, "
 			 "created) VALUES (?, ?, ?, ?, ?)",
 			 &s)) != 0 ||
-		    (r = st_bind_text(st, s, 1, tenant, sizeof(c.tenant) - 1)) !=
+		    (r = st_bind_text(
+			 st, s, 1, tenant, sizeof(c.tenant) - 1)) != 0 ||
+		    (r = st_bind_text(st, s, 2, name, sizeof(c.name) - 1)) !=
 			0 ||
-		    (r = st_bind_text(st, s, 2, name, sizeof(c.name) - 1)) != 0 ||
 		    (r = st_bind_text(st, s, 3, rp != NULL ? rp : "ocsp", 7)) !=
 			0 ||
 		    (r = st_bind_text(st, s, 4, serial != NULL ? serial : "",
@@ -77,7 +80,8 @@ rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
 
 		if ((r = st_prepare(st,
 			 "UPDATE conns SET rp = coalesce(?, rp), "
-			 "previous = CASE WHEN ? THEN serial ELSE previous END, "
+			 "previous = CASE WHEN ? THEN serial ELSE previous "
+			 "END, "
 			 "serial = CASE WHEN ? THEN ? ELSE serial END "
 			 "WHERE id = ?",
 			 &s)) != 0 ||
@@ -132,8 +136,9 @@ rf_store_conn_get(struct rf_store *st, const char *tenant, const char *name,
 		conn_row(s, out);
 		r = 0;
 	} else if (rc == SQLITE_DONE)
-		r = rf_err_set(RF_ERR_NOT_FOUND, "no connection '%s' of tenant "
-						 "'%s'",
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "no connection '%s' of tenant "
+		    "'%s'",
 		    name, tenant);
 	else
 		r = st_fail(st, rc, "reading a connection");
@@ -245,8 +250,8 @@ rf_store_incident_add(struct rf_store *st, struct rf_incident_rec *inc)
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		inc->id = sqlite3_column_int64(s, 0);
 		r = rf_err_set(RF_ERR_EXISTS,
-		    "incident %lld is already open for %s",
-		    (long long)inc->id, inc->scope);
+		    "incident %lld is already open for %s", (long long)inc->id,
+		    inc->scope);
 		goto out;
 	} else if (rc != SQLITE_DONE) {
 		r = st_fail(st, rc, "reading incidents");
@@ -261,8 +266,8 @@ rf_store_incident_add(struct rf_store *st, struct rf_incident_rec *inc)
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, inc->scope, sizeof(inc->scope) - 1)) !=
 		0 ||
-	    (r = st_bind_text(st, s, 2, inc->reason, sizeof(inc->reason) - 1)) !=
-		0 ||
+	    (r = st_bind_text(
+		 st, s, 2, inc->reason, sizeof(inc->reason) - 1)) != 0 ||
 	    (r = st_bind_text(st, s, 3,
 		 inc->state[0] != '\0' ? inc->state : "open",
 		 sizeof(inc->state) - 1)) != 0 ||
@@ -285,15 +290,16 @@ out:
 }
 
 int
-rf_store_incident_get(struct rf_store *st, int64_t id,
-    struct rf_incident_rec *out)
+rf_store_incident_get(
+    struct rf_store *st, int64_t id, struct rf_incident_rec *out)
 {
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st, "SELECT " INC_COLS " FROM incidents WHERE "
-				"id = ?",
+	if ((r = st_prepare(st,
+		 "SELECT " INC_COLS " FROM incidents WHERE "
+		 "id = ?",
 		 &s)) != 0 ||
 	    (r = st_bind_int(st, s, 1, id)) != 0)
 		goto out;
@@ -301,8 +307,8 @@ rf_store_incident_get(struct rf_store *st, int64_t id,
 		inc_row(s, out);
 		r = 0;
 	} else if (rc == SQLITE_DONE)
-		r = rf_err_set(RF_ERR_NOT_FOUND, "no incident %lld",
-		    (long long)id);
+		r = rf_err_set(
+		    RF_ERR_NOT_FOUND, "no incident %lld", (long long)id);
 	else
 		r = st_fail(st, rc, "reading an incident");
 out:
@@ -311,8 +317,7 @@ out:
 }
 
 int
-rf_store_incident_update(struct rf_store *st,
-    const struct rf_incident_rec *inc)
+rf_store_incident_update(struct rf_store *st, const struct rf_incident_rec *inc)
 {
 	sqlite3_stmt *s = NULL;
 	int r, own;
@@ -337,8 +342,8 @@ rf_store_incident_update(struct rf_store *st,
 	    (r = step_done(st, s, "updating an incident")) != 0)
 		goto out;
 	if (sqlite3_changes(st->db) == 0)
-		r = rf_err_set(RF_ERR_NOT_FOUND, "no incident %lld",
-		    (long long)inc->id);
+		r = rf_err_set(
+		    RF_ERR_NOT_FOUND, "no incident %lld", (long long)inc->id);
 out:
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
@@ -352,8 +357,9 @@ rf_store_incident_foreach(struct rf_store *st,
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
-	if ((r = st_prepare(st, "SELECT " INC_COLS " FROM incidents ORDER BY "
-				"id",
+	if ((r = st_prepare(st,
+		 "SELECT " INC_COLS " FROM incidents ORDER BY "
+		 "id",
 		 &s)) != 0)
 		return r;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -411,8 +417,9 @@ rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it)
 	    (r = T(11, evidence)) != 0)
 		goto out;
 	if ((r = step_done(st, s, "adding an incident item")) == RF_ERR_EXISTS)
-		r = rf_err_set(RF_ERR_EXISTS, "connection %lld is already in "
-					      "incident %lld",
+		r = rf_err_set(RF_ERR_EXISTS,
+		    "connection %lld is already in "
+		    "incident %lld",
 		    (long long)it->conn, (long long)it->incident);
 out:
 	sqlite3_finalize(s);
@@ -440,8 +447,9 @@ rf_store_item_update(struct rf_store *st, const struct rf_item_rec *it)
 		goto out;
 #undef T
 	if (sqlite3_changes(st->db) == 0)
-		r = rf_err_set(RF_ERR_NOT_FOUND, "connection %lld is not in "
-						 "incident %lld",
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "connection %lld is not in "
+		    "incident %lld",
 		    (long long)it->conn, (long long)it->incident);
 out:
 	sqlite3_finalize(s);
@@ -449,9 +457,9 @@ out:
 }
 
 int
-rf_store_item_foreach(struct rf_store *st, int64_t incident,
-    const char *tenant, const char *state,
-    int (*fn)(void *arg, const struct rf_item_rec *it), void *arg)
+rf_store_item_foreach(struct rf_store *st, int64_t incident, const char *tenant,
+    const char *state, int (*fn)(void *arg, const struct rf_item_rec *it),
+    void *arg)
 {
 	struct rf_item_rec it;
 	sqlite3_stmt *s = NULL;
@@ -515,8 +523,8 @@ out:
 }
 
 int
-rf_store_incident_event_add(struct rf_store *st, int64_t incident,
-    int64_t time, const char *kind, const char *detail)
+rf_store_incident_event_add(struct rf_store *st, int64_t incident, int64_t time,
+    const char *kind, const char *detail)
 {
 	struct rf_event_rec e;
 	sqlite3_stmt *s = NULL;

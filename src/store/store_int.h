@@ -11,9 +11,9 @@
 
 struct rf_store {
 	sqlite3 *db;
-	char *path;	  /* as given to rf_store_open, for messages */
-	int in_txn;	  /* inside rf_store_begin .. commit/rollback */
-	int schema;	  /* user_version after migrations */
+	char *path;		/* as given to rf_store_open, for messages */
+	int in_txn;		/* inside rf_store_begin .. commit/rollback */
+	int schema;		/* user_version after migrations */
 	sqlite3_stmt *leaf_ins; /* cached hot statements (lazily prepared) */
 	sqlite3_stmt *leaf_max;
 	sqlite3_stmt *cert_ins;
@@ -25,11 +25,10 @@ int st_fail(struct rf_store *st, int rc, const char *what);
 /* Run SQL without results. */
 int st_exec(struct rf_store *st, const char *sql) RF_WUR;
 /* Prepare a statement (finalize with sqlite3_finalize). */
-int st_prepare(struct rf_store *st, const char *sql, sqlite3_stmt **out)
-    RF_WUR;
+int st_prepare(struct rf_store *st, const char *sql, sqlite3_stmt **out) RF_WUR;
 /* Prepare once into *cache, then reset and clear bindings on later calls. */
-int st_cached(struct rf_store *st, sqlite3_stmt **cache, const char *sql)
-    RF_WUR;
+int st_cached(
+    struct rf_store *st, sqlite3_stmt **cache, const char *sql) RF_WUR;
 
 /*
  * Every write runs between st_tx_begin and st_tx_end. Outside a caller's
@@ -44,10 +43,9 @@ int st_tx_end(struct rf_store *st, int own, int r) RF_WUR;
  * binds NULL. */
 int st_bind_text(struct rf_store *st, sqlite3_stmt *s, int i, const char *v,
     size_t max) RF_WUR;
-int st_bind_blob(struct rf_store *st, sqlite3_stmt *s, int i,
-    const uint8_t *v, size_t len) RF_WUR;
-int st_bind_int(struct rf_store *st, sqlite3_stmt *s, int i, int64_t v)
-    RF_WUR;
+int st_bind_blob(struct rf_store *st, sqlite3_stmt *s, int i, const uint8_t *v,
+    size_t len) RF_WUR;
+int st_bind_int(struct rf_store *st, sqlite3_stmt *s, int i, int64_t v) RF_WUR;
 /* Copy a text column into a fixed buffer ("" for NULL). */
 void st_col_str(sqlite3_stmt *s, int i, char *buf, size_t len);
 /* Copy a blob column into a new allocation (NULL, 0 when empty). */

@@ -26,8 +26,9 @@ rf_store_tenant_add(struct rf_store *st, const char *name, int64_t now)
 
 	if (name == NULL || *name == '\0' ||
 	    strnlen(name, sizeof(t.name)) >= sizeof(t.name))
-		return rf_err_set(RF_ERR_ARG, "tenant name empty or too long "
-					      "(at most %zu bytes)",
+		return rf_err_set(RF_ERR_ARG,
+		    "tenant name empty or too long "
+		    "(at most %zu bytes)",
 		    sizeof(t.name) - 1);
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
@@ -38,8 +39,8 @@ rf_store_tenant_add(struct rf_store *st, const char *name, int64_t now)
 	    (r = st_bind_int(st, s, 2, now)) != 0)
 		goto out;
 	if ((r = run_write(st, s, "adding a tenant")) == RF_ERR_EXISTS)
-		r = rf_err_set(RF_ERR_EXISTS, "tenant '%s' already exists",
-		    name);
+		r = rf_err_set(
+		    RF_ERR_EXISTS, "tenant '%s' already exists", name);
 out:
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
@@ -55,8 +56,8 @@ tenant_row(sqlite3_stmt *s, struct rf_tenant *t)
 }
 
 int
-rf_store_tenant_get(struct rf_store *st, const char *name,
-    struct rf_tenant *out)
+rf_store_tenant_get(
+    struct rf_store *st, const char *name, struct rf_tenant *out)
 {
 	sqlite3_stmt *s = NULL;
 	int r, rc;
@@ -71,8 +72,9 @@ rf_store_tenant_get(struct rf_store *st, const char *name,
 		tenant_row(s, out);
 		r = 0;
 	} else if (rc == SQLITE_DONE)
-		r = rf_err_set(RF_ERR_NOT_FOUND, "no tenant '%s': add it with "
-						 "'ringfence tenant add'",
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "no tenant '%s': add it with "
+		    "'ringfence tenant add'",
 		    name);
 	else
 		r = st_fail(st, rc, "reading a tenant");
@@ -127,8 +129,9 @@ rf_store_key_add(struct rf_store *st, const struct rf_key_rec *k)
 	int r, own;
 
 	if (k->id[0] == '\0' || k->purpose[0] == '\0' || k->state[0] == '\0')
-		return rf_err_set(RF_ERR_ARG, "key record without id, purpose "
-					      "or state");
+		return rf_err_set(RF_ERR_ARG,
+		    "key record without id, purpose "
+		    "or state");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
 	if ((r = st_prepare(st,
@@ -145,8 +148,8 @@ rf_store_key_add(struct rf_store *st, const struct rf_key_rec *k)
 	    (r = st_bind_int(st, s, 6, k->created)) != 0)
 		goto out;
 	if ((r = run_write(st, s, "recording a key")) == RF_ERR_EXISTS)
-		r = rf_err_set(RF_ERR_EXISTS, "key %s is already recorded",
-		    k->id);
+		r = rf_err_set(
+		    RF_ERR_EXISTS, "key %s is already recorded", k->id);
 out:
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
@@ -181,8 +184,8 @@ rf_store_key_get(struct rf_store *st, const char *id, struct rf_key_rec *out)
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st, "SELECT " KEY_COLS " FROM keys WHERE id = ?",
-		 &s)) != 0 ||
+	if ((r = st_prepare(
+		 st, "SELECT " KEY_COLS " FROM keys WHERE id = ?", &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, id, 1024)) != 0)
 		goto out;
 	r = key_one(st, s, out, "key with id", id);
@@ -202,8 +205,8 @@ rf_store_key_set_state(struct rf_store *st, const char *id, const char *state)
 		return rf_err_set(RF_ERR_ARG, "empty key state");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st, "UPDATE keys SET state = ? WHERE id = ?",
-		 &s)) != 0 ||
+	if ((r = st_prepare(
+		 st, "UPDATE keys SET state = ? WHERE id = ?", &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, state, sizeof(k.state) - 1)) != 0 ||
 	    (r = st_bind_text(st, s, 2, id, 1024)) != 0 ||
 	    (r = run_write(st, s, "changing a key's state")) != 0)
@@ -216,8 +219,8 @@ out:
 }
 
 int
-rf_store_key_by_purpose(struct rf_store *st, const char *purpose,
-    struct rf_key_rec *out)
+rf_store_key_by_purpose(
+    struct rf_store *st, const char *purpose, struct rf_key_rec *out)
 {
 	sqlite3_stmt *s = NULL;
 	int r;
@@ -262,14 +265,15 @@ rf_store_ca_add(struct rf_store *st, const struct rf_ca_rec *ca)
 	    (r = st_bind_blob(st, s, 8, ca->der, ca->derlen)) != 0)
 		goto out;
 	if ((r = run_write(st, s, "recording a CA")) == RF_ERR_EXISTS)
-		r = rf_err_set(RF_ERR_EXISTS, "a CA named '%s' already exists",
-		    ca->name);
+		r = rf_err_set(
+		    RF_ERR_EXISTS, "a CA named '%s' already exists", ca->name);
 out:
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
 }
 
-#define CA_COLS "name, key_id, parent, serial, not_before, not_after, active, der"
+#define CA_COLS                                                                \
+	"name, key_id, parent, serial, not_before, not_after, active, der"
 
 static int
 ca_row(sqlite3_stmt *s, struct rf_ca_rec *ca)
@@ -292,8 +296,8 @@ rf_store_ca_get(struct rf_store *st, const char *name, struct rf_ca_rec *out)
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st, "SELECT " CA_COLS " FROM cas WHERE name = ?",
-		 &s)) != 0 ||
+	if ((r = st_prepare(
+		 st, "SELECT " CA_COLS " FROM cas WHERE name = ?", &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, name, 1024)) != 0)
 		goto out;
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
@@ -317,8 +321,8 @@ rf_store_ca_list(struct rf_store *st, struct rf_ca_rec **out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
-	if ((r = st_prepare(st, "SELECT " CA_COLS " FROM cas ORDER BY name",
-		 &s)) != 0)
+	if ((r = st_prepare(
+		 st, "SELECT " CA_COLS " FROM cas ORDER BY name", &s)) != 0)
 		return r;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if (cnt == cap) {
@@ -355,8 +359,8 @@ rf_store_ca_set_active(struct rf_store *st, const char *name, int active)
 
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st, "UPDATE cas SET active = ? WHERE name = ?",
-		 &s)) != 0 ||
+	if ((r = st_prepare(
+		 st, "UPDATE cas SET active = ? WHERE name = ?", &s)) != 0 ||
 	    (r = st_bind_int(st, s, 1, active != 0)) != 0 ||
 	    (r = st_bind_text(st, s, 2, name, 1024)) != 0 ||
 	    (r = run_write(st, s, "changing a CA")) != 0)

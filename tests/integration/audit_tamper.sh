@@ -77,6 +77,31 @@ got=$( (printf '00'; printf '%s' "$hex") | xxd -r -p | sha256sum | cut -c1-64)
 dbhash=$(sqlite3 "$db" "SELECT lower(hex(hash)) FROM $LEAVES WHERE $IDX = 0")
 [ "$dbhash" = "$got" ] || fail "stored hash of leaf 0"
 
+# Each tree head's signature, checked by openssl over the documented bytes.
+jq -c 'select(.kind == "sth")' export.jsonl >sths.jsonl
+[ "$(wc -l <sths.jsonl)" -eq 2 ] || fail "export has 2 tree heads"
+while read -r sth; do
+	size=$(jq -r .size <<<"$sth")
+	time=$(jq -r .time <<<"$sth")
+	{
+		printf 'ringfence-sth-v1\000'
+		printf '%016x%016x' "$size" "$time" | xxd -r -p
+		jq -r .root <<<"$sth" | xxd -r -p
+	} >tbs
+	[ "$(wc -c <tbs)" -eq 65 ] || fail "tree head bytes"
+	jq -r .spki <<<"$sth" | xxd -r -p |
+		openssl pkey -pubin -inform DER -out pub.pem ||
+		fail "tree head key is not a SubjectPublicKeyInfo"
+	jq -r .sig <<<"$sth" | xxd -r -p >sig
+	openssl dgst -sha256 -verify pub.pem -signature sig tbs >/dev/null ||
+		fail "openssl rejects the tree head at size $size"
+	# A changed byte of what was signed must fail.
+	printf '%016x' "$((size + 1))" | xxd -r -p | dd of=tbs bs=1 seek=17 conv=notrunc 2>/dev/null
+	if openssl dgst -sha256 -verify pub.pem -signature sig tbs >/dev/null 2>&1; then
+		fail "openssl accepts a tree head with a changed size"
+	fi
+done <sths.jsonl
+
 rf audit search --json >search.out || fail "audit search"
 [ "$(wc -l <search.out)" -eq "$n" ] || fail "search finds every leaf"
 

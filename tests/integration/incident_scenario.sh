@@ -6,7 +6,9 @@
 set -euo pipefail
 : "${RINGFENCE:?}" "${RF_BINARY_DIR:?}"
 N=${RF_SCENARIO_TENANTS:-3600}
-export RINGFENCE_HOME=$(mktemp -d /tmp/rf-incident.XXXXXX)
+base=/tmp
+[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
+export RINGFENCE_HOME=$(mktemp -d "$base/rf-incident.XXXXXX")
 server=""
 cleanup() {
 	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null

@@ -29,10 +29,11 @@ rf init >/dev/null 2>init.err || { cat init.err >&2; fail "ringfence init"; }
 [ -s "$RINGFENCE_HOME/token.pin" ] || fail "init wrote no token.pin"
 [ -s "$RINGFENCE_HOME/softhsm2.conf" ] || fail "init wrote no softhsm2.conf"
 
-# A tenant connection key generated inside the token, when issue exists.
-rf tenant add acme >/dev/null 2>&1 || true
+# A tenant connection key generated inside the token.
+rf tenant add acme >/dev/null 2>tenant.err ||
+	{ cat tenant.err >&2; fail "tenant add"; }
 rf issue --tenant acme --profile client --keygen ec-p384 >/dev/null \
-	2>issue.err || true
+	2>issue.err || { cat issue.err >&2; fail "issue --keygen"; }
 
 # The token as an independent PKCS#11 client sees it.
 export SOFTHSM2_CONF=$RINGFENCE_HOME/softhsm2.conf
@@ -41,9 +42,9 @@ pkcs11-tool --module "$MODULE" --login \
 	--list-objects --type privkey >objects.txt 2>objects.err ||
 	{ cat objects.err >&2; fail "pkcs11-tool --list-objects"; }
 nkeys=$(grep -c "^Private Key Object" objects.txt || true)
-[ "$nkeys" -ge 3 ] || {
+[ "$nkeys" -ge 5 ] || {
 	cat objects.txt >&2
-	fail "expected the root, issuing and OCSP keys, pkcs11-tool lists $nkeys"
+	fail "expected root, issuing, OCSP, audit and tenant keys, pkcs11-tool lists $nkeys"
 }
 # Each key's Access line: sensitive, never extractable, never plain
 # "extractable".
@@ -100,6 +101,8 @@ jq -e -s 'all(.[]; .sensitive and (.extractable | not)
 	fail "keys list --json shows a key not sealed"
 jq -e -s 'map(.purpose) | index("root") != null' list.json >/dev/null ||
 	fail "keys list --json does not name the root key's purpose"
+jq -e -s 'map(select(.tenant == "acme" and .alg == "ec-p384")) | length == 1' \
+	list.json >/dev/null || fail "keys list --json does not show acme's key"
 # The id pkcs11-tool shows is the one ringfence lists.
 jq -r '.id' list.json | grep -qix "$id" ||
 	fail "pkcs11-tool id $id not in keys list"

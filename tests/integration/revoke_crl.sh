@@ -118,4 +118,13 @@ openssl crl -inform DER -in "$tmp/crl5.der" -out "$tmp/crl5.pem"
 out=$(verify "$tmp/crl5.pem" "$tmp/othercert.pem" || true)
 echo "$out" | grep -q 'certificate revoked' || fail "tenant revoke not in CRL: $out"
 
+# DER never goes to a terminal (script(1) gives the command a pty).
+if command -v script >/dev/null; then
+	set +e
+	script -qec "'$RINGFENCE' crl" /dev/null >/dev/null 2>&1
+	rc=$?
+	set -e
+	[ "$rc" -eq 2 ] || fail "crl wrote DER to a terminal (exit $rc)"
+fi
+
 echo "revoke_crl: ok"

@@ -451,6 +451,15 @@ test_sths(void **state)
 		    dhex, hhex);
 		sql(f, stmt);
 		expect_tampered(f, 4, "tree head at size 10 does not match");
+		/* Whole rows reordered: hashes still match their data, the
+		 * tree head names the range. */
+		sql(f,
+		    "UPDATE " LEAF_TABLE " SET " LEAF_INDEX
+		    " = -1 WHERE " LEAF_INDEX " = 6; UPDATE " LEAF_TABLE
+		    " SET " LEAF_INDEX " = 6 WHERE " LEAF_INDEX
+		    " = 8; UPDATE " LEAF_TABLE " SET " LEAF_INDEX
+		    " = 8 WHERE " LEAF_INDEX " = -1");
+		expect_tampered(f, 4, "modified or reordered");
 		/* With only the data changed, the leaf itself is named. */
 		sql(f,
 		    "UPDATE " LEAF_TABLE " SET " LEAF_HASH

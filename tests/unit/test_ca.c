@@ -223,9 +223,9 @@ check_common(X509 *x, const struct rf_issued *is, const char *tenant,
 	/* SKI / AKI keyid = issuing SKI */
 	assert_non_null(ski = X509_get0_subject_key_id(x));
 	assert_non_null(aki = X509_get0_authority_key_id(x));
-	assert_int_equal(
-	    ASN1_OCTET_STRING_cmp(
-		aki, X509_get0_subject_key_id(rf_ca_cert(F.ca, "issuing"))),
+	assert_int_equal(ASN1_OCTET_STRING_cmp(aki,
+			     X509_get0_subject_key_id(
+				 rf_ca_cert(F.ca, rf_ca_issuer_name(F.ca)))),
 	    0);
 	/* CRL DP and AIA URLs */
 	assert_non_null(

@@ -9,6 +9,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -476,6 +477,20 @@ openssl_cli_checks(struct fix *f)
 			       "'Response verify OK' out.txt",
 			     h),
 	    0);
+	/* GnuTLS ocsptool as a second consumer. */
+	assert_int_equal(tu_sh("cd '%s' && ocsptool -e --load-trust issuer.pem "
+			       "--infile good.der >out.txt 2>&1 && grep -q "
+			       "'Verifying OCSP Response: Success' out.txt && "
+			       "grep -q 'Certificate Status: good' out.txt && "
+			       "grep -q 'Responder Key ID' out.txt",
+			     h),
+	    0);
+	assert_int_equal(tu_sh("cd '%s' && ocsptool -e --load-trust issuer.pem "
+			       "--infile revoked.der >out.txt 2>&1 && grep -q "
+			       "'Verifying OCSP Response: Success' out.txt && "
+			       "grep -q 'Certificate Status: revoked' out.txt",
+			     h),
+	    0);
 	/* The response for 1a2b does not answer for 1a2c. */
 	assert_int_not_equal(tu_sh("cd '%s' && openssl ocsp -respin good.der "
 				   "-issuer issuer.pem -serial 0x1a2c "
@@ -577,6 +592,9 @@ test_on_demand(void **state)
 	respond(f, f->issuer, EVP_sha1(), three, 0, now, &ans);
 	bs = verified_basic(f, &ans);
 	assert_int_equal(OCSP_resp_count(bs), 3);
+	/* Not for caching. */
+	assert_int_equal(ans.next_update, 0);
+	assert_string_equal(ans.etag, "");
 	assert_int_equal(find_status(f->issuer, bs, EVP_sha1(), "a1", &reason,
 			     &rt, &tu, &nu),
 	    V_OCSP_CERTSTATUS_GOOD);
@@ -777,6 +795,87 @@ test_reload(void **state)
 	OCSP_BASICRESP_free(bs);
 }
 
+/* Readers in threads while the main thread re-signs and reloads. */
+struct reader {
+	struct rf_ocsp_responder *r;
+	uint8_t *req;
+	size_t len;
+	int64_t now;
+	int bad, done;
+};
+
+static void *
+reader_run(void *arg)
+{
+	struct reader *rd = arg;
+	struct rf_ocsp_answer *ans;
+	int i;
+
+	if ((ans = malloc(sizeof(*ans))) == NULL) {
+		rd->bad++;
+		return NULL;
+	}
+	for (i = 0; i < 3000; i++) {
+		const unsigned char *p = ans->der;
+		OCSP_RESPONSE *resp;
+
+		if (rf_ocsp_respond(rd->r, rd->req, rd->len, rd->now, ans) !=
+			0 ||
+		    ans->status != RF_OCSP_SUCCESSFUL) {
+			rd->bad++;
+			continue;
+		}
+		if ((resp = d2i_OCSP_RESPONSE(NULL, &p, (long)ans->len)) ==
+			NULL ||
+		    p != ans->der + ans->len)
+			rd->bad++;
+		OCSP_RESPONSE_free(resp);
+		rd->done++;
+	}
+	free(ans);
+	return NULL;
+}
+
+static void
+test_concurrent(void **state)
+{
+	struct fix *f = *state;
+	const char *s[] = {"c0ffee", NULL};
+	struct reader rd[3];
+	pthread_t th[3];
+	char serials[40][16];
+	struct rf_ocsp_status sts[40];
+	uint8_t *req;
+	size_t len;
+	int i;
+
+	presign(f, "c0ffee", 0, 0, -1);
+	for (i = 0; i < 40; i++) {
+		snprintf(serials[i], sizeof(serials[i]), "%x", 0x1000 + i);
+		sts[i] = (struct rf_ocsp_status){serials[i], 0, 0, -1};
+	}
+	assert_int_equal(rf_ocsp_presign(f->s, sts, 40, &f->who), 0);
+	reload(f);
+	req = make_req(f->issuer, EVP_sha1(), s, 0, &len);
+	for (i = 0; i < 3; i++) {
+		rd[i] = (struct reader){f->r, req, len, rf_now(), 0, 0};
+		assert_int_equal(
+		    pthread_create(&th[i], NULL, reader_run, &rd[i]), 0);
+	}
+	/* Replace the entry readers hit, and grow the table meanwhile. */
+	for (i = 0; i < 6; i++) {
+		presign(f, "c0ffee", i % 2, rf_now() - 10, i % 2 ? 1 : -1);
+		reload(f);
+	}
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+		assert_int_equal(rd[i].bad, 0);
+		assert_int_equal(rd[i].done, 3000);
+	}
+	assert_int_equal(rf_ocsp_responder_count(f->r), 41);
+	OPENSSL_free(req);
+}
+
 /* Bad arguments to the signer. */
 static void
 test_signer_args(void **state)
@@ -785,7 +884,8 @@ test_signer_args(void **state)
 	struct rf_ocsp_signer *s = NULL;
 	struct rf_ocsp_status bad[] = {{"0ab", 0, 0, -1}, {"AB", 0, 0, -1},
 	    {"", 0, 0, -1},
-	    {"12345678901234567890123456789012345678901", 0, 0, -1}};
+	    {"12345678901234567890123456789012345678901", 0, 0, -1},
+	    {"ab", 1, 0, 7}, {"ab", 1, 0, 8}, {"ab", 1, 0, 11}};
 	size_t i;
 
 	/* The signer certificate's key must be the signer key's. */
@@ -924,6 +1024,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_on_demand, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_signer_args, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_get_decode, setup, teardown),
 	};

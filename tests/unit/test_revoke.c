@@ -550,6 +550,37 @@ test_revoke_key(void **state)
 	assert_true(is_revoked(fx, byid2.serial));
 	assert_false(is_revoked(fx, k3.serial));
 
+	/* Many certificates of one key: the expansion grows the set. */
+	{
+		struct rf_issue_req reqs[20];
+		struct rf_issued many[20];
+		EVP_PKEY *key3 = NULL;
+		uint8_t *csr3 = NULL;
+		int len3, i;
+
+		make_csr(&key3, &csr3, &len3);
+		memset(reqs, 0, sizeof(reqs));
+		for (i = 0; i < 20; i++) {
+			reqs[i].tenant = "eps";
+			reqs[i].profile = RF_PROFILE_CLIENT;
+			reqs[i].csr = csr3;
+			reqs[i].csrlen = (size_t)len3;
+		}
+		memset(many, 0, sizeof(many));
+		assert_int_equal(
+		    rf_ca_issue(fx->ca, reqs, 20, &fx->who, many), 0);
+		assert_int_equal(do_revoke(fx, many[7].serial, NULL, NULL,
+				     RF_CRL_REASON_KEY_COMPROMISE, 0),
+		    20);
+		for (i = 0; i < 20; i++) {
+			assert_true(is_revoked(fx, many[i].serial));
+			rf_issued_clear(&many[i]);
+		}
+		assert_false(is_revoked(fx, k3.serial));
+		EVP_PKEY_free(key3);
+		OPENSSL_free(csr3);
+	}
+
 	rf_cert_rec_clear(&fake);
 	EVP_PKEY_free(key);
 	EVP_PKEY_free(key2);

@@ -121,8 +121,9 @@ test_migrate_old(void **state)
 	assert_int_equal(rf_store_meta_set(st, "k", "kept"), 0);
 	rf_store_free(st);
 	assert_int_equal(raw_int(p, "PRAGMA user_version"), 1);
-	assert_int_equal(raw_int(p, "SELECT count(*) FROM sqlite_master WHERE "
-				    "name = 'incidents'"),
+	assert_int_equal(raw_int(p,
+			     "SELECT count(*) FROM sqlite_master WHERE "
+			     "name = 'incidents'"),
 	    0);
 	/* Reopening migrates to the latest and keeps the data. */
 	assert_int_equal(rf_store_open(p, 0, &st), 0);
@@ -131,8 +132,9 @@ test_migrate_old(void **state)
 	assert_int_equal(rf_store_meta_get(st, "k", v, sizeof(v)), 0);
 	assert_string_equal(v, "kept");
 	rf_store_free(st);
-	assert_int_equal(raw_int(p, "SELECT count(*) FROM sqlite_master WHERE "
-				    "name = 'incidents'"),
+	assert_int_equal(raw_int(p,
+			     "SELECT count(*) FROM sqlite_master WHERE "
+			     "name = 'incidents'"),
 	    1);
 }
 
@@ -161,16 +163,16 @@ test_meta(void **state)
 	struct fx *f = *state;
 	char v[16];
 
-	assert_int_equal(rf_store_meta_get(f->st, "x", v, sizeof(v)),
-	    RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_meta_get(f->st, "x", v, sizeof(v)), RF_ERR_NOT_FOUND);
 	assert_int_equal(rf_store_meta_set(f->st, "x", "1"), 0);
 	assert_int_equal(rf_store_meta_set(f->st, "x", "two"), 0);
 	assert_int_equal(rf_store_meta_get(f->st, "x", v, sizeof(v)), 0);
 	assert_string_equal(v, "two");
-	assert_int_equal(rf_store_meta_set(f->st, "y", "0123456789abcdefXYZ"),
-	    0);
-	assert_int_equal(rf_store_meta_get(f->st, "y", v, sizeof(v)),
-	    RF_ERR_TOO_LARGE);
+	assert_int_equal(
+	    rf_store_meta_set(f->st, "y", "0123456789abcdefXYZ"), 0);
+	assert_int_equal(
+	    rf_store_meta_get(f->st, "y", v, sizeof(v)), RF_ERR_TOO_LARGE);
 	/* Durable: visible to a fresh connection. */
 	rf_store_free(f->st);
 	assert_int_equal(rf_store_open(f->path, 0, &f->st), 0);
@@ -189,16 +191,16 @@ test_transactions(void **state)
 	assert_int_equal(rf_store_begin(f->st), RF_ERR_STATE);
 	assert_int_equal(rf_store_meta_set(f->st, "a", "1"), 0);
 	rf_store_rollback(f->st);
-	assert_int_equal(rf_store_meta_get(f->st, "a", v, sizeof(v)),
-	    RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_meta_get(f->st, "a", v, sizeof(v)), RF_ERR_NOT_FOUND);
 
 	assert_int_equal(rf_store_begin(f->st), 0);
 	assert_int_equal(rf_store_meta_set(f->st, "a", "2"), 0);
 	assert_int_equal(rf_store_meta_set(f->st, "b", "3"), 0);
 	/* Another connection cannot write while we hold the lock. */
 	assert_int_equal(rf_store_open(f->path, 0, &other), 0);
-	assert_int_equal(rf_store_meta_get(other, "a", v, sizeof(v)),
-	    RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_meta_get(other, "a", v, sizeof(v)), RF_ERR_NOT_FOUND);
 	assert_int_equal(rf_store_commit(f->st), 0);
 	assert_int_equal(rf_store_commit(f->st), RF_ERR_STATE);
 	assert_int_equal(rf_store_meta_get(other, "a", v, sizeof(v)), 0);
@@ -283,13 +285,13 @@ test_keys(void **state)
 	assert_int_equal(rf_store_key_set_state(f->st, "aa02", "disabled"), 0);
 	assert_int_equal(rf_store_key_by_purpose(f->st, "audit", &g), 0);
 	assert_string_equal(g.id, "aa01");
-	assert_int_equal(rf_store_key_by_purpose(f->st, "issuing", &g),
-	    RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_key_by_purpose(f->st, "issuing", &g), RF_ERR_NOT_FOUND);
 	assert_int_equal(rf_store_key_set_state(f->st, "bb01", "active"), 0);
 	assert_int_equal(rf_store_key_by_purpose(f->st, "issuing", &g), 0);
 	assert_string_equal(g.id, "bb01");
-	assert_int_equal(rf_store_key_set_state(f->st, "nope", "active"),
-	    RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_key_set_state(f->st, "nope", "active"), RF_ERR_NOT_FOUND);
 }
 
 static void
@@ -358,15 +360,14 @@ test_leaves(void **state)
 	assert_int_equal(n, 5);
 
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(rf_store_leaf_foreach(f->st, 1, 4, collect_leaf, &c),
-	    0);
+	assert_int_equal(
+	    rf_store_leaf_foreach(f->st, 1, 4, collect_leaf, &c), 0);
 	assert_int_equal(c.n, 3);
 	assert_int_equal(c.idx[0], 1);
 	assert_int_equal(c.idx[2], 3);
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(rf_store_leaf_foreach(f->st, 0, UINT64_MAX,
-			     collect_leaf, &c),
-	    0);
+	assert_int_equal(
+	    rf_store_leaf_foreach(f->st, 0, UINT64_MAX, collect_leaf, &c), 0);
 	assert_int_equal(c.n, 5);
 	memset(&c, 0, sizeof(c));
 	c.stop_at = 2;
@@ -375,19 +376,19 @@ test_leaves(void **state)
 
 	/* Search: by key, tenant, time range, limit; time order. */
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(rf_store_leaf_search(f->st, "k1", NULL, 0, 0, 0,
-			     collect_leaf, &c),
+	assert_int_equal(
+	    rf_store_leaf_search(f->st, "k1", NULL, 0, 0, 0, collect_leaf, &c),
 	    0);
 	assert_int_equal(c.n, 3);
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(rf_store_leaf_search(f->st, NULL, "t2", 0, 0, 0,
-			     collect_leaf, &c),
+	assert_int_equal(
+	    rf_store_leaf_search(f->st, NULL, "t2", 0, 0, 0, collect_leaf, &c),
 	    0);
 	assert_int_equal(c.n, 1);
 	assert_int_equal(c.idx[0], 4);
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(rf_store_leaf_search(f->st, NULL, NULL, 0, 0, 0,
-			     collect_leaf, &c),
+	assert_int_equal(
+	    rf_store_leaf_search(f->st, NULL, NULL, 0, 0, 0, collect_leaf, &c),
 	    0);
 	assert_int_equal(c.n, 5);
 	assert_int_equal(c.idx[0], 3); /* time 500 first */
@@ -400,8 +401,8 @@ test_leaves(void **state)
 	assert_int_equal(c.time[0], 1001);
 	assert_int_equal(c.time[1], 1002);
 	memset(&c, 0, sizeof(c));
-	assert_int_equal(rf_store_leaf_search(f->st, NULL, NULL, 1000, 0, 2,
-			     collect_leaf, &c),
+	assert_int_equal(rf_store_leaf_search(
+			     f->st, NULL, NULL, 1000, 0, 2, collect_leaf, &c),
 	    0);
 	assert_int_equal(c.n, 2);
 	assert_int_equal(c.idx[0], 0);
@@ -526,27 +527,22 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_open_missing, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_open_pragmas, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_migrate_old, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_refuse_newer, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_transactions, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_change_counter, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_leaves, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_leaves_in_txn, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_leaves_two_connections,
-		    setup, teardown),
-		cmocka_unit_test_setup_teardown(test_sth, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_open_pragmas, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_migrate_old, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_refuse_newer, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_change_counter, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_leaves, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_leaves_in_txn, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_leaves_two_connections, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sth, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

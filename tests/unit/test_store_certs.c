@@ -65,8 +65,8 @@ test_tenants(void **state)
 	assert_string_equal(t.name, "acme");
 	assert_int_equal(t.created, 20);
 	assert_true(t.id > 0);
-	assert_int_equal(rf_store_tenant_get(f->st, "nobody", &t),
-	    RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_tenant_get(f->st, "nobody", &t), RF_ERR_NOT_FOUND);
 	reopen(f);
 	assert_int_equal(rf_store_tenant_list(f->st, &v, &n), 0);
 	assert_int_equal(n, 2);
@@ -119,8 +119,8 @@ test_cas(void **state)
 	assert_null(ca.der);
 	assert_int_equal(rf_store_ca_get(f->st, "ocsp", &ca), RF_ERR_NOT_FOUND);
 	assert_int_equal(rf_store_ca_set_active(f->st, "issuing", 0), 0);
-	assert_int_equal(rf_store_ca_set_active(f->st, "none", 0),
-	    RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_ca_set_active(f->st, "none", 0), RF_ERR_NOT_FOUND);
 	reopen(f);
 	assert_int_equal(rf_store_ca_list(f->st, &v, &n), 0);
 	assert_int_equal(n, 2);
@@ -217,18 +217,18 @@ test_certs(void **state)
 	assert_int_equal(rf_store_cert_get(f->st, "99", &c), RF_ERR_NOT_FOUND);
 
 	/* Key reuse across tenants. */
-	assert_int_equal(rf_store_cert_key_other_tenant(f->st, "k1", "acme",
-			     other, sizeof(other)),
+	assert_int_equal(rf_store_cert_key_other_tenant(
+			     f->st, "k1", "acme", other, sizeof(other)),
 	    RF_ERR_NOT_FOUND);
-	assert_int_equal(rf_store_cert_key_other_tenant(f->st, "k1", "beta",
-			     other, sizeof(other)),
+	assert_int_equal(rf_store_cert_key_other_tenant(
+			     f->st, "k1", "beta", other, sizeof(other)),
 	    0);
 	assert_string_equal(other, "acme");
 
 	/* Filters. */
 	memset(&v, 0, sizeof(v));
-	assert_int_equal(rf_store_cert_foreach(f->st, NULL, collect_cert, &v),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_foreach(f->st, NULL, collect_cert, &v), 0);
 	assert_int_equal(v.n, 3);
 	assert_string_equal(v.s[0], "01");
 	assert_string_equal(v.s[2], "03");
@@ -238,8 +238,8 @@ test_certs(void **state)
 	flt.unexpired_at = 200;
 	flt.with_der = 1;
 	memset(&v, 0, sizeof(v));
-	assert_int_equal(rf_store_cert_foreach(f->st, &flt, collect_cert, &v),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_foreach(f->st, &flt, collect_cert, &v), 0);
 	assert_int_equal(v.n, 1);
 	assert_string_equal(v.s[0], "02");
 	assert_true(v.has_der[0]);
@@ -247,12 +247,12 @@ test_certs(void **state)
 	flt.key_id = "k3";
 	flt.issuer = "other";
 	memset(&v, 0, sizeof(v));
-	assert_int_equal(rf_store_cert_foreach(f->st, &flt, collect_cert, &v),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_foreach(f->st, &flt, collect_cert, &v), 0);
 	assert_int_equal(v.n, 1);
 	assert_string_equal(v.s[0], "03");
-	assert_int_equal(rf_store_cert_foreach(f->st, NULL, stop_cert, NULL),
-	    7);
+	assert_int_equal(
+	    rf_store_cert_foreach(f->st, NULL, stop_cert, NULL), 7);
 
 	assert_int_equal(rf_store_cert_revoke(f->st, "02", 50, 4, &changed), 0);
 	assert_int_equal(changed, 1);
@@ -260,8 +260,8 @@ test_certs(void **state)
 	flt.only_revoked = 1;
 	flt.issuer = "issuing";
 	memset(&v, 0, sizeof(v));
-	assert_int_equal(rf_store_cert_foreach(f->st, &flt, collect_cert, &v),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_foreach(f->st, &flt, collect_cert, &v), 0);
 	assert_int_equal(v.n, 1);
 	assert_string_equal(v.s[0], "02");
 }
@@ -290,35 +290,35 @@ test_revoke_rules(void **state)
 	assert_int_equal(rf_store_cert_revoke(f->st, "ff", 1, 0, &changed),
 	    RF_ERR_NOT_FOUND);
 	assert_int_equal(changed, 0);
-	assert_int_equal(rf_store_cert_revoke(f->st, "0a", 1, 99, &changed),
-	    RF_ERR_ARG);
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "0a", 1, 99, &changed), RF_ERR_ARG);
 
 	/* superseded (4) at 1000 */
-	assert_int_equal(rf_store_cert_revoke(f->st, "0a", 1000, 4, &changed),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "0a", 1000, 4, &changed), 0);
 	assert_int_equal(changed, 1);
 	check_revoked(f, "0a", 1000, 4);
 	/* Same again: no change. */
-	assert_int_equal(rf_store_cert_revoke(f->st, "0a", 2000, 4, &changed),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "0a", 2000, 4, &changed), 0);
 	assert_int_equal(changed, 0);
 	check_revoked(f, "0a", 1000, 4);
 	/* Another reason that is not keyCompromise: ignored. */
-	assert_int_equal(rf_store_cert_revoke(f->st, "0a", 2000, 5, &changed),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "0a", 2000, 5, &changed), 0);
 	assert_int_equal(changed, 0);
 	check_revoked(f, "0a", 1000, 4);
 	/* Raised to keyCompromise, first time kept. */
-	assert_int_equal(rf_store_cert_revoke(f->st, "0a", 3000, 1, &changed),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "0a", 3000, 1, &changed), 0);
 	assert_int_equal(changed, 1);
 	check_revoked(f, "0a", 1000, 1);
 	/* Never lowered. */
-	assert_int_equal(rf_store_cert_revoke(f->st, "0a", 4000, 0, &changed),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "0a", 4000, 0, &changed), 0);
 	assert_int_equal(changed, 0);
-	assert_int_equal(rf_store_cert_revoke(f->st, "0a", 4000, 1, &changed),
-	    0);
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "0a", 4000, 1, &changed), 0);
 	assert_int_equal(changed, 0);
 	reopen(f);
 	check_revoked(f, "0a", 1000, 1);
@@ -343,6 +343,47 @@ test_revoke_rules(void **state)
 	rf_cert_rec_clear(&c);
 }
 
+static int
+revoke_each(void *arg, const struct rf_cert_rec *c)
+{
+	struct fx *f = arg;
+	int changed = 0;
+
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, c->serial, 77, 1, &changed), 0);
+	assert_int_equal(changed, 1);
+	return 0;
+}
+
+/* Writing from inside a foreach callback (as mass revocation does). */
+static void
+test_revoke_during_foreach(void **state)
+{
+	struct fx *f = *state;
+	struct rf_cert_rec c;
+	struct rf_cert_filter flt;
+	struct serials v;
+
+	mkcert(&c, "01", "issuing", "acme", "k1", 100);
+	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+	mkcert(&c, "02", "issuing", "acme", "k1", 100);
+	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+	mkcert(&c, "03", "issuing", "beta", "k2", 100);
+	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+	memset(&flt, 0, sizeof(flt));
+	flt.key_id = "k1";
+	assert_int_equal(rf_store_cert_foreach(f->st, &flt, revoke_each, f), 0);
+	reopen(f);
+	memset(&flt, 0, sizeof(flt));
+	flt.only_revoked = 1;
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(
+	    rf_store_cert_foreach(f->st, &flt, collect_cert, &v), 0);
+	assert_int_equal(v.n, 2);
+	assert_string_equal(v.s[0], "01");
+	assert_string_equal(v.s[1], "02");
+}
+
 static void
 test_crl(void **state)
 {
@@ -353,8 +394,8 @@ test_crl(void **state)
 	uint8_t *der = NULL;
 	size_t len;
 
-	assert_int_equal(rf_store_crl_get(f->st, "issuing", &num, &tu, &nu,
-			     &der, &len),
+	assert_int_equal(
+	    rf_store_crl_get(f->st, "issuing", &num, &tu, &nu, &der, &len),
 	    RF_ERR_NOT_FOUND);
 	assert_int_equal(rf_store_crl_next_number(f->st, "issuing", &n), 0);
 	assert_int_equal(n, 1);
@@ -362,16 +403,15 @@ test_crl(void **state)
 	assert_int_equal(n, 2);
 	assert_int_equal(rf_store_crl_next_number(f->st, "root", &n), 0);
 	assert_int_equal(n, 1);
-	assert_int_equal(rf_store_crl_put(f->st, "issuing", 2, 10, 20, der1,
-			     sizeof(der1)),
+	assert_int_equal(
+	    rf_store_crl_put(f->st, "issuing", 2, 10, 20, der1, sizeof(der1)),
 	    0);
 	reopen(f);
 	/* Monotonic across close and reopen. */
 	assert_int_equal(rf_store_crl_next_number(f->st, "issuing", &n), 0);
 	assert_int_equal(n, 3);
-	assert_int_equal(rf_store_crl_get(f->st, "issuing", &num, &tu, &nu,
-			     &der, &len),
-	    0);
+	assert_int_equal(
+	    rf_store_crl_get(f->st, "issuing", &num, &tu, &nu, &der, &len), 0);
 	assert_int_equal(num, 2);
 	assert_int_equal(tu, 10);
 	assert_int_equal(nu, 20);
@@ -380,15 +420,15 @@ test_crl(void **state)
 	free(der);
 	der = NULL;
 	/* A lower number than the stored CRL is refused. */
-	assert_int_equal(rf_store_crl_put(f->st, "issuing", 1, 11, 21, der2,
-			     sizeof(der2)),
+	assert_int_equal(
+	    rf_store_crl_put(f->st, "issuing", 1, 11, 21, der2, sizeof(der2)),
 	    RF_ERR_STATE);
 	/* A put with a number ahead of the counter moves the counter. */
-	assert_int_equal(rf_store_crl_put(f->st, "issuing", 10, 11, 21, der2,
-			     sizeof(der2)),
+	assert_int_equal(
+	    rf_store_crl_put(f->st, "issuing", 10, 11, 21, der2, sizeof(der2)),
 	    0);
-	assert_int_equal(rf_store_crl_get(f->st, "issuing", &num, NULL, NULL,
-			     &der, &len),
+	assert_int_equal(
+	    rf_store_crl_get(f->st, "issuing", &num, NULL, NULL, &der, &len),
 	    0);
 	assert_int_equal(num, 10);
 	assert_int_equal(len, 2);
@@ -459,16 +499,16 @@ test_ocsp(void **state)
 	assert_int_equal(v.n, 3);
 	/* Nothing changed since seq1. */
 	memset(&v, 0, sizeof(v));
-	assert_int_equal(rf_store_ocsp_foreach(f->st, seq1, collect_ocsp, &v),
-	    0);
+	assert_int_equal(
+	    rf_store_ocsp_foreach(f->st, seq1, collect_ocsp, &v), 0);
 	assert_int_equal(v.n, 0);
 	/* Replace 02, add 04: exactly those come back. */
 	put_ocsp(f, "02", 20);
 	put_ocsp(f, "04", 20);
 	reopen(f);
 	memset(&v, 0, sizeof(v));
-	assert_int_equal(rf_store_ocsp_foreach(f->st, seq1, collect_ocsp, &v),
-	    0);
+	assert_int_equal(
+	    rf_store_ocsp_foreach(f->st, seq1, collect_ocsp, &v), 0);
 	assert_int_equal(v.n, 2);
 	assert_string_equal(v.s[0], "02");
 	assert_string_equal(v.s[1], "04");
@@ -484,13 +524,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cas, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_certs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_revoke_rules, setup,
-		    teardown),
-		cmocka_unit_test_setup_teardown(test_crl, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_ocsp, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_tenants, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cas, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_certs, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_revoke_rules, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_revoke_during_foreach, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_crl, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ocsp, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

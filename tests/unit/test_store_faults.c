@@ -80,14 +80,14 @@ test_readonly(void **state)
 	assert_string_equal(v, "1");
 
 	rf_err_clear();
-	assert_int_equal(rf_store_meta_set(ro, "a", "2"),
-	    RF_ERR_STORE_READONLY);
+	assert_int_equal(
+	    rf_store_meta_set(ro, "a", "2"), RF_ERR_STORE_READONLY);
 	msg = rf_err_msg(RF_ERR_STORE_READONLY);
 	assert_non_null(strstr(msg, f->path));
 	assert_non_null(strstr(msg, "writable"));
 	mkleaf(&l, 1, (const uint8_t *)"x", 1);
-	assert_int_equal(rf_store_leaf_append(ro, &l, 1, &first),
-	    RF_ERR_STORE_READONLY);
+	assert_int_equal(
+	    rf_store_leaf_append(ro, &l, 1, &first), RF_ERR_STORE_READONLY);
 	assert_int_equal(rf_store_begin(ro), RF_ERR_STORE_READONLY);
 	rf_store_free(ro);
 
@@ -134,8 +134,8 @@ test_full(void **state)
 	/* Cap the file just above its current size. */
 	assert_int_equal(rf_store_test_set_max_pages(f->st, 40), 0);
 	rf_err_clear();
-	assert_int_equal(rf_store_leaf_append(f->st, l, 64, &first),
-	    RF_ERR_STORE_FULL);
+	assert_int_equal(
+	    rf_store_leaf_append(f->st, l, 64, &first), RF_ERR_STORE_FULL);
 	assert_non_null(strstr(rf_err_msg(RF_ERR_STORE_FULL), "disk space"));
 	assert_int_equal(rf_store_leaf_count(f->st, &n), 0);
 	assert_int_equal(n, 2);
@@ -143,17 +143,23 @@ test_full(void **state)
 	/* Inside the caller's transaction: the whole transaction is gone. */
 	assert_int_equal(rf_store_begin(f->st), 0);
 	assert_int_equal(rf_store_meta_set(f->st, "in", "txn"), 0);
-	assert_int_equal(rf_store_leaf_append(f->st, l, 64, &first),
-	    RF_ERR_STORE_FULL);
+	assert_int_equal(
+	    rf_store_leaf_append(f->st, l, 64, &first), RF_ERR_STORE_FULL);
 	rf_store_rollback(f->st);
-	assert_int_equal(rf_store_meta_get(f->st, "in", v, sizeof(v)),
-	    RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_meta_get(f->st, "in", v, sizeof(v)), RF_ERR_NOT_FOUND);
 	/* A commit after the failure does not pretend to succeed. */
 	assert_int_equal(rf_store_begin(f->st), 0);
 	assert_int_equal(rf_store_meta_set(f->st, "in", "txn"), 0);
-	assert_int_equal(rf_store_leaf_append(f->st, l, 64, &first),
-	    RF_ERR_STORE_FULL);
+	assert_int_equal(
+	    rf_store_leaf_append(f->st, l, 64, &first), RF_ERR_STORE_FULL);
+	/* Later writes must not commit on their own. */
+	assert_int_not_equal(rf_store_meta_set(f->st, "after", "x"), 0);
 	assert_int_not_equal(rf_store_commit(f->st), 0);
+	assert_int_equal(
+	    rf_store_meta_get(f->st, "after", v, sizeof(v)), RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_meta_get(f->st, "in", v, sizeof(v)), RF_ERR_NOT_FOUND);
 	assert_int_equal(rf_store_leaf_count(f->st, &n), 0);
 	assert_int_equal(n, 2);
 
@@ -205,8 +211,8 @@ test_append_rate(void **state)
 			    sizeof(data));
 			l[i].key_id = keys[i % 4];
 		}
-		assert_int_equal(rf_store_leaf_append(f->st, l, BATCH, &first),
-		    0);
+		assert_int_equal(
+		    rf_store_leaf_append(f->st, l, BATCH, &first), 0);
 		assert_int_equal(first, b * BATCH);
 	}
 	t1 = now_s();
@@ -227,11 +233,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cantopen, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_full, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_append_rate, setup,
-		    teardown),
+	    cmocka_unit_test_setup_teardown(test_readonly, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_cantopen, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_full, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_append_rate, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

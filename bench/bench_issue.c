@@ -1,0 +1,191 @@
+/*
+ * bench_issue: issuance throughput of rf_ca_issue against the token's raw
+ * signing rate.
+ *
+ * usage: bench_issue [N [BATCH]]   (default 2000 500)
+ *
+ * In a temp state folder with a fresh SoftHSM token (made through the
+ * library, as `ringfence init` does): (a) rf_keys_measure_rate with the
+ * issuing key on 1 and 2 threads; (b) N CSRs from throwaway software keys
+ * (made before the clock starts), each for its own tenant, issued through
+ * rf_ca_issue in batches of BATCH, committed to the store. Prints
+ * "key value" lines for bench/issue.sh. Everything is deleted at the end.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
+#include "audit/audit.h"
+#include "ca/ca.h"
+#include "store/store.h"
+
+static void
+die(const char *what, int r)
+{
+	fprintf(stderr, "bench_issue: %s: %s\n", what, rf_err_msg(r));
+	exit(1);
+}
+
+static double
+mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* A DER PKCS#10 request from a fresh P-256 key; the key is dropped. */
+static int
+make_csr(uint8_t **der, size_t *len)
+{
+	EVP_PKEY *pk = EVP_EC_gen("P-256");
+	X509_REQ *rq = X509_REQ_new();
+	unsigned char *p = NULL;
+	int n, ok = 0;
+
+	if (pk != NULL && rq != NULL && X509_REQ_set_version(rq, 0) == 1 &&
+	    X509_NAME_add_entry_by_txt(X509_REQ_get_subject_name(rq), "CN",
+		MBSTRING_ASC, (const unsigned char *)"bench", -1, -1, 0) == 1 &&
+	    X509_REQ_set_pubkey(rq, pk) == 1 &&
+	    X509_REQ_sign(rq, pk, EVP_sha256()) > 0 &&
+	    (n = i2d_X509_REQ(rq, &p)) > 0) {
+		*der = p;
+		*len = (size_t)n;
+		ok = 1;
+	}
+	X509_REQ_free(rq);
+	EVP_PKEY_free(pk);
+	return ok ? 0 : RF_ERR_INTERNAL;
+}
+
+static int
+count_ocsp(void *arg, const struct rf_ocsp_rec *o)
+{
+	(void)o;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct rf_config cfg;
+	struct rf_store *st = NULL;
+	struct rf_audit *audit = NULL;
+	struct rf_keys *keys = NULL;
+	struct rf_ca *ca = NULL;
+	struct rf_actor who = {"bench", "bench"};
+	struct rf_issue_req *reqs;
+	struct rf_issued *out;
+	uint8_t **csr;
+	size_t *csrlen, n = 2000, batch = 500, i, m, nocsp = 0;
+	char home[] = "/tmp/rf-bench-issue-XXXXXX", (*tenant)[24], cmd[300];
+	double r1 = 0, r2 = 0, t0, t1;
+	int r;
+
+	if (argc > 1)
+		n = strtoul(argv[1], NULL, 10);
+	if (argc > 2)
+		batch = strtoul(argv[2], NULL, 10);
+	if (n == 0 || batch == 0) {
+		fprintf(stderr, "usage: bench_issue [N [BATCH]]\n");
+		return 2;
+	}
+	if (mkdtemp(home) == NULL) {
+		perror("mkdtemp");
+		return 1;
+	}
+	setenv("RINGFENCE_HOME", home, 1);
+	setenv("RINGFENCE_PIN", "1234", 1);
+	unsetenv("RINGFENCE_MODULE");
+	unsetenv("RINGFENCE_TOKEN");
+	unsetenv("RINGFENCE_NOW");
+	if ((r = rf_config_load(&cfg)) != 0)
+		die("config", r);
+	if ((r = rf_keys_init_token(&cfg, "12345678", "1234")) != 0)
+		die("token", r);
+	if ((r = rf_store_open(cfg.db_path, 1, &st)) != 0 ||
+	    (r = rf_audit_open(st, &audit)) != 0 ||
+	    (r = rf_keys_open(&cfg, audit, &keys)) != 0 ||
+	    (r = rf_ca_init(&cfg, st, keys, &who)) != 0 ||
+	    (r = rf_ca_open(&cfg, st, keys, &ca)) != 0)
+		die("init", r);
+	rf_ca_set_audit(ca, audit);
+
+	/* (a) The token's raw rate with the issuing key. */
+	if ((r = rf_keys_measure_rate(keys, rf_ca_key(ca, "issuing"), n, 1,
+		 &r1)) != 0 ||
+	    (r = rf_keys_measure_rate(keys, rf_ca_key(ca, "issuing"), n, 2,
+		 &r2)) != 0)
+		die("measure rate", r);
+
+	/* (b) N CSRs and tenants, made before the clock starts. */
+	csr = calloc(n, sizeof(*csr));
+	csrlen = calloc(n, sizeof(*csrlen));
+	tenant = calloc(n, sizeof(*tenant));
+	reqs = calloc(n, sizeof(*reqs));
+	out = calloc(n, sizeof(*out));
+	if (csr == NULL || csrlen == NULL || tenant == NULL || reqs == NULL ||
+	    out == NULL)
+		die("memory", RF_ERR_ALLOC);
+	if ((r = rf_store_begin(st)) != 0)
+		die("begin", r);
+	for (i = 0; i < n; i++) {
+		snprintf(tenant[i], sizeof(tenant[i]), "t%06zu", i);
+		if ((r = rf_store_tenant_add(st, tenant[i], rf_now())) != 0)
+			die("tenant", r);
+		if ((r = make_csr(&csr[i], &csrlen[i])) != 0)
+			die("CSR", r);
+		reqs[i].tenant = tenant[i];
+		reqs[i].profile = RF_PROFILE_CLIENT;
+		reqs[i].csr = csr[i];
+		reqs[i].csrlen = csrlen[i];
+	}
+	if ((r = rf_store_commit(st)) != 0)
+		die("commit", r);
+
+	t0 = mono();
+	for (i = 0; i < n; i += m) {
+		m = n - i < batch ? n - i : batch;
+		if ((r = rf_ca_issue(ca, reqs + i, m, &who, out + i)) != 0)
+			die("issue", r);
+	}
+	t1 = mono();
+	if ((r = rf_store_ocsp_foreach(st, 0, count_ocsp, &nocsp)) != 0)
+		die("ocsp count", r);
+
+	printf("certs %zu\n", n);
+	printf("batch %zu\n", batch);
+	printf("issue_seconds %.3f\n", t1 - t0);
+	printf("issue_per_sec %.1f\n", (double)n / (t1 - t0));
+	printf("token_rate_1 %.1f\n", r1);
+	printf("token_rate_2 %.1f\n", r2);
+	/* 1 certificate signature, plus 1 OCSP pre-signature when issuance
+	 * pre-signs (then every new certificate has a stored response). */
+	printf("sigs_per_cert %d\n", nocsp >= n ? 2 : 1);
+
+	for (i = 0; i < n; i++) {
+		rf_issued_clear(&out[i]);
+		OPENSSL_free(csr[i]);
+	}
+	free(out);
+	free(reqs);
+	free(tenant);
+	free(csrlen);
+	free(csr);
+	rf_ca_free(ca);
+	rf_keys_free(keys);
+	rf_audit_free(audit);
+	rf_store_free(st);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+	if (system(cmd) != 0)
+		fprintf(stderr, "bench_issue: could not remove %s\n", home);
+	return 0;
+}

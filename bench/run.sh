@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# make bench: every benchmark, each printing its own table. Never part of
+# make test. usage: bench/run.sh BUILD_DIR
+set -uo pipefail
+build=${1:?usage: bench/run.sh BUILD_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+rc=0
+for b in issue crl ocsp; do
+	[ -f "$here/$b.sh" ] || continue
+	echo "== bench/$b.sh"
+	if ! bash "$here/$b.sh" "$build"; then
+		echo "bench/$b.sh failed" >&2
+		rc=1
+	fi
+	echo
+done
+exit $rc
