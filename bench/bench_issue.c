@@ -120,10 +120,10 @@ main(int argc, char **argv)
 	rf_ca_set_audit(ca, audit);
 
 	/* (a) The token's raw rate with the issuing key. */
-	if ((r = rf_keys_measure_rate(keys, rf_ca_key(ca, "issuing"), n, 1,
-		 &r1)) != 0 ||
-	    (r = rf_keys_measure_rate(keys, rf_ca_key(ca, "issuing"), n, 2,
-		 &r2)) != 0)
+	if ((r = rf_keys_measure_rate(
+		 keys, rf_ca_key(ca, "issuing"), n, 1, &r1)) != 0 ||
+	    (r = rf_keys_measure_rate(
+		 keys, rf_ca_key(ca, "issuing"), n, 2, &r2)) != 0)
 		die("measure rate", r);
 
 	/* (b) N CSRs and tenants, made before the clock starts. */

@@ -60,9 +60,9 @@ done
 echo "issue: openssl ca -batch -infiles ($n_ossl) ..." >&2
 t0=$(now)
 openssl ca -config ca.cnf -batch -notext -out out.pem -infiles csr/*.pem \
-	2>/dev/null
+	2>ca.err || { cat ca.err >&2; exit 1; }
 t1=$(now)
-issued=$(grep -c 'BEGIN CERTIFICATE' out.pem)
+issued=$(find newcerts -name '*.pem' | wc -l)
 [ "$issued" -eq "$n_ossl" ] || { echo "issue.sh: openssl ca issued $issued of $n_ossl" >&2; exit 1; }
 ossl=$(awk -v n="$n_ossl" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
 

@@ -80,16 +80,19 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 	o.handle_signals = 1;
 	o.log = log_line;
 	for (i = 1; i < argc; i++) {
-		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
+		const char *a = argv[i],
+			   *val = i + 1 < argc ? argv[i + 1] : NULL;
 
 		if (strcmp(a, "--port") == 0) {
 			if (parse_int(val, 0, 65535, &v) != 0)
-				return cli_usage(argv[0], "--port needs 0-65535");
+				return cli_usage(
+				    argv[0], "--port needs 0-65535");
 			o.port = (int)v;
 		} else if (strcmp(a, "--listen") == 0) {
 			if (val == NULL || *val == '\0')
-				return cli_usage(argv[0], "--listen needs an "
-							  "address");
+				return cli_usage(argv[0],
+				    "--listen needs an "
+				    "address");
 			o.listen = val;
 			o.allow_public = 1;
 		} else if (strcmp(a, "--threads") == 0) {
@@ -104,7 +107,8 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 				    "--duration needs seconds (1 or more)");
 			o.duration = v;
 		} else
-			return cli_usage(argv[0], "unknown argument '%.60s'", a);
+			return cli_usage(
+			    argv[0], "unknown argument '%.60s'", a);
 		i++;
 	}
 	if ((r = cli_open(cli, CLI_ALL)) != 0)

@@ -1,6 +1,7 @@
 /* Error strings and the per-thread error detail. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "common/rf.h"
 
@@ -86,11 +87,17 @@ rf_err_str(int r)
 int
 rf_err_set(int r, const char *fmt, ...)
 {
+	char buf[sizeof(detail)];
 	va_list ap;
 
+	/*
+	 * Format into a local buffer first: callers may pass rf_err_msg(),
+	 * which points into detail itself.
+	 */
 	va_start(ap, fmt);
-	vsnprintf(detail, sizeof(detail), fmt, ap);
+	vsnprintf(buf, sizeof(buf), fmt, ap);
 	va_end(ap);
+	memcpy(detail, buf, sizeof(detail));
 	detail_code = r;
 	return r;
 }

@@ -34,11 +34,11 @@ struct rf_ca;
 
 #define RF_HTTP_THREADS_DEFAULT 2
 #define RF_HTTP_THREADS_MAX 64
-#define RF_HTTP_TIMEOUT 10	      /* seconds a connection may idle */
-#define RF_HTTP_MAX_HEADERS 8192      /* bytes of request line + headers */
-#define RF_HTTP_TICK_MS 100	      /* maintenance timer */
-#define RF_HTTP_CRL_COALESCE_MS 200   /* at most one CRL pass per this */
-#define RF_HTTP_OCSP_REFRESH_S 300    /* OCSP refresh_due interval */
+#define RF_HTTP_TIMEOUT 10	    /* seconds a connection may idle */
+#define RF_HTTP_MAX_HEADERS 8192    /* bytes of request line + headers */
+#define RF_HTTP_TICK_MS 100	    /* maintenance timer */
+#define RF_HTTP_CRL_COALESCE_MS 200 /* at most one CRL pass per this */
+#define RF_HTTP_OCSP_REFRESH_S 300  /* OCSP refresh_due interval */
 
 struct rf_http_opts {
 	const char *listen; /* NULL: cfg->listen */

@@ -4,6 +4,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/socket.h>
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -52,7 +53,9 @@ struct rf_http {
 	struct rf_http_opts o;
 	char addr[64];
 	int port;
-	int fd; /* the listening socket */
+	int fd;			    /* the listening socket */
+	struct sockaddr_storage ss; /* its address, port included */
+	socklen_t sl;
 
 	int nworkers;
 	struct rf_http_worker *w;

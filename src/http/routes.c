@@ -76,8 +76,8 @@ etag_matches(struct evhttp_request *req, const char *etag)
 	const char *v, *p;
 	size_t el = strlen(etag);
 
-	v = evhttp_find_header(evhttp_request_get_input_headers(req),
-	    "If-None-Match");
+	v = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "If-None-Match");
 	if (v == NULL || el == 0)
 		return 0;
 	for (p = v; *p != '\0';) {
@@ -115,8 +115,9 @@ cache_headers(struct evhttp_request *req, const char *etag, int64_t lm,
 		rf_http_date(exp, date);
 		add_header(req, "Expires", date);
 	}
-	snprintf(buf, sizeof(buf), "max-age=%" PRId64 ", public, no-transform%s",
-	    age, revalidate ? ", must-revalidate" : "");
+	snprintf(buf, sizeof(buf),
+	    "max-age=%" PRId64 ", public, no-transform%s", age,
+	    revalidate ? ", must-revalidate" : "");
 	add_header(req, "Cache-Control", buf);
 	if (lm > 0) {
 		rf_http_date(lm, date);
@@ -188,8 +189,8 @@ ocsp_reply(struct evhttp_request *req, const struct rf_ocsp_answer *ans)
 {
 	add_header(req, "Content-Type", "application/ocsp-response");
 	if (ans->status == RF_OCSP_SUCCESSFUL && ans->next_update > 0) {
-		cache_headers(req, ans->etag, ans->this_update,
-		    ans->next_update, 0, 1);
+		cache_headers(
+		    req, ans->etag, ans->this_update, ans->next_update, 0, 1);
 		if (is_get(req) && etag_matches(req, ans->etag)) {
 			evhttp_send_reply(req, 304, "Not Modified", NULL);
 			return;
@@ -197,8 +198,8 @@ ocsp_reply(struct evhttp_request *req, const struct rf_ocsp_answer *ans)
 	} else
 		add_header(req, "Cache-Control", "no-store");
 	evbuffer_add(evhttp_request_get_output_buffer(req), ans->der, ans->len);
-	evhttp_send_reply(req, ans->http_status > 0 ? ans->http_status : 200,
-	    "OK", NULL);
+	evhttp_send_reply(
+	    req, ans->http_status > 0 ? ans->http_status : 200, "OK", NULL);
 }
 
 static void
@@ -238,8 +239,8 @@ ocsp_post(struct rf_http *h, struct evhttp_request *req)
 
 /* RFC 6960 A.1.1 / RFC 5019 5: GET {url}/{url-encoding of base64(DER)}. */
 static void
-ocsp_get(struct rf_http *h, struct evhttp_request *req, const char *enc,
-    size_t len)
+ocsp_get(
+    struct rf_http *h, struct evhttp_request *req, const char *enc, size_t len)
 {
 	uint8_t err[RF_OCSP_ERROR_LEN], *der = NULL;
 	size_t dlen = 0;
@@ -288,8 +289,8 @@ audit_open(struct rf_http_worker *w)
 static void
 reply_json(struct evhttp_request *req, json_t *j)
 {
-	char *s = j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS)
-			    : NULL;
+	char *s =
+	    j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 
 	json_decref(j);
 	if (s == NULL) {
@@ -344,7 +345,8 @@ audit_error(struct evhttp_request *req, int r)
 {
 	if (r == RF_ERR_ARG || r == RF_ERR_NOT_FOUND)
 		reply_text(req, r == RF_ERR_ARG ? 400 : 404,
-		    r == RF_ERR_ARG ? "Bad Request" : "Not Found", rf_err_msg(r));
+		    r == RF_ERR_ARG ? "Bad Request" : "Not Found",
+		    rf_err_msg(r));
 	else
 		reply_text(req, 500, "Internal Server Error", rf_err_msg(r));
 }
@@ -394,14 +396,14 @@ audit_route(struct rf_http_worker *w, struct evhttp_request *req,
 		}
 		if (y == 0 && (r = rf_audit_size(w->audit, &y)) != 0)
 			goto fail;
-		if ((r = rf_audit_prove_inclusion(w->audit, x, y, a, b, &proof,
-			 &plen)) != 0)
+		if ((r = rf_audit_prove_inclusion(
+			 w->audit, x, y, a, b, &proof, &plen)) != 0)
 			goto fail;
 		j = json_pack("{s:I,s:I,s:o,s:o,s:o}", "leaf_index",
 		    (json_int_t)x, "tree_size", (json_int_t)y, "leaf_hash",
 		    hexj(a, RF_HASH_LEN), "root_hash", hexj(b, RF_HASH_LEN),
-		    "audit_path", proofj((const uint8_t(*)[RF_HASH_LEN])proof,
-				      plen));
+		    "audit_path",
+		    proofj((const uint8_t(*)[RF_HASH_LEN])proof, plen));
 	} else if (strcmp(what, "consistency") == 0) {
 		/* RFC 9162 2.1.4: the tree of size x is a prefix of y's. */
 		if (!query_u64(&q, "old", &x) || !query_u64(&q, "new", &y)) {
@@ -409,8 +411,8 @@ audit_route(struct rf_http_worker *w, struct evhttp_request *req,
 			    "usage: /audit/consistency?old=A&new=B");
 			goto done;
 		}
-		if ((r = rf_audit_prove_consistency(w->audit, x, y, a, b,
-			 &proof, &plen)) != 0)
+		if ((r = rf_audit_prove_consistency(
+			 w->audit, x, y, a, b, &proof, &plen)) != 0)
 			goto fail;
 		j = json_pack("{s:I,s:I,s:o,s:o,s:o}", "first", (json_int_t)x,
 		    "second", (json_int_t)y, "first_hash", hexj(a, RF_HASH_LEN),

@@ -126,7 +126,8 @@ listen_socket(struct rf_http *h, const char *addr, int port)
 		goto out;
 	}
 	if ((fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0) {
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
 		r = rf_err_set(RF_ERR_IO, "socket: %s", strerror(errno));
 		goto out;
 	}
@@ -146,8 +147,9 @@ listen_socket(struct rf_http *h, const char *addr, int port)
 		r = rf_err_set(RF_ERR_IO, "getsockname: %s", strerror(errno));
 		goto out;
 	}
-	h->port = ntohs(ss.ss_family == AF_INET ? s4->sin_port
-						: s6->sin6_port);
+	h->port = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
+	h->ss = ss; /* with the port bound, for the other workers */
+	h->sl = sl;
 	snprintf(h->addr, sizeof(h->addr), "%s", addr);
 	h->fd = fd; /* now h's */
 	fd = -1;
@@ -156,6 +158,25 @@ out:
 	if (fd >= 0)
 		close(fd);
 	return r;
+}
+
+static int
+reuseport_socket(struct rf_http *h)
+{
+	int fd, one = 1, e;
+
+	if ((fd = socket(h->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return -1;
+	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
+	    bind(fd, (struct sockaddr *)&h->ss, h->sl) != 0 ||
+	    listen(fd, 1024) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
+		e = errno;
+		close(fd);
+		errno = e;
+		return -1;
+	}
+	return fd;
 }
 
 static int
@@ -169,17 +190,27 @@ worker_setup(struct rf_http *h, struct rf_http_worker *w)
 		return rf_err_set(RF_ERR_ALLOC, "cannot create an event base");
 	evhttp_set_timeout(w->http, RF_HTTP_TIMEOUT);
 	evhttp_set_max_headers_size(w->http, RF_HTTP_MAX_HEADERS);
-	evhttp_set_max_body_size(w->http, h->cfg->max_request > 0
-					      ? h->cfg->max_request
-					      : 64 * 1024);
+	evhttp_set_max_body_size(
+	    w->http, h->cfg->max_request > 0 ? h->cfg->max_request : 64 * 1024);
 	/* Every method reaches the router, which answers 405 with Allow. */
 	evhttp_set_allowed_methods(w->http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 		EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
 	evhttp_set_gencb(w->http, rf_http_route, w);
-	if ((nfd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0)) < 0)
-		return rf_err_set(RF_ERR_IO, "dup: %s", strerror(errno));
+	/*
+	 * The first worker accepts on the socket bound in rf_http_new; the
+	 * others bind their own to the same address with SO_REUSEPORT, so the
+	 * kernel spreads connections over the workers (one shared socket
+	 * would let whichever worker wakes first take a whole burst).
+	 */
+	if (w == &h->w[0]) {
+		if ((nfd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+			return rf_err_set(
+			    RF_ERR_IO, "dup: %s", strerror(errno));
+	} else if ((nfd = reuseport_socket(h)) < 0)
+		return rf_err_set(
+		    RF_ERR_IO, "listen (worker): %s", strerror(errno));
 	if (evhttp_accept_socket_with_handle(w->http, nfd) == NULL) {
 		close(nfd);
 		return rf_err_set(RF_ERR_IO, "evhttp cannot accept");
@@ -196,7 +227,8 @@ static int
 ondemand_setup(struct rf_http *h)
 {
 	struct rf_key *k = rf_ca_key(h->ca, "ocsp");
-	X509 *oc = rf_ca_cert(h->ca, "ocsp"), *ic = rf_ca_cert(h->ca, "issuing");
+	X509 *oc = rf_ca_cert(h->ca, "ocsp"),
+	     *ic = rf_ca_cert(h->ca, "issuing");
 	int r;
 
 	if (k == NULL || oc == NULL || ic == NULL)
@@ -240,8 +272,8 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	    keys == NULL || ca == NULL)
 		return rf_err_set(RF_ERR_ARG, "rf_http_new: missing handle");
 	if (o->threads < 0 || o->threads > RF_HTTP_THREADS_MAX)
-		return rf_err_set(RF_ERR_ARG, "threads: 1 to %d",
-		    RF_HTTP_THREADS_MAX);
+		return rf_err_set(
+		    RF_ERR_ARG, "threads: 1 to %d", RF_HTTP_THREADS_MAX);
 	pthread_once(&evthread_once, evthread_init);
 	if (!evthread_ok)
 		return rf_err_set(RF_ERR_INTERNAL, "libevent without pthreads");
@@ -278,8 +310,8 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	    (r = rf_ocsp_responder_add_issuer(h->resp, "issuing", ic)) != 0)
 		goto out;
 	/* The maintenance signer shares the caller's handles. */
-	if ((r = rf_ocsp_signer_new(cfg, st, keys, ok, oc, ic, "issuing",
-		 &h->signer)) != 0)
+	if ((r = rf_ocsp_signer_new(
+		 cfg, st, keys, ok, oc, ic, "issuing", &h->signer)) != 0)
 		goto out;
 	if ((r = ondemand_setup(h)) != 0) {
 		rf_http_log(h, "OCSP on-demand signing disabled", r);
@@ -465,8 +497,8 @@ maintain(struct rf_http *h, int first)
 		h->ocsp_dirty = 0;
 		h->last_ocsp_ms = now;
 		count = 0;
-		if ((r = rf_ocsp_refresh_due(h->signer, rf_now(), &h->who,
-			 &count)) != 0)
+		if ((r = rf_ocsp_refresh_due(
+			 h->signer, rf_now(), &h->who, &count)) != 0)
 			rf_http_log(h, "OCSP refresh", r);
 		else if (count > 0 &&
 		    (r = rf_ocsp_responder_reload(h->resp)) != 0)
@@ -530,7 +562,8 @@ rf_http_run(struct rf_http *h)
 	for (i = 0; i < h->nworkers; i++) {
 		if (pthread_create(&h->w[i].tid, NULL, worker_main, &h->w[i]) !=
 		    0) {
-			r = rf_err_set(RF_ERR_INTERNAL, "cannot start a thread");
+			r = rf_err_set(
+			    RF_ERR_INTERNAL, "cannot start a thread");
 			break;
 		}
 		started++;

@@ -147,8 +147,8 @@ rf_http_snapshot_reload(struct rf_http *h)
 			snprintf(h->crl_issuers[h->ncrl_issuers++],
 			    sizeof(h->crl_issuers[0]), "%s", cas[i].name);
 		crl = NULL;
-		r = rf_store_crl_get(h->st, cas[i].name, &num, &tu, &nu, &crl,
-		    &crllen);
+		r = rf_store_crl_get(
+		    h->st, cas[i].name, &num, &tu, &nu, &crl, &crllen);
 		if (r == RF_ERR_NOT_FOUND)
 			continue;
 		if (r != 0)

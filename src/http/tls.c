@@ -61,7 +61,7 @@ out:
 int
 rf_http_tls_check(SSL_CTX *ctx)
 {
-	STACK_OF(SSL_CIPHER) *sk;
+	STACK_OF(SSL_CIPHER) * sk;
 	const SSL_CIPHER *c;
 	long minv;
 	int i, kx;
@@ -71,8 +71,8 @@ rf_http_tls_check(SSL_CTX *ctx)
 	minv = SSL_CTX_get_min_proto_version(ctx);
 	/* 0 means "the lowest the library supports": not acceptable. */
 	if (minv == 0 || minv < TLS1_2_VERSION)
-		return rf_err_set(RF_ERR_CONFIG,
-		    "TLS: minimum protocol below TLS 1.2");
+		return rf_err_set(
+		    RF_ERR_CONFIG, "TLS: minimum protocol below TLS 1.2");
 	if ((sk = SSL_CTX_get_ciphers(ctx)) == NULL ||
 	    sk_SSL_CIPHER_num(sk) <= 0)
 		return rf_err_set(RF_ERR_CONFIG, "TLS: no cipher suites");
@@ -81,7 +81,8 @@ rf_http_tls_check(SSL_CTX *ctx)
 		kx = SSL_CIPHER_get_kx_nid(c);
 		if (!SSL_CIPHER_is_aead(c))
 			return rf_err_set(RF_ERR_CONFIG,
-			    "TLS: suite %s is not AEAD", SSL_CIPHER_get_name(c));
+			    "TLS: suite %s is not AEAD",
+			    SSL_CIPHER_get_name(c));
 		/* TLS 1.3 suites carry no key exchange (NID_kx_any). */
 		if (kx != NID_kx_ecdhe && kx != NID_kx_any)
 			return rf_err_set(RF_ERR_CONFIG,

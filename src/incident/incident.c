@@ -1017,7 +1017,7 @@ rf_incident_report(const struct rf_incident_ctx *c, int64_t id,
 {
 	struct rf_incident_status s;
 	struct report_acc a = { md, NULL };
-	json_t *root = NULL, *timeline = NULL, *conns = NULL, *counts;
+	json_t *root = NULL, *timeline = NULL, *conns = NULL, *counts = NULL;
 	int r, i;
 
 	if ((r = rf_incident_status(c, id, &s)) != 0)

@@ -180,6 +180,8 @@ int rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 /* CRLs: one current CRL per issuer; the number never goes backwards. */
 int rf_store_crl_next_number(struct rf_store *st, const char *issuer,
     uint64_t *number) RF_WUR; /* increments and returns the new number */
+/* Replace the issuer's CRL. RF_ERR_STATE if number is lower than the stored
+ * CRL's; a number ahead of the counter moves the counter up to it. */
 int rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
     int64_t this_update, int64_t next_update, const uint8_t *der,
     size_t len) RF_WUR;

@@ -50,6 +50,14 @@ set -e
 [ "$rc2" -eq 1 ] || fail "non-loopback listen from settings: exit $rc2"
 grep -q 'not a loopback address' err || fail "loopback message: $(cat err)"
 
+# --duration stops it cleanly by itself (port 0: any free port).
+t0=$(now)
+timeout 20 "$RINGFENCE" serve --port 0 --duration 1 2>dur.log ||
+	fail "serve --duration 1: exit $? ($(cat dur.log))"
+grep -q 'serving http://127.0.0.1:[0-9]' dur.log || fail "start line: $(cat dur.log)"
+awk -v a="$t0" -v b="$(now)" 'BEGIN { exit !(b - a < 10) }' ||
+	fail "serve --duration 1 took too long"
+
 # Start on a free port (retry if another process takes it first).
 for attempt in 1 2 3 4 5; do
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -85,6 +93,8 @@ openssl x509 -inform DER -in issuing.der -out issuing.pem ||
 openssl verify -CAfile root.pem issuing.pem >/dev/null ||
 	fail "issuing CA does not verify against the served root"
 curl -sf -o issuing2.pem "$url/ca/issuing.pem"
+curl -sf -I "$url/ca/root.der" | grep -qi '^Content-Type: application/pkix-cert' ||
+	fail "HEAD /ca/root.der"
 cmp <(openssl x509 -in issuing2.pem -outform DER) issuing.der ||
 	fail "issuing .pem and .der differ"
 # The certificate's caIssuers URL names the served DER.

@@ -94,16 +94,16 @@ setup(void **state)
 	/* A non-loopback address needs allow_public. */
 	o.listen = "0.0.0.0";
 	o.port = 0;
-	assert_int_equal(rf_http_new(&fx->cfg, &o, fx->st, fx->audit,
-			     fx->keys, fx->ca, &fx->who, &fx->h),
+	assert_int_equal(rf_http_new(&fx->cfg, &o, fx->st, fx->audit, fx->keys,
+			     fx->ca, &fx->who, &fx->h),
 	    RF_ERR_CONFIG);
 	assert_null(fx->h);
 
 	o.listen = "127.0.0.1";
 	o.threads = 2;
 	o.duration = 120; /* bounded even if the test breaks */
-	assert_int_equal(rf_http_new(&fx->cfg, &o, fx->st, fx->audit,
-			     fx->keys, fx->ca, &fx->who, &fx->h),
+	assert_int_equal(rf_http_new(&fx->cfg, &o, fx->st, fx->audit, fx->keys,
+			     fx->ca, &fx->who, &fx->h),
 	    0);
 	fx->port = rf_http_port(fx->h);
 	assert_true(fx->port > 0);
@@ -165,8 +165,8 @@ test_routes(void **state)
 			     d, p, p),
 	    0);
 	/* 404, 405 with Allow. */
-	assert_int_equal(tu_sh("test $(" CURL "http://127.0.0.1:%d/nope) = 404",
-			     d, d, p),
+	assert_int_equal(
+	    tu_sh("test $(" CURL "http://127.0.0.1:%d/nope) = 404", d, d, p),
 	    0);
 	assert_int_equal(tu_sh("test $(" CURL "-X PUT --data x "
 			       "http://127.0.0.1:%d/ocsp) = 405 && "
@@ -316,9 +316,8 @@ test_ocsp(void **state)
 	}
 	print_message("revoked visible over OCSP after %.3f s\n", dt);
 	assert_true(dt < 1.0);
-	assert_int_equal(tu_sh("grep -q 'Reason: keyCompromise' '%s/ocsp.txt'",
-			     d),
-	    0);
+	assert_int_equal(
+	    tu_sh("grep -q 'Reason: keyCompromise' '%s/ocsp.txt'", d), 0);
 	/* The served CRL lists the serial (within the coalescing delay). */
 	for (i = 0; i < 40; i++) {
 		if (tu_sh("cd '%s' && curl -sf -o crl.der http://127.0.0.1:%d/"

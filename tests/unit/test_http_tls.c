@@ -19,7 +19,7 @@
 static void
 test_offered_suites(void **state)
 {
-	STACK_OF(SSL_CIPHER) *sk;
+	STACK_OF(SSL_CIPHER) * sk;
 	const SSL_CIPHER *c;
 	SSL_CTX *ctx = NULL;
 	int i, n13 = 0, n12 = 0, kx;
@@ -40,9 +40,10 @@ test_offered_suites(void **state)
 			n13++;
 		} else {
 			assert_int_equal(kx, NID_kx_ecdhe);
-			assert_non_null(strstr(SSL_CIPHER_get_name(c), "ECDHE"));
-			assert_true(strstr(SSL_CIPHER_get_name(c), "GCM") !=
-				NULL ||
+			assert_non_null(
+			    strstr(SSL_CIPHER_get_name(c), "ECDHE"));
+			assert_true(
+			    strstr(SSL_CIPHER_get_name(c), "GCM") != NULL ||
 			    strstr(SSL_CIPHER_get_name(c), "CHACHA20") != NULL);
 			n12++;
 		}
@@ -64,8 +65,8 @@ test_check_rejects(void **state)
 	assert_int_equal(SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION), 1);
 	assert_int_equal(SSL_CTX_set_cipher_list(ctx, "AES128-GCM-SHA256"), 1);
 	assert_int_equal(rf_http_tls_check(ctx), RF_ERR_CONFIG);
-	assert_int_equal(SSL_CTX_set_cipher_list(ctx, "ECDHE-RSA-AES128-SHA"),
-	    1);
+	assert_int_equal(
+	    SSL_CTX_set_cipher_list(ctx, "ECDHE-RSA-AES128-SHA"), 1);
 	assert_int_equal(rf_http_tls_check(ctx), RF_ERR_CONFIG);
 	assert_int_equal(
 	    SSL_CTX_set_cipher_list(ctx, "ECDHE-RSA-AES128-GCM-SHA256"), 1);
@@ -132,12 +133,14 @@ handshake(SSL_CTX *sctx, int maxv, const char *list12, char *name, size_t nl)
 	for (i = 0; i < 20 && (cr != 1 || sr != 1); i++) {
 		if (cr != 1) {
 			cr = SSL_do_handshake(c);
-			if (cr != 1 && SSL_get_error(c, cr) != SSL_ERROR_WANT_READ)
+			if (cr != 1 &&
+			    SSL_get_error(c, cr) != SSL_ERROR_WANT_READ)
 				break;
 		}
 		if (sr != 1) {
 			sr = SSL_do_handshake(s);
-			if (sr != 1 && SSL_get_error(s, sr) != SSL_ERROR_WANT_READ)
+			if (sr != 1 &&
+			    SSL_get_error(s, sr) != SSL_ERROR_WANT_READ)
 				break;
 		}
 	}
@@ -160,17 +163,16 @@ test_handshakes(void **state)
 
 	(void)state;
 	/* Default client: TLS 1.3. */
-	assert_int_equal(handshake(sctx, TLS1_3_VERSION, NULL, name,
-			     sizeof(name)),
-	    1);
+	assert_int_equal(
+	    handshake(sctx, TLS1_3_VERSION, NULL, name, sizeof(name)), 1);
 	assert_non_null(strstr(name, "TLSv1.3"));
 	/* TLS 1.2 client with a broad list: an ECDHE AEAD suite. */
 	assert_int_equal(handshake(sctx, TLS1_2_VERSION, "ALL:@SECLEVEL=0",
 			     name, sizeof(name)),
 	    1);
 	assert_non_null(strstr(name, "TLSv1.2 ECDHE-ECDSA-"));
-	assert_true(strstr(name, "GCM") != NULL ||
-	    strstr(name, "CHACHA20") != NULL);
+	assert_true(
+	    strstr(name, "GCM") != NULL || strstr(name, "CHACHA20") != NULL);
 	/* No forward secrecy, CBC, or an old protocol: refused. */
 	assert_int_equal(handshake(sctx, TLS1_2_VERSION, "AES128-GCM-SHA256",
 			     name, sizeof(name)),
