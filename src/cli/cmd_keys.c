@@ -50,7 +50,7 @@ print_key(void *arg, const struct rf_key_info *ki)
 	if (!have) {
 		snprintf(kr.purpose, sizeof(kr.purpose), "-");
 		snprintf(kr.state, sizeof(kr.state), "%s",
-		    ki->can_sign ? "unrecorded" : "unrecorded-disabled");
+		    ki->can_sign ? "unrecorded" : "no-sign");
 	} else if (!ki->can_sign && strcmp(kr.state, "active") == 0) {
 		/* The token is the authority on whether a key can sign. */
 		snprintf(kr.state, sizeof(kr.state), "disabled");

@@ -7,8 +7,8 @@
  * GET /audit/sth, /audit/proof, /audit/consistency (JSON).
  *
  * Threads: `threads` workers, each with its own event_base and evhttp
- * accepting on a dup of one listening socket; they answer from memory
- * (the shared OCSP responder, a reference-counted snapshot of CA
+ * accepting on its own SO_REUSEPORT socket bound to one address; they answer
+ * from memory (the shared OCSP responder, a reference-counted snapshot of CA
  * certificates and CRLs) and never touch the store for those routes. The
  * thread that calls rf_http_run() runs the maintenance timer (every 100 ms)
  * with the store, audit, keys and CA handles given to rf_http_new(): OCSP

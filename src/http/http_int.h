@@ -80,7 +80,8 @@ struct rf_http {
 	/* Maintenance state. */
 	int64_t counter;
 	int have_counter, crl_dirty, ocsp_dirty, snap_dirty;
-	uint64_t last_crl_ms, last_ocsp_ms, last_sth_ms, last_change_ms;
+	uint64_t last_crl_ms, last_ocsp_ms, last_sth_ms, last_change_ms,
+	    last_snap_ms;
 	char crl_issuers[RF_HTTP_MAX_ISSUERS][64];
 	size_t ncrl_issuers;
 	char lasterr[256];

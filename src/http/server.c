@@ -3,9 +3,9 @@
  * `ringfence serve` HTTP server. Routes are in routes.c, what they serve
  * from memory in snapshot.c.
  *
- * Worker threads each run an event_base with an evhttp accepting on a dup
- * of one listening socket: whichever worker is idle takes the next
- * connection. The thread inside rf_http_run() runs a timer every
+ * Worker threads each run an event_base with an evhttp accepting on its
+ * own SO_REUSEPORT socket bound to the same address: the kernel spreads
+ * connections over them. The thread inside rf_http_run() runs a timer every
  * RF_HTTP_TICK_MS that owns every store, audit and keys handle given to
  * rf_http_new(); workers only read memory (and, for /audit, a store
  * connection of their own).
@@ -91,6 +91,21 @@ is_loopback(const struct sockaddr_storage *ss)
 	return 0;
 }
 
+/* 1 if a plain socket (no SO_REUSEPORT) cannot bind the address. */
+static int
+port_taken(const struct sockaddr_storage *ss, socklen_t sl)
+{
+	int fd, one = 1, taken;
+
+	if ((fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return 0; /* the real bind reports it */
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	taken = bind(fd, (const struct sockaddr *)ss, sl) != 0 &&
+	    errno == EADDRINUSE;
+	close(fd);
+	return taken;
+}
+
 static int
 listen_socket(struct rf_http *h, const char *addr, int port)
 {
@@ -129,6 +144,18 @@ listen_socket(struct rf_http *h, const char *addr, int port)
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0) {
 		r = rf_err_set(RF_ERR_IO, "socket: %s", strerror(errno));
+		goto out;
+	}
+	/*
+	 * SO_REUSEPORT would let a second server of the same user share the
+	 * port silently: first make sure nobody holds it.
+	 */
+	if (port != 0 && port_taken(&ss, sl)) {
+		errno = EADDRINUSE;
+		r = rf_err_set(RF_ERR_IO,
+		    "cannot listen on %.60s port %d: %s: choose another "
+		    "--port",
+		    addr, port, strerror(errno));
 		goto out;
 	}
 	if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
@@ -512,8 +539,11 @@ maintain(struct rf_http *h, int first)
 			 &made)) != 0)
 			rf_http_log(h, "signed tree head", r);
 	}
-	if (h->snap_dirty)
+	/* Copying large CRLs on every commit elsewhere would be waste. */
+	if (h->snap_dirty && (first || now - h->last_snap_ms >= 300)) {
+		h->last_snap_ms = now;
 		snapshot_pass(h);
+	}
 }
 
 static void

@@ -437,6 +437,7 @@ session_get(struct rf_keys *keys, CK_SESSION_HANDLE *out)
 {
 	CK_SLOT_ID slot;
 
+	*out = CK_INVALID_HANDLE;
 	pthread_mutex_lock(&keys->lock);
 	if (keys->nidle > 0) {
 		*out = keys->idle[--keys->nidle];
@@ -504,7 +505,7 @@ typedef CK_RV (*session_op)(
 static int
 with_session(struct rf_keys *keys, session_op op, void *arg, CK_RV *rvp)
 {
-	CK_SESSION_HANDLE s;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_RV rv;
 	int attempt, r;
 
@@ -662,7 +663,7 @@ rf_keys_open(
     const struct rf_config *cfg, struct rf_audit *audit, struct rf_keys **out)
 {
 	struct rf_keys *keys = NULL;
-	CK_SESSION_HANDLE s;
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	int r = RF_ERR_INTERNAL;
 
 	*out = NULL;
@@ -1727,7 +1728,7 @@ rf_keys_init_token(
 {
 	unsigned char label[LABEL_LEN];
 	struct module *mod = NULL;
-	CK_FUNCTION_LIST_PTR f;
+	CK_FUNCTION_LIST_PTR f = NULL;
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_SLOT_ID slot;
 	CK_RV rv;

@@ -83,6 +83,14 @@ url="http://127.0.0.1:$port"
 grep -q "ringfence: serving http://127.0.0.1:$port (healthz, ca, crl, ocsp)" \
 	serve.log || fail "start line: $(cat serve.log)"
 
+# A second server on the same port is refused.
+set +e
+timeout 20 "$RINGFENCE" serve --port "$port" --duration 1 2>dup.log
+rc=$?
+set -e
+[ "$rc" -eq 1 ] || fail "second server on port $port: exit $rc"
+grep -q 'cannot listen' dup.log || fail "second server: $(cat dup.log)"
+
 # healthz and CA certificates.
 [ "$(curl -sf "$url/healthz")" = ok ] || fail "healthz"
 curl -sf -o root.pem "$url/ca/root.pem"
