@@ -33,8 +33,7 @@
 #define CONTAIN_BATCH 500
 
 static const char *const state_names[RF_ITEM_NSTATES] = {
-	"affected", "contained", "reestablished", "closed", "waived"
-};
+    "affected", "contained", "reestablished", "closed", "waived"};
 
 const char *
 rf_item_state_name(enum rf_item_state s)
@@ -73,8 +72,7 @@ audit_step(const struct rf_incident_ctx *c, int64_t id, const char *what,
 	return rf_audit_append(c->audit, &ev, 1, NULL);
 }
 
-static int
-event(const struct rf_incident_ctx *c, int64_t id, const char *kind,
+static int event(const struct rf_incident_ctx *c, int64_t id, const char *kind,
     const char *fmt, ...) RF_PRINTF(4, 5);
 
 /* A timeline entry (store) and its audit leaf, in the caller's order. */
@@ -89,8 +87,8 @@ event(const struct rf_incident_ctx *c, int64_t id, const char *kind,
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);
-	if ((r = rf_store_incident_event_add(c->st, id, rf_now(), kind,
-		 detail)) != 0)
+	if ((r = rf_store_incident_event_add(
+		 c->st, id, rf_now(), kind, detail)) != 0)
 		return r;
 	return audit_step(c, id, kind, NULL, NULL, detail);
 }
@@ -105,8 +103,7 @@ struct scope {
 };
 
 static int
-scope_parse(const struct rf_incident_ctx *c, const char *text,
-    struct scope *s)
+scope_parse(const struct rf_incident_ctx *c, const char *text, struct scope *s)
 {
 	const char *colon, *slash;
 	struct rf_tenant t;
@@ -126,10 +123,10 @@ scope_parse(const struct rf_incident_ctx *c, const char *text,
 	snprintf(s->value, sizeof(s->value), "%s", colon + 1);
 	if (strcmp(s->kind, "tenant") == 0) {
 		if ((r = rf_store_tenant_get(c->st, s->value, &t)) != 0)
-			return r == RF_ERR_NOT_FOUND ?
-			    rf_err_set(RF_ERR_NOT_FOUND, "unknown tenant %s",
-				s->value) :
-			    r;
+			return r == RF_ERR_NOT_FOUND
+			    ? rf_err_set(RF_ERR_NOT_FOUND, "unknown tenant %s",
+				  s->value)
+			    : r;
 		s->f.tenant = s->value;
 	} else if (strcmp(s->kind, "connection") == 0) {
 		if ((slash = strchr(s->value, '/')) == NULL ||
@@ -154,10 +151,10 @@ scope_parse(const struct rf_incident_ctx *c, const char *text,
 	} else if (strcmp(s->kind, "issuer") == 0) {
 		memset(&ca, 0, sizeof(ca));
 		if ((r = rf_store_ca_get(c->st, s->value, &ca)) != 0)
-			return r == RF_ERR_NOT_FOUND ?
-			    rf_err_set(RF_ERR_NOT_FOUND, "unknown issuer %s",
-				s->value) :
-			    r;
+			return r == RF_ERR_NOT_FOUND
+			    ? rf_err_set(RF_ERR_NOT_FOUND, "unknown issuer %s",
+				  s->value)
+			    : r;
 		rf_ca_rec_clear(&ca);
 		s->f.issuer = s->value;
 	} else {
@@ -194,8 +191,8 @@ count_leaf(void *arg, const struct rf_leaf_rec *l)
 }
 
 static int
-open_item(void *arg, const struct rf_conn_rec *conn,
-    const struct rf_cert_rec *cur)
+open_item(
+    void *arg, const struct rf_conn_rec *conn, const struct rf_cert_rec *cur)
 {
 	struct open_acc *a = arg;
 	struct rf_item_rec it;
@@ -228,7 +225,8 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 
 	*id = 0;
 	if (reason == NULL || *reason == '\0')
-		return rf_err_set(RF_ERR_ARG, "an incident needs --reason TEXT");
+		return rf_err_set(
+		    RF_ERR_ARG, "an incident needs --reason TEXT");
 	if ((r = scope_parse(c, scope_text, &s)) != 0)
 		return r;
 	memset(&inc, 0, sizeof(inc));
@@ -272,15 +270,15 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 		memset(&ca, 0, sizeof(ca));
 		if ((r = rf_store_ca_get(c->st, s.value, &ca)) != 0)
 			goto out;
-		r = rf_store_leaf_search(c->st, ca.key_id, NULL, since, 0, 0,
-		    count_leaf, &acc);
+		r = rf_store_leaf_search(
+		    c->st, ca.key_id, NULL, since, 0, 0, count_leaf, &acc);
 		rf_ca_rec_clear(&ca);
 	} else if (strcmp(s.kind, "key") == 0) {
-		r = rf_store_leaf_search(c->st, s.value, NULL, since, 0, 0,
-		    count_leaf, &acc);
+		r = rf_store_leaf_search(
+		    c->st, s.value, NULL, since, 0, 0, count_leaf, &acc);
 	} else {
-		r = rf_store_leaf_search(c->st, NULL, s.f.tenant, since, 0, 0,
-		    count_leaf, &acc);
+		r = rf_store_leaf_search(
+		    c->st, NULL, s.f.tenant, since, 0, 0, count_leaf, &acc);
 	}
 	if (r != 0)
 		goto out;
@@ -333,13 +331,13 @@ load_items(const struct rf_incident_ctx *c, int64_t id, const char *tenant,
     const char *state, struct item_vec *iv)
 {
 	memset(iv, 0, sizeof(*iv));
-	return rf_store_item_foreach(c->st, id, tenant, state, collect_item,
-	    iv);
+	return rf_store_item_foreach(
+	    c->st, id, tenant, state, collect_item, iv);
 }
 
 static int
-load_incident(const struct rf_incident_ctx *c, int64_t id,
-    struct rf_incident_rec *inc)
+load_incident(
+    const struct rf_incident_ctx *c, int64_t id, struct rf_incident_rec *inc)
 {
 	int r;
 
@@ -365,8 +363,8 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id,
 		return RF_ERR_ALLOC;
 	for (i = 0; i < iv->n; i++)
 		serials[i] = iv->v[i].old_serial;
-	r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit,
-	    serials, iv->n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed);
+	r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit, serials,
+	    iv->n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed);
 	free(serials);
 	if (r != 0)
 		return r;
@@ -379,56 +377,98 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id,
 	return 0;
 }
 
-/* Step 3: disable every old key held in the token. */
+/*
+ * The keys of ids[0..n) that the store records as held in the token and not
+ * in state `skip`; a connector's own key (CSR issuance) is not ours.
+ */
 static int
-disable_key(const struct rf_incident_ctx *c, const char *key_id,
-    size_t *count)
+token_keys(const struct rf_incident_ctx *c, const char *const *ids, size_t n,
+    const char *skip, const char ***out, size_t *nout)
 {
 	struct rf_key_rec kr;
+	const char **v;
+	size_t i;
 	int r;
 
-	if ((r = rf_store_key_get(c->st, key_id, &kr)) == RF_ERR_NOT_FOUND) {
-		rf_err_clear(); /* a connector's own key (CSR): not ours */
-		return 0;
+	*out = NULL;
+	*nout = 0;
+	if ((v = calloc(n > 0 ? n : 1, sizeof(*v))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < n; i++) {
+		if ((r = rf_store_key_get(c->st, ids[i], &kr)) ==
+		    RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			continue;
+		}
+		if (r != 0) {
+			free(v);
+			return r;
+		}
+		if (strcmp(kr.state, skip) == 0 ||
+		    strcmp(kr.state, "destroyed") == 0)
+			continue;
+		v[(*nout)++] = ids[i];
 	}
-	if (r != 0)
-		return r;
-	if (strcmp(kr.state, "active") != 0)
-		return 0;
-	if ((r = rf_keys_disable(c->keys, key_id, c->who)) != 0 &&
-	    r != RF_ERR_KEY_NOT_FOUND)
-		return r;
-	if ((r = rf_store_key_set_state(c->st, key_id, "disabled")) != 0)
-		return r;
-	(*count)++;
+	*out = v;
 	return 0;
 }
 
+/* Record the new state of keys in one transaction. */
+static int
+set_key_states(const struct rf_incident_ctx *c, const char *const *ids,
+    size_t n, const char *state)
+{
+	size_t i;
+	int r;
+
+	if (n == 0)
+		return 0;
+	if ((r = rf_store_begin(c->st)) != 0)
+		return r;
+	for (i = 0; i < n; i++) {
+		if ((r = rf_store_key_set_state(c->st, ids[i], state)) != 0) {
+			rf_store_rollback(c->st);
+			return r;
+		}
+	}
+	return rf_store_commit(c->st);
+}
+
+/* Step 3: disable every old key held in the token, in one pass. */
 static int
 contain_disable(const struct rf_incident_ctx *c, int64_t id,
     const struct rf_incident_rec *inc, const struct item_vec *iv,
     struct rf_contain_report *rep)
 {
 	struct rf_ca_rec ca;
-	size_t i;
+	const char **ids = NULL, **mine = NULL;
+	size_t i, n = 0, nmine = 0, done = 0;
 	int r;
 
+	memset(&ca, 0, sizeof(ca));
+	if ((ids = calloc(iv->n + 1, sizeof(*ids))) == NULL)
+		return RF_ERR_ALLOC;
 	for (i = 0; i < iv->n; i++)
-		if ((r = disable_key(c, iv->v[i].old_key, &rep->disabled)) != 0)
-			return r;
+		ids[n++] = iv->v[i].old_key;
 	if (strncmp(inc->scope, "issuer:", 7) == 0) {
-		memset(&ca, 0, sizeof(ca));
 		if ((r = rf_store_ca_get(c->st, inc->scope + 7, &ca)) != 0)
-			return r;
-		r = disable_key(c, ca.key_id, &rep->disabled);
-		rf_ca_rec_clear(&ca);
-		if (r != 0)
-			return r;
+			goto out;
+		ids[n++] = ca.key_id;
 	}
-	if (rep->disabled > 0)
-		return event(c, id, "disable", "%zu keys disabled in the token",
-		    rep->disabled);
-	return 0;
+	if ((r = token_keys(c, ids, n, "disabled", &mine, &nmine)) != 0 ||
+	    (r = rf_keys_disable_many(c->keys, mine, nmine, c->who, &done)) !=
+		0 ||
+	    (r = set_key_states(c, mine, nmine, "disabled")) != 0)
+		goto out;
+	rep->disabled = nmine;
+	if (nmine > 0)
+		r = event(
+		    c, id, "disable", "%zu keys disabled in the token", nmine);
+out:
+	rf_ca_rec_clear(&ca);
+	free(ids);
+	free(mine);
+	return r;
 }
 
 /* Inside the issuance transaction: the connection moves with its cert. */
@@ -450,8 +490,8 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 	it->updated = rf_now();
 	if ((r = rf_store_item_update(h->c->st, it)) != 0)
 		return r;
-	return rf_store_conn_set(h->c->st, it->tenant, it->name, NULL, serial,
-	    it->updated, NULL);
+	return rf_store_conn_set(
+	    h->c->st, it->tenant, it->name, NULL, serial, it->updated, NULL);
 }
 
 static int
@@ -480,8 +520,8 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 			enum rf_profile prof = RF_PROFILE_CLIENT;
 
 			memset(&old, 0, sizeof(old));
-			if ((r = rf_store_cert_get(c->st, it->old_serial,
-				 &old)) != 0)
+			if ((r = rf_store_cert_get(
+				 c->st, it->old_serial, &old)) != 0)
 				goto out;
 			if (rf_profile_parse(old.profile, &prof) != 0)
 				prof = RF_PROFILE_CLIENT;
@@ -495,8 +535,8 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 			reqs[j].profile = prof;
 			reqs[j].keygen = alg;
 			/* server profile: the name lives in the tenant */
-			reqs[j].dns = prof == RF_PROFILE_SERVER ? it->tenant :
-								  NULL;
+			reqs[j].dns =
+			    prof == RF_PROFILE_SERVER ? it->tenant : NULL;
 		}
 		hook.c = c;
 		hook.items = &iv->v[i];
@@ -519,11 +559,11 @@ out:
 }
 
 int
-rf_incident_contain(const struct rf_incident_ctx *c, int64_t id,
-    struct rf_contain_report *rep)
+rf_incident_contain(
+    const struct rf_incident_ctx *c, int64_t id, struct rf_contain_report *rep)
 {
 	struct rf_incident_rec inc;
-	struct item_vec all = { 0 }, todo = { 0 };
+	struct item_vec all = {0}, todo = {0};
 	char newname[64];
 	int r;
 
@@ -540,8 +580,8 @@ rf_incident_contain(const struct rf_incident_ctx *c, int64_t id,
 
 	/* 1. A new issuing CA when the issuer itself is compromised. */
 	if (strncmp(inc.scope, "issuer:", 7) == 0) {
-		snprintf(newname, sizeof(newname), "issuing-inc%lld",
-		    (long long)id);
+		snprintf(
+		    newname, sizeof(newname), "issuing-inc%lld", (long long)id);
 		r = rf_ca_rotate(c->ca, inc.scope + 7, newname, c->who);
 		if (r == 0) {
 			rep->rotated = 1;
@@ -554,10 +594,9 @@ rf_incident_contain(const struct rf_incident_ctx *c, int64_t id,
 		} else {
 			goto out;
 		}
-		snprintf(inc.new_issuer, sizeof(inc.new_issuer), "%s",
-		    newname);
-		snprintf(rep->new_issuer, sizeof(rep->new_issuer), "%s",
-		    newname);
+		snprintf(inc.new_issuer, sizeof(inc.new_issuer), "%s", newname);
+		snprintf(
+		    rep->new_issuer, sizeof(rep->new_issuer), "%s", newname);
 		if ((r = rf_store_incident_update(c->st, &inc)) != 0)
 			goto out;
 	}
@@ -573,8 +612,8 @@ rf_incident_contain(const struct rf_incident_ctx *c, int64_t id,
 		snprintf(inc.state, sizeof(inc.state), "contained");
 		inc.contained = rf_now();
 		if ((r = rf_store_incident_update(c->st, &inc)) != 0 ||
-		    (r = event(c, id, "contained",
-			 "%zu connections contained", all.n)) != 0)
+		    (r = event(c, id, "contained", "%zu connections contained",
+			 all.n)) != 0)
 			goto out;
 	}
 	r = 0;
@@ -612,8 +651,8 @@ mkdir_p(const char *path)
 		*p = '/';
 	}
 	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return rf_err_set(RF_ERR_IO, "cannot create %s: %s", buf,
-		    strerror(errno));
+		return rf_err_set(
+		    RF_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
 	return 0;
 }
 
@@ -680,7 +719,8 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		"tenant:      %s\nconnection:  %s\nrelying party: %s\n\n"
 		"Your connection's credential was replaced because of "
 		"incident %lld.\n"
-		"The old certificate (serial %s) is revoked (keyCompromise).\n\n"
+		"The old certificate (serial %s) is revoked "
+		"(keyCompromise).\n\n"
 		"new certificate: certificate.pem / certificate.der\n"
 		"  serial:    %s\n  x5t:       %s\n  x5t#S256:  %s\n"
 		"  SHA-1 thumbprint: %s\n\n"
@@ -688,24 +728,23 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n"
 		"What to do:\n%s",
 		it->tenant, it->name, it->rp, (long long)it->incident,
-		oc.serial, nc.serial, nc.x5t, nc.x5t256, new_tp, oc.x5t,
-		old_tp,
-		strcmp(it->rp, "pinned") == 0 ?
-		    "  1. In your identity provider, replace the old "
-		    "certificate with the new one:\n"
-		    "     for Microsoft Entra ID, PATCH the application with "
-		    "graph-keyCredentials.json\n"
-		    "     (it lists only the new certificate, which removes "
-		    "the old one).\n"
-		    "  2. Remove the old thumbprint wherever else it is "
-		    "registered.\n"
-		    "  3. Tell your vendor contact the connection works "
-		    "again.\n" :
-		    "  1. Nothing to remove: your relying party checks "
-		    "revocation (OCSP/CRL)\n"
-		    "     and already rejects the old certificate.\n"
-		    "  2. Trust the new certificate's chain if it changed "
-		    "(issuer below).\n") < 0) {
+		oc.serial, nc.serial, nc.x5t, nc.x5t256, new_tp, oc.x5t, old_tp,
+		strcmp(it->rp, "pinned") == 0
+		    ? "  1. In your identity provider, replace the old "
+		      "certificate with the new one:\n"
+		      "     for Microsoft Entra ID, PATCH the application with "
+		      "graph-keyCredentials.json\n"
+		      "     (it lists only the new certificate, which removes "
+		      "the old one).\n"
+		      "  2. Remove the old thumbprint wherever else it is "
+		      "registered.\n"
+		      "  3. Tell your vendor contact the connection works "
+		      "again.\n"
+		    : "  1. Nothing to remove: your relying party checks "
+		      "revocation (OCSP/CRL)\n"
+		      "     and already rejects the old certificate.\n"
+		      "  2. Trust the new certificate's chain if it changed "
+		      "(issuer below).\n") < 0) {
 		readme = NULL;
 		r = RF_ERR_ALLOC;
 		goto out;
@@ -733,8 +772,8 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		    "Verify", "key", b64, "displayName",
 		    "ringfence replacement", "customKeyIdentifier", new_tp);
 		if (body == NULL ||
-		    (graph = json_dumps(body, JSON_INDENT(2) |
-				JSON_SORT_KEYS)) == NULL) {
+		    (graph = json_dumps(
+			 body, JSON_INDENT(2) | JSON_SORT_KEYS)) == NULL) {
 			r = RF_ERR_ALLOC;
 			goto out;
 		}
@@ -759,7 +798,7 @@ rf_incident_package(const struct rf_incident_ctx *c, int64_t id,
     const char *tenant, const char *dir, size_t *written)
 {
 	struct rf_incident_rec inc;
-	struct item_vec iv = { 0 };
+	struct item_vec iv = {0};
 	size_t i;
 	int r;
 
@@ -789,19 +828,19 @@ out:
 /* ---- Tracking ---- */
 
 int
-rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
-    const char *tenant, int waive)
+rf_incident_confirm(
+    const struct rf_incident_ctx *c, int64_t id, const char *tenant, int waive)
 {
 	struct rf_incident_rec inc;
-	struct item_vec iv = { 0 };
+	struct item_vec iv = {0};
 	size_t i, moved = 0;
 	int r, in_tx = 0;
 
 	if ((r = load_incident(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
-		return rf_err_set(RF_ERR_STATE, "incident %lld is closed",
-		    (long long)id);
+		return rf_err_set(
+		    RF_ERR_STATE, "incident %lld is closed", (long long)id);
 	if ((r = load_items(c, id, tenant, NULL, &iv)) != 0)
 		goto out;
 	if (iv.n == 0) {
@@ -831,8 +870,8 @@ rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
 		    waive ? "waived" : "reestablished");
 		snprintf(it->evidence, sizeof(it->evidence), "%s by %s",
 		    waive ? "waived" : "confirmed",
-		    c->who != NULL && c->who->actor != NULL ? c->who->actor :
-							      "operator");
+		    c->who != NULL && c->who->actor != NULL ? c->who->actor
+							    : "operator");
 		it->updated = rf_now();
 		if ((r = rf_store_item_update(c->st, it)) != 0)
 			goto out;
@@ -878,14 +917,13 @@ rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
 		it.updated = t;
 		if ((r = rf_store_item_update(c->st, &it)) != 0)
 			return r;
-		return audit_step(c, it.incident, "evidence", it.tenant,
-		    serial, "OCSP query for the new credential");
+		return audit_step(c, it.incident, "evidence", it.tenant, serial,
+		    "OCSP query for the new credential");
 	}
 	if (!is_new && strcmp(it.state, "affected") != 0) {
 		/* Something still presents the revoked credential. */
 		snprintf(it.evidence, sizeof(it.evidence),
-		    "OCSP query for revoked old serial at %lld",
-		    (long long)t);
+		    "OCSP query for revoked old serial at %lld", (long long)t);
 		it.updated = t;
 		return rf_store_item_update(c->st, &it);
 	}
@@ -905,8 +943,8 @@ count_item(void *arg, const struct rf_item_rec *it)
 }
 
 int
-rf_incident_status(const struct rf_incident_ctx *c, int64_t id,
-    struct rf_incident_status *out)
+rf_incident_status(
+    const struct rf_incident_ctx *c, int64_t id, struct rf_incident_status *out)
 {
 	struct rf_incident_rec inc;
 	int r;
@@ -918,8 +956,8 @@ rf_incident_status(const struct rf_incident_ctx *c, int64_t id,
 	snprintf(out->scope, sizeof(out->scope), "%s", inc.scope);
 	snprintf(out->reason, sizeof(out->reason), "%s", inc.reason);
 	snprintf(out->state, sizeof(out->state), "%s", inc.state);
-	snprintf(out->new_issuer, sizeof(out->new_issuer), "%s",
-	    inc.new_issuer);
+	snprintf(
+	    out->new_issuer, sizeof(out->new_issuer), "%s", inc.new_issuer);
 	out->opened = inc.opened;
 	out->contained = inc.contained;
 	out->closed = inc.closed;
@@ -939,9 +977,10 @@ adapt_item(void *arg, const struct rf_item_rec *it)
 	struct foreach_adapter *a = arg;
 	struct rf_incident_conn ic;
 
-	if (a->stragglers_only && (strcmp(it->state, "reestablished") == 0 ||
-				      strcmp(it->state, "closed") == 0 ||
-				      strcmp(it->state, "waived") == 0))
+	if (a->stragglers_only &&
+	    (strcmp(it->state, "reestablished") == 0 ||
+		strcmp(it->state, "closed") == 0 ||
+		strcmp(it->state, "waived") == 0))
 		return 0;
 	memset(&ic, 0, sizeof(ic));
 	snprintf(ic.tenant, sizeof(ic.tenant), "%s", it->tenant);
@@ -961,7 +1000,7 @@ rf_incident_foreach(const struct rf_incident_ctx *c, int64_t id,
     int (*fn)(void *arg, const struct rf_incident_conn *ic), void *arg)
 {
 	struct rf_incident_rec inc;
-	struct foreach_adapter a = { stragglers_only, fn, arg };
+	struct foreach_adapter a = {stragglers_only, fn, arg};
 	int r;
 
 	if ((r = load_incident(c, id, &inc)) != 0)
@@ -1002,21 +1041,21 @@ report_item(void *arg, const struct rf_incident_conn *ic)
 		    ic->new_serial[0] ? ic->new_serial : "-",
 		    ic->evidence[0] ? ic->evidence : "-");
 	if (json_array_append_new(a->arr,
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}",
-		    "tenant", ic->tenant, "connection", ic->name,
-		    "relying_party", ic->rp, "state", ic->state, "old_serial",
-		    ic->old_serial, "new_serial", ic->new_serial, "evidence",
-		    ic->evidence, "updated", (json_int_t)ic->updated)) != 0)
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "tenant",
+		    ic->tenant, "connection", ic->name, "relying_party", ic->rp,
+		    "state", ic->state, "old_serial", ic->old_serial,
+		    "new_serial", ic->new_serial, "evidence", ic->evidence,
+		    "updated", (json_int_t)ic->updated)) != 0)
 		return RF_ERR_ALLOC;
 	return 0;
 }
 
 int
-rf_incident_report(const struct rf_incident_ctx *c, int64_t id,
-    FILE *md, FILE *jf)
+rf_incident_report(
+    const struct rf_incident_ctx *c, int64_t id, FILE *md, FILE *jf)
 {
 	struct rf_incident_status s;
-	struct report_acc a = { md, NULL };
+	struct report_acc a = {md, NULL};
 	json_t *root = NULL, *timeline = NULL, *conns = NULL, *counts = NULL;
 	int r, i;
 
@@ -1046,20 +1085,22 @@ rf_incident_report(const struct rf_incident_ctx *c, int64_t id,
 		    (long long)s.closed, s.new_issuer[0] ? s.new_issuer : "-",
 		    s.total, (unsigned long long)s.signatures);
 		for (i = 0; i < RF_ITEM_NSTATES; i++)
-			fprintf(md, "| %s | %zu |\n", state_names[i],
-			    s.counts[i]);
-		fprintf(md, "\n## Timeline and actions\n\n"
-			    "| time | step | detail |\n| --- | --- | --- |\n");
+			fprintf(
+			    md, "| %s | %zu |\n", state_names[i], s.counts[i]);
+		fprintf(md,
+		    "\n## Timeline and actions\n\n"
+		    "| time | step | detail |\n| --- | --- | --- |\n");
 	}
 	a.arr = timeline;
-	if ((r = rf_store_incident_event_foreach(c->st, id, report_event,
-		 &a)) != 0)
+	if ((r = rf_store_incident_event_foreach(
+		 c->st, id, report_event, &a)) != 0)
 		goto out;
 	if (md != NULL)
-		fprintf(md, "\n## Connections\n\n"
-			    "| tenant | connection | relying party | state | "
-			    "old serial | new serial | evidence |\n"
-			    "| --- | --- | --- | --- | --- | --- | --- |\n");
+		fprintf(md,
+		    "\n## Connections\n\n"
+		    "| tenant | connection | relying party | state | "
+		    "old serial | new serial | evidence |\n"
+		    "| --- | --- | --- | --- | --- | --- | --- |\n");
 	a.arr = conns;
 	if ((r = rf_incident_foreach(c, id, 0, report_item, &a)) != 0)
 		goto out;
@@ -1073,8 +1114,9 @@ rf_incident_report(const struct rf_incident_ctx *c, int64_t id,
 		    "connections", (json_int_t)s.total, "signatures",
 		    (json_int_t)s.signatures, "counts", counts, "timeline",
 		    timeline, "connections_detail", conns);
-		if (root == NULL || json_dumpf(root, jf, JSON_INDENT(2) |
-			JSON_SORT_KEYS) != 0) {
+		if (root == NULL ||
+		    json_dumpf(root, jf, JSON_INDENT(2) | JSON_SORT_KEYS) !=
+			0) {
 			r = RF_ERR_IO;
 			goto out;
 		}
@@ -1096,16 +1138,16 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 {
 	struct rf_incident_rec inc;
 	struct rf_incident_status s;
-	struct item_vec iv = { 0 };
-	struct rf_key_rec kr;
-	size_t i, open_n, destroyed = 0;
+	struct item_vec iv = {0};
+	const char **ids = NULL, **mine = NULL;
+	size_t i, open_n, destroyed = 0, nmine = 0;
 	int r;
 
 	if ((r = load_incident(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
-		return rf_err_set(RF_ERR_STATE, "incident %lld is already closed",
-		    (long long)id);
+		return rf_err_set(RF_ERR_STATE,
+		    "incident %lld is already closed", (long long)id);
 	if ((r = rf_incident_status(c, id, &s)) != 0)
 		return r;
 	open_n = s.counts[RF_ITEM_AFFECTED] + s.counts[RF_ITEM_CONTAINED];
@@ -1118,22 +1160,18 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	if ((r = load_items(c, id, NULL, NULL, &iv)) != 0)
 		goto out;
 	/* Destroy the old keys held in the token, then close. */
-	for (i = 0; i < iv.n; i++) {
-		if (rf_store_key_get(c->st, iv.v[i].old_key, &kr) != 0) {
-			rf_err_clear();
-			continue;
-		}
-		if (strcmp(kr.state, "destroyed") == 0)
-			continue;
-		if ((r = rf_keys_destroy(c->keys, kr.id, c->who)) != 0 &&
-		    r != RF_ERR_KEY_NOT_FOUND)
-			goto out;
-		rf_err_clear();
-		if ((r = rf_store_key_set_state(c->st, kr.id, "destroyed")) !=
-		    0)
-			goto out;
-		destroyed++;
+	if ((ids = calloc(iv.n + 1, sizeof(*ids))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
 	}
+	for (i = 0; i < iv.n; i++)
+		ids[i] = iv.v[i].old_key;
+	if ((r = token_keys(c, ids, iv.n, "destroyed", &mine, &nmine)) != 0 ||
+	    (r = rf_keys_destroy_many(
+		 c->keys, mine, nmine, c->who, &destroyed)) != 0 ||
+	    (r = set_key_states(c, mine, nmine, "destroyed")) != 0)
+		goto out;
+	destroyed = nmine;
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
 	for (i = 0; i < iv.n; i++) {
@@ -1148,14 +1186,16 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	inc.closed = rf_now();
 	if (r != 0 || (r = rf_store_incident_update(c->st, &inc)) != 0 ||
 	    (r = event(c, id, "close",
-		 "closed; %zu old keys destroyed in the token",
-		 destroyed)) != 0 ||
+		 "closed; %zu old keys destroyed in the token", destroyed)) !=
+		0 ||
 	    (r = rf_store_commit(c->st)) != 0) {
 		rf_store_rollback(c->st);
 		goto out;
 	}
 	r = 0;
 out:
+	free(ids);
+	free(mine);
 	free(iv.v);
 	return r;
 }

@@ -1306,6 +1306,163 @@ rf_keys_destroy(
 }
 
 /*
+ * Many keys at once: one pass over the token's objects instead of one
+ * C_FindObjects per key. Tokens such as SoftHSM's file store scan every
+ * object on each search, so per-key searches cost O(keys x objects).
+ */
+struct admin_many_arg {
+	uint8_t (*ids)[ID_LEN]; /* sorted */
+	size_t n;
+	int destroy;
+	uint8_t *found; /* per sorted id */
+};
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return memcmp(a, b, ID_LEN);
+}
+
+static CK_RV
+admin_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
+    struct admin_many_arg *a, CK_OBJECT_CLASS cls)
+{
+	CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
+	CK_BBOOL no = CK_FALSE;
+	CK_ATTRIBUTE off = {CKA_SIGN, &no, sizeof(no)};
+	CK_OBJECT_HANDLE *hs = NULL, *nh;
+	CK_ULONG got;
+	size_t nhs = 0, cap = 0, i, len;
+	uint8_t id[ID_LEN], *hit;
+	CK_RV rv, rv2;
+
+	if ((rv = keys->f->C_FindObjectsInit(s, &t, 1)) != CKR_OK)
+		return rv;
+	for (;;) {
+		if (nhs + 256 > cap) {
+			cap = cap ? cap * 2 : 1024;
+			if ((nh = reallocarray(hs, cap, sizeof(*hs))) == NULL) {
+				rv = CKR_HOST_MEMORY;
+				break;
+			}
+			hs = nh;
+		}
+		if ((rv = keys->f->C_FindObjects(s, hs + nhs, 256, &got)) !=
+			CKR_OK ||
+		    got == 0)
+			break;
+		nhs += got;
+	}
+	rv2 = keys->f->C_FindObjectsFinal(s);
+	if (rv == CKR_OK)
+		rv = rv2;
+	for (i = 0; rv == CKR_OK && i < nhs; i++) {
+		if (get_bytes(keys->f, s, hs[i], CKA_ID, id, sizeof(id),
+			&len) != CKR_OK ||
+		    len != ID_LEN)
+			continue; /* not one of ours */
+		if ((hit = bsearch(id, a->ids, a->n, ID_LEN, id_cmp)) == NULL)
+			continue;
+		if (a->destroy)
+			rv = keys->f->C_DestroyObject(s, hs[i]);
+		else if (cls == CKO_PRIVATE_KEY)
+			rv = keys->f->C_SetAttributeValue(s, hs[i], &off, 1);
+		else
+			continue;
+		if (rv == CKR_OK)
+			a->found[(hit - (uint8_t *)a->ids) / ID_LEN] = 1;
+	}
+	free(hs);
+	return rv;
+}
+
+static CK_RV
+admin_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct admin_many_arg *a = varg;
+	CK_RV rv;
+
+	if ((rv = admin_many_class(keys, s, a, CKO_PRIVATE_KEY)) != CKR_OK)
+		return rv;
+	if (a->destroy)
+		rv = admin_many_class(keys, s, a, CKO_PUBLIC_KEY);
+	return rv;
+}
+
+static int
+admin_many(struct rf_keys *keys, const char *const *ids, size_t n, int destroy,
+    const struct rf_actor *who, size_t *done)
+{
+	struct admin_many_arg a;
+	struct rf_audit_event *evs = NULL;
+	char(*hex)[2 * ID_LEN + 1] = NULL, msg[200];
+	CK_RV rv = CKR_OK;
+	size_t i, k = 0;
+	int r = RF_ERR_INTERNAL;
+
+	*done = 0;
+	memset(&a, 0, sizeof(a));
+	if (n == 0)
+		return 0;
+	if ((a.ids = calloc(n, ID_LEN)) == NULL ||
+	    (a.found = calloc(n, 1)) == NULL ||
+	    (evs = calloc(n, sizeof(*evs))) == NULL ||
+	    (hex = calloc(n, sizeof(*hex))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++)
+		if ((r = parse_id(ids[i], a.ids[i])) != 0)
+			goto out;
+	qsort(a.ids, n, ID_LEN, id_cmp);
+	a.n = n;
+	a.destroy = destroy;
+	if ((r = with_session(keys, admin_many_op, &a, &rv)) != 0)
+		goto out;
+	if (rv != CKR_OK) {
+		r = token_err(
+		    destroy ? "C_DestroyObject" : "C_SetAttributeValue", rv);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (!a.found[i])
+			continue;
+		rf_hex(a.ids[i], ID_LEN, hex[k]);
+		evs[k].type = destroy ? "key-destroy" : "key-disable";
+		evs[k].key_id = hex[k];
+		evs[k].actor = who ? who->actor : NULL;
+		evs[k].source = who ? who->source : NULL;
+		k++;
+	}
+	snprintf(msg, sizeof(msg), "%zu keys were %s in the token", k,
+	    destroy ? "destroyed" : "disabled");
+	if (k > 0 && (r = audit_append(keys, evs, k, msg)) != 0)
+		goto out;
+	*done = k;
+	r = 0;
+out:
+	free(a.ids);
+	free(a.found);
+	free(evs);
+	free(hex);
+	return r;
+}
+
+int
+rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    const struct rf_actor *who, size_t *done)
+{
+	return admin_many(keys, ids, n, 0, who, done);
+}
+
+int
+rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    const struct rf_actor *who, size_t *done)
+{
+	return admin_many(keys, ids, n, 1, who, done);
+}
+
+/*
  * Signing
  */
 

@@ -124,6 +124,16 @@ int rf_keys_destroy(
     struct rf_keys *keys, const char *id, const struct rf_actor *who) RF_WUR;
 
 /*
+ * Disable (or destroy) every key of ids[0..n) found in the token, in one
+ * pass over the token's objects; ids not in the token are skipped. One
+ * audit leaf per key changed, in one append. *done receives how many.
+ */
+int rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    const struct rf_actor *who, size_t *done) RF_WUR;
+int rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    const struct rf_actor *who, size_t *done) RF_WUR;
+
+/*
  * Benchmark only: the token's raw signing rate with this key over n
  * signatures on `threads` sessions. Signatures are discarded, never
  * released. *per_sec receives signatures per second.
