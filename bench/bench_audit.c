@@ -51,8 +51,9 @@ append(struct rf_audit *a, size_t n)
 			snprintf(refs[j], sizeof(refs[j]), "%032zx", i + j);
 			memset(&evs[j], 0, sizeof(evs[j]));
 			evs[j].type = "sign";
-			evs[j].key_id = "77f4f3ee2bb307a31d96c5756ace27d95b2e8a5b"
-					"51306408ee80943b780f0961";
+			evs[j].key_id =
+			    "77f4f3ee2bb307a31d96c5756ace27d95b2e8a5b"
+			    "51306408ee80943b780f0961";
 			evs[j].tenant = "t000123";
 			evs[j].what = "cert";
 			evs[j].ref = refs[j];

@@ -27,8 +27,8 @@ main(int argc, char **argv)
 	    (r = rf_audit_open(st, &audit)) != 0 ||
 	    (r = rf_keys_open(&cfg, audit, &keys)) != 0 ||
 	    (r = rf_ca_open(&cfg, st, keys, &ca)) != 0 ||
-	    (r = rf_keys_measure_rate(keys, rf_ca_key(ca, "issuing"), n, 2,
-		 &rate)) != 0) {
+	    (r = rf_keys_measure_rate(
+		 keys, rf_ca_key(ca, "issuing"), n, 2, &rate)) != 0) {
 		fprintf(stderr, "bench_rate: %s\n", rf_err_msg(r));
 		return 1;
 	}

@@ -34,6 +34,7 @@
 #include "ca/ca.h"
 #include "common/rf.h"
 #include "keys/keys.h"
+#include "ocsp/ocsp.h"
 #include "store/store.h"
 
 /* Clock-skew allowance: notBefore is this many seconds before issuance. */
@@ -99,6 +100,7 @@ struct rf_ca {
 	char *chain_tail; /* issuing + root PEM */
 	size_t chain_tail_len;
 	int64_t issuing_not_after;
+	struct rf_ocsp_signer *ocsp_signer; /* for the active issuer */
 };
 
 /* ------------------------------------------------------------------ */
@@ -1120,6 +1122,7 @@ rf_ca_free(struct rf_ca *ca)
 
 	if (ca == NULL)
 		return;
+	rf_ocsp_signer_free(ca->ocsp_signer);
 	for (i = 0; i < ca->nent; i++) {
 		X509_free(ca->ent[i].x);
 		rf_key_free(ca->ent[i].key);
@@ -1169,8 +1172,12 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	struct rf_ca_rec rec;
 	struct rf_key_rec kr;
 	struct rf_audit_event ev;
-	struct init_cert root, c;
-	struct blob ext[3];
+	struct init_cert root, c, o;
+	struct rf_ca_rec orec;
+	struct ca_entry *oce;
+	struct blob ext[3], oext[4];
+	X509_NAME *oname = NULL;
+	char ocn[96], oname_s[64];
 	struct ca_entry *re, *oe;
 	struct rf_key *key = NULL;
 	X509_NAME *name = NULL;
@@ -1184,7 +1191,10 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	memset(&rec, 0, sizeof(rec));
 	memset(&root, 0, sizeof(root));
 	memset(&c, 0, sizeof(c));
+	memset(&o, 0, sizeof(o));
+	memset(&orec, 0, sizeof(orec));
 	memset(ext, 0, sizeof(ext));
+	memset(oext, 0, sizeof(oext));
 	for (i = 0; newname[i] != '\0'; i++)
 		if (!isalnum((unsigned char)newname[i]) && newname[i] != '-' &&
 		    newname[i] != '_')
@@ -1210,7 +1220,7 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 		return rf_err_set(RF_ERR_KEY_NOT_FOUND,
 		    "the root key is not in "
 		    "the token");
-	if (ca->nent >= CA_MAX)
+	if (ca->nent + 2 > CA_MAX)
 		return rf_err_set(RF_ERR_STATE, "too many CA certificates");
 	if ((r = rf_key_alg_parse(ca->cfg.ca_alg, &alg)) != 0)
 		return r;
@@ -1262,6 +1272,57 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	    (r = init_sign(ca->keys, re->key, &c, &root, ext, 3, who)) != 0)
 		goto out;
 
+	/*
+	 * RFC 6960 4.2.2.2: a delegated responder must be certified by the
+	 * CA whose certificates it answers for. The OCSP key was not
+	 * compromised with the issuing key, so it gets a new certificate
+	 * from the new CA ("ocsp-<new>"), with the extensions of the first.
+	 */
+	if ((oce = ca_find(ca, "ocsp")) == NULL || oce->key == NULL) {
+		r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "the OCSP signing key is not in the token");
+		goto out;
+	}
+	snprintf(ocn, sizeof(ocn), "ringfence OCSP signer %s", newname);
+	snprintf(oname_s, sizeof(oname_s), "ocsp-%s", newname);
+	if ((r = serial_new(&o.serial, o.hex)) != 0)
+		goto out;
+	if ((oname = name_make("ringfence", NULL, ocn)) == NULL ||
+	    BLOB_I2D(i2d_X509_NAME, oname, &o.name) != 0 ||
+	    BLOB_I2D(i2d_ASN1_INTEGER, o.serial, &o.serial_der) != 0) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = key_spki(oce->key, &o.spki)) != 0 ||
+	    (r = ski_ext(o.spki.p, o.spki.len, o.keyid, o.ski)) != 0 ||
+	    (r = rf_key_sigalg(key, RF_SIG_DEFAULT, &o.sigalg)) != 0)
+		goto out;
+	if (BLOB_I2D(i2d_X509_ALGOR, o.sigalg, &o.alg) != 0) {
+		r = RF_ERR_INTERNAL;
+		goto out;
+	}
+	o.nb = now - CA_BACKDATE;
+	o.na = now + (int64_t)ca->cfg.ocsp_signer_days * DAY;
+	if (o.na > c.na)
+		o.na = c.na;
+	if ((r = ext_blob(
+		 NID_basic_constraints, "critical,CA:FALSE", &oext[0])) != 0 ||
+	    (r = ext_blob(
+		 NID_key_usage, "critical,digitalSignature", &oext[1])) != 0 ||
+	    (r = ext_blob(NID_ext_key_usage, "OCSPSigning", &oext[2])) != 0 ||
+	    (r = ext_blob(NID_id_pkix_OCSP_noCheck, "yes", &oext[3])) != 0 ||
+	    (r = init_sign(ca->keys, key, &o, &c, oext, 4, who)) != 0)
+		goto out;
+	snprintf(orec.name, sizeof(orec.name), "%s", oname_s);
+	snprintf(orec.key_id, sizeof(orec.key_id), "%s", rf_key_id(oce->key));
+	snprintf(orec.parent, sizeof(orec.parent), "%s", newname);
+	snprintf(orec.serial, sizeof(orec.serial), "%s", o.hex);
+	orec.not_before = o.nb;
+	orec.not_after = o.na;
+	orec.active = 1;
+	orec.der = o.der;
+	orec.derlen = o.derlen;
+
 	if ((r = rf_store_begin(ca->st)) != 0)
 		goto out;
 	in_tx = 1;
@@ -1292,6 +1353,7 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	ev.detail = detail;
 	if ((r = rf_store_key_add(ca->st, &kr)) != 0 ||
 	    (r = rf_store_ca_add(ca->st, &rec)) != 0 ||
+	    (r = rf_store_ca_add(ca->st, &orec)) != 0 ||
 	    (r = rf_store_ca_set_active(ca->st, old, 0)) != 0 ||
 	    (r = rf_audit_append(ca->audit, &ev, 1, NULL)) != 0)
 		goto out;
@@ -1304,9 +1366,11 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	if ((r = ca_entry_add(ca, &rec)) != 0)
 		goto out;
 	rec.der = NULL;
+	if ((r = ca_entry_add(ca, &orec)) != 0)
+		goto out;
 	oe = ca_find(ca, old);
 	oe->active = 0;
-	ca->iss = (int)ca->nent - 1;
+	ca->iss = (int)(ca_find(ca, newname) - ca->ent);
 	if ((r = ca_precompute(ca)) != 0) {
 		ca->iss = prev_iss; /* stored; the next open picks it up */
 		goto out;
@@ -1316,11 +1380,16 @@ out:
 	if (in_tx)
 		rf_store_rollback(ca->st);
 	rec.der = NULL;
+	orec.der = NULL; /* borrowed from o */
 	X509_NAME_free(name);
+	X509_NAME_free(oname);
 	init_cert_clear(&c);
+	init_cert_clear(&o);
 	init_cert_clear(&root);
 	for (i = 0; i < 3; i++)
 		blob_clear(&ext[i]);
+	for (i = 0; i < 4; i++)
+		blob_clear(&oext[i]);
 	rf_key_free(key);
 	return r;
 }
@@ -1409,11 +1478,47 @@ item_clear(struct issue_item *it)
  * lacks when it refreshes).
  */
 static void
-issue_presign_ocsp(struct rf_ca *ca, const struct issue_item *items, size_t n)
+issue_presign_ocsp(struct rf_ca *ca, const struct issue_item *items, size_t n,
+    const struct rf_actor *who)
 {
-	(void)ca;
-	(void)items;
-	(void)n;
+	struct rf_ocsp_status *sts;
+	struct ca_entry *iss = &ca->ent[ca->iss], *oe;
+	char oname[64];
+	size_t i;
+
+	if (ca->ocsp_signer != NULL &&
+	    strcmp(rf_ocsp_signer_issuer(ca->ocsp_signer), iss->name) != 0) {
+		rf_ocsp_signer_free(ca->ocsp_signer); /* the issuer rotated */
+		ca->ocsp_signer = NULL;
+	}
+	if (ca->ocsp_signer == NULL) {
+		rf_ca_ocsp_name(iss->name, oname);
+		if ((oe = ca_find(ca, oname)) == NULL || oe->key == NULL ||
+		    rf_ocsp_signer_new(&ca->cfg, ca->st, ca->keys, oe->key,
+			oe->x, iss->x, iss->name, &ca->ocsp_signer) != 0) {
+			rf_err_clear();
+			return;
+		}
+	}
+	if ((sts = calloc(n, sizeof(*sts))) == NULL)
+		return;
+	for (i = 0; i < n; i++) {
+		sts[i].serial = items[i].hex;
+		sts[i].reason = -1;
+	}
+	/* A failure leaves the responses to the server's refresh. */
+	if (rf_ocsp_presign(ca->ocsp_signer, sts, n, who) != 0)
+		rf_err_clear();
+	free(sts);
+}
+
+void
+rf_ca_ocsp_name(const char *issuer, char out[64])
+{
+	if (strcmp(issuer, "issuing") == 0)
+		snprintf(out, 64, "ocsp");
+	else
+		snprintf(out, 64, "ocsp-%.58s", issuer);
 }
 
 /* Key id: hex SHA-256 of the SPKI DER, as keys names keys. */
@@ -1858,7 +1963,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 	if (r != 0)
 		goto out;
 	committed = 1;
-	issue_presign_ocsp(ca, items, n);
+	issue_presign_ocsp(ca, items, n, who);
 	for (i = 0; i < n; i++)
 		if ((r = issue_output(ca, &items[i], &out[i])) != 0)
 			goto out;

@@ -116,6 +116,11 @@ int rf_ca_assemble(const uint8_t *tbs, size_t tbslen, const X509_ALGOR *alg,
  */
 int rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
     const struct rf_actor *who) RF_WUR;
+/*
+ * The name of the delegated OCSP signer certificate of an issuing CA:
+ * "ocsp" for "issuing", "ocsp-<issuer>" for a rotated one.
+ */
+void rf_ca_ocsp_name(const char *issuer, char out[64]);
 /* The name of the issuing CA that signs new certificates ("issuing"). */
 const char *rf_ca_issuer_name(struct rf_ca *ca);
 

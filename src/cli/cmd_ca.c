@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "store/store_incident.h"
 
 struct opt {
 	const char *name; /* without the leading "--" */
@@ -293,24 +294,49 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 static const char issue_usage[] =
     "usage: ringfence issue --tenant T --profile client|server|assertion\n"
     "           (--csr FILE | --keygen ec-p256|ec-p384|rsa-2048|rsa-3072)\n"
-    "           [--dns NAME] [--days N] [--out FILE] [--json]\n"
+    "           [--connection NAME] [--dns NAME] [--days N] [--out FILE]\n"
+    "           [--json]\n"
     "Prints the PEM chain (certificate, issuing CA, root) on stdout, or\n"
     "writes it to --out, and the serial, x5t, x5t#S256 and key id.\n"
     "--dns is required with the server profile. The CSR (PEM or DER, at\n"
     "most 64 KiB) gives only the public key; the subject is\n"
-    "CN=<tenant>, OU=<profile>, O=ringfence.\n";
+    "CN=<tenant>, OU=<profile>, O=ringfence. The certificate becomes the\n"
+    "current credential of the tenant's connection NAME (default\n"
+    "\"default\"), which incidents follow.\n";
+
+/*
+ * The issued certificate becomes its connection's current credential in
+ * the issuance transaction (the connection is created if new).
+ */
+struct conn_link {
+	struct rf_store *st;
+	const char *tenant, *name;
+};
+
+static int
+link_conn(void *arg, size_t i, const char *serial, const char *key_id)
+{
+	struct conn_link *l = arg;
+
+	(void)i;
+	(void)key_id;
+	return rf_store_conn_set(
+	    l->st, l->tenant, l->name, NULL, serial, rf_now(), NULL);
+}
 
 int
 cmd_issue(struct rf_cli *cli, int argc, char **argv)
 {
 	const char *tenant = NULL, *profile = NULL, *csr = NULL, *keygen = NULL,
-		   *dns = NULL, *days = NULL, *outp = NULL, *pos[1];
+		   *dns = NULL, *days = NULL, *outp = NULL, *pos[1],
+		   *conn = "default";
 	const struct opt opts[] = {{"tenant", &tenant, NULL},
-	    {"profile", &profile, NULL}, {"csr", &csr, NULL},
-	    {"keygen", &keygen, NULL}, {"dns", &dns, NULL},
+	    {"connection", &conn, NULL}, {"profile", &profile, NULL},
+	    {"csr", &csr, NULL}, {"keygen", &keygen, NULL}, {"dns", &dns, NULL},
 	    {"days", &days, NULL}, {"out", &outp, NULL}, {NULL, NULL, NULL}};
 	struct rf_issue_req req;
 	struct rf_issued is;
+	struct conn_link link;
 	uint8_t *csrbuf = NULL;
 	size_t csrlen = 0;
 	FILE *meta;
@@ -373,7 +399,15 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	req.days = (int)d;
 	if ((r = open_what(cli, CLI_ALL)) != 0)
 		goto out;
-	if ((r = rf_ca_issue(cli->ca, &req, 1, &cli->who, &is)) != 0) {
+	if ((r = rf_ca_tenant_name_check(conn)) != 0) {
+		r = cli_usage("issue", "--connection: %s", rf_err_msg(r));
+		goto out;
+	}
+	link.st = cli->store;
+	link.tenant = tenant;
+	link.name = conn;
+	if ((r = rf_ca_issue_ex(
+		 cli->ca, &req, 1, &cli->who, &is, link_conn, &link)) != 0) {
 		r = cli_fail(r);
 		goto out;
 	}

@@ -144,9 +144,9 @@ list_incident(void *arg, const struct rf_incident_rec *inc)
 			   json_pack("{s:I, s:s, s:s, s:s, s:I}", "id",
 			       (json_int_t)inc->id, "scope", inc->scope,
 			       "state", inc->state, "reason", inc->reason,
-			       "opened", (json_int_t)inc->opened)) == 0 ?
-		    0 :
-		    RF_ERR_ALLOC;
+			       "opened", (json_int_t)inc->opened)) == 0
+		    ? 0
+		    : RF_ERR_ALLOC;
 	printf("%-6lld %-10s %-32s %s\n", (long long)inc->id, inc->state,
 	    inc->scope, inc->reason);
 	return 0;
@@ -156,15 +156,15 @@ int
 cmd_incident(struct rf_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{ "scope", required_argument, NULL, 's' },
-		{ "reason", required_argument, NULL, 'r' },
-		{ "since", required_argument, NULL, 'S' },
-		{ "tenant", required_argument, NULL, 't' },
-		{ "all", no_argument, NULL, 'a' },
-		{ "out", required_argument, NULL, 'o' },
-		{ "waive", no_argument, NULL, 'w' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
+	    {"scope", required_argument, NULL, 's'},
+	    {"reason", required_argument, NULL, 'r'},
+	    {"since", required_argument, NULL, 'S'},
+	    {"tenant", required_argument, NULL, 't'},
+	    {"all", no_argument, NULL, 'a'},
+	    {"out", required_argument, NULL, 'o'},
+	    {"waive", no_argument, NULL, 'w'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	const char *scope = NULL, *reason = NULL, *tenant = NULL, *outp = NULL;
 	const char *sub;
@@ -216,8 +216,8 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		optind++;
 	}
 	if (optind < argc)
-		return cli_usage("incident", "unexpected argument '%s'",
-		    argv[optind]);
+		return cli_usage(
+		    "incident", "unexpected argument '%s'", argv[optind]);
 	if ((r = cli_open(cli, CLI_ALL)) != 0)
 		return cli_fail(r);
 	ctx_init(cli, &c);
@@ -290,8 +290,8 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		    (fj = fopen(js, "w")) == NULL) {
 			if (fm != NULL)
 				fclose(fm);
-			return cli_fail(rf_err_set(RF_ERR_IO,
-			    "cannot write %s / %s", md, js));
+			return cli_fail(rf_err_set(
+			    RF_ERR_IO, "cannot write %s / %s", md, js));
 		}
 		r = rf_incident_report(&c, id, fm, fj);
 		fclose(fm);
@@ -310,8 +310,8 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(sub, "list") == 0) {
 		json_t *arr = cli->json ? json_array() : NULL;
 
-		if ((r = rf_store_incident_foreach(cli->store, list_incident,
-			 arr)) != 0)
+		if ((r = rf_store_incident_foreach(
+			 cli->store, list_incident, arr)) != 0)
 			return cli_fail(r);
 		if (arr != NULL) {
 			json_dumpf(arr, stdout, 0);
@@ -324,8 +324,8 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 }
 
 static int
-print_connection(void *arg, const struct rf_conn_rec *conn,
-    const struct rf_cert_rec *cur)
+print_connection(
+    void *arg, const struct rf_conn_rec *conn, const struct rf_cert_rec *cur)
 {
 	json_t *arr = arg;
 
@@ -335,10 +335,9 @@ print_connection(void *arg, const struct rf_conn_rec *conn,
 			   json_pack("{s:s, s:s, s:s, s:s, s:s}", "tenant",
 			       conn->tenant, "name", conn->name,
 			       "relying_party", conn->rp, "serial",
-			       conn->serial, "previous", conn->previous)) ==
-			0 ?
-		    0 :
-		    RF_ERR_ALLOC;
+			       conn->serial, "previous", conn->previous)) == 0
+		    ? 0
+		    : RF_ERR_ALLOC;
 	printf("%-24s %-16s %-7s %s\n", conn->tenant, conn->name, conn->rp,
 	    conn->serial[0] ? conn->serial : "-");
 	return 0;
@@ -362,8 +361,8 @@ cmd_connection(struct rf_cli *cli, int argc, char **argv)
 	memset(&f, 0, sizeof(f));
 	if (strcmp(argv[1], "add") == 0) {
 		if (argc < 4)
-			return cli_usage("connection",
-			    "add needs TENANT and NAME");
+			return cli_usage(
+			    "connection", "add needs TENANT and NAME");
 		for (i = 4; i < argc; i++) {
 			if (strcmp(argv[i], "--rp") == 0 && i + 1 < argc)
 				rp = argv[++i];
@@ -375,12 +374,12 @@ cmd_connection(struct rf_cli *cli, int argc, char **argv)
 			return cli_usage("connection",
 			    "--rp is ocsp or pinned, not '%s'", rp);
 		if ((r = rf_store_tenant_get(cli->store, argv[2], &t)) != 0)
-			return cli_fail(r == RF_ERR_NOT_FOUND ?
-				rf_err_set(r,
-				    "unknown tenant %s: add it with "
-				    "'ringfence tenant add %s'",
-				    argv[2], argv[2]) :
-				r);
+			return cli_fail(r == RF_ERR_NOT_FOUND
+				? rf_err_set(r,
+				      "unknown tenant %s: add it with "
+				      "'ringfence tenant add %s'",
+				      argv[2], argv[2])
+				: r);
 		if ((r = rf_ca_tenant_name_check(argv[3])) != 0 ||
 		    (r = rf_store_conn_set(cli->store, argv[2], argv[3], rp,
 			 NULL, rf_now(), NULL)) != 0)
@@ -397,8 +396,8 @@ cmd_connection(struct rf_cli *cli, int argc, char **argv)
 				    "unexpected argument '%s'", argv[i]);
 		}
 		arr = cli->json ? json_array() : NULL;
-		if ((r = rf_store_conn_foreach(cli->store, &f,
-			 print_connection, arr)) != 0)
+		if ((r = rf_store_conn_foreach(
+			 cli->store, &f, print_connection, arr)) != 0)
 			return cli_fail(r);
 		if (arr != NULL) {
 			json_dumpf(arr, stdout, 0);

@@ -1,5 +1,6 @@
 /* http_int.h: what server.c, snapshot.c and routes.c share. Private. */
 #ifndef RF_HTTP_HTTP_INT_H
+#define RF_HTTP_ISSUERS_MAX 16
 #define RF_HTTP_HTTP_INT_H
 
 #include <pthread.h>
@@ -63,6 +64,13 @@ struct rf_http {
 	struct rf_store *resp_st; /* the responder's connection */
 	struct rf_ocsp_responder *resp;
 	struct rf_ocsp_signer *signer; /* maintenance refresh */
+	/* Issuing CAs made by rotation, served besides "issuing". */
+	struct http_issuer {
+		X509 *ic, *oc;
+		struct rf_key *okey;
+		struct rf_ocsp_signer *signer;
+	} extra[RF_HTTP_ISSUERS_MAX];
+	size_t nextra;
 	/* On-demand signing: handles used only under the responder's lock. */
 	struct rf_store *od_st;
 	struct rf_audit *od_audit;

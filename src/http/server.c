@@ -271,6 +271,60 @@ ondemand_setup(struct rf_http *h)
 	return 0;
 }
 
+/*
+ * Issuing CAs other than "issuing" (made by an incident's rotation): each
+ * is served by the responder with the delegated signer the rotation
+ * certified for it. Read from the store at start; a rotation made while
+ * serving is served after a restart.
+ */
+static int
+issuers_setup(struct rf_http *h)
+{
+	struct rf_ca_rec *recs = NULL;
+	struct http_issuer *e;
+	const uint8_t *p;
+	char oname[64];
+	size_t n = 0, i, j;
+	int r;
+
+	if ((r = rf_store_ca_list(h->st, &recs, &n)) != 0)
+		return r;
+	for (i = 0; i < n && r == 0; i++) {
+		if (strcmp(recs[i].parent, "root") != 0 ||
+		    strcmp(recs[i].name, "issuing") == 0)
+			continue;
+		if (h->nextra == RF_HTTP_ISSUERS_MAX)
+			break;
+		rf_ca_ocsp_name(recs[i].name, oname);
+		for (j = 0; j < n; j++)
+			if (strcmp(recs[j].name, oname) == 0)
+				break;
+		if (j == n)
+			continue; /* no delegated signer for it */
+		e = &h->extra[h->nextra];
+		p = recs[i].der;
+		e->ic = d2i_X509(NULL, &p, (long)recs[i].derlen);
+		p = recs[j].der;
+		e->oc = d2i_X509(NULL, &p, (long)recs[j].derlen);
+		if (e->ic == NULL || e->oc == NULL) {
+			r = rf_err_set(RF_ERR_MALFORMED,
+			    "stored certificate of %s does not parse",
+			    recs[i].name);
+			break;
+		}
+		h->nextra++;
+		if ((r = rf_ocsp_responder_add_issuer(
+			 h->resp, recs[i].name, e->ic)) != 0 ||
+		    (r = rf_keys_load(h->keys, recs[j].key_id, &e->okey)) !=
+			0 ||
+		    (r = rf_ocsp_signer_new(h->cfg, h->st, h->keys, e->okey,
+			 e->oc, e->ic, recs[i].name, &e->signer)) != 0)
+			break;
+	}
+	rf_ca_rec_free_all(recs, n);
+	return r;
+}
+
 static void
 stop_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -340,6 +394,8 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	if ((r = rf_ocsp_signer_new(
 		 cfg, st, keys, ok, oc, ic, "issuing", &h->signer)) != 0)
 		goto out;
+	if ((r = issuers_setup(h)) != 0)
+		goto out;
 	if ((r = ondemand_setup(h)) != 0) {
 		rf_http_log(h, "OCSP on-demand signing disabled", r);
 		rf_ocsp_responder_set_signer(h->resp, NULL);
@@ -389,6 +445,7 @@ out:
 void
 rf_http_free(struct rf_http *h)
 {
+	size_t k;
 	int i;
 
 	if (h == NULL)
@@ -423,6 +480,12 @@ rf_http_free(struct rf_http *h)
 	rf_audit_free(h->od_audit);
 	rf_store_free(h->od_st);
 	rf_ocsp_signer_free(h->signer);
+	for (k = 0; k < h->nextra; k++) {
+		rf_ocsp_signer_free(h->extra[k].signer);
+		rf_key_free(h->extra[k].okey);
+		X509_free(h->extra[k].ic);
+		X509_free(h->extra[k].oc);
+	}
 	rf_store_free(h->resp_st);
 	rf_http_snapshot_unref(h->snap);
 	if (h->snap_lock_ok)
@@ -487,7 +550,7 @@ maintain(struct rf_http *h, int first)
 {
 	uint64_t now = rf_http_mono_ms();
 	int64_t c;
-	size_t count;
+	size_t count, k;
 	int r, made, quiet;
 
 	/* A commit by another connection (a revoke, an issue). */
@@ -527,8 +590,15 @@ maintain(struct rf_http *h, int first)
 		if ((r = rf_ocsp_refresh_due(
 			 h->signer, rf_now(), &h->who, &count)) != 0)
 			rf_http_log(h, "OCSP refresh", r);
-		else if (count > 0 &&
-		    (r = rf_ocsp_responder_reload(h->resp)) != 0)
+		for (k = 0; k < h->nextra; k++) {
+			size_t c2 = 0;
+
+			if ((r = rf_ocsp_refresh_due(h->extra[k].signer,
+				 rf_now(), &h->who, &c2)) != 0)
+				rf_http_log(h, "OCSP refresh", r);
+			count += c2;
+		}
+		if (count > 0 && (r = rf_ocsp_responder_reload(h->resp)) != 0)
 			rf_http_log(h, "OCSP responder reload", r);
 	}
 	if (now - h->last_sth_ms >= 1000) {

@@ -28,11 +28,10 @@ struct rf_conn_rec {
  * serial as its current credential (the current one becomes previous).
  * *id (may be NULL) receives its id.
  */
-int rf_store_conn_set(struct rf_store *st, const char *tenant,
-    const char *name, const char *rp, const char *serial, int64_t now,
-    int64_t *id) RF_WUR;
-int rf_store_conn_get(struct rf_store *st, const char *tenant,
-    const char *name, struct rf_conn_rec *out) RF_WUR;
+int rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
+    const char *rp, const char *serial, int64_t now, int64_t *id) RF_WUR;
+int rf_store_conn_get(struct rf_store *st, const char *tenant, const char *name,
+    struct rf_conn_rec *out) RF_WUR;
 /* Selection; NULL fields do not filter. key_id and issuer apply to the
  * connection's current certificate. */
 struct rf_conn_filter {
@@ -58,13 +57,13 @@ struct rf_incident_rec {
 };
 /* Assigns inc->id. RF_ERR_EXISTS (inc->id set to it) if an incident that
  * is not closed has the same scope. */
-int rf_store_incident_add(struct rf_store *st, struct rf_incident_rec *inc)
-    RF_WUR;
-int rf_store_incident_get(struct rf_store *st, int64_t id,
-    struct rf_incident_rec *out) RF_WUR;
+int rf_store_incident_add(
+    struct rf_store *st, struct rf_incident_rec *inc) RF_WUR;
+int rf_store_incident_get(
+    struct rf_store *st, int64_t id, struct rf_incident_rec *out) RF_WUR;
 /* Writes state, times, new_issuer and signatures. */
-int rf_store_incident_update(struct rf_store *st,
-    const struct rf_incident_rec *inc) RF_WUR;
+int rf_store_incident_update(
+    struct rf_store *st, const struct rf_incident_rec *inc) RF_WUR;
 int rf_store_incident_foreach(struct rf_store *st,
     int (*fn)(void *arg, const struct rf_incident_rec *inc), void *arg) RF_WUR;
 
@@ -82,11 +81,10 @@ struct rf_item_rec {
 	int64_t updated;
 	char evidence[128];
 };
-int rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it)
-    RF_WUR;
+int rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it) RF_WUR;
 /* Writes new_serial, state, updated, evidence of (incident, conn). */
-int rf_store_item_update(struct rf_store *st, const struct rf_item_rec *it)
-    RF_WUR;
+int rf_store_item_update(
+    struct rf_store *st, const struct rf_item_rec *it) RF_WUR;
 /* In tenant, name order; tenant / state NULL do not filter. */
 int rf_store_item_foreach(struct rf_store *st, int64_t incident,
     const char *tenant, const char *state,

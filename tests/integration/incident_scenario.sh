@@ -75,8 +75,8 @@ for c in d[:: max(1, len(d) // 5)][:5]:
     print(c["tenant"], c["old_serial"], c["new_serial"])
 PY
 while read -r tenant old new; do
-	rf cert show "$old" --pem >"$RINGFENCE_HOME/old.pem"
-	rf cert show "$new" --pem >"$RINGFENCE_HOME/new.pem"
+	rf cert show "$old" >"$RINGFENCE_HOME/old.pem"
+	rf cert show "$new" >"$RINGFENCE_HOME/new.pem"
 	rf cert ca issuing >"$RINGFENCE_HOME/old-issuer.pem"
 	rf cert ca "$(python3 -c "import json; print(json.load(open('$RINGFENCE_HOME/report.json'))['new_issuer'])")" \
 		>"$RINGFENCE_HOME/new-issuer.pem"

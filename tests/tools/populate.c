@@ -28,8 +28,8 @@ link_connection(void *arg, size_t i, const char *serial, const char *key_id)
 	struct hook *h = arg;
 
 	(void)key_id;
-	return rf_store_conn_set(h->st, h->tenants[i], "mail", NULL, serial,
-	    rf_now(), NULL);
+	return rf_store_conn_set(
+	    h->st, h->tenants[i], "mail", NULL, serial, rf_now(), NULL);
 }
 
 static void
@@ -47,7 +47,7 @@ main(int argc, char **argv)
 	struct rf_audit *audit = NULL;
 	struct rf_keys *keys = NULL;
 	struct rf_ca *ca = NULL;
-	struct rf_actor who = { "populate", "test" };
+	struct rf_actor who = {"populate", "test"};
 	struct rf_issue_req reqs[BATCH];
 	struct rf_issued out[BATCH];
 	char tenants[BATCH][32];
@@ -80,11 +80,11 @@ main(int argc, char **argv)
 		for (j = 0; j < b; j++) {
 			snprintf(tenants[j], sizeof(tenants[j]), "t%06zu",
 			    i + j + 1);
-			if ((r = rf_store_tenant_add(st, tenants[j],
-				 rf_now())) != 0 ||
+			if ((r = rf_store_tenant_add(
+				 st, tenants[j], rf_now())) != 0 ||
 			    (r = rf_store_conn_set(st, tenants[j], "mail",
-				 every > 0 && (i + j) % every == 0 ? "pinned" :
-								     "ocsp",
+				 every > 0 && (i + j) % every == 0 ? "pinned"
+								   : "ocsp",
 				 NULL, rf_now(), NULL)) != 0)
 				die("tenant", r);
 			reqs[j].tenant = tenants[j];
@@ -93,16 +93,18 @@ main(int argc, char **argv)
 		}
 		if ((r = rf_store_commit(st)) != 0)
 			die("commit", r);
-		if ((r = rf_ca_issue_ex(ca, reqs, b, &who, out,
-			 link_connection, &h)) != 0)
+		if ((r = rf_ca_issue_ex(
+			 ca, reqs, b, &who, out, link_connection, &h)) != 0)
 			die("issue", r);
 		for (j = 0; j < b; j++)
 			rf_issued_clear(&out[j]);
 	}
 	clock_gettime(CLOCK_MONOTONIC, &t1);
-	fprintf(stderr, "populate: %zu tenants with one credential each in "
-			"%.1f s\n",
-	    n, (double)(t1.tv_sec - t0.tv_sec) +
+	fprintf(stderr,
+	    "populate: %zu tenants with one credential each in "
+	    "%.1f s\n",
+	    n,
+	    (double)(t1.tv_sec - t0.tv_sec) +
 		(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 	rf_ca_free(ca);
 	rf_keys_free(keys);
