@@ -5,7 +5,7 @@ set -uo pipefail
 build=${1:?usage: bench/run.sh BUILD_DIR}
 here=$(cd "$(dirname "$0")" && pwd)
 rc=0
-for b in issue crl ocsp; do
+for b in issue crl ocsp audit incident; do
 	[ -f "$here/$b.sh" ] || continue
 	echo "== bench/$b.sh"
 	if ! bash "$here/$b.sh" "$build"; then

@@ -63,16 +63,16 @@ tu_token(const char *home, struct rf_config *cfg)
 	snprintf(path, sizeof(path), "%s/softhsm2.conf", home);
 	assert_non_null(f = fopen(path, "w"));
 	fprintf(f,
-		"directories.tokendir = %s/tokens\n"
-		"objectstore.backend = file\nlog.level = ERROR\n"
-		"slots.removable = false\n",
-		home);
+	    "directories.tokendir = %s/tokens\n"
+	    "objectstore.backend = file\nlog.level = ERROR\n"
+	    "slots.removable = false\n",
+	    home);
 	fclose(f);
 	assert_int_equal(tu_sh("SOFTHSM2_CONF='%s' softhsm2-util --init-token "
 			       "--free --label ringfence --so-pin %s --pin %s "
 			       ">/dev/null",
-			       path, TU_SO_PIN, TU_PIN),
-			 0);
+			     path, TU_SO_PIN, TU_PIN),
+	    0);
 	snprintf(path, sizeof(path), "%s/token.pin", home);
 	assert_non_null(f = fopen(path, "w"));
 	fprintf(f, "%s\n", TU_PIN);
