@@ -44,7 +44,21 @@ struct rf_http_worker {
 #define RF_HTTP_MAX_ISSUERS 16
 #define RF_HTTP_QUIET_MS 1000 /* store quiet this long before CRL/OCSP work */
 
+#define RF_HTTP_EVIDENCE_MAX 4096
+
 struct rf_http {
+	/*
+	 * Incident evidence (docs/incident.md): while an incident is open,
+	 * workers note the serials of successful OCSP queries; the
+	 * maintenance thread hands them to rf_incident_evidence.
+	 */
+	int watching; /* atomic: an incident is open */
+	pthread_mutex_t ev_lock;
+	int ev_lock_ok;
+	size_t nev;
+	char ev_serial[RF_HTTP_EVIDENCE_MAX][41];
+	int64_t ev_time[RF_HTTP_EVIDENCE_MAX];
+	uint64_t last_watch_ms;
 	const struct rf_config *cfg;
 	struct rf_store *st; /* maintenance thread */
 	struct rf_audit *audit;

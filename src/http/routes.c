@@ -202,6 +202,26 @@ ocsp_reply(struct evhttp_request *req, const struct rf_ocsp_answer *ans)
 	    req, ans->http_status > 0 ? ans->http_status : 200, "OK", NULL);
 }
 
+/* Note the serials of an answered request while an incident is open. */
+static void
+evidence_note(struct rf_http *h, const uint8_t *der, size_t len)
+{
+	struct rf_ocsp_request q;
+	int64_t now = rf_now();
+	size_t i;
+
+	if (rf_ocsp_request_parse(der, len, &q) != 0)
+		return;
+	pthread_mutex_lock(&h->ev_lock);
+	for (i = 0; i < q.n && h->nev < RF_HTTP_EVIDENCE_MAX; i++) {
+		if (q.ids[i].serial[0] == '\0')
+			continue;
+		memcpy(h->ev_serial[h->nev], q.ids[i].serial, 41);
+		h->ev_time[h->nev++] = now;
+	}
+	pthread_mutex_unlock(&h->ev_lock);
+}
+
 static void
 ocsp_answer(struct rf_http *h, struct evhttp_request *req, const uint8_t *der,
     size_t len)
@@ -219,6 +239,9 @@ ocsp_answer(struct rf_http *h, struct evhttp_request *req, const uint8_t *der,
 		free(ans);
 		return;
 	}
+	if (ans->status == RF_OCSP_SUCCESSFUL &&
+	    __atomic_load_n(&h->watching, __ATOMIC_RELAXED))
+		evidence_note(h, der, len);
 	ocsp_reply(req, ans);
 	free(ans);
 }

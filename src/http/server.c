@@ -30,6 +30,8 @@
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "http/http_int.h"
+#include "incident/incident.h"
+#include "store/store_incident.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
 
@@ -372,6 +374,9 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	if (pthread_mutex_init(&h->snap_lock, NULL) != 0)
 		goto out;
 	h->snap_lock_ok = 1;
+	if (pthread_mutex_init(&h->ev_lock, NULL) != 0)
+		goto out;
+	h->ev_lock_ok = 1;
 	h->nworkers = o->threads > 0 ? o->threads : RF_HTTP_THREADS_DEFAULT;
 	if ((r = listen_socket(h, o->listen != NULL ? o->listen : cfg->listen,
 		 o->port >= 0 ? o->port : cfg->port)) != 0)
@@ -490,6 +495,8 @@ rf_http_free(struct rf_http *h)
 	rf_http_snapshot_unref(h->snap);
 	if (h->snap_lock_ok)
 		pthread_mutex_destroy(&h->snap_lock);
+	if (h->ev_lock_ok)
+		pthread_mutex_destroy(&h->ev_lock);
 	free(h);
 }
 
@@ -543,6 +550,58 @@ snapshot_pass(struct rf_http *h)
 		return;
 	}
 	h->snap_dirty = 0;
+}
+
+static int
+incident_open_cb(void *arg, const struct rf_incident_rec *inc)
+{
+	int *open = arg;
+
+	if (strcmp(inc->state, "closed") != 0)
+		*open = 1;
+	return 0;
+}
+
+/*
+ * Once a second: is an incident open (then workers note OCSP serials), and
+ * hand the noted serials to the incident record as evidence.
+ */
+static void
+evidence_pass(struct rf_http *h, uint64_t now)
+{
+	struct rf_incident_ctx c;
+	static char serial[RF_HTTP_EVIDENCE_MAX][41];
+	static int64_t when[RF_HTTP_EVIDENCE_MAX];
+	size_t n, i;
+	int open = 0, matched, r;
+
+	if (now - h->last_watch_ms < 1000)
+		return;
+	h->last_watch_ms = now;
+	if ((r = rf_store_incident_foreach(h->st, incident_open_cb, &open)) !=
+	    0) {
+		rf_http_log(h, "incident watch", r);
+		return;
+	}
+	__atomic_store_n(&h->watching, open, __ATOMIC_RELAXED);
+	pthread_mutex_lock(&h->ev_lock);
+	n = h->nev;
+	memcpy(serial, h->ev_serial, n * sizeof(serial[0]));
+	memcpy(when, h->ev_time, n * sizeof(when[0]));
+	h->nev = 0;
+	pthread_mutex_unlock(&h->ev_lock);
+	if (n == 0)
+		return;
+	c.cfg = h->cfg;
+	c.st = h->st;
+	c.audit = h->audit;
+	c.keys = h->keys;
+	c.ca = h->ca;
+	c.who = &h->who;
+	for (i = 0; i < n; i++)
+		if ((r = rf_incident_evidence(
+			 &c, serial[i], when[i], &matched)) != 0)
+			rf_http_log(h, "incident evidence", r);
 }
 
 static void
@@ -601,6 +660,7 @@ maintain(struct rf_http *h, int first)
 		if (count > 0 && (r = rf_ocsp_responder_reload(h->resp)) != 0)
 			rf_http_log(h, "OCSP responder reload", r);
 	}
+	evidence_pass(h, now);
 	if (now - h->last_sth_ms >= 1000) {
 		h->last_sth_ms = now;
 		made = 0;

@@ -93,6 +93,9 @@ while read -r tenant old new; do
 	grep -q ': good' "$RINGFENCE_HOME/o2" || { cat "$RINGFENCE_HOME/o2"; fail "new $new of $tenant not good"; }
 	grep -q 'Response verify OK' "$RINGFENCE_HOME/o2" || fail "new $new: response does not verify"
 done <"$RINGFENCE_HOME/sample"
+# The server hands OCSP queries for the new serials to the incident as
+# evidence: those tenants become re-established without a confirm.
+sleep 2.5
 kill "$server"
 wait "$server" 2>/dev/null || true
 server=""
@@ -106,6 +109,13 @@ done
 openssl x509 -in "$p/certificate.pem" -noout || fail "package certificate unreadable"
 python3 -c "import json; k=json.load(open('$p/graph-keyCredentials.json'))['keyCredentials']; assert len(k)==1 and k[0]['type']=='AsymmetricX509Cert'"
 
+rf incident status "$id" --json >"$RINGFENCE_HOME/status0.json"
+python3 - "$RINGFENCE_HOME/status0.json" "$RINGFENCE_HOME/sample" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+n = len(open(sys.argv[2]).read().split("\n")) - 1
+assert s["reestablished"] == n, ("OCSP evidence did not re-establish the sampled tenants", s, n)
+PY
 # Confirm ten tenants (others may have been confirmed by OCSP evidence).
 for i in $(seq 11 20); do rf incident confirm "$id" --tenant "$(printf 't%06d' "$i")" >/dev/null; done
 rf incident confirm "$id" --tenant nobody 2>/dev/null && fail "confirm outside scope accepted"
