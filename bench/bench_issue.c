@@ -109,7 +109,7 @@ main(int argc, char **argv)
 	unsetenv("RINGFENCE_NOW");
 	if ((r = rf_config_load(&cfg)) != 0)
 		die("config", r);
-	if ((r = rf_keys_init_token(&cfg, "12345678", "1234")) != 0)
+	if ((r = rf_keys_init_token(&cfg, "12345678", "1234", cfg.tokens)) != 0)
 		die("token", r);
 	if ((r = rf_store_open(cfg.db_path, 1, &st)) != 0 ||
 	    (r = rf_audit_open(st, &audit)) != 0 ||

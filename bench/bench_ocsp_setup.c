@@ -199,7 +199,8 @@ main(int argc, char **argv)
 		die("pin file", RF_ERR_IO);
 	fprintf(f, "bench-pin\n");
 	fclose(f);
-	if ((r = rf_keys_init_token(&cfg, "bench-so-pin", "bench-pin")) != 0)
+	if ((r = rf_keys_init_token(
+		 &cfg, "bench-so-pin", "bench-pin", cfg.tokens)) != 0)
 		die("token", r);
 	if ((r = rf_store_open(cfg.db_path, 1, &st)) != 0 ||
 	    (r = rf_audit_open(st, &audit)) != 0 ||

@@ -61,7 +61,7 @@ ip link set lo up
 setsid "$@" >"$work/$name.log" 2>&1 &
 pid=$!
 ok=0
-for _ in $(seq 100); do
+for _ in $(seq 600); do
 	if curl -s -o /dev/null -m 2 --data-binary @"$work/probe.der" \
 		-H 'Content-Type: application/ocsp-request' \
 		"http://127.0.0.1:$port/ocsp"; then ok=1; break; fi

@@ -177,7 +177,8 @@ init_state(struct rf_cli *cli, struct created *c)
 		if ((r = write_secret(c->so_pin_path, so_pin)) != 0)
 			goto out;
 		c->so_pin_file = 1;
-		if ((r = rf_keys_init_token(cfg, so_pin, pin)) != 0)
+		if ((r = rf_keys_init_token(cfg, so_pin, pin, cfg->tokens)) !=
+		    0)
 			goto out;
 	}
 	c->db = 1;
@@ -196,6 +197,7 @@ int
 cmd_init(struct rf_cli *cli, int argc, char **argv)
 {
 	struct created c;
+	char more[96] = "";
 	int r;
 
 	if (cli_wants_help(argc, argv)) {
@@ -210,13 +212,16 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 		undo(&cli->cfg, &c);
 		return cli_fail(r);
 	}
+	if (c.tokens && cli->cfg.tokens > 1)
+		snprintf(more, sizeof(more), " to '%s.%d'", cli->cfg.token,
+		    cli->cfg.tokens - 1);
 	fprintf(stderr,
 	    "ringfence: initialised %s\n"
-	    "  token:  '%s' in %s\n"
+	    "  token:  '%s'%s in %s\n"
 	    "  store:  %s\n"
 	    "  CA:     root, issuing and OCSP signer (%s keys in the token)\n"
 	    "  next:   ringfence tenant add NAME; ringfence serve\n",
-	    cli->cfg.home, cli->cfg.token, cli->cfg.module, cli->cfg.db_path,
-	    cli->cfg.ca_alg);
+	    cli->cfg.home, cli->cfg.token, more, cli->cfg.module,
+	    cli->cfg.db_path, cli->cfg.ca_alg);
 	return EXIT_OK;
 }

@@ -35,6 +35,7 @@ static const struct setting settings[] = {
     S("db_path", db_path),
     S("module", module),
     S("token", token),
+    I("tokens", tokens, 1, 64),
     S("pin", pin),
     S("pin_file", pin_file),
     S("softhsm_conf", softhsm_conf),
@@ -209,6 +210,7 @@ rf_config_load(struct rf_config *cfg)
 		return r;
 	snprintf(cfg->module, sizeof(cfg->module), "%s", DEFAULT_MODULE);
 	snprintf(cfg->token, sizeof(cfg->token), "ringfence");
+	cfg->tokens = 32;
 	snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1");
 	cfg->port = 8440;
 	snprintf(cfg->ca_alg, sizeof(cfg->ca_alg), "ec-p256");

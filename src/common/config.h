@@ -16,11 +16,12 @@
 #define RF_PATH_MAX 1024
 
 struct rf_config {
-	char home[RF_PATH_MAX];	    /* state folder (RINGFENCE_HOME) */
-	char db_path[RF_PATH_MAX];  /* SQLite database: $home/ringfence.db */
-	char module[RF_PATH_MAX];   /* PKCS#11 module path */
-	char token[64];		    /* token label */
-	char pin[128];		    /* user PIN; see pin_file */
+	char home[RF_PATH_MAX];	   /* state folder (RINGFENCE_HOME) */
+	char db_path[RF_PATH_MAX]; /* SQLite database: $home/ringfence.db */
+	char module[RF_PATH_MAX];  /* PKCS#11 module path */
+	char token[64];		   /* token label */
+	int tokens;    /* tokens ringfence init makes for the embedded store */
+	char pin[128]; /* user PIN; see pin_file */
 	char pin_file[RF_PATH_MAX]; /* read when pin is empty */
 	char
 	    softhsm_conf[RF_PATH_MAX]; /* set as SOFTHSM2_CONF when non-empty */

@@ -43,6 +43,7 @@
 #define ATTR_MAX 1024	/* largest public attribute read back */
 #define PIN_MAX 256
 #define MSG_MAX 256
+#define SHARD_MAX 64 /* tokens of one key store: label, label.1, ... */
 
 /* One loaded module, shared by every rf_keys of this process using it. */
 struct module {
@@ -57,16 +58,31 @@ struct module {
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules; /* never freed: libraries stay mapped */
 
+/*
+ * One token of the key store. A store may span several tokens of the same
+ * module, labelled label, label.1, label.2, ...: a file-backed token such
+ * as SoftHSM's rescans its whole folder (a stat per file) on every object
+ * it destroys, so destroying n keys in one token costs O(n^2) system calls.
+ * Spread over k tokens, the folders are k times smaller. New keys go to the
+ * tokens in turn; a key is found by probing them.
+ */
+struct shard {
+	char label[LABEL_LEN + 1];
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE idle[POOL_MAX];
+	size_t nidle;
+};
+
 struct rf_keys {
 	struct rf_config cfg;	/* copy; wiped on free (holds the PIN) */
 	struct rf_audit *audit; /* borrowed */
 	struct module *mod;
 	CK_FUNCTION_LIST_PTR f;
-	pthread_mutex_t lock;	    /* slot and idle sessions */
+	pthread_mutex_t lock;	    /* slots, idle sessions, next */
 	pthread_mutex_t audit_lock; /* one append at a time from here */
-	CK_SLOT_ID slot;
-	CK_SESSION_HANDLE idle[POOL_MAX];
-	size_t nidle;
+	struct shard sh[SHARD_MAX];
+	int nsh;
+	unsigned int next;     /* token for the next new key */
 	int test_drop_at_sign; /* tests: drop sessions after the append */
 };
 
@@ -75,6 +91,7 @@ struct rf_key {
 	uint8_t idbin[ID_LEN];
 	enum rf_key_alg alg;
 	EVP_PKEY *pub;
+	int sh; /* the token holding it */
 };
 
 static const char *
@@ -431,31 +448,88 @@ session_open(struct rf_keys *keys, CK_SLOT_ID slot, CK_SESSION_HANDLE *out)
 	return 0;
 }
 
-/* An idle session from the pool, or a new one. */
-static int
-session_get(struct rf_keys *keys, CK_SESSION_HANDLE *out)
+/* The label of token i of a store labelled base: base, base.1, base.2... */
+static void
+shard_label(const char *base, int i, char out[LABEL_LEN + 1])
 {
+	size_t n = strnlen(base, LABEL_LEN);
+
+	if (i > 0 && n > LABEL_LEN - 3)
+		n = LABEL_LEN - 3; /* room for ".63" */
+	memcpy(out, base, n);
+	out[n] = '\0';
+	if (i > 0)
+		snprintf(out + n, LABEL_LEN + 1 - n, ".%d", i % SHARD_MAX);
+}
+
+/*
+ * Find the store's tokens: the one labelled cfg.token, then label.1,
+ * label.2, ... up to the first missing. The caller holds keys->lock or
+ * owns keys alone.
+ */
+static int
+find_shards(struct rf_keys *keys)
+{
+	char label[LABEL_LEN + 1];
+	CK_SLOT_ID slot;
+	int i, r;
+
+	for (i = 0; i < SHARD_MAX; i++) {
+		shard_label(keys->cfg.token, i, label);
+		if ((r = find_slot(keys->f, label, &slot)) != 0) {
+			if (r == RF_ERR_TOKEN_NOT_FOUND && i > 0)
+				break;
+			if (r == RF_ERR_TOKEN_NOT_FOUND)
+				r = rf_err_set(r,
+				    "no token labelled %s in module %s: "
+				    "check RINGFENCE_TOKEN or run "
+				    "'ringfence init'",
+				    label, keys->cfg.module);
+			return r;
+		}
+		if (i >= keys->nsh) {
+			memset(&keys->sh[i], 0, sizeof(keys->sh[i]));
+			snprintf(keys->sh[i].label, sizeof(keys->sh[i].label),
+			    "%s", label);
+		}
+		keys->sh[i].slot = slot;
+	}
+	if (keys->nsh != 0 && i < keys->nsh)
+		return rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
+		    "token '%s.%d' disappeared from module %s", keys->cfg.token,
+		    i, keys->cfg.module);
+	keys->nsh = i;
+	return 0;
+}
+
+/* An idle session with token sh from the pool, or a new one. */
+static int
+session_get(struct rf_keys *keys, int sh, CK_SESSION_HANDLE *out)
+{
+	struct shard *t = &keys->sh[sh];
 	CK_SLOT_ID slot;
 
 	*out = CK_INVALID_HANDLE;
 	pthread_mutex_lock(&keys->lock);
-	if (keys->nidle > 0) {
-		*out = keys->idle[--keys->nidle];
+	if (t->nidle > 0) {
+		*out = t->idle[--t->nidle];
 		pthread_mutex_unlock(&keys->lock);
 		return 0;
 	}
-	slot = keys->slot;
+	slot = t->slot;
 	pthread_mutex_unlock(&keys->lock);
 	return session_open(keys, slot, out);
 }
 
 /* Return a session to the pool (or close it if the pool is full). */
 static void
-session_put(struct rf_keys *keys, CK_SESSION_HANDLE s)
+session_put(struct rf_keys *keys, int sh, CK_SESSION_HANDLE s)
 {
+	struct shard *t = &keys->sh[sh];
+
 	pthread_mutex_lock(&keys->lock);
-	if (keys->nidle < POOL_MAX) {
-		keys->idle[keys->nidle++] = s;
+	if (t->nidle < POOL_MAX) {
+		t->idle[t->nidle++] = s;
 		s = CK_INVALID_HANDLE;
 	}
 	pthread_mutex_unlock(&keys->lock);
@@ -463,54 +537,56 @@ session_put(struct rf_keys *keys, CK_SESSION_HANDLE s)
 		keys->f->C_CloseSession(s);
 }
 
+/* Close every idle session; the caller holds keys->lock. */
+static void
+drop_idle(struct rf_keys *keys)
+{
+	struct shard *t;
+	int i;
+
+	for (i = 0; i < keys->nsh; i++)
+		for (t = &keys->sh[i]; t->nidle > 0;)
+			keys->f->C_CloseSession(t->idle[--t->nidle]);
+}
+
 /*
  * After rv said the session s is gone: drop it and every idle session
  * (they died with it), re-initialise the library after device errors, and
- * find the token again (its slot may have changed).
+ * find the tokens again (their slots may have changed).
  */
 static int
 session_recover(struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv)
 {
-	CK_SLOT_ID slot;
 	int r = 0;
 
 	keys->f->C_CloseSession(s); /* ignored: it is gone */
 	pthread_mutex_lock(&keys->lock);
-	while (keys->nidle > 0)
-		keys->f->C_CloseSession(keys->idle[--keys->nidle]);
+	drop_idle(keys);
 	if (module_lost(rv) && (r = module_reinit(keys->mod, &keys->cfg)) != 0)
 		goto out;
-	if ((r = find_slot(keys->f, keys->cfg.token, &slot)) != 0) {
-		if (r == RF_ERR_TOKEN_NOT_FOUND)
-			r = rf_err_set(r,
-			    "token '%s' disappeared from module "
-			    "%s after %s",
-			    keys->cfg.token, keys->cfg.module, ckr_str(rv));
-		goto out;
-	}
-	keys->slot = slot;
+	r = find_shards(keys);
 out:
 	pthread_mutex_unlock(&keys->lock);
 	return r;
 }
 
 /*
- * Run op in a session; if the session turns out to be lost, recover and
- * run it once more. op returns a CK_RV; errors of ours go in its arg.
- * *rvp receives the final CK_RV.
+ * Run op in a session with token sh; if the session turns out to be lost,
+ * recover and run it once more. op returns a CK_RV; errors of ours go in
+ * its arg. *rvp receives the final CK_RV.
  */
 typedef CK_RV (*session_op)(
     struct rf_keys *keys, CK_SESSION_HANDLE s, void *arg);
 
 static int
-with_session(struct rf_keys *keys, session_op op, void *arg, CK_RV *rvp)
+with_session(struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp)
 {
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_RV rv;
 	int attempt, r;
 
 	for (attempt = 0;; attempt++) {
-		if ((r = session_get(keys, &s)) != 0)
+		if ((r = session_get(keys, sh, &s)) != 0)
 			return r;
 		rv = op(keys, s, arg);
 		if (session_lost(rv) && attempt == 0) {
@@ -521,7 +597,7 @@ with_session(struct rf_keys *keys, session_op op, void *arg, CK_RV *rvp)
 		if (session_lost(rv))
 			keys->f->C_CloseSession(s);
 		else
-			session_put(keys, s);
+			session_put(keys, sh, s);
 		*rvp = rv;
 		return 0;
 	}
@@ -551,6 +627,47 @@ find_object(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
 	if (rv == CKR_OK && n == 0)
 		*h = CK_INVALID_HANDLE;
 	return rv != CKR_OK ? rv : rv2;
+}
+
+/* Every object of class cls, in a new array *hs of *n handles. */
+static CK_RV
+find_all(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+    CK_OBJECT_HANDLE **hs, size_t *n)
+{
+	CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
+	CK_OBJECT_HANDLE *h = NULL, *nh;
+	CK_ULONG got;
+	size_t cap = 0;
+	CK_RV rv, rv2;
+
+	*hs = NULL;
+	*n = 0;
+	if ((rv = f->C_FindObjectsInit(s, &t, 1)) != CKR_OK)
+		return rv;
+	for (;;) {
+		if (*n + 256 > cap) {
+			cap = cap ? cap * 2 : 1024;
+			if ((nh = reallocarray(h, cap, sizeof(*h))) == NULL) {
+				rv = CKR_HOST_MEMORY;
+				break;
+			}
+			h = nh;
+		}
+		if ((rv = f->C_FindObjects(s, h + *n, 256, &got)) != CKR_OK ||
+		    got == 0)
+			break;
+		*n += got;
+	}
+	rv2 = f->C_FindObjectsFinal(s);
+	if (rv == CKR_OK)
+		rv = rv2;
+	if (rv != CKR_OK) {
+		free(h);
+		*n = 0;
+		return rv;
+	}
+	*hs = h;
+	return CKR_OK;
 }
 
 /* Read one CK_BBOOL attribute; absent reads as false. */
@@ -680,19 +797,16 @@ rf_keys_open(
 	if ((r = module_get(cfg, &keys->mod)) != 0)
 		goto out;
 	keys->f = keys->mod->f;
-	if ((r = find_slot(keys->f, cfg->token, &keys->slot)) != 0) {
-		if (r == RF_ERR_TOKEN_NOT_FOUND)
-			r = rf_err_set(r,
-			    "no token labelled %s in module %s: "
-			    "check RINGFENCE_TOKEN or run "
-			    "'ringfence init'",
-			    cfg->token, cfg->module);
+	if ((r = find_shards(keys)) != 0)
 		goto out;
-	}
+	/* Each process starts at a random token, so that processes making
+	 * one key each spread them too. */
+	if (RAND_bytes((unsigned char *)&keys->next, sizeof(keys->next)) != 1)
+		keys->next = (unsigned int)getpid();
 	/* Log in now, so that a wrong PIN is reported by open. */
-	if ((r = session_open(keys, keys->slot, &s)) != 0)
+	if ((r = session_open(keys, keys->sh[0].slot, &s)) != 0)
 		goto out;
-	session_put(keys, s);
+	session_put(keys, 0, s);
 	*out = keys; /* owned by the caller */
 	keys = NULL;
 	r = 0;
@@ -707,8 +821,7 @@ rf_keys_free(struct rf_keys *keys)
 	if (keys == NULL)
 		return;
 	if (keys->f != NULL)
-		while (keys->nidle > 0)
-			keys->f->C_CloseSession(keys->idle[--keys->nidle]);
+		drop_idle(keys);
 	module_put(keys->mod);
 	pthread_mutex_destroy(&keys->lock);
 	pthread_mutex_destroy(&keys->audit_lock);
@@ -719,11 +832,13 @@ rf_keys_free(struct rf_keys *keys)
 int
 rf_keys_test_drop_sessions(struct rf_keys *keys)
 {
-	CK_RV rv;
+	CK_RV rv = CKR_OK;
+	int i;
 
 	/* The idle handles stay in the pool: the next use must recover. */
 	pthread_mutex_lock(&keys->lock);
-	rv = keys->f->C_CloseAllSessions(keys->slot);
+	for (i = 0; i < keys->nsh && rv == CKR_OK; i++)
+		rv = keys->f->C_CloseAllSessions(keys->sh[i].slot);
 	pthread_mutex_unlock(&keys->lock);
 	return rv == CKR_OK ? 0 : token_err("C_CloseAllSessions", rv);
 }
@@ -811,7 +926,58 @@ parse_id(const char *id, uint8_t out[ID_LEN])
 	return 0;
 }
 
-static int destroy_quiet(struct rf_keys *keys, const uint8_t id[ID_LEN]);
+struct probe_arg {
+	const uint8_t *id;
+	int found;
+};
+
+static CK_RV
+probe_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct probe_arg *p = varg;
+	CK_OBJECT_HANDLE h;
+	CK_RV rv;
+
+	p->found = 0;
+	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, p->id, &h)) !=
+		CKR_OK ||
+	    (h == CK_INVALID_HANDLE &&
+		(rv = find_object(keys->f, s, CKO_PUBLIC_KEY, p->id, &h)) !=
+		    CKR_OK))
+		return rv;
+	p->found = h != CK_INVALID_HANDLE;
+	return CKR_OK;
+}
+
+/*
+ * The token of the store holding a private or public key with id, in *sh.
+ * RF_ERR_KEY_NOT_FOUND (no detail) if none does.
+ */
+static int
+locate(struct rf_keys *keys, const uint8_t id[ID_LEN], int *sh)
+{
+	struct probe_arg p = {id, 0};
+	CK_RV rv = CKR_OK;
+	int i, n, r;
+
+	pthread_mutex_lock(&keys->lock);
+	n = keys->nsh;
+	pthread_mutex_unlock(&keys->lock);
+	for (i = 0; i < n; i++) {
+		if ((r = with_session(keys, i, probe_op, &p, &rv)) != 0)
+			return r;
+		if (rv != CKR_OK)
+			return token_err("C_FindObjects", rv);
+		if (p.found) {
+			*sh = i;
+			return 0;
+		}
+	}
+	return RF_ERR_KEY_NOT_FOUND;
+}
+
+static int destroy_quiet(
+    struct rf_keys *keys, int sh, const uint8_t id[ID_LEN]);
 
 struct gen_arg {
 	enum rf_key_alg alg;
@@ -927,7 +1093,7 @@ rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
 	struct rf_audit_event ev;
 	char detail[160];
 	CK_RV rv = CKR_OK;
-	int r = RF_ERR_INTERNAL;
+	int sh, r = RF_ERR_INTERNAL;
 
 	*out = NULL;
 	memset(&g, 0, sizeof(g));
@@ -940,7 +1106,10 @@ rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
 		    "needed");
 	g.alg = alg;
 	g.label = label;
-	if ((r = with_session(keys, gen_op, &g, &rv)) != 0)
+	pthread_mutex_lock(&keys->lock);
+	sh = (int)(keys->next++ % (unsigned int)keys->nsh);
+	pthread_mutex_unlock(&keys->lock);
+	if ((r = with_session(keys, sh, gen_op, &g, &rv)) != 0)
 		goto out;
 	if (rv != CKR_OK) {
 		r = token_err("C_GenerateKeyPair", rv);
@@ -948,6 +1117,7 @@ rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
 	}
 	if ((r = g.r) != 0)
 		goto out;
+	g.key->sh = sh;
 	snprintf(detail, sizeof(detail), "%s %s", rf_key_alg_name(alg), label);
 	memset(&ev, 0, sizeof(ev));
 	ev.type = "keygen";
@@ -963,7 +1133,7 @@ rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
 		char msg[MSG_MAX];
 
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-		if (destroy_quiet(keys, g.key->idbin) != 0)
+		if (destroy_quiet(keys, sh, g.key->idbin) != 0)
 			snprintf(msg, sizeof(msg),
 			    "audit record could not be appended and the "
 			    "new key %s could not be destroyed",
@@ -1023,7 +1193,10 @@ rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
 	memset(&l, 0, sizeof(l));
 	l.id = key->idbin;
 	l.key = key;
-	if ((r = with_session(keys, load_op, &l, &rv)) != 0)
+	if ((r = locate(keys, key->idbin, &key->sh)) == RF_ERR_KEY_NOT_FOUND)
+		l.r = r;
+	else if (r != 0 ||
+	    (r = with_session(keys, key->sh, load_op, &l, &rv)) != 0)
 		goto out;
 	if (rv != CKR_OK) {
 		r = token_err("C_GetAttributeValue", rv);
@@ -1084,8 +1257,9 @@ custody_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	return CKR_OK;
 }
 
+/* Custody attributes of key id, in token sh or (sh < 0) wherever it is. */
 static int
-custody(struct rf_keys *keys, const char *id, struct custody_arg *c)
+custody(struct rf_keys *keys, const char *id, int sh, struct custody_arg *c)
 {
 	uint8_t idbin[ID_LEN];
 	CK_RV rv = CKR_OK;
@@ -1095,7 +1269,12 @@ custody(struct rf_keys *keys, const char *id, struct custody_arg *c)
 	if ((r = parse_id(id, idbin)) != 0)
 		return r;
 	c->id = idbin;
-	if ((r = with_session(keys, custody_op, c, &rv)) != 0)
+	if (sh < 0 && (r = locate(keys, idbin, &sh)) != 0) {
+		if (r != RF_ERR_KEY_NOT_FOUND)
+			return r;
+		sh = 0; /* not found below */
+	}
+	if ((r = with_session(keys, sh, custody_op, c, &rv)) != 0)
 		return r;
 	c->id = NULL;
 	if (rv != CKR_OK)
@@ -1114,7 +1293,7 @@ rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
 	struct custody_arg c;
 	int r;
 
-	if ((r = custody(keys, id, &c)) != 0)
+	if ((r = custody(keys, id, -1, &c)) != 0)
 		return r;
 	*sensitive = c.v[0];
 	*extractable = c.v[1];
@@ -1136,25 +1315,17 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	    CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE};
 	struct list_arg *la = varg;
 	CK_FUNCTION_LIST_PTR f = keys->f;
-	CK_OBJECT_CLASS cls = CKO_PRIVATE_KEY;
-	CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
-	CK_OBJECT_HANDLE hs[256], hpub;
-	CK_ULONG n = 0, i;
+	CK_OBJECT_HANDLE *hs = NULL, hpub;
 	struct rf_key_info ki;
 	uint8_t buf[ATTR_MAX];
 	EVP_PKEY *pub;
-	size_t len, j;
+	size_t n = 0, i, len, j;
 	int *v[5], r;
-	CK_RV rv, rv2;
+	CK_RV rv;
 
-	la->r = 0;
 	/* Collect handles first: no other call while a search is active. */
-	if ((rv = f->C_FindObjectsInit(s, &t, 1)) != CKR_OK)
+	if ((rv = find_all(f, s, CKO_PRIVATE_KEY, &hs, &n)) != CKR_OK)
 		return rv;
-	rv = f->C_FindObjects(s, hs, 256, &n);
-	rv2 = f->C_FindObjectsFinal(s);
-	if (rv != CKR_OK || rv2 != CKR_OK)
-		return rv != CKR_OK ? rv : rv2;
 	for (i = 0; i < n && la->r == 0; i++) {
 		memset(&ki, 0, sizeof(ki));
 		v[0] = &ki.can_sign;
@@ -1165,18 +1336,18 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		for (j = 0; j < 5; j++)
 			if ((rv = get_bool(f, s, hs[i], types[j], v[j])) !=
 			    CKR_OK)
-				return rv;
+				goto out;
 		if (get_bytes(f, s, hs[i], CKA_LABEL, buf, sizeof(ki.label) - 1,
 			&len) == CKR_OK)
 			memcpy(ki.label, buf, len);
 		if ((rv = get_bytes(f, s, hs[i], CKA_ID, buf, sizeof(buf),
 			 &len)) != CKR_OK)
-			return rv;
+			goto out;
 		if (len == ID_LEN) {
 			rf_hex(buf, len, ki.id);
 			if ((rv = find_object(
 				 f, s, CKO_PUBLIC_KEY, buf, &hpub)) != CKR_OK)
-				return rv;
+				goto out;
 			if (hpub != CK_INVALID_HANDLE &&
 			    read_public(f, s, hpub, &ki.alg, &pub, &r) ==
 				CKR_OK) {
@@ -1187,7 +1358,9 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		}
 		la->r = la->fn(la->arg, &ki);
 	}
-	return CKR_OK;
+out:
+	free(hs);
+	return rv;
 }
 
 int
@@ -1196,12 +1369,14 @@ rf_keys_list(struct rf_keys *keys,
 {
 	struct list_arg la = {fn, arg, 0};
 	CK_RV rv = CKR_OK;
-	int r;
+	int i, r;
 
-	if ((r = with_session(keys, list_op, &la, &rv)) != 0)
-		return r;
-	if (rv != CKR_OK)
-		return token_err("C_FindObjects", rv);
+	for (i = 0; i < keys->nsh && la.r == 0; i++) {
+		if ((r = with_session(keys, i, list_op, &la, &rv)) != 0)
+			return r;
+		if (rv != CKR_OK)
+			return token_err("C_FindObjects", rv);
+	}
 	return la.r;
 }
 
@@ -1246,13 +1421,13 @@ admin_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 }
 
 static int
-destroy_quiet(struct rf_keys *keys, const uint8_t id[ID_LEN])
+destroy_quiet(struct rf_keys *keys, int sh, const uint8_t id[ID_LEN])
 {
 	struct admin_arg a = {id, 1, 0};
 	CK_RV rv = CKR_OK;
 	int r;
 
-	if ((r = with_session(keys, admin_op, &a, &rv)) != 0)
+	if ((r = with_session(keys, sh, admin_op, &a, &rv)) != 0)
 		return r;
 	return rv == CKR_OK ? 0 : token_err("C_DestroyObject", rv);
 }
@@ -1266,14 +1441,16 @@ admin(struct rf_keys *keys, const char *id, int destroy,
 	uint8_t idbin[ID_LEN];
 	char done[200];
 	CK_RV rv = CKR_OK;
-	int r;
+	int sh = 0, r;
 
 	if ((r = parse_id(id, idbin)) != 0)
 		return r;
 	memset(&a, 0, sizeof(a));
 	a.id = idbin;
 	a.destroy = destroy;
-	if ((r = with_session(keys, admin_op, &a, &rv)) != 0)
+	if ((r = locate(keys, idbin, &sh)) == RF_ERR_KEY_NOT_FOUND)
+		rv = CKR_OK; /* a.found stays 0 */
+	else if (r != 0 || (r = with_session(keys, sh, admin_op, &a, &rv)) != 0)
 		return r;
 	if (rv != CKR_OK)
 		return token_err(
@@ -1327,41 +1504,33 @@ static CK_RV
 admin_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
     struct admin_many_arg *a, CK_OBJECT_CLASS cls)
 {
-	CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
 	CK_BBOOL no = CK_FALSE;
 	CK_ATTRIBUTE off = {CKA_SIGN, &no, sizeof(no)};
-	CK_OBJECT_HANDLE *hs = NULL, *nh;
-	CK_ULONG got;
-	size_t nhs = 0, cap = 0, i, len;
+	CK_OBJECT_HANDLE *hs = NULL;
+	size_t nhs = 0, i, len, *hits = NULL;
 	uint8_t id[ID_LEN], *hit;
-	CK_RV rv, rv2;
+	CK_RV rv;
 
-	if ((rv = keys->f->C_FindObjectsInit(s, &t, 1)) != CKR_OK)
-		return rv;
-	for (;;) {
-		if (nhs + 256 > cap) {
-			cap = cap ? cap * 2 : 1024;
-			if ((nh = reallocarray(hs, cap, sizeof(*hs))) == NULL) {
-				rv = CKR_HOST_MEMORY;
-				break;
-			}
-			hs = nh;
-		}
-		if ((rv = keys->f->C_FindObjects(s, hs + nhs, 256, &got)) !=
-			CKR_OK ||
-		    got == 0)
-			break;
-		nhs += got;
-	}
-	rv2 = keys->f->C_FindObjectsFinal(s);
-	if (rv == CKR_OK)
-		rv = rv2;
+	rv = find_all(keys->f, s, cls, &hs, &nhs);
+	/*
+	 * Read every CKA_ID before changing anything: a file-backed token
+	 * rescans its whole store after each change, so reads interleaved
+	 * with changes would each pay for a rescan.
+	 */
+	if (rv == CKR_OK &&
+	    (hits = calloc(nhs ? nhs : 1, sizeof(*hits))) == NULL)
+		rv = CKR_HOST_MEMORY;
 	for (i = 0; rv == CKR_OK && i < nhs; i++) {
 		if (get_bytes(keys->f, s, hs[i], CKA_ID, id, sizeof(id),
 			&len) != CKR_OK ||
 		    len != ID_LEN)
 			continue; /* not one of ours */
-		if ((hit = bsearch(id, a->ids, a->n, ID_LEN, id_cmp)) == NULL)
+		if ((hit = bsearch(id, a->ids, a->n, ID_LEN, id_cmp)) != NULL)
+			hits[i] =
+			    1 + (size_t)(hit - (uint8_t *)a->ids) / ID_LEN;
+	}
+	for (i = 0; rv == CKR_OK && i < nhs; i++) {
+		if (hits[i] == 0)
 			continue;
 		if (a->destroy)
 			rv = keys->f->C_DestroyObject(s, hs[i]);
@@ -1370,8 +1539,9 @@ admin_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
 		else
 			continue;
 		if (rv == CKR_OK)
-			a->found[(hit - (uint8_t *)a->ids) / ID_LEN] = 1;
+			a->found[hits[i] - 1] = 1;
 	}
+	free(hits);
 	free(hs);
 	return rv;
 }
@@ -1417,8 +1587,10 @@ admin_many(struct rf_keys *keys, const char *const *ids, size_t n, int destroy,
 	qsort(a.ids, n, ID_LEN, id_cmp);
 	a.n = n;
 	a.destroy = destroy;
-	if ((r = with_session(keys, admin_many_op, &a, &rv)) != 0)
-		goto out;
+	for (i = 0; i < (size_t)keys->nsh && rv == CKR_OK; i++)
+		if ((r = with_session(keys, (int)i, admin_many_op, &a, &rv)) !=
+		    0)
+			goto out;
 	if (rv != CKR_OK) {
 		r = token_err(
 		    destroy ? "C_DestroyObject" : "C_SetAttributeValue", rv);
@@ -1560,7 +1732,7 @@ sign_worker(void *varg)
 	size_t i = job->from;
 	int r = 0, retried = 0;
 
-	if ((r = session_get(keys, &s)) != 0) {
+	if ((r = session_get(keys, job->key->sh, &s)) != 0) {
 		s = CK_INVALID_HANDLE;
 		goto out;
 	}
@@ -1582,7 +1754,8 @@ sign_worker(void *varg)
 			retried = 1;
 			r = session_recover(keys, s, rv);
 			s = CK_INVALID_HANDLE;
-			if (r != 0 || (r = session_get(keys, &s)) != 0) {
+			if (r != 0 ||
+			    (r = session_get(keys, job->key->sh, &s)) != 0) {
 				s = CK_INVALID_HANDLE;
 				goto out;
 			}
@@ -1595,7 +1768,7 @@ sign_worker(void *varg)
 		if (session_lost(rv))
 			keys->f->C_CloseSession(s);
 		else
-			session_put(keys, s);
+			session_put(keys, job->key->sh, s);
 	}
 	if (r != 0 || job->sigs == NULL)
 		goto out;
@@ -1701,7 +1874,7 @@ rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
 			    "scheme");
 	}
 	/* A disabled or missing key produces no audit leaves. */
-	if ((r = custody(keys, key->id, &c)) != 0)
+	if ((r = custody(keys, key->id, key->sh, &c)) != 0)
 		goto out;
 	if (!c.v[4]) {
 		r = sign_err(key, CKR_KEY_FUNCTION_NOT_PERMITTED);
@@ -1832,7 +2005,8 @@ write_softhsm_conf(const struct rf_config *cfg)
 /* The first slot whose token is not initialised; RF_ERR_EXISTS if one is
  * labelled label. */
 static int
-free_slot(CK_FUNCTION_LIST_PTR f, const struct rf_config *cfg, CK_SLOT_ID *slot)
+free_slot(CK_FUNCTION_LIST_PTR f, const struct rf_config *cfg,
+    const char *label, CK_SLOT_ID *slot)
 {
 	unsigned char want[LABEL_LEN];
 	CK_SLOT_ID *slots = NULL;
@@ -1841,7 +2015,7 @@ free_slot(CK_FUNCTION_LIST_PTR f, const struct rf_config *cfg, CK_SLOT_ID *slot)
 	CK_RV rv;
 	int r = RF_ERR_TOKEN, found = 0;
 
-	pad_label(cfg->token, want);
+	pad_label(label, want);
 	if ((rv = f->C_GetSlotList(CK_TRUE, NULL, &n)) != CKR_OK)
 		return token_err("C_GetSlotList", rv);
 	if (n > 4096)
@@ -1860,7 +2034,7 @@ free_slot(CK_FUNCTION_LIST_PTR f, const struct rf_config *cfg, CK_SLOT_ID *slot)
 				r = rf_err_set(RF_ERR_EXISTS,
 				    "a token labelled %s exists in "
 				    "module %s already",
-				    cfg->token, cfg->module);
+				    label, cfg->module);
 				goto out;
 			}
 		} else if (!found) {
@@ -1879,47 +2053,30 @@ out:
 	return r;
 }
 
-int
-rf_keys_init_token(
-    const struct rf_config *cfg, const char *so_pin, const char *pin)
+/* Initialise one token labelled label in a free slot, with the user PIN. */
+static int
+init_one(CK_FUNCTION_LIST_PTR f, const struct rf_config *cfg, const char *label,
+    const char *so_pin, const char *pin)
 {
-	unsigned char label[LABEL_LEN];
-	struct module *mod = NULL;
-	CK_FUNCTION_LIST_PTR f = NULL;
+	unsigned char padded[LABEL_LEN];
 	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
 	CK_SLOT_ID slot;
 	CK_RV rv;
-	int r = RF_ERR_INTERNAL;
+	int r;
 
-	if (so_pin == NULL || pin == NULL || *so_pin == '\0' || *pin == '\0')
-		return rf_err_set(RF_ERR_ARG, "token PINs must not be empty");
-	if (cfg->token[0] == '\0' || strlen(cfg->token) > LABEL_LEN)
-		return rf_err_set(RF_ERR_CONFIG,
-		    "token label must be 1 to 32 characters: "
-		    "check RINGFENCE_TOKEN");
-	if ((r = write_softhsm_conf(cfg)) != 0 ||
-	    (r = module_get(cfg, &mod)) != 0)
-		goto out;
-	f = mod->f;
-	if ((r = free_slot(f, cfg, &slot)) != 0)
-		goto out;
-	pad_label(cfg->token, label);
+	if ((r = free_slot(f, cfg, label, &slot)) != 0)
+		return r;
+	pad_label(label, padded);
 	if ((rv = f->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin,
-		 (CK_ULONG)strlen(so_pin), label)) != CKR_OK) {
-		r = token_err("C_InitToken", rv);
-		goto out;
-	}
+		 (CK_ULONG)strlen(so_pin), padded)) != CKR_OK)
+		return token_err("C_InitToken", rv);
 	/* SoftHSM moves an initialised token to a new slot: find it again. */
-	if ((r = find_slot(f, cfg->token, &slot)) != 0) {
-		r = rf_err_set(RF_ERR_TOKEN,
-		    "token %s not found after initialising it", cfg->token);
-		goto out;
-	}
+	if (find_slot(f, label, &slot) != 0)
+		return rf_err_set(RF_ERR_TOKEN,
+		    "token %s not found after initialising it", label);
 	if ((rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION,
-		 NULL, NULL, &s)) != CKR_OK) {
-		r = token_err("C_OpenSession", rv);
-		goto out;
-	}
+		 NULL, NULL, &s)) != CKR_OK)
+		return token_err("C_OpenSession", rv);
 	if ((rv = f->C_Login(s, CKU_SO, (CK_UTF8CHAR_PTR)so_pin,
 		 (CK_ULONG)strlen(so_pin))) != CKR_OK) {
 		r = token_err("C_Login (security officer)", rv);
@@ -1933,8 +2090,41 @@ rf_keys_init_token(
 	}
 	r = 0;
 out:
-	if (s != CK_INVALID_HANDLE)
-		f->C_CloseSession(s);
+	f->C_CloseSession(s);
+	return r;
+}
+
+int
+rf_keys_init_token(const struct rf_config *cfg, const char *so_pin,
+    const char *pin, int ntokens)
+{
+	char label[LABEL_LEN + 1];
+	struct module *mod = NULL;
+	int i, r = RF_ERR_INTERNAL;
+
+	if (so_pin == NULL || pin == NULL || *so_pin == '\0' || *pin == '\0')
+		return rf_err_set(RF_ERR_ARG, "token PINs must not be empty");
+	if (cfg->token[0] == '\0' || strlen(cfg->token) > LABEL_LEN ||
+	    (ntokens > 1 && strlen(cfg->token) > LABEL_LEN - 3))
+		return rf_err_set(RF_ERR_CONFIG,
+		    "token label must be 1 to %d characters: "
+		    "check RINGFENCE_TOKEN",
+		    ntokens > 1 ? LABEL_LEN - 3 : LABEL_LEN);
+	if (ntokens < 1 || ntokens > SHARD_MAX)
+		return rf_err_set(RF_ERR_CONFIG,
+		    "a key store spans 1 to %d tokens, not %d: check "
+		    "RINGFENCE_TOKENS",
+		    SHARD_MAX, ntokens);
+	if ((r = write_softhsm_conf(cfg)) != 0 ||
+	    (r = module_get(cfg, &mod)) != 0)
+		goto out;
+	for (i = 0; i < ntokens; i++) {
+		shard_label(cfg->token, i, label);
+		if ((r = init_one(mod->f, cfg, label, so_pin, pin)) != 0)
+			goto out;
+	}
+	r = 0;
+out:
 	module_put(mod);
 	return r;
 }

@@ -71,13 +71,15 @@ struct rf_sig {
 };
 
 /*
- * Token administration (init only): initialise the first free slot as a
- * token labelled cfg->token with the given SO PIN and user PIN. For SoftHSM,
- * cfg->softhsm_conf is written first if missing, with its token folder under
- * cfg->home. RF_ERR_EXISTS if a token with that label exists.
+ * Token administration (init only): initialise a key store of ntokens
+ * tokens in free slots, labelled cfg->token, cfg->token.1, ...,
+ * cfg->token.<ntokens-1>, each with the given SO PIN and user PIN. For
+ * SoftHSM, cfg->softhsm_conf is written first if missing, with its token
+ * folder under cfg->home. RF_ERR_EXISTS if a token with one of the labels
+ * exists. rf_keys_open finds every token of the store by these labels.
  */
-int rf_keys_init_token(
-    const struct rf_config *cfg, const char *so_pin, const char *pin) RF_WUR;
+int rf_keys_init_token(const struct rf_config *cfg, const char *so_pin,
+    const char *pin, int ntokens) RF_WUR;
 
 /*
  * Load cfg->module, find the token labelled cfg->token, log in with the PIN

@@ -35,12 +35,26 @@ rf tenant add acme >/dev/null 2>tenant.err ||
 rf issue --tenant acme --profile client --keygen ec-p384 >/dev/null \
 	2>issue.err || { cat issue.err >&2; fail "issue --keygen"; }
 
-# The token as an independent PKCS#11 client sees it.
+# The token as an independent PKCS#11 client sees it: the key store is the
+# token labelled ringfence and its siblings ringfence.1, ringfence.2, ...
 export SOFTHSM2_CONF=$RINGFENCE_HOME/softhsm2.conf
-pkcs11-tool --module "$MODULE" --login \
-	--pin "$(cat "$RINGFENCE_HOME/token.pin")" --token-label ringfence \
-	--list-objects --type privkey >objects.txt 2>objects.err ||
-	{ cat objects.err >&2; fail "pkcs11-tool --list-objects"; }
+pkcs11-tool --module "$MODULE" --list-token-slots >slots.txt 2>slots.err ||
+	{ cat slots.err >&2; fail "pkcs11-tool --list-token-slots"; }
+sed -n 's/^ *token label *: *//p' slots.txt | sed 's/ *$//' |
+	grep -E '^ringfence(\.[0-9]+)?$' >labels.txt || true
+[ "$(wc -l <labels.txt)" -ge 1 ] || { cat slots.txt >&2; fail "no ringfence token"; }
+: >objects.txt
+while read -r label; do
+	pkcs11-tool --module "$MODULE" --login \
+		--pin "$(cat "$RINGFENCE_HOME/token.pin")" --token-label "$label" \
+		--list-objects --type privkey >one.txt 2>objects.err ||
+		{ cat objects.err >&2; fail "pkcs11-tool --list-objects on $label"; }
+	cat one.txt >>objects.txt
+	if [ -z "${idlabel:-}" ] && grep -q "^Private Key Object" one.txt; then
+		idlabel=$label
+		id=$(awk '/^Private Key Object/ { p = 1 } p && /^[ \t]*ID:/ { print $2; exit }' one.txt)
+	fi
+done <labels.txt
 nkeys=$(grep -c "^Private Key Object" objects.txt || true)
 [ "$nkeys" -ge 5 ] || {
 	cat objects.txt >&2
@@ -68,11 +82,9 @@ awk '
 	fail "pkcs11-tool printed no Access line for some key"
 
 # The key material itself cannot be read out.
-id=$(awk '/^Private Key Object/ { p = 1 } p && /^[ \t]*ID:/ { print $2; exit }' \
-	objects.txt)
-[ -n "$id" ] || fail "no key id in the listing"
+[ -n "${id:-}" ] || fail "no key id in the listing"
 if pkcs11-tool --module "$MODULE" --login \
-	--pin "$(cat "$RINGFENCE_HOME/token.pin")" --token-label ringfence \
+	--pin "$(cat "$RINGFENCE_HOME/token.pin")" --token-label "$idlabel" \
 	--read-object --type privkey --id "$id" -o key.out \
 	>/dev/null 2>&1 && [ -s key.out ]; then
 	fail "pkcs11-tool read private key $id out of the token"

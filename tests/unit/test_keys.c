@@ -692,6 +692,21 @@ test_list(void **state)
 	rf_key_free(k2);
 }
 
+/* Each of the store's token folders holds at least min key objects. */
+static void
+assert_spread(const char *home, int ntokens, int min)
+{
+	assert_int_equal(
+	    tu_sh("test $(ls -d '%s'/tokens/*/ | wc -l) = %d", home, ntokens),
+	    0);
+	assert_int_equal(tu_sh("for d in '%s'/tokens/*/; do "
+			       "n=$(ls \"$d\" | grep -c '\\.object$'); "
+			       "test $((n - 1)) -ge %d || exit 1; done",
+			     home, min),
+	    0);
+}
+
+/* A store of three tokens: keys go to each in turn and are found in any. */
 static void
 test_init_token(void **state)
 {
@@ -700,24 +715,63 @@ test_init_token(void **state)
 	struct rf_store *st = NULL;
 	struct rf_audit *audit = NULL;
 	struct rf_keys *keys = NULL;
-	struct rf_key *key = NULL;
-	char path[1200];
+	struct rf_key *key[7], *again;
+	struct rf_sig sig;
+	struct rf_sign_req req = {
+	    (const uint8_t *)"m", 1, RF_SIG_DEFAULT, "test", "1", NULL};
+	char ids[7][65], path[1200];
+	const char *idp[7];
+	size_t i, n = 0, done = 0;
 
 	(void)state;
 	assert_int_equal(rf_config_load(&cfg), 0);
 	snprintf(cfg.pin, sizeof(cfg.pin), "246810");
-	assert_int_equal(rf_keys_init_token(&cfg, "13579135", cfg.pin), 0);
+	assert_int_equal(rf_keys_init_token(&cfg, "13579135", cfg.pin, 3), 0);
 	snprintf(path, sizeof(path), "%s/softhsm2.conf", home);
 	assert_int_equal(
 	    tu_sh("grep -q 'tokendir = %s/tokens' %s", home, path), 0);
 	assert_int_equal(
-	    rf_keys_init_token(&cfg, "13579135", cfg.pin), RF_ERR_EXISTS);
+	    rf_keys_init_token(&cfg, "13579135", cfg.pin, 3), RF_ERR_EXISTS);
 	assert_int_equal(rf_store_open(cfg.db_path, 1, &st), 0);
 	assert_int_equal(rf_audit_open(st, &audit), 0);
 	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
+	for (i = 0; i < 7; i++) {
+		assert_int_equal(rf_keys_generate(keys,
+				     i % 2 ? RF_KEY_RSA_2048 : RF_KEY_EC_P256,
+				     "s", NULL, &who, &key[i]),
+		    0);
+		snprintf(ids[i], sizeof(ids[i]), "%s", rf_key_id(key[i]));
+		idp[i] = ids[i];
+		rf_key_free(key[i]);
+	}
+	assert_spread(home, 3, 2 * 2);
+	rf_keys_free(keys);
+
+	/* A new process finds, lists and signs with keys of every token. */
+	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
+	assert_int_equal(rf_keys_list(keys, count_key, &n), 0);
+	assert_int_equal(n, 7);
+	for (i = 0; i < 7; i++) {
+		assert_int_equal(rf_keys_load(keys, ids[i], &again), 0);
+		assert_int_equal(
+		    rf_keys_sign(keys, again, &req, 1, &who, &sig), 0);
+		rf_sig_clear(&sig);
+		rf_key_free(again);
+	}
+	/* One destroyed by id, then the rest at once, wherever they are. */
+	assert_int_equal(rf_keys_destroy(keys, ids[5], &who), 0);
 	assert_int_equal(
-	    rf_keys_generate(keys, RF_KEY_EC_P256, "i", NULL, &who, &key), 0);
-	rf_key_free(key);
+	    rf_keys_load(keys, ids[5], &again), RF_ERR_KEY_NOT_FOUND);
+	assert_int_equal(rf_keys_destroy_many(keys, idp, 7, &who, &done), 0);
+	assert_int_equal(done, 6);
+	for (i = 0; i < 7; i++)
+		assert_int_equal(
+		    rf_keys_load(keys, ids[i], &again), RF_ERR_KEY_NOT_FOUND);
+	assert_spread(home, 3, 0);
+	assert_int_equal(tu_sh("test $(find '%s'/tokens -name '*.object' | "
+			       "wc -l) = 3",
+			     home),
+	    0);
 	rf_keys_free(keys);
 	rf_audit_free(audit);
 	rf_store_free(st);
