@@ -1859,6 +1859,96 @@ issue_output(struct rf_ca *ca, struct issue_item *it, struct rf_issued *o)
 	return 0;
 }
 
+/*
+ * The keys of the --keygen requests, made in the token in one batch (one
+ * durable audit commit for all of them), with their SPKI, SKI and id.
+ */
+static int
+issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
+    struct issue_item *items, size_t n, const struct rf_actor *who)
+{
+	struct rf_keygen *kg = NULL;
+	struct rf_key **keys = NULL;
+	char(*label)[200] = NULL;
+	size_t i, k = 0;
+	int r = RF_ERR_INTERNAL;
+
+	if ((kg = calloc(n, sizeof(*kg))) == NULL ||
+	    (keys = calloc(n, sizeof(*keys))) == NULL ||
+	    (label = calloc(n, sizeof(*label))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (reqs[i].csr != NULL)
+			continue;
+		snprintf(label[k], sizeof(label[k]), "%s/%s", reqs[i].tenant,
+		    rf_profile_name(reqs[i].profile));
+		kg[k].alg = reqs[i].keygen;
+		kg[k].label = label[k];
+		kg[k].tenant = reqs[i].tenant;
+		k++;
+	}
+	if (k == 0) {
+		r = 0;
+		goto out;
+	}
+	if ((r = rf_keys_generate_many(ca->keys, kg, k, who, keys)) != 0)
+		goto out;
+	for (i = 0, k = 0; i < n; i++) {
+		struct issue_item *it = &items[i];
+
+		if (reqs[i].csr != NULL)
+			continue;
+		it->genkey = keys[k++]; /* freed with the item */
+		it->rsa = reqs[i].keygen == RF_KEY_RSA_2048 ||
+		    reqs[i].keygen == RF_KEY_RSA_3072;
+	}
+	for (i = 0; i < n; i++) {
+		struct issue_item *it = &items[i];
+
+		if (it->genkey == NULL)
+			continue;
+		if ((r = key_spki(it->genkey, &it->spki)) != 0 ||
+		    (r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
+			 it->ski)) != 0)
+			goto out;
+		spki_id(&it->spki, it->key_id);
+		if (strcmp(it->key_id, rf_key_id(it->genkey)) != 0) {
+			r = rf_err_set(RF_ERR_INTERNAL,
+			    "key id of the new key disagrees with keys");
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	free(label);
+	free(keys);
+	free(kg);
+	return r;
+}
+
+/* Destroy the keys made for an issuance that did not commit. */
+static void
+issue_unkeygen(struct rf_ca *ca, struct issue_item *items, size_t n,
+    const struct rf_actor *who)
+{
+	const char **ids;
+	size_t i, k = 0, done;
+
+	if ((ids = calloc(n, sizeof(*ids))) == NULL)
+		return; /* unused keys stay: they sign nothing */
+	for (i = 0; i < n; i++)
+		if (items[i].genkey != NULL)
+			ids[k++] = rf_key_id(items[i].genkey);
+	if (k > 8) /* one pass over the token */
+		(void)!rf_keys_destroy_many(ca->keys, ids, k, who, &done);
+	else
+		for (i = 0; i < k; i++)
+			(void)!rf_keys_destroy(ca->keys, ids[i], who);
+	free(ids);
+}
+
 int
 rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     const struct rf_actor *who, struct rf_issued *out)
@@ -1872,7 +1962,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     void *arg)
 {
 	struct issue_item *items = NULL;
-	char label[200], other[128], msg[512];
+	char other[128], msg[512];
 	int64_t now = rf_now();
 	size_t i, j;
 	int r = RF_ERR_INTERNAL, tries, committed = 0;
@@ -1920,29 +2010,8 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 		}
 	}
 	/* Keys generated in the token only once every request is valid. */
-	for (i = 0; i < n; i++) {
-		struct issue_item *it = &items[i];
-
-		if (reqs[i].csr != NULL)
-			continue;
-		snprintf(label, sizeof(label), "%s/%s", reqs[i].tenant,
-		    rf_profile_name(reqs[i].profile));
-		if ((r = rf_keys_generate(ca->keys, reqs[i].keygen, label,
-			 reqs[i].tenant, who, &it->genkey)) != 0 ||
-		    (r = key_spki(it->genkey, &it->spki)) != 0 ||
-		    (r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
-			 it->ski)) != 0)
-			goto out;
-		it->rsa = reqs[i].keygen == RF_KEY_RSA_2048 ||
-		    reqs[i].keygen == RF_KEY_RSA_3072;
-		spki_id(&it->spki, it->key_id);
-		if (strcmp(it->key_id, rf_key_id(it->genkey)) != 0) {
-			r = rf_err_set(RF_ERR_INTERNAL,
-			    "key id of the new key "
-			    "disagrees with keys");
-			goto out;
-		}
-	}
+	if ((r = issue_keygen(ca, reqs, items, n, who)) != 0)
+		goto out;
 	for (i = 0; i < n; i++) {
 		if ((r = issue_subject(&items[i])) != 0)
 			goto out;
@@ -1975,10 +2044,8 @@ out:
 		/* Keys made for a failed issuance serve nothing: remove them.
 		 */
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-		for (i = 0; !committed && i < n; i++)
-			if (items[i].genkey != NULL)
-				(void)!rf_keys_destroy(
-				    ca->keys, rf_key_id(items[i].genkey), who);
+		if (!committed)
+			issue_unkeygen(ca, items, n, who);
 		rf_err_set(r, "%s", msg);
 	}
 	for (i = 0; items != NULL && i < n; i++)

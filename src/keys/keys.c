@@ -1085,68 +1085,114 @@ fail:
 	return rv;
 }
 
+/* Destroy the keys of out[0..n) made by a batch that failed; free them. */
+static int
+undo_generated(struct rf_keys *keys, struct rf_key **out, size_t n)
+{
+	size_t i;
+	int bad = 0;
+
+	for (i = 0; i < n; i++) {
+		if (out[i] != NULL &&
+		    destroy_quiet(keys, out[i]->sh, out[i]->idbin) != 0)
+			bad = 1;
+		rf_key_free(out[i]);
+		out[i] = NULL;
+	}
+	return bad;
+}
+
+int
+rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
+    size_t n, const struct rf_actor *who, struct rf_key **out)
+{
+	struct gen_arg g;
+	struct rf_audit_event *evs = NULL;
+	char(*detail)[96] = NULL, msg[MSG_MAX];
+	CK_RV rv = CKR_OK;
+	size_t i;
+	int sh, audit_failed = 0, r = RF_ERR_INTERNAL;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	for (i = 0; i < n; i++) {
+		if (reqs[i].alg != RF_KEY_EC_P256 &&
+		    reqs[i].alg != RF_KEY_EC_P384 &&
+		    reqs[i].alg != RF_KEY_RSA_2048 &&
+		    reqs[i].alg != RF_KEY_RSA_3072)
+			return rf_err_set(RF_ERR_ARG,
+			    "unknown key algorithm %d", reqs[i].alg);
+		if (reqs[i].label == NULL || reqs[i].label[0] == '\0' ||
+		    strlen(reqs[i].label) > 64)
+			return rf_err_set(RF_ERR_ARG,
+			    "a key label of 1 to 64 characters is needed");
+	}
+	if (n == 0)
+		return 0;
+	if ((evs = calloc(n, sizeof(*evs))) == NULL ||
+	    (detail = calloc(n, sizeof(*detail))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		memset(&g, 0, sizeof(g));
+		g.alg = reqs[i].alg;
+		g.label = reqs[i].label;
+		pthread_mutex_lock(&keys->lock);
+		sh = (int)(keys->next++ % (unsigned int)keys->nsh);
+		pthread_mutex_unlock(&keys->lock);
+		if ((r = with_session(keys, sh, gen_op, &g, &rv)) != 0)
+			goto out;
+		if (rv != CKR_OK) {
+			r = token_err("C_GenerateKeyPair", rv);
+			goto out;
+		}
+		if ((r = g.r) != 0)
+			goto out;
+		out[i] = g.key;
+		out[i]->sh = sh;
+		snprintf(detail[i], sizeof(detail[i]), "%s %s",
+		    rf_key_alg_name(reqs[i].alg), reqs[i].label);
+		evs[i].type = "keygen";
+		evs[i].key_id = out[i]->id;
+		evs[i].tenant = reqs[i].tenant;
+		evs[i].actor = who ? who->actor : NULL;
+		evs[i].source = who ? who->source : NULL;
+		evs[i].detail = detail[i];
+	}
+	/* A key without its record must not exist. */
+	if ((r = audit_append(keys, evs, n,
+		 n == 1 ? "the new key was destroyed"
+			: "the new keys were destroyed")) != 0) {
+		audit_failed = 1;
+		goto out;
+	}
+	r = 0;
+out:
+	if (r != 0) {
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		if (undo_generated(keys, out, n) != 0)
+			r = rf_err_set(r,
+			    "%s; a new key could not be destroyed: "
+			    "see 'ringfence keys list'",
+			    audit_failed ? "audit record could not be appended"
+					 : msg);
+		else
+			r = rf_err_set(r, "%s", msg);
+	}
+	free(detail);
+	free(evs);
+	return r;
+}
+
 int
 rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
     const char *tenant, const struct rf_actor *who, struct rf_key **out)
 {
-	struct gen_arg g;
-	struct rf_audit_event ev;
-	char detail[160];
-	CK_RV rv = CKR_OK;
-	int sh, r = RF_ERR_INTERNAL;
+	struct rf_keygen req = {alg, label, tenant};
 
 	*out = NULL;
-	memset(&g, 0, sizeof(g));
-	if (alg != RF_KEY_EC_P256 && alg != RF_KEY_EC_P384 &&
-	    alg != RF_KEY_RSA_2048 && alg != RF_KEY_RSA_3072)
-		return rf_err_set(RF_ERR_ARG, "unknown key algorithm %d", alg);
-	if (label == NULL || strlen(label) > 64)
-		return rf_err_set(RF_ERR_ARG,
-		    "a key label of 1 to 64 characters is "
-		    "needed");
-	g.alg = alg;
-	g.label = label;
-	pthread_mutex_lock(&keys->lock);
-	sh = (int)(keys->next++ % (unsigned int)keys->nsh);
-	pthread_mutex_unlock(&keys->lock);
-	if ((r = with_session(keys, sh, gen_op, &g, &rv)) != 0)
-		goto out;
-	if (rv != CKR_OK) {
-		r = token_err("C_GenerateKeyPair", rv);
-		goto out;
-	}
-	if ((r = g.r) != 0)
-		goto out;
-	g.key->sh = sh;
-	snprintf(detail, sizeof(detail), "%s %s", rf_key_alg_name(alg), label);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = "keygen";
-	ev.key_id = g.key->id;
-	ev.tenant = tenant;
-	ev.actor = who ? who->actor : NULL;
-	ev.source = who ? who->source : NULL;
-	ev.detail = detail;
-	if ((r = audit_append(keys, &ev, 1, "the new key was destroyed")) !=
-	    0) {
-		/* A key without its record must not exist. */
-		int r2 = r;
-		char msg[MSG_MAX];
-
-		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-		if (destroy_quiet(keys, sh, g.key->idbin) != 0)
-			snprintf(msg, sizeof(msg),
-			    "audit record could not be appended and the "
-			    "new key %s could not be destroyed",
-			    g.key->id);
-		r = rf_err_set(r2, "%s", msg);
-		goto out;
-	}
-	*out = g.key; /* owned by the caller */
-	g.key = NULL;
-	r = 0;
-out:
-	rf_key_free(g.key);
-	return r;
+	return rf_keys_generate_many(keys, &req, 1, who, out);
 }
 
 struct load_arg {

@@ -91,6 +91,21 @@ int rf_keys_open(const struct rf_config *cfg, struct rf_audit *audit,
     struct rf_keys **out) RF_WUR;
 void rf_keys_free(struct rf_keys *keys);
 
+/* One key of rf_keys_generate_many. */
+struct rf_keygen {
+	enum rf_key_alg alg;
+	const char *label;  /* CKA_LABEL, 1 to 64 characters */
+	const char *tenant; /* for the audit leaf, or NULL */
+};
+
+/*
+ * Generate n key pairs in the store's tokens, then append their n keygen
+ * leaves in one durable commit. All or nothing: if any generation or the
+ * append fails, the keys made are destroyed and out[] is all NULL.
+ */
+int rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
+    size_t n, const struct rf_actor *who, struct rf_key **out) RF_WUR;
+
 /* Generate a key pair in the token; label is CKA_LABEL. Audited. */
 int rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg,
     const char *label, const char *tenant, const struct rf_actor *who,

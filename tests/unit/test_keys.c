@@ -359,6 +359,20 @@ test_audit_failure_no_signature(void **state)
 	rf_key_free(key);
 }
 
+static int
+count_key(void *arg, const struct rf_key_info *ki)
+{
+	size_t *n = arg;
+
+	assert_int_equal(strlen(ki->id), 64);
+	assert_int_equal(ki->sensitive, 1);
+	assert_int_equal(ki->extractable, 0);
+	assert_int_equal(ki->never_extractable, 1);
+	assert_int_not_equal(ki->alg, RF_KEY_NONE);
+	(*n)++;
+	return 0;
+}
+
 static void
 test_audit_readonly_no_signature(void **state)
 {
@@ -390,6 +404,24 @@ test_audit_readonly_no_signature(void **state)
 	    rf_keys_sign(keys, rokey, &req, 1, &who, &sig), RF_ERR_AUDIT);
 	assert_null(sig.sig);
 	assert_int_equal(leaves(fx), before);
+	/* Keys made without their record are destroyed, all of them. */
+	{
+		struct rf_keygen kg[3] = {{RF_KEY_EC_P256, "g1", "t"},
+		    {RF_KEY_RSA_2048, "g2", "t"}, {RF_KEY_EC_P384, "g3", NULL}};
+		struct rf_key *got[3] = {NULL, NULL, NULL};
+		size_t n0 = 0, n1 = 0;
+
+		assert_int_equal(rf_keys_list(fx->keys, count_key, &n0), 0);
+		assert_int_equal(rf_keys_generate_many(keys, kg, 3, &who, got),
+		    RF_ERR_AUDIT);
+		assert_non_null(strstr(
+		    rf_err_msg(RF_ERR_AUDIT), "the new keys were destroyed"));
+		assert_null(got[0]);
+		assert_null(got[2]);
+		assert_int_equal(rf_keys_list(fx->keys, count_key, &n1), 0);
+		assert_int_equal(n1, n0);
+		assert_int_equal(leaves(fx), before);
+	}
 	/* The same key signs through a writable record. */
 	assert_int_equal(rf_keys_sign(fx->keys, key, &req, 1, &who, &sig), 0);
 	assert_non_null(sig.sig);
@@ -657,20 +689,6 @@ test_concurrent_callers(void **state)
 		pthread_join(t[i], NULL);
 	assert_int_equal(leaves(fx), before + 3 * 3 * 70);
 	rf_key_free(c.key);
-}
-
-static int
-count_key(void *arg, const struct rf_key_info *ki)
-{
-	size_t *n = arg;
-
-	assert_int_equal(strlen(ki->id), 64);
-	assert_int_equal(ki->sensitive, 1);
-	assert_int_equal(ki->extractable, 0);
-	assert_int_equal(ki->never_extractable, 1);
-	assert_int_not_equal(ki->alg, RF_KEY_NONE);
-	(*n)++;
-	return 0;
 }
 
 static void
