@@ -1,6 +1,7 @@
 /*
  * bench_rate [N]: the token's raw signing rate with an EC P-256 key of the
- * state in $RINGFENCE_HOME (the issuing CA's), on 2 sessions; prints
+ * state in $RINGFENCE_HOME (the issuing CA's, so run it before an
+ * incident disables that key), on 2 sessions; prints
  * signatures per second. The limit every other benchmark is held against.
  */
 #include <stdio.h>

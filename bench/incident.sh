@@ -6,28 +6,43 @@
 # made (counted in the audit record) at the token's raw rate measured in the
 # same run.
 #
-# usage: bench/incident.sh BUILD_DIR [N]
+# The store (SQLite, fsync per commit) is always on disk. SoftHSM's file
+# object store rewrites an object file a few dozen times per key (open,
+# ftruncate, write), which ext4 flushes on close; with "tmpfs" the token
+# folder is put on /dev/shm instead, standing in for an HSM whose key store
+# is not a file system. Both are printed by `make bench`.
+#
+# usage: bench/incident.sh BUILD_DIR [N] [disk|tmpfs]
 set -euo pipefail
-build=$(cd "${1:?usage: incident.sh BUILD_DIR [N]}" && pwd)
+build=$(cd "${1:?usage: incident.sh BUILD_DIR [N] [disk|tmpfs]}" && pwd)
 n=${2:-36000}
-export RINGFENCE_HOME=$(mktemp -d /tmp/rf-bench-incident.XXXXXX)
-trap 'rm -rf "$RINGFENCE_HOME"' EXIT
+where=${3:-tmpfs}
+export RINGFENCE_HOME=$(mktemp -d /var/tmp/rf-bench-incident.XXXXXX)
+tokdir=""
+cleanup() { rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
+trap cleanup EXIT
 rf() { "$build/ringfence" "$@"; }
 
+if [ "$where" = tmpfs ]; then
+	tokdir=$(mktemp -d /dev/shm/rf-bench-tokens.XXXXXX)
+	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' \
+		"$tokdir" >"$RINGFENCE_HOME/softhsm2.conf"
+fi
 rf init 2>/dev/null
 echo "incident: populating $n tenants ..." >&2
 "$build/rf-populate" "$n" 0 >&2
 id=$(rf incident open --scope issuer:issuing --reason bench 2>/dev/null | head -1)
 db=$RINGFENCE_HOME/ringfence.db
 before=$(sqlite3 "$db" 'SELECT count(*) FROM audit_leaf')
+# The token's raw rate, before containment disables the issuing key.
+rate=$("$build/bench_rate" 20000)
 t0=$(date +%s.%N)
 rf incident contain "$id" >&2
 t1=$(date +%s.%N)
 sigs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'sign'")
-rate=$("$build/bench_rate" 20000)
-awk -v n="$n" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" -v rate="$rate" 'BEGIN {
+awk -v n="$n" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" -v rate="$rate" 'BEGIN {
 	floor = sigs / rate
-	printf "\nincident contain, scope=issuer, %d tenants (one connection each), SoftHSM, 2 cores\n", n
+	printf "\nincident contain, scope=issuer, %d tenants (one connection each), SoftHSM (token folder on %s), 2 cores\n", n, where
 	printf "%-40s %12s\n", "measure", "value"
 	printf "%-40s %12.2f\n", "wall time, s", wall
 	printf "%-40s %12d\n", "signatures made (audit record)", sigs

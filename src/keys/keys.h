@@ -153,7 +153,8 @@ int rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
 /*
  * Benchmark only: the token's raw signing rate with this key over n
  * signatures on `threads` sessions. Signatures are discarded, never
- * released. *per_sec receives signatures per second.
+ * released; one audit leaf (type "measure") records them first.
+ * *per_sec receives signatures per second.
  */
 int rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
     int threads, double *per_sec) RF_WUR;

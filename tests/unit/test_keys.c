@@ -635,6 +635,7 @@ test_batch_threads(void **state)
 	struct fx *fx = *state;
 	struct rf_key *key;
 	double rate = 0;
+	uint64_t before;
 
 	assert_int_equal(
 	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "b", NULL, &who, &key),
@@ -647,8 +648,10 @@ test_batch_threads(void **state)
 	sign_batch(fx, key, 200, 1);
 	rf_keys_test_drop_at_sign(fx->keys);
 	sign_batch(fx, key, 3, 1); /* and the single-thread path */
+	before = leaves(fx);
 	assert_int_equal(rf_keys_measure_rate(fx->keys, key, 200, 2, &rate), 0);
 	assert_true(rate > 0);
+	assert_int_equal(leaves(fx), before + 1); /* one "measure" leaf */
 	rf_key_free(key);
 }
 
