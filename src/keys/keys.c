@@ -401,8 +401,9 @@ session_login(struct rf_keys *keys, CK_SESSION_HANDLE s)
 {
 	char pin[PIN_MAX];
 	CK_SESSION_INFO si;
+	struct timespec pause;
 	CK_RV rv;
-	int r;
+	int r, attempt;
 
 	if (keys->f->C_GetSessionInfo(s, &si) == CKR_OK &&
 	    (si.state == CKS_RW_USER_FUNCTIONS ||
@@ -410,8 +411,22 @@ session_login(struct rf_keys *keys, CK_SESSION_HANDLE s)
 		return 0;
 	if ((r = rf_config_pin(&keys->cfg, pin, sizeof(pin))) != 0)
 		return r;
-	rv = keys->f->C_Login(
-	    s, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
+	/*
+	 * SoftHSM rewrites token.object on every login; a process reading it
+	 * at that moment sees a torn file (CKR_GENERAL_ERROR, or a token whose
+	 * user PIN looks unset). Such a failure is retried after a pause.
+	 */
+	for (attempt = 0;; attempt++) {
+		rv = keys->f->C_Login(
+		    s, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
+		if ((rv != CKR_GENERAL_ERROR && rv != CKR_FUNCTION_FAILED &&
+			rv != CKR_USER_PIN_NOT_INITIALIZED) ||
+		    attempt == 5)
+			break;
+		pause.tv_sec = 0;
+		pause.tv_nsec = (long)(5000000L << attempt); /* 5 ms, 10, ... */
+		nanosleep(&pause, NULL);
+	}
 	OPENSSL_cleanse(pin, sizeof(pin));
 	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
 		return 0;
@@ -1102,9 +1117,17 @@ undo_generated(struct rf_keys *keys, struct rf_key **out, size_t n)
 	return bad;
 }
 
-int
-rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
-    size_t n, const struct rf_actor *who, struct rf_key **out)
+/*
+ * Keys made one at a time (CA, OCSP signer, audit keys: every process loads
+ * them) live in the first token, which every process logs in to at open;
+ * keys made in batches (connections) are spread over all the tokens. SoftHSM
+ * rewrites a token's token.object on every login, and another process
+ * reading it at that moment can fail: the fewer tokens a process logs in
+ * to, the fewer such moments.
+ */
+static int
+generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
+    int spread, const struct rf_actor *who, struct rf_key **out)
 {
 	struct gen_arg g;
 	struct rf_audit_event *evs = NULL;
@@ -1139,7 +1162,7 @@ rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
 		g.alg = reqs[i].alg;
 		g.label = reqs[i].label;
 		pthread_mutex_lock(&keys->lock);
-		sh = (int)(keys->next++ % (unsigned int)keys->nsh);
+		sh = spread ? (int)(keys->next++ % (unsigned int)keys->nsh) : 0;
 		pthread_mutex_unlock(&keys->lock);
 		if ((r = with_session(keys, sh, gen_op, &g, &rv)) != 0)
 			goto out;
@@ -1192,7 +1215,14 @@ rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
 	struct rf_keygen req = {alg, label, tenant};
 
 	*out = NULL;
-	return rf_keys_generate_many(keys, &req, 1, who, out);
+	return generate(keys, &req, 1, 0, who, out);
+}
+
+int
+rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
+    size_t n, const struct rf_actor *who, struct rf_key **out)
+{
+	return generate(keys, reqs, n, 1, who, out);
 }
 
 struct load_arg {

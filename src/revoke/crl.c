@@ -617,10 +617,14 @@ crl_validity(const struct rf_config *cfg)
 	return cfg->crl_validity > 0 ? cfg->crl_validity : 7 * 86400;
 }
 
-int
-rf_crl_generate_n(const struct rf_config *cfg, struct rf_store *st,
+/*
+ * One attempt; *superseded is set when another writer stored a CRL with a
+ * higher number between our taking a number and storing ours.
+ */
+static int
+crl_generate_once(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, const char *issuer,
-    const struct rf_actor *who, uint64_t *number)
+    const struct rf_actor *who, uint64_t *number, int *superseded)
 {
 	struct crl_gen g = {0};
 	struct rf_cert_filter f = {0};
@@ -684,8 +688,11 @@ rf_crl_generate_n(const struct rf_config *cfg, struct rf_store *st,
 		goto out;
 	in_tx = 1;
 	if ((r = rf_store_crl_put(st, issuer, num, now, next, der, derlen)) !=
-		0 ||
-	    (r = crl_meta_set(st, issuer, "made", gen)) != 0 ||
+	    0) {
+		*superseded = r == RF_ERR_STATE;
+		goto out;
+	}
+	if ((r = crl_meta_set(st, issuer, "made", gen)) != 0 ||
 	    (r = crl_meta_set(st, issuer, "this", now)) != 0 ||
 	    (r = crl_meta_set(st, issuer, "next", next)) != 0 ||
 	    (r = rf_store_commit(st)) != 0)
@@ -703,6 +710,29 @@ out:
 	rf_sig_clear(&sig);
 	X509_ALGOR_free(alg);
 	return r;
+}
+
+/*
+ * Two writers (the server's CRL pass and a revoke command) may take CRL
+ * numbers n and n+1 and store them in the other order; the store refuses
+ * the lower one. The loser generates again: a new number and a fresh read
+ * of the revocations, so that its own revocation is in the stored CRL.
+ */
+int
+rf_crl_generate_n(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, const char *issuer,
+    const struct rf_actor *who, uint64_t *number)
+{
+	int attempt, superseded, r;
+
+	for (attempt = 0;; attempt++) {
+		superseded = 0;
+		r = crl_generate_once(
+		    cfg, st, keys, ca, issuer, who, number, &superseded);
+		if (r == 0 || !superseded || attempt == 4)
+			return r;
+		rf_err_clear();
+	}
 }
 
 int

@@ -40,18 +40,21 @@ rf issue --tenant acme --profile client --keygen ec-p384 >/dev/null \
 export SOFTHSM2_CONF=$RINGFENCE_HOME/softhsm2.conf
 pkcs11-tool --module "$MODULE" --list-token-slots >slots.txt 2>slots.err ||
 	{ cat slots.err >&2; fail "pkcs11-tool --list-token-slots"; }
-sed -n 's/^ *token label *: *//p' slots.txt | sed 's/ *$//' |
-	grep -E '^ringfence(\.[0-9]+)?$' >labels.txt || true
+# "SLOT-ID LABEL" per token of the store. pkcs11-tool --token-label matches
+# a prefix ("ringfence" would pick "ringfence.14"), so slots go by id.
+awk '/^Slot [0-9]+ \(0x[0-9a-f]+\)/ { id = $3; gsub(/[():]/, "", id) }
+	/^ *token label *:/ { sub(/^ *token label *: */, ""); sub(/ *$/, "");
+		if ($0 ~ /^ringfence(\.[0-9]+)?$/) print id, $0 }' slots.txt >labels.txt
 [ "$(wc -l <labels.txt)" -ge 1 ] || { cat slots.txt >&2; fail "no ringfence token"; }
 : >objects.txt
-while read -r label; do
+while read -r slot label; do
 	pkcs11-tool --module "$MODULE" --login \
-		--pin "$(cat "$RINGFENCE_HOME/token.pin")" --token-label "$label" \
+		--pin "$(cat "$RINGFENCE_HOME/token.pin")" --slot "$slot" \
 		--list-objects --type privkey >one.txt 2>objects.err ||
 		{ cat objects.err >&2; fail "pkcs11-tool --list-objects on $label"; }
 	cat one.txt >>objects.txt
-	if [ -z "${idlabel:-}" ] && grep -q "^Private Key Object" one.txt; then
-		idlabel=$label
+	if [ -z "${idslot:-}" ] && grep -q "^Private Key Object" one.txt; then
+		idslot=$slot
 		id=$(awk '/^Private Key Object/ { p = 1 } p && /^[ \t]*ID:/ { print $2; exit }' one.txt)
 	fi
 done <labels.txt
@@ -84,7 +87,7 @@ awk '
 # The key material itself cannot be read out.
 [ -n "${id:-}" ] || fail "no key id in the listing"
 if pkcs11-tool --module "$MODULE" --login \
-	--pin "$(cat "$RINGFENCE_HOME/token.pin")" --token-label "$idlabel" \
+	--pin "$(cat "$RINGFENCE_HOME/token.pin")" --slot "$idslot" \
 	--read-object --type privkey --id "$id" -o key.out \
 	>/dev/null 2>&1 && [ -s key.out ]; then
 	fail "pkcs11-tool read private key $id out of the token"

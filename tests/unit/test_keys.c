@@ -737,6 +737,7 @@ test_init_token(void **state)
 	struct rf_audit *audit = NULL;
 	struct rf_keys *keys = NULL;
 	struct rf_key *key[7], *again;
+	struct rf_keygen kg[6];
 	struct rf_sig sig;
 	struct rf_sign_req req = {
 	    (const uint8_t *)"m", 1, RF_SIG_DEFAULT, "test", "1", NULL};
@@ -756,11 +757,17 @@ test_init_token(void **state)
 	assert_int_equal(rf_store_open(cfg.db_path, 1, &st), 0);
 	assert_int_equal(rf_audit_open(st, &audit), 0);
 	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
+	/* A batch is spread over the tokens; a single key goes to the first. */
+	memset(kg, 0, sizeof(kg));
+	for (i = 0; i < 6; i++) {
+		kg[i].alg = i % 2 ? RF_KEY_RSA_2048 : RF_KEY_EC_P256;
+		kg[i].label = "s";
+	}
+	assert_int_equal(rf_keys_generate_many(keys, kg, 6, &who, key), 0);
+	assert_int_equal(
+	    rf_keys_generate(keys, RF_KEY_EC_P256, "one", NULL, &who, &key[6]),
+	    0);
 	for (i = 0; i < 7; i++) {
-		assert_int_equal(rf_keys_generate(keys,
-				     i % 2 ? RF_KEY_RSA_2048 : RF_KEY_EC_P256,
-				     "s", NULL, &who, &key[i]),
-		    0);
 		snprintf(ids[i], sizeof(ids[i]), "%s", rf_key_id(key[i]));
 		idp[i] = ids[i];
 		rf_key_free(key[i]);
