@@ -450,6 +450,33 @@ response_assemble(struct rf_ocsp_signer *s, const struct dbuf *tbs,
 	return 0;
 }
 
+/*
+ * *current = 1 when the store still holds the status st was signed with
+ * (or has no certificate of that serial), 0 when it has changed.
+ */
+static int
+status_current(
+    struct rf_store *store, const struct rf_ocsp_status *st, int *current)
+{
+	struct rf_cert_rec c;
+	int r;
+
+	*current = 1;
+	memset(&c, 0, sizeof(c));
+	if ((r = rf_store_cert_get(store, st->serial, &c)) != 0) {
+		if (r != RF_ERR_NOT_FOUND)
+			return r;
+		rf_err_clear();
+		return 0;
+	}
+	if (c.revoked != st->revoked ||
+	    (st->revoked && c.reason != st->reason &&
+		!(st->reason == -1 && c.reason <= 0)))
+		*current = 0;
+	rf_cert_rec_clear(&c);
+	return 0;
+}
+
 /* Sign and store n responses with thisUpdate = now. */
 static int
 presign_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,
@@ -462,7 +489,7 @@ presign_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,
 	OCSP_CERTID *cid = NULL;
 	struct rf_ocsp_rec rec;
 	size_t i;
-	int r = RF_ERR_INTERNAL, in_tx = 0;
+	int r = RF_ERR_INTERNAL, in_tx = 0, current;
 
 	if (n == 0)
 		return 0;
@@ -514,6 +541,16 @@ presign_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,
 		goto out;
 	in_tx = 1;
 	for (i = 0; i < n; i++) {
+		/*
+		 * A status read before signing may have changed since (a
+		 * revocation committed while a refresh was signing): then
+		 * the writer of the new status publishes its own response,
+		 * and this one, stale, must not replace it.
+		 */
+		if ((r = status_current(s->st, &sts[i], &current)) != 0)
+			goto out;
+		if (!current)
+			continue;
 		memset(&rec, 0, sizeof(rec));
 		snprintf(rec.serial, sizeof(rec.serial), "%s", sts[i].serial);
 		snprintf(rec.issuer, sizeof(rec.issuer), "%s", s->issuer_name);

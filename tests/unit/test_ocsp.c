@@ -754,6 +754,41 @@ test_refresh(void **state)
 
 /* A revocation committed through another connection reaches the
  * responder on its next reload. */
+/*
+ * A status read before signing that changed before publishing (a refresh
+ * racing a revocation) is not published over the newer response.
+ */
+static void
+test_stale_status(void **state)
+{
+	struct fix *f = *state;
+	static struct rf_ocsp_answer ans;
+	const char *c[] = {"d1", NULL};
+	struct rf_ocsp_status good = {"d1", 0, 0, -1}, rev = {"d1", 1, 0, 1};
+	OCSP_BASICRESP *bs;
+	int64_t now = rf_now(), rt, tu, nu;
+	int changed = 0, reason;
+
+	add_cert_rec(f, "d1", now + 86400);
+	assert_int_equal(rf_ocsp_presign(f->s, &good, 1, &f->who), 0);
+	/* The revocation commits, then publishes its response. */
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "d1", now - 5, 1, &changed), 0);
+	assert_int_equal(changed, 1);
+	rev.revoked_at = now - 5;
+	assert_int_equal(rf_ocsp_presign(f->s, &rev, 1, &f->who), 0);
+	/* The refresh that read "good" earlier publishes late: ignored. */
+	assert_int_equal(rf_ocsp_presign(f->s, &good, 1, &f->who), 0);
+	reload(f);
+	respond(f, f->issuer, EVP_sha1(), c, 0, now, &ans);
+	bs = verified_basic(f, &ans);
+	assert_int_equal(find_status(f->issuer, bs, EVP_sha1(), "d1", &reason,
+			     &rt, &tu, &nu),
+	    V_OCSP_CERTSTATUS_REVOKED);
+	assert_int_equal(reason, 1);
+	OCSP_BASICRESP_free(bs);
+}
+
 static void
 test_reload(void **state)
 {
@@ -1023,6 +1058,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_on_demand, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_stale_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reload, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_signer_args, setup, teardown),
