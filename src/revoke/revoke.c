@@ -294,37 +294,37 @@ out:
 }
 
 /*
- * Step 3: the OCSP responses. The delegated signer "ocsp" answers for
- * certificates of "issuing" (RFC 6960 4.2.2.2); other issuers have no
- * responder and rely on their CRL.
+ * Step 3: the OCSP responses, for each issuer among the targets that has a
+ * delegated signer (RFC 6960 4.2.2.2): "ocsp" for "issuing", "ocsp-<name>"
+ * for an issuing CA made by rotation. Issuers without one (the root) rely
+ * on their CRL.
  */
 static int
-revoke_ocsp(const struct rf_config *cfg, struct rf_store *st,
+revoke_ocsp_issuer(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
-    const struct rf_actor *who)
+    const char *issuer, const struct rf_actor *who)
 {
 	struct rf_ocsp_signer *s = NULL;
 	struct rf_ocsp_status *stv = NULL;
 	struct rf_cert_rec c = {0};
 	struct rf_key *okey;
 	X509 *ocert, *icert;
+	char oname[64];
 	size_t i, n = 0;
 	int r = RF_ERR_INTERNAL;
 
+	rf_ca_ocsp_name(issuer, oname);
+	if ((okey = rf_ca_key(ca, oname)) == NULL ||
+	    (ocert = rf_ca_cert(ca, oname)) == NULL ||
+	    (icert = rf_ca_cert(ca, issuer)) == NULL)
+		return 0; /* no responder: the CRL speaks for it */
 	for (i = 0; i < t->n; i++)
-		if (strcmp(t->v[i].issuer, "issuing") == 0)
+		if (strcmp(t->v[i].issuer, issuer) == 0)
 			n++;
-	if (n == 0)
-		return 0;
-	if ((okey = rf_ca_key(ca, "ocsp")) == NULL ||
-	    (ocert = rf_ca_cert(ca, "ocsp")) == NULL ||
-	    (icert = rf_ca_cert(ca, "issuing")) == NULL)
-		return rf_err_set(
-		    RF_ERR_NOT_FOUND, "no OCSP signer for the issuing CA");
 	if ((stv = calloc(n, sizeof(*stv))) == NULL)
 		return RF_ERR_ALLOC;
 	for (n = 0, i = 0; i < t->n; i++) {
-		if (strcmp(t->v[i].issuer, "issuing") != 0)
+		if (strcmp(t->v[i].issuer, issuer) != 0)
 			continue;
 		/* The status as committed (the first date may be older). */
 		if ((r = rf_store_cert_get(st, t->v[i].serial, &c)) != 0)
@@ -337,7 +337,7 @@ revoke_ocsp(const struct rf_config *cfg, struct rf_store *st,
 		n++;
 	}
 	if ((r = rf_ocsp_signer_new(
-		 cfg, st, keys, okey, ocert, icert, "issuing", &s)) != 0 ||
+		 cfg, st, keys, okey, ocert, icert, issuer, &s)) != 0 ||
 	    (r = rf_ocsp_presign(s, stv, n, who)) != 0)
 		goto out;
 	r = 0;
@@ -346,6 +346,25 @@ out:
 	rf_ocsp_signer_free(s);
 	free(stv);
 	return r;
+}
+
+static int
+revoke_ocsp(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
+    const struct rf_actor *who)
+{
+	size_t i, j;
+	int r, dup;
+
+	for (i = 0; i < t->n; i++) {
+		for (dup = 0, j = 0; j < i && !dup; j++)
+			dup = strcmp(t->v[j].issuer, t->v[i].issuer) == 0;
+		if (!dup &&
+		    (r = revoke_ocsp_issuer(
+			 cfg, st, keys, ca, t, t->v[i].issuer, who)) != 0)
+			return r;
+	}
+	return 0;
 }
 
 /* Step 4: the CRL of every issuer among the targets, when due. */

@@ -488,6 +488,34 @@ test_revoke_serials(void **state)
 	rf_issued_clear(&b);
 }
 
+/* After the issuer rotates, revoking its certificates updates OCSP too. */
+static void
+test_revoke_rotated_issuer(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_issued a;
+	const char *list[1];
+	int64_t at;
+	int reason;
+	size_t n = 0;
+
+	assert_int_equal(
+	    rf_ca_rotate(fx->ca, "issuing", "issuing-r1", &fx->who), 0);
+	issue(fx, "alpha", NULL, 0, 0, &a);
+	assert_int_equal(
+	    ocsp_status(fx, a.serial, &reason, &at), V_OCSP_CERTSTATUS_GOOD);
+	list[0] = a.serial;
+	assert_int_equal(
+	    rf_revoke_serials(&fx->cfg, fx->st, fx->keys, fx->ca, fx->audit,
+		list, 1, RF_CRL_REASON_KEY_COMPROMISE, &fx->who, &n),
+	    0);
+	assert_int_equal(n, 1);
+	assert_int_equal(
+	    ocsp_status(fx, a.serial, &reason, &at), V_OCSP_CERTSTATUS_REVOKED);
+	assert_int_equal(reason, RF_CRL_REASON_KEY_COMPROMISE);
+	rf_issued_clear(&a);
+}
+
 static void
 test_revoke_key(void **state)
 {
@@ -761,6 +789,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_revoke_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_revoke_serials, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_revoke_rotated_issuer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_crl_contents, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_crl_root_empty, setup, teardown),
