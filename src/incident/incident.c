@@ -22,6 +22,7 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "audit/audit.h"
 #include "ca/ca.h"
@@ -348,6 +349,92 @@ load_incident(
 	return r;
 }
 
+/*
+ * Step 1b, issuer scope: the compromised issuing CA's own certificate is
+ * revoked (cACompromise) in the root's CRL, the one its CRL distribution
+ * point names, so that nothing it signed validates where revocation is
+ * checked, including certificates made with its key outside ringfence. The
+ * CA certificate joins the certificate table (issuer root, no tenant,
+ * profile "ca") and is revoked like any other. Idempotent.
+ */
+static int
+contain_revoke_ca(const struct rf_incident_ctx *c, int64_t id, const char *name)
+{
+	struct rf_ca_rec ca;
+	struct rf_cert_rec cr;
+	const uint8_t *p;
+	const char *serial[1];
+	uint8_t md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen;
+	X509 *x = NULL;
+	size_t changed = 0;
+	int r;
+
+	memset(&ca, 0, sizeof(ca));
+	memset(&cr, 0, sizeof(cr));
+	if ((r = rf_store_ca_get(c->st, name, &ca)) != 0)
+		return r;
+	if (strcmp(ca.parent, "root") != 0) {
+		r = 0; /* not issued by our root: nothing of ours to revoke */
+		goto out;
+	}
+	if ((r = rf_store_cert_get(c->st, ca.serial, &cr)) ==
+	    RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		memset(&cr, 0, sizeof(cr));
+		p = ca.der;
+		if ((x = d2i_X509(NULL, &p, (long)ca.derlen)) == NULL) {
+			r = rf_err_set(RF_ERR_MALFORMED,
+			    "stored certificate of CA %s does not parse", name);
+			goto out;
+		}
+		snprintf(cr.serial, sizeof(cr.serial), "%s", ca.serial);
+		snprintf(cr.issuer, sizeof(cr.issuer), "root");
+		snprintf(cr.profile, sizeof(cr.profile), "ca");
+		snprintf(cr.key_id, sizeof(cr.key_id), "%s", ca.key_id);
+		X509_NAME_oneline(
+		    X509_get_subject_name(x), cr.subject, sizeof(cr.subject));
+		if (EVP_Digest(
+			ca.der, ca.derlen, md, &mdlen, EVP_sha1(), NULL) != 1)
+			goto digest;
+		rf_b64url(md, mdlen, cr.x5t);
+		if (EVP_Digest(
+			ca.der, ca.derlen, md, &mdlen, EVP_sha256(), NULL) != 1)
+			goto digest;
+		rf_b64url(md, mdlen, cr.x5t256);
+		cr.not_before = ca.not_before;
+		cr.not_after = ca.not_after;
+		cr.issued = ca.not_before;
+		cr.reason = -1;
+		cr.der = ca.der;
+		cr.derlen = ca.derlen;
+		r = rf_store_cert_add(c->st, &cr);
+		cr.der = NULL; /* borrowed from ca */
+		if (r != 0)
+			goto out;
+	} else if (r != 0) {
+		goto out;
+	}
+	serial[0] = ca.serial;
+	if ((r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit,
+		 serial, 1, RF_CRL_REASON_CA_COMPROMISE, c->who, &changed)) !=
+	    0)
+		goto out;
+	if (changed > 0)
+		r = event(c, id, "revoke-ca",
+		    "issuing CA %s (serial %s) revoked (cACompromise) in the "
+		    "root CRL",
+		    name, ca.serial);
+	goto out;
+digest:
+	r = rf_err_set(RF_ERR_INTERNAL, "cannot hash a CA certificate");
+out:
+	X509_free(x);
+	rf_cert_rec_clear(&cr);
+	rf_ca_rec_clear(&ca);
+	return r;
+}
+
 /* Step 2: revoke every old credential (idempotent). */
 static int
 contain_revoke(const struct rf_incident_ctx *c, int64_t id,
@@ -597,7 +684,8 @@ rf_incident_contain(
 		snprintf(inc.new_issuer, sizeof(inc.new_issuer), "%s", newname);
 		snprintf(
 		    rep->new_issuer, sizeof(rep->new_issuer), "%s", newname);
-		if ((r = rf_store_incident_update(c->st, &inc)) != 0)
+		if ((r = rf_store_incident_update(c->st, &inc)) != 0 ||
+		    (r = contain_revoke_ca(c, id, inc.scope + 7)) != 0)
 			goto out;
 	}
 	/* 2, 3. Revoke and disable: idempotent, so always over all. */

@@ -22,30 +22,30 @@ if RINGFENCE_PIN=wrong rf incident contain "$id" 2>"$RINGFENCE_HOME/err"; then
 	fail "contain ran with a wrong PIN"
 fi
 grep -q 'PIN' "$RINGFENCE_HOME/err" || fail "wrong PIN message: $(cat "$RINGFENCE_HOME/err")"
-[ "$(sqlite3 "$db" "SELECT count(*) FROM incident_items WHERE state != 'affected'")" = 0 ] ||
+[ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state != 'affected'")" = 0 ] ||
 	fail "a refused contain changed state"
 
 # Kill -9 part-way through the reissue.
 rf incident contain "$id" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 600); do
-	done_n=$(sqlite3 "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained'" 2>/dev/null || echo 0)
+	done_n=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained'" 2>/dev/null || echo 0)
 	[ "${done_n:-0}" -gt 0 ] && break
 	sleep 0.05
 done
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
-done_n=$(sqlite3 "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained'")
+done_n=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained'")
 echo "killed with $done_n of $N contained"
 [ "$done_n" -lt "$N" ] || echo "note: contain finished before the kill"
 
 rf incident contain "$id" >/dev/null
 # Every connection: exactly one new certificate, none skipped.
-[ "$(sqlite3 "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained' AND new_serial != ''")" = "$N" ] ||
+[ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained' AND new_serial != ''")" = "$N" ] ||
 	fail "not every connection contained"
-dups=$(sqlite3 "$db" "SELECT count(*) FROM (SELECT tenant FROM certs GROUP BY tenant HAVING count(*) != 2)")
+dups=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM (SELECT tenant FROM certs GROUP BY tenant HAVING count(*) != 2)")
 [ "$dups" = 0 ] || fail "$dups tenants do not have exactly old + one new certificate"
-[ "$(sqlite3 "$db" "SELECT count(*) FROM certs WHERE revoked = 0")" = "$N" ] ||
+[ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE revoked = 0")" = "$N" ] ||
 	fail "unrevoked certificates are not exactly the new ones"
 rf audit verify >/dev/null
 echo "incident resume: OK"

@@ -58,6 +58,25 @@ for c in r["connections_detail"]:
     assert c["new_serial"] and c["new_serial"] != c["old_serial"], c
 PY
 
+# The compromised issuing CA itself is revoked (cACompromise) in the root's
+# CRL: openssl sees it, and rejects the CA's certificate checking it.
+rf cert ca root >"$RINGFENCE_HOME/root.pem"
+rf cert ca issuing >"$RINGFENCE_HOME/old-issuer.pem"
+rf crl --issuer root --out "$RINGFENCE_HOME/root.crl"
+openssl crl -inform DER -in "$RINGFENCE_HOME/root.crl" -out "$RINGFENCE_HOME/root-crl.pem"
+openssl crl -in "$RINGFENCE_HOME/root-crl.pem" -noout -text >"$RINGFENCE_HOME/root-crl.txt"
+iss_serial=$(openssl x509 -in "$RINGFENCE_HOME/old-issuer.pem" -noout -serial | cut -d= -f2)
+grep -q "Serial Number: $iss_serial" "$RINGFENCE_HOME/root-crl.txt" ||
+	fail "old issuing CA $iss_serial not in the root CRL"
+grep -q "CA Compromise" "$RINGFENCE_HOME/root-crl.txt" || fail "root CRL reason"
+if openssl verify -crl_check -CRLfile "$RINGFENCE_HOME/root-crl.pem" \
+	-CAfile "$RINGFENCE_HOME/root.pem" "$RINGFENCE_HOME/old-issuer.pem" \
+	>"$RINGFENCE_HOME/v.txt" 2>&1; then
+	fail "the old issuing CA still verifies against the root CRL"
+fi
+grep -q "certificate revoked" "$RINGFENCE_HOME/v.txt" || fail "verify: $(cat "$RINGFENCE_HOME/v.txt")"
+echo "root CRL: old issuing CA $iss_serial revoked; openssl verify: $(grep -m1 error "$RINGFENCE_HOME/v.txt")"
+
 # openssl ocsp against the server: sample old (revoked) and new (good).
 port=$((20000 + RANDOM % 20000))
 rf serve --port "$port" --duration 120 2>"$RINGFENCE_HOME/serve.log" &
