@@ -435,33 +435,84 @@ out:
 	return r;
 }
 
-/* Step 2: revoke every old credential (idempotent). */
+/*
+ * A connection's previous credential that is still valid is in scope too:
+ * for a tenant, connection or all scope (the connection is compromised,
+ * whatever key it used before), and for an issuer scope when the same
+ * issuer signed it. A key scope reaches other certificates of the key
+ * through keyCompromise. *serial is "" when there is none to revoke.
+ */
 static int
-contain_revoke(const struct rf_incident_ctx *c, int64_t id,
+previous_in_scope(const struct rf_incident_ctx *c, const char *scope,
+    const struct rf_item_rec *it, char serial[41])
+{
+	struct rf_conn_rec conn;
+	struct rf_cert_rec cr;
+	int r;
+
+	serial[0] = '\0';
+	if (strncmp(scope, "key:", 4) == 0)
+		return 0;
+	if ((r = rf_store_conn_get(c->st, it->tenant, it->name, &conn)) != 0)
+		return r == RF_ERR_NOT_FOUND ? (rf_err_clear(), 0) : r;
+	if (conn.previous[0] == '\0' ||
+	    strcmp(conn.previous, it->old_serial) == 0)
+		return 0; /* none, or this incident's own reissue */
+	memset(&cr, 0, sizeof(cr));
+	if ((r = rf_store_cert_get(c->st, conn.previous, &cr)) != 0)
+		return r == RF_ERR_NOT_FOUND ? (rf_err_clear(), 0) : r;
+	if (!cr.revoked && cr.not_after > rf_now() &&
+	    (strncmp(scope, "issuer:", 7) != 0 ||
+		strcmp(cr.issuer, scope + 7) == 0))
+		snprintf(serial, 41, "%s", conn.previous);
+	rf_cert_rec_clear(&cr);
+	return 0;
+}
+
+/*
+ * Step 2: revoke every old credential, and every still-valid previous one
+ * in scope (idempotent).
+ */
+static int
+contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
     const struct item_vec *iv, struct rf_contain_report *rep)
 {
-	const char **serials;
-	size_t i, changed = 0;
-	int r;
+	const char **serials = NULL;
+	char(*prev)[41] = NULL;
+	size_t i, n = 0, nprev = 0, changed = 0;
+	int r = RF_ERR_INTERNAL;
 
 	if (iv->n == 0)
 		return 0;
-	if ((serials = calloc(iv->n, sizeof(*serials))) == NULL)
-		return RF_ERR_ALLOC;
-	for (i = 0; i < iv->n; i++)
-		serials[i] = iv->v[i].old_serial;
-	r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit, serials,
-	    iv->n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed);
-	free(serials);
-	if (r != 0)
-		return r;
+	if ((serials = calloc(2 * iv->n, sizeof(*serials))) == NULL ||
+	    (prev = calloc(iv->n, sizeof(*prev))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < iv->n; i++) {
+		serials[n++] = iv->v[i].old_serial;
+		if ((r = previous_in_scope(c, scope, &iv->v[i], prev[i])) != 0)
+			goto out;
+		if (prev[i][0] != '\0') {
+			serials[n++] = prev[i];
+			nprev++;
+		}
+	}
+	if ((r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit,
+		 serials, n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed)) !=
+	    0)
+		goto out;
 	rep->revoked = changed;
+	r = 0;
 	if (changed > 0)
-		return event(c, id, "revoke",
-		    "%zu credentials revoked (keyCompromise); OCSP and CRL "
-		    "updated",
-		    changed);
-	return 0;
+		r = event(c, id, "revoke",
+		    "%zu credentials revoked (keyCompromise; %zu of them "
+		    "previous credentials still valid); OCSP and CRL updated",
+		    changed, nprev);
+out:
+	free(prev);
+	free(serials);
+	return r;
 }
 
 /*
@@ -689,7 +740,7 @@ rf_incident_contain(
 			goto out;
 	}
 	/* 2, 3. Revoke and disable: idempotent, so always over all. */
-	if ((r = contain_revoke(c, id, &all, rep)) != 0 ||
+	if ((r = contain_revoke(c, id, inc.scope, &all, rep)) != 0 ||
 	    (r = contain_disable(c, id, &inc, &all, rep)) != 0)
 		goto out;
 	/* 4. New credentials for connections still affected. */

@@ -15,6 +15,11 @@ db=$RINGFENCE_HOME/ringfence.db
 
 rf init 2>/dev/null
 "$RF_BINARY_DIR/rf-populate" "$N" 0
+# t000002 renews its credential before the incident: the one before is
+# still valid, and an incident on its connection must revoke it too.
+rf issue --tenant t000002 --connection mail --profile client --keygen ec-p256 >/dev/null 2>&1
+prev=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT previous FROM conns WHERE tenant = 't000002' AND name = 'mail'")
+[ -n "$prev" ] || fail "no previous credential for t000002"
 id=$(rf incident open --scope all --reason "resume test" 2>/dev/null)
 
 # A wrong PIN: nothing happens, one line says what to fix.
@@ -43,9 +48,13 @@ rf incident contain "$id" >/dev/null
 # Every connection: exactly one new certificate, none skipped.
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained' AND new_serial != ''")" = "$N" ] ||
 	fail "not every connection contained"
-dups=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM (SELECT tenant FROM certs GROUP BY tenant HAVING count(*) != 2)")
+dups=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM (SELECT tenant FROM certs WHERE tenant != 't000002' GROUP BY tenant HAVING count(*) != 2)")
 [ "$dups" = 0 ] || fail "$dups tenants do not have exactly old + one new certificate"
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE revoked = 0")" = "$N" ] ||
 	fail "unrevoked certificates are not exactly the new ones"
+[ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT revoked FROM certs WHERE serial = '$prev'")" = 1 ] ||
+	fail "the previous, still valid credential of t000002 was not revoked"
+[ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE tenant = 't000002'")" = 3 ] ||
+	fail "t000002: not previous + old + one new certificate"
 rf audit verify >/dev/null
 echo "incident resume: OK"
