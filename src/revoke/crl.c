@@ -61,39 +61,11 @@ dbuf_free(struct dbuf *b)
 	b->len = b->cap = 0;
 }
 
-/* Bytes of a definite length (X.690 8.1.3.3-5, minimal for DER). */
-static size_t
-der_len_size(size_t n)
-{
-	size_t k = 0;
-
-	if (n < 0x80)
-		return 1;
-	for (; n != 0; n >>= 8)
-		k++;
-	return 1 + k;
-}
-
-static uint8_t *
-der_put_len(uint8_t *p, size_t n)
-{
-	size_t k = der_len_size(n), i;
-
-	if (k == 1) {
-		*p++ = (uint8_t)n;
-		return p;
-	}
-	*p++ = (uint8_t)(0x80 | (k - 1));
-	for (i = k - 1; i > 0; i--)
-		*p++ = (uint8_t)(n >> (8 * (i - 1)));
-	return p;
-}
-
 /* Append tag, length and content; b must have room (see tlv_size). */
 static size_t
 tlv_size(size_t n)
 {
-	return 1 + der_len_size(n) + n;
+	return rf_ca_der_hdr_len(n) + n; /* X.690 8.1.3, minimal */
 }
 
 static int
@@ -105,8 +77,7 @@ dbuf_tlv(struct dbuf *b, uint8_t tag, const uint8_t *c, size_t n)
 	if ((r = dbuf_reserve(b, tlv_size(n))) != 0)
 		return r;
 	p = b->p + b->len;
-	*p++ = tag;
-	p = der_put_len(p, n);
+	p = rf_ca_der_put_hdr(p, tag, n);
 	if (n > 0)
 		memcpy(p, c, n);
 	b->len += tlv_size(n);
@@ -472,13 +443,11 @@ crl_tbs(X509 *issuer, const X509_ALGOR *alg, int64_t this_update,
 		goto out;
 	}
 	p = buf;
-	*p++ = 0x30;
-	p = der_put_len(p, content);
+	p = rf_ca_der_put_hdr(p, 0x30, content);
 	memcpy(p, head.p, head.len);
 	p += head.len;
 	if (entries->len > 0) {
-		*p++ = 0x30;
-		p = der_put_len(p, entries->len);
+		p = rf_ca_der_put_hdr(p, 0x30, entries->len);
 		memcpy(p, entries->p, entries->len);
 		p += entries->len;
 	}
@@ -535,14 +504,12 @@ crl_assemble(const uint8_t *tbs, size_t tbslen, const X509_ALGOR *alg,
 		goto out;
 	}
 	p = buf;
-	*p++ = 0x30;
-	p = der_put_len(p, content);
+	p = rf_ca_der_put_hdr(p, 0x30, content);
 	memcpy(p, tbs, tbslen);
 	p += tbslen;
 	memcpy(p, algder, (size_t)alglen);
 	p += alglen;
-	*p++ = 0x03;
-	p = der_put_len(p, 1 + sig->len);
+	p = rf_ca_der_put_hdr(p, 0x03, 1 + sig->len);
 	*p++ = 0x00; /* no unused bits */
 	memcpy(p, sig->sig, sig->len);
 	*der = buf; /* owned by the caller */
