@@ -1747,8 +1747,8 @@ out:
 	return r;
 }
 
-static void
-thumbprints(const uint8_t *der, size_t len, char x5t[32], char x5t256[48])
+void
+rf_ca_thumbprints(const uint8_t *der, size_t len, char x5t[32], char x5t256[48])
 {
 	uint8_t md1[SHA_DIGEST_LENGTH], md2[SHA256_DIGEST_LENGTH];
 
@@ -1803,7 +1803,7 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 		    rf_profile_name(q->profile));
 		snprintf(cr.key_id, sizeof(cr.key_id), "%s", it->key_id);
 		snprintf(cr.subject, sizeof(cr.subject), "%s", it->subject);
-		thumbprints(it->der, it->derlen, cr.x5t, cr.x5t256);
+		rf_ca_thumbprints(it->der, it->derlen, cr.x5t, cr.x5t256);
 		cr.not_before = it->nb;
 		cr.not_after = it->na;
 		cr.issued = now;
@@ -1846,7 +1846,7 @@ issue_output(struct rf_ca *ca, struct issue_item *it, struct rf_issued *o)
 
 	snprintf(o->serial, sizeof(o->serial), "%s", it->hex);
 	snprintf(o->key_id, sizeof(o->key_id), "%s", it->key_id);
-	thumbprints(it->der, it->derlen, o->x5t, o->x5t256);
+	rf_ca_thumbprints(it->der, it->derlen, o->x5t, o->x5t256);
 	l = rf_ca_pem_len(it->derlen);
 	if ((o->chain_pem = malloc(l + ca->chain_tail_len + 1)) == NULL)
 		return RF_ERR_ALLOC;

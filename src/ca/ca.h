@@ -178,6 +178,11 @@ int rf_ca_tbs_set_sigalg(const uint8_t *tbs, size_t tbslen,
 size_t rf_ca_pem_len(size_t derlen);
 size_t rf_ca_pem_write(const uint8_t *der, size_t derlen, char *out);
 
+/* x5t and x5t#S256 of a certificate: base64url SHA-1 and SHA-256 of its
+ * DER (RFC 7515 4.1.7, 4.1.8). */
+void rf_ca_thumbprints(
+    const uint8_t *der, size_t len, char x5t[32], char x5t256[48]);
+
 /*
  * DER tag-length headers (X.690): read one (single-byte tag, definite
  * minimal length, content within len; RF_ERR_MALFORMED otherwise), the

@@ -364,8 +364,6 @@ contain_revoke_ca(const struct rf_incident_ctx *c, int64_t id, const char *name)
 	struct rf_cert_rec cr;
 	const uint8_t *p;
 	const char *serial[1];
-	uint8_t md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen;
 	X509 *x = NULL;
 	size_t changed = 0;
 	int r;
@@ -394,14 +392,7 @@ contain_revoke_ca(const struct rf_incident_ctx *c, int64_t id, const char *name)
 		snprintf(cr.key_id, sizeof(cr.key_id), "%s", ca.key_id);
 		X509_NAME_oneline(
 		    X509_get_subject_name(x), cr.subject, sizeof(cr.subject));
-		if (EVP_Digest(
-			ca.der, ca.derlen, md, &mdlen, EVP_sha1(), NULL) != 1)
-			goto digest;
-		rf_b64url(md, mdlen, cr.x5t);
-		if (EVP_Digest(
-			ca.der, ca.derlen, md, &mdlen, EVP_sha256(), NULL) != 1)
-			goto digest;
-		rf_b64url(md, mdlen, cr.x5t256);
+		rf_ca_thumbprints(ca.der, ca.derlen, cr.x5t, cr.x5t256);
 		cr.not_before = ca.not_before;
 		cr.not_after = ca.not_after;
 		cr.issued = ca.not_before;
@@ -425,9 +416,6 @@ contain_revoke_ca(const struct rf_incident_ctx *c, int64_t id, const char *name)
 		    "issuing CA %s (serial %s) revoked (cACompromise) in the "
 		    "root CRL",
 		    name, ca.serial);
-	goto out;
-digest:
-	r = rf_err_set(RF_ERR_INTERNAL, "cannot hash a CA certificate");
 out:
 	X509_free(x);
 	rf_cert_rec_clear(&cr);

@@ -941,54 +941,31 @@ parse_id(const char *id, uint8_t out[ID_LEN])
 	return 0;
 }
 
-struct probe_arg {
-	const uint8_t *id;
-	int found;
-};
-
-static CK_RV
-probe_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
-{
-	struct probe_arg *p = varg;
-	CK_OBJECT_HANDLE h;
-	CK_RV rv;
-
-	p->found = 0;
-	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, p->id, &h)) !=
-		CKR_OK ||
-	    (h == CK_INVALID_HANDLE &&
-		(rv = find_object(keys->f, s, CKO_PUBLIC_KEY, p->id, &h)) !=
-		    CKR_OK))
-		return rv;
-	p->found = h != CK_INVALID_HANDLE;
-	return CKR_OK;
-}
-
 /*
- * The token of the store holding a private or public key with id, in *sh.
- * RF_ERR_KEY_NOT_FOUND (no detail) if none does.
+ * Run op on each token of the store in turn until it reports, through
+ * *found, that the key it looks for is there; *sh receives that token.
+ * Stops at the first CK_RV other than CKR_OK (in *rvp). *found stays 0 when
+ * no token holds the key.
  */
 static int
-locate(struct rf_keys *keys, const uint8_t id[ID_LEN], int *sh)
+with_key_token(struct rf_keys *keys, session_op op, void *arg, const int *found,
+    int *sh, CK_RV *rvp)
 {
-	struct probe_arg p = {id, 0};
-	CK_RV rv = CKR_OK;
 	int i, n, r;
 
 	pthread_mutex_lock(&keys->lock);
 	n = keys->nsh;
 	pthread_mutex_unlock(&keys->lock);
+	*rvp = CKR_OK;
 	for (i = 0; i < n; i++) {
-		if ((r = with_session(keys, i, probe_op, &p, &rv)) != 0)
+		if ((r = with_session(keys, i, op, arg, rvp)) != 0)
 			return r;
-		if (rv != CKR_OK)
-			return token_err("C_FindObjects", rv);
-		if (p.found) {
+		if (*rvp != CKR_OK || *found) {
 			*sh = i;
-			return 0;
+			break;
 		}
 	}
-	return RF_ERR_KEY_NOT_FOUND;
+	return 0;
 }
 
 static int destroy_quiet(
@@ -1228,6 +1205,7 @@ rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
 struct load_arg {
 	const uint8_t *id;
 	struct rf_key *key;
+	int found;
 	int r;
 };
 
@@ -1239,15 +1217,15 @@ load_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_RV rv;
 
 	l->r = 0;
+	l->found = 0;
 	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, l->id, &hpriv)) !=
 		CKR_OK ||
 	    (rv = find_object(keys->f, s, CKO_PUBLIC_KEY, l->id, &hpub)) !=
 		CKR_OK)
 		return rv;
-	if (hpriv == CK_INVALID_HANDLE || hpub == CK_INVALID_HANDLE) {
-		l->r = RF_ERR_KEY_NOT_FOUND;
-		return CKR_OK;
-	}
+	if (hpriv == CK_INVALID_HANDLE || hpub == CK_INVALID_HANDLE)
+		return CKR_OK; /* not in this token */
+	l->found = 1;
 	return read_public(keys->f, s, hpub, &l->key->alg, &l->key->pub, &l->r);
 }
 
@@ -1269,16 +1247,14 @@ rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
 	memset(&l, 0, sizeof(l));
 	l.id = key->idbin;
 	l.key = key;
-	if ((r = locate(keys, key->idbin, &key->sh)) == RF_ERR_KEY_NOT_FOUND)
-		l.r = r;
-	else if (r != 0 ||
-	    (r = with_session(keys, key->sh, load_op, &l, &rv)) != 0)
+	if ((r = with_key_token(keys, load_op, &l, &l.found, &key->sh, &rv)) !=
+	    0)
 		goto out;
 	if (rv != CKR_OK) {
 		r = token_err("C_GetAttributeValue", rv);
 		goto out;
 	}
-	if (l.r == RF_ERR_KEY_NOT_FOUND) {
+	if (!l.found) {
 		r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
 		    "no key pair with id %s in token %s", id, keys->cfg.token);
 		goto out;
@@ -1345,12 +1321,11 @@ custody(struct rf_keys *keys, const char *id, int sh, struct custody_arg *c)
 	if ((r = parse_id(id, idbin)) != 0)
 		return r;
 	c->id = idbin;
-	if (sh < 0 && (r = locate(keys, idbin, &sh)) != 0) {
-		if (r != RF_ERR_KEY_NOT_FOUND)
-			return r;
-		sh = 0; /* not found below */
-	}
-	if ((r = with_session(keys, sh, custody_op, c, &rv)) != 0)
+	if (sh < 0)
+		r = with_key_token(keys, custody_op, c, &c->found, &sh, &rv);
+	else
+		r = with_session(keys, sh, custody_op, c, &rv);
+	if (r != 0)
 		return r;
 	c->id = NULL;
 	if (rv != CKR_OK)
@@ -1517,16 +1492,14 @@ admin(struct rf_keys *keys, const char *id, int destroy,
 	uint8_t idbin[ID_LEN];
 	char done[200];
 	CK_RV rv = CKR_OK;
-	int sh = 0, r;
+	int sh, r;
 
 	if ((r = parse_id(id, idbin)) != 0)
 		return r;
 	memset(&a, 0, sizeof(a));
 	a.id = idbin;
 	a.destroy = destroy;
-	if ((r = locate(keys, idbin, &sh)) == RF_ERR_KEY_NOT_FOUND)
-		rv = CKR_OK; /* a.found stays 0 */
-	else if (r != 0 || (r = with_session(keys, sh, admin_op, &a, &rv)) != 0)
+	if ((r = with_key_token(keys, admin_op, &a, &a.found, &sh, &rv)) != 0)
 		return r;
 	if (rv != CKR_OK)
 		return token_err(

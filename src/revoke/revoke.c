@@ -348,22 +348,31 @@ out:
 	return r;
 }
 
+/* Whether target i is the first of its issuer: each issuer once. */
+static int
+first_of_issuer(const struct targets *t, size_t i)
+{
+	size_t j;
+
+	for (j = 0; j < i; j++)
+		if (strcmp(t->v[j].issuer, t->v[i].issuer) == 0)
+			return 0;
+	return 1;
+}
+
 static int
 revoke_ocsp(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
     const struct rf_actor *who)
 {
-	size_t i, j;
-	int r, dup;
+	size_t i;
+	int r;
 
-	for (i = 0; i < t->n; i++) {
-		for (dup = 0, j = 0; j < i && !dup; j++)
-			dup = strcmp(t->v[j].issuer, t->v[i].issuer) == 0;
-		if (!dup &&
+	for (i = 0; i < t->n; i++)
+		if (first_of_issuer(t, i) &&
 		    (r = revoke_ocsp_issuer(
 			 cfg, st, keys, ca, t, t->v[i].issuer, who)) != 0)
 			return r;
-	}
 	return 0;
 }
 
@@ -373,18 +382,14 @@ revoke_crls(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
     const struct rf_actor *who)
 {
-	size_t i, j;
-	int r, dup;
+	size_t i;
+	int r;
 
-	for (i = 0; i < t->n; i++) {
-		for (dup = 0, j = 0; j < i && !dup; j++)
-			dup = strcmp(t->v[j].issuer, t->v[i].issuer) == 0;
-		if (dup)
-			continue;
-		if ((r = rf_crl_refresh(
+	for (i = 0; i < t->n; i++)
+		if (first_of_issuer(t, i) &&
+		    (r = rf_crl_refresh(
 			 cfg, st, keys, ca, t->v[i].issuer, who, NULL)) != 0)
 			return r;
-	}
 	return 0;
 }
 

@@ -4,40 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "testutil.h"
-
 #include "store/store.h"
+#include "store_fx.h"
 #include "store/store_incident.h"
-
-struct fx {
-	char *home;
-	char path[1024];
-	struct rf_store *st;
-};
-
-static int
-setup(void **state)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-
-	assert_non_null(f);
-	f->home = tu_home();
-	snprintf(f->path, sizeof(f->path), "%s/state.db", f->home);
-	assert_int_equal(rf_store_open(f->path, 1, &f->st), 0);
-	*state = f;
-	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *f = *state;
-
-	rf_store_free(f->st);
-	tu_home_remove(f->home);
-	free(f);
-	return 0;
-}
 
 static void
 add_cert(struct fx *f, const char *serial, const char *tenant, const char *key,

@@ -1,0 +1,45 @@
+/*
+ * The fixture of the store's unit tests: a fresh state folder with a store
+ * at home/state.db, opened for writing. Included by test_store*.c.
+ */
+#ifndef RF_STORE_FX_H
+#define RF_STORE_FX_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "testutil.h"
+
+#include "store/store.h"
+
+struct fx {
+	char *home;
+	char path[1024];
+	struct rf_store *st;
+};
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+
+	assert_non_null(f);
+	f->home = tu_home();
+	snprintf(f->path, sizeof(f->path), "%s/state.db", f->home);
+	assert_int_equal(rf_store_open(f->path, 1, &f->st), 0);
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	rf_store_free(f->st);
+	tu_home_remove(f->home);
+	free(f);
+	return 0;
+}
+
+#endif
