@@ -30,8 +30,10 @@ grep -q 'PIN' "$RINGFENCE_HOME/err" || fail "wrong PIN message: $(cat "$RINGFENC
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state != 'affected'")" = 0 ] ||
 	fail "a refused contain changed state"
 
-# Kill -9 part-way through the reissue.
-rf incident contain "$id" >/dev/null 2>&1 &
+# Kill -9 part-way through the reissue. The binary itself goes in the
+# background (not the rf function, whose subshell would take the kill and
+# leave the contain running alongside the resume below).
+"$RINGFENCE" incident contain "$id" >/dev/null 2>&1 &
 pid=$!
 for _ in $(seq 600); do
 	done_n=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained'" 2>/dev/null || echo 0)
