@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/asn1t.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -129,77 +132,259 @@ spki_build(int pknid, int curve, const unsigned char *pk, int pklen,
 }
 
 /*
+ * RFC 2986 4.1, decoded by OpenSSL's ASN.1 engine from these templates
+ * rather than by d2i_X509_REQ. The difference is the public key: X509_REQ
+ * hands it to OpenSSL 3.0's decoder framework, which costs about 100 us a
+ * request (more than the signature check) and serializes threads on its
+ * method store. Here the key stays bytes until the allow-list has passed,
+ * and is then built from its parameters with EVP_PKEY_fromdata. The signed
+ * bytes are kept as received (ASN1_SEQUENCE_enc) for the signature check.
+ */
+typedef struct {
+	X509_ALGOR *alg;
+	ASN1_BIT_STRING *key;
+} CSR_SPKI;
+
+typedef struct {
+	ASN1_ENCODING enc;
+	ASN1_INTEGER *version;
+	X509_NAME *subject;
+	CSR_SPKI *spki;
+	STACK_OF(X509_ATTRIBUTE) * attrs;
+} CSR_INFO;
+
+typedef struct {
+	CSR_INFO *info;
+	X509_ALGOR *sigalg;
+	ASN1_BIT_STRING *sig;
+} CSR;
+
+/* RFC 8017 A.1.1 */
+typedef struct {
+	ASN1_INTEGER *n;
+	ASN1_INTEGER *e;
+} CSR_RSA_PUB;
+
+/* OpenSSL's template macros read best as tables. */
+/* clang-format off */
+ASN1_SEQUENCE(CSR_SPKI) = {
+	ASN1_SIMPLE(CSR_SPKI, alg, X509_ALGOR),
+	ASN1_SIMPLE(CSR_SPKI, key, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(CSR_SPKI)
+
+ASN1_SEQUENCE_enc(CSR_INFO, enc, NULL) = {
+	ASN1_SIMPLE(CSR_INFO, version, ASN1_INTEGER),
+	ASN1_SIMPLE(CSR_INFO, subject, X509_NAME),
+	ASN1_SIMPLE(CSR_INFO, spki, CSR_SPKI),
+	/* Optional, as for OpenSSL: some requesters omit an empty set. */
+	ASN1_IMP_SET_OF_OPT(CSR_INFO, attrs, X509_ATTRIBUTE, 0),
+} static_ASN1_SEQUENCE_END_ref(CSR_INFO, CSR_INFO)
+
+ASN1_SEQUENCE(CSR) = {
+	ASN1_SIMPLE(CSR, info, CSR_INFO),
+	ASN1_SIMPLE(CSR, sigalg, X509_ALGOR),
+	ASN1_SIMPLE(CSR, sig, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(CSR)
+
+ASN1_SEQUENCE(CSR_RSA_PUB) = {
+	ASN1_SIMPLE(CSR_RSA_PUB, n, ASN1_INTEGER),
+	ASN1_SIMPLE(CSR_RSA_PUB, e, ASN1_INTEGER),
+} static_ASN1_SEQUENCE_END(CSR_RSA_PUB)
+
+/* An EC public key on a named curve (RFC 5480 2.1.1), as an EVP_PKEY. */
+static int
+ec_key(const X509_ALGOR *alg, const unsigned char *pk, int pklen,
+    EVP_PKEY **pkey, int *curve)
+/* clang-format on */
+{
+	const ASN1_OBJECT *param = NULL;
+	const void *pval = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	OSSL_PARAM ps[3];
+	char name[80];
+	int ptype = V_ASN1_UNDEF, r;
+
+	X509_ALGOR_get0(NULL, &ptype, &pval, alg);
+	if (ptype == V_ASN1_SEQUENCE)
+		return rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "CSR key is EC with explicit curve parameters: %s",
+		    allowed_keys);
+	if (ptype != V_ASN1_OBJECT)
+		return rf_err_set(RF_ERR_CSR_MALFORMED,
+		    "CSR EC key names no curve (RFC 5480 2.1.1)");
+	param = pval;
+	*curve = OBJ_obj2nid(param);
+	if (*curve != NID_X9_62_prime256v1 && *curve != NID_secp384r1) {
+		if (OBJ_obj2txt(name, sizeof(name), param, 0) <= 0)
+			snprintf(name, sizeof(name), "?");
+		return rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "CSR key is EC on curve %s: %s", name, allowed_keys);
+	}
+	/* SEC 1 2.3.3: 04 || X || Y. */
+	if (pklen != (*curve == NID_secp384r1 ? 97 : 65) || pk[0] != 0x04)
+		return rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "CSR key is a compressed EC point: send it "
+		    "uncompressed (RFC 5480 2.2)");
+	ps[0] = OSSL_PARAM_construct_utf8_string(
+	    OSSL_PKEY_PARAM_GROUP_NAME, (char *)OBJ_nid2sn(*curve), 0);
+	ps[1] = OSSL_PARAM_construct_octet_string(
+	    OSSL_PKEY_PARAM_PUB_KEY, (void *)pk, (size_t)pklen);
+	ps[2] = OSSL_PARAM_construct_end();
+	/* The import checks that the point is on the curve. */
+	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(ctx) != 1)
+		r = RF_ERR_INTERNAL;
+	else if (EVP_PKEY_fromdata(ctx, pkey, EVP_PKEY_PUBLIC_KEY, ps) != 1)
+		r = rf_err_set(RF_ERR_CSR_MALFORMED,
+		    "CSR public key is not a point on %s", OBJ_nid2sn(*curve));
+	else
+		r = 0;
+	EVP_PKEY_CTX_free(ctx);
+	return r;
+}
+
+/* An RSA public key (RFC 3279 2.3.1), as an EVP_PKEY. */
+static int
+rsa_key(
+    const X509_ALGOR *alg, const unsigned char *pk, int pklen, EVP_PKEY **pkey)
+{
+	const unsigned char *p = pk;
+	CSR_RSA_PUB *rp = NULL;
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *ps = NULL;
+	EVP_PKEY_CTX *ctx = NULL;
+	BIGNUM *n = NULL, *e = NULL;
+	int ptype = V_ASN1_UNDEF, bits, r = RF_ERR_INTERNAL;
+
+	X509_ALGOR_get0(NULL, &ptype, NULL, alg);
+	if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF)
+		return rf_err_set(RF_ERR_CSR_MALFORMED,
+		    "CSR RSA key has algorithm parameters: they must be NULL");
+	rp = (CSR_RSA_PUB *)ASN1_item_d2i(
+	    NULL, &p, pklen, ASN1_ITEM_rptr(CSR_RSA_PUB));
+	if (rp == NULL || p != pk + pklen ||
+	    (n = ASN1_INTEGER_to_BN(rp->n, NULL)) == NULL ||
+	    (e = ASN1_INTEGER_to_BN(rp->e, NULL)) == NULL ||
+	    BN_is_negative(n) || BN_is_negative(e) || !BN_is_odd(e) ||
+	    BN_is_one(e)) {
+		r = rf_err_set(RF_ERR_CSR_MALFORMED,
+		    "CSR RSA public key is not a valid RSAPublicKey");
+		goto out;
+	}
+	if ((bits = BN_num_bits(n)) != 2048 && bits != 3072) {
+		r = rf_err_set(RF_ERR_KEY_DISALLOWED, "CSR key is RSA-%d: %s",
+		    bits, allowed_keys);
+		goto out;
+	}
+	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1 ||
+	    (ps = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
+	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
+	    EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, pkey, EVP_PKEY_PUBLIC_KEY, ps) != 1)
+		goto out;
+	r = 0;
+out:
+	EVP_PKEY_CTX_free(ctx);
+	OSSL_PARAM_free(ps);
+	OSSL_PARAM_BLD_free(bld);
+	BN_free(n);
+	BN_free(e);
+	ASN1_item_free((ASN1_VALUE *)rp, ASN1_ITEM_rptr(CSR_RSA_PUB));
+	return r;
+}
+
+/*
  * The allow-list: EC P-256 / P-384 (named curves, uncompressed points),
  * RSA 2048 / 3072. *spki receives the canonical SubjectPublicKeyInfo, so
  * that one key has one encoding (and one key id) whatever the CSR used.
  */
 static int
-csr_key_check(X509_REQ *req, EVP_PKEY **pkey, uint8_t **spki, size_t *spkilen)
+csr_key_check(
+    const CSR_SPKI *ks, EVP_PKEY **pkey, uint8_t **spki, size_t *spkilen)
 {
-	X509_PUBKEY *xpk;
-	ASN1_OBJECT *oid = NULL;
-	const unsigned char *pk = NULL;
-	char txt[80] = "?", group[64];
-	int bits, nid, pklen = 0;
+	const ASN1_OBJECT *oid = NULL;
+	const unsigned char *pk = ASN1_STRING_get0_data(ks->key);
+	int pklen = ASN1_STRING_length(ks->key), nid, curve = NID_undef, r;
+	char txt[80] = "?";
 
 	*pkey = NULL;
-	if ((xpk = X509_REQ_get_X509_PUBKEY(req)) == NULL ||
-	    X509_PUBKEY_get0_param(&oid, &pk, &pklen, NULL, xpk) != 1 ||
-	    pk == NULL || pklen <= 0)
+	X509_ALGOR_get0(&oid, NULL, NULL, ks->alg);
+	if (pk == NULL || pklen <= 0)
 		return rf_err_set(
 		    RF_ERR_CSR_MALFORMED, "CSR has no public key");
-	if (OBJ_obj2txt(txt, sizeof(txt), oid, 0) <= 0)
-		snprintf(txt, sizeof(txt), "?");
-	if ((*pkey = X509_REQ_get_pubkey(req)) == NULL) {
-		ERR_clear_error();
-		return rf_err_set(RF_ERR_KEY_DISALLOWED,
-		    "CSR key type %s is not supported: %s", txt, allowed_keys);
-	}
-	switch (EVP_PKEY_get_base_id(*pkey)) {
-	case EVP_PKEY_EC:
-		if (EVP_PKEY_get_utf8_string_param(*pkey,
-			OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof(group),
-			NULL) != 1) {
-			ERR_clear_error();
-			return rf_err_set(RF_ERR_KEY_DISALLOWED,
-			    "CSR key is EC with explicit curve parameters: %s",
-			    allowed_keys);
-		}
-		nid = OBJ_txt2nid(group);
-		if (nid == NID_undef)
-			nid = EC_curve_nist2nid(group);
-		if (nid != NID_X9_62_prime256v1 && nid != NID_secp384r1)
-			return rf_err_set(RF_ERR_KEY_DISALLOWED,
-			    "CSR key is EC on curve %s: %s", group,
-			    allowed_keys);
-		/* SEC 1 2.3.3: 04 || X || Y. */
-		if (pklen != (nid == NID_secp384r1 ? 97 : 65) || pk[0] != 0x04)
-			return rf_err_set(RF_ERR_KEY_DISALLOWED,
-			    "CSR key is a compressed EC point: send it "
-			    "uncompressed (RFC 5480 2.2)");
-		return spki == NULL ? 0
-				    : spki_build(NID_X9_62_id_ecPublicKey, nid,
-					  pk, pklen, spki, spkilen);
-	case EVP_PKEY_RSA:
-		bits = EVP_PKEY_get_bits(*pkey);
-		if (bits != 2048 && bits != 3072)
-			return rf_err_set(RF_ERR_KEY_DISALLOWED,
-			    "CSR key is RSA-%d: %s", bits, allowed_keys);
-		return spki == NULL ? 0
-				    : spki_build(NID_rsaEncryption, NID_undef,
-					  pk, pklen, spki, spkilen);
+	switch (nid = OBJ_obj2nid(oid)) {
+	case NID_X9_62_id_ecPublicKey:
+		r = ec_key(ks->alg, pk, pklen, pkey, &curve);
+		break;
+	case NID_rsaEncryption:
+		r = rsa_key(ks->alg, pk, pklen, pkey);
+		break;
 	default:
+		if (OBJ_obj2txt(txt, sizeof(txt), oid, 0) <= 0)
+			snprintf(txt, sizeof(txt), "?");
 		return rf_err_set(RF_ERR_KEY_DISALLOWED,
 		    "CSR key type %s is not allowed: %s", txt, allowed_keys);
 	}
+	if (r != 0 || spki == NULL)
+		return r;
+	return spki_build(nid, curve, pk, pklen, spki, spkilen);
 }
 
 /*
- * RFC 2986 section 4.1 / RFC 2985 5.4.2: requested extensions arrive as an
- * extensionRequest attribute. RFC 5280 4.2.1.9 (cA) and 4.2.1.12 (EKU).
+ * RFC 2985 5.4.2: requested extensions arrive in one extensionRequest
+ * attribute (or Microsoft's older OID for it) whose one value is the
+ * SEQUENCE OF Extension. *exts is NULL when there is none.
  */
 static int
-csr_ext_check(X509_REQ *req, enum rf_profile profile)
+csr_extensions(
+    const STACK_OF(X509_ATTRIBUTE) * attrs, STACK_OF(X509_EXTENSION) * *exts)
+{
+	static const int nids[] = {NID_ext_req, NID_ms_ext_req};
+	const X509_ATTRIBUTE *at = NULL;
+	const ASN1_TYPE *v;
+	const unsigned char *p;
+	size_t k;
+	int i, len;
+
+	*exts = NULL;
+	for (k = 0; k < sizeof(nids) / sizeof(nids[0]); k++) {
+		if ((i = X509at_get_attr_by_NID(attrs, nids[k], -1)) < 0)
+			continue;
+		if (at != NULL ||
+		    X509at_get_attr_by_NID(attrs, nids[k], i) >= 0)
+			return rf_err_set(RF_ERR_CSR_MALFORMED,
+			    "CSR has more than one extensionRequest "
+			    "attribute");
+		at = X509at_get_attr(attrs, i);
+	}
+	if (at == NULL)
+		return 0;
+	if (X509_ATTRIBUTE_count(at) != 1 ||
+	    (v = X509_ATTRIBUTE_get0_type((X509_ATTRIBUTE *)at, 0)) == NULL ||
+	    v->type != V_ASN1_SEQUENCE)
+		goto bad;
+	p = ASN1_STRING_get0_data(v->value.sequence);
+	len = ASN1_STRING_length(v->value.sequence);
+	*exts = (STACK_OF(X509_EXTENSION) *)ASN1_item_d2i(
+	    NULL, &p, len, ASN1_ITEM_rptr(X509_EXTENSIONS));
+	if (*exts != NULL &&
+	    p == ASN1_STRING_get0_data(v->value.sequence) + len)
+		return 0;
+	sk_X509_EXTENSION_pop_free(*exts, X509_EXTENSION_free);
+	*exts = NULL;
+bad:
+	ERR_clear_error();
+	return rf_err_set(RF_ERR_CSR_MALFORMED,
+	    "CSR extensionRequest attribute is malformed");
+}
+
+/*
+ * RFC 5280 4.2.1.9 (cA) and 4.2.1.12 (EKU): screened, never copied.
+ */
+static int
+csr_ext_check(const STACK_OF(X509_ATTRIBUTE) * attrs, enum rf_profile profile)
 {
 	STACK_OF(X509_EXTENSION) *exts = NULL;
 	X509_EXTENSION *ext;
@@ -211,14 +396,8 @@ csr_ext_check(X509_REQ *req, enum rf_profile profile)
 	want = profile == RF_PROFILE_CLIENT ? NID_client_auth
 	    : profile == RF_PROFILE_SERVER  ? NID_server_auth
 					    : NID_undef;
-	exts = X509_REQ_get_extensions(req);
-	if (exts == NULL) {
-		ERR_clear_error();
-		if (X509_REQ_get_attr_by_NID(req, NID_ext_req, -1) >= 0)
-			return rf_err_set(RF_ERR_CSR_MALFORMED,
-			    "CSR extensionRequest attribute is malformed");
-		return 0;
-	}
+	if ((r = csr_extensions(attrs, &exts)) != 0 || exts == NULL)
+		return r;
 	for (i = 0; i < sk_X509_EXTENSION_num(exts); i++) {
 		ext = sk_X509_EXTENSION_value(exts, i);
 		nid = OBJ_obj2nid(X509_EXTENSION_get_object(ext));
@@ -283,7 +462,7 @@ rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
 	const uint8_t *der = csr, *p;
 	long derlen = (long)len;
 	size_t i, spkilen = 0;
-	X509_REQ *req = NULL;
+	CSR *req = NULL;
 	EVP_PKEY *pkey = NULL;
 	int r = RF_ERR_INTERNAL, v;
 
@@ -307,7 +486,8 @@ rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
 		der = pemder;
 	}
 	p = der;
-	if ((req = d2i_X509_REQ(NULL, &p, derlen)) == NULL) {
+	if ((req = (CSR *)ASN1_item_d2i(
+		 NULL, &p, derlen, ASN1_ITEM_rptr(CSR))) == NULL) {
 		r = rf_err_set(
 		    RF_ERR_CSR_MALFORMED, "CSR is not a DER PKCS#10 request");
 		goto out;
@@ -318,18 +498,19 @@ rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
 		    (long)(der + derlen - p));
 		goto out;
 	}
-	if ((r = csr_key_check(
-		 req, &pkey, spkiout != NULL ? &spki : NULL, &spkilen)) != 0)
+	if ((r = csr_key_check(req->info->spki, &pkey,
+		 spkiout != NULL ? &spki : NULL, &spkilen)) != 0)
 		goto out;
 	/* RFC 2986 section 3: proof of possession of the private key. */
-	if ((v = X509_REQ_verify(req, pkey)) != 1) {
+	if ((v = ASN1_item_verify(ASN1_ITEM_rptr(CSR_INFO), req->sigalg,
+		 req->sig, req->info, pkey)) != 1) {
 		r = rf_err_set(RF_ERR_CSR_SIGNATURE,
 		    "CSR signature does not verify with its own public key "
 		    "(%s)",
 		    v == 0 ? "invalid signature" : "verify error");
 		goto out;
 	}
-	if ((r = csr_ext_check(req, profile)) != 0)
+	if ((r = csr_ext_check(req->info->attrs, profile)) != 0)
 		goto out;
 	if (pub != NULL) {
 		*pub = pkey; /* owned by the caller */
@@ -345,7 +526,7 @@ out:
 	ERR_clear_error();
 	free(spki);
 	EVP_PKEY_free(pkey);
-	X509_REQ_free(req);
+	ASN1_item_free((ASN1_VALUE *)req, ASN1_ITEM_rptr(CSR));
 	OPENSSL_free(pemder);
 	return r;
 }

@@ -12,6 +12,7 @@
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -494,7 +495,7 @@ test_bad_csrs(void **state)
 		 *k1 = EVP_EC_gen("secp256k1"), *p521 = EVP_EC_gen("P-521"),
 		 *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519"),
 		 *comp = EVP_EC_gen("P-256");
-	struct bad cases[16];
+	struct bad cases[20];
 	struct rf_issued is;
 	uint8_t *good, *b;
 	size_t glen, n = 0, i, before;
@@ -566,6 +567,16 @@ test_bad_csrs(void **state)
 	cases[n] = (struct bad){"clientAuth on assertion", RF_ERR_CSR_REQUEST,
 	    RF_PROFILE_ASSERTION, b, cases[n].len};
 	n++;
+	/* A point that is not on P-256: refused before its signature. */
+	b = malloc(glen);
+	memcpy(b, good, glen);
+	for (i = 0; i + 4 < glen; i++)
+		if (memcmp(b + i, "\x03\x42\x00\x04", 4) == 0)
+			break;
+	assert_true(i + 4 + 64 <= glen);
+	b[i + 4 + 10] ^= 0x01;
+	cases[n++] = (struct bad){"point off the curve", RF_ERR_CSR_MALFORMED,
+	    RF_PROFILE_CLIENT, b, glen};
 	b = (uint8_t *)strdup("-----BEGIN CERTIFICATE-----\nAAAA\n"
 			      "-----END CERTIFICATE-----\n");
 	cases[n] = (struct bad){"PEM label", RF_ERR_CSR_MALFORMED,
@@ -614,6 +625,86 @@ test_bad_csrs(void **state)
 	EVP_PKEY_free(p521);
 	EVP_PKEY_free(ed);
 	EVP_PKEY_free(comp);
+}
+
+/* A request signed with the given digest (and PSS padding for RSA). */
+static uint8_t *
+make_csr_md(EVP_PKEY *k, const EVP_MD *md, int pss, size_t *len)
+{
+	X509_REQ *req = X509_REQ_new();
+	EVP_MD_CTX *mc = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *pc = NULL;
+	unsigned char *der = NULL;
+	uint8_t *out;
+	int l;
+
+	assert_non_null(req);
+	assert_non_null(mc);
+	assert_int_equal(X509_REQ_set_pubkey(req, k), 1);
+	assert_int_equal(EVP_DigestSignInit(mc, &pc, md, NULL, k), 1);
+	if (pss)
+		assert_int_equal(
+		    EVP_PKEY_CTX_set_rsa_padding(pc, RSA_PKCS1_PSS_PADDING), 1);
+	assert_true(X509_REQ_sign_ctx(req, mc) > 0);
+	assert_true((l = i2d_X509_REQ(req, &der)) > 0);
+	assert_non_null(out = malloc((size_t)l));
+	memcpy(out, der, (size_t)l);
+	*len = (size_t)l;
+	OPENSSL_free(der);
+	EVP_MD_CTX_free(mc);
+	X509_REQ_free(req);
+	return out;
+}
+
+/*
+ * Every allowed key and signature kind is accepted, and the canonical SPKI
+ * the CA keeps is the one OpenSSL's own encoder writes for that key.
+ */
+static void
+test_csr_kinds(void **state)
+{
+	struct {
+		const char *what;
+		EVP_PKEY *k;
+		const EVP_MD *md;
+		int pss;
+	} c[] = {
+	    {"P-256/SHA-256", EVP_EC_gen("P-256"), EVP_sha256(), 0},
+	    {"P-384/SHA-384", EVP_EC_gen("P-384"), EVP_sha384(), 0},
+	    {"RSA-2048/SHA-256", EVP_RSA_gen(2048), EVP_sha256(), 0},
+	    {"RSA-3072/PSS", EVP_RSA_gen(3072), EVP_sha256(), 1},
+	};
+	EVP_PKEY *pub;
+	unsigned char *want;
+	uint8_t *csr, *spki;
+	size_t i, len, spkilen;
+	int wl, r;
+
+	(void)state;
+	for (i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		assert_non_null(c[i].k);
+		csr = make_csr_md(c[i].k, c[i].md, c[i].pss, &len);
+		pub = NULL;
+		if ((r = rf_ca_csr_parse(csr, len, RF_PROFILE_CLIENT, &pub,
+			 &spki, &spkilen)) != 0)
+			fail_msg("%s: %s", c[i].what, rf_err_msg(r));
+		assert_non_null(pub);
+		assert_int_equal(EVP_PKEY_eq(pub, c[i].k), 1);
+		want = NULL;
+		assert_true((wl = i2d_PUBKEY(c[i].k, &want)) > 0);
+		assert_int_equal(spkilen, (size_t)wl);
+		assert_memory_equal(spki, want, spkilen);
+		/* A flipped signature bit is caught for every kind. */
+		csr[len - 3] ^= 0x04;
+		assert_int_equal(
+		    rf_ca_csr_check(csr, len, RF_PROFILE_CLIENT, NULL),
+		    RF_ERR_CSR_SIGNATURE);
+		OPENSSL_free(want);
+		free(spki);
+		free(csr);
+		EVP_PKEY_free(pub);
+		EVP_PKEY_free(c[i].k);
+	}
 }
 
 static void
@@ -893,6 +984,7 @@ main(void)
 	    cmocka_unit_test(test_issue_keygen),
 	    cmocka_unit_test(test_issue_csr),
 	    cmocka_unit_test(test_bad_csrs),
+	    cmocka_unit_test(test_csr_kinds),
 	    cmocka_unit_test(test_key_reused),
 	    cmocka_unit_test(test_serials),
 	    cmocka_unit_test(test_der_helpers),
