@@ -43,6 +43,8 @@
 #define CA_SERIAL_TRIES 4
 #define DAY 86400
 #define MAX_EXTS 10
+#define CSR_THREADS 2 /* threads checking the CSRs of a large batch */
+#define CSR_THREAD_MIN 32
 
 enum { CA_ROOT, CA_ISSUING, CA_OCSP, CA_AUDIT, CA_NKEYS };
 #define CA_NCERTS 3
@@ -92,7 +94,6 @@ struct rf_ca {
 
 	/* Precomputed from the active issuing CA (ca_precompute). */
 	X509_ALGOR *sigalg; /* of the issuing key */
-	const EVP_MD *md;   /* its digest */
 	struct blob alg;    /* DER of sigalg */
 	struct blob issuer; /* DER of the issuing CA's subject */
 	uint8_t aki[33];    /* AKI extension DER (issuing SKI) */
@@ -525,57 +526,37 @@ alg_md(const X509_ALGOR *alg)
 }
 
 /*
- * Wrap a signature around a TBS, then check it. Always: the signature
- * verifies over the TBS with the issuer's public key. With `full`, also as
- * a relying party would: it parses as one X.509 certificate with nothing
- * after it and X509_verify() returns 1.
+ * Wrap a signature around a TBS. keys has verified the signature over the
+ * TBS with the issuer's public key before releasing it. With `full` (the
+ * CA certificates, and the first certificate of every batch), the result
+ * is also checked as a relying party would: it parses as one X.509
+ * certificate with nothing after it, and X509_verify() returns 1, which
+ * also proves the AlgorithmIdentifier written matches the signature.
  */
 static int
 cert_finish(const uint8_t *tbs, size_t tbslen, const X509_ALGOR *alg,
-    const EVP_MD *md, const struct rf_sig *sig, EVP_PKEY *issuer_pub, int full,
-    uint8_t **der, size_t *derlen)
+    const struct rf_sig *sig, EVP_PKEY *issuer_pub, int full, uint8_t **der,
+    size_t *derlen)
 {
-	EVP_MD_CTX *ctx = NULL;
 	const uint8_t *p;
 	X509 *x = NULL;
-	int v, r = RF_ERR_INTERNAL;
+	int v, r;
 
 	if ((r = rf_ca_assemble(
-		 tbs, tbslen, alg, sig->sig, sig->len, der, derlen)) != 0)
+		 tbs, tbslen, alg, sig->sig, sig->len, der, derlen)) != 0 ||
+	    !full)
 		return r;
-	if ((ctx = EVP_MD_CTX_new()) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if (md == NULL ||
-	    EVP_DigestVerifyInit(ctx, NULL, md, NULL, issuer_pub) != 1 ||
-	    (v = EVP_DigestVerify(ctx, sig->sig, sig->len, tbs, tbslen)) != 1) {
+	p = *der;
+	if ((x = d2i_X509(NULL, &p, (long)*derlen)) == NULL ||
+	    p != *der + *derlen)
+		r = rf_err_set(
+		    RF_ERR_INTERNAL, "assembled certificate does not parse");
+	else if ((v = X509_verify(x, issuer_pub)) != 1)
 		r = rf_err_set(RF_ERR_SIGNATURE_INVALID,
-		    "certificate signature does not verify with the issuer "
-		    "key");
-		goto out;
-	}
-	if (full) {
-		p = *der;
-		if ((x = d2i_X509(NULL, &p, (long)*derlen)) == NULL ||
-		    p != *der + *derlen) {
-			r = rf_err_set(RF_ERR_INTERNAL,
-			    "assembled certificate "
-			    "does not parse");
-			goto out;
-		}
-		if ((v = X509_verify(x, issuer_pub)) != 1) {
-			r = rf_err_set(RF_ERR_SIGNATURE_INVALID,
-			    "assembled certificate does not verify with the "
-			    "issuer key (X509_verify %d)",
-			    v);
-			goto out;
-		}
-	}
-	r = 0;
-out:
+		    "assembled certificate does not verify with the issuer "
+		    "key (X509_verify %d)",
+		    v);
 	ERR_clear_error();
-	EVP_MD_CTX_free(ctx);
 	X509_free(x);
 	if (r != 0) {
 		free(*der);
@@ -682,7 +663,7 @@ init_sign(struct rf_keys *keys, struct rf_key *signer, struct init_cert *c,
 	req.ref = c->hex;
 	if ((r = rf_keys_sign(keys, signer, &req, 1, who, &sig)) != 0)
 		return r;
-	r = cert_finish(c->tbs, c->tbslen, c->sigalg, alg_md(c->sigalg), &sig,
+	r = cert_finish(c->tbs, c->tbslen, c->sigalg, &sig,
 	    rf_key_public(signer), 1, &c->der, &c->derlen);
 	rf_sig_clear(&sig);
 	return r;
@@ -921,7 +902,7 @@ ca_precompute(struct rf_ca *ca)
 		    iss->name);
 	if ((r = rf_key_sigalg(iss->key, RF_SIG_DEFAULT, &ca->sigalg)) != 0)
 		return r;
-	if ((ca->md = alg_md(ca->sigalg)) == NULL ||
+	if (alg_md(ca->sigalg) == NULL ||
 	    BLOB_I2D(i2d_X509_ALGOR, ca->sigalg, &ca->alg) != 0 ||
 	    BLOB_I2D(
 		i2d_X509_NAME, X509_get_subject_name(iss->x), &ca->issuer) != 0)
@@ -1452,7 +1433,10 @@ struct issue_item {
 	size_t tbslen;
 	uint8_t *der; /* malloc'd */
 	size_t derlen;
-	int dirty; /* needs a (new) serial, TBS and signature */
+	int dirty;    /* needs a (new) serial, TBS and signature */
+	int same_csr; /* the CSR (and profile) of the request before */
+	int csr_r;    /* the CSR check, made before the item's own checks */
+	char csr_msg[256];
 };
 
 static void
@@ -1539,7 +1523,6 @@ issue_check(
 	const char *prev_tenant = prev != NULL ? prev->req->tenant : NULL;
 	const struct rf_issue_req *q = it->req;
 	struct rf_tenant t;
-	EVP_PKEY *pub = NULL;
 	int r;
 
 	if (q->profile != RF_PROFILE_CLIENT &&
@@ -1585,11 +1568,7 @@ issue_check(
 		return 0;
 	}
 	/* The same CSR as the previous request (and profile): checked. */
-	if (prev != NULL && prev->req->csr != NULL &&
-	    prev->req->csrlen == q->csrlen &&
-	    prev->req->profile == q->profile &&
-	    (prev->req->csr == q->csr ||
-		memcmp(prev->req->csr, q->csr, q->csrlen) == 0)) {
+	if (it->same_csr && prev != NULL) {
 		if ((it->spki.p = malloc(prev->spki.len)) == NULL)
 			return RF_ERR_ALLOC;
 		memcpy(it->spki.p, prev->spki.p, prev->spki.len);
@@ -1600,14 +1579,72 @@ issue_check(
 		memcpy(it->key_id, prev->key_id, sizeof(it->key_id));
 		return 0;
 	}
+	/* Checked by issue_csrs(); its error is reported in request order. */
+	if (it->csr_r != 0)
+		return rf_err_set(it->csr_r, "%s", it->csr_msg);
+	if (it->spki.p == NULL)
+		return rf_err_set(RF_ERR_INTERNAL, "CSR was not checked");
+	return 0;
+}
+
+/* One CSR: its signature, allow-list and extensions; then key id and SKI. */
+static void
+issue_csr(struct issue_item *it)
+{
+	const struct rf_issue_req *q = it->req;
+	EVP_PKEY *pub = NULL;
+	int r;
+
 	if ((r = rf_ca_csr_parse(q->csr, q->csrlen, q->profile, &pub,
-		 &it->spki.p, &it->spki.len)) != 0)
-		return r;
-	it->spki_malloc = 1;
-	it->rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA;
+		 &it->spki.p, &it->spki.len)) == 0) {
+		it->spki_malloc = 1;
+		it->rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA;
+		spki_id(&it->spki, it->key_id);
+		r = ski_ext(
+		    it->spki.p, it->spki.len, (uint8_t[20]){0}, it->ski);
+	}
 	EVP_PKEY_free(pub);
-	spki_id(&it->spki, it->key_id);
-	return ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0}, it->ski);
+	if ((it->csr_r = r) != 0)
+		snprintf(it->csr_msg, sizeof(it->csr_msg), "%s", rf_err_msg(r));
+	rf_err_clear();
+}
+
+static void
+issue_csr_range(void *arg, size_t from, size_t to)
+{
+	struct issue_item *items = arg;
+	size_t i;
+
+	for (i = from; i < to; i++)
+		if (items[i].req->csr != NULL && !items[i].same_csr)
+			issue_csr(&items[i]);
+}
+
+/*
+ * The CSRs of a batch are checked up front, on two threads when there are
+ * many: each costs a signature verification. A request repeating the CSR
+ * of the one before it (same bytes and profile) is not checked again:
+ * issue_check copies the result.
+ */
+static void
+issue_csrs(struct issue_item *items, size_t n)
+{
+	const struct rf_issue_req *q, *p;
+	size_t i, m = 0;
+
+	for (i = 0; i < n; i++) {
+		q = items[i].req;
+		p = i > 0 ? items[i - 1].req : NULL;
+		if (q->csr != NULL && p != NULL && p->csr != NULL &&
+		    p->csrlen == q->csrlen && p->profile == q->profile &&
+		    (p->csr == q->csr ||
+			memcmp(p->csr, q->csr, q->csrlen) == 0))
+			items[i].same_csr = 1;
+		else if (q->csr != NULL)
+			m++;
+	}
+	rf_parallel(
+	    n, m >= CSR_THREAD_MIN ? CSR_THREADS : 1, issue_csr_range, items);
 }
 
 /* RFC 5280 4.1.2.6: the subject names the tenant and profile. */
@@ -1731,9 +1768,9 @@ issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
 		free(it->der);
 		it->der = NULL;
 		/* The first of the batch is also parsed as a relying party. */
-		if ((r = cert_finish(it->tbs, it->tbslen, ca->sigalg, ca->md,
-			 &sigs[i], rf_key_public(ca->ent[ca->iss].key), i == 0,
-			 &it->der, &it->derlen)) != 0)
+		if ((r = cert_finish(it->tbs, it->tbslen, ca->sigalg, &sigs[i],
+			 rf_key_public(ca->ent[ca->iss].key), i == 0, &it->der,
+			 &it->derlen)) != 0)
 			goto out;
 		it->dirty = 0;
 	}
@@ -1973,8 +2010,10 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 		return rf_err_set(RF_ERR_ARG, "nothing to issue");
 	if ((items = calloc(n, sizeof(*items))) == NULL)
 		return RF_ERR_ALLOC;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n; i++)
 		items[i].req = &reqs[i];
+	issue_csrs(items, n);
+	for (i = 0; i < n; i++) {
 		if ((r = issue_check(
 			 ca, &items[i], i > 0 ? &items[i - 1] : NULL)) != 0)
 			goto out;

@@ -88,4 +88,12 @@ int rf_write_file(
 /* Zero then free; accepts NULL. */
 void rf_freezero(void *p, size_t len);
 
+/*
+ * Run fn(arg, from, to) over [0, n) cut into `threads` (1-16) contiguous
+ * ranges, the first in the calling thread; a range whose thread cannot be
+ * started runs in the caller. fn must be safe on disjoint ranges at once.
+ */
+void rf_parallel(
+    size_t n, int threads, void (*fn)(void *, size_t, size_t), void *arg);
+
 #endif

@@ -1,6 +1,7 @@
 /* Clock, encodings and file helpers shared by every module. */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -214,4 +215,51 @@ rf_freezero(void *p, size_t len)
 		return;
 	OPENSSL_cleanse(p, len);
 	free(p);
+}
+
+struct range {
+	void (*fn)(void *, size_t, size_t);
+	void *arg;
+	size_t from, to;
+};
+
+static void *
+range_run(void *p)
+{
+	struct range *g = p;
+
+	g->fn(g->arg, g->from, g->to);
+	return NULL;
+}
+
+void
+rf_parallel(
+    size_t n, int threads, void (*fn)(void *, size_t, size_t), void *arg)
+{
+	struct range g[16];
+	pthread_t tid[16];
+	int started[16], i;
+
+	if (threads < 1)
+		threads = 1;
+	if (threads > 16)
+		threads = 16;
+	if ((size_t)threads > n)
+		threads = n > 0 ? (int)n : 1;
+	for (i = 0; i < threads; i++) {
+		g[i].fn = fn;
+		g[i].arg = arg;
+		g[i].from = n * (size_t)i / (size_t)threads;
+		g[i].to = n * (size_t)(i + 1) / (size_t)threads;
+	}
+	for (i = 1; i < threads; i++)
+		started[i] =
+		    pthread_create(&tid[i], NULL, range_run, &g[i]) == 0;
+	range_run(&g[0]);
+	for (i = 1; i < threads; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		else
+			range_run(&g[i]);
+	}
 }

@@ -1846,23 +1846,20 @@ out:
 	return NULL;
 }
 
+static void
+jobs_range(void *arg, size_t from, size_t to)
+{
+	struct sign_job *jobs = arg;
+
+	for (; from < to; from++)
+		sign_worker(&jobs[from]);
+}
+
 /* Run jobs[0..njobs) on as many threads; errors land in the jobs. */
 static void
 run_jobs(struct sign_job *jobs, int njobs)
 {
-	pthread_t tid[16];
-	int started[16], i;
-
-	for (i = 1; i < njobs; i++)
-		started[i] =
-		    pthread_create(&tid[i], NULL, sign_worker, &jobs[i]) == 0;
-	sign_worker(&jobs[0]);
-	for (i = 1; i < njobs; i++) {
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		else
-			sign_worker(&jobs[i]); /* no thread: do it here */
-	}
+	rf_parallel((size_t)njobs, njobs, jobs_range, jobs);
 }
 
 /* The first error of the jobs, re-attached in this thread. */

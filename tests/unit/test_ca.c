@@ -764,6 +764,56 @@ test_key_reused(void **state)
 	EVP_PKEY_free(k2);
 }
 
+/*
+ * A batch large enough for its CSRs to be checked on two threads still
+ * reports the first bad request in request order, and stores nothing.
+ */
+static void
+test_batch_csr_errors(void **state)
+{
+	enum { N = 48 };
+	struct rf_issue_req reqs[N];
+	struct rf_issued out[N];
+	uint8_t *csr[N];
+	size_t len[N], i, before;
+
+	(void)state;
+	memset(reqs, 0, sizeof(reqs));
+	for (i = 0; i < N; i++) {
+		EVP_PKEY *k = EVP_EC_gen("P-256");
+
+		assert_non_null(k);
+		csr[i] = make_csr(k, NULL, NULL, &len[i]);
+		EVP_PKEY_free(k);
+		reqs[i].tenant = "acme";
+		reqs[i].profile = RF_PROFILE_CLIENT;
+		reqs[i].csr = csr[i];
+		reqs[i].csrlen = len[i];
+	}
+	before = cert_count();
+	csr[37][len[37] - 5] ^= 0x01; /* a bad signature late in the batch */
+	reqs[20].tenant = "initech";  /* an unknown tenant before it */
+	assert_int_equal(
+	    rf_ca_issue(F.ca, reqs, N, &F.who, out), RF_ERR_NOT_FOUND);
+	assert_int_equal(cert_count(), before);
+	reqs[20].tenant = "acme";
+	assert_int_equal(
+	    rf_ca_issue(F.ca, reqs, N, &F.who, out), RF_ERR_CSR_SIGNATURE);
+	assert_int_equal(cert_count(), before);
+	csr[37][len[37] - 5] ^= 0x01;
+	assert_int_equal(rf_ca_issue(F.ca, reqs, N, &F.who, out), 0);
+	assert_int_equal(cert_count(), before + N);
+	for (i = 0; i < N; i++) {
+		assert_non_null(out[i].der);
+		/* Each certificate carries its own request's key. */
+		if (i > 0)
+			assert_string_not_equal(
+			    out[i].key_id, out[i - 1].key_id);
+		rf_issued_clear(&out[i]);
+		free(csr[i]);
+	}
+}
+
 static int
 cmp_str(const void *a, const void *b)
 {
@@ -986,6 +1036,7 @@ main(void)
 	    cmocka_unit_test(test_bad_csrs),
 	    cmocka_unit_test(test_csr_kinds),
 	    cmocka_unit_test(test_key_reused),
+	    cmocka_unit_test(test_batch_csr_errors),
 	    cmocka_unit_test(test_serials),
 	    cmocka_unit_test(test_der_helpers),
 	    cmocka_unit_test(test_issue_hook),
