@@ -196,6 +196,15 @@ st_cached(struct rf_store *st, sqlite3_stmt **cache, const char *sql)
 	return st_prepare(st, sql, cache);
 }
 
+void
+st_release(sqlite3_stmt *s)
+{
+	if (s == NULL)
+		return;
+	sqlite3_reset(s);
+	sqlite3_clear_bindings(s);
+}
+
 static int
 refuse_readonly(struct rf_store *st)
 {
@@ -462,6 +471,9 @@ rf_store_free(struct rf_store *st)
 	sqlite3_finalize(st->leaf_max);
 	sqlite3_finalize(st->cert_ins);
 	sqlite3_finalize(st->ocsp_put);
+	sqlite3_finalize(st->cert_get);
+	sqlite3_finalize(st->cert_other);
+	sqlite3_finalize(st->tenant_get);
 	if (st->db != NULL) {
 		if (!sqlite3_get_autocommit(st->db))
 			(void)sqlite3_exec(

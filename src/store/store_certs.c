@@ -53,10 +53,7 @@ rf_store_cert_add(struct rf_store *st, const struct rf_cert_rec *c)
 	}
 	r = 0;
 out:
-	if (st->cert_ins != NULL) {
-		sqlite3_reset(st->cert_ins);
-		sqlite3_clear_bindings(st->cert_ins);
-	}
+	st_release(st->cert_ins);
 	return st_tx_end(st, own, r);
 }
 
@@ -96,10 +93,11 @@ rf_store_cert_get(
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st,
-		 "SELECT " CERT_COLS ", der FROM certs WHERE serial = ?",
-		 &s)) != 0 ||
-	    (r = st_bind_text(st, s, 1, serial, 1024)) != 0)
+	if ((r = st_cached(st, &st->cert_get,
+		 "SELECT " CERT_COLS ", der FROM certs WHERE serial = ?")) != 0)
+		goto out;
+	s = st->cert_get;
+	if ((r = st_bind_text(st, s, 1, serial, 1024)) != 0)
 		goto out;
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
 		r = cert_row(s, out, 1);
@@ -111,7 +109,7 @@ rf_store_cert_get(
 	else
 		r = st_fail(st, rc, "reading a certificate");
 out:
-	sqlite3_finalize(s);
+	st_release(s);
 	return r;
 }
 
@@ -134,11 +132,12 @@ rf_store_cert_key_other_tenant(struct rf_store *st, const char *key_id,
 
 	if (otherlen > 0)
 		*other = '\0';
-	if ((r = st_prepare(st,
+	if ((r = st_cached(st, &st->cert_other,
 		 "SELECT tenant FROM certs WHERE key_id = ? AND tenant <> ? "
-		 "ORDER BY issued LIMIT 1",
-		 &s)) != 0 ||
-	    (r = st_bind_text(st, s, 1, key_id, 1024)) != 0 ||
+		 "ORDER BY issued LIMIT 1")) != 0)
+		goto out;
+	s = st->cert_other;
+	if ((r = st_bind_text(st, s, 1, key_id, 1024)) != 0 ||
 	    (r = st_bind_text(st, s, 2, tenant != NULL ? tenant : "", 1024)) !=
 		0)
 		goto out;
@@ -150,7 +149,7 @@ rf_store_cert_key_other_tenant(struct rf_store *st, const char *key_id,
 	else
 		r = st_fail(st, rc, "looking up a key's tenants");
 out:
-	sqlite3_finalize(s);
+	st_release(s);
 	return r;
 }
 
@@ -464,10 +463,7 @@ rf_store_ocsp_put(struct rf_store *st, const struct rf_ocsp_rec *o)
 	}
 	r = 0;
 out:
-	if (st->ocsp_put != NULL) {
-		sqlite3_reset(st->ocsp_put);
-		sqlite3_clear_bindings(st->ocsp_put);
-	}
+	st_release(st->ocsp_put);
 	return st_tx_end(st, own, r);
 }
 

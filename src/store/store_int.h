@@ -18,6 +18,9 @@ struct rf_store {
 	sqlite3_stmt *leaf_max;
 	sqlite3_stmt *cert_ins;
 	sqlite3_stmt *ocsp_put;
+	sqlite3_stmt *cert_get; /* lookups made for every issued certificate */
+	sqlite3_stmt *cert_other;
+	sqlite3_stmt *tenant_get;
 };
 
 /* Map a SQLite result code to RF_ERR_* and attach a detail naming what. */
@@ -29,6 +32,11 @@ int st_prepare(struct rf_store *st, const char *sql, sqlite3_stmt **out) RF_WUR;
 /* Prepare once into *cache, then reset and clear bindings on later calls. */
 int st_cached(
     struct rf_store *st, sqlite3_stmt **cache, const char *sql) RF_WUR;
+/*
+ * Done with a cached statement: reset it (a query left on a row would hold
+ * its read snapshot open) and clear its bindings. Accepts NULL.
+ */
+void st_release(sqlite3_stmt *s);
 
 /*
  * Every write runs between st_tx_begin and st_tx_end. Outside a caller's

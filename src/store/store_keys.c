@@ -63,10 +63,11 @@ rf_store_tenant_get(
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st,
-		 "SELECT id, name, created FROM tenants WHERE name = ?", &s)) !=
-		0 ||
-	    (r = st_bind_text(st, s, 1, name, 1024)) != 0)
+	if ((r = st_cached(st, &st->tenant_get,
+		 "SELECT id, name, created FROM tenants WHERE name = ?")) != 0)
+		goto out;
+	s = st->tenant_get;
+	if ((r = st_bind_text(st, s, 1, name, 1024)) != 0)
 		goto out;
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		tenant_row(s, out);
@@ -79,7 +80,7 @@ rf_store_tenant_get(
 	else
 		r = st_fail(st, rc, "reading a tenant");
 out:
-	sqlite3_finalize(s);
+	st_release(s);
 	return r;
 }
 
