@@ -8,6 +8,7 @@
  * response, and writes for the peers, into DIR:
  *   issuing.pem, root.pem  the issuer and root
  *   index.txt             an `openssl ca` index of the same set
+ *   index.txt.attr        unique_subject = no (for that index)
  *   responses.b64         every pre-signed response, base64 (cfssl)
  *   one.der               one pre-signed response (nginx)
  *   requests.hex          1,000 OCSP requests for random serials (wrk)
@@ -313,6 +314,16 @@ main(int argc, char **argv)
 		if ((r = rf_store_cert_foreach(st, &flt, dump_index, &d)) != 0)
 			die("index", r);
 	}
+	fclose(d.index);
+	/*
+	 * Each tenant holds several certificates with one subject: without
+	 * this, openssl refuses the index ("Error creating name index") and
+	 * its responder never starts.
+	 */
+	snprintf(path, sizeof(path), "%s/index.txt.attr", argv[1]);
+	if ((d.index = fopen(path, "w")) == NULL)
+		die(path, RF_ERR_IO);
+	fputs("unique_subject = no\n", d.index);
 	fclose(d.index);
 
 	/* Requests for random serials of the set (SHA-1 CertIDs). */
