@@ -80,6 +80,7 @@ struct rf_http {
 	struct rf_ocsp_signer *signer; /* maintenance refresh */
 	/* Issuing CAs made by rotation, served besides "issuing". */
 	struct http_issuer {
+		char name[64];
 		X509 *ic, *oc;
 		struct rf_key *okey;
 		struct rf_ocsp_signer *signer;

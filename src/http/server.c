@@ -301,8 +301,9 @@ ondemand_setup(struct rf_http *h)
 /*
  * Issuing CAs other than "issuing" (made by an incident's rotation): each
  * is served by the responder with the delegated signer the rotation
- * certified for it. Read from the store at start; a rotation made while
- * serving is served after a restart.
+ * certified for it. Read from the store at start, and again after every
+ * change to it, so that a rotation made while serving is answered for
+ * (not "unauthorized") as soon as its responses are stored.
  */
 static int
 issuers_setup(struct rf_http *h)
@@ -320,6 +321,11 @@ issuers_setup(struct rf_http *h)
 		if (strcmp(recs[i].parent, "root") != 0 ||
 		    strcmp(recs[i].name, "issuing") == 0)
 			continue;
+		for (j = 0; j < h->nextra; j++)
+			if (strcmp(h->extra[j].name, recs[i].name) == 0)
+				break;
+		if (j < h->nextra)
+			continue; /* served already */
 		if (h->nextra == RF_HTTP_ISSUERS_MAX)
 			break;
 		rf_ca_ocsp_name(recs[i].name, oname);
@@ -334,11 +340,15 @@ issuers_setup(struct rf_http *h)
 		p = recs[j].der;
 		e->oc = d2i_X509(NULL, &p, (long)recs[j].derlen);
 		if (e->ic == NULL || e->oc == NULL) {
+			X509_free(e->ic);
+			X509_free(e->oc);
+			e->ic = e->oc = NULL;
 			r = rf_err_set(RF_ERR_MALFORMED,
 			    "stored certificate of %s does not parse",
 			    recs[i].name);
 			break;
 		}
+		snprintf(e->name, sizeof(e->name), "%s", recs[i].name);
 		h->nextra++;
 		if ((r = rf_ocsp_responder_add_issuer(
 			 h->resp, recs[i].name, e->ic)) != 0 ||
@@ -653,6 +663,8 @@ maintain(struct rf_http *h, int first)
 	 * the store has been quiet for RF_HTTP_QUIET_MS.
 	 */
 	quiet = now - h->last_change_ms >= RF_HTTP_QUIET_MS;
+	if (h->snap_dirty && (r = issuers_setup(h)) != 0)
+		rf_http_log(h, "new issuing CA", r);
 	if ((r = rf_ocsp_responder_reload(h->resp)) != 0)
 		rf_http_log(h, "OCSP responder reload", r);
 	if (h->snap_dirty && h->ncrl_issuers == 0)

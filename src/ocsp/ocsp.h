@@ -136,8 +136,10 @@ void rf_ocsp_responder_free(struct rf_ocsp_responder *r);
 /*
  * Serve responses stored for issuer `name` (CA name in the store); the
  * issuer certificate (copied: reference taken) identifies it in CertIDs by
- * SHA-1, SHA-256, SHA-384 and SHA-512 name and key hashes. Call before
- * serving. RF_ERR_EXISTS on a duplicate name.
+ * SHA-1, SHA-256, SHA-384 and SHA-512 name and key hashes. May be called
+ * while serving, from the thread that calls rf_ocsp_responder_reload (the
+ * next reload then reads every stored row once). RF_ERR_EXISTS on a
+ * duplicate name.
  */
 int rf_ocsp_responder_add_issuer(
     struct rf_ocsp_responder *r, const char *name, X509 *issuer) RF_WUR;

@@ -194,7 +194,13 @@ rf_ocsp_responder_add_issuer(
 		return RF_ERR_INTERNAL;
 	is->cert = issuer;
 	snprintf(is->name, sizeof(is->name), "%s", name);
-	r->nissuers++;
+	/*
+	 * Published whole: serving threads read issuers[0..nissuers) without
+	 * the lock. Responses of this issuer may already be stored (a
+	 * rotation made while serving): the next reload reads every row.
+	 */
+	__atomic_store_n(&r->nissuers, r->nissuers + 1, __ATOMIC_RELEASE);
+	r->loaded = 0;
 	return 0;
 }
 
@@ -228,7 +234,9 @@ issuer_by_name(
 {
 	unsigned k;
 
-	for (k = 0; k < r->nissuers; k++)
+	unsigned n = __atomic_load_n(&r->nissuers, __ATOMIC_ACQUIRE);
+
+	for (k = 0; k < n; k++)
 		if (strcmp(r->issuers[k].name, name) == 0) {
 			*idx = k;
 			return 0;
@@ -241,12 +249,12 @@ static int
 issuer_by_id(const struct rf_ocsp_responder *r, const struct rf_ocsp_certid *id,
     unsigned *idx)
 {
-	unsigned k;
+	unsigned k, n = __atomic_load_n(&r->nissuers, __ATOMIC_ACQUIRE);
 	int i;
 
 	if (id->hash == RF_OCSP_HASH_OTHER)
 		return RF_ERR_NOT_FOUND;
-	for (k = 0; k < r->nissuers; k++)
+	for (k = 0; k < n; k++)
 		for (i = 0; i < NHASH; i++) {
 			const struct issuer *is = &r->issuers[k];
 

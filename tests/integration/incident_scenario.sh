@@ -4,19 +4,8 @@
 # old certificates are revoked and their replacements good, confirm tenants,
 # check the counts, close, and verify the audit record.
 set -euo pipefail
-: "${RINGFENCE:?}" "${RF_BINARY_DIR:?}"
 N=${RF_SCENARIO_TENANTS:-3600}
-base=/tmp
-[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
-export RINGFENCE_HOME=$(mktemp -d "$base/rf-incident.XXXXXX")
-server=""
-cleanup() {
-	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
-	rm -rf "$RINGFENCE_HOME"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-rf() { "$RINGFENCE" "$@"; }
+. "$(dirname "$0")/lib/state.sh" incident
 
 rf init 2>/dev/null
 "$RF_BINARY_DIR/rf-populate" "$N" 3
@@ -79,7 +68,7 @@ echo "root CRL: old issuing CA $iss_serial revoked; openssl verify: $(grep -m1 e
 
 # openssl ocsp against the server: sample old (revoked) and new (good).
 port=$((20000 + RANDOM % 20000))
-rf serve --port "$port" --duration 120 2>"$RINGFENCE_HOME/serve.log" &
+"$RINGFENCE" serve --port "$port" --duration 120 2>"$RINGFENCE_HOME/serve.log" &
 server=$!
 for _ in $(seq 100); do
 	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
