@@ -2,6 +2,7 @@
  * merkle.c: RFC 9162 section 2.1 Merkle tree hashing, proof generation and
  * proof verification. Pure functions: no state, no store.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -9,6 +10,15 @@
 #include <openssl/evp.h>
 
 #include "audit/audit.h"
+
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void
+sha256_fetch(void)
+{
+	sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
 
 static void
 sha256_parts(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
@@ -18,11 +28,16 @@ sha256_parts(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen,
 	unsigned int len = 0;
 
 	/*
-	 * Allocation failure of a digest context is not recoverable here;
-	 * abort rather than return a hash that is not one.
+	 * The digest is fetched once (kept for the life of the process):
+	 * EVP_sha256() would look it up in the provider store on every call,
+	 * under a lock, which cost more than hashing a leaf. Allocation
+	 * failure of a digest context is not recoverable here; abort rather
+	 * than return a hash that is not one.
 	 */
+	if (pthread_once(&sha256_once, sha256_fetch) != 0 || sha256_md == NULL)
+		abort();
 	if ((ctx = EVP_MD_CTX_new()) == NULL ||
-	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
+	    EVP_DigestInit_ex2(ctx, sha256_md, NULL) != 1 ||
 	    EVP_DigestUpdate(ctx, a, alen) != 1 ||
 	    (blen > 0 && EVP_DigestUpdate(ctx, b, blen) != 1) ||
 	    (clen > 0 && EVP_DigestUpdate(ctx, c, clen) != 1) ||
