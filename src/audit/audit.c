@@ -1,14 +1,12 @@
 /*
- * audit.c: appending events to the record, the canonical leaf encoding,
- * and reading the tree back (roots, proofs, search).
+ * audit.c: appending events to the record (encoded by leaf.c) and reading
+ * the tree back (roots, proofs, search).
  */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include <jansson.h>
 
 #include "audit/audit.h"
 
@@ -70,164 +68,6 @@ rf_audit_free(struct rf_audit *a)
 		return;
 	pthread_mutex_destroy(&a->mu);
 	free(a);
-}
-
-/* Field names of the encoding, in the order of struct rf_audit_event. */
-static const char *const field_names[] = {
-    "type",
-    "key_id",
-    "tenant",
-    "what",
-    "ref",
-    "digest",
-    "actor",
-    "source",
-    "detail",
-};
-#define NFIELDS (sizeof(field_names) / sizeof(field_names[0]))
-
-static void
-event_fields(const struct rf_audit_event *ev, const char *v[NFIELDS])
-{
-	v[0] = ev->type;
-	v[1] = ev->key_id;
-	v[2] = ev->tenant;
-	v[3] = ev->what;
-	v[4] = ev->ref;
-	v[5] = ev->digest;
-	v[6] = ev->actor;
-	v[7] = ev->source;
-	v[8] = ev->detail;
-}
-
-#define ENCODE_FLAGS (JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII)
-
-/*
- * docs/audit-format.md: one JSON object, keys sorted, no whitespace, ASCII
- * only (JSON \u escapes), "v" the format version, "time" an integer, the
- * other members strings, absent when NULL.
- */
-int
-rf_audit_encode(
-    const struct rf_audit_event *ev, int64_t now, uint8_t **out, size_t *len)
-{
-	const char *v[NFIELDS];
-	json_t *o = NULL, *s;
-	char *txt = NULL;
-	size_t i;
-	int r = RF_ERR_INTERNAL;
-
-	*out = NULL;
-	*len = 0;
-	if (ev == NULL || ev->type == NULL || *ev->type == '\0')
-		return rf_err_set(RF_ERR_ARG, "audit event without a type");
-	event_fields(ev, v);
-	if ((o = json_object()) == NULL ||
-	    json_object_set_new(o, "v", json_integer(RF_AUDIT_FORMAT)) != 0 ||
-	    json_object_set_new(
-		o, "time", json_integer(ev->time != 0 ? ev->time : now)) != 0) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	for (i = 0; i < NFIELDS; i++) {
-		if (v[i] == NULL)
-			continue;
-		if (strlen(v[i]) > RF_AUDIT_LEAF_MAX) {
-			r = rf_err_set(RF_ERR_TOO_LARGE,
-			    "audit event field %s is too long", field_names[i]);
-			goto out;
-		}
-		if ((s = json_string(v[i])) == NULL) {
-			r = rf_err_set(RF_ERR_ARG,
-			    "audit event field %s is not valid UTF-8",
-			    field_names[i]);
-			goto out;
-		}
-		if (json_object_set_new(o, field_names[i], s) != 0) {
-			r = RF_ERR_ALLOC;
-			goto out;
-		}
-	}
-	if ((txt = json_dumps(o, ENCODE_FLAGS)) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if (strlen(txt) > RF_AUDIT_LEAF_MAX) {
-		r = rf_err_set(RF_ERR_TOO_LARGE,
-		    "audit event encodes to more than %d bytes",
-		    RF_AUDIT_LEAF_MAX);
-		goto out;
-	}
-	*len = strlen(txt);
-	*out = (uint8_t *)txt; /* owned by the caller */
-	txt = NULL;
-	r = 0;
-out:
-	free(txt);
-	json_decref(o);
-	return r;
-}
-
-static int
-col_matches(const char *col, json_t *o, const char *name)
-{
-	json_t *v = json_object_get(o, name);
-
-	if (v == NULL)
-		return col == NULL || *col == '\0';
-	return col != NULL && strcmp(col, json_string_value(v)) == 0;
-}
-
-int
-rf_audit_leaf_check(const struct rf_leaf_rec *l)
-{
-	json_t *o = NULL, *v;
-	json_error_t jerr;
-	const char *k;
-	char *txt = NULL;
-	size_t i;
-	int r = RF_ERR_MALFORMED;
-
-	if (l->len == 0 || l->len > RF_AUDIT_LEAF_MAX || l->data == NULL)
-		return RF_ERR_MALFORMED;
-	/* Strict: one object, nothing after it, no duplicate keys. */
-	if ((o = json_loadb((const char *)l->data, l->len,
-		 JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
-	    !json_is_object(o))
-		goto out;
-	v = json_object_get(o, "v");
-	if (!json_is_integer(v) || json_integer_value(v) != RF_AUDIT_FORMAT)
-		goto out;
-	v = json_object_get(o, "time");
-	if (!json_is_integer(v) || json_integer_value(v) != l->time)
-		goto out;
-	json_object_foreach(o, k, v)
-	{
-		if (strcmp(k, "v") == 0 || strcmp(k, "time") == 0)
-			continue;
-		for (i = 0; i < NFIELDS; i++)
-			if (strcmp(k, field_names[i]) == 0)
-				break;
-		if (i == NFIELDS || !json_is_string(v))
-			goto out;
-	}
-	if (json_object_get(o, "type") == NULL ||
-	    !col_matches(l->type, o, "type") ||
-	    !col_matches(l->key_id, o, "key_id") ||
-	    !col_matches(l->tenant, o, "tenant"))
-		goto out;
-	/* Canonical: re-encoding gives the same bytes. */
-	if ((txt = json_dumps(o, ENCODE_FLAGS)) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if (strlen(txt) != l->len || memcmp(txt, l->data, l->len) != 0)
-		goto out;
-	r = 0;
-out:
-	free(txt);
-	json_decref(o);
-	return r;
 }
 
 /*
