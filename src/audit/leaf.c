@@ -101,13 +101,14 @@ event_value(const struct rf_audit_event *ev, enum member m)
 
 /*
  * A byte that a canonical string holds as itself: ASCII from space to DEL
- * except '"' and '\'. (jansson escapes only those two, control characters
- * and, with JSON_ENSURE_ASCII, non-ASCII; DEL and '/' stay as they are.)
+ * (0x20-0x7F, tested as c - 0x20 < 0x60 unsigned) except '"' and '\'.
+ * jansson escapes only those two, control characters and, with
+ * JSON_ENSURE_ASCII, non-ASCII; DEL and '/' stay as they are.
  */
 static int
 plain_byte(uint8_t c)
 {
-	return c >= 0x20 && c <= 0x7f && c != '"' && c != '\\';
+	return (uint8_t)(c - 0x20) < 0x60 && c != '"' && c != '\\';
 }
 
 /* The decimal of v as jansson writes it ("%lld"); returns the length. */
@@ -387,15 +388,10 @@ string(const uint8_t **pp, const uint8_t *end, const char *want, int *same)
 
 	for (;;) {
 		/* The common case: a run of bytes that stand for themselves. */
-		while (p < end && plain_byte(*p)) {
-			if (w != NULL) {
-				if (*w != *p)
-					w = NULL;
-				else
-					w++;
-			}
+		while (w != NULL && p < end && plain_byte(*p))
+			w = *w == *p++ ? w + 1 : NULL;
+		while (p < end && plain_byte(*p))
 			p++;
-		}
 		if (p == end)
 			return -1;
 		if (*p == '"')
