@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -85,8 +86,36 @@ problem(struct rf_audit_report *rep, uint64_t index, const char *fmt, ...)
 	return RF_ERR_AUDIT_TAMPERED;
 }
 
-/* The streaming pass over the leaves. */
+/*
+ * The streaming pass over the leaves runs on two threads. The store's
+ * thread reads the rows, checks each leaf's canonical form in place
+ * (rf_audit_leaf_check) and copies its data and stored hash into a batch;
+ * the hashing thread takes the batches in order and, leaf by leaf, checks
+ * the index, recomputes the leaf hash, takes the canonical verdict, grows
+ * the tree and compares tree heads: the checks and the first problem of
+ * the one-thread walk, in its order. Two batches: one filled while the
+ * other is hashed. The hashing thread never touches the store (whose
+ * handle only the caller's thread, holding the audit lock, uses).
+ */
+#define BATCH_LEAVES 2048
+#define BATCH_BYTES (1 << 20) /* to start with; grows for larger leaves */
+
+struct item {
+	uint64_t index;		   /* as stored */
+	int check;		   /* rf_audit_leaf_check, or 0 if not run */
+	size_t off, len;	   /* data, in the batch's bytes */
+	uint8_t hash[RF_HASH_LEN]; /* as stored */
+};
+
+struct batch {
+	struct item it[BATCH_LEAVES];
+	size_t n;
+	uint8_t *bytes; /* malloc'd */
+	size_t used, cap;
+};
+
 struct walk {
+	/* Only the hashing thread, until it is joined. */
 	struct rf_audit_report *rep;
 	struct rf_merkle_acc acc;
 	struct sth_list *sths;
@@ -95,6 +124,20 @@ struct walk {
 	int cp_want;
 	uint8_t cp_root[RF_HASH_LEN];
 	int cp_ok;
+	/* Only the store's thread. */
+	uint64_t next; /* index the next row should have */
+	int fill;      /* batch being filled */
+	int started;   /* the fields below are set up */
+	int threaded;  /* 0: no hashing thread, batches hashed inline */
+	pthread_t th;
+	/* full, done, stop, err under mu; a full batch is the hasher's. */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct batch *b[2];
+	int full[2]; /* handed to the hashing thread */
+	int done;    /* no more batches will come */
+	int stop;    /* the hashing thread stopped: a problem, or err */
+	int err;     /* the hashing thread's result */
 };
 
 /* Compare every STH of the current size with the root so far. */
@@ -141,28 +184,27 @@ check_sths_at(struct walk *w)
 	return 0;
 }
 
+/* The checks of one leaf, on the hashing thread. */
 static int
-walk_fn(void *arg, const struct rf_leaf_rec *l)
+hash_item(struct walk *w, const struct batch *b, const struct item *it)
 {
-	struct walk *w = arg;
 	uint8_t h[RF_HASH_LEN];
 	uint64_t i = w->acc.n;
-	int r;
 
-	if (l->index != i) {
-		if (l->index > i)
+	if (it->index != i) {
+		if (it->index > i)
 			return problem(
 			    w->rep, i, "leaf %" PRIu64 " missing", i);
 		return problem(w->rep, i,
 		    "leaf %" PRIu64 " out of order (found index %" PRIu64 ")",
-		    i, l->index);
+		    i, it->index);
 	}
-	rf_merkle_leaf_hash(l->data, l->len, h);
-	if (memcmp(h, l->hash, RF_HASH_LEN) != 0)
+	rf_merkle_leaf_hash(b->bytes + it->off, it->len, h);
+	if (memcmp(h, it->hash, RF_HASH_LEN) != 0)
 		return problem(w->rep, i, "leaf %" PRIu64 " modified", i);
-	if ((r = rf_audit_leaf_check(l)) != 0) {
-		if (r == RF_ERR_ALLOC)
-			return r;
+	if (it->check != 0) {
+		if (it->check == RF_ERR_ALLOC)
+			return it->check;
 		return problem(w->rep, i,
 		    "leaf %" PRIu64 " modified (not a canonical event or "
 		    "its columns disagree with its data)",
@@ -171,6 +213,174 @@ walk_fn(void *arg, const struct rf_leaf_rec *l)
 	rf_merkle_acc_add(&w->acc, h);
 	w->rep->leaves = w->acc.n;
 	return check_sths_at(w);
+}
+
+static int
+hash_batch(struct walk *w, const struct batch *b)
+{
+	size_t k;
+	int r;
+
+	for (k = 0; k < b->n; k++)
+		if ((r = hash_item(w, b, &b->it[k])) != 0)
+			return r;
+	return 0;
+}
+
+static void *
+hash_thread(void *arg)
+{
+	struct walk *w = arg;
+	int cur = 0, r;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->full[cur] && !w->done)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->full[cur])
+			break; /* done, and every batch handed was hashed */
+		pthread_mutex_unlock(&w->mu);
+		r = hash_batch(w, w->b[cur]);
+		pthread_mutex_lock(&w->mu);
+		w->full[cur] = 0;
+		pthread_cond_broadcast(&w->cv);
+		if (r != 0) {
+			w->stop = 1;
+			w->err = r;
+			break;
+		}
+		cur ^= 1;
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/*
+ * Hand the batch being filled to the hashing thread and wait until the
+ * other one is free. 1 when the hashing thread has stopped.
+ */
+static int
+hand_over(struct walk *w)
+{
+	int stop;
+
+	if (!w->threaded) {
+		if ((w->err = hash_batch(w, w->b[w->fill])) != 0)
+			w->stop = 1;
+		w->b[w->fill]->n = w->b[w->fill]->used = 0;
+		return w->stop;
+	}
+	pthread_mutex_lock(&w->mu);
+	w->full[w->fill] = 1;
+	pthread_cond_broadcast(&w->cv);
+	w->fill ^= 1;
+	while (w->full[w->fill] && !w->stop)
+		pthread_cond_wait(&w->cv, &w->mu);
+	stop = w->stop;
+	pthread_mutex_unlock(&w->mu);
+	w->b[w->fill]->n = w->b[w->fill]->used = 0;
+	return stop;
+}
+
+/* On the store's thread: check in place, copy, hand over when full. */
+static int
+walk_fn(void *arg, const struct rf_leaf_rec *l)
+{
+	struct walk *w = arg;
+	struct batch *b = w->b[w->fill];
+	struct item *it = &b->it[b->n];
+	uint8_t *nb;
+	size_t cap;
+	int last;
+
+	if (l->len > b->cap - b->used) {
+		cap = b->cap;
+		while (cap - b->used < l->len)
+			cap *= 2;
+		if ((nb = realloc(b->bytes, cap)) == NULL)
+			return RF_ERR_ALLOC;
+		b->bytes = nb;
+		b->cap = cap;
+	}
+	it->index = l->index;
+	it->off = b->used;
+	it->len = l->len;
+	if (l->len > 0)
+		memcpy(b->bytes + b->used, l->data, l->len);
+	b->used += l->len;
+	memcpy(it->hash, l->hash, RF_HASH_LEN);
+	/* A leaf with the wrong index or not canonical ends the walk. */
+	last = l->index != w->next;
+	it->check = last ? 0 : rf_audit_leaf_check(l);
+	last = last || it->check != 0;
+	w->next++;
+	b->n++;
+	if (b->n == BATCH_LEAVES || last)
+		return hand_over(w) || last;
+	return 0;
+}
+
+/* Start the hashing thread (or hash inline if it cannot start). */
+static int
+walk_start(struct walk *w)
+{
+	int i;
+
+	for (i = 0; i < 2; i++) {
+		if ((w->b[i] = calloc(1, sizeof(*w->b[i]))) == NULL ||
+		    (w->b[i]->bytes = malloc(BATCH_BYTES)) == NULL)
+			return RF_ERR_ALLOC;
+		w->b[i]->cap = BATCH_BYTES;
+	}
+	if (pthread_mutex_init(&w->mu, NULL) != 0)
+		return RF_ERR_INTERNAL;
+	if (pthread_cond_init(&w->cv, NULL) != 0) {
+		pthread_mutex_destroy(&w->mu);
+		return RF_ERR_INTERNAL;
+	}
+	w->started = 1;
+	w->threaded = pthread_create(&w->th, NULL, hash_thread, w) == 0;
+	return 0;
+}
+
+/* Hand over what is left, wait for the hashing thread; its result. */
+static int
+walk_finish(struct walk *w)
+{
+	int stop;
+
+	if (!w->started)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	stop = w->stop;
+	pthread_mutex_unlock(&w->mu);
+	if (!stop && w->b[w->fill]->n > 0)
+		hand_over(w);
+	if (w->threaded) {
+		pthread_mutex_lock(&w->mu);
+		w->done = 1;
+		pthread_cond_broadcast(&w->cv);
+		pthread_mutex_unlock(&w->mu);
+		pthread_join(w->th, NULL);
+		w->threaded = 0;
+	}
+	return w->err;
+}
+
+static void
+walk_free(struct walk *w)
+{
+	int i;
+
+	if (w->started) {
+		pthread_cond_destroy(&w->cv);
+		pthread_mutex_destroy(&w->mu);
+	}
+	for (i = 0; i < 2; i++) {
+		if (w->b[i] != NULL)
+			free(w->b[i]->bytes);
+		free(w->b[i]);
+	}
 }
 
 static int
@@ -313,7 +523,7 @@ verify_inner(struct rf_audit *a, const char *cp_path, int force_write,
 	uint8_t *cp = NULL, root[RF_HASH_LEN];
 	size_t cplen = 0, i;
 	uint64_t n, maxsize = 0;
-	int r = RF_ERR_INTERNAL, cp_exists = 0;
+	int r = RF_ERR_INTERNAL, wr, cp_exists = 0;
 
 	memset(rep, 0, sizeof(*rep));
 	rep->index = UINT64_MAX;
@@ -358,7 +568,14 @@ verify_inner(struct rf_audit *a, const char *cp_path, int force_write,
 	/* Tree heads of size 0 and a checkpoint of size 0. */
 	if ((r = check_sths_at(&w)) != 0)
 		goto out;
+	if ((r = walk_start(&w)) != 0)
+		goto out;
 	r = rf_store_leaf_foreach(st, 0, INT64_MAX, walk_fn, &w);
+	/* The hashing thread's results are read only after this. */
+	if ((wr = walk_finish(&w)) != 0 && wr != RF_ERR_AUDIT_TAMPERED) {
+		r = wr;
+		goto out;
+	}
 	if (r == RF_ERR_AUDIT_TAMPERED && rep->problem[0] == '\0')
 		problem(rep, w.acc.n,
 		    "leaf %" PRIu64 " modified (its stored hash is malformed)",
@@ -401,6 +618,7 @@ verify_inner(struct rf_audit *a, const char *cp_path, int force_write,
 	}
 	r = 0;
 out:
+	walk_free(&w); /* the hashing thread, if any, was joined above */
 	free(cp);
 	free(sths.v);
 	return r;

@@ -534,6 +534,105 @@ test_tamper(void **state)
 	fx_open(f);
 }
 
+/* n leaves in commits of up to 1000. */
+static void
+append_many(struct rf_audit *a, size_t n)
+{
+	static struct rf_audit_event ev[1000];
+	size_t i, b;
+
+	for (i = 0; i < 1000; i++) {
+		ev[i].type = "sign";
+		ev[i].key_id = "k";
+		ev[i].tenant = "t";
+		ev[i].time = 1700000000 + (int64_t)i;
+	}
+	for (; n > 0; n -= b) {
+		b = n < 1000 ? n : 1000;
+		assert_int_equal(rf_audit_append(a, ev, b, NULL), 0);
+	}
+}
+
+/*
+ * The verify walk hands leaves to its hashing thread in batches of 2048:
+ * problems beyond the first batches are found and named as in the first.
+ */
+static void
+test_tamper_batches(void **state)
+{
+	static const char noncanon[] =
+	    "{\"time\":1, \"type\":\"sign\",\"v\":1}";
+	struct fx *f = *state;
+	struct rf_audit_report rep;
+	struct rf_leaf_rec bad;
+	char base[1200], cp[1200];
+	size_t i;
+
+	static const struct {
+		const char *sql;
+		uint64_t index;
+		const char *words;
+	} cases[] = {
+	    {"DELETE FROM " LEAF_TABLE " WHERE " LEAF_INDEX " = 2100", 2100,
+		"leaf 2100 missing"},
+	    {"UPDATE " LEAF_TABLE " SET " LEAF_HASH " = X'00' WHERE " LEAF_INDEX
+	     " = 4097",
+		4097, "leaf 4097 modified (its stored hash is malformed)"},
+	    {"UPDATE " LEAF_TABLE " SET time = 1 WHERE " LEAF_INDEX " = 5000",
+		5000,
+		"leaf 5000 modified (not a canonical event or its columns"},
+	    /* Two whole rows swapped: only the checkpoint's root sees it. */
+	    {"CREATE TEMP TABLE t AS SELECT * FROM " LEAF_TABLE
+	     " WHERE " LEAF_INDEX " IN (5000, 5001); UPDATE " LEAF_TABLE
+	     " SET (time, type, key_id, "
+	     "tenant, data, hash) = (SELECT time, type, key_id, tenant, data, "
+	     "hash FROM t WHERE t.idx = 10001 - " LEAF_TABLE "." LEAF_INDEX
+	     ") WHERE " LEAF_INDEX " IN (5000, 5001)",
+		UINT64_MAX, "does not extend the checkpoint"},
+	};
+
+	append_many(f->a, 6000);
+	snprintf(cp, sizeof(cp), "%s/cp", f->home);
+	assert_int_equal(rf_audit_verify(f->a, cp, &rep), 0);
+	assert_int_equal(rep.leaves, 6000);
+	assert_int_equal(rep.checkpoint_new, 1);
+	fx_close(f);
+	snprintf(base, sizeof(base), "%s/base.db", f->home);
+	assert_int_equal(tu_sh("cp '%s' '%s'", f->db, base), 0);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(tu_sh("cp '%s' '%s' && rm -f '%s-wal' "
+				       "'%s-shm'",
+				     base, f->db, f->db, f->db),
+		    0);
+		assert_int_equal(
+		    tu_sh("sqlite3 '%s' \"%s\"", f->db, cases[i].sql), 0);
+		fx_open(f);
+		assert_int_equal(
+		    rf_audit_verify(f->a, cp, &rep), RF_ERR_AUDIT_TAMPERED);
+		if (strstr(rep.problem, cases[i].words) == NULL) {
+			fprintf(stderr, "problem: %s (want: %s)\n", rep.problem,
+			    cases[i].words);
+			fail();
+		}
+		assert_int_equal(rep.index, cases[i].index);
+		fx_close(f);
+	}
+	/* A leaf whose hash matches but whose bytes are not canonical. */
+	assert_int_equal(tu_sh("cp '%s' '%s' && rm -f '%s-wal' '%s-shm'", base,
+			     f->db, f->db, f->db),
+	    0);
+	fx_open(f);
+	memset(&bad, 0, sizeof(bad));
+	bad.data = (const uint8_t *)noncanon;
+	bad.len = strlen(noncanon);
+	bad.type = "sign";
+	bad.time = 1;
+	rf_merkle_leaf_hash(bad.data, bad.len, bad.hash);
+	assert_int_equal(rf_store_leaf_append(f->st, &bad, 1, NULL), 0);
+	append_many(f->a, 100);
+	expect_tampered(f, 6000, "leaf 6000 modified (not a canonical event");
+}
+
 static void
 test_checkpoint(void **state)
 {
@@ -793,6 +892,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_store_proofs, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sths, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_tamper, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_tamper_batches, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_checkpoint, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_export, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_search, setup, teardown),
