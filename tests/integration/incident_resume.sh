@@ -71,5 +71,53 @@ wait "$p2" || grep -q "run contain again" "$RINGFENCE_HOME/c2" || fail "contain 
 rf incident contain "$id2" >/dev/null
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE tenant = 't000003'")" = $((before + 1)) ] ||
 	fail "concurrent contains gave t000003 more than one new credential"
+# The token goes away part-way through (its folder moved, as a removed
+# token): contain stops with one line that says how far it got, and once
+# the token is back, contain resumes; still one new credential each. An
+# issuer-scope incident, so that the rotation resumes too.
+id3=$(rf incident open --scope issuer:issuing --reason "token removed" 2>/dev/null)
+n3=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE incident = $id3")
+[ "$n3" -gt 0 ] || fail "issuer incident has no connections"
+disabled0=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM keys WHERE state = 'disabled'")
+"$RINGFENCE" incident contain "$id3" >/dev/null 2>"$RINGFENCE_HOME/c3" &
+pid=$!
+# Once this incident's keys are disabled, the reissue is next.
+for _ in $(seq 1200); do
+	d=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM keys WHERE state = 'disabled'" 2>/dev/null || echo 0)
+	[ "${d:-0}" -ge $((disabled0 + n3)) ] && break
+	sleep 0.05
+done
+mv "$RINGFENCE_HOME/tokens" "$RINGFENCE_HOME/tokens.away"
+if wait "$pid"; then
+	mv "$RINGFENCE_HOME/tokens.away" "$RINGFENCE_HOME/tokens"
+	fail "contain finished with the token gone"
+fi
+mv "$RINGFENCE_HOME/tokens.away" "$RINGFENCE_HOME/tokens"
+[ "$(wc -l <"$RINGFENCE_HOME/c3")" = 1 ] || fail "token removed: not one line: $(cat "$RINGFENCE_HOME/c3")"
+grep -q "so far: .* reissued of $n3; run contain again to resume" "$RINGFENCE_HOME/c3" ||
+	fail "token removed: does not say how far: $(cat "$RINGFENCE_HOME/c3")"
+echo "token removed: $(cat "$RINGFENCE_HOME/c3")"
+rf incident contain "$id3" >/dev/null
+new3=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT new_issuer FROM incidents WHERE id = $id3")
+[ -n "$new3" ] && [ "$new3" != issuing ] || fail "no new issuing CA after resume"
+[ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE incident = $id3 AND state = 'contained' AND new_serial != ''")" = "$n3" ] ||
+	fail "token removed: not every connection contained after resume"
+[ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM (SELECT tenant FROM certs WHERE issuer = '$new3' GROUP BY tenant HAVING count(*) != 1)")" = 0 ] ||
+	fail "token removed: a tenant has more than one certificate from $new3"
+[ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE issuer = '$new3'")" = "$n3" ] ||
+	fail "token removed: certificates from $new3 are not one per connection"
+# Keys the failed batch made but could not destroy (the token was gone)
+# stay in the token, listed as unrecorded: none of them has a certificate.
+rf keys list --json >"$RINGFENCE_HOME/keys.json"
+python3 - "$RINGFENCE_HOME/keys.json" "$db" <<'PY'
+import json, sqlite3, sys
+keys = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+db = sqlite3.connect(sys.argv[2])
+orphans = [k["id"] for k in keys if k["state"] == "unrecorded"]
+for kid in orphans:
+    n = db.execute("SELECT count(*) FROM certs WHERE key_id = ?", (kid,)).fetchone()[0]
+    assert n == 0, "unrecorded key %s has a certificate" % kid
+print("keys left unrecorded by the failed batch: %d" % len(orphans))
+PY
 rf audit verify >/dev/null
 echo "incident resume: OK"
