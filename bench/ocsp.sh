@@ -26,6 +26,14 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout "$work/peer-resp.key" -out "$work/peer-resp.pem" -days 2 \
 	-subj /CN=peer-responder 2>/dev/null
 
+# nginx's workers run as nobody and the work folder is mode 0700: the file
+# it serves lives in a folder they can read, or every answer is an error.
+mkdir -p "$work/www"
+cp "$work/one.der" "$work/www/one.der"
+chmod 711 "$work"
+chmod 755 "$work/www"
+chmod 644 "$work/www/one.der"
+
 cat >"$work/nginx.conf" <<NGINX
 worker_processes 2;
 pid $work/nginx.pid;
@@ -37,12 +45,12 @@ http {
 	server {
 		listen 127.0.0.1:$port;
 		location = /ocsp {
-			root $work;
+			root $work/www;
 			default_type application/ocsp-response;
 			try_files /one.der =404;
 			error_page 405 =200 /one.der;
 		}
-		location = /one.der { root $work; internal;
+		location = /one.der { root $work/www; internal;
 			default_type application/ocsp-response; }
 	}
 }
@@ -97,7 +105,12 @@ run cfssl cfssl ocspserve -address 127.0.0.1 -port "$port" \
 	-responses "$work/responses.b64" -loglevel 5
 run nginx nginx -p "$work" -c "$work/nginx.conf" -g 'daemon off;'
 
-rate() { awk '/^Requests\/sec:/ {print $2}' "$work/$1.wrk"; }
+# A run with any non-2xx answer measured an error path, not the server:
+# it gets no rate.
+rate() {
+	grep -q 'Non-2xx' "$work/$1.wrk" && return 0
+	awk '/^Requests\/sec:/ {print $2}' "$work/$1.wrk"
+}
 p99() {
 	awk '$1 == "99%" {v=$2; u=v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v);
 		if (u == "us") v /= 1000; else if (u == "s") v *= 1000;
@@ -111,8 +124,9 @@ printf '%-22s %12s %10s %16s\n' server 'responses/s' 'p99 ms' 'ringfence ratio'
 for s in ringfence openssl cfssl nginx; do
 	r=$(rate $s)
 	if [ -z "$r" ]; then
-		printf '%-22s %12s %10s %16s   (%s)\n' "$s" - - - \
-			"$(head -c 120 "$work/$s.wrk" | tr '\n' ' ')"
+		why=$(grep -m1 'Non-2xx' "$work/$s.wrk" ||
+			head -c 120 "$work/$s.wrk" | tr '\n' ' ')
+		printf '%-22s %12s %10s %16s   (%s)\n' "$s" - - - "$why"
 		continue
 	fi
 	ratio=$(awk -v a="${rf:-0}" -v b="$r" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }')
