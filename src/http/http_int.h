@@ -39,6 +39,11 @@ struct rf_http_worker {
 	/* /audit only: this thread's own store connection, opened lazily. */
 	struct rf_store *st;
 	struct rf_audit *audit;
+	/* The OCSP answer being sent (about 8 KiB: not on the stack). */
+	struct rf_ocsp_answer ans;
+	/* Last HTTP dates written: responses signed together share them. */
+	int64_t date_t[2];
+	char date_s[2][30];
 };
 
 #define RF_HTTP_MAX_ISSUERS 16

@@ -99,12 +99,23 @@ etag_matches(struct evhttp_request *req, const char *etag)
 	return 0;
 }
 
+/* rf_http_date through the worker's cache: slot 0 thisUpdate, 1 next. */
+static const char *
+worker_date(struct rf_http_worker *w, int slot, int64_t t)
+{
+	if (w->date_t[slot] != t || w->date_s[slot][0] == '\0') {
+		rf_http_date(t, w->date_s[slot]);
+		w->date_t[slot] = t;
+	}
+	return w->date_s[slot];
+}
+
 /* Validators and freshness for a response valid from lm until exp. */
 static void
-cache_headers(struct evhttp_request *req, const char *etag, int64_t lm,
-    int64_t exp, int64_t dflt_age, int revalidate)
+cache_headers(struct rf_http_worker *w, struct evhttp_request *req,
+    const char *etag, int64_t lm, int64_t exp, int64_t dflt_age, int revalidate)
 {
-	char buf[128], date[30];
+	char buf[128];
 	int64_t age = dflt_age, now = rf_now();
 
 	if (exp > 0) {
@@ -112,17 +123,14 @@ cache_headers(struct evhttp_request *req, const char *etag, int64_t lm,
 		age = exp - now;
 		if (age < 0)
 			age = 0;
-		rf_http_date(exp, date);
-		add_header(req, "Expires", date);
+		add_header(req, "Expires", worker_date(w, 1, exp));
 	}
 	snprintf(buf, sizeof(buf),
 	    "max-age=%" PRId64 ", public, no-transform%s", age,
 	    revalidate ? ", must-revalidate" : "");
 	add_header(req, "Cache-Control", buf);
-	if (lm > 0) {
-		rf_http_date(lm, date);
-		add_header(req, "Last-Modified", date);
-	}
+	if (lm > 0)
+		add_header(req, "Last-Modified", worker_date(w, 0, lm));
 	snprintf(buf, sizeof(buf), "\"%s\"", etag);
 	add_header(req, "ETag", buf);
 }
@@ -137,9 +145,10 @@ unref_cb(const void *data, size_t len, void *arg)
 
 /* /ca/... and /crl/...: from the snapshot. 0 if the path is not there. */
 static int
-serve_blob(struct rf_http *h, struct evhttp_request *req, const char *path,
-    size_t plen)
+serve_blob(struct rf_http_worker *w, struct evhttp_request *req,
+    const char *path, size_t plen)
 {
+	struct rf_http *h = w->h;
 	struct rf_http_snapshot *s = rf_http_snapshot_get(h);
 	const struct rf_http_blob *b = NULL;
 	size_t i;
@@ -161,7 +170,7 @@ serve_blob(struct rf_http *h, struct evhttp_request *req, const char *path,
 	}
 	add_header(req, "Content-Type", b->ctype);
 	/* RFC 5280 5.1.2.5: a CRL is fresh until its nextUpdate. */
-	cache_headers(req, b->etag, b->last_modified, b->expires, 3600, 0);
+	cache_headers(w, req, b->etag, b->last_modified, b->expires, 3600, 0);
 	if (etag_matches(req, b->etag)) {
 		rf_http_snapshot_unref(s);
 		evhttp_send_reply(req, 304, "Not Modified", NULL);
@@ -185,12 +194,13 @@ serve_blob(struct rf_http *h, struct evhttp_request *req, const char *path,
  * with N no later than nextUpdate. Error statuses are not cacheable.
  */
 static void
-ocsp_reply(struct evhttp_request *req, const struct rf_ocsp_answer *ans)
+ocsp_reply(struct rf_http_worker *w, struct evhttp_request *req,
+    const struct rf_ocsp_answer *ans)
 {
 	add_header(req, "Content-Type", "application/ocsp-response");
 	if (ans->status == RF_OCSP_SUCCESSFUL && ans->next_update > 0) {
-		cache_headers(
-		    req, ans->etag, ans->this_update, ans->next_update, 0, 1);
+		cache_headers(w, req, ans->etag, ans->this_update,
+		    ans->next_update, 0, 1);
 		if (is_get(req) && etag_matches(req, ans->etag)) {
 			evhttp_send_reply(req, 304, "Not Modified", NULL);
 			return;
@@ -223,32 +233,26 @@ evidence_note(struct rf_http *h, const uint8_t *der, size_t len)
 }
 
 static void
-ocsp_answer(struct rf_http *h, struct evhttp_request *req, const uint8_t *der,
-    size_t len)
+ocsp_answer(struct rf_http_worker *w, struct evhttp_request *req,
+    const uint8_t *der, size_t len)
 {
-	struct rf_ocsp_answer *ans;
+	struct rf_http *h = w->h;
+	struct rf_ocsp_answer *ans = &w->ans;
 	int r;
 
-	/* ~8 KiB: off the event loop's stack. */
-	if ((ans = malloc(sizeof(*ans))) == NULL) {
-		reply_text(req, 500, "Internal Server Error", "out of memory");
-		return;
-	}
 	if ((r = rf_ocsp_respond(h->resp, der, len, rf_now(), ans)) != 0) {
 		reply_text(req, 500, "Internal Server Error", rf_err_str(r));
-		free(ans);
 		return;
 	}
 	if (ans->status == RF_OCSP_SUCCESSFUL &&
 	    __atomic_load_n(&h->watching, __ATOMIC_RELAXED))
 		evidence_note(h, der, len);
-	ocsp_reply(req, ans);
-	free(ans);
+	ocsp_reply(w, req, ans);
 }
 
 /* RFC 6960 A.1.1: POST, the DER OCSPRequest as the body. */
 static void
-ocsp_post(struct rf_http *h, struct evhttp_request *req)
+ocsp_post(struct rf_http_worker *w, struct evhttp_request *req)
 {
 	struct evbuffer *in = evhttp_request_get_input_buffer(req);
 	size_t len = evbuffer_get_length(in);
@@ -257,36 +261,29 @@ ocsp_post(struct rf_http *h, struct evhttp_request *req)
 	/* An empty or oversize body gets malformedRequest from respond. */
 	if ((der = evbuffer_pullup(in, -1)) == NULL)
 		der = (uint8_t *)"";
-	ocsp_answer(h, req, der, len);
+	ocsp_answer(w, req, der, len);
 }
 
 /* RFC 6960 A.1.1 / RFC 5019 5: GET {url}/{url-encoding of base64(DER)}. */
 static void
-ocsp_get(
-    struct rf_http *h, struct evhttp_request *req, const char *enc, size_t len)
+ocsp_get(struct rf_http_worker *w, struct evhttp_request *req, const char *enc,
+    size_t len)
 {
-	uint8_t err[RF_OCSP_ERROR_LEN], *der = NULL;
+	struct rf_ocsp_answer *ans = &w->ans;
+	uint8_t *der = NULL;
 	size_t dlen = 0;
-	int r;
 
-	if ((r = rf_ocsp_get_decode(enc, len, &der, &dlen)) != 0) {
+	if (rf_ocsp_get_decode(enc, len, &der, &dlen) != 0) {
 		/* Not base64 of anything: answered as OCSP does. */
-		struct rf_ocsp_answer *ans = calloc(1, sizeof(*ans));
-
-		if (ans == NULL) {
-			reply_text(req, 500, "Internal Server Error", "memory");
-			return;
-		}
-		rf_ocsp_error_response(RF_OCSP_MALFORMED_REQUEST, err);
-		memcpy(ans->der, err, sizeof(err));
-		ans->len = sizeof(err);
+		memset(ans, 0, sizeof(*ans));
+		rf_ocsp_error_response(RF_OCSP_MALFORMED_REQUEST, ans->der);
+		ans->len = RF_OCSP_ERROR_LEN;
 		ans->status = RF_OCSP_MALFORMED_REQUEST;
 		ans->http_status = 200;
-		ocsp_reply(req, ans);
-		free(ans);
+		ocsp_reply(w, req, ans);
 		return;
 	}
-	ocsp_answer(h, req, der, dlen);
+	ocsp_answer(w, req, der, dlen);
 	free(der);
 }
 
@@ -466,7 +463,6 @@ void
 rf_http_route(struct evhttp_request *req, void *arg)
 {
 	struct rf_http_worker *w = arg;
-	struct rf_http *h = w->h;
 	const char *uri = evhttp_request_get_uri(req), *query = NULL;
 	enum evhttp_cmd_type m = evhttp_request_get_command(req);
 	char sub[32];
@@ -496,7 +492,7 @@ rf_http_route(struct evhttp_request *req, void *arg)
 			reply_405(req, "POST");
 			return;
 		}
-		ocsp_post(h, req);
+		ocsp_post(w, req);
 		return;
 	}
 	if (plen > 6 && memcmp(uri, "/ocsp/", 6) == 0) {
@@ -504,7 +500,7 @@ rf_http_route(struct evhttp_request *req, void *arg)
 			reply_405(req, "GET, HEAD");
 			return;
 		}
-		ocsp_get(h, req, uri + 6, plen - 6);
+		ocsp_get(w, req, uri + 6, plen - 6);
 		return;
 	}
 	if (plen > 7 && plen - 7 < sizeof(sub) &&
@@ -514,7 +510,7 @@ rf_http_route(struct evhttp_request *req, void *arg)
 		audit_route(w, req, sub, query);
 		return;
 	}
-	if (serve_blob(h, req, uri, plen))
+	if (serve_blob(w, req, uri, plen))
 		return;
 	reply_text(req, 404, "Not Found", "not found");
 }
