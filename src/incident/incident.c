@@ -604,14 +604,6 @@ struct issue_hook {
 };
 
 static int
-still_affected_cb(void *arg, const struct rf_item_rec *it)
-{
-	const struct rf_item_rec *want = arg;
-
-	return it->conn == want->conn ? 1 : 0; /* 1 stops: found */
-}
-
-static int
 issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 {
 	struct issue_hook *h = arg;
@@ -619,25 +611,23 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 	int r;
 
 	(void)key_id;
-	/*
-	 * Read in the issuing transaction: if another contain of the same
-	 * incident got there first, this batch rolls back (its keys are
-	 * destroyed) rather than give the connection a second credential.
-	 */
-	r = rf_store_item_foreach(h->c->st, it->incident, it->tenant,
-	    "affected", still_affected_cb, it);
-	if (r == 0)
-		return rf_err_set(RF_ERR_STATE,
-		    "connection %s/%s of incident %lld was contained by "
-		    "another "
-		    "run at the same time: run contain again to resume",
-		    it->tenant, it->name, (long long)it->incident);
-	if (r != 1)
-		return r;
 	snprintf(it->new_serial, sizeof(it->new_serial), "%s", serial);
 	snprintf(it->state, sizeof(it->state), "contained");
 	it->updated = rf_now();
-	if ((r = rf_store_item_update(h->c->st, it)) != 0)
+	/*
+	 * In the issuing transaction, and only from "affected": if another
+	 * contain of the same incident got there first, this batch rolls
+	 * back (its keys are destroyed) rather than give the connection a
+	 * second credential.
+	 */
+	r = rf_store_item_move(h->c->st, it, "affected");
+	if (r == RF_ERR_STATE)
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s of incident %lld was contained by "
+		    "another run at the same time: run contain again to "
+		    "resume",
+		    it->tenant, it->name, (long long)it->incident);
+	if (r != 0)
 		return r;
 	return rf_store_conn_set(
 	    h->c->st, it->tenant, it->name, NULL, serial, it->updated, NULL);

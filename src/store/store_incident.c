@@ -426,8 +426,9 @@ out:
 	return st_tx_end(st, own, r);
 }
 
-int
-rf_store_item_update(struct rf_store *st, const struct rf_item_rec *it)
+/* Through the primary key; with `from`, only while the state is still it. */
+static int
+item_update(struct rf_store *st, const struct rf_item_rec *it, const char *from)
 {
 	sqlite3_stmt *s = NULL;
 	int r, own;
@@ -436,17 +437,27 @@ rf_store_item_update(struct rf_store *st, const struct rf_item_rec *it)
 		return r;
 	if ((r = st_prepare(st,
 		 "UPDATE incident_items SET new_serial = ?, state = ?, "
-		 "updated = ?, evidence = ? WHERE incident = ? AND conn = ?",
+		 "updated = ?, evidence = ? WHERE incident = ? AND conn = ? "
+		 "AND (?7 IS NULL OR state = ?7)",
 		 &s)) != 0 ||
 	    (r = T(1, new_serial)) != 0 || (r = T(2, state)) != 0 ||
 	    (r = st_bind_int(st, s, 3, it->updated)) != 0 ||
 	    (r = T(4, evidence)) != 0 ||
 	    (r = st_bind_int(st, s, 5, it->incident)) != 0 ||
 	    (r = st_bind_int(st, s, 6, it->conn)) != 0 ||
+	    (r = from != NULL ? st_bind_text(st, s, 7, from, 16)
+			      : (sqlite3_bind_null(s, 7) == SQLITE_OK
+					? 0
+					: st_fail(st, SQLITE_ERROR,
+					      "binding a state"))) != 0 ||
 	    (r = step_done(st, s, "updating an incident item")) != 0)
 		goto out;
 #undef T
-	if (sqlite3_changes(st->db) == 0)
+	if (sqlite3_changes(st->db) == 0 && from != NULL)
+		r = rf_err_set(RF_ERR_STATE,
+		    "connection %lld of incident %lld is no longer %s",
+		    (long long)it->conn, (long long)it->incident, from);
+	else if (sqlite3_changes(st->db) == 0)
 		r = rf_err_set(RF_ERR_NOT_FOUND,
 		    "connection %lld is not in "
 		    "incident %lld",
@@ -454,6 +465,19 @@ rf_store_item_update(struct rf_store *st, const struct rf_item_rec *it)
 out:
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_item_update(struct rf_store *st, const struct rf_item_rec *it)
+{
+	return item_update(st, it, NULL);
+}
+
+int
+rf_store_item_move(
+    struct rf_store *st, const struct rf_item_rec *it, const char *from)
+{
+	return item_update(st, it, from);
 }
 
 int

@@ -85,6 +85,12 @@ int rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it) RF_WUR;
 /* Writes new_serial, state, updated, evidence of (incident, conn). */
 int rf_store_item_update(
     struct rf_store *st, const struct rf_item_rec *it) RF_WUR;
+/*
+ * The same, only if the item's state is still `from` (a compare-and-set
+ * through the primary key); RF_ERR_STATE when it is not.
+ */
+int rf_store_item_move(
+    struct rf_store *st, const struct rf_item_rec *it, const char *from) RF_WUR;
 /* In tenant, name order; tenant / state NULL do not filter. */
 int rf_store_item_foreach(struct rf_store *st, int64_t incident,
     const char *tenant, const char *state,

@@ -263,6 +263,19 @@ test_items_events(void **state)
 	assert_string_equal(v.name[0], "a");
 	it.conn = 77;
 	assert_int_equal(rf_store_item_update(f->st, &it), RF_ERR_NOT_FOUND);
+	/* A move only from the state named: the second one finds it gone. */
+	mkitem(&it, inc.id, 2, "beta", "b", "0b");
+	snprintf(it.new_serial, sizeof(it.new_serial), "2b");
+	snprintf(it.state, sizeof(it.state), "contained");
+	assert_int_equal(rf_store_item_move(f->st, &it, "affected"), 0);
+	snprintf(it.new_serial, sizeof(it.new_serial), "3b");
+	assert_int_equal(
+	    rf_store_item_move(f->st, &it, "affected"), RF_ERR_STATE);
+	assert_int_equal(
+	    rf_store_item_by_serial(f->st, "2b", &got, &is_new), 0);
+	assert_int_equal(is_new, 1);
+	assert_int_equal(rf_store_item_by_serial(f->st, "3b", &got, &is_new),
+	    RF_ERR_NOT_FOUND);
 
 	assert_int_equal(
 	    rf_store_item_by_serial(f->st, "0c", &got, &is_new), 0);
