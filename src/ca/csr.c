@@ -12,18 +12,17 @@
 
 #include <openssl/asn1t.h>
 #include <openssl/bn.h>
-#include <openssl/core_names.h>
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
-#include <openssl/param_build.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
 #include "ca/ca.h"
 #include "common/rf.h"
+#include "keys/keys.h"
 
 static const char allowed_keys[] =
     "allowed keys are EC P-256, EC P-384, RSA 2048 and RSA 3072";
@@ -199,8 +198,6 @@ ec_key(const X509_ALGOR *alg, const unsigned char *pk, int pklen,
 {
 	const ASN1_OBJECT *param = NULL;
 	const void *pval = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
-	OSSL_PARAM ps[3];
 	char name[80];
 	int ptype = V_ASN1_UNDEF, r;
 
@@ -225,21 +222,12 @@ ec_key(const X509_ALGOR *alg, const unsigned char *pk, int pklen,
 		return rf_err_set(RF_ERR_KEY_DISALLOWED,
 		    "CSR key is a compressed EC point: send it "
 		    "uncompressed (RFC 5480 2.2)");
-	ps[0] = OSSL_PARAM_construct_utf8_string(
-	    OSSL_PKEY_PARAM_GROUP_NAME, (char *)OBJ_nid2sn(*curve), 0);
-	ps[1] = OSSL_PARAM_construct_octet_string(
-	    OSSL_PKEY_PARAM_PUB_KEY, (void *)pk, (size_t)pklen);
-	ps[2] = OSSL_PARAM_construct_end();
 	/* The import checks that the point is on the curve. */
-	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL ||
-	    EVP_PKEY_fromdata_init(ctx) != 1)
-		r = RF_ERR_INTERNAL;
-	else if (EVP_PKEY_fromdata(ctx, pkey, EVP_PKEY_PUBLIC_KEY, ps) != 1)
+	if ((r = rf_keys_ec_import(
+		 *curve == NID_secp384r1 ? RF_KEY_EC_P384 : RF_KEY_EC_P256, pk,
+		 (size_t)pklen, pkey)) == RF_ERR_MALFORMED)
 		r = rf_err_set(RF_ERR_CSR_MALFORMED,
 		    "CSR public key is not a point on %s", OBJ_nid2sn(*curve));
-	else
-		r = 0;
-	EVP_PKEY_CTX_free(ctx);
 	return r;
 }
 
@@ -250,9 +238,6 @@ rsa_key(
 {
 	const unsigned char *p = pk;
 	CSR_RSA_PUB *rp = NULL;
-	OSSL_PARAM_BLD *bld = NULL;
-	OSSL_PARAM *ps = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
 	BIGNUM *n = NULL, *e = NULL;
 	int ptype = V_ASN1_UNDEF, bits, r = RF_ERR_INTERNAL;
 
@@ -276,19 +261,10 @@ rsa_key(
 		    bits, allowed_keys);
 		goto out;
 	}
-	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1 ||
-	    (ps = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL ||
-	    EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, pkey, EVP_PKEY_PUBLIC_KEY, ps) != 1)
-		goto out;
-	r = 0;
+	if ((r = rf_keys_rsa_import(n, e, pkey)) == RF_ERR_MALFORMED)
+		r = rf_err_set(RF_ERR_CSR_MALFORMED,
+		    "CSR RSA public key is rejected by OpenSSL");
 out:
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(ps);
-	OSSL_PARAM_BLD_free(bld);
 	BN_free(n);
 	BN_free(e);
 	ASN1_item_free((ASN1_VALUE *)rp, ASN1_ITEM_rptr(CSR_RSA_PUB));

@@ -131,15 +131,30 @@ pub_check(EVP_PKEY *pkey)
 	return 0;
 }
 
+/* An EVP_PKEY of type `type` from its public parameters. */
+static int
+pub_fromdata(const char *type, OSSL_PARAM *params, EVP_PKEY **out)
+{
+	EVP_PKEY_CTX *ctx;
+	int r = 0;
+
+	*out = NULL;
+	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, type, NULL)) == NULL)
+		return RF_ERR_ALLOC;
+	if (EVP_PKEY_fromdata_init(ctx) != 1 ||
+	    EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1)
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "OpenSSL rejects the %s public key", type);
+	EVP_PKEY_CTX_free(ctx);
+	return r;
+}
+
 int
-rf_keys_ec_pub(
+rf_keys_ec_import(
     enum rf_key_alg alg, const uint8_t *point, size_t len, EVP_PKEY **out)
 {
 	const char *group = alg == RF_KEY_EC_P384 ? "P-384" : "P-256";
-	EVP_PKEY_CTX *ctx = NULL;
-	EVP_PKEY *pkey = NULL;
 	OSSL_PARAM params[3];
-	int r = RF_ERR_INTERNAL;
 
 	*out = NULL;
 	if (ec_field_len(alg) == 0 || len != 1 + 2 * ec_field_len(alg))
@@ -150,34 +165,52 @@ rf_keys_ec_pub(
 	params[1] = OSSL_PARAM_construct_octet_string(
 	    OSSL_PKEY_PARAM_PUB_KEY, (void *)point, len);
 	params[2] = OSSL_PARAM_construct_end();
-	if ((ctx = EVP_PKEY_CTX_new_from_name(NULL, "EC", NULL)) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if (EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-		r = rf_err_set(RF_ERR_MALFORMED,
-		    "token returned an EC point OpenSSL rejects");
-		goto out;
-	}
-	if ((r = pub_check(pkey)) != 0)
-		goto out;
-	*out = pkey; /* owned by the caller */
-	pkey = NULL;
-	r = 0;
-out:
-	EVP_PKEY_free(pkey);
-	EVP_PKEY_CTX_free(ctx);
+	return pub_fromdata("EC", params, out);
+}
+
+int
+rf_keys_rsa_import(const BIGNUM *n, const BIGNUM *e, EVP_PKEY **out)
+{
+	OSSL_PARAM_BLD *bld = NULL;
+	OSSL_PARAM *params = NULL;
+	int r = RF_ERR_ALLOC;
+
+	*out = NULL;
+	if ((bld = OSSL_PARAM_BLD_new()) != NULL &&
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) == 1 &&
+	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) == 1 &&
+	    (params = OSSL_PARAM_BLD_to_param(bld)) != NULL)
+		r = pub_fromdata("RSA", params, out);
+	OSSL_PARAM_free(params);
+	OSSL_PARAM_BLD_free(bld);
 	return r;
+}
+
+int
+rf_keys_ec_pub(
+    enum rf_key_alg alg, const uint8_t *point, size_t len, EVP_PKEY **out)
+{
+	EVP_PKEY *pkey = NULL;
+	int r;
+
+	*out = NULL;
+	if (ec_field_len(alg) == 0 || len != 1 + 2 * ec_field_len(alg))
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "bad EC point length %zu", len);
+	if ((r = rf_keys_ec_import(alg, point, len, &pkey)) == RF_ERR_MALFORMED)
+		rf_err_set(r, "token returned an EC point OpenSSL rejects");
+	if (r != 0 || (r = pub_check(pkey)) != 0) {
+		EVP_PKEY_free(pkey);
+		return r;
+	}
+	*out = pkey; /* owned by the caller */
+	return 0;
 }
 
 int
 rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
     enum rf_key_alg *alg, EVP_PKEY **out)
 {
-	OSSL_PARAM_BLD *bld = NULL;
-	OSSL_PARAM *params = NULL;
-	EVP_PKEY_CTX *ctx = NULL;
 	EVP_PKEY *pkey = NULL;
 	BIGNUM *bn = NULL, *be = NULL;
 	int r = RF_ERR_INTERNAL, bits;
@@ -193,43 +226,22 @@ rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
 		goto out;
 	}
 	bits = BN_num_bits(bn);
-	if (bits == 2048)
-		*alg = RF_KEY_RSA_2048;
-	else if (bits == 3072)
-		*alg = RF_KEY_RSA_3072;
-	else {
+	if (bits != 2048 && bits != 3072) {
 		r = rf_err_set(RF_ERR_KEY_DISALLOWED,
 		    "RSA key of %d bits: only 2048 and 3072 are "
 		    "used",
 		    bits);
 		goto out;
 	}
-	if ((bld = OSSL_PARAM_BLD_new()) == NULL ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn) != 1 ||
-	    OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, be) != 1 ||
-	    (params = OSSL_PARAM_BLD_to_param(bld)) == NULL ||
-	    (ctx = EVP_PKEY_CTX_new_from_name(NULL, "RSA", NULL)) == NULL) {
-		r = RF_ERR_ALLOC;
+	if ((r = rf_keys_rsa_import(bn, be, &pkey)) == RF_ERR_MALFORMED)
+		rf_err_set(r, "token returned an RSA key OpenSSL rejects");
+	if (r != 0 || (r = pub_check(pkey)) != 0)
 		goto out;
-	}
-	if (EVP_PKEY_fromdata_init(ctx) != 1 ||
-	    EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) != 1) {
-		r = rf_err_set(RF_ERR_MALFORMED,
-		    "token returned an RSA key OpenSSL rejects");
-		goto out;
-	}
-	if ((r = pub_check(pkey)) != 0)
-		goto out;
+	*alg = bits == 2048 ? RF_KEY_RSA_2048 : RF_KEY_RSA_3072;
 	*out = pkey; /* owned by the caller */
 	pkey = NULL;
-	r = 0;
 out:
-	if (r != 0)
-		*alg = RF_KEY_NONE;
 	EVP_PKEY_free(pkey);
-	EVP_PKEY_CTX_free(ctx);
-	OSSL_PARAM_free(params);
-	OSSL_PARAM_BLD_free(bld);
 	BN_free(bn);
 	BN_free(be);
 	return r;

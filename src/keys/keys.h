@@ -200,7 +200,20 @@ int rf_keys_ecdsa_raw_to_der(
  * bare point some modules return) for alg; *point points into in. */
 int rf_keys_ec_point_decode(enum rf_key_alg alg, const uint8_t *in, size_t len,
     const uint8_t **point, size_t *pointlen) RF_WUR;
-/* Public keys from token attributes; checked, caller frees. */
+/*
+ * A public key from its parameters, as OpenSSL imports it (an EC point
+ * must be on the curve; nothing more is checked): for keys whose owner has
+ * just proved possession by a signature, such as a CSR's. RF_ERR_MALFORMED
+ * when OpenSSL rejects it; caller frees.
+ */
+int rf_keys_ec_import(enum rf_key_alg alg, const uint8_t *point, size_t len,
+    EVP_PKEY **out) RF_WUR;
+int rf_keys_rsa_import(const BIGNUM *n, const BIGNUM *e, EVP_PKEY **out) RF_WUR;
+/*
+ * Public keys from token attributes: imported as above, then OpenSSL's full
+ * public-key check (EVP_PKEY_public_check; 40 us for P-256, 3 ms for
+ * RSA-2048, so not for every CSR); caller frees.
+ */
 int rf_keys_ec_pub(enum rf_key_alg alg, const uint8_t *point, size_t len,
     EVP_PKEY **out) RF_WUR;
 int rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e,
