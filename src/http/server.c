@@ -580,6 +580,9 @@ snapshot_pass(struct rf_http *h)
 {
 	int r;
 
+	/* A CA new in the store (an incident's rotation) is served too. */
+	if ((r = issuers_setup(h)) != 0)
+		rf_http_log(h, "new issuing CA", r);
 	if ((r = rf_http_snapshot_reload(h)) != 0) {
 		rf_http_log(h, "reloading CA certificates and CRLs", r);
 		return;
@@ -663,8 +666,6 @@ maintain(struct rf_http *h, int first)
 	 * the store has been quiet for RF_HTTP_QUIET_MS.
 	 */
 	quiet = now - h->last_change_ms >= RF_HTTP_QUIET_MS;
-	if (h->snap_dirty && (r = issuers_setup(h)) != 0)
-		rf_http_log(h, "new issuing CA", r);
 	if ((r = rf_ocsp_responder_reload(h->resp)) != 0)
 		rf_http_log(h, "OCSP responder reload", r);
 	if (h->snap_dirty && h->ncrl_issuers == 0)
