@@ -3,14 +3,8 @@
 # never issues twice and never skips a tenant; a token that refuses (wrong
 # PIN) stops it cleanly with a message, and it resumes afterwards.
 set -euo pipefail
-: "${RINGFENCE:?}" "${RF_BINARY_DIR:?}"
 N=${RF_RESUME_TENANTS:-600}
-base=/tmp
-[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
-export RINGFENCE_HOME=$(mktemp -d "$base/rf-resume.XXXXXX")
-trap 'rm -rf "$RINGFENCE_HOME"' EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-rf() { "$RINGFENCE" "$@"; }
+. "$(dirname "$0")/lib/state.sh" resume
 db=$RINGFENCE_HOME/ringfence.db
 
 rf init 2>/dev/null
