@@ -27,6 +27,8 @@ bench:
 	@scripts/deps.sh --bench
 	@cmake -S . -B build-bench -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build build-bench -j $(JOBS)
+	@cmake -S . -B build-bench-audit-off -DCMAKE_BUILD_TYPE=Release -DRF_BENCH_AUDIT_OFF=ON >/dev/null
+	@cmake --build build-bench-audit-off -j $(JOBS) --target bench_issue
 	@bench/run.sh build-bench
 
 fuzz: deps
@@ -37,4 +39,4 @@ format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')
 
 clean:
-	rm -rf build build-test build-bench build-fuzz
+	rm -rf build build-test build-bench build-bench-audit-off build-fuzz

@@ -2,7 +2,7 @@
  * bench_issue: issuance throughput of rf_ca_issue against the token's raw
  * signing rate.
  *
- * usage: bench_issue [N [BATCH]]   (default 2000 500)
+ * usage: bench_issue [N [BATCH [norate]]]   (default 2000 500)
  *
  * In a temp state folder with a fresh SoftHSM token (made through the
  * library, as `ringfence init` does): (a) rf_keys_measure_rate with the
@@ -10,6 +10,8 @@
  * (made before the clock starts), each for its own tenant, issued through
  * rf_ca_issue in batches of BATCH, committed to the store. Prints
  * "key value" lines for bench/issue.sh. Everything is deleted at the end.
+ * "norate" skips (a): bench/audit.sh runs (b) alone, with the record on and
+ * in the record-off build (CMake RF_BENCH_AUDIT_OFF).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -88,14 +90,16 @@ main(int argc, char **argv)
 	size_t *csrlen, n = 2000, batch = 500, i, m, nocsp = 0;
 	char home[] = "/tmp/rf-bench-issue-XXXXXX", (*tenant)[24], cmd[300];
 	double r1 = 0, r2 = 0, t0, t1;
-	int r;
+	int r, norate = 0;
 
 	if (argc > 1)
 		n = strtoul(argv[1], NULL, 10);
 	if (argc > 2)
 		batch = strtoul(argv[2], NULL, 10);
-	if (n == 0 || batch == 0) {
-		fprintf(stderr, "usage: bench_issue [N [BATCH]]\n");
+	if (argc > 3 && strcmp(argv[3], "norate") == 0)
+		norate = 1;
+	if (n == 0 || batch == 0 || (argc > 3 && !norate)) {
+		fprintf(stderr, "usage: bench_issue [N [BATCH [norate]]]\n");
 		return 2;
 	}
 	if (mkdtemp(home) == NULL) {
@@ -119,11 +123,12 @@ main(int argc, char **argv)
 		die("init", r);
 	rf_ca_set_audit(ca, audit);
 
-	/* (a) The token's raw rate with the issuing key. */
-	if ((r = rf_keys_measure_rate(
-		 keys, rf_ca_key(ca, "issuing"), n, 1, &r1)) != 0 ||
-	    (r = rf_keys_measure_rate(
-		 keys, rf_ca_key(ca, "issuing"), n, 2, &r2)) != 0)
+	/* (a) The token's raw rate with the issuing key (unless norate). */
+	if (!norate &&
+	    ((r = rf_keys_measure_rate(
+		  keys, rf_ca_key(ca, "issuing"), n, 1, &r1)) != 0 ||
+		(r = rf_keys_measure_rate(
+		     keys, rf_ca_key(ca, "issuing"), n, 2, &r2)) != 0))
 		die("measure rate", r);
 
 	/* (b) N CSRs and tenants, made before the clock starts. */

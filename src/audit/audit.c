@@ -14,6 +14,9 @@ struct rf_audit {
 	struct rf_store *st;	  /* borrowed */
 	pthread_mutex_t mu;	  /* recursive: every use of st, and acc */
 	struct rf_merkle_acc acc; /* leaves [0, acc.n) seen so far */
+#ifdef RF_BENCH_AUDIT_OFF
+	uint64_t nothing; /* leaves "appended" by the record-off build */
+#endif
 };
 
 int
@@ -70,6 +73,25 @@ rf_audit_free(struct rf_audit *a)
 	free(a);
 }
 
+#ifdef RF_BENCH_AUDIT_OFF
+/*
+ * The record-off build, which exists only so that bench/audit.sh can
+ * measure what the record costs issuance: nothing is encoded, hashed or
+ * stored. CMake's RF_BENCH_AUDIT_OFF is for bench_issue alone; cli/main.c
+ * refuses to compile with it, so no ringfence binary runs without the record.
+ */
+static int
+append_nothing(struct rf_audit *a, size_t n, uint64_t *first)
+{
+	rf_audit_lock(a);
+	if (first != NULL)
+		*first = a->nothing;
+	a->nothing += n;
+	rf_audit_unlock(a);
+	return 0;
+}
+#endif
+
 /*
  * Append n events as leaves: encode each, hash it (RFC 9162 2.1.1), and
  * hand all n to the store in one transaction. Serialised by a mutex so
@@ -93,6 +115,9 @@ rf_audit_append(struct rf_audit *a, const struct rf_audit_event *evs, size_t n,
 		return rf_err_set(RF_ERR_ARG, "audit append without events");
 	if (n == 0)
 		return 0;
+#ifdef RF_BENCH_AUDIT_OFF
+	return append_nothing(a, n, first);
+#endif
 	if ((recs = calloc(n, sizeof(*recs))) == NULL ||
 	    (bufs = calloc(n, sizeof(*bufs))) == NULL) {
 		r = RF_ERR_ALLOC;

@@ -8,6 +8,11 @@
 
 #include "cli/cli.h"
 
+#ifdef RF_BENCH_AUDIT_OFF
+/* The benchmark's record-off build (CMakeLists.txt) makes no binary. */
+#error "no ringfence binary is built with the audit record off"
+#endif
+
 struct command {
 	const char *name;
 	int (*fn)(struct rf_cli *, int, char **);
