@@ -33,15 +33,22 @@ echo "incident: populating $n tenants ..." >&2
 "$build/rf-populate" "$n" 0 >&2
 id=$(rf incident open --scope issuer:issuing --reason bench 2>/dev/null | head -1)
 db=$RINGFENCE_HOME/ringfence.db
-before=$(sqlite3 "$db" 'SELECT count(*) FROM audit_leaf')
-# The token's raw rate, before containment disables the issuing key.
+# The token's raw rate, before containment disables the issuing key, and the
+# rate at which it makes key pairs the way contain does (2,000 of them,
+# left in the token: the state is thrown away). Both before `before` is
+# read below, so that their audit leaves are not counted as contain's.
 rate=$("$build/bench_rate" 20000)
+kgrate=$("$build/bench_rate" keygen 2000)
+before=$(sqlite3 "$db" 'SELECT count(*) FROM audit_leaf')
 t0=$(date +%s.%N)
 rf incident contain "$id" >&2
 t1=$(date +%s.%N)
 sigs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'sign'")
-awk -v n="$n" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" -v rate="$rate" 'BEGIN {
+kgs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'keygen'")
+awk -v n="$n" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" -v rate="$rate" \
+	-v kgs="$kgs" -v kgrate="$kgrate" 'BEGIN {
 	floor = sigs / rate
+	kfloor = kgs / kgrate
 	printf "\nincident contain, scope=issuer, %d tenants (one connection each), SoftHSM (token folder on %s), 2 cores\n", n, where
 	printf "%-40s %12s\n", "measure", "value"
 	printf "%-40s %12.2f\n", "wall time, s", wall
@@ -49,5 +56,9 @@ awk -v n="$n" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sig
 	printf "%-40s %12.0f\n", "token raw rate, signatures/s (2 threads)", rate
 	printf "%-40s %12.2f\n", "floor = signatures / rate, s", floor
 	printf "%-40s %12.2fx\n", "wall / floor", wall / floor
-	print "targets: wall <= 2x floor and <= 15 s"
+	printf "%-40s %12d\n", "key pairs made (audit record)", kgs
+	printf "%-40s %12.0f\n", "token keygen rate, pairs/s (as contain)", kgrate
+	printf "%-40s %12.2f\n", "key pairs / keygen rate, s", kfloor
+	printf "%-40s %12.2fx\n", "wall / (floor + key pairs / rate)", wall / (floor + kfloor)
+	print "targets: wall <= 2x floor and <= 15 s (the floor counts signatures only)"
 }'
