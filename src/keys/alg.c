@@ -342,6 +342,28 @@ out:
 	return r;
 }
 
+int
+rf_keys_verify_digest(EVP_PKEY *pub, const uint8_t *dig, size_t diglen,
+    const uint8_t *sig, size_t siglen)
+{
+	EVP_PKEY_CTX *pctx = NULL;
+	int r = RF_ERR_INTERNAL, ok;
+
+	if ((pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL)) == NULL)
+		return RF_ERR_ALLOC;
+	if (EVP_PKEY_verify_init(pctx) != 1)
+		goto out;
+	/* 1 valid, 0 invalid, anything else a library error. */
+	ok = EVP_PKEY_verify(pctx, sig, siglen, dig, diglen);
+	if (ok == 1)
+		r = 0;
+	else if (ok == 0)
+		r = RF_ERR_SIGNATURE_INVALID;
+out:
+	EVP_PKEY_CTX_free(pctx);
+	return r;
+}
+
 /* RFC 4055 section 3.1 RSASSA-PSS-params with SHA-256, MGF1-SHA-256,
  * saltLength 32, trailerField 1 (default, omitted). */
 static int

@@ -919,6 +919,23 @@ rf_key_public(const struct rf_key *key)
 	return key->pub;
 }
 
+int
+rf_key_dup(const struct rf_key *key, struct rf_key **out)
+{
+	struct rf_key *k;
+
+	*out = NULL;
+	if ((k = malloc(sizeof(*k))) == NULL)
+		return RF_ERR_ALLOC;
+	*k = *key;
+	if (EVP_PKEY_up_ref(k->pub) != 1) {
+		free(k);
+		return rf_err_set(RF_ERR_INTERNAL, "cannot share a public key");
+	}
+	*out = k; /* the caller's; shares key's public EVP_PKEY */
+	return 0;
+}
+
 void
 rf_key_free(struct rf_key *key)
 {
@@ -1697,6 +1714,7 @@ struct sign_job {
 	const uint8_t (*dig)[DIGEST_MAX];
 	size_t diglen;
 	struct rf_sig *sigs; /* NULL when measuring */
+	int prehashed;	     /* reqs[i].msg is the digest dig[i] */
 	size_t from, to;
 	int r;
 	char msg[MSG_MAX];
@@ -1823,9 +1841,14 @@ sign_worker(void *varg)
 		goto out;
 	/* Nothing leaves before it verifies with the public key. */
 	for (i = job->from; i < job->to; i++) {
-		r = rf_keys_verify(job->key->pub, job->key->alg,
-		    job->reqs[i].scheme, job->reqs[i].msg, job->reqs[i].msglen,
-		    job->sigs[i].sig, job->sigs[i].len);
+		if (job->prehashed)
+			r = rf_keys_verify_digest(job->key->pub, job->dig[i],
+			    job->diglen, job->sigs[i].sig, job->sigs[i].len);
+		else
+			r = rf_keys_verify(job->key->pub, job->key->alg,
+			    job->reqs[i].scheme, job->reqs[i].msg,
+			    job->reqs[i].msglen, job->sigs[i].sig,
+			    job->sigs[i].len);
 		if (r == RF_ERR_SIGNATURE_INVALID) {
 			r = rf_err_set(r,
 			    "token produced an invalid "
@@ -1884,10 +1907,14 @@ rf_sig_clear(struct rf_sig *sig)
 	sig->len = 0;
 }
 
-int
-rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
-    const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
-    struct rf_sig *sigs)
+/*
+ * rf_keys_sign and rf_keys_sign_digest: with prehashed, reqs[i].msg is the
+ * digest itself (EC keys only), audited, signed and verified as such.
+ */
+static int
+sign_many(struct rf_keys *keys, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, int prehashed,
+    const struct rf_actor *who, struct rf_sig *sigs)
 {
 	struct sign_job jobs[SIGN_THREADS];
 	struct rf_audit_event *evs = NULL;
@@ -1918,6 +1945,16 @@ rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
 			return rf_err_set(RF_ERR_ARG,
 			    "unknown signature "
 			    "scheme");
+		if (prehashed &&
+		    ((key->alg != RF_KEY_EC_P256 &&
+			 key->alg != RF_KEY_EC_P384) ||
+			reqs[i].msglen !=
+			    (size_t)EVP_MD_get_size(rf_key_alg_md(key->alg))))
+			return rf_err_set(RF_ERR_ARG,
+			    "a digest to sign must be the %s of an EC key, "
+			    "not %zu bytes for %s key %s",
+			    EVP_MD_get0_name(rf_key_alg_md(key->alg)),
+			    reqs[i].msglen, rf_key_alg_name(key->alg), key->id);
 	}
 	/* A disabled or missing key produces no audit leaves. */
 	if ((r = custody(keys, key->id, key->sh, &c)) != 0)
@@ -1934,8 +1971,12 @@ rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if (EVP_Digest(reqs[i].msg ? reqs[i].msg : (const uint8_t *)"",
-			reqs[i].msglen, dig[i], &dlen, md, NULL) != 1) {
+		if (prehashed) {
+			dlen = (unsigned int)reqs[i].msglen;
+			memcpy(dig[i], reqs[i].msg, dlen);
+		} else if (EVP_Digest(
+			       reqs[i].msg ? reqs[i].msg : (const uint8_t *)"",
+			       reqs[i].msglen, dig[i], &dlen, md, NULL) != 1) {
 			r = rf_err_set(RF_ERR_INTERNAL, "cannot hash");
 			goto out;
 		}
@@ -1963,6 +2004,7 @@ rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
 		jobs[i].dig = dig;
 		jobs[i].diglen = dlen;
 		jobs[i].sigs = sigs;
+		jobs[i].prehashed = prehashed;
 		jobs[i].from = n * i / (size_t)njobs;
 		jobs[i].to = n * (i + 1) / (size_t)njobs;
 	}
@@ -1978,6 +2020,22 @@ out:
 	free(hex);
 	free(dig);
 	return r;
+}
+
+int
+rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
+    struct rf_sig *sigs)
+{
+	return sign_many(keys, key, reqs, n, 0, who, sigs);
+}
+
+int
+rf_keys_sign_digest(struct rf_keys *keys, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
+    struct rf_sig *sigs)
+{
+	return sign_many(keys, key, reqs, n, 1, who, sigs);
 }
 
 int

@@ -114,6 +114,8 @@ int rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg,
 int rf_keys_load(
     struct rf_keys *keys, const char *id, struct rf_key **out) RF_WUR;
 void rf_key_free(struct rf_key *key);
+/* A copy of key that lives on its own (rf_key_free it). */
+int rf_key_dup(const struct rf_key *key, struct rf_key **out) RF_WUR;
 
 const char *rf_key_id(const struct rf_key *key);
 enum rf_key_alg rf_key_alg(const struct rf_key *key);
@@ -129,6 +131,17 @@ int rf_key_sigalg(const struct rf_key *key, enum rf_sig_scheme scheme,
  * signature is returned (sigs[] are all NULL). sigs has n entries.
  */
 int rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
+    struct rf_sig *sigs) RF_WUR;
+/*
+ * rf_keys_sign for callers that hash themselves (libssl hands over only
+ * the digest of what a TLS handshake signs): reqs[i].msg is the digest,
+ * reqs[i].msglen its size, which must be that of rf_key_alg_md (EC keys
+ * only; the scheme is ignored). Audited, signed and verified (against the
+ * digest) exactly as rf_keys_sign does: the leaves, whose digest field is
+ * this digest, are durable before the token signs.
+ */
+int rf_keys_sign_digest(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
     struct rf_sig *sigs) RF_WUR;
 void rf_sig_clear(struct rf_sig *sig);
@@ -222,6 +235,9 @@ int rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e,
  * or RF_ERR_INTERNAL (a library error). */
 int rf_keys_verify(EVP_PKEY *pub, enum rf_key_alg alg,
     enum rf_sig_scheme scheme, const uint8_t *msg, size_t msglen,
+    const uint8_t *sig, size_t siglen) RF_WUR;
+/* Verify an ECDSA signature (DER) over a digest: as rf_keys_verify. */
+int rf_keys_verify_digest(EVP_PKEY *pub, const uint8_t *dig, size_t diglen,
     const uint8_t *sig, size_t siglen) RF_WUR;
 /* The digest rf_keys_sign audits and (for ECDSA) signs: SHA-384 for
  * P-384, SHA-256 otherwise. */
