@@ -146,6 +146,18 @@ int rf_keys_sign_digest(struct rf_keys *keys, struct rf_key *key,
     struct rf_sig *sigs) RF_WUR;
 void rf_sig_clear(struct rf_sig *sig);
 
+/*
+ * An EVP_PKEY for OpenSSL (libssl: SSL_use_PrivateKey) whose private
+ * operation is rf_keys_sign_digest with key: each signature it makes is
+ * one audited signature in the token, its leaf carrying what, ref and who
+ * (copied). It holds no private key material: only the public key and a
+ * callback (evp.c). EC keys only. keys is borrowed and must outlive the
+ * EVP_PKEY and every SSL holding it; key is copied. Caller frees.
+ */
+int rf_keys_evp_pkey(struct rf_keys *keys, const struct rf_key *key,
+    const char *what, const char *ref, const struct rf_actor *who,
+    EVP_PKEY **out) RF_WUR;
+
 /* Stop a key from signing (CKA_SIGN false). Audited. */
 int rf_keys_disable(
     struct rf_keys *keys, const char *id, const struct rf_actor *who) RF_WUR;
