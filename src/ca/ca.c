@@ -16,6 +16,7 @@
  * CA certificates and the first certificate of every batch are also parsed
  * back as a relying party would (d2i_X509, nothing trailing, X509_verify).
  */
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1408,6 +1409,261 @@ rf_ca_tenant_add(struct rf_ca *ca, const char *name, const struct rf_actor *who)
 out:
 	if (in_tx)
 		rf_store_rollback(ca->st);
+	return r;
+}
+
+/* ------------------------------------------------------------------ */
+/* The TLS server certificate of serve                                */
+
+static int
+is_ip(const char *name)
+{
+	uint8_t b[16];
+
+	return inet_pton(AF_INET, name, b) == 1 ||
+	    inet_pton(AF_INET6, name, b) == 1;
+}
+
+/* RFC 5280 4.2.1.6 subjectAltName: "IP:a,DNS:b,..." for names. */
+static int
+tls_san(const char *const *names, size_t n, char *out, size_t outlen)
+{
+	size_t off = 0, i;
+	int w, r;
+
+	if (n == 0)
+		return rf_err_set(RF_ERR_CONFIG,
+		    "the TLS certificate needs a name: set tls_names");
+	for (i = 0; i < n; i++) {
+		if (!is_ip(names[i]) && (r = dns_name_check(names[i])) != 0)
+			return r;
+		w = snprintf(out + off, outlen - off, "%s%s:%s",
+		    i > 0 ? "," : "", is_ip(names[i]) ? "IP" : "DNS", names[i]);
+		if (w < 0 || (size_t)w >= outlen - off)
+			return rf_err_set(RF_ERR_CONFIG,
+			    "too many TLS names: check tls_names");
+		off += (size_t)w;
+	}
+	return 0;
+}
+
+static int64_t
+x509_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return (int64_t)timegm(&tm);
+}
+
+/*
+ * The stored certificate still serves: issued by the active issuing CA,
+ * its key in the token and active, a third of its validity left, and
+ * every name in its SAN (RFC 6125 matching, as a client does it).
+ */
+static int
+tls_usable(struct rf_ca *ca, const struct ca_entry *e, const char *const *names,
+    size_t n, int64_t now)
+{
+	struct rf_key_rec kr;
+	int64_t nb, na;
+	size_t i;
+
+	if (e == NULL || e->key == NULL ||
+	    strcmp(e->parent, ca->ent[ca->iss].name) != 0)
+		return 0;
+	if (rf_store_key_get(ca->st, rf_key_id(e->key), &kr) != 0) {
+		rf_err_clear();
+		return 0;
+	}
+	nb = x509_time(X509_get0_notBefore(e->x));
+	na = x509_time(X509_get0_notAfter(e->x));
+	if (strcmp(kr.state, "active") != 0 || na - now <= (na - nb) / 3)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((is_ip(names[i])
+			    ? X509_check_ip_asc(e->x, names[i], 0)
+			    : X509_check_host(e->x, names[i], 0,
+				  X509_CHECK_FLAG_NO_WILDCARDS, NULL)) != 1)
+			return 0;
+	return 1;
+}
+
+/*
+ * A new key (EC P-256, first token) and its certificate, from the active
+ * issuing CA: the server profile (cA FALSE, KU digitalSignature, EKU
+ * serverAuth, SAN) and caIssuers. Neither CRL DP nor OCSP URL: like the
+ * OCSP signer's, its status is not published; serve replaces it.
+ */
+static int
+tls_make(struct rf_ca *ca, const char *san, const struct rf_actor *who,
+    struct rf_key **keyp, struct init_cert *c)
+{
+	struct ca_entry *iss = &ca->ent[ca->iss];
+	struct init_cert ic;
+	struct blob own[2], ext[5];
+	X509_NAME *name = NULL;
+	char val[700];
+	int64_t now = rf_now();
+	int r;
+
+	memset(own, 0, sizeof(own));
+	if ((r = rf_keys_generate(ca->keys, RF_KEY_EC_P256, "ringfence tls",
+		 NULL, who, keyp)) != 0)
+		return r;
+	if ((r = serial_new(&c->serial, c->hex)) != 0)
+		goto out;
+	if ((name = name_make("ringfence", "server", "ringfence serve")) ==
+		NULL ||
+	    BLOB_I2D(i2d_X509_NAME, name, &c->name) != 0 ||
+	    BLOB_I2D(i2d_ASN1_INTEGER, c->serial, &c->serial_der) != 0) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = key_spki(*keyp, &c->spki)) != 0 ||
+	    (r = ski_ext(c->spki.p, c->spki.len, c->keyid, c->ski)) != 0 ||
+	    (r = rf_key_sigalg(iss->key, RF_SIG_DEFAULT, &c->sigalg)) != 0)
+		goto out;
+	if (BLOB_I2D(i2d_X509_ALGOR, c->sigalg, &c->alg) != 0) {
+		r = RF_ERR_INTERNAL;
+		goto out;
+	}
+	c->nb = now - CA_BACKDATE;
+	c->na = now + (int64_t)ca->cfg.cert_days * DAY;
+	if (c->na > ca->issuing_not_after)
+		c->na = ca->issuing_not_after;
+	snprintf(val, sizeof(val), "caIssuers;URI:%s/ca/%s.der",
+	    ca->cfg.base_url, iss->name);
+	if ((r = ext_blob(NID_subject_alt_name, san, &own[0])) != 0 ||
+	    (r = ext_blob(NID_info_access, val, &own[1])) != 0)
+		goto out;
+	ext[0] = ca->ext[EXT_BC]; /* borrowed */
+	ext[1] = ca->ext[EXT_KU_SIG];
+	ext[2] = ca->ext[EXT_EKU_SERVER];
+	ext[3] = own[0];
+	ext[4] = own[1];
+	/* The issuer, as init_sign reads it: its name and key id. */
+	memset(&ic, 0, sizeof(ic));
+	ic.name = ca->issuer; /* borrowed, never cleared */
+	memcpy(ic.keyid, ca->aki + sizeof(ca->aki) - 20, 20);
+	r = init_sign(ca->keys, iss->key, c, &ic, ext, 5, who);
+out:
+	X509_NAME_free(name);
+	blob_clear(&own[0]);
+	blob_clear(&own[1]);
+	return r;
+}
+
+/* Record the new key and certificate ("tls") with an audit event. */
+static int
+tls_commit(struct rf_ca *ca, struct rf_key *key, const struct init_cert *c,
+    const char *san, const struct rf_actor *who)
+{
+	struct rf_key_rec kr;
+	struct rf_ca_rec cr;
+	struct rf_audit_event ev;
+	char detail[1100];
+	int r, in_tx = 0;
+
+	if ((r = rf_store_begin(ca->st)) != 0)
+		return r;
+	in_tx = 1;
+	memset(&kr, 0, sizeof(kr));
+	snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(key));
+	snprintf(kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(RF_KEY_EC_P256));
+	snprintf(kr.purpose, sizeof(kr.purpose), "tls");
+	snprintf(kr.state, sizeof(kr.state), "active");
+	kr.created = rf_now();
+	memset(&cr, 0, sizeof(cr));
+	snprintf(cr.name, sizeof(cr.name), "tls");
+	snprintf(cr.key_id, sizeof(cr.key_id), "%s", rf_key_id(key));
+	snprintf(cr.parent, sizeof(cr.parent), "%s", ca->ent[ca->iss].name);
+	snprintf(cr.serial, sizeof(cr.serial), "%s", c->hex);
+	cr.not_before = c->nb;
+	cr.not_after = c->na;
+	cr.active = 1;
+	cr.der = c->der;
+	cr.derlen = c->derlen;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "issue";
+	ev.key_id = rf_key_id(key);
+	ev.ref = c->hex;
+	snprintf(detail, sizeof(detail), "tls %s", san);
+	ev.detail = detail;
+	ev.actor = who != NULL ? who->actor : NULL;
+	ev.source = who != NULL ? who->source : NULL;
+	if ((r = rf_store_key_add(ca->st, &kr)) != 0 ||
+	    (r = rf_store_ca_put(ca->st, &cr)) != 0 ||
+	    (r = rf_audit_append(ca->audit, &ev, 1, NULL)) != 0)
+		goto out;
+	r = rf_store_commit(ca->st);
+	in_tx = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(ca->st);
+	return r;
+}
+
+int
+rf_ca_tls_ensure(struct rf_ca *ca, const char *const *names, size_t n,
+    const struct rf_actor *who, int *made)
+{
+	struct ca_entry *e = ca_find(ca, "tls");
+	struct init_cert c;
+	struct rf_key *key = NULL;
+	const uint8_t *p;
+	char san[1024], old[65] = "";
+	X509 *x = NULL;
+	int r;
+
+	*made = 0;
+	if ((r = tls_san(names, n, san, sizeof(san))) != 0)
+		return r;
+	if (tls_usable(ca, e, names, n, rf_now()))
+		return 0;
+	if (e == NULL && ca->nent >= CA_MAX)
+		return rf_err_set(
+		    RF_ERR_STATE, "more than %d CA certificates", CA_MAX);
+	memset(&c, 0, sizeof(c));
+	if ((r = tls_make(ca, san, who, &key, &c)) != 0 ||
+	    (r = tls_commit(ca, key, &c, san, who)) != 0)
+		goto out;
+	p = c.der;
+	if ((x = d2i_X509(NULL, &p, (long)c.derlen)) == NULL) {
+		r = rf_err_set(
+		    RF_ERR_INTERNAL, "TLS certificate does not parse");
+		goto out;
+	}
+	if (e == NULL) {
+		e = &ca->ent[ca->nent++];
+		memset(e, 0, sizeof(*e));
+		snprintf(e->name, sizeof(e->name), "tls");
+	} else if (e->key != NULL) {
+		snprintf(old, sizeof(old), "%s", rf_key_id(e->key));
+	}
+	X509_free(e->x);
+	rf_key_free(e->key);
+	e->x = x; /* both now the entry's */
+	e->key = key;
+	x = NULL;
+	key = NULL;
+	snprintf(e->parent, sizeof(e->parent), "%s", ca->ent[ca->iss].name);
+	e->active = 1;
+	e->not_before = c.nb;
+	/* The replaced key signs nothing more (best effort: it is unused). */
+	if (old[0] != '\0' &&
+	    (rf_keys_disable(ca->keys, old, who) != 0 ||
+		rf_store_key_set_state(ca->st, old, "disabled") != 0))
+		rf_err_clear();
+	*made = 1;
+	r = 0;
+out:
+	if (key != NULL) /* made but not recorded: remove it */
+		(void)!rf_keys_destroy(ca->keys, rf_key_id(key), who);
+	rf_key_free(key);
+	X509_free(x);
+	init_cert_clear(&c);
 	return r;
 }
 

@@ -124,6 +124,19 @@ void rf_ca_ocsp_name(const char *issuer, char out[64]);
 /* The name of the issuing CA that signs new certificates ("issuing"). */
 const char *rf_ca_issuer_name(struct rf_ca *ca);
 
+/*
+ * The TLS server certificate of `ringfence serve` (docs/serve.md): the CA
+ * record "tls" (rf_ca_cert / rf_ca_key "tls" afterwards), issued by the
+ * active issuing CA with the server profile, subjectAltName the given
+ * names (IP addresses or DNS names), its EC P-256 key generated in the
+ * first token (key purpose "tls"). The stored one is kept while it is
+ * issued by the active issuing CA, its key is in the token and active, a
+ * third of its validity is left and it names every name; otherwise a new
+ * key and certificate replace it (the old key is disabled) and *made is 1.
+ */
+int rf_ca_tls_ensure(struct rf_ca *ca, const char *const *names, size_t n,
+    const struct rf_actor *who, int *made) RF_WUR;
+
 struct rf_audit;
 
 /*

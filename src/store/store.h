@@ -117,6 +117,8 @@ struct rf_ca_rec {
 };
 int rf_store_ca_add(struct rf_store *st,
     const struct rf_ca_rec *ca) RF_WUR; /* RF_ERR_EXISTS on name */
+/* Add, or replace the record of the same name (service certificates). */
+int rf_store_ca_put(struct rf_store *st, const struct rf_ca_rec *ca) RF_WUR;
 int rf_store_ca_get(
     struct rf_store *st, const char *name, struct rf_ca_rec *out) RF_WUR;
 /* *out is an array of *n records (with der); free with rf_ca_rec_free_all. */

@@ -239,8 +239,9 @@ out:
 	return r;
 }
 
-int
-rf_store_ca_add(struct rf_store *st, const struct rf_ca_rec *ca)
+/* Add a CA record, or with replace put it in place of one so named. */
+static int
+ca_write(struct rf_store *st, const struct rf_ca_rec *ca, int replace)
 {
 	sqlite3_stmt *s = NULL;
 	int r, own;
@@ -250,8 +251,12 @@ rf_store_ca_add(struct rf_store *st, const struct rf_ca_rec *ca)
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
 	if ((r = st_prepare(st,
-		 "INSERT INTO cas (name, key_id, parent, serial, not_before, "
-		 "not_after, active, der) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+		 replace ? "INSERT OR REPLACE INTO cas (name, key_id, parent, "
+			   "serial, not_before, not_after, active, der) "
+			   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+			 : "INSERT INTO cas (name, key_id, parent, serial, "
+			   "not_before, not_after, active, der) "
+			   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, ca->name, sizeof(ca->name) - 1)) != 0 ||
 	    (r = st_bind_text(st, s, 2, ca->key_id, sizeof(ca->key_id) - 1)) !=
@@ -271,6 +276,18 @@ rf_store_ca_add(struct rf_store *st, const struct rf_ca_rec *ca)
 out:
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_ca_add(struct rf_store *st, const struct rf_ca_rec *ca)
+{
+	return ca_write(st, ca, 0);
+}
+
+int
+rf_store_ca_put(struct rf_store *st, const struct rf_ca_rec *ca)
+{
+	return ca_write(st, ca, 1);
 }
 
 #define CA_COLS                                                                \

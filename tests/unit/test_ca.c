@@ -1025,6 +1025,88 @@ test_rotate(void **state)
 	rf_ca_free(ca2);
 }
 
+/* ---------------------------------------------------------------- */
+/* serve's TLS certificate                                          */
+
+/* The "tls" certificate of ca: issued by issuer, for names, its key. */
+static void
+tls_check(struct rf_ca *ca, const char *issuer, const char *ip, const char *dns,
+    char id[65])
+{
+	X509 *x = rf_ca_cert(ca, "tls");
+	struct rf_key *k = rf_ca_key(ca, "tls");
+	struct rf_key_rec kr;
+	char spki_id[65];
+
+	assert_non_null(x);
+	assert_non_null(k);
+	assert_int_equal(
+	    X509_verify(x, X509_get0_pubkey(rf_ca_cert(ca, issuer))), 1);
+	assert_int_equal(X509_check_ip_asc(x, ip, 0), 1);
+	assert_int_equal(X509_check_host(x, dns, 0, 0, NULL), 1);
+	assert_int_equal(X509_check_host(x, "example.com", 0, 0, NULL), 0);
+	assert_int_equal(X509_check_purpose(x, X509_PURPOSE_SSL_SERVER, 0), 1);
+	assert_int_equal(X509_check_ca(x), 0);
+	assert_int_equal(rf_keys_pub_id(X509_get0_pubkey(x), spki_id), 0);
+	assert_string_equal(spki_id, rf_key_id(k));
+	assert_int_equal(rf_store_key_get(F.st, rf_key_id(k), &kr), 0);
+	assert_string_equal(kr.purpose, "tls");
+	assert_string_equal(kr.state, "active");
+	snprintf(id, 65, "%s", rf_key_id(k));
+}
+
+static void
+test_tls_cert(void **state)
+{
+	const char *names[] = {"127.0.0.1", "localhost"};
+	const char *moved[] = {"127.0.0.2", "localhost"};
+	const char *bad[] = {"not a name"};
+	struct rf_ca *ca2 = NULL;
+	struct rf_key_rec kr;
+	char id1[65], id2[65];
+	int made = -1;
+
+	(void)state;
+	assert_int_equal(rf_ca_tls_ensure(F.ca, names, 2, &F.who, &made), 0);
+	assert_int_equal(made, 1);
+	tls_check(F.ca, "issuing", "127.0.0.1", "localhost", id1);
+	/* Kept while it serves, here and in a fresh open of the store. */
+	assert_int_equal(rf_ca_tls_ensure(F.ca, names, 2, &F.who, &made), 0);
+	assert_int_equal(made, 0);
+	assert_int_equal(rf_ca_open(&F.cfg, F.st, F.keys, &ca2), 0);
+	assert_int_equal(rf_ca_tls_ensure(ca2, names, 2, &F.who, &made), 0);
+	assert_int_equal(made, 0);
+	tls_check(ca2, "issuing", "127.0.0.1", "localhost", id2);
+	assert_string_equal(id1, id2);
+	rf_ca_free(ca2);
+	/* Another address: a new key and certificate; the old key is off. */
+	assert_int_equal(rf_ca_tls_ensure(F.ca, moved, 2, &F.who, &made), 0);
+	assert_int_equal(made, 1);
+	tls_check(F.ca, "issuing", "127.0.0.2", "localhost", id2);
+	assert_string_not_equal(id1, id2);
+	assert_int_equal(rf_store_key_get(F.st, id1, &kr), 0);
+	assert_string_equal(kr.state, "disabled");
+	/* A name that is neither an address nor a DNS name. */
+	assert_int_equal(
+	    rf_ca_tls_ensure(F.ca, bad, 1, &F.who, &made), RF_ERR_ARG);
+	assert_int_equal(made, 0);
+}
+
+/* After a rotation, the certificate is reissued by the new issuing CA. */
+static void
+test_tls_after_rotate(void **state)
+{
+	const char *names[] = {"127.0.0.2", "localhost"};
+	char id[65];
+	int made = -1;
+
+	(void)state;
+	assert_string_equal(rf_ca_issuer_name(F.ca), "issuing-2");
+	assert_int_equal(rf_ca_tls_ensure(F.ca, names, 2, &F.who, &made), 0);
+	assert_int_equal(made, 1);
+	tls_check(F.ca, "issuing-2", "127.0.0.2", "localhost", id);
+}
+
 int
 main(void)
 {
@@ -1040,7 +1122,9 @@ main(void)
 	    cmocka_unit_test(test_serials),
 	    cmocka_unit_test(test_der_helpers),
 	    cmocka_unit_test(test_issue_hook),
+	    cmocka_unit_test(test_tls_cert),
 	    cmocka_unit_test(test_rotate),
+	    cmocka_unit_test(test_tls_after_rotate),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
