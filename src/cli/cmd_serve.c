@@ -10,7 +10,7 @@
 
 static const char serve_help[] =
     "usage: ringfence serve [--port N] [--listen ADDR] [--threads N]\n"
-    "                       [--duration SECONDS]\n"
+    "                       [--tls-port N] [--duration SECONDS]\n"
     "\n"
     "Serves GET /healthz, /ca/<name>.pem|.der, /crl/<issuer>.crl, OCSP\n"
     "(POST /ocsp and GET /ocsp/<base64>) and read-only /audit/sth,\n"
@@ -18,7 +18,11 @@ static const char serve_help[] =
     "ADDR and N default to the listen and port settings (127.0.0.1:8440);\n"
     "an address that is not loopback is refused unless given with\n"
     "--listen. --threads: worker threads (default 2). --duration: stop\n"
-    "after that many seconds. SIGINT and SIGTERM stop it cleanly.\n";
+    "after that many seconds. SIGINT and SIGTERM stop it cleanly.\n"
+    "--tls-port: also serve the same routes over TLS on that port (0: any\n"
+    "free port; default: the tls_port setting, 0 = no TLS), with a server\n"
+    "certificate from the issuing CA whose key stays in the token; each\n"
+    "handshake signature is an audit leaf.\n";
 
 static int
 parse_int(const char *s, long lo, long hi, long *out)
@@ -67,7 +71,7 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_http_opts o;
 	struct rf_http *h = NULL;
-	char detail[160];
+	char detail[200], tls[64] = "";
 	long v;
 	int i, r, rc = EXIT_FAIL;
 
@@ -95,6 +99,12 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 				    "address");
 			o.listen = val;
 			o.allow_public = 1;
+		} else if (strcmp(a, "--tls-port") == 0) {
+			if (parse_int(val, 0, 65535, &v) != 0)
+				return cli_usage(
+				    argv[0], "--tls-port needs 0-65535");
+			o.tls = 1;
+			o.tls_port = (int)v;
 		} else if (strcmp(a, "--threads") == 0) {
 			if (parse_int(val, 1, RF_HTTP_THREADS_MAX, &v) != 0)
 				return cli_usage(argv[0],
@@ -117,8 +127,11 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 	if ((r = rf_http_new(&cli->cfg, &o, cli->store, cli->audit, cli->keys,
 		 cli->ca, &cli->who, &h)) != 0)
 		return cli_fail(r);
-	snprintf(detail, sizeof(detail), "http://%s:%d threads %d",
-	    rf_http_address(h), rf_http_port(h),
+	if (rf_http_tls_port(h) > 0)
+		snprintf(tls, sizeof(tls), " https://%s:%d", rf_http_address(h),
+		    rf_http_tls_port(h));
+	snprintf(detail, sizeof(detail), "http://%s:%d%s threads %d",
+	    rf_http_address(h), rf_http_port(h), tls,
 	    o.threads > 0 ? o.threads : RF_HTTP_THREADS_DEFAULT);
 	if ((r = audit_event(cli, "serve-start", detail)) != 0) {
 		rc = cli_fail(r);
@@ -127,6 +140,12 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 	fprintf(stderr,
 	    "ringfence: serving http://%s:%d (healthz, ca, crl, ocsp)\n",
 	    rf_http_address(h), rf_http_port(h));
+	if (rf_http_tls_port(h) > 0)
+		fprintf(stderr,
+		    "ringfence: serving https://%s:%d (the same routes; "
+		    "TLS key %s)\n",
+		    rf_http_address(h), rf_http_tls_port(h),
+		    rf_key_id(rf_ca_key(cli->ca, "tls")));
 	if ((r = rf_http_run(h)) != 0) {
 		rc = cli_fail(r);
 		(void)audit_event(cli, "serve-stop", "error");

@@ -41,6 +41,8 @@ static const struct setting settings[] = {
     S("softhsm_conf", softhsm_conf),
     S("listen", listen),
     I("port", port, 0, 65535),
+    I("tls_port", tls_port, 0, 65535),
+    S("tls_names", tls_names),
     S("base_url", base_url),
     S("ca_alg", ca_alg),
     S("actor", actor),
@@ -213,6 +215,7 @@ rf_config_load(struct rf_config *cfg)
 	cfg->tokens = 32;
 	snprintf(cfg->listen, sizeof(cfg->listen), "127.0.0.1");
 	cfg->port = 8440;
+	snprintf(cfg->tls_names, sizeof(cfg->tls_names), "localhost");
 	snprintf(cfg->ca_alg, sizeof(cfg->ca_alg), "ec-p256");
 	snprintf(cfg->actor, sizeof(cfg->actor), "%s",
 	    getenv("USER") ? getenv("USER") : "operator");

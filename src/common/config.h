@@ -27,6 +27,8 @@ struct rf_config {
 	    softhsm_conf[RF_PATH_MAX]; /* set as SOFTHSM2_CONF when non-empty */
 	char listen[64];	       /* serve address, default 127.0.0.1 */
 	int port;		       /* serve port, default 8440 */
+	int tls_port;		       /* serve HTTPS port; 0: no TLS */
+	char tls_names[256];	       /* SAN names of serve's TLS cert */
 	char base_url[256];   /* put in CRL DP and AIA, no trailing / */
 	char ca_alg[32];      /* root/issuing/OCSP key algorithm */
 	char actor[128];      /* who acts, for the audit record */

@@ -47,6 +47,12 @@ struct rf_http_opts {
 	int allow_public;   /* 1: a non-loopback address was asked for */
 	int handle_signals; /* 1: SIGINT / SIGTERM stop rf_http_run */
 	int64_t duration;   /* >0: rf_http_run returns after this many s */
+	/*
+	 * HTTPS besides HTTP: 0 as cfg->tls_port says (0 there: none), 1 on
+	 * tls_port (0: any free port), -1 none.
+	 */
+	int tls;
+	int tls_port;
 	/* Optional: one line per maintenance problem (not per request). */
 	void (*log)(void *arg, const char *msg);
 	void *log_arg;
@@ -59,6 +65,9 @@ struct rf_http_opts {
  * OCSP responder gets its own store connection (cfg->db_path).
  * RF_ERR_CONFIG for an address that is not loopback without
  * allow_public; RF_ERR_IO when the address cannot be bound.
+ * With TLS, the "tls" certificate is made or renewed first
+ * (rf_ca_tls_ensure, with keys and audit), for the listen address and
+ * cfg->tls_names.
  */
 int rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
     struct rf_store *st, struct rf_audit *audit, struct rf_keys *keys,
@@ -67,6 +76,8 @@ void rf_http_free(struct rf_http *h);
 
 /* The bound port (useful with port 0) and address. */
 int rf_http_port(const struct rf_http *h);
+/* The bound HTTPS port; 0 without TLS. */
+int rf_http_tls_port(const struct rf_http *h);
 const char *rf_http_address(const struct rf_http *h);
 
 /*

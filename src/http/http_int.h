@@ -36,6 +36,7 @@ struct rf_http_worker {
 	pthread_t tid;
 	struct event_base *base;
 	struct evhttp *http;
+	struct evhttp *https; /* TLS listener, or NULL */
 	/* /audit only: this thread's own store connection, opened lazily. */
 	struct rf_store *st;
 	struct rf_audit *audit;
@@ -72,10 +73,26 @@ struct rf_http {
 	struct rf_actor who;
 	struct rf_http_opts o;
 	char addr[64];
-	int port;
-	int fd;			    /* the listening socket */
-	struct sockaddr_storage ss; /* its address, port included */
-	socklen_t sl;
+	/* The listening sockets: plain HTTP, and HTTPS (fd -1 when off). */
+	struct http_sock {
+		int fd;
+		struct sockaddr_storage ss; /* its address, port included */
+		socklen_t sl;
+		int port;
+	} plain, tls;
+
+	/*
+	 * TLS (docs/serve.md): the policy context with the "tls" certificate
+	 * and its issuer; each handshake gets an EVP_PKEY whose signature is
+	 * an audited rf_keys signature made with these handles of its own,
+	 * shared by the workers (keys serialises their appends).
+	 */
+	SSL_CTX *tls_ctx;
+	struct rf_store *tls_st;
+	struct rf_audit *tls_audit;
+	struct rf_keys *tls_keys;
+	struct rf_key *tls_key;
+	struct rf_actor tls_who;
 
 	int nworkers;
 	struct rf_http_worker *w;

@@ -23,9 +23,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
 #include <event2/thread.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "audit/audit.h"
 #include "ca/ca.h"
@@ -109,7 +114,8 @@ port_taken(const struct sockaddr_storage *ss, socklen_t sl)
 }
 
 static int
-listen_socket(struct rf_http *h, const char *addr, int port)
+listen_socket(struct rf_http *h, const char *addr, int port, const char *flag,
+    struct http_sock *out)
 {
 	struct sockaddr_storage ss;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
@@ -156,15 +162,15 @@ listen_socket(struct rf_http *h, const char *addr, int port)
 		errno = EADDRINUSE;
 		r = rf_err_set(RF_ERR_IO,
 		    "cannot listen on %.60s port %d: %s: choose another "
-		    "--port",
-		    addr, port, strerror(errno));
+		    "%s",
+		    addr, port, strerror(errno), flag);
 		goto out;
 	}
 	if (bind(fd, (struct sockaddr *)&ss, sl) != 0) {
 		r = rf_err_set(RF_ERR_IO,
 		    "cannot listen on %.60s port %d: %s: choose another "
-		    "--port",
-		    addr, port, strerror(errno));
+		    "%s",
+		    addr, port, strerror(errno), flag);
 		goto out;
 	}
 	if (listen(fd, 1024) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
@@ -176,11 +182,13 @@ listen_socket(struct rf_http *h, const char *addr, int port)
 		r = rf_err_set(RF_ERR_IO, "getsockname: %s", strerror(errno));
 		goto out;
 	}
-	h->port = ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
-	h->ss = ss; /* with the port bound, for the other workers */
-	h->sl = sl;
-	snprintf(h->addr, sizeof(h->addr), "%s", addr);
-	h->fd = fd; /* now h's */
+	out->port =
+	    ntohs(ss.ss_family == AF_INET ? s4->sin_port : s6->sin6_port);
+	out->ss = ss; /* with the port bound, for the other workers */
+	out->sl = sl;
+	if (addr != h->addr) /* the TLS socket reuses the plain one's */
+		snprintf(h->addr, sizeof(h->addr), "%s", addr);
+	out->fd = fd; /* now h's */
 	fd = -1;
 	r = 0;
 out:
@@ -190,15 +198,15 @@ out:
 }
 
 static int
-reuseport_socket(struct rf_http *h)
+reuseport_socket(const struct http_sock *hs)
 {
 	int fd, one = 1, e;
 
-	if ((fd = socket(h->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+	if ((fd = socket(hs->ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
-	    bind(fd, (struct sockaddr *)&h->ss, h->sl) != 0 ||
+	    bind(fd, (const struct sockaddr *)&hs->ss, hs->sl) != 0 ||
 	    listen(fd, 1024) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
 		e = errno;
 		close(fd);
@@ -232,43 +240,120 @@ worker_base(struct event_base **out)
 	return 0;
 }
 
-static int
-worker_setup(struct rf_http *h, struct rf_http_worker *w)
+/*
+ * A TLS connection's bufferevent (evhttp_set_bevcb): an OpenSSL
+ * bufferevent accepting with the policy context. evhttp sets its socket.
+ * Should this fail (no memory), evhttp would fall back to a plain one:
+ * route_tls() then refuses every request on it.
+ */
+static struct bufferevent *
+tls_bev(struct event_base *base, void *arg)
 {
-	int nfd = -1, r;
+	struct rf_http_worker *w = arg;
+	struct bufferevent *bev;
+	SSL *ssl;
 
-	w->h = h;
-	if ((r = worker_base(&w->base)) != 0)
-		return r;
-	if ((w->http = evhttp_new(w->base)) == NULL)
+	if ((ssl = SSL_new(w->h->tls_ctx)) == NULL)
+		return NULL;
+	/* CLOSE_ON_FREE: the bufferevent frees the SSL (and the socket). */
+	bev = bufferevent_openssl_socket_new(
+	    base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	if (bev == NULL) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* A client closing without close_notify is not an error here. */
+	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	return bev;
+}
+
+/*
+ * evhttp closes a connection by freeing its bufferevent, which closes the
+ * socket without a TLS close_notify (RFC 8446 6.1): clients then see a
+ * truncated stream. Its close callback runs just before: send one.
+ */
+static void
+tls_close(struct evhttp_connection *c, void *arg)
+{
+	struct bufferevent *bev = evhttp_connection_get_bufferevent(c);
+	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+
+	(void)arg;
+	if (ssl != NULL && SSL_is_init_finished(ssl))
+		(void)SSL_shutdown(ssl); /* non-blocking: sent or not */
+	ERR_clear_error();
+}
+
+/* Requests on the TLS listener: the same routes, over TLS only. */
+static void
+route_tls(struct evhttp_request *req, void *arg)
+{
+	struct evhttp_connection *c = evhttp_request_get_connection(req);
+	struct bufferevent *bev =
+	    c != NULL ? evhttp_connection_get_bufferevent(c) : NULL;
+
+	if (bev == NULL || bufferevent_openssl_get_ssl(bev) == NULL) {
+		evhttp_send_error(req, HTTP_INTERNAL, "not TLS");
+		return;
+	}
+	evhttp_connection_set_closecb(c, tls_close, NULL);
+	rf_http_route(req, arg);
+}
+
+/*
+ * One evhttp of a worker accepting on its socket for hs: the first worker
+ * uses the socket bound in rf_http_new; the others bind their own to the
+ * same address with SO_REUSEPORT, so the kernel spreads connections over
+ * the workers (one shared socket would let whichever worker wakes first
+ * take a whole burst). With tls, connections are TLS (tls_bev).
+ */
+static int
+worker_http(struct rf_http *h, struct rf_http_worker *w,
+    const struct http_sock *hs, int tls, struct evhttp **out)
+{
+	struct evhttp *http;
+	int nfd = -1;
+
+	if ((http = *out = evhttp_new(w->base)) == NULL)
 		return rf_err_set(RF_ERR_ALLOC, "cannot create an event base");
-	evhttp_set_timeout(w->http, RF_HTTP_TIMEOUT);
-	evhttp_set_max_headers_size(w->http, RF_HTTP_MAX_HEADERS);
+	evhttp_set_timeout(http, RF_HTTP_TIMEOUT);
+	evhttp_set_max_headers_size(http, RF_HTTP_MAX_HEADERS);
 	evhttp_set_max_body_size(
-	    w->http, h->cfg->max_request > 0 ? h->cfg->max_request : 64 * 1024);
+	    http, h->cfg->max_request > 0 ? h->cfg->max_request : 64 * 1024);
 	/* Every method reaches the router, which answers 405 with Allow. */
-	evhttp_set_allowed_methods(w->http,
+	evhttp_set_allowed_methods(http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 		EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(w->http, rf_http_route, w);
-	/*
-	 * The first worker accepts on the socket bound in rf_http_new; the
-	 * others bind their own to the same address with SO_REUSEPORT, so the
-	 * kernel spreads connections over the workers (one shared socket
-	 * would let whichever worker wakes first take a whole burst).
-	 */
+	evhttp_set_gencb(http, tls ? route_tls : rf_http_route, w);
+	if (tls)
+		evhttp_set_bevcb(http, tls_bev, w);
 	if (w == &h->w[0]) {
-		if ((nfd = fcntl(h->fd, F_DUPFD_CLOEXEC, 0)) < 0)
+		if ((nfd = fcntl(hs->fd, F_DUPFD_CLOEXEC, 0)) < 0)
 			return rf_err_set(
 			    RF_ERR_IO, "dup: %s", strerror(errno));
-	} else if ((nfd = reuseport_socket(h)) < 0)
+	} else if ((nfd = reuseport_socket(hs)) < 0)
 		return rf_err_set(
 		    RF_ERR_IO, "listen (worker): %s", strerror(errno));
-	if (evhttp_accept_socket_with_handle(w->http, nfd) == NULL) {
+	if (evhttp_accept_socket_with_handle(http, nfd) == NULL) {
 		close(nfd);
 		return rf_err_set(RF_ERR_IO, "evhttp cannot accept");
 	}
+	return 0;
+}
+
+static int
+worker_setup(struct rf_http *h, struct rf_http_worker *w)
+{
+	int r;
+
+	w->h = h;
+	if ((r = worker_base(&w->base)) != 0 ||
+	    (r = worker_http(h, w, &h->plain, 0, &w->http)) != 0)
+		return r;
+	if (h->tls_ctx != NULL &&
+	    (r = worker_http(h, w, &h->tls, 1, &w->https)) != 0)
+		return r;
 	return 0;
 }
 
@@ -362,6 +447,140 @@ issuers_setup(struct rf_http *h)
 	return r;
 }
 
+/* "ADDR:PORT" of the peer of socket fd, for the audit record. */
+static void
+peer_name(int fd, char *out, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char a[INET6_ADDRSTRLEN] = "?";
+	int port = 0;
+
+	memset(&ss, 0, sizeof(ss));
+	if (fd >= 0 && getpeername(fd, (struct sockaddr *)&ss, &sl) == 0) {
+		if (ss.ss_family == AF_INET) {
+			const struct sockaddr_in *s4 = (void *)&ss;
+
+			inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+			port = ntohs(s4->sin_port);
+		} else if (ss.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *s6 = (void *)&ss;
+
+			inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+			port = ntohs(s6->sin6_port);
+		}
+	}
+	snprintf(
+	    out, len, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", a, port);
+}
+
+/*
+ * SSL_CTX_set_cert_cb, while a ClientHello is processed: this connection's
+ * private key, an EVP_PKEY whose one signature (CertificateVerify, or the
+ * TLS 1.2 ServerKeyExchange) is an rf_keys signature audited with the
+ * peer's address as ref. 0 fails the handshake.
+ */
+static int
+tls_cert_cb(SSL *ssl, void *arg)
+{
+	struct rf_http *h = arg;
+	EVP_PKEY *pk = NULL;
+	char ref[INET6_ADDRSTRLEN + 16];
+	int ok;
+
+	peer_name(SSL_get_fd(ssl), ref, sizeof(ref));
+	if (rf_keys_evp_pkey(
+		h->tls_keys, h->tls_key, "tls", ref, &h->tls_who, &pk) != 0) {
+		rf_err_clear();
+		return 0;
+	}
+	ok = SSL_use_PrivateKey(ssl, pk) == 1; /* takes a reference */
+	EVP_PKEY_free(pk);
+	return ok;
+}
+
+/*
+ * The names of the TLS certificate: the listen address (unless it is the
+ * unspecified address) and cfg->tls_names (comma or space separated).
+ */
+#define TLS_NAMES_MAX 16
+static int
+tls_names(struct rf_http *h, char *buf, size_t len,
+    const char *names[TLS_NAMES_MAX], size_t *n)
+{
+	char *p, *save = NULL;
+
+	*n = 0;
+	if (strcmp(h->addr, "0.0.0.0") != 0 && strcmp(h->addr, "::") != 0)
+		names[(*n)++] = h->addr;
+	snprintf(buf, len, "%s", h->cfg->tls_names);
+	for (p = strtok_r(buf, ", \t", &save); p != NULL;
+	     p = strtok_r(NULL, ", \t", &save)) {
+		if (*n == TLS_NAMES_MAX)
+			return rf_err_set(RF_ERR_CONFIG,
+			    "more than %d TLS names: check tls_names",
+			    TLS_NAMES_MAX - 1);
+		names[(*n)++] = p;
+	}
+	return 0;
+}
+
+/*
+ * TLS: the "tls" certificate (made or renewed with the caller's handles),
+ * a key handle of its own for the workers' handshakes, and the policy
+ * context (rf_http_tls_ctx) with the certificate and its issuer.
+ */
+static int
+tls_setup(struct rf_http *h)
+{
+	const char *names[TLS_NAMES_MAX];
+	char buf[sizeof(h->cfg->tls_names)], msg[200];
+	struct rf_key *k;
+	X509 *x, *ix;
+	size_t n;
+	int made = 0, r;
+
+	if ((r = tls_names(h, buf, sizeof(buf), names, &n)) != 0 ||
+	    (r = rf_ca_tls_ensure(h->ca, names, n, &h->who, &made)) != 0)
+		return r;
+	x = rf_ca_cert(h->ca, "tls");
+	k = rf_ca_key(h->ca, "tls");
+	ix = rf_ca_cert(h->ca, rf_ca_issuer_name(h->ca));
+	if (x == NULL || k == NULL || ix == NULL)
+		return rf_err_set(RF_ERR_INTERNAL, "no TLS certificate");
+	if (made && h->o.log != NULL) {
+		snprintf(msg, sizeof(msg), "TLS certificate issued, key %s",
+		    rf_key_id(k));
+		h->o.log(h->o.log_arg, msg);
+	}
+	h->tls_who.actor = h->who.actor;
+	h->tls_who.source = "serve tls";
+	if ((r = rf_store_open(h->cfg->db_path, 0, &h->tls_st)) != 0 ||
+	    (r = rf_audit_open(h->tls_st, &h->tls_audit)) != 0 ||
+	    (r = rf_keys_open(h->cfg, h->tls_audit, &h->tls_keys)) != 0 ||
+	    (r = rf_keys_load(h->tls_keys, rf_key_id(k), &h->tls_key)) != 0 ||
+	    (r = rf_http_tls_ctx(1, &h->tls_ctx)) != 0)
+		return r;
+	/*
+	 * The key signs digests of its own size (keys: SHA-256 for P-256);
+	 * every handshake is a full one (no session cache, no tickets), so
+	 * each connection's key use is on the record.
+	 */
+	if (SSL_CTX_use_certificate(h->tls_ctx, x) != 1 ||
+	    SSL_CTX_add1_chain_cert(h->tls_ctx, ix) != 1 ||
+	    SSL_CTX_set1_sigalgs_list(h->tls_ctx,
+		rf_key_alg(k) == RF_KEY_EC_P384 ? "ECDSA+SHA384"
+						: "ECDSA+SHA256") != 1 ||
+	    SSL_CTX_set_num_tickets(h->tls_ctx, 0) != 1) {
+		ERR_clear_error();
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "TLS: OpenSSL refused the certificate or settings");
+	}
+	SSL_CTX_set_session_cache_mode(h->tls_ctx, SSL_SESS_CACHE_OFF);
+	SSL_CTX_set_cert_cb(h->tls_ctx, tls_cert_cb, h);
+	return rf_http_tls_check(h->tls_ctx);
+}
+
 static void
 stop_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -397,7 +616,7 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 		return rf_err_set(RF_ERR_INTERNAL, "libevent without pthreads");
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return RF_ERR_ALLOC;
-	h->fd = -1;
+	h->plain.fd = h->tls.fd = -1;
 	h->o = *o;
 	h->cfg = cfg;
 	h->st = st;
@@ -414,7 +633,13 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	h->ev_lock_ok = 1;
 	h->nworkers = o->threads > 0 ? o->threads : RF_HTTP_THREADS_DEFAULT;
 	if ((r = listen_socket(h, o->listen != NULL ? o->listen : cfg->listen,
-		 o->port >= 0 ? o->port : cfg->port)) != 0)
+		 o->port >= 0 ? o->port : cfg->port, "--port", &h->plain)) != 0)
+		goto out;
+	if ((o->tls > 0 || (o->tls == 0 && cfg->tls_port > 0)) &&
+	    ((r = listen_socket(h, h->addr,
+		  o->tls > 0 ? o->tls_port : cfg->tls_port, "--tls-port",
+		  &h->tls)) != 0 ||
+		(r = tls_setup(h)) != 0))
 		goto out;
 
 	/* The OCSP responder, on its own store connection. */
@@ -505,14 +730,24 @@ rf_http_free(struct rf_http *h)
 	for (i = 0; h->w != NULL && i < h->nworkers; i++) {
 		if (h->w[i].http != NULL)
 			evhttp_free(h->w[i].http);
+		if (h->w[i].https != NULL)
+			evhttp_free(h->w[i].https);
 		if (h->w[i].base != NULL)
 			event_base_free(h->w[i].base);
 		rf_audit_free(h->w[i].audit);
 		rf_store_free(h->w[i].st);
 	}
 	free(h->w);
-	if (h->fd >= 0)
-		close(h->fd);
+	if (h->plain.fd >= 0)
+		close(h->plain.fd);
+	if (h->tls.fd >= 0)
+		close(h->tls.fd);
+	/* After the workers: their connections hold SSLs and EVP_PKEYs. */
+	SSL_CTX_free(h->tls_ctx);
+	rf_key_free(h->tls_key);
+	rf_keys_free(h->tls_keys);
+	rf_audit_free(h->tls_audit);
+	rf_store_free(h->tls_st);
 	rf_ocsp_responder_free(h->resp);
 	rf_ocsp_signer_free(h->od_signer);
 	rf_key_free(h->od_key);
@@ -538,7 +773,13 @@ rf_http_free(struct rf_http *h)
 int
 rf_http_port(const struct rf_http *h)
 {
-	return h->port;
+	return h->plain.port;
+}
+
+int
+rf_http_tls_port(const struct rf_http *h)
+{
+	return h->tls_ctx != NULL ? h->tls.port : 0;
 }
 
 const char *
