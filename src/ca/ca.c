@@ -626,6 +626,37 @@ init_cert_clear(struct init_cert *c)
 	memset(c, 0, sizeof(*c));
 }
 
+/* The store record of a key made for the CA, active from now. */
+static void
+key_rec_set(struct rf_key_rec *kr, const struct rf_key *key,
+    const char *purpose, int64_t now)
+{
+	memset(kr, 0, sizeof(*kr));
+	snprintf(kr->id, sizeof(kr->id), "%s", rf_key_id(key));
+	snprintf(
+	    kr->alg, sizeof(kr->alg), "%s", rf_key_alg_name(rf_key_alg(key)));
+	snprintf(kr->purpose, sizeof(kr->purpose), "%s", purpose);
+	snprintf(kr->state, sizeof(kr->state), "active");
+	kr->created = now;
+}
+
+/* The store record of a CA certificate made by init_sign (der borrowed). */
+static void
+ca_rec_set(struct rf_ca_rec *cr, const char *name, const struct rf_key *key,
+    const char *parent, const struct init_cert *c)
+{
+	memset(cr, 0, sizeof(*cr));
+	snprintf(cr->name, sizeof(cr->name), "%s", name);
+	snprintf(cr->key_id, sizeof(cr->key_id), "%s", rf_key_id(key));
+	snprintf(cr->parent, sizeof(cr->parent), "%s", parent);
+	snprintf(cr->serial, sizeof(cr->serial), "%s", c->hex);
+	cr->not_before = c->nb;
+	cr->not_after = c->na;
+	cr->active = 1;
+	cr->der = c->der;
+	cr->derlen = c->derlen;
+}
+
 /* Build, sign (one audited signature) and check one CA certificate. */
 static int
 init_sign(struct rf_keys *keys, struct rf_key *signer, struct init_cert *c,
@@ -794,27 +825,13 @@ rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
 		goto out;
 	in_tx = 1;
 	for (i = 0; i < CA_NKEYS; i++) {
-		memset(&kr, 0, sizeof(kr));
-		snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(key[i]));
-		snprintf(kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(alg));
-		snprintf(kr.purpose, sizeof(kr.purpose), "%s", ca_names[i]);
-		snprintf(kr.state, sizeof(kr.state), "active");
-		kr.created = now;
+		key_rec_set(&kr, key[i], ca_names[i], now);
 		if ((r = rf_store_key_add(st, &kr)) != 0)
 			goto out;
 	}
 	for (i = 0; i < CA_NCERTS; i++) {
-		memset(&cr, 0, sizeof(cr));
-		snprintf(cr.name, sizeof(cr.name), "%s", ca_names[i]);
-		snprintf(cr.key_id, sizeof(cr.key_id), "%s", rf_key_id(key[i]));
-		snprintf(cr.parent, sizeof(cr.parent), "%s",
-		    i == CA_ROOT ? "" : ca_names[signer[i]]);
-		snprintf(cr.serial, sizeof(cr.serial), "%s", c[i].hex);
-		cr.not_before = c[i].nb;
-		cr.not_after = c[i].na;
-		cr.active = 1;
-		cr.der = c[i].der;
-		cr.derlen = c[i].derlen;
+		ca_rec_set(&cr, ca_names[i], key[i],
+		    i == CA_ROOT ? "" : ca_names[signer[i]], &c[i]);
 		if ((r = rf_store_ca_add(st, &cr)) != 0)
 			goto out;
 	}
@@ -1295,35 +1312,13 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	    (r = ext_blob(NID_id_pkix_OCSP_noCheck, "yes", &oext[3])) != 0 ||
 	    (r = init_sign(ca->keys, key, &o, &c, oext, 4, who)) != 0)
 		goto out;
-	snprintf(orec.name, sizeof(orec.name), "%s", oname_s);
-	snprintf(orec.key_id, sizeof(orec.key_id), "%s", rf_key_id(oce->key));
-	snprintf(orec.parent, sizeof(orec.parent), "%s", newname);
-	snprintf(orec.serial, sizeof(orec.serial), "%s", o.hex);
-	orec.not_before = o.nb;
-	orec.not_after = o.na;
-	orec.active = 1;
-	orec.der = o.der;
-	orec.derlen = o.derlen;
+	ca_rec_set(&orec, oname_s, oce->key, newname, &o);
 
 	if ((r = rf_store_begin(ca->st)) != 0)
 		goto out;
 	in_tx = 1;
-	memset(&kr, 0, sizeof(kr));
-	snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(key));
-	snprintf(kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(alg));
-	snprintf(kr.purpose, sizeof(kr.purpose), "issuing");
-	snprintf(kr.state, sizeof(kr.state), "active");
-	kr.created = now;
-	memset(&rec, 0, sizeof(rec));
-	snprintf(rec.name, sizeof(rec.name), "%s", newname);
-	snprintf(rec.key_id, sizeof(rec.key_id), "%s", rf_key_id(key));
-	snprintf(rec.parent, sizeof(rec.parent), "root");
-	snprintf(rec.serial, sizeof(rec.serial), "%s", c.hex);
-	rec.not_before = c.nb;
-	rec.not_after = c.na;
-	rec.active = 1;
-	rec.der = c.der;
-	rec.derlen = c.derlen;
+	key_rec_set(&kr, key, "issuing", now);
+	ca_rec_set(&rec, newname, key, "root", &c);
 	memset(&ev, 0, sizeof(ev));
 	snprintf(
 	    detail, sizeof(detail), "issuing CA %s replaces %s", newname, old);
@@ -1569,22 +1564,8 @@ tls_commit(struct rf_ca *ca, struct rf_key *key, const struct init_cert *c,
 	if ((r = rf_store_begin(ca->st)) != 0)
 		return r;
 	in_tx = 1;
-	memset(&kr, 0, sizeof(kr));
-	snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(key));
-	snprintf(kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(RF_KEY_EC_P256));
-	snprintf(kr.purpose, sizeof(kr.purpose), "tls");
-	snprintf(kr.state, sizeof(kr.state), "active");
-	kr.created = rf_now();
-	memset(&cr, 0, sizeof(cr));
-	snprintf(cr.name, sizeof(cr.name), "tls");
-	snprintf(cr.key_id, sizeof(cr.key_id), "%s", rf_key_id(key));
-	snprintf(cr.parent, sizeof(cr.parent), "%s", ca->ent[ca->iss].name);
-	snprintf(cr.serial, sizeof(cr.serial), "%s", c->hex);
-	cr.not_before = c->nb;
-	cr.not_after = c->na;
-	cr.active = 1;
-	cr.der = c->der;
-	cr.derlen = c->derlen;
+	key_rec_set(&kr, key, "tls", rf_now());
+	ca_rec_set(&cr, "tls", key, ca->ent[ca->iss].name, c);
 	memset(&ev, 0, sizeof(ev));
 	ev.type = "issue";
 	ev.key_id = rf_key_id(key);
