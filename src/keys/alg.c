@@ -314,13 +314,23 @@ set_pss(EVP_PKEY_CTX *pctx)
 	return 0;
 }
 
+/* OpenSSL's verify result: 1 valid, 0 invalid, anything else a library
+ * error. */
+static int
+verify_result(int ok)
+{
+	if (ok == 1)
+		return 0;
+	return ok == 0 ? RF_ERR_SIGNATURE_INVALID : RF_ERR_INTERNAL;
+}
+
 int
 rf_keys_verify(EVP_PKEY *pub, enum rf_key_alg alg, enum rf_sig_scheme scheme,
     const uint8_t *msg, size_t msglen, const uint8_t *sig, size_t siglen)
 {
 	EVP_MD_CTX *mctx = NULL;
 	EVP_PKEY_CTX *pctx = NULL;
-	int r = RF_ERR_INTERNAL, ok;
+	int r = RF_ERR_INTERNAL;
 
 	if ((mctx = EVP_MD_CTX_new()) == NULL)
 		return RF_ERR_ALLOC;
@@ -329,14 +339,7 @@ rf_keys_verify(EVP_PKEY *pub, enum rf_key_alg alg, enum rf_sig_scheme scheme,
 		goto out;
 	if (scheme == RF_SIG_RSA_PSS && (r = set_pss(pctx)) != 0)
 		goto out;
-	/* 1 valid, 0 invalid, anything else a library error. */
-	ok = EVP_DigestVerify(mctx, sig, siglen, msg, msglen);
-	if (ok == 1)
-		r = 0;
-	else if (ok == 0)
-		r = RF_ERR_SIGNATURE_INVALID;
-	else
-		r = RF_ERR_INTERNAL;
+	r = verify_result(EVP_DigestVerify(mctx, sig, siglen, msg, msglen));
 out:
 	EVP_MD_CTX_free(mctx); /* frees pctx */
 	return r;
@@ -347,18 +350,13 @@ rf_keys_verify_digest(EVP_PKEY *pub, const uint8_t *dig, size_t diglen,
     const uint8_t *sig, size_t siglen)
 {
 	EVP_PKEY_CTX *pctx = NULL;
-	int r = RF_ERR_INTERNAL, ok;
+	int r = RF_ERR_INTERNAL;
 
 	if ((pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pub, NULL)) == NULL)
 		return RF_ERR_ALLOC;
 	if (EVP_PKEY_verify_init(pctx) != 1)
 		goto out;
-	/* 1 valid, 0 invalid, anything else a library error. */
-	ok = EVP_PKEY_verify(pctx, sig, siglen, dig, diglen);
-	if (ok == 1)
-		r = 0;
-	else if (ok == 0)
-		r = RF_ERR_SIGNATURE_INVALID;
+	r = verify_result(EVP_PKEY_verify(pctx, sig, siglen, dig, diglen));
 out:
 	EVP_PKEY_CTX_free(pctx);
 	return r;
