@@ -81,23 +81,11 @@ server_ctx(void)
 {
 	EVP_PKEY *pk;
 	X509 *x;
-	X509_NAME *nm;
 	SSL_CTX *ctx = NULL;
 
 	assert_int_equal(rf_http_tls_ctx(1, &ctx), 0);
 	assert_non_null(pk = EVP_EC_gen("P-256"));
-	assert_non_null(x = X509_new());
-	assert_int_equal(X509_set_version(x, 2), 1);
-	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
-	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), 0));
-	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
-	nm = X509_get_subject_name(x);
-	assert_int_equal(X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC,
-			     (const unsigned char *)"tls-test", -1, -1, 0),
-	    1);
-	assert_int_equal(X509_set_issuer_name(x, nm), 1);
-	assert_int_equal(X509_set_pubkey(x, pk), 1);
-	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+	x = tu_self_signed(pk, "tls-test");
 	assert_int_equal(SSL_CTX_use_certificate(ctx, x), 1);
 	assert_int_equal(SSL_CTX_use_PrivateKey(ctx, pk), 1);
 	X509_free(x);
@@ -114,8 +102,7 @@ handshake(SSL_CTX *sctx, int maxv, const char *list12, char *name, size_t nl)
 {
 	SSL_CTX *cctx;
 	SSL *c, *s;
-	BIO *cb, *sb;
-	int i, cr = 0, sr = 0, ok;
+	int ok;
 
 	assert_non_null(cctx = SSL_CTX_new(TLS_client_method()));
 	SSL_CTX_set_security_level(cctx, 0);
@@ -125,26 +112,7 @@ handshake(SSL_CTX *sctx, int maxv, const char *list12, char *name, size_t nl)
 		assert_int_equal(SSL_CTX_set_cipher_list(cctx, list12), 1);
 	assert_non_null(c = SSL_new(cctx));
 	assert_non_null(s = SSL_new(sctx));
-	assert_int_equal(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
-	SSL_set_bio(c, cb, cb);
-	SSL_set_bio(s, sb, sb);
-	SSL_set_connect_state(c);
-	SSL_set_accept_state(s);
-	for (i = 0; i < 20 && (cr != 1 || sr != 1); i++) {
-		if (cr != 1) {
-			cr = SSL_do_handshake(c);
-			if (cr != 1 &&
-			    SSL_get_error(c, cr) != SSL_ERROR_WANT_READ)
-				break;
-		}
-		if (sr != 1) {
-			sr = SSL_do_handshake(s);
-			if (sr != 1 &&
-			    SSL_get_error(s, sr) != SSL_ERROR_WANT_READ)
-				break;
-		}
-	}
-	ok = cr == 1 && sr == 1;
+	ok = tu_handshake(c, s);
 	if (ok)
 		snprintf(name, nl, "%s %s", SSL_get_version(s),
 		    SSL_CIPHER_get_name(SSL_get_current_cipher(s)));

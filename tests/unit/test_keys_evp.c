@@ -20,58 +20,20 @@
 #include "audit/audit.h"
 #include "keys/keys.h"
 #include "store/store.h"
-#include "testutil.h"
+#include "keys_fx.h"
 
-struct fx {
-	char *home;
-	struct rf_config cfg;
-	struct rf_store *st;
-	struct rf_audit *audit;
-	struct rf_keys *keys;
-	struct rf_key *key; /* EC P-256 */
-};
-
-static const struct rf_actor who = {"tester", "unit"};
-
+/* The fixture, with an EC P-256 key in fx->key. */
 static int
-setup(void **state)
+setup_key(void **state)
 {
-	struct fx *fx = calloc(1, sizeof(*fx));
+	struct fx *fx;
 
-	assert_non_null(fx);
-	fx->home = tu_home();
-	tu_token(fx->home, &fx->cfg);
-	assert_int_equal(rf_store_open(fx->cfg.db_path, 1, &fx->st), 0);
-	assert_int_equal(rf_audit_open(fx->st, &fx->audit), 0);
-	assert_int_equal(rf_keys_open(&fx->cfg, fx->audit, &fx->keys), 0);
+	setup(state);
+	fx = *state;
 	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "tls", NULL,
 			     &who, &fx->key),
 	    0);
-	*state = fx;
 	return 0;
-}
-
-static int
-teardown(void **state)
-{
-	struct fx *fx = *state;
-
-	rf_key_free(fx->key);
-	rf_keys_free(fx->keys);
-	rf_audit_free(fx->audit);
-	rf_store_free(fx->st);
-	tu_home_remove(fx->home);
-	free(fx);
-	return 0;
-}
-
-static uint64_t
-leaves(struct fx *fx)
-{
-	uint64_t n = 0;
-
-	assert_int_equal(rf_store_leaf_count(fx->st, &n), 0);
-	return n;
 }
 
 /* The data of the last leaf, NUL-terminated, into buf. */
@@ -236,28 +198,6 @@ test_no_audit_no_signature(void **state)
 	rf_store_free(ro);
 }
 
-/* A self-signed certificate for the token key, signed through it. */
-static X509 *
-cert_for(EVP_PKEY *pk)
-{
-	X509 *x;
-	X509_NAME *nm;
-
-	assert_non_null(x = X509_new());
-	assert_int_equal(X509_set_version(x, 2), 1);
-	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
-	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
-	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
-	nm = X509_get_subject_name(x);
-	assert_int_equal(X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC,
-			     (const unsigned char *)"localhost", -1, -1, 0),
-	    1);
-	assert_int_equal(X509_set_issuer_name(x, nm), 1);
-	assert_int_equal(X509_set_pubkey(x, pk), 1);
-	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
-	return x;
-}
-
 struct tls_fx {
 	SSL_CTX *sctx, *cctx;
 };
@@ -270,7 +210,7 @@ tls_setup(struct fx *fx, struct tls_fx *t)
 
 	assert_int_equal(
 	    rf_keys_evp_pkey(fx->keys, fx->key, "tls", "test", &who, &pk), 0);
-	x = cert_for(pk);
+	x = tu_self_signed(pk, "localhost"); /* signed through the bridge */
 	assert_non_null(t->sctx = SSL_CTX_new(TLS_server_method()));
 	assert_int_equal(
 	    SSL_CTX_set_min_proto_version(t->sctx, TLS1_2_VERSION), 1);
@@ -302,32 +242,12 @@ static int
 handshake(const struct tls_fx *t, int maxv)
 {
 	SSL *c, *s;
-	BIO *cb, *sb;
-	int i, cr = 0, sr = 0, ok;
+	int ok;
 
-	if ((c = SSL_new(t->cctx)) == NULL || (s = SSL_new(t->sctx)) == NULL ||
-	    BIO_new_bio_pair(&cb, 0, &sb, 0) != 1)
-		return -1;
+	assert_non_null(c = SSL_new(t->cctx));
+	assert_non_null(s = SSL_new(t->sctx));
 	SSL_set_max_proto_version(c, maxv);
-	SSL_set_bio(c, cb, cb);
-	SSL_set_bio(s, sb, sb);
-	SSL_set_connect_state(c);
-	SSL_set_accept_state(s);
-	for (i = 0; i < 20 && (cr != 1 || sr != 1); i++) {
-		if (cr != 1) {
-			cr = SSL_do_handshake(c);
-			if (cr != 1 &&
-			    SSL_get_error(c, cr) != SSL_ERROR_WANT_READ)
-				break;
-		}
-		if (sr != 1) {
-			sr = SSL_do_handshake(s);
-			if (sr != 1 &&
-			    SSL_get_error(s, sr) != SSL_ERROR_WANT_READ)
-				break;
-		}
-	}
-	ok = cr == 1 && sr == 1 && SSL_get_verify_result(c) == X509_V_OK &&
+	ok = tu_handshake(c, s) && SSL_get_verify_result(c) == X509_V_OK &&
 	    SSL_version(s) == maxv;
 	SSL_free(c);
 	SSL_free(s);
@@ -403,14 +323,15 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
-		test_sign_verifies, setup, teardown),
+		test_sign_verifies, setup_key, teardown),
 	    cmocka_unit_test_setup_teardown(
-		test_digest_checks, setup, teardown),
+		test_digest_checks, setup_key, teardown),
 	    cmocka_unit_test_setup_teardown(
-		test_no_audit_no_signature, setup, teardown),
+		test_no_audit_no_signature, setup_key, teardown),
 	    cmocka_unit_test_setup_teardown(
-		test_tls_handshakes, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_tls_threads, setup, teardown),
+		test_tls_handshakes, setup_key, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_tls_threads, setup_key, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

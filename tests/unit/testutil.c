@@ -79,3 +79,52 @@ tu_token(const char *home, struct rf_config *cfg)
 	fclose(f);
 	assert_int_equal(rf_config_load(cfg), 0);
 }
+
+int
+tu_handshake(SSL *c, SSL *s)
+{
+	BIO *cb, *sb;
+	int i, cr = 0, sr = 0;
+
+	assert_int_equal(BIO_new_bio_pair(&cb, 0, &sb, 0), 1);
+	SSL_set_bio(c, cb, cb);
+	SSL_set_bio(s, sb, sb);
+	SSL_set_connect_state(c);
+	SSL_set_accept_state(s);
+	for (i = 0; i < 20 && (cr != 1 || sr != 1); i++) {
+		if (cr != 1) {
+			cr = SSL_do_handshake(c);
+			if (cr != 1 &&
+			    SSL_get_error(c, cr) != SSL_ERROR_WANT_READ)
+				break;
+		}
+		if (sr != 1) {
+			sr = SSL_do_handshake(s);
+			if (sr != 1 &&
+			    SSL_get_error(s, sr) != SSL_ERROR_WANT_READ)
+				break;
+		}
+	}
+	return cr == 1 && sr == 1;
+}
+
+X509 *
+tu_self_signed(EVP_PKEY *pk, const char *cn)
+{
+	X509 *x;
+	X509_NAME *nm;
+
+	assert_non_null(x = X509_new());
+	assert_int_equal(X509_set_version(x, 2), 1);
+	assert_int_equal(ASN1_INTEGER_set(X509_get_serialNumber(x), 1), 1);
+	assert_non_null(X509_gmtime_adj(X509_getm_notBefore(x), -60));
+	assert_non_null(X509_gmtime_adj(X509_getm_notAfter(x), 3600));
+	nm = X509_get_subject_name(x);
+	assert_int_equal(X509_NAME_add_entry_by_txt(nm, "CN", MBSTRING_ASC,
+			     (const unsigned char *)cn, -1, -1, 0),
+	    1);
+	assert_int_equal(X509_set_issuer_name(x, nm), 1);
+	assert_int_equal(X509_set_pubkey(x, pk), 1);
+	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+	return x;
+}

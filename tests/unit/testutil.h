@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/ssl.h>
+
 #include "common/config.h"
 
 /*
@@ -23,6 +25,16 @@ void tu_home_remove(char *home);
  * home/token.pin, and load cfg for that home.
  */
 void tu_token(const char *home, struct rf_config *cfg);
+
+/* A self-signed certificate for pk (CN cn, valid for an hour), signed
+ * with pk; caller frees. */
+X509 *tu_self_signed(EVP_PKEY *pk, const char *cn);
+
+/*
+ * Connect client c and server s over a new memory BIO pair and run their
+ * TLS handshake: 1 when both ends completed it, 0 when one failed.
+ */
+int tu_handshake(SSL *c, SSL *s);
 
 /* Run a shell command; returns its exit status. */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
