@@ -14,6 +14,11 @@
  * with the store, audit, keys and CA handles given to rf_http_new(): OCSP
  * responder reload, CRL regeneration when due, OCSP refresh, signed tree
  * heads. Those handles are used by that thread only.
+ *
+ * TLS (optional): each worker has a second evhttp on an SO_REUSEPORT socket
+ * for the TLS port, with OpenSSL bufferevents and the rf_http_tls_ctx()
+ * policy. Handshake signatures go through keys (rf_keys_evp_pkey), on
+ * store, audit and keys handles of their own shared by the workers.
  */
 #ifndef RF_HTTP_HTTP_H
 #define RF_HTTP_HTTP_H
