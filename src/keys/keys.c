@@ -313,6 +313,18 @@ module_put(struct module *m)
 	pthread_mutex_unlock(&modules_lock);
 }
 
+/* 1 if keys' handle is the module's only user in this process. */
+static int
+module_sole(struct module *m)
+{
+	int sole;
+
+	pthread_mutex_lock(&modules_lock);
+	sole = m->refs == 1;
+	pthread_mutex_unlock(&modules_lock);
+	return sole;
+}
+
 /* After a device error: finalise (if we initialised) and initialise. */
 static int
 module_reinit(struct module *m, const struct rf_config *cfg)
@@ -515,6 +527,35 @@ find_shards(struct rf_keys *keys)
 		    i, keys->cfg.module);
 	keys->nsh = i;
 	return 0;
+}
+
+/*
+ * find_shards, at open. SoftHSM reads every token's token.object once, at
+ * C_Initialize, and leaves out a token whose file it could not read; it
+ * rewrites that file on every login, so a process that initialises while
+ * another logs in can miss a token for its whole life. So when the first
+ * token is missing and this handle is the module's only user, the module
+ * is initialised again after a pause (5 ms, 10, ... 80) and the tokens
+ * looked for again. A label that is really wrong costs 155 ms more before
+ * its error.
+ */
+static int
+find_shards_settled(struct rf_keys *keys)
+{
+	struct timespec pause;
+	int attempt, r;
+
+	for (attempt = 0;; attempt++) {
+		r = find_shards(keys);
+		if (r != RF_ERR_TOKEN_NOT_FOUND || keys->nsh != 0 ||
+		    attempt == 5 || !module_sole(keys->mod))
+			return r;
+		pause.tv_sec = 0;
+		pause.tv_nsec = (long)(5000000L << attempt);
+		nanosleep(&pause, NULL);
+		if (module_reinit(keys->mod, &keys->cfg) != 0)
+			return r;
+	}
 }
 
 /* An idle session with token sh from the pool, or a new one. */
@@ -812,7 +853,7 @@ rf_keys_open(
 	if ((r = module_get(cfg, &keys->mod)) != 0)
 		goto out;
 	keys->f = keys->mod->f;
-	if ((r = find_shards(keys)) != 0)
+	if ((r = find_shards_settled(keys)) != 0)
 		goto out;
 	/* Each process starts at a random token, so that processes making
 	 * one key each spread them too. */

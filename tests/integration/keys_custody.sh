@@ -140,4 +140,23 @@ RINGFENCE_TOKEN=elsewhere rf keys list >/dev/null 2>tok.err
 grep -q "RINGFENCE_TOKEN" tok.err || fail "token error: $(cat tok.err)"
 set -e
 
+# SoftHSM rewrites a token's token.object on every login, and a process
+# that initialises the module at that moment loses the token for its life.
+# Stand-in: empty the first token's token.object, put it back 100 ms later;
+# keys must initialise the module again and find the token.
+tok0=""
+for d in "$RINGFENCE_HOME"/tokens/*/; do
+	if grep -qa "ringfence                       " "$d/token.object"; then
+		tok0=$d
+		break
+	fi
+done
+[ -n "$tok0" ] || fail "cannot find the first token's folder"
+cp "$tok0/token.object" "$work/token.object"
+: >"$tok0/token.object"
+(sleep 0.1 && cp "$work/token.object" "$tok0/token.object") &
+restore=$!
+rf keys list >/dev/null 2>torn.err || fail "a token whose file was being rewritten was taken for missing: $(cat torn.err)"
+wait "$restore"
+
 echo "keys_custody: $nkeys keys, all sensitive and never extractable"
