@@ -145,7 +145,7 @@ static int
 init_state(struct rf_cli *cli, struct created *c)
 {
 	struct rf_config *cfg = &cli->cfg;
-	char pin[sizeof(cli->cfg.pin)] = "", so_pin[33] = "";
+	char pin[sizeof(cli->cfg.pin)] = "", so_pin[33] = "", ntok[16];
 	int embedded = cfg->softhsm_conf[0] != '\0' &&
 	    strstr(cfg->module, "softhsm") != NULL;
 	int r = RF_ERR_INTERNAL;
@@ -182,7 +182,10 @@ init_state(struct rf_cli *cli, struct created *c)
 			goto out;
 	}
 	c->db = 1;
+	snprintf(ntok, sizeof(ntok), "%d", cfg->tokens);
 	if ((r = rf_store_open(cfg->db_path, 1, &cli->store)) != 0 ||
+	    (embedded &&
+		(r = rf_store_meta_set(cli->store, "key_tokens", ntok)) != 0) ||
 	    (r = cli_open(cli, CLI_KEYS)) != 0 ||
 	    (r = rf_ca_init(cfg, cli->store, cli->keys, &cli->who)) != 0)
 		goto out;

@@ -33,6 +33,7 @@
 
 #include "audit/audit.h"
 #include "keys/keys.h"
+#include "store/store.h"
 
 #define LABEL_LEN 32	/* CK_TOKEN_INFO label, space padded */
 #define ID_LEN 32	/* CKA_ID: SHA-256 of the SPKI */
@@ -533,28 +534,39 @@ find_shards(struct rf_keys *keys)
  * find_shards, at open. SoftHSM reads every token's token.object once, at
  * C_Initialize, and leaves out a token whose file it could not read; it
  * rewrites that file on every login, so a process that initialises while
- * another logs in can miss a token for its whole life. So when the first
- * token is missing and this handle is the module's only user, the module
- * is initialised again after a pause (5 ms, 10, ... 80) and the tokens
- * looked for again. A label that is really wrong costs 155 ms more before
- * its error.
+ * another logs in can lose a token for its whole life. So when the first
+ * token is missing, or fewer tokens are found than `ringfence init` made
+ * for the embedded store (store setting key_tokens), and this handle is
+ * the module's only user, the module is initialised again after a pause
+ * (5 ms, 10, ... 80) and the tokens looked for again. After the last try
+ * the tokens found are used. A label that is really wrong costs 155 ms
+ * more before its error.
  */
 static int
 find_shards_settled(struct rf_keys *keys)
 {
 	struct timespec pause;
-	int attempt, r;
+	char made[16];
+	int attempt, r, want = 1;
 
+	/* How many tokens init made for the embedded store, if it did. */
+	if (rf_store_meta_get(rf_audit_store(keys->audit), "key_tokens", made,
+		sizeof(made)) == 0)
+		want = atoi(made);
+	rf_err_clear();
 	for (attempt = 0;; attempt++) {
 		r = find_shards(keys);
-		if (r != RF_ERR_TOKEN_NOT_FOUND || keys->nsh != 0 ||
-		    attempt == 5 || !module_sole(keys->mod))
+		if ((r == 0 && keys->nsh >= want) ||
+		    (r != 0 && r != RF_ERR_TOKEN_NOT_FOUND) || attempt == 5 ||
+		    !module_sole(keys->mod))
 			return r;
 		pause.tv_sec = 0;
 		pause.tv_nsec = (long)(5000000L << attempt);
 		nanosleep(&pause, NULL);
 		if (module_reinit(keys->mod, &keys->cfg) != 0)
 			return r;
+		rf_err_clear();
+		keys->nsh = 0; /* find every token again */
 	}
 }
 

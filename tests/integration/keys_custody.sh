@@ -142,21 +142,61 @@ set -e
 
 # SoftHSM rewrites a token's token.object on every login, and a process
 # that initialises the module at that moment loses the token for its life.
-# Stand-in: empty the first token's token.object, put it back 100 ms later;
-# keys must initialise the module again and find the token.
-tok0=""
-for d in "$RINGFENCE_HOME"/tokens/*/; do
-	if grep -qa "ringfence                       " "$d/token.object"; then
-		tok0=$d
-		break
-	fi
+# Stand-in: empty a token's token.object and put it back 100 ms later; keys
+# must initialise the module again and find every token: the first one
+# (without it nothing opens), and one holding a tenant's key (without it
+# the key would be missing).
+token_dir() { # the SoftHSM folder of the token labelled $1
+	local want d
+	want=$(printf '%-32s' "$1")
+	for d in "$RINGFENCE_HOME"/tokens/*/; do
+		if grep -qaF "$want" "$d/token.object"; then
+			echo "$d"
+			return 0
+		fi
+	done
+	return 1
+}
+tear() { # token.object of token $1 empty for 100 ms while $2... runs
+	local dir=$1 restore
+	shift
+	cp "$dir/token.object" "$work/token.object"
+	: >"$dir/token.object"
+	(sleep 0.1 && cp "$work/token.object" "$dir/token.object") &
+	restore=$!
+	"$@" || { wait "$restore"; return 1; }
+	wait "$restore"
+}
+tok0=$(token_dir ringfence) || fail "cannot find the first token's folder"
+tear "$tok0" rf keys list >/dev/null 2>torn.err ||
+	fail "the first token, its file being rewritten, was taken for missing: $(cat torn.err)"
+# A tenant key outside the first token: keys made by issuance start at a
+# random token, so of four tenants' keys one is elsewhere but 1 in 32^4.
+for t in acme2 acme3 acme4; do
+	rf tenant add "$t" >/dev/null
+	rf issue --tenant "$t" --profile client --keygen ec-p256 >/dev/null
 done
-[ -n "$tok0" ] || fail "cannot find the first token's folder"
-cp "$tok0/token.object" "$work/token.object"
-: >"$tok0/token.object"
-(sleep 0.1 && cp "$work/token.object" "$tok0/token.object") &
-restore=$!
-rf keys list >/dev/null 2>torn.err || fail "a token whose file was being rewritten was taken for missing: $(cat torn.err)"
-wait "$restore"
+rf keys list --json >list2.json
+far="" farlabel=""
+for kid in $(jq -r 'select(.tenant != "") | .id' list2.json); do
+	while read -r slot label; do
+		[ "$label" != ringfence ] || continue
+		SOFTHSM2_CONF=$RINGFENCE_HOME/softhsm2.conf pkcs11-tool \
+			--module "$MODULE" --login \
+			--pin "$(cat "$RINGFENCE_HOME/token.pin")" --slot "$slot" \
+			--list-objects --type privkey </dev/null >one.txt 2>p11.err ||
+			fail "pkcs11-tool --list-objects on $label: $(cat p11.err)"
+		if grep -qi "ID: *$kid" one.txt; then
+			far=$kid farlabel=$label
+			break 2
+		fi
+	done <labels.txt
+done
+[ -n "$far" ] || fail "no tenant key outside the first token"
+dir=$(token_dir "$farlabel") || fail "cannot find token $farlabel's folder"
+tear "$dir" rf keys list --json >torn.json 2>torn.err ||
+	fail "keys list with $farlabel's file being rewritten: $(cat torn.err)"
+jq -r .id torn.json | grep -qx "$far" ||
+	fail "key $far in $farlabel missing while its token's file was rewritten"
 
 echo "keys_custody: $nkeys keys, all sensitive and never extractable"
