@@ -2043,7 +2043,18 @@ sign_many(struct rf_keys *keys, struct rf_key *key,
 		evs[i].actor = who ? who->actor : NULL;
 		evs[i].source = who ? who->source : NULL;
 	}
-	/* The record first: one durable group commit, or nothing is signed. */
+	/*
+	 * The record first: one durable group commit, or nothing is signed.
+	 * Inside a transaction of the record's store connection the leaves
+	 * would be durable only at the caller's commit, after the signature:
+	 * a caller's bug, refused here rather than trusted.
+	 */
+	if (rf_store_in_transaction(rf_audit_store(keys->audit))) {
+		r = rf_err_set(RF_ERR_INTERNAL,
+		    "refusing to sign inside an open store transaction: "
+		    "the audit leaf would not be durable first");
+		goto out;
+	}
 	if ((r = audit_append(keys, evs, n, "nothing was signed")) != 0)
 		goto out;
 	test_drop_if_armed(keys);

@@ -514,6 +514,12 @@ rf_store_begin(struct rf_store *st)
 }
 
 int
+rf_store_in_transaction(const struct rf_store *st)
+{
+	return st->in_txn;
+}
+
+int
 rf_store_commit(struct rf_store *st)
 {
 	int rc;

@@ -58,6 +58,9 @@ int rf_store_test_set_max_pages(struct rf_store *st, int64_t pages) RF_WUR;
 int rf_store_begin(struct rf_store *st) RF_WUR;
 int rf_store_commit(struct rf_store *st) RF_WUR;
 void rf_store_rollback(struct rf_store *st);
+/* 1 while an rf_store_begin transaction is open: writes are not yet
+ * durable. */
+int rf_store_in_transaction(const struct rf_store *st);
 
 /*
  * A counter that changes whenever another connection commits (SQLite

@@ -271,6 +271,43 @@ test_audit_before_sign(void **state)
 	rf_key_free(key);
 }
 
+/*
+ * A leaf appended inside an open transaction of the record's connection is
+ * durable only at the caller's commit, after the signature: refused, with
+ * no leaf and no signature.
+ */
+static void
+test_sign_inside_transaction(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *key;
+	struct rf_sign_req req;
+	struct rf_sig sig = {NULL, 0};
+	uint64_t before;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "crl", NULL, &who, &key),
+	    0);
+	memset(&req, 0, sizeof(req));
+	req.msg = (const uint8_t *)"tbs";
+	req.msglen = 3;
+	req.what = "crl";
+	before = leaves(fx);
+	assert_int_equal(rf_store_begin(fx->st), 0);
+	assert_int_equal(
+	    rf_keys_sign(fx->keys, key, &req, 1, &who, &sig), RF_ERR_INTERNAL);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_INTERNAL), "transaction"));
+	assert_null(sig.sig);
+	rf_store_rollback(fx->st);
+	assert_int_equal(leaves(fx), before);
+	/* Outside it, the same request signs. */
+	assert_int_equal(rf_keys_sign(fx->keys, key, &req, 1, &who, &sig), 0);
+	assert_non_null(sig.sig);
+	assert_int_equal(leaves(fx), before + 1);
+	rf_sig_clear(&sig);
+	rf_key_free(key);
+}
+
 static void
 test_audit_failure_no_signature(void **state)
 {
@@ -825,6 +862,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_custody, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_audit_before_sign, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_sign_inside_transaction, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_audit_failure_no_signature, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
