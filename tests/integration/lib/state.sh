@@ -7,8 +7,14 @@ base=/tmp
 [ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
 export RINGFENCE_HOME=$(mktemp -d "$base/rf-${1:-test}.XXXXXX")
 server=""
+# Under set -e a failing command in the trap would end it before the rm:
+# wait returns the server's status (143 after SIGTERM), so nothing here
+# may fail.
 cleanup() {
-	[ -n "$server" ] && kill "$server" 2>/dev/null && wait "$server" 2>/dev/null
+	if [ -n "$server" ]; then
+		kill "$server" 2>/dev/null || true
+		wait "$server" 2>/dev/null || true
+	fi
 	rm -rf "$RINGFENCE_HOME"
 }
 trap cleanup EXIT
