@@ -408,13 +408,26 @@ audit_login_failed(struct rf_keys *keys)
 	(void)r; /* best effort: the PIN error is what the caller sees */
 }
 
+/*
+ * The pause before try attempt + 1 of a token call that met SoftHSM's
+ * torn token.object: 5 ms, 10, 20, 40, 80 (155 ms over five).
+ */
+static void
+backoff(int attempt)
+{
+	struct timespec pause;
+
+	pause.tv_sec = 0;
+	pause.tv_nsec = 5000000L << attempt;
+	nanosleep(&pause, NULL);
+}
+
 /* Log the user in on s unless the application is already logged in. */
 static int
 session_login(struct rf_keys *keys, CK_SESSION_HANDLE s)
 {
 	char pin[PIN_MAX];
 	CK_SESSION_INFO si;
-	struct timespec pause;
 	CK_RV rv;
 	int r, attempt;
 
@@ -436,9 +449,7 @@ session_login(struct rf_keys *keys, CK_SESSION_HANDLE s)
 			rv != CKR_USER_PIN_NOT_INITIALIZED) ||
 		    attempt == 5)
 			break;
-		pause.tv_sec = 0;
-		pause.tv_nsec = (long)(5000000L << attempt); /* 5 ms, 10, ... */
-		nanosleep(&pause, NULL);
+		backoff(attempt);
 	}
 	OPENSSL_cleanse(pin, sizeof(pin));
 	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
@@ -545,7 +556,6 @@ find_shards(struct rf_keys *keys)
 static int
 find_shards_settled(struct rf_keys *keys)
 {
-	struct timespec pause;
 	char made[16];
 	int attempt, r, want = 1;
 
@@ -560,9 +570,7 @@ find_shards_settled(struct rf_keys *keys)
 		    (r != 0 && r != RF_ERR_TOKEN_NOT_FOUND) || attempt == 5 ||
 		    !module_sole(keys->mod))
 			return r;
-		pause.tv_sec = 0;
-		pause.tv_nsec = (long)(5000000L << attempt);
-		nanosleep(&pause, NULL);
+		backoff(attempt);
 		if (module_reinit(keys->mod, &keys->cfg) != 0)
 			return r;
 		rf_err_clear();
@@ -933,13 +941,23 @@ test_drop_if_armed(struct rf_keys *keys)
 		(void)!rf_keys_test_drop_sessions(keys);
 }
 
-/* Append events under the keys' audit lock; RF_ERR_AUDIT on failure. */
+/*
+ * Append events under the keys' audit lock, durably: RF_ERR_AUDIT on
+ * failure. Inside a transaction of the record's store connection the
+ * leaves would be durable only at the caller's commit, after the token
+ * acted: a caller's bug, refused (RF_ERR_INTERNAL) rather than trusted.
+ */
 static int
 audit_append(struct rf_keys *keys, const struct rf_audit_event *evs, size_t n,
     const char *doing)
 {
 	int r;
 
+	if (rf_store_in_transaction(rf_audit_store(keys->audit)))
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "refusing to write the audit record inside an open store "
+		    "transaction: it would not be durable first; %s",
+		    doing);
 	pthread_mutex_lock(&keys->audit_lock);
 	r = rf_audit_append(keys->audit, evs, n, NULL);
 	pthread_mutex_unlock(&keys->audit_lock);
@@ -2043,18 +2061,7 @@ sign_many(struct rf_keys *keys, struct rf_key *key,
 		evs[i].actor = who ? who->actor : NULL;
 		evs[i].source = who ? who->source : NULL;
 	}
-	/*
-	 * The record first: one durable group commit, or nothing is signed.
-	 * Inside a transaction of the record's store connection the leaves
-	 * would be durable only at the caller's commit, after the signature:
-	 * a caller's bug, refused here rather than trusted.
-	 */
-	if (rf_store_in_transaction(rf_audit_store(keys->audit))) {
-		r = rf_err_set(RF_ERR_INTERNAL,
-		    "refusing to sign inside an open store transaction: "
-		    "the audit leaf would not be durable first");
-		goto out;
-	}
+	/* The record first: one durable group commit, or nothing is signed. */
 	if ((r = audit_append(keys, evs, n, "nothing was signed")) != 0)
 		goto out;
 	test_drop_if_armed(keys);
