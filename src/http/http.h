@@ -1,24 +1,26 @@
 /*
- * http.h: the `ringfence serve` HTTP server (libevent 2.1 evhttp).
+ * http.h: the `ringfence serve` HTTP server.
  *
  * Routes (docs/serve.md): GET /healthz, GET /ca/<name>.pem|.der,
  * GET /crl/<issuer>.crl, POST /ocsp and GET /ocsp/<base64 request>
  * (RFC 6960 A.1, RFC 5019 5 and 6), and read-only audit endpoints
  * GET /audit/sth, /audit/proof, /audit/consistency (JSON).
  *
- * Threads: `threads` workers, each with its own event_base and evhttp
- * accepting on its own SO_REUSEPORT socket bound to one address; they answer
- * from memory (the shared OCSP responder, a reference-counted snapshot of CA
- * certificates and CRLs) and never touch the store for those routes. The
- * thread that calls rf_http_run() runs the maintenance timer (every 100 ms)
- * with the store, audit, keys and CA handles given to rf_http_new(): OCSP
- * responder reload, CRL regeneration when due, OCSP refresh, signed tree
- * heads. Those handles are used by that thread only.
+ * Threads: `threads` workers for plain HTTP, each with its own epoll set
+ * and its own SO_REUSEPORT socket bound to one address (conn.c; requests
+ * are read by http_parser, h1.c); they answer from memory (the shared
+ * OCSP responder, a reference-counted snapshot of CA certificates and
+ * CRLs) and never touch the store for those routes. The thread that calls
+ * rf_http_run() runs the maintenance timer (every 100 ms) with the store,
+ * audit, keys and CA handles given to rf_http_new(): OCSP responder
+ * reload, CRL regeneration when due, OCSP refresh, signed tree heads,
+ * connection timeouts. Those handles are used by that thread only.
  *
- * TLS (optional): each worker has a second evhttp on an SO_REUSEPORT socket
- * for the TLS port, with OpenSSL bufferevents and the rf_http_tls_ctx()
- * policy. Handshake signatures go through keys (rf_keys_evp_pkey), on
- * store, audit and keys handles of their own shared by the workers.
+ * TLS (optional): as many threads again, each an event_base with a
+ * libevent evhttp on an SO_REUSEPORT socket for the TLS port, with
+ * OpenSSL bufferevents and the rf_http_tls_ctx() policy; the same routes.
+ * Handshake signatures go through keys (rf_keys_evp_pkey), on store,
+ * audit and keys handles of their own shared by those threads.
  */
 #ifndef RF_HTTP_HTTP_H
 #define RF_HTTP_HTTP_H
@@ -39,7 +41,7 @@ struct rf_ca;
 
 #define RF_HTTP_THREADS_DEFAULT 2
 #define RF_HTTP_THREADS_MAX 64
-#define RF_HTTP_TIMEOUT 10	    /* seconds a connection may idle */
+#define RF_HTTP_TIMEOUT 10	    /* s a connection may idle or take */
 #define RF_HTTP_MAX_HEADERS 8192    /* bytes of request line + headers */
 #define RF_HTTP_TICK_MS 100	    /* maintenance timer */
 #define RF_HTTP_CRL_COALESCE_MS 200 /* at most one CRL pass per this */
@@ -52,6 +54,7 @@ struct rf_http_opts {
 	int allow_public;   /* 1: a non-loopback address was asked for */
 	int handle_signals; /* 1: SIGINT / SIGTERM stop rf_http_run */
 	int64_t duration;   /* >0: rf_http_run returns after this many s */
+	int timeout;	    /* s a connection may idle; 0: RF_HTTP_TIMEOUT */
 	/*
 	 * HTTPS besides HTTP: 0 as cfg->tls_port says (0 there: none), 1 on
 	 * tls_port (0: any free port), -1 none.

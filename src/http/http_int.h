@@ -31,6 +31,8 @@ struct rf_http_snapshot {
 	struct rf_http_blob b[];
 };
 
+struct rf_conn;
+
 struct rf_http_worker {
 	struct rf_http *h;
 	pthread_t tid;
@@ -45,6 +47,12 @@ struct rf_http_worker {
 	/* Last HTTP dates written: responses signed together share them. */
 	int64_t date_t[2];
 	char date_s[2][30];
+	int epfd;	   /* plain listener: its epoll set (conn.c) */
+	int lfd;	   /* its listening socket (per-worker sets) */
+	int accept_paused; /* under conn_lock: out of descriptors */
+	/* The Date header (plain listener), formatted once a second. */
+	int64_t hdate_t;
+	char hdate[30];
 };
 
 #define RF_HTTP_MAX_ISSUERS 16
@@ -94,8 +102,20 @@ struct rf_http {
 	struct rf_key *tls_key;
 	struct rf_actor tls_who;
 
+	/*
+	 * Plain HTTP (conn.c): nworkers threads on one epoll set, with the
+	 * listening socket and every connection in it.
+	 */
 	int nworkers;
 	struct rf_http_worker *w;
+	int stopfd;
+	int stopping; /* atomic: answer with "Connection: close" */
+	pthread_mutex_t conn_lock;
+	int conn_lock_ok;
+	struct rf_conn *conns; /* under conn_lock */
+	size_t nconns, max_conns;
+	/* TLS: nworkers threads, each an event_base with an evhttp. */
+	struct rf_http_worker *tw;
 
 	struct rf_store *resp_st; /* the responder's connection */
 	struct rf_ocsp_responder *resp;
@@ -125,14 +145,18 @@ struct rf_http {
 	/* Maintenance state. */
 	int64_t counter;
 	int have_counter, crl_dirty, ocsp_dirty, snap_dirty;
-	uint64_t last_crl_ms, last_ocsp_ms, last_sth_ms, last_change_ms,
-	    last_snap_ms;
+	uint64_t last_sweep_ms, last_crl_ms, last_ocsp_ms, last_sth_ms,
+	    last_change_ms, last_snap_ms;
 	char crl_issuers[RF_HTTP_MAX_ISSUERS][64];
 	size_t ncrl_issuers;
 	char lasterr[256];
 };
 
 uint64_t rf_http_mono_ms(void);
+/* Another socket bound to hs's address with SO_REUSEPORT; -1 and errno. */
+int rf_http_reuseport_socket(const struct http_sock *hs);
+/* Seconds a connection may idle, or spend on one request. */
+int rf_http_timeout(const struct rf_http *h);
 void rf_http_log(struct rf_http *h, const char *what, int r);
 
 /* Rebuild the snapshot from the store (maintenance thread). */
@@ -141,7 +165,60 @@ int rf_http_snapshot_reload(struct rf_http *h) RF_WUR;
 struct rf_http_snapshot *rf_http_snapshot_get(struct rf_http *h);
 void rf_http_snapshot_unref(struct rf_http_snapshot *s);
 
-/* The evhttp callback of every request. */
+/*
+ * A request and its response, as routes.c sees them: the same for the
+ * plain listener (h1.c, conn.c) and the TLS one (evhttp, server.c).
+ */
+enum rf_http_method {
+	RF_HTTP_GET = 1,
+	RF_HTTP_HEAD,
+	RF_HTTP_POST,
+	RF_HTTP_OTHER /* anything else: 405 */
+};
+
+struct rf_http_req {
+	enum rf_http_method method;
+	const char *target;  /* raw request-target, NUL-terminated */
+	const uint8_t *body; /* never NULL ("" when empty) */
+	size_t bodylen;
+	const char *if_none_match; /* NULL when absent */
+};
+
+#define RF_HTTP_RESP_HDRS 8
+
+struct rf_http_resp {
+	int code;
+	const char *reason;
+	size_t nh;
+	struct rf_http_hdr {
+		const char *name;
+		char value[128];
+	} h[RF_HTTP_RESP_HDRS];
+	const uint8_t *body; /* len bytes; NULL for none */
+	size_t len;
+	/* What holds the body until it is sent: freed or released after. */
+	void *heap;		       /* malloc'd: free() */
+	struct rf_http_snapshot *snap; /* a snapshot reference */
+};
+
+/* A short text answer ("text\n") with that status. */
+void rf_http_error(struct rf_http_resp *o, int code, const char *text);
+
+/* Answer q into *o (zeroed here); rf_http_resp_done() when sent. */
+void rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o);
+void rf_http_resp_done(struct rf_http_resp *o);
+
+/* The evhttp callback of the TLS listener's requests. */
 void rf_http_route(struct evhttp_request *req, void *arg);
+/* A worker thread's last act: close what it alone used. */
+void rf_http_worker_done(struct rf_http_worker *w);
+
+/* The plain listener (conn.c). */
+int rf_conn_setup(struct rf_http *h) RF_WUR; /* epoll set, listener in it */
+void *rf_conn_worker(void *w);		     /* a worker thread's main */
+void rf_conn_stop(struct rf_http *h);	     /* end every worker's loop */
+void rf_conn_sweep(struct rf_http *h);	     /* timeouts; accept again */
+void rf_conn_teardown(struct rf_http *h);    /* after the workers ended */
 
 #endif

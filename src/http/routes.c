@@ -33,37 +33,90 @@ rf_http_date(int64_t t, char out[30])
 }
 
 static void
-add_header(struct evhttp_request *req, const char *k, const char *v)
+add_header(struct rf_http_resp *o, const char *k, const char *v)
 {
-	evhttp_add_header(evhttp_request_get_output_headers(req), k, v);
+	if (o->nh < RF_HTTP_RESP_HDRS) {
+		o->h[o->nh].name = k;
+		snprintf(o->h[o->nh].value, sizeof(o->h[o->nh].value), "%s", v);
+		o->nh++;
+	}
 }
 
 static void
-reply_text(
-    struct evhttp_request *req, int code, const char *reason, const char *text)
+status(struct rf_http_resp *o, int code, const char *reason)
 {
-	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	o->code = code;
+	o->reason = reason;
+}
 
-	add_header(req, "Content-Type", "text/plain; charset=utf-8");
-	add_header(req, "Cache-Control", "no-store");
-	evbuffer_add_printf(out, "%s\n", text);
-	evhttp_send_reply(req, code, reason, NULL);
+/* A short text body: "text\n". */
+static void
+reply_text(
+    struct rf_http_resp *o, int code, const char *reason, const char *text)
+{
+	size_t l = strlen(text);
+	char *b;
+
+	add_header(o, "Content-Type", "text/plain; charset=utf-8");
+	add_header(o, "Cache-Control", "no-store");
+	status(o, code, reason);
+	if ((b = malloc(l + 1)) == NULL)
+		return; /* headers only */
+	memcpy(b, text, l);
+	b[l] = '\n';
+	o->heap = b;
+	o->body = (const uint8_t *)b;
+	o->len = l + 1;
+}
+
+static const char *
+reason_of(int code)
+{
+	switch (code) {
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 413:
+		return "Content Too Large";
+	case 414:
+		return "URI Too Long";
+	case 417:
+		return "Expectation Failed";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
+	}
+}
+
+void
+rf_http_error(struct rf_http_resp *o, int code, const char *text)
+{
+	memset(o, 0, sizeof(*o));
+	reply_text(o, code, reason_of(code), text);
 }
 
 /* RFC 9110 15.5.6: 405 lists the allowed methods. */
 static void
-reply_405(struct evhttp_request *req, const char *allow)
+reply_405(struct rf_http_resp *o, const char *allow)
 {
-	add_header(req, "Allow", allow);
-	reply_text(req, 405, "Method Not Allowed", "method not allowed");
+	add_header(o, "Allow", allow);
+	reply_text(o, 405, "Method Not Allowed", "method not allowed");
 }
 
 static int
-is_get(struct evhttp_request *req)
+is_get(const struct rf_http_req *q)
 {
-	enum evhttp_cmd_type m = evhttp_request_get_command(req);
-
-	return m == EVHTTP_REQ_GET || m == EVHTTP_REQ_HEAD;
+	return q->method == RF_HTTP_GET || q->method == RF_HTTP_HEAD;
 }
 
 /*
@@ -71,13 +124,11 @@ is_get(struct evhttp_request *req)
  * weak ("W/"), compared weakly. 1 if etag (unquoted) is listed.
  */
 static int
-etag_matches(struct evhttp_request *req, const char *etag)
+etag_matches(const struct rf_http_req *q, const char *etag)
 {
-	const char *v, *p;
+	const char *v = q->if_none_match, *p;
 	size_t el = strlen(etag);
 
-	v = evhttp_find_header(
-	    evhttp_request_get_input_headers(req), "If-None-Match");
 	if (v == NULL || el == 0)
 		return 0;
 	for (p = v; *p != '\0';) {
@@ -112,7 +163,7 @@ worker_date(struct rf_http_worker *w, int slot, int64_t t)
 
 /* Validators and freshness for a response valid from lm until exp. */
 static void
-cache_headers(struct rf_http_worker *w, struct evhttp_request *req,
+cache_headers(struct rf_http_worker *w, struct rf_http_resp *o,
     const char *etag, int64_t lm, int64_t exp, int64_t dflt_age, int revalidate)
 {
 	char buf[128];
@@ -123,30 +174,22 @@ cache_headers(struct rf_http_worker *w, struct evhttp_request *req,
 		age = exp - now;
 		if (age < 0)
 			age = 0;
-		add_header(req, "Expires", worker_date(w, 1, exp));
+		add_header(o, "Expires", worker_date(w, 1, exp));
 	}
 	snprintf(buf, sizeof(buf),
 	    "max-age=%" PRId64 ", public, no-transform%s", age,
 	    revalidate ? ", must-revalidate" : "");
-	add_header(req, "Cache-Control", buf);
+	add_header(o, "Cache-Control", buf);
 	if (lm > 0)
-		add_header(req, "Last-Modified", worker_date(w, 0, lm));
+		add_header(o, "Last-Modified", worker_date(w, 0, lm));
 	snprintf(buf, sizeof(buf), "\"%s\"", etag);
-	add_header(req, "ETag", buf);
-}
-
-static void
-unref_cb(const void *data, size_t len, void *arg)
-{
-	(void)data;
-	(void)len;
-	rf_http_snapshot_unref(arg);
+	add_header(o, "ETag", buf);
 }
 
 /* /ca/... and /crl/...: from the snapshot. 0 if the path is not there. */
 static int
-serve_blob(struct rf_http_worker *w, struct evhttp_request *req,
-    const char *path, size_t plen)
+serve_blob(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const char *path, size_t plen)
 {
 	struct rf_http *h = w->h;
 	struct rf_http_snapshot *s = rf_http_snapshot_get(h);
@@ -163,27 +206,24 @@ serve_blob(struct rf_http_worker *w, struct evhttp_request *req,
 		rf_http_snapshot_unref(s);
 		return 0;
 	}
-	if (!is_get(req)) {
+	if (!is_get(q)) {
 		rf_http_snapshot_unref(s);
-		reply_405(req, "GET, HEAD");
+		reply_405(o, "GET, HEAD");
 		return 1;
 	}
-	add_header(req, "Content-Type", b->ctype);
+	add_header(o, "Content-Type", b->ctype);
 	/* RFC 5280 5.1.2.5: a CRL is fresh until its nextUpdate. */
-	cache_headers(w, req, b->etag, b->last_modified, b->expires, 3600, 0);
-	if (etag_matches(req, b->etag)) {
+	cache_headers(w, o, b->etag, b->last_modified, b->expires, 3600, 0);
+	if (etag_matches(q, b->etag)) {
 		rf_http_snapshot_unref(s);
-		evhttp_send_reply(req, 304, "Not Modified", NULL);
+		status(o, 304, "Not Modified");
 		return 1;
 	}
-	/* The reference is dropped once evhttp has written the bytes. */
-	if (evbuffer_add_reference(evhttp_request_get_output_buffer(req),
-		b->data, b->len, unref_cb, s) != 0) {
-		rf_http_snapshot_unref(s);
-		reply_text(req, 500, "Internal Server Error", "out of memory");
-		return 1;
-	}
-	evhttp_send_reply(req, 200, "OK", NULL);
+	/* The reference is dropped once the bytes are written. */
+	o->snap = s;
+	o->body = b->data;
+	o->len = b->len;
+	status(o, 200, "OK");
 	return 1;
 }
 
@@ -192,24 +232,25 @@ serve_blob(struct rf_http_worker *w, struct evhttp_request *req,
  * Expires (nextUpdate), an ETag and
  * Cache-Control: max-age=N, public, no-transform, must-revalidate
  * with N no later than nextUpdate. Error statuses are not cacheable.
+ * The body is the worker's answer buffer, valid until its next request.
  */
 static void
-ocsp_reply(struct rf_http_worker *w, struct evhttp_request *req,
-    const struct rf_ocsp_answer *ans)
+ocsp_reply(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const struct rf_ocsp_answer *ans)
 {
-	add_header(req, "Content-Type", "application/ocsp-response");
+	add_header(o, "Content-Type", "application/ocsp-response");
 	if (ans->status == RF_OCSP_SUCCESSFUL && ans->next_update > 0) {
-		cache_headers(w, req, ans->etag, ans->this_update,
-		    ans->next_update, 0, 1);
-		if (is_get(req) && etag_matches(req, ans->etag)) {
-			evhttp_send_reply(req, 304, "Not Modified", NULL);
+		cache_headers(
+		    w, o, ans->etag, ans->this_update, ans->next_update, 0, 1);
+		if (is_get(q) && etag_matches(q, ans->etag)) {
+			status(o, 304, "Not Modified");
 			return;
 		}
 	} else
-		add_header(req, "Cache-Control", "no-store");
-	evbuffer_add(evhttp_request_get_output_buffer(req), ans->der, ans->len);
-	evhttp_send_reply(
-	    req, ans->http_status > 0 ? ans->http_status : 200, "OK", NULL);
+		add_header(o, "Cache-Control", "no-store");
+	o->body = ans->der;
+	o->len = ans->len;
+	status(o, ans->http_status > 0 ? ans->http_status : 200, "OK");
 }
 
 /* Note the serials of an answered request while an incident is open. */
@@ -233,41 +274,27 @@ evidence_note(struct rf_http *h, const uint8_t *der, size_t len)
 }
 
 static void
-ocsp_answer(struct rf_http_worker *w, struct evhttp_request *req,
-    const uint8_t *der, size_t len)
+ocsp_answer(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const uint8_t *der, size_t len)
 {
 	struct rf_http *h = w->h;
 	struct rf_ocsp_answer *ans = &w->ans;
 	int r;
 
 	if ((r = rf_ocsp_respond(h->resp, der, len, rf_now(), ans)) != 0) {
-		reply_text(req, 500, "Internal Server Error", rf_err_str(r));
+		reply_text(o, 500, "Internal Server Error", rf_err_str(r));
 		return;
 	}
 	if (ans->status == RF_OCSP_SUCCESSFUL &&
 	    __atomic_load_n(&h->watching, __ATOMIC_RELAXED))
 		evidence_note(h, der, len);
-	ocsp_reply(w, req, ans);
-}
-
-/* RFC 6960 A.1.1: POST, the DER OCSPRequest as the body. */
-static void
-ocsp_post(struct rf_http_worker *w, struct evhttp_request *req)
-{
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
-	uint8_t *der;
-
-	/* An empty or oversize body gets malformedRequest from respond. */
-	if ((der = evbuffer_pullup(in, -1)) == NULL)
-		der = (uint8_t *)"";
-	ocsp_answer(w, req, der, len);
+	ocsp_reply(w, q, o, ans);
 }
 
 /* RFC 6960 A.1.1 / RFC 5019 5: GET {url}/{url-encoding of base64(DER)}. */
 static void
-ocsp_get(struct rf_http_worker *w, struct evhttp_request *req, const char *enc,
-    size_t len)
+ocsp_get(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const char *enc, size_t len)
 {
 	struct rf_ocsp_answer *ans = &w->ans;
 	uint8_t *der = NULL;
@@ -280,10 +307,10 @@ ocsp_get(struct rf_http_worker *w, struct evhttp_request *req, const char *enc,
 		ans->len = RF_OCSP_ERROR_LEN;
 		ans->status = RF_OCSP_MALFORMED_REQUEST;
 		ans->http_status = 200;
-		ocsp_reply(w, req, ans);
+		ocsp_reply(w, q, o, ans);
 		return;
 	}
-	ocsp_answer(w, req, der, dlen);
+	ocsp_answer(w, q, o, der, dlen);
 	free(der);
 }
 
@@ -307,21 +334,26 @@ audit_open(struct rf_http_worker *w)
 }
 
 static void
-reply_json(struct evhttp_request *req, json_t *j)
+reply_json(struct rf_http_resp *o, json_t *j)
 {
 	char *s =
 	    j != NULL ? json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	char *b;
+	size_t l;
 
 	json_decref(j);
-	if (s == NULL) {
-		reply_text(req, 500, "Internal Server Error", "out of memory");
+	if (s == NULL || (b = realloc(s, (l = strlen(s)) + 1)) == NULL) {
+		free(s);
+		reply_text(o, 500, "Internal Server Error", "out of memory");
 		return;
 	}
-	add_header(req, "Content-Type", "application/json");
-	add_header(req, "Cache-Control", "no-store");
-	evbuffer_add_printf(evhttp_request_get_output_buffer(req), "%s\n", s);
-	free(s);
-	evhttp_send_reply(req, 200, "OK", NULL);
+	b[l] = '\n'; /* the NUL's place: the body is not a C string */
+	add_header(o, "Content-Type", "application/json");
+	add_header(o, "Cache-Control", "no-store");
+	o->heap = b;
+	o->body = (const uint8_t *)b;
+	o->len = l + 1;
+	status(o, 200, "OK");
 }
 
 static json_t *
@@ -361,19 +393,19 @@ query_u64(struct evkeyvalq *q, const char *k, uint64_t *v)
 }
 
 static void
-audit_error(struct evhttp_request *req, int r)
+audit_error(struct rf_http_resp *o, int r)
 {
 	if (r == RF_ERR_ARG || r == RF_ERR_NOT_FOUND)
-		reply_text(req, r == RF_ERR_ARG ? 400 : 404,
+		reply_text(o, r == RF_ERR_ARG ? 400 : 404,
 		    r == RF_ERR_ARG ? "Bad Request" : "Not Found",
 		    rf_err_msg(r));
 	else
-		reply_text(req, 500, "Internal Server Error", rf_err_msg(r));
+		reply_text(o, 500, "Internal Server Error", rf_err_msg(r));
 }
 
 static void
-audit_route(struct rf_http_worker *w, struct evhttp_request *req,
-    const char *what, const char *query)
+audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
+    struct rf_http_resp *o, const char *what, const char *query)
 {
 	struct evkeyvalq q;
 	struct rf_audit_sth_head sth;
@@ -386,16 +418,16 @@ audit_route(struct rf_http_worker *w, struct evhttp_request *req,
 	memset(&q, 0, sizeof(q));
 	q.tqh_last = &q.tqh_first;
 	if (!is_get(req)) {
-		reply_405(req, "GET, HEAD");
+		reply_405(o, "GET, HEAD");
 		return;
 	}
 	rf_err_clear();
 	if ((r = audit_open(w)) != 0) {
-		audit_error(req, r);
+		audit_error(o, r);
 		return;
 	}
 	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
-		reply_text(req, 400, "Bad Request", "malformed query");
+		reply_text(o, 400, "Bad Request", "malformed query");
 		return;
 	}
 	if (strcmp(what, "sth") == 0) {
@@ -410,7 +442,7 @@ audit_route(struct rf_http_worker *w, struct evhttp_request *req,
 		if (!query_u64(&q, "leaf", &x) ||
 		    (evhttp_find_header(&q, "size") != NULL &&
 			!query_u64(&q, "size", &y))) {
-			reply_text(req, 400, "Bad Request",
+			reply_text(o, 400, "Bad Request",
 			    "usage: /audit/proof?leaf=N[&size=S]");
 			goto done;
 		}
@@ -427,7 +459,7 @@ audit_route(struct rf_http_worker *w, struct evhttp_request *req,
 	} else if (strcmp(what, "consistency") == 0) {
 		/* RFC 9162 2.1.4: the tree of size x is a prefix of y's. */
 		if (!query_u64(&q, "old", &x) || !query_u64(&q, "new", &y)) {
-			reply_text(req, 400, "Bad Request",
+			reply_text(o, 400, "Bad Request",
 			    "usage: /audit/consistency?old=A&new=B");
 			goto done;
 		}
@@ -439,13 +471,13 @@ audit_route(struct rf_http_worker *w, struct evhttp_request *req,
 		    "second_hash", hexj(b, RF_HASH_LEN), "consistency",
 		    proofj((const uint8_t(*)[RF_HASH_LEN])proof, plen));
 	} else {
-		reply_text(req, 404, "Not Found", "not found");
+		reply_text(o, 404, "Not Found", "not found");
 		goto done;
 	}
-	reply_json(req, j);
+	reply_json(o, j);
 	goto done;
 fail:
-	audit_error(req, r);
+	audit_error(o, r);
 done:
 	free(proof);
 	evhttp_clear_headers(&q);
@@ -460,16 +492,16 @@ path_is(const char *path, size_t plen, const char *lit)
 }
 
 void
-rf_http_route(struct evhttp_request *req, void *arg)
+rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o)
 {
-	struct rf_http_worker *w = arg;
-	const char *uri = evhttp_request_get_uri(req), *query = NULL;
-	enum evhttp_cmd_type m = evhttp_request_get_command(req);
+	const char *uri = q->target, *query = NULL;
 	char sub[32];
 	size_t plen;
 
+	memset(o, 0, sizeof(*o));
 	if (uri == NULL || uri[0] != '/') {
-		reply_text(req, 400, "Bad Request", "origin-form target only");
+		reply_text(o, 400, "Bad Request", "origin-form target only");
 		return;
 	}
 	plen = strcspn(uri, "?#");
@@ -477,40 +509,54 @@ rf_http_route(struct evhttp_request *req, void *arg)
 		query = uri + plen + 1;
 
 	if (path_is(uri, plen, "/healthz")) {
-		if (!is_get(req)) {
-			reply_405(req, "GET, HEAD");
+		if (!is_get(q)) {
+			reply_405(o, "GET, HEAD");
 			return;
 		}
-		add_header(req, "Content-Type", "text/plain; charset=utf-8");
-		add_header(req, "Cache-Control", "no-store");
-		evbuffer_add(evhttp_request_get_output_buffer(req), "ok\n", 3);
-		evhttp_send_reply(req, 200, "OK", NULL);
+		add_header(o, "Content-Type", "text/plain; charset=utf-8");
+		add_header(o, "Cache-Control", "no-store");
+		o->body = (const uint8_t *)"ok\n";
+		o->len = 3;
+		status(o, 200, "OK");
 		return;
 	}
 	if (path_is(uri, plen, "/ocsp") || path_is(uri, plen, "/ocsp/")) {
-		if (m != EVHTTP_REQ_POST) {
-			reply_405(req, "POST");
+		/* RFC 6960 A.1.1: POST, the DER OCSPRequest as the body. */
+		if (q->method != RF_HTTP_POST) {
+			reply_405(o, "POST");
 			return;
 		}
-		ocsp_post(w, req);
+		/* An empty or oversize body gets malformedRequest. */
+		ocsp_answer(w, q, o, q->body, q->bodylen);
 		return;
 	}
 	if (plen > 6 && memcmp(uri, "/ocsp/", 6) == 0) {
-		if (!is_get(req)) {
-			reply_405(req, "GET, HEAD");
+		if (!is_get(q)) {
+			reply_405(o, "GET, HEAD");
 			return;
 		}
-		ocsp_get(w, req, uri + 6, plen - 6);
+		ocsp_get(w, q, o, uri + 6, plen - 6);
 		return;
 	}
 	if (plen > 7 && plen - 7 < sizeof(sub) &&
 	    memcmp(uri, "/audit/", 7) == 0) {
 		memcpy(sub, uri + 7, plen - 7);
 		sub[plen - 7] = '\0';
-		audit_route(w, req, sub, query);
+		audit_route(w, q, o, sub, query);
 		return;
 	}
-	if (serve_blob(w, req, uri, plen))
+	if (serve_blob(w, q, o, uri, plen))
 		return;
-	reply_text(req, 404, "Not Found", "not found");
+	reply_text(o, 404, "Not Found", "not found");
+}
+
+void
+rf_http_resp_done(struct rf_http_resp *o)
+{
+	free(o->heap);
+	o->heap = NULL;
+	rf_http_snapshot_unref(o->snap);
+	o->snap = NULL;
+	o->body = NULL;
+	o->len = 0;
 }

@@ -3,9 +3,11 @@
  * `ringfence serve` HTTP server. Routes are in routes.c, what they serve
  * from memory in snapshot.c.
  *
- * Worker threads each run an event_base with an evhttp accepting on its
- * own SO_REUSEPORT socket bound to the same address: the kernel spreads
- * connections over them. The thread inside rf_http_run() runs a timer every
+ * Plain HTTP: worker threads share one epoll set holding the listening
+ * socket and every connection (conn.c, h1.c). TLS: as many threads again,
+ * each an event_base with an evhttp accepting on its own SO_REUSEPORT
+ * socket bound to the TLS address. The thread inside rf_http_run() runs a
+ * timer every
  * RF_HTTP_TICK_MS that owns every store, audit and keys handle given to
  * rf_http_new(); workers only read memory (and, for /audit, a store
  * connection of their own).
@@ -23,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
@@ -197,8 +200,8 @@ out:
 	return r;
 }
 
-static int
-reuseport_socket(const struct http_sock *hs)
+int
+rf_http_reuseport_socket(const struct http_sock *hs)
 {
 	int fd, one = 1, e;
 
@@ -284,6 +287,76 @@ tls_close(struct evhttp_connection *c, void *arg)
 	ERR_clear_error();
 }
 
+static void
+ev_free_cb(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	free(arg);
+}
+
+static void
+ev_unref_cb(const void *data, size_t len, void *arg)
+{
+	(void)data;
+	(void)len;
+	rf_http_snapshot_unref(arg);
+}
+
+/* An evhttp request through the routes; its answer back to evhttp. */
+void
+rf_http_route(struct evhttp_request *req, void *arg)
+{
+	struct rf_http_worker *w = arg;
+	struct evbuffer *in = evhttp_request_get_input_buffer(req),
+			*out = evhttp_request_get_output_buffer(req);
+	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
+	struct rf_http_req q;
+	struct rf_http_resp o;
+	size_t i;
+
+	memset(&q, 0, sizeof(q));
+	switch (evhttp_request_get_command(req)) {
+	case EVHTTP_REQ_GET:
+		q.method = RF_HTTP_GET;
+		break;
+	case EVHTTP_REQ_HEAD:
+		q.method = RF_HTTP_HEAD;
+		break;
+	case EVHTTP_REQ_POST:
+		q.method = RF_HTTP_POST;
+		break;
+	default:
+		q.method = RF_HTTP_OTHER;
+	}
+	q.target = evhttp_request_get_uri(req);
+	q.bodylen = evbuffer_get_length(in);
+	if (q.bodylen == 0 || (q.body = evbuffer_pullup(in, -1)) == NULL) {
+		q.body = (const uint8_t *)"";
+		q.bodylen = 0;
+	}
+	q.if_none_match = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "If-None-Match");
+	rf_http_handle(w, &q, &o);
+	for (i = 0; i < o.nh; i++)
+		evhttp_add_header(oh, o.h[i].name, o.h[i].value);
+	if (o.body != NULL && o.len > 0) {
+		/* Held bodies are handed over, released once written. */
+		if (o.snap != NULL &&
+		    evbuffer_add_reference(
+			out, o.body, o.len, ev_unref_cb, o.snap) == 0)
+			o.snap = NULL;
+		else if (o.heap != NULL &&
+		    evbuffer_add_reference(
+			out, o.body, o.len, ev_free_cb, o.heap) == 0)
+			o.heap = NULL;
+		else
+			evbuffer_add(out, o.body, o.len);
+	}
+	evhttp_send_reply(req, o.code, o.reason, NULL);
+	rf_http_resp_done(&o);
+}
+
 /* Requests on the TLS listener: the same routes, over TLS only. */
 static void
 route_tls(struct evhttp_request *req, void *arg)
@@ -301,22 +374,21 @@ route_tls(struct evhttp_request *req, void *arg)
 }
 
 /*
- * One evhttp of a worker accepting on its socket for hs: the first worker
- * uses the socket bound in rf_http_new; the others bind their own to the
- * same address with SO_REUSEPORT, so the kernel spreads connections over
- * the workers (one shared socket would let whichever worker wakes first
- * take a whole burst). With tls, connections are TLS (tls_bev).
+ * The evhttp of a TLS worker accepting on its socket for hs: the first
+ * worker uses the socket bound in rf_http_new; the others bind their own
+ * to the same address with SO_REUSEPORT, so the kernel spreads
+ * connections over the workers. Connections are TLS (tls_bev).
  */
 static int
 worker_http(struct rf_http *h, struct rf_http_worker *w,
-    const struct http_sock *hs, int tls, struct evhttp **out)
+    const struct http_sock *hs, struct evhttp **out)
 {
 	struct evhttp *http;
 	int nfd = -1;
 
 	if ((http = *out = evhttp_new(w->base)) == NULL)
 		return rf_err_set(RF_ERR_ALLOC, "cannot create an event base");
-	evhttp_set_timeout(http, RF_HTTP_TIMEOUT);
+	evhttp_set_timeout(http, rf_http_timeout(h));
 	evhttp_set_max_headers_size(http, RF_HTTP_MAX_HEADERS);
 	evhttp_set_max_body_size(
 	    http, h->cfg->max_request > 0 ? h->cfg->max_request : 64 * 1024);
@@ -325,14 +397,13 @@ worker_http(struct rf_http *h, struct rf_http_worker *w,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
 		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
 		EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(http, tls ? route_tls : rf_http_route, w);
-	if (tls)
-		evhttp_set_bevcb(http, tls_bev, w);
-	if (w == &h->w[0]) {
+	evhttp_set_gencb(http, route_tls, w);
+	evhttp_set_bevcb(http, tls_bev, w);
+	if (w == &h->tw[0]) {
 		if ((nfd = fcntl(hs->fd, F_DUPFD_CLOEXEC, 0)) < 0)
 			return rf_err_set(
 			    RF_ERR_IO, "dup: %s", strerror(errno));
-	} else if ((nfd = reuseport_socket(hs)) < 0)
+	} else if ((nfd = rf_http_reuseport_socket(hs)) < 0)
 		return rf_err_set(
 		    RF_ERR_IO, "listen (worker): %s", strerror(errno));
 	if (evhttp_accept_socket_with_handle(http, nfd) == NULL) {
@@ -342,17 +413,20 @@ worker_http(struct rf_http *h, struct rf_http_worker *w,
 	return 0;
 }
 
+int
+rf_http_timeout(const struct rf_http *h)
+{
+	return h->o.timeout > 0 ? h->o.timeout : RF_HTTP_TIMEOUT;
+}
+
 static int
-worker_setup(struct rf_http *h, struct rf_http_worker *w)
+tls_worker_setup(struct rf_http *h, struct rf_http_worker *w)
 {
 	int r;
 
 	w->h = h;
 	if ((r = worker_base(&w->base)) != 0 ||
-	    (r = worker_http(h, w, &h->plain, 0, &w->http)) != 0)
-		return r;
-	if (h->tls_ctx != NULL &&
-	    (r = worker_http(h, w, &h->tls, 1, &w->https)) != 0)
+	    (r = worker_http(h, w, &h->tls, &w->https)) != 0)
 		return r;
 	return 0;
 }
@@ -617,6 +691,7 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return RF_ERR_ALLOC;
 	h->plain.fd = h->tls.fd = -1;
+	h->stopfd = -1;
 	h->o = *o;
 	h->cfg = cfg;
 	h->st = st;
@@ -670,9 +745,22 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
-	for (i = 0; i < h->nworkers; i++)
-		if ((r = worker_setup(h, &h->w[i])) != 0)
+	for (i = 0; i < h->nworkers; i++) {
+		h->w[i].h = h;
+		h->w[i].epfd = h->w[i].lfd = -1;
+	}
+	if ((r = rf_conn_setup(h)) != 0)
+		goto out;
+	if (h->tls_ctx != NULL) {
+		if ((h->tw = calloc((size_t)h->nworkers, sizeof(*h->tw))) ==
+		    NULL) {
+			r = RF_ERR_ALLOC;
 			goto out;
+		}
+		for (i = 0; i < h->nworkers; i++)
+			if ((r = tls_worker_setup(h, &h->tw[i])) != 0)
+				goto out;
+	}
 
 	/* Maintenance, stop, signals and duration on the calling thread. */
 	r = RF_ERR_ALLOC;
@@ -727,16 +815,17 @@ rf_http_free(struct rf_http *h)
 		event_free(h->stop_ev);
 	if (h->mbase != NULL)
 		event_base_free(h->mbase);
-	for (i = 0; h->w != NULL && i < h->nworkers; i++) {
-		if (h->w[i].http != NULL)
-			evhttp_free(h->w[i].http);
-		if (h->w[i].https != NULL)
-			evhttp_free(h->w[i].https);
-		if (h->w[i].base != NULL)
-			event_base_free(h->w[i].base);
-		rf_audit_free(h->w[i].audit);
-		rf_store_free(h->w[i].st);
+	for (i = 0; h->tw != NULL && i < h->nworkers; i++) {
+		if (h->tw[i].https != NULL)
+			evhttp_free(h->tw[i].https);
+		if (h->tw[i].base != NULL)
+			event_base_free(h->tw[i].base);
+		rf_http_worker_done(&h->tw[i]);
 	}
+	free(h->tw);
+	rf_conn_teardown(h); /* connections still open, and the epoll set */
+	for (i = 0; h->w != NULL && i < h->nworkers; i++)
+		rf_http_worker_done(&h->w[i]);
 	free(h->w);
 	if (h->plain.fd >= 0)
 		close(h->plain.fd);
@@ -958,22 +1047,35 @@ maintain(struct rf_http *h, int first)
 static void
 tick_cb(evutil_socket_t fd, short what, void *arg)
 {
+	struct rf_http *h = arg;
+	uint64_t now = rf_http_mono_ms();
+
 	(void)fd;
 	(void)what;
-	maintain(arg, 0);
+	maintain(h, 0);
+	if (now - h->last_sweep_ms >= 1000) {
+		h->last_sweep_ms = now;
+		rf_conn_sweep(h);
+	}
 }
 
-static void *
-worker_main(void *arg)
+void
+rf_http_worker_done(struct rf_http_worker *w)
 {
-	struct rf_http_worker *w = arg;
-
-	event_base_dispatch(w->base);
-	/* The /audit store connection belongs to this thread. */
+	/* The /audit store connection belongs to the worker's thread. */
 	rf_audit_free(w->audit);
 	w->audit = NULL;
 	rf_store_free(w->st);
 	w->st = NULL;
+}
+
+static void *
+tls_worker_main(void *arg)
+{
+	struct rf_http_worker *w = arg;
+
+	event_base_dispatch(w->base);
+	rf_http_worker_done(w);
 	return NULL;
 }
 
@@ -981,7 +1083,7 @@ int
 rf_http_run(struct rf_http *h)
 {
 	sigset_t block, old;
-	int i, r = RF_ERR_INTERNAL, started = 0;
+	int i, r = RF_ERR_INTERNAL, started = 0, tstarted = 0;
 
 	signal(SIGPIPE, SIG_IGN);
 	log_clear(h);
@@ -999,25 +1101,32 @@ rf_http_run(struct rf_http *h)
 	sigaddset(&block, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &block, &old);
 	for (i = 0; i < h->nworkers; i++) {
-		if (pthread_create(&h->w[i].tid, NULL, worker_main, &h->w[i]) !=
-		    0) {
-			r = rf_err_set(
-			    RF_ERR_INTERNAL, "cannot start a thread");
+		if (pthread_create(
+			&h->w[i].tid, NULL, rf_conn_worker, &h->w[i]) != 0)
 			break;
-		}
 		started++;
 	}
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (started == h->nworkers) {
-		if (event_base_dispatch(h->mbase) < 0)
-			r = rf_err_set(RF_ERR_INTERNAL, "event loop failed");
-		else
-			r = 0;
+	for (i = 0; h->tw != NULL && i < h->nworkers; i++) {
+		if (pthread_create(
+			&h->tw[i].tid, NULL, tls_worker_main, &h->tw[i]) != 0)
+			break;
+		tstarted++;
 	}
-	for (i = 0; i < started; i++)
-		event_base_loopbreak(h->w[i].base);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (started < h->nworkers || (h->tw != NULL && tstarted < h->nworkers))
+		r = rf_err_set(RF_ERR_INTERNAL, "cannot start a thread");
+	else if (event_base_dispatch(h->mbase) < 0)
+		r = rf_err_set(RF_ERR_INTERNAL, "event loop failed");
+	else
+		r = 0;
+	__atomic_store_n(&h->stopping, 1, __ATOMIC_RELAXED);
+	rf_conn_stop(h);
+	for (i = 0; i < tstarted; i++)
+		event_base_loopbreak(h->tw[i].base);
 	for (i = 0; i < started; i++)
 		pthread_join(h->w[i].tid, NULL);
+	for (i = 0; i < tstarted; i++)
+		pthread_join(h->tw[i].tid, NULL);
 out:
 	return r;
 }

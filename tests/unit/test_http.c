@@ -102,6 +102,7 @@ setup(void **state)
 	o.listen = "127.0.0.1";
 	o.threads = 2;
 	o.duration = 120; /* bounded even if the test breaks */
+	o.timeout = 2;	  /* test_wire waits for it */
 	assert_int_equal(rf_http_new(&fx->cfg, &o, fx->st, fx->audit, fx->keys,
 			     fx->ca, &fx->who, &fx->h),
 	    0);
@@ -358,6 +359,103 @@ test_audit(void **state)
 	    0);
 }
 
+#define WIRE "python3 \"$RF_SOURCE_DIR/tests/unit/http_wire.py\" %d "
+#define BULK 700
+
+/*
+ * The plain listener on the wire (tests/unit/http_wire.py): pipelined
+ * requests for a CRL of BULK entries (a body the server holds rather
+ * than copies) read late, so its writes block; the idle and unfinished-
+ * request timeout; Expect: 100-continue; HTTP/1.0 with and without
+ * keep-alive.
+ */
+static void
+test_wire(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_issue_req *q;
+	struct rf_issued *is;
+	struct rf_revoke_req rq = {0};
+	struct rf_store *st2;
+	struct rf_audit *a2;
+	struct rf_keys *k2;
+	struct rf_ca *ca2;
+	size_t i, n = 0;
+	int r;
+
+	assert_int_equal(rf_store_open(fx->cfg.db_path, 0, &st2), 0);
+	assert_int_equal(rf_audit_open(st2, &a2), 0);
+	assert_int_equal(rf_keys_open(&fx->cfg, a2, &k2), 0);
+	assert_int_equal(rf_ca_open(&fx->cfg, st2, k2, &ca2), 0);
+	rf_ca_set_audit(ca2, a2);
+	assert_int_equal(rf_ca_tenant_add(ca2, "bulk", &fx->who), 0);
+	assert_non_null(q = calloc(BULK, sizeof(*q)));
+	assert_non_null(is = calloc(BULK, sizeof(*is)));
+	for (i = 0; i < BULK; i++) {
+		q[i].tenant = "bulk";
+		q[i].profile = RF_PROFILE_CLIENT;
+		q[i].keygen = RF_KEY_NONE;
+	}
+	assert_int_equal(tu_sh("cd '%s' && openssl req -new -newkey ec "
+			       "-pkeyopt ec_paramgen_curve:P-256 -nodes "
+			       "-keyout /dev/null -subj /CN=bulk -outform DER "
+			       "-out bulk.csr 2>/dev/null",
+			     fx->home),
+	    0);
+	{
+		char path[1200];
+		uint8_t csr[2048];
+		size_t len;
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/bulk.csr", fx->home);
+		assert_non_null(f = fopen(path, "rb"));
+		len = fread(csr, 1, sizeof(csr), f);
+		fclose(f);
+		for (i = 0; i < BULK; i++) {
+			q[i].csr = csr;
+			q[i].csrlen = len;
+		}
+		r = rf_ca_issue(ca2, q, BULK, &fx->who, is);
+		if (r != 0)
+			print_error("rf_ca_issue: %s\n", rf_err_msg(r));
+		assert_int_equal(r, 0);
+	}
+	for (i = 0; i < BULK; i++)
+		rf_issued_clear(&is[i]);
+	rq.tenant = "bulk";
+	rq.reason = RF_CRL_REASON_SUPERSEDED;
+	assert_int_equal(
+	    rf_revoke(&fx->cfg, st2, k2, ca2, a2, &rq, &fx->who, &n), 0);
+	assert_int_equal(n, BULK);
+	/* The server serves the new CRL once its store has been quiet. */
+	for (i = 0; i < 100; i++) {
+		if (tu_sh("test $(curl -sf http://127.0.0.1:%d/crl/issuing.crl"
+			  " | wc -c) -gt 16384",
+			fx->port) == 0)
+			break;
+		struct timespec ts = {0, 100 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	assert_true(i < 100);
+	assert_int_equal(
+	    tu_sh(WIRE "pipeline /crl/issuing.crl 30", fx->port), 0);
+	assert_int_equal(tu_sh(WIRE "idle 2", fx->port), 0);
+	assert_int_equal(tu_sh(WIRE "continue", fx->port), 0);
+	assert_int_equal(tu_sh(WIRE "http10", fx->port), 0);
+	/* And it still serves. */
+	assert_int_equal(tu_sh("curl -sf -m 2 http://127.0.0.1:%d/healthz "
+			       ">/dev/null",
+			     fx->port),
+	    0);
+	free(q);
+	free(is);
+	rf_ca_free(ca2);
+	rf_keys_free(k2);
+	rf_audit_free(a2);
+	rf_store_free(st2);
+}
+
 int
 main(void)
 {
@@ -365,6 +463,7 @@ main(void)
 	    cmocka_unit_test(test_routes),
 	    cmocka_unit_test(test_ocsp),
 	    cmocka_unit_test(test_audit),
+	    cmocka_unit_test(test_wire),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

@@ -1,0 +1,533 @@
+/*
+ * conn.c: the plain HTTP listener's connections.
+ *
+ * Each worker thread has an epoll set of its own, with a listening socket
+ * of its own bound to the address with SO_REUSEPORT (the kernel spreads
+ * new connections over them) and the connections it accepted, for their
+ * whole life: nothing is shared between workers on the request path.
+ * Level-triggered: a connection is watched for input, or for output room
+ * while an answer waits (then nothing more is read from it), and switched
+ * only then. A worker reads what a connection sent, answers every whole
+ * request in it (h1.c, routes.c) into one buffer, and writes it: a request
+ * costs a read, a write and a share of an epoll_wait, and no allocation.
+ * evhttp, before, made about six system calls and several allocations.
+ *
+ * Timeouts: rf_conn_sweep, on the maintenance thread, shuts down
+ * (shutdown(2), never close) a connection that has been idle, or inside
+ * one request, for rf_http_timeout() seconds; its worker, seeing it
+ * readable, closes it. Closing unlinks under conn_lock before close(2), so
+ * the sweep never touches a descriptor number that was reused. A worker
+ * out of descriptors (EMFILE) stops watching its listening socket until
+ * the next sweep.
+ */
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http/h1.h"
+#include "http/http_int.h"
+
+#define CONN_IN 16384		   /* bytes read at a time */
+#define CONN_OUT_HIGH (256 * 1024) /* stop answering while this waits */
+#define CONN_COPY_MAX 16384	   /* larger held bodies are not copied */
+#define CONN_EVENTS 8		   /* events a worker takes at a time */
+#define CONN_ACCEPTS 64		   /* connections accepted per turn */
+
+struct rf_conn {
+	int fd;
+	int ep;			     /* the epoll set it is in */
+	uint32_t watch;		     /* what it is registered for */
+	struct rf_conn *prev, *next; /* h->conns, under conn_lock */
+	uint64_t last_ms;	     /* atomic: last read */
+	uint64_t req_ms;	     /* atomic: a request began; 0 none */
+	int shut;		     /* under conn_lock: sweep shut it down */
+	int closing;		     /* close once the output is written */
+	struct rf_h1 h1;
+	uint8_t in[CONN_IN];
+	size_t inoff, inlen; /* unread input is in[inoff, inlen) */
+	uint8_t *ob;	     /* output: heads and copied bodies */
+	size_t ooff, olen, ocap;
+	struct rf_http_resp big; /* a held body, written after ob */
+	size_t boff;
+	int has_big;
+};
+
+/* What epoll hands back besides connections. */
+static char listen_tag, stop_tag;
+
+static uint64_t
+mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int
+ep_ctl(int ep, int op, int fd, uint32_t events, void *ptr)
+{
+	struct epoll_event ev;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.ptr = ptr;
+	return epoll_ctl(ep, op, fd, &ev);
+}
+
+/* Watch c for events (EPOLLIN or EPOLLOUT); -1 on failure. */
+static int
+watch(struct rf_conn *c, uint32_t events)
+{
+	if (c->watch == events)
+		return 0;
+	c->watch = events;
+	return ep_ctl(c->ep, EPOLL_CTL_MOD, c->fd, events, c);
+}
+
+int
+rf_conn_setup(struct rf_http *h)
+{
+	struct rlimit rl;
+
+	struct rf_http_worker *w;
+	int i;
+
+	h->stopfd = -1;
+	for (i = 0; i < h->nworkers; i++)
+		h->w[i].epfd = h->w[i].lfd = -1;
+	if (pthread_mutex_init(&h->conn_lock, NULL) != 0)
+		return RF_ERR_INTERNAL;
+	h->conn_lock_ok = 1;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur > 128 &&
+	    rl.rlim_cur != RLIM_INFINITY)
+		h->max_conns = (size_t)rl.rlim_cur - 64;
+	else
+		h->max_conns = 64;
+	if ((h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
+		return rf_err_set(RF_ERR_IO, "eventfd: %s", strerror(errno));
+	for (i = 0; i < h->nworkers; i++) {
+		w = &h->w[i];
+		/* The first worker uses the socket rf_http_new bound. */
+		if (i == 0)
+			w->lfd = h->plain.fd;
+		else if ((w->lfd = rf_http_reuseport_socket(&h->plain)) < 0)
+			return rf_err_set(
+			    RF_ERR_IO, "listen (worker): %s", strerror(errno));
+		if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+			return rf_err_set(
+			    RF_ERR_IO, "epoll: %s", strerror(errno));
+		/* Level-triggered and never read: it wakes every worker. */
+		if (ep_ctl(w->epfd, EPOLL_CTL_ADD, h->stopfd, EPOLLIN,
+			&stop_tag) != 0 ||
+		    ep_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, EPOLLIN,
+			&listen_tag) != 0)
+			return rf_err_set(
+			    RF_ERR_IO, "epoll_ctl: %s", strerror(errno));
+	}
+	return 0;
+}
+
+void
+rf_conn_stop(struct rf_http *h)
+{
+	uint64_t one = 1;
+
+	if (h->stopfd >= 0)
+		(void)!write(h->stopfd, &one, sizeof(one));
+}
+
+static void
+conn_free(struct rf_conn *c)
+{
+	close(c->fd);
+	rf_h1_free(&c->h1);
+	free(c->ob);
+	rf_http_resp_done(&c->big);
+	free(c);
+}
+
+static void
+conn_close(struct rf_http *h, struct rf_conn *c)
+{
+	pthread_mutex_lock(&h->conn_lock);
+	if (c->prev != NULL)
+		c->prev->next = c->next;
+	else
+		h->conns = c->next;
+	if (c->next != NULL)
+		c->next->prev = c->prev;
+	h->nconns--;
+	pthread_mutex_unlock(&h->conn_lock);
+	conn_free(c);
+}
+
+void
+rf_conn_teardown(struct rf_http *h)
+{
+	struct rf_conn *c, *n;
+	int i;
+
+	for (c = h->conns; c != NULL; c = n) {
+		n = c->next;
+		conn_free(c);
+	}
+	h->conns = NULL;
+	h->nconns = 0;
+	for (i = 0; h->w != NULL && i < h->nworkers; i++) {
+		if (h->w[i].epfd >= 0)
+			close(h->w[i].epfd);
+		if (h->w[i].lfd >= 0 && h->w[i].lfd != h->plain.fd)
+			close(h->w[i].lfd);
+		h->w[i].epfd = h->w[i].lfd = -1;
+	}
+	if (h->stopfd >= 0)
+		close(h->stopfd);
+	h->stopfd = -1;
+	if (h->conn_lock_ok)
+		pthread_mutex_destroy(&h->conn_lock);
+	h->conn_lock_ok = 0;
+}
+
+void
+rf_conn_sweep(struct rf_http *h)
+{
+	uint64_t now = mono_ms(), last, req,
+		 limit = (uint64_t)rf_http_timeout(h) * 1000;
+	struct rf_conn *c;
+	int i;
+
+	pthread_mutex_lock(&h->conn_lock);
+	for (c = h->conns; c != NULL; c = c->next) {
+		last = __atomic_load_n(&c->last_ms, __ATOMIC_RELAXED);
+		req = __atomic_load_n(&c->req_ms, __ATOMIC_RELAXED);
+		if (!c->shut &&
+		    (now - last > limit || (req != 0 && now - req > limit))) {
+			(void)shutdown(c->fd, SHUT_RDWR);
+			c->shut = 1;
+		}
+	}
+	for (i = 0; i < h->nworkers; i++)
+		if (h->w[i].accept_paused && h->nconns < h->max_conns) {
+			h->w[i].accept_paused = 0;
+			if (ep_ctl(h->w[i].epfd, EPOLL_CTL_ADD, h->w[i].lfd,
+				EPOLLIN, &listen_tag) != 0)
+				rf_http_log(h,
+				    "cannot watch a listening socket",
+				    rf_err_set(RF_ERR_IO, "epoll_ctl: %s",
+					strerror(errno)));
+		}
+	pthread_mutex_unlock(&h->conn_lock);
+}
+
+static void
+accept_some(struct rf_http *h, struct rf_http_worker *w)
+{
+	struct rf_conn *c;
+	int fd, i, one = 1;
+
+	for (i = 0; i < CONN_ACCEPTS; i++) {
+		fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				break;
+			if (errno == EMFILE || errno == ENFILE ||
+			    errno == ENOBUFS || errno == ENOMEM) {
+				/* The sweep re-arms the listener. */
+				pthread_mutex_lock(&h->conn_lock);
+				w->accept_paused = 1;
+				(void)epoll_ctl(
+				    w->epfd, EPOLL_CTL_DEL, w->lfd, NULL);
+				pthread_mutex_unlock(&h->conn_lock);
+				return;
+			}
+			continue; /* ECONNABORTED and the like */
+		}
+		if ((c = calloc(1, sizeof(*c))) == NULL) {
+			close(fd);
+			continue;
+		}
+		c->fd = fd;
+		c->ep = w->epfd;
+		c->watch = EPOLLIN;
+		c->last_ms = mono_ms();
+		rf_h1_init(&c->h1,
+		    h->cfg->max_request > 0 ? (size_t)h->cfg->max_request
+					    : 64 * 1024);
+		/* Answers go out in one write: no reason to wait (Nagle). */
+		(void)setsockopt(
+		    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+		pthread_mutex_lock(&h->conn_lock);
+		if (h->nconns >= h->max_conns) {
+			pthread_mutex_unlock(&h->conn_lock);
+			conn_free(c);
+			continue;
+		}
+		c->next = h->conns;
+		if (h->conns != NULL)
+			h->conns->prev = c;
+		h->conns = c;
+		h->nconns++;
+		pthread_mutex_unlock(&h->conn_lock);
+		if (ep_ctl(c->ep, EPOLL_CTL_ADD, fd, EPOLLIN, c) != 0)
+			conn_close(h, c);
+	}
+}
+
+static int
+out_add(struct rf_conn *c, const void *p, size_t len)
+{
+	uint8_t *nb;
+	size_t cap;
+
+	if (c->ooff == c->olen)
+		c->ooff = c->olen = 0;
+	if (len > c->ocap - c->olen) {
+		cap = c->ocap > 0 ? c->ocap : 4096;
+		while (cap - c->olen < len)
+			cap *= 2;
+		if ((nb = realloc(c->ob, cap)) == NULL)
+			return -1;
+		c->ob = nb;
+		c->ocap = cap;
+	}
+	memcpy(c->ob + c->olen, p, len);
+	c->olen += len;
+	return 0;
+}
+
+/* The worker's Date header, formatted once a second. */
+static const char *
+worker_now(struct rf_http_worker *w)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+	if ((int64_t)ts.tv_sec != w->hdate_t || w->hdate[0] == '\0') {
+		rf_http_date((int64_t)ts.tv_sec, w->hdate);
+		w->hdate_t = (int64_t)ts.tv_sec;
+	}
+	return w->hdate;
+}
+
+/* Queue o, head and body; o is then the connection's to release. */
+static int
+respond(struct rf_http_worker *w, struct rf_conn *c, struct rf_http_resp *o,
+    int head_only, int keep_alive_10)
+{
+	char head[2048];
+	size_t hl, blen;
+	int r = 0;
+
+	hl = rf_h1_head(
+	    o, worker_now(w), c->closing, keep_alive_10, head, sizeof(head));
+	blen = head_only || o->body == NULL || o->code < 200 ||
+		o->code == 204 || o->code == 304
+	    ? 0
+	    : o->len;
+	if (hl == 0 || out_add(c, head, hl) != 0) {
+		rf_http_resp_done(o);
+		return -1;
+	}
+	if (blen > CONN_COPY_MAX && (o->heap != NULL || o->snap != NULL)) {
+		c->big = *o; /* written after ob, then released */
+		c->big.len = blen;
+		c->boff = 0;
+		c->has_big = 1;
+		return 0;
+	}
+	if (blen > 0)
+		r = out_add(c, o->body, blen);
+	rf_http_resp_done(o);
+	return r;
+}
+
+/* A stream that cannot go on: its answer, then close. */
+static int
+respond_fail(struct rf_http_worker *w, struct rf_conn *c)
+{
+	struct rf_http_resp o;
+
+	rf_http_error(&o, c->h1.fail_code, c->h1.fail_text);
+	c->closing = 1;
+	return respond(w, c, &o, 0, 0);
+}
+
+/*
+ * Answer the whole requests read so far, while the output waiting stays
+ * small. -1: close now.
+ */
+static int
+process(struct rf_http_worker *w, struct rf_conn *c)
+{
+	static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+	struct rf_http_req q;
+	struct rf_http_resp o;
+	enum rf_h1_state st;
+	size_t used;
+	int keep, ka10;
+
+	while (
+	    !c->closing && !c->has_big && c->olen - c->ooff < CONN_OUT_HIGH) {
+		st = rf_h1_feed(
+		    &c->h1, c->in + c->inoff, c->inlen - c->inoff, &used);
+		c->inoff += used;
+		if (c->h1.started && c->req_ms == 0)
+			__atomic_store_n(
+			    &c->req_ms, mono_ms(), __ATOMIC_RELAXED);
+		if (st == RF_H1_MORE) {
+			if (c->h1.want_continue) {
+				c->h1.want_continue = 0;
+				if (out_add(c, cont, sizeof(cont) - 1) != 0)
+					return -1;
+			}
+			return 0;
+		}
+		if (st == RF_H1_FAIL)
+			return respond_fail(w, c);
+		rf_h1_request(&c->h1, &q);
+		rf_http_handle(w, &q, &o);
+		keep = rf_h1_keep_alive(&c->h1) &&
+		    !__atomic_load_n(&w->h->stopping, __ATOMIC_RELAXED);
+		ka10 =
+		    keep && c->h1.p.http_major == 1 && c->h1.p.http_minor == 0;
+		c->closing = !keep;
+		if (respond(w, c, &o, q.method == RF_HTTP_HEAD, ka10) != 0)
+			return -1;
+		rf_h1_next(&c->h1);
+		__atomic_store_n(&c->req_ms, 0, __ATOMIC_RELAXED);
+	}
+	return 0;
+}
+
+/* Write what waits: 0 all of it, 1 the socket is full, -1 close. */
+static int
+flush(struct rf_conn *c)
+{
+	struct iovec iov[2];
+	struct msghdr m;
+	ssize_t n;
+	size_t k, a;
+
+	for (;;) {
+		k = 0;
+		if (c->olen > c->ooff) {
+			iov[k].iov_base = c->ob + c->ooff;
+			iov[k++].iov_len = c->olen - c->ooff;
+		}
+		if (c->has_big && c->big.len > c->boff) {
+			iov[k].iov_base = (void *)(c->big.body + c->boff);
+			iov[k++].iov_len = c->big.len - c->boff;
+		}
+		if (k == 0) {
+			if (c->has_big) {
+				rf_http_resp_done(&c->big);
+				c->has_big = 0;
+			}
+			c->ooff = c->olen = 0;
+			return 0;
+		}
+		memset(&m, 0, sizeof(m));
+		m.msg_iov = iov;
+		m.msg_iovlen = k;
+		if ((n = sendmsg(c->fd, &m, MSG_NOSIGNAL)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
+		}
+		a = c->olen - c->ooff;
+		if ((size_t)n <= a)
+			c->ooff += (size_t)n;
+		else {
+			c->ooff = c->olen;
+			c->boff += (size_t)n - a;
+		}
+	}
+}
+
+/* One turn of a connection an event handed to this worker. */
+static void
+conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
+{
+	struct rf_http *h = w->h;
+	ssize_t n;
+	int f, drained = 0;
+
+	if (events & EPOLLERR)
+		goto close;
+	for (;;) {
+		if (process(w, c) != 0 || (f = flush(c)) < 0)
+			goto close;
+		if (f == 1) {
+			/* Read no more until the peer takes what it asked. */
+			if (watch(c, EPOLLOUT) != 0)
+				goto close;
+			return;
+		}
+		if (c->closing)
+			goto close;
+		if (c->inoff < c->inlen)
+			continue; /* process() stopped for output room */
+		if (drained)
+			break;
+		c->inoff = c->inlen = 0;
+		n = read(c->fd, c->in, sizeof(c->in));
+		if (n == 0)
+			goto close;
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				goto close;
+			break;
+		}
+		c->inlen = (size_t)n;
+		__atomic_store_n(&c->last_ms, mono_ms(), __ATOMIC_RELAXED);
+		/* Short: most likely all there was; epoll says if not. */
+		drained = (size_t)n < sizeof(c->in);
+	}
+	if (watch(c, EPOLLIN) == 0)
+		return;
+close:
+	conn_close(h, c);
+}
+
+void *
+rf_conn_worker(void *arg)
+{
+	struct rf_http_worker *w = arg;
+	struct rf_http *h = w->h;
+	struct epoll_event ev[CONN_EVENTS];
+	int n, i;
+
+	for (;;) {
+		n = epoll_wait(w->epfd, ev, CONN_EVENTS, -1);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			rf_http_log(h, "epoll_wait failed",
+			    rf_err_set(RF_ERR_IO, "%s", strerror(errno)));
+			break;
+		}
+		for (i = 0; i < n; i++) {
+			if (ev[i].data.ptr == &stop_tag)
+				goto out;
+			if (ev[i].data.ptr == &listen_tag)
+				accept_some(h, w);
+			else
+				conn_run(w, ev[i].data.ptr, ev[i].events);
+		}
+	}
+out:
+	rf_http_worker_done(w);
+	return NULL;
+}

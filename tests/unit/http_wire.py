@@ -1,0 +1,178 @@
+#!/usr/bin/env python3
+"""Wire-level checks of `ringfence serve`'s plain listener, for test_http.
+
+usage: http_wire.py PORT pipeline PATH COUNT
+       http_wire.py PORT idle SECONDS
+       http_wire.py PORT continue
+       http_wire.py PORT http10
+
+Each mode exits 0 when the server behaved, or prints one line saying what
+was wrong and exits 1.
+"""
+import socket
+import sys
+import time
+
+
+def fail(msg):
+    print("http_wire: " + msg)
+    sys.exit(1)
+
+
+def connect(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return s
+
+
+class Reader:
+    """Responses read off a socket, one at a time."""
+
+    def __init__(self, sock):
+        self.s = sock
+        self.buf = b""
+
+    def fill(self):
+        d = self.s.recv(65536)
+        if not d:
+            return False
+        self.buf += d
+        return True
+
+    def response(self):
+        while b"\r\n\r\n" not in self.buf:
+            if not self.fill():
+                return None
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        code = int(lines[0].split(" ")[1])
+        hdrs = {}
+        for ln in lines[1:]:
+            k, v = ln.split(":", 1)
+            hdrs[k.strip().lower()] = v.strip()
+        n = 0
+        if code >= 200 and code not in (204, 304):
+            if "content-length" not in hdrs:
+                fail("a %d response without Content-Length" % code)
+            n = int(hdrs["content-length"])
+        while len(self.buf) < n:
+            if not self.fill():
+                fail("connection closed inside a body")
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return code, hdrs, body
+
+    def closed(self):
+        try:
+            return not self.fill() and self.buf == b""
+        except ConnectionResetError:
+            return True
+
+
+def pipeline(port, path, count):
+    """count GETs of path and a closing /healthz in one write; the client
+    reads nothing for a while, so the server's writes block."""
+    s = connect(port)
+    req = ("GET %s HTTP/1.1\r\nHost: t\r\n\r\n" % path).encode()
+    s.sendall(req * count +
+              b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    time.sleep(0.5)
+    r = Reader(s)
+    first = None
+    for i in range(count):
+        got = r.response()
+        if got is None:
+            fail("closed after %d of %d responses" % (i, count))
+        code, hdrs, body = got
+        if code != 200:
+            fail("response %d: status %d" % (i, code))
+        if first is None:
+            first = body
+            if len(body) <= 16384:
+                fail("body of %d bytes: too small to test" % len(body))
+        elif body != first:
+            fail("response %d differs from the first" % i)
+    got = r.response()
+    if got is None or got[0] != 200 or got[2] != b"ok\n":
+        fail("no healthz answer after the pipeline")
+    if got[1].get("connection", "").lower() != "close":
+        fail("the last answer does not say Connection: close")
+    if not r.closed():
+        fail("the connection stayed open after Connection: close")
+
+
+def idle(port, secs):
+    """A request left unfinished, and a connection that says nothing, are
+    closed after about secs seconds."""
+    for what in (b"GET /healthz HTTP/1.1\r\nHo", b""):
+        s = connect(port)
+        if what:
+            s.sendall(what)
+        t0 = time.monotonic()
+        s.settimeout(secs + 5)
+        r = Reader(s)
+        try:
+            if not r.closed():
+                fail("an answer to a request never finished")
+        except socket.timeout:
+            fail("not closed within %d s" % (secs + 5))
+        dt = time.monotonic() - t0
+        if dt < secs - 0.5:
+            fail("closed after %.1f s, before the %d s timeout" % (dt, secs))
+
+
+def expect_continue(port):
+    s = connect(port)
+    body = b"\x30\x03\x02\x01\x00"
+    s.sendall(b"POST /ocsp HTTP/1.1\r\nHost: t\r\n"
+              b"Content-Type: application/ocsp-request\r\n"
+              b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    r = Reader(s)
+    got = r.response()
+    if got is None or got[0] != 100:
+        fail("no 100 Continue before the body")
+    s.sendall(body)
+    got = r.response()
+    if got is None or got[0] != 200:
+        fail("no 200 after the body")
+    if got[1].get("content-type") != "application/ocsp-response":
+        fail("not an OCSP response")
+    # malformedRequest: OCSPResponse { responseStatus 1 }
+    if got[2] != b"\x30\x03\x0a\x01\x01":
+        fail("not malformedRequest: %s" % got[2].hex())
+
+
+def http10(port):
+    s = connect(port)
+    s.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+    r = Reader(s)
+    got = r.response()
+    if got is None or got[2] != b"ok\n":
+        fail("HTTP/1.0: no answer")
+    if not r.closed():
+        fail("HTTP/1.0 without keep-alive: connection left open")
+    s = connect(port)
+    r = Reader(s)
+    for i in range(2):
+        s.sendall(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        got = r.response()
+        if got is None or got[2] != b"ok\n":
+            fail("HTTP/1.0 keep-alive: no answer %d" % i)
+        if got[1].get("connection", "").lower() != "keep-alive":
+            fail("HTTP/1.0 keep-alive: not said back")
+
+
+def main():
+    port, mode = int(sys.argv[1]), sys.argv[2]
+    if mode == "pipeline":
+        pipeline(port, sys.argv[3], int(sys.argv[4]))
+    elif mode == "idle":
+        idle(port, int(sys.argv[3]))
+    elif mode == "continue":
+        expect_continue(port)
+    elif mode == "http10":
+        http10(port)
+    else:
+        fail("unknown mode " + mode)
+
+
+main()
