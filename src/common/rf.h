@@ -66,7 +66,8 @@ void rf_err_clear(void);
 
 /*
  * Clock: seconds since the epoch. Tests and verifiers set it; 0 restores the
- * wall clock. RINGFENCE_NOW (seconds) in the environment also sets it.
+ * wall clock. RINGFENCE_NOW (seconds) in the environment also sets it, as
+ * it was at the first call (read once).
  */
 int64_t rf_now(void);
 void rf_clock_set(int64_t t);

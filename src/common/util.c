@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -14,17 +15,29 @@
 #include "common/rf.h"
 
 static _Atomic int64_t clock_override;
+static pthread_once_t env_once = PTHREAD_ONCE_INIT;
+static int64_t env_now; /* RINGFENCE_NOW, read once; 0: unset */
+
+static void
+env_read(void)
+{
+	const char *e = getenv("RINGFENCE_NOW");
+
+	if (e != NULL && *e != '\0')
+		env_now = strtoll(e, NULL, 10);
+}
 
 int64_t
 rf_now(void)
 {
 	int64_t t = atomic_load(&clock_override);
-	const char *e;
 
 	if (t != 0)
 		return t;
-	if ((e = getenv("RINGFENCE_NOW")) != NULL && *e != '\0')
-		return strtoll(e, NULL, 10);
+	/* Once: getenv on every call was 1 % of the OCSP server's time. */
+	pthread_once(&env_once, env_read);
+	if (env_now != 0)
+		return env_now;
 	return (int64_t)time(NULL);
 }
 

@@ -323,32 +323,72 @@ has_body(int code)
 	return code >= 200 && code != 204 && code != 304;
 }
 
+/* A response head being written: stops at the first thing too long. */
+struct head {
+	char *p;
+	size_t n, cap;
+	int over;
+};
+
+static void
+put(struct head *b, const char *s, size_t len)
+{
+	if (b->over || len > b->cap - b->n) {
+		b->over = 1;
+		return;
+	}
+	memcpy(b->p + b->n, s, len);
+	b->n += len;
+}
+
+static void
+puts_(struct head *b, const char *s)
+{
+	put(b, s, strlen(s));
+}
+
+static void
+putu(struct head *b, size_t v)
+{
+	char t[24];
+	size_t i = sizeof(t);
+
+	do
+		t[--i] = (char)('0' + v % 10);
+	while ((v /= 10) != 0);
+	put(b, t + i, sizeof(t) - i);
+}
+
 size_t
 rf_h1_head(const struct rf_http_resp *o, const char *date, int closing,
     int keep_alive_10, char *out, size_t cap)
 {
-	size_t n = 0, i;
-	int k;
+	struct head b = {out, 0, cap, 0};
+	size_t i;
 
-#define PUT(...)                                                               \
-	do {                                                                   \
-		k = snprintf(out + n, cap - n, __VA_ARGS__);                   \
-		if (k < 0 || (size_t)k >= cap - n)                             \
-			return 0;                                              \
-		n += (size_t)k;                                                \
-	} while (0)
-
-	PUT("HTTP/1.1 %d %s\r\nDate: %s\r\n", o->code,
-	    o->reason != NULL ? o->reason : "", date);
-	for (i = 0; i < o->nh; i++)
-		PUT("%s: %s\r\n", o->h[i].name, o->h[i].value);
-	if (has_body(o->code))
-		PUT("Content-Length: %zu\r\n", o->body != NULL ? o->len : 0);
+	/* By hand, not snprintf: this runs for every answer. */
+	puts_(&b, "HTTP/1.1 ");
+	putu(&b, o->code >= 100 && o->code <= 999 ? (size_t)o->code : 500);
+	puts_(&b, " ");
+	puts_(&b, o->reason != NULL ? o->reason : "");
+	puts_(&b, "\r\nDate: ");
+	puts_(&b, date);
+	puts_(&b, "\r\n");
+	for (i = 0; i < o->nh; i++) {
+		puts_(&b, o->h[i].name);
+		puts_(&b, ": ");
+		puts_(&b, o->h[i].value);
+		puts_(&b, "\r\n");
+	}
+	if (has_body(o->code)) {
+		puts_(&b, "Content-Length: ");
+		putu(&b, o->body != NULL ? o->len : 0);
+		puts_(&b, "\r\n");
+	}
 	if (closing)
-		PUT("Connection: close\r\n");
+		puts_(&b, "Connection: close\r\n");
 	else if (keep_alive_10)
-		PUT("Connection: keep-alive\r\n");
-	PUT("\r\n");
-#undef PUT
-	return n;
+		puts_(&b, "Connection: keep-alive\r\n");
+	puts_(&b, "\r\n");
+	return b.over ? 0 : b.n;
 }

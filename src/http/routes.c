@@ -35,9 +35,14 @@ rf_http_date(int64_t t, char out[30])
 static void
 add_header(struct rf_http_resp *o, const char *k, const char *v)
 {
+	size_t l = strlen(v);
+
 	if (o->nh < RF_HTTP_RESP_HDRS) {
+		if (l >= sizeof(o->h[o->nh].value))
+			l = sizeof(o->h[o->nh].value) - 1;
 		o->h[o->nh].name = k;
-		snprintf(o->h[o->nh].value, sizeof(o->h[o->nh].value), "%s", v);
+		memcpy(o->h[o->nh].value, v, l);
+		o->h[o->nh].value[l] = '\0';
 		o->nh++;
 	}
 }
