@@ -40,6 +40,9 @@
 #define POOL_MAX 4	/* idle sessions kept open */
 #define THREAD_MIN 64	/* batches this large are split over threads */
 #define SIGN_THREADS 2	/* threads for a large batch */
+#define PIPE_FIRST 32	/* a large batch's first chunk of leaves */
+#define PIPE_MAX 256	/* and its largest (sign_pipelined) */
+#define SIGN_BLOCK 8	/* items a signing thread takes at a time */
 #define RAW_SIG_MAX 512 /* RSA-4096 at most; we make 3072 */
 #define ATTR_MAX 1024	/* largest public attribute read back */
 #define PIN_MAX 256
@@ -1777,6 +1780,8 @@ rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
 
 #define DIGEST_MAX 48 /* SHA-384 */
 
+struct sign_feed;
+
 /* One thread's share of a batch. */
 struct sign_job {
 	struct rf_keys *keys;
@@ -1784,9 +1789,10 @@ struct sign_job {
 	const struct rf_sign_req *reqs; /* NULL when measuring */
 	const uint8_t (*dig)[DIGEST_MAX];
 	size_t diglen;
-	struct rf_sig *sigs; /* NULL when measuring */
-	int prehashed;	     /* reqs[i].msg is the digest dig[i] */
-	size_t from, to;
+	struct rf_sig *sigs;	/* NULL when measuring */
+	int prehashed;		/* reqs[i].msg is the digest dig[i] */
+	size_t from, to;	/* without a feed */
+	struct sign_feed *feed; /* or: blocks claimed from it */
 	int r;
 	char msg[MSG_MAX];
 };
@@ -1859,59 +1865,108 @@ sign_err(const struct rf_key *key, CK_RV rv)
 	return token_err("C_Sign", rv);
 }
 
-static void *
-sign_worker(void *varg)
-{
-	struct sign_job *job = varg;
-	struct rf_keys *keys = job->keys;
-	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	CK_OBJECT_HANDLE h;
-	CK_RV rv = CKR_OK;
-	size_t i = job->from;
-	int r = 0, retried = 0;
+/*
+ * A pipelined batch's feed (sign_pipelined): the leaves of items
+ * [0, durable) are in the record; signing threads claim blocks from next.
+ */
+struct sign_feed {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	size_t next, durable, n;
+	int stop; /* a failure somewhere: claim nothing more */
+};
 
-	if ((r = session_get(keys, job->key->sh, &s)) != 0) {
-		s = CK_INVALID_HANDLE;
-		goto out;
+/*
+ * The next block of items with durable leaves, waiting for the appender
+ * while there are none yet; 0 when nothing is left to sign.
+ */
+static int
+feed_claim(struct sign_feed *fd, size_t *from, size_t *to)
+{
+	int ok;
+
+	pthread_mutex_lock(&fd->mu);
+	while (!fd->stop && fd->next == fd->durable && fd->durable < fd->n)
+		pthread_cond_wait(&fd->cv, &fd->mu);
+	if ((ok = !fd->stop && fd->next < fd->durable)) {
+		*from = fd->next;
+		*to = fd->durable - *from < SIGN_BLOCK ? fd->durable
+						       : *from + SIGN_BLOCK;
+		fd->next = *to;
 	}
+	pthread_mutex_unlock(&fd->mu);
+	return ok;
+}
+
+/* Items [0, durable) may be signed now; or, with stop, none any more. */
+static void
+feed_set(struct sign_feed *fd, size_t durable, int stop)
+{
+	pthread_mutex_lock(&fd->mu);
+	if (durable > fd->durable)
+		fd->durable = durable;
+	fd->stop |= stop;
+	pthread_cond_broadcast(&fd->cv);
+	pthread_mutex_unlock(&fd->mu);
+}
+
+/* A signing thread's session and the key's handle in it. */
+struct sign_sess {
+	CK_SESSION_HANDLE s; /* CK_INVALID_HANDLE: none (not to be put back) */
+	CK_OBJECT_HANDLE h;  /* CK_INVALID_HANDLE: not looked up yet */
+	CK_RV rv;	     /* the last token return value */
+	int retried;	     /* a lost session was reopened once already */
+};
+
+/*
+ * Sign items [i, to) in ss's session. A lost session is reopened once per
+ * thread and signing resumes from the item that failed.
+ */
+static int
+sign_range(struct sign_job *job, struct sign_sess *ss, size_t i, size_t to)
+{
+	struct rf_keys *keys = job->keys;
+	int r = 0;
+
 	for (;;) {
-		rv = find_object(
-		    keys->f, s, CKO_PRIVATE_KEY, job->key->idbin, &h);
-		if (rv == CKR_OK && h == CK_INVALID_HANDLE) {
-			r = sign_err(job->key, CKR_KEY_HANDLE_INVALID);
-			break;
+		ss->rv = CKR_OK;
+		if (ss->h == CK_INVALID_HANDLE) {
+			ss->rv = find_object(keys->f, ss->s, CKO_PRIVATE_KEY,
+			    job->key->idbin, &ss->h);
+			if (ss->rv == CKR_OK && ss->h == CK_INVALID_HANDLE)
+				return sign_err(
+				    job->key, CKR_KEY_HANDLE_INVALID);
 		}
-		while (rv == CKR_OK && r == 0 && i < job->to)
-			if ((rv = sign_one(job, s, h, i, &r)) == CKR_OK &&
+		while (ss->rv == CKR_OK && r == 0 && i < to)
+			if ((ss->rv = sign_one(job, ss->s, ss->h, i, &r)) ==
+				CKR_OK &&
 			    r == 0)
 				i++;
-		if (rv == CKR_OK)
-			break;
-		if (session_lost(rv) && !retried) {
-			/* Reopen and retry once, from the item that failed. */
-			retried = 1;
-			r = session_recover(keys, s, rv);
-			s = CK_INVALID_HANDLE;
-			if (r != 0 ||
-			    (r = session_get(keys, job->key->sh, &s)) != 0) {
-				s = CK_INVALID_HANDLE;
-				goto out;
-			}
-			continue;
+		if (ss->rv == CKR_OK)
+			return r;
+		if (!session_lost(ss->rv) || ss->retried)
+			return sign_err(job->key, ss->rv);
+		/* Reopen and retry once, from the item that failed. */
+		ss->retried = 1;
+		ss->h = CK_INVALID_HANDLE;
+		r = session_recover(keys, ss->s, ss->rv);
+		ss->s = CK_INVALID_HANDLE;
+		if (r != 0 ||
+		    (r = session_get(keys, job->key->sh, &ss->s)) != 0) {
+			ss->s = CK_INVALID_HANDLE;
+			return r;
 		}
-		r = sign_err(job->key, rv);
-		break;
 	}
-	if (s != CK_INVALID_HANDLE) {
-		if (session_lost(rv))
-			keys->f->C_CloseSession(s);
-		else
-			session_put(keys, job->key->sh, s);
-	}
-	if (r != 0 || job->sigs == NULL)
-		goto out;
-	/* Nothing leaves before it verifies with the public key. */
-	for (i = job->from; i < job->to; i++) {
+}
+
+/* Nothing leaves before it verifies with the public key. */
+static int
+verify_range(const struct sign_job *job, size_t from, size_t to)
+{
+	size_t i;
+	int r;
+
+	for (i = from; i < to; i++) {
 		if (job->prehashed)
 			r = rf_keys_verify_digest(job->key->pub, job->dig[i],
 			    job->diglen, job->sigs[i].sig, job->sigs[i].len);
@@ -1920,23 +1975,57 @@ sign_worker(void *varg)
 			    job->reqs[i].scheme, job->reqs[i].msg,
 			    job->reqs[i].msglen, job->sigs[i].sig,
 			    job->sigs[i].len);
-		if (r == RF_ERR_SIGNATURE_INVALID) {
-			r = rf_err_set(r,
+		if (r == RF_ERR_SIGNATURE_INVALID)
+			return rf_err_set(r,
 			    "token produced an invalid "
 			    "signature; nothing was released");
-			break;
-		}
-		if (r != 0) {
-			r = rf_err_set(RF_ERR_INTERNAL,
+		if (r != 0)
+			return rf_err_set(RF_ERR_INTERNAL,
 			    "OpenSSL could not verify the token's "
 			    "signature; nothing was released");
-			break;
-		}
 	}
-out:
+	return 0;
+}
+
+/* Sign and verify [from, to). */
+static int
+sign_verify(struct sign_job *job, struct sign_sess *ss, size_t from, size_t to)
+{
+	int r;
+
+	if ((r = sign_range(job, ss, from, to)) != 0 || job->sigs == NULL)
+		return r;
+	return verify_range(job, from, to);
+}
+
+/* One signing thread: the job's range, or blocks claimed from its feed. */
+static void *
+sign_worker(void *varg)
+{
+	struct sign_job *job = varg;
+	struct sign_sess ss = {CK_INVALID_HANDLE, CK_INVALID_HANDLE, CKR_OK, 0};
+	size_t from, to;
+	int r;
+
+	if ((r = session_get(job->keys, job->key->sh, &ss.s)) != 0)
+		ss.s = CK_INVALID_HANDLE;
+	else if (job->feed == NULL)
+		r = sign_verify(job, &ss, job->from, job->to);
+	else
+		while (r == 0 && feed_claim(job->feed, &from, &to))
+			r = sign_verify(job, &ss, from, to);
+	if (ss.s != CK_INVALID_HANDLE) {
+		if (session_lost(ss.rv))
+			job->keys->f->C_CloseSession(ss.s);
+		else
+			session_put(job->keys, job->key->sh, ss.s);
+	}
 	job->r = r;
-	if (r != 0)
+	if (r != 0) {
 		snprintf(job->msg, sizeof(job->msg), "%s", rf_err_msg(r));
+		if (job->feed != NULL)
+			feed_set(job->feed, 0, 1); /* the others stop too */
+	}
 	return NULL;
 }
 
@@ -1979,6 +2068,137 @@ rf_sig_clear(struct rf_sig *sig)
 }
 
 /*
+ * The end of the chunk of a pipelined batch that starts at from; *size is
+ * its planned length, doubled (up to PIPE_MAX) for the next chunk. A
+ * remainder shorter than two chunks is taken whole.
+ */
+static size_t
+chunk_end(size_t from, size_t *size, size_t n)
+{
+	size_t end = n - from < 2 * *size ? n : from + *size;
+
+	if (*size < PIPE_MAX)
+		*size *= 2;
+	return end;
+}
+
+/* A pipelined batch: item 0 of rf_parallel appends, items 1.. sign. */
+struct pipe {
+	struct rf_keys *keys;
+	const struct rf_audit_event *evs;
+	struct sign_feed feed;
+	size_t size; /* of the next chunk */
+	struct sign_job jobs[SIGN_THREADS];
+	int r; /* the appender's error, with its message */
+	char msg[512];
+};
+
+/*
+ * Append the chunks in order, each made signable once durable. The test
+ * hook acts between the first append and the first signature.
+ */
+static void
+pipe_append(struct pipe *p)
+{
+	struct sign_feed *fd = &p->feed;
+	char doing[128];
+	size_t from = 0, to;
+	int stop;
+
+	while (from < fd->n) {
+		pthread_mutex_lock(&fd->mu);
+		stop = fd->stop;
+		pthread_mutex_unlock(&fd->mu);
+		if (stop)
+			return; /* a signing thread failed: the call fails */
+		to = chunk_end(from, &p->size, fd->n);
+		if (from == 0)
+			snprintf(doing, sizeof(doing), "nothing was signed");
+		else
+			snprintf(doing, sizeof(doing),
+			    "nothing was released (requests 0 to %zu have "
+			    "leaves; signatures made for them were "
+			    "discarded)",
+			    from - 1);
+		if ((p->r = audit_append(
+			 p->keys, p->evs + from, to - from, doing)) != 0) {
+			/* Errors are per thread: kept, re-set by the caller. */
+			snprintf(
+			    p->msg, sizeof(p->msg), "%s", rf_err_msg(p->r));
+			feed_set(fd, 0, 1);
+			return;
+		}
+		if (from == 0)
+			test_drop_if_armed(p->keys);
+		feed_set(fd, to, 0);
+		from = to;
+	}
+}
+
+static void
+pipe_range(void *arg, size_t from, size_t to)
+{
+	struct pipe *p = arg;
+
+	for (; from < to; from++)
+		if (from == 0)
+			pipe_append(p);
+		else
+			sign_worker(&p->jobs[from - 1]);
+}
+
+/*
+ * A large batch, pipelined. The leaves go to the record in chunks of
+ * PIPE_FIRST, then twice as many, up to PIPE_MAX, in request order (the
+ * chunks of concurrent callers may interleave in the record). The calling
+ * thread (item 0 of rf_parallel: the record's connection stays in the
+ * caller's thread) appends them one after the other while SIGN_THREADS
+ * threads sign, in blocks of SIGN_BLOCK, the items whose leaves are
+ * already durable: the signing threads start and take their sessions
+ * during the first append, and the record's encoding and fsync overlap
+ * the token's work instead of idling a core. No item is signed before its
+ * own chunk's append returned 0. Any failure stops the rest and fails the
+ * call (an append's error first); leaves appended by then stay, for
+ * signatures that are discarded (sign_many clears them all).
+ */
+static int
+sign_pipelined(struct rf_keys *keys, const struct sign_job *proto,
+    const struct rf_audit_event *evs, size_t n)
+{
+	struct pipe *p;
+	int i, r = RF_ERR_INTERNAL;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	if (pthread_mutex_init(&p->feed.mu, NULL) != 0) {
+		free(p);
+		return rf_err_set(RF_ERR_INTERNAL, "cannot make a mutex");
+	}
+	if (pthread_cond_init(&p->feed.cv, NULL) != 0) {
+		pthread_mutex_destroy(&p->feed.mu);
+		free(p);
+		return rf_err_set(RF_ERR_INTERNAL, "cannot make a condition");
+	}
+	p->keys = keys;
+	p->evs = evs;
+	p->size = PIPE_FIRST;
+	p->feed.n = n;
+	for (i = 0; i < SIGN_THREADS; i++) {
+		p->jobs[i] = *proto;
+		p->jobs[i].feed = &p->feed;
+	}
+	rf_parallel(1 + SIGN_THREADS, 1 + SIGN_THREADS, pipe_range, p);
+	if (p->r != 0)
+		r = rf_err_set(p->r, "%s", p->msg);
+	else
+		r = jobs_result(p->jobs, SIGN_THREADS);
+	pthread_cond_destroy(&p->feed.cv);
+	pthread_mutex_destroy(&p->feed.mu);
+	free(p);
+	return r;
+}
+
+/*
  * rf_keys_sign and rf_keys_sign_digest: with prehashed, reqs[i].msg is the
  * digest itself (EC keys only), audited, signed and verified as such.
  */
@@ -1987,14 +2207,14 @@ sign_many(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, int prehashed,
     const struct rf_actor *who, struct rf_sig *sigs)
 {
-	struct sign_job jobs[SIGN_THREADS];
+	struct sign_job job;
 	struct rf_audit_event *evs = NULL;
 	uint8_t(*dig)[DIGEST_MAX] = NULL;
 	char(*hex)[2 * DIGEST_MAX + 1] = NULL;
 	const EVP_MD *md;
 	struct custody_arg c;
 	unsigned int dlen = 0;
-	int njobs, r = RF_ERR_INTERNAL;
+	int r = RF_ERR_INTERNAL;
 	size_t i;
 
 	for (i = 0; i < n; i++)
@@ -2061,28 +2281,26 @@ sign_many(struct rf_keys *keys, struct rf_key *key,
 		evs[i].actor = who ? who->actor : NULL;
 		evs[i].source = who ? who->source : NULL;
 	}
+	memset(&job, 0, sizeof(job));
+	job.keys = keys;
+	job.key = key;
+	job.reqs = reqs;
+	job.dig = dig;
+	job.diglen = dlen;
+	job.sigs = sigs;
+	job.prehashed = prehashed;
+	if (n >= THREAD_MIN) {
+		r = sign_pipelined(keys, &job, evs, n);
+		goto out;
+	}
 	/* The record first: one durable group commit, or nothing is signed. */
 	if ((r = audit_append(keys, evs, n, "nothing was signed")) != 0)
 		goto out;
 	test_drop_if_armed(keys);
-
-	njobs = n >= THREAD_MIN ? SIGN_THREADS : 1;
-	memset(jobs, 0, sizeof(jobs));
-	for (i = 0; i < (size_t)njobs; i++) {
-		jobs[i].keys = keys;
-		jobs[i].key = key;
-		jobs[i].reqs = reqs;
-		jobs[i].dig = dig;
-		jobs[i].diglen = dlen;
-		jobs[i].sigs = sigs;
-		jobs[i].prehashed = prehashed;
-		jobs[i].from = n * i / (size_t)njobs;
-		jobs[i].to = n * (i + 1) / (size_t)njobs;
-	}
-	run_jobs(jobs, njobs);
-	if ((r = jobs_result(jobs, njobs)) != 0)
-		goto out;
-	r = 0;
+	job.from = 0;
+	job.to = n;
+	run_jobs(&job, 1);
+	r = jobs_result(&job, 1);
 out:
 	if (r != 0)
 		for (i = 0; i < n; i++)
