@@ -645,6 +645,177 @@ test_batch_threads(void **state)
 	rf_key_free(key);
 }
 
+/*
+ * Large batches are pipelined (docs/keys.md): the leaves go to the record
+ * in chunks while earlier chunks are signed. The leaves are still one per
+ * request, in request order, each with the digest of its own request.
+ */
+struct order_check {
+	const char *key_id;
+	char (*digests)[65]; /* of the requests, in order */
+	size_t seen;
+};
+
+static int
+check_order(void *arg, const struct rf_leaf_rec *l)
+{
+	struct order_check *c = arg;
+	char *data = calloc(1, l->len + 1);
+	char want[80];
+
+	assert_non_null(data);
+	memcpy(data, l->data, l->len);
+	assert_string_equal(l->type, "sign");
+	assert_non_null(l->key_id);
+	assert_string_equal(l->key_id, c->key_id);
+	snprintf(want, sizeof(want), "\"digest\":\"%s\"", c->digests[c->seen]);
+	assert_non_null(strstr(data, want));
+	free(data);
+	c->seen++;
+	return 0;
+}
+
+/* n requests "request <i>" for key, with the hex SHA-256 of each. */
+static void
+pipe_reqs(
+    size_t n, struct rf_sign_req **req, char (**msg)[32], char (**digests)[65])
+{
+	uint8_t md[32];
+	size_t i;
+
+	assert_non_null(*req = calloc(n, sizeof(**req)));
+	assert_non_null(*msg = calloc(n, sizeof(**msg)));
+	assert_non_null(*digests = calloc(n, sizeof(**digests)));
+	for (i = 0; i < n; i++) {
+		snprintf((*msg)[i], sizeof((*msg)[i]), "request %zu", i);
+		(*req)[i].msg = (const uint8_t *)(*msg)[i];
+		(*req)[i].msglen = strlen((*msg)[i]);
+		(*req)[i].what = "cert";
+		assert_int_equal(EVP_Digest((*msg)[i], strlen((*msg)[i]), md,
+				     NULL, EVP_sha256(), NULL),
+		    1);
+		rf_hex(md, sizeof(md), (*digests)[i]);
+	}
+}
+
+static void
+test_batch_pipelined(void **state)
+{
+	struct fx *fx = *state;
+	/* The threshold, odd sizes, and enough for the largest chunks. */
+	static const size_t sizes[] = {64, 65, 97, 700, 1300};
+	struct order_check c;
+	struct rf_sign_req *req;
+	struct rf_sig *sig;
+	char(*msg)[32];
+	uint64_t before;
+	size_t k, i, n;
+
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "p", NULL,
+			     &who, &fx->key),
+	    0);
+	for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+		n = sizes[k];
+		pipe_reqs(n, &req, &msg, &c.digests);
+		assert_non_null(sig = calloc(n, sizeof(*sig)));
+		before = leaves(fx);
+		assert_int_equal(
+		    rf_keys_sign(fx->keys, fx->key, req, n, &who, sig), 0);
+		assert_int_equal(leaves(fx), before + n);
+		c.key_id = rf_key_id(fx->key);
+		c.seen = 0;
+		assert_int_equal(rf_store_leaf_foreach(fx->st, before,
+				     before + n, check_order, &c),
+		    0);
+		assert_int_equal(c.seen, n);
+		for (i = 0; i < n; i++) {
+			assert_int_equal(
+			    ossl_verify(rf_key_public(fx->key), RF_KEY_EC_P256,
+				RF_SIG_DEFAULT, req[i].msg, req[i].msglen,
+				sig[i].sig, sig[i].len),
+			    1);
+			rf_sig_clear(&sig[i]);
+		}
+		free(sig);
+		free(c.digests);
+		free(msg);
+		free(req);
+	}
+}
+
+/*
+ * An append that fails part-way through a pipelined batch (a reference
+ * too large for a leaf, in a late chunk) fails the whole call with no
+ * signature released; the leaves of the chunks before it stay, in order,
+ * for signatures that never left. In the first chunk it fails as a small
+ * batch does: no leaf, "nothing was signed". Inside an open transaction
+ * of the record's connection, a large batch is refused too.
+ */
+static void
+test_batch_pipelined_failure(void **state)
+{
+	struct fx *fx = *state;
+	struct order_check c;
+	struct rf_sign_req *req;
+	struct rf_sig *sig;
+	char(*msg)[32];
+	char *big;
+	uint64_t before, got;
+	size_t n = 700, i;
+
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "f", NULL,
+			     &who, &fx->key),
+	    0);
+	assert_non_null(big = malloc(RF_AUDIT_LEAF_MAX + 16));
+	memset(big, 'a', RF_AUDIT_LEAF_MAX + 15);
+	big[RF_AUDIT_LEAF_MAX + 15] = '\0';
+	pipe_reqs(n, &req, &msg, &c.digests);
+	assert_non_null(sig = calloc(n, sizeof(*sig)));
+
+	req[650].ref = big;
+	sig[0].sig = sig[n - 1].sig = (uint8_t *)"junk"; /* come back NULL */
+	before = leaves(fx);
+	assert_int_equal(
+	    rf_keys_sign(fx->keys, fx->key, req, n, &who, sig), RF_ERR_AUDIT);
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_AUDIT), "nothing was released"));
+	for (i = 0; i < n; i++)
+		assert_null(sig[i].sig);
+	got = leaves(fx) - before;
+	assert_true(got > 0 && got < 650);
+	c.key_id = rf_key_id(fx->key);
+	c.seen = 0;
+	assert_int_equal(rf_store_leaf_foreach(
+			     fx->st, before, before + got, check_order, &c),
+	    0);
+	assert_int_equal(c.seen, got);
+
+	req[650].ref = NULL;
+	req[3].ref = big;
+	before = leaves(fx);
+	assert_int_equal(
+	    rf_keys_sign(fx->keys, fx->key, req, n, &who, sig), RF_ERR_AUDIT);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_AUDIT), "nothing was signed"));
+	for (i = 0; i < n; i++)
+		assert_null(sig[i].sig);
+	assert_int_equal(leaves(fx), before);
+
+	req[3].ref = NULL;
+	assert_int_equal(rf_store_begin(fx->st), 0);
+	assert_int_equal(rf_keys_sign(fx->keys, fx->key, req, n, &who, sig),
+	    RF_ERR_INTERNAL);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_INTERNAL), "transaction"));
+	rf_store_rollback(fx->st);
+	for (i = 0; i < n; i++)
+		assert_null(sig[i].sig);
+	assert_int_equal(leaves(fx), before);
+	free(sig);
+	free(c.digests);
+	free(msg);
+	free(req);
+	free(big);
+}
+
 struct conc {
 	struct fx *fx;
 	struct rf_key *key;
@@ -875,6 +1046,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_session_loss, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_batch_threads, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_batch_pipelined, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_batch_pipelined_failure, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_concurrent_callers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list, setup, teardown),
