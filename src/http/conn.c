@@ -13,11 +13,11 @@
  * evhttp, before, made about six system calls and several allocations.
  *
  * Timeouts: rf_conn_sweep, on the maintenance thread, shuts down
- * (shutdown(2), never close) a connection that has been idle, or inside
- * one request, for rf_http_timeout() seconds; its worker, seeing it
- * readable, closes it. Closing unlinks under conn_lock before close(2), so
- * the sweep never touches a descriptor number that was reused. A worker
- * out of descriptors (EMFILE) stops watching its listening socket until
+ * (shutdown(2), never close) a connection that has been idle (nothing read or
+ * written), or inside one request, for rf_http_timeout() seconds; its worker,
+ * seeing it readable, closes it. Closing unlinks under conn_lock before
+ * close(2), so the sweep never touches a descriptor number that was reused. A
+ * worker out of descriptors (EMFILE) stops watching its listening socket until
  * the next sweep.
  */
 #include <errno.h>
@@ -47,7 +47,7 @@ struct rf_conn {
 	int ep;			     /* the epoll set it is in */
 	uint32_t watch;		     /* what it is registered for */
 	struct rf_conn *prev, *next; /* h->conns, under conn_lock */
-	uint64_t last_ms;	     /* atomic: last read */
+	uint64_t last_ms;	     /* atomic: last read or write */
 	uint64_t req_ms;	     /* atomic: a request began; 0 none */
 	int shut;		     /* under conn_lock: sweep shut it down */
 	int closing;		     /* close once the output is written */
@@ -444,6 +444,8 @@ flush(struct rf_conn *c)
 				continue;
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
 		}
+		/* A slow reader taking a large answer is not idle. */
+		__atomic_store_n(&c->last_ms, mono_ms(), __ATOMIC_RELAXED);
 		a = c->olen - c->ooff;
 		if ((size_t)n <= a)
 			c->ooff += (size_t)n;
