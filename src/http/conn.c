@@ -44,10 +44,9 @@
 
 struct rf_conn {
 	int fd;
-	int ep;			     /* the epoll set it is in */
-	uint32_t watch;		     /* what it is registered for */
+	uint32_t watch;		     /* what its worker's set watches */
 	struct rf_conn *prev, *next; /* h->conns, under conn_lock */
-	uint64_t last_ms;	     /* atomic: last read or write */
+	uint64_t last_ms;	     /* atomic: its last event */
 	uint64_t req_ms;	     /* atomic: a request began; 0 none */
 	int shut;		     /* under conn_lock: sweep shut it down */
 	int closing;		     /* close once the output is written */
@@ -64,15 +63,6 @@ struct rf_conn {
 /* What epoll hands back besides connections. */
 static char listen_tag, stop_tag;
 
-static uint64_t
-mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static int
 ep_ctl(int ep, int op, int fd, uint32_t events, void *ptr)
 {
@@ -84,21 +74,27 @@ ep_ctl(int ep, int op, int fd, uint32_t events, void *ptr)
 	return epoll_ctl(ep, op, fd, &ev);
 }
 
-/* Watch c for events (EPOLLIN or EPOLLOUT); -1 on failure. */
+/* Have w's set watch c for events (EPOLLIN or EPOLLOUT); -1 on failure. */
 static int
-watch(struct rf_conn *c, uint32_t events)
+watch(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 {
 	if (c->watch == events)
 		return 0;
 	c->watch = events;
-	return ep_ctl(c->ep, EPOLL_CTL_MOD, c->fd, events, c);
+	return ep_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, events, c);
+}
+
+/* Have w's set watch its listening socket. */
+static int
+listen_watch(struct rf_http_worker *w)
+{
+	return ep_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, EPOLLIN, &listen_tag);
 }
 
 int
 rf_conn_setup(struct rf_http *h)
 {
 	struct rlimit rl;
-
 	struct rf_http_worker *w;
 	int i;
 
@@ -129,8 +125,7 @@ rf_conn_setup(struct rf_http *h)
 		/* Level-triggered and never read: it wakes every worker. */
 		if (ep_ctl(w->epfd, EPOLL_CTL_ADD, h->stopfd, EPOLLIN,
 			&stop_tag) != 0 ||
-		    ep_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, EPOLLIN,
-			&listen_tag) != 0)
+		    listen_watch(w) != 0)
 			return rf_err_set(
 			    RF_ERR_IO, "epoll_ctl: %s", strerror(errno));
 	}
@@ -201,7 +196,7 @@ rf_conn_teardown(struct rf_http *h)
 void
 rf_conn_sweep(struct rf_http *h)
 {
-	uint64_t now = mono_ms(), last, req,
+	uint64_t now = rf_http_mono_ms(), last, req,
 		 limit = (uint64_t)rf_http_timeout(h) * 1000;
 	struct rf_conn *c;
 	int i;
@@ -219,8 +214,7 @@ rf_conn_sweep(struct rf_http *h)
 	for (i = 0; i < h->nworkers; i++)
 		if (h->w[i].accept_paused && h->nconns < h->max_conns) {
 			h->w[i].accept_paused = 0;
-			if (ep_ctl(h->w[i].epfd, EPOLL_CTL_ADD, h->w[i].lfd,
-				EPOLLIN, &listen_tag) != 0)
+			if (listen_watch(&h->w[i]) != 0)
 				rf_http_log(h,
 				    "cannot watch a listening socket",
 				    rf_err_set(RF_ERR_IO, "epoll_ctl: %s",
@@ -257,12 +251,9 @@ accept_some(struct rf_http *h, struct rf_http_worker *w)
 			continue;
 		}
 		c->fd = fd;
-		c->ep = w->epfd;
 		c->watch = EPOLLIN;
-		c->last_ms = mono_ms();
-		rf_h1_init(&c->h1,
-		    h->cfg->max_request > 0 ? (size_t)h->cfg->max_request
-					    : 64 * 1024);
+		c->last_ms = rf_http_mono_ms();
+		rf_h1_init(&c->h1, rf_http_max_body(h));
 		/* Answers go out in one write: no reason to wait (Nagle). */
 		(void)setsockopt(
 		    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -278,7 +269,7 @@ accept_some(struct rf_http *h, struct rf_http_worker *w)
 		h->conns = c;
 		h->nconns++;
 		pthread_mutex_unlock(&h->conn_lock);
-		if (ep_ctl(c->ep, EPOLL_CTL_ADD, fd, EPOLLIN, c) != 0)
+		if (ep_ctl(w->epfd, EPOLL_CTL_ADD, fd, EPOLLIN, c) != 0)
 			conn_close(h, c);
 	}
 }
@@ -305,20 +296,6 @@ out_add(struct rf_conn *c, const void *p, size_t len)
 	return 0;
 }
 
-/* The worker's Date header, formatted once a second. */
-static const char *
-worker_now(struct rf_http_worker *w)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME_COARSE, &ts);
-	if ((int64_t)ts.tv_sec != w->hdate_t || w->hdate[0] == '\0') {
-		rf_http_date((int64_t)ts.tv_sec, w->hdate);
-		w->hdate_t = (int64_t)ts.tv_sec;
-	}
-	return w->hdate;
-}
-
 /* Queue o, head and body; o is then the connection's to release. */
 static int
 respond(struct rf_http_worker *w, struct rf_conn *c, struct rf_http_resp *o,
@@ -328,10 +305,10 @@ respond(struct rf_http_worker *w, struct rf_conn *c, struct rf_http_resp *o,
 	size_t hl, blen;
 	int r = 0;
 
-	hl = rf_h1_head(
-	    o, worker_now(w), c->closing, keep_alive_10, head, sizeof(head));
-	blen = head_only || o->body == NULL || o->code < 200 ||
-		o->code == 204 || o->code == 304
+	hl = rf_h1_head(o,
+	    rf_http_worker_date(w, RF_HTTP_DATE_NOW, (int64_t)time(NULL)),
+	    c->closing, keep_alive_10, head, sizeof(head));
+	blen = head_only || o->body == NULL || !rf_h1_has_body(o->code)
 	    ? 0
 	    : o->len;
 	if (hl == 0 || out_add(c, head, hl) != 0) {
@@ -381,9 +358,6 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 		st = rf_h1_feed(
 		    &c->h1, c->in + c->inoff, c->inlen - c->inoff, &used);
 		c->inoff += used;
-		if (c->h1.started && c->req_ms == 0)
-			__atomic_store_n(
-			    &c->req_ms, mono_ms(), __ATOMIC_RELAXED);
 		if (st == RF_H1_MORE) {
 			if (c->h1.want_continue) {
 				c->h1.want_continue = 0;
@@ -398,13 +372,11 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 		rf_http_handle(w, &q, &o);
 		keep = rf_h1_keep_alive(&c->h1) &&
 		    !__atomic_load_n(&w->h->stopping, __ATOMIC_RELAXED);
-		ka10 =
-		    keep && c->h1.p.http_major == 1 && c->h1.p.http_minor == 0;
+		ka10 = keep && rf_h1_is_10(&c->h1);
 		c->closing = !keep;
 		if (respond(w, c, &o, q.method == RF_HTTP_HEAD, ka10) != 0)
 			return -1;
 		rf_h1_next(&c->h1);
-		__atomic_store_n(&c->req_ms, 0, __ATOMIC_RELAXED);
 	}
 	return 0;
 }
@@ -444,8 +416,6 @@ flush(struct rf_conn *c)
 				continue;
 			return errno == EAGAIN || errno == EWOULDBLOCK ? 1 : -1;
 		}
-		/* A slow reader taking a large answer is not idle. */
-		__atomic_store_n(&c->last_ms, mono_ms(), __ATOMIC_RELAXED);
 		a = c->olen - c->ooff;
 		if ((size_t)n <= a)
 			c->ooff += (size_t)n;
@@ -456,22 +426,27 @@ flush(struct rf_conn *c)
 	}
 }
 
-/* One turn of a connection an event handed to this worker. */
+/*
+ * One turn of a connection an event handed to this worker. An event is
+ * activity: bytes came, or the peer took some. The sweep's clocks are
+ * set once a turn: last_ms now, req_ms when a request is left unfinished.
+ */
 static void
 conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 {
-	struct rf_http *h = w->h;
+	uint64_t now = rf_http_mono_ms(), req;
 	ssize_t n;
 	int f, drained = 0;
 
 	if (events & EPOLLERR)
 		goto close;
+	__atomic_store_n(&c->last_ms, now, __ATOMIC_RELAXED);
 	for (;;) {
 		if (process(w, c) != 0 || (f = flush(c)) < 0)
 			goto close;
 		if (f == 1) {
 			/* Read no more until the peer takes what it asked. */
-			if (watch(c, EPOLLOUT) != 0)
+			if (watch(w, c, EPOLLOUT) != 0)
 				goto close;
 			return;
 		}
@@ -493,14 +468,20 @@ conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 			break;
 		}
 		c->inlen = (size_t)n;
-		__atomic_store_n(&c->last_ms, mono_ms(), __ATOMIC_RELAXED);
 		/* Short: most likely all there was; epoll says if not. */
 		drained = (size_t)n < sizeof(c->in);
 	}
-	if (watch(c, EPOLLIN) == 0)
+	/* Only this thread writes req_ms; the sweep reads it. */
+	req = __atomic_load_n(&c->req_ms, __ATOMIC_RELAXED);
+	__atomic_store_n(&c->req_ms,
+	    !c->h1.started ? 0
+		: req != 0 ? req
+			   : now,
+	    __ATOMIC_RELAXED);
+	if (watch(w, c, EPOLLIN) == 0)
 		return;
 close:
-	conn_close(h, c);
+	conn_close(w->h, c);
 }
 
 void *

@@ -59,7 +59,6 @@ on_url(http_parser *p, const char *at, size_t len)
 {
 	struct rf_h1 *x = p->data;
 
-	x->started = 1;
 	if (head_add(x, len) != 0)
 		return -1;
 	if (len > sizeof(x->target) - 1 - x->tlen)
@@ -317,10 +316,16 @@ rf_h1_next(struct rf_h1 *x)
 	http_parser_pause(&x->p, 0);
 }
 
-static int
-has_body(int code)
+int
+rf_h1_has_body(int code)
 {
 	return code >= 200 && code != 204 && code != 304;
+}
+
+int
+rf_h1_is_10(const struct rf_h1 *x)
+{
+	return x->p.http_major == 1 && x->p.http_minor == 0;
 }
 
 /* A response head being written: stops at the first thing too long. */
@@ -380,7 +385,7 @@ rf_h1_head(const struct rf_http_resp *o, const char *date, int closing,
 		puts_(&b, o->h[i].value);
 		puts_(&b, "\r\n");
 	}
-	if (has_body(o->code)) {
+	if (rf_h1_has_body(o->code)) {
 		puts_(&b, "Content-Length: ");
 		putu(&b, o->body != NULL ? o->len : 0);
 		puts_(&b, "\r\n");

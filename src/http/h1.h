@@ -71,6 +71,10 @@ void rf_h1_request(const struct rf_h1 *x, struct rf_http_req *q);
 int rf_h1_keep_alive(const struct rf_h1 *x);
 /* Forget the ready request and read the next. */
 void rf_h1_next(struct rf_h1 *x);
+/* 1 if the request read is HTTP/1.0 (keep-alive is then said back). */
+int rf_h1_is_10(const struct rf_h1 *x);
+/* 1 if a response with this status carries a body (RFC 9110 6.4.1). */
+int rf_h1_has_body(int code);
 
 /*
  * The head of a response to o: status line, Date, the response's headers,

@@ -44,15 +44,15 @@ struct rf_http_worker {
 	struct rf_audit *audit;
 	/* The OCSP answer being sent (about 8 KiB: not on the stack). */
 	struct rf_ocsp_answer ans;
-	/* Last HTTP dates written: responses signed together share them. */
-	int64_t date_t[2];
-	char date_s[2][30];
+	/*
+	 * Last HTTP dates written, one per RF_HTTP_DATE_* slot: responses
+	 * signed together share them, and Date changes once a second.
+	 */
+	int64_t date_t[3];
+	char date_s[3][30];
 	int epfd;	   /* plain listener: its epoll set (conn.c) */
 	int lfd;	   /* its listening socket (per-worker sets) */
 	int accept_paused; /* under conn_lock: out of descriptors */
-	/* The Date header (plain listener), formatted once a second. */
-	int64_t hdate_t;
-	char hdate[30];
 };
 
 #define RF_HTTP_MAX_ISSUERS 16
@@ -157,6 +157,8 @@ uint64_t rf_http_mono_ms(void);
 int rf_http_reuseport_socket(const struct http_sock *hs);
 /* Seconds a connection may idle, or spend on one request. */
 int rf_http_timeout(const struct rf_http *h);
+/* Bytes a request body may have (max_request; 413 beyond). */
+size_t rf_http_max_body(const struct rf_http *h);
 void rf_http_log(struct rf_http *h, const char *what, int r);
 
 /* Rebuild the snapshot from the store (maintenance thread). */
@@ -200,6 +202,10 @@ struct rf_http_resp {
 	void *heap;		       /* malloc'd: free() */
 	struct rf_http_snapshot *snap; /* a snapshot reference */
 };
+
+/* rf_http_date(t) through w's cache slot (RF_HTTP_DATE_*). */
+enum { RF_HTTP_DATE_THIS, RF_HTTP_DATE_NEXT, RF_HTTP_DATE_NOW };
+const char *rf_http_worker_date(struct rf_http_worker *w, int slot, int64_t t);
 
 /* A short text answer ("text\n") with that status. */
 void rf_http_error(struct rf_http_resp *o, int code, const char *text);

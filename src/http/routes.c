@@ -47,24 +47,63 @@ add_header(struct rf_http_resp *o, const char *k, const char *v)
 	}
 }
 
+/* RFC 9110 15: the reason phrase follows from the status. */
 static void
-status(struct rf_http_resp *o, int code, const char *reason)
+status(struct rf_http_resp *o, int code)
 {
 	o->code = code;
-	o->reason = reason;
+	switch (code) {
+	case 200:
+		o->reason = "OK";
+		break;
+	case 304:
+		o->reason = "Not Modified";
+		break;
+	case 400:
+		o->reason = "Bad Request";
+		break;
+	case 404:
+		o->reason = "Not Found";
+		break;
+	case 405:
+		o->reason = "Method Not Allowed";
+		break;
+	case 413:
+		o->reason = "Content Too Large";
+		break;
+	case 414:
+		o->reason = "URI Too Long";
+		break;
+	case 417:
+		o->reason = "Expectation Failed";
+		break;
+	case 431:
+		o->reason = "Request Header Fields Too Large";
+		break;
+	case 500:
+		o->reason = "Internal Server Error";
+		break;
+	case 501:
+		o->reason = "Not Implemented";
+		break;
+	case 503:
+		o->reason = "Service Unavailable";
+		break;
+	default:
+		o->reason = "Error";
+	}
 }
 
 /* A short text body: "text\n". */
 static void
-reply_text(
-    struct rf_http_resp *o, int code, const char *reason, const char *text)
+reply_text(struct rf_http_resp *o, int code, const char *text)
 {
 	size_t l = strlen(text);
 	char *b;
 
 	add_header(o, "Content-Type", "text/plain; charset=utf-8");
 	add_header(o, "Cache-Control", "no-store");
-	status(o, code, reason);
+	status(o, code);
 	if ((b = malloc(l + 1)) == NULL)
 		return; /* headers only */
 	memcpy(b, text, l);
@@ -74,40 +113,11 @@ reply_text(
 	o->len = l + 1;
 }
 
-static const char *
-reason_of(int code)
-{
-	switch (code) {
-	case 400:
-		return "Bad Request";
-	case 404:
-		return "Not Found";
-	case 405:
-		return "Method Not Allowed";
-	case 413:
-		return "Content Too Large";
-	case 414:
-		return "URI Too Long";
-	case 417:
-		return "Expectation Failed";
-	case 431:
-		return "Request Header Fields Too Large";
-	case 500:
-		return "Internal Server Error";
-	case 501:
-		return "Not Implemented";
-	case 503:
-		return "Service Unavailable";
-	default:
-		return "Error";
-	}
-}
-
 void
 rf_http_error(struct rf_http_resp *o, int code, const char *text)
 {
 	memset(o, 0, sizeof(*o));
-	reply_text(o, code, reason_of(code), text);
+	reply_text(o, code, text);
 }
 
 /* RFC 9110 15.5.6: 405 lists the allowed methods. */
@@ -115,7 +125,7 @@ static void
 reply_405(struct rf_http_resp *o, const char *allow)
 {
 	add_header(o, "Allow", allow);
-	reply_text(o, 405, "Method Not Allowed", "method not allowed");
+	reply_text(o, 405, "method not allowed");
 }
 
 static int
@@ -155,9 +165,8 @@ etag_matches(const struct rf_http_req *q, const char *etag)
 	return 0;
 }
 
-/* rf_http_date through the worker's cache: slot 0 thisUpdate, 1 next. */
-static const char *
-worker_date(struct rf_http_worker *w, int slot, int64_t t)
+const char *
+rf_http_worker_date(struct rf_http_worker *w, int slot, int64_t t)
 {
 	if (w->date_t[slot] != t || w->date_s[slot][0] == '\0') {
 		rf_http_date(t, w->date_s[slot]);
@@ -179,14 +188,16 @@ cache_headers(struct rf_http_worker *w, struct rf_http_resp *o,
 		age = exp - now;
 		if (age < 0)
 			age = 0;
-		add_header(o, "Expires", worker_date(w, 1, exp));
+		add_header(o, "Expires",
+		    rf_http_worker_date(w, RF_HTTP_DATE_NEXT, exp));
 	}
 	snprintf(buf, sizeof(buf),
 	    "max-age=%" PRId64 ", public, no-transform%s", age,
 	    revalidate ? ", must-revalidate" : "");
 	add_header(o, "Cache-Control", buf);
 	if (lm > 0)
-		add_header(o, "Last-Modified", worker_date(w, 0, lm));
+		add_header(o, "Last-Modified",
+		    rf_http_worker_date(w, RF_HTTP_DATE_THIS, lm));
 	snprintf(buf, sizeof(buf), "\"%s\"", etag);
 	add_header(o, "ETag", buf);
 }
@@ -221,14 +232,14 @@ serve_blob(struct rf_http_worker *w, const struct rf_http_req *q,
 	cache_headers(w, o, b->etag, b->last_modified, b->expires, 3600, 0);
 	if (etag_matches(q, b->etag)) {
 		rf_http_snapshot_unref(s);
-		status(o, 304, "Not Modified");
+		status(o, 304);
 		return 1;
 	}
 	/* The reference is dropped once the bytes are written. */
 	o->snap = s;
 	o->body = b->data;
 	o->len = b->len;
-	status(o, 200, "OK");
+	status(o, 200);
 	return 1;
 }
 
@@ -248,14 +259,14 @@ ocsp_reply(struct rf_http_worker *w, const struct rf_http_req *q,
 		cache_headers(
 		    w, o, ans->etag, ans->this_update, ans->next_update, 0, 1);
 		if (is_get(q) && etag_matches(q, ans->etag)) {
-			status(o, 304, "Not Modified");
+			status(o, 304);
 			return;
 		}
 	} else
 		add_header(o, "Cache-Control", "no-store");
 	o->body = ans->der;
 	o->len = ans->len;
-	status(o, ans->http_status > 0 ? ans->http_status : 200, "OK");
+	status(o, ans->http_status > 0 ? ans->http_status : 200);
 }
 
 /* Note the serials of an answered request while an incident is open. */
@@ -287,7 +298,7 @@ ocsp_answer(struct rf_http_worker *w, const struct rf_http_req *q,
 	int r;
 
 	if ((r = rf_ocsp_respond(h->resp, der, len, rf_now(), ans)) != 0) {
-		reply_text(o, 500, "Internal Server Error", rf_err_str(r));
+		reply_text(o, 500, rf_err_str(r));
 		return;
 	}
 	if (ans->status == RF_OCSP_SUCCESSFUL &&
@@ -349,7 +360,7 @@ reply_json(struct rf_http_resp *o, json_t *j)
 	json_decref(j);
 	if (s == NULL || (b = realloc(s, (l = strlen(s)) + 1)) == NULL) {
 		free(s);
-		reply_text(o, 500, "Internal Server Error", "out of memory");
+		reply_text(o, 500, "out of memory");
 		return;
 	}
 	b[l] = '\n'; /* the NUL's place: the body is not a C string */
@@ -358,7 +369,7 @@ reply_json(struct rf_http_resp *o, json_t *j)
 	o->heap = b;
 	o->body = (const uint8_t *)b;
 	o->len = l + 1;
-	status(o, 200, "OK");
+	status(o, 200);
 }
 
 static json_t *
@@ -401,11 +412,9 @@ static void
 audit_error(struct rf_http_resp *o, int r)
 {
 	if (r == RF_ERR_ARG || r == RF_ERR_NOT_FOUND)
-		reply_text(o, r == RF_ERR_ARG ? 400 : 404,
-		    r == RF_ERR_ARG ? "Bad Request" : "Not Found",
-		    rf_err_msg(r));
+		reply_text(o, r == RF_ERR_ARG ? 400 : 404, rf_err_msg(r));
 	else
-		reply_text(o, 500, "Internal Server Error", rf_err_msg(r));
+		reply_text(o, 500, rf_err_msg(r));
 }
 
 static void
@@ -432,7 +441,7 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 		return;
 	}
 	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
-		reply_text(o, 400, "Bad Request", "malformed query");
+		reply_text(o, 400, "malformed query");
 		return;
 	}
 	if (strcmp(what, "sth") == 0) {
@@ -447,8 +456,8 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 		if (!query_u64(&q, "leaf", &x) ||
 		    (evhttp_find_header(&q, "size") != NULL &&
 			!query_u64(&q, "size", &y))) {
-			reply_text(o, 400, "Bad Request",
-			    "usage: /audit/proof?leaf=N[&size=S]");
+			reply_text(
+			    o, 400, "usage: /audit/proof?leaf=N[&size=S]");
 			goto done;
 		}
 		if (y == 0 && (r = rf_audit_size(w->audit, &y)) != 0)
@@ -464,8 +473,8 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 	} else if (strcmp(what, "consistency") == 0) {
 		/* RFC 9162 2.1.4: the tree of size x is a prefix of y's. */
 		if (!query_u64(&q, "old", &x) || !query_u64(&q, "new", &y)) {
-			reply_text(o, 400, "Bad Request",
-			    "usage: /audit/consistency?old=A&new=B");
+			reply_text(
+			    o, 400, "usage: /audit/consistency?old=A&new=B");
 			goto done;
 		}
 		if ((r = rf_audit_prove_consistency(
@@ -476,7 +485,7 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 		    "second_hash", hexj(b, RF_HASH_LEN), "consistency",
 		    proofj((const uint8_t(*)[RF_HASH_LEN])proof, plen));
 	} else {
-		reply_text(o, 404, "Not Found", "not found");
+		reply_text(o, 404, "not found");
 		goto done;
 	}
 	reply_json(o, j);
@@ -506,7 +515,7 @@ rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
 
 	memset(o, 0, sizeof(*o));
 	if (uri == NULL || uri[0] != '/') {
-		reply_text(o, 400, "Bad Request", "origin-form target only");
+		reply_text(o, 400, "origin-form target only");
 		return;
 	}
 	plen = strcspn(uri, "?#");
@@ -522,7 +531,7 @@ rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
 		add_header(o, "Cache-Control", "no-store");
 		o->body = (const uint8_t *)"ok\n";
 		o->len = 3;
-		status(o, 200, "OK");
+		status(o, 200);
 		return;
 	}
 	if (path_is(uri, plen, "/ocsp") || path_is(uri, plen, "/ocsp/")) {
@@ -552,7 +561,7 @@ rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
 	}
 	if (serve_blob(w, q, o, uri, plen))
 		return;
-	reply_text(o, 404, "Not Found", "not found");
+	reply_text(o, 404, "not found");
 }
 
 void

@@ -380,18 +380,17 @@ route_tls(struct evhttp_request *req, void *arg)
  * connections over the workers. Connections are TLS (tls_bev).
  */
 static int
-worker_http(struct rf_http *h, struct rf_http_worker *w,
-    const struct http_sock *hs, struct evhttp **out)
+tls_worker_http(struct rf_http *h, struct rf_http_worker *w)
 {
+	const struct http_sock *hs = &h->tls;
 	struct evhttp *http;
 	int nfd = -1;
 
-	if ((http = *out = evhttp_new(w->base)) == NULL)
+	if ((http = w->https = evhttp_new(w->base)) == NULL)
 		return rf_err_set(RF_ERR_ALLOC, "cannot create an event base");
 	evhttp_set_timeout(http, rf_http_timeout(h));
 	evhttp_set_max_headers_size(http, RF_HTTP_MAX_HEADERS);
-	evhttp_set_max_body_size(
-	    http, h->cfg->max_request > 0 ? h->cfg->max_request : 64 * 1024);
+	evhttp_set_max_body_size(http, rf_http_max_body(h));
 	/* Every method reaches the router, which answers 405 with Allow. */
 	evhttp_set_allowed_methods(http,
 	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
@@ -419,6 +418,13 @@ rf_http_timeout(const struct rf_http *h)
 	return h->o.timeout > 0 ? h->o.timeout : RF_HTTP_TIMEOUT;
 }
 
+size_t
+rf_http_max_body(const struct rf_http *h)
+{
+	return h->cfg->max_request > 0 ? (size_t)h->cfg->max_request
+				       : 64 * 1024;
+}
+
 static int
 tls_worker_setup(struct rf_http *h, struct rf_http_worker *w)
 {
@@ -426,7 +432,7 @@ tls_worker_setup(struct rf_http *h, struct rf_http_worker *w)
 
 	w->h = h;
 	if ((r = worker_base(&w->base)) != 0 ||
-	    (r = worker_http(h, w, &h->tls, &w->https)) != 0)
+	    (r = tls_worker_http(h, w)) != 0)
 		return r;
 	return 0;
 }

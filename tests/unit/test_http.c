@@ -226,14 +226,38 @@ ocsp_status(struct fx *fx, const char *want)
 	    fx->home, fx->port, want);
 }
 
+/* Handles of their own on the server's state, as another process has. */
+struct other {
+	struct rf_store *st;
+	struct rf_audit *audit;
+	struct rf_keys *keys;
+	struct rf_ca *ca;
+};
+
+static void
+other_open(struct fx *fx, struct other *o)
+{
+	assert_int_equal(rf_store_open(fx->cfg.db_path, 0, &o->st), 0);
+	assert_int_equal(rf_audit_open(o->st, &o->audit), 0);
+	assert_int_equal(rf_keys_open(&fx->cfg, o->audit, &o->keys), 0);
+	assert_int_equal(rf_ca_open(&fx->cfg, o->st, o->keys, &o->ca), 0);
+	rf_ca_set_audit(o->ca, o->audit);
+}
+
+static void
+other_close(struct other *o)
+{
+	rf_ca_free(o->ca);
+	rf_keys_free(o->keys);
+	rf_audit_free(o->audit);
+	rf_store_free(o->st);
+}
+
 static void
 test_ocsp(void **state)
 {
 	struct fx *fx = *state;
-	struct rf_store *st2 = NULL;
-	struct rf_audit *a2 = NULL;
-	struct rf_keys *k2 = NULL;
-	struct rf_ca *ca2 = NULL;
+	struct other o;
 	struct rf_revoke_req rq = {0};
 	const char *d = fx->home;
 	size_t n = 0;
@@ -295,13 +319,10 @@ test_ocsp(void **state)
 	    0);
 
 	/* Revoke through other handles, as `ringfence revoke` would. */
-	assert_int_equal(rf_store_open(fx->cfg.db_path, 0, &st2), 0);
-	assert_int_equal(rf_audit_open(st2, &a2), 0);
-	assert_int_equal(rf_keys_open(&fx->cfg, a2, &k2), 0);
-	assert_int_equal(rf_ca_open(&fx->cfg, st2, k2, &ca2), 0);
+	other_open(fx, &o);
 	rq.serial = fx->serial;
 	rq.reason = RF_CRL_REASON_KEY_COMPROMISE;
-	i = rf_revoke(&fx->cfg, st2, k2, ca2, a2, &rq, &fx->who, &n);
+	i = rf_revoke(&fx->cfg, o.st, o.keys, o.ca, o.audit, &rq, &fx->who, &n);
 	if (i != 0)
 		print_error("rf_revoke: %s\n", rf_err_msg(i));
 	assert_int_equal(i, 0);
@@ -331,10 +352,7 @@ test_ocsp(void **state)
 		nanosleep(&ts, NULL);
 	}
 	assert_true(i < 40);
-	rf_ca_free(ca2);
-	rf_keys_free(k2);
-	rf_audit_free(a2);
-	rf_store_free(st2);
+	other_close(&o);
 }
 
 static void
@@ -376,19 +394,14 @@ test_wire(void **state)
 	struct rf_issue_req *q;
 	struct rf_issued *is;
 	struct rf_revoke_req rq = {0};
-	struct rf_store *st2;
-	struct rf_audit *a2;
-	struct rf_keys *k2;
-	struct rf_ca *ca2;
-	size_t i, n = 0;
+	struct other o;
+	char path[1200];
+	uint8_t *csr = NULL;
+	size_t i, len = 0, n = 0;
 	int r;
 
-	assert_int_equal(rf_store_open(fx->cfg.db_path, 0, &st2), 0);
-	assert_int_equal(rf_audit_open(st2, &a2), 0);
-	assert_int_equal(rf_keys_open(&fx->cfg, a2, &k2), 0);
-	assert_int_equal(rf_ca_open(&fx->cfg, st2, k2, &ca2), 0);
-	rf_ca_set_audit(ca2, a2);
-	assert_int_equal(rf_ca_tenant_add(ca2, "bulk", &fx->who), 0);
+	other_open(fx, &o);
+	assert_int_equal(rf_ca_tenant_add(o.ca, "bulk", &fx->who), 0);
 	assert_non_null(q = calloc(BULK, sizeof(*q)));
 	assert_non_null(is = calloc(BULK, sizeof(*is)));
 	for (i = 0; i < BULK; i++) {
@@ -402,31 +415,23 @@ test_wire(void **state)
 			       "-out bulk.csr 2>/dev/null",
 			     fx->home),
 	    0);
-	{
-		char path[1200];
-		uint8_t csr[2048];
-		size_t len;
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/bulk.csr", fx->home);
-		assert_non_null(f = fopen(path, "rb"));
-		len = fread(csr, 1, sizeof(csr), f);
-		fclose(f);
-		for (i = 0; i < BULK; i++) {
-			q[i].csr = csr;
-			q[i].csrlen = len;
-		}
-		r = rf_ca_issue(ca2, q, BULK, &fx->who, is);
-		if (r != 0)
-			print_error("rf_ca_issue: %s\n", rf_err_msg(r));
-		assert_int_equal(r, 0);
+	snprintf(path, sizeof(path), "%s/bulk.csr", fx->home);
+	assert_int_equal(rf_read_file(path, 2048, &csr, &len), 0);
+	for (i = 0; i < BULK; i++) {
+		q[i].csr = csr;
+		q[i].csrlen = len;
 	}
+	r = rf_ca_issue(o.ca, q, BULK, &fx->who, is);
+	if (r != 0)
+		print_error("rf_ca_issue: %s\n", rf_err_msg(r));
+	assert_int_equal(r, 0);
 	for (i = 0; i < BULK; i++)
 		rf_issued_clear(&is[i]);
 	rq.tenant = "bulk";
 	rq.reason = RF_CRL_REASON_SUPERSEDED;
 	assert_int_equal(
-	    rf_revoke(&fx->cfg, st2, k2, ca2, a2, &rq, &fx->who, &n), 0);
+	    rf_revoke(&fx->cfg, o.st, o.keys, o.ca, o.audit, &rq, &fx->who, &n),
+	    0);
 	assert_int_equal(n, BULK);
 	/* The server serves the new CRL once its store has been quiet. */
 	for (i = 0; i < 100; i++) {
@@ -450,10 +455,8 @@ test_wire(void **state)
 	    0);
 	free(q);
 	free(is);
-	rf_ca_free(ca2);
-	rf_keys_free(k2);
-	rf_audit_free(a2);
-	rf_store_free(st2);
+	free(csr);
+	other_close(&o);
 }
 
 int
