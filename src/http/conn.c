@@ -152,8 +152,16 @@ conn_free(struct rf_conn *c)
 }
 
 static void
-conn_close(struct rf_http *h, struct rf_conn *c)
+conn_close(struct rf_http_worker *w, struct rf_conn *c)
 {
+	struct rf_http *h = w->h;
+
+	/*
+	 * Out of the set first: close(2) alone leaves it there while another
+	 * reference to the socket lives (a child between fork and exec
+	 * holds every descriptor), and its events would name freed memory.
+	 */
+	(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL);
 	pthread_mutex_lock(&h->conn_lock);
 	if (c->prev != NULL)
 		c->prev->next = c->next;
@@ -270,7 +278,7 @@ accept_some(struct rf_http *h, struct rf_http_worker *w)
 		h->nconns++;
 		pthread_mutex_unlock(&h->conn_lock);
 		if (ep_ctl(w->epfd, EPOLL_CTL_ADD, fd, EPOLLIN, c) != 0)
-			conn_close(h, c);
+			conn_close(w, c);
 	}
 }
 
@@ -481,7 +489,7 @@ conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 	if (watch(w, c, EPOLLIN) == 0)
 		return;
 close:
-	conn_close(w->h, c);
+	conn_close(w, c);
 }
 
 void *

@@ -5,11 +5,16 @@
  * revocation made through other handles (as another process would) seen
  * by OCSP within a second.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -459,6 +464,48 @@ test_wire(void **state)
 	other_close(&o);
 }
 
+/*
+ * A connection the server closes while a forked child still holds its
+ * descriptor (as every child does between fork and exec): the socket
+ * lives on, so close(2) alone would leave it in the worker's epoll set,
+ * reporting EOF for a connection already freed.
+ */
+static void
+test_close_while_forked(void **state)
+{
+	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+	struct fx *fx = *state;
+	struct sockaddr_in sa;
+	struct timespec ts = {0, 300 * 1000 * 1000};
+	char buf[512];
+	pid_t pid;
+	int s, st;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sin_family = AF_INET;
+	sa.sin_port = htons((uint16_t)fx->port);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	assert_true((s = socket(AF_INET, SOCK_STREAM, 0)) >= 0);
+	assert_int_equal(connect(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	/* Answered: the server has accepted it. */
+	assert_int_equal(write(s, req, sizeof(req) - 1), sizeof(req) - 1);
+	assert_true(read(s, buf, sizeof(buf)) > 0);
+	if ((pid = fork()) == 0) {
+		sleep(2);
+		_exit(0);
+	}
+	assert_true(pid > 0);
+	/* shutdown, not close: the child holds this end too. */
+	assert_int_equal(shutdown(s, SHUT_RDWR), 0);
+	close(s); /* the server reads EOF and closes its end */
+	nanosleep(&ts, NULL);
+	assert_int_equal(tu_sh("curl -sf -m 2 http://127.0.0.1:%d/healthz "
+			       ">/dev/null",
+			     fx->port),
+	    0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+}
+
 int
 main(void)
 {
@@ -467,6 +514,7 @@ main(void)
 	    cmocka_unit_test(test_ocsp),
 	    cmocka_unit_test(test_audit),
 	    cmocka_unit_test(test_wire),
+	    cmocka_unit_test(test_close_while_forked),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
