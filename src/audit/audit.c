@@ -7,17 +7,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit/audit.h"
 
-struct rf_audit {
-	struct rf_store *st;	  /* borrowed */
-	pthread_mutex_t mu;	  /* recursive: every use of st, and acc */
-	struct rf_merkle_acc acc; /* leaves [0, acc.n) seen so far */
-#ifdef RF_BENCH_AUDIT_OFF
-	uint64_t nothing; /* leaves "appended" by the record-off build */
-#endif
-};
+#include "audit/audit_int.h"
 
 int
 rf_audit_open(struct rf_store *store, struct rf_audit **out)
@@ -162,6 +156,28 @@ struct rf_store *
 rf_audit_store(struct rf_audit *a)
 {
 	return a->st;
+}
+
+/*
+ * Seconds on this process's monotonic clock since it first saw the tree
+ * head (size, time) as the latest: how long ago it was signed when the wall
+ * clock reads earlier than its time. Called with the lock held.
+ */
+int64_t
+audit_seen_for(struct rf_audit *a, uint64_t size, int64_t time)
+{
+	struct timespec ts;
+	int64_t mono;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	mono = (int64_t)ts.tv_sec;
+	if (!a->seen_set || a->seen_size != size || a->seen_time != time) {
+		a->seen_set = 1;
+		a->seen_size = size;
+		a->seen_time = time;
+		a->seen_mono = mono;
+	}
+	return mono - a->seen_mono;
 }
 
 struct head_walk {

@@ -258,5 +258,8 @@ int rf_store_sth_add(struct rf_store *st, const struct rf_sth_rec *s) RF_WUR;
 /* In order of size, then time. */
 int rf_store_sth_foreach(struct rf_store *st,
     int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg) RF_WUR;
+/* The last of that order only (fn not called when there is none). */
+int rf_store_sth_latest(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg) RF_WUR;
 
 #endif

@@ -222,8 +222,8 @@ out:
 	return st_tx_end(st, own, r);
 }
 
-int
-rf_store_sth_foreach(struct rf_store *st,
+static int
+sth_rows(struct rf_store *st, const char *sql,
     int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg)
 {
 	sqlite3_stmt *s = NULL;
@@ -231,10 +231,7 @@ rf_store_sth_foreach(struct rf_store *st,
 	const void *root;
 	int r, rc;
 
-	if ((r = st_prepare(st,
-		 "SELECT size, time, root, key_id, sig FROM audit_sth "
-		 "ORDER BY size, time, id",
-		 &s)) != 0)
+	if ((r = st_prepare(st, sql, &s)) != 0)
 		return r;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		memset(&h, 0, sizeof(h));
@@ -258,4 +255,26 @@ rf_store_sth_foreach(struct rf_store *st,
 out:
 	sqlite3_finalize(s);
 	return r;
+}
+
+#define STH_COLS "size, time, root, key_id, sig"
+
+int
+rf_store_sth_foreach(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg)
+{
+	return sth_rows(st,
+	    "SELECT " STH_COLS " FROM audit_sth ORDER BY size, time, id", fn,
+	    arg);
+}
+
+/* One row through the (size, time) index, whatever the number of heads. */
+int
+rf_store_sth_latest(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg)
+{
+	return sth_rows(st,
+	    "SELECT " STH_COLS " FROM audit_sth ORDER BY size DESC, "
+	    "time DESC, id DESC LIMIT 1",
+	    fn, arg);
 }
