@@ -11,9 +11,8 @@
 #include "audit/audit.h"
 
 struct rf_audit {
-	struct rf_store *st;	  /* borrowed */
-	pthread_mutex_t mu;	  /* recursive: every use of st, and acc */
-	struct rf_merkle_acc acc; /* leaves [0, acc.n) seen so far */
+	struct rf_store *st; /* borrowed */
+	pthread_mutex_t mu;  /* recursive: every use of st */
 	/* The latest tree head as this handle first saw it (sth.c). */
 	int seen_set;
 	uint64_t seen_size;
