@@ -7,23 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "audit/audit.h"
 
-struct rf_audit {
-	struct rf_store *st;	  /* borrowed */
-	pthread_mutex_t mu;	  /* recursive: every use of st, and acc */
-	struct rf_merkle_acc acc; /* leaves [0, acc.n) seen so far */
-#ifdef RF_BENCH_AUDIT_OFF
-	uint64_t nothing; /* leaves "appended" by the record-off build */
-#endif
-};
+#include "audit/audit_int.h"
 
 int
 rf_audit_open(struct rf_store *store, struct rf_audit **out)
 {
 	struct rf_audit *a;
 	pthread_mutexattr_t attr;
+	int r;
 
 	*out = NULL;
 	if (store == NULL)
@@ -39,7 +34,19 @@ rf_audit_open(struct rf_store *store, struct rf_audit **out)
 	}
 	pthread_mutexattr_destroy(&attr);
 	a->st = store; /* borrowed */
-	rf_merkle_acc_init(&a->acc);
+	/*
+	 * Appends through this store keep the tree's interior nodes; those
+	 * of a record written before (or without) them are filled in once.
+	 * A read-only store is served from the nodes it has and its leaves.
+	 */
+	rf_store_set_node_hash(store, rf_merkle_node_hash);
+	if ((r = rf_store_node_fill(store)) != 0 &&
+	    r != RF_ERR_STORE_READONLY) {
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+		return r;
+	}
+	rf_err_clear();
 	*out = a;
 	return 0;
 fail:
@@ -164,58 +171,61 @@ rf_audit_store(struct rf_audit *a)
 	return a->st;
 }
 
-struct head_walk {
-	struct rf_merkle_acc *acc;
-	int bad;
-};
-
-static int
-head_walk_fn(void *arg, const struct rf_leaf_rec *l)
+/*
+ * Seconds on this process's monotonic clock since it first saw the tree
+ * head (size, time) as the latest: how long ago it was signed when the wall
+ * clock reads earlier than its time. Called with the lock held.
+ */
+int64_t
+audit_seen_for(struct rf_audit *a, uint64_t size, int64_t time)
 {
-	struct head_walk *w = arg;
-	uint8_t h[RF_HASH_LEN];
+	struct timespec ts;
+	int64_t mono;
 
-	rf_merkle_leaf_hash(l->data, l->len, h);
-	if (l->index != w->acc->n || memcmp(h, l->hash, RF_HASH_LEN) != 0) {
-		w->bad = 1;
-		return 1;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	mono = (int64_t)ts.tv_sec;
+	if (!a->seen_set || a->seen_size != size || a->seen_time != time) {
+		a->seen_set = 1;
+		a->seen_size = size;
+		a->seen_time = time;
+		a->seen_mono = mono;
 	}
-	rf_merkle_acc_add(w->acc, h);
-	return 0;
+	return mono - a->seen_mono;
 }
 
 /*
- * The current size and root, extending a cached accumulator with the
- * leaves appended since the last call (leaves never change once written;
- * rf_audit_verify checks that they did not).
+ * A subtree hash from the store's interior nodes (rf_merkle_subtree_fn).
+ * A range the record should hold but does not means rows were removed.
+ */
+static int
+store_subtree(
+    void *arg, unsigned level, uint64_t index, uint8_t out[RF_HASH_LEN])
+{
+	int r;
+
+	r = rf_store_subtree_hash(arg, level, index, out);
+	if (r == RF_ERR_NOT_FOUND)
+		r = rf_err_set(RF_ERR_AUDIT_TAMPERED,
+		    "audit: leaves [%" PRIu64 ", %" PRIu64
+		    ") are missing: run 'ringfence audit verify'",
+		    index << level, (index + 1) << level);
+	return r;
+}
+
+/*
+ * The current size and root, from the stored interior nodes: O(log n)
+ * rows. (rf_audit_verify recomputes everything from the leaf data.)
  */
 static int
 head_unlocked(struct rf_audit *a, uint64_t *size, uint8_t root[RF_HASH_LEN])
 {
-	struct rf_merkle_acc acc;
-	struct head_walk w;
 	uint64_t n;
-	int r = RF_ERR_INTERNAL;
+	int r;
 
-	acc = a->acc;
-	if ((r = rf_store_leaf_count(a->st, &n)) != 0)
+	if ((r = rf_store_leaf_count(a->st, &n)) != 0 ||
+	    (r = rf_merkle_tree_root(store_subtree, a->st, n, root)) != 0)
 		return r;
-	if (n < acc.n)
-		rf_merkle_acc_init(&acc);
-	w.acc = &acc;
-	w.bad = 0;
-	if (n > acc.n &&
-	    (r = rf_store_leaf_foreach(a->st, acc.n, n, head_walk_fn, &w)) < 0)
-		return r;
-	if (w.bad || acc.n != n)
-		return rf_err_set(RF_ERR_AUDIT_TAMPERED,
-		    "audit: leaf %" PRIu64 " does not match its hash or is "
-		    "missing: run 'ringfence audit verify'",
-		    acc.n);
-	*size = acc.n;
-	rf_merkle_acc_root(&acc, root);
-	if (acc.n > a->acc.n)
-		a->acc = acc;
+	*size = n;
 	return 0;
 }
 
@@ -337,30 +347,23 @@ prove_inclusion_unlocked(struct rf_audit *a, uint64_t index, uint64_t size,
     uint8_t leaf[RF_HASH_LEN], uint8_t root[RF_HASH_LEN],
     uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
 {
-	uint8_t(*h)[RF_HASH_LEN] = NULL;
 	int r = RF_ERR_INTERNAL;
 
 	*proof = NULL;
 	*plen = 0;
 	if ((r = resolve_size(a, &size)) != 0)
-		goto out;
-	if (index >= size) {
-		r = rf_err_set(RF_ERR_ARG,
+		return r;
+	if (index >= size)
+		return rf_err_set(RF_ERR_ARG,
 		    "leaf %" PRIu64 " is not in a tree of size %" PRIu64, index,
 		    size);
-		goto out;
-	}
-	if ((r = rf_audit_leaf_hashes(a, size, &h)) != 0 ||
-	    (r = rf_merkle_root(
-		 (const uint8_t(*)[RF_HASH_LEN])h, size, root)) != 0 ||
-	    (r = rf_merkle_inclusion_proof((const uint8_t(*)[RF_HASH_LEN])h,
-		 size, index, proof, plen)) != 0)
-		goto out;
-	memcpy(leaf, h[index], RF_HASH_LEN);
-	r = 0;
-out:
-	free(h);
-	return r;
+	/* O(log n) stored nodes: the leaf, the root, the audit path. */
+	if ((r = store_subtree(a->st, 0, index, leaf)) != 0 ||
+	    (r = rf_merkle_tree_root(store_subtree, a->st, size, root)) != 0 ||
+	    (r = rf_merkle_inclusion_proof_by(
+		 store_subtree, a->st, size, index, proof, plen)) != 0)
+		return r;
+	return 0;
 }
 
 static int
@@ -368,32 +371,25 @@ prove_consistency_unlocked(struct rf_audit *a, uint64_t size1, uint64_t size2,
     uint8_t root1[RF_HASH_LEN], uint8_t root2[RF_HASH_LEN],
     uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
 {
-	uint8_t(*h)[RF_HASH_LEN] = NULL;
 	int r = RF_ERR_INTERNAL;
 
 	*proof = NULL;
 	*plen = 0;
 	if ((r = resolve_size(a, &size2)) != 0)
-		goto out;
-	if (size1 == 0 || size1 > size2) {
-		r = rf_err_set(RF_ERR_ARG,
+		return r;
+	if (size1 == 0 || size1 > size2)
+		return rf_err_set(RF_ERR_ARG,
 		    "no consistency proof from size %" PRIu64 " to %" PRIu64
 		    ": need 0 < OLD <= NEW",
 		    size1, size2);
-		goto out;
-	}
-	if ((r = rf_audit_leaf_hashes(a, size2, &h)) != 0 ||
-	    (r = rf_merkle_root(
-		 (const uint8_t(*)[RF_HASH_LEN])h, size1, root1)) != 0 ||
-	    (r = rf_merkle_root(
-		 (const uint8_t(*)[RF_HASH_LEN])h, size2, root2)) != 0 ||
-	    (r = rf_merkle_consistency_proof((const uint8_t(*)[RF_HASH_LEN])h,
-		 size2, size1, proof, plen)) != 0)
-		goto out;
-	r = 0;
-out:
-	free(h);
-	return r;
+	if ((r = rf_merkle_tree_root(store_subtree, a->st, size1, root1)) !=
+		0 ||
+	    (r = rf_merkle_tree_root(store_subtree, a->st, size2, root2)) !=
+		0 ||
+	    (r = rf_merkle_consistency_proof_by(
+		 store_subtree, a->st, size2, size1, proof, plen)) != 0)
+		return r;
+	return 0;
 }
 
 static int

@@ -100,6 +100,26 @@ int rf_merkle_consistency_proof(const uint8_t (*leaves)[RF_HASH_LEN],
     size_t *plen) RF_WUR;
 
 /*
+ * Roots and proofs from the hashes of complete subtrees (tree.c): fn puts
+ * in out the hash of the 2^level leaves starting at index << level, or
+ * returns an error. O(log n) calls per root or proof; the results equal
+ * those of the functions above over all n leaves.
+ */
+typedef int (*rf_merkle_subtree_fn)(
+    void *arg, unsigned level, uint64_t index, uint8_t out[RF_HASH_LEN]);
+/* MTH(D[lo:hi]), lo < hi. */
+int rf_merkle_range_root(rf_merkle_subtree_fn fn, void *arg, uint64_t lo,
+    uint64_t hi, uint8_t out[RF_HASH_LEN]) RF_WUR;
+/* MTH(D[0:n]), n may be 0. */
+int rf_merkle_tree_root(rf_merkle_subtree_fn fn, void *arg, uint64_t n,
+    uint8_t out[RF_HASH_LEN]) RF_WUR;
+int rf_merkle_inclusion_proof_by(rf_merkle_subtree_fn fn, void *arg, uint64_t n,
+    uint64_t index, uint8_t (**proof)[RF_HASH_LEN], size_t *plen) RF_WUR;
+int rf_merkle_consistency_proof_by(rf_merkle_subtree_fn fn, void *arg,
+    uint64_t n, uint64_t size1, uint8_t (**proof)[RF_HASH_LEN],
+    size_t *plen) RF_WUR;
+
+/*
  * Incremental root: add leaf hashes in order, read the root of the tree of
  * the leaves added so far at any point. O(log n) space.
  */

@@ -13,6 +13,7 @@
 #include <openssl/x509.h>
 
 #include "audit/audit.h"
+#include "audit/audit_int.h"
 #include "keys/keys.h"
 
 /* Keep the audit key's SPKI in meta so that verification is offline. */
@@ -48,6 +49,51 @@ out:
 	return r;
 }
 
+/*
+ * The time of the next tree head: the clock, unless it reads earlier than
+ * the latest tree head's time. Then the latest time, and a "clock-clamped"
+ * leaf (appended before the size is taken, so the new head covers it)
+ * records both readings. Timestamps never go back, so verification never
+ * sees a head signed "before" a smaller one. Called with the lock held.
+ */
+static int
+sth_time(struct rf_audit *a, const struct rf_actor *who, int64_t *out)
+{
+	struct rf_audit_sth_head last;
+	struct rf_audit_event ev;
+	char detail[160], ref[32];
+	int64_t now = rf_now();
+	int r;
+
+	*out = now;
+	r = rf_audit_sth_latest(a, &last);
+	if (r == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0;
+	}
+	if (r != 0 || now >= last.time)
+		return r;
+	snprintf(detail, sizeof(detail),
+	    "clock read %" PRId64 ", before the tree head at size %" PRIu64
+	    " signed at %" PRId64 ": the new tree head takes time %" PRId64,
+	    now, last.size, last.time, last.time);
+	snprintf(ref, sizeof(ref), "%" PRId64, last.time);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "clock-clamped";
+	ev.what = "sth";
+	ev.ref = ref;
+	ev.detail = detail;
+	ev.time = now;
+	if (who != NULL) {
+		ev.actor = who->actor;
+		ev.source = who->source;
+	}
+	if ((r = rf_audit_append(a, &ev, 1, NULL)) != 0)
+		return r;
+	*out = last.time;
+	return 0;
+}
+
 int
 rf_audit_sth(struct rf_audit *a, struct rf_keys *keys,
     const struct rf_actor *who, struct rf_audit_sth_head *out)
@@ -76,6 +122,8 @@ rf_audit_sth(struct rf_audit *a, struct rf_keys *keys,
 	rf_audit_lock(a);
 	r = rf_store_key_by_purpose(st, "audit", &kr);
 	if (r == 0)
+		r = sth_time(a, who, &h.time);
+	if (r == 0)
 		r = rf_audit_head(a, &h.size, h.root);
 	rf_audit_unlock(a);
 	if (r == RF_ERR_NOT_FOUND)
@@ -83,7 +131,6 @@ rf_audit_sth(struct rf_audit *a, struct rf_keys *keys,
 		    "no active audit key: run 'ringfence init'");
 	if (r != 0 || (r = rf_keys_load(keys, kr.id, &key)) != 0)
 		goto out;
-	h.time = rf_now();
 	snprintf(h.key_id, sizeof(h.key_id), "%s", kr.id);
 	rf_audit_sth_tbs(h.size, h.time, h.root, tbs);
 	snprintf(ref, sizeof(ref), "%" PRIu64, h.size);
@@ -154,6 +201,7 @@ maybe_due(struct rf_audit *a, int64_t interval_s, uint64_t leaves, int *due)
 	struct rf_audit_sth_head last;
 	struct sth_leaf sl = {0};
 	uint64_t n;
+	int64_t now, elapsed;
 	int r;
 
 	*due = 0;
@@ -172,9 +220,14 @@ maybe_due(struct rf_audit *a, int64_t interval_s, uint64_t leaves, int *due)
 		    (r = rf_store_leaf_foreach(rf_audit_store(a), last.size, n,
 			 sth_leaf_fn, &sl)) < 0)
 			return r;
+		/* A clock stepped back: count on this process's own clock
+		 * since it saw the last head (its time will be clamped). */
+		now = rf_now();
+		elapsed = now >= last.time
+		    ? now - last.time
+		    : audit_seen_for(a, last.size, last.time);
 		if (!sl.is_sth_sig || n > last.size + 1)
-			*due = (interval_s >= 0 &&
-				   rf_now() - last.time >= interval_s) ||
+			*due = (interval_s >= 0 && elapsed >= interval_s) ||
 			    (leaves > 0 && n - last.size >= leaves);
 	}
 	return 0;

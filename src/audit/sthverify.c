@@ -65,7 +65,7 @@ latest_fn(void *arg, const struct rf_sth_rec *s)
 {
 	struct latest *l = arg;
 
-	/* Ordered by size, then time: the last one wins. */
+	/* The largest size, then the latest time. */
 	sth_from_rec(s, l->h);
 	l->found = 1;
 	return 0;
@@ -78,7 +78,7 @@ sth_latest_unlocked(struct rf_audit *a, struct rf_audit_sth_head *out)
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = rf_store_sth_foreach(rf_audit_store(a), latest_fn, &l)) < 0)
+	if ((r = rf_store_sth_latest(rf_audit_store(a), latest_fn, &l)) < 0)
 		return r;
 	if (!l.found)
 		return rf_err_set(RF_ERR_NOT_FOUND,

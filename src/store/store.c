@@ -93,6 +93,10 @@ static const char *const migrations[] = {
     "  incident INTEGER NOT NULL REFERENCES incidents (id),"
     "  time INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);"
     "CREATE INDEX incident_events_inc ON incident_events (incident, id);",
+    /* 3: audit tree interior nodes, for proofs in O(log n) (audit) */
+    "CREATE TABLE audit_node (level INTEGER NOT NULL,"
+    "  idx INTEGER NOT NULL, hash BLOB NOT NULL,"
+    "  PRIMARY KEY (level, idx)) WITHOUT ROWID;",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -469,6 +473,9 @@ rf_store_free(struct rf_store *st)
 		return;
 	sqlite3_finalize(st->leaf_ins);
 	sqlite3_finalize(st->leaf_max);
+	sqlite3_finalize(st->node_get);
+	sqlite3_finalize(st->node_ins);
+	sqlite3_finalize(st->leaf_hashes);
 	sqlite3_finalize(st->cert_ins);
 	sqlite3_finalize(st->ocsp_put);
 	sqlite3_finalize(st->cert_get);
@@ -527,11 +534,13 @@ rf_store_commit(struct rf_store *st)
 	if (!st->in_txn)
 		return rf_err_set(RF_ERR_STATE, "no store transaction is open");
 	st->in_txn = 0;
-	if (sqlite3_get_autocommit(st->db))
+	if (sqlite3_get_autocommit(st->db)) {
+		st_tree_txn_end(st, 0);
 		return rf_err_set(RF_ERR_STORE,
 		    "the transaction on %s was rolled back after an earlier "
 		    "error: nothing was written",
 		    st->path);
+	}
 	if ((rc = sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL)) !=
 	    SQLITE_OK) {
 		int r = st_fail(st, rc, "committing");
@@ -539,8 +548,10 @@ rf_store_commit(struct rf_store *st)
 		if (!sqlite3_get_autocommit(st->db))
 			(void)sqlite3_exec(
 			    st->db, "ROLLBACK", NULL, NULL, NULL);
+		st_tree_txn_end(st, 0);
 		return r;
 	}
+	st_tree_txn_end(st, 1);
 	return 0;
 }
 
@@ -550,6 +561,7 @@ rf_store_rollback(struct rf_store *st)
 	if (st == NULL)
 		return;
 	st->in_txn = 0;
+	st_tree_txn_end(st, 0);
 	if (!sqlite3_get_autocommit(st->db))
 		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
 }

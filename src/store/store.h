@@ -245,6 +245,30 @@ int rf_store_leaf_search(struct rf_store *st, const char *key_id,
     const char *tenant, int64_t since, int64_t until, size_t limit,
     int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg) RF_WUR;
 
+/*
+ * The audit tree's interior nodes: the hash of every complete subtree of
+ * 2^level leaves (level >= RF_STORE_NODE_LEVEL), keyed by (level, index),
+ * written by rf_store_leaf_append in the transaction of the leaves that
+ * complete it, so that a root or proof reads O(log n) rows. The hash
+ * function is the audit module's, registered with rf_store_set_node_hash;
+ * appends made without one write no nodes, and rf_store_node_fill (run at
+ * rf_audit_open) writes what is missing, once.
+ */
+#define RF_STORE_NODE_LEVEL 4
+typedef void (*rf_store_node_hash_fn)(
+    const uint8_t left[32], const uint8_t right[32], uint8_t out[32]);
+void rf_store_set_node_hash(struct rf_store *st, rf_store_node_hash_fn fn);
+/*
+ * The hash of the complete subtree of 2^level leaves starting at leaf
+ * index << level: a stored node, the stored hash of a leaf, or computed
+ * from those below it. RF_ERR_NOT_FOUND if the record does not reach that
+ * far; RF_ERR_STATE without a node hash function.
+ */
+int rf_store_subtree_hash(struct rf_store *st, unsigned level, uint64_t index,
+    uint8_t out[32]) RF_WUR;
+/* Write the interior nodes missing below the current number of leaves. */
+int rf_store_node_fill(struct rf_store *st) RF_WUR;
+
 /* Signed tree heads. */
 struct rf_sth_rec {
 	uint64_t size;
@@ -257,6 +281,9 @@ struct rf_sth_rec {
 int rf_store_sth_add(struct rf_store *st, const struct rf_sth_rec *s) RF_WUR;
 /* In order of size, then time. */
 int rf_store_sth_foreach(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg) RF_WUR;
+/* The last of that order only (fn not called when there is none). */
+int rf_store_sth_latest(struct rf_store *st,
     int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg) RF_WUR;
 
 #endif

@@ -28,14 +28,354 @@ out:
 	return r;
 }
 
+/*
+ * The audit tree's interior nodes (store.h). A node at (level, index) is
+ * the RFC 9162 hash of leaves [index << level, (index + 1) << level).
+ */
+void
+rf_store_set_node_hash(struct rf_store *st, rf_store_node_hash_fn fn)
+{
+	st->node_hash = fn;
+	st->fr_ok = st->fr_pending_ok = 0;
+}
+
+void
+st_tree_txn_end(struct rf_store *st, int committed)
+{
+	if (committed && st->fr_pending_ok) {
+		st->fr = st->fr_pending;
+		st->fr_ok = 1;
+	}
+	/* After a rollback the committed frontier still holds. */
+	st->fr_pending_ok = 0;
+}
+
+static int
+node_get(struct rf_store *st, unsigned level, uint64_t index, uint8_t out[32])
+{
+	const void *h;
+	int r, rc;
+
+	if ((r = st_cached(st, &st->node_get,
+		 "SELECT hash FROM audit_node WHERE level = ? AND idx = ?")) !=
+		0 ||
+	    (r = st_bind_int(st, st->node_get, 1, level)) != 0 ||
+	    (r = st_bind_int(st, st->node_get, 2, (int64_t)index)) != 0)
+		goto out;
+	rc = sqlite3_step(st->node_get);
+	if (rc == SQLITE_DONE) {
+		r = RF_ERR_NOT_FOUND;
+		goto out;
+	}
+	if (rc != SQLITE_ROW) {
+		r = st_fail(st, rc, "reading an audit tree node");
+		goto out;
+	}
+	h = sqlite3_column_blob(st->node_get, 0);
+	if (h == NULL || sqlite3_column_bytes(st->node_get, 0) != 32) {
+		r = rf_err_set(RF_ERR_AUDIT_TAMPERED,
+		    "audit tree node (%u, %llu) is malformed in %s: run "
+		    "'ringfence audit verify'",
+		    level, (unsigned long long)index, st->path);
+		goto out;
+	}
+	memcpy(out, h, 32);
+	r = 0;
+out:
+	st_release(st->node_get);
+	return r;
+}
+
+static int
+node_put(
+    struct rf_store *st, unsigned level, uint64_t index, const uint8_t h[32])
+{
+	int r, rc;
+
+	if ((r = st_cached(st, &st->node_ins,
+		 "INSERT INTO audit_node (level, idx, hash) VALUES (?, ?, "
+		 "?)")) != 0 ||
+	    (r = st_bind_int(st, st->node_ins, 1, level)) != 0 ||
+	    (r = st_bind_int(st, st->node_ins, 2, (int64_t)index)) != 0 ||
+	    (r = st_bind_blob(st, st->node_ins, 3, h, 32)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(st->node_ins)) != SQLITE_DONE)
+		r = st_fail(st, rc, "writing an audit tree node");
+out:
+	st_release(st->node_ins);
+	return r;
+}
+
+/* The root of the 2^level (<= 2^RF_STORE_NODE_LEVEL) leaves from lo,
+ * from their stored hashes, read in one query. */
+static int
+leaves_root(struct rf_store *st, uint64_t lo, unsigned level, uint8_t out[32])
+{
+	uint8_t h[1 << RF_STORE_NODE_LEVEL][32];
+	uint64_t cnt = UINT64_C(1) << level, got = 0, i;
+	const void *p;
+	int r, rc;
+
+	if ((r = st_cached(st, &st->leaf_hashes,
+		 "SELECT idx, hash FROM audit_leaf WHERE idx >= ? AND idx < ? "
+		 "ORDER BY idx")) != 0 ||
+	    (r = st_bind_int(st, st->leaf_hashes, 1, (int64_t)lo)) != 0 ||
+	    (r = st_bind_int(st, st->leaf_hashes, 2, (int64_t)(lo + cnt))) != 0)
+		goto out;
+	while ((rc = sqlite3_step(st->leaf_hashes)) == SQLITE_ROW) {
+		p = sqlite3_column_blob(st->leaf_hashes, 1);
+		if ((uint64_t)sqlite3_column_int64(st->leaf_hashes, 0) !=
+			lo + got ||
+		    p == NULL || sqlite3_column_bytes(st->leaf_hashes, 1) != 32)
+			break;
+		memcpy(h[got++], p, 32);
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		r = st_fail(st, rc, "reading audit leaf hashes");
+		goto out;
+	}
+	if (got != cnt) {
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "audit leaf %llu is not in the record",
+		    (unsigned long long)(lo + got));
+		goto out;
+	}
+	for (; cnt > 1; cnt /= 2)
+		for (i = 0; i < cnt / 2; i++)
+			st->node_hash(h[2 * i], h[2 * i + 1], h[i]);
+	memcpy(out, h[0], 32);
+	r = 0;
+out:
+	st_release(st->leaf_hashes);
+	return r;
+}
+
+/*
+ * A subtree's hash: its stored node, or computed from its leaves (low
+ * levels, where no node is stored) or, with !strict, from its children
+ * when the node is missing (a record appended without node hashes).
+ */
+static int
+subtree(struct rf_store *st, unsigned level, uint64_t index, int strict,
+    uint8_t out[32])
+{
+	uint8_t l[32], rr[32];
+	int r;
+
+	if (st->node_hash == NULL)
+		return rf_err_set(RF_ERR_STATE, "no audit node hash set");
+	if (level > 62 || index > ((uint64_t)INT64_MAX >> level) - 1)
+		return rf_err_set(RF_ERR_NOT_FOUND, "beyond the audit record");
+	if (level >= RF_STORE_NODE_LEVEL) {
+		r = node_get(st, level, index, out);
+		if (r != RF_ERR_NOT_FOUND || strict)
+			return r;
+		if (level > RF_STORE_NODE_LEVEL) {
+			if ((r = subtree(st, level - 1, 2 * index, 0, l)) !=
+				0 ||
+			    (r = subtree(
+				 st, level - 1, 2 * index + 1, 0, rr)) != 0)
+				return r;
+			st->node_hash(l, rr, out);
+			return 0;
+		}
+	}
+	return leaves_root(st, index << level, level, out);
+}
+
+int
+rf_store_subtree_hash(
+    struct rf_store *st, unsigned level, uint64_t index, uint8_t out[32])
+{
+	return subtree(st, level, index, 0, out);
+}
+
+/* The frontier of the first n leaves, from stored nodes only (strict). */
+static int
+frontier_load(struct rf_store *st, uint64_t n, struct st_frontier *f)
+{
+	int k, r;
+
+	memset(f, 0, sizeof(*f));
+	f->n = n;
+	for (k = 63; k >= 0; k--) {
+		if (((n >> k) & 1) == 0)
+			continue;
+		if ((r = subtree(st, (unsigned)k, (n >> k) - 1, 1,
+			 f->hash[f->top])) != 0)
+			return r;
+		f->level[f->top++] = (uint8_t)k;
+	}
+	return 0;
+}
+
+/* Add one leaf; store every subtree it completes at a stored level. */
+static int
+frontier_add(struct rf_store *st, struct st_frontier *f, const uint8_t h[32])
+{
+	unsigned lv;
+	int r;
+
+	memcpy(f->hash[f->top], h, 32);
+	f->level[f->top++] = 0;
+	f->n++;
+	while (f->top >= 2 && f->level[f->top - 1] == f->level[f->top - 2]) {
+		st->node_hash(f->hash[f->top - 2], f->hash[f->top - 1],
+		    f->hash[f->top - 2]);
+		f->top--;
+		lv = ++f->level[f->top - 1];
+		if (lv >= RF_STORE_NODE_LEVEL &&
+		    (r = node_put(
+			 st, lv, (f->n >> lv) - 1, f->hash[f->top - 1])) != 0)
+			return r;
+	}
+	return 0;
+}
+
+/*
+ * The frontier an append at leaf `next` extends: the one kept from this
+ * handle's last append when it still describes the record, else loaded.
+ * *tree is 0 (write no nodes) without a hash function or when a node below
+ * is missing: rf_store_node_fill writes them later.
+ */
+static int
+tree_start(struct rf_store *st, uint64_t next, struct st_frontier *f, int *tree)
+{
+	int r;
+
+	*tree = 0;
+	if (st->node_hash == NULL)
+		return 0;
+	if (st->fr_pending_ok && st->fr_pending.n == next)
+		*f = st->fr_pending;
+	else if (st->fr_ok && st->fr.n == next)
+		*f = st->fr;
+	else if ((r = frontier_load(st, next, f)) != 0) {
+		if (r != RF_ERR_NOT_FOUND)
+			return r;
+		rf_err_clear();
+		return 0;
+	}
+	*tree = 1;
+	return 0;
+}
+
+/* Keep the frontier after a successful append: committed, or pending in
+ * the caller's transaction until rf_store_commit. */
+static void
+tree_keep(struct rf_store *st, int own, const struct st_frontier *f)
+{
+	if (own) {
+		st->fr = *f;
+		st->fr_ok = 1;
+	} else {
+		st->fr_pending = *f;
+		st->fr_pending_ok = 1;
+	}
+}
+
+/* Leaves covered by level-RF_STORE_NODE_LEVEL nodes (dense from 0). */
+static int
+node_cover(struct rf_store *st, uint64_t *covered)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	*covered = 0;
+	if ((r = st_prepare(st,
+		 "SELECT coalesce(max(idx) + 1, 0) FROM audit_node WHERE "
+		 "level = ?",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, RF_STORE_NODE_LEVEL)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = st_fail(st, rc, "reading audit tree nodes");
+		goto out;
+	}
+	*covered = (uint64_t)sqlite3_column_int64(s, 0) << RF_STORE_NODE_LEVEL;
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+static int
+fill_from(struct rf_store *st, struct st_frontier *f, uint64_t n)
+{
+	sqlite3_stmt *s = NULL;
+	const void *h;
+	int r, rc;
+
+	if ((r = st_prepare(st,
+		 "SELECT idx, hash FROM audit_leaf WHERE idx >= ? AND idx < ? "
+		 "ORDER BY idx",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, (int64_t)f->n)) != 0 ||
+	    (r = st_bind_int(st, s, 2, (int64_t)n)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		h = sqlite3_column_blob(s, 1);
+		/* A gap or a malformed hash: stop; verify names it. */
+		if ((uint64_t)sqlite3_column_int64(s, 0) != f->n || h == NULL ||
+		    sqlite3_column_bytes(s, 1) != 32)
+			break;
+		if ((r = frontier_add(st, f, h)) != 0)
+			goto out;
+	}
+	r = rc == SQLITE_ROW || rc == SQLITE_DONE
+	    ? 0
+	    : st_fail(st, rc, "reading audit leaf hashes");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+/*
+ * Once per record (at migration: the nodes of an existing record), and
+ * after appends made without a node hash function.
+ */
+int
+rf_store_node_fill(struct rf_store *st)
+{
+	struct st_frontier f;
+	uint64_t n, covered;
+	int r, own;
+
+	if (st->node_hash == NULL)
+		return rf_err_set(RF_ERR_STATE, "no audit node hash set");
+	/* The common case, read-only: nothing is missing. */
+	if ((r = leaf_next(st, &n)) != 0 || (r = node_cover(st, &covered)) != 0)
+		return r;
+	if (n >> RF_STORE_NODE_LEVEL <= covered >> RF_STORE_NODE_LEVEL)
+		return 0;
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = leaf_next(st, &n)) != 0 || (r = node_cover(st, &covered)) != 0)
+		goto out;
+	if ((r = frontier_load(st, covered, &f)) == RF_ERR_NOT_FOUND) {
+		/* Not dense after all: start again from leaf 0. */
+		rf_err_clear();
+		if ((r = st_exec(st, "DELETE FROM audit_node")) != 0)
+			goto out;
+		memset(&f, 0, sizeof(f));
+	} else if (r != 0)
+		goto out;
+	r = fill_from(st, &f, n);
+out:
+	if ((r = st_tx_end(st, own, r)) == 0)
+		tree_keep(st, own, &f);
+	return r;
+}
+
 int
 rf_store_leaf_append(
     struct rf_store *st, struct rf_leaf_rec *leaves, size_t n, uint64_t *first)
 {
+	struct st_frontier fr;
 	sqlite3_stmt *s;
 	uint64_t next = 0;
 	size_t i;
-	int r, rc, own;
+	int r, rc, own, tree = 0;
 
 	if (n > 0 && leaves == NULL)
 		return rf_err_set(RF_ERR_ARG, "no leaves to append");
@@ -51,6 +391,8 @@ rf_store_leaf_append(
 		goto out;
 	if (first != NULL)
 		*first = next;
+	if ((r = tree_start(st, next, &fr, &tree)) != 0)
+		goto out;
 	if ((r = st_cached(st, &st->leaf_ins,
 		 "INSERT INTO audit_leaf (idx, time, type, key_id, tenant, "
 		 "data, hash) VALUES (?, ?, ?, ?, ?, ?, ?)")) != 0)
@@ -77,6 +419,8 @@ rf_store_leaf_append(
 			r = st_fail(st, rc, "appending an audit leaf");
 			goto out;
 		}
+		if (tree && (r = frontier_add(st, &fr, l->hash)) != 0)
+			goto out;
 	}
 	r = 0;
 out:
@@ -84,7 +428,9 @@ out:
 		sqlite3_reset(st->leaf_ins);
 		sqlite3_clear_bindings(st->leaf_ins);
 	}
-	return st_tx_end(st, own, r);
+	if ((r = st_tx_end(st, own, r)) == 0 && tree)
+		tree_keep(st, own, &fr);
+	return r;
 }
 
 int
@@ -222,8 +568,8 @@ out:
 	return st_tx_end(st, own, r);
 }
 
-int
-rf_store_sth_foreach(struct rf_store *st,
+static int
+sth_rows(struct rf_store *st, const char *sql,
     int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg)
 {
 	sqlite3_stmt *s = NULL;
@@ -231,10 +577,7 @@ rf_store_sth_foreach(struct rf_store *st,
 	const void *root;
 	int r, rc;
 
-	if ((r = st_prepare(st,
-		 "SELECT size, time, root, key_id, sig FROM audit_sth "
-		 "ORDER BY size, time, id",
-		 &s)) != 0)
+	if ((r = st_prepare(st, sql, &s)) != 0)
 		return r;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		memset(&h, 0, sizeof(h));
@@ -258,4 +601,26 @@ rf_store_sth_foreach(struct rf_store *st,
 out:
 	sqlite3_finalize(s);
 	return r;
+}
+
+#define STH_COLS "size, time, root, key_id, sig"
+
+int
+rf_store_sth_foreach(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg)
+{
+	return sth_rows(st,
+	    "SELECT " STH_COLS " FROM audit_sth ORDER BY size, time, id", fn,
+	    arg);
+}
+
+/* One row through the (size, time) index, whatever the number of heads. */
+int
+rf_store_sth_latest(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_sth_rec *s), void *arg)
+{
+	return sth_rows(st,
+	    "SELECT " STH_COLS " FROM audit_sth ORDER BY size DESC, "
+	    "time DESC, id DESC LIMIT 1",
+	    fn, arg);
 }

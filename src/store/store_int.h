@@ -9,6 +9,17 @@
 
 #include "store/store.h"
 
+/*
+ * The roots of the complete subtrees that make up the first n leaves of the
+ * audit tree, largest first: one per set bit of n.
+ */
+struct st_frontier {
+	uint64_t n;
+	unsigned top;
+	uint8_t level[64];
+	uint8_t hash[64][32];
+};
+
 struct rf_store {
 	sqlite3 *db;
 	char *path;		/* as given to rf_store_open, for messages */
@@ -21,7 +32,21 @@ struct rf_store {
 	sqlite3_stmt *cert_get; /* lookups made for every issued certificate */
 	sqlite3_stmt *cert_other;
 	sqlite3_stmt *tenant_get;
+	/* The audit tree's interior nodes (store_audit.c). */
+	sqlite3_stmt *node_get;
+	sqlite3_stmt *node_ins;
+	sqlite3_stmt *leaf_hashes;
+	rf_store_node_hash_fn node_hash; /* NULL: appends write no nodes */
+	struct st_frontier fr;		 /* committed, valid at fr.n leaves */
+	struct st_frontier fr_pending;	 /* in the caller's transaction */
+	int fr_ok, fr_pending_ok;
 };
+
+/*
+ * The end of a caller's transaction (rf_store_commit / rollback): the
+ * frontier it extended becomes the committed one, or is forgotten.
+ */
+void st_tree_txn_end(struct rf_store *st, int committed);
 
 /* Map a SQLite result code to RF_ERR_* and attach a detail naming what. */
 int st_fail(struct rf_store *st, int rc, const char *what);
