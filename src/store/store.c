@@ -93,6 +93,9 @@ static const char *const migrations[] = {
     "  incident INTEGER NOT NULL REFERENCES incidents (id),"
     "  time INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);"
     "CREATE INDEX incident_events_inc ON incident_events (incident, id);",
+    /* 3: token hygiene: each key's random CKA_ID and the token holding it */
+    "ALTER TABLE keys ADD COLUMN token_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE keys ADD COLUMN token TEXT NOT NULL DEFAULT '';",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
