@@ -7,12 +7,15 @@
  * again starts clean. An initialised state is never touched.
  */
 #define _XOPEN_SOURCE 700
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/rand.h>
@@ -20,7 +23,7 @@
 #include "cli/cli.h"
 
 static const char init_help[] =
-    "usage: ringfence init\n"
+    "usage: ringfence init [--new]\n"
     "\n"
     "Creates the state folder ($RINGFENCE_HOME, default ./var): a SoftHSM2\n"
     "token with its own softhsm2.conf and a random PIN in token.pin (unless\n"
@@ -28,7 +31,13 @@ static const char init_help[] =
     "issuing CA and a delegated OCSP signer, all keys inside the token.\n"
     "With a hardware token (module set, softhsm_conf empty), the token must\n"
     "exist already and only keys are generated in it.\n"
-    "Refuses an initialised state. A failed init leaves nothing behind.\n";
+    "Refuses an initialised state, and a token folder that holds keys\n"
+    "while the store (RINGFENCE_DB_PATH) is missing: init never destroys\n"
+    "keys it did not make. A failed init leaves nothing behind.\n"
+    "\n"
+    "  --new   first move the old state (store, tokens, softhsm2.conf,\n"
+    "          PIN files, token-meta) aside into $RINGFENCE_HOME/old-TIME/;\n"
+    "          nothing is deleted\n";
 
 struct created {
 	int db, tokens, softhsm_conf, pin_file, so_pin_file;
@@ -112,16 +121,126 @@ write_secret(const char *path, const char *secret)
 }
 
 /*
- * A state whose database says it is not initialised is the remains of a
- * failed init: clear it so this run starts clean.
+ * How many key objects the SoftHSM token folder holds: every file
+ * tokens/<uuid>/<object>.object but token.object (the token's own
+ * metadata). A folder that cannot be read counts as holding keys.
+ */
+static size_t
+token_objects(const char *tokens_dir)
+{
+	char sub[RF_PATH_MAX + 300];
+	struct dirent *e, *o;
+	DIR *d, *t;
+	size_t n = 0, len;
+
+	if ((d = opendir(tokens_dir)) == NULL)
+		return errno == ENOENT ? 0 : 1;
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", tokens_dir, e->d_name);
+		if ((t = opendir(sub)) == NULL)
+			continue; /* not a token folder */
+		while ((o = readdir(t)) != NULL) {
+			len = strlen(o->d_name);
+			if (len > 7 &&
+			    strcmp(o->d_name + len - 7, ".object") == 0 &&
+			    strcmp(o->d_name, "token.object") != 0)
+				n++;
+		}
+		closedir(t);
+	}
+	closedir(d);
+	return n;
+}
+
+/* Move path (if it exists) into folder dir; *moved counts it. */
+static int
+move_into(const char *path, const char *dir, const char *name, int *moved)
+{
+	char to[RF_PATH_MAX + 300];
+
+	if (!exists(path))
+		return 0;
+	snprintf(to, sizeof(to), "%s/%s", dir, name);
+	if (rename(path, to) != 0)
+		return rf_err_set(RF_ERR_IO,
+		    "cannot move %s to %s: %s (move it yourself, then run "
+		    "init again)",
+		    path, to, strerror(errno));
+	(*moved)++;
+	return 0;
+}
+
+/*
+ * init --new: move the old state aside into $RINGFENCE_HOME/old-<UTC
+ * time>/ (0700): the store and its WAL files, the token folder, its
+ * verified metadata copies, softhsm2.conf and the PIN files. Nothing is
+ * deleted; the keys stay in the moved token folder.
  */
 static int
-check_previous(struct rf_cli *cli, int embedded, const char *tokens_dir)
+move_aside(struct rf_cli *cli, const char *tokens_dir)
+{
+	const struct rf_config *cfg = &cli->cfg;
+	char dir[RF_PATH_MAX + 64], stamp[32], p[RF_PATH_MAX + 64];
+	const char *base;
+	struct tm tm;
+	time_t now = time(NULL);
+	int r, moved = 0;
+
+	gmtime_r(&now, &tm);
+	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	snprintf(dir, sizeof(dir), "%s/old-%s", cfg->home, stamp);
+	if (mkdir(dir, 0700) != 0)
+		return rf_err_set(
+		    RF_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+	base = strrchr(cfg->db_path, '/');
+	base = base ? base + 1 : cfg->db_path;
+	if ((r = move_into(cfg->db_path, dir, base, &moved)) != 0)
+		return r;
+	snprintf(p, sizeof(p), "%s-wal", cfg->db_path);
+	snprintf(stamp, sizeof(stamp), "%.20s-wal", base);
+	if ((r = move_into(p, dir, stamp, &moved)) != 0)
+		return r;
+	snprintf(p, sizeof(p), "%s-shm", cfg->db_path);
+	snprintf(stamp, sizeof(stamp), "%.20s-shm", base);
+	if ((r = move_into(p, dir, stamp, &moved)) != 0 ||
+	    (r = move_into(tokens_dir, dir, "tokens", &moved)) != 0)
+		return r;
+	snprintf(p, sizeof(p), "%s/token-meta", cfg->home);
+	if ((r = move_into(p, dir, "token-meta", &moved)) != 0 ||
+	    (r = move_into(cfg->softhsm_conf, dir, "softhsm2.conf", &moved)) !=
+		0 ||
+	    (r = move_into(cfg->pin_file, dir, "token.pin", &moved)) != 0)
+		return r;
+	snprintf(p, sizeof(p), "%s/token.so-pin", cfg->home);
+	if ((r = move_into(p, dir, "token.so-pin", &moved)) != 0)
+		return r;
+	if (moved == 0)
+		rmdir(dir);
+	else
+		fprintf(stderr, "ringfence: moved the old state to %s\n", dir);
+	return 0;
+}
+
+/*
+ * A state whose database says it is not initialised is the remains of a
+ * failed init: its database is cleared so this run starts clean, and so
+ * is a token folder holding no key. A token folder holding keys is never
+ * removed: without its store (RINGFENCE_DB_PATH missing, or pointing at
+ * another file) init is refused; --new moves both aside first.
+ */
+static int
+check_previous(
+    struct rf_cli *cli, int embedded, const char *tokens_dir, int fresh)
 {
 	struct rf_store *st = NULL;
 	char v[16];
+	size_t nobj;
 	int r;
 
+	if (fresh && (r = move_aside(cli, tokens_dir)) != 0)
+		return r;
 	if (exists(cli->cfg.db_path)) {
 		if ((r = rf_store_open(cli->cfg.db_path, 0, &st)) != 0)
 			return r;
@@ -134,20 +253,38 @@ check_previous(struct rf_cli *cli, int embedded, const char *tokens_dir)
 			    cli->cfg.home);
 		if (r != RF_ERR_NOT_FOUND)
 			return r;
-		remove_db(cli->cfg.db_path);
+		rf_err_clear();
 	}
+	if (embedded && (nobj = token_objects(tokens_dir)) > 0)
+		return rf_err_set(RF_ERR_EXISTS,
+		    "token folder %s holds %zu key objects but the store %s "
+		    "is missing or not initialised: nothing was changed (point "
+		    "RINGFENCE_DB_PATH at its store, or run 'ringfence init "
+		    "--new' to move the old state aside)",
+		    tokens_dir, nobj, cli->cfg.db_path);
+	if (exists(cli->cfg.db_path))
+		remove_db(cli->cfg.db_path);
 	if (embedded && exists(tokens_dir))
-		rm_rf(tokens_dir);
+		rm_rf(tokens_dir); /* tokens without a key: a failed init's */
 	return 0;
 }
 
 static int
-init_state(struct rf_cli *cli, struct created *c)
+count_key(void *arg, const struct rf_key_info *ki)
+{
+	(void)ki;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static int
+init_state(struct rf_cli *cli, struct created *c, int fresh)
 {
 	struct rf_config *cfg = &cli->cfg;
 	char pin[sizeof(cli->cfg.pin)] = "", so_pin[33] = "", ntok[16];
 	int embedded = cfg->softhsm_conf[0] != '\0' &&
 	    strstr(cfg->module, "softhsm") != NULL;
+	size_t nkeys = 0;
 	int r = RF_ERR_INTERNAL;
 
 	snprintf(c->tokens_dir, sizeof(c->tokens_dir), "%s/tokens", cfg->home);
@@ -158,7 +295,7 @@ init_state(struct rf_cli *cli, struct created *c)
 		    "cannot create state folder %s: "
 		    "%s",
 		    cfg->home, strerror(errno));
-	if ((r = check_previous(cli, embedded, c->tokens_dir)) != 0)
+	if ((r = check_previous(cli, embedded, c->tokens_dir, fresh)) != 0)
 		return r;
 
 	if (embedded) {
@@ -186,8 +323,21 @@ init_state(struct rf_cli *cli, struct created *c)
 	if ((r = rf_store_open(cfg->db_path, 1, &cli->store)) != 0 ||
 	    (embedded &&
 		(r = rf_store_meta_set(cli->store, "key_tokens", ntok)) != 0) ||
-	    (r = cli_open(cli, CLI_KEYS)) != 0 ||
-	    (r = rf_ca_init(cfg, cli->store, cli->keys, &cli->who)) != 0)
+	    (r = cli_open(cli, CLI_KEYS)) != 0)
+		goto out;
+	/* A configured token that holds keys belongs to another store. */
+	if (!embedded &&
+	    ((r = rf_keys_list(cli->keys, count_key, &nkeys)) != 0 ||
+		nkeys > 0)) {
+		if (r == 0)
+			r = rf_err_set(RF_ERR_EXISTS,
+			    "token '%s' in module %s holds %zu keys but the "
+			    "store %s is new: nothing was changed (point "
+			    "RINGFENCE_DB_PATH at its store)",
+			    cfg->token, cfg->module, nkeys, cfg->db_path);
+		goto out;
+	}
+	if ((r = rf_ca_init(cfg, cli->store, cli->keys, &cli->who)) != 0)
 		goto out;
 	r = 0;
 out:
@@ -199,18 +349,31 @@ out:
 int
 cmd_init(struct rf_cli *cli, int argc, char **argv)
 {
+	static const struct option opts[] = {
+	    {"new", no_argument, NULL, 'n'},
+	    {NULL, 0, NULL, 0},
+	};
 	struct created c;
 	char more[96] = "";
-	int r;
+	int ch, fresh = 0, r;
 
 	if (cli_wants_help(argc, argv)) {
 		fputs(init_help, stdout);
 		return EXIT_OK;
 	}
-	if (argc > 1)
-		return cli_usage("init", "unexpected argument '%s'", argv[1]);
+	optind = 1;
+	opterr = 0;
+	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+		if (ch != 'n')
+			return cli_usage(
+			    "init", "unknown option '%s'", argv[optind - 1]);
+		fresh = 1;
+	}
+	if (optind < argc)
+		return cli_usage(
+		    "init", "unexpected argument '%s'", argv[optind]);
 	memset(&c, 0, sizeof(c));
-	if ((r = init_state(cli, &c)) != 0) {
+	if ((r = init_state(cli, &c, fresh)) != 0) {
 		cli_close(cli);
 		undo(&cli->cfg, &c);
 		return cli_fail(r);

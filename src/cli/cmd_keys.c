@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 
@@ -15,6 +16,12 @@ static const char keys_help[] =
     "the public key), algorithm, purpose, tenant, state, and the custody\n"
     "attributes read from the token. Every key ringfence makes is\n"
     "sensitive and never extractable; 'custody' says so per key.\n"
+    "Then every disagreement between the store and the token, one line\n"
+    "each: a key the store records but no token holds ('missing'), a key\n"
+    "a token holds but the store does not know ('unknown'), a key the\n"
+    "store says destroyed that a token still holds ('not-destroyed'), a\n"
+    "key whose CKA_ID differs from the store's ('token-id'). Exits 1\n"
+    "when there is any.\n"
     "\n"
     "  --json   one JSON object per key, one per line\n"
     "\n"
@@ -22,7 +29,8 @@ static const char keys_help[] =
 
 struct list_ctx {
 	struct rf_cli *cli;
-	size_t n;
+	struct rf_key_info *v; /* every private key in the token */
+	size_t n, cap;
 	int r;
 };
 
@@ -36,60 +44,194 @@ custody_word(const struct rf_key_info *ki)
 }
 
 static int
-print_key(void *arg, const struct rf_key_info *ki)
+collect_key(void *arg, const struct rf_key_info *ki)
 {
 	struct list_ctx *c = arg;
-	struct rf_key_rec kr;
+	struct rf_key_info *nv;
+
+	if (c->n == c->cap) {
+		c->cap = c->cap ? 2 * c->cap : 64;
+		if ((nv = reallocarray(c->v, c->cap, sizeof(*nv))) == NULL)
+			return c->r = rf_err_set(RF_ERR_ALLOC, "out of memory");
+		c->v = nv;
+	}
+	c->v[c->n++] = *ki;
+	return 0;
+}
+
+static int
+print_key(struct list_ctx *c, const struct rf_key_info *ki,
+    const struct rf_key_rec *kr, int have)
+{
 	json_t *o;
 	char *s;
-	int have;
 
-	memset(&kr, 0, sizeof(kr));
-	have = ki->id[0] != '\0' &&
-	    rf_store_key_get(c->cli->store, ki->id, &kr) == 0;
-	if (!have) {
-		snprintf(kr.purpose, sizeof(kr.purpose), "-");
-		snprintf(kr.state, sizeof(kr.state), "%s",
-		    ki->can_sign ? "unrecorded" : "no-sign");
-	} else if (!ki->can_sign && strcmp(kr.state, "active") == 0) {
-		/* The token is the authority on whether a key can sign. */
-		snprintf(kr.state, sizeof(kr.state), "disabled");
-	}
-	c->n++;
 	if (!c->cli->json) {
 		printf("%-64s  %-8s  %-10s  %-12s  %-10s  %-7s  %s\n",
 		    ki->id[0] ? ki->id : "(foreign id)",
-		    rf_key_alg_name(ki->alg), kr.purpose,
-		    kr.tenant[0] ? kr.tenant : "-", kr.state, custody_word(ki),
-		    ki->label);
+		    rf_key_alg_name(ki->alg), kr->purpose,
+		    kr->tenant[0] ? kr->tenant : "-", kr->state,
+		    custody_word(ki), ki->label);
 		return 0;
 	}
-	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b}",
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:b, s:b, s:b, s:b, s:b, "
+		      "s:s, s:s}",
 	    "id", ki->id, "alg", rf_key_alg_name(ki->alg), "purpose",
-	    kr.purpose, "tenant", kr.tenant, "state", kr.state, "label",
+	    kr->purpose, "tenant", kr->tenant, "state", kr->state, "label",
 	    ki->label, "can_sign", ki->can_sign, "sensitive", ki->sensitive,
 	    "extractable", ki->extractable, "always_sensitive",
-	    ki->always_sensitive, "never_extractable", ki->never_extractable);
+	    ki->always_sensitive, "never_extractable", ki->never_extractable,
+	    "token_id", ki->token_id, "token", ki->token);
 	if (o == NULL)
-		return c->r = RF_ERR_ALLOC;
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
 	if (have &&
-	    json_object_set_new(o, "created", json_integer(kr.created)) != 0) {
+	    json_object_set_new(o, "created", json_integer(kr->created)) != 0) {
 		json_decref(o);
-		return c->r = RF_ERR_ALLOC;
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
 	}
 	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	if (s == NULL)
-		return c->r = RF_ERR_ALLOC;
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+/*
+ * One disagreement between the store and the token, one line: kind is
+ * "missing" (the store records a live key no token holds), "unknown" (a
+ * token holds a key the store does not record), "not-destroyed" (the
+ * store says destroyed, a token still holds it) or "token-id" (the
+ * store's CKA_ID for the key is not the token's).
+ */
+static int
+disagree(struct rf_cli *cli, const char *kind, const char *id,
+    const char *token, const char *detail)
+{
+	json_t *o;
+	char *s;
+
+	if (!cli->json) {
+		printf("disagreement: %s key %s%s%s: %s\n", kind,
+		    id[0] ? id : "(no public key)",
+		    token[0] ? " in token " : "", token, detail);
+		return 0;
+	}
+	if ((o = json_pack("{s:s, s:s, s:s, s:s}", "disagreement", kind, "id",
+		 id, "token", token, "detail", detail)) == NULL ||
+	    (s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS)) == NULL) {
+		json_decref(o);
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	}
+	json_decref(o);
 	printf("%s\n", s);
 	free(s);
 	return 0;
 }
 
 static int
+info_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct rf_key_info *)a)->id,
+	    ((const struct rf_key_info *)b)->id);
+}
+
+/* Print the token's keys, then every disagreement with the store. */
+static int
+list_and_compare(struct list_ctx *c, size_t *ndis)
+{
+	struct rf_cli *cli = c->cli;
+	struct rf_key_rec kr, *recs = NULL;
+	struct rf_key_info want;
+	char detail[256];
+	size_t i, nrecs = 0;
+	int have, r;
+
+	*ndis = 0;
+	for (i = 0; i < c->n; i++) {
+		const struct rf_key_info *ki = &c->v[i];
+
+		memset(&kr, 0, sizeof(kr));
+		have = ki->id[0] != '\0' &&
+		    (r = rf_store_key_get(cli->store, ki->id, &kr)) == 0;
+		if (!have && ki->id[0] != '\0' && r != RF_ERR_NOT_FOUND)
+			return r;
+		rf_err_clear();
+		if (!have) {
+			snprintf(kr.purpose, sizeof(kr.purpose), "-");
+			snprintf(kr.state, sizeof(kr.state), "unrecorded");
+		} else if (!ki->can_sign && strcmp(kr.state, "active") == 0) {
+			/* Made before disabling was a store state. */
+			snprintf(kr.state, sizeof(kr.state), "disabled");
+		}
+		if ((r = print_key(c, ki, &kr, have)) != 0)
+			return r;
+	}
+	/* Token to store. */
+	for (i = 0; i < c->n; i++) {
+		const struct rf_key_info *ki = &c->v[i];
+
+		memset(&kr, 0, sizeof(kr));
+		r = ki->id[0] ? rf_store_key_get(cli->store, ki->id, &kr)
+			      : RF_ERR_NOT_FOUND;
+		if (r != 0 && r != RF_ERR_NOT_FOUND)
+			return r;
+		rf_err_clear();
+		if (r == RF_ERR_NOT_FOUND) {
+			snprintf(detail, sizeof(detail),
+			    "the token holds it (CKA_ID %s, label '%s'), the "
+			    "store does not know it",
+			    ki->token_id, ki->label);
+			r = disagree(cli, "unknown", ki->id, ki->token, detail);
+		} else if (strcmp(kr.state, "destroyed") == 0) {
+			snprintf(detail, sizeof(detail),
+			    "the store says destroyed, the token still holds "
+			    "it (a destroy that did not finish: run the "
+			    "command that destroyed it again)");
+			r = disagree(
+			    cli, "not-destroyed", ki->id, ki->token, detail);
+		} else if (kr.token_id[0] != '\0' &&
+		    strcasecmp(kr.token_id, ki->token_id) != 0) {
+			snprintf(detail, sizeof(detail),
+			    "the store says CKA_ID %s, the token has %s",
+			    kr.token_id, ki->token_id);
+			r = disagree(
+			    cli, "token-id", ki->id, ki->token, detail);
+		} else {
+			continue;
+		}
+		if (r != 0)
+			return r;
+		(*ndis)++;
+	}
+	/* Store to token. */
+	if ((r = rf_store_key_list(cli->store, &recs, &nrecs)) != 0)
+		return r;
+	qsort(c->v, c->n, sizeof(*c->v), info_cmp);
+	for (i = 0; i < nrecs && r == 0; i++) {
+		if (strcmp(recs[i].state, "destroyed") == 0)
+			continue;
+		memset(&want, 0, sizeof(want));
+		snprintf(want.id, sizeof(want.id), "%s", recs[i].id);
+		if (bsearch(&want, c->v, c->n, sizeof(*c->v), info_cmp) != NULL)
+			continue;
+		snprintf(detail, sizeof(detail),
+		    "the store records it (%s, %s, state %s), no token holds "
+		    "it",
+		    recs[i].alg, recs[i].purpose, recs[i].state);
+		r = disagree(cli, "missing", recs[i].id, recs[i].token, detail);
+		(*ndis)++;
+	}
+	free(recs);
+	return r;
+}
+
+static int
 keys_list(struct rf_cli *cli, int argc, char **argv)
 {
 	struct list_ctx c;
+	size_t ndis = 0;
 	int r;
 
 	if (argc > 1)
@@ -101,10 +243,19 @@ keys_list(struct rf_cli *cli, int argc, char **argv)
 	if (!cli->json)
 		printf("%-64s  %-8s  %-10s  %-12s  %-10s  %-7s  %s\n", "ID",
 		    "ALG", "PURPOSE", "TENANT", "STATE", "CUSTODY", "LABEL");
-	if ((r = rf_keys_list(cli->keys, print_key, &c)) != 0)
+	if ((r = rf_keys_list(cli->keys, collect_key, &c)) != 0 ||
+	    (r = list_and_compare(&c, &ndis)) != 0) {
+		free(c.v);
 		return cli_fail(r);
+	}
+	free(c.v);
 	if (fflush(stdout) != 0)
 		return cli_fail(rf_err_set(RF_ERR_IO, "cannot write output"));
+	if (ndis > 0)
+		return cli_fail(rf_err_set(RF_ERR_STATE,
+		    "%zu disagreements between the store and the token (listed "
+		    "above)",
+		    ndis));
 	return EXIT_OK;
 }
 

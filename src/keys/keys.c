@@ -36,7 +36,9 @@
 #include "store/store.h"
 
 #define LABEL_LEN 32	/* CK_TOKEN_INFO label, space padded */
-#define ID_LEN 32	/* CKA_ID: SHA-256 of the SPKI */
+#define ID_LEN 32	/* a key's id: SHA-256 of the SPKI */
+#define TID_LEN 16	/* a new key's CKA_ID: random, set at generation */
+#define TID_MAX 32	/* CKA_ID: TID_LEN, or ID_LEN for keys made before */
 #define POOL_MAX 4	/* idle sessions kept open */
 #define THREAD_MIN 64	/* batches this large are split over threads */
 #define SIGN_THREADS 2	/* threads for a large batch */
@@ -93,9 +95,24 @@ struct rf_keys {
 struct rf_key {
 	char id[65];
 	uint8_t idbin[ID_LEN];
+	uint8_t tid[TID_MAX]; /* its CKA_ID in the token */
+	size_t tidlen;
 	enum rf_key_alg alg;
 	EVP_PKEY *pub;
 	int sh; /* the token holding it */
+};
+
+/*
+ * Where a key is in the token: its CKA_ID and the token holding it, from
+ * the store's record; for keys made before random CKA_IDs (or never
+ * recorded) the CKA_ID is the SPKI hash and any token may hold it.
+ */
+struct where {
+	uint8_t tid[TID_MAX];
+	size_t tidlen;
+	int sh;		/* the recorded token, or -1 */
+	int recorded;	/* the store has a row for the key */
+	char state[16]; /* its state there */
 };
 
 static const char *
@@ -689,11 +706,11 @@ with_session(struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp)
 /* The object of class cls with CKA_ID id; *h is CK_INVALID_HANDLE if none. */
 static CK_RV
 find_object(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
-    const uint8_t id[ID_LEN], CK_OBJECT_HANDLE *h)
+    const uint8_t *id, size_t idlen, CK_OBJECT_HANDLE *h)
 {
 	CK_ATTRIBUTE t[2] = {
 	    {CKA_CLASS, &cls, sizeof(cls)},
-	    {CKA_ID, (void *)id, ID_LEN},
+	    {CKA_ID, (void *)id, idlen},
 	};
 	CK_ULONG n = 0;
 	CK_RV rv, rv2;
@@ -1033,22 +1050,28 @@ parse_id(const char *id, uint8_t out[ID_LEN])
 }
 
 /*
- * Run op on each token of the store in turn until it reports, through
- * *found, that the key it looks for is there; *sh receives that token.
- * Stops at the first CK_RV other than CKR_OK (in *rvp). *found stays 0 when
- * no token holds the key.
+ * Run op on token first (the one the store records for the key; -1 for
+ * none), then on each other token of the store in turn, until it reports,
+ * through *found, that the key it looks for is there; *sh receives that
+ * token. Stops at the first CK_RV other than CKR_OK (in *rvp). *found
+ * stays 0 when no token holds the key.
  */
 static int
 with_key_token(struct rf_keys *keys, session_op op, void *arg, const int *found,
-    int *sh, CK_RV *rvp)
+    int first, int *sh, CK_RV *rvp)
 {
-	int i, n, r;
+	int i, k, n, r;
 
 	pthread_mutex_lock(&keys->lock);
 	n = keys->nsh;
 	pthread_mutex_unlock(&keys->lock);
+	if (first >= n)
+		first = -1;
 	*rvp = CKR_OK;
-	for (i = 0; i < n; i++) {
+	for (k = first < 0 ? 0 : -1; k < n; k++) {
+		i = k < 0 ? first : k;
+		if (k >= 0 && i == first)
+			continue; /* probed first */
 		if ((r = with_session(keys, i, op, arg, rvp)) != 0)
 			return r;
 		if (*rvp != CKR_OK || *found) {
@@ -1059,8 +1082,118 @@ with_key_token(struct rf_keys *keys, session_op op, void *arg, const int *found,
 	return 0;
 }
 
+/* The store of the audit record, used under the audit lock. */
+static struct rf_store *
+keys_store(struct rf_keys *keys)
+{
+	return rf_audit_store(keys->audit);
+}
+
+/* The index of the token labelled label, or -1. */
+static int
+shard_index(struct rf_keys *keys, const char *label)
+{
+	int i, sh = -1;
+
+	pthread_mutex_lock(&keys->lock);
+	for (i = 0; i < keys->nsh && label[0] != '\0'; i++)
+		if (strcmp(keys->sh[i].label, label) == 0) {
+			sh = i;
+			break;
+		}
+	pthread_mutex_unlock(&keys->lock);
+	return sh;
+}
+
+/*
+ * Where key id is: its CKA_ID and token as the store records them (an
+ * indexed lookup, so that finding a key never needs a pass over every
+ * object); for a key made before random CKA_IDs, or not recorded, the
+ * SPKI hash.
+ */
+static int
+key_where(struct rf_keys *keys, const char *id, struct where *w)
+{
+	uint8_t idbin[ID_LEN];
+	struct rf_key_rec kr;
+	size_t len = 0;
+	int r;
+
+	memset(w, 0, sizeof(*w));
+	w->sh = -1;
+	if ((r = parse_id(id, idbin)) != 0)
+		return r;
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_store_key_get(keys_store(keys), id, &kr);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r != 0 && r != RF_ERR_NOT_FOUND)
+		return r;
+	if (r == 0) {
+		w->recorded = 1;
+		snprintf(w->state, sizeof(w->state), "%s", kr.state);
+		w->sh = shard_index(keys, kr.token);
+	} else {
+		rf_err_clear();
+	}
+	if (r == 0 && kr.token_id[0] != '\0') {
+		if (strlen(kr.token_id) > 2 * TID_MAX ||
+		    rf_unhex(kr.token_id, w->tid, sizeof(w->tid), &len) != 0 ||
+		    len == 0)
+			return rf_err_set(RF_ERR_STORE,
+			    "the store's token id of key %s is not hex: %s", id,
+			    kr.token_id);
+		w->tidlen = len;
+	} else {
+		memcpy(w->tid, idbin, ID_LEN);
+		w->tidlen = ID_LEN;
+	}
+	return 0;
+}
+
+/*
+ * Store states in which a key signs nothing. Keys cannot be changed in the
+ * token once made (CKA_MODIFIABLE false), so disabling a key is a state of
+ * its record, checked before every signature; taking a key out of service
+ * for good destroys it.
+ */
+static int
+state_refuses(const char *state)
+{
+	static const char *const refused[] = {
+	    "disabled", "retired", "destroying", "destroyed", "compromised"};
+	size_t i;
+
+	for (i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		if (strcmp(state, refused[i]) == 0)
+			return 1;
+	return 0;
+}
+
+/* RF_ERR_KEY_DISABLED if the store says key signs nothing. */
+static int
+key_usable(struct rf_keys *keys, const struct rf_key *key)
+{
+	struct rf_key_rec kr;
+	int r;
+
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_store_key_get(keys_store(keys), key->id, &kr);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0; /* not recorded: the token decides */
+	}
+	if (r != 0)
+		return r;
+	if (state_refuses(kr.state))
+		return rf_err_set(RF_ERR_KEY_DISABLED,
+		    "key %s is %s in the store: it signs nothing", key->id,
+		    kr.state);
+	return 0;
+}
+
 static int destroy_quiet(
-    struct rf_keys *keys, int sh, const uint8_t id[ID_LEN]);
+    struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen);
 
 struct gen_arg {
 	enum rf_key_alg alg;
@@ -1077,21 +1210,27 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_ULONG bits = g->alg == RF_KEY_RSA_3072 ? 3072 : 2048;
 	uint8_t e[3] = {0x01, 0x00, 0x01}; /* 65537 */
-	uint8_t tmpid[ID_LEN];
+	uint8_t tid[TID_LEN];
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
-	CK_ATTRIBUTE pubt[10], privt[12], setid;
+	CK_ATTRIBUTE pubt[13], privt[16];
 	CK_ULONG npub = 0, npriv = 0;
 	struct rf_key *key = NULL;
 	CK_RV rv;
 
 	g->r = 0;
-	if (RAND_bytes(tmpid, sizeof(tmpid)) != 1) {
+	if (RAND_bytes(tid, sizeof(tid)) != 1) {
 		g->r = rf_err_set(RF_ERR_INTERNAL, "no random bytes");
 		return CKR_OK;
 	}
-	/* The key id is the SPKI hash, known after generation: the pair is
-	 * made under a random id and renamed below. */
+	/*
+	 * The pair is found by a random CKA_ID, set here once: both objects
+	 * are made neither modifiable nor copyable (PKCS#11 v2.40 section
+	 * 4.4: CKA_MODIFIABLE and CKA_COPYABLE can only be set at creation),
+	 * so that with the PIN nobody can turn CKA_SIGN back on, rename the
+	 * key, or copy it to a session object. The key id (SPKI hash) is the
+	 * public name; the store maps it to this CKA_ID.
+	 */
 #define ATTR(t, n, ty, ptr, len)                                               \
 	do {                                                                   \
 		t[n].type = (ty);                                              \
@@ -1104,7 +1243,10 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	ATTR(pubt, npub, CKA_VERIFY, &yes, sizeof(yes));
 	ATTR(pubt, npub, CKA_ENCRYPT, &no, sizeof(no));
 	ATTR(pubt, npub, CKA_WRAP, &no, sizeof(no));
-	ATTR(pubt, npub, CKA_ID, tmpid, sizeof(tmpid));
+	ATTR(pubt, npub, CKA_VERIFY_RECOVER, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_MODIFIABLE, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_COPYABLE, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_ID, tid, sizeof(tid));
 	ATTR(pubt, npub, CKA_LABEL, g->label, strlen(g->label));
 	switch (g->alg) {
 	case RF_KEY_EC_P256:
@@ -1126,7 +1268,10 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	ATTR(privt, npriv, CKA_DECRYPT, &no, sizeof(no));
 	ATTR(privt, npriv, CKA_UNWRAP, &no, sizeof(no));
 	ATTR(privt, npriv, CKA_DERIVE, &no, sizeof(no));
-	ATTR(privt, npriv, CKA_ID, tmpid, sizeof(tmpid));
+	ATTR(privt, npriv, CKA_SIGN_RECOVER, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_MODIFIABLE, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_COPYABLE, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_ID, tid, sizeof(tid));
 	ATTR(privt, npriv, CKA_LABEL, g->label, strlen(g->label));
 	if (mech.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN)
 		ATTR(pubt, npub, CKA_PUBLIC_EXPONENT, e, sizeof(e));
@@ -1152,12 +1297,8 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	if ((g->r = rf_keys_pub_id(key->pub, key->id)) != 0 ||
 	    (g->r = parse_id(key->id, key->idbin)) != 0)
 		goto fail;
-	setid.type = CKA_ID;
-	setid.pValue = key->idbin;
-	setid.ulValueLen = ID_LEN;
-	if ((rv = f->C_SetAttributeValue(s, hpriv, &setid, 1)) != CKR_OK ||
-	    (rv = f->C_SetAttributeValue(s, hpub, &setid, 1)) != CKR_OK)
-		goto fail;
+	memcpy(key->tid, tid, sizeof(tid));
+	key->tidlen = sizeof(tid);
 	g->key = key; /* handed to rf_keys_generate */
 	return CKR_OK;
 fail:
@@ -1176,9 +1317,19 @@ undo_generated(struct rf_keys *keys, struct rf_key **out, size_t n)
 	int bad = 0;
 
 	for (i = 0; i < n; i++) {
-		if (out[i] != NULL &&
-		    destroy_quiet(keys, out[i]->sh, out[i]->idbin) != 0)
+		if (out[i] == NULL)
+			continue;
+		if (destroy_quiet(
+			keys, out[i]->sh, out[i]->tid, out[i]->tidlen) != 0)
 			bad = 1;
+		else {
+			/* Gone from the token: its row goes too. */
+			pthread_mutex_lock(&keys->audit_lock);
+			if (rf_store_key_forget(keys_store(keys), out[i]->id) !=
+			    0)
+				bad = 1;
+			pthread_mutex_unlock(&keys->audit_lock);
+		}
 		rf_key_free(out[i]);
 		out[i] = NULL;
 	}
@@ -1199,6 +1350,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 {
 	struct gen_arg g;
 	struct rf_audit_event *evs = NULL;
+	struct rf_key_rec *recs = NULL;
 	char(*detail)[96] = NULL, msg[MSG_MAX];
 	CK_RV rv = CKR_OK;
 	size_t i;
@@ -1221,6 +1373,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	if (n == 0)
 		return 0;
 	if ((evs = calloc(n, sizeof(*evs))) == NULL ||
+	    (recs = calloc(n, sizeof(*recs))) == NULL ||
 	    (detail = calloc(n, sizeof(*detail))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
@@ -1250,6 +1403,40 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		evs[i].actor = who ? who->actor : NULL;
 		evs[i].source = who ? who->source : NULL;
 		evs[i].detail = detail[i];
+		snprintf(recs[i].id, sizeof(recs[i].id), "%s", out[i]->id);
+		snprintf(recs[i].alg, sizeof(recs[i].alg), "%s",
+		    rf_key_alg_name(reqs[i].alg));
+		snprintf(recs[i].purpose, sizeof(recs[i].purpose), "-");
+		snprintf(recs[i].tenant, sizeof(recs[i].tenant), "%s",
+		    reqs[i].tenant ? reqs[i].tenant : "");
+		snprintf(recs[i].state, sizeof(recs[i].state), "generated");
+		recs[i].created = rf_now();
+		rf_hex(out[i]->tid, out[i]->tidlen, recs[i].token_id);
+		pthread_mutex_lock(&keys->lock);
+		snprintf(recs[i].token, sizeof(recs[i].token), "%s",
+		    keys->sh[sh].label);
+		pthread_mutex_unlock(&keys->lock);
+	}
+	/*
+	 * The store maps each key id to its random CKA_ID before the key is
+	 * handed out ("generated" until the caller records its purpose with
+	 * rf_store_key_add): without that row the key could not be found.
+	 */
+	if (rf_store_in_transaction(keys_store(keys))) {
+		r = rf_err_set(RF_ERR_INTERNAL,
+		    "refusing to make keys inside an open store transaction");
+		goto out;
+	}
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_store_key_note_many(keys_store(keys), recs, n);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r != 0) {
+		r = rf_err_set(r,
+		    "the store could not record the new %s (%s); %s",
+		    n == 1 ? "key" : "keys", rf_err_msg(r),
+		    n == 1 ? "the new key was destroyed"
+			   : "the new keys were destroyed");
+		goto out;
 	}
 	/* A key without its record must not exist. */
 	if ((r = audit_append(keys, evs, n,
@@ -1272,6 +1459,7 @@ out:
 			r = rf_err_set(r, "%s", msg);
 	}
 	free(detail);
+	free(recs);
 	free(evs);
 	return r;
 }
@@ -1294,7 +1482,8 @@ rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
 }
 
 struct load_arg {
-	const uint8_t *id;
+	const uint8_t *id; /* CKA_ID */
+	size_t idlen;
 	struct rf_key *key;
 	int found;
 	int r;
@@ -1309,10 +1498,10 @@ load_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 
 	l->r = 0;
 	l->found = 0;
-	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, l->id, &hpriv)) !=
-		CKR_OK ||
-	    (rv = find_object(keys->f, s, CKO_PUBLIC_KEY, l->id, &hpub)) !=
-		CKR_OK)
+	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, l->id, l->idlen,
+		 &hpriv)) != CKR_OK ||
+	    (rv = find_object(
+		 keys->f, s, CKO_PUBLIC_KEY, l->id, l->idlen, &hpub)) != CKR_OK)
 		return rv;
 	if (hpriv == CK_INVALID_HANDLE || hpub == CK_INVALID_HANDLE)
 		return CKR_OK; /* not in this token */
@@ -1325,6 +1514,7 @@ rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
 {
 	struct load_arg l;
 	struct rf_key *key = NULL;
+	struct where w;
 	char got[65];
 	CK_RV rv = CKR_OK;
 	int r = RF_ERR_INTERNAL;
@@ -1332,14 +1522,18 @@ rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
 	*out = NULL;
 	if ((key = calloc(1, sizeof(*key))) == NULL)
 		return RF_ERR_ALLOC;
-	if ((r = parse_id(id, key->idbin)) != 0)
+	if ((r = parse_id(id, key->idbin)) != 0 ||
+	    (r = key_where(keys, id, &w)) != 0)
 		goto out;
 	snprintf(key->id, sizeof(key->id), "%s", id);
+	memcpy(key->tid, w.tid, w.tidlen);
+	key->tidlen = w.tidlen;
 	memset(&l, 0, sizeof(l));
-	l.id = key->idbin;
+	l.id = key->tid;
+	l.idlen = key->tidlen;
 	l.key = key;
-	if ((r = with_key_token(keys, load_op, &l, &l.found, &key->sh, &rv)) !=
-	    0)
+	if ((r = with_key_token(
+		 keys, load_op, &l, &l.found, w.sh, &key->sh, &rv)) != 0)
 		goto out;
 	if (rv != CKR_OK) {
 		r = token_err("C_GetAttributeValue", rv);
@@ -1372,7 +1566,8 @@ out:
 }
 
 struct custody_arg {
-	const uint8_t *id;
+	const uint8_t *id; /* CKA_ID */
+	size_t idlen;
 	int found;
 	int v[5]; /* sensitive, extractable, always s., never e., sign */
 };
@@ -1388,8 +1583,8 @@ custody_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_RV rv;
 	size_t i;
 
-	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, c->id, &h)) !=
-	    CKR_OK)
+	if ((rv = find_object(
+		 keys->f, s, CKO_PRIVATE_KEY, c->id, c->idlen, &h)) != CKR_OK)
 		return rv;
 	if ((c->found = h != CK_INVALID_HANDLE) == 0)
 		return CKR_OK;
@@ -1400,20 +1595,23 @@ custody_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	return CKR_OK;
 }
 
-/* Custody attributes of key id, in token sh or (sh < 0) wherever it is. */
+/*
+ * Custody attributes of key id (CKA_ID tid), in token sh or (sh < 0)
+ * wherever it is, token hint first.
+ */
 static int
-custody(struct rf_keys *keys, const char *id, int sh, struct custody_arg *c)
+custody(struct rf_keys *keys, const char *id, const uint8_t *tid, size_t tidlen,
+    int sh, int hint, struct custody_arg *c)
 {
-	uint8_t idbin[ID_LEN];
 	CK_RV rv = CKR_OK;
 	int r;
 
 	memset(c, 0, sizeof(*c));
-	if ((r = parse_id(id, idbin)) != 0)
-		return r;
-	c->id = idbin;
+	c->id = tid;
+	c->idlen = tidlen;
 	if (sh < 0)
-		r = with_key_token(keys, custody_op, c, &c->found, &sh, &rv);
+		r = with_key_token(
+		    keys, custody_op, c, &c->found, hint, &sh, &rv);
 	else
 		r = with_session(keys, sh, custody_op, c, &rv);
 	if (r != 0)
@@ -1433,9 +1631,11 @@ rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
     int *extractable, int *always_sensitive, int *never_extractable)
 {
 	struct custody_arg c;
+	struct where w;
 	int r;
 
-	if ((r = custody(keys, id, -1, &c)) != 0)
+	if ((r = key_where(keys, id, &w)) != 0 ||
+	    (r = custody(keys, id, w.tid, w.tidlen, -1, w.sh, &c)) != 0)
 		return r;
 	*sensitive = c.v[0];
 	*extractable = c.v[1];
@@ -1448,6 +1648,7 @@ struct list_arg {
 	int (*fn)(void *arg, const struct rf_key_info *ki);
 	void *arg;
 	int r;
+	const char *label; /* of the token being listed */
 };
 
 static CK_RV
@@ -1482,21 +1683,30 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		if (get_bytes(f, s, hs[i], CKA_LABEL, buf, sizeof(ki.label) - 1,
 			&len) == CKR_OK)
 			memcpy(ki.label, buf, len);
+		snprintf(ki.token, sizeof(ki.token), "%s", la->label);
 		if ((rv = get_bytes(f, s, hs[i], CKA_ID, buf, sizeof(buf),
 			 &len)) != CKR_OK)
 			goto out;
-		if (len == ID_LEN) {
-			rf_hex(buf, len, ki.id);
-			if ((rv = find_object(
-				 f, s, CKO_PUBLIC_KEY, buf, &hpub)) != CKR_OK)
+		/* The key id is the hash of the public key found by CKA_ID
+		 * (for keys made before random ids, CKA_ID is that hash). */
+		if (len > 0 && len <= TID_MAX) {
+			rf_hex(buf, len, ki.token_id);
+			if ((rv = find_object(f, s, CKO_PUBLIC_KEY, buf, len,
+				 &hpub)) != CKR_OK)
 				goto out;
+			pub = NULL;
 			if (hpub != CK_INVALID_HANDLE &&
 			    read_public(f, s, hpub, &ki.alg, &pub, &r) ==
 				CKR_OK) {
-				EVP_PKEY_free(pub);
-				if (r != 0)
+				if (r != 0 || rf_keys_pub_id(pub, ki.id) != 0) {
 					ki.alg = RF_KEY_NONE;
+					ki.id[0] = '\0';
+				}
+				EVP_PKEY_free(pub);
+				rf_err_clear();
 			}
+			if (ki.id[0] == '\0' && len == ID_LEN)
+				rf_hex(buf, len, ki.id);
 		}
 		la->r = la->fn(la->arg, &ki);
 	}
@@ -1509,11 +1719,12 @@ int
 rf_keys_list(struct rf_keys *keys,
     int (*fn)(void *arg, const struct rf_key_info *ki), void *arg)
 {
-	struct list_arg la = {fn, arg, 0};
+	struct list_arg la = {fn, arg, 0, NULL};
 	CK_RV rv = CKR_OK;
 	int i, r;
 
 	for (i = 0; i < keys->nsh && la.r == 0; i++) {
+		la.label = keys->sh[i].label;
 		if ((r = with_session(keys, i, list_op, &la, &rv)) != 0)
 			return r;
 		if (rv != CKR_OK)
@@ -1522,34 +1733,34 @@ rf_keys_list(struct rf_keys *keys,
 	return la.r;
 }
 
-/* Set CKA_SIGN false, or destroy, both found by id. */
-struct admin_arg {
+/*
+ * Disable and destroy. A key cannot be changed in the token once made
+ * (CKA_MODIFIABLE false), so disabling it is a state of its record, which
+ * the signing path checks (key_usable); taking it out of service for good
+ * destroys both of its objects, the intent recorded before the act
+ * ("destroy-intent") and the result after it ("destroy").
+ */
+
+/* Destroy both objects with CKA_ID id; found says whether there were any. */
+struct destroy_arg {
 	const uint8_t *id;
-	int destroy;
+	size_t idlen;
 	int found;
 };
 
 static CK_RV
-admin_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+destroy_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
-	struct admin_arg *a = varg;
-	CK_BBOOL no = CK_FALSE;
-	CK_ATTRIBUTE t = {CKA_SIGN, &no, sizeof(no)};
+	struct destroy_arg *a = varg;
 	CK_OBJECT_HANDLE hpriv, hpub;
 	CK_RV rv;
 
 	a->found = 0;
-	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, a->id, &hpriv)) !=
-		CKR_OK ||
-	    (rv = find_object(keys->f, s, CKO_PUBLIC_KEY, a->id, &hpub)) !=
-		CKR_OK)
+	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, a->id, a->idlen,
+		 &hpriv)) != CKR_OK ||
+	    (rv = find_object(
+		 keys->f, s, CKO_PUBLIC_KEY, a->id, a->idlen, &hpub)) != CKR_OK)
 		return rv;
-	if (!a->destroy) {
-		if (hpriv == CK_INVALID_HANDLE)
-			return CKR_OK;
-		a->found = 1;
-		return keys->f->C_SetAttributeValue(s, hpriv, &t, 1);
-	}
 	if (hpriv == CK_INVALID_HANDLE && hpub == CK_INVALID_HANDLE)
 		return CKR_OK;
 	a->found = 1;
@@ -1562,93 +1773,229 @@ admin_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	return CKR_OK;
 }
 
-static int
-destroy_quiet(struct rf_keys *keys, int sh, const uint8_t id[ID_LEN])
+/* Whether the token holds an object with CKA_ID id; nothing changes. */
+static CK_RV
+probe_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
-	struct admin_arg a = {id, 1, 0};
+	struct destroy_arg *a = varg;
+	CK_OBJECT_HANDLE hpriv, hpub;
+	CK_RV rv;
+
+	a->found = 0;
+	if ((rv = find_object(keys->f, s, CKO_PRIVATE_KEY, a->id, a->idlen,
+		 &hpriv)) != CKR_OK ||
+	    (rv = find_object(
+		 keys->f, s, CKO_PUBLIC_KEY, a->id, a->idlen, &hpub)) != CKR_OK)
+		return rv;
+	a->found = hpriv != CK_INVALID_HANDLE || hpub != CK_INVALID_HANDLE;
+	return CKR_OK;
+}
+
+static int
+destroy_quiet(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen)
+{
+	struct destroy_arg a = {tid, tidlen, 0};
 	CK_RV rv = CKR_OK;
 	int r;
 
-	if ((r = with_session(keys, sh, admin_op, &a, &rv)) != 0)
+	if ((r = with_session(keys, sh, destroy_op, &a, &rv)) != 0)
 		return r;
 	return rv == CKR_OK ? 0 : token_err("C_DestroyObject", rv);
 }
 
+/*
+ * Set the store state of the recorded keys among ids[0..n) with want[i]
+ * set, in one transaction; a key already destroyed keeps that state.
+ * hit[i] becomes 1 for each row changed.
+ */
 static int
-admin(struct rf_keys *keys, const char *id, int destroy,
-    const struct rf_actor *who)
+set_states(struct rf_keys *keys, const char *const *ids, const uint8_t *want,
+    size_t n, const char *state, uint8_t *hit)
 {
-	struct admin_arg a;
-	struct rf_audit_event ev;
-	uint8_t idbin[ID_LEN];
-	char done[200];
-	CK_RV rv = CKR_OK;
-	int sh, r;
+	struct rf_store *st = keys_store(keys);
+	struct rf_key_rec kr;
+	size_t i;
+	int r;
 
-	if ((r = parse_id(id, idbin)) != 0)
-		return r;
-	memset(&a, 0, sizeof(a));
-	a.id = idbin;
-	a.destroy = destroy;
-	if ((r = with_key_token(keys, admin_op, &a, &a.found, &sh, &rv)) != 0)
-		return r;
-	if (rv != CKR_OK)
-		return token_err(
-		    destroy ? "C_DestroyObject" : "C_SetAttributeValue", rv);
-	if (!a.found)
-		return rf_err_set(RF_ERR_KEY_NOT_FOUND,
-		    "no key with id %s in token %s", id, keys->cfg.token);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = destroy ? "key-destroy" : "key-disable";
-	ev.key_id = id;
-	ev.actor = who ? who->actor : NULL;
-	ev.source = who ? who->source : NULL;
-	snprintf(done, sizeof(done), "the key %s was %s in the token", id,
-	    destroy ? "destroyed" : "disabled");
-	return audit_append(keys, &ev, 1, done);
+	if (rf_store_in_transaction(st))
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "refusing to change key states inside an open store "
+		    "transaction");
+	pthread_mutex_lock(&keys->audit_lock);
+	if ((r = rf_store_begin(st)) != 0)
+		goto out;
+	for (i = 0; i < n && r == 0; i++) {
+		hit[i] = 0;
+		if (!want[i])
+			continue;
+		if ((r = rf_store_key_get(st, ids[i], &kr)) ==
+		    RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			r = 0;
+			continue;
+		}
+		if (r != 0 || strcmp(kr.state, "destroyed") == 0)
+			continue;
+		if ((r = rf_store_key_set_state(st, ids[i], state)) == 0)
+			hit[i] = 1;
+	}
+	if (r != 0)
+		rf_store_rollback(st);
+	else
+		r = rf_store_commit(st);
+out:
+	pthread_mutex_unlock(&keys->audit_lock);
+	return r;
+}
+
+/* One leaf of type for each ids[i] with pick[i] set, in one append. */
+static int
+admin_leaves(struct rf_keys *keys, const char *type, const char *const *ids,
+    const uint8_t *pick, const char *const *detail, size_t n,
+    const struct rf_actor *who, const char *doing)
+{
+	struct rf_audit_event *evs;
+	size_t i, k = 0;
+	int r;
+
+	if ((evs = calloc(n ? n : 1, sizeof(*evs))) == NULL)
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	for (i = 0; i < n; i++) {
+		if (!pick[i])
+			continue;
+		evs[k].type = type;
+		evs[k].key_id = ids[i];
+		evs[k].actor = who ? who->actor : NULL;
+		evs[k].source = who ? who->source : NULL;
+		evs[k].detail = detail ? detail[i] : NULL;
+		k++;
+	}
+	r = k > 0 ? audit_append(keys, evs, k, doing) : 0;
+	free(evs);
+	return r;
+}
+
+/*
+ * rf_keys_disable(_many): the recorded keys among ids become "disabled"
+ * in the store. single: one key, which must exist; a key the store does
+ * not record but the token holds is recorded as disabled.
+ */
+static int
+disable_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
+    const struct rf_actor *who, size_t *done)
+{
+	struct rf_key *key = NULL;
+	struct rf_key_rec kr;
+	struct where w;
+	uint8_t *want = NULL, *hit = NULL;
+	char msg[128];
+	size_t i, k = 0;
+	int r = RF_ERR_INTERNAL;
+
+	*done = 0;
+	if (n == 0)
+		return 0;
+	if ((want = calloc(n, 1)) == NULL || (hit = calloc(n, 1)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = key_where(keys, ids[i], &w)) != 0)
+			goto out;
+		want[i] = 1;
+		if (!single || w.recorded)
+			continue;
+		/* Not recorded: record it, disabled, if the token holds it. */
+		if ((r = rf_keys_load(keys, ids[i], &key)) != 0)
+			goto out;
+		memset(&kr, 0, sizeof(kr));
+		snprintf(kr.id, sizeof(kr.id), "%s", key->id);
+		snprintf(
+		    kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(key->alg));
+		snprintf(kr.purpose, sizeof(kr.purpose), "-");
+		snprintf(kr.state, sizeof(kr.state), "generated");
+		kr.created = rf_now();
+		rf_hex(key->tid, key->tidlen, kr.token_id);
+		pthread_mutex_lock(&keys->audit_lock);
+		r = rf_store_key_note_many(keys_store(keys), &kr, 1);
+		pthread_mutex_unlock(&keys->audit_lock);
+		if (r != 0)
+			goto out;
+	}
+	if ((r = set_states(keys, ids, want, n, "disabled", hit)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		k += hit[i];
+	if (single && k == 0) {
+		r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "key %s is destroyed already", ids[0]);
+		goto out;
+	}
+	snprintf(msg, sizeof(msg),
+	    "%zu keys were disabled in the store, without a leaf", k);
+	if ((r = admin_leaves(
+		 keys, "key-disable", ids, hit, NULL, n, who, msg)) != 0)
+		goto out;
+	*done = k;
+	r = 0;
+out:
+	rf_key_free(key);
+	free(want);
+	free(hit);
+	return r;
 }
 
 int
 rf_keys_disable(
     struct rf_keys *keys, const char *id, const struct rf_actor *who)
 {
-	return admin(keys, id, 0, who);
+	size_t done;
+
+	return disable_ids(keys, &id, 1, 1, who, &done);
 }
 
 int
-rf_keys_destroy(
-    struct rf_keys *keys, const char *id, const struct rf_actor *who)
+rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    const struct rf_actor *who, size_t *done)
 {
-	return admin(keys, id, 1, who);
+	return disable_ids(keys, ids, n, 0, who, done);
 }
 
-/*
- * Many keys at once: one pass over the token's objects instead of one
- * C_FindObjects per key. Tokens such as SoftHSM's file store scan every
- * object on each search, so per-key searches cost O(keys x objects).
- */
-struct admin_many_arg {
-	uint8_t (*ids)[ID_LEN]; /* sorted */
-	size_t n;
-	int destroy;
-	uint8_t *found; /* per sorted id */
+/* A key's CKA_ID as a sort key: length first, then the bytes. */
+struct tident {
+	uint8_t len;
+	uint8_t b[TID_MAX];
+	size_t idx; /* in the caller's ids */
 };
 
 static int
-id_cmp(const void *a, const void *b)
+tident_cmp(const void *a, const void *b)
 {
-	return memcmp(a, b, ID_LEN);
+	const struct tident *x = a, *y = b;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->b, y->b, TID_MAX);
 }
 
+/*
+ * Many keys at once: one pass over each token's objects instead of one
+ * C_FindObjects per key. Tokens such as SoftHSM's file store scan every
+ * object on each search, so per-key searches cost O(keys x objects).
+ */
+struct destroy_many_arg {
+	struct tident *t; /* sorted */
+	size_t n;
+	uint8_t *found; /* per caller's id */
+};
+
 static CK_RV
-admin_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
-    struct admin_many_arg *a, CK_OBJECT_CLASS cls)
+destroy_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
+    struct destroy_many_arg *a, CK_OBJECT_CLASS cls)
 {
-	CK_BBOOL no = CK_FALSE;
-	CK_ATTRIBUTE off = {CKA_SIGN, &no, sizeof(no)};
 	CK_OBJECT_HANDLE *hs = NULL;
-	size_t nhs = 0, i, len, *hits = NULL;
-	uint8_t id[ID_LEN], *hit;
+	struct tident want, *hit, **hits = NULL;
+	size_t nhs = 0, i, len;
 	CK_RV rv;
 
 	rv = find_all(keys->f, s, cls, &hs, &nhs);
@@ -1661,25 +2008,21 @@ admin_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
 	    (hits = calloc(nhs ? nhs : 1, sizeof(*hits))) == NULL)
 		rv = CKR_HOST_MEMORY;
 	for (i = 0; rv == CKR_OK && i < nhs; i++) {
-		if (get_bytes(keys->f, s, hs[i], CKA_ID, id, sizeof(id),
+		memset(&want, 0, sizeof(want));
+		if (get_bytes(keys->f, s, hs[i], CKA_ID, want.b, sizeof(want.b),
 			&len) != CKR_OK ||
-		    len != ID_LEN)
+		    len == 0)
 			continue; /* not one of ours */
-		if ((hit = bsearch(id, a->ids, a->n, ID_LEN, id_cmp)) != NULL)
-			hits[i] =
-			    1 + (size_t)(hit - (uint8_t *)a->ids) / ID_LEN;
+		want.len = (uint8_t)len;
+		if ((hit = bsearch(
+			 &want, a->t, a->n, sizeof(*a->t), tident_cmp)) != NULL)
+			hits[i] = hit;
 	}
 	for (i = 0; rv == CKR_OK && i < nhs; i++) {
-		if (hits[i] == 0)
+		if (hits[i] == NULL)
 			continue;
-		if (a->destroy)
-			rv = keys->f->C_DestroyObject(s, hs[i]);
-		else if (cls == CKO_PRIVATE_KEY)
-			rv = keys->f->C_SetAttributeValue(s, hs[i], &off, 1);
-		else
-			continue;
-		if (rv == CKR_OK)
-			a->found[hits[i] - 1] = 1;
+		if ((rv = keys->f->C_DestroyObject(s, hs[i])) == CKR_OK)
+			a->found[hits[i]->idx] = 1;
 	}
 	free(hits);
 	free(hs);
@@ -1687,91 +2030,153 @@ admin_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
 }
 
 static CK_RV
-admin_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+destroy_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
-	struct admin_many_arg *a = varg;
+	struct destroy_many_arg *a = varg;
 	CK_RV rv;
 
-	if ((rv = admin_many_class(keys, s, a, CKO_PRIVATE_KEY)) != CKR_OK)
+	if ((rv = destroy_many_class(keys, s, a, CKO_PRIVATE_KEY)) != CKR_OK)
 		return rv;
-	if (a->destroy)
-		rv = admin_many_class(keys, s, a, CKO_PUBLIC_KEY);
-	return rv;
+	return destroy_many_class(keys, s, a, CKO_PUBLIC_KEY);
 }
 
+/*
+ * rf_keys_destroy(_many). For each key not already destroyed: its record
+ * becomes "destroying" and a "destroy-intent" leaf is durable; then its
+ * objects are destroyed in the token; then the record becomes "destroyed"
+ * and a "destroy" leaf says whether the token held it. A run killed in
+ * between is finished by running it again. single: one key, which must
+ * be in the token or recorded as live.
+ */
 static int
-admin_many(struct rf_keys *keys, const char *const *ids, size_t n, int destroy,
+destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
     const struct rf_actor *who, size_t *done)
 {
-	struct admin_many_arg a;
-	struct rf_audit_event *evs = NULL;
-	char(*hex)[2 * ID_LEN + 1] = NULL, msg[200];
+	struct destroy_many_arg a;
+	struct destroy_arg d;
+	struct where w;
+	uint8_t *want = NULL, *hit = NULL;
+	const char **detail = NULL;
+	char msg[160];
 	CK_RV rv = CKR_OK;
-	size_t i, k = 0;
-	int r = RF_ERR_INTERNAL;
+	size_t i, k = 0, nt = 0;
+	int sh = -1, hint = -1, r = RF_ERR_INTERNAL;
 
 	*done = 0;
 	memset(&a, 0, sizeof(a));
 	if (n == 0)
 		return 0;
-	if ((a.ids = calloc(n, ID_LEN)) == NULL ||
+	if ((want = calloc(n, 1)) == NULL || (hit = calloc(n, 1)) == NULL ||
 	    (a.found = calloc(n, 1)) == NULL ||
-	    (evs = calloc(n, sizeof(*evs))) == NULL ||
-	    (hex = calloc(n, sizeof(*hex))) == NULL) {
+	    (detail = calloc(n, sizeof(*detail))) == NULL ||
+	    (a.t = calloc(n, sizeof(*a.t))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
-	for (i = 0; i < n; i++)
-		if ((r = parse_id(ids[i], a.ids[i])) != 0)
+	memset(&d, 0, sizeof(d));
+	for (i = 0; i < n; i++) {
+		if ((r = key_where(keys, ids[i], &w)) != 0)
 			goto out;
-	qsort(a.ids, n, ID_LEN, id_cmp);
-	a.n = n;
-	a.destroy = destroy;
-	for (i = 0; i < (size_t)keys->nsh && rv == CKR_OK; i++)
-		if ((r = with_session(keys, (int)i, admin_many_op, &a, &rv)) !=
-		    0)
+		if (single) {
+			d.id = a.t[0].b;
+			memcpy(a.t[0].b, w.tid, w.tidlen);
+			d.idlen = w.tidlen;
+			hint = w.sh;
+			if ((r = with_key_token(keys, probe_op, &d, &d.found,
+				 hint, &sh, &rv)) != 0)
+				goto out;
+			if (rv != CKR_OK) {
+				r = token_err("C_FindObjects", rv);
+				goto out;
+			}
+			if (!d.found &&
+			    (!w.recorded ||
+				strcmp(w.state, "destroyed") == 0)) {
+				r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+				    "no key with id %s in token %s", ids[i],
+				    keys->cfg.token);
+				goto out;
+			}
+			d.found = 0;
+			a.t[0].len = (uint8_t)w.tidlen;
+			a.t[0].idx = 0;
+			want[0] = 1;
+			nt = 1;
+			continue;
+		}
+		if (w.recorded && strcmp(w.state, "destroyed") == 0)
+			continue;
+		want[i] = 1;
+		a.t[nt].len = (uint8_t)w.tidlen;
+		memcpy(a.t[nt].b, w.tid, w.tidlen);
+		a.t[nt].idx = i;
+		nt++;
+	}
+	if (nt == 0) {
+		r = 0;
+		goto out;
+	}
+	/* The intent, durable before the act. */
+	snprintf(msg, sizeof(msg), "nothing was destroyed");
+	if ((r = set_states(keys, ids, want, n, "destroying", hit)) != 0 ||
+	    (r = admin_leaves(
+		 keys, "destroy-intent", ids, want, NULL, n, who, msg)) != 0)
+		goto out;
+	if (single) {
+		d.id = a.t[0].b;
+		d.idlen = a.t[0].len;
+		if ((r = with_key_token(
+			 keys, destroy_op, &d, &d.found, hint, &sh, &rv)) != 0)
 			goto out;
+		a.found[0] = (uint8_t)d.found;
+	} else {
+		qsort(a.t, nt, sizeof(*a.t), tident_cmp);
+		a.n = nt;
+		for (i = 0; i < (size_t)keys->nsh && rv == CKR_OK; i++)
+			if ((r = with_session(
+				 keys, (int)i, destroy_many_op, &a, &rv)) != 0)
+				goto out;
+	}
 	if (rv != CKR_OK) {
-		r = token_err(
-		    destroy ? "C_DestroyObject" : "C_SetAttributeValue", rv);
+		r = token_err("C_DestroyObject", rv);
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if (!a.found[i])
-			continue;
-		rf_hex(a.ids[i], ID_LEN, hex[k]);
-		evs[k].type = destroy ? "key-destroy" : "key-disable";
-		evs[k].key_id = hex[k];
-		evs[k].actor = who ? who->actor : NULL;
-		evs[k].source = who ? who->source : NULL;
-		k++;
+		k += a.found[i];
+		detail[i] =
+		    a.found[i] ? "destroyed in the token" : "not in the token";
 	}
-	snprintf(msg, sizeof(msg), "%zu keys were %s in the token", k,
-	    destroy ? "destroyed" : "disabled");
-	if (k > 0 && (r = audit_append(keys, evs, k, msg)) != 0)
+	snprintf(msg, sizeof(msg),
+	    "%zu keys were destroyed in the token; run again to record it", k);
+	if ((r = set_states(keys, ids, want, n, "destroyed", hit)) != 0 ||
+	    (r = admin_leaves(
+		 keys, "destroy", ids, want, detail, n, who, msg)) != 0)
 		goto out;
 	*done = k;
 	r = 0;
 out:
-	free(a.ids);
+	free(want);
+	free(hit);
 	free(a.found);
-	free(evs);
-	free(hex);
+	free(a.t);
+	free(detail);
 	return r;
 }
 
 int
-rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
-    const struct rf_actor *who, size_t *done)
+rf_keys_destroy(
+    struct rf_keys *keys, const char *id, const struct rf_actor *who)
 {
-	return admin_many(keys, ids, n, 0, who, done);
+	size_t done;
+
+	return destroy_ids(keys, &id, 1, 1, who, &done);
 }
 
 int
 rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
     const struct rf_actor *who, size_t *done)
 {
-	return admin_many(keys, ids, n, 1, who, done);
+	return destroy_ids(keys, ids, n, 0, who, done);
 }
 
 /*
@@ -1932,7 +2337,7 @@ sign_range(struct sign_job *job, struct sign_sess *ss, size_t i, size_t to)
 		ss->rv = CKR_OK;
 		if (ss->h == CK_INVALID_HANDLE) {
 			ss->rv = find_object(keys->f, ss->s, CKO_PRIVATE_KEY,
-			    job->key->idbin, &ss->h);
+			    job->key->tid, job->key->tidlen, &ss->h);
 			if (ss->rv == CKR_OK && ss->h == CK_INVALID_HANDLE)
 				return sign_err(
 				    job->key, CKR_KEY_HANDLE_INVALID);
@@ -2248,7 +2653,9 @@ sign_many(struct rf_keys *keys, struct rf_key *key,
 			    reqs[i].msglen, rf_key_alg_name(key->alg), key->id);
 	}
 	/* A disabled or missing key produces no audit leaves. */
-	if ((r = custody(keys, key->id, key->sh, &c)) != 0)
+	if ((r = key_usable(keys, key)) != 0 ||
+	    (r = custody(
+		 keys, key->id, key->tid, key->tidlen, key->sh, -1, &c)) != 0)
 		goto out;
 	if (!c.v[4]) {
 		r = sign_err(key, CKR_KEY_FUNCTION_NOT_PERMITTED);

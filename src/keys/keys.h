@@ -196,11 +196,14 @@ int rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
 
 /* One private key found in the token, for listings. */
 struct rf_key_info {
-	char id[65];	/* CKA_ID as hex (keys not made by ringfence: "") */
-	char label[65]; /* CKA_LABEL */
+	char id[65];	     /* SHA-256 of its public key's SPKI, as hex (a key
+				without a readable public key: "") */
+	char label[65];	     /* CKA_LABEL */
 	enum rf_key_alg alg; /* RF_KEY_NONE if not one of ours */
 	int can_sign;	     /* CKA_SIGN */
 	int sensitive, extractable, always_sensitive, never_extractable;
+	char token_id[65]; /* CKA_ID as hex */
+	char token[33];	   /* the label of the token holding it */
 };
 /* Call fn for each private key in the token; fn's non-zero return stops
  * and is returned. */

@@ -97,6 +97,9 @@ static const char *const migrations[] = {
     "CREATE TABLE audit_node (level INTEGER NOT NULL,"
     "  idx INTEGER NOT NULL, hash BLOB NOT NULL,"
     "  PRIMARY KEY (level, idx)) WITHOUT ROWID;",
+    /* 4: token hygiene: each key's random CKA_ID and the token holding it */
+    "ALTER TABLE keys ADD COLUMN token_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE keys ADD COLUMN token TEXT NOT NULL DEFAULT '';",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

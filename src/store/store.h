@@ -96,6 +96,11 @@ struct rf_key_rec {
 	char tenant[128]; /* "" if none */
 	char state[16];	  /* "active", "disabled", "destroyed" */
 	int64_t created;
+	/* Set by keys (rf_store_key_note_many): the key's CKA_ID in the
+	 * token as hex ("" for keys whose CKA_ID is the SPKI hash, made
+	 * before random ids), and the label of the token holding it. */
+	char token_id[65];
+	char token[33];
 };
 int rf_store_key_add(
     struct rf_store *st, const struct rf_key_rec *k) RF_WUR; /* RF_ERR_EXISTS */
@@ -106,6 +111,20 @@ int rf_store_key_set_state(
 /* The active key with this purpose (e.g. "audit"); RF_ERR_NOT_FOUND. */
 int rf_store_key_by_purpose(
     struct rf_store *st, const char *purpose, struct rf_key_rec *out) RF_WUR;
+/*
+ * For keys (src/keys): record keys as given, in one transaction; an id
+ * already recorded is left as it is. Keys records each key it makes this
+ * way (state "generated", purpose "-"), with its token_id and token, before
+ * handing the key out; rf_store_key_add then completes such a row.
+ */
+int rf_store_key_note_many(
+    struct rf_store *st, const struct rf_key_rec *k, size_t n) RF_WUR;
+/* Remove the row of a key whose generation was undone (state "generated"
+ * only); no row is not an error. */
+int rf_store_key_forget(struct rf_store *st, const char *id) RF_WUR;
+/* Every key record, oldest first: *out is an array of *n; caller frees. */
+int rf_store_key_list(
+    struct rf_store *st, struct rf_key_rec **out, size_t *n) RF_WUR;
 
 /* Certificate authorities and other service certificates. */
 struct rf_ca_rec {

@@ -135,9 +135,14 @@ rf_store_key_add(struct rf_store *st, const struct rf_key_rec *k)
 		    "or state");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
+	/* A row keys noted at generation ("generated") is completed; any
+	 * other row with this id is left alone (RF_ERR_EXISTS). */
 	if ((r = st_prepare(st,
 		 "INSERT INTO keys (id, alg, purpose, tenant, state, created) "
-		 "VALUES (?, ?, ?, ?, ?, ?)",
+		 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
+		 "alg = excluded.alg, purpose = excluded.purpose, "
+		 "tenant = excluded.tenant, state = excluded.state, "
+		 "created = excluded.created WHERE keys.state = 'generated'",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, k->id, sizeof(k->id) - 1)) != 0 ||
 	    (r = st_bind_text(st, s, 2, k->alg, sizeof(k->alg) - 1)) != 0 ||
@@ -148,7 +153,10 @@ rf_store_key_add(struct rf_store *st, const struct rf_key_rec *k)
 	    (r = st_bind_text(st, s, 5, k->state, sizeof(k->state) - 1)) != 0 ||
 	    (r = st_bind_int(st, s, 6, k->created)) != 0)
 		goto out;
-	if ((r = run_write(st, s, "recording a key")) == RF_ERR_EXISTS)
+	if ((r = run_write(st, s, "recording a key")) == 0 &&
+	    sqlite3_changes(st->db) == 0)
+		r = RF_ERR_EXISTS;
+	if (r == RF_ERR_EXISTS)
 		r = rf_err_set(
 		    RF_ERR_EXISTS, "key %s is already recorded", k->id);
 out:
@@ -156,7 +164,7 @@ out:
 	return st_tx_end(st, own, r);
 }
 
-#define KEY_COLS "id, alg, purpose, tenant, state, created"
+#define KEY_COLS "id, alg, purpose, tenant, state, created, token_id, token"
 
 static int
 key_one(struct rf_store *st, sqlite3_stmt *s, struct rf_key_rec *out,
@@ -171,6 +179,8 @@ key_one(struct rf_store *st, sqlite3_stmt *s, struct rf_key_rec *out,
 		st_col_str(s, 3, out->tenant, sizeof(out->tenant));
 		st_col_str(s, 4, out->state, sizeof(out->state));
 		out->created = sqlite3_column_int64(s, 5);
+		st_col_str(s, 6, out->token_id, sizeof(out->token_id));
+		st_col_str(s, 7, out->token, sizeof(out->token));
 		return 0;
 	}
 	if (rc == SQLITE_DONE)
@@ -235,6 +245,116 @@ rf_store_key_by_purpose(
 		goto out;
 	r = key_one(st, s, out, "active key for purpose", purpose);
 out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_key_note_many(
+    struct rf_store *st, const struct rf_key_rec *k, size_t n)
+{
+	sqlite3_stmt *s = NULL;
+	size_t i;
+	int r, own;
+
+	if (n == 0)
+		return 0;
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st,
+		 "INSERT INTO keys (id, alg, purpose, tenant, state, created, "
+		 "token_id, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+		 "ON CONFLICT (id) DO NOTHING",
+		 &s)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (k[i].id[0] == '\0' || k[i].purpose[0] == '\0' ||
+		    k[i].state[0] == '\0') {
+			r = rf_err_set(RF_ERR_ARG,
+			    "key record without id, purpose or state");
+			goto out;
+		}
+		sqlite3_reset(s);
+		if ((r = st_bind_text(
+			 st, s, 1, k[i].id, sizeof(k[i].id) - 1)) != 0 ||
+		    (r = st_bind_text(
+			 st, s, 2, k[i].alg, sizeof(k[i].alg) - 1)) != 0 ||
+		    (r = st_bind_text(st, s, 3, k[i].purpose,
+			 sizeof(k[i].purpose) - 1)) != 0 ||
+		    (r = st_bind_text(st, s, 4, k[i].tenant,
+			 sizeof(k[i].tenant) - 1)) != 0 ||
+		    (r = st_bind_text(
+			 st, s, 5, k[i].state, sizeof(k[i].state) - 1)) != 0 ||
+		    (r = st_bind_int(st, s, 6, k[i].created)) != 0 ||
+		    (r = st_bind_text(st, s, 7, k[i].token_id,
+			 sizeof(k[i].token_id) - 1)) != 0 ||
+		    (r = st_bind_text(
+			 st, s, 8, k[i].token, sizeof(k[i].token) - 1)) != 0 ||
+		    (r = run_write(st, s, "recording a new key")) != 0)
+			goto out;
+	}
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_key_forget(struct rf_store *st, const char *id)
+{
+	sqlite3_stmt *s = NULL;
+	int r, own;
+
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st,
+		 "DELETE FROM keys WHERE id = ? AND state = 'generated'",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, id, 1024)) != 0)
+		goto out;
+	r = run_write(st, s, "forgetting an undone key");
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_key_list(struct rf_store *st, struct rf_key_rec **out, size_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	struct rf_key_rec *v = NULL, *nv;
+	size_t cap = 0, cnt = 0;
+	int r;
+
+	*out = NULL;
+	*n = 0;
+	if ((r = st_prepare(st,
+		 "SELECT " KEY_COLS " FROM keys ORDER BY created, rowid",
+		 &s)) != 0)
+		return r;
+	for (;;) {
+		if (cnt == cap) {
+			cap = cap == 0 ? 64 : cap * 2;
+			if ((nv = reallocarray(v, cap, sizeof(*v))) == NULL) {
+				r = rf_err_set(RF_ERR_ALLOC, "out of memory");
+				goto out;
+			}
+			v = nv;
+		}
+		memset(&v[cnt], 0, sizeof(v[cnt]));
+		if ((r = key_one(st, s, &v[cnt], "key", "")) ==
+		    RF_ERR_NOT_FOUND)
+			break;
+		if (r != 0)
+			goto out;
+		cnt++;
+	}
+	rf_err_clear();
+	*out = v; /* now owned by the caller */
+	*n = cnt;
+	v = NULL;
+	r = 0;
+out:
+	free(v);
 	sqlite3_finalize(s);
 	return r;
 }

@@ -118,8 +118,8 @@ jq -e -s 'map(.purpose) | index("root") != null' list.json >/dev/null ||
 	fail "keys list --json does not name the root key's purpose"
 jq -e -s 'map(select(.tenant == "acme" and .alg == "ec-p384")) | length == 1' \
 	list.json >/dev/null || fail "keys list --json does not show acme's key"
-# The id pkcs11-tool shows is the one ringfence lists.
-jq -r '.id' list.json | grep -qix "$id" ||
+# The CKA_ID pkcs11-tool shows is the token id ringfence lists.
+jq -r ".token_id" list.json | grep -qix "$id" ||
 	fail "pkcs11-tool id $id not in keys list"
 
 # Help and usage.
@@ -179,6 +179,7 @@ done
 rf keys list --json >list2.json
 far="" farlabel=""
 for kid in $(jq -r 'select(.tenant != "") | .id' list2.json); do
+	tid=$(jq -r --arg k "$kid" 'select(.id == $k) | .token_id' list2.json)
 	while read -r slot label; do
 		[ "$label" != ringfence ] || continue
 		SOFTHSM2_CONF=$RINGFENCE_HOME/softhsm2.conf pkcs11-tool \
@@ -186,7 +187,7 @@ for kid in $(jq -r 'select(.tenant != "") | .id' list2.json); do
 			--pin "$(cat "$RINGFENCE_HOME/token.pin")" --slot "$slot" \
 			--list-objects --type privkey </dev/null >one.txt 2>p11.err ||
 			fail "pkcs11-tool --list-objects on $label: $(cat p11.err)"
-		if grep -qi "ID: *$kid" one.txt; then
+		if grep -qi "ID: *$tid" one.txt; then
 			far=$kid farlabel=$label
 			break 2
 		fi

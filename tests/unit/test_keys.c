@@ -402,10 +402,12 @@ test_audit_readonly_no_signature(void **state)
 		size_t n0 = 0, n1 = 0;
 
 		assert_int_equal(rf_keys_list(fx->keys, count_key, &n0), 0);
+		/* The store maps each new key to its random CKA_ID before
+		 * the keygen leaves: a read-only store stops it there. */
 		assert_int_equal(rf_keys_generate_many(keys, kg, 3, &who, got),
-		    RF_ERR_AUDIT);
-		assert_non_null(strstr(
-		    rf_err_msg(RF_ERR_AUDIT), "the new keys were destroyed"));
+		    RF_ERR_STORE_READONLY);
+		assert_non_null(strstr(rf_err_msg(RF_ERR_STORE_READONLY),
+		    "the new keys were destroyed"));
 		assert_null(got[0]);
 		assert_null(got[2]);
 		assert_int_equal(rf_keys_list(fx->keys, count_key, &n1), 0);
@@ -503,11 +505,30 @@ test_disable(void **state)
 	    RF_ERR_KEY_DISABLED);
 	assert_null(sig.sig);
 	assert_int_equal(leaves(fx), before + 1); /* no sign leaf */
-	/* Still in custody, just unable to sign. */
+	/* Still in custody, just unable to sign: the store refuses it. */
 	assert_int_equal(
 	    rf_keys_custody(fx->keys, rf_key_id(key), &s, &e, &as, &ne), 0);
 	assert_int_equal(s, 1);
 	assert_int_equal(e, 0);
+	{
+		struct rf_key_rec kr;
+		struct rf_keys *other = NULL;
+		struct rf_key *again = NULL;
+
+		assert_int_equal(
+		    rf_store_key_get(fx->st, rf_key_id(key), &kr), 0);
+		assert_string_equal(kr.state, "disabled");
+		/* Another handle, loading the key afresh, is refused too. */
+		assert_int_equal(rf_keys_open(&fx->cfg, fx->audit, &other), 0);
+		assert_int_equal(
+		    rf_keys_load(other, rf_key_id(key), &again), 0);
+		assert_int_equal(
+		    rf_keys_sign(other, again, &req, 1, &who, &sig),
+		    RF_ERR_KEY_DISABLED);
+		assert_int_equal(leaves(fx), before + 1);
+		rf_key_free(again);
+		rf_keys_free(other);
+	}
 	rf_key_free(key);
 }
 
@@ -527,16 +548,20 @@ test_destroy(void **state)
 	snprintf(id, sizeof(id), "%s", rf_key_id(key));
 	before = leaves(fx);
 	assert_int_equal(rf_keys_destroy(fx->keys, id, &who), 0);
-	assert_int_equal(leaves(fx), before + 1);
+	assert_int_equal(leaves(fx), before + 2); /* destroy-intent, destroy */
 	assert_int_equal(
 	    rf_keys_load(fx->keys, id, &again), RF_ERR_KEY_NOT_FOUND);
 	assert_null(again);
 	memset(&req, 0, sizeof(req));
 	req.msg = (const uint8_t *)"m";
 	req.msglen = 1;
+	/* The store says destroyed: refused before the token is asked. */
 	assert_int_equal(rf_keys_sign(fx->keys, key, &req, 1, &who, &sig),
-	    RF_ERR_KEY_NOT_FOUND);
+	    RF_ERR_KEY_DISABLED);
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_KEY_DISABLED), "destroyed in the store"));
 	assert_null(sig.sig);
+	assert_int_equal(leaves(fx), before + 2);
 	assert_int_equal(
 	    rf_keys_destroy(fx->keys, id, &who), RF_ERR_KEY_NOT_FOUND);
 	assert_int_equal(rf_keys_load(fx->keys, "zz", &again), RF_ERR_ARG);
