@@ -52,5 +52,10 @@ int cmd_audit(struct rf_cli *cli, int argc, char **argv);
 int cmd_keys(struct rf_cli *cli, int argc, char **argv);
 int cmd_incident(struct rf_cli *cli, int argc, char **argv);
 int cmd_connection(struct rf_cli *cli, int argc, char **argv);
+int cmd_connector(struct rf_cli *cli, int argc, char **argv);
+int cmd_assert(struct rf_cli *cli, int argc, char **argv);
+int cmd_alerts(struct rf_cli *cli, int argc, char **argv);
+/* `ringfence audit reconcile --signins FILE` (cmd_reconcile.c). */
+int cmd_audit_reconcile(struct rf_cli *cli, int argc, char **argv);
 
 #endif

@@ -431,5 +431,7 @@ cmd_audit(struct rf_cli *cli, int argc, char **argv)
 		return do_export(cli, argc, argv);
 	if (strcmp(sub, "search") == 0)
 		return do_search(cli, argc, argv);
+	if (strcmp(sub, "reconcile") == 0)
+		return cmd_audit_reconcile(cli, argc, argv);
 	return cli_usage("audit", "unknown subcommand '%s'", sub);
 }

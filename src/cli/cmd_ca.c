@@ -14,6 +14,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "connector/connector.h"
 #include "store/store_incident.h"
 
 struct opt {
@@ -324,6 +325,28 @@ link_conn(void *arg, size_t i, const char *serial, const char *key_id)
 	    l->st, l->tenant, l->name, NULL, serial, rf_now(), NULL);
 }
 
+/*
+ * A connection that requires a key algorithm (an entra connection: RSA)
+ * gets a key of that algorithm: rf_connector_conn_alg decides.
+ */
+static int
+issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
+    const struct rf_issue_req *req)
+{
+	enum rf_key_alg need;
+	int r;
+
+	if ((r = rf_connector_conn_alg(cli->store, tenant, conn, &need)) != 0)
+		return cli_fail(r);
+	if (need != RF_KEY_NONE && req->keygen != RF_KEY_NONE &&
+	    req->keygen != need)
+		return cli_fail(rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "connection %s/%s is an entra connection: use --keygen %s "
+		    "(Entra ID accepts only RSA keys)",
+		    tenant, conn, rf_key_alg_name(need)));
+	return 0;
+}
+
 int
 cmd_issue(struct rf_cli *cli, int argc, char **argv)
 {
@@ -403,6 +426,8 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		r = cli_usage("issue", "--connection: %s", rf_err_msg(r));
 		goto out;
 	}
+	if ((r = issue_alg_check(cli, tenant, conn, &req)) != 0)
+		goto out;
 	link.st = cli->store;
 	link.tenant = tenant;
 	link.name = conn;

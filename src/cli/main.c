@@ -35,6 +35,10 @@ static const struct command commands[] = {
 	"open, contain, package, track and close an incident"},
     {"keys", cmd_keys, "list the keys held in the token"},
     {"serve", cmd_serve, "serve healthz, CA certificates, CRLs and OCSP"},
+    {"connector", cmd_connector,
+	"connector identities, bindings, entra connections"},
+    {"assert", cmd_assert, "get a client assertion (connector side)"},
+    {"alerts", cmd_alerts, "connector anomaly alerts and their webhook"},
 };
 
 static void

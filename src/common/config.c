@@ -55,6 +55,17 @@ static const struct setting settings[] = {
     I("max_request", max_request, 1024, 64 * 1024 * 1024),
     I("sth_interval", sth_interval, 1, 86400),
     I("sth_leaves", sth_leaves, 1, 100000000),
+    I("connector_days", connector_days, 1, 90),
+    S("entra_key_alg", entra_key_alg),
+    S("entra_jwt_alg", entra_jwt_alg),
+    I("assertion_lifetime", assertion_lifetime, 60, 600),
+    I("conn_rate", conn_rate, 0, 100000000),
+    I("conn_burst", conn_burst, 1, 100000000),
+    I("connector_rate", connector_rate, 0, 100000000),
+    I("connector_burst", connector_burst, 1, 100000000),
+    I("detectors", detectors, 0, 1),
+    I("surge_per_minute", surge_per_minute, 1, 100000000),
+    S("alert_webhook", alert_webhook),
 };
 
 static int
@@ -228,6 +239,16 @@ rf_config_load(struct rf_config *cfg)
 	cfg->max_request = 64 * 1024;
 	cfg->sth_interval = 60;
 	cfg->sth_leaves = 10000;
+	cfg->connector_days = 7;
+	snprintf(cfg->entra_key_alg, sizeof(cfg->entra_key_alg), "rsa-2048");
+	snprintf(cfg->entra_jwt_alg, sizeof(cfg->entra_jwt_alg), "PS256");
+	cfg->assertion_lifetime = 600;
+	cfg->conn_rate = 4;
+	cfg->conn_burst = 12;
+	cfg->connector_rate = 7200;
+	cfg->connector_burst = 600;
+	cfg->detectors = 1;
+	cfg->surge_per_minute = 600;
 
 	if ((r = load_file(cfg, path)) != 0 || (r = load_env(cfg)) != 0)
 		return r;

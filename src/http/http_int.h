@@ -101,6 +101,7 @@ struct rf_http {
 	struct rf_keys *tls_keys;
 	struct rf_key *tls_key;
 	struct rf_actor tls_who;
+	struct rf_connector_svc *csvc; /* the connector API (api.c) */
 
 	/*
 	 * Plain HTTP (conn.c): nworkers threads on one epoll set, with the
@@ -184,6 +185,10 @@ struct rf_http_req {
 	const uint8_t *body; /* never NULL ("" when empty) */
 	size_t bodylen;
 	const char *if_none_match; /* NULL when absent */
+	/* TLS: the verified client certificate's serial (NULL: none), and
+	 * the peer "ADDR:PORT" (api.c, connectors). */
+	const char *client_serial;
+	const char *peer;
 };
 
 #define RF_HTTP_RESP_HDRS 8
@@ -226,5 +231,15 @@ void *rf_conn_worker(void *w);		     /* a worker thread's main */
 void rf_conn_stop(struct rf_http *h);	     /* end every worker's loop */
 void rf_conn_sweep(struct rf_http *h);	     /* timeouts; accept again */
 void rf_conn_teardown(struct rf_http *h);    /* after the workers ended */
+
+/* The connector API (api.c): set up with the TLS context, freed with it;
+ * its routes (1 when uri is one of them); the TLS peer of a request. */
+struct rf_connector_svc;
+int rf_http_api_setup(struct rf_http *h) RF_WUR;
+void rf_http_api_free(struct rf_http *h);
+int rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const char *uri, size_t plen);
+void rf_http_api_peer(
+    struct evhttp_request *req, char serial[41], char peer[64]);
 
 #endif

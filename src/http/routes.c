@@ -559,6 +559,8 @@ rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
 		audit_route(w, q, o, sub, query);
 		return;
 	}
+	if (rf_http_api_route(w, q, o, uri, plen))
+		return;
 	if (serve_blob(w, q, o, uri, plen))
 		return;
 	reply_text(o, 404, "not found");

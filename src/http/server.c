@@ -313,6 +313,7 @@ rf_http_route(struct evhttp_request *req, void *arg)
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
 	struct rf_http_req q;
 	struct rf_http_resp o;
+	char serial[41], peer[64];
 	size_t i;
 
 	memset(&q, 0, sizeof(q));
@@ -337,6 +338,9 @@ rf_http_route(struct evhttp_request *req, void *arg)
 	}
 	q.if_none_match = evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "If-None-Match");
+	rf_http_api_peer(req, serial, peer);
+	q.client_serial = serial[0] != '\0' ? serial : NULL;
+	q.peer = peer;
 	rf_http_handle(w, &q, &o);
 	for (i = 0; i < o.nh; i++)
 		evhttp_add_header(oh, o.h[i].name, o.h[i].value);
@@ -658,6 +662,8 @@ tls_setup(struct rf_http *h)
 	}
 	SSL_CTX_set_session_cache_mode(h->tls_ctx, SSL_SESS_CACHE_OFF);
 	SSL_CTX_set_cert_cb(h->tls_ctx, tls_cert_cb, h);
+	if ((r = rf_http_api_setup(h)) != 0)
+		return r;
 	return rf_http_tls_check(h->tls_ctx);
 }
 
@@ -838,6 +844,7 @@ rf_http_free(struct rf_http *h)
 	if (h->tls.fd >= 0)
 		close(h->tls.fd);
 	/* After the workers: their connections hold SSLs and EVP_PKEYs. */
+	rf_http_api_free(h);
 	SSL_CTX_free(h->tls_ctx);
 	rf_key_free(h->tls_key);
 	rf_keys_free(h->tls_keys);

@@ -100,6 +100,38 @@ static const char *const migrations[] = {
     /* 4: token hygiene: each key's random CKA_ID and the token holding it */
     "ALTER TABLE keys ADD COLUMN token_id TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE keys ADD COLUMN token TEXT NOT NULL DEFAULT '';",
+    /* 5: connectors and tenant-bound client assertions (issue 12) */
+    "CREATE TABLE connectors (name TEXT PRIMARY KEY,"
+    "  created INTEGER NOT NULL, state TEXT NOT NULL);"
+    "CREATE TABLE connector_certs (serial TEXT PRIMARY KEY,"
+    "  connector TEXT NOT NULL, issued INTEGER NOT NULL);"
+    "CREATE INDEX connector_certs_name ON connector_certs (connector);"
+    "CREATE TABLE connector_bindings (connector TEXT NOT NULL,"
+    "  tenant TEXT NOT NULL, conn TEXT NOT NULL, created INTEGER NOT NULL,"
+    "  PRIMARY KEY (connector, tenant, conn));"
+    "CREATE TABLE conn_entra (tenant TEXT NOT NULL, conn TEXT NOT NULL,"
+    "  tenant_id TEXT NOT NULL, client_id TEXT NOT NULL,"
+    "  key_alg TEXT NOT NULL, jwt_alg TEXT NOT NULL,"
+    "  created INTEGER NOT NULL, PRIMARY KEY (tenant, conn));"
+    "CREATE TABLE assertions (jti TEXT PRIMARY KEY, time INTEGER NOT NULL,"
+    "  exp INTEGER NOT NULL, tenant TEXT NOT NULL, conn TEXT NOT NULL,"
+    "  connector TEXT NOT NULL, connector_serial TEXT NOT NULL,"
+    "  cert_serial TEXT NOT NULL, key_id TEXT NOT NULL,"
+    "  x5t256 TEXT NOT NULL, source TEXT NOT NULL);"
+    "CREATE INDEX assertions_x5t ON assertions (x5t256, time);"
+    "CREATE TABLE connector_seen (kind TEXT NOT NULL, k TEXT NOT NULL,"
+    "  first INTEGER NOT NULL, last INTEGER NOT NULL,"
+    "  count INTEGER NOT NULL, PRIMARY KEY (kind, k));"
+    "CREATE TABLE alerts (id INTEGER PRIMARY KEY, uid TEXT NOT NULL UNIQUE,"
+    "  time INTEGER NOT NULL, kind TEXT NOT NULL, tenant TEXT NOT NULL,"
+    "  conn TEXT NOT NULL, connector TEXT NOT NULL, detail TEXT NOT NULL,"
+    "  delivered INTEGER NOT NULL DEFAULT 0,"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  next_try INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX alerts_queue ON alerts (delivered, next_try);"
+    "CREATE TABLE conn_reestablished (tenant TEXT NOT NULL,"
+    "  conn TEXT NOT NULL, serial TEXT NOT NULL, connector TEXT NOT NULL,"
+    "  time INTEGER NOT NULL, PRIMARY KEY (tenant, conn, serial));",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

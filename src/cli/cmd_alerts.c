@@ -1,0 +1,92 @@
+/*
+ * cmd_alerts.c: `ringfence alerts`: the connector anomaly alerts
+ * (docs/connectors.md), and one pass of their webhook queue.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "connector/connector.h"
+
+static const char alerts_help[] =
+    "usage: ringfence alerts list [--json]\n"
+    "       ringfence alerts deliver\n"
+    "'list' prints every alert raised by the connector detectors, oldest\n"
+    "first, with its id (receivers deduplicate on it) and whether the\n"
+    "webhook (alert_webhook) delivered it. 'deliver' runs one pass of the\n"
+    "webhook queue now (serve runs it continuously).\n";
+
+static int
+one(void *arg, const struct rf_alert_rec *a)
+{
+	json_t *arr = arg, *j;
+	char t[32];
+	struct tm tm;
+	time_t tt = (time_t)a->time;
+
+	if (arr != NULL) {
+		char *s = rf_connector_alert_json(a);
+
+		if (s == NULL || (j = json_loads(s, 0, NULL)) == NULL) {
+			free(s);
+			return RF_ERR_ALLOC;
+		}
+		free(s);
+		json_object_set_new(j, "delivered", json_boolean(a->delivered));
+		return json_array_append_new(arr, j) == 0 ? 0 : RF_ERR_ALLOC;
+	}
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(t, sizeof(t), "%lld", (long long)a->time);
+	printf("%s %-20s %s/%s connector %s: %s%s\n", t, a->kind, a->tenant,
+	    a->conn, a->connector, a->detail,
+	    a->delivered ? "" : " [webhook pending]");
+	return 0;
+}
+
+int
+cmd_alerts(struct rf_cli *cli, int argc, char **argv)
+{
+	json_t *arr;
+	size_t sent = 0;
+	int r;
+
+	if (argc < 2 || cli_wants_help(argc, argv)) {
+		fputs(alerts_help, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	if (argc != 2)
+		return cli_usage(
+		    "alerts", "unexpected argument '%.40s'", argv[2]);
+	if ((r = cli_open(cli, CLI_STORE)) != 0)
+		return cli_fail(r);
+	if (strcmp(argv[1], "list") == 0) {
+		arr = cli->json ? json_array() : NULL;
+		if ((r = rf_store_alert_foreach(cli->store, 0, one, arr)) !=
+		    0) {
+			json_decref(arr);
+			return cli_fail(r);
+		}
+		if (arr != NULL) {
+			json_dumpf(arr, stdout, JSON_COMPACT);
+			printf("\n");
+			json_decref(arr);
+		}
+		return EXIT_OK;
+	}
+	if (strcmp(argv[1], "deliver") == 0) {
+		if (cli->cfg.alert_webhook[0] == '\0')
+			return cli_fail(rf_err_set(RF_ERR_CONFIG,
+			    "no alert_webhook set: see docs/config.md"));
+		if ((r = rf_connector_webhook_pass(cli->store,
+			 cli->cfg.alert_webhook, rf_now(), &sent)) != 0)
+			return cli_fail(r);
+		printf("%zu alert%s delivered\n", sent, sent == 1 ? "" : "s");
+		return EXIT_OK;
+	}
+	return cli_usage("alerts", "unknown subcommand '%.40s'", argv[1]);
+}

@@ -1,0 +1,226 @@
+/*
+ * cmd_assert.c: `ringfence assert`, the connector's client: asks serve's
+ * connector API for a JWT client assertion over mutual TLS with the
+ * connector's own certificate and key (files on the connector's host; the
+ * key is the connector's identity, not a tenant credential).
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "cli/cli.h"
+#include "http/http.h"
+
+static const char assert_help[] =
+    "usage: ringfence assert --connection TENANT/NAME --cert FILE --key FILE\n"
+    "           --ca FILE [--url https://HOST:PORT] [--x5t X5T#S256] [--json]\n"
+    "Asks serve's connector API (POST /v1/assertions) for a JWT client\n"
+    "assertion for the connection, authenticating with the connector's\n"
+    "TLS client certificate (--cert, its chain PEM) and key (--key); --ca\n"
+    "is ringfence's root certificate (GET /ca/root.pem). Prints the\n"
+    "assertion, or with --json the whole answer (assertion, expires, jti,\n"
+    "x5t#S256). --url defaults to https://<listen>:<tls_port>.\n"
+    "A refusal prints its code and message and exits 1.\n";
+
+#define ANSWER_MAX (64 * 1024)
+
+/* One HTTPS POST; the status and body (malloc'd) of the answer. */
+static int
+post(const char *url, const char *cert, const char *key, const char *ca,
+    const char *path, const char *body, int *status, char **out)
+{
+	SSL_CTX *ctx = NULL;
+	BIO *b = NULL;
+	SSL *ssl = NULL;
+	char hostport[300], req[1024], *buf = NULL, *p;
+	const char *h;
+	size_t off = 0;
+	int r = RF_ERR_IO, n;
+
+	*status = 0;
+	*out = NULL;
+	if (strncmp(url, "https://", 8) != 0 ||
+	    strlen(url + 8) >= sizeof(hostport))
+		return rf_err_set(RF_ERR_ARG, "--url: use https://HOST:PORT");
+	h = url + 8;
+	snprintf(hostport, sizeof(hostport), "%.*s", (int)strcspn(h, "/"), h);
+	if ((r = rf_http_tls_ctx(0, &ctx)) != 0)
+		return r;
+	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+		r = rf_err_set(RF_ERR_IO, "--ca %s: not a PEM certificate", ca);
+		goto out;
+	}
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(ctx) != 1) {
+		r = rf_err_set(RF_ERR_IO,
+		    "--cert %s / --key %s: not a PEM certificate chain and its "
+		    "private key",
+		    cert, key);
+		goto out;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if ((b = BIO_new_ssl_connect(ctx)) == NULL ||
+	    BIO_get_ssl(b, &ssl) != 1 ||
+	    BIO_set_conn_hostname(b, hostport) != 1) {
+		r = rf_err_set(RF_ERR_INTERNAL, "TLS client setup failed");
+		goto out;
+	}
+	if (BIO_do_connect(b) != 1 || BIO_do_handshake(b) != 1) {
+		unsigned long e = ERR_peek_last_error();
+
+		r = rf_err_set(RF_ERR_IO,
+		    "TLS to %s failed (%s): check --url, --ca and that the "
+		    "connector certificate is valid",
+		    hostport, e != 0 ? ERR_reason_error_string(e) : "closed");
+		goto out;
+	}
+	n = snprintf(req, sizeof(req),
+	    "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json"
+	    "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+	    path, hostport, strlen(body));
+	if (n < 0 || (size_t)n >= sizeof(req) || BIO_write(b, req, n) != n ||
+	    BIO_write(b, body, (int)strlen(body)) != (int)strlen(body)) {
+		r = rf_err_set(RF_ERR_IO, "sending the request failed");
+		goto out;
+	}
+	if ((buf = malloc(ANSWER_MAX + 1)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	while (off < ANSWER_MAX &&
+	    (n = BIO_read(b, buf + off, (int)(ANSWER_MAX - off))) > 0)
+		off += (size_t)n;
+	buf[off] = '\0';
+	if (strncmp(buf, "HTTP/1.", 7) != 0 || off < 12 ||
+	    (p = strstr(buf, "\r\n\r\n")) == NULL) {
+		r = rf_err_set(RF_ERR_IO, "no HTTP answer from %s", hostport);
+		goto out;
+	}
+	*status = atoi(buf + 9);
+	if ((*out = strdup(p + 4)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	r = 0;
+out:
+	ERR_clear_error();
+	free(buf);
+	BIO_free_all(b);
+	SSL_CTX_free(ctx);
+	return r;
+}
+
+int
+cmd_assert(struct rf_cli *cli, int argc, char **argv)
+{
+	static const struct option lo[] = {
+	    {"connection", required_argument, NULL, 'n'},
+	    {"cert", required_argument, NULL, 'c'},
+	    {"key", required_argument, NULL, 'k'},
+	    {"ca", required_argument, NULL, 'a'},
+	    {"url", required_argument, NULL, 'u'},
+	    {"x5t", required_argument, NULL, 'x'},
+	    {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	const char *conn = NULL, *cert = NULL, *key = NULL, *ca = NULL,
+		   *url = NULL, *x5t = NULL, *s;
+	char defurl[128], *ans = NULL, *body = NULL;
+	json_t *req = NULL, *j = NULL;
+	int c, status, r = EXIT_FAIL;
+
+	if (cli_wants_help(argc, argv)) {
+		fputs(assert_help, stdout);
+		return EXIT_OK;
+	}
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'n':
+			conn = optarg;
+			break;
+		case 'c':
+			cert = optarg;
+			break;
+		case 'k':
+			key = optarg;
+			break;
+		case 'a':
+			ca = optarg;
+			break;
+		case 'u':
+			url = optarg;
+			break;
+		case 'x':
+			x5t = optarg;
+			break;
+		case 'j':
+			cli->json = 1;
+			break;
+		default:
+			return cli_usage(
+			    "assert", "unknown option %.60s", argv[optind - 1]);
+		}
+	}
+	if (optind != argc)
+		return cli_usage(
+		    "assert", "unexpected argument '%.60s'", argv[optind]);
+	if (conn == NULL || cert == NULL || key == NULL || ca == NULL)
+		return cli_usage(
+		    "assert", "give --connection, --cert, --key and --ca");
+	if (url == NULL) {
+		if (cli->cfg.tls_port == 0)
+			return cli_usage("assert",
+			    "give --url https://HOST:PORT (tls_port is not "
+			    "set)");
+		snprintf(defurl, sizeof(defurl), "https://%s:%d",
+		    cli->cfg.listen, cli->cfg.tls_port);
+		url = defurl;
+	}
+	req = x5t != NULL
+	    ? json_pack("{s:s,s:s}", "connection", conn, "x5t#S256", x5t)
+	    : json_pack("{s:s}", "connection", conn);
+	if (req == NULL || (body = json_dumps(req, JSON_COMPACT)) == NULL) {
+		r = cli_fail(RF_ERR_ALLOC);
+		goto out;
+	}
+	if ((c = post(url, cert, key, ca, "/v1/assertions", body, &status,
+		 &ans)) != 0) {
+		r = cli_fail(c);
+		goto out;
+	}
+	j = json_loads(ans, 0, NULL);
+	if (status != 200) {
+		fprintf(stderr, "ringfence: refused (%d %s): %s\n", status,
+		    j != NULL && json_string_value(json_object_get(j, "error"))
+			? json_string_value(json_object_get(j, "error"))
+			: "?",
+		    j != NULL &&
+			    json_string_value(json_object_get(j, "message"))
+			? json_string_value(json_object_get(j, "message"))
+			: ans);
+		goto out;
+	}
+	if (cli->json)
+		printf("%s\n", ans);
+	else if (j != NULL &&
+	    (s = json_string_value(json_object_get(j, "assertion"))) != NULL)
+		printf("%s\n", s);
+	else {
+		fprintf(stderr, "ringfence: answer without an assertion\n");
+		goto out;
+	}
+	r = EXIT_OK;
+out:
+	json_decref(req);
+	json_decref(j);
+	free(body);
+	free(ans);
+	return r;
+}

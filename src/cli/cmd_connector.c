@@ -1,0 +1,460 @@
+/*
+ * cmd_connector.c: `ringfence connector`: connector identities (a TLS
+ * client certificate from a CSR made on the connector's host), bindings to
+ * tenant connections, and the Entra registration of a connection.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "connector/connector.h"
+#include "revoke/revoke.h"
+#include "store/store_incident.h"
+
+static const char connector_help[] =
+    "usage: ringfence connector add NAME [--csr FILE] [--out FILE]\n"
+    "       ringfence connector enroll NAME --csr FILE [--out FILE]\n"
+    "       ringfence connector bind NAME TENANT/CONNECTION...\n"
+    "       ringfence connector list [--json]\n"
+    "       ringfence connector show NAME [--json]\n"
+    "       ringfence connector revoke NAME\n"
+    "       ringfence connector entra TENANT/CONNECTION --tenant-id GUID\n"
+    "                 --client-id GUID\n"
+    "A connector authenticates to serve's TLS port with a client\n"
+    "certificate issued from a CSR made on its own host (valid\n"
+    "connector_days, default 7; renewed through POST\n"
+    "/v1/connector/renew). It gets JWT client assertions only for the\n"
+    "connections it is bound to. 'entra' registers a connection of kind\n"
+    "entra: the customer's directory (tenant) id and the application\n"
+    "(client) id; its keys are RSA (entra_key_alg) and its assertions\n"
+    "PS256 (entra_jwt_alg). See docs/connectors.md.\n";
+
+/* getopt_long over argv[1..] (argv[0] is the subcommand). */
+static int
+opts(int argc, char **argv, const char **csr, const char **out,
+    const char **tid, const char **cid)
+{
+	static const struct option lo[] = {
+	    {"csr", required_argument, NULL, 'c'},
+	    {"out", required_argument, NULL, 'o'},
+	    {"tenant-id", required_argument, NULL, 't'},
+	    {"client-id", required_argument, NULL, 'i'},
+	    {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+	int c;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			*csr = optarg;
+			break;
+		case 'o':
+			*out = optarg;
+			break;
+		case 't':
+			*tid = optarg;
+			break;
+		case 'i':
+			*cid = optarg;
+			break;
+		case 'j':
+			break;
+		default:
+			return cli_usage("connector", "unknown option %.60s",
+			    argv[optind - 1]);
+		}
+	}
+	return 0;
+}
+
+struct enroll_link {
+	struct rf_store *st;
+	const char *name;
+};
+
+static int
+enroll_hook(void *arg, size_t i, const char *serial, const char *key_id)
+{
+	struct enroll_link *l = arg;
+
+	(void)i;
+	(void)key_id;
+	return rf_store_connector_cert_add(l->st, serial, l->name, rf_now());
+}
+
+/* Issue a client certificate for the connector from its CSR. */
+static int
+enroll(struct rf_cli *cli, const char *name, const char *csr, const char *out)
+{
+	struct rf_issue_req req;
+	struct rf_issued is;
+	struct enroll_link link;
+	char tenant[128];
+	uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	memset(&is, 0, sizeof(is));
+	if ((r = rf_read_file(csr, RF_CSR_MAX, &buf, &len)) != 0)
+		return cli_fail(r == RF_ERR_TOO_LARGE
+			? rf_err_set(r, "CSR %s is larger than %d bytes", csr,
+			      RF_CSR_MAX)
+			: r);
+	rf_connector_tenant(name, tenant);
+	memset(&req, 0, sizeof(req));
+	req.tenant = tenant;
+	req.profile = RF_PROFILE_CLIENT;
+	req.csr = buf;
+	req.csrlen = len;
+	req.days = cli->cfg.connector_days;
+	link.st = cli->store;
+	link.name = name;
+	if ((r = rf_ca_issue_ex(
+		 cli->ca, &req, 1, &cli->who, &is, enroll_hook, &link)) != 0) {
+		r = cli_fail(r);
+		goto out;
+	}
+	if (out != NULL) {
+		if ((r = rf_write_file(out, (const uint8_t *)is.chain_pem,
+			 strlen(is.chain_pem), 0644)) != 0) {
+			r = cli_fail(r);
+			goto out;
+		}
+	} else
+		fputs(is.chain_pem, stdout);
+	fprintf(out != NULL ? stdout : stderr,
+	    "connector %s: certificate %s, valid %d days\n", name, is.serial,
+	    cli->cfg.connector_days);
+	r = EXIT_OK;
+out:
+	rf_issued_clear(&is);
+	free(buf);
+	return r;
+}
+
+static int
+do_add(struct rf_cli *cli, const char *name, const char *csr, const char *out)
+{
+	char tenant[128];
+	int r;
+
+	if ((r = rf_connector_name_check(name)) != 0)
+		return cli_fail(r);
+	if ((r = cli_open(cli, CLI_ALL)) != 0)
+		return cli_fail(r);
+	rf_connector_tenant(name, tenant);
+	if ((r = rf_store_connector_add(cli->store, name, rf_now())) != 0)
+		return cli_fail(r == RF_ERR_EXISTS
+			? rf_err_set(r, "connector %s exists", name)
+			: r);
+	/* Its certificates are issued under a tenant of its own. */
+	if ((r = rf_ca_tenant_add(cli->ca, tenant, &cli->who)) != 0 &&
+	    r != RF_ERR_EXISTS)
+		return cli_fail(r);
+	if (csr == NULL) {
+		printf("connector %s added: enroll it with 'ringfence "
+		       "connector enroll %s --csr FILE'\n",
+		    name, name);
+		return EXIT_OK;
+	}
+	return enroll(cli, name, csr, out);
+}
+
+/* TENANT/CONNECTION into its parts. */
+static int
+split_conn(const char *s, char tenant[128], char conn[64])
+{
+	const char *sl = strchr(s, '/');
+
+	if (sl == NULL || (size_t)(sl - s) >= 128 || strlen(sl + 1) >= 64)
+		return rf_err_set(RF_ERR_ARG,
+		    "'%.80s': give a connection as TENANT/CONNECTION", s);
+	memcpy(tenant, s, (size_t)(sl - s));
+	tenant[sl - s] = '\0';
+	snprintf(conn, 64, "%s", sl + 1);
+	if (rf_ca_tenant_name_check(tenant) != 0 ||
+	    rf_ca_tenant_name_check(conn) != 0)
+		return rf_err_set(RF_ERR_ARG,
+		    "'%.80s': TENANT and CONNECTION are 1-64 characters of "
+		    "A-Z a-z 0-9 . _ -",
+		    s);
+	return 0;
+}
+
+static int
+do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
+{
+	struct rf_connector_rec c;
+	struct rf_conn_rec cr;
+	struct rf_audit_event ev;
+	char tenant[128], conn[64], detail[256];
+	int i, r;
+
+	if ((r = cli_open(cli, CLI_AUDIT)) != 0)
+		return cli_fail(r);
+	if ((r = rf_store_connector_get(cli->store, name, &c)) != 0)
+		return cli_fail(r);
+	if (strcmp(c.state, "active") != 0)
+		return cli_fail(
+		    rf_err_set(RF_ERR_STATE, "connector %s is revoked", name));
+	if ((r = rf_store_begin(cli->store)) != 0)
+		return cli_fail(r);
+	for (i = 0; i < n; i++) {
+		if ((r = split_conn(conns[i], tenant, conn)) != 0)
+			goto fail;
+		if ((r = rf_store_conn_get(cli->store, tenant, conn, &cr)) !=
+		    0) {
+			r = rf_err_set(r,
+			    "no connection %s/%s: register it with "
+			    "'ringfence connector entra %s/%s ...'",
+			    tenant, conn, tenant, conn);
+			goto fail;
+		}
+		snprintf(detail, sizeof(detail), "bind connector %s to %s/%s",
+		    name, tenant, conn);
+		memset(&ev, 0, sizeof(ev));
+		ev.type = "bind";
+		ev.tenant = tenant;
+		ev.actor = cli->who.actor;
+		ev.source = cli->who.source;
+		ev.detail = detail;
+		if ((r = rf_store_binding_add(
+			 cli->store, name, tenant, conn, rf_now())) != 0 ||
+		    (r = rf_audit_append(cli->audit, &ev, 1, NULL)) != 0)
+			goto fail;
+	}
+	if ((r = rf_store_commit(cli->store)) != 0)
+		return cli_fail(r);
+	printf("connector %s bound to %d connection%s\n", name, n,
+	    n == 1 ? "" : "s");
+	return EXIT_OK;
+fail:
+	rf_store_rollback(cli->store);
+	return cli_fail(r);
+}
+
+static int
+list_one(void *arg, const struct rf_connector_rec *c)
+{
+	json_t *arr = arg;
+
+	if (arr != NULL)
+		return json_array_append_new(arr,
+			   json_pack("{s:s,s:s,s:I}", "name", c->name, "state",
+			       c->state, "created", (json_int_t)c->created)) ==
+			0
+		    ? 0
+		    : RF_ERR_ALLOC;
+	printf("%-24s %s\n", c->name, c->state);
+	return 0;
+}
+
+struct show {
+	struct rf_store *st;
+	json_t *certs, *binds;
+};
+
+static int
+show_cert(void *arg, const char *serial)
+{
+	struct show *s = arg;
+	struct rf_cert_rec c;
+	const char *status;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	if ((r = rf_store_cert_get(s->st, serial, &c)) != 0)
+		return r;
+	status = c.revoked	     ? "revoked"
+	    : c.not_after < rf_now() ? "expired"
+				     : "valid";
+	if (s->certs != NULL)
+		r = json_array_append_new(s->certs,
+			json_pack("{s:s,s:I,s:s}", "serial", serial,
+			    "not_after", (json_int_t)c.not_after, "status",
+			    status)) == 0
+		    ? 0
+		    : RF_ERR_ALLOC;
+	else
+		printf("  certificate %s %s (not after %lld)\n", serial, status,
+		    (long long)c.not_after);
+	rf_cert_rec_clear(&c);
+	return r;
+}
+
+static int
+show_bind(void *arg, const char *tenant, const char *conn)
+{
+	struct show *s = arg;
+	char b[200];
+
+	snprintf(b, sizeof(b), "%s/%s", tenant, conn);
+	if (s->binds != NULL)
+		return json_array_append_new(s->binds, json_string(b)) == 0
+		    ? 0
+		    : RF_ERR_ALLOC;
+	printf("  bound %s\n", b);
+	return 0;
+}
+
+static int
+do_show(struct rf_cli *cli, const char *name)
+{
+	struct rf_connector_rec c;
+	struct show s;
+	json_t *j;
+	int r;
+
+	if ((r = cli_open(cli, CLI_STORE)) != 0 ||
+	    (r = rf_store_connector_get(cli->store, name, &c)) != 0)
+		return cli_fail(r);
+	memset(&s, 0, sizeof(s));
+	s.st = cli->store;
+	if (cli->json) {
+		s.certs = json_array();
+		s.binds = json_array();
+	} else
+		printf("connector %s %s\n", c.name, c.state);
+	if ((r = rf_store_connector_cert_foreach(
+		 cli->store, name, show_cert, &s)) != 0 ||
+	    (r = rf_store_binding_foreach(cli->store, name, show_bind, &s)) !=
+		0) {
+		json_decref(s.certs);
+		json_decref(s.binds);
+		return cli_fail(r);
+	}
+	if (cli->json) {
+		j = json_pack("{s:s,s:s,s:o,s:o}", "name", c.name, "state",
+		    c.state, "certificates", s.certs, "bindings", s.binds);
+		json_dumpf(j, stdout, JSON_COMPACT);
+		printf("\n");
+		json_decref(j);
+	}
+	return EXIT_OK;
+}
+
+static int
+do_revoke(struct rf_cli *cli, const char *name)
+{
+	struct rf_connector_rec c;
+	struct rf_revoke_req req;
+	char tenant[128];
+	size_t n = 0;
+	int r;
+
+	if ((r = cli_open(cli, CLI_ALL)) != 0 ||
+	    (r = rf_store_connector_get(cli->store, name, &c)) != 0)
+		return cli_fail(r);
+	/* First the connector: nothing is signed for it from here on. */
+	if ((r = rf_store_connector_set_state(cli->store, name, "revoked")) !=
+	    0)
+		return cli_fail(r);
+	rf_connector_tenant(name, tenant);
+	memset(&req, 0, sizeof(req));
+	req.tenant = tenant;
+	req.reason = RF_CRL_REASON_KEY_COMPROMISE;
+	r = rf_revoke(&cli->cfg, cli->store, cli->keys, cli->ca, cli->audit,
+	    &req, &cli->who, &n);
+	if (r != 0 && r != RF_ERR_NOT_FOUND)
+		return cli_fail(r);
+	printf("connector %s revoked (%zu certificate%s)\n", name, n,
+	    n == 1 ? "" : "s");
+	return EXIT_OK;
+}
+
+static int
+do_entra(
+    struct rf_cli *cli, const char *which, const char *tid, const char *cid)
+{
+	char tenant[128], conn[64];
+	int r;
+
+	if (tid == NULL || cid == NULL)
+		return cli_usage(
+		    "connector", "entra needs --tenant-id and --client-id");
+	if ((r = split_conn(which, tenant, conn)) != 0)
+		return cli_fail(r);
+	if ((r = cli_open(cli, CLI_AUDIT)) != 0 ||
+	    (r = rf_connector_entra_register(&cli->cfg, cli->store, cli->audit,
+		 tenant, conn, tid, cid, &cli->who)) != 0)
+		return cli_fail(r);
+	printf("connection %s/%s: kind entra, %s keys, %s assertions; issue "
+	       "its credential with 'ringfence issue --tenant %s "
+	       "--connection %s --profile assertion --keygen %s'\n",
+	    tenant, conn, cli->cfg.entra_key_alg, cli->cfg.entra_jwt_alg,
+	    tenant, conn, cli->cfg.entra_key_alg);
+	return EXIT_OK;
+}
+
+int
+cmd_connector(struct rf_cli *cli, int argc, char **argv)
+{
+	const char *csr = NULL, *out = NULL, *tid = NULL, *cid = NULL, *sub;
+	json_t *arr;
+	int r;
+
+	if (argc < 2 || cli_wants_help(argc, argv)) {
+		fputs(connector_help, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : EXIT_OK;
+	}
+	sub = argv[1];
+	argc--;
+	argv++;
+	if ((r = opts(argc, argv, &csr, &out, &tid, &cid)) != 0)
+		return r;
+	argc -= optind;
+	argv += optind;
+	if (strcmp(sub, "add") == 0 && argc == 1)
+		return do_add(cli, argv[0], csr, out);
+	if (strcmp(sub, "enroll") == 0 && argc == 1) {
+		if (csr == NULL)
+			return cli_usage(
+			    "connector", "enroll needs --csr FILE");
+		if ((r = cli_open(cli, CLI_ALL)) != 0)
+			return cli_fail(r);
+		{
+			struct rf_connector_rec c;
+
+			if ((r = rf_store_connector_get(
+				 cli->store, argv[0], &c)) != 0)
+				return cli_fail(r);
+			if (strcmp(c.state, "active") != 0)
+				return cli_fail(rf_err_set(RF_ERR_STATE,
+				    "connector %s is revoked", argv[0]));
+		}
+		return enroll(cli, argv[0], csr, out);
+	}
+	if (strcmp(sub, "bind") == 0 && argc >= 2)
+		return do_bind(cli, argv[0], argc - 1, argv + 1);
+	if (strcmp(sub, "list") == 0 && argc == 0) {
+		if ((r = cli_open(cli, CLI_STORE)) != 0)
+			return cli_fail(r);
+		arr = cli->json ? json_array() : NULL;
+		if ((r = rf_store_connector_foreach(
+			 cli->store, list_one, arr)) != 0) {
+			json_decref(arr);
+			return cli_fail(r);
+		}
+		if (arr != NULL) {
+			json_dumpf(arr, stdout, JSON_COMPACT);
+			printf("\n");
+			json_decref(arr);
+		}
+		return EXIT_OK;
+	}
+	if (strcmp(sub, "show") == 0 && argc == 1)
+		return do_show(cli, argv[0]);
+	if (strcmp(sub, "revoke") == 0 && argc == 1)
+		return do_revoke(cli, argv[0]);
+	if (strcmp(sub, "entra") == 0 && argc == 1)
+		return do_entra(cli, argv[0], tid, cid);
+	return cli_usage("connector",
+	    "'%.40s' with %d argument%s: see 'ringfence connector --help'", sub,
+	    argc, argc == 1 ? "" : "s");
+}

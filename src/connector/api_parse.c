@@ -1,0 +1,156 @@
+/*
+ * api_parse.c: the connector API's request bodies, untrusted (fuzzed by
+ * fuzz/fuzz_connector_api.c). Strict: a JSON object, no duplicate or
+ * unknown members, bounded sizes, names without traversal characters.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "ca/ca.h"
+#include "connector/connector.h"
+
+static int
+load(const uint8_t *body, size_t len, json_t **out)
+{
+	json_error_t e;
+
+	*out = NULL;
+	if (len > RF_CONNECTOR_BODY_MAX)
+		return rf_err_set(RF_ERR_TOO_LARGE,
+		    "request body of %zu bytes: at most %d", len,
+		    RF_CONNECTOR_BODY_MAX);
+	if ((*out = json_loadb(
+		 (const char *)body, len, JSON_REJECT_DUPLICATES, &e)) == NULL)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "request body is not JSON (%.80s at %d): send a JSON "
+		    "object",
+		    e.text, e.position);
+	if (!json_is_object(*out)) {
+		json_decref(*out);
+		*out = NULL;
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "request body must be a JSON object");
+	}
+	return 0;
+}
+
+/* Every member of j is one of names. */
+static int
+known_only(json_t *j, const char *const *names)
+{
+	const char *k;
+	json_t *v;
+	size_t i;
+
+	json_object_foreach(j, k, v)
+	{
+		(void)v;
+		for (i = 0; names[i] != NULL; i++)
+			if (strcmp(k, names[i]) == 0)
+				break;
+		if (names[i] == NULL)
+			return rf_err_set(RF_ERR_MALFORMED,
+			    "unknown member \"%.40s\": this request takes "
+			    "only %s%s%s",
+			    k, names[0], names[1] != NULL ? " and " : "",
+			    names[1] != NULL ? names[1] : "");
+	}
+	return 0;
+}
+
+int
+rf_connector_parse_assert(
+    const uint8_t *body, size_t len, struct rf_assert_ask *out)
+{
+	static const char *const names[] = {"connection", "x5t#S256", NULL};
+	const char *c, *x, *slash;
+	json_t *j = NULL;
+	size_t tl, i;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = load(body, len, &j)) != 0 || (r = known_only(j, names)) != 0)
+		goto out;
+	r = RF_ERR_MALFORMED;
+	if ((c = json_string_value(json_object_get(j, "connection"))) == NULL) {
+		r = rf_err_set(
+		    r, "missing \"connection\": give it as \"TENANT/NAME\"");
+		goto out;
+	}
+	if ((slash = strchr(c, '/')) == NULL ||
+	    (tl = (size_t)(slash - c)) >= sizeof(out->tenant) ||
+	    strlen(slash + 1) >= sizeof(out->conn)) {
+		r = rf_err_set(r, "\"connection\" must be TENANT/NAME");
+		goto out;
+	}
+	memcpy(out->tenant, c, tl);
+	out->tenant[tl] = '\0';
+	snprintf(out->conn, sizeof(out->conn), "%s", slash + 1);
+	/* Names are [A-Za-z0-9._-]; "." and ".." are refused too. */
+	if (rf_ca_tenant_name_check(out->tenant) != 0 ||
+	    rf_ca_tenant_name_check(out->conn) != 0 ||
+	    strcmp(out->tenant, ".") == 0 || strcmp(out->tenant, "..") == 0 ||
+	    strcmp(out->conn, ".") == 0 || strcmp(out->conn, "..") == 0 ||
+	    strlen(c) != tl + 1 + strlen(out->conn)) {
+		r = rf_err_set(r,
+		    "\"connection\": TENANT and NAME are 1-64 characters of "
+		    "A-Z a-z 0-9 . _ - (no '/', '..' or control characters)");
+		goto out;
+	}
+	if ((x = json_object_get(j, "x5t#S256") != NULL
+		    ? json_string_value(json_object_get(j, "x5t#S256"))
+		    : "") == NULL ||
+	    strlen(x) >= sizeof(out->x5t256)) {
+		r = rf_err_set(
+		    r, "\"x5t#S256\" must be a base64url thumbprint");
+		goto out;
+	}
+	for (i = 0; x[i] != '\0'; i++)
+		if (strchr(
+			"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+			"0123456789-_",
+			x[i]) == NULL) {
+			r = rf_err_set(
+			    r, "\"x5t#S256\" must be a base64url thumbprint");
+			goto out;
+		}
+	snprintf(out->x5t256, sizeof(out->x5t256), "%s", x);
+	r = 0;
+out:
+	json_decref(j);
+	if (r != 0)
+		memset(out, 0, sizeof(*out));
+	return r;
+}
+
+int
+rf_connector_parse_renew(
+    const uint8_t *body, size_t len, char **csr, size_t *csrlen)
+{
+	static const char *const names[] = {"csr", NULL};
+	const char *c;
+	json_t *j = NULL;
+	int r;
+
+	*csr = NULL;
+	*csrlen = 0;
+	if ((r = load(body, len, &j)) != 0 || (r = known_only(j, names)) != 0)
+		goto out;
+	if ((c = json_string_value(json_object_get(j, "csr"))) == NULL ||
+	    *c == '\0') {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "missing \"csr\": give the PEM PKCS#10 request");
+		goto out;
+	}
+	if ((*csr = strdup(c)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	*csrlen = strlen(c);
+	r = 0;
+out:
+	json_decref(j);
+	return r;
+}

@@ -1,0 +1,262 @@
+/*
+ * connector.h: connectors use their tenant's credential without holding it
+ * (docs/connectors.md). A connector authenticates with a TLS client
+ * certificate of ringfence's CA and asks for a JWT client assertion (RFC
+ * 7523, as Microsoft Entra ID certificate credentials use it) for a
+ * connection it is bound to; ringfence fills every claim from the
+ * connection's registration, checks binding, limits and incidents, signs
+ * with the connection's key in the token, and raises alerts on anomalies.
+ */
+#ifndef RF_CONNECTOR_CONNECTOR_H
+#define RF_CONNECTOR_CONNECTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "common/config.h"
+#include "common/rf.h"
+#include "keys/keys.h"
+#include "store/store_connector.h"
+
+struct rf_store;
+struct rf_audit;
+struct rf_ca;
+
+/* Connector names: 1-48 characters of [A-Za-z0-9._-]. */
+int rf_connector_name_check(const char *name) RF_WUR;
+/* The pseudo-tenant a connector's certificates are issued under. */
+void rf_connector_tenant(const char *name, char out[128]);
+
+/*
+ * A GUID (8-4-4-4-12 hex digits) in its lowercase form into out;
+ * RF_ERR_ARG naming `what` otherwise.
+ */
+int rf_connector_guid(const char *in, const char *what, char out[37]) RF_WUR;
+
+/*
+ * The key algorithm a connection requires: for a connection of kind
+ * "entra" its registered RSA algorithm (Entra ID accepts only RSA keys of
+ * 2048 bits or more); RF_KEY_NONE when the connection has no requirement.
+ * Every path that makes a key for a connection asks this first.
+ */
+int rf_connector_conn_alg(struct rf_store *st, const char *tenant,
+    const char *conn, enum rf_key_alg *alg) RF_WUR;
+
+/*
+ * Register (tenant, conn) as kind "entra" with the customer's directory id
+ * and the application (client) id, key and JWT algorithms from cfg
+ * (entra_key_alg, entra_jwt_alg). Creates the connection if new. Audited
+ * ("register" leaf).
+ */
+int rf_connector_entra_register(const struct rf_config *cfg,
+    struct rf_store *st, struct rf_audit *audit, const char *tenant,
+    const char *conn, const char *tenant_id, const char *client_id,
+    const struct rf_actor *who) RF_WUR;
+
+/* ---- JWT client assertions (jwt.c) ---- */
+
+#define RF_JWT_MAX_LIFETIME 600 /* s; Entra: exp at most 10 min after nbf */
+
+/*
+ * The signing input of an assertion (RFC 7515 5.1): BASE64URL(header) '.'
+ * BASE64URL(claims), malloc'd and NUL-terminated into *msg. header:
+ * {"alg":ALG,"typ":"JWT","x5t#S256":X5T}; claims: {"aud":AUD,"exp":EXP,
+ * "iat":NOW,"iss":CLIENT,"jti":JTI,"nbf":NOW,"sub":CLIENT} with
+ * AUD = https://login.microsoftonline.com/{tenant-id}/oauth2/v2.0/token.
+ */
+int rf_jwt_build(const struct rf_entra_rec *reg, const char *x5t256,
+    const char *jti, int64_t now, int lifetime, char **msg) RF_WUR;
+/*
+ * Check that msg is exactly what reg and x5t256 imply at now: both parts
+ * canonical base64url of JSON objects with exactly the members above, the
+ * same values, a v4 GUID jti (into jti), nbf = iat within 60 s of now and
+ * 0 < exp - nbf <= RF_JWT_MAX_LIFETIME. RF_ERR_MALFORMED otherwise.
+ */
+int rf_jwt_check(const struct rf_entra_rec *reg, const char *x5t256,
+    const uint8_t *msg, size_t len, int64_t now, char jti[40]) RF_WUR;
+/* A random version-4 GUID (RFC 9562 5.4), lowercase. */
+int rf_jwt_guid(char out[37]) RF_WUR;
+/* The JWS (msg '.' BASE64URL(sig)), malloc'd. */
+int rf_jwt_join(
+    const char *msg, const uint8_t *sig, size_t siglen, char **jws) RF_WUR;
+/* The scheme of a JWT alg name ("PS256", "RS256"); RF_ERR_ARG otherwise. */
+int rf_jwt_scheme(const char *alg, enum rf_sig_scheme *scheme) RF_WUR;
+
+/* ---- The API's request (api_parse.c) ---- */
+
+#define RF_CONNECTOR_BODY_MAX 8192
+
+/* POST /v1/assertions: {"connection": "TENANT/NAME"[, "x5t#S256": X]} */
+struct rf_assert_ask {
+	char tenant[128];
+	char conn[64];
+	char x5t256[48]; /* the credential the connector believes in, or "" */
+};
+/*
+ * Strict: a JSON object of at most RF_CONNECTOR_BODY_MAX bytes, no unknown
+ * members, "connection" TENANT/NAME with both parts valid names (no '/',
+ * "..", or other traversal). RF_ERR_MALFORMED / RF_ERR_TOO_LARGE with a
+ * one-line message saying what to fix.
+ */
+int rf_connector_parse_assert(
+    const uint8_t *body, size_t len, struct rf_assert_ask *out) RF_WUR;
+/* POST /v1/connector/renew: {"csr": PEM}; *csr malloc'd. */
+int rf_connector_parse_renew(
+    const uint8_t *body, size_t len, char **csr, size_t *csrlen) RF_WUR;
+
+/* ---- Limits (limits.c): token buckets in memory ---- */
+
+struct rf_limits;
+int rf_limits_new(struct rf_limits **out) RF_WUR;
+void rf_limits_free(struct rf_limits *l);
+/*
+ * Take one token from the bucket `key` (rate per hour, burst capacity) at
+ * now_ms. 0 when taken; RF_ERR_STATE when empty, with *retry_after the
+ * seconds until a token is back. Thread-safe.
+ */
+int rf_limits_take(struct rf_limits *l, const char *key, double per_hour,
+    double burst, uint64_t now_ms, int *retry_after) RF_WUR;
+
+/* ---- The decision (decide.c): what the custody process calls ---- */
+
+enum rf_refusal {
+	RF_REFUSE_NONE = 0,
+	RF_REFUSE_UNKNOWN,     /* certificate is not a connector's: 401 */
+	RF_REFUSE_REVOKED,     /* connector or its certificate revoked: 401 */
+	RF_REFUSE_NOT_BOUND,   /* 403 */
+	RF_REFUSE_NOT_ENTRA,   /* connection has no registration: 404 */
+	RF_REFUSE_NO_CRED,     /* no usable credential: 409 */
+	RF_REFUSE_INCIDENT,    /* under an open incident: 423 */
+	RF_REFUSE_RATE,	       /* 429 with Retry-After */
+	RF_REFUSE_BAD_MESSAGE, /* not what the registration implies: 403 */
+	RF_REFUSE_KEY,	       /* not the connection's current key: 403 */
+};
+/* The stable code ("not_bound", ...) and HTTP status of a refusal. */
+const char *rf_refusal_code(enum rf_refusal why);
+int rf_refusal_status(enum rf_refusal why);
+
+/* One assertion asked for. */
+struct rf_connector_req {
+	const char *cert_serial; /* the connector's verified TLS client cert */
+	const char *tenant;
+	const char *conn;
+	const char *key_id; /* the key asked to sign */
+	const uint8_t *msg; /* the exact signing input */
+	size_t msglen;
+	int64_t now;
+};
+
+struct rf_connector_verdict {
+	enum rf_refusal why; /* RF_REFUSE_NONE: sign */
+	char connector[64];
+	char jti[40];
+	char cred_serial[41]; /* the connection's current credential */
+	char key_id[65];      /* and its key */
+	char x5t256[48];
+	enum rf_sig_scheme scheme;
+	int retry_after; /* RF_REFUSE_RATE */
+	int64_t incident;
+	char detail[200]; /* one sentence for the refusal */
+};
+
+/*
+ * Decide whether to sign. Checks, in order: the certificate is a
+ * connector's, unexpired and unrevoked, and the connector active; the
+ * connection is bound to it; it is an entra connection with a current,
+ * unrevoked credential whose key is key_id; no open incident has it
+ * affected; the message is exactly the header and claims the registration
+ * implies (rf_jwt_check); the per-connection and per-connector buckets of
+ * limits (NULL: no limits) have a token. A refusal is not an error: 0 with
+ * v->why set. Errors are store failures. Writes nothing.
+ */
+int rf_connector_decide(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_limits *limits, const struct rf_connector_req *q,
+    struct rf_connector_verdict *v) RF_WUR;
+
+/* ---- Detectors and alerts (detect.c, alert.c) ---- */
+
+/* One assertion made or refused, as the detectors see it. */
+struct rf_connector_event {
+	const char *tenant, *conn, *connector, *cert_serial;
+	const char *source;	  /* peer address, no port */
+	const char *asked_x5t256; /* the credential the request named, or "" */
+	const char *cred_x5t256;  /* the connection's current credential */
+	const char *jti;
+	int64_t now;
+	int refused_incident; /* the request was refused: under incident */
+};
+
+#define RF_ALERTS_MAX 8
+/*
+ * Update the baselines with ev and write the alerts it raises (up to
+ * RF_ALERTS_MAX, *n of them) into out. Deterministic; see
+ * docs/connectors.md for each detector's one sentence. Call inside the
+ * transaction that records the assertion.
+ */
+int rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
+    const struct rf_connector_event *ev, struct rf_alert_rec *out,
+    size_t *n) RF_WUR;
+/*
+ * Record alerts: each new uid is a row (queued for the webhook) and an
+ * "alert" audit leaf, in the caller's transaction.
+ */
+int rf_connector_alerts_raise(struct rf_store *st, struct rf_audit *audit,
+    const struct rf_alert_rec *a, size_t n) RF_WUR;
+/*
+ * One pass of the webhook queue: POST each due alert as JSON to url
+ * (http://HOST:PORT/PATH), marking it delivered on a 2xx answer, else
+ * scheduling a retry with exponential backoff (1 s doubling to 5 min).
+ * *sent receives how many were delivered.
+ */
+int rf_connector_webhook_pass(
+    struct rf_store *st, const char *url, int64_t now, size_t *sent) RF_WUR;
+/* The JSON of an alert, malloc'd. */
+char *rf_connector_alert_json(const struct rf_alert_rec *a);
+
+/* ---- The service behind the API (service.c) ---- */
+
+struct rf_connector_svc;
+/*
+ * The handles the API uses from every worker thread (serialised inside):
+ * a store connection and audit record of its own on cfg->db_path, keys
+ * borrowed (thread-safe), and a webhook thread when cfg->alert_webhook is
+ * set.
+ */
+int rf_connector_svc_new(const struct rf_config *cfg, struct rf_keys *keys,
+    struct rf_connector_svc **out) RF_WUR;
+void rf_connector_svc_free(struct rf_connector_svc *svc);
+
+/* An API answer: status, JSON body (malloc'd), Retry-After (0: none). */
+struct rf_api_answer {
+	int status;
+	char *body;
+	int retry_after;
+};
+void rf_api_answer_clear(struct rf_api_answer *a);
+/*
+ * POST /v1/assertions from the connector with TLS client certificate
+ * cert_serial (NULL: none) at source. Always fills *a.
+ */
+void rf_connector_svc_assert(struct rf_connector_svc *svc,
+    const char *cert_serial, const char *source, const uint8_t *body,
+    size_t len, struct rf_api_answer *a);
+/* POST /v1/connector/renew: a new certificate for the caller's CSR. */
+void rf_connector_svc_renew(struct rf_connector_svc *svc,
+    const char *cert_serial, const char *source, const uint8_t *body,
+    size_t len, struct rf_api_answer *a);
+
+/* ---- Reconcile (reconcile.c) ---- */
+
+/*
+ * Read an Entra service-principal sign-in export (JSON: an array, or an
+ * object with "value": [...]; each sign-in with "createdDateTime",
+ * "ipAddress", and the credential as "servicePrincipalCredentialThumbprint"
+ * (hex SHA-1 or base64url x5t / x5t#S256) or "servicePrincipalCredentialKeyId")
+ * and write to out every sign-in with a ringfence credential that no
+ * assertion of ours explains. *unexplained receives their count.
+ */
+int rf_connector_reconcile(struct rf_store *st, const uint8_t *json, size_t len,
+    int as_json, FILE *out, size_t *unexplained) RF_WUR;
+
+#endif

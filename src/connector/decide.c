@@ -1,0 +1,210 @@
+/*
+ * decide.c: whether a connector's assertion is signed. A pure decision
+ * over the store (and the limits): the custody process calls it before it
+ * signs for a connector-class caller, the API calls it today.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "connector/connector.h"
+#include "store/store.h"
+#include "store/store_incident.h"
+
+const char *
+rf_refusal_code(enum rf_refusal why)
+{
+	switch (why) {
+	case RF_REFUSE_NONE:
+		return "ok";
+	case RF_REFUSE_UNKNOWN:
+		return "unknown_connector";
+	case RF_REFUSE_REVOKED:
+		return "revoked";
+	case RF_REFUSE_NOT_BOUND:
+		return "not_bound";
+	case RF_REFUSE_NOT_ENTRA:
+		return "not_registered";
+	case RF_REFUSE_NO_CRED:
+		return "no_credential";
+	case RF_REFUSE_INCIDENT:
+		return "under_incident";
+	case RF_REFUSE_RATE:
+		return "rate_limited";
+	case RF_REFUSE_BAD_MESSAGE:
+		return "bad_message";
+	case RF_REFUSE_KEY:
+		return "wrong_key";
+	}
+	return "refused";
+}
+
+int
+rf_refusal_status(enum rf_refusal why)
+{
+	switch (why) {
+	case RF_REFUSE_NONE:
+		return 200;
+	case RF_REFUSE_UNKNOWN:
+	case RF_REFUSE_REVOKED:
+		return 401;
+	case RF_REFUSE_NOT_ENTRA:
+		return 404;
+	case RF_REFUSE_NO_CRED:
+		return 409;
+	case RF_REFUSE_INCIDENT:
+		return 423;
+	case RF_REFUSE_RATE:
+		return 429;
+	case RF_REFUSE_NOT_BOUND:
+	case RF_REFUSE_BAD_MESSAGE:
+	case RF_REFUSE_KEY:
+		return 403;
+	}
+	return 403;
+}
+
+static int
+refuse(struct rf_connector_verdict *v, enum rf_refusal why, const char *msg)
+{
+	v->why = why;
+	snprintf(v->detail, sizeof(v->detail), "%s", msg);
+	return 0;
+}
+
+/* The connector of a certificate, which must be valid at now. */
+static int
+who_asks(struct rf_store *st, const struct rf_connector_req *q,
+    struct rf_connector_verdict *v)
+{
+	struct rf_connector_rec c;
+	struct rf_cert_rec cr;
+	int r;
+
+	if (q->cert_serial == NULL || *q->cert_serial == '\0')
+		return refuse(v, RF_REFUSE_UNKNOWN,
+		    "a connector's TLS client certificate is required");
+	r = rf_store_connector_by_cert(st, q->cert_serial, v->connector);
+	if (r == RF_ERR_NOT_FOUND)
+		return refuse(v, RF_REFUSE_UNKNOWN,
+		    "this client certificate is not a connector's");
+	if (r != 0)
+		return r;
+	memset(&cr, 0, sizeof(cr));
+	if ((r = rf_store_cert_get(st, q->cert_serial, &cr)) != 0)
+		return r == RF_ERR_NOT_FOUND
+		    ? refuse(v, RF_REFUSE_UNKNOWN, "unknown certificate")
+		    : r;
+	r = cr.revoked;
+	if (!r && (q->now < cr.not_before || q->now > cr.not_after))
+		r = 2;
+	rf_cert_rec_clear(&cr);
+	if (r == 1)
+		return refuse(v, RF_REFUSE_REVOKED,
+		    "this connector certificate is revoked");
+	if (r == 2)
+		return refuse(v, RF_REFUSE_REVOKED,
+		    "this connector certificate is expired: renew it");
+	if ((r = rf_store_connector_get(st, v->connector, &c)) != 0)
+		return r;
+	if (strcmp(c.state, "active") != 0)
+		return refuse(
+		    v, RF_REFUSE_REVOKED, "this connector is revoked");
+	return 0;
+}
+
+/* The connection's current credential: unrevoked, its key key_id. */
+static int
+credential(struct rf_store *st, const struct rf_connector_req *q,
+    struct rf_connector_verdict *v)
+{
+	struct rf_conn_rec cn;
+	struct rf_cert_rec cr;
+	int r, bad;
+
+	if ((r = rf_store_conn_get(st, q->tenant, q->conn, &cn)) != 0)
+		return r == RF_ERR_NOT_FOUND
+		    ? refuse(v, RF_REFUSE_NOT_ENTRA, "no such connection")
+		    : r;
+	if (cn.serial[0] == '\0')
+		return refuse(v, RF_REFUSE_NO_CRED,
+		    "the connection has no credential yet: issue one with "
+		    "'ringfence issue --keygen'");
+	memset(&cr, 0, sizeof(cr));
+	if ((r = rf_store_cert_get(st, cn.serial, &cr)) != 0)
+		return r;
+	snprintf(v->cred_serial, sizeof(v->cred_serial), "%s", cn.serial);
+	snprintf(v->x5t256, sizeof(v->x5t256), "%s", cr.x5t256);
+	snprintf(v->key_id, sizeof(v->key_id), "%s", cr.key_id);
+	bad = cr.revoked || q->now > cr.not_after;
+	r = q->key_id != NULL && strcmp(cr.key_id, q->key_id) != 0;
+	rf_cert_rec_clear(&cr);
+	if (bad)
+		return refuse(v, RF_REFUSE_NO_CRED,
+		    "the connection's credential is revoked or expired");
+	if (r)
+		return refuse(v, RF_REFUSE_KEY,
+		    "the key is not the connection's current key");
+	return 0;
+}
+
+int
+rf_connector_decide(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_limits *limits, const struct rf_connector_req *q,
+    struct rf_connector_verdict *v)
+{
+	struct rf_entra_rec reg;
+	char key[256];
+	int r, open;
+	uint64_t ms = (uint64_t)q->now * 1000;
+
+	memset(v, 0, sizeof(*v));
+	if ((r = who_asks(st, q, v)) != 0 || v->why != RF_REFUSE_NONE)
+		return r;
+	r = rf_store_binding_get(st, v->connector, q->tenant, q->conn);
+	if (r == RF_ERR_NOT_FOUND)
+		return refuse(v, RF_REFUSE_NOT_BOUND,
+		    "this connector is not bound to the connection");
+	if (r != 0)
+		return r;
+	if ((r = rf_store_entra_get(st, q->tenant, q->conn, &reg)) ==
+	    RF_ERR_NOT_FOUND)
+		return refuse(v, RF_REFUSE_NOT_ENTRA,
+		    "the connection is not registered as kind entra");
+	if (r != 0)
+		return r;
+	if ((r = rf_jwt_scheme(reg.jwt_alg, &v->scheme)) != 0)
+		return r;
+	if ((r = rf_store_conn_under_incident(
+		 st, q->tenant, q->conn, &open, &v->incident)) != 0)
+		return r;
+	if (open)
+		return refuse(v, RF_REFUSE_INCIDENT,
+		    "the connection is under an open incident: nothing is "
+		    "signed for it until it is contained");
+	if ((r = credential(st, q, v)) != 0 || v->why != RF_REFUSE_NONE)
+		return r;
+	if (q->msg != NULL &&
+	    rf_jwt_check(&reg, v->x5t256, q->msg, q->msglen, q->now, v->jti) !=
+		0) {
+		snprintf(key, sizeof(key),
+		    "the message is not the assertion "
+		    "the registration implies: %s",
+		    rf_err_msg(RF_ERR_MALFORMED));
+		return refuse(v, RF_REFUSE_BAD_MESSAGE, key);
+	}
+	if (limits == NULL)
+		return 0;
+	snprintf(key, sizeof(key), "c:%s/%s", q->tenant, q->conn);
+	if ((r = rf_limits_take(limits, key, cfg->conn_rate, cfg->conn_burst,
+		 ms, &v->retry_after)) == RF_ERR_STATE)
+		return refuse(v, RF_REFUSE_RATE,
+		    "the connection's assertion rate is exceeded");
+	if (r != 0)
+		return r;
+	snprintf(key, sizeof(key), "k:%s", v->connector);
+	if ((r = rf_limits_take(limits, key, cfg->connector_rate,
+		 cfg->connector_burst, ms, &v->retry_after)) == RF_ERR_STATE)
+		return refuse(v, RF_REFUSE_RATE,
+		    "the connector's assertion rate is exceeded");
+	return r;
+}

@@ -1,0 +1,225 @@
+/*
+ * reconcile.c: the relying party's own log against ours. Every sign-in of
+ * an Entra service-principal sign-in export that used a ringfence
+ * credential must be explained by an assertion we signed: same credential,
+ * the sign-in within the assertion's validity, from the source network
+ * (/24, /64) the assertion was asked from.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <jansson.h>
+
+#include "connector/connector.h"
+#include "store/store.h"
+
+#define SKEW 300 /* s of clock difference allowed either way */
+
+struct cred {
+	char serial[41], tenant[128], x5t[32], x5t256[48];
+	int revoked;
+	int64_t revoked_at;
+};
+
+struct find {
+	const char *x5t, *x5t256;
+	struct cred *out;
+	int found;
+};
+
+static int
+find_one(void *arg, const struct rf_cert_rec *c)
+{
+	struct find *f = arg;
+
+	if ((f->x5t != NULL && strcmp(c->x5t, f->x5t) == 0) ||
+	    (f->x5t256 != NULL && strcmp(c->x5t256, f->x5t256) == 0)) {
+		snprintf(
+		    f->out->serial, sizeof(f->out->serial), "%s", c->serial);
+		snprintf(
+		    f->out->tenant, sizeof(f->out->tenant), "%s", c->tenant);
+		snprintf(f->out->x5t, sizeof(f->out->x5t), "%s", c->x5t);
+		snprintf(
+		    f->out->x5t256, sizeof(f->out->x5t256), "%s", c->x5t256);
+		f->out->revoked = c->revoked;
+		f->out->revoked_at = c->revoked_at;
+		f->found = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* The thumbprint as Entra shows it (hex SHA-1 or SHA-256, any case) or as
+ * base64url x5t / x5t#S256. */
+static int
+lookup(struct rf_store *st, const char *tp, struct cred *c)
+{
+	uint8_t b[32];
+	char enc[48];
+	struct find f;
+	size_t l = strlen(tp), n;
+	int r;
+
+	memset(&f, 0, sizeof(f));
+	f.out = c;
+	if ((l == 40 || l == 64) && rf_unhex(tp, b, sizeof(b), &n) == 0) {
+		rf_b64url(b, n, enc);
+		if (n == 20)
+			f.x5t = enc;
+		else
+			f.x5t256 = enc;
+	} else {
+		f.x5t = tp;
+		f.x5t256 = tp;
+	}
+	r = rf_store_cert_foreach(st, NULL, find_one, &f);
+	if (r < 0)
+		return r;
+	return f.found ? 0 : RF_ERR_NOT_FOUND;
+}
+
+static void
+network(const char *ip, char out[64])
+{
+	unsigned char b[16];
+
+	if (inet_pton(AF_INET, ip, b) == 1)
+		snprintf(out, 64, "4:%u.%u.%u", b[0], b[1], b[2]);
+	else if (inet_pton(AF_INET6, ip, b) == 1)
+		snprintf(out, 64, "6:%02x%02x%02x%02x%02x%02x%02x%02x", b[0],
+		    b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
+	else
+		snprintf(out, 64, "?:%.56s", ip);
+}
+
+struct explain {
+	const char *ip;
+	int64_t t;
+	int in_time, from_net;
+	char conn[200];
+};
+
+static int
+explain_one(void *arg, const struct rf_assertion_rec *a)
+{
+	struct explain *e = arg;
+	char n1[64], n2[64];
+
+	if (e->t < a->time - SKEW || e->t > a->exp + SKEW)
+		return 0;
+	e->in_time = 1;
+	snprintf(e->conn, sizeof(e->conn), "%s/%s", a->tenant, a->conn);
+	network(a->source, n1);
+	network(e->ip, n2);
+	if (strcmp(n1, n2) == 0) {
+		e->from_net = 1;
+		return 1;
+	}
+	return 0;
+}
+
+/* RFC 3339 UTC ("2026-12-04T07:05:43Z", fractions allowed). */
+static int
+parse_time(const char *s, int64_t *t)
+{
+	struct tm tm;
+	const char *e;
+
+	memset(&tm, 0, sizeof(tm));
+	if (s == NULL || (e = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
+		return RF_ERR_MALFORMED;
+	if (*e == '.')
+		for (e++; isdigit((unsigned char)*e); e++)
+			;
+	if (strcmp(e, "Z") != 0 && strcmp(e, "+00:00") != 0)
+		return RF_ERR_MALFORMED;
+	*t = (int64_t)timegm(&tm);
+	return 0;
+}
+
+int
+rf_connector_reconcile(struct rf_store *st, const uint8_t *json, size_t len,
+    int as_json, FILE *out, size_t *unexplained)
+{
+	json_t *root = NULL, *arr, *s, *res = NULL;
+	json_error_t e;
+	struct explain ex;
+	struct cred c;
+	const char *tp, *ip, *when, *why;
+	size_t i;
+	int64_t t;
+	int r;
+
+	*unexplained = 0;
+	if ((root = json_loadb((const char *)json, len, 0, &e)) == NULL)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "sign-in export is not JSON (%.80s, line %d)", e.text,
+		    e.line);
+	arr = json_is_array(root) ? root : json_object_get(root, "value");
+	if (!json_is_array(arr)) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "sign-in export: expected an array of sign-ins or an "
+		    "object with \"value\"");
+		goto out;
+	}
+	res = as_json ? json_array() : NULL;
+	json_array_foreach(arr, i, s)
+	{
+		tp = json_string_value(
+		    json_object_get(s, "servicePrincipalCredentialThumbprint"));
+		ip = json_string_value(json_object_get(s, "ipAddress"));
+		when = json_string_value(json_object_get(s, "createdDateTime"));
+		if (tp == NULL || *tp == '\0')
+			continue; /* no certificate credential named */
+		if ((r = lookup(st, tp, &c)) == RF_ERR_NOT_FOUND)
+			continue; /* not one of ours */
+		if (r != 0)
+			goto out;
+		if (ip == NULL || parse_time(when, &t) != 0) {
+			r = rf_err_set(RF_ERR_MALFORMED,
+			    "sign-in %zu: needs createdDateTime (RFC 3339 UTC) "
+			    "and ipAddress",
+			    i);
+			goto out;
+		}
+		memset(&ex, 0, sizeof(ex));
+		ex.ip = ip;
+		ex.t = t;
+		if ((r = rf_store_assertion_foreach(st, c.x5t256,
+			 t - RF_JWT_MAX_LIFETIME - 2 * SKEW, t + SKEW,
+			 explain_one, &ex)) < 0)
+			goto out;
+		if (c.revoked && t > c.revoked_at + SKEW)
+			why = "retired credential: revoked before this sign-in";
+		else if (!ex.in_time)
+			why = "no assertion of ours was valid at that time";
+		else if (!ex.from_net)
+			why =
+			    "unknown source: no assertion was asked from this "
+			    "network";
+		else
+			continue;
+		(*unexplained)++;
+		if (res != NULL)
+			json_array_append_new(res,
+			    json_pack("{s:s,s:s,s:s,s:s,s:s}", "time", when,
+				"ipAddress", ip, "thumbprint", tp, "serial",
+				c.serial, "reason", why));
+		else
+			fprintf(out, "%s %s credential %s (tenant %s): %s\n",
+			    when, ip, c.serial, c.tenant, why);
+	}
+	if (res != NULL) {
+		json_dumpf(res, out, JSON_COMPACT);
+		fputc('\n', out);
+	}
+	r = 0;
+out:
+	json_decref(res);
+	json_decref(root);
+	return r;
+}

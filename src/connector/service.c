@@ -1,0 +1,512 @@
+/*
+ * service.c: the connector API behind serve's TLS listener. Decisions and
+ * records use one store connection of the service's own, under its lock;
+ * signing (rf_keys_sign, thread-safe) runs outside it.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "audit/audit.h"
+#include "ca/ca.h"
+#include "connector/connector.h"
+#include "store/store.h"
+#include "store/store_incident.h"
+
+struct rf_connector_svc {
+	const struct rf_config *cfg;
+	struct rf_keys *keys; /* borrowed */
+	pthread_mutex_t lock;
+	struct rf_store *st;
+	struct rf_audit *audit;
+	struct rf_ca *ca; /* for renewals, opened on first use */
+	struct rf_limits *limits;
+	/* Webhook delivery: its own thread and store connection. */
+	pthread_t wh;
+	int wh_running, wh_stop;
+	pthread_mutex_t wh_lock;
+	pthread_cond_t wh_cond;
+};
+
+void
+rf_api_answer_clear(struct rf_api_answer *a)
+{
+	if (a == NULL)
+		return;
+	free(a->body);
+	memset(a, 0, sizeof(*a));
+}
+
+static void
+answer_error(
+    struct rf_api_answer *a, int status, const char *code, const char *msg)
+{
+	json_t *j = json_pack("{s:s,s:s}", "error", code, "message", msg);
+
+	a->status = status;
+	a->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+}
+
+static void *
+webhook_main(void *arg)
+{
+	struct rf_connector_svc *svc = arg;
+	struct rf_store *st = NULL;
+	struct timespec ts;
+	size_t sent;
+	int stop = 0;
+
+	if (rf_store_open(svc->cfg->db_path, 0, &st) != 0)
+		return NULL;
+	while (!stop) {
+		if (rf_connector_webhook_pass(
+			st, svc->cfg->alert_webhook, rf_now(), &sent) != 0)
+			rf_err_clear();
+		pthread_mutex_lock(&svc->wh_lock);
+		if (!svc->wh_stop) {
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += 500 * 1000000L;
+			if (ts.tv_nsec >= 1000000000L) {
+				ts.tv_sec++;
+				ts.tv_nsec -= 1000000000L;
+			}
+			pthread_cond_timedwait(
+			    &svc->wh_cond, &svc->wh_lock, &ts);
+		}
+		stop = svc->wh_stop;
+		pthread_mutex_unlock(&svc->wh_lock);
+	}
+	rf_store_free(st);
+	return NULL;
+}
+
+int
+rf_connector_svc_new(const struct rf_config *cfg, struct rf_keys *keys,
+    struct rf_connector_svc **out)
+{
+	struct rf_connector_svc *svc;
+	int r;
+
+	*out = NULL;
+	if ((svc = calloc(1, sizeof(*svc))) == NULL)
+		return RF_ERR_ALLOC;
+	svc->cfg = cfg;
+	svc->keys = keys;
+	pthread_mutex_init(&svc->lock, NULL);
+	pthread_mutex_init(&svc->wh_lock, NULL);
+	pthread_cond_init(&svc->wh_cond, NULL);
+	if ((r = rf_store_open(cfg->db_path, 0, &svc->st)) != 0 ||
+	    (r = rf_audit_open(svc->st, &svc->audit)) != 0 ||
+	    (r = rf_limits_new(&svc->limits)) != 0) {
+		rf_connector_svc_free(svc);
+		return r;
+	}
+	if (cfg->alert_webhook[0] != '\0') {
+		if (pthread_create(&svc->wh, NULL, webhook_main, svc) != 0) {
+			rf_connector_svc_free(svc);
+			return rf_err_set(
+			    RF_ERR_INTERNAL, "cannot start the webhook thread");
+		}
+		svc->wh_running = 1;
+	}
+	*out = svc;
+	return 0;
+}
+
+void
+rf_connector_svc_free(struct rf_connector_svc *svc)
+{
+	if (svc == NULL)
+		return;
+	if (svc->wh_running) {
+		pthread_mutex_lock(&svc->wh_lock);
+		svc->wh_stop = 1;
+		pthread_cond_signal(&svc->wh_cond);
+		pthread_mutex_unlock(&svc->wh_lock);
+		pthread_join(svc->wh, NULL);
+	}
+	rf_ca_free(svc->ca);
+	rf_limits_free(svc->limits);
+	rf_audit_free(svc->audit);
+	rf_store_free(svc->st);
+	pthread_cond_destroy(&svc->wh_cond);
+	pthread_mutex_destroy(&svc->wh_lock);
+	pthread_mutex_destroy(&svc->lock);
+	free(svc);
+}
+
+/* The address without its port ("127.0.0.1:5000" -> "127.0.0.1"). */
+static void
+source_addr(const char *source, char out[64])
+{
+	const char *c;
+
+	snprintf(out, 64, "%s", source != NULL ? source : "");
+	if ((c = strrchr(out, ':')) != NULL && strchr(out, ':') == c)
+		out[c - out] = '\0';
+}
+
+/* A refusal: an audit leaf naming connection, connector, source, jti;
+ * for an incident, an alert too. Under svc->lock. */
+static void
+refused(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
+    const char *serial, const char *source,
+    const struct rf_connector_verdict *v, struct rf_api_answer *a)
+{
+	struct rf_audit_event ev;
+	struct rf_connector_event de;
+	struct rf_alert_rec al[RF_ALERTS_MAX];
+	char detail[768], addr[64];
+	size_t n = 0;
+
+	snprintf(detail, sizeof(detail),
+	    "%s: connection %s/%s connector %s (certificate %.40s) source "
+	    "%.64s jti %s: %s",
+	    rf_refusal_code(v->why), ask->tenant, ask->conn,
+	    v->connector[0] ? v->connector : "-", serial ? serial : "-",
+	    source ? source : "-", v->jti[0] ? v->jti : "-", v->detail);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "refuse";
+	ev.tenant = ask->tenant;
+	ev.what = "assertion";
+	ev.ref = v->jti[0] ? v->jti : NULL;
+	ev.actor = serial;
+	ev.source = source;
+	ev.detail = detail;
+	if (rf_store_begin(svc->st) == 0) {
+		int r = rf_audit_append(svc->audit, &ev, 1, NULL);
+
+		if (r == 0 && v->why == RF_REFUSE_INCIDENT &&
+		    svc->cfg->detectors) {
+			source_addr(source, addr);
+			memset(&de, 0, sizeof(de));
+			de.tenant = ask->tenant;
+			de.conn = ask->conn;
+			de.connector = v->connector;
+			de.source = addr;
+			de.now = rf_now();
+			de.refused_incident = 1;
+			if ((r = rf_connector_detect(
+				 svc->cfg, svc->st, &de, al, &n)) == 0)
+				r = rf_connector_alerts_raise(
+				    svc->st, svc->audit, al, n);
+		}
+		if (r == 0)
+			r = rf_store_commit(svc->st);
+		else
+			rf_store_rollback(svc->st);
+		if (r != 0)
+			rf_err_clear();
+	}
+	answer_error(
+	    a, rf_refusal_status(v->why), rf_refusal_code(v->why), v->detail);
+	if (v->why == RF_REFUSE_RATE)
+		a->retry_after = v->retry_after;
+}
+
+/* After signing: the assertion's record, detectors, alerts, evidence. */
+static int
+record(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
+    const char *serial, const char *source,
+    const struct rf_connector_verdict *v, int64_t now, int64_t exp)
+{
+	struct rf_assertion_rec ar;
+	struct rf_connector_event de;
+	struct rf_alert_rec al[RF_ALERTS_MAX];
+	struct rf_item_rec it;
+	struct rf_audit_event ev;
+	char addr[64], detail[256];
+	size_t n = 0;
+	int r, added, is_new;
+
+	source_addr(source, addr);
+	memset(&ar, 0, sizeof(ar));
+	snprintf(ar.jti, sizeof(ar.jti), "%s", v->jti);
+	ar.time = now;
+	ar.exp = exp;
+	snprintf(ar.tenant, sizeof(ar.tenant), "%s", ask->tenant);
+	snprintf(ar.conn, sizeof(ar.conn), "%s", ask->conn);
+	snprintf(ar.connector, sizeof(ar.connector), "%s", v->connector);
+	snprintf(
+	    ar.connector_serial, sizeof(ar.connector_serial), "%s", serial);
+	snprintf(ar.cert_serial, sizeof(ar.cert_serial), "%s", v->cred_serial);
+	snprintf(ar.key_id, sizeof(ar.key_id), "%s", v->key_id);
+	snprintf(ar.x5t256, sizeof(ar.x5t256), "%s", v->x5t256);
+	snprintf(ar.source, sizeof(ar.source), "%s", addr);
+	if ((r = rf_store_begin(svc->st)) != 0)
+		return r;
+	if ((r = rf_store_assertion_add(svc->st, &ar)) != 0)
+		goto out;
+	if (svc->cfg->detectors) {
+		memset(&de, 0, sizeof(de));
+		de.tenant = ask->tenant;
+		de.conn = ask->conn;
+		de.connector = v->connector;
+		de.cert_serial = serial;
+		de.source = addr;
+		de.asked_x5t256 = ask->x5t256;
+		de.cred_x5t256 = v->x5t256;
+		de.jti = v->jti;
+		de.now = now;
+		if ((r = rf_connector_detect(svc->cfg, svc->st, &de, al, &n)) !=
+			0 ||
+		    (r = rf_connector_alerts_raise(
+			 svc->st, svc->audit, al, n)) != 0)
+			goto out;
+	}
+	/* The first assertion with a credential: after containment, the
+	 * evidence that the connection works again, by this connector. */
+	if ((r = rf_store_reestablished_add(svc->st, ask->tenant, ask->conn,
+		 v->cred_serial, v->connector, now, &added)) != 0)
+		goto out;
+	if (added) {
+		memset(&it, 0, sizeof(it));
+		r = rf_store_item_by_serial(
+		    svc->st, v->cred_serial, &it, &is_new);
+		if (r == RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			r = 0;
+		} else if (r == 0 && is_new &&
+		    strcmp(it.state, "contained") == 0) {
+			snprintf(it.state, sizeof(it.state), "reestablished");
+			snprintf(it.evidence, sizeof(it.evidence),
+			    "first assertion by connector %.48s at %lld",
+			    v->connector, (long long)now);
+			it.updated = now;
+			snprintf(detail, sizeof(detail),
+			    "first assertion with the new credential, by "
+			    "connector %s",
+			    v->connector);
+			memset(&ev, 0, sizeof(ev));
+			ev.type = "evidence";
+			ev.tenant = ask->tenant;
+			ev.ref = v->cred_serial;
+			ev.actor = v->connector;
+			ev.detail = detail;
+			if ((r = rf_store_item_update(svc->st, &it)) == 0)
+				r = rf_audit_append(svc->audit, &ev, 1, NULL);
+		}
+		if (r != 0)
+			goto out;
+	}
+	r = rf_store_commit(svc->st);
+	return r;
+out:
+	rf_store_rollback(svc->st);
+	return r;
+}
+
+void
+rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
+    const char *source, const uint8_t *body, size_t len,
+    struct rf_api_answer *a)
+{
+	struct rf_assert_ask ask;
+	struct rf_connector_req q;
+	struct rf_connector_verdict v;
+	struct rf_entra_rec reg;
+	struct rf_sign_req sr;
+	struct rf_sig sig = {NULL, 0};
+	struct rf_actor who;
+	struct rf_key *key = NULL;
+	char jti[37], *msg = NULL, *jws = NULL, actor[160], src[300];
+	int64_t now = rf_now(), exp;
+	json_t *j;
+	int r, locked = 0;
+
+	memset(a, 0, sizeof(*a));
+	rf_err_clear();
+	if (cert_serial == NULL || *cert_serial == '\0') {
+		answer_error(a, 401, "client_certificate_required",
+		    "present a connector's TLS client certificate");
+		return;
+	}
+	if ((r = rf_connector_parse_assert(body, len, &ask)) != 0) {
+		answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
+		    "bad_request", rf_err_msg(r));
+		return;
+	}
+	memset(&q, 0, sizeof(q));
+	q.cert_serial = cert_serial;
+	q.tenant = ask.tenant;
+	q.conn = ask.conn;
+	q.now = now;
+	pthread_mutex_lock(&svc->lock);
+	locked = 1;
+	/* What the registration implies, then the decision on exactly the
+	 * message to be signed, as the custody process makes it. */
+	if ((r = rf_connector_decide(svc->cfg, svc->st, NULL, &q, &v)) != 0)
+		goto fail;
+	if (v.why != RF_REFUSE_NONE) {
+		refused(svc, &ask, cert_serial, source, &v, a);
+		goto out;
+	}
+	if ((r = rf_store_entra_get(svc->st, ask.tenant, ask.conn, &reg)) !=
+		0 ||
+	    (r = rf_jwt_guid(jti)) != 0 ||
+	    (r = rf_jwt_build(&reg, v.x5t256, jti, now,
+		 svc->cfg->assertion_lifetime, &msg)) != 0)
+		goto fail;
+	q.key_id = v.key_id;
+	q.msg = (const uint8_t *)msg;
+	q.msglen = strlen(msg);
+	if ((r = rf_connector_decide(svc->cfg, svc->st, svc->limits, &q, &v)) !=
+	    0)
+		goto fail;
+	if (v.why != RF_REFUSE_NONE) {
+		refused(svc, &ask, cert_serial, source, &v, a);
+		goto out;
+	}
+	pthread_mutex_unlock(&svc->lock);
+	locked = 0;
+
+	/* The signature: its audit leaf (what assertion, ref jti) names the
+	 * connector's certificate, the connection and the source. */
+	snprintf(actor, sizeof(actor), "connector %s (certificate %s)",
+	    v.connector, cert_serial);
+	snprintf(src, sizeof(src), "https %.64s connection %s/%s",
+	    source != NULL ? source : "-", ask.tenant, ask.conn);
+	who.actor = actor;
+	who.source = src;
+	memset(&sr, 0, sizeof(sr));
+	sr.msg = (const uint8_t *)msg;
+	sr.msglen = q.msglen;
+	sr.scheme = v.scheme;
+	sr.what = "assertion";
+	sr.ref = v.jti;
+	sr.tenant = ask.tenant;
+	if ((r = rf_keys_load(svc->keys, v.key_id, &key)) != 0 ||
+	    (r = rf_keys_sign(svc->keys, key, &sr, 1, &who, &sig)) != 0 ||
+	    (r = rf_jwt_join(msg, sig.sig, sig.len, &jws)) != 0)
+		goto fail;
+	exp = now + svc->cfg->assertion_lifetime;
+	pthread_mutex_lock(&svc->lock);
+	locked = 1;
+	if ((r = record(svc, &ask, cert_serial, source, &v, now, exp)) != 0)
+		goto fail;
+	j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "assertion", jws, "expires",
+	    (json_int_t)exp, "jti", v.jti, "x5t#S256", v.x5t256, "alg",
+	    reg.jwt_alg);
+	a->status = 200;
+	a->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	goto out;
+fail:
+	answer_error(a, 500, "internal", rf_err_msg(r));
+out:
+	if (locked)
+		pthread_mutex_unlock(&svc->lock);
+	rf_key_free(key);
+	rf_sig_clear(&sig);
+	free(msg);
+	free(jws);
+}
+
+struct renew_link {
+	struct rf_store *st;
+	const char *name;
+};
+
+static int
+renew_hook(void *arg, size_t i, const char *serial, const char *key_id)
+{
+	struct renew_link *l = arg;
+
+	(void)i;
+	(void)key_id;
+	return rf_store_connector_cert_add(l->st, serial, l->name, rf_now());
+}
+
+void
+rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
+    const char *source, const uint8_t *body, size_t len,
+    struct rf_api_answer *a)
+{
+	struct rf_connector_req q;
+	struct rf_connector_verdict v;
+	struct rf_issue_req req;
+	struct rf_issued is;
+	struct renew_link link;
+	struct rf_actor who;
+	char *csr = NULL, tenant[128], actor[160];
+	size_t csrlen;
+	json_t *j;
+	int r;
+
+	memset(a, 0, sizeof(*a));
+	memset(&is, 0, sizeof(is));
+	rf_err_clear();
+	if (cert_serial == NULL || *cert_serial == '\0') {
+		answer_error(a, 401, "client_certificate_required",
+		    "present a connector's TLS client certificate");
+		return;
+	}
+	if ((r = rf_connector_parse_renew(body, len, &csr, &csrlen)) != 0) {
+		answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
+		    "bad_request", rf_err_msg(r));
+		return;
+	}
+	pthread_mutex_lock(&svc->lock);
+	memset(&q, 0, sizeof(q));
+	q.cert_serial = cert_serial;
+	q.now = rf_now();
+	memset(&v, 0, sizeof(v));
+	/* Only who_asks matters here: decide() stops at the binding. */
+	if ((r = rf_connector_decide(svc->cfg, svc->st, NULL, &q, &v)) != 0)
+		goto fail;
+	if (v.why == RF_REFUSE_UNKNOWN || v.why == RF_REFUSE_REVOKED) {
+		answer_error(a, rf_refusal_status(v.why),
+		    rf_refusal_code(v.why), v.detail);
+		goto out;
+	}
+	if (svc->ca == NULL) {
+		if ((r = rf_ca_open(svc->cfg, svc->st, svc->keys, &svc->ca)) !=
+		    0)
+			goto fail;
+		rf_ca_set_audit(svc->ca, svc->audit);
+	}
+	rf_connector_tenant(v.connector, tenant);
+	memset(&req, 0, sizeof(req));
+	req.tenant = tenant;
+	req.profile = RF_PROFILE_CLIENT;
+	req.csr = (const uint8_t *)csr;
+	req.csrlen = csrlen;
+	req.days = svc->cfg->connector_days;
+	link.st = svc->st;
+	link.name = v.connector;
+	snprintf(actor, sizeof(actor), "connector %s (certificate %s)",
+	    v.connector, cert_serial);
+	who.actor = actor;
+	who.source = source;
+	if ((r = rf_ca_issue_ex(
+		 svc->ca, &req, 1, &who, &is, renew_hook, &link)) != 0) {
+		int st = r == RF_ERR_CSR_MALFORMED ||
+			r == RF_ERR_CSR_SIGNATURE ||
+			r == RF_ERR_KEY_DISALLOWED || r == RF_ERR_CSR_REQUEST ||
+			r == RF_ERR_TOO_LARGE || r == RF_ERR_KEY_REUSED
+		    ? 400
+		    : 500;
+
+		answer_error(a, st, st == 400 ? "bad_request" : "internal",
+		    rf_err_msg(r));
+		goto out;
+	}
+	j = json_pack("{s:s,s:s,s:I}", "serial", is.serial, "pem", is.chain_pem,
+	    "days", (json_int_t)svc->cfg->connector_days);
+	a->status = 200;
+	a->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	goto out;
+fail:
+	answer_error(a, 500, "internal", rf_err_msg(r));
+out:
+	pthread_mutex_unlock(&svc->lock);
+	rf_issued_clear(&is);
+	free(csr);
+}
