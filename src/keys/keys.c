@@ -57,12 +57,29 @@ struct module {
 	char path[RF_PATH_MAX];
 	void *dl;
 	CK_FUNCTION_LIST_PTR f;
-	int refs;	 /* open users; finalised when it drops to 0 */
-	int initialised; /* C_Initialize done by us */
+	int refs;	   /* open users; finalised when it drops to 0 */
+	int initialised;   /* C_Initialize done by us */
+	unsigned long gen; /* C_Initialize calls so far */
 };
 
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules; /* never freed: libraries stay mapped */
+
+/*
+ * One owner of the module at a time. Every use of a module in this
+ * process (a token call, a session held across calls, a signing batch)
+ * holds module_rw for reading; only C_Initialize and C_Finalize (first
+ * open, last close, re-initialisation after a device error) hold it for
+ * writing. PKCS#11 leaves a call that races C_Finalize undefined, and a
+ * re-initialisation ends every session of every handle, so every other
+ * handle of the process is paused meanwhile, and afterwards notices the
+ * new generation (module.gen) and drops its sessions without closing
+ * them: their numbers may already belong to sessions of another handle.
+ * Lock order: module_rw, then modules_lock, then a handle's lock.
+ * glibc's default rwlock lets a reader in while a writer waits, so a
+ * thread may take it for reading twice.
+ */
+static pthread_rwlock_t module_rw = PTHREAD_RWLOCK_INITIALIZER;
 
 /*
  * One token of the key store. A store may span several tokens of the same
@@ -90,6 +107,7 @@ struct rf_keys {
 	int nsh;
 	unsigned int next;     /* token for the next new key */
 	int test_drop_at_sign; /* tests: drop sessions after the append */
+	unsigned long gen;     /* module generation of slots and sessions */
 };
 
 struct rf_key {
@@ -248,6 +266,7 @@ module_initialise(struct module *m, const struct rf_config *cfg)
 		    "check RINGFENCE_MODULE",
 		    m->path, ckr_str(rv));
 	m->initialised = rv == CKR_OK;
+	m->gen++;
 	return 0;
 }
 
@@ -262,6 +281,7 @@ module_get(const struct rf_config *cfg, struct module **out)
 	int r = RF_ERR_INTERNAL;
 
 	*out = NULL;
+	pthread_rwlock_wrlock(&module_rw);
 	pthread_mutex_lock(&modules_lock);
 	for (m = modules; m != NULL; m = m->next)
 		if (strcmp(m->path, cfg->module) == 0)
@@ -318,6 +338,7 @@ module_get(const struct rf_config *cfg, struct module **out)
 	r = 0;
 out:
 	pthread_mutex_unlock(&modules_lock);
+	pthread_rwlock_unlock(&module_rw);
 	return r;
 }
 
@@ -326,12 +347,14 @@ module_put(struct module *m)
 {
 	if (m == NULL)
 		return;
+	pthread_rwlock_wrlock(&module_rw);
 	pthread_mutex_lock(&modules_lock);
 	if (--m->refs == 0 && m->initialised) {
 		m->f->C_Finalize(NULL);
 		m->initialised = 0;
 	}
 	pthread_mutex_unlock(&modules_lock);
+	pthread_rwlock_unlock(&module_rw);
 }
 
 /* 1 if keys' handle is the module's only user in this process. */
@@ -346,18 +369,28 @@ module_sole(struct module *m)
 	return sole;
 }
 
-/* After a device error: finalise (if we initialised) and initialise. */
+/*
+ * After a device error: finalise (if we initialised) and initialise, with
+ * every other use of the module in the process paused (module_rw held for
+ * writing; the caller holds no read lock). seen is the generation the
+ * caller's failure happened in: if another handle re-initialised since,
+ * that is enough.
+ */
 static int
-module_reinit(struct module *m, const struct rf_config *cfg)
+module_reinit(struct module *m, const struct rf_config *cfg, unsigned long seen)
 {
-	int r;
+	int r = 0;
 
+	pthread_rwlock_wrlock(&module_rw);
 	pthread_mutex_lock(&modules_lock);
-	if (m->initialised)
-		m->f->C_Finalize(NULL);
-	m->initialised = 0;
-	r = module_initialise(m, cfg);
+	if (m->gen == seen) {
+		if (m->initialised)
+			m->f->C_Finalize(NULL);
+		m->initialised = 0;
+		r = module_initialise(m, cfg);
+	}
 	pthread_mutex_unlock(&modules_lock);
+	pthread_rwlock_unlock(&module_rw);
 	return r;
 }
 
@@ -585,17 +618,60 @@ find_shards_settled(struct rf_keys *keys)
 		want = atoi(made);
 	rf_err_clear();
 	for (attempt = 0;; attempt++) {
+		pthread_rwlock_rdlock(&module_rw);
 		r = find_shards(keys);
+		keys->gen = keys->mod->gen;
+		pthread_rwlock_unlock(&module_rw);
 		if ((r == 0 && keys->nsh >= want) ||
 		    (r != 0 && r != RF_ERR_TOKEN_NOT_FOUND) || attempt == 5 ||
 		    !module_sole(keys->mod))
 			return r;
 		backoff(attempt);
-		if (module_reinit(keys->mod, &keys->cfg) != 0)
+		if (module_reinit(keys->mod, &keys->cfg, keys->gen) != 0)
 			return r;
 		rf_err_clear();
 		keys->nsh = 0; /* find every token again */
 	}
+}
+
+/*
+ * The caller holds module_rw for reading: if the module was initialised
+ * again since keys last looked (another handle's recovery), forget the
+ * idle sessions without closing them (they ended with C_Finalize, and
+ * their numbers may be reused) and find the tokens again.
+ */
+static int
+keys_refresh(struct rf_keys *keys)
+{
+	int i, r = 0;
+
+	pthread_mutex_lock(&keys->lock);
+	if (keys->gen != keys->mod->gen) {
+		for (i = 0; i < keys->nsh; i++)
+			keys->sh[i].nidle = 0;
+		if ((r = find_shards(keys)) == 0)
+			keys->gen = keys->mod->gen;
+	}
+	pthread_mutex_unlock(&keys->lock);
+	return r;
+}
+
+/* Take module_rw for reading, for a use of the module by keys. */
+static int
+keys_rdlock(struct rf_keys *keys)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&module_rw);
+	if ((r = keys_refresh(keys)) != 0)
+		pthread_rwlock_unlock(&module_rw);
+	return r;
+}
+
+static void
+keys_unlock(void)
+{
+	pthread_rwlock_unlock(&module_rw);
 }
 
 /* An idle session with token sh from the pool, or a new one. */
@@ -646,22 +722,33 @@ drop_idle(struct rf_keys *keys)
 }
 
 /*
- * After rv said the session s is gone: drop it and every idle session
- * (they died with it), re-initialise the library after device errors, and
- * find the tokens again (their slots may have changed).
+ * After rv said the session s is gone (the caller holds module_rw for
+ * reading): drop it and every idle session (they died with it); after a
+ * device error re-initialise the library, with the read lock let go for
+ * that while (taken again before returning, also on error); and find the
+ * tokens again (their slots may have changed).
  */
 static int
 session_recover(struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv)
 {
+	unsigned long seen;
 	int r = 0;
 
 	keys->f->C_CloseSession(s); /* ignored: it is gone */
 	pthread_mutex_lock(&keys->lock);
 	drop_idle(keys);
-	if (module_lost(rv) && (r = module_reinit(keys->mod, &keys->cfg)) != 0)
-		goto out;
-	r = find_shards(keys);
-out:
+	seen = keys->gen;
+	pthread_mutex_unlock(&keys->lock);
+	if (module_lost(rv)) {
+		keys_unlock();
+		r = module_reinit(keys->mod, &keys->cfg, seen);
+		pthread_rwlock_rdlock(&module_rw);
+		if (r != 0)
+			return r;
+	}
+	pthread_mutex_lock(&keys->lock);
+	if ((r = find_shards(keys)) == 0)
+		keys->gen = keys->mod->gen;
 	pthread_mutex_unlock(&keys->lock);
 	return r;
 }
@@ -681,13 +768,15 @@ with_session(struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp)
 	CK_RV rv;
 	int attempt, r;
 
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
 	for (attempt = 0;; attempt++) {
 		if ((r = session_get(keys, sh, &s)) != 0)
-			return r;
+			break;
 		rv = op(keys, s, arg);
 		if (session_lost(rv) && attempt == 0) {
 			if ((r = session_recover(keys, s, rv)) != 0)
-				return r;
+				break;
 			continue;
 		}
 		if (session_lost(rv))
@@ -695,8 +784,10 @@ with_session(struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp)
 		else
 			session_put(keys, sh, s);
 		*rvp = rv;
-		return 0;
+		break;
 	}
+	keys_unlock();
+	return r;
 }
 
 /*
@@ -900,9 +991,13 @@ rf_keys_open(
 	if (RAND_bytes((unsigned char *)&keys->next, sizeof(keys->next)) != 1)
 		keys->next = (unsigned int)getpid();
 	/* Log in now, so that a wrong PIN is reported by open. */
-	if ((r = session_open(keys, keys->sh[0].slot, &s)) != 0)
+	if ((r = keys_rdlock(keys)) != 0)
 		goto out;
-	session_put(keys, 0, s);
+	if ((r = session_open(keys, keys->sh[0].slot, &s)) == 0)
+		session_put(keys, 0, s);
+	keys_unlock();
+	if (r != 0)
+		goto out;
 	*out = keys; /* owned by the caller */
 	keys = NULL;
 	r = 0;
@@ -916,8 +1011,13 @@ rf_keys_free(struct rf_keys *keys)
 {
 	if (keys == NULL)
 		return;
-	if (keys->f != NULL)
-		drop_idle(keys);
+	if (keys->f != NULL) {
+		/* Sessions of an older generation ended with it: not closed. */
+		pthread_rwlock_rdlock(&module_rw);
+		if (keys->gen == keys->mod->gen)
+			drop_idle(keys);
+		pthread_rwlock_unlock(&module_rw);
+	}
 	module_put(keys->mod);
 	pthread_mutex_destroy(&keys->lock);
 	pthread_mutex_destroy(&keys->audit_lock);
@@ -932,11 +1032,29 @@ rf_keys_test_drop_sessions(struct rf_keys *keys)
 	int i;
 
 	/* The idle handles stay in the pool: the next use must recover. */
+	pthread_rwlock_rdlock(&module_rw);
 	pthread_mutex_lock(&keys->lock);
 	for (i = 0; i < keys->nsh && rv == CKR_OK; i++)
 		rv = keys->f->C_CloseAllSessions(keys->sh[i].slot);
 	pthread_mutex_unlock(&keys->lock);
+	pthread_rwlock_unlock(&module_rw);
 	return rv == CKR_OK ? 0 : token_err("C_CloseAllSessions", rv);
+}
+
+int
+rf_keys_test_device_error(struct rf_keys *keys)
+{
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	int r;
+
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
+	if ((r = session_get(keys, 0, &s)) == 0 &&
+	    (r = session_recover(keys, s, CKR_DEVICE_ERROR)) == 0 &&
+	    (r = session_get(keys, 0, &s)) == 0)
+		session_put(keys, 0, s);
+	keys_unlock();
+	return r;
 }
 
 void
@@ -2412,6 +2530,14 @@ sign_worker(void *varg)
 	size_t from, to;
 	int r;
 
+	/* The module is in use for the whole share (see module_rw). */
+	if ((r = keys_rdlock(job->keys)) != 0) {
+		job->r = r;
+		snprintf(job->msg, sizeof(job->msg), "%s", rf_err_msg(r));
+		if (job->feed != NULL)
+			feed_set(job->feed, 0, 1);
+		return NULL;
+	}
 	if ((r = session_get(job->keys, job->key->sh, &ss.s)) != 0)
 		ss.s = CK_INVALID_HANDLE;
 	else if (job->feed == NULL)
@@ -2425,6 +2551,7 @@ sign_worker(void *varg)
 		else
 			session_put(job->keys, job->key->sh, ss.s);
 	}
+	keys_unlock();
 	job->r = r;
 	if (r != 0) {
 		snprintf(job->msg, sizeof(job->msg), "%s", rf_err_msg(r));
@@ -2931,12 +3058,12 @@ rf_keys_init_token(const struct rf_config *cfg, const char *so_pin,
 	if ((r = write_softhsm_conf(cfg)) != 0 ||
 	    (r = module_get(cfg, &mod)) != 0)
 		goto out;
-	for (i = 0; i < ntokens; i++) {
+	pthread_rwlock_rdlock(&module_rw);
+	for (i = 0, r = 0; i < ntokens && r == 0; i++) {
 		shard_label(cfg->token, i, label);
-		if ((r = init_one(mod->f, cfg, label, so_pin, pin)) != 0)
-			goto out;
+		r = init_one(mod->f, cfg, label, so_pin, pin);
 	}
-	r = 0;
+	pthread_rwlock_unlock(&module_rw);
 out:
 	module_put(mod);
 	return r;

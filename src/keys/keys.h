@@ -216,6 +216,9 @@ int rf_keys_test_drop_sessions(struct rf_keys *keys) RF_WUR;
 /* Tests only: do the same inside the next rf_keys_sign, after its audit
  * append and before its first signature. */
 void rf_keys_test_drop_at_sign(struct rf_keys *keys);
+/* Tests only: recover as after CKR_DEVICE_ERROR: the module is finalised
+ * and initialised again, every other use of it in the process paused. */
+int rf_keys_test_device_error(struct rf_keys *keys) RF_WUR;
 
 /*
  * Helpers without a token (alg.c), exposed for tests and fuzzing.
