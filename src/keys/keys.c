@@ -33,6 +33,7 @@
 
 #include "audit/audit.h"
 #include "keys/keys.h"
+#include "keys/tokmeta.h"
 #include "store/store.h"
 
 #define LABEL_LEN 32	/* CK_TOKEN_INFO label, space padded */
@@ -60,6 +61,10 @@ struct module {
 	int refs;	   /* open users; finalised when it drops to 0 */
 	int initialised;   /* C_Initialize done by us */
 	unsigned long gen; /* C_Initialize calls so far */
+	/* Tokens whose metadata file was put back before C_Initialize, not
+	 * yet in an audit record (rf_keys_open appends them). */
+	struct rf_tokmeta_restored restored[RF_TOKMETA_MAX];
+	int nrestored;
 };
 
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -252,11 +257,21 @@ module_initialise(struct module *m, const struct rf_config *cfg)
 {
 	CK_C_INITIALIZE_ARGS args;
 	struct stat sb;
+	int n = 0;
 	CK_RV rv;
 
 	if (cfg != NULL && cfg->softhsm_conf[0] != '\0' &&
-	    stat(cfg->softhsm_conf, &sb) == 0)
+	    stat(cfg->softhsm_conf, &sb) == 0) {
 		setenv("SOFTHSM2_CONF", cfg->softhsm_conf, 1);
+		/* SoftHSM reads every token's file once, here: a torn one
+		 * (a process killed while rewriting it) is put back from its
+		 * verified copy first. Best effort: without, SoftHSM leaves
+		 * that token out and open says which token is missing. */
+		if (rf_tokmeta_restore(cfg, m->restored + m->nrestored,
+			RF_TOKMETA_MAX - m->nrestored, &n) != 0)
+			rf_err_clear();
+		m->nrestored += n;
+	}
 	memset(&args, 0, sizeof(args));
 	args.flags = CKF_OS_LOCKING_OK;
 	rv = m->f->C_Initialize(&args);
@@ -962,6 +977,79 @@ read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
  * Open and close
  */
 
+static int audit_append(struct rf_keys *keys, const struct rf_audit_event *evs,
+    size_t n, const char *doing);
+
+/* 1 if token label of the store reports serial (tokmeta's check). */
+static int
+tokmeta_known(void *arg, const char *label, const char *serial)
+{
+	struct rf_keys *keys = arg;
+	CK_TOKEN_INFO ti;
+	char have[sizeof(ti.serialNumber) + 1];
+	size_t n;
+	int i;
+
+	for (i = 0; i < keys->nsh; i++) {
+		if (strcmp(keys->sh[i].label, label) != 0)
+			continue;
+		if (keys->f->C_GetTokenInfo(keys->sh[i].slot, &ti) != CKR_OK)
+			return 0;
+		memcpy(have, ti.serialNumber, sizeof(ti.serialNumber));
+		n = sizeof(ti.serialNumber);
+		have[n] = '\0';
+		while (n > 0 && have[n - 1] == ' ')
+			have[--n] = '\0';
+		return strcmp(have, serial) == 0;
+	}
+	return 0;
+}
+
+/*
+ * After the login of rf_keys_open: record the tokens whose metadata file
+ * was put back from its copy ("token-restored" leaves), then save a copy
+ * of each token's file that verifies and changed (tokmeta.h).
+ */
+static int
+tokmeta_after_login(struct rf_keys *keys)
+{
+	struct rf_tokmeta_restored got[RF_TOKMETA_MAX];
+	struct rf_audit_event evs[RF_TOKMETA_MAX];
+	char detail[RF_TOKMETA_MAX][256];
+	int i, n, r;
+
+	pthread_mutex_lock(&modules_lock);
+	n = keys->mod->nrestored;
+	memcpy(got, keys->mod->restored, (size_t)n * sizeof(got[0]));
+	keys->mod->nrestored = 0;
+	pthread_mutex_unlock(&modules_lock);
+	memset(evs, 0, sizeof(evs));
+	for (i = 0; i < n; i++) {
+		snprintf(detail[i], sizeof(detail[i]),
+		    "token %s (folder %s): token.object was empty or cut "
+		    "short; restored from its verified copy",
+		    got[i].label, got[i].uuid);
+		evs[i].type = "token-restored";
+		evs[i].actor = keys->cfg.actor[0] ? keys->cfg.actor : NULL;
+		evs[i].detail = detail[i];
+	}
+	if (n > 0 &&
+	    (r = audit_append(keys, evs, (size_t)n,
+		 "token metadata was restored without a record")) != 0) {
+		/* Kept for the next open of this process to record. */
+		pthread_mutex_lock(&modules_lock);
+		for (i = 0; i < n && keys->mod->nrestored < RF_TOKMETA_MAX; i++)
+			keys->mod->restored[keys->mod->nrestored++] = got[i];
+		pthread_mutex_unlock(&modules_lock);
+		return r;
+	}
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
+	r = rf_tokmeta_save(&keys->cfg, tokmeta_known, keys);
+	keys_unlock();
+	return r;
+}
+
 int
 rf_keys_open(
     const struct rf_config *cfg, struct rf_audit *audit, struct rf_keys **out)
@@ -996,7 +1084,7 @@ rf_keys_open(
 	if ((r = session_open(keys, keys->sh[0].slot, &s)) == 0)
 		session_put(keys, 0, s);
 	keys_unlock();
-	if (r != 0)
+	if (r != 0 || (r = tokmeta_after_login(keys)) != 0)
 		goto out;
 	*out = keys; /* owned by the caller */
 	keys = NULL;

@@ -260,5 +260,13 @@ int rf_keys_verify_digest(EVP_PKEY *pub, const uint8_t *dig, size_t diglen,
 /* The digest rf_keys_sign audits and (for ECDSA) signs: SHA-384 for
  * P-384, SHA-256 otherwise. */
 const EVP_MD *rf_key_alg_md(enum rf_key_alg alg);
+/*
+ * SoftHSM's token metadata file (tokens/<uuid>/token.object) parsed as its
+ * attribute stream, to verify a copy of it (tokmeta.c): 0 with the token's
+ * label and serial (trailing spaces removed) when the stream is whole and
+ * holds both; RF_ERR_MALFORMED otherwise (empty, cut short, bad kind).
+ */
+int rf_keys_tokmeta_parse(
+    const uint8_t *buf, size_t len, char label[33], char serial[17]) RF_WUR;
 
 #endif
