@@ -1404,6 +1404,7 @@ static int destroy_quiet(
 struct gen_arg {
 	enum rf_key_alg alg;
 	const char *label;
+	const uint8_t *tid; /* TID_LEN random bytes: the new CKA_ID */
 	struct rf_key *key; /* out */
 	int r;
 };
@@ -1416,7 +1417,7 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_ULONG bits = g->alg == RF_KEY_RSA_3072 ? 3072 : 2048;
 	uint8_t e[3] = {0x01, 0x00, 0x01}; /* 65537 */
-	uint8_t tid[TID_LEN];
+	const uint8_t *tid = g->tid;
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
 	CK_ATTRIBUTE pubt[13], privt[16];
@@ -1425,10 +1426,6 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_RV rv;
 
 	g->r = 0;
-	if (RAND_bytes(tid, sizeof(tid)) != 1) {
-		g->r = rf_err_set(RF_ERR_INTERNAL, "no random bytes");
-		return CKR_OK;
-	}
 	/*
 	 * The pair is found by a random CKA_ID, set here once: both objects
 	 * are made neither modifiable nor copyable (PKCS#11 v2.40 section
@@ -1452,7 +1449,7 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	ATTR(pubt, npub, CKA_VERIFY_RECOVER, &no, sizeof(no));
 	ATTR(pubt, npub, CKA_MODIFIABLE, &no, sizeof(no));
 	ATTR(pubt, npub, CKA_COPYABLE, &no, sizeof(no));
-	ATTR(pubt, npub, CKA_ID, tid, sizeof(tid));
+	ATTR(pubt, npub, CKA_ID, tid, TID_LEN);
 	ATTR(pubt, npub, CKA_LABEL, g->label, strlen(g->label));
 	switch (g->alg) {
 	case RF_KEY_EC_P256:
@@ -1477,7 +1474,7 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	ATTR(privt, npriv, CKA_SIGN_RECOVER, &no, sizeof(no));
 	ATTR(privt, npriv, CKA_MODIFIABLE, &no, sizeof(no));
 	ATTR(privt, npriv, CKA_COPYABLE, &no, sizeof(no));
-	ATTR(privt, npriv, CKA_ID, tid, sizeof(tid));
+	ATTR(privt, npriv, CKA_ID, tid, TID_LEN);
 	ATTR(privt, npriv, CKA_LABEL, g->label, strlen(g->label));
 	if (mech.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN)
 		ATTR(pubt, npub, CKA_PUBLIC_EXPONENT, e, sizeof(e));
@@ -1503,8 +1500,8 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	if ((g->r = rf_keys_pub_id(key->pub, key->id)) != 0 ||
 	    (g->r = parse_id(key->id, key->idbin)) != 0)
 		goto fail;
-	memcpy(key->tid, tid, sizeof(tid));
-	key->tidlen = sizeof(tid);
+	memcpy(key->tid, tid, TID_LEN);
+	key->tidlen = TID_LEN;
 	g->key = key; /* handed to rf_keys_generate */
 	return CKR_OK;
 fail:
@@ -1557,10 +1554,12 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	struct gen_arg g;
 	struct rf_audit_event *evs = NULL;
 	struct rf_key_rec *recs = NULL;
-	char(*detail)[96] = NULL, msg[MSG_MAX];
+	char(*detail)[96] = NULL, (*pending)[65] = NULL, msg[MSG_MAX];
+	uint8_t(*tids)[TID_LEN] = NULL;
+	int *shs = NULL;
 	CK_RV rv = CKR_OK;
 	size_t i;
-	int sh, audit_failed = 0, r = RF_ERR_INTERNAL;
+	int noted = 0, audit_failed = 0, r = RF_ERR_INTERNAL;
 
 	for (i = 0; i < n; i++)
 		out[i] = NULL;
@@ -1578,20 +1577,65 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	}
 	if (n == 0)
 		return 0;
+	if (rf_store_in_transaction(keys_store(keys)))
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "refusing to make keys inside an open store transaction");
 	if ((evs = calloc(n, sizeof(*evs))) == NULL ||
 	    (recs = calloc(n, sizeof(*recs))) == NULL ||
-	    (detail = calloc(n, sizeof(*detail))) == NULL) {
+	    (detail = calloc(n, sizeof(*detail))) == NULL ||
+	    (pending = calloc(n, sizeof(*pending))) == NULL ||
+	    (tids = calloc(n, sizeof(*tids))) == NULL ||
+	    (shs = calloc(n, sizeof(*shs))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
+	/*
+	 * The store learns each key's random CKA_ID before the token makes
+	 * it (state "generating", id "pending-<CKA_ID>"), then its id once
+	 * made ("generated", until the caller records its purpose with
+	 * rf_store_key_add). A process killed in between leaves a key the
+	 * store knows of, never one it does not.
+	 */
+	if (RAND_bytes((unsigned char *)tids, (int)(n * TID_LEN)) != 1) {
+		r = rf_err_set(RF_ERR_INTERNAL, "no random bytes");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		pthread_mutex_lock(&keys->lock);
+		shs[i] =
+		    spread ? (int)(keys->next++ % (unsigned int)keys->nsh) : 0;
+		snprintf(recs[i].token, sizeof(recs[i].token), "%s",
+		    keys->sh[shs[i]].label);
+		pthread_mutex_unlock(&keys->lock);
+		rf_hex(tids[i], TID_LEN, recs[i].token_id);
+		snprintf(pending[i], sizeof(pending[i]), "pending-%.32s",
+		    recs[i].token_id);
+		snprintf(recs[i].id, sizeof(recs[i].id), "%s", pending[i]);
+		snprintf(recs[i].alg, sizeof(recs[i].alg), "%s",
+		    rf_key_alg_name(reqs[i].alg));
+		snprintf(recs[i].purpose, sizeof(recs[i].purpose), "-");
+		snprintf(recs[i].tenant, sizeof(recs[i].tenant), "%s",
+		    reqs[i].tenant ? reqs[i].tenant : "");
+		snprintf(recs[i].state, sizeof(recs[i].state), "generating");
+		recs[i].created = rf_now();
+	}
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_store_key_note_many(keys_store(keys), recs, n);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r != 0) {
+		r = rf_err_set(r,
+		    "the store could not record the keys to make (%s); "
+		    "nothing was made",
+		    rf_err_msg(r));
+		goto out;
+	}
+	noted = 1;
 	for (i = 0; i < n; i++) {
 		memset(&g, 0, sizeof(g));
 		g.alg = reqs[i].alg;
 		g.label = reqs[i].label;
-		pthread_mutex_lock(&keys->lock);
-		sh = spread ? (int)(keys->next++ % (unsigned int)keys->nsh) : 0;
-		pthread_mutex_unlock(&keys->lock);
-		if ((r = with_session(keys, sh, gen_op, &g, &rv)) != 0)
+		g.tid = tids[i];
+		if ((r = with_session(keys, shs[i], gen_op, &g, &rv)) != 0)
 			goto out;
 		if (rv != CKR_OK) {
 			r = token_err("C_GenerateKeyPair", rv);
@@ -1600,7 +1644,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		if ((r = g.r) != 0)
 			goto out;
 		out[i] = g.key;
-		out[i]->sh = sh;
+		out[i]->sh = shs[i];
 		snprintf(detail[i], sizeof(detail[i]), "%s %s",
 		    rf_key_alg_name(reqs[i].alg), reqs[i].label);
 		evs[i].type = "keygen";
@@ -1610,29 +1654,9 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		evs[i].source = who ? who->source : NULL;
 		evs[i].detail = detail[i];
 		snprintf(recs[i].id, sizeof(recs[i].id), "%s", out[i]->id);
-		snprintf(recs[i].alg, sizeof(recs[i].alg), "%s",
-		    rf_key_alg_name(reqs[i].alg));
-		snprintf(recs[i].purpose, sizeof(recs[i].purpose), "-");
-		snprintf(recs[i].tenant, sizeof(recs[i].tenant), "%s",
-		    reqs[i].tenant ? reqs[i].tenant : "");
 		snprintf(recs[i].state, sizeof(recs[i].state), "generated");
-		recs[i].created = rf_now();
-		rf_hex(out[i]->tid, out[i]->tidlen, recs[i].token_id);
-		pthread_mutex_lock(&keys->lock);
-		snprintf(recs[i].token, sizeof(recs[i].token), "%s",
-		    keys->sh[sh].label);
-		pthread_mutex_unlock(&keys->lock);
 	}
-	/*
-	 * The store maps each key id to its random CKA_ID before the key is
-	 * handed out ("generated" until the caller records its purpose with
-	 * rf_store_key_add): without that row the key could not be found.
-	 */
-	if (rf_store_in_transaction(keys_store(keys))) {
-		r = rf_err_set(RF_ERR_INTERNAL,
-		    "refusing to make keys inside an open store transaction");
-		goto out;
-	}
+	/* Each "generating" row becomes the key's own. */
 	pthread_mutex_lock(&keys->audit_lock);
 	r = rf_store_key_note_many(keys_store(keys), recs, n);
 	pthread_mutex_unlock(&keys->audit_lock);
@@ -1663,7 +1687,19 @@ out:
 					 : msg);
 		else
 			r = rf_err_set(r, "%s", msg);
+		/* Rows of keys never made, or made and destroyed. */
+		pthread_mutex_lock(&keys->audit_lock);
+		for (i = 0; noted && i < n; i++)
+			if (rf_store_key_forget(keys_store(keys), pending[i]) !=
+			    0)
+				rf_err_clear();
+		pthread_mutex_unlock(&keys->audit_lock);
+		if (noted)
+			r = rf_err_set(r, "%s", msg);
 	}
+	free(shs);
+	free(tids);
+	free(pending);
 	free(detail);
 	free(recs);
 	free(evs);
