@@ -83,10 +83,16 @@ remove_db(const char *db)
 static void
 undo(const struct rf_config *cfg, const struct created *c)
 {
+	char meta[RF_PATH_MAX + 16];
+
 	if (c->db)
 		remove_db(cfg->db_path);
-	if (c->tokens)
+
+	if (c->tokens) {
 		rm_rf(c->tokens_dir);
+		snprintf(meta, sizeof(meta), "%s/token-meta", cfg->home);
+		rm_rf(meta); /* the copies of the tokens just removed */
+	}
 	if (c->softhsm_conf)
 		unlink(cfg->softhsm_conf);
 	if (c->pin_file)

@@ -130,6 +130,23 @@ disagree(struct rf_cli *cli, const char *kind, const char *id,
 	return 0;
 }
 
+/*
+ * 1 if the store announced a key with this CKA_ID before the token made
+ * it ("generating") and the process was killed before it recorded the
+ * key's id: an interrupted generation, known to the store.
+ */
+static int
+interrupted(const struct rf_key_rec *recs, size_t n, const char *token_id)
+{
+	size_t i;
+
+	for (i = 0; i < n && token_id[0] != '\0'; i++)
+		if (strcmp(recs[i].state, "generating") == 0 &&
+		    strcasecmp(recs[i].token_id, token_id) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 info_cmp(const void *a, const void *b)
 {
@@ -149,6 +166,8 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 	int have, r;
 
 	*ndis = 0;
+	if ((r = rf_store_key_list(cli->store, &recs, &nrecs)) != 0)
+		return r;
 	for (i = 0; i < c->n; i++) {
 		const struct rf_key_info *ki = &c->v[i];
 
@@ -156,17 +175,20 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 		have = ki->id[0] != '\0' &&
 		    (r = rf_store_key_get(cli->store, ki->id, &kr)) == 0;
 		if (!have && ki->id[0] != '\0' && r != RF_ERR_NOT_FOUND)
-			return r;
+			goto out;
 		rf_err_clear();
 		if (!have) {
 			snprintf(kr.purpose, sizeof(kr.purpose), "-");
-			snprintf(kr.state, sizeof(kr.state), "unrecorded");
+			snprintf(kr.state, sizeof(kr.state), "%s",
+			    interrupted(recs, nrecs, ki->token_id)
+				? "interrupted"
+				: "unrecorded");
 		} else if (!ki->can_sign && strcmp(kr.state, "active") == 0) {
 			/* Made before disabling was a store state. */
 			snprintf(kr.state, sizeof(kr.state), "disabled");
 		}
 		if ((r = print_key(c, ki, &kr, have)) != 0)
-			return r;
+			goto out;
 	}
 	/* Token to store. */
 	for (i = 0; i < c->n; i++) {
@@ -176,9 +198,12 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 		r = ki->id[0] ? rf_store_key_get(cli->store, ki->id, &kr)
 			      : RF_ERR_NOT_FOUND;
 		if (r != 0 && r != RF_ERR_NOT_FOUND)
-			return r;
+			goto out;
 		rf_err_clear();
-		if (r == RF_ERR_NOT_FOUND) {
+		if (r == RF_ERR_NOT_FOUND &&
+		    interrupted(recs, nrecs, ki->token_id)) {
+			continue;
+		} else if (r == RF_ERR_NOT_FOUND) {
 			snprintf(detail, sizeof(detail),
 			    "the token holds it (CKA_ID %s, label '%s'), the "
 			    "store does not know it",
@@ -202,15 +227,15 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 			continue;
 		}
 		if (r != 0)
-			return r;
+			goto out;
 		(*ndis)++;
 	}
 	/* Store to token. */
-	if ((r = rf_store_key_list(cli->store, &recs, &nrecs)) != 0)
-		return r;
+	r = 0;
 	qsort(c->v, c->n, sizeof(*c->v), info_cmp);
 	for (i = 0; i < nrecs && r == 0; i++) {
-		if (strcmp(recs[i].state, "destroyed") == 0)
+		if (strcmp(recs[i].state, "destroyed") == 0 ||
+		    strcmp(recs[i].state, "generating") == 0)
 			continue;
 		memset(&want, 0, sizeof(want));
 		snprintf(want.id, sizeof(want.id), "%s", recs[i].id);
@@ -223,6 +248,7 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 		r = disagree(cli, "missing", recs[i].id, recs[i].token, detail);
 		(*ndis)++;
 	}
+out:
 	free(recs);
 	return r;
 }

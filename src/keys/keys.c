@@ -33,6 +33,7 @@
 
 #include "audit/audit.h"
 #include "keys/keys.h"
+#include "keys/tokmeta.h"
 #include "store/store.h"
 
 #define LABEL_LEN 32	/* CK_TOKEN_INFO label, space padded */
@@ -57,12 +58,33 @@ struct module {
 	char path[RF_PATH_MAX];
 	void *dl;
 	CK_FUNCTION_LIST_PTR f;
-	int refs;	 /* open users; finalised when it drops to 0 */
-	int initialised; /* C_Initialize done by us */
+	int refs;	   /* open users; finalised when it drops to 0 */
+	int initialised;   /* C_Initialize done by us */
+	unsigned long gen; /* C_Initialize calls so far */
+	/* Tokens whose metadata file was put back before C_Initialize, not
+	 * yet in an audit record (rf_keys_open appends them). */
+	struct rf_tokmeta_restored restored[RF_TOKMETA_MAX];
+	int nrestored;
 };
 
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules; /* never freed: libraries stay mapped */
+
+/*
+ * One owner of the module at a time. Every use of a module in this
+ * process (a token call, a session held across calls, a signing batch)
+ * holds module_rw for reading; only C_Initialize and C_Finalize (first
+ * open, last close, re-initialisation after a device error) hold it for
+ * writing. PKCS#11 leaves a call that races C_Finalize undefined, and a
+ * re-initialisation ends every session of every handle, so every other
+ * handle of the process is paused meanwhile, and afterwards notices the
+ * new generation (module.gen) and drops its sessions without closing
+ * them: their numbers may already belong to sessions of another handle.
+ * Lock order: module_rw, then modules_lock, then a handle's lock.
+ * glibc's default rwlock lets a reader in while a writer waits, so a
+ * thread may take it for reading twice.
+ */
+static pthread_rwlock_t module_rw = PTHREAD_RWLOCK_INITIALIZER;
 
 /*
  * One token of the key store. A store may span several tokens of the same
@@ -90,6 +112,7 @@ struct rf_keys {
 	int nsh;
 	unsigned int next;     /* token for the next new key */
 	int test_drop_at_sign; /* tests: drop sessions after the append */
+	unsigned long gen;     /* module generation of slots and sessions */
 };
 
 struct rf_key {
@@ -234,11 +257,21 @@ module_initialise(struct module *m, const struct rf_config *cfg)
 {
 	CK_C_INITIALIZE_ARGS args;
 	struct stat sb;
+	int n = 0;
 	CK_RV rv;
 
 	if (cfg != NULL && cfg->softhsm_conf[0] != '\0' &&
-	    stat(cfg->softhsm_conf, &sb) == 0)
+	    stat(cfg->softhsm_conf, &sb) == 0) {
 		setenv("SOFTHSM2_CONF", cfg->softhsm_conf, 1);
+		/* SoftHSM reads every token's file once, here: a torn one
+		 * (a process killed while rewriting it) is put back from its
+		 * verified copy first. Best effort: without, SoftHSM leaves
+		 * that token out and open says which token is missing. */
+		if (rf_tokmeta_restore(cfg, m->restored + m->nrestored,
+			RF_TOKMETA_MAX - m->nrestored, &n) != 0)
+			rf_err_clear();
+		m->nrestored += n;
+	}
 	memset(&args, 0, sizeof(args));
 	args.flags = CKF_OS_LOCKING_OK;
 	rv = m->f->C_Initialize(&args);
@@ -248,6 +281,7 @@ module_initialise(struct module *m, const struct rf_config *cfg)
 		    "check RINGFENCE_MODULE",
 		    m->path, ckr_str(rv));
 	m->initialised = rv == CKR_OK;
+	m->gen++;
 	return 0;
 }
 
@@ -262,6 +296,7 @@ module_get(const struct rf_config *cfg, struct module **out)
 	int r = RF_ERR_INTERNAL;
 
 	*out = NULL;
+	pthread_rwlock_wrlock(&module_rw);
 	pthread_mutex_lock(&modules_lock);
 	for (m = modules; m != NULL; m = m->next)
 		if (strcmp(m->path, cfg->module) == 0)
@@ -318,6 +353,7 @@ module_get(const struct rf_config *cfg, struct module **out)
 	r = 0;
 out:
 	pthread_mutex_unlock(&modules_lock);
+	pthread_rwlock_unlock(&module_rw);
 	return r;
 }
 
@@ -326,12 +362,14 @@ module_put(struct module *m)
 {
 	if (m == NULL)
 		return;
+	pthread_rwlock_wrlock(&module_rw);
 	pthread_mutex_lock(&modules_lock);
 	if (--m->refs == 0 && m->initialised) {
 		m->f->C_Finalize(NULL);
 		m->initialised = 0;
 	}
 	pthread_mutex_unlock(&modules_lock);
+	pthread_rwlock_unlock(&module_rw);
 }
 
 /* 1 if keys' handle is the module's only user in this process. */
@@ -346,18 +384,28 @@ module_sole(struct module *m)
 	return sole;
 }
 
-/* After a device error: finalise (if we initialised) and initialise. */
+/*
+ * After a device error: finalise (if we initialised) and initialise, with
+ * every other use of the module in the process paused (module_rw held for
+ * writing; the caller holds no read lock). seen is the generation the
+ * caller's failure happened in: if another handle re-initialised since,
+ * that is enough.
+ */
 static int
-module_reinit(struct module *m, const struct rf_config *cfg)
+module_reinit(struct module *m, const struct rf_config *cfg, unsigned long seen)
 {
-	int r;
+	int r = 0;
 
+	pthread_rwlock_wrlock(&module_rw);
 	pthread_mutex_lock(&modules_lock);
-	if (m->initialised)
-		m->f->C_Finalize(NULL);
-	m->initialised = 0;
-	r = module_initialise(m, cfg);
+	if (m->gen == seen) {
+		if (m->initialised)
+			m->f->C_Finalize(NULL);
+		m->initialised = 0;
+		r = module_initialise(m, cfg);
+	}
 	pthread_mutex_unlock(&modules_lock);
+	pthread_rwlock_unlock(&module_rw);
 	return r;
 }
 
@@ -585,17 +633,60 @@ find_shards_settled(struct rf_keys *keys)
 		want = atoi(made);
 	rf_err_clear();
 	for (attempt = 0;; attempt++) {
+		pthread_rwlock_rdlock(&module_rw);
 		r = find_shards(keys);
+		keys->gen = keys->mod->gen;
+		pthread_rwlock_unlock(&module_rw);
 		if ((r == 0 && keys->nsh >= want) ||
 		    (r != 0 && r != RF_ERR_TOKEN_NOT_FOUND) || attempt == 5 ||
 		    !module_sole(keys->mod))
 			return r;
 		backoff(attempt);
-		if (module_reinit(keys->mod, &keys->cfg) != 0)
+		if (module_reinit(keys->mod, &keys->cfg, keys->gen) != 0)
 			return r;
 		rf_err_clear();
 		keys->nsh = 0; /* find every token again */
 	}
+}
+
+/*
+ * The caller holds module_rw for reading: if the module was initialised
+ * again since keys last looked (another handle's recovery), forget the
+ * idle sessions without closing them (they ended with C_Finalize, and
+ * their numbers may be reused) and find the tokens again.
+ */
+static int
+keys_refresh(struct rf_keys *keys)
+{
+	int i, r = 0;
+
+	pthread_mutex_lock(&keys->lock);
+	if (keys->gen != keys->mod->gen) {
+		for (i = 0; i < keys->nsh; i++)
+			keys->sh[i].nidle = 0;
+		if ((r = find_shards(keys)) == 0)
+			keys->gen = keys->mod->gen;
+	}
+	pthread_mutex_unlock(&keys->lock);
+	return r;
+}
+
+/* Take module_rw for reading, for a use of the module by keys. */
+static int
+keys_rdlock(struct rf_keys *keys)
+{
+	int r;
+
+	pthread_rwlock_rdlock(&module_rw);
+	if ((r = keys_refresh(keys)) != 0)
+		pthread_rwlock_unlock(&module_rw);
+	return r;
+}
+
+static void
+keys_unlock(void)
+{
+	pthread_rwlock_unlock(&module_rw);
 }
 
 /* An idle session with token sh from the pool, or a new one. */
@@ -646,22 +737,33 @@ drop_idle(struct rf_keys *keys)
 }
 
 /*
- * After rv said the session s is gone: drop it and every idle session
- * (they died with it), re-initialise the library after device errors, and
- * find the tokens again (their slots may have changed).
+ * After rv said the session s is gone (the caller holds module_rw for
+ * reading): drop it and every idle session (they died with it); after a
+ * device error re-initialise the library, with the read lock let go for
+ * that while (taken again before returning, also on error); and find the
+ * tokens again (their slots may have changed).
  */
 static int
 session_recover(struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv)
 {
+	unsigned long seen;
 	int r = 0;
 
 	keys->f->C_CloseSession(s); /* ignored: it is gone */
 	pthread_mutex_lock(&keys->lock);
 	drop_idle(keys);
-	if (module_lost(rv) && (r = module_reinit(keys->mod, &keys->cfg)) != 0)
-		goto out;
-	r = find_shards(keys);
-out:
+	seen = keys->gen;
+	pthread_mutex_unlock(&keys->lock);
+	if (module_lost(rv)) {
+		keys_unlock();
+		r = module_reinit(keys->mod, &keys->cfg, seen);
+		pthread_rwlock_rdlock(&module_rw);
+		if (r != 0)
+			return r;
+	}
+	pthread_mutex_lock(&keys->lock);
+	if ((r = find_shards(keys)) == 0)
+		keys->gen = keys->mod->gen;
 	pthread_mutex_unlock(&keys->lock);
 	return r;
 }
@@ -681,13 +783,15 @@ with_session(struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp)
 	CK_RV rv;
 	int attempt, r;
 
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
 	for (attempt = 0;; attempt++) {
 		if ((r = session_get(keys, sh, &s)) != 0)
-			return r;
+			break;
 		rv = op(keys, s, arg);
 		if (session_lost(rv) && attempt == 0) {
 			if ((r = session_recover(keys, s, rv)) != 0)
-				return r;
+				break;
 			continue;
 		}
 		if (session_lost(rv))
@@ -695,8 +799,10 @@ with_session(struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp)
 		else
 			session_put(keys, sh, s);
 		*rvp = rv;
-		return 0;
+		break;
 	}
+	keys_unlock();
+	return r;
 }
 
 /*
@@ -871,6 +977,79 @@ read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
  * Open and close
  */
 
+static int audit_append(struct rf_keys *keys, const struct rf_audit_event *evs,
+    size_t n, const char *doing);
+
+/* 1 if token label of the store reports serial (tokmeta's check). */
+static int
+tokmeta_known(void *arg, const char *label, const char *serial)
+{
+	struct rf_keys *keys = arg;
+	CK_TOKEN_INFO ti;
+	char have[sizeof(ti.serialNumber) + 1];
+	size_t n;
+	int i;
+
+	for (i = 0; i < keys->nsh; i++) {
+		if (strcmp(keys->sh[i].label, label) != 0)
+			continue;
+		if (keys->f->C_GetTokenInfo(keys->sh[i].slot, &ti) != CKR_OK)
+			return 0;
+		memcpy(have, ti.serialNumber, sizeof(ti.serialNumber));
+		n = sizeof(ti.serialNumber);
+		have[n] = '\0';
+		while (n > 0 && have[n - 1] == ' ')
+			have[--n] = '\0';
+		return strcmp(have, serial) == 0;
+	}
+	return 0;
+}
+
+/*
+ * After the login of rf_keys_open: record the tokens whose metadata file
+ * was put back from its copy ("token-restored" leaves), then save a copy
+ * of each token's file that verifies and changed (tokmeta.h).
+ */
+static int
+tokmeta_after_login(struct rf_keys *keys)
+{
+	struct rf_tokmeta_restored got[RF_TOKMETA_MAX];
+	struct rf_audit_event evs[RF_TOKMETA_MAX];
+	char detail[RF_TOKMETA_MAX][256];
+	int i, n, r;
+
+	pthread_mutex_lock(&modules_lock);
+	n = keys->mod->nrestored;
+	memcpy(got, keys->mod->restored, (size_t)n * sizeof(got[0]));
+	keys->mod->nrestored = 0;
+	pthread_mutex_unlock(&modules_lock);
+	memset(evs, 0, sizeof(evs));
+	for (i = 0; i < n; i++) {
+		snprintf(detail[i], sizeof(detail[i]),
+		    "token %s (folder %s): token.object was empty or cut "
+		    "short; restored from its verified copy",
+		    got[i].label, got[i].uuid);
+		evs[i].type = "token-restored";
+		evs[i].actor = keys->cfg.actor[0] ? keys->cfg.actor : NULL;
+		evs[i].detail = detail[i];
+	}
+	if (n > 0 &&
+	    (r = audit_append(keys, evs, (size_t)n,
+		 "token metadata was restored without a record")) != 0) {
+		/* Kept for the next open of this process to record. */
+		pthread_mutex_lock(&modules_lock);
+		for (i = 0; i < n && keys->mod->nrestored < RF_TOKMETA_MAX; i++)
+			keys->mod->restored[keys->mod->nrestored++] = got[i];
+		pthread_mutex_unlock(&modules_lock);
+		return r;
+	}
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
+	r = rf_tokmeta_save(&keys->cfg, tokmeta_known, keys);
+	keys_unlock();
+	return r;
+}
+
 int
 rf_keys_open(
     const struct rf_config *cfg, struct rf_audit *audit, struct rf_keys **out)
@@ -900,9 +1079,13 @@ rf_keys_open(
 	if (RAND_bytes((unsigned char *)&keys->next, sizeof(keys->next)) != 1)
 		keys->next = (unsigned int)getpid();
 	/* Log in now, so that a wrong PIN is reported by open. */
-	if ((r = session_open(keys, keys->sh[0].slot, &s)) != 0)
+	if ((r = keys_rdlock(keys)) != 0)
 		goto out;
-	session_put(keys, 0, s);
+	if ((r = session_open(keys, keys->sh[0].slot, &s)) == 0)
+		session_put(keys, 0, s);
+	keys_unlock();
+	if (r != 0 || (r = tokmeta_after_login(keys)) != 0)
+		goto out;
 	*out = keys; /* owned by the caller */
 	keys = NULL;
 	r = 0;
@@ -916,8 +1099,13 @@ rf_keys_free(struct rf_keys *keys)
 {
 	if (keys == NULL)
 		return;
-	if (keys->f != NULL)
-		drop_idle(keys);
+	if (keys->f != NULL) {
+		/* Sessions of an older generation ended with it: not closed. */
+		pthread_rwlock_rdlock(&module_rw);
+		if (keys->gen == keys->mod->gen)
+			drop_idle(keys);
+		pthread_rwlock_unlock(&module_rw);
+	}
 	module_put(keys->mod);
 	pthread_mutex_destroy(&keys->lock);
 	pthread_mutex_destroy(&keys->audit_lock);
@@ -932,11 +1120,29 @@ rf_keys_test_drop_sessions(struct rf_keys *keys)
 	int i;
 
 	/* The idle handles stay in the pool: the next use must recover. */
+	pthread_rwlock_rdlock(&module_rw);
 	pthread_mutex_lock(&keys->lock);
 	for (i = 0; i < keys->nsh && rv == CKR_OK; i++)
 		rv = keys->f->C_CloseAllSessions(keys->sh[i].slot);
 	pthread_mutex_unlock(&keys->lock);
+	pthread_rwlock_unlock(&module_rw);
 	return rv == CKR_OK ? 0 : token_err("C_CloseAllSessions", rv);
+}
+
+int
+rf_keys_test_device_error(struct rf_keys *keys)
+{
+	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
+	int r;
+
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
+	if ((r = session_get(keys, 0, &s)) == 0 &&
+	    (r = session_recover(keys, s, CKR_DEVICE_ERROR)) == 0 &&
+	    (r = session_get(keys, 0, &s)) == 0)
+		session_put(keys, 0, s);
+	keys_unlock();
+	return r;
 }
 
 void
@@ -1198,6 +1404,7 @@ static int destroy_quiet(
 struct gen_arg {
 	enum rf_key_alg alg;
 	const char *label;
+	const uint8_t *tid; /* TID_LEN random bytes: the new CKA_ID */
 	struct rf_key *key; /* out */
 	int r;
 };
@@ -1210,7 +1417,7 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
 	CK_ULONG bits = g->alg == RF_KEY_RSA_3072 ? 3072 : 2048;
 	uint8_t e[3] = {0x01, 0x00, 0x01}; /* 65537 */
-	uint8_t tid[TID_LEN];
+	const uint8_t *tid = g->tid;
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
 	CK_ATTRIBUTE pubt[13], privt[16];
@@ -1219,10 +1426,6 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_RV rv;
 
 	g->r = 0;
-	if (RAND_bytes(tid, sizeof(tid)) != 1) {
-		g->r = rf_err_set(RF_ERR_INTERNAL, "no random bytes");
-		return CKR_OK;
-	}
 	/*
 	 * The pair is found by a random CKA_ID, set here once: both objects
 	 * are made neither modifiable nor copyable (PKCS#11 v2.40 section
@@ -1246,7 +1449,7 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	ATTR(pubt, npub, CKA_VERIFY_RECOVER, &no, sizeof(no));
 	ATTR(pubt, npub, CKA_MODIFIABLE, &no, sizeof(no));
 	ATTR(pubt, npub, CKA_COPYABLE, &no, sizeof(no));
-	ATTR(pubt, npub, CKA_ID, tid, sizeof(tid));
+	ATTR(pubt, npub, CKA_ID, tid, TID_LEN);
 	ATTR(pubt, npub, CKA_LABEL, g->label, strlen(g->label));
 	switch (g->alg) {
 	case RF_KEY_EC_P256:
@@ -1271,7 +1474,7 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	ATTR(privt, npriv, CKA_SIGN_RECOVER, &no, sizeof(no));
 	ATTR(privt, npriv, CKA_MODIFIABLE, &no, sizeof(no));
 	ATTR(privt, npriv, CKA_COPYABLE, &no, sizeof(no));
-	ATTR(privt, npriv, CKA_ID, tid, sizeof(tid));
+	ATTR(privt, npriv, CKA_ID, tid, TID_LEN);
 	ATTR(privt, npriv, CKA_LABEL, g->label, strlen(g->label));
 	if (mech.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN)
 		ATTR(pubt, npub, CKA_PUBLIC_EXPONENT, e, sizeof(e));
@@ -1297,8 +1500,8 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	if ((g->r = rf_keys_pub_id(key->pub, key->id)) != 0 ||
 	    (g->r = parse_id(key->id, key->idbin)) != 0)
 		goto fail;
-	memcpy(key->tid, tid, sizeof(tid));
-	key->tidlen = sizeof(tid);
+	memcpy(key->tid, tid, TID_LEN);
+	key->tidlen = TID_LEN;
 	g->key = key; /* handed to rf_keys_generate */
 	return CKR_OK;
 fail:
@@ -1351,10 +1554,12 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	struct gen_arg g;
 	struct rf_audit_event *evs = NULL;
 	struct rf_key_rec *recs = NULL;
-	char(*detail)[96] = NULL, msg[MSG_MAX];
+	char(*detail)[96] = NULL, (*pending)[65] = NULL, msg[MSG_MAX];
+	uint8_t(*tids)[TID_LEN] = NULL;
+	int *shs = NULL;
 	CK_RV rv = CKR_OK;
 	size_t i;
-	int sh, audit_failed = 0, r = RF_ERR_INTERNAL;
+	int noted = 0, audit_failed = 0, r = RF_ERR_INTERNAL;
 
 	for (i = 0; i < n; i++)
 		out[i] = NULL;
@@ -1372,20 +1577,65 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	}
 	if (n == 0)
 		return 0;
+	if (rf_store_in_transaction(keys_store(keys)))
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "refusing to make keys inside an open store transaction");
 	if ((evs = calloc(n, sizeof(*evs))) == NULL ||
 	    (recs = calloc(n, sizeof(*recs))) == NULL ||
-	    (detail = calloc(n, sizeof(*detail))) == NULL) {
+	    (detail = calloc(n, sizeof(*detail))) == NULL ||
+	    (pending = calloc(n, sizeof(*pending))) == NULL ||
+	    (tids = calloc(n, sizeof(*tids))) == NULL ||
+	    (shs = calloc(n, sizeof(*shs))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
+	/*
+	 * The store learns each key's random CKA_ID before the token makes
+	 * it (state "generating", id "pending-<CKA_ID>"), then its id once
+	 * made ("generated", until the caller records its purpose with
+	 * rf_store_key_add). A process killed in between leaves a key the
+	 * store knows of, never one it does not.
+	 */
+	if (RAND_bytes((unsigned char *)tids, (int)(n * TID_LEN)) != 1) {
+		r = rf_err_set(RF_ERR_INTERNAL, "no random bytes");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		pthread_mutex_lock(&keys->lock);
+		shs[i] =
+		    spread ? (int)(keys->next++ % (unsigned int)keys->nsh) : 0;
+		snprintf(recs[i].token, sizeof(recs[i].token), "%s",
+		    keys->sh[shs[i]].label);
+		pthread_mutex_unlock(&keys->lock);
+		rf_hex(tids[i], TID_LEN, recs[i].token_id);
+		snprintf(pending[i], sizeof(pending[i]), "pending-%.32s",
+		    recs[i].token_id);
+		snprintf(recs[i].id, sizeof(recs[i].id), "%s", pending[i]);
+		snprintf(recs[i].alg, sizeof(recs[i].alg), "%s",
+		    rf_key_alg_name(reqs[i].alg));
+		snprintf(recs[i].purpose, sizeof(recs[i].purpose), "-");
+		snprintf(recs[i].tenant, sizeof(recs[i].tenant), "%s",
+		    reqs[i].tenant ? reqs[i].tenant : "");
+		snprintf(recs[i].state, sizeof(recs[i].state), "generating");
+		recs[i].created = rf_now();
+	}
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_store_key_note_many(keys_store(keys), recs, n);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r != 0) {
+		r = rf_err_set(r,
+		    "the store could not record the keys to make (%s); "
+		    "nothing was made",
+		    rf_err_msg(r));
+		goto out;
+	}
+	noted = 1;
 	for (i = 0; i < n; i++) {
 		memset(&g, 0, sizeof(g));
 		g.alg = reqs[i].alg;
 		g.label = reqs[i].label;
-		pthread_mutex_lock(&keys->lock);
-		sh = spread ? (int)(keys->next++ % (unsigned int)keys->nsh) : 0;
-		pthread_mutex_unlock(&keys->lock);
-		if ((r = with_session(keys, sh, gen_op, &g, &rv)) != 0)
+		g.tid = tids[i];
+		if ((r = with_session(keys, shs[i], gen_op, &g, &rv)) != 0)
 			goto out;
 		if (rv != CKR_OK) {
 			r = token_err("C_GenerateKeyPair", rv);
@@ -1394,7 +1644,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		if ((r = g.r) != 0)
 			goto out;
 		out[i] = g.key;
-		out[i]->sh = sh;
+		out[i]->sh = shs[i];
 		snprintf(detail[i], sizeof(detail[i]), "%s %s",
 		    rf_key_alg_name(reqs[i].alg), reqs[i].label);
 		evs[i].type = "keygen";
@@ -1404,29 +1654,9 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		evs[i].source = who ? who->source : NULL;
 		evs[i].detail = detail[i];
 		snprintf(recs[i].id, sizeof(recs[i].id), "%s", out[i]->id);
-		snprintf(recs[i].alg, sizeof(recs[i].alg), "%s",
-		    rf_key_alg_name(reqs[i].alg));
-		snprintf(recs[i].purpose, sizeof(recs[i].purpose), "-");
-		snprintf(recs[i].tenant, sizeof(recs[i].tenant), "%s",
-		    reqs[i].tenant ? reqs[i].tenant : "");
 		snprintf(recs[i].state, sizeof(recs[i].state), "generated");
-		recs[i].created = rf_now();
-		rf_hex(out[i]->tid, out[i]->tidlen, recs[i].token_id);
-		pthread_mutex_lock(&keys->lock);
-		snprintf(recs[i].token, sizeof(recs[i].token), "%s",
-		    keys->sh[sh].label);
-		pthread_mutex_unlock(&keys->lock);
 	}
-	/*
-	 * The store maps each key id to its random CKA_ID before the key is
-	 * handed out ("generated" until the caller records its purpose with
-	 * rf_store_key_add): without that row the key could not be found.
-	 */
-	if (rf_store_in_transaction(keys_store(keys))) {
-		r = rf_err_set(RF_ERR_INTERNAL,
-		    "refusing to make keys inside an open store transaction");
-		goto out;
-	}
+	/* Each "generating" row becomes the key's own. */
 	pthread_mutex_lock(&keys->audit_lock);
 	r = rf_store_key_note_many(keys_store(keys), recs, n);
 	pthread_mutex_unlock(&keys->audit_lock);
@@ -1457,7 +1687,19 @@ out:
 					 : msg);
 		else
 			r = rf_err_set(r, "%s", msg);
+		/* Rows of keys never made, or made and destroyed. */
+		pthread_mutex_lock(&keys->audit_lock);
+		for (i = 0; noted && i < n; i++)
+			if (rf_store_key_forget(keys_store(keys), pending[i]) !=
+			    0)
+				rf_err_clear();
+		pthread_mutex_unlock(&keys->audit_lock);
+		if (noted)
+			r = rf_err_set(r, "%s", msg);
 	}
+	free(shs);
+	free(tids);
+	free(pending);
 	free(detail);
 	free(recs);
 	free(evs);
@@ -2412,6 +2654,14 @@ sign_worker(void *varg)
 	size_t from, to;
 	int r;
 
+	/* The module is in use for the whole share (see module_rw). */
+	if ((r = keys_rdlock(job->keys)) != 0) {
+		job->r = r;
+		snprintf(job->msg, sizeof(job->msg), "%s", rf_err_msg(r));
+		if (job->feed != NULL)
+			feed_set(job->feed, 0, 1);
+		return NULL;
+	}
 	if ((r = session_get(job->keys, job->key->sh, &ss.s)) != 0)
 		ss.s = CK_INVALID_HANDLE;
 	else if (job->feed == NULL)
@@ -2425,6 +2675,7 @@ sign_worker(void *varg)
 		else
 			session_put(job->keys, job->key->sh, ss.s);
 	}
+	keys_unlock();
 	job->r = r;
 	if (r != 0) {
 		snprintf(job->msg, sizeof(job->msg), "%s", rf_err_msg(r));
@@ -2931,12 +3182,12 @@ rf_keys_init_token(const struct rf_config *cfg, const char *so_pin,
 	if ((r = write_softhsm_conf(cfg)) != 0 ||
 	    (r = module_get(cfg, &mod)) != 0)
 		goto out;
-	for (i = 0; i < ntokens; i++) {
+	pthread_rwlock_rdlock(&module_rw);
+	for (i = 0, r = 0; i < ntokens && r == 0; i++) {
 		shard_label(cfg->token, i, label);
-		if ((r = init_one(mod->f, cfg, label, so_pin, pin)) != 0)
-			goto out;
+		r = init_one(mod->f, cfg, label, so_pin, pin);
 	}
-	r = 0;
+	pthread_rwlock_unlock(&module_rw);
 out:
 	module_put(mod);
 	return r;

@@ -216,6 +216,9 @@ int rf_keys_test_drop_sessions(struct rf_keys *keys) RF_WUR;
 /* Tests only: do the same inside the next rf_keys_sign, after its audit
  * append and before its first signature. */
 void rf_keys_test_drop_at_sign(struct rf_keys *keys);
+/* Tests only: recover as after CKR_DEVICE_ERROR: the module is finalised
+ * and initialised again, every other use of it in the process paused. */
+int rf_keys_test_device_error(struct rf_keys *keys) RF_WUR;
 
 /*
  * Helpers without a token (alg.c), exposed for tests and fuzzing.
@@ -257,5 +260,13 @@ int rf_keys_verify_digest(EVP_PKEY *pub, const uint8_t *dig, size_t diglen,
 /* The digest rf_keys_sign audits and (for ECDSA) signs: SHA-384 for
  * P-384, SHA-256 otherwise. */
 const EVP_MD *rf_key_alg_md(enum rf_key_alg alg);
+/*
+ * SoftHSM's token metadata file (tokens/<uuid>/token.object) parsed as its
+ * attribute stream, to verify a copy of it (tokmeta.c): 0 with the token's
+ * label and serial (trailing spaces removed) when the stream is whole and
+ * holds both; RF_ERR_MALFORMED otherwise (empty, cut short, bad kind).
+ */
+int rf_keys_tokmeta_parse(
+    const uint8_t *buf, size_t len, char label[33], char serial[17]) RF_WUR;
 
 #endif

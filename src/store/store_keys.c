@@ -253,7 +253,7 @@ int
 rf_store_key_note_many(
     struct rf_store *st, const struct rf_key_rec *k, size_t n)
 {
-	sqlite3_stmt *s = NULL;
+	sqlite3_stmt *s = NULL, *d = NULL;
 	size_t i;
 	int r, own;
 
@@ -261,6 +261,12 @@ rf_store_key_note_many(
 		return 0;
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
+	/* A key made replaces the row that announced it by its CKA_ID. */
+	if ((r = st_prepare(st,
+		 "DELETE FROM keys WHERE token_id = ? AND token_id <> '' AND "
+		 "state = 'generating'",
+		 &d)) != 0)
+		goto out;
 	if ((r = st_prepare(st,
 		 "INSERT INTO keys (id, alg, purpose, tenant, state, created, "
 		 "token_id, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
@@ -273,6 +279,13 @@ rf_store_key_note_many(
 			r = rf_err_set(RF_ERR_ARG,
 			    "key record without id, purpose or state");
 			goto out;
+		}
+		if (strcmp(k[i].state, "generating") != 0) {
+			sqlite3_reset(d);
+			if ((r = st_bind_text(st, d, 1, k[i].token_id,
+				 sizeof(k[i].token_id) - 1)) != 0 ||
+			    (r = run_write(st, d, "recording a new key")) != 0)
+				goto out;
 		}
 		sqlite3_reset(s);
 		if ((r = st_bind_text(
@@ -294,6 +307,7 @@ rf_store_key_note_many(
 			goto out;
 	}
 out:
+	sqlite3_finalize(d);
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
 }
@@ -307,7 +321,8 @@ rf_store_key_forget(struct rf_store *st, const char *id)
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
 	if ((r = st_prepare(st,
-		 "DELETE FROM keys WHERE id = ? AND state = 'generated'",
+		 "DELETE FROM keys WHERE id = ? AND state IN ('generated', "
+		 "'generating')",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, id, 1024)) != 0)
 		goto out;

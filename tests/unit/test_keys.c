@@ -402,12 +402,12 @@ test_audit_readonly_no_signature(void **state)
 		size_t n0 = 0, n1 = 0;
 
 		assert_int_equal(rf_keys_list(fx->keys, count_key, &n0), 0);
-		/* The store maps each new key to its random CKA_ID before
-		 * the keygen leaves: a read-only store stops it there. */
+		/* The store learns each new key's random CKA_ID before the
+		 * token makes it: a read-only store stops it there. */
 		assert_int_equal(rf_keys_generate_many(keys, kg, 3, &who, got),
 		    RF_ERR_STORE_READONLY);
-		assert_non_null(strstr(rf_err_msg(RF_ERR_STORE_READONLY),
-		    "the new keys were destroyed"));
+		assert_non_null(strstr(
+		    rf_err_msg(RF_ERR_STORE_READONLY), "nothing was made"));
 		assert_null(got[0]);
 		assert_null(got[2]);
 		assert_int_equal(rf_keys_list(fx->keys, count_key, &n1), 0);

@@ -121,6 +121,13 @@ test_reenable_attack(void **state)
 	assert_int_equal(strlen(kr.token_id), 32);
 	assert_int_equal(rf_unhex(kr.token_id, tid, sizeof(tid), &len), 0);
 	assert_string_equal(kr.token, fx->cfg.token);
+	/* Announced as "generating" by its CKA_ID before the token made it;
+	 * that row became the key's own. */
+	assert_string_equal(kr.state, "generated");
+	assert_int_equal(tu_sh("test \"$(sqlite3 '%s' \"SELECT count(*) FROM "
+			       "keys WHERE state = 'generating'\")\" = 0",
+			     fx->cfg.db_path),
+	    0);
 
 	/* An incident disables it: the store refuses it from then on. */
 	assert_int_equal(
