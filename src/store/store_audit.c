@@ -338,9 +338,10 @@ int
 rf_store_node_fill(struct rf_store *st)
 {
 	struct st_frontier f;
-	uint64_t n, covered;
+	uint64_t n = 0, covered = 0;
 	int r, own;
 
+	memset(&f, 0, sizeof(f));
 	if (st->node_hash == NULL)
 		return rf_err_set(RF_ERR_STATE, "no audit node hash set");
 	/* The common case, read-only: nothing is missing. */
