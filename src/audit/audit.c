@@ -194,22 +194,101 @@ audit_seen_for(struct rf_audit *a, uint64_t size, int64_t time)
 }
 
 /*
- * A subtree hash from the store's interior nodes (rf_merkle_subtree_fn).
- * A range the record should hold but does not means rows were removed.
+ * Subtree hashes for one root or proof computation (rf_merkle_subtree_fn):
+ * stored nodes, each read once (the root and the path share most of
+ * them), and the one block of 2^RF_STORE_NODE_LEVEL leaves below the
+ * stored levels that a proof reaches into, read in one query.
  */
+#define MEMO_MAX 192
+#define BLOCK (1u << RF_STORE_NODE_LEVEL)
+
+struct tree_ctx {
+	struct rf_store *st;
+	uint64_t block_lo; /* leaves [block_lo, block_lo + block_n) */
+	size_t block_n;
+	int block_ok;
+	uint8_t block[BLOCK][RF_HASH_LEN];
+	size_t nmemo;
+	struct {
+		unsigned level;
+		uint64_t index;
+		uint8_t hash[RF_HASH_LEN];
+	} memo[MEMO_MAX];
+};
+
 static int
-store_subtree(
-    void *arg, unsigned level, uint64_t index, uint8_t out[RF_HASH_LEN])
+tree_missing(uint64_t lo, uint64_t hi)
 {
+	return rf_err_set(RF_ERR_AUDIT_TAMPERED,
+	    "audit: leaves [%" PRIu64 ", %" PRIu64
+	    ") are missing: run 'ringfence audit verify'",
+	    lo, hi);
+}
+
+/* Below the stored levels: from the block's leaf hashes. */
+static int
+tree_low(struct tree_ctx *c, unsigned level, uint64_t index,
+    uint8_t out[RF_HASH_LEN])
+{
+	uint8_t h[BLOCK][RF_HASH_LEN];
+	uint64_t lo = index << level, blo = lo & ~(uint64_t)(BLOCK - 1);
+	size_t cnt = (size_t)1 << level, off, i;
 	int r;
 
-	r = rf_store_subtree_hash(arg, level, index, out);
+	if (!c->block_ok || c->block_lo != blo) {
+		if ((r = rf_store_leaf_hashes(
+			 c->st, blo, BLOCK, c->block, &c->block_n)) != 0)
+			return r;
+		c->block_lo = blo;
+		c->block_ok = 1;
+	}
+	off = (size_t)(lo - blo);
+	if (off + cnt > c->block_n)
+		return tree_missing(lo, lo + cnt);
+	memcpy(h, c->block[off], cnt * RF_HASH_LEN);
+	for (; cnt > 1; cnt /= 2)
+		for (i = 0; i < cnt / 2; i++)
+			rf_merkle_node_hash(h[2 * i], h[2 * i + 1], h[i]);
+	memcpy(out, h[0], RF_HASH_LEN);
+	return 0;
+}
+
+static int
+tree_subtree(
+    void *arg, unsigned level, uint64_t index, uint8_t out[RF_HASH_LEN])
+{
+	struct tree_ctx *c = arg;
+	size_t i;
+	int r;
+
+	if (level < RF_STORE_NODE_LEVEL)
+		return tree_low(c, level, index, out);
+	for (i = 0; i < c->nmemo; i++)
+		if (c->memo[i].level == level && c->memo[i].index == index) {
+			memcpy(out, c->memo[i].hash, RF_HASH_LEN);
+			return 0;
+		}
+	r = rf_store_subtree_hash(c->st, level, index, out);
 	if (r == RF_ERR_NOT_FOUND)
-		r = rf_err_set(RF_ERR_AUDIT_TAMPERED,
-		    "audit: leaves [%" PRIu64 ", %" PRIu64
-		    ") are missing: run 'ringfence audit verify'",
-		    index << level, (index + 1) << level);
-	return r;
+		return tree_missing(index << level, (index + 1) << level);
+	if (r != 0)
+		return r;
+	if (c->nmemo < MEMO_MAX) {
+		c->memo[c->nmemo].level = level;
+		c->memo[c->nmemo].index = index;
+		memcpy(c->memo[c->nmemo++].hash, out, RF_HASH_LEN);
+	}
+	return 0;
+}
+
+static struct tree_ctx *
+tree_ctx_new(struct rf_store *st)
+{
+	struct tree_ctx *c = calloc(1, sizeof(*c));
+
+	if (c != NULL)
+		c->st = st;
+	return c;
 }
 
 /*
@@ -219,14 +298,17 @@ store_subtree(
 static int
 head_unlocked(struct rf_audit *a, uint64_t *size, uint8_t root[RF_HASH_LEN])
 {
+	struct tree_ctx *c;
 	uint64_t n;
 	int r;
 
-	if ((r = rf_store_leaf_count(a->st, &n)) != 0 ||
-	    (r = rf_merkle_tree_root(store_subtree, a->st, n, root)) != 0)
-		return r;
-	*size = n;
-	return 0;
+	if ((c = tree_ctx_new(a->st)) == NULL)
+		return RF_ERR_ALLOC;
+	if ((r = rf_store_leaf_count(a->st, &n)) == 0 &&
+	    (r = rf_merkle_tree_root(tree_subtree, c, n, root)) == 0)
+		*size = n;
+	free(c);
+	return r;
 }
 
 static int
@@ -347,23 +429,33 @@ prove_inclusion_unlocked(struct rf_audit *a, uint64_t index, uint64_t size,
     uint8_t leaf[RF_HASH_LEN], uint8_t root[RF_HASH_LEN],
     uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
 {
+	struct tree_ctx *c = NULL;
 	int r = RF_ERR_INTERNAL;
 
 	*proof = NULL;
 	*plen = 0;
 	if ((r = resolve_size(a, &size)) != 0)
-		return r;
-	if (index >= size)
-		return rf_err_set(RF_ERR_ARG,
+		goto out;
+	if (index >= size) {
+		r = rf_err_set(RF_ERR_ARG,
 		    "leaf %" PRIu64 " is not in a tree of size %" PRIu64, index,
 		    size);
+		goto out;
+	}
+	if ((c = tree_ctx_new(a->st)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
 	/* O(log n) stored nodes: the leaf, the root, the audit path. */
-	if ((r = store_subtree(a->st, 0, index, leaf)) != 0 ||
-	    (r = rf_merkle_tree_root(store_subtree, a->st, size, root)) != 0 ||
+	if ((r = tree_subtree(c, 0, index, leaf)) != 0 ||
+	    (r = rf_merkle_tree_root(tree_subtree, c, size, root)) != 0 ||
 	    (r = rf_merkle_inclusion_proof_by(
-		 store_subtree, a->st, size, index, proof, plen)) != 0)
-		return r;
-	return 0;
+		 tree_subtree, c, size, index, proof, plen)) != 0)
+		goto out;
+	r = 0;
+out:
+	free(c);
+	return r;
 }
 
 static int
@@ -371,25 +463,33 @@ prove_consistency_unlocked(struct rf_audit *a, uint64_t size1, uint64_t size2,
     uint8_t root1[RF_HASH_LEN], uint8_t root2[RF_HASH_LEN],
     uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
 {
+	struct tree_ctx *c = NULL;
 	int r = RF_ERR_INTERNAL;
 
 	*proof = NULL;
 	*plen = 0;
 	if ((r = resolve_size(a, &size2)) != 0)
-		return r;
-	if (size1 == 0 || size1 > size2)
-		return rf_err_set(RF_ERR_ARG,
+		goto out;
+	if (size1 == 0 || size1 > size2) {
+		r = rf_err_set(RF_ERR_ARG,
 		    "no consistency proof from size %" PRIu64 " to %" PRIu64
 		    ": need 0 < OLD <= NEW",
 		    size1, size2);
-	if ((r = rf_merkle_tree_root(store_subtree, a->st, size1, root1)) !=
-		0 ||
-	    (r = rf_merkle_tree_root(store_subtree, a->st, size2, root2)) !=
-		0 ||
+		goto out;
+	}
+	if ((c = tree_ctx_new(a->st)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = rf_merkle_tree_root(tree_subtree, c, size1, root1)) != 0 ||
+	    (r = rf_merkle_tree_root(tree_subtree, c, size2, root2)) != 0 ||
 	    (r = rf_merkle_consistency_proof_by(
-		 store_subtree, a->st, size2, size1, proof, plen)) != 0)
-		return r;
-	return 0;
+		 tree_subtree, c, size2, size1, proof, plen)) != 0)
+		goto out;
+	r = 0;
+out:
+	free(c);
+	return r;
 }
 
 static int

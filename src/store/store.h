@@ -285,6 +285,12 @@ void rf_store_set_node_hash(struct rf_store *st, rf_store_node_hash_fn fn);
  */
 int rf_store_subtree_hash(struct rf_store *st, unsigned level, uint64_t index,
     uint8_t out[32]) RF_WUR;
+/*
+ * The stored hashes of up to max leaves from lo, in order, into out;
+ * *got stops at the end of the record (or at a gap).
+ */
+int rf_store_leaf_hashes(struct rf_store *st, uint64_t lo, size_t max,
+    uint8_t (*out)[32], size_t *got) RF_WUR;
 /* Write the interior nodes missing below the current number of leaves. */
 int rf_store_node_fill(struct rf_store *st) RF_WUR;
 

@@ -106,48 +106,61 @@ out:
 	return r;
 }
 
+int
+rf_store_leaf_hashes(struct rf_store *st, uint64_t lo, size_t max,
+    uint8_t (*out)[32], size_t *got)
+{
+	const void *p;
+	int r, rc = SQLITE_DONE;
+
+	*got = 0;
+	if (lo > INT64_MAX || max > INT64_MAX - lo)
+		return 0;
+	if ((r = st_cached(st, &st->leaf_hashes,
+		 "SELECT idx, hash FROM audit_leaf WHERE idx >= ? AND idx < ? "
+		 "ORDER BY idx")) != 0 ||
+	    (r = st_bind_int(st, st->leaf_hashes, 1, (int64_t)lo)) != 0 ||
+	    (r = st_bind_int(st, st->leaf_hashes, 2, (int64_t)(lo + max))) != 0)
+		goto out;
+	while ((rc = sqlite3_step(st->leaf_hashes)) == SQLITE_ROW) {
+		p = sqlite3_column_blob(st->leaf_hashes, 1);
+		/* A gap or a malformed hash ends the run. */
+		if ((uint64_t)sqlite3_column_int64(st->leaf_hashes, 0) !=
+			lo + *got ||
+		    p == NULL || sqlite3_column_bytes(st->leaf_hashes, 1) != 32)
+			break;
+		memcpy(out[(*got)++], p, 32);
+	}
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+		r = st_fail(st, rc, "reading audit leaf hashes");
+		goto out;
+	}
+	r = 0;
+out:
+	st_release(st->leaf_hashes);
+	return r;
+}
+
 /* The root of the 2^level (<= 2^RF_STORE_NODE_LEVEL) leaves from lo,
  * from their stored hashes, read in one query. */
 static int
 leaves_root(struct rf_store *st, uint64_t lo, unsigned level, uint8_t out[32])
 {
 	uint8_t h[1 << RF_STORE_NODE_LEVEL][32];
-	uint64_t cnt = UINT64_C(1) << level, got = 0, i;
-	const void *p;
-	int r, rc;
+	size_t cnt = (size_t)1 << level, got = 0, i;
+	int r;
 
-	if ((r = st_cached(st, &st->leaf_hashes,
-		 "SELECT idx, hash FROM audit_leaf WHERE idx >= ? AND idx < ? "
-		 "ORDER BY idx")) != 0 ||
-	    (r = st_bind_int(st, st->leaf_hashes, 1, (int64_t)lo)) != 0 ||
-	    (r = st_bind_int(st, st->leaf_hashes, 2, (int64_t)(lo + cnt))) != 0)
-		goto out;
-	while ((rc = sqlite3_step(st->leaf_hashes)) == SQLITE_ROW) {
-		p = sqlite3_column_blob(st->leaf_hashes, 1);
-		if ((uint64_t)sqlite3_column_int64(st->leaf_hashes, 0) !=
-			lo + got ||
-		    p == NULL || sqlite3_column_bytes(st->leaf_hashes, 1) != 32)
-			break;
-		memcpy(h[got++], p, 32);
-	}
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-		r = st_fail(st, rc, "reading audit leaf hashes");
-		goto out;
-	}
-	if (got != cnt) {
-		r = rf_err_set(RF_ERR_NOT_FOUND,
+	if ((r = rf_store_leaf_hashes(st, lo, cnt, h, &got)) != 0)
+		return r;
+	if (got != cnt)
+		return rf_err_set(RF_ERR_NOT_FOUND,
 		    "audit leaf %llu is not in the record",
 		    (unsigned long long)(lo + got));
-		goto out;
-	}
 	for (; cnt > 1; cnt /= 2)
 		for (i = 0; i < cnt / 2; i++)
 			st->node_hash(h[2 * i], h[2 * i + 1], h[i]);
 	memcpy(out, h[0], 32);
-	r = 0;
-out:
-	st_release(st->leaf_hashes);
-	return r;
+	return 0;
 }
 
 /*
@@ -338,9 +351,10 @@ int
 rf_store_node_fill(struct rf_store *st)
 {
 	struct st_frontier f;
-	uint64_t n, covered;
+	uint64_t n = 0, covered = 0;
 	int r, own;
 
+	memset(&f, 0, sizeof(f));
 	if (st->node_hash == NULL)
 		return rf_err_set(RF_ERR_STATE, "no audit node hash set");
 	/* The common case, read-only: nothing is missing. */
