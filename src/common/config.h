@@ -41,6 +41,15 @@ struct rf_config {
 	int max_request;      /* largest HTTP request body, bytes */
 	int sth_interval;     /* seconds between signed tree heads */
 	int sth_leaves;	      /* leaves between signed tree heads */
+	/* serve: budgets of anonymous peers (docs/serve.md "Budgets"). */
+	int tls_handshake_rate;	       /* signed handshakes/s, all peers */
+	int tls_handshake_source_rate; /* signed handshakes/s, one source */
+	int ocsp_ondemand_rate;	       /* on-demand OCSP signatures/s, all */
+	int ocsp_ondemand_source_rate; /* on-demand OCSP signatures/s, one */
+	int anon_audit_bytes_day;      /* audit leaf bytes/day they may add */
+	int tls_ticket_rotate;	       /* s between session ticket keys */
+	int audit_threads;	       /* serve: threads answering /audit */
+	int audit_max_concurrent;      /* /audit requests at once; 503 past */
 };
 
 /*
