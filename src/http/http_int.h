@@ -154,6 +154,14 @@ struct rf_http {
 	    last_change_ms, last_snap_ms;
 	char crl_issuers[RF_HTTP_MAX_ISSUERS][64];
 	size_t ncrl_issuers;
+	/*
+	 * CAs made while serving (an incident's contain): the store is read
+	 * again into a CA handle of serve's own, which replaces ca; the ones
+	 * it replaced stay until rf_http_free (signers borrow their certs).
+	 */
+	struct rf_ca *own_ca[RF_HTTP_ISSUERS_MAX];
+	size_t nown_ca;
+	size_t ca_seen; /* CA records in the store when last looked */
 	char lasterr[256];
 };
 

@@ -603,6 +603,8 @@ rf_http_free(struct rf_http *h)
 		X509_free(h->extra[k].oc);
 	}
 	rf_store_free(h->resp_st);
+	for (k = 0; k < h->nown_ca; k++)
+		rf_ca_free(h->own_ca[k]);
 	rf_http_snapshot_unref(h->snap);
 	if (h->snap_lock_ok)
 		pthread_mutex_destroy(&h->snap_lock);
@@ -659,19 +661,68 @@ crl_pass(struct rf_http *h)
 	}
 }
 
+/*
+ * A CA the store holds that ca does not know (made by another process:
+ * an incident's contain): open the CAs again, on serve's handles, so that
+ * its CRL is made and served and its certificates answered at once.
+ * *fresh says whether ca changed.
+ */
+static int
+ca_refresh(struct rf_http *h, int *fresh)
+{
+	struct rf_ca_rec *recs = NULL;
+	struct rf_ca *nca = NULL;
+	size_t n = 0, i;
+	int unknown = 0, r;
+
+	*fresh = 0;
+	if ((r = rf_store_ca_list(h->st, &recs, &n)) != 0)
+		return r;
+	if (n != h->ca_seen)
+		for (i = 0; i < n; i++)
+			if (rf_ca_cert(h->ca, recs[i].name) == NULL)
+				unknown = 1;
+	rf_ca_rec_free_all(recs, n);
+	h->ca_seen = n;
+	if (!unknown)
+		return 0;
+	if (h->nown_ca == RF_HTTP_ISSUERS_MAX)
+		return rf_err_set(RF_ERR_TOO_LARGE,
+		    "more than %d CA changes while serving: restart serve",
+		    RF_HTTP_ISSUERS_MAX);
+	if ((r = rf_ca_open(h->cfg, h->st, h->keys, &nca)) != 0)
+		return r;
+	rf_ca_set_audit(nca, h->audit);
+	h->own_ca[h->nown_ca++] = nca; /* freed with h */
+	h->ca = nca;
+	*fresh = 1;
+	return 0;
+}
+
 static void
 snapshot_pass(struct rf_http *h)
 {
-	int r;
+	size_t before;
+	int r, fresh = 0;
+
+	if ((r = ca_refresh(h, &fresh)) != 0)
+		rf_http_log(h, "reading new CAs", r);
 
 	/* A CA new in the store (an incident's rotation) is served too. */
 	if ((r = issuers_setup(h)) != 0)
 		rf_http_log(h, "new issuing CA", r);
+	before = h->ncrl_issuers;
 	if ((r = rf_http_snapshot_reload(h)) != 0) {
 		rf_http_log(h, "reloading CA certificates and CRLs", r);
 		return;
 	}
 	h->snap_dirty = 0;
+	/* A new CA's first CRL now, not after the store is quiet. */
+	if (fresh || h->ncrl_issuers != before) {
+		crl_pass(h);
+		if (h->snap_dirty && (r = rf_http_snapshot_reload(h)) == 0)
+			h->snap_dirty = 0;
+	}
 }
 
 static int
