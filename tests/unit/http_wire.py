@@ -5,11 +5,13 @@ usage: http_wire.py PORT pipeline PATH COUNT
        http_wire.py PORT idle SECONDS
        http_wire.py PORT continue
        http_wire.py PORT http10
+       http_wire.py PORT smuggle [CAFILE]   (CAFILE: over TLS, verified)
 
 Each mode exits 0 when the server behaved, or prints one line saying what
 was wrong and exits 1.
 """
 import socket
+import ssl
 import sys
 import time
 
@@ -19,9 +21,15 @@ def fail(msg):
     sys.exit(1)
 
 
+TLS_CA = None  # a CA file: connect() speaks TLS, verifying the server
+
+
 def connect(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if TLS_CA is not None:
+        ctx = ssl.create_default_context(cafile=TLS_CA)
+        s = ctx.wrap_socket(s, server_hostname="127.0.0.1")
     return s
 
 
@@ -64,8 +72,59 @@ class Reader:
     def closed(self):
         try:
             return not self.fill() and self.buf == b""
-        except ConnectionResetError:
+        except (ConnectionResetError, ssl.SSLError):
             return True
+
+
+# Request-smuggling forms (RFC 9112 6.1, 6.3, 7.1, 5.1): each must get 400
+# and a closed connection; the request hidden after it is never answered.
+SMUGGLE = [
+    ("two different Content-Lengths",
+     b"POST /ocsp HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+     b"Content-Length: 40\r\n\r\nabcGET /healthz HTTP/1.1\r\n\r\n"),
+    ("Content-Length and Transfer-Encoding",
+     b"POST /ocsp HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+     b"GET /healthz HTTP/1.1\r\n\r\n"),
+    ("Transfer-Encoding xchunked",
+     b"POST /ocsp HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: xchunked\r\n"
+     b"\r\n0\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n"),
+    ("chunk data not followed by CRLF",
+     b"POST /ocsp HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n"
+     b"\r\n3\r\nabcXY0\r\n\r\nGET /healthz HTTP/1.1\r\n\r\n"),
+    ("whitespace before a header colon",
+     b"GET /healthz HTTP/1.1\r\nHost : x\r\n\r\n"
+     b"GET /healthz HTTP/1.1\r\n\r\n"),
+]
+
+
+def smuggle(port):
+    for name, raw in SMUGGLE:
+        s = connect(port)
+        r = Reader(s)
+        s.sendall(raw)
+        got = r.response()
+        if got is None or got[0] != 400:
+            fail("%s: %s, not 400" % (name, "no answer" if got is None
+                                        else got[0]))
+        if got[1].get("connection", "").lower() != "close":
+            fail("%s: 400 without Connection: close" % name)
+        if not r.closed():
+            fail("%s: the connection stayed open (the request after it "
+                 "would be answered)" % name)
+        s.close()
+    # The well-formed chunked form still works on the same listener.
+    s = connect(port)
+    r = Reader(s)
+    s.sendall(b"POST /ocsp HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: "
+              b"chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"
+              b"GET /healthz HTTP/1.1\r\n\r\n")
+    got = r.response()
+    if got is None or got[0] != 200:
+        fail("well-formed chunked POST: %s" % (got and got[0]))
+    got = r.response()
+    if got is None or got[2] != b"ok\n":
+        fail("request after a well-formed chunked POST not answered")
 
 
 def pipeline(port, path, count):
@@ -171,6 +230,10 @@ def main():
         expect_continue(port)
     elif mode == "http10":
         http10(port)
+    elif mode == "smuggle":
+        global TLS_CA
+        TLS_CA = sys.argv[3] if len(sys.argv) > 3 else None
+        smuggle(port)
     else:
         fail("unknown mode " + mode)
 
