@@ -6,6 +6,8 @@ usage: http_wire.py PORT pipeline PATH COUNT
        http_wire.py PORT continue
        http_wire.py PORT http10
        http_wire.py PORT smuggle [CAFILE]   (CAFILE: over TLS, verified)
+       http_wire.py TLSPORT resume CAFILE N
+       http_wire.py PORT flood TLSPORT CAFILE SECONDS REQ256 REQ1
 
 Each mode exits 0 when the server behaved, or prints one line saying what
 was wrong and exits 1.
@@ -220,6 +222,122 @@ def http10(port):
             fail("HTTP/1.0 keep-alive: not said back")
 
 
+def tls_get(port, ctx, session=None):
+    """One HTTPS GET /healthz; the TLS socket's session and reuse flag."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s = ctx.wrap_socket(raw, server_hostname="127.0.0.1", session=session)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
+    got = Reader(s).response()
+    if got is None or got[2] != b"ok\n":
+        fail("HTTPS healthz: no answer")
+    sess, reused = s.session, s.session_reused
+    s.close()
+    return sess, reused
+
+
+def resume(port, cafile, n):
+    """A client returning with its session ticket resumes, n times."""
+    ctx = ssl.create_default_context(cafile=cafile)
+    sess, _ = tls_get(port, ctx)
+    for i in range(n):
+        sess2, reused = tls_get(port, ctx, sess)
+        if not reused:
+            fail("connection %d with a ticket was a full handshake" % i)
+        sess = sess2 or sess
+
+
+def ocsp_status(body):
+    """OCSPResponse responseStatus (RFC 6960 4.2.1), or -1."""
+    i = 1
+    if len(body) < 5 or body[0] != 0x30:
+        return -1
+    i += 1 + (body[1] & 0x7f if body[1] & 0x80 else 0)
+    if body[i:i + 2] != b"\x0a\x01":
+        return -1
+    return body[i + 2]
+
+
+def ocsp_post(s, r, der):
+    """The answer's responseStatus; 100 for a successful pre-signed one
+    (it has an ETag; one signed on demand has none)."""
+    s.sendall(b"POST /ocsp HTTP/1.1\r\nHost: t\r\nContent-Type: "
+              b"application/ocsp-request\r\nContent-Length: %d\r\n\r\n"
+              % len(der) + der)
+    got = r.response()
+    if got is None or got[0] != 200:
+        return -1
+    v = ocsp_status(got[2])
+    return 100 if v == 0 and "etag" in got[1] else v
+
+
+def flood(port, tport, cafile, secs, req256, req1):
+    """From 127.0.0.1: TLS handshakes and SHA-256-CertID OCSP requests as
+    fast as they go for secs; from 127.0.0.2, meanwhile, a relying party's
+    SHA-1 OCSP requests, timed. Prints one JSON line of counts."""
+    import json
+    import threading
+    der256 = open(req256, "rb").read()
+    der1 = open(req1, "rb").read()
+    end = time.monotonic() + secs
+    st = {"tls_ok": 0, "tls_refused": 0, "ocsp_signed": 0,
+          "ocsp_presigned": 0, "ocsp_trylater": 0, "ocsp_other": 0,
+          "rp_ok": 0, "rp_bad": 0}
+    lat = []
+    lock = threading.Lock()
+
+    def bump(k):
+        with lock:
+            st[k] += 1
+
+    def tls_loop():
+        ctx = ssl.create_default_context(cafile=cafile)
+        while time.monotonic() < end:
+            try:
+                raw = socket.create_connection(("127.0.0.1", tport),
+                                               timeout=10)
+                s = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+                s.close()
+                bump("tls_ok")
+            except (ssl.SSLError, OSError):
+                bump("tls_refused")
+
+    def ocsp_loop():
+        s = connect(port)
+        r = Reader(s)
+        while time.monotonic() < end:
+            v = ocsp_post(s, r, der256)
+            bump("ocsp_signed" if v == 0 else
+                 "ocsp_presigned" if v == 100 else
+                 "ocsp_trylater" if v == 3 else "ocsp_other")
+            if v < 0:
+                s = connect(port)
+                r = Reader(s)
+
+    def rp_loop():
+        s = socket.socket()
+        s.bind(("127.0.0.2", 0))
+        s.settimeout(10)
+        s.connect(("127.0.0.1", port))
+        r = Reader(s)
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            v = ocsp_post(s, r, der1)
+            lat.append(time.monotonic() - t0)
+            bump("rp_ok" if v == 100 else "rp_bad")
+            time.sleep(0.02)
+
+    th = [threading.Thread(target=f) for f in
+          (tls_loop, tls_loop, ocsp_loop, ocsp_loop, rp_loop)]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    lat.sort()
+    st["rp_p99_ms"] = round(1000 * lat[int(len(lat) * 0.99) - 1], 2) \
+        if lat else -1
+    print(json.dumps(st))
+
+
 def main():
     port, mode = int(sys.argv[1]), sys.argv[2]
     if mode == "pipeline":
@@ -230,6 +348,11 @@ def main():
         expect_continue(port)
     elif mode == "http10":
         http10(port)
+    elif mode == "resume":
+        resume(port, sys.argv[3], int(sys.argv[4]))
+    elif mode == "flood":
+        flood(port, int(sys.argv[3]), sys.argv[4], float(sys.argv[5]),
+              sys.argv[6], sys.argv[7])
     elif mode == "smuggle":
         global TLS_CA
         TLS_CA = sys.argv[3] if len(sys.argv) > 3 else None
