@@ -8,6 +8,7 @@ usage: http_wire.py PORT pipeline PATH COUNT
        http_wire.py PORT smuggle [CAFILE]   (CAFILE: over TLS, verified)
        http_wire.py TLSPORT resume CAFILE N
        http_wire.py PORT flood TLSPORT CAFILE SECONDS REQ256 REQ1
+       http_wire.py PORT proofs CLIENTS SECONDS REQ1 PATH
 
 Each mode exits 0 when the server behaved, or prints one line saying what
 was wrong and exits 1.
@@ -338,6 +339,65 @@ def flood(port, tport, cafile, secs, req256, req1):
     print(json.dumps(st))
 
 
+def proofs(port, clients, secs, req1, path):
+    """clients connections ask PATH (an /audit route) back to back for
+    secs while one relying party asks OCSP (pre-signed) every 10 ms. Prints
+    one JSON line: answers by status, Retry-After on every 503, OCSP
+    answers and their p99."""
+    import json
+    import threading
+    der1 = open(req1, "rb").read()
+    end = time.monotonic() + secs
+    st = {"proof_200": 0, "proof_503": 0, "proof_other": 0,
+          "busy_without_retry_after": 0, "ocsp_ok": 0, "ocsp_bad": 0}
+    lat = []
+    lock = threading.Lock()
+
+    def bump(k):
+        with lock:
+            st[k] += 1
+
+    def proof_loop():
+        s = connect(port)
+        r = Reader(s)
+        while time.monotonic() < end:
+            s.sendall(("GET %s HTTP/1.1\r\nHost: t\r\n\r\n"
+                       % path).encode())
+            got = r.response()
+            if got is None:
+                bump("proof_other")
+                s = connect(port)
+                r = Reader(s)
+                continue
+            if got[0] == 503:
+                bump("proof_503")
+                if got[1].get("retry-after") is None:
+                    bump("busy_without_retry_after")
+            else:
+                bump("proof_200" if got[0] == 200 else "proof_other")
+
+    def rp_loop():
+        s = connect(port)
+        r = Reader(s)
+        while time.monotonic() < end:
+            t0 = time.monotonic()
+            v = ocsp_post(s, r, der1)
+            lat.append(time.monotonic() - t0)
+            bump("ocsp_ok" if v == 100 else "ocsp_bad")
+            time.sleep(0.01)
+
+    th = [threading.Thread(target=proof_loop) for _ in range(clients)]
+    th.append(threading.Thread(target=rp_loop))
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    lat.sort()
+    st["ocsp_p99_ms"] = round(1000 * lat[int(len(lat) * 0.99) - 1], 2) \
+        if lat else -1
+    print(json.dumps(st))
+
+
 def main():
     port, mode = int(sys.argv[1]), sys.argv[2]
     if mode == "pipeline":
@@ -353,6 +413,9 @@ def main():
     elif mode == "flood":
         flood(port, int(sys.argv[3]), sys.argv[4], float(sys.argv[5]),
               sys.argv[6], sys.argv[7])
+    elif mode == "proofs":
+        proofs(port, int(sys.argv[3]), float(sys.argv[4]), sys.argv[5],
+               sys.argv[6])
     elif mode == "smuggle":
         global TLS_CA
         TLS_CA = sys.argv[3] if len(sys.argv) > 3 else None
