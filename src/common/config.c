@@ -66,6 +66,15 @@ static const struct setting settings[] = {
     I("detectors", detectors, 0, 1),
     I("surge_per_minute", surge_per_minute, 1, 100000000),
     S("alert_webhook", alert_webhook),
+    /* serve's budgets of anonymous peers, TLS tickets, the /audit pool */
+    I("tls_handshake_rate", tls_handshake_rate, 1, 100000),
+    I("tls_handshake_source_rate", tls_handshake_source_rate, 1, 100000),
+    I("ocsp_ondemand_rate", ocsp_ondemand_rate, 1, 100000),
+    I("ocsp_ondemand_source_rate", ocsp_ondemand_source_rate, 1, 100000),
+    I("anon_audit_bytes_day", anon_audit_bytes_day, 0, 2000000000),
+    I("tls_ticket_rotate", tls_ticket_rotate, 60, 86400),
+    I("audit_threads", audit_threads, 1, 16),
+    I("audit_max_concurrent", audit_max_concurrent, 1, 1024),
 };
 
 static int
@@ -249,6 +258,14 @@ rf_config_load(struct rf_config *cfg)
 	cfg->connector_burst = 600;
 	cfg->detectors = 1;
 	cfg->surge_per_minute = 600;
+	cfg->tls_handshake_rate = 50;
+	cfg->tls_handshake_source_rate = 20;
+	cfg->ocsp_ondemand_rate = 50;
+	cfg->ocsp_ondemand_source_rate = 10;
+	cfg->anon_audit_bytes_day = 64 * 1024 * 1024;
+	cfg->tls_ticket_rotate = 3600;
+	cfg->audit_threads = 2;
+	cfg->audit_max_concurrent = 8;
 
 	if ((r = load_file(cfg, path)) != 0 || (r = load_env(cfg)) != 0)
 		return r;

@@ -42,17 +42,26 @@ struct rf_config {
 	int sth_interval;     /* seconds between signed tree heads */
 	int sth_leaves;	      /* leaves between signed tree heads */
 	/* Connectors and client assertions (docs/connectors.md). */
-	int connector_days;	   /* validity of connector certificates */
-	char entra_key_alg[16];	   /* rsa-2048 or rsa-3072 */
-	char entra_jwt_alg[8];	   /* PS256 or RS256 */
-	int assertion_lifetime;	   /* s from nbf to exp, at most 600 */
-	int conn_rate;		   /* assertions per hour per connection */
-	int conn_burst;		   /* and its bucket's capacity */
-	int connector_rate;	   /* assertions per hour per connector */
-	int connector_burst;	   /* and its bucket's capacity */
-	int detectors;		   /* 1: anomaly detectors on */
-	int surge_per_minute;	   /* global assertions a minute before alert */
-	char alert_webhook[256];   /* http://HOST:PORT/PATH, or "" */
+	int connector_days;	 /* validity of connector certificates */
+	char entra_key_alg[16];	 /* rsa-2048 or rsa-3072 */
+	char entra_jwt_alg[8];	 /* PS256 or RS256 */
+	int assertion_lifetime;	 /* s from nbf to exp, at most 600 */
+	int conn_rate;		 /* assertions per hour per connection */
+	int conn_burst;		 /* and its bucket's capacity */
+	int connector_rate;	 /* assertions per hour per connector */
+	int connector_burst;	 /* and its bucket's capacity */
+	int detectors;		 /* 1: anomaly detectors on */
+	int surge_per_minute;	 /* global assertions a minute before alert */
+	char alert_webhook[256]; /* http://HOST:PORT/PATH, or "" */
+	/* serve: budgets of anonymous peers (docs/serve.md "Budgets"). */
+	int tls_handshake_rate;	       /* signed handshakes/s, all peers */
+	int tls_handshake_source_rate; /* signed handshakes/s, one source */
+	int ocsp_ondemand_rate;	       /* on-demand OCSP signatures/s, all */
+	int ocsp_ondemand_source_rate; /* on-demand OCSP signatures/s, one */
+	int anon_audit_bytes_day;      /* audit leaf bytes/day they may add */
+	int tls_ticket_rotate;	       /* s between session ticket keys */
+	int audit_threads;	       /* serve: threads answering /audit */
+	int audit_max_concurrent;      /* /audit requests at once; 503 past */
 };
 
 /*

@@ -5,12 +5,12 @@
  * issuing CAs); the API answers only requests whose connection presented
  * one (401 otherwise). Routes on the plain listener answer 401 too.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <event2/bufferevent_ssl.h>
-#include <event2/http.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -74,23 +74,11 @@ rf_http_api_free(struct rf_http *h)
 }
 
 void
-rf_http_api_peer(struct evhttp_request *req, char serial[41], char peer[64])
+rf_http_api_client_serial(SSL *ssl, char serial[41])
 {
-	struct evhttp_connection *c = evhttp_request_get_connection(req);
-	struct bufferevent *bev =
-	    c != NULL ? evhttp_connection_get_bufferevent(c) : NULL;
-	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
-	const char *addr = NULL;
-	uint16_t port = 0;
 	X509 *x;
 
 	serial[0] = '\0';
-	peer[0] = '\0';
-	if (c != NULL) {
-		evhttp_connection_get_peer(c, (char **)&addr, &port);
-		snprintf(peer, 64, "%s:%u", addr != NULL ? addr : "?",
-		    (unsigned)port);
-	}
 	if (ssl == NULL || SSL_get_verify_result(ssl) != X509_V_OK ||
 	    (x = SSL_get0_peer_certificate(ssl)) == NULL)
 		return;
@@ -98,6 +86,30 @@ rf_http_api_peer(struct evhttp_request *req, char serial[41], char peer[64])
 		rf_err_clear();
 		serial[0] = '\0';
 	}
+}
+
+/* "ADDR:PORT" of a request's peer, for the record ("?" when unknown). */
+static void
+api_peer(const struct sockaddr_storage *ss, char *out, size_t len)
+{
+	char addr[INET6_ADDRSTRLEN];
+	const void *a = NULL;
+	unsigned port = 0;
+
+	if (ss != NULL && ss->ss_family == AF_INET) {
+		const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
+		a = &v4->sin_addr;
+		port = ntohs(v4->sin_port);
+	} else if (ss != NULL && ss->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
+		a = &v6->sin6_addr;
+		port = ntohs(v6->sin6_port);
+	}
+	if (a == NULL ||
+	    inet_ntop(ss->ss_family, a, addr, sizeof(addr)) == NULL)
+		snprintf(out, len, "?");
+	else
+		snprintf(out, len, "%s:%u", addr, port);
 }
 
 static void
@@ -170,6 +182,7 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o, const char *uri, size_t plen)
 {
 	struct rf_api_answer a;
+	char peer[INET6_ADDRSTRLEN + 8];
 	int renew;
 
 	if (path_eq(uri, plen, "/v1/assertions"))
@@ -179,6 +192,7 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
 	else
 		return 0;
 	memset(&a, 0, sizeof(a));
+	api_peer(q->peer, peer, sizeof(peer));
 	if (q->method != RF_HTTP_POST) {
 		a.status = 405;
 		a.body = strdup("{\"error\":\"method_not_allowed\","
@@ -189,10 +203,10 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
 				"\"message\":\"use the TLS port with a "
 				"connector's client certificate\"}");
 	} else if (renew)
-		rf_connector_svc_renew(w->h->csvc, q->client_serial, q->peer,
+		rf_connector_svc_renew(w->h->csvc, q->client_serial, peer,
 		    q->body, q->bodylen, &a);
 	else
-		rf_connector_svc_assert(w->h->csvc, q->client_serial, q->peer,
+		rf_connector_svc_assert(w->h->csvc, q->client_serial, peer,
 		    q->body, q->bodylen, &a);
 	api_reply(o, &a);
 	rf_api_answer_clear(&a);

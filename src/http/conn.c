@@ -1,16 +1,19 @@
 /*
- * conn.c: the plain HTTP listener's connections.
+ * conn.c: the connections of both listeners, plain HTTP and TLS.
  *
  * Each worker thread has an epoll set of its own, with a listening socket
- * of its own bound to the address with SO_REUSEPORT (the kernel spreads
- * new connections over them) and the connections it accepted, for their
- * whole life: nothing is shared between workers on the request path.
+ * of its own per listener, bound to the address with SO_REUSEPORT (the
+ * kernel spreads new connections over them) and the connections it
+ * accepted, for their whole life: nothing is shared between workers on the
+ * request path. A TLS connection is the same connection with an OpenSSL
+ * SSL object over its socket: non-blocking SSL_read/SSL_write, with
+ * WANT_READ/WANT_WRITE turned into the direction the set watches, and the
+ * same reader (h1.c) and limits as plain HTTP.
  * Level-triggered: a connection is watched for input, or for output room
  * while an answer waits (then nothing more is read from it), and switched
  * only then. A worker reads what a connection sent, answers every whole
  * request in it (h1.c, routes.c) into one buffer, and writes it: a request
  * costs a read, a write and a share of an epoll_wait, and no allocation.
- * evhttp, before, made about six system calls and several allocations.
  *
  * Timeouts: rf_conn_sweep, on the maintenance thread, shuts down
  * (shutdown(2), never close) a connection that has been idle (nothing read or
@@ -33,6 +36,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "http/h1.h"
 #include "http/http_int.h"
 
@@ -44,12 +50,15 @@
 
 struct rf_conn {
 	int fd;
-	uint32_t watch;		     /* what its worker's set watches */
-	struct rf_conn *prev, *next; /* h->conns, under conn_lock */
-	uint64_t last_ms;	     /* atomic: its last event */
-	uint64_t req_ms;	     /* atomic: a request began; 0 none */
-	int shut;		     /* under conn_lock: sweep shut it down */
-	int closing;		     /* close once the output is written */
+	SSL *ssl;      /* TLS connection; NULL for plain HTTP */
+	uint32_t want; /* TLS: the direction SSL is waiting for */
+	struct sockaddr_storage peer; /* its address (budgets, evidence) */
+	uint32_t watch;		      /* what its worker's set watches */
+	struct rf_conn *prev, *next;  /* h->conns, under conn_lock */
+	uint64_t last_ms;	      /* atomic: its last event */
+	uint64_t req_ms;	      /* atomic: a request began; 0 none */
+	int shut;		      /* under conn_lock: sweep shut it down */
+	int closing;		      /* close once the output is written */
 	struct rf_h1 h1;
 	uint8_t in[CONN_IN];
 	size_t inoff, inlen; /* unread input is in[inoff, inlen) */
@@ -58,10 +67,11 @@ struct rf_conn {
 	struct rf_http_resp big; /* a held body, written after ob */
 	size_t boff;
 	int has_big;
+	int pending; /* a request of it is with the pool (out of the set) */
 };
 
 /* What epoll hands back besides connections. */
-static char listen_tag, stop_tag;
+static char listen_tag, tls_listen_tag, stop_tag, done_tag;
 
 static int
 ep_ctl(int ep, int op, int fd, uint32_t events, void *ptr)
@@ -84,11 +94,17 @@ watch(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 	return ep_ctl(w->epfd, EPOLL_CTL_MOD, c->fd, events, c);
 }
 
-/* Have w's set watch its listening socket. */
+/* Have w's set watch its listening sockets. */
 static int
 listen_watch(struct rf_http_worker *w)
 {
-	return ep_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, EPOLLIN, &listen_tag);
+	if (ep_ctl(w->epfd, EPOLL_CTL_ADD, w->lfd, EPOLLIN, &listen_tag) != 0)
+		return -1;
+	if (w->tlfd >= 0 &&
+	    ep_ctl(w->epfd, EPOLL_CTL_ADD, w->tlfd, EPOLLIN, &tls_listen_tag) !=
+		0)
+		return -1;
+	return 0;
 }
 
 int
@@ -100,7 +116,7 @@ rf_conn_setup(struct rf_http *h)
 
 	h->stopfd = -1;
 	for (i = 0; i < h->nworkers; i++)
-		h->w[i].epfd = h->w[i].lfd = -1;
+		h->w[i].epfd = h->w[i].lfd = h->w[i].tlfd = h->w[i].donefd = -1;
 	if (pthread_mutex_init(&h->conn_lock, NULL) != 0)
 		return RF_ERR_INTERNAL;
 	h->conn_lock_ok = 1;
@@ -119,12 +135,26 @@ rf_conn_setup(struct rf_http *h)
 		else if ((w->lfd = rf_http_reuseport_socket(&h->plain)) < 0)
 			return rf_err_set(
 			    RF_ERR_IO, "listen (worker): %s", strerror(errno));
-		if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		if (h->tls_ctx != NULL) {
+			if (i == 0)
+				w->tlfd = h->tls.fd;
+			else if ((w->tlfd = rf_http_reuseport_socket(&h->tls)) <
+			    0)
+				return rf_err_set(RF_ERR_IO,
+				    "listen (worker): %s", strerror(errno));
+		}
+		if (pthread_mutex_init(&w->done_lock, NULL) != 0)
+			return RF_ERR_INTERNAL;
+		w->done_lock_ok = 1;
+		if ((w->epfd = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+		    (w->donefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
 			return rf_err_set(
 			    RF_ERR_IO, "epoll: %s", strerror(errno));
 		/* Level-triggered and never read: it wakes every worker. */
 		if (ep_ctl(w->epfd, EPOLL_CTL_ADD, h->stopfd, EPOLLIN,
 			&stop_tag) != 0 ||
+		    ep_ctl(w->epfd, EPOLL_CTL_ADD, w->donefd, EPOLLIN,
+			&done_tag) != 0 ||
 		    listen_watch(w) != 0)
 			return rf_err_set(
 			    RF_ERR_IO, "epoll_ctl: %s", strerror(errno));
@@ -144,6 +174,13 @@ rf_conn_stop(struct rf_http *h)
 static void
 conn_free(struct rf_conn *c)
 {
+	if (c->ssl != NULL) {
+		/* RFC 8446 6.1: close_notify, sent if there is room. */
+		if (SSL_is_init_finished(c->ssl))
+			(void)SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		ERR_clear_error();
+	}
 	close(c->fd);
 	rf_h1_free(&c->h1);
 	free(c->ob);
@@ -191,7 +228,16 @@ rf_conn_teardown(struct rf_http *h)
 			close(h->w[i].epfd);
 		if (h->w[i].lfd >= 0 && h->w[i].lfd != h->plain.fd)
 			close(h->w[i].lfd);
-		h->w[i].epfd = h->w[i].lfd = -1;
+		if (h->w[i].tlfd >= 0 && h->w[i].tlfd != h->tls.fd)
+			close(h->w[i].tlfd);
+		if (h->w[i].donefd >= 0)
+			close(h->w[i].donefd);
+		rf_http_job_free_all(h->w[i].done);
+		h->w[i].done = NULL;
+		if (h->w[i].done_lock_ok)
+			pthread_mutex_destroy(&h->w[i].done_lock);
+		h->w[i].done_lock_ok = 0;
+		h->w[i].epfd = h->w[i].lfd = h->w[i].tlfd = h->w[i].donefd = -1;
 	}
 	if (h->stopfd >= 0)
 		close(h->stopfd);
@@ -231,14 +277,36 @@ rf_conn_sweep(struct rf_http *h)
 	pthread_mutex_unlock(&h->conn_lock);
 }
 
+/* A TLS connection's SSL, accepting with the policy context. */
+static int
+conn_tls(struct rf_http *h, struct rf_conn *c)
+{
+	if ((c->ssl = SSL_new(h->tls_ctx)) == NULL ||
+	    SSL_set_fd(c->ssl, c->fd) != 1) {
+		ERR_clear_error();
+		return -1;
+	}
+	SSL_set_accept_state(c->ssl);
+	/* ob may grow (and move) between a WANT_WRITE and its retry. */
+	SSL_set_mode(c->ssl,
+	    SSL_MODE_ENABLE_PARTIAL_WRITE |
+		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return 0;
+}
+
 static void
-accept_some(struct rf_http *h, struct rf_http_worker *w)
+accept_some(struct rf_http *h, struct rf_http_worker *w, int tls)
 {
 	struct rf_conn *c;
-	int fd, i, one = 1;
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int fd, i, one = 1, lfd = tls ? w->tlfd : w->lfd;
 
 	for (i = 0; i < CONN_ACCEPTS; i++) {
-		fd = accept4(w->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		sl = sizeof(ss);
+		memset(&ss, 0, sizeof(ss));
+		fd = accept4(lfd, (struct sockaddr *)&ss, &sl,
+		    SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == EWOULDBLOCK)
 				break;
@@ -249,6 +317,9 @@ accept_some(struct rf_http *h, struct rf_http_worker *w)
 				w->accept_paused = 1;
 				(void)epoll_ctl(
 				    w->epfd, EPOLL_CTL_DEL, w->lfd, NULL);
+				if (w->tlfd >= 0)
+					(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL,
+					    w->tlfd, NULL);
 				pthread_mutex_unlock(&h->conn_lock);
 				return;
 			}
@@ -259,7 +330,12 @@ accept_some(struct rf_http *h, struct rf_http_worker *w)
 			continue;
 		}
 		c->fd = fd;
+		c->peer = ss;
 		c->watch = EPOLLIN;
+		if (tls && conn_tls(h, c) != 0) {
+			conn_free(c);
+			continue;
+		}
 		c->last_ms = rf_http_mono_ms();
 		rf_h1_init(&c->h1, rf_http_max_body(h));
 		/* Answers go out in one write: no reason to wait (Nagle). */
@@ -349,7 +425,9 @@ respond_fail(struct rf_http_worker *w, struct rf_conn *c)
 
 /*
  * Answer the whole requests read so far, while the output waiting stays
- * small. -1: close now.
+ * small. A request for a slow route (/audit) goes to the pool: nothing
+ * more is read from the connection until its answer is back. -1: close
+ * now.
  */
 static int
 process(struct rf_http_worker *w, struct rf_conn *c)
@@ -358,11 +436,12 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 	struct rf_http_req q;
 	struct rf_http_resp o;
 	enum rf_h1_state st;
+	char serial[41];
 	size_t used;
-	int keep, ka10;
+	int keep, ka10, r;
 
-	while (
-	    !c->closing && !c->has_big && c->olen - c->ooff < CONN_OUT_HIGH) {
+	while (!c->closing && !c->has_big && !c->pending &&
+	    c->olen - c->ooff < CONN_OUT_HIGH) {
 		st = rf_h1_feed(
 		    &c->h1, c->in + c->inoff, c->inlen - c->inoff, &used);
 		c->inoff += used;
@@ -377,14 +456,84 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 		if (st == RF_H1_FAIL)
 			return respond_fail(w, c);
 		rf_h1_request(&c->h1, &q);
-		rf_http_handle(w, &q, &o);
+		q.peer = &c->peer;
+		q.tls = c->ssl != NULL;
+		if (c->ssl != NULL) {
+			rf_http_api_client_serial(c->ssl, serial);
+			q.client_serial = serial[0] != '\0' ? serial : NULL;
+		}
 		keep = rf_h1_keep_alive(&c->h1) &&
 		    !__atomic_load_n(&w->h->stopping, __ATOMIC_RELAXED);
 		ka10 = keep && rf_h1_is_10(&c->h1);
+		if (rf_http_route_slow(&q)) {
+			r = rf_http_pool_submit(w, c, &q,
+			    (keep ? RF_HTTP_JOB_KEEP : 0) |
+				(ka10 ? RF_HTTP_JOB_KA10 : 0),
+			    &o);
+			if (r == 0) {
+				/* Out of the set until the answer is back. */
+				c->pending = 1;
+				if (c->watch != 0) {
+					(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL,
+					    c->fd, NULL);
+					c->watch = 0;
+				}
+				return 0;
+			}
+			/* o holds the refusal (503, Retry-After). */
+		} else
+			rf_http_handle(w, &q, &o);
 		c->closing = !keep;
 		if (respond(w, c, &o, q.method == RF_HTTP_HEAD, ka10) != 0)
 			return -1;
 		rf_h1_next(&c->h1);
+	}
+	return 0;
+}
+
+/* Write p..len over TLS: bytes written, or 0 and *io set (1 wait, -1). */
+static size_t
+tls_write(struct rf_conn *c, const uint8_t *p, size_t len, int *io)
+{
+	int n, e;
+
+	ERR_clear_error();
+	n = SSL_write(c->ssl, p, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (n > 0)
+		return (size_t)n;
+	e = SSL_get_error(c->ssl, n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+		c->want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+		*io = 1;
+	} else
+		*io = -1;
+	return 0;
+}
+
+/* Write what waits over TLS: as flush(). */
+static int
+tls_flush(struct rf_conn *c)
+{
+	size_t n;
+	int io = 0;
+
+	while (c->olen > c->ooff) {
+		if ((n = tls_write(
+			 c, c->ob + c->ooff, c->olen - c->ooff, &io)) == 0)
+			return io;
+		c->ooff += n;
+	}
+	c->ooff = c->olen = 0;
+	while (c->has_big && c->big.len > c->boff) {
+		if ((n = tls_write(c, c->big.body + c->boff,
+			 c->big.len - c->boff, &io)) == 0)
+			return io;
+		c->boff += n;
+	}
+	if (c->has_big) {
+		rf_http_resp_done(&c->big);
+		c->has_big = 0;
 	}
 	return 0;
 }
@@ -398,6 +547,9 @@ flush(struct rf_conn *c)
 	ssize_t n;
 	size_t k, a;
 
+	if (c->ssl != NULL)
+		return tls_flush(c);
+	c->want = EPOLLOUT;
 	for (;;) {
 		k = 0;
 		if (c->olen > c->ooff) {
@@ -435,6 +587,45 @@ flush(struct rf_conn *c)
 }
 
 /*
+ * Read into c->in: bytes read, 0 at the end of the stream or on an error
+ * (close), -1 when nothing waits (c->want: the direction to watch). Over
+ * TLS this also drives the handshake.
+ */
+static ssize_t
+conn_read(struct rf_conn *c, int *more)
+{
+	ssize_t n;
+	int e;
+
+	*more = 0;
+	if (c->ssl == NULL) {
+		c->want = EPOLLIN;
+		do
+			n = read(c->fd, c->in, sizeof(c->in));
+		while (n < 0 && errno == EINTR);
+		if (n < 0)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : 0;
+		/* Short: most likely all there was; epoll says if not. */
+		*more = (size_t)n == sizeof(c->in);
+		return n;
+	}
+	ERR_clear_error();
+	n = SSL_read(c->ssl, c->in, (int)sizeof(c->in));
+	if (n > 0) {
+		/* Decrypted bytes SSL holds wake no epoll: read them now. */
+		*more = (size_t)n == sizeof(c->in) || SSL_has_pending(c->ssl);
+		return n;
+	}
+	e = SSL_get_error(c->ssl, (int)n);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		c->want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+		return -1;
+	}
+	return 0; /* close_notify, a failed handshake, a broken stream */
+}
+
+/*
  * One turn of a connection an event handed to this worker. An event is
  * activity: bytes came, or the peer took some. The sweep's clocks are
  * set once a turn: last_ms now, req_ms when a request is left unfinished.
@@ -443,8 +634,8 @@ static void
 conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 {
 	uint64_t now = rf_http_mono_ms(), req;
-	ssize_t n;
-	int f, drained = 0;
+	ssize_t n = 1;
+	int f, more = 1;
 
 	if (events & EPOLLERR)
 		goto close;
@@ -452,9 +643,11 @@ conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 	for (;;) {
 		if (process(w, c) != 0 || (f = flush(c)) < 0)
 			goto close;
+		if (c->pending)
+			return; /* the pool answers, then runs it again */
 		if (f == 1) {
 			/* Read no more until the peer takes what it asked. */
-			if (watch(w, c, EPOLLOUT) != 0)
+			if (watch(w, c, c->want) != 0)
 				goto close;
 			return;
 		}
@@ -462,22 +655,14 @@ conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 			goto close;
 		if (c->inoff < c->inlen)
 			continue; /* process() stopped for output room */
-		if (drained)
+		if (!more)
 			break;
 		c->inoff = c->inlen = 0;
-		n = read(c->fd, c->in, sizeof(c->in));
-		if (n == 0)
+		if ((n = conn_read(c, &more)) == 0)
 			goto close;
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				goto close;
+		if (n < 0)
 			break;
-		}
 		c->inlen = (size_t)n;
-		/* Short: most likely all there was; epoll says if not. */
-		drained = (size_t)n < sizeof(c->in);
 	}
 	/* Only this thread writes req_ms; the sweep reads it. */
 	req = __atomic_load_n(&c->req_ms, __ATOMIC_RELAXED);
@@ -486,10 +671,45 @@ conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 		: req != 0 ? req
 			   : now,
 	    __ATOMIC_RELAXED);
-	if (watch(w, c, EPOLLIN) == 0)
+	/* Plain reads wait for input; TLS may wait to write (handshake). */
+	if (watch(w, c, c->ssl != NULL && n < 0 ? c->want : EPOLLIN) == 0)
 		return;
 close:
 	conn_close(w, c);
+}
+
+/* Answers the pool made for this worker's connections: send them. */
+static void
+conn_done(struct rf_http_worker *w)
+{
+	struct rf_http_job *j, *next;
+	struct rf_conn *c;
+	uint64_t v;
+	int bad;
+
+	(void)!read(w->donefd, &v, sizeof(v));
+	pthread_mutex_lock(&w->done_lock);
+	j = w->done;
+	w->done = NULL;
+	pthread_mutex_unlock(&w->done_lock);
+	for (; j != NULL; j = next) {
+		next = j->next;
+		c = j->conn;
+		c->pending = 0;
+		c->closing = !(j->flags & RF_HTTP_JOB_KEEP);
+		bad = respond(w, c, &j->o, j->flags & RF_HTTP_JOB_HEAD,
+			  (j->flags & RF_HTTP_JOB_KA10) != 0) != 0;
+		rf_http_job_free(j);
+		rf_h1_next(&c->h1);
+		/* Back in the set, then on with what it sent meanwhile. */
+		if (bad ||
+		    ep_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, c) != 0) {
+			conn_close(w, c);
+			continue;
+		}
+		c->watch = EPOLLIN;
+		conn_run(w, c, 0);
+	}
 }
 
 void *
@@ -513,7 +733,11 @@ rf_conn_worker(void *arg)
 			if (ev[i].data.ptr == &stop_tag)
 				goto out;
 			if (ev[i].data.ptr == &listen_tag)
-				accept_some(h, w);
+				accept_some(h, w, 0);
+			else if (ev[i].data.ptr == &tls_listen_tag)
+				accept_some(h, w, 1);
+			else if (ev[i].data.ptr == &done_tag)
+				conn_done(w);
 			else
 				conn_run(w, ev[i].data.ptr, ev[i].events);
 		}

@@ -6,9 +6,12 @@
  * RF_HTTP_MAX_HEADERS bytes (431), a body at most max_body bytes (413,
  * said as soon as Content-Length shows it), If-None-Match at most
  * RF_H1_INM_MAX bytes (longer: ignored, so the full answer is sent).
- * Request smuggling is http_parser's to refuse: both Content-Length and
- * Transfer-Encoding, a Transfer-Encoding that does not end in chunked, or
- * two differing Content-Lengths fail the stream (400).
+ * Request smuggling: http_parser refuses both Content-Length and
+ * Transfer-Encoding, a Transfer-Encoding that does not end in chunked, and
+ * two differing Content-Lengths (400). The library is built lenient, so
+ * this layer refuses what it lets through: whitespace between a header
+ * name and its colon (RFC 9112 5.1), and anything but exactly CRLF after
+ * a chunk's data (RFC 9112 7.1).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -84,6 +87,10 @@ on_field(http_parser *p, const char *at, size_t len)
 	for (i = 0; i < len; i++) {
 		char c = at[i];
 
+		/* A lenient http_parser takes "Host : x" as "host ". */
+		if (c == ' ' || c == '\t')
+			return fail(x, 400,
+			    "whitespace between a header name and its colon");
 		if (x->flen >= sizeof(x->field) - 1) {
 			x->flen =
 			    sizeof(x->field); /* too long: no header of ours */
@@ -168,12 +175,41 @@ on_headers(http_parser *p)
 	return 0;
 }
 
+/* Check the bytes after a chunk's data, from pos up to the buffer's end. */
+static int
+crlf_check(struct rf_h1 *x, const uint8_t *pos)
+{
+	while (x->crlf_need > 0 && pos < x->feed_end) {
+		if (*pos++ != (x->crlf_need == 2 ? '\r' : '\n'))
+			return fail(x, 400, "chunk data not followed by CRLF");
+		x->crlf_need--;
+	}
+	return 0;
+}
+
+static int
+on_chunk_header(http_parser *p)
+{
+	struct rf_h1 *x = p->data;
+
+	x->chunk_open = p->content_length > 0;
+	return 0;
+}
+
 static int
 on_body(http_parser *p, const char *at, size_t len)
 {
 	struct rf_h1 *x = p->data;
 	uint8_t *nb;
 	size_t cap;
+
+	/* The chunk's last data: CRLF must follow, here or in later bytes. */
+	if (x->chunk_open && p->content_length == 0) {
+		x->chunk_open = 0;
+		x->crlf_need = 2;
+		if (crlf_check(x, (const uint8_t *)at + len) != 0)
+			return -1;
+	}
 
 	if (len > x->max_body - x->blen)
 		return fail(x, 413, "request body too large");
@@ -210,6 +246,7 @@ static const http_parser_settings settings = {
     .on_header_value = on_value,
     .on_headers_complete = on_headers,
     .on_body = on_body,
+    .on_chunk_header = on_chunk_header,
     .on_message_complete = on_complete,
 };
 
@@ -232,6 +269,8 @@ request_reset(struct rf_h1 *x)
 	x->blen = 0;
 	x->started = 0;
 	x->first = 0;
+	x->chunk_open = 0;
+	x->crlf_need = 0;
 }
 
 void
@@ -266,6 +305,11 @@ rf_h1_feed(struct rf_h1 *x, const uint8_t *buf, size_t len, size_t *used)
 		return RF_H1_MORE;
 	if (x->first == 0)
 		x->first = buf[0];
+	x->feed_end = buf + len;
+	if (x->crlf_need > 0 && crlf_check(x, buf) != 0) {
+		x->state = RF_H1_FAIL;
+		return RF_H1_FAIL;
+	}
 	n = http_parser_execute(&x->p, &settings, (const char *)buf, len);
 	*used = n > len ? len : n;
 	e = HTTP_PARSER_ERRNO(&x->p);

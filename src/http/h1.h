@@ -50,7 +50,15 @@ struct rf_h1 {
 	int want_continue; /* "Expect: 100-continue": send 100 first */
 	uint8_t *body;	   /* max_body bytes at most; kept between requests */
 	size_t blen, bcap;
-	int started;   /* a byte of this request has been read */
+	int started; /* a byte of this request has been read */
+	/*
+	 * Chunk framing checked exactly (http_parser, built lenient, takes
+	 * any two bytes after chunk data): the CRLF still expected after
+	 * the chunk data ended (0, 1 or 2 bytes), and the buffer being fed.
+	 */
+	int chunk_open; /* a chunk's data is being read */
+	int crlf_need;	/* bytes of "\r\n" still to see: 2, 1 or 0 */
+	const uint8_t *feed_end;
 	uint8_t first; /* its first byte: a method's letter, or garbage */
 };
 

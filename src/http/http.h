@@ -6,9 +6,10 @@
  * (RFC 6960 A.1, RFC 5019 5 and 6), and read-only audit endpoints
  * GET /audit/sth, /audit/proof, /audit/consistency (JSON).
  *
- * Threads: `threads` workers for plain HTTP, each with its own epoll set
- * and its own SO_REUSEPORT socket bound to one address (conn.c; requests
- * are read by http_parser, h1.c); they answer from memory (the shared
+ * Threads: `threads` workers, each with its own epoll set and its own
+ * SO_REUSEPORT sockets bound to the plain and the TLS address (conn.c;
+ * requests of both are read by the same reader, h1.c, with the same
+ * limits); they answer from memory (the shared
  * OCSP responder, a reference-counted snapshot of CA certificates and
  * CRLs) and never touch the store for those routes. The thread that calls
  * rf_http_run() runs the maintenance timer (every 100 ms) with the store,
@@ -16,11 +17,13 @@
  * reload, CRL regeneration when due, OCSP refresh, signed tree heads,
  * connection timeouts. Those handles are used by that thread only.
  *
- * TLS (optional): as many threads again, each an event_base with a
- * libevent evhttp on an SO_REUSEPORT socket for the TLS port, with
- * OpenSSL bufferevents and the rf_http_tls_ctx() policy; the same routes.
- * Handshake signatures go through keys (rf_keys_evp_pkey), on store,
- * audit and keys handles of their own shared by those threads.
+ * TLS (optional): the same workers hold an OpenSSL SSL per TLS
+ * connection (non-blocking, the rf_http_tls_ctx() policy); the same
+ * routes. Handshake signatures go through keys (rf_keys_evp_pkey), on
+ * store, audit and keys handles of their own shared by the workers, within
+ * budgets (per source and global; limits.c); returning clients resume
+ * with session tickets under rotating keys (tickets.c) and cost no
+ * signature. The /audit routes run on a small pool with a cap (pool.c).
  */
 #ifndef RF_HTTP_HTTP_H
 #define RF_HTTP_HTTP_H

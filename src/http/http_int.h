@@ -7,9 +7,6 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
-#include <event2/event.h>
-#include <event2/http.h>
-
 #include "http/http.h"
 #include "ocsp/ocsp.h"
 
@@ -32,13 +29,14 @@ struct rf_http_snapshot {
 };
 
 struct rf_conn;
+struct rf_http_job;
+struct rf_http_pool;
+struct rf_http_limits;
+struct rf_http_tickets;
 
 struct rf_http_worker {
 	struct rf_http *h;
 	pthread_t tid;
-	struct event_base *base;
-	struct evhttp *http;
-	struct evhttp *https; /* TLS listener, or NULL */
 	/* /audit only: this thread's own store connection, opened lazily. */
 	struct rf_store *st;
 	struct rf_audit *audit;
@@ -50,9 +48,15 @@ struct rf_http_worker {
 	 */
 	int64_t date_t[3];
 	char date_s[3][30];
-	int epfd;	   /* plain listener: its epoll set (conn.c) */
-	int lfd;	   /* its listening socket (per-worker sets) */
+	int epfd;	   /* its epoll set (conn.c) */
+	int lfd;	   /* its plain listening socket */
+	int tlfd;	   /* its TLS listening socket, or -1 */
 	int accept_paused; /* under conn_lock: out of descriptors */
+	/* Answers the audit pool made for its connections (pool.c). */
+	int donefd; /* eventfd in its set: done is not empty */
+	pthread_mutex_t done_lock;
+	int done_lock_ok;
+	struct rf_http_job *done; /* under done_lock */
 };
 
 #define RF_HTTP_MAX_ISSUERS 16
@@ -103,9 +107,13 @@ struct rf_http {
 	struct rf_actor tls_who;
 	struct rf_connector_svc *csvc; /* the connector API (api.c) */
 
+	/* Budgets of what anonymous peers make the token do (limits.c). */
+	struct rf_http_limits *limits;
+	struct rf_http_tickets *tickets; /* TLS session ticket keys */
+	struct rf_http_pool *pool;	 /* /audit requests (pool.c) */
 	/*
-	 * Plain HTTP (conn.c): nworkers threads on one epoll set, with the
-	 * listening socket and every connection in it.
+	 * Both listeners (conn.c): nworkers threads, each with its own epoll
+	 * set holding its listening sockets and its connections.
 	 */
 	int nworkers;
 	struct rf_http_worker *w;
@@ -115,8 +123,6 @@ struct rf_http {
 	int conn_lock_ok;
 	struct rf_conn *conns; /* under conn_lock */
 	size_t nconns, max_conns;
-	/* TLS: nworkers threads, each an event_base with an evhttp. */
-	struct rf_http_worker *tw;
 
 	struct rf_store *resp_st; /* the responder's connection */
 	struct rf_ocsp_responder *resp;
@@ -140,8 +146,7 @@ struct rf_http {
 	int snap_lock_ok;
 	struct rf_http_snapshot *snap; /* under snap_lock */
 
-	struct event_base *mbase;
-	struct event *tick, *stop_ev, *sigint, *sigterm, *dur;
+	int mstopfd; /* eventfd: rf_http_stop() ends rf_http_run() */
 
 	/* Maintenance state. */
 	int64_t counter;
@@ -150,6 +155,14 @@ struct rf_http {
 	    last_change_ms, last_snap_ms;
 	char crl_issuers[RF_HTTP_MAX_ISSUERS][64];
 	size_t ncrl_issuers;
+	/*
+	 * CAs made while serving (an incident's contain): the store is read
+	 * again into a CA handle of serve's own, which replaces ca; the ones
+	 * it replaced stay until rf_http_free (signers borrow their certs).
+	 */
+	struct rf_ca *own_ca[RF_HTTP_ISSUERS_MAX];
+	size_t nown_ca;
+	size_t ca_seen; /* CA records in the store when last looked */
 	char lasterr[256];
 };
 
@@ -170,7 +183,7 @@ void rf_http_snapshot_unref(struct rf_http_snapshot *s);
 
 /*
  * A request and its response, as routes.c sees them: the same for the
- * plain listener (h1.c, conn.c) and the TLS one (evhttp, server.c).
+ * plain listener and the TLS one (h1.c, conn.c).
  */
 enum rf_http_method {
 	RF_HTTP_GET = 1,
@@ -184,11 +197,12 @@ struct rf_http_req {
 	const char *target;  /* raw request-target, NUL-terminated */
 	const uint8_t *body; /* never NULL ("" when empty) */
 	size_t bodylen;
-	const char *if_none_match; /* NULL when absent */
-	/* TLS: the verified client certificate's serial (NULL: none), and
-	 * the peer "ADDR:PORT" (api.c, connectors). */
+	const char *if_none_match;	     /* NULL when absent */
+	const struct sockaddr_storage *peer; /* the client; NULL: unknown */
+	int tls;			     /* it came over TLS */
+	/* TLS: the verified client certificate's serial (lowercase hex),
+	 * NULL without one (api.c, connectors). */
 	const char *client_serial;
-	const char *peer;
 };
 
 #define RF_HTTP_RESP_HDRS 8
@@ -214,14 +228,16 @@ const char *rf_http_worker_date(struct rf_http_worker *w, int slot, int64_t t);
 
 /* A short text answer ("text\n") with that status. */
 void rf_http_error(struct rf_http_resp *o, int code, const char *text);
+/* 503 with Retry-After: the audit pool is at its cap. */
+void rf_http_busy(struct rf_http_resp *o);
 
 /* Answer q into *o (zeroed here); rf_http_resp_done() when sent. */
 void rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o);
 void rf_http_resp_done(struct rf_http_resp *o);
 
-/* The evhttp callback of the TLS listener's requests. */
-void rf_http_route(struct evhttp_request *req, void *arg);
+/* 1 if q's route runs on the audit pool, off the OCSP workers. */
+int rf_http_route_slow(const struct rf_http_req *q);
 /* A worker thread's last act: close what it alone used. */
 void rf_http_worker_done(struct rf_http_worker *w);
 
@@ -239,7 +255,68 @@ int rf_http_api_setup(struct rf_http *h) RF_WUR;
 void rf_http_api_free(struct rf_http *h);
 int rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o, const char *uri, size_t plen);
-void rf_http_api_peer(
-    struct evhttp_request *req, char serial[41], char peer[64]);
+/* The verified client certificate's serial of a TLS connection, as
+ * lowercase hex ("" without one). */
+void rf_http_api_client_serial(SSL *ssl, char serial[41]);
+
+/*
+ * The audit pool (pool.c): a few threads, each with a worker of its own
+ * (its own store connection), answer the slow routes; at most
+ * cfg->audit_max_concurrent requests run or wait, beyond that 503 with
+ * Retry-After. A job's answer goes back to the worker that took the
+ * request (its done list and donefd).
+ */
+#define RF_HTTP_JOB_KEEP 1 /* keep the connection after the answer */
+#define RF_HTTP_JOB_KA10 2 /* HTTP/1.0 keep-alive: say it back */
+#define RF_HTTP_JOB_HEAD 4 /* HEAD: no body */
+struct rf_http_job {
+	struct rf_http_job *next;
+	struct rf_http_worker *w; /* whose connection */
+	struct rf_conn *conn;
+	int flags;
+	struct rf_http_req q; /* target and if_none_match copied below */
+	struct sockaddr_storage peer;
+	struct rf_http_resp o; /* the answer, once made */
+	char *target, *inm;
+};
+int rf_http_pool_start(struct rf_http *h) RF_WUR;
+void rf_http_pool_stop(struct rf_http *h); /* NULL-safe; joins */
+/* 0: queued (the answer comes back); else *o holds the 503 to send. */
+int rf_http_pool_submit(struct rf_http_worker *w, struct rf_conn *c,
+    const struct rf_http_req *q, int flags, struct rf_http_resp *o);
+void rf_http_job_free(struct rf_http_job *j);
+void rf_http_job_free_all(struct rf_http_job *j);
+
+/*
+ * Budgets (limits.c): token buckets per source (/32 IPv4, /64 IPv6) and
+ * global, for TLS handshakes that need a token signature and for
+ * on-demand OCSP signatures, and the bytes a day anonymous peers may add
+ * to the audit record. 1: go ahead (the leaf's bytes are counted); 0: over
+ * a budget, do not sign.
+ */
+enum rf_http_budget { RF_HTTP_BUDGET_TLS = 0, RF_HTTP_BUDGET_OCSP = 1 };
+int rf_http_limits_new(
+    const struct rf_config *cfg, struct rf_http_limits **out) RF_WUR;
+void rf_http_limits_free(struct rf_http_limits *l);
+int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
+    const struct sockaddr_storage *peer, size_t leaf_bytes, uint64_t now_ms,
+    int64_t day);
+/* What was refused so far, per budget; and bytes counted today. */
+void rf_http_limits_stats(struct rf_http_limits *l, uint64_t refused[2],
+    uint64_t allowed[2], uint64_t *day_bytes);
+/* Bytes of the audit leaf a "sign" event with these fields adds. */
+size_t rf_http_sign_leaf_bytes(const char *key_id, const char *what,
+    const char *ref, size_t digest_len, const struct rf_actor *who);
+
+/*
+ * TLS session tickets (tickets.c): keys made at random, rotated every
+ * cfg->tls_ticket_rotate seconds; tickets of the previous key still resume
+ * (and are renewed). Returning clients then cost no signature.
+ */
+int rf_http_tickets_new(
+    SSL_CTX *ctx, int rotate_s, struct rf_http_tickets **out) RF_WUR;
+void rf_http_tickets_free(struct rf_http_tickets *t);
+/* A new key when the current one is older than rotate_s (maintenance). */
+void rf_http_tickets_rotate(struct rf_http_tickets *t, uint64_t now_ms);
 
 #endif

@@ -1,7 +1,10 @@
 /*
- * routes.c: what each request gets. Runs on worker threads.
+ * routes.c: what each request gets. Runs on worker threads (and, for the
+ * slow routes, /audit, on the pool's: pool.c). The routes are a table
+ * (routes[] below): a path matched exactly or as a prefix, its handler,
+ * and whether it is slow.
  *
- * Paths are matched on the raw request-target (evhttp_request_get_uri):
+ * Paths are matched on the raw request-target:
  * the GET form of OCSP carries base64 with '/', '+', '=' and "//", which a
  * normalised path would mangle (RFC 5019 5).
  */
@@ -12,9 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <event2/buffer.h>
-#include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
 #include "audit/audit.h"
@@ -111,6 +111,15 @@ reply_text(struct rf_http_resp *o, int code, const char *text)
 	o->heap = b;
 	o->body = (const uint8_t *)b;
 	o->len = l + 1;
+}
+
+void
+rf_http_busy(struct rf_http_resp *o)
+{
+	memset(o, 0, sizeof(*o));
+	/* RFC 9110 10.2.3: when to ask again. */
+	add_header(o, "Retry-After", "1");
+	reply_text(o, 503, "busy: too many audit requests at once, retry");
 }
 
 void
@@ -289,15 +298,51 @@ evidence_note(struct rf_http *h, const uint8_t *der, size_t len)
 	pthread_mutex_unlock(&h->ev_lock);
 }
 
+/* What the OCSP budget gate knows of a request. */
+struct gate_ctx {
+	struct rf_http *h;
+	const struct sockaddr_storage *peer;
+};
+
+/*
+ * Asked by the responder before it signs on demand: the per-source and
+ * global budgets, and the bytes a day of the record, count the leaf that
+ * signature adds (its ref names every serial: signer.c).
+ */
+static int
+ocsp_gate(void *arg, const struct rf_ocsp_request *q)
+{
+	static const struct rf_actor who = {"ocsp-responder", "ocsp on-demand"};
+	const struct gate_ctx *g = arg;
+	char ref[16 + RF_OCSP_MAX_IDS * 41] = "on-demand";
+	size_t i, dlen;
+
+	for (i = 0; i < q->n; i++) {
+		strcat(ref, i == 0 ? " " : ",");
+		strcat(ref, q->ids[i].serial);
+	}
+	dlen =
+	    g->h->od_key != NULL && rf_key_alg(g->h->od_key) == RF_KEY_EC_P384
+	    ? 48
+	    : 32;
+	return rf_http_limits_take(g->h->limits, RF_HTTP_BUDGET_OCSP, g->peer,
+	    rf_http_sign_leaf_bytes(
+		g->h->od_key != NULL ? rf_key_id(g->h->od_key) : NULL, "ocsp",
+		ref, dlen, &who),
+	    rf_http_mono_ms(), rf_now() / 86400);
+}
+
 static void
 ocsp_answer(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o, const uint8_t *der, size_t len)
 {
 	struct rf_http *h = w->h;
 	struct rf_ocsp_answer *ans = &w->ans;
+	struct gate_ctx g = {h, q->peer};
 	int r;
 
-	if ((r = rf_ocsp_respond(h->resp, der, len, rf_now(), ans)) != 0) {
+	if ((r = rf_ocsp_respond_gated(h->resp, der, len, rf_now(),
+		 h->limits != NULL ? ocsp_gate : NULL, &g, ans)) != 0) {
 		reply_text(o, 500, rf_err_str(r));
 		return;
 	}
@@ -394,14 +439,40 @@ proofj(const uint8_t (*proof)[RF_HASH_LEN], size_t plen)
 	return a;
 }
 
+/*
+ * The value of parameter k in query ("a=1&b=2"), copied to out (cap
+ * bytes, NUL-terminated): 1 found, 0 absent, -1 too long. Values are
+ * decimal numbers here: no percent-decoding is needed.
+ */
+static int
+query_get(const char *query, const char *k, char *out, size_t cap)
+{
+	size_t kl = strlen(k), vl;
+	const char *p = query;
+
+	while (p != NULL && *p != '\0' && *p != '#') {
+		vl = strcspn(p, "&#");
+		if (vl > kl && strncmp(p, k, kl) == 0 && p[kl] == '=') {
+			if (vl - kl - 1 >= cap)
+				return -1;
+			memcpy(out, p + kl + 1, vl - kl - 1);
+			out[vl - kl - 1] = '\0';
+			return 1;
+		}
+		p += vl;
+		if (*p == '&')
+			p++;
+	}
+	return 0;
+}
+
 /* A decimal query parameter: 1 if present and valid. */
 static int
-query_u64(struct evkeyvalq *q, const char *k, uint64_t *v)
+query_u64(const char *query, const char *k, uint64_t *v)
 {
-	const char *s = evhttp_find_header(q, k);
-	char *end;
+	char s[24], *end;
 
-	if (s == NULL || *s < '0' || *s > '9')
+	if (query_get(query, k, s, sizeof(s)) != 1 || s[0] < '0' || s[0] > '9')
 		return 0;
 	errno = 0;
 	*v = strtoull(s, &end, 10);
@@ -421,16 +492,14 @@ static void
 audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
     struct rf_http_resp *o, const char *what, const char *query)
 {
-	struct evkeyvalq q;
 	struct rf_audit_sth_head sth;
+	char tmp[24];
 	uint8_t a[RF_HASH_LEN], b[RF_HASH_LEN], (*proof)[RF_HASH_LEN] = NULL;
 	uint64_t x = 0, y = 0;
 	size_t plen = 0;
 	json_t *j = NULL;
 	int r;
 
-	memset(&q, 0, sizeof(q));
-	q.tqh_last = &q.tqh_first;
 	if (!is_get(req)) {
 		reply_405(o, "GET, HEAD");
 		return;
@@ -438,10 +507,6 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 	rf_err_clear();
 	if ((r = audit_open(w)) != 0) {
 		audit_error(o, r);
-		return;
-	}
-	if (query != NULL && evhttp_parse_query_str(query, &q) != 0) {
-		reply_text(o, 400, "malformed query");
 		return;
 	}
 	if (strcmp(what, "sth") == 0) {
@@ -453,9 +518,9 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 		    sth.key_id, "signature", hexj(sth.sig, sth.siglen));
 	} else if (strcmp(what, "proof") == 0) {
 		/* RFC 9162 2.1.3: inclusion of leaf x in the tree of size y. */
-		if (!query_u64(&q, "leaf", &x) ||
-		    (evhttp_find_header(&q, "size") != NULL &&
-			!query_u64(&q, "size", &y))) {
+		if (!query_u64(query, "leaf", &x) ||
+		    (query_get(query, "size", tmp, sizeof(tmp)) != 0 &&
+			!query_u64(query, "size", &y))) {
 			reply_text(
 			    o, 400, "usage: /audit/proof?leaf=N[&size=S]");
 			goto done;
@@ -472,7 +537,8 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 		    proofj((const uint8_t(*)[RF_HASH_LEN])proof, plen));
 	} else if (strcmp(what, "consistency") == 0) {
 		/* RFC 9162 2.1.4: the tree of size x is a prefix of y's. */
-		if (!query_u64(&q, "old", &x) || !query_u64(&q, "new", &y)) {
+		if (!query_u64(query, "old", &x) ||
+		    !query_u64(query, "new", &y)) {
 			reply_text(
 			    o, 400, "usage: /audit/consistency?old=A&new=B");
 			goto done;
@@ -494,24 +560,127 @@ fail:
 	audit_error(o, r);
 done:
 	free(proof);
-	evhttp_clear_headers(&q);
 }
 
 /* ---- Router ---- */
 
-static int
-path_is(const char *path, size_t plen, const char *lit)
+static void
+route_healthz(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query)
 {
-	return strlen(lit) == plen && memcmp(path, lit, plen) == 0;
+	(void)w;
+	(void)rest;
+	(void)rlen;
+	(void)query;
+	if (!is_get(q)) {
+		reply_405(o, "GET, HEAD");
+		return;
+	}
+	add_header(o, "Content-Type", "text/plain; charset=utf-8");
+	add_header(o, "Cache-Control", "no-store");
+	o->body = (const uint8_t *)"ok\n";
+	o->len = 3;
+	status(o, 200);
+}
+
+static void
+route_ocsp_post(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query)
+{
+	(void)rest;
+	(void)query;
+	if (rlen > 1) { /* "/ocsp/" + something: the GET form */
+		if (!is_get(q)) {
+			reply_405(o, "GET, HEAD");
+			return;
+		}
+		ocsp_get(w, q, o, rest + 1, rlen - 1);
+		return;
+	}
+	/* RFC 6960 A.1.1: POST, the DER OCSPRequest as the body. */
+	if (q->method != RF_HTTP_POST) {
+		reply_405(o, "POST");
+		return;
+	}
+	/* An empty or oversize body gets malformedRequest. */
+	ocsp_answer(w, q, o, q->body, q->bodylen);
+}
+
+static void
+route_audit(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query)
+{
+	char sub[32];
+
+	if (rlen == 0 || rlen >= sizeof(sub)) {
+		reply_text(o, 404, "not found");
+		return;
+	}
+	memcpy(sub, rest, rlen);
+	sub[rlen] = '\0';
+	audit_route(w, q, o, sub, query);
+}
+
+/*
+ * The routes, first match wins. prefix: the path starts with it (rest is
+ * what follows), else the path is exactly it (or it with a trailing '/',
+ * when slash). slow: answered on the audit pool (pool.c), off the OCSP
+ * workers. New routes (an API) are new rows.
+ */
+static const struct route {
+	const char *path;
+	int prefix, slow;
+	void (*fn)(struct rf_http_worker *w, const struct rf_http_req *q,
+	    struct rf_http_resp *o, const char *rest, size_t rlen,
+	    const char *query);
+} routes[] = {
+    {"/healthz", 0, 0, route_healthz},
+    {"/ocsp", 1, 0, route_ocsp_post}, /* "/ocsp", "/ocsp/", "/ocsp/<b64>" */
+    {"/audit/", 1, 1, route_audit},
+};
+
+static const struct route *
+route_find(const char *uri, size_t plen, const char **rest, size_t *rlen)
+{
+	size_t i, l;
+
+	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
+		l = strlen(routes[i].path);
+		if (plen < l || memcmp(uri, routes[i].path, l) != 0)
+			continue;
+		if (!routes[i].prefix && plen != l)
+			continue;
+		/* "/ocsp" matches "/ocsp", "/ocsp/..." but not "/ocspx". */
+		if (routes[i].prefix && plen > l &&
+		    routes[i].path[l - 1] != '/' && uri[l] != '/')
+			continue;
+		*rest = uri + l;
+		*rlen = plen - l;
+		return &routes[i];
+	}
+	return NULL;
+}
+
+int
+rf_http_route_slow(const struct rf_http_req *q)
+{
+	const struct route *rt;
+	const char *rest;
+	size_t rlen;
+
+	if (q->target == NULL || q->target[0] != '/')
+		return 0;
+	rt = route_find(q->target, strcspn(q->target, "?#"), &rest, &rlen);
+	return rt != NULL && rt->slow;
 }
 
 void
 rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o)
 {
-	const char *uri = q->target, *query = NULL;
-	char sub[32];
-	size_t plen;
+	const char *uri = q->target, *query = NULL, *rest;
+	const struct route *rt;
+	size_t plen, rlen;
 
 	memset(o, 0, sizeof(*o));
 	if (uri == NULL || uri[0] != '/') {
@@ -521,42 +690,8 @@ rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
 	plen = strcspn(uri, "?#");
 	if (uri[plen] == '?')
 		query = uri + plen + 1;
-
-	if (path_is(uri, plen, "/healthz")) {
-		if (!is_get(q)) {
-			reply_405(o, "GET, HEAD");
-			return;
-		}
-		add_header(o, "Content-Type", "text/plain; charset=utf-8");
-		add_header(o, "Cache-Control", "no-store");
-		o->body = (const uint8_t *)"ok\n";
-		o->len = 3;
-		status(o, 200);
-		return;
-	}
-	if (path_is(uri, plen, "/ocsp") || path_is(uri, plen, "/ocsp/")) {
-		/* RFC 6960 A.1.1: POST, the DER OCSPRequest as the body. */
-		if (q->method != RF_HTTP_POST) {
-			reply_405(o, "POST");
-			return;
-		}
-		/* An empty or oversize body gets malformedRequest. */
-		ocsp_answer(w, q, o, q->body, q->bodylen);
-		return;
-	}
-	if (plen > 6 && memcmp(uri, "/ocsp/", 6) == 0) {
-		if (!is_get(q)) {
-			reply_405(o, "GET, HEAD");
-			return;
-		}
-		ocsp_get(w, q, o, uri + 6, plen - 6);
-		return;
-	}
-	if (plen > 7 && plen - 7 < sizeof(sub) &&
-	    memcmp(uri, "/audit/", 7) == 0) {
-		memcpy(sub, uri + 7, plen - 7);
-		sub[plen - 7] = '\0';
-		audit_route(w, q, o, sub, query);
+	if ((rt = route_find(uri, plen, &rest, &rlen)) != NULL) {
+		rt->fn(w, q, o, rest, rlen, query);
 		return;
 	}
 	if (rf_http_api_route(w, q, o, uri, plen))

@@ -1,36 +1,28 @@
 /*
- * server.c: threads, listening socket, maintenance and lifecycle of the
+ * server.c: threads, listening sockets, maintenance and lifecycle of the
  * `ringfence serve` HTTP server. Routes are in routes.c, what they serve
  * from memory in snapshot.c.
  *
- * Plain HTTP: worker threads share one epoll set holding the listening
- * socket and every connection (conn.c, h1.c). TLS: as many threads again,
- * each an event_base with an evhttp accepting on its own SO_REUSEPORT
- * socket bound to the TLS address. The thread inside rf_http_run() runs a
- * timer every
- * RF_HTTP_TICK_MS that owns every store, audit and keys handle given to
- * rf_http_new(); workers only read memory (and, for /audit, a store
- * connection of their own).
+ * Worker threads, each with its own epoll set holding its SO_REUSEPORT
+ * listening sockets (plain and TLS) and its connections (conn.c, h1.c).
+ * The /audit routes run on a small pool (pool.c). The thread inside
+ * rf_http_run() wakes every RF_HTTP_TICK_MS and owns every store, audit
+ * and keys handle given to rf_http_new(); workers only read memory.
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
-
-#include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <event2/http.h>
-#include <event2/thread.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -42,15 +34,6 @@
 #include "store/store_incident.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
-
-static pthread_once_t evthread_once = PTHREAD_ONCE_INIT;
-static int evthread_ok;
-
-static void
-evthread_init(void)
-{
-	evthread_ok = evthread_use_pthreads() == 0;
-}
 
 uint64_t
 rf_http_mono_ms(void)
@@ -117,6 +100,14 @@ port_taken(const struct sockaddr_storage *ss, socklen_t sl)
 }
 
 static int
+nonblocking(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ? -1 : 0;
+}
+
+static int
 listen_socket(struct rf_http *h, const char *addr, int port, const char *flag,
     struct http_sock *out)
 {
@@ -176,7 +167,7 @@ listen_socket(struct rf_http *h, const char *addr, int port, const char *flag,
 		    addr, port, strerror(errno), flag);
 		goto out;
 	}
-	if (listen(fd, 1024) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
+	if (listen(fd, 1024) != 0 || nonblocking(fd) != 0) {
 		r = rf_err_set(RF_ERR_IO, "listen: %s", strerror(errno));
 		goto out;
 	}
@@ -210,210 +201,13 @@ rf_http_reuseport_socket(const struct http_sock *hs)
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) != 0 ||
 	    bind(fd, (const struct sockaddr *)&hs->ss, hs->sl) != 0 ||
-	    listen(fd, 1024) != 0 || evutil_make_socket_nonblocking(fd) != 0) {
+	    listen(fd, 1024) != 0 || nonblocking(fd) != 0) {
 		e = errno;
 		close(fd);
 		errno = e;
 		return -1;
 	}
 	return fd;
-}
-
-/*
- * A worker's event base. evhttp turns a connection's read and write
- * interest on and off around every request: four epoll_ctl calls a
- * request with libevent's default. With the changelist, libevent applies
- * only the net change of each loop pass (two calls a request). Its one
- * caveat, fds that are dup()ed while watched, does not arise here: evhttp
- * and the listeners never dup a socket.
- */
-static int
-worker_base(struct event_base **out)
-{
-	struct event_config *ec;
-
-	*out = NULL;
-	if ((ec = event_config_new()) == NULL)
-		return RF_ERR_ALLOC;
-	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
-	*out = event_base_new_with_config(ec);
-	event_config_free(ec);
-	if (*out == NULL)
-		return rf_err_set(RF_ERR_ALLOC, "cannot create an event base");
-	return 0;
-}
-
-/*
- * A TLS connection's bufferevent (evhttp_set_bevcb): an OpenSSL
- * bufferevent accepting with the policy context. evhttp sets its socket.
- * Should this fail (no memory), evhttp would fall back to a plain one:
- * route_tls() then refuses every request on it.
- */
-static struct bufferevent *
-tls_bev(struct event_base *base, void *arg)
-{
-	struct rf_http_worker *w = arg;
-	struct bufferevent *bev;
-	SSL *ssl;
-
-	if ((ssl = SSL_new(w->h->tls_ctx)) == NULL)
-		return NULL;
-	/* CLOSE_ON_FREE: the bufferevent frees the SSL (and the socket). */
-	bev = bufferevent_openssl_socket_new(
-	    base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL) {
-		SSL_free(ssl);
-		return NULL;
-	}
-	/* A client closing without close_notify is not an error here. */
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
-
-/*
- * evhttp closes a connection by freeing its bufferevent, which closes the
- * socket without a TLS close_notify (RFC 8446 6.1): clients then see a
- * truncated stream. Its close callback runs just before: send one.
- */
-static void
-tls_close(struct evhttp_connection *c, void *arg)
-{
-	struct bufferevent *bev = evhttp_connection_get_bufferevent(c);
-	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
-
-	(void)arg;
-	if (ssl != NULL && SSL_is_init_finished(ssl))
-		(void)SSL_shutdown(ssl); /* non-blocking: sent or not */
-	ERR_clear_error();
-}
-
-static void
-ev_free_cb(const void *data, size_t len, void *arg)
-{
-	(void)data;
-	(void)len;
-	free(arg);
-}
-
-static void
-ev_unref_cb(const void *data, size_t len, void *arg)
-{
-	(void)data;
-	(void)len;
-	rf_http_snapshot_unref(arg);
-}
-
-/* An evhttp request through the routes; its answer back to evhttp. */
-void
-rf_http_route(struct evhttp_request *req, void *arg)
-{
-	struct rf_http_worker *w = arg;
-	struct evbuffer *in = evhttp_request_get_input_buffer(req),
-			*out = evhttp_request_get_output_buffer(req);
-	struct evkeyvalq *oh = evhttp_request_get_output_headers(req);
-	struct rf_http_req q;
-	struct rf_http_resp o;
-	char serial[41], peer[64];
-	size_t i;
-
-	memset(&q, 0, sizeof(q));
-	switch (evhttp_request_get_command(req)) {
-	case EVHTTP_REQ_GET:
-		q.method = RF_HTTP_GET;
-		break;
-	case EVHTTP_REQ_HEAD:
-		q.method = RF_HTTP_HEAD;
-		break;
-	case EVHTTP_REQ_POST:
-		q.method = RF_HTTP_POST;
-		break;
-	default:
-		q.method = RF_HTTP_OTHER;
-	}
-	q.target = evhttp_request_get_uri(req);
-	q.bodylen = evbuffer_get_length(in);
-	if (q.bodylen == 0 || (q.body = evbuffer_pullup(in, -1)) == NULL) {
-		q.body = (const uint8_t *)"";
-		q.bodylen = 0;
-	}
-	q.if_none_match = evhttp_find_header(
-	    evhttp_request_get_input_headers(req), "If-None-Match");
-	rf_http_api_peer(req, serial, peer);
-	q.client_serial = serial[0] != '\0' ? serial : NULL;
-	q.peer = peer;
-	rf_http_handle(w, &q, &o);
-	for (i = 0; i < o.nh; i++)
-		evhttp_add_header(oh, o.h[i].name, o.h[i].value);
-	if (o.body != NULL && o.len > 0) {
-		/* Held bodies are handed over, released once written. */
-		if (o.snap != NULL &&
-		    evbuffer_add_reference(
-			out, o.body, o.len, ev_unref_cb, o.snap) == 0)
-			o.snap = NULL;
-		else if (o.heap != NULL &&
-		    evbuffer_add_reference(
-			out, o.body, o.len, ev_free_cb, o.heap) == 0)
-			o.heap = NULL;
-		else
-			evbuffer_add(out, o.body, o.len);
-	}
-	evhttp_send_reply(req, o.code, o.reason, NULL);
-	rf_http_resp_done(&o);
-}
-
-/* Requests on the TLS listener: the same routes, over TLS only. */
-static void
-route_tls(struct evhttp_request *req, void *arg)
-{
-	struct evhttp_connection *c = evhttp_request_get_connection(req);
-	struct bufferevent *bev =
-	    c != NULL ? evhttp_connection_get_bufferevent(c) : NULL;
-
-	if (bev == NULL || bufferevent_openssl_get_ssl(bev) == NULL) {
-		evhttp_send_error(req, HTTP_INTERNAL, "not TLS");
-		return;
-	}
-	evhttp_connection_set_closecb(c, tls_close, NULL);
-	rf_http_route(req, arg);
-}
-
-/*
- * The evhttp of a TLS worker accepting on its socket for hs: the first
- * worker uses the socket bound in rf_http_new; the others bind their own
- * to the same address with SO_REUSEPORT, so the kernel spreads
- * connections over the workers. Connections are TLS (tls_bev).
- */
-static int
-tls_worker_http(struct rf_http *h, struct rf_http_worker *w)
-{
-	const struct http_sock *hs = &h->tls;
-	struct evhttp *http;
-	int nfd = -1;
-
-	if ((http = w->https = evhttp_new(w->base)) == NULL)
-		return rf_err_set(RF_ERR_ALLOC, "cannot create an event base");
-	evhttp_set_timeout(http, rf_http_timeout(h));
-	evhttp_set_max_headers_size(http, RF_HTTP_MAX_HEADERS);
-	evhttp_set_max_body_size(http, rf_http_max_body(h));
-	/* Every method reaches the router, which answers 405 with Allow. */
-	evhttp_set_allowed_methods(http,
-	    EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-		EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-		EVHTTP_REQ_TRACE | EVHTTP_REQ_PATCH);
-	evhttp_set_gencb(http, route_tls, w);
-	evhttp_set_bevcb(http, tls_bev, w);
-	if (w == &h->tw[0]) {
-		if ((nfd = fcntl(hs->fd, F_DUPFD_CLOEXEC, 0)) < 0)
-			return rf_err_set(
-			    RF_ERR_IO, "dup: %s", strerror(errno));
-	} else if ((nfd = rf_http_reuseport_socket(hs)) < 0)
-		return rf_err_set(
-		    RF_ERR_IO, "listen (worker): %s", strerror(errno));
-	if (evhttp_accept_socket_with_handle(http, nfd) == NULL) {
-		close(nfd);
-		return rf_err_set(RF_ERR_IO, "evhttp cannot accept");
-	}
-	return 0;
 }
 
 int
@@ -427,18 +221,6 @@ rf_http_max_body(const struct rf_http *h)
 {
 	return h->cfg->max_request > 0 ? (size_t)h->cfg->max_request
 				       : 64 * 1024;
-}
-
-static int
-tls_worker_setup(struct rf_http *h, struct rf_http_worker *w)
-{
-	int r;
-
-	w->h = h;
-	if ((r = worker_base(&w->base)) != 0 ||
-	    (r = tls_worker_http(h, w)) != 0)
-		return r;
-	return 0;
 }
 
 /*
@@ -533,7 +315,7 @@ issuers_setup(struct rf_http *h)
 
 /* "ADDR:PORT" of the peer of socket fd, for the audit record. */
 static void
-peer_name(int fd, char *out, size_t len)
+peer_name(int fd, char *out, size_t len, struct sockaddr_storage *pss)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
@@ -556,6 +338,7 @@ peer_name(int fd, char *out, size_t len)
 	}
 	snprintf(
 	    out, len, ss.ss_family == AF_INET6 ? "[%s]:%d" : "%s:%d", a, port);
+	*pss = ss;
 }
 
 /*
@@ -563,16 +346,28 @@ peer_name(int fd, char *out, size_t len)
  * private key, an EVP_PKEY whose one signature (CertificateVerify, or the
  * TLS 1.2 ServerKeyExchange) is an rf_keys signature audited with the
  * peer's address as ref. 0 fails the handshake.
+ *
+ * A handshake that resumes a session (a ticket, tickets.c) signs nothing
+ * and costs nothing; any other must fit the TLS budgets (limits.c), or is
+ * refused here, before the server signs.
  */
 static int
 tls_cert_cb(SSL *ssl, void *arg)
 {
 	struct rf_http *h = arg;
+	struct sockaddr_storage ss;
 	EVP_PKEY *pk = NULL;
 	char ref[INET6_ADDRSTRLEN + 16];
 	int ok;
 
-	peer_name(SSL_get_fd(ssl), ref, sizeof(ref));
+	peer_name(SSL_get_fd(ssl), ref, sizeof(ref), &ss);
+	if (!SSL_session_reused(ssl) &&
+	    !rf_http_limits_take(h->limits, RF_HTTP_BUDGET_TLS, &ss,
+		rf_http_sign_leaf_bytes(rf_key_id(h->tls_key), "tls", ref,
+		    rf_key_alg(h->tls_key) == RF_KEY_EC_P384 ? 48 : 32,
+		    &h->tls_who),
+		rf_http_mono_ms(), rf_now() / 86400))
+		return 0; /* over budget: a handshake_failure alert */
 	if (rf_keys_evp_pkey(
 		h->tls_keys, h->tls_key, "tls", ref, &h->tls_who, &pk) != 0) {
 		rf_err_clear();
@@ -646,38 +441,33 @@ tls_setup(struct rf_http *h)
 	    (r = rf_http_tls_ctx(1, &h->tls_ctx)) != 0)
 		return r;
 	/*
-	 * The key signs digests of its own size (keys: SHA-256 for P-256);
-	 * every handshake is a full one (no session cache, no tickets), so
-	 * each connection's key use is on the record.
+	 * The key signs digests of its own size (keys: SHA-256 for P-256).
+	 * A full handshake's key use is on the record; a returning client
+	 * resumes with a ticket (tickets.c: stateless, keys rotated), which
+	 * needs no signature. No server-side session cache.
 	 */
+	SSL_CTX_clear_options(h->tls_ctx, SSL_OP_NO_TICKET);
 	if (SSL_CTX_use_certificate(h->tls_ctx, x) != 1 ||
 	    SSL_CTX_add1_chain_cert(h->tls_ctx, ix) != 1 ||
 	    SSL_CTX_set1_sigalgs_list(h->tls_ctx,
 		rf_key_alg(k) == RF_KEY_EC_P384 ? "ECDSA+SHA384"
 						: "ECDSA+SHA256") != 1 ||
-	    SSL_CTX_set_num_tickets(h->tls_ctx, 0) != 1) {
+	    SSL_CTX_set_num_tickets(h->tls_ctx, 1) != 1 ||
+	    SSL_CTX_set_session_id_context(h->tls_ctx,
+		(const unsigned char *)"ringfence-serve", 15) != 1) {
 		ERR_clear_error();
 		return rf_err_set(RF_ERR_INTERNAL,
 		    "TLS: OpenSSL refused the certificate or settings");
 	}
 	SSL_CTX_set_session_cache_mode(h->tls_ctx, SSL_SESS_CACHE_OFF);
+	if ((r = rf_http_tickets_new(
+		 h->tls_ctx, h->cfg->tls_ticket_rotate, &h->tickets)) != 0)
+		return r;
 	SSL_CTX_set_cert_cb(h->tls_ctx, tls_cert_cb, h);
 	if ((r = rf_http_api_setup(h)) != 0)
 		return r;
 	return rf_http_tls_check(h->tls_ctx);
 }
-
-static void
-stop_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct rf_http *h = arg;
-
-	(void)fd;
-	(void)what;
-	event_base_loopbreak(h->mbase);
-}
-
-static void tick_cb(evutil_socket_t fd, short what, void *arg);
 
 int
 rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
@@ -687,7 +477,6 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	struct rf_http *h = NULL;
 	struct rf_key *ok;
 	X509 *oc, *ic;
-	struct timeval tv;
 	int i, r = RF_ERR_INTERNAL;
 
 	*out = NULL;
@@ -697,13 +486,10 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	if (o->threads < 0 || o->threads > RF_HTTP_THREADS_MAX)
 		return rf_err_set(
 		    RF_ERR_ARG, "threads: 1 to %d", RF_HTTP_THREADS_MAX);
-	pthread_once(&evthread_once, evthread_init);
-	if (!evthread_ok)
-		return rf_err_set(RF_ERR_INTERNAL, "libevent without pthreads");
 	if ((h = calloc(1, sizeof(*h))) == NULL)
 		return RF_ERR_ALLOC;
 	h->plain.fd = h->tls.fd = -1;
-	h->stopfd = -1;
+	h->stopfd = h->mstopfd = -1;
 	h->o = *o;
 	h->cfg = cfg;
 	h->st = st;
@@ -719,6 +505,12 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 		goto out;
 	h->ev_lock_ok = 1;
 	h->nworkers = o->threads > 0 ? o->threads : RF_HTTP_THREADS_DEFAULT;
+	if ((r = rf_http_limits_new(cfg, &h->limits)) != 0)
+		goto out;
+	if ((h->mstopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0) {
+		r = rf_err_set(RF_ERR_IO, "eventfd: %s", strerror(errno));
+		goto out;
+	}
 	if ((r = listen_socket(h, o->listen != NULL ? o->listen : cfg->listen,
 		 o->port >= 0 ? o->port : cfg->port, "--port", &h->plain)) != 0)
 		goto out;
@@ -759,46 +551,11 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	}
 	for (i = 0; i < h->nworkers; i++) {
 		h->w[i].h = h;
-		h->w[i].epfd = h->w[i].lfd = -1;
+		h->w[i].epfd = h->w[i].lfd = h->w[i].tlfd = -1;
+		h->w[i].donefd = -1;
 	}
 	if ((r = rf_conn_setup(h)) != 0)
 		goto out;
-	if (h->tls_ctx != NULL) {
-		if ((h->tw = calloc((size_t)h->nworkers, sizeof(*h->tw))) ==
-		    NULL) {
-			r = RF_ERR_ALLOC;
-			goto out;
-		}
-		for (i = 0; i < h->nworkers; i++)
-			if ((r = tls_worker_setup(h, &h->tw[i])) != 0)
-				goto out;
-	}
-
-	/* Maintenance, stop, signals and duration on the calling thread. */
-	r = RF_ERR_ALLOC;
-	if ((h->mbase = event_base_new()) == NULL ||
-	    (h->tick = event_new(h->mbase, -1, EV_PERSIST, tick_cb, h)) ==
-		NULL ||
-	    (h->stop_ev = event_new(h->mbase, -1, 0, stop_cb, h)) == NULL)
-		goto out;
-	tv.tv_sec = 0;
-	tv.tv_usec = RF_HTTP_TICK_MS * 1000;
-	if (event_add(h->tick, &tv) != 0 || event_add(h->stop_ev, NULL) != 0)
-		goto out;
-	if (o->handle_signals &&
-	    ((h->sigint = evsignal_new(h->mbase, SIGINT, stop_cb, h)) == NULL ||
-		(h->sigterm = evsignal_new(h->mbase, SIGTERM, stop_cb, h)) ==
-		    NULL ||
-		event_add(h->sigint, NULL) != 0 ||
-		event_add(h->sigterm, NULL) != 0))
-		goto out;
-	if (o->duration > 0) {
-		tv.tv_sec = (time_t)o->duration;
-		tv.tv_usec = 0;
-		if ((h->dur = evtimer_new(h->mbase, stop_cb, h)) == NULL ||
-		    event_add(h->dur, &tv) != 0)
-			goto out;
-	}
 	*out = h; /* now the caller's */
 	h = NULL;
 	r = 0;
@@ -815,27 +572,8 @@ rf_http_free(struct rf_http *h)
 
 	if (h == NULL)
 		return;
-	if (h->sigint != NULL)
-		event_free(h->sigint);
-	if (h->sigterm != NULL)
-		event_free(h->sigterm);
-	if (h->dur != NULL)
-		event_free(h->dur);
-	if (h->tick != NULL)
-		event_free(h->tick);
-	if (h->stop_ev != NULL)
-		event_free(h->stop_ev);
-	if (h->mbase != NULL)
-		event_base_free(h->mbase);
-	for (i = 0; h->tw != NULL && i < h->nworkers; i++) {
-		if (h->tw[i].https != NULL)
-			evhttp_free(h->tw[i].https);
-		if (h->tw[i].base != NULL)
-			event_base_free(h->tw[i].base);
-		rf_http_worker_done(&h->tw[i]);
-	}
-	free(h->tw);
-	rf_conn_teardown(h); /* connections still open, and the epoll set */
+	rf_http_pool_stop(h); /* before the connections its jobs name */
+	rf_conn_teardown(h);  /* connections still open, and the epoll set */
 	for (i = 0; h->w != NULL && i < h->nworkers; i++)
 		rf_http_worker_done(&h->w[i]);
 	free(h->w);
@@ -846,6 +584,10 @@ rf_http_free(struct rf_http *h)
 	/* After the workers: their connections hold SSLs and EVP_PKEYs. */
 	rf_http_api_free(h);
 	SSL_CTX_free(h->tls_ctx);
+	rf_http_tickets_free(h->tickets); /* after the SSL_CTX that uses it */
+	rf_http_limits_free(h->limits);
+	if (h->mstopfd >= 0)
+		close(h->mstopfd);
 	rf_key_free(h->tls_key);
 	rf_keys_free(h->tls_keys);
 	rf_audit_free(h->tls_audit);
@@ -864,6 +606,8 @@ rf_http_free(struct rf_http *h)
 		X509_free(h->extra[k].oc);
 	}
 	rf_store_free(h->resp_st);
+	for (k = 0; k < h->nown_ca; k++)
+		rf_ca_free(h->own_ca[k]);
 	rf_http_snapshot_unref(h->snap);
 	if (h->snap_lock_ok)
 		pthread_mutex_destroy(&h->snap_lock);
@@ -893,8 +637,10 @@ rf_http_address(const struct rf_http *h)
 void
 rf_http_stop(struct rf_http *h)
 {
-	if (h != NULL && h->stop_ev != NULL)
-		event_active(h->stop_ev, 0, 0);
+	uint64_t one = 1;
+
+	if (h != NULL && h->mstopfd >= 0)
+		(void)!write(h->mstopfd, &one, sizeof(one));
 }
 
 /* ---- Maintenance (the rf_http_run thread only) ---- */
@@ -918,19 +664,68 @@ crl_pass(struct rf_http *h)
 	}
 }
 
+/*
+ * A CA the store holds that ca does not know (made by another process:
+ * an incident's contain): open the CAs again, on serve's handles, so that
+ * its CRL is made and served and its certificates answered at once.
+ * *fresh says whether ca changed.
+ */
+static int
+ca_refresh(struct rf_http *h, int *fresh)
+{
+	struct rf_ca_rec *recs = NULL;
+	struct rf_ca *nca = NULL;
+	size_t n = 0, i;
+	int unknown = 0, r;
+
+	*fresh = 0;
+	if ((r = rf_store_ca_list(h->st, &recs, &n)) != 0)
+		return r;
+	if (n != h->ca_seen)
+		for (i = 0; i < n; i++)
+			if (rf_ca_cert(h->ca, recs[i].name) == NULL)
+				unknown = 1;
+	rf_ca_rec_free_all(recs, n);
+	h->ca_seen = n;
+	if (!unknown)
+		return 0;
+	if (h->nown_ca == RF_HTTP_ISSUERS_MAX)
+		return rf_err_set(RF_ERR_TOO_LARGE,
+		    "more than %d CA changes while serving: restart serve",
+		    RF_HTTP_ISSUERS_MAX);
+	if ((r = rf_ca_open(h->cfg, h->st, h->keys, &nca)) != 0)
+		return r;
+	rf_ca_set_audit(nca, h->audit);
+	h->own_ca[h->nown_ca++] = nca; /* freed with h */
+	h->ca = nca;
+	*fresh = 1;
+	return 0;
+}
+
 static void
 snapshot_pass(struct rf_http *h)
 {
-	int r;
+	size_t before;
+	int r, fresh = 0;
+
+	if ((r = ca_refresh(h, &fresh)) != 0)
+		rf_http_log(h, "reading new CAs", r);
 
 	/* A CA new in the store (an incident's rotation) is served too. */
 	if ((r = issuers_setup(h)) != 0)
 		rf_http_log(h, "new issuing CA", r);
+	before = h->ncrl_issuers;
 	if ((r = rf_http_snapshot_reload(h)) != 0) {
 		rf_http_log(h, "reloading CA certificates and CRLs", r);
 		return;
 	}
 	h->snap_dirty = 0;
+	/* A new CA's first CRL now, not after the store is quiet. */
+	if (fresh || h->ncrl_issuers != before) {
+		crl_pass(h);
+		if (h->snap_dirty && (r = rf_http_snapshot_reload(h)) == 0)
+			h->snap_dirty = 0;
+	}
 }
 
 static int
@@ -1058,17 +853,15 @@ maintain(struct rf_http *h, int first)
 }
 
 static void
-tick_cb(evutil_socket_t fd, short what, void *arg)
+tick(struct rf_http *h)
 {
-	struct rf_http *h = arg;
 	uint64_t now = rf_http_mono_ms();
 
-	(void)fd;
-	(void)what;
 	maintain(h, 0);
 	if (now - h->last_sweep_ms >= 1000) {
 		h->last_sweep_ms = now;
 		rf_conn_sweep(h);
+		rf_http_tickets_rotate(h->tickets, now);
 	}
 }
 
@@ -1082,30 +875,95 @@ rf_http_worker_done(struct rf_http_worker *w)
 	w->st = NULL;
 }
 
-static void *
-tls_worker_main(void *arg)
-{
-	struct rf_http_worker *w = arg;
+/*
+ * SIGINT and SIGTERM (handle_signals): a process-wide handler, whichever
+ * thread the kernel picks (libraries' threads do not block them), that
+ * does what rf_http_stop does; write(2) is async-signal-safe.
+ */
+static volatile sig_atomic_t sig_stopfd = -1;
 
-	event_base_dispatch(w->base);
-	rf_http_worker_done(w);
-	return NULL;
+static void
+on_signal(int sig)
+{
+	uint64_t one = 1;
+	int e = errno;
+
+	(void)sig;
+	if (sig_stopfd >= 0)
+		(void)!write(sig_stopfd, &one, sizeof(one));
+	errno = e;
+}
+
+/*
+ * Maintenance every RF_HTTP_TICK_MS until rf_http_stop() or a signal
+ * (mstopfd) or the deadline (0: none).
+ */
+static int
+maintain_loop(struct rf_http *h, uint64_t deadline)
+{
+	struct pollfd pf[1];
+	uint64_t now, last = rf_http_mono_ms();
+	int n, wait;
+
+	for (;;) {
+		now = rf_http_mono_ms();
+		if (deadline != 0 && now >= deadline)
+			return 0;
+		wait = now - last >= RF_HTTP_TICK_MS
+		    ? 0
+		    : (int)(RF_HTTP_TICK_MS - (now - last));
+		if (deadline != 0 && deadline - now < (uint64_t)wait)
+			wait = (int)(deadline - now);
+		pf[0].fd = h->mstopfd;
+		pf[0].events = POLLIN;
+		pf[0].revents = 0;
+		if ((n = poll(pf, 1, wait)) < 0) {
+			if (errno == EINTR)
+				continue;
+			return rf_err_set(
+			    RF_ERR_INTERNAL, "poll: %s", strerror(errno));
+		}
+		if (n > 0 && pf[0].revents != 0)
+			return 0;
+		if (rf_http_mono_ms() - last >= RF_HTTP_TICK_MS) {
+			last = rf_http_mono_ms();
+			tick(h);
+		}
+	}
 }
 
 int
 rf_http_run(struct rf_http *h)
 {
+	struct sigaction sa, oint, oterm;
 	sigset_t block, old;
-	int i, r = RF_ERR_INTERNAL, started = 0, tstarted = 0;
+	uint64_t deadline = 0, v;
+	int i, r = RF_ERR_INTERNAL, started = 0, sigs = 0;
 
 	signal(SIGPIPE, SIG_IGN);
 	log_clear(h);
+	while (read(h->mstopfd, &v, sizeof(v)) > 0)
+		; /* a stop asked before a run is not for this one */
 	/* Everything the workers serve is in memory before they start. */
 	h->snap_dirty = 1;
 	maintain(h, 1);
 	if (h->snap == NULL) {
 		if ((r = rf_http_snapshot_reload(h)) != 0)
 			goto out;
+	}
+	if ((r = rf_http_pool_start(h)) != 0)
+		goto out;
+	if (h->o.handle_signals) {
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = on_signal;
+		sigemptyset(&sa.sa_mask);
+		sa.sa_flags = SA_RESTART;
+		sig_stopfd = h->mstopfd;
+		if (sigaction(SIGINT, &sa, &oint) == 0) {
+			sigs |= 1;
+			if (sigaction(SIGTERM, &sa, &oterm) == 0)
+				sigs |= 2;
+		}
 	}
 	/* Workers leave signals to this thread. */
 	sigemptyset(&block);
@@ -1119,27 +977,26 @@ rf_http_run(struct rf_http *h)
 			break;
 		started++;
 	}
-	for (i = 0; h->tw != NULL && i < h->nworkers; i++) {
-		if (pthread_create(
-			&h->tw[i].tid, NULL, tls_worker_main, &h->tw[i]) != 0)
-			break;
-		tstarted++;
-	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
-	if (started < h->nworkers || (h->tw != NULL && tstarted < h->nworkers))
+	if (h->o.duration > 0)
+		deadline = rf_http_mono_ms() + (uint64_t)h->o.duration * 1000;
+	if (started < h->nworkers)
 		r = rf_err_set(RF_ERR_INTERNAL, "cannot start a thread");
-	else if (event_base_dispatch(h->mbase) < 0)
-		r = rf_err_set(RF_ERR_INTERNAL, "event loop failed");
+	else if (h->o.handle_signals && sigs != 3)
+		r = rf_err_set(
+		    RF_ERR_INTERNAL, "sigaction: %s", strerror(errno));
 	else
-		r = 0;
+		r = maintain_loop(h, deadline);
 	__atomic_store_n(&h->stopping, 1, __ATOMIC_RELAXED);
 	rf_conn_stop(h);
-	for (i = 0; i < tstarted; i++)
-		event_base_loopbreak(h->tw[i].base);
 	for (i = 0; i < started; i++)
 		pthread_join(h->w[i].tid, NULL);
-	for (i = 0; i < tstarted; i++)
-		pthread_join(h->tw[i].tid, NULL);
+	rf_http_pool_stop(h);
+	if (sigs & 1)
+		(void)sigaction(SIGINT, &oint, NULL);
+	if (sigs & 2)
+		(void)sigaction(SIGTERM, &oterm, NULL);
+	sig_stopfd = -1;
 out:
 	return r;
 }

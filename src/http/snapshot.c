@@ -3,8 +3,8 @@
  *
  * The maintenance thread builds a new immutable snapshot from the store
  * and swaps it in under snap_lock; a request takes a reference under the
- * lock and hands the bytes to evbuffer_add_reference(), whose cleanup drops
- * the reference once the bytes are written. The last reference frees it.
+ * lock and holds it until its bytes are written (conn.c releases it with
+ * the response). The last reference frees it.
  */
 #include <stdio.h>
 #include <stdlib.h>

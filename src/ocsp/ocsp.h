@@ -192,6 +192,17 @@ struct rf_ocsp_answer {
  */
 int rf_ocsp_respond(struct rf_ocsp_responder *r, const uint8_t *req, size_t len,
     int64_t now, struct rf_ocsp_answer *ans) RF_WUR;
+/*
+ * As rf_ocsp_respond, with a gate asked (only) before a response would be
+ * signed on demand for the request q, every certificate of which is
+ * known: 0 refuses, and the answer is then the pre-signed response when q
+ * names one certificate, tryLater otherwise. serve's budgets.
+ */
+struct rf_ocsp_request;
+typedef int (*rf_ocsp_gate_fn)(void *arg, const struct rf_ocsp_request *q);
+int rf_ocsp_respond_gated(struct rf_ocsp_responder *r, const uint8_t *req,
+    size_t len, int64_t now, rf_ocsp_gate_fn gate, void *gate_arg,
+    struct rf_ocsp_answer *ans) RF_WUR;
 
 /*
  * GET form (RFC 6960 A.1, RFC 5019 5): decode the path segment after

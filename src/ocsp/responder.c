@@ -486,8 +486,10 @@ answer_entry(struct rf_ocsp_answer *ans, const struct entry *e)
  */
 static void
 respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
-    int64_t now, struct rf_ocsp_answer *ans)
+    int64_t now, rf_ocsp_gate_fn gate, void *gate_arg,
+    struct rf_ocsp_answer *ans)
 {
+	const struct entry *one = NULL;
 	struct rf_ocsp_status sts[RF_OCSP_MAX_IDS];
 	char serials[RF_OCSP_MAX_IDS][41];
 	struct rf_actor who = {"ocsp-responder", "ocsp on-demand"};
@@ -510,10 +512,25 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 			return;
 		}
 		snprintf(serials[i], sizeof(serials[i]), "%s", e->serial);
+		if (q->n == 1 && e->next_update > now)
+			one = e;
 		sts[i].serial = serials[i];
 		sts[i].revoked = e->revoked;
 		sts[i].revoked_at = e->revoked_at;
 		sts[i].reason = e->reason;
+	}
+	/*
+	 * The caller's budget (serve: per source and global): past it, the
+	 * pre-signed response when the request names one certificate, or
+	 * tryLater; nothing is signed.
+	 */
+	if (gate != NULL && !gate(gate_arg, q)) {
+		if (one != NULL)
+			answer_entry(ans, one);
+		else
+			answer_status(ans, RF_OCSP_TRY_LATER);
+		pthread_rwlock_unlock(&r->lock);
+		return;
 	}
 	pthread_rwlock_unlock(&r->lock);
 
@@ -565,6 +582,14 @@ int
 rf_ocsp_respond(struct rf_ocsp_responder *r, const uint8_t *req, size_t len,
     int64_t now, struct rf_ocsp_answer *ans)
 {
+	return rf_ocsp_respond_gated(r, req, len, now, NULL, NULL, ans);
+}
+
+int
+rf_ocsp_respond_gated(struct rf_ocsp_responder *r, const uint8_t *req,
+    size_t len, int64_t now, rf_ocsp_gate_fn gate, void *gate_arg,
+    struct rf_ocsp_answer *ans)
+{
 	struct rf_ocsp_request q;
 	const struct rf_ocsp_certid *id;
 	struct entry *e;
@@ -583,7 +608,7 @@ rf_ocsp_respond(struct rf_ocsp_responder *r, const uint8_t *req, size_t len,
 	 * RFC 6960 4.4.1 "Nonce" is optional for the responder).
 	 */
 	if (q.n != 1 || q.ids[0].hash != RF_OCSP_HASH_SHA1) {
-		respond_ondemand(r, &q, now, ans);
+		respond_ondemand(r, &q, now, gate, gate_arg, ans);
 		return 0;
 	}
 	id = &q.ids[0];

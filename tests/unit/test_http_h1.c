@@ -166,6 +166,21 @@ test_refused(void **state)
 	fails_with(
 	    "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 1024, 400);
 	fails_with("GET / HTTP/1.1\r\nBad Header\r\n\r\n", 1024, 400);
+	fails_with("POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n",
+	    1024, 400);
+	/* RFC 9112 5.1: no whitespace between a field name and its colon. */
+	fails_with("GET / HTTP/1.1\r\nHost : x\r\n\r\n", 1024, 400);
+	fails_with("GET / HTTP/1.1\r\nHost\t: x\r\n\r\n", 1024, 400);
+	/* Chunk data followed by anything but exactly CRLF. */
+	fails_with("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+		   "3\r\nabcXY0\r\n\r\n",
+	    1024, 400);
+	fails_with("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+		   "3\r\nabc\rX0\r\n\r\n",
+	    1024, 400);
+	fails_with("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+		   "3\r\nabc\n\n0\r\n\r\n",
+	    1024, 400);
 	fails_with("BREW / HTTP/1.1\r\n\r\n", 1024, 501);
 	fails_with("GET / HTTP/1.1\r\nExpect: tea\r\n\r\n", 1024, 417);
 	fails_with("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 1024, 400);
@@ -177,6 +192,34 @@ test_refused(void **state)
 	snprintf(big, n + 64, "GET /%0*d HTTP/1.1\r\n\r\n", (int)(n - 40), 0);
 	fails_with(big, 1024, 431);
 	free(big);
+}
+
+/* Bad chunk framing is found when the CRLF arrives a byte at a time too. */
+static void
+test_chunk_crlf_split(void **state)
+{
+	static const char ok[] = "POST / HTTP/1.1\r\nTransfer-Encoding: "
+				 "chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+	static const char bad[] = "POST / HTTP/1.1\r\nTransfer-Encoding: "
+				  "chunked\r\n\r\n3\r\nabc\r;0\r\n\r\n";
+	struct rf_h1 x;
+	enum rf_h1_state st = RF_H1_MORE;
+	size_t i, used;
+
+	(void)state;
+	rf_h1_init(&x, 1024);
+	for (i = 0; i < sizeof(ok) - 1 && st == RF_H1_MORE; i++)
+		st = rf_h1_feed(&x, (const uint8_t *)ok + i, 1, &used);
+	assert_int_equal(st, RF_H1_READY);
+	assert_int_equal(i, sizeof(ok) - 1);
+	rf_h1_free(&x);
+	rf_h1_init(&x, 1024);
+	st = RF_H1_MORE;
+	for (i = 0; i < sizeof(bad) - 1 && st == RF_H1_MORE; i++)
+		st = rf_h1_feed(&x, (const uint8_t *)bad + i, 1, &used);
+	assert_int_equal(st, RF_H1_FAIL);
+	assert_int_equal(x.fail_code, 400);
+	rf_h1_free(&x);
 }
 
 static void
@@ -255,6 +298,7 @@ main(void)
 	    cmocka_unit_test(test_pipelined),
 	    cmocka_unit_test(test_chunked_and_continue),
 	    cmocka_unit_test(test_refused),
+	    cmocka_unit_test(test_chunk_crlf_split),
 	    cmocka_unit_test(test_keep_alive),
 	    cmocka_unit_test(test_head),
 	};

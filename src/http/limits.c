@@ -1,0 +1,247 @@
+/*
+ * limits.c: budgets of what an unauthenticated peer can make the token do
+ * (docs/serve.md "Budgets").
+ *
+ * Two kinds of signature are made for anyone who connects: a TLS
+ * handshake's (CertificateVerify, or the TLS 1.2 ServerKeyExchange) and
+ * an on-demand OCSP response's (several CertIDs, or SHA-2 CertIDs). Each
+ * kind has a global token bucket and one per source (an IPv4 /32, an IPv6
+ * /64: one host can hold a whole /64), both refilled continuously at their
+ * rate per second and holding at most one second's worth. Sources live in
+ * a fixed table, direct-mapped by a keyed hash of the prefix: a source
+ * that takes another's slot starts with a full bucket, so cycling
+ * addresses gains at most the global budget, which bounds everything.
+ *
+ * Every signature adds a leaf to the audit record; their bytes are counted
+ * per UTC day, and past cfg->anon_audit_bytes_day nothing more is signed
+ * for anonymous peers until the day rolls over.
+ */
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/rand.h>
+
+#include "audit/audit.h"
+#include "http/http_int.h"
+
+#define SOURCES 4096 /* per budget; a power of two */
+
+struct bucket {
+	double tokens;
+	uint64_t last_ms; /* 0: never used */
+};
+
+struct source {
+	uint8_t prefix[8]; /* /32 in the first 4 bytes, or the /64 */
+	uint8_t v6;
+	struct bucket b;
+};
+
+struct budget {
+	double rate, src_rate;
+	struct bucket global;
+	struct source src[SOURCES];
+	uint64_t allowed, refused;
+};
+
+struct rf_http_limits {
+	pthread_mutex_t lock;
+	struct budget b[2];
+	uint64_t day_max;
+	int64_t day;
+	uint64_t day_bytes;
+	uint64_t hkey[2]; /* keyed hash: slots cannot be aimed at */
+};
+
+int
+rf_http_limits_new(const struct rf_config *cfg, struct rf_http_limits **out)
+{
+	struct rf_http_limits *l;
+
+	*out = NULL;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return RF_ERR_ALLOC;
+	if (pthread_mutex_init(&l->lock, NULL) != 0) {
+		free(l);
+		return rf_err_set(RF_ERR_INTERNAL, "limits: mutex");
+	}
+	if (RAND_bytes((unsigned char *)l->hkey, sizeof(l->hkey)) != 1) {
+		rf_http_limits_free(l);
+		return rf_err_set(RF_ERR_INTERNAL, "limits: no random bytes");
+	}
+	l->b[RF_HTTP_BUDGET_TLS].rate = cfg->tls_handshake_rate;
+	l->b[RF_HTTP_BUDGET_TLS].src_rate = cfg->tls_handshake_source_rate;
+	l->b[RF_HTTP_BUDGET_OCSP].rate = cfg->ocsp_ondemand_rate;
+	l->b[RF_HTTP_BUDGET_OCSP].src_rate = cfg->ocsp_ondemand_source_rate;
+	l->day_max = (uint64_t)cfg->anon_audit_bytes_day;
+	l->day = -1;
+	*out = l;
+	return 0;
+}
+
+void
+rf_http_limits_free(struct rf_http_limits *l)
+{
+	if (l == NULL)
+		return;
+	pthread_mutex_destroy(&l->lock);
+	free(l);
+}
+
+/* Refill b at rate per second (at most one second's worth); take one. */
+static int
+bucket_take(struct bucket *b, double rate, uint64_t now_ms, int take)
+{
+	if (b->last_ms == 0) {
+		b->tokens = rate;
+	} else if (now_ms > b->last_ms) {
+		b->tokens += (double)(now_ms - b->last_ms) * rate / 1000.0;
+		if (b->tokens > rate)
+			b->tokens = rate;
+	}
+	b->last_ms = now_ms;
+	if (b->tokens < 1.0)
+		return 0;
+	if (take)
+		b->tokens -= 1.0;
+	return 1;
+}
+
+/* The source's prefix; 0 for an address family without one. */
+static int
+prefix_of(const struct sockaddr_storage *ss, uint8_t p[8], uint8_t *v6)
+{
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+	static const uint8_t v4map[12] = {
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	memset(p, 0, 8);
+	*v6 = 0;
+	if (ss == NULL)
+		return 0;
+	if (ss->ss_family == AF_INET) {
+		memcpy(p, &s4->sin_addr, 4);
+		return 1;
+	}
+	if (ss->ss_family != AF_INET6)
+		return 0;
+	if (memcmp(s6->sin6_addr.s6_addr, v4map, 12) == 0) {
+		memcpy(p, s6->sin6_addr.s6_addr + 12, 4); /* IPv4-mapped */
+		return 1;
+	}
+	memcpy(p, s6->sin6_addr.s6_addr, 8);
+	*v6 = 1;
+	return 1;
+}
+
+static size_t
+slot_of(const struct rf_http_limits *l, const uint8_t p[8], uint8_t v6)
+{
+	uint64_t x;
+
+	memcpy(&x, p, 8);
+	x ^= l->hkey[0] ^ v6;
+	/* splitmix64 finaliser, keyed twice. */
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	x ^= l->hkey[1];
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+	x ^= x >> 31;
+	return (size_t)(x & (SOURCES - 1));
+}
+
+int
+rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget which,
+    const struct sockaddr_storage *peer, size_t leaf_bytes, uint64_t now_ms,
+    int64_t day)
+{
+	struct budget *b;
+	struct source *s = NULL;
+	uint8_t p[8], v6;
+	int ok;
+
+	if (l == NULL ||
+	    (which != RF_HTTP_BUDGET_TLS && which != RF_HTTP_BUDGET_OCSP))
+		return 0;
+	if (now_ms == 0)
+		now_ms = 1; /* 0 marks a bucket never used */
+	b = &l->b[which];
+	pthread_mutex_lock(&l->lock);
+	if (day != l->day) {
+		l->day = day;
+		l->day_bytes = 0;
+	}
+	ok = l->day_bytes + leaf_bytes <= l->day_max;
+	if (ok && prefix_of(peer, p, &v6)) {
+		s = &b->src[slot_of(l, p, v6)];
+		if (s->b.last_ms == 0 || s->v6 != v6 ||
+		    memcmp(s->prefix, p, 8) != 0) {
+			memcpy(s->prefix, p, 8);
+			s->v6 = v6;
+			s->b.last_ms = 0; /* a new source: a full bucket */
+		}
+		ok = bucket_take(&s->b, b->src_rate, now_ms, 0);
+	}
+	/* Both must allow it before either is charged. */
+	if (ok)
+		ok = bucket_take(&b->global, b->rate, now_ms, 1);
+	if (ok && s != NULL)
+		s->b.tokens -= 1.0;
+	if (ok) {
+		l->day_bytes += leaf_bytes;
+		b->allowed++;
+	} else
+		b->refused++;
+	pthread_mutex_unlock(&l->lock);
+	return ok;
+}
+
+void
+rf_http_limits_stats(struct rf_http_limits *l, uint64_t refused[2],
+    uint64_t allowed[2], uint64_t *day_bytes)
+{
+	int i;
+
+	pthread_mutex_lock(&l->lock);
+	for (i = 0; i < 2; i++) {
+		refused[i] = l->b[i].refused;
+		allowed[i] = l->b[i].allowed;
+	}
+	*day_bytes = l->day_bytes;
+	pthread_mutex_unlock(&l->lock);
+}
+
+size_t
+rf_http_sign_leaf_bytes(const char *key_id, const char *what, const char *ref,
+    size_t digest_len, const struct rf_actor *who)
+{
+	/* The leaf keys writes before a signature: its canonical bytes. */
+	static const char zeros[129] =
+	    "0000000000000000000000000000000000000000000000000000000000000000"
+	    "0000000000000000000000000000000000000000000000000000000000000000";
+	struct rf_audit_event ev;
+	char digest[129];
+	uint8_t *leaf = NULL;
+	size_t len = 0;
+
+	if (digest_len * 2 > sizeof(digest) - 1)
+		digest_len = (sizeof(digest) - 1) / 2;
+	memcpy(digest, zeros, digest_len * 2);
+	digest[digest_len * 2] = '\0';
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "sign";
+	ev.key_id = key_id;
+	ev.what = what;
+	ev.ref = ref;
+	ev.digest = digest;
+	ev.actor = who != NULL ? who->actor : NULL;
+	ev.source = who != NULL ? who->source : NULL;
+	if (rf_audit_encode(&ev, rf_now(), &leaf, &len) != 0) {
+		rf_err_clear();
+		return 1024; /* cannot happen for ASCII fields: be safe */
+	}
+	free(leaf);
+	return len;
+}
