@@ -33,6 +33,7 @@
 
 #include "audit/audit.h"
 #include "ca/ca.h"
+#include "common/keyident.h"
 #include "common/rf.h"
 #include "keys/keys.h"
 #include "ocsp/ocsp.h"
@@ -143,6 +144,11 @@ rf_profile_name(enum rf_profile p)
 	}
 }
 
+/*
+ * Tenant and connection names become file and folder names (incident
+ * packages, reports): no "/", NUL or control character, and no leading
+ * dot, so that no name is "." or "..", or hidden.
+ */
 int
 rf_ca_tenant_name_check(const char *name)
 {
@@ -155,12 +161,23 @@ rf_ca_tenant_name_check(const char *name)
 		    name[i] != '_' && name[i] != '-')
 			goto bad;
 	}
+	if (name[0] == '.')
+		return rf_err_set(RF_ERR_ARG,
+		    "invalid name \"%s\": a tenant or connection name may "
+		    "not start with a dot; use 1-64 characters of A-Z a-z 0-9 "
+		    ". _ - starting with a letter, digit, _ or -",
+		    name);
 	return 0;
 bad:
+	/* Only a name of printable characters is quoted back. */
+	for (i = 0; name != NULL && name[i] != '\0' && i < 80; i++)
+		if (!isprint((unsigned char)name[i]))
+			break;
 	return rf_err_set(RF_ERR_ARG,
-	    "invalid tenant name \"%.80s\": use 1-64 "
-	    "characters of A-Z a-z 0-9 . _ -",
-	    name == NULL ? "" : name);
+	    "invalid name \"%.*s%s\": a tenant or connection name is 1-64 "
+	    "characters of A-Z a-z 0-9 . _ -, not starting with a dot",
+	    (int)i, name == NULL ? "" : name,
+	    name != NULL && name[i] != '\0' ? "..." : "");
 }
 
 /*
@@ -1659,6 +1676,7 @@ struct issue_item {
 	int spki_malloc;
 	uint8_t ski[31];
 	char key_id[65];
+	char ident[RF_KEY_IDENT_LEN + 1]; /* common/keyident.h */
 	char subject[256];
 	struct blob name; /* subject DER */
 	ASN1_INTEGER *serial;
@@ -1814,6 +1832,7 @@ issue_check(
 		it->rsa = prev->rsa;
 		memcpy(it->ski, prev->ski, sizeof(it->ski));
 		memcpy(it->key_id, prev->key_id, sizeof(it->key_id));
+		memcpy(it->ident, prev->ident, sizeof(it->ident));
 		return 0;
 	}
 	/* Checked by issue_csrs(); its error is reported in request order. */
@@ -1837,8 +1856,10 @@ issue_csr(struct issue_item *it)
 		it->spki_malloc = 1;
 		it->rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA;
 		spki_id(&it->spki, it->key_id);
-		r = ski_ext(
-		    it->spki.p, it->spki.len, (uint8_t[20]){0}, it->ski);
+		if ((r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
+			 it->ski)) == 0)
+			r = rf_key_ident_spki(
+			    it->spki.p, it->spki.len, it->ident);
 	}
 	EVP_PKEY_free(pub);
 	if ((it->csr_r = r) != 0)
@@ -2076,6 +2097,9 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 		snprintf(cr.profile, sizeof(cr.profile), "%s",
 		    rf_profile_name(q->profile));
 		snprintf(cr.key_id, sizeof(cr.key_id), "%s", it->key_id);
+		snprintf(cr.key_ident, sizeof(cr.key_ident), "%s", it->ident);
+		snprintf(cr.conn, sizeof(cr.conn), "%s",
+		    q->connection != NULL ? q->connection : "");
 		snprintf(cr.subject, sizeof(cr.subject), "%s", it->subject);
 		rf_ca_thumbprints(it->der, it->derlen, cr.x5t, cr.x5t256);
 		cr.not_before = it->nb;
@@ -2185,7 +2209,9 @@ issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
 			continue;
 		if ((r = key_spki(it->genkey, &it->spki)) != 0 ||
 		    (r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
-			 it->ski)) != 0)
+			 it->ski)) != 0 ||
+		    (r = rf_key_ident_spki(
+			 it->spki.p, it->spki.len, it->ident)) != 0)
 			goto out;
 		spki_id(&it->spki, it->key_id);
 		if (strcmp(it->key_id, rf_key_id(it->genkey)) != 0) {
@@ -2223,6 +2249,17 @@ issue_unkeygen(struct rf_ca *ca, struct issue_item *items, size_t n,
 	free(ids);
 }
 
+/* Two requests for one tenant connection (no connection: any of it). */
+static int
+same_conn(const struct rf_issue_req *a, const struct rf_issue_req *b)
+{
+	const char *ca = a->connection != NULL ? a->connection : "";
+	const char *cb = b->connection != NULL ? b->connection : "";
+
+	return strcmp(a->tenant, b->tenant) == 0 &&
+	    (*ca == '\0' || *cb == '\0' || strcmp(ca, cb) == 0);
+}
+
 int
 rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     const struct rf_actor *who, struct rf_issued *out)
@@ -2236,7 +2273,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     void *arg)
 {
 	struct issue_item *items = NULL;
-	char other[128], msg[512];
+	char msg[512];
 	int64_t now = rf_now();
 	size_t i, j;
 	int r = RF_ERR_INTERNAL, tries, committed = 0;
@@ -2256,31 +2293,27 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 			goto out;
 		if (items[i].spki.p == NULL)
 			continue;
-		if (i > 0 &&
-		    strcmp(items[i - 1].key_id, items[i].key_id) == 0 &&
-		    strcmp(reqs[i - 1].tenant, reqs[i].tenant) == 0)
+		if (i > 0 && strcmp(items[i - 1].ident, items[i].ident) == 0 &&
+		    same_conn(&reqs[i - 1], &reqs[i]))
 			continue; /* checked with the previous request */
-		/* One credential per tenant: in the store, and in the batch. */
-		r = rf_store_cert_key_other_tenant(ca->st, items[i].key_id,
-		    reqs[i].tenant, other, sizeof(other));
-		if (r == 0) {
-			r = rf_err_set(RF_ERR_KEY_REUSED,
-			    "public key already serves tenant %s: a "
-			    "credential may serve only one tenant",
-			    other);
+		/*
+		 * One key, one tenant connection, never a compromised key: an
+		 * early answer from the store (the claim in issue_commit's
+		 * transaction is what holds under concurrency), and in the
+		 * batch.
+		 */
+		if ((r = rf_store_key_admit(ca->st, items[i].ident,
+			 reqs[i].tenant, reqs[i].connection)) != 0)
 			goto out;
-		}
-		if (r != RF_ERR_NOT_FOUND)
-			goto out;
-		rf_err_clear();
 		for (j = 0; j < i; j++) {
 			if (items[j].spki.p != NULL &&
-			    strcmp(items[j].key_id, items[i].key_id) == 0 &&
-			    strcmp(reqs[j].tenant, reqs[i].tenant) != 0) {
+			    strcmp(items[j].ident, items[i].ident) == 0 &&
+			    !same_conn(&reqs[j], &reqs[i])) {
 				r = rf_err_set(RF_ERR_KEY_REUSED,
-				    "public key already serves tenant %s: a "
-				    "credential may serve only one tenant",
-				    reqs[j].tenant);
+				    "public key is requested for tenant %s "
+				    "and tenant %s in one batch: a key serves "
+				    "one tenant connection",
+				    reqs[j].tenant, reqs[i].tenant);
 				goto out;
 			}
 		}

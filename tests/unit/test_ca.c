@@ -728,9 +728,8 @@ test_key_reused(void **state)
 	assert_int_equal(issue1("globex", RF_PROFILE_ASSERTION, csr, len,
 			     RF_KEY_NONE, NULL, &is),
 	    RF_ERR_KEY_REUSED);
-	assert_string_equal(rf_err_msg(RF_ERR_KEY_REUSED),
-	    "public key already serves tenant acme: a credential may serve "
-	    "only one tenant");
+	assert_non_null(strstr(rf_err_msg(RF_ERR_KEY_REUSED),
+	    "public key already serves tenant acme connection -"));
 	assert_int_equal(cert_count(), before);
 	/* Within one batch: refused as a whole. */
 	csr2 = make_csr(k2, NULL, NULL, &len2);
