@@ -33,6 +33,7 @@
 
 #include "audit/audit.h"
 #include "ca/ca.h"
+#include "common/keyident.h"
 #include "common/rf.h"
 #include "keys/keys.h"
 #include "ocsp/ocsp.h"
@@ -143,6 +144,11 @@ rf_profile_name(enum rf_profile p)
 	}
 }
 
+/*
+ * Tenant and connection names become file and folder names (incident
+ * packages, reports): no "/", NUL or control character, and no leading
+ * dot, so that no name is "." or "..", or hidden.
+ */
 int
 rf_ca_tenant_name_check(const char *name)
 {
@@ -155,12 +161,23 @@ rf_ca_tenant_name_check(const char *name)
 		    name[i] != '_' && name[i] != '-')
 			goto bad;
 	}
+	if (name[0] == '.')
+		return rf_err_set(RF_ERR_ARG,
+		    "invalid name \"%s\": a tenant or connection name may "
+		    "not start with a dot; use 1-64 characters of A-Z a-z 0-9 "
+		    ". _ - starting with a letter, digit, _ or -",
+		    name);
 	return 0;
 bad:
+	/* Only a name of printable characters is quoted back. */
+	for (i = 0; name != NULL && name[i] != '\0' && i < 80; i++)
+		if (!isprint((unsigned char)name[i]))
+			break;
 	return rf_err_set(RF_ERR_ARG,
-	    "invalid tenant name \"%.80s\": use 1-64 "
-	    "characters of A-Z a-z 0-9 . _ -",
-	    name == NULL ? "" : name);
+	    "invalid name \"%.*s%s\": a tenant or connection name is 1-64 "
+	    "characters of A-Z a-z 0-9 . _ -, not starting with a dot",
+	    (int)i, name == NULL ? "" : name,
+	    name != NULL && name[i] != '\0' ? "..." : "");
 }
 
 /*
@@ -1410,6 +1427,8 @@ out:
 /* ------------------------------------------------------------------ */
 /* The TLS server certificate of serve                                */
 
+static struct rf_ocsp_signer *ca_ocsp_signer(struct rf_ca *ca);
+
 static int
 is_ip(const char *name)
 {
@@ -1462,8 +1481,11 @@ tls_usable(struct rf_ca *ca, const struct ca_entry *e, const char *const *names,
     size_t n, int64_t now)
 {
 	struct rf_key_rec kr;
+	struct rf_cert_rec cr;
+	char serial[41];
 	int64_t nb, na;
 	size_t i;
+	int revoked;
 
 	if (e == NULL || e->key == NULL ||
 	    strcmp(e->parent, ca->ent[ca->iss].name) != 0)
@@ -1472,6 +1494,17 @@ tls_usable(struct rf_ca *ca, const struct ca_entry *e, const char *const *names,
 		rf_err_clear();
 		return 0;
 	}
+	/* Revoked, or made before it was a certificate of its CA (with no
+	 * CRL DP or OCSP URL): replaced. */
+	if (rf_ca_serial_str(X509_get0_serialNumber(e->x), serial) != 0 ||
+	    rf_store_cert_get(ca->st, serial, &cr) != 0) {
+		rf_err_clear();
+		return 0;
+	}
+	revoked = cr.revoked;
+	rf_cert_rec_clear(&cr);
+	if (revoked)
+		return 0;
 	nb = x509_time(X509_get0_notBefore(e->x));
 	na = x509_time(X509_get0_notAfter(e->x));
 	if (strcmp(kr.state, "active") != 0 || na - now <= (na - nb) / 3)
@@ -1488,8 +1521,8 @@ tls_usable(struct rf_ca *ca, const struct ca_entry *e, const char *const *names,
 /*
  * A new key (EC P-256, first token) and its certificate, from the active
  * issuing CA: the server profile (cA FALSE, KU digitalSignature, EKU
- * serverAuth, SAN) and caIssuers. Neither CRL DP nor OCSP URL: like the
- * OCSP signer's, its status is not published; serve replaces it.
+ * serverAuth, SAN) with the CRL DP and AIA (OCSP, caIssuers) of every
+ * certificate of that CA, so that it can be revoked like any other.
  */
 static int
 tls_make(struct rf_ca *ca, const char *san, const struct rf_actor *who,
@@ -1497,9 +1530,8 @@ tls_make(struct rf_ca *ca, const char *san, const struct rf_actor *who,
 {
 	struct ca_entry *iss = &ca->ent[ca->iss];
 	struct init_cert ic;
-	struct blob own[2], ext[5];
+	struct blob own[1], ext[6];
 	X509_NAME *name = NULL;
-	char val[700];
 	int64_t now = rf_now();
 	int r;
 
@@ -1528,35 +1560,37 @@ tls_make(struct rf_ca *ca, const char *san, const struct rf_actor *who,
 	c->na = now + (int64_t)ca->cfg.cert_days * DAY;
 	if (c->na > ca->issuing_not_after)
 		c->na = ca->issuing_not_after;
-	snprintf(val, sizeof(val), "caIssuers;URI:%s/ca/%s.der",
-	    ca->cfg.base_url, iss->name);
-	if ((r = ext_blob(NID_subject_alt_name, san, &own[0])) != 0 ||
-	    (r = ext_blob(NID_info_access, val, &own[1])) != 0)
+	if ((r = ext_blob(NID_subject_alt_name, san, &own[0])) != 0)
 		goto out;
 	ext[0] = ca->ext[EXT_BC]; /* borrowed */
 	ext[1] = ca->ext[EXT_KU_SIG];
 	ext[2] = ca->ext[EXT_EKU_SERVER];
 	ext[3] = own[0];
-	ext[4] = own[1];
+	ext[4] = ca->ext[EXT_CRLDP];
+	ext[5] = ca->ext[EXT_AIA];
 	/* The issuer, as init_sign reads it: its name and key id. */
 	memset(&ic, 0, sizeof(ic));
 	ic.name = ca->issuer; /* borrowed, never cleared */
 	memcpy(ic.keyid, ca->aki + sizeof(ca->aki) - 20, 20);
-	r = init_sign(ca->keys, iss->key, c, &ic, ext, 5, who);
+	r = init_sign(ca->keys, iss->key, c, &ic, ext, 6, who);
 out:
 	X509_NAME_free(name);
 	blob_clear(&own[0]);
-	blob_clear(&own[1]);
 	return r;
 }
 
-/* Record the new key and certificate ("tls") with an audit event. */
+/*
+ * Record the new key and certificate with an audit event: as the service
+ * certificate "tls" that serve loads, and as a certificate of its issuing
+ * CA (no tenant, profile "server"), which revoke, the CRL and OCSP know.
+ */
 static int
 tls_commit(struct rf_ca *ca, struct rf_key *key, const struct init_cert *c,
     const char *san, const struct rf_actor *who)
 {
 	struct rf_key_rec kr;
 	struct rf_ca_rec cr;
+	struct rf_cert_rec cert;
 	struct rf_audit_event ev;
 	char detail[1100];
 	int r, in_tx = 0;
@@ -1574,8 +1608,23 @@ tls_commit(struct rf_ca *ca, struct rf_key *key, const struct init_cert *c,
 	ev.detail = detail;
 	ev.actor = who != NULL ? who->actor : NULL;
 	ev.source = who != NULL ? who->source : NULL;
+	memset(&cert, 0, sizeof(cert));
+	snprintf(cert.serial, sizeof(cert.serial), "%s", c->hex);
+	snprintf(cert.issuer, sizeof(cert.issuer), "%s", ca->ent[ca->iss].name);
+	snprintf(cert.profile, sizeof(cert.profile), "server");
+	snprintf(cert.key_id, sizeof(cert.key_id), "%s", rf_key_id(key));
+	snprintf(cert.subject, sizeof(cert.subject),
+	    "CN=ringfence serve,OU=server,O=ringfence");
+	rf_ca_thumbprints(c->der, c->derlen, cert.x5t, cert.x5t256);
+	cert.not_before = c->nb;
+	cert.not_after = c->na;
+	cert.issued = rf_now();
+	cert.reason = -1;
+	cert.der = c->der; /* borrowed */
+	cert.derlen = c->derlen;
 	if ((r = rf_store_key_add(ca->st, &kr)) != 0 ||
 	    (r = rf_store_ca_put(ca->st, &cr)) != 0 ||
+	    (r = rf_store_cert_add(ca->st, &cert)) != 0 ||
 	    (r = rf_audit_append(ca->audit, &ev, 1, NULL)) != 0)
 		goto out;
 	r = rf_store_commit(ca->st);
@@ -1610,6 +1659,17 @@ rf_ca_tls_ensure(struct rf_ca *ca, const char *const *names, size_t n,
 	if ((r = tls_make(ca, san, who, &key, &c)) != 0 ||
 	    (r = tls_commit(ca, key, &c, san, who)) != 0)
 		goto out;
+	/* Its OCSP response, as after any issuance (best effort: the
+	 * server's refresh signs what is missing). */
+	if (ca_ocsp_signer(ca) != NULL) {
+		struct rf_ocsp_status st;
+
+		memset(&st, 0, sizeof(st));
+		st.serial = c.hex;
+		st.reason = -1;
+		if (rf_ocsp_presign(ca->ocsp_signer, &st, 1, who) != 0)
+			rf_err_clear();
+	}
 	p = c.der;
 	if ((x = d2i_X509(NULL, &p, (long)c.derlen)) == NULL) {
 		r = rf_err_set(
@@ -1659,6 +1719,7 @@ struct issue_item {
 	int spki_malloc;
 	uint8_t ski[31];
 	char key_id[65];
+	char ident[RF_KEY_IDENT_LEN + 1]; /* common/keyident.h */
 	char subject[256];
 	struct blob name; /* subject DER */
 	ASN1_INTEGER *serial;
@@ -1698,14 +1759,11 @@ item_clear(struct issue_item *it)
  * a failure here must not undo the issuance (the responder signs what it
  * lacks when it refreshes).
  */
-static void
-issue_presign_ocsp(struct rf_ca *ca, const struct issue_item *items, size_t n,
-    const struct rf_actor *who)
+static struct rf_ocsp_signer *
+ca_ocsp_signer(struct rf_ca *ca)
 {
-	struct rf_ocsp_status *sts;
 	struct ca_entry *iss = &ca->ent[ca->iss], *oe;
 	char oname[64];
-	size_t i;
 
 	if (ca->ocsp_signer != NULL &&
 	    strcmp(rf_ocsp_signer_issuer(ca->ocsp_signer), iss->name) != 0) {
@@ -1718,9 +1776,21 @@ issue_presign_ocsp(struct rf_ca *ca, const struct issue_item *items, size_t n,
 		    rf_ocsp_signer_new(&ca->cfg, ca->st, ca->keys, oe->key,
 			oe->x, iss->x, iss->name, &ca->ocsp_signer) != 0) {
 			rf_err_clear();
-			return;
+			return NULL;
 		}
 	}
+	return ca->ocsp_signer;
+}
+
+static void
+issue_presign_ocsp(struct rf_ca *ca, const struct issue_item *items, size_t n,
+    const struct rf_actor *who)
+{
+	struct rf_ocsp_status *sts;
+	size_t i;
+
+	if (ca_ocsp_signer(ca) == NULL)
+		return;
 	if ((sts = calloc(n, sizeof(*sts))) == NULL)
 		return;
 	for (i = 0; i < n; i++) {
@@ -1814,6 +1884,7 @@ issue_check(
 		it->rsa = prev->rsa;
 		memcpy(it->ski, prev->ski, sizeof(it->ski));
 		memcpy(it->key_id, prev->key_id, sizeof(it->key_id));
+		memcpy(it->ident, prev->ident, sizeof(it->ident));
 		return 0;
 	}
 	/* Checked by issue_csrs(); its error is reported in request order. */
@@ -1837,8 +1908,10 @@ issue_csr(struct issue_item *it)
 		it->spki_malloc = 1;
 		it->rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA;
 		spki_id(&it->spki, it->key_id);
-		r = ski_ext(
-		    it->spki.p, it->spki.len, (uint8_t[20]){0}, it->ski);
+		if ((r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
+			 it->ski)) == 0)
+			r = rf_key_ident_spki(
+			    it->spki.p, it->spki.len, it->ident);
 	}
 	EVP_PKEY_free(pub);
 	if ((it->csr_r = r) != 0)
@@ -2076,6 +2149,9 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 		snprintf(cr.profile, sizeof(cr.profile), "%s",
 		    rf_profile_name(q->profile));
 		snprintf(cr.key_id, sizeof(cr.key_id), "%s", it->key_id);
+		snprintf(cr.key_ident, sizeof(cr.key_ident), "%s", it->ident);
+		snprintf(cr.conn, sizeof(cr.conn), "%s",
+		    q->connection != NULL ? q->connection : "");
 		snprintf(cr.subject, sizeof(cr.subject), "%s", it->subject);
 		rf_ca_thumbprints(it->der, it->derlen, cr.x5t, cr.x5t256);
 		cr.not_before = it->nb;
@@ -2185,7 +2261,9 @@ issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
 			continue;
 		if ((r = key_spki(it->genkey, &it->spki)) != 0 ||
 		    (r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
-			 it->ski)) != 0)
+			 it->ski)) != 0 ||
+		    (r = rf_key_ident_spki(
+			 it->spki.p, it->spki.len, it->ident)) != 0)
 			goto out;
 		spki_id(&it->spki, it->key_id);
 		if (strcmp(it->key_id, rf_key_id(it->genkey)) != 0) {
@@ -2223,6 +2301,17 @@ issue_unkeygen(struct rf_ca *ca, struct issue_item *items, size_t n,
 	free(ids);
 }
 
+/* Two requests for one tenant connection (no connection: any of it). */
+static int
+same_conn(const struct rf_issue_req *a, const struct rf_issue_req *b)
+{
+	const char *ca = a->connection != NULL ? a->connection : "";
+	const char *cb = b->connection != NULL ? b->connection : "";
+
+	return strcmp(a->tenant, b->tenant) == 0 &&
+	    (*ca == '\0' || *cb == '\0' || strcmp(ca, cb) == 0);
+}
+
 int
 rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     const struct rf_actor *who, struct rf_issued *out)
@@ -2236,7 +2325,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     void *arg)
 {
 	struct issue_item *items = NULL;
-	char other[128], msg[512];
+	char msg[512];
 	int64_t now = rf_now();
 	size_t i, j;
 	int r = RF_ERR_INTERNAL, tries, committed = 0;
@@ -2256,31 +2345,27 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 			goto out;
 		if (items[i].spki.p == NULL)
 			continue;
-		if (i > 0 &&
-		    strcmp(items[i - 1].key_id, items[i].key_id) == 0 &&
-		    strcmp(reqs[i - 1].tenant, reqs[i].tenant) == 0)
+		if (i > 0 && strcmp(items[i - 1].ident, items[i].ident) == 0 &&
+		    same_conn(&reqs[i - 1], &reqs[i]))
 			continue; /* checked with the previous request */
-		/* One credential per tenant: in the store, and in the batch. */
-		r = rf_store_cert_key_other_tenant(ca->st, items[i].key_id,
-		    reqs[i].tenant, other, sizeof(other));
-		if (r == 0) {
-			r = rf_err_set(RF_ERR_KEY_REUSED,
-			    "public key already serves tenant %s: a "
-			    "credential may serve only one tenant",
-			    other);
+		/*
+		 * One key, one tenant connection, never a compromised key: an
+		 * early answer from the store (the claim in issue_commit's
+		 * transaction is what holds under concurrency), and in the
+		 * batch.
+		 */
+		if ((r = rf_store_key_admit(ca->st, items[i].ident,
+			 reqs[i].tenant, reqs[i].connection)) != 0)
 			goto out;
-		}
-		if (r != RF_ERR_NOT_FOUND)
-			goto out;
-		rf_err_clear();
 		for (j = 0; j < i; j++) {
 			if (items[j].spki.p != NULL &&
-			    strcmp(items[j].key_id, items[i].key_id) == 0 &&
-			    strcmp(reqs[j].tenant, reqs[i].tenant) != 0) {
+			    strcmp(items[j].ident, items[i].ident) == 0 &&
+			    !same_conn(&reqs[j], &reqs[i])) {
 				r = rf_err_set(RF_ERR_KEY_REUSED,
-				    "public key already serves tenant %s: a "
-				    "credential may serve only one tenant",
-				    reqs[j].tenant);
+				    "public key is requested for tenant %s "
+				    "and tenant %s in one batch: a key serves "
+				    "one tenant connection",
+				    reqs[j].tenant, reqs[i].tenant);
 				goto out;
 			}
 		}

@@ -55,6 +55,9 @@ struct rf_issue_req {
 	enum rf_key_alg keygen; /* RF_KEY_NONE with a CSR */
 	const char *dns;	/* server profile: subjectAltName dNSName */
 	int days;		/* 0: cfg->cert_days */
+	/* The tenant's connection the certificate serves (NULL: none
+	 * named). A key serves one tenant connection (issue 13). */
+	const char *connection;
 };
 
 struct rf_issued {
@@ -145,13 +148,15 @@ struct rf_audit;
  */
 void rf_ca_set_audit(struct rf_ca *ca, struct rf_audit *audit);
 
-/* 0 if name is 1-64 characters of [A-Za-z0-9._-], else RF_ERR_ARG. */
+/* 0 if name is 1-64 characters of [A-Za-z0-9._-] not starting with a
+ * dot (so never "." or ".."), else RF_ERR_ARG. */
 int rf_ca_tenant_name_check(const char *name) RF_WUR;
 
 /*
  * Check an untrusted PKCS#10 request (PEM or DER, at most RF_CSR_MAX
  * bytes) for a profile: DER with no trailing bytes, a valid self-signature,
- * an allowed key (EC P-256/P-384, RSA 2048/3072), no CA:TRUE and no EKU
+ * an allowed key (EC P-256/P-384, RSA 2048-4096 with e=65537), a
+ * proof of possession signed with SHA-256 or stronger, no CA:TRUE and no EKU
  * other than the profile's. On success *pub (if not NULL) receives the
  * public key (caller frees). Errors: RF_ERR_TOO_LARGE, RF_ERR_CSR_MALFORMED,
  * RF_ERR_CSR_SIGNATURE, RF_ERR_KEY_DISALLOWED, RF_ERR_CSR_REQUEST.

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/pem.h>
+#include <openssl/rsa.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
@@ -25,7 +26,11 @@
 #include "keys/keys.h"
 
 static const char allowed_keys[] =
-    "allowed keys are EC P-256, EC P-384, RSA 2048 and RSA 3072";
+    "allowed keys are EC P-256, EC P-384 and RSA of 2048 to 4096 bits "
+    "with e=65537";
+
+#define RSA_MIN_BITS 2048
+#define RSA_MAX_BITS 4096
 
 /* PEM input: one "CERTIFICATE REQUEST" block and nothing but space after. */
 static int
@@ -256,9 +261,22 @@ rsa_key(
 		    "CSR RSA public key is not a valid RSAPublicKey");
 		goto out;
 	}
-	if ((bits = BN_num_bits(n)) != 2048 && bits != 3072) {
+	if ((bits = BN_num_bits(n)) < RSA_MIN_BITS || bits > RSA_MAX_BITS) {
 		r = rf_err_set(RF_ERR_KEY_DISALLOWED, "CSR key is RSA-%d: %s",
 		    bits, allowed_keys);
+		goto out;
+	}
+	/* One exponent: a small e (3) invites the attacks on unpadded or
+	 * badly padded RSA, and a modulus with another e is the same key
+	 * under a different name (common/keyident.h). */
+	if (!BN_is_word(e, RSA_F4)) {
+		char *dec = BN_bn2dec(e);
+
+		r = rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "CSR RSA key has public exponent %.40s: only 65537 is "
+		    "allowed; generate the key with e=65537",
+		    dec != NULL ? dec : "?");
+		OPENSSL_free(dec);
 		goto out;
 	}
 	if ((r = rf_keys_rsa_import(n, e, pkey)) == RF_ERR_MALFORMED)
@@ -306,6 +324,50 @@ csr_key_check(
 	if (r != 0 || spki == NULL)
 		return r;
 	return spki_build(nid, curve, pk, pklen, spki, spkilen);
+}
+
+/*
+ * The proof of possession's digest: SHA-256 or stronger (SHA-1 collisions
+ * are practical; RFC 9155 deprecates it for TLS signatures). For
+ * RSASSA-PSS the digest is in the parameters (RFC 4055 3.1), SHA-1 when
+ * absent.
+ */
+static int
+csr_sigalg_check(const X509_ALGOR *sigalg)
+{
+	const ASN1_OBJECT *oid = NULL;
+	const void *pval = NULL;
+	RSA_PSS_PARAMS *pss = NULL;
+	int ptype = V_ASN1_UNDEF, nid, md = NID_undef, pk = NID_undef;
+	char txt[80];
+
+	X509_ALGOR_get0(&oid, &ptype, &pval, sigalg);
+	nid = OBJ_obj2nid(oid);
+	if (nid == NID_rsassaPss) {
+		md = NID_sha1;
+		if (ptype == V_ASN1_SEQUENCE &&
+		    (pss = ASN1_item_unpack(
+			 pval, ASN1_ITEM_rptr(RSA_PSS_PARAMS))) == NULL) {
+			ERR_clear_error();
+			return rf_err_set(RF_ERR_CSR_MALFORMED,
+			    "CSR RSASSA-PSS parameters are malformed");
+		}
+		if (pss != NULL && pss->hashAlgorithm != NULL)
+			md = OBJ_obj2nid(pss->hashAlgorithm->algorithm);
+		RSA_PSS_PARAMS_free(pss);
+	} else if (OBJ_find_sigid_algs(nid, &md, &pk) != 1) {
+		md = NID_undef;
+	}
+	if (md == NID_sha256 || md == NID_sha384 || md == NID_sha512)
+		return 0;
+	if (md != NID_undef)
+		snprintf(txt, sizeof(txt), "%s", OBJ_nid2sn(md));
+	else if (OBJ_obj2txt(txt, sizeof(txt), oid, 0) <= 0)
+		snprintf(txt, sizeof(txt), "?");
+	return rf_err_set(RF_ERR_CSR_SIGNATURE,
+	    "CSR is signed with %s: sign it with SHA-256 or stronger "
+	    "(openssl req -sha256)",
+	    txt);
 }
 
 /*
@@ -478,6 +540,8 @@ rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
 		 spkiout != NULL ? &spki : NULL, &spkilen)) != 0)
 		goto out;
 	/* RFC 2986 section 3: proof of possession of the private key. */
+	if ((r = csr_sigalg_check(req->sigalg)) != 0)
+		goto out;
 	if ((v = ASN1_item_verify(ASN1_ITEM_rptr(CSR_INFO), req->sigalg,
 		 req->sig, req->info, pkey)) != 1) {
 		r = rf_err_set(RF_ERR_CSR_SIGNATURE,

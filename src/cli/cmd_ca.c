@@ -420,6 +420,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	req.csrlen = csrlen;
 	req.dns = dns;
 	req.days = (int)d;
+	req.connection = conn;
 	if ((r = open_what(cli, CLI_ALL)) != 0)
 		goto out;
 	if ((r = rf_ca_tenant_name_check(conn)) != 0) {

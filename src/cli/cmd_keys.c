@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -10,6 +11,7 @@
 
 static const char keys_help[] =
     "usage: ringfence keys list [--json]\n"
+    "       ringfence keys compromised [--json]\n"
     "\n"
     "List the private keys held in the token (RINGFENCE_MODULE,\n"
     "RINGFENCE_TOKEN), each with its record in the store: id (SHA-256 of\n"
@@ -24,6 +26,12 @@ static const char keys_help[] =
     "when there is any.\n"
     "\n"
     "  --json   one JSON object per key, one per line\n"
+    "\n"
+    "'compromised' lists the public keys that issuance refuses for good:\n"
+    "every key revoked with keyCompromise or contained by an incident,\n"
+    "with its identity (SHA-256 of the RSA modulus or EC point), key id,\n"
+    "the certificate through which it was listed, the incident (or -)\n"
+    "and the time.\n"
     "\n"
     "See docs/keys.md.\n";
 
@@ -285,6 +293,63 @@ keys_list(struct rf_cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static int
+print_compromised(void *arg, const struct rf_compromised_rec *k)
+{
+	struct list_ctx *c = arg;
+	time_t t = (time_t)k->time;
+	struct tm tm;
+	char when[32], inc[24];
+	json_t *o;
+	char *s;
+
+	c->n++;
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(when, sizeof(when), "%lld", (long long)k->time);
+	if (!c->cli->json) {
+		snprintf(inc, sizeof(inc), "%lld", (long long)k->incident);
+		printf("%-64s  %-40s  %-12s  %-8s  %s\n", k->ident, k->serial,
+		    k->tenant[0] ? k->tenant : "-", k->incident > 0 ? inc : "-",
+		    when);
+		return 0;
+	}
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:I, s:I, s:s}", "ident",
+	    k->ident, "key", k->key_id, "serial", k->serial, "tenant",
+	    k->tenant, "reason", "keyCompromise", "incident",
+	    (json_int_t)k->incident, "time", (json_int_t)k->time, "at", when);
+	if (o == NULL)
+		return c->r = RF_ERR_ALLOC;
+	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	if (s == NULL)
+		return c->r = RF_ERR_ALLOC;
+	printf("%s\n", s);
+	free(s);
+	return 0;
+}
+
+static int
+keys_compromised(struct rf_cli *cli, int argc, char **argv)
+{
+	struct list_ctx c;
+	int r;
+
+	if (argc > 1)
+		return cli_usage("keys", "unexpected argument '%s'", argv[1]);
+	if ((r = cli_open(cli, CLI_STORE)) != 0)
+		return cli_fail(r);
+	memset(&c, 0, sizeof(c));
+	c.cli = cli;
+	if (!cli->json)
+		printf("%-64s  %-40s  %-12s  %-8s  %s\n", "IDENTITY", "SERIAL",
+		    "TENANT", "INCIDENT", "LISTED");
+	if ((r = rf_store_compromised_foreach(
+		 cli->store, print_compromised, &c)) != 0)
+		return cli_fail(c.r != 0 ? c.r : r);
+	return EXIT_OK;
+}
+
 int
 cmd_keys(struct rf_cli *cli, int argc, char **argv)
 {
@@ -296,5 +361,7 @@ cmd_keys(struct rf_cli *cli, int argc, char **argv)
 		return cli_usage("keys", "missing subcommand (list)");
 	if (strcmp(argv[1], "list") == 0)
 		return keys_list(cli, argc - 1, argv + 1);
+	if (strcmp(argv[1], "compromised") == 0)
+		return keys_compromised(cli, argc - 1, argv + 1);
 	return cli_usage("keys", "unknown subcommand '%s'", argv[1]);
 }

@@ -2,6 +2,7 @@
  * ringfence: git-style subcommands over librf.
  * Exit codes: 0 ok, 1 failure, 2 usage.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -58,6 +59,30 @@ usage(FILE *f)
 	    "variables (docs/config.md).\n");
 }
 
+/*
+ * Every command's output reaches its file, or the command fails: a short
+ * write (a full disk under `issue > file`, a closed pipe) is an error
+ * even when the command itself succeeded.
+ */
+static int
+output_check(int r)
+{
+	int err = 0;
+
+	if (fflush(stdout) != 0 || ferror(stdout) != 0)
+		err = errno != 0 ? errno : EIO;
+	if (fclose(stdout) != 0 && err == 0)
+		err = errno != 0 ? errno : EIO;
+	if (err == 0)
+		return r;
+	/* stderr stays open: the one line goes there. */
+	fprintf(stderr,
+	    "ringfence: cannot write the output (%s): check the disk or "
+	    "pipe it goes to; the output is incomplete\n",
+	    strerror(err));
+	return EXIT_FAIL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -110,7 +135,7 @@ main(int argc, char **argv)
 		cli.who.source = "cli";
 		r = commands[i].fn(&cli, argc - 1, argv + 1);
 		cli_close(&cli);
-		return r;
+		return output_check(r);
 	}
 	fprintf(stderr,
 	    "ringfence: unknown command '%s': see 'ringfence "

@@ -82,7 +82,8 @@ void rf_b64url(const uint8_t *in, size_t len, char *out);
 /* Read a whole file, at most max bytes (RF_ERR_TOO_LARGE beyond). */
 int rf_read_file(
     const char *path, size_t max, uint8_t **out, size_t *outlen) RF_WUR;
-/* Write a file atomically (temp file, fsync, rename). */
+/* Write a file atomically under its folder's descriptor (common/file.h:
+ * O_EXCL|O_NOFOLLOW temporary, fsync, renameat, fsync of the folder). */
 int rf_write_file(
     const char *path, const uint8_t *data, size_t len, int mode) RF_WUR;
 

@@ -12,6 +12,7 @@
 
 #include <openssl/crypto.h>
 
+#include "common/file.h"
 #include "common/rf.h"
 
 static _Atomic int64_t clock_override;
@@ -174,50 +175,28 @@ out:
 	return r;
 }
 
+/* The folder of path by descriptor, then rf_file_write_at (file.h). */
 int
 rf_write_file(const char *path, const uint8_t *data, size_t len, int mode)
 {
-	char tmp[4096];
-	int fd = -1, r = RF_ERR_IO;
-	size_t off = 0;
-	ssize_t n;
+	const char *slash = path != NULL ? strrchr(path, '/') : NULL;
+	char dir[4096];
+	int dirfd = -1, r;
 
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp.%ld", path,
-		(long)getpid()) >= sizeof(tmp))
-		return rf_err_set(RF_ERR_ARG, "path too long: %s", path);
-	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)) <
-	    0)
-		return rf_err_set(
-		    RF_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-	while (off < len) {
-		if ((n = write(fd, data + off, len - off)) < 0) {
-			if (errno == EINTR)
-				continue;
-			r = rf_err_set(
-			    errno == ENOSPC ? RF_ERR_STORE_FULL : RF_ERR_IO,
-			    "cannot write %s: %s", path, strerror(errno));
-			goto out;
-		}
-		off += (size_t)n;
-	}
-	if (fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		r = rf_err_set(
-		    RF_ERR_IO, "cannot write %s: %s", path, strerror(errno));
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		r = rf_err_set(
-		    RF_ERR_IO, "cannot rename %s: %s", path, strerror(errno));
-		goto out;
-	}
-	r = 0;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (r != 0)
-		unlink(tmp);
+	if (path == NULL || *path == '\0')
+		return rf_err_set(RF_ERR_ARG, "no file name given");
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return rf_err_set(RF_ERR_ARG, "path too long: %.80s", path);
+	else
+		snprintf(dir, sizeof(dir), "%.*s",
+		    slash == path ? 1 : (int)(slash - path), path);
+	if ((r = rf_file_open_dir(dir, &dirfd)) != 0)
+		return r;
+	r = rf_file_write_at(
+	    dirfd, slash != NULL ? slash + 1 : path, data, len, mode);
+	close(dirfd);
 	return r;
 }
 

@@ -132,6 +132,29 @@ static const char *const migrations[] = {
     "CREATE TABLE conn_reestablished (tenant TEXT NOT NULL,"
     "  conn TEXT NOT NULL, serial TEXT NOT NULL, connector TEXT NOT NULL,"
     "  time INTEGER NOT NULL, PRIMARY KEY (tenant, conn, serial));",
+    /* 6: key identity and compromised keys (issue 13 items 1, 2): a key
+     * (SHA-256 of its RSA modulus or EC point, rf_key_ident) serves one
+     * tenant connection; a key revoked for keyCompromise never returns.
+     * Existing rows are backfilled; the earliest certificate owns a key. */
+    "ALTER TABLE certs ADD COLUMN key_ident TEXT NOT NULL DEFAULT '';"
+    "UPDATE certs SET key_ident = coalesce(rf_key_ident(der), '');"
+    "CREATE INDEX certs_key_ident ON certs (key_ident);"
+    "CREATE TABLE key_owners (ident TEXT PRIMARY KEY, tenant TEXT NOT NULL,"
+    "  conn TEXT NOT NULL DEFAULT '', serial TEXT NOT NULL,"
+    "  created INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO key_owners (ident, tenant, conn, serial, created)"
+    "  SELECT c.key_ident, c.tenant, coalesce((SELECT n.name FROM conns n"
+    "  WHERE n.tenant = c.tenant AND (n.serial = c.serial OR"
+    "  n.previous = c.serial) LIMIT 1), ''), c.serial, c.issued"
+    "  FROM certs c WHERE c.key_ident <> '' ORDER BY c.issued, c.serial;"
+    "CREATE TABLE compromised_keys (ident TEXT PRIMARY KEY,"
+    "  key_id TEXT NOT NULL, serial TEXT NOT NULL, tenant TEXT NOT NULL,"
+    "  reason INTEGER NOT NULL, incident INTEGER NOT NULL DEFAULT 0,"
+    "  time INTEGER NOT NULL);"
+    "INSERT OR IGNORE INTO compromised_keys (ident, key_id, serial, tenant,"
+    "  reason, incident, time) SELECT key_ident, key_id, serial, tenant,"
+    "  reason, 0, revoked_at FROM certs WHERE revoked = 1 AND reason = 1"
+    "  AND key_ident <> '' ORDER BY revoked_at, serial;",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 
@@ -478,7 +501,8 @@ rf_store_open_version(
 	}
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, ST_BUSY_MS);
-	if ((r = st_exec(st, "PRAGMA foreign_keys = ON")) != 0)
+	if ((r = st_exec(st, "PRAGMA foreign_keys = ON")) != 0 ||
+	    (r = st_functions(st)) != 0)
 		goto out;
 	if (!sqlite3_db_readonly(st->db, "main")) {
 		if ((r = st_exec(st, "PRAGMA journal_mode = WAL")) != 0 ||
@@ -516,6 +540,8 @@ rf_store_free(struct rf_store *st)
 	sqlite3_finalize(st->cert_get);
 	sqlite3_finalize(st->cert_other);
 	sqlite3_finalize(st->tenant_get);
+	sqlite3_finalize(st->ident_owner);
+	sqlite3_finalize(st->ident_bad);
 	if (st->db != NULL) {
 		if (!sqlite3_get_autocommit(st->db))
 			(void)sqlite3_exec(

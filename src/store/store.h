@@ -167,6 +167,15 @@ struct rf_cert_rec {
 	int reason; /* RFC 5280 CRLReason, -1 when unspecified/none */
 	uint8_t *der;
 	size_t derlen;
+	/*
+	 * Added with issue 13, written by rf_store_cert_add only (not read
+	 * back): the key identity (common/keyident.h; computed from der when
+	 * empty) and the tenant's connection the certificate serves ("" for
+	 * none). The add refuses a compromised key and a key that serves
+	 * another tenant connection, in its transaction.
+	 */
+	char key_ident[65];
+	char conn[64];
 };
 int rf_store_cert_add(struct rf_store *st, const struct rf_cert_rec *c)
     RF_WUR; /* RF_ERR_EXISTS on a serial collision */
@@ -200,6 +209,38 @@ int rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
  */
 int rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
     int reason, int *changed) RF_WUR;
+
+/*
+ * Key identities (issue 13). rf_store_key_admit checks, without writing,
+ * what rf_store_cert_add enforces: RF_ERR_KEY_DISALLOWED with a line
+ * naming the revocation or incident when the key is on the compromised
+ * list, RF_ERR_KEY_REUSED naming the other tenant connection when it
+ * serves one. conn "" (or NULL) matches any connection of the tenant.
+ */
+int rf_store_key_admit(struct rf_store *st, const char *ident,
+    const char *tenant, const char *conn) RF_WUR;
+/*
+ * Put the key of certificate `serial` on the compromised list, in the
+ * caller's transaction (the one that revokes it). incident is the
+ * incident's id, or 0 for a revocation with keyCompromise (which
+ * rf_store_cert_revoke records by itself). A key already listed keeps
+ * its first entry; an incident id is added to an entry without one.
+ * RF_ERR_NOT_FOUND for an unknown serial.
+ */
+int rf_store_key_compromised_add(struct rf_store *st, const char *serial,
+    int64_t incident, int64_t at) RF_WUR;
+struct rf_compromised_rec {
+	char ident[65];	 /* key identity */
+	char key_id[65]; /* SHA-256 of the SPKI of the certificate */
+	char serial[41]; /* the certificate through which it was listed */
+	char tenant[128];
+	int reason;	  /* CRLReason: keyCompromise (1) */
+	int64_t incident; /* 0: a revocation */
+	int64_t time;
+};
+/* In listing order (time, then identity); fn's non-zero return stops. */
+int rf_store_compromised_foreach(struct rf_store *st,
+    int (*fn)(void *arg, const struct rf_compromised_rec *k), void *arg) RF_WUR;
 
 /* CRLs: one current CRL per issuer; the number never goes backwards. */
 int rf_store_crl_next_number(struct rf_store *st, const char *issuer,

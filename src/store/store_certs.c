@@ -6,28 +6,42 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/keyident.h"
 #include "store/store_int.h"
 
 /* RFC 5280 section 5.3.1: CRLReason keyCompromise (1). */
 #define REASON_KEY_COMPROMISE 1
 
+/*
+ * The key's identity is claimed for the certificate's tenant connection in
+ * the transaction that records it (store_keyident.c).
+ */
 int
 rf_store_cert_add(struct rf_store *st, const struct rf_cert_rec *c)
 {
 	sqlite3_stmt *s;
+	char ident[RF_KEY_IDENT_LEN + 1] = "";
 	int r, rc, own;
 
 	if (c->serial[0] == '\0' || c->issuer[0] == '\0')
 		return rf_err_set(RF_ERR_ARG,
 		    "certificate record without "
 		    "serial or issuer");
+	if (c->key_ident[0] != '\0')
+		snprintf(ident, sizeof(ident), "%s", c->key_ident);
+	else if (c->der != NULL &&
+	    rf_key_ident_cert(c->der, c->derlen, ident) != 0)
+		rf_err_clear(); /* not a key with an identity: no claim */
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
+	if ((r = st_key_admit(
+		 st, ident, c->tenant, c->conn, c->serial, c->issued, 1)) != 0)
+		goto out;
 	if ((r = st_cached(st, &st->cert_ins,
 		 "INSERT INTO certs (serial, issuer, tenant, profile, key_id, "
 		 "subject, x5t, x5t256, not_before, not_after, issued, "
-		 "revoked, revoked_at, reason, der) VALUES (?, ?, ?, ?, ?, ?, "
-		 "?, ?, ?, ?, ?, ?, ?, ?, ?)")) != 0)
+		 "revoked, revoked_at, reason, der, key_ident) VALUES (?, ?, "
+		 "?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")) != 0)
 		goto out;
 	s = st->cert_ins;
 #define T(i, f) st_bind_text(st, s, i, c->f, sizeof(c->f) - 1)
@@ -41,7 +55,8 @@ rf_store_cert_add(struct rf_store *st, const struct rf_cert_rec *c)
 	    (r = st_bind_int(st, s, 12, c->revoked != 0)) != 0 ||
 	    (r = st_bind_int(st, s, 13, c->revoked ? c->revoked_at : 0)) != 0 ||
 	    (r = st_bind_int(st, s, 14, c->revoked ? c->reason : -1)) != 0 ||
-	    (r = st_bind_blob(st, s, 15, c->der, c->derlen)) != 0)
+	    (r = st_bind_blob(st, s, 15, c->der, c->derlen)) != 0 ||
+	    (r = st_bind_text(st, s, 16, ident, RF_KEY_IDENT_LEN)) != 0)
 		goto out;
 #undef T
 	if ((rc = sqlite3_step(s)) != SQLITE_DONE) {
@@ -260,6 +275,10 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 		r = st_fail(st, rc, "revoking a certificate");
 		goto out;
 	}
+	/* The key never comes back: listed in the same transaction. */
+	if (reason == REASON_KEY_COMPROMISE &&
+	    (r = st_compromised_add(st, serial, 0, at)) != 0)
+		goto out;
 	if (changed != NULL)
 		*changed = 1;
 	r = 0;

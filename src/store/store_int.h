@@ -40,6 +40,8 @@ struct rf_store {
 	struct st_frontier fr;		 /* committed, valid at fr.n leaves */
 	struct st_frontier fr_pending;	 /* in the caller's transaction */
 	int fr_ok, fr_pending_ok;
+	sqlite3_stmt *ident_owner; /* key identity: owner, compromised list */
+	sqlite3_stmt *ident_bad;
 };
 
 /*
@@ -83,5 +85,19 @@ int st_bind_int(struct rf_store *st, sqlite3_stmt *s, int i, int64_t v) RF_WUR;
 void st_col_str(sqlite3_stmt *s, int i, char *buf, size_t len);
 /* Copy a blob column into a new allocation (NULL, 0 when empty). */
 int st_col_dup(sqlite3_stmt *s, int i, uint8_t **out, size_t *len) RF_WUR;
+
+/* SQL functions the migrations use: rf_key_ident(certificate DER). */
+int st_functions(struct rf_store *st) RF_WUR;
+/*
+ * Admit public key `ident` for a certificate of tenant connection
+ * (tenant, conn) (store_keyident.c): refused when the key is on the
+ * compromised list or serves another tenant connection. With record, the
+ * key is claimed for it (inside the caller's transaction).
+ */
+int st_key_admit(struct rf_store *st, const char *ident, const char *tenant,
+    const char *conn, const char *serial, int64_t now, int record) RF_WUR;
+/* rf_store_key_compromised_add inside the caller's open transaction. */
+int st_compromised_add(struct rf_store *st, const char *serial,
+    int64_t incident, int64_t at) RF_WUR;
 
 #endif

@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Issue 13 item 8: the HTTPS certificate of `serve` is a certificate of its
+# issuing CA like any other. It carries a CRL distribution point and an
+# OCSP URL; `ringfence revoke` revokes it; `openssl crl` finds it in the
+# CRL, `openssl verify -crl_check` rejects it and `openssl ocsp` hears
+# "revoked" from the running server; the next start replaces it. The
+# server listens on 127.0.0.1 only, is bounded by --duration and is stopped
+# by its PID.
+set -euo pipefail
+. "$(dirname "$0")/lib/state.sh" tls-revocable
+unset RINGFENCE_PIN RINGFENCE_NOW RINGFENCE_MODULE RINGFENCE_TOKEN \
+	RINGFENCE_LISTEN RINGFENCE_PORT RINGFENCE_TLS_PORT \
+	RINGFENCE_TLS_NAMES || true
+h="$RINGFENCE_HOME/.test"
+mkdir "$h"
+log="$h/serve.log"
+freeport() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+start() {
+	for _ in 1 2 3 4 5; do
+		port=$(freeport)
+		tport=$(freeport)
+		[ "$port" != "$tport" ] || continue
+		"$RINGFENCE" serve --port "$port" --tls-port "$tport" \
+			--duration 120 --threads 2 2>"$log" &
+		server=$!
+		for _ in $(seq 100); do
+			if curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz"; then
+				return 0
+			fi
+			kill -0 "$server" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -TERM "$server" 2>/dev/null || true
+		wait "$server" 2>/dev/null || true
+		server=""
+	done
+	fail "server did not come up"
+}
+stop() {
+	kill -TERM "$server"
+	wait "$server" || fail "serve exited non-zero after SIGTERM"
+	server=""
+}
+served_cert() { # the certificate the HTTPS listener presents, as PEM
+	openssl s_client -connect "127.0.0.1:$tport" -servername localhost \
+		</dev/null 2>/dev/null | openssl x509 -out "$1"
+}
+
+rf init >/dev/null
+start
+served_cert "$h/tls.pem"
+rf cert ca root >"$h/root.pem"
+rf cert ca issuing >"$h/issuing.pem"
+cat "$h/root.pem" "$h/issuing.pem" >"$h/trust.pem"
+openssl x509 -in "$h/tls.pem" -noout -ocsp_uri | grep -q '/ocsp$' ||
+	fail "the HTTPS certificate has no OCSP URL"
+openssl x509 -in "$h/tls.pem" -noout -ext crlDistributionPoints |
+	grep -q 'URI:.*/crl/issuing.crl' ||
+	fail "the HTTPS certificate has no CRL distribution point"
+hex=$(openssl x509 -in "$h/tls.pem" -noout -serial | sed 's/^serial=//')
+serial=$(echo "$hex" | tr 'A-F' 'a-f' | sed 's/^0*//')
+rf cert show "$serial" >/dev/null || fail "serial $serial is not in the certificate table"
+ocsp() {
+	openssl ocsp -issuer "$h/issuing.pem" -cert "$h/tls.pem" \
+		-url "http://127.0.0.1:$port/ocsp" -CAfile "$h/trust.pem" 2>&1 || true
+}
+ocsp | grep -q 'tls.pem: good' || fail "OCSP before revoke: $(ocsp)"
+
+rf revoke "$serial" --reason keyCompromise >/dev/null
+# The running server answers "revoked" within a few seconds.
+ok=0
+for _ in $(seq 50); do
+	if ocsp | grep -q 'tls.pem: revoked'; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+[ "$ok" -eq 1 ] || fail "OCSP after revoke: $(ocsp)"
+rf crl --out "$h/crl.der"
+openssl crl -inform DER -in "$h/crl.der" -noout -text |
+	grep -qi "Serial Number: 0*$hex" || fail "the CRL does not list $hex"
+openssl crl -inform DER -in "$h/crl.der" -out "$h/crl.pem"
+out=$(openssl verify -crl_check -CRLfile "$h/crl.pem" -CAfile "$h/root.pem" \
+	-untrusted "$h/issuing.pem" "$h/tls.pem" 2>&1 || true)
+echo "$out" | grep -q 'certificate revoked' || fail "verify: $out"
+
+# The next start replaces the revoked certificate.
+stop
+start
+served_cert "$h/tls2.pem"
+hex2=$(openssl x509 -in "$h/tls2.pem" -noout -serial | sed 's/^serial=//')
+[ "$hex2" != "$hex" ] || fail "the revoked HTTPS certificate is still served"
+stop
+echo "tls_revocable: OK"
