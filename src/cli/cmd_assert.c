@@ -5,6 +5,7 @@
  * key is the connector's identity, not a tenant credential).
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,7 +101,12 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 	buf[off] = '\0';
 	if (strncmp(buf, "HTTP/1.", 7) != 0 || off < 12 ||
 	    (p = strstr(buf, "\r\n\r\n")) == NULL) {
-		r = rf_err_set(RF_ERR_IO, "no HTTP answer from %s", hostport);
+		/* TLS 1.3: a client certificate the server refuses ends the
+		 * connection after the client's side of the handshake. */
+		r = rf_err_set(RF_ERR_IO,
+		    "%s closed the connection without an answer: is the "
+		    "connector certificate valid and from ringfence's CA?",
+		    hostport);
 		goto out;
 	}
 	*status = atoi(buf + 9);
@@ -138,6 +144,9 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		fputs(assert_help, stdout);
 		return EXIT_OK;
 	}
+	/* A server that refuses our certificate closes mid-request: that
+	 * is an answer to report, not a reason to die. */
+	signal(SIGPIPE, SIG_IGN);
 	optind = 1;
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {

@@ -71,10 +71,11 @@ int rf_jwt_build(const struct rf_entra_rec *reg, const char *x5t256,
  * Check that msg is exactly what reg and x5t256 imply at now: both parts
  * canonical base64url of JSON objects with exactly the members above, the
  * same values, a v4 GUID jti (into jti), nbf = iat within 60 s of now and
- * 0 < exp - nbf <= RF_JWT_MAX_LIFETIME. RF_ERR_MALFORMED otherwise.
+ * exp - nbf = lifetime. RF_ERR_MALFORMED otherwise.
  */
 int rf_jwt_check(const struct rf_entra_rec *reg, const char *x5t256,
-    const uint8_t *msg, size_t len, int64_t now, char jti[40]) RF_WUR;
+    const uint8_t *msg, size_t len, int64_t now, int lifetime,
+    char jti[40]) RF_WUR;
 /* A random version-4 GUID (RFC 9562 5.4), lowercase. */
 int rf_jwt_guid(char out[37]) RF_WUR;
 /* The JWS (msg '.' BASE64URL(sig)), malloc'd. */

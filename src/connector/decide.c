@@ -184,8 +184,8 @@ rf_connector_decide(const struct rf_config *cfg, struct rf_store *st,
 	if ((r = credential(st, q, v)) != 0 || v->why != RF_REFUSE_NONE)
 		return r;
 	if (q->msg != NULL &&
-	    rf_jwt_check(&reg, v->x5t256, q->msg, q->msglen, q->now, v->jti) !=
-		0) {
+	    rf_jwt_check(&reg, v->x5t256, q->msg, q->msglen, q->now,
+		cfg->assertion_lifetime, v->jti) != 0) {
 		snprintf(key, sizeof(key),
 		    "the message is not the assertion "
 		    "the registration implies: %s",

@@ -145,7 +145,21 @@ rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
 		return r;
 	snprintf(k, sizeof(k), "%s|", ev->connector);
 	if ((r = rf_store_seen_count(
-		 st, "fan", k, ev->now - FANOUT_WINDOW, &c)) != 0 ||
+		 st, "fan", k, ev->now - FANOUT_WINDOW, &c)) != 0)
+		return r;
+	/* The baseline: the most tenants of any earlier 10-minute window
+	 * (fcur holds the current window's, first = its start). */
+	if ((r = rf_store_seen_get(st, "fcur", ev->connector, &base, &first)) !=
+	    0)
+		return r;
+	if (first != 0 && first / FANOUT_WINDOW == ev->now / FANOUT_WINDOW)
+		r = rf_store_seen_max(st, "fcur", ev->connector, c, ev->now);
+	else if ((r = rf_store_seen_set(
+		      st, "fcur", ev->connector, c, ev->now)) == 0 &&
+	    first != 0)
+		r = rf_store_seen_max(
+		    st, "fbase", ev->connector, base, ev->now);
+	if (r != 0 ||
 	    (r = rf_store_seen_get(st, "fbase", ev->connector, &base, NULL)) !=
 		0)
 		return r;
@@ -157,9 +171,7 @@ rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
 		    "the connector reached %s tenants within 10 minutes, over "
 		    "twice its baseline",
 		    num);
-	} else if ((r = rf_store_seen_max(
-			st, "fbase", ev->connector, c, ev->now)) != 0)
-		return r;
+	}
 
 	/* A global surge across tenants: one alert an hour. */
 	snprintf(k, sizeof(k), "%lld", (long long)(ev->now / 60));

@@ -253,7 +253,7 @@ out:
 
 int
 rf_jwt_check(const struct rf_entra_rec *reg, const char *x5t256,
-    const uint8_t *msg, size_t len, int64_t now, char jti[40])
+    const uint8_t *msg, size_t len, int64_t now, int lifetime, char jti[40])
 {
 	char hdr[160], cl[512], guid[37];
 	const uint8_t *dot;
@@ -274,9 +274,11 @@ rf_jwt_check(const struct rf_entra_rec *reg, const char *x5t256,
 		return rf_err_set(RF_ERR_MALFORMED, "jti is not a v4 GUID");
 	if (iat < now - CLOCK_SKEW || iat > now + CLOCK_SKEW)
 		return rf_err_set(RF_ERR_MALFORMED, "iat is not now");
-	if (exp <= iat || exp - iat > RF_JWT_MAX_LIFETIME)
-		return rf_err_set(
-		    RF_ERR_MALFORMED, "exp is not within 10 minutes of nbf");
+	if (exp - iat != lifetime || lifetime < 1 ||
+	    lifetime > RF_JWT_MAX_LIFETIME)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "exp is not nbf + the assertion lifetime (at most 10 "
+		    "minutes)");
 	if ((r = texts(reg, x5t256, jti, iat, exp, hdr, cl)) != 0)
 		return r;
 	if (!part_is(msg, hl, hdr))

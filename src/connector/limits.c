@@ -104,7 +104,9 @@ rf_limits_take(struct rf_limits *l, const char *key, double per_hour,
 		b->tokens -= 1.0;
 	else {
 		/* Whole seconds until one token is back, rounded up. */
-		*retry_after = (int)((1.0 - b->tokens) / rate / 1000.0) + 1;
+		uint64_t ms = (uint64_t)((1.0 - b->tokens) / rate + 0.5);
+
+		*retry_after = (int)((ms + 999) / 1000);
 		if (*retry_after < 1)
 			*retry_after = 1;
 		r = RF_ERR_STATE;

@@ -426,6 +426,21 @@ rf_store_seen_max(struct rf_store *st, const char *kind, const char *key,
 }
 
 int
+rf_store_seen_set(struct rf_store *st, const char *kind, const char *key,
+    int64_t v, int64_t now)
+{
+	sqlite3_stmt *s;
+	int r;
+
+	if ((r = prep(st, &s,
+		 "INSERT OR REPLACE INTO connector_seen (kind, k, first, last, "
+		 "count) VALUES (?, ?, ?, ?, ?)",
+		 "ssiii", kind, key, now, now, v)) != 0)
+		return r;
+	return run(st, s, "updating a baseline");
+}
+
+int
 rf_store_seen_count(struct rf_store *st, const char *kind, const char *prefix,
     int64_t since, int64_t *n)
 {

@@ -96,6 +96,9 @@ int rf_store_seen_get(struct rf_store *st, const char *kind, const char *key,
 /* Set the count to max(count, v). */
 int rf_store_seen_max(struct rf_store *st, const char *kind, const char *key,
     int64_t v, int64_t now) RF_WUR;
+/* Set the count to v and first to now (a window restarts). */
+int rf_store_seen_set(struct rf_store *st, const char *kind, const char *key,
+    int64_t v, int64_t now) RF_WUR;
 /* How many keys of kind start with prefix and were last bumped >= since. */
 int rf_store_seen_count(struct rf_store *st, const char *kind,
     const char *prefix, int64_t since, int64_t *n) RF_WUR;

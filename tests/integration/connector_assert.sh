@@ -1,0 +1,305 @@
+#!/usr/bin/env bash
+# Connectors and tenant-bound client assertions (docs/connectors.md), end
+# to end: entra connections with RSA keys, a connector enrolled from a CSR,
+# assertions from `ringfence assert` and curl over mutual TLS, each
+# verified by an independent relying party (PyJWT + cryptography, by
+# x5t#S256 among registered certificates, PS256 and RS256); refusals (no
+# client certificate, another CA, expired, revoked, not bound, under
+# incident, past the rate, bad requests) with their codes and audit
+# leaves; containment switching the next assertion to the new credential
+# while the old one is refused; alerts; the webhook; reconcile. The server
+# listens on 127.0.0.1 only, is bounded by --duration and stopped by PID.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib/state.sh" connector
+unset RINGFENCE_PIN RINGFENCE_NOW RINGFENCE_MODULE RINGFENCE_TOKEN \
+	RINGFENCE_LISTEN RINGFENCE_PORT RINGFENCE_TLS_PORT || true
+export RINGFENCE_TOKENS=2
+tmp="$RINGFENCE_HOME/.test"
+mkdir "$tmp"
+log="$tmp/serve.log"
+rp="/usr/bin/python3 $here/lib/jwt_rp.py"
+TID=72f988bf-86f1-41af-91ab-2d7cd011db47
+CID=00000003-0000-4000-8000-0000000000aa
+fail() {
+	echo "connector_assert: FAIL: $*" >&2
+	[ -f "$log" ] && sed 's/^/  serve: /' "$log" >&2
+	exit 1
+}
+freeport() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+cd "$tmp"
+
+rf init >/dev/null
+rf tenant add acme >/dev/null
+rf tenant add globex >/dev/null
+
+# Registration: GUIDs only, one-line errors.
+if rf connector entra acme/m365 --tenant-id not-a-guid --client-id "$CID" 2>err; then
+	fail "a bad tenant id was accepted"
+fi
+[ "$(wc -l <err)" -eq 1 ] && grep -q "not a GUID" err || fail "bad GUID message: $(cat err)"
+rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
+rf connector entra acme/rate --tenant-id "$TID" --client-id "$CID" >/dev/null
+RINGFENCE_ENTRA_JWT_ALG=RS256 rf connector entra globex/m365 \
+	--tenant-id "$TID" --client-id "$CID" >/dev/null
+
+# An entra connection gets an RSA key, never EC.
+if rf issue --tenant acme --connection m365 --profile assertion \
+	--keygen ec-p256 >/dev/null 2>err; then
+	fail "an EC key was issued for an entra connection"
+fi
+grep -q "entra connection: use --keygen rsa-2048" err || fail "EC refusal: $(cat err)"
+for c in acme/m365 acme/rate globex/m365; do
+	rf --json issue --tenant "${c%/*}" --connection "${c#*/}" \
+		--profile assertion --keygen rsa-2048 >"cred-${c/\//-}.json"
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----")' \
+		"cred-${c/\//-}.json" >"cred-${c/\//-}.pem"
+	openssl x509 -in "cred-${c/\//-}.pem" -noout -text >cred.txt
+	grep -q "rsaEncryption" cred.txt ||
+		fail "$c credential is not RSA"
+done
+
+# A connector: key and CSR on its host, certificate from ringfence.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout sync.key -out sync.csr -subj /CN=sync 2>/dev/null
+rf connector add sync --csr sync.csr --out sync.pem >/dev/null
+rf connector bind sync acme/m365 acme/rate >/dev/null
+rf --json connector show sync >show.json
+grep -q '"bindings":\["acme/m365","acme/rate"\]' show.json ||
+	fail "connector show: $(rf --json connector show sync)"
+na=$(openssl x509 -in sync.pem -noout -enddate | cut -d= -f2)
+days=$(( ($(date -d "$na" +%s) - $(date +%s) + 3600) / 86400 ))
+[ "$days" -eq 7 ] || fail "connector certificate valid $days days, not 7"
+# A second connector, bound to globex only.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout arch.key -out arch.csr -subj /CN=arch 2>/dev/null
+rf connector add arch --csr arch.csr --out arch.pem >/dev/null
+rf connector bind arch globex/m365 >/dev/null
+# An expired connector certificate (issued 30 days ago, valid 7).
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout old.key -out old.csr -subj /CN=old 2>/dev/null
+RINGFENCE_NOW=$(( $(date +%s) - 30 * 86400 )) rf connector add old \
+	--csr old.csr --out old.pem >/dev/null
+rf connector bind old acme/m365 >/dev/null
+# A client certificate from another CA.
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout other.key -out other.pem -subj /CN=other -days 2 2>/dev/null
+
+# Serve, with a small bucket on acme/rate's... connections (burst 4) and
+# the webhook pointing at a receiver that is not up yet.
+hport=$(freeport)
+export RINGFENCE_CONN_BURST=4 RINGFENCE_ALERT_WEBHOOK="http://127.0.0.1:$hport/hook"
+for _ in 1 2 3 4 5; do
+	port=$(freeport)
+	tport=$(freeport)
+	[ "$port" != "$tport" ] && [ "$port" != "$hport" ] && [ "$tport" != "$hport" ] || continue
+	"$RINGFENCE" serve --port "$port" --tls-port "$tport" --duration 240 \
+		--threads 2 2>"$log" &
+	server=$!
+	up=0
+	for _ in $(seq 100); do
+		if curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz"; then
+			up=1
+			break
+		fi
+		kill -0 "$server" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ $up -eq 1 ] && break
+	kill -TERM "$server" 2>/dev/null || true
+	wait "$server" 2>/dev/null || true
+	server=""
+done
+[ -n "$server" ] || fail "server did not come up"
+curl -sf -o root.pem "http://127.0.0.1:$port/ca/root.pem"
+url="https://127.0.0.1:$tport"
+
+# 1. ringfence assert: verified independently, PS256, by x5t#S256.
+jwt=$(rf assert --connection acme/m365 --cert sync.pem --key sync.key \
+	--ca root.pem --url "$url") || fail "assert refused"
+$rp "$jwt" "$TID" "$CID" seen cred-acme-m365.pem cred-globex-m365.pem \
+	>rp.out || fail "relying party refused a fresh assertion"
+grep -q " PS256$" rp.out || fail "not PS256: $(cat rp.out)"
+# The same assertion twice: the relying party refuses the replayed jti.
+if $rp "$jwt" "$TID" "$CID" seen cred-acme-m365.pem 2>/dev/null; then
+	fail "a replayed jti was accepted"
+fi
+# A tampered claim does not verify.
+bad=$(python3 - "$jwt" <<'PY'
+import base64, json, sys
+h, c, s = sys.argv[1].split(".")
+cl = json.loads(base64.urlsafe_b64decode(c + "=" * (-len(c) % 4)))
+cl["aud"] = "https://login.microsoftonline.com/other/oauth2/v2.0/token"
+print(h + "." + base64.urlsafe_b64encode(json.dumps(cl).encode()).rstrip(b"=").decode() + "." + s)
+PY
+)
+if $rp "$bad" other "$CID" seen2 cred-acme-m365.pem 2>/dev/null; then
+	fail "a tampered assertion verified"
+fi
+
+# 2. curl, the documented way; RS256 for globex's registration.
+curl -s --cert arch.pem --key arch.key --cacert root.pem \
+	-H 'Content-Type: application/json' -d '{"connection":"globex/m365"}' \
+	"$url/v1/assertions" >curl.json
+jwt2=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["assertion"])' curl.json) ||
+	fail "curl: $(cat curl.json)"
+$rp "$jwt2" "$TID" "$CID" seen cred-acme-m365.pem cred-globex-m365.pem \
+	>rp.out || fail "relying party refused the RS256 assertion"
+grep -q " RS256$" rp.out || fail "not RS256: $(cat rp.out)"
+grep -q '"x5t#S256"' curl.json && grep -q '"jti"' curl.json &&
+	grep -q '"expires"' curl.json || fail "answer fields: $(cat curl.json)"
+
+# 3. Refusals: status and code, nothing signed.
+code() { # curl ARGS... -> "STATUS CODE"
+	curl -s -o resp.json -w '%{http_code}' "$@" || true
+	printf ' %s\n' "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("error",""))' resp.json 2>/dev/null || echo -)"
+}
+leaves() { rf audit search --json >audit.jsonl; }
+sigs() { leaves; grep -c '"type":"sign","v":1,"what":"assertion"' audit.jsonl || true; }
+before=$(sigs)
+# No client certificate: 401.
+[ "$(code --cacert root.pem -d '{"connection":"acme/m365"}' "$url/v1/assertions")" = "401 client_certificate_required" ] ||
+	fail "no client certificate: $(cat resp.json)"
+# Another CA, expired: refused at the TLS layer.
+if curl -s --cert other.pem --key other.key --cacert root.pem \
+	-d '{"connection":"acme/m365"}' "$url/v1/assertions" -o resp.json; then
+	fail "a certificate from another CA got an answer: $(cat resp.json)"
+fi
+if rf assert --connection acme/m365 --cert old.pem --key old.key \
+	--ca root.pem --url "$url" 2>err; then
+	fail "an expired connector certificate got an assertion"
+fi
+grep -q "TLS to 127.0.0.1:$tport failed\|is the connector certificate valid" err ||
+	fail "expired: $(cat err)"
+# Not bound: arch asks for acme/m365.
+[ "$(code --cert arch.pem --key arch.key --cacert root.pem -d '{"connection":"acme/m365"}' "$url/v1/assertions")" = "403 not_bound" ] ||
+	fail "not bound: $(cat resp.json)"
+# Bad requests.
+for b in '{"connection":"acme/m365","scope":"x"}' '{"connection":"../etc/passwd"}' \
+	'{"connection":"acme/.."}' 'not json' '["acme/m365"]' '{"connection":"acme/m365","connection":"acme/rate"}'; do
+	[ "$(code --cert sync.pem --key sync.key --cacert root.pem -d "$b" "$url/v1/assertions")" = "400 bad_request" ] ||
+		fail "bad request '$b': $(cat resp.json)"
+done
+python3 -c 'print("{\"connection\":\"acme/m365\",\"x5t#S256\":\"" + "A"*9000 + "\"}")' >big.json
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem --data-binary @big.json "$url/v1/assertions")" = "413 bad_request" ] ||
+	fail "oversized: $(cat resp.json)"
+grep -q "at most" resp.json || fail "oversized message: $(cat resp.json)"
+# Past the rate: acme/rate allows a burst of 4.
+for i in 1 2 3 4; do
+	rf assert --connection acme/rate --cert sync.pem --key sync.key \
+		--ca root.pem --url "$url" >/dev/null || fail "assertion $i of the burst refused"
+done
+curl -s -D hdr -o resp.json --cert sync.pem --key sync.key --cacert root.pem \
+	-d '{"connection":"acme/rate"}' "$url/v1/assertions"
+grep -q "^HTTP/1.1 429" hdr && grep -qi "^Retry-After: [0-9]" hdr &&
+	grep -q '"rate_limited"' resp.json || fail "rate: $(cat hdr resp.json)"
+[ "$(sigs)" -eq $((before + 4)) ] || fail "refusals signed something ($(sigs) vs $before + 4)"
+leaves
+grep '"type":"refuse"' audit.jsonl |
+	grep -q 'not_bound: connection acme/m365 connector arch (certificate [0-9a-f]*) source 127.0.0.1:[0-9]* jti -' ||
+	fail "no refusal leaf for not_bound"
+
+# 4. Incident: refused while open, then contained: the next assertion
+# names the new credential, which verifies; the old one is refused.
+old_x5t=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["x5t#S256"])' cred-acme-m365.json)
+id=$(rf incident open --scope connection:acme/m365 --reason "test" | grep -o '[0-9]\+' | head -1)
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem -d '{"connection":"acme/m365"}' "$url/v1/assertions")" = "423 under_incident" ] ||
+	fail "under incident: $(cat resp.json)"
+rf incident contain "$id" >/dev/null
+new_serial=$(rf --json connection list --tenant acme | python3 -c 'import json,sys; print([c for c in json.load(sys.stdin) if c["name"]=="m365"][0]["serial"])')
+rf --json cert show "$new_serial" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pem"])' >new.pem
+jwt3=$(rf assert --connection acme/m365 --cert sync.pem --key sync.key \
+	--ca root.pem --url "$url" --x5t "$old_x5t") || fail "assert after contain refused"
+if $rp "$jwt3" "$TID" "$CID" seen cred-acme-m365.pem 2>/dev/null; then
+	fail "the old credential verified an assertion after containment"
+fi
+$rp "$jwt3" "$TID" "$CID" seen new.pem >/dev/null || fail "the new credential does not verify"
+rf --json incident status "$id" >status.json
+grep -q '"reestablished": 1' status.json ||
+	fail "no re-establishment evidence: $(rf --json incident status "$id")"
+leaves
+grep -q "first assertion with the new credential, by connector sync" audit.jsonl ||
+	fail "no evidence leaf"
+
+# 5. Alerts: under incident, retired credential, a new connector.
+rf connector bind arch acme/m365 >/dev/null
+curl -s -o /dev/null --cert arch.pem --key arch.key --cacert root.pem \
+	-d '{"connection":"acme/m365"}' "$url/v1/assertions"
+rf --json alerts list >alerts.json
+for k in under_incident retired_credential new_connector; do
+	grep -q "\"kind\":\"$k\"" alerts.json || fail "no $k alert: $(cat alerts.json)"
+done
+leaves
+grep -q '"type":"alert"' audit.jsonl || fail "alerts are not audit leaves"
+
+# 6. The webhook receiver comes up late: every alert arrives (ids).
+sleep 2
+python3 "$here/lib/hook_rx.py" "$hport" hook.log &
+rx=$!
+n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))))' alerts.json)
+for _ in $(seq 150); do
+	[ -f hook.log ] && [ "$(sort -u hook.log | wc -l)" -ge "$n" ] && break
+	sleep 0.2
+done
+kill "$rx"; wait "$rx" 2>/dev/null || true
+python3 - alerts.json hook.log <<'PY' || fail "webhook lost alerts"
+import json, sys
+ids = {a["id"] for a in json.load(open(sys.argv[1]))}
+got = set(open(sys.argv[2]).read().split())
+missing = ids - got
+if missing:
+    print("missing:", missing, file=sys.stderr)
+    sys.exit(1)
+PY
+
+# 7. Revoked connector: 401 revoked.
+rf connector revoke arch >/dev/null
+[ "$(code --cert arch.pem --key arch.key --cacert root.pem -d '{"connection":"globex/m365"}' "$url/v1/assertions")" = "401 revoked" ] ||
+	fail "revoked connector: $(cat resp.json)"
+
+# 8. Renewal with the current certificate.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout sync2.key -out sync2.csr -subj /CN=sync 2>/dev/null
+python3 -c 'import json,sys; print(json.dumps({"csr": open(sys.argv[1]).read()}))' sync2.csr >renew.json
+curl -s --cert sync.pem --key sync.key --cacert root.pem \
+	--data-binary @renew.json "$url/v1/connector/renew" >renewed.json
+python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"])' renewed.json >sync2.pem ||
+	fail "renew: $(cat renewed.json)"
+rf assert --connection acme/rate --cert sync2.pem --key sync2.key --ca root.pem \
+	--url "$url" >/dev/null 2>err || grep -q "rate_limited" err || fail "renewed certificate: $(cat err)"
+[ "$(code --cert arch.pem --key arch.key --cacert root.pem --data-binary @renew.json "$url/v1/connector/renew")" = "401 revoked" ] ||
+	fail "a revoked connector renewed: $(cat resp.json)"
+
+# 9. Reconcile: explained sign-ins (the new credential now, the old one
+# within an assertion signed before containment), and three that are not;
+# a credential that is not ringfence's is not ours to explain.
+now=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+late=$(date -u -d '-3 hours' +%Y-%m-%dT%H:%M:%SZ)
+later=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
+newtp=$(openssl x509 -in new.pem -noout -fingerprint -sha1 | cut -d= -f2 | tr -d :)
+oldtp=$(openssl x509 -in cred-acme-m365.pem -noout -fingerprint -sha1 | cut -d= -f2 | tr -d :)
+cat >signins.json <<JSON
+{"value": [
+ {"createdDateTime": "$now", "ipAddress": "127.0.0.1", "servicePrincipalCredentialThumbprint": "$newtp", "appId": "$CID"},
+ {"createdDateTime": "$now", "ipAddress": "203.0.113.9", "servicePrincipalCredentialThumbprint": "$newtp", "appId": "$CID"},
+ {"createdDateTime": "$late", "ipAddress": "127.0.0.1", "servicePrincipalCredentialThumbprint": "$newtp", "appId": "$CID"},
+ {"createdDateTime": "$now", "ipAddress": "127.0.0.1", "servicePrincipalCredentialThumbprint": "$oldtp", "appId": "$CID"},
+ {"createdDateTime": "$later", "ipAddress": "127.0.0.1", "servicePrincipalCredentialThumbprint": "$oldtp", "appId": "$CID"},
+ {"createdDateTime": "$now", "ipAddress": "127.0.0.1", "servicePrincipalCredentialThumbprint": "0000000000000000000000000000000000000000", "appId": "$CID"}
+]}
+JSON
+if rf audit reconcile --signins signins.json >rec.out 2>rec.err; then
+	fail "reconcile found nothing unexplained"
+fi
+[ "$(wc -l <rec.out)" -eq 3 ] || fail "reconcile: $(cat rec.out)"
+grep -q "203.0.113.9 .*unknown source" rec.out || fail "reconcile source: $(cat rec.out)"
+grep -q "$late .*no assertion" rec.out || fail "reconcile time: $(cat rec.out)"
+grep -q "$later .*retired credential" rec.out || fail "reconcile retired: $(cat rec.out)"
+
+kill -TERM "$server"
+wait "$server" || fail "serve exited non-zero"
+server=""
+rf audit verify >/dev/null || fail "the audit record does not verify"
+echo "connector_assert: ok"

@@ -1,0 +1,528 @@
+/*
+ * Unit tests for the connector module: GUIDs, the JWT signing input and
+ * its check (every byte flipped is refused), the API request parser
+ * (data-driven cases), token buckets, the decision over a real store, and
+ * each anomaly detector.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "connector/connector.h"
+#include "store/store.h"
+#include "store/store_incident.h"
+#include "store_fx.h"
+
+#define TID "72F988BF-86f1-41af-91ab-2d7cd011db47"
+#define CID "00000003-0000-4000-8000-0000000000aa"
+#define NOW 1796368000
+
+static void
+reg_fill(struct rf_entra_rec *reg, const char *alg)
+{
+	memset(reg, 0, sizeof(*reg));
+	snprintf(reg->tenant, sizeof(reg->tenant), "acme");
+	snprintf(reg->conn, sizeof(reg->conn), "m365");
+	assert_int_equal(
+	    rf_connector_guid(TID, "tenant id", reg->tenant_id), 0);
+	assert_int_equal(
+	    rf_connector_guid(CID, "client id", reg->client_id), 0);
+	snprintf(reg->key_alg, sizeof(reg->key_alg), "rsa-2048");
+	snprintf(reg->jwt_alg, sizeof(reg->jwt_alg), "%s", alg);
+}
+
+static void
+test_guid(void **state)
+{
+	static const char *bad[] = {"", "72f988bf86f141af91ab2d7cd011db47",
+	    "72f988bf-86f1-41af-91ab-2d7cd011db4",
+	    "72f988bf-86f1-41af-91ab_"
+	    "2d7cd011db47",
+	    "g2f988bf-86f1-41af-91ab-2d7cd011db47",
+	    "72f988bf-86f1-41af-91ab-2d7cd011db47 ", NULL};
+	char out[37];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(rf_connector_guid(TID, "tenant id", out), 0);
+	assert_string_equal(out, "72f988bf-86f1-41af-91ab-2d7cd011db47");
+	for (i = 0; bad[i] != NULL; i++) {
+		assert_int_equal(
+		    rf_connector_guid(bad[i], "tenant id", out), RF_ERR_ARG);
+		assert_non_null(strstr(rf_err_msg(RF_ERR_ARG), "not a GUID"));
+	}
+	assert_int_equal(rf_jwt_guid(out), 0);
+	assert_int_equal(out[14], '4');
+	assert_non_null(strchr("89ab", out[19]));
+}
+
+static void
+test_jwt(void **state)
+{
+	struct rf_entra_rec reg;
+	enum rf_sig_scheme sch;
+	char jti[37], got[40], *msg = NULL, *m2;
+	size_t i, len;
+	int bit;
+
+	(void)state;
+	reg_fill(&reg, "PS256");
+	assert_int_equal(rf_jwt_guid(jti), 0);
+	assert_int_equal(rf_jwt_build(&reg, "X5T", jti, NOW, 600, &msg), 0);
+	len = strlen(msg);
+	assert_int_equal(
+	    rf_jwt_check(&reg, "X5T", (uint8_t *)msg, len, NOW, 600, got), 0);
+	assert_string_equal(got, jti);
+	/* Another credential, registration or time: refused. */
+	assert_int_not_equal(
+	    rf_jwt_check(&reg, "OTHER", (uint8_t *)msg, len, NOW, 600, got), 0);
+	assert_int_not_equal(rf_jwt_check(&reg, "X5T", (uint8_t *)msg, len,
+				 NOW + 3600, 600, got),
+	    0);
+	reg.client_id[0] = '1';
+	assert_int_not_equal(
+	    rf_jwt_check(&reg, "X5T", (uint8_t *)msg, len, NOW, 600, got), 0);
+	reg_fill(&reg, "RS256");
+	assert_int_not_equal(
+	    rf_jwt_check(&reg, "X5T", (uint8_t *)msg, len, NOW, 600, got), 0);
+	reg_fill(&reg, "PS256");
+	/* Every single-bit change of the message is refused. */
+	m2 = strdup(msg);
+	assert_non_null(m2);
+	for (i = 0; i < len; i++)
+		for (bit = 0; bit < 8; bit++) {
+			m2[i] = (char)(msg[i] ^ (1 << bit));
+			if (rf_jwt_check(&reg, "X5T", (uint8_t *)m2, len, NOW,
+				600, got) == 0)
+				/* Only another random jti may pass. */
+				if (strcmp(got, jti) == 0)
+					fail_msg("flip of bit %d at %zu "
+						 "accepted: %s",
+					    bit, i, m2);
+			m2[i] = msg[i];
+		}
+	/* Truncated or extended: refused. */
+	for (i = 0; i < len; i++)
+		assert_int_not_equal(
+		    rf_jwt_check(&reg, "X5T", (uint8_t *)msg, i, NOW, 600, got),
+		    0);
+	free(m2);
+	free(msg);
+	assert_int_equal(
+	    rf_jwt_build(&reg, "X5T", jti, NOW, 601, &msg), RF_ERR_ARG);
+	assert_int_equal(rf_jwt_scheme("PS256", &sch), 0);
+	assert_int_equal(sch, RF_SIG_RSA_PSS);
+	assert_int_equal(rf_jwt_scheme("RS256", &sch), 0);
+	assert_int_equal(sch, RF_SIG_DEFAULT);
+	assert_int_equal(rf_jwt_scheme("ES256", &sch), RF_ERR_ARG);
+	assert_int_equal(rf_jwt_scheme("none", &sch), RF_ERR_ARG);
+}
+
+static void
+test_parse(void **state)
+{
+	static const struct {
+		const char *body;
+		int r;
+		const char *tenant, *conn;
+	} cases[] = {
+	    {"{\"connection\":\"acme/m365\"}", 0, "acme", "m365"},
+	    {"{\"connection\":\"a.b/c_d-1\",\"x5t#S256\":\"ab-_\"}", 0, "a.b",
+		"c_d-1"},
+	    {"{\"connection\":\"../m365\"}", RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":\"acme/..\"}", RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":\"acme/m365/x\"}", RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":\"acme\"}", RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":\"/m365\"}", RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":\"acme/m 365\"}", RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":\"acme/m365\\u0000\"}", RF_ERR_MALFORMED, NULL,
+		NULL},
+	    {"{\"connection\":\"acme/m365\",\"aud\":\"x\"}", RF_ERR_MALFORMED,
+		NULL, NULL},
+	    {"{\"connection\":\"a/b\",\"connection\":\"a/c\"}",
+		RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":\"acme/m365\",\"x5t#S256\":\"a/b\"}",
+		RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":7}", RF_ERR_MALFORMED, NULL, NULL},
+	    {"[]", RF_ERR_MALFORMED, NULL, NULL},
+	    {"{}", RF_ERR_MALFORMED, NULL, NULL},
+	    {"{\"connection\":\"acme/m365\"} x", RF_ERR_MALFORMED, NULL, NULL},
+	    {"", RF_ERR_MALFORMED, NULL, NULL},
+	};
+	struct rf_assert_ask ask;
+	char *big, *csr;
+	size_t i, n;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		int r =
+		    rf_connector_parse_assert((const uint8_t *)cases[i].body,
+			strlen(cases[i].body), &ask);
+
+		if (r != cases[i].r)
+			fail_msg("case %zu (%s): %d", i, cases[i].body, r);
+		if (r == 0) {
+			assert_string_equal(ask.tenant, cases[i].tenant);
+			assert_string_equal(ask.conn, cases[i].conn);
+		}
+	}
+	big = calloc(1, RF_CONNECTOR_BODY_MAX + 2);
+	assert_non_null(big);
+	memset(big, ' ', RF_CONNECTOR_BODY_MAX + 1);
+	assert_int_equal(rf_connector_parse_assert(
+			     (uint8_t *)big, RF_CONNECTOR_BODY_MAX + 1, &ask),
+	    RF_ERR_TOO_LARGE);
+	free(big);
+	assert_int_equal(
+	    rf_connector_parse_renew(
+		(const uint8_t *)"{\"csr\":\"PEM\"}", 13, &csr, &n),
+	    0);
+	assert_string_equal(csr, "PEM");
+	free(csr);
+	assert_int_equal(
+	    rf_connector_parse_renew((const uint8_t *)"{\"csr\":\"x\","
+						      "\"days\":90}",
+		22, &csr, &n),
+	    RF_ERR_MALFORMED);
+}
+
+static void
+test_limits(void **state)
+{
+	struct rf_limits *l;
+	int i, ra;
+
+	(void)state;
+	assert_int_equal(rf_limits_new(&l), 0);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(rf_limits_take(l, "c:a", 4, 3, 1000, &ra), 0);
+	assert_int_equal(
+	    rf_limits_take(l, "c:a", 4, 3, 1000, &ra), RF_ERR_STATE);
+	/* 4 an hour: one token every 900 s. */
+	assert_int_equal(ra, 900);
+	assert_int_equal(rf_limits_take(l, "c:b", 4, 3, 1000, &ra), 0);
+	assert_int_equal(
+	    rf_limits_take(l, "c:a", 4, 3, 1000 + 899000, &ra), RF_ERR_STATE);
+	assert_int_equal(ra, 1);
+	assert_int_equal(rf_limits_take(l, "c:a", 4, 3, 1000 + 901000, &ra), 0);
+	/* Rate 0: no limit. */
+	for (i = 0; i < 100; i++)
+		assert_int_equal(rf_limits_take(l, "c:z", 0, 1, 0, &ra), 0);
+	rf_limits_free(l);
+	rf_limits_free(NULL);
+}
+
+/* A connection acme/m365 with credential "c1" (key k1), connector sync
+ * with certificate "s1", bound. */
+static void
+world(struct fx *f)
+{
+	struct rf_cert_rec c;
+	struct rf_entra_rec reg;
+	static const char *const certs[][3] = {
+	    {"c1", "acme", "k1"}, {"s1", "connector.sync", "ks"}};
+	size_t i;
+
+	for (i = 0; i < 2; i++) {
+		memset(&c, 0, sizeof(c));
+		snprintf(c.serial, sizeof(c.serial), "%s", certs[i][0]);
+		snprintf(c.issuer, sizeof(c.issuer), "issuing");
+		snprintf(c.tenant, sizeof(c.tenant), "%s", certs[i][1]);
+		snprintf(c.key_id, sizeof(c.key_id), "%s", certs[i][2]);
+		snprintf(c.x5t256, sizeof(c.x5t256), "X-%s", certs[i][0]);
+		c.not_before = NOW - 60;
+		c.not_after = NOW + 86400;
+		c.reason = -1;
+		assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+	}
+	assert_int_equal(rf_store_tenant_add(f->st, "acme", NOW), 0);
+	assert_int_equal(
+	    rf_store_conn_set(f->st, "acme", "m365", "pinned", "c1", NOW, NULL),
+	    0);
+	reg_fill(&reg, "PS256");
+	assert_int_equal(rf_store_entra_put(f->st, &reg), 0);
+	assert_int_equal(rf_store_connector_add(f->st, "sync", NOW), 0);
+	assert_int_equal(
+	    rf_store_connector_cert_add(f->st, "s1", "sync", NOW), 0);
+	assert_int_equal(
+	    rf_store_binding_add(f->st, "sync", "acme", "m365", NOW), 0);
+}
+
+static void
+test_decide(void **state)
+{
+	struct fx *f = *state;
+	struct rf_config cfg;
+	struct rf_connector_req q;
+	struct rf_connector_verdict v;
+	struct rf_entra_rec reg;
+	struct rf_limits *l;
+	char *msg = NULL;
+	int changed;
+
+	world(f);
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.conn_rate = 4;
+	cfg.conn_burst = 1;
+	cfg.assertion_lifetime = 600;
+	memset(&q, 0, sizeof(q));
+	q.cert_serial = "s1";
+	q.tenant = "acme";
+	q.conn = "m365";
+	q.now = NOW;
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_NONE);
+	assert_string_equal(v.connector, "sync");
+	assert_string_equal(v.cred_serial, "c1");
+	assert_string_equal(v.key_id, "k1");
+	assert_int_equal(v.scheme, RF_SIG_RSA_PSS);
+	/* The exact message, the right key: sign; then the bucket is empty. */
+	reg_fill(&reg, "PS256");
+	assert_int_equal(
+	    rf_jwt_build(&reg, "X-c1", "0f8fad5b-d9cb-469f-a165-70867728950e",
+		NOW, 600, &msg),
+	    0);
+	q.msg = (const uint8_t *)msg;
+	q.msglen = strlen(msg);
+	q.key_id = "k1";
+	assert_int_equal(rf_limits_new(&l), 0);
+	assert_int_equal(rf_connector_decide(&cfg, f->st, l, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_NONE);
+	assert_string_equal(v.jti, "0f8fad5b-d9cb-469f-a165-70867728950e");
+	assert_int_equal(rf_connector_decide(&cfg, f->st, l, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_RATE);
+	assert_int_equal(rf_refusal_status(v.why), 429);
+	assert_true(v.retry_after > 0);
+	rf_limits_free(l);
+	/* Another key, another message: refused. */
+	q.key_id = "k2";
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_KEY);
+	q.key_id = "k1";
+	q.msglen--;
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_BAD_MESSAGE);
+	q.msglen++;
+	/* Not bound, unknown certificate, expired. */
+	q.conn = "other";
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_NOT_BOUND);
+	assert_string_equal(rf_refusal_code(v.why), "not_bound");
+	q.conn = "m365";
+	q.cert_serial = "c1";
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_UNKNOWN);
+	q.cert_serial = "s1";
+	q.now = NOW + 2 * 86400;
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_REVOKED);
+	q.now = NOW;
+	/* The connection's credential revoked: no credential. */
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "c1", NOW, 1, &changed), 0);
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_NO_CRED);
+	/* The connector's certificate revoked. */
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "s1", NOW, 1, &changed), 0);
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_REVOKED);
+	assert_int_equal(rf_refusal_status(v.why), 401);
+	free(msg);
+}
+
+static void
+test_incident(void **state)
+{
+	struct fx *f = *state;
+	struct rf_config cfg;
+	struct rf_connector_req q;
+	struct rf_connector_verdict v;
+	struct rf_incident_rec inc;
+	struct rf_item_rec it;
+	struct rf_conn_rec cn;
+
+	world(f);
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&inc, 0, sizeof(inc));
+	snprintf(inc.scope, sizeof(inc.scope), "connection:acme/m365");
+	snprintf(inc.state, sizeof(inc.state), "open");
+	assert_int_equal(rf_store_incident_add(f->st, &inc), 0);
+	assert_int_equal(rf_store_conn_get(f->st, "acme", "m365", &cn), 0);
+	memset(&it, 0, sizeof(it));
+	it.incident = inc.id;
+	it.conn = cn.id;
+	snprintf(it.tenant, sizeof(it.tenant), "acme");
+	snprintf(it.name, sizeof(it.name), "m365");
+	snprintf(it.rp, sizeof(it.rp), "pinned");
+	snprintf(it.old_serial, sizeof(it.old_serial), "c1");
+	snprintf(it.old_key, sizeof(it.old_key), "k1");
+	snprintf(it.state, sizeof(it.state), "affected");
+	assert_int_equal(rf_store_item_add(f->st, &it), 0);
+	memset(&q, 0, sizeof(q));
+	q.cert_serial = "s1";
+	q.tenant = "acme";
+	q.conn = "m365";
+	q.now = NOW;
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_INCIDENT);
+	assert_int_equal(rf_refusal_status(v.why), 423);
+	assert_string_equal(rf_refusal_code(v.why), "under_incident");
+	/* Contained: assertions again (with the new credential). */
+	snprintf(inc.state, sizeof(inc.state), "contained");
+	assert_int_equal(rf_store_incident_update(f->st, &inc), 0);
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_NONE);
+}
+
+/* Run the detectors on one event; the kinds raised, space-separated. */
+static void
+detect(struct fx *f, const struct rf_config *cfg, const char *connector,
+    const char *tenant, const char *src, const char *asked, int64_t now,
+    char kinds[256])
+{
+	struct rf_connector_event ev;
+	struct rf_alert_rec a[RF_ALERTS_MAX];
+	size_t n, i;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.tenant = tenant;
+	ev.conn = "m365";
+	ev.connector = connector;
+	ev.source = src;
+	ev.asked_x5t256 = asked;
+	ev.cred_x5t256 = "X-c1";
+	ev.now = now;
+	assert_int_equal(rf_connector_detect(cfg, f->st, &ev, a, &n), 0);
+	kinds[0] = '\0';
+	for (i = 0; i < n; i++) {
+		strcat(kinds, a[i].kind);
+		strcat(kinds, " ");
+		assert_true(a[i].uid[0] != '\0');
+		assert_true(a[i].detail[0] != '\0');
+	}
+}
+
+static void
+test_detectors(void **state)
+{
+	struct fx *f = *state;
+	struct rf_config cfg;
+	char k[256], t[16];
+	int64_t now = NOW - NOW % 3600; /* the start of an hour */
+	int i;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.surge_per_minute = 1000;
+	/* First use: nothing is new against an empty history. */
+	detect(f, &cfg, "sync", "acme", "10.0.0.5", "", now, k);
+	assert_string_equal(k, "");
+	detect(f, &cfg, "sync", "acme", "10.0.0.9", "X-c1", now + 1, k);
+	assert_string_equal(k, "");
+	/* Another connector; another /24; then the same /24 again. */
+	detect(f, &cfg, "arch", "acme", "10.0.0.5", "", now + 2, k);
+	assert_string_equal(k, "new_connector ");
+	detect(f, &cfg, "sync", "acme", "10.0.1.5", "", now + 3, k);
+	assert_string_equal(k, "new_network ");
+	detect(f, &cfg, "sync", "acme", "10.0.1.77", "", now + 4, k);
+	assert_string_equal(k, "");
+	detect(f, &cfg, "sync", "acme", "2001:db8:1:2::5", "", now + 5, k);
+	assert_string_equal(k, "new_network ");
+	detect(f, &cfg, "sync", "acme", "2001:db8:1:2:ffff::1", "", now + 6, k);
+	assert_string_equal(k, "");
+	/* A retired credential named. */
+	detect(f, &cfg, "sync", "acme", "10.0.0.5", "X-old", now + 7, k);
+	assert_string_equal(k, "retired_credential ");
+	/* Hourly rate: the first hour had 8; the next hour alerts at
+	 * 2 x 8 + 3 = 19, once. */
+	for (i = 1; i <= 25; i++) {
+		detect(
+		    f, &cfg, "sync", "acme", "10.0.0.5", "", now + 3600 + i, k);
+		if (i == 19)
+			assert_string_equal(k, "rate_above_baseline ");
+		else
+			assert_string_equal(k, "");
+	}
+	/* Hour of the week: unused hours alert only after a week. */
+	detect(f, &cfg, "sync", "acme", "10.0.0.5", "", now + 5 * 3600, k);
+	assert_string_equal(k, "");
+	detect(f, &cfg, "sync", "acme", "10.0.0.5", "",
+	    now + 7 * 86400 + 9 * 3600, k);
+	assert_string_equal(k, "new_hour_of_week ");
+	/* Fan-out: sync over many tenants within 10 minutes. */
+	now += 30 * 86400;
+	for (i = 0; i < 12; i++) {
+		snprintf(t, sizeof(t), "t%d", i);
+		detect(f, &cfg, "sync", t, "10.0.0.5", "", now + i, k);
+		if (i >= 5) /* 6 tenants > 5 and > 2 x 1 */
+			assert_non_null(strstr(k, "fanout"));
+		else
+			assert_null(strstr(k, "fanout"));
+	}
+	/* A global surge: one alert at the threshold. */
+	cfg.surge_per_minute = 5;
+	now += 86400;
+	for (i = 0; i < 8; i++) {
+		detect(f, &cfg, "sync", "acme", "10.0.0.5", "", now + i, k);
+		if (i == 4)
+			assert_non_null(strstr(k, "global_surge"));
+		else
+			assert_null(strstr(k, "global_surge"));
+	}
+}
+
+static void
+test_alerts(void **state)
+{
+	struct fx *f = *state;
+	struct rf_alert_rec a, q[4];
+	size_t n;
+	int added;
+	char *j;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.uid, sizeof(a.uid), "new_network:acme/m365|10.0.1.0/24");
+	a.time = NOW;
+	snprintf(a.kind, sizeof(a.kind), "new_network");
+	snprintf(a.tenant, sizeof(a.tenant), "acme");
+	snprintf(a.conn, sizeof(a.conn), "m365");
+	snprintf(a.connector, sizeof(a.connector), "sync");
+	snprintf(a.detail, sizeof(a.detail), "x");
+	assert_int_equal(rf_store_alert_add(f->st, &a, &added), 0);
+	assert_int_equal(added, 1);
+	assert_int_equal(rf_store_alert_add(f->st, &a, &added), 0);
+	assert_int_equal(added, 0);
+	assert_int_equal(rf_store_alert_due(f->st, NOW, q, 4, &n), 0);
+	assert_int_equal(n, 1);
+	/* The receiver is down: backoff, then due again. */
+	assert_int_equal(rf_store_alert_mark(f->st, q[0].id, 0, 1, NOW + 2), 0);
+	assert_int_equal(rf_store_alert_due(f->st, NOW + 1, q, 4, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(rf_store_alert_due(f->st, NOW + 2, q, 4, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rf_store_alert_mark(f->st, q[0].id, 1, 2, 0), 0);
+	assert_int_equal(rf_store_alert_due(f->st, NOW + 100, q, 4, &n), 0);
+	assert_int_equal(n, 0);
+	j = rf_connector_alert_json(&a);
+	assert_non_null(j);
+	assert_non_null(
+	    strstr(j, "\"id\":\"new_network:acme/m365|10.0.1.0/24\""));
+	free(j);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_guid),
+	    cmocka_unit_test(test_jwt),
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test_setup_teardown(test_decide, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_incident, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_detectors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
