@@ -55,6 +55,13 @@ struct rf_issue_req {
 	enum rf_key_alg keygen; /* RF_KEY_NONE with a CSR */
 	const char *dns;	/* server profile: subjectAltName dNSName */
 	int days;		/* 0: cfg->cert_days */
+	/*
+	 * Or (csr NULL, keygen RF_KEY_NONE) a key already in the token and
+	 * recorded in the store by the caller before use (state
+	 * "reserved"); borrowed. Its record becomes "active" with the
+	 * certificate; a failed issuance leaves it to the caller.
+	 */
+	const struct rf_key *key;
 };
 
 struct rf_issued {
