@@ -148,7 +148,9 @@ rf_ca_tenant_name_check(const char *name)
 {
 	size_t i, len;
 
-	if (name == NULL || (len = strlen(name)) == 0 || len > 64)
+	/* Not hidden, not "." or "..": names become folder names. */
+	if (name == NULL || (len = strlen(name)) == 0 || len > 64 ||
+	    name[0] == '.')
 		goto bad;
 	for (i = 0; i < len; i++) {
 		if (!isalnum((unsigned char)name[i]) && name[i] != '.' &&
@@ -159,7 +161,7 @@ rf_ca_tenant_name_check(const char *name)
 bad:
 	return rf_err_set(RF_ERR_ARG,
 	    "invalid tenant name \"%.80s\": use 1-64 "
-	    "characters of A-Z a-z 0-9 . _ -",
+	    "characters of A-Z a-z 0-9 . _ -, not starting with '.'",
 	    name == NULL ? "" : name);
 }
 

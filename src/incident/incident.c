@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -29,6 +30,7 @@
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "incident/incident.h"
+#include "incident/incident_int.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
 #include "store/store_incident.h"
@@ -395,11 +397,6 @@ out:
 
 /* ---- Contain ---- */
 
-struct item_vec {
-	struct rf_item_rec *v;
-	size_t n, cap;
-};
-
 static int
 collect_item(void *arg, const struct rf_item_rec *it)
 {
@@ -418,17 +415,17 @@ collect_item(void *arg, const struct rf_item_rec *it)
 	return 0;
 }
 
-static int
-load_items(const struct rf_incident_ctx *c, int64_t id, const char *tenant,
-    const char *state, struct item_vec *iv)
+int
+rf_incident_load_items(const struct rf_incident_ctx *c, int64_t id,
+    const char *tenant, const char *state, struct item_vec *iv)
 {
 	memset(iv, 0, sizeof(*iv));
 	return rf_store_item_foreach(
 	    c->st, id, tenant, state, collect_item, iv);
 }
 
-static int
-load_incident(
+int
+rf_incident_load(
     const struct rf_incident_ctx *c, int64_t id, struct rf_incident_rec *inc)
 {
 	int r;
@@ -1118,13 +1115,13 @@ rf_incident_contain(
 	int r, published = 0;
 
 	memset(rep, 0, sizeof(*rep));
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
 		return rf_err_set(RF_ERR_STATE,
 		    "incident %lld is closed: nothing to contain",
 		    (long long)id);
-	if ((r = load_items(c, id, NULL, NULL, &all)) != 0)
+	if ((r = rf_incident_load_items(c, id, NULL, NULL, &all)) != 0)
 		goto out;
 	rep->total = all.n;
 
@@ -1166,7 +1163,7 @@ rf_incident_contain(
 	if ((r = contain_disable(c, id, &inc, &all, rep)) != 0)
 		goto out;
 	/* 4. New credentials for connections still affected. */
-	if ((r = load_items(c, id, NULL, "affected", &todo)) != 0)
+	if ((r = rf_incident_load_items(c, id, NULL, "affected", &todo)) != 0)
 		goto out;
 	rf_progress_phase(c->progress, "reissue", todo.n);
 	if ((r = contain_issue(c, id, &todo, rep)) != 0)
@@ -1201,199 +1198,6 @@ out:
 	return r;
 }
 
-/* ---- Packages ---- */
-
-static int
-mkdir_p(const char *path)
-{
-	char buf[2048], *p;
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return rf_err_set(RF_ERR_ARG, "path too long: %s", path);
-	for (p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return rf_err_set(RF_ERR_IO, "cannot create %s: %s",
-			    buf, strerror(errno));
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return rf_err_set(
-		    RF_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
-	return 0;
-}
-
-static int
-put_file(const char *dir, const char *name, const void *data, size_t len)
-{
-	char path[2300];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return rf_write_file(path, data, len, 0644);
-}
-
-/* Upper-case hex SHA-1 of the DER: Graph's customKeyIdentifier form. */
-static void
-sha1_hex_upper(const uint8_t *der, size_t len, char out[41])
-{
-	uint8_t md[20];
-	size_t i;
-
-	EVP_Digest(der, len, md, NULL, EVP_sha1(), NULL);
-	rf_hex(md, sizeof(md), out);
-	for (i = 0; out[i] != '\0'; i++)
-		if (out[i] >= 'a' && out[i] <= 'f')
-			out[i] = (char)(out[i] - 32);
-}
-
-static int
-package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
-    const char *dir)
-{
-	struct rf_cert_rec nc, oc;
-	char cdir[2100], old_tp[41], new_tp[41], *pem = NULL, *b64 = NULL;
-	char *readme = NULL, *graph = NULL;
-	json_t *body = NULL;
-	int r;
-
-	memset(&nc, 0, sizeof(nc));
-	memset(&oc, 0, sizeof(oc));
-	if (it->new_serial[0] == '\0')
-		return rf_err_set(RF_ERR_STATE,
-		    "tenant %s has no new credential yet: run 'ringfence "
-		    "incident contain %lld' first",
-		    it->tenant, (long long)it->incident);
-	if ((r = rf_store_cert_get(c->st, it->new_serial, &nc)) != 0 ||
-	    (r = rf_store_cert_get(c->st, it->old_serial, &oc)) != 0)
-		goto out;
-	snprintf(cdir, sizeof(cdir), "%s/%s/%s", dir, it->tenant, it->name);
-	if ((r = mkdir_p(cdir)) != 0)
-		goto out;
-	if ((pem = malloc(rf_ca_pem_len(nc.derlen) + 1)) == NULL ||
-	    (b64 = malloc(4 * ((nc.derlen + 2) / 3) + 1)) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	rf_ca_pem_write(nc.der, nc.derlen, pem);
-	EVP_EncodeBlock((unsigned char *)b64, nc.der, (int)nc.derlen);
-	sha1_hex_upper(oc.der, oc.derlen, old_tp);
-	sha1_hex_upper(nc.der, nc.derlen, new_tp);
-	if ((r = put_file(cdir, "certificate.pem", pem, strlen(pem))) != 0 ||
-	    (r = put_file(cdir, "certificate.der", nc.der, nc.derlen)) != 0)
-		goto out;
-	if (asprintf(&readme,
-		"ringfence re-establishment package\n"
-		"tenant:      %s\nconnection:  %s\nrelying party: %s\n\n"
-		"Your connection's credential was replaced because of "
-		"incident %lld.\n"
-		"The old certificate (serial %s) is revoked "
-		"(keyCompromise).\n\n"
-		"new certificate: certificate.pem / certificate.der\n"
-		"  serial:    %s\n  x5t:       %s\n  x5t#S256:  %s\n"
-		"  SHA-1 thumbprint: %s\n\n"
-		"old certificate to remove:\n"
-		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n"
-		"What to do:\n%s",
-		it->tenant, it->name, it->rp, (long long)it->incident,
-		oc.serial, nc.serial, nc.x5t, nc.x5t256, new_tp, oc.x5t, old_tp,
-		strcmp(it->rp, "pinned") == 0
-		    ? "  1. In your identity provider, replace the old "
-		      "certificate with the new one:\n"
-		      "     for Microsoft Entra ID, PATCH the application with "
-		      "graph-keyCredentials.json\n"
-		      "     (it lists only the new certificate, which removes "
-		      "the old one).\n"
-		      "  2. Remove the old thumbprint wherever else it is "
-		      "registered.\n"
-		      "  3. Tell your vendor contact the connection works "
-		      "again.\n"
-		    : "  1. Nothing to remove: your relying party checks "
-		      "revocation (OCSP/CRL)\n"
-		      "     and already rejects the old certificate.\n"
-		      "  2. Trust the new certificate's chain if it changed "
-		      "(issuer below).\n") < 0) {
-		readme = NULL;
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if ((r = put_file(cdir, "README.txt", readme, strlen(readme))) != 0)
-		goto out;
-	if (asprintf(&graph, "x5t: %s\nx5t#S256: %s\nold x5t: %s\n", nc.x5t,
-		nc.x5t256, oc.x5t) < 0) {
-		graph = NULL;
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if ((r = put_file(cdir, "thumbprints.txt", graph, strlen(graph))) != 0)
-		goto out;
-	free(graph);
-	graph = NULL;
-	if (strcmp(it->rp, "pinned") == 0) {
-		/*
-		 * Microsoft Graph: PATCH /applications/{id} with
-		 * keyCredentials replaces the whole collection, so the body
-		 * lists the new certificate only.
-		 */
-		body = json_pack("{s:[{s:s, s:s, s:s, s:s, s:s}]}",
-		    "keyCredentials", "type", "AsymmetricX509Cert", "usage",
-		    "Verify", "key", b64, "displayName",
-		    "ringfence replacement", "customKeyIdentifier", new_tp);
-		if (body == NULL ||
-		    (graph = json_dumps(
-			 body, JSON_INDENT(2) | JSON_SORT_KEYS)) == NULL) {
-			r = RF_ERR_ALLOC;
-			goto out;
-		}
-		if ((r = put_file(cdir, "graph-keyCredentials.json", graph,
-			 strlen(graph))) != 0)
-			goto out;
-	}
-	r = 0;
-out:
-	json_decref(body);
-	free(graph);
-	free(readme);
-	free(pem);
-	free(b64);
-	rf_cert_rec_clear(&nc);
-	rf_cert_rec_clear(&oc);
-	return r;
-}
-
-int
-rf_incident_package(const struct rf_incident_ctx *c, int64_t id,
-    const char *tenant, const char *dir, size_t *written)
-{
-	struct rf_incident_rec inc;
-	struct item_vec iv = {0};
-	size_t i;
-	int r;
-
-	*written = 0;
-	if ((r = load_incident(c, id, &inc)) != 0 ||
-	    (r = load_items(c, id, tenant, NULL, &iv)) != 0)
-		goto out;
-	if (iv.n == 0) {
-		r = rf_err_set(RF_ERR_NOT_FOUND,
-		    "tenant %s is not in the scope of incident %lld",
-		    tenant != NULL ? tenant : "(any)", (long long)id);
-		goto out;
-	}
-	for (i = 0; i < iv.n; i++) {
-		if (strcmp(iv.v[i].state, "waived") == 0)
-			continue;
-		if ((r = package_one(c, &iv.v[i], dir)) != 0)
-			goto out;
-		(*written)++;
-	}
-	r = 0;
-out:
-	free(iv.v);
-	return r;
-}
-
 /* ---- Tracking ---- */
 
 int
@@ -1405,12 +1209,12 @@ rf_incident_confirm(
 	size_t i, moved = 0;
 	int r, in_tx = 0;
 
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
 		return rf_err_set(
 		    RF_ERR_STATE, "incident %lld is closed", (long long)id);
-	if ((r = load_items(c, id, tenant, NULL, &iv)) != 0)
+	if ((r = rf_incident_load_items(c, id, tenant, NULL, &iv)) != 0)
 		goto out;
 	if (iv.n == 0) {
 		r = rf_err_set(RF_ERR_NOT_FOUND,
@@ -1519,7 +1323,7 @@ rf_incident_ack(const struct rf_incident_ctx *c, int64_t id, size_t *n)
 	int r, in_tx = 0;
 
 	*n = 0;
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if ((r = rf_store_begin(c->st)) != 0)
 		return r;
@@ -1558,7 +1362,7 @@ rf_incident_status(
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	out->id = inc.id;
 	snprintf(out->scope, sizeof(out->scope), "%s", inc.scope);
@@ -1614,7 +1418,7 @@ rf_incident_foreach(const struct rf_incident_ctx *c, int64_t id,
 	struct foreach_adapter a = {stragglers_only, fn, arg};
 	int r;
 
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	return rf_store_item_foreach(c->st, id, NULL, NULL, adapt_item, &a);
 }
@@ -1626,14 +1430,28 @@ struct report_acc {
 	json_t *arr;
 };
 
+/* A time for people: "2026-12-04 07:36:12 UTC", "-" for none. */
+static void
+report_time(int64_t t, char out[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, 32, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(out, 32, "-");
+}
+
 static int
 report_event(void *arg, const struct rf_event_rec *e)
 {
 	struct report_acc *a = arg;
 
+	char when[32];
+
+	report_time(e->time, when);
 	if (a->md != NULL)
-		fprintf(a->md, "| %lld | %s | %s |\n", (long long)e->time,
-		    e->kind, e->detail);
+		fprintf(a->md, "| %s | %s | %s |\n", when, e->kind, e->detail);
 	if (json_array_append_new(a->arr,
 		json_pack("{s:I, s:s, s:s}", "time", (json_int_t)e->time,
 		    "kind", e->kind, "detail", e->detail)) != 0)
@@ -1646,11 +1464,14 @@ report_item(void *arg, const struct rf_incident_conn *ic)
 {
 	struct report_acc *a = arg;
 
+	char when[32];
+
+	report_time(ic->updated, when);
 	if (a->md != NULL)
-		fprintf(a->md, "| %s | %s | %s | %s | %s | %s | %s |\n",
+		fprintf(a->md, "| %s | %s | %s | %s | %s | %s | %s | %s |\n",
 		    ic->tenant, ic->name, ic->rp, ic->state, ic->old_serial,
 		    ic->new_serial[0] ? ic->new_serial : "-",
-		    ic->evidence[0] ? ic->evidence : "-");
+		    ic->evidence[0] ? ic->evidence : "-", when);
 	if (json_array_append_new(a->arr,
 		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "tenant",
 		    ic->tenant, "connection", ic->name, "relying_party", ic->rp,
@@ -1682,19 +1503,46 @@ rf_incident_report(
 		json_object_set_new(counts, state_names[i],
 		    json_integer((json_int_t)s.counts[i]));
 	if (md != NULL) {
+		char t_open[32], t_cont[32], t_close[32];
+
+		report_time(s.opened, t_open);
+		report_time(s.contained, t_cont);
+		report_time(s.closed, t_close);
 		fprintf(md,
 		    "# Incident %lld\n\n"
 		    "- scope: `%s`\n- reason: %s\n- state: %s\n"
-		    "- opened: %lld\n- contained: %lld\n- closed: %lld\n"
+		    "- opened: %s\n- contained: %s\n- closed: %s\n"
 		    "- new issuer: %s\n\n"
 		    "## Blast radius\n\n"
 		    "- connections in scope: %zu\n"
-		    "- signatures by the keys in scope (audit record): %llu\n\n"
+		    "- signatures by the keys in scope: %llu. This counts the "
+		    "`sign` leaves of the audit record made by the keys in "
+		    "scope (the issuing CA key for an issuer scope, the key "
+		    "for "
+		    "a key scope, otherwise the tenant's keys) since the "
+		    "incident's `--since` time (all time if none): every "
+		    "signature ringfence's token made with them. It does not "
+		    "cover signatures made with a copy of a key outside the "
+		    "token, nor by a connector's own key (CSR credentials), "
+		    "which ringfence never holds.\n"
+		    "- OCSP sightings: %zu (%zu of old credentials after "
+		    "re-establishment not yet acknowledged)\n\n"
+		    "## What pinned tenants must do\n\n"
+		    "A pinned relying party (Microsoft Entra ID application "
+		    "credentials) checks no revocation: until the old "
+		    "certificate is removed there, a stolen key still works. "
+		    "Each pinned tenant must register the new certificate and "
+		    "remove the old one, with the package's "
+		    "`graph-keyCredentials.json` (a PATCH that replaces the "
+		    "application's whole keyCredentials collection; "
+		    "`graph-keyCredentials-tenant.json` when several "
+		    "connections share one application), then confirm. Only "
+		    "`incident confirm` or the connector's use of the new "
+		    "credential marks them re-established.\n\n"
 		    "| state | connections |\n| --- | --- |\n",
-		    (long long)s.id, s.scope, s.reason, s.state,
-		    (long long)s.opened, (long long)s.contained,
-		    (long long)s.closed, s.new_issuer[0] ? s.new_issuer : "-",
-		    s.total, (unsigned long long)s.signatures);
+		    (long long)s.id, s.scope, s.reason, s.state, t_open, t_cont,
+		    t_close, s.new_issuer[0] ? s.new_issuer : "-", s.total,
+		    (unsigned long long)s.signatures, s.sightings, s.unacked);
 		for (i = 0; i < RF_ITEM_NSTATES; i++)
 			fprintf(
 			    md, "| %s | %zu |\n", state_names[i], s.counts[i]);
@@ -1710,8 +1558,8 @@ rf_incident_report(
 		fprintf(md,
 		    "\n## Connections\n\n"
 		    "| tenant | connection | relying party | state | "
-		    "old serial | new serial | evidence |\n"
-		    "| --- | --- | --- | --- | --- | --- | --- |\n");
+		    "old serial | new serial | evidence | updated |\n"
+		    "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	a.arr = conns;
 	if ((r = rf_incident_foreach(c, id, 0, report_item, &a)) != 0)
 		goto out;
@@ -1754,7 +1602,7 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	size_t i, open_n, destroyed = 0;
 	int r;
 
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
 		return rf_err_set(RF_ERR_STATE,
@@ -1775,7 +1623,7 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 		    "('ringfence incident status %lld') and acknowledge them "
 		    "with 'ringfence incident ack %lld' first",
 		    (long long)id, s.unacked, (long long)id, (long long)id);
-	if ((r = load_items(c, id, NULL, NULL, &iv)) != 0)
+	if ((r = rf_incident_load_items(c, id, NULL, NULL, &iv)) != 0)
 		goto out;
 	/* Destroy what contain has not (old keys, previous, CA), then close. */
 	rf_progress_phase(c->progress, "destroy old keys", 0);
