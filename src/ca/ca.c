@@ -154,7 +154,9 @@ rf_ca_tenant_name_check(const char *name)
 {
 	size_t i, len;
 
-	if (name == NULL || (len = strlen(name)) == 0 || len > 64)
+	/* Not hidden, not "." or "..": names become folder names. */
+	if (name == NULL || (len = strlen(name)) == 0 || len > 64 ||
+	    name[0] == '.')
 		goto bad;
 	for (i = 0; i < len; i++) {
 		if (!isalnum((unsigned char)name[i]) && name[i] != '.' &&
@@ -1714,6 +1716,7 @@ out:
 struct issue_item {
 	const struct rf_issue_req *req;
 	struct rf_key *genkey; /* keygen: the new key in the token */
+	int given;	       /* genkey is a copy of req->key */
 	int rsa;	       /* the key is RSA (server KU) */
 	struct blob spki;      /* canonical SPKI DER (malloc'd if CSR) */
 	int spki_malloc;
@@ -1865,6 +1868,13 @@ issue_check(
 	if (q->days < 0 || q->days > 3650)
 		return rf_err_set(
 		    RF_ERR_ARG, "validity of %d days: use 1-3650", q->days);
+	if (q->key != NULL) {
+		if (q->csr != NULL || q->keygen != RF_KEY_NONE)
+			return rf_err_set(RF_ERR_ARG,
+			    "give one of a CSR, a key algorithm to generate "
+			    "or a key");
+		return 0;
+	}
 	if ((q->csr == NULL) == (q->keygen == RF_KEY_NONE))
 		return rf_err_set(RF_ERR_ARG,
 		    "give either a CSR or a key "
@@ -2129,7 +2139,12 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 		struct issue_item *it = &items[i];
 		const struct rf_issue_req *q = it->req;
 
-		if (it->genkey != NULL) {
+		if (it->given) {
+			/* Recorded by the caller before use: now in use. */
+			if ((r = rf_store_key_set_state(
+				 ca->st, it->key_id, "active")) != 0)
+				goto out;
+		} else if (it->genkey != NULL) {
 			memset(&kr, 0, sizeof(kr));
 			snprintf(kr.id, sizeof(kr.id), "%s", it->key_id);
 			snprintf(kr.alg, sizeof(kr.alg), "%s",
@@ -2230,7 +2245,7 @@ issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if (reqs[i].csr != NULL)
+		if (reqs[i].csr != NULL || reqs[i].key != NULL)
 			continue;
 		snprintf(label[k], sizeof(label[k]), "%s/%s", reqs[i].tenant,
 		    rf_profile_name(reqs[i].profile));
@@ -2239,20 +2254,25 @@ issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
 		kg[k].tenant = reqs[i].tenant;
 		k++;
 	}
-	if (k == 0) {
-		r = 0;
-		goto out;
-	}
-	if ((r = rf_keys_generate_many(ca->keys, kg, k, who, keys)) != 0)
+	if (k > 0 &&
+	    (r = rf_keys_generate_many(ca->keys, kg, k, who, keys)) != 0)
 		goto out;
 	for (i = 0, k = 0; i < n; i++) {
 		struct issue_item *it = &items[i];
+		enum rf_key_alg alg = reqs[i].keygen;
 
 		if (reqs[i].csr != NULL)
 			continue;
-		it->genkey = keys[k++]; /* freed with the item */
-		it->rsa = reqs[i].keygen == RF_KEY_RSA_2048 ||
-		    reqs[i].keygen == RF_KEY_RSA_3072;
+		if (reqs[i].key != NULL) {
+			/* The caller's key: a copy, freed with the item. */
+			if ((r = rf_key_dup(reqs[i].key, &it->genkey)) != 0)
+				goto out;
+			it->given = 1;
+			alg = rf_key_alg(reqs[i].key);
+		} else {
+			it->genkey = keys[k++]; /* freed with the item */
+		}
+		it->rsa = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072;
 	}
 	for (i = 0; i < n; i++) {
 		struct issue_item *it = &items[i];
@@ -2291,7 +2311,7 @@ issue_unkeygen(struct rf_ca *ca, struct issue_item *items, size_t n,
 	if ((ids = calloc(n, sizeof(*ids))) == NULL)
 		return; /* unused keys stay: they sign nothing */
 	for (i = 0; i < n; i++)
-		if (items[i].genkey != NULL)
+		if (items[i].genkey != NULL && !items[i].given)
 			ids[k++] = rf_key_id(items[i].genkey);
 	if (k > 8) /* one pass over the token */
 		(void)!rf_keys_destroy_many(ca->keys, ids, k, who, &done);

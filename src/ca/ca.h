@@ -58,6 +58,13 @@ struct rf_issue_req {
 	/* The tenant's connection the certificate serves (NULL: none
 	 * named). A key serves one tenant connection (issue 13). */
 	const char *connection;
+	/*
+	 * Or (csr NULL, keygen RF_KEY_NONE) a key already in the token and
+	 * recorded in the store by the caller before use (state
+	 * "reserved"); borrowed. Its record becomes "active" with the
+	 * certificate; a failed issuance leaves it to the caller.
+	 */
+	const struct rf_key *key;
 };
 
 struct rf_issued {

@@ -21,6 +21,7 @@ static const char incident_help[] =
     "       ringfence incident confirm ID (--tenant T | --all) [--waive]\n"
     "       ringfence incident status ID [--json]\n"
     "       ringfence incident report ID [--out PREFIX]\n"
+    "       ringfence incident ack ID\n"
     "       ringfence incident close ID\n"
     "       ringfence incident list [--json]\n"
     "\n"
@@ -30,9 +31,13 @@ static const char incident_help[] =
     "(keyCompromise), disables the keys in the token, rotates the issuing CA\n"
     "for an issuer scope, and issues a new key and certificate for every\n"
     "connection; rerun it after an interruption to resume. package writes\n"
-    "each tenant's re-establishment package; confirm (or an OCSP query for\n"
-    "the new certificate) marks a tenant re-established; close destroys the\n"
-    "old keys once every connection is re-established or waived.\n";
+    "each tenant's re-establishment package; confirm (or the bound\n"
+    "connector's use of the new credential) marks a tenant re-established;\n"
+    "OCSP queries are recorded as sightings, and one for an old serial after\n"
+    "re-establishment holds close until 'incident ack'; close destroys what\n"
+    "is left of the old keys once every connection is re-established or\n"
+    "waived. contain and close show progress on a terminal (JSON lines with\n"
+    "--json); status shows it from another terminal.\n";
 
 static const char connection_help[] =
     "usage: ringfence connection add TENANT NAME [--rp ocsp|pinned]\n"
@@ -68,6 +73,7 @@ ctx_init(struct rf_cli *cli, struct rf_incident_ctx *c)
 	c->keys = cli->keys;
 	c->ca = cli->ca;
 	c->who = &cli->who;
+	c->progress = NULL;
 }
 
 #define STRAGGLERS_SHOWN 20
@@ -83,6 +89,89 @@ print_conn(void *arg, const struct rf_incident_conn *ic)
 	    ic->rp, ic->state, ic->old_serial,
 	    ic->new_serial[0] ? ic->new_serial : "-", ic->evidence);
 	return 0;
+}
+
+static int
+print_sighting(void *arg, const struct rf_sighting_rec *g)
+{
+	(void)arg;
+	printf("    %s serial %s from %s: %lld queries, last at %lld%s%s\n",
+	    g->is_new ? "new" : "old", g->serial, g->source,
+	    (long long)g->count, (long long)g->last,
+	    g->after_reestablished ? ", after re-establishment" : "",
+	    g->after_reestablished && !g->acked ? " (not acknowledged)" : "");
+	return 0;
+}
+
+/* The progress of a running (or the last) contain / close. */
+static int
+progress_get(const struct rf_incident_ctx *c, int64_t id, const char *cmd,
+    struct rf_progress_rec *p)
+{
+	char task[96];
+
+	rf_incident_task(id, cmd, task);
+	if (rf_store_progress_get(c->st, task, p) != 0) {
+		rf_err_clear();
+		return -1;
+	}
+	return 0;
+}
+
+static void
+progress_rates(const struct rf_progress_rec *p, double *rate, double *eta)
+{
+	double el = (double)(p->updated_ms - p->started_ms) / 1000.0;
+
+	*rate = el > 0 ? (double)p->done / el : 0;
+	*eta = -1;
+	if (p->total > 0 && p->done >= p->total)
+		*eta = 0;
+	else if (p->total > 0 && *rate > 0)
+		*eta = (double)(p->total - p->done) / *rate;
+}
+
+static void
+print_progress(const struct rf_incident_ctx *c, int64_t id, const char *cmd)
+{
+	struct rf_progress_rec p;
+	double rate, eta;
+	char etas[32];
+
+	if (progress_get(c, id, cmd, &p) != 0)
+		return;
+	progress_rates(&p, &rate, &eta);
+	rf_progress_eta_str(eta, etas);
+	if (p.finished)
+		printf("  %s: finished (last phase %s, %llu/%llu)\n", cmd,
+		    p.phase, (unsigned long long)p.done,
+		    (unsigned long long)p.total);
+	else
+		printf("  %s running (pid %lld): %s %llu/%llu, %.0f/s, ETA %s "
+		       "(as of %.1f s ago)\n",
+		    cmd, (long long)p.pid, p.phase, (unsigned long long)p.done,
+		    (unsigned long long)p.total, rate, etas,
+		    (double)(rf_now() * 1000 - p.updated_ms) / 1000.0);
+}
+
+static void
+progress_json(
+    const struct rf_incident_ctx *c, int64_t id, const char *cmd, json_t *j)
+{
+	struct rf_progress_rec p;
+	double rate, eta;
+	char key[32];
+
+	if (progress_get(c, id, cmd, &p) != 0)
+		return;
+	progress_rates(&p, &rate, &eta);
+	snprintf(key, sizeof(key), "%s_progress", cmd);
+	json_object_set_new(j, key,
+	    json_pack("{s:s, s:I, s:I, s:f, s:f, s:b, s:I, s:I}", "phase",
+		p.phase, "done", (json_int_t)p.done, "total",
+		(json_int_t)p.total, "rate", rate, "eta_s", eta, "finished",
+		p.finished, "pid", (json_int_t)p.pid, "updated_ms",
+		(json_int_t)p.updated_ms));
 }
 
 static int
@@ -104,6 +193,14 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 		for (i = 0; j != NULL && i < RF_ITEM_NSTATES; i++)
 			json_object_set_new(j, rf_item_state_name(i),
 			    json_integer((json_int_t)s.counts[i]));
+		if (j != NULL) {
+			json_object_set_new(j, "sightings",
+			    json_integer((json_int_t)s.sightings));
+			json_object_set_new(j, "sightings_unacked",
+			    json_integer((json_int_t)s.unacked));
+			progress_json(c, id, "contain", j);
+			progress_json(c, id, "close", j);
+		}
 		if (j == NULL || json_dumpf(j, stdout, JSON_SORT_KEYS) != 0)
 			return cli_fail(RF_ERR_ALLOC);
 		printf("\n");
@@ -112,6 +209,8 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 	}
 	printf("incident %lld: %s (scope %s)\n", (long long)s.id, s.state,
 	    s.scope);
+	print_progress(c, id, "contain");
+	print_progress(c, id, "close");
 	printf("  reason: %s\n", s.reason);
 	printf("  connections: %zu;", s.total);
 	for (i = 0; i < RF_ITEM_NSTATES; i++)
@@ -119,6 +218,16 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 		    i + 1 < RF_ITEM_NSTATES ? "," : "\n");
 	if (s.new_issuer[0] != '\0')
 		printf("  new issuing CA: %s\n", s.new_issuer);
+	if (s.sightings > 0) {
+		printf("  OCSP sightings: %zu (%zu of old credentials after "
+		       "re-establishment, not acknowledged%s)\n",
+		    s.sightings, s.unacked,
+		    s.unacked > 0 ? ": they hold close, see 'incident ack'"
+				  : "");
+		if ((r = rf_store_sighting_foreach(
+			 c->st, id, 10, print_sighting, NULL)) != 0)
+			return cli_fail(r);
+	}
 	if (s.counts[RF_ITEM_AFFECTED] + s.counts[RF_ITEM_CONTAINED] > 0) {
 		size_t shown = 0;
 
@@ -243,14 +352,36 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		}
 		return EXIT_OK;
 	}
-	if (strcmp(sub, "contain") == 0) {
-		r = rf_incident_contain(&c, id, &rep);
-		if (r != 0)
+	if (strcmp(sub, "contain") == 0 || strcmp(sub, "close") == 0) {
+		char task[96], msg[1024];
+
+		rf_incident_task(id, sub, task);
+		if ((r = rf_progress_new(task,
+			 cli->json ? RF_PROGRESS_JSON : RF_PROGRESS_AUTO,
+			 &c.progress)) != 0)
 			return cli_fail(r);
+		rf_progress_sink(c.progress, rf_incident_progress_sink, c.st);
+		if (strcmp(sub, "contain") == 0)
+			r = rf_incident_contain(&c, id, &rep);
+		else
+			r = rf_incident_close(&c, id);
+		/* The last progress write must not hide the error. */
+		snprintf(msg, sizeof(msg), "%s", r != 0 ? rf_err_msg(r) : "");
+		rf_progress_finish(c.progress);
+		rf_progress_free(c.progress);
+		c.progress = NULL;
+		if (r != 0)
+			return cli_fail(rf_err_set(r, "%s", msg));
+		if (strcmp(sub, "close") == 0) {
+			printf("incident %lld closed\n", (long long)id);
+			return EXIT_OK;
+		}
 		printf("incident %lld contained: %zu connections; %zu "
-		       "revoked, %zu keys disabled, %zu new credentials%s%s\n",
+		       "revoked, %zu keys disabled, %zu new credentials, %zu "
+		       "old keys destroyed%s%s\n",
 		    (long long)id, rep.total, rep.revoked, rep.disabled,
-		    rep.issued, rep.new_issuer[0] ? "; new issuing CA " : "",
+		    rep.issued, rep.destroyed,
+		    rep.new_issuer[0] ? "; new issuing CA " : "",
 		    rep.new_issuer);
 		return EXIT_OK;
 	}
@@ -301,10 +432,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		printf("wrote %s and %s\n", md, js);
 		return EXIT_OK;
 	}
-	if (strcmp(sub, "close") == 0) {
-		if ((r = rf_incident_close(&c, id)) != 0)
+	if (strcmp(sub, "ack") == 0) {
+		if ((r = rf_incident_ack(&c, id, &n)) != 0)
 			return cli_fail(r);
-		printf("incident %lld closed\n", (long long)id);
+		printf("%zu sightings acknowledged\n", n);
 		return EXIT_OK;
 	}
 	if (strcmp(sub, "list") == 0) {

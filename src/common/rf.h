@@ -70,6 +70,18 @@ void rf_err_clear(void);
  * it was at the first call (read once).
  */
 int64_t rf_now(void);
+
+/*
+ * Test builds only (RF_SANITIZE defines RF_TEST_SEAMS): kill the process
+ * with SIGKILL at the named point when RINGFENCE_TEST_KILL_AT names it, so
+ * that a test can interrupt a command at a chosen moment. In other builds
+ * it is nothing at all: no branch on the production path.
+ */
+#ifdef RF_TEST_SEAMS
+void rf_test_point(const char *name);
+#else
+#define rf_test_point(name) ((void)(name))
+#endif
 void rf_clock_set(int64_t t);
 
 /* Encoding helpers. Output buffers are caller-owned and NUL-terminated. */

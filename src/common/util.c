@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -255,3 +256,14 @@ rf_parallel(
 			range_run(&g[i]);
 	}
 }
+
+#ifdef RF_TEST_SEAMS
+void
+rf_test_point(const char *name)
+{
+	const char *at = getenv("RINGFENCE_TEST_KILL_AT");
+
+	if (at != NULL && strcmp(at, name) == 0)
+		raise(SIGKILL);
+}
+#endif

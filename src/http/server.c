@@ -774,9 +774,10 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	c.keys = h->keys;
 	c.ca = h->ca;
 	c.who = &h->who;
+	c.progress = NULL;
 	for (i = 0; i < n; i++)
 		if ((r = rf_incident_evidence(
-			 &c, serial[i], when[i], &matched)) != 0)
+			 &c, serial[i], NULL, when[i], &matched)) != 0)
 			rf_http_log(h, "incident evidence", r);
 }
 

@@ -19,14 +19,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "incident/incident.h"
+#include "incident/incident_int.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
 #include "store/store_incident.h"
@@ -92,6 +96,60 @@ event(const struct rf_incident_ctx *c, int64_t id, const char *kind,
 		 c->st, id, rf_now(), kind, detail)) != 0)
 		return r;
 	return audit_step(c, id, kind, NULL, NULL, detail);
+}
+
+struct event_find {
+	const char *kind;
+	int found;
+};
+
+static int
+event_match(void *arg, const struct rf_event_rec *e)
+{
+	struct event_find *f = arg;
+
+	if (strcmp(e->kind, f->kind) == 0)
+		f->found = 1;
+	return 0;
+}
+
+/* *found = 1 if the incident's timeline has an event of this kind. */
+static int
+has_event(
+    const struct rf_incident_ctx *c, int64_t id, const char *kind, int *found)
+{
+	struct event_find f = {kind, 0};
+	int r;
+
+	*found = 0;
+	if ((r = rf_store_incident_event_foreach(c->st, id, event_match, &f)) !=
+	    0)
+		return r;
+	*found = f.found;
+	return 0;
+}
+
+void
+rf_incident_task(int64_t id, const char *cmd, char out[96])
+{
+	snprintf(out, 96, "incident %lld %s", (long long)id, cmd);
+}
+
+int
+rf_incident_progress_sink(void *arg, const struct rf_progress_state *s)
+{
+	struct rf_progress_rec p;
+
+	memset(&p, 0, sizeof(p));
+	snprintf(p.task, sizeof(p.task), "%s", s->task);
+	snprintf(p.phase, sizeof(p.phase), "%s", s->phase);
+	p.done = s->done;
+	p.total = s->total;
+	p.started_ms = s->started_ms;
+	p.updated_ms = s->updated_ms;
+	p.pid = (int64_t)getpid();
+	p.finished = s->finished;
+	return rf_store_progress_put(arg, &p);
 }
 
 /* ---- Scope ---- */
@@ -175,6 +233,8 @@ struct open_acc {
 	const struct rf_incident_ctx *c;
 	int64_t id;
 	size_t n;
+	size_t skipped; /* connections left to another open incident */
+	int64_t other;	/* the first such incident */
 	int64_t since;
 	uint64_t signatures;
 	char (*keys)[65];
@@ -197,8 +257,25 @@ open_item(
 {
 	struct open_acc *a = arg;
 	struct rf_item_rec it;
+	int64_t other = 0;
 	int r;
 
+	/*
+	 * A connection belongs to at most one incident that has not
+	 * contained it yet: two incidents issuing for one connection would
+	 * leave it two valid credentials. One that another incident has
+	 * contained joins with its new credential: this incident builds on
+	 * that one's result.
+	 */
+	if ((r = rf_store_item_other_open(a->c->st, conn->id, a->id, &other)) ==
+	    0) {
+		if (a->skipped++ == 0)
+			a->other = other;
+		return 0;
+	}
+	if (r != RF_ERR_NOT_FOUND)
+		return r;
+	rf_err_clear();
 	memset(&it, 0, sizeof(it));
 	it.incident = a->id;
 	it.conn = conn->id;
@@ -207,6 +284,10 @@ open_item(
 	snprintf(it.rp, sizeof(it.rp), "%s", conn->rp);
 	snprintf(it.old_serial, sizeof(it.old_serial), "%s", cur->serial);
 	snprintf(it.old_key, sizeof(it.old_key), "%s", cur->key_id);
+	/* Recorded now: after the reissue the connection forgets it. */
+	if (strcmp(conn->previous, cur->serial) != 0)
+		snprintf(it.prev_serial, sizeof(it.prev_serial), "%s",
+		    conn->previous);
 	snprintf(it.state, sizeof(it.state), "affected");
 	it.updated = rf_now();
 	if ((r = rf_store_item_add(a->c->st, &it)) != 0)
@@ -254,6 +335,15 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	acc.id = inc.id;
 	if ((r = rf_store_conn_foreach(c->st, &s.f, open_item, &acc)) != 0)
 		goto out;
+	if (acc.n == 0 && acc.skipped > 0) {
+		r = rf_err_set(RF_ERR_STATE,
+		    "every connection of scope %s is already in incident "
+		    "%lld, which has not contained it yet: run 'ringfence "
+		    "incident contain %lld' first, then open this one to build "
+		    "on its result",
+		    scope_text, (long long)acc.other, (long long)acc.other);
+		goto out;
+	}
 	if (acc.n == 0) {
 		r = rf_err_set(RF_ERR_NOT_FOUND,
 		    "scope %s matches no connection with a credential",
@@ -287,9 +377,12 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	inc.signatures = acc.signatures;
 	if ((r = rf_store_incident_update(c->st, &inc)) != 0 ||
 	    (r = event(c, inc.id, "open",
-		 "scope %s: %zu connections, %llu signatures in the record; "
+		 "scope %s: %zu connections, %llu signatures in the record%s; "
 		 "reason: %s",
 		 scope_text, acc.n, (unsigned long long)acc.signatures,
+		 acc.skipped > 0 ? " (others left to an incident that has not "
+				   "contained them yet)"
+				 : "",
 		 reason)) != 0 ||
 	    (r = rf_store_commit(c->st)) != 0)
 		goto out;
@@ -303,11 +396,6 @@ out:
 }
 
 /* ---- Contain ---- */
-
-struct item_vec {
-	struct rf_item_rec *v;
-	size_t n, cap;
-};
 
 static int
 collect_item(void *arg, const struct rf_item_rec *it)
@@ -327,17 +415,17 @@ collect_item(void *arg, const struct rf_item_rec *it)
 	return 0;
 }
 
-static int
-load_items(const struct rf_incident_ctx *c, int64_t id, const char *tenant,
-    const char *state, struct item_vec *iv)
+int
+rf_incident_load_items(const struct rf_incident_ctx *c, int64_t id,
+    const char *tenant, const char *state, struct item_vec *iv)
 {
 	memset(iv, 0, sizeof(*iv));
 	return rf_store_item_foreach(
 	    c->st, id, tenant, state, collect_item, iv);
 }
 
-static int
-load_incident(
+int
+rf_incident_load(
     const struct rf_incident_ctx *c, int64_t id, struct rf_incident_rec *inc)
 {
 	int r;
@@ -424,35 +512,38 @@ out:
 }
 
 /*
- * A connection's previous credential that is still valid is in scope too:
- * for a tenant, connection or all scope (the connection is compromised,
- * whatever key it used before), and for an issuer scope when the same
- * issuer signed it. A key scope reaches other certificates of the key
- * through keyCompromise. *serial is "" when there is none to revoke.
+ * A connection's previous credential (recorded when the incident opened) is
+ * in scope too: for a tenant, connection or all scope (the connection is
+ * compromised, whatever key it used before), and for an issuer scope when
+ * the same issuer signed it. A key scope reaches other certificates of the
+ * key through keyCompromise. Revoked or not: a rerun must publish (re-sign
+ * OCSP for) what an interrupted run committed. *serial is "" when there is
+ * none; *key (may be NULL) receives its key id.
  */
 static int
 previous_in_scope(const struct rf_incident_ctx *c, const char *scope,
-    const struct rf_item_rec *it, char serial[41])
+    const struct rf_item_rec *it, char serial[41], char key[65])
 {
-	struct rf_conn_rec conn;
 	struct rf_cert_rec cr;
 	int r;
 
 	serial[0] = '\0';
-	if (strncmp(scope, "key:", 4) == 0)
+	if (key != NULL)
+		key[0] = '\0';
+	if (strncmp(scope, "key:", 4) == 0 || it->prev_serial[0] == '\0' ||
+	    strcmp(it->prev_serial, it->old_serial) == 0 ||
+	    strcmp(it->prev_serial, it->new_serial) == 0)
 		return 0;
-	if ((r = rf_store_conn_get(c->st, it->tenant, it->name, &conn)) != 0)
-		return r == RF_ERR_NOT_FOUND ? (rf_err_clear(), 0) : r;
-	if (conn.previous[0] == '\0' ||
-	    strcmp(conn.previous, it->old_serial) == 0)
-		return 0; /* none, or this incident's own reissue */
 	memset(&cr, 0, sizeof(cr));
-	if ((r = rf_store_cert_get(c->st, conn.previous, &cr)) != 0)
+	if ((r = rf_store_cert_get(c->st, it->prev_serial, &cr)) != 0)
 		return r == RF_ERR_NOT_FOUND ? (rf_err_clear(), 0) : r;
-	if (!cr.revoked && cr.not_after > rf_now() &&
+	if (cr.not_after > rf_now() &&
 	    (strncmp(scope, "issuer:", 7) != 0 ||
-		strcmp(cr.issuer, scope + 7) == 0))
-		snprintf(serial, 41, "%s", conn.previous);
+		strcmp(cr.issuer, scope + 7) == 0)) {
+		snprintf(serial, 41, "%s", it->prev_serial);
+		if (key != NULL)
+			snprintf(key, 65, "%s", cr.key_id);
+	}
 	rf_cert_rec_clear(&cr);
 	return 0;
 }
@@ -479,24 +570,32 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
 	}
 	for (i = 0; i < iv->n; i++) {
 		serials[n++] = iv->v[i].old_serial;
-		if ((r = previous_in_scope(c, scope, &iv->v[i], prev[i])) != 0)
+		if ((r = previous_in_scope(
+			 c, scope, &iv->v[i], prev[i], NULL)) != 0)
 			goto out;
 		if (prev[i][0] != '\0') {
 			serials[n++] = prev[i];
 			nprev++;
 		}
 	}
-	if ((r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit,
-		 serials, n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed)) !=
-	    0)
-		goto out;
+	/*
+	 * Committed revocations are counted even when publishing them
+	 * fails afterwards, so that the error says how many are committed;
+	 * the rerun publishes them (every serial is re-signed, revoked or
+	 * not, until the "published" event is recorded).
+	 */
+	r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit, serials,
+	    n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed);
 	rep->revoked = changed;
+	if (r != 0)
+		goto out;
+	if ((r = event(c, id, "published",
+		 "%zu credentials revoked now, %zu in scope in all "
+		 "(keyCompromise; %zu of them previous credentials); OCSP "
+		 "responses re-signed and CRLs regenerated for all of them",
+		 changed, n, nprev)) != 0)
+		goto out;
 	r = 0;
-	if (changed > 0)
-		r = event(c, id, "revoke",
-		    "%zu credentials revoked (keyCompromise; %zu of them "
-		    "previous credentials still valid); OCSP and CRL updated",
-		    changed, nprev);
 out:
 	free(prev);
 	free(serials);
@@ -560,28 +659,79 @@ set_key_states(const struct rf_incident_ctx *c, const char *const *ids,
 	return rf_store_commit(c->st);
 }
 
+/*
+ * The keys an incident takes out of service: every old credential's key,
+ * every previous credential's key in scope, and for an issuer scope the
+ * compromised issuing CA's key. ids points into iv and into kv, which the
+ * caller frees (with ids).
+ */
+struct old_keys {
+	const char **ids;
+	char (*kv)[65];
+	size_t n;
+};
+
+static void
+old_keys_clear(struct old_keys *ok)
+{
+	free(ok->ids);
+	free(ok->kv);
+	memset(ok, 0, sizeof(*ok));
+}
+
+static int
+old_keys_get(const struct rf_incident_ctx *c, const struct rf_incident_rec *inc,
+    const struct item_vec *iv, struct old_keys *ok)
+{
+	struct rf_ca_rec ca;
+	char serial[41];
+	size_t i, k = 0;
+	int r = RF_ERR_INTERNAL;
+
+	memset(ok, 0, sizeof(*ok));
+	memset(&ca, 0, sizeof(ca));
+	if ((ok->ids = calloc(2 * iv->n + 1, sizeof(*ok->ids))) == NULL ||
+	    (ok->kv = calloc(iv->n + 1, sizeof(*ok->kv))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < iv->n; i++) {
+		ok->ids[ok->n++] = iv->v[i].old_key;
+		if ((r = previous_in_scope(
+			 c, inc->scope, &iv->v[i], serial, ok->kv[k])) != 0)
+			goto out;
+		if (ok->kv[k][0] != '\0' &&
+		    strcmp(ok->kv[k], iv->v[i].old_key) != 0)
+			ok->ids[ok->n++] = ok->kv[k++];
+	}
+	if (strncmp(inc->scope, "issuer:", 7) == 0) {
+		if ((r = rf_store_ca_get(c->st, inc->scope + 7, &ca)) != 0)
+			goto out;
+		snprintf(ok->kv[k], sizeof(ok->kv[k]), "%s", ca.key_id);
+		ok->ids[ok->n++] = ok->kv[k++];
+	}
+	r = 0;
+out:
+	rf_ca_rec_clear(&ca);
+	if (r != 0)
+		old_keys_clear(ok);
+	return r;
+}
+
 /* Step 3: disable every old key held in the token, in one pass. */
 static int
 contain_disable(const struct rf_incident_ctx *c, int64_t id,
     const struct rf_incident_rec *inc, const struct item_vec *iv,
     struct rf_contain_report *rep)
 {
-	struct rf_ca_rec ca;
-	const char **ids = NULL, **mine = NULL;
-	size_t i, n = 0, nmine = 0, done = 0;
+	struct old_keys ok;
+	const char **mine = NULL;
+	size_t nmine = 0, done = 0;
 	int r;
 
-	memset(&ca, 0, sizeof(ca));
-	if ((ids = calloc(iv->n + 1, sizeof(*ids))) == NULL)
-		return RF_ERR_ALLOC;
-	for (i = 0; i < iv->n; i++)
-		ids[n++] = iv->v[i].old_key;
-	if (strncmp(inc->scope, "issuer:", 7) == 0) {
-		if ((r = rf_store_ca_get(c->st, inc->scope + 7, &ca)) != 0)
-			goto out;
-		ids[n++] = ca.key_id;
-	}
-	if ((r = token_keys(c, ids, n, "disabled", &mine, &nmine)) != 0 ||
+	if ((r = old_keys_get(c, inc, iv, &ok)) != 0)
+		return r;
+	if ((r = token_keys(c, ok.ids, ok.n, "disabled", &mine, &nmine)) != 0 ||
 	    (r = rf_keys_disable_many(c->keys, mine, nmine, c->who, &done)) !=
 		0 ||
 	    (r = set_key_states(c, mine, nmine, "disabled")) != 0)
@@ -591,8 +741,53 @@ contain_disable(const struct rf_incident_ctx *c, int64_t id,
 		r = event(
 		    c, id, "disable", "%zu keys disabled in the token", nmine);
 out:
-	rf_ca_rec_clear(&ca);
-	free(ids);
+	old_keys_clear(&ok);
+	free(mine);
+	return r;
+}
+
+/*
+ * Take the old keys out of service for good: destroy them in the token,
+ * once every successor is committed (a new credential for every
+ * connection, the new issuing CA). The intent is an event and a leaf
+ * before the act, the result one after it; a run killed in between
+ * repeats the act, which skips keys already gone.
+ */
+static int
+retire_keys(const struct rf_incident_ctx *c, int64_t id,
+    const struct rf_incident_rec *inc, const struct item_vec *iv,
+    size_t *destroyed)
+{
+	struct old_keys ok;
+	const char **mine = NULL;
+	size_t nmine = 0, done = 0;
+	int r;
+
+	*destroyed = 0;
+	if ((r = old_keys_get(c, inc, iv, &ok)) != 0)
+		return r;
+	if ((r = token_keys(c, ok.ids, ok.n, "destroyed", &mine, &nmine)) != 0)
+		goto out;
+	if (nmine == 0) {
+		r = 0;
+		goto out;
+	}
+	if ((r = event(c, id, "destroy-intent",
+		 "%zu old keys to destroy in the token: their successors are "
+		 "committed",
+		 nmine)) != 0)
+		goto out;
+	rf_test_point("incident-destroy");
+	if ((r = rf_keys_destroy_many(c->keys, mine, nmine, c->who, &done)) !=
+		0 ||
+	    (r = set_key_states(c, mine, nmine, "destroyed")) != 0)
+		goto out;
+	*destroyed = nmine;
+	r = event(c, id, "destroyed",
+	    "%zu old keys destroyed in the token (%zu found there)", nmine,
+	    done);
+out:
+	old_keys_clear(&ok);
 	free(mine);
 	return r;
 }
@@ -608,6 +803,7 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 {
 	struct issue_hook *h = arg;
 	struct rf_item_rec *it = &h->items[i];
+	struct rf_conn_rec conn;
 	int r;
 
 	(void)key_id;
@@ -629,8 +825,216 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 		    it->tenant, it->name, (long long)it->incident);
 	if (r != 0)
 		return r;
+	/* The connection still has the credential this incident replaces. */
+	if ((r = rf_store_conn_get(h->c->st, it->tenant, it->name, &conn)) != 0)
+		return r;
+	if (strcmp(conn.serial, it->old_serial) != 0)
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s got credential %s from elsewhere while "
+		    "incident %lld contained it: see 'ringfence incident list'",
+		    it->tenant, it->name, conn.serial, (long long)it->incident);
 	return rf_store_conn_set(
 	    h->c->st, it->tenant, it->name, NULL, serial, it->updated, NULL);
+}
+
+/*
+ * What the replacement of the old credential keeps: its profile, its key
+ * algorithm and size (read from the certificate, so that a connector's own
+ * RSA-2048 key from a CSR is replaced by an RSA-2048 key: Entra ID takes
+ * RSA only), and its subjectAltName DNS name.
+ */
+struct shape {
+	enum rf_profile profile;
+	enum rf_key_alg alg;
+	char dns[256]; /* "" none */
+};
+
+static int
+credential_shape(
+    const struct rf_incident_ctx *c, const char *serial, struct shape *sh)
+{
+	struct rf_cert_rec old;
+	GENERAL_NAMES *gens = NULL;
+	const uint8_t *p;
+	X509 *x = NULL;
+	EVP_PKEY *pub;
+	char curve[64];
+	int r, i;
+
+	memset(sh, 0, sizeof(*sh));
+	memset(&old, 0, sizeof(old));
+	if ((r = rf_store_cert_get(c->st, serial, &old)) != 0)
+		return r;
+	if (rf_profile_parse(old.profile, &sh->profile) != 0) {
+		rf_err_clear();
+		sh->profile = RF_PROFILE_CLIENT;
+	}
+	p = old.der;
+	if (old.der == NULL ||
+	    (x = d2i_X509(NULL, &p, (long)old.derlen)) == NULL ||
+	    (pub = X509_get0_pubkey(x)) == NULL) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "stored certificate %s does not parse", serial);
+		goto out;
+	}
+	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA) {
+		sh->alg = EVP_PKEY_get_bits(pub) > 2048 ? RF_KEY_RSA_3072
+							: RF_KEY_RSA_2048;
+	} else if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC &&
+	    EVP_PKEY_get_group_name(pub, curve, sizeof(curve), NULL) == 1) {
+		sh->alg = strcmp(curve, "secp384r1") == 0 ? RF_KEY_EC_P384
+							  : RF_KEY_EC_P256;
+	} else {
+		sh->alg = RF_KEY_EC_P256;
+	}
+	if (sh->profile == RF_PROFILE_SERVER &&
+	    (gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) !=
+		NULL) {
+		for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+			const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+			const ASN1_STRING *d;
+
+			if (g->type != GEN_DNS)
+				continue;
+			d = g->d.dNSName;
+			if ((size_t)ASN1_STRING_length(d) < sizeof(sh->dns)) {
+				memcpy(sh->dns, ASN1_STRING_get0_data(d),
+				    (size_t)ASN1_STRING_length(d));
+				sh->dns[ASN1_STRING_length(d)] = '\0';
+			}
+			break;
+		}
+	}
+	r = 0;
+out:
+	GENERAL_NAMES_free(gens);
+	X509_free(x);
+	rf_cert_rec_clear(&old);
+	return r;
+}
+
+/*
+ * THE place where contain gets new connection keys: n key pairs made in
+ * the token (the standby pool, when there is one, replaces this call).
+ * All or nothing; out[] receives them.
+ */
+static int
+contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
+    size_t n, struct rf_key **out)
+{
+	return rf_keys_generate_many(c->keys, kg, n, c->who, out);
+}
+
+/*
+ * Keys for a batch, recorded before they are used: an item whose earlier
+ * run reserved a key (state "reserved", still in the token) gets it back;
+ * the others get new keys, each recorded in the store ("reserved",
+ * purpose connection) and on its item in one transaction, before any
+ * certificate names it. A run killed after that leaves keys the store
+ * knows (the rerun uses them), never `unrecorded` ones.
+ */
+static int
+contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
+    const struct shape *shapes, size_t n, struct rf_key **keys)
+{
+	struct rf_keygen *kg = NULL;
+	struct rf_key **made = NULL;
+	struct rf_key_rec kr;
+	size_t *idx = NULL, i, k = 0;
+	char(*label)[200] = NULL;
+	int r = RF_ERR_INTERNAL, in_tx = 0;
+
+	if ((kg = calloc(n, sizeof(*kg))) == NULL ||
+	    (made = calloc(n, sizeof(*made))) == NULL ||
+	    (idx = calloc(n, sizeof(*idx))) == NULL ||
+	    (label = calloc(n, sizeof(*label))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		struct rf_item_rec *it = &items[i];
+
+		if (it->new_key[0] != '\0' &&
+		    rf_store_key_get(c->st, it->new_key, &kr) == 0 &&
+		    strcmp(kr.state, "reserved") == 0 &&
+		    rf_keys_load(c->keys, it->new_key, &keys[i]) == 0)
+			continue; /* reserved by an earlier run */
+		rf_err_clear();
+		snprintf(
+		    label[k], sizeof(label[k]), "%s/%s", it->tenant, it->name);
+		kg[k].alg = shapes[i].alg;
+		kg[k].label = label[k];
+		kg[k].tenant = it->tenant;
+		idx[k++] = i;
+	}
+	if (k == 0) {
+		r = 0;
+		goto out;
+	}
+	if ((r = contain_keys_make(c, kg, k, made)) != 0)
+		goto out;
+	if ((r = rf_store_begin(c->st)) != 0)
+		goto out;
+	in_tx = 1;
+	for (i = 0; i < k; i++) {
+		struct rf_item_rec *it = &items[idx[i]];
+
+		memset(&kr, 0, sizeof(kr));
+		snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(made[i]));
+		snprintf(
+		    kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(kg[i].alg));
+		snprintf(kr.purpose, sizeof(kr.purpose), "connection");
+		snprintf(kr.tenant, sizeof(kr.tenant), "%s", it->tenant);
+		snprintf(kr.state, sizeof(kr.state), "reserved");
+		kr.created = rf_now();
+		if ((r = rf_store_key_add(c->st, &kr)) != 0)
+			goto out;
+		/* Only over what this run read: another run may be here. */
+		if ((r = rf_store_item_reserve_key(c->st, it->incident,
+			 it->conn, it->new_key, kr.id)) != 0) {
+			if (r == RF_ERR_EXISTS)
+				r = rf_err_set(RF_ERR_STATE,
+				    "connection %s/%s of incident %lld is "
+				    "being contained by another run at the "
+				    "same time: run contain again to resume",
+				    it->tenant, it->name,
+				    (long long)it->incident);
+			goto out;
+		}
+		snprintf(it->new_key, sizeof(it->new_key), "%s", kr.id);
+	}
+	if ((r = rf_store_commit(c->st)) != 0)
+		goto out;
+	in_tx = 0;
+	for (i = 0; i < k; i++) {
+		keys[idx[i]] = made[i]; /* now the caller's */
+		made[i] = NULL;
+	}
+	r = 0;
+out:
+	if (in_tx) {
+		const char **ids = calloc(k, sizeof(*ids));
+		char msg[512];
+		size_t done;
+
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		rf_store_rollback(c->st);
+		/* Never recorded, never used: remove them again. */
+		for (i = 0; ids != NULL && i < k; i++)
+			ids[i] = rf_key_id(made[i]);
+		if (ids != NULL)
+			(void)!rf_keys_destroy_many(
+			    c->keys, ids, k, c->who, &done);
+		free(ids);
+		rf_err_set(r, "%s", msg);
+	}
+	for (i = 0; made != NULL && i < n; i++)
+		rf_key_free(made[i]);
+	free(label);
+	free(idx);
+	free(made);
+	free(kg);
+	return r;
 }
 
 static int
@@ -639,59 +1043,63 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 {
 	struct rf_issue_req *reqs = NULL;
 	struct rf_issued *out = NULL;
-	struct rf_cert_rec old;
-	struct rf_key_rec kr;
+	struct rf_key **keys = NULL;
+	struct shape *shapes = NULL;
 	struct issue_hook hook;
-	enum rf_key_alg alg;
 	size_t i, j, b;
 	int r = 0;
 
 	if ((reqs = calloc(CONTAIN_BATCH, sizeof(*reqs))) == NULL ||
-	    (out = calloc(CONTAIN_BATCH, sizeof(*out))) == NULL) {
+	    (out = calloc(CONTAIN_BATCH, sizeof(*out))) == NULL ||
+	    (keys = calloc(CONTAIN_BATCH, sizeof(*keys))) == NULL ||
+	    (shapes = calloc(CONTAIN_BATCH, sizeof(*shapes))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
 	for (i = 0; i < iv->n; i += b) {
 		b = iv->n - i < CONTAIN_BATCH ? iv->n - i : CONTAIN_BATCH;
 		memset(reqs, 0, b * sizeof(*reqs));
-		for (j = 0; j < b; j++) {
-			const struct rf_item_rec *it = &iv->v[i + j];
-			enum rf_profile prof = RF_PROFILE_CLIENT;
-
-			memset(&old, 0, sizeof(old));
-			if ((r = rf_store_cert_get(
-				 c->st, it->old_serial, &old)) != 0)
+		for (j = 0; j < b; j++)
+			if ((r = credential_shape(
+				 c, iv->v[i + j].old_serial, &shapes[j])) != 0)
 				goto out;
-			if (rf_profile_parse(old.profile, &prof) != 0)
-				prof = RF_PROFILE_CLIENT;
-			rf_cert_rec_clear(&old);
-			alg = RF_KEY_EC_P256;
-			if (rf_store_key_get(c->st, it->old_key, &kr) == 0 &&
-			    rf_key_alg_parse(kr.alg, &alg) != 0)
-				alg = RF_KEY_EC_P256;
-			rf_err_clear();
-			reqs[j].tenant = it->tenant;
-			reqs[j].profile = prof;
-			reqs[j].keygen = alg;
-			/* server profile: the name lives in the tenant */
-			reqs[j].dns =
-			    prof == RF_PROFILE_SERVER ? it->tenant : NULL;
+		if ((r = contain_keys(c, &iv->v[i], shapes, b, keys)) != 0)
+			goto out;
+		rf_test_point("incident-keys-recorded");
+		for (j = 0; j < b; j++) {
+			reqs[j].tenant = iv->v[i + j].tenant;
+			reqs[j].profile = shapes[j].profile;
+			reqs[j].key = keys[j];
+			reqs[j].dns = shapes[j].profile == RF_PROFILE_SERVER
+			    ? (shapes[j].dns[0] != '\0' ? shapes[j].dns
+							: iv->v[i + j].tenant)
+			    : NULL;
 		}
 		hook.c = c;
 		hook.items = &iv->v[i];
-		if ((r = rf_ca_issue_ex(c->ca, reqs, b, c->who, out,
-			 issued_in_tx, &hook)) != 0)
-			goto out;
-		for (j = 0; j < b; j++)
+		r = rf_ca_issue_ex(
+		    c->ca, reqs, b, c->who, out, issued_in_tx, &hook);
+		for (j = 0; j < b; j++) {
 			rf_issued_clear(&out[j]);
+			rf_key_free(keys[j]);
+			keys[j] = NULL;
+		}
+		if (r != 0)
+			goto out;
 		rep->issued += b;
+		if (c->progress != NULL)
+			rf_progress_add(c->progress, b);
 	}
 	if (rep->issued > 0)
 		r = event(c, id, "reissue",
-		    "%zu new keys generated in the token and certificates "
-		    "issued",
+		    "%zu new keys (recorded before use, same algorithm and "
+		    "size as the old credential) and certificates issued",
 		    rep->issued);
 out:
+	for (j = 0; keys != NULL && j < CONTAIN_BATCH; j++)
+		rf_key_free(keys[j]);
+	free(keys);
+	free(shapes);
 	free(reqs);
 	free(out);
 	return r;
@@ -704,16 +1112,16 @@ rf_incident_contain(
 	struct rf_incident_rec inc;
 	struct item_vec all = {0}, todo = {0};
 	char newname[64];
-	int r;
+	int r, published = 0;
 
 	memset(rep, 0, sizeof(*rep));
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
 		return rf_err_set(RF_ERR_STATE,
 		    "incident %lld is closed: nothing to contain",
 		    (long long)id);
-	if ((r = load_items(c, id, NULL, NULL, &all)) != 0)
+	if ((r = rf_incident_load_items(c, id, NULL, NULL, &all)) != 0)
 		goto out;
 	rep->total = all.n;
 
@@ -740,13 +1148,29 @@ rf_incident_contain(
 		    (r = contain_revoke_ca(c, id, inc.scope + 7)) != 0)
 			goto out;
 	}
-	/* 2, 3. Revoke and disable: idempotent, so always over all. */
-	if ((r = contain_revoke(c, id, inc.scope, &all, rep)) != 0 ||
-	    (r = contain_disable(c, id, &inc, &all, rep)) != 0)
+	/*
+	 * 2, 3. Revoke and disable: idempotent. Revocation is repeated
+	 * over all until a run has published it (OCSP and CRL), so that a
+	 * run killed between the commit and the re-signing is finished.
+	 */
+	rf_progress_phase(c->progress, "revoke and publish", all.n);
+	if ((r = has_event(c, id, "published", &published)) != 0 ||
+	    (!published &&
+		(r = contain_revoke(c, id, inc.scope, &all, rep)) != 0))
+		goto out;
+	rf_progress_add(c->progress, all.n);
+	rf_progress_phase(c->progress, "disable old keys", 0);
+	if ((r = contain_disable(c, id, &inc, &all, rep)) != 0)
 		goto out;
 	/* 4. New credentials for connections still affected. */
-	if ((r = load_items(c, id, NULL, "affected", &todo)) != 0 ||
-	    (r = contain_issue(c, id, &todo, rep)) != 0)
+	if ((r = rf_incident_load_items(c, id, NULL, "affected", &todo)) != 0)
+		goto out;
+	rf_progress_phase(c->progress, "reissue", todo.n);
+	if ((r = contain_issue(c, id, &todo, rep)) != 0)
+		goto out;
+	/* 5. Every successor is committed: the old keys go for good. */
+	rf_progress_phase(c->progress, "destroy old keys", 0);
+	if ((r = retire_keys(c, id, &inc, &all, &rep->destroyed)) != 0)
 		goto out;
 	if (strcmp(inc.state, "open") == 0) {
 		snprintf(inc.state, sizeof(inc.state), "contained");
@@ -763,205 +1187,14 @@ out:
 
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 		rf_err_set(r,
-		    "%s (so far: %zu revoked, %zu keys disabled, %zu "
-		    "reissued of %zu; run contain again to resume)",
-		    msg, rep->revoked, rep->disabled, rep->issued, rep->total);
+		    "%s (so far: %zu revoked and committed, %zu keys "
+		    "disabled, %zu reissued of %zu; run 'ringfence incident "
+		    "contain %lld' again to resume)",
+		    msg, rep->revoked, rep->disabled, rep->issued, rep->total,
+		    (long long)id);
 	}
 	free(all.v);
 	free(todo.v);
-	return r;
-}
-
-/* ---- Packages ---- */
-
-static int
-mkdir_p(const char *path)
-{
-	char buf[2048], *p;
-
-	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
-		return rf_err_set(RF_ERR_ARG, "path too long: %s", path);
-	for (p = buf + 1; *p != '\0'; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-			return rf_err_set(RF_ERR_IO, "cannot create %s: %s",
-			    buf, strerror(errno));
-		*p = '/';
-	}
-	if (mkdir(buf, 0755) != 0 && errno != EEXIST)
-		return rf_err_set(
-		    RF_ERR_IO, "cannot create %s: %s", buf, strerror(errno));
-	return 0;
-}
-
-static int
-put_file(const char *dir, const char *name, const void *data, size_t len)
-{
-	char path[2300];
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	return rf_write_file(path, data, len, 0644);
-}
-
-/* Upper-case hex SHA-1 of the DER: Graph's customKeyIdentifier form. */
-static void
-sha1_hex_upper(const uint8_t *der, size_t len, char out[41])
-{
-	uint8_t md[20];
-	size_t i;
-
-	EVP_Digest(der, len, md, NULL, EVP_sha1(), NULL);
-	rf_hex(md, sizeof(md), out);
-	for (i = 0; out[i] != '\0'; i++)
-		if (out[i] >= 'a' && out[i] <= 'f')
-			out[i] = (char)(out[i] - 32);
-}
-
-static int
-package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
-    const char *dir)
-{
-	struct rf_cert_rec nc, oc;
-	char cdir[2100], old_tp[41], new_tp[41], *pem = NULL, *b64 = NULL;
-	char *readme = NULL, *graph = NULL;
-	json_t *body = NULL;
-	int r;
-
-	memset(&nc, 0, sizeof(nc));
-	memset(&oc, 0, sizeof(oc));
-	if (it->new_serial[0] == '\0')
-		return rf_err_set(RF_ERR_STATE,
-		    "tenant %s has no new credential yet: run 'ringfence "
-		    "incident contain %lld' first",
-		    it->tenant, (long long)it->incident);
-	if ((r = rf_store_cert_get(c->st, it->new_serial, &nc)) != 0 ||
-	    (r = rf_store_cert_get(c->st, it->old_serial, &oc)) != 0)
-		goto out;
-	snprintf(cdir, sizeof(cdir), "%s/%s/%s", dir, it->tenant, it->name);
-	if ((r = mkdir_p(cdir)) != 0)
-		goto out;
-	if ((pem = malloc(rf_ca_pem_len(nc.derlen) + 1)) == NULL ||
-	    (b64 = malloc(4 * ((nc.derlen + 2) / 3) + 1)) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	rf_ca_pem_write(nc.der, nc.derlen, pem);
-	EVP_EncodeBlock((unsigned char *)b64, nc.der, (int)nc.derlen);
-	sha1_hex_upper(oc.der, oc.derlen, old_tp);
-	sha1_hex_upper(nc.der, nc.derlen, new_tp);
-	if ((r = put_file(cdir, "certificate.pem", pem, strlen(pem))) != 0 ||
-	    (r = put_file(cdir, "certificate.der", nc.der, nc.derlen)) != 0)
-		goto out;
-	if (asprintf(&readme,
-		"ringfence re-establishment package\n"
-		"tenant:      %s\nconnection:  %s\nrelying party: %s\n\n"
-		"Your connection's credential was replaced because of "
-		"incident %lld.\n"
-		"The old certificate (serial %s) is revoked "
-		"(keyCompromise).\n\n"
-		"new certificate: certificate.pem / certificate.der\n"
-		"  serial:    %s\n  x5t:       %s\n  x5t#S256:  %s\n"
-		"  SHA-1 thumbprint: %s\n\n"
-		"old certificate to remove:\n"
-		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n"
-		"What to do:\n%s",
-		it->tenant, it->name, it->rp, (long long)it->incident,
-		oc.serial, nc.serial, nc.x5t, nc.x5t256, new_tp, oc.x5t, old_tp,
-		strcmp(it->rp, "pinned") == 0
-		    ? "  1. In your identity provider, replace the old "
-		      "certificate with the new one:\n"
-		      "     for Microsoft Entra ID, PATCH the application with "
-		      "graph-keyCredentials.json\n"
-		      "     (it lists only the new certificate, which removes "
-		      "the old one).\n"
-		      "  2. Remove the old thumbprint wherever else it is "
-		      "registered.\n"
-		      "  3. Tell your vendor contact the connection works "
-		      "again.\n"
-		    : "  1. Nothing to remove: your relying party checks "
-		      "revocation (OCSP/CRL)\n"
-		      "     and already rejects the old certificate.\n"
-		      "  2. Trust the new certificate's chain if it changed "
-		      "(issuer below).\n") < 0) {
-		readme = NULL;
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if ((r = put_file(cdir, "README.txt", readme, strlen(readme))) != 0)
-		goto out;
-	if (asprintf(&graph, "x5t: %s\nx5t#S256: %s\nold x5t: %s\n", nc.x5t,
-		nc.x5t256, oc.x5t) < 0) {
-		graph = NULL;
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if ((r = put_file(cdir, "thumbprints.txt", graph, strlen(graph))) != 0)
-		goto out;
-	free(graph);
-	graph = NULL;
-	if (strcmp(it->rp, "pinned") == 0) {
-		/*
-		 * Microsoft Graph: PATCH /applications/{id} with
-		 * keyCredentials replaces the whole collection, so the body
-		 * lists the new certificate only.
-		 */
-		body = json_pack("{s:[{s:s, s:s, s:s, s:s, s:s}]}",
-		    "keyCredentials", "type", "AsymmetricX509Cert", "usage",
-		    "Verify", "key", b64, "displayName",
-		    "ringfence replacement", "customKeyIdentifier", new_tp);
-		if (body == NULL ||
-		    (graph = json_dumps(
-			 body, JSON_INDENT(2) | JSON_SORT_KEYS)) == NULL) {
-			r = RF_ERR_ALLOC;
-			goto out;
-		}
-		if ((r = put_file(cdir, "graph-keyCredentials.json", graph,
-			 strlen(graph))) != 0)
-			goto out;
-	}
-	r = 0;
-out:
-	json_decref(body);
-	free(graph);
-	free(readme);
-	free(pem);
-	free(b64);
-	rf_cert_rec_clear(&nc);
-	rf_cert_rec_clear(&oc);
-	return r;
-}
-
-int
-rf_incident_package(const struct rf_incident_ctx *c, int64_t id,
-    const char *tenant, const char *dir, size_t *written)
-{
-	struct rf_incident_rec inc;
-	struct item_vec iv = {0};
-	size_t i;
-	int r;
-
-	*written = 0;
-	if ((r = load_incident(c, id, &inc)) != 0 ||
-	    (r = load_items(c, id, tenant, NULL, &iv)) != 0)
-		goto out;
-	if (iv.n == 0) {
-		r = rf_err_set(RF_ERR_NOT_FOUND,
-		    "tenant %s is not in the scope of incident %lld",
-		    tenant != NULL ? tenant : "(any)", (long long)id);
-		goto out;
-	}
-	for (i = 0; i < iv.n; i++) {
-		if (strcmp(iv.v[i].state, "waived") == 0)
-			continue;
-		if ((r = package_one(c, &iv.v[i], dir)) != 0)
-			goto out;
-		(*written)++;
-	}
-	r = 0;
-out:
-	free(iv.v);
 	return r;
 }
 
@@ -976,12 +1209,12 @@ rf_incident_confirm(
 	size_t i, moved = 0;
 	int r, in_tx = 0;
 
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
 		return rf_err_set(
 		    RF_ERR_STATE, "incident %lld is closed", (long long)id);
-	if ((r = load_items(c, id, tenant, NULL, &iv)) != 0)
+	if ((r = rf_incident_load_items(c, id, tenant, NULL, &iv)) != 0)
 		goto out;
 	if (iv.n == 0) {
 		r = rf_err_set(RF_ERR_NOT_FOUND,
@@ -1034,9 +1267,12 @@ out:
 
 int
 rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
-    int64_t t, int *matched)
+    const char *source, int64_t t, int *matched)
 {
+	struct rf_sighting_rec g;
 	struct rf_item_rec it;
+	struct rf_audit_event ev;
+	char idbuf[32], who[96];
 	int r, is_new = 0;
 
 	*matched = 0;
@@ -1049,25 +1285,61 @@ rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
 		return r;
 	}
 	*matched = 1;
-	if (is_new && strcmp(it.state, "contained") == 0) {
-		/* The relying party checks the new credential: in use. */
-		snprintf(it.state, sizeof(it.state), "reestablished");
-		snprintf(it.evidence, sizeof(it.evidence),
-		    "OCSP query for new serial at %lld", (long long)t);
-		it.updated = t;
-		if ((r = rf_store_item_update(c->st, &it)) != 0)
-			return r;
-		return audit_step(c, it.incident, "evidence", it.tenant, serial,
-		    "OCSP query for the new credential");
-	}
-	if (!is_new && strcmp(it.state, "affected") != 0) {
-		/* Something still presents the revoked credential. */
-		snprintf(it.evidence, sizeof(it.evidence),
-		    "OCSP query for revoked old serial at %lld", (long long)t);
-		it.updated = t;
-		return rf_store_item_update(c->st, &it);
-	}
-	return 0;
+	memset(&g, 0, sizeof(g));
+	g.incident = it.incident;
+	g.conn = it.conn;
+	snprintf(g.serial, sizeof(g.serial), "%s", serial);
+	g.is_new = is_new;
+	snprintf(g.source, sizeof(g.source), "%s",
+	    source != NULL && *source != '\0' ? source : "unknown");
+	g.first = g.last = t;
+	/* Something still presents the old credential after the switch. */
+	g.after_reestablished = !is_new &&
+	    (strcmp(it.state, "reestablished") == 0 ||
+		strcmp(it.state, "closed") == 0);
+	if ((r = rf_store_sighting_add(c->st, &g)) != 0 ||
+	    !g.after_reestablished)
+		return r;
+	/* The leaf names the real actor: an anonymous OCSP client. */
+	snprintf(idbuf, sizeof(idbuf), "incident-%lld", (long long)it.incident);
+	snprintf(who, sizeof(who), "ocsp %s", g.source);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "incident";
+	ev.what = "sighting";
+	ev.tenant = it.tenant;
+	ev.ref = serial;
+	ev.detail = "OCSP query for the revoked old credential after "
+		    "re-establishment";
+	ev.actor = "anonymous OCSP client";
+	ev.source = who;
+	(void)idbuf;
+	return rf_audit_append(c->audit, &ev, 1, NULL);
+}
+
+int
+rf_incident_ack(const struct rf_incident_ctx *c, int64_t id, size_t *n)
+{
+	struct rf_incident_rec inc;
+	int r, in_tx = 0;
+
+	*n = 0;
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
+		return r;
+	if ((r = rf_store_begin(c->st)) != 0)
+		return r;
+	in_tx = 1;
+	if ((r = rf_store_sighting_ack(c->st, id, n)) != 0 ||
+	    (r = event(c, id, "ack",
+		 "%zu sightings of old credentials after re-establishment "
+		 "acknowledged",
+		 *n)) != 0 ||
+	    (r = rf_store_commit(c->st)) != 0)
+		goto out;
+	in_tx = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(c->st);
+	return r;
 }
 
 static int
@@ -1090,7 +1362,7 @@ rf_incident_status(
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	out->id = inc.id;
 	snprintf(out->scope, sizeof(out->scope), "%s", inc.scope);
@@ -1102,6 +1374,9 @@ rf_incident_status(
 	out->contained = inc.contained;
 	out->closed = inc.closed;
 	out->signatures = inc.signatures;
+	if ((r = rf_store_sighting_counts(
+		 c->st, id, &out->sightings, &out->unacked)) != 0)
+		return r;
 	return rf_store_item_foreach(c->st, id, NULL, NULL, count_item, out);
 }
 
@@ -1143,7 +1418,7 @@ rf_incident_foreach(const struct rf_incident_ctx *c, int64_t id,
 	struct foreach_adapter a = {stragglers_only, fn, arg};
 	int r;
 
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	return rf_store_item_foreach(c->st, id, NULL, NULL, adapt_item, &a);
 }
@@ -1155,14 +1430,28 @@ struct report_acc {
 	json_t *arr;
 };
 
+/* A time for people: "2026-12-04 07:36:12 UTC", "-" for none. */
+static void
+report_time(int64_t t, char out[32])
+{
+	time_t tt = (time_t)t;
+	struct tm tm;
+
+	if (t <= 0 || gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, 32, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(out, 32, "-");
+}
+
 static int
 report_event(void *arg, const struct rf_event_rec *e)
 {
 	struct report_acc *a = arg;
 
+	char when[32];
+
+	report_time(e->time, when);
 	if (a->md != NULL)
-		fprintf(a->md, "| %lld | %s | %s |\n", (long long)e->time,
-		    e->kind, e->detail);
+		fprintf(a->md, "| %s | %s | %s |\n", when, e->kind, e->detail);
 	if (json_array_append_new(a->arr,
 		json_pack("{s:I, s:s, s:s}", "time", (json_int_t)e->time,
 		    "kind", e->kind, "detail", e->detail)) != 0)
@@ -1175,11 +1464,14 @@ report_item(void *arg, const struct rf_incident_conn *ic)
 {
 	struct report_acc *a = arg;
 
+	char when[32];
+
+	report_time(ic->updated, when);
 	if (a->md != NULL)
-		fprintf(a->md, "| %s | %s | %s | %s | %s | %s | %s |\n",
+		fprintf(a->md, "| %s | %s | %s | %s | %s | %s | %s | %s |\n",
 		    ic->tenant, ic->name, ic->rp, ic->state, ic->old_serial,
 		    ic->new_serial[0] ? ic->new_serial : "-",
-		    ic->evidence[0] ? ic->evidence : "-");
+		    ic->evidence[0] ? ic->evidence : "-", when);
 	if (json_array_append_new(a->arr,
 		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "tenant",
 		    ic->tenant, "connection", ic->name, "relying_party", ic->rp,
@@ -1211,19 +1503,46 @@ rf_incident_report(
 		json_object_set_new(counts, state_names[i],
 		    json_integer((json_int_t)s.counts[i]));
 	if (md != NULL) {
+		char t_open[32], t_cont[32], t_close[32];
+
+		report_time(s.opened, t_open);
+		report_time(s.contained, t_cont);
+		report_time(s.closed, t_close);
 		fprintf(md,
 		    "# Incident %lld\n\n"
 		    "- scope: `%s`\n- reason: %s\n- state: %s\n"
-		    "- opened: %lld\n- contained: %lld\n- closed: %lld\n"
+		    "- opened: %s\n- contained: %s\n- closed: %s\n"
 		    "- new issuer: %s\n\n"
 		    "## Blast radius\n\n"
 		    "- connections in scope: %zu\n"
-		    "- signatures by the keys in scope (audit record): %llu\n\n"
+		    "- signatures by the keys in scope: %llu. This counts the "
+		    "`sign` leaves of the audit record made by the keys in "
+		    "scope (the issuing CA key for an issuer scope, the key "
+		    "for "
+		    "a key scope, otherwise the tenant's keys) since the "
+		    "incident's `--since` time (all time if none): every "
+		    "signature ringfence's token made with them. It does not "
+		    "cover signatures made with a copy of a key outside the "
+		    "token, nor by a connector's own key (CSR credentials), "
+		    "which ringfence never holds.\n"
+		    "- OCSP sightings: %zu (%zu of old credentials after "
+		    "re-establishment not yet acknowledged)\n\n"
+		    "## What pinned tenants must do\n\n"
+		    "A pinned relying party (Microsoft Entra ID application "
+		    "credentials) checks no revocation: until the old "
+		    "certificate is removed there, a stolen key still works. "
+		    "Each pinned tenant must register the new certificate and "
+		    "remove the old one, with the package's "
+		    "`graph-keyCredentials.json` (a PATCH that replaces the "
+		    "application's whole keyCredentials collection; "
+		    "`graph-keyCredentials-tenant.json` when several "
+		    "connections share one application), then confirm. Only "
+		    "`incident confirm` or the connector's use of the new "
+		    "credential marks them re-established.\n\n"
 		    "| state | connections |\n| --- | --- |\n",
-		    (long long)s.id, s.scope, s.reason, s.state,
-		    (long long)s.opened, (long long)s.contained,
-		    (long long)s.closed, s.new_issuer[0] ? s.new_issuer : "-",
-		    s.total, (unsigned long long)s.signatures);
+		    (long long)s.id, s.scope, s.reason, s.state, t_open, t_cont,
+		    t_close, s.new_issuer[0] ? s.new_issuer : "-", s.total,
+		    (unsigned long long)s.signatures, s.sightings, s.unacked);
 		for (i = 0; i < RF_ITEM_NSTATES; i++)
 			fprintf(
 			    md, "| %s | %zu |\n", state_names[i], s.counts[i]);
@@ -1239,8 +1558,8 @@ rf_incident_report(
 		fprintf(md,
 		    "\n## Connections\n\n"
 		    "| tenant | connection | relying party | state | "
-		    "old serial | new serial | evidence |\n"
-		    "| --- | --- | --- | --- | --- | --- | --- |\n");
+		    "old serial | new serial | evidence | updated |\n"
+		    "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
 	a.arr = conns;
 	if ((r = rf_incident_foreach(c, id, 0, report_item, &a)) != 0)
 		goto out;
@@ -1279,11 +1598,11 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	struct rf_incident_rec inc;
 	struct rf_incident_status s;
 	struct item_vec iv = {0};
-	const char **ids = NULL, **mine = NULL;
-	size_t i, open_n, destroyed = 0, nmine = 0;
+	char msg[512];
+	size_t i, open_n, destroyed = 0;
 	int r;
 
-	if ((r = load_incident(c, id, &inc)) != 0)
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
 		return rf_err_set(RF_ERR_STATE,
@@ -1297,21 +1616,20 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 		    "confirm or waive them first ('ringfence incident status "
 		    "%lld')",
 		    (long long)id, open_n, (long long)id);
-	if ((r = load_items(c, id, NULL, NULL, &iv)) != 0)
+	if (s.unacked > 0)
+		return rf_err_set(RF_ERR_STATE,
+		    "incident %lld: %zu queries for old credentials arrived "
+		    "after their connection was re-established; look at them "
+		    "('ringfence incident status %lld') and acknowledge them "
+		    "with 'ringfence incident ack %lld' first",
+		    (long long)id, s.unacked, (long long)id, (long long)id);
+	if ((r = rf_incident_load_items(c, id, NULL, NULL, &iv)) != 0)
 		goto out;
-	/* Destroy the old keys held in the token, then close. */
-	if ((ids = calloc(iv.n + 1, sizeof(*ids))) == NULL) {
-		r = RF_ERR_ALLOC;
+	/* Destroy what contain has not (old keys, previous, CA), then close. */
+	rf_progress_phase(c->progress, "destroy old keys", 0);
+	if ((r = retire_keys(c, id, &inc, &iv, &destroyed)) != 0)
 		goto out;
-	}
-	for (i = 0; i < iv.n; i++)
-		ids[i] = iv.v[i].old_key;
-	if ((r = token_keys(c, ids, iv.n, "destroyed", &mine, &nmine)) != 0 ||
-	    (r = rf_keys_destroy_many(
-		 c->keys, mine, nmine, c->who, &destroyed)) != 0 ||
-	    (r = set_key_states(c, mine, nmine, "destroyed")) != 0)
-		goto out;
-	destroyed = nmine;
+	rf_progress_phase(c->progress, "close connections", iv.n);
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
 	for (i = 0; i < iv.n; i++) {
@@ -1326,16 +1644,22 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	inc.closed = rf_now();
 	if (r != 0 || (r = rf_store_incident_update(c->st, &inc)) != 0 ||
 	    (r = event(c, id, "close",
-		 "closed; %zu old keys destroyed in the token", destroyed)) !=
-		0 ||
+		 "closed; %zu old keys destroyed in the token now",
+		 destroyed)) != 0 ||
 	    (r = rf_store_commit(c->st)) != 0) {
 		rf_store_rollback(c->st);
 		goto out;
 	}
+	rf_progress_add(c->progress, iv.n);
 	r = 0;
 out:
-	free(ids);
-	free(mine);
+	if (r != 0) {
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		rf_err_set(r,
+		    "%s (incident %lld is not closed; run 'ringfence incident "
+		    "close %lld' again once that is fixed)",
+		    msg, (long long)id, (long long)id);
+	}
 	free(iv.v);
 	return r;
 }

@@ -23,6 +23,7 @@
 #include <stdio.h>
 
 #include "common/config.h"
+#include "common/progress.h"
 #include "common/rf.h"
 #include "keys/keys.h"
 
@@ -38,7 +39,17 @@ struct rf_incident_ctx {
 	struct rf_keys *keys;
 	struct rf_ca *ca;
 	const struct rf_actor *who;
+	struct rf_progress *progress; /* may be NULL: none shown */
 };
+
+/*
+ * A progress sink (common/progress.h) that records the numbers in the
+ * store (arg: struct rf_store *), for `incident status` elsewhere.
+ */
+struct rf_progress_state;
+int rf_incident_progress_sink(void *arg, const struct rf_progress_state *s);
+/* The progress task name of an incident's command ("incident 3 contain"). */
+void rf_incident_task(int64_t id, const char *cmd, char out[96]);
 
 /* Connection states, in order. */
 enum rf_item_state {
@@ -63,11 +74,12 @@ int rf_incident_open(const struct rf_incident_ctx *c, const char *scope,
 
 /* Progress of a containment, for the operator. */
 struct rf_contain_report {
-	size_t revoked;	 /* certificates revoked now */
-	size_t disabled; /* keys disabled now */
-	size_t issued;	 /* new credentials issued now */
-	size_t total;	 /* connections in scope */
-	int rotated;	 /* a new issuing CA was made now */
+	size_t revoked;	  /* certificates revoked now */
+	size_t disabled;  /* keys disabled now */
+	size_t issued;	  /* new credentials issued now */
+	size_t destroyed; /* old keys destroyed now (successors committed) */
+	size_t total;	  /* connections in scope */
+	int rotated;	  /* a new issuing CA was made now */
 	char new_issuer[64];
 };
 
@@ -97,13 +109,20 @@ int rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
     const char *tenant, int waive) RF_WUR;
 
 /*
- * Evidence from the OCSP responder: a query for serial at time t. A query
- * for a new credential confirms its connection (reestablished); a query for
- * a revoked old credential after containment is recorded as a straggler
- * still presenting it. *matched is 1 if the serial belongs to an incident.
+ * Evidence from the OCSP responder: an anonymous query for serial from
+ * source (an address, or NULL) at time t. It is recorded as a sighting,
+ * shown by status; it moves no connection (an anonymous query is not
+ * proof of use: that takes confirm, or the bound connector's use of the
+ * new credential, rf_store_item_reestablish_by_connector). A query for an
+ * old serial after its connection was re-established holds close until
+ * rf_incident_ack. *matched is 1 if the serial belongs to an incident.
  */
 int rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
-    int64_t t, int *matched) RF_WUR;
+    const char *source, int64_t t, int *matched) RF_WUR;
+
+/* Acknowledge the sightings that hold close; *n receives how many. */
+int rf_incident_ack(
+    const struct rf_incident_ctx *c, int64_t id, size_t *n) RF_WUR;
 
 struct rf_incident_status {
 	int64_t id;
@@ -115,6 +134,8 @@ struct rf_incident_status {
 	size_t counts[RF_ITEM_NSTATES];
 	size_t total;
 	uint64_t signatures; /* signatures in the blast radius */
+	size_t sightings;    /* OCSP sightings recorded */
+	size_t unacked;	     /* old serials seen after re-establishment */
 };
 int rf_incident_status(const struct rf_incident_ctx *c, int64_t id,
     struct rf_incident_status *out) RF_WUR;

@@ -252,9 +252,44 @@ pad_label(const char *label, unsigned char out[LABEL_LEN])
  */
 
 /* C_Initialize with OS locking; the caller holds modules_lock. */
+/*
+ * Whether SoftHSM's configuration names a token folder that is missing
+ * (a removed token, a folder moved away): then *dir receives it.
+ */
+static int
+softhsm_tokendir_missing(const char *conf, char *dir, size_t len)
+{
+	char line[1200], *v, *e;
+	struct stat sb;
+	FILE *f;
+	int missing = 0;
+
+	if (conf == NULL || conf[0] == '\0' || (f = fopen(conf, "r")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "directories.tokendir", 20) != 0 ||
+		    (v = strchr(line, '=')) == NULL)
+			continue;
+		for (v++; *v == ' ' || *v == '\t'; v++)
+			;
+		for (e = v + strlen(v);
+		     e > v && (e[-1] == '\n' || e[-1] == '\r' || e[-1] == ' ');)
+			*--e = '\0';
+		if (*v != '\0' && stat(v, &sb) != 0) {
+			snprintf(dir, len, "%s", v);
+			missing = 1;
+		}
+		break;
+	}
+	fclose(f);
+	return missing;
+}
+
 static int
 module_initialise(struct module *m, const struct rf_config *cfg)
 {
+	char dir[1024];
+
 	CK_C_INITIALIZE_ARGS args;
 	struct stat sb;
 	int n = 0;
@@ -275,6 +310,13 @@ module_initialise(struct module *m, const struct rf_config *cfg)
 	memset(&args, 0, sizeof(args));
 	args.flags = CKF_OS_LOCKING_OK;
 	rv = m->f->C_Initialize(&args);
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED &&
+	    cfg != NULL &&
+	    softhsm_tokendir_missing(cfg->softhsm_conf, dir, sizeof(dir)))
+		return rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
+		    "the token folder %s is missing (directories.tokendir in "
+		    "%s): put the token back, then run the same command again",
+		    dir, cfg->softhsm_conf);
 	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
 		return rf_err_set(RF_ERR_TOKEN_MODULE,
 		    "cannot initialise PKCS#11 module %s: %s: "

@@ -426,6 +426,7 @@ revoke_run(const struct rf_config *cfg, struct rf_store *st,
 	if ((r = revoke_commit(st, audit, sel, &t, who, &changed)) != 0)
 		goto out;
 	*revoked = changed;
+	rf_test_point("revoke-committed");
 	/* Committed: from here an error asks for a retry, which repairs. */
 	if ((r = revoke_ocsp(cfg, st, keys, ca, &t, who)) != 0 ||
 	    (r = revoke_crls(cfg, st, keys, ca, &t, who)) != 0) {

@@ -155,6 +155,26 @@ static const char *const migrations[] = {
     "  reason, incident, time) SELECT key_ident, key_id, serial, tenant,"
     "  reason, 0, revoked_at FROM certs WHERE revoked = 1 AND reason = 1"
     "  AND key_ident <> '' ORDER BY revoked_at, serial;",
+    /* 7: incidents: previous credential and reserved key per item,
+     * OCSP sightings, progress of long commands (incident helper) */
+    "ALTER TABLE incident_items ADD COLUMN prev_serial TEXT NOT NULL "
+    "  DEFAULT '';"
+    "ALTER TABLE incident_items ADD COLUMN new_key TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX incident_items_conn ON incident_items (conn, state);"
+    "CREATE TABLE incident_sightings (id INTEGER PRIMARY KEY,"
+    "  incident INTEGER NOT NULL, conn INTEGER NOT NULL,"
+    "  serial TEXT NOT NULL, is_new INTEGER NOT NULL,"
+    "  source TEXT NOT NULL, first INTEGER NOT NULL,"
+    "  last INTEGER NOT NULL, count INTEGER NOT NULL DEFAULT 1,"
+    "  after_reestablished INTEGER NOT NULL DEFAULT 0,"
+    "  acked INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (incident, serial, source));"
+    "CREATE INDEX incident_sightings_inc ON incident_sightings"
+    "  (incident, acked);"
+    "CREATE TABLE progress (task TEXT PRIMARY KEY, phase TEXT NOT NULL,"
+    "  done INTEGER NOT NULL, total INTEGER NOT NULL,"
+    "  started_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+    "  pid INTEGER NOT NULL, finished INTEGER NOT NULL DEFAULT 0);",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -375,7 +375,7 @@ out:
 
 #define ITEM_COLS                                                              \
 	"incident, conn, tenant, name, rp, old_serial, old_key, new_serial, "  \
-	"state, updated, evidence"
+	"state, updated, evidence, prev_serial, new_key"
 
 static void
 item_row(sqlite3_stmt *s, struct rf_item_rec *it)
@@ -392,6 +392,8 @@ item_row(sqlite3_stmt *s, struct rf_item_rec *it)
 	st_col_str(s, 8, it->state, sizeof(it->state));
 	it->updated = sqlite3_column_int64(s, 9);
 	st_col_str(s, 10, it->evidence, sizeof(it->evidence));
+	st_col_str(s, 11, it->prev_serial, sizeof(it->prev_serial));
+	st_col_str(s, 12, it->new_key, sizeof(it->new_key));
 }
 
 int
@@ -405,7 +407,7 @@ rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it)
 		return r;
 	if ((r = st_prepare(st,
 		 "INSERT INTO incident_items (" ITEM_COLS ") VALUES (?, ?, ?, "
-		 "?, ?, ?, ?, ?, ?, ?, ?)",
+		 "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		 &s)) != 0 ||
 	    (r = st_bind_int(st, s, 1, it->incident)) != 0 ||
 	    (r = st_bind_int(st, s, 2, it->conn)) != 0 ||
@@ -414,7 +416,8 @@ rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it)
 	    (r = T(7, old_key)) != 0 || (r = T(8, new_serial)) != 0 ||
 	    (r = T(9, state)) != 0 ||
 	    (r = st_bind_int(st, s, 10, it->updated)) != 0 ||
-	    (r = T(11, evidence)) != 0)
+	    (r = T(11, evidence)) != 0 || (r = T(12, prev_serial)) != 0 ||
+	    (r = T(13, new_key)) != 0)
 		goto out;
 	if ((r = step_done(st, s, "adding an incident item")) == RF_ERR_EXISTS)
 		r = rf_err_set(RF_ERR_EXISTS,
@@ -526,7 +529,8 @@ rf_store_item_by_serial(struct rf_store *st, const char *serial,
 	if ((r = st_prepare(st,
 		 "SELECT i.incident, i.conn, i.tenant, i.name, i.rp, "
 		 "i.old_serial, i.old_key, i.new_serial, i.state, i.updated, "
-		 "i.evidence, i.new_serial = ?1 FROM incident_items i JOIN "
+		 "i.evidence, i.prev_serial, i.new_key, i.new_serial = ?1 "
+		 "FROM incident_items i JOIN "
 		 "incidents n ON n.id = i.incident WHERE n.state <> 'closed' "
 		 "AND (i.old_serial = ?1 OR i.new_serial = ?1) "
 		 "ORDER BY i.incident DESC LIMIT 1",
@@ -535,7 +539,7 @@ rf_store_item_by_serial(struct rf_store *st, const char *serial,
 		goto out;
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		item_row(s, out);
-		*is_new = sqlite3_column_int(s, 11);
+		*is_new = sqlite3_column_int(s, 13);
 		r = 0;
 	} else if (rc == SQLITE_DONE)
 		r = RF_ERR_NOT_FOUND;
@@ -602,4 +606,288 @@ rf_store_incident_event_foreach(struct rf_store *st, int64_t incident,
 out:
 	sqlite3_finalize(s);
 	return r;
+}
+
+int
+rf_store_item_reserve_key(struct rf_store *st, int64_t incident, int64_t conn,
+    const char *prev, const char *key_id)
+{
+	sqlite3_stmt *s = NULL;
+	int r, own;
+
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st,
+		 "UPDATE incident_items SET new_key = ? WHERE incident = ? "
+		 "AND conn = ? AND new_key = ? AND state = 'affected'",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, key_id, 64)) != 0 ||
+	    (r = st_bind_int(st, s, 2, incident)) != 0 ||
+	    (r = st_bind_int(st, s, 3, conn)) != 0 ||
+	    (r = st_bind_text(st, s, 4, prev, 64)) != 0 ||
+	    (r = step_done(st, s, "reserving a key for an incident item")) != 0)
+		goto out;
+	if (sqlite3_changes(st->db) == 0)
+		r = rf_err_set(RF_ERR_EXISTS,
+		    "connection %lld of incident %lld already has a key "
+		    "reserved",
+		    (long long)conn, (long long)incident);
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_item_other_open(
+    struct rf_store *st, int64_t conn, int64_t incident, int64_t *other)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	*other = 0;
+	if ((r = st_prepare(st,
+		 "SELECT i.incident FROM incident_items i JOIN incidents n "
+		 "ON n.id = i.incident WHERE i.conn = ? AND i.incident <> ? "
+		 "AND i.state = 'affected' AND n.state <> 'closed' "
+		 "ORDER BY i.incident LIMIT 1",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, conn)) != 0 ||
+	    (r = st_bind_int(st, s, 2, incident)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		*other = sqlite3_column_int64(s, 0);
+		r = 0;
+	} else if (rc == SQLITE_DONE) {
+		r = RF_ERR_NOT_FOUND;
+	} else {
+		r = st_fail(st, rc, "reading incident items");
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_progress_put(struct rf_store *st, const struct rf_progress_rec *p)
+{
+	sqlite3_stmt *s = NULL;
+	int r, own;
+
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st,
+		 "INSERT OR REPLACE INTO progress (task, phase, done, total, "
+		 "started_ms, updated_ms, pid, finished) VALUES (?, ?, ?, ?, "
+		 "?, ?, ?, ?)",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, p->task, sizeof(p->task) - 1)) != 0 ||
+	    (r = st_bind_text(st, s, 2, p->phase, sizeof(p->phase) - 1)) != 0 ||
+	    (r = st_bind_int(st, s, 3, (int64_t)p->done)) != 0 ||
+	    (r = st_bind_int(st, s, 4, (int64_t)p->total)) != 0 ||
+	    (r = st_bind_int(st, s, 5, p->started_ms)) != 0 ||
+	    (r = st_bind_int(st, s, 6, p->updated_ms)) != 0 ||
+	    (r = st_bind_int(st, s, 7, p->pid)) != 0 ||
+	    (r = st_bind_int(st, s, 8, p->finished)) != 0 ||
+	    (r = step_done(st, s, "recording progress")) != 0)
+		goto out;
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_progress_get(
+    struct rf_store *st, const char *task, struct rf_progress_rec *out)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = st_prepare(st,
+		 "SELECT task, phase, done, total, started_ms, updated_ms, "
+		 "pid, finished FROM progress WHERE task = ?",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, task, 1024)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		st_col_str(s, 0, out->task, sizeof(out->task));
+		st_col_str(s, 1, out->phase, sizeof(out->phase));
+		out->done = (uint64_t)sqlite3_column_int64(s, 2);
+		out->total = (uint64_t)sqlite3_column_int64(s, 3);
+		out->started_ms = sqlite3_column_int64(s, 4);
+		out->updated_ms = sqlite3_column_int64(s, 5);
+		out->pid = sqlite3_column_int64(s, 6);
+		out->finished = sqlite3_column_int(s, 7);
+		r = 0;
+	} else if (rc == SQLITE_DONE) {
+		r = RF_ERR_NOT_FOUND;
+	} else {
+		r = st_fail(st, rc, "reading progress");
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_sighting_add(struct rf_store *st, const struct rf_sighting_rec *g)
+{
+	sqlite3_stmt *s = NULL;
+	int r, own;
+
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st,
+		 "INSERT INTO incident_sightings (incident, conn, serial, "
+		 "is_new, source, first, last, after_reestablished) VALUES "
+		 "(?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (incident, "
+		 "serial, source) DO UPDATE SET last = max(last, ?6), "
+		 "count = count + 1, after_reestablished = "
+		 "max(after_reestablished, ?7), acked = CASE WHEN ?7 > "
+		 "after_reestablished THEN 0 ELSE acked END",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, g->incident)) != 0 ||
+	    (r = st_bind_int(st, s, 2, g->conn)) != 0 ||
+	    (r = st_bind_text(st, s, 3, g->serial, 40)) != 0 ||
+	    (r = st_bind_int(st, s, 4, g->is_new)) != 0 ||
+	    (r = st_bind_text(st, s, 5, g->source, sizeof(g->source) - 1)) !=
+		0 ||
+	    (r = st_bind_int(st, s, 6, g->last)) != 0 ||
+	    (r = st_bind_int(st, s, 7, g->after_reestablished)) != 0 ||
+	    (r = step_done(st, s, "recording a sighting")) != 0)
+		goto out;
+	sqlite3_finalize(s);
+	s = NULL;
+	/* Bounded: beyond the cap, the oldest acknowledged go first. */
+	if ((r = st_prepare(st,
+		 "DELETE FROM incident_sightings WHERE id IN (SELECT id FROM "
+		 "incident_sightings ORDER BY (after_reestablished AND NOT "
+		 "acked), last LIMIT max(0, (SELECT count(*) FROM "
+		 "incident_sightings) - ?))",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, RF_SIGHTINGS_MAX)) != 0 ||
+	    (r = step_done(st, s, "bounding the sightings")) != 0)
+		goto out;
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_sighting_foreach(struct rf_store *st, int64_t incident, size_t limit,
+    int (*fn)(void *arg, const struct rf_sighting_rec *g), void *arg)
+{
+	struct rf_sighting_rec g;
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	if ((r = st_prepare(st,
+		 "SELECT incident, conn, serial, is_new, source, first, last, "
+		 "count, after_reestablished, acked FROM incident_sightings "
+		 "WHERE incident = ? ORDER BY last DESC, id DESC LIMIT ?",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, incident)) != 0 ||
+	    (r = st_bind_int(st, s, 2, limit > 0 ? (int64_t)limit : -1)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		memset(&g, 0, sizeof(g));
+		g.incident = sqlite3_column_int64(s, 0);
+		g.conn = sqlite3_column_int64(s, 1);
+		st_col_str(s, 2, g.serial, sizeof(g.serial));
+		g.is_new = sqlite3_column_int(s, 3);
+		st_col_str(s, 4, g.source, sizeof(g.source));
+		g.first = sqlite3_column_int64(s, 5);
+		g.last = sqlite3_column_int64(s, 6);
+		g.count = sqlite3_column_int64(s, 7);
+		g.after_reestablished = sqlite3_column_int(s, 8);
+		g.acked = sqlite3_column_int(s, 9);
+		if ((r = fn(arg, &g)) != 0)
+			goto out;
+	}
+	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing sightings");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_sighting_counts(
+    struct rf_store *st, int64_t incident, size_t *total, size_t *unacked)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	*total = *unacked = 0;
+	if ((r = st_prepare(st,
+		 "SELECT count(*), coalesce(sum(after_reestablished AND NOT "
+		 "acked), 0) FROM incident_sightings WHERE incident = ?",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, incident)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = st_fail(st, rc, "counting sightings");
+		goto out;
+	}
+	*total = (size_t)sqlite3_column_int64(s, 0);
+	*unacked = (size_t)sqlite3_column_int64(s, 1);
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_sighting_ack(struct rf_store *st, int64_t incident, size_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	int r, own;
+
+	*n = 0;
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st,
+		 "UPDATE incident_sightings SET acked = 1 WHERE incident = ? "
+		 "AND after_reestablished = 1 AND acked = 0",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, incident)) != 0 ||
+	    (r = step_done(st, s, "acknowledging sightings")) != 0)
+		goto out;
+	*n = (size_t)sqlite3_changes(st->db);
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_item_reestablish_by_connector(struct rf_store *st, const char *serial,
+    const char *connector, int64_t t, size_t *moved)
+{
+	sqlite3_stmt *s = NULL;
+	char ev[128];
+	int r, own;
+
+	*moved = 0;
+	snprintf(ev, sizeof(ev), "new credential used by connector %s",
+	    connector != NULL ? connector : "?");
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st,
+		 "UPDATE incident_items SET state = 'reestablished', "
+		 "updated = ?, evidence = ? WHERE new_serial = ? AND state = "
+		 "'contained' AND incident IN (SELECT id FROM incidents WHERE "
+		 "state <> 'closed')",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, t)) != 0 ||
+	    (r = st_bind_text(st, s, 2, ev, sizeof(ev) - 1)) != 0 ||
+	    (r = st_bind_text(st, s, 3, serial, 40)) != 0 ||
+	    (r = step_done(st, s, "marking a connection re-established")) != 0)
+		goto out;
+	*moved = (size_t)sqlite3_changes(st->db);
+	r = 0;
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
 }

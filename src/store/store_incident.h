@@ -80,6 +80,8 @@ struct rf_item_rec {
 	char state[16];
 	int64_t updated;
 	char evidence[128];
+	char prev_serial[41]; /* the connection's previous credential, "" */
+	char new_key[65];     /* the key reserved for the new credential */
 };
 int rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it) RF_WUR;
 /* Writes new_serial, state, updated, evidence of (incident, conn). */
@@ -100,6 +102,30 @@ int rf_store_item_foreach(struct rf_store *st, int64_t incident,
 int rf_store_item_by_serial(struct rf_store *st, const char *serial,
     struct rf_item_rec *out, int *is_new) RF_WUR;
 
+/*
+ * Record key_id as the key of the item's new credential, before the key is
+ * used; only while the reserved key is still prev ("" none) and the item
+ * is still affected. RF_ERR_EXISTS when another run changed it first.
+ */
+int rf_store_item_reserve_key(struct rf_store *st, int64_t incident,
+    int64_t conn, const char *prev, const char *key_id) RF_WUR;
+/*
+ * The lowest incident other than `incident`, not closed, in which the
+ * connection is still `affected` (not yet contained): a connection belongs
+ * to at most one such incident. RF_ERR_NOT_FOUND (unset) when none.
+ */
+int rf_store_item_other_open(
+    struct rf_store *st, int64_t conn, int64_t incident, int64_t *other) RF_WUR;
+
+/*
+ * For the connectors: the connection's bound connector used its new
+ * credential (serial), which is evidence that the connection is
+ * re-established. Moves every `contained` item of an open incident whose
+ * new serial it is; *moved receives how many (0: nothing to move).
+ */
+int rf_store_item_reestablish_by_connector(struct rf_store *st,
+    const char *serial, const char *connector, int64_t t, size_t *moved) RF_WUR;
+
 struct rf_event_rec {
 	int64_t incident;
 	int64_t time;
@@ -110,5 +136,51 @@ int rf_store_incident_event_add(struct rf_store *st, int64_t incident,
     int64_t time, const char *kind, const char *detail) RF_WUR;
 int rf_store_incident_event_foreach(struct rf_store *st, int64_t incident,
     int (*fn)(void *arg, const struct rf_event_rec *e), void *arg) RF_WUR;
+
+/*
+ * OCSP sightings: a query for a serial of an incident, from a source
+ * address. One row per (incident, serial, source), counted; at most
+ * RF_SIGHTINGS_MAX rows, the oldest acknowledged (then oldest) dropped.
+ */
+#define RF_SIGHTINGS_MAX 100000
+struct rf_sighting_rec {
+	int64_t incident, conn;
+	char serial[41];
+	int is_new;
+	char source[64];
+	int64_t first, last, count;
+	int after_reestablished; /* an old serial, after re-establishment */
+	int acked;
+};
+int rf_store_sighting_add(
+    struct rf_store *st, const struct rf_sighting_rec *s) RF_WUR;
+/* Newest first; at most limit (0: all). */
+int rf_store_sighting_foreach(struct rf_store *st, int64_t incident,
+    size_t limit, int (*fn)(void *arg, const struct rf_sighting_rec *s),
+    void *arg) RF_WUR;
+/* Sightings of the incident, and those after re-establishment not acked. */
+int rf_store_sighting_counts(struct rf_store *st, int64_t incident,
+    size_t *total, size_t *unacked) RF_WUR;
+/* Acknowledge every sighting after re-establishment; *n how many. */
+int rf_store_sighting_ack(
+    struct rf_store *st, int64_t incident, size_t *n) RF_WUR;
+
+/*
+ * Progress of a long command, for `incident status` in another terminal:
+ * one row per task ("incident 3 contain"), replaced as it advances.
+ */
+struct rf_progress_rec {
+	char task[96];
+	char phase[32];
+	uint64_t done, total;
+	int64_t started_ms, updated_ms;
+	int64_t pid;
+	int finished;
+};
+int rf_store_progress_put(
+    struct rf_store *st, const struct rf_progress_rec *p) RF_WUR;
+/* RF_ERR_NOT_FOUND when the task never reported progress. */
+int rf_store_progress_get(
+    struct rf_store *st, const char *task, struct rf_progress_rec *out) RF_WUR;
 
 #endif

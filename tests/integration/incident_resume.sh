@@ -88,7 +88,7 @@ if wait "$pid"; then
 fi
 mv "$RINGFENCE_HOME/tokens.away" "$RINGFENCE_HOME/tokens"
 [ "$(wc -l <"$RINGFENCE_HOME/c3")" = 1 ] || fail "token removed: not one line: $(cat "$RINGFENCE_HOME/c3")"
-grep -q "so far: .* reissued of $n3; run contain again to resume" "$RINGFENCE_HOME/c3" ||
+grep -q "so far: .* reissued of $n3; run 'ringfence incident contain $id3' again to resume" "$RINGFENCE_HOME/c3" ||
 	fail "token removed: does not say how far: $(cat "$RINGFENCE_HOME/c3")"
 echo "token removed: $(cat "$RINGFENCE_HOME/c3")"
 rf incident contain "$id3" >/dev/null
