@@ -35,6 +35,7 @@ static const struct command commands[] = {
 	"open, contain, package, track and close an incident"},
     {"keys", cmd_keys, "list the keys held in the token"},
     {"serve", cmd_serve, "serve healthz, CA certificates, CRLs and OCSP"},
+    {"keyd", cmd_keyd, "the custody process: run, stop, status"},
 };
 
 static void
@@ -104,6 +105,18 @@ main(int argc, char **argv)
 			return cli_fail(r);
 		cli.who.actor = cli.cfg.actor;
 		cli.who.source = "cli";
+		/*
+		 * Keys live in the custody process: every command asks it,
+		 * starting it when none runs, except keyd itself and init
+		 * (which makes the token before any keyd can exist).
+		 */
+		if (strcmp(argv[1], "keyd") != 0 &&
+		    strcmp(argv[1], "init") != 0) {
+			struct rf_custody c = {
+			    RF_KCLASS_ADMIN, cli_keyd_start, NULL};
+
+			rf_keys_custody_use(&c);
+		}
 		r = commands[i].fn(&cli, argc - 1, argv + 1);
 		cli_close(&cli);
 		return r;
