@@ -239,6 +239,25 @@ put_who(struct rf_kbuf *b, const struct rf_actor *who)
 }
 
 int
+rf_keys_custody_lower(struct rf_keys *keys, int cls)
+{
+	struct rf_kc *kc = rf_keys_kc(keys);
+	int r = 0;
+
+	if (kc == NULL)
+		return 0;
+	pthread_mutex_lock(&kc->mu);
+	if (cls < kc->c.claim)
+		kc->c.claim = cls; /* reconnects claim it too */
+	if (kc->fd >= 0 && (r = hello(kc, kc->fd)) != 0) {
+		close(kc->fd);
+		kc->fd = -1;
+	}
+	pthread_mutex_unlock(&kc->mu);
+	return r;
+}
+
+int
 rf_kc_open(const struct rf_config *cfg, struct rf_keys **out)
 {
 	struct rf_kc *kc;

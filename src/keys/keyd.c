@@ -181,23 +181,21 @@ refusal(struct keyd *kd, const struct conn *c, int type, const char *why)
 typedef int (*handler_fn)(
     struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out);
 
-/* who from a request; source names the caller's uid too. */
+/* who from a request, as the caller names itself for the record. */
 struct who_buf {
 	char actor[RF_KPROTO_STR_MAX];
-	char src[RF_KPROTO_STR_MAX];
-	char source[RF_KPROTO_STR_MAX + 32];
+	char source[RF_KPROTO_STR_MAX];
 	struct rf_actor who;
 };
 
 static void
 get_who(struct rf_kmsg *m, const struct conn *c, struct who_buf *w)
 {
+	(void)c;
 	rf_kmsg_str(m, w->actor);
-	rf_kmsg_str(m, w->src);
-	snprintf(w->source, sizeof(w->source), "%s (uid %u)",
-	    w->src[0] ? w->src : "keyd client", (unsigned)c->uid);
+	rf_kmsg_str(m, w->source);
 	w->who.actor = w->actor[0] ? w->actor : NULL;
-	w->who.source = w->source;
+	w->who.source = w->source[0] ? w->source : NULL;
 }
 
 static int
@@ -222,8 +220,13 @@ h_hello(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 
 	if ((r = rf_kmsg_end(m)) != 0)
 		return r;
-	/* A lower class may be claimed, never a higher one. */
-	c->cls = claim < c->cred_cls ? claim : c->cred_cls;
+	/* A lower class may be claimed, never a higher one, and a second
+	 * hello may only lower it further. */
+	if (claim > c->cred_cls)
+		claim = c->cred_cls;
+	if (c->hello && claim > c->cls)
+		claim = c->cls;
+	c->cls = claim;
 	if (c->cls < RF_KCLASS_NONE)
 		c->cls = RF_KCLASS_NONE;
 	c->hello = 1;

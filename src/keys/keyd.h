@@ -16,6 +16,8 @@
 #include "common/config.h"
 #include "common/rf.h"
 
+struct rf_keys;
+
 /* Caller classes, from the least to the most trusted. */
 enum rf_kclass {
 	RF_KCLASS_NONE = 0,   /* refused everything */
@@ -40,6 +42,12 @@ struct rf_custody {
 void rf_keys_custody_use(const struct rf_custody *c);
 /* Back to tokens opened in this process (the library default). */
 void rf_keys_custody_off(void);
+/*
+ * Lower the class of an open client handle to cls (say hello again): serve
+ * makes its TLS certificate with an admin handle, then keeps it only as
+ * server. A class is never raised; a local handle is left as it is.
+ */
+int rf_keys_custody_lower(struct rf_keys *keys, int cls) RF_WUR;
 
 /* keyd's files in the state folder. */
 int rf_keyd_path(const struct rf_config *cfg, const char *name, char *out,

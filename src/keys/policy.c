@@ -263,7 +263,7 @@ check_crl(
 	uint8_t *w = NULL;
 	size_t wl = 0, nca = 0, i;
 	const char *issuer = NULL;
-	int r = 0;
+	int listed, r = 0;
 
 	memset(&k, 0, sizeof(k));
 	if ((w = wrap_tbs(msg, len, &wl)) == NULL)
@@ -297,8 +297,12 @@ check_crl(
 	f.issuer = issuer;
 	f.only_revoked = 1;
 	f.unexpired_at = k.this_update;
+	/* An absent revokedCertificates is an empty list. */
+	listed = X509_CRL_get_REVOKED(k.crl) == NULL
+	    ? 0
+	    : sk_X509_REVOKED_num(X509_CRL_get_REVOKED(k.crl));
 	if (rf_store_cert_foreach(p->st, &f, crl_cmp_one, &k) != 0 || k.bad ||
-	    k.n != sk_X509_REVOKED_num(X509_CRL_get_REVOKED(k.crl)))
+	    k.n != listed)
 		r = refuse(
 		    "its entries are not the store's revocations", "crl");
 out:

@@ -9,6 +9,9 @@ base=/tmp
 [ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
 export RINGFENCE_HOME=$(mktemp -d "$base/rf-${1:-test}.XXXXXX")
 server=""
+# Run without the user split unless a test sets its own users: the machine
+# may have the real ones (make run creates them) owning nothing here.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 # Under set -e a failing command in the trap would end it before the rm:
 # wait returns the server's status (143 after SIGTERM), so nothing here
 # may fail.
