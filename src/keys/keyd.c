@@ -535,6 +535,70 @@ h_measure(
 	return r;
 }
 
+/*
+ * Decode a request frame as its handler does, acting on nothing (the fuzz
+ * target's entry, fuzz/fuzz_keyd_proto.c): 0 if keyd would accept it.
+ */
+int
+rf_keyd_decode(const uint8_t *frame, size_t len)
+{
+	struct conn c;
+	struct rf_kmsg m;
+	struct sign_in s;
+	struct who_buf w;
+	char str[RF_KPROTO_STR_MAX];
+	uint32_t n, i;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	if ((r = rf_kmsg_parse(frame, len, &m)) != 0)
+		return r;
+	switch (m.type) {
+	case RF_KMSG_HELLO:
+		(void)rf_kmsg_u8(&m);
+		break;
+	case RF_KMSG_LOAD:
+	case RF_KMSG_CUSTODY:
+		rf_kmsg_str(&m, str);
+		break;
+	case RF_KMSG_SIGN:
+		r = sign_decode(&m, &c, &s);
+		sign_in_free(&s);
+		return r;
+	case RF_KMSG_KEYGEN:
+		get_who(&m, &c, &w);
+		n = rf_kmsg_u32(&m);
+		if (m.err != 0 || n == 0 || n > (m.len - m.off) / 9)
+			return RF_ERR_MALFORMED;
+		for (i = 0; i < n; i++) {
+			(void)rf_kmsg_u8(&m);
+			rf_kmsg_str(&m, str);
+			rf_kmsg_str(&m, str);
+		}
+		break;
+	case RF_KMSG_DISABLE:
+		(void)rf_kmsg_u8(&m);
+		get_who(&m, &c, &w);
+		n = rf_kmsg_u32(&m);
+		if (m.err != 0 || n > (m.len - m.off) / 4)
+			return RF_ERR_MALFORMED;
+		for (i = 0; i < n; i++)
+			rf_kmsg_str(&m, str);
+		break;
+	case RF_KMSG_MEASURE:
+		rf_kmsg_str(&m, str);
+		(void)rf_kmsg_u64(&m);
+		(void)rf_kmsg_u32(&m);
+		break;
+	case RF_KMSG_LIST:
+	case RF_KMSG_STATUS:
+		break;
+	default:
+		return RF_ERR_MALFORMED; /* an answer, not a request */
+	}
+	return rf_kmsg_end(&m);
+}
+
 /* What each class may ask (policy.c then decides what it may sign). */
 struct handler {
 	int type;
