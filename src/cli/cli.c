@@ -1,6 +1,7 @@
 /* Shared plumbing of the subcommands: opening state, errors, usage. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
@@ -24,9 +25,12 @@ cli_open(struct rf_cli *cli, int what)
 	if ((what & (CLI_AUDIT | CLI_KEYS | CLI_CA)) && cli->audit == NULL &&
 	    (r = rf_audit_open(cli->store, &cli->audit)) != 0)
 		return r;
-	if ((what & (CLI_KEYS | CLI_CA)) && cli->keys == NULL &&
-	    (r = rf_keys_open(&cli->cfg, cli->audit, &cli->keys)) != 0)
-		return r;
+	if ((what & (CLI_KEYS | CLI_CA)) && cli->keys == NULL) {
+		if ((r = rf_keys_open(&cli->cfg, cli->audit, &cli->keys)) != 0)
+			return r;
+		/* keyd has it now, if it needed it: not this process. */
+		unsetenv("RINGFENCE_PIN");
+	}
 	if ((what & CLI_CA) && cli->ca == NULL &&
 	    (r = rf_ca_open(&cli->cfg, cli->store, cli->keys, &cli->ca)) != 0)
 		return r;

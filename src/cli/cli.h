@@ -11,6 +11,7 @@
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "common/config.h"
+#include "keys/keyd.h"
 #include "keys/keys.h"
 #include "store/store.h"
 
@@ -57,5 +58,10 @@ int cmd_assert(struct rf_cli *cli, int argc, char **argv);
 int cmd_alerts(struct rf_cli *cli, int argc, char **argv);
 /* `ringfence audit reconcile --signins FILE` (cmd_reconcile.c). */
 int cmd_audit_reconcile(struct rf_cli *cli, int argc, char **argv);
+int cmd_keyd(struct rf_cli *cli, int argc, char **argv);
+
+/* Start the state folder's custody process and wait for its socket
+ * (struct rf_custody's start, keyd.h). */
+int cli_keyd_start(void *arg, const struct rf_config *cfg) RF_WUR;
 
 #endif

@@ -13,6 +13,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -23,11 +24,15 @@
 #include "cli/cli.h"
 
 static const char init_help[] =
-    "usage: ringfence init [--new]\n"
+    "usage: ringfence init [--new] [--so-pin-file FILE]\n"
     "\n"
     "Creates the state folder ($RINGFENCE_HOME, default ./var): a SoftHSM2\n"
-    "token with its own softhsm2.conf and a random PIN in token.pin (unless\n"
-    "RINGFENCE_PIN is set), the SQLite store, the audit key, a root CA, an\n"
+    "token with its own softhsm2.conf and a random PIN in token.pin of the\n"
+    "custody folder beside it (custody_dir, default $RINGFENCE_HOME-custody,\n"
+    "mode 0700; unless RINGFENCE_PIN is set), so that a copy of the state\n"
+    "folder cannot sign. The SO PIN is not kept: it is printed once, or\n"
+    "written to FILE (--so-pin-file) for you to move offline.\n"
+    "The SQLite store, the audit key, a root CA, an\n"
     "issuing CA and a delegated OCSP signer, all keys inside the token.\n"
     "With a hardware token (module set, softhsm_conf empty), the token must\n"
     "exist already and only keys are generated in it.\n"
@@ -37,10 +42,12 @@ static const char init_help[] =
     "\n"
     "  --new   first move the old state (store, tokens, softhsm2.conf,\n"
     "          PIN files, token-meta) aside into $RINGFENCE_HOME/old-TIME/;\n"
-    "          nothing is deleted\n";
+    "          nothing is deleted\n"
+    "  --so-pin-file FILE   write the token SO PIN to FILE (mode 0600)\n"
+    "          instead of printing it, for you to move offline\n";
 
 struct created {
-	int db, tokens, softhsm_conf, pin_file, so_pin_file;
+	int db, tokens, softhsm_conf, pin_file, so_pin_file, custody_dir;
 	char tokens_dir[RF_PATH_MAX + 16];
 	char so_pin_path[RF_PATH_MAX + 16];
 };
@@ -99,6 +106,8 @@ undo(const struct rf_config *cfg, const struct created *c)
 		unlink(cfg->pin_file);
 	if (c->so_pin_file)
 		unlink(c->so_pin_path);
+	if (c->custody_dir)
+		rmdir(cfg->custody_dir);
 }
 
 /* 16 random bytes as 32 hex digits. */
@@ -284,18 +293,17 @@ count_key(void *arg, const struct rf_key_info *ki)
 }
 
 static int
-init_state(struct rf_cli *cli, struct created *c, int fresh)
+init_state(struct rf_cli *cli, struct created *c, int fresh, char so_pin[33])
 {
 	struct rf_config *cfg = &cli->cfg;
-	char pin[sizeof(cli->cfg.pin)] = "", so_pin[33] = "", ntok[16];
+	const char *env_pin = getenv("RINGFENCE_PIN");
+	char pin[sizeof(cli->cfg.pin)] = "", ntok[16];
 	int embedded = cfg->softhsm_conf[0] != '\0' &&
 	    strstr(cfg->module, "softhsm") != NULL;
 	size_t nkeys = 0;
 	int r = RF_ERR_INTERNAL;
 
 	snprintf(c->tokens_dir, sizeof(c->tokens_dir), "%s/tokens", cfg->home);
-	snprintf(c->so_pin_path, sizeof(c->so_pin_path), "%s/token.so-pin",
-	    cfg->home);
 	if (mkdir(cfg->home, 0700) != 0 && errno != EEXIST)
 		return rf_err_set(RF_ERR_IO,
 		    "cannot create state folder %s: "
@@ -309,17 +317,32 @@ init_state(struct rf_cli *cli, struct created *c, int fresh)
 		c->tokens = 1;
 		if ((r = random_pin(so_pin)) != 0)
 			goto out;
-		if (cfg->pin[0] == '\0') {
+		if (env_pin == NULL || *env_pin == '\0') {
+			/* The custody folder: beside the state, never in it. */
+			if (mkdir(cfg->custody_dir, 0700) == 0)
+				c->custody_dir = 1;
+			else if (errno != EEXIST) {
+				r = rf_err_set(RF_ERR_IO,
+				    "cannot create custody folder %s: %s",
+				    cfg->custody_dir, strerror(errno));
+				goto out;
+			}
 			if ((r = random_pin(pin)) != 0 ||
 			    (r = write_secret(cfg->pin_file, pin)) != 0)
 				goto out;
 			c->pin_file = 1;
-		} else {
-			snprintf(pin, sizeof(pin), "%s", cfg->pin);
-		}
-		if ((r = write_secret(c->so_pin_path, so_pin)) != 0)
+		} else if (strlen(env_pin) >= sizeof(pin)) {
+			r = rf_err_set(
+			    RF_ERR_CONFIG, "RINGFENCE_PIN is too long");
 			goto out;
-		c->so_pin_file = 1;
+		} else {
+			snprintf(pin, sizeof(pin), "%s", env_pin);
+		}
+		if (c->so_pin_path[0] != '\0') {
+			if ((r = write_secret(c->so_pin_path, so_pin)) != 0)
+				goto out;
+			c->so_pin_file = 1;
+		}
 		if ((r = rf_keys_init_token(cfg, so_pin, pin, cfg->tokens)) !=
 		    0)
 			goto out;
@@ -348,7 +371,6 @@ init_state(struct rf_cli *cli, struct created *c, int fresh)
 	r = 0;
 out:
 	OPENSSL_cleanse(pin, sizeof(pin));
-	OPENSSL_cleanse(so_pin, sizeof(so_pin));
 	return r;
 }
 
@@ -357,10 +379,11 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 {
 	static const struct option opts[] = {
 	    {"new", no_argument, NULL, 'n'},
+	    {"so-pin-file", required_argument, NULL, 's'},
 	    {NULL, 0, NULL, 0},
 	};
 	struct created c;
-	char more[96] = "";
+	char more[96] = "", so_pin[33] = "";
 	int ch, fresh = 0, r;
 
 	if (cli_wants_help(argc, argv)) {
@@ -369,31 +392,49 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	}
 	optind = 1;
 	opterr = 0;
+	memset(&c, 0, sizeof(c));
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (ch != 'n')
+		if (ch == 'n')
+			fresh = 1;
+		else if (ch == 's' &&
+		    snprintf(c.so_pin_path, sizeof(c.so_pin_path), "%s",
+			optarg) >= (int)sizeof(c.so_pin_path))
+			return cli_usage("init", "--so-pin-file path too long");
+		else if (ch != 's')
 			return cli_usage(
 			    "init", "unknown option '%s'", argv[optind - 1]);
-		fresh = 1;
 	}
 	if (optind < argc)
 		return cli_usage(
 		    "init", "unexpected argument '%s'", argv[optind]);
-	memset(&c, 0, sizeof(c));
-	if ((r = init_state(cli, &c, fresh)) != 0) {
+	if ((r = init_state(cli, &c, fresh, so_pin)) != 0) {
+		OPENSSL_cleanse(so_pin, sizeof(so_pin));
 		cli_close(cli);
 		undo(&cli->cfg, &c);
 		return cli_fail(r);
 	}
+	/* The SO PIN is not kept: once on the terminal, or in the file. */
+	if (c.so_pin_file)
+		fprintf(stderr,
+		    "ringfence: token SO PIN written to %s: move it offline "
+		    "now (ringfence never needs it again)\n",
+		    c.so_pin_path);
+	else if (so_pin[0] != '\0')
+		fprintf(stderr,
+		    "ringfence: token SO PIN (shown once, not kept; write it "
+		    "down offline): %s\n",
+		    so_pin);
+	OPENSSL_cleanse(so_pin, sizeof(so_pin));
 	if (c.tokens && cli->cfg.tokens > 1)
 		snprintf(more, sizeof(more), " to '%s.%d'", cli->cfg.token,
 		    cli->cfg.tokens - 1);
 	fprintf(stderr,
 	    "ringfence: initialised %s\n"
-	    "  token:  '%s'%s in %s\n"
+	    "  token:  '%s'%s in %s (PIN in %s)\n"
 	    "  store:  %s\n"
 	    "  CA:     root, issuing and OCSP signer (%s keys in the token)\n"
 	    "  next:   ringfence tenant add NAME; ringfence serve\n",
 	    cli->cfg.home, cli->cfg.token, more, cli->cfg.module,
-	    cli->cfg.db_path, cli->cfg.ca_alg);
+	    cli->cfg.pin_file, cli->cfg.db_path, cli->cfg.ca_alg);
 	return EXIT_OK;
 }

@@ -1,9 +1,13 @@
 /* ringfence serve: healthz, CA certificates, CRLs and OCSP over HTTP. */
+#include <errno.h>
+#include <grp.h>
 #include <limits.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "http/http.h"
@@ -66,6 +70,40 @@ audit_event(struct rf_cli *cli, const char *type, const char *detail)
 	return rf_audit_append(cli->audit, &ev, 1, NULL);
 }
 
+static const struct rf_custody server_class = {
+    RF_KCLASS_SERVER, cli_keyd_start, NULL};
+
+/*
+ * After binding its ports: no core dumps or ptrace, and, started as root,
+ * server_user's uid (its files: scripts/run.sh). One line says when the
+ * user split is off.
+ */
+static int
+drop_privileges(const struct rf_config *cfg)
+{
+	struct passwd *pw;
+
+	rf_keyd_harden();
+	if (geteuid() != 0)
+		return 0;
+	if ((pw = getpwnam(cfg->server_user)) == NULL) {
+		fprintf(stderr,
+		    "ringfence serve: server user '%s' does not exist: running "
+		    "as root without the user split\n",
+		    cfg->server_user);
+		return 0;
+	}
+	if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0 || setuid(0) == 0)
+		return rf_err_set(RF_ERR_CONFIG,
+		    "cannot become server user '%s': %s", cfg->server_user,
+		    strerror(errno));
+	rf_keyd_harden(); /* a uid change resets the dumpable flag */
+	fprintf(stderr, "ringfence serve: running as '%s' (uid %u)\n",
+	    cfg->server_user, (unsigned)pw->pw_uid);
+	return 0;
+}
+
 int
 cmd_serve(struct rf_cli *cli, int argc, char **argv)
 {
@@ -124,9 +162,20 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 	if ((r = cli_open(cli, CLI_ALL)) != 0)
 		return cli_fail(r);
 	rf_ca_set_audit(cli->ca, cli->audit);
+	/*
+	 * serve faces the network: keyd signs for it only what the server
+	 * class may have signed. The handles the server opens claim that
+	 * class; the caller's handle makes the TLS certificate at setup (an
+	 * admin request), then is lowered to it too.
+	 */
+	rf_keys_custody_use(&server_class);
 	if ((r = rf_http_new(&cli->cfg, &o, cli->store, cli->audit, cli->keys,
-		 cli->ca, &cli->who, &h)) != 0)
-		return cli_fail(r);
+		 cli->ca, &cli->who, &h)) != 0 ||
+	    (r = rf_keys_custody_lower(cli->keys, RF_KCLASS_SERVER)) != 0 ||
+	    (r = drop_privileges(&cli->cfg)) != 0) {
+		rc = cli_fail(r);
+		goto out;
+	}
 	if (rf_http_tls_port(h) > 0)
 		snprintf(tls, sizeof(tls), " https://%s:%d", rf_http_address(h),
 		    rf_http_tls_port(h));

@@ -40,6 +40,7 @@ static const struct command commands[] = {
 	"connector identities, bindings, entra connections"},
     {"assert", cmd_assert, "get a client assertion (connector side)"},
     {"alerts", cmd_alerts, "connector anomaly alerts and their webhook"},
+    {"keyd", cmd_keyd, "the custody process: run, stop, status"},
 };
 
 static void
@@ -133,6 +134,18 @@ main(int argc, char **argv)
 			return cli_fail(r);
 		cli.who.actor = cli.cfg.actor;
 		cli.who.source = "cli";
+		/*
+		 * Keys live in the custody process: every command asks it,
+		 * starting it when none runs, except keyd itself and init
+		 * (which makes the token before any keyd can exist).
+		 */
+		if (strcmp(argv[1], "keyd") != 0 &&
+		    strcmp(argv[1], "init") != 0) {
+			struct rf_custody c = {
+			    RF_KCLASS_ADMIN, cli_keyd_start, NULL};
+
+			rf_keys_custody_use(&c);
+		}
 		r = commands[i].fn(&cli, argc - 1, argv + 1);
 		cli_close(&cli);
 		return output_check(r);

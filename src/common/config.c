@@ -75,6 +75,13 @@ static const struct setting settings[] = {
     I("tls_ticket_rotate", tls_ticket_rotate, 60, 86400),
     I("audit_threads", audit_threads, 1, 16),
     I("audit_max_concurrent", audit_max_concurrent, 1, 1024),
+    S("keyd_socket", keyd_socket),
+    I("keyd_idle", keyd_idle, 0, 86400 * 365),
+    S("custody_user", custody_user),
+    S("server_user", server_user),
+    S("admin_group", admin_group),
+    S("custody_dir", custody_dir),
+    I("keyd_tls_rate", keyd_tls_rate, 1, 1000000),
 };
 
 static int
@@ -181,6 +188,9 @@ load_env(struct rf_config *cfg)
 			name[j] = (char)toupper((unsigned char)name[j]);
 		if ((v = getenv(name)) == NULL || *v == '\0')
 			continue;
+		/* Only the process that logs in reads the PIN (config.h). */
+		if (settings[i].off == offsetof(struct rf_config, pin))
+			continue;
 		if ((r = set_value(cfg, &settings[i], v, name)) != 0)
 			return r;
 	}
@@ -223,8 +233,6 @@ rf_config_load(struct rf_config *cfg)
 	}
 	if ((r = path_join(cfg->db_path, sizeof(cfg->db_path), cfg->home,
 		 "ringfence.db")) != 0 ||
-	    (r = path_join(cfg->pin_file, sizeof(cfg->pin_file), cfg->home,
-		 "token.pin")) != 0 ||
 	    (r = path_join(cfg->softhsm_conf, sizeof(cfg->softhsm_conf),
 		 cfg->home, "softhsm2.conf")) != 0 ||
 	    (r = path_join(path, sizeof(path), cfg->home, "ringfence.conf")) !=
@@ -266,8 +274,27 @@ rf_config_load(struct rf_config *cfg)
 	cfg->tls_ticket_rotate = 3600;
 	cfg->audit_threads = 2;
 	cfg->audit_max_concurrent = 8;
+	cfg->keyd_idle = 600;
+	snprintf(
+	    cfg->custody_user, sizeof(cfg->custody_user), "ringfence-keyd");
+	snprintf(cfg->server_user, sizeof(cfg->server_user), "ringfence");
+	cfg->keyd_tls_rate = 200;
 
 	if ((r = load_file(cfg, path)) != 0 || (r = load_env(cfg)) != 0)
+		return r;
+	/* The PIN lives beside the state folder, never in it: a copy of the
+	 * state folder cannot sign. */
+	if (cfg->custody_dir[0] == '\0' &&
+	    snprintf(cfg->custody_dir, sizeof(cfg->custody_dir), "%s-custody",
+		cfg->home) >= (int)sizeof(cfg->custody_dir))
+		return rf_err_set(RF_ERR_CONFIG, "RINGFENCE_HOME is too long");
+	if (cfg->pin_file[0] == '\0' &&
+	    (r = path_join(cfg->pin_file, sizeof(cfg->pin_file),
+		 cfg->custody_dir, "token.pin")) != 0)
+		return r;
+	if (cfg->keyd_socket[0] == '\0' &&
+	    (r = path_join(cfg->keyd_socket, sizeof(cfg->keyd_socket),
+		 cfg->home, "keyd.sock")) != 0)
 		return r;
 	if (cfg->base_url[0] == '\0')
 		snprintf(cfg->base_url, sizeof(cfg->base_url), "http://%s:%d",
@@ -279,9 +306,18 @@ int
 rf_config_pin(const struct rf_config *cfg, char *pin, size_t pinlen)
 {
 	uint8_t *buf = NULL;
+	const char *env;
 	size_t len = 0;
 	int r;
 
+	if (cfg->pin[0] == '\0' && (env = getenv("RINGFENCE_PIN")) != NULL &&
+	    *env != '\0') {
+		if (strlen(env) >= pinlen)
+			return rf_err_set(
+			    RF_ERR_CONFIG, "RINGFENCE_PIN is too long");
+		snprintf(pin, pinlen, "%s", env);
+		return 0;
+	}
 	if (cfg->pin[0] != '\0') {
 		if (strlen(cfg->pin) >= pinlen)
 			return rf_err_set(RF_ERR_CONFIG,

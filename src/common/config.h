@@ -62,6 +62,14 @@ struct rf_config {
 	int tls_ticket_rotate;	       /* s between session ticket keys */
 	int audit_threads;	       /* serve: threads answering /audit */
 	int audit_max_concurrent;      /* /audit requests at once; 503 past */
+	/* custody process (keyd, docs/keys.md "Process split"): */
+	char keyd_socket[RF_PATH_MAX]; /* default $home/keyd.sock */
+	int keyd_idle;		       /* on-demand keyd exits when idle, s */
+	char custody_user[64];	       /* keyd's user when started as root */
+	char server_user[64];	       /* serve's user when started as root */
+	char admin_group[64];	       /* members are keyd admins */
+	char custody_dir[RF_PATH_MAX]; /* PIN folder, default $home-custody */
+	int keyd_tls_rate;	       /* TLS signatures/s for serve's class */
 };
 
 /*

@@ -80,6 +80,13 @@ rf_err_str(int r)
 		return "operation not allowed in the current state";
 	case RF_ERR_PROOF:
 		return "proof does not verify";
+	case RF_ERR_CUSTODY:
+		return "custody process ended before answering (killed?): "
+		       "nothing was signed without its record; run the "
+		       "command again";
+	case RF_ERR_REFUSED:
+		return "the custody process refused the request for this "
+		       "caller's class";
 	}
 	return "unknown error";
 }

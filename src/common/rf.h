@@ -50,6 +50,9 @@ enum rf_err {
 	RF_ERR_TOO_LARGE = -29,
 	RF_ERR_STATE = -30, /* operation not allowed in this state */
 	RF_ERR_PROOF = -31, /* Merkle proof does not verify */
+	/* custody process (keyd): */
+	RF_ERR_CUSTODY = -32, /* ended before answering, or unreachable */
+	RF_ERR_REFUSED = -33, /* refused by its policy for the caller */
 };
 
 /* A fixed string for the code; never NULL. */
@@ -66,8 +69,8 @@ void rf_err_clear(void);
 
 /*
  * Clock: seconds since the epoch. Tests and verifiers set it; 0 restores the
- * wall clock. RINGFENCE_NOW (seconds) in the environment also sets it, as
- * it was at the first call (read once).
+ * wall clock. In test builds only (CMake RF_TEST_CLOCK), RINGFENCE_NOW
+ * (seconds) in the environment also sets it, as it was at the first call.
  */
 int64_t rf_now(void);
 

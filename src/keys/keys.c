@@ -16,6 +16,7 @@
  * CKA_ID in the session it uses.
  */
 #include <dlfcn.h>
+#include <limits.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -34,6 +35,7 @@
 #include "audit/audit.h"
 #include "keys/keys.h"
 #include "keys/tokmeta.h"
+#include "keys/keys_int.h"
 #include "store/store.h"
 
 #define LABEL_LEN 32	/* CK_TOKEN_INFO label, space padded */
@@ -113,6 +115,7 @@ struct rf_keys {
 	unsigned int next;     /* token for the next new key */
 	int test_drop_at_sign; /* tests: drop sessions after the append */
 	unsigned long gen;     /* module generation of slots and sessions */
+	struct rf_kc *kc;      /* custody client: every call goes to keyd */
 };
 
 struct rf_key {
@@ -1101,6 +1104,8 @@ rf_keys_open(
 	int r = RF_ERR_INTERNAL;
 
 	*out = NULL;
+	if (cfg != NULL && rf_kc_enabled())
+		return rf_kc_open(cfg, out); /* keyd keeps the record */
 	if (cfg == NULL || audit == NULL)
 		return rf_err_set(RF_ERR_ARG,
 		    "keys need the settings and the audit "
@@ -1141,6 +1146,7 @@ rf_keys_free(struct rf_keys *keys)
 {
 	if (keys == NULL)
 		return;
+	rf_kc_free(keys->kc);
 	if (keys->f != NULL) {
 		/* Sessions of an older generation ended with it: not closed. */
 		pthread_rwlock_rdlock(&module_rw);
@@ -1161,6 +1167,8 @@ rf_keys_test_drop_sessions(struct rf_keys *keys)
 	CK_RV rv = CKR_OK;
 	int i;
 
+	if (keys->kc != NULL)
+		return rf_err_set(RF_ERR_STATE, "sessions are keyd's to drop");
 	/* The idle handles stay in the pool: the next use must recover. */
 	pthread_rwlock_rdlock(&module_rw);
 	pthread_mutex_lock(&keys->lock);
@@ -1282,6 +1290,62 @@ rf_key_free(struct rf_key *key)
 		return;
 	EVP_PKEY_free(key->pub);
 	free(key);
+}
+
+int
+rf_key_new_public(
+    enum rf_key_alg alg, const uint8_t *spki, size_t len, struct rf_key **out)
+{
+	const unsigned char *p = spki;
+	struct rf_key *key = NULL;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	if ((key = calloc(1, sizeof(*key))) == NULL)
+		return RF_ERR_ALLOC;
+	key->alg = alg;
+	key->sh = -1; /* in keyd's tokens, not ours */
+	if (len > LONG_MAX ||
+	    (key->pub = d2i_PUBKEY(NULL, &p, (long)len)) == NULL ||
+	    p != spki + len) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "custody process sent a public key that does not parse");
+		goto out;
+	}
+	if ((r = rf_keys_pub_id(key->pub, key->id)) != 0)
+		goto out;
+	*out = key; /* the caller's */
+	key = NULL;
+	r = 0;
+out:
+	rf_key_free(key);
+	return r;
+}
+
+int
+rf_keys_new_client(
+    const struct rf_config *cfg, struct rf_kc *kc, struct rf_keys **out)
+{
+	struct rf_keys *keys;
+
+	*out = NULL;
+	if ((keys = calloc(1, sizeof(*keys))) == NULL) {
+		rf_kc_free(kc);
+		return RF_ERR_ALLOC;
+	}
+	keys->cfg = *cfg;
+	keys->cfg.pin[0] = '\0'; /* a client never logs in */
+	keys->kc = kc;		 /* owned by keys from here */
+	pthread_mutex_init(&keys->lock, NULL);
+	pthread_mutex_init(&keys->audit_lock, NULL);
+	*out = keys; /* the caller's */
+	return 0;
+}
+
+struct rf_kc *
+rf_keys_kc(const struct rf_keys *keys)
+{
+	return keys == NULL ? NULL : keys->kc;
 }
 
 static int
@@ -1755,6 +1819,8 @@ rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
 	struct rf_keygen req = {alg, label, tenant};
 
 	*out = NULL;
+	if (keys->kc != NULL)
+		return rf_kc_generate_many(keys->kc, &req, 1, who, out);
 	return generate(keys, &req, 1, 0, who, out);
 }
 
@@ -1762,6 +1828,8 @@ int
 rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
     size_t n, const struct rf_actor *who, struct rf_key **out)
 {
+	if (keys->kc != NULL)
+		return rf_kc_generate_many(keys->kc, reqs, n, who, out);
 	return generate(keys, reqs, n, 1, who, out);
 }
 
@@ -1804,6 +1872,8 @@ rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
 	int r = RF_ERR_INTERNAL;
 
 	*out = NULL;
+	if (keys->kc != NULL)
+		return rf_kc_load(keys->kc, id, out);
 	if ((key = calloc(1, sizeof(*key))) == NULL)
 		return RF_ERR_ALLOC;
 	if ((r = parse_id(id, key->idbin)) != 0 ||
@@ -1918,7 +1988,10 @@ rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
 	struct where w;
 	int r;
 
-	if ((r = key_where(keys, id, &w)) != 0 ||
+	if (keys->kc != NULL) {
+		if ((r = rf_kc_custody(keys->kc, id, c.v)) != 0)
+			return r;
+	} else if ((r = key_where(keys, id, &w)) != 0 ||
 	    (r = custody(keys, id, w.tid, w.tidlen, -1, w.sh, &c)) != 0)
 		return r;
 	*sensitive = c.v[0];
@@ -2007,6 +2080,8 @@ rf_keys_list(struct rf_keys *keys,
 	CK_RV rv = CKR_OK;
 	int i, r;
 
+	if (keys->kc != NULL)
+		return rf_kc_list(keys->kc, fn, arg);
 	for (i = 0; i < keys->nsh && la.r == 0; i++) {
 		la.label = keys->sh[i].label;
 		if ((r = with_session(keys, i, list_op, &la, &rv)) != 0)
@@ -2235,6 +2310,8 @@ rf_keys_disable(
 {
 	size_t done;
 
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, &id, 1, 0, who, NULL);
 	return disable_ids(keys, &id, 1, 1, who, &done);
 }
 
@@ -2242,6 +2319,8 @@ int
 rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
     const struct rf_actor *who, size_t *done)
 {
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, ids, n, 0, who, done);
 	return disable_ids(keys, ids, n, 0, who, done);
 }
 
@@ -2453,6 +2532,8 @@ rf_keys_destroy(
 {
 	size_t done;
 
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, &id, 1, 1, who, NULL);
 	return destroy_ids(keys, &id, 1, 1, who, &done);
 }
 
@@ -2460,6 +2541,8 @@ int
 rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
     const struct rf_actor *who, size_t *done)
 {
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, ids, n, 1, who, done);
 	return destroy_ids(keys, ids, n, 0, who, done);
 }
 
@@ -3016,6 +3099,8 @@ rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
     struct rf_sig *sigs)
 {
+	if (keys != NULL && keys->kc != NULL)
+		return rf_kc_sign(keys->kc, key, reqs, n, 0, who, sigs);
 	return sign_many(keys, key, reqs, n, 0, who, sigs);
 }
 
@@ -3024,6 +3109,8 @@ rf_keys_sign_digest(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
     struct rf_sig *sigs)
 {
+	if (keys != NULL && keys->kc != NULL)
+		return rf_kc_sign(keys->kc, key, reqs, n, 1, who, sigs);
 	return sign_many(keys, key, reqs, n, 1, who, sigs);
 }
 
@@ -3040,6 +3127,8 @@ rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
 	int i, r;
 
 	*per_sec = 0;
+	if (keys->kc != NULL)
+		return rf_kc_measure_rate(keys->kc, key, n, threads, per_sec);
 	if (n == 0 || threads < 1 || threads > 16)
 		return rf_err_set(RF_ERR_ARG,
 		    "measure 1 or more signatures "

@@ -16,7 +16,9 @@ DATA=data
 STHS=audit_sth
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rf-audit-tamper-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# Stop the keyd the commands started (by its pid file), then remove.
+trap '"$RINGFENCE" keyd stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 export RINGFENCE_HOME=$work/home
 unset RINGFENCE_PIN RINGFENCE_MODULE RINGFENCE_TOKEN RINGFENCE_NOW || true
 cd "$work"

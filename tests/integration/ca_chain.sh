@@ -10,7 +10,9 @@ SRC=${RF_SOURCE_DIR:?source folder}
 CORPUS=$SRC/fuzz/corpus/csr
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rf-ca-chain-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# Stop the keyd the commands started (by its pid file), then remove.
+trap '"$RINGFENCE" keyd stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 export RINGFENCE_HOME=$work/home
 unset RINGFENCE_PIN RINGFENCE_MODULE RINGFENCE_TOKEN RINGFENCE_NOW || true
 cd "$work"

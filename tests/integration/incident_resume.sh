@@ -16,7 +16,9 @@ prev=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT previous FROM conns WHERE ten
 [ -n "$prev" ] || fail "no previous credential for t000002"
 id=$(rf incident open --scope all --reason "resume test" 2>/dev/null)
 
-# A wrong PIN: nothing happens, one line says what to fix.
+# A wrong PIN: nothing happens, one line says what to fix. The PIN is
+# keyd's: stop the running one so that the command starts one with it.
+stop_keyd
 if RINGFENCE_PIN=wrong rf incident contain "$id" 2>"$RINGFENCE_HOME/err"; then
 	fail "contain ran with a wrong PIN"
 fi

@@ -11,7 +11,9 @@ RINGFENCE=${RINGFENCE:?path of the ringfence binary}
 MODULE=/usr/lib/softhsm/libsofthsm2.so
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/rf-keys-custody-XXXXXX")
-trap 'rm -rf "$work"' EXIT
+# Stop the keyd the commands started (by its pid file), then remove.
+trap '"$RINGFENCE" keyd stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 export RINGFENCE_HOME=$work/home
 unset RINGFENCE_PIN RINGFENCE_MODULE RINGFENCE_TOKEN RINGFENCE_NOW || true
 cd "$work"
@@ -26,7 +28,7 @@ rf() {
 }
 
 rf init >/dev/null 2>init.err || { cat init.err >&2; fail "ringfence init"; }
-[ -s "$RINGFENCE_HOME/token.pin" ] || fail "init wrote no token.pin"
+[ -s "$RINGFENCE_HOME-custody/token.pin" ] || fail "init wrote no token.pin"
 [ -s "$RINGFENCE_HOME/softhsm2.conf" ] || fail "init wrote no softhsm2.conf"
 
 # A tenant connection key generated inside the token.
@@ -49,7 +51,7 @@ awk '/^Slot [0-9]+ \(0x[0-9a-f]+\)/ { id = $3; gsub(/[():]/, "", id) }
 : >objects.txt
 while read -r slot label; do
 	pkcs11-tool --module "$MODULE" --login \
-		--pin "$(cat "$RINGFENCE_HOME/token.pin")" --slot "$slot" \
+		--pin "$(cat "$RINGFENCE_HOME-custody/token.pin")" --slot "$slot" \
 		--list-objects --type privkey >one.txt 2>objects.err ||
 		{ cat objects.err >&2; fail "pkcs11-tool --list-objects on $label"; }
 	cat one.txt >>objects.txt
@@ -87,7 +89,7 @@ awk '
 # The key material itself cannot be read out.
 [ -n "${id:-}" ] || fail "no key id in the listing"
 if pkcs11-tool --module "$MODULE" --login \
-	--pin "$(cat "$RINGFENCE_HOME/token.pin")" --slot "$idslot" \
+	--pin "$(cat "$RINGFENCE_HOME-custody/token.pin")" --slot "$idslot" \
 	--read-object --type privkey --id "$id" -o key.out \
 	>/dev/null 2>&1 && [ -s key.out ]; then
 	fail "pkcs11-tool read private key $id out of the token"
@@ -128,7 +130,9 @@ set +e
 rf keys frobnicate >/dev/null 2>&1
 [ $? -eq 2 ] || fail "unknown keys subcommand must exit 2"
 
-# Bad token settings fail with exit 1 and name the setting to fix.
+# Bad token settings fail with exit 1 and name the setting to fix. They are
+# keyd's settings: each command starts its own keyd, which fails.
+rf keyd stop >/dev/null 2>&1
 RINGFENCE_PIN=00000000 rf keys list >/dev/null 2>pin.err
 [ $? -eq 1 ] || fail "wrong PIN must exit 1"
 grep -q "RINGFENCE_PIN" pin.err || fail "wrong PIN error: $(cat pin.err)"
@@ -184,7 +188,7 @@ for kid in $(jq -r 'select(.tenant != "") | .id' list2.json); do
 		[ "$label" != ringfence ] || continue
 		SOFTHSM2_CONF=$RINGFENCE_HOME/softhsm2.conf pkcs11-tool \
 			--module "$MODULE" --login \
-			--pin "$(cat "$RINGFENCE_HOME/token.pin")" --slot "$slot" \
+			--pin "$(cat "$RINGFENCE_HOME-custody/token.pin")" --slot "$slot" \
 			--list-objects --type privkey </dev/null >one.txt 2>p11.err ||
 			fail "pkcs11-tool --list-objects on $label: $(cat p11.err)"
 		if grep -qi "ID: *$tid" one.txt; then

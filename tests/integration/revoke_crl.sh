@@ -7,7 +7,9 @@ set -euo pipefail
 : "${RINGFENCE:?RINGFENCE must name the built binary}"
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/rf-revoke-crl-XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
+# Stop the keyd the commands started (by its pid file), then remove.
+trap '"$RINGFENCE" keyd stop >/dev/null 2>&1 || true; rm -rf "$tmp"' EXIT
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 export RINGFENCE_HOME="$tmp/home"
 unset RINGFENCE_PIN RINGFENCE_NOW RINGFENCE_MODULE RINGFENCE_TOKEN || true
 

@@ -1,9 +1,11 @@
 /*
- * populate N [PINNED_EVERY]: N tenants t000001.., each with one connection
+ * populate N [PINNED_EVERY [PREFIX [custody]]]: N tenants PREFIX000001..
+ * (default prefix t), each with one connection
  * "mail" holding a key generated in the token and a client certificate, for
  * the incident scenario test and benchmark. Every PINNED_EVERY-th
  * connection has a pinned relying party (default 3). Uses the state in
- * $RINGFENCE_HOME, which must be initialised.
+ * $RINGFENCE_HOME, which must be initialised. With `custody`, keys are
+ * asked of the state folder's running keyd instead of the token.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +14,7 @@
 
 #include "audit/audit.h"
 #include "ca/ca.h"
+#include "keys/keyd.h"
 #include "store/store.h"
 #include "store/store_incident.h"
 
@@ -52,16 +55,23 @@ main(int argc, char **argv)
 	struct rf_issued out[BATCH];
 	char tenants[BATCH][32];
 	struct hook h;
+	struct rf_custody custody = {RF_KCLASS_ADMIN, NULL, NULL};
+	const char *prefix = "t";
 	size_t n, every = 3, i, j, b;
 	struct timespec t0, t1;
 	int r;
 
 	if (argc < 2 || (n = strtoul(argv[1], NULL, 10)) == 0) {
-		fprintf(stderr, "usage: populate N [PINNED_EVERY]\n");
+		fprintf(stderr,
+		    "usage: populate N [PINNED_EVERY [PREFIX [custody]]]\n");
 		return 2;
 	}
 	if (argc > 2)
 		every = strtoul(argv[2], NULL, 10);
+	if (argc > 3 && strlen(argv[3]) < 16)
+		prefix = argv[3];
+	if (argc > 4 && strcmp(argv[4], "custody") == 0)
+		rf_keys_custody_use(&custody);
 	if ((r = rf_config_load(&cfg)) != 0 ||
 	    (r = rf_store_open(cfg.db_path, 0, &st)) != 0 ||
 	    (r = rf_audit_open(st, &audit)) != 0 ||
@@ -78,8 +88,8 @@ main(int argc, char **argv)
 		if ((r = rf_store_begin(st)) != 0)
 			die("begin", r);
 		for (j = 0; j < b; j++) {
-			snprintf(tenants[j], sizeof(tenants[j]), "t%06zu",
-			    i + j + 1);
+			snprintf(tenants[j], sizeof(tenants[j]), "%s%06zu",
+			    prefix, i + j + 1);
 			if ((r = rf_store_tenant_add(
 				 st, tenants[j], rf_now())) != 0 ||
 			    (r = rf_store_conn_set(st, tenants[j], "mail",

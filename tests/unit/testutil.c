@@ -34,7 +34,7 @@ tu_home_remove(char *home)
 	if (home == NULL)
 		return;
 	if (getenv("RF_KEEP_TEST_HOME") == NULL)
-		tu_sh("rm -rf '%s'", home);
+		tu_sh("rm -rf '%s' '%s-custody'", home, home);
 	free(home);
 }
 
@@ -73,11 +73,12 @@ tu_token(const char *home, struct rf_config *cfg)
 			       ">/dev/null",
 			     path, TU_SO_PIN, TU_PIN),
 	    0);
-	snprintf(path, sizeof(path), "%s/token.pin", home);
-	assert_non_null(f = fopen(path, "w"));
+	/* The PIN file lives in the custody folder beside home. */
+	assert_int_equal(rf_config_load(cfg), 0);
+	assert_int_equal(tu_sh("mkdir -p -m 700 '%s'", cfg->custody_dir), 0);
+	assert_non_null(f = fopen(cfg->pin_file, "w"));
 	fprintf(f, "%s\n", TU_PIN);
 	fclose(f);
-	assert_int_equal(rf_config_load(cfg), 0);
 }
 
 int

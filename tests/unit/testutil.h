@@ -22,7 +22,8 @@ void tu_home_remove(char *home);
 /*
  * Initialise a SoftHSM2 token labelled "ringfence" in home (its own
  * softhsm2.conf and token folder, via softhsm2-util), write the PIN to
- * home/token.pin, and load cfg for that home.
+ * <home>-custody/token.pin (the default pin_file), and load cfg for that
+ * home.
  */
 void tu_token(const char *home, struct rf_config *cfg);
 

@@ -1,12 +1,17 @@
 # Sourced by integration tests: a fresh state folder (on /dev/shm when it
-# is there: thousands of SoftHSM object files), removed on exit with the
-# server the test started, if any ($server, stopped by its PID).
+# is there: thousands of SoftHSM object files) and its custody folder
+# ($RINGFENCE_HOME-custody, the PIN), removed on exit with the server the
+# test started, if any ($server, stopped by its PID), and the state
+# folder's custody process (keyd, stopped by the PID in keyd.pid).
 # usage: . lib/state.sh NAME
 : "${RINGFENCE:?}" "${RF_BINARY_DIR:?}"
 base=/tmp
 [ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
 export RINGFENCE_HOME=$(mktemp -d "$base/rf-${1:-test}.XXXXXX")
 server=""
+# Run without the user split unless a test sets its own users: the machine
+# may have the real ones (make run creates them) owning nothing here.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 # Under set -e a failing command in the trap would end it before the rm:
 # wait returns the server's status (143 after SIGTERM), so nothing here
 # may fail.
@@ -15,8 +20,23 @@ cleanup() {
 		kill "$server" 2>/dev/null || true
 		wait "$server" 2>/dev/null || true
 	fi
-	rm -rf "$RINGFENCE_HOME"
+	stop_keyd
+	rm -rf "$RINGFENCE_HOME" "$RINGFENCE_HOME-custody"
 }
+# Stop this state folder's keyd by its PID (never by name: other tests run
+# their own), waiting up to 10 s for it to go.
+stop_keyd() {
+	local pid i
+	pid=$(cat "$RINGFENCE_HOME/keyd.pid" 2>/dev/null) || return 0
+	[ -n "$pid" ] || return 0
+	kill "$pid" 2>/dev/null || return 0
+	for i in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || return 0
+		sleep 0.1
+	done
+	kill -9 "$pid" 2>/dev/null || true
+}
+custody_pin() { cat "$RINGFENCE_HOME-custody/token.pin"; }
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 rf() { "$RINGFENCE" "$@"; }

@@ -1,0 +1,266 @@
+/*
+ * ringfence keyd: the custody process (src/keys/keyd.h), its start on
+ * demand by the other commands (cli_keyd_start, as gpg starts gpg-agent),
+ * `keyd stop` and `keyd status`.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "cli/cli.h"
+#include "keys/keyd.h"
+
+#define START_WAIT_MS 10000 /* for the socket of a keyd started here */
+#define STOP_WAIT_MS 10000
+
+static const char keyd_help[] =
+    "usage: ringfence keyd [--idle SECONDS]\n"
+    "       ringfence keyd stop\n"
+    "       ringfence keyd status [--json]\n"
+    "\n"
+    "The custody process: the only process that loads the PKCS#11 module,\n"
+    "reads the PIN (pin_file, or RINGFENCE_PIN, removed from its\n"
+    "environment at start) and opens the token. Every other command asks\n"
+    "it over $RINGFENCE_HOME/keyd.sock (setting keyd_socket); a command\n"
+    "that finds none running starts one, which exits after keyd_idle\n"
+    "seconds without callers. Started as root it runs as custody_user.\n"
+    "Callers are classed by their uid: admin (root, keyd's user,\n"
+    "admin_group) may ask anything; server_user only OCSP, CRLs, tree\n"
+    "heads and TLS handshakes that match the store (docs/keys.md).\n"
+    "\n"
+    "  --idle SECONDS   exit after that long without callers (0: never;\n"
+    "                   the default when run by hand)\n"
+    "  stop             stop the state folder's keyd (by keyd.pid)\n"
+    "  status           whether it runs, its pid, uid, tokens and queue\n";
+
+static void
+keyd_log(void *arg, const char *line)
+{
+	char ts[32];
+	time_t t = time(NULL);
+	struct tm tm;
+
+	(void)arg;
+	if (gmtime_r(&t, &tm) == NULL ||
+	    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		ts[0] = '\0';
+	fprintf(stderr, "ringfence keyd: %s %s\n", ts, line);
+	fflush(stderr);
+}
+
+static int
+read_pid(const struct rf_config *cfg, pid_t *pid)
+{
+	char path[RF_PATH_MAX + 16];
+	uint8_t *buf = NULL;
+	size_t len;
+	long v;
+	int r;
+
+	*pid = 0;
+	if ((r = rf_keyd_path(cfg, "keyd.pid", path, sizeof(path))) != 0)
+		return r;
+	if (rf_read_file(path, 32, &buf, &len) != 0)
+		return RF_ERR_NOT_FOUND;
+	buf[len - (len > 0 && buf[len - 1] == '\n')] = '\0';
+	v = strtol((char *)buf, NULL, 10);
+	free(buf);
+	if (v <= 1)
+		return RF_ERR_NOT_FOUND;
+	*pid = (pid_t)v;
+	return 0;
+}
+
+static int
+keyd_stop(struct rf_cli *cli)
+{
+	pid_t pid;
+	int waited;
+
+	if (read_pid(&cli->cfg, &pid) != 0 || kill(pid, 0) != 0) {
+		fprintf(stderr, "ringfence: no custody process runs for %s\n",
+		    cli->cfg.home);
+		return EXIT_OK;
+	}
+	if (kill(pid, SIGTERM) != 0)
+		return cli_fail(rf_err_set(RF_ERR_STATE,
+		    "cannot stop keyd %d: %s (run as its user or root)",
+		    (int)pid, strerror(errno)));
+	for (waited = 0; waited < STOP_WAIT_MS && kill(pid, 0) == 0;
+	     waited += 20)
+		usleep(20 * 1000);
+	if (kill(pid, 0) == 0)
+		return cli_fail(
+		    rf_err_set(RF_ERR_STATE, "keyd %d did not stop within %d s",
+			(int)pid, STOP_WAIT_MS / 1000));
+	fprintf(stderr, "ringfence: stopped keyd %d\n", (int)pid);
+	return EXIT_OK;
+}
+
+static int
+keyd_status(struct rf_cli *cli)
+{
+	struct rf_keyd_status st;
+	json_t *o;
+	char *s;
+	int r;
+
+	r = rf_keyd_status_get(&cli->cfg, &st);
+	if (r != 0 && r != RF_ERR_CUSTODY)
+		return cli_fail(r);
+	if (cli->json) {
+		o = r == 0
+		    ? json_pack("{s:b,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:I,"
+				"s:I}",
+			  "running", 1, "pid", (json_int_t)st.pid, "uid",
+			  (json_int_t)st.uid, "class", rf_kclass_name(st.cls),
+			  "token", st.token, "tokens", (json_int_t)st.tokens,
+			  "clients", (json_int_t)st.clients, "queue",
+			  (json_int_t)st.queue, "requests",
+			  (json_int_t)st.requests, "refused",
+			  (json_int_t)st.refused)
+		    : json_pack("{s:b}", "running", 0);
+		if (o == NULL || (s = json_dumps(o, JSON_COMPACT)) == NULL) {
+			json_decref(o);
+			return cli_fail(RF_ERR_ALLOC);
+		}
+		printf("%s\n", s);
+		free(s);
+		json_decref(o);
+		return r == 0 ? EXIT_OK : EXIT_FAIL;
+	}
+	if (r != 0) {
+		printf("keyd: not running (%s)\n", cli->cfg.keyd_socket);
+		return EXIT_FAIL;
+	}
+	printf("keyd: running, pid %d, uid %u\n"
+	       "  socket:   %s\n"
+	       "  tokens:   '%s' and %u more\n"
+	       "  callers:  %u connected, %u queued; you are %s\n"
+	       "  requests: %llu answered, %llu refused\n",
+	    (int)st.pid, (unsigned)st.uid, cli->cfg.keyd_socket, st.token,
+	    st.tokens > 0 ? st.tokens - 1 : 0, st.clients, st.queue,
+	    rf_kclass_name(st.cls), (unsigned long long)st.requests,
+	    (unsigned long long)st.refused);
+	return EXIT_OK;
+}
+
+int
+cmd_keyd(struct rf_cli *cli, int argc, char **argv)
+{
+	struct rf_keyd_opts o;
+	long v;
+	char *end;
+	int r;
+
+	if (cli_wants_help(argc, argv)) {
+		fputs(keyd_help, stdout);
+		return EXIT_OK;
+	}
+	if (argc == 2 && strcmp(argv[1], "stop") == 0)
+		return keyd_stop(cli);
+	if (argc == 2 && strcmp(argv[1], "status") == 0)
+		return keyd_status(cli);
+	memset(&o, 0, sizeof(o));
+	o.log = keyd_log;
+	if (argc == 2 && strcmp(argv[1], "--on-demand") == 0) {
+		o.idle = cli->cfg.keyd_idle;
+	} else if (argc == 3 && strcmp(argv[1], "--idle") == 0) {
+		errno = 0;
+		v = strtol(argv[2], &end, 10);
+		if (errno != 0 || *end != '\0' || v < 0 || v > 86400 * 365)
+			return cli_usage(
+			    "keyd", "--idle needs seconds (0 = never)");
+		o.idle = (int)v;
+	} else if (argc > 1) {
+		return cli_usage(
+		    "keyd", "unexpected argument '%.60s'", argv[1]);
+	}
+	if ((r = rf_keyd_run(&cli->cfg, &o)) != 0) {
+		keyd_log(NULL, rf_err_msg(r));
+		return cli_fail(r);
+	}
+	return EXIT_OK;
+}
+
+/* The last line of keyd.log, for a keyd that did not come up. */
+static void
+last_log_line(const char *path, char *out, size_t outlen)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0, i, start = 0;
+
+	out[0] = '\0';
+	if (rf_read_file(path, 1 << 20, &buf, &len) != 0)
+		return;
+	while (len > 0 && buf[len - 1] == '\n')
+		len--;
+	for (i = 0; i < len; i++)
+		if (buf[i] == '\n')
+			start = i + 1;
+	snprintf(out, outlen, "%.*s", (int)(len - start), (char *)buf + start);
+	free(buf);
+}
+
+/*
+ * Start a keyd for cfg's state folder, detached (its own session, output
+ * to keyd.log), and wait until its socket answers. Another command may
+ * start one at the same time: keyd.lock lets one run, and either answers.
+ */
+int
+cli_keyd_start(void *arg, const struct rf_config *cfg)
+{
+	char log[RF_PATH_MAX + 16], line[400];
+	struct rf_keyd_status st;
+	pid_t pid;
+	int fd, status, waited, r;
+
+	(void)arg;
+	if ((r = rf_keyd_path(cfg, "keyd.log", log, sizeof(log))) != 0)
+		return r;
+	if ((pid = fork()) < 0)
+		return rf_err_set(RF_ERR_INTERNAL, "fork: %s", strerror(errno));
+	if (pid == 0) {
+		/* The child: a daemon of its own session. */
+		(void)setsid();
+		if ((fd = open("/dev/null", O_RDONLY)) >= 0) {
+			dup2(fd, 0);
+			close(fd);
+		}
+		if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+			 0600)) >= 0) {
+			dup2(fd, 1);
+			dup2(fd, 2);
+			close(fd);
+		}
+		execl("/proc/self/exe", "ringfence", "keyd", "--on-demand",
+		    (char *)NULL);
+		_exit(127);
+	}
+	for (waited = 0; waited < START_WAIT_MS; waited += 20) {
+		if (rf_keyd_status_get(cfg, &st) == 0)
+			return 0;
+		/* Exited: a failure, or another keyd won the lock. */
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			if (rf_keyd_status_get(cfg, &st) == 0)
+				return 0;
+			last_log_line(log, line, sizeof(line));
+			return rf_err_set(RF_ERR_CUSTODY,
+			    "the custody process did not start: %s (%s)",
+			    line[0] ? line : "no message", log);
+		}
+		usleep(20 * 1000);
+	}
+	return rf_err_set(RF_ERR_CUSTODY,
+	    "the custody process did not answer within %d s: see %s",
+	    START_WAIT_MS / 1000, log);
+}

@@ -1,0 +1,653 @@
+/*
+ * client.c: the rf_keys API as a client of the custody process. One stub
+ * per request (as OpenSSH's monitor_wrap.c), each mirroring its handler
+ * in keyd.c: write the request, read one answer.
+ *
+ * A connection is made lazily: at rf_keys_open, and again on the next
+ * call after keyd went away, so that serve reconnects once keyd is back.
+ * A keyd that ends before answering (kill -9) gives RF_ERR_CUSTODY: it
+ * appends each leaf before it signs, so nothing it signed lacks its leaf,
+ * and nothing was released to this caller.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "keys/keyd.h"
+#include "keys/keys_int.h"
+#include "keys/proto.h"
+
+/* The process-wide switch (keyd.h). */
+static pthread_mutex_t use_lock = PTHREAD_MUTEX_INITIALIZER;
+static int use_on;
+static struct rf_custody use;
+
+struct rf_kc {
+	pthread_mutex_t mu; /* one request at a time on fd */
+	int fd;		    /* -1: connect at the next call */
+	int cls;	    /* granted by keyd's hello */
+	struct rf_custody c;
+	struct rf_config cfg; /* without PIN */
+};
+
+void
+rf_keys_custody_use(const struct rf_custody *c)
+{
+	pthread_mutex_lock(&use_lock);
+	use = *c;
+	use_on = 1;
+	pthread_mutex_unlock(&use_lock);
+}
+
+void
+rf_keys_custody_off(void)
+{
+	pthread_mutex_lock(&use_lock);
+	use_on = 0;
+	pthread_mutex_unlock(&use_lock);
+}
+
+int
+rf_kc_enabled(void)
+{
+	int on;
+
+	pthread_mutex_lock(&use_lock);
+	on = use_on;
+	pthread_mutex_unlock(&use_lock);
+	return on;
+}
+
+int
+rf_keyd_path(
+    const struct rf_config *cfg, const char *name, char *out, size_t outlen)
+{
+	int n;
+
+	if (strcmp(name, "keyd.sock") == 0 && cfg->keyd_socket[0] != '\0')
+		n = snprintf(out, outlen, "%s", cfg->keyd_socket);
+	else
+		n = snprintf(out, outlen, "%s/%s", cfg->home, name);
+	if (n < 0 || (size_t)n >= outlen)
+		return rf_err_set(RF_ERR_CONFIG,
+		    "path of %s is too long: check RINGFENCE_HOME", name);
+	return 0;
+}
+
+/* A connected socket to keyd, or RF_ERR_CUSTODY. */
+static int
+sock_connect(const struct rf_config *cfg, int *fd)
+{
+	struct sockaddr_un sa;
+	int s;
+
+	*fd = -1;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(cfg->keyd_socket) >= sizeof(sa.sun_path))
+		return rf_err_set(RF_ERR_CONFIG,
+		    "keyd_socket %s is longer than a socket path may be (%zu)",
+		    cfg->keyd_socket, sizeof(sa.sun_path) - 1);
+	memcpy(sa.sun_path, cfg->keyd_socket, strlen(cfg->keyd_socket) + 1);
+	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return rf_err_set(RF_ERR_IO, "socket: %s", strerror(errno));
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(s);
+		return rf_err_set(RF_ERR_CUSTODY,
+		    "no custody process answers at %s (%s): start it with "
+		    "'ringfence keyd'",
+		    cfg->keyd_socket, strerror(errno));
+	}
+	*fd = s;
+	return 0;
+}
+
+/* The error an ERR answer carries, re-set here. */
+static int
+answer_err(struct rf_kmsg *m)
+{
+	char msg[RF_KPROTO_STR_MAX];
+	uint32_t code = rf_kmsg_u32(m);
+	int r;
+
+	rf_kmsg_str(m, msg);
+	if (rf_kmsg_end(m) != 0 || code == 0 || code > 1000)
+		return rf_err_set(
+		    RF_ERR_CUSTODY, "custody process sent a malformed error");
+	r = -(int)code;
+	return rf_err_set(r, "%s", msg[0] ? msg : rf_err_str(r));
+}
+
+/*
+ * Send b and read the answer into *frame / *m (OK only). On an I/O error
+ * the connection is dropped (the next call reconnects).
+ */
+static int
+exchange(int fd, const struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
+{
+	size_t len;
+	int r;
+
+	*frame = NULL;
+	if ((r = rf_kproto_write(fd, b)) != 0)
+		return rf_err_set(RF_ERR_CUSTODY,
+		    "custody process went away (%s): nothing was signed; run "
+		    "the command again",
+		    rf_err_msg(r));
+	if ((r = rf_kproto_read(fd, RF_KPROTO_MAX, frame, &len)) != 0)
+		return rf_err_set(
+		    RF_ERR_CUSTODY, "%s", rf_err_str(RF_ERR_CUSTODY));
+	if ((r = rf_kmsg_parse(*frame, len, m)) != 0)
+		return rf_err_set(RF_ERR_CUSTODY,
+		    "custody process answered garbage: %s", rf_err_msg(r));
+	if (m->type == RF_KMSG_ERR)
+		return answer_err(m);
+	if (m->type != RF_KMSG_OK)
+		return rf_err_set(
+		    RF_ERR_CUSTODY, "custody process answered out of turn");
+	return 0;
+}
+
+static int
+hello(struct rf_kc *kc, int fd)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	int r;
+
+	rf_kbuf_begin(&b, RF_KMSG_HELLO);
+	rf_kbuf_u8(&b, (uint8_t)kc->c.claim);
+	if ((r = rf_kbuf_finish(&b)) != 0 ||
+	    (r = exchange(fd, &b, &frame, &m)) != 0)
+		goto out;
+	kc->cls = rf_kmsg_u8(&m);
+	(void)rf_kmsg_u32(&m); /* keyd's pid */
+	if ((r = rf_kmsg_end(&m)) != 0)
+		goto out;
+	if (kc->cls == RF_KCLASS_NONE)
+		r = rf_err_set(RF_ERR_REFUSED,
+		    "the custody process refuses uid %u: run as root, as the "
+		    "custody user, as server_user or in admin_group",
+		    (unsigned)getuid());
+out:
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+/* Connect (starting keyd once if allowed) and say hello; under kc->mu. */
+static int
+ensure(struct rf_kc *kc)
+{
+	int fd, r;
+
+	if (kc->fd >= 0)
+		return 0;
+	r = sock_connect(&kc->cfg, &fd);
+	if (r == RF_ERR_CUSTODY && kc->c.start != NULL) {
+		if ((r = kc->c.start(kc->c.arg, &kc->cfg)) != 0)
+			return r;
+		r = sock_connect(&kc->cfg, &fd);
+	}
+	if (r != 0)
+		return r;
+	if ((r = hello(kc, fd)) != 0) {
+		close(fd);
+		return r;
+	}
+	kc->fd = fd;
+	return 0;
+}
+
+/*
+ * One request: finish b, send it, read the OK answer into *frame / *m.
+ * Lost connections are closed for the next call to reconnect.
+ */
+static int
+call(struct rf_kc *kc, struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
+{
+	int r;
+
+	*frame = NULL;
+	if ((r = rf_kbuf_finish(b)) != 0)
+		return r;
+	pthread_mutex_lock(&kc->mu);
+	if ((r = ensure(kc)) == 0 &&
+	    (r = exchange(kc->fd, b, frame, m)) == RF_ERR_CUSTODY) {
+		close(kc->fd);
+		kc->fd = -1;
+	}
+	pthread_mutex_unlock(&kc->mu);
+	if (r != 0) {
+		free(*frame);
+		*frame = NULL;
+	}
+	return r;
+}
+
+static void
+put_who(struct rf_kbuf *b, const struct rf_actor *who)
+{
+	rf_kbuf_str(b, who ? who->actor : NULL);
+	rf_kbuf_str(b, who ? who->source : NULL);
+}
+
+int
+rf_keys_custody_lower(struct rf_keys *keys, int cls)
+{
+	struct rf_kc *kc = rf_keys_kc(keys);
+	int r = 0;
+
+	if (kc == NULL)
+		return 0;
+	pthread_mutex_lock(&kc->mu);
+	if (cls < kc->c.claim)
+		kc->c.claim = cls; /* reconnects claim it too */
+	if (kc->fd >= 0 && (r = hello(kc, kc->fd)) != 0) {
+		close(kc->fd);
+		kc->fd = -1;
+	}
+	pthread_mutex_unlock(&kc->mu);
+	return r;
+}
+
+int
+rf_kc_open(const struct rf_config *cfg, struct rf_keys **out)
+{
+	struct rf_kc *kc;
+	int r;
+
+	*out = NULL;
+	if ((kc = calloc(1, sizeof(*kc))) == NULL)
+		return RF_ERR_ALLOC;
+	pthread_mutex_init(&kc->mu, NULL);
+	kc->fd = -1;
+	kc->cfg = *cfg;
+	memset(kc->cfg.pin, 0, sizeof(kc->cfg.pin));
+	pthread_mutex_lock(&use_lock);
+	kc->c = use;
+	pthread_mutex_unlock(&use_lock);
+	/* Connect now, so that open reports a keyd that cannot be reached. */
+	pthread_mutex_lock(&kc->mu);
+	r = ensure(kc);
+	pthread_mutex_unlock(&kc->mu);
+	if (r != 0) {
+		rf_kc_free(kc);
+		return r;
+	}
+	return rf_keys_new_client(cfg, kc, out); /* owns kc */
+}
+
+void
+rf_kc_free(struct rf_kc *kc)
+{
+	if (kc == NULL)
+		return;
+	if (kc->fd >= 0)
+		close(kc->fd);
+	pthread_mutex_destroy(&kc->mu);
+	free(kc);
+}
+
+/* A key from an answer's u8 alg and bytes SPKI. */
+static int
+get_key(struct rf_kmsg *m, struct rf_key **out)
+{
+	const uint8_t *spki;
+	size_t len;
+	uint8_t alg = rf_kmsg_u8(m);
+
+	*out = NULL;
+	rf_kmsg_bytes(m, &spki, &len, 4096);
+	if (m->err != 0)
+		return rf_err_set(
+		    RF_ERR_CUSTODY, "custody process sent a malformed key");
+	return rf_key_new_public((enum rf_key_alg)alg, spki, len, out);
+}
+
+int
+rf_kc_generate_many(struct rf_kc *kc, const struct rf_keygen *reqs, size_t n,
+    const struct rf_actor *who, struct rf_key **out)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	size_t i;
+	int r;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	if (n > RF_KPROTO_BATCH_MAX)
+		return rf_err_set(RF_ERR_ARG, "at most %d keys at a time",
+		    RF_KPROTO_BATCH_MAX);
+	rf_kbuf_begin(&b, RF_KMSG_KEYGEN);
+	put_who(&b, who);
+	rf_kbuf_u32(&b, (uint32_t)n);
+	for (i = 0; i < n; i++) {
+		rf_kbuf_u8(&b, (uint8_t)reqs[i].alg);
+		rf_kbuf_str(&b, reqs[i].label);
+		rf_kbuf_str(&b, reqs[i].tenant);
+	}
+	if ((r = call(kc, &b, &frame, &m)) != 0)
+		goto out;
+	if (rf_kmsg_u32(&m) != n) {
+		r = rf_err_set(RF_ERR_CUSTODY, "custody process made %s keys",
+		    "another number of");
+		goto out;
+	}
+	for (i = 0; i < n && r == 0; i++)
+		r = get_key(&m, &out[i]);
+	if (r == 0)
+		r = rf_kmsg_end(&m);
+out:
+	if (r != 0)
+		for (i = 0; i < n; i++) {
+			rf_key_free(out[i]);
+			out[i] = NULL;
+		}
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+int
+rf_kc_load(struct rf_kc *kc, const char *id, struct rf_key **out)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	int r;
+
+	*out = NULL;
+	rf_kbuf_begin(&b, RF_KMSG_LOAD);
+	rf_kbuf_str(&b, id);
+	if ((r = call(kc, &b, &frame, &m)) != 0 ||
+	    (r = get_key(&m, out)) != 0 || (r = rf_kmsg_end(&m)) != 0)
+		goto out;
+	if (strcmp(rf_key_id(*out), id) != 0)
+		r = rf_err_set(RF_ERR_CUSTODY,
+		    "custody process answered key %s for %s", rf_key_id(*out),
+		    id);
+out:
+	if (r != 0) {
+		rf_key_free(*out);
+		*out = NULL;
+	}
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+/* Requests of one SIGN frame: at most this many message bytes. */
+#define SIGN_FRAME_BYTES (8u * 1024 * 1024)
+
+/* Sign reqs[from..to) in one request into sigs[from..to). */
+static int
+sign_part(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
+    size_t from, size_t to, int digest, const struct rf_actor *who,
+    struct rf_sig *sigs)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	const uint8_t *p;
+	size_t i, len;
+	int r;
+
+	rf_kbuf_begin(&b, RF_KMSG_SIGN);
+	rf_kbuf_str(&b, rf_key_id(key));
+	rf_kbuf_u8(&b, (uint8_t)(digest != 0));
+	put_who(&b, who);
+	rf_kbuf_u32(&b, (uint32_t)(to - from));
+	for (i = from; i < to; i++) {
+		rf_kbuf_u8(&b, (uint8_t)reqs[i].scheme);
+		rf_kbuf_str(&b, reqs[i].what);
+		rf_kbuf_str(&b, reqs[i].ref);
+		rf_kbuf_str(&b, reqs[i].tenant);
+		rf_kbuf_bytes(&b, reqs[i].msg, reqs[i].msglen);
+	}
+	if ((r = call(kc, &b, &frame, &m)) != 0)
+		goto out;
+	if (rf_kmsg_u32(&m) != to - from) {
+		r = rf_err_set(
+		    RF_ERR_CUSTODY, "custody process answered a short batch");
+		goto out;
+	}
+	for (i = from; i < to; i++) {
+		rf_kmsg_bytes(&m, &p, &len, 1024);
+		if (m.err != 0 || len == 0)
+			break;
+		if ((sigs[i].sig = malloc(len)) == NULL) {
+			r = RF_ERR_ALLOC;
+			goto out;
+		}
+		memcpy(sigs[i].sig, p, len);
+		sigs[i].len = len;
+	}
+	r = rf_kmsg_end(&m);
+out:
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+/*
+ * keyd verifies each signature before releasing it; the client checks it
+ * again against the public key it holds, so that a keyd answering for the
+ * wrong key or message is caught here too.
+ */
+int
+rf_kc_sign(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
+    size_t n, int digest, const struct rf_actor *who, struct rf_sig *sigs)
+{
+	size_t i, from, bytes;
+	int r = 0;
+
+	for (i = 0; i < n; i++)
+		sigs[i].sig = NULL, sigs[i].len = 0;
+	if (n == 0)
+		return 0;
+	if (key == NULL || reqs == NULL)
+		return rf_err_set(RF_ERR_ARG, "bad signing request");
+	/* Large batches go as several frames, each within the limit. */
+	for (from = 0; from < n && r == 0;) {
+		for (i = from, bytes = 0;
+		     i < n && i - from < RF_KPROTO_BATCH_MAX &&
+		     (i == from || bytes + reqs[i].msglen < SIGN_FRAME_BYTES);
+		     i++)
+			bytes += reqs[i].msglen + 64;
+		r = sign_part(kc, key, reqs, from, i, digest, who, sigs);
+		from = i;
+	}
+	for (i = 0; i < n && r == 0; i++) {
+		if (digest)
+			r = rf_keys_verify_digest(rf_key_public(key),
+			    reqs[i].msg, reqs[i].msglen, sigs[i].sig,
+			    sigs[i].len);
+		else
+			r = rf_keys_verify(rf_key_public(key), rf_key_alg(key),
+			    reqs[i].scheme, reqs[i].msg, reqs[i].msglen,
+			    sigs[i].sig, sigs[i].len);
+		if (r != 0)
+			r = rf_err_set(RF_ERR_SIGNATURE_INVALID,
+			    "custody process returned a signature that does "
+			    "not verify with key %s",
+			    rf_key_id(key));
+	}
+	if (r != 0)
+		for (i = 0; i < n; i++)
+			rf_sig_clear(&sigs[i]);
+	return r;
+}
+
+int
+rf_kc_disable_many(struct rf_kc *kc, const char *const *ids, size_t n,
+    int destroy, const struct rf_actor *who, size_t *done)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	uint64_t d;
+	size_t i;
+	int r;
+
+	if (done != NULL)
+		*done = 0;
+	if (n > RF_KPROTO_BATCH_MAX)
+		return rf_err_set(RF_ERR_ARG, "at most %d keys at a time",
+		    RF_KPROTO_BATCH_MAX);
+	rf_kbuf_begin(&b, RF_KMSG_DISABLE);
+	rf_kbuf_u8(&b, (uint8_t)(destroy != 0));
+	put_who(&b, who);
+	rf_kbuf_u32(&b, (uint32_t)n);
+	for (i = 0; i < n; i++)
+		rf_kbuf_str(&b, ids[i]);
+	if ((r = call(kc, &b, &frame, &m)) != 0)
+		goto out;
+	d = rf_kmsg_u64(&m);
+	if ((r = rf_kmsg_end(&m)) != 0)
+		goto out;
+	if (done != NULL)
+		*done = (size_t)d;
+	/* The single-key calls fail for a key that is not there. */
+	else if (d == 0)
+		r = rf_err_set(
+		    RF_ERR_KEY_NOT_FOUND, "no key %s in the token", ids[0]);
+out:
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+int
+rf_kc_list(struct rf_kc *kc, int (*fn)(void *arg, const struct rf_key_info *ki),
+    void *arg)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	struct rf_key_info ki;
+	char s[RF_KPROTO_STR_MAX];
+	uint8_t *frame = NULL;
+	uint32_t n, i;
+	int r;
+
+	rf_kbuf_begin(&b, RF_KMSG_LIST);
+	if ((r = call(kc, &b, &frame, &m)) != 0)
+		goto out;
+	n = rf_kmsg_u32(&m);
+	for (i = 0; i < n && m.err == 0 && r == 0; i++) {
+		memset(&ki, 0, sizeof(ki));
+		rf_kmsg_str(&m, s);
+		snprintf(ki.id, sizeof(ki.id), "%.64s", s);
+		rf_kmsg_str(&m, s);
+		snprintf(ki.label, sizeof(ki.label), "%.64s", s);
+		ki.alg = (enum rf_key_alg)rf_kmsg_u8(&m);
+		ki.can_sign = rf_kmsg_u8(&m);
+		ki.sensitive = rf_kmsg_u8(&m);
+		ki.extractable = rf_kmsg_u8(&m);
+		ki.always_sensitive = rf_kmsg_u8(&m);
+		ki.never_extractable = rf_kmsg_u8(&m);
+		if (m.err == 0)
+			r = fn(arg, &ki);
+	}
+	if (r == 0)
+		r = rf_kmsg_end(&m);
+out:
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+int
+rf_kc_custody(struct rf_kc *kc, const char *id, int v[4])
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	int i, r;
+
+	rf_kbuf_begin(&b, RF_KMSG_CUSTODY);
+	rf_kbuf_str(&b, id);
+	if ((r = call(kc, &b, &frame, &m)) != 0)
+		goto out;
+	for (i = 0; i < 4; i++)
+		v[i] = rf_kmsg_u8(&m) != 0;
+	r = rf_kmsg_end(&m);
+out:
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+int
+rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n, int threads,
+    double *per_sec)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	uint64_t milli;
+	int r;
+
+	*per_sec = 0;
+	rf_kbuf_begin(&b, RF_KMSG_MEASURE);
+	rf_kbuf_str(&b, rf_key_id(key));
+	rf_kbuf_u64(&b, (uint64_t)n);
+	rf_kbuf_u32(&b, (uint32_t)threads);
+	if ((r = call(kc, &b, &frame, &m)) != 0)
+		goto out;
+	milli = rf_kmsg_u64(&m);
+	if ((r = rf_kmsg_end(&m)) == 0)
+		*per_sec = (double)milli / 1000.0;
+out:
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+int
+rf_keyd_status_get(const struct rf_config *cfg, struct rf_keyd_status *st)
+{
+	struct rf_kc kc;
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	char tok[RF_KPROTO_STR_MAX];
+	uint8_t *frame = NULL;
+	int r;
+
+	memset(st, 0, sizeof(*st));
+	memset(&kc, 0, sizeof(kc));
+	kc.fd = -1;
+	kc.cfg = *cfg;
+	kc.c.claim = RF_KCLASS_ADMIN;
+	if ((r = sock_connect(cfg, &kc.fd)) != 0 ||
+	    (r = hello(&kc, kc.fd)) != 0)
+		goto out;
+	rf_kbuf_begin(&b, RF_KMSG_STATUS);
+	if ((r = rf_kbuf_finish(&b)) != 0 ||
+	    (r = exchange(kc.fd, &b, &frame, &m)) != 0)
+		goto out;
+	st->pid = (pid_t)rf_kmsg_u32(&m);
+	st->uid = (uid_t)rf_kmsg_u32(&m);
+	st->cls = rf_kmsg_u8(&m);
+	rf_kmsg_str(&m, tok);
+	snprintf(st->token, sizeof(st->token), "%.63s", tok);
+	st->tokens = rf_kmsg_u32(&m);
+	st->clients = rf_kmsg_u32(&m);
+	st->queue = rf_kmsg_u32(&m);
+	st->requests = rf_kmsg_u64(&m);
+	st->refused = rf_kmsg_u64(&m);
+	r = rf_kmsg_end(&m);
+out:
+	if (kc.fd >= 0)
+		close(kc.fd);
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}

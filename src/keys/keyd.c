@@ -1,0 +1,1117 @@
+/*
+ * keyd.c: the custody process (keyd.h). One thread answers every caller in
+ * turn from a poll loop; a request is read whole (its length checked
+ * before anything is allocated), decoded strictly (proto.c), looked up in
+ * the dispatch table of the caller's class (as OpenSSH's monitor.c keeps
+ * one table per phase), checked by the policy (policy.c) and run on the
+ * token opened here with the existing rf_keys_* code, which appends each
+ * audit leaf before it signs. A request outside the class's table, or
+ * refused by the policy, is answered with an error and recorded as a
+ * "refused" leaf; refusals beyond REFUSED_PER_MIN a minute are counted
+ * and recorded as one summary leaf, so that a flood cannot grow the
+ * record without bound.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "audit/audit.h"
+#include "keys/keyd.h"
+#include "keys/keys_int.h"
+#include "keys/policy.h"
+#include "keys/proto.h"
+#include "store/store.h"
+
+#define CONN_MAX 64		    /* callers at once */
+#define FRAME_MAX_LOW (1024 * 1024) /* before hello, and for class server */
+#define REFUSED_PER_MIN 60	    /* refusal leaves a minute, then a count */
+#define WRITE_TIMEOUT_MS 10000	    /* a caller that does not read */
+#define BATCH_KEYS_MAX 100000
+
+struct conn {
+	int fd;
+	uid_t uid;
+	gid_t gid;
+	pid_t pid;
+	int cred_cls; /* what its credentials allow */
+	int cls;      /* granted at hello: never above cred_cls */
+	int hello;
+	uint8_t hdr[4];
+	size_t hgot;
+	uint8_t *frame;
+	size_t need, got;
+};
+
+struct keyd {
+	struct rf_config cfg;
+	const struct rf_keyd_opts *o;
+	struct rf_store *st;
+	struct rf_audit *audit;
+	struct rf_keys *keys;
+	struct rf_kpolicy *policy;
+	int lfd;
+	struct conn conns[CONN_MAX];
+	int nconns;
+	uid_t server_uid;
+	int have_server_uid;
+	gid_t admin_gid;
+	int have_admin_gid;
+	uint64_t requests, refused;
+	int64_t refused_minute; /* minute of the refusal counter */
+	unsigned refused_leaves, refused_quiet;
+	char token[64];
+	uint32_t tokens;
+};
+
+static volatile sig_atomic_t stop_signal;
+
+static void
+on_signal(int sig)
+{
+	stop_signal = sig;
+}
+
+static void logf_(struct keyd *kd, const char *fmt, ...) RF_PRINTF(2, 3);
+
+static void
+logf_(struct keyd *kd, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	if (kd->o != NULL && kd->o->log != NULL)
+		kd->o->log(kd->o->log_arg, line);
+}
+
+void
+rf_keyd_harden(void)
+{
+	struct rlimit rl = {0, 0};
+
+	/* No core file, no ptrace by our own user, no /proc/PID/mem. */
+	(void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	(void)setrlimit(RLIMIT_CORE, &rl);
+}
+
+/*
+ * Refusals
+ */
+
+/* Flush the count of unrecorded refusals of the previous minute. */
+static void
+refusals_roll(struct keyd *kd)
+{
+	struct rf_audit_event ev;
+	int64_t minute = rf_now() / 60;
+	char detail[160];
+
+	if (minute == kd->refused_minute)
+		return;
+	if (kd->refused_quiet > 0) {
+		snprintf(detail, sizeof(detail),
+		    "%u more refusals in the minute before, not recorded one "
+		    "by one (at most %d a minute are)",
+		    kd->refused_quiet, REFUSED_PER_MIN);
+		memset(&ev, 0, sizeof(ev));
+		ev.type = "refused";
+		ev.source = "keyd";
+		ev.detail = detail;
+		if (rf_audit_append(kd->audit, &ev, 1, NULL) != 0)
+			logf_(kd, "could not record %s", detail);
+	}
+	kd->refused_minute = minute;
+	kd->refused_leaves = 0;
+	kd->refused_quiet = 0;
+}
+
+/* Record one refusal: a leaf, or a count past the minute's budget. */
+static void
+refusal(struct keyd *kd, const struct conn *c, int type, const char *why)
+{
+	struct rf_audit_event ev;
+	char actor[64], detail[400];
+
+	kd->refused++;
+	refusals_roll(kd);
+	logf_(kd, "refused uid %u (%s) %s: %s", (unsigned)c->uid,
+	    rf_kclass_name(c->cls), rf_kmsg_name(type), why);
+	if (kd->refused_leaves >= REFUSED_PER_MIN) {
+		kd->refused_quiet++;
+		return;
+	}
+	kd->refused_leaves++;
+	snprintf(actor, sizeof(actor), "uid %u pid %d", (unsigned)c->uid,
+	    (int)c->pid);
+	snprintf(detail, sizeof(detail), "class %s asked %s: %s",
+	    rf_kclass_name(c->hello ? c->cls : c->cred_cls), rf_kmsg_name(type),
+	    why);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "refused";
+	ev.actor = actor;
+	ev.source = "keyd";
+	ev.what = rf_kmsg_name(type);
+	ev.detail = detail;
+	if (rf_audit_append(kd->audit, &ev, 1, NULL) != 0)
+		logf_(kd, "could not record the refusal: %s", detail);
+}
+
+/*
+ * Handlers: decode the request (strictly), act, encode the answer.
+ */
+
+typedef int (*handler_fn)(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out);
+
+/* who from a request, as the caller names itself for the record. */
+struct who_buf {
+	char actor[RF_KPROTO_STR_MAX];
+	char source[RF_KPROTO_STR_MAX];
+	struct rf_actor who;
+};
+
+static void
+get_who(struct rf_kmsg *m, const struct conn *c, struct who_buf *w)
+{
+	(void)c;
+	rf_kmsg_str(m, w->actor);
+	rf_kmsg_str(m, w->source);
+	w->who.actor = w->actor[0] ? w->actor : NULL;
+	w->who.source = w->source[0] ? w->source : NULL;
+}
+
+static int
+put_key(struct rf_kbuf *out, const struct rf_key *key)
+{
+	unsigned char *der = NULL;
+	int len;
+
+	if ((len = i2d_PUBKEY(rf_key_public(key), &der)) <= 0)
+		return rf_err_set(
+		    RF_ERR_INTERNAL, "cannot encode a public key");
+	rf_kbuf_u8(out, (uint8_t)rf_key_alg(key));
+	rf_kbuf_bytes(out, der, (size_t)len);
+	OPENSSL_free(der);
+	return 0;
+}
+
+static int
+h_hello(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	int claim = rf_kmsg_u8(m), r;
+
+	if ((r = rf_kmsg_end(m)) != 0)
+		return r;
+	/* A lower class may be claimed, never a higher one, and a second
+	 * hello may only lower it further. */
+	if (claim > c->cred_cls)
+		claim = c->cred_cls;
+	if (c->hello && claim > c->cls)
+		claim = c->cls;
+	c->cls = claim;
+	if (c->cls < RF_KCLASS_NONE)
+		c->cls = RF_KCLASS_NONE;
+	c->hello = 1;
+	rf_kbuf_u8(out, (uint8_t)c->cls);
+	rf_kbuf_u32(out, (uint32_t)getpid());
+	if (c->cls == RF_KCLASS_NONE)
+		refusal(kd, c, RF_KMSG_HELLO,
+		    "caller is neither admin nor server_user");
+	return 0;
+}
+
+static int
+h_status(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	int r;
+
+	if ((r = rf_kmsg_end(m)) != 0)
+		return r;
+	rf_kbuf_u32(out, (uint32_t)getpid());
+	rf_kbuf_u32(out, (uint32_t)geteuid());
+	rf_kbuf_u8(out, (uint8_t)c->cls);
+	rf_kbuf_str(out, kd->token);
+	rf_kbuf_u32(out, kd->tokens);
+	rf_kbuf_u32(out, (uint32_t)kd->nconns);
+	rf_kbuf_u32(out, 0); /* one request at a time: none waits here */
+	rf_kbuf_u64(out, kd->requests);
+	rf_kbuf_u64(out, kd->refused);
+	return 0;
+}
+
+static int
+h_load(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	char id[RF_KPROTO_STR_MAX];
+	struct rf_key *key = NULL;
+	int r;
+
+	(void)c;
+	rf_kmsg_str(m, id);
+	if ((r = rf_kmsg_end(m)) != 0 ||
+	    (r = rf_keys_load(kd->keys, id, &key)) != 0)
+		return r;
+	r = put_key(out, key);
+	rf_key_free(key);
+	return r;
+}
+
+static int
+h_keygen(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	struct who_buf w;
+	struct rf_keygen *reqs = NULL;
+	struct rf_key **keys = NULL;
+	char(*labels)[RF_KPROTO_STR_MAX] = NULL,
+	(*tenants)[RF_KPROTO_STR_MAX] = NULL;
+	uint32_t n, i;
+	int r;
+
+	get_who(m, c, &w);
+	n = rf_kmsg_u32(m);
+	/* Each key takes at least 9 bytes: n is bounded by the frame. */
+	if (m->err != 0 || n == 0 || n > BATCH_KEYS_MAX ||
+	    n > (m->len - m->off) / 9)
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "custody keygen: bad number of keys");
+	if ((reqs = calloc(n, sizeof(*reqs))) == NULL ||
+	    (keys = calloc(n, sizeof(*keys))) == NULL ||
+	    (labels = calloc(n, sizeof(*labels))) == NULL ||
+	    (tenants = calloc(n, sizeof(*tenants))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		reqs[i].alg = (enum rf_key_alg)rf_kmsg_u8(m);
+		rf_kmsg_str(m, labels[i]);
+		rf_kmsg_str(m, tenants[i]);
+		reqs[i].label = labels[i];
+		reqs[i].tenant = tenants[i][0] ? tenants[i] : NULL;
+	}
+	if ((r = rf_kmsg_end(m)) != 0 ||
+	    (r = rf_keys_generate_many(kd->keys, reqs, n, &w.who, keys)) != 0)
+		goto out;
+	rf_kbuf_u32(out, n);
+	for (i = 0; i < n && r == 0; i++)
+		r = put_key(out, keys[i]);
+out:
+	for (i = 0; keys != NULL && i < n; i++)
+		rf_key_free(keys[i]);
+	free(keys);
+	free(reqs);
+	free(labels);
+	free(tenants);
+	return r;
+}
+
+/* A SIGN request, decoded: strings in one block, messages in the frame. */
+struct sign_in {
+	char id[RF_KPROTO_STR_MAX];
+	int digest;
+	struct who_buf w;
+	uint32_t n;
+	struct rf_sign_req *reqs;
+	char (*str)[3][RF_KPROTO_STR_MAX];
+};
+
+static void
+sign_in_free(struct sign_in *s)
+{
+	free(s->reqs);
+	free(s->str);
+}
+
+static int
+sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
+{
+	uint32_t i;
+
+	memset(s, 0, sizeof(*s));
+	rf_kmsg_str(m, s->id);
+	s->digest = rf_kmsg_u8(m);
+	get_who(m, c, &s->w);
+	s->n = rf_kmsg_u32(m);
+	/* Each item takes at least 17 bytes: n is bounded by the frame. */
+	if (m->err != 0 || s->n == 0 || s->n > RF_KPROTO_BATCH_MAX ||
+	    s->n > (m->len - m->off) / 17 || s->digest > 1)
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "custody sign: bad number of messages");
+	if ((s->reqs = calloc(s->n, sizeof(*s->reqs))) == NULL ||
+	    (s->str = calloc(s->n, sizeof(*s->str))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < s->n; i++) {
+		s->reqs[i].scheme = (enum rf_sig_scheme)rf_kmsg_u8(m);
+		rf_kmsg_str(m, s->str[i][0]);
+		rf_kmsg_str(m, s->str[i][1]);
+		rf_kmsg_str(m, s->str[i][2]);
+		rf_kmsg_bytes(
+		    m, &s->reqs[i].msg, &s->reqs[i].msglen, RF_KPROTO_MAX);
+		s->reqs[i].what = s->str[i][0][0] ? s->str[i][0] : NULL;
+		s->reqs[i].ref = s->str[i][1][0] ? s->str[i][1] : NULL;
+		s->reqs[i].tenant = s->str[i][2][0] ? s->str[i][2] : NULL;
+	}
+	return rf_kmsg_end(m);
+}
+
+static int
+h_sign(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	struct sign_in s;
+	struct rf_key *key = NULL;
+	struct rf_sig *sigs = NULL;
+	uint32_t i;
+	int r;
+
+	if ((r = sign_decode(m, c, &s)) != 0)
+		goto out;
+	/* Policy first: a refused request loads no key and signs nothing. */
+	if ((r = rf_kpolicy_sign(
+		 kd->policy, c->cls, s.id, s.digest, s.reqs, s.n)) != 0)
+		goto out;
+	if ((sigs = calloc(s.n, sizeof(*sigs))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = rf_keys_load(kd->keys, s.id, &key)) != 0)
+		goto out;
+	r = s.digest
+	    ? rf_keys_sign_digest(kd->keys, key, s.reqs, s.n, &s.w.who, sigs)
+	    : rf_keys_sign(kd->keys, key, s.reqs, s.n, &s.w.who, sigs);
+	if (r != 0)
+		goto out;
+	rf_kbuf_u32(out, s.n);
+	for (i = 0; i < s.n; i++)
+		rf_kbuf_bytes(out, sigs[i].sig, sigs[i].len);
+out:
+	for (i = 0; sigs != NULL && i < s.n; i++)
+		rf_sig_clear(&sigs[i]);
+	free(sigs);
+	rf_key_free(key);
+	sign_in_free(&s);
+	return r;
+}
+
+static int
+h_disable(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	struct who_buf w;
+	char(*ids)[RF_KPROTO_STR_MAX] = NULL;
+	const char **idp = NULL;
+	uint32_t n, i;
+	size_t done = 0;
+	int destroy = rf_kmsg_u8(m), r;
+
+	get_who(m, c, &w);
+	n = rf_kmsg_u32(m);
+	if (m->err != 0 || n > BATCH_KEYS_MAX || n > (m->len - m->off) / 4 ||
+	    destroy > 1)
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "custody disable: bad number of keys");
+	if ((ids = calloc(n + 1, sizeof(*ids))) == NULL ||
+	    (idp = calloc(n + 1, sizeof(*idp))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		rf_kmsg_str(m, ids[i]);
+		idp[i] = ids[i];
+	}
+	if ((r = rf_kmsg_end(m)) != 0)
+		goto out;
+	r = destroy ? rf_keys_destroy_many(kd->keys, idp, n, &w.who, &done)
+		    : rf_keys_disable_many(kd->keys, idp, n, &w.who, &done);
+	if (r == 0)
+		rf_kbuf_u64(out, (uint64_t)done);
+out:
+	free(ids);
+	free(idp);
+	return r;
+}
+
+static int
+list_one(void *arg, const struct rf_key_info *ki)
+{
+	struct rf_kbuf *out = arg;
+
+	rf_kbuf_str(out, ki->id);
+	rf_kbuf_str(out, ki->label);
+	rf_kbuf_u8(out, (uint8_t)ki->alg);
+	rf_kbuf_u8(out, (uint8_t)ki->can_sign);
+	rf_kbuf_u8(out, (uint8_t)ki->sensitive);
+	rf_kbuf_u8(out, (uint8_t)ki->extractable);
+	rf_kbuf_u8(out, (uint8_t)ki->always_sensitive);
+	rf_kbuf_u8(out, (uint8_t)ki->never_extractable);
+	return 0;
+}
+
+static int
+count_one(void *arg, const struct rf_key_info *ki)
+{
+	(void)ki;
+	(*(uint32_t *)arg)++;
+	return 0;
+}
+
+static int
+h_list(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	uint32_t n = 0;
+	int r;
+
+	(void)c;
+	if ((r = rf_kmsg_end(m)) != 0 ||
+	    (r = rf_keys_list(kd->keys, count_one, &n)) != 0)
+		return r;
+	rf_kbuf_u32(out, n);
+	return rf_keys_list(kd->keys, list_one, out);
+}
+
+static int
+h_custody(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	char id[RF_KPROTO_STR_MAX];
+	int v[4], r;
+
+	(void)c;
+	rf_kmsg_str(m, id);
+	if ((r = rf_kmsg_end(m)) != 0 ||
+	    (r = rf_keys_custody(kd->keys, id, &v[0], &v[1], &v[2], &v[3])) !=
+		0)
+		return r;
+	for (r = 0; r < 4; r++)
+		rf_kbuf_u8(out, (uint8_t)v[r]);
+	return 0;
+}
+
+static int
+h_measure(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	char id[RF_KPROTO_STR_MAX];
+	struct rf_key *key = NULL;
+	uint64_t n;
+	uint32_t threads;
+	double per_sec;
+	int r;
+
+	(void)c;
+	rf_kmsg_str(m, id);
+	n = rf_kmsg_u64(m);
+	threads = rf_kmsg_u32(m);
+	if ((r = rf_kmsg_end(m)) != 0)
+		return r;
+	if (n == 0 || n > 10000000 || threads < 1 || threads > 16)
+		return rf_err_set(RF_ERR_ARG,
+		    "measure 1 to 10000000 signatures on 1 to 16 threads");
+	if ((r = rf_keys_load(kd->keys, id, &key)) != 0)
+		return r;
+	r = rf_keys_measure_rate(
+	    kd->keys, key, (size_t)n, (int)threads, &per_sec);
+	rf_key_free(key);
+	if (r == 0)
+		rf_kbuf_u64(out, (uint64_t)(per_sec * 1000.0));
+	return r;
+}
+
+/*
+ * Decode a request frame as its handler does, acting on nothing (the fuzz
+ * target's entry, fuzz/fuzz_keyd_proto.c): 0 if keyd would accept it.
+ */
+int
+rf_keyd_decode(const uint8_t *frame, size_t len)
+{
+	struct conn c;
+	struct rf_kmsg m;
+	struct sign_in s;
+	struct who_buf w;
+	char str[RF_KPROTO_STR_MAX];
+	uint32_t n, i;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	if ((r = rf_kmsg_parse(frame, len, &m)) != 0)
+		return r;
+	switch (m.type) {
+	case RF_KMSG_HELLO:
+		(void)rf_kmsg_u8(&m);
+		break;
+	case RF_KMSG_LOAD:
+	case RF_KMSG_CUSTODY:
+		rf_kmsg_str(&m, str);
+		break;
+	case RF_KMSG_SIGN:
+		r = sign_decode(&m, &c, &s);
+		sign_in_free(&s);
+		return r;
+	case RF_KMSG_KEYGEN:
+		get_who(&m, &c, &w);
+		n = rf_kmsg_u32(&m);
+		if (m.err != 0 || n == 0 || n > (m.len - m.off) / 9)
+			return RF_ERR_MALFORMED;
+		for (i = 0; i < n; i++) {
+			(void)rf_kmsg_u8(&m);
+			rf_kmsg_str(&m, str);
+			rf_kmsg_str(&m, str);
+		}
+		break;
+	case RF_KMSG_DISABLE:
+		(void)rf_kmsg_u8(&m);
+		get_who(&m, &c, &w);
+		n = rf_kmsg_u32(&m);
+		if (m.err != 0 || n > (m.len - m.off) / 4)
+			return RF_ERR_MALFORMED;
+		for (i = 0; i < n; i++)
+			rf_kmsg_str(&m, str);
+		break;
+	case RF_KMSG_MEASURE:
+		rf_kmsg_str(&m, str);
+		(void)rf_kmsg_u64(&m);
+		(void)rf_kmsg_u32(&m);
+		break;
+	case RF_KMSG_LIST:
+	case RF_KMSG_STATUS:
+		break;
+	default:
+		return RF_ERR_MALFORMED; /* an answer, not a request */
+	}
+	return rf_kmsg_end(&m);
+}
+
+/* What each class may ask (policy.c then decides what it may sign). */
+struct handler {
+	int type;
+	handler_fn fn;
+};
+
+static const struct handler table_admin[] = {
+    {RF_KMSG_HELLO, h_hello},
+    {RF_KMSG_STATUS, h_status},
+    {RF_KMSG_LOAD, h_load},
+    {RF_KMSG_SIGN, h_sign},
+    {RF_KMSG_KEYGEN, h_keygen},
+    {RF_KMSG_DISABLE, h_disable},
+    {RF_KMSG_LIST, h_list},
+    {RF_KMSG_CUSTODY, h_custody},
+    {RF_KMSG_MEASURE, h_measure},
+    {0, NULL},
+};
+
+static const struct handler table_server[] = {
+    {RF_KMSG_HELLO, h_hello},
+    {RF_KMSG_STATUS, h_status},
+    {RF_KMSG_LOAD, h_load},
+    {RF_KMSG_SIGN, h_sign},
+    {0, NULL},
+};
+
+/* Before hello, and for callers of no class: hello only. */
+static const struct handler table_none[] = {
+    {RF_KMSG_HELLO, h_hello},
+    {0, NULL},
+};
+
+static const struct handler *
+table_of(const struct conn *c)
+{
+	if (!c->hello || c->cls == RF_KCLASS_NONE)
+		return c->hello ? table_none + 1 : table_none;
+	return c->cls == RF_KCLASS_ADMIN ? table_admin : table_server;
+}
+
+/*
+ * Connections
+ */
+
+static int
+frame_max(const struct conn *c)
+{
+	return c->hello && c->cls == RF_KCLASS_ADMIN ? (int)RF_KPROTO_MAX
+						     : FRAME_MAX_LOW;
+}
+
+static void
+conn_close(struct keyd *kd, int i)
+{
+	struct conn *c = &kd->conns[i];
+
+	close(c->fd);
+	free(c->frame);
+	kd->conns[i] = kd->conns[--kd->nconns];
+	memset(&kd->conns[kd->nconns], 0, sizeof(struct conn));
+}
+
+/* Write all of b, waiting at most WRITE_TIMEOUT_MS for a slow reader. */
+static int
+send_all(int fd, const struct rf_kbuf *b)
+{
+	struct pollfd p = {fd, POLLOUT, 0};
+	size_t done = 0;
+	ssize_t k;
+
+	while (done < b->len) {
+		k = send(fd, b->d + done, b->len - done,
+		    MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k > 0) {
+			done += (size_t)k;
+			continue;
+		}
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
+		    poll(&p, 1, WRITE_TIMEOUT_MS) == 1)
+			continue;
+		return RF_ERR_IO;
+	}
+	return 0;
+}
+
+/* Answer error r (its message) on c. */
+static int
+send_err(struct conn *c, int r)
+{
+	struct rf_kbuf b = {0};
+	int w;
+
+	rf_kbuf_begin(&b, RF_KMSG_ERR);
+	rf_kbuf_u32(&b, (uint32_t)(r < 0 ? -r : 1));
+	rf_kbuf_str(&b, "");
+	if (b.err == 0) {
+		/* The message, cut to a string field's length. */
+		char msg[RF_KPROTO_STR_MAX];
+
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		rf_kbuf_begin(&b, RF_KMSG_ERR);
+		rf_kbuf_u32(&b, (uint32_t)(r < 0 ? -r : 1));
+		rf_kbuf_str(&b, msg);
+	}
+	w = rf_kbuf_finish(&b) == 0 ? send_all(c->fd, &b) : RF_ERR_ALLOC;
+	rf_kbuf_clear(&b);
+	return w;
+}
+
+/* One whole frame from c: 0 to keep the connection, -1 to close it. */
+static int
+conn_request(struct keyd *kd, struct conn *c)
+{
+	const struct handler *h;
+	struct rf_kbuf out = {0};
+	struct rf_kmsg m;
+	int r, keep = 0;
+
+	kd->requests++;
+	rf_err_clear();
+	if ((r = rf_kmsg_parse(c->frame, c->got, &m)) != 0 ||
+	    m.type == RF_KMSG_OK || m.type == RF_KMSG_ERR) {
+		if (r == 0)
+			r = rf_err_set(RF_ERR_MALFORMED,
+			    "custody frame is an answer, not a request");
+		refusal(kd, c, 0, rf_err_msg(r));
+		(void)send_err(c, r);
+		return -1; /* a malformed stream cannot be resynchronised */
+	}
+	for (h = table_of(c); h->fn != NULL; h++)
+		if (h->type == m.type)
+			break;
+	if (h->fn == NULL) {
+		r = rf_err_set(RF_ERR_REFUSED,
+		    "custody: %s is not for class %s (uid %u)",
+		    rf_kmsg_name(m.type),
+		    rf_kclass_name(c->hello ? c->cls : c->cred_cls),
+		    (unsigned)c->uid);
+		refusal(kd, c, m.type,
+		    c->hello ? "not in its class's table" : "no hello first");
+		return send_err(c, r) == 0 ? 0 : -1;
+	}
+	rf_kbuf_begin(&out, RF_KMSG_OK);
+	r = h->fn(kd, c, &m, &out);
+	if (r == 0 && (r = rf_kbuf_finish(&out)) == 0) {
+		keep = send_all(c->fd, &out) == 0 ? 0 : -1;
+	} else {
+		if (r == RF_ERR_REFUSED || r == RF_ERR_MALFORMED)
+			refusal(kd, c, m.type, rf_err_msg(r));
+		keep = send_err(c, r) == 0 && r != RF_ERR_MALFORMED ? 0 : -1;
+	}
+	rf_kbuf_clear(&out);
+	return keep;
+}
+
+/* Read what c has sent; run each whole frame. 0 keep, -1 close. */
+static int
+conn_read(struct keyd *kd, struct conn *c)
+{
+	ssize_t k;
+	uint32_t n;
+	int r;
+
+	if (c->frame == NULL) {
+		k = recv(c->fd, c->hdr + c->hgot, 4 - c->hgot, MSG_DONTWAIT);
+		if (k <= 0)
+			return k < 0 && (errno == EAGAIN || errno == EINTR)
+			    ? 0
+			    : -1;
+		c->hgot += (size_t)k;
+		if (c->hgot < 4)
+			return 0;
+		n = (uint32_t)c->hdr[0] << 24 | (uint32_t)c->hdr[1] << 16 |
+		    (uint32_t)c->hdr[2] << 8 | c->hdr[3];
+		/* The length is checked before anything is allocated. */
+		if (n < 2 || n > (uint32_t)frame_max(c)) {
+			r = rf_err_set(RF_ERR_TOO_LARGE,
+			    "custody frame of %u bytes (at most %d for this "
+			    "caller)",
+			    n, frame_max(c));
+			refusal(kd, c, 0, rf_err_msg(r));
+			(void)send_err(c, r);
+			return -1;
+		}
+		if ((c->frame = malloc((size_t)n + 4)) == NULL)
+			return -1;
+		memcpy(c->frame, c->hdr, 4);
+		c->need = (size_t)n + 4;
+		c->got = 4;
+	}
+	k = recv(c->fd, c->frame + c->got, c->need - c->got, MSG_DONTWAIT);
+	if (k <= 0)
+		return k < 0 && (errno == EAGAIN || errno == EINTR) ? 0 : -1;
+	c->got += (size_t)k;
+	if (c->got < c->need)
+		return 0;
+	r = conn_request(kd, c);
+	OPENSSL_cleanse(c->frame, c->need);
+	free(c->frame);
+	c->frame = NULL;
+	c->hgot = 0;
+	return r;
+}
+
+static int
+in_admin_group(struct keyd *kd, uid_t uid, gid_t gid)
+{
+	struct passwd *pw;
+	struct group *gr;
+	char **mem;
+
+	if (!kd->have_admin_gid)
+		return 0;
+	if (gid == kd->admin_gid)
+		return 1;
+	if ((pw = getpwuid(uid)) == NULL ||
+	    (gr = getgrgid(kd->admin_gid)) == NULL)
+		return 0;
+	for (mem = gr->gr_mem; *mem != NULL; mem++)
+		if (strcmp(*mem, pw->pw_name) == 0)
+			return 1;
+	return 0;
+}
+
+static void
+conn_accept(struct keyd *kd)
+{
+	struct ucred cr;
+	socklen_t len = sizeof(cr);
+	struct conn *c;
+	int fd;
+
+	if ((fd = accept4(kd->lfd, NULL, NULL, SOCK_CLOEXEC)) < 0)
+		return;
+	if (kd->nconns == CONN_MAX ||
+	    getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) != 0) {
+		close(fd);
+		return;
+	}
+	c = &kd->conns[kd->nconns++];
+	memset(c, 0, sizeof(*c));
+	c->fd = fd;
+	c->uid = cr.uid;
+	c->gid = cr.gid;
+	c->pid = cr.pid;
+	if (cr.uid == 0 || cr.uid == geteuid())
+		c->cred_cls = RF_KCLASS_ADMIN;
+	else if (kd->have_server_uid && cr.uid == kd->server_uid)
+		c->cred_cls = RF_KCLASS_SERVER;
+	else if (in_admin_group(kd, cr.uid, cr.gid))
+		c->cred_cls = RF_KCLASS_ADMIN;
+	else
+		c->cred_cls = RF_KCLASS_NONE;
+}
+
+/*
+ * Start
+ */
+
+/* The token folder and the PIN file: only keyd's user may read them. */
+static int
+check_private(const char *path, int dir)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) != 0)
+		return 0; /* absent: nothing to protect */
+	if (sb.st_uid != geteuid() || (sb.st_mode & 077) != 0)
+		return rf_err_set(RF_ERR_CONFIG,
+		    "%s is readable by others or not owned by keyd's user "
+		    "(uid %u): chown %u %s && chmod %s %s",
+		    path, (unsigned)geteuid(), (unsigned)geteuid(), path,
+		    dir ? "700" : "600", path);
+	return 0;
+}
+
+/* Drop root for custody_user, or say in one line why not. */
+static int
+drop_user(struct keyd *kd)
+{
+	struct passwd *pw;
+
+	if (geteuid() != 0) {
+		logf_(kd,
+		    "running as uid %u, not root: process split on, user "
+		    "split off",
+		    (unsigned)geteuid());
+		return 0;
+	}
+	if ((pw = getpwnam(kd->cfg.custody_user)) == NULL) {
+		logf_(kd,
+		    "custody user '%s' does not exist: running as root "
+		    "without the user split",
+		    kd->cfg.custody_user);
+		return 0;
+	}
+	if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 ||
+	    setuid(pw->pw_uid) != 0 || setuid(0) == 0)
+		return rf_err_set(RF_ERR_CONFIG,
+		    "cannot become custody user '%s': %s", kd->cfg.custody_user,
+		    strerror(errno));
+	/* setuid cleared it; set again. */
+	rf_keyd_harden();
+	logf_(kd, "running as custody user '%s' (uid %u)", kd->cfg.custody_user,
+	    (unsigned)pw->pw_uid);
+	return 0;
+}
+
+static int
+listen_on(struct keyd *kd, const char *path)
+{
+	struct sockaddr_un sa;
+	int r;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if (strlen(path) >= sizeof(sa.sun_path))
+		return rf_err_set(RF_ERR_CONFIG,
+		    "keyd_socket %s is too long for a socket path", path);
+	memcpy(sa.sun_path, path, strlen(path) + 1);
+	if ((kd->lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+		return rf_err_set(RF_ERR_IO, "socket: %s", strerror(errno));
+	(void)unlink(path); /* a stale socket: keyd.lock says none runs */
+	if (bind(kd->lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+	    listen(kd->lfd, 64) != 0) {
+		r = rf_err_set(RF_ERR_IO, "cannot listen on %s: %s", path,
+		    strerror(errno));
+		return r;
+	}
+	/* Anyone may connect; SO_PEERCRED decides what they may ask. */
+	if (chmod(path, 0666) != 0)
+		return rf_err_set(
+		    RF_ERR_IO, "chmod %s: %s", path, strerror(errno));
+	return 0;
+}
+
+/* RINGFENCE_PIN: taken out of the environment at once, its bytes wiped. */
+static void
+take_env_pin(struct rf_config *cfg)
+{
+	char *e = getenv("RINGFENCE_PIN");
+
+	if (e == NULL)
+		return;
+	if (*e != '\0' && strlen(e) < sizeof(cfg->pin))
+		snprintf(cfg->pin, sizeof(cfg->pin), "%s", e);
+	OPENSSL_cleanse(e, strlen(e));
+	unsetenv("RINGFENCE_PIN");
+}
+
+static int
+keyd_open(struct keyd *kd)
+{
+	char tokens_dir[RF_PATH_MAX + 16], v[32];
+	struct passwd *pw;
+	struct group *gr;
+	int r;
+
+	if ((pw = getpwnam(kd->cfg.server_user)) != NULL) {
+		kd->server_uid = pw->pw_uid;
+		kd->have_server_uid = 1;
+	}
+	if (kd->cfg.admin_group[0] != '\0') {
+		if ((gr = getgrnam(kd->cfg.admin_group)) == NULL)
+			return rf_err_set(RF_ERR_CONFIG,
+			    "admin_group '%s' does not exist: create it or "
+			    "unset admin_group",
+			    kd->cfg.admin_group);
+		kd->admin_gid = gr->gr_gid;
+		kd->have_admin_gid = 1;
+	}
+	if ((r = drop_user(kd)) != 0)
+		return r;
+	snprintf(tokens_dir, sizeof(tokens_dir), "%s/tokens", kd->cfg.home);
+	if ((r = check_private(tokens_dir, 1)) != 0 ||
+	    (r = check_private(kd->cfg.pin_file, 0)) != 0)
+		return r;
+	if ((r = rf_store_open(kd->cfg.db_path, 0, &kd->st)) != 0) {
+		if (r == RF_ERR_NOT_INITIALISED)
+			return rf_err_set(r,
+			    "no state at %s: run 'ringfence init' (or set "
+			    "RINGFENCE_HOME)",
+			    kd->cfg.home);
+		return r;
+	}
+	if ((r = rf_audit_open(kd->st, &kd->audit)) != 0 ||
+	    (r = rf_keys_open(&kd->cfg, kd->audit, &kd->keys)) != 0 ||
+	    (r = rf_kpolicy_new(&kd->cfg, kd->st, &kd->policy)) != 0)
+		return r;
+	/* Logged in: the PIN is not needed in this copy any more. */
+	OPENSSL_cleanse(kd->cfg.pin, sizeof(kd->cfg.pin));
+	snprintf(kd->token, sizeof(kd->token), "%s", kd->cfg.token);
+	kd->tokens = (uint32_t)kd->cfg.tokens;
+	if (rf_store_meta_get(kd->st, "key_tokens", v, sizeof(v)) == 0)
+		kd->tokens = (uint32_t)strtoul(v, NULL, 10);
+	return 0;
+}
+
+static int
+write_pid(const char *path)
+{
+	char buf[32];
+
+	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+	return rf_write_file(path, (const uint8_t *)buf, strlen(buf), 0644);
+}
+
+int
+rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
+{
+	struct keyd *kd;
+	struct pollfd pf[CONN_MAX + 1];
+	struct sigaction sa;
+	char lock[RF_PATH_MAX + 16], pid[RF_PATH_MAX + 16];
+	char sock[RF_PATH_MAX];
+	int64_t idle_since;
+	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0;
+
+	/* Before anything else, and before any thread exists. */
+	rf_keyd_harden();
+	rf_keys_custody_off(); /* keyd opens the token itself */
+	if ((kd = calloc(1, sizeof(*kd))) == NULL)
+		return RF_ERR_ALLOC;
+	kd->cfg = *cfg;
+	kd->o = o;
+	kd->lfd = -1;
+	take_env_pin(&kd->cfg);
+	if (kd->cfg.softhsm_conf[0] != '\0' &&
+	    access(kd->cfg.softhsm_conf, R_OK) == 0)
+		setenv("SOFTHSM2_CONF", kd->cfg.softhsm_conf, 1);
+	if ((r = rf_keyd_path(cfg, "keyd.lock", lock, sizeof(lock))) != 0 ||
+	    (r = rf_keyd_path(cfg, "keyd.pid", pid, sizeof(pid))) != 0 ||
+	    (r = rf_keyd_path(cfg, "keyd.sock", sock, sizeof(sock))) != 0)
+		goto out;
+	/* One keyd per state folder: the lock lives as long as we do. */
+	if ((lfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0644)) < 0) {
+		r = rf_err_set(
+		    RF_ERR_IO, "cannot open %s: %s", lock, strerror(errno));
+		goto out;
+	}
+	if (flock(lfd, LOCK_EX | LOCK_NB) != 0) {
+		r = rf_err_set(RF_ERR_EXISTS,
+		    "a custody process already runs for %s (see %s; "
+		    "'ringfence keyd stop' stops it)",
+		    cfg->home, pid);
+		goto out;
+	}
+	if ((r = listen_on(kd, sock)) != 0)
+		goto out;
+	listening = 1;
+	if ((r = keyd_open(kd)) != 0 || (r = write_pid(pid)) != 0)
+		goto out;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGINT, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	logf_(kd, "keyd %d listening on %s (token '%s', %u tokens)",
+	    (int)getpid(), sock, kd->token, kd->tokens);
+	if (o != NULL && o->ready != NULL)
+		o->ready(o->ready_arg);
+	idle_since = rf_now();
+	while (!stop_signal) {
+		pf[0].fd = kd->lfd;
+		pf[0].events = POLLIN;
+		for (i = 0; i < kd->nconns; i++) {
+			pf[i + 1].fd = kd->conns[i].fd;
+			pf[i + 1].events = POLLIN;
+			pf[i + 1].revents = 0;
+		}
+		n = poll(pf, (nfds_t)kd->nconns + 1, 1000);
+		if (n < 0 && errno != EINTR) {
+			r = rf_err_set(RF_ERR_IO, "poll: %s", strerror(errno));
+			goto out;
+		}
+		refusals_roll(kd);
+		/* Backwards, so that closing one keeps the others' slots. */
+		for (i = kd->nconns - 1; n > 0 && i >= 0; i--)
+			if (pf[i + 1].revents != 0 &&
+			    conn_read(kd, &kd->conns[i]) != 0)
+				conn_close(kd, i);
+		if (n > 0 && (pf[0].revents & POLLIN))
+			conn_accept(kd);
+		if (kd->nconns > 0)
+			idle_since = rf_now();
+		else if (o != NULL && o->idle > 0 &&
+		    rf_now() - idle_since >= o->idle) {
+			logf_(kd, "idle for %d s: exiting", o->idle);
+			break;
+		}
+	}
+	if (stop_signal)
+		logf_(kd, "stopped by signal %d", (int)stop_signal);
+	r = 0;
+out:
+	while (kd->nconns > 0)
+		conn_close(kd, kd->nconns - 1);
+	if (listening) {
+		(void)unlink(sock);
+		(void)unlink(pid);
+	}
+	if (kd->lfd >= 0)
+		close(kd->lfd);
+	rf_kpolicy_free(kd->policy);
+	rf_keys_free(kd->keys);
+	rf_audit_free(kd->audit);
+	rf_store_free(kd->st);
+	if (lfd >= 0)
+		close(lfd); /* releases keyd.lock */
+	OPENSSL_cleanse(kd, sizeof(*kd));
+	free(kd);
+	return r;
+}

@@ -1,0 +1,93 @@
+/*
+ * keyd.h: the custody process. `ringfence keyd` is the only process that
+ * loads the PKCS#11 module, reads the PIN and opens the token; every
+ * other process reaches keys through the same rf_keys_* API (keys.h),
+ * which then forwards each call over keyd's UNIX-domain socket
+ * (proto.h, client.c). keyd identifies each caller by SO_PEERCRED, puts
+ * it in a class, and signs only what that class may have signed
+ * (policy.c). docs/keys.md, "Process split".
+ */
+#ifndef RF_KEYS_KEYD_H
+#define RF_KEYS_KEYD_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/config.h"
+#include "common/rf.h"
+
+struct rf_keys;
+
+/* Caller classes, from the least to the most trusted. */
+enum rf_kclass {
+	RF_KCLASS_NONE = 0,   /* refused everything */
+	RF_KCLASS_SERVER = 1, /* serve: OCSP, CRLs, tree heads, TLS */
+	RF_KCLASS_ADMIN = 2,  /* root, keyd's own user, admin_group */
+};
+/* "admin", "server", "none". */
+const char *rf_kclass_name(int cls);
+
+/*
+ * Process-wide, before any rf_keys_open: from now on rf_keys_open returns
+ * a client of the keyd listening at cfg's keyd socket. The hello claims
+ * class `claim`; keyd grants the lower of it and the caller's
+ * credentials. When no keyd answers, start(arg, cfg) is called once to
+ * start one (NULL: fail with RF_ERR_CUSTODY).
+ */
+struct rf_custody {
+	int claim;
+	int (*start)(void *arg, const struct rf_config *cfg);
+	void *arg;
+};
+void rf_keys_custody_use(const struct rf_custody *c);
+/* Back to tokens opened in this process (the library default). */
+void rf_keys_custody_off(void);
+/*
+ * Lower the class of an open client handle to cls (say hello again): serve
+ * makes its TLS certificate with an admin handle, then keeps it only as
+ * server. A class is never raised; a local handle is left as it is.
+ */
+int rf_keys_custody_lower(struct rf_keys *keys, int cls) RF_WUR;
+
+/* keyd's files in the state folder. */
+int rf_keyd_path(const struct rf_config *cfg, const char *name, char *out,
+    size_t outlen) RF_WUR; /* "keyd.sock" honours keyd_socket */
+
+struct rf_keyd_status {
+	pid_t pid;
+	uid_t uid;
+	int cls;	  /* the class keyd granted the asker */
+	char token[64];	  /* label of the key store's first token */
+	uint32_t tokens;  /* tokens of the key store */
+	uint32_t clients; /* connected callers */
+	uint32_t queue;	  /* requests waiting behind the current one */
+	uint64_t requests, refused;
+};
+/* Ask the running keyd (never starts one): RF_ERR_CUSTODY if none. */
+int rf_keyd_status_get(
+    const struct rf_config *cfg, struct rf_keyd_status *st) RF_WUR;
+
+struct rf_keyd_opts {
+	int idle; /* exit after this many seconds without callers; 0: never */
+	/* One line per event (start, user split, refusals, stop). */
+	void (*log)(void *arg, const char *line);
+	void *log_arg;
+	/* Called once the socket listens (e.g. to detach from a parent). */
+	void (*ready)(void *arg);
+	void *ready_arg;
+};
+/*
+ * Run keyd until SIGTERM/SIGINT or the idle time: take keyd.lock (one
+ * keyd per state folder), harden the process, bind keyd.sock, drop to
+ * custody_user when started as root, open the store, the audit record and
+ * the token (logging in once), then answer callers. The PIN comes from
+ * RINGFENCE_PIN (removed from the environment at once) or pin_file.
+ */
+int rf_keyd_run(
+    const struct rf_config *cfg, const struct rf_keyd_opts *o) RF_WUR;
+
+/* Harden a process that must not leave its memory anywhere: not
+ * dumpable (no ptrace by its user, no core), RLIMIT_CORE 0. */
+void rf_keyd_harden(void);
+
+#endif

@@ -1,0 +1,45 @@
+/*
+ * keys_int.h: inside src/keys only. The seam between the token code
+ * (keys.c) and the custody client (client.c): in a process that uses the
+ * custody process, each public rf_keys_* function of keys.c forwards to
+ * the rf_kc_* stub of the same name at its top.
+ */
+#ifndef RF_KEYS_KEYS_INT_H
+#define RF_KEYS_KEYS_INT_H
+
+#include "keys/keys.h"
+
+struct rf_kc; /* a connection to keyd (client.c) */
+
+/* keys.c: a handle whose operations all go to kc (owned by it). */
+int rf_keys_new_client(
+    const struct rf_config *cfg, struct rf_kc *kc, struct rf_keys **out) RF_WUR;
+/* The client of keys, or NULL for a token opened in this process. */
+struct rf_kc *rf_keys_kc(const struct rf_keys *keys);
+/* keys.c: a key known by its public half only (as keyd described it). */
+int rf_key_new_public(enum rf_key_alg alg, const uint8_t *spki, size_t len,
+    struct rf_key **out) RF_WUR;
+
+/* client.c: true when rf_keys_open must open a client (rf_keys_custody_use). */
+int rf_kc_enabled(void);
+int rf_kc_open(const struct rf_config *cfg, struct rf_keys **out) RF_WUR;
+void rf_kc_free(struct rf_kc *kc);
+int rf_kc_generate_many(struct rf_kc *kc, const struct rf_keygen *reqs,
+    size_t n, const struct rf_actor *who, struct rf_key **out) RF_WUR;
+int rf_kc_load(struct rf_kc *kc, const char *id, struct rf_key **out) RF_WUR;
+int rf_kc_sign(struct rf_kc *kc, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, int digest,
+    const struct rf_actor *who, struct rf_sig *sigs) RF_WUR;
+int rf_kc_disable_many(struct rf_kc *kc, const char *const *ids, size_t n,
+    int destroy, const struct rf_actor *who, size_t *done) RF_WUR;
+int rf_kc_list(struct rf_kc *kc,
+    int (*fn)(void *arg, const struct rf_key_info *ki), void *arg) RF_WUR;
+int rf_kc_custody(struct rf_kc *kc, const char *id, int v[4]) RF_WUR;
+int rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n,
+    int threads, double *per_sec) RF_WUR;
+
+/* keyd.c: decode a request frame as keyd would, acting on nothing
+ * (fuzzing). */
+int rf_keyd_decode(const uint8_t *frame, size_t len) RF_WUR;
+
+#endif

@@ -1,0 +1,382 @@
+/*
+ * policy.c: the custody process decides itself what it signs (policy.h).
+ * For the server class it parses every message it is asked to sign and
+ * compares it with the store, so that a compromised serve can get no
+ * certificate, no OCSP `good` for a revoked serial and no signature with
+ * a key that is not one of its own.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/ocsp.h>
+#include <openssl/x509.h>
+
+#include "audit/audit.h"
+#include "ca/ca.h"
+#include "keys/keyd.h"
+#include "keys/policy.h"
+
+struct rf_kpolicy {
+	struct rf_store *st;
+	int tls_rate;	    /* TLS signatures a second */
+	int64_t tls_second; /* the second tls_used counts */
+	int tls_used;
+};
+
+int
+rf_kpolicy_new(
+    const struct rf_config *cfg, struct rf_store *st, struct rf_kpolicy **out)
+{
+	struct rf_kpolicy *p;
+
+	*out = NULL;
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return RF_ERR_ALLOC;
+	p->st = st;
+	p->tls_rate = cfg->keyd_tls_rate > 0 ? cfg->keyd_tls_rate : 200;
+	*out = p; /* the caller's */
+	return 0;
+}
+
+void
+rf_kpolicy_free(struct rf_kpolicy *p)
+{
+	free(p);
+}
+
+static int
+refuse(const char *why, const char *what)
+{
+	return rf_err_set(RF_ERR_REFUSED,
+	    "custody refused %s for class "
+	    "server: %s",
+	    what ? what : "a signature", why);
+}
+
+/* The key's purpose in the store ("ocsp", "audit", "tls", ...). */
+static int
+key_purpose(struct rf_kpolicy *p, const char *id, char purpose[16])
+{
+	struct rf_key_rec kr;
+
+	purpose[0] = '\0';
+	if (rf_store_key_get(p->st, id, &kr) != 0)
+		return RF_ERR_NOT_FOUND;
+	if (strcmp(kr.state, "active") != 0)
+		return RF_ERR_KEY_DISABLED;
+	snprintf(purpose, 16, "%s", kr.purpose);
+	return 0;
+}
+
+/*
+ * A TBS structure (ResponseData, TBSCertList) wrapped as the signed
+ * structure around it, with a placeholder algorithm and an empty
+ * signature, so that OpenSSL's decoders read it:
+ *   SEQUENCE { tbs, AlgorithmIdentifier { ecdsa-with-SHA256 }, BIT STRING }
+ */
+static uint8_t *
+wrap_tbs(const uint8_t *tbs, size_t len, size_t *outlen)
+{
+	static const uint8_t tail[] = {0x30, 0x0a, 0x06, 0x08, 0x2a, 0x86, 0x48,
+	    0xce, 0x3d, 0x04, 0x03, 0x02, 0x03, 0x01, 0x00};
+	size_t content = len + sizeof(tail), hl;
+	uint8_t *o;
+
+	if (len > 16 * 1024 * 1024)
+		return NULL;
+	hl = content < 128 ? 2 : content < 256 ? 3 : content < 65536 ? 4 : 5;
+	if ((o = malloc(hl + content)) == NULL)
+		return NULL;
+	o[0] = 0x30;
+	if (hl == 2) {
+		o[1] = (uint8_t)content;
+	} else {
+		o[1] = (uint8_t)(0x80 | (hl - 2));
+		for (size_t i = 0; i < hl - 2; i++)
+			o[hl - 1 - i] = (uint8_t)(content >> (8 * i));
+	}
+	memcpy(o + hl, tbs, len);
+	memcpy(o + hl + len, tail, sizeof(tail));
+	*outlen = hl + content;
+	return o;
+}
+
+static int64_t
+asn1_secs(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
+/* The SHA-1/SHA-2 hash of a CA certificate's public key, by name. */
+static int
+issuer_key_hash(struct rf_kpolicy *p, const char *name, const EVP_MD *md,
+    uint8_t *out, unsigned *len)
+{
+	struct rf_ca_rec ca;
+	const unsigned char *d;
+	X509 *x = NULL;
+	int r = RF_ERR_NOT_FOUND;
+
+	memset(&ca, 0, sizeof(ca));
+	if (rf_store_ca_get(p->st, name, &ca) != 0)
+		return r;
+	d = ca.der;
+	if ((x = d2i_X509(NULL, &d, (long)ca.derlen)) != NULL &&
+	    X509_pubkey_digest(x, md, out, len) == 1)
+		r = 0;
+	X509_free(x);
+	rf_ca_rec_clear(&ca);
+	return r;
+}
+
+/*
+ * RFC 6960 4.2.1: each SingleResponse must name a certificate of the
+ * store, by its issuer's key hash and serial, with the store's status:
+ * good only if not revoked; revoked with the store's time and reason.
+ */
+static int
+check_single(struct rf_kpolicy *p, OCSP_SINGLERESP *one)
+{
+	const OCSP_CERTID *cid = OCSP_SINGLERESP_get0_id(one);
+	ASN1_OCTET_STRING *kh = NULL;
+	ASN1_OBJECT *mdoid = NULL;
+	ASN1_INTEGER *serial = NULL;
+	ASN1_GENERALIZEDTIME *rt = NULL, *tu = NULL, *nu = NULL;
+	struct rf_cert_rec c;
+	uint8_t hash[EVP_MAX_MD_SIZE];
+	unsigned hl = 0;
+	const EVP_MD *md;
+	char ser[41];
+	int st, reason = -1, r;
+
+	memset(&c, 0, sizeof(c));
+	if (cid == NULL ||
+	    OCSP_id_get0_info(NULL, &mdoid, &kh, &serial, (OCSP_CERTID *)cid) !=
+		1 ||
+	    (md = EVP_get_digestbyobj(mdoid)) == NULL ||
+	    rf_ca_serial_str(serial, ser) != 0)
+		return refuse("a CertID does not parse", "ocsp");
+	if (rf_store_cert_get(p->st, ser, &c) != 0)
+		return refuse("a serial the store does not hold", "ocsp");
+	r = 0;
+	if (issuer_key_hash(p, c.issuer, md, hash, &hl) != 0 || kh == NULL ||
+	    (unsigned)kh->length != hl || memcmp(kh->data, hash, hl) != 0)
+		r = refuse(
+		    "issuerKeyHash is not the certificate's issuer's", "ocsp");
+	st = OCSP_single_get0_status(one, &reason, &rt, &tu, &nu);
+	if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD && c.revoked)
+		r = refuse("good for a revoked certificate", "ocsp");
+	else if (r == 0 && st == V_OCSP_CERTSTATUS_REVOKED &&
+	    (!c.revoked || asn1_secs(rt) != c.revoked_at ||
+		(reason == OCSP_REVOKED_STATUS_NOSTATUS ? -1 : reason) !=
+		    (c.reason == OCSP_REVOKED_STATUS_NOSTATUS ? -1 : c.reason)))
+		r = refuse("revoked with another time or reason than the "
+			   "store's",
+		    "ocsp");
+	else if (r == 0 && st != V_OCSP_CERTSTATUS_GOOD &&
+	    st != V_OCSP_CERTSTATUS_REVOKED)
+		r = refuse("a status other than good or revoked", "ocsp");
+	rf_cert_rec_clear(&c);
+	return r;
+}
+
+static int
+check_ocsp(
+    struct rf_kpolicy *p, const char *purpose, const uint8_t *msg, size_t len)
+{
+	const unsigned char *d;
+	OCSP_BASICRESP *br = NULL;
+	uint8_t *w = NULL;
+	size_t wl = 0;
+	int i, n, r = 0;
+
+	if (strcmp(purpose, "ocsp") != 0)
+		return refuse(
+		    "the key is not an OCSP signer of the store", "ocsp");
+	if ((w = wrap_tbs(msg, len, &wl)) == NULL)
+		return refuse("ResponseData too large", "ocsp");
+	d = w;
+	if ((br = d2i_OCSP_BASICRESP(NULL, &d, (long)wl)) == NULL ||
+	    d != w + wl) {
+		r = refuse("ResponseData does not parse", "ocsp");
+		goto out;
+	}
+	if ((n = OCSP_resp_count(br)) <= 0) {
+		r = refuse("ResponseData holds no response", "ocsp");
+		goto out;
+	}
+	for (i = 0; i < n && r == 0; i++)
+		r = check_single(p, OCSP_resp_get0(br, i));
+out:
+	OCSP_BASICRESP_free(br);
+	free(w);
+	return r;
+}
+
+/* Revoked, unexpired certificates of one issuer, as the CRL must list. */
+struct crl_cmp {
+	X509_CRL *crl;
+	int64_t this_update;
+	int n, bad;
+};
+
+static int
+crl_cmp_one(void *arg, const struct rf_cert_rec *c)
+{
+	struct crl_cmp *k = arg;
+	X509_REVOKED *rv = NULL;
+	ASN1_INTEGER *ai = NULL;
+	BIGNUM *bn = NULL;
+
+	if (!c->revoked)
+		return 0;
+	k->n++;
+	if (BN_hex2bn(&bn, c->serial) == 0 ||
+	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
+	    X509_CRL_get0_by_serial(k->crl, &rv, ai) != 1 || rv == NULL ||
+	    asn1_secs(X509_REVOKED_get0_revocationDate(rv)) != c->revoked_at)
+		k->bad = 1;
+	ASN1_INTEGER_free(ai);
+	BN_free(bn);
+	return k->bad;
+}
+
+/*
+ * RFC 5280 5.1.2: the TBSCertList's issuer must be a CA of the store whose
+ * key is the one signing, and its revokedCertificates exactly the store's
+ * revoked, unexpired certificates of that CA.
+ */
+static int
+check_crl(
+    struct rf_kpolicy *p, const char *key_id, const uint8_t *msg, size_t len)
+{
+	struct rf_ca_rec *cas = NULL;
+	struct rf_cert_filter f;
+	struct crl_cmp k;
+	const unsigned char *d;
+	X509 *x = NULL;
+	uint8_t *w = NULL;
+	size_t wl = 0, nca = 0, i;
+	const char *issuer = NULL;
+	int listed, r = 0;
+
+	memset(&k, 0, sizeof(k));
+	if ((w = wrap_tbs(msg, len, &wl)) == NULL)
+		return refuse("TBSCertList too large", "crl");
+	d = w;
+	if ((k.crl = d2i_X509_CRL(NULL, &d, (long)wl)) == NULL || d != w + wl) {
+		r = refuse("TBSCertList does not parse", "crl");
+		goto out;
+	}
+	if (rf_store_ca_list(p->st, &cas, &nca) != 0) {
+		r = refuse("the store's CAs cannot be read", "crl");
+		goto out;
+	}
+	for (i = 0; i < nca && issuer == NULL; i++) {
+		d = cas[i].der;
+		x = d2i_X509(NULL, &d, (long)cas[i].derlen);
+		if (x != NULL && strcmp(cas[i].key_id, key_id) == 0 &&
+		    X509_NAME_cmp(X509_get_subject_name(x),
+			X509_CRL_get_issuer(k.crl)) == 0)
+			issuer = cas[i].name;
+		X509_free(x);
+	}
+	if (issuer == NULL) {
+		r = refuse("the CRL's issuer is not a CA of the store with "
+			   "this key",
+		    "crl");
+		goto out;
+	}
+	k.this_update = asn1_secs(X509_CRL_get0_lastUpdate(k.crl));
+	memset(&f, 0, sizeof(f));
+	f.issuer = issuer;
+	f.only_revoked = 1;
+	f.unexpired_at = k.this_update;
+	/* An absent revokedCertificates is an empty list. */
+	listed = X509_CRL_get_REVOKED(k.crl) == NULL
+	    ? 0
+	    : sk_X509_REVOKED_num(X509_CRL_get_REVOKED(k.crl));
+	if (rf_store_cert_foreach(p->st, &f, crl_cmp_one, &k) != 0 || k.bad ||
+	    k.n != listed)
+		r = refuse(
+		    "its entries are not the store's revocations", "crl");
+out:
+	rf_ca_rec_free_all(cas, nca);
+	X509_CRL_free(k.crl);
+	free(w);
+	return r;
+}
+
+/* RINGFENCE_STH tree heads: only with the audit key, of a size held. */
+static int
+check_sth(struct rf_kpolicy *p, const char *purpose, size_t len)
+{
+	(void)p;
+	if (strcmp(purpose, "audit") != 0)
+		return refuse("the key is not the audit key", "sth");
+	if (len != RF_STH_TBS_LEN)
+		return refuse("not a tree head", "sth");
+	return 0;
+}
+
+static int
+check_tls(struct rf_kpolicy *p, const char *purpose, size_t n)
+{
+	int64_t now = rf_now();
+
+	if (strcmp(purpose, "tls") != 0)
+		return refuse(
+		    "a digest with a key other than serve's TLS key", "tls");
+	if (now != p->tls_second) {
+		p->tls_second = now;
+		p->tls_used = 0;
+	}
+	if (n > (size_t)(p->tls_rate - p->tls_used))
+		return refuse(
+		    "past its TLS budget (keyd_tls_rate a second)", "tls");
+	p->tls_used += (int)n;
+	return 0;
+}
+
+int
+rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
+    const struct rf_sign_req *reqs, size_t n)
+{
+	char purpose[16];
+	const char *what;
+	size_t i;
+	int r;
+
+	if (cls == RF_KCLASS_ADMIN)
+		return 0;
+	if (cls != RF_KCLASS_SERVER)
+		return refuse("caller has no class", NULL);
+	if ((r = key_purpose(p, key_id, purpose)) != 0)
+		return refuse(r == RF_ERR_KEY_DISABLED
+			? "the key is not active in the store"
+			: "a key the store does not know",
+		    reqs[0].what);
+	for (i = 0; i < n; i++) {
+		what = reqs[i].what ? reqs[i].what : "";
+		if (!digest && strcmp(what, "ocsp") == 0)
+			r = check_ocsp(p, purpose, reqs[i].msg, reqs[i].msglen);
+		else if (!digest && strcmp(what, "crl") == 0)
+			r = check_crl(p, key_id, reqs[i].msg, reqs[i].msglen);
+		else if (!digest && strcmp(what, "sth") == 0)
+			r = check_sth(p, purpose, reqs[i].msglen);
+		else if (digest && strcmp(what, "tls") == 0)
+			r = check_tls(p, purpose, 1);
+		else
+			r = refuse(digest ? "a raw digest signature"
+					  : "this kind of signature",
+			    what[0] ? what : NULL);
+		if (r != 0)
+			return r;
+	}
+	return 0;
+}

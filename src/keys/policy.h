@@ -1,0 +1,27 @@
+/*
+ * policy.h: what each caller class may have signed (keyd.c asks before
+ * it loads a key). Admin: anything. Server (serve's user): OCSP responses
+ * that say what the store says, CRLs that list what the store lists, tree
+ * heads with the audit key, TLS handshake digests with serve's TLS key
+ * within keyd_tls_rate a second. docs/keys.md, "Caller classes".
+ */
+#ifndef RF_KEYS_POLICY_H
+#define RF_KEYS_POLICY_H
+
+#include "common/config.h"
+#include "keys/keys.h"
+#include "store/store.h"
+
+struct rf_kpolicy;
+
+/* st is borrowed and must outlive the policy. */
+int rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_kpolicy **out) RF_WUR;
+void rf_kpolicy_free(struct rf_kpolicy *p);
+
+/* 0 if class cls may have key_id sign reqs[0..n) (digests when digest),
+ * else RF_ERR_REFUSED with the reason set. */
+int rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id,
+    int digest, const struct rf_sign_req *reqs, size_t n) RF_WUR;
+
+#endif

@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# keyd_split.sh: the custody process and the user split (as root, as CI
+# runs it). Throwaway users stand for ringfence-keyd and ringfence: keyd
+# runs as the custody user; the token folder and the PIN are that user's
+# alone (0700 / 0600) and keyd refuses to start when they are not; a
+# process of the server user cannot read them, and asking keyd directly
+# (rf-keyd_client) for a certificate signature, an OCSP `good` for a
+# revoked serial or a raw digest with a CA key is refused, each refusal an
+# audit leaf. An OCSP `good` for a certificate that is good is signed.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib/state.sh" keyd-split
+[ "$(id -u)" = 0 ] || fail "keyd_split.sh runs as root (CI does)"
+client="$RF_BINARY_DIR/rf-keyd_client"
+work=$(mktemp -d /tmp/rf-keyd-split.XXXXXX)
+chmod 755 "$work"
+
+# Unique names, removed on exit with the state folder and its keyd.
+tag=$$
+ku=rfk$tag su=rfs$tag grp=rfg$tag
+groupadd --system "$grp"
+useradd --system -M -s /usr/sbin/nologin -g "$grp" "$ku"
+useradd --system -M -s /usr/sbin/nologin -g "$grp" "$su"
+split_cleanup() {
+	cleanup
+	userdel "$ku" 2>/dev/null || true
+	userdel "$su" 2>/dev/null || true
+	groupdel "$grp" 2>/dev/null || true
+	rm -rf "$work"
+}
+trap split_cleanup EXIT
+export RINGFENCE_CUSTODY_USER=$ku RINGFENCE_SERVER_USER=$su
+as_server() { setpriv --reuid "$su" --regid "$grp" --clear-groups -- "$@"; }
+leaves() {
+	sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" \
+		"SELECT count(*) FROM audit_leaf WHERE type = '$1'"
+}
+
+# init as root, then the state as scripts/run.sh leaves it: the custody
+# user owns the state and its token and PIN; the server user's group may
+# enter the state folder.
+rf init >/dev/null 2>&1 || fail "init"
+custody=$RINGFENCE_HOME-custody
+chown -R "$ku:$grp" "$RINGFENCE_HOME" "$custody"
+chmod 750 "$RINGFENCE_HOME"
+chmod 700 "$RINGFENCE_HOME/tokens" "$custody"
+chmod 600 "$custody/token.pin"
+
+# A PIN file others may read: keyd refuses to start, naming path and chmod.
+chmod 640 "$custody/token.pin"
+if rf keyd --idle 5 2>"$work/err"; then fail "keyd started with a 0640 PIN file"; fi
+grep -q "token.pin.*chmod 600" "$work/err" || fail "PIN mode message: $(cat "$work/err")"
+chmod 600 "$custody/token.pin"
+
+"$RINGFENCE" keyd 2>"$work/keyd.log" &
+kpid=$!
+for _ in $(seq 200); do
+	rf keyd status >/dev/null 2>&1 && break
+	sleep 0.05
+done
+rf keyd status >"$work/status" || fail "keyd did not start: $(cat "$work/keyd.log")"
+grep -q "running as custody user '$ku'" "$work/keyd.log" || fail "no user split: $(cat "$work/keyd.log")"
+[ "$(ps -o user= -p "$kpid" | tr -d ' ')" = "$ku" ] || fail "keyd runs as $(ps -o user= -p "$kpid")"
+[ "$(stat -c %U:%a "$RINGFENCE_HOME/tokens")" = "$ku:700" ] || fail "tokens/: $(stat -c %U:%a "$RINGFENCE_HOME/tokens")"
+[ "$(stat -c %U:%a "$custody/token.pin")" = "$ku:600" ] || fail "PIN: $(stat -c %U:%a "$custody/token.pin")"
+[ "$(stat -c %U:%a "$custody")" = "$ku:700" ] || fail "custody folder mode"
+[ ! -e "$RINGFENCE_HOME/token.pin" ] && [ ! -e "$RINGFENCE_HOME/token.so-pin" ] ||
+	fail "a PIN file in the state folder"
+
+# Root is admin: a certificate to revoke and one to keep, keys to name.
+rf tenant add acme >/dev/null
+rf issue --tenant acme --profile client --keygen ec-p256 --out "$work/r.pem" >"$work/meta"
+revoked=$(sed -n 's/^serial: //p' "$work/meta")
+rf issue --tenant acme --profile client --keygen ec-p256 --out "$work/g.pem" >"$work/meta"
+good=$(sed -n 's/^serial: //p' "$work/meta")
+rf revoke "$revoked" --reason keyCompromise >/dev/null
+rf cert ca issuing >"$work/issuing.pem"
+chmod 644 "$work/issuing.pem"
+rf keys list --json >"$work/keys.json"
+issuing=$(jq -r 'select(.purpose == "issuing") | .id' "$work/keys.json")
+ocsp=$(jq -r 'select(.purpose == "ocsp") | .id' "$work/keys.json")
+[ -n "$issuing" ] && [ -n "$ocsp" ] || fail "no issuing/OCSP key in keys list"
+
+# The server user cannot read the token folder or the PIN.
+as_server ls "$RINGFENCE_HOME/tokens" >/dev/null 2>&1 && fail "server user lists tokens/"
+as_server cat "$custody/token.pin" >/dev/null 2>&1 && fail "server user reads the PIN"
+
+# What a compromised serve asks: refused (exit 3), each an audit leaf.
+before=$(leaves refused)
+set +e
+as_server "$client" sign "$issuing" cert 2>"$work/e1"; rc1=$?
+as_server "$client" ocsp-good "$ocsp" "$work/issuing.pem" "$revoked" 2>"$work/e2"; rc2=$?
+as_server "$client" digest "$issuing" tls 2>"$work/e3"; rc3=$?
+as_server "$client" ocsp-good "$ocsp" "$work/issuing.pem" "$good" 2>"$work/e4"; rc4=$?
+set -e
+[ $rc1 = 3 ] || fail "certificate signature for the server user: rc $rc1 $(cat "$work/e1")"
+[ $rc2 = 3 ] || fail "OCSP good for a revoked serial: rc $rc2 $(cat "$work/e2")"
+grep -q "good for a revoked" "$work/e2" || fail "OCSP refusal reason: $(cat "$work/e2")"
+[ $rc3 = 3 ] || fail "raw digest with the issuing key: rc $rc3 $(cat "$work/e3")"
+[ $rc4 = 0 ] || fail "OCSP good for a good serial refused: $(cat "$work/e4")"
+after=$(leaves refused)
+[ $((after - before)) -ge 3 ] || fail "refusals recorded: $((after - before)), want 3"
+sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT data FROM audit_leaf WHERE type = 'refused'" |
+	grep -q "uid $(id -u "$su")" || fail "refusal leaf does not name the caller's uid"
+
+# Someone of no class (nobody, let through the folder): refused at hello,
+# recorded.
+chmod 751 "$RINGFENCE_HOME"
+before=$(leaves refused)
+set +e
+setpriv --reuid nobody --regid nogroup --clear-groups -- "$client" sign "$issuing" cert 2>"$work/e5"
+rc5=$?
+set -e
+chmod 750 "$RINGFENCE_HOME"
+[ $rc5 = 3 ] || fail "a caller of no class was not refused: rc $rc5 $(cat "$work/e5")"
+[ "$(leaves refused)" -gt "$before" ] || fail "no leaf for the caller of no class"
+rf audit verify >/dev/null 2>&1 || fail "audit verify after refusals"
+kill "$kpid"
+wait "$kpid" 2>/dev/null || true
+echo "keyd_split: ok"

@@ -1,0 +1,235 @@
+/*
+ * rf-keyd_client: a caller of the custody process for the integration
+ * tests, as a compromised serve would be one: it asks keyd directly.
+ *
+ *   rf-keyd_client sign KEYID WHAT          sign a fixed message
+ *   rf-keyd_client digest KEYID WHAT        sign a SHA-256-sized digest
+ *   rf-keyd_client ocsp-good KEYID ISSUER.pem SERIAL
+ *                      a ResponseData saying `good` for SERIAL of ISSUER
+ *   rf-keyd_client fuzz N SEED              N malformed, truncated and
+ *                      oversized frames, each on its own connection
+ *
+ * Settings as the CLI reads them (RINGFENCE_HOME). Exit 0: signed (or, for
+ * fuzz, keyd still answers); 3: refused by keyd; 1: any other error.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <openssl/ec.h>
+#include <openssl/evp.h>
+#include <openssl/ocsp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+
+#include "common/config.h"
+#include "keys/keyd.h"
+#include "keys/keys.h"
+#include "keys/proto.h"
+
+static int
+done(int r)
+{
+	if (r == 0)
+		return 0;
+	fprintf(stderr, "rf-keyd_client: %s\n", rf_err_msg(r));
+	return r == RF_ERR_REFUSED ? 3 : 1;
+}
+
+/* A self-signed throwaway certificate for key, to have OpenSSL encode a
+ * ResponseData (it signs it too; only the ResponseData is used). */
+static X509 *
+throwaway_cert(EVP_PKEY *key)
+{
+	X509 *x = X509_new();
+
+	if (x == NULL || X509_set_version(x, 2) != 1 ||
+	    ASN1_INTEGER_set(X509_get_serialNumber(x), 1) != 1 ||
+	    X509_gmtime_adj(X509_getm_notBefore(x), 0) == NULL ||
+	    X509_gmtime_adj(X509_getm_notAfter(x), 3600) == NULL ||
+	    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN",
+		MBSTRING_ASC, (const unsigned char *)"t", -1, -1, 0) != 1 ||
+	    X509_set_issuer_name(x, X509_get_subject_name(x)) != 1 ||
+	    X509_set_pubkey(x, key) != 1 ||
+	    X509_sign(x, key, EVP_sha256()) == 0) {
+		X509_free(x);
+		return NULL;
+	}
+	return x;
+}
+
+/* DER ResponseData: `good` for serial (hex) of issuer. */
+static int
+ocsp_good(
+    const char *issuer_pem, const char *serial, uint8_t **der, size_t *len)
+{
+	FILE *f = fopen(issuer_pem, "r");
+	X509 *issuer = NULL, *tmp = NULL;
+	EVP_PKEY *key = NULL;
+	OCSP_BASICRESP *bs = NULL;
+	OCSP_CERTID *cid = NULL;
+	ASN1_INTEGER *ai = NULL;
+	ASN1_TIME *now = NULL;
+	BIGNUM *bn = NULL;
+	unsigned char *p = NULL;
+	int n, r = RF_ERR_INTERNAL;
+
+	if (f == NULL)
+		return rf_err_set(RF_ERR_IO, "cannot read %s", issuer_pem);
+	issuer = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (issuer == NULL || BN_hex2bn(&bn, serial) == 0 ||
+	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
+	    (cid = OCSP_cert_id_new(EVP_sha1(), X509_get_subject_name(issuer),
+		 X509_get0_pubkey_bitstr(issuer), ai)) == NULL ||
+	    (key = EVP_EC_gen("P-256")) == NULL ||
+	    (tmp = throwaway_cert(key)) == NULL ||
+	    (bs = OCSP_BASICRESP_new()) == NULL ||
+	    (now = X509_gmtime_adj(NULL, 0)) == NULL ||
+	    OCSP_basic_add1_status(
+		bs, cid, V_OCSP_CERTSTATUS_GOOD, 0, NULL, now, NULL) == NULL ||
+	    OCSP_basic_sign(bs, tmp, key, EVP_sha256(), NULL, OCSP_NOCERTS) !=
+		1 ||
+	    (n = i2d_OCSP_RESPDATA(
+		 (OCSP_RESPDATA *)OCSP_resp_get0_respdata(bs), &p)) <= 0) {
+		r = rf_err_set(
+		    RF_ERR_INTERNAL, "cannot build the ResponseData");
+		goto out;
+	}
+	*der = p;
+	*len = (size_t)n;
+	r = 0;
+out:
+	ASN1_TIME_free(now);
+	OCSP_BASICRESP_free(bs);
+	X509_free(tmp);
+	EVP_PKEY_free(key);
+	OCSP_CERTID_free(cid);
+	ASN1_INTEGER_free(ai);
+	BN_free(bn);
+	X509_free(issuer);
+	return r;
+}
+
+static int
+sign(const struct rf_config *cfg, const char *id, const char *what,
+    const uint8_t *msg, size_t len, int digest)
+{
+	struct rf_custody c = {RF_KCLASS_ADMIN, NULL, NULL};
+	struct rf_actor who = {"keyd_client", "keyd_client"};
+	struct rf_sign_req req;
+	struct rf_sig sig = {NULL, 0};
+	struct rf_keys *keys = NULL;
+	struct rf_key *key = NULL;
+	int r;
+
+	rf_keys_custody_use(&c);
+	memset(&req, 0, sizeof(req));
+	req.msg = msg;
+	req.msglen = len;
+	req.what = what;
+	req.ref = "keyd_client";
+	if ((r = rf_keys_open(cfg, NULL, &keys)) == 0 &&
+	    (r = rf_keys_load(keys, id, &key)) == 0)
+		r = digest ? rf_keys_sign_digest(keys, key, &req, 1, &who, &sig)
+			   : rf_keys_sign(keys, key, &req, 1, &who, &sig);
+	rf_sig_clear(&sig);
+	rf_key_free(key);
+	rf_keys_free(keys);
+	return r;
+}
+
+/* One frame's worth of bad bytes on a fresh connection. */
+static void
+fuzz_one(const char *path, unsigned *seed)
+{
+	struct sockaddr_un sa;
+	uint8_t buf[512];
+	size_t len, i;
+	int s, kind = rand_r(seed) % 5;
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
+	if ((s = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+		return;
+	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(s);
+		return;
+	}
+	len = 6 + (size_t)(rand_r(seed) % 200);
+	for (i = 0; i < len; i++)
+		buf[i] = (uint8_t)rand_r(seed);
+	buf[4] = RF_KPROTO_VERSION;
+	buf[5] = (uint8_t)(1 + rand_r(seed) % RF_KMSG_TYPE_MAX);
+	switch (kind) {
+	case 0: /* consistent length, random fields */
+		buf[0] = 0, buf[1] = 0, buf[2] = (uint8_t)((len - 4) >> 8);
+		buf[3] = (uint8_t)(len - 4);
+		break;
+	case 1: /* truncated: says more than it sends */
+		buf[0] = 0, buf[1] = 0, buf[2] = 0x10, buf[3] = 0;
+		break;
+	case 2: /* oversized */
+		buf[0] = 0x7f, buf[1] = 0xff, buf[2] = 0xff, buf[3] = 0xff;
+		break;
+	case 3: /* a hello, then a signing request of random fields */
+		memcpy(buf, "\0\0\0\3\1\1\2", 7);
+		buf[7] = 0, buf[8] = 0, buf[9] = (uint8_t)((len - 11) >> 8);
+		buf[10] = (uint8_t)(len - 11);
+		buf[11] = RF_KPROTO_VERSION;
+		buf[12] = RF_KMSG_SIGN;
+		break;
+	default: /* bad version */
+		buf[0] = 0, buf[1] = 0, buf[2] = 0, buf[3] = (uint8_t)(len - 4);
+		buf[4] = (uint8_t)rand_r(seed);
+		break;
+	}
+	(void)!send(s, buf, len, MSG_NOSIGNAL);
+	shutdown(s, SHUT_WR);
+	(void)!recv(s, buf, sizeof(buf), 0);
+	close(s);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct rf_config cfg;
+	struct rf_keyd_status st;
+	static const uint8_t msg[] = "not a TBSCertificate";
+	uint8_t dig[32], *der = NULL;
+	size_t len = 0;
+	unsigned seed;
+	long i, n;
+	int r;
+
+	if ((r = rf_config_load(&cfg)) != 0)
+		return done(r);
+	if (argc == 4 && strcmp(argv[1], "sign") == 0)
+		return done(
+		    sign(&cfg, argv[2], argv[3], msg, sizeof(msg) - 1, 0));
+	if (argc == 4 && strcmp(argv[1], "digest") == 0) {
+		memset(dig, 0x42, sizeof(dig));
+		return done(sign(&cfg, argv[2], argv[3], dig, sizeof(dig), 1));
+	}
+	if (argc == 5 && strcmp(argv[1], "ocsp-good") == 0) {
+		if ((r = ocsp_good(argv[3], argv[4], &der, &len)) == 0)
+			r = sign(&cfg, argv[2], "ocsp", der, len, 0);
+		OPENSSL_free(der);
+		return done(r);
+	}
+	if (argc == 4 && strcmp(argv[1], "fuzz") == 0) {
+		n = strtol(argv[2], NULL, 10);
+		seed = (unsigned)strtoul(argv[3], NULL, 10);
+		for (i = 0; i < n; i++)
+			fuzz_one(cfg.keyd_socket, &seed);
+		return done(rf_keyd_status_get(&cfg, &st));
+	}
+	fprintf(stderr,
+	    "usage: rf-keyd_client sign|digest KEYID WHAT | "
+	    "ocsp-good KEYID ISSUER.pem SERIAL | fuzz N SEED\n");
+	return 2;
+}
