@@ -553,6 +553,10 @@ rf_kc_list(struct rf_kc *kc, int (*fn)(void *arg, const struct rf_key_info *ki),
 		ki.extractable = rf_kmsg_u8(&m);
 		ki.always_sensitive = rf_kmsg_u8(&m);
 		ki.never_extractable = rf_kmsg_u8(&m);
+		rf_kmsg_str(&m, s);
+		snprintf(ki.token_id, sizeof(ki.token_id), "%.64s", s);
+		rf_kmsg_str(&m, s);
+		snprintf(ki.token, sizeof(ki.token), "%.32s", s);
 		if (m.err == 0)
 			r = fn(arg, &ki);
 	}

@@ -462,6 +462,8 @@ list_one(void *arg, const struct rf_key_info *ki)
 	rf_kbuf_u8(out, (uint8_t)ki->extractable);
 	rf_kbuf_u8(out, (uint8_t)ki->always_sensitive);
 	rf_kbuf_u8(out, (uint8_t)ki->never_extractable);
+	rf_kbuf_str(out, ki->token_id);
+	rf_kbuf_str(out, ki->token);
 	return 0;
 }
 
