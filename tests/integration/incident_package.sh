@@ -14,7 +14,7 @@ q() { sqlite3 -cmd ".timeout 10000" "$db" "$1"; }
 rf init 2>/dev/null
 for bad in .. . .hidden; do
 	if rf tenant add "$bad" 2>"$RINGFENCE_HOME/err"; then fail "tenant '$bad' accepted"; fi
-	grep -q "not starting with '.'" "$RINGFENCE_HOME/err" || fail "tenant '$bad': $(cat "$RINGFENCE_HOME/err")"
+	grep -q "not starting with a dot" "$RINGFENCE_HOME/err" || fail "tenant '$bad': $(cat "$RINGFENCE_HOME/err")"
 done
 for t in acme beta; do
 	rf tenant add "$t" >/dev/null
