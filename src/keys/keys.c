@@ -1618,20 +1618,27 @@ fail:
 	return rv;
 }
 
-/* Destroy the keys of out[0..n) made by a batch that failed; free them. */
+/*
+ * Destroy the keys of out[0..n) made by a batch that failed; free them.
+ * kept[i] becomes 1 for a key made that could not be destroyed: its row
+ * stays, so that the store still knows of it.
+ */
 static int
-undo_generated(struct rf_keys *keys, struct rf_key **out, size_t n)
+undo_generated(
+    struct rf_keys *keys, struct rf_key **out, size_t n, uint8_t *kept)
 {
 	size_t i;
 	int bad = 0;
 
 	for (i = 0; i < n; i++) {
+		kept[i] = 0;
 		if (out[i] == NULL)
 			continue;
 		if (destroy_quiet(
-			keys, out[i]->sh, out[i]->tid, out[i]->tidlen) != 0)
+			keys, out[i]->sh, out[i]->tid, out[i]->tidlen) != 0) {
 			bad = 1;
-		else {
+			kept[i] = 1;
+		} else {
 			/* Gone from the token: its row goes too. */
 			pthread_mutex_lock(&keys->audit_lock);
 			if (rf_store_key_forget(keys_store(keys), out[i]->id) !=
@@ -1661,7 +1668,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	struct rf_audit_event *evs = NULL;
 	struct rf_key_rec *recs = NULL;
 	char(*detail)[96] = NULL, (*pending)[65] = NULL, msg[MSG_MAX];
-	uint8_t(*tids)[TID_LEN] = NULL;
+	uint8_t(*tids)[TID_LEN] = NULL, *kept = NULL;
 	int *shs = NULL;
 	CK_RV rv = CKR_OK;
 	size_t i;
@@ -1691,6 +1698,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	    (detail = calloc(n, sizeof(*detail))) == NULL ||
 	    (pending = calloc(n, sizeof(*pending))) == NULL ||
 	    (tids = calloc(n, sizeof(*tids))) == NULL ||
+	    (kept = calloc(n, 1)) == NULL ||
 	    (shs = calloc(n, sizeof(*shs))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
@@ -1785,7 +1793,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 out:
 	if (r != 0) {
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-		if (undo_generated(keys, out, n) != 0)
+		if (kept != NULL && undo_generated(keys, out, n, kept) != 0)
 			r = rf_err_set(r,
 			    "%s; a new key could not be destroyed: "
 			    "see 'ringfence keys list'",
@@ -1796,14 +1804,16 @@ out:
 		/* Rows of keys never made, or made and destroyed. */
 		pthread_mutex_lock(&keys->audit_lock);
 		for (i = 0; noted && i < n; i++)
-			if (rf_store_key_forget(keys_store(keys), pending[i]) !=
-			    0)
+			if (!kept[i] &&
+			    rf_store_key_forget(keys_store(keys), pending[i]) !=
+				0)
 				rf_err_clear();
 		pthread_mutex_unlock(&keys->audit_lock);
 		if (noted)
 			r = rf_err_set(r, "%s", msg);
 	}
 	free(shs);
+	free(kept);
 	free(tids);
 	free(pending);
 	free(detail);

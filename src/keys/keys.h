@@ -3,8 +3,12 @@
  *
  * Every private key is generated inside the token with CKA_SENSITIVE,
  * !CKA_EXTRACTABLE, CKA_PRIVATE and CKA_TOKEN; nothing of it ever leaves.
+ * Both objects of a pair are made neither modifiable nor copyable (and
+ * !CKA_SIGN_RECOVER): nothing about a key changes after generation.
  * A key is named by its id: the lowercase hex SHA-256 of its public key's
- * SubjectPublicKeyInfo DER, which is also its CKA_ID (32 bytes).
+ * SubjectPublicKeyInfo DER. In the token it is found by a random 16-byte
+ * CKA_ID, which the store records (keys.token_id, keys.token) before the
+ * token makes the key; keys made before (CKA_ID = the 32-byte id) load.
  *
  * Signing is bound to the audit record: rf_keys_sign() first appends one
  * durable audit leaf per signature (rf_audit_append), then signs in the
@@ -158,17 +162,30 @@ int rf_keys_evp_pkey(struct rf_keys *keys, const struct rf_key *key,
     const char *what, const char *ref, const struct rf_actor *who,
     EVP_PKEY **out) RF_WUR;
 
-/* Stop a key from signing (CKA_SIGN false). Audited. */
+/*
+ * Stop a key from signing: its store record becomes "disabled", which
+ * rf_keys_sign checks before any leaf (the token cannot be changed: keys
+ * are not modifiable). A key the token holds but the store does not
+ * record is recorded, disabled. "key-disable" leaf. RF_ERR_KEY_NOT_FOUND
+ * if neither knows it, or it is destroyed.
+ */
 int rf_keys_disable(
     struct rf_keys *keys, const char *id, const struct rf_actor *who) RF_WUR;
-/* Destroy both halves of a key pair in the token. Audited. */
+/*
+ * Take a key out of service for good: record "destroying" and a
+ * "destroy-intent" leaf, destroy both objects in the token, then record
+ * "destroyed" and a "destroy" leaf (whether the token still held it).
+ * Run again after a kill, it finishes. RF_ERR_KEY_NOT_FOUND if the token
+ * does not hold it and the store has no live record of it.
+ */
 int rf_keys_destroy(
     struct rf_keys *keys, const char *id, const struct rf_actor *who) RF_WUR;
 
 /*
- * Disable (or destroy) every key of ids[0..n) found in the token, in one
- * pass over the token's objects; ids not in the token are skipped. One
- * audit leaf per key changed, in one append. *done receives how many.
+ * The same for every key of ids[0..n) the store records (disable), or
+ * that is not destroyed already (destroy: one pass over each token's
+ * objects). One leaf per key and step, in one append each. *done receives
+ * how many were disabled, or destroyed in the token.
  */
 int rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
     const struct rf_actor *who, size_t *done) RF_WUR;
