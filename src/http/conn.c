@@ -465,7 +465,7 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 		keep = rf_h1_keep_alive(&c->h1) &&
 		    !__atomic_load_n(&w->h->stopping, __ATOMIC_RELAXED);
 		ka10 = keep && rf_h1_is_10(&c->h1);
-		if (rf_http_route_slow(&q)) {
+		if (rf_http_handle_fast(w, &q, &o) != 0) {
 			r = rf_http_pool_submit(w, c, &q,
 			    (keep ? RF_HTTP_JOB_KEEP : 0) |
 				(ka10 ? RF_HTTP_JOB_KA10 : 0),
@@ -481,8 +481,7 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 				return 0;
 			}
 			/* o holds the refusal (503, Retry-After). */
-		} else
-			rf_http_handle(w, &q, &o);
+		}
 		c->closing = !keep;
 		if (respond(w, c, &o, q.method == RF_HTTP_HEAD, ka10) != 0)
 			return -1;
@@ -666,8 +665,10 @@ conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 	}
 	/* Only this thread writes req_ms; the sweep reads it. */
 	req = __atomic_load_n(&c->req_ms, __ATOMIC_RELAXED);
+	/* A TLS handshake under way is a request begun: it is timed too. */
 	__atomic_store_n(&c->req_ms,
-	    !c->h1.started ? 0
+	    !c->h1.started && (c->ssl == NULL || SSL_is_init_finished(c->ssl))
+		? 0
 		: req != 0 ? req
 			   : now,
 	    __ATOMIC_RELAXED);

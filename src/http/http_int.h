@@ -236,8 +236,12 @@ void rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o);
 void rf_http_resp_done(struct rf_http_resp *o);
 
-/* 1 if q's route runs on the audit pool, off the OCSP workers. */
-int rf_http_route_slow(const struct rf_http_req *q);
+/*
+ * On a worker: answer q as rf_http_handle does, unless its route is slow
+ * (/audit: the pool's), then 1 and nothing is done.
+ */
+int rf_http_handle_fast(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o);
 /* A worker thread's last act: close what it alone used. */
 void rf_http_worker_done(struct rf_http_worker *w);
 

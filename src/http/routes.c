@@ -627,16 +627,19 @@ route_audit(struct rf_http_worker *w, const struct rf_http_req *q,
  * when slash). slow: answered on the audit pool (pool.c), off the OCSP
  * workers. New routes (an API) are new rows.
  */
+#define ROUTE(p) (p), sizeof(p) - 1
 static const struct route {
 	const char *path;
+	size_t len;
 	int prefix, slow;
 	void (*fn)(struct rf_http_worker *w, const struct rf_http_req *q,
 	    struct rf_http_resp *o, const char *rest, size_t rlen,
 	    const char *query);
 } routes[] = {
-    {"/healthz", 0, 0, route_healthz},
-    {"/ocsp", 1, 0, route_ocsp_post}, /* "/ocsp", "/ocsp/", "/ocsp/<b64>" */
-    {"/audit/", 1, 1, route_audit},
+    {ROUTE("/healthz"), 0, 0, route_healthz},
+    /* "/ocsp", "/ocsp/" (POST), "/ocsp/<b64>" (GET) */
+    {ROUTE("/ocsp"), 1, 0, route_ocsp_post},
+    {ROUTE("/audit/"), 1, 1, route_audit},
 };
 
 static const struct route *
@@ -645,7 +648,7 @@ route_find(const char *uri, size_t plen, const char **rest, size_t *rlen)
 	size_t i, l;
 
 	for (i = 0; i < sizeof(routes) / sizeof(routes[0]); i++) {
-		l = strlen(routes[i].path);
+		l = routes[i].len;
 		if (plen < l || memcmp(uri, routes[i].path, l) != 0)
 			continue;
 		if (!routes[i].prefix && plen != l)
@@ -661,22 +664,10 @@ route_find(const char *uri, size_t plen, const char **rest, size_t *rlen)
 	return NULL;
 }
 
-int
-rf_http_route_slow(const struct rf_http_req *q)
-{
-	const struct route *rt;
-	const char *rest;
-	size_t rlen;
-
-	if (q->target == NULL || q->target[0] != '/')
-		return 0;
-	rt = route_find(q->target, strcspn(q->target, "?#"), &rest, &rlen);
-	return rt != NULL && rt->slow;
-}
-
-void
-rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
-    struct rf_http_resp *o)
+/* Answer q into o; 1 (o untouched) if its route is slow and !inline_slow. */
+static int
+handle(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, int inline_slow)
 {
 	const char *uri = q->target, *query = NULL, *rest;
 	const struct route *rt;
@@ -685,20 +676,37 @@ rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
 	memset(o, 0, sizeof(*o));
 	if (uri == NULL || uri[0] != '/') {
 		reply_text(o, 400, "origin-form target only");
-		return;
+		return 0;
 	}
 	plen = strcspn(uri, "?#");
 	if (uri[plen] == '?')
 		query = uri + plen + 1;
 	if ((rt = route_find(uri, plen, &rest, &rlen)) != NULL) {
+		if (rt->slow && !inline_slow)
+			return 1;
 		rt->fn(w, q, o, rest, rlen, query);
-		return;
+		return 0;
 	}
 	if (rf_http_api_route(w, q, o, uri, plen))
 		return;
 	if (serve_blob(w, q, o, uri, plen))
-		return;
+		return 0;
 	reply_text(o, 404, "not found");
+	return 0;
+}
+
+void
+rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o)
+{
+	(void)handle(w, q, o, 1);
+}
+
+int
+rf_http_handle_fast(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o)
+{
+	return handle(w, q, o, 0);
 }
 
 void

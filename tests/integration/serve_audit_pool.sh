@@ -49,6 +49,9 @@ done
 curl -sf "http://127.0.0.1:$port/audit/proof?leaf=3" | grep -q '"audit_path"' ||
 	fail "/audit/proof: $(curl -s "http://127.0.0.1:$port/audit/proof?leaf=3")"
 
+# Pipelined on one connection, pool and worker answers keep their order.
+python3 "$wire" "$port" audit_pipeline || fail "pipelined /audit and /healthz"
+
 stats=$(python3 "$wire" "$port" proofs 12 6 "$h/req1.der" "/audit/proof?leaf=3") ||
 	fail "proof client: $stats"
 echo "serve_audit_pool: $stats"

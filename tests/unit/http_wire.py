@@ -9,6 +9,7 @@ usage: http_wire.py PORT pipeline PATH COUNT
        http_wire.py TLSPORT resume CAFILE N
        http_wire.py PORT flood TLSPORT CAFILE SECONDS REQ256 REQ1
        http_wire.py PORT proofs CLIENTS SECONDS REQ1 PATH
+       http_wire.py PORT audit_pipeline
 
 Each mode exits 0 when the server behaved, or prints one line saying what
 was wrong and exits 1.
@@ -413,6 +414,36 @@ def proofs(port, clients, secs, req1, path):
     print(json.dumps(st))
 
 
+def audit_pipeline(port):
+    """Pool and worker answers pipelined on one connection, in one write:
+    they come back in the order asked."""
+    s = connect(port)
+    s.sendall(b"GET /audit/proof?leaf=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+              b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n"
+              b"GET /audit/consistency?old=2&new=10 HTTP/1.1\r\nHost: t\r\n"
+              b"\r\nHEAD /audit/sth HTTP/1.1\r\nHost: t\r\n\r\n"
+              b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close"
+              b"\r\n\r\n")
+    r = Reader(s)
+    want = [b'"audit_path"', b"ok\n", b'"consistency"', None, b"ok\n"]
+    for i, w in enumerate(want):
+        if w is None:  # HEAD: a head with Content-Length, no body
+            while b"\r\n\r\n" not in r.buf:
+                if not r.fill():
+                    fail("answer %d missing" % i)
+            head, r.buf = r.buf.split(b"\r\n\r\n", 1)
+            if not head.startswith(b"HTTP/1.1 200") or \
+                    b"Content-Length:" not in head:
+                fail("HEAD /audit/sth: %r" % head[:40])
+            continue
+        got = r.response()
+        if got is None or got[0] != 200 or w not in got[2]:
+            fail("answer %d out of order or wrong: %r" %
+                 (i, got and got[2][:40]))
+    if not r.closed():
+        fail("the connection stayed open after Connection: close")
+
+
 def main():
     port, mode = int(sys.argv[1]), sys.argv[2]
     if mode == "pipeline":
@@ -431,6 +462,8 @@ def main():
     elif mode == "proofs":
         proofs(port, int(sys.argv[3]), float(sys.argv[4]), sys.argv[5],
                sys.argv[6])
+    elif mode == "audit_pipeline":
+        audit_pipeline(port)
     elif mode == "smuggle":
         global TLS_CA
         TLS_CA = sys.argv[3] if len(sys.argv) > 3 else None

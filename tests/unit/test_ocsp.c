@@ -643,6 +643,80 @@ test_on_demand(void **state)
 	rf_ocsp_responder_set_signer(f->r, NULL);
 }
 
+/* serve's budget gate (rf_ocsp_respond_gated): asked only before signing. */
+static int gate_calls, gate_allow;
+
+static int
+gate(void *arg, const struct rf_ocsp_request *q)
+{
+	(void)arg;
+	assert_true(q->n >= 1);
+	gate_calls++;
+	return gate_allow;
+}
+
+static void
+respond_gated(struct fix *f, const EVP_MD *md, const char *const *serials,
+    int64_t now, struct rf_ocsp_answer *ans)
+{
+	uint8_t *der;
+	size_t len;
+
+	der = make_req(f->issuer, md, serials, 0, &len);
+	assert_int_equal(
+	    rf_ocsp_respond_gated(f->r, der, len, now, gate, NULL, ans), 0);
+	OPENSSL_free(der);
+}
+
+static void
+test_gated(void **state)
+{
+	struct fix *f = *state;
+	static struct rf_ocsp_answer ans, pre;
+	const char *two[] = {"b1", "b2", NULL}, *one[] = {"b2", NULL};
+	struct rf_ocsp_status sts[2] = {{"b1", 0, 0, -1}, {"b2", 0, 0, -1}};
+	int64_t now = rf_now();
+
+	assert_int_equal(rf_ocsp_presign(f->s, sts, 2, &f->who), 0);
+	reload(f);
+	rf_ocsp_responder_set_signer(f->r, f->s);
+	respond(f, f->issuer, EVP_sha1(), one, 0, now, &pre);
+	assert_int_equal(pre.status, RF_OCSP_SUCCESSFUL);
+	/* The pre-signed path never asks the gate. */
+	gate_calls = 0;
+	gate_allow = 0;
+	respond_gated(f, EVP_sha1(), one, now, &ans);
+	assert_int_equal(gate_calls, 0);
+	assert_int_equal(ans.len, pre.len);
+	assert_memory_equal(ans.der, pre.der, pre.len);
+	/* Refused: one certificate gets its pre-signed answer, unsigned now. */
+	respond_gated(f, EVP_sha256(), one, now, &ans);
+	assert_int_equal(gate_calls, 1);
+	assert_int_equal(ans.status, RF_OCSP_SUCCESSFUL);
+	assert_int_equal(ans.len, pre.len);
+	assert_memory_equal(ans.der, pre.der, pre.len);
+	assert_string_equal(ans.etag, pre.etag);
+	/* Several: tryLater. */
+	respond_gated(f, EVP_sha1(), two, now, &ans);
+	assert_int_equal(gate_calls, 2);
+	assert_error_answer(&ans, RF_OCSP_TRY_LATER);
+	/* Unknown serials are unauthorized before the gate is asked. */
+	{
+		const char *never[] = {"dead", NULL};
+
+		respond_gated(f, EVP_sha256(), never, now, &ans);
+		assert_int_equal(gate_calls, 2);
+		assert_error_answer(&ans, RF_OCSP_UNAUTHORIZED);
+	}
+	/* Allowed: signed on demand, not the pre-signed bytes. */
+	gate_allow = 1;
+	respond_gated(f, EVP_sha256(), one, now, &ans);
+	assert_int_equal(gate_calls, 3);
+	assert_int_equal(ans.status, RF_OCSP_SUCCESSFUL);
+	assert_string_equal(ans.etag, "");
+	rf_ocsp_responder_set_signer(f->r, NULL);
+}
+
 struct seen {
 	const char *serial;
 	int64_t this_update;
@@ -1057,6 +1131,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_unknown, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_malformed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_on_demand, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_gated, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refresh, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_stale_status, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_reload, setup, teardown),

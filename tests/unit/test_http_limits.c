@@ -1,0 +1,189 @@
+/*
+ * serve's budgets (src/http/limits.c) on their own: per-source buckets
+ * (IPv4 /32, IPv6 /64, IPv4-mapped as IPv4), the global bucket across
+ * sources, refill with time, the bytes a day and their roll-over, and
+ * the leaf size counted for a signature.
+ */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+#include "http/http_int.h"
+
+static struct sockaddr_storage
+v4(const char *a)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	s4->sin_family = AF_INET;
+	assert_int_equal(inet_pton(AF_INET, a, &s4->sin_addr), 1);
+	return ss;
+}
+
+static struct sockaddr_storage
+v6(const char *a)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	s6->sin6_family = AF_INET6;
+	assert_int_equal(inet_pton(AF_INET6, a, &s6->sin6_addr), 1);
+	return ss;
+}
+
+static struct rf_http_limits *
+limits(int rate, int src_rate, int day_bytes)
+{
+	struct rf_config cfg;
+	struct rf_http_limits *l = NULL;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.tls_handshake_rate = rate;
+	cfg.tls_handshake_source_rate = src_rate;
+	cfg.ocsp_ondemand_rate = rate;
+	cfg.ocsp_ondemand_source_rate = src_rate;
+	cfg.anon_audit_bytes_day = day_bytes;
+	assert_int_equal(rf_http_limits_new(&cfg, &l), 0);
+	return l;
+}
+
+/* How many of n tries at time t (ms) from ss go ahead. */
+static int
+takes(struct rf_http_limits *l, enum rf_http_budget b,
+    const struct sockaddr_storage *ss, int n, uint64_t t)
+{
+	int i, ok = 0;
+
+	for (i = 0; i < n; i++)
+		ok += rf_http_limits_take(l, b, ss, 100, t, 1);
+	return ok;
+}
+
+static void
+test_per_source(void **state)
+{
+	struct rf_http_limits *l = limits(100, 3, 1000000);
+	struct sockaddr_storage a = v4("192.0.2.1"), b = v4("192.0.2.2"),
+				m = v6("::ffff:192.0.2.1");
+	uint64_t refused[2], allowed[2], bytes;
+
+	(void)state;
+	/* A burst of one second's worth, then nothing until it refills. */
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &a, 10, 1000), 3);
+	/* The same host as an IPv4-mapped address: the same source. */
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &m, 1, 1000), 0);
+	/* Another source has its own bucket; another kind too. */
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &b, 10, 1000), 3);
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_OCSP, &a, 10, 1000), 3);
+	/* A third of a second later: one more token (3/s). */
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &a, 10, 1334), 1);
+	/* Much later: full again, but never more than a second's worth. */
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &a, 10, 60000), 3);
+	rf_http_limits_stats(l, refused, allowed, &bytes);
+	assert_int_equal(allowed[RF_HTTP_BUDGET_TLS], 10);
+	assert_int_equal(allowed[RF_HTTP_BUDGET_OCSP], 3);
+	assert_int_equal(refused[RF_HTTP_BUDGET_TLS], 31);
+	assert_int_equal(bytes, 1300);
+	rf_http_limits_free(l);
+}
+
+static void
+test_v6_prefix(void **state)
+{
+	struct rf_http_limits *l = limits(100, 2, 1000000);
+	struct sockaddr_storage a = v6("2001:db8:1:2::1"),
+				b = v6("2001:db8:1:2:ffff::9"),
+				c = v6("2001:db8:1:3::1");
+
+	(void)state;
+	/* Two addresses of one /64 share a bucket; the next /64 does not. */
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &a, 1, 1000), 1);
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &b, 5, 1000), 1);
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &c, 5, 1000), 2);
+	rf_http_limits_free(l);
+}
+
+static void
+test_global(void **state)
+{
+	struct rf_http_limits *l = limits(5, 2, 1000000);
+	struct sockaddr_storage ss;
+	char a[32];
+	int i, ok = 0;
+
+	(void)state;
+	/* Fifty sources of two each: the global five is what goes ahead. */
+	for (i = 0; i < 50; i++) {
+		snprintf(a, sizeof(a), "198.51.100.%d", i + 1);
+		ss = v4(a);
+		ok += takes(l, RF_HTTP_BUDGET_TLS, &ss, 2, 1000);
+	}
+	assert_int_equal(ok, 5);
+	/* A refusal by the global bucket did not charge the source. */
+	ss = v4("198.51.100.50");
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &ss, 5, 2000), 2);
+	/* No address (unknown family): the global bucket alone. */
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_OCSP, NULL, 9, 1000), 5);
+	rf_http_limits_free(l);
+}
+
+static void
+test_day_bytes(void **state)
+{
+	struct rf_http_limits *l = limits(1000, 1000, 350);
+	struct sockaddr_storage a = v4("203.0.113.7");
+
+	(void)state;
+	/* 100 bytes a leaf: three fit in 350, the fourth does not. */
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &a, 10, 1000), 3);
+	assert_int_equal(
+	    rf_http_limits_take(l, RF_HTTP_BUDGET_OCSP, &a, 50, 1000, 1), 1);
+	assert_int_equal(
+	    rf_http_limits_take(l, RF_HTTP_BUDGET_OCSP, &a, 1, 1000, 1), 0);
+	/* The next day starts from zero. */
+	assert_int_equal(
+	    rf_http_limits_take(l, RF_HTTP_BUDGET_TLS, &a, 100, 1001, 2), 1);
+	rf_http_limits_free(l);
+	/* 0 bytes a day: nothing is signed for anonymous peers. */
+	l = limits(1000, 1000, 0);
+	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &a, 3, 1000), 0);
+	rf_http_limits_free(l);
+	rf_http_limits_free(NULL);
+}
+
+static void
+test_leaf_bytes(void **state)
+{
+	struct rf_actor who = {"alice", "serve tls"};
+	size_t a, b;
+
+	(void)state;
+	a = rf_http_sign_leaf_bytes("k1", "tls", "127.0.0.1:1", 32, &who);
+	b = rf_http_sign_leaf_bytes("k1", "tls", "127.0.0.1:12345", 32, &who);
+	/* The canonical leaf: the digest's hex and every field count. */
+	assert_true(a > 64 + strlen("127.0.0.1:1"));
+	assert_int_equal(b - a, 4);
+	assert_int_equal(
+	    rf_http_sign_leaf_bytes("k1", "tls", "127.0.0.1:1", 48, &who) - a,
+	    32);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_per_source),
+	    cmocka_unit_test(test_v6_prefix),
+	    cmocka_unit_test(test_global),
+	    cmocka_unit_test(test_day_bytes),
+	    cmocka_unit_test(test_leaf_bytes),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
