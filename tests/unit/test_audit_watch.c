@@ -304,12 +304,68 @@ test_watch_malformed(void **state)
 	EVP_PKEY_free(audit.pk);
 }
 
+/* The checkpoint's optional key line: written, read back, strict. */
+static void
+test_checkpoint_key(void **state)
+{
+	static const char *bad[] = {
+	    "key 3f\n",
+	    "key "
+	    "3F1C0C3B6B2D8D0A4C0E6B1E7C1D1B8E0F5A2C3D4E5F60718293A4B5C6D7E8F9"
+	    "\n",
+	    "key "
+	    "3f1c0c3b6b2d8d0a4c0e6b1e7c1d1b8e0f5a2c3d4e5f60718293a4b5c6d7e8f9",
+	    "key "
+	    "3f1c0c3b6b2d8d0a4c0e6b1e7c1d1b8e0f5a2c3d4e5f60718293a4b5c6d7e8f9\n"
+	    "x",
+	    "kex "
+	    "3f1c0c3b6b2d8d0a4c0e6b1e7c1d1b8e0f5a2c3d4e5f60718293a4b5c6d7e8f9"
+	    "\n",
+	};
+	const char *id =
+	    "3f1c0c3b6b2d8d0a4c0e6b1e7c1d1b8e0f5a2c3d4e5f60718293a4b5c6d7e8f9";
+	char *home = tu_home(), path[1100], key[65], txt[400];
+	uint8_t root[RF_HASH_LEN], got[RF_HASH_LEN], *buf = NULL;
+	uint64_t size = 0;
+	size_t len = 0, i;
+
+	(void)state;
+	memset(root, 0xab, sizeof(root));
+	snprintf(path, sizeof(path), "%s/cp", home);
+	assert_int_equal(rf_audit_checkpoint_write(path, 12, root, id), 0);
+	assert_int_equal(rf_read_file(path, 4096, &buf, &len), 0);
+	assert_int_equal(
+	    rf_audit_checkpoint_parse_key(buf, len, &size, got, key), 0);
+	assert_int_equal(size, 12);
+	assert_memory_equal(got, root, RF_HASH_LEN);
+	assert_string_equal(key, id);
+	free(buf);
+	assert_int_equal(rf_audit_checkpoint_write(path, 3, root, NULL), 0);
+	assert_int_equal(rf_read_file(path, 4096, &buf, &len), 0);
+	assert_int_equal(
+	    rf_audit_checkpoint_parse_key(buf, len, &size, got, key), 0);
+	assert_string_equal(key, "");
+	free(buf);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(txt, sizeof(txt),
+		    "ringfence-audit-checkpoint v1\nsize 3\nroot "
+		    "abababababababababababababababababababababababababababab"
+		    "abababab\n%s",
+		    bad[i]);
+		assert_int_equal(rf_audit_checkpoint_parse_key((uint8_t *)txt,
+				     strlen(txt), &size, got, key),
+		    RF_ERR_MALFORMED);
+	}
+	tu_home_remove(home);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_watch),
 	    cmocka_unit_test(test_watch_malformed),
+	    cmocka_unit_test(test_checkpoint_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
