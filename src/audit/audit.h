@@ -209,6 +209,8 @@ int rf_audit_maybe_sth(struct rf_audit *audit, struct rf_keys *keys,
  */
 int rf_audit_sth_verify(const struct rf_audit_sth_head *h, const uint8_t *spki,
     size_t spkilen) RF_WUR;
+/* The key id of a public key: hex SHA-256 of its DER SPKI. */
+int rf_audit_key_id_of(const uint8_t *spki, size_t spkilen, char id[65]) RF_WUR;
 /* The latest STH (largest size, then latest time); RF_ERR_NOT_FOUND. */
 int rf_audit_sth_latest(
     struct rf_audit *audit, struct rf_audit_sth_head *out) RF_WUR;
@@ -232,12 +234,73 @@ struct rf_audit_report {
  */
 int rf_audit_verify(struct rf_audit *audit, const char *checkpoint_path,
     struct rf_audit_report *rep) RF_WUR;
+/*
+ * rf_audit_verify, and every tree head must be signed by audit_key_id
+ * (64 hex: SHA-256 of the key's SubjectPublicKeyInfo), the id printed by
+ * `ringfence init` and kept off this host. Without it (NULL), the key id a
+ * checkpoint file pins, if any; else the store's keys table is trusted.
+ */
+int rf_audit_verify_key(struct rf_audit *audit, const char *checkpoint_path,
+    const char *audit_key_id, struct rf_audit_report *rep) RF_WUR;
+/* The audit key's SPKI (DER, hex) kept in the store for key_id. */
+int rf_audit_key_spki_hex(
+    struct rf_audit *audit, const char *key_id, char *hex, size_t max) RF_WUR;
 /* Verify, then write (replace) the checkpoint file for the current tree. */
 int rf_audit_checkpoint(struct rf_audit *audit, const char *path,
     struct rf_audit_report *rep) RF_WUR;
-/* Checkpoint file: "ringfence-audit-checkpoint v1\nsize N\nroot HEX\n". */
+/*
+ * Checkpoint file: "ringfence-audit-checkpoint v1\nsize N\nroot HEX\n",
+ * optionally followed by "key KEYID\n" (the pinned audit key; key_id ""
+ * when absent).
+ */
 int rf_audit_checkpoint_parse(const uint8_t *buf, size_t len, uint64_t *size,
     uint8_t root[RF_HASH_LEN]) RF_WUR;
+int rf_audit_checkpoint_parse_key(const uint8_t *buf, size_t len,
+    uint64_t *size, uint8_t root[RF_HASH_LEN], char key_id[65]) RF_WUR;
+/* Write one atomically (temporary file, fsync, rename); key_id may be NULL. */
+int rf_audit_checkpoint_write(const char *path, uint64_t size,
+    const uint8_t root[RF_HASH_LEN], const char *key_id) RF_WUR;
+
+/*
+ * Watching a served record from another machine (watch.c). The state is
+ * the checkpoint the watcher keeps: its size and root, and the pinned
+ * audit key id ("" to trust the first one served).
+ */
+struct rf_audit_watch {
+	int have; /* a checkpoint exists */
+	uint64_t size;
+	uint8_t root[RF_HASH_LEN];
+	char key_id[65];
+	/* Set by a successful step: */
+	int64_t time;	    /* the new tree head's time */
+	uint64_t prev_size; /* the checkpoint's size before */
+	uint64_t grew;	    /* leaves added since the checkpoint */
+	char problem[256];  /* what broke, when RF_ERR_AUDIT_TAMPERED */
+};
+/*
+ * GET path (e.g. "/audit/sth") from the server: *body malloc'd, at most
+ * 65536 bytes, only for a 200 answer; one-line error otherwise.
+ */
+typedef int (*rf_audit_fetch_fn)(
+    void *arg, const char *path, uint8_t **body, size_t *len);
+/*
+ * Fetch the served tree head and, when it is larger than the checkpoint, a
+ * consistency proof from it; verify both offline (pinned key id, signature,
+ * size never going back, RFC 9162 consistency) and advance w to the new
+ * head. RF_ERR_AUDIT_TAMPERED with w->problem naming what broke ("key id:
+ * ...", "signature: ...", "size went back: ...", "consistency: ..."),
+ * RF_ERR_MALFORMED for an answer that is not what a ringfence server
+ * sends, or the fetch's error.
+ */
+int rf_audit_watch_step(
+    struct rf_audit_watch *w, rf_audit_fetch_fn fetch, void *arg) RF_WUR;
+/* The parsers of the two answers (docs/audit-format.md), for fuzzing. */
+int rf_audit_watch_sth_parse(const uint8_t *buf, size_t len,
+    struct rf_audit_sth_head *h, uint8_t *spki, size_t spkimax,
+    size_t *spkilen) RF_WUR;
+int rf_audit_watch_consistency_parse(const uint8_t *buf, size_t len,
+    uint64_t *first, uint64_t *second, uint8_t (**proof)[RF_HASH_LEN],
+    size_t *plen) RF_WUR;
 
 /* Leaves and STHs as JSON lines (docs/audit-format.md). */
 int rf_audit_export(struct rf_audit *audit, FILE *f) RF_WUR;

@@ -148,6 +148,20 @@ out:
 }
 
 int
+rf_audit_key_id_of(const uint8_t *spki, size_t spkilen, char id[65])
+{
+	uint8_t dig[32];
+	unsigned int diglen = 0;
+
+	id[0] = '\0';
+	if (EVP_Digest(spki, spkilen, dig, &diglen, EVP_sha256(), NULL) != 1 ||
+	    diglen != sizeof(dig))
+		return rf_err_set(RF_ERR_INTERNAL, "SHA-256 failed");
+	rf_hex(dig, sizeof(dig), id);
+	return 0;
+}
+
+int
 rf_audit_sth_latest(struct rf_audit *a, struct rf_audit_sth_head *out)
 {
 	int r;

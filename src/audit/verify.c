@@ -398,8 +398,8 @@ spki_for(struct rf_store *st, const char *key_id, uint8_t *spki, size_t spkimax,
 
 /* Signatures, signer, and order of the tree heads. */
 static int
-check_sth_list(
-    struct rf_store *st, struct sth_list *l, struct rf_audit_report *rep)
+check_sth_list(struct rf_store *st, struct sth_list *l, const char *pinned,
+    struct rf_audit_report *rep)
 {
 	struct rf_audit_sth_head *h, *latest = NULL, *group_max = NULL;
 	struct rf_key_rec kr;
@@ -414,6 +414,12 @@ check_sth_list(
 			    "tree head at size %" PRIu64
 			    " has no valid signature",
 			    h->size);
+		/* The key id kept outside this host, not the store's word. */
+		if (pinned != NULL && strcmp(h->key_id, pinned) != 0)
+			return problem(rep, UINT64_MAX,
+			    "tree head at size %" PRIu64
+			    " is signed by %s, not the pinned audit key %s",
+			    h->size, h->key_id, pinned);
 		r = rf_store_key_get(st, h->key_id, &kr);
 		if (r == RF_ERR_NOT_FOUND ||
 		    (r == 0 && strcmp(kr.purpose, "audit") != 0))
@@ -464,16 +470,21 @@ check_sth_list(
 	return 0;
 }
 
+/*
+ * "ringfence-audit-checkpoint v1\nsize N\nroot HEX\n", and for a
+ * checkpoint that pins the audit key (audit watch) "key HEX\n" after it.
+ */
 int
-rf_audit_checkpoint_parse(
-    const uint8_t *buf, size_t len, uint64_t *size, uint8_t root[RF_HASH_LEN])
+rf_audit_checkpoint_parse_key(const uint8_t *buf, size_t len, uint64_t *size,
+    uint8_t root[RF_HASH_LEN], char key_id[65])
 {
 	static const char head[] = "ringfence-audit-checkpoint v1\nsize ";
 	char txt[CHECKPOINT_MAX + 1], hex[2 * RF_HASH_LEN + 1], *end;
 	const char *p;
 	unsigned long long sz;
-	size_t rl;
+	size_t rl, i;
 
+	key_id[0] = '\0';
 	if (len > CHECKPOINT_MAX || memchr(buf, '\0', len) != NULL)
 		return RF_ERR_MALFORMED;
 	memcpy(txt, buf, len);
@@ -488,39 +499,66 @@ rf_audit_checkpoint_parse(
 	if (errno != 0 || strncmp(end, "\nroot ", 6) != 0)
 		return RF_ERR_MALFORMED;
 	p = end + 6;
-	if (strlen(p) != 2 * RF_HASH_LEN + 1 || p[2 * RF_HASH_LEN] != '\n')
+	if (strlen(p) < 2 * RF_HASH_LEN + 1 || p[2 * RF_HASH_LEN] != '\n')
 		return RF_ERR_MALFORMED;
 	memcpy(hex, p, 2 * RF_HASH_LEN);
 	hex[2 * RF_HASH_LEN] = '\0';
 	if (rf_unhex(hex, root, RF_HASH_LEN, &rl) != 0 || rl != RF_HASH_LEN)
 		return RF_ERR_MALFORMED;
+	p += 2 * RF_HASH_LEN + 1;
+	if (*p != '\0') {
+		/* "key " 64 lower-case hex digits "\n", and nothing after. */
+		if (strncmp(p, "key ", 4) != 0 || strlen(p) != 4 + 64 + 1 ||
+		    p[4 + 64] != '\n')
+			return RF_ERR_MALFORMED;
+		for (i = 0; i < 64; i++)
+			if (!((p[4 + i] >= '0' && p[4 + i] <= '9') ||
+				(p[4 + i] >= 'a' && p[4 + i] <= 'f')))
+				return RF_ERR_MALFORMED;
+		memcpy(key_id, p + 4, 64);
+		key_id[64] = '\0';
+	}
 	*size = sz;
 	return 0;
 }
 
-static int
-checkpoint_write(
-    const char *path, uint64_t size, const uint8_t root[RF_HASH_LEN])
+int
+rf_audit_checkpoint_parse(
+    const uint8_t *buf, size_t len, uint64_t *size, uint8_t root[RF_HASH_LEN])
+{
+	char key_id[65];
+
+	return rf_audit_checkpoint_parse_key(buf, len, size, root, key_id);
+}
+
+int
+rf_audit_checkpoint_write(const char *path, uint64_t size,
+    const uint8_t root[RF_HASH_LEN], const char *key_id)
 {
 	char txt[256], hex[2 * RF_HASH_LEN + 1];
 	int n;
 
 	rf_hex(root, RF_HASH_LEN, hex);
 	n = snprintf(txt, sizeof(txt),
-	    "ringfence-audit-checkpoint v1\nsize %" PRIu64 "\nroot %s\n", size,
-	    hex);
+	    "ringfence-audit-checkpoint v1\nsize %" PRIu64 "\nroot %s\n%s%s%s",
+	    size, hex, key_id != NULL ? "key " : "",
+	    key_id != NULL ? key_id : "", key_id != NULL ? "\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(txt))
+		return rf_err_set(RF_ERR_ARG, "audit key id too long");
+	/* A temporary file, fsync'd, renamed over the old one. */
 	return rf_write_file(path, (const uint8_t *)txt, (size_t)n, 0644);
 }
 
 static int
 verify_inner(struct rf_audit *a, const char *cp_path, int force_write,
-    struct rf_audit_report *rep)
+    const char *pinned, struct rf_audit_report *rep)
 {
 	struct rf_store *st = rf_audit_store(a);
 	struct sth_list sths;
 	struct walk w;
 	struct stat sb;
 	uint8_t *cp = NULL, root[RF_HASH_LEN];
+	char cp_key[65] = "";
 	size_t cplen = 0, i;
 	uint64_t n, maxsize = 0;
 	int r = RF_ERR_INTERNAL, wr, cp_exists = 0;
@@ -549,8 +587,8 @@ verify_inner(struct rf_audit *a, const char *cp_path, int force_write,
 			if ((r = rf_read_file(
 				 cp_path, CHECKPOINT_MAX, &cp, &cplen)) != 0)
 				goto out;
-			if (rf_audit_checkpoint_parse(
-				cp, cplen, &w.cp_size, w.cp_root) != 0) {
+			if (rf_audit_checkpoint_parse_key(cp, cplen, &w.cp_size,
+				w.cp_root, cp_key) != 0) {
 				r = rf_err_set(RF_ERR_MALFORMED,
 				    "%s is not an audit checkpoint", cp_path);
 				goto out;
@@ -562,6 +600,9 @@ verify_inner(struct rf_audit *a, const char *cp_path, int force_write,
 			goto out;
 		}
 	}
+	/* A checkpoint that pins the audit key pins it here too. */
+	if (pinned == NULL && cp_key[0] != '\0')
+		pinned = cp_key;
 	for (i = 0; i < sths.n; i++)
 		if (sths.v[i].size > maxsize)
 			maxsize = sths.v[i].size;
@@ -590,7 +631,7 @@ verify_inner(struct rf_audit *a, const char *cp_path, int force_write,
 		    "the tree head at size %" PRIu64,
 		    w.acc.n, maxsize);
 	if (rep->problem[0] == '\0' &&
-	    (r = check_sth_list(st, &sths, rep)) != 0 &&
+	    (r = check_sth_list(st, &sths, pinned, rep)) != 0 &&
 	    r != RF_ERR_AUDIT_TAMPERED)
 		goto out;
 	if (rep->problem[0] == '\0' && w.cp_want) {
@@ -612,7 +653,8 @@ verify_inner(struct rf_audit *a, const char *cp_path, int force_write,
 	}
 	if (cp_path != NULL && (force_write || !cp_exists)) {
 		rf_merkle_acc_root(&w.acc, root);
-		if ((r = checkpoint_write(cp_path, w.acc.n, root)) != 0)
+		if ((r = rf_audit_checkpoint_write(
+			 cp_path, w.acc.n, root, pinned)) != 0)
 			goto out;
 		rep->checkpoint_new = 1;
 	}
@@ -626,9 +668,9 @@ out:
 
 static int
 verify_unlocked(struct rf_audit *a, const char *checkpoint_path,
-    struct rf_audit_report *rep)
+    const char *pinned, struct rf_audit_report *rep)
 {
-	return verify_inner(a, checkpoint_path, 0, rep);
+	return verify_inner(a, checkpoint_path, 0, pinned, rep);
 }
 
 static int
@@ -637,7 +679,7 @@ checkpoint_unlocked(
 {
 	if (path == NULL)
 		return rf_err_set(RF_ERR_ARG, "checkpoint needs a file name");
-	return verify_inner(a, path, 1, rep);
+	return verify_inner(a, path, 1, NULL, rep);
 }
 
 /* Export: one JSON object per line (docs/audit-format.md). */
@@ -756,10 +798,31 @@ int
 rf_audit_verify(struct rf_audit *a, const char *checkpoint_path,
     struct rf_audit_report *rep)
 {
+	return rf_audit_verify_key(a, checkpoint_path, NULL, rep);
+}
+
+int
+rf_audit_verify_key(struct rf_audit *a, const char *checkpoint_path,
+    const char *audit_key_id, struct rf_audit_report *rep)
+{
 	int r;
 
 	rf_audit_lock(a);
-	r = verify_unlocked(a, checkpoint_path, rep);
+	r = verify_unlocked(a, checkpoint_path, audit_key_id, rep);
+	rf_audit_unlock(a);
+	return r;
+}
+
+int
+rf_audit_key_spki_hex(
+    struct rf_audit *a, const char *key_id, char *hex, size_t max)
+{
+	char name[96];
+	int r;
+
+	snprintf(name, sizeof(name), "audit.spki.%s", key_id);
+	rf_audit_lock(a);
+	r = rf_store_meta_get(rf_audit_store(a), name, hex, max);
 	rf_audit_unlock(a);
 	return r;
 }

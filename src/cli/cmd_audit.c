@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "cli/cli.h"
@@ -14,7 +15,9 @@ static const char audit_help[] =
     "usage: ringfence audit sth\n"
     "       ringfence audit prove --leaf N [--size S]\n"
     "       ringfence audit consistency OLD NEW\n"
-    "       ringfence audit verify [--checkpoint FILE]\n"
+    "       ringfence audit verify [--checkpoint FILE] [--audit-key-id ID]\n"
+    "       ringfence audit watch URL --checkpoint FILE [--audit-key-id ID]\n"
+    "                             [--cacert FILE]\n"
     "       ringfence audit checkpoint FILE\n"
     "       ringfence audit export [--out FILE]\n"
     "       ringfence audit search [--key KEYID] [--tenant T] [--since TIME]\n"
@@ -30,7 +33,15 @@ static const char audit_help[] =
     "  verify       recompute every leaf hash, every tree head root and\n"
     "               signature, offline (no token needed); with --checkpoint,\n"
     "               also check that the record extends the size and root kept\n"
-    "               in FILE, writing FILE first if it does not exist\n"
+    "               in FILE, writing FILE first if it does not exist; with\n"
+    "               --audit-key-id, every tree head must be signed by that\n"
+    "               key (the id `ringfence init` printed), whatever the\n"
+    "               store says\n"
+    "  watch        from another machine: fetch the tree head served at URL\n"
+    "               and a consistency proof from the checkpoint in FILE,\n"
+    "               verify both offline (pinned key id, signature, size,\n"
+    "               consistency) and advance FILE; the first run pins the\n"
+    "               key id given or served. Exit 1 naming what broke.\n"
     "  checkpoint   verify, then write the current size and root to FILE\n"
     "               (keep it outside the state folder)\n"
     "  export       leaves and tree heads as JSON lines, for an independent\n"
@@ -76,6 +87,26 @@ parse_time(const char *s, int64_t *t)
 			return -1;
 	}
 	*t = (int64_t)timegm(&tm);
+	return 0;
+}
+
+/* An audit key id: 64 hex digits, kept in lower case. */
+static int
+parse_key_id(const char *s, char out[65])
+{
+	size_t i;
+
+	if (strlen(s) != 64)
+		return -1;
+	for (i = 0; i < 64; i++) {
+		if (!((s[i] >= '0' && s[i] <= '9') ||
+			(s[i] >= 'a' && s[i] <= 'f') ||
+			(s[i] >= 'A' && s[i] <= 'F')))
+			return -1;
+		out[i] = (char)(s[i] >= 'A' && s[i] <= 'F' ? s[i] - 'A' + 'a'
+							   : s[i]);
+	}
+	out[64] = '\0';
 	return 0;
 }
 
@@ -255,6 +286,7 @@ do_verify(struct rf_cli *cli, int argc, char **argv, int checkpoint)
 {
 	struct rf_audit_report rep;
 	const char *cp = NULL;
+	char pin[65] = "";
 	int i, r;
 
 	if (checkpoint) {
@@ -266,7 +298,13 @@ do_verify(struct rf_cli *cli, int argc, char **argv, int checkpoint)
 			if (strcmp(argv[i], "--checkpoint") == 0 &&
 			    i + 1 < argc)
 				cp = argv[++i];
-			else
+			else if (strcmp(argv[i], "--audit-key-id") == 0 &&
+			    i + 1 < argc) {
+				if (parse_key_id(argv[++i], pin) != 0)
+					return cli_usage("audit",
+					    "--audit-key-id needs the 64 hex "
+					    "digits `ringfence init` printed");
+			} else
 				return cli_usage("audit",
 				    "unknown or incomplete option '%s'",
 				    argv[i]);
@@ -274,7 +312,8 @@ do_verify(struct rf_cli *cli, int argc, char **argv, int checkpoint)
 	if ((r = cli_open(cli, CLI_STORE | CLI_AUDIT)) != 0)
 		return cli_fail(r);
 	r = checkpoint ? rf_audit_checkpoint(cli->audit, cp, &rep)
-		       : rf_audit_verify(cli->audit, cp, &rep);
+		       : rf_audit_verify_key(
+			     cli->audit, cp, pin[0] != '\0' ? pin : NULL, &rep);
 	if (cli->json && (r == 0 || r == RF_ERR_AUDIT_TAMPERED)) {
 		print_json(json_pack("{s:b, s:I, s:I, s:s, s:o}", "ok", r == 0,
 		    "leaves", (json_int_t)rep.leaves, "sths",
@@ -290,6 +329,201 @@ do_verify(struct rf_cli *cli, int argc, char **argv, int checkpoint)
 	    rep.leaves, rep.sths);
 	if (rep.checkpoint_new)
 		printf("audit: checkpoint written to %s\n", cp);
+	return EXIT_OK;
+}
+
+/* ---- audit watch: the record checked from another machine ---- */
+
+#define WATCH_BODY_MAX 65536
+
+struct watch_http {
+	CURL *curl;
+	char base[2048]; /* the URL without trailing '/' */
+	const char *cacert;
+};
+
+struct watch_body {
+	uint8_t *p;
+	size_t len;
+	int too_big;
+};
+
+static size_t
+watch_body_cb(char *ptr, size_t size, size_t nmemb, void *arg)
+{
+	struct watch_body *b = arg;
+	size_t n = size * nmemb;
+	uint8_t *np;
+
+	if (n > WATCH_BODY_MAX - b->len) {
+		b->too_big = 1;
+		return 0; /* curl stops with CURLE_WRITE_ERROR */
+	}
+	if ((np = realloc(b->p, b->len + n + 1)) == NULL)
+		return 0;
+	b->p = np;
+	memcpy(b->p + b->len, ptr, n);
+	b->len += n;
+	return n;
+}
+
+/*
+ * GET base + path (rf_audit_fetch_fn): http or https only, no redirects,
+ * bounded in time and size, certificates checked (--cacert for a private
+ * CA such as ringfence's own), and only a 200 answer is a body.
+ */
+static int
+watch_fetch(void *arg, const char *path, uint8_t **body, size_t *len)
+{
+	struct watch_http *h = arg;
+	struct watch_body b = {NULL, 0, 0};
+	char url[2200], err[CURL_ERROR_SIZE] = "";
+	long code = 0;
+	CURLcode rc;
+	int r = RF_ERR_IO;
+
+	*body = NULL;
+	*len = 0;
+	snprintf(url, sizeof(url), "%s%s", h->base, path);
+	curl_easy_reset(h->curl);
+	if (curl_easy_setopt(h->curl, CURLOPT_URL, url) != CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_PROTOCOLS_STR, "http,https") !=
+		CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_CONNECTTIMEOUT, 10L) !=
+		CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_TIMEOUT, 30L) != CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_USERAGENT,
+		"ringfence-audit-watch") != CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_ERRORBUFFER, err) != CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_WRITEFUNCTION, watch_body_cb) !=
+		CURLE_OK ||
+	    curl_easy_setopt(h->curl, CURLOPT_WRITEDATA, &b) != CURLE_OK ||
+	    (h->cacert != NULL &&
+		curl_easy_setopt(h->curl, CURLOPT_CAINFO, h->cacert) !=
+		    CURLE_OK)) {
+		r = rf_err_set(RF_ERR_INTERNAL, "libcurl refused an option");
+		goto out;
+	}
+	rc = curl_easy_perform(h->curl);
+	if (b.too_big) {
+		r = rf_err_set(RF_ERR_TOO_LARGE,
+		    "%s: the answer is over %d bytes", url, WATCH_BODY_MAX);
+		goto out;
+	}
+	if (rc != CURLE_OK) {
+		r = rf_err_set(RF_ERR_IO, "cannot fetch %s: %s", url,
+		    err[0] != '\0' ? err : curl_easy_strerror(rc));
+		goto out;
+	}
+	curl_easy_getinfo(h->curl, CURLINFO_RESPONSE_CODE, &code);
+	if (code != 200) {
+		r = rf_err_set(RF_ERR_IO, "%s answered HTTP %ld%s", url, code,
+		    code == 404 ? " (no tree head signed yet, or not a "
+				  "ringfence server)"
+				: "");
+		goto out;
+	}
+	*body = b.p; /* owned by the caller */
+	*len = b.len;
+	b.p = NULL;
+	r = 0;
+out:
+	free(b.p);
+	return r;
+}
+
+static int
+do_watch(int argc, char **argv)
+{
+	struct rf_audit_watch w;
+	struct watch_http h;
+	const char *url = NULL, *cp = NULL;
+	char pin[65] = "", cp_key[65] = "";
+	uint8_t *buf = NULL;
+	size_t len = 0, ulen;
+	int i, r, first, had;
+
+	memset(&h, 0, sizeof(h));
+	for (i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--checkpoint") == 0 && i + 1 < argc)
+			cp = argv[++i];
+		else if (strcmp(argv[i], "--audit-key-id") == 0 &&
+		    i + 1 < argc) {
+			if (parse_key_id(argv[++i], pin) != 0)
+				return cli_usage("audit",
+				    "--audit-key-id needs the 64 hex digits "
+				    "`ringfence init` printed");
+		} else if (strcmp(argv[i], "--cacert") == 0 && i + 1 < argc)
+			h.cacert = argv[++i];
+		else if (argv[i][0] != '-' && url == NULL)
+			url = argv[i];
+		else
+			return cli_usage("audit",
+			    "unknown or incomplete option '%s'", argv[i]);
+	}
+	if (url == NULL || cp == NULL)
+		return cli_usage(
+		    "audit", "watch needs URL and --checkpoint FILE");
+	if (strncmp(url, "http://", 7) != 0 && strncmp(url, "https://", 8) != 0)
+		return cli_usage("audit",
+		    "watch needs an http:// or https:// URL, not '%s'", url);
+	if ((ulen = strlen(url)) >= sizeof(h.base))
+		return cli_usage("audit", "URL too long");
+	memcpy(h.base, url, ulen + 1);
+	while (ulen > 0 && h.base[ulen - 1] == '/')
+		h.base[--ulen] = '\0';
+	memset(&w, 0, sizeof(w));
+	/* The checkpoint kept on this machine, if any. */
+	r = rf_read_file(cp, 4096, &buf, &len);
+	if (r == 0) {
+		r = rf_audit_checkpoint_parse_key(
+		    buf, len, &w.size, w.root, cp_key);
+		free(buf);
+		if (r != 0)
+			return cli_fail(rf_err_set(RF_ERR_MALFORMED,
+			    "%s is not an audit checkpoint: restore it, or "
+			    "remove "
+			    "it to start again",
+			    cp));
+		w.have = 1;
+	} else if (errno == ENOENT) {
+		rf_err_clear();
+	} else
+		return cli_fail(r);
+	/* The key given now wins (a new audit key after rotation); else the
+	 * checkpoint's; else the first one served is trusted and pinned. */
+	snprintf(w.key_id, sizeof(w.key_id), "%s", pin[0] ? pin : cp_key);
+	first = w.key_id[0] == '\0';
+	had = w.have;
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != 0 ||
+	    (h.curl = curl_easy_init()) == NULL)
+		return cli_fail(
+		    rf_err_set(RF_ERR_INTERNAL, "libcurl cannot start"));
+	r = rf_audit_watch_step(&w, watch_fetch, &h);
+	curl_easy_cleanup(h.curl);
+	curl_global_cleanup();
+	if (r != 0)
+		return cli_fail(r);
+	if ((r = rf_audit_checkpoint_write(cp, w.size, w.root, w.key_id)) != 0)
+		return cli_fail(r);
+	if (first)
+		fprintf(stderr,
+		    "audit watch: no key id pinned: trusting audit key %s from "
+		    "now on (compare it with the one `ringfence init` "
+		    "printed)\n",
+		    w.key_id);
+	if (had)
+		printf("audit watch: tree head at size %" PRIu64
+		       " (time %" PRId64 ") verified, %" PRIu64
+		       " leaves since the checkpoint at "
+		       "size %" PRIu64 "\n",
+		    w.size, w.time, w.grew, w.prev_size);
+	else
+		printf("audit watch: tree head at size %" PRIu64
+		       " (time %" PRId64 ") verified, checkpoint %s started\n",
+		    w.size, w.time, cp);
 	return EXIT_OK;
 }
 
@@ -427,6 +661,8 @@ cmd_audit(struct rf_cli *cli, int argc, char **argv)
 		return do_verify(cli, argc, argv, 0);
 	if (strcmp(sub, "checkpoint") == 0)
 		return do_verify(cli, argc, argv, 1);
+	if (strcmp(sub, "watch") == 0)
+		return do_watch(argc, argv);
 	if (strcmp(sub, "export") == 0)
 		return do_export(cli, argc, argv);
 	if (strcmp(sub, "search") == 0)

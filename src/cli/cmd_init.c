@@ -383,6 +383,7 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	    {NULL, 0, NULL, 0},
 	};
 	struct created c;
+	struct rf_key_rec kr;
 	char more[96] = "", so_pin[33] = "";
 	int ch, fresh = 0, r;
 
@@ -436,5 +437,15 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	    "  next:   ringfence tenant add NAME; ringfence serve\n",
 	    cli->cfg.home, cli->cfg.token, more, cli->cfg.module,
 	    cli->cfg.pin_file, cli->cfg.db_path, cli->cfg.ca_alg);
+	/* Pinned outside this host, it is what the record is checked
+	 * against (docs/audit-format.md). */
+	if (rf_store_key_by_purpose(cli->store, "audit", &kr) == 0)
+		fprintf(stderr,
+		    "  audit key id: %s\n"
+		    "          keep it off this host: ringfence audit verify "
+		    "--audit-key-id ID,\n"
+		    "          ringfence audit watch URL --checkpoint FILE "
+		    "--audit-key-id ID\n",
+		    kr.id);
 	return EXIT_OK;
 }

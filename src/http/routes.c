@@ -494,6 +494,7 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 {
 	struct rf_audit_sth_head sth;
 	char tmp[24];
+	char spki[2049];
 	uint8_t a[RF_HASH_LEN], b[RF_HASH_LEN], (*proof)[RF_HASH_LEN] = NULL;
 	uint64_t x = 0, y = 0;
 	size_t plen = 0;
@@ -510,12 +511,17 @@ audit_route(struct rf_http_worker *w, const struct rf_http_req *req,
 		return;
 	}
 	if (strcmp(what, "sth") == 0) {
-		if ((r = rf_audit_sth_latest(w->audit, &sth)) != 0)
+		/* With the signer's public key, for `audit watch` elsewhere
+		 * (it checks that the key hashes to the id it pinned). */
+		if ((r = rf_audit_sth_latest(w->audit, &sth)) != 0 ||
+		    (r = rf_audit_key_spki_hex(
+			 w->audit, sth.key_id, spki, sizeof(spki))) != 0)
 			goto fail;
-		j = json_pack("{s:I,s:I,s:o,s:s,s:o}", "tree_size",
+		j = json_pack("{s:I,s:I,s:o,s:s,s:o,s:s}", "tree_size",
 		    (json_int_t)sth.size, "timestamp", (json_int_t)sth.time,
 		    "root_hash", hexj(sth.root, RF_HASH_LEN), "key_id",
-		    sth.key_id, "signature", hexj(sth.sig, sth.siglen));
+		    sth.key_id, "signature", hexj(sth.sig, sth.siglen), "spki",
+		    spki);
 	} else if (strcmp(what, "proof") == 0) {
 		/* RFC 9162 2.1.3: inclusion of leaf x in the tree of size y. */
 		if (!query_u64(query, "leaf", &x) ||
