@@ -4,7 +4,8 @@
  *
  * Order of a revocation:
  *   1. select the certificates (serial | tenant | key; with keyCompromise
- *      every certificate of the same public keys, in any tenant);
+ *      every certificate of the same public keys, in any tenant and under
+ *      any exponent or encoding: the same key identity);
  *   2. one store transaction: rf_store_cert_revoke for each, the CRL of
  *      each affected issuer marked due, one "revoke" audit leaf per
  *      changed certificate; commit (durable);
@@ -138,7 +139,7 @@ add_same_keys(struct rf_store *st, struct targets *t)
 		if (ids[i][0] == '\0' ||
 		    (i > 0 && strcmp(ids[i], ids[i - 1]) == 0))
 			continue;
-		f.key_id = ids[i];
+		f.same_key = ids[i]; /* any encoding or exponent of it */
 		if ((r = rf_store_cert_foreach(st, &f, targets_add_cb, t)) != 0)
 			break;
 	}

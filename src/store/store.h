@@ -197,6 +197,9 @@ struct rf_cert_filter {
 	int only_revoked;
 	int64_t unexpired_at; /* not_after >= this, when non-zero */
 	int with_der;	      /* fill der in the records */
+	/* Issue 13: certificates of the key with this key id, under any
+	 * encoding or exponent (the same key identity). */
+	const char *same_key;
 };
 /* Calls fn for each match in serial order; fn's non-zero return stops and
  * is returned. The record is only valid during the call. */

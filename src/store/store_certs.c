@@ -182,14 +182,18 @@ rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
 	if (f == NULL)
 		f = &none;
 	snprintf(sql, sizeof(sql),
-	    "SELECT " CERT_COLS "%s FROM certs WHERE 1%s%s%s%s%s "
+	    "SELECT " CERT_COLS "%s FROM certs WHERE 1%s%s%s%s%s%s "
 	    "ORDER BY serial",
 	    f->with_der ? ", der" : "",
 	    f->tenant != NULL ? " AND tenant = ?" : "",
 	    f->key_id != NULL ? " AND key_id = ?" : "",
 	    f->issuer != NULL ? " AND issuer = ?" : "",
 	    f->only_revoked ? " AND revoked = 1" : "",
-	    f->unexpired_at != 0 ? " AND not_after >= ?" : "");
+	    f->unexpired_at != 0 ? " AND not_after >= ?" : "",
+	    f->same_key != NULL
+		? " AND (key_id = ?100 OR key_ident IN (SELECT key_ident "
+		  "FROM certs WHERE key_id = ?100 AND key_ident <> ''))"
+		: "");
 	if ((r = st_prepare(st, sql, &s)) != 0)
 		goto out;
 	if ((f->tenant != NULL &&
@@ -199,7 +203,9 @@ rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
 	    (f->issuer != NULL &&
 		(r = st_bind_text(st, s, i++, f->issuer, 1024)) != 0) ||
 	    (f->unexpired_at != 0 &&
-		(r = st_bind_int(st, s, i++, f->unexpired_at)) != 0))
+		(r = st_bind_int(st, s, i++, f->unexpired_at)) != 0) ||
+	    (f->same_key != NULL &&
+		(r = st_bind_text(st, s, 100, f->same_key, 1024)) != 0))
 		goto out;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if ((r = cert_row(s, &c, f->with_der)) != 0)

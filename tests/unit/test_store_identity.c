@@ -79,6 +79,40 @@ test_one_connection(void **state)
 	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
 }
 
+static int
+count(void *arg, const struct rf_cert_rec *c)
+{
+	(void)c;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+/* Two encodings of one key (two key ids, one identity) are one key. */
+static void
+test_same_key(void **state)
+{
+	struct fx *f = *state;
+	struct rf_cert_filter flt = {0};
+	struct rf_cert_rec c;
+	size_t n = 0;
+
+	mk(&c, "21", "acme", "mail", "gg");
+	snprintf(c.key_id, sizeof(c.key_id), "kA");
+	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+	mk(&c, "22", "acme", "mail", "gg");
+	snprintf(c.key_id, sizeof(c.key_id), "kB");
+	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+	mk(&c, "23", "acme", "mail", "hh");
+	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+	flt.same_key = "kA";
+	assert_int_equal(rf_store_cert_foreach(f->st, &flt, count, &n), 0);
+	assert_int_equal(n, 2);
+	n = 0;
+	flt.same_key = "kid-hh";
+	assert_int_equal(rf_store_cert_foreach(f->st, &flt, count, &n), 0);
+	assert_int_equal(n, 1);
+}
+
 struct list {
 	size_t n;
 	struct rf_compromised_rec last;
@@ -155,6 +189,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_one_connection, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compromised, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_same_key, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
