@@ -141,6 +141,7 @@ struct rf_http {
 
 	struct event_base *mbase;
 	struct event *tick, *stop_ev, *sigint, *sigterm, *dur;
+	struct rf_http_notify *notify; /* serve.sock (notify.c) */
 
 	/* Maintenance state. */
 	int64_t counter;

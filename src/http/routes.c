@@ -175,6 +175,9 @@ rf_http_worker_date(struct rf_http_worker *w, int slot, int64_t t)
 	return w->date_s[slot];
 }
 
+/* The longest an OCSP answer may be cached (seconds). */
+#define RF_HTTP_OCSP_MAX_AGE 60
+
 /* Validators and freshness for a response valid from lm until exp. */
 static void
 cache_headers(struct rf_http_worker *w, struct rf_http_resp *o,
@@ -188,6 +191,13 @@ cache_headers(struct rf_http_worker *w, struct rf_http_resp *o,
 		age = exp - now;
 		if (age < 0)
 			age = 0;
+		/*
+		 * RFC 5019 6.2 lets max-age reach nextUpdate, but a cached
+		 * `good` must not outlive a revocation by days: OCSP
+		 * answers (revalidate) are cached for minutes at most.
+		 */
+		if (revalidate && age > RF_HTTP_OCSP_MAX_AGE)
+			age = RF_HTTP_OCSP_MAX_AGE;
 		add_header(o, "Expires",
 		    rf_http_worker_date(w, RF_HTTP_DATE_NEXT, exp));
 	}

@@ -38,6 +38,7 @@
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "http/http_int.h"
+#include "http/notify.h"
 #include "incident/incident.h"
 #include "store/store_incident.h"
 #include "revoke/revoke.h"
@@ -779,6 +780,10 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	tv.tv_usec = RF_HTTP_TICK_MS * 1000;
 	if (event_add(h->tick, &tv) != 0 || event_add(h->stop_ev, NULL) != 0)
 		goto out;
+	/* Commands tell the server of their changes (notify.c). */
+	if ((r = rf_http_notify_start(h)) != 0)
+		goto out;
+	r = RF_ERR_ALLOC;
 	if (o->handle_signals &&
 	    ((h->sigint = evsignal_new(h->mbase, SIGINT, stop_cb, h)) == NULL ||
 		(h->sigterm = evsignal_new(h->mbase, SIGTERM, stop_cb, h)) ==
@@ -809,6 +814,7 @@ rf_http_free(struct rf_http *h)
 
 	if (h == NULL)
 		return;
+	rf_http_notify_stop(h);
 	if (h->sigint != NULL)
 		event_free(h->sigint);
 	if (h->sigterm != NULL)
@@ -1049,6 +1055,12 @@ maintain(struct rf_http *h, int first)
 		h->last_snap_ms = now;
 		snapshot_pass(h);
 	}
+}
+
+void
+rf_http_refresh_now(struct rf_http *h)
+{
+	maintain(h, 0);
 }
 
 static void
