@@ -979,19 +979,27 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	c.ca = h->ca;
 	c.who = &h->who;
 	c.progress = NULL;
+	/* One commit for the whole pass, not one per sighting. */
+	if ((r = rf_store_begin(h->st)) != 0) {
+		rf_http_log(h, "incident evidence", r);
+		return;
+	}
 	for (i = 0; i < n; i++)
 		if ((r = rf_incident_evidence(
 			 &c, serial[i], NULL, when[i], &matched)) != 0)
 			rf_http_log(h, "incident evidence", r);
+	if ((r = rf_store_commit(h->st)) != 0) {
+		rf_http_log(h, "incident evidence", r);
+		rf_store_rollback(h->st);
+	}
 }
 
+/* What a committed change needs first: the responder and the snapshot. */
 static void
-maintain(struct rf_http *h, int first)
+maintain_reload(struct rf_http *h, uint64_t now)
 {
-	uint64_t now = rf_http_mono_ms();
 	int64_t c;
-	size_t count, k;
-	int r, made, quiet;
+	int r;
 
 	/* A commit by another connection (a revoke, an issue). */
 	if ((r = rf_store_change_counter(h->st, &c)) != 0)
@@ -1002,6 +1010,16 @@ maintain(struct rf_http *h, int first)
 		h->crl_dirty = h->ocsp_dirty = h->snap_dirty = 1;
 		h->last_change_ms = now;
 	}
+}
+
+static void
+maintain(struct rf_http *h, int first)
+{
+	uint64_t now = rf_http_mono_ms();
+	size_t count, k;
+	int r, made, quiet;
+
+	maintain_reload(h, now);
 	/*
 	 * A writer that revokes (rf_revoke) regenerates the CRL and re-signs
 	 * OCSP itself right after its commit; working on the same issuer at
@@ -1057,10 +1075,23 @@ maintain(struct rf_http *h, int first)
 	}
 }
 
+/*
+ * For serve.sock (notify.c): the change a command committed, in what the
+ * workers answer from, now; evidence, tree heads and CRLs wait for the
+ * tick, so that they never delay the answer.
+ */
 void
 rf_http_refresh_now(struct rf_http *h)
 {
-	maintain(h, 0);
+	int r;
+
+	maintain_reload(h, rf_http_mono_ms());
+	if ((r = rf_ocsp_responder_reload(h->resp)) != 0)
+		rf_http_log(h, "OCSP responder reload", r);
+	if (h->snap_dirty) {
+		h->last_snap_ms = rf_http_mono_ms();
+		snapshot_pass(h);
+	}
 }
 
 static void
