@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "common/progress.h"
 #include "revoke/revoke.h"
 
 static const char revoke_help[] =
@@ -45,7 +46,9 @@ cmd_revoke(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_revoke_req req = {0};
 	struct rf_cert_filter f = {0};
+	struct rf_progress *prog = NULL;
 	size_t revoked = 0, matched = 0;
+	char msg[1024];
 	int i, r;
 
 	req.reason = RF_CRL_REASON_NONE;
@@ -89,9 +92,22 @@ cmd_revoke(struct rf_cli *cli, int argc, char **argv)
 			 cli->store, &f, count_cb, &matched)) != 0)
 			return cli_fail(r);
 	}
-	if ((r = rf_revoke(&cli->cfg, cli->store, cli->keys, cli->ca,
-		 cli->audit, &req, &cli->who, &revoked)) != 0)
+	/* A tenant or key may hold many: progress (common/progress.h). */
+	if (req.serial == NULL &&
+	    (r = rf_progress_new(
+		 req.tenant != NULL ? "revoke tenant" : "revoke key",
+		 cli->json ? RF_PROGRESS_JSON : RF_PROGRESS_AUTO, &prog)) != 0)
 		return cli_fail(r);
+	rf_progress_phase(prog, "revoke and publish", matched);
+	r = rf_revoke(&cli->cfg, cli->store, cli->keys, cli->ca, cli->audit,
+	    &req, &cli->who, &revoked);
+	if (r == 0)
+		rf_progress_add(prog, matched > 0 ? matched : revoked);
+	snprintf(msg, sizeof(msg), "%s", r != 0 ? rf_err_msg(r) : "");
+	rf_progress_finish(prog);
+	rf_progress_free(prog);
+	if (r != 0)
+		return cli_fail(rf_err_set(r, "%s", msg));
 	if (req.tenant != NULL && matched == 0)
 		printf("tenant %s has no certificates\n", req.tenant);
 	else if (revoked == 0)

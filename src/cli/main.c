@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "http/notify.h"
+#include "store/store_incident.h"
 
 #ifdef RF_BENCH_AUDIT_OFF
 /* The benchmark's record-off build (CMakeLists.txt) makes no binary. */
@@ -147,6 +149,18 @@ main(int argc, char **argv)
 			rf_keys_custody_use(&c);
 		}
 		r = commands[i].fn(&cli, argc - 1, argv + 1);
+		/*
+		 * A change is visible when the command returns: a running
+		 * server reloads before we exit (http/notify.h). Also after
+		 * a failure: what was committed is served.
+		 */
+		if (strcmp(argv[1], "serve") != 0 &&
+		    rf_store_wrote(cli.store) &&
+		    rf_http_notify_send(&cli.cfg, RF_NOTIFY_TIMEOUT_MS, NULL) !=
+			0) {
+			fprintf(stderr, "ringfence: note: %s\n",
+			    rf_err_msg(RF_ERR_IO));
+		}
 		cli_close(&cli);
 		return output_check(r);
 	}

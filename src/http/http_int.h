@@ -147,6 +147,7 @@ struct rf_http {
 	struct rf_http_snapshot *snap; /* under snap_lock */
 
 	int mstopfd; /* eventfd: rf_http_stop() ends rf_http_run() */
+	struct rf_http_notify *notify; /* serve.sock (notify.c) */
 
 	/* Maintenance state. */
 	int64_t counter;

@@ -184,6 +184,9 @@ rf_http_worker_date(struct rf_http_worker *w, int slot, int64_t t)
 	return w->date_s[slot];
 }
 
+/* The longest an OCSP answer may be cached (seconds). */
+#define RF_HTTP_OCSP_MAX_AGE 60
+
 /* Validators and freshness for a response valid from lm until exp. */
 static void
 cache_headers(struct rf_http_worker *w, struct rf_http_resp *o,
@@ -197,6 +200,13 @@ cache_headers(struct rf_http_worker *w, struct rf_http_resp *o,
 		age = exp - now;
 		if (age < 0)
 			age = 0;
+		/*
+		 * RFC 5019 6.2 lets max-age reach nextUpdate, but a cached
+		 * `good` must not outlive a revocation by days: OCSP
+		 * answers (revalidate) are cached for minutes at most.
+		 */
+		if (revalidate && age > RF_HTTP_OCSP_MAX_AGE)
+			age = RF_HTTP_OCSP_MAX_AGE;
 		add_header(o, "Expires",
 		    rf_http_worker_date(w, RF_HTTP_DATE_NEXT, exp));
 	}
@@ -694,7 +704,7 @@ handle(struct rf_http_worker *w, const struct rf_http_req *q,
 		return 0;
 	}
 	if (rf_http_api_route(w, q, o, uri, plen))
-		return;
+		return 0;
 	if (serve_blob(w, q, o, uri, plen))
 		return 0;
 	reply_text(o, 404, "not found");

@@ -30,6 +30,7 @@
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "http/http_int.h"
+#include "http/notify.h"
 #include "incident/incident.h"
 #include "store/store_incident.h"
 #include "revoke/revoke.h"
@@ -556,6 +557,9 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	}
 	if ((r = rf_conn_setup(h)) != 0)
 		goto out;
+	/* Commands tell the server of their changes (notify.c). */
+	if ((r = rf_http_notify_start(h)) != 0)
+		goto out;
 	*out = h; /* now the caller's */
 	h = NULL;
 	r = 0;
@@ -572,6 +576,7 @@ rf_http_free(struct rf_http *h)
 
 	if (h == NULL)
 		return;
+	rf_http_notify_stop(h);
 	rf_http_pool_stop(h); /* before the connections its jobs name */
 	rf_conn_teardown(h);  /* connections still open, and the epoll set */
 	for (i = 0; h->w != NULL && i < h->nworkers; i++)
@@ -775,19 +780,27 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	c.ca = h->ca;
 	c.who = &h->who;
 	c.progress = NULL;
+	/* One commit for the whole pass, not one per sighting. */
+	if ((r = rf_store_begin(h->st)) != 0) {
+		rf_http_log(h, "incident evidence", r);
+		return;
+	}
 	for (i = 0; i < n; i++)
 		if ((r = rf_incident_evidence(
 			 &c, serial[i], NULL, when[i], &matched)) != 0)
 			rf_http_log(h, "incident evidence", r);
+	if ((r = rf_store_commit(h->st)) != 0) {
+		rf_http_log(h, "incident evidence", r);
+		rf_store_rollback(h->st);
+	}
 }
 
+/* What a committed change needs first: the responder and the snapshot. */
 static void
-maintain(struct rf_http *h, int first)
+maintain_reload(struct rf_http *h, uint64_t now)
 {
-	uint64_t now = rf_http_mono_ms();
 	int64_t c;
-	size_t count, k;
-	int r, made, quiet;
+	int r;
 
 	/* A commit by another connection (a revoke, an issue). */
 	if ((r = rf_store_change_counter(h->st, &c)) != 0)
@@ -798,6 +811,16 @@ maintain(struct rf_http *h, int first)
 		h->crl_dirty = h->ocsp_dirty = h->snap_dirty = 1;
 		h->last_change_ms = now;
 	}
+}
+
+static void
+maintain(struct rf_http *h, int first)
+{
+	uint64_t now = rf_http_mono_ms();
+	size_t count, k;
+	int r, made, quiet;
+
+	maintain_reload(h, now);
 	/*
 	 * A writer that revokes (rf_revoke) regenerates the CRL and re-signs
 	 * OCSP itself right after its commit; working on the same issuer at
@@ -853,6 +876,25 @@ maintain(struct rf_http *h, int first)
 	}
 }
 
+/*
+ * For serve.sock (notify.c): the change a command committed, in what the
+ * workers answer from, now; evidence, tree heads and CRLs wait for the
+ * tick, so that they never delay the answer.
+ */
+void
+rf_http_refresh_now(struct rf_http *h)
+{
+	int r;
+
+	maintain_reload(h, rf_http_mono_ms());
+	if ((r = rf_ocsp_responder_reload(h->resp)) != 0)
+		rf_http_log(h, "OCSP responder reload", r);
+	if (h->snap_dirty) {
+		h->last_snap_ms = rf_http_mono_ms();
+		snapshot_pass(h);
+	}
+}
+
 static void
 tick(struct rf_http *h)
 {
@@ -902,9 +944,9 @@ on_signal(int sig)
 static int
 maintain_loop(struct rf_http *h, uint64_t deadline)
 {
-	struct pollfd pf[1];
+	struct pollfd pf[2];
 	uint64_t now, last = rf_http_mono_ms();
-	int n, wait;
+	int n, nfd, wait;
 
 	for (;;) {
 		now = rf_http_mono_ms();
@@ -918,7 +960,14 @@ maintain_loop(struct rf_http *h, uint64_t deadline)
 		pf[0].fd = h->mstopfd;
 		pf[0].events = POLLIN;
 		pf[0].revents = 0;
-		if ((n = poll(pf, 1, wait)) < 0) {
+		/* serve.sock: a command waits for its change to be served. */
+		nfd = 1;
+		if ((pf[1].fd = rf_http_notify_fd(h)) >= 0) {
+			pf[1].events = POLLIN;
+			pf[1].revents = 0;
+			nfd = 2;
+		}
+		if ((n = poll(pf, (nfds_t)nfd, wait)) < 0) {
 			if (errno == EINTR)
 				continue;
 			return rf_err_set(
@@ -926,6 +975,8 @@ maintain_loop(struct rf_http *h, uint64_t deadline)
 		}
 		if (n > 0 && pf[0].revents != 0)
 			return 0;
+		if (nfd == 2 && pf[1].revents != 0)
+			rf_http_notify_handle(h);
 		if (rf_http_mono_ms() - last >= RF_HTTP_TICK_MS) {
 			last = rf_http_mono_ms();
 			tick(h);

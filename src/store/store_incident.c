@@ -891,3 +891,9 @@ out:
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
 }
+
+int
+rf_store_wrote(struct rf_store *st)
+{
+	return st != NULL && sqlite3_total_changes64(st->db) > 0;
+}

@@ -165,6 +165,9 @@ int rf_store_sighting_counts(struct rf_store *st, int64_t incident,
 int rf_store_sighting_ack(
     struct rf_store *st, int64_t incident, size_t *n) RF_WUR;
 
+/* 1 if this connection changed the store (then serve is told). */
+int rf_store_wrote(struct rf_store *st);
+
 /*
  * Progress of a long command, for `incident status` in another terminal:
  * one row per task ("incident 3 contain"), replaced as it advances.

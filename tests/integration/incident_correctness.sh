@@ -65,7 +65,18 @@ rc=0
 [ "$rc" = 137 ] || fail "contain was not killed at the seam (exit $rc)"
 [ "$(q "SELECT revoked FROM certs WHERE serial = '$prev_web'")" = 1 ] || fail "revocation not committed before the kill"
 [ "$(ocsp_status "$prev_web")" != revoked ] || fail "the seam is after the OCSP re-signing"
-rf incident contain "$a" >/dev/null
+rf incident contain "$a" --json >/dev/null 2>"$RINGFENCE_HOME/progress"
+# Progress (issue 14 item 3): JSON lines with counts, rate and ETA.
+python3 - "$RINGFENCE_HOME/progress" <<'PY'
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+assert lines, "no JSON progress lines"
+for l in lines:
+    for k in ("progress", "phase", "done", "total", "rate", "eta_s", "finished"):
+        assert k in l, (k, l)
+assert lines[-1]["finished"] is True, lines[-1]
+assert any(l["phase"] == "reissue" and l["total"] > 0 for l in lines), lines
+PY
 # Every credential in scope, previous ones included, is published revoked.
 bad=0
 for s in $(q "SELECT old_serial FROM incident_items WHERE incident = $a UNION SELECT prev_serial FROM incident_items WHERE incident = $a AND prev_serial != ''"); do

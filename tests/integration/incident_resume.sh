@@ -36,12 +36,26 @@ for _ in $(seq 600); do
 	[ "${done_n:-0}" -gt 0 ] && break
 	sleep 0.05
 done
+# Another terminal sees the same numbers while contain runs.
+rf incident status "$id" --json >"$RINGFENCE_HOME/running.json"
+kill -0 "$pid" 2>/dev/null && running=1 || running=0
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 done_n=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained'")
 echo "killed with $done_n of $N contained"
 [ "$done_n" -lt "$N" ] || echo "note: contain finished before the kill"
 
+python3 - "$RINGFENCE_HOME/running.json" "$running" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+p = s.get("contain_progress")
+assert p is not None, ("status shows no progress of the running contain", s)
+assert p["total"] > 0, p
+if sys.argv[2] == "1":  # the contain was still running when asked
+    assert p["finished"] is False, p
+assert p["phase"] in ("reissue", "destroy old keys"), p
+print("status while contain ran: %s %d/%d, %.0f/s, ETA %.1f s" % (p["phase"], p["done"], p["total"], p["rate"], p["eta_s"]))
+PY
 rf incident contain "$id" >/dev/null
 # Every connection: exactly one new certificate, none skipped.
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained' AND new_serial != ''")" = "$N" ] ||

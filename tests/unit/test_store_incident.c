@@ -312,6 +312,184 @@ test_items_events(void **state)
 	assert_string_equal(ev.kind[1], "contained");
 }
 
+/* An incident with one item for connection conn, in state. */
+static int64_t
+open_with_item(struct fx *f, const char *scope, int64_t conn, const char *state)
+{
+	struct rf_incident_rec inc;
+	struct rf_item_rec it;
+
+	memset(&inc, 0, sizeof(inc));
+	snprintf(inc.scope, sizeof(inc.scope), "%s", scope);
+	snprintf(inc.reason, sizeof(inc.reason), "test");
+	assert_int_equal(rf_store_incident_add(f->st, &inc), 0);
+	memset(&it, 0, sizeof(it));
+	it.incident = inc.id;
+	it.conn = conn;
+	snprintf(it.tenant, sizeof(it.tenant), "acme");
+	snprintf(it.name, sizeof(it.name), "c%lld", (long long)conn);
+	snprintf(it.rp, sizeof(it.rp), "pinned");
+	snprintf(it.old_serial, sizeof(it.old_serial), "%llx",
+	    (unsigned long long)(0xa0 + conn));
+	snprintf(
+	    it.prev_serial, sizeof(it.prev_serial), "0%lld", (long long)conn);
+	snprintf(it.new_serial, sizeof(it.new_serial), "%s",
+	    strcmp(state, "affected") == 0 ? "" : "b1");
+	snprintf(it.state, sizeof(it.state), "%s", state);
+	assert_int_equal(rf_store_item_add(f->st, &it), 0);
+	return inc.id;
+}
+
+static int
+find_item(void *arg, const struct rf_item_rec *it)
+{
+	*(struct rf_item_rec *)arg = *it;
+	return 0;
+}
+
+static void
+test_reserve_and_overlap(void **state)
+{
+	struct fx *f = *state;
+	struct rf_item_rec it;
+	int64_t a, b, other = -1;
+
+	a = open_with_item(f, "all", 7, "affected");
+	/* The item keeps the previous credential recorded at open. */
+	assert_int_equal(
+	    rf_store_item_foreach(f->st, a, NULL, NULL, find_item, &it), 0);
+	assert_string_equal(it.prev_serial, "07");
+	assert_string_equal(it.new_key, "");
+	/* A key is reserved once; a second run over "" loses. */
+	assert_int_equal(rf_store_item_reserve_key(f->st, a, 7, "", "k1"), 0);
+	assert_int_equal(
+	    rf_store_item_reserve_key(f->st, a, 7, "", "k2"), RF_ERR_EXISTS);
+	/* Replacing a reservation needs the one read. */
+	assert_int_equal(rf_store_item_reserve_key(f->st, a, 7, "k1", "k3"), 0);
+	assert_int_equal(
+	    rf_store_item_foreach(f->st, a, NULL, NULL, find_item, &it), 0);
+	assert_string_equal(it.new_key, "k3");
+	/* Connection 7 is in incident a, not yet contained. */
+	assert_int_equal(rf_store_item_other_open(f->st, 7, 999, &other), 0);
+	assert_int_equal(other, a);
+	assert_int_equal(
+	    rf_store_item_other_open(f->st, 7, a, &other), RF_ERR_NOT_FOUND);
+	assert_int_equal(
+	    rf_store_item_other_open(f->st, 8, 999, &other), RF_ERR_NOT_FOUND);
+	/* Once contained, a later incident may build on it. */
+	snprintf(it.state, sizeof(it.state), "contained");
+	assert_int_equal(rf_store_item_update(f->st, &it), 0);
+	assert_int_equal(
+	    rf_store_item_other_open(f->st, 7, 999, &other), RF_ERR_NOT_FOUND);
+	/* No reservation once the item has moved. */
+	assert_int_equal(
+	    rf_store_item_reserve_key(f->st, a, 7, "k3", "k4"), RF_ERR_EXISTS);
+	b = open_with_item(f, "tenant:acme", 9, "contained");
+	assert_true(b > a);
+}
+
+static int
+count_sighting(void *arg, const struct rf_sighting_rec *g)
+{
+	size_t *n = arg;
+
+	assert_true(g->count >= 1);
+	(*n)++;
+	return 0;
+}
+
+static void
+test_sightings(void **state)
+{
+	struct fx *f = *state;
+	struct rf_sighting_rec g;
+	struct rf_item_rec it;
+	size_t total, unacked, n = 0, moved;
+	int64_t a;
+
+	a = open_with_item(f, "all", 3, "contained");
+	memset(&g, 0, sizeof(g));
+	g.incident = a;
+	g.conn = 3;
+	snprintf(g.serial, sizeof(g.serial), "a3");
+	snprintf(g.source, sizeof(g.source), "192.0.2.1");
+	g.first = g.last = 100;
+	assert_int_equal(rf_store_sighting_add(f->st, &g), 0);
+	g.last = 110; /* the same source again: counted, one row */
+	assert_int_equal(rf_store_sighting_add(f->st, &g), 0);
+	assert_int_equal(
+	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
+	assert_int_equal(total, 1);
+	assert_int_equal(unacked, 0);
+	/* After re-establishment it holds close until acknowledged. */
+	g.after_reestablished = 1;
+	g.last = 120;
+	snprintf(g.source, sizeof(g.source), "198.51.100.7");
+	assert_int_equal(rf_store_sighting_add(f->st, &g), 0);
+	assert_int_equal(
+	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
+	assert_int_equal(total, 2);
+	assert_int_equal(unacked, 1);
+	assert_int_equal(
+	    rf_store_sighting_foreach(f->st, a, 0, count_sighting, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rf_store_sighting_ack(f->st, a, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(
+	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
+	assert_int_equal(unacked, 0);
+	/* A new one after the ack holds close again. */
+	g.last = 130;
+	assert_int_equal(rf_store_sighting_add(f->st, &g), 0);
+	assert_int_equal(
+	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
+	assert_int_equal(unacked, 0); /* same row, already after: stays acked */
+	/* The connector's use of the new credential re-establishes. */
+	assert_int_equal(rf_store_item_reestablish_by_connector(
+			     f->st, "b1", "connector-7", 140, &moved),
+	    0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(
+	    rf_store_item_foreach(f->st, a, NULL, NULL, find_item, &it), 0);
+	assert_string_equal(it.state, "reestablished");
+	assert_non_null(strstr(it.evidence, "connector-7"));
+	assert_int_equal(rf_store_item_reestablish_by_connector(
+			     f->st, "b1", "connector-7", 150, &moved),
+	    0);
+	assert_int_equal(moved, 0);
+}
+
+static void
+test_progress(void **state)
+{
+	struct fx *f = *state;
+	struct rf_progress_rec p, got;
+
+	assert_int_equal(
+	    rf_store_progress_get(f->st, "incident 1 contain", &got),
+	    RF_ERR_NOT_FOUND);
+	memset(&p, 0, sizeof(p));
+	snprintf(p.task, sizeof(p.task), "incident 1 contain");
+	snprintf(p.phase, sizeof(p.phase), "reissue");
+	p.done = 500;
+	p.total = 3600;
+	p.started_ms = 1000;
+	p.updated_ms = 2000;
+	p.pid = 42;
+	assert_int_equal(rf_store_progress_put(f->st, &p), 0);
+	p.done = 1000;
+	p.finished = 1;
+	assert_int_equal(rf_store_progress_put(f->st, &p), 0);
+	assert_int_equal(
+	    rf_store_progress_get(f->st, "incident 1 contain", &got), 0);
+	assert_string_equal(got.phase, "reissue");
+	assert_int_equal(got.done, 1000);
+	assert_int_equal(got.total, 3600);
+	assert_int_equal(got.pid, 42);
+	assert_int_equal(got.finished, 1);
+	assert_int_equal(rf_store_wrote(f->st), 1);
+}
+
 int
 main(void)
 {
@@ -319,6 +497,10 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_conns, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_incidents, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_items_events, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_reserve_and_overlap, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_sightings, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
