@@ -5,10 +5,14 @@
  * issuing CAs); the API answers only requests whose connection presented
  * one (401 otherwise). Routes on the plain listener answer 401 too.
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
+#include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <openssl/err.h>
@@ -74,7 +78,7 @@ rf_http_api_free(struct rf_http *h)
 }
 
 void
-rf_http_api_peer(struct evhttp_request *req, char serial[41], char peer[64])
+rf_http_api_conn(struct evhttp_request *req, char serial[41], char peer[64])
 {
 	struct evhttp_connection *c = evhttp_request_get_connection(req);
 	struct bufferevent *bev =
@@ -82,10 +86,16 @@ rf_http_api_peer(struct evhttp_request *req, char serial[41], char peer[64])
 	SSL *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
 	const char *addr = NULL;
 	uint16_t port = 0;
+	int fd, one = 1;
 	X509 *x;
 
 	serial[0] = '\0';
 	peer[0] = '\0';
+	/* Answers go out in several writes: without TCP_NODELAY, Nagle and
+	 * the client's delayed ACK hold each keep-alive answer ~40 ms. */
+	if (bev != NULL && (fd = bufferevent_getfd(bev)) >= 0)
+		(void)setsockopt(
+		    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (c != NULL) {
 		evhttp_connection_get_peer(c, (char **)&addr, &port);
 		snprintf(peer, 64, "%s:%u", addr != NULL ? addr : "?",

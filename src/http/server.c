@@ -338,7 +338,7 @@ rf_http_route(struct evhttp_request *req, void *arg)
 	}
 	q.if_none_match = evhttp_find_header(
 	    evhttp_request_get_input_headers(req), "If-None-Match");
-	rf_http_api_peer(req, serial, peer);
+	rf_http_api_conn(req, serial, peer);
 	q.client_serial = serial[0] != '\0' ? serial : NULL;
 	q.peer = peer;
 	rf_http_handle(w, &q, &o);
