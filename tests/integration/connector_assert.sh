@@ -51,6 +51,13 @@ if rf issue --tenant acme --connection m365 --profile assertion \
 	fail "an EC key was issued for an entra connection"
 fi
 grep -q "entra connection: use --keygen rsa-2048" err || fail "EC refusal: $(cat err)"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout ec.key -out ec.csr -subj /CN=ec 2>/dev/null
+if rf issue --tenant acme --connection m365 --profile assertion \
+	--csr ec.csr >/dev/null 2>err; then
+	fail "an EC CSR was issued for an entra connection"
+fi
+grep -q "needs an RSA key" err || fail "EC CSR refusal: $(cat err)"
 for c in acme/m365 acme/rate globex/m365; do
 	rf --json issue --tenant "${c%/*}" --connection "${c#*/}" \
 		--profile assertion --keygen rsa-2048 >"cred-${c/\//-}.json"
