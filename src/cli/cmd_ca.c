@@ -349,8 +349,8 @@ issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
 		EVP_PKEY *pub = NULL;
 		int rsa;
 
-		if ((r = rf_ca_csr_check(req->csr, req->csrlen, req->profile,
-			 &pub)) != 0)
+		if ((r = rf_ca_csr_check(
+			 req->csr, req->csrlen, req->profile, &pub)) != 0)
 			return cli_fail(r);
 		rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA &&
 		    EVP_PKEY_get_bits(pub) >= 2048;
