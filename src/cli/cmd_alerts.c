@@ -62,6 +62,9 @@ cmd_alerts(struct rf_cli *cli, int argc, char **argv)
 	if (argc != 2)
 		return cli_usage(
 		    "alerts", "unexpected argument '%.40s'", argv[2]);
+	if (strcmp(argv[1], "list") != 0 && strcmp(argv[1], "deliver") != 0)
+		return cli_usage("alerts",
+		    "unknown subcommand '%.40s': use list or deliver", argv[1]);
 	if ((r = cli_open(cli, CLI_STORE)) != 0)
 		return cli_fail(r);
 	if (strcmp(argv[1], "list") == 0) {
@@ -78,15 +81,13 @@ cmd_alerts(struct rf_cli *cli, int argc, char **argv)
 		}
 		return EXIT_OK;
 	}
-	if (strcmp(argv[1], "deliver") == 0) {
-		if (cli->cfg.alert_webhook[0] == '\0')
-			return cli_fail(rf_err_set(RF_ERR_CONFIG,
-			    "no alert_webhook set: see docs/config.md"));
-		if ((r = rf_connector_webhook_pass(cli->store,
-			 cli->cfg.alert_webhook, rf_now(), &sent)) != 0)
-			return cli_fail(r);
-		printf("%zu alert%s delivered\n", sent, sent == 1 ? "" : "s");
-		return EXIT_OK;
-	}
-	return cli_usage("alerts", "unknown subcommand '%.40s'", argv[1]);
+	/* deliver */
+	if (cli->cfg.alert_webhook[0] == '\0')
+		return cli_fail(rf_err_set(
+		    RF_ERR_CONFIG, "no alert_webhook set: see docs/config.md"));
+	if ((r = rf_connector_webhook_pass(
+		 cli->store, cli->cfg.alert_webhook, rf_now(), &sent)) != 0)
+		return cli_fail(r);
+	printf("%zu alert%s delivered\n", sent, sent == 1 ? "" : "s");
+	return EXIT_OK;
 }

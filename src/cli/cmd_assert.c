@@ -88,7 +88,10 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 	    path, hostport, strlen(body));
 	if (n < 0 || (size_t)n >= sizeof(req) || BIO_write(b, req, n) != n ||
 	    BIO_write(b, body, (int)strlen(body)) != (int)strlen(body)) {
-		r = rf_err_set(RF_ERR_IO, "sending the request failed");
+		r = rf_err_set(RF_ERR_IO,
+		    "%s closed the connection: is the connector certificate "
+		    "valid and from ringfence's CA?",
+		    hostport);
 		goto out;
 	}
 	if ((buf = malloc(ANSWER_MAX + 1)) == NULL) {

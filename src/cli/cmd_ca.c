@@ -344,6 +344,24 @@ issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
 		    "connection %s/%s is an entra connection: use --keygen %s "
 		    "(Entra ID accepts only RSA keys)",
 		    tenant, conn, rf_key_alg_name(need)));
+	/* A CSR's key, too, must be RSA for such a connection. */
+	if (need != RF_KEY_NONE && req->csr != NULL) {
+		EVP_PKEY *pub = NULL;
+		int rsa;
+
+		if ((r = rf_ca_csr_check(
+			 req->csr, req->csrlen, req->profile, &pub)) != 0)
+			return cli_fail(r);
+		rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA &&
+		    EVP_PKEY_get_bits(pub) >= 2048;
+		EVP_PKEY_free(pub);
+		if (!rsa)
+			return cli_fail(rf_err_set(RF_ERR_KEY_DISALLOWED,
+			    "connection %s/%s is an entra connection: the CSR "
+			    "needs an RSA key of 2048 bits or more (Entra ID "
+			    "accepts only RSA keys)",
+			    tenant, conn));
+	}
 	return 0;
 }
 

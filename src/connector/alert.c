@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -109,6 +110,7 @@ post(const char *url, const char *body, int *status)
 {
 	char host[128], port[8], path[128], req[768], resp[256];
 	struct addrinfo hints, *ai = NULL;
+	struct timeval tv = {WEBHOOK_TIMEOUT_MS / 1000, 0};
 	size_t off, l;
 	ssize_t k;
 	int fd = -1, r;
@@ -120,7 +122,11 @@ post(const char *url, const char *body, int *status)
 	hints.ai_socktype = SOCK_STREAM;
 	if (getaddrinfo(host, port, &hints, &ai) != 0)
 		return 0;
+	/* Bounded: connect and writes give up after the timeout (Linux
+	 * applies SO_SNDTIMEO to connect). */
 	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
+	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
 	    connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)
 		goto out;
 	l = (size_t)snprintf(req, sizeof(req),

@@ -18,6 +18,26 @@
 #include "store/store.h"
 #include "store/store_incident.h"
 
+#define KCACHE 64
+#define QUEUE_MAX 65536
+
+/*
+ * What the recorder writes after the answer: an assertion made (its row,
+ * the detectors, alerts, re-establishment evidence) or a refusal (its
+ * audit leaf naming connection, connector, source and jti; for an
+ * incident, an alert). Recording never delays a signature.
+ */
+struct pending {
+	int refusal;
+	struct rf_assert_ask ask;
+	char serial[41];
+	char source[64];
+	struct rf_connector_verdict v;
+	int64_t now, exp;
+};
+
+static void *recorder_main(void *arg);
+
 struct rf_connector_svc {
 	const struct rf_config *cfg;
 	struct rf_keys *keys; /* borrowed */
@@ -26,6 +46,21 @@ struct rf_connector_svc {
 	struct rf_audit *audit;
 	struct rf_ca *ca; /* for renewals, opened on first use */
 	struct rf_limits *limits;
+	/* Connection keys loaded from the token, by id (under lock): a
+	 * load reads and checks the public key, which costs more than the
+	 * signature for RSA. Only the current key of a connection is asked
+	 * for; a key disabled by an incident fails in the token. */
+	struct rf_key *kcache[KCACHE];
+	size_t knext;
+	/* The recorder: a queue, its thread and store connection. */
+	pthread_mutex_t qlock;
+	pthread_cond_t qcond, qspace;
+	struct pending *q;
+	size_t nq;
+	int qstop, rec_running;
+	pthread_t rec;
+	struct rf_store *rst;
+	struct rf_audit *raudit;
 	/* Webhook delivery: its own thread and store connection. */
 	pthread_t wh;
 	int wh_running, wh_stop;
@@ -99,14 +134,29 @@ rf_connector_svc_new(const struct rf_config *cfg, struct rf_keys *keys,
 	svc->cfg = cfg;
 	svc->keys = keys;
 	pthread_mutex_init(&svc->lock, NULL);
+	pthread_mutex_init(&svc->qlock, NULL);
+	pthread_cond_init(&svc->qcond, NULL);
+	pthread_cond_init(&svc->qspace, NULL);
 	pthread_mutex_init(&svc->wh_lock, NULL);
 	pthread_cond_init(&svc->wh_cond, NULL);
 	if ((r = rf_store_open(cfg->db_path, 0, &svc->st)) != 0 ||
 	    (r = rf_audit_open(svc->st, &svc->audit)) != 0 ||
-	    (r = rf_limits_new(&svc->limits)) != 0) {
+	    (r = rf_limits_new(&svc->limits)) != 0 ||
+	    (r = rf_store_open(cfg->db_path, 0, &svc->rst)) != 0 ||
+	    (r = rf_audit_open(svc->rst, &svc->raudit)) != 0) {
 		rf_connector_svc_free(svc);
 		return r;
 	}
+	if ((svc->q = malloc(sizeof(*svc->q) * QUEUE_MAX)) == NULL) {
+		rf_connector_svc_free(svc);
+		return RF_ERR_ALLOC;
+	}
+	if (pthread_create(&svc->rec, NULL, recorder_main, svc) != 0) {
+		rf_connector_svc_free(svc);
+		return rf_err_set(
+		    RF_ERR_INTERNAL, "cannot start the assertion recorder");
+	}
+	svc->rec_running = 1;
 	if (cfg->alert_webhook[0] != '\0') {
 		if (pthread_create(&svc->wh, NULL, webhook_main, svc) != 0) {
 			rf_connector_svc_free(svc);
@@ -124,6 +174,14 @@ rf_connector_svc_free(struct rf_connector_svc *svc)
 {
 	if (svc == NULL)
 		return;
+	/* The recorder first: it drains what is queued. */
+	if (svc->rec_running) {
+		pthread_mutex_lock(&svc->qlock);
+		svc->qstop = 1;
+		pthread_cond_broadcast(&svc->qcond);
+		pthread_mutex_unlock(&svc->qlock);
+		pthread_join(svc->rec, NULL);
+	}
 	if (svc->wh_running) {
 		pthread_mutex_lock(&svc->wh_lock);
 		svc->wh_stop = 1;
@@ -131,14 +189,47 @@ rf_connector_svc_free(struct rf_connector_svc *svc)
 		pthread_mutex_unlock(&svc->wh_lock);
 		pthread_join(svc->wh, NULL);
 	}
+	for (size_t i = 0; i < KCACHE; i++)
+		rf_key_free(svc->kcache[i]);
 	rf_ca_free(svc->ca);
 	rf_limits_free(svc->limits);
 	rf_audit_free(svc->audit);
 	rf_store_free(svc->st);
+	rf_audit_free(svc->raudit);
+	rf_store_free(svc->rst);
+	free(svc->q);
+	pthread_cond_destroy(&svc->qcond);
+	pthread_cond_destroy(&svc->qspace);
+	pthread_mutex_destroy(&svc->qlock);
 	pthread_cond_destroy(&svc->wh_cond);
 	pthread_mutex_destroy(&svc->wh_lock);
 	pthread_mutex_destroy(&svc->lock);
 	free(svc);
+}
+
+/* A copy of key id for this request (rf_key_free it); under svc->lock. */
+static int
+key_get(struct rf_connector_svc *svc, const char *id, struct rf_key **out)
+{
+	struct rf_key *k = NULL;
+	size_t i;
+	int r;
+
+	*out = NULL;
+	for (i = 0; i < KCACHE; i++)
+		if (svc->kcache[i] != NULL &&
+		    strcmp(rf_key_id(svc->kcache[i]), id) == 0)
+			return rf_key_dup(svc->kcache[i], out);
+	if ((r = rf_keys_load(svc->keys, id, &k)) != 0)
+		return r;
+	if ((r = rf_key_dup(k, out)) != 0) {
+		rf_key_free(k);
+		return r;
+	}
+	rf_key_free(svc->kcache[svc->knext]);
+	svc->kcache[svc->knext] = k;
+	svc->knext = (svc->knext + 1) % KCACHE;
+	return 0;
 }
 
 /* The address without its port ("127.0.0.1:5000" -> "127.0.0.1"). */
@@ -152,58 +243,81 @@ source_addr(const char *source, char out[64])
 		out[c - out] = '\0';
 }
 
-/* A refusal: an audit leaf naming connection, connector, source, jti;
- * for an incident, an alert too. Under svc->lock. */
 static void
-refused(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
-    const char *serial, const char *source,
-    const struct rf_connector_verdict *v, struct rf_api_answer *a)
+enqueue(struct rf_connector_svc *svc, const struct pending *p)
 {
+	pthread_mutex_lock(&svc->qlock);
+	while (svc->nq >= QUEUE_MAX && !svc->qstop)
+		pthread_cond_wait(&svc->qspace, &svc->qlock);
+	if (svc->nq < QUEUE_MAX)
+		svc->q[svc->nq++] = *p;
+	pthread_cond_signal(&svc->qcond);
+	pthread_mutex_unlock(&svc->qlock);
+}
+
+/* A refusal's leaf (and alert), in the recorder's transaction. */
+static int
+refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
+    struct rf_audit *audit, const struct pending *p)
+{
+	const struct rf_connector_verdict *v = &p->v;
 	struct rf_audit_event ev;
 	struct rf_connector_event de;
 	struct rf_alert_rec al[RF_ALERTS_MAX];
 	char detail[768], addr[64];
 	size_t n = 0;
+	int r;
 
 	snprintf(detail, sizeof(detail),
 	    "%s: connection %s/%s connector %s (certificate %.40s) source "
 	    "%.64s jti %s: %s",
-	    rf_refusal_code(v->why), ask->tenant, ask->conn,
-	    v->connector[0] ? v->connector : "-", serial ? serial : "-",
-	    source ? source : "-", v->jti[0] ? v->jti : "-", v->detail);
+	    rf_refusal_code(v->why), p->ask.tenant, p->ask.conn,
+	    v->connector[0] ? v->connector : "-", p->serial,
+	    p->source[0] ? p->source : "-", v->jti[0] ? v->jti : "-",
+	    v->detail);
 	memset(&ev, 0, sizeof(ev));
 	ev.type = "refuse";
-	ev.tenant = ask->tenant;
+	ev.tenant = p->ask.tenant;
 	ev.what = "assertion";
 	ev.ref = v->jti[0] ? v->jti : NULL;
-	ev.actor = serial;
-	ev.source = source;
+	ev.actor = p->serial;
+	ev.source = p->source;
 	ev.detail = detail;
-	if (rf_store_begin(svc->st) == 0) {
-		int r = rf_audit_append(svc->audit, &ev, 1, NULL);
+	ev.time = p->now;
+	if ((r = rf_audit_append(audit, &ev, 1, NULL)) != 0)
+		return r;
+	if (v->why != RF_REFUSE_INCIDENT || !svc->cfg->detectors)
+		return 0;
+	source_addr(p->source, addr);
+	memset(&de, 0, sizeof(de));
+	de.tenant = p->ask.tenant;
+	de.conn = p->ask.conn;
+	de.connector = v->connector;
+	de.source = addr;
+	de.now = p->now;
+	de.refused_incident = 1;
+	if ((r = rf_connector_detect(svc->cfg, st, &de, al, &n)) != 0)
+		return r;
+	return rf_connector_alerts_raise(st, audit, al, n);
+}
 
-		if (r == 0 && v->why == RF_REFUSE_INCIDENT &&
-		    svc->cfg->detectors) {
-			source_addr(source, addr);
-			memset(&de, 0, sizeof(de));
-			de.tenant = ask->tenant;
-			de.conn = ask->conn;
-			de.connector = v->connector;
-			de.source = addr;
-			de.now = rf_now();
-			de.refused_incident = 1;
-			if ((r = rf_connector_detect(
-				 svc->cfg, svc->st, &de, al, &n)) == 0)
-				r = rf_connector_alerts_raise(
-				    svc->st, svc->audit, al, n);
-		}
-		if (r == 0)
-			r = rf_store_commit(svc->st);
-		else
-			rf_store_rollback(svc->st);
-		if (r != 0)
-			rf_err_clear();
-	}
+/* The answer to a refusal, and its record queued. */
+static void
+refused(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
+    const char *serial, const char *source,
+    const struct rf_connector_verdict *v, struct rf_api_answer *a)
+{
+	struct pending p;
+
+	memset(&p, 0, sizeof(p));
+	p.refusal = 1;
+	p.ask = *ask;
+	snprintf(p.serial, sizeof(p.serial), "%s", serial);
+	snprintf(
+	    p.source, sizeof(p.source), "%s", source != NULL ? source : "");
+	p.v = *v;
+	p.now = rf_now();
+	enqueue(svc, &p);
 	answer_error(
 	    a, rf_refusal_status(v->why), rf_refusal_code(v->why), v->detail);
 	if (v->why == RF_REFUSE_RATE)
@@ -212,10 +326,13 @@ refused(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
 
 /* After signing: the assertion's record, detectors, alerts, evidence. */
 static int
-record(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
-    const char *serial, const char *source,
-    const struct rf_connector_verdict *v, int64_t now, int64_t exp)
+record(struct rf_connector_svc *svc, struct rf_store *st,
+    struct rf_audit *audit, const struct pending *p)
 {
+	const struct rf_assert_ask *ask = &p->ask;
+	const struct rf_connector_verdict *v = &p->v;
+	const char *serial = p->serial, *source = p->source;
+	int64_t now = p->now, exp = p->exp;
 	struct rf_assertion_rec ar;
 	struct rf_connector_event de;
 	struct rf_alert_rec al[RF_ALERTS_MAX];
@@ -239,9 +356,7 @@ record(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
 	snprintf(ar.key_id, sizeof(ar.key_id), "%s", v->key_id);
 	snprintf(ar.x5t256, sizeof(ar.x5t256), "%s", v->x5t256);
 	snprintf(ar.source, sizeof(ar.source), "%s", addr);
-	if ((r = rf_store_begin(svc->st)) != 0)
-		return r;
-	if ((r = rf_store_assertion_add(svc->st, &ar)) != 0)
+	if ((r = rf_store_assertion_add(st, &ar)) != 0)
 		goto out;
 	if (svc->cfg->detectors) {
 		memset(&de, 0, sizeof(de));
@@ -254,21 +369,18 @@ record(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
 		de.cred_x5t256 = v->x5t256;
 		de.jti = v->jti;
 		de.now = now;
-		if ((r = rf_connector_detect(svc->cfg, svc->st, &de, al, &n)) !=
-			0 ||
-		    (r = rf_connector_alerts_raise(
-			 svc->st, svc->audit, al, n)) != 0)
+		if ((r = rf_connector_detect(svc->cfg, st, &de, al, &n)) != 0 ||
+		    (r = rf_connector_alerts_raise(st, audit, al, n)) != 0)
 			goto out;
 	}
 	/* The first assertion with a credential: after containment, the
 	 * evidence that the connection works again, by this connector. */
-	if ((r = rf_store_reestablished_add(svc->st, ask->tenant, ask->conn,
+	if ((r = rf_store_reestablished_add(st, ask->tenant, ask->conn,
 		 v->cred_serial, v->connector, now, &added)) != 0)
 		goto out;
 	if (added) {
 		memset(&it, 0, sizeof(it));
-		r = rf_store_item_by_serial(
-		    svc->st, v->cred_serial, &it, &is_new);
+		r = rf_store_item_by_serial(st, v->cred_serial, &it, &is_new);
 		if (r == RF_ERR_NOT_FOUND) {
 			rf_err_clear();
 			r = 0;
@@ -289,17 +401,73 @@ record(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
 			ev.ref = v->cred_serial;
 			ev.actor = v->connector;
 			ev.detail = detail;
-			if ((r = rf_store_item_update(svc->st, &it)) == 0)
-				r = rf_audit_append(svc->audit, &ev, 1, NULL);
+			if ((r = rf_store_item_update(st, &it)) == 0)
+				r = rf_audit_append(audit, &ev, 1, NULL);
 		}
 		if (r != 0)
 			goto out;
 	}
-	r = rf_store_commit(svc->st);
-	return r;
+	return 0;
 out:
-	rf_store_rollback(svc->st);
 	return r;
+}
+
+/* Write one batch in one transaction; item by item if that fails. */
+static void
+record_batch(struct rf_connector_svc *svc, struct rf_store *st,
+    struct rf_audit *audit, const struct pending *q, size_t n)
+{
+	size_t i;
+	int r = 0;
+
+	if (rf_store_begin(st) == 0) {
+		for (i = 0; i < n && r == 0; i++)
+			r = q[i].refusal ? refusal_record(svc, st, audit, &q[i])
+					 : record(svc, st, audit, &q[i]);
+		if (r == 0 && rf_store_commit(st) == 0)
+			return;
+		if (r != 0)
+			rf_store_rollback(st);
+	}
+	for (i = 0; i < n && n > 1; i++) {
+		if (rf_store_begin(st) != 0)
+			break;
+		r = q[i].refusal ? refusal_record(svc, st, audit, &q[i])
+				 : record(svc, st, audit, &q[i]);
+		if (r == 0)
+			r = rf_store_commit(st);
+		else
+			rf_store_rollback(st);
+	}
+	rf_err_clear();
+}
+
+static void *
+recorder_main(void *arg)
+{
+	struct rf_connector_svc *svc = arg;
+	struct pending *batch;
+	size_t n;
+
+	if ((batch = malloc(sizeof(*batch) * QUEUE_MAX)) == NULL)
+		return NULL;
+	for (;;) {
+		pthread_mutex_lock(&svc->qlock);
+		while (svc->nq == 0 && !svc->qstop)
+			pthread_cond_wait(&svc->qcond, &svc->qlock);
+		if (svc->nq == 0 && svc->qstop) {
+			pthread_mutex_unlock(&svc->qlock);
+			break;
+		}
+		n = svc->nq;
+		memcpy(batch, svc->q, n * sizeof(*batch));
+		svc->nq = 0;
+		pthread_cond_broadcast(&svc->qspace);
+		pthread_mutex_unlock(&svc->qlock);
+		record_batch(svc, svc->rst, svc->raudit, batch, n);
+	}
+	free(batch);
+	return NULL;
 }
 
 void
@@ -315,6 +483,7 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	struct rf_sig sig = {NULL, 0};
 	struct rf_actor who;
 	struct rf_key *key = NULL;
+	struct pending pend;
 	char jti[37], *msg = NULL, *jws = NULL, actor[160], src[300];
 	int64_t now = rf_now(), exp;
 	json_t *j;
@@ -363,6 +532,8 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 		refused(svc, &ask, cert_serial, source, &v, a);
 		goto out;
 	}
+	if ((r = key_get(svc, v.key_id, &key)) != 0)
+		goto fail;
 	pthread_mutex_unlock(&svc->lock);
 	locked = 0;
 
@@ -381,15 +552,20 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	sr.what = "assertion";
 	sr.ref = v.jti;
 	sr.tenant = ask.tenant;
-	if ((r = rf_keys_load(svc->keys, v.key_id, &key)) != 0 ||
-	    (r = rf_keys_sign(svc->keys, key, &sr, 1, &who, &sig)) != 0 ||
+	if ((r = rf_keys_sign(svc->keys, key, &sr, 1, &who, &sig)) != 0 ||
 	    (r = rf_jwt_join(msg, sig.sig, sig.len, &jws)) != 0)
 		goto fail;
 	exp = now + svc->cfg->assertion_lifetime;
-	pthread_mutex_lock(&svc->lock);
-	locked = 1;
-	if ((r = record(svc, &ask, cert_serial, source, &v, now, exp)) != 0)
-		goto fail;
+	/* Its leaf is durable already (rf_keys_sign); the rest is queued. */
+	memset(&pend, 0, sizeof(pend));
+	pend.ask = ask;
+	snprintf(pend.serial, sizeof(pend.serial), "%s", cert_serial);
+	snprintf(pend.source, sizeof(pend.source), "%s",
+	    source != NULL ? source : "");
+	pend.v = v;
+	pend.now = now;
+	pend.exp = exp;
+	enqueue(svc, &pend);
 	j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "assertion", jws, "expires",
 	    (json_int_t)exp, "jti", v.jti, "x5t#S256", v.x5t256, "alg",
 	    reg.jwt_alg);

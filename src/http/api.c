@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
@@ -19,6 +20,14 @@
 #include "connector/connector.h"
 #include "http/http_int.h"
 #include "store/store.h"
+
+static int
+any_connector(void *arg, const struct rf_connector_rec *c)
+{
+	(void)arg;
+	(void)c;
+	return 1; /* one is enough: stop */
+}
 
 int
 rf_http_api_setup(struct rf_http *h)
@@ -52,13 +61,21 @@ rf_http_api_setup(struct rf_http *h)
 			ERR_clear_error();
 		X509_free(x);
 	}
-	/* Ask, do not require: OCSP and CA routes stay open to anyone; a
+	/*
+	 * Ask, do not require: OCSP and CA routes stay open to anyone; a
 	 * certificate that does not verify (expired, another CA) fails the
-	 * handshake. */
+	 * handshake. Asked only when connectors exist at start: a
+	 * CertificateRequest changes the handshake every client sees.
+	 */
 	SSL_CTX_set_cert_store(h->tls_ctx, xs);
 	xs = NULL;
-	SSL_CTX_set_verify(h->tls_ctx, SSL_VERIFY_PEER, NULL);
-	SSL_CTX_set_verify_depth(h->tls_ctx, 3);
+	if ((r = rf_store_connector_foreach(h->tls_st, any_connector, NULL)) <
+	    0)
+		goto out;
+	if (r == 1) {
+		SSL_CTX_set_verify(h->tls_ctx, SSL_VERIFY_PEER, NULL);
+		SSL_CTX_set_verify_depth(h->tls_ctx, 3);
+	}
 	r = rf_connector_svc_new(h->cfg, h->tls_keys, &h->csvc);
 out:
 	X509_STORE_free(xs);

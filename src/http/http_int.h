@@ -254,7 +254,9 @@ void rf_conn_sweep(struct rf_http *h);	     /* timeouts; accept again */
 void rf_conn_teardown(struct rf_http *h);    /* after the workers ended */
 
 /* The connector API (api.c): set up with the TLS context, freed with it;
- * its routes (1 when uri is one of them); the TLS peer of a request. */
+ * its routes (1 when uri is one of them); for each TLS request, the
+ * verified client certificate's serial and the peer (and TCP_NODELAY on
+ * the connection). */
 struct rf_connector_svc;
 int rf_http_api_setup(struct rf_http *h) RF_WUR;
 void rf_http_api_free(struct rf_http *h);

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# bench/assert.sh BUILD_DIR [SECONDS] [RAW_N]: the connector API (issue 12).
+#  - assertions per second over mutual-TLS keep-alive connections (4
+#    clients) against the token's raw RSA-2048 signing rate with the same
+#    connection key, measured in the same run (target >= 70 %);
+#  - p50 / p99 latency at half that rate (target p99 <= 10 ms);
+#  - the rate with every detector off, to price the alerting path
+#    (target: on >= 0.9 x off).
+# Limits are lifted (conn_rate 0, connector_rate 0): the bench measures
+# signing, not the buckets. Listens on 127.0.0.1 only; stopped by PID.
+set -euo pipefail
+build=$(cd "${1:?usage: bench/assert.sh BUILD_DIR [SECONDS] [RAW_N]}" && pwd)
+secs=${2:-10}
+rawn=${3:-2000}
+rf="$build/ringfence"
+ba="$build/bench_assert"
+base=/tmp
+[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
+export RINGFENCE_HOME=$(mktemp -d "$base/rf-bench-assert.XXXXXX")
+server=""
+cleanup() {
+	if [ -n "$server" ]; then
+		kill "$server" 2>/dev/null || true
+		wait "$server" 2>/dev/null || true
+	fi
+	rm -rf "$RINGFENCE_HOME"
+}
+trap cleanup EXIT
+unset RINGFENCE_NOW RINGFENCE_PIN || true
+export RINGFENCE_TOKENS=2 RINGFENCE_CONN_RATE=0 RINGFENCE_CONNECTOR_RATE=0
+cd "$RINGFENCE_HOME"
+"$rf" init >/dev/null
+"$rf" tenant add acme >/dev/null
+"$rf" connector entra acme/m365 --tenant-id 72f988bf-86f1-41af-91ab-2d7cd011db47 \
+	--client-id 00000003-0000-4000-8000-0000000000aa >/dev/null
+key=$("$rf" --json issue --tenant acme --connection m365 --profile assertion \
+	--keygen rsa-2048 | python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout c.key -out c.csr -subj /CN=bench 2>/dev/null
+"$rf" connector add bench --csr c.csr --out c.pem >/dev/null
+"$rf" connector bind bench acme/m365 >/dev/null
+
+freeport() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+start() { # detectors: 1 or 0
+	port=$(freeport)
+	tport=$(freeport)
+	RINGFENCE_DETECTORS=$1 "$rf" serve --port "$port" --tls-port "$tport" \
+		--duration 600 --threads 2 2>serve.log &
+	server=$!
+	for _ in $(seq 100); do
+		curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" && break
+		sleep 0.1
+	done
+	curl -sf -o root.pem "http://127.0.0.1:$port/ca/root.pem"
+}
+stop() {
+	kill -TERM "$server"
+	wait "$server" || true
+	server=""
+}
+load() { # THREADS [RATE] -> "rate p50 p99 errors"
+	"$ba" load "127.0.0.1:$tport" c.pem c.key root.pem acme/m365 "$secs" "$@"
+}
+
+raw=$("$ba" raw "$key" "$rawn")
+start 1
+read -r on p50x p99x err_on < <(load 4)
+read -r half p50 p99 err_half < <(load 4 $(( raw / 2 )))
+stop
+start 0
+read -r off _ _ err_off < <(load 4)
+stop
+
+python3 - "$raw" "$on" "$p50" "$p99" "$half" "$off" "$err_on" "$err_off" <<'PY'
+import sys
+raw, on, p50, p99, half, off, e1, e2 = map(float, sys.argv[1:])
+print("%-52s %10s" % ("measure", "value"))
+print("%-52s %10.0f" % ("token raw RSA-2048 signatures/s (2 sessions)", raw))
+print("%-52s %10.0f" % ("assertions/s, mTLS keep-alive, detectors on", on))
+print("%-52s %9.0f%%  (target >= 70%%)" % ("  share of the raw rate", 100 * on / raw))
+print("%-52s %10.0f" % ("assertions/s offered at half the raw rate", half))
+print("%-52s %10.2f" % ("  p50 latency, ms", p50))
+print("%-52s %10.2f  (target <= 10)" % ("  p99 latency, ms", p99))
+print("%-52s %10.0f" % ("assertions/s, detectors off", off))
+print("%-52s %10.2f  (target >= 0.9)" % ("  on / off", on / off if off else 0))
+print("%-52s %10.0f" % ("request errors", e1 + e2))
+PY

@@ -1,0 +1,234 @@
+/*
+ * bench_assert: the connector API's cost (bench/assert.sh).
+ *
+ * bench_assert raw KEYID N
+ *	the token's raw signing rate with that key (the connection's
+ *	RSA-2048 key) over N signatures on 2 sessions; prints signatures/s.
+ * bench_assert load HOST:PORT CERT KEY CA CONNECTION SECONDS THREADS [RATE]
+ *	THREADS keep-alive mutual-TLS connections, each POSTing
+ *	/v1/assertions for CONNECTION for SECONDS (paced to RATE a second in
+ *	total when given); prints "rate p50_ms p99_ms errors".
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/bio.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "audit/audit.h"
+#include "http/http.h"
+#include "keys/keys.h"
+#include "store/store.h"
+
+#define MAXLAT 2000000
+
+struct load {
+	const char *hostport, *cert, *key, *ca, *conn;
+	double seconds, rate;
+	int threads;
+	SSL_CTX *ctx;
+	pthread_mutex_t lock;
+	double *lat;
+	size_t nlat;
+	size_t errors;
+};
+
+static double
+mono(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static BIO *
+dial(struct load *L)
+{
+	BIO *b = BIO_new_ssl_connect(L->ctx);
+
+	if (b == NULL || BIO_set_conn_hostname(b, L->hostport) != 1 ||
+	    BIO_do_connect(b) != 1 || BIO_do_handshake(b) != 1) {
+		BIO_free_all(b);
+		return NULL;
+	}
+	return b;
+}
+
+/* One request on b; 0 on a 200 answer read in full. */
+static int
+one(BIO *b, const char *req, size_t reqlen)
+{
+	char buf[8192], *p;
+	size_t off = 0, clen = 0, hl;
+	int n;
+
+	if (BIO_write(b, req, (int)reqlen) != (int)reqlen)
+		return -1;
+	for (;;) {
+		if ((n = BIO_read(
+			 b, buf + off, (int)(sizeof(buf) - 1 - off))) <= 0)
+			return -1;
+		off += (size_t)n;
+		buf[off] = '\0';
+		if ((p = strstr(buf, "\r\n\r\n")) == NULL)
+			continue;
+		hl = (size_t)(p + 4 - buf);
+		if ((p = strcasestr(buf, "\r\nContent-Length:")) == NULL)
+			return -1;
+		clen = strtoul(p + 17, NULL, 10);
+		if (off >= hl + clen)
+			break;
+	}
+	return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : 1;
+}
+
+static void *
+worker(void *arg)
+{
+	struct load *L = arg;
+	char body[256], req[512];
+	double t0 = mono(), t, next = t0, gap, *lat;
+	size_t nl = 0, errs = 0;
+	int reqlen;
+	BIO *b;
+
+	snprintf(body, sizeof(body), "{\"connection\":\"%s\"}", L->conn);
+	reqlen = snprintf(req, sizeof(req),
+	    "POST /v1/assertions HTTP/1.1\r\nHost: %s\r\nContent-Type: "
+	    "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+	    L->hostport, strlen(body), body);
+	gap = L->rate > 0 ? (double)L->threads / L->rate : 0;
+	if ((lat = malloc(sizeof(double) * MAXLAT)) == NULL ||
+	    (b = dial(L)) == NULL) {
+		free(lat);
+		pthread_mutex_lock(&L->lock);
+		L->errors++;
+		pthread_mutex_unlock(&L->lock);
+		return NULL;
+	}
+	while ((t = mono()) - t0 < L->seconds && nl < MAXLAT) {
+		if (gap > 0) {
+			if (t < next) {
+				struct timespec ts = {
+				    0, (long)((next - t) * 1e9)};
+
+				nanosleep(&ts, NULL);
+			}
+			next += gap;
+			t = mono();
+		}
+		if (one(b, req, (size_t)reqlen) != 0) {
+			errs++;
+			BIO_free_all(b);
+			if ((b = dial(L)) == NULL)
+				break;
+			continue;
+		}
+		lat[nl++] = (mono() - t) * 1000.0;
+	}
+	BIO_free_all(b);
+	pthread_mutex_lock(&L->lock);
+	memcpy(L->lat + L->nlat, lat, nl * sizeof(double));
+	L->nlat += nl;
+	L->errors += errs;
+	pthread_mutex_unlock(&L->lock);
+	free(lat);
+	return NULL;
+}
+
+static int
+cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static int
+load(int argc, char **argv)
+{
+	struct load L;
+	pthread_t tid[64];
+	double t0, el;
+	int i;
+
+	if (argc < 9)
+		return 2;
+	memset(&L, 0, sizeof(L));
+	L.hostport = argv[2];
+	L.cert = argv[3];
+	L.key = argv[4];
+	L.ca = argv[5];
+	L.conn = argv[6];
+	L.seconds = atof(argv[7]);
+	L.threads = atoi(argv[8]);
+	L.rate = argc > 9 ? atof(argv[9]) : 0;
+	if (L.threads < 1 || L.threads > 64 || L.seconds <= 0)
+		return 2;
+	pthread_mutex_init(&L.lock, NULL);
+	if ((L.lat = malloc(sizeof(double) * MAXLAT * 2)) == NULL ||
+	    rf_http_tls_ctx(0, &L.ctx) != 0 ||
+	    SSL_CTX_load_verify_locations(L.ctx, L.ca, NULL) != 1 ||
+	    SSL_CTX_use_certificate_chain_file(L.ctx, L.cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(L.ctx, L.key, SSL_FILETYPE_PEM) != 1) {
+		fprintf(stderr, "bench_assert: TLS setup failed\n");
+		return 1;
+	}
+	SSL_CTX_set_verify(L.ctx, SSL_VERIFY_PEER, NULL);
+	t0 = mono();
+	for (i = 0; i < L.threads; i++)
+		pthread_create(&tid[i], NULL, worker, &L);
+	for (i = 0; i < L.threads; i++)
+		pthread_join(tid[i], NULL);
+	el = mono() - t0;
+	qsort(L.lat, L.nlat, sizeof(double), cmp);
+	printf("%.0f %.2f %.2f %zu\n", (double)L.nlat / el,
+	    L.nlat ? L.lat[L.nlat / 2] : 0,
+	    L.nlat ? L.lat[(size_t)((double)L.nlat * 0.99)] : 0, L.errors);
+	SSL_CTX_free(L.ctx);
+	free(L.lat);
+	return L.nlat > 0 ? 0 : 1;
+}
+
+int
+main(int argc, char **argv)
+{
+	struct rf_config cfg;
+	struct rf_store *st = NULL;
+	struct rf_audit *audit = NULL;
+	struct rf_keys *keys = NULL;
+	struct rf_key *key = NULL;
+	double rate = 0;
+	int r;
+
+	if (argc > 1 && strcmp(argv[1], "load") == 0)
+		return load(argc, argv);
+	if (argc != 4 || strcmp(argv[1], "raw") != 0) {
+		fprintf(stderr,
+		    "usage: bench_assert raw KEYID N\n"
+		    "       bench_assert load HOST:PORT CERT KEY CA CONNECTION "
+		    "SECONDS THREADS [RATE]\n");
+		return 2;
+	}
+	if ((r = rf_config_load(&cfg)) != 0 ||
+	    (r = rf_store_open(cfg.db_path, 0, &st)) != 0 ||
+	    (r = rf_audit_open(st, &audit)) != 0 ||
+	    (r = rf_keys_open(&cfg, audit, &keys)) != 0 ||
+	    (r = rf_keys_load(keys, argv[2], &key)) != 0 ||
+	    (r = rf_keys_measure_rate(
+		 keys, key, strtoul(argv[3], NULL, 10), 2, &rate)) != 0) {
+		fprintf(stderr, "bench_assert: %s\n", rf_err_msg(r));
+		return 1;
+	}
+	printf("%.0f\n", rate);
+	rf_key_free(key);
+	rf_keys_free(keys);
+	rf_audit_free(audit);
+	rf_store_free(st);
+	return 0;
+}
