@@ -4,7 +4,20 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "cli/cli.h"
+
+void
+cli_forget_pin(void)
+{
+	char *e = getenv("RINGFENCE_PIN");
+
+	/* unsetenv alone leaves the bytes in the environment block. */
+	if (e != NULL)
+		OPENSSL_cleanse(e, strlen(e));
+	unsetenv("RINGFENCE_PIN");
+}
 
 int
 cli_open(struct rf_cli *cli, int what)
@@ -29,7 +42,7 @@ cli_open(struct rf_cli *cli, int what)
 		if ((r = rf_keys_open(&cli->cfg, cli->audit, &cli->keys)) != 0)
 			return r;
 		/* keyd has it now, if it needed it: not this process. */
-		unsetenv("RINGFENCE_PIN");
+		cli_forget_pin();
 	}
 	if ((what & CLI_CA) && cli->ca == NULL &&
 	    (r = rf_ca_open(&cli->cfg, cli->store, cli->keys, &cli->ca)) != 0)

@@ -32,6 +32,8 @@ struct rf_cli {
 /* Open what a command needs, in order: store, audit, keys, ca. */
 enum { CLI_STORE = 1, CLI_AUDIT = 2, CLI_KEYS = 4, CLI_CA = 8, CLI_ALL = 15 };
 int cli_open(struct rf_cli *cli, int what);
+/* Wipe RINGFENCE_PIN from this process's environment (keyd reads it). */
+void cli_forget_pin(void);
 void cli_close(struct rf_cli *cli);
 
 /* Print "ringfence: <message>" for error r on stderr; returns EXIT_FAIL. */

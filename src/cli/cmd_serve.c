@@ -70,8 +70,10 @@ audit_event(struct rf_cli *cli, const char *type, const char *detail)
 	return rf_audit_append(cli->audit, &ev, 1, NULL);
 }
 
-static const struct rf_custody server_class = {
-    RF_KCLASS_SERVER, cli_keyd_start, NULL};
+/* The command's own handle started keyd if none ran; the server's
+ * handles reconnect when keyd is back, and never start one themselves
+ * (after the user split they could not). */
+static const struct rf_custody server_class = {RF_KCLASS_SERVER, NULL, NULL};
 
 /*
  * After binding its ports: no core dumps or ptrace, and, started as root,

@@ -249,6 +249,7 @@ rf_keys_custody_lower(struct rf_keys *keys, int cls)
 	pthread_mutex_lock(&kc->mu);
 	if (cls < kc->c.claim)
 		kc->c.claim = cls; /* reconnects claim it too */
+	kc->c.start = NULL;	   /* and wait for keyd, never start one */
 	if (kc->fd >= 0 && (r = hello(kc, kc->fd)) != 0) {
 		close(kc->fd);
 		kc->fd = -1;

@@ -991,7 +991,7 @@ keyd_open(struct keyd *kd)
 	}
 	if ((r = rf_audit_open(kd->st, &kd->audit)) != 0 ||
 	    (r = rf_keys_open(&kd->cfg, kd->audit, &kd->keys)) != 0 ||
-	    (r = rf_kpolicy_new(&kd->cfg, kd->st, &kd->policy)) != 0)
+	    (r = rf_kpolicy_new(&kd->cfg, kd->st, kd->audit, &kd->policy)) != 0)
 		return r;
 	/* Logged in: the PIN is not needed in this copy any more. */
 	OPENSSL_cleanse(kd->cfg.pin, sizeof(kd->cfg.pin));

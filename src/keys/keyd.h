@@ -45,7 +45,8 @@ void rf_keys_custody_off(void);
 /*
  * Lower the class of an open client handle to cls (say hello again): serve
  * makes its TLS certificate with an admin handle, then keeps it only as
- * server. A class is never raised; a local handle is left as it is.
+ * server. A class is never raised; a lowered handle never starts a keyd
+ * (it reconnects once one runs); a local handle is left as it is.
  */
 int rf_keys_custody_lower(struct rf_keys *keys, int cls) RF_WUR;
 

@@ -19,14 +19,15 @@
 
 struct rf_kpolicy {
 	struct rf_store *st;
+	struct rf_audit *audit;
 	int tls_rate;	    /* TLS signatures a second */
 	int64_t tls_second; /* the second tls_used counts */
 	int tls_used;
 };
 
 int
-rf_kpolicy_new(
-    const struct rf_config *cfg, struct rf_store *st, struct rf_kpolicy **out)
+rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_audit *audit, struct rf_kpolicy **out)
 {
 	struct rf_kpolicy *p;
 
@@ -34,6 +35,7 @@ rf_kpolicy_new(
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return RF_ERR_ALLOC;
 	p->st = st;
+	p->audit = audit;
 	p->tls_rate = cfg->keyd_tls_rate > 0 ? cfg->keyd_tls_rate : 200;
 	*out = p; /* the caller's */
 	return 0;
@@ -312,15 +314,37 @@ out:
 	return r;
 }
 
-/* RINGFENCE_STH tree heads: only with the audit key, of a size held. */
+/*
+ * Tree heads (docs/audit-format.md): with the audit key only, of a size
+ * the record has, with the record's root at that size, dated within
+ * STH_SKEW seconds of now.
+ */
+#define STH_SKEW 300
 static int
-check_sth(struct rf_kpolicy *p, const char *purpose, size_t len)
+check_sth(
+    struct rf_kpolicy *p, const char *purpose, const uint8_t *msg, size_t len)
 {
-	(void)p;
+	uint8_t want[RF_STH_TBS_LEN], root[RF_HASH_LEN];
+	uint64_t size = 0, head = 0;
+	int64_t t = 0;
+	int i;
+
 	if (strcmp(purpose, "audit") != 0)
 		return refuse("the key is not the audit key", "sth");
 	if (len != RF_STH_TBS_LEN)
 		return refuse("not a tree head", "sth");
+	for (i = 0; i < 8; i++) {
+		size = size << 8 | msg[17 + i];
+		t = (int64_t)((uint64_t)t << 8 | msg[25 + i]);
+	}
+	if (t < rf_now() - STH_SKEW || t > rf_now() + STH_SKEW)
+		return refuse("a tree head dated away from now", "sth");
+	if (rf_audit_head(p->audit, &head, root) != 0 || size > head ||
+	    (size < head && rf_audit_root(p->audit, size, root) != 0))
+		return refuse("a tree larger than the record", "sth");
+	rf_audit_sth_tbs(size, t, root, want);
+	if (memcmp(want, msg, RF_STH_TBS_LEN) != 0)
+		return refuse("a root that is not the record's", "sth");
 	return 0;
 }
 
@@ -368,7 +392,7 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 		else if (!digest && strcmp(what, "crl") == 0)
 			r = check_crl(p, key_id, reqs[i].msg, reqs[i].msglen);
 		else if (!digest && strcmp(what, "sth") == 0)
-			r = check_sth(p, purpose, reqs[i].msglen);
+			r = check_sth(p, purpose, reqs[i].msg, reqs[i].msglen);
 		else if (digest && strcmp(what, "tls") == 0)
 			r = check_tls(p, purpose, 1);
 		else

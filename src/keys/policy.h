@@ -10,13 +10,14 @@
 
 #include "common/config.h"
 #include "keys/keys.h"
+#include "audit/audit.h"
 #include "store/store.h"
 
 struct rf_kpolicy;
 
-/* st is borrowed and must outlive the policy. */
+/* st and audit (keyd's) are borrowed and must outlive the policy. */
 int rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
-    struct rf_kpolicy **out) RF_WUR;
+    struct rf_audit *audit, struct rf_kpolicy **out) RF_WUR;
 void rf_kpolicy_free(struct rf_kpolicy *p);
 
 /* 0 if class cls may have key_id sign reqs[0..n) (digests when digest),
