@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <curl/curl.h>
@@ -439,6 +440,7 @@ do_watch(int argc, char **argv)
 {
 	struct rf_audit_watch w;
 	struct watch_http h;
+	struct stat sb;
 	const char *url = NULL, *cp = NULL;
 	char pin[65] = "", cp_key[65] = "";
 	uint8_t *buf = NULL;
@@ -476,22 +478,21 @@ do_watch(int argc, char **argv)
 		h.base[--ulen] = '\0';
 	memset(&w, 0, sizeof(w));
 	/* The checkpoint kept on this machine, if any. */
-	r = rf_read_file(cp, 4096, &buf, &len);
-	if (r == 0) {
+	if (stat(cp, &sb) == 0) {
+		if ((r = rf_read_file(cp, 4096, &buf, &len)) != 0)
+			return cli_fail(r);
 		r = rf_audit_checkpoint_parse_key(
 		    buf, len, &w.size, w.root, cp_key);
 		free(buf);
 		if (r != 0)
 			return cli_fail(rf_err_set(RF_ERR_MALFORMED,
 			    "%s is not an audit checkpoint: restore it, or "
-			    "remove "
-			    "it to start again",
+			    "remove it to start again",
 			    cp));
 		w.have = 1;
-	} else if (errno == ENOENT) {
-		rf_err_clear();
-	} else
-		return cli_fail(r);
+	} else if (errno != ENOENT)
+		return cli_fail(rf_err_set(
+		    RF_ERR_IO, "cannot read %s: %s", cp, strerror(errno)));
 	/* The key given now wins (a new audit key after rotation); else the
 	 * checkpoint's; else the first one served is trusted and pinned. */
 	snprintf(w.key_id, sizeof(w.key_id), "%s", pin[0] ? pin : cp_key);
