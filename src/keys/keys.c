@@ -2174,7 +2174,8 @@ destroy_quiet(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen)
 
 /*
  * Set the store state of the recorded keys among ids[0..n) with want[i]
- * set, in one transaction; a key already destroyed keeps that state.
+ * set, in one transaction; a key already destroyed keeps that state, and
+ * one being destroyed is not disabled.
  * hit[i] becomes 1 for each row changed.
  */
 static int
@@ -2203,7 +2204,10 @@ set_states(struct rf_keys *keys, const char *const *ids, const uint8_t *want,
 			r = 0;
 			continue;
 		}
-		if (r != 0 || strcmp(kr.state, "destroyed") == 0)
+		/* Destroyed stays; a destroy under way is not undone. */
+		if (r != 0 || strcmp(kr.state, "destroyed") == 0 ||
+		    (strcmp(kr.state, "destroying") == 0 &&
+			strcmp(state, "disabled") == 0))
 			continue;
 		if ((r = rf_store_key_set_state(st, ids[i], state)) == 0)
 			hit[i] = 1;
