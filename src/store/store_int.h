@@ -23,6 +23,7 @@ struct rf_store {
 	sqlite3_stmt *tenant_get;
 	sqlite3_stmt *ident_owner; /* key identity: owner, compromised list */
 	sqlite3_stmt *ident_bad;
+	sqlite3_stmt *ident_claim;
 };
 
 /* Map a SQLite result code to RF_ERR_* and attach a detail naming what. */
