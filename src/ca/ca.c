@@ -2325,11 +2325,11 @@ issue_unkeygen(struct rf_ca *ca, struct issue_item *items, size_t n,
 static int
 same_conn(const struct rf_issue_req *a, const struct rf_issue_req *b)
 {
-	const char *ca = a->connection != NULL ? a->connection : "";
-	const char *cb = b->connection != NULL ? b->connection : "";
+	const char *x = a->connection != NULL ? a->connection : "";
+	const char *y = b->connection != NULL ? b->connection : "";
 
 	return strcmp(a->tenant, b->tenant) == 0 &&
-	    (*ca == '\0' || *cb == '\0' || strcmp(ca, cb) == 0);
+	    (*x == '\0' || *y == '\0' || strcmp(x, y) == 0);
 }
 
 int

@@ -562,6 +562,7 @@ rf_store_free(struct rf_store *st)
 	sqlite3_finalize(st->tenant_get);
 	sqlite3_finalize(st->ident_owner);
 	sqlite3_finalize(st->ident_bad);
+	sqlite3_finalize(st->ident_claim);
 	if (st->db != NULL) {
 		if (!sqlite3_get_autocommit(st->db))
 			(void)sqlite3_exec(

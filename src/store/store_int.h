@@ -42,6 +42,7 @@ struct rf_store {
 	int fr_ok, fr_pending_ok;
 	sqlite3_stmt *ident_owner; /* key identity: owner, compromised list */
 	sqlite3_stmt *ident_bad;
+	sqlite3_stmt *ident_claim;
 };
 
 /*

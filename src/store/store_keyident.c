@@ -151,11 +151,14 @@ st_key_admit(struct rf_store *st, const char *ident, const char *tenant,
 	}
 	/* The first claim, or the connection of a claim made without one.
 	 * A claim made at once by another process fails on the key. */
-	if ((r = st_prepare(st,
-		 found ? "UPDATE key_owners SET conn = ?2 WHERE ident = ?1"
-		       : "INSERT INTO key_owners (ident, tenant, conn, serial, "
-			 "created) VALUES (?1, ?3, ?2, ?4, ?5)",
-		 &w)) != 0 ||
+	if (found)
+		r = st_prepare(
+		    st, "UPDATE key_owners SET conn = ?2 WHERE ident = ?1", &w);
+	else if ((r = st_cached(st, &st->ident_claim,
+		      "INSERT INTO key_owners (ident, tenant, conn, serial, "
+		      "created) VALUES (?1, ?3, ?2, ?4, ?5)")) == 0)
+		w = st->ident_claim; /* one per issued certificate: cached */
+	if (r != 0 ||
 	    (r = st_bind_text(st, w, 1, ident, RF_KEY_IDENT_LEN)) != 0 ||
 	    (r = st_bind_text(st, w, 2, conn, 63)) != 0 ||
 	    (!found &&
@@ -174,7 +177,10 @@ st_key_admit(struct rf_store *st, const char *ident, const char *tenant,
 	r = 0;
 out:
 	st_release(s);
-	sqlite3_finalize(w);
+	if (w == st->ident_claim)
+		st_release(w);
+	else
+		sqlite3_finalize(w);
 	return r;
 }
 
