@@ -1,0 +1,143 @@
+/* Unit tests for the progress helper (common/progress.h): what the sink
+ * receives, the rate and ETA, the JSON lines, the ETA text. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common/progress.h"
+
+struct seen {
+	int calls;
+	char phase[32];
+	uint64_t done, total;
+	double eta;
+	int finished;
+};
+
+static int
+sink(void *arg, const struct rf_progress_state *s)
+{
+	struct seen *v = arg;
+
+	v->calls++;
+	snprintf(v->phase, sizeof(v->phase), "%s", s->phase);
+	v->done = s->done;
+	v->total = s->total;
+	v->eta = s->eta_s;
+	v->finished = s->finished;
+	assert_string_equal(s->task, "incident 7 contain");
+	assert_true(s->updated_ms >= s->started_ms);
+	return 0;
+}
+
+static void
+test_sink(void **state)
+{
+	struct rf_progress *p = NULL;
+	struct seen v;
+
+	(void)state;
+	memset(&v, 0, sizeof(v));
+	assert_int_equal(
+	    rf_progress_new("incident 7 contain", RF_PROGRESS_QUIET, &p), 0);
+	rf_progress_sink(p, sink, &v);
+	/* A phase is written at once, whatever the throttle. */
+	rf_progress_phase(p, "reissue", 1000);
+	assert_int_equal(v.calls, 1);
+	assert_string_equal(v.phase, "reissue");
+	assert_int_equal(v.total, 1000);
+	assert_int_equal(v.done, 0);
+	assert_true(v.eta < 0); /* no rate yet: unknown */
+	/* Within the throttle: counted, not written. */
+	rf_progress_add(p, 10);
+	assert_int_equal(v.calls, 1);
+	usleep((RF_PROGRESS_PERSIST_MS + 50) * 1000);
+	rf_progress_add(p, 490);
+	assert_int_equal(v.calls, 2);
+	assert_int_equal(v.done, 500);
+	assert_true(v.eta > 0); /* half done: about as long again */
+	rf_progress_add(p, 500);
+	rf_progress_finish(p);
+	assert_int_equal(v.finished, 1);
+	assert_int_equal(v.done, 1000);
+	assert_true(v.eta == 0);
+	rf_progress_free(p);
+	rf_progress_free(NULL);
+	/* NULL: nothing, no crash (commands without progress). */
+	rf_progress_phase(NULL, "x", 1);
+	rf_progress_add(NULL, 1);
+	rf_progress_finish(NULL);
+}
+
+static void
+test_json_lines(void **state)
+{
+	struct rf_progress *p = NULL;
+	char path[] = "/tmp/rf-progress-XXXXXX", line[512];
+	int fd, saved, n = 0, finished = 0;
+	FILE *f;
+
+	(void)state;
+	assert_true((fd = mkstemp(path)) >= 0);
+	fflush(stderr);
+	saved = dup(STDERR_FILENO);
+	assert_true(dup2(fd, STDERR_FILENO) >= 0);
+	assert_int_equal(
+	    rf_progress_new("revoke tenant", RF_PROGRESS_JSON, &p), 0);
+	rf_progress_phase(p, "revoke and publish", 3);
+	rf_progress_add(p, 3);
+	rf_progress_finish(p);
+	rf_progress_free(p);
+	fflush(stderr);
+	assert_true(dup2(saved, STDERR_FILENO) >= 0);
+	close(saved);
+	close(fd);
+	assert_non_null(f = fopen(path, "r"));
+	while (fgets(line, sizeof(line), f) != NULL) {
+		assert_non_null(
+		    strstr(line, "{\"progress\":\"revoke tenant\""));
+		assert_non_null(strstr(line, "\"total\":3"));
+		if (strstr(line, "\"finished\":true") != NULL) {
+			finished = 1;
+			assert_non_null(strstr(line, "\"done\":3"));
+		}
+		n++;
+	}
+	fclose(f);
+	unlink(path);
+	assert_true(n >= 2);
+	assert_int_equal(finished, 1);
+}
+
+static void
+test_eta_text(void **state)
+{
+	char s[32];
+
+	(void)state;
+	rf_progress_eta_str(-1, s);
+	assert_string_equal(s, "?");
+	rf_progress_eta_str(3.25, s);
+	assert_string_equal(s, "3.2 s");
+	rf_progress_eta_str(125, s);
+	assert_string_equal(s, "2 min 05 s");
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_sink),
+	    cmocka_unit_test(test_json_lines),
+	    cmocka_unit_test(test_eta_text),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
