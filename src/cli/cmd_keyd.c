@@ -17,6 +17,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "connector/connector.h"
 #include "keys/keyd.h"
 
 #define START_WAIT_MS 10000 /* for the socket of a keyd started here */
@@ -154,10 +155,54 @@ keyd_status(struct rf_cli *cli)
 	return EXIT_OK;
 }
 
+/* What keyd's connector policy needs: the settings and its own buckets,
+ * so that a compromised serve cannot spend more than the limits allow. */
+struct keyd_assert {
+	const struct rf_config *cfg;
+	struct rf_limits *limits;
+};
+
+/*
+ * Class server's client assertions, decided in the custody process: the
+ * connector certificate, its binding to the connection, the connection's
+ * current key, no open incident, the exact header and claims the
+ * registration implies, and the limits (rf_connector_decide).
+ */
+static int
+keyd_assertion(void *arg, struct rf_store *st, const char *key_id,
+    const struct rf_sign_req *req)
+{
+	struct keyd_assert *ka = arg;
+	struct rf_connector_req q;
+	struct rf_connector_verdict v;
+	int r;
+
+	if (req->on_behalf == NULL || req->tenant == NULL || req->conn == NULL)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused assertion for class server: it names no "
+		    "connector certificate and connection");
+	memset(&q, 0, sizeof(q));
+	q.cert_serial = req->on_behalf;
+	q.tenant = req->tenant;
+	q.conn = req->conn;
+	q.key_id = key_id;
+	q.msg = req->msg;
+	q.msglen = req->msglen;
+	q.now = rf_now();
+	if ((r = rf_connector_decide(ka->cfg, st, ka->limits, &q, &v)) != 0)
+		return r;
+	if (v.why != RF_REFUSE_NONE)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused assertion for %.64s/%.64s: %s: %s",
+		    req->tenant, req->conn, rf_refusal_code(v.why), v.detail);
+	return 0;
+}
+
 int
 cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_keyd_opts o;
+	struct keyd_assert ka = {&cli->cfg, NULL};
 	long v;
 	char *end;
 	int r;
@@ -185,7 +230,13 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 		return cli_usage(
 		    "keyd", "unexpected argument '%.60s'", argv[1]);
 	}
-	if ((r = rf_keyd_run(&cli->cfg, &o)) != 0) {
+	if ((r = rf_limits_new(&ka.limits)) != 0)
+		return cli_fail(r);
+	o.assertion = keyd_assertion;
+	o.assertion_arg = &ka;
+	r = rf_keyd_run(&cli->cfg, &o);
+	rf_limits_free(ka.limits);
+	if (r != 0) {
 		keyd_log(NULL, rf_err_msg(r));
 		return cli_fail(r);
 	}

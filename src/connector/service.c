@@ -552,6 +552,9 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	sr.what = "assertion";
 	sr.ref = v.jti;
 	sr.tenant = ask.tenant;
+	/* The custody process decides again on these (keyd's policy). */
+	sr.conn = ask.conn;
+	sr.on_behalf = cert_serial;
 	if ((r = rf_keys_sign(svc->keys, key, &sr, 1, &who, &sig)) != 0 ||
 	    (r = rf_jwt_join(msg, sig.sig, sig.len, &jws)) != 0)
 		goto fail;
@@ -574,7 +577,10 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	json_decref(j);
 	goto out;
 fail:
-	answer_error(a, 500, "internal", rf_err_msg(r));
+	if (r == RF_ERR_REFUSED)
+		answer_error(a, 403, "refused", rf_err_msg(r));
+	else
+		answer_error(a, 500, "internal", rf_err_msg(r));
 out:
 	if (locked)
 		pthread_mutex_unlock(&svc->lock);

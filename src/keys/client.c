@@ -411,6 +411,8 @@ sign_part(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
 		rf_kbuf_str(&b, reqs[i].what);
 		rf_kbuf_str(&b, reqs[i].ref);
 		rf_kbuf_str(&b, reqs[i].tenant);
+		rf_kbuf_str(&b, reqs[i].conn);
+		rf_kbuf_str(&b, reqs[i].on_behalf);
 		rf_kbuf_bytes(&b, reqs[i].msg, reqs[i].msglen);
 	}
 	if ((r = call(kc, &b, &frame, &m)) != 0)

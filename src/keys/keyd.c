@@ -331,7 +331,7 @@ struct sign_in {
 	struct who_buf w;
 	uint32_t n;
 	struct rf_sign_req *reqs;
-	char (*str)[3][RF_KPROTO_STR_MAX];
+	char (*str)[5][RF_KPROTO_STR_MAX];
 };
 
 static void
@@ -351,9 +351,9 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 	s->digest = rf_kmsg_u8(m);
 	get_who(m, c, &s->w);
 	s->n = rf_kmsg_u32(m);
-	/* Each item takes at least 17 bytes: n is bounded by the frame. */
+	/* Each item takes at least 25 bytes: n is bounded by the frame. */
 	if (m->err != 0 || s->n == 0 || s->n > RF_KPROTO_BATCH_MAX ||
-	    s->n > (m->len - m->off) / 17 || s->digest > 1)
+	    s->n > (m->len - m->off) / 25 || s->digest > 1)
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "custody sign: bad number of messages");
 	if ((s->reqs = calloc(s->n, sizeof(*s->reqs))) == NULL ||
@@ -364,11 +364,15 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 		rf_kmsg_str(m, s->str[i][0]);
 		rf_kmsg_str(m, s->str[i][1]);
 		rf_kmsg_str(m, s->str[i][2]);
+		rf_kmsg_str(m, s->str[i][3]);
+		rf_kmsg_str(m, s->str[i][4]);
 		rf_kmsg_bytes(
 		    m, &s->reqs[i].msg, &s->reqs[i].msglen, RF_KPROTO_MAX);
 		s->reqs[i].what = s->str[i][0][0] ? s->str[i][0] : NULL;
 		s->reqs[i].ref = s->str[i][1][0] ? s->str[i][1] : NULL;
 		s->reqs[i].tenant = s->str[i][2][0] ? s->str[i][2] : NULL;
+		s->reqs[i].conn = s->str[i][3][0] ? s->str[i][3] : NULL;
+		s->reqs[i].on_behalf = s->str[i][4][0] ? s->str[i][4] : NULL;
 	}
 	return rf_kmsg_end(m);
 }
@@ -993,6 +997,9 @@ keyd_open(struct keyd *kd)
 	    (r = rf_keys_open(&kd->cfg, kd->audit, &kd->keys)) != 0 ||
 	    (r = rf_kpolicy_new(&kd->cfg, kd->st, kd->audit, &kd->policy)) != 0)
 		return r;
+	if (kd->o != NULL && kd->o->assertion != NULL)
+		rf_kpolicy_set_assertion(
+		    kd->policy, kd->o->assertion, kd->o->assertion_arg);
 	/* Logged in: the PIN is not needed in this copy any more. */
 	OPENSSL_cleanse(kd->cfg.pin, sizeof(kd->cfg.pin));
 	snprintf(kd->token, sizeof(kd->token), "%s", kd->cfg.token);
@@ -1009,6 +1016,23 @@ write_pid(const char *path)
 
 	snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
 	return rf_write_file(path, (const uint8_t *)buf, strlen(buf), 0644);
+}
+
+/*
+ * The record signs its tree heads by itself (issue 13): every sth_interval
+ * seconds or sth_leaves leaves, whoever appended them, while keyd runs.
+ * A failure is logged and tried again on the next pass.
+ */
+static void
+tree_head(struct keyd *kd)
+{
+	int made = 0, r;
+
+	if ((r = rf_audit_maybe_sth(kd->audit, kd->keys, kd->cfg.sth_interval,
+		 (uint64_t)kd->cfg.sth_leaves, &made)) != 0) {
+		logf_(kd, "signing a tree head: %s", rf_err_msg(r));
+		rf_err_clear();
+	}
 }
 
 int
@@ -1080,6 +1104,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 			goto out;
 		}
 		refusals_roll(kd);
+		tree_head(kd);
 		/* Backwards, so that closing one keeps the others' slots. */
 		for (i = kd->nconns - 1; n > 0 && i >= 0; i--)
 			if (pf[i + 1].revents != 0 &&

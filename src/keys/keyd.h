@@ -17,6 +17,8 @@
 #include "common/rf.h"
 
 struct rf_keys;
+struct rf_sign_req;
+struct rf_store;
 
 /* Caller classes, from the least to the most trusted. */
 enum rf_kclass {
@@ -73,6 +75,11 @@ struct rf_keyd_opts {
 	/* One line per event (start, user split, refusals, stop). */
 	void (*log)(void *arg, const char *line);
 	void *log_arg;
+	/* Decides class server's client assertions (policy.h); NULL: every
+	 * assertion is refused. */
+	int (*assertion)(void *arg, struct rf_store *st, const char *key_id,
+	    const struct rf_sign_req *req);
+	void *assertion_arg;
 	/* Called once the socket listens (e.g. to detach from a parent). */
 	void (*ready)(void *arg);
 	void *ready_arg;

@@ -67,6 +67,11 @@ struct rf_sign_req {
 	const char *what;   /* "cert", "crl", "ocsp", "sth", "assertion" */
 	const char *ref;    /* serial hex, CRL number, tree size, ... */
 	const char *tenant; /* or NULL */
+	/* what "assertion" only: the connection (within tenant) and the
+	 * connector's client certificate serial it is signed for; keyd's
+	 * policy decides on them (docs/connectors.md). NULL otherwise. */
+	const char *conn;
+	const char *on_behalf;
 };
 
 struct rf_sig {

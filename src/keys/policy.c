@@ -23,7 +23,17 @@ struct rf_kpolicy {
 	int tls_rate;	    /* TLS signatures a second */
 	int64_t tls_second; /* the second tls_used counts */
 	int tls_used;
+	rf_kpolicy_assertion_fn assertion; /* connectors (cmd_keyd.c) */
+	void *assertion_arg;
 };
+
+void
+rf_kpolicy_set_assertion(
+    struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg)
+{
+	p->assertion = fn;
+	p->assertion_arg = arg;
+}
 
 int
 rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
@@ -367,6 +377,20 @@ check_tls(struct rf_kpolicy *p, const char *purpose, size_t n)
 	return 0;
 }
 
+static int
+check_assertion(struct rf_kpolicy *p, const char *purpose, const char *key_id,
+    const struct rf_sign_req *req)
+{
+	if (strcmp(purpose, "connection") != 0)
+		return refuse("an assertion with a key that is not a tenant "
+			      "connection's",
+		    "assertion");
+	if (p->assertion == NULL)
+		return refuse(
+		    "no connector policy in this custody process", "assertion");
+	return p->assertion(p->assertion_arg, p->st, key_id, req);
+}
+
 int
 rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
     const struct rf_sign_req *reqs, size_t n)
@@ -395,6 +419,8 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 			r = check_sth(p, purpose, reqs[i].msg, reqs[i].msglen);
 		else if (digest && strcmp(what, "tls") == 0)
 			r = check_tls(p, purpose, 1);
+		else if (!digest && strcmp(what, "assertion") == 0)
+			r = check_assertion(p, purpose, key_id, &reqs[i]);
 		else
 			r = refuse(digest ? "a raw digest signature"
 					  : "this kind of signature",

@@ -25,4 +25,11 @@ void rf_kpolicy_free(struct rf_kpolicy *p);
 int rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id,
     int digest, const struct rf_sign_req *reqs, size_t n) RF_WUR;
 
+/* Class server's client assertions (what "assertion"): fn decides on each
+ * (0: sign; else RF_ERR_REFUSED with the reason). Without fn, none. */
+typedef int (*rf_kpolicy_assertion_fn)(void *arg, struct rf_store *st,
+    const char *key_id, const struct rf_sign_req *req);
+void rf_kpolicy_set_assertion(
+    struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg);
+
 #endif

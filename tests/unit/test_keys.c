@@ -925,8 +925,8 @@ test_init_token(void **state)
 	struct rf_key *key[7], *again;
 	struct rf_keygen kg[6];
 	struct rf_sig sig;
-	struct rf_sign_req req = {
-	    (const uint8_t *)"m", 1, RF_SIG_DEFAULT, "test", "1", NULL};
+	struct rf_sign_req req = {(const uint8_t *)"m", 1, RF_SIG_DEFAULT,
+	    "test", "1", NULL, NULL, NULL};
 	char ids[7][65], path[1200];
 	const char *idp[7];
 	size_t i, n = 0, done = 0;

@@ -107,8 +107,8 @@ test_reenable_attack(void **state)
 	CK_ATTRIBUTE session = {CKA_TOKEN, &no, sizeof(no)};
 	uint8_t tid[32], other[16];
 	CK_ATTRIBUTE rename = {CKA_ID, other, sizeof(other)};
-	struct rf_sign_req req = {
-	    (const uint8_t *)"m", 1, RF_SIG_DEFAULT, "cert", "1", NULL};
+	struct rf_sign_req req = {(const uint8_t *)"m", 1, RF_SIG_DEFAULT,
+	    "cert", "1", NULL, NULL, NULL};
 	struct rf_sig sig;
 	size_t len = 0;
 	CK_RV rv;

@@ -22,8 +22,8 @@ static void *
 sign_loop(void *arg)
 {
 	struct busy *b = arg;
-	struct rf_sign_req req = {
-	    (const uint8_t *)"tbs", 3, RF_SIG_DEFAULT, "test", "1", NULL};
+	struct rf_sign_req req = {(const uint8_t *)"tbs", 3, RF_SIG_DEFAULT,
+	    "test", "1", NULL, NULL, NULL};
 	struct rf_sig sig;
 	int r;
 
@@ -51,8 +51,8 @@ test_reinit_pauses_others(void **state)
 	struct rf_key *k2 = NULL;
 	struct busy b;
 	pthread_t t;
-	struct rf_sign_req req = {
-	    (const uint8_t *)"m", 1, RF_SIG_DEFAULT, "test", "2", NULL};
+	struct rf_sign_req req = {(const uint8_t *)"m", 1, RF_SIG_DEFAULT,
+	    "test", "2", NULL, NULL, NULL};
 	struct rf_sig sig;
 	int i;
 
