@@ -12,19 +12,29 @@
  * "key value" lines for bench/issue.sh. Everything is deleted at the end.
  * "norate" skips (a): bench/audit.sh runs (b) alone, with the record on and
  * in the record-off build (CMake RF_BENCH_AUDIT_OFF).
+ *
+ * With RF_BENCH_KEYD set to a ringfence binary, (b) goes through the
+ * custody process as every command does: the state is made in-process (as
+ * `ringfence init` does), then a keyd is started from that binary and the
+ * issuance's keys are a client of it (bench/custody.sh).
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
 #include "audit/audit.h"
 #include "ca/ca.h"
+#include "keys/keyd.h"
 #include "store/store.h"
 
 static void
@@ -75,6 +85,31 @@ count_ocsp(void *arg, const struct rf_ocsp_rec *o)
 	return 0;
 }
 
+static pid_t keyd_pid = -1;
+
+/* rf_custody start: the keyd of RF_BENCH_KEYD, until its socket answers. */
+static int
+start_keyd(void *arg, const struct rf_config *cfg)
+{
+	const char *bin = arg;
+	struct rf_keyd_status ks;
+	int i;
+
+	if ((keyd_pid = fork()) < 0)
+		return rf_err_set(RF_ERR_INTERNAL, "fork: %s", strerror(errno));
+	if (keyd_pid == 0) {
+		execl(bin, bin, "keyd", "--idle", "0", (char *)NULL);
+		_exit(127);
+	}
+	for (i = 0; i < 400; i++) {
+		if (rf_keyd_status_get(cfg, &ks) == 0)
+			return 0;
+		rf_err_clear();
+		usleep(25000);
+	}
+	return rf_err_set(RF_ERR_CUSTODY, "keyd from %s did not start", bin);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -84,6 +119,8 @@ main(int argc, char **argv)
 	struct rf_keys *keys = NULL;
 	struct rf_ca *ca = NULL;
 	struct rf_actor who = {"bench", "bench"};
+	struct rf_custody cu = {RF_KCLASS_ADMIN, start_keyd, NULL};
+	const char *keyd_bin = getenv("RF_BENCH_KEYD");
 	struct rf_issue_req *reqs;
 	struct rf_issued *out;
 	uint8_t **csr;
@@ -122,6 +159,19 @@ main(int argc, char **argv)
 	    (r = rf_ca_open(&cfg, st, keys, &ca)) != 0)
 		die("init", r);
 	rf_ca_set_audit(ca, audit);
+	if (keyd_bin != NULL && *keyd_bin != '\0') {
+		/* From here on the token is keyd's: this process asks it. */
+		rf_ca_free(ca);
+		rf_keys_free(keys);
+		ca = NULL;
+		keys = NULL;
+		cu.arg = (void *)keyd_bin;
+		rf_keys_custody_use(&cu);
+		if ((r = rf_keys_open(&cfg, audit, &keys)) != 0 ||
+		    (r = rf_ca_open(&cfg, st, keys, &ca)) != 0)
+			die("custody", r);
+		rf_ca_set_audit(ca, audit);
+	}
 
 	/* (a) The token's raw rate with the issuing key (unless norate). */
 	if (!norate &&
@@ -189,6 +239,10 @@ main(int argc, char **argv)
 	rf_keys_free(keys);
 	rf_audit_free(audit);
 	rf_store_free(st);
+	if (keyd_pid > 0) {
+		(void)kill(keyd_pid, SIGTERM);
+		(void)waitpid(keyd_pid, NULL, 0);
+	}
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
 	if (system(cmd) != 0)
 		fprintf(stderr, "bench_issue: could not remove %s\n", home);

@@ -9,7 +9,7 @@ need=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libcurl4-openssl-dev
       python3 python3-jwt python3-cryptography bc iproute2)
 if [ "${1:-}" = "--bench" ]; then
-	need+=(golang-cfssl nginx wrk hyperfine)
+	need+=(golang-cfssl nginx wrk hyperfine libevent-dev) # libevent: bench/custody.sh builds the commit before the split
 fi
 
 missing=()
