@@ -55,6 +55,9 @@ struct rf_issue_req {
 	enum rf_key_alg keygen; /* RF_KEY_NONE with a CSR */
 	const char *dns;	/* server profile: subjectAltName dNSName */
 	int days;		/* 0: cfg->cert_days */
+	/* keygen: the standby pool's record of who took the key */
+	const char *conn; /* connection name, or NULL (then the profile) */
+	const char *ref;  /* "incident-7", or NULL ("issuance") */
 };
 
 struct rf_issued {
@@ -65,6 +68,7 @@ struct rf_issued {
 	uint8_t *der;	 /* the certificate */
 	size_t derlen;
 	char *chain_pem; /* certificate, issuing CA, root; NUL-terminated */
+	int pooled;	 /* keygen: the key came from the standby pool */
 };
 
 /*

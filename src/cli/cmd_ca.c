@@ -397,6 +397,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	req.csrlen = csrlen;
 	req.dns = dns;
 	req.days = (int)d;
+	req.conn = conn; /* for the standby pool's record */
 	if ((r = open_what(cli, CLI_ALL)) != 0)
 		goto out;
 	if ((r = rf_ca_tenant_name_check(conn)) != 0) {

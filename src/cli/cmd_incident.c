@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "incident/incident.h"
+#include "pool/pool.h"
 #include "store/store_incident.h"
 
 static const char incident_help[] =
@@ -57,6 +58,28 @@ parse_id(const char *s, int64_t *id)
 		return -1;
 	*id = v;
 	return 0;
+}
+
+/* Before contain, on stdout (stderr is for the one-line error): what the
+ * standby pool lacks and how long making it takes (contain records the
+ * same in the incident's timeline). */
+static void
+pool_note(struct rf_cli *cli, int64_t id)
+{
+	struct rf_pool_plan plan[4];
+	char note[256];
+	size_t i, n;
+
+	if (rf_pool_plan_incident(&cli->cfg, cli->store, id, plan, &n) != 0) {
+		rf_err_clear(); /* contain itself reports the store's error */
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (plan[i].generate == 0)
+			continue;
+		rf_pool_plan_text(&plan[i], note, sizeof(note));
+		printf("%s\n", note);
+	}
 }
 
 static void
@@ -244,6 +267,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (strcmp(sub, "contain") == 0) {
+		pool_note(cli, id);
 		r = rf_incident_contain(&c, id, &rep);
 		if (r != 0)
 			return cli_fail(r);
@@ -252,6 +276,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		    (long long)id, rep.total, rep.revoked, rep.disabled,
 		    rep.issued, rep.new_issuer[0] ? "; new issuing CA " : "",
 		    rep.new_issuer);
+		if (rep.issued > 0)
+			printf("%zu new keys from the standby pool, %zu "
+			       "generated\n",
+			    rep.pooled, rep.issued - rep.pooled);
 		return EXIT_OK;
 	}
 	if (strcmp(sub, "package") == 0) {

@@ -55,6 +55,11 @@ static const struct setting settings[] = {
     I("max_request", max_request, 1024, 64 * 1024 * 1024),
     I("sth_interval", sth_interval, 1, 86400),
     I("sth_leaves", sth_leaves, 1, 100000000),
+    I("pool_ec_p256", pool_ec_p256, -1, 10000000),
+    I("pool_ec_p384", pool_ec_p384, -1, 10000000),
+    I("pool_rsa_2048", pool_rsa_2048, -1, 10000000),
+    I("pool_rsa_3072", pool_rsa_3072, -1, 10000000),
+    I("pool_margin", pool_margin, 0, 1000),
 };
 
 static int
@@ -228,6 +233,9 @@ rf_config_load(struct rf_config *cfg)
 	cfg->max_request = 64 * 1024;
 	cfg->sth_interval = 60;
 	cfg->sth_leaves = 10000;
+	cfg->pool_ec_p256 = cfg->pool_ec_p384 = -1;
+	cfg->pool_rsa_2048 = cfg->pool_rsa_3072 = -1;
+	cfg->pool_margin = 10;
 
 	if ((r = load_file(cfg, path)) != 0 || (r = load_env(cfg)) != 0)
 		return r;

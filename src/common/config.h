@@ -41,6 +41,11 @@ struct rf_config {
 	int max_request;      /* largest HTTP request body, bytes */
 	int sth_interval;     /* seconds between signed tree heads */
 	int sth_leaves;	      /* leaves between signed tree heads */
+	/* standby key pool (src/pool): target free keys per algorithm, -1
+	 * for the default (connections of that algorithm plus pool_margin
+	 * percent) */
+	int pool_ec_p256, pool_ec_p384, pool_rsa_2048, pool_rsa_3072;
+	int pool_margin; /* percent over the connections, default 10 */
 };
 
 /*

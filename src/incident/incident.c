@@ -27,6 +27,7 @@
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "incident/incident.h"
+#include "pool/pool.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
 #include "store/store_incident.h"
@@ -642,10 +643,24 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	struct rf_cert_rec old;
 	struct rf_key_rec kr;
 	struct issue_hook hook;
+	struct rf_pool_plan plan[4];
 	enum rf_key_alg alg;
-	size_t i, j, b;
+	char ref[32], note[256];
+	size_t i, j, b, np;
 	int r = 0;
 
+	/* New keys come from the standby pool; say what it lacks. */
+	snprintf(ref, sizeof(ref), "incident-%lld", (long long)id);
+	if (iv->n > 0 &&
+	    (r = rf_pool_plan_incident(c->cfg, c->st, id, plan, &np)) != 0)
+		return r;
+	for (j = 0; iv->n > 0 && j < np; j++) {
+		if (plan[j].generate == 0)
+			continue;
+		rf_pool_plan_text(&plan[j], note, sizeof(note));
+		if ((r = event(c, id, "pool", "%s", note)) != 0)
+			return r;
+	}
 	if ((reqs = calloc(CONTAIN_BATCH, sizeof(*reqs))) == NULL ||
 	    (out = calloc(CONTAIN_BATCH, sizeof(*out))) == NULL) {
 		r = RF_ERR_ALLOC;
@@ -673,6 +688,8 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 			reqs[j].tenant = it->tenant;
 			reqs[j].profile = prof;
 			reqs[j].keygen = alg;
+			reqs[j].conn = it->name;
+			reqs[j].ref = ref;
 			/* server profile: the name lives in the tenant */
 			reqs[j].dns =
 			    prof == RF_PROFILE_SERVER ? it->tenant : NULL;
@@ -682,15 +699,17 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 		if ((r = rf_ca_issue_ex(c->ca, reqs, b, c->who, out,
 			 issued_in_tx, &hook)) != 0)
 			goto out;
-		for (j = 0; j < b; j++)
+		for (j = 0; j < b; j++) {
+			rep->pooled += out[j].pooled != 0;
 			rf_issued_clear(&out[j]);
+		}
 		rep->issued += b;
 	}
 	if (rep->issued > 0)
 		r = event(c, id, "reissue",
-		    "%zu new keys generated in the token and certificates "
-		    "issued",
-		    rep->issued);
+		    "%zu certificates issued with new keys in the token: %zu "
+		    "from the standby pool, %zu generated",
+		    rep->issued, rep->pooled, rep->issued - rep->pooled);
 out:
 	free(reqs);
 	free(out);

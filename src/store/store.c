@@ -93,6 +93,12 @@ static const char *const migrations[] = {
     "  incident INTEGER NOT NULL REFERENCES incidents (id),"
     "  time INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);"
     "CREATE INDEX incident_events_inc ON incident_events (incident, id);",
+    /* 3: standby key pool (src/pool) */
+    "CREATE TABLE pool (key_id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
+    "  state TEXT NOT NULL, taken_by TEXT NOT NULL DEFAULT '',"
+    "  ref TEXT NOT NULL DEFAULT '', made INTEGER NOT NULL,"
+    "  taken INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX pool_free ON pool (alg, state, made);",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -1,9 +1,10 @@
 /*
- * populate N [PINNED_EVERY]: N tenants t000001.., each with one connection
- * "mail" holding a key generated in the token and a client certificate, for
- * the incident scenario test and benchmark. Every PINNED_EVERY-th
- * connection has a pinned relying party (default 3). Uses the state in
- * $RINGFENCE_HOME, which must be initialised.
+ * populate N [PINNED_EVERY [ALG]]: N tenants t000001.., each with one
+ * connection "mail" holding a key generated in the token (ALG, default
+ * ec-p256; taken from the standby pool when it has keys) and a client
+ * certificate, for the incident scenario test and benchmarks. Every
+ * PINNED_EVERY-th connection has a pinned relying party (default 3). Uses the
+ * state in $RINGFENCE_HOME, which must be initialised.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,16 +53,21 @@ main(int argc, char **argv)
 	struct rf_issued out[BATCH];
 	char tenants[BATCH][32];
 	struct hook h;
+	enum rf_key_alg alg = RF_KEY_EC_P256;
 	size_t n, every = 3, i, j, b;
 	struct timespec t0, t1;
 	int r;
 
 	if (argc < 2 || (n = strtoul(argv[1], NULL, 10)) == 0) {
-		fprintf(stderr, "usage: populate N [PINNED_EVERY]\n");
+		fprintf(stderr, "usage: populate N [PINNED_EVERY [ALG]]\n");
 		return 2;
 	}
 	if (argc > 2)
 		every = strtoul(argv[2], NULL, 10);
+	if (argc > 3 && rf_key_alg_parse(argv[3], &alg) != 0) {
+		fprintf(stderr, "populate: unknown algorithm '%s'\n", argv[3]);
+		return 2;
+	}
 	if ((r = rf_config_load(&cfg)) != 0 ||
 	    (r = rf_store_open(cfg.db_path, 0, &st)) != 0 ||
 	    (r = rf_audit_open(st, &audit)) != 0 ||
@@ -89,7 +95,7 @@ main(int argc, char **argv)
 				die("tenant", r);
 			reqs[j].tenant = tenants[j];
 			reqs[j].profile = RF_PROFILE_CLIENT;
-			reqs[j].keygen = RF_KEY_EC_P256;
+			reqs[j].keygen = alg;
 		}
 		if ((r = rf_store_commit(st)) != 0)
 			die("commit", r);
