@@ -8,7 +8,7 @@
 # keys then the rerun, two contains of one incident at once while
 # `issue --keygen` runs, and an empty pool.
 set -euo pipefail
-N=${RF_POOL_TENANTS:-200}
+N=${RF_POOL_TENANTS:-100}
 NRSA=6
 . "$(dirname "$0")/lib/state.sh" pool
 db=$RINGFENCE_HOME/ringfence.db
@@ -61,7 +61,7 @@ rf keys pool fill --alg rsa-2048 --count $((NRSA / 2)) >/dev/null
 [ "$(q "SELECT count(*) FROM pool WHERE state = 'free'")" = $((N / 2 + NRSA / 2)) ] || fail "fill did not make the keys asked"
 [ "$(q "SELECT count(*) FROM audit_leaf WHERE type = 'keygen' AND instr(data, ' pool\"') > 0")" = $((N / 2 + NRSA / 2)) ] ||
 	fail "pool keys without their keygen leaf"
-id=$(rf incident open --scope all --reason "pool half full" 2>/dev/null)
+id=$(rf incident open --scope all --reason "pool half full")
 rf incident contain "$id" >"$RINGFENCE_HOME/err"
 grep -q "standby pool has $((N / 2)) of $N ec-p256 keys needed: $((N - N / 2)) will be generated" "$RINGFENCE_HOME/err" ||
 	fail "contain did not say the EC pool was short: $(cat "$RINGFENCE_HOME/err")"
@@ -83,7 +83,9 @@ done
 # Stage 2: kill -9 while contain takes pool keys; the rerun finishes.
 rf keys pool fill --alg ec-p256 --count $((N + NRSA)) >/dev/null
 rf keys pool fill --alg rsa-2048 --count $NRSA >/dev/null
-id=$(rf incident open --scope all --reason "pool kill" 2>/dev/null)
+# (An incident stays open until closed: each stage uses its own scope, here
+# the issuing CA, whose rotation makes the next stage's scope.)
+id=$(rf incident open --scope issuer:issuing --reason "pool kill")
 taken0=$(q "SELECT count(*) FROM pool WHERE state = 'taken'")
 "$RINGFENCE" incident contain "$id" >/dev/null 2>&1 &
 pid=$!
@@ -105,9 +107,10 @@ echo "pool keys taken by the killed run and never used (each with its leaf): $or
 
 # Stage 3: two contains of one incident at once, while issue --keygen
 # takes from the same pool.
-rf keys pool fill --alg ec-p256 --count $((N + NRSA + 20)) >/dev/null
+# Enough for both contains (the loser's keys are taken, then destroyed).
+rf keys pool fill --alg ec-p256 --count $((2 * N + 20)) >/dev/null
 rf keys pool fill --alg rsa-2048 --count $NRSA >/dev/null
-id=$(rf incident open --scope all --reason "pool race" 2>/dev/null)
+id=$(rf incident open --scope "issuer:issuing-inc$id" --reason "pool race")
 "$RINGFENCE" incident contain "$id" >/dev/null 2>"$RINGFENCE_HOME/c1" &
 p1=$!
 "$RINGFENCE" incident contain "$id" >/dev/null 2>"$RINGFENCE_HOME/c2" &
@@ -128,7 +131,7 @@ check_pool "concurrent"
 # Stage 4: the RSA pool empty (stage 3 asked for more than it held):
 # contain makes the key and says so.
 [ "$(q "SELECT count(*) FROM pool WHERE alg = 'rsa-2048' AND state = 'free'")" = 0 ] || fail "RSA pool not empty"
-id=$(rf incident open --scope tenant:t000001 --reason "pool empty" 2>/dev/null)
+id=$(rf incident open --scope tenant:t000001 --reason "pool empty")
 rf incident contain "$id" >"$RINGFENCE_HOME/err"
 grep -q "standby pool has 0 of 1 rsa-2048 keys needed: 1 will be generated" "$RINGFENCE_HOME/err" ||
 	fail "empty RSA pool not reported: $(cat "$RINGFENCE_HOME/err")"
