@@ -2534,3 +2534,150 @@ out:
 	module_put(mod);
 	return r;
 }
+
+/* ---- Loading many keys in one pass per token ---- */
+
+struct load_many_arg {
+	const uint8_t (*ids)[ID_LEN];
+	size_t n;
+	struct rf_key **out;
+	int sh;
+	int r;
+};
+
+/* Index of id among the wanted ids not yet found, or n. */
+static size_t
+load_many_find(const struct load_many_arg *a, const uint8_t *id)
+{
+	size_t i;
+
+	for (i = 0; i < a->n; i++)
+		if (a->out[i] == NULL && memcmp(a->ids[i], id, ID_LEN) == 0)
+			return i;
+	return a->n;
+}
+
+static CK_RV
+load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct load_many_arg *a = varg;
+	CK_OBJECT_HANDLE *priv = NULL, *pub = NULL;
+	uint8_t *haspriv = NULL, id[ID_LEN];
+	CK_ATTRIBUTE at = {CKA_ID, id, ID_LEN};
+	size_t np = 0, nu = 0, i, k;
+	struct rf_key *key;
+	CK_RV rv;
+
+	a->r = 0;
+	if ((haspriv = calloc(a->n, 1)) == NULL) {
+		a->r = RF_ERR_ALLOC;
+		return CKR_OK;
+	}
+	/* One pass over each class, instead of one search per key. */
+	if ((rv = find_all(keys->f, s, CKO_PRIVATE_KEY, &priv, &np)) != CKR_OK)
+		goto out;
+	for (i = 0; i < np; i++) {
+		at.ulValueLen = ID_LEN;
+		if (keys->f->C_GetAttributeValue(s, priv[i], &at, 1) !=
+			CKR_OK ||
+		    at.ulValueLen != ID_LEN)
+			continue;
+		if ((k = load_many_find(a, id)) < a->n)
+			haspriv[k] = 1;
+	}
+	if ((rv = find_all(keys->f, s, CKO_PUBLIC_KEY, &pub, &nu)) != CKR_OK)
+		goto out;
+	for (i = 0; i < nu && a->r == 0; i++) {
+		at.ulValueLen = ID_LEN;
+		if (keys->f->C_GetAttributeValue(s, pub[i], &at, 1) != CKR_OK ||
+		    at.ulValueLen != ID_LEN)
+			continue;
+		if ((k = load_many_find(a, id)) >= a->n || !haspriv[k])
+			continue;
+		if ((key = calloc(1, sizeof(*key))) == NULL) {
+			a->r = RF_ERR_ALLOC;
+			break;
+		}
+		memcpy(key->idbin, id, ID_LEN);
+		if ((rv = read_public(keys->f, s, pub[i], &key->alg, &key->pub,
+			 &a->r)) != CKR_OK ||
+		    a->r != 0) {
+			rf_key_free(key);
+			goto out;
+		}
+		key->sh = a->sh;
+		a->out[k] = key; /* checked against its id by the caller */
+	}
+	rv = CKR_OK;
+out:
+	free(priv);
+	free(pub);
+	free(haspriv);
+	return rv;
+}
+
+int
+rf_keys_load_many(
+    struct rf_keys *keys, const char *const *ids, size_t n, struct rf_key **out)
+{
+	struct load_many_arg a;
+	uint8_t(*bin)[ID_LEN] = NULL;
+	char got[65];
+	CK_RV rv = CKR_OK;
+	size_t i, left;
+	int sh, nsh, r = RF_ERR_INTERNAL;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	if (n == 0)
+		return 0;
+	if ((bin = calloc(n, sizeof(*bin))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < n; i++)
+		if ((r = parse_id(ids[i], bin[i])) != 0)
+			goto out;
+	memset(&a, 0, sizeof(a));
+	a.ids = (const uint8_t(*)[ID_LEN])bin;
+	a.n = n;
+	a.out = out;
+	pthread_mutex_lock(&keys->lock);
+	nsh = keys->nsh;
+	pthread_mutex_unlock(&keys->lock);
+	for (sh = 0, left = n; sh < nsh && left > 0; sh++) {
+		a.sh = sh;
+		if ((r = with_session(keys, sh, load_many_op, &a, &rv)) != 0)
+			goto out;
+		if (rv != CKR_OK) {
+			r = token_err("C_FindObjects", rv);
+			goto out;
+		}
+		if ((r = a.r) != 0)
+			goto out;
+		for (i = 0, left = 0; i < n; i++)
+			left += out[i] == NULL;
+	}
+	/* The id names the public key: check that it still does. */
+	for (i = 0; i < n; i++) {
+		if (out[i] == NULL)
+			continue;
+		if ((r = rf_keys_pub_id(out[i]->pub, got)) != 0)
+			goto out;
+		if (strcasecmp(got, ids[i]) != 0) {
+			r = rf_err_set(RF_ERR_TOKEN,
+			    "key %s in the token has a public key hashing "
+			    "to %s",
+			    ids[i], got);
+			goto out;
+		}
+		snprintf(out[i]->id, sizeof(out[i]->id), "%s", got);
+	}
+	r = 0;
+out:
+	if (r != 0)
+		for (i = 0; i < n; i++) {
+			rf_key_free(out[i]);
+			out[i] = NULL;
+		}
+	free(bin);
+	return r;
+}

@@ -113,6 +113,14 @@ int rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg,
 /* Find a key by id (64 hex). RF_ERR_KEY_NOT_FOUND if absent. */
 int rf_keys_load(
     struct rf_keys *keys, const char *id, struct rf_key **out) RF_WUR;
+/*
+ * rf_keys_load for n ids at once, in one pass over each token's objects
+ * (SoftHSM refreshes every object's file on each search, so n searches
+ * cost n passes). out[i] is NULL for an id no token holds; every key
+ * found is checked as rf_keys_load checks it.
+ */
+int rf_keys_load_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    struct rf_key **out) RF_WUR;
 void rf_key_free(struct rf_key *key);
 /* A copy of key that lives on its own (rf_key_free it). */
 int rf_key_dup(const struct rf_key *key, struct rf_key **out) RF_WUR;

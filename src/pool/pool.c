@@ -323,8 +323,10 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
     struct rf_key **out, size_t *taken)
 {
 	char(*idx)[65] = NULL;
+	const char **ids = NULL;
+	struct rf_key **loaded = NULL;
 	char why[256];
-	size_t i;
+	size_t i, k;
 	int r = RF_ERR_ALLOC;
 
 	*taken = 0;
@@ -332,33 +334,40 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 		out[i] = NULL;
 	if (n == 0)
 		return 0;
-	if ((idx = calloc(n, sizeof(*idx))) == NULL)
-		return RF_ERR_ALLOC;
+	if ((idx = calloc(n, sizeof(*idx))) == NULL ||
+	    (ids = calloc(n, sizeof(*ids))) == NULL ||
+	    (loaded = calloc(n, sizeof(*loaded))) == NULL)
+		goto out;
 	rf_audit_lock(audit); /* the store handle is the audit's */
 	r = take_ids(audit, want, n, who, idx);
 	rf_audit_unlock(audit);
 	if (r != 0)
 		goto out;
-	for (i = 0; i < n; i++) {
+	/* One pass over the token for the batch (rf_keys_load_many checks,
+	 * as rf_keys_load does, that each id is the SHA-256 of the public
+	 * key the token holds); the record gives the algorithm. */
+	for (i = 0, k = 0; i < n; i++)
+		if (idx[i][0] != '\0')
+			ids[k++] = idx[i];
+	if ((r = rf_keys_load_many(keys, ids, k, loaded)) != 0)
+		goto out;
+	for (i = 0, k = 0; i < n; i++) {
 		if (idx[i][0] == '\0')
 			continue;
-		/* rf_keys_load checks that the id is the SHA-256 of the
-		 * public key the token holds; the record gives the alg. */
-		r = rf_keys_load(keys, idx[i], &out[i]);
-		if (r == 0 && rf_key_alg(out[i]) == want[i].alg) {
+		out[i] = loaded[k];
+		loaded[k++] = NULL;
+		if (out[i] != NULL && rf_key_alg(out[i]) == want[i].alg) {
 			(*taken)++;
 			continue;
 		}
-		if (r == 0)
+		if (out[i] != NULL)
 			snprintf(why, sizeof(why),
 			    "pool key is %s in the token, %s in the store",
 			    rf_key_alg_name(rf_key_alg(out[i])),
 			    rf_key_alg_name(want[i].alg));
-		else if (r == RF_ERR_KEY_NOT_FOUND)
-			snprintf(why, sizeof(why), "%s", rf_err_msg(r));
 		else
-			goto out; /* the token failed, or holds a different
-				     public key under this id: stop */
+			snprintf(why, sizeof(why), "no token holds pool key %s",
+			    idx[i]);
 		rf_key_free(out[i]);
 		out[i] = NULL;
 		rf_audit_lock(audit);
@@ -376,6 +385,10 @@ out:
 		}
 		*taken = 0;
 	}
+	for (i = 0; loaded != NULL && i < n; i++)
+		rf_key_free(loaded[i]);
+	free(loaded);
+	free(ids);
 	free(idx);
 	return r;
 }

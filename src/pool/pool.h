@@ -10,9 +10,10 @@
  * (type "pool", what "take": which connection, which incident or
  * issuance), so two takers never get the same key and no key leaves the
  * pool without a leaf saying where it went. A key is taken once and never
- * returned. Before use, the taken key is loaded from the token
- * (rf_keys_load, which checks that its id is the SHA-256 of the public key
- * the token holds) and its algorithm checked against the store's record.
+ * returned. Before use, the taken keys are loaded from the token
+ * (rf_keys_load_many: one pass over each token for the batch, checking as
+ * rf_keys_load does that each id is the SHA-256 of the public key the
+ * token holds) and their algorithm checked against the store's record.
  *
  * The pool has a target size per algorithm (settings pool_<alg>, default:
  * every connection whose current key is of that algorithm, plus
