@@ -129,15 +129,15 @@ fill_one(struct rf_cli *cli, enum rf_key_alg alg, long long count)
 		    "seconds", rep.seconds, "free", (json_int_t)rep.free,
 		    "target", (json_int_t)ps.target, "stopped",
 		    stop_fill != 0));
+	else if (printf("pool %s: made %zu keys in %.1f s (%.1f keys/s); "
+			"%lld free, target %lld%s\n",
+		     rf_key_alg_name(alg), rep.made, rep.seconds,
+		     rep.seconds > 0 ? (double)rep.made / rep.seconds : 0.0,
+		     (long long)rep.free, (long long)ps.target,
+		     stop_fill ? " (stopped)" : "") < 0)
+		r2 = rf_err_set(RF_ERR_IO, "cannot write output");
 	else
-		r2 = printf("pool %s: made %zu keys in %.1f s (%.1f keys/s); "
-			    "%lld free, target %lld%s\n",
-			 rf_key_alg_name(alg), rep.made, rep.seconds,
-			 rep.seconds > 0 ? (double)rep.made / rep.seconds : 0.0,
-			 (long long)rep.free, (long long)ps.target,
-			 stop_fill ? " (stopped)" : "") < 0
-		    ? rf_err_set(RF_ERR_IO, "cannot write output")
-		    : 0;
+		r2 = 0;
 	return r != 0 ? r : r2;
 }
 
