@@ -37,6 +37,7 @@
 #include "common/rf.h"
 #include "keys/keys.h"
 #include "ocsp/ocsp.h"
+#include "pool/pool.h"
 #include "store/store.h"
 
 /* Clock-skew allowance: notBefore is this many seconds before issuance. */
@@ -1717,6 +1718,7 @@ struct issue_item {
 	const struct rf_issue_req *req;
 	struct rf_key *genkey; /* keygen: the new key in the token */
 	int given;	       /* genkey is a copy of req->key */
+	int pooled;	       /* genkey came from the standby pool */
 	int rsa;	       /* the key is RSA (server KU) */
 	struct blob spki;      /* canonical SPKI DER (malloc'd if CSR) */
 	int spki_malloc;
@@ -2144,7 +2146,9 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 			if ((r = rf_store_key_set_state(
 				 ca->st, it->key_id, "active")) != 0)
 				goto out;
-		} else if (it->genkey != NULL) {
+		} else if (it->genkey != NULL && !it->pooled) {
+			/* A pool key's record became this connection's when
+			 * taken. */
 			memset(&kr, 0, sizeof(kr));
 			snprintf(kr.id, sizeof(kr.id), "%s", it->key_id);
 			snprintf(kr.alg, sizeof(kr.alg), "%s",
@@ -2211,6 +2215,7 @@ issue_output(struct rf_ca *ca, struct issue_item *it, struct rf_issued *o)
 
 	snprintf(o->serial, sizeof(o->serial), "%s", it->hex);
 	snprintf(o->key_id, sizeof(o->key_id), "%s", it->key_id);
+	o->pooled = it->pooled;
 	rf_ca_thumbprints(it->der, it->derlen, o->x5t, o->x5t256);
 	l = rf_ca_pem_len(it->derlen);
 	if ((o->chain_pem = malloc(l + ca->chain_tail_len + 1)) == NULL)
@@ -2225,22 +2230,31 @@ issue_output(struct rf_ca *ca, struct issue_item *it, struct rf_issued *o)
 }
 
 /*
- * The keys of the --keygen requests, made in the token in one batch (one
- * durable audit commit for all of them), with their SPKI, SKI and id.
+ * The keys of the --keygen requests, with their SPKI, SKI and id: taken
+ * from the standby pool (pool.h: moved to "taken" with their audit leaves
+ * in one transaction, then loaded and checked), and those the pool could
+ * not give made in the token in one batch (one durable audit commit).
  */
 static int
 issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
     struct issue_item *items, size_t n, const struct rf_actor *who)
 {
+	struct rf_pool_want *want = NULL;
 	struct rf_keygen *kg = NULL;
-	struct rf_key **keys = NULL;
-	char(*label)[200] = NULL;
-	size_t i, k = 0;
+	struct rf_key **keys = NULL, **made = NULL;
+	char(*label)[200] = NULL, (*by)[200] = NULL;
+	size_t *pos = NULL, *gpos = NULL;
+	size_t i, j, k = 0, g = 0, taken = 0;
 	int r = RF_ERR_INTERNAL;
 
-	if ((kg = calloc(n, sizeof(*kg))) == NULL ||
+	if ((want = calloc(n, sizeof(*want))) == NULL ||
+	    (kg = calloc(n, sizeof(*kg))) == NULL ||
 	    (keys = calloc(n, sizeof(*keys))) == NULL ||
-	    (label = calloc(n, sizeof(*label))) == NULL) {
+	    (made = calloc(n, sizeof(*made))) == NULL ||
+	    (label = calloc(n, sizeof(*label))) == NULL ||
+	    (by = calloc(n, sizeof(*by))) == NULL ||
+	    (pos = calloc(n, sizeof(*pos))) == NULL ||
+	    (gpos = calloc(n, sizeof(*gpos))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -2249,36 +2263,58 @@ issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
 			continue;
 		snprintf(label[k], sizeof(label[k]), "%s/%s", reqs[i].tenant,
 		    rf_profile_name(reqs[i].profile));
-		kg[k].alg = reqs[i].keygen;
-		kg[k].label = label[k];
-		kg[k].tenant = reqs[i].tenant;
-		k++;
+		snprintf(by[k], sizeof(by[k]), "%s/%s", reqs[i].tenant,
+		    reqs[i].connection != NULL
+			? reqs[i].connection
+			: rf_profile_name(reqs[i].profile));
+		want[k].alg = reqs[i].keygen;
+		want[k].tenant = reqs[i].tenant;
+		want[k].taken_by = by[k];
+		want[k].ref = reqs[i].ref != NULL ? reqs[i].ref : "issuance";
+		pos[k++] = i;
 	}
-	if (k > 0 &&
-	    (r = rf_keys_generate_many(ca->keys, kg, k, who, keys)) != 0)
-		goto out;
-	for (i = 0, k = 0; i < n; i++) {
-		struct issue_item *it = &items[i];
-		enum rf_key_alg alg = reqs[i].keygen;
-
-		if (reqs[i].csr != NULL)
+	/* The caller's own keys (recorded by it before use): copies. */
+	for (i = 0; i < n; i++) {
+		if (reqs[i].csr != NULL || reqs[i].key == NULL)
 			continue;
-		if (reqs[i].key != NULL) {
-			/* The caller's key: a copy, freed with the item. */
-			if ((r = rf_key_dup(reqs[i].key, &it->genkey)) != 0)
-				goto out;
-			it->given = 1;
-			alg = rf_key_alg(reqs[i].key);
-		} else {
-			it->genkey = keys[k++]; /* freed with the item */
-		}
-		it->rsa = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072;
+		if ((r = rf_key_dup(reqs[i].key, &items[i].genkey)) != 0)
+			goto out;
+		items[i].given = 1;
 	}
+	if (k == 0) {
+		r = 0;
+		goto rsa;
+	}
+	if ((r = rf_pool_take(
+		 ca->keys, ca->audit, want, k, who, keys, &taken)) != 0)
+		goto out;
+	/* Owned by the items from here: a failure destroys them unused. */
+	for (j = 0; j < k; j++) {
+		items[pos[j]].genkey = keys[j];
+		items[pos[j]].pooled = keys[j] != NULL;
+		if (keys[j] == NULL) {
+			kg[g].alg = want[j].alg;
+			kg[g].label = label[j];
+			kg[g].tenant = want[j].tenant;
+			gpos[g++] = pos[j];
+		}
+	}
+	if (g > 0) {
+		if ((r = rf_keys_generate_many(ca->keys, kg, g, who, made)) !=
+		    0)
+			goto out;
+		for (j = 0; j < g; j++)
+			items[gpos[j]].genkey = made[j]; /* freed with it */
+	}
+rsa:
 	for (i = 0; i < n; i++) {
 		struct issue_item *it = &items[i];
+		enum rf_key_alg alg;
 
 		if (it->genkey == NULL)
 			continue;
+		alg = rf_key_alg(it->genkey);
+		it->rsa = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072;
 		if ((r = key_spki(it->genkey, &it->spki)) != 0 ||
 		    (r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
 			 it->ski)) != 0 ||
@@ -2294,9 +2330,14 @@ issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
 	}
 	r = 0;
 out:
+	free(want);
 	free(label);
+	free(by);
 	free(keys);
+	free(made);
 	free(kg);
+	free(pos);
+	free(gpos);
 	return r;
 }
 
@@ -2318,6 +2359,11 @@ issue_unkeygen(struct rf_ca *ca, struct issue_item *items, size_t n,
 	else
 		for (i = 0; i < k; i++)
 			(void)!rf_keys_destroy(ca->keys, ids[i], who);
+	/* A pool key is taken once: its record says it is gone. */
+	for (i = 0; i < n; i++)
+		if (items[i].pooled && items[i].genkey != NULL)
+			(void)!rf_store_key_set_state(
+			    ca->st, rf_key_id(items[i].genkey), "destroyed");
 	free(ids);
 }
 

@@ -65,6 +65,8 @@ struct rf_issue_req {
 	 * certificate; a failed issuance leaves it to the caller.
 	 */
 	const struct rf_key *key;
+	/* keygen: the standby pool's record of who took the key */
+	const char *ref; /* "incident-7", or NULL ("issuance") */
 };
 
 struct rf_issued {
@@ -75,6 +77,7 @@ struct rf_issued {
 	uint8_t *der;	 /* the certificate */
 	size_t derlen;
 	char *chain_pem; /* certificate, issuing CA, root; NUL-terminated */
+	int pooled;	 /* keygen: the key came from the standby pool */
 };
 
 /*

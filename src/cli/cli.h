@@ -53,6 +53,7 @@ int cmd_revoke(struct rf_cli *cli, int argc, char **argv);
 int cmd_crl(struct rf_cli *cli, int argc, char **argv);
 int cmd_audit(struct rf_cli *cli, int argc, char **argv);
 int cmd_keys(struct rf_cli *cli, int argc, char **argv);
+int cmd_keys_pool(struct rf_cli *cli, int argc, char **argv);
 int cmd_incident(struct rf_cli *cli, int argc, char **argv);
 int cmd_connection(struct rf_cli *cli, int argc, char **argv);
 int cmd_connector(struct rf_cli *cli, int argc, char **argv);

@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "incident/incident.h"
+#include "pool/pool.h"
 #include "store/store_incident.h"
 
 static const char incident_help[] =
@@ -62,6 +63,28 @@ parse_id(const char *s, int64_t *id)
 		return -1;
 	*id = v;
 	return 0;
+}
+
+/* Before contain, on stdout (stderr is for the one-line error): what the
+ * standby pool lacks and how long making it takes (contain records the
+ * same in the incident's timeline). */
+static void
+pool_note(struct rf_cli *cli, int64_t id)
+{
+	struct rf_pool_plan plan[4];
+	char note[256];
+	size_t i, n;
+
+	if (rf_pool_plan_incident(&cli->cfg, cli->store, id, plan, &n) != 0) {
+		rf_err_clear(); /* contain itself reports the store's error */
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (plan[i].generate == 0)
+			continue;
+		rf_pool_plan_text(&plan[i], note, sizeof(note));
+		printf("%s\n", note);
+	}
 }
 
 static void
@@ -355,6 +378,8 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(sub, "contain") == 0 || strcmp(sub, "close") == 0) {
 		char task[96], msg[1024];
 
+		if (strcmp(sub, "contain") == 0)
+			pool_note(cli, id);
 		rf_incident_task(id, sub, task);
 		if ((r = rf_progress_new(task,
 			 cli->json ? RF_PROGRESS_JSON : RF_PROGRESS_AUTO,
@@ -383,6 +408,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		    rep.issued, rep.destroyed,
 		    rep.new_issuer[0] ? "; new issuing CA " : "",
 		    rep.new_issuer);
+		if (rep.issued > 0)
+			printf("%zu new keys from the standby pool, %zu "
+			       "generated\n",
+			    rep.pooled, rep.issued - rep.pooled);
 		return EXIT_OK;
 	}
 	if (strcmp(sub, "package") == 0) {

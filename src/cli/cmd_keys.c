@@ -12,6 +12,7 @@
 static const char keys_help[] =
     "usage: ringfence keys list [--json]\n"
     "       ringfence keys compromised [--json]\n"
+    "       ringfence keys pool status|fill ... (keys pool --help)\n"
     "\n"
     "List the private keys held in the token (RINGFENCE_MODULE,\n"
     "RINGFENCE_TOKEN), each with its record in the store: id (SHA-256 of\n"
@@ -353,12 +354,14 @@ keys_compromised(struct rf_cli *cli, int argc, char **argv)
 int
 cmd_keys(struct rf_cli *cli, int argc, char **argv)
 {
+	if (argc >= 2 && strcmp(argv[1], "pool") == 0)
+		return cmd_keys_pool(cli, argc - 1, argv + 1);
 	if (cli_wants_help(argc, argv)) {
 		fputs(keys_help, stdout);
 		return EXIT_OK;
 	}
 	if (argc < 2)
-		return cli_usage("keys", "missing subcommand (list)");
+		return cli_usage("keys", "missing subcommand (list, pool)");
 	if (strcmp(argv[1], "list") == 0)
 		return keys_list(cli, argc - 1, argv + 1);
 	if (strcmp(argv[1], "compromised") == 0)

@@ -82,6 +82,11 @@ static const struct setting settings[] = {
     S("admin_group", admin_group),
     S("custody_dir", custody_dir),
     I("keyd_tls_rate", keyd_tls_rate, 1, 1000000),
+    I("pool_ec_p256", pool_ec_p256, -1, 10000000),
+    I("pool_ec_p384", pool_ec_p384, -1, 10000000),
+    I("pool_rsa_2048", pool_rsa_2048, -1, 10000000),
+    I("pool_rsa_3072", pool_rsa_3072, -1, 10000000),
+    I("pool_margin", pool_margin, 0, 1000),
 };
 
 static int
@@ -279,6 +284,9 @@ rf_config_load(struct rf_config *cfg)
 	    cfg->custody_user, sizeof(cfg->custody_user), "ringfence-keyd");
 	snprintf(cfg->server_user, sizeof(cfg->server_user), "ringfence");
 	cfg->keyd_tls_rate = 200;
+	cfg->pool_ec_p256 = cfg->pool_ec_p384 = -1;
+	cfg->pool_rsa_2048 = cfg->pool_rsa_3072 = -1;
+	cfg->pool_margin = 10;
 
 	if ((r = load_file(cfg, path)) != 0 || (r = load_env(cfg)) != 0)
 		return r;

@@ -70,6 +70,11 @@ struct rf_config {
 	char admin_group[64];	       /* members are keyd admins */
 	char custody_dir[RF_PATH_MAX]; /* PIN folder, default $home-custody */
 	int keyd_tls_rate;	       /* TLS signatures/s for serve's class */
+	/* standby key pool (src/pool): target free keys per algorithm, -1
+	 * for the default (connections of that algorithm plus pool_margin
+	 * percent) */
+	int pool_ec_p256, pool_ec_p384, pool_rsa_2048, pool_rsa_3072;
+	int pool_margin; /* percent over the connections, default 10 */
 };
 
 /*

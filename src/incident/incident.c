@@ -31,6 +31,7 @@
 #include "ca/ca.h"
 #include "incident/incident.h"
 #include "incident/incident_int.h"
+#include "pool/pool.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
 #include "store/store_incident.h"
@@ -920,9 +921,60 @@ out:
  */
 static int
 contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
-    size_t n, struct rf_key **out)
+    const struct rf_item_rec *items, const size_t *idx, size_t n,
+    struct rf_key **out, int *pooled)
 {
-	return rf_keys_generate_many(c->keys, kg, n, c->who, out);
+	struct rf_pool_want *want = NULL;
+	struct rf_keygen *rest = NULL;
+	struct rf_key **made = NULL;
+	size_t *at = NULL, i, m = 0, taken = 0;
+	char(*ref)[32] = NULL;
+	int r = RF_ERR_ALLOC;
+
+	if ((want = calloc(n, sizeof(*want))) == NULL ||
+	    (rest = calloc(n, sizeof(*rest))) == NULL ||
+	    (made = calloc(n, sizeof(*made))) == NULL ||
+	    (at = calloc(n, sizeof(*at))) == NULL ||
+	    (ref = calloc(n, sizeof(*ref))) == NULL)
+		goto out;
+	/* The standby pool first: keys made before the incident (pool.h). */
+	for (i = 0; i < n; i++) {
+		snprintf(ref[i], sizeof(ref[i]), "incident-%lld",
+		    (long long)items[idx[i]].incident);
+		want[i].alg = kg[i].alg;
+		want[i].tenant = kg[i].tenant;
+		want[i].taken_by = kg[i].label;
+		want[i].ref = ref[i];
+	}
+	if ((r = rf_pool_take(
+		 c->keys, c->audit, want, n, c->who, out, &taken)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		pooled[i] = out[i] != NULL;
+		if (out[i] == NULL) {
+			rest[m] = kg[i];
+			at[m++] = i;
+		}
+	}
+	/* What the pool lacked is made now. */
+	if (m > 0 &&
+	    (r = rf_keys_generate_many(c->keys, rest, m, c->who, made)) != 0) {
+		for (i = 0; i < n; i++) {
+			rf_key_free(out[i]);
+			out[i] = NULL;
+		}
+		goto out;
+	}
+	for (i = 0; i < m; i++)
+		out[at[i]] = made[i]; /* now the caller's */
+	r = 0;
+out:
+	free(want);
+	free(rest);
+	free(made);
+	free(at);
+	free(ref);
+	return r;
 }
 
 /*
@@ -935,19 +987,21 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
  */
 static int
 contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
-    const struct shape *shapes, size_t n, struct rf_key **keys)
+    const struct shape *shapes, size_t n, struct rf_key **keys, size_t *npooled)
 {
 	struct rf_keygen *kg = NULL;
 	struct rf_key **made = NULL;
 	struct rf_key_rec kr;
 	size_t *idx = NULL, i, k = 0;
+	int *pooled = NULL;
 	char(*label)[200] = NULL;
 	int r = RF_ERR_INTERNAL, in_tx = 0;
 
 	if ((kg = calloc(n, sizeof(*kg))) == NULL ||
 	    (made = calloc(n, sizeof(*made))) == NULL ||
 	    (idx = calloc(n, sizeof(*idx))) == NULL ||
-	    (label = calloc(n, sizeof(*label))) == NULL) {
+	    (label = calloc(n, sizeof(*label))) == NULL ||
+	    (pooled = calloc(n, sizeof(*pooled))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -971,7 +1025,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 		r = 0;
 		goto out;
 	}
-	if ((r = contain_keys_make(c, kg, k, made)) != 0)
+	if ((r = contain_keys_make(c, kg, items, idx, k, made, pooled)) != 0)
 		goto out;
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
@@ -987,7 +1041,10 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 		snprintf(kr.tenant, sizeof(kr.tenant), "%s", it->tenant);
 		snprintf(kr.state, sizeof(kr.state), "reserved");
 		kr.created = rf_now();
-		if ((r = rf_store_key_add(c->st, &kr)) != 0)
+		/* A pool key has its record (now this connection's, pool.c). */
+		if ((r = pooled[i]
+			    ? rf_store_key_set_state(c->st, kr.id, "reserved")
+			    : rf_store_key_add(c->st, &kr)) != 0)
 			goto out;
 		/* Only over what this run read: another run may be here. */
 		if ((r = rf_store_item_reserve_key(c->st, it->incident,
@@ -1009,6 +1066,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	for (i = 0; i < k; i++) {
 		keys[idx[i]] = made[i]; /* now the caller's */
 		made[i] = NULL;
+		*npooled += pooled[i] != 0;
 	}
 	r = 0;
 out:
@@ -1034,6 +1092,7 @@ out:
 	free(idx);
 	free(made);
 	free(kg);
+	free(pooled);
 	return r;
 }
 
@@ -1046,9 +1105,23 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	struct rf_key **keys = NULL;
 	struct shape *shapes = NULL;
 	struct issue_hook hook;
-	size_t i, j, b;
+	struct rf_pool_plan plan[4];
+	char ref[32], note[256];
+	size_t i, j, b, np;
 	int r = 0;
 
+	/* New keys come from the standby pool; say what it lacks. */
+	snprintf(ref, sizeof(ref), "incident-%lld", (long long)id);
+	if (iv->n > 0 &&
+	    (r = rf_pool_plan_incident(c->cfg, c->st, id, plan, &np)) != 0)
+		return r;
+	for (j = 0; iv->n > 0 && j < np; j++) {
+		if (plan[j].generate == 0)
+			continue;
+		rf_pool_plan_text(&plan[j], note, sizeof(note));
+		if ((r = event(c, id, "pool", "%s", note)) != 0)
+			return r;
+	}
 	if ((reqs = calloc(CONTAIN_BATCH, sizeof(*reqs))) == NULL ||
 	    (out = calloc(CONTAIN_BATCH, sizeof(*out))) == NULL ||
 	    (keys = calloc(CONTAIN_BATCH, sizeof(*keys))) == NULL ||
@@ -1063,7 +1136,8 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 			if ((r = credential_shape(
 				 c, iv->v[i + j].old_serial, &shapes[j])) != 0)
 				goto out;
-		if ((r = contain_keys(c, &iv->v[i], shapes, b, keys)) != 0)
+		if ((r = contain_keys(
+			 c, &iv->v[i], shapes, b, keys, &rep->pooled)) != 0)
 			goto out;
 		rf_test_point("incident-keys-recorded");
 		for (j = 0; j < b; j++) {
@@ -1092,9 +1166,9 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	}
 	if (rep->issued > 0)
 		r = event(c, id, "reissue",
-		    "%zu new keys (recorded before use, same algorithm and "
-		    "size as the old credential) and certificates issued",
-		    rep->issued);
+		    "%zu certificates issued with new keys in the token: %zu "
+		    "from the standby pool, %zu generated",
+		    rep->issued, rep->pooled, rep->issued - rep->pooled);
 out:
 	for (j = 0; keys != NULL && j < CONTAIN_BATCH; j++)
 		rf_key_free(keys[j]);

@@ -77,6 +77,7 @@ struct rf_contain_report {
 	size_t revoked;	  /* certificates revoked now */
 	size_t disabled;  /* keys disabled now */
 	size_t issued;	  /* new credentials issued now */
+	size_t pooled;	  /* of which with a key from the standby pool */
 	size_t destroyed; /* old keys destroyed now (successors committed) */
 	size_t total;	  /* connections in scope */
 	int rotated;	  /* a new issuing CA was made now */

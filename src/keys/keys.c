@@ -3337,3 +3337,33 @@ out:
 	module_put(mod);
 	return r;
 }
+
+/*
+ * Many keys: each is one indexed store lookup for its CKA_ID and one search
+ * in the token that holds it (rf_keys_load), so no pass over every object;
+ * through keyd each is one request.
+ */
+int
+rf_keys_load_many(
+    struct rf_keys *keys, const char *const *ids, size_t n, struct rf_key **out)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	for (i = 0; i < n; i++) {
+		if ((r = rf_keys_load(keys, ids[i], &out[i])) == 0)
+			continue;
+		if (r == RF_ERR_KEY_NOT_FOUND) {
+			rf_err_clear();
+			continue;
+		}
+		while (i > 0) {
+			rf_key_free(out[--i]);
+			out[i] = NULL;
+		}
+		return r;
+	}
+	return 0;
+}

@@ -122,6 +122,12 @@ int rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg,
 /* Find a key by id (64 hex). RF_ERR_KEY_NOT_FOUND if absent. */
 int rf_keys_load(
     struct rf_keys *keys, const char *id, struct rf_key **out) RF_WUR;
+/*
+ * rf_keys_load for n ids: out[i] is NULL for an id no token holds; every
+ * key found is checked as rf_keys_load checks it. On another error none.
+ */
+int rf_keys_load_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    struct rf_key **out) RF_WUR;
 void rf_key_free(struct rf_key *key);
 /* A copy of key that lives on its own (rf_key_free it). */
 int rf_key_dup(const struct rf_key *key, struct rf_key **out) RF_WUR;

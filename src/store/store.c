@@ -175,6 +175,12 @@ static const char *const migrations[] = {
     "  done INTEGER NOT NULL, total INTEGER NOT NULL,"
     "  started_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
     "  pid INTEGER NOT NULL, finished INTEGER NOT NULL DEFAULT 0);",
+    /* 8: standby key pool (src/pool) */
+    "CREATE TABLE pool (key_id TEXT PRIMARY KEY, alg TEXT NOT NULL,"
+    "  state TEXT NOT NULL, taken_by TEXT NOT NULL DEFAULT '',"
+    "  ref TEXT NOT NULL DEFAULT '', made INTEGER NOT NULL,"
+    "  taken INTEGER NOT NULL DEFAULT 0);"
+    "CREATE INDEX pool_free ON pool (alg, state, made);",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -1,11 +1,12 @@
 /*
- * populate N [PINNED_EVERY [PREFIX [custody]]]: N tenants PREFIX000001..
- * (default prefix t), each with one connection
- * "mail" holding a key generated in the token and a client certificate, for
- * the incident scenario test and benchmark. Every PINNED_EVERY-th
- * connection has a pinned relying party (default 3). Uses the state in
- * $RINGFENCE_HOME, which must be initialised. With `custody`, keys are
- * asked of the state folder's running keyd instead of the token.
+ * populate N [PINNED_EVERY [PREFIX [custody|ALG]...]]: N tenants
+ * PREFIX000001.. (default prefix t), each with one connection "mail"
+ * holding a key generated in the token (ALG, default ec-p256; taken from the
+ * standby pool when it has keys) and a client certificate, for the incident
+ * scenario test and benchmarks. Every PINNED_EVERY-th connection has a
+ * pinned relying party (default 3). Uses the state in $RINGFENCE_HOME, which
+ * must be initialised. With `custody`, keys are asked of the state folder's
+ * running keyd instead of the token.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,21 +58,32 @@ main(int argc, char **argv)
 	struct hook h;
 	struct rf_custody custody = {RF_KCLASS_ADMIN, NULL, NULL};
 	const char *prefix = "t";
+	enum rf_key_alg alg = RF_KEY_EC_P256;
 	size_t n, every = 3, i, j, b;
 	struct timespec t0, t1;
 	int r;
 
 	if (argc < 2 || (n = strtoul(argv[1], NULL, 10)) == 0) {
 		fprintf(stderr,
-		    "usage: populate N [PINNED_EVERY [PREFIX [custody]]]\n");
+		    "usage: populate N [PINNED_EVERY [PREFIX "
+		    "[custody|ALG]...]]\n");
 		return 2;
 	}
 	if (argc > 2)
 		every = strtoul(argv[2], NULL, 10);
 	if (argc > 3 && strlen(argv[3]) < 16)
 		prefix = argv[3];
-	if (argc > 4 && strcmp(argv[4], "custody") == 0)
-		rf_keys_custody_use(&custody);
+	for (int a = 4; a < argc; a++) {
+		if (strcmp(argv[a], "custody") == 0)
+			rf_keys_custody_use(&custody);
+		else if (rf_key_alg_parse(argv[a], &alg) != 0) {
+			fprintf(stderr,
+			    "populate: '%s' is neither custody nor an "
+			    "algorithm\n",
+			    argv[a]);
+			return 2;
+		}
+	}
 	if ((r = rf_config_load(&cfg)) != 0 ||
 	    (r = rf_store_open(cfg.db_path, 0, &st)) != 0 ||
 	    (r = rf_audit_open(st, &audit)) != 0 ||
@@ -99,7 +111,7 @@ main(int argc, char **argv)
 				die("tenant", r);
 			reqs[j].tenant = tenants[j];
 			reqs[j].profile = RF_PROFILE_CLIENT;
-			reqs[j].keygen = RF_KEY_EC_P256;
+			reqs[j].keygen = alg;
 		}
 		if ((r = rf_store_commit(st)) != 0)
 			die("commit", r);

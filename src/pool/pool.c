@@ -1,0 +1,463 @@
+/*
+ * pool.c: the standby key pool (pool.h).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "audit/audit.h"
+#include "pool/pool.h"
+#include "store/store.h"
+#include "store/store_pool.h"
+
+/* Keys made per batch: small enough that a stop request is seen within
+ * about a second of SoftHSM work, large enough to amortise the commit. */
+#define FILL_BATCH_EC 64
+#define FILL_BATCH_RSA 4
+
+static const enum rf_key_alg pool_algs[] = {
+    RF_KEY_EC_P256, RF_KEY_EC_P384, RF_KEY_RSA_2048, RF_KEY_RSA_3072};
+#define NALGS (sizeof(pool_algs) / sizeof(pool_algs[0]))
+
+static double
+mono_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+setting_for(const struct rf_config *cfg, enum rf_key_alg alg)
+{
+	switch (alg) {
+	case RF_KEY_EC_P256:
+		return cfg->pool_ec_p256;
+	case RF_KEY_EC_P384:
+		return cfg->pool_ec_p384;
+	case RF_KEY_RSA_2048:
+		return cfg->pool_rsa_2048;
+	case RF_KEY_RSA_3072:
+		return cfg->pool_rsa_3072;
+	default:
+		return 0;
+	}
+}
+
+int64_t
+rf_pool_default_target(
+    const struct rf_config *cfg, enum rf_key_alg alg, int64_t conns)
+{
+	int v = setting_for(cfg, alg);
+	int64_t margin;
+
+	if (v >= 0)
+		return v;
+	/* Every connection once, plus the margin (at least one key when
+	 * there is any connection: rounding must not leave it at zero). */
+	margin = (conns * cfg->pool_margin + 99) / 100;
+	return conns + margin;
+}
+
+static void
+rate_key(enum rf_key_alg alg, char *buf, size_t len)
+{
+	snprintf(buf, len, "pool_rate.%s", rf_key_alg_name(alg));
+}
+
+int
+rf_pool_status(const struct rf_config *cfg, struct rf_store *st,
+    enum rf_key_alg alg, struct rf_pool_status *out)
+{
+	struct rf_pool_counts c;
+	char key[64], val[64];
+	const char *name = rf_key_alg_name(alg);
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	out->alg = alg;
+	out->refill_s = -1;
+	if ((r = rf_store_pool_count(st, name, &c)) != 0 ||
+	    (r = rf_store_pool_conns(st, name, &out->conns)) != 0)
+		return r;
+	out->free = c.free;
+	out->taken = c.taken;
+	out->rejected = c.rejected;
+	out->target = rf_pool_default_target(cfg, alg, out->conns);
+	rate_key(alg, key, sizeof(key));
+	r = rf_store_meta_get(st, key, val, sizeof(val));
+	if (r == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+	} else if (r != 0) {
+		return r;
+	} else {
+		out->rate = strtod(val, NULL);
+		if (!(out->rate > 0))
+			out->rate = 0;
+	}
+	if (out->free >= out->target)
+		out->refill_s = 0;
+	else if (out->rate > 0)
+		out->refill_s = (double)(out->target - out->free) / out->rate;
+	return 0;
+}
+
+int
+rf_pool_lower_priority(void)
+{
+	struct sched_param sp;
+
+	memset(&sp, 0, sizeof(sp));
+	/* Linux: both apply to the calling thread alone. */
+	if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "cannot set the refilling thread to SCHED_IDLE");
+	errno = 0;
+	if (setpriority(PRIO_PROCESS, 0, 19) != 0)
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "cannot lower the refilling thread to nice 19: %s",
+		    strerror(errno));
+	return 0;
+}
+
+/* Make and record one batch of b keys of alg. */
+static int
+fill_batch(struct rf_keys *keys, struct rf_store *st, enum rf_key_alg alg,
+    size_t b, const struct rf_actor *who)
+{
+	struct rf_keygen *kg = NULL;
+	struct rf_key **made = NULL;
+	char(*ids)[65] = NULL;
+	const char **dids = NULL;
+	size_t i, done;
+	int r = RF_ERR_ALLOC;
+
+	if ((kg = calloc(b, sizeof(*kg))) == NULL ||
+	    (made = calloc(b, sizeof(*made))) == NULL ||
+	    (ids = calloc(b, sizeof(*ids))) == NULL ||
+	    (dids = calloc(b, sizeof(*dids))) == NULL)
+		goto out;
+	for (i = 0; i < b; i++) {
+		kg[i].alg = alg;
+		kg[i].label = "pool";
+		kg[i].tenant = NULL;
+	}
+	if ((r = rf_keys_generate_many(keys, kg, b, who, made)) != 0)
+		goto out;
+	for (i = 0; i < b; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%s", rf_key_id(made[i]));
+		dids[i] = ids[i];
+	}
+	if ((r = rf_store_pool_add(st, (const char(*)[65])ids, b,
+		 rf_key_alg_name(alg), rf_now())) != 0) {
+		char msg[512];
+
+		/* Unrecorded keys serve nothing: remove them. */
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		(void)!rf_keys_destroy_many(keys, dids, b, who, &done);
+		rf_err_set(r, "%s (the batch's keys were destroyed)", msg);
+	}
+out:
+	for (i = 0; made != NULL && i < b; i++)
+		rf_key_free(made[i]);
+	free(made);
+	free(kg);
+	free(ids);
+	free(dids);
+	return r;
+}
+
+int
+rf_pool_refill(struct rf_keys *keys, struct rf_store *st, enum rf_key_alg alg,
+    int64_t target, size_t max, const volatile sig_atomic_t *stop,
+    const struct rf_actor *who, struct rf_pool_fill_report *rep)
+{
+	struct rf_pool_counts c;
+	size_t batch, b;
+	char key[64], val[64];
+	double t0;
+	int r = 0;
+
+	memset(rep, 0, sizeof(*rep));
+	if (alg < RF_KEY_EC_P256 || alg > RF_KEY_RSA_3072)
+		return rf_err_set(RF_ERR_ARG, "unknown pool key algorithm");
+	batch = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072
+	    ? FILL_BATCH_RSA
+	    : FILL_BATCH_EC;
+	t0 = mono_now();
+	for (;;) {
+		if ((r = rf_store_pool_count(st, rf_key_alg_name(alg), &c)) !=
+		    0)
+			break;
+		rep->free = c.free;
+		if (c.free >= target || (max > 0 && rep->made >= max) ||
+		    (stop != NULL && *stop))
+			break;
+		b = batch;
+		if ((int64_t)b > target - c.free)
+			b = (size_t)(target - c.free);
+		if (max > 0 && b > max - rep->made)
+			b = max - rep->made;
+		if ((r = fill_batch(keys, st, alg, b, who)) != 0)
+			break;
+		rep->made += b;
+	}
+	rep->seconds = mono_now() - t0;
+	/* Rate for status: only from runs long enough to mean something. */
+	if (rep->made >= 8 && rep->seconds > 0) {
+		int r2;
+
+		rate_key(alg, key, sizeof(key));
+		snprintf(
+		    val, sizeof(val), "%.3f", (double)rep->made / rep->seconds);
+		if ((r2 = rf_store_meta_set(st, key, val)) != 0 && r == 0)
+			r = r2;
+	}
+	return r;
+}
+
+/* Reject a taken key that failed its check: state and a leaf saying why. */
+static int
+reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
+    const char *tenant, const char *why, const struct rf_actor *who)
+{
+	struct rf_store *st = rf_audit_store(audit);
+	struct rf_audit_event ev;
+	int r;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "pool";
+	ev.what = "reject";
+	ev.key_id = id;
+	ev.tenant = tenant;
+	ev.detail = why;
+	ev.actor = who != NULL ? who->actor : NULL;
+	ev.source = who != NULL ? who->source : NULL;
+	if ((r = rf_store_pool_set_state(st, id, "rejected")) != 0 ||
+	    (r = rf_store_key_set_state(st, id, "destroyed")) != 0 ||
+	    (r = rf_audit_append(audit, &ev, 1, NULL)) != 0)
+		return r;
+	/* A key that is there but not what the record says must not sign. */
+	(void)!rf_keys_destroy(keys, id, who);
+	rf_err_clear();
+	return 0;
+}
+
+/* Move keys of every algorithm wanted to "taken", with their leaves, in one
+ * transaction. idx[i] receives want i's key id, or "" for none. */
+static int
+take_ids(struct rf_audit *audit, const struct rf_pool_want *want, size_t n,
+    const struct rf_actor *who, char (*idx)[65])
+{
+	struct rf_store *st = rf_audit_store(audit);
+	struct rf_pool_taker *tk = NULL;
+	struct rf_audit_event *evs = NULL;
+	size_t *pos = NULL, a, i, k, got, nev = 0;
+	char(*ids)[65] = NULL;
+	int r = RF_ERR_ALLOC, in_tx = 0;
+
+	if ((tk = calloc(n, sizeof(*tk))) == NULL ||
+	    (evs = calloc(n, sizeof(*evs))) == NULL ||
+	    (pos = calloc(n, sizeof(*pos))) == NULL ||
+	    (ids = calloc(n, sizeof(*ids))) == NULL)
+		goto out;
+	if ((r = rf_store_begin(st)) != 0)
+		goto out;
+	in_tx = 1;
+	for (a = 0; a < NALGS; a++) {
+		for (i = 0, k = 0; i < n; i++) {
+			if (want[i].alg != pool_algs[a])
+				continue;
+			tk[k].tenant = want[i].tenant;
+			tk[k].taken_by = want[i].taken_by;
+			tk[k].ref = want[i].ref;
+			pos[k++] = i;
+		}
+		if (k == 0)
+			continue;
+		if ((r = rf_store_pool_take(st, rf_key_alg_name(pool_algs[a]),
+			 tk, k, rf_now(), ids, &got)) != 0)
+			goto out;
+		for (i = 0; i < got; i++) {
+			const struct rf_pool_want *w = &want[pos[i]];
+			struct rf_audit_event *ev = &evs[nev++];
+
+			snprintf(idx[pos[i]], 65, "%s", ids[i]);
+			ev->type = "pool";
+			ev->what = "take";
+			ev->key_id = idx[pos[i]];
+			ev->tenant = w->tenant;
+			ev->ref = w->ref;
+			ev->detail = w->taken_by;
+			ev->actor = who != NULL ? who->actor : NULL;
+			ev->source = who != NULL ? who->source : NULL;
+		}
+	}
+	/* The leaves saying where each key went commit with the move. */
+	if ((r = rf_audit_append(audit, evs, nev, NULL)) != 0)
+		goto out;
+	r = rf_store_commit(st);
+	in_tx = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(st);
+	if (r != 0)
+		for (i = 0; i < n; i++)
+			idx[i][0] = '\0';
+	free(tk);
+	free(evs);
+	free(pos);
+	free(ids);
+	return r;
+}
+
+int
+rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
+    const struct rf_pool_want *want, size_t n, const struct rf_actor *who,
+    struct rf_key **out, size_t *taken)
+{
+	char(*idx)[65] = NULL;
+	const char **ids = NULL;
+	struct rf_key **loaded = NULL;
+	char why[256];
+	size_t i, k;
+	int r = RF_ERR_ALLOC;
+
+	*taken = 0;
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	if (n == 0)
+		return 0;
+	if ((idx = calloc(n, sizeof(*idx))) == NULL ||
+	    (ids = calloc(n, sizeof(*ids))) == NULL ||
+	    (loaded = calloc(n, sizeof(*loaded))) == NULL)
+		goto out;
+	rf_audit_lock(audit); /* the store handle is the audit's */
+	r = take_ids(audit, want, n, who, idx);
+	rf_audit_unlock(audit);
+	if (r != 0)
+		goto out;
+	/* One pass over the token for the batch (rf_keys_load_many checks,
+	 * as rf_keys_load does, that each id is the SHA-256 of the public
+	 * key the token holds); the record gives the algorithm. */
+	for (i = 0, k = 0; i < n; i++)
+		if (idx[i][0] != '\0')
+			ids[k++] = idx[i];
+	if ((r = rf_keys_load_many(keys, ids, k, loaded)) != 0)
+		goto out;
+	for (i = 0, k = 0; i < n; i++) {
+		if (idx[i][0] == '\0')
+			continue;
+		out[i] = loaded[k];
+		loaded[k++] = NULL;
+		if (out[i] != NULL && rf_key_alg(out[i]) == want[i].alg) {
+			(*taken)++;
+			continue;
+		}
+		if (out[i] != NULL)
+			snprintf(why, sizeof(why),
+			    "pool key is %s in the token, %s in the store",
+			    rf_key_alg_name(rf_key_alg(out[i])),
+			    rf_key_alg_name(want[i].alg));
+		else
+			snprintf(why, sizeof(why), "no token holds pool key %s",
+			    idx[i]);
+		rf_key_free(out[i]);
+		out[i] = NULL;
+		rf_audit_lock(audit);
+		r = reject(keys, audit, idx[i], want[i].tenant, why, who);
+		rf_audit_unlock(audit);
+		if (r != 0)
+			goto out;
+	}
+	r = 0;
+out:
+	if (r != 0) {
+		for (i = 0; i < n; i++) {
+			rf_key_free(out[i]);
+			out[i] = NULL;
+		}
+		*taken = 0;
+	}
+	for (i = 0; loaded != NULL && i < n; i++)
+		rf_key_free(loaded[i]);
+	free(loaded);
+	free(ids);
+	free(idx);
+	return r;
+}
+
+/* Key pairs a second SoftHSM makes on this kind of machine (2 cores), for
+ * an estimate before any refill has measured the real rate. */
+static double
+typical_rate(enum rf_key_alg alg)
+{
+	switch (alg) {
+	case RF_KEY_EC_P256:
+		return 300;
+	case RF_KEY_EC_P384:
+		return 150;
+	case RF_KEY_RSA_2048:
+		return 5;
+	default:
+		return 1;
+	}
+}
+
+int
+rf_pool_plan_incident(const struct rf_config *cfg, struct rf_store *st,
+    int64_t incident, struct rf_pool_plan plan[4], size_t *n)
+{
+	struct rf_pool_status ps;
+	struct rf_pool_plan *p;
+	int64_t need;
+	size_t a;
+	int r;
+
+	*n = 0;
+	for (a = 0; a < NALGS; a++) {
+		if ((r = rf_store_pool_incident_needs(st, incident,
+			 rf_key_alg_name(pool_algs[a]), &need)) != 0 ||
+		    (need > 0 &&
+			(r = rf_pool_status(cfg, st, pool_algs[a], &ps)) != 0))
+			return r;
+		if (need == 0)
+			continue;
+		p = &plan[(*n)++];
+		memset(p, 0, sizeof(*p));
+		p->alg = pool_algs[a];
+		p->need = need;
+		p->from_pool = ps.free < need ? ps.free : need;
+		p->generate = need - p->from_pool;
+		p->rate_measured = ps.rate > 0;
+		p->rate = ps.rate > 0 ? ps.rate : typical_rate(p->alg);
+		p->gen_s = (double)p->generate / p->rate;
+	}
+	return 0;
+}
+
+void
+rf_pool_plan_text(const struct rf_pool_plan *p, char *buf, size_t len)
+{
+	const char *name = rf_key_alg_name(p->alg);
+
+	if (p->generate == 0) {
+		snprintf(buf, len,
+		    "the standby pool has all %lld %s keys needed",
+		    (long long)p->need, name);
+		return;
+	}
+	snprintf(buf, len,
+	    "the standby pool has %lld of %lld %s keys needed: %lld will be "
+	    "generated in the token, about %.0f s at %.1f keys/s (%s)",
+	    (long long)p->from_pool, (long long)p->need, name,
+	    (long long)p->generate, p->gen_s, p->rate,
+	    p->rate_measured ? "the last refill's rate"
+			     : "a typical SoftHSM rate");
+}

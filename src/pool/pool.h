@@ -1,0 +1,125 @@
+/*
+ * pool.h: the standby key pool. Key pairs made in the token ahead of need,
+ * so that mass rotation (incident contain) costs signatures, not key
+ * generation.
+ *
+ * A pool key is made like every other key (rf_keys_generate_many: same
+ * token attributes, a "keygen" leaf whose detail names the label "pool"),
+ * then recorded in the store (store_pool.h) as free. Taking a key moves it
+ * free -> taken in one store transaction together with its audit leaf
+ * (type "pool", what "take": which connection, which incident or
+ * issuance), so two takers never get the same key and no key leaves the
+ * pool without a leaf saying where it went. A key is taken once and never
+ * returned. Before use, the taken keys are loaded from the token
+ * (rf_keys_load_many: one pass over each token for the batch, checking as
+ * rf_keys_load does that each id is the SHA-256 of the public key the
+ * token holds) and their algorithm checked against the store's record.
+ *
+ * The pool has a target size per algorithm (settings pool_<alg>, default:
+ * every connection whose current key is of that algorithm, plus
+ * pool_margin percent). rf_pool_refill tops it up; it is meant to run in a
+ * thread of its own (the custody process) at the lowest priority, with
+ * its own store handle.
+ */
+#ifndef RF_POOL_POOL_H
+#define RF_POOL_POOL_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/config.h"
+#include "common/rf.h"
+#include "keys/keys.h"
+
+struct rf_store;
+struct rf_audit;
+
+/* The pool of one algorithm. */
+struct rf_pool_status {
+	enum rf_key_alg alg;
+	int64_t free;	  /* keys ready to take */
+	int64_t taken;	  /* keys given out, ever */
+	int64_t rejected; /* keys that failed the check when taken */
+	int64_t conns;	  /* connections whose current key is of alg */
+	int64_t target;	  /* the setting, or conns plus the margin */
+	double rate;	  /* keys a second the last refill made; 0: unknown */
+	double refill_s;  /* seconds to refill to target at rate; -1: unknown */
+};
+
+/* Status of alg's pool from the store and the settings. */
+int rf_pool_status(const struct rf_config *cfg, struct rf_store *st,
+    enum rf_key_alg alg, struct rf_pool_status *out) RF_WUR;
+
+/*
+ * Put the calling thread at the lowest priority: SCHED_IDLE (it runs only
+ * when a core is otherwise idle) and nice 19. Linux applies both to the
+ * calling thread only. Failure is RF_ERR_INTERNAL with the reason.
+ */
+int rf_pool_lower_priority(void) RF_WUR;
+
+struct rf_pool_fill_report {
+	size_t made;	/* keys added to the pool */
+	double seconds; /* wall time spent making and recording them */
+	int64_t free;	/* free keys after the run */
+};
+
+/*
+ * Add keys of alg to the pool in batches until it holds target free keys,
+ * max keys were made (0: no limit), or *stop becomes non-zero (checked
+ * between batches; stop may be NULL). Each batch is made by
+ * rf_keys_generate_many with label "pool" and recorded in one store
+ * transaction; if recording fails its keys are destroyed. The rate of the
+ * run is recorded for rf_pool_status (meta pool_rate.<alg>).
+ */
+int rf_pool_refill(struct rf_keys *keys, struct rf_store *st,
+    enum rf_key_alg alg, int64_t target, size_t max,
+    const volatile sig_atomic_t *stop, const struct rf_actor *who,
+    struct rf_pool_fill_report *rep) RF_WUR;
+
+/* One key wanted from the pool. */
+struct rf_pool_want {
+	enum rf_key_alg alg;
+	const char *tenant;   /* the connection's tenant */
+	const char *taken_by; /* "tenant/connection" (or tenant/profile) */
+	const char *ref;      /* "incident-7", "issuance" */
+};
+
+/*
+ * Take keys for want[0..n) in one store transaction (the store is
+ * rf_audit_store(audit)): out[i] receives the loaded, checked key, or NULL
+ * when the pool had no free key of that algorithm or the key failed the
+ * check (it is then "rejected", with a leaf saying why): the caller
+ * generates those. *taken receives how many out[] are set. On error no
+ * out[] is set; keys already moved to "taken" stay so, each with its leaf.
+ */
+int rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
+    const struct rf_pool_want *want, size_t n, const struct rf_actor *who,
+    struct rf_key **out, size_t *taken) RF_WUR;
+
+/*
+ * What containing incident will take from the pool, per algorithm with
+ * connections to contain: plan[0..*n). Keys the pool lacks are generated
+ * during contain; gen_s estimates how long, from the last refill's rate
+ * (or a typical SoftHSM rate when none was measured, rate_measured 0).
+ */
+struct rf_pool_plan {
+	enum rf_key_alg alg;
+	int64_t need;	   /* connections to contain */
+	int64_t from_pool; /* keys the pool has for them */
+	int64_t generate;  /* keys contain must make */
+	double rate;	   /* keys a second, for the estimate */
+	int rate_measured;
+	double gen_s; /* generate / rate */
+};
+int rf_pool_plan_incident(const struct rf_config *cfg, struct rf_store *st,
+    int64_t incident, struct rf_pool_plan plan[4], size_t *n) RF_WUR;
+/* One line for the operator: "the standby pool has 40 of 100 rsa-2048
+ * keys: 60 will be generated in the token, about 24 s at 2.5 keys/s". */
+void rf_pool_plan_text(const struct rf_pool_plan *p, char *buf, size_t len);
+
+/* The target size of alg's pool: the setting, or conns plus the margin. */
+int64_t rf_pool_default_target(
+    const struct rf_config *cfg, enum rf_key_alg alg, int64_t conns);
+
+#endif

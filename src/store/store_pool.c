@@ -1,0 +1,306 @@
+/*
+ * store_pool.c: the standby key pool's rows (store_pool.h).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store_int.h"
+#include "store/store_pool.h"
+
+static int
+step_done(struct rf_store *st, sqlite3_stmt *s, const char *what)
+{
+	int rc;
+
+	if ((rc = sqlite3_step(s)) != SQLITE_DONE)
+		return st_fail(st, rc, what);
+	return 0;
+}
+
+int
+rf_store_pool_add(struct rf_store *st, const char (*ids)[65], size_t n,
+    const char *alg, int64_t now)
+{
+	sqlite3_stmt *p = NULL, *k = NULL;
+	size_t i;
+	int r, own;
+
+	if (alg == NULL || *alg == '\0' || (n > 0 && ids == NULL))
+		return rf_err_set(RF_ERR_ARG, "pool keys without an algorithm");
+	if (n == 0)
+		return 0;
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(st,
+		 "INSERT INTO pool (key_id, alg, state, made) "
+		 "VALUES (?, ?, 'free', ?)",
+		 &p)) != 0 ||
+	    (r = st_prepare(st,
+		 "INSERT INTO keys (id, alg, purpose, tenant, state, created) "
+		 "VALUES (?, ?, 'pool', '', 'active', ?)",
+		 &k)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		sqlite3_reset(p);
+		sqlite3_reset(k);
+		if ((r = st_bind_text(st, p, 1, ids[i], 64)) != 0 ||
+		    (r = st_bind_text(st, p, 2, alg, 15)) != 0 ||
+		    (r = st_bind_int(st, p, 3, now)) != 0 ||
+		    (r = st_bind_text(st, k, 1, ids[i], 64)) != 0 ||
+		    (r = st_bind_text(st, k, 2, alg, 15)) != 0 ||
+		    (r = st_bind_int(st, k, 3, now)) != 0 ||
+		    (r = step_done(st, p, "recording a pool key")) != 0 ||
+		    (r = step_done(st, k, "recording a pool key")) != 0)
+			goto out;
+	}
+out:
+	sqlite3_finalize(p);
+	sqlite3_finalize(k);
+	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_pool_take(struct rf_store *st, const char *alg,
+    const struct rf_pool_taker *takers, size_t n, int64_t now, char (*ids)[65],
+    size_t *got)
+{
+	sqlite3_stmt *sel = NULL, *up = NULL, *key = NULL;
+	size_t k = 0;
+	int r, rc;
+
+	*got = 0;
+	if (!rf_store_in_transaction(st))
+		return rf_err_set(RF_ERR_STATE,
+		    "pool keys are taken inside a transaction (internal)");
+	if (n == 0)
+		return 0;
+	if ((r = st_prepare(st,
+		 "SELECT key_id FROM pool WHERE alg = ? AND state = 'free' "
+		 "ORDER BY made, rowid LIMIT ?",
+		 &sel)) != 0 ||
+	    (r = st_prepare(st,
+		 "UPDATE pool SET state = 'taken', taken_by = ?, ref = ?, "
+		 "taken = ? WHERE key_id = ? AND state = 'free'",
+		 &up)) != 0 ||
+	    (r = st_prepare(st,
+		 "UPDATE keys SET purpose = 'connection', tenant = ? "
+		 "WHERE id = ? AND purpose = 'pool'",
+		 &key)) != 0 ||
+	    (r = st_bind_text(st, sel, 1, alg, 15)) != 0 ||
+	    (r = st_bind_int(st, sel, 2, (int64_t)n)) != 0)
+		goto out;
+	while (k < n && (rc = sqlite3_step(sel)) == SQLITE_ROW)
+		st_col_str(sel, 0, ids[k++], 65);
+	if (k < n && rc != SQLITE_DONE) {
+		r = st_fail(st, rc, "finding free pool keys");
+		goto out;
+	}
+	sqlite3_reset(sel);
+	for (*got = 0; *got < k; (*got)++) {
+		const struct rf_pool_taker *t = &takers[*got];
+
+		sqlite3_reset(up);
+		sqlite3_reset(key);
+		if ((r = st_bind_text(st, up, 1, t->taken_by, 199)) != 0 ||
+		    (r = st_bind_text(st, up, 2, t->ref, 63)) != 0 ||
+		    (r = st_bind_int(st, up, 3, now)) != 0 ||
+		    (r = st_bind_text(st, up, 4, ids[*got], 64)) != 0 ||
+		    (r = step_done(st, up, "taking a pool key")) != 0)
+			goto out;
+		/* The write lock is ours, so the row is still free. */
+		if (sqlite3_changes(st->db) != 1) {
+			r = rf_err_set(RF_ERR_STATE,
+			    "pool key %s was taken by another process",
+			    ids[*got]);
+			goto out;
+		}
+		if ((r = st_bind_text(st, key, 1, t->tenant, 127)) != 0 ||
+		    (r = st_bind_text(st, key, 2, ids[*got], 64)) != 0 ||
+		    (r = step_done(st, key, "recording a pool key's tenant")) !=
+			0)
+			goto out;
+		if (sqlite3_changes(st->db) != 1) {
+			r = rf_err_set(RF_ERR_STATE,
+			    "pool key %s has no record of purpose pool",
+			    ids[*got]);
+			goto out;
+		}
+	}
+	r = 0;
+out:
+	if (r != 0)
+		*got = 0;
+	sqlite3_finalize(sel);
+	sqlite3_finalize(up);
+	sqlite3_finalize(key);
+	return r;
+}
+
+int
+rf_store_pool_set_state(
+    struct rf_store *st, const char *key_id, const char *state)
+{
+	sqlite3_stmt *s = NULL;
+	int r, own;
+
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_prepare(
+		 st, "UPDATE pool SET state = ? WHERE key_id = ?", &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, state, 15)) != 0 ||
+	    (r = st_bind_text(st, s, 2, key_id, 64)) != 0 ||
+	    (r = step_done(st, s, "updating a pool key")) != 0)
+		goto out;
+	if (sqlite3_changes(st->db) != 1)
+		r = rf_err_set(RF_ERR_NOT_FOUND, "no pool key %s", key_id);
+out:
+	sqlite3_finalize(s);
+	return st_tx_end(st, own, r);
+}
+
+#define POOL_COLS "key_id, alg, state, taken_by, ref, made, taken"
+
+static void
+pool_row(sqlite3_stmt *s, struct rf_pool_rec *p)
+{
+	memset(p, 0, sizeof(*p));
+	st_col_str(s, 0, p->key_id, sizeof(p->key_id));
+	st_col_str(s, 1, p->alg, sizeof(p->alg));
+	st_col_str(s, 2, p->state, sizeof(p->state));
+	st_col_str(s, 3, p->taken_by, sizeof(p->taken_by));
+	st_col_str(s, 4, p->ref, sizeof(p->ref));
+	p->made = sqlite3_column_int64(s, 5);
+	p->taken = sqlite3_column_int64(s, 6);
+}
+
+int
+rf_store_pool_get(
+    struct rf_store *st, const char *key_id, struct rf_pool_rec *out)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = st_prepare(st,
+		 "SELECT " POOL_COLS " FROM pool WHERE key_id = ?", &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, key_id, 64)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		pool_row(s, out);
+	else if (rc == SQLITE_DONE)
+		r = rf_err_set(
+		    RF_ERR_NOT_FOUND, "key %s is not a pool key", key_id);
+	else
+		r = st_fail(st, rc, "reading a pool key");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_pool_count(
+    struct rf_store *st, const char *alg, struct rf_pool_counts *out)
+{
+	sqlite3_stmt *s = NULL;
+	char state[16];
+	int64_t c;
+	int r, rc;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = st_prepare(st,
+		 "SELECT state, count(*), min(made) FROM pool WHERE alg = ? "
+		 "GROUP BY state",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, alg, 15)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		st_col_str(s, 0, state, sizeof(state));
+		c = sqlite3_column_int64(s, 1);
+		if (strcmp(state, "free") == 0) {
+			out->free = c;
+			out->oldest_free = sqlite3_column_int64(s, 2);
+		} else if (strcmp(state, "taken") == 0)
+			out->taken = c;
+		else
+			out->rejected += c;
+	}
+	if (rc != SQLITE_DONE)
+		r = st_fail(st, rc, "counting pool keys");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_pool_conns(struct rf_store *st, const char *alg, int64_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	*n = 0;
+	if ((r = st_prepare(st,
+		 "SELECT count(*) FROM conns n JOIN certs c ON "
+		 "c.serial = n.serial JOIN keys k ON k.id = c.key_id "
+		 "WHERE k.alg = ?",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, alg, 15)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		*n = sqlite3_column_int64(s, 0);
+	else
+		r = st_fail(st, rc, "counting connections");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_pool_incident_needs(
+    struct rf_store *st, int64_t incident, const char *alg, int64_t *n)
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	*n = 0;
+	if ((r = st_prepare(st,
+		 "SELECT count(*) FROM incident_items i LEFT JOIN keys k ON "
+		 "k.id = i.old_key WHERE i.incident = ? AND "
+		 "i.state = 'affected' AND coalesce(k.alg, 'ec-p256') = ?",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, incident)) != 0 ||
+	    (r = st_bind_text(st, s, 2, alg, 15)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		*n = sqlite3_column_int64(s, 0);
+	else
+		r = st_fail(st, rc, "counting connections to contain");
+out:
+	sqlite3_finalize(s);
+	return r;
+}
+
+int
+rf_store_pool_foreach(struct rf_store *st, const char *alg,
+    int (*fn)(void *arg, const struct rf_pool_rec *p), void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	struct rf_pool_rec p;
+	int r, rc;
+
+	if ((r = st_prepare(st,
+		 "SELECT " POOL_COLS " FROM pool WHERE ?1 IS NULL OR alg = ?1 "
+		 "ORDER BY made, rowid",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, alg, 15)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		pool_row(s, &p);
+		if ((r = fn(arg, &p)) != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		r = st_fail(st, rc, "listing pool keys");
+out:
+	sqlite3_finalize(s);
+	return r;
+}

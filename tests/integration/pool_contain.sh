@@ -1,0 +1,148 @@
+#!/usr/bin/env bash
+# Issue 14 items 1-2: contain and issue --keygen take their keys from the
+# standby pool. Checked after every stage: no key serves two certificates,
+# every taken pool key has exactly one "take" leaf saying where it went,
+# and each new credential keeps its connection's key algorithm (RSA stays
+# RSA, read back by openssl from the certificate itself).
+# Stages: pool half full (EC and RSA), kill -9 while contain takes pool
+# keys then the rerun, two contains of one incident at once while
+# `issue --keygen` runs, and an empty pool.
+set -euo pipefail
+N=${RF_POOL_TENANTS:-100}
+NRSA=6
+. "$(dirname "$0")/lib/state.sh" pool
+db=$RINGFENCE_HOME/ringfence.db
+q() { sqlite3 -cmd ".timeout 20000" "$db" "$1"; }
+
+check_pool() { # $1: stage name
+	local bad
+	bad=$(q "SELECT count(*) FROM (SELECT key_id FROM certs GROUP BY key_id HAVING count(*) > 1)")
+	[ "$bad" = 0 ] || fail "$1: $bad keys serve more than one certificate"
+	bad=$(q "SELECT count(*) FROM pool p WHERE state != 'free' AND (SELECT count(*) FROM audit_leaf a WHERE a.type = 'pool' AND a.key_id = p.key_id AND instr(a.data, '\"what\":\"take\"') > 0) != 1")
+	[ "$bad" = 0 ] || fail "$1: $bad taken pool keys without exactly one take leaf"
+	bad=$(q "SELECT count(*) FROM pool WHERE state = 'free' AND key_id IN (SELECT key_id FROM certs)")
+	[ "$bad" = 0 ] || fail "$1: $bad free pool keys serve a certificate"
+	# A pool key's certificate belongs to the tenant the leaf names.
+	bad=$(q "SELECT count(*) FROM pool p JOIN certs c ON c.key_id = p.key_id WHERE p.taken_by NOT LIKE c.tenant || '/%'")
+	[ "$bad" = 0 ] || fail "$1: $bad pool keys serve another tenant than they were taken for"
+	# Every connection's current credential keeps its old key's algorithm.
+	bad=$(q "SELECT count(*) FROM incident_items i JOIN certs c ON c.serial = i.new_serial JOIN keys o ON o.id = i.old_key JOIN keys k ON k.id = c.key_id WHERE o.alg != k.alg")
+	[ "$bad" = 0 ] || fail "$1: $bad replacements changed the key algorithm"
+}
+
+rf init 2>/dev/null
+"$RF_BINARY_DIR/rf-populate" "$N" 0 >/dev/null
+# RSA connections (as Entra needs): they must stay RSA.
+for i in $(seq 1 $NRSA); do
+	t=$(printf 't%06d' "$i")
+	rf issue --tenant "$t" --connection entra --profile client --keygen rsa-2048 >/dev/null 2>&1
+done
+
+# Bad input: one line, exit 2, nothing made.
+if rf keys pool fill --alg ec-p999 2>"$RINGFENCE_HOME/err"; then fail "bad --alg accepted"; fi
+grep -q "alg must be" "$RINGFENCE_HOME/err" || fail "bad --alg message: $(cat "$RINGFENCE_HOME/err")"
+if rf keys pool fill --count 3 2>/dev/null; then fail "--count without --alg accepted"; fi
+[ "$(q "SELECT count(*) FROM pool")" = 0 ] || fail "bad input made pool keys"
+
+# Status: the default target is every connection plus 10 %.
+rf keys pool status --json >"$RINGFENCE_HOME/st.json"
+python3 - "$RINGFENCE_HOME/st.json" "$N" "$NRSA" <<'PY'
+import json, sys
+st = {o["alg"]: o for o in map(json.loads, open(sys.argv[1]))}
+n, nrsa = int(sys.argv[2]), int(sys.argv[3])
+assert st["ec-p256"]["connections"] == n, st["ec-p256"]
+assert st["ec-p256"]["target"] == n + (n * 10 + 99) // 100, st["ec-p256"]
+assert st["rsa-2048"]["connections"] == nrsa and st["rsa-2048"]["free"] == 0, st
+PY
+
+# Stage 1: the pool half full, for EC and for RSA.
+rf keys pool fill --alg ec-p256 --count $((N / 2)) >/dev/null
+rf keys pool fill --alg rsa-2048 --count $((NRSA / 2)) >/dev/null
+[ "$(q "SELECT count(*) FROM pool WHERE state = 'free'")" = $((N / 2 + NRSA / 2)) ] || fail "fill did not make the keys asked"
+[ "$(q "SELECT count(*) FROM audit_leaf WHERE type = 'keygen' AND instr(data, ' pool\"') > 0")" = $((N / 2 + NRSA / 2)) ] ||
+	fail "pool keys without their keygen leaf"
+id=$(rf incident open --scope all --reason "pool half full")
+rf incident contain "$id" >"$RINGFENCE_HOME/err"
+grep -q "standby pool has $((N / 2)) of $N ec-p256 keys needed: $((N - N / 2)) will be generated" "$RINGFENCE_HOME/err" ||
+	fail "contain did not say the EC pool was short: $(cat "$RINGFENCE_HOME/err")"
+grep -q "standby pool has $((NRSA / 2)) of $NRSA rsa-2048 keys needed: $((NRSA - NRSA / 2)) will be generated" "$RINGFENCE_HOME/err" ||
+	fail "contain did not say the RSA pool was short: $(cat "$RINGFENCE_HOME/err")"
+grep -q "$((N / 2 + NRSA / 2)) new keys from the standby pool" "$RINGFENCE_HOME/err" ||
+	fail "contain did not use every pool key: $(cat "$RINGFENCE_HOME/err")"
+[ "$(q "SELECT count(*) FROM pool WHERE state = 'free'")" = 0 ] || fail "pool keys left after a short pool"
+check_pool "half full"
+# The RSA connections' new certificates hold RSA keys (openssl reads them).
+for s in $(q "SELECT c.serial FROM incident_items i JOIN certs c ON c.serial = i.new_serial WHERE i.incident = $id AND i.name = 'entra'"); do
+	q "SELECT hex(der) FROM certs WHERE serial = '$s'" | xxd -r -p >"$RINGFENCE_HOME/c.der"
+	openssl x509 -inform DER -in "$RINGFENCE_HOME/c.der" -noout -text | grep -q "rsaEncryption" ||
+		fail "entra connection's new certificate $s is not RSA"
+	openssl x509 -inform DER -in "$RINGFENCE_HOME/c.der" -noout -text | grep -q "(2048 bit)" ||
+		fail "entra connection's new certificate $s is not RSA-2048"
+done
+
+# Stage 2: kill -9 while contain takes pool keys; the rerun finishes.
+rf keys pool fill --alg ec-p256 --count $((N + NRSA)) >/dev/null
+rf keys pool fill --alg rsa-2048 --count $NRSA >/dev/null
+# (An incident stays open until closed: each stage uses its own scope, here
+# the issuing CA, whose rotation makes the next stage's scope.)
+id=$(rf incident open --scope issuer:issuing --reason "pool kill")
+taken0=$(q "SELECT count(*) FROM pool WHERE state = 'taken'")
+"$RINGFENCE" incident contain "$id" >/dev/null 2>&1 &
+pid=$!
+for _ in $(seq 1200); do
+	t=$(q "SELECT count(*) FROM pool WHERE state = 'taken'" 2>/dev/null || echo 0)
+	[ "${t:-0}" -gt "$taken0" ] && break
+	sleep 0.02
+done
+kill -9 "$pid" 2>/dev/null || true
+wait "$pid" 2>/dev/null || true
+echo "killed after $(($(q "SELECT count(*) FROM pool WHERE state = 'taken'") - taken0)) pool keys taken, $(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained'") contained"
+check_pool "killed"
+rf incident contain "$id" >/dev/null 2>&1
+[ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $((N + NRSA)) ] ||
+	fail "the rerun after kill -9 did not contain every connection"
+check_pool "rerun"
+orphans=$(q "SELECT count(*) FROM pool WHERE state = 'taken' AND key_id NOT IN (SELECT key_id FROM certs)")
+echo "pool keys taken by the killed run and never used (each with its leaf): $orphans"
+
+# Stage 3: two contains of one incident at once, while issue --keygen
+# takes from the same pool.
+# Enough for both contains (the loser's keys are taken, then destroyed).
+rf keys pool fill --alg ec-p256 --count $((2 * N + 20)) >/dev/null
+rf keys pool fill --alg rsa-2048 --count $NRSA >/dev/null
+id=$(rf incident open --scope "issuer:issuing-inc$id" --reason "pool race")
+"$RINGFENCE" incident contain "$id" >/dev/null 2>"$RINGFENCE_HOME/c1" &
+p1=$!
+"$RINGFENCE" incident contain "$id" >/dev/null 2>"$RINGFENCE_HOME/c2" &
+p2=$!
+# A store busy with contain's batch is an error that says to retry.
+for i in $(seq 1 10); do
+	for try in 1 2 3 4 5; do
+		rf issue --tenant "t$(printf '%06d' $((N - i + 1)))" --connection side --profile client \
+			--keygen ec-p256 >/dev/null 2>"$RINGFENCE_HOME/ie" && break
+		grep -q "busy" "$RINGFENCE_HOME/ie" || fail "issue --keygen beside contain: $(cat "$RINGFENCE_HOME/ie")"
+		[ "$try" -lt 5 ] || fail "issue --keygen beside contain: busy 5 times"
+	done
+done
+wait "$p1" || grep -q "run contain again" "$RINGFENCE_HOME/c1" || fail "contain 1: $(cat "$RINGFENCE_HOME/c1")"
+wait "$p2" || grep -q "run contain again" "$RINGFENCE_HOME/c2" || fail "contain 2: $(cat "$RINGFENCE_HOME/c2")"
+rf incident contain "$id" >/dev/null 2>&1
+[ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $((N + NRSA)) ] ||
+	fail "concurrent contains did not contain every connection"
+[ "$(q "SELECT count(*) FROM pool WHERE ref = 'issuance' AND state = 'taken'")" = 10 ] ||
+	fail "issue --keygen did not take its keys from the pool"
+check_pool "concurrent"
+
+# Stage 4: the RSA pool empty (stage 3 asked for more than it held):
+# contain makes the key and says so.
+[ "$(q "SELECT count(*) FROM pool WHERE alg = 'rsa-2048' AND state = 'free'")" = 0 ] || fail "RSA pool not empty"
+id=$(rf incident open --scope tenant:t000001 --reason "pool empty")
+rf incident contain "$id" >"$RINGFENCE_HOME/err"
+grep -q "standby pool has 0 of 1 rsa-2048 keys needed: 1 will be generated" "$RINGFENCE_HOME/err" ||
+	fail "empty RSA pool not reported: $(cat "$RINGFENCE_HOME/err")"
+[ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained'")" = \
+	"$(q "SELECT count(*) FROM incident_items WHERE incident = $id")" ] || fail "contain with an empty pool did not finish"
+check_pool "empty"
+rf keys pool status >/dev/null
+rf audit verify >/dev/null
+echo "pool contain: OK"
