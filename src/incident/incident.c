@@ -590,6 +590,22 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
 	rep->revoked = changed;
 	if (r != 0)
 		goto out;
+	/* Their keys are on the compromised-key list from the revocation's
+	 * own transaction; name this incident on each entry (docs/ca.md). */
+	if ((r = rf_store_begin(c->st)) != 0)
+		goto out;
+	for (i = 0; i < n && r == 0; i++)
+		if ((r = rf_store_key_compromised_add(c->st, serials[i], id,
+			 rf_now())) == RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			r = 0;
+		}
+	if (r == 0)
+		r = rf_store_commit(c->st);
+	else
+		rf_store_rollback(c->st);
+	if (r != 0)
+		goto out;
 	if ((r = event(c, id, "published",
 		 "%zu credentials revoked now, %zu in scope in all "
 		 "(keyCompromise; %zu of them previous credentials); OCSP "

@@ -30,6 +30,8 @@ build_sign(struct rf_kbuf *b)
 	rf_kbuf_str(b, "cert");
 	rf_kbuf_str(b, "01");
 	rf_kbuf_str(b, "acme");
+	rf_kbuf_str(b, "mail"); /* connection (assertions) */
+	rf_kbuf_str(b, "0a0b"); /* on behalf of a connector certificate */
 	rf_kbuf_bytes(b, msg, sizeof(msg));
 	assert_int_equal(rf_kbuf_finish(b), 0);
 }
