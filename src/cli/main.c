@@ -72,6 +72,7 @@ output_check(int r)
 {
 	int err = 0;
 
+	errno = 0;
 	if (fflush(stdout) != 0 || ferror(stdout) != 0)
 		err = errno != 0 ? errno : EIO;
 	if (fclose(stdout) != 0 && err == 0)
@@ -149,6 +150,8 @@ main(int argc, char **argv)
 			rf_keys_custody_use(&c);
 		}
 		r = commands[i].fn(&cli, argc - 1, argv + 1);
+		/* Before anything else touches errno. */
+		r = output_check(r);
 		/*
 		 * A change is visible when the command returns: a running
 		 * server reloads before we exit (http/notify.h). Also after
@@ -162,7 +165,7 @@ main(int argc, char **argv)
 			    rf_err_msg(RF_ERR_IO));
 		}
 		cli_close(&cli);
-		return output_check(r);
+		return r;
 	}
 	fprintf(stderr,
 	    "ringfence: unknown command '%s': see 'ringfence "

@@ -1024,10 +1024,13 @@ write_pid(const char *path)
  * A failure is logged and tried again on the next pass.
  */
 static void
-tree_head(struct keyd *kd)
+tree_head(struct keyd *kd, int64_t started)
 {
 	int made = 0, r;
 
+	/* Not at start: the first after sth_interval of keyd's own life. */
+	if (rf_now() - started < kd->cfg.sth_interval)
+		return;
 	if ((r = rf_audit_maybe_sth(kd->audit, kd->keys, kd->cfg.sth_interval,
 		 (uint64_t)kd->cfg.sth_leaves, &made)) != 0) {
 		logf_(kd, "signing a tree head: %s", rf_err_msg(r));
@@ -1043,7 +1046,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	struct sigaction sa;
 	char lock[RF_PATH_MAX + 16], pid[RF_PATH_MAX + 16];
 	char sock[RF_PATH_MAX];
-	int64_t idle_since;
+	int64_t idle_since, started;
 	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0;
 
 	/* Before anything else, and before any thread exists. */
@@ -1089,7 +1092,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	    (int)getpid(), sock, kd->token, kd->tokens);
 	if (o != NULL && o->ready != NULL)
 		o->ready(o->ready_arg);
-	idle_since = rf_now();
+	idle_since = started = rf_now();
 	while (!stop_signal) {
 		pf[0].fd = kd->lfd;
 		pf[0].events = POLLIN;
@@ -1104,7 +1107,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 			goto out;
 		}
 		refusals_roll(kd);
-		tree_head(kd);
+		tree_head(kd, started);
 		/* Backwards, so that closing one keeps the others' slots. */
 		for (i = kd->nconns - 1; n > 0 && i >= 0; i--)
 			if (pf[i + 1].revents != 0 &&

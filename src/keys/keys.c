@@ -1904,8 +1904,21 @@ rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
 		goto out;
 	}
 	if (!l.found) {
-		r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
-		    "no key pair with id %s in token %s", id, keys->cfg.token);
+		char dir[1024];
+
+		/* A token taken away under a running process (keyd) is named
+		 * as such, not as a missing key. */
+		if (softhsm_tokendir_missing(
+			keys->cfg.softhsm_conf, dir, sizeof(dir)))
+			r = rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
+			    "the token folder %s is missing (directories."
+			    "tokendir in %s): put the token back, then run "
+			    "the same command again",
+			    dir, keys->cfg.softhsm_conf);
+		else
+			r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+			    "no key pair with id %s in token %s", id,
+			    keys->cfg.token);
 		goto out;
 	}
 	if ((r = l.r) != 0)
