@@ -8,6 +8,8 @@
 #ifndef RF_CLI_CLI_H
 #define RF_CLI_CLI_H
 
+#include <sys/types.h>
+
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "common/config.h"
@@ -66,5 +68,8 @@ int cmd_keyd(struct rf_cli *cli, int argc, char **argv);
 /* Start the state folder's custody process and wait for its socket
  * (struct rf_custody's start, keyd.h). */
 int cli_keyd_start(void *arg, const struct rf_config *cfg) RF_WUR;
+/* Stop the state folder's custody process, if one runs (*stopped: its
+ * pid, 0 when none ran). */
+int cli_keyd_stop(const struct rf_config *cfg, pid_t *stopped) RF_WUR;
 
 #endif

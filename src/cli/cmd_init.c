@@ -202,7 +202,11 @@ move_aside(struct rf_cli *cli, const char *tokens_dir)
 	struct tm tm;
 	time_t now = time(NULL);
 	int r, moved = 0;
+	pid_t keyd;
 
+	/* The old state's custody process holds its tokens: stopped first. */
+	if ((r = cli_keyd_stop(cfg, &keyd)) != 0)
+		return r;
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
 	snprintf(dir, sizeof(dir), "%s/old-%s", cfg->home, stamp);

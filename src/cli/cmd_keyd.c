@@ -81,29 +81,46 @@ read_pid(const struct rf_config *cfg, pid_t *pid)
 	return 0;
 }
 
-static int
-keyd_stop(struct rf_cli *cli)
+int
+cli_keyd_stop(const struct rf_config *cfg, pid_t *stopped)
 {
 	pid_t pid;
 	int waited;
 
-	if (read_pid(&cli->cfg, &pid) != 0 || kill(pid, 0) != 0) {
-		fprintf(stderr, "ringfence: no custody process runs for %s\n",
-		    cli->cfg.home);
-		return EXIT_OK;
+	*stopped = 0;
+	rf_err_clear();
+	if (read_pid(cfg, &pid) != 0 || kill(pid, 0) != 0) {
+		rf_err_clear();
+		return 0;
 	}
 	if (kill(pid, SIGTERM) != 0)
-		return cli_fail(rf_err_set(RF_ERR_STATE,
+		return rf_err_set(RF_ERR_STATE,
 		    "cannot stop keyd %d: %s (run as its user or root)",
-		    (int)pid, strerror(errno)));
+		    (int)pid, strerror(errno));
 	for (waited = 0; waited < STOP_WAIT_MS && kill(pid, 0) == 0;
 	     waited += 20)
 		usleep(20 * 1000);
 	if (kill(pid, 0) == 0)
-		return cli_fail(
-		    rf_err_set(RF_ERR_STATE, "keyd %d did not stop within %d s",
-			(int)pid, STOP_WAIT_MS / 1000));
-	fprintf(stderr, "ringfence: stopped keyd %d\n", (int)pid);
+		return rf_err_set(RF_ERR_STATE,
+		    "keyd %d did not stop within %d s", (int)pid,
+		    STOP_WAIT_MS / 1000);
+	*stopped = pid;
+	return 0;
+}
+
+static int
+keyd_stop(struct rf_cli *cli)
+{
+	pid_t pid;
+	int r;
+
+	if ((r = cli_keyd_stop(&cli->cfg, &pid)) != 0)
+		return cli_fail(r);
+	if (pid == 0)
+		fprintf(stderr, "ringfence: no custody process runs for %s\n",
+		    cli->cfg.home);
+	else
+		fprintf(stderr, "ringfence: stopped keyd %d\n", (int)pid);
 	return EXIT_OK;
 }
 
@@ -198,6 +215,34 @@ keyd_assertion(void *arg, struct rf_store *st, const char *key_id,
 	return 0;
 }
 
+/* Class server's certificates: the renewal of an active connector's own
+ * client certificate (its tenant is the connector's, connector.h). */
+static int
+keyd_connector_cert(void *arg, struct rf_store *st, const char *key_id,
+    const struct rf_sign_req *req)
+{
+	struct rf_connector_rec cr;
+	char tenant[128];
+	const char *name;
+
+	(void)arg;
+	(void)key_id;
+	rf_connector_tenant("", tenant);
+	if (strncmp(req->tenant, tenant, strlen(tenant)) != 0 ||
+	    *(name = req->tenant + strlen(tenant)) == '\0')
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused cert for class server: %.64s is not a "
+		    "connector's tenant",
+		    req->tenant);
+	if (rf_store_connector_get(st, name, &cr) != 0 ||
+	    strcmp(cr.state, "active") != 0)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused cert for class server: connector %.64s "
+		    "is not active",
+		    name);
+	return 0;
+}
+
 int
 cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 {
@@ -233,6 +278,7 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	if ((r = rf_limits_new(&ka.limits)) != 0)
 		return cli_fail(r);
 	o.assertion = keyd_assertion;
+	o.cert = keyd_connector_cert;
 	o.assertion_arg = &ka;
 	r = rf_keyd_run(&cli->cfg, &o);
 	rf_limits_free(ka.limits);

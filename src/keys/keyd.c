@@ -1000,6 +1000,9 @@ keyd_open(struct keyd *kd)
 	if (kd->o != NULL && kd->o->assertion != NULL)
 		rf_kpolicy_set_assertion(
 		    kd->policy, kd->o->assertion, kd->o->assertion_arg);
+	if (kd->o != NULL && kd->o->cert != NULL)
+		rf_kpolicy_set_cert(
+		    kd->policy, kd->o->cert, kd->o->assertion_arg);
 	/* Logged in: the PIN is not needed in this copy any more. */
 	OPENSSL_cleanse(kd->cfg.pin, sizeof(kd->cfg.pin));
 	snprintf(kd->token, sizeof(kd->token), "%s", kd->cfg.token);

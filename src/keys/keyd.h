@@ -80,6 +80,10 @@ struct rf_keyd_opts {
 	int (*assertion)(void *arg, struct rf_store *st, const char *key_id,
 	    const struct rf_sign_req *req);
 	void *assertion_arg;
+	/* Decides class server's certificates (a connector's renewal,
+	 * policy.h), same shape; NULL: every certificate is refused. */
+	int (*cert)(void *arg, struct rf_store *st, const char *key_id,
+	    const struct rf_sign_req *req);
 	/* Called once the socket listens (e.g. to detach from a parent). */
 	void (*ready)(void *arg);
 	void *ready_arg;

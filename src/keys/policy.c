@@ -11,6 +11,7 @@
 
 #include <openssl/ocsp.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "audit/audit.h"
 #include "ca/ca.h"
@@ -25,7 +26,17 @@ struct rf_kpolicy {
 	int tls_used;
 	rf_kpolicy_assertion_fn assertion; /* connectors (cmd_keyd.c) */
 	void *assertion_arg;
+	rf_kpolicy_assertion_fn cert; /* connector renewals (cmd_keyd.c) */
+	void *cert_arg;
+	int connector_days;
 };
+
+void
+rf_kpolicy_set_cert(struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg)
+{
+	p->cert = fn;
+	p->cert_arg = arg;
+}
 
 void
 rf_kpolicy_set_assertion(
@@ -47,6 +58,7 @@ rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
 	p->st = st;
 	p->audit = audit;
 	p->tls_rate = cfg->keyd_tls_rate > 0 ? cfg->keyd_tls_rate : 200;
+	p->connector_days = cfg->connector_days;
 	*out = p; /* the caller's */
 	return 0;
 }
@@ -391,6 +403,61 @@ check_assertion(struct rf_kpolicy *p, const char *purpose, const char *key_id,
 	return p->assertion(p->assertion_arg, p->st, key_id, req);
 }
 
+/*
+ * A connector's own TLS client certificate renewed through the API: the
+ * issuing key, an end entity for clientAuth only, valid at most
+ * connector_days (an hour of slack), for an active connector (p->cert).
+ */
+static int
+check_cert(struct rf_kpolicy *p, const char *purpose, const char *key_id,
+    const struct rf_sign_req *req)
+{
+	EXTENDED_KEY_USAGE *eku = NULL;
+	const unsigned char *q;
+	uint8_t *w = NULL;
+	size_t wl;
+	X509 *x = NULL;
+	int64_t nb, na;
+	int r;
+
+	if (strcmp(purpose, "issuing") != 0)
+		return refuse("a certificate from a key that is not an issuing "
+			      "CA's",
+		    "cert");
+	if (p->cert == NULL || req->tenant == NULL)
+		return refuse(
+		    "a certificate that is not a connector's renewal", "cert");
+	if ((w = wrap_tbs(req->msg, req->msglen, &wl)) == NULL)
+		return RF_ERR_ALLOC;
+	q = w;
+	if ((x = d2i_X509(NULL, &q, (long)wl)) == NULL || q != w + wl) {
+		r = refuse("a certificate that does not parse", "cert");
+		goto out;
+	}
+	eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
+	if (X509_check_ca(x) != 0 || eku == NULL ||
+	    sk_ASN1_OBJECT_num(eku) != 1 ||
+	    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, 0)) != NID_client_auth) {
+		r = refuse("a certificate that is not a client-authentication "
+			   "end entity",
+		    "cert");
+		goto out;
+	}
+	nb = asn1_secs(X509_get0_notBefore(x));
+	na = asn1_secs(X509_get0_notAfter(x));
+	if (na - nb > (int64_t)p->connector_days * 86400 + 3600) {
+		r = refuse(
+		    "a certificate valid longer than connector_days", "cert");
+		goto out;
+	}
+	r = p->cert(p->cert_arg, p->st, key_id, req);
+out:
+	EXTENDED_KEY_USAGE_free(eku);
+	X509_free(x);
+	free(w);
+	return r;
+}
+
 int
 rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
     const struct rf_sign_req *reqs, size_t n)
@@ -421,6 +488,8 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 			r = check_tls(p, purpose, 1);
 		else if (!digest && strcmp(what, "assertion") == 0)
 			r = check_assertion(p, purpose, key_id, &reqs[i]);
+		else if (!digest && strcmp(what, "cert") == 0)
+			r = check_cert(p, purpose, key_id, &reqs[i]);
 		else
 			r = refuse(digest ? "a raw digest signature"
 					  : "this kind of signature",

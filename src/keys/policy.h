@@ -31,5 +31,11 @@ typedef int (*rf_kpolicy_assertion_fn)(void *arg, struct rf_store *st,
     const char *key_id, const struct rf_sign_req *req);
 void rf_kpolicy_set_assertion(
     struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg);
+/* Class server's certificates: only a connector's own renewal (POST
+ * /v1/connector/renew): an end-entity clientAuth certificate of the
+ * issuing key valid at most connector_days, which fn (same shape) then
+ * checks names an active connector. Without fn, none. */
+void rf_kpolicy_set_cert(
+    struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg);
 
 #endif

@@ -29,7 +29,7 @@ count_keys() {
 	done
 	echo "$n"
 }
-pin=$(cat token.pin)
+pin=$(cat "$RINGFENCE_HOME-custody/token.pin")
 before=$(count_keys "$RINGFENCE_HOME/softhsm2.conf" "$pin")
 [ "$before" -eq 5 ] || fail "expected 5 keys after init and issue, found $before"
 rf keys list >list.txt 2>list.err || { cat list.err >&2; fail "keys list disagrees after init"; }
@@ -69,7 +69,7 @@ rf crl --regenerate >/dev/null 2>crl.err || { cat crl.err >&2; fail "signing wit
 rf init --new >/dev/null 2>new.err || { cat new.err >&2; fail "init --new"; }
 old=$(ls -d old-* | head -1)
 [ -n "$old" ] && [ -d "$old/tokens" ] || fail "init --new did not move the tokens aside"
-for f in ringfence.db softhsm2.conf token.pin token.so-pin; do
+for f in ringfence.db softhsm2.conf token.pin; do
 	[ -e "$old/$f" ] || fail "init --new did not move $f aside"
 done
 grep -q "moved the old state to" new.err || fail "init --new does not say where the old state went"

@@ -77,7 +77,9 @@ if grep -q "^disagreement" list.txt; then cat list.txt >&2; fail "disagreement";
 grep -q " unrecorded " list.txt && fail "a key the store does not know: $(grep unrecorded list.txt)"
 
 # A torn file for sure, whatever the kills above hit: the first token's
-# (without it nothing opens) and another's, emptied as a kill leaves them.
+# (without it nothing opens) and another's, emptied as a kill leaves them,
+# with the custody process stopped (it reads the files when it starts).
+rf keyd stop 2>/dev/null || fail "keyd stop"
 first=$(grep -laF "$(printf '%-32s' ringfence)" tokens/*/token.object | head -1)
 other=$(ls tokens/*/token.object | grep -vF "$first" | head -1)
 : >"$first"
