@@ -36,8 +36,13 @@ rf_store_pool_add(struct rf_store *st, const char (*ids)[65], size_t n,
 		 "VALUES (?, ?, 'free', ?)",
 		 &p)) != 0 ||
 	    (r = st_prepare(st,
+		 /* keys wrote the row as `generated` before the token made
+		  * the key (docs/keys.md): it becomes the pool's. */
 		 "INSERT INTO keys (id, alg, purpose, tenant, state, created) "
-		 "VALUES (?, ?, 'pool', '', 'active', ?)",
+		 "VALUES (?, ?, 'pool', '', 'active', ?) ON CONFLICT (id) DO "
+		 "UPDATE SET alg = excluded.alg, purpose = 'pool', tenant = '', "
+		 "state = 'active', created = excluded.created "
+		 "WHERE keys.state = 'generated'",
 		 &k)) != 0)
 		goto out;
 	for (i = 0; i < n; i++) {
