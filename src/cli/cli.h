@@ -43,6 +43,10 @@ int cli_fail(int r);
 /* Print "ringfence CMD: <message>" and a usage hint; returns EXIT_USAGE. */
 int cli_usage(const char *cmd, const char *fmt, ...) RF_PRINTF(2, 3);
 
+/* Flush stdout; on a short write print the one line (what failed, e.g.
+ * "No space left on device") and return EXIT_FAIL. */
+int cli_flush(void) RF_WUR;
+
 /* True if argv[i] is --help or -h. */
 int cli_wants_help(int argc, char **argv);
 

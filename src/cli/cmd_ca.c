@@ -471,7 +471,8 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	meta = stdout;
 	if (outp == NULL) {
 		fputs(is.chain_pem, stdout);
-		fflush(stdout);
+		if ((r = cli_flush()) != 0)
+			goto out;
 		meta = stderr;
 	}
 	fprintf(meta, "serial: %s\nx5t: %s\nx5t#S256: %s\nkey: %s\n", is.serial,

@@ -67,6 +67,30 @@ usage(FILE *f)
  * write (a full disk under `issue > file`, a closed pipe) is an error
  * even when the command itself succeeded.
  */
+static int output_reported; /* cli_flush said it already */
+
+static void
+output_fail(int err)
+{
+	/* stderr stays open: the one line goes there. */
+	fprintf(stderr,
+	    "ringfence: cannot write the output (%s): check the disk or "
+	    "pipe it goes to; the output is incomplete\n",
+	    strerror(err));
+}
+
+int
+cli_flush(void)
+{
+	errno = 0;
+	if (fflush(stdout) == 0 && ferror(stdout) == 0)
+		return 0;
+	if (!output_reported)
+		output_fail(errno != 0 ? errno : EIO);
+	output_reported = 1;
+	return EXIT_FAIL;
+}
+
 static int
 output_check(int r)
 {
@@ -79,11 +103,8 @@ output_check(int r)
 		err = errno != 0 ? errno : EIO;
 	if (err == 0)
 		return r;
-	/* stderr stays open: the one line goes there. */
-	fprintf(stderr,
-	    "ringfence: cannot write the output (%s): check the disk or "
-	    "pipe it goes to; the output is incomplete\n",
-	    strerror(err));
+	if (!output_reported)
+		output_fail(err);
 	return EXIT_FAIL;
 }
 
