@@ -61,6 +61,7 @@ struct conn {
 struct keyd {
 	struct rf_config cfg;
 	const struct rf_keyd_opts *o;
+	int token_gone; /* the token folder went away: exit, start anew */
 	struct rf_store *st;
 	struct rf_audit *audit;
 	struct rf_keys *keys;
@@ -757,6 +758,9 @@ conn_request(struct keyd *kd, struct conn *c)
 	} else {
 		if (r == RF_ERR_REFUSED || r == RF_ERR_MALFORMED)
 			refusal(kd, c, m.type, rf_err_msg(r));
+		else if ((r = rf_keys_token_gone(&kd->cfg, r)) ==
+		    RF_ERR_TOKEN_NOT_FOUND)
+			kd->token_gone = 1;
 		keep = send_err(c, r) == 0 && r != RF_ERR_MALFORMED ? 0 : -1;
 	}
 	rf_kbuf_clear(&out);
@@ -1118,6 +1122,15 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 				conn_close(kd, i);
 		if (n > 0 && (pf[0].revents & POLLIN))
 			conn_accept(kd);
+		/* SoftHSM read the token when keyd started and does not read
+		 * it again: a token taken away and put back is read by the next
+		 * keyd, which the next command starts. */
+		if (kd->token_gone) {
+			logf_(kd,
+			    "the token folder is missing: exiting, the next "
+			    "command starts keyd again");
+			break;
+		}
 		if (kd->nconns > 0)
 			idle_since = rf_now();
 		else if (o != NULL && o->idle > 0 &&

@@ -288,6 +288,20 @@ softhsm_tokendir_missing(const char *conf, char *dir, size_t len)
 	return missing;
 }
 
+int
+rf_keys_token_gone(const struct rf_config *cfg, int r)
+{
+	char dir[1024];
+
+	if (r == 0 ||
+	    !softhsm_tokendir_missing(cfg->softhsm_conf, dir, sizeof(dir)))
+		return r;
+	return rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
+	    "the token folder %s is missing (directories.tokendir in %s): put "
+	    "the token back, then run the same command again",
+	    dir, cfg->softhsm_conf);
+}
+
 static int
 module_initialise(struct module *m, const struct rf_config *cfg)
 {

@@ -212,6 +212,13 @@ int rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
 int rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
     int threads, double *per_sec) RF_WUR;
 
+/*
+ * r, or, when the embedded token's folder (SoftHSM's directories.tokendir)
+ * is missing, RF_ERR_TOKEN_NOT_FOUND saying so and how to resume: a token
+ * taken away under a running process fails calls in many ways.
+ */
+int rf_keys_token_gone(const struct rf_config *cfg, int r) RF_WUR;
+
 /* Key id (64 hex + NUL) of a public key: SHA-256 of its SPKI DER. */
 int rf_keys_pub_id(EVP_PKEY *pub, char id[65]) RF_WUR;
 

@@ -56,7 +56,7 @@ a=$(rf incident open --scope all --reason "vendor breach" 2>/dev/null)
 if rf incident open --scope tenant:acme --reason "acme too" 2>"$RINGFENCE_HOME/err"; then
 	fail "a second incident took connections the first has not contained"
 fi
-[ "$(wc -l <"$RINGFENCE_HOME/err")" = 1 ] || fail "overlap error is not one line"
+[ "$(wc -l <"$RINGFENCE_HOME/err")" = 1 ] || fail "overlap error is not one line: $(cat "$RINGFENCE_HOME/err")"
 grep -q "incident $a" "$RINGFENCE_HOME/err" || fail "overlap error does not name incident $a: $(cat "$RINGFENCE_HOME/err")"
 
 # Killed right after the revocation commit, before any OCSP re-signing.
