@@ -363,7 +363,8 @@ rf_tokmeta_restore(const struct rf_config *cfg, struct rf_tokmeta_restored *out,
 		if ((r = restore_one(cfg, dir, e->d_name, &done, label)) != 0 ||
 		    !done || *n >= max)
 			continue;
-		snprintf(out[*n].uuid, sizeof(out[*n].uuid), "%.63s", e->d_name);
+		snprintf(
+		    out[*n].uuid, sizeof(out[*n].uuid), "%.63s", e->d_name);
 		snprintf(out[*n].label, sizeof(out[*n].label), "%s", label);
 		(*n)++;
 	}

@@ -40,7 +40,8 @@ rf_store_pool_add(struct rf_store *st, const char (*ids)[65], size_t n,
 		  * the key (docs/keys.md): it becomes the pool's. */
 		 "INSERT INTO keys (id, alg, purpose, tenant, state, created) "
 		 "VALUES (?, ?, 'pool', '', 'active', ?) ON CONFLICT (id) DO "
-		 "UPDATE SET alg = excluded.alg, purpose = 'pool', tenant = '', "
+		 "UPDATE SET alg = excluded.alg, purpose = 'pool', tenant = "
+		 "'', "
 		 "state = 'active', created = excluded.created "
 		 "WHERE keys.state = 'generated'",
 		 &k)) != 0)
