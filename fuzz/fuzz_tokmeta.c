@@ -13,7 +13,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char label[33], serial[17];
 	uint8_t *copy;
 
-	if ((copy = malloc(size > 0 ? size : 1)) == NULL)
+	if ((copy = calloc(1, size > 0 ? size : 1)) == NULL)
 		return 0;
 	if (size > 0)
 		memcpy(copy, data, size);

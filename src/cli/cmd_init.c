@@ -177,7 +177,9 @@ move_into(const char *path, const char *dir, const char *name, int *moved)
 
 	if (!exists(path))
 		return 0;
-	snprintf(to, sizeof(to), "%s/%s", dir, name);
+	if (snprintf(to, sizeof(to), "%s/%s", dir, name) >= (int)sizeof(to))
+		return rf_err_set(
+		    RF_ERR_ARG, "path %s/%s is too long", dir, name);
 	if (rename(path, to) != 0)
 		return rf_err_set(RF_ERR_IO,
 		    "cannot move %s to %s: %s (move it yourself, then run "

@@ -67,7 +67,7 @@ static int
 refuse(struct rf_connector_verdict *v, enum rf_refusal why, const char *msg)
 {
 	v->why = why;
-	snprintf(v->detail, sizeof(v->detail), "%s", msg);
+	snprintf(v->detail, sizeof(v->detail), "%.199s", msg);
 	return 0;
 }
 

@@ -153,8 +153,9 @@ fuzz_one(const char *path, unsigned *seed)
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sun_family = AF_UNIX;
-	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path);
-	if ((s = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", path) >=
+		(int)sizeof(sa.sun_path) ||
+	    (s = socket(AF_UNIX, SOCK_STREAM, 0)) < 0)
 		return;
 	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
 		close(s);
