@@ -15,6 +15,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 wire="$here/../tests/unit/http_wire.py"
 secs=${RF_BENCH_SECONDS:-20}
 export RINGFENCE_HOME=$(mktemp -d /tmp/rf-bench-anon.XXXXXX)
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 server=""
 trap '[ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null; rm -rf "$RINGFENCE_HOME"' EXIT
 export RINGFENCE_TOKENS=2

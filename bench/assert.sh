@@ -17,6 +17,8 @@ ba="$build/bench_assert"
 base=/tmp
 [ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
 export RINGFENCE_HOME=$(mktemp -d "$base/rf-bench-assert.XXXXXX")
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 server=""
 cleanup() {
 	if [ -n "$server" ]; then

@@ -13,6 +13,8 @@ off=${RF_BENCH_AUDIT_OFF_BUILD:-$build-audit-off}
 n=${2:-1000000}
 issue_rate=${3:-}
 export RINGFENCE_HOME=$(mktemp -d /tmp/rf-bench-audit.XXXXXX)
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 trap 'rm -rf "$RINGFENCE_HOME"' EXIT
 out=$("$build/bench_audit" "$n")
 get() { echo "$out" | awk -v k="$1" '$1 == k {print $2}'; }

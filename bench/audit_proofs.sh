@@ -9,6 +9,8 @@ set -euo pipefail
 build=$(cd "${1:?usage: audit_proofs.sh BUILD_DIR [N]}" && pwd)
 n=${2:-10000000}
 export RINGFENCE_HOME=$(mktemp -d /tmp/rf-bench-proofs.XXXXXX)
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 trap 'rm -rf "$RINGFENCE_HOME"' EXIT
 out=$("$build/bench_audit_proofs" "$n")
 printf '\naudit proofs from stored subtree hashes (mean of 1,000 each)\n'

@@ -20,6 +20,8 @@ n=${2:-36000}
 alg=${3:-ec-p256}
 where=${4:-tmpfs}
 export RINGFENCE_HOME=$(mktemp -d /var/tmp/rf-bench-contain.XXXXXX)
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 tokdir=""
 cleanup() { rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
 trap cleanup EXIT

@@ -18,6 +18,8 @@ build=$(cd "${1:?usage: incident.sh BUILD_DIR [N] [disk|tmpfs]}" && pwd)
 n=${2:-36000}
 where=${3:-tmpfs}
 export RINGFENCE_HOME=$(mktemp -d /var/tmp/rf-bench-incident.XXXXXX)
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 tokdir=""
 cleanup() { rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
 trap cleanup EXIT

@@ -17,6 +17,8 @@ port=18080
 echo "ocsp: preparing $n certificates (10% revoked) in $work ..." >&2
 t0=$(date +%s.%N)
 RINGFENCE_HOME=$work/state "$build/bench_ocsp_setup" "$work" "$n" >&2
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 t1=$(date +%s.%N)
 printf 'ocsp: set-up took %.1f s\n' "$(echo "$t1 - $t0" | bc)" >&2
 

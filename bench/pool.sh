@@ -17,6 +17,8 @@ build=$(cd "${1:?usage: pool.sh BUILD_DIR [N_EC] [N_RSA]}" && pwd)
 nec=${2:-2000}
 nrsa=${3:-40}
 export RINGFENCE_HOME=$(mktemp -d /var/tmp/rf-bench-pool.XXXXXX)
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 tokdir=$(mktemp -d /dev/shm/rf-bench-tokens.XXXXXX)
 cleanup() { rm -rf "$RINGFENCE_HOME" "$tokdir"; }
 trap cleanup EXIT

@@ -18,6 +18,8 @@ cleanup() {
 }
 trap cleanup EXIT
 export RINGFENCE_HOME=$home
+# A state folder of this run's own: keyd runs without the user split.
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 unset RINGFENCE_NOW || true
 "$rfbin" init >/dev/null 2>&1
 "$rfbin" tenant add acme >/dev/null
