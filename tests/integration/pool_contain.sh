@@ -124,8 +124,8 @@ for i in $(seq 1 10); do
 		[ "$try" -lt 5 ] || fail "issue --keygen beside contain: busy 5 times"
 	done
 done
-wait "$p1" || grep -q "run contain again" "$RINGFENCE_HOME/c1" || fail "contain 1: $(cat "$RINGFENCE_HOME/c1")"
-wait "$p2" || grep -q "run contain again" "$RINGFENCE_HOME/c2" || fail "contain 2: $(cat "$RINGFENCE_HOME/c2")"
+wait "$p1" || grep -Eq "run contain again|contain [0-9]+' again" "$RINGFENCE_HOME/c1" || fail "contain 1: $(cat "$RINGFENCE_HOME/c1")"
+wait "$p2" || grep -Eq "run contain again|contain [0-9]+' again" "$RINGFENCE_HOME/c2" || fail "contain 2: $(cat "$RINGFENCE_HOME/c2")"
 rf incident contain "$id" >/dev/null 2>&1
 [ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $((N + NRSA)) ] ||
 	fail "concurrent contains did not contain every connection"
