@@ -14,7 +14,9 @@ home=$(mktemp -d "${TMPDIR:-/tmp}/rf-vis.XXXXXX")
 server=""
 cleanup() {
 	if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
-	rm -rf "$home"
+	# The custody process the commands started, by its pid file.
+	"$rfbin" keyd stop >/dev/null 2>&1 || true
+	rm -rf "$home" "$home-custody"
 }
 trap cleanup EXIT
 export RINGFENCE_HOME=$home
