@@ -305,8 +305,6 @@ rf_keys_token_gone(const struct rf_config *cfg, int r)
 static int
 module_initialise(struct module *m, const struct rf_config *cfg)
 {
-	char dir[1024];
-
 	CK_C_INITIALIZE_ARGS args;
 	struct stat sb;
 	int n = 0;
@@ -327,18 +325,14 @@ module_initialise(struct module *m, const struct rf_config *cfg)
 	memset(&args, 0, sizeof(args));
 	args.flags = CKF_OS_LOCKING_OK;
 	rv = m->f->C_Initialize(&args);
-	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED &&
-	    cfg != NULL &&
-	    softhsm_tokendir_missing(cfg->softhsm_conf, dir, sizeof(dir)))
-		return rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
-		    "the token folder %s is missing (directories.tokendir in "
-		    "%s): put the token back, then run the same command again",
-		    dir, cfg->softhsm_conf);
-	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
-		return rf_err_set(RF_ERR_TOKEN_MODULE,
+	if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+		int r = rf_err_set(RF_ERR_TOKEN_MODULE,
 		    "cannot initialise PKCS#11 module %s: %s: "
 		    "check RINGFENCE_MODULE",
 		    m->path, ckr_str(rv));
+
+		return cfg != NULL ? rf_keys_token_gone(cfg, r) : r;
+	}
 	m->initialised = rv == CKR_OK;
 	m->gen++;
 	return 0;
@@ -1918,21 +1912,12 @@ rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
 		goto out;
 	}
 	if (!l.found) {
-		char dir[1024];
-
 		/* A token taken away under a running process (keyd) is named
 		 * as such, not as a missing key. */
-		if (softhsm_tokendir_missing(
-			keys->cfg.softhsm_conf, dir, sizeof(dir)))
-			r = rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
-			    "the token folder %s is missing (directories."
-			    "tokendir in %s): put the token back, then run "
-			    "the same command again",
-			    dir, keys->cfg.softhsm_conf);
-		else
-			r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
-			    "no key pair with id %s in token %s", id,
-			    keys->cfg.token);
+		r = rf_keys_token_gone(&keys->cfg,
+		    rf_err_set(RF_ERR_KEY_NOT_FOUND,
+			"no key pair with id %s in token %s", id,
+			keys->cfg.token));
 		goto out;
 	}
 	if ((r = l.r) != 0)
