@@ -29,10 +29,22 @@ static pthread_mutex_t use_lock = PTHREAD_MUTEX_INITIALIZER;
 static int use_on;
 static struct rf_custody use;
 
+/*
+ * Connections to keyd per handle. Each request takes an idle connection,
+ * or opens one while fewer than KC_CONNS are open, or waits: threads that
+ * share a handle (serve's workers) thus reach keyd at once, and keyd
+ * groups what they ask into one audit append (keyd.c).
+ */
+#define KC_CONNS 16
+
 struct rf_kc {
-	pthread_mutex_t mu; /* one request at a time on fd */
-	int fd;		    /* -1: connect at the next call */
-	int cls;	    /* granted by keyd's hello */
+	pthread_mutex_t mu; /* everything below */
+	pthread_cond_t cv;  /* a connection came back */
+	int idle[KC_CONNS]; /* connected, hello said, not in use */
+	int nidle;
+	int open;     /* connections in use or idle */
+	unsigned gen; /* class changes: older connections close */
+	int cls;      /* granted by keyd's hello */
 	struct rf_custody c;
 	struct rf_config cfg; /* without PIN */
 };
@@ -183,28 +195,52 @@ out:
 	return r;
 }
 
-/* Connect (starting keyd once if allowed) and say hello; under kc->mu. */
+/*
+ * A connection for one request: an idle one, a new one (starting keyd
+ * once if allowed), or the next one given back. Under kc->mu, which a
+ * connect and hello keep held: they are rare, and one keyd start is
+ * enough for every waiting thread.
+ */
 static int
-ensure(struct rf_kc *kc)
+take(struct rf_kc *kc, int *fd, unsigned *gen)
 {
-	int fd, r;
+	int r;
 
-	if (kc->fd >= 0)
+	while (kc->nidle == 0 && kc->open >= KC_CONNS)
+		pthread_cond_wait(&kc->cv, &kc->mu);
+	*gen = kc->gen;
+	if (kc->nidle > 0) {
+		*fd = kc->idle[--kc->nidle];
 		return 0;
-	r = sock_connect(&kc->cfg, &fd);
+	}
+	r = sock_connect(&kc->cfg, fd);
 	if (r == RF_ERR_CUSTODY && kc->c.start != NULL) {
 		if ((r = kc->c.start(kc->c.arg, &kc->cfg)) != 0)
 			return r;
-		r = sock_connect(&kc->cfg, &fd);
+		r = sock_connect(&kc->cfg, fd);
 	}
 	if (r != 0)
 		return r;
-	if ((r = hello(kc, fd)) != 0) {
-		close(fd);
+	if ((r = hello(kc, *fd)) != 0) {
+		close(*fd);
+		*fd = -1;
 		return r;
 	}
-	kc->fd = fd;
+	kc->open++;
 	return 0;
+}
+
+/* Give fd back (ok) or close it (a lost or outdated connection). */
+static void
+give(struct rf_kc *kc, int fd, unsigned gen, int ok)
+{
+	if (ok && gen == kc->gen && kc->nidle < KC_CONNS) {
+		kc->idle[kc->nidle++] = fd;
+	} else {
+		close(fd);
+		kc->open--;
+	}
+	pthread_cond_signal(&kc->cv);
 }
 
 /*
@@ -214,17 +250,20 @@ ensure(struct rf_kc *kc)
 static int
 call(struct rf_kc *kc, struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
 {
-	int r;
+	unsigned gen;
+	int fd = -1, r;
 
 	*frame = NULL;
 	if ((r = rf_kbuf_finish(b)) != 0)
 		return r;
 	pthread_mutex_lock(&kc->mu);
-	if ((r = ensure(kc)) == 0 &&
-	    (r = exchange(kc->fd, b, frame, m)) == RF_ERR_CUSTODY) {
-		close(kc->fd);
-		kc->fd = -1;
-	}
+	r = take(kc, &fd, &gen);
+	pthread_mutex_unlock(&kc->mu);
+	if (r != 0)
+		return r;
+	r = exchange(fd, b, frame, m);
+	pthread_mutex_lock(&kc->mu);
+	give(kc, fd, gen, r != RF_ERR_CUSTODY);
 	pthread_mutex_unlock(&kc->mu);
 	if (r != 0) {
 		free(*frame);
@@ -240,11 +279,23 @@ put_who(struct rf_kbuf *b, const struct rf_actor *who)
 	rf_kbuf_str(b, who ? who->source : NULL);
 }
 
+/* Close the idle connections; those in use close when given back. */
+static void
+drop_all(struct rf_kc *kc)
+{
+	kc->gen++;
+	while (kc->nidle > 0) {
+		close(kc->idle[--kc->nidle]);
+		kc->open--;
+	}
+}
+
 int
 rf_keys_custody_lower(struct rf_keys *keys, int cls)
 {
 	struct rf_kc *kc = rf_keys_kc(keys);
-	int r = 0;
+	unsigned gen;
+	int fd = -1, r;
 
 	if (kc == NULL)
 		return 0;
@@ -252,10 +303,10 @@ rf_keys_custody_lower(struct rf_keys *keys, int cls)
 	if (cls < kc->c.claim)
 		kc->c.claim = cls; /* reconnects claim it too */
 	kc->c.start = NULL;	   /* and wait for keyd, never start one */
-	if (kc->fd >= 0 && (r = hello(kc, kc->fd)) != 0) {
-		close(kc->fd);
-		kc->fd = -1;
-	}
+	drop_all(kc);
+	/* Say the new hello now, so that a refusal is reported here. */
+	if ((r = take(kc, &fd, &gen)) == 0)
+		give(kc, fd, gen, 1);
 	pthread_mutex_unlock(&kc->mu);
 	return r;
 }
@@ -264,13 +315,14 @@ int
 rf_kc_open(const struct rf_config *cfg, struct rf_keys **out)
 {
 	struct rf_kc *kc;
-	int r;
+	unsigned gen;
+	int fd = -1, r;
 
 	*out = NULL;
 	if ((kc = calloc(1, sizeof(*kc))) == NULL)
 		return RF_ERR_ALLOC;
 	pthread_mutex_init(&kc->mu, NULL);
-	kc->fd = -1;
+	pthread_cond_init(&kc->cv, NULL);
 	kc->cfg = *cfg;
 	memset(kc->cfg.pin, 0, sizeof(kc->cfg.pin));
 	pthread_mutex_lock(&use_lock);
@@ -278,7 +330,8 @@ rf_kc_open(const struct rf_config *cfg, struct rf_keys **out)
 	pthread_mutex_unlock(&use_lock);
 	/* Connect now, so that open reports a keyd that cannot be reached. */
 	pthread_mutex_lock(&kc->mu);
-	r = ensure(kc);
+	if ((r = take(kc, &fd, &gen)) == 0)
+		give(kc, fd, gen, 1);
 	pthread_mutex_unlock(&kc->mu);
 	if (r != 0) {
 		rf_kc_free(kc);
@@ -292,8 +345,8 @@ rf_kc_free(struct rf_kc *kc)
 {
 	if (kc == NULL)
 		return;
-	if (kc->fd >= 0)
-		close(kc->fd);
+	drop_all(kc);
+	pthread_cond_destroy(&kc->cv);
 	pthread_mutex_destroy(&kc->mu);
 	free(kc);
 }
@@ -641,19 +694,17 @@ rf_keyd_status_get(const struct rf_config *cfg, struct rf_keyd_status *st)
 	struct rf_kmsg m;
 	char tok[RF_KPROTO_STR_MAX];
 	uint8_t *frame = NULL;
-	int r;
+	int fd = -1, r;
 
 	memset(st, 0, sizeof(*st));
 	memset(&kc, 0, sizeof(kc));
-	kc.fd = -1;
 	kc.cfg = *cfg;
 	kc.c.claim = RF_KCLASS_ADMIN;
-	if ((r = sock_connect(cfg, &kc.fd)) != 0 ||
-	    (r = hello(&kc, kc.fd)) != 0)
+	if ((r = sock_connect(cfg, &fd)) != 0 || (r = hello(&kc, fd)) != 0)
 		goto out;
 	rf_kbuf_begin(&b, RF_KMSG_STATUS);
 	if ((r = rf_kbuf_finish(&b)) != 0 ||
-	    (r = exchange(kc.fd, &b, &frame, &m)) != 0)
+	    (r = exchange(fd, &b, &frame, &m)) != 0)
 		goto out;
 	st->pid = (pid_t)rf_kmsg_u32(&m);
 	st->uid = (uid_t)rf_kmsg_u32(&m);
@@ -667,8 +718,8 @@ rf_keyd_status_get(const struct rf_config *cfg, struct rf_keyd_status *st)
 	st->refused = rf_kmsg_u64(&m);
 	r = rf_kmsg_end(&m);
 out:
-	if (kc.fd >= 0)
-		close(kc.fd);
+	if (fd >= 0)
+		close(fd);
 	free(frame);
 	rf_kbuf_clear(&b);
 	return r;
