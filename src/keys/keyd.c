@@ -1,6 +1,9 @@
 /*
- * keyd.c: the custody process (keyd.h). One thread answers every caller in
- * turn from a poll loop; a request is read whole (its length checked
+ * keyd.c: the custody process (keyd.h). One thread reads every caller
+ * from a poll loop; the signing requests read in one turn are answered
+ * together, with one audit append for all of them and the token's work
+ * spread over the signing threads (group_run). A request is read whole
+ * (its length checked
  * before anything is allocated), decoded strictly (proto.c), looked up in
  * the dispatch table of the caller's class (as OpenSSH's monitor.c keeps
  * one table per phase), checked by the policy (policy.c) and run on the
@@ -46,6 +49,7 @@
 
 struct conn {
 	int fd;
+	uint64_t id; /* names it in the group, whose answers come later */
 	uid_t uid;
 	gid_t gid;
 	pid_t pid;
@@ -78,6 +82,9 @@ struct keyd {
 	unsigned refused_leaves, refused_quiet;
 	char token[64];
 	uint32_t tokens;
+	uint64_t next_id;
+	struct pending *group; /* CONN_MAX: at most one per caller */
+	int ngroup;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -253,7 +260,7 @@ h_status(
 	rf_kbuf_str(out, kd->token);
 	rf_kbuf_u32(out, kd->tokens);
 	rf_kbuf_u32(out, (uint32_t)kd->nconns);
-	rf_kbuf_u32(out, 0); /* one request at a time: none waits here */
+	rf_kbuf_u32(out, (uint32_t)kd->ngroup); /* signing waits this turn */
 	rf_kbuf_u64(out, kd->requests);
 	rf_kbuf_u64(out, kd->refused);
 	return 0;
@@ -378,41 +385,45 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 	return rf_kmsg_end(m);
 }
 
+/*
+ * The SIGN requests read in one turn of the loop are answered together
+ * (group_run): their leaves go to the record in one durable append, and
+ * the token signs them on every signing thread. A request is checked
+ * here, when it arrives, and waits with the frame its messages are in.
+ */
+struct pending {
+	uint64_t conn;
+	uint8_t *frame; /* the request, owned: s's messages point into it */
+	size_t framelen;
+	struct sign_in s;
+	struct rf_key *key;
+};
+
+#define QUEUED 1 /* a handler's answer comes later, from group_run */
+
 static int
 h_sign(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 {
-	struct sign_in s;
-	struct rf_key *key = NULL;
-	struct rf_sig *sigs = NULL;
-	uint32_t i;
+	struct pending *p = &kd->group[kd->ngroup];
 	int r;
 
-	if ((r = sign_decode(m, c, &s)) != 0)
-		goto out;
+	(void)out;
+	memset(p, 0, sizeof(*p));
+	if ((r = sign_decode(m, c, &p->s)) != 0)
+		goto fail;
 	/* Policy first: a refused request loads no key and signs nothing. */
-	if ((r = rf_kpolicy_sign(
-		 kd->policy, c->cls, s.id, s.digest, s.reqs, s.n)) != 0)
-		goto out;
-	if ((sigs = calloc(s.n, sizeof(*sigs))) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	if ((r = rf_keys_load(kd->keys, s.id, &key)) != 0)
-		goto out;
-	r = s.digest
-	    ? rf_keys_sign_digest(kd->keys, key, s.reqs, s.n, &s.w.who, sigs)
-	    : rf_keys_sign(kd->keys, key, s.reqs, s.n, &s.w.who, sigs);
-	if (r != 0)
-		goto out;
-	rf_kbuf_u32(out, s.n);
-	for (i = 0; i < s.n; i++)
-		rf_kbuf_bytes(out, sigs[i].sig, sigs[i].len);
-out:
-	for (i = 0; sigs != NULL && i < s.n; i++)
-		rf_sig_clear(&sigs[i]);
-	free(sigs);
-	rf_key_free(key);
-	sign_in_free(&s);
+	if ((r = rf_kpolicy_sign(kd->policy, c->cls, p->s.id, p->s.digest,
+		 p->s.reqs, p->s.n)) != 0 ||
+	    (r = rf_keys_load(kd->keys, p->s.id, &p->key)) != 0)
+		goto fail;
+	p->conn = c->id;
+	p->frame = c->frame;
+	p->framelen = c->need;
+	c->frame = NULL;
+	kd->ngroup++;
+	return QUEUED;
+fail:
+	sign_in_free(&p->s);
 	return r;
 }
 
@@ -718,6 +729,20 @@ send_err(struct conn *c, int r)
 	return w;
 }
 
+/* Answer request type with out (r 0) or error r: 0 keep c, -1 close it. */
+static int
+answer(struct keyd *kd, struct conn *c, int type, int r, struct rf_kbuf *out)
+{
+	if (r == 0 && (r = rf_kbuf_finish(out)) == 0)
+		return send_all(c->fd, out) == 0 ? 0 : -1;
+	if (r == RF_ERR_REFUSED || r == RF_ERR_MALFORMED)
+		refusal(kd, c, type, rf_err_msg(r));
+	else if ((r = rf_keys_token_gone(&kd->cfg, r)) ==
+	    RF_ERR_TOKEN_NOT_FOUND)
+		kd->token_gone = 1;
+	return send_err(c, r) == 0 && r != RF_ERR_MALFORMED ? 0 : -1;
+}
+
 /* One whole frame from c: 0 to keep the connection, -1 to close it. */
 static int
 conn_request(struct keyd *kd, struct conn *c)
@@ -752,19 +777,78 @@ conn_request(struct keyd *kd, struct conn *c)
 		return send_err(c, r) == 0 ? 0 : -1;
 	}
 	rf_kbuf_begin(&out, RF_KMSG_OK);
-	r = h->fn(kd, c, &m, &out);
-	if (r == 0 && (r = rf_kbuf_finish(&out)) == 0) {
-		keep = send_all(c->fd, &out) == 0 ? 0 : -1;
-	} else {
-		if (r == RF_ERR_REFUSED || r == RF_ERR_MALFORMED)
-			refusal(kd, c, m.type, rf_err_msg(r));
-		else if ((r = rf_keys_token_gone(&kd->cfg, r)) ==
-		    RF_ERR_TOKEN_NOT_FOUND)
-			kd->token_gone = 1;
-		keep = send_err(c, r) == 0 && r != RF_ERR_MALFORMED ? 0 : -1;
-	}
+	if ((r = h->fn(kd, c, &m, &out)) != QUEUED)
+		keep = answer(kd, c, m.type, r, &out);
 	rf_kbuf_clear(&out);
 	return keep;
+}
+
+/* The connection named id, or -1 when it has gone. */
+static int
+conn_find(struct keyd *kd, uint64_t id)
+{
+	int i;
+
+	for (i = 0; i < kd->nconns; i++)
+		if (kd->conns[i].id == id)
+			return i;
+	return -1;
+}
+
+/* Sign what the group holds, answer each caller, empty the group. */
+static void
+group_run(struct keyd *kd)
+{
+	struct rf_sign_set sets[CONN_MAX];
+	struct rf_kbuf out = {0};
+	struct pending *p;
+	int g, i, r;
+	size_t k;
+
+	if (kd->ngroup == 0)
+		return;
+	memset(sets, 0, sizeof(sets));
+	for (g = 0; g < kd->ngroup; g++) {
+		p = &kd->group[g];
+		sets[g].key = p->key;
+		sets[g].reqs = p->s.reqs;
+		sets[g].n = p->s.n;
+		sets[g].digest = p->s.digest;
+		sets[g].who = &p->s.w.who;
+		if ((sets[g].sigs = calloc(p->s.n, sizeof(struct rf_sig))) ==
+		    NULL) {
+			/* A set without room is answered with the error. */
+			sets[g].r = RF_ERR_ALLOC;
+			sets[g].n = 0;
+		}
+	}
+	rf_keys_sign_group(kd->keys, sets, (size_t)kd->ngroup);
+	for (g = 0; g < kd->ngroup; g++) {
+		p = &kd->group[g];
+		rf_kbuf_begin(&out, RF_KMSG_OK);
+		if ((r = sets[g].r) != 0) {
+			rf_err_set(r, "%s",
+			    sets[g].msg[0] ? sets[g].msg : rf_err_str(r));
+		} else {
+			rf_kbuf_u32(&out, (uint32_t)p->s.n);
+			for (k = 0; k < p->s.n; k++)
+				rf_kbuf_bytes(&out, sets[g].sigs[k].sig,
+				    sets[g].sigs[k].len);
+		}
+		/* A caller gone meanwhile gets nothing: its leaves stay. */
+		if ((i = conn_find(kd, p->conn)) >= 0 &&
+		    answer(kd, &kd->conns[i], RF_KMSG_SIGN, r, &out) != 0)
+			conn_close(kd, i);
+		rf_kbuf_clear(&out);
+		for (k = 0; sets[g].sigs != NULL && k < p->s.n; k++)
+			rf_sig_clear(&sets[g].sigs[k]);
+		free(sets[g].sigs);
+		rf_key_free(p->key);
+		sign_in_free(&p->s);
+		OPENSSL_cleanse(p->frame, p->framelen);
+		free(p->frame);
+	}
+	kd->ngroup = 0;
 }
 
 /* Read what c has sent; run each whole frame. 0 keep, -1 close. */
@@ -809,9 +893,11 @@ conn_read(struct keyd *kd, struct conn *c)
 	if (c->got < c->need)
 		return 0;
 	r = conn_request(kd, c);
-	OPENSSL_cleanse(c->frame, c->need);
-	free(c->frame);
-	c->frame = NULL;
+	if (c->frame != NULL) { /* else a queued request holds it */
+		OPENSSL_cleanse(c->frame, c->need);
+		free(c->frame);
+		c->frame = NULL;
+	}
 	c->hgot = 0;
 	return r;
 }
@@ -854,6 +940,7 @@ conn_accept(struct keyd *kd)
 	c = &kd->conns[kd->nconns++];
 	memset(c, 0, sizeof(*c));
 	c->fd = fd;
+	c->id = ++kd->next_id;
 	c->uid = cr.uid;
 	c->gid = cr.gid;
 	c->pid = cr.pid;
@@ -1061,6 +1148,10 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	rf_keys_custody_off(); /* keyd opens the token itself */
 	if ((kd = calloc(1, sizeof(*kd))) == NULL)
 		return RF_ERR_ALLOC;
+	if ((kd->group = calloc(CONN_MAX, sizeof(*kd->group))) == NULL) {
+		free(kd);
+		return RF_ERR_ALLOC;
+	}
 	kd->cfg = *cfg;
 	kd->o = o;
 	kd->lfd = -1;
@@ -1120,6 +1211,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 			if (pf[i + 1].revents != 0 &&
 			    conn_read(kd, &kd->conns[i]) != 0)
 				conn_close(kd, i);
+		group_run(kd);
 		if (n > 0 && (pf[0].revents & POLLIN))
 			conn_accept(kd);
 		/* SoftHSM read the token when keyd started and does not read
@@ -1157,6 +1249,7 @@ out:
 	rf_store_free(kd->st);
 	if (lfd >= 0)
 		close(lfd); /* releases keyd.lock */
+	free(kd->group);
 	OPENSSL_cleanse(kd, sizeof(*kd));
 	free(kd);
 	return r;

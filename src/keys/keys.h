@@ -159,6 +159,28 @@ int rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
 int rf_keys_sign_digest(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
     struct rf_sig *sigs) RF_WUR;
+
+/* One caller's request in a group (rf_keys_sign_group). */
+struct rf_sign_set {
+	struct rf_key *key;
+	const struct rf_sign_req *reqs;
+	size_t n;
+	int digest; /* reqs[i].msg is a digest (rf_keys_sign_digest) */
+	const struct rf_actor *who;
+	struct rf_sig *sigs; /* n of them, filled when r is 0 */
+	int r;		     /* this set's result */
+	char msg[160];	     /* and its message when r is not 0 */
+};
+/*
+ * Several callers' requests at once (keyd groups what its callers ask
+ * while it was busy): each set is checked, signed and verified as
+ * rf_keys_sign or rf_keys_sign_digest would, but the leaves of every set
+ * go to the record in one durable append before the token signs any of
+ * them, and the signing is spread over the signing threads. A set that
+ * fails fails alone, in its r and msg. Local tokens only.
+ */
+void rf_keys_sign_group(
+    struct rf_keys *keys, struct rf_sign_set *sets, size_t n);
 void rf_sig_clear(struct rf_sig *sig);
 
 /*
