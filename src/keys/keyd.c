@@ -3,12 +3,11 @@
  * from a poll loop; the signing requests read in one turn are answered
  * together, with one audit append for all of them and the token's work
  * spread over the signing threads (group_run). A request is read whole
- * (its length checked
- * before anything is allocated), decoded strictly (proto.c), looked up in
- * the dispatch table of the caller's class (as OpenSSH's monitor.c keeps
- * one table per phase), checked by the policy (policy.c) and run on the
- * token opened here with the existing rf_keys_* code, which appends each
- * audit leaf before it signs. A request outside the class's table, or
+ * (its length checked before anything is allocated), decoded strictly
+ * (proto.c), looked up in the dispatch table of the caller's class (as
+ * OpenSSH's monitor.c keeps one table per phase), checked by the policy
+ * (policy.c) and run on the token opened here with the existing rf_keys_*
+ * code, which appends each audit leaf before it signs. A request outside the class's table, or
  * refused by the policy, is answered with an error and recorded as a
  * "refused" leaf; refusals beyond REFUSED_PER_MIN a minute are counted
  * and recorded as one summary leaf, so that a flood cannot grow the
