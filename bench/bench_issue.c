@@ -87,6 +87,84 @@ count_ocsp(void *arg, const struct rf_ocsp_rec *o)
 
 static pid_t keyd_pid = -1;
 
+/*
+ * RF_BENCH_CALLERS=K (with RF_BENCH_KEYD): K processes issue the N
+ * certificates together through the one keyd, each its share in batches,
+ * as K operators' commands would. Each opens the store and keyd itself
+ * (nothing opened here crosses a fork), then waits on go so that the
+ * clock starts when every caller is ready. Returns the seconds.
+ */
+static double
+issue_callers(const struct rf_config *cfg, int callers,
+    const struct rf_issue_req *reqs, size_t n, size_t batch)
+{
+	const struct rf_actor who = {"bench", "bench"};
+	int go[2], ready[2], k, status, bad = 0;
+	pid_t pid[16];
+	double t0;
+	char b;
+
+	if (pipe(go) != 0 || pipe(ready) != 0)
+		die("pipe", RF_ERR_IO);
+	for (k = 0; k < callers; k++) {
+		if ((pid[k] = fork()) < 0)
+			die("fork", RF_ERR_INTERNAL);
+		if (pid[k] == 0) {
+			struct rf_store *st = NULL;
+			struct rf_audit *audit = NULL;
+			struct rf_keys *keys = NULL;
+			struct rf_ca *ca = NULL;
+			struct rf_issued *out;
+			size_t from = n * (size_t)k / (size_t)callers;
+			size_t to = n * (size_t)(k + 1) / (size_t)callers;
+			size_t i, m;
+			int r;
+
+			close(go[1]);
+			close(ready[0]);
+			if ((out = calloc(to - from, sizeof(*out))) == NULL ||
+			    (r = rf_store_open(cfg->db_path, 0, &st)) != 0 ||
+			    (r = rf_audit_open(st, &audit)) != 0 ||
+			    (r = rf_keys_open(cfg, audit, &keys)) != 0 ||
+			    (r = rf_ca_open(cfg, st, keys, &ca)) != 0)
+				_exit(3);
+			rf_ca_set_audit(ca, audit);
+			if (write(ready[1], "r", 1) != 1 ||
+			    read(go[0], &b, 1) != 1)
+				_exit(4);
+			for (i = from; i < to; i += m) {
+				m = to - i < batch ? to - i : batch;
+				if ((r = rf_ca_issue(ca, reqs + i, m, &who,
+					 out + (i - from))) != 0) {
+					fprintf(stderr,
+					    "bench_issue: caller %d: %s\n", k,
+					    rf_err_msg(r));
+					_exit(5);
+				}
+			}
+			_exit(0);
+		}
+	}
+	close(go[0]);
+	close(ready[1]);
+	for (k = 0; k < callers; k++)
+		if (read(ready[0], &b, 1) != 1)
+			die("a caller did not start", RF_ERR_INTERNAL);
+	t0 = mono();
+	for (k = 0; k < callers; k++)
+		if (write(go[1], "g", 1) != 1)
+			die("go", RF_ERR_IO);
+	for (k = 0; k < callers; k++)
+		if (waitpid(pid[k], &status, 0) != pid[k] ||
+		    !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+			bad = 1;
+	if (bad)
+		die("a caller failed", RF_ERR_INTERNAL);
+	close(go[1]);
+	close(ready[0]);
+	return mono() - t0;
+}
+
 /* rf_custody start: the keyd of RF_BENCH_KEYD, until its socket answers. */
 static int
 start_keyd(void *arg, const struct rf_config *cfg)
@@ -121,6 +199,8 @@ main(int argc, char **argv)
 	struct rf_actor who = {"bench", "bench"};
 	struct rf_custody cu = {RF_KCLASS_ADMIN, start_keyd, NULL};
 	const char *keyd_bin = getenv("RF_BENCH_KEYD");
+	const char *ncallers = getenv("RF_BENCH_CALLERS");
+	int callers = ncallers != NULL ? atoi(ncallers) : 1;
 	struct rf_issue_req *reqs;
 	struct rf_issued *out;
 	uint8_t **csr;
@@ -135,6 +215,13 @@ main(int argc, char **argv)
 		batch = strtoul(argv[2], NULL, 10);
 	if (argc > 3 && strcmp(argv[3], "norate") == 0)
 		norate = 1;
+	if (callers < 1 || callers > 16 ||
+	    (callers > 1 && (keyd_bin == NULL || *keyd_bin == '\0'))) {
+		fprintf(stderr,
+		    "bench_issue: RF_BENCH_CALLERS is 1 to 16, "
+		    "and more than 1 needs RF_BENCH_KEYD\n");
+		return 2;
+	}
 	if (n == 0 || batch == 0 || (argc > 3 && !norate)) {
 		fprintf(stderr, "usage: bench_issue [N [BATCH [norate]]]\n");
 		return 2;
@@ -208,18 +295,25 @@ main(int argc, char **argv)
 	if ((r = rf_store_commit(st)) != 0)
 		die("commit", r);
 
-	t0 = mono();
-	for (i = 0; i < n; i += m) {
-		m = n - i < batch ? n - i : batch;
-		if ((r = rf_ca_issue(ca, reqs + i, m, &who, out + i)) != 0)
-			die("issue", r);
+	if (callers > 1) {
+		t0 = 0;
+		t1 = issue_callers(&cfg, callers, reqs, n, batch);
+	} else {
+		t0 = mono();
+		for (i = 0; i < n; i += m) {
+			m = n - i < batch ? n - i : batch;
+			if ((r = rf_ca_issue(ca, reqs + i, m, &who, out + i)) !=
+			    0)
+				die("issue", r);
+		}
+		t1 = mono();
 	}
-	t1 = mono();
 	if ((r = rf_store_ocsp_foreach(st, 0, count_ocsp, &nocsp)) != 0)
 		die("ocsp count", r);
 
 	printf("certs %zu\n", n);
 	printf("batch %zu\n", batch);
+	printf("callers %d\n", callers);
 	printf("issue_seconds %.3f\n", t1 - t0);
 	printf("issue_per_sec %.1f\n", (double)n / (t1 - t0));
 	printf("token_rate_1 %.1f\n", r1);
