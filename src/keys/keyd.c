@@ -7,10 +7,10 @@
  * (proto.c), looked up in the dispatch table of the caller's class (as
  * OpenSSH's monitor.c keeps one table per phase), checked by the policy
  * (policy.c) and run on the token opened here with the existing rf_keys_*
- * code, which appends each audit leaf before it signs. A request outside the class's table, or
- * refused by the policy, is answered with an error and recorded as a
- * "refused" leaf; refusals beyond REFUSED_PER_MIN a minute are counted
- * and recorded as one summary leaf, so that a flood cannot grow the
+ * code, which appends each audit leaf before it signs. A request outside the
+ * class's table, or refused by the policy, is answered with an error and
+ * recorded as a "refused" leaf; refusals beyond REFUSED_PER_MIN a minute are
+ * counted and recorded as one summary leaf, so that a flood cannot grow the
  * record without bound.
  */
 #include <errno.h>
@@ -45,6 +45,7 @@
 #define REFUSED_PER_MIN 60	    /* refusal leaves a minute, then a count */
 #define WRITE_TIMEOUT_MS 10000	    /* a caller that does not read */
 #define BATCH_KEYS_MAX 100000
+#define KEY_CACHE 512 /* keys kept loaded: an assertion's is one of many */
 
 struct conn {
 	int fd;
@@ -84,6 +85,8 @@ struct keyd {
 	uint64_t next_id;
 	struct pending *group; /* CONN_MAX: at most one per caller */
 	int ngroup;
+	struct rf_key *kcache[KEY_CACHE];
+	size_t knext;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -220,6 +223,47 @@ put_key(struct rf_kbuf *out, const struct rf_key *key)
 	return 0;
 }
 
+/*
+ * A copy of key id (rf_key_free it), loaded from the token once and then
+ * kept: keyd alone opens the token, so a kept key changes only through
+ * keyd, and disabling or destroying keys empties the cache (key_flush).
+ * The store's state of the key is still read at each signature.
+ */
+static int
+key_get(struct keyd *kd, const char *id, struct rf_key **out)
+{
+	struct rf_key *k = NULL;
+	size_t i;
+	int r;
+
+	*out = NULL;
+	for (i = 0; i < KEY_CACHE && kd->kcache[i] != NULL; i++)
+		if (strcasecmp(rf_key_id(kd->kcache[i]), id) == 0)
+			return rf_key_dup(kd->kcache[i], out);
+	if ((r = rf_keys_load(kd->keys, id, &k)) != 0)
+		return r;
+	if ((r = rf_key_dup(k, out)) != 0) {
+		rf_key_free(k);
+		return r;
+	}
+	rf_key_free(kd->kcache[kd->knext]);
+	kd->kcache[kd->knext] = k;
+	kd->knext = (kd->knext + 1) % KEY_CACHE;
+	return 0;
+}
+
+static void
+key_flush(struct keyd *kd)
+{
+	size_t i;
+
+	for (i = 0; i < KEY_CACHE; i++) {
+		rf_key_free(kd->kcache[i]);
+		kd->kcache[i] = NULL;
+	}
+	kd->knext = 0;
+}
+
 static int
 h_hello(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 {
@@ -274,8 +318,7 @@ h_load(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 
 	(void)c;
 	rf_kmsg_str(m, id);
-	if ((r = rf_kmsg_end(m)) != 0 ||
-	    (r = rf_keys_load(kd->keys, id, &key)) != 0)
+	if ((r = rf_kmsg_end(m)) != 0 || (r = key_get(kd, id, &key)) != 0)
 		return r;
 	r = put_key(out, key);
 	rf_key_free(key);
@@ -413,7 +456,7 @@ h_sign(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 	/* Policy first: a refused request loads no key and signs nothing. */
 	if ((r = rf_kpolicy_sign(kd->policy, c->cls, p->s.id, p->s.digest,
 		 p->s.reqs, p->s.n)) != 0 ||
-	    (r = rf_keys_load(kd->keys, p->s.id, &p->key)) != 0)
+	    (r = key_get(kd, p->s.id, &p->key)) != 0)
 		goto fail;
 	p->conn = c->id;
 	p->frame = c->frame;
@@ -456,6 +499,7 @@ h_disable(
 		goto out;
 	r = destroy ? rf_keys_destroy_many(kd->keys, idp, n, &w.who, &done)
 		    : rf_keys_disable_many(kd->keys, idp, n, &w.who, &done);
+	key_flush(kd);
 	if (r == 0)
 		rf_kbuf_u64(out, (uint64_t)done);
 out:
@@ -1242,6 +1286,7 @@ out:
 	}
 	if (kd->lfd >= 0)
 		close(kd->lfd);
+	key_flush(kd);
 	rf_kpolicy_free(kd->policy);
 	rf_keys_free(kd->keys);
 	rf_audit_free(kd->audit);
