@@ -267,6 +267,7 @@ struct rf_key_info {
 int rf_keys_list(struct rf_keys *keys,
     int (*fn)(void *arg, const struct rf_key_info *ki), void *arg) RF_WUR;
 
+#ifdef RF_TEST_HOOKS /* test builds only (CMake RF_TEST_HOOKS) */
 /* Tests only: close every session of the token underneath keys (as a
  * device reset would), so that the next operation must recover. */
 int rf_keys_test_drop_sessions(struct rf_keys *keys) RF_WUR;
@@ -276,6 +277,7 @@ void rf_keys_test_drop_at_sign(struct rf_keys *keys);
 /* Tests only: recover as after CKR_DEVICE_ERROR: the module is finalised
  * and initialised again, every other use of it in the process paused. */
 int rf_keys_test_device_error(struct rf_keys *keys) RF_WUR;
+#endif
 
 /*
  * Helpers without a token (alg.c), exposed for tests and fuzzing.

@@ -1,6 +1,6 @@
 /*
  * tokmeta.h: verified copies of SoftHSM's token metadata files. Private to
- * src/keys (keys.c calls it around C_Initialize and after login).
+ * src/keys (token.c calls it around C_Initialize and after login).
  *
  * SoftHSM keeps each token in tokens/<uuid>/ and its label, serial, flags
  * and PIN blobs in tokens/<uuid>/token.object, which it rewrites on every

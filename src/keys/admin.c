@@ -1,0 +1,1116 @@
+/*
+ * admin.c: key administration. Generation (one or many, with a random
+ * CKA_ID and attributes that forbid changes and copies), loading and
+ * lookup, custody attributes, listing with the store's disagreements,
+ * disable and destroy with their intent and result leaves.
+ */
+
+#include <dlfcn.h>
+#include <limits.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include <p11-kit/pkcs11.h>
+
+#include "audit/audit.h"
+#include "keys/keys.h"
+#include "keys/tokmeta.h"
+#include "keys/keys_int.h"
+#include "keys/token_int.h"
+#include "store/store.h"
+
+static int destroy_quiet(
+    struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen);
+
+struct gen_arg {
+	enum rf_key_alg alg;
+	const char *label;
+	const uint8_t *tid; /* TID_LEN random bytes: the new CKA_ID */
+	struct rf_key *key; /* out */
+	int r;
+};
+
+static CK_RV
+gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct gen_arg *g = varg;
+	CK_FUNCTION_LIST_PTR f = keys->f;
+	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+	CK_ULONG bits = g->alg == RF_KEY_RSA_3072 ? 3072 : 2048;
+	uint8_t e[3] = {0x01, 0x00, 0x01}; /* 65537 */
+	const uint8_t *tid = g->tid;
+	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+	CK_OBJECT_HANDLE hpub = CK_INVALID_HANDLE, hpriv = CK_INVALID_HANDLE;
+	CK_ATTRIBUTE pubt[13], privt[16];
+	CK_ULONG npub = 0, npriv = 0;
+	struct rf_key *key = NULL;
+	CK_RV rv;
+
+	g->r = 0;
+	/*
+	 * The pair is found by a random CKA_ID, set here once: both objects
+	 * are made neither modifiable nor copyable (PKCS#11 v2.40 section
+	 * 4.4: CKA_MODIFIABLE and CKA_COPYABLE can only be set at creation),
+	 * so that with the PIN nobody can turn CKA_SIGN back on, rename the
+	 * key, or copy it to a session object. The key id (SPKI hash) is the
+	 * public name; the store maps it to this CKA_ID.
+	 */
+#define ATTR(t, n, ty, ptr, len)                                               \
+	do {                                                                   \
+		t[n].type = (ty);                                              \
+		t[n].pValue = (void *)(ptr);                                   \
+		t[n].ulValueLen = (len);                                       \
+		n++;                                                           \
+	} while (0)
+	ATTR(pubt, npub, CKA_TOKEN, &yes, sizeof(yes));
+	ATTR(pubt, npub, CKA_PRIVATE, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_VERIFY, &yes, sizeof(yes));
+	ATTR(pubt, npub, CKA_ENCRYPT, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_WRAP, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_VERIFY_RECOVER, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_MODIFIABLE, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_COPYABLE, &no, sizeof(no));
+	ATTR(pubt, npub, CKA_ID, tid, TID_LEN);
+	ATTR(pubt, npub, CKA_LABEL, g->label, strlen(g->label));
+	switch (g->alg) {
+	case RF_KEY_EC_P256:
+		ATTR(pubt, npub, CKA_EC_PARAMS, keys_oid_p256,
+		    sizeof(keys_oid_p256));
+		break;
+	case RF_KEY_EC_P384:
+		ATTR(pubt, npub, CKA_EC_PARAMS, keys_oid_p384,
+		    sizeof(keys_oid_p384));
+		break;
+	default:
+		mech.mechanism = CKM_RSA_PKCS_KEY_PAIR_GEN;
+		ATTR(pubt, npub, CKA_MODULUS_BITS, &bits, sizeof(bits));
+		break;
+	}
+	ATTR(privt, npriv, CKA_TOKEN, &yes, sizeof(yes));
+	ATTR(privt, npriv, CKA_PRIVATE, &yes, sizeof(yes));
+	ATTR(privt, npriv, CKA_SENSITIVE, &yes, sizeof(yes));
+	ATTR(privt, npriv, CKA_EXTRACTABLE, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_SIGN, &yes, sizeof(yes));
+	ATTR(privt, npriv, CKA_DECRYPT, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_UNWRAP, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_DERIVE, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_SIGN_RECOVER, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_MODIFIABLE, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_COPYABLE, &no, sizeof(no));
+	ATTR(privt, npriv, CKA_ID, tid, TID_LEN);
+	ATTR(privt, npriv, CKA_LABEL, g->label, strlen(g->label));
+	if (mech.mechanism == CKM_RSA_PKCS_KEY_PAIR_GEN)
+		ATTR(pubt, npub, CKA_PUBLIC_EXPONENT, e, sizeof(e));
+#undef ATTR
+	rv = f->C_GenerateKeyPair(
+	    s, &mech, pubt, npub, privt, npriv, &hpub, &hpriv);
+	if (rv != CKR_OK)
+		return rv;
+	if ((key = calloc(1, sizeof(*key))) == NULL) {
+		g->r = RF_ERR_ALLOC;
+		goto fail;
+	}
+	if ((rv = keys_read_public(f, s, hpub, &key->alg, &key->pub, &g->r)) !=
+		CKR_OK ||
+	    g->r != 0)
+		goto fail;
+	if (key->alg != g->alg) {
+		g->r = rf_err_set(RF_ERR_TOKEN,
+		    "token made a %s key when asked for %s",
+		    rf_key_alg_name(key->alg), rf_key_alg_name(g->alg));
+		goto fail;
+	}
+	if ((g->r = rf_keys_pub_id(key->pub, key->id)) != 0 ||
+	    (g->r = keys_parse_id(key->id, key->idbin)) != 0)
+		goto fail;
+	memcpy(key->tid, tid, TID_LEN);
+	key->tidlen = TID_LEN;
+	g->key = key; /* handed to rf_keys_generate */
+	return CKR_OK;
+fail:
+	/* Leave nothing half made in the token. */
+	f->C_DestroyObject(s, hpriv);
+	f->C_DestroyObject(s, hpub);
+	rf_key_free(key);
+	return rv;
+}
+
+/*
+ * Destroy the keys of out[0..n) made by a batch that failed; free them.
+ * kept[i] becomes 1 for a key made that could not be destroyed: its row
+ * stays, so that the store still knows of it.
+ */
+static int
+undo_generated(
+    struct rf_keys *keys, struct rf_key **out, size_t n, uint8_t *kept)
+{
+	size_t i;
+	int bad = 0;
+
+	for (i = 0; i < n; i++) {
+		kept[i] = 0;
+		if (out[i] == NULL)
+			continue;
+		if (destroy_quiet(
+			keys, out[i]->sh, out[i]->tid, out[i]->tidlen) != 0) {
+			bad = 1;
+			kept[i] = 1;
+		} else {
+			/* Gone from the token: its row goes too. */
+			pthread_mutex_lock(&keys->audit_lock);
+			if (rf_store_key_forget(keys_store(keys), out[i]->id) !=
+			    0)
+				bad = 1;
+			pthread_mutex_unlock(&keys->audit_lock);
+		}
+		rf_key_free(out[i]);
+		out[i] = NULL;
+	}
+	return bad;
+}
+
+/*
+ * Keys made one at a time (CA, OCSP signer, audit keys: every process loads
+ * them) live in the first token, which every process logs in to at open;
+ * keys made in batches (connections) are spread over all the tokens. SoftHSM
+ * rewrites a token's token.object on every login, and another process
+ * reading it at that moment can fail: the fewer tokens a process logs in
+ * to, the fewer such moments.
+ */
+static int
+generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
+    int spread, const struct rf_actor *who, struct rf_key **out)
+{
+	struct gen_arg g;
+	struct rf_audit_event *evs = NULL;
+	struct rf_key_rec *recs = NULL;
+	char(*detail)[96] = NULL, (*pending)[65] = NULL, msg[MSG_MAX];
+	uint8_t(*tids)[TID_LEN] = NULL, *kept = NULL;
+	int *shs = NULL;
+	CK_RV rv = CKR_OK;
+	size_t i;
+	int noted = 0, audit_failed = 0, r = RF_ERR_INTERNAL;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	for (i = 0; i < n; i++) {
+		if (reqs[i].alg != RF_KEY_EC_P256 &&
+		    reqs[i].alg != RF_KEY_EC_P384 &&
+		    reqs[i].alg != RF_KEY_RSA_2048 &&
+		    reqs[i].alg != RF_KEY_RSA_3072)
+			return rf_err_set(RF_ERR_ARG,
+			    "unknown key algorithm %d", reqs[i].alg);
+		if (reqs[i].label == NULL || reqs[i].label[0] == '\0' ||
+		    strlen(reqs[i].label) > 64)
+			return rf_err_set(RF_ERR_ARG,
+			    "a key label of 1 to 64 characters is needed");
+	}
+	if (n == 0)
+		return 0;
+	if (rf_store_in_transaction(keys_store(keys)))
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "refusing to make keys inside an open store transaction");
+	if ((evs = calloc(n, sizeof(*evs))) == NULL ||
+	    (recs = calloc(n, sizeof(*recs))) == NULL ||
+	    (detail = calloc(n, sizeof(*detail))) == NULL ||
+	    (pending = calloc(n, sizeof(*pending))) == NULL ||
+	    (tids = calloc(n, sizeof(*tids))) == NULL ||
+	    (kept = calloc(n, 1)) == NULL ||
+	    (shs = calloc(n, sizeof(*shs))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	/*
+	 * The store learns each key's random CKA_ID before the token makes
+	 * it (state "generating", id "pending-<CKA_ID>"), then its id once
+	 * made ("generated", until the caller records its purpose with
+	 * rf_store_key_add). A process killed in between leaves a key the
+	 * store knows of, never one it does not.
+	 */
+	if (RAND_bytes((unsigned char *)tids, (int)(n * TID_LEN)) != 1) {
+		r = rf_err_set(RF_ERR_INTERNAL, "no random bytes");
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		pthread_mutex_lock(&keys->lock);
+		shs[i] =
+		    spread ? (int)(keys->next++ % (unsigned int)keys->nsh) : 0;
+		snprintf(recs[i].token, sizeof(recs[i].token), "%s",
+		    keys->sh[shs[i]].label);
+		pthread_mutex_unlock(&keys->lock);
+		rf_hex(tids[i], TID_LEN, recs[i].token_id);
+		snprintf(pending[i], sizeof(pending[i]), "pending-%.32s",
+		    recs[i].token_id);
+		snprintf(recs[i].id, sizeof(recs[i].id), "%s", pending[i]);
+		snprintf(recs[i].alg, sizeof(recs[i].alg), "%s",
+		    rf_key_alg_name(reqs[i].alg));
+		snprintf(recs[i].purpose, sizeof(recs[i].purpose), "-");
+		snprintf(recs[i].tenant, sizeof(recs[i].tenant), "%s",
+		    reqs[i].tenant ? reqs[i].tenant : "");
+		snprintf(recs[i].state, sizeof(recs[i].state), "generating");
+		recs[i].created = rf_now();
+	}
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_store_key_note_many(keys_store(keys), recs, n);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r != 0) {
+		r = rf_err_set(r,
+		    "the store could not record the keys to make (%s); "
+		    "nothing was made",
+		    rf_err_msg(r));
+		goto out;
+	}
+	noted = 1;
+	for (i = 0; i < n; i++) {
+		memset(&g, 0, sizeof(g));
+		g.alg = reqs[i].alg;
+		g.label = reqs[i].label;
+		g.tid = tids[i];
+		if ((r = keys_with_session(keys, shs[i], gen_op, &g, &rv)) != 0)
+			goto out;
+		if (rv != CKR_OK) {
+			r = keys_token_err("C_GenerateKeyPair", rv);
+			goto out;
+		}
+		if ((r = g.r) != 0)
+			goto out;
+		out[i] = g.key;
+		out[i]->sh = shs[i];
+		snprintf(detail[i], sizeof(detail[i]), "%s %s",
+		    rf_key_alg_name(reqs[i].alg), reqs[i].label);
+		evs[i].type = "keygen";
+		evs[i].key_id = out[i]->id;
+		evs[i].tenant = reqs[i].tenant;
+		evs[i].actor = who ? who->actor : NULL;
+		evs[i].source = who ? who->source : NULL;
+		evs[i].detail = detail[i];
+		snprintf(recs[i].id, sizeof(recs[i].id), "%s", out[i]->id);
+		snprintf(recs[i].state, sizeof(recs[i].state), "generated");
+	}
+	/* Each "generating" row becomes the key's own. */
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_store_key_note_many(keys_store(keys), recs, n);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r != 0) {
+		r = rf_err_set(r,
+		    "the store could not record the new %s (%s); %s",
+		    n == 1 ? "key" : "keys", rf_err_msg(r),
+		    n == 1 ? "the new key was destroyed"
+			   : "the new keys were destroyed");
+		goto out;
+	}
+	/* A key without its record must not exist. */
+	if ((r = keys_audit_append(keys, evs, n,
+		 n == 1 ? "the new key was destroyed"
+			: "the new keys were destroyed")) != 0) {
+		audit_failed = 1;
+		goto out;
+	}
+	r = 0;
+out:
+	if (r != 0) {
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		if (kept != NULL && undo_generated(keys, out, n, kept) != 0)
+			r = rf_err_set(r,
+			    "%s; a new key could not be destroyed: "
+			    "see 'ringfence keys list'",
+			    audit_failed ? "audit record could not be appended"
+					 : msg);
+		else
+			r = rf_err_set(r, "%s", msg);
+		/* Rows of keys never made, or made and destroyed. */
+		pthread_mutex_lock(&keys->audit_lock);
+		for (i = 0; noted && i < n; i++)
+			if (!kept[i] &&
+			    rf_store_key_forget(keys_store(keys), pending[i]) !=
+				0)
+				rf_err_clear();
+		pthread_mutex_unlock(&keys->audit_lock);
+		if (noted)
+			r = rf_err_set(r, "%s", msg);
+	}
+	free(shs);
+	free(kept);
+	free(tids);
+	free(pending);
+	free(detail);
+	free(recs);
+	free(evs);
+	return r;
+}
+
+int
+rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
+    const char *tenant, const struct rf_actor *who, struct rf_key **out)
+{
+	struct rf_keygen req = {alg, label, tenant};
+
+	*out = NULL;
+	if (keys->kc != NULL)
+		return rf_kc_generate_many(keys->kc, &req, 1, who, out);
+	return generate(keys, &req, 1, 0, who, out);
+}
+
+int
+rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
+    size_t n, const struct rf_actor *who, struct rf_key **out)
+{
+	if (keys->kc != NULL)
+		return rf_kc_generate_many(keys->kc, reqs, n, who, out);
+	return generate(keys, reqs, n, 1, who, out);
+}
+
+struct load_arg {
+	const uint8_t *id; /* CKA_ID */
+	size_t idlen;
+	struct rf_key *key;
+	int found;
+	int r;
+};
+
+static CK_RV
+load_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct load_arg *l = varg;
+	CK_OBJECT_HANDLE hpriv, hpub;
+	CK_RV rv;
+
+	l->r = 0;
+	l->found = 0;
+	if ((rv = keys_find_object(keys->f, s, CKO_PRIVATE_KEY, l->id, l->idlen,
+		 &hpriv)) != CKR_OK ||
+	    (rv = keys_find_object(
+		 keys->f, s, CKO_PUBLIC_KEY, l->id, l->idlen, &hpub)) != CKR_OK)
+		return rv;
+	if (hpriv == CK_INVALID_HANDLE || hpub == CK_INVALID_HANDLE)
+		return CKR_OK; /* not in this token */
+	l->found = 1;
+	return keys_read_public(
+	    keys->f, s, hpub, &l->key->alg, &l->key->pub, &l->r);
+}
+
+int
+rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
+{
+	struct load_arg l;
+	struct rf_key *key = NULL;
+	struct where w;
+	char got[65];
+	CK_RV rv = CKR_OK;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	if (keys->kc != NULL)
+		return rf_kc_load(keys->kc, id, out);
+	if ((key = calloc(1, sizeof(*key))) == NULL)
+		return RF_ERR_ALLOC;
+	if ((r = keys_parse_id(id, key->idbin)) != 0 ||
+	    (r = keys_key_where(keys, id, &w)) != 0)
+		goto out;
+	snprintf(key->id, sizeof(key->id), "%s", id);
+	memcpy(key->tid, w.tid, w.tidlen);
+	key->tidlen = w.tidlen;
+	memset(&l, 0, sizeof(l));
+	l.id = key->tid;
+	l.idlen = key->tidlen;
+	l.key = key;
+	if ((r = keys_with_key_token(
+		 keys, load_op, &l, &l.found, w.sh, &key->sh, &rv)) != 0)
+		goto out;
+	if (rv != CKR_OK) {
+		r = keys_token_err("C_GetAttributeValue", rv);
+		goto out;
+	}
+	if (!l.found) {
+		/* A token taken away under a running process (keyd) is named
+		 * as such, not as a missing key. */
+		r = rf_keys_token_gone(&keys->cfg,
+		    rf_err_set(RF_ERR_KEY_NOT_FOUND,
+			"no key pair with id %s in token %s", id,
+			keys->cfg.token));
+		goto out;
+	}
+	if ((r = l.r) != 0)
+		goto out;
+	/* The id names the public key: check that it still does. */
+	if ((r = rf_keys_pub_id(key->pub, got)) != 0)
+		goto out;
+	if (strcasecmp(got, id) != 0) {
+		r = rf_err_set(RF_ERR_TOKEN,
+		    "key %s in the token has a public key hashing "
+		    "to %s",
+		    id, got);
+		goto out;
+	}
+	snprintf(key->id, sizeof(key->id), "%s", got); /* lowercase */
+	*out = key;				       /* owned by the caller */
+	key = NULL;
+	r = 0;
+out:
+	rf_key_free(key);
+	return r;
+}
+
+static CK_RV
+custody_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	static const CK_ATTRIBUTE_TYPE types[5] = {CKA_SENSITIVE,
+	    CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE,
+	    CKA_SIGN};
+	struct custody_arg *c = varg;
+	CK_OBJECT_HANDLE h;
+	CK_RV rv;
+	size_t i;
+
+	if ((rv = keys_find_object(
+		 keys->f, s, CKO_PRIVATE_KEY, c->id, c->idlen, &h)) != CKR_OK)
+		return rv;
+	if ((c->found = h != CK_INVALID_HANDLE) == 0)
+		return CKR_OK;
+	for (i = 0; i < 5; i++)
+		if ((rv = keys_get_bool(keys->f, s, h, types[i], &c->v[i])) !=
+		    CKR_OK)
+			return rv;
+	return CKR_OK;
+}
+
+/*
+ * Custody attributes of key id (CKA_ID tid), in token sh or (sh < 0)
+ * wherever it is, token hint first.
+ */
+int
+keys_custody(struct rf_keys *keys, const char *id, const uint8_t *tid,
+    size_t tidlen, int sh, int hint, struct custody_arg *c)
+{
+	CK_RV rv = CKR_OK;
+	int r;
+
+	memset(c, 0, sizeof(*c));
+	c->id = tid;
+	c->idlen = tidlen;
+	if (sh < 0)
+		r = keys_with_key_token(
+		    keys, custody_op, c, &c->found, hint, &sh, &rv);
+	else
+		r = keys_with_session(keys, sh, custody_op, c, &rv);
+	if (r != 0)
+		return r;
+	c->id = NULL;
+	if (rv != CKR_OK)
+		return keys_token_err("C_GetAttributeValue", rv);
+	if (!c->found)
+		return rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "no private key with id %s in token %s", id,
+		    keys->cfg.token);
+	return 0;
+}
+
+int
+rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
+    int *extractable, int *always_sensitive, int *never_extractable)
+{
+	struct custody_arg c;
+	struct where w;
+	int r;
+
+	if (keys->kc != NULL) {
+		if ((r = rf_kc_custody(keys->kc, id, c.v)) != 0)
+			return r;
+	} else if ((r = keys_key_where(keys, id, &w)) != 0 ||
+	    (r = keys_custody(keys, id, w.tid, w.tidlen, -1, w.sh, &c)) != 0)
+		return r;
+	*sensitive = c.v[0];
+	*extractable = c.v[1];
+	*always_sensitive = c.v[2];
+	*never_extractable = c.v[3];
+	return 0;
+}
+
+struct list_arg {
+	int (*fn)(void *arg, const struct rf_key_info *ki);
+	void *arg;
+	int r;
+	const char *label; /* of the token being listed */
+};
+
+static CK_RV
+list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	static const CK_ATTRIBUTE_TYPE types[5] = {CKA_SIGN, CKA_SENSITIVE,
+	    CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE};
+	struct list_arg *la = varg;
+	CK_FUNCTION_LIST_PTR f = keys->f;
+	CK_OBJECT_HANDLE *hs = NULL, hpub;
+	struct rf_key_info ki;
+	uint8_t buf[ATTR_MAX];
+	EVP_PKEY *pub;
+	size_t n = 0, i, len, j;
+	int *v[5], r;
+	CK_RV rv;
+
+	/* Collect handles first: no other call while a search is active. */
+	if ((rv = keys_find_all(f, s, CKO_PRIVATE_KEY, &hs, &n)) != CKR_OK)
+		return rv;
+	for (i = 0; i < n && la->r == 0; i++) {
+		memset(&ki, 0, sizeof(ki));
+		v[0] = &ki.can_sign;
+		v[1] = &ki.sensitive;
+		v[2] = &ki.extractable;
+		v[3] = &ki.always_sensitive;
+		v[4] = &ki.never_extractable;
+		for (j = 0; j < 5; j++)
+			if ((rv = keys_get_bool(f, s, hs[i], types[j], v[j])) !=
+			    CKR_OK)
+				goto out;
+		if (keys_get_bytes(f, s, hs[i], CKA_LABEL, buf,
+			sizeof(ki.label) - 1, &len) == CKR_OK)
+			memcpy(ki.label, buf, len);
+		snprintf(ki.token, sizeof(ki.token), "%s", la->label);
+		if ((rv = keys_get_bytes(f, s, hs[i], CKA_ID, buf, sizeof(buf),
+			 &len)) != CKR_OK)
+			goto out;
+		/* The key id is the hash of the public key found by CKA_ID
+		 * (for keys made before random ids, CKA_ID is that hash). */
+		if (len > 0 && len <= TID_MAX) {
+			rf_hex(buf, len, ki.token_id);
+			if ((rv = keys_find_object(f, s, CKO_PUBLIC_KEY, buf,
+				 len, &hpub)) != CKR_OK)
+				goto out;
+			pub = NULL;
+			if (hpub != CK_INVALID_HANDLE &&
+			    keys_read_public(f, s, hpub, &ki.alg, &pub, &r) ==
+				CKR_OK) {
+				if (r != 0 || rf_keys_pub_id(pub, ki.id) != 0) {
+					ki.alg = RF_KEY_NONE;
+					ki.id[0] = '\0';
+				}
+				EVP_PKEY_free(pub);
+				rf_err_clear();
+			}
+			if (ki.id[0] == '\0' && len == ID_LEN)
+				rf_hex(buf, len, ki.id);
+		}
+		la->r = la->fn(la->arg, &ki);
+	}
+out:
+	free(hs);
+	return rv;
+}
+
+int
+rf_keys_list(struct rf_keys *keys,
+    int (*fn)(void *arg, const struct rf_key_info *ki), void *arg)
+{
+	struct list_arg la = {fn, arg, 0, NULL};
+	CK_RV rv = CKR_OK;
+	int i, r;
+
+	if (keys->kc != NULL)
+		return rf_kc_list(keys->kc, fn, arg);
+	for (i = 0; i < keys->nsh && la.r == 0; i++) {
+		la.label = keys->sh[i].label;
+		if ((r = keys_with_session(keys, i, list_op, &la, &rv)) != 0)
+			return r;
+		if (rv != CKR_OK)
+			return keys_token_err("C_FindObjects", rv);
+	}
+	return la.r;
+}
+
+/*
+ * Disable and destroy. A key cannot be changed in the token once made
+ * (CKA_MODIFIABLE false), so disabling it is a state of its record, which
+ * the signing path checks (keys_key_usable); taking it out of service for good
+ * destroys both of its objects, the intent recorded before the act
+ * ("destroy-intent") and the result after it ("destroy").
+ */
+
+/* Destroy both objects with CKA_ID id; found says whether there were any. */
+struct destroy_arg {
+	const uint8_t *id;
+	size_t idlen;
+	int found;
+};
+
+static CK_RV
+destroy_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct destroy_arg *a = varg;
+	CK_OBJECT_HANDLE hpriv, hpub;
+	CK_RV rv;
+
+	a->found = 0;
+	if ((rv = keys_find_object(keys->f, s, CKO_PRIVATE_KEY, a->id, a->idlen,
+		 &hpriv)) != CKR_OK ||
+	    (rv = keys_find_object(
+		 keys->f, s, CKO_PUBLIC_KEY, a->id, a->idlen, &hpub)) != CKR_OK)
+		return rv;
+	if (hpriv == CK_INVALID_HANDLE && hpub == CK_INVALID_HANDLE)
+		return CKR_OK;
+	a->found = 1;
+	if (hpriv != CK_INVALID_HANDLE &&
+	    (rv = keys->f->C_DestroyObject(s, hpriv)) != CKR_OK)
+		return rv;
+	if (hpub != CK_INVALID_HANDLE &&
+	    (rv = keys->f->C_DestroyObject(s, hpub)) != CKR_OK)
+		return rv;
+	return CKR_OK;
+}
+
+/* Whether the token holds an object with CKA_ID id; nothing changes. */
+static CK_RV
+probe_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct destroy_arg *a = varg;
+	CK_OBJECT_HANDLE hpriv, hpub;
+	CK_RV rv;
+
+	a->found = 0;
+	if ((rv = keys_find_object(keys->f, s, CKO_PRIVATE_KEY, a->id, a->idlen,
+		 &hpriv)) != CKR_OK ||
+	    (rv = keys_find_object(
+		 keys->f, s, CKO_PUBLIC_KEY, a->id, a->idlen, &hpub)) != CKR_OK)
+		return rv;
+	a->found = hpriv != CK_INVALID_HANDLE || hpub != CK_INVALID_HANDLE;
+	return CKR_OK;
+}
+
+static int
+destroy_quiet(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen)
+{
+	struct destroy_arg a = {tid, tidlen, 0};
+	CK_RV rv = CKR_OK;
+	int r;
+
+	if ((r = keys_with_session(keys, sh, destroy_op, &a, &rv)) != 0)
+		return r;
+	return rv == CKR_OK ? 0 : keys_token_err("C_DestroyObject", rv);
+}
+
+/*
+ * Set the store state of the recorded keys among ids[0..n) with want[i]
+ * set, in one transaction; a key already destroyed keeps that state, and
+ * one being destroyed is not disabled.
+ * hit[i] becomes 1 for each row changed.
+ */
+static int
+set_states(struct rf_keys *keys, const char *const *ids, const uint8_t *want,
+    size_t n, const char *state, uint8_t *hit)
+{
+	struct rf_store *st = keys_store(keys);
+	struct rf_key_rec kr;
+	size_t i;
+	int r;
+
+	if (rf_store_in_transaction(st))
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "refusing to change key states inside an open store "
+		    "transaction");
+	pthread_mutex_lock(&keys->audit_lock);
+	if ((r = rf_store_begin(st)) != 0)
+		goto out;
+	for (i = 0; i < n && r == 0; i++) {
+		hit[i] = 0;
+		if (!want[i])
+			continue;
+		if ((r = rf_store_key_get(st, ids[i], &kr)) ==
+		    RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			r = 0;
+			continue;
+		}
+		/* Destroyed stays; a destroy under way is not undone. */
+		if (r != 0 || strcmp(kr.state, "destroyed") == 0 ||
+		    (strcmp(kr.state, "destroying") == 0 &&
+			strcmp(state, "disabled") == 0))
+			continue;
+		if ((r = rf_store_key_set_state(st, ids[i], state)) == 0)
+			hit[i] = 1;
+	}
+	if (r != 0)
+		rf_store_rollback(st);
+	else
+		r = rf_store_commit(st);
+out:
+	pthread_mutex_unlock(&keys->audit_lock);
+	return r;
+}
+
+/* One leaf of type for each ids[i] with pick[i] set, in one append. */
+static int
+admin_leaves(struct rf_keys *keys, const char *type, const char *const *ids,
+    const uint8_t *pick, const char *const *detail, size_t n,
+    const struct rf_actor *who, const char *doing)
+{
+	struct rf_audit_event *evs;
+	size_t i, k = 0;
+	int r;
+
+	if ((evs = calloc(n ? n : 1, sizeof(*evs))) == NULL)
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	for (i = 0; i < n; i++) {
+		if (!pick[i])
+			continue;
+		evs[k].type = type;
+		evs[k].key_id = ids[i];
+		evs[k].actor = who ? who->actor : NULL;
+		evs[k].source = who ? who->source : NULL;
+		evs[k].detail = detail ? detail[i] : NULL;
+		k++;
+	}
+	r = k > 0 ? keys_audit_append(keys, evs, k, doing) : 0;
+	free(evs);
+	return r;
+}
+
+/*
+ * rf_keys_disable(_many): the recorded keys among ids become "disabled"
+ * in the store. single: one key, which must exist; a key the store does
+ * not record but the token holds is recorded as disabled.
+ */
+static int
+disable_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
+    const struct rf_actor *who, size_t *done)
+{
+	struct rf_key *key = NULL;
+	struct rf_key_rec kr;
+	struct where w;
+	uint8_t *want = NULL, *hit = NULL;
+	char msg[128];
+	size_t i, k = 0;
+	int r = RF_ERR_INTERNAL;
+
+	*done = 0;
+	if (n == 0)
+		return 0;
+	if ((want = calloc(n, 1)) == NULL || (hit = calloc(n, 1)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = keys_key_where(keys, ids[i], &w)) != 0)
+			goto out;
+		want[i] = 1;
+		if (!single || w.recorded)
+			continue;
+		/* Not recorded: record it, disabled, if the token holds it. */
+		if ((r = rf_keys_load(keys, ids[i], &key)) != 0)
+			goto out;
+		memset(&kr, 0, sizeof(kr));
+		snprintf(kr.id, sizeof(kr.id), "%s", key->id);
+		snprintf(
+		    kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(key->alg));
+		snprintf(kr.purpose, sizeof(kr.purpose), "-");
+		snprintf(kr.state, sizeof(kr.state), "generated");
+		kr.created = rf_now();
+		rf_hex(key->tid, key->tidlen, kr.token_id);
+		pthread_mutex_lock(&keys->audit_lock);
+		r = rf_store_key_note_many(keys_store(keys), &kr, 1);
+		pthread_mutex_unlock(&keys->audit_lock);
+		if (r != 0)
+			goto out;
+	}
+	if ((r = set_states(keys, ids, want, n, "disabled", hit)) != 0)
+		goto out;
+	for (i = 0; i < n; i++)
+		k += hit[i];
+	if (single && k == 0) {
+		r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+		    "key %s is destroyed already", ids[0]);
+		goto out;
+	}
+	snprintf(msg, sizeof(msg),
+	    "%zu keys were disabled in the store, without a leaf", k);
+	if ((r = admin_leaves(
+		 keys, "key-disable", ids, hit, NULL, n, who, msg)) != 0)
+		goto out;
+	*done = k;
+	r = 0;
+out:
+	rf_key_free(key);
+	free(want);
+	free(hit);
+	return r;
+}
+
+int
+rf_keys_disable(
+    struct rf_keys *keys, const char *id, const struct rf_actor *who)
+{
+	size_t done;
+
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, &id, 1, 0, who, NULL);
+	return disable_ids(keys, &id, 1, 1, who, &done);
+}
+
+int
+rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    const struct rf_actor *who, size_t *done)
+{
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, ids, n, 0, who, done);
+	return disable_ids(keys, ids, n, 0, who, done);
+}
+
+/* A key's CKA_ID as a sort key: length first, then the bytes. */
+struct tident {
+	uint8_t len;
+	uint8_t b[TID_MAX];
+	size_t idx; /* in the caller's ids */
+};
+
+static int
+tident_cmp(const void *a, const void *b)
+{
+	const struct tident *x = a, *y = b;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->b, y->b, TID_MAX);
+}
+
+/*
+ * Many keys at once: one pass over each token's objects instead of one
+ * C_FindObjects per key. Tokens such as SoftHSM's file store scan every
+ * object on each search, so per-key searches cost O(keys x objects).
+ */
+struct destroy_many_arg {
+	struct tident *t; /* sorted */
+	size_t n;
+	uint8_t *found; /* per caller's id */
+};
+
+static CK_RV
+destroy_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
+    struct destroy_many_arg *a, CK_OBJECT_CLASS cls)
+{
+	CK_OBJECT_HANDLE *hs = NULL;
+	struct tident want, *hit, **hits = NULL;
+	size_t nhs = 0, i, len;
+	CK_RV rv;
+
+	rv = keys_find_all(keys->f, s, cls, &hs, &nhs);
+	/*
+	 * Read every CKA_ID before changing anything: a file-backed token
+	 * rescans its whole store after each change, so reads interleaved
+	 * with changes would each pay for a rescan.
+	 */
+	if (rv == CKR_OK &&
+	    (hits = calloc(nhs ? nhs : 1, sizeof(*hits))) == NULL)
+		rv = CKR_HOST_MEMORY;
+	for (i = 0; rv == CKR_OK && i < nhs; i++) {
+		memset(&want, 0, sizeof(want));
+		if (keys_get_bytes(keys->f, s, hs[i], CKA_ID, want.b,
+			sizeof(want.b), &len) != CKR_OK ||
+		    len == 0)
+			continue; /* not one of ours */
+		want.len = (uint8_t)len;
+		if ((hit = bsearch(
+			 &want, a->t, a->n, sizeof(*a->t), tident_cmp)) != NULL)
+			hits[i] = hit;
+	}
+	for (i = 0; rv == CKR_OK && i < nhs; i++) {
+		if (hits[i] == NULL)
+			continue;
+		if ((rv = keys->f->C_DestroyObject(s, hs[i])) == CKR_OK)
+			a->found[hits[i]->idx] = 1;
+	}
+	free(hits);
+	free(hs);
+	return rv;
+}
+
+static CK_RV
+destroy_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct destroy_many_arg *a = varg;
+	CK_RV rv;
+
+	if ((rv = destroy_many_class(keys, s, a, CKO_PRIVATE_KEY)) != CKR_OK)
+		return rv;
+	return destroy_many_class(keys, s, a, CKO_PUBLIC_KEY);
+}
+
+/*
+ * rf_keys_destroy(_many). For each key not already destroyed: its record
+ * becomes "destroying" and a "destroy-intent" leaf is durable; then its
+ * objects are destroyed in the token; then the record becomes "destroyed"
+ * and a "destroy" leaf says whether the token held it. A run killed in
+ * between is finished by running it again. single: one key, which must
+ * be in the token or recorded as live.
+ */
+static int
+destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
+    const struct rf_actor *who, size_t *done)
+{
+	struct destroy_many_arg a;
+	struct destroy_arg d;
+	struct where w;
+	uint8_t *want = NULL, *hit = NULL;
+	const char **detail = NULL;
+	char msg[160];
+	CK_RV rv = CKR_OK;
+	size_t i, k = 0, nt = 0;
+	int sh = -1, hint = -1, r = RF_ERR_INTERNAL;
+
+	*done = 0;
+	memset(&a, 0, sizeof(a));
+	if (n == 0)
+		return 0;
+	if ((want = calloc(n, 1)) == NULL || (hit = calloc(n, 1)) == NULL ||
+	    (a.found = calloc(n, 1)) == NULL ||
+	    (detail = calloc(n, sizeof(*detail))) == NULL ||
+	    (a.t = calloc(n, sizeof(*a.t))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	memset(&d, 0, sizeof(d));
+	for (i = 0; i < n; i++) {
+		if ((r = keys_key_where(keys, ids[i], &w)) != 0)
+			goto out;
+		if (single) {
+			d.id = a.t[0].b;
+			memcpy(a.t[0].b, w.tid, w.tidlen);
+			d.idlen = w.tidlen;
+			hint = w.sh;
+			if ((r = keys_with_key_token(keys, probe_op, &d,
+				 &d.found, hint, &sh, &rv)) != 0)
+				goto out;
+			if (rv != CKR_OK) {
+				r = keys_token_err("C_FindObjects", rv);
+				goto out;
+			}
+			if (!d.found &&
+			    (!w.recorded ||
+				strcmp(w.state, "destroyed") == 0)) {
+				r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
+				    "no key with id %s in token %s", ids[i],
+				    keys->cfg.token);
+				goto out;
+			}
+			d.found = 0;
+			a.t[0].len = (uint8_t)w.tidlen;
+			a.t[0].idx = 0;
+			want[0] = 1;
+			nt = 1;
+			continue;
+		}
+		if (w.recorded && strcmp(w.state, "destroyed") == 0)
+			continue;
+		want[i] = 1;
+		a.t[nt].len = (uint8_t)w.tidlen;
+		memcpy(a.t[nt].b, w.tid, w.tidlen);
+		a.t[nt].idx = i;
+		nt++;
+	}
+	if (nt == 0) {
+		r = 0;
+		goto out;
+	}
+	/* The intent, durable before the act. */
+	snprintf(msg, sizeof(msg), "nothing was destroyed");
+	if ((r = set_states(keys, ids, want, n, "destroying", hit)) != 0 ||
+	    (r = admin_leaves(
+		 keys, "destroy-intent", ids, want, NULL, n, who, msg)) != 0)
+		goto out;
+	if (single) {
+		d.id = a.t[0].b;
+		d.idlen = a.t[0].len;
+		if ((r = keys_with_key_token(
+			 keys, destroy_op, &d, &d.found, hint, &sh, &rv)) != 0)
+			goto out;
+		a.found[0] = (uint8_t)d.found;
+	} else {
+		qsort(a.t, nt, sizeof(*a.t), tident_cmp);
+		a.n = nt;
+		for (i = 0; i < (size_t)keys->nsh && rv == CKR_OK; i++)
+			if ((r = keys_with_session(
+				 keys, (int)i, destroy_many_op, &a, &rv)) != 0)
+				goto out;
+	}
+	if (rv != CKR_OK) {
+		r = keys_token_err("C_DestroyObject", rv);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		k += a.found[i];
+		detail[i] =
+		    a.found[i] ? "destroyed in the token" : "not in the token";
+	}
+	snprintf(msg, sizeof(msg),
+	    "%zu keys were destroyed in the token; run again to record it", k);
+	if ((r = set_states(keys, ids, want, n, "destroyed", hit)) != 0 ||
+	    (r = admin_leaves(
+		 keys, "destroy", ids, want, detail, n, who, msg)) != 0)
+		goto out;
+	*done = k;
+	r = 0;
+out:
+	free(want);
+	free(hit);
+	free(a.found);
+	free(a.t);
+	free(detail);
+	return r;
+}
+
+int
+rf_keys_destroy(
+    struct rf_keys *keys, const char *id, const struct rf_actor *who)
+{
+	size_t done;
+
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, &id, 1, 1, who, NULL);
+	return destroy_ids(keys, &id, 1, 1, who, &done);
+}
+
+int
+rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
+    const struct rf_actor *who, size_t *done)
+{
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, ids, n, 1, who, done);
+	return destroy_ids(keys, ids, n, 0, who, done);
+}
+
+/*
+ * Many keys: each is one indexed store lookup for its CKA_ID and one search
+ * in the token that holds it (rf_keys_load), so no pass over every object;
+ * through keyd each is one request.
+ */
+int
+rf_keys_load_many(
+    struct rf_keys *keys, const char *const *ids, size_t n, struct rf_key **out)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	for (i = 0; i < n; i++) {
+		if ((r = rf_keys_load(keys, ids[i], &out[i])) == 0)
+			continue;
+		if (r == RF_ERR_KEY_NOT_FOUND) {
+			rf_err_clear();
+			continue;
+		}
+		while (i > 0) {
+			rf_key_free(out[--i]);
+			out[i] = NULL;
+		}
+		return r;
+	}
+	return 0;
+}

@@ -1,0 +1,187 @@
+/*
+ * token_int.h: inside src/keys only, the files that use the token in this
+ * process (keys.c, token.c, sign.c, admin.c): the handle, a key, and the
+ * functions they share. token.c owns the module, tokens and sessions.
+ */
+#ifndef RF_KEYS_TOKEN_INT_H
+#define RF_KEYS_TOKEN_INT_H
+
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <p11-kit/pkcs11.h>
+
+#include "audit/audit.h"
+#include "keys/keys.h"
+
+#define LABEL_LEN 32	/* CK_TOKEN_INFO label, space padded */
+#define ID_LEN 32	/* a key's id: SHA-256 of the SPKI */
+#define TID_LEN 16	/* a new key's CKA_ID: random, set at generation */
+#define TID_MAX 32	/* CKA_ID: TID_LEN, or ID_LEN for keys made before */
+#define POOL_MAX 4	/* idle sessions kept open */
+#define THREAD_MIN 64	/* batches this large are split over threads */
+#define SIGN_THREADS 2	/* threads for a large batch */
+#define PIPE_FIRST 32	/* a large batch's first chunk of leaves */
+#define PIPE_MAX 256	/* and its largest (sign_pipelined) */
+#define SIGN_BLOCK 8	/* items a signing thread takes at a time */
+#define RAW_SIG_MAX 512 /* RSA-4096 at most; we make 3072 */
+#define ATTR_MAX 1024	/* largest public attribute read back */
+#define PIN_MAX 256
+#define MSG_MAX 256
+#define SHARD_MAX 64 /* tokens of one key store: label, label.1, ... */
+
+struct shard {
+	char label[LABEL_LEN + 1];
+	CK_SLOT_ID slot;
+	CK_SESSION_HANDLE idle[POOL_MAX];
+	size_t nidle;
+};
+
+struct rf_keys {
+	struct rf_config cfg;	/* copy; wiped on free (holds the PIN) */
+	struct rf_audit *audit; /* borrowed */
+	struct module *mod;
+	CK_FUNCTION_LIST_PTR f;
+	pthread_mutex_t lock;	    /* slots, idle sessions, next */
+	pthread_mutex_t audit_lock; /* one append at a time from here */
+	struct shard sh[SHARD_MAX];
+	int nsh;
+	unsigned int next; /* token for the next new key */
+#ifdef RF_TEST_HOOKS
+	int test_drop_at_sign; /* tests: drop sessions after the append */
+#endif
+	unsigned long gen; /* module generation of slots and sessions */
+	struct rf_kc *kc;  /* custody client: every call goes to keyd */
+};
+
+struct rf_key {
+	char id[65];
+	uint8_t idbin[ID_LEN];
+	uint8_t tid[TID_MAX]; /* its CKA_ID in the token */
+	size_t tidlen;
+	enum rf_key_alg alg;
+	EVP_PKEY *pub;
+	int sh; /* the token holding it */
+};
+
+/*
+ * Where a key is in the token: its CKA_ID and the token holding it, from
+ * the store's record; for keys made before random CKA_IDs (or never
+ * recorded) the CKA_ID is the SPKI hash and any token may hold it.
+ */
+struct where {
+	uint8_t tid[TID_MAX];
+	size_t tidlen;
+	int sh;		/* the recorded token, or -1 */
+	int recorded;	/* the store has a row for the key */
+	char state[16]; /* its state there */
+};
+
+/* DER OIDs of the curves (RFC 5480 section 2.1.1.1), CKA_EC_PARAMS. */
+extern const uint8_t keys_oid_p256[10];
+extern const uint8_t keys_oid_p384[7];
+
+/* An operation run in a session (keys_with_session): a CK_RV; errors of ours
+ * go in its arg. */
+typedef CK_RV (*session_op)(
+    struct rf_keys *keys, CK_SESSION_HANDLE s, void *arg);
+
+/* The custody attributes of one key (keys_custody(), admin.c). */
+struct custody_arg {
+	const uint8_t *id; /* CKA_ID */
+	size_t idlen;
+	int found;
+	int v[5]; /* sensitive, extractable, always s., never e., sign */
+};
+
+/* token.c */
+/* Every object of class cls, in a new array *hs of *n handles. */
+CK_RV keys_find_all(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE **hs, size_t *n);
+/* The object of class cls with CKA_ID id; *h is CK_INVALID_HANDLE if none. */
+CK_RV keys_find_object(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_CLASS cls, const uint8_t *id, size_t idlen, CK_OBJECT_HANDLE *h);
+/* Read one CK_BBOOL attribute; absent reads as false. */
+CK_RV keys_get_bool(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, int *v);
+/* Read a variable-length attribute into buf (at most cap bytes). */
+CK_RV keys_get_bytes(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, CK_ATTRIBUTE_TYPE type, uint8_t *buf, size_t cap,
+    size_t *len);
+/*
+ * Rebuild the public key of the public key object h: its algorithm and an
+ * EVP_PKEY. *r receives our error when the CK_RV is CKR_OK but the key is
+ * not usable.
+ */
+CK_RV keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
+/* An RF_ERR_TOKEN with the PKCS#11 function and return value named. */
+int keys_token_err(const char *fn, CK_RV rv);
+/* Run op in a session with token sh, once more after recovering a lost
+ * session; *rvp receives the final CK_RV. */
+int keys_with_session(
+    struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp) RF_WUR;
+/* Take module_rw for reading, for a use of the module by keys. */
+int keys_rdlock(struct rf_keys *keys) RF_WUR;
+void keys_unlock(void);
+/* An idle session with token sh from the pool, or a new one. */
+int keys_session_get(
+    struct rf_keys *keys, int sh, CK_SESSION_HANDLE *out) RF_WUR;
+/* Return a session to the pool (or close it if the pool is full). */
+void keys_session_put(struct rf_keys *keys, int sh, CK_SESSION_HANDLE s);
+/* Return values after which the session is gone and is reopened. */
+int keys_session_lost(CK_RV rv);
+/*
+ * After rv said the session s is gone (the caller holds module_rw for
+ * reading): drop it and every idle session (they died with it); after a
+ * device error re-initialise the library, with the read lock let go for
+ * that while (taken again before returning, also on error); and find the
+ * tokens again (their slots may have changed).
+ */
+int keys_session_recover(
+    struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv) RF_WUR;
+
+/* keys.c */
+/*
+ * Append events under the keys' audit lock, durably: RF_ERR_AUDIT on
+ * failure. Inside a transaction of the record's store connection the
+ * leaves would be durable only at the caller's commit, after the token
+ * acted: a caller's bug, refused (RF_ERR_INTERNAL) rather than trusted.
+ */
+int keys_audit_append(struct rf_keys *keys, const struct rf_audit_event *evs,
+    size_t n, const char *doing) RF_WUR;
+/*
+ * Where key id is: its CKA_ID and token as the store records them (an
+ * indexed lookup, so that finding a key never needs a pass over every
+ * object); for a key made before random CKA_IDs, or not recorded, the
+ * SPKI hash.
+ */
+int keys_key_where(
+    struct rf_keys *keys, const char *id, struct where *w) RF_WUR;
+/* The store of the audit record, used under the audit lock. */
+struct rf_store *keys_store(struct rf_keys *keys);
+/* The 32 bytes of a key id given as 64 hex digits. */
+int keys_parse_id(const char *id, uint8_t out[ID_LEN]) RF_WUR;
+/*
+ * Run op on token first (the one the store records for the key; -1 for
+ * none), then on each other token of the store in turn, until it reports,
+ * through *found, that the key it looks for is there; *sh receives that
+ * token. Stops at the first CK_RV other than CKR_OK (in *rvp). *found
+ * stays 0 when no token holds the key.
+ */
+int keys_with_key_token(struct rf_keys *keys, session_op op, void *arg,
+    const int *found, int first, int *sh, CK_RV *rvp) RF_WUR;
+/* RF_ERR_KEY_DISABLED if the store says key signs nothing. */
+int keys_key_usable(struct rf_keys *keys, const struct rf_key *key) RF_WUR;
+
+/* admin.c */
+/*
+ * Custody attributes of key id (CKA_ID tid), in token sh or (sh < 0)
+ * wherever it is, token hint first.
+ */
+int keys_custody(struct rf_keys *keys, const char *id, const uint8_t *tid,
+    size_t tidlen, int sh, int hint, struct custody_arg *c) RF_WUR;
+
+#endif
