@@ -491,29 +491,43 @@ sign_pipelined(struct rf_keys *keys, const struct sign_job *proto,
 }
 
 /*
- * rf_keys_sign and rf_keys_sign_digest: with prehashed, reqs[i].msg is the
- * digest itself (EC keys only), audited, signed and verified as such.
+ * What signing needs before the record (sign_many, rf_keys_sign_group):
+ * the requests checked against the key, the key usable (a disabled or
+ * missing key produces no audit leaves), each message's digest and leaf.
+ * With prehashed, reqs[i].msg is the digest itself (EC keys only).
  */
-static int
-sign_many(struct rf_keys *keys, struct rf_key *key,
-    const struct rf_sign_req *reqs, size_t n, int prehashed,
-    const struct rf_actor *who, struct rf_sig *sigs)
+struct sign_prep {
+	uint8_t (*dig)[DIGEST_MAX];
+	char (*hex)[2 * DIGEST_MAX + 1];
+	struct rf_audit_event *evs;
+	unsigned int dlen;
+};
+
+static void
+sign_prep_free(struct sign_prep *p)
 {
-	struct sign_job job;
-	struct rf_audit_event *evs = NULL;
-	uint8_t(*dig)[DIGEST_MAX] = NULL;
-	char(*hex)[2 * DIGEST_MAX + 1] = NULL;
+	free(p->evs);
+	free(p->hex);
+	free(p->dig);
+	memset(p, 0, sizeof(*p));
+}
+
+static int
+sign_prepare(struct rf_keys *keys, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, int prehashed,
+    const struct rf_actor *who, struct rf_sig *sigs, struct sign_prep *p)
+{
 	const EVP_MD *md;
 	struct custody_arg c;
 	unsigned int dlen = 0;
-	int r = RF_ERR_INTERNAL;
+	int r;
 	size_t i;
 
-	for (i = 0; i < n; i++)
+	memset(p, 0, sizeof(*p));
+	for (i = 0; sigs != NULL && i < n; i++)
 		sigs[i].sig = NULL, sigs[i].len = 0;
-	if (n == 0)
-		return 0;
-	if (keys == NULL || key == NULL || reqs == NULL || n > 1000000)
+	if (keys == NULL || key == NULL || reqs == NULL || sigs == NULL ||
+	    n == 0 || n > 1000000)
 		return rf_err_set(RF_ERR_ARG, "bad signing request");
 	for (i = 0; i < n; i++) {
 		if (reqs[i].msg == NULL && reqs[i].msglen != 0)
@@ -543,52 +557,74 @@ sign_many(struct rf_keys *keys, struct rf_key *key,
 	if ((r = keys_key_usable(keys, key)) != 0 ||
 	    (r = keys_custody(
 		 keys, key->id, key->tid, key->tidlen, key->sh, -1, &c)) != 0)
-		goto out;
-	if (!c.v[4]) {
-		r = sign_err(key, CKR_KEY_FUNCTION_NOT_PERMITTED);
-		goto out;
-	}
+		return r;
+	if (!c.v[4])
+		return sign_err(key, CKR_KEY_FUNCTION_NOT_PERMITTED);
 	md = rf_key_alg_md(key->alg);
-	if ((dig = calloc(n, sizeof(*dig))) == NULL ||
-	    (hex = calloc(n, sizeof(*hex))) == NULL ||
-	    (evs = calloc(n, sizeof(*evs))) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
+	if ((p->dig = calloc(n, sizeof(*p->dig))) == NULL ||
+	    (p->hex = calloc(n, sizeof(*p->hex))) == NULL ||
+	    (p->evs = calloc(n, sizeof(*p->evs))) == NULL) {
+		sign_prep_free(p);
+		return RF_ERR_ALLOC;
 	}
 	for (i = 0; i < n; i++) {
 		if (prehashed) {
 			dlen = (unsigned int)reqs[i].msglen;
-			memcpy(dig[i], reqs[i].msg, dlen);
+			memcpy(p->dig[i], reqs[i].msg, dlen);
 		} else if (EVP_Digest(
 			       reqs[i].msg ? reqs[i].msg : (const uint8_t *)"",
-			       reqs[i].msglen, dig[i], &dlen, md, NULL) != 1) {
-			r = rf_err_set(RF_ERR_INTERNAL, "cannot hash");
-			goto out;
+			       reqs[i].msglen, p->dig[i], &dlen, md,
+			       NULL) != 1) {
+			sign_prep_free(p);
+			return rf_err_set(RF_ERR_INTERNAL, "cannot hash");
 		}
-		rf_hex(dig[i], dlen, hex[i]);
-		evs[i].type = "sign";
-		evs[i].key_id = key->id;
-		evs[i].tenant = reqs[i].tenant;
-		evs[i].what = reqs[i].what;
-		evs[i].ref = reqs[i].ref;
-		evs[i].digest = hex[i];
-		evs[i].actor = who ? who->actor : NULL;
-		evs[i].source = who ? who->source : NULL;
+		rf_hex(p->dig[i], dlen, p->hex[i]);
+		p->evs[i].type = "sign";
+		p->evs[i].key_id = key->id;
+		p->evs[i].tenant = reqs[i].tenant;
+		p->evs[i].what = reqs[i].what;
+		p->evs[i].ref = reqs[i].ref;
+		p->evs[i].digest = p->hex[i];
+		p->evs[i].actor = who ? who->actor : NULL;
+		p->evs[i].source = who ? who->source : NULL;
 	}
+	p->dlen = dlen;
+	return 0;
+}
+
+/*
+ * rf_keys_sign and rf_keys_sign_digest: with prehashed, reqs[i].msg is the
+ * digest itself (EC keys only), audited, signed and verified as such.
+ */
+static int
+sign_many(struct rf_keys *keys, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, int prehashed,
+    const struct rf_actor *who, struct rf_sig *sigs)
+{
+	struct sign_job job;
+	struct sign_prep p;
+	int r;
+	size_t i;
+
+	if (n == 0)
+		return 0;
+	if ((r = sign_prepare(keys, key, reqs, n, prehashed, who, sigs, &p)) !=
+	    0)
+		return r;
 	memset(&job, 0, sizeof(job));
 	job.keys = keys;
 	job.key = key;
 	job.reqs = reqs;
-	job.dig = dig;
-	job.diglen = dlen;
+	job.dig = p.dig;
+	job.diglen = p.dlen;
 	job.sigs = sigs;
 	job.prehashed = prehashed;
 	if (n >= THREAD_MIN) {
-		r = sign_pipelined(keys, &job, evs, n);
+		r = sign_pipelined(keys, &job, p.evs, n);
 		goto out;
 	}
 	/* The record first: one durable group commit, or nothing is signed. */
-	if ((r = keys_audit_append(keys, evs, n, "nothing was signed")) != 0)
+	if ((r = keys_audit_append(keys, p.evs, n, "nothing was signed")) != 0)
 		goto out;
 	test_drop_if_armed(keys);
 	job.from = 0;
@@ -599,9 +635,7 @@ out:
 	if (r != 0)
 		for (i = 0; i < n; i++)
 			rf_sig_clear(&sigs[i]);
-	free(evs);
-	free(hex);
-	free(dig);
+	sign_prep_free(&p);
 	return r;
 }
 
@@ -623,6 +657,132 @@ rf_keys_sign_digest(struct rf_keys *keys, struct rf_key *key,
 	if (keys != NULL && keys->kc != NULL)
 		return rf_kc_sign(keys->kc, key, reqs, n, 1, who, sigs);
 	return sign_many(keys, key, reqs, n, 1, who, sigs);
+}
+
+/*
+ * Grouped requests (rf_keys_sign_group, keyd): every set is checked and
+ * its leaves made as sign_many does, the leaves of all of them go to the
+ * record in one append, then the signing threads take the sets in jobs of
+ * GROUP_JOB requests. A set that fails, before or after, fails alone.
+ */
+#define GROUP_JOB 16
+
+struct group_set {
+	struct sign_prep prep;
+	size_t first_job, njobs;
+};
+
+static void
+set_fail(struct rf_sign_set *set, int r)
+{
+	size_t i;
+
+	set->r = r;
+	snprintf(set->msg, sizeof(set->msg), "%s", rf_err_msg(r));
+	for (i = 0; set->sigs != NULL && i < set->n; i++)
+		rf_sig_clear(&set->sigs[i]);
+}
+
+void
+rf_keys_sign_group(struct rf_keys *keys, struct rf_sign_set *sets, size_t n)
+{
+	struct group_set *gs = NULL;
+	struct rf_audit_event *evs = NULL;
+	struct sign_job *jobs = NULL;
+	size_t i, j, nev = 0, njobs = 0, from;
+	int r;
+
+	if (n == 0)
+		return;
+	if (n == 1 || keys == NULL || keys->kc != NULL) {
+		/* Alone (or not a token of this process): sign_many's path. */
+		for (i = 0; i < n; i++)
+			if (sets[i].r == 0 &&
+			    (r = sets[i].digest
+				    ? rf_keys_sign_digest(keys, sets[i].key,
+					  sets[i].reqs, sets[i].n, sets[i].who,
+					  sets[i].sigs)
+				    : rf_keys_sign(keys, sets[i].key,
+					  sets[i].reqs, sets[i].n, sets[i].who,
+					  sets[i].sigs)) != 0)
+				set_fail(&sets[i], r);
+		return;
+	}
+	if ((gs = calloc(n, sizeof(*gs))) == NULL) {
+		for (i = 0; i < n; i++)
+			if (sets[i].r == 0)
+				set_fail(&sets[i], RF_ERR_ALLOC);
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (sets[i].r != 0)
+			continue;
+		if ((r = sign_prepare(keys, sets[i].key, sets[i].reqs,
+			 sets[i].n, sets[i].digest, sets[i].who, sets[i].sigs,
+			 &gs[i].prep)) != 0) {
+			set_fail(&sets[i], r);
+			continue;
+		}
+		nev += sets[i].n;
+		gs[i].njobs = (sets[i].n + GROUP_JOB - 1) / GROUP_JOB;
+		njobs += gs[i].njobs;
+	}
+	if (nev == 0)
+		goto out;
+	if ((evs = calloc(nev, sizeof(*evs))) == NULL ||
+	    (jobs = calloc(njobs, sizeof(*jobs))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto fail_all;
+	}
+	for (i = 0, nev = 0, njobs = 0; i < n; i++) {
+		if (sets[i].r != 0)
+			continue;
+		memcpy(evs + nev, gs[i].prep.evs, sets[i].n * sizeof(*evs));
+		nev += sets[i].n;
+		gs[i].first_job = njobs;
+		for (from = 0; from < sets[i].n; from += GROUP_JOB) {
+			struct sign_job *job = &jobs[njobs++];
+
+			job->keys = keys;
+			job->key = sets[i].key;
+			job->reqs = sets[i].reqs;
+			job->dig = gs[i].prep.dig;
+			job->diglen = gs[i].prep.dlen;
+			job->sigs = sets[i].sigs;
+			job->prehashed = sets[i].digest;
+			job->from = from;
+			job->to = from + GROUP_JOB < sets[i].n
+			    ? from + GROUP_JOB
+			    : sets[i].n;
+		}
+	}
+	/* The record first: one durable append for every caller. */
+	if ((r = keys_audit_append(keys, evs, nev, "nothing was signed")) != 0)
+		goto fail_all;
+	test_drop_if_armed(keys);
+	rf_parallel(njobs, SIGN_THREADS, jobs_range, jobs);
+	for (i = 0; i < n; i++) {
+		if (sets[i].r != 0)
+			continue;
+		for (j = gs[i].first_job; j < gs[i].first_job + gs[i].njobs;
+		     j++)
+			if (jobs[j].r != 0) {
+				set_fail(&sets[i],
+				    rf_err_set(jobs[j].r, "%s", jobs[j].msg));
+				break;
+			}
+	}
+	goto out;
+fail_all:
+	for (i = 0; i < n; i++)
+		if (sets[i].r == 0)
+			set_fail(&sets[i], r);
+out:
+	for (i = 0; i < n; i++)
+		sign_prep_free(&gs[i].prep);
+	free(gs);
+	free(evs);
+	free(jobs);
 }
 
 int
