@@ -1137,8 +1137,9 @@ keyd_open(struct keyd *kd)
 	if (kd->o != NULL && kd->o->cert != NULL)
 		rf_kpolicy_set_cert(
 		    kd->policy, kd->o->cert, kd->o->assertion_arg);
-	/* Logged in: the PIN is not needed in this copy any more. */
+	/* Logged in: the PIN is kept nowhere in keyd's memory any more. */
 	OPENSSL_cleanse(kd->cfg.pin, sizeof(kd->cfg.pin));
+	rf_keys_forget_pin(kd->keys);
 	snprintf(kd->token, sizeof(kd->token), "%s", kd->cfg.token);
 	kd->tokens = (uint32_t)kd->cfg.tokens;
 	if (rf_store_meta_get(kd->st, "key_tokens", v, sizeof(v)) == 0)

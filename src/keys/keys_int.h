@@ -39,6 +39,11 @@ int rf_kc_custody(struct rf_kc *kc, const char *id, int v[4]) RF_WUR;
 int rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n,
     int threads, double *per_sec) RF_WUR;
 
+/* token.c: wipe the PIN the handle keeps once logged in (keyd): a later
+ * login, after a device error, reads pin_file again, and without one
+ * fails and says so. */
+void rf_keys_forget_pin(struct rf_keys *keys);
+
 /* keyd.c: decode a request frame as keyd would, acting on nothing
  * (fuzzing). */
 int rf_keyd_decode(const uint8_t *frame, size_t len) RF_WUR;

@@ -1087,6 +1087,13 @@ out:
 }
 
 void
+rf_keys_forget_pin(struct rf_keys *keys)
+{
+	if (keys != NULL)
+		OPENSSL_cleanse(keys->cfg.pin, sizeof(keys->cfg.pin));
+}
+
+void
 rf_keys_free(struct rf_keys *keys)
 {
 	if (keys == NULL)
