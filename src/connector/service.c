@@ -508,9 +508,12 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	q.now = now;
 	pthread_mutex_lock(&svc->lock);
 	locked = 1;
-	/* What the registration implies, then the decision on exactly the
-	 * message to be signed, as the custody process makes it. */
-	if ((r = rf_connector_decide(svc->cfg, svc->st, NULL, &q, &v)) != 0)
+	/* The decision and this service's limits, then the message the
+	 * registration implies. The custody process decides again on exactly
+	 * that message (keyd's policy): checking here what was just built
+	 * would add nothing. */
+	if ((r = rf_connector_decide(svc->cfg, svc->st, svc->limits, &q, &v)) !=
+	    0)
 		goto fail;
 	if (v.why != RF_REFUSE_NONE) {
 		refused(svc, &ask, cert_serial, source, &v, a);
@@ -522,16 +525,8 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	    (r = rf_jwt_build(&reg, v.x5t256, jti, now,
 		 svc->cfg->assertion_lifetime, &msg)) != 0)
 		goto fail;
-	q.key_id = v.key_id;
-	q.msg = (const uint8_t *)msg;
+	snprintf(v.jti, sizeof(v.jti), "%s", jti);
 	q.msglen = strlen(msg);
-	if ((r = rf_connector_decide(svc->cfg, svc->st, svc->limits, &q, &v)) !=
-	    0)
-		goto fail;
-	if (v.why != RF_REFUSE_NONE) {
-		refused(svc, &ask, cert_serial, source, &v, a);
-		goto out;
-	}
 	if ((r = key_get(svc, v.key_id, &key)) != 0)
 		goto fail;
 	pthread_mutex_unlock(&svc->lock);

@@ -4,6 +4,7 @@
  * AlgorithmIdentifiers, verification and key ids. Nothing here touches the
  * token.
  */
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -207,10 +208,61 @@ rf_keys_ec_pub(
 	return 0;
 }
 
+/*
+ * RSA public keys that passed their check, by SHA-256 of modulus and
+ * exponent. The check of an RSA modulus (SP 800-56B: small factors and a
+ * probable-prime test) costs several signatures, and a key is rebuilt from
+ * the token each time it is loaded; the same bytes pass the same check.
+ */
+#define RSA_CHECKED_MAX 256
+static struct {
+	pthread_mutex_t lock;
+	uint8_t md[RSA_CHECKED_MAX][SHA256_DIGEST_LENGTH];
+	size_t n, next;
+} rsa_checked = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+rsa_digest(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
+    uint8_t md[SHA256_DIGEST_LENGTH])
+{
+	uint8_t buf[2 + 1024 + 8]; /* sizes checked by the caller */
+
+	buf[0] = (uint8_t)(nlen >> 8);
+	buf[1] = (uint8_t)nlen;
+	memcpy(buf + 2, n, nlen);
+	memcpy(buf + 2 + nlen, e, elen);
+	SHA256(buf, 2 + nlen + elen, md);
+}
+
+static int
+rsa_was_checked(const uint8_t md[SHA256_DIGEST_LENGTH])
+{
+	size_t i;
+	int hit = 0;
+
+	pthread_mutex_lock(&rsa_checked.lock);
+	for (i = 0; i < rsa_checked.n && !hit; i++)
+		hit = memcmp(rsa_checked.md[i], md, SHA256_DIGEST_LENGTH) == 0;
+	pthread_mutex_unlock(&rsa_checked.lock);
+	return hit;
+}
+
+static void
+rsa_checked_add(const uint8_t md[SHA256_DIGEST_LENGTH])
+{
+	pthread_mutex_lock(&rsa_checked.lock);
+	memcpy(rsa_checked.md[rsa_checked.next], md, SHA256_DIGEST_LENGTH);
+	rsa_checked.next = (rsa_checked.next + 1) % RSA_CHECKED_MAX;
+	if (rsa_checked.n < RSA_CHECKED_MAX)
+		rsa_checked.n++;
+	pthread_mutex_unlock(&rsa_checked.lock);
+}
+
 int
 rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
     enum rf_key_alg *alg, EVP_PKEY **out)
 {
+	uint8_t md[SHA256_DIGEST_LENGTH];
 	EVP_PKEY *pkey = NULL;
 	BIGNUM *bn = NULL, *be = NULL;
 	int r = RF_ERR_INTERNAL, bits;
@@ -235,8 +287,14 @@ rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
 	}
 	if ((r = rf_keys_rsa_import(bn, be, &pkey)) == RF_ERR_MALFORMED)
 		rf_err_set(r, "token returned an RSA key OpenSSL rejects");
-	if (r != 0 || (r = pub_check(pkey)) != 0)
+	if (r != 0)
 		goto out;
+	rsa_digest(n, nlen, e, elen, md);
+	if (!rsa_was_checked(md)) {
+		if ((r = pub_check(pkey)) != 0)
+			goto out;
+		rsa_checked_add(md);
+	}
 	*alg = bits == 2048 ? RF_KEY_RSA_2048 : RF_KEY_RSA_3072;
 	*out = pkey; /* owned by the caller */
 	pkey = NULL;

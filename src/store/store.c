@@ -569,6 +569,8 @@ rf_store_free(struct rf_store *st)
 	sqlite3_finalize(st->ident_owner);
 	sqlite3_finalize(st->ident_bad);
 	sqlite3_finalize(st->ident_claim);
+	for (size_t i = 0; i < st->nconn_stmt; i++)
+		sqlite3_finalize(st->conn_stmt[i].s);
 	if (st->db != NULL) {
 		if (!sqlite3_get_autocommit(st->db))
 			(void)sqlite3_exec(

@@ -13,16 +13,50 @@
  * Prepare sql and bind its parameters from fmt: 's' a string (at most 1024
  * bytes), 'i' an int64_t.
  */
+/* Give back a statement of prep(): reset if cached, else finalized. */
+static void
+done(struct rf_store *st, sqlite3_stmt *s)
+{
+	size_t c;
+
+	for (c = 0; c < st->nconn_stmt; c++)
+		if (st->conn_stmt[c].s == s) {
+			st_release(s);
+			return;
+		}
+	sqlite3_finalize(s);
+}
+
+/*
+ * A statement for sql (a literal: cached by its address), its parameters
+ * bound from fmt ('s' text, 'i' int64). Each statement is prepared once
+ * per store; one still in use (a callback of a foreach asking the same
+ * query) is prepared afresh. Give it back with done().
+ */
 static int
 prep(struct rf_store *st, sqlite3_stmt **s, const char *sql, const char *fmt,
     ...)
 {
 	va_list ap;
+	size_t c;
 	int r, i;
 
 	*s = NULL;
-	if ((r = st_prepare(st, sql, s)) != 0)
+	for (c = 0; c < st->nconn_stmt && st->conn_stmt[c].sql != sql; c++)
+		;
+	if (c < st->nconn_stmt && !sqlite3_stmt_busy(st->conn_stmt[c].s)) {
+		*s = st->conn_stmt[c].s;
+		sqlite3_reset(*s);
+		sqlite3_clear_bindings(*s);
+	} else if ((r = st_prepare(st, sql, s)) != 0)
 		return r;
+	else if (c == st->nconn_stmt &&
+	    c < sizeof(st->conn_stmt) / sizeof(st->conn_stmt[0])) {
+		st->conn_stmt[c].sql = sql;
+		st->conn_stmt[c].s = *s;
+		st->nconn_stmt++;
+	}
+	r = 0;
 	va_start(ap, fmt);
 	for (i = 0; fmt[i] != '\0' && r == 0; i++) {
 		if (fmt[i] == 's')
@@ -33,26 +67,26 @@ prep(struct rf_store *st, sqlite3_stmt **s, const char *sql, const char *fmt,
 	}
 	va_end(ap);
 	if (r != 0) {
-		sqlite3_finalize(*s);
+		done(st, *s);
 		*s = NULL;
 	}
 	return r;
 }
 
 /* Run a prepared write to its end, in a transaction of its own or the
- * caller's; finalizes s. */
+ * caller's; gives s back. */
 static int
 run(struct rf_store *st, sqlite3_stmt *s, const char *what)
 {
 	int r, rc, own;
 
 	if ((r = st_tx_begin(st, &own)) != 0) {
-		sqlite3_finalize(s);
+		done(st, s);
 		return r;
 	}
 	if ((rc = sqlite3_step(s)) != SQLITE_DONE)
 		r = st_fail(st, rc, what);
-	sqlite3_finalize(s);
+	done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -106,7 +140,7 @@ rf_store_connector_get(
 		    "no connector '%.64s': add it with 'ringfence connector "
 		    "add'",
 		    name);
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -145,7 +179,7 @@ rf_store_connector_foreach(struct rf_store *st,
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = st_fail(st, rc, "listing connectors");
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -178,7 +212,7 @@ rf_store_connector_by_cert(
 		return r;
 	if ((r = one_row(st, s, "reading a connector certificate")) == 0)
 		st_col_str(s, 0, name, 64);
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -202,7 +236,7 @@ rf_store_connector_cert_foreach(struct rf_store *st, const char *name,
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = st_fail(st, rc, "listing connector certificates");
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -234,7 +268,7 @@ rf_store_binding_get(struct rf_store *st, const char *connector,
 		 "sss", connector, tenant, conn)) != 0)
 		return r;
 	r = one_row(st, s, "reading a binding");
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -259,7 +293,7 @@ rf_store_binding_foreach(struct rf_store *st, const char *connector,
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = st_fail(st, rc, "listing bindings");
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -279,6 +313,20 @@ rf_store_entra_put(struct rf_store *st, const struct rf_entra_rec *e)
 	return run(st, s, "registering an entra connection");
 }
 
+/* tenant, conn, tenant_id, client_id, key_alg, jwt_alg, created from
+ * column i on. */
+static void
+entra_row(sqlite3_stmt *s, int i, struct rf_entra_rec *e)
+{
+	st_col_str(s, i, e->tenant, sizeof(e->tenant));
+	st_col_str(s, i + 1, e->conn, sizeof(e->conn));
+	st_col_str(s, i + 2, e->tenant_id, sizeof(e->tenant_id));
+	st_col_str(s, i + 3, e->client_id, sizeof(e->client_id));
+	st_col_str(s, i + 4, e->key_alg, sizeof(e->key_alg));
+	st_col_str(s, i + 5, e->jwt_alg, sizeof(e->jwt_alg));
+	e->created = sqlite3_column_int64(s, i + 6);
+}
+
 int
 rf_store_entra_get(struct rf_store *st, const char *tenant, const char *conn,
     struct rf_entra_rec *out)
@@ -293,16 +341,9 @@ rf_store_entra_get(struct rf_store *st, const char *tenant, const char *conn,
 		 "conn = ?",
 		 "ss", tenant, conn)) != 0)
 		return r;
-	if ((r = one_row(st, s, "reading an entra registration")) == 0) {
-		st_col_str(s, 0, out->tenant, sizeof(out->tenant));
-		st_col_str(s, 1, out->conn, sizeof(out->conn));
-		st_col_str(s, 2, out->tenant_id, sizeof(out->tenant_id));
-		st_col_str(s, 3, out->client_id, sizeof(out->client_id));
-		st_col_str(s, 4, out->key_alg, sizeof(out->key_alg));
-		st_col_str(s, 5, out->jwt_alg, sizeof(out->jwt_alg));
-		out->created = sqlite3_column_int64(s, 6);
-	}
-	sqlite3_finalize(s);
+	if ((r = one_row(st, s, "reading an entra registration")) == 0)
+		entra_row(s, 0, out);
+	done(st, s);
 	return r;
 }
 
@@ -359,7 +400,7 @@ rf_store_assertion_foreach(struct rf_store *st, const char *x5t256,
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = st_fail(st, rc, "reading assertions");
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -384,7 +425,7 @@ rf_store_seen_get(struct rf_store *st, const char *kind, const char *key,
 			*first = sqlite3_column_int64(s, 1);
 	} else if (r == RF_ERR_NOT_FOUND)
 		r = 0;
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -448,15 +489,17 @@ rf_store_seen_count(struct rf_store *st, const char *kind, const char *prefix,
 	int r;
 
 	*n = 0;
-	/* substr, not LIKE: keys may hold '%' or '_'. */
+	/* substr, not LIKE: keys may hold '%' or '_'; the range lets the
+	 * primary key find them (names hold no U+10FFFF). */
 	if ((r = prep(st, &s,
-		 "SELECT count(*) FROM connector_seen WHERE kind = ? AND "
+		 "SELECT count(*) FROM connector_seen WHERE kind = ?1 AND "
+		 "k >= ?2 AND k < ?2 || char(1114111) AND "
 		 "substr(k, 1, length(?2)) = ?2 AND last >= ?3",
 		 "ssi", kind, prefix, since)) != 0)
 		return r;
 	if ((r = one_row(st, s, "counting a baseline")) == 0)
 		*n = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -475,14 +518,14 @@ rf_store_alert_add(
 		 a->connector, a->detail)) != 0)
 		return r;
 	if ((r = st_tx_begin(st, &own)) != 0) {
-		sqlite3_finalize(s);
+		done(st, s);
 		return r;
 	}
 	if ((rc = sqlite3_step(s)) != SQLITE_DONE)
 		r = st_fail(st, rc, "adding an alert");
 	else
 		*added = sqlite3_changes(st->db) > 0;
-	sqlite3_finalize(s);
+	done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -526,7 +569,7 @@ rf_store_alert_foreach(struct rf_store *st, int64_t since_id,
 	}
 	if (r == 0 && rc != SQLITE_DONE)
 		r = st_fail(st, rc, "listing alerts");
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -547,7 +590,7 @@ rf_store_alert_due(struct rf_store *st, int64_t now, struct rf_alert_rec *out,
 		alert_row(s, &out[(*n)++]);
 	if (*n < max && rc != SQLITE_DONE)
 		r = st_fail(st, rc, "reading the alert queue");
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }
 
@@ -589,7 +632,61 @@ rf_store_conn_under_incident(struct rf_store *st, const char *tenant,
 			*incident = sqlite3_column_int64(s, 0);
 	} else if (r == RF_ERR_NOT_FOUND)
 		r = 0;
-	sqlite3_finalize(s);
+	done(st, s);
+	return r;
+}
+
+int
+rf_store_connector_facts(struct rf_store *st, const char *serial,
+    const char *tenant, const char *conn, struct rf_connector_facts *out)
+{
+	sqlite3_stmt *s;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = prep(st, &s,
+		 "SELECT cc.connector, c.state, kc.serial IS NOT NULL, "
+		 "kc.revoked, kc.not_before, kc.not_after, "
+		 "(SELECT 1 FROM connector_bindings b WHERE "
+		 "b.connector = cc.connector AND b.tenant = ?2 AND "
+		 "b.conn = ?3) IS NOT NULL, "
+		 "e.tenant IS NOT NULL, e.tenant, e.conn, e.tenant_id, "
+		 "e.client_id, e.key_alg, e.jwt_alg, e.created, "
+		 "cn.id IS NOT NULL, cn.serial, "
+		 "cr.serial IS NOT NULL, cr.revoked, cr.not_after, cr.key_id, "
+		 "cr.x5t256, (SELECT i.id FROM incident_items it JOIN "
+		 "incidents i ON i.id = it.incident WHERE it.tenant = ?2 AND "
+		 "it.name = ?3 AND i.state = 'open' AND "
+		 "it.state = 'affected' LIMIT 1) "
+		 "FROM connector_certs cc "
+		 "LEFT JOIN connectors c ON c.name = cc.connector "
+		 "LEFT JOIN certs kc ON kc.serial = cc.serial "
+		 "LEFT JOIN conn_entra e ON e.tenant = ?2 AND e.conn = ?3 "
+		 "LEFT JOIN conns cn ON cn.tenant = ?2 AND cn.name = ?3 "
+		 "LEFT JOIN certs cr ON cr.serial = cn.serial "
+		 "WHERE cc.serial = ?1",
+		 "sss", serial, tenant, conn)) != 0)
+		return r;
+	if ((r = one_row(st, s, "reading a connector's request")) == 0) {
+		st_col_str(s, 0, out->connector, sizeof(out->connector));
+		st_col_str(s, 1, out->state, sizeof(out->state));
+		out->cert_known = sqlite3_column_int(s, 2);
+		out->cert_revoked = sqlite3_column_int(s, 3);
+		out->cert_nb = sqlite3_column_int64(s, 4);
+		out->cert_na = sqlite3_column_int64(s, 5);
+		out->bound = sqlite3_column_int(s, 6);
+		out->registered = sqlite3_column_int(s, 7);
+		entra_row(s, 8, &out->reg);
+		out->conn_known = sqlite3_column_int(s, 15);
+		st_col_str(s, 16, out->cred_serial, sizeof(out->cred_serial));
+		out->cred_known = sqlite3_column_int(s, 17);
+		out->cred_revoked = sqlite3_column_int(s, 18);
+		out->cred_na = sqlite3_column_int64(s, 19);
+		st_col_str(s, 20, out->cred_key_id, sizeof(out->cred_key_id));
+		st_col_str(s, 21, out->cred_x5t256, sizeof(out->cred_x5t256));
+		out->incident = sqlite3_column_int64(s, 22);
+	}
+	done(st, s);
 	return r;
 }
 
@@ -608,14 +705,14 @@ rf_store_reestablished_add(struct rf_store *st, const char *tenant,
 		 "ssssi", tenant, conn, serial, connector, t)) != 0)
 		return r;
 	if ((r = st_tx_begin(st, &own)) != 0) {
-		sqlite3_finalize(s);
+		done(st, s);
 		return r;
 	}
 	if ((rc = sqlite3_step(s)) != SQLITE_DONE)
 		r = st_fail(st, rc, "recording re-establishment");
 	else
 		*added = sqlite3_changes(st->db) > 0;
-	sqlite3_finalize(s);
+	done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -637,6 +734,6 @@ rf_store_reestablished_get(struct rf_store *st, const char *tenant,
 		st_col_str(s, 0, connector, 64);
 		*t = sqlite3_column_int64(s, 1);
 	}
-	sqlite3_finalize(s);
+	done(st, s);
 	return r;
 }

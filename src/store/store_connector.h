@@ -136,6 +136,35 @@ int rf_store_conn_under_incident(struct rf_store *st, const char *tenant,
     const char *conn, int *open, int64_t *incident) RF_WUR;
 
 /*
+ * Everything a connector's assertion is decided on, in one query: the
+ * connector of TLS certificate serial, that certificate and the connector's
+ * state, its binding to (tenant, conn), the connection's Entra registration,
+ * its current credential, and whether an open incident has it affected.
+ * RF_ERR_NOT_FOUND when serial is no connector's certificate. The decision
+ * (connector/decide.c) reads the facts; a refusal is explained by the
+ * single queries above.
+ */
+struct rf_connector_facts {
+	char connector[64];
+	char state[16];		      /* the connector's */
+	int cert_known, cert_revoked; /* its TLS certificate */
+	int64_t cert_nb, cert_na;
+	int bound;
+	int registered;
+	struct rf_entra_rec reg;
+	int conn_known;	      /* the connection exists */
+	char cred_serial[41]; /* its current credential, "" if none */
+	int cred_known, cred_revoked;
+	int64_t cred_na;
+	char cred_key_id[65];
+	char cred_x5t256[48];
+	int64_t incident; /* an open incident affecting it, or 0 */
+};
+int rf_store_connector_facts(struct rf_store *st, const char *serial,
+    const char *tenant, const char *conn,
+    struct rf_connector_facts *out) RF_WUR;
+
+/*
  * Evidence that a connection works again: the first assertion signed with
  * credential serial, by connector. *added is 0 if recorded already.
  */

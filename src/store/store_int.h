@@ -43,6 +43,13 @@ struct rf_store {
 	sqlite3_stmt *ident_owner; /* key identity: owner, compromised list */
 	sqlite3_stmt *ident_bad;
 	sqlite3_stmt *ident_claim;
+	/* The connector tables' statements, by their SQL text's address
+	 * (store_connector.c): a connector's assertion asks several. */
+	struct {
+		const char *sql;
+		sqlite3_stmt *s;
+	} conn_stmt[40];
+	size_t nconn_stmt;
 };
 
 /*

@@ -375,6 +375,114 @@ test_incident(void **state)
 	assert_int_equal(v.why, RF_REFUSE_NONE);
 }
 
+struct nest {
+	struct rf_store *st;
+	int outer, inner;
+};
+
+static int
+count_inner(void *arg, const struct rf_connector_rec *c)
+{
+	(void)c;
+	((struct nest *)arg)->inner++;
+	return 0;
+}
+
+/* The same query again inside its own foreach. */
+static int
+count_outer(void *arg, const struct rf_connector_rec *c)
+{
+	struct nest *n = arg;
+
+	(void)c;
+	n->outer++;
+	return rf_store_connector_foreach(n->st, count_inner, n);
+}
+
+/* What a connector's assertion is decided on, read in one query. */
+static void
+test_facts(void **state)
+{
+	struct fx *f = *state;
+	struct rf_connector_facts fa;
+	struct rf_connector_rec c;
+	int64_t n;
+	int changed;
+
+	world(f);
+	assert_int_equal(
+	    rf_store_connector_facts(f->st, "s1", "acme", "m365", &fa), 0);
+	assert_string_equal(fa.connector, "sync");
+	assert_string_equal(fa.state, "active");
+	assert_true(fa.cert_known && !fa.cert_revoked);
+	assert_true(fa.cert_nb == NOW - 60 && fa.cert_na == NOW + 86400);
+	assert_true(fa.bound && fa.registered && fa.conn_known);
+	assert_string_equal(fa.reg.jwt_alg, "PS256");
+	assert_string_equal(fa.reg.client_id, CID);
+	assert_string_equal(fa.cred_serial, "c1");
+	assert_true(fa.cred_known && !fa.cred_revoked);
+	assert_string_equal(fa.cred_key_id, "k1");
+	assert_string_equal(fa.cred_x5t256, "X-c1");
+	assert_int_equal(fa.incident, 0);
+	/* Another connection: not bound, not registered, unknown. */
+	assert_int_equal(
+	    rf_store_connector_facts(f->st, "s1", "acme", "other", &fa), 0);
+	assert_true(!fa.bound && !fa.registered && !fa.conn_known);
+	assert_string_equal(fa.cred_serial, "");
+	/* Not a connector's certificate. */
+	assert_int_equal(
+	    rf_store_connector_facts(f->st, "c1", "acme", "m365", &fa),
+	    RF_ERR_NOT_FOUND);
+	rf_err_clear();
+	/* Revocations and state are read as they are now, not as cached. */
+	assert_int_equal(
+	    rf_store_cert_revoke(f->st, "c1", NOW, 1, &changed), 0);
+	assert_int_equal(
+	    rf_store_connector_set_state(f->st, "sync", "revoked"), 0);
+	assert_int_equal(
+	    rf_store_connector_facts(f->st, "s1", "acme", "m365", &fa), 0);
+	assert_true(fa.cred_revoked);
+	assert_string_equal(fa.state, "revoked");
+	/* A cached statement handed out again reads afresh. */
+	assert_int_equal(rf_store_connector_get(f->st, "sync", &c), 0);
+	assert_string_equal(c.state, "revoked");
+	assert_int_equal(
+	    rf_store_connector_set_state(f->st, "sync", "active"), 0);
+	assert_int_equal(rf_store_connector_get(f->st, "sync", &c), 0);
+	assert_string_equal(c.state, "active");
+	/* A statement in use (a foreach) is not handed out again. */
+	{
+		struct nest nn = {f->st, 0, 0};
+
+		assert_int_equal(
+		    rf_store_connector_add(f->st, "other", NOW), 0);
+		assert_int_equal(
+		    rf_store_connector_foreach(f->st, count_outer, &nn), 0);
+		assert_int_equal(nn.outer, 2);
+		assert_int_equal(nn.inner, 4);
+	}
+	/* Counting by prefix: the range bounds, '%' and '_' literal. */
+	assert_int_equal(
+	    rf_store_seen_bump(f->st, "fan", "a|x", 1, NOW, NULL), 0);
+	assert_int_equal(
+	    rf_store_seen_bump(f->st, "fan", "a|y", 1, NOW, NULL), 0);
+	assert_int_equal(
+	    rf_store_seen_bump(f->st, "fan", "a}", 1, NOW, NULL), 0);
+	assert_int_equal(
+	    rf_store_seen_bump(f->st, "fan", "a%|z", 1, NOW, NULL), 0);
+	assert_int_equal(
+	    rf_store_seen_bump(f->st, "fan", "ab|z", 1, NOW, NULL), 0);
+	assert_int_equal(rf_store_seen_count(f->st, "fan", "a|", NOW, &n), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(rf_store_seen_count(f->st, "fan", "a%|", NOW, &n), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(rf_store_seen_count(f->st, "fan", "a_|", NOW, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(
+	    rf_store_seen_count(f->st, "fan", "a|", NOW + 1, &n), 0);
+	assert_int_equal(n, 0);
+}
+
 /* Run the detectors on one event; the kinds raised, space-separated. */
 static void
 detect(struct fx *f, const struct rf_config *cfg, const char *connector,
@@ -520,6 +628,7 @@ main(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test_setup_teardown(test_decide, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_incident, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_detectors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
 	};

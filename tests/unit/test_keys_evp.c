@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/bn.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/sha.h>
@@ -318,10 +319,52 @@ test_tls_threads(void **state)
 	tls_free(&t);
 }
 
+/*
+ * RSA public keys rebuilt from token attributes: checked once (the check
+ * is remembered by modulus and exponent), and a modulus that fails the
+ * check still fails after a key that passed, also one differing in a bit.
+ */
+static void
+test_rsa_pub_checked(void **state)
+{
+	uint8_t n[256], e[8];
+	BIGNUM *bn = NULL, *be = NULL;
+	EVP_PKEY *gen, *pub = NULL;
+	enum rf_key_alg alg;
+	int i;
+
+	(void)state;
+	assert_non_null(gen = EVP_RSA_gen(2048));
+	assert_int_equal(EVP_PKEY_get_bn_param(gen, "n", &bn), 1);
+	assert_int_equal(EVP_PKEY_get_bn_param(gen, "e", &be), 1);
+	assert_int_equal(BN_bn2binpad(bn, n, sizeof(n)), (int)sizeof(n));
+	assert_int_equal(BN_num_bytes(be), 3);
+	assert_int_equal(BN_bn2bin(be, e), 3);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(
+		    rf_keys_rsa_pub(n, sizeof(n), e, 3, &alg, &pub), 0);
+		assert_int_equal(alg, RF_KEY_RSA_2048);
+		assert_int_equal(EVP_PKEY_eq(pub, gen), 1);
+		EVP_PKEY_free(pub);
+		pub = NULL;
+	}
+	/* An even modulus is no RSA modulus. */
+	n[sizeof(n) - 1] &= 0xfe;
+	assert_int_equal(
+	    rf_keys_rsa_pub(n, sizeof(n), e, 3, &alg, &pub), RF_ERR_MALFORMED);
+	assert_null(pub);
+	assert_int_equal(alg, RF_KEY_NONE);
+	rf_err_clear();
+	BN_free(bn);
+	BN_free(be);
+	EVP_PKEY_free(gen);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_rsa_pub_checked),
 	    cmocka_unit_test_setup_teardown(
 		test_sign_verifies, setup_key, teardown),
 	    cmocka_unit_test_setup_teardown(
