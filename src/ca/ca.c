@@ -140,6 +140,8 @@ rf_profile_name(enum rf_profile p)
 		return "server";
 	case RF_PROFILE_ASSERTION:
 		return "assertion";
+	case RF_PROFILE_CONNECTOR:
+		return "connector";
 	default:
 		return "none";
 	}
@@ -1839,10 +1841,18 @@ issue_check(
 
 	if (q->profile != RF_PROFILE_CLIENT &&
 	    q->profile != RF_PROFILE_SERVER &&
-	    q->profile != RF_PROFILE_ASSERTION)
+	    q->profile != RF_PROFILE_ASSERTION &&
+	    q->profile != RF_PROFILE_CONNECTOR)
 		return rf_err_set(RF_ERR_ARG,
 		    "unknown profile: use client, "
 		    "server or assertion");
+	/* A connector's certificate is short-lived (connector_days). */
+	if (q->profile == RF_PROFILE_CONNECTOR &&
+	    q->days > ca->cfg.connector_days)
+		return rf_err_set(RF_ERR_ARG,
+		    "a connector certificate is valid at most connector_days "
+		    "(%d), not %d days",
+		    ca->cfg.connector_days, q->days);
 	if ((r = rf_ca_tenant_name_check(q->tenant)) != 0)
 		return r;
 	/* A batch is usually for one tenant: look it up once. */
@@ -2003,7 +2013,10 @@ issue_tbs(struct rf_ca *ca, struct issue_item *it, int64_t now)
 {
 	const struct rf_issue_req *q = it->req;
 	struct tbs_in in;
-	int days = q->days > 0 ? q->days : ca->cfg.cert_days, r;
+	int days = q->days > 0			 ? q->days
+	    : q->profile == RF_PROFILE_CONNECTOR ? ca->cfg.connector_days
+						 : ca->cfg.cert_days,
+	    r;
 
 	ASN1_INTEGER_free(it->serial);
 	it->serial = NULL;
@@ -2031,6 +2044,7 @@ issue_tbs(struct rf_ca *ca, struct issue_item *it, int64_t now)
 	in.exts[in.nexts++] = ca->ext[EXT_BC];
 	switch (q->profile) {
 	case RF_PROFILE_CLIENT:
+	case RF_PROFILE_CONNECTOR:
 		in.exts[in.nexts++] = ca->ext[EXT_KU_SIG];
 		in.exts[in.nexts++] = ca->ext[EXT_EKU_CLIENT];
 		break;

@@ -27,6 +27,8 @@ enum rf_profile {
 	RF_PROFILE_CLIENT,    /* mTLS client: digitalSignature; clientAuth */
 	RF_PROFILE_SERVER,    /* TLS server: digitalSignature; serverAuth */
 	RF_PROFILE_ASSERTION, /* JWT assertion signing: digitalSignature */
+	RF_PROFILE_CONNECTOR, /* a connector's mTLS client: digitalSignature;
+				 clientAuth; at most connector_days */
 };
 int rf_profile_parse(const char *name, enum rf_profile *p) RF_WUR;
 const char *rf_profile_name(enum rf_profile p);

@@ -431,9 +431,10 @@ csr_ext_check(const STACK_OF(X509_ATTRIBUTE) * attrs, enum rf_profile profile)
 	char txt[80];
 	int i, j, nid, want, r = RF_ERR_INTERNAL;
 
-	want = profile == RF_PROFILE_CLIENT ? NID_client_auth
-	    : profile == RF_PROFILE_SERVER  ? NID_server_auth
-					    : NID_undef;
+	want = profile == RF_PROFILE_CLIENT || profile == RF_PROFILE_CONNECTOR
+	    ? NID_client_auth
+	    : profile == RF_PROFILE_SERVER ? NID_server_auth
+					   : NID_undef;
 	if ((r = csr_extensions(attrs, &exts)) != 0 || exts == NULL)
 		return r;
 	for (i = 0; i < sk_X509_EXTENSION_num(exts); i++) {

@@ -109,7 +109,7 @@ enroll(struct rf_cli *cli, const char *name, const char *csr, const char *out)
 	rf_connector_tenant(name, tenant);
 	memset(&req, 0, sizeof(req));
 	req.tenant = tenant;
-	req.profile = RF_PROFILE_CLIENT;
+	req.profile = RF_PROFILE_CONNECTOR;
 	req.csr = buf;
 	req.csrlen = len;
 	req.days = cli->cfg.connector_days;

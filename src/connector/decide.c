@@ -97,6 +97,8 @@ who_asks(struct rf_store *st, const struct rf_connector_req *q,
 	r = cr.revoked;
 	if (!r && (q->now < cr.not_before || q->now > cr.not_after))
 		r = 2;
+	if (strcmp(cr.profile, "connector") != 0)
+		r = 3;
 	rf_cert_rec_clear(&cr);
 	if (r == 1)
 		return refuse(v, RF_REFUSE_REVOKED,
@@ -104,6 +106,9 @@ who_asks(struct rf_store *st, const struct rf_connector_req *q,
 	if (r == 2)
 		return refuse(v, RF_REFUSE_REVOKED,
 		    "this connector certificate is expired: renew it");
+	if (r == 3)
+		return refuse(v, RF_REFUSE_UNKNOWN,
+		    "this client certificate is not of the connector profile");
 	if ((r = rf_store_connector_get(st, v->connector, &c)) != 0)
 		return r;
 	if (strcmp(c.state, "active") != 0)
@@ -170,11 +175,12 @@ facts_pass(struct rf_store *st, const struct rf_connector_req *q,
 		}
 		return 0;
 	}
-	if (!f.cert_known || f.cert_revoked || q->now < f.cert_nb ||
-	    q->now > f.cert_na || strcmp(f.state, "active") != 0 || !f.bound ||
-	    !f.registered || rf_jwt_scheme(f.reg.jwt_alg, &v->scheme) != 0 ||
-	    f.incident != 0 || !f.conn_known || f.cred_serial[0] == '\0' ||
-	    !f.cred_known || f.cred_revoked || q->now > f.cred_na ||
+	if (!f.cert_known || strcmp(f.cert_profile, "connector") != 0 ||
+	    f.cert_revoked || q->now < f.cert_nb || q->now > f.cert_na ||
+	    strcmp(f.state, "active") != 0 || !f.bound || !f.registered ||
+	    rf_jwt_scheme(f.reg.jwt_alg, &v->scheme) != 0 || f.incident != 0 ||
+	    !f.conn_known || f.cred_serial[0] == '\0' || !f.cred_known ||
+	    f.cred_revoked || q->now > f.cred_na ||
 	    (q->key_id != NULL && strcmp(f.cred_key_id, q->key_id) != 0)) {
 		rf_err_clear();
 		return 0;

@@ -336,11 +336,10 @@ record(struct rf_connector_svc *svc, struct rf_store *st,
 	struct rf_assertion_rec ar;
 	struct rf_connector_event de;
 	struct rf_alert_rec al[RF_ALERTS_MAX];
-	struct rf_item_rec it;
 	struct rf_audit_event ev;
 	char addr[64], detail[256];
-	size_t n = 0;
-	int r, added, is_new;
+	size_t n = 0, moved;
+	int r, added;
 
 	source_addr(source, addr);
 	memset(&ar, 0, sizeof(ar));
@@ -374,23 +373,16 @@ record(struct rf_connector_svc *svc, struct rf_store *st,
 			goto out;
 	}
 	/* The first assertion with a credential: after containment, the
-	 * evidence that the connection works again, by this connector. */
+	 * evidence that the connection works again, by this connector (the
+	 * incident module moves its items). */
 	if ((r = rf_store_reestablished_add(st, ask->tenant, ask->conn,
 		 v->cred_serial, v->connector, now, &added)) != 0)
 		goto out;
 	if (added) {
-		memset(&it, 0, sizeof(it));
-		r = rf_store_item_by_serial(st, v->cred_serial, &it, &is_new);
-		if (r == RF_ERR_NOT_FOUND) {
-			rf_err_clear();
-			r = 0;
-		} else if (r == 0 && is_new &&
-		    strcmp(it.state, "contained") == 0) {
-			snprintf(it.state, sizeof(it.state), "reestablished");
-			snprintf(it.evidence, sizeof(it.evidence),
-			    "first assertion by connector %.48s at %lld",
-			    v->connector, (long long)now);
-			it.updated = now;
+		if ((r = rf_store_item_reestablish_by_connector(
+			 st, v->cred_serial, v->connector, now, &moved)) != 0)
+			goto out;
+		if (moved > 0) {
 			snprintf(detail, sizeof(detail),
 			    "first assertion with the new credential, by "
 			    "connector %s",
@@ -401,11 +393,9 @@ record(struct rf_connector_svc *svc, struct rf_store *st,
 			ev.ref = v->cred_serial;
 			ev.actor = v->connector;
 			ev.detail = detail;
-			if ((r = rf_store_item_update(st, &it)) == 0)
-				r = rf_audit_append(audit, &ev, 1, NULL);
+			if ((r = rf_audit_append(audit, &ev, 1, NULL)) != 0)
+				goto out;
 		}
-		if (r != 0)
-			goto out;
 	}
 	return 0;
 out:
@@ -651,7 +641,7 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	rf_connector_tenant(v.connector, tenant);
 	memset(&req, 0, sizeof(req));
 	req.tenant = tenant;
-	req.profile = RF_PROFILE_CLIENT;
+	req.profile = RF_PROFILE_CONNECTOR;
 	req.csr = (const uint8_t *)csr;
 	req.csrlen = csrlen;
 	req.days = svc->cfg->connector_days;

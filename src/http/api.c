@@ -1,9 +1,10 @@
 /*
  * api.c: the connector API on serve's TLS listener (docs/connectors.md):
  * POST /v1/assertions and POST /v1/connector/renew. The listener asks for
- * a client certificate and verifies it against ringfence's CA (root and
- * issuing CAs); the API answers only requests whose connection presented
- * one (401 otherwise). Routes on the plain listener answer 401 too.
+ * a client certificate (always; it requires none) and verifies it against
+ * ringfence's CA (root and issuing CAs, also those rotated in while
+ * serving); the API answers only requests whose connection presented one
+ * (401 otherwise). Routes on the plain listener answer 401 too.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -20,14 +21,6 @@
 #include "connector/connector.h"
 #include "http/http_int.h"
 #include "store/store.h"
-
-static int
-any_connector(void *arg, const struct rf_connector_rec *c)
-{
-	(void)arg;
-	(void)c;
-	return 1; /* one is enough: stop */
-}
 
 int
 rf_http_api_setup(struct rf_http *h)
@@ -57,30 +50,42 @@ rf_http_api_setup(struct rf_http *h)
 			r = rf_err_set(RF_ERR_INTERNAL, "stored CA unreadable");
 			goto out;
 		}
-		if (X509_STORE_add_cert(xs, x) != 1)
+		/* Also named in the CertificateRequest, so that a client
+		 * holding several certificates picks a connector's. */
+		if (X509_STORE_add_cert(xs, x) != 1 ||
+		    SSL_CTX_add_client_CA(h->tls_ctx, x) != 1)
 			ERR_clear_error();
 		X509_free(x);
 	}
 	/*
-	 * Ask, do not require: OCSP and CA routes stay open to anyone; a
-	 * certificate that does not verify (expired, another CA) fails the
-	 * handshake. Asked only when connectors exist at start: a
-	 * CertificateRequest changes the handshake every client sees.
+	 * Ask, do not require, always: OCSP and CA routes stay open to
+	 * anyone (a client without a certificate answers with none, and the
+	 * API refuses it with 401); a certificate that does not verify
+	 * (expired, another CA) fails the handshake. Asked also when no
+	 * connector exists yet: the first one added while serve runs is
+	 * served without a restart.
 	 */
 	SSL_CTX_set_cert_store(h->tls_ctx, xs);
 	xs = NULL;
-	if ((r = rf_store_connector_foreach(h->tls_st, any_connector, NULL)) <
-	    0)
-		goto out;
-	if (r == 1) {
-		SSL_CTX_set_verify(h->tls_ctx, SSL_VERIFY_PEER, NULL);
-		SSL_CTX_set_verify_depth(h->tls_ctx, 3);
-	}
+	SSL_CTX_set_verify(h->tls_ctx, SSL_VERIFY_PEER, NULL);
+	SSL_CTX_set_verify_depth(h->tls_ctx, 3);
 	r = rf_connector_svc_new(h->cfg, h->tls_keys, &h->csvc);
 out:
 	X509_STORE_free(xs);
 	rf_ca_rec_free_all(cas, n);
 	return r;
+}
+
+void
+rf_http_api_trust(struct rf_http *h, X509 *ca)
+{
+	X509_STORE *xs;
+
+	/* X509_STORE locks itself: safe while handshakes verify. */
+	if (h->tls_ctx == NULL ||
+	    (xs = SSL_CTX_get_cert_store(h->tls_ctx)) == NULL ||
+	    X509_STORE_add_cert(xs, ca) != 1)
+		ERR_clear_error();
 }
 
 void

@@ -260,6 +260,8 @@ void rf_conn_teardown(struct rf_http *h);    /* after the workers ended */
 struct rf_connector_svc;
 int rf_http_api_setup(struct rf_http *h) RF_WUR;
 void rf_http_api_free(struct rf_http *h);
+/* A CA rotated in while serving anchors connector certificates too. */
+void rf_http_api_trust(struct rf_http *h, X509 *ca);
 int rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o, const char *uri, size_t plen);
 /* The verified client certificate's serial of a TLS connection, as

@@ -302,6 +302,7 @@ issuers_setup(struct rf_http *h)
 		}
 		snprintf(e->name, sizeof(e->name), "%s", recs[i].name);
 		h->nextra++;
+		rf_http_api_trust(h, e->ic);
 		if ((r = rf_ocsp_responder_add_issuer(
 			 h->resp, recs[i].name, e->ic)) != 0 ||
 		    (r = rf_keys_load(h->keys, recs[j].key_id, &e->okey)) !=

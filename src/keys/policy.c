@@ -403,10 +403,37 @@ check_assertion(struct rf_kpolicy *p, const char *purpose, const char *key_id,
 	return p->assertion(p->assertion_arg, p->st, key_id, req);
 }
 
+/* 1 if name is the CA's connector profile subject for tenant (ca.c:
+ * O=ringfence, OU=connector, CN=tenant, in that order). */
+static int
+connector_subject(const X509_NAME *name, const char *tenant)
+{
+	static const int nids[3] = {
+	    NID_organizationName, NID_organizationalUnitName, NID_commonName};
+	const char *want[3] = {"ringfence", "connector", tenant};
+	const ASN1_STRING *v;
+	int i;
+
+	if (name == NULL || X509_NAME_entry_count(name) != 3)
+		return 0;
+	for (i = 0; i < 3; i++) {
+		const X509_NAME_ENTRY *e = X509_NAME_get_entry(name, i);
+
+		if (OBJ_obj2nid(X509_NAME_ENTRY_get_object(e)) != nids[i] ||
+		    (v = X509_NAME_ENTRY_get_data(e)) == NULL ||
+		    (size_t)ASN1_STRING_length(v) != strlen(want[i]) ||
+		    memcmp(ASN1_STRING_get0_data(v), want[i],
+			strlen(want[i])) != 0)
+			return 0;
+	}
+	return 1;
+}
+
 /*
  * A connector's own TLS client certificate renewed through the API: the
- * issuing key, an end entity for clientAuth only, valid at most
- * connector_days (an hour of slack), for an active connector (p->cert).
+ * issuing key, an end entity for clientAuth only with the connector
+ * profile's subject naming its tenant, valid at most connector_days (an
+ * hour of slack), for an active connector (p->cert).
  */
 static int
 check_cert(struct rf_kpolicy *p, const char *purpose, const char *key_id,
@@ -440,6 +467,13 @@ check_cert(struct rf_kpolicy *p, const char *purpose, const char *key_id,
 	    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, 0)) != NID_client_auth) {
 		r = refuse("a certificate that is not a client-authentication "
 			   "end entity",
+		    "cert");
+		goto out;
+	}
+	if (!connector_subject(X509_get_subject_name(x), req->tenant)) {
+		r = refuse("a certificate whose subject is not the connector "
+			   "profile's (O=ringfence, OU=connector, CN=its "
+			   "tenant)",
 		    "cert");
 		goto out;
 	}

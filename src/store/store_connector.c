@@ -646,7 +646,7 @@ rf_store_connector_facts(struct rf_store *st, const char *serial,
 	memset(out, 0, sizeof(*out));
 	if ((r = prep(st, &s,
 		 "SELECT cc.connector, c.state, kc.serial IS NOT NULL, "
-		 "kc.revoked, kc.not_before, kc.not_after, "
+		 "kc.revoked, kc.not_before, kc.not_after, kc.profile, "
 		 "(SELECT 1 FROM connector_bindings b WHERE "
 		 "b.connector = cc.connector AND b.tenant = ?2 AND "
 		 "b.conn = ?3) IS NOT NULL, "
@@ -674,17 +674,18 @@ rf_store_connector_facts(struct rf_store *st, const char *serial,
 		out->cert_revoked = sqlite3_column_int(s, 3);
 		out->cert_nb = sqlite3_column_int64(s, 4);
 		out->cert_na = sqlite3_column_int64(s, 5);
-		out->bound = sqlite3_column_int(s, 6);
-		out->registered = sqlite3_column_int(s, 7);
-		entra_row(s, 8, &out->reg);
-		out->conn_known = sqlite3_column_int(s, 15);
-		st_col_str(s, 16, out->cred_serial, sizeof(out->cred_serial));
-		out->cred_known = sqlite3_column_int(s, 17);
-		out->cred_revoked = sqlite3_column_int(s, 18);
-		out->cred_na = sqlite3_column_int64(s, 19);
-		st_col_str(s, 20, out->cred_key_id, sizeof(out->cred_key_id));
-		st_col_str(s, 21, out->cred_x5t256, sizeof(out->cred_x5t256));
-		out->incident = sqlite3_column_int64(s, 22);
+		st_col_str(s, 6, out->cert_profile, sizeof(out->cert_profile));
+		out->bound = sqlite3_column_int(s, 7);
+		out->registered = sqlite3_column_int(s, 8);
+		entra_row(s, 9, &out->reg);
+		out->conn_known = sqlite3_column_int(s, 16);
+		st_col_str(s, 17, out->cred_serial, sizeof(out->cred_serial));
+		out->cred_known = sqlite3_column_int(s, 18);
+		out->cred_revoked = sqlite3_column_int(s, 19);
+		out->cred_na = sqlite3_column_int64(s, 20);
+		st_col_str(s, 21, out->cred_key_id, sizeof(out->cred_key_id));
+		st_col_str(s, 22, out->cred_x5t256, sizeof(out->cred_x5t256));
+		out->incident = sqlite3_column_int64(s, 23);
 	}
 	done(st, s);
 	return r;

@@ -148,6 +148,7 @@ struct rf_connector_facts {
 	char connector[64];
 	char state[16];		      /* the connector's */
 	int cert_known, cert_revoked; /* its TLS certificate */
+	char cert_profile[16];
 	int64_t cert_nb, cert_na;
 	int bound;
 	int registered;

@@ -12,24 +12,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" connector
-unset RINGFENCE_PIN RINGFENCE_NOW RINGFENCE_MODULE RINGFENCE_TOKEN \
-	RINGFENCE_LISTEN RINGFENCE_PORT RINGFENCE_TLS_PORT || true
-export RINGFENCE_TOKENS=2
-tmp="$RINGFENCE_HOME/.test"
-mkdir "$tmp"
-log="$tmp/serve.log"
-rp="/usr/bin/python3 $here/lib/jwt_rp.py"
-TID=72f988bf-86f1-41af-91ab-2d7cd011db47
-CID=00000003-0000-4000-8000-0000000000aa
-fail() {
-	echo "connector_assert: FAIL: $*" >&2
-	[ -f "$log" ] && sed 's/^/  serve: /' "$log" >&2
-	exit 1
-}
-freeport() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-cd "$tmp"
+. "$here/lib/connector.sh" connector_assert
 
 rf init >/dev/null
 rf tenant add acme >/dev/null
@@ -98,30 +81,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 # the webhook pointing at a receiver that is not up yet.
 hport=$(freeport)
 export RINGFENCE_CONN_BURST=4 RINGFENCE_ALERT_WEBHOOK="http://127.0.0.1:$hport/hook"
-for _ in 1 2 3 4 5; do
-	port=$(freeport)
-	tport=$(freeport)
-	[ "$port" != "$tport" ] && [ "$port" != "$hport" ] && [ "$tport" != "$hport" ] || continue
-	"$RINGFENCE" serve --port "$port" --tls-port "$tport" --duration 240 \
-		--threads 2 2>"$log" &
-	server=$!
-	up=0
-	for _ in $(seq 100); do
-		if curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz"; then
-			up=1
-			break
-		fi
-		kill -0 "$server" 2>/dev/null || break
-		sleep 0.1
-	done
-	[ $up -eq 1 ] && break
-	kill -TERM "$server" 2>/dev/null || true
-	wait "$server" 2>/dev/null || true
-	server=""
-done
-[ -n "$server" ] || fail "server did not come up"
-curl -sf -o root.pem "http://127.0.0.1:$port/ca/root.pem"
-url="https://127.0.0.1:$tport"
+serve_up 240 "$hport"
 
 # 1. ringfence assert: verified independently, PS256, by x5t#S256.
 jwt=$(rf assert --connection acme/m365 --cert sync.pem --key sync.key \
@@ -241,6 +201,10 @@ wait_for has_status "$id" ||
 	fail "no re-establishment evidence: $(rf --json incident status "$id")"
 wait_for has_leaf -q "first assertion with the new credential, by connector sync" ||
 	fail "no evidence leaf"
+# Recorded by the incident module's own function (one place, one wording).
+rf incident report "$id" --out report >/dev/null
+grep -q 'new credential used by connector sync' report.json ||
+	fail "evidence not recorded by the incident module: $(cat report.json)"
 
 # 5. Alerts: under incident, retired credential, a new connector.
 rf connector bind arch acme/m365 >/dev/null

@@ -6,6 +6,9 @@
  *   rf-keyd_client digest KEYID WHAT        sign a SHA-256-sized digest
  *   rf-keyd_client ocsp-good KEYID ISSUER.pem SERIAL
  *                      a ResponseData saying `good` for SERIAL of ISSUER
+ *   rf-keyd_client server-cert KEYID TENANT CERT.pem
+ *                      CERT's TBSCertificate as serve renewing a connector
+ *                      certificate of TENANT asks it (class server)
  *   rf-keyd_client fuzz N SEED              N malformed, truncated and
  *                      oversized frames, each on its own connection
  *
@@ -114,11 +117,36 @@ out:
 	return r;
 }
 
+/* CERT.pem's TBSCertificate, DER. */
 static int
-sign(const struct rf_config *cfg, const char *id, const char *what,
-    const uint8_t *msg, size_t len, int digest)
+tbs_of(const char *pem, uint8_t **der, size_t *len)
 {
-	struct rf_custody c = {RF_KCLASS_ADMIN, NULL, NULL};
+	FILE *f = fopen(pem, "r");
+	X509 *x = NULL;
+	unsigned char *p = NULL;
+	int n = -1;
+
+	if (f != NULL) {
+		x = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+	}
+	if (x == NULL || (n = i2d_re_X509_tbs(x, &p)) <= 0) {
+		X509_free(x);
+		return rf_err_set(
+		    RF_ERR_IO, "cannot read a certificate from %s", pem);
+	}
+	X509_free(x);
+	*der = p;
+	*len = (size_t)n;
+	return 0;
+}
+
+static int
+sign_as(const struct rf_config *cfg, int cls, const char *tenant,
+    const char *id, const char *what, const uint8_t *msg, size_t len,
+    int digest)
+{
+	struct rf_custody c = {cls, NULL, NULL};
 	struct rf_actor who = {"keyd_client", "keyd_client"};
 	struct rf_sign_req req;
 	struct rf_sig sig = {NULL, 0};
@@ -132,6 +160,7 @@ sign(const struct rf_config *cfg, const char *id, const char *what,
 	req.msglen = len;
 	req.what = what;
 	req.ref = "keyd_client";
+	req.tenant = tenant;
 	if ((r = rf_keys_open(cfg, NULL, &keys)) == 0 &&
 	    (r = rf_keys_load(keys, id, &key)) == 0)
 		r = digest ? rf_keys_sign_digest(keys, key, &req, 1, &who, &sig)
@@ -140,6 +169,13 @@ sign(const struct rf_config *cfg, const char *id, const char *what,
 	rf_key_free(key);
 	rf_keys_free(keys);
 	return r;
+}
+
+static int
+sign(const struct rf_config *cfg, const char *id, const char *what,
+    const uint8_t *msg, size_t len, int digest)
+{
+	return sign_as(cfg, RF_KCLASS_ADMIN, NULL, id, what, msg, len, digest);
 }
 
 /* One frame's worth of bad bytes on a fresh connection. */
@@ -222,6 +258,13 @@ main(int argc, char **argv)
 		OPENSSL_free(der);
 		return done(r);
 	}
+	if (argc == 5 && strcmp(argv[1], "server-cert") == 0) {
+		if ((r = tbs_of(argv[4], &der, &len)) == 0)
+			r = sign_as(&cfg, RF_KCLASS_SERVER, argv[3], argv[2],
+			    "cert", der, len, 0);
+		OPENSSL_free(der);
+		return done(r);
+	}
 	if (argc == 4 && strcmp(argv[1], "fuzz") == 0) {
 		n = strtol(argv[2], NULL, 10);
 		seed = (unsigned)strtoul(argv[3], NULL, 10);
@@ -231,6 +274,7 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr,
 	    "usage: rf-keyd_client sign|digest KEYID WHAT | "
-	    "ocsp-good KEYID ISSUER.pem SERIAL | fuzz N SEED\n");
+	    "ocsp-good KEYID ISSUER.pem SERIAL | "
+	    "server-cert KEYID TENANT CERT.pem | fuzz N SEED\n");
 	return 2;
 }

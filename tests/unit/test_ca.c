@@ -480,6 +480,64 @@ test_issue_csr(void **state)
 	EVP_PKEY_free(k);
 }
 
+/* The connector profile: clientAuth only, connector_days, its subject. */
+static void
+test_issue_connector(void **state)
+{
+	EVP_PKEY *k = EVP_EC_gen("P-256");
+	struct rf_issue_req req;
+	struct rf_issued is;
+	EXTENDED_KEY_USAGE *eku;
+	uint8_t *der;
+	size_t len;
+	int days, secs;
+	X509 *x;
+
+	(void)state;
+	assert_non_null(k);
+	assert_int_equal(rf_ca_tenant_add(F.ca, "connector.sync", &F.who), 0);
+	der = make_csr(k, "CA:FALSE", "clientAuth", &len);
+	assert_int_equal(issue1("connector.sync", RF_PROFILE_CONNECTOR, der,
+			     len, RF_KEY_NONE, NULL, &is),
+	    0);
+	x = parse(is.der, is.derlen);
+	check_common(x, &is, "connector.sync", "connector");
+	verify_chain(x, X509_PURPOSE_SSL_CLIENT);
+	assert_non_null(
+	    eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL));
+	assert_int_equal(sk_ASN1_OBJECT_num(eku), 1);
+	assert_int_equal(
+	    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, 0)), NID_client_auth);
+	EXTENDED_KEY_USAGE_free(eku);
+	/* connector_days (7 by default) plus the 5 minutes' backdate. */
+	assert_int_equal(ASN1_TIME_diff(&days, &secs, X509_get0_notBefore(x),
+			     X509_get0_notAfter(x)),
+	    1);
+	assert_int_equal(days, 7);
+	assert_int_equal(secs, 300);
+	X509_free(x);
+	rf_issued_clear(&is);
+	/* Longer than connector_days: refused. */
+	memset(&req, 0, sizeof(req));
+	req.tenant = "connector.sync";
+	req.profile = RF_PROFILE_CONNECTOR;
+	req.csr = der;
+	req.csrlen = len;
+	req.days = 8;
+	assert_int_equal(rf_ca_issue(F.ca, &req, 1, &F.who, &is), RF_ERR_ARG);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_ARG), "connector_days"));
+	rf_err_clear();
+	free(der);
+	/* A CSR asking for serverAuth: refused for this profile. */
+	der = make_csr(k, "CA:FALSE", "serverAuth", &len);
+	assert_int_equal(issue1("connector.sync", RF_PROFILE_CONNECTOR, der,
+			     len, RF_KEY_NONE, NULL, &is),
+	    RF_ERR_CSR_REQUEST);
+	rf_err_clear();
+	free(der);
+	EVP_PKEY_free(k);
+}
+
 struct bad {
 	const char *what;
 	int code;
@@ -1156,6 +1214,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_init),
 	    cmocka_unit_test(test_tenants),
+	    cmocka_unit_test(test_issue_connector),
 	    cmocka_unit_test(test_issue_keygen),
 	    cmocka_unit_test(test_issue_csr),
 	    cmocka_unit_test(test_bad_csrs),

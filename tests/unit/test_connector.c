@@ -219,16 +219,19 @@ world(struct fx *f)
 {
 	struct rf_cert_rec c;
 	struct rf_entra_rec reg;
-	static const char *const certs[][3] = {
-	    {"c1", "acme", "k1"}, {"s1", "connector.sync", "ks"}};
+	static const char *const certs[][4] = {
+	    {"c1", "acme", "k1", "assertion"},
+	    {"s1", "connector.sync", "ks", "connector"},
+	    {"s2", "connector.sync", "ks2", "client"}};
 	size_t i;
 
-	for (i = 0; i < 2; i++) {
+	for (i = 0; i < 3; i++) {
 		memset(&c, 0, sizeof(c));
 		snprintf(c.serial, sizeof(c.serial), "%s", certs[i][0]);
 		snprintf(c.issuer, sizeof(c.issuer), "issuing");
 		snprintf(c.tenant, sizeof(c.tenant), "%s", certs[i][1]);
 		snprintf(c.key_id, sizeof(c.key_id), "%s", certs[i][2]);
+		snprintf(c.profile, sizeof(c.profile), "%s", certs[i][3]);
 		snprintf(c.x5t256, sizeof(c.x5t256), "X-%s", certs[i][0]);
 		c.not_before = NOW - 60;
 		c.not_after = NOW + 86400;
@@ -244,6 +247,9 @@ world(struct fx *f)
 	assert_int_equal(rf_store_connector_add(f->st, "sync", NOW), 0);
 	assert_int_equal(
 	    rf_store_connector_cert_add(f->st, "s1", "sync", NOW), 0);
+	/* A client-profile certificate recorded as the connector's. */
+	assert_int_equal(
+	    rf_store_connector_cert_add(f->st, "s2", "sync", NOW), 0);
 	assert_int_equal(
 	    rf_store_binding_add(f->st, "sync", "acme", "m365", NOW), 0);
 }
@@ -312,6 +318,11 @@ test_decide(void **state)
 	q.cert_serial = "c1";
 	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
 	assert_int_equal(v.why, RF_REFUSE_UNKNOWN);
+	/* Only the connector profile authenticates a connector. */
+	q.cert_serial = "s2";
+	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_UNKNOWN);
+	assert_non_null(strstr(v.detail, "connector profile"));
 	q.cert_serial = "s1";
 	q.now = NOW + 2 * 86400;
 	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
@@ -415,6 +426,7 @@ test_facts(void **state)
 	assert_string_equal(fa.connector, "sync");
 	assert_string_equal(fa.state, "active");
 	assert_true(fa.cert_known && !fa.cert_revoked);
+	assert_string_equal(fa.cert_profile, "connector");
 	assert_true(fa.cert_nb == NOW - 60 && fa.cert_na == NOW + 86400);
 	assert_true(fa.bound && fa.registered && fa.conn_known);
 	assert_string_equal(fa.reg.jwt_alg, "PS256");

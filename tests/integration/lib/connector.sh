@@ -1,0 +1,52 @@
+# Sourced by the connector tests after lib/state.sh: their working folder
+# ($tmp, the current directory), the relying party ($rp, PyJWT), the
+# registration's ids, and serve_up. usage: . lib/connector.sh NAME
+unset RINGFENCE_PIN RINGFENCE_NOW RINGFENCE_MODULE RINGFENCE_TOKEN \
+	RINGFENCE_LISTEN RINGFENCE_PORT RINGFENCE_TLS_PORT || true
+export RINGFENCE_TOKENS=2
+cname=$1
+tmp="$RINGFENCE_HOME/.test"
+mkdir "$tmp"
+log="$tmp/serve.log"
+rp="/usr/bin/python3 $here/lib/jwt_rp.py"
+TID=72f988bf-86f1-41af-91ab-2d7cd011db47
+CID=00000003-0000-4000-8000-0000000000aa
+fail() {
+	echo "$cname: FAIL: $*" >&2
+	[ -f "$log" ] && sed 's/^/  serve: /' "$log" >&2
+	exit 1
+}
+freeport() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+# serve_up SECONDS [PORT-TO-AVOID]: serve on free ports of 127.0.0.1 for at
+# most SECONDS ($server, $port, $tport; root.pem; $url the TLS port).
+serve_up() {
+	local up avoid=${2:-0}
+	for _ in 1 2 3 4 5; do
+		port=$(freeport)
+		tport=$(freeport)
+		[ "$port" != "$tport" ] && [ "$port" != "$avoid" ] &&
+			[ "$tport" != "$avoid" ] || continue
+		"$RINGFENCE" serve --port "$port" --tls-port "$tport" \
+			--duration "$1" --threads 2 2>"$log" &
+		server=$!
+		up=0
+		for _ in $(seq 100); do
+			if curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz"; then
+				up=1
+				break
+			fi
+			kill -0 "$server" 2>/dev/null || break
+			sleep 0.1
+		done
+		[ $up -eq 1 ] && break
+		kill -TERM "$server" 2>/dev/null || true
+		wait "$server" 2>/dev/null || true
+		server=""
+	done
+	[ -n "$server" ] || fail "server did not come up"
+	curl -sf -o root.pem "http://127.0.0.1:$port/ca/root.pem"
+	url="https://127.0.0.1:$tport"
+}
+cd "$tmp"
