@@ -181,6 +181,8 @@ static const char *const migrations[] = {
     "  ref TEXT NOT NULL DEFAULT '', made INTEGER NOT NULL,"
     "  taken INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX pool_free ON pool (alg, state, made);",
+    /* 9: a connection's incident items, asked at every assertion (issue 12) */
+    "CREATE INDEX incident_items_name ON incident_items (tenant, name);",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -77,6 +77,36 @@ test_open_pragmas(void **state)
 	sqlite3_close(db);
 }
 
+/* A connector's assertion asks whether an open incident has its
+ * connection: by index, not by reading every incident item ever made. */
+static void
+test_incident_items_indexed(void **state)
+{
+	struct fx *f = *state;
+	sqlite3 *db;
+	sqlite3_stmt *s = NULL;
+	char plan[1024] = "";
+	int rc;
+
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(
+	    sqlite3_prepare_v2(db,
+		"EXPLAIN QUERY PLAN SELECT i.id FROM incident_items it JOIN "
+		"incidents i ON i.id = it.incident WHERE it.tenant = 'a' AND "
+		"it.name = 'b' AND i.state = 'open' AND it.state = 'affected' "
+		"LIMIT 1",
+		-1, &s, NULL),
+	    SQLITE_OK);
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		snprintf(plan + strlen(plan), sizeof(plan) - strlen(plan),
+		    "%s\n", (const char *)sqlite3_column_text(s, 3));
+	assert_int_equal(rc, SQLITE_DONE);
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	assert_non_null(strstr(plan, "incident_items_name"));
+	assert_null(strstr(plan, "SCAN it"));
+}
+
 static void
 test_migrate_old(void **state)
 {
@@ -498,6 +528,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_open_missing, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_open_pragmas, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_incident_items_indexed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_migrate_old, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_refuse_newer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
