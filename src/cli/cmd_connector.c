@@ -88,7 +88,8 @@ enroll_hook(void *arg, size_t i, const char *serial, const char *key_id)
 	return rf_store_connector_cert_add(l->st, serial, l->name, rf_now());
 }
 
-/* Issue a client certificate for the connector from its CSR. */
+/* Issue the connector's TLS client certificate (the CA's connector
+ * profile) from its CSR. */
 static int
 enroll(struct rf_cli *cli, const char *name, const char *csr, const char *out)
 {
