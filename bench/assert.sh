@@ -53,17 +53,29 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 freeport() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
-start() { # detectors: 1 or 0
-	port=$(freeport)
-	tport=$(freeport)
-	RINGFENCE_DETECTORS=$1 "$rf" serve --port "$port" --tls-port "$tport" \
-		--duration 600 --threads 2 2>serve.log &
-	server=$!
-	for _ in $(seq 100); do
-		curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" && break
-		sleep 0.1
+start() { # detectors: 1 or 0; fresh ports again if serve does not come up
+	local try
+	for try in 1 2 3 4 5; do
+		port=$(freeport)
+		tport=$(freeport)
+		[ "$port" != "$tport" ] || continue
+		RINGFENCE_DETECTORS=$1 "$rf" serve --port "$port" \
+			--tls-port "$tport" --duration 600 --threads 2 2>serve.log &
+		server=$!
+		for _ in $(seq 300); do
+			kill -0 "$server" 2>/dev/null || break
+			if curl -sf -m 2 -o root.pem "http://127.0.0.1:$port/ca/root.pem"; then
+				return 0
+			fi
+			sleep 0.1
+		done
+		kill -TERM "$server" 2>/dev/null || true
+		wait "$server" 2>/dev/null || true
+		server=""
 	done
-	curl -sf -o root.pem "http://127.0.0.1:$port/ca/root.pem"
+	echo "bench/assert.sh: serve did not come up:" >&2
+	cat serve.log >&2
+	exit 1
 }
 stop() {
 	kill -TERM "$server"
