@@ -33,7 +33,9 @@ cleanup() {
 		kill "$server" 2>/dev/null || true
 		wait "$server" 2>/dev/null || true
 	fi
-	rm -rf "$RINGFENCE_HOME"
+	# This run's keyd (started on demand) goes with its state folder.
+	"$rf" keyd stop >/dev/null 2>&1 || true
+	rm -rf "$RINGFENCE_HOME" "$RINGFENCE_HOME-custody"
 }
 trap cleanup EXIT
 unset RINGFENCE_NOW RINGFENCE_PIN || true
