@@ -27,6 +27,9 @@ where=${4:-tmpfs}
 export RINGFENCE_HOME=$(mktemp -d /var/tmp/rf-bench-contain.XXXXXX)
 # A state folder of this run's own: keyd runs without the user split.
 export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
+# The pool is filled by the bench itself, once: keyd's background refill
+# (pool_refill) would make keys during the timed contain.
+export RINGFENCE_POOL_REFILL=0
 tokdir=""
 cleanup() { rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
 trap cleanup EXIT
@@ -63,7 +66,7 @@ kgs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND ty
 takes=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'pool'")
 awk -v n="$n" -v alg="$alg" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" \
 	-v rate="$rate" -v kgs="$kgs" -v takes="$takes" -v fill="$fill" -v phases="$phases" \
-	-v close="$(echo "$c1 - $c0" | bc)" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+	-v closes="$(echo "$c1 - $c0" | bc)" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
 	split(fill, f, " ")
 	split(phases, ph, " ")
 	floor = sigs / rate
@@ -74,7 +77,7 @@ awk -v n="$n" -v alg="$alg" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)"
 	printf "%-44s %12.2f\n", "contain command wall time, s", wall
 	printf "%-44s %12.2f\n", "  of which until contained, s", ph[1]
 	printf "%-44s %12.2f\n", "  of which old keys destroyed after, s", ph[2]
-	printf "%-44s %12.2f\n", "incident close, s", close
+	printf "%-44s %12.2f\n", "incident close, s", closes
 	printf "%-44s %12d\n", "pool keys taken (audit record)", takes
 	printf "%-44s %12d\n", "key pairs generated during contain", kgs
 	printf "%-44s %12d\n", "signatures made (audit record)", sigs

@@ -1233,7 +1233,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	char lock[RF_PATH_MAX + 16], pid[RF_PATH_MAX + 16];
 	char sock[RF_PATH_MAX];
 	int64_t idle_since, started;
-	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0;
+	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0, bg_more = 0;
 
 	/* Before anything else, and before any thread exists. */
 	rf_keyd_harden();
@@ -1291,7 +1291,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 			pf[i + 1].events = POLLIN;
 			pf[i + 1].revents = 0;
 		}
-		n = poll(pf, (nfds_t)kd->nconns + 1, 1000);
+		n = poll(pf, (nfds_t)kd->nconns + 1, bg_more ? 0 : 1000);
 		if (n < 0 && errno != EINTR) {
 			r = rf_err_set(RF_ERR_IO, "poll: %s", strerror(errno));
 			goto out;
@@ -1306,6 +1306,8 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		group_run(kd);
 		if (n > 0 && (pf[0].revents & POLLIN))
 			conn_accept(kd);
+		bg_more = n == 0 && o != NULL && o->background != NULL &&
+		    o->background(o->background_arg, kd->keys, kd->st) > 0;
 		/* SoftHSM read the token when keyd started and does not read
 		 * it again: a token taken away and put back is read by the next
 		 * keyd, which the next command starts. */
