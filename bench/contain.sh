@@ -7,6 +7,11 @@
 # signature floor: the signatures contain made (audit record) divided by
 # the token's raw signing rate measured in the same run (bench_rate,
 # rf_keys_measure_rate). Targets: <= 2x the floor and, at 36,000, <= 15 s.
+# Contain's own time runs until the incident is contained (every
+# connection's successor committed and published, the old keys disabled);
+# the destruction of the old keys after it is a phase of its own, and
+# close (after every connection is waived) is timed separately: each
+# <= 60 s at 36,000.
 #
 # ALG rsa-2048 (Entra connections) is opt-in: SoftHSM makes an RSA-2048
 # pair in about 0.4 s of one core, so the estate and the pool at 3,600
@@ -22,6 +27,9 @@ where=${4:-tmpfs}
 export RINGFENCE_HOME=$(mktemp -d /var/tmp/rf-bench-contain.XXXXXX)
 # A state folder of this run's own: keyd runs without the user split.
 export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
+# The pool is filled by the bench itself, once: keyd's background refill
+# (pool_refill) would make keys during the timed contain.
+export RINGFENCE_POOL_REFILL=0
 tokdir=""
 cleanup() { rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
 trap cleanup EXIT
@@ -42,25 +50,42 @@ id=$(rf incident open --scope all --reason bench 2>/dev/null | head -1)
 rate=$("$build/bench_rate" 20000)
 before=$(sqlite3 "$db" 'SELECT count(*) FROM audit_leaf')
 t0=$(date +%s.%N)
-rf incident contain "$id" >&2
+out=$(rf incident contain "$id")
 t1=$(date +%s.%N)
+echo "$out" >&2
+# "contained in X s; old keys destroyed in Y s after that"
+phases=$(echo "$out" | sed -n 's/^contained in \([0-9.]*\) s; old keys destroyed in \([0-9.]*\) s.*/\1 \2/p')
+# Close: every connection waived (the relying parties are not reachable
+# here), then close, which checks what is left and ends the incident.
+rf incident confirm "$id" --all --waive >/dev/null
+c0=$(date +%s.%N)
+rf incident close "$id" >/dev/null
+c1=$(date +%s.%N)
 sigs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'sign'")
 kgs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'keygen'")
 takes=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'pool'")
 awk -v n="$n" -v alg="$alg" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" \
-	-v rate="$rate" -v kgs="$kgs" -v takes="$takes" -v fill="$fill" 'BEGIN {
+	-v rate="$rate" -v kgs="$kgs" -v takes="$takes" -v fill="$fill" -v phases="$phases" \
+	-v closes="$(echo "$c1 - $c0" | bc)" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
 	split(fill, f, " ")
+	split(phases, ph, " ")
 	floor = sigs / rate
 	printf "\nincident contain, scope=all, %d tenants, %s keys from the standby pool, SoftHSM (token folder on %s), 2 cores\n", n, alg, where
 	printf "%-44s %12s\n", "measure", "value"
 	printf "%-44s %12.1f\n", "pool fill, s", f[1]
 	printf "%-44s %12.1f\n", "pool fill rate, keys/s (SCHED_IDLE)", f[2]
-	printf "%-44s %12.2f\n", "contain wall time, s", wall
+	printf "%-44s %12.2f\n", "contain command wall time, s", wall
+	printf "%-44s %12.2f\n", "  of which until contained, s", ph[1]
+	printf "%-44s %12.2f\n", "  of which old keys destroyed after, s", ph[2]
+	printf "%-44s %12.2f\n", "incident close, s", closes
 	printf "%-44s %12d\n", "pool keys taken (audit record)", takes
 	printf "%-44s %12d\n", "key pairs generated during contain", kgs
 	printf "%-44s %12d\n", "signatures made (audit record)", sigs
 	printf "%-44s %12.0f\n", "token raw rate, signatures/s (2 threads)", rate
 	printf "%-44s %12.2f\n", "floor = signatures / rate, s", floor
-	printf "%-44s %12.2fx\n", "wall / floor", wall / floor
-	print "targets: wall <= 2x floor; at 36,000 tenants wall <= 15 s"
+	printf "%-44s %12.2fx\n", "until contained / floor", ph[1] / floor
+	printf "%-44s %12.2fx\n", "command wall / floor", wall / floor
+	printf "%-44s %12s\n", "load average (1 min) at the end", load
+	print "targets: contained <= 2x floor and, at 36,000 tenants, <= 15 s;"
+	print "destruction and close each <= 60 s at 36,000 tenants"
 }'

@@ -412,6 +412,9 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			printf("%zu new keys from the standby pool, %zu "
 			       "generated\n",
 			    rep.pooled, rep.issued - rep.pooled);
+		printf("contained in %.2f s; old keys destroyed in %.2f s "
+		       "after that\n",
+		    rep.contain_s, rep.destroy_s);
 		return EXIT_OK;
 	}
 	if (strcmp(sub, "package") == 0) {

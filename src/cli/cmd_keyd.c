@@ -19,6 +19,7 @@
 #include "cli/cli.h"
 #include "connector/connector.h"
 #include "keys/keyd.h"
+#include "pool/pool.h"
 
 #define START_WAIT_MS 10000 /* for the socket of a keyd started here */
 #define STOP_WAIT_MS 10000
@@ -243,11 +244,19 @@ keyd_connector_cert(void *arg, struct rf_store *st, const char *key_id,
 	return 0;
 }
 
+/* keyd's background hook: the standby pool's refill (pool.h). */
+static int
+keyd_background(void *arg, struct rf_keys *keys, struct rf_store *st)
+{
+	return rf_pool_bg_step(arg, keys, st);
+}
+
 int
 cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_keyd_opts o;
 	struct keyd_assert ka = {&cli->cfg, NULL};
+	struct rf_pool_bg *bg = NULL;
 	long v;
 	char *end;
 	int r;
@@ -277,10 +286,17 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	}
 	if ((r = rf_limits_new(&ka.limits)) != 0)
 		return cli_fail(r);
+	if ((r = rf_pool_bg_new(&cli->cfg, keyd_log, NULL, &bg)) != 0) {
+		rf_limits_free(ka.limits);
+		return cli_fail(r);
+	}
 	o.assertion = keyd_assertion;
 	o.cert = keyd_connector_cert;
 	o.assertion_arg = &ka;
+	o.background = keyd_background;
+	o.background_arg = bg;
 	r = rf_keyd_run(&cli->cfg, &o);
+	rf_pool_bg_free(bg);
 	rf_limits_free(ka.limits);
 	if (r != 0) {
 		keyd_log(NULL, rf_err_msg(r));

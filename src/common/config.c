@@ -87,6 +87,7 @@ static const struct setting settings[] = {
     I("pool_rsa_2048", pool_rsa_2048, -1, 10000000),
     I("pool_rsa_3072", pool_rsa_3072, -1, 10000000),
     I("pool_margin", pool_margin, 0, 1000),
+    I("pool_refill", pool_refill, 0, 1),
 };
 
 static int
@@ -287,6 +288,7 @@ rf_config_load(struct rf_config *cfg)
 	cfg->pool_ec_p256 = cfg->pool_ec_p384 = -1;
 	cfg->pool_rsa_2048 = cfg->pool_rsa_3072 = -1;
 	cfg->pool_margin = 10;
+	cfg->pool_refill = 1;
 
 	if ((r = load_file(cfg, path)) != 0 || (r = load_env(cfg)) != 0)
 		return r;

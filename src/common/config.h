@@ -75,6 +75,8 @@ struct rf_config {
 	 * percent) */
 	int pool_ec_p256, pool_ec_p384, pool_rsa_2048, pool_rsa_3072;
 	int pool_margin; /* percent over the connections, default 10 */
+	int pool_refill; /* 1: keyd refills the pool when idle; 0: only
+			    `keys pool fill` */
 };
 
 /*

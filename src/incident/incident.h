@@ -82,6 +82,11 @@ struct rf_contain_report {
 	size_t total;	  /* connections in scope */
 	int rotated;	  /* a new issuing CA was made now */
 	char new_issuer[64];
+	/* Wall time of this run until every connection had its successor
+	 * committed and published (the incident "contained"), and of the
+	 * destruction of the old keys after it (its own phase: the old
+	 * keys are disabled, so they no longer sign, before it starts). */
+	double contain_s, destroy_s;
 };
 
 /*

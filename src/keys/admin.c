@@ -1086,31 +1086,194 @@ rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
 }
 
 /*
- * Many keys: each is one indexed store lookup for its CKA_ID and one search
- * in the token that holds it (rf_keys_load), so no pass over every object;
- * through keyd each is one request.
+ * Many keys: one pass over each token that holds any of them (the CKA_ID of
+ * every key object read once) instead of two searches per key. Tokens such
+ * as SoftHSM's file store read every object of the token on each search,
+ * so per-key searches cost O(keys x objects); the pass costs O(objects).
+ * Through keyd it is one request (RF_KMSG_LOAD_MANY).
  */
+struct load_many_arg {
+	struct tident *t; /* sorted; idx: the caller's index */
+	size_t n;
+	uint8_t *priv;	       /* per caller's index: private key seen */
+	CK_OBJECT_HANDLE *pub; /* per caller's index: public key object */
+	struct rf_key **keys;  /* per caller's index: filled when both */
+	int r;
+};
+
+/*
+ * One search for every object of the token, then one attribute read per
+ * object (its class and CKA_ID together): on a file-backed token each
+ * search and each read costs file calls per object, so this is the least
+ * of them.
+ */
+static CK_RV
+load_many_scan(
+    struct rf_keys *keys, CK_SESSION_HANDLE s, struct load_many_arg *a)
+{
+	CK_FUNCTION_LIST_PTR f = keys->f;
+	CK_OBJECT_HANDLE *hs = NULL;
+	CK_OBJECT_CLASS cls;
+	CK_ATTRIBUTE t[2];
+	struct tident want, *hit;
+	size_t nhs = 0, i;
+	CK_RV rv;
+
+	rv = keys_find_matching(f, s, NULL, 0, &hs, &nhs);
+	for (i = 0; rv == CKR_OK && i < nhs; i++) {
+		memset(&want, 0, sizeof(want));
+		t[0].type = CKA_CLASS;
+		t[0].pValue = &cls;
+		t[0].ulValueLen = sizeof(cls);
+		t[1].type = CKA_ID;
+		t[1].pValue = want.b;
+		t[1].ulValueLen = sizeof(want.b);
+		/* An id longer than ours does not fit: not one of ours. */
+		if (f->C_GetAttributeValue(s, hs[i], t, 2) != CKR_OK ||
+		    t[1].ulValueLen == 0 || t[1].ulValueLen > sizeof(want.b))
+			continue;
+		want.len = (uint8_t)t[1].ulValueLen;
+		if ((hit = bsearch(
+			 &want, a->t, a->n, sizeof(*a->t), tident_cmp)) == NULL)
+			continue;
+		if (cls == CKO_PRIVATE_KEY)
+			a->priv[hit->idx] = 1;
+		else if (cls == CKO_PUBLIC_KEY)
+			a->pub[hit->idx] = hs[i];
+	}
+	free(hs);
+	return rv;
+}
+
+static CK_RV
+load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct load_many_arg *a = varg;
+	struct rf_key *k;
+	size_t i, x;
+	CK_RV rv;
+
+	if ((rv = load_many_scan(keys, s, a)) != CKR_OK)
+		return rv;
+	for (i = 0; i < a->n && a->r == 0; i++) {
+		x = a->t[i].idx;
+		k = a->keys[x];
+		if (!a->priv[x] || a->pub[x] == CK_INVALID_HANDLE)
+			continue; /* not (all) in this token */
+		if ((rv = keys_read_public(keys->f, s, a->pub[x], &k->alg,
+			 &k->pub, &a->r)) != CKR_OK)
+			return rv;
+	}
+	return CKR_OK;
+}
+
 int
 rf_keys_load_many(
     struct rf_keys *keys, const char *const *ids, size_t n, struct rf_key **out)
 {
+	struct load_many_arg a;
+	struct rf_key **k = NULL;
+	struct where w;
+	char got[65];
+	CK_RV rv = CKR_OK;
 	size_t i;
-	int r;
+	int sh, nsh, r = RF_ERR_ALLOC;
 
 	for (i = 0; i < n; i++)
 		out[i] = NULL;
+	if (n == 0)
+		return 0;
+	if (keys->kc != NULL)
+		return rf_kc_load_many(keys->kc, ids, n, out);
+	memset(&a, 0, sizeof(a));
+	if ((k = calloc(n, sizeof(*k))) == NULL ||
+	    (a.t = calloc(n, sizeof(*a.t))) == NULL ||
+	    (a.priv = calloc(n, 1)) == NULL ||
+	    (a.pub = calloc(n, sizeof(*a.pub))) == NULL)
+		goto out;
+	a.keys = k;
+	pthread_mutex_lock(&keys->lock);
+	nsh = keys->nsh;
+	pthread_mutex_unlock(&keys->lock);
 	for (i = 0; i < n; i++) {
-		if ((r = rf_keys_load(keys, ids[i], &out[i])) == 0)
+		a.pub[i] = CK_INVALID_HANDLE;
+		if ((k[i] = calloc(1, sizeof(*k[i]))) == NULL) {
+			r = RF_ERR_ALLOC;
+			goto out;
+		}
+		if ((r = keys_parse_id(ids[i], k[i]->idbin)) != 0 ||
+		    (r = keys_key_where(keys, ids[i], &w)) != 0)
+			goto out;
+		snprintf(k[i]->id, sizeof(k[i]->id), "%s", ids[i]);
+		memcpy(k[i]->tid, w.tid, w.tidlen);
+		k[i]->tidlen = w.tidlen;
+		k[i]->sh = w.sh;
+	}
+	/* One pass per token holding some of them, as the store records. */
+	for (sh = 0; sh < nsh; sh++) {
+		a.n = 0;
+		for (i = 0; i < n; i++) {
+			if (k[i]->sh != sh)
+				continue;
+			a.t[a.n].len = (uint8_t)k[i]->tidlen;
+			memset(a.t[a.n].b, 0, sizeof(a.t[a.n].b));
+			memcpy(a.t[a.n].b, k[i]->tid, k[i]->tidlen);
+			a.t[a.n++].idx = i;
+		}
+		if (a.n == 0)
 			continue;
-		if (r == RF_ERR_KEY_NOT_FOUND) {
-			rf_err_clear();
+		qsort(a.t, a.n, sizeof(*a.t), tident_cmp);
+		if ((r = keys_with_session(keys, sh, load_many_op, &a, &rv)) !=
+		    0)
+			goto out;
+		if (rv != CKR_OK) {
+			r = keys_token_err("C_FindObjects", rv);
+			goto out;
+		}
+		if ((r = a.r) != 0)
+			goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if (k[i]->sh < 0 || k[i]->sh >= nsh) {
+			/* No recorded token: probe them as rf_keys_load does.
+			 */
+			if ((r = rf_keys_load(keys, ids[i], &out[i])) ==
+			    RF_ERR_KEY_NOT_FOUND) {
+				rf_err_clear();
+				r = 0;
+			}
+			if (r != 0)
+				goto out;
 			continue;
 		}
-		while (i > 0) {
-			rf_key_free(out[--i]);
+		if (k[i]->pub == NULL)
+			continue; /* not in its token */
+		/* The id names the public key: check that it still does. */
+		if ((r = rf_keys_pub_id(k[i]->pub, got)) != 0)
+			goto out;
+		if (strcasecmp(got, ids[i]) != 0) {
+			r = rf_err_set(RF_ERR_TOKEN,
+			    "key %s in the token has a public key hashing "
+			    "to %s",
+			    ids[i], got);
+			goto out;
+		}
+		snprintf(k[i]->id, sizeof(k[i]->id), "%s", got);
+		out[i] = k[i];
+		k[i] = NULL;
+	}
+	r = 0;
+out:
+	if (r != 0)
+		for (i = 0; i < n; i++) {
+			rf_key_free(out[i]);
 			out[i] = NULL;
 		}
-		return r;
-	}
-	return 0;
+	for (i = 0; k != NULL && i < n; i++)
+		rf_key_free(k[i]);
+	free(k);
+	free(a.t);
+	free(a.priv);
+	free(a.pub);
+	return r;
 }

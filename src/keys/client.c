@@ -440,6 +440,58 @@ out:
 	return r;
 }
 
+/* Ids of one LOAD_MANY frame: its answer stays far below the frame limit
+ * (an RSA-3072 key's SPKI is about 420 bytes). */
+#define LOAD_FRAME_KEYS 20000
+
+int
+rf_kc_load_many(
+    struct rf_kc *kc, const char *const *ids, size_t n, struct rf_key **out)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	size_t i, from, to;
+	int r = 0;
+
+	for (i = 0; i < n; i++)
+		out[i] = NULL;
+	for (from = 0; from < n && r == 0; from = to) {
+		to = n - from < LOAD_FRAME_KEYS ? n : from + LOAD_FRAME_KEYS;
+		rf_kbuf_begin(&b, RF_KMSG_LOAD_MANY);
+		rf_kbuf_u32(&b, (uint32_t)(to - from));
+		for (i = from; i < to; i++)
+			rf_kbuf_str(&b, ids[i]);
+		if ((r = call(kc, &b, &frame, &m)) != 0)
+			break;
+		if (rf_kmsg_u32(&m) != to - from)
+			r = rf_err_set(RF_ERR_CUSTODY,
+			    "custody process answered another number of keys");
+		for (i = from; i < to && r == 0; i++) {
+			if (rf_kmsg_u8(&m) == 0)
+				continue; /* no token holds it */
+			if ((r = get_key(&m, &out[i])) == 0 &&
+			    strcmp(rf_key_id(out[i]), ids[i]) != 0)
+				r = rf_err_set(RF_ERR_CUSTODY,
+				    "custody process answered key %s for %s",
+				    rf_key_id(out[i]), ids[i]);
+		}
+		if (r == 0)
+			r = rf_kmsg_end(&m);
+		free(frame);
+		frame = NULL;
+		rf_kbuf_clear(&b);
+	}
+	if (r != 0)
+		for (i = 0; i < n; i++) {
+			rf_key_free(out[i]);
+			out[i] = NULL;
+		}
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
 /* Requests of one SIGN frame: at most this many message bytes. */
 #define SIGN_FRAME_BYTES (8u * 1024 * 1024)
 

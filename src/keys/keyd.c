@@ -325,6 +325,47 @@ h_load(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 	return r;
 }
 
+/* Many keys in one pass over the tokens (rf_keys_load_many). */
+static int
+h_load_many(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	char(*ids)[RF_KPROTO_STR_MAX] = NULL;
+	const char **idp = NULL;
+	struct rf_key **keys = NULL;
+	uint32_t n = rf_kmsg_u32(m), i;
+	int r = RF_ERR_ALLOC;
+
+	(void)c;
+	if (m->err != 0 || n > BATCH_KEYS_MAX || n > (m->len - m->off) / 4)
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "custody load: bad number of keys");
+	if ((ids = calloc(n ? n : 1, sizeof(*ids))) == NULL ||
+	    (idp = calloc(n ? n : 1, sizeof(*idp))) == NULL ||
+	    (keys = calloc(n ? n : 1, sizeof(*keys))) == NULL)
+		goto out;
+	for (i = 0; i < n; i++) {
+		rf_kmsg_str(m, ids[i]);
+		idp[i] = ids[i];
+	}
+	if ((r = rf_kmsg_end(m)) != 0 ||
+	    (r = rf_keys_load_many(kd->keys, idp, n, keys)) != 0)
+		goto out;
+	rf_kbuf_u32(out, n);
+	for (i = 0; i < n && r == 0; i++) {
+		rf_kbuf_u8(out, keys[i] != NULL);
+		if (keys[i] != NULL)
+			r = put_key(out, keys[i]);
+	}
+out:
+	for (i = 0; keys != NULL && i < n; i++)
+		rf_key_free(keys[i]);
+	free(keys);
+	free(idp);
+	free(ids);
+	return r;
+}
+
 static int
 h_keygen(
     struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
@@ -646,6 +687,13 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 		for (i = 0; i < n; i++)
 			rf_kmsg_str(&m, str);
 		break;
+	case RF_KMSG_LOAD_MANY:
+		n = rf_kmsg_u32(&m);
+		if (m.err != 0 || n > (m.len - m.off) / 4)
+			return RF_ERR_MALFORMED;
+		for (i = 0; i < n; i++)
+			rf_kmsg_str(&m, str);
+		break;
 	case RF_KMSG_MEASURE:
 		rf_kmsg_str(&m, str);
 		(void)rf_kmsg_u64(&m);
@@ -676,6 +724,7 @@ static const struct handler table_admin[] = {
     {RF_KMSG_LIST, h_list},
     {RF_KMSG_CUSTODY, h_custody},
     {RF_KMSG_MEASURE, h_measure},
+    {RF_KMSG_LOAD_MANY, h_load_many},
     {0, NULL},
 };
 
@@ -1185,7 +1234,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	char lock[RF_PATH_MAX + 16], pid[RF_PATH_MAX + 16];
 	char sock[RF_PATH_MAX];
 	int64_t idle_since, started;
-	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0;
+	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0, bg_more = 0;
 
 	/* Before anything else, and before any thread exists. */
 	rf_keyd_harden();
@@ -1243,7 +1292,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 			pf[i + 1].events = POLLIN;
 			pf[i + 1].revents = 0;
 		}
-		n = poll(pf, (nfds_t)kd->nconns + 1, 1000);
+		n = poll(pf, (nfds_t)kd->nconns + 1, bg_more ? 0 : 1000);
 		if (n < 0 && errno != EINTR) {
 			r = rf_err_set(RF_ERR_IO, "poll: %s", strerror(errno));
 			goto out;
@@ -1258,6 +1307,8 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		group_run(kd);
 		if (n > 0 && (pf[0].revents & POLLIN))
 			conn_accept(kd);
+		bg_more = n == 0 && o != NULL && o->background != NULL &&
+		    o->background(o->background_arg, kd->keys, kd->st) > 0;
 		/* SoftHSM read the token when keyd started and does not read
 		 * it again: a token taken away and put back is read by the next
 		 * keyd, which the next command starts. */

@@ -87,6 +87,13 @@ struct rf_keyd_opts {
 	/* Called once the socket listens (e.g. to detach from a parent). */
 	void (*ready)(void *arg);
 	void *ready_arg;
+	/* Background work (the standby pool's refill, pool.h), called in
+	 * keyd's loop only after a turn with no request, so that it never
+	 * runs while a signature waits; it does one small step and returns
+	 * 1 to be called again at once, 0 to wait for the next idle second.
+	 * NULL: none. */
+	int (*background)(void *arg, struct rf_keys *keys, struct rf_store *st);
+	void *background_arg;
 };
 /*
  * Run keyd until SIGTERM/SIGINT or the idle time: take keyd.lock (one

@@ -28,6 +28,8 @@ void rf_kc_free(struct rf_kc *kc);
 int rf_kc_generate_many(struct rf_kc *kc, const struct rf_keygen *reqs,
     size_t n, const struct rf_actor *who, struct rf_key **out) RF_WUR;
 int rf_kc_load(struct rf_kc *kc, const char *id, struct rf_key **out) RF_WUR;
+int rf_kc_load_many(struct rf_kc *kc, const char *const *ids, size_t n,
+    struct rf_key **out) RF_WUR;
 int rf_kc_sign(struct rf_kc *kc, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, int digest,
     const struct rf_actor *who, struct rf_sig *sigs) RF_WUR;

@@ -26,7 +26,8 @@ const char *
 rf_kmsg_name(int type)
 {
 	static const char *const names[] = {"?", "hello", "keygen", "load",
-	    "sign", "disable", "list", "custody", "measure", "status"};
+	    "sign", "disable", "list", "custody", "measure", "status",
+	    "load-many"};
 
 	if (type >= 1 && type <= RF_KMSG_TYPE_MAX)
 		return names[type];

@@ -44,7 +44,10 @@ enum rf_kmsg_type {
 	RF_KMSG_STATUS = 9,  /* -> u32 pid, u32 uid, u8 class, str token,
 				u32 tokens, u32 clients, u64 requests,
 				u64 refused */
-	RF_KMSG_TYPE_MAX = 9,
+	/* u32 n, n x str id -> u32 n, n x (u8 found; if found, u8 alg,
+	 * bytes spki) */
+	RF_KMSG_LOAD_MANY = 10,
+	RF_KMSG_TYPE_MAX = 10,
 	RF_KMSG_OK = 0x80,  /* the answer's fields */
 	RF_KMSG_ERR = 0x81, /* u32 -code, str message */
 };

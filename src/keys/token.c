@@ -824,12 +824,12 @@ keys_find_object(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 	return rv != CKR_OK ? rv : rv2;
 }
 
-/* Every object of class cls, in a new array *hs of *n handles. */
+/* Every object matching t[0..nt) (nt 0: every object), in a new array *hs
+ * of *n handles. */
 CK_RV
-keys_find_all(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
-    CK_OBJECT_HANDLE **hs, size_t *n)
+keys_find_matching(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_ATTRIBUTE *t,
+    CK_ULONG nt, CK_OBJECT_HANDLE **hs, size_t *n)
 {
-	CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
 	CK_OBJECT_HANDLE *h = NULL, *nh;
 	CK_ULONG got;
 	size_t cap = 0;
@@ -837,7 +837,7 @@ keys_find_all(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
 
 	*hs = NULL;
 	*n = 0;
-	if ((rv = f->C_FindObjectsInit(s, &t, 1)) != CKR_OK)
+	if ((rv = f->C_FindObjectsInit(s, t, nt)) != CKR_OK)
 		return rv;
 	for (;;) {
 		if (*n + 256 > cap) {
@@ -863,6 +863,16 @@ keys_find_all(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
 	}
 	*hs = h;
 	return CKR_OK;
+}
+
+/* Every object of class cls, in a new array *hs of *n handles. */
+CK_RV
+keys_find_all(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_CLASS cls,
+    CK_OBJECT_HANDLE **hs, size_t *n)
+{
+	CK_ATTRIBUTE t = {CKA_CLASS, &cls, sizeof(cls)};
+
+	return keys_find_matching(f, s, &t, 1, hs, n);
 }
 
 /* Read one CK_BBOOL attribute; absent reads as false. */

@@ -97,6 +97,10 @@ struct custody_arg {
 };
 
 /* token.c */
+/* Every object matching t[0..nt) (nt 0: every object), in a new array *hs
+ * of *n handles. */
+CK_RV keys_find_matching(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_ATTRIBUTE *t, CK_ULONG nt, CK_OBJECT_HANDLE **hs, size_t *n);
 /* Every object of class cls, in a new array *hs of *n handles. */
 CK_RV keys_find_all(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_CLASS cls, CK_OBJECT_HANDLE **hs, size_t *n);

@@ -2,6 +2,7 @@
  * pool.c: the standby key pool (pool.h).
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 
 /* Keys made per batch: small enough that a stop request is seen within
  * about a second of SoftHSM work, large enough to amortise the commit. */
-#define FILL_BATCH_EC 64
+#define FILL_BATCH_EC 128
 #define FILL_BATCH_RSA 4
 
 static const enum rf_key_alg pool_algs[] = {
@@ -391,6 +392,142 @@ out:
 	free(ids);
 	free(idx);
 	return r;
+}
+
+/* Background refill: keys per step, seconds between checks of the targets
+ * when every pool is full, and the pause after a failure. */
+#define BG_STEP_EC 8
+#define BG_STEP_RSA 1
+#define BG_RECHECK_S 10
+#define BG_BACKOFF_S 60
+/* Keys made before the rate is recorded again. */
+#define BG_RATE_EVERY 32
+
+struct rf_pool_bg {
+	struct rf_config cfg; /* copy: the settings */
+	void (*log)(void *arg, const char *line);
+	void *log_arg;
+	int64_t need[NALGS]; /* keys each pool lacks, as last counted */
+	double next_check;   /* mono time of the next count */
+	double paused_until; /* after a failure */
+	size_t made[NALGS];  /* since the rate was last recorded */
+	double busy[NALGS];  /* seconds spent making them */
+};
+
+int
+rf_pool_bg_new(const struct rf_config *cfg,
+    void (*log)(void *arg, const char *line), void *log_arg,
+    struct rf_pool_bg **out)
+{
+	struct rf_pool_bg *bg;
+
+	*out = NULL;
+	if ((bg = calloc(1, sizeof(*bg))) == NULL)
+		return RF_ERR_ALLOC;
+	bg->cfg = *cfg;
+	/* The copy keeps no secret: the PIN stays in keyd's own copy. */
+	explicit_bzero(bg->cfg.pin, sizeof(bg->cfg.pin));
+	bg->log = log;
+	bg->log_arg = log_arg;
+	*out = bg;
+	return 0;
+}
+
+void
+rf_pool_bg_free(struct rf_pool_bg *bg)
+{
+	free(bg);
+}
+
+static void
+bg_log(struct rf_pool_bg *bg, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+
+	if (bg->log == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	bg->log(bg->log_arg, line);
+}
+
+/* Count what each pool lacks. */
+static int
+bg_count(struct rf_pool_bg *bg, struct rf_store *st)
+{
+	struct rf_pool_status ps;
+	size_t a;
+	int r;
+
+	for (a = 0; a < NALGS; a++) {
+		if ((r = rf_pool_status(&bg->cfg, st, pool_algs[a], &ps)) != 0)
+			return r;
+		bg->need[a] = ps.target > ps.free ? ps.target - ps.free : 0;
+	}
+	return 0;
+}
+
+int
+rf_pool_bg_step(
+    struct rf_pool_bg *bg, struct rf_keys *keys, struct rf_store *st)
+{
+	static const struct rf_actor who = {"keyd", "pool refill"};
+	char key[64], val[64];
+	double t0 = mono_now();
+	size_t a, b;
+	int r;
+
+	if (!bg->cfg.pool_refill || t0 < bg->paused_until)
+		return 0;
+	for (a = 0; a < NALGS && bg->need[a] == 0; a++)
+		;
+	if (a == NALGS) {
+		if (t0 < bg->next_check)
+			return 0;
+		bg->next_check = t0 + BG_RECHECK_S;
+		if ((r = bg_count(bg, st)) != 0)
+			goto fail;
+		for (a = 0; a < NALGS && bg->need[a] == 0; a++)
+			;
+		if (a == NALGS)
+			return 0;
+	}
+	b = pool_algs[a] == RF_KEY_RSA_2048 || pool_algs[a] == RF_KEY_RSA_3072
+	    ? BG_STEP_RSA
+	    : BG_STEP_EC;
+	if ((int64_t)b > bg->need[a])
+		b = (size_t)bg->need[a];
+	if ((r = fill_batch(keys, st, pool_algs[a], b, &who)) != 0)
+		goto fail;
+	bg->need[a] -= (int64_t)b;
+	bg->made[a] += b;
+	bg->busy[a] += mono_now() - t0;
+	if (bg->made[a] >= BG_RATE_EVERY || bg->need[a] == 0) {
+		if (bg->made[a] >= 8 && bg->busy[a] > 0) {
+			rate_key(pool_algs[a], key, sizeof(key));
+			snprintf(val, sizeof(val), "%.3f",
+			    (double)bg->made[a] / bg->busy[a]);
+			if ((r = rf_store_meta_set(st, key, val)) != 0)
+				goto fail;
+		}
+		bg->made[a] = 0;
+		bg->busy[a] = 0;
+	}
+	if (bg->need[a] == 0) {
+		/* Count again: connections may have come meanwhile. */
+		bg->next_check = 0;
+	}
+	return 1;
+fail:
+	bg_log(bg, "standby pool refill paused for %d s: %s", BG_BACKOFF_S,
+	    rf_err_msg(r));
+	rf_err_clear();
+	memset(bg->need, 0, sizeof(bg->need));
+	bg->paused_until = mono_now() + BG_BACKOFF_S;
+	bg->next_check = 0;
+	return 0;
 }
 
 /* Key pairs a second SoftHSM makes on this kind of machine (2 cores), for

@@ -118,6 +118,26 @@ int rf_pool_plan_incident(const struct rf_config *cfg, struct rf_store *st,
  * keys: 60 will be generated in the token, about 24 s at 2.5 keys/s". */
 void rf_pool_plan_text(const struct rf_pool_plan *p, char *buf, size_t len);
 
+/*
+ * The custody process's own refill (keyd's background hook, keyd.h): keyd
+ * calls rf_pool_bg_step only after a turn of its loop with no request, so
+ * the refill never runs while a signature waits. Each step makes a few keys
+ * (about 50 ms of SoftHSM work for EC, one key for RSA) of the first
+ * algorithm whose pool is below its target, recorded as rf_pool_refill
+ * records them, and returns 1 while more are needed, 0 when every pool is
+ * full, pool_refill is 0, or a failure pauses it (reported through log,
+ * tried again after a minute). Targets are read again at most every 10 s
+ * when the pools are full. The rate over the keys made is recorded for
+ * `keys pool status`.
+ */
+struct rf_pool_bg;
+int rf_pool_bg_new(const struct rf_config *cfg,
+    void (*log)(void *arg, const char *line), void *log_arg,
+    struct rf_pool_bg **out) RF_WUR;
+void rf_pool_bg_free(struct rf_pool_bg *bg);
+int rf_pool_bg_step(
+    struct rf_pool_bg *bg, struct rf_keys *keys, struct rf_store *st);
+
 /* The target size of alg's pool: the setting, or conns plus the margin. */
 int64_t rf_pool_default_target(
     const struct rf_config *cfg, enum rf_key_alg alg, int64_t conns);

@@ -980,6 +980,20 @@ test_init_token(void **state)
 	assert_int_equal(rf_keys_destroy(keys, ids[5], &who), 0);
 	assert_int_equal(
 	    rf_keys_load(keys, ids[5], &again), RF_ERR_KEY_NOT_FOUND);
+	/* Many at once, one pass per token: the destroyed one is NULL,
+	 * every other one is the key of its id, with its algorithm. */
+	assert_int_equal(rf_keys_load_many(keys, idp, 7, key), 0);
+	for (i = 0; i < 7; i++) {
+		if (i == 5) {
+			assert_null(key[i]);
+			continue;
+		}
+		assert_non_null(key[i]);
+		assert_string_equal(rf_key_id(key[i]), ids[i]);
+		assert_int_equal(rf_key_alg(key[i]),
+		    i == 6 || i % 2 == 0 ? RF_KEY_EC_P256 : RF_KEY_RSA_2048);
+		rf_key_free(key[i]);
+	}
 	assert_int_equal(rf_keys_destroy_many(keys, idp, 7, &who, &done), 0);
 	assert_int_equal(done, 6);
 	for (i = 0; i < 7; i++)
