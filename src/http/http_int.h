@@ -63,6 +63,7 @@ struct rf_http_worker {
 #define RF_HTTP_QUIET_MS 1000 /* store quiet this long before CRL/OCSP work */
 
 #define RF_HTTP_EVIDENCE_MAX 4096
+#define RF_HTTP_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
 
 struct rf_http {
 	/*
@@ -76,6 +77,7 @@ struct rf_http {
 	size_t nev;
 	char ev_serial[RF_HTTP_EVIDENCE_MAX][41];
 	int64_t ev_time[RF_HTTP_EVIDENCE_MAX];
+	char ev_source[RF_HTTP_EVIDENCE_MAX][RF_HTTP_ADDR_MAX]; /* "" unknown */
 	uint64_t last_watch_ms;
 	const struct rf_config *cfg;
 	struct rf_store *st; /* maintenance thread */
@@ -311,6 +313,12 @@ int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
 /* What was refused so far, per budget; and bytes counted today. */
 void rf_http_limits_stats(struct rf_http_limits *l, uint64_t refused[2],
     uint64_t allowed[2], uint64_t *day_bytes);
+/*
+ * The source address of a peer as text, without the port: "192.0.2.7",
+ * "2001:db8::7" (an IPv4-mapped IPv6 address as IPv4); "" when unknown.
+ */
+void rf_http_peer_addr(
+    const struct sockaddr_storage *ss, char out[RF_HTTP_ADDR_MAX]);
 /* Bytes of the audit leaf a "sign" event with these fields adds. */
 size_t rf_http_sign_leaf_bytes(const char *key_id, const char *what,
     const char *ref, size_t digest_len, const struct rf_actor *who);

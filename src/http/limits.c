@@ -16,6 +16,7 @@
  * per UTC day, and past cfg->anon_audit_bytes_day nothing more is signed
  * for anonymous peers until the day rolls over.
  */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -135,6 +136,25 @@ prefix_of(const struct sockaddr_storage *ss, uint8_t p[8], uint8_t *v6)
 	memcpy(p, s6->sin6_addr.s6_addr, 8);
 	*v6 = 1;
 	return 1;
+}
+
+void
+rf_http_peer_addr(const struct sockaddr_storage *ss, char out[RF_HTTP_ADDR_MAX])
+{
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+	uint8_t p[8], v6;
+
+	out[0] = '\0';
+	if (prefix_of(ss, p, &v6) == 0)
+		return;
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &s4->sin_addr, out, RF_HTTP_ADDR_MAX);
+	else if (!v6) /* IPv4-mapped: the IPv4 address it carries */
+		inet_ntop(
+		    AF_INET, s6->sin6_addr.s6_addr + 12, out, RF_HTTP_ADDR_MAX);
+	else
+		inet_ntop(AF_INET6, &s6->sin6_addr, out, RF_HTTP_ADDR_MAX);
 }
 
 static size_t

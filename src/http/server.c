@@ -753,6 +753,7 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	struct rf_incident_ctx c;
 	static char serial[RF_HTTP_EVIDENCE_MAX][41];
 	static int64_t when[RF_HTTP_EVIDENCE_MAX];
+	static char source[RF_HTTP_EVIDENCE_MAX][RF_HTTP_ADDR_MAX];
 	size_t n, i;
 	int open = 0, matched, r;
 
@@ -769,6 +770,7 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	n = h->nev;
 	memcpy(serial, h->ev_serial, n * sizeof(serial[0]));
 	memcpy(when, h->ev_time, n * sizeof(when[0]));
+	memcpy(source, h->ev_source, n * sizeof(source[0]));
 	h->nev = 0;
 	pthread_mutex_unlock(&h->ev_lock);
 	if (n == 0)
@@ -787,7 +789,7 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	}
 	for (i = 0; i < n; i++)
 		if ((r = rf_incident_evidence(
-			 &c, serial[i], NULL, when[i], &matched)) != 0)
+			 &c, serial[i], source[i], when[i], &matched)) != 0)
 			rf_http_log(h, "incident evidence", r);
 	if ((r = rf_store_commit(h->st)) != 0) {
 		rf_http_log(h, "incident evidence", r);
