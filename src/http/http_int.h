@@ -310,6 +310,14 @@ void rf_http_limits_free(struct rf_http_limits *l);
 int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
     const struct sockaddr_storage *peer, size_t leaf_bytes, uint64_t now_ms,
     int64_t day);
+/*
+ * Start the day's count from the record: the bytes of today's leaves of
+ * anonymous signatures (every signature by the TLS key, the on-demand
+ * ones by the OCSP key; either id may be NULL), so that a restarted server
+ * does not grant the day's bytes again. now: seconds since the epoch.
+ */
+int rf_http_limits_seed(struct rf_http_limits *l, struct rf_audit *audit,
+    const char *tls_key_id, const char *ocsp_key_id, int64_t now) RF_WUR;
 /* What was refused so far, per budget; and bytes counted today. */
 void rf_http_limits_stats(struct rf_http_limits *l, uint64_t refused[2],
     uint64_t allowed[2], uint64_t *day_bytes);

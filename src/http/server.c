@@ -545,6 +545,12 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 		rf_http_log(h, "OCSP on-demand signing disabled", r);
 		rf_ocsp_responder_set_signer(h->resp, NULL);
 	}
+	/* The day's anonymous bytes so far count, across restarts. */
+	if ((r = rf_http_limits_seed(h->limits, audit,
+		 h->tls_key != NULL ? rf_key_id(h->tls_key) : NULL,
+		 h->od_key != NULL ? rf_key_id(h->od_key) : NULL, rf_now())) !=
+	    0)
+		goto out;
 
 	if ((h->w = calloc((size_t)h->nworkers, sizeof(*h->w))) == NULL) {
 		r = RF_ERR_ALLOC;
