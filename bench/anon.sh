@@ -7,11 +7,14 @@
 #   1. from one source, the day's bytes limit lifted: the rates forced;
 #   2. from 16 sources (127.0.0.x, each its own /32): the global budget;
 #   3. from one source with anon_audit_bytes_day scaled to the phase
-#      (the default's share of a day: default * SECONDS / 86400): the
-#      record's growth against that limit.
+#      (the default's share of a day: default * SECONDS / 86400, above
+#      the bytes phases 1 and 2 already added today): the record's growth
+#      against that share.
 # Counted from the audit record. Meanwhile a relying party, in a process
 # of its own from another source (127.0.0.2), asks a pre-signed OCSP
-# answer every 10 ms: its p99 (target <= 5 ms).
+# answer every 10 ms: its p99 (target <= 5 ms). RF_BENCH_LOAD_NICE=19 runs
+# the flooding client at the lowest priority, as if it ran elsewhere: on a
+# small shared host its own CPU use otherwise delays the relying party.
 #
 # usage: bench/anon.sh BUILD_DIR
 set -euo pipefail
@@ -105,7 +108,8 @@ phase() {
 	read -r t0 o0 b0 < <(anon)
 	python3 "$wire" "$port" rp "$secs" "$w/req1.der" 127.0.0.2 >"$w/rp.json" &
 	local rp=$!
-	stats=$(RF_WIRE_SOURCES=$srcs python3 "$wire" "$port" flood "$tport" \
+	stats=$(RF_WIRE_SOURCES=$srcs nice -n "${RF_BENCH_LOAD_NICE:-0}" \
+		python3 "$wire" "$port" flood "$tport" \
 		"$w/root.pem" "$secs" "$w/req256.der" "$w/req1.der")
 	wait "$rp"
 	rpst=$(cat "$w/rp.json")
@@ -113,7 +117,7 @@ phase() {
 	read -r t1 o1 b1 < <(anon)
 	python3 - "$stats" "$rpst" "$nsrc" "$secs" $((t1 - t0)) $((o1 - o0)) \
 		$((b1 - b0)) "$tls_rate" "$tls_src" "$ocsp_rate" "$ocsp_src" \
-		"$day" "$day_default" <<'PY'
+		"$day" "$day_default" "$day_scaled" <<'PY'
 import json, sys
 st, rp = json.loads(sys.argv[1]), json.loads(sys.argv[2])
 n, secs, t, o, b = int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
@@ -131,8 +135,9 @@ if day >= 1000000000:
     print("%-40s %12s %12s %12s %14d" % ("  anon_audit_bytes_day (default)", "", "", "", dflt))
 else:
     print("%-40s %12s %12s %12s %14d" % ("  record growth in the phase", "", "", "", b))
-    print("%-40s %12s %12s %12s %14d  %s" % ("  anon_audit_bytes_day scaled to it", "", "", "", day,
-          "held" if b <= day else "EXCEEDED"))
+    scaled = int(sys.argv[14])
+    print("%-40s %12s %12s %12s %14d  %s" % ("  anon_audit_bytes_day scaled to it", "", "", "", scaled,
+          "held" if b <= scaled else "EXCEEDED"))
 print("%-40s p50 %.2f, p99 %.2f, max %.2f ms (%d answers, %d bad): target p99 <= 5 ms %s" % (
       "  relying party OCSP, own process", rp["p50_ms"], rp["p99_ms"], rp["max_ms"],
       rp["ocsp"], rp["ocsp_bad"], "met" if 0 <= rp["p99_ms"] <= 5 else "MISSED"))
@@ -151,5 +156,8 @@ print("%-40s p50 %.2f, p99 %.2f, max %.2f ms (%d answers, %d bad)" % (
 PY
 phase 1 2000000000
 phase 16 2000000000
-phase 1 "$day_scaled"
+# A server counts the day's anonymous bytes already in the record: the
+# limit of this phase is those plus its scaled share.
+read -r _ _ used < <(anon)
+phase 1 $((used + day_scaled))
 printf 'load after: %s\n' "$(uptime | sed 's/.*load average: //')"
