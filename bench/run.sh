@@ -7,7 +7,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 out=$(mktemp /tmp/rf-bench-run.XXXXXX)
 trap 'rm -f "$out"' EXIT
 rc=0
-for b in issue custody crl ocsp audit audit_proofs incident anon assert visibility pool contain; do
+for b in issue custody crl ocsp audit audit_proofs audit_serve incident anon assert visibility pool contain; do
 	[ -f "$here/$b.sh" ] || continue
 	echo "== bench/$b.sh"
 	# What the previous benchmark left to write back is not this one's.

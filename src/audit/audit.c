@@ -510,10 +510,13 @@ search_unlocked(struct rf_audit *a, const struct rf_audit_query *q,
 int
 rf_audit_head(struct rf_audit *a, uint64_t *size, uint8_t root[RF_HASH_LEN])
 {
-	int r;
+	int r, own;
 
 	rf_audit_lock(a);
-	r = head_unlocked(a, size, root);
+	if ((r = rf_store_read_begin(a->st, &own)) == 0) {
+		r = head_unlocked(a, size, root);
+		rf_store_read_end(a->st, own);
+	}
 	rf_audit_unlock(a);
 	return r;
 }
@@ -557,10 +560,17 @@ rf_audit_prove_inclusion(struct rf_audit *a, uint64_t index, uint64_t size,
     uint8_t leaf[RF_HASH_LEN], uint8_t root[RF_HASH_LEN],
     uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
 {
-	int r;
+	int r, own;
 
+	*proof = NULL;
+	*plen = 0;
 	rf_audit_lock(a);
-	r = prove_inclusion_unlocked(a, index, size, leaf, root, proof, plen);
+	/* The size, the root and the path from one snapshot of the record. */
+	if ((r = rf_store_read_begin(a->st, &own)) == 0) {
+		r = prove_inclusion_unlocked(
+		    a, index, size, leaf, root, proof, plen);
+		rf_store_read_end(a->st, own);
+	}
 	rf_audit_unlock(a);
 	return r;
 }
@@ -570,11 +580,16 @@ rf_audit_prove_consistency(struct rf_audit *a, uint64_t size1, uint64_t size2,
     uint8_t root1[RF_HASH_LEN], uint8_t root2[RF_HASH_LEN],
     uint8_t (**proof)[RF_HASH_LEN], size_t *plen)
 {
-	int r;
+	int r, own;
 
+	*proof = NULL;
+	*plen = 0;
 	rf_audit_lock(a);
-	r = prove_consistency_unlocked(
-	    a, size1, size2, root1, root2, proof, plen);
+	if ((r = rf_store_read_begin(a->st, &own)) == 0) {
+		r = prove_consistency_unlocked(
+		    a, size1, size2, root1, root2, proof, plen);
+		rf_store_read_end(a->st, own);
+	}
 	rf_audit_unlock(a);
 	return r;
 }

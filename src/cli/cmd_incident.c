@@ -126,6 +126,21 @@ print_sighting(void *arg, const struct rf_sighting_rec *g)
 	return 0;
 }
 
+/* The same, for status --json: an array of objects. */
+static int
+json_sighting(void *arg, const struct rf_sighting_rec *g)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:I, s:I, s:I, s:b, s:b}",
+	    "serial", g->serial, "credential", g->is_new ? "new" : "old",
+	    "source", g->source, "count", (json_int_t)g->count, "first",
+	    (json_int_t)g->first, "last", (json_int_t)g->last,
+	    "after_reestablished", g->after_reestablished, "acked", g->acked);
+
+	if (o == NULL || json_array_append_new(arg, o) != 0)
+		return RF_ERR_ALLOC;
+	return 0;
+}
+
 /* The progress of a running (or the last) contain / close. */
 static int
 progress_get(const struct rf_incident_ctx *c, int64_t id, const char *cmd,
@@ -201,7 +216,7 @@ static int
 status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 {
 	struct rf_incident_status s;
-	json_t *j;
+	json_t *j, *g;
 	int r, i;
 
 	if ((r = rf_incident_status(c, id, &s)) != 0)
@@ -221,6 +236,15 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 			    json_integer((json_int_t)s.sightings));
 			json_object_set_new(j, "sightings_unacked",
 			    json_integer((json_int_t)s.unacked));
+			/* The newest ten, as the text shows them. */
+			r = RF_ERR_ALLOC;
+			if ((g = json_array()) == NULL ||
+			    json_object_set_new(j, "sighting_list", g) != 0 ||
+			    (r = rf_store_sighting_foreach(
+				 c->st, id, 10, json_sighting, g)) != 0) {
+				json_decref(j);
+				return cli_fail(r);
+			}
 			progress_json(c, id, "contain", j);
 			progress_json(c, id, "close", j);
 		}

@@ -63,6 +63,7 @@ struct rf_http_worker {
 #define RF_HTTP_QUIET_MS 1000 /* store quiet this long before CRL/OCSP work */
 
 #define RF_HTTP_EVIDENCE_MAX 4096
+#define RF_HTTP_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
 
 struct rf_http {
 	/*
@@ -76,6 +77,7 @@ struct rf_http {
 	size_t nev;
 	char ev_serial[RF_HTTP_EVIDENCE_MAX][41];
 	int64_t ev_time[RF_HTTP_EVIDENCE_MAX];
+	char ev_source[RF_HTTP_EVIDENCE_MAX][RF_HTTP_ADDR_MAX]; /* "" unknown */
 	uint64_t last_watch_ms;
 	const struct rf_config *cfg;
 	struct rf_store *st; /* maintenance thread */
@@ -310,9 +312,23 @@ void rf_http_limits_free(struct rf_http_limits *l);
 int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
     const struct sockaddr_storage *peer, size_t leaf_bytes, uint64_t now_ms,
     int64_t day);
+/*
+ * Start the day's count from the record: the bytes of today's leaves of
+ * anonymous signatures (every signature by the TLS key, the on-demand
+ * ones by the OCSP key; either id may be NULL), so that a restarted server
+ * does not grant the day's bytes again. now: seconds since the epoch.
+ */
+int rf_http_limits_seed(struct rf_http_limits *l, struct rf_audit *audit,
+    const char *tls_key_id, const char *ocsp_key_id, int64_t now) RF_WUR;
 /* What was refused so far, per budget; and bytes counted today. */
 void rf_http_limits_stats(struct rf_http_limits *l, uint64_t refused[2],
     uint64_t allowed[2], uint64_t *day_bytes);
+/*
+ * The source address of a peer as text, without the port: "192.0.2.7",
+ * "2001:db8::7" (an IPv4-mapped IPv6 address as IPv4); "" when unknown.
+ */
+void rf_http_peer_addr(
+    const struct sockaddr_storage *ss, char out[RF_HTTP_ADDR_MAX]);
 /* Bytes of the audit leaf a "sign" event with these fields adds. */
 size_t rf_http_sign_leaf_bytes(const char *key_id, const char *what,
     const char *ref, size_t digest_len, const struct rf_actor *who);

@@ -16,11 +16,13 @@
  * per UTC day, and past cfg->anon_audit_bytes_day nothing more is signed
  * for anonymous peers until the day rolls over.
  */
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/rand.h>
 
 #include "audit/audit.h"
@@ -137,6 +139,25 @@ prefix_of(const struct sockaddr_storage *ss, uint8_t p[8], uint8_t *v6)
 	return 1;
 }
 
+void
+rf_http_peer_addr(const struct sockaddr_storage *ss, char out[RF_HTTP_ADDR_MAX])
+{
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+	uint8_t p[8], v6;
+
+	out[0] = '\0';
+	if (prefix_of(ss, p, &v6) == 0)
+		return;
+	if (ss->ss_family == AF_INET)
+		inet_ntop(AF_INET, &s4->sin_addr, out, RF_HTTP_ADDR_MAX);
+	else if (!v6) /* IPv4-mapped: the IPv4 address it carries */
+		inet_ntop(
+		    AF_INET, s6->sin6_addr.s6_addr + 12, out, RF_HTTP_ADDR_MAX);
+	else
+		inet_ntop(AF_INET6, &s6->sin6_addr, out, RF_HTTP_ADDR_MAX);
+}
+
 static size_t
 slot_of(const struct rf_http_limits *l, const uint8_t p[8], uint8_t v6)
 {
@@ -196,6 +217,70 @@ rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget which,
 		b->refused++;
 	pthread_mutex_unlock(&l->lock);
 	return ok;
+}
+
+struct seed_ctx {
+	int ondemand_only; /* the OCSP key: only its on-demand signatures */
+	uint64_t bytes;
+};
+
+static int
+seed_leaf(void *arg, const struct rf_leaf_rec *lf)
+{
+	struct seed_ctx *c = arg;
+	json_t *j;
+	const char *ref;
+
+	if (lf->type == NULL || strcmp(lf->type, "sign") != 0)
+		return 0;
+	if (c->ondemand_only) {
+		/* Pre-signed answers are the server's own work: skip them
+		 * without parsing unless the leaf can be on-demand. */
+		if (memmem(lf->data, lf->len, "on-demand", 9) == NULL ||
+		    (j = json_loadb(
+			 (const char *)lf->data, lf->len, 0, NULL)) == NULL)
+			return 0;
+		ref = json_string_value(json_object_get(j, "ref"));
+		if (ref == NULL || strncmp(ref, "on-demand", 9) != 0) {
+			json_decref(j);
+			return 0;
+		}
+		json_decref(j);
+	}
+	c->bytes += lf->len;
+	return 0;
+}
+
+int
+rf_http_limits_seed(struct rf_http_limits *l, struct rf_audit *audit,
+    const char *tls_key_id, const char *ocsp_key_id, int64_t now)
+{
+	struct rf_audit_query q;
+	struct seed_ctx c = {0, 0};
+	int r;
+
+	memset(&q, 0, sizeof(q));
+	q.since = now - now % 86400;
+	if (tls_key_id != NULL) {
+		q.key_id = tls_key_id;
+		if ((r = rf_audit_search(audit, &q, seed_leaf, &c)) != 0)
+			return r;
+	}
+	if (ocsp_key_id != NULL) {
+		c.ondemand_only = 1;
+		q.key_id = ocsp_key_id;
+		if ((r = rf_audit_search(audit, &q, seed_leaf, &c)) != 0)
+			return r;
+	}
+	pthread_mutex_lock(&l->lock);
+	if (l->day != now / 86400) {
+		l->day = now / 86400;
+		l->day_bytes = 0;
+	}
+	if (c.bytes > l->day_bytes)
+		l->day_bytes = c.bytes;
+	pthread_mutex_unlock(&l->lock);
+	return 0;
 }
 
 void

@@ -14,9 +14,14 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "http/http_int.h"
+
+/* The pool threads' nice value: below the workers (0). */
+#define RF_HTTP_POOL_NICE 10
 
 struct rf_http_pool {
 	struct rf_http *h;
@@ -76,6 +81,14 @@ pool_main(void *arg)
 	struct rf_http_pool *p = pw->h->pool;
 	struct rf_http_job *j;
 
+	/*
+	 * Proofs yield the CPU to the OCSP workers: on a busy host a pool
+	 * thread that shares a core with a worker would otherwise add its
+	 * time slices to the relying parties' latency (Linux: the nice
+	 * value is the thread's own; raising it needs no privilege).
+	 */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
+	    RF_HTTP_POOL_NICE); /* a failure costs latency, not answers */
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		while (p->head == NULL && !p->stop)

@@ -290,19 +290,23 @@ ocsp_reply(struct rf_http_worker *w, const struct rf_http_req *q,
 
 /* Note the serials of an answered request while an incident is open. */
 static void
-evidence_note(struct rf_http *h, const uint8_t *der, size_t len)
+evidence_note(struct rf_http *h, const struct sockaddr_storage *peer,
+    const uint8_t *der, size_t len)
 {
 	struct rf_ocsp_request q;
+	char src[RF_HTTP_ADDR_MAX];
 	int64_t now = rf_now();
 	size_t i;
 
 	if (rf_ocsp_request_parse(der, len, &q) != 0)
 		return;
+	rf_http_peer_addr(peer, src);
 	pthread_mutex_lock(&h->ev_lock);
 	for (i = 0; i < q.n && h->nev < RF_HTTP_EVIDENCE_MAX; i++) {
 		if (q.ids[i].serial[0] == '\0')
 			continue;
 		memcpy(h->ev_serial[h->nev], q.ids[i].serial, 41);
+		memcpy(h->ev_source[h->nev], src, sizeof(src));
 		h->ev_time[h->nev++] = now;
 	}
 	pthread_mutex_unlock(&h->ev_lock);
@@ -358,7 +362,7 @@ ocsp_answer(struct rf_http_worker *w, const struct rf_http_req *q,
 	}
 	if (ans->status == RF_OCSP_SUCCESSFUL &&
 	    __atomic_load_n(&h->watching, __ATOMIC_RELAXED))
-		evidence_note(h, der, len);
+		evidence_note(h, q->peer, der, len);
 	ocsp_reply(w, q, o, ans);
 }
 

@@ -546,6 +546,12 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 		rf_http_log(h, "OCSP on-demand signing disabled", r);
 		rf_ocsp_responder_set_signer(h->resp, NULL);
 	}
+	/* The day's anonymous bytes so far count, across restarts. */
+	if ((r = rf_http_limits_seed(h->limits, audit,
+		 h->tls_key != NULL ? rf_key_id(h->tls_key) : NULL,
+		 h->od_key != NULL ? rf_key_id(h->od_key) : NULL, rf_now())) !=
+	    0)
+		goto out;
 
 	if ((h->w = calloc((size_t)h->nworkers, sizeof(*h->w))) == NULL) {
 		r = RF_ERR_ALLOC;
@@ -754,6 +760,7 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	struct rf_incident_ctx c;
 	static char serial[RF_HTTP_EVIDENCE_MAX][41];
 	static int64_t when[RF_HTTP_EVIDENCE_MAX];
+	static char source[RF_HTTP_EVIDENCE_MAX][RF_HTTP_ADDR_MAX];
 	size_t n, i;
 	int open = 0, matched, r;
 
@@ -770,6 +777,7 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	n = h->nev;
 	memcpy(serial, h->ev_serial, n * sizeof(serial[0]));
 	memcpy(when, h->ev_time, n * sizeof(when[0]));
+	memcpy(source, h->ev_source, n * sizeof(source[0]));
 	h->nev = 0;
 	pthread_mutex_unlock(&h->ev_lock);
 	if (n == 0)
@@ -788,7 +796,7 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	}
 	for (i = 0; i < n; i++)
 		if ((r = rf_incident_evidence(
-			 &c, serial[i], NULL, when[i], &matched)) != 0)
+			 &c, serial[i], source[i], when[i], &matched)) != 0)
 			rf_http_log(h, "incident evidence", r);
 	if ((r = rf_store_commit(h->st)) != 0) {
 		rf_http_log(h, "incident evidence", r);

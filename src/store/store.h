@@ -318,6 +318,14 @@ int rf_store_leaf_search(struct rf_store *st, const char *key_id,
  * rf_audit_open) writes what is missing, once.
  */
 #define RF_STORE_NODE_LEVEL 4
+/*
+ * One read snapshot for the several queries of a root or proof: without
+ * it each query is a transaction of its own (a lock taken and released,
+ * the WAL index checked), which costs more than the query. Inside a
+ * transaction already, that one is the snapshot and *own is 0.
+ */
+int rf_store_read_begin(struct rf_store *st, int *own) RF_WUR;
+void rf_store_read_end(struct rf_store *st, int own);
 typedef void (*rf_store_node_hash_fn)(
     const uint8_t left[32], const uint8_t right[32], uint8_t out[32]);
 void rf_store_set_node_hash(struct rf_store *st, rf_store_node_hash_fn fn);

@@ -107,6 +107,31 @@ out:
 }
 
 int
+rf_store_read_begin(struct rf_store *st, int *own)
+{
+	int rc;
+
+	*own = 0;
+	if (!sqlite3_get_autocommit(st->db))
+		return 0;
+	/* Deferred: the read lock is taken by the first query and held. */
+	if ((rc = sqlite3_exec(st->db, "BEGIN", NULL, NULL, NULL)) != SQLITE_OK)
+		return st_fail(st, rc, "starting a read");
+	*own = 1;
+	return 0;
+}
+
+void
+rf_store_read_end(struct rf_store *st, int own)
+{
+	if (!own || sqlite3_get_autocommit(st->db))
+		return;
+	/* Nothing was written: ending it cannot lose anything. */
+	if (sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+int
 rf_store_leaf_hashes(struct rf_store *st, uint64_t lo, size_t max,
     uint8_t (*out)[32], size_t *got)
 {

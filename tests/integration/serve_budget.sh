@@ -8,7 +8,8 @@
 # anon_audit_bytes_day, both floods were refused past them (handshakes
 # failed; OCSP answered pre-signed), and the relying party got every answer (its p99 is
 # printed). Before the flood, a returning client resumes with its session
-# ticket five times and costs one signature in all. The server listens on
+# ticket five times and costs one signature in all; after it, a restarted
+# server still counts the day's bytes. The server listens on
 # 127.0.0.1, is bounded by --duration and is stopped by its PID.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -127,5 +128,25 @@ openssl ocsp -issuer "$h/issuing.pem" -cert "$h/cert.pem" -no_nonce \
 kill "$server"
 wait "$server" 2>/dev/null || true
 server=""
+# A restarted server counts the day's bytes from the record: past them, it
+# grants no full handshake either.
+if [ "$((b2 - b0 + 600))" -gt "$RINGFENCE_ANON_AUDIT_BYTES_DAY" ]; then
+	"$RINGFENCE" serve --port "$port" --tls-port "$tport" --duration 60 \
+		2>>"$h/serve.log" &
+	server=$!
+	for _ in $(seq 100); do
+		curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" && break
+		sleep 0.1
+	done
+	for _ in 1 2 3; do
+		curl -sf --cacert "$h/root.pem" "https://127.0.0.1:$tport/healthz" >/dev/null 2>&1 &&
+			fail "a restarted server granted a full handshake past the day's bytes"
+	done
+	read -r t3 o3 b3 < <(anon)
+	[ "$b3" -eq "$b2" ] || fail "after a restart anonymous leaves added $((b3 - b2)) bytes past the day's"
+	kill "$server"
+	wait "$server" 2>/dev/null || true
+	server=""
+fi
 rf audit verify >/dev/null || fail "audit verify"
 echo "serve_budget: relying party p99 $(field rp_p99_ms) ms"

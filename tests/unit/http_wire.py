@@ -10,6 +10,7 @@ usage: http_wire.py PORT pipeline PATH COUNT
        http_wire.py PORT flood TLSPORT CAFILE SECONDS REQ256 REQ1
        http_wire.py PORT proofs CLIENTS SECONDS REQ1 PATH
        http_wire.py PORT audit_pipeline
+       http_wire.py PORT rp SECONDS REQ1 [SOURCE]  (a relying party, timed)
 
 Each mode exits 0 when the server behaved, or prints one line saying what
 was wrong and exits 1.
@@ -393,14 +394,11 @@ def proofs(port, clients, secs, req1, path):
                 bump("proof_200" if got[0] == 200 else "proof_other")
 
     def rp_loop():
-        s = connect(port)
-        r = Reader(s)
-        while time.monotonic() < end:
-            t0 = time.monotonic()
-            v = ocsp_post(s, r, der1)
-            lat.append(time.monotonic() - t0)
-            bump("ocsp_ok" if v == 100 else "ocsp_bad")
-            time.sleep(0.01)
+        got, bad = timed_ocsp(port, der1, end)
+        lat.extend(got)
+        with lock:
+            st["ocsp_ok"] += len(got) - bad
+            st["ocsp_bad"] += bad
 
     th = [threading.Thread(target=proof_loop) for _ in range(clients)]
     th.append(threading.Thread(target=rp_loop))
@@ -412,6 +410,50 @@ def proofs(port, clients, secs, req1, path):
     st["ocsp_p99_ms"] = round(1000 * lat[int(len(lat) * 0.99) - 1], 2) \
         if lat else -1
     print(json.dumps(st))
+
+
+def timed_ocsp(port, der1, end, source=None):
+    """A relying party on one connection until end (from source, an
+    address of this host, if given): the pre-signed OCSP request der1
+    every 10 ms, each timed. Returns (latencies, bad)."""
+    def rp_connect():
+        if source is None:
+            return connect(port)
+        c = socket.create_connection(("127.0.0.1", port), timeout=10,
+                                     source_address=(source, 0))
+        c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return c
+    lat = []
+    bad = 0
+    s = rp_connect()
+    r = Reader(s)
+    while time.monotonic() < end:
+        t0 = time.monotonic()
+        v = ocsp_post(s, r, der1)
+        lat.append(time.monotonic() - t0)
+        if v != 100:
+            bad += 1
+            if v < 0:
+                s = rp_connect()
+                r = Reader(s)
+        time.sleep(0.01)
+    return lat, bad
+
+
+def rp(port, secs, req1, source=None):
+    """One relying party (timed_ocsp) for secs. Prints one JSON line:
+    answers, bad answers and the latency's p50, p99 and maximum in ms. Its
+    own process, so that no load generator shares its interpreter."""
+    import json
+    lat, bad = timed_ocsp(port, open(req1, "rb").read(),
+                          time.monotonic() + secs, source)
+    lat.sort()
+
+    def q(f):
+        return round(1000 * lat[max(0, int(len(lat) * f) - 1)], 2) \
+            if lat else -1
+    print(json.dumps({"ocsp": len(lat), "ocsp_bad": bad, "p50_ms": q(0.5),
+                      "p99_ms": q(0.99), "max_ms": q(1.0)}))
 
 
 def audit_pipeline(port):
@@ -464,6 +506,9 @@ def main():
                sys.argv[6])
     elif mode == "audit_pipeline":
         audit_pipeline(port)
+    elif mode == "rp":
+        rp(port, float(sys.argv[3]), sys.argv[4],
+           sys.argv[5] if len(sys.argv) > 5 else None)
     elif mode == "smuggle":
         global TLS_CA
         TLS_CA = sys.argv[3] if len(sys.argv) > 3 else None

@@ -2,7 +2,7 @@
  * serve's budgets (src/http/limits.c) on their own: per-source buckets
  * (IPv4 /32, IPv6 /64, IPv4-mapped as IPv4), the global bucket across
  * sources, refill with time, the bytes a day and their roll-over, and
- * the leaf size counted for a signature.
+ * the leaf size counted for a signature, and a peer's source address.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -174,6 +174,36 @@ test_leaf_bytes(void **state)
 	    32);
 }
 
+/* A sighting's source address: IPv4, IPv6, IPv4-mapped, unknown. */
+static void
+test_peer_addr(void **state)
+{
+	static const char *const cases[][2] = {
+	    {"192.0.2.7", "192.0.2.7"},
+	    {"2001:db8:1:2::7", "2001:db8:1:2::7"},
+	    {"::ffff:198.51.100.9", "198.51.100.9"},
+	    {"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+		"ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"},
+	};
+	struct sockaddr_storage ss;
+	char a[RF_HTTP_ADDR_MAX];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ss = strchr(cases[i][0], ':') != NULL ? v6(cases[i][0])
+						      : v4(cases[i][0]);
+		rf_http_peer_addr(&ss, a);
+		assert_string_equal(a, cases[i][1]);
+	}
+	memset(&ss, 0, sizeof(ss));
+	ss.ss_family = AF_UNIX;
+	rf_http_peer_addr(&ss, a);
+	assert_string_equal(a, "");
+	rf_http_peer_addr(NULL, a);
+	assert_string_equal(a, "");
+}
+
 int
 main(void)
 {
@@ -183,6 +213,7 @@ main(void)
 	    cmocka_unit_test(test_global),
 	    cmocka_unit_test(test_day_bytes),
 	    cmocka_unit_test(test_leaf_bytes),
+	    cmocka_unit_test(test_peer_addr),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
