@@ -16,6 +16,8 @@ fail() {
 	[ -f "$log" ] && sed 's/^/  serve: /' "$log" >&2
 	exit 1
 }
+# A command that fails outside an `|| fail` (set -e) says where.
+trap 'echo "$cname: FAIL: line $LINENO: $BASH_COMMAND" >&2' ERR
 freeport() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
