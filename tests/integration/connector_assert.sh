@@ -79,7 +79,7 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 
 # Serve, with a small bucket on acme/rate's... connections (burst 4) and
 # the webhook pointing at a receiver that is not up yet.
-hport=$(freeport)
+hport=$(lateport)
 export RINGFENCE_CONN_BURST=4 RINGFENCE_ALERT_WEBHOOK="http://127.0.0.1:$hport/hook"
 serve_up 240 "$hport"
 
