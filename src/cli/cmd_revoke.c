@@ -98,11 +98,10 @@ cmd_revoke(struct rf_cli *cli, int argc, char **argv)
 		 req.tenant != NULL ? "revoke tenant" : "revoke key",
 		 cli->json ? RF_PROGRESS_JSON : RF_PROGRESS_AUTO, &prog)) != 0)
 		return cli_fail(r);
-	rf_progress_phase(prog, "revoke and publish", matched);
+	/* rf_revoke moves it through its phases: commit, OCSP, CRLs. */
+	req.progress = prog;
 	r = rf_revoke(&cli->cfg, cli->store, cli->keys, cli->ca, cli->audit,
 	    &req, &cli->who, &revoked);
-	if (r == 0)
-		rf_progress_add(prog, matched > 0 ? matched : revoked);
 	snprintf(msg, sizeof(msg), "%s", r != 0 ? rf_err_msg(r) : "");
 	rf_progress_finish(prog);
 	rf_progress_free(prog);

@@ -522,6 +522,47 @@ out:
 }
 
 /*
+ * Step 1c, issuer scope: serve's HTTPS certificate (CA record "tls", in the
+ * certificate table like any other) is revoked (cACompromise) when the
+ * compromised CA issued it; serial receives it, "" when it was not.
+ * Idempotent.
+ */
+static int
+contain_revoke_tls(const struct rf_incident_ctx *c, int64_t id,
+    const char *name, char serial[41])
+{
+	struct rf_ca_rec tls;
+	const char *s[1];
+	size_t changed = 0;
+	int r;
+
+	serial[0] = '\0';
+	memset(&tls, 0, sizeof(tls));
+	if ((r = rf_store_ca_get(c->st, "tls", &tls)) == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0; /* serve never ran: nothing to revoke */
+	}
+	if (r != 0)
+		return r;
+	if (strcmp(tls.parent, name) != 0)
+		goto out;
+	s[0] = tls.serial;
+	if ((r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit, s,
+		 1, RF_CRL_REASON_CA_COMPROMISE, c->who, &changed)) != 0)
+		goto out;
+	snprintf(serial, 41, "%s", tls.serial);
+	if (changed > 0)
+		r = event(c, id, "revoke-tls",
+		    "serve's HTTPS certificate %s, issued by %s, revoked "
+		    "(cACompromise); serve makes a new one from the new "
+		    "issuing CA when it starts again",
+		    tls.serial, name);
+out:
+	rf_ca_rec_clear(&tls);
+	return r;
+}
+
+/*
  * A connection's previous credential (recorded when the incident opened) is
  * in scope too: for a tenant, connection or all scope (the connection is
  * compromised, whatever key it used before), and for an issuer scope when
@@ -1327,7 +1368,9 @@ rf_incident_contain(
 		snprintf(
 		    rep->new_issuer, sizeof(rep->new_issuer), "%s", newname);
 		if ((r = rf_store_incident_update(c->st, &inc)) != 0 ||
-		    (r = contain_revoke_ca(c, id, inc.scope + 7)) != 0)
+		    (r = contain_revoke_ca(c, id, inc.scope + 7)) != 0 ||
+		    (r = contain_revoke_tls(
+			 c, id, inc.scope + 7, rep->tls_revoked)) != 0)
 			goto out;
 	}
 	/*

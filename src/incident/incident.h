@@ -87,6 +87,10 @@ struct rf_contain_report {
 	 * destruction of the old keys after it (its own phase: the old
 	 * keys are disabled, so they no longer sign, before it starts). */
 	double contain_s, destroy_s;
+	/* Issuer scope: serve's HTTPS certificate was issued by the
+	 * compromised CA and is revoked (serial); serve makes a new one from
+	 * the new issuing CA when it starts again. "" when not. */
+	char tls_revoked[41];
 };
 
 /*

@@ -22,11 +22,14 @@
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "ocsp/ocsp.h"
+#include "common/progress.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
 
 /* Upper bound on one revocation: far above any tenant's certificates. */
 #define REVOKE_MAX (4u * 1024 * 1024)
+/* OCSP responses signed per request while progress is shown. */
+#define OCSP_PART 1000
 
 struct target {
 	char serial[41];
@@ -303,7 +306,8 @@ out:
 static int
 revoke_ocsp_issuer(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
-    const char *issuer, const struct rf_actor *who)
+    const char *issuer, const struct rf_actor *who,
+    struct rf_progress *progress)
 {
 	struct rf_ocsp_signer *s = NULL;
 	struct rf_ocsp_status *stv = NULL;
@@ -311,7 +315,7 @@ revoke_ocsp_issuer(const struct rf_config *cfg, struct rf_store *st,
 	struct rf_key *okey;
 	X509 *ocert, *icert;
 	char oname[64];
-	size_t i, n = 0;
+	size_t i, b, n = 0;
 	int r = RF_ERR_INTERNAL;
 
 	rf_ca_ocsp_name(issuer, oname);
@@ -338,9 +342,15 @@ revoke_ocsp_issuer(const struct rf_config *cfg, struct rf_store *st,
 		n++;
 	}
 	if ((r = rf_ocsp_signer_new(
-		 cfg, st, keys, okey, ocert, icert, issuer, &s)) != 0 ||
-	    (r = rf_ocsp_presign(s, stv, n, who)) != 0)
+		 cfg, st, keys, okey, ocert, icert, issuer, &s)) != 0)
 		goto out;
+	/* In parts, so that progress moves while thousands are signed. */
+	for (i = 0; i < n; i += b) {
+		b = n - i < OCSP_PART ? n - i : OCSP_PART;
+		if ((r = rf_ocsp_presign(s, &stv[i], b, who)) != 0)
+			goto out;
+		rf_progress_add(progress, b);
+	}
 	r = 0;
 out:
 	rf_cert_rec_clear(&c);
@@ -364,15 +374,15 @@ first_of_issuer(const struct targets *t, size_t i)
 static int
 revoke_ocsp(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
-    const struct rf_actor *who)
+    const struct rf_actor *who, struct rf_progress *progress)
 {
 	size_t i;
 	int r;
 
 	for (i = 0; i < t->n; i++)
 		if (first_of_issuer(t, i) &&
-		    (r = revoke_ocsp_issuer(
-			 cfg, st, keys, ca, t, t->v[i].issuer, who)) != 0)
+		    (r = revoke_ocsp_issuer(cfg, st, keys, ca, t,
+			 t->v[i].issuer, who, progress)) != 0)
 			return r;
 	return 0;
 }
@@ -414,6 +424,7 @@ revoke_run(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
     const struct selection *sel, const struct rf_actor *who, size_t *revoked)
 {
+	struct rf_progress *p = sel->req->progress;
 	struct targets t = {0};
 	size_t changed = 0;
 	char msg[256];
@@ -424,13 +435,16 @@ revoke_run(const struct rf_config *cfg, struct rf_store *st,
 		return rf_err_set(RF_ERR_ARG, "revoke: no audit record");
 	if ((r = reason_check(sel->req->reason)) != 0)
 		return r;
+	rf_progress_phase(p, "select and commit", 0);
 	if ((r = revoke_commit(st, audit, sel, &t, who, &changed)) != 0)
 		goto out;
 	*revoked = changed;
 	rf_test_point("revoke-committed");
 	/* Committed: from here an error asks for a retry, which repairs. */
-	if ((r = revoke_ocsp(cfg, st, keys, ca, &t, who)) != 0 ||
-	    (r = revoke_crls(cfg, st, keys, ca, &t, who)) != 0) {
+	rf_progress_phase(p, "re-sign OCSP responses", t.n);
+	if ((r = revoke_ocsp(cfg, st, keys, ca, &t, who, p)) == 0)
+		rf_progress_phase(p, "regenerate CRLs", 0);
+	if (r != 0 || (r = revoke_crls(cfg, st, keys, ca, &t, who)) != 0) {
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 		r = rf_err_set(r,
 		    "revocation committed, but publishing it "

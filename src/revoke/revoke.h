@@ -51,11 +51,15 @@ int rf_crl_reason_parse(const char *name, int *reason) RF_WUR;
 const char *rf_crl_reason_name(int reason);
 
 /* What to revoke: exactly one of serial, tenant, key_id. */
+struct rf_progress;
+
 struct rf_revoke_req {
 	const char *serial; /* hex; case, leading zeros and ':' ignored */
 	const char *tenant; /* every certificate of the tenant */
 	const char *key_id; /* every certificate with this SPKI SHA-256 */
 	int reason;	    /* enum rf_crl_reason; removeFromCRL refused */
+	/* Optional: phases and counts while it runs (common/progress.h). */
+	struct rf_progress *progress;
 };
 
 /*

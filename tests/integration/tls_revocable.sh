@@ -94,4 +94,23 @@ served_cert "$h/tls2.pem"
 hex2=$(openssl x509 -in "$h/tls2.pem" -noout -serial | sed 's/^serial=//')
 [ "$hex2" != "$hex" ] || fail "the revoked HTTPS certificate is still served"
 stop
+
+# Incidents cover it (issue 13 item 8): contain of an issuer scope revokes
+# the HTTPS certificate that CA issued, says so and what to do, and the
+# next start serves one from the new issuing CA.
+serial2=$(echo "$hex2" | tr 'A-F' 'a-f' | sed 's/^0*//')
+rf tenant add acme >/dev/null
+rf issue --tenant acme --connection app --profile client --keygen ec-p256 >/dev/null 2>&1
+inc=$(rf incident open --scope issuer:issuing --reason "issuing key exposed" 2>/dev/null)
+out=$(rf incident contain "$inc")
+echo "$out" | grep -q "HTTPS certificate $serial2 .* revoked: restart 'ringfence serve'" ||
+	fail "contain does not say the HTTPS certificate is revoked: $out"
+[ "$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT revoked || '/' || reason FROM certs WHERE serial = '$serial2'")" = "1/2" ] ||
+	fail "the HTTPS certificate is not revoked with cACompromise"
+start
+served_cert "$h/tls3.pem"
+stop
+rf cert ca "issuing-inc$inc" >"$h/newiss.pem"
+openssl verify -CAfile "$h/root.pem" -untrusted "$h/newiss.pem" "$h/tls3.pem" >/dev/null ||
+	fail "the new HTTPS certificate does not verify under the new issuing CA"
 echo "tls_revocable: OK"
