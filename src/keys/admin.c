@@ -477,6 +477,7 @@ custody_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		return rv;
 	if ((c->found = h != CK_INVALID_HANDLE) == 0)
 		return CKR_OK;
+	c->h = h;
 	for (i = 0; i < 5; i++)
 		if ((rv = keys_get_bool(keys->f, s, h, types[i], &c->v[i])) !=
 		    CKR_OK)

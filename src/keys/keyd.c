@@ -242,6 +242,10 @@ key_get(struct keyd *kd, const char *id, struct rf_key **out)
 			return rf_key_dup(kd->kcache[i], out);
 	if ((r = rf_keys_load(kd->keys, id, &k)) != 0)
 		return r;
+	/* Its copies then sign without searching the token. A key that
+	 * may not sign is kept too: signing with it fails as it should. */
+	if (rf_keys_check(kd->keys, k) != 0)
+		rf_err_clear();
 	if ((r = rf_key_dup(k, out)) != 0) {
 		rf_key_free(k);
 		return r;

@@ -46,6 +46,11 @@ int rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n,
  * fails and says so. */
 void rf_keys_forget_pin(struct rf_keys *keys);
 
+/* sign.c: check once that the token lets key sign, and remember its
+ * object for signing (keyd primes the keys it keeps, whose copies then
+ * sign without a token search). */
+int rf_keys_check(struct rf_keys *keys, struct rf_key *key) RF_WUR;
+
 /* keyd.c: decode a request frame as keyd would, acting on nothing
  * (fuzzing). */
 int rf_keyd_decode(const uint8_t *frame, size_t len) RF_WUR;

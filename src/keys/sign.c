@@ -198,6 +198,8 @@ struct sign_sess {
 	CK_OBJECT_HANDLE h;  /* CK_INVALID_HANDLE: not looked up yet */
 	CK_RV rv;	     /* the last token return value */
 	int retried;	     /* a lost session was reopened once already */
+	int cached;	     /* h is the key's remembered handle */
+	int uncached;	     /* which proved stale: search from now on */
 };
 
 /*
@@ -212,6 +214,14 @@ sign_range(struct sign_job *job, struct sign_sess *ss, size_t i, size_t to)
 
 	for (;;) {
 		ss->rv = CKR_OK;
+		/* The handle key_check found, while its generation lasts. */
+		ss->cached = 0;
+		if (ss->h == CK_INVALID_HANDLE && !ss->uncached &&
+		    job->key->checked &&
+		    job->key->hgen == keys_module_gen(keys)) {
+			ss->h = job->key->h;
+			ss->cached = 1;
+		}
 		if (ss->h == CK_INVALID_HANDLE) {
 			ss->rv =
 			    keys_find_object(keys->f, ss->s, CKO_PRIVATE_KEY,
@@ -227,6 +237,16 @@ sign_range(struct sign_job *job, struct sign_sess *ss, size_t i, size_t to)
 				i++;
 		if (ss->rv == CKR_OK)
 			return r;
+		/* A remembered handle ends with the login (SoftHSM forgets
+		 * private objects' handles when the last session closes):
+		 * search for the object once before saying it is gone. */
+		if (ss->cached &&
+		    (ss->rv == CKR_KEY_HANDLE_INVALID ||
+			ss->rv == CKR_OBJECT_HANDLE_INVALID)) {
+			ss->uncached = 1;
+			ss->h = CK_INVALID_HANDLE;
+			continue;
+		}
 		if (!keys_session_lost(ss->rv) || ss->retried)
 			return sign_err(job->key, ss->rv);
 		/* Reopen and retry once, from the item that failed. */
@@ -286,7 +306,8 @@ static void *
 sign_worker(void *varg)
 {
 	struct sign_job *job = varg;
-	struct sign_sess ss = {CK_INVALID_HANDLE, CK_INVALID_HANDLE, CKR_OK, 0};
+	struct sign_sess ss = {
+	    .s = CK_INVALID_HANDLE, .h = CK_INVALID_HANDLE, .rv = CKR_OK};
 	size_t from, to;
 	int r;
 
@@ -512,13 +533,54 @@ sign_prep_free(struct sign_prep *p)
 	memset(p, 0, sizeof(*p));
 }
 
+/*
+ * The token holds key's private object with CKA_SIGN true. Checked once
+ * per key and module generation: the object cannot change (it is made
+ * unmodifiable) and its handle is remembered for signing (sign_range);
+ * a destroyed object then fails at C_SignInit, as a missing one does.
+ */
+static int
+key_check(struct rf_keys *keys, struct rf_key *key)
+{
+	struct custody_arg c;
+	unsigned long gen;
+	int r;
+
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
+	gen = keys_module_gen(keys);
+	keys_unlock();
+	if (key->checked && key->hgen == gen)
+		return 0;
+	if ((r = keys_custody(
+		 keys, key->id, key->tid, key->tidlen, key->sh, -1, &c)) != 0)
+		return r;
+	if (!c.v[4])
+		return sign_err(key, CKR_KEY_FUNCTION_NOT_PERMITTED);
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
+	/* A handle found before a re-initialisation is not kept. */
+	key->checked = keys_module_gen(keys) == gen;
+	keys_unlock();
+	key->h = c.h;
+	key->hgen = gen;
+	return 0;
+}
+
+int
+rf_keys_check(struct rf_keys *keys, struct rf_key *key)
+{
+	if (keys == NULL || key == NULL || keys->kc != NULL)
+		return rf_err_set(RF_ERR_ARG, "no key to check");
+	return key_check(keys, key);
+}
+
 static int
 sign_prepare(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, int prehashed,
     const struct rf_actor *who, struct rf_sig *sigs, struct sign_prep *p)
 {
 	const EVP_MD *md;
-	struct custody_arg c;
 	unsigned int dlen = 0;
 	int r;
 	size_t i;
@@ -555,11 +617,8 @@ sign_prepare(struct rf_keys *keys, struct rf_key *key,
 	}
 	/* A disabled or missing key produces no audit leaves. */
 	if ((r = keys_key_usable(keys, key)) != 0 ||
-	    (r = keys_custody(
-		 keys, key->id, key->tid, key->tidlen, key->sh, -1, &c)) != 0)
+	    (r = key_check(keys, key)) != 0)
 		return r;
-	if (!c.v[4])
-		return sign_err(key, CKR_KEY_FUNCTION_NOT_PERMITTED);
 	md = rf_key_alg_md(key->alg);
 	if ((p->dig = calloc(n, sizeof(*p->dig))) == NULL ||
 	    (p->hex = calloc(n, sizeof(*p->hex))) == NULL ||

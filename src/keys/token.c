@@ -678,6 +678,12 @@ keys_rdlock(struct rf_keys *keys)
 	return r;
 }
 
+unsigned long
+keys_module_gen(const struct rf_keys *keys)
+{
+	return keys->mod->gen;
+}
+
 void
 keys_unlock(void)
 {

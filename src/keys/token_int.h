@@ -64,6 +64,12 @@ struct rf_key {
 	enum rf_key_alg alg;
 	EVP_PKEY *pub;
 	int sh; /* the token holding it */
+	/* Checked once (keys_key_checked): CKA_SIGN true on the private key
+	 * object h, in module generation hgen. Key objects are made
+	 * unmodifiable, so the check holds while the handle does. */
+	CK_OBJECT_HANDLE h;
+	unsigned long hgen;
+	int checked;
 };
 
 /*
@@ -94,6 +100,7 @@ struct custody_arg {
 	size_t idlen;
 	int found;
 	int v[5]; /* sensitive, extractable, always s., never e., sign */
+	CK_OBJECT_HANDLE h; /* the private key object found */
 };
 
 /* token.c */
@@ -129,6 +136,9 @@ int keys_with_session(
     struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp) RF_WUR;
 /* Take module_rw for reading, for a use of the module by keys. */
 int keys_rdlock(struct rf_keys *keys) RF_WUR;
+/* The module's generation (under keys_rdlock): handles of an older one
+ * are void. */
+unsigned long keys_module_gen(const struct rf_keys *keys);
 void keys_unlock(void);
 /* An idle session with token sh from the pool, or a new one. */
 int keys_session_get(
