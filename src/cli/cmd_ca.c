@@ -15,6 +15,7 @@
 
 #include "cli/cli.h"
 #include "connector/connector.h"
+#include "revoke/revoke.h"
 #include "store/store_incident.h"
 
 struct opt {
@@ -497,10 +498,14 @@ static int
 cert_show(struct rf_cli *cli, const char *serial)
 {
 	struct rf_cert_rec c;
-	char nb[32], na[32], ra[32], *pem = NULL;
+	char nb[32], na[32], ra[32], norm[41], *pem = NULL;
 	int r;
 
 	memset(&c, 0, sizeof(c));
+	/* As openssl prints it too: any case, colons, leading zeros. */
+	if ((r = rf_revoke_serial_norm(serial, norm)) != 0)
+		return cli_fail(r);
+	serial = norm;
 	if ((r = rf_store_cert_get(cli->store, serial, &c)) != 0) {
 		if (r == RF_ERR_NOT_FOUND)
 			r = rf_err_set(r,

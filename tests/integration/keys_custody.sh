@@ -14,6 +14,9 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/rf-keys-custody-XXXXXX")
 # Stop the keyd the commands started (by its pid file), then remove.
 trap '"$RINGFENCE" keyd stop >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
+# The counts below are of the keys this test makes: keyd's background
+# refill of the standby pool (its own test: pool_refill) is off.
+export RINGFENCE_POOL_REFILL=0
 export RINGFENCE_HOME=$work/home
 unset RINGFENCE_PIN RINGFENCE_MODULE RINGFENCE_TOKEN RINGFENCE_NOW || true
 cd "$work"
