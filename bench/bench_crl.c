@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,7 +87,7 @@ static void
 setup(struct bench *b)
 {
 	const char *tmp = getenv("TMPDIR");
-	char path[512];
+	char path[2048];
 	FILE *f;
 	int r;
 
@@ -111,15 +112,21 @@ setup(struct bench *b)
 	       "ringfence --so-pin 12345678 --pin " PIN " >/dev/null",
 		path) != 0)
 		exit(1);
-	snprintf(path, sizeof(path), "%s/token.pin", b->home);
-	if ((f = fopen(path, "w")) == NULL)
-		exit(1);
-	fprintf(f, PIN "\n");
-	fclose(f);
 	b->who.actor = "bench";
 	b->who.source = "bench";
 	if ((r = rf_config_load(&b->cfg)) != 0)
 		die("config", r);
+	/* The PIN file where keys read it (pin_file: <home>-custody/). */
+	snprintf(path, sizeof(path), "%s", b->cfg.pin_file);
+	if (strrchr(path, '/') != NULL) {
+		*strrchr(path, '/') = '\0';
+		mkdir(path, 0700);
+	}
+	if ((f = fopen(b->cfg.pin_file, "w")) == NULL)
+		exit(1);
+	fprintf(f, PIN "\n");
+	fclose(f);
+	chmod(b->cfg.pin_file, 0600); /* keyd's user's alone */
 	if ((r = rf_store_open(b->cfg.db_path, 1, &b->st)) != 0 ||
 	    (r = rf_audit_open(b->st, &b->audit)) != 0 ||
 	    (r = rf_keys_open(&b->cfg, b->audit, &b->keys)) != 0 ||
@@ -333,6 +340,6 @@ main(int argc, char **argv)
 	rf_keys_free(b.keys);
 	rf_audit_free(b.audit);
 	rf_store_free(b.st);
-	sh("rm -rf '%s'", b.home);
+	sh("rm -rf '%s' '%s-custody'", b.home, b.home);
 	return 0;
 }

@@ -195,11 +195,18 @@ main(int argc, char **argv)
 	if ((r = rf_config_load(&cfg)) != 0)
 		die("config", r);
 	mkdir(cfg.home, 0700);
-	snprintf(path, sizeof(path), "%s/token.pin", cfg.home);
+	/* The PIN file where keys read it (pin_file: <home>-custody/). */
+	snprintf(path, sizeof(path), "%s", cfg.pin_file);
+	if (strrchr(path, '/') != NULL) {
+		*strrchr(path, '/') = '\0';
+		mkdir(path, 0700);
+	}
+	snprintf(path, sizeof(path), "%s", cfg.pin_file);
 	if ((f = fopen(path, "w")) == NULL)
 		die("pin file", RF_ERR_IO);
 	fprintf(f, "bench-pin\n");
 	fclose(f);
+	chmod(path, 0600); /* keyd reads a PIN file of its user's alone */
 	if ((r = rf_keys_init_token(
 		 &cfg, "bench-so-pin", "bench-pin", cfg.tokens)) != 0)
 		die("token", r);
