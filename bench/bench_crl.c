@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -87,7 +86,7 @@ static void
 setup(struct bench *b)
 {
 	const char *tmp = getenv("TMPDIR");
-	char path[2048];
+	char path[512];
 	FILE *f;
 	int r;
 
@@ -98,7 +97,8 @@ setup(struct bench *b)
 		exit(1);
 	}
 	setenv("RINGFENCE_HOME", b->home, 1);
-	unsetenv("RINGFENCE_PIN");
+	/* keys in this process read it first (as bench_issue's do). */
+	setenv("RINGFENCE_PIN", PIN, 1);
 	snprintf(path, sizeof(path), "%s/softhsm2.conf", b->home);
 	if (sh("mkdir -p '%s/tokens' '%s/openssl'", b->home, b->home) != 0 ||
 	    (f = fopen(path, "w")) == NULL)
@@ -116,17 +116,6 @@ setup(struct bench *b)
 	b->who.source = "bench";
 	if ((r = rf_config_load(&b->cfg)) != 0)
 		die("config", r);
-	/* The PIN file where keys read it (pin_file: <home>-custody/). */
-	snprintf(path, sizeof(path), "%s", b->cfg.pin_file);
-	if (strrchr(path, '/') != NULL) {
-		*strrchr(path, '/') = '\0';
-		mkdir(path, 0700);
-	}
-	if ((f = fopen(b->cfg.pin_file, "w")) == NULL)
-		exit(1);
-	fprintf(f, PIN "\n");
-	fclose(f);
-	chmod(b->cfg.pin_file, 0600); /* keyd's user's alone */
 	if ((r = rf_store_open(b->cfg.db_path, 1, &b->st)) != 0 ||
 	    (r = rf_audit_open(b->st, &b->audit)) != 0 ||
 	    (r = rf_keys_open(&b->cfg, b->audit, &b->keys)) != 0 ||
@@ -340,6 +329,6 @@ main(int argc, char **argv)
 	rf_keys_free(b.keys);
 	rf_audit_free(b.audit);
 	rf_store_free(b.st);
-	sh("rm -rf '%s' '%s-custody'", b.home, b.home);
+	sh("rm -rf '%s'", b.home);
 	return 0;
 }

@@ -201,12 +201,12 @@ main(int argc, char **argv)
 		*strrchr(path, '/') = '\0';
 		mkdir(path, 0700);
 	}
-	snprintf(path, sizeof(path), "%s", cfg.pin_file);
-	if ((f = fopen(path, "w")) == NULL)
+	/* 0600: keyd reads a PIN file of its user's alone. */
+	if ((f = fopen(cfg.pin_file, "w")) == NULL ||
+	    chmod(cfg.pin_file, 0600) != 0)
 		die("pin file", RF_ERR_IO);
 	fprintf(f, "bench-pin\n");
 	fclose(f);
-	chmod(path, 0600); /* keyd reads a PIN file of its user's alone */
 	if ((r = rf_keys_init_token(
 		 &cfg, "bench-so-pin", "bench-pin", cfg.tokens)) != 0)
 		die("token", r);
