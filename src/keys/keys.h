@@ -177,8 +177,8 @@ struct rf_sign_set {
  * rf_keys_sign or rf_keys_sign_digest would, but the leaves of every set
  * go to the record in one durable append before the token signs any of
  * them, and the signing is spread over the signing threads. A set that
- * fails fails alone, in its r and msg. Through
- * keyd (a client handle) each set is its own request.
+ * fails fails alone, in its r and msg. Through keyd (a client handle)
+ * each set is its own request.
  */
 void rf_keys_sign_group(
     struct rf_keys *keys, struct rf_sign_set *sets, size_t n);
