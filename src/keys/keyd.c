@@ -1,27 +1,30 @@
 /*
  * keyd.c: the custody process (keyd.h). One thread reads every caller
- * from a poll loop; the signing requests read in one turn are answered
- * together, with one audit append for all of them and the token's work
- * spread over the signing threads (group_run). A request is read whole
- * (its length checked before anything is allocated), decoded strictly
- * (proto.c), looked up in the dispatch table of the caller's class (as
- * OpenSSH's monitor.c keeps one table per phase), checked by the policy
- * (policy.c) and run on the token opened here with the existing rf_keys_*
- * code, which appends each audit leaf before it signs. A request outside the
- * class's table, or refused by the policy, is answered with an error and
- * recorded as a "refused" leaf; refusals beyond REFUSED_PER_MIN a minute are
- * counted and recorded as one summary leaf, so that a flood cannot grow the
- * record without bound.
+ * from a poll loop and records; a signer thread signs. A request is read
+ * whole (its length checked before anything is allocated), decoded
+ * strictly (proto.c), looked up in the dispatch table of the caller's
+ * class (as OpenSSH's monitor.c keeps one table per phase), checked by the
+ * policy (policy.c) and run on the token opened here with the existing
+ * rf_keys_* code. Signing requests wait until the loop appends their
+ * leaves, with other callers', in one durable append; the signer thread
+ * then signs that batch on the signing threads while the loop reads and
+ * records the next (the pipeline below). A request outside the class's
+ * table, or refused by the policy, is answered with an error and recorded
+ * as a "refused" leaf; refusals beyond REFUSED_PER_MIN a minute are
+ * counted and recorded as one summary leaf, so that a flood cannot grow
+ * the record without bound.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/file.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -45,7 +48,8 @@
 #define REFUSED_PER_MIN 60	    /* refusal leaves a minute, then a count */
 #define WRITE_TIMEOUT_MS 10000	    /* a caller that does not read */
 #define BATCH_KEYS_MAX 100000
-#define KEY_CACHE 512 /* keys kept loaded: an assertion's is one of many */
+#define KEY_CACHE 512	 /* keys kept loaded: an assertion's is one of many */
+#define BATCH_LEAVES 128 /* messages recorded in one append, at most */
 
 struct conn {
 	int fd;
@@ -56,6 +60,8 @@ struct conn {
 	int cred_cls; /* what its credentials allow */
 	int cls;      /* granted at hello: never above cred_cls */
 	int hello;
+	int busy; /* its signing request is in the pipeline: not read */
+	int dead; /* to close once it is not busy */
 	uint8_t hdr[4];
 	size_t hgot;
 	uint8_t *frame;
@@ -83,10 +89,30 @@ struct keyd {
 	char token[64];
 	uint32_t tokens;
 	uint64_t next_id;
-	struct pending *group; /* CONN_MAX: at most one per caller */
-	int ngroup;
+	struct pipeline *pl;
 	struct rf_key *kcache[KEY_CACHE];
 	size_t knext;
+};
+
+/* A batch: one append of its sets' leaves, then the signer's. */
+struct batch {
+	struct batch *next;
+	size_t n;
+	struct rf_sign_set sets[CONN_MAX]; /* at most one per caller */
+	struct pending *p[CONN_MAX];
+	struct rf_sign_plan *plan;
+};
+
+struct pipeline {
+	pthread_t tid;
+	int evfd; /* the signer wakes the loop */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct batch *head, *tail;	   /* recorded, for the signer (mu) */
+	struct pending *done;		   /* back from the signer (mu) */
+	int stop;			   /* (mu) */
+	struct pending *wait, **wait_tail; /* to record (loop) */
+	size_t inflight; /* accepted and not yet back (loop) */
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -307,7 +333,7 @@ h_status(
 	rf_kbuf_str(out, kd->token);
 	rf_kbuf_u32(out, kd->tokens);
 	rf_kbuf_u32(out, (uint32_t)kd->nconns);
-	rf_kbuf_u32(out, (uint32_t)kd->ngroup); /* signing waits this turn */
+	rf_kbuf_u32(out, (uint32_t)kd->pl->inflight); /* signing requests */
 	rf_kbuf_u64(out, kd->requests);
 	rf_kbuf_u64(out, kd->refused);
 	return 0;
@@ -473,29 +499,67 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 }
 
 /*
- * The SIGN requests read in one turn of the loop are answered together
- * (group_run): their leaves go to the record in one durable append, and
- * the token signs them on every signing thread. A request is checked
- * here, when it arrives, and waits with the frame its messages are in.
+ * The signing pipeline. A request is checked when it arrives (h_sign) and
+ * waits, with the frame its messages are in, until the loop records it
+ * (pipe_feed): the leaves of what waits, several callers' and at most
+ * BATCH_LEAVES, go to the record in one durable append, and the batch goes
+ * to the signer thread (signer_main), which signs it on the signing threads
+ * and answers each caller whose last message it signed. The loop records
+ * the next batch while the signer signs this one, but only once the
+ * signer has taken every batch recorded before, so that a batch grows
+ * while the token is busy. A caller is not read again until it is
+ * answered. Error answers, refusal leaves and closing connections stay
+ * with the loop (they reach the store and the connection table): the
+ * signer hands every request back (pipe_done).
  */
 struct pending {
+	struct pending *next;
 	uint64_t conn;
+	int fd;		/* the caller's: open while it is busy */
 	uint8_t *frame; /* the request, owned: s's messages point into it */
 	size_t framelen;
 	struct sign_in s;
 	struct rf_key *key;
+	struct rf_sig *sigs; /* s.n of them */
+	size_t recorded;     /* messages in batches so far (loop) */
+	size_t settled;	     /* messages signed or failed (signer) */
+	int r;		     /* the first failure, and its message */
+	char msg[160];
+	int sent; /* the signer answered (1) or could not (-1) */
 };
 
-#define QUEUED 1 /* a handler's answer comes later, from group_run */
+#define QUEUED 1 /* a handler's answer comes later, from the pipeline */
+
+static void pipe_wait(struct keyd *kd, struct pending *p);
+static void pipe_drain(struct keyd *kd);
+
+static void
+pending_free(struct pending *p)
+{
+	size_t k;
+
+	if (p == NULL)
+		return;
+	for (k = 0; p->sigs != NULL && k < p->s.n; k++)
+		rf_sig_clear(&p->sigs[k]);
+	free(p->sigs);
+	rf_key_free(p->key);
+	sign_in_free(&p->s);
+	if (p->frame != NULL)
+		OPENSSL_cleanse(p->frame, p->framelen);
+	free(p->frame);
+	free(p);
+}
 
 static int
 h_sign(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 {
-	struct pending *p = &kd->group[kd->ngroup];
+	struct pending *p;
 	int r;
 
 	(void)out;
-	memset(p, 0, sizeof(*p));
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return RF_ERR_ALLOC;
 	if ((r = sign_decode(m, c, &p->s)) != 0)
 		goto fail;
 	/* Policy first: a refused request loads no key and signs nothing. */
@@ -503,14 +567,20 @@ h_sign(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 		 p->s.reqs, p->s.n)) != 0 ||
 	    (r = key_get(kd, p->s.id, &p->key)) != 0)
 		goto fail;
+	if ((p->sigs = calloc(p->s.n, sizeof(*p->sigs))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto fail;
+	}
 	p->conn = c->id;
+	p->fd = c->fd;
 	p->frame = c->frame;
 	p->framelen = c->need;
 	c->frame = NULL;
-	kd->ngroup++;
+	c->busy = 1;
+	pipe_wait(kd, p);
 	return QUEUED;
 fail:
-	sign_in_free(&p->s);
+	pending_free(p);
 	return r;
 }
 
@@ -716,34 +786,38 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 struct handler {
 	int type;
 	handler_fn fn;
+	int drain; /* runs once every signature in flight is answered */
 };
 
+/* A key or the token changes: no signature may straddle it. */
+#define DRAIN 1
+
 static const struct handler table_admin[] = {
-    {RF_KMSG_HELLO, h_hello},
-    {RF_KMSG_STATUS, h_status},
-    {RF_KMSG_LOAD, h_load},
-    {RF_KMSG_SIGN, h_sign},
-    {RF_KMSG_KEYGEN, h_keygen},
-    {RF_KMSG_DISABLE, h_disable},
-    {RF_KMSG_LIST, h_list},
-    {RF_KMSG_CUSTODY, h_custody},
-    {RF_KMSG_MEASURE, h_measure},
-    {RF_KMSG_LOAD_MANY, h_load_many},
-    {0, NULL},
+    {RF_KMSG_HELLO, h_hello, 0},
+    {RF_KMSG_STATUS, h_status, 0},
+    {RF_KMSG_LOAD, h_load, 0},
+    {RF_KMSG_SIGN, h_sign, 0},
+    {RF_KMSG_KEYGEN, h_keygen, DRAIN},
+    {RF_KMSG_DISABLE, h_disable, DRAIN},
+    {RF_KMSG_LIST, h_list, 0},
+    {RF_KMSG_CUSTODY, h_custody, DRAIN},
+    {RF_KMSG_MEASURE, h_measure, DRAIN},
+    {RF_KMSG_LOAD_MANY, h_load_many, DRAIN},
+    {0, NULL, 0},
 };
 
 static const struct handler table_server[] = {
-    {RF_KMSG_HELLO, h_hello},
-    {RF_KMSG_STATUS, h_status},
-    {RF_KMSG_LOAD, h_load},
-    {RF_KMSG_SIGN, h_sign},
-    {0, NULL},
+    {RF_KMSG_HELLO, h_hello, 0},
+    {RF_KMSG_STATUS, h_status, 0},
+    {RF_KMSG_LOAD, h_load, 0},
+    {RF_KMSG_SIGN, h_sign, 0},
+    {0, NULL, 0},
 };
 
 /* Before hello, and for callers of no class: hello only. */
 static const struct handler table_none[] = {
-    {RF_KMSG_HELLO, h_hello},
-    {0, NULL},
+    {RF_KMSG_HELLO, h_hello, 0},
+    {0, NULL, 0},
 };
 
 static const struct handler *
@@ -872,6 +946,8 @@ conn_request(struct keyd *kd, struct conn *c)
 		    c->hello ? "not in its class's table" : "no hello first");
 		return send_err(c, r) == 0 ? 0 : -1;
 	}
+	if (h->drain)
+		pipe_drain(kd);
 	rf_kbuf_begin(&out, RF_KMSG_OK);
 	if ((r = h->fn(kd, c, &m, &out)) != QUEUED)
 		keep = answer(kd, c, m.type, r, &out);
@@ -891,60 +967,255 @@ conn_find(struct keyd *kd, uint64_t id)
 	return -1;
 }
 
-/* Sign what the group holds, answer each caller, empty the group. */
 static void
-group_run(struct keyd *kd)
+pipe_wait(struct keyd *kd, struct pending *p)
 {
-	struct rf_sign_set sets[CONN_MAX];
-	struct rf_kbuf out = {0};
-	struct pending *p;
-	int g, i, r;
-	size_t k;
+	struct pipeline *pl = kd->pl;
 
-	if (kd->ngroup == 0)
+	p->next = NULL;
+	*pl->wait_tail = p;
+	pl->wait_tail = &p->next;
+	pl->inflight++;
+}
+
+static void
+pipe_wake(struct pipeline *pl)
+{
+	uint64_t one = 1;
+
+	(void)!write(pl->evfd, &one, sizeof(one));
+}
+
+/* Take up to BATCH_LEAVES waiting messages, in arrival order. */
+static void
+batch_fill(struct pipeline *pl, struct batch *b)
+{
+	struct rf_sign_set *set;
+	struct pending *p;
+	size_t leaves = 0, k;
+
+	while (pl->wait != NULL && leaves < BATCH_LEAVES && b->n < CONN_MAX) {
+		p = pl->wait;
+		k = p->s.n - p->recorded;
+		if (k > BATCH_LEAVES - leaves)
+			k = BATCH_LEAVES - leaves;
+		set = &b->sets[b->n];
+		b->p[b->n++] = p;
+		set->key = p->key;
+		set->reqs = p->s.reqs + p->recorded;
+		set->n = k;
+		set->digest = p->s.digest;
+		set->who = &p->s.w.who;
+		set->sigs = p->sigs + p->recorded;
+		p->recorded += k;
+		leaves += k;
+		if (p->recorded == p->s.n && (pl->wait = p->next) == NULL)
+			pl->wait_tail = &pl->wait;
+	}
+}
+
+/* Record what waits, a batch at a time, while the signer has none. */
+static void
+pipe_feed(struct keyd *kd)
+{
+	struct pipeline *pl = kd->pl;
+	struct batch *b;
+	int taken;
+
+	while (pl->wait != NULL) {
+		pthread_mutex_lock(&pl->mu);
+		taken = pl->head == NULL;
+		pthread_mutex_unlock(&pl->mu);
+		if (!taken || (b = calloc(1, sizeof(*b))) == NULL)
+			return; /* the next turn (the signer wakes it) */
+		batch_fill(pl, b);
+		/* The record first: nothing of b is signed before this. */
+		b->plan = rf_keys_group_record(kd->keys, b->sets, b->n);
+		pthread_mutex_lock(&pl->mu);
+		if (pl->tail != NULL)
+			pl->tail->next = b;
+		else
+			pl->head = b;
+		pl->tail = b;
+		pthread_cond_signal(&pl->cv);
+		pthread_mutex_unlock(&pl->mu);
+	}
+}
+
+/* The signer's answer to p: its signatures, in order. */
+static int
+answer_sigs(struct pending *p)
+{
+	struct rf_kbuf out = {0};
+	size_t k;
+	int r;
+
+	rf_kbuf_begin(&out, RF_KMSG_OK);
+	rf_kbuf_u32(&out, (uint32_t)p->s.n);
+	for (k = 0; k < p->s.n; k++)
+		rf_kbuf_bytes(&out, p->sigs[k].sig, p->sigs[k].len);
+	r = rf_kbuf_finish(&out) == 0 ? send_all(p->fd, &out) : RF_ERR_ALLOC;
+	rf_kbuf_clear(&out);
+	return r;
+}
+
+/* set, a part of p, is signed or failed; p is back once all of it is. */
+static void
+settle(struct pipeline *pl, struct pending *p, const struct rf_sign_set *set)
+{
+	if (set->r != 0 && p->r == 0) {
+		p->r = set->r;
+		snprintf(p->msg, sizeof(p->msg), "%s", set->msg);
+	}
+	p->settled += set->n;
+	if (p->settled < p->s.n)
 		return;
-	memset(sets, 0, sizeof(sets));
-	for (g = 0; g < kd->ngroup; g++) {
-		p = &kd->group[g];
-		sets[g].key = p->key;
-		sets[g].reqs = p->s.reqs;
-		sets[g].n = p->s.n;
-		sets[g].digest = p->s.digest;
-		sets[g].who = &p->s.w.who;
-		if ((sets[g].sigs = calloc(p->s.n, sizeof(struct rf_sig))) ==
-		    NULL) {
-			/* A set without room is answered with the error. */
-			sets[g].r = RF_ERR_ALLOC;
-			sets[g].n = 0;
+	if (p->r == 0)
+		p->sent = answer_sigs(p) == 0 ? 1 : -1;
+	pthread_mutex_lock(&pl->mu);
+	p->next = pl->done;
+	pl->done = p;
+	pthread_mutex_unlock(&pl->mu);
+}
+
+static void *
+signer_main(void *arg)
+{
+	struct pipeline *pl = arg;
+	struct batch *b;
+	size_t j;
+
+	for (;;) {
+		pthread_mutex_lock(&pl->mu);
+		while (pl->head == NULL && !pl->stop)
+			pthread_cond_wait(&pl->cv, &pl->mu);
+		if ((b = pl->head) == NULL) { /* stopped, and nothing left */
+			pthread_mutex_unlock(&pl->mu);
+			break;
 		}
+		if ((pl->head = b->next) == NULL)
+			pl->tail = NULL;
+		pthread_mutex_unlock(&pl->mu);
+		pipe_wake(pl); /* the loop may record the next batch now */
+		rf_keys_group_sign(b->plan);
+		for (j = 0; j < b->n; j++)
+			settle(pl, b->p[j], &b->sets[j]);
+		free(b);
+		pipe_wake(pl);
 	}
-	rf_keys_sign_group(kd->keys, sets, (size_t)kd->ngroup);
-	for (g = 0; g < kd->ngroup; g++) {
-		p = &kd->group[g];
-		rf_kbuf_begin(&out, RF_KMSG_OK);
-		if ((r = sets[g].r) != 0) {
-			rf_err_set(r, "%s",
-			    sets[g].msg[0] ? sets[g].msg : rf_err_str(r));
-		} else {
-			rf_kbuf_u32(&out, (uint32_t)p->s.n);
-			for (k = 0; k < p->s.n; k++)
-				rf_kbuf_bytes(&out, sets[g].sigs[k].sig,
-				    sets[g].sigs[k].len);
-		}
+	return NULL;
+}
+
+/*
+ * What the signer handed back: errors are answered here (refusals are
+ * leaves), callers it could not answer are closed (after the turn:
+ * conn_sweep), then the next batch is recorded.
+ */
+static void
+pipe_done(struct keyd *kd)
+{
+	struct pipeline *pl = kd->pl;
+	struct rf_kbuf out = {0};
+	struct pending *p, *next;
+	struct conn *c;
+	uint64_t v;
+	int i;
+
+	(void)!read(pl->evfd, &v, sizeof(v));
+	pthread_mutex_lock(&pl->mu);
+	p = pl->done;
+	pl->done = NULL;
+	pthread_mutex_unlock(&pl->mu);
+	for (; p != NULL; p = next) {
+		next = p->next;
+		pl->inflight--;
 		/* A caller gone meanwhile gets nothing: its leaves stay. */
-		if ((i = conn_find(kd, p->conn)) >= 0 &&
-		    answer(kd, &kd->conns[i], RF_KMSG_SIGN, r, &out) != 0)
-			conn_close(kd, i);
-		rf_kbuf_clear(&out);
-		for (k = 0; sets[g].sigs != NULL && k < p->s.n; k++)
-			rf_sig_clear(&sets[g].sigs[k]);
-		free(sets[g].sigs);
-		rf_key_free(p->key);
-		sign_in_free(&p->s);
-		OPENSSL_cleanse(p->frame, p->framelen);
-		free(p->frame);
+		if ((i = conn_find(kd, p->conn)) >= 0) {
+			c = &kd->conns[i];
+			c->busy = 0;
+			if (p->r != 0) {
+				rf_err_set(p->r, "%s", p->msg);
+				rf_kbuf_begin(&out, RF_KMSG_OK);
+				if (answer(kd, c, RF_KMSG_SIGN, p->r, &out) !=
+				    0)
+					c->dead = 1;
+				rf_kbuf_clear(&out);
+			} else if (p->sent < 0)
+				c->dead = 1;
+		}
+		pending_free(p);
 	}
-	kd->ngroup = 0;
+	pipe_feed(kd);
+}
+
+/* Every signature in flight made and answered (before a key changes). */
+static void
+pipe_drain(struct keyd *kd)
+{
+	struct pollfd pf = {kd->pl->evfd, POLLIN, 0};
+
+	while (kd->pl->inflight > 0) {
+		pipe_feed(kd);
+		(void)poll(&pf, 1, 1000);
+		pipe_done(kd);
+	}
+}
+
+static int
+pipe_start(struct keyd *kd)
+{
+	struct pipeline *pl;
+
+	if ((pl = calloc(1, sizeof(*pl))) == NULL)
+		return RF_ERR_ALLOC;
+	pl->wait_tail = &pl->wait;
+	if ((pl->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) < 0) {
+		free(pl);
+		return rf_err_set(
+		    RF_ERR_INTERNAL, "keyd: eventfd: %s", strerror(errno));
+	}
+	if (pthread_mutex_init(&pl->mu, NULL) != 0 ||
+	    pthread_cond_init(&pl->cv, NULL) != 0 ||
+	    pthread_create(&pl->tid, NULL, signer_main, pl) != 0) {
+		close(pl->evfd);
+		free(pl);
+		return rf_err_set(
+		    RF_ERR_INTERNAL, "keyd: cannot start the signer thread");
+	}
+	kd->pl = pl;
+	return 0;
+}
+
+/* Answer what is in flight, then stop the signer. */
+static void
+pipe_stop(struct keyd *kd)
+{
+	struct pipeline *pl = kd->pl;
+
+	if (pl == NULL)
+		return;
+	pipe_drain(kd);
+	pthread_mutex_lock(&pl->mu);
+	pl->stop = 1;
+	pthread_cond_signal(&pl->cv);
+	pthread_mutex_unlock(&pl->mu);
+	pthread_join(pl->tid, NULL);
+	pthread_cond_destroy(&pl->cv);
+	pthread_mutex_destroy(&pl->mu);
+	close(pl->evfd);
+	free(pl);
+	kd->pl = NULL;
+}
+
+/* Close the callers marked dead once nothing of theirs is in flight. */
+static void
+conn_sweep(struct keyd *kd)
+{
+	int i;
+
+	for (i = kd->nconns - 1; i >= 0; i--)
+		if (kd->conns[i].dead && !kd->conns[i].busy)
+			conn_close(kd, i);
 }
 
 /* Read what c has sent; run each whole frame. 0 keep, -1 close. */
@@ -1233,7 +1504,7 @@ int
 rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 {
 	struct keyd *kd;
-	struct pollfd pf[CONN_MAX + 1];
+	struct pollfd pf[CONN_MAX + 2];
 	struct sigaction sa;
 	char lock[RF_PATH_MAX + 16], pid[RF_PATH_MAX + 16];
 	char sock[RF_PATH_MAX];
@@ -1245,10 +1516,6 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	rf_keys_custody_off(); /* keyd opens the token itself */
 	if ((kd = calloc(1, sizeof(*kd))) == NULL)
 		return RF_ERR_ALLOC;
-	if ((kd->group = calloc(CONN_MAX, sizeof(*kd->group))) == NULL) {
-		free(kd);
-		return RF_ERR_ALLOC;
-	}
 	kd->cfg = *cfg;
 	kd->o = o;
 	kd->lfd = -1;
@@ -1276,7 +1543,8 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	if ((r = listen_on(kd, sock)) != 0)
 		goto out;
 	listening = 1;
-	if ((r = keyd_open(kd)) != 0 || (r = write_pid(pid)) != 0)
+	if ((r = keyd_open(kd)) != 0 || (r = pipe_start(kd)) != 0 ||
+	    (r = write_pid(pid)) != 0)
 		goto out;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -1291,12 +1559,17 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	while (!stop_signal) {
 		pf[0].fd = kd->lfd;
 		pf[0].events = POLLIN;
+		pf[1].fd = kd->pl->evfd;
+		pf[1].events = POLLIN;
 		for (i = 0; i < kd->nconns; i++) {
-			pf[i + 1].fd = kd->conns[i].fd;
-			pf[i + 1].events = POLLIN;
-			pf[i + 1].revents = 0;
+			/* A caller waiting for its answer is not read. */
+			pf[i + 2].fd = kd->conns[i].busy || kd->conns[i].dead
+			    ? -1
+			    : kd->conns[i].fd;
+			pf[i + 2].events = POLLIN;
+			pf[i + 2].revents = 0;
 		}
-		n = poll(pf, (nfds_t)kd->nconns + 1, bg_more ? 0 : 1000);
+		n = poll(pf, (nfds_t)kd->nconns + 2, bg_more ? 0 : 1000);
 		if (n < 0 && errno != EINTR) {
 			r = rf_err_set(RF_ERR_IO, "poll: %s", strerror(errno));
 			goto out;
@@ -1305,13 +1578,15 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		tree_head(kd, started);
 		/* Backwards, so that closing one keeps the others' slots. */
 		for (i = kd->nconns - 1; n > 0 && i >= 0; i--)
-			if (pf[i + 1].revents != 0 &&
+			if (pf[i + 2].revents != 0 &&
 			    conn_read(kd, &kd->conns[i]) != 0)
 				conn_close(kd, i);
-		group_run(kd);
+		pipe_done(kd); /* answers back, and the next batch recorded */
+		conn_sweep(kd);
 		if (n > 0 && (pf[0].revents & POLLIN))
 			conn_accept(kd);
-		bg_more = n == 0 && o != NULL && o->background != NULL &&
+		bg_more = n == 0 && kd->pl->inflight == 0 && o != NULL &&
+		    o->background != NULL &&
 		    o->background(o->background_arg, kd->keys, kd->st) > 0;
 		/* SoftHSM read the token when keyd started and does not read
 		 * it again: a token taken away and put back is read by the next
@@ -1334,6 +1609,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		logf_(kd, "stopped by signal %d", (int)stop_signal);
 	r = 0;
 out:
+	pipe_stop(kd); /* every request in flight answered first */
 	while (kd->nconns > 0)
 		conn_close(kd, kd->nconns - 1);
 	if (listening) {
@@ -1349,7 +1625,6 @@ out:
 	rf_store_free(kd->st);
 	if (lfd >= 0)
 		close(lfd); /* releases keyd.lock */
-	free(kd->group);
 	OPENSSL_cleanse(kd, sizeof(*kd));
 	free(kd);
 	return r;

@@ -182,6 +182,21 @@ struct rf_sign_set {
  */
 void rf_keys_sign_group(
     struct rf_keys *keys, struct rf_sign_set *sets, size_t n);
+/*
+ * The same in two steps, for a caller that overlaps them (keyd: the
+ * record of one group while the token signs the one before). record checks
+ * and prepares every set and appends all their leaves in one durable
+ * append, in the calling thread (the record's store is that thread's);
+ * it returns what is left to sign, or NULL when nothing is. sign signs
+ * and verifies it on the signing threads from any thread, touches no
+ * store, marks the sets that fail and frees the plan. Until then the sets,
+ * their requests, keys and signature arrays must stay. Tokens of this
+ * process only: a client handle's sets fail.
+ */
+struct rf_sign_plan;
+struct rf_sign_plan *rf_keys_group_record(
+    struct rf_keys *keys, struct rf_sign_set *sets, size_t n);
+void rf_keys_group_sign(struct rf_sign_plan *plan);
 void rf_sig_clear(struct rf_sig *sig);
 
 /*

@@ -721,14 +721,19 @@ rf_keys_sign_digest(struct rf_keys *keys, struct rf_key *key,
 /*
  * Grouped requests (rf_keys_sign_group, keyd): every set is checked and
  * its leaves made as sign_many does, the leaves of all of them go to the
- * record in one append, then the signing threads take the sets in jobs of
- * GROUP_JOB requests. A set that fails, before or after, fails alone.
+ * record in one append (rf_keys_group_record), then the signing threads
+ * take the sets in jobs of GROUP_JOB requests (rf_keys_group_sign). A set
+ * that fails, before or after, fails alone.
  */
 #define GROUP_JOB 16
 
-struct group_set {
-	struct sign_prep prep;
-	size_t first_job, njobs;
+struct rf_sign_plan {
+	struct rf_sign_set *sets;
+	size_t n;
+	struct sign_prep *prep; /* one per set */
+	size_t *first_job;	/* one per set: its jobs are consecutive */
+	struct sign_job *jobs;
+	size_t njobs;
 };
 
 static void
@@ -742,18 +747,154 @@ set_fail(struct rf_sign_set *set, int r)
 		rf_sig_clear(&set->sigs[i]);
 }
 
+static void
+plan_free(struct rf_sign_plan *pl)
+{
+	size_t i;
+
+	if (pl == NULL)
+		return;
+	for (i = 0; pl->prep != NULL && i < pl->n; i++)
+		sign_prep_free(&pl->prep[i]);
+	free(pl->prep);
+	free(pl->first_job);
+	free(pl->jobs);
+	free(pl);
+}
+
+/* The sets that have not failed fail with r. */
+static void
+sets_fail(struct rf_sign_set *sets, size_t n, int r)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (sets[i].r == 0)
+			set_fail(&sets[i], r);
+}
+
+/* One job per GROUP_JOB requests of each set that is still to sign. */
+static void
+plan_jobs(struct rf_keys *keys, struct rf_sign_plan *pl)
+{
+	struct rf_sign_set *set;
+	struct sign_job *job;
+	size_t i, from;
+
+	for (i = 0; i < pl->n; i++) {
+		set = &pl->sets[i];
+		pl->first_job[i] = pl->njobs;
+		if (set->r != 0)
+			continue;
+		for (from = 0; from < set->n; from += GROUP_JOB) {
+			job = &pl->jobs[pl->njobs++];
+			job->keys = keys;
+			job->key = set->key;
+			job->reqs = set->reqs;
+			job->dig = pl->prep[i].dig;
+			job->diglen = pl->prep[i].dlen;
+			job->sigs = set->sigs;
+			job->prehashed = set->digest;
+			job->from = from;
+			job->to = from + GROUP_JOB < set->n ? from + GROUP_JOB
+							    : set->n;
+		}
+	}
+}
+
+struct rf_sign_plan *
+rf_keys_group_record(struct rf_keys *keys, struct rf_sign_set *sets, size_t n)
+{
+	struct rf_sign_plan *pl = NULL;
+	struct rf_audit_event *evs = NULL;
+	size_t i, nev = 0, njobs = 0;
+	int r = RF_ERR_ALLOC;
+
+	if (n == 0)
+		return NULL;
+	if (keys == NULL || keys->kc != NULL) {
+		sets_fail(sets, n,
+		    rf_err_set(RF_ERR_ARG, "a group is signed by keyd only"));
+		return NULL;
+	}
+	if ((pl = calloc(1, sizeof(*pl))) == NULL ||
+	    (pl->prep = calloc(n, sizeof(*pl->prep))) == NULL ||
+	    (pl->first_job = calloc(n, sizeof(*pl->first_job))) == NULL)
+		goto fail;
+	pl->sets = sets;
+	pl->n = n;
+	for (i = 0; i < n; i++) {
+		if (sets[i].r != 0)
+			continue;
+		if ((r = sign_prepare(keys, sets[i].key, sets[i].reqs,
+			 sets[i].n, sets[i].digest, sets[i].who, sets[i].sigs,
+			 &pl->prep[i])) != 0) {
+			set_fail(&sets[i], r);
+			continue;
+		}
+		nev += sets[i].n;
+		njobs += (sets[i].n + GROUP_JOB - 1) / GROUP_JOB;
+	}
+	if (nev == 0) {
+		plan_free(pl);
+		return NULL;
+	}
+	r = RF_ERR_ALLOC;
+	if ((evs = calloc(nev, sizeof(*evs))) == NULL ||
+	    (pl->jobs = calloc(njobs, sizeof(*pl->jobs))) == NULL)
+		goto fail;
+	for (i = 0, nev = 0; i < n; i++) {
+		if (sets[i].r != 0)
+			continue;
+		memcpy(evs + nev, pl->prep[i].evs, sets[i].n * sizeof(*evs));
+		nev += sets[i].n;
+	}
+	plan_jobs(keys, pl);
+	/* The record first: one durable append for every caller. */
+	if ((r = keys_audit_append(keys, evs, nev, "nothing was signed")) != 0)
+		goto fail;
+	free(evs);
+	test_drop_if_armed(keys);
+	return pl;
+fail:
+	sets_fail(sets, n, r);
+	free(evs);
+	plan_free(pl);
+	return NULL;
+}
+
+void
+rf_keys_group_sign(struct rf_sign_plan *pl)
+{
+	struct rf_sign_set *set;
+	size_t i, j, end;
+
+	if (pl == NULL)
+		return;
+	rf_parallel(pl->njobs, SIGN_THREADS, jobs_range, pl->jobs);
+	for (i = 0; i < pl->n; i++) {
+		set = &pl->sets[i];
+		if (set->r != 0)
+			continue;
+		end = pl->first_job[i] + (set->n + GROUP_JOB - 1) / GROUP_JOB;
+		for (j = pl->first_job[i]; j < end; j++)
+			if (pl->jobs[j].r != 0) {
+				set_fail(set,
+				    rf_err_set(
+					pl->jobs[j].r, "%s", pl->jobs[j].msg));
+				break;
+			}
+	}
+	plan_free(pl);
+}
+
 void
 rf_keys_sign_group(struct rf_keys *keys, struct rf_sign_set *sets, size_t n)
 {
-	struct group_set *gs = NULL;
-	struct rf_audit_event *evs = NULL;
-	struct sign_job *jobs = NULL;
-	size_t i, j, nev = 0, njobs = 0, from;
+	size_t i;
 	int r;
 
-	if (n == 0)
-		return;
-	if (n == 1 || keys == NULL || keys->kc != NULL) {
+	if (n == 1 || (keys != NULL && keys->kc != NULL)) {
 		/* Alone (or not a token of this process): sign_many's path. */
 		for (i = 0; i < n; i++)
 			if (sets[i].r == 0 &&
@@ -767,81 +908,7 @@ rf_keys_sign_group(struct rf_keys *keys, struct rf_sign_set *sets, size_t n)
 				set_fail(&sets[i], r);
 		return;
 	}
-	if ((gs = calloc(n, sizeof(*gs))) == NULL) {
-		for (i = 0; i < n; i++)
-			if (sets[i].r == 0)
-				set_fail(&sets[i], RF_ERR_ALLOC);
-		return;
-	}
-	for (i = 0; i < n; i++) {
-		if (sets[i].r != 0)
-			continue;
-		if ((r = sign_prepare(keys, sets[i].key, sets[i].reqs,
-			 sets[i].n, sets[i].digest, sets[i].who, sets[i].sigs,
-			 &gs[i].prep)) != 0) {
-			set_fail(&sets[i], r);
-			continue;
-		}
-		nev += sets[i].n;
-		gs[i].njobs = (sets[i].n + GROUP_JOB - 1) / GROUP_JOB;
-		njobs += gs[i].njobs;
-	}
-	if (nev == 0)
-		goto out;
-	if ((evs = calloc(nev, sizeof(*evs))) == NULL ||
-	    (jobs = calloc(njobs, sizeof(*jobs))) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto fail_all;
-	}
-	for (i = 0, nev = 0, njobs = 0; i < n; i++) {
-		if (sets[i].r != 0)
-			continue;
-		memcpy(evs + nev, gs[i].prep.evs, sets[i].n * sizeof(*evs));
-		nev += sets[i].n;
-		gs[i].first_job = njobs;
-		for (from = 0; from < sets[i].n; from += GROUP_JOB) {
-			struct sign_job *job = &jobs[njobs++];
-
-			job->keys = keys;
-			job->key = sets[i].key;
-			job->reqs = sets[i].reqs;
-			job->dig = gs[i].prep.dig;
-			job->diglen = gs[i].prep.dlen;
-			job->sigs = sets[i].sigs;
-			job->prehashed = sets[i].digest;
-			job->from = from;
-			job->to = from + GROUP_JOB < sets[i].n
-			    ? from + GROUP_JOB
-			    : sets[i].n;
-		}
-	}
-	/* The record first: one durable append for every caller. */
-	if ((r = keys_audit_append(keys, evs, nev, "nothing was signed")) != 0)
-		goto fail_all;
-	test_drop_if_armed(keys);
-	rf_parallel(njobs, SIGN_THREADS, jobs_range, jobs);
-	for (i = 0; i < n; i++) {
-		if (sets[i].r != 0)
-			continue;
-		for (j = gs[i].first_job; j < gs[i].first_job + gs[i].njobs;
-		     j++)
-			if (jobs[j].r != 0) {
-				set_fail(&sets[i],
-				    rf_err_set(jobs[j].r, "%s", jobs[j].msg));
-				break;
-			}
-	}
-	goto out;
-fail_all:
-	for (i = 0; i < n; i++)
-		if (sets[i].r == 0)
-			set_fail(&sets[i], r);
-out:
-	for (i = 0; i < n; i++)
-		sign_prep_free(&gs[i].prep);
-	free(gs);
-	free(evs);
-	free(jobs);
+	rf_keys_group_sign(rf_keys_group_record(keys, sets, n));
 }
 
 int

@@ -1,0 +1,336 @@
+/*
+ * keyd's signing pipeline, from its callers' side: a real keyd (a child
+ * process running rf_keyd_run) and several threads of this process asking
+ * it at once through one client handle, as serve's workers do. Each
+ * caller's signatures verify here with OpenSSL, in its own order, whether
+ * its request fitted in one batch or spread over several (more than
+ * BATCH_LEAVES messages); a caller whose key is disabled fails alone,
+ * every time, with no leaf; the record holds exactly one leaf for each
+ * signature released; and a key disabled while others sign signs nothing
+ * once the disable has returned.
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rsa.h>
+
+#include "testutil.h"
+
+#include "keys/keyd.h"
+#include "keys/keys.h"
+#include "store/store.h"
+
+#define CALLERS 6
+#define ROUNDS 6
+#define BIG 300 /* more than one batch of keyd's (BATCH_LEAVES) */
+
+static const struct rf_actor who = {"tester", "unit"};
+
+struct fx {
+	char *home;
+	struct rf_config cfg;
+	pid_t keyd;
+	struct rf_keys *keys; /* a client of keyd */
+	struct rf_key *ec, *rsa, *off;
+};
+
+static void
+keyd_log(void *arg, const char *line)
+{
+	(void)arg;
+	fprintf(stderr, "keyd: %s\n", line);
+}
+
+/* The child: keyd, until SIGTERM. */
+static void
+keyd_child(const struct rf_config *cfg)
+{
+	struct rf_keyd_opts o;
+	int r;
+
+	memset(&o, 0, sizeof(o));
+	o.log = keyd_log;
+	if ((r = rf_keyd_run(cfg, &o)) != 0)
+		fprintf(stderr, "keyd: %s\n", rf_err_msg(r));
+	_exit(r == 0 ? 0 : 1);
+}
+
+static int
+setup(void **state)
+{
+	struct fx *fx = calloc(1, sizeof(*fx));
+	struct rf_custody c = {RF_KCLASS_ADMIN, NULL, NULL};
+	struct rf_store *st = NULL;
+	struct stat sb;
+	int i;
+
+	assert_non_null(fx);
+	fx->home = tu_home();
+	tu_token(fx->home, &fx->cfg);
+	snprintf(
+	    fx->cfg.custody_user, sizeof(fx->cfg.custody_user), "rf-none-keyd");
+	fx->cfg.pool_refill = 0; /* the counts below are this test's */
+	assert_int_equal(rf_store_open(fx->cfg.db_path, 1, &st), 0);
+	rf_store_free(st);
+	/* keyd refuses a token folder others can read, as init makes it. */
+	assert_int_equal(tu_sh("chmod 700 '%s/tokens' && chmod 600 '%s'",
+			     fx->home, fx->cfg.pin_file),
+	    0);
+	/* Before this process loads the module: keyd alone opens it. */
+	assert_true((fx->keyd = fork()) >= 0);
+	if (fx->keyd == 0)
+		keyd_child(&fx->cfg);
+	for (i = 0; i < 300 && stat(fx->cfg.keyd_socket, &sb) != 0; i++) {
+		assert_int_equal(waitpid(fx->keyd, NULL, WNOHANG), 0);
+		usleep(50000);
+	}
+	assert_int_equal(stat(fx->cfg.keyd_socket, &sb), 0);
+	rf_keys_custody_use(&c);
+	assert_int_equal(rf_keys_open(&fx->cfg, NULL, &fx->keys), 0);
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "p-ec",
+			     NULL, &who, &fx->ec),
+	    0);
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_RSA_2048, "p-rsa",
+			     NULL, &who, &fx->rsa),
+	    0);
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "p-off",
+			     NULL, &who, &fx->off),
+	    0);
+	assert_int_equal(
+	    rf_keys_disable(fx->keys, rf_key_id(fx->off), &who), 0);
+	*state = fx;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *fx = *state;
+	int status = 0;
+
+	rf_key_free(fx->ec);
+	rf_key_free(fx->rsa);
+	rf_key_free(fx->off);
+	rf_keys_free(fx->keys);
+	rf_keys_custody_off();
+	kill(fx->keyd, SIGTERM);
+	assert_int_equal(waitpid(fx->keyd, &status, 0), fx->keyd);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	tu_home_remove(fx->home);
+	free(fx);
+	return 0;
+}
+
+/* Leaves in the record, read from the store as any reader would. */
+static uint64_t
+leaves(struct fx *fx)
+{
+	struct rf_store *st;
+	uint64_t n = 0;
+
+	assert_int_equal(rf_store_open(fx->cfg.db_path, 0, &st), 0);
+	assert_int_equal(rf_store_leaf_count(st, &n), 0);
+	rf_store_free(st);
+	return n;
+}
+
+static int
+ossl_verify(EVP_PKEY *pub, enum rf_sig_scheme scheme, const uint8_t *msg,
+    size_t len, const uint8_t *sig, size_t siglen)
+{
+	EVP_MD_CTX *m = EVP_MD_CTX_new();
+	EVP_PKEY_CTX *p = NULL;
+	int ok = 0;
+
+	if (m != NULL &&
+	    EVP_DigestVerifyInit(m, &p, EVP_sha256(), NULL, pub) == 1 &&
+	    (scheme != RF_SIG_RSA_PSS ||
+		(EVP_PKEY_CTX_set_rsa_padding(p, RSA_PKCS1_PSS_PADDING) == 1 &&
+		    EVP_PKEY_CTX_set_rsa_pss_saltlen(p, 32) == 1)))
+		ok = EVP_DigestVerify(m, sig, siglen, msg, len) == 1;
+	EVP_MD_CTX_free(m);
+	return ok;
+}
+
+/* One caller: ROUNDS requests of its own size, key and scheme. */
+struct caller {
+	struct fx *fx;
+	int no;
+	struct rf_key *key;
+	enum rf_sig_scheme scheme;
+	size_t n;
+	int failed, bad; /* requests refused; signatures that did not verify */
+	uint64_t signed_;
+};
+
+static void *
+caller_main(void *arg)
+{
+	struct caller *cl = arg;
+	struct rf_sign_req *reqs = calloc(cl->n, sizeof(*reqs));
+	struct rf_sig *sigs = calloc(cl->n, sizeof(*sigs));
+	char(*msg)[64] = calloc(cl->n, sizeof(*msg));
+	size_t k;
+	int round, r;
+
+	if (reqs == NULL || sigs == NULL || msg == NULL)
+		abort();
+	for (round = 0; round < ROUNDS; round++) {
+		for (k = 0; k < cl->n; k++) {
+			/* Messages differ per caller, round and place, so a
+			 * signature answered to the wrong one fails here. */
+			snprintf(msg[k], sizeof(msg[k]),
+			    "caller %d round %d msg %zu", cl->no, round, k);
+			reqs[k].what = "cert";
+			reqs[k].ref = msg[k];
+			reqs[k].scheme = cl->scheme;
+			reqs[k].msg = (const uint8_t *)msg[k];
+			reqs[k].msglen = strlen(msg[k]);
+		}
+		r = rf_keys_sign(
+		    cl->fx->keys, cl->key, reqs, cl->n, &who, sigs);
+		if (r != 0) {
+			cl->failed += r == RF_ERR_KEY_DISABLED;
+			continue;
+		}
+		for (k = 0; k < cl->n; k++) {
+			if (!ossl_verify(rf_key_public(cl->key), cl->scheme,
+				reqs[k].msg, reqs[k].msglen, sigs[k].sig,
+				sigs[k].len))
+				cl->bad++;
+			rf_sig_clear(&sigs[k]);
+		}
+		cl->signed_ += cl->n;
+	}
+	free(reqs);
+	free(sigs);
+	free(msg);
+	return NULL;
+}
+
+static void
+test_callers(void **state)
+{
+	struct fx *fx = *state;
+	struct caller cl[CALLERS];
+	pthread_t tid[CALLERS];
+	const size_t n[CALLERS] = {1, 3, BIG, 1, 2, 1};
+	uint64_t before, expect = 0;
+	int i;
+
+	memset(cl, 0, sizeof(cl));
+	for (i = 0; i < CALLERS; i++) {
+		cl[i].fx = fx;
+		cl[i].no = i;
+		cl[i].n = n[i];
+		/* 1 and 4: RSA-PSS (an assertion's); 5: the disabled key. */
+		cl[i].key = i == 1 || i == 4 ? fx->rsa
+		    : i == 5		     ? fx->off
+					     : fx->ec;
+		cl[i].scheme =
+		    i == 1 || i == 4 ? RF_SIG_RSA_PSS : RF_SIG_DEFAULT;
+	}
+	before = leaves(fx);
+	for (i = 0; i < CALLERS; i++)
+		assert_int_equal(
+		    pthread_create(&tid[i], NULL, caller_main, &cl[i]), 0);
+	for (i = 0; i < CALLERS; i++)
+		assert_int_equal(pthread_join(tid[i], NULL), 0);
+	for (i = 0; i < CALLERS; i++) {
+		assert_int_equal(cl[i].bad, 0);
+		if (i == 5) {
+			/* Refused every time, alone. */
+			assert_int_equal(cl[i].failed, ROUNDS);
+			assert_int_equal(cl[i].signed_, 0);
+			continue;
+		}
+		assert_int_equal(cl[i].failed, 0);
+		assert_int_equal(cl[i].signed_, (uint64_t)ROUNDS * n[i]);
+		expect += cl[i].signed_;
+	}
+	/* One leaf per signature released; none for the disabled key. */
+	assert_int_equal(leaves(fx), before + expect);
+}
+
+/* Disable a key while callers sign with it: once the disable has
+ * returned, nothing more is signed with it. */
+struct racer {
+	struct fx *fx;
+	struct rf_key *key;
+	volatile int *disabled; /* set by the main thread after it returned */
+	int after;		/* signatures made once it was set */
+};
+
+static void *
+racer_main(void *arg)
+{
+	struct racer *rc = arg;
+	struct rf_sign_req req;
+	struct rf_sig sig;
+	int was, i;
+
+	memset(&req, 0, sizeof(req));
+	req.what = "cert";
+	req.msg = (const uint8_t *)"tbs";
+	req.msglen = 3;
+	for (i = 0; i < 400; i++) {
+		was = __atomic_load_n(rc->disabled, __ATOMIC_SEQ_CST);
+		if (rf_keys_sign(rc->fx->keys, rc->key, &req, 1, &who, &sig) ==
+		    0) {
+			rc->after += was;
+			rf_sig_clear(&sig);
+		} else if (was)
+			break;
+	}
+	return NULL;
+}
+
+static void
+test_disable_between(void **state)
+{
+	struct fx *fx = *state;
+	struct racer rc[3];
+	pthread_t tid[3];
+	struct rf_key *k;
+	volatile int disabled = 0;
+	int i;
+
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "p-race",
+			     NULL, &who, &k),
+	    0);
+	for (i = 0; i < 3; i++) {
+		rc[i].fx = fx;
+		rc[i].key = k;
+		rc[i].disabled = &disabled;
+		rc[i].after = 0;
+		assert_int_equal(
+		    pthread_create(&tid[i], NULL, racer_main, &rc[i]), 0);
+	}
+	usleep(100000);
+	assert_int_equal(rf_keys_disable(fx->keys, rf_key_id(k), &who), 0);
+	__atomic_store_n(&disabled, 1, __ATOMIC_SEQ_CST);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(pthread_join(tid[i], NULL), 0);
+		assert_int_equal(rc[i].after, 0);
+	}
+	rf_key_free(k);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_callers, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_disable_between, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
