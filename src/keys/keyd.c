@@ -50,6 +50,7 @@
 #define BATCH_KEYS_MAX 100000
 #define KEY_CACHE 512	 /* keys kept loaded: an assertion's is one of many */
 #define BATCH_LEAVES 128 /* messages recorded in one append, at most */
+#define BATCH_FIRST 32	 /* and when the signer waits for them */
 
 struct conn {
 	int fd;
@@ -111,6 +112,7 @@ struct pipeline {
 	struct batch *head, *tail;	   /* recorded, for the signer (mu) */
 	struct pending *done;		   /* back from the signer (mu) */
 	int stop;			   /* (mu) */
+	int signing;			   /* the signer holds a batch (mu) */
 	struct pending *wait, **wait_tail; /* to record (loop) */
 	size_t inflight; /* accepted and not yet back (loop) */
 };
@@ -986,19 +988,19 @@ pipe_wake(struct pipeline *pl)
 	(void)!write(pl->evfd, &one, sizeof(one));
 }
 
-/* Take up to BATCH_LEAVES waiting messages, in arrival order. */
+/* Take up to max waiting messages, in arrival order. */
 static void
-batch_fill(struct pipeline *pl, struct batch *b)
+batch_fill(struct pipeline *pl, struct batch *b, size_t max)
 {
 	struct rf_sign_set *set;
 	struct pending *p;
 	size_t leaves = 0, k;
 
-	while (pl->wait != NULL && leaves < BATCH_LEAVES && b->n < CONN_MAX) {
+	while (pl->wait != NULL && leaves < max && b->n < CONN_MAX) {
 		p = pl->wait;
 		k = p->s.n - p->recorded;
-		if (k > BATCH_LEAVES - leaves)
-			k = BATCH_LEAVES - leaves;
+		if (k > max - leaves)
+			k = max - leaves;
 		set = &b->sets[b->n];
 		b->p[b->n++] = p;
 		set->key = p->key;
@@ -1020,15 +1022,18 @@ pipe_feed(struct keyd *kd)
 {
 	struct pipeline *pl = kd->pl;
 	struct batch *b;
-	int taken;
+	int taken, idle;
 
 	while (pl->wait != NULL) {
 		pthread_mutex_lock(&pl->mu);
 		taken = pl->head == NULL;
+		idle = taken && !pl->signing;
 		pthread_mutex_unlock(&pl->mu);
 		if (!taken || (b = calloc(1, sizeof(*b))) == NULL)
 			return; /* the next turn (the signer wakes it) */
-		batch_fill(pl, b);
+		/* An idle signer starts on a small batch: the token's work
+		 * begins after a short append, and the next overlaps it. */
+		batch_fill(pl, b, idle ? BATCH_FIRST : BATCH_LEAVES);
 		/* The record first: nothing of b is signed before this. */
 		b->plan = rf_keys_group_record(kd->keys, b->sets, b->n);
 		pthread_mutex_lock(&pl->mu);
@@ -1095,12 +1100,16 @@ signer_main(void *arg)
 		}
 		if ((pl->head = b->next) == NULL)
 			pl->tail = NULL;
+		pl->signing = 1;
 		pthread_mutex_unlock(&pl->mu);
 		pipe_wake(pl); /* the loop may record the next batch now */
 		rf_keys_group_sign(b->plan);
 		for (j = 0; j < b->n; j++)
 			settle(pl, b->p[j], &b->sets[j]);
 		free(b);
+		pthread_mutex_lock(&pl->mu);
+		pl->signing = 0;
+		pthread_mutex_unlock(&pl->mu);
 		pipe_wake(pl);
 	}
 	return NULL;
