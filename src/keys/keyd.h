@@ -63,7 +63,7 @@ struct rf_keyd_status {
 	char token[64];	  /* label of the key store's first token */
 	uint32_t tokens;  /* tokens of the key store */
 	uint32_t clients; /* connected callers */
-	uint32_t queue;	  /* requests waiting behind the current one */
+	uint32_t queue;	  /* signing requests in flight */
 	uint64_t requests, refused;
 };
 /* Ask the running keyd (never starts one): RF_ERR_CUSTODY if none. */
