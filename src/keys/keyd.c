@@ -30,6 +30,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -91,6 +92,7 @@ struct keyd {
 	uint32_t tokens;
 	uint64_t next_id;
 	struct pipeline *pl;
+	struct bgwork *bg; /* NULL without background work */
 	struct rf_key *kcache[KEY_CACHE];
 	size_t knext;
 };
@@ -115,6 +117,28 @@ struct pipeline {
 	int signing;			   /* the signer holds a batch (mu) */
 	struct pending *wait, **wait_tail; /* to record (loop) */
 	size_t inflight; /* accepted and not yet back (loop) */
+};
+
+/*
+ * Background work (o->background: the standby pool's refill) runs on a
+ * thread of its own at the lowest priority, with a store, a record and a
+ * keys handle of its own (a SQLite connection is one thread's), so that a
+ * request never waits behind a key generation (an RSA key takes about half
+ * a second). Requests that change keys pause it (bg_pause) and wait for its
+ * step to end, as they wait for the signatures in flight.
+ */
+#define BG_NICE 19
+
+struct bgwork {
+	pthread_t tid;
+	int started;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop, pause, running; /* (mu) */
+	const struct rf_keyd_opts *o;
+	struct rf_store *st;
+	struct rf_audit *audit;
+	struct rf_keys *keys;
 };
 
 static volatile sig_atomic_t stop_signal;
@@ -534,6 +558,8 @@ struct pending {
 
 static void pipe_wait(struct keyd *kd, struct pending *p);
 static void pipe_drain(struct keyd *kd);
+static void bg_pause(struct keyd *kd);
+static void bg_resume(struct keyd *kd);
 
 static void
 pending_free(struct pending *p)
@@ -948,11 +974,15 @@ conn_request(struct keyd *kd, struct conn *c)
 		    c->hello ? "not in its class's table" : "no hello first");
 		return send_err(c, r) == 0 ? 0 : -1;
 	}
-	if (h->drain)
+	if (h->drain) {
+		bg_pause(kd);
 		pipe_drain(kd);
+	}
 	rf_kbuf_begin(&out, RF_KMSG_OK);
 	if ((r = h->fn(kd, c, &m, &out)) != QUEUED)
 		keep = answer(kd, c, m.type, r, &out);
+	if (h->drain)
+		bg_resume(kd);
 	rf_kbuf_clear(&out);
 	return keep;
 }
@@ -1425,6 +1455,132 @@ take_env_pin(struct rf_config *cfg)
 	unsetenv("RINGFENCE_PIN");
 }
 
+static void *
+bg_main(void *arg)
+{
+	struct bgwork *bg = arg;
+	struct timespec until;
+	int more = 0;
+
+	/* Linux: the nice value is the thread's own. */
+	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BG_NICE);
+	pthread_mutex_lock(&bg->mu);
+	while (!bg->stop) {
+		if (bg->pause > 0 || !more) {
+			/* A second between steps that found nothing to do. */
+			clock_gettime(CLOCK_REALTIME, &until);
+			until.tv_sec += 1;
+			(void)pthread_cond_timedwait(&bg->cv, &bg->mu, &until);
+			if (bg->pause > 0 || bg->stop) {
+				more = 0;
+				continue;
+			}
+		}
+		bg->running = 1;
+		pthread_mutex_unlock(&bg->mu);
+		more = bg->o->background(
+			   bg->o->background_arg, bg->keys, bg->st) > 0;
+		pthread_mutex_lock(&bg->mu);
+		bg->running = 0;
+		pthread_cond_broadcast(&bg->cv);
+	}
+	pthread_mutex_unlock(&bg->mu);
+	return NULL;
+}
+
+/* Hold the background work: its current step ends first. */
+static void
+bg_pause(struct keyd *kd)
+{
+	struct bgwork *bg = kd->bg;
+
+	if (bg == NULL)
+		return;
+	pthread_mutex_lock(&bg->mu);
+	bg->pause++;
+	while (bg->running)
+		pthread_cond_wait(&bg->cv, &bg->mu);
+	pthread_mutex_unlock(&bg->mu);
+}
+
+static void
+bg_resume(struct keyd *kd)
+{
+	struct bgwork *bg = kd->bg;
+
+	if (bg == NULL)
+		return;
+	pthread_mutex_lock(&bg->mu);
+	bg->pause--;
+	pthread_cond_broadcast(&bg->cv);
+	pthread_mutex_unlock(&bg->mu);
+}
+
+static void
+bg_free(struct keyd *kd)
+{
+	struct bgwork *bg = kd->bg;
+
+	if (bg == NULL)
+		return;
+	if (bg->started) {
+		pthread_mutex_lock(&bg->mu);
+		bg->stop = 1;
+		pthread_cond_broadcast(&bg->cv);
+		pthread_mutex_unlock(&bg->mu);
+		pthread_join(bg->tid, NULL);
+	}
+	pthread_cond_destroy(&bg->cv);
+	pthread_mutex_destroy(&bg->mu);
+	rf_keys_free(bg->keys);
+	rf_audit_free(bg->audit);
+	rf_store_free(bg->st);
+	free(bg);
+	kd->bg = NULL;
+}
+
+/* The background work's own handles, opened while the PIN is known. */
+static int
+bg_open(struct keyd *kd)
+{
+	struct bgwork *bg;
+	int r;
+
+	if (kd->o == NULL || kd->o->background == NULL)
+		return 0;
+	if ((bg = calloc(1, sizeof(*bg))) == NULL)
+		return RF_ERR_ALLOC;
+	if (pthread_mutex_init(&bg->mu, NULL) != 0) {
+		free(bg);
+		return rf_err_set(RF_ERR_INTERNAL, "keyd: mutex");
+	}
+	if (pthread_cond_init(&bg->cv, NULL) != 0) {
+		pthread_mutex_destroy(&bg->mu);
+		free(bg);
+		return rf_err_set(RF_ERR_INTERNAL, "keyd: condition");
+	}
+	bg->o = kd->o;
+	kd->bg = bg;
+	if ((r = rf_store_open(kd->cfg.db_path, 0, &bg->st)) != 0 ||
+	    (r = rf_audit_open(bg->st, &bg->audit)) != 0 ||
+	    (r = rf_keys_open(&kd->cfg, bg->audit, &bg->keys)) != 0)
+		return r;
+	rf_keys_forget_pin(bg->keys);
+	return 0;
+}
+
+static int
+bg_start(struct keyd *kd)
+{
+	if (kd->bg == NULL)
+		return 0;
+	if (pthread_create(&kd->bg->tid, NULL, bg_main, kd->bg) != 0)
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "keyd: cannot start the background thread");
+	kd->bg->started = 1;
+	return 0;
+}
+
 static int
 keyd_open(struct keyd *kd)
 {
@@ -1470,6 +1626,8 @@ keyd_open(struct keyd *kd)
 	if (kd->o != NULL && kd->o->cert != NULL)
 		rf_kpolicy_set_cert(
 		    kd->policy, kd->o->cert, kd->o->assertion_arg);
+	if ((r = bg_open(kd)) != 0)
+		return r;
 	/* Logged in: the PIN is kept nowhere in keyd's memory any more. */
 	OPENSSL_cleanse(kd->cfg.pin, sizeof(kd->cfg.pin));
 	rf_keys_forget_pin(kd->keys);
@@ -1518,7 +1676,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	char lock[RF_PATH_MAX + 16], pid[RF_PATH_MAX + 16];
 	char sock[RF_PATH_MAX];
 	int64_t idle_since, started;
-	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0, bg_more = 0;
+	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0;
 
 	/* Before anything else, and before any thread exists. */
 	rf_keyd_harden();
@@ -1553,7 +1711,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		goto out;
 	listening = 1;
 	if ((r = keyd_open(kd)) != 0 || (r = pipe_start(kd)) != 0 ||
-	    (r = write_pid(pid)) != 0)
+	    (r = bg_start(kd)) != 0 || (r = write_pid(pid)) != 0)
 		goto out;
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -1578,7 +1736,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 			pf[i + 2].events = POLLIN;
 			pf[i + 2].revents = 0;
 		}
-		n = poll(pf, (nfds_t)kd->nconns + 2, bg_more ? 0 : 1000);
+		n = poll(pf, (nfds_t)kd->nconns + 2, 1000);
 		if (n < 0 && errno != EINTR) {
 			r = rf_err_set(RF_ERR_IO, "poll: %s", strerror(errno));
 			goto out;
@@ -1594,9 +1752,6 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		conn_sweep(kd);
 		if (n > 0 && (pf[0].revents & POLLIN))
 			conn_accept(kd);
-		bg_more = n == 0 && kd->pl->inflight == 0 && o != NULL &&
-		    o->background != NULL &&
-		    o->background(o->background_arg, kd->keys, kd->st) > 0;
 		/* SoftHSM read the token when keyd started and does not read
 		 * it again: a token taken away and put back is read by the next
 		 * keyd, which the next command starts. */
@@ -1619,6 +1774,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	r = 0;
 out:
 	pipe_stop(kd); /* every request in flight answered first */
+	bg_free(kd);
 	while (kd->nconns > 0)
 		conn_close(kd, kd->nconns - 1);
 	if (listening) {

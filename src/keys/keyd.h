@@ -87,10 +87,11 @@ struct rf_keyd_opts {
 	/* Called once the socket listens (e.g. to detach from a parent). */
 	void (*ready)(void *arg);
 	void *ready_arg;
-	/* Background work (the standby pool's refill, pool.h), called in
-	 * keyd's loop only after a turn with no request, so that it never
-	 * runs while a signature waits; it does one small step and returns
-	 * 1 to be called again at once, 0 to wait for the next idle second.
+	/* Background work (the standby pool's refill, pool.h), called on a
+	 * thread of its own at the lowest priority, with a store and a keys
+	 * handle of its own, so that no request waits behind it; requests
+	 * that change keys pause it between steps. It does one small step
+	 * and returns 1 to be called again at once, 0 to wait a second.
 	 * NULL: none. */
 	int (*background)(void *arg, struct rf_keys *keys, struct rf_store *st);
 	void *background_arg;

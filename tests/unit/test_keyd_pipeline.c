@@ -6,14 +6,17 @@
  * its request fitted in one batch or spread over several (more than
  * BATCH_LEAVES messages); a caller whose key is disabled fails alone,
  * every time, with no leaf; the record holds exactly one leaf for each
- * signature released; and a key disabled while others sign signs nothing
- * once the disable has returned.
+ * signature released; a key disabled while others sign signs nothing
+ * once the disable has returned; and a signature does not wait behind
+ * keyd's background work (a step as long as an RSA key generation).
  */
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -48,6 +51,23 @@ keyd_log(void *arg, const char *line)
 	fprintf(stderr, "keyd: %s\n", line);
 }
 
+/* keyd's background work in test_background: slow steps, counted in
+ * memory the parent shares. */
+#define BG_STEP_US 500000
+static int bg_on;
+static volatile int *bg_steps;
+
+static int
+slow_step(void *arg, struct rf_keys *keys, struct rf_store *st)
+{
+	(void)arg;
+	(void)keys;
+	(void)st;
+	usleep(BG_STEP_US);
+	__atomic_add_fetch(bg_steps, 1, __ATOMIC_SEQ_CST);
+	return 1; /* always more to do */
+}
+
 /* The child: keyd, until SIGTERM. */
 static void
 keyd_child(const struct rf_config *cfg)
@@ -57,6 +77,8 @@ keyd_child(const struct rf_config *cfg)
 
 	memset(&o, 0, sizeof(o));
 	o.log = keyd_log;
+	if (bg_on)
+		o.background = slow_step;
 	if ((r = rf_keyd_run(cfg, &o)) != 0)
 		fprintf(stderr, "keyd: %s\n", rf_err_msg(r));
 	_exit(r == 0 ? 0 : 1);
@@ -323,6 +345,70 @@ test_disable_between(void **state)
 	rf_key_free(k);
 }
 
+static int
+setup_bg(void **state)
+{
+	void *m = mmap(NULL, sizeof(int), PROT_READ | PROT_WRITE,
+	    MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+	assert_true(m != MAP_FAILED);
+	bg_steps = m;
+	*bg_steps = 0;
+	bg_on = 1;
+	return setup(state);
+}
+
+static int
+teardown_bg(void **state)
+{
+	teardown(state);
+	bg_on = 0;
+	munmap((void *)bg_steps, sizeof(int));
+	bg_steps = NULL;
+	return 0;
+}
+
+static double
+ms_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* While the background work runs its half-second steps back to back, one
+ * signature after another is answered without waiting for a step. */
+static void
+test_background(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_sign_req req;
+	struct rf_sig sig;
+	double t0, worst = 0;
+	int i;
+
+	memset(&req, 0, sizeof(req));
+	req.what = "cert";
+	req.msg = (const uint8_t *)"tbs";
+	req.msglen = 3;
+	for (i = 0; i < 30; i++) {
+		t0 = ms_now();
+		assert_int_equal(
+		    rf_keys_sign(fx->keys, fx->ec, &req, 1, &who, &sig), 0);
+		if (ms_now() - t0 > worst)
+			worst = ms_now() - t0;
+		rf_sig_clear(&sig);
+		usleep(20000);
+	}
+	/* The steps ran meanwhile, and no signature waited for one. */
+	assert_true(__atomic_load_n(bg_steps, __ATOMIC_SEQ_CST) >= 1);
+	if (worst >= BG_STEP_US / 2000.0)
+		fail_msg("a signature took %.0f ms beside %d ms background "
+			 "steps",
+		    worst, BG_STEP_US / 1000);
+}
+
 int
 main(void)
 {
@@ -330,6 +416,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_callers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_disable_between, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_background, setup_bg, teardown_bg),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
