@@ -1713,6 +1713,62 @@ out:
 	return r;
 }
 
+/* The names of a TLS certificate's subjectAltName, as tls_san takes them. */
+#define TLS_RENEW_NAMES 16
+static int
+tls_names_of(X509 *x, char names[][256], size_t *n)
+{
+	GENERAL_NAMES *gens;
+	GENERAL_NAME *g;
+	int i, len;
+
+	*n = 0;
+	if ((gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) ==
+	    NULL)
+		return rf_err_set(
+		    RF_ERR_STATE, "serve's HTTPS certificate names nothing");
+	for (i = 0; i < sk_GENERAL_NAME_num(gens) && *n < TLS_RENEW_NAMES;
+	     i++) {
+		g = sk_GENERAL_NAME_value(gens, i);
+		len = g->type == GEN_DNS || g->type == GEN_IPADD
+		    ? ASN1_STRING_length(g->d.ia5)
+		    : -1;
+		if (g->type == GEN_DNS && len > 0 && len < 256) {
+			memcpy(names[*n], ASN1_STRING_get0_data(g->d.ia5),
+			    (size_t)len);
+			names[(*n)++][len] = '\0';
+		} else if (g->type == GEN_IPADD && (len == 4 || len == 16) &&
+		    inet_ntop(len == 4 ? AF_INET : AF_INET6,
+			ASN1_STRING_get0_data(g->d.ip), names[*n],
+			256) != NULL) {
+			(*n)++;
+		}
+	}
+	GENERAL_NAMES_free(gens);
+	return *n > 0 ? 0
+		      : rf_err_set(RF_ERR_STATE,
+			    "serve's HTTPS certificate names nothing");
+}
+
+int
+rf_ca_tls_renew(struct rf_ca *ca, const struct rf_actor *who, int *made)
+{
+	struct ca_entry *e = ca_find(ca, "tls");
+	char names[TLS_RENEW_NAMES][256];
+	const char *ptr[TLS_RENEW_NAMES];
+	size_t n = 0, i;
+	int r;
+
+	*made = 0;
+	if (e == NULL || e->x == NULL)
+		return 0; /* serve never ran: it makes one when it starts */
+	if ((r = tls_names_of(e->x, names, &n)) != 0)
+		return r;
+	for (i = 0; i < n; i++)
+		ptr[i] = names[i];
+	return rf_ca_tls_ensure(ca, ptr, n, who, made);
+}
+
 /* ------------------------------------------------------------------ */
 /* Issuance                                                           */
 

@@ -151,6 +151,13 @@ const char *rf_ca_issuer_name(struct rf_ca *ca);
  */
 int rf_ca_tls_ensure(struct rf_ca *ca, const char *const *names, size_t n,
     const struct rf_actor *who, int *made) RF_WUR;
+/*
+ * The same for the names the stored certificate has (an incident's
+ * contain, after a new issuing CA: a running serve takes the new one
+ * within a second). Nothing when there is none: serve makes one.
+ */
+int rf_ca_tls_renew(
+    struct rf_ca *ca, const struct rf_actor *who, int *made) RF_WUR;
 
 struct rf_audit;
 

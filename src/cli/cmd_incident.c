@@ -441,10 +441,9 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		    rep.contain_s, rep.destroy_s);
 		if (rep.tls_revoked[0] != '\0')
 			printf("serve's HTTPS certificate %s was issued by the "
-			       "compromised CA and is revoked: restart "
-			       "'ringfence serve' now, it then makes a new one "
-			       "from %s (a running serve keeps the revoked one "
-			       "until it restarts)\n",
+			       "compromised CA: revoked, and replaced by one "
+			       "of %s, which a running serve takes within a "
+			       "second\n",
 			    rep.tls_revoked, rep.new_issuer);
 		return EXIT_OK;
 	}

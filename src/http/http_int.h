@@ -105,7 +105,14 @@ struct rf_http {
 	struct rf_store *tls_st;
 	struct rf_audit *tls_audit;
 	struct rf_keys *tls_keys;
+	/* The certificate, its issuer and its key: replaced while serving
+	 * when an incident's contain renews them (tls_refresh), so each
+	 * handshake takes its own references under tls_mu. */
+	pthread_mutex_t tls_mu;
+	int tls_mu_ok;
 	struct rf_key *tls_key;
+	X509 *tls_x, *tls_ix;
+	char tls_serial[41];
 	struct rf_actor tls_who;
 	struct rf_connector_svc *csvc; /* the connector API (api.c) */
 

@@ -358,26 +358,114 @@ tls_cert_cb(SSL *ssl, void *arg)
 {
 	struct rf_http *h = arg;
 	struct sockaddr_storage ss;
+	struct rf_key *key = NULL;
 	EVP_PKEY *pk = NULL;
+	X509 *x, *ix;
 	char ref[INET6_ADDRSTRLEN + 16];
-	int ok;
+	int ok = 0;
 
+	/* This handshake's certificate and key, whatever a renewal does. */
+	pthread_mutex_lock(&h->tls_mu);
+	if (rf_key_dup(h->tls_key, &key) != 0)
+		key = NULL;
+	x = h->tls_x;
+	ix = h->tls_ix;
+	X509_up_ref(x);
+	X509_up_ref(ix);
+	pthread_mutex_unlock(&h->tls_mu);
+	if (key == NULL) {
+		rf_err_clear();
+		goto out;
+	}
 	peer_name(SSL_get_fd(ssl), ref, sizeof(ref), &ss);
 	if (!SSL_session_reused(ssl) &&
 	    !rf_http_limits_take(h->limits, RF_HTTP_BUDGET_TLS, &ss,
-		rf_http_sign_leaf_bytes(rf_key_id(h->tls_key), "tls", ref,
-		    rf_key_alg(h->tls_key) == RF_KEY_EC_P384 ? 48 : 32,
-		    &h->tls_who),
+		rf_http_sign_leaf_bytes(rf_key_id(key), "tls", ref,
+		    rf_key_alg(key) == RF_KEY_EC_P384 ? 48 : 32, &h->tls_who),
 		rf_http_mono_ms(), rf_now() / 86400))
-		return 0; /* over budget: a handshake_failure alert */
-	if (rf_keys_evp_pkey(
-		h->tls_keys, h->tls_key, "tls", ref, &h->tls_who, &pk) != 0) {
+		goto out; /* over budget: a handshake_failure alert */
+	if (SSL_use_certificate(ssl, x) != 1 ||
+	    SSL_clear_chain_certs(ssl) != 1 ||
+	    SSL_add1_chain_cert(ssl, ix) != 1) {
+		ERR_clear_error();
+		goto out;
+	}
+	if (rf_keys_evp_pkey(h->tls_keys, key, "tls", ref, &h->tls_who, &pk) !=
+	    0) {
 		rf_err_clear();
-		return 0;
+		goto out;
 	}
 	ok = SSL_use_PrivateKey(ssl, pk) == 1; /* takes a reference */
+out:
 	EVP_PKEY_free(pk);
+	X509_free(x);
+	X509_free(ix);
+	rf_key_free(key);
 	return ok;
+}
+
+/*
+ * An incident's contain renewed the "tls" certificate (a new issuing CA):
+ * take it, its issuer and its key for the handshakes from now on;
+ * connections already open keep theirs. Tried again on the next pass
+ * while its issuer is not known yet.
+ */
+static void
+tls_refresh(struct rf_http *h)
+{
+	struct rf_ca_rec rec;
+	struct rf_key *key = NULL, *okey;
+	const uint8_t *p;
+	X509 *x = NULL, *ix, *ox, *oix;
+	char msg[320];
+	int same, r;
+
+	if (h->tls_ctx == NULL)
+		return;
+	memset(&rec, 0, sizeof(rec));
+	if ((r = rf_store_ca_get(h->st, "tls", &rec)) != 0) {
+		rf_http_log(h, "reading the TLS certificate", r);
+		return;
+	}
+	pthread_mutex_lock(&h->tls_mu);
+	same = strcmp(rec.serial, h->tls_serial) == 0;
+	pthread_mutex_unlock(&h->tls_mu);
+	if (same || (ix = rf_ca_cert(h->ca, rec.parent)) == NULL)
+		goto out;
+	p = rec.der;
+	if ((x = d2i_X509(NULL, &p, (long)rec.derlen)) == NULL) {
+		rf_http_log(h, "the renewed TLS certificate",
+		    rf_err_set(RF_ERR_STATE, "it does not parse"));
+		goto out;
+	}
+	if ((r = rf_keys_load(h->tls_keys, rec.key_id, &key)) != 0) {
+		rf_http_log(h, "the renewed TLS certificate's key", r);
+		goto out;
+	}
+	X509_up_ref(ix);
+	pthread_mutex_lock(&h->tls_mu);
+	okey = h->tls_key;
+	ox = h->tls_x;
+	oix = h->tls_ix;
+	h->tls_key = key;
+	h->tls_x = x;
+	h->tls_ix = ix;
+	snprintf(msg, sizeof(msg),
+	    "TLS certificate %s replaced by %s of %s, key %s", h->tls_serial,
+	    rec.serial, rec.parent, rec.key_id);
+	snprintf(h->tls_serial, sizeof(h->tls_serial), "%s", rec.serial);
+	pthread_mutex_unlock(&h->tls_mu);
+	key = NULL;
+	x = NULL;
+	rf_key_free(okey);
+	X509_free(ox);
+	X509_free(oix);
+	if (h->o.log != NULL)
+		h->o.log(h->o.log_arg, msg);
+out:
+	X509_free(x);
+	rf_key_free(key);
+	rf_ca_rec_clear(&rec);
 }
 
 /*
@@ -440,8 +528,14 @@ tls_setup(struct rf_http *h)
 	    (r = rf_audit_open(h->tls_st, &h->tls_audit)) != 0 ||
 	    (r = rf_keys_open(h->cfg, h->tls_audit, &h->tls_keys)) != 0 ||
 	    (r = rf_keys_load(h->tls_keys, rf_key_id(k), &h->tls_key)) != 0 ||
+	    (r = rf_ca_serial_str(X509_get0_serialNumber(x), h->tls_serial)) !=
+		0 ||
 	    (r = rf_http_tls_ctx(1, &h->tls_ctx)) != 0)
 		return r;
+	X509_up_ref(x);
+	X509_up_ref(ix);
+	h->tls_x = x;
+	h->tls_ix = ix;
 	/*
 	 * The key signs digests of its own size (keys: SHA-256 for P-256).
 	 * A full handshake's key use is on the record; a returning client
@@ -506,6 +600,9 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	if (pthread_mutex_init(&h->ev_lock, NULL) != 0)
 		goto out;
 	h->ev_lock_ok = 1;
+	if (pthread_mutex_init(&h->tls_mu, NULL) != 0)
+		goto out;
+	h->tls_mu_ok = 1;
 	h->nworkers = o->threads > 0 ? o->threads : RF_HTTP_THREADS_DEFAULT;
 	if ((r = rf_http_limits_new(cfg, &h->limits)) != 0)
 		goto out;
@@ -601,6 +698,10 @@ rf_http_free(struct rf_http *h)
 	if (h->mstopfd >= 0)
 		close(h->mstopfd);
 	rf_key_free(h->tls_key);
+	X509_free(h->tls_x);
+	X509_free(h->tls_ix);
+	if (h->tls_mu_ok)
+		pthread_mutex_destroy(&h->tls_mu);
 	rf_keys_free(h->tls_keys);
 	rf_audit_free(h->tls_audit);
 	rf_store_free(h->tls_st);
@@ -726,6 +827,7 @@ snapshot_pass(struct rf_http *h)
 	/* A CA new in the store (an incident's rotation) is served too. */
 	if ((r = issuers_setup(h)) != 0)
 		rf_http_log(h, "new issuing CA", r);
+	tls_refresh(h); /* and serve's own certificate, if contain renewed it */
 	before = h->ncrl_issuers;
 	if ((r = rf_http_snapshot_reload(h)) != 0) {
 		rf_http_log(h, "reloading CA certificates and CRLs", r);

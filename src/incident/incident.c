@@ -524,7 +524,9 @@ out:
 /*
  * Step 1c, issuer scope: serve's HTTPS certificate (CA record "tls", in the
  * certificate table like any other) is revoked (cACompromise) when the
- * compromised CA issued it; serial receives it, "" when it was not.
+ * compromised CA issued it, and a new one (a new key, the same names) is
+ * issued by the new issuing CA, which a running serve takes within a
+ * second; serial receives the revoked one, "" when there was none.
  * Idempotent.
  */
 static int
@@ -534,7 +536,7 @@ contain_revoke_tls(const struct rf_incident_ctx *c, int64_t id,
 	struct rf_ca_rec tls;
 	const char *s[1];
 	size_t changed = 0;
-	int r;
+	int r, made = 0;
 
 	serial[0] = '\0';
 	memset(&tls, 0, sizeof(tls));
@@ -551,12 +553,16 @@ contain_revoke_tls(const struct rf_incident_ctx *c, int64_t id,
 		 1, RF_CRL_REASON_CA_COMPROMISE, c->who, &changed)) != 0)
 		goto out;
 	snprintf(serial, 41, "%s", tls.serial);
-	if (changed > 0)
-		r = event(c, id, "revoke-tls",
-		    "serve's HTTPS certificate %s, issued by %s, revoked "
-		    "(cACompromise); serve makes a new one from the new "
-		    "issuing CA when it starts again",
-		    tls.serial, name);
+	if (changed > 0 &&
+	    (r = event(c, id, "revoke-tls",
+		 "serve's HTTPS certificate %s, issued by %s, revoked "
+		 "(cACompromise)",
+		 tls.serial, name)) != 0)
+		goto out;
+	if ((r = rf_ca_tls_renew(c->ca, c->who, &made)) == 0 && made)
+		r = event(c, id, "renew-tls",
+		    "serve's HTTPS certificate %s replaced by one of %s",
+		    tls.serial, rf_ca_issuer_name(c->ca));
 out:
 	rf_ca_rec_clear(&tls);
 	return r;

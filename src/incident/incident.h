@@ -88,8 +88,8 @@ struct rf_contain_report {
 	 * keys are disabled, so they no longer sign, before it starts). */
 	double contain_s, destroy_s;
 	/* Issuer scope: serve's HTTPS certificate was issued by the
-	 * compromised CA and is revoked (serial); serve makes a new one from
-	 * the new issuing CA when it starts again. "" when not. */
+	 * compromised CA and is revoked (serial) and replaced by one of the
+	 * new issuing CA, which a running serve takes. "" when not. */
 	char tls_revoked[41];
 };
 
