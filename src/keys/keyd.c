@@ -68,6 +68,9 @@ struct conn {
 	size_t hgot;
 	uint8_t *frame;
 	size_t need, got;
+	uint8_t *obuf; /* answers the socket did not take yet (conn_out) */
+	size_t olen, ooff;
+	int64_t ostall; /* closed if none of it goes by then (ms) */
 };
 
 struct keyd {
@@ -551,7 +554,9 @@ struct pending {
 	size_t settled;	     /* messages signed or failed (signer) */
 	int r;		     /* the first failure, and its message */
 	char msg[160];
-	int sent; /* the signer answered (1) or could not (-1) */
+	int sent; /* the signer answered (1), in part (2) or could not (-1) */
+	struct rf_kbuf out; /* its answer, when the socket took part of it */
+	size_t outoff;
 };
 
 #define QUEUED 1 /* a handler's answer comes later, from the pipeline */
@@ -576,6 +581,7 @@ pending_free(struct pending *p)
 	if (p->frame != NULL)
 		OPENSSL_cleanse(p->frame, p->framelen);
 	free(p->frame);
+	rf_kbuf_clear(&p->out);
 	free(p);
 }
 
@@ -874,32 +880,98 @@ conn_close(struct keyd *kd, int i)
 
 	close(c->fd);
 	free(c->frame);
+	free(c->obuf);
 	kd->conns[i] = kd->conns[--kd->nconns];
 	memset(&kd->conns[kd->nconns], 0, sizeof(struct conn));
 }
 
-/* Write all of b, waiting at most WRITE_TIMEOUT_MS for a slow reader. */
-static int
-send_all(int fd, const struct rf_kbuf *b)
+static int64_t
+mono_ms(void)
 {
-	struct pollfd p = {fd, POLLOUT, 0};
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int
+out_empty(const struct conn *c)
+{
+	return c->ooff == c->olen;
+}
+
+static void
+out_clear(struct conn *c)
+{
+	free(c->obuf);
+	c->obuf = NULL;
+	c->olen = c->ooff = 0;
+}
+
+/* Send what the socket takes now, without waiting: bytes sent or -1. */
+static ssize_t
+send_now(int fd, const uint8_t *d, size_t len)
+{
 	size_t done = 0;
 	ssize_t k;
 
-	while (done < b->len) {
-		k = send(fd, b->d + done, b->len - done,
-		    MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (k > 0) {
+	while (done < len) {
+		k = send(fd, d + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (k > 0)
 			done += (size_t)k;
+		else if (k < 0 && errno == EINTR)
 			continue;
-		}
-		if (k < 0 && errno == EINTR)
-			continue;
-		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) &&
-		    poll(&p, 1, WRITE_TIMEOUT_MS) == 1)
-			continue;
-		return RF_ERR_IO;
+		else if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			break;
+		else
+			return -1;
 	}
+	return (ssize_t)done;
+}
+
+/*
+ * Answer len bytes on c without waiting: what the socket does not take
+ * now waits in c's queue and goes out when c is writable (conn_flush). c is
+ * not read while its queue holds anything, and is closed if none of it goes
+ * out for WRITE_TIMEOUT_MS: a caller that does not read stalls no one else.
+ */
+static int
+conn_out(struct conn *c, const uint8_t *d, size_t len)
+{
+	uint8_t *nb;
+	ssize_t k;
+
+	if (out_empty(c)) {
+		out_clear(c);
+		if ((k = send_now(c->fd, d, len)) < 0)
+			return RF_ERR_IO;
+		if ((size_t)k == len)
+			return 0;
+		d += k;
+		len -= (size_t)k;
+		c->ostall = mono_ms() + WRITE_TIMEOUT_MS;
+	}
+	if ((nb = realloc(c->obuf, c->olen + len)) == NULL)
+		return RF_ERR_ALLOC;
+	memcpy(nb + c->olen, d, len);
+	c->obuf = nb;
+	c->olen += len;
+	return 0;
+}
+
+/* c is writable: send what waits. 0 keep c, -1 close it. */
+static int
+conn_flush(struct conn *c)
+{
+	ssize_t k;
+
+	if ((k = send_now(c->fd, c->obuf + c->ooff, c->olen - c->ooff)) < 0)
+		return -1;
+	if (k > 0)
+		c->ostall = mono_ms() + WRITE_TIMEOUT_MS;
+	c->ooff += (size_t)k;
+	if (out_empty(c))
+		out_clear(c);
 	return 0;
 }
 
@@ -922,7 +994,7 @@ send_err(struct conn *c, int r)
 		rf_kbuf_u32(&b, (uint32_t)(r < 0 ? -r : 1));
 		rf_kbuf_str(&b, msg);
 	}
-	w = rf_kbuf_finish(&b) == 0 ? send_all(c->fd, &b) : RF_ERR_ALLOC;
+	w = rf_kbuf_finish(&b) == 0 ? conn_out(c, b.d, b.len) : RF_ERR_ALLOC;
 	rf_kbuf_clear(&b);
 	return w;
 }
@@ -932,7 +1004,7 @@ static int
 answer(struct keyd *kd, struct conn *c, int type, int r, struct rf_kbuf *out)
 {
 	if (r == 0 && (r = rf_kbuf_finish(out)) == 0)
-		return send_all(c->fd, out) == 0 ? 0 : -1;
+		return conn_out(c, out->d, out->len) == 0 ? 0 : -1;
 	if (r == RF_ERR_REFUSED || r == RF_ERR_MALFORMED)
 		refusal(kd, c, type, rf_err_msg(r));
 	else if ((r = rf_keys_token_gone(&kd->cfg, r)) ==
@@ -1018,32 +1090,57 @@ pipe_wake(struct pipeline *pl)
 	(void)!write(pl->evfd, &one, sizeof(one));
 }
 
-/* Take up to max waiting messages, in arrival order. */
+/*
+ * Take up to max waiting messages: every waiting request gets its share
+ * (max over their number, at least one), then what is left of max goes to
+ * them in arrival order. A large request thus never holds a small one back
+ * by more than one batch.
+ */
 static void
 batch_fill(struct pipeline *pl, struct batch *b, size_t max)
 {
+	size_t take[CONN_MAX], count = 0, fair, left = max, k, i;
 	struct rf_sign_set *set;
-	struct pending *p;
-	size_t leaves = 0, k;
+	struct pending *p, **pp;
 
-	while (pl->wait != NULL && leaves < max && b->n < CONN_MAX) {
-		p = pl->wait;
+	for (p = pl->wait; p != NULL && count < CONN_MAX; p = p->next)
+		count++;
+	if (count == 0)
+		return;
+	fair = max / count > 0 ? max / count : 1;
+	for (p = pl->wait, i = 0; i < count; p = p->next, i++) {
 		k = p->s.n - p->recorded;
-		if (k > max - leaves)
-			k = max - leaves;
-		set = &b->sets[b->n];
-		b->p[b->n++] = p;
-		set->key = p->key;
-		set->reqs = p->s.reqs + p->recorded;
-		set->n = k;
-		set->digest = p->s.digest;
-		set->who = &p->s.w.who;
-		set->sigs = p->sigs + p->recorded;
-		p->recorded += k;
-		leaves += k;
-		if (p->recorded == p->s.n && (pl->wait = p->next) == NULL)
-			pl->wait_tail = &pl->wait;
+		take[i] = k < fair ? k : fair;
+		take[i] = take[i] < left ? take[i] : left;
+		left -= take[i];
 	}
+	for (p = pl->wait, i = 0; i < count && left > 0; p = p->next, i++) {
+		k = p->s.n - p->recorded - take[i];
+		k = k < left ? k : left;
+		take[i] += k;
+		left -= k;
+	}
+	/* The sets, in arrival order; requests recorded whole leave. */
+	for (pp = &pl->wait, i = 0; i < count; i++) {
+		p = *pp;
+		if (take[i] > 0) {
+			set = &b->sets[b->n];
+			b->p[b->n++] = p;
+			set->key = p->key;
+			set->reqs = p->s.reqs + p->recorded;
+			set->n = take[i];
+			set->digest = p->s.digest;
+			set->who = &p->s.w.who;
+			set->sigs = p->sigs + p->recorded;
+			p->recorded += take[i];
+		}
+		if (p->recorded == p->s.n)
+			*pp = p->next;
+		else
+			pp = &p->next;
+	}
+	if (*pp == NULL)
+		pl->wait_tail = pp;
 }
 
 /* Record what waits, a batch at a time, while the signer has none. */
@@ -1077,21 +1174,28 @@ pipe_feed(struct keyd *kd)
 	}
 }
 
-/* The signer's answer to p: its signatures, in order. */
-static int
+/*
+ * The signer's answer to p, its signatures in order, sent as far as the
+ * socket takes it now (p's caller is busy: nothing else is queued for it);
+ * the loop queues the rest (pipe_done).
+ */
+static void
 answer_sigs(struct pending *p)
 {
-	struct rf_kbuf out = {0};
 	size_t k;
-	int r;
+	ssize_t w;
 
-	rf_kbuf_begin(&out, RF_KMSG_OK);
-	rf_kbuf_u32(&out, (uint32_t)p->s.n);
+	rf_kbuf_begin(&p->out, RF_KMSG_OK);
+	rf_kbuf_u32(&p->out, (uint32_t)p->s.n);
 	for (k = 0; k < p->s.n; k++)
-		rf_kbuf_bytes(&out, p->sigs[k].sig, p->sigs[k].len);
-	r = rf_kbuf_finish(&out) == 0 ? send_all(p->fd, &out) : RF_ERR_ALLOC;
-	rf_kbuf_clear(&out);
-	return r;
+		rf_kbuf_bytes(&p->out, p->sigs[k].sig, p->sigs[k].len);
+	if (rf_kbuf_finish(&p->out) != 0 ||
+	    (w = send_now(p->fd, p->out.d, p->out.len)) < 0) {
+		p->sent = -1;
+		return;
+	}
+	p->outoff = (size_t)w;
+	p->sent = p->outoff == p->out.len ? 1 : 2;
 }
 
 /* set, a part of p, is signed or failed; p is back once all of it is. */
@@ -1106,7 +1210,7 @@ settle(struct pipeline *pl, struct pending *p, const struct rf_sign_set *set)
 	if (p->settled < p->s.n)
 		return;
 	if (p->r == 0)
-		p->sent = answer_sigs(p) == 0 ? 1 : -1;
+		answer_sigs(p);
 	pthread_mutex_lock(&pl->mu);
 	p->next = pl->done;
 	pl->done = p;
@@ -1179,7 +1283,10 @@ pipe_done(struct keyd *kd)
 				    0)
 					c->dead = 1;
 				rf_kbuf_clear(&out);
-			} else if (p->sent < 0)
+			} else if (p->sent < 0 ||
+			    (p->sent == 2 &&
+				conn_out(c, p->out.d + p->outoff,
+				    p->out.len - p->outoff) != 0))
 				c->dead = 1;
 		}
 		pending_free(p);
@@ -1246,15 +1353,20 @@ pipe_stop(struct keyd *kd)
 	kd->pl = NULL;
 }
 
-/* Close the callers marked dead once nothing of theirs is in flight. */
+/* Close the callers marked dead once nothing of theirs is in flight,
+ * and those that have not read their answers for WRITE_TIMEOUT_MS. */
 static void
 conn_sweep(struct keyd *kd)
 {
+	int64_t now = mono_ms();
+	struct conn *c;
 	int i;
 
-	for (i = kd->nconns - 1; i >= 0; i--)
-		if (kd->conns[i].dead && !kd->conns[i].busy)
+	for (i = kd->nconns - 1; i >= 0; i--) {
+		c = &kd->conns[i];
+		if (!c->busy && (c->dead || (!out_empty(c) && now > c->ostall)))
 			conn_close(kd, i);
+	}
 }
 
 /* Read what c has sent; run each whole frame. 0 keep, -1 close. */
@@ -1729,11 +1841,13 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		pf[1].fd = kd->pl->evfd;
 		pf[1].events = POLLIN;
 		for (i = 0; i < kd->nconns; i++) {
-			/* A caller waiting for its answer is not read. */
+			/* A caller waiting for its answer, or not reading the
+			 * last one, is not read. */
 			pf[i + 2].fd = kd->conns[i].busy || kd->conns[i].dead
 			    ? -1
 			    : kd->conns[i].fd;
-			pf[i + 2].events = POLLIN;
+			pf[i + 2].events =
+			    out_empty(&kd->conns[i]) ? POLLIN : POLLOUT;
 			pf[i + 2].revents = 0;
 		}
 		n = poll(pf, (nfds_t)kd->nconns + 2, 1000);
@@ -1746,7 +1860,9 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		/* Backwards, so that closing one keeps the others' slots. */
 		for (i = kd->nconns - 1; n > 0 && i >= 0; i--)
 			if (pf[i + 2].revents != 0 &&
-			    conn_read(kd, &kd->conns[i]) != 0)
+			    (!out_empty(&kd->conns[i])
+				    ? conn_flush(&kd->conns[i])
+				    : conn_read(kd, &kd->conns[i])) != 0)
 				conn_close(kd, i);
 		pipe_done(kd); /* answers back, and the next batch recorded */
 		conn_sweep(kd);

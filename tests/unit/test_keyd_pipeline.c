@@ -7,8 +7,10 @@
  * BATCH_LEAVES messages); a caller whose key is disabled fails alone,
  * every time, with no leaf; the record holds exactly one leaf for each
  * signature released; a key disabled while others sign signs nothing
- * once the disable has returned; and a signature does not wait behind
- * keyd's background work (a step as long as an RSA key generation).
+ * once the disable has returned; a signature does not wait behind
+ * keyd's background work (a step as long as an RSA key generation), nor
+ * behind a caller that stops reading an answer larger than its socket
+ * holds.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -409,6 +411,76 @@ test_background(void **state)
 		    worst, BG_STEP_US / 1000);
 }
 
+/* A caller (a child process) that asks for an answer larger than a
+ * socket holds and stops reading it delays no one else; once it reads
+ * again it gets the whole answer. */
+#define STALL_N 3000 /* RSA-2048: 768 KB of signatures */
+
+static void
+stalled_child(struct fx *fx)
+{
+	struct rf_keys *k = NULL;
+	struct rf_sign_req *reqs = calloc(STALL_N, sizeof(*reqs));
+	struct rf_sig *sigs = calloc(STALL_N, sizeof(*sigs));
+	size_t i;
+	int r;
+
+	if (reqs == NULL || sigs == NULL ||
+	    rf_keys_open(&fx->cfg, NULL, &k) != 0)
+		_exit(2);
+	for (i = 0; i < STALL_N; i++) {
+		reqs[i].what = "cert";
+		reqs[i].scheme = RF_SIG_RSA_PSS;
+		reqs[i].msg = (const uint8_t *)"stalled";
+		reqs[i].msglen = 7;
+	}
+	r = rf_keys_sign(k, fx->rsa, reqs, STALL_N, &who, sigs);
+	for (i = 0; r == 0 && i < STALL_N; i++)
+		if (sigs[i].sig == NULL || sigs[i].len != 256)
+			r = 1;
+	_exit(r == 0 ? 0 : 3);
+}
+
+static void
+test_stalled_reader(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_sign_req req;
+	struct rf_sig sig;
+	double t0, worst = 0;
+	pid_t kid;
+	int i, status = 0;
+
+	assert_true((kid = fork()) >= 0);
+	if (kid == 0)
+		stalled_child(fx);
+	usleep(300000); /* its request is in; keyd is signing it */
+	assert_int_equal(kill(kid, SIGSTOP), 0);
+	memset(&req, 0, sizeof(req));
+	req.what = "cert";
+	req.msg = (const uint8_t *)"tbs";
+	req.msglen = 3;
+	/* Longer than the big request takes to sign, so that keyd answers
+	 * it while these wait. */
+	for (i = 0; i < 60; i++) {
+		t0 = ms_now();
+		assert_int_equal(
+		    rf_keys_sign(fx->keys, fx->ec, &req, 1, &who, &sig), 0);
+		if (ms_now() - t0 > worst)
+			worst = ms_now() - t0;
+		rf_sig_clear(&sig);
+		usleep(50000);
+	}
+	assert_int_equal(kill(kid, SIGCONT), 0);
+	assert_int_equal(waitpid(kid, &status, 0), kid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	if (worst >= 2000)
+		fail_msg("a signature took %.0f ms beside a caller that does "
+			 "not read",
+		    worst);
+}
+
 int
 main(void)
 {
@@ -418,6 +490,8 @@ main(void)
 		test_disable_between, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_background, setup_bg, teardown_bg),
+	    cmocka_unit_test_setup_teardown(
+		test_stalled_reader, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
