@@ -379,12 +379,10 @@ ms_now(void)
 	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-/* While the background work runs its half-second steps back to back, one
- * signature after another is answered without waiting for a step. */
-static void
-test_background(void **state)
+/* n single signatures with fx's EC key, gap_us apart: the slowest, ms. */
+static double
+worst_of(struct fx *fx, int n, useconds_t gap_us)
 {
-	struct fx *fx = *state;
 	struct rf_sign_req req;
 	struct rf_sig sig;
 	double t0, worst = 0;
@@ -394,15 +392,26 @@ test_background(void **state)
 	req.what = "cert";
 	req.msg = (const uint8_t *)"tbs";
 	req.msglen = 3;
-	for (i = 0; i < 30; i++) {
+	for (i = 0; i < n; i++) {
 		t0 = ms_now();
 		assert_int_equal(
 		    rf_keys_sign(fx->keys, fx->ec, &req, 1, &who, &sig), 0);
 		if (ms_now() - t0 > worst)
 			worst = ms_now() - t0;
 		rf_sig_clear(&sig);
-		usleep(20000);
+		usleep(gap_us);
 	}
+	return worst;
+}
+
+/* While the background work runs its half-second steps back to back, one
+ * signature after another is answered without waiting for a step. */
+static void
+test_background(void **state)
+{
+	struct fx *fx = *state;
+	double worst = worst_of(fx, 30, 20000);
+
 	/* The steps ran meanwhile, and no signature waited for one. */
 	assert_true(__atomic_load_n(bg_steps, __ATOMIC_SEQ_CST) >= 1);
 	if (worst >= BG_STEP_US / 2000.0)
@@ -445,32 +454,18 @@ static void
 test_stalled_reader(void **state)
 {
 	struct fx *fx = *state;
-	struct rf_sign_req req;
-	struct rf_sig sig;
-	double t0, worst = 0;
+	double worst;
 	pid_t kid;
-	int i, status = 0;
+	int status = 0;
 
 	assert_true((kid = fork()) >= 0);
 	if (kid == 0)
 		stalled_child(fx);
 	usleep(300000); /* its request is in; keyd is signing it */
 	assert_int_equal(kill(kid, SIGSTOP), 0);
-	memset(&req, 0, sizeof(req));
-	req.what = "cert";
-	req.msg = (const uint8_t *)"tbs";
-	req.msglen = 3;
 	/* Longer than the big request takes to sign, so that keyd answers
 	 * it while these wait. */
-	for (i = 0; i < 60; i++) {
-		t0 = ms_now();
-		assert_int_equal(
-		    rf_keys_sign(fx->keys, fx->ec, &req, 1, &who, &sig), 0);
-		if (ms_now() - t0 > worst)
-			worst = ms_now() - t0;
-		rf_sig_clear(&sig);
-		usleep(50000);
-	}
+	worst = worst_of(fx, 60, 50000);
 	assert_int_equal(kill(kid, SIGCONT), 0);
 	assert_int_equal(waitpid(kid, &status, 0), kid);
 	assert_true(WIFEXITED(status));
