@@ -164,7 +164,8 @@ keyd_status(struct rf_cli *cli)
 	printf("keyd: running, pid %d, uid %u\n"
 	       "  socket:   %s\n"
 	       "  tokens:   '%s' and %u more\n"
-	       "  callers:  %u connected, %u signing requests in flight; you are %s\n"
+	       "  callers:  %u connected, %u signing requests in flight; you "
+	       "are %s\n"
 	       "  requests: %llu answered, %llu refused\n",
 	    (int)st.pid, (unsigned)st.uid, cli->cfg.keyd_socket, st.token,
 	    st.tokens > 0 ? st.tokens - 1 : 0, st.clients, st.queue,
