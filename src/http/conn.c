@@ -425,9 +425,9 @@ respond_fail(struct rf_http_worker *w, struct rf_conn *c)
 
 /*
  * Answer the whole requests read so far, while the output waiting stays
- * small. A request for a slow route (/audit) goes to the pool: nothing
- * more is read from the connection until its answer is back. -1: close
- * now.
+ * small. A request that waits (/audit on the store; the API and
+ * on-demand OCSP on keyd) goes to its pool: nothing more is read from the
+ * connection until its answer is back. -1: close now.
  */
 static int
 process(struct rf_http_worker *w, struct rf_conn *c)
@@ -436,6 +436,7 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 	struct rf_http_req q;
 	struct rf_http_resp o;
 	enum rf_h1_state st;
+	enum rf_http_pool_kind k;
 	char serial[41];
 	size_t used;
 	int keep, ka10, r;
@@ -465,8 +466,8 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 		keep = rf_h1_keep_alive(&c->h1) &&
 		    !__atomic_load_n(&w->h->stopping, __ATOMIC_RELAXED);
 		ka10 = keep && rf_h1_is_10(&c->h1);
-		if (rf_http_handle_fast(w, &q, &o) != 0) {
-			r = rf_http_pool_submit(w, c, &q,
+		if ((k = rf_http_handle_fast(w, &q, &o)) != RF_HTTP_POOL_NONE) {
+			r = rf_http_pool_submit(w, k, c, &q,
 			    (keep ? RF_HTTP_JOB_KEEP : 0) |
 				(ka10 ? RF_HTTP_JOB_KA10 : 0),
 			    &o);
@@ -480,7 +481,7 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 				}
 				return 0;
 			}
-			/* o holds the refusal (503, Retry-After). */
+			/* o holds the refusal (503, tryLater). */
 		}
 		c->closing = !keep;
 		if (respond(w, c, &o, q.method == RF_HTTP_HEAD, ka10) != 0)
