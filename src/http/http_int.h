@@ -315,6 +315,9 @@ struct rf_http_job {
 	char *target, *inm;
 	uint8_t *body;	 /* POST: the request body */
 	char serial[41]; /* the client certificate's serial, or "" */
+	/* Not a request: fn(fnarg, 0) runs on the pool (w, conn unused). */
+	void (*fn)(void *fnarg, int cancelled);
+	void *fnarg;
 };
 /* Start every pool (audit: cfg->audit_*, sign: cfg->sign_*). */
 int rf_http_pool_start(struct rf_http *h) RF_WUR;
@@ -324,9 +327,13 @@ void rf_http_pool_stop(struct rf_http *h); /* NULL-safe; joins */
 int rf_http_pool_submit(struct rf_http_worker *w, enum rf_http_pool_kind k,
     struct rf_conn *c, const struct rf_http_req *q, int flags,
     struct rf_http_resp *o);
-/* Jobs running or waiting in pool k now, and refused at its cap so far. */
-void rf_http_pool_stats(struct rf_http *h, enum rf_http_pool_kind k,
-    size_t *inflight, uint64_t *refused);
+/*
+ * Run fn(fnarg, 0) on pool k (fn(fnarg, 1) if the pool stops first): the
+ * TLS handshake's signature (rf_keys_evp_set_runner). 0 queued; -1 at the
+ * cap or stopping, and nothing runs.
+ */
+int rf_http_pool_run(struct rf_http *h, enum rf_http_pool_kind k,
+    void (*fn)(void *fnarg, int cancelled), void *fnarg);
 void rf_http_job_free(struct rf_http_job *j);
 void rf_http_job_free_all(struct rf_http_job *j);
 

@@ -36,8 +36,7 @@
 
 struct rf_http_pool {
 	struct rf_http *h;
-	int nice;	  /* raised to this on each thread; 0: as the workers */
-	uint64_t refused; /* under lock: at the cap */
+	int nice; /* raised to this on each thread; 0: as the workers */
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	struct rf_http_job *head, *tail; /* waiting, under lock */
@@ -139,6 +138,14 @@ pool_main(void *arg)
 			p->tail = NULL;
 		j->next = NULL;
 		pthread_mutex_unlock(&p->lock);
+		if (j->fn != NULL) {
+			j->fn(j->fnarg, 0);
+			free(j);
+			pthread_mutex_lock(&p->lock);
+			p->inflight--;
+			pthread_mutex_unlock(&p->lock);
+			continue;
+		}
 		rf_http_handle(pw, &j->q, &j->o);
 		own_body(&j->o);
 		job_done(p, j);
@@ -150,6 +157,7 @@ pool_main(void *arg)
 static void
 pool_free(struct rf_http_pool *p)
 {
+	struct rf_http_job *j, *next;
 	int i;
 
 	if (p == NULL)
@@ -160,7 +168,14 @@ pool_free(struct rf_http_pool *p)
 	pthread_mutex_unlock(&p->lock);
 	for (i = 0; i < p->started; i++)
 		pthread_join(p->tid[i], NULL);
-	rf_http_job_free_all(p->head); /* never run: their conns close */
+	for (j = p->head; j != NULL; j = next) {
+		next = j->next;
+		if (j->fn != NULL) { /* never run: told so */
+			j->fn(j->fnarg, 1);
+			free(j);
+		} else
+			rf_http_job_free(j); /* never run: its conn closes */
+	}
 	pthread_cond_destroy(&p->cv);
 	pthread_mutex_destroy(&p->lock);
 	free(p->tid);
@@ -248,20 +263,42 @@ rf_http_pool_stop(struct rf_http *h)
 	}
 }
 
-void
-rf_http_pool_stats(struct rf_http *h, enum rf_http_pool_kind k,
-    size_t *inflight, uint64_t *refused)
+/* Queue j in p unless at the cap: 0, or -1. */
+static int
+pool_push(struct rf_http_pool *p, struct rf_http_job *j)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->inflight >= p->cap || p->stop) {
+		pthread_mutex_unlock(&p->lock);
+		return -1;
+	}
+	p->inflight++;
+	if (p->tail != NULL)
+		p->tail->next = j;
+	else
+		p->head = j;
+	p->tail = j;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->lock);
+	return 0;
+}
+
+int
+rf_http_pool_run(struct rf_http *h, enum rf_http_pool_kind k,
+    void (*fn)(void *fnarg, int cancelled), void *fnarg)
 {
 	struct rf_http_pool *p = h->pools[k];
+	struct rf_http_job *j;
 
-	*inflight = 0;
-	*refused = 0;
-	if (p == NULL)
-		return;
-	pthread_mutex_lock(&p->lock);
-	*inflight = p->inflight;
-	*refused = p->refused;
-	pthread_mutex_unlock(&p->lock);
+	if (p == NULL || (j = calloc(1, sizeof(*j))) == NULL)
+		return -1;
+	j->fn = fn;
+	j->fnarg = fnarg;
+	if (pool_push(p, j) != 0) {
+		free(j);
+		return -1;
+	}
+	return 0;
 }
 
 static char *
@@ -284,24 +321,12 @@ rf_http_pool_submit(struct rf_http_worker *w, enum rf_http_pool_kind k,
 		rf_http_handle(w, q, o);
 		return -1;
 	}
-	pthread_mutex_lock(&p->lock);
-	if (p->inflight >= p->cap || p->stop) {
-		p->refused++;
-		pthread_mutex_unlock(&p->lock);
-		rf_http_busy(q, o);
-		return -1;
-	}
-	p->inflight++;
-	pthread_mutex_unlock(&p->lock);
 	if ((j = calloc(1, sizeof(*j))) == NULL ||
 	    (j->target = dup_opt(q->target)) == NULL ||
 	    (q->if_none_match != NULL &&
 		(j->inm = dup_opt(q->if_none_match)) == NULL) ||
 	    (j->body = malloc(q->bodylen + 1)) == NULL) {
 		rf_http_job_free(j);
-		pthread_mutex_lock(&p->lock);
-		p->inflight--;
-		pthread_mutex_unlock(&p->lock);
 		rf_http_busy(q, o);
 		return -1;
 	}
@@ -328,13 +353,10 @@ rf_http_pool_submit(struct rf_http_worker *w, enum rf_http_pool_kind k,
 	}
 	/* The worker took its budgets when it deferred it. */
 	j->q.deferred = 1;
-	pthread_mutex_lock(&p->lock);
-	if (p->tail != NULL)
-		p->tail->next = j;
-	else
-		p->head = j;
-	p->tail = j;
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->lock);
+	if (pool_push(p, j) != 0) {
+		rf_http_job_free(j);
+		rf_http_busy(q, o);
+		return -1;
+	}
 	return 0;
 }
