@@ -48,6 +48,43 @@ struct rf_http_pool {
 	struct rf_http_worker *pw; /* one per thread */
 };
 
+/* A place in p for one more job: 0, or -1 at the cap (or stopping). */
+static int
+pool_reserve(struct rf_http_pool *p)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&p->lock);
+	if (p->inflight >= p->cap || p->stop)
+		r = -1;
+	else
+		p->inflight++;
+	pthread_mutex_unlock(&p->lock);
+	return r;
+}
+
+static void
+pool_unreserve(struct rf_http_pool *p)
+{
+	pthread_mutex_lock(&p->lock);
+	p->inflight--;
+	pthread_mutex_unlock(&p->lock);
+}
+
+/* Queue j, for which a place was reserved. */
+static void
+pool_push(struct rf_http_pool *p, struct rf_http_job *j)
+{
+	pthread_mutex_lock(&p->lock);
+	if (p->tail != NULL)
+		p->tail->next = j;
+	else
+		p->head = j;
+	p->tail = j;
+	pthread_cond_signal(&p->cv);
+	pthread_mutex_unlock(&p->lock);
+}
+
 void
 rf_http_job_free(struct rf_http_job *j)
 {
@@ -82,9 +119,7 @@ job_done(struct rf_http_pool *p, struct rf_http_job *j)
 	w->done = j;
 	pthread_mutex_unlock(&w->done_lock);
 	(void)!write(w->donefd, &one, sizeof(one));
-	pthread_mutex_lock(&p->lock);
-	p->inflight--;
-	pthread_mutex_unlock(&p->lock);
+	pool_unreserve(p);
 }
 
 /*
@@ -141,9 +176,7 @@ pool_main(void *arg)
 		if (j->fn != NULL) {
 			j->fn(j->fnarg, 0);
 			free(j);
-			pthread_mutex_lock(&p->lock);
-			p->inflight--;
-			pthread_mutex_unlock(&p->lock);
+			pool_unreserve(p);
 			continue;
 		}
 		rf_http_handle(pw, &j->q, &j->o);
@@ -263,26 +296,6 @@ rf_http_pool_stop(struct rf_http *h)
 	}
 }
 
-/* Queue j in p unless at the cap: 0, or -1. */
-static int
-pool_push(struct rf_http_pool *p, struct rf_http_job *j)
-{
-	pthread_mutex_lock(&p->lock);
-	if (p->inflight >= p->cap || p->stop) {
-		pthread_mutex_unlock(&p->lock);
-		return -1;
-	}
-	p->inflight++;
-	if (p->tail != NULL)
-		p->tail->next = j;
-	else
-		p->head = j;
-	p->tail = j;
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->lock);
-	return 0;
-}
-
 int
 rf_http_pool_run(struct rf_http *h, enum rf_http_pool_kind k,
     void (*fn)(void *fnarg, int cancelled), void *fnarg)
@@ -290,14 +303,15 @@ rf_http_pool_run(struct rf_http *h, enum rf_http_pool_kind k,
 	struct rf_http_pool *p = h->pools[k];
 	struct rf_http_job *j;
 
-	if (p == NULL || (j = calloc(1, sizeof(*j))) == NULL)
+	if (p == NULL || pool_reserve(p) != 0)
 		return -1;
-	j->fn = fn;
-	j->fnarg = fnarg;
-	if (pool_push(p, j) != 0) {
-		free(j);
+	if ((j = calloc(1, sizeof(*j))) == NULL) {
+		pool_unreserve(p);
 		return -1;
 	}
+	j->fn = fn;
+	j->fnarg = fnarg;
+	pool_push(p, j);
 	return 0;
 }
 
@@ -321,12 +335,18 @@ rf_http_pool_submit(struct rf_http_worker *w, enum rf_http_pool_kind k,
 		rf_http_handle(w, q, o);
 		return -1;
 	}
+	/* Past the cap: answered at once, nothing copied. */
+	if (pool_reserve(p) != 0) {
+		rf_http_busy(q, o);
+		return -1;
+	}
 	if ((j = calloc(1, sizeof(*j))) == NULL ||
 	    (j->target = dup_opt(q->target)) == NULL ||
 	    (q->if_none_match != NULL &&
 		(j->inm = dup_opt(q->if_none_match)) == NULL) ||
 	    (j->body = malloc(q->bodylen + 1)) == NULL) {
 		rf_http_job_free(j);
+		pool_unreserve(p);
 		rf_http_busy(q, o);
 		return -1;
 	}
@@ -353,10 +373,6 @@ rf_http_pool_submit(struct rf_http_worker *w, enum rf_http_pool_kind k,
 	}
 	/* The worker took its budgets when it deferred it. */
 	j->q.deferred = 1;
-	if (pool_push(p, j) != 0) {
-		rf_http_job_free(j);
-		rf_http_busy(q, o);
-		return -1;
-	}
+	pool_push(p, j);
 	return 0;
 }
