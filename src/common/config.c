@@ -88,6 +88,8 @@ static const struct setting settings[] = {
     I("pool_rsa_3072", pool_rsa_3072, -1, 10000000),
     I("pool_margin", pool_margin, 0, 1000),
     I("pool_refill", pool_refill, 0, 1),
+    I("sign_threads", sign_threads, 1, 64),
+    I("sign_max_concurrent", sign_max_concurrent, 1, 65536),
 };
 
 static int
@@ -289,6 +291,8 @@ rf_config_load(struct rf_config *cfg)
 	cfg->pool_rsa_2048 = cfg->pool_rsa_3072 = -1;
 	cfg->pool_margin = 10;
 	cfg->pool_refill = 1;
+	cfg->sign_threads = 16;
+	cfg->sign_max_concurrent = 256;
 
 	if ((r = load_file(cfg, path)) != 0 || (r = load_env(cfg)) != 0)
 		return r;

@@ -77,6 +77,9 @@ struct rf_config {
 	int pool_margin; /* percent over the connections, default 10 */
 	int pool_refill; /* 1: keyd refills the pool when idle; 0: only
 			    `keys pool fill` */
+	/* serve: threads answering what waits on keyd's signatures, and
+	 * such requests at once (503 or tryLater past it) */
+	int sign_threads, sign_max_concurrent;
 };
 
 /*

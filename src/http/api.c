@@ -200,6 +200,15 @@ path_eq(const char *uri, size_t plen, const char *lit)
 }
 
 int
+rf_http_api_is_route(const char *target)
+{
+	size_t plen = strcspn(target, "?#");
+
+	return path_eq(target, plen, "/v1/assertions") ||
+	    path_eq(target, plen, "/v1/connector/renew");
+}
+
+int
 rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o, const char *uri, size_t plen)
 {

@@ -48,7 +48,14 @@
 #define CONN_EVENTS 8		   /* events a worker takes at a time */
 #define CONN_ACCEPTS 64		   /* connections accepted per turn */
 
+/*
+ * What an epoll event names besides listeners and stop: a connection, or
+ * the wait of its TLS handshake for a signature (its ASYNC job's fd).
+ */
+enum { CONN_EV_CONN = 1, CONN_EV_ASYNC };
+
 struct rf_conn {
+	int ev; /* CONN_EV_CONN: first, as in struct conn_async */
 	int fd;
 	SSL *ssl;      /* TLS connection; NULL for plain HTTP */
 	uint32_t want; /* TLS: the direction SSL is waiting for */
@@ -68,6 +75,15 @@ struct rf_conn {
 	size_t boff;
 	int has_big;
 	int pending; /* a request of it is with the pool (out of the set) */
+	/*
+	 * Its handshake's signature is on the signing pool (SSL_MODE_ASYNC,
+	 * keys/evp.c): the connection is out of the set, its job's fd in it.
+	 */
+	struct conn_async {
+		int ev; /* CONN_EV_ASYNC */
+		int fd; /* -1: not waiting */
+		struct rf_conn *c;
+	} async;
 };
 
 /* What epoll hands back besides connections. */
@@ -291,6 +307,13 @@ conn_tls(struct rf_http *h, struct rf_conn *c)
 	SSL_set_mode(c->ssl,
 	    SSL_MODE_ENABLE_PARTIAL_WRITE |
 		SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	/*
+	 * A fresh handshake's signature waits on keyd: with a signing pool,
+	 * libssl runs the handshake in an ASYNC job that pauses there (the
+	 * runner server.c set for keys/evp.c), until the handshake is done.
+	 */
+	if (h->pools[RF_HTTP_POOL_SIGN] != NULL)
+		SSL_set_mode(c->ssl, SSL_MODE_ASYNC);
 	return 0;
 }
 
@@ -329,7 +352,11 @@ accept_some(struct rf_http *h, struct rf_http_worker *w, int tls)
 			close(fd);
 			continue;
 		}
+		c->ev = CONN_EV_CONN;
 		c->fd = fd;
+		c->async.ev = CONN_EV_ASYNC;
+		c->async.fd = -1;
+		c->async.c = c;
 		c->peer = ss;
 		c->watch = EPOLLIN;
 		if (tls && conn_tls(h, c) != 0) {
@@ -425,9 +452,9 @@ respond_fail(struct rf_http_worker *w, struct rf_conn *c)
 
 /*
  * Answer the whole requests read so far, while the output waiting stays
- * small. A request for a slow route (/audit) goes to the pool: nothing
- * more is read from the connection until its answer is back. -1: close
- * now.
+ * small. A request that waits (/audit on the store; the API and
+ * on-demand OCSP on keyd) goes to its pool: nothing more is read from the
+ * connection until its answer is back. -1: close now.
  */
 static int
 process(struct rf_http_worker *w, struct rf_conn *c)
@@ -436,6 +463,7 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 	struct rf_http_req q;
 	struct rf_http_resp o;
 	enum rf_h1_state st;
+	enum rf_http_pool_kind k;
 	char serial[41];
 	size_t used;
 	int keep, ka10, r;
@@ -465,8 +493,8 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 		keep = rf_h1_keep_alive(&c->h1) &&
 		    !__atomic_load_n(&w->h->stopping, __ATOMIC_RELAXED);
 		ka10 = keep && rf_h1_is_10(&c->h1);
-		if (rf_http_handle_fast(w, &q, &o) != 0) {
-			r = rf_http_pool_submit(w, c, &q,
+		if ((k = rf_http_handle_fast(w, &q, &o)) != RF_HTTP_POOL_NONE) {
+			r = rf_http_pool_submit(w, k, c, &q,
 			    (keep ? RF_HTTP_JOB_KEEP : 0) |
 				(ka10 ? RF_HTTP_JOB_KA10 : 0),
 			    &o);
@@ -480,7 +508,7 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 				}
 				return 0;
 			}
-			/* o holds the refusal (503, Retry-After). */
+			/* o holds the refusal (503, tryLater). */
 		}
 		c->closing = !keep;
 		if (respond(w, c, &o, q.method == RF_HTTP_HEAD, ka10) != 0)
@@ -610,6 +638,9 @@ conn_read(struct rf_conn *c, int *more)
 	}
 	ERR_clear_error();
 	n = SSL_read(c->ssl, c->in, (int)sizeof(c->in));
+	/* Done with the handshake: no more jobs (they cost a switch). */
+	if (n > 0 || SSL_is_init_finished(c->ssl))
+		SSL_clear_mode(c->ssl, SSL_MODE_ASYNC);
 	if (n > 0) {
 		/* Decrypted bytes SSL holds wake no epoll: read them now. */
 		*more = (size_t)n == sizeof(c->in) || SSL_has_pending(c->ssl);
@@ -619,6 +650,19 @@ conn_read(struct rf_conn *c, int *more)
 	ERR_clear_error();
 	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
 		c->want = e == SSL_ERROR_WANT_READ ? EPOLLIN : EPOLLOUT;
+		return -1;
+	}
+	if (e == SSL_ERROR_WANT_ASYNC) {
+		/* The signature is on the pool: wait for its job's fd. */
+		OSSL_ASYNC_FD fd;
+		size_t nfd = 1;
+
+		if (SSL_get_all_async_fds(c->ssl, &fd, &nfd) != 1 || nfd != 1) {
+			ERR_clear_error();
+			return 0;
+		}
+		c->async.fd = fd;
+		c->want = 0;
 		return -1;
 	}
 	return 0; /* close_notify, a failed handshake, a broken stream */
@@ -672,11 +716,35 @@ conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
 		: req != 0 ? req
 			   : now,
 	    __ATOMIC_RELAXED);
+	if (c->async.fd >= 0) {
+		/* Out of the set until the signature is made, its fd in. */
+		c->watch = 0;
+		if (epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL) == 0 &&
+		    ep_ctl(w->epfd, EPOLL_CTL_ADD, c->async.fd, EPOLLIN,
+			&c->async) == 0)
+			return;
+		c->async.fd = -1;
+		goto close;
+	}
 	/* Plain reads wait for input; TLS may wait to write (handshake). */
 	if (watch(w, c, c->ssl != NULL && n < 0 ? c->want : EPOLLIN) == 0)
 		return;
 close:
 	conn_close(w, c);
+}
+
+/* The signature c's handshake waited for is made: go on with it. */
+static void
+conn_async(struct rf_http_worker *w, struct rf_conn *c)
+{
+	(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->async.fd, NULL);
+	c->async.fd = -1;
+	if (ep_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, c) != 0) {
+		conn_close(w, c);
+		return;
+	}
+	c->watch = EPOLLIN;
+	conn_run(w, c, 0);
 }
 
 /* Answers the pool made for this worker's connections: send them. */
@@ -739,6 +807,9 @@ rf_conn_worker(void *arg)
 				accept_some(h, w, 1);
 			else if (ev[i].data.ptr == &done_tag)
 				conn_done(w);
+			else if (*(int *)ev[i].data.ptr == CONN_EV_ASYNC)
+				conn_async(w,
+				    ((struct conn_async *)ev[i].data.ptr)->c);
 			else
 				conn_run(w, ev[i].data.ptr, ev[i].events);
 		}

@@ -52,7 +52,9 @@ struct rf_http_worker {
 	int lfd;	   /* its plain listening socket */
 	int tlfd;	   /* its TLS listening socket, or -1 */
 	int accept_paused; /* under conn_lock: out of descriptors */
-	/* Answers the audit pool made for its connections (pool.c). */
+	/* A pool thread's own worker: its pool; NULL on an epoll worker. */
+	struct rf_http_pool *pool;
+	/* Answers the pools made for its connections (pool.c). */
 	int donefd; /* eventfd in its set: done is not empty */
 	pthread_mutex_t done_lock;
 	int done_lock_ok;
@@ -119,7 +121,9 @@ struct rf_http {
 	/* Budgets of what anonymous peers make the token do (limits.c). */
 	struct rf_http_limits *limits;
 	struct rf_http_tickets *tickets; /* TLS session ticket keys */
-	struct rf_http_pool *pool;	 /* /audit requests (pool.c) */
+	/* Requests that wait off the OCSP workers (pool.c): /audit, and
+	 * those that wait on keyd's signature. */
+	struct rf_http_pool *pools[3]; /* by enum rf_http_pool_kind */
 	/*
 	 * Both listeners (conn.c): nworkers threads, each with its own epoll
 	 * set holding its listening sockets and its connections.
@@ -213,6 +217,8 @@ struct rf_http_req {
 	/* TLS: the verified client certificate's serial (lowercase hex),
 	 * NULL without one (api.c, connectors). */
 	const char *client_serial;
+	/* On a pool thread: a worker deferred it, and took its budgets. */
+	int deferred;
 };
 
 #define RF_HTTP_RESP_HDRS 8
@@ -238,8 +244,11 @@ const char *rf_http_worker_date(struct rf_http_worker *w, int slot, int64_t t);
 
 /* A short text answer ("text\n") with that status. */
 void rf_http_error(struct rf_http_resp *o, int code, const char *text);
-/* 503 with Retry-After: the audit pool is at its cap. */
-void rf_http_busy(struct rf_http_resp *o);
+/*
+ * The answer when a pool is at its cap, as q's route answers: tryLater
+ * for OCSP, 503 with Retry-After (JSON for the API, text otherwise).
+ */
+void rf_http_busy(const struct rf_http_req *q, struct rf_http_resp *o);
 
 /* Answer q into *o (zeroed here); rf_http_resp_done() when sent. */
 void rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
@@ -247,11 +256,24 @@ void rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
 void rf_http_resp_done(struct rf_http_resp *o);
 
 /*
- * On a worker: answer q as rf_http_handle does, unless its route is slow
- * (/audit: the pool's), then 1 and nothing is done.
+ * The pools (pool.c), by what their requests wait for: the record
+ * (/audit: few threads, niced) or keyd's signature (the connector API,
+ * on-demand OCSP: enough threads to keep keyd's groups full).
  */
-int rf_http_handle_fast(struct rf_http_worker *w, const struct rf_http_req *q,
-    struct rf_http_resp *o);
+enum rf_http_pool_kind {
+	RF_HTTP_POOL_NONE = 0, /* answered on the worker */
+	RF_HTTP_POOL_AUDIT,
+	RF_HTTP_POOL_SIGN,
+	RF_HTTP_POOLS
+};
+
+/*
+ * On a worker: answer q as rf_http_handle does, unless it must wait (on
+ * the store or on keyd): then the pool that answers it, and nothing is
+ * done but the budgets taken (q then goes with deferred set).
+ */
+enum rf_http_pool_kind rf_http_handle_fast(struct rf_http_worker *w,
+    const struct rf_http_req *q, struct rf_http_resp *o);
 /* A worker thread's last act: close what it alone used. */
 void rf_http_worker_done(struct rf_http_worker *w);
 
@@ -273,16 +295,18 @@ void rf_http_api_free(struct rf_http *h);
 void rf_http_api_trust(struct rf_http *h, X509 *ca);
 int rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o, const char *uri, size_t plen);
+/* 1 if target's path is one of the API's (then it signs). */
+int rf_http_api_is_route(const char *target);
 /* The verified client certificate's serial of a TLS connection, as
  * lowercase hex ("" without one). */
 void rf_http_api_client_serial(SSL *ssl, char serial[41]);
 
 /*
- * The audit pool (pool.c): a few threads, each with a worker of its own
- * (its own store connection), answer the slow routes; at most
- * cfg->audit_max_concurrent requests run or wait, beyond that 503 with
- * Retry-After. A job's answer goes back to the worker that took the
- * request (its done list and donefd).
+ * The pools (pool.c): threads, each with a worker of its own (its own
+ * store connection, its own OCSP answer buffer), answer what the epoll
+ * workers hand them; at most a cap of requests run or wait per pool,
+ * beyond that rf_http_busy. A job's answer goes back to the worker that
+ * took the request (its done list and donefd).
  */
 #define RF_HTTP_JOB_KEEP 1 /* keep the connection after the answer */
 #define RF_HTTP_JOB_KA10 2 /* HTTP/1.0 keep-alive: say it back */
@@ -292,16 +316,31 @@ struct rf_http_job {
 	struct rf_http_worker *w; /* whose connection */
 	struct rf_conn *conn;
 	int flags;
-	struct rf_http_req q; /* target and if_none_match copied below */
+	struct rf_http_req q; /* what it points at is copied below */
 	struct sockaddr_storage peer;
 	struct rf_http_resp o; /* the answer, once made */
 	char *target, *inm;
+	uint8_t *body;	 /* POST: the request body */
+	char serial[41]; /* the client certificate's serial, or "" */
+	/* Not a request: fn(fnarg, 0) runs on the pool (w, conn unused). */
+	void (*fn)(void *fnarg, int cancelled);
+	void *fnarg;
 };
+/* Start every pool (audit: cfg->audit_*, sign: cfg->sign_*). */
 int rf_http_pool_start(struct rf_http *h) RF_WUR;
 void rf_http_pool_stop(struct rf_http *h); /* NULL-safe; joins */
-/* 0: queued (the answer comes back); else *o holds the 503 to send. */
-int rf_http_pool_submit(struct rf_http_worker *w, struct rf_conn *c,
-    const struct rf_http_req *q, int flags, struct rf_http_resp *o);
+/* 0: queued (the answer comes back); else *o holds the answer to send
+ * (rf_http_busy past the cap). */
+int rf_http_pool_submit(struct rf_http_worker *w, enum rf_http_pool_kind k,
+    struct rf_conn *c, const struct rf_http_req *q, int flags,
+    struct rf_http_resp *o);
+/*
+ * Run fn(fnarg, 0) on pool k (fn(fnarg, 1) if the pool stops first): the
+ * TLS handshake's signature (rf_keys_evp_set_runner). 0 queued; -1 at the
+ * cap or stopping, and nothing runs.
+ */
+int rf_http_pool_run(struct rf_http *h, enum rf_http_pool_kind k,
+    void (*fn)(void *fnarg, int cancelled), void *fnarg);
 void rf_http_job_free(struct rf_http_job *j);
 void rf_http_job_free_all(struct rf_http_job *j);
 

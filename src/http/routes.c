@@ -114,12 +114,40 @@ reply_text(struct rf_http_resp *o, int code, const char *text)
 }
 
 void
-rf_http_busy(struct rf_http_resp *o)
+rf_http_busy(const struct rf_http_req *q, struct rf_http_resp *o)
 {
+	static const char api[] = "{\"error\":\"busy\",\"message\":\"too many "
+				  "requests wait on the custody process: retry "
+				  "after Retry-After seconds\"}\n";
+	const char *t = q->target != NULL ? q->target : "";
+	uint8_t *b;
+
 	memset(o, 0, sizeof(*o));
+	if (strncmp(t, "/ocsp", 5) == 0 && (t[5] == '\0' || t[5] == '/')) {
+		/* RFC 6960 2.3: tryLater, unsigned; nothing to cache. */
+		add_header(o, "Content-Type", "application/ocsp-response");
+		add_header(o, "Cache-Control", "no-store");
+		status(o, 200);
+		if ((b = malloc(RF_OCSP_ERROR_LEN)) == NULL)
+			return; /* headers only */
+		rf_ocsp_error_response(RF_OCSP_TRY_LATER, b);
+		o->heap = b;
+		o->body = b;
+		o->len = RF_OCSP_ERROR_LEN;
+		return;
+	}
 	/* RFC 9110 10.2.3: when to ask again. */
 	add_header(o, "Retry-After", "1");
-	reply_text(o, 503, "busy: too many audit requests at once, retry");
+	if (strncmp(t, "/v1/", 4) == 0) {
+		add_header(o, "Content-Type", "application/json");
+		add_header(o, "Cache-Control", "no-store");
+		o->body = (const uint8_t *)api;
+		o->len = sizeof(api) - 1;
+		status(o, 503);
+		return;
+	}
+	reply_text(
+	    o, 503, "busy: too many requests of this kind at once, retry");
 }
 
 void
@@ -346,32 +374,43 @@ ocsp_gate(void *arg, const struct rf_ocsp_request *q)
 	    rf_http_mono_ms(), rf_now() / 86400);
 }
 
-static void
+/*
+ * The OCSP answer to der. defer: on a worker, a request that would be
+ * signed now (past the budgets, which it takes) is not answered here:
+ * RF_HTTP_POOL_SIGN, for the signing pool, which answers it with the
+ * budgets already taken (q->deferred).
+ */
+static enum rf_http_pool_kind
 ocsp_answer(struct rf_http_worker *w, const struct rf_http_req *q,
-    struct rf_http_resp *o, const uint8_t *der, size_t len)
+    struct rf_http_resp *o, const uint8_t *der, size_t len, int defer)
 {
 	struct rf_http *h = w->h;
 	struct rf_ocsp_answer *ans = &w->ans;
 	struct gate_ctx g = {h, q->peer};
 	int r;
 
-	if ((r = rf_ocsp_respond_gated(h->resp, der, len, rf_now(),
-		 h->limits != NULL ? ocsp_gate : NULL, &g, ans)) != 0) {
+	if ((r = rf_ocsp_respond_ex(h->resp, der, len, rf_now(),
+		 h->limits != NULL && !q->deferred ? ocsp_gate : NULL, &g,
+		 defer ? RF_OCSP_DEFER : 0, ans)) != 0) {
 		reply_text(o, 500, rf_err_str(r));
-		return;
+		return RF_HTTP_POOL_NONE;
 	}
+	if (ans->deferred)
+		return RF_HTTP_POOL_SIGN;
 	if (ans->status == RF_OCSP_SUCCESSFUL &&
 	    __atomic_load_n(&h->watching, __ATOMIC_RELAXED))
 		evidence_note(h, q->peer, der, len);
 	ocsp_reply(w, q, o, ans);
+	return RF_HTTP_POOL_NONE;
 }
 
 /* RFC 6960 A.1.1 / RFC 5019 5: GET {url}/{url-encoding of base64(DER)}. */
-static void
+static enum rf_http_pool_kind
 ocsp_get(struct rf_http_worker *w, const struct rf_http_req *q,
-    struct rf_http_resp *o, const char *enc, size_t len)
+    struct rf_http_resp *o, const char *enc, size_t len, int defer)
 {
 	struct rf_ocsp_answer *ans = &w->ans;
+	enum rf_http_pool_kind k;
 	uint8_t *der = NULL;
 	size_t dlen = 0;
 
@@ -383,10 +422,11 @@ ocsp_get(struct rf_http_worker *w, const struct rf_http_req *q,
 		ans->status = RF_OCSP_MALFORMED_REQUEST;
 		ans->http_status = 200;
 		ocsp_reply(w, q, o, ans);
-		return;
+		return RF_HTTP_POOL_NONE;
 	}
-	ocsp_answer(w, q, o, der, dlen);
+	k = ocsp_answer(w, q, o, der, dlen, defer);
 	free(der);
+	return k;
 }
 
 /* ---- /audit: read-only JSON ---- */
@@ -584,82 +624,113 @@ done:
 
 /* ---- Router ---- */
 
-static void
+static enum rf_http_pool_kind
 route_healthz(struct rf_http_worker *w, const struct rf_http_req *q,
-    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query)
+    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query,
+    int defer)
 {
 	(void)w;
 	(void)rest;
 	(void)rlen;
 	(void)query;
+	(void)defer;
 	if (!is_get(q)) {
 		reply_405(o, "GET, HEAD");
-		return;
+		return RF_HTTP_POOL_NONE;
 	}
 	add_header(o, "Content-Type", "text/plain; charset=utf-8");
 	add_header(o, "Cache-Control", "no-store");
 	o->body = (const uint8_t *)"ok\n";
 	o->len = 3;
 	status(o, 200);
+	return RF_HTTP_POOL_NONE;
 }
 
-static void
+static enum rf_http_pool_kind
 route_ocsp_post(struct rf_http_worker *w, const struct rf_http_req *q,
-    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query)
+    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query,
+    int defer)
 {
 	(void)rest;
 	(void)query;
 	if (rlen > 1) { /* "/ocsp/" + something: the GET form */
 		if (!is_get(q)) {
 			reply_405(o, "GET, HEAD");
-			return;
+			return RF_HTTP_POOL_NONE;
 		}
-		ocsp_get(w, q, o, rest + 1, rlen - 1);
-		return;
+		return ocsp_get(w, q, o, rest + 1, rlen - 1, defer);
 	}
 	/* RFC 6960 A.1.1: POST, the DER OCSPRequest as the body. */
 	if (q->method != RF_HTTP_POST) {
 		reply_405(o, "POST");
-		return;
+		return RF_HTTP_POOL_NONE;
 	}
 	/* An empty or oversize body gets malformedRequest. */
-	ocsp_answer(w, q, o, q->body, q->bodylen);
+	return ocsp_answer(w, q, o, q->body, q->bodylen, defer);
 }
 
-static void
+static enum rf_http_pool_kind
 route_audit(struct rf_http_worker *w, const struct rf_http_req *q,
-    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query)
+    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query,
+    int defer)
 {
 	char sub[32];
 
+	if (defer)
+		return RF_HTTP_POOL_AUDIT; /* it reads the store */
 	if (rlen == 0 || rlen >= sizeof(sub)) {
 		reply_text(o, 404, "not found");
-		return;
+		return RF_HTTP_POOL_NONE;
 	}
 	memcpy(sub, rest, rlen);
 	sub[rlen] = '\0';
 	audit_route(w, q, o, sub, query);
+	return RF_HTTP_POOL_NONE;
+}
+
+/*
+ * /v1/...: the connector API (api.c). A request that will be signed (a
+ * POST with a verified client certificate) waits on keyd: the signing
+ * pool's; refusals that need no store (405, 401) are answered here.
+ */
+static enum rf_http_pool_kind
+route_api(struct rf_http_worker *w, const struct rf_http_req *q,
+    struct rf_http_resp *o, const char *rest, size_t rlen, const char *query,
+    int defer)
+{
+	(void)rest;
+	(void)rlen;
+	(void)query;
+	if (defer && q->method == RF_HTTP_POST && q->client_serial != NULL &&
+	    w->h->csvc != NULL && rf_http_api_is_route(q->target))
+		return RF_HTTP_POOL_SIGN;
+	if (!rf_http_api_route(w, q, o, q->target, strcspn(q->target, "?#")))
+		reply_text(o, 404, "not found");
+	return RF_HTTP_POOL_NONE;
 }
 
 /*
  * The routes, first match wins. prefix: the path starts with it (rest is
  * what follows), else the path is exactly it (or it with a trailing '/',
- * when slash). slow: answered on the audit pool (pool.c), off the OCSP
- * workers. New routes (an API) are new rows.
+ * when slash). A handler called with defer (on an epoll worker) that
+ * would wait (on the store, on keyd) answers nothing and returns the pool
+ * that answers it (pool.c); called again there without defer, it answers.
+ * New routes (an API) are new rows.
  */
 #define ROUTE(p) (p), sizeof(p) - 1
 static const struct route {
 	const char *path;
 	size_t len;
-	int prefix, slow;
-	void (*fn)(struct rf_http_worker *w, const struct rf_http_req *q,
-	    struct rf_http_resp *o, const char *rest, size_t rlen,
-	    const char *query);
+	int prefix;
+	enum rf_http_pool_kind (*fn)(struct rf_http_worker *w,
+	    const struct rf_http_req *q, struct rf_http_resp *o,
+	    const char *rest, size_t rlen, const char *query, int defer);
 } routes[] = {
-    {ROUTE("/healthz"), 0, 0, route_healthz},
+    {ROUTE("/healthz"), 0, route_healthz},
     /* "/ocsp", "/ocsp/" (POST), "/ocsp/<b64>" (GET) */
-    {ROUTE("/ocsp"), 1, 0, route_ocsp_post},
-    {ROUTE("/audit/"), 1, 1, route_audit},
+    {ROUTE("/ocsp"), 1, route_ocsp_post},
+    {ROUTE("/audit/"), 1, route_audit},
+    {ROUTE("/v1/"), 1, route_api},
 };
 
 static const struct route *
@@ -684,10 +755,10 @@ route_find(const char *uri, size_t plen, const char **rest, size_t *rlen)
 	return NULL;
 }
 
-/* Answer q into o; 1 (o untouched) if its route is slow and !inline_slow. */
-static int
+/* Answer q into o; with defer, the pool it waits for instead (o empty). */
+static enum rf_http_pool_kind
 handle(struct rf_http_worker *w, const struct rf_http_req *q,
-    struct rf_http_resp *o, int inline_slow)
+    struct rf_http_resp *o, int defer)
 {
 	const char *uri = q->target, *query = NULL, *rest;
 	const struct route *rt;
@@ -696,37 +767,31 @@ handle(struct rf_http_worker *w, const struct rf_http_req *q,
 	memset(o, 0, sizeof(*o));
 	if (uri == NULL || uri[0] != '/') {
 		reply_text(o, 400, "origin-form target only");
-		return 0;
+		return RF_HTTP_POOL_NONE;
 	}
 	plen = strcspn(uri, "?#");
 	if (uri[plen] == '?')
 		query = uri + plen + 1;
-	if ((rt = route_find(uri, plen, &rest, &rlen)) != NULL) {
-		if (rt->slow && !inline_slow)
-			return 1;
-		rt->fn(w, q, o, rest, rlen, query);
-		return 0;
-	}
-	if (rf_http_api_route(w, q, o, uri, plen))
-		return 0;
+	if ((rt = route_find(uri, plen, &rest, &rlen)) != NULL)
+		return rt->fn(w, q, o, rest, rlen, query, defer);
 	if (serve_blob(w, q, o, uri, plen))
-		return 0;
+		return RF_HTTP_POOL_NONE;
 	reply_text(o, 404, "not found");
-	return 0;
+	return RF_HTTP_POOL_NONE;
 }
 
 void
 rf_http_handle(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o)
 {
-	(void)handle(w, q, o, 1);
+	(void)handle(w, q, o, 0);
 }
 
-int
+enum rf_http_pool_kind
 rf_http_handle_fast(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o)
 {
-	return handle(w, q, o, 0);
+	return handle(w, q, o, 1);
 }
 
 void

@@ -404,6 +404,13 @@ out:
 	return ok;
 }
 
+/* rf_keys_evp_runner: a handshake's signature, on the signing pool. */
+static int
+tls_sign_runner(void (*fn)(void *fnarg, int cancelled), void *fnarg, void *arg)
+{
+	return rf_http_pool_run(arg, RF_HTTP_POOL_SIGN, fn, fnarg);
+}
+
 /*
  * An incident's contain renewed the "tls" certificate (a new issuing CA):
  * take it, its issuer and its key for the handshakes from now on;
@@ -1116,6 +1123,9 @@ rf_http_run(struct rf_http *h)
 	}
 	if ((r = rf_http_pool_start(h)) != 0)
 		goto out;
+	/* A fresh TLS handshake's signature on the signing pool (conn.c). */
+	if (h->tls_ctx != NULL)
+		rf_keys_evp_set_runner(tls_sign_runner, h);
 	if (h->o.handle_signals) {
 		memset(&sa, 0, sizeof(sa));
 		sa.sa_handler = on_signal;
@@ -1155,6 +1165,8 @@ rf_http_run(struct rf_http *h)
 	for (i = 0; i < started; i++)
 		pthread_join(h->w[i].tid, NULL);
 	rf_http_pool_stop(h);
+	if (h->tls_ctx != NULL)
+		rf_keys_evp_set_runner(NULL, NULL);
 	if (sigs & 1)
 		(void)sigaction(SIGINT, &oint, NULL);
 	if (sigs & 2)

@@ -18,12 +18,24 @@
  * alternative (OSSL_PROVIDER_add_builtin with a keymgmt and a signature
  * implementation) would be several hundred lines for the same callback.
  * This file alone suppresses the deprecation warnings.
+ *
+ * Inside an OpenSSL ASYNC job (libssl with SSL_MODE_ASYNC) the signature
+ * is handed to the runner serve sets (rf_keys_evp_set_runner) and the job
+ * pauses until it is made: the thread running libssl goes on with its
+ * other connections instead of waiting for keyd's append and signature.
  */
 #define OPENSSL_SUPPRESS_DEPRECATED 1
 
+#include <poll.h>
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <openssl/async.h>
 
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
@@ -45,6 +57,26 @@ struct bridge {
 static pthread_once_t bridge_once = PTHREAD_ONCE_INIT;
 static EC_KEY_METHOD *bridge_meth; /* process lifetime */
 static int bridge_idx = -1;
+/* Where signatures inside an ASYNC job go (rf_keys_evp_set_runner). */
+static _Atomic(rf_keys_evp_runner) evp_run;
+static void *_Atomic evp_run_arg;
+/* The key of our fd in an ASYNC_WAIT_CTX. */
+static const char evp_wait_key;
+
+/*
+ * One signature made on the runner's thread for a paused job. Two
+ * references: the job's and the runner's; the last one closes efd.
+ */
+struct offload {
+	atomic_int refs;
+	atomic_int done;
+	int efd;
+	struct bridge *b;	       /* borrowed: its SSL outlives the job */
+	const struct rf_sign_req *req; /* on the paused job's stack */
+	struct rf_sig s;
+	int r;
+	char msg[256]; /* the error's message, made on the runner's thread */
+};
 
 static void
 bridge_free(struct bridge *b)
@@ -72,6 +104,96 @@ bridge_ex_free(
 	bridge_free(ptr);
 }
 
+void
+rf_keys_evp_set_runner(rf_keys_evp_runner run, void *arg)
+{
+	atomic_store(&evp_run_arg, arg);
+	atomic_store(&evp_run, run);
+}
+
+static void
+offload_unref(struct offload *o)
+{
+	if (atomic_fetch_sub(&o->refs, 1) != 1)
+		return;
+	rf_sig_clear(&o->s);
+	close(o->efd);
+	free(o);
+}
+
+/* On the runner's thread: the signature, then wake the paused job. */
+static void
+offload_run(void *arg, int cancelled)
+{
+	struct offload *o = arg;
+	uint64_t one = 1;
+
+	if (cancelled)
+		o->r = rf_err_set(RF_ERR_STATE, "the server is stopping");
+	else
+		o->r = rf_keys_sign_digest(
+		    o->b->keys, o->b->key, o->req, 1, &o->b->who, &o->s);
+	if (o->r != 0)
+		snprintf(o->msg, sizeof(o->msg), "%s", rf_err_msg(o->r));
+	rf_err_clear();
+	atomic_store(&o->done, 1);
+	(void)!write(o->efd, &one, sizeof(one));
+	offload_unref(o);
+}
+
+/*
+ * Inside job: the signature on the runner's thread while the job pauses
+ * (its wait fd turns readable when it is made). msg: the error's text.
+ */
+static int
+sign_offloaded(struct bridge *b, const struct rf_sign_req *req, ASYNC_JOB *job,
+    rf_keys_evp_runner run, struct rf_sig *out, char *msg, size_t msglen)
+{
+	ASYNC_WAIT_CTX *wctx = ASYNC_get_wait_ctx(job);
+	struct pollfd pfd;
+	struct offload *o;
+	int r;
+
+	if (wctx == NULL || (o = calloc(1, sizeof(*o))) == NULL) {
+		snprintf(msg, msglen, "out of memory");
+		return RF_ERR_ALLOC;
+	}
+	atomic_init(&o->refs, 2);
+	atomic_init(&o->done, 0);
+	o->b = b;
+	o->req = req;
+	if ((o->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0 ||
+	    ASYNC_WAIT_CTX_set_wait_fd(
+		wctx, &evp_wait_key, o->efd, NULL, NULL) != 1) {
+		if (o->efd >= 0)
+			close(o->efd);
+		free(o);
+		snprintf(msg, msglen, "cannot wait for the signature");
+		return RF_ERR_INTERNAL;
+	}
+	if (run(offload_run, o, atomic_load(&evp_run_arg)) != 0) {
+		(void)ASYNC_WAIT_CTX_clear_fd(wctx, &evp_wait_key);
+		close(o->efd);
+		free(o);
+		snprintf(msg, msglen, "too many signatures wait: retry");
+		return RF_ERR_STATE;
+	}
+	while (!atomic_load(&o->done))
+		if (ASYNC_pause_job() != 1) {
+			/* Cannot pause: wait here (not expected). */
+			pfd.fd = o->efd;
+			pfd.events = POLLIN;
+			(void)poll(&pfd, 1, 100);
+		}
+	(void)ASYNC_WAIT_CTX_clear_fd(wctx, &evp_wait_key);
+	r = o->r;
+	*out = o->s;
+	memset(&o->s, 0, sizeof(o->s));
+	snprintf(msg, msglen, "%s", o->msg);
+	offload_unref(o);
+	return r;
+}
+
 /*
  * EC_KEY_METHOD sign: ECDSA_sign() and so the legacy EVP_PKEY_sign() of a
  * foreign EC key land here with the digest. sig has room for
@@ -85,6 +207,9 @@ bridge_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig,
 	struct bridge *b = EC_KEY_get_ex_data(ec, bridge_idx);
 	struct rf_sign_req req;
 	struct rf_sig s = {NULL, 0};
+	rf_keys_evp_runner run;
+	ASYNC_JOB *job;
+	char msg[256];
 	int r, max = ECDSA_size(ec);
 
 	(void)type;
@@ -100,11 +225,17 @@ bridge_sign(int type, const unsigned char *dgst, int dlen, unsigned char *sig,
 	req.scheme = RF_SIG_DEFAULT;
 	req.what = b->what;
 	req.ref = b->ref;
-	if ((r = rf_keys_sign_digest(b->keys, b->key, &req, 1, &b->who, &s)) !=
-	    0) {
+	job = ASYNC_get_current_job();
+	run = job != NULL ? atomic_load(&evp_run) : NULL;
+	if (run != NULL)
+		r = sign_offloaded(b, &req, job, run, &s, msg, sizeof(msg));
+	else if ((r = rf_keys_sign_digest(
+		      b->keys, b->key, &req, 1, &b->who, &s)) != 0)
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+	if (r != 0) {
 		/* Into libssl's error queue: the handshake fails with it. */
 		ERR_raise_data(ERR_LIB_USER, ERR_R_OPERATION_FAIL,
-		    "ringfence keys: %s", rf_err_msg(r));
+		    "ringfence keys: %s", msg);
 		return 0;
 	}
 	if (s.len > (size_t)max) {

@@ -212,6 +212,20 @@ int rf_keys_evp_pkey(struct rf_keys *keys, const struct rf_key *key,
     EVP_PKEY **out) RF_WUR;
 
 /*
+ * Where those EVP_PKEYs sign when libssl runs inside an OpenSSL ASYNC job
+ * (SSL_MODE_ASYNC): run(fn, fnarg, arg) must have fn(fnarg, 0) called on
+ * another thread (fn(fnarg, 1) if it will never run) and return 0, or
+ * return nonzero when it cannot take it (the signature then fails: the
+ * handshake is refused). Meanwhile the job pauses with an fd in its wait
+ * context that turns readable once the signature is made: the thread
+ * that runs libssl (a serve worker) never waits on keyd. NULL: signed in
+ * place, as outside a job. Set before any such handshake starts.
+ */
+typedef int (*rf_keys_evp_runner)(
+    void (*fn)(void *fnarg, int cancelled), void *fnarg, void *arg);
+void rf_keys_evp_set_runner(rf_keys_evp_runner run, void *arg);
+
+/*
  * Stop a key from signing: its store record becomes "disabled", which
  * rf_keys_sign checks before any leaf (the token cannot be changed: keys
  * are not modifiable). A key the token holds but the store does not

@@ -181,6 +181,13 @@ struct rf_ocsp_answer {
 	 */
 	int64_t this_update, next_update;
 	char etag[40];
+	/*
+	 * RF_OCSP_DEFER only: 1 when the request passed the gate and would
+	 * be signed now; nothing was signed and der is empty. Ask again
+	 * (without the gate: its budget is taken) where waiting on the
+	 * token is fine (serve: its signing pool).
+	 */
+	int deferred;
 };
 
 /*
@@ -203,6 +210,15 @@ typedef int (*rf_ocsp_gate_fn)(void *arg, const struct rf_ocsp_request *q);
 int rf_ocsp_respond_gated(struct rf_ocsp_responder *r, const uint8_t *req,
     size_t len, int64_t now, rf_ocsp_gate_fn gate, void *gate_arg,
     struct rf_ocsp_answer *ans) RF_WUR;
+/*
+ * As rf_ocsp_respond_gated; with RF_OCSP_DEFER a request that would be
+ * signed now (past the gate) is not: ans->deferred is set instead, so
+ * that a thread answering from memory never waits on the token.
+ */
+#define RF_OCSP_DEFER 1
+int rf_ocsp_respond_ex(struct rf_ocsp_responder *r, const uint8_t *req,
+    size_t len, int64_t now, rf_ocsp_gate_fn gate, void *gate_arg,
+    unsigned flags, struct rf_ocsp_answer *ans) RF_WUR;
 
 /*
  * GET form (RFC 6960 A.1, RFC 5019 5): decode the path segment after

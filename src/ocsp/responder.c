@@ -486,7 +486,7 @@ answer_entry(struct rf_ocsp_answer *ans, const struct entry *e)
  */
 static void
 respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
-    int64_t now, rf_ocsp_gate_fn gate, void *gate_arg,
+    int64_t now, rf_ocsp_gate_fn gate, void *gate_arg, unsigned flags,
     struct rf_ocsp_answer *ans)
 {
 	const struct entry *one = NULL;
@@ -533,6 +533,16 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 		return;
 	}
 	pthread_rwlock_unlock(&r->lock);
+	if (flags & RF_OCSP_DEFER) {
+		/* Signed elsewhere: the caller asks again, without the gate. */
+		ans->http_status = 200;
+		ans->status = RF_OCSP_SUCCESSFUL;
+		ans->len = 0;
+		ans->this_update = ans->next_update = 0;
+		ans->etag[0] = '\0';
+		ans->deferred = 1;
+		return;
+	}
 
 	pthread_mutex_lock(&r->sign_lock);
 	have_signer = r->signer != NULL &&
@@ -590,6 +600,14 @@ rf_ocsp_respond_gated(struct rf_ocsp_responder *r, const uint8_t *req,
     size_t len, int64_t now, rf_ocsp_gate_fn gate, void *gate_arg,
     struct rf_ocsp_answer *ans)
 {
+	return rf_ocsp_respond_ex(r, req, len, now, gate, gate_arg, 0, ans);
+}
+
+int
+rf_ocsp_respond_ex(struct rf_ocsp_responder *r, const uint8_t *req, size_t len,
+    int64_t now, rf_ocsp_gate_fn gate, void *gate_arg, unsigned flags,
+    struct rf_ocsp_answer *ans)
+{
 	struct rf_ocsp_request q;
 	const struct rf_ocsp_certid *id;
 	struct entry *e;
@@ -597,6 +615,7 @@ rf_ocsp_respond_gated(struct rf_ocsp_responder *r, const uint8_t *req,
 
 	if (r == NULL || ans == NULL)
 		return rf_err_set(RF_ERR_ARG, "OCSP respond: NULL");
+	ans->deferred = 0;
 	/* RFC 6960 4.2.1 malformedRequest: "Illegal confirmation request". */
 	if (rf_ocsp_request_parse(req, len, &q) != 0) {
 		answer_status(ans, RF_OCSP_MALFORMED_REQUEST);
@@ -608,7 +627,7 @@ rf_ocsp_respond_gated(struct rf_ocsp_responder *r, const uint8_t *req,
 	 * RFC 6960 4.4.1 "Nonce" is optional for the responder).
 	 */
 	if (q.n != 1 || q.ids[0].hash != RF_OCSP_HASH_SHA1) {
-		respond_ondemand(r, &q, now, gate, gate_arg, ans);
+		respond_ondemand(r, &q, now, gate, gate_arg, flags, ans);
 		return 0;
 	}
 	id = &q.ids[0];

@@ -714,6 +714,51 @@ test_gated(void **state)
 	assert_int_equal(gate_calls, 3);
 	assert_int_equal(ans.status, RF_OCSP_SUCCESSFUL);
 	assert_string_equal(ans.etag, "");
+	assert_int_equal(ans.deferred, 0);
+
+	/* RF_OCSP_DEFER (serve's workers): past the gate nothing is signed,
+	 * the answer says so; refused by the gate, answered as before. */
+	{
+		uint8_t *der;
+		size_t len;
+
+		der = make_req(f->issuer, EVP_sha256(), one, 0, &len);
+		assert_int_equal(rf_ocsp_respond_ex(f->r, der, len, now, gate,
+				     NULL, RF_OCSP_DEFER, &ans),
+		    0);
+		assert_int_equal(gate_calls, 4);
+		assert_int_equal(ans.deferred, 1);
+		assert_int_equal(ans.len, 0);
+		/* The pre-signed path is never deferred. */
+		OPENSSL_free(der);
+		der = make_req(f->issuer, EVP_sha1(), one, 0, &len);
+		assert_int_equal(rf_ocsp_respond_ex(f->r, der, len, now, gate,
+				     NULL, RF_OCSP_DEFER, &ans),
+		    0);
+		assert_int_equal(ans.deferred, 0);
+		assert_memory_equal(ans.der, pre.der, pre.len);
+		OPENSSL_free(der);
+		gate_allow = 0;
+		der = make_req(f->issuer, EVP_sha256(), one, 0, &len);
+		assert_int_equal(rf_ocsp_respond_ex(f->r, der, len, now, gate,
+				     NULL, RF_OCSP_DEFER, &ans),
+		    0);
+		assert_int_equal(gate_calls, 5);
+		assert_int_equal(ans.deferred, 0);
+		assert_memory_equal(ans.der, pre.der, pre.len);
+		/* Asked again without the gate (its budget was taken): signed.
+		 */
+		assert_int_equal(rf_ocsp_respond_ex(
+				     f->r, der, len, now, NULL, NULL, 0, &ans),
+		    0);
+		assert_int_equal(gate_calls, 5);
+		assert_int_equal(ans.deferred, 0);
+		assert_int_equal(ans.status, RF_OCSP_SUCCESSFUL);
+		assert_string_equal(ans.etag, "");
+		assert_true(ans.len != pre.len ||
+		    memcmp(ans.der, pre.der, pre.len) != 0);
+		OPENSSL_free(der);
+	}
 	rf_ocsp_responder_set_signer(f->r, NULL);
 }
 
