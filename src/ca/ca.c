@@ -1738,7 +1738,8 @@ struct issue_item {
 	size_t tbslen;
 	uint8_t *der; /* malloc'd */
 	size_t derlen;
-	int dirty;    /* needs a (new) serial, TBS and signature */
+	char x5t[32], x5t256[48]; /* of der, made once by issue_commit */
+	int dirty;		  /* needs a (new) serial, TBS and signature */
 	int same_csr; /* the CSR (and profile) of the request before */
 	int csr_r;    /* the CSR check, made before the item's own checks */
 	char csr_msg[256];
@@ -2186,7 +2187,9 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 		snprintf(cr.conn, sizeof(cr.conn), "%s",
 		    q->connection != NULL ? q->connection : "");
 		snprintf(cr.subject, sizeof(cr.subject), "%s", it->subject);
-		rf_ca_thumbprints(it->der, it->derlen, cr.x5t, cr.x5t256);
+		rf_ca_thumbprints(it->der, it->derlen, it->x5t, it->x5t256);
+		memcpy(cr.x5t, it->x5t, sizeof(cr.x5t));
+		memcpy(cr.x5t256, it->x5t256, sizeof(cr.x5t256));
 		cr.not_before = it->nb;
 		cr.not_after = it->na;
 		cr.issued = now;
@@ -2230,7 +2233,8 @@ issue_output(struct rf_ca *ca, struct issue_item *it, struct rf_issued *o)
 	snprintf(o->serial, sizeof(o->serial), "%s", it->hex);
 	snprintf(o->key_id, sizeof(o->key_id), "%s", it->key_id);
 	o->pooled = it->pooled;
-	rf_ca_thumbprints(it->der, it->derlen, o->x5t, o->x5t256);
+	memcpy(o->x5t, it->x5t, sizeof(o->x5t));
+	memcpy(o->x5t256, it->x5t256, sizeof(o->x5t256));
 	l = rf_ca_pem_len(it->derlen);
 	if ((o->chain_pem = malloc(l + ca->chain_tail_len + 1)) == NULL)
 		return RF_ERR_ALLOC;
