@@ -1794,7 +1794,8 @@ struct issue_item {
 	size_t tbslen;
 	uint8_t *der; /* malloc'd */
 	size_t derlen;
-	int dirty;    /* needs a (new) serial, TBS and signature */
+	char x5t[32], x5t256[48]; /* of der, made once by issue_commit */
+	int dirty;		  /* needs a (new) serial, TBS and signature */
 	int same_csr; /* the CSR (and profile) of the request before */
 	int csr_r;    /* the CSR check, made before the item's own checks */
 	char csr_msg[256];
@@ -1818,9 +1819,10 @@ item_clear(struct issue_item *it)
 }
 
 /*
- * OCSP pre-signing is wired by the ocsp module. It runs after the commit:
- * a failure here must not undo the issuance (the responder signs what it
- * lacks when it refreshes).
+ * OCSP pre-signing is wired by the ocsp module: issuance signs the
+ * responses with its certificates (issue_sign) and stores them in its
+ * transaction. No signer, or a signing failure, fails no issuance (the
+ * responder signs what it lacks when it refreshes).
  */
 static struct rf_ocsp_signer *
 ca_ocsp_signer(struct rf_ca *ca)
@@ -1845,25 +1847,30 @@ ca_ocsp_signer(struct rf_ca *ca)
 	return ca->ocsp_signer;
 }
 
-static void
-issue_presign_ocsp(struct rf_ca *ca, const struct issue_item *items, size_t n,
-    const struct rf_actor *who)
+/*
+ * The OCSP responses of a batch's certificates ("good"), prepared to be
+ * signed with them. NULL (nothing to sign) without an OCSP signer or when
+ * preparing fails: the server signs what it lacks when it refreshes.
+ */
+static struct rf_ocsp_presigned *
+issue_ocsp_prepare(struct rf_ca *ca, const struct issue_item *items, size_t n)
 {
+	struct rf_ocsp_presigned *pre = NULL;
 	struct rf_ocsp_status *sts;
 	size_t i;
 
 	if (ca_ocsp_signer(ca) == NULL)
-		return;
+		return NULL;
 	if ((sts = calloc(n, sizeof(*sts))) == NULL)
-		return;
+		return NULL;
 	for (i = 0; i < n; i++) {
 		sts[i].serial = items[i].hex;
 		sts[i].reason = -1;
 	}
-	/* A failure leaves the responses to the server's refresh. */
-	if (rf_ocsp_presign(ca->ocsp_signer, sts, n, who) != 0)
+	if (rf_ocsp_presign_prepare(ca->ocsp_signer, sts, n, &pre) != 0)
 		rf_err_clear();
 	free(sts);
+	return pre;
 }
 
 void
@@ -2120,18 +2127,30 @@ issue_tbs(struct rf_ca *ca, struct issue_item *it, int64_t now)
 	return tbs_der(&in, &it->tbs, &it->tbslen);
 }
 
-/* Sign every dirty item in one rf_keys_sign call, then assemble them. */
+/*
+ * Sign every dirty item, and the OCSP response of every item, in one
+ * rf_keys_sign_group: in this process one durable audit append before the
+ * token signs any of them (through keyd, one request per key). Then the
+ * certificates are assembled and *pre holds the signed responses, NULL
+ * when they could not be made (that alone fails nothing: the server signs
+ * what it lacks when it refreshes).
+ */
 static int
 issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
-    const struct rf_actor *who)
+    const struct rf_actor *who, struct rf_ocsp_presigned **pre)
 {
+	struct rf_sign_set sets[2];
+	struct rf_ocsp_presigned *op = NULL;
 	struct rf_sign_req *reqs = NULL;
-	struct rf_sig *sigs = NULL;
-	size_t *idx = NULL, m = 0, i;
+	struct rf_sig *sigs = NULL, *osigs = NULL;
+	size_t *idx = NULL, m = 0, on = 0, nsets = 0, i;
 	int r = RF_ERR_INTERNAL;
 
+	*pre = NULL;
+	memset(sets, 0, sizeof(sets));
 	if ((reqs = calloc(n, sizeof(*reqs))) == NULL ||
 	    (sigs = calloc(n, sizeof(*sigs))) == NULL ||
+	    (osigs = calloc(n, sizeof(*osigs))) == NULL ||
 	    (idx = calloc(n, sizeof(*idx))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
@@ -2147,13 +2166,34 @@ issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
 		reqs[m].tenant = items[i].req->tenant;
 		idx[m++] = i;
 	}
-	if (m == 0) {
-		r = 0;
+	if (m > 0) {
+		sets[nsets].key = ca->ent[ca->iss].key;
+		sets[nsets].reqs = reqs;
+		sets[nsets].n = m;
+		sets[nsets].who = who;
+		sets[nsets++].sigs = sigs;
+	}
+	if ((op = issue_ocsp_prepare(ca, items, n)) != NULL) {
+		sets[nsets].key = rf_ocsp_signer_key(ca->ocsp_signer);
+		sets[nsets].reqs = rf_ocsp_presigned_reqs(op, &on);
+		sets[nsets].n = on;
+		sets[nsets].who = who;
+		sets[nsets++].sigs = osigs;
+	}
+	if (nsets > 0)
+		rf_keys_sign_group(ca->keys, sets, nsets);
+	if (m > 0 && sets[0].r != 0) {
+		r = rf_err_set(sets[0].r, "%s", sets[0].msg);
 		goto out;
 	}
-	if ((r = rf_keys_sign(
-		 ca->keys, ca->ent[ca->iss].key, reqs, m, who, sigs)) != 0)
-		goto out;
+	if (op != NULL) {
+		if (sets[nsets - 1].r == 0 &&
+		    rf_ocsp_presign_finish(op, osigs) == 0) {
+			*pre = op;
+			op = NULL;
+		}
+		rf_err_clear();
+	}
 	for (i = 0; i < m; i++) {
 		struct issue_item *it = &items[idx[i]];
 
@@ -2168,9 +2208,17 @@ issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
 	}
 	r = 0;
 out:
-	for (i = 0; sigs != NULL && i < n; i++)
+	for (i = 0; sigs != NULL && osigs != NULL && i < n; i++) {
 		rf_sig_clear(&sigs[i]);
+		rf_sig_clear(&osigs[i]);
+	}
+	if (r != 0) {
+		rf_ocsp_presigned_free(*pre);
+		*pre = NULL;
+	}
+	rf_ocsp_presigned_free(op);
 	free(sigs);
+	free(osigs);
 	free(reqs);
 	free(idx);
 	return r;
@@ -2194,7 +2242,8 @@ rf_ca_thumbprints(const uint8_t *der, size_t len, char x5t[32], char x5t256[48])
  */
 static int
 issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
-    const struct rf_actor *who, int64_t now, rf_ca_issue_hook hook, void *arg)
+    const struct rf_actor *who, int64_t now, rf_ca_issue_hook hook, void *arg,
+    const struct rf_ocsp_presigned *pre)
 {
 	struct rf_audit_event *evs = NULL;
 	struct rf_key_rec kr;
@@ -2242,7 +2291,9 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 		snprintf(cr.conn, sizeof(cr.conn), "%s",
 		    q->connection != NULL ? q->connection : "");
 		snprintf(cr.subject, sizeof(cr.subject), "%s", it->subject);
-		rf_ca_thumbprints(it->der, it->derlen, cr.x5t, cr.x5t256);
+		rf_ca_thumbprints(it->der, it->derlen, it->x5t, it->x5t256);
+		memcpy(cr.x5t, it->x5t, sizeof(cr.x5t));
+		memcpy(cr.x5t256, it->x5t256, sizeof(cr.x5t256));
 		cr.not_before = it->nb;
 		cr.not_after = it->na;
 		cr.issued = now;
@@ -2266,6 +2317,9 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 		evs[i].source = who != NULL ? who->source : NULL;
 		evs[i].time = now;
 	}
+	/* The responses say "good" of what commits here, with it. */
+	if (pre != NULL && (r = rf_ocsp_presigned_store(pre)) != 0)
+		goto out;
 	/* The "issue" leaves commit with the records they describe. */
 	if ((r = rf_audit_append(ca->audit, evs, n, NULL)) != 0)
 		goto out;
@@ -2286,7 +2340,8 @@ issue_output(struct rf_ca *ca, struct issue_item *it, struct rf_issued *o)
 	snprintf(o->serial, sizeof(o->serial), "%s", it->hex);
 	snprintf(o->key_id, sizeof(o->key_id), "%s", it->key_id);
 	o->pooled = it->pooled;
-	rf_ca_thumbprints(it->der, it->derlen, o->x5t, o->x5t256);
+	memcpy(o->x5t, it->x5t, sizeof(o->x5t));
+	memcpy(o->x5t256, it->x5t256, sizeof(o->x5t256));
 	l = rf_ca_pem_len(it->derlen);
 	if ((o->chain_pem = malloc(l + ca->chain_tail_len + 1)) == NULL)
 		return RF_ERR_ALLOC;
@@ -2461,6 +2516,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     void *arg)
 {
 	struct issue_item *items = NULL;
+	struct rf_ocsp_presigned *pre = NULL;
 	char msg[512];
 	int64_t now = rf_now();
 	size_t i, j;
@@ -2519,9 +2575,11 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 			if (items[i].dirty &&
 			    (r = issue_tbs(ca, &items[i], now)) != 0)
 				goto out;
-		if ((r = issue_sign(ca, items, n, who)) != 0)
+		if ((r = issue_sign(ca, items, n, who, &pre)) != 0)
 			goto out;
-		r = issue_commit(ca, items, n, who, now, hook, arg);
+		r = issue_commit(ca, items, n, who, now, hook, arg, pre);
+		rf_ocsp_presigned_free(pre);
+		pre = NULL;
 		if (r != RF_ERR_EXISTS || tries + 1 >= CA_SERIAL_TRIES)
 			break;
 		rf_err_clear(); /* a serial collision: new serial, re-sign */
@@ -2529,7 +2587,6 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 	if (r != 0)
 		goto out;
 	committed = 1;
-	issue_presign_ocsp(ca, items, n, who);
 	for (i = 0; i < n; i++)
 		if ((r = issue_output(ca, &items[i], &out[i])) != 0)
 			goto out;

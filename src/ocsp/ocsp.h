@@ -90,6 +90,28 @@ int rf_ocsp_presign(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts,
     size_t n, const struct rf_actor *who) RF_WUR;
 
 /*
+ * Issuance's path: the same responses in steps, so that their signatures
+ * join the certificates' in one rf_keys_sign_group and the responses
+ * commit in the certificates' transaction. prepare builds the TBS
+ * (thisUpdate = rf_now()) and the sign requests (rf_ocsp_presigned_reqs,
+ * for rf_ocsp_signer_key; borrowed from p); finish assembles the responses
+ * from those requests' signatures; store puts them with rf_store_ocsp_put
+ * inside the caller's rf_store_begin (the caller commits the statuses they
+ * were signed with). Every _free accepts NULL.
+ */
+struct rf_ocsp_presigned;
+int rf_ocsp_presign_prepare(struct rf_ocsp_signer *s,
+    const struct rf_ocsp_status *sts, size_t n,
+    struct rf_ocsp_presigned **out) RF_WUR;
+const struct rf_sign_req *rf_ocsp_presigned_reqs(
+    const struct rf_ocsp_presigned *p, size_t *n);
+struct rf_key *rf_ocsp_signer_key(const struct rf_ocsp_signer *s);
+int rf_ocsp_presign_finish(
+    struct rf_ocsp_presigned *p, const struct rf_sig *sigs) RF_WUR;
+int rf_ocsp_presigned_store(const struct rf_ocsp_presigned *p) RF_WUR;
+void rf_ocsp_presigned_free(struct rf_ocsp_presigned *p);
+
+/*
  * Re-sign, with the status recorded in the store's certificate table, every
  * response of this issuer whose thisUpdate is at least
  * cfg->ocsp_validity / 2 old at `now`, and sign the missing ones: every

@@ -477,31 +477,64 @@ status_current(
 	return 0;
 }
 
-/* Sign and store n responses with thisUpdate = now. */
-static int
-presign_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,
-    int64_t now, const struct rf_actor *who)
+/* Responses being pre-signed: their TBS, sign requests and results. */
+struct rf_ocsp_presigned {
+	struct rf_ocsp_signer *s;
+	int64_t now;
+	size_t n;
+	struct rf_ocsp_status *sts; /* serials copied into serial[] */
+	char (*serial)[41];
+	struct dbuf *tbs, *resp;
+	struct rf_sign_req *reqs;
+	int done; /* rf_ocsp_presign_finish assembled every response */
+};
+
+void
+rf_ocsp_presigned_free(struct rf_ocsp_presigned *p)
 {
-	struct dbuf *tbs = NULL, *resp = NULL, singles = {0};
-	struct rf_sign_req *reqs = NULL;
-	struct rf_sig *sigs = NULL;
+	size_t i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; i < p->n && p->tbs != NULL && p->resp != NULL; i++) {
+		db_free(&p->tbs[i]);
+		db_free(&p->resp[i]);
+	}
+	free(p->sts);
+	free(p->serial);
+	free(p->tbs);
+	free(p->resp);
+	free(p->reqs);
+	free(p);
+}
+
+/* The TBS of n responses with thisUpdate = now, and their sign requests. */
+static int
+prepare_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,
+    int64_t now, struct rf_ocsp_presigned **out)
+{
+	struct rf_ocsp_presigned *p = NULL;
+	struct dbuf singles = {0};
 	OCSP_BASICRESP *scratch = NULL;
 	OCSP_CERTID *cid = NULL;
-	struct rf_ocsp_rec rec;
 	size_t i;
-	int r = RF_ERR_INTERNAL, in_tx = 0, current;
+	int r = RF_ERR_INTERNAL;
 
-	if (n == 0)
-		return 0;
-	if (sts == NULL)
+	*out = NULL;
+	if (s == NULL || sts == NULL || n == 0)
 		return rf_err_set(RF_ERR_ARG, "OCSP presign: no statuses");
-	if ((tbs = calloc(n, sizeof(*tbs))) == NULL ||
-	    (resp = calloc(n, sizeof(*resp))) == NULL ||
-	    (reqs = calloc(n, sizeof(*reqs))) == NULL ||
-	    (sigs = calloc(n, sizeof(*sigs))) == NULL) {
+	if ((p = calloc(1, sizeof(*p))) == NULL ||
+	    (p->sts = calloc(n, sizeof(*p->sts))) == NULL ||
+	    (p->serial = calloc(n, sizeof(*p->serial))) == NULL ||
+	    (p->tbs = calloc(n, sizeof(*p->tbs))) == NULL ||
+	    (p->resp = calloc(n, sizeof(*p->resp))) == NULL ||
+	    (p->reqs = calloc(n, sizeof(*p->reqs))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
+	p->s = s;
+	p->now = now;
+	p->n = n;
 	for (i = 0; i < n; i++) {
 		if (serial_check(sts[i].serial) != 0) {
 			r = rf_err_set(RF_ERR_ARG,
@@ -510,6 +543,10 @@ presign_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,
 			    sts[i].serial ? sts[i].serial : "(null)");
 			goto out;
 		}
+		snprintf(
+		    p->serial[i], sizeof(p->serial[i]), "%s", sts[i].serial);
+		p->sts[i] = sts[i];
+		p->sts[i].serial = p->serial[i];
 		OCSP_BASICRESP_free(scratch);
 		singles.len = 0;
 		if ((scratch = OCSP_BASICRESP_new()) == NULL ||
@@ -519,67 +556,138 @@ presign_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,
 		}
 		if ((r = single_put(s, scratch, cid, &sts[i], now, &singles)) !=
 			0 ||
-		    (r = tbs_build(s, &singles, now, &tbs[i])) != 0)
+		    (r = tbs_build(s, &singles, now, &p->tbs[i])) != 0)
 			goto out;
 		OCSP_CERTID_free(cid);
 		cid = NULL;
-		reqs[i].msg = tbs[i].p;
-		reqs[i].msglen = tbs[i].len;
-		reqs[i].scheme = RF_SIG_DEFAULT;
-		reqs[i].what = "ocsp";
-		reqs[i].ref = sts[i].serial;
-		reqs[i].tenant = NULL;
+		p->reqs[i].msg = p->tbs[i].p;
+		p->reqs[i].msglen = p->tbs[i].len;
+		p->reqs[i].scheme = RF_SIG_DEFAULT;
+		p->reqs[i].what = "ocsp";
+		p->reqs[i].ref = p->serial[i];
+		p->reqs[i].tenant = NULL;
 	}
-	if ((r = rf_keys_sign(s->keys, s->key, reqs, n, who, sigs)) != 0)
+	*out = p;
+	p = NULL;
+	r = 0;
+out:
+	db_free(&singles);
+	OCSP_CERTID_free(cid);
+	OCSP_BASICRESP_free(scratch);
+	rf_ocsp_presigned_free(p);
+	return r;
+}
+
+int
+rf_ocsp_presign_prepare(struct rf_ocsp_signer *s,
+    const struct rf_ocsp_status *sts, size_t n, struct rf_ocsp_presigned **out)
+{
+	return prepare_at(s, sts, n, rf_now(), out);
+}
+
+const struct rf_sign_req *
+rf_ocsp_presigned_reqs(const struct rf_ocsp_presigned *p, size_t *n)
+{
+	*n = p->n;
+	return p->reqs;
+}
+
+struct rf_key *
+rf_ocsp_signer_key(const struct rf_ocsp_signer *s)
+{
+	return s->key;
+}
+
+int
+rf_ocsp_presign_finish(struct rf_ocsp_presigned *p, const struct rf_sig *sigs)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < p->n; i++)
+		if ((r = response_assemble(
+			 p->s, &p->tbs[i], &sigs[i], &p->resp[i])) != 0)
+			return r;
+	p->done = 1;
+	return 0;
+}
+
+/*
+ * Store the responses in the caller's transaction. With check, a status
+ * read before signing may have changed since (a revocation committed
+ * while a refresh was signing): then the writer of the new status
+ * publishes its own response, and this one, stale, must not replace it.
+ */
+static int
+presigned_put(const struct rf_ocsp_presigned *p, int check)
+{
+	struct rf_ocsp_rec rec;
+	size_t i;
+	int r, current = 1;
+
+	if (!p->done)
+		return rf_err_set(RF_ERR_STATE, "OCSP responses not signed");
+	for (i = 0; i < p->n; i++) {
+		if (check &&
+		    (r = status_current(p->s->st, &p->sts[i], &current)) != 0)
+			return r;
+		if (!current)
+			continue;
+		memset(&rec, 0, sizeof(rec));
+		snprintf(rec.serial, sizeof(rec.serial), "%s", p->serial[i]);
+		snprintf(
+		    rec.issuer, sizeof(rec.issuer), "%s", p->s->issuer_name);
+		rec.this_update = p->now;
+		rec.next_update = p->now + p->s->validity;
+		rec.der = p->resp[i].p;
+		rec.len = p->resp[i].len;
+		if ((r = rf_store_ocsp_put(p->s->st, &rec)) != 0)
+			return r;
+	}
+	return 0;
+}
+
+int
+rf_ocsp_presigned_store(const struct rf_ocsp_presigned *p)
+{
+	return presigned_put(p, 0);
+}
+
+/* Sign and store n responses with thisUpdate = now. */
+static int
+presign_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,
+    int64_t now, const struct rf_actor *who)
+{
+	struct rf_ocsp_presigned *p = NULL;
+	struct rf_sig *sigs = NULL;
+	size_t i;
+	int r, in_tx = 0;
+
+	if (n == 0)
+		return 0;
+	if ((r = prepare_at(s, sts, n, now, &p)) != 0)
+		return r;
+	if ((sigs = calloc(n, sizeof(*sigs))) == NULL) {
+		r = RF_ERR_ALLOC;
 		goto out;
-	for (i = 0; i < n; i++)
-		if ((r = response_assemble(s, &tbs[i], &sigs[i], &resp[i])) !=
-		    0)
-			goto out;
+	}
+	if ((r = rf_keys_sign(s->keys, s->key, p->reqs, n, who, sigs)) != 0 ||
+	    (r = rf_ocsp_presign_finish(p, sigs)) != 0)
+		goto out;
 	/* Publish all or nothing. */
 	if ((r = rf_store_begin(s->st)) != 0)
 		goto out;
 	in_tx = 1;
-	for (i = 0; i < n; i++) {
-		/*
-		 * A status read before signing may have changed since (a
-		 * revocation committed while a refresh was signing): then
-		 * the writer of the new status publishes its own response,
-		 * and this one, stale, must not replace it.
-		 */
-		if ((r = status_current(s->st, &sts[i], &current)) != 0)
-			goto out;
-		if (!current)
-			continue;
-		memset(&rec, 0, sizeof(rec));
-		snprintf(rec.serial, sizeof(rec.serial), "%s", sts[i].serial);
-		snprintf(rec.issuer, sizeof(rec.issuer), "%s", s->issuer_name);
-		rec.this_update = now;
-		rec.next_update = now + s->validity;
-		rec.der = resp[i].p;
-		rec.len = resp[i].len;
-		if ((r = rf_store_ocsp_put(s->st, &rec)) != 0)
-			goto out;
-	}
-	if ((r = rf_store_commit(s->st)) != 0)
+	if ((r = presigned_put(p, 1)) != 0 || (r = rf_store_commit(s->st)) != 0)
 		goto out;
 	in_tx = 0;
-	r = 0;
 out:
 	if (in_tx)
 		rf_store_rollback(s->st);
-	for (i = 0; i < n && tbs != NULL && resp != NULL && sigs != NULL; i++) {
-		db_free(&tbs[i]);
-		db_free(&resp[i]);
+	for (i = 0; sigs != NULL && i < n; i++)
 		rf_sig_clear(&sigs[i]);
-	}
-	db_free(&singles);
-	OCSP_CERTID_free(cid);
-	OCSP_BASICRESP_free(scratch);
-	free(tbs);
-	free(resp);
-	free(reqs);
 	free(sigs);
+	rf_ocsp_presigned_free(p);
 	return r;
 }
 

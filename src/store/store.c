@@ -183,6 +183,14 @@ static const char *const migrations[] = {
     "CREATE INDEX pool_free ON pool (alg, state, made);",
     /* 9: a connection's incident items, asked at every assertion (issue 12) */
     "CREATE INDEX incident_items_name ON incident_items (tenant, name);",
+    /* 10: key_owners in one b-tree (WITHOUT ROWID): one write per claim */
+    "CREATE TABLE key_owners_10 (ident TEXT PRIMARY KEY,"
+    "  tenant TEXT NOT NULL, conn TEXT NOT NULL DEFAULT '',"
+    "  serial TEXT NOT NULL, created INTEGER NOT NULL) WITHOUT ROWID;"
+    "INSERT INTO key_owners_10 (ident, tenant, conn, serial, created)"
+    "  SELECT ident, tenant, conn, serial, created FROM key_owners;"
+    "DROP TABLE key_owners;"
+    "ALTER TABLE key_owners_10 RENAME TO key_owners;",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

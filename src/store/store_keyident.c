@@ -101,6 +101,44 @@ out:
 	return r;
 }
 
+/*
+ * The first claim of a key: inserted unless the key is claimed already
+ * (*found), in one step. The caller holds the write lock (st_key_admit's
+ * transaction), so no other process claims the key between this and the
+ * owner read that follows a conflict.
+ */
+static int
+claim_new(struct rf_store *st, const char *ident, const char *tenant,
+    const char *conn, const char *serial, int64_t now, int *found)
+{
+	sqlite3_stmt *w;
+	int r, rc;
+
+	*found = 0;
+	if ((r = st_cached(st, &st->ident_claim,
+		 "INSERT INTO key_owners (ident, tenant, conn, serial, "
+		 "created) VALUES (?1, ?3, ?2, ?4, ?5) "
+		 "ON CONFLICT (ident) DO NOTHING")) != 0)
+		return r;
+	w = st->ident_claim; /* one per issued certificate: cached */
+	if ((r = st_bind_text(st, w, 1, ident, RF_KEY_IDENT_LEN)) != 0 ||
+	    (r = st_bind_text(st, w, 2, conn, 63)) != 0 ||
+	    (r = st_bind_text(st, w, 3, tenant, 127)) != 0 ||
+	    (r = st_bind_text(st, w, 4, serial != NULL ? serial : "", 40)) !=
+		0 ||
+	    (r = st_bind_int(st, w, 5, now)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(w)) != SQLITE_DONE) {
+		r = st_fail(st, rc, "claiming a key for its tenant");
+		goto out;
+	}
+	*found = sqlite3_changes(st->db) == 0;
+	r = 0;
+out:
+	st_release(w);
+	return r;
+}
+
 int
 st_key_admit(struct rf_store *st, const char *ident, const char *tenant,
     const char *conn, const char *serial, int64_t now, int record)
@@ -115,6 +153,13 @@ st_key_admit(struct rf_store *st, const char *ident, const char *tenant,
 		conn = "";
 	if ((r = not_compromised(st, ident)) != 0)
 		return r;
+	/* Usually the key's first certificate: the claim alone, one step. */
+	if (record &&
+	    (r = claim_new(st, ident, tenant, conn, serial, now, &found)) != 0)
+		return r;
+	if (record && !found)
+		return 0;
+	found = 0;
 	if ((r = st_cached(st, &st->ident_owner,
 		 "SELECT tenant, conn, serial FROM key_owners "
 		 "WHERE ident = ?")) != 0)
@@ -145,42 +190,30 @@ st_key_admit(struct rf_store *st, const char *ident, const char *tenant,
 		    oserial);
 		goto out;
 	}
+	if (record && !found) { /* the write lock is held: cannot be */
+		r = rf_err_set(RF_ERR_INTERNAL,
+		    "the owner of a claimed key could not be read");
+		goto out;
+	}
 	if (!record || (found && (*conn == '\0' || *oconn != '\0'))) {
 		r = 0;
 		goto out;
 	}
-	/* The first claim, or the connection of a claim made without one.
-	 * A claim made at once by another process fails on the key. */
-	if (found)
-		r = st_prepare(
-		    st, "UPDATE key_owners SET conn = ?2 WHERE ident = ?1", &w);
-	else if ((r = st_cached(st, &st->ident_claim,
-		      "INSERT INTO key_owners (ident, tenant, conn, serial, "
-		      "created) VALUES (?1, ?3, ?2, ?4, ?5)")) == 0)
-		w = st->ident_claim; /* one per issued certificate: cached */
-	if (r != 0 ||
+	/* Claimed without a connection: now the connection's. */
+	if ((r = st_prepare(
+		 st, "UPDATE key_owners SET conn = ?2 WHERE ident = ?1", &w)) !=
+		0 ||
 	    (r = st_bind_text(st, w, 1, ident, RF_KEY_IDENT_LEN)) != 0 ||
-	    (r = st_bind_text(st, w, 2, conn, 63)) != 0 ||
-	    (!found &&
-		((r = st_bind_text(st, w, 3, tenant, 127)) != 0 ||
-		    (r = st_bind_text(st, w, 4, serial, 40)) != 0 ||
-		    (r = st_bind_int(st, w, 5, now)) != 0)))
+	    (r = st_bind_text(st, w, 2, conn, 63)) != 0)
 		goto out;
 	if ((rc = sqlite3_step(w)) != SQLITE_DONE) {
-		r = st_fail(st, rc, "claiming a key for its tenant");
-		if (r == RF_ERR_EXISTS)
-			r = rf_err_set(RF_ERR_KEY_REUSED,
-			    "public key was claimed by another tenant "
-			    "connection at the same time: generate a new key");
+		r = st_fail(st, rc, "claiming a key for its connection");
 		goto out;
 	}
 	r = 0;
 out:
 	st_release(s);
-	if (w == st->ident_claim)
-		st_release(w);
-	else
-		sqlite3_finalize(w);
+	sqlite3_finalize(w);
 	return r;
 }
 

@@ -11,6 +11,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 #include <openssl/sha.h>
@@ -1032,6 +1033,94 @@ test_issue_hook(void **state)
 		rf_issued_clear(&out[i]);
 }
 
+/* The stored OCSP response of one serial (NULL when none), a copy. */
+struct find_ocsp {
+	const char *serial;
+	OCSP_RESPONSE *resp;
+	size_t n;
+};
+
+static int
+find_ocsp(void *arg, const struct rf_ocsp_rec *o)
+{
+	struct find_ocsp *fo = arg;
+	const uint8_t *p = o->der;
+
+	fo->n++;
+	if (fo->serial != NULL && strcmp(o->serial, fo->serial) == 0)
+		fo->resp = d2i_OCSP_RESPONSE(NULL, &p, (long)o->len);
+	return 0;
+}
+
+/*
+ * Each certificate commits with its OCSP response ("good", signed by the
+ * delegated OCSP signer, checked here with OpenSSL's OCSP verifier); an
+ * issuance that does not commit leaves no response.
+ */
+static void
+test_issue_ocsp(void **state)
+{
+	struct rf_issue_req reqs[3];
+	struct rf_issued out[3];
+	struct find_ocsp fo;
+	X509 *iss = rf_ca_cert(F.ca, rf_ca_issuer_name(F.ca));
+	X509_STORE *xs = X509_STORE_new();
+	STACK_OF(X509) *chain = sk_X509_new_null();
+	OCSP_BASICRESP *basic;
+	OCSP_CERTID *id;
+	size_t i, before;
+	int status;
+	X509 *x;
+
+	(void)state;
+	assert_non_null(xs);
+	assert_non_null(chain);
+	assert_int_equal(X509_STORE_add_cert(xs, rf_ca_cert(F.ca, "root")), 1);
+	assert_true(sk_X509_push(chain, iss) > 0);
+	assert_true(sk_X509_push(chain, rf_ca_cert(F.ca, "ocsp")) > 0);
+	memset(reqs, 0, sizeof(reqs));
+	for (i = 0; i < 3; i++) {
+		reqs[i].tenant = "globex";
+		reqs[i].profile = RF_PROFILE_CLIENT;
+		reqs[i].keygen = RF_KEY_EC_P256;
+	}
+	memset(&fo, 0, sizeof(fo));
+	assert_int_equal(rf_store_ocsp_foreach(F.st, 0, find_ocsp, &fo), 0);
+	before = fo.n;
+	assert_int_equal(
+	    rf_ca_issue_ex(F.ca, reqs, 3, &F.who, out, hook_fail, NULL),
+	    RF_ERR_STATE);
+	memset(&fo, 0, sizeof(fo));
+	assert_int_equal(rf_store_ocsp_foreach(F.st, 0, find_ocsp, &fo), 0);
+	assert_int_equal(fo.n, before);
+	assert_int_equal(rf_ca_issue(F.ca, reqs, 3, &F.who, out), 0);
+	for (i = 0; i < 3; i++) {
+		memset(&fo, 0, sizeof(fo));
+		fo.serial = out[i].serial;
+		assert_int_equal(
+		    rf_store_ocsp_foreach(F.st, 0, find_ocsp, &fo), 0);
+		assert_int_equal(fo.n, before + 3);
+		assert_non_null(fo.resp);
+		assert_int_equal(OCSP_response_status(fo.resp),
+		    OCSP_RESPONSE_STATUS_SUCCESSFUL);
+		assert_non_null(basic = OCSP_response_get1_basic(fo.resp));
+		assert_int_equal(OCSP_basic_verify(basic, chain, xs, 0), 1);
+		x = parse(out[i].der, out[i].derlen);
+		assert_non_null(id = OCSP_cert_to_id(NULL, x, iss));
+		assert_int_equal(OCSP_resp_find_status(basic, id, &status, NULL,
+				     NULL, NULL, NULL),
+		    1);
+		assert_int_equal(status, V_OCSP_CERTSTATUS_GOOD);
+		OCSP_CERTID_free(id);
+		X509_free(x);
+		OCSP_BASICRESP_free(basic);
+		OCSP_RESPONSE_free(fo.resp);
+		rf_issued_clear(&out[i]);
+	}
+	sk_X509_free(chain);
+	X509_STORE_free(xs);
+}
+
 /* Last: rotation changes the issuer for everything after it. */
 static void
 test_rotate(void **state)
@@ -1224,6 +1313,7 @@ main(void)
 	    cmocka_unit_test(test_serials),
 	    cmocka_unit_test(test_der_helpers),
 	    cmocka_unit_test(test_issue_hook),
+	    cmocka_unit_test(test_issue_ocsp),
 	    cmocka_unit_test(test_tls_cert),
 	    cmocka_unit_test(test_rotate),
 	    cmocka_unit_test(test_tls_after_rotate),

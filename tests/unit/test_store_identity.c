@@ -182,6 +182,61 @@ test_compromised(void **state)
 	assert_int_equal(l.last.time, 1700000000);
 }
 
+/*
+ * Migration 10 moves key_owners to one b-tree (WITHOUT ROWID): the claims
+ * made before it are kept and still refuse another tenant; new claims and
+ * the connection of a claim made without one are recorded after it.
+ */
+static void
+test_owners_migrated(void **state)
+{
+	struct fx *f = *state;
+	struct rf_store *st = NULL;
+	struct rf_cert_rec c;
+	char p[1100];
+
+	snprintf(p, sizeof(p), "%s/v9.db", f->home);
+	assert_int_equal(rf_store_open_version(p, 1, 9, &st), 0);
+	mk(&c, "31", "acme", "mail", "ee");
+	assert_int_equal(rf_store_cert_add(st, &c), 0);
+	mk(&c, "32", "acme", "", "ff");
+	assert_int_equal(rf_store_cert_add(st, &c), 0);
+	rf_store_free(st);
+	assert_int_equal(raw_int(p,
+			     "SELECT count(*) FROM sqlite_master WHERE name = "
+			     "'key_owners' AND sql LIKE '%WITHOUT ROWID%'"),
+	    0);
+
+	assert_int_equal(rf_store_open(p, 0, &st), 0);
+	assert_true(rf_store_schema_version(st) >= 10);
+	mk(&c, "33", "globex", "mail", "ee");
+	assert_int_equal(rf_store_cert_add(st, &c), RF_ERR_KEY_REUSED);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_KEY_REUSED),
+	    "serves tenant acme connection mail (certificate 31)"));
+	mk(&c, "34", "acme", "sync", "ff"); /* takes the claim's connection */
+	assert_int_equal(rf_store_cert_add(st, &c), 0);
+	mk(&c, "35", "acme", "other", "ff");
+	assert_int_equal(rf_store_cert_add(st, &c), RF_ERR_KEY_REUSED);
+	mk(&c, "36", "initech", "x", "gg");
+	assert_int_equal(rf_store_cert_add(st, &c), 0);
+	rf_store_free(st);
+	assert_int_equal(raw_int(p,
+			     "SELECT count(*) FROM sqlite_master WHERE name = "
+			     "'key_owners' AND sql LIKE '%WITHOUT ROWID%'"),
+	    1);
+	assert_int_equal(raw_int(p, "SELECT count(*) FROM key_owners"), 3);
+	assert_int_equal(raw_int(p,
+			     "SELECT count(*) FROM key_owners WHERE ident = "
+			     "'ff' AND conn = 'sync' AND serial = '32'"),
+	    1);
+	assert_int_equal(
+	    raw_int(p,
+		"SELECT count(*) FROM key_owners WHERE ident = "
+		"'gg' AND tenant = 'initech' AND serial = '36' AND "
+		"created = 10"),
+	    1);
+}
+
 int
 main(void)
 {
@@ -190,6 +245,8 @@ main(void)
 		test_one_connection, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_compromised, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_same_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_owners_migrated, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
