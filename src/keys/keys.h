@@ -178,7 +178,8 @@ struct rf_sign_set {
  * go to the record in one durable append before the token signs any of
  * them, and the signing is spread over the signing threads. A set that
  * fails fails alone, in its r and msg. Through keyd (a client handle)
- * each set is its own request.
+ * each set is its own request, all sent at once on connections of their
+ * own, so that keyd records them together.
  */
 void rf_keys_sign_group(
     struct rf_keys *keys, struct rf_sign_set *sets, size_t n);

@@ -888,24 +888,45 @@ rf_keys_group_sign(struct rf_sign_plan *pl)
 	plan_free(pl);
 }
 
+/* Each set on its own, as rf_keys_sign or rf_keys_sign_digest would. */
+struct alone {
+	struct rf_keys *keys;
+	struct rf_sign_set *sets;
+};
+
+static void
+alone_range(void *arg, size_t from, size_t to)
+{
+	struct alone *a = arg;
+	struct rf_sign_set *set;
+	int r;
+
+	for (; from < to; from++) {
+		set = &a->sets[from];
+		if (set->r == 0 &&
+		    (r = set->digest
+			    ? rf_keys_sign_digest(a->keys, set->key, set->reqs,
+				  set->n, set->who, set->sigs)
+			    : rf_keys_sign(a->keys, set->key, set->reqs, set->n,
+				  set->who, set->sigs)) != 0)
+			set_fail(set, r);
+	}
+}
+
 void
 rf_keys_sign_group(struct rf_keys *keys, struct rf_sign_set *sets, size_t n)
 {
-	size_t i;
-	int r;
+	struct alone a = {keys, sets};
 
-	if (n == 1 || (keys != NULL && keys->kc != NULL)) {
-		/* Alone (or not a token of this process): sign_many's path. */
-		for (i = 0; i < n; i++)
-			if (sets[i].r == 0 &&
-			    (r = sets[i].digest
-				    ? rf_keys_sign_digest(keys, sets[i].key,
-					  sets[i].reqs, sets[i].n, sets[i].who,
-					  sets[i].sigs)
-				    : rf_keys_sign(keys, sets[i].key,
-					  sets[i].reqs, sets[i].n, sets[i].who,
-					  sets[i].sigs)) != 0)
-				set_fail(&sets[i], r);
+	if (n == 1) {
+		alone_range(&a, 0, 1); /* sign_many's path */
+		return;
+	}
+	if (keys != NULL && keys->kc != NULL) {
+		/* Through keyd: every set a request of its own, all sent at
+		 * once (a connection each), so that keyd records them in one
+		 * append and signs one while it records the next. */
+		rf_parallel(n, n < 16 ? (int)n : 16, alone_range, &a);
 		return;
 	}
 	rf_keys_group_sign(rf_keys_group_record(keys, sets, n));
