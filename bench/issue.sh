@@ -17,7 +17,10 @@ now() { date +%s.%N; }
 
 echo "issue: ringfence, $n_rf CSRs in batches of 500 ..." >&2
 "$bin" "$n_rf" 500 >"$work/rf.txt"
-val() { awk -v k="$1" '$1 == k { print $2 }' "$work/rf.txt"; }
+val() { awk -v k="$1" '$1 == k { print $2 }' "${2:-$work/rf.txt}"; }
+# The same through the custody process, as every command issues.
+echo "issue: ringfence through keyd, $n_rf CSRs in batches of 500 ..." >&2
+RF_BENCH_KEYD="$build/ringfence" "$bin" "$n_rf" 500 norate >"$work/keyd.txt" 2>/dev/null
 
 # A throwaway software CA for the openssl peer (deleted with $work).
 echo "issue: openssl ca, making $n_ossl CSRs ..." >&2
@@ -67,10 +70,11 @@ issued=$(find newcerts -name '*.pem' | wc -l)
 ossl=$(awk -v n="$n_ossl" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", n / (b - a) }')
 
 rf=$(val issue_per_sec)
+rfk=$(val issue_per_sec "$work/keyd.txt")
 r1=$(val token_rate_1)
 r2=$(val token_rate_2)
 spc=$(val sigs_per_cert)
-awk -v rf="$rf" -v os="$ossl" -v r1="$r1" -v r2="$r2" -v spc="$spc" \
+awk -v rf="$rf" -v rfk="$rfk" -v os="$ossl" -v r1="$r1" -v r2="$r2" -v spc="$spc" \
 	-v nrf="$n_rf" -v nos="$n_ossl" 'BEGIN {
 	raw = (r1 > r2) ? r1 : r2
 	ceil = raw / spc
@@ -84,4 +88,6 @@ awk -v rf="$rf" -v os="$ossl" -v r1="$r1" -v r2="$r2" -v spc="$spc" \
 	printf "%-44s %12d\n", "signatures per certificate (used)", spc
 	printf "%-44s %12.1f\n", "token ceiling (best raw / sigs per cert)", ceil
 	printf "%-44s %11.0f%%   (target >= 60%%)\n", "ringfence share of the ceiling", 100 * rf / ceil
+	printf "%-44s %12.1f\n", "ringfence through keyd (as commands issue)", rfk
+	printf "%-44s %11.0f%%\n", "  its share of the ceiling", 100 * rfk / ceil
 }'
