@@ -281,7 +281,7 @@ rf_config_load(struct rf_config *cfg)
 	cfg->anon_audit_bytes_day = 64 * 1024 * 1024;
 	cfg->tls_ticket_rotate = 3600;
 	cfg->audit_threads = 2;
-	cfg->audit_max_concurrent = 8;
+	cfg->audit_max_concurrent = 256;
 	cfg->keyd_idle = 600;
 	snprintf(
 	    cfg->custody_user, sizeof(cfg->custody_user), "ringfence-keyd");
