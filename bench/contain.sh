@@ -54,7 +54,7 @@ before=$(sqlite3 "$db" 'SELECT count(*) FROM audit_leaf')
 perfpid=""
 if [ -n "${RF_BENCH_PERF:-}" ]; then
 	mkdir -p "$RF_BENCH_PERF"
-	perf record -g -o "$RF_BENCH_PERF/keyd.data" -p "$(cat "$RINGFENCE_HOME/keyd.pid")" 2>/dev/null &
+	perf record --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/keyd.data" -p "$(cat "$RINGFENCE_HOME/keyd.pid")" 2>/dev/null &
 	perfpid=$!
 	sleep 1
 fi
