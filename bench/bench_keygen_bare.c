@@ -3,7 +3,8 @@
  * pool refill benchmark (bench/pool.sh). A bare PKCS#11 loop on one
  * session of the store's first token: N x C_GenerateKeyPair of token key
  * pairs with the attributes ringfence gives every key (sensitive, not
- * extractable, private, sign only, random CKA_ID, a label), and nothing
+ * extractable, private, sign only, neither modifiable nor copyable, a
+ * random CKA_ID of 16 bytes, a label), and nothing
  * else: no public key read back, no id rename, no audit leaf, no store
  * record. Prints key pairs per second. The keys stay in the token (the
  * benchmark's state folder is thrown away after).
@@ -107,7 +108,7 @@ main(int argc, char **argv)
 	CK_ULONG bits = 2048;
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE hpub, hpriv;
-	uint8_t id[32], e[3] = {1, 0, 1};
+	uint8_t id[16], e[3] = {1, 0, 1}; /* CKA_ID: 16 random bytes, as ours */
 	const char *label = "bench-bare";
 	char pin[128];
 	enum rf_key_alg alg;
@@ -160,7 +161,7 @@ main(int argc, char **argv)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	for (i = 0; i < made; i++) {
 		s = ss[i % ntok];
-		CK_ATTRIBUTE pubt[10], privt[12];
+		CK_ATTRIBUTE pubt[13], privt[16];
 		CK_ULONG np = 0, nv = 0;
 
 		if (RAND_bytes(id, sizeof(id)) != 1)
@@ -177,6 +178,9 @@ main(int argc, char **argv)
 		A(pubt, np, CKA_VERIFY, &yes, 1);
 		A(pubt, np, CKA_ENCRYPT, &no, 1);
 		A(pubt, np, CKA_WRAP, &no, 1);
+		A(pubt, np, CKA_VERIFY_RECOVER, &no, 1);
+		A(pubt, np, CKA_MODIFIABLE, &no, 1);
+		A(pubt, np, CKA_COPYABLE, &no, 1);
 		A(pubt, np, CKA_ID, id, sizeof(id));
 		A(pubt, np, CKA_LABEL, label, strlen(label));
 		if (alg == RF_KEY_EC_P256) {
@@ -197,6 +201,9 @@ main(int argc, char **argv)
 		A(privt, nv, CKA_DECRYPT, &no, 1);
 		A(privt, nv, CKA_UNWRAP, &no, 1);
 		A(privt, nv, CKA_DERIVE, &no, 1);
+		A(privt, nv, CKA_SIGN_RECOVER, &no, 1);
+		A(privt, nv, CKA_MODIFIABLE, &no, 1);
+		A(privt, nv, CKA_COPYABLE, &no, 1);
 		A(privt, nv, CKA_ID, id, sizeof(id));
 		A(privt, nv, CKA_LABEL, label, strlen(label));
 #undef A
