@@ -3,10 +3,20 @@
  * pool refill benchmark (bench/pool.sh). A bare PKCS#11 loop on one
  * session of the store's first token: N x C_GenerateKeyPair of token key
  * pairs with the attributes ringfence gives every key (sensitive, not
- * extractable, private, sign only, random CKA_ID, a label), and nothing
+ * extractable, private, sign only, neither modifiable nor copyable, a
+ * random CKA_ID of 16 bytes, a label), and nothing
  * else: no public key read back, no id rename, no audit leaf, no store
  * record. Prints key pairs per second. The keys stay in the token (the
  * benchmark's state folder is thrown away after).
+ *
+ * bench_keygen_bare ALG N destroy [TOKENS]: the token's own destruction
+ * floor, for the containment benchmark (bench/contain.sh). N key pairs
+ * are made over the store's first TOKENS tokens (default 32) in turn, as
+ * ringfence spreads connection keys, then destroyed (C_DestroyObject of
+ * both objects, by the handles kept from generation: no search at all).
+ * Run after contain, the tokens then hold its N new keys besides, as they
+ * did when contain destroyed the N old ones. Prints key pairs destroyed
+ * per second.
  *
  * Benchmark only: ringfence itself reaches PKCS#11 through src/keys alone.
  */
@@ -57,6 +67,36 @@ find_slot(CK_FUNCTION_LIST_PTR f, const char *label)
 	return 0;
 }
 
+static double
+seconds_since(const struct timespec *t0)
+{
+	struct timespec t1;
+
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (double)(t1.tv_sec - t0->tv_sec) +
+	    (double)(t1.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+/* A logged-in session with the token of label; the PIN is not kept. */
+static CK_SESSION_HANDLE
+session_for(
+    CK_FUNCTION_LIST_PTR f, const char *label, const char *pin, int login)
+{
+	CK_SESSION_HANDLE s;
+	CK_RV rv;
+
+	if ((rv = f->C_OpenSession(find_slot(f, label),
+		 CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s)) !=
+	    CKR_OK)
+		die("C_OpenSession", rv);
+	if (login &&
+	    (rv = f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin))) !=
+		CKR_OK &&
+	    rv != CKR_USER_ALREADY_LOGGED_IN)
+		die("C_Login", rv);
+	return s;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -68,20 +108,34 @@ main(int argc, char **argv)
 	CK_ULONG bits = 2048;
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
 	CK_OBJECT_HANDLE hpub, hpriv;
-	uint8_t id[32], e[3] = {1, 0, 1};
+	uint8_t id[16], e[3] = {1, 0, 1}; /* CKA_ID: 16 random bytes, as ours */
 	const char *label = "bench-bare";
 	char pin[128];
 	enum rf_key_alg alg;
 	struct timespec t0, t1;
-	size_t n, i;
+	CK_SESSION_HANDLE ss[64];
+	CK_OBJECT_HANDLE(*hs)[2] = NULL;
+	char tlabel[sizeof(cfg.token) + 8];
+	size_t n, i, k, made, ntok = 32;
+	int destroy;
 	void *dl;
 	CK_RV rv;
 
-	if (argc != 3 || rf_key_alg_parse(argv[1], &alg) != 0 ||
-	    (n = strtoul(argv[2], NULL, 10)) == 0) {
-		fprintf(stderr, "usage: bench_keygen_bare ALG N\n");
+	if ((argc < 3 || argc > 5) || rf_key_alg_parse(argv[1], &alg) != 0 ||
+	    (n = strtoul(argv[2], NULL, 10)) == 0 ||
+	    (argc >= 4 && strcmp(argv[3], "destroy") != 0) ||
+	    (argc == 5 &&
+		((ntok = strtoul(argv[4], NULL, 10)) == 0 || ntok > 64))) {
+		fprintf(stderr,
+		    "usage: bench_keygen_bare ALG N [destroy "
+		    "[TOKENS]]\n");
 		return 2;
 	}
+	destroy = argc >= 4;
+	if (!destroy)
+		ntok = 1;
+	if ((hs = calloc(n, sizeof(*hs))) == NULL)
+		die("calloc", 0);
 	if (rf_config_load(&cfg) != 0 || rf_config_pin(&cfg, pin, sizeof(pin)))
 		die("loading the settings", 0);
 	if (cfg.softhsm_conf[0] != '\0')
@@ -93,17 +147,21 @@ main(int argc, char **argv)
 		die("C_GetFunctionList", 0);
 	if ((rv = f->C_Initialize(NULL)) != CKR_OK)
 		die("C_Initialize", rv);
-	if ((rv = f->C_OpenSession(find_slot(f, cfg.token),
-		 CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s)) !=
-	    CKR_OK)
-		die("C_OpenSession", rv);
-	if ((rv = f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR)pin, strlen(pin))) !=
-	    CKR_OK)
-		die("C_Login", rv);
+	/* The store's tokens are label, label.1, label.2, ... */
+	for (k = 0; k < ntok; k++) {
+		if (k == 0)
+			snprintf(tlabel, sizeof(tlabel), "%s", cfg.token);
+		else
+			snprintf(
+			    tlabel, sizeof(tlabel), "%s.%zu", cfg.token, k);
+		ss[k] = session_for(f, tlabel, pin, 1);
+	}
 	OPENSSL_cleanse(pin, sizeof(pin));
+	made = n;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (i = 0; i < n; i++) {
-		CK_ATTRIBUTE pubt[10], privt[12];
+	for (i = 0; i < made; i++) {
+		s = ss[i % ntok];
+		CK_ATTRIBUTE pubt[13], privt[16];
 		CK_ULONG np = 0, nv = 0;
 
 		if (RAND_bytes(id, sizeof(id)) != 1)
@@ -120,6 +178,9 @@ main(int argc, char **argv)
 		A(pubt, np, CKA_VERIFY, &yes, 1);
 		A(pubt, np, CKA_ENCRYPT, &no, 1);
 		A(pubt, np, CKA_WRAP, &no, 1);
+		A(pubt, np, CKA_VERIFY_RECOVER, &no, 1);
+		A(pubt, np, CKA_MODIFIABLE, &no, 1);
+		A(pubt, np, CKA_COPYABLE, &no, 1);
 		A(pubt, np, CKA_ID, id, sizeof(id));
 		A(pubt, np, CKA_LABEL, label, strlen(label));
 		if (alg == RF_KEY_EC_P256) {
@@ -140,20 +201,40 @@ main(int argc, char **argv)
 		A(privt, nv, CKA_DECRYPT, &no, 1);
 		A(privt, nv, CKA_UNWRAP, &no, 1);
 		A(privt, nv, CKA_DERIVE, &no, 1);
+		A(privt, nv, CKA_SIGN_RECOVER, &no, 1);
+		A(privt, nv, CKA_MODIFIABLE, &no, 1);
+		A(privt, nv, CKA_COPYABLE, &no, 1);
 		A(privt, nv, CKA_ID, id, sizeof(id));
 		A(privt, nv, CKA_LABEL, label, strlen(label));
 #undef A
 		if ((rv = f->C_GenerateKeyPair(s, &mech, pubt, np, privt, nv,
 			 &hpub, &hpriv)) != CKR_OK)
 			die("C_GenerateKeyPair", rv);
+		hs[i][0] = hpriv; /* destroyed below */
+		hs[i][1] = hpub;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	printf("%.1f\n",
-	    (double)n /
-		((double)(t1.tv_sec - t0.tv_sec) +
-		    (double)(t1.tv_nsec - t0.tv_nsec) / 1e9));
-	f->C_Logout(s);
-	f->C_CloseSession(s);
+	if (!destroy) {
+		printf("%.1f\n", (double)n / seconds_since(&t0));
+	} else {
+		fprintf(stderr,
+		    "bench_keygen_bare: made %zu key pairs over %zu tokens "
+		    "in %.1f s\n",
+		    made, ntok, seconds_since(&t0));
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		for (i = 0; i < n; i++) {
+			if ((rv = f->C_DestroyObject(ss[i % ntok], hs[i][0])) !=
+				CKR_OK ||
+			    (rv = f->C_DestroyObject(ss[i % ntok], hs[i][1])) !=
+				CKR_OK)
+				die("C_DestroyObject", rv);
+		}
+		printf("%.1f\n", (double)n / seconds_since(&t1));
+	}
+	for (k = 0; k < ntok; k++) {
+		f->C_Logout(ss[k]);
+		f->C_CloseSession(ss[k]);
+	}
 	f->C_Finalize(NULL);
+	free(hs);
 	return 0;
 }

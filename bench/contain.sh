@@ -31,7 +31,8 @@ export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 # (pool_refill) would make keys during the timed contain.
 export RINGFENCE_POOL_REFILL=0
 tokdir=""
-cleanup() { rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
+# keyd is stopped by its pid file (never by name), then its state goes.
+cleanup() { "$build/ringfence" keyd stop >/dev/null 2>&1 || true; rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
 trap cleanup EXIT
 rf() { "$build/ringfence" "$@"; }
 if [ "$where" = tmpfs ]; then
@@ -49,10 +50,47 @@ fill=$(rf --json keys pool fill --alg "$alg" --count "$n" |
 id=$(rf incident open --scope all --reason bench 2>/dev/null | head -1)
 rate=$("$build/bench_rate" 20000)
 before=$(sqlite3 "$db" 'SELECT count(*) FROM audit_leaf')
+# RF_BENCH_PERF=DIR: perf record -g of keyd and of the contain command.
+perfpid=""
+if [ -n "${RF_BENCH_PERF:-}" ]; then
+	mkdir -p "$RF_BENCH_PERF"
+	perf record --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/keyd.data" -p "$(cat "$RINGFENCE_HOME/keyd.pid")" 2>/dev/null &
+	perfpid=$!
+	sleep 1
+fi
+perf_cli() { if [ -n "${RF_BENCH_PERF:-}" ]; then perf record --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/cli.data" "$@"; else "$@"; fi; }
 t0=$(date +%s.%N)
-out=$(rf incident contain "$id")
+# --json: progress as JSON lines on stderr, stamped here with the time each
+# phase began, so the report shows where contain's time goes.
+stamp='import sys, time
+for line in sys.stdin:
+    sys.stdout.write("%.3f %s" % (time.time(), line))
+    sys.stdout.flush()'
+prog=$RINGFENCE_HOME/progress.txt
+out=$(perf_cli "$build/ringfence" --json incident contain "$id" 2> >(python3 -u -c "$stamp" >"$prog"))
 t1=$(date +%s.%N)
+if [ -n "$perfpid" ]; then kill -INT "$perfpid"; wait "$perfpid" || true; fi
+sleep 0.2 # the stamping filter drains
 echo "$out" >&2
+# Each phase: its first progress line to the next phase's first line.
+python3 - "$prog" "$t0" "$t1" <<'PY' >&2
+import json, sys
+rows, t0, t1 = [], float(sys.argv[2]), float(sys.argv[3])
+for line in open(sys.argv[1]):
+    t, _, js = line.partition(" ")
+    try:
+        o = json.loads(js)
+    except ValueError:
+        continue
+    if not rows or rows[-1][1] != o["phase"]:
+        rows.append([float(t), o["phase"], o["total"]])
+print("contain phases (s from the start of the command):")
+prev = t0
+for i, (t, ph, tot) in enumerate(rows):
+    end = rows[i + 1][0] if i + 1 < len(rows) else t1
+    print("  %-32s %8.2f s  (n=%s)" % (ph, end - t, tot))
+print("  %-32s %8.2f s" % ("before the first phase", rows[0][0] - t0 if rows else 0))
+PY
 # "contained in X s; old keys destroyed in Y s after that"
 phases=$(echo "$out" | sed -n 's/^contained in \([0-9.]*\) s; old keys destroyed in \([0-9.]*\) s.*/\1 \2/p')
 # Close: every connection waived (the relying parties are not reachable
@@ -61,12 +99,21 @@ rf incident confirm "$id" --all --waive >/dev/null
 c0=$(date +%s.%N)
 rf incident close "$id" >/dev/null
 c1=$(date +%s.%N)
+# The token's own destruction floor in the same state: N pairs made over
+# the 32 tokens next to contain's N new keys, destroyed by a bare PKCS#11
+# loop (bench_keygen_bare ... destroy). RF_BENCH_DESTROY_FLOOR=0 skips it
+# (it makes N more keys first).
+dfloor=0
+if [ "${RF_BENCH_DESTROY_FLOOR:-1}" != 0 ]; then
+	echo "contain: the bare destruction floor: making $n $alg keys ..." >&2
+	dfloor=$("$build/bench_keygen_bare" "$alg" "$n" destroy)
+fi
 sigs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'sign'")
 kgs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'keygen'")
 takes=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'pool'")
 awk -v n="$n" -v alg="$alg" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" \
 	-v rate="$rate" -v kgs="$kgs" -v takes="$takes" -v fill="$fill" -v phases="$phases" \
-	-v closes="$(echo "$c1 - $c0" | bc)" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+	-v dfloor="$dfloor" -v closes="$(echo "$c1 - $c0" | bc)" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
 	split(fill, f, " ")
 	split(phases, ph, " ")
 	floor = sigs / rate
@@ -77,6 +124,10 @@ awk -v n="$n" -v alg="$alg" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)"
 	printf "%-44s %12.2f\n", "contain command wall time, s", wall
 	printf "%-44s %12.2f\n", "  of which until contained, s", ph[1]
 	printf "%-44s %12.2f\n", "  of which old keys destroyed after, s", ph[2]
+	if (dfloor > 0) {
+		printf "%-44s %12.2f\n", "  bare PKCS#11 destroy loop, same keys, s", n / dfloor
+		printf "%-44s %12.2fx\n", "  destruction / bare loop", ph[2] / (n / dfloor)
+	}
 	printf "%-44s %12.2f\n", "incident close, s", closes
 	printf "%-44s %12d\n", "pool keys taken (audit record)", takes
 	printf "%-44s %12d\n", "key pairs generated during contain", kgs

@@ -35,8 +35,10 @@ static int destroy_quiet(
 struct gen_arg {
 	enum rf_key_alg alg;
 	const char *label;
-	const uint8_t *tid; /* TID_LEN random bytes: the new CKA_ID */
-	struct rf_key *key; /* out */
+	const uint8_t *tid;	    /* TID_LEN random bytes: the new CKA_ID */
+	struct rf_key *key;	    /* out */
+	CK_OBJECT_HANDLE pub, priv; /* out: its objects */
+	unsigned long gen;	    /* out: the generation of the handles */
 	int r;
 };
 
@@ -136,6 +138,9 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	memcpy(key->tid, tid, TID_LEN);
 	key->tidlen = TID_LEN;
 	g->key = key; /* handed to rf_keys_generate */
+	g->pub = hpub;
+	g->priv = hpriv;
+	g->gen = keys_module_gen(keys); /* keys_with_session holds it */
 	return CKR_OK;
 fail:
 	/* Leave nothing half made in the token. */
@@ -286,6 +291,9 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 			goto out;
 		out[i] = g.key;
 		out[i]->sh = shs[i];
+		/* Found again without a search while this process runs
+		 * (rf_keys_load_many: a pool key taken by contain). */
+		keys_made_put(keys, shs[i], tids[i], g.pub, g.priv, g.gen);
 		snprintf(detail[i], sizeof(detail[i]), "%s %s",
 		    rf_key_alg_name(reqs[i].alg), reqs[i].label);
 		evs[i].type = "keygen";
@@ -651,6 +659,7 @@ destroy_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_RV rv;
 
 	a->found = 0;
+	keys_made_drop(keys, a->id, a->idlen);
 	if ((rv = keys_find_object(keys->f, s, CKO_PRIVATE_KEY, a->id, a->idlen,
 		 &hpriv)) != CKR_OK ||
 	    (rv = keys_find_object(
@@ -890,6 +899,8 @@ struct destroy_many_arg {
 	struct tident *t; /* sorted */
 	size_t n;
 	uint8_t *found; /* per caller's id */
+	int *tsh;	/* per caller's id: the recorded token, or -1 */
+	int sh;		/* the token of this pass */
 };
 
 static CK_RV
@@ -932,15 +943,59 @@ destroy_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
 	return rv;
 }
 
+/*
+ * The keys of this token that this process made are destroyed by the
+ * handles kept from their generation (each checked by one read, all
+ * before the first change); the token is searched only when a key it
+ * holds by the record, or a key of no recorded token, is left.
+ */
 static CK_RV
 destroy_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
 	struct destroy_many_arg *a = varg;
-	CK_RV rv;
+	CK_OBJECT_HANDLE *hs = NULL, hpub, hpriv;
+	unsigned long gen = keys_module_gen(keys);
+	size_t *at = NULL, i, x, nh = 0, left = 0;
+	CK_RV rv = CKR_OK;
 
-	if ((rv = destroy_many_class(keys, s, a, CKO_PRIVATE_KEY)) != CKR_OK)
-		return rv;
-	return destroy_many_class(keys, s, a, CKO_PUBLIC_KEY);
+	if ((hs = calloc(2 * a->n + 1, sizeof(*hs))) == NULL ||
+	    (at = calloc(a->n + 1, sizeof(*at))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (i = 0; i < a->n; i++) {
+		x = a->t[i].idx;
+		/* Another token holds it, as recorded. */
+		if (a->found[x] ||
+		    (a->tsh[x] != a->sh && a->tsh[x] >= 0 &&
+			a->tsh[x] < keys->nsh))
+			continue;
+		if (a->tsh[x] == a->sh &&
+		    keys_made_get(keys, a->sh, a->t[i].b, a->t[i].len, gen,
+			&hpub, &hpriv) &&
+		    keys_object_is(keys->f, s, hpriv, CKO_PRIVATE_KEY,
+			a->t[i].b, a->t[i].len) &&
+		    keys_object_is(keys->f, s, hpub, CKO_PUBLIC_KEY, a->t[i].b,
+			a->t[i].len)) {
+			at[nh / 2] = x;
+			hs[nh++] = hpriv;
+			hs[nh++] = hpub;
+		} else {
+			left++;
+		}
+	}
+	for (i = 0; i < nh && rv == CKR_OK; i += 2) {
+		if ((rv = keys->f->C_DestroyObject(s, hs[i])) == CKR_OK &&
+		    (rv = keys->f->C_DestroyObject(s, hs[i + 1])) == CKR_OK)
+			a->found[at[i / 2]] = 1;
+	}
+	if (rv == CKR_OK && left > 0 &&
+	    (rv = destroy_many_class(keys, s, a, CKO_PRIVATE_KEY)) == CKR_OK)
+		rv = destroy_many_class(keys, s, a, CKO_PUBLIC_KEY);
+out:
+	free(hs);
+	free(at);
+	return rv;
 }
 
 /*
@@ -972,7 +1027,8 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 	if ((want = calloc(n, 1)) == NULL || (hit = calloc(n, 1)) == NULL ||
 	    (a.found = calloc(n, 1)) == NULL ||
 	    (detail = calloc(n, sizeof(*detail))) == NULL ||
-	    (a.t = calloc(n, sizeof(*a.t))) == NULL) {
+	    (a.t = calloc(n, sizeof(*a.t))) == NULL ||
+	    (a.tsh = calloc(n, sizeof(*a.tsh))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -1010,6 +1066,7 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 		if (w.recorded && strcmp(w.state, "destroyed") == 0)
 			continue;
 		want[i] = 1;
+		a.tsh[i] = w.sh;
 		a.t[nt].len = (uint8_t)w.tidlen;
 		memcpy(a.t[nt].b, w.tid, w.tidlen);
 		a.t[nt].idx = i;
@@ -1035,10 +1092,17 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 	} else {
 		qsort(a.t, nt, sizeof(*a.t), tident_cmp);
 		a.n = nt;
-		for (i = 0; i < (size_t)keys->nsh && rv == CKR_OK; i++)
+		for (i = 0; i < (size_t)keys->nsh && rv == CKR_OK; i++) {
+			a.sh = (int)i;
 			if ((r = keys_with_session(
 				 keys, (int)i, destroy_many_op, &a, &rv)) != 0)
-				goto out;
+				break;
+		}
+		/* Gone, or going: found again by a search if at all. */
+		for (i = 0; i < nt; i++)
+			keys_made_drop(keys, a.t[i].b, a.t[i].len);
+		if (r != 0)
+			goto out;
 	}
 	if (rv != CKR_OK) {
 		r = keys_token_err("C_DestroyObject", rv);
@@ -1062,6 +1126,7 @@ out:
 	free(hit);
 	free(a.found);
 	free(a.t);
+	free(a.tsh);
 	free(detail);
 	return r;
 }
@@ -1096,6 +1161,7 @@ rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
 struct load_many_arg {
 	struct tident *t; /* sorted; idx: the caller's index */
 	size_t n;
+	int sh;		       /* the token of this pass */
 	uint8_t *priv;	       /* per caller's index: private key seen */
 	CK_OBJECT_HANDLE *pub; /* per caller's index: public key object */
 	struct rf_key **keys;  /* per caller's index: filled when both */
@@ -1139,7 +1205,8 @@ load_many_scan(
 			continue;
 		if (cls == CKO_PRIVATE_KEY)
 			a->priv[hit->idx] = 1;
-		else if (cls == CKO_PUBLIC_KEY)
+		else if (cls == CKO_PUBLIC_KEY &&
+		    a->pub[hit->idx] == CK_INVALID_HANDLE)
 			a->pub[hit->idx] = hs[i];
 	}
 	free(hs);
@@ -1154,7 +1221,30 @@ load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	size_t i, x;
 	CK_RV rv;
 
-	if ((rv = load_many_scan(keys, s, a)) != CKR_OK)
+	CK_OBJECT_HANDLE hpub, hpriv;
+	unsigned long gen = keys_module_gen(keys);
+	size_t miss = 0;
+
+	/*
+	 * Keys this process made (a pool key taken by contain, in keyd) are
+	 * found by the handles kept from their generation, each checked by
+	 * one read; the token is searched only for the others.
+	 */
+	for (i = 0; i < a->n; i++) {
+		x = a->t[i].idx;
+		if (keys_made_get(keys, a->sh, a->t[i].b, a->t[i].len, gen,
+			&hpub, &hpriv) &&
+		    keys_object_is(keys->f, s, hpriv, CKO_PRIVATE_KEY,
+			a->t[i].b, a->t[i].len) &&
+		    keys_object_is(keys->f, s, hpub, CKO_PUBLIC_KEY, a->t[i].b,
+			a->t[i].len)) {
+			a->priv[x] = 1;
+			a->pub[x] = hpub;
+		} else {
+			miss++;
+		}
+	}
+	if (miss > 0 && (rv = load_many_scan(keys, s, a)) != CKR_OK)
 		return rv;
 	for (i = 0; i < a->n && a->r == 0; i++) {
 		x = a->t[i].idx;
@@ -1224,6 +1314,7 @@ rf_keys_load_many(
 		if (a.n == 0)
 			continue;
 		qsort(a.t, a.n, sizeof(*a.t), tident_cmp);
+		a.sh = sh;
 		if ((r = keys_with_session(keys, sh, load_many_op, &a, &rv)) !=
 		    0)
 			goto out;

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <p11-kit/pkcs11.h>
 
@@ -110,6 +111,7 @@ rf_key_new_public(
     enum rf_key_alg alg, const uint8_t *spki, size_t len, struct rf_key **out)
 {
 	const unsigned char *p = spki;
+	uint8_t md[SHA256_DIGEST_LENGTH];
 	struct rf_key *key = NULL;
 	int r = RF_ERR_INTERNAL;
 
@@ -125,8 +127,14 @@ rf_key_new_public(
 		    "custody process sent a public key that does not parse");
 		goto out;
 	}
-	if ((r = rf_keys_pub_id(key->pub, key->id)) != 0)
-		goto out;
+	/*
+	 * The id is the SHA-256 of the SPKI as keyd encoded it (i2d_PUBKEY,
+	 * as rf_keys_pub_id): hashed as received rather than encoded again.
+	 * Bytes other than that encoding hash to another id than keyd's,
+	 * which rf_kc_load(_many) refuse (they check the id they asked for).
+	 */
+	SHA256(spki, len, md);
+	rf_hex(md, sizeof(md), key->id);
 	*out = key; /* the caller's */
 	key = NULL;
 	r = 0;
@@ -151,6 +159,7 @@ rf_keys_new_client(
 	keys->kc = kc;		 /* owned by keys from here */
 	pthread_mutex_init(&keys->lock, NULL);
 	pthread_mutex_init(&keys->audit_lock, NULL);
+	pthread_mutex_init(&keys->made.lock, NULL);
 	*out = keys; /* the caller's */
 	return 0;
 }

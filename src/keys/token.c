@@ -805,6 +805,140 @@ keys_with_session(
 }
 
 /*
+ * Key pairs made here (struct made_set): an open-addressing set keyed by
+ * the random CKA_ID, whose first bytes are the hash.
+ */
+#define MADE_MIN 1024
+#define MADE_MAX ((size_t)1 << 18) /* 12 MB at most */
+
+static size_t
+made_hash(const uint8_t *tid)
+{
+	uint64_t h;
+
+	memcpy(&h, tid, sizeof(h));
+	return (size_t)h;
+}
+
+/* The slot of tid, or the free slot where it would go. */
+static struct made_obj *
+made_slot(struct made_obj *v, size_t cap, const uint8_t *tid)
+{
+	size_t i = made_hash(tid) & (cap - 1);
+
+	while (v[i].sh != -1 && memcmp(v[i].tid, tid, TID_LEN) != 0)
+		i = (i + 1) & (cap - 1);
+	return &v[i];
+}
+
+/* Room for one more (tombstones dropped): 0, or -1 when full. */
+static int
+made_room(struct made_set *m)
+{
+	struct made_obj *v;
+	size_t live = 0, cap, i;
+
+	if (m->v != NULL && (m->used + 1) * 4 <= m->cap * 3)
+		return 0;
+	for (i = 0; i < m->cap; i++)
+		live += m->v[i].sh >= 0;
+	cap = m->cap ? m->cap : MADE_MIN;
+	while ((live + 1) * 2 > cap)
+		cap *= 2;
+	if (cap > MADE_MAX)
+		return -1;
+	if ((v = malloc(cap * sizeof(*v))) == NULL)
+		return -1;
+	for (i = 0; i < cap; i++)
+		v[i].sh = -1;
+	for (i = 0; i < m->cap; i++)
+		if (m->v[i].sh >= 0)
+			*made_slot(v, cap, m->v[i].tid) = m->v[i];
+	free(m->v);
+	m->v = v;
+	m->cap = cap;
+	m->used = live;
+	return 0;
+}
+
+void
+keys_made_put(struct rf_keys *keys, int sh, const uint8_t *tid,
+    CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen)
+{
+	struct made_set *m = &keys->made;
+	struct made_obj *o;
+
+	pthread_mutex_lock(&m->lock);
+	if (made_room(m) == 0) {
+		o = made_slot(m->v, m->cap, tid);
+		if (o->sh == -1)
+			m->used++;
+		memcpy(o->tid, tid, TID_LEN);
+		o->sh = sh;
+		o->pub = pub;
+		o->priv = priv;
+		o->gen = gen;
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+int
+keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen,
+    unsigned long gen, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+{
+	struct made_set *m = &keys->made;
+	struct made_obj *o;
+	int hit = 0;
+
+	if (tidlen != TID_LEN)
+		return 0;
+	pthread_mutex_lock(&m->lock);
+	if (m->v != NULL) {
+		o = made_slot(m->v, m->cap, tid);
+		if (o->sh == sh && o->gen == gen) {
+			*pub = o->pub;
+			*priv = o->priv;
+			hit = 1;
+		}
+	}
+	pthread_mutex_unlock(&m->lock);
+	return hit;
+}
+
+void
+keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen)
+{
+	struct made_set *m = &keys->made;
+	struct made_obj *o;
+
+	if (tidlen != TID_LEN)
+		return;
+	pthread_mutex_lock(&m->lock);
+	if (m->v != NULL) {
+		o = made_slot(m->v, m->cap, tid);
+		if (o->sh >= 0)
+			o->sh = -2; /* a tombstone keeps the probe chains */
+	}
+	pthread_mutex_unlock(&m->lock);
+}
+
+int
+keys_object_is(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+    CK_OBJECT_CLASS cls, const uint8_t *tid, size_t tidlen)
+{
+	CK_OBJECT_CLASS got = (CK_OBJECT_CLASS)-1;
+	uint8_t id[TID_MAX];
+	CK_ATTRIBUTE t[2] = {
+	    {CKA_CLASS, &got, sizeof(got)},
+	    {CKA_ID, id, sizeof(id)},
+	};
+
+	return h != CK_INVALID_HANDLE &&
+	    f->C_GetAttributeValue(s, h, t, 2) == CKR_OK && got == cls &&
+	    t[1].ulValueLen == tidlen && memcmp(id, tid, tidlen) == 0;
+}
+
+/*
  * Objects
  */
 
@@ -1077,6 +1211,7 @@ rf_keys_open(
 	keys->audit = audit; /* borrowed */
 	pthread_mutex_init(&keys->lock, NULL);
 	pthread_mutex_init(&keys->audit_lock, NULL);
+	pthread_mutex_init(&keys->made.lock, NULL);
 	if ((r = module_get(cfg, &keys->mod)) != 0)
 		goto out;
 	keys->f = keys->mod->f;
@@ -1125,6 +1260,8 @@ rf_keys_free(struct rf_keys *keys)
 	module_put(keys->mod);
 	pthread_mutex_destroy(&keys->lock);
 	pthread_mutex_destroy(&keys->audit_lock);
+	pthread_mutex_destroy(&keys->made.lock);
+	free(keys->made.v);
 	OPENSSL_cleanse(keys, sizeof(*keys));
 	free(keys);
 }

@@ -39,6 +39,25 @@ struct shard {
 	size_t nidle;
 };
 
+/*
+ * The objects of a key pair this handle made (made.c in token.c): its
+ * CKA_ID, token and object handles, valid in module generation gen. A
+ * long-lived process (keyd) that made a key finds it again without a
+ * search over the token, each handle checked by one attribute read.
+ */
+struct made_obj {
+	uint8_t tid[TID_LEN];
+	int sh; /* -1: a free slot; -2: a key gone (kept as a tombstone) */
+	CK_OBJECT_HANDLE pub, priv;
+	unsigned long gen;
+};
+
+struct made_set {
+	pthread_mutex_t lock;
+	struct made_obj *v; /* open addressing, cap a power of two */
+	size_t cap, used;   /* used: live entries and tombstones */
+};
+
 struct rf_keys {
 	struct rf_config cfg;	/* copy; wiped on free (holds the PIN) */
 	struct rf_audit *audit; /* borrowed */
@@ -52,8 +71,9 @@ struct rf_keys {
 #ifdef RF_TEST_HOOKS
 	int test_drop_at_sign; /* tests: drop sessions after the append */
 #endif
-	unsigned long gen; /* module generation of slots and sessions */
-	struct rf_kc *kc;  /* custody client: every call goes to keyd */
+	unsigned long gen;    /* module generation of slots and sessions */
+	struct rf_kc *kc;     /* custody client: every call goes to keyd */
+	struct made_set made; /* key pairs made here, by CKA_ID */
 };
 
 struct rf_key {
@@ -156,6 +176,22 @@ int keys_session_lost(CK_RV rv);
  */
 int keys_session_recover(
     struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv) RF_WUR;
+
+/*
+ * Key pairs made by this handle (a CKA_ID of TID_LEN bytes): remember their
+ * object handles in token sh for module generation gen (best effort: a
+ * full set forgets nothing it has and takes no more); find them again
+ * (1, or 0 when not known for sh and gen); forget them once destroyed.
+ */
+void keys_made_put(struct rf_keys *keys, int sh, const uint8_t *tid,
+    CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen);
+int keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid,
+    size_t tidlen, unsigned long gen, CK_OBJECT_HANDLE *pub,
+    CK_OBJECT_HANDLE *priv);
+void keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen);
+/* 1 if object h of session s has class cls and CKA_ID tid (one read). */
+int keys_object_is(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls, const uint8_t *tid, size_t tidlen);
 
 /* keys.c */
 /*

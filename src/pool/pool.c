@@ -18,7 +18,7 @@
 
 /* Keys made per batch: small enough that a stop request is seen within
  * about a second of SoftHSM work, large enough to amortise the commit. */
-#define FILL_BATCH_EC 128
+#define FILL_BATCH_EC 256
 #define FILL_BATCH_RSA 4
 
 static const enum rf_key_alg pool_algs[] = {

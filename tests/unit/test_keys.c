@@ -917,6 +917,22 @@ assert_spread(const char *home, int ntokens, int min)
 	    0);
 }
 
+/* No key is left in any of the three tokens (a token.object each); all
+ * closed, the state folder removed. */
+static void
+close_emptied(char *home, struct rf_keys *keys, struct rf_audit *audit,
+    struct rf_store *st)
+{
+	assert_int_equal(tu_sh("test $(find '%s'/tokens -name '*.object' | "
+			       "wc -l) = 3",
+			     home),
+	    0);
+	rf_keys_free(keys);
+	rf_audit_free(audit);
+	rf_store_free(st);
+	tu_home_remove(home);
+}
+
 /* A store of three tokens: keys go to each in turn and are found in any. */
 static void
 test_init_token(void **state)
@@ -1000,14 +1016,7 @@ test_init_token(void **state)
 		assert_int_equal(
 		    rf_keys_load(keys, ids[i], &again), RF_ERR_KEY_NOT_FOUND);
 	assert_spread(home, 3, 0);
-	assert_int_equal(tu_sh("test $(find '%s'/tokens -name '*.object' | "
-			       "wc -l) = 3",
-			     home),
-	    0);
-	rf_keys_free(keys);
-	rf_audit_free(audit);
-	rf_store_free(st);
-	tu_home_remove(home);
+	close_emptied(home, keys, audit, st);
 }
 
 static void
@@ -1064,6 +1073,73 @@ test_helpers(void **state)
 	assert_null(pk);
 }
 
+/*
+ * Keys this handle made are found and destroyed by the object handles kept
+ * from their generation; a key destroyed behind its back (by another
+ * handle) is not taken for present, and destroying keys it no longer has
+ * handles for still finds them by a search.
+ */
+static void
+test_made_handles(void **state)
+{
+	char *home = tu_home();
+	struct rf_config cfg;
+	struct rf_store *st = NULL;
+	struct rf_audit *audit = NULL;
+	struct rf_keys *keys = NULL, *other = NULL;
+	struct rf_key *key[8], *again;
+	struct rf_keygen kg[8];
+	char ids[8][65];
+	const char *idp[8];
+	size_t i, done = 0;
+
+	(void)state;
+	assert_int_equal(rf_config_load(&cfg), 0);
+	snprintf(cfg.pin, sizeof(cfg.pin), "246810");
+	assert_int_equal(rf_keys_init_token(&cfg, "13579135", cfg.pin, 3), 0);
+	assert_int_equal(rf_store_open(cfg.db_path, 1, &st), 0);
+	assert_int_equal(rf_audit_open(st, &audit), 0);
+	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
+	memset(kg, 0, sizeof(kg));
+	for (i = 0; i < 8; i++) {
+		kg[i].alg = i % 4 == 3 ? RF_KEY_EC_P384 : RF_KEY_EC_P256;
+		kg[i].label = "m";
+	}
+	assert_int_equal(rf_keys_generate_many(keys, kg, 8, &who, key), 0);
+	for (i = 0; i < 8; i++) {
+		snprintf(ids[i], sizeof(ids[i]), "%s", rf_key_id(key[i]));
+		idp[i] = ids[i];
+		rf_key_free(key[i]);
+	}
+	/* Another handle destroys key 2: this one's handles of it are void. */
+	assert_int_equal(rf_keys_open(&cfg, audit, &other), 0);
+	assert_int_equal(rf_keys_destroy(other, ids[2], &who), 0);
+	rf_keys_free(other);
+	/* This handle destroys key 5 (its kept handles go with it). */
+	assert_int_equal(rf_keys_destroy(keys, ids[5], &who), 0);
+	assert_int_equal(rf_keys_load_many(keys, idp, 8, key), 0);
+	for (i = 0; i < 8; i++) {
+		if (i == 2 || i == 5) {
+			assert_null(key[i]);
+			continue;
+		}
+		assert_non_null(key[i]);
+		assert_string_equal(rf_key_id(key[i]), ids[i]);
+		assert_int_equal(rf_key_alg(key[i]), kg[i].alg);
+		rf_key_free(key[i]);
+	}
+	/* The six left, destroyed by their handles: each found once. */
+	assert_int_equal(rf_keys_destroy_many(keys, idp, 8, &who, &done), 0);
+	assert_int_equal(done, 6);
+	assert_int_equal(rf_keys_load_many(keys, idp, 8, key), 0);
+	for (i = 0; i < 8; i++) {
+		assert_null(key[i]);
+		assert_int_equal(
+		    rf_keys_load(keys, ids[i], &again), RF_ERR_KEY_NOT_FOUND);
+	}
+	close_emptied(home, keys, audit, st);
+}
+
 int
 main(void)
 {
@@ -1099,6 +1175,7 @@ main(void)
 		test_concurrent_callers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 	    cmocka_unit_test(test_init_token),
+	    cmocka_unit_test(test_made_handles),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
