@@ -845,6 +845,8 @@ retire_keys(const struct rf_incident_ctx *c, int64_t id,
 		r = 0;
 		goto out;
 	}
+	/* A phase with its count: status shows what is left to destroy. */
+	rf_progress_phase(c->progress, "destroy old keys", nmine);
 	if ((r = event(c, id, "destroy-intent",
 		 "%zu old keys to destroy in the token: their successors are "
 		 "committed",
@@ -856,6 +858,7 @@ retire_keys(const struct rf_incident_ctx *c, int64_t id,
 	    (r = set_key_states(c, mine, nmine, "destroyed")) != 0)
 		goto out;
 	*destroyed = nmine;
+	rf_progress_add(c->progress, nmine);
 	r = event(c, id, "destroyed",
 	    "%zu old keys destroyed in the token (%zu found there)", nmine,
 	    done);
@@ -1417,7 +1420,6 @@ rf_incident_contain(
 	 * here is finished by running contain (or close) again.
 	 */
 	t0 = mono_now();
-	rf_progress_phase(c->progress, "destroy old keys", 0);
 	if ((r = retire_keys(c, id, &inc, &all, &rep->destroyed)) != 0)
 		goto out;
 	rep->destroy_s = mono_now() - t0;
@@ -1867,7 +1869,6 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	if ((r = rf_incident_load_items(c, id, NULL, NULL, &iv)) != 0)
 		goto out;
 	/* Destroy what contain has not (old keys, previous, CA), then close. */
-	rf_progress_phase(c->progress, "destroy old keys", 0);
 	if ((r = retire_keys(c, id, &inc, &iv, &destroyed)) != 0)
 		goto out;
 	rf_progress_phase(c->progress, "close connections", iv.n);

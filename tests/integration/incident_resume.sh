@@ -36,11 +36,14 @@ for _ in $(seq 600); do
 	[ "${done_n:-0}" -gt 0 ] && break
 	sleep 0.05
 done
-# Another terminal sees the same numbers while contain runs.
-rf incident status "$id" --json >"$RINGFENCE_HOME/running.json"
+# Another terminal sees the same numbers while contain runs; the kill
+# comes at once, not after that command (contain may be done by then).
+rf incident status "$id" --json >"$RINGFENCE_HOME/running.json" &
+spid=$!
 kill -0 "$pid" 2>/dev/null && running=1 || running=0
 kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
+wait "$spid" || fail "incident status failed while contain ran"
 done_n=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained'")
 echo "killed with $done_n of $N contained"
 [ "$done_n" -lt "$N" ] || echo "note: contain finished before the kill"
