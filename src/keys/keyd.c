@@ -50,7 +50,7 @@
 #define WRITE_TIMEOUT_MS 10000	    /* a caller that does not read */
 #define BATCH_KEYS_MAX 100000
 #define KEY_CACHE 512	 /* keys kept loaded: an assertion's is one of many */
-#define BATCH_LEAVES 128 /* messages recorded in one append, at most */
+#define BATCH_LEAVES 256 /* messages recorded in one append, at most */
 #define BATCH_FIRST 32	 /* and when the signer waits for them */
 
 struct conn {
