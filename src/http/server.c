@@ -358,41 +358,40 @@ tls_cert_cb(SSL *ssl, void *arg)
 {
 	struct rf_http *h = arg;
 	struct sockaddr_storage ss;
-	struct rf_key *key = NULL;
 	EVP_PKEY *pk = NULL;
-	X509 *x, *ix;
+	X509 *x = NULL, *ix = NULL;
 	char ref[INET6_ADDRSTRLEN + 16];
 	int ok = 0;
 
-	/* This handshake's certificate and key, whatever a renewal does. */
+	peer_name(SSL_get_fd(ssl), ref, sizeof(ref), &ss);
+	/*
+	 * This handshake's certificate and key, whatever a renewal does
+	 * meanwhile (tls_refresh): the budget is taken for the key in use, and
+	 * the EVP_PKEY holds a copy of it.
+	 */
 	pthread_mutex_lock(&h->tls_mu);
-	if (rf_key_dup(h->tls_key, &key) != 0)
-		key = NULL;
-	x = h->tls_x;
-	ix = h->tls_ix;
-	X509_up_ref(x);
-	X509_up_ref(ix);
+	if ((SSL_session_reused(ssl) ||
+		rf_http_limits_take(h->limits, RF_HTTP_BUDGET_TLS, &ss,
+		    rf_http_sign_leaf_bytes(rf_key_id(h->tls_key), "tls", ref,
+			rf_key_alg(h->tls_key) == RF_KEY_EC_P384 ? 48 : 32,
+			&h->tls_who),
+		    rf_http_mono_ms(), rf_now() / 86400)) &&
+	    rf_keys_evp_pkey(
+		h->tls_keys, h->tls_key, "tls", ref, &h->tls_who, &pk) == 0) {
+		x = h->tls_x;
+		ix = h->tls_ix;
+		X509_up_ref(x);
+		X509_up_ref(ix);
+	}
 	pthread_mutex_unlock(&h->tls_mu);
-	if (key == NULL) {
+	if (pk == NULL) { /* over budget: a handshake_failure alert */
 		rf_err_clear();
 		goto out;
 	}
-	peer_name(SSL_get_fd(ssl), ref, sizeof(ref), &ss);
-	if (!SSL_session_reused(ssl) &&
-	    !rf_http_limits_take(h->limits, RF_HTTP_BUDGET_TLS, &ss,
-		rf_http_sign_leaf_bytes(rf_key_id(key), "tls", ref,
-		    rf_key_alg(key) == RF_KEY_EC_P384 ? 48 : 32, &h->tls_who),
-		rf_http_mono_ms(), rf_now() / 86400))
-		goto out; /* over budget: a handshake_failure alert */
 	if (SSL_use_certificate(ssl, x) != 1 ||
 	    SSL_clear_chain_certs(ssl) != 1 ||
 	    SSL_add1_chain_cert(ssl, ix) != 1) {
 		ERR_clear_error();
-		goto out;
-	}
-	if (rf_keys_evp_pkey(h->tls_keys, key, "tls", ref, &h->tls_who, &pk) !=
-	    0) {
-		rf_err_clear();
 		goto out;
 	}
 	ok = SSL_use_PrivateKey(ssl, pk) == 1; /* takes a reference */
@@ -400,7 +399,6 @@ out:
 	EVP_PKEY_free(pk);
 	X509_free(x);
 	X509_free(ix);
-	rf_key_free(key);
 	return ok;
 }
 

@@ -530,7 +530,7 @@ out:
  * Idempotent.
  */
 static int
-contain_revoke_tls(const struct rf_incident_ctx *c, int64_t id,
+contain_replace_tls(const struct rf_incident_ctx *c, int64_t id,
     const char *name, char serial[41])
 {
 	struct rf_ca_rec tls;
@@ -1378,7 +1378,7 @@ rf_incident_contain(
 		    rep->new_issuer, sizeof(rep->new_issuer), "%s", newname);
 		if ((r = rf_store_incident_update(c->st, &inc)) != 0 ||
 		    (r = contain_revoke_ca(c, id, inc.scope + 7)) != 0 ||
-		    (r = contain_revoke_tls(
+		    (r = contain_replace_tls(
 			 c, id, inc.scope + 7, rep->tls_revoked)) != 0)
 			goto out;
 	}
