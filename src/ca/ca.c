@@ -18,6 +18,7 @@
  */
 #include <arpa/inet.h>
 #include <ctype.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -1797,14 +1798,17 @@ struct issue_item {
 	char x5t[32], x5t256[48]; /* of der, made once by issue_commit */
 	int dirty;		  /* needs a (new) serial, TBS and signature */
 	int same_csr; /* the CSR (and profile) of the request before */
-	int csr_r;    /* the CSR check, made before the item's own checks */
+	int defer; /* its proof of possession is checked while it is signed */
+	int csr_r; /* the CSR check, made before the item's own checks */
 	char csr_msg[256];
+	struct rf_csr *csr; /* checked but for its proof of possession */
 };
 
 static void
 item_clear(struct issue_item *it)
 {
 	rf_key_free(it->genkey);
+	rf_csr_free(it->csr);
 	if (it->spki_malloc)
 		free(it->spki.p);
 	else
@@ -1980,25 +1984,34 @@ issue_check(
 	return 0;
 }
 
-/* One CSR: its signature, allow-list and extensions; then key id and SKI. */
+/*
+ * One CSR: its allow-list and extensions, then key id and SKI; its
+ * signature too unless the batch proves it while the token signs
+ * (it->csr is then kept for proofs_start).
+ */
 static void
-issue_csr(struct issue_item *it)
+issue_csr(struct issue_item *it, int defer)
 {
 	const struct rf_issue_req *q = it->req;
-	EVP_PKEY *pub = NULL;
 	int r;
 
-	if ((r = rf_ca_csr_parse(q->csr, q->csrlen, q->profile, &pub,
+	if ((r = rf_ca_csr_open(q->csr, q->csrlen, q->profile, &it->csr,
 		 &it->spki.p, &it->spki.len)) == 0) {
 		it->spki_malloc = 1;
-		it->rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA;
+		it->rsa = EVP_PKEY_get_base_id(rf_ca_csr_key(it->csr)) ==
+		    EVP_PKEY_RSA;
 		spki_id(&it->spki, it->key_id);
 		if ((r = ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
 			 it->ski)) == 0)
 			r = rf_key_ident_spki(
 			    it->spki.p, it->spki.len, it->ident);
 	}
-	EVP_PKEY_free(pub);
+	if (r == 0 && !defer)
+		r = rf_ca_csr_prove(it->csr);
+	if (r != 0 || !defer) {
+		rf_csr_free(it->csr);
+		it->csr = NULL;
+	}
 	if ((it->csr_r = r) != 0)
 		snprintf(it->csr_msg, sizeof(it->csr_msg), "%s", rf_err_msg(r));
 	rf_err_clear();
@@ -2012,14 +2025,15 @@ issue_csr_range(void *arg, size_t from, size_t to)
 
 	for (i = from; i < to; i++)
 		if (items[i].req->csr != NULL && !items[i].same_csr)
-			issue_csr(&items[i]);
+			issue_csr(&items[i], items[i].defer);
 }
 
 /*
  * The CSRs of a batch are checked up front, on two threads when there are
- * many: each costs a signature verification. A request repeating the CSR
- * of the one before it (same bytes and profile) is not checked again:
- * issue_check copies the result.
+ * many. A request repeating the CSR of the one before it (same bytes and
+ * profile) is not checked again: issue_check copies the result. The
+ * proofs of possession of a large batch (a signature verification each)
+ * are left to proofs_start, while the token signs.
  */
 static void
 issue_csrs(struct issue_item *items, size_t n)
@@ -2038,8 +2052,83 @@ issue_csrs(struct issue_item *items, size_t n)
 		else if (q->csr != NULL)
 			m++;
 	}
+	for (i = 0; i < n; i++)
+		items[i].defer = m >= CSR_THREAD_MIN;
 	rf_parallel(
 	    n, m >= CSR_THREAD_MIN ? CSR_THREADS : 1, issue_csr_range, items);
+}
+
+/*
+ * The proofs of possession left by issue_csrs, checked on a thread of
+ * their own while the batch is signed (the token's signatures, through
+ * keyd, take the other core): a certificate is released only once its
+ * request's proof holds, and a batch with one that fails stores nothing.
+ */
+struct proofs {
+	struct issue_item *items;
+	size_t n;
+	pthread_t tid;
+	int running;
+};
+
+static void *
+proofs_main(void *arg)
+{
+	struct proofs *pf = arg;
+	struct issue_item *it;
+	size_t i;
+
+	for (i = 0; i < pf->n; i++) {
+		it = &pf->items[i];
+		if (it->csr == NULL)
+			continue;
+		if ((it->csr_r = rf_ca_csr_prove(it->csr)) != 0)
+			snprintf(it->csr_msg, sizeof(it->csr_msg), "%s",
+			    rf_err_msg(it->csr_r));
+		rf_err_clear();
+		rf_csr_free(it->csr);
+		it->csr = NULL;
+	}
+	return NULL;
+}
+
+static void
+proofs_start(struct proofs *pf, struct issue_item *items, size_t n)
+{
+	size_t i;
+
+	pf->items = items;
+	pf->n = n;
+	pf->running = 0;
+	for (i = 0; i < n && items[i].csr == NULL; i++)
+		;
+	if (i < n && pthread_create(&pf->tid, NULL, proofs_main, pf) == 0)
+		pf->running = 1;
+	else if (i < n)
+		(void)proofs_main(pf); /* no thread: here, first */
+}
+
+static void
+proofs_wait(struct proofs *pf)
+{
+	if (pf->running) {
+		pthread_join(pf->tid, NULL);
+		pf->running = 0;
+	}
+}
+
+/* Wait for the proofs; the first that failed, in request order. */
+static int
+proofs_finish(struct proofs *pf)
+{
+	size_t i;
+
+	proofs_wait(pf);
+	for (i = 0; pf->items != NULL && i < pf->n; i++)
+		if (pf->items[i].csr_r != 0)
+			return rf_err_set(pf->items[i].csr_r, "request %zu: %s",
+			    i + 1, pf->items[i].csr_msg);
+	return 0;
 }
 
 /* RFC 5280 4.1.2.6: the subject names the tenant and profile. */
@@ -2517,6 +2606,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 {
 	struct issue_item *items = NULL;
 	struct rf_ocsp_presigned *pre = NULL;
+	struct proofs pf = {0};
 	char msg[512];
 	int64_t now = rf_now();
 	size_t i, j;
@@ -2570,6 +2660,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 			goto out;
 		items[i].dirty = 1;
 	}
+	proofs_start(&pf, items, n);
 	for (tries = 0;; tries++) {
 		for (i = 0; i < n; i++)
 			if (items[i].dirty &&
@@ -2577,6 +2668,10 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 				goto out;
 		if ((r = issue_sign(ca, items, n, who, &pre)) != 0)
 			goto out;
+		if ((r = proofs_finish(&pf)) != 0) {
+			rf_ocsp_presigned_free(pre);
+			goto out;
+		}
 		r = issue_commit(ca, items, n, who, now, hook, arg, pre);
 		rf_ocsp_presigned_free(pre);
 		pre = NULL;
@@ -2592,6 +2687,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 			goto out;
 	r = 0;
 out:
+	proofs_wait(&pf);
 	if (r != 0) {
 		for (i = 0; i < n; i++)
 			rf_issued_clear(&out[i]);

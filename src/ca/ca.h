@@ -194,6 +194,21 @@ int rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
     EVP_PKEY **pub, uint8_t **spki, size_t *spkilen) RF_WUR;
 
 /*
+ * rf_ca_csr_parse() in two steps, so that a batch's proofs of possession
+ * can be checked while the token signs: rf_ca_csr_open() makes every check
+ * but the CSR's signature and returns the parsed request (free with
+ * rf_csr_free()); rf_ca_csr_prove() verifies its signature (RFC 2986
+ * section 3), RF_ERR_CSR_SIGNATURE when it does not. Nothing made from a
+ * request whose proof fails may be released.
+ */
+struct rf_csr;
+int rf_ca_csr_open(const uint8_t *csr, size_t len, enum rf_profile profile,
+    struct rf_csr **out, uint8_t **spki, size_t *spkilen) RF_WUR;
+int rf_ca_csr_prove(const struct rf_csr *c) RF_WUR;
+const EVP_PKEY *rf_ca_csr_key(const struct rf_csr *c); /* the request's */
+void rf_csr_free(struct rf_csr *c);
+
+/*
  * Canonical serial string: lowercase hex of the INTEGER value without
  * leading zeros ("0" for zero; a negative value is refused).
  */

@@ -493,20 +493,34 @@ rf_ca_csr_check(
 	return rf_ca_csr_parse(csr, len, profile, pub, NULL, NULL);
 }
 
+/* A CSR that passed every check but its proof of possession. */
+struct rf_csr {
+	CSR *req;
+	EVP_PKEY *pkey; /* the request's key */
+};
+
+void
+rf_csr_free(struct rf_csr *c)
+{
+	if (c == NULL)
+		return;
+	ASN1_item_free((ASN1_VALUE *)c->req, ASN1_ITEM_rptr(CSR));
+	EVP_PKEY_free(c->pkey);
+	free(c);
+}
+
 int
-rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
-    EVP_PKEY **pub, uint8_t **spkiout, size_t *spkilenout)
+rf_ca_csr_open(const uint8_t *csr, size_t len, enum rf_profile profile,
+    struct rf_csr **out, uint8_t **spkiout, size_t *spkilenout)
 {
 	uint8_t *pemder = NULL, *spki = NULL;
 	const uint8_t *der = csr, *p;
 	long derlen = (long)len;
 	size_t i, spkilen = 0;
-	CSR *req = NULL;
-	EVP_PKEY *pkey = NULL;
-	int r = RF_ERR_INTERNAL, v;
+	struct rf_csr *c = NULL;
+	int r = RF_ERR_INTERNAL;
 
-	if (pub != NULL)
-		*pub = NULL;
+	*out = NULL;
 	if (spkiout != NULL) {
 		*spkiout = NULL;
 		*spkilenout = 0;
@@ -517,6 +531,8 @@ rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
 		    "CSR is %zu bytes: the limit is %d", len, RF_CSR_MAX);
 	if (csr == NULL || len == 0)
 		return rf_err_set(RF_ERR_CSR_MALFORMED, "CSR is empty");
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return RF_ERR_ALLOC;
 	for (i = 0; i < len && isspace(csr[i]); i++)
 		;
 	if (len - i >= 11 && memcmp(csr + i, "-----BEGIN ", 11) == 0) {
@@ -525,7 +541,7 @@ rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
 		der = pemder;
 	}
 	p = der;
-	if ((req = (CSR *)ASN1_item_d2i(
+	if ((c->req = (CSR *)ASN1_item_d2i(
 		 NULL, &p, derlen, ASN1_ITEM_rptr(CSR))) == NULL) {
 		r = rf_err_set(
 		    RF_ERR_CSR_MALFORMED, "CSR is not a DER PKCS#10 request");
@@ -537,26 +553,13 @@ rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
 		    (long)(der + derlen - p));
 		goto out;
 	}
-	if ((r = csr_key_check(req->info->spki, &pkey,
-		 spkiout != NULL ? &spki : NULL, &spkilen)) != 0)
+	if ((r = csr_key_check(c->req->info->spki, &c->pkey,
+		 spkiout != NULL ? &spki : NULL, &spkilen)) != 0 ||
+	    (r = csr_sigalg_check(c->req->sigalg)) != 0 ||
+	    (r = csr_ext_check(c->req->info->attrs, profile)) != 0)
 		goto out;
-	/* RFC 2986 section 3: proof of possession of the private key. */
-	if ((r = csr_sigalg_check(req->sigalg)) != 0)
-		goto out;
-	if ((v = ASN1_item_verify(ASN1_ITEM_rptr(CSR_INFO), req->sigalg,
-		 req->sig, req->info, pkey)) != 1) {
-		r = rf_err_set(RF_ERR_CSR_SIGNATURE,
-		    "CSR signature does not verify with its own public key "
-		    "(%s)",
-		    v == 0 ? "invalid signature" : "verify error");
-		goto out;
-	}
-	if ((r = csr_ext_check(req->info->attrs, profile)) != 0)
-		goto out;
-	if (pub != NULL) {
-		*pub = pkey; /* owned by the caller */
-		pkey = NULL;
-	}
+	*out = c; /* owned by the caller */
+	c = NULL;
 	if (spkiout != NULL) {
 		*spkiout = spki; /* owned by the caller */
 		*spkilenout = spkilen;
@@ -566,8 +569,55 @@ rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
 out:
 	ERR_clear_error();
 	free(spki);
-	EVP_PKEY_free(pkey);
-	ASN1_item_free((ASN1_VALUE *)req, ASN1_ITEM_rptr(CSR));
+	rf_csr_free(c);
 	OPENSSL_free(pemder);
+	return r;
+}
+
+const EVP_PKEY *
+rf_ca_csr_key(const struct rf_csr *c)
+{
+	return c->pkey;
+}
+
+/* RFC 2986 section 3: proof of possession of the private key. */
+int
+rf_ca_csr_prove(const struct rf_csr *c)
+{
+	int v;
+
+	v = ASN1_item_verify(ASN1_ITEM_rptr(CSR_INFO), c->req->sigalg,
+	    c->req->sig, c->req->info, c->pkey);
+	ERR_clear_error();
+	if (v != 1)
+		return rf_err_set(RF_ERR_CSR_SIGNATURE,
+		    "CSR signature does not verify with its own public key "
+		    "(%s)",
+		    v == 0 ? "invalid signature" : "verify error");
+	return 0;
+}
+
+int
+rf_ca_csr_parse(const uint8_t *csr, size_t len, enum rf_profile profile,
+    EVP_PKEY **pub, uint8_t **spki, size_t *spkilen)
+{
+	struct rf_csr *c = NULL;
+	int r;
+
+	if (pub != NULL)
+		*pub = NULL;
+	if ((r = rf_ca_csr_open(csr, len, profile, &c, spki, spkilen)) != 0)
+		return r;
+	if ((r = rf_ca_csr_prove(c)) != 0) {
+		if (spki != NULL) {
+			free(*spki);
+			*spki = NULL;
+			*spkilen = 0;
+		}
+	} else if (pub != NULL) {
+		*pub = c->pkey; /* owned by the caller */
+		c->pkey = NULL;
+	}
+	rf_csr_free(c);
 	return r;
 }

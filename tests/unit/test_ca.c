@@ -855,8 +855,11 @@ test_batch_csr_errors(void **state)
 	    rf_ca_issue(F.ca, reqs, N, &F.who, out), RF_ERR_NOT_FOUND);
 	assert_int_equal(cert_count(), before);
 	reqs[20].tenant = "acme";
+	/* Its proof is checked while the batch is signed: nothing of the
+	 * batch is stored, and the error names the request. */
 	assert_int_equal(
 	    rf_ca_issue(F.ca, reqs, N, &F.who, out), RF_ERR_CSR_SIGNATURE);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_CSR_SIGNATURE), "request 38"));
 	assert_int_equal(cert_count(), before);
 	csr[37][len[37] - 5] ^= 0x01;
 	assert_int_equal(rf_ca_issue(F.ca, reqs, N, &F.who, out), 0);
