@@ -347,6 +347,18 @@ int rf_keys_verify(EVP_PKEY *pub, enum rf_key_alg alg,
 /* Verify an ECDSA signature (DER) over a digest: as rf_keys_verify. */
 int rf_keys_verify_digest(EVP_PKEY *pub, const uint8_t *dig, size_t diglen,
     const uint8_t *sig, size_t siglen) RF_WUR;
+/*
+ * A verifier of a batch's signatures under one key, over the digests
+ * rf_key_alg_md() made of their messages (RSA: PKCS#1 v1.5 or RFC 4055 PSS
+ * with SHA-256). Checks answer as rf_keys_verify. pub must outlive it.
+ */
+struct rf_verifier;
+int rf_keys_verifier_new(
+    EVP_PKEY *pub, enum rf_key_alg alg, struct rf_verifier **out) RF_WUR;
+int rf_keys_verifier_check(struct rf_verifier *v, enum rf_sig_scheme scheme,
+    const uint8_t *dig, size_t diglen, const uint8_t *sig,
+    size_t siglen) RF_WUR;
+void rf_keys_verifier_free(struct rf_verifier *v);
 /* The digest rf_keys_sign audits and (for ECDSA) signs: SHA-384 for
  * P-384, SHA-256 otherwise. */
 const EVP_MD *rf_key_alg_md(enum rf_key_alg alg);

@@ -262,32 +262,39 @@ sign_range(struct sign_job *job, struct sign_sess *ss, size_t i, size_t to)
 	}
 }
 
-/* Nothing leaves before it verifies with the public key. */
+/*
+ * Nothing leaves before it verifies with the public key: over the digest
+ * of its message that the audit leaf names, one verifier for the range.
+ */
 static int
 verify_range(const struct sign_job *job, size_t from, size_t to)
 {
+	struct rf_verifier *v = NULL;
 	size_t i;
 	int r;
 
+	if ((r = rf_keys_verifier_new(job->key->pub, job->key->alg, &v)) != 0)
+		return r;
 	for (i = from; i < to; i++) {
-		if (job->prehashed)
-			r = rf_keys_verify_digest(job->key->pub, job->dig[i],
-			    job->diglen, job->sigs[i].sig, job->sigs[i].len);
-		else
-			r = rf_keys_verify(job->key->pub, job->key->alg,
-			    job->reqs[i].scheme, job->reqs[i].msg,
-			    job->reqs[i].msglen, job->sigs[i].sig,
-			    job->sigs[i].len);
-		if (r == RF_ERR_SIGNATURE_INVALID)
-			return rf_err_set(r,
+		r = rf_keys_verifier_check(v,
+		    job->prehashed ? RF_SIG_DEFAULT : job->reqs[i].scheme,
+		    job->dig[i], job->diglen, job->sigs[i].sig,
+		    job->sigs[i].len);
+		if (r == RF_ERR_SIGNATURE_INVALID) {
+			r = rf_err_set(r,
 			    "token produced an invalid "
 			    "signature; nothing was released");
-		if (r != 0)
-			return rf_err_set(RF_ERR_INTERNAL,
+			break;
+		}
+		if (r != 0) {
+			r = rf_err_set(RF_ERR_INTERNAL,
 			    "OpenSSL could not verify the token's "
 			    "signature; nothing was released");
+			break;
+		}
 	}
-	return 0;
+	rf_keys_verifier_free(v);
+	return r;
 }
 
 /* Sign and verify [from, to). */
