@@ -38,6 +38,8 @@
 #include "keys/keyd.h"
 #include "store/store.h"
 
+static pid_t keyd_pid = -1;
+
 static void
 die(const char *what, int r)
 {
@@ -89,6 +91,29 @@ cpu(void)
 	    (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* CPU seconds of keyd (RF_BENCH_KEYD) so far, from /proc; 0 without. */
+static double
+keyd_cpu(void)
+{
+	char path[64], buf[1024], *p;
+	unsigned long ut = 0, st = 0;
+	FILE *f;
+
+	if (keyd_pid <= 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)keyd_pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	p = fgets(buf, sizeof(buf), f);
+	fclose(f);
+	/* Fields 14 and 15 (utime, stime) follow the ")" ending comm. */
+	if (p == NULL || (p = strrchr(buf, ')')) == NULL ||
+	    sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+		&ut, &st) != 2)
+		return 0;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
 static int
 count_ocsp(void *arg, const struct rf_ocsp_rec *o)
 {
@@ -96,8 +121,6 @@ count_ocsp(void *arg, const struct rf_ocsp_rec *o)
 	(*(size_t *)arg)++;
 	return 0;
 }
-
-static pid_t keyd_pid = -1;
 
 /*
  * RF_BENCH_CALLERS=K (with RF_BENCH_KEYD): K processes issue the N
@@ -218,7 +241,7 @@ main(int argc, char **argv)
 	uint8_t **csr;
 	size_t *csrlen, n = 2000, batch = 500, i, m, nocsp = 0;
 	char home[] = "/tmp/rf-bench-issue-XXXXXX", (*tenant)[24], cmd[300];
-	double r1 = 0, r2 = 0, t0, t1, c0 = cpu(), c1;
+	double r1 = 0, r2 = 0, t0, t1, c0 = cpu(), c1, k0 = 0, k1;
 	int r, norate = 0;
 
 	if (argc > 1)
@@ -312,6 +335,7 @@ main(int argc, char **argv)
 		t1 = issue_callers(&cfg, callers, reqs, n, batch);
 	} else {
 		c0 = cpu();
+		k0 = keyd_cpu();
 		t0 = mono();
 		for (i = 0; i < n; i += m) {
 			m = n - i < batch ? n - i : batch;
@@ -322,6 +346,7 @@ main(int argc, char **argv)
 		t1 = mono();
 	}
 	c1 = cpu();
+	k1 = keyd_cpu();
 	if ((r = rf_store_ocsp_foreach(st, 0, count_ocsp, &nocsp)) != 0)
 		die("ocsp count", r);
 
@@ -333,9 +358,14 @@ main(int argc, char **argv)
 	/* This process's CPU per certificate (every thread; in-process
 	 * keys: the token's too): steadier than the rate on a busy host.
 	 * Through keyd it leaves keyd's out. */
-	if (callers == 1)
+	if (callers == 1) {
 		printf("issue_cpu_ms_per_cert %.4f\n",
 		    (c1 - c0) * 1e3 / (double)n);
+		/* With keyd's (10 ms ticks: steady over a few seconds). */
+		if (keyd_pid > 0)
+			printf("issue_keyd_cpu_ms_per_cert %.4f\n",
+			    (k1 - k0) * 1e3 / (double)n);
+	}
 	printf("token_rate_1 %.1f\n", r1);
 	printf("token_rate_2 %.1f\n", r2);
 	/* 1 certificate signature, plus 1 OCSP pre-signature when issuance
