@@ -19,6 +19,7 @@
  * issuance's keys are a client of it (bench/custody.sh).
  */
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -112,6 +113,118 @@ keyd_cpu(void)
 		&ut, &st) != 2)
 		return 0;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/*
+ * (c) What every released certificate costs besides the token: the two
+ * signatures verified with the public key before release (keys), and the
+ * CSR's proof of possession (ca). Each measured on two threads, as the
+ * token's rate is; with it they make the floor of a certificate that may
+ * be released (bench/issue.sh).
+ */
+struct floor_job {
+	EVP_PKEY *pub;
+	const uint8_t *dig, *sig;
+	size_t diglen, siglen;
+	struct rf_csr **csrs;
+	size_t from, to;
+	int bad;
+};
+
+static void *
+floor_verify(void *arg)
+{
+	struct floor_job *j = arg;
+	struct rf_verifier *v = NULL;
+	size_t i;
+
+	if (rf_keys_verifier_new(j->pub, RF_KEY_EC_P256, &v) != 0) {
+		j->bad = 1;
+		return NULL;
+	}
+	for (i = j->from; i < j->to; i++)
+		if (rf_keys_verifier_check(v, RF_SIG_DEFAULT, j->dig, j->diglen,
+			j->sig, j->siglen) != 0)
+			j->bad = 1;
+	rf_keys_verifier_free(v);
+	return NULL;
+}
+
+static void *
+floor_prove(void *arg)
+{
+	struct floor_job *j = arg;
+	size_t i;
+
+	for (i = j->from; i < j->to; i++)
+		if (rf_ca_csr_prove(j->csrs[i]) != 0)
+			j->bad = 1;
+	return NULL;
+}
+
+/* Items per second of fn over [0, n) on two threads. */
+static double
+floor_rate(void *(*fn)(void *), struct floor_job *tmpl, size_t n)
+{
+	struct floor_job j[2];
+	pthread_t tid;
+	double t0;
+	int k;
+
+	for (k = 0; k < 2; k++) {
+		j[k] = *tmpl;
+		j[k].from = n * (size_t)k / 2;
+		j[k].to = n * (size_t)(k + 1) / 2;
+	}
+	t0 = mono();
+	if (pthread_create(&tid, NULL, fn, &j[1]) != 0)
+		die("thread", RF_ERR_INTERNAL);
+	fn(&j[0]);
+	pthread_join(tid, NULL);
+	if (j[0].bad || j[1].bad)
+		die("floor", RF_ERR_SIGNATURE_INVALID);
+	return (double)n / (mono() - t0);
+}
+
+static void
+floor_rates(struct rf_keys *keys, struct rf_key *key, uint8_t **csr,
+    const size_t *csrlen, size_t n, double *verify2, double *prove2)
+{
+	const struct rf_actor who = {"bench", "bench"};
+	struct floor_job j;
+	struct rf_sign_req req;
+	struct rf_sig sig = {0};
+	struct rf_csr **csrs;
+	uint8_t dig[32];
+	size_t i;
+	int r;
+
+	memset(&j, 0, sizeof(j));
+	memset(&req, 0, sizeof(req));
+	memset(dig, 0x5a, sizeof(dig));
+	req.msg = dig;
+	req.msglen = sizeof(dig);
+	req.what = "bench";
+	if ((r = rf_keys_sign_digest(keys, key, &req, 1, &who, &sig)) != 0)
+		die("floor signature", r);
+	j.pub = rf_key_public(key);
+	j.dig = dig;
+	j.diglen = sizeof(dig);
+	j.sig = sig.sig;
+	j.siglen = sig.len;
+	*verify2 = floor_rate(floor_verify, &j, n);
+	if ((csrs = calloc(n, sizeof(*csrs))) == NULL)
+		die("memory", RF_ERR_ALLOC);
+	for (i = 0; i < n; i++)
+		if ((r = rf_ca_csr_open(csr[i], csrlen[i], RF_PROFILE_CLIENT,
+			 &csrs[i], NULL, NULL)) != 0)
+			die("CSR", r);
+	j.csrs = csrs;
+	*prove2 = floor_rate(floor_prove, &j, n);
+	for (i = 0; i < n; i++)
+		rf_csr_free(csrs[i]);
+	free(csrs);
+	rf_sig_clear(&sig);
 }
 
 static int
@@ -241,7 +354,8 @@ main(int argc, char **argv)
 	uint8_t **csr;
 	size_t *csrlen, n = 2000, batch = 500, i, m, nocsp = 0;
 	char home[] = "/tmp/rf-bench-issue-XXXXXX", (*tenant)[24], cmd[300];
-	double r1 = 0, r2 = 0, t0, t1, c0 = cpu(), c1, k0 = 0, k1;
+	double r1 = 0, r2 = 0, v2 = 0, p2 = 0, t0, t1, c0 = cpu(), c1, k0 = 0,
+	       k1;
 	int r, norate = 0;
 
 	if (argc > 1)
@@ -329,6 +443,9 @@ main(int argc, char **argv)
 	}
 	if ((r = rf_store_commit(st)) != 0)
 		die("commit", r);
+	if (!norate)
+		floor_rates(
+		    keys, rf_ca_key(ca, "issuing"), csr, csrlen, n, &v2, &p2);
 
 	if (callers > 1) {
 		t0 = 0;
@@ -368,6 +485,8 @@ main(int argc, char **argv)
 	}
 	printf("token_rate_1 %.1f\n", r1);
 	printf("token_rate_2 %.1f\n", r2);
+	printf("verify_rate_2 %.1f\n", v2);
+	printf("prove_rate_2 %.1f\n", p2);
 	/* 1 certificate signature, plus 1 OCSP pre-signature when issuance
 	 * pre-signs (then every new certificate has a stored response). */
 	printf("sigs_per_cert %d\n", nocsp >= n ? 2 : 1);
