@@ -582,10 +582,16 @@ rf_keys_check(struct rf_keys *keys, struct rf_key *key)
 	return key_check(keys, key);
 }
 
+/*
+ * Check, digest and describe a set of requests for one key. usable_known:
+ * the store's word on the key (keys_key_usable) was already taken for
+ * this group, by another set of the same key.
+ */
 static int
 sign_prepare(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, int prehashed,
-    const struct rf_actor *who, struct rf_sig *sigs, struct sign_prep *p)
+    const struct rf_actor *who, struct rf_sig *sigs, int usable_known,
+    struct sign_prep *p)
 {
 	const EVP_MD *md;
 	unsigned int dlen = 0;
@@ -623,7 +629,7 @@ sign_prepare(struct rf_keys *keys, struct rf_key *key,
 			    reqs[i].msglen, rf_key_alg_name(key->alg), key->id);
 	}
 	/* A disabled or missing key produces no audit leaves. */
-	if ((r = keys_key_usable(keys, key)) != 0 ||
+	if ((!usable_known && (r = keys_key_usable(keys, key)) != 0) ||
 	    (r = key_check(keys, key)) != 0)
 		return r;
 	md = rf_key_alg_md(key->alg);
@@ -674,8 +680,8 @@ sign_many(struct rf_keys *keys, struct rf_key *key,
 
 	if (n == 0)
 		return 0;
-	if ((r = sign_prepare(keys, key, reqs, n, prehashed, who, sigs, &p)) !=
-	    0)
+	if ((r = sign_prepare(
+		 keys, key, reqs, n, prehashed, who, sigs, 0, &p)) != 0)
 		return r;
 	memset(&job, 0, sizeof(job));
 	job.keys = keys;
@@ -814,7 +820,7 @@ rf_keys_group_record(struct rf_keys *keys, struct rf_sign_set *sets, size_t n)
 {
 	struct rf_sign_plan *pl = NULL;
 	struct rf_audit_event *evs = NULL;
-	size_t i, nev = 0, njobs = 0;
+	size_t i, j, nev = 0, njobs = 0;
 	int r = RF_ERR_ALLOC;
 
 	if (n == 0)
@@ -833,9 +839,15 @@ rf_keys_group_record(struct rf_keys *keys, struct rf_sign_set *sets, size_t n)
 	for (i = 0; i < n; i++) {
 		if (sets[i].r != 0)
 			continue;
+		/* The store is asked once a group for each key (requests
+		 * that change keys never run beside a group: keyd drains). */
+		for (j = 0; j < i; j++)
+			if (sets[j].r == 0 &&
+			    strcmp(sets[j].key->id, sets[i].key->id) == 0)
+				break;
 		if ((r = sign_prepare(keys, sets[i].key, sets[i].reqs,
 			 sets[i].n, sets[i].digest, sets[i].who, sets[i].sigs,
-			 &pl->prep[i])) != 0) {
+			 j < i, &pl->prep[i])) != 0) {
 			set_fail(&sets[i], r);
 			continue;
 		}
