@@ -198,6 +198,16 @@ struct rf_sign_plan;
 struct rf_sign_plan *rf_keys_group_record(
     struct rf_keys *keys, struct rf_sign_set *sets, size_t n);
 void rf_keys_group_sign(struct rf_sign_plan *plan);
+/*
+ * rf_keys_group_sign, calling done(arg, set) for each set that the plan
+ * signs as soon as its own signatures are made and verified (or it
+ * failed: set->r), from the signing thread that finished it: one caller
+ * of a group can be answered while the others' signatures are still being
+ * made. done runs on several threads at once; sets that failed before the
+ * plan (in record) are not passed to it.
+ */
+void rf_keys_group_sign_each(struct rf_sign_plan *plan,
+    void (*done)(void *arg, struct rf_sign_set *set), void *arg);
 void rf_sig_clear(struct rf_sig *sig);
 
 /*

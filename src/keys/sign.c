@@ -75,6 +75,7 @@ struct sign_job {
 	int prehashed;		/* reqs[i].msg is the digest dig[i] */
 	size_t from, to;	/* without a feed */
 	struct sign_feed *feed; /* or: blocks claimed from it */
+	size_t set;		/* a group's job: its set (rf_sign_plan) */
 	int r;
 	char msg[MSG_MAX];
 };
@@ -745,8 +746,12 @@ struct rf_sign_plan {
 	size_t n;
 	struct sign_prep *prep; /* one per set */
 	size_t *first_job;	/* one per set: its jobs are consecutive */
+	unsigned *left;		/* one per set: its jobs still to finish */
 	struct sign_job *jobs;
 	size_t njobs;
+	void (*done)(
+	    void *, struct rf_sign_set *); /* rf_keys_group_sign_each */
+	void *done_arg;
 };
 
 static void
@@ -771,6 +776,7 @@ plan_free(struct rf_sign_plan *pl)
 		sign_prep_free(&pl->prep[i]);
 	free(pl->prep);
 	free(pl->first_job);
+	free(pl->left);
 	free(pl->jobs);
 	free(pl);
 }
@@ -811,6 +817,8 @@ plan_jobs(struct rf_keys *keys, struct rf_sign_plan *pl)
 			job->from = from;
 			job->to = from + GROUP_JOB < set->n ? from + GROUP_JOB
 							    : set->n;
+			job->set = i;
+			pl->left[i]++;
 		}
 	}
 }
@@ -832,7 +840,8 @@ rf_keys_group_record(struct rf_keys *keys, struct rf_sign_set *sets, size_t n)
 	}
 	if ((pl = calloc(1, sizeof(*pl))) == NULL ||
 	    (pl->prep = calloc(n, sizeof(*pl->prep))) == NULL ||
-	    (pl->first_job = calloc(n, sizeof(*pl->first_job))) == NULL)
+	    (pl->first_job = calloc(n, sizeof(*pl->first_job))) == NULL ||
+	    (pl->left = calloc(n, sizeof(*pl->left))) == NULL)
 		goto fail;
 	pl->sets = sets;
 	pl->n = n;
@@ -882,29 +891,57 @@ fail:
 	return NULL;
 }
 
+/* Set i's jobs are done: its result, then the caller's callback. */
+static void
+plan_set_done(struct rf_sign_plan *pl, size_t i)
+{
+	struct rf_sign_set *set = &pl->sets[i];
+	size_t j, end;
+
+	end = pl->first_job[i] + (set->n + GROUP_JOB - 1) / GROUP_JOB;
+	for (j = pl->first_job[i]; j < end; j++)
+		if (pl->jobs[j].r != 0) {
+			set_fail(set,
+			    rf_err_set(pl->jobs[j].r, "%s", pl->jobs[j].msg));
+			break;
+		}
+	if (pl->done != NULL)
+		pl->done(pl->done_arg, set);
+}
+
+/* A signing thread's share of the plan's jobs; the last job of a set
+ * settles it, in whichever thread ran that job. */
+static void
+plan_range(void *arg, size_t from, size_t to)
+{
+	struct rf_sign_plan *pl = arg;
+	struct sign_job *job;
+
+	for (; from < to; from++) {
+		job = &pl->jobs[from];
+		sign_worker(job);
+		if (__atomic_sub_fetch(
+			&pl->left[job->set], 1, __ATOMIC_ACQ_REL) == 0)
+			plan_set_done(pl, job->set);
+	}
+}
+
+void
+rf_keys_group_sign_each(struct rf_sign_plan *pl,
+    void (*done)(void *arg, struct rf_sign_set *set), void *arg)
+{
+	if (pl == NULL)
+		return;
+	pl->done = done;
+	pl->done_arg = arg;
+	rf_parallel(pl->njobs, SIGN_THREADS, plan_range, pl);
+	plan_free(pl);
+}
+
 void
 rf_keys_group_sign(struct rf_sign_plan *pl)
 {
-	struct rf_sign_set *set;
-	size_t i, j, end;
-
-	if (pl == NULL)
-		return;
-	rf_parallel(pl->njobs, SIGN_THREADS, jobs_range, pl->jobs);
-	for (i = 0; i < pl->n; i++) {
-		set = &pl->sets[i];
-		if (set->r != 0)
-			continue;
-		end = pl->first_job[i] + (set->n + GROUP_JOB - 1) / GROUP_JOB;
-		for (j = pl->first_job[i]; j < end; j++)
-			if (pl->jobs[j].r != 0) {
-				set_fail(set,
-				    rf_err_set(
-					pl->jobs[j].r, "%s", pl->jobs[j].msg));
-				break;
-			}
-	}
-	plan_free(pl);
+	rf_keys_group_sign_each(pl, NULL, NULL);
 }
 
 /* Each set on its own, as rf_keys_sign or rf_keys_sign_digest would. */

@@ -207,6 +207,88 @@ test_group_missing_key(void **state)
 	rf_key_free(gone);
 }
 
+/* What rf_keys_group_sign_each told of each set, when it did. */
+struct each {
+	struct rf_sign_set *sets;
+	int calls[3];
+	int complete[3]; /* every signature there when the set was passed */
+};
+
+static void
+each_done(void *arg, struct rf_sign_set *set)
+{
+	struct each *e = arg;
+	size_t i = (size_t)(set - e->sets), k;
+	int all = set->r == 0;
+
+	for (k = 0; k < set->n; k++)
+		all = all && set->sigs[k].sig != NULL;
+	__atomic_add_fetch(&e->calls[i], 1, __ATOMIC_SEQ_CST);
+	e->complete[i] = all;
+}
+
+/*
+ * Recorded, then signed set by set: each set the plan signs is passed to
+ * the callback once, with all of its signatures (one set needs several
+ * signing jobs); a set refused when recorded (a disabled key) is not.
+ */
+static void
+test_group_each(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *ec, *off;
+	struct rf_sign_set sets[3];
+	struct rf_sign_req reqs[BIG];
+	struct rf_sig sigs[3][BIG];
+	struct rf_sign_plan *pl;
+	struct each e;
+	size_t i, k;
+
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_EC_P256, "e-ec", NULL, &who, &ec),
+	    0);
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "e-off",
+			     NULL, &who, &off),
+	    0);
+	assert_int_equal(rf_keys_disable(fx->keys, rf_key_id(off), &who), 0);
+	memset(reqs, 0, sizeof(reqs));
+	for (k = 0; k < BIG; k++) {
+		reqs[k].msg = (const uint8_t *)"tbs";
+		reqs[k].msglen = 3;
+		reqs[k].what = "cert";
+	}
+	memset(sets, 0, sizeof(sets));
+	memset(sigs, 0, sizeof(sigs));
+	memset(&e, 0, sizeof(e));
+	e.sets = sets;
+	for (i = 0; i < 3; i++) {
+		sets[i].key = i == 1 ? off : ec;
+		sets[i].reqs = reqs;
+		sets[i].n = i == 2 ? BIG : 1;
+		sets[i].who = &who;
+		sets[i].sigs = sigs[i];
+	}
+	assert_non_null(pl = rf_keys_group_record(fx->keys, sets, 3));
+	assert_int_equal(sets[1].r, RF_ERR_KEY_DISABLED);
+	rf_keys_group_sign_each(pl, each_done, &e);
+	assert_int_equal(e.calls[0], 1);
+	assert_int_equal(e.calls[1], 0);
+	assert_int_equal(e.calls[2], 1);
+	assert_true(e.complete[0]);
+	assert_true(e.complete[2]);
+	for (i = 0; i < 3; i += 2)
+		for (k = 0; k < sets[i].n; k++) {
+			assert_int_equal(
+			    ossl_verify(rf_key_public(ec), 0, RF_SIG_DEFAULT,
+				reqs[k].msg, reqs[k].msglen, sigs[i][k].sig,
+				sigs[i][k].len),
+			    1);
+			rf_sig_clear(&sigs[i][k]);
+		}
+	rf_key_free(ec);
+	rf_key_free(off);
+}
+
 int
 main(void)
 {
@@ -214,6 +296,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_group, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_group_missing_key, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_group_each, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
