@@ -5,10 +5,14 @@
  * certificate, no OCSP `good` for a revoked serial and no signature with
  * a key that is not one of its own.
  */
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/bn.h>
 #include <openssl/ocsp.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -16,6 +20,7 @@
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "keys/keyd.h"
+#include "keys/ledger.h"
 #include "keys/policy.h"
 
 struct rf_kpolicy {
@@ -29,6 +34,7 @@ struct rf_kpolicy {
 	rf_kpolicy_assertion_fn cert; /* connector renewals (cmd_keyd.c) */
 	void *cert_arg;
 	int connector_days;
+	struct rf_ledger *ledger; /* revocations keyd has seen (ledger.h) */
 };
 
 void
@@ -51,6 +57,8 @@ rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
     struct rf_audit *audit, struct rf_kpolicy **out)
 {
 	struct rf_kpolicy *p;
+	char path[RF_PATH_MAX + 32];
+	int r;
 
 	*out = NULL;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
@@ -59,6 +67,21 @@ rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
 	p->audit = audit;
 	p->tls_rate = cfg->keyd_tls_rate > 0 ? cfg->keyd_tls_rate : 200;
 	p->connector_days = cfg->connector_days;
+	/* In the custody folder: keyd's user's alone, like the PIN (a state
+	 * whose PIN comes from the environment may not have made it yet). */
+	if (mkdir(cfg->custody_dir, 0700) != 0 && errno != EEXIST) {
+		free(p);
+		return rf_err_set(RF_ERR_IO, "custody folder %s: %s",
+		    cfg->custody_dir, strerror(errno));
+	}
+	snprintf(path, sizeof(path), "%s/revoked.ledger", cfg->custody_dir);
+	if ((r = rf_ledger_open(path, &p->ledger)) != 0) {
+		free(p);
+		return r;
+	}
+	/* Up to date from the start (the first request reads it again). */
+	if (rf_ledger_follow(p->ledger, st) != 0)
+		rf_err_clear();
 	*out = p; /* the caller's */
 	return 0;
 }
@@ -66,6 +89,9 @@ rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
 void
 rf_kpolicy_free(struct rf_kpolicy *p)
 {
+	if (p == NULL)
+		return;
+	rf_ledger_free(p->ledger);
 	free(p);
 }
 
@@ -195,6 +221,11 @@ check_single(struct rf_kpolicy *p, OCSP_SINGLERESP *one)
 	st = OCSP_single_get0_status(one, &reason, &rt, &tu, &nu);
 	if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD && c.revoked)
 		r = refuse("good for a revoked certificate", "ocsp");
+	else if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD &&
+	    rf_ledger_has(p->ledger, ser))
+		r = refuse("good for a certificate revoked in keyd's ledger "
+			   "(the store no longer says so)",
+		    "ocsp");
 	else if (r == 0 && st == V_OCSP_CERTSTATUS_REVOKED &&
 	    (!c.revoked || asn1_secs(rt) != c.revoked_at ||
 		(reason == OCSP_REVOKED_STATUS_NOSTATUS ? -1 : reason) !=
@@ -270,6 +301,23 @@ crl_cmp_one(void *arg, const struct rf_cert_rec *c)
 	return k->bad;
 }
 
+/* 0 if the CRL lists serial (hex), else 1. */
+static int
+crl_listed(void *arg, const char *serial)
+{
+	X509_REVOKED *rv = NULL;
+	ASN1_INTEGER *ai = NULL;
+	BIGNUM *bn = NULL;
+	int listed;
+
+	listed = BN_hex2bn(&bn, serial) != 0 &&
+	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) != NULL &&
+	    X509_CRL_get0_by_serial(arg, &rv, ai) == 1 && rv != NULL;
+	ASN1_INTEGER_free(ai);
+	BN_free(bn);
+	return !listed;
+}
+
 /*
  * RFC 5280 5.1.2: the TBSCertList's issuer must be a CA of the store whose
  * key is the one signing, and its revokedCertificates exactly the store's
@@ -329,6 +377,11 @@ check_crl(
 	    k.n != listed)
 		r = refuse(
 		    "its entries are not the store's revocations", "crl");
+	else if (rf_ledger_foreach(
+		     p->ledger, issuer, k.this_update, crl_listed, k.crl) != 0)
+		r = refuse("it leaves out a certificate revoked in keyd's "
+			   "ledger (the store no longer says so)",
+		    "crl");
 out:
 	rf_ca_rec_free_all(cas, nca);
 	X509_CRL_free(k.crl);
@@ -517,6 +570,19 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 	size_t i;
 	int r;
 
+	/* Revocations are published (OCSP, CRL) as soon as they commit: keyd
+	 * reads the record's new revoke leaves then, before deciding. */
+	what = n > 0 && reqs[0].what ? reqs[0].what : "";
+	if (!digest &&
+	    (strcmp(what, "ocsp") == 0 || strcmp(what, "crl") == 0) &&
+	    (r = rf_ledger_follow(p->ledger, p->st)) != 0) {
+		if (cls != RF_KCLASS_ADMIN)
+			return refuse("keyd's revocation ledger cannot be "
+				      "updated",
+			    what);
+		rf_err_clear(); /* an administrator's signature waits for
+				   nothing: the next request reads them */
+	}
 	if (cls == RF_KCLASS_ADMIN)
 		return 0;
 	if (cls != RF_KCLASS_SERVER)

@@ -5,7 +5,8 @@
 # alone (0700 / 0600) and keyd refuses to start when they are not; a
 # process of the server user cannot read them, and asking keyd directly
 # (rf-keyd_client) for a certificate signature, an OCSP `good` for a
-# revoked serial or a raw digest with a CA key is refused, each refusal an
+# revoked serial (also once the store's revocation is cleared behind keyd's
+# back: its ledger) or a raw digest with a CA key is refused, each refusal an
 # audit leaf. An OCSP `good` for a certificate that is good is signed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -102,6 +103,26 @@ after=$(leaves refused)
 [ $((after - before)) -ge 3 ] || fail "refusals recorded: $((after - before)), want 3"
 sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT data FROM audit_leaf WHERE type = 'refused'" |
 	grep -q "uid $(id -u "$su")" || fail "refusal leaf does not name the caller's uid"
+
+# A serve that can also write the store clears the revocation there: keyd
+# has it in its ledger (custody folder, its user's alone) and still refuses.
+[ "$(stat -c %U:%a "$custody/revoked.ledger")" = "$ku:600" ] ||
+	fail "ledger: $(stat -c %U:%a "$custody/revoked.ledger")"
+sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" \
+	"UPDATE certs SET revoked = 0, revoked_at = 0, reason = -1 WHERE serial = '$revoked'"
+set +e
+as_server "$client" ocsp-good "$ocsp" "$work/issuing.pem" "$revoked" 2>"$work/e6"
+rc6=$?
+set -e
+[ $rc6 = 3 ] || fail "OCSP good once the store's revocation was cleared: rc $rc6 $(cat "$work/e6")"
+grep -q "revoked in keyd's ledger" "$work/e6" || fail "ledger refusal reason: $(cat "$work/e6")"
+# Nor a CRL of the issuing CA without it (the store now lists nothing).
+set +e
+as_server "$client" crl-empty "$issuing" "$work/issuing.pem" 2>"$work/e7"
+rc7=$?
+set -e
+[ $rc7 = 3 ] || fail "a CRL leaving out the revocation: rc $rc7 $(cat "$work/e7")"
+grep -q "revoked in keyd's ledger" "$work/e7" || fail "CRL refusal reason: $(cat "$work/e7")"
 
 # Someone of no class (nobody, let through the folder): refused at hello,
 # recorded.

@@ -6,6 +6,8 @@
  *   rf-keyd_client digest KEYID WHAT        sign a SHA-256-sized digest
  *   rf-keyd_client ocsp-good KEYID ISSUER.pem SERIAL
  *                      a ResponseData saying `good` for SERIAL of ISSUER
+ *   rf-keyd_client crl-empty KEYID ISSUER.pem
+ *                      a TBSCertList of ISSUER that lists nothing
  *   rf-keyd_client server-cert KEYID TENANT CERT.pem
  *                      CERT's TBSCertificate as serve renewing a connector
  *                      certificate of TENANT asks it (class server)
@@ -62,6 +64,45 @@ throwaway_cert(EVP_PKEY *key)
 		return NULL;
 	}
 	return x;
+}
+
+/* DER TBSCertList of issuer listing nothing, dated now (signed by a
+ * throwaway key only so that OpenSSL encodes it). */
+static int
+crl_empty(const char *issuer_pem, uint8_t **der, size_t *len)
+{
+	FILE *f = fopen(issuer_pem, "r");
+	X509 *issuer = NULL;
+	X509_CRL *crl = NULL;
+	EVP_PKEY *key = NULL;
+	ASN1_TIME *t = NULL;
+	unsigned char *p = NULL;
+	int n, r = 0;
+
+	if (f == NULL)
+		return rf_err_set(RF_ERR_IO, "cannot read %s", issuer_pem);
+	issuer = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (issuer == NULL || (crl = X509_CRL_new()) == NULL ||
+	    (key = EVP_EC_gen("P-256")) == NULL ||
+	    X509_CRL_set_version(crl, 1) != 1 ||
+	    X509_CRL_set_issuer_name(crl, X509_get_subject_name(issuer)) != 1 ||
+	    (t = X509_gmtime_adj(NULL, 0)) == NULL ||
+	    X509_CRL_set1_lastUpdate(crl, t) != 1 ||
+	    X509_gmtime_adj(t, 86400) == NULL ||
+	    X509_CRL_set1_nextUpdate(crl, t) != 1 ||
+	    X509_CRL_sign(crl, key, EVP_sha256()) == 0 ||
+	    (n = i2d_re_X509_CRL_tbs(crl, &p)) <= 0)
+		r = rf_err_set(RF_ERR_INTERNAL, "cannot build the TBSCertList");
+	else {
+		*der = p;
+		*len = (size_t)n;
+	}
+	ASN1_TIME_free(t);
+	EVP_PKEY_free(key);
+	X509_CRL_free(crl);
+	X509_free(issuer);
+	return r;
 }
 
 /* DER ResponseData: `good` for serial (hex) of issuer. */
@@ -258,6 +299,12 @@ main(int argc, char **argv)
 		OPENSSL_free(der);
 		return done(r);
 	}
+	if (argc == 4 && strcmp(argv[1], "crl-empty") == 0) {
+		if ((r = crl_empty(argv[3], &der, &len)) == 0)
+			r = sign(&cfg, argv[2], "crl", der, len, 0);
+		OPENSSL_free(der);
+		return done(r);
+	}
 	if (argc == 5 && strcmp(argv[1], "server-cert") == 0) {
 		if ((r = tbs_of(argv[4], &der, &len)) == 0)
 			r = sign_as(&cfg, RF_KCLASS_SERVER, argv[3], argv[2],
@@ -274,7 +321,7 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr,
 	    "usage: rf-keyd_client sign|digest KEYID WHAT | "
-	    "ocsp-good KEYID ISSUER.pem SERIAL | "
+	    "ocsp-good KEYID ISSUER.pem SERIAL | crl-empty KEYID ISSUER.pem | "
 	    "server-cert KEYID TENANT CERT.pem | fuzz N SEED\n");
 	return 2;
 }

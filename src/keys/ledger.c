@@ -1,0 +1,378 @@
+/*
+ * ledger.c: keyd's own memory of revocations (ledger.h).
+ *
+ * The file is text, one record a line, appended and fsync'd:
+ *   r SERIAL ISSUER NOTAFTER   a certificate seen revoked
+ *   p INDEX                    the record's leaves before INDEX are read
+ * A torn last line (a kill -9 during the append) is ignored when loading;
+ * its leaves are read again. In memory: the entries in an array and an
+ * open-addressing index on the serial.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "common/config.h"
+#include "keys/ledger.h"
+
+struct ledger_ent {
+	char serial[41];
+	char issuer[64];
+	int64_t not_after;
+};
+
+struct rf_ledger {
+	pthread_mutex_t mu;
+	int fd;
+	char path[RF_PATH_MAX];
+	struct ledger_ent *v;
+	size_t n, cap;
+	uint32_t *slot; /* index + 1 into v; 0: empty */
+	size_t nslot;	/* a power of two, at least 2 * n */
+	size_t saved;	/* v[0..saved) are in the file */
+	uint64_t pos;	/* leaves before pos are read */
+	int fresh;	/* created now: seeded from the store first */
+};
+
+static uint32_t
+serial_hash(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
+static struct ledger_ent *
+find(struct rf_ledger *l, const char *serial)
+{
+	size_t i;
+
+	if (l->nslot == 0)
+		return NULL;
+	for (i = serial_hash(serial) & (l->nslot - 1); l->slot[i] != 0;
+	     i = (i + 1) & (l->nslot - 1))
+		if (strcmp(l->v[l->slot[i] - 1].serial, serial) == 0)
+			return &l->v[l->slot[i] - 1];
+	return NULL;
+}
+
+static int
+rehash(struct rf_ledger *l, size_t nslot)
+{
+	uint32_t *slot;
+	size_t i, k;
+
+	if ((slot = calloc(nslot, sizeof(*slot))) == NULL)
+		return RF_ERR_ALLOC;
+	for (k = 0; k < l->n; k++) {
+		for (i = serial_hash(l->v[k].serial) & (nslot - 1);
+		     slot[i] != 0; i = (i + 1) & (nslot - 1))
+			;
+		slot[i] = (uint32_t)(k + 1);
+	}
+	free(l->slot);
+	l->slot = slot;
+	l->nslot = nslot;
+	return 0;
+}
+
+/* Keep an entry in memory (not in the file); 1 if it was new. */
+static int
+keep(struct rf_ledger *l, const char *serial, const char *issuer,
+    int64_t not_after, int *added)
+{
+	struct ledger_ent *e;
+	size_t cap;
+	int r;
+
+	*added = 0;
+	if (find(l, serial) != NULL)
+		return 0;
+	if (l->n == l->cap) {
+		cap = l->cap ? 2 * l->cap : 256;
+		if (cap > UINT32_MAX - 1 ||
+		    (e = realloc(l->v, cap * sizeof(*e))) == NULL)
+			return RF_ERR_ALLOC;
+		l->v = e;
+		l->cap = cap;
+	}
+	e = &l->v[l->n++];
+	snprintf(e->serial, sizeof(e->serial), "%s", serial);
+	snprintf(e->issuer, sizeof(e->issuer), "%s", issuer);
+	e->not_after = not_after;
+	if (2 * l->n > l->nslot) {
+		if ((r = rehash(l, l->nslot ? 2 * l->nslot : 1024)) != 0) {
+			l->n--;
+			return r;
+		}
+	} else {
+		size_t i;
+
+		for (i = serial_hash(serial) & (l->nslot - 1); l->slot[i] != 0;
+		     i = (i + 1) & (l->nslot - 1))
+			;
+		l->slot[i] = (uint32_t)l->n;
+	}
+	*added = 1;
+	return 0;
+}
+
+static int
+serial_ok(const char *s)
+{
+	size_t n = strspn(s, "0123456789abcdef");
+
+	return n > 0 && n <= 40 && s[n] == '\0';
+}
+
+/* Load every whole line; *end: the offset after the last one. */
+static int
+load(struct rf_ledger *l, FILE *f, off_t *end)
+{
+	char line[256], serial[64], issuer[80];
+	int64_t na;
+	uint64_t pos;
+	int added, r;
+
+	*end = 0;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strchr(line, '\n') == NULL)
+			break; /* torn: read those leaves again */
+		*end += (off_t)strlen(line);
+		if (sscanf(line, "r %63s %79s %" SCNd64, serial, issuer, &na) ==
+			3 &&
+		    serial_ok(serial) && strlen(issuer) < 64) {
+			if ((r = keep(l, serial, issuer, na, &added)) != 0)
+				return r;
+		} else if (sscanf(line, "p %" SCNu64, &pos) == 1)
+			l->pos = pos;
+	}
+	return 0;
+}
+
+int
+rf_ledger_open(const char *path, struct rf_ledger **out)
+{
+	struct rf_ledger *l;
+	struct stat sb;
+	FILE *f = NULL;
+	off_t end;
+	int r, fd2;
+
+	*out = NULL;
+	if ((l = calloc(1, sizeof(*l))) == NULL)
+		return RF_ERR_ALLOC;
+	pthread_mutex_init(&l->mu, NULL);
+	l->fd = -1;
+	snprintf(l->path, sizeof(l->path), "%s", path);
+	if ((l->fd = open(
+		 path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+		r = rf_err_set(RF_ERR_IO, "revocation ledger %s: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	if (fstat(l->fd, &sb) != 0 || !S_ISREG(sb.st_mode) ||
+	    (sb.st_mode & 077) != 0) {
+		r = rf_err_set(RF_ERR_IO,
+		    "revocation ledger %s must be a file of keyd's user "
+		    "alone: chmod 600 %s",
+		    path, path);
+		goto fail;
+	}
+	l->fresh = sb.st_size == 0;
+	if ((fd2 = dup(l->fd)) < 0 || (f = fdopen(fd2, "r")) == NULL) {
+		if (fd2 >= 0)
+			close(fd2);
+		r = rf_err_set(RF_ERR_IO, "revocation ledger %s: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	rewind(f);
+	r = load(l, f, &end);
+	fclose(f);
+	if (r != 0)
+		goto fail;
+	/* A torn tail goes, so that the next append starts a line. */
+	if (end < sb.st_size && ftruncate(l->fd, end) != 0) {
+		r = rf_err_set(RF_ERR_IO, "revocation ledger %s: %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	l->saved = l->n;
+	*out = l;
+	return 0;
+fail:
+	rf_ledger_free(l);
+	return r;
+}
+
+void
+rf_ledger_free(struct rf_ledger *l)
+{
+	if (l == NULL)
+		return;
+	if (l->fd >= 0)
+		close(l->fd);
+	pthread_mutex_destroy(&l->mu);
+	free(l->v);
+	free(l->slot);
+	free(l);
+}
+
+/* A follow's context. */
+struct follow {
+	struct rf_ledger *l;
+	struct rf_store *st;
+};
+
+/* A certificate the store says revoked now, or a revoke leaf names. */
+static int
+add_cert(struct follow *fw, const char *serial)
+{
+	struct rf_cert_rec c;
+	int added, r;
+
+	if (!serial_ok(serial) || find(fw->l, serial) != NULL)
+		return 0;
+	memset(&c, 0, sizeof(c));
+	if ((r = rf_store_cert_get(fw->st, serial, &c)) != 0) {
+		rf_err_clear(); /* not a certificate of ours: nothing */
+		return 0;
+	}
+	r = keep(fw->l, c.serial, c.issuer, c.not_after, &added);
+	rf_cert_rec_clear(&c);
+	return r;
+}
+
+static int
+seed_one(void *arg, const struct rf_cert_rec *c)
+{
+	struct follow *fw = arg;
+	int added;
+
+	return keep(fw->l, c->serial, c->issuer, c->not_after, &added);
+}
+
+static int
+leaf_one(void *arg, const struct rf_leaf_rec *lf)
+{
+	struct follow *fw = arg;
+	json_t *o;
+	const char *ref;
+	int r = 0;
+
+	if (lf->type == NULL || strcmp(lf->type, "revoke") != 0)
+		return 0;
+	if ((o = json_loadb((const char *)lf->data, lf->len, 0, NULL)) == NULL)
+		return 0; /* audit verify reports a malformed leaf */
+	if ((ref = json_string_value(json_object_get(o, "ref"))) != NULL)
+		r = add_cert(fw, ref);
+	json_decref(o);
+	return r;
+}
+
+/*
+ * Append the entries not yet in the file, and pos, durably. Until it
+ * succeeds they stay in memory (and refuse as well), and are written by
+ * the next flush.
+ */
+static int
+flush(struct rf_ledger *l, uint64_t pos)
+{
+	char *buf, *p;
+	size_t i, len, off;
+	ssize_t w;
+
+	if ((buf = malloc((l->n - l->saved) * 160 + 32)) == NULL)
+		return RF_ERR_ALLOC;
+	p = buf;
+	for (i = l->saved; i < l->n; i++)
+		p += sprintf(p, "r %s %s %" PRId64 "\n", l->v[i].serial,
+		    l->v[i].issuer, l->v[i].not_after);
+	p += sprintf(p, "p %" PRIu64 "\n", pos);
+	len = (size_t)(p - buf);
+	for (off = 0; off < len; off += (size_t)w)
+		if ((w = write(l->fd, buf + off, len - off)) < 0) {
+			if (errno == EINTR) {
+				w = 0;
+				continue;
+			}
+			free(buf);
+			return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
+			    l->path, strerror(errno));
+		}
+	free(buf);
+	if (fdatasync(l->fd) != 0)
+		return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
+		    l->path, strerror(errno));
+	l->saved = l->n;
+	l->pos = pos;
+	return 0;
+}
+
+int
+rf_ledger_follow(struct rf_ledger *l, struct rf_store *st)
+{
+	struct follow fw;
+	struct rf_cert_filter f;
+	uint64_t count = 0;
+	int r;
+
+	fw.l = l;
+	fw.st = st;
+	pthread_mutex_lock(&l->mu);
+	if ((r = rf_store_leaf_count(st, &count)) != 0 ||
+	    (count <= l->pos && !l->fresh && l->saved == l->n))
+		goto out;
+	if (l->fresh) {
+		/* First use: what the store says now is the start. */
+		memset(&f, 0, sizeof(f));
+		f.only_revoked = 1;
+		if ((r = rf_store_cert_foreach(st, &f, seed_one, &fw)) != 0)
+			goto out;
+	} else if (count > l->pos &&
+	    (r = rf_store_leaf_foreach(st, l->pos, count, leaf_one, &fw)) != 0)
+		goto out;
+	if ((r = flush(l, count)) == 0)
+		l->fresh = 0;
+out:
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}
+
+int
+rf_ledger_has(struct rf_ledger *l, const char *serial)
+{
+	int has;
+
+	pthread_mutex_lock(&l->mu);
+	has = find(l, serial) != NULL;
+	pthread_mutex_unlock(&l->mu);
+	return has;
+}
+
+int
+rf_ledger_foreach(struct rf_ledger *l, const char *issuer, int64_t at,
+    int (*fn)(void *arg, const char *serial), void *arg)
+{
+	size_t i;
+	int r = 0;
+
+	pthread_mutex_lock(&l->mu);
+	for (i = 0; i < l->n && r == 0; i++)
+		if (l->v[i].not_after >= at &&
+		    strcmp(l->v[i].issuer, issuer) == 0)
+			r = fn(arg, l->v[i].serial);
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}

@@ -1,0 +1,43 @@
+/*
+ * ledger.h: keyd's own memory of revocations (docs/keys.md, "What the
+ * policy trusts").
+ *
+ * keyd decides a server's OCSP and CRL requests against the store, which
+ * serve's user can also write. The ledger makes a revocation one-way for
+ * keyd: it follows the record's "revoke" leaves (appended in the
+ * revocation's own transaction) and keeps every revoked certificate it has
+ * seen, with its issuer and notAfter, in a file of the custody folder that
+ * only keyd's user can write. Once there, a certificate gets no `good`
+ * answer and no CRL of its issuer may leave it out before it expires,
+ * whatever the store says later.
+ */
+#ifndef RF_KEYS_LEDGER_H
+#define RF_KEYS_LEDGER_H
+
+#include <stdint.h>
+
+#include "common/rf.h"
+#include "store/store.h"
+
+struct rf_ledger;
+
+/* Open (or create, 0600) the ledger file at path and load it. */
+int rf_ledger_open(const char *path, struct rf_ledger **out) RF_WUR;
+void rf_ledger_free(struct rf_ledger *l);
+
+/*
+ * Read the record's leaves appended since the last call and keep each
+ * "revoke" leaf's certificate (issuer and notAfter from the store now),
+ * durably, before returning. Cheap when nothing was appended.
+ */
+int rf_ledger_follow(struct rf_ledger *l, struct rf_store *st) RF_WUR;
+
+/* 1 if serial (lowercase hex) has been seen revoked. */
+int rf_ledger_has(struct rf_ledger *l, const char *serial);
+
+/* Calls fn for each certificate of issuer seen revoked whose notAfter is
+ * at or after at; fn's non-zero return stops and is returned. */
+int rf_ledger_foreach(struct rf_ledger *l, const char *issuer, int64_t at,
+    int (*fn)(void *arg, const char *serial), void *arg);
+
+#endif

@@ -1,0 +1,178 @@
+/*
+ * keyd's revocation ledger (src/keys/ledger.c) against a real SQLite store
+ * and record: first use takes the store's revocations; later ones follow
+ * the record's "revoke" leaves; what it has seen survives the store being
+ * changed back (revocation cleared, leaf deleted, by another writer of the
+ * file) and a reopen; a torn last line is read again; a ledger others can
+ * read is refused.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "keys/ledger.h"
+#include "store_fx.h"
+
+static void
+cert(struct fx *f, const char *serial, int64_t not_after)
+{
+	struct rf_cert_rec c;
+
+	memset(&c, 0, sizeof(c));
+	snprintf(c.serial, sizeof(c.serial), "%s", serial);
+	snprintf(c.issuer, sizeof(c.issuer), "issuing");
+	snprintf(c.tenant, sizeof(c.tenant), "acme");
+	snprintf(c.profile, sizeof(c.profile), "client");
+	snprintf(c.key_id, sizeof(c.key_id), "k%s", serial);
+	c.not_before = 1;
+	c.not_after = not_after;
+	c.issued = 1;
+	c.reason = -1;
+	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+}
+
+/* Revoke in the store with its leaf, in one transaction, as revoke.c. */
+static void
+revoke_one(struct fx *f, struct rf_audit *audit, const char *serial)
+{
+	struct rf_audit_event ev;
+	int ch = 0;
+
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "revoke";
+	ev.ref = serial;
+	ev.tenant = "acme";
+	assert_int_equal(rf_store_begin(f->st), 0);
+	assert_int_equal(rf_store_cert_revoke(f->st, serial, 100, 1, &ch), 0);
+	assert_int_equal(ch, 1);
+	assert_int_equal(rf_audit_append(audit, &ev, 1, NULL), 0);
+	assert_int_equal(rf_store_commit(f->st), 0);
+}
+
+/* What a compromised writer of the store file does: clear the
+ * revocation, and with leaves, delete its record too. */
+static void
+unrevoke_outside(struct fx *f, const char *serial, int leaves)
+{
+	char sql[256];
+	sqlite3 *db = NULL;
+
+	snprintf(sql, sizeof(sql),
+	    "UPDATE certs SET revoked = 0, revoked_at = 0, reason = -1 "
+	    "WHERE serial = '%s';%s",
+	    serial,
+	    leaves ? "DELETE FROM audit_leaf WHERE type = 'revoke';" : "");
+	assert_int_equal(sqlite3_open(f->path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
+static int
+collect(void *arg, const char *serial)
+{
+	char *out = arg;
+
+	strcat(out, serial);
+	strcat(out, " ");
+	return 0;
+}
+
+static void
+test_ledger(void **state)
+{
+	struct fx *f = *state;
+	struct rf_audit *audit = NULL;
+	struct rf_ledger *l = NULL;
+	char path[1100], seen[256];
+	struct stat sb;
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/revoked.ledger", f->home);
+	assert_int_equal(rf_audit_open(f->st, &audit), 0);
+	cert(f, "0a", 1000);
+	cert(f, "0b", 5000);
+	cert(f, "0c", 5000);
+	revoke_one(f, audit, "0a");
+
+	/* First use: the store's revocations now. */
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_int_equal(sb.st_mode & 0777, 0600);
+	assert_false(rf_ledger_has(l, "0a"));
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_has(l, "0a"));
+	assert_false(rf_ledger_has(l, "0b"));
+
+	/* Then the record's revoke leaves. */
+	revoke_one(f, audit, "0b");
+	assert_false(rf_ledger_has(l, "0b"));
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_has(l, "0b"));
+	assert_false(rf_ledger_has(l, "0c"));
+
+	/* The store changed back behind keyd's back: still revoked, here
+	 * and after a reopen. */
+	unrevoke_outside(f, "0b", 0);
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_has(l, "0b"));
+	rf_ledger_free(l);
+	l = NULL;
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_has(l, "0a"));
+	assert_true(rf_ledger_has(l, "0b"));
+
+	/* A CRL of the issuer must list those not expired at its date. */
+	seen[0] = '\0';
+	assert_int_equal(
+	    rf_ledger_foreach(l, "issuing", 2000, collect, seen), 0);
+	assert_string_equal(seen, "0b ");
+	seen[0] = '\0';
+	assert_int_equal(rf_ledger_foreach(l, "other", 0, collect, seen), 0);
+	assert_string_equal(seen, "");
+	rf_ledger_free(l);
+	l = NULL;
+
+	/* A torn last line (killed mid-append) is dropped, not misread. */
+	assert_non_null(fp = fopen(path, "a"));
+	fputs("r 0c issu", fp);
+	fclose(fp);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_false(rf_ledger_has(l, "0c"));
+	assert_true(rf_ledger_has(l, "0b"));
+	/* and the next append starts a line of its own. */
+	revoke_one(f, audit, "0c");
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	rf_ledger_free(l);
+	l = NULL;
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_true(rf_ledger_has(l, "0b"));
+	assert_true(rf_ledger_has(l, "0c"));
+	/* Its record deleted too, once read: nothing is forgotten. */
+	unrevoke_outside(f, "0c", 1);
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_has(l, "0c"));
+	rf_ledger_free(l);
+	l = NULL;
+
+	/* Readable by others: refused, with the chmod to run. */
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(rf_ledger_open(path, &l), RF_ERR_IO);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_IO), "chmod 600"));
+	assert_null(l);
+	rf_audit_free(audit);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_ledger, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
