@@ -508,7 +508,7 @@ main(int argc, char **argv)
 		(void)kill(keyd_pid, SIGTERM);
 		(void)waitpid(keyd_pid, NULL, 0);
 	}
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", home);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s' '%s-custody'", home, home);
 	if (system(cmd) != 0)
 		fprintf(stderr, "bench_issue: could not remove %s\n", home);
 	return 0;
