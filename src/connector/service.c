@@ -46,6 +46,7 @@ struct rf_connector_svc {
 	struct rf_audit *audit;
 	struct rf_ca *ca; /* for renewals, opened on first use */
 	struct rf_limits *limits;
+	struct rf_connector_cache *cache; /* decisions' facts (under lock) */
 	/* Connection keys loaded from the token, by id (under lock): a
 	 * load reads and checks the public key, which costs more than the
 	 * signature for RSA. Only the current key of a connection is asked
@@ -61,6 +62,7 @@ struct rf_connector_svc {
 	pthread_t rec;
 	struct rf_store *rst;
 	struct rf_audit *raudit;
+	struct rf_seen *seen; /* the recorder's baselines, a batch at a time */
 	/* Webhook delivery: its own thread and store connection. */
 	pthread_t wh;
 	int wh_running, wh_stop;
@@ -142,8 +144,10 @@ rf_connector_svc_new(const struct rf_config *cfg, struct rf_keys *keys,
 	if ((r = rf_store_open(cfg->db_path, 0, &svc->st)) != 0 ||
 	    (r = rf_audit_open(svc->st, &svc->audit)) != 0 ||
 	    (r = rf_limits_new(&svc->limits)) != 0 ||
+	    (r = rf_connector_cache_new(&svc->cache)) != 0 ||
 	    (r = rf_store_open(cfg->db_path, 0, &svc->rst)) != 0 ||
-	    (r = rf_audit_open(svc->rst, &svc->raudit)) != 0) {
+	    (r = rf_audit_open(svc->rst, &svc->raudit)) != 0 ||
+	    (r = rf_seen_new(svc->rst, &svc->seen)) != 0) {
 		rf_connector_svc_free(svc);
 		return r;
 	}
@@ -193,8 +197,10 @@ rf_connector_svc_free(struct rf_connector_svc *svc)
 		rf_key_free(svc->kcache[i]);
 	rf_ca_free(svc->ca);
 	rf_limits_free(svc->limits);
+	rf_connector_cache_free(svc->cache);
 	rf_audit_free(svc->audit);
 	rf_store_free(svc->st);
+	rf_seen_free(svc->seen);
 	rf_audit_free(svc->raudit);
 	rf_store_free(svc->rst);
 	free(svc->q);
@@ -258,7 +264,7 @@ enqueue(struct rf_connector_svc *svc, const struct pending *p)
 /* A refusal's leaf (and alert), in the recorder's transaction. */
 static int
 refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
-    struct rf_audit *audit, const struct pending *p)
+    struct rf_audit *audit, struct rf_seen *seen, const struct pending *p)
 {
 	const struct rf_connector_verdict *v = &p->v;
 	struct rf_audit_event ev;
@@ -296,7 +302,7 @@ refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
 	de.source = addr;
 	de.now = p->now;
 	de.refused_incident = 1;
-	if ((r = rf_connector_detect(svc->cfg, st, &de, al, &n)) != 0)
+	if ((r = rf_connector_detect_in(svc->cfg, seen, &de, al, &n)) != 0)
 		return r;
 	return rf_connector_alerts_raise(st, audit, al, n);
 }
@@ -327,7 +333,7 @@ refused(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
 /* After signing: the assertion's record, detectors, alerts, evidence. */
 static int
 record(struct rf_connector_svc *svc, struct rf_store *st,
-    struct rf_audit *audit, const struct pending *p)
+    struct rf_audit *audit, struct rf_seen *seen, const struct pending *p)
 {
 	const struct rf_assert_ask *ask = &p->ask;
 	const struct rf_connector_verdict *v = &p->v;
@@ -368,7 +374,8 @@ record(struct rf_connector_svc *svc, struct rf_store *st,
 		de.cred_x5t256 = v->x5t256;
 		de.jti = v->jti;
 		de.now = now;
-		if ((r = rf_connector_detect(svc->cfg, st, &de, al, &n)) != 0 ||
+		if ((r = rf_connector_detect_in(svc->cfg, seen, &de, al, &n)) !=
+			0 ||
 		    (r = rf_connector_alerts_raise(st, audit, al, n)) != 0)
 			goto out;
 	}
@@ -402,7 +409,18 @@ out:
 	return r;
 }
 
-/* Write one batch in one transaction; item by item if that fails. */
+static int
+record_one(struct rf_connector_svc *svc, struct rf_store *st,
+    struct rf_audit *audit, const struct pending *p)
+{
+	return p->refusal ? refusal_record(svc, st, audit, svc->seen, p)
+			  : record(svc, st, audit, svc->seen, p);
+}
+
+/*
+ * Write one batch in one transaction, the baselines its detectors changed
+ * once each at the end (rf_seen_flush); item by item if that fails.
+ */
 static void
 record_batch(struct rf_connector_svc *svc, struct rf_store *st,
     struct rf_audit *audit, const struct pending *q, size_t n)
@@ -412,22 +430,25 @@ record_batch(struct rf_connector_svc *svc, struct rf_store *st,
 
 	if (rf_store_begin(st) == 0) {
 		for (i = 0; i < n && r == 0; i++)
-			r = q[i].refusal ? refusal_record(svc, st, audit, &q[i])
-					 : record(svc, st, audit, &q[i]);
+			r = record_one(svc, st, audit, &q[i]);
+		if (r == 0)
+			r = rf_seen_flush(svc->seen);
 		if (r == 0 && rf_store_commit(st) == 0)
 			return;
+		rf_seen_drop(svc->seen);
 		if (r != 0)
 			rf_store_rollback(st);
 	}
 	for (i = 0; i < n && n > 1; i++) {
 		if (rf_store_begin(st) != 0)
 			break;
-		r = q[i].refusal ? refusal_record(svc, st, audit, &q[i])
-				 : record(svc, st, audit, &q[i]);
+		if ((r = record_one(svc, st, audit, &q[i])) == 0)
+			r = rf_seen_flush(svc->seen);
 		if (r == 0)
 			r = rf_store_commit(st);
 		else
 			rf_store_rollback(st);
+		rf_seen_drop(svc->seen);
 	}
 	rf_err_clear();
 }
@@ -502,16 +523,14 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	 * registration implies. The custody process decides again on exactly
 	 * that message (keyd's policy): checking here what was just built
 	 * would add nothing. */
-	if ((r = rf_connector_decide(svc->cfg, svc->st, svc->limits, &q, &v)) !=
-	    0)
+	if ((r = rf_connector_decide_cached(svc->cache, -1, svc->cfg, svc->st,
+		 svc->limits, &q, &v, &reg)) != 0)
 		goto fail;
 	if (v.why != RF_REFUSE_NONE) {
 		refused(svc, &ask, cert_serial, source, &v, a);
 		goto out;
 	}
-	if ((r = rf_store_entra_get(svc->st, ask.tenant, ask.conn, &reg)) !=
-		0 ||
-	    (r = rf_jwt_guid(jti)) != 0 ||
+	if ((r = rf_jwt_guid(jti)) != 0 ||
 	    (r = rf_jwt_build(&reg, v.x5t256, jti, now,
 		 svc->cfg->assertion_lifetime, &msg)) != 0)
 		goto fail;
