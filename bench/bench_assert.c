@@ -8,8 +8,9 @@
  * bench_assert load HOST:PORT CERT KEY CA CONNECTION SECONDS THREADS [RATE]
  *	THREADS keep-alive mutual-TLS connections, each POSTing
  *	/v1/assertions for CONNECTION for SECONDS (paced to RATE a second in
- *	total when given); prints "rate p50_ms p99_ms errors cpu_s", cpu_s
- *	the load's own CPU time (user and system, every thread), which
+ *	total when given, the connections' turns spread evenly over each
+ *	period, not all at once); prints "rate p50_ms p99_ms errors cpu_s",
+ *cpu_s the load's own CPU time (user and system, every thread), which
  *	bench/assert.sh counts against the assertions made.
  */
 #include <pthread.h>
@@ -34,6 +35,7 @@ struct load {
 	const char *hostport, *cert, *key, *ca, *conn;
 	double seconds, rate;
 	int threads;
+	int started; /* workers so far: each one's turn in the period */
 	SSL_CTX *ctx;
 	pthread_mutex_t lock;
 	double *lat;
@@ -107,6 +109,11 @@ worker(void *arg)
 	    "application/json\r\nContent-Length: %zu\r\n\r\n%s",
 	    L->hostport, strlen(body), body);
 	gap = L->rate > 0 ? (double)L->threads / L->rate : 0;
+	/* Paced: the i-th connection asks at i / threads of each period, so
+	 * that the offered load is even rather than bursts of every one. */
+	pthread_mutex_lock(&L->lock);
+	next += gap * L->started++ / L->threads;
+	pthread_mutex_unlock(&L->lock);
 	if ((lat = malloc(sizeof(double) * MAXLAT)) == NULL ||
 	    (b = dial(L)) == NULL) {
 		free(lat);

@@ -20,6 +20,11 @@
 
 #define KCACHE 64
 #define QUEUE_MAX 65536
+/* The recorder gathers for RECORD_WAIT_MS after the first of a batch (or
+ * until RECORD_BATCH wait): one transaction and one write of each
+ * baseline for many assertions. Records follow the answers anyway. */
+#define RECORD_BATCH 512
+#define RECORD_WAIT_MS 10
 
 /*
  * What the recorder writes after the answer: an assertion made (its row,
@@ -257,7 +262,9 @@ enqueue(struct rf_connector_svc *svc, const struct pending *p)
 		pthread_cond_wait(&svc->qspace, &svc->qlock);
 	if (svc->nq < QUEUE_MAX)
 		svc->q[svc->nq++] = *p;
-	pthread_cond_signal(&svc->qcond);
+	/* The recorder sleeps until the first, gathers until a batch. */
+	if (svc->nq == 1 || svc->nq == RECORD_BATCH)
+		pthread_cond_signal(&svc->qcond);
 	pthread_mutex_unlock(&svc->qlock);
 }
 
@@ -458,6 +465,7 @@ recorder_main(void *arg)
 {
 	struct rf_connector_svc *svc = arg;
 	struct pending *batch;
+	struct timespec ts;
 	size_t n;
 
 	if ((batch = malloc(sizeof(*batch) * QUEUE_MAX)) == NULL)
@@ -466,6 +474,15 @@ recorder_main(void *arg)
 		pthread_mutex_lock(&svc->qlock);
 		while (svc->nq == 0 && !svc->qstop)
 			pthread_cond_wait(&svc->qcond, &svc->qlock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += RECORD_WAIT_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (svc->nq < RECORD_BATCH && !svc->qstop &&
+		    pthread_cond_timedwait(&svc->qcond, &svc->qlock, &ts) == 0)
+			;
 		if (svc->nq == 0 && svc->qstop) {
 			pthread_mutex_unlock(&svc->qlock);
 			break;
