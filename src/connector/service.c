@@ -498,6 +498,43 @@ recorder_main(void *arg)
 	return NULL;
 }
 
+/* 1 if s needs no JSON escape: base64url, '.', a GUID, an alg name. */
+static int
+json_plain(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+			(*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
+			*s == '.'))
+			return 0;
+	return 1;
+}
+
+/*
+ * The answer's body, written as json_dumps(JSON_COMPACT) writes it (same
+ * members, same order) without building a JSON tree per assertion; NULL
+ * when a value would need escaping (then the caller builds it).
+ */
+static char *
+answer_ok(const char *jws, int64_t exp, const char *jti, const char *x5t256,
+    const char *alg)
+{
+	size_t n;
+	char *b;
+
+	if (!json_plain(jws) || !json_plain(jti) || !json_plain(x5t256) ||
+	    !json_plain(alg))
+		return NULL;
+	n = strlen(jws) + strlen(jti) + strlen(x5t256) + strlen(alg) + 96;
+	if ((b = malloc(n)) == NULL)
+		return NULL;
+	snprintf(b, n,
+	    "{\"assertion\":\"%s\",\"expires\":%lld,\"jti\":\"%s\","
+	    "\"x5t#S256\":\"%s\",\"alg\":\"%s\"}",
+	    jws, (long long)exp, jti, x5t256, alg);
+	return b;
+}
+
 void
 rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
     const char *source, const uint8_t *body, size_t len,
@@ -590,12 +627,15 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	pend.now = now;
 	pend.exp = exp;
 	enqueue(svc, &pend);
-	j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "assertion", jws, "expires",
-	    (json_int_t)exp, "jti", v.jti, "x5t#S256", v.x5t256, "alg",
-	    reg.jwt_alg);
 	a->status = 200;
-	a->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
+	if ((a->body = answer_ok(jws, exp, v.jti, v.x5t256, reg.jwt_alg)) ==
+	    NULL) {
+		j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "assertion", jws,
+		    "expires", (json_int_t)exp, "jti", v.jti, "x5t#S256",
+		    v.x5t256, "alg", reg.jwt_alg);
+		a->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+	}
 	goto out;
 fail:
 	if (r == RF_ERR_REFUSED)
