@@ -584,16 +584,17 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 		refused(svc, &ask, cert_serial, source, &v, a);
 		goto out;
 	}
+	if ((r = key_get(svc, v.key_id, &key)) != 0)
+		goto fail;
+	pthread_mutex_unlock(&svc->lock);
+	locked = 0;
+	/* The message needs nothing of the lock's. */
 	if ((r = rf_jwt_guid(jti)) != 0 ||
 	    (r = rf_jwt_build(&reg, v.x5t256, jti, now,
 		 svc->cfg->assertion_lifetime, &msg)) != 0)
 		goto fail;
 	snprintf(v.jti, sizeof(v.jti), "%s", jti);
 	q.msglen = strlen(msg);
-	if ((r = key_get(svc, v.key_id, &key)) != 0)
-		goto fail;
-	pthread_mutex_unlock(&svc->lock);
-	locked = 0;
 
 	/* The signature: its audit leaf (what assertion, ref jti) names the
 	 * connector's certificate, the connection and the source. */
