@@ -3,16 +3,21 @@
  *
  * bench_assert raw KEYID N
  *	the token's raw signing rate with that key (the connection's
- *	RSA-2048 key) over N signatures on 2 sessions; prints signatures/s.
+ *	RSA-2048 key) over N signatures on 2 sessions, in this process;
+ *	prints "signatures/s cpu_s", cpu_s this process's CPU time for them.
  * bench_assert load HOST:PORT CERT KEY CA CONNECTION SECONDS THREADS [RATE]
  *	THREADS keep-alive mutual-TLS connections, each POSTing
  *	/v1/assertions for CONNECTION for SECONDS (paced to RATE a second in
- *	total when given); prints "rate p50_ms p99_ms errors".
+ *	total when given, the connections' turns spread evenly over each
+ *	period, not all at once); prints "rate p50_ms p99_ms errors cpu_s",
+ *cpu_s the load's own CPU time (user and system, every thread), which
+ *	bench/assert.sh counts against the assertions made.
  */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include <openssl/bio.h>
@@ -30,6 +35,7 @@ struct load {
 	const char *hostport, *cert, *key, *ca, *conn;
 	double seconds, rate;
 	int threads;
+	int started; /* workers so far: each one's turn in the period */
 	SSL_CTX *ctx;
 	pthread_mutex_t lock;
 	double *lat;
@@ -103,6 +109,11 @@ worker(void *arg)
 	    "application/json\r\nContent-Length: %zu\r\n\r\n%s",
 	    L->hostport, strlen(body), body);
 	gap = L->rate > 0 ? (double)L->threads / L->rate : 0;
+	/* Paced: the i-th connection asks at i / threads of each period, so
+	 * that the offered load is even rather than bursts of every one. */
+	pthread_mutex_lock(&L->lock);
+	next += gap * L->started++ / L->threads;
+	pthread_mutex_unlock(&L->lock);
 	if ((lat = malloc(sizeof(double) * MAXLAT)) == NULL ||
 	    (b = dial(L)) == NULL) {
 		free(lat);
@@ -149,12 +160,24 @@ cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* This process's CPU time so far (user and system, every thread), s. */
+static double
+cpu_self(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+	    (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
+
 static int
 load(int argc, char **argv)
 {
 	struct load L;
 	pthread_t tid[64];
-	double t0, el;
+	double t0, el, c0;
 	int i;
 
 	if (argc < 9)
@@ -181,15 +204,17 @@ load(int argc, char **argv)
 	}
 	SSL_CTX_set_verify(L.ctx, SSL_VERIFY_PEER, NULL);
 	t0 = mono();
+	c0 = cpu_self();
 	for (i = 0; i < L.threads; i++)
 		pthread_create(&tid[i], NULL, worker, &L);
 	for (i = 0; i < L.threads; i++)
 		pthread_join(tid[i], NULL);
 	el = mono() - t0;
 	qsort(L.lat, L.nlat, sizeof(double), cmp);
-	printf("%.0f %.2f %.2f %zu\n", (double)L.nlat / el,
+	printf("%.0f %.2f %.2f %zu %.3f\n", (double)L.nlat / el,
 	    L.nlat ? L.lat[L.nlat / 2] : 0,
-	    L.nlat ? L.lat[(size_t)((double)L.nlat * 0.99)] : 0, L.errors);
+	    L.nlat ? L.lat[(size_t)((double)L.nlat * 0.99)] : 0, L.errors,
+	    cpu_self() - c0);
 	SSL_CTX_free(L.ctx);
 	free(L.lat);
 	return L.nlat > 0 ? 0 : 1;
@@ -203,7 +228,7 @@ main(int argc, char **argv)
 	struct rf_audit *audit = NULL;
 	struct rf_keys *keys = NULL;
 	struct rf_key *key = NULL;
-	double rate = 0;
+	double rate = 0, c0 = 0;
 	int r;
 
 	if (argc > 1 && strcmp(argv[1], "load") == 0)
@@ -220,12 +245,13 @@ main(int argc, char **argv)
 	    (r = rf_audit_open(st, &audit)) != 0 ||
 	    (r = rf_keys_open(&cfg, audit, &keys)) != 0 ||
 	    (r = rf_keys_load(keys, argv[2], &key)) != 0 ||
+	    (c0 = cpu_self()) < 0 ||
 	    (r = rf_keys_measure_rate(
 		 keys, key, strtoul(argv[3], NULL, 10), 2, &rate)) != 0) {
 		fprintf(stderr, "bench_assert: %s\n", rf_err_msg(r));
 		return 1;
 	}
-	printf("%.0f\n", rate);
+	printf("%.0f %.3f\n", rate, cpu_self() - c0);
 	rf_key_free(key);
 	rf_keys_free(keys);
 	rf_audit_free(audit);

@@ -179,6 +179,7 @@ keyd_status(struct rf_cli *cli)
 struct keyd_assert {
 	const struct rf_config *cfg;
 	struct rf_limits *limits;
+	struct rf_connector_cache *cache; /* facts while the store's hold */
 };
 
 /*
@@ -188,7 +189,7 @@ struct keyd_assert {
  * registration implies, and the limits (rf_connector_decide).
  */
 static int
-keyd_assertion(void *arg, struct rf_store *st, const char *key_id,
+keyd_assertion(void *arg, struct rf_store *st, int64_t gen, const char *key_id,
     const struct rf_sign_req *req)
 {
 	struct keyd_assert *ka = arg;
@@ -208,7 +209,8 @@ keyd_assertion(void *arg, struct rf_store *st, const char *key_id,
 	q.msg = req->msg;
 	q.msglen = req->msglen;
 	q.now = rf_now();
-	if ((r = rf_connector_decide(ka->cfg, st, ka->limits, &q, &v)) != 0)
+	if ((r = rf_connector_decide_cached(
+		 ka->cache, gen, ka->cfg, st, ka->limits, &q, &v, NULL)) != 0)
 		return r;
 	if (v.why != RF_REFUSE_NONE)
 		return rf_err_set(RF_ERR_REFUSED,
@@ -220,14 +222,15 @@ keyd_assertion(void *arg, struct rf_store *st, const char *key_id,
 /* Class server's certificates: the renewal of an active connector's own
  * client certificate (its tenant is the connector's, connector.h). */
 static int
-keyd_connector_cert(void *arg, struct rf_store *st, const char *key_id,
-    const struct rf_sign_req *req)
+keyd_connector_cert(void *arg, struct rf_store *st, int64_t gen,
+    const char *key_id, const struct rf_sign_req *req)
 {
 	struct rf_connector_rec cr;
 	char tenant[128];
 	const char *name;
 
 	(void)arg;
+	(void)gen;
 	(void)key_id;
 	rf_connector_tenant("", tenant);
 	if (strncmp(req->tenant, tenant, strlen(tenant)) != 0 ||
@@ -256,7 +259,7 @@ int
 cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_keyd_opts o;
-	struct keyd_assert ka = {&cli->cfg, NULL};
+	struct keyd_assert ka = {&cli->cfg, NULL, NULL};
 	struct rf_pool_bg *bg = NULL;
 	long v;
 	char *end;
@@ -285,9 +288,10 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 		return cli_usage(
 		    "keyd", "unexpected argument '%.60s'", argv[1]);
 	}
-	if ((r = rf_limits_new(&ka.limits)) != 0)
-		return cli_fail(r);
-	if ((r = rf_pool_bg_new(&cli->cfg, keyd_log, NULL, &bg)) != 0) {
+	if ((r = rf_limits_new(&ka.limits)) != 0 ||
+	    (r = rf_connector_cache_new(&ka.cache)) != 0 ||
+	    (r = rf_pool_bg_new(&cli->cfg, keyd_log, NULL, &bg)) != 0) {
+		rf_connector_cache_free(ka.cache);
 		rf_limits_free(ka.limits);
 		return cli_fail(r);
 	}
@@ -298,6 +302,7 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	o.background_arg = bg;
 	r = rf_keyd_run(&cli->cfg, &o);
 	rf_pool_bg_free(bg);
+	rf_connector_cache_free(ka.cache);
 	rf_limits_free(ka.limits);
 	if (r != 0) {
 		keyd_log(NULL, rf_err_msg(r));

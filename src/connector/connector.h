@@ -175,6 +175,28 @@ int rf_connector_decide(const struct rf_config *cfg, struct rf_store *st,
     struct rf_limits *limits, const struct rf_connector_req *q,
     struct rf_connector_verdict *v) RF_WUR;
 
+/*
+ * Facts of decisions kept between requests (rf_connector_decide_cached).
+ * One per store connection; not thread-safe.
+ */
+struct rf_connector_cache;
+int rf_connector_cache_new(struct rf_connector_cache **out) RF_WUR;
+void rf_connector_cache_free(struct rf_connector_cache *c);
+/*
+ * rf_connector_decide, with the facts of requests that passed kept in c
+ * while the store's connector generation (rf_store_connector_gen) stays
+ * gen (read here when gen < 0; read it before anything the caller decides
+ * on): a request asked again reads one counter instead of its facts.
+ * Every check is made as rf_connector_decide makes it, the time-bound ones
+ * at q->now each time; a request that does not pass on kept facts is
+ * decided on the store's. With c NULL, rf_connector_decide. When not
+ * refused, *reg (if not NULL) receives the connection's registration.
+ */
+int rf_connector_decide_cached(struct rf_connector_cache *c, int64_t gen,
+    const struct rf_config *cfg, struct rf_store *st, struct rf_limits *limits,
+    const struct rf_connector_req *q, struct rf_connector_verdict *v,
+    struct rf_entra_rec *reg) RF_WUR;
+
 /* ---- Detectors and alerts (detect.c, alert.c) ---- */
 
 /* One assertion made or refused, as the detectors see it. */
@@ -198,6 +220,36 @@ struct rf_connector_event {
 int rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
     const struct rf_connector_event *ev, struct rf_alert_rec *out,
     size_t *n) RF_WUR;
+/*
+ * The detectors' baselines as a batch of events reads and writes them
+ * (seen.c): each row read once, changed in memory, written once by
+ * rf_seen_flush in the caller's transaction. Reads answer what the store
+ * would answer had every change been written at once. One per store
+ * connection; not thread-safe.
+ */
+struct rf_seen;
+int rf_seen_new(struct rf_store *st, struct rf_seen **out) RF_WUR;
+void rf_seen_free(struct rf_seen *b);
+/* Write every changed row, then hold none. */
+int rf_seen_flush(struct rf_seen *b) RF_WUR;
+/* Forget every change (its transaction was rolled back). */
+void rf_seen_drop(struct rf_seen *b);
+/* As rf_store_seen_get, _bump, _max, _set and _count (store_connector.h). */
+int rf_seen_get(struct rf_seen *b, const char *kind, const char *key,
+    int64_t *count, int64_t *first) RF_WUR;
+int rf_seen_bump(struct rf_seen *b, const char *kind, const char *key,
+    int64_t add, int64_t now, int64_t *before) RF_WUR;
+int rf_seen_max(struct rf_seen *b, const char *kind, const char *key, int64_t v,
+    int64_t now) RF_WUR;
+int rf_seen_set(struct rf_seen *b, const char *kind, const char *key, int64_t v,
+    int64_t now) RF_WUR;
+int rf_seen_count(struct rf_seen *b, const char *kind, const char *prefix,
+    int64_t since, int64_t *n) RF_WUR;
+/* rf_connector_detect on the baselines of b (written at rf_seen_flush). */
+int rf_connector_detect_in(const struct rf_config *cfg, struct rf_seen *b,
+    const struct rf_connector_event *ev, struct rf_alert_rec *out,
+    size_t *n) RF_WUR;
+
 /*
  * Record alerts: each new uid is a row (queued for the webhook) and an
  * "alert" audit leaf, in the caller's transaction.

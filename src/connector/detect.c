@@ -57,6 +57,21 @@ int
 rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
     const struct rf_connector_event *ev, struct rf_alert_rec *out, size_t *n)
 {
+	struct rf_seen *b = NULL;
+	int r;
+
+	*n = 0;
+	if ((r = rf_seen_new(st, &b)) == 0 &&
+	    (r = rf_connector_detect_in(cfg, b, ev, out, n)) == 0)
+		r = rf_seen_flush(b);
+	rf_seen_free(b);
+	return r;
+}
+
+int
+rf_connector_detect_in(const struct rf_config *cfg, struct rf_seen *st,
+    const struct rf_connector_event *ev, struct rf_alert_rec *out, size_t *n)
+{
 	char k[320], u[320], net[64], num[32];
 	int64_t before, used, first, c, base, hour = ev->now / HOUR;
 	int r;
@@ -74,14 +89,14 @@ rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
 	}
 	/* How much the connection was used before this assertion. */
 	snprintf(k, sizeof(k), "%s/%s", ev->tenant, ev->conn);
-	if ((r = rf_store_seen_bump(st, "conn", k, 1, ev->now, &used)) != 0)
+	if ((r = rf_seen_bump(st, "conn", k, 1, ev->now, &used)) != 0)
 		return r;
-	if ((r = rf_store_seen_get(st, "conn", k, &c, &first)) != 0)
+	if ((r = rf_seen_get(st, "conn", k, &c, &first)) != 0)
 		return r;
 
 	/* A connector never seen on this connection (after the first). */
 	snprintf(k, sizeof(k), "%s/%s|%s", ev->tenant, ev->conn, ev->connector);
-	if ((r = rf_store_seen_bump(st, "pair", k, 1, ev->now, &before)) != 0)
+	if ((r = rf_seen_bump(st, "pair", k, 1, ev->now, &before)) != 0)
 		return r;
 	if (before < 0 && used > 0)
 		add(out, n, ev, "new_connector", k,
@@ -91,7 +106,7 @@ rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
 	/* A source network never seen for this connection. */
 	network(ev->source, net);
 	snprintf(k, sizeof(k), "%s/%s|%s", ev->tenant, ev->conn, net);
-	if ((r = rf_store_seen_bump(st, "net", k, 1, ev->now, &before)) != 0)
+	if ((r = rf_seen_bump(st, "net", k, 1, ev->now, &before)) != 0)
 		return r;
 	if (before < 0 && used > 0)
 		add(out, n, ev, "new_network", k,
@@ -102,7 +117,7 @@ rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
 	 * (1970-01-01 was a Thursday: +72 h makes Monday 00:00 hour 0). */
 	snprintf(k, sizeof(k), "%s/%s|%lld", ev->tenant, ev->conn,
 	    (long long)((hour + 72) % 168));
-	if ((r = rf_store_seen_bump(st, "how", k, 1, ev->now, &before)) != 0)
+	if ((r = rf_seen_bump(st, "how", k, 1, ev->now, &before)) != 0)
 		return r;
 	if (before < 0 && used > 0 && ev->now - first >= WEEK)
 		add(out, n, ev, "new_hour_of_week", k,
@@ -114,20 +129,19 @@ rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
 	 * complete hour so far; the threshold is 2 x baseline + 3. */
 	snprintf(
 	    k, sizeof(k), "%s/%s|%lld", ev->tenant, ev->conn, (long long)hour);
-	if ((r = rf_store_seen_bump(st, "hour", k, 1, ev->now, &before)) != 0)
+	if ((r = rf_seen_bump(st, "hour", k, 1, ev->now, &before)) != 0)
 		return r;
 	snprintf(u, sizeof(u), "%s/%s", ev->tenant, ev->conn);
 	if (before < 0) {
 		/* A new hour: fold the previous one into the baseline. */
 		snprintf(k, sizeof(k), "%s/%s|%lld", ev->tenant, ev->conn,
 		    (long long)(hour - 1));
-		if ((r = rf_store_seen_get(st, "hour", k, &c, NULL)) != 0 ||
+		if ((r = rf_seen_get(st, "hour", k, &c, NULL)) != 0 ||
 		    (c > 0 &&
-			(r = rf_store_seen_max(st, "hbase", u, c, ev->now)) !=
-			    0))
+			(r = rf_seen_max(st, "hbase", u, c, ev->now)) != 0))
 			return r;
 	}
-	if ((r = rf_store_seen_get(st, "hbase", u, &base, &first)) != 0)
+	if ((r = rf_seen_get(st, "hbase", u, &base, &first)) != 0)
 		return r;
 	if (first != 0 && before + 1 == 2 * base + 3) {
 		snprintf(k, sizeof(k), "%s/%s:%lld", ev->tenant, ev->conn,
@@ -141,27 +155,23 @@ rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
 
 	/* One connector over more tenants in 10 minutes than its baseline. */
 	snprintf(k, sizeof(k), "%s|%s", ev->connector, ev->tenant);
-	if ((r = rf_store_seen_bump(st, "fan", k, 1, ev->now, &before)) != 0)
+	if ((r = rf_seen_bump(st, "fan", k, 1, ev->now, &before)) != 0)
 		return r;
 	snprintf(k, sizeof(k), "%s|", ev->connector);
-	if ((r = rf_store_seen_count(
-		 st, "fan", k, ev->now - FANOUT_WINDOW, &c)) != 0)
+	if ((r = rf_seen_count(st, "fan", k, ev->now - FANOUT_WINDOW, &c)) != 0)
 		return r;
 	/* The baseline: the most tenants of any earlier 10-minute window
 	 * (fcur holds the current window's, first = its start). */
-	if ((r = rf_store_seen_get(st, "fcur", ev->connector, &base, &first)) !=
-	    0)
+	if ((r = rf_seen_get(st, "fcur", ev->connector, &base, &first)) != 0)
 		return r;
 	if (first != 0 && first / FANOUT_WINDOW == ev->now / FANOUT_WINDOW)
-		r = rf_store_seen_max(st, "fcur", ev->connector, c, ev->now);
-	else if ((r = rf_store_seen_set(
-		      st, "fcur", ev->connector, c, ev->now)) == 0 &&
+		r = rf_seen_max(st, "fcur", ev->connector, c, ev->now);
+	else if ((r = rf_seen_set(st, "fcur", ev->connector, c, ev->now)) ==
+		0 &&
 	    first != 0)
-		r = rf_store_seen_max(
-		    st, "fbase", ev->connector, base, ev->now);
+		r = rf_seen_max(st, "fbase", ev->connector, base, ev->now);
 	if (r != 0 ||
-	    (r = rf_store_seen_get(st, "fbase", ev->connector, &base, NULL)) !=
-		0)
+	    (r = rf_seen_get(st, "fbase", ev->connector, &base, NULL)) != 0)
 		return r;
 	if (c > FANOUT_MIN && c > 2 * base) {
 		snprintf(k, sizeof(k), "%s:%lld", ev->connector,
@@ -175,7 +185,7 @@ rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
 
 	/* A global surge across tenants: one alert an hour. */
 	snprintf(k, sizeof(k), "%lld", (long long)(ev->now / 60));
-	if ((r = rf_store_seen_bump(st, "minute", k, 1, ev->now, &before)) != 0)
+	if ((r = rf_seen_bump(st, "minute", k, 1, ev->now, &before)) != 0)
 		return r;
 	if (before + 1 == cfg->surge_per_minute) {
 		snprintf(k, sizeof(k), "%lld", (long long)hour);

@@ -20,6 +20,11 @@
 
 #define KCACHE 64
 #define QUEUE_MAX 65536
+/* The recorder gathers for RECORD_WAIT_MS after the first of a batch (or
+ * until RECORD_BATCH wait): one transaction and one write of each
+ * baseline for many assertions. Records follow the answers anyway. */
+#define RECORD_BATCH 512
+#define RECORD_WAIT_MS 10
 
 /*
  * What the recorder writes after the answer: an assertion made (its row,
@@ -46,6 +51,7 @@ struct rf_connector_svc {
 	struct rf_audit *audit;
 	struct rf_ca *ca; /* for renewals, opened on first use */
 	struct rf_limits *limits;
+	struct rf_connector_cache *cache; /* decisions' facts (under lock) */
 	/* Connection keys loaded from the token, by id (under lock): a
 	 * load reads and checks the public key, which costs more than the
 	 * signature for RSA. Only the current key of a connection is asked
@@ -61,6 +67,7 @@ struct rf_connector_svc {
 	pthread_t rec;
 	struct rf_store *rst;
 	struct rf_audit *raudit;
+	struct rf_seen *seen; /* the recorder's baselines, a batch at a time */
 	/* Webhook delivery: its own thread and store connection. */
 	pthread_t wh;
 	int wh_running, wh_stop;
@@ -142,8 +149,10 @@ rf_connector_svc_new(const struct rf_config *cfg, struct rf_keys *keys,
 	if ((r = rf_store_open(cfg->db_path, 0, &svc->st)) != 0 ||
 	    (r = rf_audit_open(svc->st, &svc->audit)) != 0 ||
 	    (r = rf_limits_new(&svc->limits)) != 0 ||
+	    (r = rf_connector_cache_new(&svc->cache)) != 0 ||
 	    (r = rf_store_open(cfg->db_path, 0, &svc->rst)) != 0 ||
-	    (r = rf_audit_open(svc->rst, &svc->raudit)) != 0) {
+	    (r = rf_audit_open(svc->rst, &svc->raudit)) != 0 ||
+	    (r = rf_seen_new(svc->rst, &svc->seen)) != 0) {
 		rf_connector_svc_free(svc);
 		return r;
 	}
@@ -193,8 +202,10 @@ rf_connector_svc_free(struct rf_connector_svc *svc)
 		rf_key_free(svc->kcache[i]);
 	rf_ca_free(svc->ca);
 	rf_limits_free(svc->limits);
+	rf_connector_cache_free(svc->cache);
 	rf_audit_free(svc->audit);
 	rf_store_free(svc->st);
+	rf_seen_free(svc->seen);
 	rf_audit_free(svc->raudit);
 	rf_store_free(svc->rst);
 	free(svc->q);
@@ -251,14 +262,16 @@ enqueue(struct rf_connector_svc *svc, const struct pending *p)
 		pthread_cond_wait(&svc->qspace, &svc->qlock);
 	if (svc->nq < QUEUE_MAX)
 		svc->q[svc->nq++] = *p;
-	pthread_cond_signal(&svc->qcond);
+	/* The recorder sleeps until the first, gathers until a batch. */
+	if (svc->nq == 1 || svc->nq == RECORD_BATCH)
+		pthread_cond_signal(&svc->qcond);
 	pthread_mutex_unlock(&svc->qlock);
 }
 
 /* A refusal's leaf (and alert), in the recorder's transaction. */
 static int
 refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
-    struct rf_audit *audit, const struct pending *p)
+    struct rf_audit *audit, struct rf_seen *seen, const struct pending *p)
 {
 	const struct rf_connector_verdict *v = &p->v;
 	struct rf_audit_event ev;
@@ -296,7 +309,7 @@ refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
 	de.source = addr;
 	de.now = p->now;
 	de.refused_incident = 1;
-	if ((r = rf_connector_detect(svc->cfg, st, &de, al, &n)) != 0)
+	if ((r = rf_connector_detect_in(svc->cfg, seen, &de, al, &n)) != 0)
 		return r;
 	return rf_connector_alerts_raise(st, audit, al, n);
 }
@@ -327,7 +340,7 @@ refused(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
 /* After signing: the assertion's record, detectors, alerts, evidence. */
 static int
 record(struct rf_connector_svc *svc, struct rf_store *st,
-    struct rf_audit *audit, const struct pending *p)
+    struct rf_audit *audit, struct rf_seen *seen, const struct pending *p)
 {
 	const struct rf_assert_ask *ask = &p->ask;
 	const struct rf_connector_verdict *v = &p->v;
@@ -368,7 +381,8 @@ record(struct rf_connector_svc *svc, struct rf_store *st,
 		de.cred_x5t256 = v->x5t256;
 		de.jti = v->jti;
 		de.now = now;
-		if ((r = rf_connector_detect(svc->cfg, st, &de, al, &n)) != 0 ||
+		if ((r = rf_connector_detect_in(svc->cfg, seen, &de, al, &n)) !=
+			0 ||
 		    (r = rf_connector_alerts_raise(st, audit, al, n)) != 0)
 			goto out;
 	}
@@ -402,7 +416,18 @@ out:
 	return r;
 }
 
-/* Write one batch in one transaction; item by item if that fails. */
+static int
+record_one(struct rf_connector_svc *svc, struct rf_store *st,
+    struct rf_audit *audit, const struct pending *p)
+{
+	return p->refusal ? refusal_record(svc, st, audit, svc->seen, p)
+			  : record(svc, st, audit, svc->seen, p);
+}
+
+/*
+ * Write one batch in one transaction, the baselines its detectors changed
+ * once each at the end (rf_seen_flush); item by item if that fails.
+ */
 static void
 record_batch(struct rf_connector_svc *svc, struct rf_store *st,
     struct rf_audit *audit, const struct pending *q, size_t n)
@@ -412,22 +437,25 @@ record_batch(struct rf_connector_svc *svc, struct rf_store *st,
 
 	if (rf_store_begin(st) == 0) {
 		for (i = 0; i < n && r == 0; i++)
-			r = q[i].refusal ? refusal_record(svc, st, audit, &q[i])
-					 : record(svc, st, audit, &q[i]);
+			r = record_one(svc, st, audit, &q[i]);
+		if (r == 0)
+			r = rf_seen_flush(svc->seen);
 		if (r == 0 && rf_store_commit(st) == 0)
 			return;
+		rf_seen_drop(svc->seen);
 		if (r != 0)
 			rf_store_rollback(st);
 	}
 	for (i = 0; i < n && n > 1; i++) {
 		if (rf_store_begin(st) != 0)
 			break;
-		r = q[i].refusal ? refusal_record(svc, st, audit, &q[i])
-				 : record(svc, st, audit, &q[i]);
+		if ((r = record_one(svc, st, audit, &q[i])) == 0)
+			r = rf_seen_flush(svc->seen);
 		if (r == 0)
 			r = rf_store_commit(st);
 		else
 			rf_store_rollback(st);
+		rf_seen_drop(svc->seen);
 	}
 	rf_err_clear();
 }
@@ -437,6 +465,7 @@ recorder_main(void *arg)
 {
 	struct rf_connector_svc *svc = arg;
 	struct pending *batch;
+	struct timespec ts;
 	size_t n;
 
 	if ((batch = malloc(sizeof(*batch) * QUEUE_MAX)) == NULL)
@@ -445,6 +474,15 @@ recorder_main(void *arg)
 		pthread_mutex_lock(&svc->qlock);
 		while (svc->nq == 0 && !svc->qstop)
 			pthread_cond_wait(&svc->qcond, &svc->qlock);
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += RECORD_WAIT_MS * 1000000L;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		while (svc->nq < RECORD_BATCH && !svc->qstop &&
+		    pthread_cond_timedwait(&svc->qcond, &svc->qlock, &ts) == 0)
+			;
 		if (svc->nq == 0 && svc->qstop) {
 			pthread_mutex_unlock(&svc->qlock);
 			break;
@@ -458,6 +496,43 @@ recorder_main(void *arg)
 	}
 	free(batch);
 	return NULL;
+}
+
+/* 1 if s needs no JSON escape: base64url, '.', a GUID, an alg name. */
+static int
+json_plain(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
+			(*s >= '0' && *s <= '9') || *s == '-' || *s == '_' ||
+			*s == '.'))
+			return 0;
+	return 1;
+}
+
+/*
+ * The answer's body, written as json_dumps(JSON_COMPACT) writes it (same
+ * members, same order) without building a JSON tree per assertion; NULL
+ * when a value would need escaping (then the caller builds it).
+ */
+static char *
+answer_ok(const char *jws, int64_t exp, const char *jti, const char *x5t256,
+    const char *alg)
+{
+	size_t n;
+	char *b;
+
+	if (!json_plain(jws) || !json_plain(jti) || !json_plain(x5t256) ||
+	    !json_plain(alg))
+		return NULL;
+	n = strlen(jws) + strlen(jti) + strlen(x5t256) + strlen(alg) + 96;
+	if ((b = malloc(n)) == NULL)
+		return NULL;
+	snprintf(b, n,
+	    "{\"assertion\":\"%s\",\"expires\":%lld,\"jti\":\"%s\","
+	    "\"x5t#S256\":\"%s\",\"alg\":\"%s\"}",
+	    jws, (long long)exp, jti, x5t256, alg);
+	return b;
 }
 
 void
@@ -502,25 +577,24 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	 * registration implies. The custody process decides again on exactly
 	 * that message (keyd's policy): checking here what was just built
 	 * would add nothing. */
-	if ((r = rf_connector_decide(svc->cfg, svc->st, svc->limits, &q, &v)) !=
-	    0)
+	if ((r = rf_connector_decide_cached(svc->cache, -1, svc->cfg, svc->st,
+		 svc->limits, &q, &v, &reg)) != 0)
 		goto fail;
 	if (v.why != RF_REFUSE_NONE) {
 		refused(svc, &ask, cert_serial, source, &v, a);
 		goto out;
 	}
-	if ((r = rf_store_entra_get(svc->st, ask.tenant, ask.conn, &reg)) !=
-		0 ||
-	    (r = rf_jwt_guid(jti)) != 0 ||
+	if ((r = key_get(svc, v.key_id, &key)) != 0)
+		goto fail;
+	pthread_mutex_unlock(&svc->lock);
+	locked = 0;
+	/* The message needs nothing of the lock's. */
+	if ((r = rf_jwt_guid(jti)) != 0 ||
 	    (r = rf_jwt_build(&reg, v.x5t256, jti, now,
 		 svc->cfg->assertion_lifetime, &msg)) != 0)
 		goto fail;
 	snprintf(v.jti, sizeof(v.jti), "%s", jti);
 	q.msglen = strlen(msg);
-	if ((r = key_get(svc, v.key_id, &key)) != 0)
-		goto fail;
-	pthread_mutex_unlock(&svc->lock);
-	locked = 0;
 
 	/* The signature: its audit leaf (what assertion, ref jti) names the
 	 * connector's certificate, the connection and the source. */
@@ -554,12 +628,15 @@ rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
 	pend.now = now;
 	pend.exp = exp;
 	enqueue(svc, &pend);
-	j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "assertion", jws, "expires",
-	    (json_int_t)exp, "jti", v.jti, "x5t#S256", v.x5t256, "alg",
-	    reg.jwt_alg);
 	a->status = 200;
-	a->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
-	json_decref(j);
+	if ((a->body = answer_ok(jws, exp, v.jti, v.x5t256, reg.jwt_alg)) ==
+	    NULL) {
+		j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "assertion", jws,
+		    "expires", (json_int_t)exp, "jti", v.jti, "x5t#S256",
+		    v.x5t256, "alg", reg.jwt_alg);
+		a->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+		json_decref(j);
+	}
 	goto out;
 fail:
 	if (r == RF_ERR_REFUSED)

@@ -40,35 +40,35 @@ struct rf_http_pool {
 	pthread_mutex_t lock;
 	pthread_cond_t cv;
 	struct rf_http_job *head, *tail; /* waiting, under lock */
-	size_t inflight;		 /* waiting or running */
+	size_t inflight; /* waiting or running (atomic: no lock per job) */
 	size_t cap;
-	int stop;
+	int stop; /* set under lock, read atomically */
 	int nthreads, started;
 	pthread_t *tid;
 	struct rf_http_worker *pw; /* one per thread */
 };
 
-/* A place in p for one more job: 0, or -1 at the cap (or stopping). */
+/*
+ * A place in p for one more job: 0, or -1 at the cap (or stopping). A
+ * counter, not the queue's lock: the worker and every pool thread would
+ * otherwise meet on that lock four times a job. Two callers racing for the
+ * last place may both be refused, as at the cap.
+ */
 static int
 pool_reserve(struct rf_http_pool *p)
 {
-	int r = 0;
-
-	pthread_mutex_lock(&p->lock);
-	if (p->inflight >= p->cap || p->stop)
-		r = -1;
-	else
-		p->inflight++;
-	pthread_mutex_unlock(&p->lock);
-	return r;
+	if (__atomic_add_fetch(&p->inflight, 1, __ATOMIC_ACQ_REL) > p->cap ||
+	    __atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
+		__atomic_sub_fetch(&p->inflight, 1, __ATOMIC_ACQ_REL);
+		return -1;
+	}
+	return 0;
 }
 
 static void
 pool_unreserve(struct rf_http_pool *p)
 {
-	pthread_mutex_lock(&p->lock);
-	p->inflight--;
-	pthread_mutex_unlock(&p->lock);
+	__atomic_sub_fetch(&p->inflight, 1, __ATOMIC_ACQ_REL);
 }
 
 /* Queue j, for which a place was reserved. */
@@ -81,8 +81,9 @@ pool_push(struct rf_http_pool *p, struct rf_http_job *j)
 	else
 		p->head = j;
 	p->tail = j;
-	pthread_cond_signal(&p->cv);
 	pthread_mutex_unlock(&p->lock);
+	/* After the unlock: the thread woken does not wait for it. */
+	pthread_cond_signal(&p->cv);
 }
 
 void
@@ -161,9 +162,10 @@ pool_main(void *arg)
 		    p->nice); /* a failure costs latency, not answers */
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
-		while (p->head == NULL && !p->stop)
+		while (p->head == NULL &&
+		    !__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE))
 			pthread_cond_wait(&p->cv, &p->lock);
-		if (p->stop) {
+		if (__atomic_load_n(&p->stop, __ATOMIC_ACQUIRE)) {
 			pthread_mutex_unlock(&p->lock);
 			break;
 		}
@@ -196,7 +198,7 @@ pool_free(struct rf_http_pool *p)
 	if (p == NULL)
 		return;
 	pthread_mutex_lock(&p->lock);
-	p->stop = 1;
+	__atomic_store_n(&p->stop, 1, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&p->cv);
 	pthread_mutex_unlock(&p->lock);
 	for (i = 0; i < p->started; i++)

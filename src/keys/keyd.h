@@ -76,14 +76,15 @@ struct rf_keyd_opts {
 	void (*log)(void *arg, const char *line);
 	void *log_arg;
 	/* Decides class server's client assertions (policy.h); NULL: every
-	 * assertion is refused. */
-	int (*assertion)(void *arg, struct rf_store *st, const char *key_id,
-	    const struct rf_sign_req *req);
+	 * assertion is refused. gen: the store's connector generation read
+	 * before anything of this request (-1: unknown). */
+	int (*assertion)(void *arg, struct rf_store *st, int64_t gen,
+	    const char *key_id, const struct rf_sign_req *req);
 	void *assertion_arg;
 	/* Decides class server's certificates (a connector's renewal,
 	 * policy.h), same shape; NULL: every certificate is refused. */
-	int (*cert)(void *arg, struct rf_store *st, const char *key_id,
-	    const struct rf_sign_req *req);
+	int (*cert)(void *arg, struct rf_store *st, int64_t gen,
+	    const char *key_id, const struct rf_sign_req *req);
 	/* Called once the socket listens (e.g. to detach from a parent). */
 	void (*ready)(void *arg);
 	void *ready_arg;

@@ -22,6 +22,9 @@
 #include "keys/keyd.h"
 #include "keys/ledger.h"
 #include "keys/policy.h"
+#include "store/store_connector.h"
+
+#define KEYS_KEPT 16 /* keys whose purpose is kept (kpolicy.keys) */
 
 struct rf_kpolicy {
 	struct rf_store *st;
@@ -35,6 +38,14 @@ struct rf_kpolicy {
 	void *cert_arg;
 	int connector_days;
 	struct rf_ledger *ledger; /* revocations keyd has seen (ledger.h) */
+	/* Active keys' purposes, while the connector generation (which
+	 * moves with every change of a key's row) is kgen. */
+	int64_t kgen;
+	size_t nkeys, knext;
+	struct {
+		char id[65];
+		char purpose[16];
+	} keys[KEYS_KEPT];
 };
 
 void
@@ -104,18 +115,36 @@ refuse(const char *why, const char *what)
 	    what ? what : "a signature", why);
 }
 
-/* The key's purpose in the store ("ocsp", "audit", "tls", ...). */
+/*
+ * The key's purpose in the store ("ocsp", "audit", "tls", ...), from what
+ * was read while the connector generation was gen (-1: read it now).
+ */
 static int
-key_purpose(struct rf_kpolicy *p, const char *id, char purpose[16])
+key_purpose(struct rf_kpolicy *p, int64_t gen, const char *id, char purpose[16])
 {
 	struct rf_key_rec kr;
+	size_t i;
 
 	purpose[0] = '\0';
+	if (gen < 0 || gen != p->kgen) {
+		p->nkeys = p->knext = 0;
+		p->kgen = gen;
+	}
+	for (i = 0; gen >= 0 && i < p->nkeys; i++)
+		if (strcmp(p->keys[i].id, id) == 0) {
+			snprintf(purpose, 16, "%s", p->keys[i].purpose);
+			return 0;
+		}
 	if (rf_store_key_get(p->st, id, &kr) != 0)
 		return RF_ERR_NOT_FOUND;
 	if (strcmp(kr.state, "active") != 0)
 		return RF_ERR_KEY_DISABLED;
 	snprintf(purpose, 16, "%s", kr.purpose);
+	if (gen >= 0 && strlen(id) < sizeof(p->keys[0].id)) {
+		i = p->nkeys < KEYS_KEPT ? p->nkeys++ : p->knext++ % KEYS_KEPT;
+		snprintf(p->keys[i].id, sizeof(p->keys[i].id), "%s", id);
+		snprintf(p->keys[i].purpose, 16, "%s", purpose);
+	}
 	return 0;
 }
 
@@ -459,8 +488,8 @@ check_tls(struct rf_kpolicy *p, const char *purpose, size_t n)
 }
 
 static int
-check_assertion(struct rf_kpolicy *p, const char *purpose, const char *key_id,
-    const struct rf_sign_req *req)
+check_assertion(struct rf_kpolicy *p, int64_t gen, const char *purpose,
+    const char *key_id, const struct rf_sign_req *req)
 {
 	if (strcmp(purpose, "connection") != 0)
 		return refuse("an assertion with a key that is not a tenant "
@@ -469,7 +498,7 @@ check_assertion(struct rf_kpolicy *p, const char *purpose, const char *key_id,
 	if (p->assertion == NULL)
 		return refuse(
 		    "no connector policy in this custody process", "assertion");
-	return p->assertion(p->assertion_arg, p->st, key_id, req);
+	return p->assertion(p->assertion_arg, p->st, gen, key_id, req);
 }
 
 /* 1 if name is the CA's connector profile subject for tenant (ca.c:
@@ -505,8 +534,8 @@ connector_subject(const X509_NAME *name, const char *tenant)
  * hour of slack), for an active connector (p->cert).
  */
 static int
-check_cert(struct rf_kpolicy *p, const char *purpose, const char *key_id,
-    const struct rf_sign_req *req)
+check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
+    const char *key_id, const struct rf_sign_req *req)
 {
 	EXTENDED_KEY_USAGE *eku = NULL;
 	const unsigned char *q;
@@ -553,7 +582,7 @@ check_cert(struct rf_kpolicy *p, const char *purpose, const char *key_id,
 		    "a certificate valid longer than connector_days", "cert");
 		goto out;
 	}
-	r = p->cert(p->cert_arg, p->st, key_id, req);
+	r = p->cert(p->cert_arg, p->st, gen, key_id, req);
 out:
 	EXTENDED_KEY_USAGE_free(eku);
 	X509_free(x);
@@ -567,6 +596,7 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 {
 	char purpose[16];
 	const char *what;
+	int64_t gen;
 	size_t i;
 	int r;
 
@@ -587,7 +617,12 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 		return 0;
 	if (cls != RF_KCLASS_SERVER)
 		return refuse("caller has no class", NULL);
-	if ((r = key_purpose(p, key_id, purpose)) != 0)
+	/* The generation before anything it vouches for is read. */
+	if (rf_store_connector_gen(p->st, &gen) != 0) {
+		rf_err_clear();
+		gen = -1;
+	}
+	if ((r = key_purpose(p, gen, key_id, purpose)) != 0)
 		return refuse(r == RF_ERR_KEY_DISABLED
 			? "the key is not active in the store"
 			: "a key the store does not know",
@@ -603,9 +638,9 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 		else if (digest && strcmp(what, "tls") == 0)
 			r = check_tls(p, purpose, 1);
 		else if (!digest && strcmp(what, "assertion") == 0)
-			r = check_assertion(p, purpose, key_id, &reqs[i]);
+			r = check_assertion(p, gen, purpose, key_id, &reqs[i]);
 		else if (!digest && strcmp(what, "cert") == 0)
-			r = check_cert(p, purpose, key_id, &reqs[i]);
+			r = check_cert(p, gen, purpose, key_id, &reqs[i]);
 		else
 			r = refuse(digest ? "a raw digest signature"
 					  : "this kind of signature",

@@ -504,6 +504,43 @@ rf_store_seen_count(struct rf_store *st, const char *kind, const char *prefix,
 }
 
 int
+rf_store_seen_row(struct rf_store *st, const char *kind, const char *key,
+    struct rf_seen_rec *out)
+{
+	sqlite3_stmt *s;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if ((r = prep(st, &s,
+		 "SELECT count, first, last FROM connector_seen WHERE kind = ? "
+		 "AND k = ?",
+		 "ss", kind, key)) != 0)
+		return r;
+	if ((r = one_row(st, s, "reading a baseline")) == 0) {
+		out->count = sqlite3_column_int64(s, 0);
+		out->first = sqlite3_column_int64(s, 1);
+		out->last = sqlite3_column_int64(s, 2);
+	}
+	done(st, s);
+	return r;
+}
+
+int
+rf_store_seen_put(struct rf_store *st, const char *kind, const char *key,
+    const struct rf_seen_rec *v)
+{
+	sqlite3_stmt *s;
+	int r;
+
+	if ((r = prep(st, &s,
+		 "INSERT OR REPLACE INTO connector_seen (kind, k, first, last, "
+		 "count) VALUES (?, ?, ?, ?, ?)",
+		 "ssiii", kind, key, v->first, v->last, v->count)) != 0)
+		return r;
+	return run(st, s, "writing a baseline");
+}
+
+int
 rf_store_alert_add(
     struct rf_store *st, const struct rf_alert_rec *a, int *added)
 {
@@ -687,6 +724,22 @@ rf_store_connector_facts(struct rf_store *st, const char *serial,
 		st_col_str(s, 22, out->cred_x5t256, sizeof(out->cred_x5t256));
 		out->incident = sqlite3_column_int64(s, 23);
 	}
+	done(st, s);
+	return r;
+}
+
+int
+rf_store_connector_gen(struct rf_store *st, int64_t *n)
+{
+	sqlite3_stmt *s;
+	int r;
+
+	*n = -1;
+	if ((r = prep(
+		 st, &s, "SELECT n FROM connector_gen WHERE id = 1", "")) != 0)
+		return r;
+	if ((r = one_row(st, s, "reading the connector generation")) == 0)
+		*n = sqlite3_column_int64(s, 0);
 	done(st, s);
 	return r;
 }

@@ -102,6 +102,15 @@ int rf_store_seen_set(struct rf_store *st, const char *kind, const char *key,
 /* How many keys of kind start with prefix and were last bumped >= since. */
 int rf_store_seen_count(struct rf_store *st, const char *kind,
     const char *prefix, int64_t since, int64_t *n) RF_WUR;
+/* One baseline's whole row: RF_ERR_NOT_FOUND when absent. */
+struct rf_seen_rec {
+	int64_t count, first, last;
+};
+int rf_store_seen_row(struct rf_store *st, const char *kind, const char *key,
+    struct rf_seen_rec *out) RF_WUR;
+/* Write one baseline's whole row (as rf_store_seen_row reads it). */
+int rf_store_seen_put(struct rf_store *st, const char *kind, const char *key,
+    const struct rf_seen_rec *v) RF_WUR;
 
 /* Alerts, each also an audit leaf; the webhook queue is the same rows. */
 struct rf_alert_rec {
@@ -164,6 +173,16 @@ struct rf_connector_facts {
 int rf_store_connector_facts(struct rf_store *st, const char *serial,
     const char *tenant, const char *conn,
     struct rf_connector_facts *out) RF_WUR;
+/*
+ * A counter that moves with every change, by any connection, to what a
+ * connector's assertion and a signing key's use are decided on: connectors,
+ * their certificates and bindings, Entra registrations, incidents and
+ * their items (any row), connections, certificates and keys (changed or
+ * removed rows; a new row of these cannot change facts that passed). Facts
+ * read when it was n are still the store's while it reads n (triggers of
+ * migration 11).
+ */
+int rf_store_connector_gen(struct rf_store *st, int64_t *n) RF_WUR;
 
 /*
  * Evidence that a connection works again: the first assertion signed with

@@ -44,6 +44,17 @@ teardown(void **state)
 	return 0;
 }
 
+/* Run one SQL statement on the file, outside the store (independent). */
+static inline void
+raw_sql(const char *path, const char *sql)
+{
+	sqlite3 *db = NULL;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+}
+
 /* Read one integer from the file, outside the store (independent). */
 static inline int64_t
 raw_int(const char *path, const char *sql)

@@ -342,6 +342,26 @@ test_decide(void **state)
 	free(msg);
 }
 
+/* acme/m365 (credential c1, key k1) affected by incident id. */
+static void
+affect(struct rf_store *st, int64_t id)
+{
+	struct rf_item_rec it;
+	struct rf_conn_rec cn;
+
+	assert_int_equal(rf_store_conn_get(st, "acme", "m365", &cn), 0);
+	memset(&it, 0, sizeof(it));
+	it.incident = id;
+	it.conn = cn.id;
+	snprintf(it.tenant, sizeof(it.tenant), "acme");
+	snprintf(it.name, sizeof(it.name), "m365");
+	snprintf(it.rp, sizeof(it.rp), "pinned");
+	snprintf(it.old_serial, sizeof(it.old_serial), "c1");
+	snprintf(it.old_key, sizeof(it.old_key), "k1");
+	snprintf(it.state, sizeof(it.state), "affected");
+	assert_int_equal(rf_store_item_add(st, &it), 0);
+}
+
 static void
 test_incident(void **state)
 {
@@ -350,8 +370,6 @@ test_incident(void **state)
 	struct rf_connector_req q;
 	struct rf_connector_verdict v;
 	struct rf_incident_rec inc;
-	struct rf_item_rec it;
-	struct rf_conn_rec cn;
 
 	world(f);
 	memset(&cfg, 0, sizeof(cfg));
@@ -359,17 +377,7 @@ test_incident(void **state)
 	snprintf(inc.scope, sizeof(inc.scope), "connection:acme/m365");
 	snprintf(inc.state, sizeof(inc.state), "open");
 	assert_int_equal(rf_store_incident_add(f->st, &inc), 0);
-	assert_int_equal(rf_store_conn_get(f->st, "acme", "m365", &cn), 0);
-	memset(&it, 0, sizeof(it));
-	it.incident = inc.id;
-	it.conn = cn.id;
-	snprintf(it.tenant, sizeof(it.tenant), "acme");
-	snprintf(it.name, sizeof(it.name), "m365");
-	snprintf(it.rp, sizeof(it.rp), "pinned");
-	snprintf(it.old_serial, sizeof(it.old_serial), "c1");
-	snprintf(it.old_key, sizeof(it.old_key), "k1");
-	snprintf(it.state, sizeof(it.state), "affected");
-	assert_int_equal(rf_store_item_add(f->st, &it), 0);
+	affect(f->st, inc.id);
 	memset(&q, 0, sizeof(q));
 	q.cert_serial = "s1";
 	q.tenant = "acme";
@@ -384,6 +392,127 @@ test_incident(void **state)
 	assert_int_equal(rf_store_incident_update(f->st, &inc), 0);
 	assert_int_equal(rf_connector_decide(&cfg, f->st, NULL, &q, &v), 0);
 	assert_int_equal(v.why, RF_REFUSE_NONE);
+}
+
+/*
+ * Decisions on kept facts are the store's: each change another connection
+ * commits to what they rest on (revocation, binding, incident, a new
+ * credential, the connector's state) is seen by the next request, while
+ * what the API writes per assertion (its row, the baselines) keeps them.
+ */
+static void
+test_decide_cached(void **state)
+{
+	struct fx *f = *state;
+	struct rf_config cfg;
+	struct rf_connector_req q;
+	struct rf_connector_verdict v;
+	struct rf_connector_cache *c;
+	struct rf_entra_rec reg;
+	struct rf_assertion_rec ar;
+	struct rf_incident_rec inc;
+	struct rf_cert_rec cr;
+	struct rf_store *other;
+	int64_t g0, g1;
+	int changed;
+
+	world(f);
+	assert_int_equal(rf_store_open(f->path, 0, &other), 0);
+	memset(&cfg, 0, sizeof(cfg));
+	memset(&q, 0, sizeof(q));
+	q.cert_serial = "s1";
+	q.tenant = "acme";
+	q.conn = "m365";
+	q.now = NOW;
+	assert_int_equal(rf_connector_cache_new(&c), 0);
+#define DECIDE(want)                                                           \
+	do {                                                                   \
+		assert_int_equal(rf_connector_decide_cached(                   \
+				     c, -1, &cfg, f->st, NULL, &q, &v, &reg),  \
+		    0);                                                        \
+		assert_int_equal(v.why, want);                                 \
+	} while (0)
+	DECIDE(RF_REFUSE_NONE);
+	assert_string_equal(reg.jwt_alg, "PS256");
+	assert_string_equal(v.key_id, "k1");
+	/* What the API writes per assertion does not move the generation. */
+	assert_int_equal(rf_store_connector_gen(f->st, &g0), 0);
+	memset(&ar, 0, sizeof(ar));
+	snprintf(
+	    ar.jti, sizeof(ar.jti), "0f8fad5b-d9cb-469f-a165-70867728950e");
+	snprintf(ar.tenant, sizeof(ar.tenant), "acme");
+	snprintf(ar.conn, sizeof(ar.conn), "m365");
+	ar.time = NOW;
+	assert_int_equal(rf_store_assertion_add(other, &ar), 0);
+	assert_int_equal(
+	    rf_store_seen_bump(other, "net", "acme/m365|10.0.0", 1, NOW, NULL),
+	    0);
+	assert_int_equal(rf_store_connector_gen(f->st, &g1), 0);
+	assert_true(g1 == g0);
+	/* Kept facts still go through the time-bound checks. */
+	q.now = NOW + 2 * 86400;
+	DECIDE(RF_REFUSE_REVOKED);
+	q.now = NOW;
+	DECIDE(RF_REFUSE_NONE);
+	q.key_id = "k2";
+	DECIDE(RF_REFUSE_KEY);
+	q.key_id = NULL;
+	/* Unbound by another process (no command unbinds yet), bound again. */
+	raw_sql(f->path, "DELETE FROM connector_bindings");
+	DECIDE(RF_REFUSE_NOT_BOUND);
+	assert_int_equal(
+	    rf_store_binding_add(other, "sync", "acme", "m365", NOW), 0);
+	DECIDE(RF_REFUSE_NONE);
+	/* The connector revoked, then active again. */
+	assert_int_equal(
+	    rf_store_connector_set_state(other, "sync", "revoked"), 0);
+	DECIDE(RF_REFUSE_REVOKED);
+	assert_int_equal(
+	    rf_store_connector_set_state(other, "sync", "active"), 0);
+	DECIDE(RF_REFUSE_NONE);
+	/* An open incident affecting the connection. */
+	memset(&inc, 0, sizeof(inc));
+	snprintf(inc.scope, sizeof(inc.scope), "connection:acme/m365");
+	snprintf(inc.state, sizeof(inc.state), "open");
+	assert_int_equal(rf_store_incident_add(other, &inc), 0);
+	DECIDE(RF_REFUSE_NONE); /* no item affected yet */
+	affect(other, inc.id);
+	DECIDE(RF_REFUSE_INCIDENT);
+	/* Contained: a new credential with a new key for the connection. */
+	memset(&cr, 0, sizeof(cr));
+	snprintf(cr.serial, sizeof(cr.serial), "c2");
+	snprintf(cr.issuer, sizeof(cr.issuer), "issuing");
+	snprintf(cr.tenant, sizeof(cr.tenant), "acme");
+	snprintf(cr.key_id, sizeof(cr.key_id), "k2");
+	snprintf(cr.profile, sizeof(cr.profile), "assertion");
+	snprintf(cr.x5t256, sizeof(cr.x5t256), "X-c2");
+	cr.not_before = NOW - 60;
+	cr.not_after = NOW + 86400;
+	cr.reason = -1;
+	assert_int_equal(rf_store_cert_add(other, &cr), 0);
+	assert_int_equal(
+	    rf_store_conn_set(other, "acme", "m365", "pinned", "c2", NOW, NULL),
+	    0);
+	snprintf(inc.state, sizeof(inc.state), "contained");
+	assert_int_equal(rf_store_incident_update(other, &inc), 0);
+	DECIDE(RF_REFUSE_NONE);
+	assert_string_equal(v.key_id, "k2");
+	assert_string_equal(v.x5t256, "X-c2");
+	q.key_id = "k1";
+	DECIDE(RF_REFUSE_KEY);
+	q.key_id = "k2";
+	DECIDE(RF_REFUSE_NONE);
+	/* The new credential revoked; the connector's certificate revoked. */
+	assert_int_equal(
+	    rf_store_cert_revoke(other, "c2", NOW, 1, &changed), 0);
+	DECIDE(RF_REFUSE_NO_CRED);
+	assert_int_equal(
+	    rf_store_cert_revoke(other, "s1", NOW, 1, &changed), 0);
+	DECIDE(RF_REFUSE_REVOKED);
+#undef DECIDE
+	rf_connector_cache_free(c);
+	rf_connector_cache_free(NULL);
+	rf_store_free(other);
 }
 
 struct nest {
@@ -495,7 +624,10 @@ test_facts(void **state)
 	assert_int_equal(n, 0);
 }
 
-/* Run the detectors on one event; the kinds raised, space-separated. */
+/* Run the detectors on one event; the kinds raised, space-separated.
+ * With held set, on its baselines (written at rf_seen_flush). */
+static struct rf_seen *held;
+
 static void
 detect(struct fx *f, const struct rf_config *cfg, const char *connector,
     const char *tenant, const char *src, const char *asked, int64_t now,
@@ -513,7 +645,12 @@ detect(struct fx *f, const struct rf_config *cfg, const char *connector,
 	ev.asked_x5t256 = asked;
 	ev.cred_x5t256 = "X-c1";
 	ev.now = now;
-	assert_int_equal(rf_connector_detect(cfg, f->st, &ev, a, &n), 0);
+	if (held != NULL)
+		assert_int_equal(
+		    rf_connector_detect_in(cfg, held, &ev, a, &n), 0);
+	else
+		assert_int_equal(
+		    rf_connector_detect(cfg, f->st, &ev, a, &n), 0);
 	kinds[0] = '\0';
 	for (i = 0; i < n; i++) {
 		strcat(kinds, a[i].kind);
@@ -524,9 +661,8 @@ detect(struct fx *f, const struct rf_config *cfg, const char *connector,
 }
 
 static void
-test_detectors(void **state)
+detectors_run(struct fx *f)
 {
-	struct fx *f = *state;
 	struct rf_config cfg;
 	char k[256], t[16];
 	int64_t now = NOW - NOW % 3600; /* the start of an hour */
@@ -592,6 +728,64 @@ test_detectors(void **state)
 }
 
 static void
+test_detectors(void **state)
+{
+	detectors_run(*state);
+}
+
+/* Every baseline row, in order, as one string (malloc'd). */
+static char *
+seen_dump(const char *path)
+{
+	sqlite3 *db = NULL;
+	sqlite3_stmt *s = NULL;
+	char *out;
+
+	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+	assert_int_equal(sqlite3_prepare_v2(db,
+			     "SELECT group_concat(kind || ' ' || k || ' ' || "
+			     "first || ' ' || last || ' ' || count, '\n') FROM "
+			     "(SELECT * FROM connector_seen ORDER BY kind, k)",
+			     -1, &s, NULL),
+	    SQLITE_OK);
+	assert_int_equal(sqlite3_step(s), SQLITE_ROW);
+	assert_non_null(sqlite3_column_text(s, 0));
+	out = strdup((const char *)sqlite3_column_text(s, 0));
+	sqlite3_finalize(s);
+	sqlite3_close(db);
+	return out;
+}
+
+/*
+ * The same events with their baselines held in memory and written once at
+ * the end (as the API's recorder does a batch at a time): the same alerts
+ * at the same events, and the same rows once written.
+ */
+static void
+test_detectors_held(void **state)
+{
+	struct fx *f = *state;
+	struct fx g = *f;
+	char *a, *b;
+
+	detectors_run(f);
+	snprintf(g.path, sizeof(g.path), "%s/held.db", f->home);
+	assert_int_equal(rf_store_open(g.path, 1, &g.st), 0);
+	assert_int_equal(rf_seen_new(g.st, &held), 0);
+	detectors_run(&g);
+	assert_int_equal(rf_seen_flush(held), 0);
+	rf_seen_free(held);
+	held = NULL;
+	rf_store_free(g.st);
+	a = seen_dump(f->path);
+	b = seen_dump(g.path);
+	assert_true(strlen(a) > 100);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+}
+
+static void
 test_alerts(void **state)
 {
 	struct fx *f = *state;
@@ -640,8 +834,12 @@ main(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test_setup_teardown(test_decide, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_incident, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_decide_cached, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_detectors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_detectors_held, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
 	};
 

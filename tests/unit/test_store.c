@@ -11,17 +11,6 @@
 #include "store/store.h"
 #include "store_fx.h"
 
-/* Run one SQL statement on the file, outside the store (independent). */
-static void
-raw_sql(const char *path, const char *sql)
-{
-	sqlite3 *db = NULL;
-
-	assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
-	assert_int_equal(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
-	sqlite3_close(db);
-}
-
 static void
 test_open_missing(void **state)
 {
