@@ -106,7 +106,9 @@ struct batch {
 	size_t n;
 	struct rf_sign_set sets[CONN_MAX]; /* at most one per caller */
 	struct pending *p[CONN_MAX];
+	uint8_t settled[CONN_MAX]; /* set j went back before the batch did */
 	struct rf_sign_plan *plan;
+	struct pipeline *pl;
 };
 
 struct pipeline {
@@ -1217,6 +1219,25 @@ settle(struct pipeline *pl, struct pending *p, const struct rf_sign_set *set)
 	pthread_mutex_unlock(&pl->mu);
 }
 
+/*
+ * A set of the batch is signed (rf_keys_group_sign_each, on the signing
+ * thread that finished it): its caller is answered now, not when the
+ * batch's last signature is made, and the loop is woken to read that
+ * caller's next request while the rest of the batch is signed. Each set
+ * is a different caller's (one set a caller in a batch), so no two of
+ * these touch the same pending.
+ */
+static void
+set_signed(void *arg, struct rf_sign_set *set)
+{
+	struct batch *b = arg;
+	size_t j = (size_t)(set - b->sets);
+
+	b->settled[j] = 1;
+	settle(b->pl, b->p[j], set);
+	pipe_wake(b->pl);
+}
+
 static void *
 signer_main(void *arg)
 {
@@ -1237,9 +1258,11 @@ signer_main(void *arg)
 		pl->signing = 1;
 		pthread_mutex_unlock(&pl->mu);
 		pipe_wake(pl); /* the loop may record the next batch now */
-		rf_keys_group_sign(b->plan);
-		for (j = 0; j < b->n; j++)
-			settle(pl, b->p[j], &b->sets[j]);
+		b->pl = pl;
+		rf_keys_group_sign_each(b->plan, set_signed, b);
+		for (j = 0; j < b->n; j++) /* refused when recorded */
+			if (!b->settled[j])
+				settle(pl, b->p[j], &b->sets[j]);
 		free(b);
 		pthread_mutex_lock(&pl->mu);
 		pl->signing = 0;
