@@ -91,6 +91,16 @@ for i, (t, ph, tot) in enumerate(rows):
     print("  %-32s %8.2f s  (n=%s)" % (ph, end - t, tot))
 print("  %-32s %8.2f s" % ("before the first phase", rows[0][0] - t0 if rows else 0))
 PY
+# Contain's own account of its phases (the --json result's contain_phases).
+echo "$out" | python3 -c '
+import json, sys
+for line in sys.stdin:
+    if line.startswith("{\"contain_phases\""):
+        ph = json.loads(line)["contain_phases"]
+        print("contain phases, as contain timed them:")
+        for p in ph:
+            print("  %-40s %8.3f s" % (p["phase"], p["s"]))
+' >&2
 # "contained in X s; old keys destroyed in Y s after that"
 phases=$(echo "$out" | sed -n 's/^contained in \([0-9.]*\) s; old keys destroyed in \([0-9.]*\) s.*/\1 \2/p')
 # Close: every connection waived (the relying parties are not reachable
