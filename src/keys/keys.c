@@ -159,7 +159,6 @@ rf_keys_new_client(
 	keys->kc = kc;		 /* owned by keys from here */
 	pthread_mutex_init(&keys->lock, NULL);
 	pthread_mutex_init(&keys->audit_lock, NULL);
-	pthread_mutex_init(&keys->made.lock, NULL);
 	*out = keys; /* the caller's */
 	return 0;
 }

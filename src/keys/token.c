@@ -54,7 +54,10 @@ struct module {
 	 * yet in an audit record (rf_keys_open appends them). */
 	struct rf_tokmeta_restored restored[RF_TOKMETA_MAX];
 	int nrestored;
+	struct made_set made; /* key pairs made or found, by CKA_ID */
 };
+
+static void made_clear(struct made_set *m);
 
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules; /* never freed: libraries stay mapped */
@@ -277,6 +280,7 @@ module_initialise(struct module *m, const struct rf_config *cfg)
 	}
 	m->initialised = rv == CKR_OK;
 	m->gen++;
+	made_clear(&m->made); /* handles of an older generation are void */
 	return 0;
 }
 
@@ -328,6 +332,7 @@ module_get(const struct rf_config *cfg, struct module **out)
 		}
 		snprintf(m->path, sizeof(m->path), "%s", cfg->module);
 		m->dl = dl;
+		pthread_mutex_init(&m->made.lock, NULL);
 		if ((rv = getfl(&m->f)) != CKR_OK || m->f == NULL) {
 			dlclose(dl);
 			free(m);
@@ -826,9 +831,35 @@ made_slot(struct made_obj *v, size_t cap, const uint8_t *tid)
 {
 	size_t i = made_hash(tid) & (cap - 1);
 
-	while (v[i].sh != -1 && memcmp(v[i].tid, tid, TID_LEN) != 0)
+	while (v[i].use != -1 && memcmp(v[i].tid, tid, TID_LEN) != 0)
 		i = (i + 1) & (cap - 1);
 	return &v[i];
+}
+
+/* Forget every entry (a new module generation); the memory stays. */
+static void
+made_clear(struct made_set *m)
+{
+	size_t i;
+
+	pthread_mutex_lock(&m->lock);
+	for (i = 0; i < m->cap; i++)
+		m->v[i].use = -1;
+	m->used = 0;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The slot of token sh of keys (0 when sh is not one of its tokens). */
+static CK_SLOT_ID
+made_token_slot(struct rf_keys *keys, int sh)
+{
+	CK_SLOT_ID slot = 0;
+
+	pthread_mutex_lock(&keys->lock);
+	if (sh >= 0 && sh < keys->nsh)
+		slot = keys->sh[sh].slot;
+	pthread_mutex_unlock(&keys->lock);
+	return slot;
 }
 
 /* Room for one more (tombstones dropped): 0, or -1 when full. */
@@ -841,7 +872,7 @@ made_room(struct made_set *m)
 	if (m->v != NULL && (m->used + 1) * 4 <= m->cap * 3)
 		return 0;
 	for (i = 0; i < m->cap; i++)
-		live += m->v[i].sh >= 0;
+		live += m->v[i].use == 1;
 	cap = m->cap ? m->cap : MADE_MIN;
 	while ((live + 1) * 2 > cap)
 		cap *= 2;
@@ -850,9 +881,9 @@ made_room(struct made_set *m)
 	if ((v = malloc(cap * sizeof(*v))) == NULL)
 		return -1;
 	for (i = 0; i < cap; i++)
-		v[i].sh = -1;
+		v[i].use = -1;
 	for (i = 0; i < m->cap; i++)
-		if (m->v[i].sh >= 0)
+		if (m->v[i].use == 1)
 			*made_slot(v, cap, m->v[i].tid) = m->v[i];
 	free(m->v);
 	m->v = v;
@@ -865,16 +896,18 @@ void
 keys_made_put(struct rf_keys *keys, int sh, const uint8_t *tid,
     CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen)
 {
-	struct made_set *m = &keys->made;
+	struct made_set *m = &keys->mod->made;
+	CK_SLOT_ID slot = made_token_slot(keys, sh);
 	struct made_obj *o;
 
 	pthread_mutex_lock(&m->lock);
 	if (made_room(m) == 0) {
 		o = made_slot(m->v, m->cap, tid);
-		if (o->sh == -1)
+		if (o->use == -1)
 			m->used++;
 		memcpy(o->tid, tid, TID_LEN);
-		o->sh = sh;
+		o->use = 1;
+		o->slot = slot;
 		o->pub = pub;
 		o->priv = priv;
 		o->gen = gen;
@@ -886,16 +919,18 @@ int
 keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen,
     unsigned long gen, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
 {
-	struct made_set *m = &keys->made;
+	struct made_set *m = &keys->mod->made;
+	CK_SLOT_ID slot;
 	struct made_obj *o;
 	int hit = 0;
 
 	if (tidlen != TID_LEN)
 		return 0;
+	slot = made_token_slot(keys, sh);
 	pthread_mutex_lock(&m->lock);
 	if (m->v != NULL) {
 		o = made_slot(m->v, m->cap, tid);
-		if (o->sh == sh && o->gen == gen) {
+		if (o->use == 1 && o->slot == slot && o->gen == gen) {
 			*pub = o->pub;
 			*priv = o->priv;
 			hit = 1;
@@ -908,7 +943,7 @@ keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen,
 void
 keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen)
 {
-	struct made_set *m = &keys->made;
+	struct made_set *m = &keys->mod->made;
 	struct made_obj *o;
 
 	if (tidlen != TID_LEN)
@@ -916,8 +951,8 @@ keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen)
 	pthread_mutex_lock(&m->lock);
 	if (m->v != NULL) {
 		o = made_slot(m->v, m->cap, tid);
-		if (o->sh >= 0)
-			o->sh = -2; /* a tombstone keeps the probe chains */
+		if (o->use == 1)
+			o->use = -2; /* a tombstone keeps the probe chains */
 	}
 	pthread_mutex_unlock(&m->lock);
 }
@@ -1211,7 +1246,6 @@ rf_keys_open(
 	keys->audit = audit; /* borrowed */
 	pthread_mutex_init(&keys->lock, NULL);
 	pthread_mutex_init(&keys->audit_lock, NULL);
-	pthread_mutex_init(&keys->made.lock, NULL);
 	if ((r = module_get(cfg, &keys->mod)) != 0)
 		goto out;
 	keys->f = keys->mod->f;
@@ -1260,8 +1294,6 @@ rf_keys_free(struct rf_keys *keys)
 	module_put(keys->mod);
 	pthread_mutex_destroy(&keys->lock);
 	pthread_mutex_destroy(&keys->audit_lock);
-	pthread_mutex_destroy(&keys->made.lock);
-	free(keys->made.v);
 	OPENSSL_cleanse(keys, sizeof(*keys));
 	free(keys);
 }
