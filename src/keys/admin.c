@@ -1239,33 +1239,45 @@ load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_OBJECT_HANDLE hpub, hpriv;
 	unsigned long gen = keys_module_gen(keys);
 	size_t miss = 0;
+	int is;
 
 	/*
-	 * Keys this process made (a pool key taken by contain, in keyd) are
-	 * found by the handles kept from their generation, each checked by
-	 * one read; the token is searched only for the others.
+	 * Keys this process made or found (a pool key taken by contain, in
+	 * keyd) are found by the handles kept from their generation: the
+	 * private key's checked by one read, the public key's in the read
+	 * of the key itself. The token is searched only for the others.
 	 */
-	for (i = 0; i < a->n; i++) {
+	for (i = 0; i < a->n && a->r == 0; i++) {
 		x = a->t[i].idx;
+		k = a->keys[x];
+		if (k->pub != NULL)
+			continue; /* read before the session was lost */
+		is = 0;
+		/* The public key is read with the check of its handle. */
 		if (keys_made_get(keys, a->sh, a->t[i].b, a->t[i].len, gen,
 			&hpub, &hpriv) &&
 		    keys_object_is(keys->f, s, hpriv, CKO_PRIVATE_KEY,
 			a->t[i].b, a->t[i].len) &&
-		    keys_object_is(keys->f, s, hpub, CKO_PUBLIC_KEY, a->t[i].b,
-			a->t[i].len)) {
+		    (rv = keys_read_public_of(keys->f, s, hpub, a->t[i].b,
+			 a->t[i].len, &is, &k->alg, &k->pub, &a->r)) != CKR_OK)
+			return rv;
+		if (is) {
 			a->priv[x] = 1;
 			a->pub[x] = hpub;
 		} else {
 			miss++;
 		}
 	}
+	if (a->r != 0)
+		return CKR_OK;
 	if (miss > 0 && (rv = load_many_scan(keys, s, a)) != CKR_OK)
 		return rv;
 	for (i = 0; i < a->n && a->r == 0; i++) {
 		x = a->t[i].idx;
 		k = a->keys[x];
-		if (!a->priv[x] || a->pub[x] == CK_INVALID_HANDLE)
-			continue; /* not (all) in this token */
+		if (!a->priv[x] || a->pub[x] == CK_INVALID_HANDLE ||
+		    k->pub != NULL)
+			continue; /* not (all) in this token, or read */
 		if ((rv = keys_read_public(keys->f, s, a->pub[x], &k->alg,
 			 &k->pub, &a->r)) != CKR_OK)
 			return rv;

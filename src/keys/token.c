@@ -1098,6 +1098,72 @@ const uint8_t keys_oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
  * EVP_PKEY. *r receives our error when the CK_RV is CKR_OK but the key is
  * not usable.
  */
+/* An EC public key from its CKA_EC_PARAMS and CKA_EC_POINT. */
+static void
+ec_public(const uint8_t *params, size_t plen_, const uint8_t *ecpoint,
+    size_t elen, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
+{
+	const uint8_t *point;
+	size_t plen;
+
+	if (plen_ == sizeof(keys_oid_p256) &&
+	    memcmp(params, keys_oid_p256, plen_) == 0)
+		*alg = RF_KEY_EC_P256;
+	else if (plen_ == sizeof(keys_oid_p384) &&
+	    memcmp(params, keys_oid_p384, plen_) == 0)
+		*alg = RF_KEY_EC_P384;
+	else {
+		*r = rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "EC key on a curve other than P-256 and P-384");
+		return;
+	}
+	if ((*r = rf_keys_ec_point_decode(
+		 *alg, ecpoint, elen, &point, &plen)) != 0 ||
+	    (*r = rf_keys_ec_pub(*alg, point, plen, pub)) != 0)
+		*alg = RF_KEY_NONE;
+}
+
+CK_RV
+keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, const uint8_t *tid, size_t tidlen, int *is,
+    enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
+{
+	CK_OBJECT_CLASS cls = (CK_OBJECT_CLASS)-1;
+	CK_KEY_TYPE kt = 0;
+	uint8_t id[TID_MAX], b1[ATTR_MAX], b2[ATTR_MAX];
+	CK_ATTRIBUTE t[5] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_ID, id, sizeof(id)},
+	    {CKA_KEY_TYPE, &kt, sizeof(kt)},
+	    {CKA_EC_PARAMS, b1, sizeof(b1)},
+	    {CKA_EC_POINT, b2, sizeof(b2)},
+	};
+	CK_RV rv;
+
+	*is = 0;
+	*alg = RF_KEY_NONE;
+	*pub = NULL;
+	*r = 0;
+	if (h == CK_INVALID_HANDLE)
+		return CKR_OK;
+	/* An RSA key has no EC attributes: CKR_ATTRIBUTE_TYPE_INVALID, the
+	 * others read (PKCS#11 v2.40 section 5.7, C_GetAttributeValue). */
+	rv = f->C_GetAttributeValue(s, h, t, 5);
+	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
+		return CKR_OK; /* not this object (as keys_object_is) */
+	if (t[0].ulValueLen != sizeof(cls) || cls != CKO_PUBLIC_KEY ||
+	    t[1].ulValueLen != tidlen || memcmp(id, tid, tidlen) != 0 ||
+	    t[2].ulValueLen != sizeof(kt))
+		return CKR_OK;
+	*is = 1;
+	if (kt == CKK_EC && rv == CKR_OK) {
+		ec_public(
+		    b1, t[3].ulValueLen, b2, t[4].ulValueLen, alg, pub, r);
+		return CKR_OK;
+	}
+	return keys_read_public(f, s, h, alg, pub, r);
+}
+
 CK_RV
 keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
@@ -1105,8 +1171,7 @@ keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 	CK_KEY_TYPE kt = 0;
 	CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof(kt)};
 	uint8_t b1[ATTR_MAX], b2[ATTR_MAX];
-	const uint8_t *point;
-	size_t l1, l2, plen;
+	size_t l1, l2;
 	CK_RV rv;
 
 	*alg = RF_KEY_NONE;
@@ -1120,22 +1185,7 @@ keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 		    (rv = keys_get_bytes(
 			 f, s, h, CKA_EC_POINT, b2, sizeof(b2), &l2)) != CKR_OK)
 			return rv;
-		if (l1 == sizeof(keys_oid_p256) &&
-		    memcmp(b1, keys_oid_p256, l1) == 0)
-			*alg = RF_KEY_EC_P256;
-		else if (l1 == sizeof(keys_oid_p384) &&
-		    memcmp(b1, keys_oid_p384, l1) == 0)
-			*alg = RF_KEY_EC_P384;
-		else {
-			*r = rf_err_set(RF_ERR_KEY_DISALLOWED,
-			    "EC key on a curve other than P-256 "
-			    "and P-384");
-			return CKR_OK;
-		}
-		if ((*r = rf_keys_ec_point_decode(
-			 *alg, b2, l2, &point, &plen)) != 0 ||
-		    (*r = rf_keys_ec_pub(*alg, point, plen, pub)) != 0)
-			*alg = RF_KEY_NONE;
+		ec_public(b1, l1, b2, l2, alg, pub, r);
 		return CKR_OK;
 	}
 	if (kt == CKK_RSA) {

@@ -150,6 +150,14 @@ CK_RV keys_get_bytes(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
  */
 CK_RV keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
+/*
+ * keys_read_public of a kept handle h, with keys_object_is's check in the
+ * same attribute read (an EC key: one read in all): *is is 1 if h is the
+ * public key object with CKA_ID tid; if not, nothing was read.
+ */
+CK_RV keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, const uint8_t *tid, size_t tidlen, int *is,
+    enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
 /* An RF_ERR_TOKEN with the PKCS#11 function and return value named. */
 int keys_token_err(const char *fn, CK_RV rv);
 /* Run op in a session with token sh, once more after recovering a lost
