@@ -120,7 +120,7 @@ static const uint8_t spki_p384[] = {0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a,
     0x22, 0x03, 0x62, 0x00};
 
 /*
- * An EC key of alg from its SPKI without OpenSSL's decoder search (five
+ * An EC key of alg from its SPKI without OpenSSL's decoder search (three
  * times faster; contain reads thousands): 1 if spki has the fixed form,
  * 0 to decode it the general way. The point is checked on the curve.
  */
@@ -136,7 +136,9 @@ ec_spki_fast(
 	if ((alg != RF_KEY_EC_P256 && alg != RF_KEY_EC_P384) ||
 	    len != plen + point || memcmp(spki, pre, plen) != 0)
 		return 0;
-	if (rf_keys_ec_pub(alg, spki + plen, point, pub) != 0) {
+	/* As d2i_PUBKEY checks it: the point on the curve (keyd ran
+	 * EVP_PKEY_public_check on the token's key). */
+	if (rf_keys_ec_import(alg, spki + plen, point, pub) != 0) {
 		rf_err_clear();
 		return 0; /* the general way says what is wrong */
 	}
