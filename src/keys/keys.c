@@ -107,19 +107,6 @@ rf_key_free(struct rf_key *key)
 }
 
 /*
- * RFC 5480 section 2: the SPKI of a named-curve EC key, as i2d_PUBKEY
- * writes it, is these bytes and then the uncompressed point (04 X Y):
- * SEQUENCE { SEQUENCE { id-ecPublicKey, namedCurve }, BIT STRING (0 unused
- * bits) }.
- */
-static const uint8_t spki_p256[] = {0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86, 0x48, 0xce,
-    0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00};
-static const uint8_t spki_p384[] = {0x30, 0x76, 0x30, 0x10, 0x06, 0x07, 0x2a,
-    0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x05, 0x2b, 0x81, 0x04, 0x00,
-    0x22, 0x03, 0x62, 0x00};
-
-/*
  * An EC key of alg from its SPKI without OpenSSL's decoder search (three
  * times faster; contain reads thousands): 1 if spki has the fixed form,
  * 0 to decode it the general way. The point is checked on the curve.
@@ -128,12 +115,10 @@ static int
 ec_spki_fast(
     enum rf_key_alg alg, const uint8_t *spki, size_t len, EVP_PKEY **pub)
 {
-	const uint8_t *pre = alg == RF_KEY_EC_P256 ? spki_p256 : spki_p384;
-	size_t plen =
-	    alg == RF_KEY_EC_P256 ? sizeof(spki_p256) : sizeof(spki_p384);
-	size_t point = alg == RF_KEY_EC_P256 ? 65 : 97;
+	const uint8_t *pre;
+	size_t plen, point;
 
-	if ((alg != RF_KEY_EC_P256 && alg != RF_KEY_EC_P384) ||
+	if (!rf_keys_ec_spki_form(alg, &pre, &plen, &point) ||
 	    len != plen + point || memcmp(spki, pre, plen) != 0)
 		return 0;
 	/* As d2i_PUBKEY checks it: the point on the curve (keyd ran
