@@ -1472,6 +1472,20 @@ out:
 }
 
 int
+rf_keys_token_of(struct rf_keys *keys, const char *id)
+{
+	struct where w;
+
+	if (keys->kc != NULL)
+		return -1;
+	if (keys_key_where(keys, id, &w) != 0) {
+		rf_err_clear();
+		return -1;
+	}
+	return w.sh;
+}
+
+int
 rf_keys_token_count(struct rf_keys *keys)
 {
 	int n;

@@ -266,6 +266,8 @@ int rf_keys_remember(struct rf_keys *keys, const char *const *ids, size_t n,
     int token, size_t *kept) RF_WUR;
 /* The number of tokens the key store spans. */
 int rf_keys_token_count(struct rf_keys *keys);
+/* The token number the store records for key id (-1: none, or unknown). */
+int rf_keys_token_of(struct rf_keys *keys, const char *id);
 /*
  * How many times this process has read every object of a token to find
  * keys it was asked to load (rf_keys_load_many found no kept handles):

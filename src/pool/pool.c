@@ -408,6 +408,7 @@ struct rf_pool_bg {
 	 * done; the ids, the pairs found and the time it took. */
 	int reload_tok;
 	char (*reload)[65];
+	int *reload_in; /* per id: its token (rf_keys_token_of) */
 	size_t nreload, reload_cap, reload_kept;
 	double reload_s;
 	unsigned long full_reads; /* rf_keys_full_reads() last logged */
@@ -443,6 +444,7 @@ rf_pool_bg_free(struct rf_pool_bg *bg)
 	if (bg == NULL)
 		return;
 	free(bg->reload);
+	free(bg->reload_in);
 	free(bg);
 }
 
@@ -492,12 +494,28 @@ reload_step(struct rf_pool_bg *bg, struct rf_keys *keys, struct rf_store *st)
 {
 	const char **ids = NULL;
 	double t0 = rf_mono_s();
-	size_t i, kept = 0;
+	size_t i, k = 0, kept = 0;
 	int r;
 
-	if (bg->reload == NULL && bg->reload_tok == 0 &&
-	    (r = rf_store_pool_foreach(st, NULL, reload_collect, bg)) != 0)
-		goto fail;
+	if (bg->reload == NULL && bg->reload_tok == 0) {
+		/* The ids and their tokens, once: a step reads one token. */
+		if ((r = rf_store_pool_foreach(st, NULL, reload_collect, bg)) !=
+		    0)
+			goto fail;
+		if (bg->nreload == 0)
+			goto done;
+		if (bg->nreload > 0 &&
+		    (bg->reload_in = calloc(bg->nreload, sizeof(int))) ==
+			NULL) {
+			r = RF_ERR_ALLOC;
+			goto fail;
+		}
+		for (i = 0; i < bg->nreload; i++)
+			bg->reload_in[i] =
+			    rf_keys_token_of(keys, bg->reload[i]);
+		bg->reload_s += rf_mono_s() - t0;
+		return 1;
+	}
 	if (bg->nreload == 0 || bg->reload_tok >= rf_keys_token_count(keys)) {
 		if (bg->nreload > 0)
 			bg_log(bg,
@@ -511,8 +529,9 @@ reload_step(struct rf_pool_bg *bg, struct rf_keys *keys, struct rf_store *st)
 		goto fail;
 	}
 	for (i = 0; i < bg->nreload; i++)
-		ids[i] = bg->reload[i];
-	r = rf_keys_remember(keys, ids, bg->nreload, bg->reload_tok, &kept);
+		if (bg->reload_in[i] == bg->reload_tok)
+			ids[k++] = bg->reload[i];
+	r = rf_keys_remember(keys, ids, k, bg->reload_tok, &kept);
 	free(ids);
 	if (r != 0)
 		goto fail;
@@ -527,7 +546,9 @@ fail:
 	rf_err_clear();
 done:
 	free(bg->reload);
+	free(bg->reload_in);
 	bg->reload = NULL;
+	bg->reload_in = NULL;
 	bg->nreload = bg->reload_cap = 0;
 	bg->reload_tok = -1;
 	return 1;
