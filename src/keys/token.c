@@ -1169,23 +1169,31 @@ keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
 {
 	CK_KEY_TYPE kt = 0;
-	CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof(kt)};
 	uint8_t b1[ATTR_MAX], b2[ATTR_MAX];
+	CK_ATTRIBUTE a[3] = {
+	    {CKA_KEY_TYPE, &kt, sizeof(kt)},
+	    {CKA_EC_PARAMS, b1, sizeof(b1)},
+	    {CKA_EC_POINT, b2, sizeof(b2)},
+	};
 	size_t l1, l2;
 	CK_RV rv;
 
 	*alg = RF_KEY_NONE;
 	*pub = NULL;
 	*r = 0;
-	if ((rv = f->C_GetAttributeValue(s, h, &a, 1)) != CKR_OK)
+	/* An EC key in one read (a file-backed token pays per read); an RSA
+	 * key has no EC attributes: CKR_ATTRIBUTE_TYPE_INVALID, its type
+	 * read (PKCS#11 v2.40 section 5.7). */
+	rv = f->C_GetAttributeValue(s, h, a, 3);
+	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
 		return rv;
+	if (a[0].ulValueLen != sizeof(kt))
+		return rv != CKR_OK ? rv : CKR_GENERAL_ERROR;
 	if (kt == CKK_EC) {
-		if ((rv = keys_get_bytes(f, s, h, CKA_EC_PARAMS, b1, sizeof(b1),
-			 &l1)) != CKR_OK ||
-		    (rv = keys_get_bytes(
-			 f, s, h, CKA_EC_POINT, b2, sizeof(b2), &l2)) != CKR_OK)
+		if (rv != CKR_OK)
 			return rv;
-		ec_public(b1, l1, b2, l2, alg, pub, r);
+		ec_public(
+		    b1, a[1].ulValueLen, b2, a[2].ulValueLen, alg, pub, r);
 		return CKR_OK;
 	}
 	if (kt == CKK_RSA) {
