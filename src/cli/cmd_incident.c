@@ -439,6 +439,15 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		printf("contained in %.2f s; old keys destroyed in %.2f s "
 		       "after that\n",
 		    rep.contain_s, rep.destroy_s);
+		if (cli->json) {
+			/* Where the time went, for bench/contain.sh. */
+			printf("{\"contain_phases\":[");
+			for (n = 0; n < rep.nphase; n++)
+				printf("%s{\"phase\":\"%s\",\"s\":%.4f}",
+				    n ? "," : "", rep.phase[n].name,
+				    rep.phase[n].s);
+			printf("]}\n");
+		}
 		if (rep.tls_revoked[0] != '\0')
 			printf("serve's HTTPS certificate %s was issued by the "
 			       "compromised CA: revoked, and replaced by one "

@@ -74,6 +74,9 @@ void rf_err_clear(void);
  */
 int64_t rf_now(void);
 
+/* Seconds on the monotonic clock, for durations (never set by tests). */
+double rf_mono_s(void);
+
 /*
  * Test builds only (RF_SANITIZE defines RF_TEST_SEAMS): kill the process
  * with SIGKILL at the named point when RINGFENCE_TEST_KILL_AT names it, so

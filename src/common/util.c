@@ -49,6 +49,15 @@ rf_now(void)
 	return (int64_t)time(NULL);
 }
 
+double
+rf_mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void
 rf_clock_set(int64_t t)
 {

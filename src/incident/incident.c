@@ -38,13 +38,34 @@
 
 #define CONTAIN_BATCH 500
 
-static double
-mono_now(void)
+/*
+ * Add the time since *t to the report's phase name (a phase run in parts
+ * adds up), and restart *t.
+ */
+static void
+phase_add(struct rf_contain_report *rep, const char *name, double s)
 {
-	struct timespec ts;
+	size_t i;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+	for (i = 0; i < rep->nphase && strcmp(rep->phase[i].name, name) != 0;
+	     i++)
+		;
+	if (i == RF_CONTAIN_PHASES)
+		return;
+	if (i == rep->nphase) {
+		rep->phase[i].name = name;
+		rep->nphase++;
+	}
+	rep->phase[i].s += s;
+}
+
+static void
+phase_time(struct rf_contain_report *rep, const char *name, double *t)
+{
+	double now = rf_mono_s();
+
+	phase_add(rep, name, now - *t);
+	*t = now;
 }
 
 static const char *const state_names[RF_ITEM_NSTATES] = {
@@ -615,7 +636,9 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
 {
 	const char **serials = NULL;
 	char(*prev)[41] = NULL;
+	struct rf_revoke_times tm;
 	size_t i, n = 0, nprev = 0, changed = 0;
+	double t0 = rf_mono_s();
 	int r = RF_ERR_INTERNAL;
 
 	if (iv->n == 0)
@@ -641,9 +664,14 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
 	 * the rerun publishes them (every serial is re-signed, revoked or
 	 * not, until the "published" event is recorded).
 	 */
-	r = rf_revoke_serials(c->cfg, c->st, c->keys, c->ca, c->audit, serials,
-	    n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed);
+	phase_time(rep, "revoke: previous credentials", &t0);
+	r = rf_revoke_serials_timed(c->cfg, c->st, c->keys, c->ca, c->audit,
+	    serials, n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed, &tm);
 	rep->revoked = changed;
+	phase_add(rep, "revoke: commit", tm.commit_s);
+	phase_add(rep, "revoke: re-sign OCSP", tm.ocsp_s);
+	phase_add(rep, "revoke: CRLs", tm.crl_s);
+	t0 = rf_mono_s();
 	if (r != 0)
 		goto out;
 	/* Their keys are on the compromised-key list from the revocation's
@@ -660,6 +688,7 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
 		r = rf_store_commit(c->st);
 	else
 		rf_store_rollback(c->st);
+	phase_time(rep, "revoke: compromised-key list", &t0);
 	if (r != 0)
 		goto out;
 	if ((r = event(c, id, "published",
@@ -930,6 +959,7 @@ credential_shape(
     const struct rf_incident_ctx *c, const char *serial, struct shape *sh)
 {
 	struct rf_cert_rec old;
+	struct rf_key_rec kr;
 	GENERAL_NAMES *gens = NULL;
 	const uint8_t *p;
 	X509 *x = NULL;
@@ -945,6 +975,20 @@ credential_shape(
 		rf_err_clear();
 		sh->profile = RF_PROFILE_CLIENT;
 	}
+	/*
+	 * A key made in the token has a record naming its algorithm, under
+	 * the SHA-256 of the SPKI the certificate holds: no need to decode
+	 * the certificate (OpenSSL decodes its public key too, 0.2 ms) unless
+	 * a server certificate's name is wanted, or the key is not ours.
+	 */
+	memset(&kr, 0, sizeof(kr));
+	if (sh->profile != RF_PROFILE_SERVER &&
+	    rf_store_key_get(c->st, old.key_id, &kr) == 0 &&
+	    rf_key_alg_parse(kr.alg, &sh->alg) == 0) {
+		r = 0;
+		goto out;
+	}
+	rf_err_clear();
 	p = old.der;
 	if (old.der == NULL ||
 	    (x = d2i_X509(NULL, &p, (long)old.derlen)) == NULL ||
@@ -1134,7 +1178,8 @@ out:
  */
 static int
 contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
-    const struct shape *shapes, size_t n, struct rf_key **keys, size_t *npooled)
+    const struct shape *shapes, size_t n, struct rf_key **keys,
+    struct rf_contain_report *rep)
 {
 	struct rf_keygen *kg = NULL;
 	struct rf_key **made = NULL;
@@ -1142,6 +1187,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	size_t *idx = NULL, i, k = 0;
 	int *pooled = NULL;
 	char(*label)[200] = NULL;
+	double t = rf_mono_s();
 	int r = RF_ERR_INTERNAL, in_tx = 0;
 
 	if ((kg = calloc(n, sizeof(*kg))) == NULL ||
@@ -1155,6 +1201,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	/* Keys reserved by an earlier run: loaded in one pass (pool.h). */
 	if ((r = reserved_load(c, items, n, keys)) != 0)
 		goto out;
+	phase_time(rep, "keys reserved earlier", &t);
 	for (i = 0; i < n; i++) {
 		struct rf_item_rec *it = &items[i];
 
@@ -1173,6 +1220,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	}
 	if ((r = contain_keys_make(c, kg, items, idx, k, made, pooled)) != 0)
 		goto out;
+	phase_time(rep, "take pool keys (and make missing)", &t);
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
 	in_tx = 1;
@@ -1212,8 +1260,9 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	for (i = 0; i < k; i++) {
 		keys[idx[i]] = made[i]; /* now the caller's */
 		made[i] = NULL;
-		*npooled += pooled[i] != 0;
+		rep->pooled += pooled[i] != 0;
 	}
+	phase_time(rep, "record new keys on items", &t);
 	r = 0;
 out:
 	if (in_tx) {
@@ -1261,6 +1310,7 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	struct rf_pool_plan plan[4];
 	char note[256];
 	size_t i, j, b, np;
+	double t = rf_mono_s();
 	int r = 0;
 
 	if (iv->n == 0)
@@ -1282,13 +1332,15 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
+	phase_time(rep, "plan the pool", &t);
 	for (i = 0; i < iv->n; i++)
 		if ((r = credential_shape(
 			 c, iv->v[i].old_serial, &shapes[i])) != 0)
 			goto out;
-	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, &rep->pooled)) !=
-	    0)
+	phase_time(rep, "read old credentials' shapes", &t);
+	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, rep)) != 0)
 		goto out;
+	t = rf_mono_s();
 	rf_test_point("incident-keys-recorded");
 	rf_progress_phase(c->progress, "reissue", iv->n);
 	for (i = 0; i < iv->n; i += b) {
@@ -1319,6 +1371,7 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 		rep->issued += b;
 		if (c->progress != NULL)
 			rf_progress_add(c->progress, b);
+		phase_time(rep, "issue (rf_ca_issue_ex)", &t);
 	}
 	if (rep->issued > 0)
 		r = event(c, id, "reissue",
@@ -1342,11 +1395,11 @@ rf_incident_contain(
 	struct rf_incident_rec inc;
 	struct item_vec all = {0}, todo = {0};
 	char newname[64];
-	double t0;
+	double t0, t;
 	int r, published = 0;
 
 	memset(rep, 0, sizeof(*rep));
-	t0 = mono_now();
+	t0 = t = rf_mono_s();
 	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
@@ -1356,6 +1409,7 @@ rf_incident_contain(
 	if ((r = rf_incident_load_items(c, id, NULL, NULL, &all)) != 0)
 		goto out;
 	rep->total = all.n;
+	phase_time(rep, "load the incident", &t);
 
 	/* 1. A new issuing CA when the issuer itself is compromised. */
 	if (strncmp(inc.scope, "issuer:", 7) == 0) {
@@ -1381,6 +1435,7 @@ rf_incident_contain(
 		    (r = contain_replace_tls(
 			 c, id, inc.scope + 7, rep->tls_revoked)) != 0)
 			goto out;
+		phase_time(rep, "rotate the issuing CA", &t);
 	}
 	/*
 	 * 2, 3. Revoke and disable: idempotent. Revocation is repeated
@@ -1393,15 +1448,19 @@ rf_incident_contain(
 		(r = contain_revoke(c, id, inc.scope, &all, rep)) != 0))
 		goto out;
 	rf_progress_add(c->progress, all.n);
+	t = rf_mono_s();
 	rf_progress_phase(c->progress, "disable old keys", 0);
 	if ((r = contain_disable(c, id, &inc, &all, rep)) != 0)
 		goto out;
+	phase_time(rep, "disable old keys", &t);
 	/* 4. New credentials for connections still affected. */
 	if ((r = rf_incident_load_items(c, id, NULL, "affected", &todo)) != 0)
 		goto out;
+	phase_time(rep, "load the incident", &t);
 	rf_progress_phase(c->progress, "take new keys", 0);
 	if ((r = contain_issue(c, id, &todo, rep)) != 0)
 		goto out;
+	t = rf_mono_s();
 	/* Every connection has its successor, published: contained. */
 	if (strcmp(inc.state, "open") == 0) {
 		snprintf(inc.state, sizeof(inc.state), "contained");
@@ -1411,7 +1470,8 @@ rf_incident_contain(
 			 all.n)) != 0)
 			goto out;
 	}
-	rep->contain_s = mono_now() - t0;
+	phase_time(rep, "record contained", &t);
+	rep->contain_s = rf_mono_s() - t0;
 	/*
 	 * 5. The old keys go for good, as a phase of its own: they are
 	 * disabled (no longer sign) since step 3, so the destruction,
@@ -1419,10 +1479,11 @@ rf_incident_contain(
 	 * signatures, is not on the path to "contained". A run killed
 	 * here is finished by running contain (or close) again.
 	 */
-	t0 = mono_now();
+	t0 = rf_mono_s();
 	if ((r = retire_keys(c, id, &inc, &all, &rep->destroyed)) != 0)
 		goto out;
-	rep->destroy_s = mono_now() - t0;
+	rep->destroy_s = rf_mono_s() - t0;
+	phase_add(rep, "destroy old keys", rep->destroy_s);
 	r = 0;
 out:
 	if (r != 0) {

@@ -73,6 +73,8 @@ int rf_incident_open(const struct rf_incident_ctx *c, const char *scope,
     const char *reason, int64_t since, int64_t *id) RF_WUR;
 
 /* Progress of a containment, for the operator. */
+#define RF_CONTAIN_PHASES 16
+
 struct rf_contain_report {
 	size_t revoked;	  /* certificates revoked now */
 	size_t disabled;  /* keys disabled now */
@@ -91,6 +93,13 @@ struct rf_contain_report {
 	 * compromised CA and is revoked (serial) and replaced by one of the
 	 * new issuing CA, which a running serve takes. "" when not. */
 	char tls_revoked[41];
+	/* Where this run's time went, phase by phase, in the order each
+	 * first ran (a phase run in parts adds up). */
+	struct rf_contain_phase {
+		const char *name; /* static */
+		double s;
+	} phase[RF_CONTAIN_PHASES];
+	size_t nphase;
 };
 
 /*

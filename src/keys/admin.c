@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1161,12 +1162,23 @@ rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
 struct load_many_arg {
 	struct tident *t; /* sorted; idx: the caller's index */
 	size_t n;
-	int sh;		       /* the token of this pass */
-	uint8_t *priv;	       /* per caller's index: private key seen */
-	CK_OBJECT_HANDLE *pub; /* per caller's index: public key object */
-	struct rf_key **keys;  /* per caller's index: filled when both */
+	int sh;			 /* the token of this pass */
+	uint8_t *priv;		 /* per caller's index: private key seen */
+	CK_OBJECT_HANDLE *privh; /* optional, per caller's index: its object */
+	size_t kept;		 /* rf_keys_remember: pairs kept */
+	CK_OBJECT_HANDLE *pub;	 /* per caller's index: public key object */
+	struct rf_key **keys;	 /* per caller's index: filled when both */
 	int r;
 };
+
+/* Whole-token reads by load_many_scan (rf_keys_full_reads). */
+static atomic_ulong full_reads;
+
+unsigned long
+rf_keys_full_reads(void)
+{
+	return atomic_load(&full_reads);
+}
 
 /*
  * One search for every object of the token, then one attribute read per
@@ -1186,6 +1198,7 @@ load_many_scan(
 	size_t nhs = 0, i;
 	CK_RV rv;
 
+	atomic_fetch_add(&full_reads, 1);
 	rv = keys_find_matching(f, s, NULL, 0, &hs, &nhs);
 	for (i = 0; rv == CKR_OK && i < nhs; i++) {
 		memset(&want, 0, sizeof(want));
@@ -1203,9 +1216,11 @@ load_many_scan(
 		if ((hit = bsearch(
 			 &want, a->t, a->n, sizeof(*a->t), tident_cmp)) == NULL)
 			continue;
-		if (cls == CKO_PRIVATE_KEY)
+		if (cls == CKO_PRIVATE_KEY) {
 			a->priv[hit->idx] = 1;
-		else if (cls == CKO_PUBLIC_KEY &&
+			if (a->privh != NULL)
+				a->privh[hit->idx] = hs[i];
+		} else if (cls == CKO_PUBLIC_KEY &&
 		    a->pub[hit->idx] == CK_INVALID_HANDLE)
 			a->pub[hit->idx] = hs[i];
 	}
@@ -1224,33 +1239,45 @@ load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	CK_OBJECT_HANDLE hpub, hpriv;
 	unsigned long gen = keys_module_gen(keys);
 	size_t miss = 0;
+	int is;
 
 	/*
-	 * Keys this process made (a pool key taken by contain, in keyd) are
-	 * found by the handles kept from their generation, each checked by
-	 * one read; the token is searched only for the others.
+	 * Keys this process made or found (a pool key taken by contain, in
+	 * keyd) are found by the handles kept from their generation: the
+	 * private key's checked by one read, the public key's in the read
+	 * of the key itself. The token is searched only for the others.
 	 */
-	for (i = 0; i < a->n; i++) {
+	for (i = 0; i < a->n && a->r == 0; i++) {
 		x = a->t[i].idx;
+		k = a->keys[x];
+		if (k->pub != NULL)
+			continue; /* read before the session was lost */
+		is = 0;
+		/* The public key is read with the check of its handle. */
 		if (keys_made_get(keys, a->sh, a->t[i].b, a->t[i].len, gen,
 			&hpub, &hpriv) &&
 		    keys_object_is(keys->f, s, hpriv, CKO_PRIVATE_KEY,
 			a->t[i].b, a->t[i].len) &&
-		    keys_object_is(keys->f, s, hpub, CKO_PUBLIC_KEY, a->t[i].b,
-			a->t[i].len)) {
+		    (rv = keys_read_public_of(keys->f, s, hpub, a->t[i].b,
+			 a->t[i].len, &is, &k->alg, &k->pub, &a->r)) != CKR_OK)
+			return rv;
+		if (is) {
 			a->priv[x] = 1;
 			a->pub[x] = hpub;
 		} else {
 			miss++;
 		}
 	}
+	if (a->r != 0)
+		return CKR_OK;
 	if (miss > 0 && (rv = load_many_scan(keys, s, a)) != CKR_OK)
 		return rv;
 	for (i = 0; i < a->n && a->r == 0; i++) {
 		x = a->t[i].idx;
 		k = a->keys[x];
-		if (!a->priv[x] || a->pub[x] == CK_INVALID_HANDLE)
-			continue; /* not (all) in this token */
+		if (!a->priv[x] || a->pub[x] == CK_INVALID_HANDLE ||
+		    k->pub != NULL)
+			continue; /* not (all) in this token, or read */
 		if ((rv = keys_read_public(keys->f, s, a->pub[x], &k->alg,
 			 &k->pub, &a->r)) != CKR_OK)
 			return rv;
@@ -1368,4 +1395,105 @@ out:
 	free(a.priv);
 	free(a.pub);
 	return r;
+}
+
+/* rf_keys_remember: keep the handles of the pairs one pass found. */
+static CK_RV
+remember_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct load_many_arg *a = varg;
+	unsigned long gen = keys_module_gen(keys);
+	size_t i, x;
+	CK_RV rv;
+
+	if ((rv = load_many_scan(keys, s, a)) != CKR_OK)
+		return rv;
+	for (i = 0; i < a->n; i++) {
+		x = a->t[i].idx;
+		if (!a->priv[x] || a->pub[x] == CK_INVALID_HANDLE)
+			continue; /* not (all) in this token */
+		keys_made_put(
+		    keys, a->sh, a->t[i].b, a->pub[x], a->privh[x], gen);
+		a->kept++;
+	}
+	return CKR_OK;
+}
+
+int
+rf_keys_remember(struct rf_keys *keys, const char *const *ids, size_t n,
+    int token, size_t *kept)
+{
+	struct load_many_arg a;
+	struct where w;
+	CK_RV rv = CKR_OK;
+	size_t i;
+	int r = RF_ERR_ALLOC;
+
+	*kept = 0;
+	if (keys->kc != NULL || n == 0 || token < 0 ||
+	    token >= rf_keys_token_count(keys))
+		return 0; /* a client keeps no handles; nothing to find */
+	memset(&a, 0, sizeof(a));
+	if ((a.t = calloc(n, sizeof(*a.t))) == NULL ||
+	    (a.priv = calloc(n, 1)) == NULL ||
+	    (a.pub = calloc(n, sizeof(*a.pub))) == NULL ||
+	    (a.privh = calloc(n, sizeof(*a.privh))) == NULL)
+		goto out;
+	/* Keys made with a random CKA_ID, recorded in this token. */
+	for (i = 0; i < n; i++) {
+		a.pub[i] = CK_INVALID_HANDLE;
+		if ((r = keys_key_where(keys, ids[i], &w)) != 0)
+			goto out;
+		if (w.sh != token || w.tidlen != TID_LEN)
+			continue;
+		a.t[a.n].len = (uint8_t)w.tidlen;
+		memcpy(a.t[a.n].b, w.tid, w.tidlen);
+		a.t[a.n++].idx = i;
+	}
+	r = 0;
+	if (a.n == 0)
+		goto out;
+	qsort(a.t, a.n, sizeof(*a.t), tident_cmp);
+	a.sh = token;
+	if ((r = keys_with_session(keys, token, remember_op, &a, &rv)) != 0)
+		goto out;
+	if (rv != CKR_OK) {
+		r = keys_token_err("C_FindObjects", rv);
+		goto out;
+	}
+	*kept = a.kept;
+	r = 0;
+out:
+	free(a.t);
+	free(a.priv);
+	free(a.pub);
+	free(a.privh);
+	return r;
+}
+
+int
+rf_keys_token_of(struct rf_keys *keys, const char *id)
+{
+	struct where w;
+
+	if (keys->kc != NULL)
+		return -1;
+	if (keys_key_where(keys, id, &w) != 0) {
+		rf_err_clear();
+		return -1;
+	}
+	return w.sh;
+}
+
+int
+rf_keys_token_count(struct rf_keys *keys)
+{
+	int n;
+
+	if (keys->kc != NULL)
+		return 0;
+	pthread_mutex_lock(&keys->lock);
+	n = keys->nsh;
+	pthread_mutex_unlock(&keys->lock);
+	return n;
 }

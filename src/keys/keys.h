@@ -263,6 +263,27 @@ int rf_keys_destroy(
  */
 int rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
     const struct rf_actor *who, size_t *done) RF_WUR;
+/*
+ * Keep the object handles of the keys of ids[0..n) that the store records
+ * in token number `token` (0 .. rf_keys_token_count() - 1), found by one
+ * pass over that token, as if this process had made them: taking them
+ * later (rf_keys_load_many) or destroying them needs no search. A process
+ * that restarts (keyd) loses the handles of the keys it made; this finds
+ * them again, one token at a time, in the background. *kept receives how
+ * many pairs were found. A custody client (keyd's caller) keeps nothing.
+ */
+int rf_keys_remember(struct rf_keys *keys, const char *const *ids, size_t n,
+    int token, size_t *kept) RF_WUR;
+/* The number of tokens the key store spans. */
+int rf_keys_token_count(struct rf_keys *keys);
+/* The token number the store records for key id (-1: none, or unknown). */
+int rf_keys_token_of(struct rf_keys *keys, const char *id);
+/*
+ * How many times this process has read every object of a token to find
+ * keys it was asked to load (rf_keys_load_many found no kept handles):
+ * what rf_keys_remember saves.
+ */
+unsigned long rf_keys_full_reads(void);
 int rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
     const struct rf_actor *who, size_t *done) RF_WUR;
 

@@ -21,6 +21,14 @@ struct rf_kc *rf_keys_kc(const struct rf_keys *keys);
 int rf_key_new_public(enum rf_key_alg alg, const uint8_t *spki, size_t len,
     struct rf_key **out) RF_WUR;
 
+/*
+ * alg.c: the SPKI of an EC key of alg as i2d_PUBKEY writes it (named
+ * curve, uncompressed point) is the *prelen bytes *pre, then the point of
+ * *pointlen bytes. 0 when alg is not EC.
+ */
+int rf_keys_ec_spki_form(
+    enum rf_key_alg alg, const uint8_t **pre, size_t *prelen, size_t *pointlen);
+
 /* client.c: true when rf_keys_open must open a client (rf_keys_custody_use). */
 int rf_kc_enabled(void);
 int rf_kc_open(const struct rf_config *cfg, struct rf_keys **out) RF_WUR;

@@ -54,7 +54,10 @@ struct module {
 	 * yet in an audit record (rf_keys_open appends them). */
 	struct rf_tokmeta_restored restored[RF_TOKMETA_MAX];
 	int nrestored;
+	struct made_set made; /* key pairs made or found, by CKA_ID */
 };
+
+static void made_clear(struct made_set *m);
 
 static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct module *modules; /* never freed: libraries stay mapped */
@@ -277,6 +280,7 @@ module_initialise(struct module *m, const struct rf_config *cfg)
 	}
 	m->initialised = rv == CKR_OK;
 	m->gen++;
+	made_clear(&m->made); /* handles of an older generation are void */
 	return 0;
 }
 
@@ -328,6 +332,7 @@ module_get(const struct rf_config *cfg, struct module **out)
 		}
 		snprintf(m->path, sizeof(m->path), "%s", cfg->module);
 		m->dl = dl;
+		pthread_mutex_init(&m->made.lock, NULL);
 		if ((rv = getfl(&m->f)) != CKR_OK || m->f == NULL) {
 			dlclose(dl);
 			free(m);
@@ -826,9 +831,35 @@ made_slot(struct made_obj *v, size_t cap, const uint8_t *tid)
 {
 	size_t i = made_hash(tid) & (cap - 1);
 
-	while (v[i].sh != -1 && memcmp(v[i].tid, tid, TID_LEN) != 0)
+	while (v[i].use != -1 && memcmp(v[i].tid, tid, TID_LEN) != 0)
 		i = (i + 1) & (cap - 1);
 	return &v[i];
+}
+
+/* Forget every entry (a new module generation); the memory stays. */
+static void
+made_clear(struct made_set *m)
+{
+	size_t i;
+
+	pthread_mutex_lock(&m->lock);
+	for (i = 0; i < m->cap; i++)
+		m->v[i].use = -1;
+	m->used = 0;
+	pthread_mutex_unlock(&m->lock);
+}
+
+/* The slot of token sh of keys (0 when sh is not one of its tokens). */
+static CK_SLOT_ID
+made_token_slot(struct rf_keys *keys, int sh)
+{
+	CK_SLOT_ID slot = 0;
+
+	pthread_mutex_lock(&keys->lock);
+	if (sh >= 0 && sh < keys->nsh)
+		slot = keys->sh[sh].slot;
+	pthread_mutex_unlock(&keys->lock);
+	return slot;
 }
 
 /* Room for one more (tombstones dropped): 0, or -1 when full. */
@@ -841,7 +872,7 @@ made_room(struct made_set *m)
 	if (m->v != NULL && (m->used + 1) * 4 <= m->cap * 3)
 		return 0;
 	for (i = 0; i < m->cap; i++)
-		live += m->v[i].sh >= 0;
+		live += m->v[i].use == 1;
 	cap = m->cap ? m->cap : MADE_MIN;
 	while ((live + 1) * 2 > cap)
 		cap *= 2;
@@ -850,9 +881,9 @@ made_room(struct made_set *m)
 	if ((v = malloc(cap * sizeof(*v))) == NULL)
 		return -1;
 	for (i = 0; i < cap; i++)
-		v[i].sh = -1;
+		v[i].use = -1;
 	for (i = 0; i < m->cap; i++)
-		if (m->v[i].sh >= 0)
+		if (m->v[i].use == 1)
 			*made_slot(v, cap, m->v[i].tid) = m->v[i];
 	free(m->v);
 	m->v = v;
@@ -865,16 +896,18 @@ void
 keys_made_put(struct rf_keys *keys, int sh, const uint8_t *tid,
     CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen)
 {
-	struct made_set *m = &keys->made;
+	struct made_set *m = &keys->mod->made;
+	CK_SLOT_ID slot = made_token_slot(keys, sh);
 	struct made_obj *o;
 
 	pthread_mutex_lock(&m->lock);
 	if (made_room(m) == 0) {
 		o = made_slot(m->v, m->cap, tid);
-		if (o->sh == -1)
+		if (o->use == -1)
 			m->used++;
 		memcpy(o->tid, tid, TID_LEN);
-		o->sh = sh;
+		o->use = 1;
+		o->slot = slot;
 		o->pub = pub;
 		o->priv = priv;
 		o->gen = gen;
@@ -886,16 +919,18 @@ int
 keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen,
     unsigned long gen, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
 {
-	struct made_set *m = &keys->made;
+	struct made_set *m = &keys->mod->made;
+	CK_SLOT_ID slot;
 	struct made_obj *o;
 	int hit = 0;
 
 	if (tidlen != TID_LEN)
 		return 0;
+	slot = made_token_slot(keys, sh);
 	pthread_mutex_lock(&m->lock);
 	if (m->v != NULL) {
 		o = made_slot(m->v, m->cap, tid);
-		if (o->sh == sh && o->gen == gen) {
+		if (o->use == 1 && o->slot == slot && o->gen == gen) {
 			*pub = o->pub;
 			*priv = o->priv;
 			hit = 1;
@@ -908,7 +943,7 @@ keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen,
 void
 keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen)
 {
-	struct made_set *m = &keys->made;
+	struct made_set *m = &keys->mod->made;
 	struct made_obj *o;
 
 	if (tidlen != TID_LEN)
@@ -916,8 +951,8 @@ keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen)
 	pthread_mutex_lock(&m->lock);
 	if (m->v != NULL) {
 		o = made_slot(m->v, m->cap, tid);
-		if (o->sh >= 0)
-			o->sh = -2; /* a tombstone keeps the probe chains */
+		if (o->use == 1)
+			o->use = -2; /* a tombstone keeps the probe chains */
 	}
 	pthread_mutex_unlock(&m->lock);
 }
@@ -1063,44 +1098,102 @@ const uint8_t keys_oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
  * EVP_PKEY. *r receives our error when the CK_RV is CKR_OK but the key is
  * not usable.
  */
+/* An EC public key from its CKA_EC_PARAMS and CKA_EC_POINT. */
+static void
+ec_public(const uint8_t *params, size_t plen_, const uint8_t *ecpoint,
+    size_t elen, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
+{
+	const uint8_t *point;
+	size_t plen;
+
+	if (plen_ == sizeof(keys_oid_p256) &&
+	    memcmp(params, keys_oid_p256, plen_) == 0)
+		*alg = RF_KEY_EC_P256;
+	else if (plen_ == sizeof(keys_oid_p384) &&
+	    memcmp(params, keys_oid_p384, plen_) == 0)
+		*alg = RF_KEY_EC_P384;
+	else {
+		*r = rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "EC key on a curve other than P-256 and P-384");
+		return;
+	}
+	if ((*r = rf_keys_ec_point_decode(
+		 *alg, ecpoint, elen, &point, &plen)) != 0 ||
+	    (*r = rf_keys_ec_pub(*alg, point, plen, pub)) != 0)
+		*alg = RF_KEY_NONE;
+}
+
+CK_RV
+keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, const uint8_t *tid, size_t tidlen, int *is,
+    enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
+{
+	CK_OBJECT_CLASS cls = (CK_OBJECT_CLASS)-1;
+	CK_KEY_TYPE kt = 0;
+	uint8_t id[TID_MAX], b1[ATTR_MAX], b2[ATTR_MAX];
+	CK_ATTRIBUTE t[5] = {
+	    {CKA_CLASS, &cls, sizeof(cls)},
+	    {CKA_ID, id, sizeof(id)},
+	    {CKA_KEY_TYPE, &kt, sizeof(kt)},
+	    {CKA_EC_PARAMS, b1, sizeof(b1)},
+	    {CKA_EC_POINT, b2, sizeof(b2)},
+	};
+	CK_RV rv;
+
+	*is = 0;
+	*alg = RF_KEY_NONE;
+	*pub = NULL;
+	*r = 0;
+	if (h == CK_INVALID_HANDLE)
+		return CKR_OK;
+	/* An RSA key has no EC attributes: CKR_ATTRIBUTE_TYPE_INVALID, the
+	 * others read (PKCS#11 v2.40 section 5.7, C_GetAttributeValue). */
+	rv = f->C_GetAttributeValue(s, h, t, 5);
+	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
+		return CKR_OK; /* not this object (as keys_object_is) */
+	if (t[0].ulValueLen != sizeof(cls) || cls != CKO_PUBLIC_KEY ||
+	    t[1].ulValueLen != tidlen || memcmp(id, tid, tidlen) != 0 ||
+	    t[2].ulValueLen != sizeof(kt))
+		return CKR_OK;
+	*is = 1;
+	if (kt == CKK_EC && rv == CKR_OK) {
+		ec_public(
+		    b1, t[3].ulValueLen, b2, t[4].ulValueLen, alg, pub, r);
+		return CKR_OK;
+	}
+	return keys_read_public(f, s, h, alg, pub, r);
+}
+
 CK_RV
 keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
 {
 	CK_KEY_TYPE kt = 0;
-	CK_ATTRIBUTE a = {CKA_KEY_TYPE, &kt, sizeof(kt)};
 	uint8_t b1[ATTR_MAX], b2[ATTR_MAX];
-	const uint8_t *point;
-	size_t l1, l2, plen;
+	CK_ATTRIBUTE a[3] = {
+	    {CKA_KEY_TYPE, &kt, sizeof(kt)},
+	    {CKA_EC_PARAMS, b1, sizeof(b1)},
+	    {CKA_EC_POINT, b2, sizeof(b2)},
+	};
+	size_t l1, l2;
 	CK_RV rv;
 
 	*alg = RF_KEY_NONE;
 	*pub = NULL;
 	*r = 0;
-	if ((rv = f->C_GetAttributeValue(s, h, &a, 1)) != CKR_OK)
+	/* An EC key in one read (a file-backed token pays per read); an RSA
+	 * key has no EC attributes: CKR_ATTRIBUTE_TYPE_INVALID, its type
+	 * read (PKCS#11 v2.40 section 5.7). */
+	rv = f->C_GetAttributeValue(s, h, a, 3);
+	if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
 		return rv;
+	if (a[0].ulValueLen != sizeof(kt))
+		return rv != CKR_OK ? rv : CKR_GENERAL_ERROR;
 	if (kt == CKK_EC) {
-		if ((rv = keys_get_bytes(f, s, h, CKA_EC_PARAMS, b1, sizeof(b1),
-			 &l1)) != CKR_OK ||
-		    (rv = keys_get_bytes(
-			 f, s, h, CKA_EC_POINT, b2, sizeof(b2), &l2)) != CKR_OK)
+		if (rv != CKR_OK)
 			return rv;
-		if (l1 == sizeof(keys_oid_p256) &&
-		    memcmp(b1, keys_oid_p256, l1) == 0)
-			*alg = RF_KEY_EC_P256;
-		else if (l1 == sizeof(keys_oid_p384) &&
-		    memcmp(b1, keys_oid_p384, l1) == 0)
-			*alg = RF_KEY_EC_P384;
-		else {
-			*r = rf_err_set(RF_ERR_KEY_DISALLOWED,
-			    "EC key on a curve other than P-256 "
-			    "and P-384");
-			return CKR_OK;
-		}
-		if ((*r = rf_keys_ec_point_decode(
-			 *alg, b2, l2, &point, &plen)) != 0 ||
-		    (*r = rf_keys_ec_pub(*alg, point, plen, pub)) != 0)
-			*alg = RF_KEY_NONE;
+		ec_public(
+		    b1, a[1].ulValueLen, b2, a[2].ulValueLen, alg, pub, r);
 		return CKR_OK;
 	}
 	if (kt == CKK_RSA) {
@@ -1211,7 +1304,6 @@ rf_keys_open(
 	keys->audit = audit; /* borrowed */
 	pthread_mutex_init(&keys->lock, NULL);
 	pthread_mutex_init(&keys->audit_lock, NULL);
-	pthread_mutex_init(&keys->made.lock, NULL);
 	if ((r = module_get(cfg, &keys->mod)) != 0)
 		goto out;
 	keys->f = keys->mod->f;
@@ -1260,8 +1352,6 @@ rf_keys_free(struct rf_keys *keys)
 	module_put(keys->mod);
 	pthread_mutex_destroy(&keys->lock);
 	pthread_mutex_destroy(&keys->audit_lock);
-	pthread_mutex_destroy(&keys->made.lock);
-	free(keys->made.v);
 	OPENSSL_cleanse(keys, sizeof(*keys));
 	free(keys);
 }

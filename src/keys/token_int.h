@@ -40,14 +40,17 @@ struct shard {
 };
 
 /*
- * The objects of a key pair this handle made (made.c in token.c): its
- * CKA_ID, token and object handles, valid in module generation gen. A
- * long-lived process (keyd) that made a key finds it again without a
- * search over the token, each handle checked by one attribute read.
+ * The objects of a key pair this process made or found (the made set in
+ * token.c, one per loaded module, shared by every handle of the process):
+ * its CKA_ID, the slot of its token and its object handles, valid in
+ * module generation gen. A long-lived process (keyd) finds such a key
+ * again without a search over the token, each handle checked by one
+ * attribute read; its background thread's handle fills the set too.
  */
 struct made_obj {
 	uint8_t tid[TID_LEN];
-	int sh; /* -1: a free slot; -2: a key gone (kept as a tombstone) */
+	int use; /* -1: a free slot; -2: a key gone (a tombstone); 1: a key */
+	CK_SLOT_ID slot;
 	CK_OBJECT_HANDLE pub, priv;
 	unsigned long gen;
 };
@@ -71,9 +74,8 @@ struct rf_keys {
 #ifdef RF_TEST_HOOKS
 	int test_drop_at_sign; /* tests: drop sessions after the append */
 #endif
-	unsigned long gen;    /* module generation of slots and sessions */
-	struct rf_kc *kc;     /* custody client: every call goes to keyd */
-	struct made_set made; /* key pairs made here, by CKA_ID */
+	unsigned long gen; /* module generation of slots and sessions */
+	struct rf_kc *kc;  /* custody client: every call goes to keyd */
 };
 
 struct rf_key {
@@ -148,6 +150,14 @@ CK_RV keys_get_bytes(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
  */
 CK_RV keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
+/*
+ * keys_read_public of a kept handle h, with keys_object_is's check in the
+ * same attribute read (an EC key: one read in all): *is is 1 if h is the
+ * public key object with CKA_ID tid; if not, nothing was read.
+ */
+CK_RV keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, const uint8_t *tid, size_t tidlen, int *is,
+    enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
 /* An RF_ERR_TOKEN with the PKCS#11 function and return value named. */
 int keys_token_err(const char *fn, CK_RV rv);
 /* Run op in a session with token sh, once more after recovering a lost
@@ -178,10 +188,12 @@ int keys_session_recover(
     struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv) RF_WUR;
 
 /*
- * Key pairs made by this handle (a CKA_ID of TID_LEN bytes): remember their
- * object handles in token sh for module generation gen (best effort: a
- * full set forgets nothing it has and takes no more); find them again
- * (1, or 0 when not known for sh and gen); forget them once destroyed.
+ * Key pairs made or found by this process (a CKA_ID of TID_LEN bytes):
+ * remember their object handles in token sh for module generation gen
+ * (best effort: a full set forgets nothing it has and takes no more); find
+ * them again (1, or 0 when not known for sh's slot and gen); forget them
+ * once destroyed. The set is the module's: every handle of the process
+ * sees what another one put.
  */
 void keys_made_put(struct rf_keys *keys, int sh, const uint8_t *tid,
     CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen);

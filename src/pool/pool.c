@@ -25,15 +25,6 @@ static const enum rf_key_alg pool_algs[] = {
     RF_KEY_EC_P256, RF_KEY_EC_P384, RF_KEY_RSA_2048, RF_KEY_RSA_3072};
 #define NALGS (sizeof(pool_algs) / sizeof(pool_algs[0]))
 
-static double
-mono_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int
 setting_for(const struct rf_config *cfg, enum rf_key_alg alg)
 {
@@ -191,7 +182,7 @@ rf_pool_refill(struct rf_keys *keys, struct rf_store *st, enum rf_key_alg alg,
 	batch = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072
 	    ? FILL_BATCH_RSA
 	    : FILL_BATCH_EC;
-	t0 = mono_now();
+	t0 = rf_mono_s();
 	for (;;) {
 		if ((r = rf_store_pool_count(st, rf_key_alg_name(alg), &c)) !=
 		    0)
@@ -209,7 +200,7 @@ rf_pool_refill(struct rf_keys *keys, struct rf_store *st, enum rf_key_alg alg,
 			break;
 		rep->made += b;
 	}
-	rep->seconds = mono_now() - t0;
+	rep->seconds = rf_mono_s() - t0;
 	/* Rate for status: only from runs long enough to mean something. */
 	if (rep->made >= 8 && rep->seconds > 0) {
 		int r2;
@@ -412,6 +403,15 @@ struct rf_pool_bg {
 	double paused_until; /* after a failure */
 	size_t made[NALGS];  /* since the rate was last recorded */
 	double busy[NALGS];  /* seconds spent making them */
+	/* At start, the free pool keys' handles are found again
+	 * (rf_keys_remember), one token a step: the next token, -1 when
+	 * done; the ids, the pairs found and the time it took. */
+	int reload_tok;
+	char (*reload)[65];
+	int *reload_in; /* per id: its token (rf_keys_token_of) */
+	size_t nreload, reload_cap, reload_kept;
+	double reload_s;
+	unsigned long full_reads; /* rf_keys_full_reads() last logged */
 };
 
 int
@@ -429,6 +429,11 @@ rf_pool_bg_new(const struct rf_config *cfg,
 	explicit_bzero(bg->cfg.pin, sizeof(bg->cfg.pin));
 	bg->log = log;
 	bg->log_arg = log_arg;
+#ifdef RF_TEST_HOOKS
+	/* Tests: no reload, so that a take without kept handles is seen. */
+	if (getenv("RINGFENCE_TEST_POOL_NO_RELOAD") != NULL)
+		bg->reload_tok = -1;
+#endif
 	*out = bg;
 	return 0;
 }
@@ -436,6 +441,10 @@ rf_pool_bg_new(const struct rf_config *cfg,
 void
 rf_pool_bg_free(struct rf_pool_bg *bg)
 {
+	if (bg == NULL)
+		return;
+	free(bg->reload);
+	free(bg->reload_in);
 	free(bg);
 }
 
@@ -451,6 +460,98 @@ bg_log(struct rf_pool_bg *bg, const char *fmt, ...)
 	vsnprintf(line, sizeof(line), fmt, ap);
 	va_end(ap);
 	bg->log(bg->log_arg, line);
+}
+
+/* Collect the free pool keys' ids for the reload. */
+static int
+reload_collect(void *arg, const struct rf_pool_rec *p)
+{
+	struct rf_pool_bg *bg = arg;
+	char(*v)[65];
+	size_t cap;
+
+	if (strcmp(p->state, "free") != 0)
+		return 0;
+	if (bg->nreload == bg->reload_cap) {
+		cap = bg->reload_cap ? 2 * bg->reload_cap : 1024;
+		if ((v = realloc(bg->reload, cap * sizeof(*v))) == NULL)
+			return RF_ERR_ALLOC;
+		bg->reload = v;
+		bg->reload_cap = cap;
+	}
+	snprintf(bg->reload[bg->nreload++], 65, "%s", p->key_id);
+	return 0;
+}
+
+/*
+ * One step of the reload: the handles of the free pool keys in one token
+ * (rf_keys_remember, one pass over it). keyd lost the handles of the keys
+ * it made when it last stopped; without them, taking pool keys reads
+ * every object of each token. 1: more to do.
+ */
+static int
+reload_step(struct rf_pool_bg *bg, struct rf_keys *keys, struct rf_store *st)
+{
+	const char **ids = NULL;
+	double t0 = rf_mono_s();
+	size_t i, k = 0, kept = 0;
+	int r;
+
+	if (bg->reload == NULL && bg->reload_tok == 0) {
+		/* The ids and their tokens, once: a step reads one token. */
+		if ((r = rf_store_pool_foreach(st, NULL, reload_collect, bg)) !=
+		    0)
+			goto fail;
+		if (bg->nreload == 0)
+			goto done;
+		if (bg->nreload > 0 &&
+		    (bg->reload_in = calloc(bg->nreload, sizeof(int))) ==
+			NULL) {
+			r = RF_ERR_ALLOC;
+			goto fail;
+		}
+		for (i = 0; i < bg->nreload; i++)
+			bg->reload_in[i] =
+			    rf_keys_token_of(keys, bg->reload[i]);
+		bg->reload_s += rf_mono_s() - t0;
+		return 1;
+	}
+	if (bg->nreload == 0 || bg->reload_tok >= rf_keys_token_count(keys)) {
+		if (bg->nreload > 0)
+			bg_log(bg,
+			    "standby pool: handles of %zu of %zu free keys "
+			    "found again in the token in %.2f s",
+			    bg->reload_kept, bg->nreload, bg->reload_s);
+		goto done;
+	}
+	if ((ids = calloc(bg->nreload, sizeof(*ids))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto fail;
+	}
+	for (i = 0; i < bg->nreload; i++)
+		if (bg->reload_in[i] == bg->reload_tok)
+			ids[k++] = bg->reload[i];
+	r = rf_keys_remember(keys, ids, k, bg->reload_tok, &kept);
+	free(ids);
+	if (r != 0)
+		goto fail;
+	bg->reload_kept += kept;
+	bg->reload_tok++;
+	bg->reload_s += rf_mono_s() - t0;
+	return 1;
+fail:
+	/* Not needed for correctness: taking keys searches without. */
+	bg_log(bg, "standby pool: handles of free keys not found again: %s",
+	    rf_err_msg(r));
+	rf_err_clear();
+done:
+	free(bg->reload);
+	free(bg->reload_in);
+	bg->reload = NULL;
+	bg->reload_in = NULL;
+	bg->nreload = bg->reload_cap = 0;
+	bg->reload_tok = -1;
+	return 1;
 }
 
 /* Count what each pool lacks. */
@@ -475,10 +576,19 @@ rf_pool_bg_step(
 {
 	static const struct rf_actor who = {"keyd", "pool refill"};
 	char key[64], val[64];
-	double t0 = mono_now();
+	double t0 = rf_mono_s();
+	unsigned long reads = rf_keys_full_reads();
 	size_t a, b;
 	int r;
 
+	if (reads != bg->full_reads) {
+		bg->full_reads = reads;
+		bg_log(bg,
+		    "keys: %lu whole-token reads to load keys since start",
+		    reads);
+	}
+	if (bg->reload_tok >= 0)
+		return reload_step(bg, keys, st);
 	if (!bg->cfg.pool_refill || t0 < bg->paused_until)
 		return 0;
 	for (a = 0; a < NALGS && bg->need[a] == 0; a++)
@@ -503,7 +613,7 @@ rf_pool_bg_step(
 		goto fail;
 	bg->need[a] -= (int64_t)b;
 	bg->made[a] += b;
-	bg->busy[a] += mono_now() - t0;
+	bg->busy[a] += rf_mono_s() - t0;
 	if (bg->made[a] >= BG_RATE_EVERY || bg->need[a] == 0) {
 		if (bg->made[a] >= 8 && bg->busy[a] > 0) {
 			rate_key(pool_algs[a], key, sizeof(key));
@@ -525,7 +635,7 @@ fail:
 	    rf_err_msg(r));
 	rf_err_clear();
 	memset(bg->need, 0, sizeof(bg->need));
-	bg->paused_until = mono_now() + BG_BACKOFF_S;
+	bg->paused_until = rf_mono_s() + BG_BACKOFF_S;
 	bg->next_check = 0;
 	return 0;
 }

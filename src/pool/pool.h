@@ -130,6 +130,13 @@ void rf_pool_plan_text(const struct rf_pool_plan *p, char *buf, size_t len);
  * when the pools are full. The rate over the keys made is recorded for
  * `keys pool status`.
  */
+/*
+ * First, once per process: the handles of the free pool keys are found
+ * again, one token a step (rf_keys_remember), so that a keyd that
+ * restarted takes pool keys without reading every object of each token;
+ * log says when it is done. Each step also logs when keys were loaded by
+ * reading a whole token (rf_keys_full_reads) since the last step.
+ */
 struct rf_pool_bg;
 int rf_pool_bg_new(const struct rf_config *cfg,
     void (*log)(void *arg, const char *line), void *log_arg,

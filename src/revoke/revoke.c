@@ -422,15 +422,21 @@ reason_check(int reason)
 static int
 revoke_run(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
-    const struct selection *sel, const struct rf_actor *who, size_t *revoked)
+    const struct selection *sel, const struct rf_actor *who, size_t *revoked,
+    struct rf_revoke_times *tm)
 {
 	struct rf_progress *p = sel->req->progress;
+	struct rf_revoke_times unused;
 	struct targets t = {0};
 	size_t changed = 0;
 	char msg[256];
+	double t0 = rf_mono_s(), t1;
 	int r = RF_ERR_INTERNAL;
 
 	*revoked = 0;
+	if (tm == NULL)
+		tm = &unused;
+	memset(tm, 0, sizeof(*tm));
 	if (audit == NULL)
 		return rf_err_set(RF_ERR_ARG, "revoke: no audit record");
 	if ((r = reason_check(sel->req->reason)) != 0)
@@ -439,12 +445,19 @@ revoke_run(const struct rf_config *cfg, struct rf_store *st,
 	if ((r = revoke_commit(st, audit, sel, &t, who, &changed)) != 0)
 		goto out;
 	*revoked = changed;
+	t1 = rf_mono_s();
+	tm->commit_s = t1 - t0;
 	rf_test_point("revoke-committed");
 	/* Committed: from here an error asks for a retry, which repairs. */
 	rf_progress_phase(p, "re-sign OCSP responses", t.n);
 	if ((r = revoke_ocsp(cfg, st, keys, ca, &t, who, p)) == 0)
 		rf_progress_phase(p, "regenerate CRLs", 0);
-	if (r != 0 || (r = revoke_crls(cfg, st, keys, ca, &t, who)) != 0) {
+	t0 = rf_mono_s();
+	tm->ocsp_s = t0 - t1;
+	if (r == 0)
+		r = revoke_crls(cfg, st, keys, ca, &t, who);
+	tm->crl_s = rf_mono_s() - t0;
+	if (r != 0) {
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 		r = rf_err_set(r,
 		    "revocation committed, but publishing it "
@@ -476,7 +489,7 @@ rf_revoke(const struct rf_config *cfg, struct rf_store *st,
 		    "revoke: name exactly one of a serial, a tenant or a "
 		    "key");
 	sel.req = req;
-	return revoke_run(cfg, st, keys, ca, audit, &sel, who, revoked);
+	return revoke_run(cfg, st, keys, ca, audit, &sel, who, revoked, NULL);
 }
 
 int
@@ -485,15 +498,27 @@ rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
     const char **serials, size_t n, int reason, const struct rf_actor *who,
     size_t *revoked)
 {
+	return rf_revoke_serials_timed(
+	    cfg, st, keys, ca, audit, serials, n, reason, who, revoked, NULL);
+}
+
+int
+rf_revoke_serials_timed(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char **serials, size_t n, int reason, const struct rf_actor *who,
+    size_t *revoked, struct rf_revoke_times *t)
+{
 	struct rf_revoke_req req = {0};
 	struct selection sel = {0};
 
 	*revoked = 0;
+	if (t != NULL)
+		memset(t, 0, sizeof(*t));
 	if (serials == NULL || n == 0)
 		return 0;
 	req.reason = reason;
 	sel.req = &req;
 	sel.serials = serials;
 	sel.nserials = n;
-	return revoke_run(cfg, st, keys, ca, audit, &sel, who, revoked);
+	return revoke_run(cfg, st, keys, ca, audit, &sel, who, revoked, t);
 }

@@ -89,6 +89,19 @@ int rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
     const char **serials, size_t n, int reason, const struct rf_actor *who,
     size_t *revoked) RF_WUR;
 
+/* Seconds spent in each step of a revocation. */
+struct rf_revoke_times {
+	double commit_s; /* select, revoke and record, one transaction */
+	double ocsp_s;	 /* re-sign the OCSP responses */
+	double crl_s;	 /* regenerate the CRLs */
+};
+
+/* rf_revoke_serials, and *t (may be NULL) receives its steps' times. */
+int rf_revoke_serials_timed(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char **serials, size_t n, int reason, const struct rf_actor *who,
+    size_t *revoked, struct rf_revoke_times *t) RF_WUR;
+
 /*
  * RFC 5280 section 5: generate, sign (rf_keys_sign, what "crl", ref the
  * CRL number) and store (rf_store_crl_put) a new current CRL for the CA

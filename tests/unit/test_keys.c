@@ -1106,6 +1106,40 @@ test_helpers(void **state)
 }
 
 /*
+ * A token of 3 shards and n keys made by one handle (every fourth, or
+ * third when p384 is 3, EC P-384); ids[] receives their ids, idp[] points
+ * at them.
+ */
+static void
+made_fx(struct rf_config *cfg, struct rf_store **st, struct rf_audit **audit,
+    struct rf_keys **keys, struct rf_keygen *kg, size_t n, size_t p384,
+    char (*ids)[65], const char **idp)
+{
+	struct rf_key *key[8];
+	size_t i;
+
+	assert_true(n <= 8);
+	assert_int_equal(rf_config_load(cfg), 0);
+	snprintf(cfg->pin, sizeof(cfg->pin), "246810");
+	assert_int_equal(rf_keys_init_token(cfg, "13579135", cfg->pin, 3), 0);
+	assert_int_equal(rf_store_open(cfg->db_path, 1, st), 0);
+	assert_int_equal(rf_audit_open(*st, audit), 0);
+	assert_int_equal(rf_keys_open(cfg, *audit, keys), 0);
+	memset(kg, 0, n * sizeof(*kg));
+	for (i = 0; i < n; i++) {
+		kg[i].alg =
+		    i % p384 == p384 - 1 ? RF_KEY_EC_P384 : RF_KEY_EC_P256;
+		kg[i].label = "m";
+	}
+	assert_int_equal(rf_keys_generate_many(*keys, kg, n, &who, key), 0);
+	for (i = 0; i < n; i++) {
+		snprintf(ids[i], 65, "%s", rf_key_id(key[i]));
+		idp[i] = ids[i];
+		rf_key_free(key[i]);
+	}
+}
+
+/*
  * Keys this handle made are found and destroyed by the object handles kept
  * from their generation; a key destroyed behind its back (by another
  * handle) is not taken for present, and destroying keys it no longer has
@@ -1126,23 +1160,7 @@ test_made_handles(void **state)
 	size_t i, done = 0;
 
 	(void)state;
-	assert_int_equal(rf_config_load(&cfg), 0);
-	snprintf(cfg.pin, sizeof(cfg.pin), "246810");
-	assert_int_equal(rf_keys_init_token(&cfg, "13579135", cfg.pin, 3), 0);
-	assert_int_equal(rf_store_open(cfg.db_path, 1, &st), 0);
-	assert_int_equal(rf_audit_open(st, &audit), 0);
-	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
-	memset(kg, 0, sizeof(kg));
-	for (i = 0; i < 8; i++) {
-		kg[i].alg = i % 4 == 3 ? RF_KEY_EC_P384 : RF_KEY_EC_P256;
-		kg[i].label = "m";
-	}
-	assert_int_equal(rf_keys_generate_many(keys, kg, 8, &who, key), 0);
-	for (i = 0; i < 8; i++) {
-		snprintf(ids[i], sizeof(ids[i]), "%s", rf_key_id(key[i]));
-		idp[i] = ids[i];
-		rf_key_free(key[i]);
-	}
+	made_fx(&cfg, &st, &audit, &keys, kg, 8, 4, ids, idp);
 	/* Another handle destroys key 2: this one's handles of it are void. */
 	assert_int_equal(rf_keys_open(&cfg, audit, &other), 0);
 	assert_int_equal(rf_keys_destroy(other, ids[2], &who), 0);
@@ -1169,6 +1187,74 @@ test_made_handles(void **state)
 		assert_int_equal(
 		    rf_keys_load(keys, ids[i], &again), RF_ERR_KEY_NOT_FOUND);
 	}
+	close_emptied(home, keys, audit, st);
+}
+
+/*
+ * A process that restarts loses the kept handles of the keys it made
+ * (issue 14: keyd after keyd_idle). rf_keys_remember finds them again, one
+ * pass per token, so that loading them reads no whole token any more
+ * (rf_keys_full_reads counts those reads).
+ */
+static void
+test_remember_handles(void **state)
+{
+	char *home = tu_home();
+	struct rf_config cfg;
+	struct rf_store *st = NULL;
+	struct rf_audit *audit = NULL;
+	struct rf_keys *keys = NULL;
+	struct rf_key *key[6];
+	struct rf_keygen kg[6];
+	char ids[6][65];
+	const char *idp[6];
+	unsigned long reads;
+	size_t i, kept, total = 0;
+	int t;
+
+	(void)state;
+	made_fx(&cfg, &st, &audit, &keys, kg, 6, 3, ids, idp);
+	/* Kept by the handle that made them: no whole-token read. */
+	reads = rf_keys_full_reads();
+	assert_int_equal(rf_keys_load_many(keys, idp, 6, key), 0);
+	for (i = 0; i < 6; i++)
+		rf_key_free(key[i]);
+	assert_int_equal(rf_keys_full_reads(), reads);
+	/* "Restart": the module is finalised, its handles void. */
+	rf_keys_free(keys);
+	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
+	assert_int_equal(rf_keys_load_many(keys, idp, 6, key), 0);
+	for (i = 0; i < 6; i++) {
+		assert_non_null(key[i]);
+		rf_key_free(key[i]);
+	}
+	assert_true(rf_keys_full_reads() > reads);
+	/* Found again, token by token: every pair, and loading reads no
+	 * whole token; the keys are the same. */
+	assert_true(rf_keys_token_count(keys) >= 1);
+	for (t = 0; t < rf_keys_token_count(keys); t++) {
+		assert_int_equal(rf_keys_remember(keys, idp, 6, t, &kept), 0);
+		total += kept;
+	}
+	assert_int_equal(total, 6);
+	assert_int_equal(rf_keys_remember(keys, idp, 6, 99, &kept), 0);
+	assert_int_equal(kept, 0);
+	reads = rf_keys_full_reads();
+	assert_int_equal(rf_keys_load_many(keys, idp, 6, key), 0);
+	for (i = 0; i < 6; i++) {
+		assert_non_null(key[i]);
+		assert_string_equal(rf_key_id(key[i]), ids[i]);
+		assert_int_equal(rf_key_alg(key[i]), kg[i].alg);
+		rf_key_free(key[i]);
+	}
+	assert_int_equal(rf_keys_full_reads(), reads);
+	/* A key destroyed behind the kept handles is not found. */
+	assert_int_equal(rf_keys_destroy(keys, ids[1], &who), 0);
+	assert_int_equal(rf_keys_load_many(keys, idp, 6, key), 0);
+	assert_null(key[1]);
+	for (i = 0; i < 6; i++)
+		rf_key_free(key[i]);
+	assert_int_equal(rf_keys_destroy_many(keys, idp, 6, &who, &kept), 0);
 	close_emptied(home, keys, audit, st);
 }
 
@@ -1208,6 +1294,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 	    cmocka_unit_test(test_init_token),
 	    cmocka_unit_test(test_made_handles),
+	    cmocka_unit_test(test_remember_handles),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

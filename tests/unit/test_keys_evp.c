@@ -360,11 +360,50 @@ test_rsa_pub_checked(void **state)
 	EVP_PKEY_free(gen);
 }
 
+/*
+ * A key's id is the SHA-256 of its SPKI as i2d_PUBKEY writes it; EC keys
+ * are hashed from their point without the encoder: the same id, and a
+ * compressed point (another SPKI) still hashes as encoded.
+ */
+static void
+test_pub_id_as_encoded(void **state)
+{
+	const char *curves[] = {"P-256", "P-384", NULL};
+	uint8_t *der, md[SHA256_DIGEST_LENGTH];
+	char want[65], got[65];
+	EVP_PKEY *k[4];
+	size_t i, j;
+	int len;
+
+	(void)state;
+	k[0] = EVP_EC_gen(curves[0]);
+	k[1] = EVP_EC_gen(curves[1]);
+	k[2] = EVP_EC_gen(curves[0]);
+	k[3] = EVP_RSA_gen(2048);
+	for (i = 0; i < 4; i++)
+		assert_non_null(k[i]);
+	assert_int_equal(
+	    EVP_PKEY_set_utf8_string_param(k[2], "point-format", "compressed"),
+	    1);
+	for (i = 0; i < 4; i++) {
+		der = NULL;
+		assert_true((len = i2d_PUBKEY(k[i], &der)) > 0);
+		SHA256(der, (size_t)len, md);
+		OPENSSL_free(der);
+		for (j = 0; j < sizeof(md); j++)
+			snprintf(want + 2 * j, 3, "%02x", md[j]);
+		assert_int_equal(rf_keys_pub_id(k[i], got), 0);
+		assert_string_equal(got, want);
+		EVP_PKEY_free(k[i]);
+	}
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_rsa_pub_checked),
+	    cmocka_unit_test(test_pub_id_as_encoded),
 	    cmocka_unit_test_setup_teardown(
 		test_sign_verifies, setup_key, teardown),
 	    cmocka_unit_test_setup_teardown(
