@@ -331,8 +331,14 @@ rf_ledger_follow(struct rf_ledger *l, struct rf_store *st)
 	fw.l = l;
 	fw.st = st;
 	pthread_mutex_lock(&l->mu);
-	if ((r = rf_store_leaf_count(st, &count)) != 0 ||
-	    (count <= l->pos && !l->fresh && l->saved == l->n))
+	if ((r = rf_store_leaf_count(st, &count)) != 0)
+		goto out;
+	/* A record shorter than the one followed is another (a new state
+	 * beside this custody folder): its revocations are taken as at first
+	 * use. Nothing already kept is forgotten. */
+	if (count < l->pos)
+		l->fresh = 1;
+	if (count <= l->pos && !l->fresh && l->saved == l->n)
 		goto out;
 	if (l->fresh) {
 		/* First use: what the store says now is the start. */

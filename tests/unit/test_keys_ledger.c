@@ -90,6 +90,7 @@ test_ledger(void **state)
 	char path[1100], seen[256];
 	struct stat sb;
 	FILE *fp;
+	int ch = 0;
 
 	snprintf(path, sizeof(path), "%s/revoked.ledger", f->home);
 	assert_int_equal(rf_audit_open(f->st, &audit), 0);
@@ -156,6 +157,25 @@ test_ledger(void **state)
 	unrevoke_outside(f, "0c", 1);
 	assert_int_equal(rf_ledger_follow(l, f->st), 0);
 	assert_true(rf_ledger_has(l, "0c"));
+	rf_ledger_free(l);
+	l = NULL;
+
+	/* A shorter record is another one: its revocations are taken from
+	 * the store, and nothing kept is forgotten. */
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	cert(f, "0d", 5000); /* revoked in the store alone, no leaf */
+	assert_int_equal(rf_store_begin(f->st), 0);
+	assert_int_equal(rf_store_cert_revoke(f->st, "0d", 100, 1, &ch), 0);
+	assert_int_equal(rf_store_commit(f->st), 0);
+	cert(f, "0e", 5000);
+	revoke_one(f, audit, "0e");
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_has(l, "0e"));
+	assert_false(rf_ledger_has(l, "0d"));
+	unrevoke_outside(f, "0e", 1); /* its leaf gone: a shorter record */
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_has(l, "0d"));
+	assert_true(rf_ledger_has(l, "0e"));
 	rf_ledger_free(l);
 	l = NULL;
 
