@@ -309,24 +309,35 @@ struct crl_cmp {
 	int n, bad;
 };
 
-static int
-crl_cmp_one(void *arg, const struct rf_cert_rec *c)
+/* The CRL's entry for serial (hex), or NULL when it lists none. */
+static X509_REVOKED *
+crl_entry(X509_CRL *crl, const char *serial)
 {
-	struct crl_cmp *k = arg;
 	X509_REVOKED *rv = NULL;
 	ASN1_INTEGER *ai = NULL;
 	BIGNUM *bn = NULL;
 
+	if (BN_hex2bn(&bn, serial) == 0 ||
+	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
+	    X509_CRL_get0_by_serial(crl, &rv, ai) != 1)
+		rv = NULL;
+	ASN1_INTEGER_free(ai);
+	BN_free(bn);
+	return rv;
+}
+
+static int
+crl_cmp_one(void *arg, const struct rf_cert_rec *c)
+{
+	struct crl_cmp *k = arg;
+	X509_REVOKED *rv;
+
 	if (!c->revoked)
 		return 0;
 	k->n++;
-	if (BN_hex2bn(&bn, c->serial) == 0 ||
-	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) == NULL ||
-	    X509_CRL_get0_by_serial(k->crl, &rv, ai) != 1 || rv == NULL ||
+	if ((rv = crl_entry(k->crl, c->serial)) == NULL ||
 	    asn1_secs(X509_REVOKED_get0_revocationDate(rv)) != c->revoked_at)
 		k->bad = 1;
-	ASN1_INTEGER_free(ai);
-	BN_free(bn);
 	return k->bad;
 }
 
@@ -334,17 +345,7 @@ crl_cmp_one(void *arg, const struct rf_cert_rec *c)
 static int
 crl_listed(void *arg, const char *serial)
 {
-	X509_REVOKED *rv = NULL;
-	ASN1_INTEGER *ai = NULL;
-	BIGNUM *bn = NULL;
-	int listed;
-
-	listed = BN_hex2bn(&bn, serial) != 0 &&
-	    (ai = BN_to_ASN1_INTEGER(bn, NULL)) != NULL &&
-	    X509_CRL_get0_by_serial(arg, &rv, ai) == 1 && rv != NULL;
-	ASN1_INTEGER_free(ai);
-	BN_free(bn);
-	return !listed;
+	return crl_entry(arg, serial) == NULL;
 }
 
 /*
