@@ -24,7 +24,9 @@ static const char keys_help[] =
     "a token holds but the store does not know ('unknown'), a key the\n"
     "store says destroyed that a token still holds ('not-destroyed'), a\n"
     "key whose CKA_ID differs from the store's ('token-id'). Exits 1\n"
-    "when there is any.\n"
+    "when there is any. A key object without a CKA_ID is state 'torn':\n"
+    "half made by a key generation the token or the process did not\n"
+    "finish; it holds no key, and keyd destroys it when it next starts.\n"
     "\n"
     "  --json   one JSON object per key, one per line\n"
     "\n"
@@ -189,7 +191,8 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 		if (!have) {
 			snprintf(kr.purpose, sizeof(kr.purpose), "-");
 			snprintf(kr.state, sizeof(kr.state), "%s",
-			    interrupted(recs, nrecs, ki->token_id)
+			    ki->token_id[0] == '\0' ? "torn"
+				: interrupted(recs, nrecs, ki->token_id)
 				? "interrupted"
 				: "unrecorded");
 		} else if (!ki->can_sign && strcmp(kr.state, "active") == 0) {
@@ -209,6 +212,9 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 		if (r != 0 && r != RF_ERR_NOT_FOUND)
 			goto out;
 		rf_err_clear();
+		/* Half made, no key (keyd destroys it when it starts). */
+		if (r == RF_ERR_NOT_FOUND && ki->token_id[0] == '\0')
+			continue;
 		if (r == RF_ERR_NOT_FOUND &&
 		    interrupted(recs, nrecs, ki->token_id)) {
 			continue;

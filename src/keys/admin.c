@@ -30,8 +30,8 @@
 #include "keys/token_int.h"
 #include "store/store.h"
 
-static int destroy_quiet(
-    struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen);
+static int destroy_quiet(struct rf_keys *keys, int sh, const uint8_t *tid,
+    size_t tidlen, int *found);
 
 struct gen_arg {
 	enum rf_key_alg alg;
@@ -153,22 +153,25 @@ fail:
 
 /*
  * Destroy the keys of out[0..n) made by a batch that failed; free them.
- * kept[i] becomes 1 for a key made that could not be destroyed: its row
- * stays, so that the store still knows of it.
+ * kept[i] becomes 1 for a key made that could not be destroyed, or that
+ * the token did not show (just made, it is there: a token that shows
+ * nothing has gone away, or was initialised again without its folder):
+ * its row stays, so that the store still knows of it.
  */
 static int
 undo_generated(
     struct rf_keys *keys, struct rf_key **out, size_t n, uint8_t *kept)
 {
 	size_t i;
-	int bad = 0;
+	int bad = 0, found;
 
 	for (i = 0; i < n; i++) {
-		kept[i] = 0;
 		if (out[i] == NULL)
 			continue;
-		if (destroy_quiet(
-			keys, out[i]->sh, out[i]->tid, out[i]->tidlen) != 0) {
+		if (destroy_quiet(keys, out[i]->sh, out[i]->tid, out[i]->tidlen,
+			&found) != 0 ||
+		    !found) {
+			rf_err_clear();
 			bad = 1;
 			kept[i] = 1;
 		} else {
@@ -184,6 +187,16 @@ undo_generated(
 	}
 	return bad;
 }
+
+#ifdef RF_TEST_HOOKS
+void
+rf_keys_test_after_keygen(
+    struct rf_keys *keys, void (*fn)(void *arg, size_t made), void *arg)
+{
+	keys->test_after_keygen = fn;
+	keys->test_after_keygen_arg = arg;
+}
+#endif
 
 /*
  * Keys made one at a time (CA, OCSP signer, audit keys: every process loads
@@ -282,6 +295,14 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		g.alg = reqs[i].alg;
 		g.label = reqs[i].label;
 		g.tid = tids[i];
+		/*
+		 * A generation that fails may have left objects behind with
+		 * this CKA_ID (SoftHSM writes the public key's file, then the
+		 * private key's; a token folder gone in between keeps both
+		 * and neither can be destroyed): its row stays "generating",
+		 * so that 'keys list' knows what they are.
+		 */
+		kept[i] = 1;
 		if ((r = keys_with_session(keys, shs[i], gen_op, &g, &rv)) != 0)
 			goto out;
 		if (rv != CKR_OK) {
@@ -290,11 +311,17 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		}
 		if ((r = g.r) != 0)
 			goto out;
+		kept[i] = 0;
 		out[i] = g.key;
 		out[i]->sh = shs[i];
 		/* Found again without a search while this process runs
 		 * (rf_keys_load_many: a pool key taken by contain). */
 		keys_made_put(keys, shs[i], tids[i], g.pub, g.priv, g.gen);
+#ifdef RF_TEST_HOOKS
+		if (keys->test_after_keygen != NULL)
+			keys->test_after_keygen(
+			    keys->test_after_keygen_arg, i + 1);
+#endif
 		snprintf(detail[i], sizeof(detail[i]), "%s %s",
 		    rf_key_alg_name(reqs[i].alg), reqs[i].label);
 		evs[i].type = "keygen";
@@ -638,6 +665,108 @@ rf_keys_list(struct rf_keys *keys,
 }
 
 /*
+ * Torn objects. SoftHSM makes an object by writing its file with the
+ * default attributes, then the template (CKA_ID, CKA_LABEL, the key's
+ * value) in a second write; a token folder that goes away, or a process
+ * killed, in between leaves a key object with no CKA_ID, and SoftHSM's own
+ * undo cannot remove its file either. No key of ours lacks a CKA_ID. Only
+ * the embedded store is swept: its tokens are ringfence's (ringfence init
+ * made them and keyd alone opens them); a module by path may hold other
+ * applications' objects.
+ */
+struct sweep_arg {
+	const char *label; /* of the token swept */
+	const struct rf_actor *who;
+	size_t swept;
+	int r;
+};
+
+static CK_RV
+sweep_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct sweep_arg *a = varg;
+	CK_FUNCTION_LIST_PTR f = keys->f;
+	CK_OBJECT_CLASS cls;
+	CK_BYTE none = 0;
+	CK_ATTRIBUTE t[1] = {{CKA_ID, &none, 0}}, c[1];
+	CK_OBJECT_HANDLE *hs = NULL, *torn = NULL;
+	struct rf_audit_event ev;
+	char detail[160];
+	size_t n = 0, nt = 0, i;
+	CK_RV rv;
+
+	if ((rv = keys_find_matching(f, s, t, 1, &hs, &n)) != CKR_OK || n == 0)
+		goto out;
+	if ((torn = calloc(n, sizeof(*torn))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		c[0].type = CKA_CLASS;
+		c[0].pValue = &cls;
+		c[0].ulValueLen = sizeof(cls);
+		if (f->C_GetAttributeValue(s, hs[i], c, 1) == CKR_OK &&
+		    (cls == CKO_PRIVATE_KEY || cls == CKO_PUBLIC_KEY))
+			torn[nt++] = hs[i];
+	}
+	if (nt == 0)
+		goto out;
+	/* The record says so before the token changes. */
+	snprintf(detail, sizeof(detail),
+	    "%zu key object%s without a CKA_ID in token %s: left half made by "
+	    "an interrupted key generation; destroyed",
+	    nt, nt == 1 ? "" : "s", a->label);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "sweep";
+	ev.actor = a->who ? a->who->actor : NULL;
+	ev.source = a->who ? a->who->source : NULL;
+	ev.detail = detail;
+	if ((a->r = keys_audit_append(keys, &ev, 1, "nothing was destroyed")) !=
+	    0)
+		goto out;
+	for (i = 0; i < nt && rv == CKR_OK; i++)
+		if ((rv = f->C_DestroyObject(s, torn[i])) == CKR_OK)
+			a->swept++;
+out:
+	free(torn);
+	free(hs);
+	return rv;
+}
+
+int
+rf_keys_sweep_torn(
+    struct rf_keys *keys, const struct rf_actor *who, size_t *swept)
+{
+	struct sweep_arg a;
+	char made[16];
+	CK_RV rv = CKR_OK;
+	int i, r;
+
+	*swept = 0;
+	if (keys->kc != NULL)
+		return rf_err_set(RF_ERR_ARG, "only keyd sweeps the token");
+	/* key_tokens: the tokens ringfence init made for the embedded store. */
+	if (rf_store_meta_get(
+		keys_store(keys), "key_tokens", made, sizeof(made)) != 0) {
+		rf_err_clear();
+		return 0;
+	}
+	memset(&a, 0, sizeof(a));
+	a.who = who;
+	for (i = 0; i < keys->nsh; i++) {
+		a.label = keys->sh[i].label;
+		if ((r = keys_with_session(keys, i, sweep_op, &a, &rv)) != 0)
+			return r;
+		if (a.r != 0)
+			return a.r;
+		if (rv != CKR_OK)
+			return keys_token_err("C_DestroyObject", rv);
+	}
+	*swept = a.swept;
+	return 0;
+}
+
+/*
  * Disable and destroy. A key cannot be changed in the token once made
  * (CKA_MODIFIABLE false), so disabling it is a state of its record, which
  * the signing path checks (keys_key_usable); taking it out of service for good
@@ -697,14 +826,17 @@ probe_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 }
 
 static int
-destroy_quiet(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen)
+destroy_quiet(
+    struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen, int *found)
 {
 	struct destroy_arg a = {tid, tidlen, 0};
 	CK_RV rv = CKR_OK;
 	int r;
 
+	*found = 0;
 	if ((r = keys_with_session(keys, sh, destroy_op, &a, &rv)) != 0)
 		return r;
+	*found = a.found;
 	return rv == CKR_OK ? 0 : keys_token_err("C_DestroyObject", rv);
 }
 

@@ -1719,7 +1719,9 @@ bg_start(struct keyd *kd)
 static int
 keyd_open(struct keyd *kd)
 {
+	static const struct rf_actor sweeper = {"keyd", "keyd"};
 	char tokens_dir[RF_PATH_MAX + 16], v[32];
+	size_t swept;
 	struct passwd *pw;
 	struct group *gr;
 	int r;
@@ -1755,6 +1757,14 @@ keyd_open(struct keyd *kd)
 	    (r = rf_keys_open(&kd->cfg, kd->audit, &kd->keys)) != 0 ||
 	    (r = rf_kpolicy_new(&kd->cfg, kd->st, kd->audit, &kd->policy)) != 0)
 		return r;
+	/* keyd alone opens the token: nothing is being made in it now. */
+	if ((r = rf_keys_sweep_torn(kd->keys, &sweeper, &swept)) != 0)
+		logf_(kd, "sweeping half-made key objects: %s", rf_err_msg(r));
+	else if (swept > 0)
+		logf_(kd,
+		    "destroyed %zu key object%s an interrupted key generation "
+		    "left half made (no CKA_ID)",
+		    swept, swept == 1 ? "" : "s");
 	if (kd->o != NULL && kd->o->assertion != NULL)
 		rf_kpolicy_set_assertion(
 		    kd->policy, kd->o->assertion, kd->o->assertion_arg);

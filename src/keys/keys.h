@@ -274,6 +274,14 @@ int rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
  */
 int rf_keys_remember(struct rf_keys *keys, const char *const *ids, size_t n,
     int token, size_t *kept) RF_WUR;
+/*
+ * keyd, at start: destroy the key objects without a CKA_ID that an
+ * interrupted generation left half made in the embedded store's tokens
+ * (none elsewhere), after one "sweep" leaf per token that had any.
+ * *swept receives how many objects were destroyed.
+ */
+int rf_keys_sweep_torn(
+    struct rf_keys *keys, const struct rf_actor *who, size_t *swept) RF_WUR;
 /* The number of tokens the key store spans. */
 int rf_keys_token_count(struct rf_keys *keys);
 /* The token number the store records for key id (-1: none, or unknown). */
@@ -336,6 +344,10 @@ int rf_keys_test_drop_sessions(struct rf_keys *keys) RF_WUR;
 /* Tests only: do the same inside the next rf_keys_sign, after its audit
  * append and before its first signature. */
 void rf_keys_test_drop_at_sign(struct rf_keys *keys);
+/* Tests only: call fn(arg, made) after each key a generation made (before
+ * the next is asked of the token), until set again (fn NULL: none). */
+void rf_keys_test_after_keygen(
+    struct rf_keys *keys, void (*fn)(void *arg, size_t made), void *arg);
 /* Tests only: recover as after CKR_DEVICE_ERROR: the module is finalised
  * and initialised again, every other use of it in the process paused. */
 int rf_keys_test_device_error(struct rf_keys *keys) RF_WUR;

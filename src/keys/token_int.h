@@ -73,6 +73,9 @@ struct rf_keys {
 	unsigned int next; /* token for the next new key */
 #ifdef RF_TEST_HOOKS
 	int test_drop_at_sign; /* tests: drop sessions after the append */
+	/* tests: called after each key a batch made, with how many so far */
+	void (*test_after_keygen)(void *arg, size_t made);
+	void *test_after_keygen_arg;
 #endif
 	unsigned long gen; /* module generation of slots and sessions */
 	struct rf_kc *kc;  /* custody client: every call goes to keyd */
