@@ -633,6 +633,7 @@ rf_store_free(struct rf_store *st)
 	sqlite3_finalize(st->node_ins);
 	sqlite3_finalize(st->leaf_hashes);
 	sqlite3_finalize(st->cert_ins);
+	sqlite3_finalize(st->key_get);
 	sqlite3_finalize(st->ocsp_put);
 	sqlite3_finalize(st->cert_get);
 	sqlite3_finalize(st->cert_other);

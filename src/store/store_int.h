@@ -32,6 +32,7 @@ struct rf_store {
 	sqlite3_stmt *cert_get; /* lookups made for every issued certificate */
 	sqlite3_stmt *cert_other;
 	sqlite3_stmt *tenant_get;
+	sqlite3_stmt *key_get; /* keyd: per signing group, load, disable */
 	/* The audit tree's interior nodes (store_audit.c). */
 	sqlite3_stmt *node_get;
 	sqlite3_stmt *node_ins;

@@ -191,17 +191,15 @@ key_one(struct rf_store *st, sqlite3_stmt *s, struct rf_key_rec *out,
 int
 rf_store_key_get(struct rf_store *st, const char *id, struct rf_key_rec *out)
 {
-	sqlite3_stmt *s = NULL;
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(
-		 st, "SELECT " KEY_COLS " FROM keys WHERE id = ?", &s)) != 0 ||
-	    (r = st_bind_text(st, s, 1, id, 1024)) != 0)
-		goto out;
-	r = key_one(st, s, out, "key with id", id);
-out:
-	sqlite3_finalize(s);
+	if ((r = st_cached(st, &st->key_get,
+		 "SELECT " KEY_COLS " FROM keys WHERE id = ?")) != 0)
+		return r;
+	if ((r = st_bind_text(st, st->key_get, 1, id, 1024)) == 0)
+		r = key_one(st, st->key_get, out, "key with id", id);
+	st_release(st->key_get);
 	return r;
 }
 
