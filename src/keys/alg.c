@@ -661,15 +661,15 @@ rf_keys_ec_spki_form(
 }
 
 /*
- * The SHA-256 of an EC key's SPKI built from its point, without OpenSSL's
- * encoder search (i2d_PUBKEY: a tenth of a millisecond, for every key
- * made or loaded): 1 when the key has the fixed form (named P-256 or
- * P-384, uncompressed point), 0 to encode it the general way.
+ * An EC key's SPKI DER built from its point, without OpenSSL's encoder
+ * search (i2d_PUBKEY: a tenth of a millisecond, for every key made,
+ * loaded or sent): its length in buf, or 0 when the key does not have the
+ * fixed form (named P-256 or P-384, uncompressed point) and must be
+ * encoded the general way.
  */
-static int
-ec_spki_hash(EVP_PKEY *pub, uint8_t md[SHA256_DIGEST_LENGTH])
+size_t
+rf_keys_ec_spki(EVP_PKEY *pub, uint8_t buf[RF_EC_SPKI_MAX])
 {
-	uint8_t buf[128];
 	char group[32], enc[32];
 	const uint8_t *pre;
 	size_t prelen, want, plen = 0;
@@ -690,11 +690,23 @@ ec_spki_hash(EVP_PKEY *pub, uint8_t md[SHA256_DIGEST_LENGTH])
 		return 0;
 	if (!rf_keys_ec_spki_form(alg, &pre, &prelen, &want) ||
 	    EVP_PKEY_get_octet_string_param(pub, OSSL_PKEY_PARAM_PUB_KEY,
-		buf + prelen, sizeof(buf) - prelen, &plen) != 1 ||
+		buf + prelen, RF_EC_SPKI_MAX - prelen, &plen) != 1 ||
 	    plen != want || buf[prelen] != 0x04)
 		return 0;
 	memcpy(buf, pre, prelen);
-	SHA256(buf, prelen + plen, md);
+	return prelen + plen;
+}
+
+/* The SHA-256 of an EC key's SPKI in its fixed form: 1, or 0 as above. */
+static int
+ec_spki_hash(EVP_PKEY *pub, uint8_t md[SHA256_DIGEST_LENGTH])
+{
+	uint8_t buf[RF_EC_SPKI_MAX];
+	size_t n;
+
+	if ((n = rf_keys_ec_spki(pub, buf)) == 0)
+		return 0;
+	SHA256(buf, n, md);
 	return 1;
 }
 

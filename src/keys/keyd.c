@@ -268,13 +268,20 @@ get_who(struct rf_kmsg *m, const struct conn *c, struct who_buf *w)
 static int
 put_key(struct rf_kbuf *out, const struct rf_key *key)
 {
+	uint8_t buf[RF_EC_SPKI_MAX];
 	unsigned char *der = NULL;
+	size_t n;
 	int len;
 
+	rf_kbuf_u8(out, (uint8_t)rf_key_alg(key));
+	/* EC keys in their fixed form without OpenSSL's encoder search. */
+	if ((n = rf_keys_ec_spki(rf_key_public(key), buf)) > 0) {
+		rf_kbuf_bytes(out, buf, n);
+		return 0;
+	}
 	if ((len = i2d_PUBKEY(rf_key_public(key), &der)) <= 0)
 		return rf_err_set(
 		    RF_ERR_INTERNAL, "cannot encode a public key");
-	rf_kbuf_u8(out, (uint8_t)rf_key_alg(key));
 	rf_kbuf_bytes(out, der, (size_t)len);
 	OPENSSL_free(der);
 	return 0;

@@ -21,6 +21,10 @@ struct rf_kc *rf_keys_kc(const struct rf_keys *keys);
 int rf_key_new_public(enum rf_key_alg alg, const uint8_t *spki, size_t len,
     struct rf_key **out) RF_WUR;
 
+/* An EC key's SPKI in its fixed form (alg.c): length, 0 if not. */
+#define RF_EC_SPKI_MAX 128
+size_t rf_keys_ec_spki(EVP_PKEY *pub, uint8_t buf[RF_EC_SPKI_MAX]);
+
 /*
  * alg.c: the SPKI of an EC key of alg as i2d_PUBKEY writes it (named
  * curve, uncompressed point) is the *prelen bytes *pre, then the point of

@@ -20,6 +20,7 @@
 
 #include "audit/audit.h"
 #include "keys/keys.h"
+#include "keys/keys_int.h"
 #include "store/store.h"
 #include "keys_fx.h"
 
@@ -369,10 +370,10 @@ static void
 test_pub_id_as_encoded(void **state)
 {
 	const char *curves[] = {"P-256", "P-384", NULL};
-	uint8_t *der, md[SHA256_DIGEST_LENGTH];
+	uint8_t *der, md[SHA256_DIGEST_LENGTH], spki[RF_EC_SPKI_MAX];
 	char want[65], got[65];
 	EVP_PKEY *k[4];
-	size_t i, j;
+	size_t i, j, n;
 	int len;
 
 	(void)state;
@@ -389,6 +390,14 @@ test_pub_id_as_encoded(void **state)
 		der = NULL;
 		assert_true((len = i2d_PUBKEY(k[i], &der)) > 0);
 		SHA256(der, (size_t)len, md);
+		/* The SPKI keyd sends: the same bytes, or none (encoded the
+		 * general way) for a compressed point or RSA. */
+		n = rf_keys_ec_spki(k[i], spki);
+		if (i == 0 || i == 1) {
+			assert_int_equal(n, (size_t)len);
+			assert_memory_equal(spki, der, n);
+		} else
+			assert_int_equal(n, 0);
 		OPENSSL_free(der);
 		for (j = 0; j < sizeof(md); j++)
 			snprintf(want + 2 * j, 3, "%02x", md[j]);
