@@ -27,6 +27,7 @@
 #include "keys/keys.h"
 #include "keys/tokmeta.h"
 #include "keys/keys_int.h"
+#include "keys/ledger.h"
 #include "keys/token_int.h"
 #include "store/store.h"
 
@@ -841,6 +842,28 @@ destroy_quiet(
 }
 
 /*
+ * keyd: keep the keys of ids[0..n) with want[i] set in its ledger, before
+ * the store's state changes: the store can be written by serve's user,
+ * the ledger by keyd's alone. A key the ledger holds signs nothing even if
+ * the change below then fails: refused rather than trusted.
+ */
+static int
+keys_retire(
+    struct rf_keys *keys, const char *const *ids, const uint8_t *want, size_t n)
+{
+	int r;
+
+	if (keys->ledger == NULL)
+		return 0;
+	if ((r = rf_ledger_retire_keys(keys->ledger, ids, want, n)) != 0)
+		return rf_err_set(r,
+		    "keyd's ledger could not record the keys taken out of "
+		    "service (%s); the store was not changed",
+		    rf_err_msg(r));
+	return 0;
+}
+
+/*
  * Set the store state of the recorded keys among ids[0..n) with want[i]
  * set, in one transaction; a key already destroyed keeps that state, and
  * one being destroyed is not disabled.
@@ -963,7 +986,8 @@ disable_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 		if (r != 0)
 			goto out;
 	}
-	if ((r = set_states(keys, ids, want, n, "disabled", hit)) != 0)
+	if ((r = keys_retire(keys, ids, want, n)) != 0 ||
+	    (r = set_states(keys, ids, want, n, "disabled", hit)) != 0)
 		goto out;
 	for (i = 0; i < n; i++)
 		k += hit[i];
@@ -1211,7 +1235,8 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 	}
 	/* The intent, durable before the act. */
 	snprintf(msg, sizeof(msg), "nothing was destroyed");
-	if ((r = set_states(keys, ids, want, n, "destroying", hit)) != 0 ||
+	if ((r = keys_retire(keys, ids, want, n)) != 0 ||
+	    (r = set_states(keys, ids, want, n, "destroying", hit)) != 0 ||
 	    (r = admin_leaves(
 		 keys, "destroy-intent", ids, want, NULL, n, who, msg)) != 0)
 		goto out;

@@ -1764,6 +1764,7 @@ keyd_open(struct keyd *kd)
 	    (r = rf_keys_open(&kd->cfg, kd->audit, &kd->keys)) != 0 ||
 	    (r = rf_kpolicy_new(&kd->cfg, kd->st, kd->audit, &kd->policy)) != 0)
 		return r;
+	rf_keys_set_ledger(kd->keys, rf_kpolicy_ledger(kd->policy));
 	/* keyd alone opens the token: nothing is being made in it now. */
 	if ((r = rf_keys_sweep_torn(kd->keys, &sweeper, &swept)) != 0)
 		logf_(kd, "sweeping half-made key objects: %s", rf_err_msg(r));

@@ -28,6 +28,7 @@
 #include "keys/keys.h"
 #include "keys/tokmeta.h"
 #include "keys/keys_int.h"
+#include "keys/ledger.h"
 #include "keys/token_int.h"
 #include "store/store.h"
 
@@ -327,12 +328,22 @@ state_refuses(const char *state)
 	return 0;
 }
 
-/* RF_ERR_KEY_DISABLED if the store says key signs nothing. */
+/* RF_ERR_KEY_DISABLED if keyd's ledger or the store says key signs
+ * nothing. */
 int
 keys_key_usable(struct rf_keys *keys, const struct rf_key *key)
 {
 	struct rf_key_rec kr;
 	int r;
+
+	/* Taken out of service through keyd: whatever the store says now
+	 * (serve's user can write it). */
+	if (keys->ledger != NULL &&
+	    rf_ledger_key_retired(keys->ledger, key->id))
+		return rf_err_set(RF_ERR_KEY_DISABLED,
+		    "key %s was taken out of service (keyd's ledger): it "
+		    "signs nothing",
+		    key->id);
 
 	pthread_mutex_lock(&keys->audit_lock);
 	r = rf_store_key_get(keys_store(keys), key->id, &kr);

@@ -58,6 +58,12 @@ int rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n,
  * fails and says so. */
 void rf_keys_forget_pin(struct rf_keys *keys);
 
+/* keyd: the ledger (ledger.h) in which this handle keeps the keys it
+ * disables or destroys, before the store's state changes, and which its
+ * signing path consults beside the store; borrowed. */
+struct rf_ledger;
+void rf_keys_set_ledger(struct rf_keys *keys, struct rf_ledger *ledger);
+
 /* sign.c: check once that the token lets key sign, and remember its
  * object for signing (keyd primes the keys it keeps, whose copies then
  * sign without a token search). */

@@ -1,12 +1,14 @@
 /*
- * ledger.c: keyd's own memory of revocations (ledger.h).
+ * ledger.c: keyd's own memory of revocations and of the keys it took out
+ * of service (ledger.h).
  *
  * The file is text, one record a line, appended and fsync'd:
  *   r SERIAL ISSUER NOTAFTER   a certificate seen revoked
+ *   k KEYID                    a key disabled or destroyed through keyd
  *   p INDEX                    the record's leaves before INDEX are read
  * A torn last line (a kill -9 during the append) is ignored when loading;
  * its leaves are read again. In memory: the entries in an array and an
- * open-addressing index on the serial.
+ * open-addressing index on the kind and the serial or key id.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -24,8 +26,9 @@
 #include "keys/ledger.h"
 
 struct ledger_ent {
-	char serial[41];
-	char issuer[64];
+	char kind;	 /* 'r': a revoked certificate, 'k': a key */
+	char name[65];	 /* the serial, or the key id */
+	char issuer[64]; /* 'r' */
 	int64_t not_after;
 };
 
@@ -43,9 +46,9 @@ struct rf_ledger {
 };
 
 static uint32_t
-serial_hash(const char *s)
+name_hash(char kind, const char *s)
 {
-	uint32_t h = 2166136261u; /* FNV-1a */
+	uint32_t h = (2166136261u ^ (uint8_t)kind) * 16777619u; /* FNV-1a */
 
 	for (; *s; s++)
 		h = (h ^ (uint8_t)*s) * 16777619u;
@@ -53,16 +56,19 @@ serial_hash(const char *s)
 }
 
 static struct ledger_ent *
-find(struct rf_ledger *l, const char *serial)
+find(struct rf_ledger *l, char kind, const char *name)
 {
+	struct ledger_ent *e;
 	size_t i;
 
 	if (l->nslot == 0)
 		return NULL;
-	for (i = serial_hash(serial) & (l->nslot - 1); l->slot[i] != 0;
-	     i = (i + 1) & (l->nslot - 1))
-		if (strcmp(l->v[l->slot[i] - 1].serial, serial) == 0)
-			return &l->v[l->slot[i] - 1];
+	for (i = name_hash(kind, name) & (l->nslot - 1); l->slot[i] != 0;
+	     i = (i + 1) & (l->nslot - 1)) {
+		e = &l->v[l->slot[i] - 1];
+		if (e->kind == kind && strcmp(e->name, name) == 0)
+			return e;
+	}
 	return NULL;
 }
 
@@ -75,7 +81,7 @@ rehash(struct rf_ledger *l, size_t nslot)
 	if ((slot = calloc(nslot, sizeof(*slot))) == NULL)
 		return RF_ERR_ALLOC;
 	for (k = 0; k < l->n; k++) {
-		for (i = serial_hash(l->v[k].serial) & (nslot - 1);
+		for (i = name_hash(l->v[k].kind, l->v[k].name) & (nslot - 1);
 		     slot[i] != 0; i = (i + 1) & (nslot - 1))
 			;
 		slot[i] = (uint32_t)(k + 1);
@@ -88,7 +94,7 @@ rehash(struct rf_ledger *l, size_t nslot)
 
 /* Keep an entry in memory (not in the file); 1 if it was new. */
 static int
-keep(struct rf_ledger *l, const char *serial, const char *issuer,
+keep(struct rf_ledger *l, char kind, const char *name, const char *issuer,
     int64_t not_after, int *added)
 {
 	struct ledger_ent *e;
@@ -96,7 +102,7 @@ keep(struct rf_ledger *l, const char *serial, const char *issuer,
 	int r;
 
 	*added = 0;
-	if (find(l, serial) != NULL)
+	if (find(l, kind, name) != NULL)
 		return 0;
 	if (l->n == l->cap) {
 		cap = l->cap ? 2 * l->cap : 256;
@@ -107,7 +113,8 @@ keep(struct rf_ledger *l, const char *serial, const char *issuer,
 		l->cap = cap;
 	}
 	e = &l->v[l->n++];
-	snprintf(e->serial, sizeof(e->serial), "%s", serial);
+	e->kind = kind;
+	snprintf(e->name, sizeof(e->name), "%s", name);
 	snprintf(e->issuer, sizeof(e->issuer), "%s", issuer);
 	e->not_after = not_after;
 	if (2 * l->n > l->nslot) {
@@ -118,8 +125,8 @@ keep(struct rf_ledger *l, const char *serial, const char *issuer,
 	} else {
 		size_t i;
 
-		for (i = serial_hash(serial) & (l->nslot - 1); l->slot[i] != 0;
-		     i = (i + 1) & (l->nslot - 1))
+		for (i = name_hash(kind, name) & (l->nslot - 1);
+		     l->slot[i] != 0; i = (i + 1) & (l->nslot - 1))
 			;
 		l->slot[i] = (uint32_t)l->n;
 	}
@@ -133,6 +140,12 @@ serial_ok(const char *s)
 	size_t n = strspn(s, "0123456789abcdef");
 
 	return n > 0 && n <= 40 && s[n] == '\0';
+}
+
+static int
+key_id_ok(const char *s)
+{
+	return strspn(s, "0123456789abcdef") == 64 && s[64] == '\0';
 }
 
 /* Load every whole line; *end: the offset after the last one. */
@@ -152,7 +165,11 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 		if (sscanf(line, "r %63s %79s %" SCNd64, serial, issuer, &na) ==
 			3 &&
 		    serial_ok(serial) && strlen(issuer) < 64) {
-			if ((r = keep(l, serial, issuer, na, &added)) != 0)
+			if ((r = keep(l, 'r', serial, issuer, na, &added)) != 0)
+				return r;
+		} else if (sscanf(line, "k %79s", issuer) == 1 &&
+		    key_id_ok(issuer)) {
+			if ((r = keep(l, 'k', issuer, "", 0, &added)) != 0)
 				return r;
 		} else if (sscanf(line, "p %" SCNu64, &pos) == 1)
 			l->pos = pos;
@@ -242,14 +259,14 @@ add_cert(struct follow *fw, const char *serial)
 	struct rf_cert_rec c;
 	int added, r;
 
-	if (!serial_ok(serial) || find(fw->l, serial) != NULL)
+	if (!serial_ok(serial) || find(fw->l, 'r', serial) != NULL)
 		return 0;
 	memset(&c, 0, sizeof(c));
 	if ((r = rf_store_cert_get(fw->st, serial, &c)) != 0) {
 		rf_err_clear(); /* not a certificate of ours: nothing */
 		return 0;
 	}
-	r = keep(fw->l, c.serial, c.issuer, c.not_after, &added);
+	r = keep(fw->l, 'r', c.serial, c.issuer, c.not_after, &added);
 	rf_cert_rec_clear(&c);
 	return r;
 }
@@ -260,7 +277,7 @@ seed_one(void *arg, const struct rf_cert_rec *c)
 	struct follow *fw = arg;
 	int added;
 
-	return keep(fw->l, c->serial, c->issuer, c->not_after, &added);
+	return keep(fw->l, 'r', c->serial, c->issuer, c->not_after, &added);
 }
 
 static int
@@ -297,8 +314,11 @@ flush(struct rf_ledger *l, uint64_t pos)
 		return RF_ERR_ALLOC;
 	p = buf;
 	for (i = l->saved; i < l->n; i++)
-		p += sprintf(p, "r %s %s %" PRId64 "\n", l->v[i].serial,
-		    l->v[i].issuer, l->v[i].not_after);
+		if (l->v[i].kind == 'k')
+			p += sprintf(p, "k %s\n", l->v[i].name);
+		else
+			p += sprintf(p, "r %s %s %" PRId64 "\n", l->v[i].name,
+			    l->v[i].issuer, l->v[i].not_after);
 	p += sprintf(p, "p %" PRIu64 "\n", pos);
 	len = (size_t)(p - buf);
 	for (off = 0; off < len; off += (size_t)w)
@@ -362,7 +382,7 @@ rf_ledger_has(struct rf_ledger *l, const char *serial)
 	int has;
 
 	pthread_mutex_lock(&l->mu);
-	has = find(l, serial) != NULL;
+	has = find(l, 'r', serial) != NULL;
 	pthread_mutex_unlock(&l->mu);
 	return has;
 }
@@ -376,9 +396,38 @@ rf_ledger_foreach(struct rf_ledger *l, const char *issuer, int64_t at,
 
 	pthread_mutex_lock(&l->mu);
 	for (i = 0; i < l->n && r == 0; i++)
-		if (l->v[i].not_after >= at &&
+		if (l->v[i].kind == 'r' && l->v[i].not_after >= at &&
 		    strcmp(l->v[i].issuer, issuer) == 0)
-			r = fn(arg, l->v[i].serial);
+			r = fn(arg, l->v[i].name);
 	pthread_mutex_unlock(&l->mu);
 	return r;
+}
+
+int
+rf_ledger_retire_keys(
+    struct rf_ledger *l, const char *const *ids, const uint8_t *want, size_t n)
+{
+	size_t i;
+	int added, r = 0;
+
+	pthread_mutex_lock(&l->mu);
+	for (i = 0; i < n && r == 0; i++)
+		if ((want == NULL || want[i]) && key_id_ok(ids[i]))
+			r = keep(l, 'k', ids[i], "", 0, &added);
+	/* Kept in memory even if the write fails: refused either way. */
+	if (r == 0 && l->saved < l->n)
+		r = flush(l, l->pos);
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}
+
+int
+rf_ledger_key_retired(struct rf_ledger *l, const char *id)
+{
+	int has;
+
+	pthread_mutex_lock(&l->mu);
+	has = find(l, 'k', id) != NULL;
+	pthread_mutex_unlock(&l->mu);
+	return has;
 }

@@ -1,6 +1,6 @@
 /*
- * ledger.h: keyd's own memory of revocations (docs/keys.md, "What the
- * policy trusts").
+ * ledger.h: keyd's own memory of revocations and of the keys it took out
+ * of service (docs/keys.md, "What the policy trusts").
  *
  * keyd decides a server's OCSP and CRL requests against the store, which
  * serve's user can also write. The ledger makes a revocation one-way for
@@ -34,6 +34,18 @@ int rf_ledger_follow(struct rf_ledger *l, struct rf_store *st) RF_WUR;
 
 /* 1 if serial (lowercase hex) has been seen revoked. */
 int rf_ledger_has(struct rf_ledger *l, const char *serial);
+
+/*
+ * Keep the keys of ids[0..n) with want[i] set (want NULL: all) as taken
+ * out of service through keyd (disabled or destroyed), durably, before
+ * returning: from then on keyd signs nothing with them, whatever the store
+ * says. Called before the store's state changes.
+ */
+int rf_ledger_retire_keys(struct rf_ledger *l, const char *const *ids,
+    const uint8_t *want, size_t n) RF_WUR;
+
+/* 1 if key id (64 lowercase hex) has been taken out of service. */
+int rf_ledger_key_retired(struct rf_ledger *l, const char *id);
 
 /* Calls fn for each certificate of issuer seen revoked whose notAfter is
  * at or after at; fn's non-zero return stops and is returned. */

@@ -97,6 +97,12 @@ rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
 	return 0;
 }
 
+struct rf_ledger *
+rf_kpolicy_ledger(struct rf_kpolicy *p)
+{
+	return p->ledger;
+}
+
 void
 rf_kpolicy_free(struct rf_kpolicy *p)
 {

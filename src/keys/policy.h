@@ -19,6 +19,8 @@ struct rf_kpolicy;
 int rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
     struct rf_audit *audit, struct rf_kpolicy **out) RF_WUR;
 void rf_kpolicy_free(struct rf_kpolicy *p);
+/* The policy's ledger (ledger.h), for keyd's keys handle; borrowed. */
+struct rf_ledger *rf_kpolicy_ledger(struct rf_kpolicy *p);
 
 /* 0 if class cls may have key_id sign reqs[0..n) (digests when digest),
  * else RF_ERR_REFUSED with the reason set. */

@@ -1330,6 +1330,12 @@ out:
 }
 
 void
+rf_keys_set_ledger(struct rf_keys *keys, struct rf_ledger *ledger)
+{
+	keys->ledger = ledger;
+}
+
+void
 rf_keys_forget_pin(struct rf_keys *keys)
 {
 	if (keys != NULL)

@@ -77,8 +77,9 @@ struct rf_keys {
 	void (*test_after_keygen)(void *arg, size_t made);
 	void *test_after_keygen_arg;
 #endif
-	unsigned long gen; /* module generation of slots and sessions */
-	struct rf_kc *kc;  /* custody client: every call goes to keyd */
+	unsigned long gen;	  /* module generation of slots and sessions */
+	struct rf_kc *kc;	  /* custody client: every call goes to keyd */
+	struct rf_ledger *ledger; /* keyd: keys it took out of service */
 };
 
 struct rf_key {

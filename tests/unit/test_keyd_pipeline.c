@@ -347,6 +347,44 @@ test_disable_between(void **state)
 	rf_key_free(k);
 }
 
+/*
+ * A key disabled through keyd signs nothing even once the store says
+ * `active` again: serve's user can write the store, and keyd keeps the
+ * keys it took out of service in its own ledger (0600, custody folder).
+ */
+static void
+test_disable_store_undone(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_sign_req req;
+	struct rf_sig sig;
+	struct rf_key *k;
+	char id[65];
+	int r;
+
+	memset(&req, 0, sizeof(req));
+	req.what = "cert";
+	req.msg = (const uint8_t *)"tbs";
+	req.msglen = 3;
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "p-undo",
+			     NULL, &who, &k),
+	    0);
+	snprintf(id, sizeof(id), "%s", rf_key_id(k));
+	assert_int_equal(rf_keys_sign(fx->keys, k, &req, 1, &who, &sig), 0);
+	rf_sig_clear(&sig);
+	assert_int_equal(rf_keys_disable(fx->keys, id, &who), 0);
+	/* As an attacker with the store file would. */
+	assert_int_equal(tu_sh("sqlite3 '%s' \"UPDATE keys SET state = "
+			       "'active' WHERE id = '%s'\"",
+			     fx->cfg.db_path, id),
+	    0);
+	r = rf_keys_sign(fx->keys, k, &req, 1, &who, &sig);
+	assert_int_equal(r, RF_ERR_KEY_DISABLED);
+	assert_non_null(strstr(rf_err_msg(r), "ledger"));
+	assert_null(sig.sig);
+	rf_key_free(k);
+}
+
 static int
 setup_bg(void **state)
 {
@@ -544,6 +582,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_callers, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_disable_between, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_disable_store_undone, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_background, setup_bg, teardown_bg),
 	    cmocka_unit_test_setup_teardown(

@@ -4,7 +4,8 @@
  * the record's "revoke" leaves; what it has seen survives the store being
  * changed back (revocation cleared, leaf deleted, by another writer of the
  * file) and a reopen; a torn last line is read again; a ledger others can
- * read is refused.
+ * read is refused. And the keys keyd took out of service, kept the same
+ * way.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -187,11 +188,53 @@ test_ledger(void **state)
 	rf_audit_free(audit);
 }
 
+/*
+ * Keys taken out of service: kept durably beside the revocations, each
+ * once; a malformed id is not kept; a revocation serial is not a key.
+ */
+static void
+test_ledger_keys(void **state)
+{
+	struct fx *f = *state;
+	char path[1100], k1[65], k2[65];
+	const char *ids[3];
+	uint8_t want[3] = {1, 0, 1};
+	struct rf_ledger *l = NULL;
+
+	snprintf(path, sizeof(path), "%s/keys.ledger", f->home);
+	memset(k1, 'a', 64);
+	k1[64] = '\0';
+	memset(k2, 'b', 64);
+	k2[64] = '\0';
+	ids[0] = k1;
+	ids[1] = k2;
+	ids[2] = "not-a-key-id";
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_false(rf_ledger_key_retired(l, k1));
+	assert_int_equal(rf_ledger_retire_keys(l, ids, want, 3), 0);
+	assert_true(rf_ledger_key_retired(l, k1));
+	assert_false(rf_ledger_key_retired(l, k2)); /* not wanted */
+	assert_false(rf_ledger_key_retired(l, "not-a-key-id"));
+	assert_false(rf_ledger_has(l, k1)); /* a key is not a serial */
+	assert_int_equal(rf_ledger_retire_keys(l, ids, NULL, 2), 0);
+	rf_ledger_free(l);
+	l = NULL;
+	/* Once each in the file, and both after a reopen. */
+	assert_int_equal(tu_sh("test $(grep -c '^k ' '%s') = 2", path), 0);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_true(rf_ledger_key_retired(l, k1));
+	assert_true(rf_ledger_key_retired(l, k2));
+	assert_int_equal(rf_ledger_retire_keys(l, ids, NULL, 2), 0);
+	rf_ledger_free(l);
+	assert_int_equal(tu_sh("test $(grep -c '^k ' '%s') = 2", path), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_ledger, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ledger_keys, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
