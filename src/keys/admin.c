@@ -734,39 +734,6 @@ out:
 	return rv;
 }
 
-int
-rf_keys_sweep_torn(
-    struct rf_keys *keys, const struct rf_actor *who, size_t *swept)
-{
-	struct sweep_arg a;
-	char made[16];
-	CK_RV rv = CKR_OK;
-	int i, r;
-
-	*swept = 0;
-	if (keys->kc != NULL)
-		return rf_err_set(RF_ERR_ARG, "only keyd sweeps the token");
-	/* key_tokens: the tokens ringfence init made for the embedded store. */
-	if (rf_store_meta_get(
-		keys_store(keys), "key_tokens", made, sizeof(made)) != 0) {
-		rf_err_clear();
-		return 0;
-	}
-	memset(&a, 0, sizeof(a));
-	a.who = who;
-	for (i = 0; i < keys->nsh; i++) {
-		a.label = keys->sh[i].label;
-		if ((r = keys_with_session(keys, i, sweep_op, &a, &rv)) != 0)
-			return r;
-		if (a.r != 0)
-			return a.r;
-		if (rv != CKR_OK)
-			return keys_token_err("C_DestroyObject", rv);
-	}
-	*swept = a.swept;
-	return 0;
-}
-
 /*
  * Disable and destroy. A key cannot be changed in the token once made
  * (CKA_MODIFIABLE false), so disabling it is a state of its record, which
@@ -824,6 +791,94 @@ probe_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		return rv;
 	a->found = hpriv != CK_INVALID_HANDLE || hpub != CK_INVALID_HANDLE;
 	return CKR_OK;
+}
+
+/*
+ * A generation interrupted anywhere leaves its "generating" row (written
+ * before the token is asked; removed only once the key is recorded or
+ * seen destroyed), naming its token: only those tokens are swept, so that
+ * a start after a clean run reads nothing (a whole-token search costs a
+ * file read per object with SoftHSM). A row whose CKA_ID the token no
+ * longer holds then goes: nothing is left to know of.
+ */
+int
+rf_keys_sweep_torn(
+    struct rf_keys *keys, const struct rf_actor *who, size_t *swept)
+{
+	struct rf_key_rec *recs = NULL;
+	struct sweep_arg a;
+	struct destroy_arg d;
+	uint8_t tid[TID_MAX], *want = NULL;
+	char made[16];
+	CK_RV rv = CKR_OK;
+	size_t nrecs = 0, i, len;
+	int sh, r;
+
+	*swept = 0;
+	if (keys->kc != NULL)
+		return rf_err_set(RF_ERR_ARG, "only keyd sweeps the token");
+	/* key_tokens: the tokens ringfence init made for the embedded store. */
+	if (rf_store_meta_get(
+		keys_store(keys), "key_tokens", made, sizeof(made)) != 0) {
+		rf_err_clear();
+		return 0;
+	}
+	pthread_mutex_lock(&keys->audit_lock);
+	r = rf_store_key_list_state(
+	    keys_store(keys), "generating", &recs, &nrecs);
+	pthread_mutex_unlock(&keys->audit_lock);
+	if (r != 0 || nrecs == 0)
+		goto out;
+	if ((want = calloc((size_t)keys->nsh, 1)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < nrecs; i++)
+		for (sh = 0; sh < keys->nsh; sh++)
+			if (strcmp(recs[i].token, keys->sh[sh].label) == 0)
+				want[sh] = 1;
+	memset(&a, 0, sizeof(a));
+	a.who = who;
+	for (sh = 0; sh < keys->nsh; sh++) {
+		if (!want[sh])
+			continue;
+		a.label = keys->sh[sh].label;
+		if ((r = keys_with_session(keys, sh, sweep_op, &a, &rv)) != 0)
+			goto out;
+		if ((r = a.r) != 0)
+			goto out;
+		if (rv != CKR_OK) {
+			r = keys_token_err("C_DestroyObject", rv);
+			goto out;
+		}
+	}
+	*swept = a.swept;
+	for (i = 0; i < nrecs; i++) {
+		for (sh = 0; sh < keys->nsh; sh++)
+			if (strcmp(recs[i].token, keys->sh[sh].label) == 0)
+				break;
+		if (sh == keys->nsh ||
+		    rf_unhex(recs[i].token_id, tid, sizeof(tid), &len) != 0) {
+			rf_err_clear();
+			continue; /* not ours to judge: it stays */
+		}
+		memset(&d, 0, sizeof(d));
+		d.id = tid;
+		d.idlen = len;
+		if ((r = keys_with_session(keys, sh, probe_op, &d, &rv)) != 0)
+			goto out;
+		if (rv != CKR_OK || d.found)
+			continue;
+		pthread_mutex_lock(&keys->audit_lock);
+		if (rf_store_key_forget(keys_store(keys), recs[i].id) != 0)
+			rf_err_clear();
+		pthread_mutex_unlock(&keys->audit_lock);
+	}
+	r = 0;
+out:
+	free(want);
+	free(recs);
+	return r;
 }
 
 static int

@@ -125,6 +125,9 @@ int rf_store_key_forget(struct rf_store *st, const char *id) RF_WUR;
 /* Every key record, oldest first: *out is an array of *n; caller frees. */
 int rf_store_key_list(
     struct rf_store *st, struct rf_key_rec **out, size_t *n) RF_WUR;
+/* The same for the records in one state ("generating", ...). */
+int rf_store_key_list_state(struct rf_store *st, const char *state,
+    struct rf_key_rec **out, size_t *n) RF_WUR;
 
 /* Certificate authorities and other service certificates. */
 struct rf_ca_rec {

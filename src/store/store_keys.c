@@ -333,6 +333,13 @@ out:
 int
 rf_store_key_list(struct rf_store *st, struct rf_key_rec **out, size_t *n)
 {
+	return rf_store_key_list_state(st, NULL, out, n);
+}
+
+int
+rf_store_key_list_state(
+    struct rf_store *st, const char *state, struct rf_key_rec **out, size_t *n)
+{
 	sqlite3_stmt *s = NULL;
 	struct rf_key_rec *v = NULL, *nv;
 	size_t cap = 0, cnt = 0;
@@ -341,9 +348,16 @@ rf_store_key_list(struct rf_store *st, struct rf_key_rec **out, size_t *n)
 	*out = NULL;
 	*n = 0;
 	if ((r = st_prepare(st,
-		 "SELECT " KEY_COLS " FROM keys ORDER BY created, rowid",
+		 state == NULL
+		     ? "SELECT " KEY_COLS " FROM keys ORDER BY created, rowid"
+		     : "SELECT " KEY_COLS " FROM keys WHERE state = ? ORDER BY "
+		       "created, rowid",
 		 &s)) != 0)
 		return r;
+	if (state != NULL && (r = st_bind_text(st, s, 1, state, 32)) != 0) {
+		sqlite3_finalize(s);
+		return r;
+	}
 	for (;;) {
 		if (cnt == cap) {
 			cap = cap == 0 ? 64 : cap * 2;

@@ -141,6 +141,33 @@ sweep_leaf(void *arg, const struct rf_leaf_rec *l)
 	return 0;
 }
 
+/* A "generating" row, as a generation writes before asking the token. */
+static void
+note_generating(struct fx *fx, const char *tid_hex)
+{
+	struct rf_key_rec kr;
+
+	memset(&kr, 0, sizeof(kr));
+	snprintf(kr.id, sizeof(kr.id), "pending-%s", tid_hex);
+	snprintf(kr.alg, sizeof(kr.alg), "ec-p256");
+	snprintf(kr.purpose, sizeof(kr.purpose), "-");
+	snprintf(kr.state, sizeof(kr.state), "generating");
+	snprintf(kr.token_id, sizeof(kr.token_id), "%s", tid_hex);
+	snprintf(kr.token, sizeof(kr.token), "%.32s", fx->cfg.token);
+	kr.created = 1;
+	assert_int_equal(rf_store_key_note_many(fx->st, &kr, 1), 0);
+}
+
+static int
+has_row(struct fx *fx, const char *id)
+{
+	struct rf_key_rec kr;
+	int r = rf_store_key_get(fx->st, id, &kr);
+
+	rf_err_clear();
+	return r == 0;
+}
+
 static void
 test_sweep_torn(void **state)
 {
@@ -159,19 +186,22 @@ test_sweep_torn(void **state)
 	p11_open(&fx->cfg, &p);
 	make_torn(&p);
 	assert_int_equal(torn_count(&p), 1);
+	assert_int_equal(rf_store_meta_set(fx->st, "key_tokens", "1"), 0);
 
-	/* Not the embedded store (no key_tokens): a module by path may hold
-	 * other applications' objects; nothing is touched. */
+	/* No generation was interrupted (no "generating" row): no token is
+	 * read, nothing is touched. */
 	before = leaves(fx);
 	assert_int_equal(rf_keys_sweep_torn(fx->keys, &who, &swept), 0);
 	assert_int_equal(swept, 0);
-	assert_int_equal(leaves(fx), before);
 	assert_int_equal(torn_count(&p), 1);
 
-	assert_int_equal(rf_store_meta_set(fx->st, "key_tokens", "1"), 0);
+	/* One was: its token is swept, and its row, with nothing left behind
+	 * it, goes. */
+	note_generating(fx, "00112233445566778899aabbccddeeff");
 	assert_int_equal(rf_keys_sweep_torn(fx->keys, &who, &swept), 0);
 	assert_int_equal(swept, 1);
 	assert_int_equal(torn_count(&p), 0);
+	assert_false(has_row(fx, "pending-00112233445566778899aabbccddeeff"));
 	assert_int_equal(leaves(fx), before + 1);
 	memset(&ty, 0, sizeof(ty));
 	assert_int_equal(
@@ -184,6 +214,20 @@ test_sweep_torn(void **state)
 	/* Nothing more to sweep: no leaf. */
 	assert_int_equal(rf_keys_sweep_torn(fx->keys, &who, &swept), 0);
 	assert_int_equal(swept, 0);
+	assert_int_equal(leaves(fx), before + 1);
+
+	/* Not the embedded store (no key_tokens): a module by path may hold
+	 * other applications' objects; nothing is touched. */
+	make_torn(&p);
+	note_generating(fx, "ffeeddccbbaa99887766554433221100");
+	assert_int_equal(tu_sh("sqlite3 '%s' \"DELETE FROM meta WHERE key = "
+			       "'key_tokens'\"",
+			     fx->cfg.db_path),
+	    0);
+	assert_int_equal(rf_keys_sweep_torn(fx->keys, &who, &swept), 0);
+	assert_int_equal(swept, 0);
+	assert_int_equal(torn_count(&p), 1);
+	assert_true(has_row(fx, "pending-ffeeddccbbaa99887766554433221100"));
 	assert_int_equal(leaves(fx), before + 1);
 	p11_close(&p);
 }
