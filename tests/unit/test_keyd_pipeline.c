@@ -461,12 +461,11 @@ test_background(void **state)
 /*
  * A caller (a child process) that asks for an answer larger than a
  * socket holds and stops reading delays no one else; once it reads
- * again it gets the whole answer. A signature asked meanwhile may wait
- * for the big request's signing (keyd signs a batch at a time), never
- * for its answer to be read: the bounds are in units of that signing,
- * measured first under the same load, so that a loaded machine cannot
- * fail the test and a keyd that blocks on the stalled reader always does
- * (its waits last until SIGCONT, past every bound).
+ * again it gets the whole answer. The signatures timed are asked once
+ * keyd has signed the big request (its queue, from keyd's status, is
+ * empty again) and holds its answer: a signature asked before then may
+ * wait for that signing, however long a loaded machine makes it; one
+ * asked after may not wait for the reader at all.
  */
 #define STALL_N 3000 /* RSA-2048: 768 KB of signatures */
 
@@ -499,6 +498,9 @@ stall_sign(struct rf_keys *k, struct rf_key *rsa)
 		for (i = 0; r == 0 && i < STALL_N; i++)
 			if (sigs[i].sig == NULL || sigs[i].len != 256)
 				r = 1;
+	if (r != 0)
+		fprintf(stderr, "the big request: %s\n",
+		    r == 1 ? "a signature is missing" : rf_err_msg(r));
 	for (i = 0; sigs != NULL && i < STALL_N; i++)
 		rf_sig_clear(&sigs[i]);
 	free(sigs);
@@ -516,22 +518,61 @@ stalled_child(struct fx *fx)
 	_exit(stall_sign(k, fx->rsa) == 0 ? 0 : 3);
 }
 
-/* SIGCONT to the stopped caller after a while, whatever the parent is
- * doing: a keyd that waits for the reader then holds the parent's
- * signature until this, and the test fails instead of hanging. */
+/*
+ * SIGCONT to the stopped caller at a deadline the parent sets, whatever
+ * the parent is doing (or at once when told): a keyd that waits for the
+ * reader then holds the parent's requests until this, and the test fails
+ * instead of hanging. fired: the deadline passed.
+ */
 struct resume {
 	pid_t kid;
-	useconds_t after;
+	struct timespec until;
+	int done, fired;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
 };
+
+static void
+resume_in(struct resume *w, int secs)
+{
+	pthread_mutex_lock(&w->mu);
+	clock_gettime(CLOCK_REALTIME, &w->until);
+	w->until.tv_sec += secs;
+	pthread_cond_signal(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
 
 static void *
 resume_later(void *arg)
 {
 	struct resume *w = arg;
+	struct timespec now;
 
-	usleep(w->after);
+	pthread_mutex_lock(&w->mu);
+	while (!w->done) {
+		(void)pthread_cond_timedwait(&w->cv, &w->mu, &w->until);
+		clock_gettime(CLOCK_REALTIME, &now);
+		if (!w->done &&
+		    (now.tv_sec > w->until.tv_sec ||
+			(now.tv_sec == w->until.tv_sec &&
+			    now.tv_nsec >= w->until.tv_nsec))) {
+			w->fired = 1;
+			break;
+		}
+	}
+	pthread_mutex_unlock(&w->mu);
 	kill(w->kid, SIGCONT);
 	return NULL;
+}
+
+/* keyd's signing requests in flight. */
+static unsigned
+keyd_queue(struct fx *fx)
+{
+	struct rf_keyd_status st;
+
+	assert_int_equal(rf_keyd_status_get(&fx->cfg, &st), 0);
+	return st.queue;
 }
 
 static void
@@ -540,39 +581,52 @@ test_stalled_reader(void **state)
 	struct fx *fx = *state;
 	struct resume w;
 	pthread_t tid;
-	double t0, big, worst;
+	double worst;
 	pid_t kid;
-	int n, status = 0;
+	int i, fired, status = 0;
 
-	/* The big request's time here and now, read as it comes. */
-	t0 = ms_now();
-	assert_int_equal(stall_sign(fx->keys, fx->rsa), 0);
-	big = ms_now() - t0;
-
+	memset(&w, 0, sizeof(w));
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
 	assert_true((kid = fork()) >= 0);
 	if (kid == 0)
 		stalled_child(fx);
-	usleep(300000); /* its request is in; keyd is signing it */
+	/* Its request is in keyd's pipeline; then it stops reading. */
+	for (i = 0; i < 600 && keyd_queue(fx) == 0; i++)
+		usleep(50000);
+	assert_true(i < 600);
 	assert_int_equal(kill(kid, SIGSTOP), 0);
-	/* Stopped for three times the signing and 3 s more (50 ms apart),
-	 * so that keyd answers the big request while these wait. */
-	n = (int)((3 * big + 3000) / 50);
 	w.kid = kid;
-	w.after = (useconds_t)(n * 50000);
+	resume_in(&w, 60);
 	assert_int_equal(pthread_create(&tid, NULL, resume_later, &w), 0);
-	worst = worst_of(fx, n, 50000);
+	/* keyd signs it and holds its answer (60 s at most: a keyd stuck on
+	 * the reader answers no status until the SIGCONT). */
+	for (i = 0; keyd_queue(fx) != 0; i++)
+		usleep(50000);
+	pthread_mutex_lock(&w.mu);
+	fired = w.fired;
+	pthread_mutex_unlock(&w.mu);
+	if (fired)
+		fail_msg("keyd answered nothing for 60 s beside a caller that "
+			 "does not read");
+	/* Then the SIGCONT in 7 s at the latest: within the 10 s keyd
+	 * gives a caller that does not read before it closes it. */
+	resume_in(&w, 7);
+	worst = worst_of(fx, 30, 50000);
+	pthread_mutex_lock(&w.mu);
+	w.done = 1;
+	pthread_cond_signal(&w.cv);
+	pthread_mutex_unlock(&w.mu);
 	assert_int_equal(pthread_join(tid, NULL), 0);
-	assert_int_equal(kill(kid, SIGCONT), 0);
 	assert_int_equal(waitpid(kid, &status, 0), kid);
 	assert_true(WIFEXITED(status));
 	assert_int_equal(WEXITSTATUS(status), 0);
-	/* A wait for the reader would last from the end of the signing
-	 * until SIGCONT: at least 2 x big + 3 s. */
-	if (worst >= 1.5 * big + 1000)
-		fail_msg(
-		    "a signature took %.0f ms beside a caller that does "
-		    "not read (its request took %.0f ms to sign when read)",
-		    worst, big);
+	/* A keyd that waited for the reader would have held one until the
+	 * SIGCONT, 7 s after they began. */
+	if (worst >= 3000)
+		fail_msg("a signature took %.0f ms beside a caller that does "
+			 "not read",
+		    worst);
 }
 
 int
