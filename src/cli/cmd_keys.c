@@ -23,7 +23,9 @@ static const char keys_help[] =
     "each: a key the store records but no token holds ('missing'), a key\n"
     "a token holds but the store does not know ('unknown'), a key the\n"
     "store says destroyed that a token still holds ('not-destroyed'), a\n"
-    "key whose CKA_ID differs from the store's ('token-id'). Exits 1\n"
+    "key whose CKA_ID differs from the store's ('token-id'), a key keyd\n"
+    "took out of service that the store says is in service ('ledger':\n"
+    "the store was changed behind keyd's back). Exits 1\n"
     "when there is any. A key object without a CKA_ID is state 'torn':\n"
     "half made by a key generation the token or the process did not\n"
     "finish; it holds no key, and keyd destroys it when it next starts.\n"
@@ -224,6 +226,15 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 			    "store does not know it",
 			    ki->token_id, ki->label);
 			r = disagree(cli, "unknown", ki->id, ki->token, detail);
+		} else if (ki->retired && strcmp(kr.state, "disabled") != 0 &&
+		    strcmp(kr.state, "destroying") != 0 &&
+		    strcmp(kr.state, "destroyed") != 0) {
+			snprintf(detail, sizeof(detail),
+			    "keyd took it out of service (its ledger), the "
+			    "store says %s: the store was changed behind "
+			    "keyd's back; the key signs nothing",
+			    kr.state);
+			r = disagree(cli, "ledger", ki->id, ki->token, detail);
 		} else if (strcmp(kr.state, "destroyed") == 0) {
 			snprintf(detail, sizeof(detail),
 			    "the store says destroyed, the token still holds "

@@ -639,6 +639,8 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 			if (ki.id[0] == '\0' && len == ID_LEN)
 				rf_hex(buf, len, ki.id);
 		}
+		ki.retired = keys->ledger != NULL && ki.id[0] != '\0' &&
+		    rf_ledger_key_retired(keys->ledger, ki.id);
 		la->r = la->fn(la->arg, &ki);
 	}
 out:

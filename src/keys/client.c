@@ -687,6 +687,7 @@ rf_kc_list(struct rf_kc *kc, int (*fn)(void *arg, const struct rf_key_info *ki),
 		snprintf(ki.token_id, sizeof(ki.token_id), "%.64s", s);
 		rf_kmsg_str(&m, s);
 		snprintf(ki.token, sizeof(ki.token), "%.32s", s);
+		ki.retired = rf_kmsg_u8(&m) != 0;
 		if (m.err == 0)
 			r = fn(arg, &ki);
 	}

@@ -681,6 +681,7 @@ list_one(void *arg, const struct rf_key_info *ki)
 	rf_kbuf_u8(out, (uint8_t)ki->never_extractable);
 	rf_kbuf_str(out, ki->token_id);
 	rf_kbuf_str(out, ki->token);
+	rf_kbuf_u8(out, (uint8_t)ki->retired);
 	return 0;
 }
 

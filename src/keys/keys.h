@@ -331,6 +331,7 @@ struct rf_key_info {
 	int sensitive, extractable, always_sensitive, never_extractable;
 	char token_id[65]; /* CKA_ID as hex */
 	char token[33];	   /* the label of the token holding it */
+	int retired;	   /* keyd took it out of service (its ledger) */
 };
 /* Call fn for each private key in the token; fn's non-zero return stops
  * and is returned. */

@@ -38,7 +38,10 @@ enum rf_kmsg_type {
 				scheme, str what, str ref, str tenant, bytes
 				msg) -> u32 n, n x bytes sig */
 	RF_KMSG_DISABLE = 5, /* u8 destroy, who, u32 n, n x str id -> u64 */
-	RF_KMSG_LIST = 6,    /* -> u32 n, n x key info */
+	RF_KMSG_LIST = 6,    /* -> u32 n, n x key info (str id, str label,
+				6 x u8: alg, sign, sensitive, extractable,
+				always sensitive, never extractable; str
+				CKA_ID, str token, u8 retired) */
 	RF_KMSG_CUSTODY = 7, /* str id -> 4 x u8 */
 	RF_KMSG_MEASURE = 8, /* str id, u64 n, u32 threads -> u64 micro/s */
 	RF_KMSG_STATUS = 9,  /* -> u32 pid, u32 uid, u8 class, str token,

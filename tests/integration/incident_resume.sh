@@ -110,6 +110,23 @@ mv "$RINGFENCE_HOME/tokens.away" "$RINGFENCE_HOME/tokens"
 grep -q "so far: .* reissued of $n3; run 'ringfence incident contain $id3' again to resume" "$RINGFENCE_HOME/c3" ||
 	fail "token removed: does not say how far: $(cat "$RINGFENCE_HOME/c3")"
 echo "token removed: $(cat "$RINGFENCE_HOME/c3")"
+# A key the stopped contain disabled is out of service by keyd's ledger,
+# not by the store alone: set back to active behind keyd's back (keyd
+# started again since), keys list names it, and it stays refused.
+kid=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT id FROM keys WHERE state = 'disabled' AND purpose = 'connection' LIMIT 1")
+[ -n "$kid" ] || fail "no disabled connection key after the stopped contain"
+sqlite3 -cmd ".timeout 10000" "$db" "UPDATE keys SET state = 'active' WHERE id = '$kid'"
+if rf keys list --json >"$RINGFENCE_HOME/ledger.json" 2>"$RINGFENCE_HOME/err"; then
+	fail "keys list found no disagreement with a disabled key set back to active"
+fi
+python3 - "$RINGFENCE_HOME/ledger.json" "$kid" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+d = [r for r in rows if r.get("disagreement") == "ledger"]
+assert [r["id"] for r in d] == [sys.argv[2]], d
+assert "behind keyd's back" in d[0]["detail"], d
+PY
+sqlite3 -cmd ".timeout 10000" "$db" "UPDATE keys SET state = 'disabled' WHERE id = '$kid'"
 rf incident contain "$id3" >/dev/null
 new3=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT new_issuer FROM incidents WHERE id = $id3")
 [ -n "$new3" ] && [ "$new3" != issuing ] || fail "no new issuing CA after resume"

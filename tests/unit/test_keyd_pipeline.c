@@ -347,6 +347,23 @@ test_disable_between(void **state)
 	rf_key_free(k);
 }
 
+struct find_retired {
+	const char *id;
+	int seen, retired;
+};
+
+static int
+find_retired(void *arg, const struct rf_key_info *ki)
+{
+	struct find_retired *f = arg;
+
+	if (strcmp(ki->id, f->id) == 0) {
+		f->seen++;
+		f->retired = ki->retired;
+	}
+	return 0;
+}
+
 /*
  * A key disabled through keyd signs nothing even once the store says
  * `active` again: serve's user can write the store, and keyd keeps the
@@ -358,6 +375,7 @@ test_disable_store_undone(void **state)
 	struct fx *fx = *state;
 	struct rf_sign_req req;
 	struct rf_sig sig;
+	struct find_retired fr;
 	struct rf_key *k;
 	char id[65];
 	int r;
@@ -382,6 +400,12 @@ test_disable_store_undone(void **state)
 	assert_int_equal(r, RF_ERR_KEY_DISABLED);
 	assert_non_null(strstr(rf_err_msg(r), "ledger"));
 	assert_null(sig.sig);
+	/* keyd's list says so too (keys list reports it). */
+	memset(&fr, 0, sizeof(fr));
+	fr.id = id;
+	assert_int_equal(rf_keys_list(fx->keys, find_retired, &fr), 0);
+	assert_int_equal(fr.seen, 1);
+	assert_int_equal(fr.retired, 1);
 	rf_key_free(k);
 }
 
