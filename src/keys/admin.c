@@ -13,7 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -796,86 +795,13 @@ probe_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	return CKR_OK;
 }
 
-static int
-tid_hex_cmp(const void *a, const void *b)
-{
-	return strcasecmp(a, b);
-}
-
-/* The CKA_IDs (hex) of the store's rows that are keys, sorted. */
-static int
-recorded_tids(struct rf_keys *keys, char (**out)[65], size_t *n)
-{
-	struct rf_key_rec *recs = NULL;
-	char(*v)[65] = NULL;
-	size_t nrecs = 0, i;
-	int r;
-
-	*out = NULL;
-	*n = 0;
-	pthread_mutex_lock(&keys->audit_lock);
-	r = rf_store_key_list(keys_store(keys), &recs, &nrecs);
-	pthread_mutex_unlock(&keys->audit_lock);
-	if (r != 0)
-		return r;
-	if ((v = calloc(nrecs + 1, sizeof(*v))) == NULL) {
-		free(recs);
-		return RF_ERR_ALLOC;
-	}
-	for (i = 0; i < nrecs; i++)
-		if (strcmp(recs[i].state, "generating") != 0 &&
-		    recs[i].token_id[0] != '\0')
-			snprintf(
-			    v[(*n)++], sizeof(v[0]), "%s", recs[i].token_id);
-	free(recs);
-	qsort(v, *n, sizeof(*v), tid_hex_cmp);
-	*out = v;
-	return 0;
-}
-
-/*
- * The pair a generation made but never recorded (its "generating" row
- * names it; no row of the store is that key): nobody knows it by its id,
- * it has no keygen leaf and never signed. A "sweep" leaf, then it is
- * destroyed and its row goes.
- */
-static int
-sweep_unrecorded(struct rf_keys *keys, const struct rf_key_rec *rec, int sh,
-    const uint8_t *tid, size_t len, const struct rf_actor *who)
-{
-	struct rf_audit_event ev;
-	char detail[200];
-	int found, r;
-
-	snprintf(detail, sizeof(detail),
-	    "key pair of a generation that did not finish (CKA_ID %.32s in "
-	    "token %.32s: never recorded, never used); destroyed",
-	    rec->token_id, rec->token);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = "sweep";
-	ev.tenant = rec->tenant[0] ? rec->tenant : NULL;
-	ev.actor = who ? who->actor : NULL;
-	ev.source = who ? who->source : NULL;
-	ev.detail = detail;
-	if ((r = keys_audit_append(keys, &ev, 1, "nothing was destroyed")) !=
-		0 ||
-	    (r = destroy_quiet(keys, sh, tid, len, &found)) != 0)
-		return r;
-	pthread_mutex_lock(&keys->audit_lock);
-	if (rf_store_key_forget(keys_store(keys), rec->id) != 0)
-		rf_err_clear();
-	pthread_mutex_unlock(&keys->audit_lock);
-	return 0;
-}
-
 /*
  * A generation interrupted anywhere leaves its "generating" row (written
  * before the token is asked; removed only once the key is recorded or
  * seen destroyed), naming its token: only those tokens are swept, so that
  * a start after a clean run reads nothing (a whole-token search costs a
- * file read per object with SoftHSM). Then each such row: the pair it
- * names, if the token holds one that no row of the store records, is
- * destroyed (sweep_unrecorded), and the row goes.
+ * file read per object with SoftHSM). A row whose CKA_ID the token no
+ * longer holds then goes: nothing is left to know of.
  */
 int
 rf_keys_sweep_torn(
@@ -885,10 +811,10 @@ rf_keys_sweep_torn(
 	struct sweep_arg a;
 	struct destroy_arg d;
 	uint8_t tid[TID_MAX], *want = NULL;
-	char made[16], (*known)[65] = NULL;
+	char made[16];
 	CK_RV rv = CKR_OK;
-	size_t nrecs = 0, nknown = 0, i, len;
-	int sh, r, listed = 0;
+	size_t nrecs = 0, i, len;
+	int sh, r;
 
 	*swept = 0;
 	if (keys->kc != NULL)
@@ -943,30 +869,15 @@ rf_keys_sweep_torn(
 		d.idlen = len;
 		if ((r = keys_with_session(keys, sh, probe_op, &d, &rv)) != 0)
 			goto out;
-		if (rv != CKR_OK)
+		if (rv != CKR_OK || d.found)
 			continue;
-		if (!d.found) {
-			pthread_mutex_lock(&keys->audit_lock);
-			if (rf_store_key_forget(keys_store(keys), recs[i].id) !=
-			    0)
-				rf_err_clear();
-			pthread_mutex_unlock(&keys->audit_lock);
-			continue;
-		}
-		if (!listed && (r = recorded_tids(keys, &known, &nknown)) != 0)
-			goto out;
-		listed = 1;
-		if (bsearch(recs[i].token_id, known, nknown, sizeof(*known),
-			tid_hex_cmp) != NULL)
-			continue; /* a key of the store's: not to touch */
-		if ((r = sweep_unrecorded(keys, &recs[i], sh, tid, len, who)) !=
-		    0)
-			goto out;
-		(*swept)++;
+		pthread_mutex_lock(&keys->audit_lock);
+		if (rf_store_key_forget(keys_store(keys), recs[i].id) != 0)
+			rf_err_clear();
+		pthread_mutex_unlock(&keys->audit_lock);
 	}
 	r = 0;
 out:
-	free(known);
 	free(want);
 	free(recs);
 	return r;

@@ -137,9 +137,8 @@ new3=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT new_issuer FROM incidents WHE
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE issuer = '$new3'")" = "$n3" ] ||
 	fail "token removed: certificates from $new3 are not one per connection"
 # Keys the failed batch made but could not destroy (the token was gone)
-# stay known to the store as interrupted or generated until keyd's next
-# start destroys those never recorded (keys list finds no disagreement):
-# none of them has a certificate.
+# stay in the token, known to the store as interrupted or generated (keys
+# list finds no disagreement): none of them has a certificate.
 rf keys list --json >"$RINGFENCE_HOME/keys.json"
 python3 - "$RINGFENCE_HOME/keys.json" "$db" <<'PY'
 import json, sqlite3, sys
