@@ -32,7 +32,7 @@ export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 export RINGFENCE_POOL_REFILL=0
 tokdir=""
 # keyd is stopped by its pid file (never by name), then its state goes.
-cleanup() { "$build/ringfence" keyd stop >/dev/null 2>&1 || true; rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
+cleanup() { "$build/ringfence" keyd stop >/dev/null 2>&1 || true; rm -rf "$RINGFENCE_HOME" "$RINGFENCE_HOME-custody" ${tokdir:+"$tokdir"}; }
 trap cleanup EXIT
 rf() { "$build/ringfence" "$@"; }
 if [ "$where" = tmpfs ]; then
