@@ -376,15 +376,22 @@ out:
 	return r;
 }
 
-int
-rf_ledger_has(struct rf_ledger *l, const char *serial)
+/* 1 if the ledger holds name as kind, under its lock. */
+static int
+holds(struct rf_ledger *l, char kind, const char *name)
 {
 	int has;
 
 	pthread_mutex_lock(&l->mu);
-	has = find(l, 'r', serial) != NULL;
+	has = find(l, kind, name) != NULL;
 	pthread_mutex_unlock(&l->mu);
 	return has;
+}
+
+int
+rf_ledger_has(struct rf_ledger *l, const char *serial)
+{
+	return holds(l, 'r', serial);
 }
 
 int
@@ -424,10 +431,5 @@ rf_ledger_retire_keys(
 int
 rf_ledger_key_retired(struct rf_ledger *l, const char *id)
 {
-	int has;
-
-	pthread_mutex_lock(&l->mu);
-	has = find(l, 'k', id) != NULL;
-	pthread_mutex_unlock(&l->mu);
-	return has;
+	return holds(l, 'k', id);
 }
