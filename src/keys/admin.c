@@ -811,6 +811,7 @@ rf_keys_sweep_torn(
 	struct sweep_arg a;
 	struct destroy_arg d;
 	uint8_t tid[TID_MAX], *want = NULL;
+	int *rsh = NULL; /* per row: its token's index, or -1 */
 	char made[16];
 	CK_RV rv = CKR_OK;
 	size_t nrecs = 0, i, len;
@@ -831,14 +832,14 @@ rf_keys_sweep_torn(
 	pthread_mutex_unlock(&keys->audit_lock);
 	if (r != 0 || nrecs == 0)
 		goto out;
-	if ((want = calloc((size_t)keys->nsh, 1)) == NULL) {
+	if ((want = calloc((size_t)keys->nsh, 1)) == NULL ||
+	    (rsh = calloc(nrecs, sizeof(*rsh))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
 	for (i = 0; i < nrecs; i++)
-		for (sh = 0; sh < keys->nsh; sh++)
-			if (strcmp(recs[i].token, keys->sh[sh].label) == 0)
-				want[sh] = 1;
+		if ((rsh[i] = keys_shard_index(keys, recs[i].token)) >= 0)
+			want[rsh[i]] = 1;
 	memset(&a, 0, sizeof(a));
 	a.who = who;
 	for (sh = 0; sh < keys->nsh; sh++) {
@@ -856,10 +857,7 @@ rf_keys_sweep_torn(
 	}
 	*swept = a.swept;
 	for (i = 0; i < nrecs; i++) {
-		for (sh = 0; sh < keys->nsh; sh++)
-			if (strcmp(recs[i].token, keys->sh[sh].label) == 0)
-				break;
-		if (sh == keys->nsh ||
+		if ((sh = rsh[i]) < 0 ||
 		    rf_unhex(recs[i].token_id, tid, sizeof(tid), &len) != 0) {
 			rf_err_clear();
 			continue; /* not ours to judge: it stays */
@@ -878,6 +876,7 @@ rf_keys_sweep_torn(
 	}
 	r = 0;
 out:
+	free(rsh);
 	free(want);
 	free(recs);
 	return r;

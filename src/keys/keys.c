@@ -248,9 +248,8 @@ keys_store(struct rf_keys *keys)
 	return rf_audit_store(keys->audit);
 }
 
-/* The index of the token labelled label, or -1. */
-static int
-shard_index(struct rf_keys *keys, const char *label)
+int
+keys_shard_index(struct rf_keys *keys, const char *label)
 {
 	int i, sh = -1;
 
@@ -290,7 +289,7 @@ keys_key_where(struct rf_keys *keys, const char *id, struct where *w)
 	if (r == 0) {
 		w->recorded = 1;
 		snprintf(w->state, sizeof(w->state), "%s", kr.state);
-		w->sh = shard_index(keys, kr.token);
+		w->sh = keys_shard_index(keys, kr.token);
 	} else {
 		rf_err_clear();
 	}

@@ -228,6 +228,8 @@ int keys_key_where(
     struct rf_keys *keys, const char *id, struct where *w) RF_WUR;
 /* The store of the audit record, used under the audit lock. */
 struct rf_store *keys_store(struct rf_keys *keys);
+/* keys.c: the index of the token labelled label, or -1. */
+int keys_shard_index(struct rf_keys *keys, const char *label);
 /* The 32 bytes of a key id given as 64 hex digits. */
 int keys_parse_id(const char *id, uint8_t out[ID_LEN]) RF_WUR;
 /*

@@ -493,11 +493,14 @@ test_background(void **state)
  */
 #define STALL_N 3000 /* RSA-2048: 768 KB of signatures */
 
-static struct rf_sign_req *
-stall_reqs(void)
+/* The big request through keys: 0 when every signature came back. */
+static int
+stall_sign(struct rf_keys *k, struct rf_key *rsa)
 {
 	struct rf_sign_req *reqs = calloc(STALL_N, sizeof(*reqs));
+	struct rf_sig *sigs = calloc(STALL_N, sizeof(*sigs));
 	size_t i;
+	int r = 1;
 
 	for (i = 0; reqs != NULL && i < STALL_N; i++) {
 		reqs[i].what = "cert";
@@ -505,18 +508,6 @@ stall_reqs(void)
 		reqs[i].msg = (const uint8_t *)"stalled";
 		reqs[i].msglen = 7;
 	}
-	return reqs;
-}
-
-/* The big request through keys: 0 when every signature came back. */
-static int
-stall_sign(struct rf_keys *k, struct rf_key *rsa)
-{
-	struct rf_sign_req *reqs = stall_reqs();
-	struct rf_sig *sigs = calloc(STALL_N, sizeof(*sigs));
-	size_t i;
-	int r = 1;
-
 	if (reqs != NULL && sigs != NULL &&
 	    (r = rf_keys_sign(k, rsa, reqs, STALL_N, &who, sigs)) == 0)
 		for (i = 0; r == 0 && i < STALL_N; i++)
