@@ -124,8 +124,9 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		g->r = RF_ERR_ALLOC;
 		goto fail;
 	}
-	if ((rv = keys_read_public(f, s, hpub, &key->alg, &key->pub, &g->r)) !=
-		CKR_OK ||
+	/* Checked in full once, when made: its id commits to these bytes. */
+	if ((rv = keys_read_public(
+		 f, s, hpub, 1, &key->alg, &key->pub, &g->r)) != CKR_OK ||
 	    g->r != 0)
 		goto fail;
 	if (key->alg != g->alg) {
@@ -433,7 +434,7 @@ load_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		return CKR_OK; /* not in this token */
 	l->found = 1;
 	return keys_read_public(
-	    keys->f, s, hpub, &l->key->alg, &l->key->pub, &l->r);
+	    keys->f, s, hpub, 0, &l->key->alg, &l->key->pub, &l->r);
 }
 
 int
@@ -626,8 +627,8 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 				goto out;
 			pub = NULL;
 			if (hpub != CK_INVALID_HANDLE &&
-			    keys_read_public(f, s, hpub, &ki.alg, &pub, &r) ==
-				CKR_OK) {
+			    keys_read_public(
+				f, s, hpub, 0, &ki.alg, &pub, &r) == CKR_OK) {
 				if (r != 0 || rf_keys_pub_id(pub, ki.id) != 0) {
 					ki.alg = RF_KEY_NONE;
 					ki.id[0] = '\0';
@@ -1491,7 +1492,7 @@ load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		if (!a->priv[x] || a->pub[x] == CK_INVALID_HANDLE ||
 		    k->pub != NULL)
 			continue; /* not (all) in this token, or read */
-		if ((rv = keys_read_public(keys->f, s, a->pub[x], &k->alg,
+		if ((rv = keys_read_public(keys->f, s, a->pub[x], 0, &k->alg,
 			 &k->pub, &a->r)) != CKR_OK)
 			return rv;
 	}

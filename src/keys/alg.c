@@ -5,6 +5,7 @@
  * token.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +117,15 @@ rf_keys_ec_point_decode(enum rf_key_alg alg, const uint8_t *in, size_t len,
 	    "token returned a malformed CKA_EC_POINT (%zu bytes)", len);
 }
 
+/* OpenSSL's full public-key checks made (rf_keys_pub_checks). */
+static _Atomic unsigned long full_checks;
+
+unsigned long
+rf_keys_pub_checks(void)
+{
+	return atomic_load(&full_checks);
+}
+
 /* Check a freshly built public key (point on the curve, RSA sanity). */
 static int
 pub_check(EVP_PKEY *pkey)
@@ -123,6 +133,7 @@ pub_check(EVP_PKEY *pkey)
 	EVP_PKEY_CTX *ctx;
 	int ok;
 
+	atomic_fetch_add(&full_checks, 1);
 	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL)
 		return RF_ERR_ALLOC;
 	ok = EVP_PKEY_public_check(ctx);
@@ -232,9 +243,9 @@ rf_keys_rsa_import(const BIGNUM *n, const BIGNUM *e, EVP_PKEY **out)
 	return r;
 }
 
-int
-rf_keys_ec_pub(
-    enum rf_key_alg alg, const uint8_t *point, size_t len, EVP_PKEY **out)
+static int
+ec_pub(enum rf_key_alg alg, const uint8_t *point, size_t len, int full,
+    EVP_PKEY **out)
 {
 	EVP_PKEY *pkey = NULL;
 	int r;
@@ -245,7 +256,7 @@ rf_keys_ec_pub(
 		    RF_ERR_MALFORMED, "bad EC point length %zu", len);
 	if ((r = rf_keys_ec_import(alg, point, len, &pkey)) == RF_ERR_MALFORMED)
 		rf_err_set(r, "token returned an EC point OpenSSL rejects");
-	if (r != 0 || (r = pub_check(pkey)) != 0) {
+	if (r != 0 || (full && (r = pub_check(pkey)) != 0)) {
 		EVP_PKEY_free(pkey);
 		return r;
 	}
@@ -253,61 +264,24 @@ rf_keys_ec_pub(
 	return 0;
 }
 
-/*
- * RSA public keys that passed their check, by SHA-256 of modulus and
- * exponent. The check of an RSA modulus (SP 800-56B: small factors and a
- * probable-prime test) costs several signatures, and a key is rebuilt from
- * the token each time it is loaded; the same bytes pass the same check.
- */
-#define RSA_CHECKED_MAX 256
-static struct {
-	pthread_mutex_t lock;
-	uint8_t md[RSA_CHECKED_MAX][SHA256_DIGEST_LENGTH];
-	size_t n, next;
-} rsa_checked = {.lock = PTHREAD_MUTEX_INITIALIZER};
-
-static void
-rsa_digest(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
-    uint8_t md[SHA256_DIGEST_LENGTH])
+int
+rf_keys_ec_pub(
+    enum rf_key_alg alg, const uint8_t *point, size_t len, EVP_PKEY **out)
 {
-	uint8_t buf[2 + 1024 + 8]; /* sizes checked by the caller */
-
-	buf[0] = (uint8_t)(nlen >> 8);
-	buf[1] = (uint8_t)nlen;
-	memcpy(buf + 2, n, nlen);
-	memcpy(buf + 2 + nlen, e, elen);
-	SHA256(buf, 2 + nlen + elen, md);
-}
-
-static int
-rsa_was_checked(const uint8_t md[SHA256_DIGEST_LENGTH])
-{
-	size_t i;
-	int hit = 0;
-
-	pthread_mutex_lock(&rsa_checked.lock);
-	for (i = 0; i < rsa_checked.n && !hit; i++)
-		hit = memcmp(rsa_checked.md[i], md, SHA256_DIGEST_LENGTH) == 0;
-	pthread_mutex_unlock(&rsa_checked.lock);
-	return hit;
-}
-
-static void
-rsa_checked_add(const uint8_t md[SHA256_DIGEST_LENGTH])
-{
-	pthread_mutex_lock(&rsa_checked.lock);
-	memcpy(rsa_checked.md[rsa_checked.next], md, SHA256_DIGEST_LENGTH);
-	rsa_checked.next = (rsa_checked.next + 1) % RSA_CHECKED_MAX;
-	if (rsa_checked.n < RSA_CHECKED_MAX)
-		rsa_checked.n++;
-	pthread_mutex_unlock(&rsa_checked.lock);
+	return ec_pub(alg, point, len, 1, out);
 }
 
 int
-rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
+rf_keys_ec_pub_known(
+    enum rf_key_alg alg, const uint8_t *point, size_t len, EVP_PKEY **out)
+{
+	return ec_pub(alg, point, len, 0, out);
+}
+
+static int
+rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen, int full,
     enum rf_key_alg *alg, EVP_PKEY **out)
 {
-	uint8_t md[SHA256_DIGEST_LENGTH];
 	EVP_PKEY *pkey = NULL;
 	BIGNUM *bn = NULL, *be = NULL;
 	int r = RF_ERR_INTERNAL, bits;
@@ -330,16 +304,18 @@ rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
 		    bits);
 		goto out;
 	}
+	/* What the full check would refuse first, checked always: every key
+	 * is made with exponent 65537 (gen_op), and a modulus is odd. */
+	if (!BN_is_word(be, RSA_F4) || !BN_is_odd(bn)) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "token returned an RSA key with an even modulus or an "
+		    "exponent other than 65537");
+		goto out;
+	}
 	if ((r = rf_keys_rsa_import(bn, be, &pkey)) == RF_ERR_MALFORMED)
 		rf_err_set(r, "token returned an RSA key OpenSSL rejects");
-	if (r != 0)
+	if (r != 0 || (full && (r = pub_check(pkey)) != 0))
 		goto out;
-	rsa_digest(n, nlen, e, elen, md);
-	if (!rsa_was_checked(md)) {
-		if ((r = pub_check(pkey)) != 0)
-			goto out;
-		rsa_checked_add(md);
-	}
 	*alg = bits == 2048 ? RF_KEY_RSA_2048 : RF_KEY_RSA_3072;
 	*out = pkey; /* owned by the caller */
 	pkey = NULL;
@@ -348,6 +324,20 @@ out:
 	BN_free(bn);
 	BN_free(be);
 	return r;
+}
+
+int
+rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen,
+    enum rf_key_alg *alg, EVP_PKEY **out)
+{
+	return rsa_pub(n, nlen, e, elen, 1, alg, out);
+}
+
+int
+rf_keys_rsa_pub_known(const uint8_t *n, size_t nlen, const uint8_t *e,
+    size_t elen, enum rf_key_alg *alg, EVP_PKEY **out)
+{
+	return rsa_pub(n, nlen, e, elen, 0, alg, out);
 }
 
 /*

@@ -383,6 +383,21 @@ int rf_keys_ec_pub(enum rf_key_alg alg, const uint8_t *point, size_t len,
     EVP_PKEY **out) RF_WUR;
 int rf_keys_rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e,
     size_t elen, enum rf_key_alg *alg, EVP_PKEY **out) RF_WUR;
+/*
+ * The same for a key read again, fully checked when it was made: imported
+ * (EC: the point on the curve; RSA: its size, an odd modulus, exponent
+ * 65537) without OpenSSL's full check (3 ms for RSA-2048: a pool of
+ * 36,000 would cost two minutes to take). Only for a caller that then
+ * compares the key's id (the SHA-256 of its SPKI) with the id recorded
+ * when it was made, as rf_keys_load and rf_keys_load_many do: the same
+ * bytes passed the full check then.
+ */
+int rf_keys_ec_pub_known(enum rf_key_alg alg, const uint8_t *point, size_t len,
+    EVP_PKEY **out) RF_WUR;
+int rf_keys_rsa_pub_known(const uint8_t *n, size_t nlen, const uint8_t *e,
+    size_t elen, enum rf_key_alg *alg, EVP_PKEY **out) RF_WUR;
+/* OpenSSL full public-key checks this process made (tests). */
+unsigned long rf_keys_pub_checks(void);
 /* Verify a signature as rf_keys_sign makes it: 0, RF_ERR_SIGNATURE_INVALID
  * or RF_ERR_INTERNAL (a library error). */
 int rf_keys_verify(EVP_PKEY *pub, enum rf_key_alg alg,

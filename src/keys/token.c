@@ -1101,7 +1101,7 @@ const uint8_t keys_oid_p384[] = {0x06, 0x05, 0x2b, 0x81, 0x04, 0x00, 0x22};
 /* An EC public key from its CKA_EC_PARAMS and CKA_EC_POINT. */
 static void
 ec_public(const uint8_t *params, size_t plen_, const uint8_t *ecpoint,
-    size_t elen, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
+    size_t elen, int full, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
 {
 	const uint8_t *point;
 	size_t plen;
@@ -1119,7 +1119,8 @@ ec_public(const uint8_t *params, size_t plen_, const uint8_t *ecpoint,
 	}
 	if ((*r = rf_keys_ec_point_decode(
 		 *alg, ecpoint, elen, &point, &plen)) != 0 ||
-	    (*r = rf_keys_ec_pub(*alg, point, plen, pub)) != 0)
+	    (*r = full ? rf_keys_ec_pub(*alg, point, plen, pub)
+		       : rf_keys_ec_pub_known(*alg, point, plen, pub)) != 0)
 		*alg = RF_KEY_NONE;
 }
 
@@ -1158,15 +1159,15 @@ keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 	*is = 1;
 	if (kt == CKK_EC && rv == CKR_OK) {
 		ec_public(
-		    b1, t[3].ulValueLen, b2, t[4].ulValueLen, alg, pub, r);
+		    b1, t[3].ulValueLen, b2, t[4].ulValueLen, 0, alg, pub, r);
 		return CKR_OK;
 	}
-	return keys_read_public(f, s, h, alg, pub, r);
+	return keys_read_public(f, s, h, 0, alg, pub, r);
 }
 
 CK_RV
 keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
-    CK_OBJECT_HANDLE h, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
+    CK_OBJECT_HANDLE h, int full, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
 {
 	CK_KEY_TYPE kt = 0;
 	uint8_t b1[ATTR_MAX], b2[ATTR_MAX];
@@ -1192,8 +1193,8 @@ keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 	if (kt == CKK_EC) {
 		if (rv != CKR_OK)
 			return rv;
-		ec_public(
-		    b1, a[1].ulValueLen, b2, a[2].ulValueLen, alg, pub, r);
+		ec_public(b1, a[1].ulValueLen, b2, a[2].ulValueLen, full, alg,
+		    pub, r);
 		return CKR_OK;
 	}
 	if (kt == CKK_RSA) {
@@ -1202,7 +1203,8 @@ keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 		    (rv = keys_get_bytes(f, s, h, CKA_PUBLIC_EXPONENT, b2,
 			 sizeof(b2), &l2)) != CKR_OK)
 			return rv;
-		*r = rf_keys_rsa_pub(b1, l1, b2, l2, alg, pub);
+		*r = full ? rf_keys_rsa_pub(b1, l1, b2, l2, alg, pub)
+			  : rf_keys_rsa_pub_known(b1, l1, b2, l2, alg, pub);
 		return CKR_OK;
 	}
 	*r = rf_err_set(RF_ERR_KEY_DISALLOWED,

@@ -150,14 +150,17 @@ CK_RV keys_get_bytes(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 /*
  * Rebuild the public key of the public key object h: its algorithm and an
  * EVP_PKEY. *r receives our error when the CK_RV is CKR_OK but the key is
- * not usable.
+ * not usable. `full`: OpenSSL's full check, for a key just made; a key
+ * read again is imported only (rf_keys_rsa_pub_known), and its caller
+ * compares its id with the one recorded when it was made.
  */
 CK_RV keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
-    CK_OBJECT_HANDLE h, enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
+    CK_OBJECT_HANDLE h, int full, enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
 /*
- * keys_read_public of a kept handle h, with keys_object_is's check in the
- * same attribute read (an EC key: one read in all): *is is 1 if h is the
- * public key object with CKA_ID tid; if not, nothing was read.
+ * keys_read_public (a key read again) of a kept handle h, with
+ * keys_object_is's check in the same attribute read (an EC key: one read
+ * in all): *is is 1 if h is the public key object with CKA_ID tid; if
+ * not, nothing was read.
  */
 CK_RV keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, const uint8_t *tid, size_t tidlen, int *is,
