@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# bench/assert_profile.sh BUILD_DIR OUT_DIR [SECONDS] [CLIENTS] [DETECTORS]:
+# where serve's and keyd's CPU goes per assertion (issue 12). Sets up a
+# connection and connector as bench/assert.sh does, drives CLIENTS
+# keep-alive mTLS clients for SECONDS and records `perf record -g` on
+# serve and on keyd meanwhile (OUT_DIR/serve.data, OUT_DIR/keyd.data),
+# with each process's CPU ticks and the assertions made (OUT_DIR/run.txt).
+# Read with: perf report -i OUT_DIR/serve.data --no-children --sort sym
+# Listens on 127.0.0.1 only; stops what it started by PID.
+set -euo pipefail
+build=$(cd "${1:?usage: bench/assert_profile.sh BUILD_DIR OUT_DIR [SECONDS] [CLIENTS] [DETECTORS]}" && pwd)
+mkdir -p "${2:?OUT_DIR}"
+out=$(cd "$2" && pwd)
+secs=${3:-10}
+clients=${4:-16}
+det=${5:-1}
+rf="$build/ringfence"
+ba="$build/bench_assert"
+base=/tmp
+[ -d /dev/shm ] && [ -w /dev/shm ] && base=/dev/shm
+export RINGFENCE_HOME=$(mktemp -d "$base/rf-prof-assert.XXXXXX")
+export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
+server=""
+cleanup() {
+	if [ -n "$server" ]; then
+		kill "$server" 2>/dev/null || true
+		wait "$server" 2>/dev/null || true
+	fi
+	"$rf" keyd stop >/dev/null 2>&1 || true
+	rm -rf "$RINGFENCE_HOME" "$RINGFENCE_HOME-custody"
+}
+trap cleanup EXIT
+unset RINGFENCE_NOW RINGFENCE_PIN || true
+export RINGFENCE_TOKENS=2 RINGFENCE_CONN_RATE=0 RINGFENCE_CONNECTOR_RATE=0
+cd "$RINGFENCE_HOME"
+"$rf" init >/dev/null 2>&1
+"$rf" tenant add acme >/dev/null
+"$rf" connector entra acme/m365 --tenant-id 72f988bf-86f1-41af-91ab-2d7cd011db47 \
+	--client-id 00000003-0000-4000-8000-0000000000aa >/dev/null
+"$rf" --json issue --tenant acme --connection m365 --profile assertion \
+	--keygen rsa-2048 >/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout c.key -out c.csr -subj /CN=bench 2>/dev/null
+"$rf" connector add bench --csr c.csr --out c.pem >/dev/null
+"$rf" connector bind bench acme/m365 >/dev/null
+freeport() {
+	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+port=$(freeport)
+tport=$(freeport)
+RINGFENCE_DETECTORS=$det "$rf" serve --port "$port" --tls-port "$tport" \
+	--duration 600 --threads 2 2>serve.log &
+server=$!
+for _ in $(seq 300); do
+	curl -sf -m 2 -o root.pem "http://127.0.0.1:$port/ca/root.pem" && break
+	sleep 0.1
+done
+"$ba" load "127.0.0.1:$tport" c.pem c.key root.pem acme/m365 2 "$clients" >/dev/null
+ticks() {
+	local f
+	f=$(cat "/proc/$1/stat")
+	f=${f##*) }
+	set -- $f
+	echo $((${12} + ${13}))
+}
+kp=$(cat "$RINGFENCE_HOME/keyd.pid")
+k0=$(ticks "$kp")
+s0=$(ticks "$server")
+perf record -g -o "$out/serve.data" -p "$server" -- sleep "$secs" 2>/dev/null &
+p1=$!
+perf record -g -o "$out/keyd.data" -p "$kp" -- sleep "$secs" 2>/dev/null &
+p2=$!
+res=$("$ba" load "127.0.0.1:$tport" c.pem c.key root.pem acme/m365 "$secs" "$clients")
+wait "$p1" "$p2" || true
+k1=$(ticks "$kp")
+s1=$(ticks "$server")
+read -r rate p50 p99 err cc <<<"$res"
+python3 - "$rate" "$secs" "$((k1 - k0))" "$((s1 - s0))" "$(getconf CLK_TCK)" "$cc" "$(cut -d' ' -f1-3 /proc/loadavg)" "$p99" "$err" <<'PY' | tee "$out/run.txt"
+import sys
+rate, secs, kt, st, hz, cc = map(float, sys.argv[1:7])
+made = rate * secs
+print("load %s; %.0f assertions/s, p99 %s ms, errors %s" % (sys.argv[7], rate, sys.argv[8], sys.argv[9]))
+print("CPU ms per assertion: keyd %.3f, serve %.3f, client %.3f" % (1000 * kt / hz / made, 1000 * st / hz / made, 1000 * cc / made))
+PY
