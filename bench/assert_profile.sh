@@ -6,6 +6,7 @@
 # serve and on keyd meanwhile (OUT_DIR/serve.data, OUT_DIR/keyd.data),
 # with each process's CPU ticks and the assertions made (OUT_DIR/run.txt).
 # Read with: perf report -i OUT_DIR/serve.data --no-children --sort sym
+# RF_PERF=0: no perf, only the CPU ms per assertion (perf inflates them).
 # Listens on 127.0.0.1 only; stops what it started by PID.
 set -euo pipefail
 build=$(cd "${1:?usage: bench/assert_profile.sh BUILD_DIR OUT_DIR [SECONDS] [CLIENTS] [DETECTORS]}" && pwd)
@@ -43,6 +44,7 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout c.key -out c.csr -subj /CN=bench 2>/dev/null
 "$rf" connector add bench --csr c.csr --out c.pem >/dev/null
 "$rf" connector bind bench acme/m365 >/dev/null
+[ "${RF_POOL_FILL:-0}" = 0 ] || { time "$rf" keys pool fill; "$rf" keys pool status; } >&2
 freeport() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -64,21 +66,51 @@ ticks() {
 	echo $((${12} + ${13}))
 }
 kp=$(cat "$RINGFENCE_HOME/keyd.pid")
+threads() { # PID -> "tid:name:ticks" of each live thread; main thread "main"
+	local t f n
+	for t in /proc/$1/task/*; do
+		f=$(cat "$t/stat" 2>/dev/null) || continue
+		n=${f#*(}
+		n=${n%%)*}
+		[ "${t##*/}" != "$1" ] || n=main
+		f=${f##*) }
+		set -- $f "$1"
+		echo "${t##*/}:$n:$((${12} + ${13}))"
+	done
+}
+kt0=$(threads "$kp")
+st0=$(threads "$server")
 k0=$(ticks "$kp")
 s0=$(ticks "$server")
-perf record -g -o "$out/serve.data" -p "$server" -- sleep "$secs" 2>/dev/null &
-p1=$!
-perf record -g -o "$out/keyd.data" -p "$kp" -- sleep "$secs" 2>/dev/null &
-p2=$!
+if [ "${RF_PERF:-1}" != 0 ]; then
+	perf record -g -o "$out/serve.data" -p "$server" -- sleep "$secs" 2>/dev/null &
+	p1=$!
+	perf record -g -o "$out/keyd.data" -p "$kp" -- sleep "$secs" 2>/dev/null &
+	p2=$!
+fi
 res=$("$ba" load "127.0.0.1:$tport" c.pem c.key root.pem acme/m365 "$secs" "$clients")
-wait "$p1" "$p2" || true
+[ "${RF_PERF:-1}" = 0 ] || wait "$p1" "$p2" || true
 k1=$(ticks "$kp")
 s1=$(ticks "$server")
+kt1=$(threads "$kp")
+st1=$(threads "$server")
 read -r rate p50 p99 err cc <<<"$res"
-python3 - "$rate" "$secs" "$((k1 - k0))" "$((s1 - s0))" "$(getconf CLK_TCK)" "$cc" "$(cut -d' ' -f1-3 /proc/loadavg)" "$p99" "$err" <<'PY' | tee "$out/run.txt"
+python3 - "$rate" "$secs" "$((k1 - k0))" "$((s1 - s0))" "$(getconf CLK_TCK)" "$cc" "$(cut -d' ' -f1-3 /proc/loadavg)" "$p99" "$err" "$kt0" "$kt1" "$st0" "$st1" <<'PY' | tee "$out/run.txt"
 import sys
 rate, secs, kt, st, hz, cc = map(float, sys.argv[1:7])
 made = rate * secs
 print("load %s; %.0f assertions/s, p99 %s ms, errors %s" % (sys.argv[7], rate, sys.argv[8], sys.argv[9]))
 print("CPU ms per assertion: keyd %.3f, serve %.3f, client %.3f" % (1000 * kt / hz / made, 1000 * st / hz / made, 1000 * cc / made))
+def groups(a, b, total):
+    t0 = {l.split(":")[0]: l.split(":") for l in a.split()}
+    g = {}
+    for l in b.split():
+        tid, name, t = l.split(":")
+        d = int(t) - (int(t0[tid][2]) if tid in t0 else 0)
+        g[name] = g.get(name, 0) + d
+    g["(threads gone)"] = total - sum(g.values())
+    return ", ".join("%s %.3f" % (k, 1000 * v / hz / made) for k, v in sorted(g.items(), key=lambda x: -x[1]))
+if made > 0:
+    print("  keyd by thread:  " + groups(sys.argv[10], sys.argv[11], kt))
+    print("  serve by thread: " + groups(sys.argv[12], sys.argv[13], st))
 PY

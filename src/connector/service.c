@@ -25,6 +25,9 @@
  * baseline for many assertions. Records follow the answers anyway. */
 #define RECORD_BATCH 512
 #define RECORD_WAIT_MS 10
+/* Credentials whose first assertion is recorded (conn_reestablished has
+ * their row), most recent first: the recorder skips the insert for them. */
+#define REEST_N 32
 
 /*
  * What the recorder writes after the answer: an assertion made (its row,
@@ -68,6 +71,12 @@ struct rf_connector_svc {
 	struct rf_store *rst;
 	struct rf_audit *raudit;
 	struct rf_seen *seen; /* the recorder's baselines, a batch at a time */
+	/* The recorder's: (tenant, conn, serial) known in conn_reestablished,
+	 * whose rows nothing deletes; added once their batch commits. */
+	struct reest_key {
+		char tenant[128], conn[64], serial[41];
+	} reest[REEST_N];
+	size_t nreest;
 	/* Webhook delivery: its own thread and store connection. */
 	pthread_t wh;
 	int wh_running, wh_stop;
@@ -104,6 +113,7 @@ webhook_main(void *arg)
 	size_t sent;
 	int stop = 0;
 
+	(void)pthread_setname_np(pthread_self(), "rf-webhook");
 	if (rf_store_open(svc->cfg->db_path, 0, &st) != 0)
 		return NULL;
 	while (!stop) {
@@ -337,6 +347,50 @@ refused(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
 		a->retry_after = v->retry_after;
 }
 
+/* 1 if the first assertion with p's credential is recorded already. */
+static int
+reest_known(const struct rf_connector_svc *svc, const struct pending *p)
+{
+	const struct reest_key *k;
+	size_t i;
+
+	for (i = 0; i < svc->nreest; i++) {
+		k = &svc->reest[i];
+		if (strcmp(k->serial, p->v.cred_serial) == 0 &&
+		    strcmp(k->conn, p->ask.conn) == 0 &&
+		    strcmp(k->tenant, p->ask.tenant) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+/* After q[0..n) committed: their credentials' rows are there. */
+static void
+reest_learn(struct rf_connector_svc *svc, const struct pending *q, size_t n)
+{
+	struct reest_key *k;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (q[i].refusal || q[i].v.cred_serial[0] == '\0' ||
+		    reest_known(svc, &q[i]) ||
+		    strlen(q[i].ask.tenant) >= sizeof(k->tenant) ||
+		    strlen(q[i].ask.conn) >= sizeof(k->conn) ||
+		    strlen(q[i].v.cred_serial) >= sizeof(k->serial))
+			continue;
+		/* The newest first, the oldest forgotten. */
+		if (svc->nreest < REEST_N)
+			svc->nreest++;
+		memmove(&svc->reest[1], &svc->reest[0],
+		    (svc->nreest - 1) * sizeof(svc->reest[0]));
+		k = &svc->reest[0];
+		memcpy(k->tenant, q[i].ask.tenant, strlen(q[i].ask.tenant) + 1);
+		memcpy(k->conn, q[i].ask.conn, strlen(q[i].ask.conn) + 1);
+		memcpy(k->serial, q[i].v.cred_serial,
+		    strlen(q[i].v.cred_serial) + 1);
+	}
+}
+
 /* After signing: the assertion's record, detectors, alerts, evidence. */
 static int
 record(struct rf_connector_svc *svc, struct rf_store *st,
@@ -388,7 +442,9 @@ record(struct rf_connector_svc *svc, struct rf_store *st,
 	}
 	/* The first assertion with a credential: after containment, the
 	 * evidence that the connection works again, by this connector (the
-	 * incident module moves its items). */
+	 * incident module moves its items). Known already: nothing to add. */
+	if (reest_known(svc, p))
+		return 0;
 	if ((r = rf_store_reestablished_add(st, ask->tenant, ask->conn,
 		 v->cred_serial, v->connector, now, &added)) != 0)
 		goto out;
@@ -440,8 +496,10 @@ record_batch(struct rf_connector_svc *svc, struct rf_store *st,
 			r = record_one(svc, st, audit, &q[i]);
 		if (r == 0)
 			r = rf_seen_flush(svc->seen);
-		if (r == 0 && rf_store_commit(st) == 0)
+		if (r == 0 && rf_store_commit(st) == 0) {
+			reest_learn(svc, q, n);
 			return;
+		}
 		rf_seen_drop(svc->seen);
 		if (r != 0)
 			rf_store_rollback(st);
@@ -455,6 +513,8 @@ record_batch(struct rf_connector_svc *svc, struct rf_store *st,
 			r = rf_store_commit(st);
 		else
 			rf_store_rollback(st);
+		if (r == 0)
+			reest_learn(svc, &q[i], 1);
 		rf_seen_drop(svc->seen);
 	}
 	rf_err_clear();
@@ -468,6 +528,7 @@ recorder_main(void *arg)
 	struct timespec ts;
 	size_t n;
 
+	(void)pthread_setname_np(pthread_self(), "rf-recorder");
 	if ((batch = malloc(sizeof(*batch) * QUEUE_MAX)) == NULL)
 		return NULL;
 	for (;;) {

@@ -789,6 +789,7 @@ rf_conn_worker(void *arg)
 	struct epoll_event ev[CONN_EVENTS];
 	int n, i;
 
+	(void)pthread_setname_np(pthread_self(), "rf-http");
 	for (;;) {
 		n = epoll_wait(w->epfd, ev, CONN_EVENTS, -1);
 		if (n < 0) {

@@ -160,6 +160,9 @@ pool_main(void *arg)
 	if (p->nice > 0)
 		(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
 		    p->nice); /* a failure costs latency, not answers */
+	/* Named for top -H and bench/assert_profile.sh's CPU per thread. */
+	(void)pthread_setname_np(
+	    pthread_self(), p->nice > 0 ? "rf-pool-audit" : "rf-pool-sign");
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		while (p->head == NULL &&
