@@ -6,7 +6,10 @@
 # serve and on keyd meanwhile (OUT_DIR/serve.data, OUT_DIR/keyd.data),
 # with each process's CPU ticks and the assertions made (OUT_DIR/run.txt).
 # Read with: perf report -i OUT_DIR/serve.data --no-children --sort sym
-# RF_PERF=0: no perf, only the CPU ms per assertion (perf inflates them).
+# RF_PERF=0: no perf, only the CPU ms per assertion (perf inflates them);
+# RF_PERF=stat: perf stat counts per assertion (context switches, store
+# syscalls), steadier than CPU time on a shared machine; RF_PERF_OPTS: perf
+# record options instead of -g (e.g. "--call-graph dwarf,16384 -F 499").
 # Listens on 127.0.0.1 only; stops what it started by PID.
 set -euo pipefail
 build=$(cd "${1:?usage: bench/assert_profile.sh BUILD_DIR OUT_DIR [SECONDS] [CLIENTS] [DETECTORS]}" && pwd)
@@ -44,7 +47,7 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout c.key -out c.csr -subj /CN=bench 2>/dev/null
 "$rf" connector add bench --csr c.csr --out c.pem >/dev/null
 "$rf" connector bind bench acme/m365 >/dev/null
-[ "${RF_POOL_FILL:-0}" = 0 ] || { time "$rf" keys pool fill; "$rf" keys pool status; } >&2
+"$rf" keys pool fill >/dev/null # as bench/assert.sh: no refill during the run
 freeport() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
@@ -82,10 +85,17 @@ kt0=$(threads "$kp")
 st0=$(threads "$server")
 k0=$(ticks "$kp")
 s0=$(ticks "$server")
-if [ "${RF_PERF:-1}" != 0 ]; then
-	perf record -g -o "$out/serve.data" -p "$server" -- sleep "$secs" 2>/dev/null &
+ev=task-clock,context-switches,syscalls:sys_enter_fcntl,syscalls:sys_enter_pread64,syscalls:sys_enter_pwrite64,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_futex,syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync
+if [ "${RF_PERF:-1}" = stat ]; then
+	# Counts per assertion: steadier than CPU time on a loaded machine.
+	perf stat -x, -e "$ev" -o "$out/serve.stat" -p "$server" -- sleep "$secs" &
 	p1=$!
-	perf record -g -o "$out/keyd.data" -p "$kp" -- sleep "$secs" 2>/dev/null &
+	perf stat -x, -e "$ev" -o "$out/keyd.stat" -p "$kp" -- sleep "$secs" &
+	p2=$!
+elif [ "${RF_PERF:-1}" != 0 ]; then
+	perf record ${RF_PERF_OPTS:--g} -o "$out/serve.data" -p "$server" -- sleep "$secs" 2>/dev/null &
+	p1=$!
+	perf record ${RF_PERF_OPTS:--g} -o "$out/keyd.data" -p "$kp" -- sleep "$secs" 2>/dev/null &
 	p2=$!
 fi
 res=$("$ba" load "127.0.0.1:$tport" c.pem c.key root.pem acme/m365 "$secs" "$clients")
@@ -114,3 +124,9 @@ if made > 0:
     print("  keyd by thread:  " + groups(sys.argv[10], sys.argv[11], kt))
     print("  serve by thread: " + groups(sys.argv[12], sys.argv[13], st))
 PY
+if [ "${RF_PERF:-1}" = stat ]; then
+	for p in serve keyd; do
+		awk -F, -v n="$(python3 -c "print($rate * $secs)")" -v p="$p" \
+			'$1 ~ /^[0-9.]+$/ { e = $3; sub("syscalls:sys_enter_", "", e); printf "%s%s %.2f", (c++ ? ", " : "  " p " per assertion: "), e, $1 / n } END { print "" }' "$out/$p.stat"
+	done | tee -a "$out/run.txt"
+fi

@@ -21,10 +21,13 @@
 #define KCACHE 64
 #define QUEUE_MAX 65536
 /* The recorder gathers for RECORD_WAIT_MS after the first of a batch (or
- * until RECORD_BATCH wait): one transaction and one write of each
- * baseline for many assertions. Records follow the answers anyway. */
+ * until RECORD_BATCH wait): one transaction, one durable commit and one
+ * write of each baseline and page for many assertions. Records follow the
+ * answers anyway: the wait is no assertion's. 50 ms, not 10: at 500
+ * assertions/s a third of the recorder's CPU and a quarter of its syncs
+ * (bench/assert_profile.sh, RF_PERF=stat). */
 #define RECORD_BATCH 512
-#define RECORD_WAIT_MS 10
+#define RECORD_WAIT_MS 50
 /* Credentials whose first assertion is recorded (conn_reestablished has
  * their row), most recent first: the recorder skips the insert for them. */
 #define REEST_N 32
