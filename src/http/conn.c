@@ -75,6 +75,10 @@ struct rf_conn {
 	size_t boff;
 	int has_big;
 	int pending; /* a request of it is with the pool (out of the set) */
+	/* TLS: its client certificate's serial ("" none), read at its first
+	 * request: renegotiation is off (tls.c), so it never changes. */
+	char serial[41];
+	int has_serial;
 	/*
 	 * Its handshake's signature is on the signing pool (SSL_MODE_ASYNC,
 	 * keys/evp.c): the connection is out of the set, its job's fd in it.
@@ -464,7 +468,6 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 	struct rf_http_resp o;
 	enum rf_h1_state st;
 	enum rf_http_pool_kind k;
-	char serial[41];
 	size_t used;
 	int keep, ka10, r;
 
@@ -487,8 +490,12 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 		q.peer = &c->peer;
 		q.tls = c->ssl != NULL;
 		if (c->ssl != NULL) {
-			rf_http_api_client_serial(c->ssl, serial);
-			q.client_serial = serial[0] != '\0' ? serial : NULL;
+			if (!c->has_serial) {
+				rf_http_api_client_serial(c->ssl, c->serial);
+				c->has_serial = 1;
+			}
+			q.client_serial =
+			    c->serial[0] != '\0' ? c->serial : NULL;
 		}
 		keep = rf_h1_keep_alive(&c->h1) &&
 		    !__atomic_load_n(&w->h->stopping, __ATOMIC_RELAXED);
