@@ -85,7 +85,7 @@ kt0=$(threads "$kp")
 st0=$(threads "$server")
 k0=$(ticks "$kp")
 s0=$(ticks "$server")
-ev=task-clock,context-switches,syscalls:sys_enter_fcntl,syscalls:sys_enter_pread64,syscalls:sys_enter_pwrite64,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_futex,syscalls:sys_enter_fsync,syscalls:sys_enter_fdatasync
+ev=task-clock,context-switches,syscalls:sys_enter_fcntl,syscalls:sys_enter_pread64,syscalls:sys_enter_pwrite64,syscalls:sys_enter_read,syscalls:sys_enter_write,syscalls:sys_enter_futex,syscalls:sys_enter_fdatasync,syscalls:sys_enter_epoll_ctl,syscalls:sys_enter_epoll_wait
 if [ "${RF_PERF:-1}" = stat ]; then
 	# Counts per assertion: steadier than CPU time on a loaded machine.
 	perf stat -x, -e "$ev" -o "$out/serve.stat" -p "$server" -- sleep "$secs" &
