@@ -40,16 +40,30 @@ rf_jwt_guid(char out[37])
 
 	if (RAND_bytes(b, sizeof(b)) != 1)
 		return rf_err_set(RF_ERR_INTERNAL, "no random bytes for a jti");
+	rf_jwt_guid_of(b, out);
+	return 0;
+}
+
+void
+rf_jwt_guid_of(const uint8_t rnd[16], char out[37])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t b[16];
+	size_t i, o = 0;
+
+	memcpy(b, rnd, sizeof(b));
 	/* RFC 9562 5.4: version 4 in the high nibble of octet 6, variant
 	 * 10xx in octet 8. */
 	b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
 	b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
-	snprintf(out, 37,
-	    "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-"
-	    "%02x%02x%02x%02x%02x%02x",
-	    b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10],
-	    b[11], b[12], b[13], b[14], b[15]);
-	return 0;
+	/* 8-4-4-4-12 hex digits. */
+	for (i = 0; i < sizeof(b); i++) {
+		if (i == 4 || i == 6 || i == 8 || i == 10)
+			out[o++] = '-';
+		out[o++] = hex[b[i] >> 4];
+		out[o++] = hex[b[i] & 15];
+	}
+	out[o] = '\0';
 }
 
 int

@@ -54,6 +54,20 @@ test_guid(void **state)
 	assert_int_equal(rf_jwt_guid(out), 0);
 	assert_int_equal(out[14], '4');
 	assert_non_null(strchr("89ab", out[19]));
+	/* Of given bytes: version and variant set, the rest as given
+	 * (python3 -c 'import uuid; print(uuid.UUID(bytes=bytes(range(240,
+	 * 256)), version=4))'). */
+	{
+		uint8_t b[16];
+		char g[37];
+
+		for (i = 0; i < 16; i++)
+			b[i] = (uint8_t)(240 + i);
+		rf_jwt_guid_of(b, out);
+		assert_string_equal(
+		    out, "f0f1f2f3-f4f5-46f7-b8f9-fafbfcfdfeff");
+		assert_int_equal(rf_connector_guid(out, "jti", g), 0);
+	}
 }
 
 static void
