@@ -13,7 +13,10 @@
 #    their sums, so that the machine's drift does not fall on one side;
 #  - where the CPU goes per assertion at full load (keyd's RSA signature,
 #    keyd's other work, serve, the load client, idle of the 2 cores), from
-#    each process's CPU time over the run: the floor of the design.
+#    each process's CPU time over the run: the floor of the design; and
+#    the share that CPU implies with both cores for these processes alone
+#    (RSA CPU of the raw loop / keyd + serve + client CPU per assertion),
+#    to read when other processes take the cores.
 # Limits are lifted (conn_rate 0, connector_rate 0): the bench measures
 # signing, not the buckets. Listens on 127.0.0.1 only; stopped by PID.
 # BUILD_DIR must be a Release build (make bench: build-bench): a debug or
@@ -67,6 +70,10 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout c.key -out c.csr -subj /CN=bench 2>/dev/null
 "$rf" connector add bench --csr c.csr --out c.pem >/dev/null
 "$rf" connector bind bench acme/m365 >/dev/null
+# The standby pool filled now (2 RSA-2048 keys for this connection): keyd's
+# background refill would otherwise make them during the raw loop and the
+# first phase, on the same 2 cores, once (steady state is a full pool).
+"$rf" keys pool fill >/dev/null
 
 freeport() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -195,6 +202,12 @@ for row in sys.argv[14].split():
     print("    keyd %.3f (RSA %.3f as in the raw loop, the rest %.3f), serve %.3f,"
           % (keyd, rsa, keyd - rsa, serve))
     print("    load client %.3f, idle or other processes %.3f" % (client, idle))
+    # What the share would be with both cores for these processes alone:
+    # the raw loop is CPU-bound on 2 sessions, so raw/s = cores / rsa and,
+    # CPU-bound too, assertions/s = cores / (keyd + serve + client). Read
+    # it when other processes take the cores (idle above is large).
+    print("  CPU-bound share (RSA / keyd + serve + client CPU): %.0f%%"
+          % (100 * rsa / (keyd + serve + client)))
 print("%-52s %10.0f" % ("assertions/s offered (%s clients): half the %s-client rate" % (first, first), on / 2))
 print("%-52s %10.0f" % ("  answered", half))
 print("%-52s %10.2f" % ("  p50 latency, ms", p50))

@@ -78,6 +78,8 @@ int rf_jwt_check(const struct rf_entra_rec *reg, const char *x5t256,
     char jti[40]) RF_WUR;
 /* A random version-4 GUID (RFC 9562 5.4), lowercase. */
 int rf_jwt_guid(char out[37]) RF_WUR;
+/* The version-4 GUID text rf_jwt_guid makes of 16 random bytes b. */
+void rf_jwt_guid_of(const uint8_t rnd[16], char out[37]);
 /* The JWS (msg '.' BASE64URL(sig)), malloc'd. */
 int rf_jwt_join(
     const char *msg, const uint8_t *sig, size_t siglen, char **jws) RF_WUR;

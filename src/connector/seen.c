@@ -13,6 +13,7 @@
 
 #define SEEN_CAP 1024		     /* rows held; a power of two */
 #define SEEN_FULL (SEEN_CAP * 3 / 4) /* then written and forgotten */
+#define SEEN_COUNTS 16		     /* store counts held per batch */
 
 struct seen_row {
 	char kind[16];
@@ -21,8 +22,22 @@ struct seen_row {
 	int used, exists, orig_exists, dirty;
 };
 
+/*
+ * A count the store answered (rf_store_seen_count) in this batch: the
+ * store's rows do not move until rf_seen_flush (the caller's transaction
+ * holds the write lock; only the flush writes), so the same question is
+ * answered from here, and the rows changed here correct it as before.
+ */
+struct seen_count {
+	char kind[16];
+	char prefix[320];
+	int64_t since, n;
+};
+
 struct rf_seen {
 	struct rf_store *st;
+	size_t ncounts, nextcount;
+	struct seen_count counts[SEEN_COUNTS];
 	size_t n;
 	size_t order[SEEN_CAP]; /* the used slots */
 	struct seen_row rows[SEEN_CAP];
@@ -51,6 +66,7 @@ rf_seen_drop(struct rf_seen *b)
 	for (i = 0; i < b->n; i++)
 		b->rows[b->order[i]].used = 0;
 	b->n = 0;
+	b->ncounts = b->nextcount = 0;
 }
 
 int
@@ -203,6 +219,42 @@ rf_seen_set(struct rf_seen *b, const char *kind, const char *key, int64_t v,
 	return 0;
 }
 
+/* The store's count of (kind, prefix, since), asked once a batch. */
+static int
+store_count(struct rf_seen *b, const char *kind, const char *prefix,
+    int64_t since, int64_t *n)
+{
+	struct seen_count *c;
+	size_t i;
+	int r;
+
+	for (i = 0; i < b->ncounts; i++) {
+		c = &b->counts[i];
+		if (c->since == since && strcmp(c->kind, kind) == 0 &&
+		    strcmp(c->prefix, prefix) == 0) {
+			*n = c->n;
+			return 0;
+		}
+	}
+	if ((r = rf_store_seen_count(b->st, kind, prefix, since, n)) != 0)
+		return r;
+	/* Longer questions than an entry holds are asked each time. */
+	if (strlen(kind) >= sizeof(c->kind) ||
+	    strlen(prefix) >= sizeof(c->prefix))
+		return 0;
+	if (b->ncounts < SEEN_COUNTS) {
+		c = &b->counts[b->ncounts++];
+	} else {
+		c = &b->counts[b->nextcount];
+		b->nextcount = (b->nextcount + 1) % SEEN_COUNTS;
+	}
+	memcpy(c->kind, kind, strlen(kind) + 1);
+	memcpy(c->prefix, prefix, strlen(prefix) + 1);
+	c->since = since;
+	c->n = *n;
+	return 0;
+}
+
 int
 rf_seen_count(struct rf_seen *b, const char *kind, const char *prefix,
     int64_t since, int64_t *n)
@@ -212,7 +264,7 @@ rf_seen_count(struct rf_seen *b, const char *kind, const char *prefix,
 	int r;
 
 	/* The store's count, corrected by the rows changed here. */
-	if ((r = rf_store_seen_count(b->st, kind, prefix, since, n)) != 0)
+	if ((r = store_count(b, kind, prefix, since, n)) != 0)
 		return r;
 	for (i = 0; i < b->n; i++) {
 		w = &b->rows[b->order[i]];

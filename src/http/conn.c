@@ -74,7 +74,11 @@ struct rf_conn {
 	struct rf_http_resp big; /* a held body, written after ob */
 	size_t boff;
 	int has_big;
-	int pending; /* a request of it is with the pool (out of the set) */
+	int pending; /* a request of it is with the pool (conn_run: no turn) */
+	/* TLS: its client certificate's serial ("" none), read at its first
+	 * request: renegotiation is off (tls.c), so it never changes. */
+	char serial[41];
+	int has_serial;
 	/*
 	 * Its handshake's signature is on the signing pool (SSL_MODE_ASYNC,
 	 * keys/evp.c): the connection is out of the set, its job's fd in it.
@@ -464,7 +468,6 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 	struct rf_http_resp o;
 	enum rf_h1_state st;
 	enum rf_http_pool_kind k;
-	char serial[41];
 	size_t used;
 	int keep, ka10, r;
 
@@ -487,8 +490,12 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 		q.peer = &c->peer;
 		q.tls = c->ssl != NULL;
 		if (c->ssl != NULL) {
-			rf_http_api_client_serial(c->ssl, serial);
-			q.client_serial = serial[0] != '\0' ? serial : NULL;
+			if (!c->has_serial) {
+				rf_http_api_client_serial(c->ssl, c->serial);
+				c->has_serial = 1;
+			}
+			q.client_serial =
+			    c->serial[0] != '\0' ? c->serial : NULL;
 		}
 		keep = rf_h1_keep_alive(&c->h1) &&
 		    !__atomic_load_n(&w->h->stopping, __ATOMIC_RELAXED);
@@ -499,13 +506,10 @@ process(struct rf_http_worker *w, struct rf_conn *c)
 				(ka10 ? RF_HTTP_JOB_KA10 : 0),
 			    &o);
 			if (r == 0) {
-				/* Out of the set until the answer is back. */
+				/* Left in the set: taken out only if an event
+				 * comes meanwhile (conn_run), which a client
+				 * waiting for its answer does not send. */
 				c->pending = 1;
-				if (c->watch != 0) {
-					(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL,
-					    c->fd, NULL);
-					c->watch = 0;
-				}
 				return 0;
 			}
 			/* o holds the refusal (503, tryLater). */
@@ -672,14 +676,25 @@ conn_read(struct rf_conn *c, int *more)
  * One turn of a connection an event handed to this worker. An event is
  * activity: bytes came, or the peer took some. The sweep's clocks are
  * set once a turn: last_ms now, req_ms when a request is left unfinished.
+ * With read 0, nothing is read from the socket this turn (what it holds,
+ * the set reports), only what c and its TLS buffers hold is answered.
  */
 static void
-conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
+conn_turn(
+    struct rf_http_worker *w, struct rf_conn *c, uint32_t events, int read)
 {
 	uint64_t now = rf_http_mono_ms(), req;
 	ssize_t n = 1;
-	int f, more = 1;
+	int f, more = read || (c->ssl != NULL && SSL_has_pending(c->ssl));
 
+	if (c->pending) {
+		/* Its request is with the pool: out of the set until the
+		 * answer is back (conn_done), which then goes on with this. */
+		if (c->watch != 0 &&
+		    epoll_ctl(w->epfd, EPOLL_CTL_DEL, c->fd, NULL) == 0)
+			c->watch = 0;
+		return;
+	}
 	if (events & EPOLLERR)
 		goto close;
 	__atomic_store_n(&c->last_ms, now, __ATOMIC_RELAXED);
@@ -733,6 +748,12 @@ close:
 	conn_close(w, c);
 }
 
+static void
+conn_run(struct rf_http_worker *w, struct rf_conn *c, uint32_t events)
+{
+	conn_turn(w, c, events, 1);
+}
+
 /* The signature c's handshake waited for is made: go on with it. */
 static void
 conn_async(struct rf_http_worker *w, struct rf_conn *c)
@@ -770,14 +791,18 @@ conn_done(struct rf_http_worker *w)
 			  (j->flags & RF_HTTP_JOB_KA10) != 0) != 0;
 		rf_http_job_free(j);
 		rf_h1_next(&c->h1);
-		/* Back in the set, then on with what it sent meanwhile. */
+		/* Back in the set (if an event took it out), then on with
+		 * what it sent meanwhile. */
 		if (bad ||
-		    ep_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, c) != 0) {
+		    (c->watch == 0
+			    ? ep_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, c)
+			    : watch(w, c, EPOLLIN)) != 0) {
 			conn_close(w, c);
 			continue;
 		}
 		c->watch = EPOLLIN;
-		conn_run(w, c, 0);
+		/* The answer written; a next request the set reports. */
+		conn_turn(w, c, 0, 0);
 	}
 }
 
@@ -789,6 +814,7 @@ rf_conn_worker(void *arg)
 	struct epoll_event ev[CONN_EVENTS];
 	int n, i;
 
+	(void)pthread_setname_np(pthread_self(), "rf-http");
 	for (;;) {
 		n = epoll_wait(w->epfd, ev, CONN_EVENTS, -1);
 		if (n < 0) {

@@ -7,9 +7,9 @@
  * (the connector API and on-demand OCSP: an audit append with its fsync,
  * then the token's signature). A worker that reads such a request hands
  * it to the pool for what it waits on and goes on with its other
- * connections; the connection waits, out of the worker's epoll set, until
- * a pool thread has the answer and hands it back (the worker's done list,
- * woken through its donefd).
+ * connections; the connection waits (taken out of the worker's epoll set
+ * only if it stirs meanwhile: conn.c) until a pool thread has the answer
+ * and hands it back (the worker's done list, woken through its donefd).
  *
  * The pools differ only in their settings: the audit pool has a few
  * niced threads (proofs yield the CPU to the workers); the signing pool
@@ -160,6 +160,9 @@ pool_main(void *arg)
 	if (p->nice > 0)
 		(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid),
 		    p->nice); /* a failure costs latency, not answers */
+	/* Named for top -H and bench/assert_profile.sh's CPU per thread. */
+	(void)pthread_setname_np(
+	    pthread_self(), p->nice > 0 ? "rf-pool-audit" : "rf-pool-sign");
 	for (;;) {
 		pthread_mutex_lock(&p->lock);
 		while (p->head == NULL &&

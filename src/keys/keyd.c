@@ -1253,6 +1253,8 @@ signer_main(void *arg)
 	struct batch *b;
 	size_t j;
 
+	/* Named for top -H and bench/assert_profile.sh's CPU per thread. */
+	(void)pthread_setname_np(pthread_self(), "rf-signer");
 	for (;;) {
 		pthread_mutex_lock(&pl->mu);
 		while (pl->head == NULL && !pl->stop)
@@ -1607,6 +1609,7 @@ bg_main(void *arg)
 
 	/* Linux: the nice value is the thread's own. */
 	(void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), BG_NICE);
+	(void)pthread_setname_np(pthread_self(), "rf-keyd-bg");
 	pthread_mutex_lock(&bg->mu);
 	while (!bg->stop) {
 		if (bg->pause > 0 || !more) {

@@ -54,6 +54,20 @@ test_guid(void **state)
 	assert_int_equal(rf_jwt_guid(out), 0);
 	assert_int_equal(out[14], '4');
 	assert_non_null(strchr("89ab", out[19]));
+	/* Of given bytes: version and variant set, the rest as given
+	 * (python3 -c 'import uuid; print(uuid.UUID(bytes=bytes(range(240,
+	 * 256)), version=4))'). */
+	{
+		uint8_t b[16];
+		char g[37];
+
+		for (i = 0; i < 16; i++)
+			b[i] = (uint8_t)(240 + i);
+		rf_jwt_guid_of(b, out);
+		assert_string_equal(
+		    out, "f0f1f2f3-f4f5-46f7-b8f9-fafbfcfdfeff");
+		assert_int_equal(rf_connector_guid(out, "jti", g), 0);
+	}
 }
 
 static void
@@ -785,6 +799,56 @@ test_detectors_held(void **state)
 	free(b);
 }
 
+/* Fan-out over 12 tenants in one second: each count is the same question
+ * of the store, which a held batch asks once and corrects by its changed
+ * rows. The alerts must come at the same events, directly or held. */
+static void
+fanout_same_second(struct fx *f, char kinds[12][256])
+{
+	struct rf_config cfg;
+	char t[16];
+	int i;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.surge_per_minute = 1000;
+	for (i = 0; i < 12; i++) {
+		snprintf(t, sizeof(t), "t%d", i);
+		detect(f, &cfg, "sync", t, "10.0.0.5", "", NOW, kinds[i]);
+	}
+}
+
+static void
+test_fanout_held(void **state)
+{
+	struct fx *f = *state;
+	struct fx g = *f;
+	char direct[12][256], batch[12][256], *a, *b;
+	int i;
+
+	fanout_same_second(f, direct);
+	snprintf(g.path, sizeof(g.path), "%s/fan.db", f->home);
+	assert_int_equal(rf_store_open(g.path, 1, &g.st), 0);
+	assert_int_equal(rf_seen_new(g.st, &held), 0);
+	fanout_same_second(&g, batch);
+	assert_int_equal(rf_seen_flush(held), 0);
+	rf_seen_free(held);
+	held = NULL;
+	rf_store_free(g.st);
+	for (i = 0; i < 12; i++) {
+		assert_string_equal(direct[i], batch[i]);
+		/* 6 tenants > 5 and > 2 x 0 from the sixth on. */
+		if (i >= 5)
+			assert_non_null(strstr(direct[i], "fanout"));
+		else
+			assert_null(strstr(direct[i], "fanout"));
+	}
+	a = seen_dump(f->path);
+	b = seen_dump(g.path);
+	assert_string_equal(a, b);
+	free(a);
+	free(b);
+}
+
 static void
 test_alerts(void **state)
 {
@@ -840,6 +904,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_detectors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_detectors_held, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fanout_held, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_alerts, setup, teardown),
 	};
 
