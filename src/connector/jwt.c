@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <openssl/rand.h>
 
 #include "connector/connector.h"
@@ -234,53 +235,34 @@ part_is(const uint8_t *p, size_t len, const char *want)
 	return l == strlen(want) && memcmp(buf, want, l) == 0;
 }
 
-/* The integer after the first `name` in s, as %lld writes it. */
-static int
-member_int(const char *s, const char *name, int64_t *v)
-{
-	const char *p = strstr(s, name);
-	int64_t n = 0;
-	int neg, digits = 0;
-
-	if (p == NULL)
-		return RF_ERR_MALFORMED;
-	p += strlen(name);
-	if ((neg = *p == '-'))
-		p++;
-	for (; *p >= '0' && *p <= '9' && digits < 18; p++, digits++)
-		n = n * 10 + (*p - '0');
-	if (digits == 0 || (*p >= '0' && *p <= '9'))
-		return RF_ERR_MALFORMED;
-	*v = neg ? -n : n;
-	return 0;
-}
-
-/*
- * The claims' jti and times, taken where ringfence's own text has them
- * (texts()): no JSON parser, since the caller then compares the whole
- * decoded text byte for byte with the text these values make. Values
- * taken from anywhere else make another text, which that refuses.
- */
+/* The claims' jti and times, from the decoded JSON (jansson). */
 static int
 claims_read(
     const uint8_t *p, size_t len, char jti[40], int64_t *iat, int64_t *exp)
 {
-	char buf[768];
+	uint8_t buf[768];
+	json_t *j = NULL;
+	json_error_t e;
 	const char *s;
 	size_t l;
+	int r = RF_ERR_MALFORMED;
 
-	if (len > (sizeof(buf) - 1) * 4 / 3 ||
-	    b64dec(p, len, (uint8_t *)buf, &l) != 0 || memchr(buf, 0, l))
-		return RF_ERR_MALFORMED;
-	buf[l] = '\0';
-	if (buf[0] != '{' || member_int(buf, ",\"exp\":", exp) != 0 ||
-	    member_int(buf, ",\"iat\":", iat) != 0 ||
-	    (s = strstr(buf, ",\"jti\":\"")) == NULL || strlen(s += 8) < 37 ||
-	    s[36] != '"')
-		return RF_ERR_MALFORMED;
-	memcpy(jti, s, 36);
-	jti[36] = '\0';
-	return 0;
+	if (len > (sizeof(buf) - 1) * 4 / 3 || b64dec(p, len, buf, &l) != 0)
+		return r;
+	if ((j = json_loadb(
+		 (const char *)buf, l, JSON_REJECT_DUPLICATES, &e)) == NULL ||
+	    !json_is_object(j) ||
+	    (s = json_string_value(json_object_get(j, "jti"))) == NULL ||
+	    strlen(s) != 36 || !json_is_integer(json_object_get(j, "iat")) ||
+	    !json_is_integer(json_object_get(j, "exp")))
+		goto out;
+	snprintf(jti, 40, "%s", s);
+	*iat = json_integer_value(json_object_get(j, "iat"));
+	*exp = json_integer_value(json_object_get(j, "exp"));
+	r = 0;
+out:
+	json_decref(j);
+	return r;
 }
 
 int
