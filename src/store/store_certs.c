@@ -218,7 +218,7 @@ rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing certificates");
 out:
 	rf_cert_rec_clear(&c);
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -240,7 +240,7 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 		return rf_err_set(RF_ERR_ARG, "invalid CRL reason %d", reason);
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT revoked, reason FROM certs WHERE serial = ?", &s)) !=
 		0 ||
 	    (r = st_bind_text(st, s, 1, serial, 1024)) != 0)
@@ -255,10 +255,10 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 	}
 	revoked = sqlite3_column_int(s, 0);
 	cur = sqlite3_column_int(s, 1);
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
 	if (!revoked) {
-		r = st_prepare(st,
+		r = st_stmt(st,
 		    "UPDATE certs SET revoked = 1, revoked_at = ?, reason = ? "
 		    "WHERE serial = ?",
 		    &s);
@@ -268,7 +268,7 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 			goto out;
 	} else if (reason == REASON_KEY_COMPROMISE &&
 	    cur != REASON_KEY_COMPROMISE) {
-		r = st_prepare(
+		r = st_stmt(
 		    st, "UPDATE certs SET reason = ? WHERE serial = ?", &s);
 		if (r != 0 || (r = st_bind_int(st, s, 1, reason)) != 0 ||
 		    (r = st_bind_text(st, s, 2, serial, 1024)) != 0)
@@ -289,7 +289,7 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 		*changed = 1;
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	r = st_tx_end(st, own, r);
 	if (r != 0 && changed != NULL)
 		*changed = 0;
@@ -313,7 +313,7 @@ rf_store_crl_next_number(
 		return rf_err_set(RF_ERR_ARG, "CRL number without an issuer");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO crl_counter (issuer, last) VALUES (?, 1) "
 		 "ON CONFLICT (issuer) DO UPDATE SET last = last + 1 "
 		 "RETURNING last",
@@ -332,7 +332,7 @@ rf_store_crl_next_number(
 	}
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	r = st_tx_end(st, own, r);
 	if (r != 0)
 		*number = 0;
@@ -353,7 +353,7 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
 	/* Refuse to replace a CRL by one with a lower number. */
-	if ((r = st_prepare(st, "SELECT number FROM crl_state WHERE issuer = ?",
+	if ((r = st_stmt(st, "SELECT number FROM crl_state WHERE issuer = ?",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, issuer, 63)) != 0)
 		goto out;
@@ -369,9 +369,9 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 		r = st_fail(st, rc, "reading the CRL state");
 		goto out;
 	}
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO crl_state (issuer, number, this_update, "
 		 "next_update, der) VALUES (?, ?, ?, ?, ?) ON CONFLICT "
 		 "(issuer) "
@@ -389,10 +389,10 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 		r = st_fail(st, rc, "storing a CRL");
 		goto out;
 	}
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
 	/* The counter never falls behind a number in use. */
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO crl_counter (issuer, last) VALUES (?, ?) "
 		 "ON CONFLICT (issuer) DO UPDATE SET last = max(last, "
 		 "excluded.last)",
@@ -406,7 +406,7 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 	}
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -419,7 +419,7 @@ rf_store_crl_get(struct rf_store *st, const char *issuer, uint64_t *number,
 
 	*der = NULL;
 	*len = 0;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT number, this_update, next_update, der FROM crl_state "
 		 "WHERE issuer = ?",
 		 &s)) != 0 ||
@@ -443,7 +443,7 @@ rf_store_crl_get(struct rf_store *st, const char *issuer, uint64_t *number,
 		*next_update = sqlite3_column_int64(s, 2);
 	r = st_col_dup(s, 3, der, len);
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -499,14 +499,14 @@ rf_store_ocsp_seq(struct rf_store *st, int64_t *seq)
 	int r, rc;
 
 	*seq = 0;
-	if ((r = st_prepare(
-		 st, "SELECT coalesce(max(seq), 0) FROM ocsp", &s)) != 0)
+	if ((r = st_stmt(st, "SELECT coalesce(max(seq), 0) FROM ocsp", &s)) !=
+	    0)
 		return r;
 	if ((rc = sqlite3_step(s)) != SQLITE_ROW)
 		r = st_fail(st, rc, "reading the OCSP sequence");
 	else
 		*seq = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -518,7 +518,7 @@ rf_store_ocsp_foreach(struct rf_store *st, int64_t since,
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT serial, issuer, this_update, next_update, der FROM "
 		 "ocsp WHERE seq > ? ORDER BY seq",
 		 &s)) != 0 ||
@@ -537,6 +537,6 @@ rf_store_ocsp_foreach(struct rf_store *st, int64_t since,
 	}
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "reading OCSP responses");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
