@@ -315,6 +315,13 @@ int rf_keys_token_gone(const struct rf_config *cfg, int r) RF_WUR;
 int rf_keys_pub_id(EVP_PKEY *pub, char id[65]) RF_WUR;
 
 /*
+ * The SPKI DER of a public key in *der (OPENSSL_malloc'd: OPENSSL_free
+ * it), its length in *len: a named P-256 or P-384 key without OpenSSL's
+ * encoder search (a tenth of a millisecond a key), others by i2d_PUBKEY.
+ */
+int rf_keys_spki_der(EVP_PKEY *pub, uint8_t **der, size_t *len) RF_WUR;
+
+/*
  * Custody attributes of a private key, read from the token: 1 or 0 each.
  * RF_ERR_KEY_NOT_FOUND if there is no private key with this id.
  */

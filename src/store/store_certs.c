@@ -181,6 +181,20 @@ rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
 	memset(&c, 0, sizeof(c));
 	if (f == NULL)
 		f = &none;
+	/* keyCompromise asks this once per key revoked: prepared once. */
+	if (f->same_key != NULL && f->tenant == NULL && f->key_id == NULL &&
+	    f->issuer == NULL && !f->only_revoked && f->unexpired_at == 0 &&
+	    !f->with_der) {
+		if ((r = st_stmt(st,
+			 "SELECT " CERT_COLS " FROM certs WHERE (key_id = ?100 "
+			 "OR key_ident IN (SELECT key_ident FROM certs WHERE "
+			 "key_id = ?100 AND key_ident <> '')) ORDER BY serial",
+			 &s)) != 0)
+			goto out;
+		if ((r = st_bind_text(st, s, 100, f->same_key, 1024)) != 0)
+			goto out;
+		goto rows;
+	}
 	snprintf(sql, sizeof(sql),
 	    "SELECT " CERT_COLS "%s FROM certs WHERE 1%s%s%s%s%s%s "
 	    "ORDER BY serial",
@@ -207,6 +221,7 @@ rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
 	    (f->same_key != NULL &&
 		(r = st_bind_text(st, s, 100, f->same_key, 1024)) != 0))
 		goto out;
+rows:
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if ((r = cert_row(s, &c, f->with_der)) != 0)
 			goto out;
