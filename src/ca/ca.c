@@ -2710,14 +2710,8 @@ batch_commit(struct issue_batch *b, rf_ca_issue_hook hook, void *arg)
 	int r, tries;
 
 	for (tries = 0;; tries++) {
-		/* Whoever shares the store handle (an in-process signer's
-		 * audit append) waits for the transaction. */
-		if (b->ca->audit != NULL)
-			rf_audit_lock(b->ca->audit);
 		r = issue_commit(
 		    b->ca, b->items, b->n, b->who, b->now, hook, arg, b->pre);
-		if (b->ca->audit != NULL)
-			rf_audit_unlock(b->ca->audit);
 		rf_ocsp_presigned_free(b->pre);
 		b->pre = NULL;
 		if (r != RF_ERR_EXISTS || tries + 1 >= CA_SERIAL_TRIES)
@@ -2793,11 +2787,16 @@ batch_sign_main(void *arg)
 	return NULL;
 }
 
-/* Sign b on a thread of its own (or here, without one). */
+/*
+ * Sign b on a thread of its own, or here: without a thread, or when the
+ * token is in this process (its signatures append to the audit record in
+ * the store the caller is about to use).
+ */
 static void
 batch_sign_start(struct issue_batch *b)
 {
-	if (pthread_create(&b->tid, NULL, batch_sign_main, b) == 0)
+	if (rf_keys_remote(b->ca->keys) &&
+	    pthread_create(&b->tid, NULL, batch_sign_main, b) == 0)
 		b->running = 1;
 	else
 		(void)batch_sign_main(b);

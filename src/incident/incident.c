@@ -646,6 +646,11 @@ struct contain_rev {
 	size_t n, nprev, changed;
 	struct rf_revoke_pub *pub;
 	int pending; /* begun, not yet published */
+	/* The old keys are disabled once it is published (an issuing CA's
+	 * own keys sign its CRL and OCSP responses until then). */
+	const struct rf_incident_rec *inc;
+	const struct item_vec *all;
+	int disabled;
 };
 
 static void
@@ -892,6 +897,30 @@ out:
  * before the act, the result one after it; a run killed in between
  * repeats the act, which skips keys already gone.
  */
+/*
+ * Steps 2 and 3 finished, once: the revocation published (its OCSP
+ * responses were signed meanwhile), then the old keys disabled.
+ */
+static int
+contain_publish_disable(const struct rf_incident_ctx *c, int64_t id,
+    struct contain_rev *rv, struct rf_contain_report *rep)
+{
+	double t;
+	int r;
+
+	if (rv->disabled)
+		return 0;
+	if ((r = contain_revoke_end(c, id, rep, rv)) != 0)
+		return r;
+	t = rf_mono_s();
+	rf_progress_phase(c->progress, "disable old keys", 0);
+	if ((r = contain_disable(c, id, rv->inc, rv->all, rep)) != 0)
+		return r;
+	phase_time(rep, "disable old keys", &t);
+	rv->disabled = 1;
+	return 0;
+}
+
 static int
 retire_keys(const struct rf_incident_ctx *c, int64_t id,
     const struct rf_incident_rec *inc, const struct item_vec *iv,
@@ -1395,8 +1424,9 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, rep)) != 0)
 		goto out;
 	rf_test_point("incident-keys-recorded");
-	/* The revocation published before any successor is issued. */
-	if ((r = contain_revoke_end(c, id, rep, rv)) != 0)
+	/* The revocation published and the old keys out of service before
+	 * any successor is issued. */
+	if ((r = contain_publish_disable(c, id, rv, rep)) != 0)
 		goto out;
 	t = rf_mono_s();
 	rf_progress_phase(c->progress, "reissue", iv->n);
@@ -1496,18 +1526,16 @@ rf_incident_contain(
 		(r = contain_revoke_begin(c, inc.scope, &all, rep, &rv)) != 0))
 		goto out;
 	rf_progress_add(c->progress, all.n);
+	rv.inc = &inc;
+	rv.all = &all;
 	t = rf_mono_s();
-	rf_progress_phase(c->progress, "disable old keys", 0);
-	if ((r = contain_disable(c, id, &inc, &all, rep)) != 0)
-		goto out;
-	phase_time(rep, "disable old keys", &t);
 	/* 4. New credentials for connections still affected. */
 	if ((r = rf_incident_load_items(c, id, NULL, "affected", &todo)) != 0)
 		goto out;
 	phase_time(rep, "load the incident", &t);
 	rf_progress_phase(c->progress, "take new keys", 0);
 	if ((r = contain_issue(c, id, &todo, &rv, rep)) != 0 ||
-	    (r = contain_revoke_end(c, id, rep, &rv)) != 0)
+	    (r = contain_publish_disable(c, id, &rv, rep)) != 0)
 		goto out;
 	t = rf_mono_s();
 	/* Every connection has its successor, published: contained. */

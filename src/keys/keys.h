@@ -311,6 +311,14 @@ int rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
  */
 int rf_keys_token_gone(const struct rf_config *cfg, int r) RF_WUR;
 
+/*
+ * 1 when keys' operations go to the custody process (keyd): then they use
+ * no store of this process, and a thread may sign while another uses the
+ * store; 0 for a token opened in this process (its signatures append to
+ * the audit record in the caller's store).
+ */
+int rf_keys_remote(const struct rf_keys *keys);
+
 /* Key id (64 hex + NUL) of a public key: SHA-256 of its SPKI DER. */
 int rf_keys_pub_id(EVP_PKEY *pub, char id[65]) RF_WUR;
 

@@ -592,7 +592,9 @@ revoke_begin(const struct rf_config *cfg, struct rf_store *st,
 		rf_revoke_pub_free(pub);
 		return publish_failed(r);
 	}
-	if (thread && pthread_create(&pub->tid, NULL, pub_sign_main, pub) == 0)
+	/* A token in this process appends to this store: no thread. */
+	if (thread && rf_keys_remote(keys) &&
+	    pthread_create(&pub->tid, NULL, pub_sign_main, pub) == 0)
 		pub->running = 1;
 	else if ((pub->sign_r = pub_sign(pub, thread ? NULL : p)) != 0)
 		snprintf(pub->sign_msg, sizeof(pub->sign_msg), "%s",
