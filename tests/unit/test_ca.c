@@ -999,13 +999,15 @@ hook_count(void *arg, size_t i, const char *serial, const char *key_id)
 	return 0;
 }
 
+/* Fails for request *arg (NULL: request 1). */
 static int
 hook_fail(void *arg, size_t i, const char *serial, const char *key_id)
 {
-	(void)arg;
+	size_t at = arg != NULL ? *(const size_t *)arg : 1;
+
 	(void)serial;
 	(void)key_id;
-	return i == 1 ? rf_err_set(RF_ERR_STATE, "hook says no") : 0;
+	return i == at ? rf_err_set(RF_ERR_STATE, "hook says no") : 0;
 }
 
 static void
@@ -1036,15 +1038,6 @@ test_issue_hook(void **state)
 		rf_issued_clear(&out[i]);
 }
 
-static int
-hook_fail_at_4(void *arg, size_t i, const char *serial, const char *key_id)
-{
-	(void)arg;
-	(void)serial;
-	(void)key_id;
-	return i == 4 ? rf_err_set(RF_ERR_STATE, "hook says no") : 0;
-}
-
 struct batches {
 	size_t from[8], k[8], n;
 };
@@ -1070,7 +1063,7 @@ test_issue_pipelined(void **state)
 {
 	struct rf_issue_req reqs[7];
 	struct batches b;
-	size_t calls = 0, before, i;
+	size_t calls = 0, before, i, at = 4;
 
 	(void)state;
 	memset(reqs, 0, sizeof(reqs));
@@ -1096,7 +1089,7 @@ test_issue_pipelined(void **state)
 
 	memset(&b, 0, sizeof(b));
 	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, &F.who,
-			     hook_fail_at_4, NULL, batch_done, &b),
+			     hook_fail, &at, batch_done, &b),
 	    RF_ERR_STATE);
 	assert_non_null(strstr(rf_err_msg(RF_ERR_STATE), "hook says no"));
 	assert_int_equal(b.n, 1);
