@@ -37,9 +37,6 @@
 #include "store/store_incident.h"
 
 #define CONTAIN_BATCH 500
-/* Certificates a reissue batch commits: small enough that the signatures
- * of one overlap the commit of the one before for most of the phase. */
-#define CONTAIN_ISSUE_BATCH 250
 
 /*
  * Add the time since *t to the report's phase name (a phase run in parts
@@ -1446,8 +1443,8 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	hook.items = iv->v;
 	done.c = c;
 	done.rep = rep;
-	r = rf_ca_issue_pipelined(c->ca, reqs, iv->n, CONTAIN_ISSUE_BATCH,
-	    c->who, issued_in_tx, &hook, issue_done, &done);
+	r = rf_ca_issue_pipelined(c->ca, reqs, iv->n, CONTAIN_BATCH, c->who,
+	    issued_in_tx, &hook, issue_done, &done);
 	phase_time(rep, "issue (rf_ca_issue_ex)", &t);
 	if (r != 0)
 		goto out;
