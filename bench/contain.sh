@@ -67,11 +67,11 @@ before=$(sqlite3 "$db" 'SELECT count(*) FROM audit_leaf')
 perfpid=""
 if [ -n "${RF_BENCH_PERF:-}" ]; then
 	mkdir -p "$RF_BENCH_PERF"
-	perf record --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/keyd.data" -p "$(cat "$RINGFENCE_HOME/keyd.pid")" 2>/dev/null &
+	perf record -k realtime --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/keyd.data" -p "$(cat "$RINGFENCE_HOME/keyd.pid")" 2>/dev/null &
 	perfpid=$!
 	sleep 1
 fi
-perf_cli() { if [ -n "${RF_BENCH_PERF:-}" ]; then perf record --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/cli.data" "$@"; else "$@"; fi; }
+perf_cli() { if [ -n "${RF_BENCH_PERF:-}" ]; then perf record -k realtime --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/cli.data" "$@"; else "$@"; fi; }
 t0=$(date +%s.%N)
 # --json: progress as JSON lines on stderr, stamped here with the time each
 # phase began, so the report shows where contain's time goes.
@@ -84,6 +84,11 @@ out=$(perf_cli "$build/ringfence" --json incident contain "$id" 2> >(python3 -u 
 t1=$(date +%s.%N)
 if [ -n "$perfpid" ]; then kill -INT "$perfpid"; wait "$perfpid" || true; fi
 sleep 0.2 # the stamping filter drains
+# The phases' wall-clock stamps beside the profiles (recorded with -k
+# realtime): `perf report --time START,END` shows one phase.
+if [ -n "${RF_BENCH_PERF:-}" ]; then
+	{ echo "$t0 start"; cat "$prog"; echo "$t1 end"; } >"$RF_BENCH_PERF/stamps.txt"
+fi
 echo "$out" >&2
 # Each phase: its first progress line to the next phase's first line.
 python3 - "$prog" "$t0" "$t1" <<'PY' >&2

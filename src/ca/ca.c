@@ -614,11 +614,7 @@ bad:
 static int
 key_spki(struct rf_key *key, struct blob *b)
 {
-	if (BLOB_I2D(i2d_PUBKEY, rf_key_public(key), b) != 0) {
-		ERR_clear_error();
-		return rf_err_set(RF_ERR_INTERNAL, "cannot encode public key");
-	}
-	return 0;
+	return rf_keys_spki_der(rf_key_public(key), &b->p, &b->len);
 }
 
 /* ------------------------------------------------------------------ */
@@ -2599,32 +2595,53 @@ rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 	return rf_ca_issue_ex(ca, reqs, n, who, out, NULL, NULL);
 }
 
-int
-rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
-    const struct rf_actor *who, struct rf_issued *out, rf_ca_issue_hook hook,
-    void *arg)
-{
-	struct issue_item *items = NULL;
-	struct rf_ocsp_presigned *pre = NULL;
-	struct proofs pf = {0};
-	char msg[512];
-	int64_t now = rf_now();
-	size_t i, j;
-	int r = RF_ERR_INTERNAL, tries, committed = 0;
+/*
+ * One batch of an issuance: prepared (checks, keys) and committed on the
+ * caller's thread, signed on the caller's or, in a pipeline, on a thread
+ * of its own while the batch before it commits (batch_sign touches no
+ * store: its signatures go through keys; the OCSP signer is made before).
+ */
+struct issue_batch {
+	struct rf_ca *ca;
+	const struct rf_issue_req *reqs;
+	const struct rf_actor *who;
+	struct issue_item *items;
+	size_t n;
+	int64_t now;
+	struct proofs pf;
+	struct rf_ocsp_presigned *pre;
+	int committed;
+	int sign_r; /* batch_sign's result, and its message */
+	char sign_msg[512];
+	pthread_t tid;
+	int running;
+};
 
-	if (out != NULL)
-		memset(out, 0, n * sizeof(*out));
-	if (ca == NULL || reqs == NULL || out == NULL || n == 0)
-		return rf_err_set(RF_ERR_ARG, "nothing to issue");
-	if ((items = calloc(n, sizeof(*items))) == NULL)
+/* Checks, keys, subjects: everything before the TBS and signatures. */
+static int
+batch_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+    const struct rf_actor *who, struct issue_batch *b)
+{
+	size_t i, j;
+	int r;
+
+	memset(b, 0, sizeof(*b));
+	b->ca = ca;
+	b->reqs = reqs;
+	b->who = who;
+	b->n = n;
+	b->now = rf_now();
+	if ((b->items = calloc(n, sizeof(*b->items))) == NULL)
 		return RF_ERR_ALLOC;
 	for (i = 0; i < n; i++)
-		items[i].req = &reqs[i];
-	issue_csrs(items, n);
+		b->items[i].req = &reqs[i];
+	issue_csrs(b->items, n);
 	for (i = 0; i < n; i++) {
+		struct issue_item *items = b->items;
+
 		if ((r = issue_check(
 			 ca, &items[i], i > 0 ? &items[i - 1] : NULL)) != 0)
-			goto out;
+			return r;
 		if (items[i].spki.p == NULL)
 			continue;
 		if (i > 0 && strcmp(items[i - 1].ident, items[i].ident) == 0 &&
@@ -2638,70 +2655,246 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 		 */
 		if ((r = rf_store_key_admit(ca->st, items[i].ident,
 			 reqs[i].tenant, reqs[i].connection)) != 0)
-			goto out;
+			return r;
 		for (j = 0; j < i; j++) {
 			if (items[j].spki.p != NULL &&
 			    strcmp(items[j].ident, items[i].ident) == 0 &&
-			    !same_conn(&reqs[j], &reqs[i])) {
-				r = rf_err_set(RF_ERR_KEY_REUSED,
+			    !same_conn(&reqs[j], &reqs[i]))
+				return rf_err_set(RF_ERR_KEY_REUSED,
 				    "public key is requested for tenant %s "
 				    "and tenant %s in one batch: a key serves "
 				    "one tenant connection",
 				    reqs[j].tenant, reqs[i].tenant);
-				goto out;
-			}
 		}
 	}
 	/* Keys generated in the token only once every request is valid. */
-	if ((r = issue_keygen(ca, reqs, items, n, who)) != 0)
-		goto out;
+	if ((r = issue_keygen(ca, reqs, b->items, n, who)) != 0)
+		return r;
 	for (i = 0; i < n; i++) {
-		if ((r = issue_subject(&items[i])) != 0)
-			goto out;
-		items[i].dirty = 1;
+		if ((r = issue_subject(&b->items[i])) != 0)
+			return r;
+		b->items[i].dirty = 1;
 	}
-	proofs_start(&pf, items, n);
+	/* Made here, where the store may be used, not on a signing thread. */
+	(void)ca_ocsp_signer(ca);
+	proofs_start(&b->pf, b->items, n);
+	return 0;
+}
+
+/* New serials and TBS for the dirty items, their signatures, the proofs. */
+static int
+batch_sign(struct issue_batch *b)
+{
+	size_t i;
+	int r;
+
+	rf_ocsp_presigned_free(b->pre);
+	b->pre = NULL;
+	for (i = 0; i < b->n; i++)
+		if (b->items[i].dirty &&
+		    (r = issue_tbs(b->ca, &b->items[i], b->now)) != 0)
+			return r;
+	if ((r = issue_sign(b->ca, b->items, b->n, b->who, &b->pre)) != 0)
+		return r;
+	if ((r = proofs_finish(&b->pf)) != 0) {
+		rf_ocsp_presigned_free(b->pre);
+		b->pre = NULL;
+	}
+	return r;
+}
+
+/* The store transaction; a serial collision re-signs and tries again. */
+static int
+batch_commit(struct issue_batch *b, rf_ca_issue_hook hook, void *arg)
+{
+	int r, tries;
+
 	for (tries = 0;; tries++) {
-		for (i = 0; i < n; i++)
-			if (items[i].dirty &&
-			    (r = issue_tbs(ca, &items[i], now)) != 0)
-				goto out;
-		if ((r = issue_sign(ca, items, n, who, &pre)) != 0)
-			goto out;
-		if ((r = proofs_finish(&pf)) != 0) {
-			rf_ocsp_presigned_free(pre);
-			goto out;
-		}
-		r = issue_commit(ca, items, n, who, now, hook, arg, pre);
-		rf_ocsp_presigned_free(pre);
-		pre = NULL;
+		r = issue_commit(
+		    b->ca, b->items, b->n, b->who, b->now, hook, arg, b->pre);
+		rf_ocsp_presigned_free(b->pre);
+		b->pre = NULL;
 		if (r != RF_ERR_EXISTS || tries + 1 >= CA_SERIAL_TRIES)
 			break;
 		rf_err_clear(); /* a serial collision: new serial, re-sign */
+		if ((r = batch_sign(b)) != 0)
+			break;
 	}
-	if (r != 0)
-		goto out;
-	committed = 1;
-	for (i = 0; i < n; i++)
-		if ((r = issue_output(ca, &items[i], &out[i])) != 0)
-			goto out;
-	r = 0;
-out:
-	proofs_wait(&pf);
+	if (r == 0)
+		b->committed = 1;
+	return r;
+}
+
+/*
+ * The outputs of a committed batch (out may be NULL: none wanted), or,
+ * after r != 0, the keys it made removed; everything freed. Returns r.
+ */
+static int
+batch_end(struct issue_batch *b, struct rf_issued *out, int r)
+{
+	char msg[512];
+	size_t i;
+
+	proofs_wait(&b->pf);
+	rf_ocsp_presigned_free(b->pre);
+	b->pre = NULL;
+	for (i = 0; r == 0 && out != NULL && i < b->n; i++)
+		r = issue_output(b->ca, &b->items[i], &out[i]);
 	if (r != 0) {
-		for (i = 0; i < n; i++)
+		for (i = 0; out != NULL && i < b->n; i++)
 			rf_issued_clear(&out[i]);
-		/* Keys made for a failed issuance serve nothing: remove them.
-		 */
+		/* Keys made for a failed issuance serve nothing: remove
+		 * them. */
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-		if (!committed)
-			issue_unkeygen(ca, items, n, who);
+		if (!b->committed && b->items != NULL)
+			issue_unkeygen(b->ca, b->items, b->n, b->who);
 		rf_err_set(r, "%s", msg);
 	}
-	for (i = 0; items != NULL && i < n; i++)
-		item_clear(&items[i]);
-	free(items);
+	for (i = 0; b->items != NULL && i < b->n; i++)
+		item_clear(&b->items[i]);
+	free(b->items);
+	b->items = NULL;
 	return r;
+}
+
+int
+rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+    const struct rf_actor *who, struct rf_issued *out, rf_ca_issue_hook hook,
+    void *arg)
+{
+	struct issue_batch b;
+	int r;
+
+	if (out != NULL)
+		memset(out, 0, n * sizeof(*out));
+	if (ca == NULL || reqs == NULL || out == NULL || n == 0)
+		return rf_err_set(RF_ERR_ARG, "nothing to issue");
+	if ((r = batch_prepare(ca, reqs, n, who, &b)) == 0 &&
+	    (r = batch_sign(&b)) == 0)
+		r = batch_commit(&b, hook, arg);
+	return batch_end(&b, out, r);
+}
+
+static void *
+batch_sign_main(void *arg)
+{
+	struct issue_batch *b = arg;
+
+	if ((b->sign_r = batch_sign(b)) != 0)
+		snprintf(b->sign_msg, sizeof(b->sign_msg), "%s",
+		    rf_err_msg(b->sign_r));
+	rf_err_clear();
+	return NULL;
+}
+
+/*
+ * Sign b on a thread of its own, or here: without a thread, or when the
+ * token is in this process (its signatures append to the audit record in
+ * the store the caller is about to use).
+ */
+static void
+batch_sign_start(struct issue_batch *b)
+{
+	if (rf_keys_remote(b->ca->keys) &&
+	    pthread_create(&b->tid, NULL, batch_sign_main, b) == 0)
+		b->running = 1;
+	else
+		(void)batch_sign_main(b);
+}
+
+/* Wait for batch_sign_start: its result, its message set here. */
+static int
+batch_sign_wait(struct issue_batch *b)
+{
+	if (b->running) {
+		pthread_join(b->tid, NULL);
+		b->running = 0;
+	}
+	if (b->sign_r != 0)
+		return rf_err_set(b->sign_r, "%s", b->sign_msg);
+	return 0;
+}
+
+/* The hook of a pipeline's batch, with i counted from the first request. */
+struct hook_shift {
+	rf_ca_issue_hook hook;
+	void *arg;
+	size_t from;
+};
+
+static int
+hook_shifted(void *arg, size_t i, const char *serial, const char *key_id)
+{
+	struct hook_shift *h = arg;
+
+	return h->hook(h->arg, h->from + i, serial, key_id);
+}
+
+int
+rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
+    size_t n, size_t per, const struct rf_actor *who, rf_ca_issue_hook hook,
+    void *arg, rf_ca_batch_done done, void *done_arg)
+{
+	struct issue_batch bt[2];
+	struct hook_shift hs[2];
+	char msg[512] = "";
+	size_t from = 0, k, cur = 0, prev = 1;
+	int r = 0, r2, have_prev = 0, started;
+
+	if (ca == NULL || reqs == NULL || n == 0 || per == 0)
+		return rf_err_set(RF_ERR_ARG, "nothing to issue");
+	memset(bt, 0, sizeof(bt));
+	for (;;) {
+		k = n - from < per ? n - from : per;
+		started = 0;
+		/* The next batch: prepared here, signed on its thread ... */
+		if (k > 0 && r == 0) {
+			if ((r2 = batch_prepare(
+				 ca, &reqs[from], k, who, &bt[cur])) != 0)
+				r2 = batch_end(&bt[cur], NULL, r2);
+			else {
+				hs[cur].hook = hook;
+				hs[cur].arg = arg;
+				hs[cur].from = from;
+				batch_sign_start(&bt[cur]);
+				started = 1;
+			}
+			if (r2 != 0) {
+				r = r2;
+				snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+			}
+		}
+		/* ... while the one before commits. */
+		if (have_prev) {
+			r2 = batch_commit(&bt[prev],
+			    hook != NULL ? hook_shifted : NULL, &hs[prev]);
+			r2 = batch_end(&bt[prev], NULL, r2);
+			have_prev = 0;
+			if (r2 == 0 && done != NULL)
+				done(done_arg, hs[prev].from, bt[prev].n);
+			if (r2 != 0 && r == 0) {
+				r = r2;
+				snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+			}
+		}
+		if (!started)
+			break;
+		if ((r2 = batch_sign_wait(&bt[cur])) != 0 && r == 0) {
+			r = r2;
+			snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		}
+		if (r != 0) {
+			(void)batch_end(&bt[cur], NULL, r);
+			break;
+		}
+		have_prev = 1;
+		prev = cur;
+		cur = 1 - cur;
+		from += k;
+	}
+	if (r != 0)
+		return rf_err_set(r, "%s", msg);
+	return 0;
 }
 
 void

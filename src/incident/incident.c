@@ -630,32 +630,59 @@ previous_in_scope(const struct rf_incident_ctx *c, const char *scope,
  * Step 2: revoke every old credential, and every still-valid previous one
  * in scope (idempotent).
  */
-static int
-contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
-    const struct item_vec *iv, struct rf_contain_report *rep)
-{
-	const char **serials = NULL;
-	char(*prev)[41] = NULL;
-	struct rf_revoke_times tm;
-	size_t i, n = 0, nprev = 0, changed = 0;
-	double t0 = rf_mono_s();
-	int r = RF_ERR_INTERNAL;
+/*
+ * The revocation of an incident's credentials (and their previous ones
+ * in scope), in two halves: contain_revoke_begin commits it and starts
+ * the OCSP responses' signatures; contain_revoke_end, once the new keys
+ * are taken, stores them and the CRLs and records "published". Until
+ * then a rerun revokes (nothing changes) and publishes again.
+ */
+struct contain_rev {
+	const char **serials;
+	char (*prev)[41];
+	size_t n, nprev, changed;
+	struct rf_revoke_pub *pub;
+	int pending; /* begun, not yet published */
+	/* The old keys are disabled once it is published (an issuing CA's
+	 * own keys sign its CRL and OCSP responses until then). */
+	const struct rf_incident_rec *inc;
+	const struct item_vec *all;
+	int disabled;
+};
 
+static void
+contain_rev_clear(struct contain_rev *rv)
+{
+	rf_revoke_pub_free(rv->pub);
+	free(rv->prev);
+	free(rv->serials);
+	memset(rv, 0, sizeof(*rv));
+}
+
+static int
+contain_revoke_begin(const struct rf_incident_ctx *c, const char *scope,
+    const struct item_vec *iv, struct rf_contain_report *rep,
+    struct contain_rev *rv)
+{
+	struct rf_revoke_times tm;
+	size_t i;
+	double t0 = rf_mono_s();
+	int r;
+
+	memset(rv, 0, sizeof(*rv));
 	if (iv->n == 0)
 		return 0;
-	if ((serials = calloc(2 * iv->n, sizeof(*serials))) == NULL ||
-	    (prev = calloc(iv->n, sizeof(*prev))) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
+	if ((rv->serials = calloc(2 * iv->n, sizeof(*rv->serials))) == NULL ||
+	    (rv->prev = calloc(iv->n, sizeof(*rv->prev))) == NULL)
+		return RF_ERR_ALLOC;
 	for (i = 0; i < iv->n; i++) {
-		serials[n++] = iv->v[i].old_serial;
+		rv->serials[rv->n++] = iv->v[i].old_serial;
 		if ((r = previous_in_scope(
-			 c, scope, &iv->v[i], prev[i], NULL)) != 0)
-			goto out;
-		if (prev[i][0] != '\0') {
-			serials[n++] = prev[i];
-			nprev++;
+			 c, scope, &iv->v[i], rv->prev[i], NULL)) != 0)
+			return r;
+		if (rv->prev[i][0] != '\0') {
+			rv->serials[rv->n++] = rv->prev[i];
+			rv->nprev++;
 		}
 	}
 	/*
@@ -665,21 +692,43 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
 	 * not, until the "published" event is recorded).
 	 */
 	phase_time(rep, "revoke: previous credentials", &t0);
-	r = rf_revoke_serials_timed(c->cfg, c->st, c->keys, c->ca, c->audit,
-	    serials, n, RF_CRL_REASON_KEY_COMPROMISE, c->who, &changed, &tm);
-	rep->revoked = changed;
+	r = rf_revoke_serials_begin(c->cfg, c->st, c->keys, c->ca, c->audit,
+	    rv->serials, rv->n, RF_CRL_REASON_KEY_COMPROMISE, c->who,
+	    &rv->changed, &tm, &rv->pub);
+	rep->revoked = rv->changed;
 	phase_add(rep, "revoke: commit", tm.commit_s);
+	phase_add(rep, "revoke: prepare OCSP", rf_mono_s() - t0 - tm.commit_s);
+	if (r == 0)
+		rv->pending = 1;
+	return r;
+}
+
+static int
+contain_revoke_end(const struct rf_incident_ctx *c, int64_t id,
+    struct rf_contain_report *rep, struct contain_rev *rv)
+{
+	struct rf_revoke_times tm;
+	struct rf_revoke_pub *pub = rv->pub;
+	size_t i;
+	double t0;
+	int r;
+
+	if (!rv->pending)
+		return 0;
+	rv->pending = 0;
+	rv->pub = NULL;
+	r = rf_revoke_publish(pub, &tm);
 	phase_add(rep, "revoke: re-sign OCSP", tm.ocsp_s);
 	phase_add(rep, "revoke: CRLs", tm.crl_s);
 	t0 = rf_mono_s();
 	if (r != 0)
-		goto out;
+		return r;
 	/* Their keys are on the compromised-key list from the revocation's
 	 * own transaction; name this incident on each entry (docs/ca.md). */
 	if ((r = rf_store_begin(c->st)) != 0)
-		goto out;
-	for (i = 0; i < n && r == 0; i++)
-		if ((r = rf_store_key_compromised_add(c->st, serials[i], id,
+		return r;
+	for (i = 0; i < rv->n && r == 0; i++)
+		if ((r = rf_store_key_compromised_add(c->st, rv->serials[i], id,
 			 rf_now())) == RF_ERR_NOT_FOUND) {
 			rf_err_clear();
 			r = 0;
@@ -690,24 +739,14 @@ contain_revoke(const struct rf_incident_ctx *c, int64_t id, const char *scope,
 		rf_store_rollback(c->st);
 	phase_time(rep, "revoke: compromised-key list", &t0);
 	if (r != 0)
-		goto out;
-	if ((r = event(c, id, "published",
-		 "%zu credentials revoked now, %zu in scope in all "
-		 "(keyCompromise; %zu of them previous credentials); OCSP "
-		 "responses re-signed and CRLs regenerated for all of them",
-		 changed, n, nprev)) != 0)
-		goto out;
-	r = 0;
-out:
-	free(prev);
-	free(serials);
-	return r;
+		return r;
+	return event(c, id, "published",
+	    "%zu credentials revoked now, %zu in scope in all "
+	    "(keyCompromise; %zu of them previous credentials); OCSP "
+	    "responses re-signed and CRLs regenerated for all of them",
+	    rv->changed, rv->n, rv->nprev);
 }
 
-/*
- * The keys of ids[0..n) that the store records as held in the token and not
- * in state `skip`; a connector's own key (CSR issuance) is not ours.
- */
 static int
 token_keys(const struct rf_incident_ctx *c, const char *const *ids, size_t n,
     const char *skip, const char ***out, size_t *nout)
@@ -855,6 +894,30 @@ out:
  * before the act, the result one after it; a run killed in between
  * repeats the act, which skips keys already gone.
  */
+/*
+ * Steps 2 and 3 finished, once: the revocation published (its OCSP
+ * responses were signed meanwhile), then the old keys disabled.
+ */
+static int
+contain_publish_disable(const struct rf_incident_ctx *c, int64_t id,
+    struct contain_rev *rv, struct rf_contain_report *rep)
+{
+	double t;
+	int r;
+
+	if (rv->disabled)
+		return 0;
+	if ((r = contain_revoke_end(c, id, rep, rv)) != 0)
+		return r;
+	t = rf_mono_s();
+	rf_progress_phase(c->progress, "disable old keys", 0);
+	if ((r = contain_disable(c, id, rv->inc, rv->all, rep)) != 0)
+		return r;
+	phase_time(rep, "disable old keys", &t);
+	rv->disabled = 1;
+	return 0;
+}
+
 static int
 retire_keys(const struct rf_incident_ctx *c, int64_t id,
     const struct rf_incident_rec *inc, const struct item_vec *iv,
@@ -940,6 +1003,23 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 		    it->tenant, it->name, conn.serial, (long long)it->incident);
 	return rf_store_conn_set(
 	    h->c->st, it->tenant, it->name, NULL, serial, it->updated, NULL);
+}
+
+/* After each committed batch of the reissue: the count and progress. */
+struct issue_done {
+	const struct rf_incident_ctx *c;
+	struct rf_contain_report *rep;
+};
+
+static void
+issue_done(void *arg, size_t from, size_t k)
+{
+	struct issue_done *d = arg;
+
+	(void)from;
+	d->rep->issued += k;
+	if (d->c->progress != NULL)
+		rf_progress_add(d->c->progress, k);
 }
 
 /*
@@ -1300,16 +1380,17 @@ out:
  */
 static int
 contain_issue(const struct rf_incident_ctx *c, int64_t id,
-    const struct item_vec *iv, struct rf_contain_report *rep)
+    const struct item_vec *iv, struct contain_rev *rv,
+    struct rf_contain_report *rep)
 {
 	struct rf_issue_req *reqs = NULL;
-	struct rf_issued *out = NULL;
 	struct rf_key **keys = NULL;
 	struct shape *shapes = NULL;
 	struct issue_hook hook;
+	struct issue_done done;
 	struct rf_pool_plan plan[4];
 	char note[256];
-	size_t i, j, b, np;
+	size_t i, j, np;
 	double t = rf_mono_s();
 	int r = 0;
 
@@ -1325,8 +1406,7 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 		if ((r = event(c, id, "pool", "%s", note)) != 0)
 			return r;
 	}
-	if ((reqs = calloc(CONTAIN_BATCH, sizeof(*reqs))) == NULL ||
-	    (out = calloc(CONTAIN_BATCH, sizeof(*out))) == NULL ||
+	if ((reqs = calloc(iv->n, sizeof(*reqs))) == NULL ||
 	    (keys = calloc(iv->n, sizeof(*keys))) == NULL ||
 	    (shapes = calloc(iv->n, sizeof(*shapes))) == NULL) {
 		r = RF_ERR_ALLOC;
@@ -1340,39 +1420,34 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	phase_time(rep, "read old credentials' shapes", &t);
 	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, rep)) != 0)
 		goto out;
-	t = rf_mono_s();
 	rf_test_point("incident-keys-recorded");
+	/* The revocation published and the old keys out of service before
+	 * any successor is issued. */
+	if ((r = contain_publish_disable(c, id, rv, rep)) != 0)
+		goto out;
+	t = rf_mono_s();
 	rf_progress_phase(c->progress, "reissue", iv->n);
-	for (i = 0; i < iv->n; i += b) {
-		b = iv->n - i < CONTAIN_BATCH ? iv->n - i : CONTAIN_BATCH;
-		memset(reqs, 0, b * sizeof(*reqs));
-		for (j = 0; j < b; j++) {
-			const struct shape *sh = &shapes[i + j];
+	for (i = 0; i < iv->n; i++) {
+		const struct shape *sh = &shapes[i];
 
-			reqs[j].tenant = iv->v[i + j].tenant;
-			reqs[j].profile = sh->profile;
-			reqs[j].key = keys[i + j];
-			reqs[j].dns = sh->profile == RF_PROFILE_SERVER
-			    ? (sh->dns[0] != '\0' ? sh->dns
-						  : iv->v[i + j].tenant)
-			    : NULL;
-		}
-		hook.c = c;
-		hook.items = &iv->v[i];
-		r = rf_ca_issue_ex(
-		    c->ca, reqs, b, c->who, out, issued_in_tx, &hook);
-		for (j = 0; j < b; j++) {
-			rf_issued_clear(&out[j]);
-			rf_key_free(keys[i + j]);
-			keys[i + j] = NULL;
-		}
-		if (r != 0)
-			goto out;
-		rep->issued += b;
-		if (c->progress != NULL)
-			rf_progress_add(c->progress, b);
-		phase_time(rep, "issue (rf_ca_issue_ex)", &t);
+		reqs[i].tenant = iv->v[i].tenant;
+		reqs[i].profile = sh->profile;
+		reqs[i].key = keys[i];
+		reqs[i].dns = sh->profile == RF_PROFILE_SERVER
+		    ? (sh->dns[0] != '\0' ? sh->dns : iv->v[i].tenant)
+		    : NULL;
 	}
+	/* Each batch commits on its own, the next one's signatures made
+	 * while it does (rf_ca_issue_pipelined). */
+	hook.c = c;
+	hook.items = iv->v;
+	done.c = c;
+	done.rep = rep;
+	r = rf_ca_issue_pipelined(c->ca, reqs, iv->n, CONTAIN_BATCH, c->who,
+	    issued_in_tx, &hook, issue_done, &done);
+	phase_time(rep, "issue (rf_ca_issue_ex)", &t);
+	if (r != 0)
+		goto out;
 	if (rep->issued > 0)
 		r = event(c, id, "reissue",
 		    "%zu certificates issued with new keys in the token: %zu "
@@ -1384,7 +1459,6 @@ out:
 	free(keys);
 	free(shapes);
 	free(reqs);
-	free(out);
 	return r;
 }
 
@@ -1394,6 +1468,7 @@ rf_incident_contain(
 {
 	struct rf_incident_rec inc;
 	struct item_vec all = {0}, todo = {0};
+	struct contain_rev rv = {0};
 	char newname[64];
 	double t0, t;
 	int r, published = 0;
@@ -1445,20 +1520,19 @@ rf_incident_contain(
 	rf_progress_phase(c->progress, "revoke and publish", all.n);
 	if ((r = has_event(c, id, "published", &published)) != 0 ||
 	    (!published &&
-		(r = contain_revoke(c, id, inc.scope, &all, rep)) != 0))
+		(r = contain_revoke_begin(c, inc.scope, &all, rep, &rv)) != 0))
 		goto out;
 	rf_progress_add(c->progress, all.n);
+	rv.inc = &inc;
+	rv.all = &all;
 	t = rf_mono_s();
-	rf_progress_phase(c->progress, "disable old keys", 0);
-	if ((r = contain_disable(c, id, &inc, &all, rep)) != 0)
-		goto out;
-	phase_time(rep, "disable old keys", &t);
 	/* 4. New credentials for connections still affected. */
 	if ((r = rf_incident_load_items(c, id, NULL, "affected", &todo)) != 0)
 		goto out;
 	phase_time(rep, "load the incident", &t);
 	rf_progress_phase(c->progress, "take new keys", 0);
-	if ((r = contain_issue(c, id, &todo, rep)) != 0)
+	if ((r = contain_issue(c, id, &todo, &rv, rep)) != 0 ||
+	    (r = contain_publish_disable(c, id, &rv, rep)) != 0)
 		goto out;
 	t = rf_mono_s();
 	/* Every connection has its successor, published: contained. */
@@ -1497,6 +1571,7 @@ out:
 		    msg, rep->revoked, rep->disabled, rep->issued, rep->total,
 		    (long long)id);
 	}
+	contain_rev_clear(&rv); /* unpublished: the rerun publishes */
 	free(all.v);
 	free(todo.v);
 	return r;

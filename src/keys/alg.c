@@ -12,6 +12,7 @@
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/ec.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
 #include <openssl/param_build.h>
@@ -117,7 +118,7 @@ rf_keys_ec_point_decode(enum rf_key_alg alg, const uint8_t *in, size_t len,
 	    "token returned a malformed CKA_EC_POINT (%zu bytes)", len);
 }
 
-/* OpenSSL's full public-key checks made (rf_keys_pub_checks). */
+/* OpenSSL's public-key checks made (rf_keys_pub_checks). */
 static _Atomic unsigned long full_checks;
 
 unsigned long
@@ -126,7 +127,13 @@ rf_keys_pub_checks(void)
 	return atomic_load(&full_checks);
 }
 
-/* Check a freshly built public key (point on the curve, RSA sanity). */
+/*
+ * Check a freshly built public key (point on the curve, RSA sanity). On
+ * P-256 and P-384 (cofactor 1) every point of the curve but infinity has
+ * the group's prime order, so the quick check (on the curve, not at
+ * infinity: SP 800-56A 5.6.2.3.4) is the full one without its scalar
+ * multiplication by the order.
+ */
 static int
 pub_check(EVP_PKEY *pkey)
 {
@@ -136,7 +143,9 @@ pub_check(EVP_PKEY *pkey)
 	atomic_fetch_add(&full_checks, 1);
 	if ((ctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL)) == NULL)
 		return RF_ERR_ALLOC;
-	ok = EVP_PKEY_public_check(ctx);
+	ok = EVP_PKEY_get_base_id(pkey) == EVP_PKEY_EC
+	    ? EVP_PKEY_public_check_quick(ctx)
+	    : EVP_PKEY_public_check(ctx);
 	EVP_PKEY_CTX_free(ctx);
 	if (ok != 1)
 		return rf_err_set(RF_ERR_MALFORMED,
@@ -698,6 +707,35 @@ ec_spki_hash(EVP_PKEY *pub, uint8_t md[SHA256_DIGEST_LENGTH])
 		return 0;
 	SHA256(buf, n, md);
 	return 1;
+}
+
+int
+rf_keys_spki_der(EVP_PKEY *pub, uint8_t **der, size_t *len)
+{
+	uint8_t buf[RF_EC_SPKI_MAX], *p = NULL;
+	size_t n;
+	int l;
+
+	*der = NULL;
+	*len = 0;
+	if (pub == NULL)
+		return rf_err_set(RF_ERR_ARG, "no public key");
+	if ((n = rf_keys_ec_spki(pub, buf)) > 0) {
+		if ((p = OPENSSL_malloc(n)) == NULL)
+			return RF_ERR_ALLOC;
+		memcpy(p, buf, n);
+		*der = p;
+		*len = n;
+		return 0;
+	}
+	if ((l = i2d_PUBKEY(pub, &p)) <= 0) {
+		ERR_clear_error();
+		return rf_err_set(
+		    RF_ERR_INTERNAL, "cannot encode the public key");
+	}
+	*der = p;
+	*len = (size_t)l;
+	return 0;
 }
 
 int

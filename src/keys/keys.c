@@ -196,6 +196,12 @@ rf_keys_kc(const struct rf_keys *keys)
 }
 
 int
+rf_keys_remote(const struct rf_keys *keys)
+{
+	return keys != NULL && rf_keys_kc(keys) != NULL;
+}
+
+int
 keys_parse_id(const char *id, uint8_t out[ID_LEN])
 {
 	size_t len = 0;

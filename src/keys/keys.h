@@ -311,8 +311,23 @@ int rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
  */
 int rf_keys_token_gone(const struct rf_config *cfg, int r) RF_WUR;
 
+/*
+ * 1 when keys' operations go to the custody process (keyd): then they use
+ * no store of this process, and a thread may sign while another uses the
+ * store; 0 for a token opened in this process (its signatures append to
+ * the audit record in the caller's store).
+ */
+int rf_keys_remote(const struct rf_keys *keys);
+
 /* Key id (64 hex + NUL) of a public key: SHA-256 of its SPKI DER. */
 int rf_keys_pub_id(EVP_PKEY *pub, char id[65]) RF_WUR;
+
+/*
+ * The SPKI DER of a public key in *der (OPENSSL_malloc'd: OPENSSL_free
+ * it), its length in *len: a named P-256 or P-384 key without OpenSSL's
+ * encoder search (a tenth of a millisecond a key), others by i2d_PUBKEY.
+ */
+int rf_keys_spki_der(EVP_PKEY *pub, uint8_t **der, size_t *len) RF_WUR;
 
 /*
  * Custody attributes of a private key, read from the token: 1 or 0 each.

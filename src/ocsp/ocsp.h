@@ -109,6 +109,10 @@ struct rf_key *rf_ocsp_signer_key(const struct rf_ocsp_signer *s);
 int rf_ocsp_presign_finish(
     struct rf_ocsp_presigned *p, const struct rf_sig *sigs) RF_WUR;
 int rf_ocsp_presigned_store(const struct rf_ocsp_presigned *p) RF_WUR;
+/* rf_ocsp_presigned_store, but a response whose status changed since it
+ * was prepared is not stored (the writer of the change publishes its
+ * own), as rf_ocsp_presign does. */
+int rf_ocsp_presigned_store_current(const struct rf_ocsp_presigned *p) RF_WUR;
 void rf_ocsp_presigned_free(struct rf_ocsp_presigned *p);
 
 /*

@@ -653,6 +653,12 @@ rf_ocsp_presigned_store(const struct rf_ocsp_presigned *p)
 	return presigned_put(p, 0);
 }
 
+int
+rf_ocsp_presigned_store_current(const struct rf_ocsp_presigned *p)
+{
+	return presigned_put(p, 1);
+}
+
 /* Sign and store n responses with thisUpdate = now. */
 static int
 presign_at(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts, size_t n,

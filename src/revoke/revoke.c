@@ -15,6 +15,7 @@
  * after 2 is repaired by running it again (see docs/revocation.md).
  */
 #include <ctype.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,68 +298,6 @@ out:
 	return r;
 }
 
-/*
- * Step 3: the OCSP responses, for each issuer among the targets that has a
- * delegated signer (RFC 6960 4.2.2.2): "ocsp" for "issuing", "ocsp-<name>"
- * for an issuing CA made by rotation. Issuers without one (the root) rely
- * on their CRL.
- */
-static int
-revoke_ocsp_issuer(const struct rf_config *cfg, struct rf_store *st,
-    struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
-    const char *issuer, const struct rf_actor *who,
-    struct rf_progress *progress)
-{
-	struct rf_ocsp_signer *s = NULL;
-	struct rf_ocsp_status *stv = NULL;
-	struct rf_cert_rec c = {0};
-	struct rf_key *okey;
-	X509 *ocert, *icert;
-	char oname[64];
-	size_t i, b, n = 0;
-	int r = RF_ERR_INTERNAL;
-
-	rf_ca_ocsp_name(issuer, oname);
-	if ((okey = rf_ca_key(ca, oname)) == NULL ||
-	    (ocert = rf_ca_cert(ca, oname)) == NULL ||
-	    (icert = rf_ca_cert(ca, issuer)) == NULL)
-		return 0; /* no responder: the CRL speaks for it */
-	for (i = 0; i < t->n; i++)
-		if (strcmp(t->v[i].issuer, issuer) == 0)
-			n++;
-	if ((stv = calloc(n, sizeof(*stv))) == NULL)
-		return RF_ERR_ALLOC;
-	for (n = 0, i = 0; i < t->n; i++) {
-		if (strcmp(t->v[i].issuer, issuer) != 0)
-			continue;
-		/* The status as committed (the first date may be older). */
-		if ((r = rf_store_cert_get(st, t->v[i].serial, &c)) != 0)
-			goto out;
-		stv[n].serial = t->v[i].serial;
-		stv[n].revoked = c.revoked;
-		stv[n].revoked_at = c.revoked_at;
-		stv[n].reason = c.reason;
-		rf_cert_rec_clear(&c);
-		n++;
-	}
-	if ((r = rf_ocsp_signer_new(
-		 cfg, st, keys, okey, ocert, icert, issuer, &s)) != 0)
-		goto out;
-	/* In parts, so that progress moves while thousands are signed. */
-	for (i = 0; i < n; i += b) {
-		b = n - i < OCSP_PART ? n - i : OCSP_PART;
-		if ((r = rf_ocsp_presign(s, &stv[i], b, who)) != 0)
-			goto out;
-		rf_progress_add(progress, b);
-	}
-	r = 0;
-out:
-	rf_cert_rec_clear(&c);
-	rf_ocsp_signer_free(s);
-	free(stv);
-	return r;
-}
-
 /* Whether target i is the first of its issuer: each issuer once. */
 static int
 first_of_issuer(const struct targets *t, size_t i)
@@ -371,20 +310,195 @@ first_of_issuer(const struct targets *t, size_t i)
 	return 1;
 }
 
+/*
+ * Step 3, in three parts: the responses of each issuer prepared from the
+ * committed statuses (the store), signed (keys only: this part may run on
+ * a thread of its own while the caller goes on), then assembled and stored
+ * in one transaction. Each issuer among the targets that has a delegated
+ * signer (RFC 6960 4.2.2.2: "ocsp" for "issuing", "ocsp-<name>" for an
+ * issuing CA made by rotation) has its part; issuers without one (the
+ * root) rely on their CRL.
+ */
+struct pub_issuer {
+	struct rf_ocsp_signer *s;
+	struct rf_ocsp_presigned *p;
+	struct rf_sig *sigs;
+	size_t n;
+};
+
+struct rf_revoke_pub {
+	const struct rf_config *cfg;
+	struct rf_store *st;
+	struct rf_keys *keys;
+	struct rf_ca *ca;
+	const struct rf_actor *who;
+	struct targets t;
+	struct pub_issuer *iss;
+	size_t niss;
+	int sign_r; /* the signing's result and message */
+	char sign_msg[512];
+	pthread_t tid;
+	int running;
+	double t_ocsp; /* seconds of step 3 on the caller's thread */
+};
+
+void
+rf_revoke_pub_free(struct rf_revoke_pub *pub)
+{
+	size_t i, j;
+
+	if (pub == NULL)
+		return;
+	if (pub->running)
+		pthread_join(pub->tid, NULL);
+	for (i = 0; i < pub->niss; i++) {
+		for (j = 0; pub->iss[i].sigs != NULL && j < pub->iss[i].n; j++)
+			rf_sig_clear(&pub->iss[i].sigs[j]);
+		free(pub->iss[i].sigs);
+		rf_ocsp_presigned_free(pub->iss[i].p);
+		rf_ocsp_signer_free(pub->iss[i].s);
+	}
+	free(pub->iss);
+	free(pub->t.v);
+	free(pub);
+}
+
+/* The responses of issuer's targets, as committed, to be signed. */
 static int
-revoke_ocsp(const struct rf_config *cfg, struct rf_store *st,
-    struct rf_keys *keys, struct rf_ca *ca, const struct targets *t,
-    const struct rf_actor *who, struct rf_progress *progress)
+pub_prepare_issuer(
+    struct rf_revoke_pub *pub, const char *issuer, struct pub_issuer *pi)
+{
+	const struct targets *t = &pub->t;
+	struct rf_ocsp_status *stv = NULL;
+	struct rf_cert_rec c = {0};
+	struct rf_key *okey;
+	X509 *ocert, *icert;
+	char oname[64];
+	size_t i, n = 0;
+	int r = RF_ERR_INTERNAL;
+
+	rf_ca_ocsp_name(issuer, oname);
+	if ((okey = rf_ca_key(pub->ca, oname)) == NULL ||
+	    (ocert = rf_ca_cert(pub->ca, oname)) == NULL ||
+	    (icert = rf_ca_cert(pub->ca, issuer)) == NULL)
+		return 0; /* no responder: the CRL speaks for it */
+	for (i = 0; i < t->n; i++)
+		if (strcmp(t->v[i].issuer, issuer) == 0)
+			n++;
+	if ((stv = calloc(n, sizeof(*stv))) == NULL ||
+	    (pi->sigs = calloc(n, sizeof(*pi->sigs))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (n = 0, i = 0; i < t->n; i++) {
+		if (strcmp(t->v[i].issuer, issuer) != 0)
+			continue;
+		/* The status as committed (the first date may be older). */
+		if ((r = rf_store_cert_get(pub->st, t->v[i].serial, &c)) != 0)
+			goto out;
+		stv[n].serial = t->v[i].serial;
+		stv[n].revoked = c.revoked;
+		stv[n].revoked_at = c.revoked_at;
+		stv[n].reason = c.reason;
+		rf_cert_rec_clear(&c);
+		n++;
+	}
+	pi->n = n;
+	if ((r = rf_ocsp_signer_new(pub->cfg, pub->st, pub->keys, okey, ocert,
+		 icert, issuer, &pi->s)) != 0 ||
+	    (r = rf_ocsp_presign_prepare(pi->s, stv, n, &pi->p)) != 0)
+		goto out;
+	r = 0;
+out:
+	rf_cert_rec_clear(&c);
+	free(stv);
+	return r;
+}
+
+static int
+pub_prepare(struct rf_revoke_pub *pub)
 {
 	size_t i;
 	int r;
 
-	for (i = 0; i < t->n; i++)
-		if (first_of_issuer(t, i) &&
-		    (r = revoke_ocsp_issuer(cfg, st, keys, ca, t,
-			 t->v[i].issuer, who, progress)) != 0)
+	if (pub->t.n > 0 &&
+	    (pub->iss = calloc(pub->t.n, sizeof(*pub->iss))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < pub->t.n; i++) {
+		if (!first_of_issuer(&pub->t, i))
+			continue;
+		r = pub_prepare_issuer(
+		    pub, pub->t.v[i].issuer, &pub->iss[pub->niss++]);
+		if (r != 0)
 			return r;
+	}
 	return 0;
+}
+
+/* The signatures, in parts, so that progress (NULL: none) moves while
+ * thousands are signed. Touches no store. */
+static int
+pub_sign(struct rf_revoke_pub *pub, struct rf_progress *progress)
+{
+	const struct rf_sign_req *reqs;
+	size_t i, j, b, n;
+	int r;
+
+	for (i = 0; i < pub->niss; i++) {
+		if (pub->iss[i].p == NULL)
+			continue;
+		reqs = rf_ocsp_presigned_reqs(pub->iss[i].p, &n);
+		for (j = 0; j < n; j += b) {
+			b = n - j < OCSP_PART ? n - j : OCSP_PART;
+			if ((r = rf_keys_sign(pub->keys,
+				 rf_ocsp_signer_key(pub->iss[i].s), &reqs[j], b,
+				 pub->who, &pub->iss[i].sigs[j])) != 0)
+				return r;
+			rf_progress_add(progress, b);
+		}
+	}
+	return 0;
+}
+
+static void *
+pub_sign_main(void *arg)
+{
+	struct rf_revoke_pub *pub = arg;
+
+	if ((pub->sign_r = pub_sign(pub, NULL)) != 0)
+		snprintf(pub->sign_msg, sizeof(pub->sign_msg), "%s",
+		    rf_err_msg(pub->sign_r));
+	rf_err_clear();
+	return NULL;
+}
+
+/* The responses assembled and stored (all or nothing), unless a newer
+ * status was committed meanwhile (its writer publishes it). */
+static int
+pub_store(struct rf_revoke_pub *pub)
+{
+	size_t i;
+	int r, in_tx = 0;
+
+	for (i = 0; i < pub->niss; i++)
+		if (pub->iss[i].p != NULL &&
+		    (r = rf_ocsp_presign_finish(
+			 pub->iss[i].p, pub->iss[i].sigs)) != 0)
+			return r;
+	if ((r = rf_store_begin(pub->st)) != 0)
+		return r;
+	in_tx = 1;
+	for (i = 0; i < pub->niss; i++)
+		if (pub->iss[i].p != NULL &&
+		    (r = rf_ocsp_presigned_store_current(pub->iss[i].p)) != 0)
+			goto out;
+	if ((r = rf_store_commit(pub->st)) != 0)
+		goto out;
+	in_tx = 0;
+out:
+	if (in_tx)
+		rf_store_rollback(pub->st);
+	return r;
 }
 
 /* Step 4: the CRL of every issuer among the targets, when due. */
@@ -419,56 +533,119 @@ reason_check(int reason)
 	return 0;
 }
 
+/* The error of a step after the commit: a rerun publishes. */
+static int
+publish_failed(int r)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+	return rf_err_set(r,
+	    "revocation committed, but publishing it failed (%s): run the "
+	    "same command again",
+	    msg);
+}
+
+/*
+ * Steps 1 and 2, then step 3 prepared; with thread, its signatures are
+ * started on a thread of their own. *out is the publication to finish
+ * with publish_end (NULL after an error).
+ */
+static int
+revoke_begin(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const struct selection *sel, const struct rf_actor *who, size_t *revoked,
+    struct rf_revoke_times *tm, int thread, struct rf_revoke_pub **out)
+{
+	struct rf_progress *p = sel->req->progress;
+	struct rf_revoke_pub *pub;
+	size_t changed = 0;
+	double t0 = rf_mono_s(), t1;
+	int r = RF_ERR_INTERNAL;
+
+	*out = NULL;
+	*revoked = 0;
+	memset(tm, 0, sizeof(*tm));
+	if (audit == NULL)
+		return rf_err_set(RF_ERR_ARG, "revoke: no audit record");
+	if ((r = reason_check(sel->req->reason)) != 0)
+		return r;
+	if ((pub = calloc(1, sizeof(*pub))) == NULL)
+		return RF_ERR_ALLOC;
+	pub->cfg = cfg;
+	pub->st = st;
+	pub->keys = keys;
+	pub->ca = ca;
+	pub->who = who;
+	rf_progress_phase(p, "select and commit", 0);
+	if ((r = revoke_commit(st, audit, sel, &pub->t, who, &changed)) != 0) {
+		rf_revoke_pub_free(pub);
+		return r;
+	}
+	*revoked = changed;
+	t1 = rf_mono_s();
+	tm->commit_s = t1 - t0;
+	rf_test_point("revoke-committed");
+	/* Committed: from here an error asks for a retry, which repairs. */
+	rf_progress_phase(p, "re-sign OCSP responses", pub->t.n);
+	if ((r = pub_prepare(pub)) != 0) {
+		rf_revoke_pub_free(pub);
+		return publish_failed(r);
+	}
+	/* A token in this process appends to this store: no thread. */
+	if (thread && rf_keys_remote(keys) &&
+	    pthread_create(&pub->tid, NULL, pub_sign_main, pub) == 0)
+		pub->running = 1;
+	else if ((pub->sign_r = pub_sign(pub, thread ? NULL : p)) != 0)
+		snprintf(pub->sign_msg, sizeof(pub->sign_msg), "%s",
+		    rf_err_msg(pub->sign_r));
+	pub->t_ocsp = rf_mono_s() - t1;
+	*out = pub;
+	return 0;
+}
+
+/* Step 3's signatures awaited and stored, then step 4; pub is freed. */
+static int
+publish_end(struct rf_revoke_pub *pub, struct rf_progress *p,
+    struct rf_revoke_times *tm)
+{
+	double t0 = rf_mono_s();
+	int r;
+
+	if (pub->running) {
+		pthread_join(pub->tid, NULL);
+		pub->running = 0;
+	}
+	if ((r = pub->sign_r) != 0)
+		rf_err_set(r, "%s", pub->sign_msg);
+	else if ((r = pub_store(pub)) == 0)
+		rf_progress_phase(p, "regenerate CRLs", 0);
+	tm->ocsp_s = pub->t_ocsp + rf_mono_s() - t0;
+	t0 = rf_mono_s();
+	if (r == 0)
+		r = revoke_crls(
+		    pub->cfg, pub->st, pub->keys, pub->ca, &pub->t, pub->who);
+	tm->crl_s = rf_mono_s() - t0;
+	rf_revoke_pub_free(pub);
+	return r != 0 ? publish_failed(r) : 0;
+}
+
 static int
 revoke_run(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
     const struct selection *sel, const struct rf_actor *who, size_t *revoked,
     struct rf_revoke_times *tm)
 {
-	struct rf_progress *p = sel->req->progress;
 	struct rf_revoke_times unused;
-	struct targets t = {0};
-	size_t changed = 0;
-	char msg[256];
-	double t0 = rf_mono_s(), t1;
-	int r = RF_ERR_INTERNAL;
+	struct rf_revoke_pub *pub = NULL;
+	int r;
 
-	*revoked = 0;
 	if (tm == NULL)
 		tm = &unused;
-	memset(tm, 0, sizeof(*tm));
-	if (audit == NULL)
-		return rf_err_set(RF_ERR_ARG, "revoke: no audit record");
-	if ((r = reason_check(sel->req->reason)) != 0)
+	if ((r = revoke_begin(cfg, st, keys, ca, audit, sel, who, revoked, tm,
+		 0, &pub)) != 0)
 		return r;
-	rf_progress_phase(p, "select and commit", 0);
-	if ((r = revoke_commit(st, audit, sel, &t, who, &changed)) != 0)
-		goto out;
-	*revoked = changed;
-	t1 = rf_mono_s();
-	tm->commit_s = t1 - t0;
-	rf_test_point("revoke-committed");
-	/* Committed: from here an error asks for a retry, which repairs. */
-	rf_progress_phase(p, "re-sign OCSP responses", t.n);
-	if ((r = revoke_ocsp(cfg, st, keys, ca, &t, who, p)) == 0)
-		rf_progress_phase(p, "regenerate CRLs", 0);
-	t0 = rf_mono_s();
-	tm->ocsp_s = t0 - t1;
-	if (r == 0)
-		r = revoke_crls(cfg, st, keys, ca, &t, who);
-	tm->crl_s = rf_mono_s() - t0;
-	if (r != 0) {
-		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-		r = rf_err_set(r,
-		    "revocation committed, but publishing it "
-		    "failed (%s): run the same command again",
-		    msg);
-		goto out;
-	}
-	r = 0;
-out:
-	free(t.v);
-	return r;
+	return publish_end(pub, sel->req->progress, tm);
 }
 
 int
@@ -502,23 +679,70 @@ rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
 	    cfg, st, keys, ca, audit, serials, n, reason, who, revoked, NULL);
 }
 
-int
-rf_revoke_serials_timed(const struct rf_config *cfg, struct rf_store *st,
+/* A list of serials revoked, its publication begun (with thread: its
+ * signatures on a thread of their own). */
+static int
+serials_begin(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
     const char **serials, size_t n, int reason, const struct rf_actor *who,
-    size_t *revoked, struct rf_revoke_times *t)
+    size_t *revoked, struct rf_revoke_times *t, int thread,
+    struct rf_revoke_pub **pub)
 {
 	struct rf_revoke_req req = {0};
 	struct selection sel = {0};
 
+	*pub = NULL;
 	*revoked = 0;
-	if (t != NULL)
-		memset(t, 0, sizeof(*t));
+	memset(t, 0, sizeof(*t));
 	if (serials == NULL || n == 0)
 		return 0;
 	req.reason = reason;
 	sel.req = &req;
 	sel.serials = serials;
 	sel.nserials = n;
-	return revoke_run(cfg, st, keys, ca, audit, &sel, who, revoked, t);
+	return revoke_begin(
+	    cfg, st, keys, ca, audit, &sel, who, revoked, t, thread, pub);
+}
+
+int
+rf_revoke_serials_timed(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char **serials, size_t n, int reason, const struct rf_actor *who,
+    size_t *revoked, struct rf_revoke_times *t)
+{
+	struct rf_revoke_times unused;
+	struct rf_revoke_pub *pub = NULL;
+	int r;
+
+	if (t == NULL)
+		t = &unused;
+	if ((r = serials_begin(cfg, st, keys, ca, audit, serials, n, reason,
+		 who, revoked, t, 0, &pub)) != 0 ||
+	    pub == NULL)
+		return r;
+	return publish_end(pub, NULL, t);
+}
+
+int
+rf_revoke_serials_begin(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char **serials, size_t n, int reason, const struct rf_actor *who,
+    size_t *revoked, struct rf_revoke_times *t, struct rf_revoke_pub **pub)
+{
+	struct rf_revoke_times unused;
+
+	return serials_begin(cfg, st, keys, ca, audit, serials, n, reason, who,
+	    revoked, t != NULL ? t : &unused, 1, pub);
+}
+
+int
+rf_revoke_publish(struct rf_revoke_pub *pub, struct rf_revoke_times *t)
+{
+	struct rf_revoke_times unused;
+
+	if (t == NULL)
+		t = &unused;
+	if (pub == NULL)
+		return 0;
+	return publish_end(pub, NULL, t);
 }

@@ -103,6 +103,28 @@ int rf_revoke_serials_timed(const struct rf_config *cfg, struct rf_store *st,
     size_t *revoked, struct rf_revoke_times *t) RF_WUR;
 
 /*
+ * rf_revoke_serials_timed in two calls, so that the caller works while the
+ * OCSP responses are signed: _begin commits the revocation (steps 1 and
+ * 2), prepares the responses and starts their signatures on a thread of
+ * their own (keys only: the caller keeps the store); rf_revoke_publish
+ * waits for them, stores them and regenerates the CRLs (steps 3 and 4),
+ * and frees *pub. *pub is NULL after an error and when nothing was
+ * selected (then rf_revoke_publish does nothing). Until rf_revoke_publish
+ * returns 0 the revocation is committed but not published: running the
+ * same revocation again publishes it. rf_revoke_pub_free abandons a
+ * publication (waits for its signatures, stores nothing); accepts NULL.
+ */
+struct rf_revoke_pub;
+int rf_revoke_serials_begin(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char **serials, size_t n, int reason, const struct rf_actor *who,
+    size_t *revoked, struct rf_revoke_times *t,
+    struct rf_revoke_pub **pub) RF_WUR;
+int rf_revoke_publish(
+    struct rf_revoke_pub *pub, struct rf_revoke_times *t) RF_WUR;
+void rf_revoke_pub_free(struct rf_revoke_pub *pub);
+
+/*
  * RFC 5280 section 5: generate, sign (rf_keys_sign, what "crl", ref the
  * CRL number) and store (rf_store_crl_put) a new current CRL for the CA
  * named issuer. thisUpdate is rf_now(), nextUpdate thisUpdate +

@@ -355,6 +355,46 @@ st_cached(struct rf_store *st, sqlite3_stmt **cache, const char *sql)
 	return st_prepare(st, sql, cache);
 }
 
+int
+st_stmt(struct rf_store *st, const char *sql, sqlite3_stmt **out)
+{
+	size_t c;
+	int r;
+
+	*out = NULL;
+	for (c = 0; c < st->nstmt && st->stmt[c].sql != sql; c++)
+		;
+	if (c < st->nstmt && !sqlite3_stmt_busy(st->stmt[c].s)) {
+		*out = st->stmt[c].s;
+		sqlite3_reset(*out);
+		sqlite3_clear_bindings(*out);
+		return 0;
+	}
+	if ((r = st_prepare(st, sql, out)) != 0)
+		return r;
+	if (c == st->nstmt && c < sizeof(st->stmt) / sizeof(st->stmt[0])) {
+		st->stmt[c].sql = sql;
+		st->stmt[c].s = *out;
+		st->nstmt++;
+	}
+	return 0;
+}
+
+void
+st_stmt_done(struct rf_store *st, sqlite3_stmt *s)
+{
+	size_t c;
+
+	if (s == NULL)
+		return;
+	for (c = 0; c < st->nstmt; c++)
+		if (st->stmt[c].s == s) {
+			st_release(s);
+			return;
+		}
+	sqlite3_finalize(s);
+}
+
 void
 st_release(sqlite3_stmt *s)
 {
@@ -375,6 +415,26 @@ refuse_readonly(struct rf_store *st)
 	    st->path);
 }
 
+/*
+ * A statement without results run from the cache (a savepoint is taken
+ * and released around every write inside a caller's transaction:
+ * sqlite3_exec would parse it each time). Returns the SQLite result.
+ */
+static int
+st_step_once(struct rf_store *st, const char *sql)
+{
+	sqlite3_stmt *s;
+	int rc;
+
+	if (st_stmt(st, sql, &s) != 0) {
+		rf_err_clear();
+		return sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+	}
+	rc = sqlite3_step(s);
+	st_stmt_done(st, s);
+	return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
 int
 st_tx_begin(struct rf_store *st, int *own)
 {
@@ -390,8 +450,8 @@ st_tx_begin(struct rf_store *st, int *own)
 		    "the transaction on %s was rolled back after an earlier "
 		    "error: roll back and start again",
 		    st->path);
-	rc = sqlite3_exec(st->db, *own ? "BEGIN IMMEDIATE" : "SAVEPOINT rf_op",
-	    NULL, NULL, NULL);
+	rc = *own ? sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)
+		  : st_step_once(st, "SAVEPOINT rf_op");
 	if (rc != SQLITE_OK)
 		return st_fail(st, rc, "starting a transaction");
 	return 0;
@@ -403,8 +463,8 @@ st_tx_end(struct rf_store *st, int own, int r)
 	int rc;
 
 	if (r == 0) {
-		rc = sqlite3_exec(
-		    st->db, own ? "COMMIT" : "RELEASE rf_op", NULL, NULL, NULL);
+		rc = own ? sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL)
+			 : st_step_once(st, "RELEASE rf_op");
 		if (rc == SQLITE_OK)
 			return 0;
 		r = st_fail(st, rc, "committing");
@@ -643,6 +703,8 @@ rf_store_free(struct rf_store *st)
 	sqlite3_finalize(st->ident_claim);
 	for (size_t i = 0; i < st->nconn_stmt; i++)
 		sqlite3_finalize(st->conn_stmt[i].s);
+	for (size_t i = 0; i < st->nstmt; i++)
+		sqlite3_finalize(st->stmt[i].s);
 	if (st->db != NULL) {
 		if (!sqlite3_get_autocommit(st->db))
 			(void)sqlite3_exec(

@@ -181,6 +181,20 @@ rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
 	memset(&c, 0, sizeof(c));
 	if (f == NULL)
 		f = &none;
+	/* keyCompromise asks this once per key revoked: prepared once. */
+	if (f->same_key != NULL && f->tenant == NULL && f->key_id == NULL &&
+	    f->issuer == NULL && !f->only_revoked && f->unexpired_at == 0 &&
+	    !f->with_der) {
+		if ((r = st_stmt(st,
+			 "SELECT " CERT_COLS " FROM certs WHERE (key_id = ?100 "
+			 "OR key_ident IN (SELECT key_ident FROM certs WHERE "
+			 "key_id = ?100 AND key_ident <> '')) ORDER BY serial",
+			 &s)) != 0)
+			goto out;
+		if ((r = st_bind_text(st, s, 100, f->same_key, 1024)) != 0)
+			goto out;
+		goto rows;
+	}
 	snprintf(sql, sizeof(sql),
 	    "SELECT " CERT_COLS "%s FROM certs WHERE 1%s%s%s%s%s%s "
 	    "ORDER BY serial",
@@ -207,6 +221,7 @@ rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
 	    (f->same_key != NULL &&
 		(r = st_bind_text(st, s, 100, f->same_key, 1024)) != 0))
 		goto out;
+rows:
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
 		if ((r = cert_row(s, &c, f->with_der)) != 0)
 			goto out;
@@ -218,7 +233,7 @@ rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing certificates");
 out:
 	rf_cert_rec_clear(&c);
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -240,7 +255,7 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 		return rf_err_set(RF_ERR_ARG, "invalid CRL reason %d", reason);
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT revoked, reason FROM certs WHERE serial = ?", &s)) !=
 		0 ||
 	    (r = st_bind_text(st, s, 1, serial, 1024)) != 0)
@@ -255,10 +270,10 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 	}
 	revoked = sqlite3_column_int(s, 0);
 	cur = sqlite3_column_int(s, 1);
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
 	if (!revoked) {
-		r = st_prepare(st,
+		r = st_stmt(st,
 		    "UPDATE certs SET revoked = 1, revoked_at = ?, reason = ? "
 		    "WHERE serial = ?",
 		    &s);
@@ -268,7 +283,7 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 			goto out;
 	} else if (reason == REASON_KEY_COMPROMISE &&
 	    cur != REASON_KEY_COMPROMISE) {
-		r = st_prepare(
+		r = st_stmt(
 		    st, "UPDATE certs SET reason = ? WHERE serial = ?", &s);
 		if (r != 0 || (r = st_bind_int(st, s, 1, reason)) != 0 ||
 		    (r = st_bind_text(st, s, 2, serial, 1024)) != 0)
@@ -289,7 +304,7 @@ rf_store_cert_revoke(struct rf_store *st, const char *serial, int64_t at,
 		*changed = 1;
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	r = st_tx_end(st, own, r);
 	if (r != 0 && changed != NULL)
 		*changed = 0;
@@ -313,7 +328,7 @@ rf_store_crl_next_number(
 		return rf_err_set(RF_ERR_ARG, "CRL number without an issuer");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO crl_counter (issuer, last) VALUES (?, 1) "
 		 "ON CONFLICT (issuer) DO UPDATE SET last = last + 1 "
 		 "RETURNING last",
@@ -332,7 +347,7 @@ rf_store_crl_next_number(
 	}
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	r = st_tx_end(st, own, r);
 	if (r != 0)
 		*number = 0;
@@ -353,7 +368,7 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
 	/* Refuse to replace a CRL by one with a lower number. */
-	if ((r = st_prepare(st, "SELECT number FROM crl_state WHERE issuer = ?",
+	if ((r = st_stmt(st, "SELECT number FROM crl_state WHERE issuer = ?",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, issuer, 63)) != 0)
 		goto out;
@@ -369,9 +384,9 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 		r = st_fail(st, rc, "reading the CRL state");
 		goto out;
 	}
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO crl_state (issuer, number, this_update, "
 		 "next_update, der) VALUES (?, ?, ?, ?, ?) ON CONFLICT "
 		 "(issuer) "
@@ -389,10 +404,10 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 		r = st_fail(st, rc, "storing a CRL");
 		goto out;
 	}
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
 	/* The counter never falls behind a number in use. */
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO crl_counter (issuer, last) VALUES (?, ?) "
 		 "ON CONFLICT (issuer) DO UPDATE SET last = max(last, "
 		 "excluded.last)",
@@ -406,7 +421,7 @@ rf_store_crl_put(struct rf_store *st, const char *issuer, uint64_t number,
 	}
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -419,7 +434,7 @@ rf_store_crl_get(struct rf_store *st, const char *issuer, uint64_t *number,
 
 	*der = NULL;
 	*len = 0;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT number, this_update, next_update, der FROM crl_state "
 		 "WHERE issuer = ?",
 		 &s)) != 0 ||
@@ -443,7 +458,7 @@ rf_store_crl_get(struct rf_store *st, const char *issuer, uint64_t *number,
 		*next_update = sqlite3_column_int64(s, 2);
 	r = st_col_dup(s, 3, der, len);
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -499,14 +514,14 @@ rf_store_ocsp_seq(struct rf_store *st, int64_t *seq)
 	int r, rc;
 
 	*seq = 0;
-	if ((r = st_prepare(
-		 st, "SELECT coalesce(max(seq), 0) FROM ocsp", &s)) != 0)
+	if ((r = st_stmt(st, "SELECT coalesce(max(seq), 0) FROM ocsp", &s)) !=
+	    0)
 		return r;
 	if ((rc = sqlite3_step(s)) != SQLITE_ROW)
 		r = st_fail(st, rc, "reading the OCSP sequence");
 	else
 		*seq = sqlite3_column_int64(s, 0);
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -518,7 +533,7 @@ rf_store_ocsp_foreach(struct rf_store *st, int64_t since,
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT serial, issuer, this_update, next_update, der FROM "
 		 "ocsp WHERE seq > ? ORDER BY seq",
 		 &s)) != 0 ||
@@ -537,6 +552,6 @@ rf_store_ocsp_foreach(struct rf_store *st, int64_t since,
 	}
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "reading OCSP responses");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }

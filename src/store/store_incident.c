@@ -39,7 +39,7 @@ rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
 		    rp);
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT id, serial FROM conns WHERE tenant = ? AND name = ?",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, tenant, sizeof(c.tenant) - 1)) != 0 ||
@@ -56,10 +56,10 @@ rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
 		r = st_fail(st, rc, "reading a connection");
 		goto out;
 	}
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
 	if (!found) {
-		if ((r = st_prepare(st,
+		if ((r = st_stmt(st,
 			 "INSERT INTO conns (tenant, name, rp, serial, "
 			 "created) VALUES (?, ?, ?, ?, ?)",
 			 &s)) != 0 ||
@@ -78,7 +78,7 @@ rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
 	} else {
 		int move = serial != NULL && strcmp(serial, c.serial) != 0;
 
-		if ((r = st_prepare(st,
+		if ((r = st_stmt(st,
 			 "UPDATE conns SET rp = coalesce(?, rp), "
 			 "previous = CASE WHEN ? THEN serial ELSE previous "
 			 "END, "
@@ -98,7 +98,7 @@ rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
 		*id = c.id;
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -125,7 +125,7 @@ rf_store_conn_get(struct rf_store *st, const char *tenant, const char *name,
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT " CONN_COLS " FROM conns WHERE tenant = ? AND "
 		 "name = ?",
 		 &s)) != 0 ||
@@ -143,7 +143,7 @@ rf_store_conn_get(struct rf_store *st, const char *tenant, const char *name,
 	else
 		r = st_fail(st, rc, "reading a connection");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -206,7 +206,7 @@ rf_store_conn_foreach(struct rf_store *st, const struct rf_conn_filter *f,
 	}
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing connections");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -240,7 +240,7 @@ rf_store_incident_add(struct rf_store *st, struct rf_incident_rec *inc)
 		return rf_err_set(RF_ERR_ARG, "incident without a scope");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT id FROM incidents WHERE scope = ? AND state <> "
 		 "'closed' ORDER BY id LIMIT 1",
 		 &s)) != 0 ||
@@ -257,9 +257,9 @@ rf_store_incident_add(struct rf_store *st, struct rf_incident_rec *inc)
 		r = st_fail(st, rc, "reading incidents");
 		goto out;
 	}
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO incidents (scope, reason, state, opened, "
 		 "contained, closed, since, new_issuer, signatures) VALUES "
 		 "(?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -285,7 +285,7 @@ rf_store_incident_add(struct rf_store *st, struct rf_incident_rec *inc)
 		snprintf(inc->state, sizeof(inc->state), "open");
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -297,7 +297,7 @@ rf_store_incident_get(
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT " INC_COLS " FROM incidents WHERE "
 		 "id = ?",
 		 &s)) != 0 ||
@@ -312,7 +312,7 @@ rf_store_incident_get(
 	else
 		r = st_fail(st, rc, "reading an incident");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -324,7 +324,7 @@ rf_store_incident_update(struct rf_store *st, const struct rf_incident_rec *inc)
 
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "UPDATE incidents SET state = ?, opened = ?, contained = ?, "
 		 "closed = ?, since = ?, new_issuer = ?, signatures = ? "
 		 "WHERE id = ?",
@@ -345,7 +345,7 @@ rf_store_incident_update(struct rf_store *st, const struct rf_incident_rec *inc)
 		r = rf_err_set(
 		    RF_ERR_NOT_FOUND, "no incident %lld", (long long)inc->id);
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -357,7 +357,7 @@ rf_store_incident_foreach(struct rf_store *st,
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT " INC_COLS " FROM incidents ORDER BY "
 		 "id",
 		 &s)) != 0)
@@ -369,7 +369,7 @@ rf_store_incident_foreach(struct rf_store *st,
 	}
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing incidents");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -405,7 +405,7 @@ rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it)
 #define T(i, f) st_bind_text(st, s, i, it->f, sizeof(it->f) - 1)
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO incident_items (" ITEM_COLS ") VALUES (?, ?, ?, "
 		 "?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
 		 &s)) != 0 ||
@@ -425,7 +425,7 @@ rf_store_item_add(struct rf_store *st, const struct rf_item_rec *it)
 		    "incident %lld",
 		    (long long)it->conn, (long long)it->incident);
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -438,7 +438,7 @@ item_update(struct rf_store *st, const struct rf_item_rec *it, const char *from)
 
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "UPDATE incident_items SET new_serial = ?, state = ?, "
 		 "updated = ?, evidence = ? WHERE incident = ? AND conn = ? "
 		 "AND (?7 IS NULL OR state = ?7)",
@@ -466,7 +466,7 @@ item_update(struct rf_store *st, const struct rf_item_rec *it, const char *from)
 		    "incident %lld",
 		    (long long)it->conn, (long long)it->incident);
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -511,7 +511,7 @@ rf_store_item_foreach(struct rf_store *st, int64_t incident, const char *tenant,
 	}
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing incident items");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -526,7 +526,7 @@ rf_store_item_by_serial(struct rf_store *st, const char *serial,
 	*is_new = 0;
 	if (serial == NULL || *serial == '\0')
 		return rf_err_set(RF_ERR_ARG, "empty serial");
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT i.incident, i.conn, i.tenant, i.name, i.rp, "
 		 "i.old_serial, i.old_key, i.new_serial, i.state, i.updated, "
 		 "i.evidence, i.prev_serial, i.new_key, i.new_serial = ?1 "
@@ -546,7 +546,7 @@ rf_store_item_by_serial(struct rf_store *st, const char *serial,
 	else
 		r = st_fail(st, rc, "reading incident items");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -562,7 +562,7 @@ rf_store_incident_event_add(struct rf_store *st, int64_t incident, int64_t time,
 		return rf_err_set(RF_ERR_ARG, "incident event without a kind");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO incident_events (incident, time, kind, detail) "
 		 "VALUES (?, ?, ?, ?)",
 		 &s)) != 0 ||
@@ -575,7 +575,7 @@ rf_store_incident_event_add(struct rf_store *st, int64_t incident, int64_t time,
 		goto out;
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -587,7 +587,7 @@ rf_store_incident_event_foreach(struct rf_store *st, int64_t incident,
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT incident, time, kind, detail FROM incident_events "
 		 "WHERE incident = ? ORDER BY id",
 		 &s)) != 0 ||
@@ -604,7 +604,7 @@ rf_store_incident_event_foreach(struct rf_store *st, int64_t incident,
 	}
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing incident events");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -617,7 +617,7 @@ rf_store_item_reserve_key(struct rf_store *st, int64_t incident, int64_t conn,
 
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "UPDATE incident_items SET new_key = ? WHERE incident = ? "
 		 "AND conn = ? AND new_key = ? AND state = 'affected'",
 		 &s)) != 0 ||
@@ -633,7 +633,7 @@ rf_store_item_reserve_key(struct rf_store *st, int64_t incident, int64_t conn,
 		    "reserved",
 		    (long long)conn, (long long)incident);
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -645,7 +645,7 @@ rf_store_item_other_open(
 	int r, rc;
 
 	*other = 0;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT i.incident FROM incident_items i JOIN incidents n "
 		 "ON n.id = i.incident WHERE i.conn = ? AND i.incident <> ? "
 		 "AND i.state = 'affected' AND n.state <> 'closed' "
@@ -663,7 +663,7 @@ rf_store_item_other_open(
 		r = st_fail(st, rc, "reading incident items");
 	}
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -675,7 +675,7 @@ rf_store_progress_put(struct rf_store *st, const struct rf_progress_rec *p)
 
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT OR REPLACE INTO progress (task, phase, done, total, "
 		 "started_ms, updated_ms, pid, finished) VALUES (?, ?, ?, ?, "
 		 "?, ?, ?, ?)",
@@ -692,7 +692,7 @@ rf_store_progress_put(struct rf_store *st, const struct rf_progress_rec *p)
 		goto out;
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -704,7 +704,7 @@ rf_store_progress_get(
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT task, phase, done, total, started_ms, updated_ms, "
 		 "pid, finished FROM progress WHERE task = ?",
 		 &s)) != 0 ||
@@ -726,7 +726,7 @@ rf_store_progress_get(
 		r = st_fail(st, rc, "reading progress");
 	}
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -738,7 +738,7 @@ rf_store_sighting_add(struct rf_store *st, const struct rf_sighting_rec *g)
 
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO incident_sightings (incident, conn, serial, "
 		 "is_new, source, first, last, after_reestablished) VALUES "
 		 "(?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (incident, "
@@ -757,10 +757,10 @@ rf_store_sighting_add(struct rf_store *st, const struct rf_sighting_rec *g)
 	    (r = st_bind_int(st, s, 7, g->after_reestablished)) != 0 ||
 	    (r = step_done(st, s, "recording a sighting")) != 0)
 		goto out;
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
 	/* Bounded: beyond the cap, the oldest acknowledged go first. */
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "DELETE FROM incident_sightings WHERE id IN (SELECT id FROM "
 		 "incident_sightings ORDER BY (after_reestablished AND NOT "
 		 "acked), last LIMIT max(0, (SELECT count(*) FROM "
@@ -771,7 +771,7 @@ rf_store_sighting_add(struct rf_store *st, const struct rf_sighting_rec *g)
 		goto out;
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -783,7 +783,7 @@ rf_store_sighting_foreach(struct rf_store *st, int64_t incident, size_t limit,
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT incident, conn, serial, is_new, source, first, last, "
 		 "count, after_reestablished, acked FROM incident_sightings "
 		 "WHERE incident = ? ORDER BY last DESC, id DESC LIMIT ?",
@@ -808,7 +808,7 @@ rf_store_sighting_foreach(struct rf_store *st, int64_t incident, size_t limit,
 	}
 	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing sightings");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -820,7 +820,7 @@ rf_store_sighting_counts(
 	int r, rc;
 
 	*total = *unacked = 0;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT count(*), coalesce(sum(after_reestablished AND NOT "
 		 "acked), 0) FROM incident_sightings WHERE incident = ?",
 		 &s)) != 0 ||
@@ -834,7 +834,7 @@ rf_store_sighting_counts(
 	*unacked = (size_t)sqlite3_column_int64(s, 1);
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -847,7 +847,7 @@ rf_store_sighting_ack(struct rf_store *st, int64_t incident, size_t *n)
 	*n = 0;
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "UPDATE incident_sightings SET acked = 1 WHERE incident = ? "
 		 "AND after_reestablished = 1 AND acked = 0",
 		 &s)) != 0 ||
@@ -857,7 +857,7 @@ rf_store_sighting_ack(struct rf_store *st, int64_t incident, size_t *n)
 	*n = (size_t)sqlite3_changes(st->db);
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -874,7 +874,7 @@ rf_store_item_reestablish_by_connector(struct rf_store *st, const char *serial,
 	    connector != NULL ? connector : "?");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "UPDATE incident_items SET state = 'reestablished', "
 		 "updated = ?, evidence = ? WHERE new_serial = ? AND state = "
 		 "'contained' AND incident IN (SELECT id FROM incidents WHERE "
@@ -888,7 +888,7 @@ rf_store_item_reestablish_by_connector(struct rf_store *st, const char *serial,
 	*moved = (size_t)sqlite3_changes(st->db);
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 

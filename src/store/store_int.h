@@ -51,6 +51,13 @@ struct rf_store {
 		sqlite3_stmt *s;
 	} conn_stmt[40];
 	size_t nconn_stmt;
+	/* Statements of st_stmt, by their SQL text's address (store.c):
+	 * the per-row queries of issuance, revocation and contain. */
+	struct {
+		const char *sql;
+		sqlite3_stmt *s;
+	} stmt[64];
+	size_t nstmt;
 };
 
 /*
@@ -68,6 +75,16 @@ int st_prepare(struct rf_store *st, const char *sql, sqlite3_stmt **out) RF_WUR;
 /* Prepare once into *cache, then reset and clear bindings on later calls. */
 int st_cached(
     struct rf_store *st, sqlite3_stmt **cache, const char *sql) RF_WUR;
+/*
+ * A statement for sql, a string literal: prepared once per store and
+ * cached by the literal's address, so that a query asked once per row is
+ * parsed once. A statement still in use (a foreach's callback asking the
+ * same query) is prepared afresh. Give it back with st_stmt_done.
+ */
+int st_stmt(struct rf_store *st, const char *sql, sqlite3_stmt **out) RF_WUR;
+/* Give back a statement of st_stmt: reset if cached, else finalized.
+ * Accepts NULL. */
+void st_stmt_done(struct rf_store *st, sqlite3_stmt *s);
 /*
  * Done with a cached statement: reset it (a query left on a row would hold
  * its read snapshot open) and clear its bindings. Accepts NULL.

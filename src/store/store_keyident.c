@@ -247,7 +247,7 @@ st_compromised_add(
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
-	if ((r = st_prepare(st, "SELECT 1 FROM certs WHERE serial = ?", &s)) !=
+	if ((r = st_stmt(st, "SELECT 1 FROM certs WHERE serial = ?", &s)) !=
 		0 ||
 	    (r = st_bind_text(st, s, 1, serial, 40)) != 0)
 		goto out;
@@ -259,11 +259,11 @@ st_compromised_add(
 		r = st_fail(st, rc, "reading a certificate");
 		goto out;
 	}
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	s = NULL;
 	/* RFC 5280 5.3.1 keyCompromise (1). The WHERE before ON CONFLICT
 	 * is the SELECT's, as SQLite's upsert-after-select needs. */
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO compromised_keys (ident, key_id, serial, tenant, "
 		 "reason, incident, time) SELECT key_ident, key_id, serial, "
 		 "tenant, 1, ?2, ?3 FROM certs WHERE serial = ?1 AND "
@@ -281,7 +281,7 @@ st_compromised_add(
 	}
 	r = 0;
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 

@@ -214,8 +214,8 @@ rf_store_key_set_state(struct rf_store *st, const char *id, const char *state)
 		return rf_err_set(RF_ERR_ARG, "empty key state");
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(
-		 st, "UPDATE keys SET state = ? WHERE id = ?", &s)) != 0 ||
+	if ((r = st_stmt(st, "UPDATE keys SET state = ? WHERE id = ?", &s)) !=
+		0 ||
 	    (r = st_bind_text(st, s, 1, state, sizeof(k.state) - 1)) != 0 ||
 	    (r = st_bind_text(st, s, 2, id, 1024)) != 0 ||
 	    (r = run_write(st, s, "changing a key's state")) != 0)
@@ -223,7 +223,7 @@ rf_store_key_set_state(struct rf_store *st, const char *id, const char *state)
 	if (sqlite3_changes(st->db) == 0)
 		r = rf_err_set(RF_ERR_NOT_FOUND, "no key with id %s", id);
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 

@@ -31,7 +31,7 @@ rf_store_pool_add(struct rf_store *st, const char (*ids)[65], size_t n,
 		return 0;
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "INSERT INTO pool (key_id, alg, state, made) "
 		 "VALUES (?, ?, 'free', ?)",
 		 &p)) != 0 ||
@@ -60,8 +60,8 @@ rf_store_pool_add(struct rf_store *st, const char (*ids)[65], size_t n,
 			goto out;
 	}
 out:
-	sqlite3_finalize(p);
-	sqlite3_finalize(k);
+	st_stmt_done(st, p);
+	st_stmt_done(st, k);
 	return st_tx_end(st, own, r);
 }
 
@@ -80,15 +80,15 @@ rf_store_pool_take(struct rf_store *st, const char *alg,
 		    "pool keys are taken inside a transaction (internal)");
 	if (n == 0)
 		return 0;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT key_id FROM pool WHERE alg = ? AND state = 'free' "
 		 "ORDER BY made, rowid LIMIT ?",
 		 &sel)) != 0 ||
-	    (r = st_prepare(st,
+	    (r = st_stmt(st,
 		 "UPDATE pool SET state = 'taken', taken_by = ?, ref = ?, "
 		 "taken = ? WHERE key_id = ? AND state = 'free'",
 		 &up)) != 0 ||
-	    (r = st_prepare(st,
+	    (r = st_stmt(st,
 		 "UPDATE keys SET purpose = 'connection', tenant = ? "
 		 "WHERE id = ? AND purpose = 'pool'",
 		 &key)) != 0 ||
@@ -136,9 +136,9 @@ rf_store_pool_take(struct rf_store *st, const char *alg,
 out:
 	if (r != 0)
 		*got = 0;
-	sqlite3_finalize(sel);
-	sqlite3_finalize(up);
-	sqlite3_finalize(key);
+	st_stmt_done(st, sel);
+	st_stmt_done(st, up);
+	st_stmt_done(st, key);
 	return r;
 }
 
@@ -151,7 +151,7 @@ rf_store_pool_set_state(
 
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
-	if ((r = st_prepare(
+	if ((r = st_stmt(
 		 st, "UPDATE pool SET state = ? WHERE key_id = ?", &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, state, 15)) != 0 ||
 	    (r = st_bind_text(st, s, 2, key_id, 64)) != 0 ||
@@ -160,7 +160,7 @@ rf_store_pool_set_state(
 	if (sqlite3_changes(st->db) != 1)
 		r = rf_err_set(RF_ERR_NOT_FOUND, "no pool key %s", key_id);
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return st_tx_end(st, own, r);
 }
 
@@ -187,8 +187,8 @@ rf_store_pool_get(
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st,
-		 "SELECT " POOL_COLS " FROM pool WHERE key_id = ?", &s)) != 0 ||
+	if ((r = st_stmt(st, "SELECT " POOL_COLS " FROM pool WHERE key_id = ?",
+		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, key_id, 64)) != 0)
 		goto out;
 	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
@@ -199,7 +199,7 @@ rf_store_pool_get(
 	else
 		r = st_fail(st, rc, "reading a pool key");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -213,7 +213,7 @@ rf_store_pool_count(
 	int r, rc;
 
 	memset(out, 0, sizeof(*out));
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT state, count(*), min(made) FROM pool WHERE alg = ? "
 		 "GROUP BY state",
 		 &s)) != 0 ||
@@ -233,7 +233,7 @@ rf_store_pool_count(
 	if (rc != SQLITE_DONE)
 		r = st_fail(st, rc, "counting pool keys");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -244,7 +244,7 @@ rf_store_pool_conns(struct rf_store *st, const char *alg, int64_t *n)
 	int r, rc;
 
 	*n = 0;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT count(*) FROM conns n JOIN certs c ON "
 		 "c.serial = n.serial JOIN keys k ON k.id = c.key_id "
 		 "WHERE k.alg = ?",
@@ -256,7 +256,7 @@ rf_store_pool_conns(struct rf_store *st, const char *alg, int64_t *n)
 	else
 		r = st_fail(st, rc, "counting connections");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -268,7 +268,7 @@ rf_store_pool_incident_needs(
 	int r, rc;
 
 	*n = 0;
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT count(*) FROM incident_items i LEFT JOIN keys k ON "
 		 "k.id = i.old_key WHERE i.incident = ? AND "
 		 "i.state = 'affected' AND coalesce(k.alg, 'ec-p256') = ?",
@@ -281,7 +281,7 @@ rf_store_pool_incident_needs(
 	else
 		r = st_fail(st, rc, "counting connections to contain");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }
 
@@ -293,7 +293,7 @@ rf_store_pool_foreach(struct rf_store *st, const char *alg,
 	struct rf_pool_rec p;
 	int r, rc;
 
-	if ((r = st_prepare(st,
+	if ((r = st_stmt(st,
 		 "SELECT " POOL_COLS " FROM pool WHERE ?1 IS NULL OR alg = ?1 "
 		 "ORDER BY made, rowid",
 		 &s)) != 0 ||
@@ -307,6 +307,6 @@ rf_store_pool_foreach(struct rf_store *st, const char *alg,
 	if (rc != SQLITE_DONE)
 		r = st_fail(st, rc, "listing pool keys");
 out:
-	sqlite3_finalize(s);
+	st_stmt_done(st, s);
 	return r;
 }

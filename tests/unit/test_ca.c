@@ -999,13 +999,15 @@ hook_count(void *arg, size_t i, const char *serial, const char *key_id)
 	return 0;
 }
 
+/* Fails for request *arg (NULL: request 1). */
 static int
 hook_fail(void *arg, size_t i, const char *serial, const char *key_id)
 {
-	(void)arg;
+	size_t at = arg != NULL ? *(const size_t *)arg : 1;
+
 	(void)serial;
 	(void)key_id;
-	return i == 1 ? rf_err_set(RF_ERR_STATE, "hook says no") : 0;
+	return i == at ? rf_err_set(RF_ERR_STATE, "hook says no") : 0;
 }
 
 static void
@@ -1034,6 +1036,67 @@ test_issue_hook(void **state)
 	assert_int_equal(cert_count(), before + 3);
 	for (i = 0; i < 3; i++)
 		rf_issued_clear(&out[i]);
+}
+
+struct batches {
+	size_t from[8], k[8], n;
+};
+
+static void
+batch_done(void *arg, size_t from, size_t k)
+{
+	struct batches *b = arg;
+
+	assert_true(b->n < 8);
+	b->from[b->n] = from;
+	b->k[b->n++] = k;
+}
+
+/*
+ * A pipelined issuance commits its batches in order, each with the hook
+ * called for its requests counted from the first; a batch that fails
+ * (here the second, in its hook) stores nothing, nor does any after it,
+ * and the batches before it stay committed.
+ */
+static void
+test_issue_pipelined(void **state)
+{
+	struct rf_issue_req reqs[7];
+	struct batches b;
+	size_t calls = 0, before, i, at = 4;
+
+	(void)state;
+	memset(reqs, 0, sizeof(reqs));
+	for (i = 0; i < 7; i++) {
+		reqs[i].tenant = "acme";
+		reqs[i].profile = RF_PROFILE_ASSERTION;
+		reqs[i].keygen = RF_KEY_EC_P256;
+	}
+	before = cert_count();
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, &F.who,
+			     hook_count, &calls, batch_done, &b),
+	    0);
+	assert_int_equal(calls, 7);
+	assert_int_equal(cert_count(), before + 7);
+	assert_int_equal(b.n, 3);
+	assert_int_equal(b.from[0], 0);
+	assert_int_equal(b.k[0], 3);
+	assert_int_equal(b.from[1], 3);
+	assert_int_equal(b.k[1], 3);
+	assert_int_equal(b.from[2], 6);
+	assert_int_equal(b.k[2], 1);
+
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, &F.who,
+			     hook_fail, &at, batch_done, &b),
+	    RF_ERR_STATE);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_STATE), "hook says no"));
+	assert_int_equal(b.n, 1);
+	assert_int_equal(cert_count(), before + 7 + 3);
+	assert_int_equal(rf_ca_issue_pipelined(
+			     F.ca, reqs, 0, 3, &F.who, NULL, NULL, NULL, NULL),
+	    RF_ERR_ARG);
 }
 
 /* The stored OCSP response of one serial (NULL when none), a copy. */
@@ -1316,6 +1379,7 @@ main(void)
 	    cmocka_unit_test(test_serials),
 	    cmocka_unit_test(test_der_helpers),
 	    cmocka_unit_test(test_issue_hook),
+	    cmocka_unit_test(test_issue_pipelined),
 	    cmocka_unit_test(test_issue_ocsp),
 	    cmocka_unit_test(test_tls_cert),
 	    cmocka_unit_test(test_rotate),
