@@ -16,7 +16,9 @@
  * With RF_BENCH_KEYD set to a ringfence binary, (b) goes through the
  * custody process as every command does: the state is made in-process (as
  * `ringfence init` does), then a keyd is started from that binary and the
- * issuance's keys are a client of it (bench/custody.sh).
+ * issuance's keys are a client of it (bench/custody.sh). RF_BENCH_PIPELINE
+ * (with it) issues the N through rf_ca_issue_pipelined, contain's reissue
+ * path: a batch is signed while the one before it commits.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -348,6 +350,7 @@ main(int argc, char **argv)
 	struct rf_custody cu = {RF_KCLASS_ADMIN, start_keyd, NULL};
 	const char *keyd_bin = getenv("RF_BENCH_KEYD");
 	const char *ncallers = getenv("RF_BENCH_CALLERS");
+	int pipelined = getenv("RF_BENCH_PIPELINE") != NULL;
 	int callers = ncallers != NULL ? atoi(ncallers) : 1;
 	struct rf_issue_req *reqs;
 	struct rf_issued *out;
@@ -450,6 +453,15 @@ main(int argc, char **argv)
 	if (callers > 1) {
 		t0 = 0;
 		t1 = issue_callers(&cfg, callers, reqs, n, batch);
+	} else if (pipelined) {
+		/* contain's reissue path: batch k+1 signed while k commits. */
+		c0 = cpu();
+		k0 = keyd_cpu();
+		t0 = mono();
+		if ((r = rf_ca_issue_pipelined(ca, reqs, n, batch, &who, NULL,
+			 NULL, NULL, NULL)) != 0)
+			die("issue (pipelined)", r);
+		t1 = mono();
 	} else {
 		c0 = cpu();
 		k0 = keyd_cpu();
