@@ -25,11 +25,13 @@
 /* The recorder gathers for RECORD_WAIT_MS after the first of a batch (or
  * until RECORD_BATCH wait): one transaction, one durable commit and one
  * write of each baseline and page for many assertions. Records follow the
- * answers anyway: the wait is no assertion's. 50 ms, not 10: at 500
- * assertions/s a third of the recorder's CPU and a quarter of its syncs
- * (bench/assert_profile.sh, RF_PERF=stat). */
+ * answers anyway: the wait is no assertion's. 10 ms, not 50: a longer
+ * batch holds the store's one write lock longer, and keyd's audit append
+ * (the leaf before each signature) waits behind it (bench/assert.sh, 16
+ * clients, back to back: 1,550 assertions/s with 10 ms, 1,222-1,374 with
+ * 50). */
 #define RECORD_BATCH 512
-#define RECORD_WAIT_MS 50
+#define RECORD_WAIT_MS 10
 /* Random bytes drawn at once for this many jti (RAND_bytes per assertion
  * was 4 % of serve's CPU). */
 #define JTI_BATCH 64
