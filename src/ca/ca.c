@@ -2611,8 +2611,7 @@ struct issue_batch {
 	struct proofs pf;
 	struct rf_ocsp_presigned *pre;
 	int committed;
-	int sign_r; /* batch_sign's result, and its message */
-	char sign_msg[512];
+	struct rf_err_held sign; /* batch_sign's result, and its message */
 	pthread_t tid;
 	int running;
 };
@@ -2780,10 +2779,7 @@ batch_sign_main(void *arg)
 {
 	struct issue_batch *b = arg;
 
-	if ((b->sign_r = batch_sign(b)) != 0)
-		snprintf(b->sign_msg, sizeof(b->sign_msg), "%s",
-		    rf_err_msg(b->sign_r));
-	rf_err_clear();
+	rf_err_keep(&b->sign, batch_sign(b));
 	return NULL;
 }
 
@@ -2810,9 +2806,7 @@ batch_sign_wait(struct issue_batch *b)
 		pthread_join(b->tid, NULL);
 		b->running = 0;
 	}
-	if (b->sign_r != 0)
-		return rf_err_set(b->sign_r, "%s", b->sign_msg);
-	return 0;
+	return rf_err_kept(&b->sign);
 }
 
 /* The hook of a pipeline's batch, with i counted from the first request. */

@@ -123,3 +123,19 @@ rf_err_clear(void)
 	detail[0] = '\0';
 	detail_code = 0;
 }
+
+void
+rf_err_keep(struct rf_err_held *h, int r)
+{
+	h->r = r;
+	snprintf(h->msg, sizeof(h->msg), "%s", r != 0 ? rf_err_msg(r) : "");
+	rf_err_clear();
+}
+
+int
+rf_err_kept(const struct rf_err_held *h)
+{
+	if (h->r == 0)
+		return 0;
+	return rf_err_set(h->r, "%s", h->msg);
+}

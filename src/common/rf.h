@@ -68,6 +68,19 @@ const char *rf_err_msg(int r);
 void rf_err_clear(void);
 
 /*
+ * A result reached on another thread, with its detail (which is thread-
+ * local): rf_err_keep on the worker keeps r and its message and clears the
+ * worker's; rf_err_kept on the thread that waited sets them again there
+ * and returns r.
+ */
+struct rf_err_held {
+	int r;
+	char msg[512];
+};
+void rf_err_keep(struct rf_err_held *h, int r);
+int rf_err_kept(const struct rf_err_held *h);
+
+/*
  * Clock: seconds since the epoch. Tests and verifiers set it; 0 restores the
  * wall clock. In test builds only (CMake RF_TEST_CLOCK), RINGFENCE_NOW
  * (seconds) in the environment also sets it, as it was at the first call.

@@ -335,8 +335,7 @@ struct rf_revoke_pub {
 	struct targets t;
 	struct pub_issuer *iss;
 	size_t niss;
-	int sign_r; /* the signing's result and message */
-	char sign_msg[512];
+	struct rf_err_held sign; /* the signing's result and message */
 	pthread_t tid;
 	int running;
 	double t_ocsp; /* seconds of step 3 on the caller's thread */
@@ -465,10 +464,7 @@ pub_sign_main(void *arg)
 {
 	struct rf_revoke_pub *pub = arg;
 
-	if ((pub->sign_r = pub_sign(pub, NULL)) != 0)
-		snprintf(pub->sign_msg, sizeof(pub->sign_msg), "%s",
-		    rf_err_msg(pub->sign_r));
-	rf_err_clear();
+	rf_err_keep(&pub->sign, pub_sign(pub, NULL));
 	return NULL;
 }
 
@@ -596,9 +592,8 @@ revoke_begin(const struct rf_config *cfg, struct rf_store *st,
 	if (thread && rf_keys_remote(keys) &&
 	    pthread_create(&pub->tid, NULL, pub_sign_main, pub) == 0)
 		pub->running = 1;
-	else if ((pub->sign_r = pub_sign(pub, thread ? NULL : p)) != 0)
-		snprintf(pub->sign_msg, sizeof(pub->sign_msg), "%s",
-		    rf_err_msg(pub->sign_r));
+	else
+		rf_err_keep(&pub->sign, pub_sign(pub, thread ? NULL : p));
 	pub->t_ocsp = rf_mono_s() - t1;
 	*out = pub;
 	return 0;
@@ -616,9 +611,7 @@ publish_end(struct rf_revoke_pub *pub, struct rf_progress *p,
 		pthread_join(pub->tid, NULL);
 		pub->running = 0;
 	}
-	if ((r = pub->sign_r) != 0)
-		rf_err_set(r, "%s", pub->sign_msg);
-	else if ((r = pub_store(pub)) == 0)
+	if ((r = rf_err_kept(&pub->sign)) == 0 && (r = pub_store(pub)) == 0)
 		rf_progress_phase(p, "regenerate CRLs", 0);
 	tm->ocsp_s = pub->t_ocsp + rf_mono_s() - t0;
 	t0 = rf_mono_s();
