@@ -41,8 +41,9 @@ static const char init_help[] =
     "keys it did not make. A failed init leaves nothing behind.\n"
     "\n"
     "  --new   first move the old state (store, tokens, softhsm2.conf,\n"
-    "          PIN files, token-meta) aside into $RINGFENCE_HOME/old-TIME/;\n"
-    "          nothing is deleted\n"
+    "          token-meta) aside into $RINGFENCE_HOME/old-TIME/, and its\n"
+    "          PIN (with keyd's ledger) into old-TIME/ of the custody\n"
+    "          folder, never beside the tokens; nothing is deleted\n"
     "  --so-pin-file FILE   write the token SO PIN to FILE (mode 0600)\n"
     "          instead of printing it, for you to move offline\n";
 
@@ -190,13 +191,49 @@ move_into(const char *path, const char *dir, const char *name, int *moved)
 }
 
 /*
- * init --new: move the old state aside into $RINGFENCE_HOME/old-<UTC
- * time>/ (0700): the store and its WAL files, the token folder, its
- * verified metadata copies, softhsm2.conf and the PIN files. Nothing is
- * deleted; the keys stay in the moved token folder.
+ * The PIN file of an embedded token and keyd's ledger go aside in the
+ * custody folder (the PIN file's own folder), into old-<stamp>/ there:
+ * never beside the tokens they open, so that a copy of the state folder
+ * still cannot sign.
  */
 static int
-move_aside(struct rf_cli *cli, const char *tokens_dir)
+move_custody_aside(const struct rf_config *cfg, const char *stamp)
+{
+	char dir[RF_PATH_MAX + 64], p[RF_PATH_MAX + 64];
+	const char *slash = strrchr(cfg->pin_file, '/');
+	int r, moved = 0;
+
+	if (!exists(cfg->pin_file))
+		return 0;
+	if (snprintf(dir, sizeof(dir), "%.*s/old-%s",
+		slash != NULL ? (int)(slash - cfg->pin_file) : 1,
+		slash != NULL ? cfg->pin_file : ".", stamp) >= (int)sizeof(dir))
+		return rf_err_set(
+		    RF_ERR_ARG, "path of %s is too long", cfg->pin_file);
+	if (mkdir(dir, 0700) != 0)
+		return rf_err_set(
+		    RF_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+	snprintf(p, sizeof(p), "%s/revoked.ledger", cfg->custody_dir);
+	if ((r = move_into(cfg->pin_file, dir, "token.pin", &moved)) != 0 ||
+	    (r = move_into(p, dir, "revoked.ledger", &moved)) != 0)
+		return r;
+	fprintf(stderr,
+	    "ringfence: moved the old PIN to %s (not beside the "
+	    "old tokens)\n",
+	    dir);
+	return 0;
+}
+
+/*
+ * init --new: move the old state aside into $RINGFENCE_HOME/old-<UTC
+ * time>/ (0700): the store and its WAL files, the token folder, its
+ * verified metadata copies and softhsm2.conf; the PIN file of the
+ * embedded token and keyd's ledger into old-<UTC time>/ of the custody
+ * folder (move_custody_aside). Nothing is deleted; the keys stay in the
+ * moved token folder.
+ */
+static int
+move_aside(struct rf_cli *cli, int embedded, const char *tokens_dir)
 {
 	const struct rf_config *cfg = &cli->cfg;
 	char dir[RF_PATH_MAX + 64], stamp[32], p[RF_PATH_MAX + 64];
@@ -211,6 +248,8 @@ move_aside(struct rf_cli *cli, const char *tokens_dir)
 		return r;
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	if (embedded && (r = move_custody_aside(cfg, stamp)) != 0)
+		return r;
 	snprintf(dir, sizeof(dir), "%s/old-%s", cfg->home, stamp);
 	if (mkdir(dir, 0700) != 0)
 		return rf_err_set(
@@ -231,8 +270,7 @@ move_aside(struct rf_cli *cli, const char *tokens_dir)
 	snprintf(p, sizeof(p), "%s/token-meta", cfg->home);
 	if ((r = move_into(p, dir, "token-meta", &moved)) != 0 ||
 	    (r = move_into(cfg->softhsm_conf, dir, "softhsm2.conf", &moved)) !=
-		0 ||
-	    (r = move_into(cfg->pin_file, dir, "token.pin", &moved)) != 0)
+		0)
 		return r;
 	snprintf(p, sizeof(p), "%s/token.so-pin", cfg->home);
 	if ((r = move_into(p, dir, "token.so-pin", &moved)) != 0)
@@ -260,7 +298,7 @@ check_previous(
 	size_t nobj;
 	int r;
 
-	if (fresh && (r = move_aside(cli, tokens_dir)) != 0)
+	if (fresh && (r = move_aside(cli, embedded, tokens_dir)) != 0)
 		return r;
 	if (exists(cli->cfg.db_path)) {
 		if ((r = rf_store_open(cli->cfg.db_path, 0, &st)) != 0)
@@ -270,7 +308,8 @@ check_previous(
 		if (r == 0)
 			return rf_err_set(RF_ERR_ALREADY_INITIALISED,
 			    "state at %s is already initialised: nothing was "
-			    "changed (remove the folder to start over)",
+			    "changed (to start over, 'ringfence init --new' "
+			    "moves it aside; its keys are kept)",
 			    cli->cfg.home);
 		if (r != RF_ERR_NOT_FOUND)
 			return r;
