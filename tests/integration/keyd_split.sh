@@ -11,26 +11,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-split
-[ "$(id -u)" = 0 ] || fail "keyd_split.sh runs as root (CI does)"
 client="$RF_BINARY_DIR/rf-keyd_client"
 work=$(mktemp -d /tmp/rf-keyd-split.XXXXXX)
 chmod 755 "$work"
 
 # Unique names, removed on exit with the state folder and its keyd.
-tag=$$
-ku=rfk$tag su=rfs$tag grp=rfg$tag
-groupadd --system "$grp"
-useradd --system -M -s /usr/sbin/nologin -g "$grp" "$ku"
-useradd --system -M -s /usr/sbin/nologin -g "$grp" "$su"
-split_cleanup() {
-	cleanup
-	userdel "$ku" 2>/dev/null || true
-	userdel "$su" 2>/dev/null || true
-	groupdel "$grp" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap split_cleanup EXIT
-export RINGFENCE_CUSTODY_USER=$ku RINGFENCE_SERVER_USER=$su
+split_cleanup() { rm -rf "$work"; }
+extra_cleanup=split_cleanup
+. "$here/lib/users.sh"
 as_server() { setpriv --reuid "$su" --regid "$grp" --clear-groups -- "$@"; }
 leaves() {
 	sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" \
