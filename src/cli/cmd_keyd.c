@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -125,10 +126,30 @@ keyd_stop(struct rf_cli *cli)
 	return EXIT_OK;
 }
 
+/*
+ * keyd's user by name, and whether the user split is on: keyd runs as
+ * custody_user (started as root, that user existing).
+ */
+static int
+keyd_user(const struct rf_config *cfg, unsigned uid, char *name, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char buf[2048];
+
+	if (getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &res) == 0 &&
+	    res != NULL)
+		snprintf(name, len, "%s", res->pw_name);
+	else
+		snprintf(name, len, "?");
+	return strcmp(name, cfg->custody_user) == 0;
+}
+
 static int
 keyd_status(struct rf_cli *cli)
 {
 	struct rf_keyd_status st;
+	char user[64] = "";
+	int split = 0;
 	json_t *o;
 	char *s;
 	int r;
@@ -136,16 +157,18 @@ keyd_status(struct rf_cli *cli)
 	r = rf_keyd_status_get(&cli->cfg, &st);
 	if (r != 0 && r != RF_ERR_CUSTODY)
 		return cli_fail(r);
+	if (r == 0)
+		split = keyd_user(&cli->cfg, st.uid, user, sizeof(user));
 	if (cli->json) {
 		o = r == 0
-		    ? json_pack("{s:b,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:I,"
-				"s:I}",
+		    ? json_pack("{s:b,s:I,s:I,s:s,s:b,s:s,s:s,s:I,s:I,s:I,"
+				"s:I,s:I}",
 			  "running", 1, "pid", (json_int_t)st.pid, "uid",
-			  (json_int_t)st.uid, "class", rf_kclass_name(st.cls),
-			  "token", st.token, "tokens", (json_int_t)st.tokens,
-			  "clients", (json_int_t)st.clients, "queue",
-			  (json_int_t)st.queue, "requests",
-			  (json_int_t)st.requests, "refused",
+			  (json_int_t)st.uid, "user", user, "user_split", split,
+			  "class", rf_kclass_name(st.cls), "token", st.token,
+			  "tokens", (json_int_t)st.tokens, "clients",
+			  (json_int_t)st.clients, "queue", (json_int_t)st.queue,
+			  "requests", (json_int_t)st.requests, "refused",
 			  (json_int_t)st.refused)
 		    : json_pack("{s:b}", "running", 0);
 		if (o == NULL || (s = json_dumps(o, JSON_COMPACT)) == NULL) {
@@ -161,16 +184,16 @@ keyd_status(struct rf_cli *cli)
 		printf("keyd: not running (%s)\n", cli->cfg.keyd_socket);
 		return EXIT_FAIL;
 	}
-	printf("keyd: running, pid %d, uid %u\n"
+	printf("keyd: running, pid %d, uid %u (%s, user split %s)\n"
 	       "  socket:   %s\n"
 	       "  tokens:   '%s' and %u more\n"
 	       "  callers:  %u connected, %u signing requests in flight; you "
 	       "are %s\n"
 	       "  requests: %llu answered, %llu refused\n",
-	    (int)st.pid, (unsigned)st.uid, cli->cfg.keyd_socket, st.token,
-	    st.tokens > 0 ? st.tokens - 1 : 0, st.clients, st.queue,
-	    rf_kclass_name(st.cls), (unsigned long long)st.requests,
-	    (unsigned long long)st.refused);
+	    (int)st.pid, (unsigned)st.uid, user, split ? "on" : "off",
+	    cli->cfg.keyd_socket, st.token, st.tokens > 0 ? st.tokens - 1 : 0,
+	    st.clients, st.queue, rf_kclass_name(st.cls),
+	    (unsigned long long)st.requests, (unsigned long long)st.refused);
 	return EXIT_OK;
 }
 

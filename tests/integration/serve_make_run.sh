@@ -28,7 +28,7 @@ for _ in $(seq 300); do
 	sleep 0.1
 done
 curl -sf -m 2 -o /dev/null "http://127.0.0.1:$RINGFENCE_PORT/healthz" || fail "make run: $(cat "$out")"
-grep -q "keyd: running, pid [0-9]*, uid $(id -u "$ku")" "$out" || fail "keyd status in make run: $(cat "$out")"
+grep -q "keyd: running, pid [0-9]*, uid $(id -u "$ku") ($ku, user split on)" "$out" || fail "keyd status in make run: $(cat "$out")"
 grep -q "tokens: *'ringfence' and 31 more" "$out" || fail "keyd status names no tokens: $(cat "$out")"
 grep -q "SO PIN (shown once, not kept" "$out" || fail "init did not say the SO PIN is not kept"
 grep -q "running as '$su'" "$out" || fail "serve did not drop to $su: $(cat "$out")"
