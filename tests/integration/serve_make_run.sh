@@ -9,6 +9,8 @@
 # status` naming uid and tokens; then keyd killed (kill -9): it is no
 # child of serve (left a zombie in `ps` under serve before), serve keeps
 # answering, and the next command brings keyd back as the custody user.
+# Then the same as a user who is not root (a laptop): no user split, said
+# in one line by serve and by keyd.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" serve-make-run
@@ -68,5 +70,26 @@ rf issue --tenant acme --profile client --keygen ec-p256 >/dev/null 2>"$out.e" |
 kpid2=$(cat "$RINGFENCE_HOME/keyd.pid")
 [ "$kpid2" != "$kpid" ] || fail "keyd did not come back"
 [ "$(ps -o user:32= -p "$kpid2" | tr -d ' ')" = "$ku" ] || fail "keyd came back as $(ps -o user:32= -p "$kpid2")"
-rm -f "$out" "$out.e"
+
+# A laptop: the same commands by a user who is not root. The process split
+# runs without the user split, and serve and keyd each say so in one line.
+kill "$server"
+wait "$server" 2>/dev/null || true
+server=""
+rf keyd stop >/dev/null 2>&1 || true
+lap=$(mktemp -d /tmp/rf-laptop.XXXXXX)
+chown "$su:$grp" "$lap"
+as_user() {
+	setpriv --reuid "$su" --regid "$grp" --clear-groups -- env RINGFENCE_HOME="$lap/var" "$@"
+}
+as_user "$RINGFENCE" init >/dev/null 2>&1 || { rm -rf "$lap" "$lap/var-custody"; fail "init as $su"; }
+as_user "$RINGFENCE" serve --port 0 --duration 2 2>"$out.l" || true
+as_user "$RINGFENCE" keyd status >"$out.s" 2>&1 || true
+as_user "$RINGFENCE" keyd stop >/dev/null 2>&1 || true
+grep -q "ringfence serve: running as uid $(id -u "$su"), not root: process split on (keys in keyd), user split off" "$out.l" ||
+	{ cat "$out.l" >&2; rm -rf "$lap"; fail "serve as a user does not say the user split is off"; }
+grep -q "not root: process split on, user split off" "$lap/var/keyd.log" ||
+	{ rm -rf "$lap"; fail "keyd as a user does not say the user split is off"; }
+grep -q "uid $(id -u "$su") ($su, user split off)" "$out.s" || { rm -rf "$lap"; fail "keyd status as a user: $(cat "$out.s")"; }
+rm -rf "$lap" "$out" "$out.e" "$out.l" "$out.s"
 echo "serve_make_run: ok"
