@@ -91,6 +91,14 @@ after=$(leaves refused)
 [ $((after - before)) -ge 3 ] || fail "refusals recorded: $((after - before)), want 3"
 sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT data FROM audit_leaf WHERE type = 'refused'" |
 	grep -q "uid $(id -u "$su")" || fail "refusal leaf does not name the caller's uid"
+# The operator finds them with the CLI: audit search --type refused, every
+# line a refusal, --limit counting refusals only.
+rf audit search --type refused --json >"$work/refused.json" 2>/dev/null
+[ "$(wc -l <"$work/refused.json")" -eq "$after" ] ||
+	fail "audit search --type refused: $(wc -l <"$work/refused.json") lines, $after refusals"
+[ "$(jq -r .event.type "$work/refused.json" | sort -u)" = refused ] || fail "audit search --type refused lists other types"
+grep -q "uid $(id -u "$su")" "$work/refused.json" || fail "audit search --type refused does not name the caller"
+[ "$(rf audit search --type refused --limit 2 2>/dev/null | wc -l)" -eq 2 ] || fail "audit search --type refused --limit 2"
 
 # A serve that can also write the store clears the revocation there: keyd
 # has it in its ledger (custody folder, its user's alone) and still refuses.
