@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,8 @@ static const char init_help[] =
     "Refuses an initialised state, and a token folder that holds keys\n"
     "while the store (RINGFENCE_DB_PATH) is missing: init never destroys\n"
     "keys it did not make. A failed init leaves nothing behind.\n"
+    "Run as root while the custody user (custody_user) exists, init gives\n"
+    "the state to it, as make run does, for the keyd that runs as it.\n"
     "\n"
     "  --new   first move the old state (store, tokens, softhsm2.conf,\n"
     "          token-meta) aside into $RINGFENCE_HOME/old-TIME/, and its\n"
@@ -419,6 +423,71 @@ out:
 	return r;
 }
 
+/* nftw has no argument: the owner hand_over() gives the state. */
+static uid_t hand_uid;
+static gid_t hand_gid;
+
+static int
+hand_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return lchown(path, hand_uid, hand_gid) != 0 ? -1 : 0;
+}
+
+/* chown path (if it exists) and set its mode; -1 with errno on failure. */
+static int
+hand_file(const char *path, mode_t mode)
+{
+	if (!exists(path))
+		return 0;
+	if (lchown(path, hand_uid, hand_gid) != 0 || chmod(path, mode) != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * init as root, with the custody user present (make run made it): the
+ * state goes to that user at once, as scripts/run.sh leaves it, so that
+ * the keyd the next command starts (as that user) can open it: the state
+ * folder and the store its user's and its group's (serve's user is in
+ * it), the token folder, softhsm2.conf, the custody folder and the PIN
+ * its user's alone. *name gets the user, "" when nothing was handed.
+ */
+static int
+hand_over(const struct rf_config *cfg, char *name, size_t namelen)
+{
+	struct passwd *pw;
+	char p[RF_PATH_MAX + 16];
+	int ok;
+
+	name[0] = '\0';
+	if (geteuid() != 0 || (pw = getpwnam(cfg->custody_user)) == NULL)
+		return 0;
+	hand_uid = pw->pw_uid;
+	hand_gid = pw->pw_gid;
+	ok = nftw(cfg->home, hand_entry, 16, FTW_PHYS) == 0 &&
+	    (!exists(cfg->custody_dir) ||
+		nftw(cfg->custody_dir, hand_entry, 16, FTW_PHYS) == 0) &&
+	    chmod(cfg->home, 0770) == 0 && hand_file(cfg->db_path, 0660) == 0;
+	snprintf(p, sizeof(p), "%s-wal", cfg->db_path);
+	ok = ok && hand_file(p, 0660) == 0;
+	snprintf(p, sizeof(p), "%s-shm", cfg->db_path);
+	ok = ok && hand_file(p, 0660) == 0;
+	snprintf(p, sizeof(p), "%s/tokens", cfg->home);
+	ok = ok && hand_file(p, 0700) == 0 &&
+	    hand_file(cfg->softhsm_conf, 0600) == 0 &&
+	    hand_file(cfg->custody_dir, 0700) == 0 &&
+	    hand_file(cfg->pin_file, 0600) == 0;
+	if (!ok)
+		return rf_err_set(RF_ERR_IO,
+		    "cannot give the state %s to the custody user '%s': %s",
+		    cfg->home, cfg->custody_user, strerror(errno));
+	snprintf(name, namelen, "%s", pw->pw_name);
+	return 0;
+}
+
 int
 cmd_init(struct rf_cli *cli, int argc, char **argv)
 {
@@ -429,7 +498,8 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	};
 	struct created c;
 	struct rf_key_rec kr;
-	char more[96] = "", so_pin[33] = "";
+	char more[96] = "", so_pin[33] = "", owner[64];
+	struct group *gr;
 	int ch, fresh = 0, r;
 
 	if (cli_wants_help(argc, argv)) {
@@ -453,7 +523,8 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage(
 		    "init", "unexpected argument '%s'", argv[optind]);
-	if ((r = init_state(cli, &c, fresh, so_pin)) != 0) {
+	if ((r = init_state(cli, &c, fresh, so_pin)) != 0 ||
+	    (r = hand_over(&cli->cfg, owner, sizeof(owner))) != 0) {
 		OPENSSL_cleanse(so_pin, sizeof(so_pin));
 		cli_close(cli);
 		undo(&cli->cfg, &c);
@@ -482,6 +553,13 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	    "  next:   ringfence tenant add NAME; ringfence serve\n",
 	    cli->cfg.home, cli->cfg.token, more, cli->cfg.module,
 	    cli->cfg.pin_file, cli->cfg.db_path, cli->cfg.ca_alg);
+	if (owner[0] != '\0') {
+		gr = getgrgid(hand_gid);
+		fprintf(stderr,
+		    "  owner:  '%s' (group '%s'), keyd's user: the token and "
+		    "the PIN are its alone\n",
+		    owner, gr != NULL ? gr->gr_name : "?");
+	}
 	/* Pinned outside this host, it is what the record is checked
 	 * against (docs/audit-format.md). */
 	if (rf_store_key_by_purpose(cli->store, "audit", &kr) == 0)

@@ -8,11 +8,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" serve-environ
-work=$RINGFENCE_HOME/.test
-mkdir "$work"
-freeport() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
+. "$here/lib/serve.sh"
 rf init >/dev/null 2>&1 || fail "init"
 pin=$(custody_pin)
 [ ${#pin} -ge 32 ] || fail "no PIN in the custody folder"
@@ -24,14 +20,9 @@ sleep 0.2
 grep -qa RINGFENCE_PIN "/proc/$control/environ" || fail "the check does not see RINGFENCE_PIN"
 kill "$control"
 
-port=$(freeport)
-RINGFENCE_PIN=$pin RF_ENV_MARK=still-here "$RINGFENCE" serve --port "$port" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 100); do
-	curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" && break
-	sleep 0.1
-done
-curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" || fail "serve: $(cat "$work/serve.log")"
+export RINGFENCE_PIN=$pin RF_ENV_MARK=still-here
+start_serve
+unset RINGFENCE_PIN
 grep -qa RINGFENCE_PIN "/proc/$server/environ" &&
 	fail "serve's /proc/PID/environ still names RINGFENCE_PIN"
 grep -qaF "$pin" "/proc/$server/environ" && fail "serve's environment holds the PIN"
