@@ -55,6 +55,18 @@ for p in "$kpid" "$server"; do
 	grep -Eq "^Max core file size +0 +0" "/proc/$p/limits" || fail "core files on for $p"
 done
 
+# The same, as a user checks it: scripts/custody-check.sh, every line ok.
+RINGFENCE_CUSTODY_DIR=$custody bash "$src/scripts/custody-check.sh" "$RINGFENCE_HOME" >"$out.c" 2>&1 ||
+	{ cat "$out.c" >&2; fail "custody-check.sh after make run"; }
+[ "$(grep -c '^ok ' "$out.c")" -ge 16 ] || { cat "$out.c" >&2; fail "custody-check.sh checked too little"; }
+# ... and it finds a PIN put back in the state folder.
+mkdir -p "$RINGFENCE_HOME/old-x" && cp "$custody/token.pin" "$RINGFENCE_HOME/old-x/token.pin"
+if bash "$src/scripts/custody-check.sh" "$RINGFENCE_HOME" >"$out.c" 2>&1; then
+	fail "custody-check.sh passed a PIN file in the state folder"
+fi
+grep -q "^FAIL  no PIN file in the state folder" "$out.c" || { cat "$out.c" >&2; fail "custody-check.sh: wrong failure"; }
+rm -rf "$RINGFENCE_HOME/old-x" "$out.c"
+
 # keyd killed: not serve's child (a zombie under serve otherwise), serve
 # answers on, and the next command starts keyd again as its user.
 ppid=$(ps -o ppid= -p "$kpid" | tr -d ' ')
