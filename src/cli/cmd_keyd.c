@@ -114,13 +114,14 @@ pid_running(pid_t pid)
 /*
  * 1 if pid is a running keyd: keyd.pid outlives a keyd that was killed,
  * and its number may since belong to another process, which must not be
- * sent a signal. A keyd runs as "... keyd ...": argv[1] is "keyd".
+ * sent a signal. A keyd runs as "ringfence [options] keyd ...": an
+ * argument after the program is "keyd".
  */
 static int
 keyd_running(pid_t pid)
 {
-	char path[64], buf[256];
-	size_t first;
+	char path[64], buf[512];
+	size_t at;
 	ssize_t n;
 	int fd;
 
@@ -134,8 +135,10 @@ keyd_running(pid_t pid)
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
-	first = strlen(buf) + 1;
-	return (size_t)n > first && strcmp(buf + first, "keyd") == 0;
+	for (at = strlen(buf) + 1; at < (size_t)n; at += strlen(buf + at) + 1)
+		if (strcmp(buf + at, "keyd") == 0)
+			return 1;
+	return 0;
 }
 
 int

@@ -4,8 +4,9 @@
 # under serve, in `ps` as "<defunct>", and kill(pid, 0) still found it, so
 # `ringfence keyd stop` waited 10 s and said it "did not stop"). Now: after
 # kill -9 nothing of keyd is left under serve, `keyd stop` says at once
-# that none runs, and a keyd.pid naming a process that is not a keyd (its
-# number reused) gets that process no signal.
+# that none runs, a keyd.pid naming a process that is not a keyd (its
+# number reused) gets that process no signal, and a keyd started as
+# `ringfence --json keyd` is still stopped.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-stop
@@ -40,4 +41,15 @@ kill -0 "$other" 2>/dev/null || fail "keyd stop signalled a process that is not 
 kill "$other"
 wait "$other" 2>/dev/null || true
 rm -f "$RINGFENCE_HOME/keyd.pid"
+
+# A keyd started with a global option before the command is still one.
+"$RINGFENCE" --json keyd --idle 0 2>"$RINGFENCE_HOME/keyd2.log" &
+k2=$!
+for _ in $(seq 100); do
+	rf keyd status >/dev/null 2>&1 && break
+	sleep 0.1
+done
+rf keyd stop 2>"$RINGFENCE_HOME/stop3.err" || fail "keyd stop: $(cat "$RINGFENCE_HOME/stop3.err")"
+grep -q "stopped keyd $k2" "$RINGFENCE_HOME/stop3.err" || fail "keyd stop did not stop 'ringfence --json keyd': $(cat "$RINGFENCE_HOME/stop3.err")"
+wait "$k2" 2>/dev/null || true
 echo "keyd_stop: ok"
