@@ -386,7 +386,9 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	rf_connector_cache_free(ka.cache);
 	rf_limits_free(ka.limits);
 	if (r != 0) {
-		keyd_log(NULL, rf_err_msg(r));
+		/* keyd.log gets the time too; a terminal one line. */
+		if (!isatty(STDERR_FILENO))
+			keyd_log(NULL, rf_err_msg(r));
 		return cli_fail(r);
 	}
 	return EXIT_OK;

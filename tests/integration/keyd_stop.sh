@@ -6,7 +6,9 @@
 # kill -9 nothing of keyd is left under serve, `keyd stop` says at once
 # that none runs, a keyd.pid naming a process that is not a keyd (its
 # number reused) gets that process no signal, and a keyd started as
-# `ringfence --json keyd` is still stopped.
+# `ringfence --json keyd` is still stopped; a second keyd started by hand
+# on a terminal is refused in one line (it was two: the log's and the
+# error's).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-stop
@@ -49,6 +51,11 @@ for _ in $(seq 100); do
 	rf keyd status >/dev/null 2>&1 && break
 	sleep 0.1
 done
+# A second keyd, by hand on a terminal: refused in one line.
+script -qec "$RINGFENCE keyd --idle 0" /dev/null >"$RINGFENCE_HOME/second.out" 2>&1 &&
+	fail "a second keyd started"
+[ "$(grep -c . "$RINGFENCE_HOME/second.out")" = 1 ] && grep -q "already runs" "$RINGFENCE_HOME/second.out" ||
+	fail "a second keyd on a terminal: $(cat "$RINGFENCE_HOME/second.out")"
 rf keyd stop 2>"$RINGFENCE_HOME/stop3.err" || fail "keyd stop: $(cat "$RINGFENCE_HOME/stop3.err")"
 grep -q "stopped keyd $k2" "$RINGFENCE_HOME/stop3.err" || fail "keyd stop did not stop 'ringfence --json keyd': $(cat "$RINGFENCE_HOME/stop3.err")"
 wait "$k2" 2>/dev/null || true
