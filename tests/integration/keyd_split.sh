@@ -91,6 +91,15 @@ after=$(leaves refused)
 [ $((after - before)) -ge 3 ] || fail "refusals recorded: $((after - before)), want 3"
 sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT data FROM audit_leaf WHERE type = 'refused'" |
 	grep -q "uid $(id -u "$su")" || fail "refusal leaf does not name the caller's uid"
+# The CLI as the server user: keys list refused in one line, no half table.
+set +e
+as_server "$RINGFENCE" keys list >"$work/kl.out" 2>"$work/kl.err"
+rc8=$?
+set -e
+[ $rc8 = 1 ] && [ ! -s "$work/kl.out" ] && [ "$(wc -l <"$work/kl.err")" = 1 ] &&
+	grep -q "not for class server" "$work/kl.err" ||
+	fail "keys list as the server user: rc $rc8, out '$(cat "$work/kl.out")', err '$(cat "$work/kl.err")'"
+after=$(leaves refused)
 # The operator finds them with the CLI: audit search --type refused, every
 # line a refusal, --limit counting refusals only.
 rf audit search --type refused --json >"$work/refused.json" 2>/dev/null
