@@ -7,9 +7,19 @@
 tag=$$
 ku=rfk$tag su=rfs$tag grp=rfg$tag
 extra_cleanup=${extra_cleanup:-true}
-groupadd --system "$grp"
-useradd --system -M -s /usr/sbin/nologin -g "$grp" "$ku"
-useradd --system -M -s /usr/sbin/nologin -g "$grp" "$su"
+# Tests running at once (ctest -j) take /etc/passwd's lock in turn: a
+# command that finds it taken is tried again.
+retry() {
+	local i
+	for i in 1 2 3 4 5 6 7 8 9 10; do
+		"$@" 2>/dev/null && return 0
+		sleep 0.$((RANDOM % 9 + 1))
+	done
+	"$@"
+}
+retry groupadd --system "$grp"
+retry useradd --system -M -s /usr/sbin/nologin -g "$grp" "$ku"
+retry useradd --system -M -s /usr/sbin/nologin -g "$grp" "$su"
 users_cleanup() {
 	cleanup
 	userdel "$ku" 2>/dev/null || true
