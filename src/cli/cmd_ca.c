@@ -380,6 +380,7 @@ issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
 
 /* issue --csr-dir: the CSR files of a folder, one connection each. */
 #define ISSUE_DIR_MAX 100000
+#define ISSUE_DIR_BYTES (256 << 20) /* CSR bytes read at once, at most */
 #define ISSUE_DIR_BATCH 256
 
 struct dir_csr {
@@ -420,7 +421,7 @@ dir_read(const char *dir, struct dir_csr **out, size_t *n)
 	struct dirent **list = NULL;
 	struct dir_csr *c = NULL;
 	char path[RF_PATH_MAX + 300];
-	size_t k = 0, bl;
+	size_t k = 0, bl, total = 0;
 	int i, cnt, r = 0;
 
 	*out = NULL;
@@ -455,6 +456,13 @@ dir_read(const char *dir, struct dir_csr **out, size_t *n)
 				r = rf_err_set(r,
 				    "CSR %s is larger than %d bytes", path,
 				    RF_CSR_MAX);
+			break;
+		}
+		if ((total += c[k].len) > ISSUE_DIR_BYTES) {
+			k++;
+			r = rf_err_set(RF_ERR_TOO_LARGE,
+			    "the CSRs of %s hold more than %d MiB: split it",
+			    dir, ISSUE_DIR_BYTES >> 20);
 			break;
 		}
 		k++;
