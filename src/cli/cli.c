@@ -11,12 +11,22 @@
 void
 cli_forget_pin(void)
 {
-	char *e = getenv("RINGFENCE_PIN");
+	static const char name[] = "RINGFENCE_PIN=";
+	char *e = getenv("RINGFENCE_PIN"), *entry;
+	size_t n;
 
-	/* unsetenv alone leaves the bytes in the environment block. */
-	if (e != NULL)
-		OPENSSL_cleanse(e, strlen(e));
+	if (e == NULL)
+		return;
+	/*
+	 * getenv points past the '=' of the entry "RINGFENCE_PIN=value", one
+	 * string of the environment block. unsetenv takes it out of environ
+	 * but leaves its bytes, which /proc/PID/environ shows: the whole
+	 * entry is wiped, its name too, so nothing there names a PIN.
+	 */
+	entry = e - (sizeof(name) - 1);
+	n = strlen(entry);
 	unsetenv("RINGFENCE_PIN");
+	OPENSSL_cleanse(entry, n);
 }
 
 int

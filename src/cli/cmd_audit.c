@@ -21,8 +21,9 @@ static const char audit_help[] =
     "                             [--cacert FILE]\n"
     "       ringfence audit checkpoint FILE\n"
     "       ringfence audit export [--out FILE]\n"
-    "       ringfence audit search [--key KEYID] [--tenant T] [--since TIME]\n"
-    "                              [--until TIME] [--limit N] [--json]\n"
+    "       ringfence audit search [--key KEYID] [--tenant T] [--type TYPE]\n"
+    "                              [--since TIME] [--until TIME] [--limit N]\n"
+    "                              [--json]\n"
     "\n"
     "The audit record is an append-only Merkle log (RFC 9162 hashing) of\n"
     "every key generation, signature, issuance, revocation and admin action\n"
@@ -47,8 +48,10 @@ static const char audit_help[] =
     "               (keep it outside the state folder)\n"
     "  export       leaves and tree heads as JSON lines, for an independent\n"
     "               verifier (to FILE or standard output)\n"
-    "  search       leaves by key, tenant and time (seconds since the epoch\n"
-    "               or YYYY-MM-DDTHH:MM:SSZ)\n"
+    "  search       leaves by key, tenant, type (sign, keygen, refused, ...)\n"
+    "               and time (seconds since the epoch or\n"
+    "               YYYY-MM-DDTHH:MM:SSZ); --type refused lists what the\n"
+    "               custody process refused, and to whom\n"
     "Exit status: 0 ok, 1 failure (verification names the first leaf or tree\n"
     "head that does not check), 2 usage.\n";
 
@@ -559,6 +562,8 @@ do_export(struct rf_cli *cli, int argc, char **argv)
 struct search_out {
 	int json;
 	size_t n;
+	const char *type; /* NULL: every type */
+	size_t limit;	  /* with type: leaves of that type; 0: all */
 };
 
 static int
@@ -569,6 +574,13 @@ search_fn(void *arg, const struct rf_leaf_rec *l)
 	char *txt;
 	size_t i;
 
+	/* The store's index has no type: the type is filtered here, and
+	 * the limit counts what matched. */
+	if (s->type != NULL &&
+	    (l->type == NULL || strcmp(l->type, s->type) != 0))
+		return 0;
+	if (s->limit != 0 && s->n == s->limit)
+		return 1; /* stop */
 	s->n++;
 	if (!s->json) {
 		/* Columns then the event; nothing unprintable reaches the
@@ -599,7 +611,7 @@ static int
 do_search(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_audit_query q;
-	struct search_out s = {cli->json, 0};
+	struct search_out s = {cli->json, 0, NULL, 0};
 	uint64_t v;
 	int i, r;
 
@@ -612,6 +624,8 @@ do_search(struct rf_cli *cli, int argc, char **argv)
 			q.key_id = argv[++i];
 		else if (strcmp(argv[i], "--tenant") == 0)
 			q.tenant = argv[++i];
+		else if (strcmp(argv[i], "--type") == 0)
+			s.type = argv[++i];
 		else if (strcmp(argv[i], "--since") == 0) {
 			if (parse_time(argv[++i], &q.since) != 0)
 				return cli_usage("audit", "bad --since time");
@@ -625,6 +639,10 @@ do_search(struct rf_cli *cli, int argc, char **argv)
 		} else
 			return cli_usage(
 			    "audit", "unknown option '%s'", argv[i]);
+	}
+	if (s.type != NULL) {
+		s.limit = q.limit;
+		q.limit = 0;
 	}
 	if ((r = cli_open(cli, CLI_STORE | CLI_AUDIT)) != 0)
 		return cli_fail(r);

@@ -6,12 +6,17 @@
  * that `ringfence issue ... > chain.pem` keeps both apart), or the
  * metadata on stdout when the chain goes to --out.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include <jansson.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
 
 #include "cli/cli.h"
 #include "connector/connector.h"
@@ -295,7 +300,8 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 
 static const char issue_usage[] =
     "usage: ringfence issue --tenant T --profile client|server|assertion\n"
-    "           (--csr FILE | --keygen ec-p256|ec-p384|rsa-2048|rsa-3072)\n"
+    "           (--csr FILE | --keygen ec-p256|ec-p384|rsa-2048|rsa-3072 |\n"
+    "            --csr-dir DIR --out OUTDIR)\n"
     "           [--connection NAME] [--dns NAME] [--days N] [--out FILE]\n"
     "           [--json]\n"
     "Prints the PEM chain (certificate, issuing CA, root) on stdout, or\n"
@@ -304,7 +310,13 @@ static const char issue_usage[] =
     "most 64 KiB) gives only the public key; the subject is\n"
     "CN=<tenant>, OU=<profile>, O=ringfence. The certificate becomes the\n"
     "current credential of the tenant's connection NAME (default\n"
-    "\"default\"), which incidents follow.\n";
+    "\"default\"), which incidents follow.\n"
+    "--csr-dir issues one certificate per CSR file of DIR (NAME.pem,\n"
+    "NAME.der or NAME.csr), for the tenant's connection NAME, in batches\n"
+    "of 256 (each one transaction), and writes each chain to\n"
+    "OUTDIR/NAME.pem; a line (or JSON object) per certificate on stdout.\n"
+    "A CSR whose key already holds an unrevoked certificate of the tenant\n"
+    "is skipped, so an interrupted run is finished by running it again.\n";
 
 /*
  * The issued certificate becomes its connection's current credential in
@@ -366,16 +378,357 @@ issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
 	return 0;
 }
 
+/* issue --csr-dir: the CSR files of a folder, one connection each. */
+#define ISSUE_DIR_MAX 100000
+#define ISSUE_DIR_BYTES (256 << 20) /* CSR bytes read at once, at most */
+#define ISSUE_DIR_BATCH 256
+
+struct dir_csr {
+	char conn[65]; /* the file's name without its extension */
+	uint8_t *csr;
+	size_t len;
+};
+
+static void
+dir_csrs_free(struct dir_csr *c, size_t n)
+{
+	size_t i;
+
+	for (i = 0; c != NULL && i < n; i++)
+		free(c[i].csr);
+	free(c);
+}
+
+/* NAME.pem, NAME.der or NAME.csr: NAME's length, else 0. */
+static size_t
+csr_base(const char *name)
+{
+	size_t l = strlen(name);
+
+	if (name[0] == '.' || l < 5)
+		return 0;
+	if (strcmp(name + l - 4, ".pem") == 0 ||
+	    strcmp(name + l - 4, ".der") == 0 ||
+	    strcmp(name + l - 4, ".csr") == 0)
+		return l - 4;
+	return 0;
+}
+
+/* The CSR files of dir in name order; other files are left alone. */
+static int
+dir_read(const char *dir, struct dir_csr **out, size_t *n)
+{
+	struct dirent **list = NULL;
+	struct dir_csr *c = NULL;
+	char path[RF_PATH_MAX + 300];
+	size_t k = 0, bl, total = 0;
+	int i, cnt, r = 0;
+
+	*out = NULL;
+	*n = 0;
+	if ((cnt = scandir(dir, &list, NULL, alphasort)) < 0)
+		return rf_err_set(RF_ERR_IO,
+		    "cannot read the CSR folder %s: %s", dir, strerror(errno));
+	if ((c = calloc((size_t)cnt + 1, sizeof(*c))) == NULL)
+		r = RF_ERR_ALLOC;
+	for (i = 0; i < cnt && r == 0; i++) {
+		if ((bl = csr_base(list[i]->d_name)) == 0)
+			continue;
+		if (k == ISSUE_DIR_MAX) {
+			r = rf_err_set(RF_ERR_TOO_LARGE,
+			    "%s holds more than %d CSR files: split it", dir,
+			    ISSUE_DIR_MAX);
+			break;
+		}
+		snprintf(c[k].conn, sizeof(c[k].conn), "%.*s",
+		    (int)(bl < 64 ? bl : 64), list[i]->d_name);
+		if (bl > 64 || rf_ca_tenant_name_check(c[k].conn) != 0) {
+			r = rf_err_set(RF_ERR_ARG,
+			    "CSR file %s/%s: its name without the extension "
+			    "is the connection's, 1-64 of A-Z a-z 0-9 . _ -",
+			    dir, list[i]->d_name);
+			break;
+		}
+		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
+		if ((r = rf_read_file(
+			 path, RF_CSR_MAX, &c[k].csr, &c[k].len)) != 0) {
+			if (r == RF_ERR_TOO_LARGE)
+				r = rf_err_set(r,
+				    "CSR %s is larger than %d bytes", path,
+				    RF_CSR_MAX);
+			break;
+		}
+		if ((total += c[k].len) > ISSUE_DIR_BYTES) {
+			k++;
+			r = rf_err_set(RF_ERR_TOO_LARGE,
+			    "the CSRs of %s hold more than %d MiB: split it",
+			    dir, ISSUE_DIR_BYTES >> 20);
+			break;
+		}
+		k++;
+	}
+	for (i = 0; i < cnt; i++)
+		free(list[i]);
+	free(list);
+	if (r == 0 && k == 0)
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "no CSR files (NAME.pem, NAME.der or NAME.csr) in %s", dir);
+	if (r != 0) {
+		dir_csrs_free(c, k + 1);
+		return r;
+	}
+	*out = c;
+	*n = k;
+	return 0;
+}
+
+struct found_cert {
+	char serial[41];
+	char issuer[64];
+	char key_id[65];
+	uint8_t *der;
+	size_t derlen;
+};
+
+static int
+found_unrevoked(void *arg, const struct rf_cert_rec *c)
+{
+	struct found_cert *f = arg;
+
+	if (c->revoked || c->der == NULL)
+		return 0;
+	if ((f->der = malloc(c->derlen)) == NULL)
+		return RF_ERR_ALLOC;
+	memcpy(f->der, c->der, c->derlen);
+	f->derlen = c->derlen;
+	snprintf(f->serial, sizeof(f->serial), "%s", c->serial);
+	snprintf(f->issuer, sizeof(f->issuer), "%s", c->issuer);
+	snprintf(f->key_id, sizeof(f->key_id), "%s", c->key_id);
+	return 1;
+}
+
+/*
+ * 1 when the CSR's key already holds an unrevoked certificate of the
+ * tenant (issued by an earlier, interrupted run), into *f; 0 when not. A
+ * CSR that issuance would refuse fails here, naming it, before anything
+ * is issued.
+ */
+static int
+already_issued(struct rf_cli *cli, const char *tenant, enum rf_profile prof,
+    const char *dir, const struct dir_csr *c, struct found_cert *f)
+{
+	struct rf_cert_filter flt;
+	uint8_t *spki = NULL, md[SHA256_DIGEST_LENGTH];
+	EVP_PKEY *pub = NULL;
+	char kid[65];
+	size_t spkilen = 0;
+	int r;
+
+	memset(f, 0, sizeof(*f));
+	if ((r = rf_ca_csr_parse(
+		 c->csr, c->len, prof, &pub, &spki, &spkilen)) != 0) {
+		char msg[400];
+
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		return rf_err_set(r,
+		    "CSR for connection %s in %s: %s: nothing was issued",
+		    c->conn, dir, msg);
+	}
+	SHA256(spki, spkilen, md);
+	rf_hex(md, sizeof(md), kid);
+	free(spki);
+	EVP_PKEY_free(pub);
+	memset(&flt, 0, sizeof(flt));
+	flt.tenant = tenant;
+	flt.key_id = kid;
+	flt.with_der = 1;
+	r = rf_store_cert_foreach(cli->store, &flt, found_unrevoked, f);
+	return r < 0 ? r : r == 1;
+}
+
+/* The chain of a certificate issued before (cert, its CA, root) as PEM. */
+static char *
+stored_chain(struct rf_cli *cli, const struct found_cert *f)
+{
+	const unsigned char *p = f->der;
+	X509 *x = d2i_X509(NULL, &p, (long)f->derlen);
+	X509 *ca = rf_ca_cert(cli->ca, f->issuer),
+	     *root = rf_ca_cert(cli->ca, "root");
+	BIO *b = BIO_new(BIO_s_mem());
+	char *out = NULL, *data;
+	long len;
+
+	if (x != NULL && ca != NULL && root != NULL && b != NULL &&
+	    PEM_write_bio_X509(b, x) == 1 && PEM_write_bio_X509(b, ca) == 1 &&
+	    PEM_write_bio_X509(b, root) == 1 &&
+	    (len = BIO_get_mem_data(b, &data)) > 0 &&
+	    (out = malloc((size_t)len + 1)) != NULL) {
+		memcpy(out, data, (size_t)len);
+		out[len] = '\0';
+	}
+	X509_free(x);
+	BIO_free(b);
+	return out;
+}
+
+struct dir_link {
+	struct rf_store *st;
+	const char *tenant;
+	const struct rf_issue_req *reqs; /* the batch's */
+};
+
+static int
+link_dir(void *arg, size_t i, const char *serial, const char *key_id)
+{
+	struct dir_link *l = arg;
+
+	(void)key_id;
+	return rf_store_conn_set(l->st, l->tenant, l->reqs[i].connection, NULL,
+	    serial, rf_now(), NULL);
+}
+
+/* One certificate's line (or JSON object) and its chain file. */
+static int
+issued_out(struct rf_cli *cli, const char *tenant, enum rf_profile prof,
+    const char *conn, const char *outdir, const char *serial,
+    const char *key_id, const char *pem, int before)
+{
+	char path[RF_PATH_MAX + 80];
+	struct stat sb;
+	int r;
+
+	snprintf(path, sizeof(path), "%s/%s.pem", outdir, conn);
+	if (pem != NULL && (!before || stat(path, &sb) != 0) &&
+	    (r = rf_write_file(
+		 path, (const uint8_t *)pem, strlen(pem), 0644)) != 0)
+		return r;
+	if (cli->json) {
+		json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "serial",
+		    serial, "tenant", tenant, "connection", conn, "profile",
+		    rf_profile_name(prof), "key", key_id, "chain", path,
+		    "issued_before", before);
+		char *t = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+
+		json_decref(j);
+		if (t == NULL)
+			return RF_ERR_ALLOC;
+		printf("%s\n", t);
+		free(t);
+	} else
+		printf("%s %s %s%s\n", serial, conn, path,
+		    before ? " (issued before)" : "");
+	return 0;
+}
+
+/*
+ * issue --csr-dir: every CSR of dir not issued yet, in batches of
+ * ISSUE_DIR_BATCH, each committed on its own; a failure says how many
+ * were issued before it, and the same command finishes the rest.
+ */
+static int
+issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
+    const char *outdir)
+{
+	struct dir_csr *c = NULL;
+	struct rf_issue_req *reqs = NULL;
+	struct rf_issued *is = NULL;
+	struct found_cert f;
+	struct dir_link link;
+	char msg[600], *pem;
+	size_t n = 0, m = 0, i, k, j, cnt, done = 0, before = 0;
+	int r;
+
+	if (mkdir(outdir, 0755) != 0 && errno != EEXIST)
+		return cli_fail(rf_err_set(RF_ERR_IO, "cannot create %s: %s",
+		    outdir, strerror(errno)));
+	if ((r = dir_read(dir, &c, &n)) != 0)
+		return cli_fail(r);
+	if ((reqs = calloc(n, sizeof(*reqs))) == NULL ||
+	    (is = calloc(ISSUE_DIR_BATCH, sizeof(*is))) == NULL) {
+		r = cli_fail(RF_ERR_ALLOC);
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = issue_alg_check(cli, tmpl->tenant, c[i].conn, tmpl)) !=
+		    0)
+			goto out;
+		if ((r = already_issued(cli, tmpl->tenant, tmpl->profile, dir,
+			 &c[i], &f)) < 0) {
+			r = cli_fail(r);
+			goto out;
+		}
+		if (r == 1) {
+			pem = stored_chain(cli, &f);
+			r = issued_out(cli, tmpl->tenant, tmpl->profile,
+			    c[i].conn, outdir, f.serial, f.key_id, pem, 1);
+			free(pem);
+			free(f.der);
+			if (r != 0) {
+				r = cli_fail(r);
+				goto out;
+			}
+			before++;
+			continue;
+		}
+		reqs[m] = *tmpl;
+		reqs[m].csr = c[i].csr;
+		reqs[m].csrlen = c[i].len;
+		reqs[m].connection = c[i].conn;
+		m++;
+	}
+	link.st = cli->store;
+	link.tenant = tmpl->tenant;
+	for (k = 0; k < m; k += cnt) {
+		cnt = m - k < ISSUE_DIR_BATCH ? m - k : ISSUE_DIR_BATCH;
+		link.reqs = reqs + k;
+		if ((r = rf_ca_issue_ex(cli->ca, reqs + k, cnt, &cli->who, is,
+			 link_dir, &link)) != 0) {
+			snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+			r = cli_fail(rf_err_set(r,
+			    "%s (%zu of %zu certificates were issued before "
+			    "it, chains in %s; the same command skips them)",
+			    msg, done + before, n, outdir));
+			goto out;
+		}
+		for (j = 0; j < cnt; j++) {
+			if (r == 0)
+				r = issued_out(cli, tmpl->tenant, tmpl->profile,
+				    reqs[k + j].connection, outdir,
+				    is[j].serial, is[j].key_id, is[j].chain_pem,
+				    0);
+			rf_issued_clear(&is[j]);
+		}
+		if (r != 0) {
+			r = cli_fail(r);
+			goto out;
+		}
+		done += cnt;
+	}
+	if ((r = cli_flush()) != 0)
+		goto out;
+	fprintf(stderr,
+	    "ringfence: issued %zu certificates (%zu issued before) from %s; "
+	    "chains in %s\n",
+	    done, before, dir, outdir);
+	r = EXIT_OK;
+out:
+	free(is);
+	free(reqs);
+	dir_csrs_free(c, n);
+	return r;
+}
+
 int
 cmd_issue(struct rf_cli *cli, int argc, char **argv)
 {
 	const char *tenant = NULL, *profile = NULL, *csr = NULL, *keygen = NULL,
 		   *dns = NULL, *days = NULL, *outp = NULL, *pos[1],
-		   *conn = "default";
+		   *conn = NULL, *csrdir = NULL;
 	const struct opt opts[] = {{"tenant", &tenant, NULL},
 	    {"connection", &conn, NULL}, {"profile", &profile, NULL},
 	    {"csr", &csr, NULL}, {"keygen", &keygen, NULL}, {"dns", &dns, NULL},
-	    {"days", &days, NULL}, {"out", &outp, NULL}, {NULL, NULL, NULL}};
+	    {"days", &days, NULL}, {"out", &outp, NULL},
+	    {"csr-dir", &csrdir, NULL}, {NULL, NULL, NULL}};
 	struct rf_issue_req req;
 	struct rf_issued is;
 	struct conn_link link;
@@ -404,10 +757,19 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		    "unknown profile \"%.40s\": use "
 		    "client, server or assertion",
 		    profile);
-	if ((csr == NULL) == (keygen == NULL))
+	if ((csr != NULL) + (keygen != NULL) + (csrdir != NULL) != 1)
 		return cli_usage("issue",
-		    "give exactly one of --csr FILE and "
-		    "--keygen ALG");
+		    "give exactly one of --csr FILE, --keygen ALG and "
+		    "--csr-dir DIR");
+	if (csrdir != NULL && outp == NULL)
+		return cli_usage("issue",
+		    "--csr-dir needs --out OUTDIR, the folder for the chains");
+	if (csrdir != NULL && conn != NULL)
+		return cli_usage("issue",
+		    "--csr-dir names each connection by its CSR file: "
+		    "leave out --connection");
+	if (conn == NULL)
+		conn = "default";
 	if (keygen != NULL && rf_key_alg_parse(keygen, &req.keygen) != 0)
 		return cli_usage("issue",
 		    "unknown key algorithm \"%.40s\": "
@@ -442,6 +804,10 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	req.connection = conn;
 	if ((r = open_what(cli, CLI_ALL)) != 0)
 		goto out;
+	if (csrdir != NULL) {
+		r = issue_dir(cli, &req, csrdir, outp);
+		goto out;
+	}
 	if ((r = rf_ca_tenant_name_check(conn)) != 0) {
 		r = cli_usage("issue", "--connection: %s", rf_err_msg(r));
 		goto out;

@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <getopt.h>
+#include <grp.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,10 +41,13 @@ static const char init_help[] =
     "Refuses an initialised state, and a token folder that holds keys\n"
     "while the store (RINGFENCE_DB_PATH) is missing: init never destroys\n"
     "keys it did not make. A failed init leaves nothing behind.\n"
+    "Run as root while the custody user (custody_user) exists, init gives\n"
+    "the state to it, as make run does, for the keyd that runs as it.\n"
     "\n"
     "  --new   first move the old state (store, tokens, softhsm2.conf,\n"
-    "          PIN files, token-meta) aside into $RINGFENCE_HOME/old-TIME/;\n"
-    "          nothing is deleted\n"
+    "          token-meta) aside into $RINGFENCE_HOME/old-TIME/, and its\n"
+    "          PIN (with keyd's ledger) into old-TIME/ of the custody\n"
+    "          folder, never beside the tokens; nothing is deleted\n"
     "  --so-pin-file FILE   write the token SO PIN to FILE (mode 0600)\n"
     "          instead of printing it, for you to move offline\n";
 
@@ -190,13 +195,49 @@ move_into(const char *path, const char *dir, const char *name, int *moved)
 }
 
 /*
- * init --new: move the old state aside into $RINGFENCE_HOME/old-<UTC
- * time>/ (0700): the store and its WAL files, the token folder, its
- * verified metadata copies, softhsm2.conf and the PIN files. Nothing is
- * deleted; the keys stay in the moved token folder.
+ * The PIN file of an embedded token and keyd's ledger go aside in the
+ * custody folder (the PIN file's own folder), into old-<stamp>/ there:
+ * never beside the tokens they open, so that a copy of the state folder
+ * still cannot sign.
  */
 static int
-move_aside(struct rf_cli *cli, const char *tokens_dir)
+move_custody_aside(const struct rf_config *cfg, const char *stamp)
+{
+	char dir[RF_PATH_MAX + 64], p[RF_PATH_MAX + 64];
+	const char *slash = strrchr(cfg->pin_file, '/');
+	int r, moved = 0;
+
+	if (!exists(cfg->pin_file))
+		return 0;
+	if (snprintf(dir, sizeof(dir), "%.*s/old-%s",
+		slash != NULL ? (int)(slash - cfg->pin_file) : 1,
+		slash != NULL ? cfg->pin_file : ".", stamp) >= (int)sizeof(dir))
+		return rf_err_set(
+		    RF_ERR_ARG, "path of %s is too long", cfg->pin_file);
+	if (mkdir(dir, 0700) != 0)
+		return rf_err_set(
+		    RF_ERR_IO, "cannot create %s: %s", dir, strerror(errno));
+	snprintf(p, sizeof(p), "%s/revoked.ledger", cfg->custody_dir);
+	if ((r = move_into(cfg->pin_file, dir, "token.pin", &moved)) != 0 ||
+	    (r = move_into(p, dir, "revoked.ledger", &moved)) != 0)
+		return r;
+	fprintf(stderr,
+	    "ringfence: moved the old PIN to %s (not beside the "
+	    "old tokens)\n",
+	    dir);
+	return 0;
+}
+
+/*
+ * init --new: move the old state aside into $RINGFENCE_HOME/old-<UTC
+ * time>/ (0700): the store and its WAL files, the token folder, its
+ * verified metadata copies and softhsm2.conf; the PIN file of the
+ * embedded token and keyd's ledger into old-<UTC time>/ of the custody
+ * folder (move_custody_aside). Nothing is deleted; the keys stay in the
+ * moved token folder.
+ */
+static int
+move_aside(struct rf_cli *cli, int embedded, const char *tokens_dir)
 {
 	const struct rf_config *cfg = &cli->cfg;
 	char dir[RF_PATH_MAX + 64], stamp[32], p[RF_PATH_MAX + 64];
@@ -211,6 +252,8 @@ move_aside(struct rf_cli *cli, const char *tokens_dir)
 		return r;
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
+	if (embedded && (r = move_custody_aside(cfg, stamp)) != 0)
+		return r;
 	snprintf(dir, sizeof(dir), "%s/old-%s", cfg->home, stamp);
 	if (mkdir(dir, 0700) != 0)
 		return rf_err_set(
@@ -231,8 +274,7 @@ move_aside(struct rf_cli *cli, const char *tokens_dir)
 	snprintf(p, sizeof(p), "%s/token-meta", cfg->home);
 	if ((r = move_into(p, dir, "token-meta", &moved)) != 0 ||
 	    (r = move_into(cfg->softhsm_conf, dir, "softhsm2.conf", &moved)) !=
-		0 ||
-	    (r = move_into(cfg->pin_file, dir, "token.pin", &moved)) != 0)
+		0)
 		return r;
 	snprintf(p, sizeof(p), "%s/token.so-pin", cfg->home);
 	if ((r = move_into(p, dir, "token.so-pin", &moved)) != 0)
@@ -260,7 +302,7 @@ check_previous(
 	size_t nobj;
 	int r;
 
-	if (fresh && (r = move_aside(cli, tokens_dir)) != 0)
+	if (fresh && (r = move_aside(cli, embedded, tokens_dir)) != 0)
 		return r;
 	if (exists(cli->cfg.db_path)) {
 		if ((r = rf_store_open(cli->cfg.db_path, 0, &st)) != 0)
@@ -270,7 +312,8 @@ check_previous(
 		if (r == 0)
 			return rf_err_set(RF_ERR_ALREADY_INITIALISED,
 			    "state at %s is already initialised: nothing was "
-			    "changed (remove the folder to start over)",
+			    "changed (to start over, 'ringfence init --new' "
+			    "moves it aside; its keys are kept)",
 			    cli->cfg.home);
 		if (r != RF_ERR_NOT_FOUND)
 			return r;
@@ -380,6 +423,71 @@ out:
 	return r;
 }
 
+/* nftw has no argument: the owner hand_over() gives the state. */
+static uid_t hand_uid;
+static gid_t hand_gid;
+
+static int
+hand_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return lchown(path, hand_uid, hand_gid) != 0 ? -1 : 0;
+}
+
+/* chown path (if it exists) and set its mode; -1 with errno on failure. */
+static int
+hand_file(const char *path, mode_t mode)
+{
+	if (!exists(path))
+		return 0;
+	if (lchown(path, hand_uid, hand_gid) != 0 || chmod(path, mode) != 0)
+		return -1;
+	return 0;
+}
+
+/*
+ * init as root, with the custody user present (make run made it): the
+ * state goes to that user at once, as scripts/run.sh leaves it, so that
+ * the keyd the next command starts (as that user) can open it: the state
+ * folder and the store its user's and its group's (serve's user is in
+ * it), the token folder, softhsm2.conf, the custody folder and the PIN
+ * its user's alone. *name gets the user, "" when nothing was handed.
+ */
+static int
+hand_over(const struct rf_config *cfg, char *name, size_t namelen)
+{
+	struct passwd *pw;
+	char p[RF_PATH_MAX + 16];
+	int ok;
+
+	name[0] = '\0';
+	if (geteuid() != 0 || (pw = getpwnam(cfg->custody_user)) == NULL)
+		return 0;
+	hand_uid = pw->pw_uid;
+	hand_gid = pw->pw_gid;
+	ok = nftw(cfg->home, hand_entry, 16, FTW_PHYS) == 0 &&
+	    (!exists(cfg->custody_dir) ||
+		nftw(cfg->custody_dir, hand_entry, 16, FTW_PHYS) == 0) &&
+	    chmod(cfg->home, 0770) == 0 && hand_file(cfg->db_path, 0660) == 0;
+	snprintf(p, sizeof(p), "%s-wal", cfg->db_path);
+	ok = ok && hand_file(p, 0660) == 0;
+	snprintf(p, sizeof(p), "%s-shm", cfg->db_path);
+	ok = ok && hand_file(p, 0660) == 0;
+	snprintf(p, sizeof(p), "%s/tokens", cfg->home);
+	ok = ok && hand_file(p, 0700) == 0 &&
+	    hand_file(cfg->softhsm_conf, 0600) == 0 &&
+	    hand_file(cfg->custody_dir, 0700) == 0 &&
+	    hand_file(cfg->pin_file, 0600) == 0;
+	if (!ok)
+		return rf_err_set(RF_ERR_IO,
+		    "cannot give the state %s to the custody user '%s': %s",
+		    cfg->home, cfg->custody_user, strerror(errno));
+	snprintf(name, namelen, "%s", pw->pw_name);
+	return 0;
+}
+
 int
 cmd_init(struct rf_cli *cli, int argc, char **argv)
 {
@@ -390,7 +498,8 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	};
 	struct created c;
 	struct rf_key_rec kr;
-	char more[96] = "", so_pin[33] = "";
+	char more[96] = "", so_pin[33] = "", owner[64];
+	struct group *gr;
 	int ch, fresh = 0, r;
 
 	if (cli_wants_help(argc, argv)) {
@@ -414,7 +523,8 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage(
 		    "init", "unexpected argument '%s'", argv[optind]);
-	if ((r = init_state(cli, &c, fresh, so_pin)) != 0) {
+	if ((r = init_state(cli, &c, fresh, so_pin)) != 0 ||
+	    (r = hand_over(&cli->cfg, owner, sizeof(owner))) != 0) {
 		OPENSSL_cleanse(so_pin, sizeof(so_pin));
 		cli_close(cli);
 		undo(&cli->cfg, &c);
@@ -443,6 +553,13 @@ cmd_init(struct rf_cli *cli, int argc, char **argv)
 	    "  next:   ringfence tenant add NAME; ringfence serve\n",
 	    cli->cfg.home, cli->cfg.token, more, cli->cfg.module,
 	    cli->cfg.pin_file, cli->cfg.db_path, cli->cfg.ca_alg);
+	if (owner[0] != '\0') {
+		gr = getgrgid(hand_gid);
+		fprintf(stderr,
+		    "  owner:  '%s' (group '%s'), keyd's user: the token and "
+		    "the PIN are its alone\n",
+		    owner, gr != NULL ? gr->gr_name : "?");
+	}
 	/* Pinned outside this host, it is what the record is checked
 	 * against (docs/audit-format.md). */
 	if (rf_store_key_by_purpose(cli->store, "audit", &kr) == 0)

@@ -5,6 +5,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -82,6 +83,64 @@ read_pid(const struct rf_config *cfg, pid_t *pid)
 	return 0;
 }
 
+/*
+ * 1 while pid runs: it exists and is not a zombie (a keyd killed while
+ * its parent lives stays one until reaped, and kill(pid, 0) still finds
+ * it).
+ */
+static int
+pid_running(pid_t pid)
+{
+	char path[64], buf[512], *rp;
+	ssize_t n;
+	int fd;
+
+	if (pid <= 1 || kill(pid, 0) != 0)
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno != ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 1;
+	buf[n] = '\0';
+	/* "pid (comm) S ...": the state follows the last ')'. */
+	if ((rp = strrchr(buf, ')')) == NULL || rp[1] != ' ')
+		return 1;
+	return rp[2] != 'Z' && rp[2] != 'X';
+}
+
+/*
+ * 1 if pid is a running keyd: keyd.pid outlives a keyd that was killed,
+ * and its number may since belong to another process, which must not be
+ * sent a signal. A keyd runs as "ringfence [options] keyd ...": an
+ * argument after the program is "keyd".
+ */
+static int
+keyd_running(pid_t pid)
+{
+	char path[64], buf[512];
+	size_t at;
+	ssize_t n;
+	int fd;
+
+	if (!pid_running(pid))
+		return 0;
+	snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno != ENOENT; /* no /proc: trust the pid file */
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	for (at = strlen(buf) + 1; at < (size_t)n; at += strlen(buf + at) + 1)
+		if (strcmp(buf + at, "keyd") == 0)
+			return 1;
+	return 0;
+}
+
 int
 cli_keyd_stop(const struct rf_config *cfg, pid_t *stopped)
 {
@@ -90,7 +149,7 @@ cli_keyd_stop(const struct rf_config *cfg, pid_t *stopped)
 
 	*stopped = 0;
 	rf_err_clear();
-	if (read_pid(cfg, &pid) != 0 || kill(pid, 0) != 0) {
+	if (read_pid(cfg, &pid) != 0 || !keyd_running(pid)) {
 		rf_err_clear();
 		return 0;
 	}
@@ -98,10 +157,10 @@ cli_keyd_stop(const struct rf_config *cfg, pid_t *stopped)
 		return rf_err_set(RF_ERR_STATE,
 		    "cannot stop keyd %d: %s (run as its user or root)",
 		    (int)pid, strerror(errno));
-	for (waited = 0; waited < STOP_WAIT_MS && kill(pid, 0) == 0;
+	for (waited = 0; waited < STOP_WAIT_MS && pid_running(pid);
 	     waited += 20)
 		usleep(20 * 1000);
-	if (kill(pid, 0) == 0)
+	if (pid_running(pid))
 		return rf_err_set(RF_ERR_STATE,
 		    "keyd %d did not stop within %d s", (int)pid,
 		    STOP_WAIT_MS / 1000);
@@ -125,10 +184,30 @@ keyd_stop(struct rf_cli *cli)
 	return EXIT_OK;
 }
 
+/*
+ * keyd's user by name, and whether the user split is on: keyd runs as
+ * custody_user (started as root, that user existing).
+ */
+static int
+keyd_user(const struct rf_config *cfg, unsigned uid, char *name, size_t len)
+{
+	struct passwd pw, *res = NULL;
+	char buf[2048];
+
+	if (getpwuid_r((uid_t)uid, &pw, buf, sizeof(buf), &res) == 0 &&
+	    res != NULL)
+		snprintf(name, len, "%s", res->pw_name);
+	else
+		snprintf(name, len, "?");
+	return strcmp(name, cfg->custody_user) == 0;
+}
+
 static int
 keyd_status(struct rf_cli *cli)
 {
 	struct rf_keyd_status st;
+	char user[64] = "";
+	int split = 0;
 	json_t *o;
 	char *s;
 	int r;
@@ -136,16 +215,18 @@ keyd_status(struct rf_cli *cli)
 	r = rf_keyd_status_get(&cli->cfg, &st);
 	if (r != 0 && r != RF_ERR_CUSTODY)
 		return cli_fail(r);
+	if (r == 0)
+		split = keyd_user(&cli->cfg, st.uid, user, sizeof(user));
 	if (cli->json) {
 		o = r == 0
-		    ? json_pack("{s:b,s:I,s:I,s:s,s:s,s:I,s:I,s:I,s:I,"
-				"s:I}",
+		    ? json_pack("{s:b,s:I,s:I,s:s,s:b,s:s,s:s,s:I,s:I,s:I,"
+				"s:I,s:I}",
 			  "running", 1, "pid", (json_int_t)st.pid, "uid",
-			  (json_int_t)st.uid, "class", rf_kclass_name(st.cls),
-			  "token", st.token, "tokens", (json_int_t)st.tokens,
-			  "clients", (json_int_t)st.clients, "queue",
-			  (json_int_t)st.queue, "requests",
-			  (json_int_t)st.requests, "refused",
+			  (json_int_t)st.uid, "user", user, "user_split", split,
+			  "class", rf_kclass_name(st.cls), "token", st.token,
+			  "tokens", (json_int_t)st.tokens, "clients",
+			  (json_int_t)st.clients, "queue", (json_int_t)st.queue,
+			  "requests", (json_int_t)st.requests, "refused",
 			  (json_int_t)st.refused)
 		    : json_pack("{s:b}", "running", 0);
 		if (o == NULL || (s = json_dumps(o, JSON_COMPACT)) == NULL) {
@@ -161,16 +242,16 @@ keyd_status(struct rf_cli *cli)
 		printf("keyd: not running (%s)\n", cli->cfg.keyd_socket);
 		return EXIT_FAIL;
 	}
-	printf("keyd: running, pid %d, uid %u\n"
+	printf("keyd: running, pid %d, uid %u (%s, user split %s)\n"
 	       "  socket:   %s\n"
 	       "  tokens:   '%s' and %u more\n"
 	       "  callers:  %u connected, %u signing requests in flight; you "
 	       "are %s\n"
 	       "  requests: %llu answered, %llu refused\n",
-	    (int)st.pid, (unsigned)st.uid, cli->cfg.keyd_socket, st.token,
-	    st.tokens > 0 ? st.tokens - 1 : 0, st.clients, st.queue,
-	    rf_kclass_name(st.cls), (unsigned long long)st.requests,
-	    (unsigned long long)st.refused);
+	    (int)st.pid, (unsigned)st.uid, user, split ? "on" : "off",
+	    cli->cfg.keyd_socket, st.token, st.tokens > 0 ? st.tokens - 1 : 0,
+	    st.clients, st.queue, rf_kclass_name(st.cls),
+	    (unsigned long long)st.requests, (unsigned long long)st.refused);
 	return EXIT_OK;
 }
 
@@ -305,7 +386,9 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	rf_connector_cache_free(ka.cache);
 	rf_limits_free(ka.limits);
 	if (r != 0) {
-		keyd_log(NULL, rf_err_msg(r));
+		/* keyd.log gets the time too; a terminal one line. */
+		if (!isatty(STDERR_FILENO))
+			keyd_log(NULL, rf_err_msg(r));
 		return cli_fail(r);
 	}
 	return EXIT_OK;
@@ -335,41 +418,82 @@ last_log_line(const char *path, char *out, size_t outlen)
  * to keyd.log), and wait until its socket answers. Another command may
  * start one at the same time: keyd.lock lets one run, and either answers.
  */
+/*
+ * Fork the keyd of cfg's state folder, detached: a child makes a session
+ * of its own and forks keyd from it, sends its pid back over a pipe and
+ * exits at once. So keyd is never the caller's child: a serve that started
+ * one does not keep it as a zombie in `ps` when it dies (kill -9), which
+ * its pid file would also still name. *kpid: keyd's pid, 0 if unknown.
+ */
+static int
+keyd_fork(const char *log, pid_t *kpid)
+{
+	pid_t child, k = 0;
+	int fd, pfd[2], status;
+
+	*kpid = 0;
+	if (pipe2(pfd, O_CLOEXEC) != 0)
+		return rf_err_set(RF_ERR_INTERNAL, "pipe: %s", strerror(errno));
+	if ((child = fork()) < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return rf_err_set(RF_ERR_INTERNAL, "fork: %s", strerror(errno));
+	}
+	if (child == 0) {
+		/* Only async-signal-safe calls until exec: serve has threads.
+		 */
+		(void)setsid();
+		if ((k = fork()) == 0) {
+			if ((fd = open("/dev/null", O_RDONLY)) >= 0) {
+				dup2(fd, 0);
+				close(fd);
+			}
+			if ((fd = open(log,
+				 O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+				 0600)) >= 0) {
+				dup2(fd, 1);
+				dup2(fd, 2);
+				close(fd);
+			}
+			execl("/proc/self/exe", "ringfence", "keyd",
+			    "--on-demand", (char *)NULL);
+			_exit(127);
+		}
+		if (write(pfd[1], &k, sizeof(k)) != (ssize_t)sizeof(k))
+			_exit(1);
+		_exit(k < 0);
+	}
+	close(pfd[1]);
+	if (read(pfd[0], &k, sizeof(k)) != (ssize_t)sizeof(k))
+		k = 0;
+	close(pfd[0]);
+	while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+		;
+	if (k <= 0)
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "could not start the custody process (fork)");
+	*kpid = k;
+	return 0;
+}
+
 int
 cli_keyd_start(void *arg, const struct rf_config *cfg)
 {
 	char log[RF_PATH_MAX + 16], line[400];
 	struct rf_keyd_status st;
 	pid_t pid;
-	int fd, status, waited, r;
+	int waited, r;
 
 	(void)arg;
 	if ((r = rf_keyd_path(cfg, "keyd.log", log, sizeof(log))) != 0)
 		return r;
-	if ((pid = fork()) < 0)
-		return rf_err_set(RF_ERR_INTERNAL, "fork: %s", strerror(errno));
-	if (pid == 0) {
-		/* The child: a daemon of its own session. */
-		(void)setsid();
-		if ((fd = open("/dev/null", O_RDONLY)) >= 0) {
-			dup2(fd, 0);
-			close(fd);
-		}
-		if ((fd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-			 0600)) >= 0) {
-			dup2(fd, 1);
-			dup2(fd, 2);
-			close(fd);
-		}
-		execl("/proc/self/exe", "ringfence", "keyd", "--on-demand",
-		    (char *)NULL);
-		_exit(127);
-	}
+	if ((r = keyd_fork(log, &pid)) != 0)
+		return r;
 	for (waited = 0; waited < START_WAIT_MS; waited += 20) {
 		if (rf_keyd_status_get(cfg, &st) == 0)
 			return 0;
 		/* Exited: a failure, or another keyd won the lock. */
-		if (waitpid(pid, &status, WNOHANG) == pid) {
+		if (!pid_running(pid)) {
 			if (rf_keyd_status_get(cfg, &st) == 0)
 				return 0;
 			last_log_line(log, line, sizeof(line));

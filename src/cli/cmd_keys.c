@@ -292,11 +292,14 @@ keys_list(struct rf_cli *cli, int argc, char **argv)
 		return cli_fail(r);
 	memset(&c, 0, sizeof(c));
 	c.cli = cli;
+	if ((r = rf_keys_list(cli->keys, collect_key, &c)) != 0) {
+		free(c.v);
+		return cli_fail(r); /* nothing printed but the error */
+	}
 	if (!cli->json)
 		printf("%-64s  %-8s  %-10s  %-12s  %-10s  %-7s  %s\n", "ID",
 		    "ALG", "PURPOSE", "TENANT", "STATE", "CUSTODY", "LABEL");
-	if ((r = rf_keys_list(cli->keys, collect_key, &c)) != 0 ||
-	    (r = list_and_compare(&c, &ndis)) != 0) {
+	if ((r = list_and_compare(&c, &ndis)) != 0) {
 		free(c.v);
 		return cli_fail(r);
 	}

@@ -86,8 +86,13 @@ drop_privileges(const struct rf_config *cfg)
 	struct passwd *pw;
 
 	rf_keyd_harden();
-	if (geteuid() != 0)
+	if (geteuid() != 0) {
+		fprintf(stderr,
+		    "ringfence serve: running as uid %u, not root: process "
+		    "split on (keys in keyd), user split off\n",
+		    (unsigned)geteuid());
 		return 0;
+	}
 	if ((pw = getpwnam(cfg->server_user)) == NULL) {
 		fprintf(stderr,
 		    "ringfence serve: server user '%s' does not exist: running "

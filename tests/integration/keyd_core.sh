@@ -51,6 +51,8 @@ for _ in $(seq 100); do
 done
 curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" || fail "serve: $(cat "$work/serve.log")"
 kpid=$(cat "$RINGFENCE_HOME/keyd.pid")
+# Without the custody user (state.sh), status says the user split is off.
+rf keyd status | grep -q "uid 0 (root, user split off)" || fail "keyd status: $(rf keyd status)"
 
 # The search finds a PIN where there is one.
 RINGFENCE_PIN=$pin sleep 60 &

@@ -11,26 +11,14 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-split
-[ "$(id -u)" = 0 ] || fail "keyd_split.sh runs as root (CI does)"
 client="$RF_BINARY_DIR/rf-keyd_client"
 work=$(mktemp -d /tmp/rf-keyd-split.XXXXXX)
 chmod 755 "$work"
 
 # Unique names, removed on exit with the state folder and its keyd.
-tag=$$
-ku=rfk$tag su=rfs$tag grp=rfg$tag
-groupadd --system "$grp"
-useradd --system -M -s /usr/sbin/nologin -g "$grp" "$ku"
-useradd --system -M -s /usr/sbin/nologin -g "$grp" "$su"
-split_cleanup() {
-	cleanup
-	userdel "$ku" 2>/dev/null || true
-	userdel "$su" 2>/dev/null || true
-	groupdel "$grp" 2>/dev/null || true
-	rm -rf "$work"
-}
-trap split_cleanup EXIT
-export RINGFENCE_CUSTODY_USER=$ku RINGFENCE_SERVER_USER=$su
+split_cleanup() { rm -rf "$work"; }
+extra_cleanup=split_cleanup
+. "$here/lib/users.sh"
 as_server() { setpriv --reuid "$su" --regid "$grp" --clear-groups -- "$@"; }
 leaves() {
 	sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" \
@@ -103,6 +91,23 @@ after=$(leaves refused)
 [ $((after - before)) -ge 3 ] || fail "refusals recorded: $((after - before)), want 3"
 sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT data FROM audit_leaf WHERE type = 'refused'" |
 	grep -q "uid $(id -u "$su")" || fail "refusal leaf does not name the caller's uid"
+# The CLI as the server user: keys list refused in one line, no half table.
+set +e
+as_server "$RINGFENCE" keys list >"$work/kl.out" 2>"$work/kl.err"
+rc8=$?
+set -e
+[ $rc8 = 1 ] && [ ! -s "$work/kl.out" ] && [ "$(wc -l <"$work/kl.err")" = 1 ] &&
+	grep -q "not for class server" "$work/kl.err" ||
+	fail "keys list as the server user: rc $rc8, out '$(cat "$work/kl.out")', err '$(cat "$work/kl.err")'"
+after=$(leaves refused)
+# The operator finds them with the CLI: audit search --type refused, every
+# line a refusal, --limit counting refusals only.
+rf audit search --type refused --json >"$work/refused.json" 2>/dev/null
+[ "$(wc -l <"$work/refused.json")" -eq "$after" ] ||
+	fail "audit search --type refused: $(wc -l <"$work/refused.json") lines, $after refusals"
+[ "$(jq -r .event.type "$work/refused.json" | sort -u)" = refused ] || fail "audit search --type refused lists other types"
+grep -q "uid $(id -u "$su")" "$work/refused.json" || fail "audit search --type refused does not name the caller"
+[ "$(rf audit search --type refused --limit 2 2>/dev/null | wc -l)" -eq 2 ] || fail "audit search --type refused --limit 2"
 
 # A serve that can also write the store clears the revocation there: keyd
 # has it in its ledger (custody folder, its user's alone) and still refuses.

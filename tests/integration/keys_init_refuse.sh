@@ -4,7 +4,9 @@
 # a token folder holding keys is refused with one line naming both paths,
 # and every key is still there (pkcs11-tool counts the objects; `keys list`
 # finds no disagreement once the store is back). `init --new` moves the old
-# state aside instead of deleting it.
+# state aside instead of deleting it, and the old PIN into the custody
+# folder, never beside the old tokens; init over an initialised state
+# names init --new, not removing the folder.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" keys-init-refuse
 MODULE=/usr/lib/softhsm/libsofthsm2.so
@@ -65,14 +67,31 @@ rf keys list >list2.txt 2>list2.err || { cat list2.err list2.txt >&2; fail "keys
 [ "$(wc -l <list2.txt)" -eq 6 ] || fail "keys list shows $(($(wc -l <list2.txt) - 1)) keys, not 5"
 rf crl --regenerate >/dev/null 2>crl.err || { cat crl.err >&2; fail "signing with the store back"; }
 
+# Over an initialised state: refused, and the way out it names is the one
+# that keeps the keys (init --new), never removing the folder.
+rf init >/dev/null 2>again.err && fail "init over an initialised state succeeded"
+[ "$(wc -l <again.err)" -eq 1 ] || { cat again.err >&2; fail "init's refusal is not one line"; }
+grep -q "init --new" again.err || fail "init's refusal does not name init --new: $(cat again.err)"
+grep -qi "remove the folder" again.err && fail "init's refusal says to remove the folder (and its keys)"
+
 # init --new: the old state moved aside, nothing deleted, a new state made.
 rf init --new >/dev/null 2>new.err || { cat new.err >&2; fail "init --new"; }
 old=$(ls -d old-* | head -1)
 [ -n "$old" ] && [ -d "$old/tokens" ] || fail "init --new did not move the tokens aside"
-for f in ringfence.db softhsm2.conf token.pin; do
+for f in ringfence.db softhsm2.conf; do
 	[ -e "$old/$f" ] || fail "init --new did not move $f aside"
 done
 grep -q "moved the old state to" new.err || fail "init --new does not say where the old state went"
+# The old PIN goes aside in the custody folder, never beside the old
+# tokens: no file of the state folder holds it (a copy of the folder
+# cannot open the old tokens either).
+grep -rqF "$pin" "$RINGFENCE_HOME" && fail "init --new put the old PIN in the state folder: $(grep -rlF "$pin" "$RINGFENCE_HOME")"
+oldpin=$(ls -d "$RINGFENCE_HOME-custody"/old-*/token.pin 2>/dev/null | head -1)
+[ -n "$oldpin" ] && [ "$(cat "$oldpin")" = "$pin" ] || fail "init --new did not keep the old PIN in the custody folder"
+[ "$(stat -c %a "$(dirname "$oldpin")")" = 700 ] && [ "$(stat -c %a "$oldpin")" = 600 ] ||
+	fail "the old PIN's folder or file is open to others: $(stat -c %a "$(dirname "$oldpin")" "$oldpin")"
+grep -q "moved the old PIN to $RINGFENCE_HOME-custody/old-" new.err || fail "init --new does not say where the old PIN went: $(cat new.err)"
+[ "$(cat "$RINGFENCE_HOME-custody/token.pin")" != "$pin" ] || fail "the new state kept the old PIN"
 sed -i "s#$RINGFENCE_HOME/tokens#$RINGFENCE_HOME/$old/tokens#" "$old/softhsm2.conf"
 [ "$(count_keys "$RINGFENCE_HOME/$old/softhsm2.conf" "$pin")" -eq "$before" ] ||
 	fail "init --new lost keys of the old state"

@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# keyd_stop.sh: keyd.pid after a kill -9. A serve started without a keyd
+# starts one on demand; it is no child of serve (killed, it stayed a zombie
+# under serve, in `ps` as "<defunct>", and kill(pid, 0) still found it, so
+# `ringfence keyd stop` waited 10 s and said it "did not stop"). Now: after
+# kill -9 nothing of keyd is left under serve, `keyd stop` says at once
+# that none runs, a keyd.pid naming a process that is not a keyd (its
+# number reused) gets that process no signal, and a keyd started as
+# `ringfence --json keyd` is still stopped; a second keyd started by hand
+# on a terminal is refused in one line (it was two: the log's and the
+# error's).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib/state.sh" keyd-stop
+. "$here/lib/serve.sh"
+rf init >/dev/null 2>&1 || fail "init"
+rf keyd stop >/dev/null 2>&1 || true
+if rf keyd status >/dev/null 2>&1; then fail "keyd still runs"; fi
+start_serve
+kpid=$(cat "$RINGFENCE_HOME/keyd.pid")
+rf keyd status >/dev/null || fail "serve did not start keyd"
+[ "$(ps -o ppid= -p "$kpid" | tr -d ' ')" != "$server" ] || fail "keyd is serve's child"
+kill -9 "$kpid"
+for _ in $(seq 50); do
+	[ "$(ps -o stat= -p "$kpid" 2>/dev/null | cut -c1)" = Z ] && continue
+	kill -0 "$kpid" 2>/dev/null || break
+	sleep 0.1
+done
+[ -z "$(ps -o pid= --ppid "$server" | tr -d ' ')" ] || fail "serve keeps a child: $(ps -o pid,stat,cmd --ppid "$server")"
+t0=$(date +%s%N)
+rf keyd stop 2>"$RINGFENCE_HOME/stop.err" || fail "keyd stop after the kill: $(cat "$RINGFENCE_HOME/stop.err")"
+ms=$((($(date +%s%N) - t0) / 1000000))
+grep -q "no custody process runs" "$RINGFENCE_HOME/stop.err" || fail "keyd stop: $(cat "$RINGFENCE_HOME/stop.err")"
+[ $ms -lt 5000 ] || fail "keyd stop took $ms ms for a keyd that is gone"
+curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/ca/issuing.pem" || fail "serve stopped answering"
+
+# keyd.pid naming a process that is not a keyd: left alone.
+sleep 60 &
+other=$!
+echo "$other" >"$RINGFENCE_HOME/keyd.pid"
+rf keyd stop 2>"$RINGFENCE_HOME/stop2.err" || fail "keyd stop with a reused pid: $(cat "$RINGFENCE_HOME/stop2.err")"
+kill -0 "$other" 2>/dev/null || fail "keyd stop signalled a process that is not keyd"
+kill "$other"
+wait "$other" 2>/dev/null || true
+rm -f "$RINGFENCE_HOME/keyd.pid"
+
+# A keyd started with a global option before the command is still one.
+"$RINGFENCE" --json keyd --idle 0 2>"$RINGFENCE_HOME/keyd2.log" &
+k2=$!
+for _ in $(seq 100); do
+	rf keyd status >/dev/null 2>&1 && break
+	sleep 0.1
+done
+# A second keyd, by hand on a terminal: refused in one line.
+script -qec "$RINGFENCE keyd --idle 0" /dev/null >"$RINGFENCE_HOME/second.out" 2>&1 &&
+	fail "a second keyd started"
+[ "$(grep -c . "$RINGFENCE_HOME/second.out")" = 1 ] && grep -q "already runs" "$RINGFENCE_HOME/second.out" ||
+	fail "a second keyd on a terminal: $(cat "$RINGFENCE_HOME/second.out")"
+rf keyd stop 2>"$RINGFENCE_HOME/stop3.err" || fail "keyd stop: $(cat "$RINGFENCE_HOME/stop3.err")"
+grep -q "stopped keyd $k2" "$RINGFENCE_HOME/stop3.err" || fail "keyd stop did not stop 'ringfence --json keyd': $(cat "$RINGFENCE_HOME/stop3.err")"
+wait "$k2" 2>/dev/null || true
+echo "keyd_stop: ok"
