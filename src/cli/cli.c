@@ -11,22 +11,7 @@
 void
 cli_forget_pin(void)
 {
-	static const char name[] = "RINGFENCE_PIN=";
-	char *e = getenv("RINGFENCE_PIN"), *entry;
-	size_t n;
-
-	if (e == NULL)
-		return;
-	/*
-	 * getenv points past the '=' of the entry "RINGFENCE_PIN=value", one
-	 * string of the environment block. unsetenv takes it out of environ
-	 * but leaves its bytes, which /proc/PID/environ shows: the whole
-	 * entry is wiped, its name too, so nothing there names a PIN.
-	 */
-	entry = e - (sizeof(name) - 1);
-	n = strlen(entry);
-	unsetenv("RINGFENCE_PIN");
-	OPENSSL_cleanse(entry, n);
+	rf_env_wipe("RINGFENCE_PIN");
 }
 
 int

@@ -126,6 +126,10 @@ void rf_freezero(void *p, size_t len);
  * ranges, the first in the calling thread; a range whose thread cannot be
  * started runs in the caller. fn must be safe on disjoint ranges at once.
  */
+/* Take NAME out of the environment and wipe its entry's bytes, name and
+ * value, so that /proc/PID/environ no longer shows either. */
+void rf_env_wipe(const char *name);
+
 void rf_parallel(
     size_t n, int threads, void (*fn)(void *, size_t, size_t), void *arg);
 

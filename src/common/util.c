@@ -9,6 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+
+#include <openssl/crypto.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -223,6 +225,26 @@ rf_freezero(void *p, size_t len)
 		return;
 	OPENSSL_cleanse(p, len);
 	free(p);
+}
+
+void
+rf_env_wipe(const char *name)
+{
+	char *e = getenv(name), *entry;
+	size_t n;
+
+	if (e == NULL)
+		return;
+	/*
+	 * getenv points past the '=' of the entry "NAME=value", one string
+	 * of the environment block. unsetenv takes it out of environ but
+	 * leaves its bytes, which /proc/PID/environ shows: the whole entry is
+	 * wiped, its name too.
+	 */
+	entry = e - (strlen(name) + 1);
+	n = strlen(entry);
+	unsetenv(name);
+	OPENSSL_cleanse(entry, n);
 }
 
 struct range {

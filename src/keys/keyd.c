@@ -1596,8 +1596,7 @@ take_env_pin(struct rf_config *cfg)
 		return;
 	if (*e != '\0' && strlen(e) < sizeof(cfg->pin))
 		snprintf(cfg->pin, sizeof(cfg->pin), "%s", e);
-	OPENSSL_cleanse(e, strlen(e));
-	unsetenv("RINGFENCE_PIN");
+	rf_env_wipe("RINGFENCE_PIN");
 }
 
 static void *

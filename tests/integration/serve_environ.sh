@@ -28,4 +28,9 @@ grep -qa RINGFENCE_PIN "/proc/$server/environ" &&
 grep -qaF "$pin" "/proc/$server/environ" && fail "serve's environment holds the PIN"
 grep -qa "RF_ENV_MARK=still-here" "/proc/$server/environ" ||
 	fail "serve's other environment entries were damaged"
+# The keyd serve started was handed the PIN the same way.
+kpid=$(cat "$RINGFENCE_HOME/keyd.pid")
+grep -qa RINGFENCE_PIN "/proc/$kpid/environ" &&
+	fail "keyd's /proc/PID/environ still names RINGFENCE_PIN"
+grep -qaF "$pin" "/proc/$kpid/environ" && fail "keyd's environment holds the PIN"
 echo "serve_environ: ok"
