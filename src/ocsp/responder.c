@@ -495,7 +495,7 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 	struct rf_actor who = {"ocsp-responder", "ocsp on-demand"};
 	unsigned issuers[RF_OCSP_MAX_IDS], signer_issuer = 0;
 	size_t i, len = 0;
-	int have_signer;
+	int have_signer, rc;
 
 	/* Known issuer and serial for each, else unauthorized. */
 	pthread_rwlock_rdlock(&r->lock);
@@ -570,10 +570,14 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 		return;
 	}
 	r->tokens -= 1.0;
-	if (rf_ocsp_sign_now(r->signer, q->ids, sts, q->n, now, &who, ans->der,
-		sizeof(ans->der), &len) != 0) {
+	if ((rc = rf_ocsp_sign_now(r->signer, q->ids, sts, q->n, now, &who,
+		 ans->der, sizeof(ans->der), &len)) != 0) {
 		pthread_mutex_unlock(&r->sign_lock);
-		answer_status(ans, RF_OCSP_INTERNAL_ERROR);
+		/* The custody process away (killed, restarting) is RFC 6960's
+		 * tryLater: the client may ask again; anything else is ours. */
+		answer_status(ans,
+		    rc == RF_ERR_CUSTODY ? RF_OCSP_TRY_LATER
+					 : RF_OCSP_INTERNAL_ERROR);
 		return;
 	}
 	pthread_mutex_unlock(&r->sign_lock);

@@ -78,6 +78,11 @@ made=$(($(q "SELECT count(*) FROM certs") - base))
 [ "$(unrecorded)" = 0 ] || fail "$(unrecorded) certificates without their leaf"
 kill -0 "$server" || fail "serve ended with keyd"
 ocsp_ok || fail "serve does not answer OCSP while keyd is down"
+# A SHA-256 CertID has no pre-signed answer: RFC 6960's tryLater, not an
+# internal error, while the custody process is away.
+openssl ocsp -sha256 -issuer "$work/issuing.pem" -serial "0x$serial" \
+	-url "http://127.0.0.1:$port/ocsp" -no_nonce -noverify >"$work/later.txt" 2>&1 || true
+grep -qi "trylater" "$work/later.txt" || fail "on-demand OCSP with keyd down: $(cat "$work/later.txt")"
 
 start_keyd
 rf audit verify >/dev/null 2>"$work/verify.err" || fail "audit verify: $(cat "$work/verify.err")"
