@@ -700,11 +700,12 @@ rf_pool_plan_text(const struct rf_pool_plan *p, char *buf, size_t len)
 		    (long long)p->need, name);
 		return;
 	}
+	/* Under 10 s, tenths: one RSA key is "about 0.2 s", not "0 s". */
 	snprintf(buf, len,
 	    "the standby pool has %lld of %lld %s keys needed: %lld will be "
-	    "generated in the token, about %.0f s at %.1f keys/s (%s)",
+	    "generated in the token, about %.*f s at %.1f keys/s (%s)",
 	    (long long)p->from_pool, (long long)p->need, name,
-	    (long long)p->generate, p->gen_s, p->rate,
+	    (long long)p->generate, p->gen_s < 9.95 ? 1 : 0, p->gen_s, p->rate,
 	    p->rate_measured ? "the last refill's rate"
 			     : "a typical SoftHSM rate");
 }
