@@ -374,7 +374,14 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage(
 		    "incident", "unexpected argument '%s'", argv[optind]);
-	if ((r = cli_open(cli, CLI_ALL)) != 0)
+	/*
+	 * status and list read the store only: they must answer while a
+	 * contain in another terminal keeps keyd busy making keys.
+	 */
+	if ((r = cli_open(cli,
+		 strcmp(sub, "status") == 0 || strcmp(sub, "list") == 0
+		     ? CLI_STORE
+		     : CLI_ALL)) != 0)
 		return cli_fail(r);
 	ctx_init(cli, &c);
 
