@@ -2,11 +2,14 @@
  * ringfence incident, ringfence connection: compromise response from the
  * command line (docs/incident.md).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -169,6 +172,23 @@ progress_rates(const struct rf_progress_rec *p, double *rate, double *eta)
 		*eta = (double)(p->total - p->done) / *rate;
 }
 
+/* Wall clock in milliseconds, as progress records updated_ms. */
+static int64_t
+wall_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Whether the command that writes p still runs (on this host). */
+static int
+progress_alive(const struct rf_progress_rec *p)
+{
+	return p->pid > 0 && (kill((pid_t)p->pid, 0) == 0 || errno == EPERM);
+}
+
 static void
 print_progress(const struct rf_incident_ctx *c, int64_t id, const char *cmd)
 {
@@ -184,12 +204,20 @@ print_progress(const struct rf_incident_ctx *c, int64_t id, const char *cmd)
 		printf("  %s: finished (last phase %s, %llu/%llu)\n", cmd,
 		    p.phase, (unsigned long long)p.done,
 		    (unsigned long long)p.total);
+	else if (!progress_alive(&p))
+		printf("  %s interrupted (pid %lld is gone) in %s at "
+		       "%llu/%llu, %.1f s ago: run 'ringfence incident %s "
+		       "%lld' to resume\n",
+		    cmd, (long long)p.pid, p.phase, (unsigned long long)p.done,
+		    (unsigned long long)p.total,
+		    (double)(wall_ms() - p.updated_ms) / 1000.0, cmd,
+		    (long long)id);
 	else
 		printf("  %s running (pid %lld): %s %llu/%llu, %.0f/s, ETA %s "
 		       "(as of %.1f s ago)\n",
 		    cmd, (long long)p.pid, p.phase, (unsigned long long)p.done,
 		    (unsigned long long)p.total, rate, etas,
-		    (double)(rf_now() * 1000 - p.updated_ms) / 1000.0);
+		    (double)(wall_ms() - p.updated_ms) / 1000.0);
 }
 
 static void
@@ -205,11 +233,11 @@ progress_json(
 	progress_rates(&p, &rate, &eta);
 	snprintf(key, sizeof(key), "%s_progress", cmd);
 	json_object_set_new(j, key,
-	    json_pack("{s:s, s:I, s:I, s:f, s:f, s:b, s:I, s:I}", "phase",
+	    json_pack("{s:s, s:I, s:I, s:f, s:f, s:b, s:b, s:I, s:I}", "phase",
 		p.phase, "done", (json_int_t)p.done, "total",
 		(json_int_t)p.total, "rate", rate, "eta_s", eta, "finished",
-		p.finished, "pid", (json_int_t)p.pid, "updated_ms",
-		(json_int_t)p.updated_ms));
+		p.finished, "running", !p.finished && progress_alive(&p), "pid",
+		(json_int_t)p.pid, "updated_ms", (json_int_t)p.updated_ms));
 }
 
 static int

@@ -4,7 +4,8 @@
 # While it does, `incident status` from another terminal answers at once
 # (it read the store only, but opened keyd, busy generating, and waited
 # for the whole phase), and contain's progress moves during generation
-# (one part of up to 500 keys showed 0/N until the end).
+# (one part of up to 500 keys showed 0/N until the end). Killed with -9,
+# status says it was interrupted and how to resume; the rerun finishes.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" incident_status_watch
 cd "$RINGFENCE_HOME"
@@ -18,7 +19,7 @@ for i in $(seq -w 1 $N); do
 		--keygen rsa-2048 >/dev/null 2>&1
 done
 id=$(rf incident open --scope all --reason watch 2>/dev/null)
-rf --json incident contain "$id" >contain.out 2>prog.jsonl &
+"$RINGFENCE" --json incident contain "$id" >contain.out 2>prog.jsonl &
 cp=$!
 # Wait for the generation phase (the pool is empty: refill is off).
 for _ in $(seq 1200); do
@@ -30,21 +31,37 @@ grep -q '"phase":"generate keys the pool lacks"' prog.jsonl ||
 	fail "no generation phase: $(cat prog.jsonl)"
 timeout 120 "$RINGFENCE" --json incident status "$id" >st.json ||
 	fail "status failed while contain ran"
-running=0
-kill -0 "$cp" 2>/dev/null && running=1
-wait "$cp" || fail "contain failed: $(tail -3 prog.jsonl)"
-[ $running -eq 1 ] ||
+kill -0 "$cp" 2>/dev/null ||
 	fail "incident status answered only after contain had finished"
-python3 - st.json prog.jsonl $N <<'PY' || fail "status/progress: $(cat st.json; tail -5 prog.jsonl)"
+python3 - st.json <<'PY' || fail "status while running: $(cat st.json)"
 import json, sys
-st = json.load(open(sys.argv[1]))
-p = st["contain_progress"]
-assert not p["finished"], p
-n = int(sys.argv[3])
-gen = [json.loads(l) for l in open(sys.argv[2])
-       if '"generate keys the pool lacks"' in l]
-# Progress moved during generation: some line between 0 and all.
-assert any(0 < g["done"] < n for g in gen), gen
-assert gen[-1]["done"] == n, gen[-1]
+p = json.load(open(sys.argv[1]))["contain_progress"]
+assert not p["finished"] and p["running"], p
 PY
+# Progress moves during generation: a line between 0 and all.
+for _ in $(seq 1200); do
+	python3 - prog.jsonl $N <<'PY' && break
+import json, sys
+n = int(sys.argv[2])
+gen = [json.loads(l) for l in open(sys.argv[1])
+       if '"generate keys the pool lacks"' in l]
+sys.exit(0 if any(0 < g["done"] < n for g in gen) else 1)
+PY
+	kill -0 "$cp" 2>/dev/null || fail "no progress during generation: $(cat prog.jsonl)"
+	sleep 0.1
+done
+# kill -9 mid-way: status says it was interrupted and how to resume, not
+# "running" for a process that is gone; the rerun finishes.
+kill -9 "$cp"
+wait "$cp" 2>/dev/null || true
+rf incident status "$id" >st.txt
+grep -q "contain interrupted (pid $cp is gone).*ringfence incident contain $id" st.txt ||
+	fail "status after kill -9: $(cat st.txt)"
+grep -q "ago" st.txt && ! grep -q "as of -" st.txt || fail "status age: $(cat st.txt)"
+rf --json incident status "$id" | python3 -c '
+import json, sys
+p = json.load(sys.stdin)["contain_progress"]
+assert not p["running"] and not p["finished"], p' || fail "json after kill -9"
+rf incident contain "$id" >rerun.out 2>&1 || fail "rerun: $(cat rerun.out)"
+grep -q "incident $id contained: $N connections" rerun.out || fail "rerun: $(cat rerun.out)"
 echo "incident_status_watch: ok"
