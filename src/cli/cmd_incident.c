@@ -9,11 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "common/progress.h"
 #include "incident/incident.h"
 #include "pool/pool.h"
 #include "store/store_incident.h"
@@ -172,16 +172,6 @@ progress_rates(const struct rf_progress_rec *p, double *rate, double *eta)
 		*eta = (double)(p->total - p->done) / *rate;
 }
 
-/* Wall clock in milliseconds, as progress records updated_ms. */
-static int64_t
-wall_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Whether the command that writes p still runs (on this host). */
 static int
 progress_alive(const struct rf_progress_rec *p)
@@ -210,14 +200,14 @@ print_progress(const struct rf_incident_ctx *c, int64_t id, const char *cmd)
 		       "%lld' to resume\n",
 		    cmd, (long long)p.pid, p.phase, (unsigned long long)p.done,
 		    (unsigned long long)p.total,
-		    (double)(wall_ms() - p.updated_ms) / 1000.0, cmd,
+		    (double)(rf_progress_now_ms() - p.updated_ms) / 1000.0, cmd,
 		    (long long)id);
 	else
 		printf("  %s running (pid %lld): %s %llu/%llu, %.0f/s, ETA %s "
 		       "(as of %.1f s ago)\n",
 		    cmd, (long long)p.pid, p.phase, (unsigned long long)p.done,
 		    (unsigned long long)p.total, rate, etas,
-		    (double)(wall_ms() - p.updated_ms) / 1000.0);
+		    (double)(rf_progress_now_ms() - p.updated_ms) / 1000.0);
 }
 
 static void
