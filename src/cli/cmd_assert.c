@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -27,14 +28,41 @@ static const char assert_help[] =
     "is ringfence's root certificate (GET /ca/root.pem). Prints the\n"
     "assertion, or with --json the whole answer (assertion, expires, jti,\n"
     "x5t#S256). --url defaults to https://<listen>:<tls_port>.\n"
-    "A refusal prints its code and message and exits 1.\n";
+    "A refusal prints its code and message (rate_limited and busy: when\n"
+    "to retry, from Retry-After) and exits 1.\n";
 
 #define ANSWER_MAX (64 * 1024)
 
-/* One HTTPS POST; the status and body (malloc'd) of the answer. */
+/*
+ * The Retry-After header of an answer's head (HEAD .. END, the blank line),
+ * in seconds; -1 when there is none.
+ */
+static long
+retry_after(const char *head, const char *end)
+{
+	static const char name[] = "\r\nretry-after:";
+	const char *p;
+	char *e;
+	long v;
+
+	for (p = head; p + sizeof(name) - 1 <= end; p++) {
+		if (strncasecmp(p, name, sizeof(name) - 1) != 0)
+			continue;
+		p += sizeof(name) - 1;
+		p += strspn(p, " \t");
+		v = strtol(p, &e, 10);
+		return e != p && v >= 0 ? v : -1;
+	}
+	return -1;
+}
+
+/*
+ * One HTTPS POST; the status, body (malloc'd) and Retry-After (seconds, -1
+ * if none) of the answer.
+ */
 static int
 post(const char *url, const char *cert, const char *key, const char *ca,
-    const char *path, const char *body, int *status, char **out)
+    const char *path, const char *body, int *status, char **out, long *retry)
 {
 	SSL_CTX *ctx = NULL;
 	BIO *b = NULL;
@@ -46,6 +74,7 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 
 	*status = 0;
 	*out = NULL;
+	*retry = -1;
 	if (strncmp(url, "https://", 8) != 0 ||
 	    strlen(url + 8) >= sizeof(hostport))
 		return rf_err_set(RF_ERR_ARG, "--url: use https://HOST:PORT");
@@ -113,6 +142,7 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 		goto out;
 	}
 	*status = atoi(buf + 9);
+	*retry = retry_after(buf, p + 2);
 	if ((*out = strdup(p + 4)) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
@@ -141,6 +171,7 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		   *url = NULL, *x5t = NULL, *s;
 	char defurl[128], *ans = NULL, *body = NULL;
 	json_t *req = NULL, *j = NULL;
+	long retry;
 	int c, status, r = EXIT_FAIL;
 
 	if (cli_wants_help(argc, argv)) {
@@ -202,14 +233,14 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		r = cli_fail(RF_ERR_ALLOC);
 		goto out;
 	}
-	if ((c = post(url, cert, key, ca, "/v1/assertions", body, &status,
-		 &ans)) != 0) {
+	if ((c = post(url, cert, key, ca, "/v1/assertions", body, &status, &ans,
+		 &retry)) != 0) {
 		r = cli_fail(c);
 		goto out;
 	}
 	j = json_loads(ans, 0, NULL);
 	if (status != 200) {
-		fprintf(stderr, "ringfence: refused (%d %s): %s\n", status,
+		fprintf(stderr, "ringfence: refused (%d %s): %s", status,
 		    j != NULL && json_string_value(json_object_get(j, "error"))
 			? json_string_value(json_object_get(j, "error"))
 			: "?",
@@ -217,6 +248,10 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 			    json_string_value(json_object_get(j, "message"))
 			? json_string_value(json_object_get(j, "message"))
 			: ans);
+		/* rate_limited and busy: when the server takes it again. */
+		if (retry >= 0)
+			fprintf(stderr, ": retry after %ld s", retry);
+		fputc('\n', stderr);
 		goto out;
 	}
 	if (cli->json)

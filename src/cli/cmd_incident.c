@@ -2,8 +2,10 @@
  * ringfence incident, ringfence connection: compromise response from the
  * command line (docs/incident.md).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +13,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "common/progress.h"
 #include "incident/incident.h"
 #include "pool/pool.h"
 #include "store/store_incident.h"
@@ -169,6 +172,13 @@ progress_rates(const struct rf_progress_rec *p, double *rate, double *eta)
 		*eta = (double)(p->total - p->done) / *rate;
 }
 
+/* Whether the command that writes p still runs (on this host). */
+static int
+progress_alive(const struct rf_progress_rec *p)
+{
+	return p->pid > 0 && (kill((pid_t)p->pid, 0) == 0 || errno == EPERM);
+}
+
 static void
 print_progress(const struct rf_incident_ctx *c, int64_t id, const char *cmd)
 {
@@ -184,12 +194,20 @@ print_progress(const struct rf_incident_ctx *c, int64_t id, const char *cmd)
 		printf("  %s: finished (last phase %s, %llu/%llu)\n", cmd,
 		    p.phase, (unsigned long long)p.done,
 		    (unsigned long long)p.total);
+	else if (!progress_alive(&p))
+		printf("  %s interrupted (pid %lld is gone) in %s at "
+		       "%llu/%llu, %.1f s ago: run 'ringfence incident %s "
+		       "%lld' to resume\n",
+		    cmd, (long long)p.pid, p.phase, (unsigned long long)p.done,
+		    (unsigned long long)p.total,
+		    (double)(rf_progress_now_ms() - p.updated_ms) / 1000.0, cmd,
+		    (long long)id);
 	else
 		printf("  %s running (pid %lld): %s %llu/%llu, %.0f/s, ETA %s "
 		       "(as of %.1f s ago)\n",
 		    cmd, (long long)p.pid, p.phase, (unsigned long long)p.done,
 		    (unsigned long long)p.total, rate, etas,
-		    (double)(rf_now() * 1000 - p.updated_ms) / 1000.0);
+		    (double)(rf_progress_now_ms() - p.updated_ms) / 1000.0);
 }
 
 static void
@@ -205,11 +223,11 @@ progress_json(
 	progress_rates(&p, &rate, &eta);
 	snprintf(key, sizeof(key), "%s_progress", cmd);
 	json_object_set_new(j, key,
-	    json_pack("{s:s, s:I, s:I, s:f, s:f, s:b, s:I, s:I}", "phase",
+	    json_pack("{s:s, s:I, s:I, s:f, s:f, s:b, s:b, s:I, s:I}", "phase",
 		p.phase, "done", (json_int_t)p.done, "total",
 		(json_int_t)p.total, "rate", rate, "eta_s", eta, "finished",
-		p.finished, "pid", (json_int_t)p.pid, "updated_ms",
-		(json_int_t)p.updated_ms));
+		p.finished, "running", !p.finished && progress_alive(&p), "pid",
+		(json_int_t)p.pid, "updated_ms", (json_int_t)p.updated_ms));
 }
 
 static int
@@ -374,7 +392,14 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage(
 		    "incident", "unexpected argument '%s'", argv[optind]);
-	if ((r = cli_open(cli, CLI_ALL)) != 0)
+	/*
+	 * status and list read the store only: they must answer while a
+	 * contain in another terminal keeps keyd busy making keys.
+	 */
+	if ((r = cli_open(cli,
+		 strcmp(sub, "status") == 0 || strcmp(sub, "list") == 0
+		     ? CLI_STORE
+		     : CLI_ALL)) != 0)
 		return cli_fail(r);
 	ctx_init(cli, &c);
 

@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "common/progress.h"
 #include "pool/pool.h"
 
 static const char pool_help[] =
@@ -119,14 +120,23 @@ fill_one(struct rf_cli *cli, enum rf_key_alg alg, long long count)
 {
 	struct rf_pool_status ps;
 	struct rf_pool_fill_report rep;
+	struct rf_progress *prog = NULL;
+	char task[64];
 	int64_t target;
 	int r, r2;
 
 	if ((r = rf_pool_status(&cli->cfg, cli->store, alg, &ps)) != 0)
 		return r;
 	target = count > 0 ? INT64_MAX : ps.target;
-	r = rf_pool_refill(cli->keys, cli->store, alg, target,
-	    count > 0 ? (size_t)count : 0, &stop_fill, &cli->who, &rep);
+	/* RSA keys take minutes: counts, rate and ETA (common/progress.h). */
+	snprintf(task, sizeof(task), "pool fill %s", rf_key_alg_name(alg));
+	if ((r = rf_progress_new(task,
+		 cli->json ? RF_PROGRESS_JSON : RF_PROGRESS_AUTO, &prog)) != 0)
+		return r;
+	r = rf_pool_refill_progress(cli->keys, cli->store, alg, target,
+	    count > 0 ? (size_t)count : 0, &stop_fill, &cli->who, prog, &rep);
+	rf_progress_finish(prog);
+	rf_progress_free(prog);
 	if (cli->json)
 		r2 = print_json(json_pack("{s:s, s:I, s:f, s:I, s:I, s:b}",
 		    "alg", rf_key_alg_name(alg), "made", (json_int_t)rep.made,

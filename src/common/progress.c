@@ -21,8 +21,8 @@ struct rf_progress {
 	int line_open; /* a terminal line waits for its newline */
 };
 
-static int64_t
-now_ms(void)
+int64_t
+rf_progress_now_ms(void)
 {
 	struct timespec ts;
 
@@ -42,7 +42,7 @@ rf_progress_new(
 	snprintf(p->task, sizeof(p->task), "%s", task != NULL ? task : "");
 	p->out = out;
 	p->tty = out == RF_PROGRESS_AUTO && isatty(STDERR_FILENO);
-	p->started_ms = p->phase_ms = now_ms();
+	p->started_ms = p->phase_ms = rf_progress_now_ms();
 	*pp = p;
 	return 0;
 }
@@ -100,7 +100,7 @@ static void
 emit(struct rf_progress *p, int force, int finished)
 {
 	struct rf_progress_state s;
-	int64_t now = now_ms();
+	int64_t now = rf_progress_now_ms();
 	char eta[32];
 
 	state_of(p, now, finished, &s);
@@ -147,7 +147,7 @@ rf_progress_phase(struct rf_progress *p, const char *phase, uint64_t total)
 	snprintf(p->phase, sizeof(p->phase), "%s", phase);
 	p->done = 0;
 	p->total = total;
-	p->phase_ms = now_ms();
+	p->phase_ms = rf_progress_now_ms();
 	emit(p, 1, 0);
 }
 

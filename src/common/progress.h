@@ -51,6 +51,9 @@ void rf_progress_add(struct rf_progress *p, uint64_t n);
 /* The command ends: a last line (and a newline on a terminal). */
 void rf_progress_finish(struct rf_progress *p);
 
+/* The wall clock in milliseconds, the clock of started_ms and updated_ms. */
+int64_t rf_progress_now_ms(void);
+
 /* "12.3 s", "4 min 05 s" for an ETA; out of 32 bytes. */
 void rf_progress_eta_str(double s, char out[32]);
 

@@ -73,7 +73,7 @@ rf_connector_detect_in(const struct rf_config *cfg, struct rf_seen *st,
     const struct rf_connector_event *ev, struct rf_alert_rec *out, size_t *n)
 {
 	char k[320], u[320], net[64], num[32];
-	int64_t before, used, first, c, base, hour = ev->now / HOUR;
+	int64_t before, used, first, c, base, last, hour = ev->now / HOUR;
 	int r;
 
 	*n = 0;
@@ -133,12 +133,22 @@ rf_connector_detect_in(const struct rf_config *cfg, struct rf_seen *st,
 		return r;
 	snprintf(u, sizeof(u), "%s/%s", ev->tenant, ev->conn);
 	if (before < 0) {
-		/* A new hour: fold the previous one into the baseline. */
+		/*
+		 * A new hour: fold the connection's last used hour into the
+		 * baseline ("lasth"; the hour before when none is recorded),
+		 * not only the hour just before: a connection used every few
+		 * hours has a baseline too.
+		 */
+		if ((r = rf_seen_get(st, "lasth", u, &last, NULL)) != 0)
+			return r;
+		if (last <= 0 || last >= hour)
+			last = hour - 1;
 		snprintf(k, sizeof(k), "%s/%s|%lld", ev->tenant, ev->conn,
-		    (long long)(hour - 1));
+		    (long long)last);
 		if ((r = rf_seen_get(st, "hour", k, &c, NULL)) != 0 ||
 		    (c > 0 &&
-			(r = rf_seen_max(st, "hbase", u, c, ev->now)) != 0))
+			(r = rf_seen_max(st, "hbase", u, c, ev->now)) != 0) ||
+		    (r = rf_seen_set(st, "lasth", u, hour, ev->now)) != 0)
 			return r;
 	}
 	if ((r = rf_seen_get(st, "hbase", u, &base, &first)) != 0)

@@ -149,7 +149,7 @@ rf_connector_reconcile(struct rf_store *st, const uint8_t *json, size_t len,
 	json_error_t e;
 	struct explain ex;
 	struct cred c;
-	const char *tp, *ip, *when, *why;
+	const char *tp, *ip, *when, *why, *sid;
 	size_t i;
 	int64_t t;
 	int r;
@@ -157,8 +157,10 @@ rf_connector_reconcile(struct rf_store *st, const uint8_t *json, size_t len,
 	*unexplained = 0;
 	if ((root = json_loadb((const char *)json, len, 0, &e)) == NULL)
 		return rf_err_set(RF_ERR_MALFORMED,
-		    "sign-in export is not JSON (%.80s, line %d)", e.text,
-		    e.line);
+		    "sign-in export is not JSON (%.80s, line %d): export the "
+		    "sign-ins as JSON (Graph auditLogs/signIns, or the admin "
+		    "center's Download JSON)",
+		    e.text, e.line);
 	arr = json_is_array(root) ? root : json_object_get(root, "value");
 	if (!json_is_array(arr)) {
 		r = rf_err_set(RF_ERR_MALFORMED,
@@ -173,6 +175,9 @@ rf_connector_reconcile(struct rf_store *st, const uint8_t *json, size_t len,
 		    json_object_get(s, "servicePrincipalCredentialThumbprint"));
 		ip = json_string_value(json_object_get(s, "ipAddress"));
 		when = json_string_value(json_object_get(s, "createdDateTime"));
+		/* Entra's own id of the sign-in, to find it there. */
+		if ((sid = json_string_value(json_object_get(s, "id"))) == NULL)
+			sid = "";
 		if (tp == NULL || *tp == '\0')
 			continue; /* no certificate credential named */
 		if ((r = lookup(st, tp, &c)) == RF_ERR_NOT_FOUND)
@@ -206,12 +211,16 @@ rf_connector_reconcile(struct rf_store *st, const uint8_t *json, size_t len,
 		(*unexplained)++;
 		if (res != NULL)
 			json_array_append_new(res,
-			    json_pack("{s:s,s:s,s:s,s:s,s:s}", "time", when,
-				"ipAddress", ip, "thumbprint", tp, "serial",
-				c.serial, "reason", why));
+			    json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}", "id",
+				sid, "time", when, "ipAddress", ip,
+				"thumbprint", tp, "serial", c.serial, "tenant",
+				c.tenant, "reason", why));
 		else
-			fprintf(out, "%s %s credential %s (tenant %s): %s\n",
-			    when, ip, c.serial, c.tenant, why);
+			fprintf(out,
+			    "%s %s sign-in %.60s credential %s (tenant %s): "
+			    "%s\n",
+			    when, ip, *sid != '\0' ? sid : "-", c.serial,
+			    c.tenant, why);
 	}
 	if (res != NULL) {
 		json_dumpf(res, out, JSON_COMPACT);

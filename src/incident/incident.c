@@ -37,6 +37,12 @@
 #include "store/store_incident.h"
 
 #define CONTAIN_BATCH 500
+/*
+ * Keys the pool lacks are made in parts of about a second at most, so that
+ * progress (and `incident status`) moves while the token works: SoftHSM
+ * makes an RSA-2048 key in about 0.2-0.4 s of a core.
+ */
+#define CONTAIN_GEN_PART_RSA 4
 
 /*
  * Add the time since *t to the report's phase name (a phase run in parts
@@ -1160,7 +1166,12 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 		rf_progress_phase(
 		    c->progress, "generate keys the pool lacks", m);
 	for (i = 0; i < m; i += b) {
-		b = m - i < CONTAIN_BATCH ? m - i : CONTAIN_BATCH;
+		size_t cap = rest[i].alg == RF_KEY_RSA_2048 ||
+			rest[i].alg == RF_KEY_RSA_3072
+		    ? CONTAIN_GEN_PART_RSA
+		    : CONTAIN_BATCH;
+
+		b = m - i < cap ? m - i : cap;
 		if ((r = rf_keys_generate_many(
 			 c->keys, &rest[i], b, c->who, &made[i])) != 0)
 			break;

@@ -28,6 +28,7 @@
 #include "incident/incident.h"
 #include "incident/incident_int.h"
 #include "store/store.h"
+#include "store/store_connector.h"
 #include "store/store_incident.h"
 
 /* A folder or file name from the store: one path component, not hidden. */
@@ -289,7 +290,8 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
     int tfd, json_t *tenant_creds)
 {
 	struct rf_cert_rec nc, oc;
-	char old_tp[41], new_tp[41], nb[32], na[32];
+	struct rf_entra_rec reg;
+	char old_tp[41], new_tp[41], nb[32], na[32], ids[192] = "";
 	char *pem = NULL, *chain = NULL, *readme = NULL, *tp = NULL;
 	json_t *body = NULL, *cred = NULL;
 	int cfd = -1, r;
@@ -310,13 +312,29 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
+	/*
+	 * An entra connection: the admin finds the application by the
+	 * customer's directory (tenant) id and the application (client) id,
+	 * not by ringfence's tenant name.
+	 */
+	r = rf_store_entra_get(c->st, it->tenant, it->name, &reg);
+	if (r == 0)
+		snprintf(ids, sizeof(ids),
+		    "Entra tenant id:         %s (the customer's directory)\n"
+		    "application (client) id: %s\n",
+		    reg.tenant_id, reg.client_id);
+	else if (r == RF_ERR_NOT_FOUND)
+		rf_err_clear();
+	else
+		goto out;
 	sha1_hex_upper(oc.der, oc.derlen, old_tp);
 	sha1_hex_upper(nc.der, nc.derlen, new_tp);
 	iso_time(nc.not_before, nb);
 	iso_time(nc.not_after, na);
 	if (asprintf(&readme,
 		"ringfence re-establishment package\n"
-		"tenant id:     %s\nconnection:    %s\nrelying party: %s\n\n"
+		"tenant:        %s\nconnection:    %s\nrelying party: %s\n"
+		"%s\n"
 		"Your connection's credential was replaced because of "
 		"incident %lld.\n"
 		"The old certificate (serial %s) is revoked "
@@ -329,7 +347,7 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		"  SHA-1 thumbprint: %s\n\n"
 		"old certificate to remove:\n"
 		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n%s",
-		it->tenant, it->name, it->rp, (long long)it->incident,
+		it->tenant, it->name, it->rp, ids, (long long)it->incident,
 		oc.serial, nc.serial, nc.issuer, nb, na, nc.x5t, nc.x5t256,
 		new_tp, oc.x5t, old_tp,
 		strcmp(it->rp, "pinned") == 0 ? pinned_steps : ocsp_steps) <

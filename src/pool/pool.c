@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "audit/audit.h"
+#include "common/progress.h"
 #include "pool/pool.h"
 #include "store/store.h"
 #include "store/store_pool.h"
@@ -170,11 +171,22 @@ rf_pool_refill(struct rf_keys *keys, struct rf_store *st, enum rf_key_alg alg,
     int64_t target, size_t max, const volatile sig_atomic_t *stop,
     const struct rf_actor *who, struct rf_pool_fill_report *rep)
 {
+	return rf_pool_refill_progress(
+	    keys, st, alg, target, max, stop, who, NULL, rep);
+}
+
+int
+rf_pool_refill_progress(struct rf_keys *keys, struct rf_store *st,
+    enum rf_key_alg alg, int64_t target, size_t max,
+    const volatile sig_atomic_t *stop, const struct rf_actor *who,
+    struct rf_progress *prog, struct rf_pool_fill_report *rep)
+{
 	struct rf_pool_counts c;
 	size_t batch, b;
 	char key[64], val[64];
 	double t0;
-	int r = 0;
+	int64_t total;
+	int r = 0, started = 0;
 
 	memset(rep, 0, sizeof(*rep));
 	if (alg < RF_KEY_EC_P256 || alg > RF_KEY_RSA_3072)
@@ -191,6 +203,15 @@ rf_pool_refill(struct rf_keys *keys, struct rf_store *st, enum rf_key_alg alg,
 		if (c.free >= target || (max > 0 && rep->made >= max) ||
 		    (stop != NULL && *stop))
 			break;
+		if (!started) {
+			/* The keys this run will make: --count, or up to
+			 * the target. */
+			total = target - c.free;
+			if (max > 0 && (int64_t)max < total)
+				total = (int64_t)max;
+			rf_progress_phase(prog, "make keys", (uint64_t)total);
+			started = 1;
+		}
 		b = batch;
 		if ((int64_t)b > target - c.free)
 			b = (size_t)(target - c.free);
@@ -199,6 +220,7 @@ rf_pool_refill(struct rf_keys *keys, struct rf_store *st, enum rf_key_alg alg,
 		if ((r = fill_batch(keys, st, alg, b, who)) != 0)
 			break;
 		rep->made += b;
+		rf_progress_add(prog, b);
 	}
 	rep->seconds = rf_mono_s() - t0;
 	/* Rate for status: only from runs long enough to mean something. */
@@ -700,11 +722,12 @@ rf_pool_plan_text(const struct rf_pool_plan *p, char *buf, size_t len)
 		    (long long)p->need, name);
 		return;
 	}
+	/* Under 10 s, tenths: one RSA key is "about 0.2 s", not "0 s". */
 	snprintf(buf, len,
 	    "the standby pool has %lld of %lld %s keys needed: %lld will be "
-	    "generated in the token, about %.0f s at %.1f keys/s (%s)",
+	    "generated in the token, about %.*f s at %.1f keys/s (%s)",
 	    (long long)p->from_pool, (long long)p->need, name,
-	    (long long)p->generate, p->gen_s, p->rate,
+	    (long long)p->generate, p->gen_s < 9.95 ? 1 : 0, p->gen_s, p->rate,
 	    p->rate_measured ? "the last refill's rate"
 			     : "a typical SoftHSM rate");
 }

@@ -34,6 +34,7 @@
 
 struct rf_store;
 struct rf_audit;
+struct rf_progress;
 
 /* The pool of one algorithm. */
 struct rf_pool_status {
@@ -76,6 +77,12 @@ int rf_pool_refill(struct rf_keys *keys, struct rf_store *st,
     enum rf_key_alg alg, int64_t target, size_t max,
     const volatile sig_atomic_t *stop, const struct rf_actor *who,
     struct rf_pool_fill_report *rep) RF_WUR;
+/* The same, moving prog (NULL: none) through phase "make keys", its total
+ * the keys this run will make. */
+int rf_pool_refill_progress(struct rf_keys *keys, struct rf_store *st,
+    enum rf_key_alg alg, int64_t target, size_t max,
+    const volatile sig_atomic_t *stop, const struct rf_actor *who,
+    struct rf_progress *prog, struct rf_pool_fill_report *rep) RF_WUR;
 
 /* One key wanted from the pool. */
 struct rf_pool_want {

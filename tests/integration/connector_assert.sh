@@ -177,6 +177,13 @@ curl -s -D hdr -o resp.json --cert sync.pem --key sync.key --cacert root.pem \
 	-d '{"connection":"acme/rate"}' "$url/v1/assertions"
 grep -q "^HTTP/1.1 429" hdr && grep -qi "^Retry-After: [0-9]" hdr &&
 	grep -q '"rate_limited"' resp.json || fail "rate: $(cat hdr resp.json)"
+# ringfence assert says when to retry (the Retry-After a connector needs).
+if rf assert --connection acme/rate --cert sync.pem --key sync.key \
+	--ca root.pem --url "$url" >/dev/null 2>err; then
+	fail "assert past the rate succeeded"
+fi
+grep -q "429 rate_limited.*: retry after [0-9][0-9]* s" err ||
+	fail "assert's rate refusal does not say when to retry: $(cat err)"
 [ "$(sigs)" -eq $((before + 4)) ] || fail "refusals signed something ($(sigs) vs $before + 4)"
 # (keys are sorted: the detail comes before the type)
 wait_for has_leaf -q 'not_bound: connection acme/m365 connector arch (certificate [0-9a-f]*) source 127.0.0.1:[0-9]* jti -.*"type":"refuse"' ||

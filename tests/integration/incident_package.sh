@@ -36,7 +36,7 @@ done
 [ ! -e "$out/acme/web/graph-keyCredentials.json" ] || fail "an OCSP connection got a Graph body"
 openssl verify -CAfile "$p/ca-chain.pem" "$p/certificate.pem" >/dev/null || fail "ca-chain.pem does not verify the new certificate"
 grep -q "REPLACES THE WHOLE keyCredentials" "$p/README.txt" || fail "README does not warn that PATCH replaces the collection"
-grep -q "tenant id: *acme" "$p/README.txt" || fail "README does not name the tenant"
+grep -q "^tenant: *acme" "$p/README.txt" || fail "README does not name the tenant"
 grep -q "graph-keyCredentials-tenant.json" "$p/README.txt" || fail "README does not point at the merged body"
 ls -a "$p" | grep -q '\.tmp$' && fail "a temporary file was left"
 python3 - "$p" "$out/acme" <<'PY'

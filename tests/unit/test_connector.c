@@ -747,6 +747,35 @@ test_detectors(void **state)
 	detectors_run(*state);
 }
 
+/*
+ * The hourly baseline is the busiest earlier hour, not only the hour just
+ * before: a connection used in hours with gaps between them (a daily job)
+ * still alerts when an hour passes twice its busiest plus 3.
+ */
+static void
+test_rate_baseline_gap(void **state)
+{
+	struct rf_config cfg;
+	char k[256];
+	int64_t now = NOW - NOW % 3600;
+	int i;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.surge_per_minute = 1000;
+	for (i = 0; i < 8; i++)
+		detect(
+		    *state, &cfg, "daily", "gap", "10.0.0.5", "", now + i, k);
+	/* Three hours later (nothing in between): the alert at 2 x 8 + 3. */
+	for (i = 1; i <= 20; i++) {
+		detect(*state, &cfg, "daily", "gap", "10.0.0.5", "",
+		    now + 3 * 3600 + i, k);
+		if (i == 19)
+			assert_string_equal(k, "rate_above_baseline ");
+		else
+			assert_string_equal(k, "");
+	}
+}
+
 /* Every baseline row, in order, as one string (malloc'd). */
 static char *
 seen_dump(const char *path)
@@ -902,6 +931,8 @@ main(void)
 		test_decide_cached, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_detectors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_rate_baseline_gap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_detectors_held, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_fanout_held, setup, teardown),

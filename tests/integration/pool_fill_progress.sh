@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Issue 14 item 3 for `keys pool fill` (minutes for RSA keys): with --json
+# it writes JSON progress lines on stderr (counts, rate, ETA: the first when
+# it starts, the last when it ends, done = total = the keys made), and its
+# result on stdout; on a terminal (script -q) a progress line with the
+# count, the rate and an ETA.
+set -euo pipefail
+. "$(dirname "$0")/lib/state.sh" pool_fill_progress
+cd "$RINGFENCE_HOME"
+rf init >/dev/null 2>&1
+rf --json keys pool fill --alg ec-p256 --count 24 >fill.out 2>fill.err ||
+	fail "fill: $(cat fill.err)"
+python3 - fill.err fill.out <<'PY' || fail "progress lines: $(cat fill.err)"
+import json, sys
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+assert len(lines) >= 2, lines
+for l in lines:
+    for k in ("progress", "phase", "done", "total", "rate", "eta_s", "finished"):
+        assert k in l, (k, l)
+    assert l["progress"] == "pool fill ec-p256", l
+    assert l["total"] == 24, l
+assert lines[0]["done"] == 0 and not lines[0]["finished"], lines[0]
+assert lines[-1]["done"] == 24 and lines[-1]["finished"], lines[-1]
+out = json.loads(open(sys.argv[2]).read())
+assert out["made"] == 24, out
+PY
+# On a terminal: one line updated in place, with counts and a rate.
+script -q -e -c "$RINGFENCE keys pool fill --alg ec-p256 --count 8" /dev/null \
+	>tty.out 2>&1 || fail "fill on a tty: $(cat tty.out)"
+grep -a -q "pool fill ec-p256.* 8/8" tty.out ||
+	fail "no progress line on a terminal: $(cat -v tty.out)"
+echo "pool_fill_progress: ok"
