@@ -543,8 +543,9 @@ rf_ca_csr_open(const uint8_t *csr, size_t len, enum rf_profile profile,
 	p = der;
 	if ((c->req = (CSR *)ASN1_item_d2i(
 		 NULL, &p, derlen, ASN1_ITEM_rptr(CSR))) == NULL) {
-		r = rf_err_set(
-		    RF_ERR_CSR_MALFORMED, "CSR is not a DER PKCS#10 request");
+		r = rf_err_set(RF_ERR_CSR_MALFORMED,
+		    "CSR is not a PKCS#10 request (PEM or DER): make one with "
+		    "'openssl req -new'");
 		goto out;
 	}
 	if (p != der + derlen) {

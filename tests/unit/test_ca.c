@@ -660,6 +660,15 @@ test_bad_csrs(void **state)
 		    cases[i].code);
 		free(cases[i].csr);
 	}
+	/* Bytes that are no request: the message says both forms and how to
+	 * make one (PEM is read too, so "not DER" would mislead). */
+	assert_int_equal(rf_ca_csr_check((const uint8_t *)"root:x:0:0", 10,
+			     RF_PROFILE_CLIENT, NULL),
+	    RF_ERR_CSR_MALFORMED);
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_CSR_MALFORMED), "(PEM or DER)"));
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_CSR_MALFORMED), "openssl req -new"));
 	/* The key type found is named. */
 	b = make_csr(rsa1024, NULL, NULL, &glen);
 	assert_int_equal(rf_ca_csr_check(b, glen, RF_PROFILE_CLIENT, NULL),
