@@ -112,15 +112,13 @@ PY
 # Contain's own account of its phases (the --json result's contain_phases).
 echo "$out" | python3 -c '
 import json, sys
-for line in sys.stdin:
-    if line.startswith("{\"contain_phases\""):
-        ph = json.loads(line)["contain_phases"]
-        print("contain phases, as contain timed them:")
-        for p in ph:
-            print("  %-40s %8.3f s" % (p["phase"], p["s"]))
+ph = json.load(sys.stdin)["contain_phases"]
+print("contain phases, as contain timed them:")
+for p in ph:
+    print("  %-40s %8.3f s" % (p["phase"], p["s"]))
 ' >&2
-# "contained in X s; old keys destroyed in Y s after that"
-phases=$(echo "$out" | sed -n 's/^contained in \([0-9.]*\) s; old keys destroyed in \([0-9.]*\) s.*/\1 \2/p')
+# Until contained, and the destruction of the old keys after it.
+phases=$(echo "$out" | python3 -c 'import json, sys; o = json.load(sys.stdin); print(o["contain_s"], o["destroy_s"])')
 # Close: every connection waived (the relying parties are not reachable
 # here), then close, which checks what is left and ends the incident.
 rf incident confirm "$id" --all --waive >/dev/null

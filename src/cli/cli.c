@@ -8,6 +8,22 @@
 
 #include "cli/cli.h"
 
+int
+cli_json_print(json_t *j)
+{
+	char *s;
+
+	if (j == NULL)
+		return cli_fail(RF_ERR_ALLOC);
+	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	json_decref(j);
+	if (s == NULL)
+		return cli_fail(RF_ERR_ALLOC);
+	printf("%s\n", s);
+	free(s);
+	return EXIT_OK;
+}
+
 void
 cli_forget_pin(void)
 {

@@ -10,6 +10,8 @@
 
 #include <sys/types.h>
 
+#include <jansson.h>
+
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "common/config.h"
@@ -36,6 +38,9 @@ enum { CLI_STORE = 1, CLI_AUDIT = 2, CLI_KEYS = 4, CLI_CA = 8, CLI_ALL = 15 };
 int cli_open(struct rf_cli *cli, int what);
 /* Wipe RINGFENCE_PIN from this process's environment (keyd reads it). */
 void cli_forget_pin(void);
+/* Print j on one line (compact, keys sorted, ASCII) and free it: EXIT_OK, or
+ * the failure of a NULL j (a failed json_pack). */
+int cli_json_print(json_t *j);
 void cli_close(struct rf_cli *cli);
 
 /* Print "ringfence: <message>" for error r on stderr; returns EXIT_FAIL. */

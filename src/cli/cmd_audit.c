@@ -132,22 +132,6 @@ hex_json(const uint8_t *h, size_t len)
 	return json_string(hex);
 }
 
-static int
-print_json(json_t *o)
-{
-	char *txt;
-
-	if (o == NULL)
-		return cli_fail(RF_ERR_ALLOC);
-	txt = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(o);
-	if (txt == NULL)
-		return cli_fail(RF_ERR_ALLOC);
-	printf("%s\n", txt);
-	free(txt);
-	return EXIT_OK;
-}
-
 static json_t *
 proof_json(uint8_t (*proof)[RF_HASH_LEN], size_t plen)
 {
@@ -173,10 +157,10 @@ do_sth(struct rf_cli *cli, int argc, char **argv)
 	    (r = rf_audit_sth(cli->audit, cli->keys, &cli->who, &h)) != 0)
 		return cli_fail(r);
 	if (cli->json)
-		return print_json(json_pack("{s:I, s:I, s:o, s:s, s:o}", "size",
-		    (json_int_t)h.size, "time", (json_int_t)h.time, "root",
-		    hex_json(h.root, RF_HASH_LEN), "key_id", h.key_id, "sig",
-		    hex_json(h.sig, h.siglen)));
+		return cli_json_print(json_pack("{s:I, s:I, s:o, s:s, s:o}",
+		    "size", (json_int_t)h.size, "time", (json_int_t)h.time,
+		    "root", hex_json(h.root, RF_HASH_LEN), "key_id", h.key_id,
+		    "sig", hex_json(h.sig, h.siglen)));
 	rf_hex(h.root, RF_HASH_LEN, hex);
 	printf("tree head: size %" PRIu64 ", time %" PRId64 ", root %s\n",
 	    h.size, h.time, hex);
@@ -225,9 +209,9 @@ do_prove(struct rf_cli *cli, int argc, char **argv)
 		    r, "generated proof does not verify (internal error)"));
 	}
 	if (cli->json) {
-		ret = print_json(json_pack("{s:I, s:I, s:o, s:o, s:o}", "index",
-		    (json_int_t)index, "size", (json_int_t)size, "leaf_hash",
-		    hex_json(leaf, RF_HASH_LEN), "root",
+		ret = cli_json_print(json_pack("{s:I, s:I, s:o, s:o, s:o}",
+		    "index", (json_int_t)index, "size", (json_int_t)size,
+		    "leaf_hash", hex_json(leaf, RF_HASH_LEN), "root",
 		    hex_json(root, RF_HASH_LEN), "proof",
 		    proof_json(proof, plen)));
 		free(proof);
@@ -268,8 +252,8 @@ do_consistency(struct rf_cli *cli, int argc, char **argv)
 		    r, "generated proof does not verify (internal error)"));
 	}
 	if (cli->json) {
-		ret = print_json(json_pack("{s:I, s:I, s:o, s:o, s:o}", "size1",
-		    (json_int_t)s1, "size2", (json_int_t)s2, "root1",
+		ret = cli_json_print(json_pack("{s:I, s:I, s:o, s:o, s:o}",
+		    "size1", (json_int_t)s1, "size2", (json_int_t)s2, "root1",
 		    hex_json(r1, RF_HASH_LEN), "root2",
 		    hex_json(r2, RF_HASH_LEN), "proof",
 		    proof_json(proof, plen)));
@@ -319,8 +303,8 @@ do_verify(struct rf_cli *cli, int argc, char **argv, int checkpoint)
 		       : rf_audit_verify_key(
 			     cli->audit, cp, pin[0] != '\0' ? pin : NULL, &rep);
 	if (cli->json && (r == 0 || r == RF_ERR_AUDIT_TAMPERED)) {
-		print_json(json_pack("{s:b, s:I, s:I, s:s, s:o}", "ok", r == 0,
-		    "leaves", (json_int_t)rep.leaves, "sths",
+		cli_json_print(json_pack("{s:b, s:I, s:I, s:s, s:o}", "ok",
+		    r == 0, "leaves", (json_int_t)rep.leaves, "sths",
 		    (json_int_t)rep.sths, "problem", rep.problem, "index",
 		    rep.index == UINT64_MAX
 			? json_null()

@@ -119,22 +119,6 @@ cert_status(const struct rf_cert_rec *c)
 	return "valid";
 }
 
-static int
-json_print(json_t *j)
-{
-	char *s;
-
-	if (j == NULL)
-		return cli_fail(RF_ERR_ALLOC);
-	s = json_dumps(j, JSON_COMPACT | JSON_ENSURE_ASCII);
-	json_decref(j);
-	if (s == NULL)
-		return cli_fail(RF_ERR_ALLOC);
-	printf("%s\n", s);
-	free(s);
-	return EXIT_OK;
-}
-
 static char *
 der_to_pem(const uint8_t *der, size_t len)
 {
@@ -218,7 +202,7 @@ tenant_show(struct rf_cli *cli, const char *name)
 	}
 	j = json_pack("{s:s,s:s,s:o}", "name", t.name, "created", created,
 	    "certificates", l.arr);
-	return json_print(j);
+	return cli_json_print(j);
 }
 
 int
@@ -250,7 +234,8 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 		if ((r = rf_ca_tenant_add(cli->ca, pos[1], &cli->who)) != 0)
 			return cli_fail(r);
 		if (cli->json)
-			return json_print(json_pack("{s:s}", "name", pos[1]));
+			return cli_json_print(
+			    json_pack("{s:s}", "name", pos[1]));
 		printf("tenant %s added\n", pos[1]);
 		return EXIT_OK;
 	}
@@ -280,7 +265,7 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 				"created", created));
 		}
 		free(ts);
-		return json_print(arr);
+		return cli_json_print(arr);
 	}
 	if (strcmp(pos[0], "show") == 0) {
 		if (npos != 2)
@@ -829,7 +814,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (cli->json) {
-		r = json_print(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}",
+		r = cli_json_print(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s}",
 		    "serial", is.serial, "tenant", tenant, "profile",
 		    rf_profile_name(req.profile), "x5t", is.x5t, "x5t#S256",
 		    is.x5t256, "key", is.key_id, "pem", is.chain_pem));
@@ -900,7 +885,7 @@ cert_show(struct rf_cli *cli, const char *serial)
 			json_object_set_new(
 			    j, "reason", json_integer(c.reason));
 		}
-		r = json_print(j);
+		r = cli_json_print(j);
 	} else {
 		printf("serial: %s\nissuer: %s\ntenant: %s\nprofile: %s\n"
 		       "subject: %s\nkey: %s\nx5t: %s\nx5t#S256: %s\n"
@@ -938,8 +923,9 @@ cert_ca(struct rf_cli *cli, const char *name)
 		return cli_fail(RF_ERR_ALLOC);
 	}
 	if (cli->json)
-		r = json_print(json_pack("{s:s,s:s,s:s,s:s}", "name", rec.name,
-		    "serial", rec.serial, "key", rec.key_id, "pem", pem));
+		r = cli_json_print(
+		    json_pack("{s:s,s:s,s:s,s:s}", "name", rec.name, "serial",
+			rec.serial, "key", rec.key_id, "pem", pem));
 	else {
 		fputs(pem, stdout);
 		r = EXIT_OK;
@@ -983,7 +969,7 @@ cmd_cert(struct rf_cli *cli, int argc, char **argv)
 			json_decref(l.arr);
 			return cli_fail(r);
 		}
-		return cli->json ? json_print(l.arr) : EXIT_OK;
+		return cli->json ? cli_json_print(l.arr) : EXIT_OK;
 	}
 	if (tenant != NULL)
 		return cli_usage("cert", "--tenant applies to list only");

@@ -86,7 +86,17 @@ pool_note(struct rf_cli *cli, int64_t id)
 		if (plan[i].generate == 0)
 			continue;
 		rf_pool_plan_text(&plan[i], note, sizeof(note));
-		printf("%s\n", note);
+		/* Under --json stdout holds the result only: the note joins the
+		 * progress lines on stderr, as JSON too. */
+		if (cli->json) {
+			json_t *j = json_pack("{s:s}", "note", note);
+
+			if (j != NULL)
+				json_dumpf(j, stderr, JSON_COMPACT);
+			fputc('\n', stderr);
+			json_decref(j);
+		} else
+			printf("%s\n", note);
 	}
 }
 
@@ -228,6 +238,32 @@ progress_json(
 		(json_int_t)p.total, "rate", rate, "eta_s", eta, "finished",
 		p.finished, "running", !p.finished && progress_alive(&p), "pid",
 		(json_int_t)p.pid, "updated_ms", (json_int_t)p.updated_ms));
+}
+
+/* Contain's result as one JSON object (--json): counts, times, phases. */
+static int
+contain_json(int64_t id, const struct rf_contain_report *rep)
+{
+	json_t *o, *ph;
+	size_t i;
+
+	if ((ph = json_array()) == NULL)
+		return cli_fail(RF_ERR_ALLOC);
+	for (i = 0; i < rep->nphase; i++)
+		json_array_append_new(ph,
+		    json_pack("{s:s, s:f}", "phase", rep->phase[i].name, "s",
+			rep->phase[i].s));
+	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, "
+		      "s:s, s:s, s:o}",
+	    "incident", (json_int_t)id, "connections", (json_int_t)rep->total,
+	    "revoked", (json_int_t)rep->revoked, "disabled",
+	    (json_int_t)rep->disabled, "issued", (json_int_t)rep->issued,
+	    "pooled", (json_int_t)rep->pooled, "generated",
+	    (json_int_t)(rep->issued - rep->pooled), "destroyed",
+	    (json_int_t)rep->destroyed, "contain_s", rep->contain_s,
+	    "destroy_s", rep->destroy_s, "new_issuer", rep->new_issuer,
+	    "tls_revoked", rep->tls_revoked, "contain_phases", ph);
+	return cli_json_print(o);
 }
 
 static int
@@ -447,9 +483,15 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		if (r != 0)
 			return cli_fail(rf_err_set(r, "%s", msg));
 		if (strcmp(sub, "close") == 0) {
+			if (cli->json)
+				return cli_json_print(
+				    json_pack("{s:I, s:s}", "incident",
+					(json_int_t)id, "state", "closed"));
 			printf("incident %lld closed\n", (long long)id);
 			return EXIT_OK;
 		}
+		if (cli->json)
+			return contain_json(id, &rep);
 		printf("incident %lld contained: %zu connections; %zu "
 		       "revoked, %zu keys disabled, %zu new credentials, %zu "
 		       "old keys destroyed%s%s\n",
@@ -464,15 +506,6 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		printf("contained in %.2f s; old keys destroyed in %.2f s "
 		       "after that\n",
 		    rep.contain_s, rep.destroy_s);
-		if (cli->json) {
-			/* Where the time went, for bench/contain.sh. */
-			printf("{\"contain_phases\":[");
-			for (n = 0; n < rep.nphase; n++)
-				printf("%s{\"phase\":\"%s\",\"s\":%.4f}",
-				    n ? "," : "", rep.phase[n].name,
-				    rep.phase[n].s);
-			printf("]}\n");
-		}
 		if (rep.tls_revoked[0] != '\0')
 			printf("serve's HTTPS certificate %s was issued by the "
 			       "compromised CA: revoked, and replaced by one "

@@ -14,6 +14,18 @@ NRSA=6
 db=$RINGFENCE_HOME/ringfence.db
 q() { sqlite3 -cmd ".timeout 20000" "$db" "$1"; }
 
+# A rerun of contain with --json: stdout is one JSON object (counts, times,
+# phases); notes and progress go to stderr.
+contain_json_rerun() {
+	rf --json incident contain "$id" >"$RINGFENCE_HOME/rerun.json" 2>/dev/null
+	python3 - "$RINGFENCE_HOME/rerun.json" "$id" <<'PY' || fail "contain --json: $(cat "$RINGFENCE_HOME/rerun.json")"
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["incident"] == int(sys.argv[2]), o
+assert o["contain_s"] >= 0 and o["destroy_s"] >= 0, o
+assert isinstance(o["contain_phases"], list), o
+PY
+}
 check_pool() { # $1: stage name
 	local bad
 	bad=$(q "SELECT count(*) FROM (SELECT key_id FROM certs GROUP BY key_id HAVING count(*) > 1)")
@@ -98,7 +110,7 @@ kill -9 "$pid" 2>/dev/null || true
 wait "$pid" 2>/dev/null || true
 echo "killed after $(($(q "SELECT count(*) FROM pool WHERE state = 'taken'") - taken0)) pool keys taken, $(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained'") contained"
 check_pool "killed"
-rf incident contain "$id" >/dev/null 2>&1
+contain_json_rerun
 [ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $((N + NRSA)) ] ||
 	fail "the rerun after kill -9 did not contain every connection"
 check_pool "rerun"
@@ -126,7 +138,7 @@ for i in $(seq 1 10); do
 done
 wait "$p1" || grep -Eq "run contain again|contain [0-9]+' again" "$RINGFENCE_HOME/c1" || fail "contain 1: $(cat "$RINGFENCE_HOME/c1")"
 wait "$p2" || grep -Eq "run contain again|contain [0-9]+' again" "$RINGFENCE_HOME/c2" || fail "contain 2: $(cat "$RINGFENCE_HOME/c2")"
-rf incident contain "$id" >/dev/null 2>&1
+contain_json_rerun
 [ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $((N + NRSA)) ] ||
 	fail "concurrent contains did not contain every connection"
 [ "$(q "SELECT count(*) FROM pool WHERE ref = 'issuance' AND state = 'taken'")" = 10 ] ||
