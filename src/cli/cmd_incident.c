@@ -72,7 +72,7 @@ parse_id(const char *s, int64_t *id)
  * standby pool lacks and how long making it takes (contain records the
  * same in the incident's timeline). */
 static void
-pool_note(struct rf_cli *cli, int64_t id)
+pool_note(struct rf_cli *cli, int64_t id, json_t *notes)
 {
 	struct rf_pool_plan plan[4];
 	char note[256];
@@ -86,16 +86,10 @@ pool_note(struct rf_cli *cli, int64_t id)
 		if (plan[i].generate == 0)
 			continue;
 		rf_pool_plan_text(&plan[i], note, sizeof(note));
-		/* Under --json stdout holds the result only: the note joins the
-		 * progress lines on stderr, as JSON too. */
-		if (cli->json) {
-			json_t *j = json_pack("{s:s}", "note", note);
-
-			if (j != NULL)
-				json_dumpf(j, stderr, JSON_COMPACT);
-			fputc('\n', stderr);
-			json_decref(j);
-		} else
+		/* Under --json the notes are part of the one result object. */
+		if (notes != NULL)
+			json_array_append_new(notes, json_string(note));
+		else
 			printf("%s\n", note);
 	}
 }
@@ -242,19 +236,21 @@ progress_json(
 
 /* Contain's result as one JSON object (--json): counts, times, phases. */
 static int
-contain_json(int64_t id, const struct rf_contain_report *rep)
+contain_json(int64_t id, const struct rf_contain_report *rep, json_t *notes)
 {
 	json_t *o, *ph;
 	size_t i;
 
-	if ((ph = json_array()) == NULL)
+	if ((ph = json_array()) == NULL) {
+		json_decref(notes);
 		return cli_fail(RF_ERR_ALLOC);
+	}
 	for (i = 0; i < rep->nphase; i++)
 		json_array_append_new(ph,
 		    json_pack("{s:s, s:f}", "phase", rep->phase[i].name, "s",
 			rep->phase[i].s));
 	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, "
-		      "s:s, s:s, s:o}",
+		      "s:s, s:s, s:o, s:o}",
 	    "incident", (json_int_t)id, "connections", (json_int_t)rep->total,
 	    "revoked", (json_int_t)rep->revoked, "disabled",
 	    (json_int_t)rep->disabled, "issued", (json_int_t)rep->issued,
@@ -262,7 +258,8 @@ contain_json(int64_t id, const struct rf_contain_report *rep)
 	    (json_int_t)(rep->issued - rep->pooled), "destroyed",
 	    (json_int_t)rep->destroyed, "contain_s", rep->contain_s,
 	    "destroy_s", rep->destroy_s, "new_issuer", rep->new_issuer,
-	    "tls_revoked", rep->tls_revoked, "contain_phases", ph);
+	    "tls_revoked", rep->tls_revoked, "contain_phases", ph, "pool_notes",
+	    notes);
 	return cli_json_print(o);
 }
 
@@ -462,14 +459,20 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	}
 	if (strcmp(sub, "contain") == 0 || strcmp(sub, "close") == 0) {
 		char task[96], msg[1024];
+		json_t *notes = NULL;
 
-		if (strcmp(sub, "contain") == 0)
-			pool_note(cli, id);
+		if (strcmp(sub, "contain") == 0) {
+			if (cli->json && (notes = json_array()) == NULL)
+				return cli_fail(RF_ERR_ALLOC);
+			pool_note(cli, id, notes);
+		}
 		rf_incident_task(id, sub, task);
 		if ((r = rf_progress_new(task,
 			 cli->json ? RF_PROGRESS_JSON : RF_PROGRESS_AUTO,
-			 &c.progress)) != 0)
+			 &c.progress)) != 0) {
+			json_decref(notes);
 			return cli_fail(r);
+		}
 		rf_progress_sink(c.progress, rf_incident_progress_sink, c.st);
 		if (strcmp(sub, "contain") == 0)
 			r = rf_incident_contain(&c, id, &rep);
@@ -480,8 +483,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		rf_progress_finish(c.progress);
 		rf_progress_free(c.progress);
 		c.progress = NULL;
-		if (r != 0)
+		if (r != 0) {
+			json_decref(notes);
 			return cli_fail(rf_err_set(r, "%s", msg));
+		}
 		if (strcmp(sub, "close") == 0) {
 			if (cli->json)
 				return cli_json_print(
@@ -491,7 +496,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			return EXIT_OK;
 		}
 		if (cli->json)
-			return contain_json(id, &rep);
+			return contain_json(id, &rep, notes);
 		printf("incident %lld contained: %zu connections; %zu "
 		       "revoked, %zu keys disabled, %zu new credentials, %zu "
 		       "old keys destroyed%s%s\n",

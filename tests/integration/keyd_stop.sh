@@ -52,7 +52,9 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 # A second keyd, by hand on a terminal: refused in one line.
-script -qec "$RINGFENCE keyd --idle 0" /dev/null >"$RINGFENCE_HOME/second.out" 2>&1 &&
+# (script runs $SHELL -c: /bin/sh, so that no shell start-up hook of the
+# host writes lines of its own into the output.)
+SHELL=/bin/sh script -qec "$RINGFENCE keyd --idle 0" /dev/null >"$RINGFENCE_HOME/second.out" 2>&1 &&
 	fail "a second keyd started"
 [ "$(grep -c . "$RINGFENCE_HOME/second.out")" = 1 ] && grep -q "already runs" "$RINGFENCE_HOME/second.out" ||
 	fail "a second keyd on a terminal: $(cat "$RINGFENCE_HOME/second.out")"

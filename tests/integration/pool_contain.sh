@@ -24,6 +24,7 @@ o = json.load(open(sys.argv[1]))
 assert o["incident"] == int(sys.argv[2]), o
 assert o["contain_s"] >= 0 and o["destroy_s"] >= 0, o
 assert isinstance(o["contain_phases"], list), o
+assert isinstance(o["pool_notes"], list), o
 PY
 }
 check_pool() { # $1: stage name

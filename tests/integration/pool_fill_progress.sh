@@ -25,7 +25,7 @@ out = json.loads(open(sys.argv[2]).read())
 assert out["made"] == 24, out
 PY
 # On a terminal: one line updated in place, with counts and a rate.
-script -q -e -c "$RINGFENCE keys pool fill --alg ec-p256 --count 8" /dev/null \
+SHELL=/bin/sh script -q -e -c "$RINGFENCE keys pool fill --alg ec-p256 --count 8" /dev/null \
 	>tty.out 2>&1 || fail "fill on a tty: $(cat tty.out)"
 grep -a -q "pool fill ec-p256.* 8/8" tty.out ||
 	fail "no progress line on a terminal: $(cat -v tty.out)"
