@@ -17,7 +17,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/users.sh"
 src=$(cd "$here/../.." && pwd)
 export RINGFENCE_GROUP=$grp
-export RINGFENCE_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# A free port below the ephemeral range: make run binds it only after init
+# and the user set-up (seconds), and a port of that range could meanwhile
+# be any other test's connection's.
+. "$here/lib/ports.sh"
+export RINGFENCE_PORT=$(lateport)
 custody=$RINGFENCE_HOME-custody
 rmdir "$RINGFENCE_HOME" # run.sh makes it, as make run does on first use
 out=$(mktemp /tmp/rf-make-run.XXXXXX)
