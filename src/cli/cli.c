@@ -9,19 +9,27 @@
 #include "cli/cli.h"
 
 int
-cli_json_print(json_t *j)
+cli_json_put(json_t *j)
 {
 	char *s;
 
 	if (j == NULL)
-		return cli_fail(RF_ERR_ALLOC);
+		return RF_ERR_ALLOC;
 	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
 	json_decref(j);
 	if (s == NULL)
-		return cli_fail(RF_ERR_ALLOC);
+		return RF_ERR_ALLOC;
 	printf("%s\n", s);
 	free(s);
-	return EXIT_OK;
+	return 0;
+}
+
+int
+cli_json_print(json_t *j)
+{
+	int r;
+
+	return (r = cli_json_put(j)) != 0 ? cli_fail(r) : EXIT_OK;
 }
 
 void

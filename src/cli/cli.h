@@ -41,6 +41,8 @@ void cli_forget_pin(void);
 /* Print j on one line (compact, keys sorted, ASCII) and free it: EXIT_OK, or
  * the failure of a NULL j (a failed json_pack). */
 int cli_json_print(json_t *j);
+/* The same, for a caller that reports errors itself: 0 or RF_ERR_ALLOC. */
+int cli_json_put(json_t *j);
 void cli_close(struct rf_cli *cli);
 
 /* Print "ringfence: <message>" for error r on stderr; returns EXIT_FAIL. */

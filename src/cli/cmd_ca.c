@@ -16,7 +16,6 @@
 
 #include <jansson.h>
 #include <openssl/pem.h>
-#include <openssl/sha.h>
 
 #include "cli/cli.h"
 #include "connector/connector.h"
@@ -503,7 +502,7 @@ already_issued(struct rf_cli *cli, const char *tenant, enum rf_profile prof,
     const char *dir, const struct dir_csr *c, struct found_cert *f)
 {
 	struct rf_cert_filter flt;
-	uint8_t *spki = NULL, md[SHA256_DIGEST_LENGTH];
+	uint8_t *spki = NULL;
 	EVP_PKEY *pub = NULL;
 	char kid[65];
 	size_t spkilen = 0;
@@ -519,10 +518,12 @@ already_issued(struct rf_cli *cli, const char *tenant, enum rf_profile prof,
 		    "CSR for connection %s in %s: %s: nothing was issued",
 		    c->conn, dir, msg);
 	}
-	SHA256(spki, spkilen, md);
-	rf_hex(md, sizeof(md), kid);
+	/* The key's id, as keys names it: the SHA-256 of its SPKI. */
+	r = rf_keys_pub_id(pub, kid);
 	free(spki);
 	EVP_PKEY_free(pub);
+	if (r != 0)
+		return r;
 	memset(&flt, 0, sizeof(flt));
 	flt.tenant = tenant;
 	flt.key_id = kid;
@@ -587,21 +588,13 @@ issued_out(struct rf_cli *cli, const char *tenant, enum rf_profile prof,
 	    (r = rf_write_file(
 		 path, (const uint8_t *)pem, strlen(pem), 0644)) != 0)
 		return r;
-	if (cli->json) {
-		json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "serial",
-		    serial, "tenant", tenant, "connection", conn, "profile",
-		    rf_profile_name(prof), "key", key_id, "chain", path,
-		    "issued_before", before);
-		char *t = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
-
-		json_decref(j);
-		if (t == NULL)
-			return RF_ERR_ALLOC;
-		printf("%s\n", t);
-		free(t);
-	} else
-		printf("%s %s %s%s\n", serial, conn, path,
-		    before ? " (issued before)" : "");
+	if (cli->json)
+		return cli_json_put(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b}",
+		    "serial", serial, "tenant", tenant, "connection", conn,
+		    "profile", rf_profile_name(prof), "key", key_id, "chain",
+		    path, "issued_before", before));
+	printf("%s %s %s%s\n", serial, conn, path,
+	    before ? " (issued before)" : "");
 	return 0;
 }
 
