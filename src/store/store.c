@@ -24,6 +24,12 @@
  * indexes from the OS with a pread per page miss at SQLite's 2 MiB default.
  */
 #define ST_CACHE_PRAGMA "PRAGMA cache_size = -65536"
+/*
+ * Savepoints and statement journals in memory, not in temporary files:
+ * each store call inside a caller's transaction is a savepoint, and each
+ * page it first changes was copied to a file with a write per page.
+ */
+#define ST_TEMP_PRAGMA "PRAGMA temp_store = MEMORY"
 
 /*
  * Migrations: script i takes the schema from version i to i + 1. Each runs
@@ -670,7 +676,8 @@ rf_store_open_version(
 	if (!sqlite3_db_readonly(st->db, "main")) {
 		if ((r = st_exec(st, "PRAGMA journal_mode = WAL")) != 0 ||
 		    (r = st_exec(st, "PRAGMA synchronous = FULL")) != 0 ||
-		    (r = st_exec(st, ST_CACHE_PRAGMA)) != 0)
+		    (r = st_exec(st, ST_CACHE_PRAGMA)) != 0 ||
+		    (r = st_exec(st, ST_TEMP_PRAGMA)) != 0)
 			goto out;
 	}
 	if ((r = migrate(st, max_version)) != 0)
