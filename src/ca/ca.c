@@ -2213,17 +2213,60 @@ issue_tbs(struct rf_ca *ca, struct issue_item *it, int64_t now)
 }
 
 /*
+ * keyd's word that a batch's requests are recorded (struct rf_recorded):
+ * the requests sent, those keyd has recorded, and the signing finished
+ * (after which nothing more is said).
+ */
+struct told {
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int want, got, done;
+};
+
+static void
+told_one(void *arg)
+{
+	struct told *t = arg;
+
+	pthread_mutex_lock(&t->mu);
+	t->got++;
+	pthread_cond_broadcast(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+}
+
+static void
+told_set(struct told *t, int *field, int v)
+{
+	pthread_mutex_lock(&t->mu);
+	*field = v;
+	pthread_cond_broadcast(&t->cv);
+	pthread_mutex_unlock(&t->mu);
+}
+
+/* Until every request is recorded, or the signing is over. */
+static void
+told_wait(struct told *t)
+{
+	pthread_mutex_lock(&t->mu);
+	while (!t->done && (t->want == 0 || t->got < t->want))
+		pthread_cond_wait(&t->cv, &t->mu);
+	pthread_mutex_unlock(&t->mu);
+}
+
+/*
  * Sign every dirty item, and the OCSP response of every item, in one
  * rf_keys_sign_group: in this process one durable audit append before the
- * token signs any of them (through keyd, one request per key). Then the
- * certificates are assembled and *pre holds the signed responses, NULL
- * when they could not be made (that alone fails nothing: the server signs
- * what it lacks when it refreshes).
+ * token signs any of them (through keyd, one request per key, each
+ * recorded whole and said to be through t). Then the certificates are
+ * assembled and *pre holds the signed responses, NULL when they could not
+ * be made (that alone fails nothing: the server signs what it lacks when
+ * it refreshes).
  */
 static int
 issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
-    const struct rf_actor *who, struct rf_ocsp_presigned **pre)
+    const struct rf_actor *who, struct told *t, struct rf_ocsp_presigned **pre)
 {
+	struct rf_recorded rec = {told_one, t};
 	struct rf_sign_set sets[2];
 	struct rf_ocsp_presigned *op = NULL;
 	struct rf_sign_req *reqs = NULL;
@@ -2265,6 +2308,9 @@ issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
 		sets[nsets].who = who;
 		sets[nsets++].sigs = osigs;
 	}
+	for (i = 0; i < nsets; i++)
+		sets[i].recorded = &rec;
+	told_set(t, &t->want, (int)nsets);
 	if (nsets > 0)
 		rf_keys_sign_group(ca->keys, sets, nsets);
 	if (m > 0 && sets[0].r != 0) {
@@ -2612,6 +2658,7 @@ struct issue_batch {
 	struct rf_ocsp_presigned *pre;
 	int committed;
 	struct rf_err_held sign; /* batch_sign's result, and its message */
+	struct told told;	 /* keyd has recorded its requests */
 	pthread_t tid;
 	int running;
 };
@@ -2625,6 +2672,8 @@ batch_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 	int r;
 
 	memset(b, 0, sizeof(*b));
+	pthread_mutex_init(&b->told.mu, NULL);
+	pthread_cond_init(&b->told.cv, NULL);
 	b->ca = ca;
 	b->reqs = reqs;
 	b->who = who;
@@ -2693,7 +2742,8 @@ batch_sign(struct issue_batch *b)
 		if (b->items[i].dirty &&
 		    (r = issue_tbs(b->ca, &b->items[i], b->now)) != 0)
 			return r;
-	if ((r = issue_sign(b->ca, b->items, b->n, b->who, &b->pre)) != 0)
+	if ((r = issue_sign(
+		 b->ca, b->items, b->n, b->who, &b->told, &b->pre)) != 0)
 		return r;
 	if ((r = proofs_finish(&b->pf)) != 0) {
 		rf_ocsp_presigned_free(b->pre);
@@ -2753,6 +2803,8 @@ batch_end(struct issue_batch *b, struct rf_issued *out, int r)
 		item_clear(&b->items[i]);
 	free(b->items);
 	b->items = NULL;
+	pthread_cond_destroy(&b->told.cv);
+	pthread_mutex_destroy(&b->told.mu);
 	return r;
 }
 
@@ -2780,6 +2832,7 @@ batch_sign_main(void *arg)
 	struct issue_batch *b = arg;
 
 	rf_err_keep(&b->sign, batch_sign(b));
+	told_set(&b->told, &b->told.done, 1);
 	return NULL;
 }
 
@@ -2858,8 +2911,15 @@ rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
 				snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 			}
 		}
-		/* ... while the one before commits. */
+		/*
+		 * ... while the one before commits, once keyd has recorded
+		 * this one: its appends and this commit share the store's
+		 * write lock, and keyd waiting for the commit would leave
+		 * the token idle.
+		 */
 		if (have_prev) {
+			if (started)
+				told_wait(&bt[cur].told);
 			r2 = batch_commit(&bt[prev],
 			    hook != NULL ? hook_shifted : NULL, &hs[prev]);
 			r2 = batch_end(&bt[prev], NULL, r2);

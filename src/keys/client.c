@@ -138,14 +138,17 @@ answer_err(struct rf_kmsg *m)
 }
 
 /*
- * Send b and read the answer into *frame / *m (OK only). On an I/O error
- * the connection is dropped (the next call reconnects).
+ * Send b and read the answer into *frame / *m (OK only). A SIGN request
+ * that asked to hear when it is recorded gets RECORDED first: recorded
+ * (if not NULL) is called then, and the answer read after it. On an I/O
+ * error the connection is dropped (the next call reconnects).
  */
 static int
-exchange(int fd, const struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
+exchange(int fd, const struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m,
+    const struct rf_recorded *rec)
 {
 	size_t len;
-	int r;
+	int r, said = 0;
 
 	*frame = NULL;
 	if ((r = rf_kproto_write(fd, b)) != 0)
@@ -153,12 +156,20 @@ exchange(int fd, const struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
 		    "custody process went away (%s): nothing was signed; run "
 		    "the command again",
 		    rf_err_msg(r));
-	if ((r = rf_kproto_read(fd, RF_KPROTO_MAX, frame, &len)) != 0)
-		return rf_err_set(
-		    RF_ERR_CUSTODY, "%s", rf_err_str(RF_ERR_CUSTODY));
-	if ((r = rf_kmsg_parse(*frame, len, m)) != 0)
-		return rf_err_set(RF_ERR_CUSTODY,
-		    "custody process answered garbage: %s", rf_err_msg(r));
+	for (;;) {
+		if ((r = rf_kproto_read(fd, RF_KPROTO_MAX, frame, &len)) != 0)
+			return rf_err_set(
+			    RF_ERR_CUSTODY, "%s", rf_err_str(RF_ERR_CUSTODY));
+		if ((r = rf_kmsg_parse(*frame, len, m)) != 0)
+			return rf_err_set(RF_ERR_CUSTODY,
+			    "custody process answered garbage: %s",
+			    rf_err_msg(r));
+		if (m->type != RF_KMSG_RECORDED || rec == NULL || said++)
+			break;
+		free(*frame);
+		*frame = NULL;
+		rec->fn(rec->arg);
+	}
 	if (m->type == RF_KMSG_ERR)
 		return answer_err(m);
 	if (m->type != RF_KMSG_OK)
@@ -178,7 +189,7 @@ hello(struct rf_kc *kc, int fd)
 	rf_kbuf_begin(&b, RF_KMSG_HELLO);
 	rf_kbuf_u8(&b, (uint8_t)kc->c.claim);
 	if ((r = rf_kbuf_finish(&b)) != 0 ||
-	    (r = exchange(fd, &b, &frame, &m)) != 0)
+	    (r = exchange(fd, &b, &frame, &m, NULL)) != 0)
 		goto out;
 	kc->cls = rf_kmsg_u8(&m);
 	(void)rf_kmsg_u32(&m); /* keyd's pid */
@@ -248,7 +259,8 @@ give(struct rf_kc *kc, int fd, unsigned gen, int ok)
  * Lost connections are closed for the next call to reconnect.
  */
 static int
-call(struct rf_kc *kc, struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
+call_told(struct rf_kc *kc, struct rf_kbuf *b, uint8_t **frame,
+    struct rf_kmsg *m, const struct rf_recorded *rec)
 {
 	unsigned gen;
 	int fd = -1, r;
@@ -261,7 +273,7 @@ call(struct rf_kc *kc, struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
 	pthread_mutex_unlock(&kc->mu);
 	if (r != 0)
 		return r;
-	r = exchange(fd, b, frame, m);
+	r = exchange(fd, b, frame, m, rec);
 	pthread_mutex_lock(&kc->mu);
 	give(kc, fd, gen, r != RF_ERR_CUSTODY);
 	pthread_mutex_unlock(&kc->mu);
@@ -270,6 +282,12 @@ call(struct rf_kc *kc, struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
 		*frame = NULL;
 	}
 	return r;
+}
+
+static int
+call(struct rf_kc *kc, struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m)
+{
+	return call_told(kc, b, frame, m, NULL);
 }
 
 static void
@@ -499,7 +517,7 @@ rf_kc_load_many(
 static int
 sign_part(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
     size_t from, size_t to, int digest, const struct rf_actor *who,
-    struct rf_sig *sigs)
+    struct rf_sig *sigs, const struct rf_recorded *rec)
 {
 	struct rf_kbuf b = {0};
 	struct rf_kmsg m;
@@ -510,7 +528,9 @@ sign_part(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
 
 	rf_kbuf_begin(&b, RF_KMSG_SIGN);
 	rf_kbuf_str(&b, rf_key_id(key));
-	rf_kbuf_u8(&b, (uint8_t)(digest != 0));
+	rf_kbuf_u8(&b,
+	    (uint8_t)((digest ? RF_KSIGN_DIGEST : 0) |
+		(rec != NULL ? RF_KSIGN_RECORDED : 0)));
 	put_who(&b, who);
 	rf_kbuf_u32(&b, (uint32_t)(to - from));
 	for (i = from; i < to; i++) {
@@ -522,7 +542,7 @@ sign_part(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
 		rf_kbuf_str(&b, reqs[i].on_behalf);
 		rf_kbuf_bytes(&b, reqs[i].msg, reqs[i].msglen);
 	}
-	if ((r = call(kc, &b, &frame, &m)) != 0)
+	if ((r = call_told(kc, &b, &frame, &m, rec)) != 0)
 		goto out;
 	if (rf_kmsg_u32(&m) != to - from) {
 		r = rf_err_set(
@@ -586,8 +606,10 @@ sign_check(const struct rf_key *key, const struct rf_sign_req *reqs,
 }
 
 int
-rf_kc_sign(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
-    size_t n, int digest, const struct rf_actor *who, struct rf_sig *sigs)
+rf_kc_sign_told(struct rf_kc *kc, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, int digest,
+    const struct rf_actor *who, struct rf_sig *sigs,
+    const struct rf_recorded *rec)
 {
 	size_t i, from, bytes;
 	int r = 0;
@@ -605,7 +627,9 @@ rf_kc_sign(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
 		     (i == from || bytes + reqs[i].msglen < SIGN_FRAME_BYTES);
 		     i++)
 			bytes += reqs[i].msglen + 64;
-		r = sign_part(kc, key, reqs, from, i, digest, who, sigs);
+		/* Told of the first frame only: that is when keyd starts. */
+		r = sign_part(kc, key, reqs, from, i, digest, who, sigs,
+		    from == 0 ? rec : NULL);
 		if (r == 0)
 			r = sign_check(key, reqs, sigs, from, i, digest);
 		from = i;
@@ -614,6 +638,13 @@ rf_kc_sign(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
 		for (i = 0; i < n; i++)
 			rf_sig_clear(&sigs[i]);
 	return r;
+}
+
+int
+rf_kc_sign(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
+    size_t n, int digest, const struct rf_actor *who, struct rf_sig *sigs)
+{
+	return rf_kc_sign_told(kc, key, reqs, n, digest, who, sigs, NULL);
 }
 
 int
@@ -764,7 +795,7 @@ rf_keyd_status_get(const struct rf_config *cfg, struct rf_keyd_status *st)
 		goto out;
 	rf_kbuf_begin(&b, RF_KMSG_STATUS);
 	if ((r = rf_kbuf_finish(&b)) != 0 ||
-	    (r = exchange(fd, &b, &frame, &m)) != 0)
+	    (r = exchange(fd, &b, &frame, &m, NULL)) != 0)
 		goto out;
 	st->pid = (pid_t)rf_kmsg_u32(&m);
 	st->uid = (uid_t)rf_kmsg_u32(&m);

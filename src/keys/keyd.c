@@ -487,6 +487,7 @@ out:
 struct sign_in {
 	char id[RF_KPROTO_STR_MAX];
 	int digest;
+	int recorded; /* say RECORDED (RF_KSIGN_RECORDED) */
 	struct who_buf w;
 	uint32_t n;
 	struct rf_sign_req *reqs;
@@ -504,15 +505,19 @@ static int
 sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 {
 	uint32_t i;
+	uint8_t flags;
 
 	memset(s, 0, sizeof(*s));
 	rf_kmsg_str(m, s->id);
-	s->digest = rf_kmsg_u8(m);
+	flags = rf_kmsg_u8(m);
+	s->digest = (flags & RF_KSIGN_DIGEST) != 0;
+	s->recorded = (flags & RF_KSIGN_RECORDED) != 0;
 	get_who(m, c, &s->w);
 	s->n = rf_kmsg_u32(m);
 	/* Each item takes at least 25 bytes: n is bounded by the frame. */
 	if (m->err != 0 || s->n == 0 || s->n > RF_KPROTO_BATCH_MAX ||
-	    s->n > (m->len - m->off) / 25 || s->digest > 1)
+	    s->n > (m->len - m->off) / 25 ||
+	    (flags & ~(RF_KSIGN_DIGEST | RF_KSIGN_RECORDED)) != 0)
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "custody sign: bad number of messages");
 	if ((s->reqs = calloc(s->n, sizeof(*s->reqs))) == NULL ||
@@ -564,6 +569,7 @@ struct pending {
 	int r;		     /* the first failure, and its message */
 	char msg[160];
 	int sent; /* the signer answered (1), in part (2) or could not (-1) */
+	int said_recorded;  /* RECORDED went out whole (1) or not (-1) */
 	struct rf_kbuf out; /* its answer, when the socket took part of it */
 	size_t outoff;
 };
@@ -1035,7 +1041,8 @@ conn_request(struct keyd *kd, struct conn *c)
 	kd->requests++;
 	rf_err_clear();
 	if ((r = rf_kmsg_parse(c->frame, c->got, &m)) != 0 ||
-	    m.type == RF_KMSG_OK || m.type == RF_KMSG_ERR) {
+	    m.type == RF_KMSG_OK || m.type == RF_KMSG_ERR ||
+	    m.type == RF_KMSG_RECORDED) {
 		if (r == 0)
 			r = rf_err_set(RF_ERR_MALFORMED,
 			    "custody frame is an answer, not a request");
@@ -1120,11 +1127,18 @@ batch_fill(struct pipeline *pl, struct batch *b, size_t max)
 	fair = max / count > 0 ? max / count : 1;
 	for (p = pl->wait, i = 0; i < count; p = p->next, i++) {
 		k = p->s.n - p->recorded;
+		/* Asked to hear when it is recorded: recorded whole. */
+		if (p->s.recorded) {
+			take[i] = k;
+			continue;
+		}
 		take[i] = k < fair ? k : fair;
 		take[i] = take[i] < left ? take[i] : left;
 		left -= take[i];
 	}
 	for (p = pl->wait, i = 0; i < count && left > 0; p = p->next, i++) {
+		if (p->s.recorded)
+			continue;
 		k = p->s.n - p->recorded - take[i];
 		k = k < left ? k : left;
 		take[i] += k;
@@ -1153,6 +1167,35 @@ batch_fill(struct pipeline *pl, struct batch *b, size_t max)
 		pl->wait_tail = pp;
 }
 
+/*
+ * The callers that asked (RF_KSIGN_RECORDED) hear that their leaves in b
+ * are durable. b is not yet the signer's, so this goes out before any of
+ * their signatures can. A socket that does not take these few bytes at
+ * once is out of step: its caller is closed instead of answered.
+ */
+static void
+say_recorded(struct batch *b)
+{
+	struct rf_kbuf k = {0};
+	struct pending *p;
+	size_t j;
+	ssize_t w;
+
+	for (j = 0; j < b->n; j++) {
+		p = b->p[j];
+		if (!p->s.recorded || b->sets[j].r != 0 ||
+		    p->recorded != p->s.n)
+			continue;
+		rf_kbuf_begin(&k, RF_KMSG_RECORDED);
+		p->said_recorded = rf_kbuf_finish(&k) == 0 &&
+			(w = send_now(p->fd, k.d, k.len)) >= 0 &&
+			(size_t)w == k.len
+		    ? 1
+		    : -1;
+		rf_kbuf_clear(&k);
+	}
+}
+
 /* Record what waits, a batch at a time, while the signer has none. */
 static void
 pipe_feed(struct keyd *kd)
@@ -1173,6 +1216,7 @@ pipe_feed(struct keyd *kd)
 		batch_fill(pl, b, idle ? BATCH_FIRST : BATCH_LEAVES);
 		/* The record first: nothing of b is signed before this. */
 		b->plan = rf_keys_group_record(kd->keys, b->sets, b->n);
+		say_recorded(b);
 		pthread_mutex_lock(&pl->mu);
 		if (pl->tail != NULL)
 			pl->tail->next = b;
@@ -1195,6 +1239,10 @@ answer_sigs(struct pending *p)
 	size_t k;
 	ssize_t w;
 
+	if (p->said_recorded < 0) {
+		p->sent = -1;
+		return;
+	}
 	rf_kbuf_begin(&p->out, RF_KMSG_OK);
 	rf_kbuf_u32(&p->out, (uint32_t)p->s.n);
 	for (k = 0; k < p->s.n; k++)
@@ -1309,7 +1357,9 @@ pipe_done(struct keyd *kd)
 		if ((i = conn_find(kd, p->conn)) >= 0) {
 			c = &kd->conns[i];
 			c->busy = 0;
-			if (p->r != 0) {
+			if (p->said_recorded < 0)
+				c->dead = 1;
+			else if (p->r != 0) {
 				rf_err_set(p->r, "%s", p->msg);
 				rf_kbuf_begin(&out, RF_KMSG_OK);
 				if (answer(kd, c, RF_KMSG_SIGN, p->r, &out) !=

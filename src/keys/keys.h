@@ -160,6 +160,17 @@ int rf_keys_sign_digest(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
     struct rf_sig *sigs) RF_WUR;
 
+/*
+ * fn(arg) is called once a request's audit leaves are durable, before
+ * its signatures are made: from then on keyd needs nothing of the store
+ * for it, and a caller may take the store's write lock without holding
+ * keyd back (rf_ca_issue_pipelined).
+ */
+struct rf_recorded {
+	void (*fn)(void *arg);
+	void *arg;
+};
+
 /* One caller's request in a group (rf_keys_sign_group). */
 struct rf_sign_set {
 	struct rf_key *key;
@@ -168,8 +179,12 @@ struct rf_sign_set {
 	int digest; /* reqs[i].msg is a digest (rf_keys_sign_digest) */
 	const struct rf_actor *who;
 	struct rf_sig *sigs; /* n of them, filled when r is 0 */
-	int r;		     /* this set's result */
-	char msg[160];	     /* and its message when r is not 0 */
+	/* Through keyd, NULL or told when the set is recorded: keyd then
+	 * records it whole, in one append. Not called when the set fails
+	 * first, nor in a process that holds the token itself. */
+	const struct rf_recorded *recorded;
+	int r;	       /* this set's result */
+	char msg[160]; /* and its message when r is not 0 */
 };
 /*
  * Several callers' requests at once (keyd groups what its callers ask

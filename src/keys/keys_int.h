@@ -45,6 +45,12 @@ int rf_kc_load_many(struct rf_kc *kc, const char *const *ids, size_t n,
 int rf_kc_sign(struct rf_kc *kc, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, int digest,
     const struct rf_actor *who, struct rf_sig *sigs) RF_WUR;
+/* As rf_kc_sign, and rec->fn is called once keyd's leaves for it are
+ * durable, before it signs (rec NULL: not asked). */
+int rf_kc_sign_told(struct rf_kc *kc, struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t n, int digest,
+    const struct rf_actor *who, struct rf_sig *sigs,
+    const struct rf_recorded *rec) RF_WUR;
 int rf_kc_disable_many(struct rf_kc *kc, const char *const *ids, size_t n,
     int destroy, const struct rf_actor *who, size_t *done) RF_WUR;
 int rf_kc_list(struct rf_kc *kc,

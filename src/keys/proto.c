@@ -189,7 +189,8 @@ rf_kmsg_parse(const uint8_t *frame, size_t len, struct rf_kmsg *m)
 		    "one ringfence build for keyd and its callers",
 		    frame[4], RF_KPROTO_VERSION);
 	if ((frame[5] < 1 || frame[5] > RF_KMSG_TYPE_MAX) &&
-	    frame[5] != RF_KMSG_OK && frame[5] != RF_KMSG_ERR)
+	    frame[5] != RF_KMSG_OK && frame[5] != RF_KMSG_ERR &&
+	    frame[5] != RF_KMSG_RECORDED)
 		return rf_err_set(RF_ERR_MALFORMED,
 		    "custody frame of unknown type %u", frame[5]);
 	m->p = frame;

@@ -34,9 +34,10 @@ enum rf_kmsg_type {
 	RF_KMSG_KEYGEN = 2,  /* who, u32 n, n x (u8 alg, str label, str
 				tenant) -> u32 n, n x (u8 alg, bytes spki) */
 	RF_KMSG_LOAD = 3,    /* str id -> u8 alg, bytes spki */
-	RF_KMSG_SIGN = 4,    /* str id, u8 digest, who, u32 n, n x (u8
-				scheme, str what, str ref, str tenant, bytes
-				msg) -> u32 n, n x bytes sig */
+	RF_KMSG_SIGN = 4,    /* str id, u8 flags (RF_KSIGN_*), who, u32 n,
+				n x (u8 scheme, str what, str ref, str
+				tenant, bytes msg) -> [RECORDED], u32 n,
+				n x bytes sig */
 	RF_KMSG_DISABLE = 5, /* u8 destroy, who, u32 n, n x str id -> u64 */
 	RF_KMSG_LIST = 6,    /* -> u32 n, n x key info (str id, str label,
 				6 x u8: alg, sign, sensitive, extractable,
@@ -53,7 +54,16 @@ enum rf_kmsg_type {
 	RF_KMSG_TYPE_MAX = 10,
 	RF_KMSG_OK = 0x80,  /* the answer's fields */
 	RF_KMSG_ERR = 0x81, /* u32 -code, str message */
+	/* No fields: a SIGN request's leaves are durable, its signatures
+	 * follow (asked with RF_KSIGN_RECORDED). */
+	RF_KMSG_RECORDED = 0x82,
 };
+
+/* The flags of a SIGN request. */
+#define RF_KSIGN_DIGEST 1 /* the messages are digests */
+/* Record the request whole, in one append, and say RECORDED once it is
+ * durable: the caller then knows keyd no longer needs the store. */
+#define RF_KSIGN_RECORDED 2
 
 const char *rf_kmsg_name(int type);
 

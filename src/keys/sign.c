@@ -959,12 +959,19 @@ alone_range(void *arg, size_t from, size_t to)
 
 	for (; from < to; from++) {
 		set = &a->sets[from];
-		if (set->r == 0 &&
-		    (r = set->digest
+		if (set->r != 0)
+			continue;
+		if (a->keys != NULL && a->keys->kc != NULL)
+			r = rf_kc_sign_told(a->keys->kc, set->key, set->reqs,
+			    set->n, set->digest, set->who, set->sigs,
+			    set->recorded);
+		else
+			r = set->digest
 			    ? rf_keys_sign_digest(a->keys, set->key, set->reqs,
 				  set->n, set->who, set->sigs)
 			    : rf_keys_sign(a->keys, set->key, set->reqs, set->n,
-				  set->who, set->sigs)) != 0)
+				  set->who, set->sigs);
+		if (r != 0)
 			set_fail(set, r);
 	}
 }

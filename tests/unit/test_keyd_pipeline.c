@@ -10,7 +10,9 @@
  * once the disable has returned; a signature does not wait behind
  * keyd's background work (a step as long as an RSA key generation), nor
  * behind a caller that stops reading an answer larger than its socket
- * holds.
+ * holds; a caller that asks to hear when its request is recorded hears
+ * it once, when every one of its leaves is in the record, and not at all
+ * when the request is refused.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -644,6 +646,78 @@ test_stalled_reader(void **state)
 		    worst);
 }
 
+/* What a set's rf_recorded saw: how often it was told, and the leaves in
+ * the record then. */
+struct heard {
+	struct fx *fx;
+	int times;
+	uint64_t leaves;
+};
+
+static void
+heard_one(void *arg)
+{
+	struct heard *h = arg;
+
+	h->times++;
+	h->leaves = leaves(h->fx);
+}
+
+static void
+test_told_recorded(void **state)
+{
+	struct fx *fx = *state;
+	size_t n = 4 * BIG; /* several of keyd's batches, were it split */
+	struct rf_sign_req *reqs = calloc(n, sizeof(*reqs));
+	struct rf_sig *sigs = calloc(n, sizeof(*sigs)), offsig[1];
+	struct rf_sign_set sets[2];
+	struct heard h[2];
+	struct rf_recorded rec[2];
+	EVP_PKEY *pub = rf_key_public(fx->ec);
+	uint64_t before = leaves(fx);
+	size_t i;
+
+	assert_non_null(reqs);
+	assert_non_null(sigs);
+	for (i = 0; i < n; i++) {
+		reqs[i].what = "cert";
+		reqs[i].msg = (const uint8_t *)"told";
+		reqs[i].msglen = 4;
+	}
+	memset(sets, 0, sizeof(sets));
+	memset(h, 0, sizeof(h));
+	for (i = 0; i < 2; i++) {
+		h[i].fx = fx;
+		rec[i].fn = heard_one;
+		rec[i].arg = &h[i];
+		sets[i].recorded = &rec[i];
+		sets[i].who = &who;
+	}
+	sets[0].key = fx->ec;
+	sets[0].reqs = reqs;
+	sets[0].n = n;
+	sets[0].sigs = sigs;
+	sets[1].key = fx->off; /* disabled: refused, never recorded */
+	sets[1].reqs = reqs;
+	sets[1].n = 1;
+	sets[1].sigs = offsig;
+	rf_keys_sign_group(fx->keys, sets, 2);
+	assert_int_equal(sets[0].r, 0);
+	assert_int_not_equal(sets[1].r, 0);
+	assert_int_equal(h[0].times, 1);
+	assert_int_equal(h[1].times, 0);
+	/* Recorded whole before told: every leaf of the set was there. */
+	assert_true(h[0].leaves >= before + n);
+	assert_int_equal(leaves(fx), before + n);
+	for (i = 0; i < n; i++) {
+		assert_true(ossl_verify(pub, RF_SIG_DEFAULT, reqs[i].msg,
+		    reqs[i].msglen, sigs[i].sig, sigs[i].len));
+		rf_sig_clear(&sigs[i]);
+	}
+	free(sigs);
+	free(reqs);
+}
+
 int
 main(void)
 {
@@ -657,6 +731,8 @@ main(void)
 		test_background, setup_bg, teardown_bg),
 	    cmocka_unit_test_setup_teardown(
 		test_stalled_reader, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_told_recorded, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
