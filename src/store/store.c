@@ -30,6 +30,13 @@
  * page it first changes was copied to a file with a write per page.
  */
 #define ST_TEMP_PRAGMA "PRAGMA temp_store = MEMORY"
+/*
+ * The database file read through a memory map (up to 1 GiB): a page the
+ * cache lacks costs no system call (at 36,000 connections contain's
+ * reissue made a pread per missing index page: 16.3 s -> 13.4 s). WAL
+ * checkpoints never shrink the file, which a map could not survive.
+ */
+#define ST_MMAP_PRAGMA "PRAGMA mmap_size = 1073741824"
 
 /*
  * Migrations: script i takes the schema from version i to i + 1. Each runs
@@ -671,6 +678,7 @@ rf_store_open_version(
 	sqlite3_extended_result_codes(st->db, 1);
 	sqlite3_busy_timeout(st->db, ST_BUSY_MS);
 	if ((r = st_exec(st, "PRAGMA foreign_keys = ON")) != 0 ||
+	    (r = st_exec(st, ST_MMAP_PRAGMA)) != 0 ||
 	    (r = st_functions(st)) != 0)
 		goto out;
 	if (!sqlite3_db_readonly(st->db, "main")) {
