@@ -1499,15 +1499,71 @@ load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	return CKR_OK;
 }
 
+/*
+ * The per-token passes of rf_keys_load_many, on LOAD_THREADS threads:
+ * a file-backed token answers each attribute read with file calls, and
+ * at 36,000 keys the passes took 5.4 s of one core. Each pass has its own
+ * session and its own token's keys; the per-key arrays are shared at
+ * disjoint indexes.
+ */
+#define LOAD_THREADS 2
+
+struct load_many_par {
+	struct rf_keys *keys;
+	struct rf_key **k;
+	size_t n;
+	struct load_many_arg proto; /* the per-key arrays */
+	struct rf_err_held *res;    /* per token */
+};
+
+static void
+load_many_tokens(void *arg, size_t from, size_t to)
+{
+	struct load_many_par *p = arg;
+	struct load_many_arg a = p->proto;
+	struct rf_key **k = p->k;
+	CK_RV rv = CKR_OK;
+	size_t i;
+	int r = 0;
+
+	if (from < to && (a.t = calloc(p->n, sizeof(*a.t))) == NULL) {
+		rf_err_keep(&p->res[from], RF_ERR_ALLOC);
+		return;
+	}
+	for (; r == 0 && from < to; from++) {
+		a.sh = (int)from;
+		a.n = 0;
+		for (i = 0; i < p->n; i++) {
+			if (k[i]->sh != a.sh)
+				continue;
+			a.t[a.n].len = (uint8_t)k[i]->tidlen;
+			memset(a.t[a.n].b, 0, sizeof(a.t[a.n].b));
+			memcpy(a.t[a.n].b, k[i]->tid, k[i]->tidlen);
+			a.t[a.n++].idx = i;
+		}
+		if (a.n == 0)
+			continue;
+		qsort(a.t, a.n, sizeof(*a.t), tident_cmp);
+		if ((r = keys_with_session(
+			 p->keys, a.sh, load_many_op, &a, &rv)) == 0 &&
+		    rv != CKR_OK)
+			r = keys_token_err("C_FindObjects", rv);
+		if (r == 0)
+			r = a.r;
+		rf_err_keep(&p->res[from], r);
+	}
+	free(a.t);
+}
+
 int
 rf_keys_load_many(
     struct rf_keys *keys, const char *const *ids, size_t n, struct rf_key **out)
 {
 	struct load_many_arg a;
+	struct load_many_par par;
 	struct rf_key **k = NULL;
 	struct where w;
 	char got[65];
-	CK_RV rv = CKR_OK;
 	size_t i;
 	int sh, nsh, r = RF_ERR_ALLOC;
 
@@ -1518,15 +1574,16 @@ rf_keys_load_many(
 	if (keys->kc != NULL)
 		return rf_kc_load_many(keys->kc, ids, n, out);
 	memset(&a, 0, sizeof(a));
-	if ((k = calloc(n, sizeof(*k))) == NULL ||
-	    (a.t = calloc(n, sizeof(*a.t))) == NULL ||
-	    (a.priv = calloc(n, 1)) == NULL ||
-	    (a.pub = calloc(n, sizeof(*a.pub))) == NULL)
-		goto out;
-	a.keys = k;
+	memset(&par, 0, sizeof(par));
 	pthread_mutex_lock(&keys->lock);
 	nsh = keys->nsh;
 	pthread_mutex_unlock(&keys->lock);
+	if ((k = calloc(n, sizeof(*k))) == NULL ||
+	    (a.priv = calloc(n, 1)) == NULL ||
+	    (a.pub = calloc(n, sizeof(*a.pub))) == NULL ||
+	    (par.res = calloc(nsh > 0 ? nsh : 1, sizeof(*par.res))) == NULL)
+		goto out;
+	a.keys = k;
 	for (i = 0; i < n; i++) {
 		a.pub[i] = CK_INVALID_HANDLE;
 		if ((k[i] = calloc(1, sizeof(*k[i]))) == NULL) {
@@ -1542,30 +1599,14 @@ rf_keys_load_many(
 		k[i]->sh = w.sh;
 	}
 	/* One pass per token holding some of them, as the store records. */
-	for (sh = 0; sh < nsh; sh++) {
-		a.n = 0;
-		for (i = 0; i < n; i++) {
-			if (k[i]->sh != sh)
-				continue;
-			a.t[a.n].len = (uint8_t)k[i]->tidlen;
-			memset(a.t[a.n].b, 0, sizeof(a.t[a.n].b));
-			memcpy(a.t[a.n].b, k[i]->tid, k[i]->tidlen);
-			a.t[a.n++].idx = i;
-		}
-		if (a.n == 0)
-			continue;
-		qsort(a.t, a.n, sizeof(*a.t), tident_cmp);
-		a.sh = sh;
-		if ((r = keys_with_session(keys, sh, load_many_op, &a, &rv)) !=
-		    0)
+	par.keys = keys;
+	par.k = k;
+	par.n = n;
+	par.proto = a;
+	rf_parallel((size_t)nsh, LOAD_THREADS, load_many_tokens, &par);
+	for (sh = 0; sh < nsh; sh++)
+		if ((r = rf_err_kept(&par.res[sh])) != 0)
 			goto out;
-		if (rv != CKR_OK) {
-			r = keys_token_err("C_FindObjects", rv);
-			goto out;
-		}
-		if ((r = a.r) != 0)
-			goto out;
-	}
 	for (i = 0; i < n; i++) {
 		if (k[i]->sh < 0 || k[i]->sh >= nsh) {
 			/* No recorded token: probe them as rf_keys_load does.
@@ -1605,7 +1646,7 @@ out:
 	for (i = 0; k != NULL && i < n; i++)
 		rf_key_free(k[i]);
 	free(k);
-	free(a.t);
+	free(par.res);
 	free(a.priv);
 	free(a.pub);
 	return r;
