@@ -514,10 +514,15 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 	s->recorded = (flags & RF_KSIGN_RECORDED) != 0;
 	get_who(m, c, &s->w);
 	s->n = rf_kmsg_u32(m);
+	if (m->err == 0 &&
+	    (flags & ~(RF_KSIGN_DIGEST | RF_KSIGN_RECORDED)) != 0)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "custody sign: unknown flags 0x%02x (run one ringfence "
+		    "build for keyd and its callers)",
+		    flags);
 	/* Each item takes at least 25 bytes: n is bounded by the frame. */
 	if (m->err != 0 || s->n == 0 || s->n > RF_KPROTO_BATCH_MAX ||
-	    s->n > (m->len - m->off) / 25 ||
-	    (flags & ~(RF_KSIGN_DIGEST | RF_KSIGN_RECORDED)) != 0)
+	    s->n > (m->len - m->off) / 25)
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "custody sign: bad number of messages");
 	if ((s->reqs = calloc(s->n, sizeof(*s->reqs))) == NULL ||
