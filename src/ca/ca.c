@@ -2256,8 +2256,8 @@ told_wait(struct told *t)
 /*
  * Sign every dirty item, and the OCSP response of every item, in one
  * rf_keys_sign_group: in this process one durable audit append before the
- * token signs any of them (through keyd, one request per key, each
- * recorded whole and said to be through t). Then the certificates are
+ * token signs any of them (through keyd, one request per key; with t,
+ * each recorded whole and said to be through t). Then the certificates are
  * assembled and *pre holds the signed responses, NULL when they could not
  * be made (that alone fails nothing: the server signs what it lacks when
  * it refreshes).
@@ -2308,9 +2308,12 @@ issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
 		sets[nsets].who = who;
 		sets[nsets++].sigs = osigs;
 	}
-	for (i = 0; i < nsets; i++)
-		sets[i].recorded = &rec;
-	told_set(t, &t->want, (int)nsets);
+	/* Asked only where a caller waits for it (rf_ca_issue_pipelined). */
+	if (t != NULL) {
+		for (i = 0; i < nsets; i++)
+			sets[i].recorded = &rec;
+		told_set(t, &t->want, (int)nsets);
+	}
 	if (nsets > 0)
 		rf_keys_sign_group(ca->keys, sets, nsets);
 	if (m > 0 && sets[0].r != 0) {
@@ -2729,9 +2732,12 @@ batch_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 	return 0;
 }
 
-/* New serials and TBS for the dirty items, their signatures, the proofs. */
+/*
+ * New serials and TBS for the dirty items, their signatures, the proofs;
+ * t (NULL: none) hears when keyd has recorded them.
+ */
 static int
-batch_sign(struct issue_batch *b)
+batch_sign(struct issue_batch *b, struct told *t)
 {
 	size_t i;
 	int r;
@@ -2742,8 +2748,7 @@ batch_sign(struct issue_batch *b)
 		if (b->items[i].dirty &&
 		    (r = issue_tbs(b->ca, &b->items[i], b->now)) != 0)
 			return r;
-	if ((r = issue_sign(
-		 b->ca, b->items, b->n, b->who, &b->told, &b->pre)) != 0)
+	if ((r = issue_sign(b->ca, b->items, b->n, b->who, t, &b->pre)) != 0)
 		return r;
 	if ((r = proofs_finish(&b->pf)) != 0) {
 		rf_ocsp_presigned_free(b->pre);
@@ -2766,7 +2771,7 @@ batch_commit(struct issue_batch *b, rf_ca_issue_hook hook, void *arg)
 		if (r != RF_ERR_EXISTS || tries + 1 >= CA_SERIAL_TRIES)
 			break;
 		rf_err_clear(); /* a serial collision: new serial, re-sign */
-		if ((r = batch_sign(b)) != 0)
+		if ((r = batch_sign(b, NULL)) != 0)
 			break;
 	}
 	if (r == 0)
@@ -2821,7 +2826,7 @@ rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 	if (ca == NULL || reqs == NULL || out == NULL || n == 0)
 		return rf_err_set(RF_ERR_ARG, "nothing to issue");
 	if ((r = batch_prepare(ca, reqs, n, who, &b)) == 0 &&
-	    (r = batch_sign(&b)) == 0)
+	    (r = batch_sign(&b, NULL)) == 0)
 		r = batch_commit(&b, hook, arg);
 	return batch_end(&b, out, r);
 }
@@ -2831,7 +2836,7 @@ batch_sign_main(void *arg)
 {
 	struct issue_batch *b = arg;
 
-	rf_err_keep(&b->sign, batch_sign(b));
+	rf_err_keep(&b->sign, batch_sign(b, &b->told));
 	told_set(&b->told, &b->told.done, 1);
 	return NULL;
 }

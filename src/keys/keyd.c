@@ -573,8 +573,9 @@ struct pending {
 	size_t settled;	     /* messages signed or failed (signer) */
 	int r;		     /* the first failure, and its message */
 	char msg[160];
-	int sent; /* the signer answered (1), in part (2) or could not (-1) */
-	int said_recorded;  /* RECORDED went out whole (1) or not (-1) */
+	/* The signer answered (1), in part (2) or could not (-1); -1 also
+	 * when RECORDED did not go out whole (say_recorded). */
+	int sent;
 	struct rf_kbuf out; /* its answer, when the socket took part of it */
 	size_t outoff;
 };
@@ -1188,15 +1189,12 @@ say_recorded(struct batch *b)
 
 	for (j = 0; j < b->n; j++) {
 		p = b->p[j];
-		if (!p->s.recorded || b->sets[j].r != 0 ||
-		    p->recorded != p->s.n)
-			continue;
+		if (!p->s.recorded || b->sets[j].r != 0)
+			continue; /* such a request is in one batch, whole */
 		rf_kbuf_begin(&k, RF_KMSG_RECORDED);
-		p->said_recorded = rf_kbuf_finish(&k) == 0 &&
-			(w = send_now(p->fd, k.d, k.len)) >= 0 &&
-			(size_t)w == k.len
-		    ? 1
-		    : -1;
+		if (rf_kbuf_finish(&k) != 0 ||
+		    (w = send_now(p->fd, k.d, k.len)) < 0 || (size_t)w != k.len)
+			p->sent = -1;
 		rf_kbuf_clear(&k);
 	}
 }
@@ -1244,10 +1242,8 @@ answer_sigs(struct pending *p)
 	size_t k;
 	ssize_t w;
 
-	if (p->said_recorded < 0) {
-		p->sent = -1;
-		return;
-	}
+	if (p->sent < 0)
+		return; /* out of step since say_recorded */
 	rf_kbuf_begin(&p->out, RF_KMSG_OK);
 	rf_kbuf_u32(&p->out, (uint32_t)p->s.n);
 	for (k = 0; k < p->s.n; k++)
@@ -1362,7 +1358,7 @@ pipe_done(struct keyd *kd)
 		if ((i = conn_find(kd, p->conn)) >= 0) {
 			c = &kd->conns[i];
 			c->busy = 0;
-			if (p->said_recorded < 0)
+			if (p->sent < 0)
 				c->dead = 1;
 			else if (p->r != 0) {
 				rf_err_set(p->r, "%s", p->msg);
@@ -1371,10 +1367,9 @@ pipe_done(struct keyd *kd)
 				    0)
 					c->dead = 1;
 				rf_kbuf_clear(&out);
-			} else if (p->sent < 0 ||
-			    (p->sent == 2 &&
-				conn_out(c, p->out.d + p->outoff,
-				    p->out.len - p->outoff) != 0))
+			} else if (p->sent == 2 &&
+			    conn_out(c, p->out.d + p->outoff,
+				p->out.len - p->outoff) != 0)
 				c->dead = 1;
 		}
 		pending_free(p);
