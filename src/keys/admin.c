@@ -318,7 +318,8 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		out[i]->sh = shs[i];
 		/* Found again without a search while this process runs
 		 * (rf_keys_load_many: a pool key taken by contain). */
-		keys_made_put(keys, shs[i], tids[i], g.pub, g.priv, g.gen);
+		keys_made_put(keys, shs[i], tids[i], g.pub, g.priv, g.gen,
+		    out[i]->pub, out[i]->alg);
 #ifdef RF_TEST_HOOKS
 		if (keys->test_after_keygen != NULL)
 			keys->test_after_keygen(
@@ -575,6 +576,23 @@ rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
 	return 0;
 }
 
+/* A key's CKA_ID as a sort key: length first, then the bytes. */
+struct tident {
+	uint8_t len;
+	uint8_t b[TID_MAX];
+	size_t idx; /* in the caller's ids */
+};
+
+static int
+tident_cmp(const void *a, const void *b)
+{
+	const struct tident *x = a, *y = b;
+
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	return memcmp(x->b, y->b, TID_MAX);
+}
+
 struct list_arg {
 	int (*fn)(void *arg, const struct rf_key_info *ki);
 	void *arg;
@@ -582,49 +600,113 @@ struct list_arg {
 	const char *label; /* of the token being listed */
 };
 
+/*
+ * The public key objects of a token by CKA_ID, sorted (idx: the handle's
+ * index in *hs): one pass, where a search per key would make a file-backed
+ * token read every object for each key it lists.
+ */
 static CK_RV
-list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+list_pubs(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE **hs,
+    struct tident **t, size_t *n)
+{
+	size_t i, len;
+	CK_RV rv;
+
+	*t = NULL;
+	if ((rv = keys_find_all(f, s, CKO_PUBLIC_KEY, hs, n)) != CKR_OK)
+		return rv;
+	if ((*t = calloc(*n ? *n : 1, sizeof(**t))) == NULL)
+		return CKR_HOST_MEMORY;
+	for (i = 0; i < *n; i++) {
+		(*t)[i].idx = i;
+		if (keys_get_bytes(f, s, (*hs)[i], CKA_ID, (*t)[i].b,
+			sizeof((*t)[i].b), &len) == CKR_OK)
+			(*t)[i].len = (uint8_t)len;
+	}
+	qsort(*t, *n, sizeof(**t), tident_cmp);
+	return CKR_OK;
+}
+
+/*
+ * What `keys list` shows of private key object h, in one attribute read
+ * (a file-backed token pays per read); each attribute read alone when the
+ * token refuses one of them.
+ */
+static CK_RV
+list_attrs(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+    struct rf_key_info *ki, uint8_t *id, size_t *idlen)
 {
 	static const CK_ATTRIBUTE_TYPE types[5] = {CKA_SIGN, CKA_SENSITIVE,
 	    CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE, CKA_NEVER_EXTRACTABLE};
+	int *v[5] = {&ki->can_sign, &ki->sensitive, &ki->extractable,
+	    &ki->always_sensitive, &ki->never_extractable};
+	CK_BBOOL b[5];
+	CK_ATTRIBUTE a[7];
+	char label[sizeof(ki->label)];
+	size_t j, len;
+	CK_RV rv;
+
+	for (j = 0; j < 5; j++) {
+		b[j] = CK_FALSE;
+		a[j].type = types[j];
+		a[j].pValue = &b[j];
+		a[j].ulValueLen = sizeof(b[j]);
+	}
+	a[5].type = CKA_LABEL;
+	a[5].pValue = label;
+	a[5].ulValueLen = sizeof(label) - 1;
+	a[6].type = CKA_ID;
+	a[6].pValue = id;
+	a[6].ulValueLen = ATTR_MAX;
+	if (f->C_GetAttributeValue(s, h, a, 7) == CKR_OK) {
+		for (j = 0; j < 5; j++)
+			*v[j] = b[j] == CK_TRUE;
+		memcpy(ki->label, label, a[5].ulValueLen);
+		*idlen = a[6].ulValueLen;
+		return CKR_OK;
+	}
+	for (j = 0; j < 5; j++)
+		if ((rv = keys_get_bool(f, s, h, types[j], v[j])) != CKR_OK)
+			return rv;
+	if (keys_get_bytes(f, s, h, CKA_LABEL, (uint8_t *)label,
+		sizeof(ki->label) - 1, &len) == CKR_OK)
+		memcpy(ki->label, label, len);
+	return keys_get_bytes(f, s, h, CKA_ID, id, ATTR_MAX, idlen);
+}
+
+static CK_RV
+list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
 	struct list_arg *la = varg;
 	CK_FUNCTION_LIST_PTR f = keys->f;
-	CK_OBJECT_HANDLE *hs = NULL, hpub;
+	CK_OBJECT_HANDLE *hs = NULL, *phs = NULL, hpub;
+	struct tident *pubs = NULL, want, *hit;
 	struct rf_key_info ki;
 	uint8_t buf[ATTR_MAX];
 	EVP_PKEY *pub;
-	size_t n = 0, i, len, j;
-	int *v[5], r;
+	size_t n = 0, np = 0, i, len;
+	int r;
 	CK_RV rv;
 
 	/* Collect handles first: no other call while a search is active. */
-	if ((rv = keys_find_all(f, s, CKO_PRIVATE_KEY, &hs, &n)) != CKR_OK)
-		return rv;
+	if ((rv = keys_find_all(f, s, CKO_PRIVATE_KEY, &hs, &n)) != CKR_OK ||
+	    (rv = list_pubs(f, s, &phs, &pubs, &np)) != CKR_OK)
+		goto out;
 	for (i = 0; i < n && la->r == 0; i++) {
 		memset(&ki, 0, sizeof(ki));
-		v[0] = &ki.can_sign;
-		v[1] = &ki.sensitive;
-		v[2] = &ki.extractable;
-		v[3] = &ki.always_sensitive;
-		v[4] = &ki.never_extractable;
-		for (j = 0; j < 5; j++)
-			if ((rv = keys_get_bool(f, s, hs[i], types[j], v[j])) !=
-			    CKR_OK)
-				goto out;
-		if (keys_get_bytes(f, s, hs[i], CKA_LABEL, buf,
-			sizeof(ki.label) - 1, &len) == CKR_OK)
-			memcpy(ki.label, buf, len);
-		snprintf(ki.token, sizeof(ki.token), "%s", la->label);
-		if ((rv = keys_get_bytes(f, s, hs[i], CKA_ID, buf, sizeof(buf),
-			 &len)) != CKR_OK)
+		if ((rv = list_attrs(f, s, hs[i], &ki, buf, &len)) != CKR_OK)
 			goto out;
+		snprintf(ki.token, sizeof(ki.token), "%s", la->label);
 		/* The key id is the hash of the public key found by CKA_ID
 		 * (for keys made before random ids, CKA_ID is that hash). */
 		if (len > 0 && len <= TID_MAX) {
 			rf_hex(buf, len, ki.token_id);
-			if ((rv = keys_find_object(f, s, CKO_PUBLIC_KEY, buf,
-				 len, &hpub)) != CKR_OK)
-				goto out;
+			memset(&want, 0, sizeof(want));
+			want.len = (uint8_t)len;
+			memcpy(want.b, buf, len);
+			hit =
+			    bsearch(&want, pubs, np, sizeof(*pubs), tident_cmp);
+			hpub = hit != NULL ? phs[hit->idx] : CK_INVALID_HANDLE;
 			pub = NULL;
 			if (hpub != CK_INVALID_HANDLE &&
 			    keys_read_public(
@@ -644,6 +726,8 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		la->r = la->fn(la->arg, &ki);
 	}
 out:
+	free(pubs);
+	free(phs);
 	free(hs);
 	return rv;
 }
@@ -1087,23 +1171,6 @@ rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
 	return disable_ids(keys, ids, n, 0, who, done);
 }
 
-/* A key's CKA_ID as a sort key: length first, then the bytes. */
-struct tident {
-	uint8_t len;
-	uint8_t b[TID_MAX];
-	size_t idx; /* in the caller's ids */
-};
-
-static int
-tident_cmp(const void *a, const void *b)
-{
-	const struct tident *x = a, *y = b;
-
-	if (x->len != y->len)
-		return x->len < y->len ? -1 : 1;
-	return memcmp(x->b, y->b, TID_MAX);
-}
-
 /*
  * Many keys at once: one pass over each token's objects instead of one
  * C_FindObjects per key. Tokens such as SoftHSM's file store scan every
@@ -1186,7 +1253,7 @@ destroy_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 			continue;
 		if (a->tsh[x] == a->sh &&
 		    keys_made_get(keys, a->sh, a->t[i].b, a->t[i].len, gen,
-			&hpub, &hpriv) &&
+			&hpub, &hpriv, NULL, NULL) &&
 		    keys_object_is(keys->f, s, hpriv, CKO_PRIVATE_KEY,
 			a->t[i].b, a->t[i].len) &&
 		    keys_object_is(keys->f, s, hpub, CKO_PUBLIC_KEY, a->t[i].b,
@@ -1457,9 +1524,14 @@ load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 
 	/*
 	 * Keys this process made or found (a pool key taken by contain, in
-	 * keyd) are found by the handles kept from their generation: the
-	 * private key's checked by one read, the public key's in the read
-	 * of the key itself. The token is searched only for the others.
+	 * keyd) are found by the handles kept from their generation. Their
+	 * public key, when it was read from the token then, is taken from
+	 * memory: only this process opens the token, its key objects are
+	 * unmodifiable, and a destroyed pair or a new module generation
+	 * leaves the set. Otherwise the private key's handle is checked by
+	 * one read, the public key's in the read of the key itself, and the
+	 * key is kept for the next time. The token is searched only for the
+	 * others.
 	 */
 	for (i = 0; i < a->n && a->r == 0; i++) {
 		x = a->t[i].idx;
@@ -1467,15 +1539,25 @@ load_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		if (k->pub != NULL)
 			continue; /* read before the session was lost */
 		is = 0;
-		/* The public key is read with the check of its handle. */
-		if (keys_made_get(keys, a->sh, a->t[i].b, a->t[i].len, gen,
-			&hpub, &hpriv) &&
+		if (!keys_made_get(keys, a->sh, a->t[i].b, a->t[i].len, gen,
+			&hpub, &hpriv, &k->pub, &k->alg)) {
+			miss++;
+			continue;
+		}
+		if (k->pub == NULL &&
 		    keys_object_is(keys->f, s, hpriv, CKO_PRIVATE_KEY,
-			a->t[i].b, a->t[i].len) &&
-		    (rv = keys_read_public_of(keys->f, s, hpub, a->t[i].b,
-			 a->t[i].len, &is, &k->alg, &k->pub, &a->r)) != CKR_OK)
-			return rv;
-		if (is) {
+			a->t[i].b, a->t[i].len)) {
+			/* The public key is read with the check of its
+			 * handle. */
+			if ((rv = keys_read_public_of(keys->f, s, hpub,
+				 a->t[i].b, a->t[i].len, &is, &k->alg, &k->pub,
+				 &a->r)) != CKR_OK)
+				return rv;
+			if (is)
+				keys_made_put(keys, a->sh, a->t[i].b, hpub,
+				    hpriv, gen, k->pub, k->alg);
+		}
+		if (k->pub != NULL) {
 			a->priv[x] = 1;
 			a->pub[x] = hpub;
 		} else {
@@ -1658,8 +1740,11 @@ remember_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
 	struct load_many_arg *a = varg;
 	unsigned long gen = keys_module_gen(keys);
+	enum rf_key_alg alg = RF_KEY_EC_P256;
+	EVP_PKEY *pk;
 	size_t i, x;
 	CK_RV rv;
+	int bad;
 
 	if ((rv = load_many_scan(keys, s, a)) != CKR_OK)
 		return rv;
@@ -1667,8 +1752,19 @@ remember_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 		x = a->t[i].idx;
 		if (!a->priv[x] || a->pub[x] == CK_INVALID_HANDLE)
 			continue; /* not (all) in this token */
-		keys_made_put(
-		    keys, a->sh, a->t[i].b, a->pub[x], a->privh[x], gen);
+		/* Its public key too, read now so that taking the key later
+		 * reads nothing (a key this process cannot use is kept
+		 * without it, and read again when taken). */
+		pk = NULL;
+		bad = 0;
+		if ((rv = keys_read_public(
+			 keys->f, s, a->pub[x], 0, &alg, &pk, &bad)) != CKR_OK)
+			return rv;
+		if (bad != 0)
+			rf_err_clear();
+		keys_made_put(keys, a->sh, a->t[i].b, a->pub[x], a->privh[x],
+		    gen, bad == 0 ? pk : NULL, alg);
+		EVP_PKEY_free(pk);
 		a->kept++;
 	}
 	return CKR_OK;

@@ -393,7 +393,11 @@ h_load(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 	return r;
 }
 
-/* Many keys in one pass over the tokens (rf_keys_load_many). */
+/*
+ * Many keys in one pass over the tokens (rf_keys_load_many). Like LOAD it
+ * changes no key, so signatures in flight go on beside it: contain takes
+ * its pool keys while the revocation's OCSP answers are being signed.
+ */
 static int
 h_load_many(
     struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
@@ -858,7 +862,7 @@ static const struct handler table_admin[] = {
     {RF_KMSG_LIST, h_list, 0},
     {RF_KMSG_CUSTODY, h_custody, DRAIN},
     {RF_KMSG_MEASURE, h_measure, DRAIN},
-    {RF_KMSG_LOAD_MANY, h_load_many, DRAIN},
+    {RF_KMSG_LOAD_MANY, h_load_many, 0},
     {0, NULL, 0},
 };
 

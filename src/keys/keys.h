@@ -307,6 +307,9 @@ int rf_keys_token_of(struct rf_keys *keys, const char *id);
  * what rf_keys_remember saves.
  */
 unsigned long rf_keys_full_reads(void);
+/* How many times this process has read a public key object's attributes
+ * (rf_keys_load_many of keys it made or found again reads none). */
+unsigned long rf_keys_pub_reads(void);
 int rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
     const struct rf_actor *who, size_t *done) RF_WUR;
 

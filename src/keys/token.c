@@ -21,6 +21,7 @@
 #include <limits.h>
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -843,8 +844,11 @@ made_clear(struct made_set *m)
 	size_t i;
 
 	pthread_mutex_lock(&m->lock);
-	for (i = 0; i < m->cap; i++)
+	for (i = 0; i < m->cap; i++) {
+		EVP_PKEY_free(m->v[i].pk);
+		m->v[i].pk = NULL;
 		m->v[i].use = -1;
+	}
 	m->used = 0;
 	pthread_mutex_unlock(&m->lock);
 }
@@ -880,8 +884,10 @@ made_room(struct made_set *m)
 		return -1;
 	if ((v = malloc(cap * sizeof(*v))) == NULL)
 		return -1;
-	for (i = 0; i < cap; i++)
+	for (i = 0; i < cap; i++) {
 		v[i].use = -1;
+		v[i].pk = NULL;
+	}
 	for (i = 0; i < m->cap; i++)
 		if (m->v[i].use == 1)
 			*made_slot(v, cap, m->v[i].tid) = m->v[i];
@@ -894,7 +900,8 @@ made_room(struct made_set *m)
 
 void
 keys_made_put(struct rf_keys *keys, int sh, const uint8_t *tid,
-    CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen)
+    CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen,
+    EVP_PKEY *pk, enum rf_key_alg alg)
 {
 	struct made_set *m = &keys->mod->made;
 	CK_SLOT_ID slot = made_token_slot(keys, sh);
@@ -911,19 +918,27 @@ keys_made_put(struct rf_keys *keys, int sh, const uint8_t *tid,
 		o->pub = pub;
 		o->priv = priv;
 		o->gen = gen;
+		EVP_PKEY_free(o->pk);
+		o->pk = NULL;
+		if (pk != NULL && EVP_PKEY_up_ref(pk) == 1)
+			o->pk = pk;
+		o->alg = alg;
 	}
 	pthread_mutex_unlock(&m->lock);
 }
 
 int
 keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen,
-    unsigned long gen, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv)
+    unsigned long gen, CK_OBJECT_HANDLE *pub, CK_OBJECT_HANDLE *priv,
+    EVP_PKEY **pk, enum rf_key_alg *alg)
 {
 	struct made_set *m = &keys->mod->made;
 	CK_SLOT_ID slot;
 	struct made_obj *o;
 	int hit = 0;
 
+	if (pk != NULL)
+		*pk = NULL;
 	if (tidlen != TID_LEN)
 		return 0;
 	slot = made_token_slot(keys, sh);
@@ -933,6 +948,11 @@ keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen,
 		if (o->use == 1 && o->slot == slot && o->gen == gen) {
 			*pub = o->pub;
 			*priv = o->priv;
+			if (pk != NULL && o->pk != NULL &&
+			    EVP_PKEY_up_ref(o->pk) == 1) {
+				*pk = o->pk;
+				*alg = o->alg;
+			}
 			hit = 1;
 		}
 	}
@@ -951,8 +971,11 @@ keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen)
 	pthread_mutex_lock(&m->lock);
 	if (m->v != NULL) {
 		o = made_slot(m->v, m->cap, tid);
-		if (o->use == 1)
+		if (o->use == 1) {
 			o->use = -2; /* a tombstone keeps the probe chains */
+			EVP_PKEY_free(o->pk);
+			o->pk = NULL;
+		}
 	}
 	pthread_mutex_unlock(&m->lock);
 }
@@ -1124,6 +1147,15 @@ ec_public(const uint8_t *params, size_t plen_, const uint8_t *ecpoint,
 		*alg = RF_KEY_NONE;
 }
 
+/* Reads of a public key object (rf_keys_pub_reads). */
+static atomic_ulong pub_reads;
+
+unsigned long
+rf_keys_pub_reads(void)
+{
+	return atomic_load(&pub_reads);
+}
+
 CK_RV
 keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, const uint8_t *tid, size_t tidlen, int *is,
@@ -1147,6 +1179,7 @@ keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 	*r = 0;
 	if (h == CK_INVALID_HANDLE)
 		return CKR_OK;
+	atomic_fetch_add(&pub_reads, 1);
 	/* An RSA key has no EC attributes: CKR_ATTRIBUTE_TYPE_INVALID, the
 	 * others read (PKCS#11 v2.40 section 5.7, C_GetAttributeValue). */
 	rv = f->C_GetAttributeValue(s, h, t, 5);
@@ -1182,6 +1215,7 @@ keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 	*alg = RF_KEY_NONE;
 	*pub = NULL;
 	*r = 0;
+	atomic_fetch_add(&pub_reads, 1);
 	/* An EC key in one read (a file-backed token pays per read); an RSA
 	 * key has no EC attributes: CKR_ATTRIBUTE_TYPE_INVALID, its type
 	 * read (PKCS#11 v2.40 section 5.7). */

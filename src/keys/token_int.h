@@ -53,6 +53,8 @@ struct made_obj {
 	CK_SLOT_ID slot;
 	CK_OBJECT_HANDLE pub, priv;
 	unsigned long gen;
+	EVP_PKEY *pk; /* its public key as read from the token, or NULL */
+	enum rf_key_alg alg;
 };
 
 struct made_set {
@@ -201,12 +203,19 @@ int keys_session_recover(
  * them again (1, or 0 when not known for sh's slot and gen); forget them
  * once destroyed. The set is the module's: every handle of the process
  * sees what another one put.
+ *
+ * The pair's public key pk (of alg), when the caller has it from a read of
+ * the token, is kept too (a reference): key objects are unmodifiable, so
+ * it stays what the token holds until the pair is destroyed, and a key
+ * taken again (a pool key, by contain) is then read from memory. *pk, when
+ * pk is not NULL, receives a reference to it or NULL.
  */
 void keys_made_put(struct rf_keys *keys, int sh, const uint8_t *tid,
-    CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen);
+    CK_OBJECT_HANDLE pub, CK_OBJECT_HANDLE priv, unsigned long gen,
+    EVP_PKEY *pk, enum rf_key_alg alg);
 int keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid,
     size_t tidlen, unsigned long gen, CK_OBJECT_HANDLE *pub,
-    CK_OBJECT_HANDLE *priv);
+    CK_OBJECT_HANDLE *priv, EVP_PKEY **pk, enum rf_key_alg *alg);
 void keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen);
 /* 1 if object h of session s has class cls and CKA_ID tid (one read). */
 int keys_object_is(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,

@@ -381,6 +381,36 @@ test_audit_failure_no_signature(void **state)
 	rf_key_free(key);
 }
 
+/* keys list of known keys: each listed once, with its label and alg. */
+struct listed {
+	char (*ids)[65];
+	const struct rf_keygen *kg; /* the first nkg of ids */
+	size_t n, nkg, seen;
+};
+
+static int
+listed_key(void *arg, const struct rf_key_info *ki)
+{
+	struct listed *l = arg;
+	size_t i;
+
+	for (i = 0; i < l->n && strcmp(l->ids[i], ki->id) != 0; i++)
+		;
+	assert_true(i < l->n);
+	assert_int_equal(ki->can_sign, 1);
+	assert_int_equal(strlen(ki->token_id), 2 * 16);
+	if (i < l->nkg) {
+		assert_string_equal(ki->label, l->kg[i].label);
+		assert_int_equal(ki->alg, l->kg[i].alg);
+	} else {
+		assert_string_equal(ki->label, "one");
+	}
+	assert_int_equal(ki->sensitive, 1);
+	assert_int_equal(ki->extractable, 0);
+	l->seen++;
+	return 0;
+}
+
 static int
 count_key(void *arg, const struct rf_key_info *ki)
 {
@@ -980,6 +1010,7 @@ test_init_token(void **state)
 	struct rf_sign_req req = {(const uint8_t *)"m", 1, RF_SIG_DEFAULT,
 	    "test", "1", NULL, NULL, NULL};
 	char ids[7][65], path[1200];
+	struct listed l;
 	const char *idp[7];
 	size_t i, n = 0, done = 0;
 
@@ -1017,6 +1048,15 @@ test_init_token(void **state)
 	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
 	assert_int_equal(rf_keys_list(keys, count_key, &n), 0);
 	assert_int_equal(n, 7);
+	/* Each key by its id, label and algorithm, read in one pass over
+	 * each token's public keys. */
+	memset(&l, 0, sizeof(l));
+	l.ids = ids;
+	l.kg = kg;
+	l.n = 7;
+	l.nkg = 6;
+	assert_int_equal(rf_keys_list(keys, listed_key, &l), 0);
+	assert_int_equal(l.seen, 7);
 	for (i = 0; i < 7; i++) {
 		assert_int_equal(rf_keys_load(keys, ids[i], &again), 0);
 		assert_int_equal(
@@ -1243,7 +1283,9 @@ test_made_handles(void **state)
  * A process that restarts loses the kept handles of the keys it made
  * (issue 14: keyd after keyd_idle). rf_keys_remember finds them again, one
  * pass per token, so that loading them reads no whole token any more
- * (rf_keys_full_reads counts those reads).
+ * (rf_keys_full_reads counts those reads), and their public keys with
+ * them, so that loading them reads no public key either (contain taking
+ * 36,000 pool keys: rf_keys_pub_reads).
  */
 static void
 test_remember_handles(void **state)
@@ -1257,27 +1299,38 @@ test_remember_handles(void **state)
 	struct rf_keygen kg[6];
 	char ids[6][65];
 	const char *idp[6];
-	unsigned long reads;
+	unsigned long reads, pubs;
 	size_t i, kept, total = 0;
 	int t;
 
 	(void)state;
 	made_fx(&cfg, &st, &audit, &keys, kg, 6, 3, ids, idp);
-	/* Kept by the handle that made them: no whole-token read. */
+	/* Kept by the handle that made them, public keys too: no
+	 * whole-token read, and no public key read again. */
 	reads = rf_keys_full_reads();
+	pubs = rf_keys_pub_reads();
 	assert_int_equal(rf_keys_load_many(keys, idp, 6, key), 0);
-	for (i = 0; i < 6; i++)
+	for (i = 0; i < 6; i++) {
+		assert_non_null(key[i]);
+		assert_string_equal(rf_key_id(key[i]), ids[i]);
+		assert_int_equal(rf_key_alg(key[i]), kg[i].alg);
 		rf_key_free(key[i]);
+	}
 	assert_int_equal(rf_keys_full_reads(), reads);
+	assert_int_equal(rf_keys_pub_reads(), pubs);
 	/* "Restart": the module is finalised, its handles void. */
 	rf_keys_free(keys);
 	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
+	pubs = rf_keys_pub_reads();
 	assert_int_equal(rf_keys_load_many(keys, idp, 6, key), 0);
 	for (i = 0; i < 6; i++) {
 		assert_non_null(key[i]);
 		rf_key_free(key[i]);
 	}
 	assert_true(rf_keys_full_reads() > reads);
+	assert_true(rf_keys_pub_reads() >= pubs + 6);
+	rf_keys_free(keys);
+	assert_int_equal(rf_keys_open(&cfg, audit, &keys), 0);
 	/* Found again, token by token: every pair, and loading reads no
 	 * whole token; the keys are the same. */
 	assert_true(rf_keys_token_count(keys) >= 1);
@@ -1289,6 +1342,7 @@ test_remember_handles(void **state)
 	assert_int_equal(rf_keys_remember(keys, idp, 6, 99, &kept), 0);
 	assert_int_equal(kept, 0);
 	reads = rf_keys_full_reads();
+	pubs = rf_keys_pub_reads();
 	assert_int_equal(rf_keys_load_many(keys, idp, 6, key), 0);
 	for (i = 0; i < 6; i++) {
 		assert_non_null(key[i]);
@@ -1297,6 +1351,7 @@ test_remember_handles(void **state)
 		rf_key_free(key[i]);
 	}
 	assert_int_equal(rf_keys_full_reads(), reads);
+	assert_int_equal(rf_keys_pub_reads(), pubs);
 	/* A key destroyed behind the kept handles is not found. */
 	assert_int_equal(rf_keys_destroy(keys, ids[1], &who), 0);
 	assert_int_equal(rf_keys_load_many(keys, idp, 6, key), 0);
