@@ -593,39 +593,28 @@ tident_cmp(const void *a, const void *b)
 	return memcmp(x->b, y->b, TID_MAX);
 }
 
+struct load_many_arg {
+	struct tident *t; /* sorted; idx: the caller's index */
+	size_t n;
+	int sh;			 /* the token of this pass */
+	uint8_t *priv;		 /* per caller's index: private key seen */
+	CK_OBJECT_HANDLE *privh; /* optional, per caller's index: its object */
+	size_t kept;		 /* rf_keys_remember: pairs kept */
+	CK_OBJECT_HANDLE *pub;	 /* per caller's index: public key object */
+	struct rf_key **keys;	 /* per caller's index: filled when both */
+	int r;
+};
+
+/* Every object of a token, once: those whose CKA_ID is in a->t. */
+static CK_RV ids_scan(
+    struct rf_keys *keys, CK_SESSION_HANDLE s, struct load_many_arg *a);
+
 struct list_arg {
 	int (*fn)(void *arg, const struct rf_key_info *ki);
 	void *arg;
 	int r;
 	const char *label; /* of the token being listed */
 };
-
-/*
- * The public key objects of a token by CKA_ID, sorted (idx: the handle's
- * index in *hs): one pass, where a search per key would make a file-backed
- * token read every object for each key it lists.
- */
-static CK_RV
-list_pubs(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE **hs,
-    struct tident **t, size_t *n)
-{
-	size_t i, len;
-	CK_RV rv;
-
-	*t = NULL;
-	if ((rv = keys_find_all(f, s, CKO_PUBLIC_KEY, hs, n)) != CKR_OK)
-		return rv;
-	if ((*t = calloc(*n ? *n : 1, sizeof(**t))) == NULL)
-		return CKR_HOST_MEMORY;
-	for (i = 0; i < *n; i++) {
-		(*t)[i].idx = i;
-		if (keys_get_bytes(f, s, (*hs)[i], CKA_ID, (*t)[i].b,
-			sizeof((*t)[i].b), &len) == CKR_OK)
-			(*t)[i].len = (uint8_t)len;
-	}
-	qsort(*t, *n, sizeof(**t), tident_cmp);
-	return CKR_OK;
-}
 
 /*
  * What `keys list` shows of private key object h, in one attribute read
@@ -674,60 +663,78 @@ list_attrs(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
 	return keys_get_bytes(f, s, h, CKA_ID, id, ATTR_MAX, idlen);
 }
 
+/*
+ * Every private key of a token: their attributes first, then their public
+ * keys found by CKA_ID in one pass over the token (ids_scan), where a
+ * search per key would make a file-backed token read every object for
+ * each key it lists.
+ */
 static CK_RV
 list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
 	struct list_arg *la = varg;
 	CK_FUNCTION_LIST_PTR f = keys->f;
-	CK_OBJECT_HANDLE *hs = NULL, *phs = NULL, hpub;
-	struct tident *pubs = NULL, want, *hit;
-	struct rf_key_info ki;
+	CK_OBJECT_HANDLE *hs = NULL;
+	struct rf_key_info *ki = NULL, *k;
+	struct load_many_arg a;
 	uint8_t buf[ATTR_MAX];
 	EVP_PKEY *pub;
-	size_t n = 0, np = 0, i, len;
+	size_t n = 0, i, len;
 	int r;
 	CK_RV rv;
 
+	memset(&a, 0, sizeof(a));
 	/* Collect handles first: no other call while a search is active. */
-	if ((rv = keys_find_all(f, s, CKO_PRIVATE_KEY, &hs, &n)) != CKR_OK ||
-	    (rv = list_pubs(f, s, &phs, &pubs, &np)) != CKR_OK)
+	if ((rv = keys_find_all(f, s, CKO_PRIVATE_KEY, &hs, &n)) != CKR_OK)
+		goto out;
+	if ((ki = calloc(n ? n : 1, sizeof(*ki))) == NULL ||
+	    (a.t = calloc(n ? n : 1, sizeof(*a.t))) == NULL ||
+	    (a.priv = calloc(n ? n : 1, 1)) == NULL ||
+	    (a.pub = calloc(n ? n : 1, sizeof(*a.pub))) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		a.pub[i] = CK_INVALID_HANDLE;
+		if ((rv = list_attrs(f, s, hs[i], &ki[i], buf, &len)) != CKR_OK)
+			goto out;
+		snprintf(ki[i].token, sizeof(ki[i].token), "%s", la->label);
+		if (len > 0 && len <= TID_MAX) {
+			rf_hex(buf, len, ki[i].token_id);
+			a.t[a.n].len = (uint8_t)len;
+			memcpy(a.t[a.n].b, buf, len);
+			a.t[a.n++].idx = i;
+		}
+	}
+	qsort(a.t, a.n, sizeof(*a.t), tident_cmp);
+	if ((rv = ids_scan(keys, s, &a)) != CKR_OK)
 		goto out;
 	for (i = 0; i < n && la->r == 0; i++) {
-		memset(&ki, 0, sizeof(ki));
-		if ((rv = list_attrs(f, s, hs[i], &ki, buf, &len)) != CKR_OK)
-			goto out;
-		snprintf(ki.token, sizeof(ki.token), "%s", la->label);
+		k = &ki[i];
 		/* The key id is the hash of the public key found by CKA_ID
 		 * (for keys made before random ids, CKA_ID is that hash). */
-		if (len > 0 && len <= TID_MAX) {
-			rf_hex(buf, len, ki.token_id);
-			memset(&want, 0, sizeof(want));
-			want.len = (uint8_t)len;
-			memcpy(want.b, buf, len);
-			hit =
-			    bsearch(&want, pubs, np, sizeof(*pubs), tident_cmp);
-			hpub = hit != NULL ? phs[hit->idx] : CK_INVALID_HANDLE;
-			pub = NULL;
-			if (hpub != CK_INVALID_HANDLE &&
-			    keys_read_public(
-				f, s, hpub, 0, &ki.alg, &pub, &r) == CKR_OK) {
-				if (r != 0 || rf_keys_pub_id(pub, ki.id) != 0) {
-					ki.alg = RF_KEY_NONE;
-					ki.id[0] = '\0';
-				}
-				EVP_PKEY_free(pub);
-				rf_err_clear();
+		pub = NULL;
+		if (a.pub[i] != CK_INVALID_HANDLE &&
+		    keys_read_public(f, s, a.pub[i], 0, &k->alg, &pub, &r) ==
+			CKR_OK) {
+			if (r != 0 || rf_keys_pub_id(pub, k->id) != 0) {
+				k->alg = RF_KEY_NONE;
+				k->id[0] = '\0';
 			}
-			if (ki.id[0] == '\0' && len == ID_LEN)
-				rf_hex(buf, len, ki.id);
+			EVP_PKEY_free(pub);
+			rf_err_clear();
 		}
-		ki.retired = keys->ledger != NULL && ki.id[0] != '\0' &&
-		    rf_ledger_key_retired(keys->ledger, ki.id);
-		la->r = la->fn(la->arg, &ki);
+		if (k->id[0] == '\0' && strlen(k->token_id) == 2 * ID_LEN)
+			snprintf(k->id, sizeof(k->id), "%s", k->token_id);
+		k->retired = keys->ledger != NULL && k->id[0] != '\0' &&
+		    rf_ledger_key_retired(keys->ledger, k->id);
+		la->r = la->fn(la->arg, k);
 	}
 out:
-	free(pubs);
-	free(phs);
+	free(a.t);
+	free(a.priv);
+	free(a.pub);
+	free(ki);
 	free(hs);
 	return rv;
 }
@@ -1440,17 +1447,6 @@ rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
  * so per-key searches cost O(keys x objects); the pass costs O(objects).
  * Through keyd it is one request (RF_KMSG_LOAD_MANY).
  */
-struct load_many_arg {
-	struct tident *t; /* sorted; idx: the caller's index */
-	size_t n;
-	int sh;			 /* the token of this pass */
-	uint8_t *priv;		 /* per caller's index: private key seen */
-	CK_OBJECT_HANDLE *privh; /* optional, per caller's index: its object */
-	size_t kept;		 /* rf_keys_remember: pairs kept */
-	CK_OBJECT_HANDLE *pub;	 /* per caller's index: public key object */
-	struct rf_key **keys;	 /* per caller's index: filled when both */
-	int r;
-};
 
 /* Whole-token reads by load_many_scan (rf_keys_full_reads). */
 static atomic_ulong full_reads;
@@ -1461,6 +1457,15 @@ rf_keys_full_reads(void)
 	return atomic_load(&full_reads);
 }
 
+/* ids_scan to find keys to load, counted (rf_keys_full_reads). */
+static CK_RV
+load_many_scan(
+    struct rf_keys *keys, CK_SESSION_HANDLE s, struct load_many_arg *a)
+{
+	atomic_fetch_add(&full_reads, 1);
+	return ids_scan(keys, s, a);
+}
+
 /*
  * One search for every object of the token, then one attribute read per
  * object (its class and CKA_ID together): on a file-backed token each
@@ -1468,8 +1473,7 @@ rf_keys_full_reads(void)
  * of them.
  */
 static CK_RV
-load_many_scan(
-    struct rf_keys *keys, CK_SESSION_HANDLE s, struct load_many_arg *a)
+ids_scan(struct rf_keys *keys, CK_SESSION_HANDLE s, struct load_many_arg *a)
 {
 	CK_FUNCTION_LIST_PTR f = keys->f;
 	CK_OBJECT_HANDLE *hs = NULL;
@@ -1479,7 +1483,6 @@ load_many_scan(
 	size_t nhs = 0, i;
 	CK_RV rv;
 
-	atomic_fetch_add(&full_reads, 1);
 	rv = keys_find_matching(f, s, NULL, 0, &hs, &nhs);
 	for (i = 0; rv == CKR_OK && i < nhs; i++) {
 		memset(&want, 0, sizeof(want));
@@ -1740,7 +1743,7 @@ remember_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
 	struct load_many_arg *a = varg;
 	unsigned long gen = keys_module_gen(keys);
-	enum rf_key_alg alg = RF_KEY_EC_P256;
+	enum rf_key_alg alg;
 	EVP_PKEY *pk;
 	size_t i, x;
 	CK_RV rv;

@@ -1150,6 +1150,9 @@ ec_public(const uint8_t *params, size_t plen_, const uint8_t *ecpoint,
 /* Reads of a public key object (rf_keys_pub_reads). */
 static atomic_ulong pub_reads;
 
+static CK_RV read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
+    CK_OBJECT_HANDLE h, int full, enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
+
 unsigned long
 rf_keys_pub_reads(void)
 {
@@ -1195,12 +1198,20 @@ keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 		    b1, t[3].ulValueLen, b2, t[4].ulValueLen, 0, alg, pub, r);
 		return CKR_OK;
 	}
-	return keys_read_public(f, s, h, 0, alg, pub, r);
+	return read_public(f, s, h, 0, alg, pub, r);
 }
 
 CK_RV
 keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, int full, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
+{
+	atomic_fetch_add(&pub_reads, 1);
+	return read_public(f, s, h, full, alg, pub, r);
+}
+
+static CK_RV
+read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h,
+    int full, enum rf_key_alg *alg, EVP_PKEY **pub, int *r)
 {
 	CK_KEY_TYPE kt = 0;
 	uint8_t b1[ATTR_MAX], b2[ATTR_MAX];
@@ -1215,7 +1226,6 @@ keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 	*alg = RF_KEY_NONE;
 	*pub = NULL;
 	*r = 0;
-	atomic_fetch_add(&pub_reads, 1);
 	/* An EC key in one read (a file-backed token pays per read); an RSA
 	 * key has no EC attributes: CKR_ATTRIBUTE_TYPE_INVALID, its type
 	 * read (PKCS#11 v2.40 section 5.7). */
