@@ -133,4 +133,20 @@ void rf_env_wipe(const char *name);
 void rf_parallel(
     size_t n, int threads, void (*fn)(void *, size_t, size_t), void *arg);
 
+/*
+ * rf_parallel's threads kept for the next call: threads - 1 (1-16 in all)
+ * workers wait for each rf_crew_run, which cuts [0, n) as rf_parallel
+ * does and runs the first range itself. For a caller that runs many small
+ * rounds (keyd's signer: a few signatures each), where starting and
+ * joining a thread per round cost as much as a signature. Runs are one at
+ * a time (a second caller waits). A worker that cannot be started leaves
+ * its share to the others. name (15 bytes at most) names the workers for
+ * top -H and perf.
+ */
+struct rf_crew;
+int rf_crew_new(int threads, const char *name, struct rf_crew **out) RF_WUR;
+void rf_crew_run(
+    struct rf_crew *c, size_t n, void (*fn)(void *, size_t, size_t), void *arg);
+void rf_crew_free(struct rf_crew *c);
+
 #endif

@@ -294,6 +294,140 @@ rf_parallel(
 	}
 }
 
+struct crew_worker {
+	struct rf_crew *c;
+	int i; /* its range: g[i] */
+	pthread_t tid;
+	int started;
+};
+
+struct rf_crew {
+	pthread_mutex_t run; /* one rf_crew_run at a time */
+	pthread_mutex_t mu;
+	pthread_cond_t go, idle;
+	int threads;		  /* the caller and the workers */
+	uint64_t round;		  /* bumped by each run (mu) */
+	int busy;		  /* workers still in this round (mu) */
+	int stop;		  /* (mu) */
+	struct range g[16];	  /* this round's ranges (mu) */
+	struct crew_worker w[16]; /* w[1..threads) */
+};
+
+static void *
+crew_main(void *p)
+{
+	struct crew_worker *w = p;
+	struct rf_crew *c = w->c;
+	uint64_t seen = 0;
+	struct range g;
+
+	for (;;) {
+		pthread_mutex_lock(&c->mu);
+		while (!c->stop && c->round == seen)
+			pthread_cond_wait(&c->go, &c->mu);
+		if (c->stop) {
+			pthread_mutex_unlock(&c->mu);
+			return NULL;
+		}
+		seen = c->round;
+		g = c->g[w->i];
+		pthread_mutex_unlock(&c->mu);
+		if (g.from < g.to)
+			range_run(&g);
+		pthread_mutex_lock(&c->mu);
+		if (--c->busy == 0)
+			pthread_cond_signal(&c->idle);
+		pthread_mutex_unlock(&c->mu);
+	}
+}
+
+int
+rf_crew_new(int threads, const char *name, struct rf_crew **out)
+{
+	struct rf_crew *c;
+	int i;
+
+	*out = NULL;
+	if (threads < 1)
+		threads = 1;
+	if (threads > 16)
+		threads = 16;
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	if (pthread_mutex_init(&c->run, NULL) != 0 ||
+	    pthread_mutex_init(&c->mu, NULL) != 0 ||
+	    pthread_cond_init(&c->go, NULL) != 0 ||
+	    pthread_cond_init(&c->idle, NULL) != 0) {
+		free(c);
+		return rf_err_set(RF_ERR_INTERNAL, "cannot set up threads");
+	}
+	c->threads = 1;
+	for (i = 1; i < threads; i++) {
+		c->w[i].c = c;
+		c->w[i].i = i;
+		if (pthread_create(&c->w[i].tid, NULL, crew_main, &c->w[i]) !=
+		    0)
+			break; /* fewer workers: their ranges run in others */
+		(void)pthread_setname_np(c->w[i].tid, name);
+		c->w[i].started = 1;
+		c->threads++;
+	}
+	*out = c;
+	return 0;
+}
+
+void
+rf_crew_run(
+    struct rf_crew *c, size_t n, void (*fn)(void *, size_t, size_t), void *arg)
+{
+	int i, k;
+
+	pthread_mutex_lock(&c->run);
+	k = c->threads;
+	if ((size_t)k > n)
+		k = n > 0 ? (int)n : 1;
+	pthread_mutex_lock(&c->mu);
+	for (i = 0; i < c->threads; i++) {
+		c->g[i].fn = fn;
+		c->g[i].arg = arg;
+		c->g[i].from = i < k ? n * (size_t)i / (size_t)k : n;
+		c->g[i].to = i < k ? n * (size_t)(i + 1) / (size_t)k : n;
+	}
+	if (c->threads > 1) {
+		c->busy = c->threads - 1;
+		c->round++;
+		pthread_cond_broadcast(&c->go);
+	}
+	pthread_mutex_unlock(&c->mu);
+	range_run(&c->g[0]);
+	pthread_mutex_lock(&c->mu);
+	while (c->busy > 0)
+		pthread_cond_wait(&c->idle, &c->mu);
+	pthread_mutex_unlock(&c->mu);
+	pthread_mutex_unlock(&c->run);
+}
+
+void
+rf_crew_free(struct rf_crew *c)
+{
+	int i;
+
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	c->stop = 1;
+	pthread_cond_broadcast(&c->go);
+	pthread_mutex_unlock(&c->mu);
+	for (i = 1; i < 16; i++)
+		if (c->w[i].started)
+			pthread_join(c->w[i].tid, NULL);
+	pthread_cond_destroy(&c->idle);
+	pthread_cond_destroy(&c->go);
+	pthread_mutex_destroy(&c->mu);
+	pthread_mutex_destroy(&c->run);
+	free(c);
+}
+
 #ifdef RF_TEST_SEAMS
 void
 rf_test_point(const char *name)

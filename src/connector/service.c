@@ -172,10 +172,12 @@ rf_connector_svc_new(const struct rf_config *cfg, struct rf_keys *keys,
 	pthread_mutex_init(&svc->wh_lock, NULL);
 	pthread_cond_init(&svc->wh_cond, NULL);
 	if ((r = rf_store_open(cfg->db_path, 0, &svc->st)) != 0 ||
+	    (r = rf_store_unmap(svc->st)) != 0 ||
 	    (r = rf_audit_open(svc->st, &svc->audit)) != 0 ||
 	    (r = rf_limits_new(&svc->limits)) != 0 ||
 	    (r = rf_connector_cache_new(&svc->cache)) != 0 ||
 	    (r = rf_store_open(cfg->db_path, 0, &svc->rst)) != 0 ||
+	    (r = rf_store_unmap(svc->rst)) != 0 ||
 	    (r = rf_audit_open(svc->rst, &svc->raudit)) != 0 ||
 	    (r = rf_seen_new(svc->rst, &svc->seen)) != 0) {
 		rf_connector_svc_free(svc);

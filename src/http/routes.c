@@ -440,7 +440,8 @@ audit_open(struct rf_http_worker *w)
 		return 0;
 	if ((r = rf_store_open(w->h->cfg->db_path, 0, &w->st)) != 0)
 		return r;
-	if ((r = rf_audit_open(w->st, &w->audit)) != 0) {
+	if ((r = rf_store_unmap(w->st)) != 0 ||
+	    (r = rf_audit_open(w->st, &w->audit)) != 0) {
 		rf_store_free(w->st);
 		w->st = NULL;
 		return r;

@@ -240,6 +240,7 @@ ondemand_setup(struct rf_http *h)
 	if (k == NULL || oc == NULL || ic == NULL)
 		return rf_err_set(RF_ERR_NOT_FOUND, "no OCSP signer");
 	if ((r = rf_store_open(h->cfg->db_path, 0, &h->od_st)) != 0 ||
+	    (r = rf_store_unmap(h->od_st)) != 0 ||
 	    (r = rf_audit_open(h->od_st, &h->od_audit)) != 0 ||
 	    (r = rf_keys_open(h->cfg, h->od_audit, &h->od_keys)) != 0 ||
 	    (r = rf_keys_load(h->od_keys, rf_key_id(k), &h->od_key)) != 0 ||
@@ -530,6 +531,7 @@ tls_setup(struct rf_http *h)
 	h->tls_who.actor = h->who.actor;
 	h->tls_who.source = "serve tls";
 	if ((r = rf_store_open(h->cfg->db_path, 0, &h->tls_st)) != 0 ||
+	    (r = rf_store_unmap(h->tls_st)) != 0 ||
 	    (r = rf_audit_open(h->tls_st, &h->tls_audit)) != 0 ||
 	    (r = rf_keys_open(h->cfg, h->tls_audit, &h->tls_keys)) != 0 ||
 	    (r = rf_keys_load(h->tls_keys, rf_key_id(k), &h->tls_key)) != 0 ||

@@ -113,7 +113,8 @@ struct batch {
 
 struct pipeline {
 	pthread_t tid;
-	int evfd; /* the signer wakes the loop */
+	struct rf_crew *crew; /* the signer's signing threads */
+	int evfd;	      /* the signer wakes the loop */
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	struct batch *head, *tail;	   /* recorded, for the signer (mu) */
@@ -1322,7 +1323,7 @@ signer_main(void *arg)
 		pthread_mutex_unlock(&pl->mu);
 		pipe_wake(pl); /* the loop may record the next batch now */
 		b->pl = pl;
-		rf_keys_group_sign_each(b->plan, set_signed, b);
+		rf_keys_group_sign_on(b->plan, pl->crew, set_signed, b);
 		for (j = 0; j < b->n; j++) /* refused when recorded */
 			if (!b->settled[j])
 				settle(pl, b->p[j], &b->sets[j]);
@@ -1407,9 +1408,14 @@ pipe_start(struct keyd *kd)
 		return rf_err_set(
 		    RF_ERR_INTERNAL, "keyd: eventfd: %s", strerror(errno));
 	}
+	/* Kept threads: one started per batch cost about as much CPU as a
+	 * signature when the batches are a few assertions each. */
+	if (rf_crew_new(rf_keys_sign_threads(), "rf-signer", &pl->crew) != 0)
+		rf_err_clear(); /* a thread per batch, as before */
 	if (pthread_mutex_init(&pl->mu, NULL) != 0 ||
 	    pthread_cond_init(&pl->cv, NULL) != 0 ||
 	    pthread_create(&pl->tid, NULL, signer_main, pl) != 0) {
+		rf_crew_free(pl->crew);
 		close(pl->evfd);
 		free(pl);
 		return rf_err_set(
@@ -1433,6 +1439,7 @@ pipe_stop(struct keyd *kd)
 	pthread_cond_signal(&pl->cv);
 	pthread_mutex_unlock(&pl->mu);
 	pthread_join(pl->tid, NULL);
+	rf_crew_free(pl->crew);
 	pthread_cond_destroy(&pl->cv);
 	pthread_mutex_destroy(&pl->mu);
 	close(pl->evfd);
@@ -1761,6 +1768,7 @@ bg_open(struct keyd *kd)
 	bg->o = kd->o;
 	kd->bg = bg;
 	if ((r = rf_store_open(kd->cfg.db_path, 0, &bg->st)) != 0 ||
+	    (r = rf_store_unmap(bg->st)) != 0 ||
 	    (r = rf_audit_open(bg->st, &bg->audit)) != 0 ||
 	    (r = rf_keys_open(&kd->cfg, bg->audit, &bg->keys)) != 0)
 		return r;
@@ -1817,7 +1825,8 @@ keyd_open(struct keyd *kd)
 			    kd->cfg.home);
 		return r;
 	}
-	if ((r = rf_audit_open(kd->st, &kd->audit)) != 0 ||
+	if ((r = rf_store_unmap(kd->st)) != 0 ||
+	    (r = rf_audit_open(kd->st, &kd->audit)) != 0 ||
 	    (r = rf_keys_open(&kd->cfg, kd->audit, &kd->keys)) != 0 ||
 	    (r = rf_kpolicy_new(&kd->cfg, kd->st, kd->audit, &kd->policy)) != 0)
 		return r;

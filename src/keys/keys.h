@@ -223,6 +223,12 @@ void rf_keys_group_sign(struct rf_sign_plan *plan);
  */
 void rf_keys_group_sign_each(struct rf_sign_plan *plan,
     void (*done)(void *arg, struct rf_sign_set *set), void *arg);
+/* rf_keys_group_sign_each on crew's threads (rf.h: rf_crew_new with
+ * rf_keys_sign_threads()) instead of threads started for this plan. */
+void rf_keys_group_sign_on(struct rf_sign_plan *plan, struct rf_crew *crew,
+    void (*done)(void *arg, struct rf_sign_set *set), void *arg);
+/* The signing threads a plan runs on. */
+int rf_keys_sign_threads(void);
 void rf_sig_clear(struct rf_sig *sig);
 
 /*

@@ -927,15 +927,31 @@ plan_range(void *arg, size_t from, size_t to)
 }
 
 void
-rf_keys_group_sign_each(struct rf_sign_plan *pl,
+rf_keys_group_sign_on(struct rf_sign_plan *pl, struct rf_crew *crew,
     void (*done)(void *arg, struct rf_sign_set *set), void *arg)
 {
 	if (pl == NULL)
 		return;
 	pl->done = done;
 	pl->done_arg = arg;
-	rf_parallel(pl->njobs, SIGN_THREADS, plan_range, pl);
+	if (crew != NULL)
+		rf_crew_run(crew, pl->njobs, plan_range, pl);
+	else
+		rf_parallel(pl->njobs, SIGN_THREADS, plan_range, pl);
 	plan_free(pl);
+}
+
+void
+rf_keys_group_sign_each(struct rf_sign_plan *pl,
+    void (*done)(void *arg, struct rf_sign_set *set), void *arg)
+{
+	rf_keys_group_sign_on(pl, NULL, done, arg);
+}
+
+int
+rf_keys_sign_threads(void)
+{
+	return SIGN_THREADS;
 }
 
 void

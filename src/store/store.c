@@ -699,6 +699,12 @@ out:
 }
 
 int
+rf_store_unmap(struct rf_store *st)
+{
+	return st_exec(st, "PRAGMA mmap_size = 0");
+}
+
+int
 rf_store_open(const char *path, int create, struct rf_store **out)
 {
 	return rf_store_open_version(path, create, 0, out);

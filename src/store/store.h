@@ -30,6 +30,16 @@ void rf_store_free(struct rf_store *st);
 /* Schema version after migrations. */
 int rf_store_schema_version(struct rf_store *st);
 /*
+ * A long-lived server's connection (serve, keyd): reads without the
+ * memory map rf_store_open sets up for bulk work. SQLite drops a
+ * connection's whole map at the first read transaction after another
+ * connection's commit, and faults it in again on the next reads: a munmap,
+ * with its TLB flush on every core, for each request that comes between
+ * the other process's commits. Such a request reads a few pages, and a
+ * pread each costs less.
+ */
+int rf_store_unmap(struct rf_store *st) RF_WUR;
+/*
  * SQLite backend notes:
  * - Threads: a connection is opened with SQLITE_OPEN_NOMUTEX; use each
  *   struct rf_store from one thread at a time (one per thread is simplest).
