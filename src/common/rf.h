@@ -101,6 +101,14 @@ void rf_test_point(const char *name);
 #else
 #define rf_test_point(name) ((void)(name))
 #endif
+/* Test builds only, likewise: sleep RINGFENCE_TEST_PAUSE_MS (default 2000)
+ * at the named point when RINGFENCE_TEST_PAUSE_AT names it, so that a
+ * test can hold a long operation open and watch what else goes on. */
+#ifdef RF_TEST_SEAMS
+void rf_test_pause(const char *name);
+#else
+#define rf_test_pause(name) ((void)(name))
+#endif
 void rf_clock_set(int64_t t);
 
 /* Encoding helpers. Output buffers are caller-owned and NUL-terminated. */

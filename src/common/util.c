@@ -437,4 +437,14 @@ rf_test_point(const char *name)
 	if (at != NULL && strcmp(at, name) == 0)
 		raise(SIGKILL);
 }
+
+void
+rf_test_pause(const char *name)
+{
+	const char *at = getenv("RINGFENCE_TEST_PAUSE_AT");
+	const char *ms = getenv("RINGFENCE_TEST_PAUSE_MS");
+
+	if (at != NULL && strcmp(at, name) == 0)
+		usleep((useconds_t)(ms != NULL ? atoi(ms) : 2000) * 1000);
+}
 #endif

@@ -577,6 +577,8 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
  */
 struct pending {
 	struct pending *next;
+	struct keyd *kd; /* a list's (list_main) */
+	int type;	 /* RF_KMSG_SIGN, or RF_KMSG_LIST */
 	uint64_t conn;
 	int fd;		/* the caller's: open while it is busy */
 	uint8_t *frame; /* the request, owned: s's messages point into it */
@@ -599,6 +601,7 @@ struct pending {
 
 static void pipe_wait(struct keyd *kd, struct pending *p);
 static void pipe_drain(struct keyd *kd);
+static void pipe_wake(struct pipeline *pl);
 static void bg_pause(struct keyd *kd);
 static void bg_resume(struct keyd *kd);
 
@@ -641,6 +644,7 @@ h_sign(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 		r = RF_ERR_ALLOC;
 		goto fail;
 	}
+	p->type = RF_KMSG_SIGN;
 	p->conn = c->id;
 	p->fd = c->fd;
 	p->frame = c->frame;
@@ -693,11 +697,18 @@ out:
 	return r;
 }
 
+struct listed {
+	struct rf_kbuf *out;
+	uint32_t n;
+};
+
 static int
 list_one(void *arg, const struct rf_key_info *ki)
 {
-	struct rf_kbuf *out = arg;
+	struct listed *l = arg;
+	struct rf_kbuf *out = l->out;
 
+	l->n++;
 	rf_kbuf_str(out, ki->id);
 	rf_kbuf_str(out, ki->label);
 	rf_kbuf_u8(out, (uint8_t)ki->alg);
@@ -712,26 +723,88 @@ list_one(void *arg, const struct rf_key_info *ki)
 	return 0;
 }
 
+/* Every key of every token into out, in one pass (a count first was a
+ * second whole pass: 40 s at 72,000 keys); the count goes in front. */
 static int
-count_one(void *arg, const struct rf_key_info *ki)
+list_into(struct rf_keys *keys, struct rf_kbuf *out)
 {
-	(void)ki;
-	(*(uint32_t *)arg)++;
+	struct listed l = {out, 0};
+	size_t at = out->len;
+	int r;
+
+	rf_kbuf_u32(out, 0);
+	if ((r = rf_keys_list(keys, list_one, &l)) != 0)
+		return r;
+	rf_kbuf_put_u32(out, at, l.n);
 	return 0;
+}
+
+/*
+ * keys list runs on a thread of its own: at 72,000 keys it reads the
+ * tokens for about a minute, and on the loop it held up every other
+ * caller meanwhile (no OCSP re-signature, assertion or TLS handshake).
+ * Its caller is busy until the answer comes back through the pipeline's
+ * done list (pipe_done), and it counts as in flight, so that a request
+ * that changes keys (DRAIN), and stop, wait for it as for signatures.
+ * The done list and the wake are written under the pipeline's lock, after
+ * which this thread touches nothing of keyd's: pipe_stop takes that lock
+ * before it frees anything.
+ */
+static void *
+list_main(void *arg)
+{
+	struct pending *p = arg;
+	struct pipeline *pl = p->kd->pl;
+	int r;
+
+	(void)pthread_setname_np(pthread_self(), "rf-list");
+	rf_test_pause("keyd-list");
+	rf_kbuf_begin(&p->out, RF_KMSG_OK);
+	if ((r = list_into(p->kd->keys, &p->out)) == 0 &&
+	    (r = rf_kbuf_finish(&p->out)) == 0) {
+		p->sent = 2; /* all of out, from outoff 0 */
+	} else {
+		p->r = r;
+		snprintf(p->msg, sizeof(p->msg), "%s", rf_err_msg(r));
+	}
+	pthread_mutex_lock(&pl->mu);
+	p->next = pl->done;
+	pl->done = p;
+	pipe_wake(pl);
+	pthread_mutex_unlock(&pl->mu);
+	return NULL;
 }
 
 static int
 h_list(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 {
-	uint32_t n = 0;
-	int r;
+	pthread_attr_t at;
+	struct pending *p;
+	pthread_t t;
+	int r, started;
 
-	(void)c;
-	if ((r = rf_kmsg_end(m)) != 0 ||
-	    (r = rf_keys_list(kd->keys, count_one, &n)) != 0)
+	if ((r = rf_kmsg_end(m)) != 0)
 		return r;
-	rf_kbuf_u32(out, n);
-	return rf_keys_list(kd->keys, list_one, out);
+	if ((p = calloc(1, sizeof(*p))) == NULL)
+		return RF_ERR_ALLOC;
+	p->kd = kd;
+	p->type = RF_KMSG_LIST;
+	p->conn = c->id;
+	p->fd = c->fd;
+	started = pthread_attr_init(&at) == 0;
+	if (started) {
+		started = pthread_attr_setdetachstate(
+			      &at, PTHREAD_CREATE_DETACHED) == 0 &&
+		    pthread_create(&t, &at, list_main, p) == 0;
+		pthread_attr_destroy(&at);
+	}
+	if (!started) {
+		free(p);
+		return list_into(kd->keys, out); /* on the loop, as before */
+	}
+	c->busy = 1;
+	kd->pl->inflight++;
+	return QUEUED;
 }
 
 static int
@@ -1389,8 +1462,7 @@ pipe_done(struct keyd *kd)
 			else if (p->r != 0) {
 				rf_err_set(p->r, "%s", p->msg);
 				rf_kbuf_begin(&out, RF_KMSG_OK);
-				if (answer(kd, c, RF_KMSG_SIGN, p->r, &out) !=
-				    0)
+				if (answer(kd, c, p->type, p->r, &out) != 0)
 					c->dead = 1;
 				rf_kbuf_clear(&out);
 			} else if (p->sent == 2 &&

@@ -108,6 +108,13 @@ rf_kbuf_u32(struct rf_kbuf *b, uint32_t v)
 }
 
 void
+rf_kbuf_put_u32(struct rf_kbuf *b, size_t off, uint32_t v)
+{
+	if (b->err == 0 && off + 4 <= b->len)
+		put_be(b->d + off, v, 4);
+}
+
+void
 rf_kbuf_u64(struct rf_kbuf *b, uint64_t v)
 {
 	uint8_t *p;

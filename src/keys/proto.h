@@ -77,6 +77,9 @@ struct rf_kbuf {
 void rf_kbuf_begin(struct rf_kbuf *b, int type);
 void rf_kbuf_u8(struct rf_kbuf *b, uint8_t v);
 void rf_kbuf_u32(struct rf_kbuf *b, uint32_t v);
+/* Overwrite the u32 written at off (a count known only once what it
+ * counts is written). */
+void rf_kbuf_put_u32(struct rf_kbuf *b, size_t off, uint32_t v);
 void rf_kbuf_u64(struct rf_kbuf *b, uint64_t v);
 void rf_kbuf_bytes(struct rf_kbuf *b, const uint8_t *p, size_t len);
 /* NULL is written as the empty string. */

@@ -12,7 +12,8 @@
  * behind a caller that stops reading an answer larger than its socket
  * holds; a caller that asks to hear when its request is recorded hears
  * it once, when every one of its leaves is in the record, and not at all
- * when the request is refused.
+ * when the request is refused; and a keys list, held open, holds up
+ * neither signatures nor status.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -718,6 +719,76 @@ test_told_recorded(void **state)
 	free(reqs);
 }
 
+/* keyd holds every keys list 2.5 s (a test seam), as a list of 72,000
+ * keys holds it for a minute. */
+#define LIST_HOLD_MS 2500
+
+static int
+setup_list_held(void **state)
+{
+	char ms[16];
+	int r;
+
+	snprintf(ms, sizeof(ms), "%d", LIST_HOLD_MS);
+	setenv("RINGFENCE_TEST_PAUSE_AT", "keyd-list", 1);
+	setenv("RINGFENCE_TEST_PAUSE_MS", ms, 1);
+	r = setup(state); /* keyd, forked there, keeps them */
+	unsetenv("RINGFENCE_TEST_PAUSE_AT");
+	unsetenv("RINGFENCE_TEST_PAUSE_MS");
+	return r;
+}
+
+struct lister {
+	struct fx *fx;
+	size_t n;
+	int r;
+	double start, end; /* ms_now() */
+};
+
+static int
+count_key(void *arg, const struct rf_key_info *ki)
+{
+	(void)ki;
+	(*(size_t *)arg)++;
+	return 0;
+}
+
+static void *
+list_aside(void *arg)
+{
+	struct lister *l = arg;
+
+	l->start = ms_now();
+	l->r = rf_keys_list(l->fx->keys, count_key, &l->n);
+	l->end = ms_now();
+	return NULL;
+}
+
+/* While a keys list reads the tokens, keyd goes on answering: signatures
+ * and status do not wait for it, and the list still answers whole. */
+static void
+test_list_aside(void **state)
+{
+	struct fx *fx = *state;
+	struct lister l = {fx, 0, -1, 0, 0};
+	pthread_t tid;
+	double worst, signed_at;
+
+	assert_int_equal(pthread_create(&tid, NULL, list_aside, &l), 0);
+	usleep(300000); /* the list is in keyd by now */
+	worst = worst_of(fx, 10, 50000);
+	(void)keyd_queue(fx); /* status answers too */
+	signed_at = ms_now();
+	assert_int_equal(pthread_join(tid, NULL), 0);
+	assert_int_equal(l.r, 0);
+	assert_true(l.n >= 2); /* the EC and RSA keys at least */
+	/* The signatures were made while the list was held. */
+	assert_true(l.end - l.start >= LIST_HOLD_MS);
+	assert_true(l.end > signed_at);
+	if (worst >= 1000)
+		fail_msg("a signature took %.0f ms beside a keys list", worst);
+}
+
 int
 main(void)
 {
@@ -733,6 +804,8 @@ main(void)
 		test_stalled_reader, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_told_recorded, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_list_aside, setup_list_held, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
