@@ -262,6 +262,24 @@ range_run(void *p)
 	return NULL;
 }
 
+/* [0, n) cut into k contiguous ranges g[0..k) (k at most n, at least 1);
+ * g[k..all) are left empty. */
+static void
+cut(struct range *g, int k, int all, size_t n,
+    void (*fn)(void *, size_t, size_t), void *arg)
+{
+	int i;
+
+	if ((size_t)k > n)
+		k = n > 0 ? (int)n : 1;
+	for (i = 0; i < all; i++) {
+		g[i].fn = fn;
+		g[i].arg = arg;
+		g[i].from = i < k ? n * (size_t)i / (size_t)k : n;
+		g[i].to = i < k ? n * (size_t)(i + 1) / (size_t)k : n;
+	}
+}
+
 void
 rf_parallel(
     size_t n, int threads, void (*fn)(void *, size_t, size_t), void *arg)
@@ -276,12 +294,7 @@ rf_parallel(
 		threads = 16;
 	if ((size_t)threads > n)
 		threads = n > 0 ? (int)n : 1;
-	for (i = 0; i < threads; i++) {
-		g[i].fn = fn;
-		g[i].arg = arg;
-		g[i].from = n * (size_t)i / (size_t)threads;
-		g[i].to = n * (size_t)(i + 1) / (size_t)threads;
-	}
+	cut(g, threads, threads, n, fn, arg);
 	for (i = 1; i < threads; i++)
 		started[i] =
 		    pthread_create(&tid[i], NULL, range_run, &g[i]) == 0;
@@ -380,19 +393,9 @@ void
 rf_crew_run(
     struct rf_crew *c, size_t n, void (*fn)(void *, size_t, size_t), void *arg)
 {
-	int i, k;
-
 	pthread_mutex_lock(&c->run);
-	k = c->threads;
-	if ((size_t)k > n)
-		k = n > 0 ? (int)n : 1;
 	pthread_mutex_lock(&c->mu);
-	for (i = 0; i < c->threads; i++) {
-		c->g[i].fn = fn;
-		c->g[i].arg = arg;
-		c->g[i].from = i < k ? n * (size_t)i / (size_t)k : n;
-		c->g[i].to = i < k ? n * (size_t)(i + 1) / (size_t)k : n;
-	}
+	cut(c->g, c->threads, c->threads, n, fn, arg);
 	if (c->threads > 1) {
 		c->busy = c->threads - 1;
 		c->round++;

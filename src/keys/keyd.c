@@ -1417,7 +1417,7 @@ signer_main(void *arg)
 		pthread_mutex_unlock(&pl->mu);
 		pipe_wake(pl); /* the loop may record the next batch now */
 		b->pl = pl;
-		rf_keys_group_sign_on(b->plan, sg->crew, set_signed, b);
+		rf_keys_group_sign_each(b->plan, sg->crew, set_signed, b);
 		for (j = 0; j < b->n; j++) /* refused when recorded */
 			if (!b->settled[j])
 				settle(pl, b->p[j], &b->sets[j]);

@@ -219,13 +219,11 @@ void rf_keys_group_sign(struct rf_sign_plan *plan);
  * failed: set->r), from the signing thread that finished it: one caller
  * of a group can be answered while the others' signatures are still being
  * made. done runs on several threads at once; sets that failed before the
- * plan (in record) are not passed to it.
+ * plan (in record) are not passed to it. The plan is signed on crew's
+ * kept threads (rf.h: rf_crew_new with rf_keys_sign_threads()), or, with
+ * crew NULL, on threads started for it.
  */
-void rf_keys_group_sign_each(struct rf_sign_plan *plan,
-    void (*done)(void *arg, struct rf_sign_set *set), void *arg);
-/* rf_keys_group_sign_each on crew's threads (rf.h: rf_crew_new with
- * rf_keys_sign_threads()) instead of threads started for this plan. */
-void rf_keys_group_sign_on(struct rf_sign_plan *plan, struct rf_crew *crew,
+void rf_keys_group_sign_each(struct rf_sign_plan *plan, struct rf_crew *crew,
     void (*done)(void *arg, struct rf_sign_set *set), void *arg);
 /* The signing threads a plan runs on. */
 int rf_keys_sign_threads(void);

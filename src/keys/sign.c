@@ -927,7 +927,7 @@ plan_range(void *arg, size_t from, size_t to)
 }
 
 void
-rf_keys_group_sign_on(struct rf_sign_plan *pl, struct rf_crew *crew,
+rf_keys_group_sign_each(struct rf_sign_plan *pl, struct rf_crew *crew,
     void (*done)(void *arg, struct rf_sign_set *set), void *arg)
 {
 	if (pl == NULL)
@@ -941,13 +941,6 @@ rf_keys_group_sign_on(struct rf_sign_plan *pl, struct rf_crew *crew,
 	plan_free(pl);
 }
 
-void
-rf_keys_group_sign_each(struct rf_sign_plan *pl,
-    void (*done)(void *arg, struct rf_sign_set *set), void *arg)
-{
-	rf_keys_group_sign_on(pl, NULL, done, arg);
-}
-
 int
 rf_keys_sign_threads(void)
 {
@@ -957,7 +950,7 @@ rf_keys_sign_threads(void)
 void
 rf_keys_group_sign(struct rf_sign_plan *pl)
 {
-	rf_keys_group_sign_each(pl, NULL, NULL);
+	rf_keys_group_sign_each(pl, NULL, NULL, NULL);
 }
 
 /* Each set on its own, as rf_keys_sign or rf_keys_sign_digest would. */

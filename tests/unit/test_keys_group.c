@@ -270,7 +270,7 @@ test_group_each(void **state)
 	}
 	assert_non_null(pl = rf_keys_group_record(fx->keys, sets, 3));
 	assert_int_equal(sets[1].r, RF_ERR_KEY_DISABLED);
-	rf_keys_group_sign_each(pl, each_done, &e);
+	rf_keys_group_sign_each(pl, NULL, each_done, &e);
 	assert_int_equal(e.calls[0], 1);
 	assert_int_equal(e.calls[1], 0);
 	assert_int_equal(e.calls[2], 1);
