@@ -178,11 +178,11 @@ undo_generated(
 			kept[i] = 1;
 		} else {
 			/* Gone from the token: its row goes too. */
-			pthread_mutex_lock(&keys->audit_lock);
+			keys_store_lock(keys);
 			if (rf_store_key_forget(keys_store(keys), out[i]->id) !=
 			    0)
 				bad = 1;
-			pthread_mutex_unlock(&keys->audit_lock);
+			keys_store_unlock(keys);
 		}
 		rf_key_free(out[i]);
 		out[i] = NULL;
@@ -281,9 +281,9 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		snprintf(recs[i].state, sizeof(recs[i].state), "generating");
 		recs[i].created = rf_now();
 	}
-	pthread_mutex_lock(&keys->audit_lock);
+	keys_store_lock(keys);
 	r = rf_store_key_note_many(keys_store(keys), recs, n);
-	pthread_mutex_unlock(&keys->audit_lock);
+	keys_store_unlock(keys);
 	if (r != 0) {
 		r = rf_err_set(r,
 		    "the store could not record the keys to make (%s); "
@@ -337,9 +337,9 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		snprintf(recs[i].state, sizeof(recs[i].state), "generated");
 	}
 	/* Each "generating" row becomes the key's own. */
-	pthread_mutex_lock(&keys->audit_lock);
+	keys_store_lock(keys);
 	r = rf_store_key_note_many(keys_store(keys), recs, n);
-	pthread_mutex_unlock(&keys->audit_lock);
+	keys_store_unlock(keys);
 	if (r != 0) {
 		r = rf_err_set(r,
 		    "the store could not record the new %s (%s); %s",
@@ -368,13 +368,13 @@ out:
 		else
 			r = rf_err_set(r, "%s", msg);
 		/* Rows of keys never made, or made and destroyed. */
-		pthread_mutex_lock(&keys->audit_lock);
+		keys_store_lock(keys);
 		for (i = 0; noted && i < n; i++)
 			if (!kept[i] &&
 			    rf_store_key_forget(keys_store(keys), pending[i]) !=
 				0)
 				rf_err_clear();
-		pthread_mutex_unlock(&keys->audit_lock);
+		keys_store_unlock(keys);
 		if (noted)
 			r = rf_err_set(r, "%s", msg);
 	}
@@ -918,10 +918,10 @@ rf_keys_sweep_torn(
 		rf_err_clear();
 		return 0;
 	}
-	pthread_mutex_lock(&keys->audit_lock);
+	keys_store_lock(keys);
 	r = rf_store_key_list_state(
 	    keys_store(keys), "generating", &recs, &nrecs);
-	pthread_mutex_unlock(&keys->audit_lock);
+	keys_store_unlock(keys);
 	if (r != 0 || nrecs == 0)
 		goto out;
 	if ((want = calloc((size_t)keys->nsh, 1)) == NULL ||
@@ -961,10 +961,10 @@ rf_keys_sweep_torn(
 			goto out;
 		if (rv != CKR_OK || d.found)
 			continue;
-		pthread_mutex_lock(&keys->audit_lock);
+		keys_store_lock(keys);
 		if (rf_store_key_forget(keys_store(keys), recs[i].id) != 0)
 			rf_err_clear();
-		pthread_mutex_unlock(&keys->audit_lock);
+		keys_store_unlock(keys);
 	}
 	r = 0;
 out:
@@ -1030,7 +1030,7 @@ set_states(struct rf_keys *keys, const char *const *ids, const uint8_t *want,
 		return rf_err_set(RF_ERR_INTERNAL,
 		    "refusing to change key states inside an open store "
 		    "transaction");
-	pthread_mutex_lock(&keys->audit_lock);
+	keys_store_lock(keys);
 	if ((r = rf_store_begin(st)) != 0)
 		goto out;
 	for (i = 0; i < n && r == 0; i++) {
@@ -1056,7 +1056,7 @@ set_states(struct rf_keys *keys, const char *const *ids, const uint8_t *want,
 	else
 		r = rf_store_commit(st);
 out:
-	pthread_mutex_unlock(&keys->audit_lock);
+	keys_store_unlock(keys);
 	return r;
 }
 
@@ -1128,9 +1128,9 @@ disable_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 		snprintf(kr.state, sizeof(kr.state), "generated");
 		kr.created = rf_now();
 		rf_hex(key->tid, key->tidlen, kr.token_id);
-		pthread_mutex_lock(&keys->audit_lock);
+		keys_store_lock(keys);
 		r = rf_store_key_note_many(keys_store(keys), &kr, 1);
-		pthread_mutex_unlock(&keys->audit_lock);
+		keys_store_unlock(keys);
 		if (r != 0)
 			goto out;
 	}

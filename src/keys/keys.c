@@ -49,9 +49,9 @@ keys_audit_append(struct rf_keys *keys, const struct rf_audit_event *evs,
 		    "refusing to write the audit record inside an open store "
 		    "transaction: it would not be durable first; %s",
 		    doing);
-	pthread_mutex_lock(&keys->audit_lock);
+	keys_store_lock(keys);
 	r = rf_audit_append(keys->audit, evs, n, NULL);
-	pthread_mutex_unlock(&keys->audit_lock);
+	keys_store_unlock(keys);
 	if (r != 0)
 		return rf_err_set(RF_ERR_AUDIT,
 		    "audit record could not be appended (%s); %s",
@@ -184,7 +184,6 @@ rf_keys_new_client(
 	keys->cfg.pin[0] = '\0'; /* a client never logs in */
 	keys->kc = kc;		 /* owned by keys from here */
 	pthread_mutex_init(&keys->lock, NULL);
-	pthread_mutex_init(&keys->audit_lock, NULL);
 	*out = keys; /* the caller's */
 	return 0;
 }
@@ -254,6 +253,26 @@ keys_store(struct rf_keys *keys)
 	return rf_audit_store(keys->audit);
 }
 
+/*
+ * The record's store connection is opened without SQLite's own mutex and
+ * shared by every user of the audit handle (tree heads, the pool, signing
+ * threads): keys uses it under the audit's lock, as they do, never a lock
+ * of its own. The lock is recursive, so appending under it is fine.
+ */
+void
+keys_store_lock(struct rf_keys *keys)
+{
+	if (keys->audit != NULL)
+		rf_audit_lock(keys->audit);
+}
+
+void
+keys_store_unlock(struct rf_keys *keys)
+{
+	if (keys->audit != NULL)
+		rf_audit_unlock(keys->audit);
+}
+
 int
 keys_shard_index(struct rf_keys *keys, const char *label)
 {
@@ -287,9 +306,9 @@ keys_key_where(struct rf_keys *keys, const char *id, struct where *w)
 	w->sh = -1;
 	if ((r = keys_parse_id(id, idbin)) != 0)
 		return r;
-	pthread_mutex_lock(&keys->audit_lock);
+	keys_store_lock(keys);
 	r = rf_store_key_get(keys_store(keys), id, &kr);
-	pthread_mutex_unlock(&keys->audit_lock);
+	keys_store_unlock(keys);
 	if (r != 0 && r != RF_ERR_NOT_FOUND)
 		return r;
 	if (r == 0) {
@@ -350,9 +369,9 @@ keys_key_usable(struct rf_keys *keys, const struct rf_key *key)
 		    "signs nothing",
 		    key->id);
 
-	pthread_mutex_lock(&keys->audit_lock);
+	keys_store_lock(keys);
 	r = rf_store_key_get(keys_store(keys), key->id, &kr);
-	pthread_mutex_unlock(&keys->audit_lock);
+	keys_store_unlock(keys);
 	if (r == RF_ERR_NOT_FOUND) {
 		rf_err_clear();
 		return 0; /* not recorded: the token decides */

@@ -471,9 +471,9 @@ audit_login_failed(struct rf_keys *keys)
 	ev.type = "login-failed";
 	ev.actor = keys->cfg.actor[0] ? keys->cfg.actor : NULL;
 	ev.detail = detail;
-	pthread_mutex_lock(&keys->audit_lock);
+	keys_store_lock(keys);
 	r = rf_audit_append(keys->audit, &ev, 1, NULL);
-	pthread_mutex_unlock(&keys->audit_lock);
+	keys_store_unlock(keys);
 	(void)r; /* best effort: the PIN error is what the caller sees */
 }
 
@@ -1349,7 +1349,6 @@ rf_keys_open(
 	keys->cfg = *cfg;
 	keys->audit = audit; /* borrowed */
 	pthread_mutex_init(&keys->lock, NULL);
-	pthread_mutex_init(&keys->audit_lock, NULL);
 	if ((r = module_get(cfg, &keys->mod)) != 0)
 		goto out;
 	keys->f = keys->mod->f;
@@ -1403,7 +1402,6 @@ rf_keys_free(struct rf_keys *keys)
 	}
 	module_put(keys->mod);
 	pthread_mutex_destroy(&keys->lock);
-	pthread_mutex_destroy(&keys->audit_lock);
 	OPENSSL_cleanse(keys, sizeof(*keys));
 	free(keys);
 }

@@ -68,8 +68,7 @@ struct rf_keys {
 	struct rf_audit *audit; /* borrowed */
 	struct module *mod;
 	CK_FUNCTION_LIST_PTR f;
-	pthread_mutex_t lock;	    /* slots, idle sessions, next */
-	pthread_mutex_t audit_lock; /* one append at a time from here */
+	pthread_mutex_t lock; /* slots, idle sessions, next */
 	struct shard sh[SHARD_MAX];
 	int nsh;
 	unsigned int next; /* token for the next new key */
@@ -240,6 +239,8 @@ int keys_key_where(
     struct rf_keys *keys, const char *id, struct where *w) RF_WUR;
 /* The store of the audit record, used under the audit lock. */
 struct rf_store *keys_store(struct rf_keys *keys);
+void keys_store_lock(struct rf_keys *keys);
+void keys_store_unlock(struct rf_keys *keys);
 /* keys.c: the index of the token labelled label, or -1. */
 int keys_shard_index(struct rf_keys *keys, const char *label);
 /* The 32 bytes of a key id given as 64 hex digits. */
