@@ -21,7 +21,11 @@ export RINGFENCE_HOME=$(mktemp -d /var/tmp/rf-bench-incident.XXXXXX)
 # A state folder of this run's own: keyd runs without the user split.
 export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 tokdir=""
-cleanup() { rm -rf "$RINGFENCE_HOME" ${tokdir:+"$tokdir"}; }
+# keyd (started on demand) is stopped by its pid file, then its state goes.
+cleanup() {
+	"$build/ringfence" keyd stop >/dev/null 2>&1 || true
+	rm -rf "$RINGFENCE_HOME" "$RINGFENCE_HOME-custody" ${tokdir:+"$tokdir"}
+}
 trap cleanup EXIT
 rf() { "$build/ringfence" "$@"; }
 

@@ -10,7 +10,13 @@ build=$(cd "${1:?usage: ocsp.sh BUILD_DIR [N]}" && pwd)
 n=${2:-100000}
 here=$(cd "$(dirname "$0")" && pwd)
 work=$(mktemp -d /tmp/rf-bench-ocsp.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# serve starts keyd on demand, in a session of its own: it is stopped by
+# its pid file (never by name) before its state goes.
+cleanup() {
+	RINGFENCE_HOME=$work/state "$build/ringfence" keyd stop >/dev/null 2>&1 || true
+	rm -rf "$work"
+}
+trap cleanup EXIT
 duration=${RF_BENCH_SECONDS:-10}
 port=18080
 

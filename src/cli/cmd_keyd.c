@@ -162,8 +162,11 @@ cli_keyd_stop(const struct rf_config *cfg, pid_t *stopped)
 		usleep(20 * 1000);
 	if (pid_running(pid))
 		return rf_err_set(RF_ERR_STATE,
-		    "keyd %d did not stop within %d s", (int)pid,
-		    STOP_WAIT_MS / 1000);
+		    "keyd %d was asked to stop and is still finishing what it "
+		    "had begun after %d s (a signature batch, a key change or "
+		    "a keys list); it stops when that ends: run 'ringfence "
+		    "keyd stop' again to wait for it",
+		    (int)pid, STOP_WAIT_MS / 1000);
 	*stopped = pid;
 	return 0;
 }
