@@ -238,7 +238,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	}
 	if (n == 0)
 		return 0;
-	if (rf_store_in_transaction(keys_store(keys)))
+	if (keys_in_transaction(keys))
 		return rf_err_set(RF_ERR_INTERNAL,
 		    "refusing to make keys inside an open store transaction");
 	if ((evs = calloc(n, sizeof(*evs))) == NULL ||
@@ -1026,7 +1026,7 @@ set_states(struct rf_keys *keys, const char *const *ids, const uint8_t *want,
 	size_t i;
 	int r;
 
-	if (rf_store_in_transaction(st))
+	if (keys_in_transaction(keys))
 		return rf_err_set(RF_ERR_INTERNAL,
 		    "refusing to change key states inside an open store "
 		    "transaction");

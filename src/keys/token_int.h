@@ -241,6 +241,7 @@ int keys_key_where(
 struct rf_store *keys_store(struct rf_keys *keys);
 void keys_store_lock(struct rf_keys *keys);
 void keys_store_unlock(struct rf_keys *keys);
+int keys_in_transaction(struct rf_keys *keys);
 /* keys.c: the index of the token labelled label, or -1. */
 int keys_shard_index(struct rf_keys *keys, const char *label);
 /* The 32 bytes of a key id given as 64 hex digits. */

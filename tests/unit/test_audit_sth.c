@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -213,6 +214,7 @@ test_sth_clock_back(void **state)
 struct signer_arg {
 	struct fx *f;
 	int fails;
+	int rounds; /* 0: 20 */
 };
 
 static void *
@@ -238,7 +240,7 @@ sign_thread(void *arg)
 	req.msg = msg;
 	req.msglen = sizeof(msg);
 	req.what = "assertion";
-	for (i = 0; i < 20; i++) {
+	for (i = 0; i < (sa->rounds > 0 ? sa->rounds : 20); i++) {
 		if ((r = rf_keys_sign(sa->f->keys, key, &req, 1, NULL, &sig)) !=
 		    0) {
 			fprintf(stderr, "signing: %s\n", rf_err_msg(r));
@@ -259,7 +261,7 @@ static void
 test_sth_concurrent(void **state)
 {
 	struct fx *f = *state;
-	struct signer_arg sa = {f, 0};
+	struct signer_arg sa = {f, 0, 0};
 	struct rf_audit_report rep;
 	pthread_t t;
 	int i, r, fails;
@@ -279,6 +281,52 @@ test_sth_concurrent(void **state)
 	assert_int_equal(rep.sths, 10);
 }
 
+/* Opens a store transaction under the audit lock and holds it 300 ms. */
+static void *
+hold_thread(void *arg)
+{
+	struct fx *f = arg;
+	struct rf_store *st = rf_audit_store(f->a);
+	int r;
+
+	rf_audit_lock(f->a);
+	if ((r = rf_store_begin(st)) == 0) {
+		usleep(300 * 1000);
+		r = rf_store_commit(st);
+	}
+	rf_audit_unlock(f->a);
+	return r == 0 ? NULL : (void *)1;
+}
+
+/*
+ * Another thread's open transaction on the shared store is not this
+ * thread's: signing waits for it, then signs. keys once asked the
+ * connection without the lock and refused ("inside an open store
+ * transaction"). The signature pauses before its append (a test seam)
+ * while the other thread opens its transaction.
+ */
+static void
+test_sign_beside_transaction(void **state)
+{
+	struct fx *f = *state;
+	struct signer_arg sa = {f, 0, 0};
+	pthread_t signer, holder;
+	void *held = NULL;
+
+	setenv("RINGFENCE_TEST_PAUSE_AT", "keys-append", 1);
+	setenv("RINGFENCE_TEST_PAUSE_MS", "200", 1);
+	sa.rounds = 1;
+	assert_int_equal(pthread_create(&signer, NULL, sign_thread, &sa), 0);
+	usleep(50 * 1000); /* the signer is in its pause */
+	assert_int_equal(pthread_create(&holder, NULL, hold_thread, f), 0);
+	assert_int_equal(pthread_join(signer, NULL), 0);
+	assert_int_equal(pthread_join(holder, &held), 0);
+	unsetenv("RINGFENCE_TEST_PAUSE_AT");
+	unsetenv("RINGFENCE_TEST_PAUSE_MS");
+	assert_null(held);
+	assert_int_equal(sa.fails, 0);
+}
+
 int
 main(void)
 {
@@ -290,6 +338,8 @@ main(void)
 		test_sth_clock_back, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_sth_concurrent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_sign_beside_transaction, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
