@@ -1026,11 +1026,13 @@ set_states(struct rf_keys *keys, const char *const *ids, const uint8_t *want,
 	size_t i;
 	int r;
 
-	if (keys_in_transaction(keys))
-		return rf_err_set(RF_ERR_INTERNAL,
+	keys_store_lock(keys);
+	if (rf_store_in_transaction(st)) {
+		r = rf_err_set(RF_ERR_INTERNAL,
 		    "refusing to change key states inside an open store "
 		    "transaction");
-	keys_store_lock(keys);
+		goto out;
+	}
 	if ((r = rf_store_begin(st)) != 0)
 		goto out;
 	for (i = 0; i < n && r == 0; i++) {

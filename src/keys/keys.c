@@ -45,12 +45,17 @@ keys_audit_append(struct rf_keys *keys, const struct rf_audit_event *evs,
 	int r;
 
 	rf_test_pause("keys-append");
-	if (keys_in_transaction(keys))
+	/* The check and the append in one hold of the lock: no other
+	 * thread's transaction is open meanwhile, so an open one is the
+	 * caller's. */
+	keys_store_lock(keys);
+	if (rf_store_in_transaction(keys_store(keys))) {
+		keys_store_unlock(keys);
 		return rf_err_set(RF_ERR_INTERNAL,
 		    "refusing to write the audit record inside an open store "
 		    "transaction: it would not be durable first; %s",
 		    doing);
-	keys_store_lock(keys);
+	}
 	r = rf_audit_append(keys->audit, evs, n, NULL);
 	keys_store_unlock(keys);
 	if (r != 0)

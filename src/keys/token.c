@@ -471,9 +471,7 @@ audit_login_failed(struct rf_keys *keys)
 	ev.type = "login-failed";
 	ev.actor = keys->cfg.actor[0] ? keys->cfg.actor : NULL;
 	ev.detail = detail;
-	keys_store_lock(keys);
 	r = rf_audit_append(keys->audit, &ev, 1, NULL);
-	keys_store_unlock(keys);
 	(void)r; /* best effort: the PIN error is what the caller sees */
 }
 
