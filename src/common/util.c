@@ -262,13 +262,13 @@ range_run(void *p)
 	return NULL;
 }
 
-/* [0, n) cut into k contiguous ranges g[0..k) (k at most n, at least 1);
- * g[k..all) are left empty. */
+/* [0, n) cut into contiguous ranges over g[0..all): as many as all allows,
+ * at most n and at least 1; the rest are left empty. */
 static void
-cut(struct range *g, int k, int all, size_t n,
-    void (*fn)(void *, size_t, size_t), void *arg)
+cut(struct range *g, int all, size_t n, void (*fn)(void *, size_t, size_t),
+    void *arg)
 {
-	int i;
+	int i, k = all;
 
 	if ((size_t)k > n)
 		k = n > 0 ? (int)n : 1;
@@ -294,7 +294,7 @@ rf_parallel(
 		threads = 16;
 	if ((size_t)threads > n)
 		threads = n > 0 ? (int)n : 1;
-	cut(g, threads, threads, n, fn, arg);
+	cut(g, threads, n, fn, arg);
 	for (i = 1; i < threads; i++)
 		started[i] =
 		    pthread_create(&tid[i], NULL, range_run, &g[i]) == 0;
@@ -395,7 +395,7 @@ rf_crew_run(
 {
 	pthread_mutex_lock(&c->run);
 	pthread_mutex_lock(&c->mu);
-	cut(c->g, c->threads, c->threads, n, fn, arg);
+	cut(c->g, c->threads, n, fn, arg);
 	if (c->threads > 1) {
 		c->busy = c->threads - 1;
 		c->round++;
