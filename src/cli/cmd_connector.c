@@ -197,7 +197,7 @@ do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 	char tenant[128], conn[64], detail[256];
 	int i, r;
 
-	if ((r = cli_open(cli, CLI_AUDIT)) != 0)
+	if ((r = cli_open(cli, CLI_AUDIT | CLI_KEYS)) != 0)
 		return cli_fail(r);
 	if ((r = rf_store_connector_get(cli->store, name, &c)) != 0)
 		return cli_fail(r);
@@ -217,6 +217,11 @@ do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 			    tenant, conn, tenant, conn);
 			goto fail;
 		}
+		/* keyd's ledger first: keyd signs for a binding only when
+		 * both say it (docs/keys.md, "What the policy trusts"). */
+		if ((r = rf_keys_note(
+			 cli->keys, RF_KNOTE_BIND, name, tenant, conn)) != 0)
+			goto fail;
 		snprintf(detail, sizeof(detail), "bind connector %s to %s/%s",
 		    name, tenant, conn);
 		memset(&ev, 0, sizeof(ev));
@@ -352,9 +357,12 @@ do_revoke(struct rf_cli *cli, const char *name)
 	if ((r = cli_open(cli, CLI_ALL)) != 0 ||
 	    (r = rf_store_connector_get(cli->store, name, &c)) != 0)
 		return cli_fail(r);
-	/* First the connector: nothing is signed for it from here on. */
-	if ((r = rf_store_connector_set_state(cli->store, name, "revoked")) !=
-	    0)
+	/* First the connector, in keyd's ledger and then in the store:
+	 * nothing is signed for it from here on. */
+	if ((r = rf_keys_note(cli->keys, RF_KNOTE_REVOKE, name, NULL, NULL)) !=
+		0 ||
+	    (r = rf_store_connector_set_state(cli->store, name, "revoked")) !=
+		0)
 		return cli_fail(r);
 	rf_connector_tenant(name, tenant);
 	memset(&req, 0, sizeof(req));

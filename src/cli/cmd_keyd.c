@@ -20,6 +20,7 @@
 #include "cli/cli.h"
 #include "connector/connector.h"
 #include "keys/keyd.h"
+#include "keys/ledger.h"
 #include "pool/pool.h"
 
 #define START_WAIT_MS 10000 /* for the socket of a keyd started here */
@@ -267,14 +268,47 @@ struct keyd_assert {
 };
 
 /*
+ * What the store said, checked against keyd's ledger, which only an
+ * administrator changes (through keyd): the binding, the connector and
+ * its certificate. serve's user can write the store; it cannot write
+ * these.
+ */
+static int
+ledger_agrees(struct rf_ledger *ledger, const char *connector,
+    const struct rf_sign_req *req)
+{
+	if (ledger == NULL)
+		return 0;
+	if (rf_ledger_connector_revoked(ledger, connector))
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused assertion for %.64s/%.64s: revoked: "
+		    "connector %.64s is revoked in keyd's ledger (the store "
+		    "no longer says so: it was changed behind keyd's back)",
+		    req->tenant, req->conn, connector);
+	if (rf_ledger_has(ledger, req->on_behalf))
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused assertion for %.64s/%.64s: revoked: "
+		    "connector certificate %.64s is revoked in keyd's ledger "
+		    "(the store no longer says so)",
+		    req->tenant, req->conn, req->on_behalf);
+	if (!rf_ledger_bound(ledger, connector, req->tenant, req->conn))
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused assertion for %.64s/%.64s: not_bound: "
+		    "connector %.64s was never bound to it through keyd (the "
+		    "store's binding was made behind keyd's back)",
+		    req->tenant, req->conn, connector);
+	return 0;
+}
+
+/*
  * Class server's client assertions, decided in the custody process: the
  * connector certificate, its binding to the connection, the connection's
  * current key, no open incident, the exact header and claims the
  * registration implies, and the limits (rf_connector_decide).
  */
 static int
-keyd_assertion(void *arg, struct rf_store *st, int64_t gen, const char *key_id,
-    const struct rf_sign_req *req)
+keyd_assertion(void *arg, struct rf_store *st, struct rf_ledger *ledger,
+    int64_t gen, const char *key_id, const struct rf_sign_req *req)
 {
 	struct keyd_assert *ka = arg;
 	struct rf_connector_req q;
@@ -300,14 +334,14 @@ keyd_assertion(void *arg, struct rf_store *st, int64_t gen, const char *key_id,
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused assertion for %.64s/%.64s: %s: %s",
 		    req->tenant, req->conn, rf_refusal_code(v.why), v.detail);
-	return 0;
+	return ledger_agrees(ledger, v.connector, req);
 }
 
 /* Class server's certificates: the renewal of an active connector's own
  * client certificate (its tenant is the connector's, connector.h). */
 static int
-keyd_connector_cert(void *arg, struct rf_store *st, int64_t gen,
-    const char *key_id, const struct rf_sign_req *req)
+keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
+    int64_t gen, const char *key_id, const struct rf_sign_req *req)
 {
 	struct rf_connector_rec cr;
 	char tenant[128];
@@ -324,7 +358,8 @@ keyd_connector_cert(void *arg, struct rf_store *st, int64_t gen,
 		    "connector's tenant",
 		    req->tenant);
 	if (rf_store_connector_get(st, name, &cr) != 0 ||
-	    strcmp(cr.state, "active") != 0)
+	    strcmp(cr.state, "active") != 0 ||
+	    (ledger != NULL && rf_ledger_connector_revoked(ledger, name)))
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused cert for class server: connector %.64s "
 		    "is not active",

@@ -576,6 +576,23 @@ rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
 	return 0;
 }
 
+int
+rf_keys_note(struct rf_keys *keys, enum rf_knote what, const char *connector,
+    const char *tenant, const char *conn)
+{
+	if (keys->kc != NULL)
+		return rf_kc_note(keys->kc, (int)what, connector, tenant, conn);
+	if (keys->ledger == NULL)
+		return 0;
+	switch (what) {
+	case RF_KNOTE_BIND:
+		return rf_ledger_bind(keys->ledger, connector, tenant, conn);
+	case RF_KNOTE_REVOKE:
+		return rf_ledger_revoke_connector(keys->ledger, connector);
+	}
+	return rf_err_set(RF_ERR_ARG, "unknown ledger note %d", (int)what);
+}
+
 /* A key's CKA_ID as a sort key: length first, then the bytes. */
 struct tident {
 	uint8_t len;

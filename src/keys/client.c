@@ -752,6 +752,27 @@ out:
 }
 
 int
+rf_kc_note(struct rf_kc *kc, int what, const char *connector,
+    const char *tenant, const char *conn)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	int r;
+
+	rf_kbuf_begin(&b, RF_KMSG_NOTE);
+	rf_kbuf_u8(&b, (uint8_t)what);
+	rf_kbuf_str(&b, connector);
+	rf_kbuf_str(&b, tenant);
+	rf_kbuf_str(&b, conn);
+	if ((r = call(kc, &b, &frame, &m)) == 0)
+		r = rf_kmsg_end(&m);
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+int
 rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n, int threads,
     double *per_sec)
 {

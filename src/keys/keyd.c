@@ -40,6 +40,7 @@
 #include "audit/audit.h"
 #include "keys/keyd.h"
 #include "keys/keys_int.h"
+#include "keys/ledger.h"
 #include "keys/policy.h"
 #include "keys/proto.h"
 #include "store/store.h"
@@ -697,6 +698,44 @@ out:
 	return r;
 }
 
+/* An administrator's binding or connector revocation, kept in the ledger
+ * before the caller changes the store (rf_keys_note). */
+static int
+h_note(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	char connector[RF_KPROTO_STR_MAX], tenant[RF_KPROTO_STR_MAX];
+	char conn[RF_KPROTO_STR_MAX];
+	int what = rf_kmsg_u8(m), r;
+
+	(void)out;
+	rf_kmsg_str(m, connector);
+	rf_kmsg_str(m, tenant);
+	rf_kmsg_str(m, conn);
+	if ((r = rf_kmsg_end(m)) != 0)
+		return r;
+	switch (what) {
+	case RF_KNOTE_BIND:
+		r = rf_ledger_bind(
+		    rf_kpolicy_ledger(kd->policy), connector, tenant, conn);
+		break;
+	case RF_KNOTE_REVOKE:
+		r = rf_ledger_revoke_connector(
+		    rf_kpolicy_ledger(kd->policy), connector);
+		break;
+	default:
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "custody note: unknown kind %d", what);
+	}
+	if (r == 0)
+		logf_(kd, "uid %u %s connector %s%s%s%s%s", (unsigned)c->uid,
+		    what == RF_KNOTE_BIND ? "bound" : "revoked", connector,
+		    what == RF_KNOTE_BIND ? " to " : "",
+		    what == RF_KNOTE_BIND ? tenant : "",
+		    what == RF_KNOTE_BIND ? "/" : "",
+		    what == RF_KNOTE_BIND ? conn : "");
+	return r;
+}
+
 struct listed {
 	struct rf_kbuf *out;
 	uint32_t n;
@@ -917,6 +956,12 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 		(void)rf_kmsg_u64(&m);
 		(void)rf_kmsg_u32(&m);
 		break;
+	case RF_KMSG_NOTE:
+		(void)rf_kmsg_u8(&m);
+		rf_kmsg_str(&m, str);
+		rf_kmsg_str(&m, str);
+		rf_kmsg_str(&m, str);
+		break;
 	case RF_KMSG_LIST:
 	case RF_KMSG_STATUS:
 		break;
@@ -947,6 +992,7 @@ static const struct handler table_admin[] = {
     {RF_KMSG_CUSTODY, h_custody, DRAIN},
     {RF_KMSG_MEASURE, h_measure, DRAIN},
     {RF_KMSG_LOAD_MANY, h_load_many, 0},
+    {RF_KMSG_NOTE, h_note, 0},
     {0, NULL, 0},
 };
 

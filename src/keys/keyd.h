@@ -70,6 +70,8 @@ struct rf_keyd_status {
 int rf_keyd_status_get(
     const struct rf_config *cfg, struct rf_keyd_status *st) RF_WUR;
 
+struct rf_ledger;
+
 struct rf_keyd_opts {
 	int idle; /* exit after this many seconds without callers; 0: never */
 	/* One line per event (start, user split, refusals, stop). */
@@ -77,14 +79,16 @@ struct rf_keyd_opts {
 	void *log_arg;
 	/* Decides class server's client assertions (policy.h); NULL: every
 	 * assertion is refused. gen: the store's connector generation read
-	 * before anything of this request (-1: unknown). */
-	int (*assertion)(void *arg, struct rf_store *st, int64_t gen,
-	    const char *key_id, const struct rf_sign_req *req);
+	 * before anything of this request (-1: unknown); ledger: keyd's own
+	 * (ledger.h), for what the store alone must not decide. */
+	int (*assertion)(void *arg, struct rf_store *st,
+	    struct rf_ledger *ledger, int64_t gen, const char *key_id,
+	    const struct rf_sign_req *req);
 	void *assertion_arg;
 	/* Decides class server's certificates (a connector's renewal,
 	 * policy.h), same shape; NULL: every certificate is refused. */
-	int (*cert)(void *arg, struct rf_store *st, int64_t gen,
-	    const char *key_id, const struct rf_sign_req *req);
+	int (*cert)(void *arg, struct rf_store *st, struct rf_ledger *ledger,
+	    int64_t gen, const char *key_id, const struct rf_sign_req *req);
 	/* Called once the socket listens (e.g. to detach from a parent). */
 	void (*ready)(void *arg);
 	void *ready_arg;

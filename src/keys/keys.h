@@ -358,6 +358,19 @@ int rf_keys_spki_der(EVP_PKEY *pub, uint8_t **der, size_t *len) RF_WUR;
 int rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
     int *extractable, int *always_sensitive, int *never_extractable) RF_WUR;
 
+/*
+ * An administrator's change of what keyd's connector policy trusts, kept
+ * in keyd's ledger (ledger.h) before the caller changes the store:
+ * RF_KNOTE_BIND binds connector to tenant/conn, RF_KNOTE_REVOKE revokes
+ * connector (tenant and conn NULL). Refused (RF_ERR_REFUSED) for any
+ * caller but an administrator. In-process (no keyd), a keys handle with a
+ * ledger keeps it there, and one without does nothing: no policy reads
+ * it there.
+ */
+enum rf_knote { RF_KNOTE_BIND = 1, RF_KNOTE_REVOKE = 2 };
+int rf_keys_note(struct rf_keys *keys, enum rf_knote what,
+    const char *connector, const char *tenant, const char *conn) RF_WUR;
+
 /* One private key found in the token, for listings. */
 struct rf_key_info {
 	char id[65];	     /* SHA-256 of its public key's SPKI, as hex (a key

@@ -5,6 +5,10 @@
  * The file is text, one record a line, appended and fsync'd:
  *   r SERIAL ISSUER NOTAFTER   a certificate seen revoked
  *   k KEYID                    a key disabled or destroyed through keyd
+ *   b CONNECTOR TENANT CONN    a binding an administrator made through keyd
+ *   c CONNECTOR                a connector an administrator revoked
+ *   s 2                        the store's bindings and revoked connectors
+ *                              were taken (at first use, or on upgrade)
  *   p INDEX                    the record's leaves before INDEX are read
  * A torn last line (a kill -9 during the append) is ignored when loading;
  * its leaves are read again. In memory: the entries in an array and an
@@ -24,11 +28,13 @@
 
 #include "common/config.h"
 #include "keys/ledger.h"
+#include "store/store_connector.h"
 
 struct ledger_ent {
-	char kind;	 /* 'r': a revoked certificate, 'k': a key */
-	char name[65];	 /* the serial, or the key id */
-	char issuer[64]; /* 'r' */
+	char kind; /* 'r': a revoked certificate, 'k': a key, 'b': a binding,
+		      'c': a revoked connector */
+	char name[RF_LEDGER_NAME_MAX]; /* serial, key id, "C T N" or C */
+	char issuer[64];	       /* 'r' */
 	int64_t not_after;
 };
 
@@ -43,6 +49,8 @@ struct rf_ledger {
 	size_t saved;	/* v[0..saved) are in the file */
 	uint64_t pos;	/* leaves before pos are read */
 	int fresh;	/* created now: seeded from the store first */
+	int seeded;	/* the store's bindings and revoked connectors taken */
+	int seed_saved; /* and "s 2" is in the file */
 };
 
 static uint32_t
@@ -148,14 +156,42 @@ key_id_ok(const char *s)
 	return strspn(s, "0123456789abcdef") == 64 && s[64] == '\0';
 }
 
+/* A name part of a binding or a connector: printable, no space. */
+static int
+part_ok(const char *s, size_t max)
+{
+	size_t n = strlen(s), i;
+
+	if (n == 0 || n >= max)
+		return 0;
+	for (i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* A binding's key, "CONNECTOR TENANT CONN"; RF_ERR_ARG if a part is bad. */
+static int
+bind_name(const char *connector, const char *tenant, const char *conn,
+    char out[RF_LEDGER_NAME_MAX])
+{
+	if (!part_ok(connector, 64) || !part_ok(tenant, 128) ||
+	    !part_ok(conn, 64))
+		return RF_ERR_ARG;
+	snprintf(out, RF_LEDGER_NAME_MAX, "%s %s %s", connector, tenant, conn);
+	return 0;
+}
+
 /* Load every whole line; *end: the offset after the last one. */
 static int
 load(struct rf_ledger *l, FILE *f, off_t *end)
 {
-	char line[256], serial[64], issuer[80];
+	char line[2 * RF_LEDGER_NAME_MAX], serial[64], issuer[80];
+	char a[RF_LEDGER_NAME_MAX], b[RF_LEDGER_NAME_MAX];
+	char c[RF_LEDGER_NAME_MAX], name[RF_LEDGER_NAME_MAX];
 	int64_t na;
 	uint64_t pos;
-	int added, r;
+	int added, v, r;
 
 	*end = 0;
 	while (fgets(line, sizeof(line), f) != NULL) {
@@ -171,7 +207,17 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 		    key_id_ok(issuer)) {
 			if ((r = keep(l, 'k', issuer, "", 0, &added)) != 0)
 				return r;
-		} else if (sscanf(line, "p %" SCNu64, &pos) == 1)
+		} else if (sscanf(line, "b %255s %255s %255s", a, b, c) == 3 &&
+		    bind_name(a, b, c, name) == 0) {
+			if ((r = keep(l, 'b', name, "", 0, &added)) != 0)
+				return r;
+		} else if (sscanf(line, "c %255s", a) == 1 &&
+		    part_ok(a, RF_LEDGER_PART_MAX)) {
+			if ((r = keep(l, 'c', a, "", 0, &added)) != 0)
+				return r;
+		} else if (sscanf(line, "s %d", &v) == 1 && v >= 2)
+			l->seeded = l->seed_saved = 1;
+		else if (sscanf(line, "p %" SCNu64, &pos) == 1)
 			l->pos = pos;
 	}
 	return 0;
@@ -280,6 +326,81 @@ seed_one(void *arg, const struct rf_cert_rec *c)
 	return keep(fw->l, 'r', c->serial, c->issuer, c->not_after, &added);
 }
 
+/* The connectors of the store, for seeding. */
+struct names {
+	char (*v)[64];
+	size_t n, cap;
+};
+
+static int
+connector_one(void *arg, const struct rf_connector_rec *c)
+{
+	struct names *ns = arg;
+	void *p;
+
+	if (ns->n == ns->cap) {
+		ns->cap = ns->cap ? 2 * ns->cap : 64;
+		if ((p = realloc(ns->v, ns->cap * sizeof(*ns->v))) == NULL)
+			return RF_ERR_ALLOC;
+		ns->v = p;
+	}
+	snprintf(ns->v[ns->n++], sizeof(*ns->v), "%s", c->name);
+	return 0;
+}
+
+/* The connector whose bindings seed_bind keeps. */
+struct seed_bind_arg {
+	struct rf_ledger *l;
+	const char *connector;
+};
+
+static int
+seed_bind(void *arg, const char *tenant, const char *conn)
+{
+	struct seed_bind_arg *a = arg;
+	char name[RF_LEDGER_NAME_MAX];
+	int added;
+
+	if (bind_name(a->connector, tenant, conn, name) != 0)
+		return 0; /* not a name the CLI makes: never bound for keyd */
+	return keep(a->l, 'b', name, "", 0, &added);
+}
+
+/*
+ * The store's bindings and revoked connectors, taken once: at first use
+ * and on the first start of a keyd that keeps them. From then on only an
+ * administrator's request through keyd adds a binding (rf_ledger_bind).
+ */
+static int
+seed_connectors(struct rf_ledger *l, struct rf_store *st)
+{
+	struct names ns = {0};
+	struct rf_connector_rec c;
+	struct seed_bind_arg a;
+	size_t i;
+	int added, r;
+
+	if ((r = rf_store_connector_foreach(st, connector_one, &ns)) != 0)
+		goto out;
+	a.l = l;
+	for (i = 0; i < ns.n && r == 0; i++) {
+		if (!part_ok(ns.v[i], 64))
+			continue;
+		a.connector = ns.v[i];
+		if ((r = rf_store_binding_foreach(
+			 st, ns.v[i], seed_bind, &a)) != 0)
+			break;
+		if ((r = rf_store_connector_get(st, ns.v[i], &c)) == 0 &&
+		    strcmp(c.state, "active") != 0)
+			r = keep(l, 'c', ns.v[i], "", 0, &added);
+	}
+	if (r == 0)
+		l->seeded = 1;
+out:
+	free(ns.v);
+	return r;
+}
+
 static int
 leaf_one(void *arg, const struct rf_leaf_rec *lf)
 {
@@ -310,15 +431,18 @@ flush(struct rf_ledger *l, uint64_t pos)
 	size_t i, len, off;
 	ssize_t w;
 
-	if ((buf = malloc((l->n - l->saved) * 160 + 32)) == NULL)
+	if ((buf = malloc(
+		 (l->n - l->saved) * (RF_LEDGER_NAME_MAX + 100) + 40)) == NULL)
 		return RF_ERR_ALLOC;
 	p = buf;
 	for (i = l->saved; i < l->n; i++)
-		if (l->v[i].kind == 'k')
-			p += sprintf(p, "k %s\n", l->v[i].name);
-		else
+		if (l->v[i].kind == 'r')
 			p += sprintf(p, "r %s %s %" PRId64 "\n", l->v[i].name,
 			    l->v[i].issuer, l->v[i].not_after);
+		else
+			p += sprintf(p, "%c %s\n", l->v[i].kind, l->v[i].name);
+	if (l->seeded && !l->seed_saved)
+		p += sprintf(p, "s 2\n");
 	p += sprintf(p, "p %" PRIu64 "\n", pos);
 	len = (size_t)(p - buf);
 	for (off = 0; off < len; off += (size_t)w)
@@ -336,6 +460,7 @@ flush(struct rf_ledger *l, uint64_t pos)
 		return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
 		    l->path, strerror(errno));
 	l->saved = l->n;
+	l->seed_saved = l->seeded;
 	l->pos = pos;
 	return 0;
 }
@@ -358,7 +483,9 @@ rf_ledger_follow(struct rf_ledger *l, struct rf_store *st)
 	 * use. Nothing already kept is forgotten. */
 	if (count < l->pos)
 		l->fresh = 1;
-	if (count <= l->pos && !l->fresh && l->saved == l->n)
+	if (count <= l->pos && !l->fresh && l->saved == l->n && l->seeded)
+		goto out;
+	if (!l->seeded && (r = seed_connectors(l, st)) != 0)
 		goto out;
 	if (l->fresh) {
 		/* First use: what the store says now is the start. */
@@ -432,4 +559,57 @@ int
 rf_ledger_key_retired(struct rf_ledger *l, const char *id)
 {
 	return holds(l, 'k', id);
+}
+
+/* Keep one entry, durably. Kept in memory even if the write fails: a
+ * revocation then refuses either way, and a binding the caller does not
+ * write into the store binds nothing (both must say it). */
+static int
+note(struct rf_ledger *l, char kind, const char *name)
+{
+	int added, r;
+
+	pthread_mutex_lock(&l->mu);
+	if ((r = keep(l, kind, name, "", 0, &added)) == 0 && l->saved < l->n)
+		r = flush(l, l->pos);
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}
+
+int
+rf_ledger_bind(struct rf_ledger *l, const char *connector, const char *tenant,
+    const char *conn)
+{
+	char name[RF_LEDGER_NAME_MAX];
+
+	if (bind_name(connector, tenant, conn, name) != 0)
+		return rf_err_set(RF_ERR_ARG,
+		    "a binding names a connector, a tenant and a connection, "
+		    "each printable without spaces");
+	return note(l, 'b', name);
+}
+
+int
+rf_ledger_bound(struct rf_ledger *l, const char *connector, const char *tenant,
+    const char *conn)
+{
+	char name[RF_LEDGER_NAME_MAX];
+
+	return bind_name(connector, tenant, conn, name) == 0 &&
+	    holds(l, 'b', name);
+}
+
+int
+rf_ledger_revoke_connector(struct rf_ledger *l, const char *connector)
+{
+	if (!part_ok(connector, 64))
+		return rf_err_set(RF_ERR_ARG,
+		    "a connector's name is printable without spaces");
+	return note(l, 'c', connector);
+}
+
+int
+rf_ledger_connector_revoked(struct rf_ledger *l, const char *connector)
+{
+	return holds(l, 'c', connector);
 }

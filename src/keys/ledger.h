@@ -19,6 +19,11 @@
 #include "common/rf.h"
 #include "store/store.h"
 
+/* An entry's name: a serial, a key id, a connector, or a binding's
+ * "CONNECTOR TENANT CONN" (parts below 64, 128 and 64 bytes). */
+#define RF_LEDGER_NAME_MAX 256
+#define RF_LEDGER_PART_MAX 64
+
 struct rf_ledger;
 
 /* Open (or create, 0600) the ledger file at path and load it. */
@@ -51,5 +56,21 @@ int rf_ledger_key_retired(struct rf_ledger *l, const char *id);
  * at or after at; fn's non-zero return stops and is returned. */
 int rf_ledger_foreach(struct rf_ledger *l, const char *issuer, int64_t at,
     int (*fn)(void *arg, const char *serial), void *arg);
+
+/*
+ * Bindings and connectors, which an administrator changes through keyd
+ * (RF_KMSG_NOTE) before the store: keyd signs an assertion only for a
+ * connector the store and the ledger both bind to the connection, and for
+ * none the ledger says revoked, whatever the store says later. The
+ * store's own bindings and revoked connectors are taken once, by the first
+ * rf_ledger_follow that finds them not yet taken.
+ */
+int rf_ledger_bind(struct rf_ledger *l, const char *connector,
+    const char *tenant, const char *conn) RF_WUR;
+int rf_ledger_bound(struct rf_ledger *l, const char *connector,
+    const char *tenant, const char *conn);
+int rf_ledger_revoke_connector(
+    struct rf_ledger *l, const char *connector) RF_WUR;
+int rf_ledger_connector_revoked(struct rf_ledger *l, const char *connector);
 
 #endif

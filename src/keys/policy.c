@@ -505,7 +505,8 @@ check_assertion(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 	if (p->assertion == NULL)
 		return refuse(
 		    "no connector policy in this custody process", "assertion");
-	return p->assertion(p->assertion_arg, p->st, gen, key_id, req);
+	return p->assertion(
+	    p->assertion_arg, p->st, p->ledger, gen, key_id, req);
 }
 
 /* 1 if name is the CA's connector profile subject for tenant (ca.c:
@@ -589,7 +590,7 @@ check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 		    "a certificate valid longer than connector_days", "cert");
 		goto out;
 	}
-	r = p->cert(p->cert_arg, p->st, gen, key_id, req);
+	r = p->cert(p->cert_arg, p->st, p->ledger, gen, key_id, req);
 out:
 	EXTENDED_KEY_USAGE_free(eku);
 	X509_free(x);

@@ -31,9 +31,12 @@ int rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id,
  * (0: sign; else RF_ERR_REFUSED with the reason). Without fn, none. gen is
  * the store's connector generation (rf_store_connector_gen) read before
  * anything else of the request, -1 when it could not be read: facts kept
- * while it holds are the store's. */
+ * while it holds are the store's. ledger is keyd's own (ledger.h), which
+ * fn checks too: the store alone can be changed by serve's user. */
+struct rf_ledger;
 typedef int (*rf_kpolicy_assertion_fn)(void *arg, struct rf_store *st,
-    int64_t gen, const char *key_id, const struct rf_sign_req *req);
+    struct rf_ledger *ledger, int64_t gen, const char *key_id,
+    const struct rf_sign_req *req);
 void rf_kpolicy_set_assertion(
     struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg);
 /* Class server's certificates: only a connector's own renewal (POST

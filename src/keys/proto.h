@@ -51,7 +51,11 @@ enum rf_kmsg_type {
 	/* u32 n, n x str id -> u32 n, n x (u8 found; if found, u8 alg,
 	 * bytes spki) */
 	RF_KMSG_LOAD_MANY = 10,
-	RF_KMSG_TYPE_MAX = 10,
+	/* u8 what (RF_KNOTE_*), str connector, str tenant, str conn -> no
+	 * fields: an administrator's change of what keyd's connector policy
+	 * trusts, kept in keyd's ledger before the store changes. */
+	RF_KMSG_NOTE = 11,
+	RF_KMSG_TYPE_MAX = 11,
 	RF_KMSG_OK = 0x80,  /* the answer's fields */
 	RF_KMSG_ERR = 0x81, /* u32 -code, str message */
 	/* No fields: a SIGN request's leaves are durable, its signatures

@@ -246,6 +246,28 @@ rf connector revoke arch >/dev/null
 [ "$(code --cert arch.pem --key arch.key --cacert root.pem -d '{"connection":"globex/m365"}' "$url/v1/assertions")" = "401 revoked" ] ||
 	fail "revoked connector: $(cat resp.json)"
 
+# 7b. The store changed behind keyd's back, as serve's user can (it writes
+# the store): a binding keyd never made, and the revoked connector made
+# active again with its certificate unrevoked. serve's own checks read the
+# store and pass; keyd's ledger, which only an administrator changes
+# through keyd, refuses both, and nothing is signed.
+db=$RINGFENCE_HOME/ringfence.db
+n0=$(sigs)
+sqlite3 "$db" "INSERT INTO connector_bindings (connector, tenant, conn, created) VALUES ('sync', 'globex', 'm365', 0)"
+if rf assert --connection globex/m365 --cert sync.pem --key sync.key \
+	--ca root.pem --url "$url" >forged.jwt 2>err; then
+	fail "an assertion for a binding written behind keyd's back: $(cat forged.jwt)"
+fi
+grep -q "never bound to it through keyd" err ||
+	fail "forged binding: $(cat err)"
+sqlite3 "$db" "CREATE TABLE t_saved AS SELECT serial, revoked, revoked_at FROM certs WHERE serial IN (SELECT serial FROM connector_certs WHERE connector = 'arch'); UPDATE connectors SET state = 'active' WHERE name = 'arch'; UPDATE certs SET revoked = 0, revoked_at = 0 WHERE serial IN (SELECT serial FROM t_saved)"
+[ "$(code --cert arch.pem --key arch.key --cacert root.pem -d '{"connection":"globex/m365"}' "$url/v1/assertions")" != "200 " ] ||
+	fail "a revoked connector made active in the store got an assertion"
+grep -q "revoked in keyd's ledger" resp.json ||
+	fail "connector made active behind keyd's back: $(cat resp.json)"
+[ "$(sigs)" = "$n0" ] || fail "keyd signed for a store changed behind its back"
+sqlite3 "$db" "DELETE FROM connector_bindings WHERE connector = 'sync' AND tenant = 'globex'; UPDATE connectors SET state = 'revoked' WHERE name = 'arch'; UPDATE certs SET revoked = (SELECT revoked FROM t_saved s WHERE s.serial = certs.serial), revoked_at = (SELECT revoked_at FROM t_saved s WHERE s.serial = certs.serial) WHERE serial IN (SELECT serial FROM t_saved); DROP TABLE t_saved"
+
 # 8. Renewal with the current certificate.
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout sync2.key -out sync2.csr -subj /CN=sync 2>/dev/null

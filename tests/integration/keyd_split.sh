@@ -6,8 +6,8 @@
 # process of the server user cannot read them, and asking keyd directly
 # (rf-keyd_client) for a certificate signature, an OCSP `good` for a
 # revoked serial (also once the store's revocation is cleared behind keyd's
-# back: its ledger) or a raw digest with a CA key is refused, each refusal an
-# audit leaf. An OCSP `good` for a certificate that is good is signed.
+# back: its ledger), a raw digest with a CA key or a connector binding for
+# keyd's ledger is refused, each refusal an audit leaf. An OCSP `good` for a certificate that is good is signed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-split
@@ -81,14 +81,22 @@ as_server "$client" sign "$issuing" cert 2>"$work/e1"; rc1=$?
 as_server "$client" ocsp-good "$ocsp" "$work/issuing.pem" "$revoked" 2>"$work/e2"; rc2=$?
 as_server "$client" digest "$issuing" tls 2>"$work/e3"; rc3=$?
 as_server "$client" ocsp-good "$ocsp" "$work/issuing.pem" "$good" 2>"$work/e4"; rc4=$?
+as_server "$client" note-bind sync acme m365 2>"$work/e5"; rc5=$?
 set -e
+# A binding for keyd's connector policy comes from an administrator only.
+[ $rc5 = 3 ] || fail "a binding noted by the server user: rc $rc5 $(cat "$work/e5")"
+grep -q '^b sync acme m365$' "$custody/revoked.ledger" &&
+	fail "the server user's binding is in keyd's ledger"
+"$client" note-bind sync acme m365 || fail "an administrator's binding refused"
+grep -q '^b sync acme m365$' "$custody/revoked.ledger" ||
+	fail "an administrator's binding is not in keyd's ledger"
 [ $rc1 = 3 ] || fail "certificate signature for the server user: rc $rc1 $(cat "$work/e1")"
 [ $rc2 = 3 ] || fail "OCSP good for a revoked serial: rc $rc2 $(cat "$work/e2")"
 grep -q "good for a revoked" "$work/e2" || fail "OCSP refusal reason: $(cat "$work/e2")"
 [ $rc3 = 3 ] || fail "raw digest with the issuing key: rc $rc3 $(cat "$work/e3")"
 [ $rc4 = 0 ] || fail "OCSP good for a good serial refused: $(cat "$work/e4")"
 after=$(leaves refused)
-[ $((after - before)) -ge 3 ] || fail "refusals recorded: $((after - before)), want 3"
+[ $((after - before)) -ge 4 ] || fail "refusals recorded: $((after - before)), want 4"
 sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT data FROM audit_leaf WHERE type = 'refused'" |
 	grep -q "uid $(id -u "$su")" || fail "refusal leaf does not name the caller's uid"
 # The CLI as the server user: keys list refused in one line, no half table.

@@ -312,6 +312,17 @@ main(int argc, char **argv)
 		OPENSSL_free(der);
 		return done(r);
 	}
+	if (argc == 5 && strcmp(argv[1], "note-bind") == 0) {
+		struct rf_custody c = {RF_KCLASS_ADMIN, NULL, NULL};
+		struct rf_keys *keys = NULL;
+
+		rf_keys_custody_use(&c);
+		if ((r = rf_keys_open(&cfg, NULL, &keys)) == 0)
+			r = rf_keys_note(
+			    keys, RF_KNOTE_BIND, argv[2], argv[3], argv[4]);
+		rf_keys_free(keys);
+		return done(r);
+	}
 	if (argc == 4 && strcmp(argv[1], "fuzz") == 0) {
 		n = strtol(argv[2], NULL, 10);
 		seed = (unsigned)strtoul(argv[3], NULL, 10);
@@ -322,6 +333,7 @@ main(int argc, char **argv)
 	fprintf(stderr,
 	    "usage: rf-keyd_client sign|digest KEYID WHAT | "
 	    "ocsp-good KEYID ISSUER.pem SERIAL | crl-empty KEYID ISSUER.pem | "
-	    "server-cert KEYID TENANT CERT.pem | fuzz N SEED\n");
+	    "server-cert KEYID TENANT CERT.pem | "
+	    "note-bind CONNECTOR TENANT CONN | fuzz N SEED\n");
 	return 2;
 }

@@ -5,7 +5,9 @@
  * changed back (revocation cleared, leaf deleted, by another writer of the
  * file) and a reopen; a torn last line is read again; a ledger others can
  * read is refused. And the keys keyd took out of service, kept the same
- * way.
+ * way; and the connector bindings and revocations an administrator makes
+ * through keyd: the store's are taken once (first use, or a ledger from
+ * before them), and a binding written into the store after that is not.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -16,6 +18,7 @@
 
 #include "audit/audit.h"
 #include "keys/ledger.h"
+#include "store/store_connector.h"
 #include "store_fx.h"
 
 static void
@@ -229,12 +232,80 @@ test_ledger_keys(void **state)
 	assert_int_equal(tu_sh("test $(grep -c '^k ' '%s') = 2", path), 0);
 }
 
+static void
+test_ledger_connectors(void **state)
+{
+	struct fx *f = *state;
+	struct rf_ledger *l = NULL;
+	char path[1100];
+	FILE *fp;
+
+	snprintf(path, sizeof(path), "%s/revoked.ledger", f->home);
+	assert_int_equal(rf_store_connector_add(f->st, "sync", 1), 0);
+	assert_int_equal(rf_store_connector_add(f->st, "arch", 1), 0);
+	assert_int_equal(
+	    rf_store_connector_set_state(f->st, "arch", "revoked"), 0);
+	assert_int_equal(
+	    rf_store_binding_add(f->st, "sync", "acme", "m365", 1), 0);
+
+	/* A ledger from before bindings were kept (no "s 2"): the store's
+	 * bindings and revoked connectors are taken once, at the next
+	 * follow, with its revocations and keys kept as they were. */
+	assert_non_null(fp = fopen(path, "w"));
+	fprintf(fp, "k %064d\np 0\n", 0);
+	fclose(fp);
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_false(rf_ledger_bound(l, "sync", "acme", "m365"));
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_bound(l, "sync", "acme", "m365"));
+	assert_false(rf_ledger_bound(l, "sync", "acme", "other"));
+	assert_false(rf_ledger_bound(l, "arch", "acme", "m365"));
+	assert_true(rf_ledger_connector_revoked(l, "arch"));
+	assert_false(rf_ledger_connector_revoked(l, "sync"));
+	assert_int_equal(tu_sh("grep -qx 's 2' '%s'", path), 0);
+
+	/* Later, a binding written into the store (as serve's user could) is
+	 * not taken, nor is a revoked connector made active again forgotten:
+	 * neither at the next follow, nor after a reopen. */
+	assert_int_equal(
+	    rf_store_binding_add(f->st, "sync", "acme", "forged", 2), 0);
+	assert_int_equal(
+	    rf_store_connector_set_state(f->st, "arch", "active"), 0);
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_false(rf_ledger_bound(l, "sync", "acme", "forged"));
+	assert_true(rf_ledger_connector_revoked(l, "arch"));
+
+	/* An administrator's binding and revocation (rf_keys_note). */
+	assert_int_equal(rf_ledger_bind(l, "sync", "globex", "m365"), 0);
+	assert_int_equal(rf_ledger_revoke_connector(l, "sync"), 0);
+	assert_int_equal(
+	    rf_ledger_bind(l, "sync", "bad tenant", "m365"), RF_ERR_ARG);
+	assert_int_equal(rf_ledger_bind(l, "", "acme", "m365"), RF_ERR_ARG);
+	rf_ledger_free(l);
+	l = NULL;
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_bound(l, "sync", "globex", "m365"));
+	assert_true(rf_ledger_bound(l, "sync", "acme", "m365"));
+	assert_false(rf_ledger_bound(l, "sync", "acme", "forged"));
+	assert_true(rf_ledger_connector_revoked(l, "sync"));
+	assert_true(rf_ledger_key_retired(l,
+	    "000000000000000000000000000000000000000000000000000000000000000"
+	    "0"));
+	rf_ledger_free(l);
+	/* Seeded once: one "s 2" line. */
+	assert_int_equal(tu_sh("test $(grep -c '^s 2$' '%s') = 1", path), 0);
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_ledger, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ledger_keys, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_ledger_connectors, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
