@@ -9,6 +9,8 @@
  *   c CONNECTOR                a connector an administrator revoked
  *   s 2                        the store's bindings and revoked connectors
  *                              were taken (at first use, or on upgrade)
+ *   t KEYID SIZE ROOT          a tree head keyd signed with KEYID (the last
+ *                              such line is the one kept)
  *   p INDEX                    the record's leaves before INDEX are read
  * A torn last line (a kill -9 during the append) is ignored when loading;
  * its leaves are read again. In memory: the entries in an array and an
@@ -26,6 +28,7 @@
 
 #include <jansson.h>
 
+#include "audit/audit.h"
 #include "common/config.h"
 #include "keys/ledger.h"
 #include "store/store_connector.h"
@@ -51,6 +54,11 @@ struct rf_ledger {
 	int fresh;	/* created now: seeded from the store first */
 	int seeded;	/* the store's bindings and revoked connectors taken */
 	int seed_saved; /* and "s 2" is in the file */
+	/* The largest tree head keyd signed, and with which key. */
+	int has_sth;
+	char sth_key[65];
+	uint64_t sth_size;
+	uint8_t sth_root[RF_HASH_LEN];
 };
 
 static uint32_t
@@ -189,6 +197,8 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 	char line[2 * RF_LEDGER_NAME_MAX], serial[64], issuer[80];
 	char a[RF_LEDGER_NAME_MAX], b[RF_LEDGER_NAME_MAX];
 	char c[RF_LEDGER_NAME_MAX], name[RF_LEDGER_NAME_MAX];
+	uint8_t root[RF_HASH_LEN];
+	size_t rootlen;
 	int64_t na;
 	uint64_t pos;
 	int added, v, r;
@@ -215,6 +225,16 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 		    part_ok(a, RF_LEDGER_PART_MAX)) {
 			if ((r = keep(l, 'c', a, "", 0, &added)) != 0)
 				return r;
+		} else if (sscanf(line, "t %64s %" SCNu64 " %64s", a, &pos,
+			       b) == 3 &&
+		    key_id_ok(a) &&
+		    rf_unhex(b, root, sizeof(root), &rootlen) == 0 &&
+		    rootlen == RF_HASH_LEN) {
+			memcpy(l->sth_root, root, RF_HASH_LEN);
+			l->has_sth = 1;
+			memcpy(
+			    l->sth_key, a, sizeof(l->sth_key)); /* 64 + NUL */
+			l->sth_size = pos;
 		} else if (sscanf(line, "s %d", &v) == 1 && v >= 2)
 			l->seeded = l->seed_saved = 1;
 		else if (sscanf(line, "p %" SCNu64, &pos) == 1)
@@ -419,6 +439,28 @@ leaf_one(void *arg, const struct rf_leaf_rec *lf)
 	return r;
 }
 
+/* Append whole lines, durably. */
+static int
+append(struct rf_ledger *l, const char *buf, size_t len)
+{
+	size_t off;
+	ssize_t w;
+
+	for (off = 0; off < len; off += (size_t)w)
+		if ((w = write(l->fd, buf + off, len - off)) < 0) {
+			if (errno == EINTR) {
+				w = 0;
+				continue;
+			}
+			return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
+			    l->path, strerror(errno));
+		}
+	if (fdatasync(l->fd) != 0)
+		return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
+		    l->path, strerror(errno));
+	return 0;
+}
+
 /*
  * Append the entries not yet in the file, and pos, durably. Until it
  * succeeds they stay in memory (and refuse as well), and are written by
@@ -428,8 +470,8 @@ static int
 flush(struct rf_ledger *l, uint64_t pos)
 {
 	char *buf, *p;
-	size_t i, len, off;
-	ssize_t w;
+	size_t i;
+	int r;
 
 	if ((buf = malloc(
 		 (l->n - l->saved) * (RF_LEDGER_NAME_MAX + 100) + 40)) == NULL)
@@ -444,21 +486,10 @@ flush(struct rf_ledger *l, uint64_t pos)
 	if (l->seeded && !l->seed_saved)
 		p += sprintf(p, "s 2\n");
 	p += sprintf(p, "p %" PRIu64 "\n", pos);
-	len = (size_t)(p - buf);
-	for (off = 0; off < len; off += (size_t)w)
-		if ((w = write(l->fd, buf + off, len - off)) < 0) {
-			if (errno == EINTR) {
-				w = 0;
-				continue;
-			}
-			free(buf);
-			return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
-			    l->path, strerror(errno));
-		}
+	r = append(l, buf, (size_t)(p - buf));
 	free(buf);
-	if (fdatasync(l->fd) != 0)
-		return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
-		    l->path, strerror(errno));
+	if (r != 0)
+		return r;
 	l->saved = l->n;
 	l->seed_saved = l->seeded;
 	l->pos = pos;
@@ -612,4 +643,46 @@ int
 rf_ledger_connector_revoked(struct rf_ledger *l, const char *connector)
 {
 	return holds(l, 'c', connector);
+}
+
+int
+rf_ledger_sth_last(struct rf_ledger *l, const char *key_id, uint64_t *size,
+    uint8_t root[RF_HASH_LEN])
+{
+	int has;
+
+	pthread_mutex_lock(&l->mu);
+	has = l->has_sth && strcmp(l->sth_key, key_id) == 0;
+	if (has) {
+		*size = l->sth_size;
+		memcpy(root, l->sth_root, RF_HASH_LEN);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return has;
+}
+
+int
+rf_ledger_sth_keep(struct rf_ledger *l, const char *key_id, uint64_t size,
+    const uint8_t root[RF_HASH_LEN])
+{
+	char line[200], hex[2 * RF_HASH_LEN + 1];
+	int n, r = 0;
+
+	if (!key_id_ok(key_id))
+		return rf_err_set(RF_ERR_ARG, "a tree head's key id is 64 hex");
+	pthread_mutex_lock(&l->mu);
+	if (!l->has_sth || strcmp(l->sth_key, key_id) != 0 ||
+	    size > l->sth_size) {
+		rf_hex(root, RF_HASH_LEN, hex);
+		n = snprintf(line, sizeof(line), "t %s %" PRIu64 " %s\n",
+		    key_id, size, hex);
+		if ((r = append(l, line, (size_t)n)) == 0) {
+			l->has_sth = 1;
+			snprintf(l->sth_key, sizeof(l->sth_key), "%s", key_id);
+			l->sth_size = size;
+			memcpy(l->sth_root, root, RF_HASH_LEN);
+		}
+	}
+	pthread_mutex_unlock(&l->mu);
+	return r;
 }

@@ -16,6 +16,7 @@
 
 #include <stdint.h>
 
+#include "audit/audit.h"
 #include "common/rf.h"
 #include "store/store.h"
 
@@ -72,5 +73,17 @@ int rf_ledger_bound(struct rf_ledger *l, const char *connector,
 int rf_ledger_revoke_connector(
     struct rf_ledger *l, const char *connector) RF_WUR;
 int rf_ledger_connector_revoked(struct rf_ledger *l, const char *connector);
+
+/*
+ * The largest tree head keyd signed with the audit key key_id (1), so that
+ * it signs no later head the record does not prove consistent with it: a
+ * record rewritten in the store is not signed again. rf_ledger_sth_keep
+ * keeps size and root, durably, when larger than the one kept (or the
+ * first for key_id).
+ */
+int rf_ledger_sth_last(struct rf_ledger *l, const char *key_id, uint64_t *size,
+    uint8_t root[RF_HASH_LEN]);
+int rf_ledger_sth_keep(struct rf_ledger *l, const char *key_id, uint64_t size,
+    const uint8_t root[RF_HASH_LEN]) RF_WUR;
 
 #endif

@@ -6,6 +6,7 @@
  * a key that is not one of its own.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,6 +476,80 @@ check_sth(
 	return 0;
 }
 
+/*
+ * Every tree head keyd signs, for any class, extends the largest it signed
+ * with that key (its ledger, ledger.h): the record proves the two
+ * consistent (RFC 9162) from its stored nodes, and the proof is checked
+ * against the root keyd kept, not the store's. So a record rewritten or
+ * cut short in the store is never signed again, whoever asks; a larger
+ * head is kept, durably, before the signature is made.
+ */
+static int
+check_sth_history(struct rf_kpolicy *p, int cls, const char *key_id,
+    const uint8_t *msg, size_t len)
+{
+	static const char ctx[] = "ringfence-sth-v1";
+	uint8_t r0[RF_HASH_LEN], a[RF_HASH_LEN], b[RF_HASH_LEN];
+	uint8_t(*proof)[RF_HASH_LEN] = NULL;
+	const uint8_t *root;
+	uint64_t s0 = 0, size = 0, lo, hi;
+	size_t plen = 0;
+	int i, r = 0;
+
+	if (len != RF_STH_TBS_LEN || memcmp(msg, ctx, sizeof(ctx)) != 0)
+		return 0; /* not a tree head (check_sth refuses a server's) */
+	for (i = 0; i < 8; i++)
+		size = size << 8 | msg[17 + i];
+	root = msg + 33;
+	if (rf_ledger_sth_last(p->ledger, key_id, &s0, r0)) {
+		lo = size < s0 ? size : s0;
+		hi = size < s0 ? s0 : size;
+		if (size == s0)
+			r = memcmp(root, r0, RF_HASH_LEN) == 0 ? 0
+							       : RF_ERR_PROOF;
+		else if (lo > 0) {
+			r = rf_audit_prove_consistency(
+			    p->audit, lo, hi, a, b, &proof, &plen);
+			if (r == 0)
+				r = rf_merkle_verify_consistency(lo, hi,
+				    lo == size ? root : r0,
+				    lo == size ? r0 : root,
+				    (const uint8_t(*)[RF_HASH_LEN])proof, plen);
+			free(proof);
+		}
+		if (r != 0)
+			return rf_err_set(RF_ERR_REFUSED,
+			    "custody refused sth for class %s: the record does "
+			    "not extend the tree head keyd signed at size "
+			    "%" PRIu64 " (its ledger): leaves were rewritten "
+			    "or lost in the store ('ringfence audit verify' "
+			    "says where)",
+			    rf_kclass_name(cls), s0);
+	}
+	if ((r = rf_ledger_sth_keep(p->ledger, key_id, size, root)) != 0)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused sth for class %s: keyd's ledger cannot "
+		    "keep the tree head: %s",
+		    rf_kclass_name(cls), rf_err_msg(r));
+	return 0;
+}
+
+/* Each tree head among reqs, as check_sth_history. */
+static int
+check_sth_all(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
+    const struct rf_sign_req *reqs, size_t n)
+{
+	size_t i;
+	int r;
+
+	for (i = 0; i < n && !digest; i++)
+		if (reqs[i].what != NULL && strcmp(reqs[i].what, "sth") == 0 &&
+		    (r = check_sth_history(
+			 p, cls, key_id, reqs[i].msg, reqs[i].msglen)) != 0)
+			return r;
+	return 0;
+}
+
 static int
 check_tls(struct rf_kpolicy *p, const char *purpose, size_t n)
 {
@@ -622,7 +697,7 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 				   nothing: the next request reads them */
 	}
 	if (cls == RF_KCLASS_ADMIN)
-		return 0;
+		return check_sth_all(p, cls, key_id, digest, reqs, n);
 	if (cls != RF_KCLASS_SERVER)
 		return refuse("caller has no class", NULL);
 	/* The generation before anything it vouches for is read. */
@@ -656,5 +731,5 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 		if (r != 0)
 			return r;
 	}
-	return 0;
+	return check_sth_all(p, cls, key_id, digest, reqs, n);
 }

@@ -128,12 +128,25 @@ sqlite3 "$db" "DELETE FROM audit_sth; INSERT INTO audit_sth SELECT * FROM sth_sa
 	DELETE FROM keys WHERE id = '$evil_id';"
 rf audit watch "$url" --checkpoint "$cp" >/dev/null || fail "restored record"
 
-# Rewritten below the checkpoint and re-signed with the genuine key (an
-# insider with the token): the consistency proof cannot be made.
+# Rewritten below the checkpoint. keyd signs no tree head of it, whoever
+# asks: its ledger keeps the largest head it signed, and the record does
+# not extend it. An insider who also takes keyd's ledger away (root: the
+# custody folder and the token) re-signs it with the genuine key; then the
+# watcher's consistency proof cannot be made.
 sqlite3 "$db" "UPDATE audit_leaf SET data = CAST(replace(CAST(data AS TEXT),
 	'\"type\"', '\"note\":\"x\",\"type\"') AS BLOB) WHERE idx = 1;"
 new=$( (printf '\000'; sqlite3 "$db" "SELECT CAST(data AS TEXT) FROM audit_leaf WHERE idx = 1" | tr -d '\n') | sha256sum | cut -d' ' -f1)
 sqlite3 "$db" "UPDATE audit_leaf SET hash = X'$new' WHERE idx = 1; DELETE FROM audit_node;"
+set +e
+rf audit sth >sth.out 2>&1; rc=$?
+set -e
+[ "$rc" -ne 0 ] && grep -q "does not extend the tree head keyd signed" sth.out ||
+	fail "keyd re-signed the rewritten record: exit $rc: $(cat sth.out)"
+forget_heads() {
+	stop_keyd
+	rm -f "$RINGFENCE_HOME-custody/revoked.ledger"
+}
+forget_heads
 rf audit sth >/dev/null || fail "re-signing the rewritten record"
 set +e
 rf audit watch "$url" --checkpoint "$cp" 2>watch.err; rc=$?
@@ -145,6 +158,12 @@ cmp -s "$cp" cp.honest || fail "a failed watch changed the checkpoint"
 # Truncated below the checkpoint and re-signed: the size went back.
 sqlite3 "$db" "DELETE FROM audit_leaf WHERE idx >= 3; DELETE FROM audit_node;
 	DELETE FROM audit_sth;"
+set +e
+rf audit sth >sth.out 2>&1; rc=$?
+set -e
+[ "$rc" -ne 0 ] && grep -q "does not extend the tree head keyd signed" sth.out ||
+	fail "keyd re-signed the truncated record: exit $rc: $(cat sth.out)"
+forget_heads
 rf audit sth >/dev/null || fail "re-signing the truncated record"
 set +e
 rf audit watch "$url" --checkpoint "$cp" 2>watch.err; rc=$?

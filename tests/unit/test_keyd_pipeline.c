@@ -12,8 +12,10 @@
  * behind a caller that stops reading an answer larger than its socket
  * holds; a caller that asks to hear when its request is recorded hears
  * it once, when every one of its leaves is in the record, and not at all
- * when the request is refused; and a keys list, held open, holds up
- * neither signatures nor status.
+ * when the request is refused; a keys list, held open, holds up
+ * neither signatures nor status; and a tree head is signed only for a
+ * record that extends the largest one keyd signed (its ledger), so a
+ * record rewritten in the store is not signed again.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -32,6 +34,7 @@
 #include "testutil.h"
 
 #include "keys/keyd.h"
+#include "audit/audit.h"
 #include "keys/keys.h"
 #include "store/store.h"
 
@@ -789,6 +792,93 @@ test_list_aside(void **state)
 		fail_msg("a signature took %.0f ms beside a keys list", worst);
 }
 
+/* Ask keyd (as an administrator) to sign the record's tree head at size
+ * (0: its head now); RF_ERR_REFUSED if keyd's ledger says no. */
+static int
+sign_head(struct fx *fx, uint64_t size)
+{
+	struct rf_store *st = NULL;
+	struct rf_audit *a = NULL;
+	uint8_t root[RF_HASH_LEN], tbs[RF_STH_TBS_LEN];
+	struct rf_sign_req req;
+	struct rf_sig sig = {NULL, 0};
+	uint64_t head = 0;
+	int r;
+
+	assert_int_equal(rf_store_open(fx->cfg.db_path, 0, &st), 0);
+	assert_int_equal(rf_audit_open(st, &a), 0);
+	assert_int_equal(rf_audit_head(a, &head, root), 0);
+	if (size != 0 && size != head)
+		assert_int_equal(rf_audit_root(a, size, root), 0);
+	rf_audit_sth_tbs(size ? size : head, rf_now(), root, tbs);
+	rf_audit_free(a);
+	rf_store_free(st);
+	memset(&req, 0, sizeof(req));
+	req.msg = tbs;
+	req.msglen = sizeof(tbs);
+	req.what = "sth";
+	req.ref = "test";
+	r = rf_keys_sign(fx->keys, fx->ec, &req, 1, &who, &sig);
+	rf_sig_clear(&sig);
+	return r;
+}
+
+/* n leaves of kind type, appended as any writer of the record would. */
+static void
+append_leaves(struct fx *fx, const char *type, int n)
+{
+	struct rf_store *st = NULL;
+	struct rf_audit *a = NULL;
+	struct rf_audit_event ev;
+	int i;
+
+	assert_int_equal(rf_store_open(fx->cfg.db_path, 0, &st), 0);
+	assert_int_equal(rf_audit_open(st, &a), 0);
+	memset(&ev, 0, sizeof(ev));
+	ev.type = type;
+	ev.detail = type;
+	for (i = 0; i < n; i++)
+		assert_int_equal(rf_audit_append(a, &ev, 1, NULL), 0);
+	rf_audit_free(a);
+	rf_store_free(st);
+}
+
+static void
+test_sth_history(void **state)
+{
+	struct fx *fx = *state;
+	uint64_t first;
+
+	append_leaves(fx, "test", 5);
+	first = leaves(fx);
+	assert_int_equal(sign_head(fx, 0), 0);
+	/* The record grows: a larger head is proved consistent, signed. */
+	append_leaves(fx, "test", 3);
+	assert_int_equal(sign_head(fx, 0), 0);
+	/* An older head of the same record is consistent too. */
+	assert_int_equal(sign_head(fx, first), 0);
+
+	/* Rewritten from the start, as a writer of the store file can, with
+	 * the record's own code, so that its nodes and roots agree: larger
+	 * than before, and consistent with itself, but not with what keyd
+	 * signed. Refused, whoever asks, at any size. */
+	assert_int_equal(tu_sh("sqlite3 '%s' 'DELETE FROM audit_leaf; "
+			       "DELETE FROM audit_node; DELETE FROM audit_sth'",
+			     fx->cfg.db_path),
+	    0);
+	append_leaves(fx, "forged", (int)first + 20);
+	assert_int_equal(sign_head(fx, 0), RF_ERR_REFUSED);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_REFUSED),
+	    "does not extend the tree head keyd signed"));
+	assert_int_equal(sign_head(fx, first), RF_ERR_REFUSED);
+	/* Cut short: refused as well. */
+	assert_int_equal(tu_sh("sqlite3 '%s' 'DELETE FROM audit_leaf WHERE "
+			       "idx >= 3; DELETE FROM audit_node'",
+			     fx->cfg.db_path),
+	    0);
+	assert_int_equal(sign_head(fx, 3), RF_ERR_REFUSED);
+}
+
 int
 main(void)
 {
@@ -806,6 +896,7 @@ main(void)
 		test_told_recorded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_list_aside, setup_list_held, teardown),
+	    cmocka_unit_test_setup_teardown(test_sth_history, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -202,6 +202,8 @@ test_ledger_keys(void **state)
 	char path[1100], k1[65], k2[65];
 	const char *ids[3];
 	uint8_t want[3] = {1, 0, 1};
+	uint8_t root[RF_HASH_LEN], root2[RF_HASH_LEN], got[RF_HASH_LEN];
+	uint64_t size = 0;
 	struct rf_ledger *l = NULL;
 
 	snprintf(path, sizeof(path), "%s/keys.ledger", f->home);
@@ -228,8 +230,29 @@ test_ledger_keys(void **state)
 	assert_true(rf_ledger_key_retired(l, k1));
 	assert_true(rf_ledger_key_retired(l, k2));
 	assert_int_equal(rf_ledger_retire_keys(l, ids, NULL, 2), 0);
+
+	/* The largest tree head signed with a key: a smaller one is not
+	 * kept, another key's is (a new state), and both survive a reopen. */
+	memset(root, 7, sizeof(root));
+	memset(root2, 9, sizeof(root2));
+	assert_false(rf_ledger_sth_last(l, k1, &size, got));
+	assert_int_equal(rf_ledger_sth_keep(l, k1, 10, root), 0);
+	assert_int_equal(rf_ledger_sth_keep(l, k1, 5, root2), 0);
+	assert_true(rf_ledger_sth_last(l, k1, &size, got));
+	assert_int_equal(size, 10);
+	assert_memory_equal(got, root, sizeof(root));
+	assert_false(rf_ledger_sth_last(l, k2, &size, got));
 	rf_ledger_free(l);
 	assert_int_equal(tu_sh("test $(grep -c '^k ' '%s') = 2", path), 0);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_true(rf_ledger_sth_last(l, k1, &size, got));
+	assert_int_equal(size, 10);
+	assert_memory_equal(got, root, sizeof(root));
+	assert_int_equal(rf_ledger_sth_keep(l, k2, 3, root2), 0);
+	assert_false(rf_ledger_sth_last(l, k1, &size, got));
+	assert_true(rf_ledger_sth_last(l, k2, &size, got));
+	assert_int_equal(size, 3);
+	rf_ledger_free(l);
 }
 
 static void
