@@ -1538,7 +1538,7 @@ tls_make(struct rf_ca *ca, const char *san, const struct rf_actor *who,
 	int r;
 
 	memset(own, 0, sizeof(own));
-	if ((r = rf_keys_generate(ca->keys, RF_KEY_EC_P256, "ringfence tls",
+	if ((r = rf_keys_generate(ca->keys, RF_KEY_EC_P256, RF_KEY_LABEL_TLS,
 		 NULL, who, keyp)) != 0)
 		return r;
 	if ((r = serial_new(&c->serial, c->hex)) != 0)

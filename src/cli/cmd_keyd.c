@@ -270,8 +270,8 @@ struct keyd_assert {
 /*
  * What the store said, checked against keyd's ledger, which only an
  * administrator changes (through keyd): the binding, the connector and
- * its certificate. serve's user can write the store; it cannot write
- * these.
+ * its certificate, and the connection's open incidents. serve's user can write
+ * the store; it cannot write these.
  */
 static int
 ledger_agrees(struct rf_ledger *ledger, const char *connector,
@@ -291,6 +291,13 @@ ledger_agrees(struct rf_ledger *ledger, const char *connector,
 		    "connector certificate %.64s is revoked in keyd's ledger "
 		    "(the store no longer says so)",
 		    req->tenant, req->conn, req->on_behalf);
+	if (rf_ledger_affected(ledger, req->tenant, req->conn))
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused assertion for %.64s/%.64s: "
+		    "under_incident: the connection is under an open incident "
+		    "in keyd's ledger (the store no longer says so: it was "
+		    "changed behind keyd's back)",
+		    req->tenant, req->conn);
 	if (!rf_ledger_bound(ledger, connector, req->tenant, req->conn))
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused assertion for %.64s/%.64s: not_bound: "

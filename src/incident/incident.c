@@ -278,6 +278,41 @@ bad:
 
 /* ---- Open ---- */
 
+static int collect_item(void *arg, const struct rf_item_rec *it);
+
+/*
+ * Tell the custody process's ledger (docs/keys.md, "What the policy
+ * trusts") that items of v (those in state only, or all) are affected, or
+ * no longer: keyd signs no assertion for a connection its ledger says
+ * affected, whatever the store says. Affected before the store commits
+ * them; no longer affected once nothing old can sign (contain) or the
+ * operator waived them, before the store says so.
+ */
+static int
+note_items(const struct rf_incident_ctx *c, int affected,
+    const struct rf_item_rec *v, size_t n, const char *only)
+{
+	struct rf_knote_item *k;
+	size_t i, m = 0;
+	int r;
+
+	if (n == 0 || c->keys == NULL)
+		return 0;
+	if ((k = calloc(n, sizeof(*k))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < n; i++) {
+		if (only != NULL && strcmp(v[i].state, only) != 0)
+			continue;
+		k[m].tenant = v[i].tenant;
+		k[m].conn = v[i].name;
+		k[m].incident = v[i].incident;
+		m++;
+	}
+	r = rf_keys_note_items(c->keys, affected, k, m);
+	free(k);
+	return r;
+}
+
 struct open_acc {
 	const struct rf_incident_ctx *c;
 	int64_t id;
@@ -288,6 +323,7 @@ struct open_acc {
 	uint64_t signatures;
 	char (*keys)[65];
 	size_t nkeys, capkeys;
+	struct item_vec items; /* opened now, for keyd's ledger */
 };
 
 static int
@@ -339,7 +375,8 @@ open_item(
 		    conn->previous);
 	snprintf(it.state, sizeof(it.state), "affected");
 	it.updated = rf_now();
-	if ((r = rf_store_item_add(a->c->st, &it)) != 0)
+	if ((r = rf_store_item_add(a->c->st, &it)) != 0 ||
+	    (r = collect_item(&a->items, &it)) != 0)
 		return r;
 	a->n++;
 	return 0;
@@ -352,7 +389,7 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	struct rf_incident_rec inc;
 	struct open_acc acc;
 	struct scope s;
-	int r = RF_ERR_INTERNAL, in_tx = 0;
+	int r = RF_ERR_INTERNAL, in_tx = 0, noted = 0;
 
 	*id = 0;
 	if (reason == NULL || *reason == '\0')
@@ -424,6 +461,10 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 		goto out;
 	inc.id = acc.id;
 	inc.signatures = acc.signatures;
+	/* keyd's ledger first: from here keyd signs nothing for them. */
+	if ((r = note_items(c, 1, acc.items.v, acc.items.n, NULL)) != 0)
+		goto out;
+	noted = 1;
 	if ((r = rf_store_incident_update(c->st, &inc)) != 0 ||
 	    (r = event(c, inc.id, "open",
 		 "scope %s: %zu connections, %llu signatures in the record%s; "
@@ -439,8 +480,15 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	*id = inc.id;
 	r = 0;
 out:
-	if (in_tx)
+	if (in_tx) {
 		rf_store_rollback(c->st);
+		/* Not opened: the ledger need not refuse them (best effort;
+		 * refused rather than trusted if this fails too). */
+		if (noted &&
+		    note_items(c, 0, acc.items.v, acc.items.n, NULL) != 0)
+			rf_err_clear();
+	}
+	free(acc.items.v);
 	return r;
 }
 
@@ -1452,7 +1500,8 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	rf_test_point("incident-keys-recorded");
 	/* The revocation published and the old keys out of service before
 	 * any successor is issued. */
-	if ((r = contain_publish_disable(c, id, rv, rep)) != 0)
+	if ((r = contain_publish_disable(c, id, rv, rep)) != 0 ||
+	    (r = note_items(c, 0, iv->v, iv->n, NULL)) != 0)
 		goto out;
 	t = rf_mono_s();
 	rf_progress_phase(c->progress, "reissue", iv->n);
@@ -1630,6 +1679,10 @@ rf_incident_confirm(
 		    tenant != NULL ? tenant : "(any)", (long long)id);
 		goto out;
 	}
+	/* Waived while affected: keyd's ledger lets it sign for them again
+	 * (their old credential stays), before the store says so. */
+	if (waive && (r = note_items(c, 0, iv.v, iv.n, "affected")) != 0)
+		goto out;
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
 	in_tx = 1;

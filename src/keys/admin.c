@@ -593,6 +593,19 @@ rf_keys_note(struct rf_keys *keys, enum rf_knote what, const char *connector,
 	return rf_err_set(RF_ERR_ARG, "unknown ledger note %d", (int)what);
 }
 
+int
+rf_keys_note_items(
+    struct rf_keys *keys, int affected, const struct rf_knote_item *v, size_t n)
+{
+	if (keys == NULL || n == 0)
+		return 0;
+	if (keys->kc != NULL)
+		return rf_kc_note_items(keys->kc, affected, v, n);
+	if (keys->ledger == NULL)
+		return 0;
+	return rf_ledger_items(keys->ledger, affected, v, n);
+}
+
 /* A key's CKA_ID as a sort key: length first, then the bytes. */
 struct tident {
 	uint8_t len;

@@ -772,6 +772,38 @@ rf_kc_note(struct rf_kc *kc, int what, const char *connector,
 	return r;
 }
 
+/* Items per NOTE_ITEMS frame: far below the frame limit. */
+#define NOTE_ITEMS_MAX 10000
+
+int
+rf_kc_note_items(
+    struct rf_kc *kc, int affected, const struct rf_knote_item *v, size_t n)
+{
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	size_t off, k, i;
+	int r = 0;
+
+	for (off = 0; off < n && r == 0; off += k) {
+		k = n - off < NOTE_ITEMS_MAX ? n - off : NOTE_ITEMS_MAX;
+		rf_kbuf_begin(&b, RF_KMSG_NOTE_ITEMS);
+		rf_kbuf_u8(&b, affected ? 1 : 0);
+		rf_kbuf_u32(&b, (uint32_t)k);
+		for (i = off; i < off + k; i++) {
+			rf_kbuf_str(&b, v[i].tenant);
+			rf_kbuf_str(&b, v[i].conn);
+			rf_kbuf_u64(&b, (uint64_t)v[i].incident);
+		}
+		if ((r = call(kc, &b, &frame, &m)) == 0)
+			r = rf_kmsg_end(&m);
+		free(frame);
+		frame = NULL;
+		rf_kbuf_clear(&b);
+	}
+	return r;
+}
+
 int
 rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n, int threads,
     double *per_sec)

@@ -484,6 +484,14 @@ h_keygen(
 	if ((r = rf_kmsg_end(m)) != 0 ||
 	    (r = rf_keys_generate_many(kd->keys, reqs, n, &w.who, keys)) != 0)
 		goto out;
+	/* serve's TLS keys: the only keys keyd signs handshake digests with
+	 * (policy.c), whatever purpose the store gives another. */
+	for (i = 0; i < n && r == 0; i++)
+		if (strcmp(labels[i], RF_KEY_LABEL_TLS) == 0)
+			r = rf_ledger_tls_key(
+			    rf_kpolicy_ledger(kd->policy), rf_key_id(keys[i]));
+	if (r != 0)
+		goto out;
 	rf_kbuf_u32(out, n);
 	for (i = 0; i < n && r == 0; i++)
 		r = put_key(out, keys[i]);
@@ -736,6 +744,48 @@ h_note(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 	return r;
 }
 
+/* An administrator's incident items, kept in the ledger before the
+ * caller changes the store (rf_keys_note_items). */
+static int
+h_note_items(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	struct rf_knote_item *v = NULL;
+	char(*str)[2][RF_KPROTO_STR_MAX] = NULL;
+	int affected = rf_kmsg_u8(m), r;
+	uint32_t n = rf_kmsg_u32(m), i;
+
+	(void)out;
+	/* Each item takes at least 16 bytes: n is bounded by the frame. */
+	if (m->err != 0 || affected > 1 || n > RF_KPROTO_BATCH_MAX ||
+	    n > (m->len - m->off) / 16)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "custody note-items: bad number of items");
+	if ((v = calloc(n + 1, sizeof(*v))) == NULL ||
+	    (str = calloc(n + 1, sizeof(*str))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n; i++) {
+		rf_kmsg_str(m, str[i][0]);
+		rf_kmsg_str(m, str[i][1]);
+		v[i].tenant = str[i][0];
+		v[i].conn = str[i][1];
+		v[i].incident = (int64_t)rf_kmsg_u64(m);
+	}
+	if ((r = rf_kmsg_end(m)) != 0 ||
+	    (r = rf_ledger_items(
+		 rf_kpolicy_ledger(kd->policy), affected, v, n)) != 0)
+		goto out;
+	logf_(kd, "uid %u noted %u incident item%s %s", (unsigned)c->uid,
+	    (unsigned)n, n == 1 ? "" : "s",
+	    affected ? "affected" : "no longer affected");
+out:
+	free(v);
+	free(str);
+	return r;
+}
+
 struct listed {
 	struct rf_kbuf *out;
 	uint32_t n;
@@ -956,6 +1006,17 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 		(void)rf_kmsg_u64(&m);
 		(void)rf_kmsg_u32(&m);
 		break;
+	case RF_KMSG_NOTE_ITEMS:
+		(void)rf_kmsg_u8(&m);
+		n = rf_kmsg_u32(&m);
+		if (m.err != 0 || n > (m.len - m.off) / 16)
+			return RF_ERR_MALFORMED;
+		for (i = 0; i < n; i++) {
+			rf_kmsg_str(&m, str);
+			rf_kmsg_str(&m, str);
+			(void)rf_kmsg_u64(&m);
+		}
+		break;
 	case RF_KMSG_NOTE:
 		(void)rf_kmsg_u8(&m);
 		rf_kmsg_str(&m, str);
@@ -993,6 +1054,7 @@ static const struct handler table_admin[] = {
     {RF_KMSG_MEASURE, h_measure, DRAIN},
     {RF_KMSG_LOAD_MANY, h_load_many, 0},
     {RF_KMSG_NOTE, h_note, 0},
+    {RF_KMSG_NOTE_ITEMS, h_note_items, 0},
     {0, NULL, 0},
 };
 

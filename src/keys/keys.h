@@ -358,6 +358,10 @@ int rf_keys_spki_der(EVP_PKEY *pub, uint8_t **der, size_t *len) RF_WUR;
 int rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
     int *extractable, int *always_sensitive, int *never_extractable) RF_WUR;
 
+/* The label of serve's TLS keys: keyd keeps the id of each key it makes
+ * with it in its ledger, and signs handshake digests with no other. */
+#define RF_KEY_LABEL_TLS "ringfence tls"
+
 /*
  * An administrator's change of what keyd's connector policy trusts, kept
  * in keyd's ledger (ledger.h) before the caller changes the store:
@@ -370,6 +374,19 @@ int rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
 enum rf_knote { RF_KNOTE_BIND = 1, RF_KNOTE_REVOKE = 2 };
 int rf_keys_note(struct rf_keys *keys, enum rf_knote what,
     const char *connector, const char *tenant, const char *conn) RF_WUR;
+
+/*
+ * An administrator's incident items, for keyd's ledger the same way:
+ * affected (incident open, before it commits) or no longer affected
+ * (contain once the old keys are out of service, waive, close). keyd signs
+ * no assertion for a connection its ledger says affected.
+ */
+struct rf_knote_item {
+	const char *tenant, *conn;
+	int64_t incident;
+};
+int rf_keys_note_items(struct rf_keys *keys, int affected,
+    const struct rf_knote_item *v, size_t n) RF_WUR;
 
 /* One private key found in the token, for listings. */
 struct rf_key_info {

@@ -7,6 +7,10 @@
  *   k KEYID                    a key disabled or destroyed through keyd
  *   b CONNECTOR TENANT CONN    a binding an administrator made through keyd
  *   c CONNECTOR                a connector an administrator revoked
+ *   l KEYID                    a key keyd made for serve's TLS
+ *   a TENANT CONN INCIDENT     a connection an incident opened on
+ *   x TENANT CONN INCIDENT     ... no longer affected (contained, waived,
+ *                              closed)
  *   s 2                        the store's bindings and revoked connectors
  *                              were taken (at first use, or on upgrade)
  *   t KEYID SIZE ROOT          a tree head keyd signed with KEYID (the last
@@ -32,12 +36,15 @@
 #include "common/config.h"
 #include "keys/ledger.h"
 #include "store/store_connector.h"
+#include "store/store_incident.h"
 
 struct ledger_ent {
-	char kind; /* 'r': a revoked certificate, 'k': a key, 'b': a binding,
-		      'c': a revoked connector */
-	char name[RF_LEDGER_NAME_MAX]; /* serial, key id, "C T N" or C */
-	char issuer[64];	       /* 'r' */
+	char kind;  /* 'r': a revoked certificate, 'k': a key, 'b': a binding,
+		       'c': a revoked connector, 'l': serve's TLS key, 'a' /
+		       'x': an incident's item affected / no longer, 'n': in
+		       memory only, a connection's items affected now */
+	char *name; /* serial, key id, "C T N", C, "T C I" (malloc'd) */
+	char issuer[64]; /* 'r' */
 	int64_t not_after;
 };
 
@@ -128,14 +135,16 @@ keep(struct rf_ledger *l, char kind, const char *name, const char *issuer,
 		l->v = e;
 		l->cap = cap;
 	}
-	e = &l->v[l->n++];
+	e = &l->v[l->n];
+	if ((e->name = strdup(name)) == NULL)
+		return RF_ERR_ALLOC;
+	l->n++;
 	e->kind = kind;
-	snprintf(e->name, sizeof(e->name), "%s", name);
 	snprintf(e->issuer, sizeof(e->issuer), "%s", issuer);
 	e->not_after = not_after;
 	if (2 * l->n > l->nslot) {
 		if ((r = rehash(l, l->nslot ? 2 * l->nslot : 1024)) != 0) {
-			l->n--;
+			free(l->v[--l->n].name);
 			return r;
 		}
 	} else {
@@ -190,6 +199,39 @@ bind_name(const char *connector, const char *tenant, const char *conn,
 	return 0;
 }
 
+/*
+ * An incident's item, affected ('a') or no longer ('x'), and the count of
+ * a connection's affected items (an 'n' entry, in memory only) that
+ * rf_ledger_affected reads. An item cleared before it is affected (never
+ * in order) is not counted.
+ */
+static int
+keep_item(struct rf_ledger *l, char kind, const char *tenant, const char *conn,
+    int64_t incident)
+{
+	char name[RF_LEDGER_NAME_MAX], tc[RF_LEDGER_NAME_MAX];
+	struct ledger_ent *e;
+	int added, r;
+
+	if (!part_ok(tenant, 128) || !part_ok(conn, 64) || incident <= 0)
+		return RF_ERR_ARG;
+	snprintf(tc, sizeof(tc), "%s %s", tenant, conn);
+	snprintf(name, sizeof(name), "%.200s %" PRId64, tc, incident);
+	if ((r = keep(l, kind, name, "", 0, &added)) != 0 || !added)
+		return r;
+	if (kind == 'a' && find(l, 'x', name) != NULL)
+		return 0;
+	if (kind == 'x' && find(l, 'a', name) == NULL)
+		return 0;
+	if ((e = find(l, 'n', tc)) == NULL) {
+		if ((r = keep(l, 'n', tc, "", 0, &added)) != 0)
+			return r;
+		e = find(l, 'n', tc);
+	}
+	e->not_after += kind == 'a' ? 1 : -1;
+	return 0;
+}
+
 /* Load every whole line; *end: the offset after the last one. */
 static int
 load(struct rf_ledger *l, FILE *f, off_t *end)
@@ -217,9 +259,18 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 		    key_id_ok(issuer)) {
 			if ((r = keep(l, 'k', issuer, "", 0, &added)) != 0)
 				return r;
+		} else if (sscanf(line, "l %79s", issuer) == 1 &&
+		    key_id_ok(issuer)) {
+			if ((r = keep(l, 'l', issuer, "", 0, &added)) != 0)
+				return r;
 		} else if (sscanf(line, "b %255s %255s %255s", a, b, c) == 3 &&
 		    bind_name(a, b, c, name) == 0) {
 			if ((r = keep(l, 'b', name, "", 0, &added)) != 0)
+				return r;
+		} else if ((line[0] == 'a' || line[0] == 'x') &&
+		    sscanf(line + 1, " %255s %255s %" SCNd64, a, b, &na) == 3) {
+			if ((r = keep_item(l, line[0], a, b, na)) != 0 &&
+			    r != RF_ERR_ARG)
 				return r;
 		} else if (sscanf(line, "c %255s", a) == 1 &&
 		    part_ok(a, RF_LEDGER_PART_MAX)) {
@@ -302,11 +353,15 @@ fail:
 void
 rf_ledger_free(struct rf_ledger *l)
 {
+	size_t i;
+
 	if (l == NULL)
 		return;
 	if (l->fd >= 0)
 		close(l->fd);
 	pthread_mutex_destroy(&l->mu);
+	for (i = 0; i < l->n; i++)
+		free(l->v[i].name);
 	free(l->v);
 	free(l->slot);
 	free(l);
@@ -386,21 +441,71 @@ seed_bind(void *arg, const char *tenant, const char *conn)
 	return keep(a->l, 'b', name, "", 0, &added);
 }
 
+static int
+item_one(void *arg, const struct rf_item_rec *it)
+{
+	int r = keep_item(arg, 'a', it->tenant, it->name, it->incident);
+
+	return r == RF_ERR_ARG ? 0 : r; /* a name the CLI does not make */
+}
+
+/* The open incidents, for seeding. */
+struct ids {
+	int64_t *v;
+	size_t n, cap;
+};
+
+static int
+incident_one(void *arg, const struct rf_incident_rec *inc)
+{
+	struct ids *ids = arg;
+	void *p;
+
+	if (strcmp(inc->state, "open") != 0)
+		return 0;
+	if (ids->n == ids->cap) {
+		ids->cap = ids->cap ? 2 * ids->cap : 16;
+		if ((p = realloc(ids->v, ids->cap * sizeof(*ids->v))) == NULL)
+			return RF_ERR_ALLOC;
+		ids->v = p;
+	}
+	ids->v[ids->n++] = inc->id;
+	return 0;
+}
+
 /*
- * The store's bindings and revoked connectors, taken once: at first use
- * and on the first start of a keyd that keeps them. From then on only an
- * administrator's request through keyd adds a binding (rf_ledger_bind).
+ * The store's TLS key, open incidents' affected connections, bindings and
+ * revoked connectors, taken once: at first use and on the first start of
+ * a keyd that keeps them. From then on
+ * only keyd's own key generation adds a TLS key (rf_ledger_tls_key), and
+ * only an administrator's request through keyd a binding (rf_ledger_bind).
  */
 static int
 seed_connectors(struct rf_ledger *l, struct rf_store *st)
 {
 	struct names ns = {0};
+	struct ids ids = {0};
 	struct rf_connector_rec c;
+	struct rf_key_rec kr;
 	struct seed_bind_arg a;
 	size_t i;
 	int added, r;
 
-	if ((r = rf_store_connector_foreach(st, connector_one, &ns)) != 0)
+	if ((r = rf_store_key_by_purpose(st, "tls", &kr)) == 0 &&
+	    key_id_ok(kr.id))
+		r = keep(l, 'l', kr.id, "", 0, &added);
+	else if (r == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		r = 0;
+	}
+	if (r != 0 ||
+	    (r = rf_store_incident_foreach(st, incident_one, &ids)) != 0)
+		goto out;
+	for (i = 0; i < ids.n && r == 0; i++)
+		r = rf_store_item_foreach(
+		    st, ids.v[i], NULL, "affected", item_one, l);
+	if (r != 0 ||
+	    (r = rf_store_connector_foreach(st, connector_one, &ns)) != 0)
 		goto out;
 	a.l = l;
 	for (i = 0; i < ns.n && r == 0; i++) {
@@ -418,6 +523,7 @@ seed_connectors(struct rf_ledger *l, struct rf_store *st)
 		l->seeded = 1;
 out:
 	free(ns.v);
+	free(ids.v);
 	return r;
 }
 
@@ -478,7 +584,9 @@ flush(struct rf_ledger *l, uint64_t pos)
 		return RF_ERR_ALLOC;
 	p = buf;
 	for (i = l->saved; i < l->n; i++)
-		if (l->v[i].kind == 'r')
+		if (l->v[i].kind == 'n')
+			continue; /* memory only */
+		else if (l->v[i].kind == 'r')
 			p += sprintf(p, "r %s %s %" PRId64 "\n", l->v[i].name,
 			    l->v[i].issuer, l->v[i].not_after);
 		else
@@ -685,4 +793,58 @@ rf_ledger_sth_keep(struct rf_ledger *l, const char *key_id, uint64_t size,
 	}
 	pthread_mutex_unlock(&l->mu);
 	return r;
+}
+
+int
+rf_ledger_tls_key(struct rf_ledger *l, const char *id)
+{
+	if (!key_id_ok(id))
+		return rf_err_set(RF_ERR_ARG, "a key id is 64 hex");
+	return note(l, 'l', id);
+}
+
+int
+rf_ledger_is_tls_key(struct rf_ledger *l, const char *id)
+{
+	return holds(l, 'l', id);
+}
+
+int
+rf_ledger_items(
+    struct rf_ledger *l, int affected, const struct rf_knote_item *v, size_t n)
+{
+	size_t i;
+	int r = 0;
+
+	for (i = 0; i < n; i++)
+		if (!part_ok(v[i].tenant, 128) || !part_ok(v[i].conn, 64) ||
+		    v[i].incident <= 0)
+			return rf_err_set(RF_ERR_ARG,
+			    "an incident's item names a tenant, a connection "
+			    "and the incident's number");
+	pthread_mutex_lock(&l->mu);
+	for (i = 0; i < n && r == 0; i++)
+		r = keep_item(l, affected ? 'a' : 'x', v[i].tenant, v[i].conn,
+		    v[i].incident);
+	/* Kept in memory even if the write fails: an affected connection is
+	 * refused either way, and a cleared one is still refused by the
+	 * store until its caller commits. */
+	if (r == 0 && l->saved < l->n)
+		r = flush(l, l->pos);
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}
+
+int
+rf_ledger_affected(struct rf_ledger *l, const char *tenant, const char *conn)
+{
+	char tc[RF_LEDGER_NAME_MAX];
+	struct ledger_ent *e;
+	int has;
+
+	snprintf(tc, sizeof(tc), "%s %s", tenant, conn);
+	pthread_mutex_lock(&l->mu);
+	has = (e = find(l, 'n', tc)) != NULL && e->not_after > 0;
+	pthread_mutex_unlock(&l->mu);
+	return has;
 }

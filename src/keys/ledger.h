@@ -18,6 +18,7 @@
 
 #include "audit/audit.h"
 #include "common/rf.h"
+#include "keys/keys.h"
 #include "store/store.h"
 
 /* An entry's name: a serial, a key id, a connector, or a binding's
@@ -73,6 +74,27 @@ int rf_ledger_bound(struct rf_ledger *l, const char *connector,
 int rf_ledger_revoke_connector(
     struct rf_ledger *l, const char *connector) RF_WUR;
 int rf_ledger_connector_revoked(struct rf_ledger *l, const char *connector);
+
+/*
+ * serve's TLS keys: keyd signs a handshake digest only with a key it made
+ * itself with the label RF_KEY_LABEL_TLS (an administrator's keygen), or
+ * the store's TLS key when the ledger first took the store's state, never
+ * with a key whose store purpose was changed to "tls" behind its back.
+ */
+int rf_ledger_tls_key(struct rf_ledger *l, const char *id) RF_WUR;
+int rf_ledger_is_tls_key(struct rf_ledger *l, const char *id);
+
+/*
+ * Connections under an open incident: an administrator's incident open
+ * notes each item affected before it commits, and contain (once the old
+ * keys are out of service), waive and close note it no longer affected.
+ * keyd signs no assertion for a connection its ledger says affected,
+ * whatever the store says.
+ */
+int rf_ledger_items(struct rf_ledger *l, int affected,
+    const struct rf_knote_item *v, size_t n) RF_WUR;
+int rf_ledger_affected(
+    struct rf_ledger *l, const char *tenant, const char *conn);
 
 /*
  * The largest tree head keyd signed with the audit key key_id (1), so that

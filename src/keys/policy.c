@@ -551,13 +551,19 @@ check_sth_all(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 }
 
 static int
-check_tls(struct rf_kpolicy *p, const char *purpose, size_t n)
+check_tls(
+    struct rf_kpolicy *p, const char *key_id, const char *purpose, size_t n)
 {
 	int64_t now = rf_now();
 
 	if (strcmp(purpose, "tls") != 0)
 		return refuse(
 		    "a digest with a key other than serve's TLS key", "tls");
+	if (!rf_ledger_is_tls_key(p->ledger, key_id))
+		return refuse("a digest with a key keyd did not make for "
+			      "serve's TLS (its store purpose says tls: the "
+			      "store was changed behind keyd's back)",
+		    "tls");
 	if (now != p->tls_second) {
 		p->tls_second = now;
 		p->tls_used = 0;
@@ -719,7 +725,7 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 		else if (!digest && strcmp(what, "sth") == 0)
 			r = check_sth(p, purpose, reqs[i].msg, reqs[i].msglen);
 		else if (digest && strcmp(what, "tls") == 0)
-			r = check_tls(p, purpose, 1);
+			r = check_tls(p, key_id, purpose, 1);
 		else if (!digest && strcmp(what, "assertion") == 0)
 			r = check_assertion(p, gen, purpose, key_id, &reqs[i]);
 		else if (!digest && strcmp(what, "cert") == 0)

@@ -55,7 +55,10 @@ enum rf_kmsg_type {
 	 * fields: an administrator's change of what keyd's connector policy
 	 * trusts, kept in keyd's ledger before the store changes. */
 	RF_KMSG_NOTE = 11,
-	RF_KMSG_TYPE_MAX = 11,
+	/* u8 affected, u32 n, n x (str tenant, str conn, u64 incident) -> no
+	 * fields: an administrator's incident items, for the same ledger. */
+	RF_KMSG_NOTE_ITEMS = 12,
+	RF_KMSG_TYPE_MAX = 12,
 	RF_KMSG_OK = 0x80,  /* the answer's fields */
 	RF_KMSG_ERR = 0x81, /* u32 -code, str message */
 	/* No fields: a SIGN request's leaves are durable, its signatures

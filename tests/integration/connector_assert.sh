@@ -189,12 +189,21 @@ grep -q "429 rate_limited.*: retry after [0-9][0-9]* s" err ||
 wait_for has_leaf -q 'not_bound: connection acme/m365 connector arch (certificate [0-9a-f]*) source 127.0.0.1:[0-9]* jti -.*"type":"refuse"' ||
 	fail "no refusal leaf for not_bound"
 
-# 4. Incident: refused while open, then contained: the next assertion
-# names the new credential, which verifies; the old one is refused.
+# 4. Incident: refused while open (also once the store is cleared behind
+# keyd's back), then contained: the next assertion names the new
+# credential, which verifies; the old one is refused.
 old_x5t=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["x5t#S256"])' cred-acme-m365.json)
 id=$(rf incident open --scope connection:acme/m365 --reason "test" | grep -o '[0-9]\+' | head -1)
 [ "$(code --cert sync.pem --key sync.key --cacert root.pem -d '{"connection":"acme/m365"}' "$url/v1/assertions")" = "423 under_incident" ] ||
 	fail "under incident: $(cat resp.json)"
+# The incident cleared in the store behind keyd's back (as serve's user
+# can): serve's checks pass, keyd's ledger still says under incident.
+sqlite3 "$RINGFENCE_HOME/ringfence.db" "UPDATE incident_items SET state = 'contained' WHERE incident = $id"
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem -d '{"connection":"acme/m365"}' "$url/v1/assertions")" != "200 " ] ||
+	fail "an assertion once the incident was cleared in the store"
+grep -q "under an open incident in keyd's ledger" resp.json ||
+	fail "incident cleared behind keyd's back: $(cat resp.json)"
+sqlite3 "$RINGFENCE_HOME/ringfence.db" "UPDATE incident_items SET state = 'affected' WHERE incident = $id"
 rf incident contain "$id" >/dev/null
 new_serial=$(rf --json connection list --tenant acme | python3 -c 'import json,sys; print([c for c in json.load(sys.stdin) if c["name"]=="m365"][0]["serial"])')
 rf --json cert show "$new_serial" | python3 -c 'import json,sys; print(json.load(sys.stdin)["pem"])' >new.pem

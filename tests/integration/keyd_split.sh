@@ -6,8 +6,9 @@
 # process of the server user cannot read them, and asking keyd directly
 # (rf-keyd_client) for a certificate signature, an OCSP `good` for a
 # revoked serial (also once the store's revocation is cleared behind keyd's
-# back: its ledger), a raw digest with a CA key or a connector binding for
-# keyd's ledger is refused, each refusal an audit leaf. An OCSP `good` for a certificate that is good is signed.
+# back: its ledger), a raw digest with a CA key (also once the store says
+# the key is serve's TLS key) or a connector binding for keyd's ledger is
+# refused, each refusal an audit leaf. An OCSP `good` for a certificate that is good is signed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-split
@@ -136,6 +137,21 @@ rc7=$?
 set -e
 [ $rc7 = 3 ] || fail "a CRL leaving out the revocation: rc $rc7 $(cat "$work/e7")"
 grep -q "revoked in keyd's ledger" "$work/e7" || fail "CRL refusal reason: $(cat "$work/e7")"
+
+# ... nor a handshake digest with the issuing CA key once the store says
+# its purpose is "tls": keyd signs digests only with a TLS key it made
+# itself (its ledger), so serve's user cannot turn a CA key into a signer
+# of anything.
+sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" \
+	"UPDATE keys SET purpose = 'tls' WHERE id = '$issuing'"
+set +e
+as_server "$client" digest "$issuing" tls 2>"$work/e9"
+rc9=$?
+set -e
+sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" \
+	"UPDATE keys SET purpose = 'issuing' WHERE id = '$issuing'"
+[ $rc9 = 3 ] || fail "a digest with the CA key once the store said tls: rc $rc9 $(cat "$work/e9")"
+grep -q "did not make for serve's TLS" "$work/e9" || fail "TLS refusal reason: $(cat "$work/e9")"
 
 # Someone of no class (nobody, let through the folder): refused at hello,
 # recorded.

@@ -19,6 +19,7 @@
 #include "audit/audit.h"
 #include "keys/ledger.h"
 #include "store/store_connector.h"
+#include "store/store_incident.h"
 #include "store_fx.h"
 
 static void
@@ -321,6 +322,77 @@ test_ledger_connectors(void **state)
 	assert_int_equal(tu_sh("test $(grep -c '^s 2$' '%s') = 1", path), 0);
 }
 
+static void
+test_ledger_items(void **state)
+{
+	struct fx *f = *state;
+	struct rf_ledger *l = NULL;
+	struct rf_incident_rec inc;
+	struct rf_item_rec it;
+	struct rf_knote_item a[2] = {
+	    {"acme", "m365", 7}, {"globex", "m365", 7}};
+	struct rf_knote_item b = {"acme", "m365", 8};
+	struct rf_knote_item bad = {"acme corp", "m365", 7};
+	char path[1100];
+
+	snprintf(path, sizeof(path), "%s/revoked.ledger", f->home);
+	/* An open incident in the store at first use: its affected items
+	 * are taken; a contained one is not. */
+	memset(&inc, 0, sizeof(inc));
+	snprintf(inc.scope, sizeof(inc.scope), "tenant:acme");
+	snprintf(inc.reason, sizeof(inc.reason), "test");
+	snprintf(inc.state, sizeof(inc.state), "open");
+	inc.opened = 1;
+	assert_int_equal(rf_store_incident_add(f->st, &inc), 0);
+	memset(&it, 0, sizeof(it));
+	it.incident = inc.id;
+	it.conn = 1;
+	snprintf(it.tenant, sizeof(it.tenant), "acme");
+	snprintf(it.name, sizeof(it.name), "seeded");
+	snprintf(it.rp, sizeof(it.rp), "entra");
+	snprintf(it.state, sizeof(it.state), "affected");
+	assert_int_equal(rf_store_item_add(f->st, &it), 0);
+	it.conn = 2;
+	snprintf(it.name, sizeof(it.name), "done");
+	snprintf(it.state, sizeof(it.state), "contained");
+	assert_int_equal(rf_store_item_add(f->st, &it), 0);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_affected(l, "acme", "seeded"));
+	assert_false(rf_ledger_affected(l, "acme", "done"));
+
+	/* Affected by two incidents: affected until both clear it. */
+	assert_int_equal(rf_ledger_items(l, 1, a, 2), 0);
+	assert_int_equal(rf_ledger_items(l, 1, &b, 1), 0);
+	assert_true(rf_ledger_affected(l, "acme", "m365"));
+	assert_true(rf_ledger_affected(l, "globex", "m365"));
+	assert_false(rf_ledger_affected(l, "acme", "other"));
+	assert_int_equal(rf_ledger_items(l, 0, a, 2), 0);
+	assert_true(rf_ledger_affected(l, "acme", "m365")); /* incident 8 */
+	assert_false(rf_ledger_affected(l, "globex", "m365"));
+	/* Noted twice: counted once. */
+	assert_int_equal(rf_ledger_items(l, 0, a, 1), 0);
+	assert_int_equal(rf_ledger_items(l, 1, a, 1), 0);
+	assert_true(rf_ledger_affected(l, "acme", "m365"));
+	assert_int_equal(rf_ledger_items(l, 1, &bad, 1), RF_ERR_ARG);
+	rf_ledger_free(l);
+	l = NULL;
+
+	/* The same after a reopen; then the last one clears. */
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_true(rf_ledger_affected(l, "acme", "m365"));
+	assert_false(rf_ledger_affected(l, "globex", "m365"));
+	assert_true(rf_ledger_affected(l, "acme", "seeded"));
+	assert_int_equal(rf_ledger_items(l, 0, &b, 1), 0);
+	assert_false(rf_ledger_affected(l, "acme", "m365"));
+	rf_ledger_free(l);
+	l = NULL;
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_false(rf_ledger_affected(l, "acme", "m365"));
+	rf_ledger_free(l);
+}
+
 int
 main(void)
 {
@@ -329,6 +401,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_ledger_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_ledger_connectors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ledger_items, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
