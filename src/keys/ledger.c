@@ -476,9 +476,9 @@ incident_one(void *arg, const struct rf_incident_rec *inc)
 /*
  * The store's TLS key, open incidents' affected connections, bindings and
  * revoked connectors, taken once: at first use and on the first start of
- * a keyd that keeps them. From then on
- * only keyd's own key generation adds a TLS key (rf_ledger_tls_key), and
- * only an administrator's request through keyd a binding (rf_ledger_bind).
+ * a keyd that keeps them. From then on only keyd's own key generation adds
+ * a TLS key (rf_ledger_tls_key), and only an administrator's request
+ * through keyd a binding or an affected connection.
  */
 static int
 seed_connectors(struct rf_ledger *l, struct rf_store *st)
