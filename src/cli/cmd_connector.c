@@ -204,23 +204,28 @@ do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 	if (strcmp(c.state, "active") != 0)
 		return cli_fail(
 		    rf_err_set(RF_ERR_STATE, "connector %s is revoked", name));
+	/*
+	 * keyd's ledger first, outside the store's transaction (keyd writes
+	 * the record, and a transaction held while waiting for keyd would
+	 * hold it up): keyd signs for a binding only when both say it
+	 * (docs/keys.md, "What the policy trusts").
+	 */
+	for (i = 0; i < n; i++) {
+		if ((r = split_conn(conns[i], tenant, conn)) != 0)
+			return cli_fail(r);
+		if ((r = rf_store_conn_get(cli->store, tenant, conn, &cr)) != 0)
+			return cli_fail(rf_err_set(r,
+			    "no connection %s/%s: register it with "
+			    "'ringfence connector entra %s/%s ...'",
+			    tenant, conn, tenant, conn));
+		if ((r = rf_keys_note(
+			 cli->keys, RF_KNOTE_BIND, name, tenant, conn)) != 0)
+			return cli_fail(r);
+	}
 	if ((r = rf_store_begin(cli->store)) != 0)
 		return cli_fail(r);
 	for (i = 0; i < n; i++) {
 		if ((r = split_conn(conns[i], tenant, conn)) != 0)
-			goto fail;
-		if ((r = rf_store_conn_get(cli->store, tenant, conn, &cr)) !=
-		    0) {
-			r = rf_err_set(r,
-			    "no connection %s/%s: register it with "
-			    "'ringfence connector entra %s/%s ...'",
-			    tenant, conn, tenant, conn);
-			goto fail;
-		}
-		/* keyd's ledger first: keyd signs for a binding only when
-		 * both say it (docs/keys.md, "What the policy trusts"). */
-		if ((r = rf_keys_note(
-			 cli->keys, RF_KNOTE_BIND, name, tenant, conn)) != 0)
 			goto fail;
 		snprintf(detail, sizeof(detail), "bind connector %s to %s/%s",
 		    name, tenant, conn);

@@ -305,7 +305,7 @@ note_items(const struct rf_incident_ctx *c, int affected,
 			continue;
 		k[m].tenant = v[i].tenant;
 		k[m].conn = v[i].name;
-		k[m].incident = v[i].incident;
+		k[m].key = v[i].old_key;
 		m++;
 	}
 	r = rf_keys_note_items(c->keys, affected, k, m);
@@ -323,8 +323,54 @@ struct open_acc {
 	uint64_t signatures;
 	char (*keys)[65];
 	size_t nkeys, capkeys;
-	struct item_vec items; /* opened now, for keyd's ledger */
+	struct item_vec cand; /* noted to keyd's ledger before the store */
 };
+
+/* "TENANT CONN KEY" of an item, for the candidates' order. */
+static void
+item_name(const struct rf_item_rec *it, char out[260])
+{
+	snprintf(
+	    out, 260, "%.127s %.63s %.64s", it->tenant, it->name, it->old_key);
+}
+
+static int
+cand_cmp(const void *a, const void *b)
+{
+	char x[260], y[260];
+
+	item_name(a, x);
+	item_name(b, y);
+	return strcmp(x, y);
+}
+
+/*
+ * Before the open's transaction: the connections of the scope that no
+ * other incident holds uncontained, with the key each credential has now.
+ * They are told to keyd's ledger first, outside any store transaction (keyd
+ * writes the record, and a transaction held while waiting for keyd would
+ * hold keyd up); open_item then admits only these.
+ */
+static int
+open_candidate(
+    void *arg, const struct rf_conn_rec *conn, const struct rf_cert_rec *cur)
+{
+	struct open_acc *a = arg;
+	struct rf_item_rec it;
+	int64_t other = 0;
+	int r;
+
+	if ((r = rf_store_item_other_open(a->c->st, conn->id, 0, &other)) == 0)
+		return 0;
+	if (r != RF_ERR_NOT_FOUND)
+		return r;
+	rf_err_clear();
+	memset(&it, 0, sizeof(it));
+	snprintf(it.tenant, sizeof(it.tenant), "%s", conn->tenant);
+	snprintf(it.name, sizeof(it.name), "%s", conn->name);
+	snprintf(it.old_key, sizeof(it.old_key), "%s", cur->key_id);
+	return collect_item(&a->cand, &it);
+}
 
 static int
 count_leaf(void *arg, const struct rf_leaf_rec *l)
@@ -375,8 +421,15 @@ open_item(
 		    conn->previous);
 	snprintf(it.state, sizeof(it.state), "affected");
 	it.updated = rf_now();
-	if ((r = rf_store_item_add(a->c->st, &it)) != 0 ||
-	    (r = collect_item(&a->items, &it)) != 0)
+	if (a->c->keys != NULL &&
+	    (a->cand.n == 0 ||
+		bsearch(&it, a->cand.v, a->cand.n, sizeof(it), cand_cmp) ==
+		    NULL))
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s got a new credential while the incident "
+		    "opened: run 'ringfence incident open' again",
+		    it.tenant, it.name);
+	if ((r = rf_store_item_add(a->c->st, &it)) != 0)
 		return r;
 	a->n++;
 	return 0;
@@ -407,8 +460,20 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	acc.c = c;
 	acc.since = since;
 
+	/* keyd's ledger first: from here keyd signs nothing for them. */
+	if (c->keys != NULL) {
+		if ((r = rf_store_conn_foreach(
+			 c->st, &s.f, open_candidate, &acc)) != 0)
+			goto out;
+		if (acc.cand.n > 1)
+			qsort(acc.cand.v, acc.cand.n, sizeof(*acc.cand.v),
+			    cand_cmp);
+		if ((r = note_items(c, 1, acc.cand.v, acc.cand.n, NULL)) != 0)
+			goto out;
+		noted = 1;
+	}
 	if ((r = rf_store_begin(c->st)) != 0)
-		return r;
+		goto out;
 	in_tx = 1;
 	if ((r = rf_store_incident_add(c->st, &inc)) != 0) {
 		if (r == RF_ERR_EXISTS)
@@ -461,10 +526,6 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 		goto out;
 	inc.id = acc.id;
 	inc.signatures = acc.signatures;
-	/* keyd's ledger first: from here keyd signs nothing for them. */
-	if ((r = note_items(c, 1, acc.items.v, acc.items.n, NULL)) != 0)
-		goto out;
-	noted = 1;
 	if ((r = rf_store_incident_update(c->st, &inc)) != 0 ||
 	    (r = event(c, inc.id, "open",
 		 "scope %s: %zu connections, %llu signatures in the record%s; "
@@ -477,18 +538,23 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	    (r = rf_store_commit(c->st)) != 0)
 		goto out;
 	in_tx = 0;
+	noted = 0;
 	*id = inc.id;
 	r = 0;
 out:
-	if (in_tx) {
+	if (in_tx)
 		rf_store_rollback(c->st);
-		/* Not opened: the ledger need not refuse them (best effort;
-		 * refused rather than trusted if this fails too). */
-		if (noted &&
-		    note_items(c, 0, acc.items.v, acc.items.n, NULL) != 0)
+	/* Not opened: the ledger need not refuse them (best effort; refused
+	 * rather than trusted if this fails too). The open's error stays. */
+	if (noted) {
+		struct rf_err_held held;
+
+		rf_err_keep(&held, r);
+		if (note_items(c, 0, acc.cand.v, acc.cand.n, NULL) != 0)
 			rf_err_clear();
+		r = rf_err_kept(&held);
 	}
-	free(acc.items.v);
+	free(acc.cand.v);
 	return r;
 }
 

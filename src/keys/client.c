@@ -793,7 +793,7 @@ rf_kc_note_items(
 		for (i = off; i < off + k; i++) {
 			rf_kbuf_str(&b, v[i].tenant);
 			rf_kbuf_str(&b, v[i].conn);
-			rf_kbuf_u64(&b, (uint64_t)v[i].incident);
+			rf_kbuf_str(&b, v[i].key);
 		}
 		if ((r = call(kc, &b, &frame, &m)) == 0)
 			r = rf_kmsg_end(&m);

@@ -751,14 +751,14 @@ h_note_items(
     struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 {
 	struct rf_knote_item *v = NULL;
-	char(*str)[2][RF_KPROTO_STR_MAX] = NULL;
+	char(*str)[3][RF_KPROTO_STR_MAX] = NULL;
 	int affected = rf_kmsg_u8(m), r;
 	uint32_t n = rf_kmsg_u32(m), i;
 
 	(void)out;
-	/* Each item takes at least 16 bytes: n is bounded by the frame. */
+	/* Each item takes at least 12 bytes: n is bounded by the frame. */
 	if (m->err != 0 || affected > 1 || n > RF_KPROTO_BATCH_MAX ||
-	    n > (m->len - m->off) / 16)
+	    n > (m->len - m->off) / 12)
 		return rf_err_set(RF_ERR_MALFORMED,
 		    "custody note-items: bad number of items");
 	if ((v = calloc(n + 1, sizeof(*v))) == NULL ||
@@ -771,7 +771,8 @@ h_note_items(
 		rf_kmsg_str(m, str[i][1]);
 		v[i].tenant = str[i][0];
 		v[i].conn = str[i][1];
-		v[i].incident = (int64_t)rf_kmsg_u64(m);
+		rf_kmsg_str(m, str[i][2]);
+		v[i].key = str[i][2];
 	}
 	if ((r = rf_kmsg_end(m)) != 0 ||
 	    (r = rf_ledger_items(
@@ -1009,12 +1010,12 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 	case RF_KMSG_NOTE_ITEMS:
 		(void)rf_kmsg_u8(&m);
 		n = rf_kmsg_u32(&m);
-		if (m.err != 0 || n > (m.len - m.off) / 16)
+		if (m.err != 0 || n > (m.len - m.off) / 12)
 			return RF_ERR_MALFORMED;
 		for (i = 0; i < n; i++) {
 			rf_kmsg_str(&m, str);
 			rf_kmsg_str(&m, str);
-			(void)rf_kmsg_u64(&m);
+			rf_kmsg_str(&m, str);
 		}
 		break;
 	case RF_KMSG_NOTE:

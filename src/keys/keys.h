@@ -383,7 +383,7 @@ int rf_keys_note(struct rf_keys *keys, enum rf_knote what,
  */
 struct rf_knote_item {
 	const char *tenant, *conn;
-	int64_t incident;
+	const char *key; /* the key of the credential the incident replaces */
 };
 int rf_keys_note_items(struct rf_keys *keys, int affected,
     const struct rf_knote_item *v, size_t n) RF_WUR;

@@ -8,9 +8,9 @@
  *   b CONNECTOR TENANT CONN    a binding an administrator made through keyd
  *   c CONNECTOR                a connector an administrator revoked
  *   l KEYID                    a key keyd made for serve's TLS
- *   a TENANT CONN INCIDENT     a connection an incident opened on
- *   x TENANT CONN INCIDENT     ... no longer affected (contained, waived,
- *                              closed)
+ *   a TENANT CONN KEYID        a connection an incident opened on, whose
+ *                              credential's key KEYID it replaces
+ *   x TENANT CONN KEYID        ... no longer affected (contained, waived)
  *   s 2                        the store's bindings and revoked connectors
  *                              were taken (at first use, or on upgrade)
  *   t KEYID SIZE ROOT          a tree head keyd signed with KEYID (the last
@@ -200,23 +200,25 @@ bind_name(const char *connector, const char *tenant, const char *conn,
 }
 
 /*
- * An incident's item, affected ('a') or no longer ('x'), and the count of
- * a connection's affected items (an 'n' entry, in memory only) that
- * rf_ledger_affected reads. An item cleared before it is affected (never
- * in order) is not counted.
+ * An incident's item, affected ('a') or no longer ('x'), named by the
+ * connection and the key of the credential it replaces (keys are never
+ * reused, and a connection is in one uncontained incident at a time), and
+ * the count of a connection's affected items (an 'n' entry, in memory
+ * only) that rf_ledger_affected reads. An item cleared before it is
+ * affected (never in order) is not counted.
  */
 static int
 keep_item(struct rf_ledger *l, char kind, const char *tenant, const char *conn,
-    int64_t incident)
+    const char *key)
 {
 	char name[RF_LEDGER_NAME_MAX], tc[RF_LEDGER_NAME_MAX];
 	struct ledger_ent *e;
 	int added, r;
 
-	if (!part_ok(tenant, 128) || !part_ok(conn, 64) || incident <= 0)
+	if (!part_ok(tenant, 128) || !part_ok(conn, 64) || !key_id_ok(key))
 		return RF_ERR_ARG;
 	snprintf(tc, sizeof(tc), "%s %s", tenant, conn);
-	snprintf(name, sizeof(name), "%.200s %" PRId64, tc, incident);
+	snprintf(name, sizeof(name), "%.190s %s", tc, key);
 	if ((r = keep(l, kind, name, "", 0, &added)) != 0 || !added)
 		return r;
 	if (kind == 'a' && find(l, 'x', name) != NULL)
@@ -268,8 +270,8 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 			if ((r = keep(l, 'b', name, "", 0, &added)) != 0)
 				return r;
 		} else if ((line[0] == 'a' || line[0] == 'x') &&
-		    sscanf(line + 1, " %255s %255s %" SCNd64, a, b, &na) == 3) {
-			if ((r = keep_item(l, line[0], a, b, na)) != 0 &&
+		    sscanf(line + 1, " %255s %255s %255s", a, b, c) == 3) {
+			if ((r = keep_item(l, line[0], a, b, c)) != 0 &&
 			    r != RF_ERR_ARG)
 				return r;
 		} else if (sscanf(line, "c %255s", a) == 1 &&
@@ -444,7 +446,7 @@ seed_bind(void *arg, const char *tenant, const char *conn)
 static int
 item_one(void *arg, const struct rf_item_rec *it)
 {
-	int r = keep_item(arg, 'a', it->tenant, it->name, it->incident);
+	int r = keep_item(arg, 'a', it->tenant, it->name, it->old_key);
 
 	return r == RF_ERR_ARG ? 0 : r; /* a name the CLI does not make */
 }
@@ -818,14 +820,14 @@ rf_ledger_items(
 
 	for (i = 0; i < n; i++)
 		if (!part_ok(v[i].tenant, 128) || !part_ok(v[i].conn, 64) ||
-		    v[i].incident <= 0)
+		    !key_id_ok(v[i].key))
 			return rf_err_set(RF_ERR_ARG,
 			    "an incident's item names a tenant, a connection "
-			    "and the incident's number");
+			    "and the key its incident replaces");
 	pthread_mutex_lock(&l->mu);
 	for (i = 0; i < n && r == 0; i++)
-		r = keep_item(l, affected ? 'a' : 'x', v[i].tenant, v[i].conn,
-		    v[i].incident);
+		r = keep_item(
+		    l, affected ? 'a' : 'x', v[i].tenant, v[i].conn, v[i].key);
 	/* Kept in memory even if the write fails: an affected connection is
 	 * refused either way, and a cleared one is still refused by the
 	 * store until its caller commits. */

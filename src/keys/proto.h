@@ -55,7 +55,7 @@ enum rf_kmsg_type {
 	 * fields: an administrator's change of what keyd's connector policy
 	 * trusts, kept in keyd's ledger before the store changes. */
 	RF_KMSG_NOTE = 11,
-	/* u8 affected, u32 n, n x (str tenant, str conn, u64 incident) -> no
+	/* u8 affected, u32 n, n x (str tenant, str conn, str key) -> no
 	 * fields: an administrator's incident items, for the same ledger. */
 	RF_KMSG_NOTE_ITEMS = 12,
 	RF_KMSG_TYPE_MAX = 12,

@@ -329,11 +329,17 @@ test_ledger_items(void **state)
 	struct rf_ledger *l = NULL;
 	struct rf_incident_rec inc;
 	struct rf_item_rec it;
+	char k7[65], k8[65], path[1100];
 	struct rf_knote_item a[2] = {
-	    {"acme", "m365", 7}, {"globex", "m365", 7}};
-	struct rf_knote_item b = {"acme", "m365", 8};
-	struct rf_knote_item bad = {"acme corp", "m365", 7};
-	char path[1100];
+	    {"acme", "m365", k7}, {"globex", "m365", k7}};
+	struct rf_knote_item b = {"acme", "m365", k8};
+	struct rf_knote_item bad = {"acme corp", "m365", k7};
+	struct rf_knote_item nokey = {"acme", "m365", "7"};
+
+	memset(k7, '7', 64);
+	k7[64] = '\0';
+	memset(k8, '8', 64);
+	k8[64] = '\0';
 
 	snprintf(path, sizeof(path), "%s/revoked.ledger", f->home);
 	/* An open incident in the store at first use: its affected items
@@ -351,6 +357,8 @@ test_ledger_items(void **state)
 	snprintf(it.name, sizeof(it.name), "seeded");
 	snprintf(it.rp, sizeof(it.rp), "entra");
 	snprintf(it.state, sizeof(it.state), "affected");
+	memset(it.old_key, 'c', 64);
+	it.old_key[64] = '\0';
 	assert_int_equal(rf_store_item_add(f->st, &it), 0);
 	it.conn = 2;
 	snprintf(it.name, sizeof(it.name), "done");
@@ -361,7 +369,8 @@ test_ledger_items(void **state)
 	assert_true(rf_ledger_affected(l, "acme", "seeded"));
 	assert_false(rf_ledger_affected(l, "acme", "done"));
 
-	/* Affected by two incidents: affected until both clear it. */
+	/* Two credentials' incidents on one connection (one contained, a
+	 * later one open): affected until both are cleared. */
 	assert_int_equal(rf_ledger_items(l, 1, a, 2), 0);
 	assert_int_equal(rf_ledger_items(l, 1, &b, 1), 0);
 	assert_true(rf_ledger_affected(l, "acme", "m365"));
@@ -375,6 +384,7 @@ test_ledger_items(void **state)
 	assert_int_equal(rf_ledger_items(l, 1, a, 1), 0);
 	assert_true(rf_ledger_affected(l, "acme", "m365"));
 	assert_int_equal(rf_ledger_items(l, 1, &bad, 1), RF_ERR_ARG);
+	assert_int_equal(rf_ledger_items(l, 1, &nokey, 1), RF_ERR_ARG);
 	rf_ledger_free(l);
 	l = NULL;
 
