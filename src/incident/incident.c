@@ -286,30 +286,47 @@ static int collect_item(void *arg, const struct rf_item_rec *it);
  * no longer: keyd signs no assertion for a connection its ledger says
  * affected, whatever the store says. Affected before the store commits
  * them; no longer affected once nothing old can sign (contain) or the
- * operator waived them, before the store says so.
+ * operator waived them, before the store says so. sel (NULL: all) picks
+ * items of v; changed (NULL, or n flags) says which notes moved an item's
+ * state, so that an open that fails undoes only its own.
  */
 static int
 note_items(const struct rf_incident_ctx *c, int affected,
-    const struct rf_item_rec *v, size_t n, const char *only)
+    const struct rf_item_rec *v, size_t n, const char *only, const uint8_t *sel,
+    uint8_t *changed)
 {
 	struct rf_knote_item *k;
-	size_t i, m = 0;
+	uint8_t *kch;
+	size_t *at, i, m = 0;
 	int r;
 
+	if (changed != NULL)
+		memset(changed, 0, n);
 	if (n == 0 || c->keys == NULL)
 		return 0;
-	if ((k = calloc(n, sizeof(*k))) == NULL)
-		return RF_ERR_ALLOC;
+	k = calloc(n, sizeof(*k));
+	kch = calloc(n, 1);
+	at = calloc(n, sizeof(*at));
+	if (k == NULL || kch == NULL || at == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
 	for (i = 0; i < n; i++) {
-		if (only != NULL && strcmp(v[i].state, only) != 0)
+		if ((only != NULL && strcmp(v[i].state, only) != 0) ||
+		    (sel != NULL && !sel[i]))
 			continue;
 		k[m].tenant = v[i].tenant;
 		k[m].conn = v[i].name;
 		k[m].key = v[i].old_key;
-		m++;
+		at[m++] = i;
 	}
-	r = rf_keys_note_items(c->keys, affected, k, m);
+	r = rf_keys_note_items(c->keys, affected, k, m, kch);
+	for (i = 0; changed != NULL && i < m; i++)
+		changed[at[i]] = kch[i];
+out:
 	free(k);
+	free(kch);
+	free(at);
 	return r;
 }
 
@@ -324,6 +341,7 @@ struct open_acc {
 	char (*keys)[65];
 	size_t nkeys, capkeys;
 	struct item_vec cand; /* noted to keyd's ledger before the store */
+	uint8_t *moved;	      /* per candidate: the note changed its state */
 };
 
 /* "TENANT CONN KEY" of an item, for the candidates' order. */
@@ -360,6 +378,8 @@ open_candidate(
 	int64_t other = 0;
 	int r;
 
+	if (!rf_knote_item_ok(conn->tenant, conn->name, cur->key_id))
+		return 0; /* not a name ringfence makes (open_item skips it) */
 	if ((r = rf_store_item_other_open(a->c->st, conn->id, 0, &other)) == 0)
 		return 0;
 	if (r != RF_ERR_NOT_FOUND)
@@ -422,6 +442,9 @@ open_item(
 	snprintf(it.state, sizeof(it.state), "affected");
 	it.updated = rf_now();
 	if (a->c->keys != NULL &&
+	    !rf_knote_item_ok(it.tenant, it.name, it.old_key))
+		return 0; /* a row no ringfence command writes */
+	if (a->c->keys != NULL &&
 	    (a->cand.n == 0 ||
 		bsearch(&it, a->cand.v, a->cand.n, sizeof(it), cand_cmp) ==
 		    NULL))
@@ -468,7 +491,15 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 		if (acc.cand.n > 1)
 			qsort(acc.cand.v, acc.cand.n, sizeof(*acc.cand.v),
 			    cand_cmp);
-		if ((r = note_items(c, 1, acc.cand.v, acc.cand.n, NULL)) != 0)
+		if ((acc.moved = calloc(acc.cand.n + 1, 1)) == NULL) {
+			r = RF_ERR_ALLOC;
+			goto out;
+		}
+		/* Undone on failure, all of them if the note itself failed
+		 * (some may have been kept unanswered). */
+		noted = 2;
+		if ((r = note_items(c, 1, acc.cand.v, acc.cand.n, NULL, NULL,
+			 acc.moved)) != 0)
 			goto out;
 		noted = 1;
 	}
@@ -550,11 +581,13 @@ out:
 		struct rf_err_held held;
 
 		rf_err_keep(&held, r);
-		if (note_items(c, 0, acc.cand.v, acc.cand.n, NULL) != 0)
+		if (note_items(c, 0, acc.cand.v, acc.cand.n, NULL,
+			noted == 1 ? acc.moved : NULL, NULL) != 0)
 			rf_err_clear();
 		r = rf_err_kept(&held);
 	}
 	free(acc.cand.v);
+	free(acc.moved);
 	return r;
 }
 
@@ -1567,7 +1600,7 @@ contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	/* The revocation published and the old keys out of service before
 	 * any successor is issued. */
 	if ((r = contain_publish_disable(c, id, rv, rep)) != 0 ||
-	    (r = note_items(c, 0, iv->v, iv->n, NULL)) != 0)
+	    (r = note_items(c, 0, iv->v, iv->n, NULL, NULL, NULL)) != 0)
 		goto out;
 	t = rf_mono_s();
 	rf_progress_phase(c->progress, "reissue", iv->n);
@@ -1747,7 +1780,8 @@ rf_incident_confirm(
 	}
 	/* Waived while affected: keyd's ledger lets it sign for them again
 	 * (their old credential stays), before the store says so. */
-	if (waive && (r = note_items(c, 0, iv.v, iv.n, "affected")) != 0)
+	if (waive &&
+	    (r = note_items(c, 0, iv.v, iv.n, "affected", NULL, NULL)) != 0)
 		goto out;
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;

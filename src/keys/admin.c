@@ -580,6 +580,8 @@ int
 rf_keys_note(struct rf_keys *keys, enum rf_knote what, const char *connector,
     const char *tenant, const char *conn)
 {
+	if (keys == NULL)
+		return 0;
 	if (keys->kc != NULL)
 		return rf_kc_note(keys->kc, (int)what, connector, tenant, conn);
 	if (keys->ledger == NULL)
@@ -594,16 +596,19 @@ rf_keys_note(struct rf_keys *keys, enum rf_knote what, const char *connector,
 }
 
 int
-rf_keys_note_items(
-    struct rf_keys *keys, int affected, const struct rf_knote_item *v, size_t n)
+rf_keys_note_items(struct rf_keys *keys, int affected,
+    const struct rf_knote_item *v, size_t n, uint8_t *changed)
 {
 	if (keys == NULL || n == 0)
 		return 0;
 	if (keys->kc != NULL)
-		return rf_kc_note_items(keys->kc, affected, v, n);
-	if (keys->ledger == NULL)
+		return rf_kc_note_items(keys->kc, affected, v, n, changed);
+	if (keys->ledger == NULL) {
+		if (changed != NULL)
+			memset(changed, 0, n);
 		return 0;
-	return rf_ledger_items(keys->ledger, affected, v, n);
+	}
+	return rf_ledger_items(keys->ledger, affected, v, n, changed);
 }
 
 /* A key's CKA_ID as a sort key: length first, then the bytes. */

@@ -772,21 +772,22 @@ rf_kc_note(struct rf_kc *kc, int what, const char *connector,
 	return r;
 }
 
-/* Items per NOTE_ITEMS frame: far below the frame limit. */
-#define NOTE_ITEMS_MAX 10000
-
 int
-rf_kc_note_items(
-    struct rf_kc *kc, int affected, const struct rf_knote_item *v, size_t n)
+rf_kc_note_items(struct rf_kc *kc, int affected, const struct rf_knote_item *v,
+    size_t n, uint8_t *changed)
 {
 	struct rf_kbuf b = {0};
 	struct rf_kmsg m;
-	uint8_t *frame = NULL;
+	uint8_t *frame = NULL, ch;
 	size_t off, k, i;
 	int r = 0;
 
+	if (changed != NULL)
+		memset(changed, 0, n);
 	for (off = 0; off < n && r == 0; off += k) {
-		k = n - off < NOTE_ITEMS_MAX ? n - off : NOTE_ITEMS_MAX;
+		k = n - off < RF_KPROTO_NOTE_ITEMS_MAX
+		    ? n - off
+		    : RF_KPROTO_NOTE_ITEMS_MAX;
 		rf_kbuf_begin(&b, RF_KMSG_NOTE_ITEMS);
 		rf_kbuf_u8(&b, affected ? 1 : 0);
 		rf_kbuf_u32(&b, (uint32_t)k);
@@ -795,8 +796,15 @@ rf_kc_note_items(
 			rf_kbuf_str(&b, v[i].conn);
 			rf_kbuf_str(&b, v[i].key);
 		}
-		if ((r = call(kc, &b, &frame, &m)) == 0)
+		if ((r = call(kc, &b, &frame, &m)) == 0) {
+			if (rf_kmsg_u32(&m) != k)
+				m.err = RF_ERR_MALFORMED;
+			for (i = off; i < off + k && m.err == 0; i++)
+				if ((ch = rf_kmsg_u8(&m)) != 0 &&
+				    changed != NULL)
+					changed[i] = 1;
 			r = rf_kmsg_end(&m);
+		}
 		free(frame);
 		frame = NULL;
 		rf_kbuf_clear(&b);

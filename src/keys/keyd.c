@@ -752,17 +752,18 @@ h_note_items(
 {
 	struct rf_knote_item *v = NULL;
 	char(*str)[3][RF_KPROTO_STR_MAX] = NULL;
+	uint8_t *changed = NULL;
 	int affected = rf_kmsg_u8(m), r;
 	uint32_t n = rf_kmsg_u32(m), i;
 
-	(void)out;
 	/* Each item takes at least 12 bytes: n is bounded by the frame. */
-	if (m->err != 0 || affected > 1 || n > RF_KPROTO_BATCH_MAX ||
+	if (m->err != 0 || affected > 1 || n > RF_KPROTO_NOTE_ITEMS_MAX ||
 	    n > (m->len - m->off) / 12)
 		return rf_err_set(RF_ERR_MALFORMED,
 		    "custody note-items: bad number of items");
 	if ((v = calloc(n + 1, sizeof(*v))) == NULL ||
-	    (str = calloc(n + 1, sizeof(*str))) == NULL) {
+	    (str = calloc(n + 1, sizeof(*str))) == NULL ||
+	    (changed = calloc(n + 1, 1)) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -776,14 +777,18 @@ h_note_items(
 	}
 	if ((r = rf_kmsg_end(m)) != 0 ||
 	    (r = rf_ledger_items(
-		 rf_kpolicy_ledger(kd->policy), affected, v, n)) != 0)
+		 rf_kpolicy_ledger(kd->policy), affected, v, n, changed)) != 0)
 		goto out;
+	rf_kbuf_u32(out, n);
+	for (i = 0; i < n; i++)
+		rf_kbuf_u8(out, changed[i]);
 	logf_(kd, "uid %u noted %u incident item%s %s", (unsigned)c->uid,
 	    (unsigned)n, n == 1 ? "" : "s",
 	    affected ? "affected" : "no longer affected");
 out:
 	free(v);
 	free(str);
+	free(changed);
 	return r;
 }
 
@@ -1010,7 +1015,8 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 	case RF_KMSG_NOTE_ITEMS:
 		(void)rf_kmsg_u8(&m);
 		n = rf_kmsg_u32(&m);
-		if (m.err != 0 || n > (m.len - m.off) / 12)
+		if (m.err != 0 || n > RF_KPROTO_NOTE_ITEMS_MAX ||
+		    n > (m.len - m.off) / 12)
 			return RF_ERR_MALFORMED;
 		for (i = 0; i < n; i++) {
 			rf_kmsg_str(&m, str);

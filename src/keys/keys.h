@@ -378,15 +378,19 @@ int rf_keys_note(struct rf_keys *keys, enum rf_knote what,
 /*
  * An administrator's incident items, for keyd's ledger the same way:
  * affected (incident open, before it commits) or no longer affected
- * (contain once the old keys are out of service, waive, close). keyd signs
- * no assertion for a connection its ledger says affected.
+ * (contain once the old keys are out of service, waive). keyd signs no
+ * assertion for a connection its ledger says affected. changed (NULL, or
+ * n flags): which notes moved an item's state (the last note wins), so
+ * that a caller undoes only its own.
  */
 struct rf_knote_item {
 	const char *tenant, *conn;
 	const char *key; /* the key of the credential the incident replaces */
 };
 int rf_keys_note_items(struct rf_keys *keys, int affected,
-    const struct rf_knote_item *v, size_t n) RF_WUR;
+    const struct rf_knote_item *v, size_t n, uint8_t *changed) RF_WUR;
+/* 1 if keyd's ledger can name the item (no CLI name is refused). */
+int rf_knote_item_ok(const char *tenant, const char *conn, const char *key);
 
 /* One private key found in the token, for listings. */
 struct rf_key_info {

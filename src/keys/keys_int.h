@@ -59,7 +59,7 @@ int rf_kc_custody(struct rf_kc *kc, const char *id, int v[4]) RF_WUR;
 int rf_kc_note(struct rf_kc *kc, int what, const char *connector,
     const char *tenant, const char *conn) RF_WUR;
 int rf_kc_note_items(struct rf_kc *kc, int affected,
-    const struct rf_knote_item *v, size_t n) RF_WUR;
+    const struct rf_knote_item *v, size_t n, uint8_t *changed) RF_WUR;
 int rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n,
     int threads, double *per_sec) RF_WUR;
 

@@ -48,6 +48,12 @@ struct ledger_ent {
 	int64_t not_after;
 };
 
+struct sth_head {
+	char key[65];
+	uint64_t size;
+	uint8_t root[RF_HASH_LEN];
+};
+
 struct rf_ledger {
 	pthread_mutex_t mu;
 	int fd;
@@ -61,11 +67,9 @@ struct rf_ledger {
 	int fresh;	/* created now: seeded from the store first */
 	int seeded;	/* the store's bindings and revoked connectors taken */
 	int seed_saved; /* and "s 2" is in the file */
-	/* The largest tree head keyd signed, and with which key. */
-	int has_sth;
-	char sth_key[65];
-	uint64_t sth_size;
-	uint8_t sth_root[RF_HASH_LEN];
+	/* The largest tree head keyd signed with each key. */
+	struct sth_head *heads;
+	size_t nheads;
 };
 
 static uint32_t
@@ -187,6 +191,13 @@ part_ok(const char *s, size_t max)
 	return 1;
 }
 
+/* An incident item's parts. */
+static int
+item_ok(const char *tenant, const char *conn, const char *key)
+{
+	return part_ok(tenant, 128) && part_ok(conn, 64) && key_id_ok(key);
+}
+
 /* A binding's key, "CONNECTOR TENANT CONN"; RF_ERR_ARG if a part is bad. */
 static int
 bind_name(const char *connector, const char *tenant, const char *conn,
@@ -200,37 +211,79 @@ bind_name(const char *connector, const char *tenant, const char *conn,
 }
 
 /*
- * An incident's item, affected ('a') or no longer ('x'), named by the
- * connection and the key of the credential it replaces (keys are never
- * reused, and a connection is in one uncontained incident at a time), and
- * the count of a connection's affected items (an 'n' entry, in memory
- * only) that rf_ledger_affected reads. An item cleared before it is
- * affected (never in order) is not counted.
+ * An incident's item, named by the connection and the key of the
+ * credential it replaces (keys are never reused): an 'i' entry whose
+ * not_after is 1 while affected, 0 once no longer (the last word wins: a
+ * waived credential may be affected by a later incident), and the count
+ * of a connection's affected items (an 'n' entry) that rf_ledger_affected
+ * reads. In the file, 'a' and 'x' lines; neither kind is written by
+ * flush except an 'i' entry new since the last one. *changed: 0 if the
+ * state stays, 1 for a new entry, 2 for one that was in the file.
  */
 static int
-keep_item(struct rf_ledger *l, char kind, const char *tenant, const char *conn,
-    const char *key)
+set_item(struct rf_ledger *l, int affected, const char *tenant,
+    const char *conn, const char *key, int *changed)
 {
 	char name[RF_LEDGER_NAME_MAX], tc[RF_LEDGER_NAME_MAX];
 	struct ledger_ent *e;
 	int added, r;
 
-	if (!part_ok(tenant, 128) || !part_ok(conn, 64) || !key_id_ok(key))
+	*changed = 0;
+	if (!item_ok(tenant, conn, key))
 		return RF_ERR_ARG;
-	snprintf(tc, sizeof(tc), "%s %s", tenant, conn);
-	snprintf(name, sizeof(name), "%.190s %s", tc, key);
-	if ((r = keep(l, kind, name, "", 0, &added)) != 0 || !added)
-		return r;
-	if (kind == 'a' && find(l, 'x', name) != NULL)
+	/* Parts below 128, 64 and 65 bytes: both fit whole. */
+	snprintf(tc, sizeof(tc), "%.127s %.63s", tenant, conn);
+	snprintf(name, sizeof(name), "%.191s %.64s", tc, key);
+	if ((e = find(l, 'i', name)) == NULL) {
+		if (!affected)
+			return 0; /* never affected: nothing to clear */
+		if ((r = keep(l, 'i', name, "", 1, &added)) != 0)
+			return r;
+		*changed = 1;
+	} else if (e->not_after == affected)
 		return 0;
-	if (kind == 'x' && find(l, 'a', name) == NULL)
-		return 0;
+	else {
+		e->not_after = affected;
+		*changed = (size_t)(e - l->v) < l->saved ? 2 : 1;
+	}
 	if ((e = find(l, 'n', tc)) == NULL) {
 		if ((r = keep(l, 'n', tc, "", 0, &added)) != 0)
 			return r;
 		e = find(l, 'n', tc);
 	}
-	e->not_after += kind == 'a' ? 1 : -1;
+	e->not_after += affected ? 1 : -1;
+	return 0;
+}
+
+/* The tree head kept for key (NULL: none). A handful of keys at most. */
+static struct sth_head *
+head_of(struct rf_ledger *l, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i < l->nheads; i++)
+		if (strcmp(l->heads[i].key, key) == 0)
+			return &l->heads[i];
+	return NULL;
+}
+
+/* Keep size and root as key's head (in memory: the caller wrote it). */
+static int
+set_head(struct rf_ledger *l, const char *key, uint64_t size,
+    const uint8_t root[RF_HASH_LEN])
+{
+	struct sth_head *h;
+
+	if ((h = head_of(l, key)) == NULL) {
+		if ((h = realloc(l->heads, (l->nheads + 1) * sizeof(*h))) ==
+		    NULL)
+			return RF_ERR_ALLOC;
+		l->heads = h;
+		h = &l->heads[l->nheads++];
+		snprintf(h->key, sizeof(h->key), "%s", key);
+	}
+	h->size = size;
+	memcpy(h->root, root, RF_HASH_LEN);
 	return 0;
 }
 
@@ -271,7 +324,8 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 				return r;
 		} else if ((line[0] == 'a' || line[0] == 'x') &&
 		    sscanf(line + 1, " %255s %255s %255s", a, b, c) == 3) {
-			if ((r = keep_item(l, line[0], a, b, c)) != 0 &&
+			if ((r = set_item(l, line[0] == 'a', a, b, c, &v)) !=
+				0 &&
 			    r != RF_ERR_ARG)
 				return r;
 		} else if (sscanf(line, "c %255s", a) == 1 &&
@@ -283,11 +337,8 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 		    key_id_ok(a) &&
 		    rf_unhex(b, root, sizeof(root), &rootlen) == 0 &&
 		    rootlen == RF_HASH_LEN) {
-			memcpy(l->sth_root, root, RF_HASH_LEN);
-			l->has_sth = 1;
-			memcpy(
-			    l->sth_key, a, sizeof(l->sth_key)); /* 64 + NUL */
-			l->sth_size = pos;
+			if ((r = set_head(l, a, pos, root)) != 0)
+				return r;
 		} else if (sscanf(line, "s %d", &v) == 1 && v >= 2)
 			l->seeded = l->seed_saved = 1;
 		else if (sscanf(line, "p %" SCNu64, &pos) == 1)
@@ -366,6 +417,7 @@ rf_ledger_free(struct rf_ledger *l)
 		free(l->v[i].name);
 	free(l->v);
 	free(l->slot);
+	free(l->heads);
 	free(l);
 }
 
@@ -446,8 +498,9 @@ seed_bind(void *arg, const char *tenant, const char *conn)
 static int
 item_one(void *arg, const struct rf_item_rec *it)
 {
-	int r = keep_item(arg, 'a', it->tenant, it->name, it->old_key);
+	int changed, r;
 
+	r = set_item(arg, 1, it->tenant, it->name, it->old_key, &changed);
 	return r == RF_ERR_ARG ? 0 : r; /* a name the CLI does not make */
 }
 
@@ -520,6 +573,10 @@ seed_connectors(struct rf_ledger *l, struct rf_store *st)
 		if ((r = rf_store_connector_get(st, ns.v[i], &c)) == 0 &&
 		    strcmp(c.state, "active") != 0)
 			r = keep(l, 'c', ns.v[i], "", 0, &added);
+		else if (r == RF_ERR_NOT_FOUND) {
+			rf_err_clear(); /* gone since it was listed */
+			r = 0;
+		}
 	}
 	if (r == 0)
 		l->seeded = 1;
@@ -547,12 +604,15 @@ leaf_one(void *arg, const struct rf_leaf_rec *lf)
 	return r;
 }
 
-/* Append whole lines, durably. */
+/* Append whole lines, durably; a failed write is cut off again, so that
+ * the next append starts a line. */
 static int
 append(struct rf_ledger *l, const char *buf, size_t len)
 {
+	off_t start = lseek(l->fd, 0, SEEK_END);
 	size_t off;
 	ssize_t w;
+	int r;
 
 	for (off = 0; off < len; off += (size_t)w)
 		if ((w = write(l->fd, buf + off, len - off)) < 0) {
@@ -560,8 +620,12 @@ append(struct rf_ledger *l, const char *buf, size_t len)
 				w = 0;
 				continue;
 			}
-			return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
+			r = rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
 			    l->path, strerror(errno));
+			if (start >= 0 && ftruncate(l->fd, start) != 0)
+				rf_err_set(r, "revocation ledger %s: %s",
+				    l->path, strerror(errno));
+			return r;
 		}
 	if (fdatasync(l->fd) != 0)
 		return rf_err_set(RF_ERR_IO, "revocation ledger %s: %s",
@@ -570,24 +634,30 @@ append(struct rf_ledger *l, const char *buf, size_t len)
 }
 
 /*
- * Append the entries not yet in the file, and pos, durably. Until it
+ * Append extra (whole lines), the entries not yet in the file, and pos,
+ * durably. Until it
  * succeeds they stay in memory (and refuse as well), and are written by
  * the next flush.
  */
 static int
-flush(struct rf_ledger *l, uint64_t pos)
+flush_with(struct rf_ledger *l, uint64_t pos, const char *extra, size_t xlen)
 {
 	char *buf, *p;
 	size_t i;
 	int r;
 
-	if ((buf = malloc(
-		 (l->n - l->saved) * (RF_LEDGER_NAME_MAX + 100) + 40)) == NULL)
+	if ((buf = malloc((l->n - l->saved) * (RF_LEDGER_NAME_MAX + 100) +
+		 xlen + 40)) == NULL)
 		return RF_ERR_ALLOC;
-	p = buf;
+	if (xlen > 0)
+		memcpy(buf, extra, xlen);
+	p = buf + xlen;
 	for (i = l->saved; i < l->n; i++)
 		if (l->v[i].kind == 'n')
 			continue; /* memory only */
+		else if (l->v[i].kind == 'i')
+			p += sprintf(p, "%c %s\n",
+			    l->v[i].not_after ? 'a' : 'x', l->v[i].name);
 		else if (l->v[i].kind == 'r')
 			p += sprintf(p, "r %s %s %" PRId64 "\n", l->v[i].name,
 			    l->v[i].issuer, l->v[i].not_after);
@@ -604,6 +674,12 @@ flush(struct rf_ledger *l, uint64_t pos)
 	l->seed_saved = l->seeded;
 	l->pos = pos;
 	return 0;
+}
+
+static int
+flush(struct rf_ledger *l, uint64_t pos)
+{
+	return flush_with(l, pos, NULL, 0);
 }
 
 int
@@ -759,16 +835,15 @@ int
 rf_ledger_sth_last(struct rf_ledger *l, const char *key_id, uint64_t *size,
     uint8_t root[RF_HASH_LEN])
 {
-	int has;
+	struct sth_head *h;
 
 	pthread_mutex_lock(&l->mu);
-	has = l->has_sth && strcmp(l->sth_key, key_id) == 0;
-	if (has) {
-		*size = l->sth_size;
-		memcpy(root, l->sth_root, RF_HASH_LEN);
+	if ((h = head_of(l, key_id)) != NULL) {
+		*size = h->size;
+		memcpy(root, h->root, RF_HASH_LEN);
 	}
 	pthread_mutex_unlock(&l->mu);
-	return has;
+	return h != NULL;
 }
 
 int
@@ -776,22 +851,18 @@ rf_ledger_sth_keep(struct rf_ledger *l, const char *key_id, uint64_t size,
     const uint8_t root[RF_HASH_LEN])
 {
 	char line[200], hex[2 * RF_HASH_LEN + 1];
+	struct sth_head *h;
 	int n, r = 0;
 
 	if (!key_id_ok(key_id))
 		return rf_err_set(RF_ERR_ARG, "a tree head's key id is 64 hex");
 	pthread_mutex_lock(&l->mu);
-	if (!l->has_sth || strcmp(l->sth_key, key_id) != 0 ||
-	    size > l->sth_size) {
+	if ((h = head_of(l, key_id)) == NULL || size > h->size) {
 		rf_hex(root, RF_HASH_LEN, hex);
 		n = snprintf(line, sizeof(line), "t %s %" PRIu64 " %s\n",
 		    key_id, size, hex);
-		if ((r = append(l, line, (size_t)n)) == 0) {
-			l->has_sth = 1;
-			snprintf(l->sth_key, sizeof(l->sth_key), "%s", key_id);
-			l->sth_size = size;
-			memcpy(l->sth_root, root, RF_HASH_LEN);
-		}
+		if ((r = append(l, line, (size_t)n)) == 0)
+			r = set_head(l, key_id, size, root);
 	}
 	pthread_mutex_unlock(&l->mu);
 	return r;
@@ -812,28 +883,38 @@ rf_ledger_is_tls_key(struct rf_ledger *l, const char *id)
 }
 
 int
-rf_ledger_items(
-    struct rf_ledger *l, int affected, const struct rf_knote_item *v, size_t n)
+rf_ledger_items(struct rf_ledger *l, int affected,
+    const struct rf_knote_item *v, size_t n, uint8_t *changed)
 {
+	char *extra = NULL, *p;
 	size_t i;
-	int r = 0;
+	int ch, r = 0;
 
 	for (i = 0; i < n; i++)
-		if (!part_ok(v[i].tenant, 128) || !part_ok(v[i].conn, 64) ||
-		    !key_id_ok(v[i].key))
+		if (!item_ok(v[i].tenant, v[i].conn, v[i].key))
 			return rf_err_set(RF_ERR_ARG,
 			    "an incident's item names a tenant, a connection "
 			    "and the key its incident replaces");
+	/* The lines of entries already in the file whose state moves. */
+	if ((p = extra = malloc(n * (RF_LEDGER_NAME_MAX + 4) + 1)) == NULL)
+		return RF_ERR_ALLOC;
 	pthread_mutex_lock(&l->mu);
-	for (i = 0; i < n && r == 0; i++)
-		r = keep_item(
-		    l, affected ? 'a' : 'x', v[i].tenant, v[i].conn, v[i].key);
+	for (i = 0; i < n && r == 0; i++) {
+		r = set_item(
+		    l, affected, v[i].tenant, v[i].conn, v[i].key, &ch);
+		if (changed != NULL)
+			changed[i] = ch != 0;
+		if (ch == 2)
+			p += sprintf(p, "%c %s %s %s\n", affected ? 'a' : 'x',
+			    v[i].tenant, v[i].conn, v[i].key);
+	}
 	/* Kept in memory even if the write fails: an affected connection is
 	 * refused either way, and a cleared one is still refused by the
 	 * store until its caller commits. */
-	if (r == 0 && l->saved < l->n)
-		r = flush(l, l->pos);
+	if (r == 0 && (p > extra || l->saved < l->n))
+		r = flush_with(l, l->pos, extra, (size_t)(p - extra));
 	pthread_mutex_unlock(&l->mu);
+	free(extra);
 	return r;
 }
 
@@ -849,4 +930,10 @@ rf_ledger_affected(struct rf_ledger *l, const char *tenant, const char *conn)
 	has = (e = find(l, 'n', tc)) != NULL && e->not_after > 0;
 	pthread_mutex_unlock(&l->mu);
 	return has;
+}
+
+int
+rf_knote_item_ok(const char *tenant, const char *conn, const char *key)
+{
+	return item_ok(tenant, conn, key);
 }

@@ -23,7 +23,7 @@
 
 /* An entry's name: a serial, a key id, a connector, or a binding's
  * "CONNECTOR TENANT CONN" (parts below 64, 128 and 64 bytes). */
-#define RF_LEDGER_NAME_MAX 256
+#define RF_LEDGER_NAME_MAX 320
 #define RF_LEDGER_PART_MAX 64
 
 struct rf_ledger;
@@ -86,13 +86,15 @@ int rf_ledger_is_tls_key(struct rf_ledger *l, const char *id);
 
 /*
  * Connections under an open incident: an administrator's incident open
- * notes each item affected before it commits, and contain (once the old
- * keys are out of service), waive and close note it no longer affected.
+ * notes each item affected before it begins, and contain (once the old
+ * keys are out of service) and waive note it no longer affected; the last
+ * note of an item wins. changed (NULL, or n flags): which notes moved an
+ * item's state, so that a caller undoes only its own.
  * keyd signs no assertion for a connection its ledger says affected,
  * whatever the store says.
  */
 int rf_ledger_items(struct rf_ledger *l, int affected,
-    const struct rf_knote_item *v, size_t n) RF_WUR;
+    const struct rf_knote_item *v, size_t n, uint8_t *changed) RF_WUR;
 int rf_ledger_affected(
     struct rf_ledger *l, const char *tenant, const char *conn);
 

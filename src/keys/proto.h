@@ -28,6 +28,7 @@
 #define RF_KPROTO_MAX (32u * 1024 * 1024) /* largest frame after length */
 #define RF_KPROTO_STR_MAX 256		  /* longest string field */
 #define RF_KPROTO_BATCH_MAX 100000	  /* items in one request */
+#define RF_KPROTO_NOTE_ITEMS_MAX 10000	  /* incident items in one note */
 
 enum rf_kmsg_type {
 	RF_KMSG_HELLO = 1,   /* u8 claimed class -> u8 class, u32 pid */
@@ -55,8 +56,9 @@ enum rf_kmsg_type {
 	 * fields: an administrator's change of what keyd's connector policy
 	 * trusts, kept in keyd's ledger before the store changes. */
 	RF_KMSG_NOTE = 11,
-	/* u8 affected, u32 n, n x (str tenant, str conn, str key) -> no
-	 * fields: an administrator's incident items, for the same ledger. */
+	/* u8 affected, u32 n (at most RF_KPROTO_NOTE_ITEMS_MAX), n x (str
+	 * tenant, str conn, str key) -> u32 n, n x u8 changed: an
+	 * administrator's incident items, for the same ledger. */
 	RF_KMSG_NOTE_ITEMS = 12,
 	RF_KMSG_TYPE_MAX = 12,
 	RF_KMSG_OK = 0x80,  /* the answer's fields */

@@ -795,7 +795,7 @@ test_list_aside(void **state)
 /* Ask keyd (as an administrator) to sign the record's tree head at size
  * (0: its head now); RF_ERR_REFUSED if keyd's ledger says no. */
 static int
-sign_head(struct fx *fx, uint64_t size)
+sign_head_with(struct fx *fx, struct rf_key *key, uint64_t size)
 {
 	struct rf_store *st = NULL;
 	struct rf_audit *a = NULL;
@@ -818,9 +818,15 @@ sign_head(struct fx *fx, uint64_t size)
 	req.msglen = sizeof(tbs);
 	req.what = "sth";
 	req.ref = "test";
-	r = rf_keys_sign(fx->keys, fx->ec, &req, 1, &who, &sig);
+	r = rf_keys_sign(fx->keys, key, &req, 1, &who, &sig);
 	rf_sig_clear(&sig);
 	return r;
+}
+
+static int
+sign_head(struct fx *fx, uint64_t size)
+{
+	return sign_head_with(fx, fx->ec, size);
 }
 
 /* n leaves of kind type, appended as any writer of the record would. */
@@ -858,25 +864,31 @@ test_sth_history(void **state)
 	/* An older head of the same record is consistent too. */
 	assert_int_equal(sign_head(fx, first), 0);
 
-	/* Rewritten from the start, as a writer of the store file can, with
-	 * the record's own code, so that its nodes and roots agree: larger
-	 * than before, and consistent with itself, but not with what keyd
-	 * signed. Refused, whoever asks, at any size. */
-	assert_int_equal(tu_sh("sqlite3 '%s' 'DELETE FROM audit_leaf; "
-			       "DELETE FROM audit_node; DELETE FROM audit_sth'",
-			     fx->cfg.db_path),
-	    0);
-	append_leaves(fx, "forged", (int)first + 20);
-	assert_int_equal(sign_head(fx, 0), RF_ERR_REFUSED);
-	assert_non_null(strstr(rf_err_msg(RF_ERR_REFUSED),
-	    "does not extend the tree head keyd signed"));
-	assert_int_equal(sign_head(fx, first), RF_ERR_REFUSED);
-	/* Cut short: refused as well. */
+	/* Cut short below what keyd signed: refused. */
 	assert_int_equal(tu_sh("sqlite3 '%s' 'DELETE FROM audit_leaf WHERE "
 			       "idx >= 3; DELETE FROM audit_node'",
 			     fx->cfg.db_path),
 	    0);
 	assert_int_equal(sign_head(fx, 3), RF_ERR_REFUSED);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_REFUSED),
+	    "does not extend the tree head keyd signed"));
+
+	/* Rewritten from the start, as a writer of the store file can, with
+	 * the record's own code, so that its nodes and roots agree: larger
+	 * than before, and consistent with itself, but not with what keyd
+	 * signed. Refused, at any size. A head signed with another key (a
+	 * key the store may call the audit key) does not replace what keyd
+	 * keeps for this one. */
+	assert_int_equal(tu_sh("sqlite3 '%s' 'DELETE FROM audit_leaf; "
+			       "DELETE FROM audit_node; DELETE FROM audit_sth'",
+			     fx->cfg.db_path),
+	    0);
+	append_leaves(fx, "forged", (int)first + 20);
+	assert_int_equal(sign_head_with(fx, fx->rsa, 0), 0);
+	assert_int_equal(sign_head(fx, 0), RF_ERR_REFUSED);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_REFUSED),
+	    "does not extend the tree head keyd signed"));
+	assert_int_equal(sign_head(fx, first), RF_ERR_REFUSED);
 }
 
 int

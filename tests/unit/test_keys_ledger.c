@@ -232,8 +232,8 @@ test_ledger_keys(void **state)
 	assert_true(rf_ledger_key_retired(l, k2));
 	assert_int_equal(rf_ledger_retire_keys(l, ids, NULL, 2), 0);
 
-	/* The largest tree head signed with a key: a smaller one is not
-	 * kept, another key's is (a new state), and both survive a reopen. */
+	/* The largest tree head signed with each key: a smaller one is not
+	 * kept, each key has its own, and they survive a reopen. */
 	memset(root, 7, sizeof(root));
 	memset(root2, 9, sizeof(root2));
 	assert_false(rf_ledger_sth_last(l, k1, &size, got));
@@ -249,10 +249,17 @@ test_ledger_keys(void **state)
 	assert_true(rf_ledger_sth_last(l, k1, &size, got));
 	assert_int_equal(size, 10);
 	assert_memory_equal(got, root, sizeof(root));
+	/* Another key's head leaves this one's as it was. */
 	assert_int_equal(rf_ledger_sth_keep(l, k2, 3, root2), 0);
-	assert_false(rf_ledger_sth_last(l, k1, &size, got));
+	assert_true(rf_ledger_sth_last(l, k1, &size, got));
+	assert_int_equal(size, 10);
 	assert_true(rf_ledger_sth_last(l, k2, &size, got));
 	assert_int_equal(size, 3);
+	rf_ledger_free(l);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_true(rf_ledger_sth_last(l, k1, &size, got));
+	assert_int_equal(size, 10);
+	assert_memory_equal(got, root, sizeof(root));
 	rf_ledger_free(l);
 }
 
@@ -330,6 +337,7 @@ test_ledger_items(void **state)
 	struct rf_incident_rec inc;
 	struct rf_item_rec it;
 	char k7[65], k8[65], path[1100];
+	uint8_t ch[2];
 	struct rf_knote_item a[2] = {
 	    {"acme", "m365", k7}, {"globex", "m365", k7}};
 	struct rf_knote_item b = {"acme", "m365", k8};
@@ -371,20 +379,27 @@ test_ledger_items(void **state)
 
 	/* Two credentials' incidents on one connection (one contained, a
 	 * later one open): affected until both are cleared. */
-	assert_int_equal(rf_ledger_items(l, 1, a, 2), 0);
-	assert_int_equal(rf_ledger_items(l, 1, &b, 1), 0);
+	assert_int_equal(rf_ledger_items(l, 1, a, 2, ch), 0);
+	assert_true(ch[0] && ch[1]);
+	assert_int_equal(rf_ledger_items(l, 1, &b, 1, NULL), 0);
 	assert_true(rf_ledger_affected(l, "acme", "m365"));
 	assert_true(rf_ledger_affected(l, "globex", "m365"));
 	assert_false(rf_ledger_affected(l, "acme", "other"));
-	assert_int_equal(rf_ledger_items(l, 0, a, 2), 0);
-	assert_true(rf_ledger_affected(l, "acme", "m365")); /* incident 8 */
+	assert_int_equal(rf_ledger_items(l, 0, a, 2, ch), 0);
+	assert_true(ch[0] && ch[1]);
+	assert_true(rf_ledger_affected(l, "acme", "m365")); /* k8's */
 	assert_false(rf_ledger_affected(l, "globex", "m365"));
-	/* Noted twice: counted once. */
-	assert_int_equal(rf_ledger_items(l, 0, a, 1), 0);
-	assert_int_equal(rf_ledger_items(l, 1, a, 1), 0);
-	assert_true(rf_ledger_affected(l, "acme", "m365"));
-	assert_int_equal(rf_ledger_items(l, 1, &bad, 1), RF_ERR_ARG);
-	assert_int_equal(rf_ledger_items(l, 1, &nokey, 1), RF_ERR_ARG);
+	/* Noted twice: counted once, and the second did not move it. */
+	assert_int_equal(rf_ledger_items(l, 0, a, 1, ch), 0);
+	assert_false(ch[0]);
+	/* The last note wins: a credential waived (cleared) and then
+	 * affected by a later incident is affected again, and a reopen
+	 * reads it so. */
+	assert_int_equal(rf_ledger_items(l, 1, &a[1], 1, ch), 0);
+	assert_true(ch[0]);
+	assert_true(rf_ledger_affected(l, "globex", "m365"));
+	assert_int_equal(rf_ledger_items(l, 1, &bad, 1, NULL), RF_ERR_ARG);
+	assert_int_equal(rf_ledger_items(l, 1, &nokey, 1, NULL), RF_ERR_ARG);
 	rf_ledger_free(l);
 	l = NULL;
 
@@ -392,9 +407,11 @@ test_ledger_items(void **state)
 	assert_int_equal(rf_ledger_open(path, &l), 0);
 	assert_int_equal(rf_ledger_follow(l, f->st), 0);
 	assert_true(rf_ledger_affected(l, "acme", "m365"));
+	assert_true(rf_ledger_affected(l, "globex", "m365"));
+	assert_int_equal(rf_ledger_items(l, 0, &a[1], 1, NULL), 0);
 	assert_false(rf_ledger_affected(l, "globex", "m365"));
 	assert_true(rf_ledger_affected(l, "acme", "seeded"));
-	assert_int_equal(rf_ledger_items(l, 0, &b, 1), 0);
+	assert_int_equal(rf_ledger_items(l, 0, &b, 1, NULL), 0);
 	assert_false(rf_ledger_affected(l, "acme", "m365"));
 	rf_ledger_free(l);
 	l = NULL;
