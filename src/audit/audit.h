@@ -187,6 +187,10 @@ struct rf_audit_sth_head {
 #define RF_STH_TBS_LEN (17 + 8 + 8 + RF_HASH_LEN)
 void rf_audit_sth_tbs(uint64_t size, int64_t time,
     const uint8_t root[RF_HASH_LEN], uint8_t out[RF_STH_TBS_LEN]);
+/* Its fields back; RF_ERR_MALFORMED if tbs is not RF_STH_TBS_LEN bytes
+ * that start with the context. */
+int rf_audit_sth_tbs_parse(const uint8_t *tbs, size_t len, uint64_t *size,
+    int64_t *time, uint8_t root[RF_HASH_LEN]) RF_WUR;
 /*
  * Sign a tree head of the current record with the active "audit" key and
  * store it (and the key's SubjectPublicKeyInfo, in meta "audit.spki.<id>",

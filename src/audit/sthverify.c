@@ -42,6 +42,26 @@ rf_audit_sth_tbs(uint64_t size, int64_t time, const uint8_t root[RF_HASH_LEN],
 	memcpy(out + 33, root, RF_HASH_LEN);
 }
 
+int
+rf_audit_sth_tbs_parse(const uint8_t *tbs, size_t len, uint64_t *size,
+    int64_t *time, uint8_t root[RF_HASH_LEN])
+{
+	uint64_t t = 0;
+	int i;
+
+	if (len != RF_STH_TBS_LEN ||
+	    memcmp(tbs, sth_context, sizeof(sth_context)) != 0)
+		return RF_ERR_MALFORMED;
+	*size = 0;
+	for (i = 0; i < 8; i++) {
+		*size = *size << 8 | tbs[17 + i];
+		t = t << 8 | tbs[25 + i];
+	}
+	*time = (int64_t)t;
+	memcpy(root, tbs + 33, RF_HASH_LEN);
+	return 0;
+}
+
 static void
 sth_from_rec(const struct rf_sth_rec *s, struct rf_audit_sth_head *h)
 {

@@ -363,11 +363,47 @@ cand_cmp(const void *a, const void *b)
 }
 
 /*
- * Before the open's transaction: the connections of the scope that no
- * other incident holds uncontained, with the key each credential has now.
- * They are told to keyd's ledger first, outside any store transaction (keyd
- * writes the record, and a transaction held while waiting for keyd would
- * hold keyd up); open_item then admits only these.
+ * The item conn would be in this incident, with the credential it has now
+ * (cur); *other: the incident that holds it uncontained (0: none). A
+ * connection belongs to at most one incident that has not contained it
+ * yet: two incidents issuing for one connection would leave it two valid
+ * credentials. One that another incident has contained joins with its new
+ * credential: this incident builds on that one's result.
+ */
+static int
+item_of(const struct open_acc *a, const struct rf_conn_rec *conn,
+    const struct rf_cert_rec *cur, struct rf_item_rec *it, int64_t *other)
+{
+	int r;
+
+	if ((r = rf_store_item_other_open(a->c->st, conn->id, a->id, other)) !=
+	    RF_ERR_NOT_FOUND)
+		return r;
+	rf_err_clear();
+	*other = 0;
+	memset(it, 0, sizeof(*it));
+	it->incident = a->id;
+	it->conn = conn->id;
+	snprintf(it->tenant, sizeof(it->tenant), "%s", conn->tenant);
+	snprintf(it->name, sizeof(it->name), "%s", conn->name);
+	snprintf(it->rp, sizeof(it->rp), "%s", conn->rp);
+	snprintf(it->old_serial, sizeof(it->old_serial), "%s", cur->serial);
+	snprintf(it->old_key, sizeof(it->old_key), "%s", cur->key_id);
+	/* Recorded now: after the reissue the connection forgets it. */
+	if (strcmp(conn->previous, cur->serial) != 0)
+		snprintf(it->prev_serial, sizeof(it->prev_serial), "%s",
+		    conn->previous);
+	snprintf(it->state, sizeof(it->state), "affected");
+	it->updated = rf_now();
+	return 0;
+}
+
+/*
+ * Before the open's transaction (a->id is 0 yet): the connections of the
+ * scope that no other incident holds uncontained, with the key each
+ * credential has now. They are told to keyd's ledger first, outside any
+ * store transaction (keyd writes the record, and a transaction held while
+ * waiting for keyd would hold keyd up); open_item then admits only these.
  */
 static int
 open_candidate(
@@ -375,20 +411,13 @@ open_candidate(
 {
 	struct open_acc *a = arg;
 	struct rf_item_rec it;
-	int64_t other = 0;
+	int64_t other;
 	int r;
 
 	if (!rf_knote_item_ok(conn->tenant, conn->name, cur->key_id))
 		return 0; /* not a name ringfence makes (open_item skips it) */
-	if ((r = rf_store_item_other_open(a->c->st, conn->id, 0, &other)) == 0)
-		return 0;
-	if (r != RF_ERR_NOT_FOUND)
+	if ((r = item_of(a, conn, cur, &it, &other)) != 0 || other != 0)
 		return r;
-	rf_err_clear();
-	memset(&it, 0, sizeof(it));
-	snprintf(it.tenant, sizeof(it.tenant), "%s", conn->tenant);
-	snprintf(it.name, sizeof(it.name), "%s", conn->name);
-	snprintf(it.old_key, sizeof(it.old_key), "%s", cur->key_id);
 	return collect_item(&a->cand, &it);
 }
 
@@ -408,39 +437,16 @@ open_item(
 {
 	struct open_acc *a = arg;
 	struct rf_item_rec it;
-	int64_t other = 0;
+	int64_t other;
 	int r;
 
-	/*
-	 * A connection belongs to at most one incident that has not
-	 * contained it yet: two incidents issuing for one connection would
-	 * leave it two valid credentials. One that another incident has
-	 * contained joins with its new credential: this incident builds on
-	 * that one's result.
-	 */
-	if ((r = rf_store_item_other_open(a->c->st, conn->id, a->id, &other)) ==
-	    0) {
+	if ((r = item_of(a, conn, cur, &it, &other)) != 0)
+		return r;
+	if (other != 0) {
 		if (a->skipped++ == 0)
 			a->other = other;
 		return 0;
 	}
-	if (r != RF_ERR_NOT_FOUND)
-		return r;
-	rf_err_clear();
-	memset(&it, 0, sizeof(it));
-	it.incident = a->id;
-	it.conn = conn->id;
-	snprintf(it.tenant, sizeof(it.tenant), "%s", conn->tenant);
-	snprintf(it.name, sizeof(it.name), "%s", conn->name);
-	snprintf(it.rp, sizeof(it.rp), "%s", conn->rp);
-	snprintf(it.old_serial, sizeof(it.old_serial), "%s", cur->serial);
-	snprintf(it.old_key, sizeof(it.old_key), "%s", cur->key_id);
-	/* Recorded now: after the reissue the connection forgets it. */
-	if (strcmp(conn->previous, cur->serial) != 0)
-		snprintf(it.prev_serial, sizeof(it.prev_serial), "%s",
-		    conn->previous);
-	snprintf(it.state, sizeof(it.state), "affected");
-	it.updated = rf_now();
 	if (a->c->keys != NULL &&
 	    !rf_knote_item_ok(it.tenant, it.name, it.old_key))
 		return 0; /* a row no ringfence command writes */

@@ -191,6 +191,14 @@ part_ok(const char *s, size_t max)
 	return 1;
 }
 
+/* A connection's name in the ledger, "TENANT CONN" (the key of its 'n'
+ * entry). */
+static void
+conn_name(const char *tenant, const char *conn, char out[RF_LEDGER_NAME_MAX])
+{
+	snprintf(out, RF_LEDGER_NAME_MAX, "%.127s %.63s", tenant, conn);
+}
+
 /* An incident item's parts. */
 static int
 item_ok(const char *tenant, const char *conn, const char *key)
@@ -231,8 +239,8 @@ set_item(struct rf_ledger *l, int affected, const char *tenant,
 	*changed = 0;
 	if (!item_ok(tenant, conn, key))
 		return RF_ERR_ARG;
-	/* Parts below 128, 64 and 65 bytes: both fit whole. */
-	snprintf(tc, sizeof(tc), "%.127s %.63s", tenant, conn);
+	conn_name(tenant, conn, tc);
+	/* Parts below 128, 64 and 65 bytes: it fits whole. */
 	snprintf(name, sizeof(name), "%.191s %.64s", tc, key);
 	if ((e = find(l, 'i', name)) == NULL) {
 		if (!affected)
@@ -925,7 +933,7 @@ rf_ledger_affected(struct rf_ledger *l, const char *tenant, const char *conn)
 	struct ledger_ent *e;
 	int has;
 
-	snprintf(tc, sizeof(tc), "%s %s", tenant, conn);
+	conn_name(tenant, conn, tc);
 	pthread_mutex_lock(&l->mu);
 	has = (e = find(l, 'n', tc)) != NULL && e->not_after > 0;
 	pthread_mutex_unlock(&l->mu);

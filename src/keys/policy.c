@@ -455,16 +455,11 @@ check_sth(
 	uint8_t want[RF_STH_TBS_LEN], root[RF_HASH_LEN];
 	uint64_t size = 0, head = 0;
 	int64_t t = 0;
-	int i;
 
 	if (strcmp(purpose, "audit") != 0)
 		return refuse("the key is not the audit key", "sth");
-	if (len != RF_STH_TBS_LEN)
+	if (rf_audit_sth_tbs_parse(msg, len, &size, &t, root) != 0)
 		return refuse("not a tree head", "sth");
-	for (i = 0; i < 8; i++) {
-		size = size << 8 | msg[17 + i];
-		t = (int64_t)((uint64_t)t << 8 | msg[25 + i]);
-	}
 	if (t < rf_now() - STH_SKEW || t > rf_now() + STH_SKEW)
 		return refuse("a tree head dated away from now", "sth");
 	if (rf_audit_head(p->audit, &head, root) != 0 || size > head ||
@@ -488,19 +483,15 @@ static int
 check_sth_history(struct rf_kpolicy *p, int cls, const char *key_id,
     const uint8_t *msg, size_t len)
 {
-	static const char ctx[] = "ringfence-sth-v1";
 	uint8_t r0[RF_HASH_LEN], a[RF_HASH_LEN], b[RF_HASH_LEN];
-	uint8_t(*proof)[RF_HASH_LEN] = NULL;
-	const uint8_t *root;
+	uint8_t root[RF_HASH_LEN], (*proof)[RF_HASH_LEN] = NULL;
 	uint64_t s0 = 0, size = 0, lo, hi;
+	int64_t t;
 	size_t plen = 0;
-	int i, r = 0;
+	int r = 0;
 
-	if (len != RF_STH_TBS_LEN || memcmp(msg, ctx, sizeof(ctx)) != 0)
+	if (rf_audit_sth_tbs_parse(msg, len, &size, &t, root) != 0)
 		return 0; /* not a tree head (check_sth refuses a server's) */
-	for (i = 0; i < 8; i++)
-		size = size << 8 | msg[17 + i];
-	root = msg + 33;
 	if (rf_ledger_sth_last(p->ledger, key_id, &s0, r0)) {
 		lo = size < s0 ? size : s0;
 		hi = size < s0 ? s0 : size;
