@@ -296,6 +296,37 @@ void rf_api_answer_clear(struct rf_api_answer *a);
 void rf_connector_svc_assert(struct rf_connector_svc *svc,
     const char *cert_serial, const char *source, const uint8_t *body,
     size_t len, struct rf_api_answer *a);
+/*
+ * The same in parts, for a caller that waits for keyd's signature itself
+ * (serve's epoll workers, rf_keys_call_*). begin decides and builds the
+ * message; it fills *a and sets *out NULL when it answers at once (a
+ * refusal, bad input), or sets *out. A key not loaded yet is left to
+ * finish: rf_connector_assert_request names it NULL. With nowait, begin
+ * waits for nothing but the store: 1, with nothing done (*a empty, *out
+ * NULL), when it would (a renewal holds the service).
+ * rf_connector_assert_request names the signing request; end takes its
+ * signature (r: the signing call's result), fills *a and frees p. finish, for a
+ * caller that may wait, loads the key if needed, signs and ends.
+ */
+struct rf_assert_pending;
+struct rf_key;
+struct rf_sign_req;
+struct rf_actor;
+struct rf_sig;
+int rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
+    const char *cert_serial, const char *source, const uint8_t *body,
+    size_t len, int nowait, struct rf_api_answer *a,
+    struct rf_assert_pending **out);
+void rf_connector_assert_request(const struct rf_assert_pending *p,
+    const struct rf_key **key, const struct rf_sign_req **sr,
+    const struct rf_actor **who);
+void rf_connector_svc_assert_end(struct rf_connector_svc *svc,
+    struct rf_assert_pending *p, int r, const struct rf_sig *sig,
+    struct rf_api_answer *a);
+void rf_connector_svc_assert_finish(struct rf_connector_svc *svc,
+    struct rf_assert_pending *p, struct rf_api_answer *a);
+/* p never signed (the server stopped first). */
+void rf_connector_assert_pending_free(struct rf_assert_pending *p);
 /* POST /v1/connector/renew: a new certificate for the caller's CSR. */
 void rf_connector_svc_renew(struct rf_connector_svc *svc,
     const char *cert_serial, const char *source, const uint8_t *body,

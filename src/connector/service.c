@@ -246,29 +246,42 @@ rf_connector_svc_free(struct rf_connector_svc *svc)
 	free(svc);
 }
 
-/* A copy of key id for this request (rf_key_free it); under svc->lock. */
+/* A copy of key id for this request (rf_key_free it) if it is loaded
+ * already, else *out NULL; under svc->lock. */
 static int
-key_get(struct rf_connector_svc *svc, const char *id, struct rf_key **out)
+key_cached(struct rf_connector_svc *svc, const char *id, struct rf_key **out)
 {
-	struct rf_key *k = NULL;
 	size_t i;
-	int r;
 
 	*out = NULL;
 	for (i = 0; i < KCACHE; i++)
 		if (svc->kcache[i] != NULL &&
 		    strcmp(rf_key_id(svc->kcache[i]), id) == 0)
 			return rf_key_dup(svc->kcache[i], out);
+	return 0;
+}
+
+/* Key id loaded from keyd (a wait: not under svc->lock), kept, and a copy
+ * of it for this request. */
+static int
+key_load(struct rf_connector_svc *svc, const char *id, struct rf_key **out)
+{
+	struct rf_key *k = NULL;
+	int r;
+
+	*out = NULL;
 	if ((r = rf_keys_load(svc->keys, id, &k)) != 0)
 		return r;
-	if ((r = rf_key_dup(k, out)) != 0) {
-		rf_key_free(k);
-		return r;
+	pthread_mutex_lock(&svc->lock);
+	if ((r = rf_key_dup(k, out)) == 0) {
+		rf_key_free(svc->kcache[svc->knext]);
+		svc->kcache[svc->knext] = k;
+		svc->knext = (svc->knext + 1) % KCACHE;
+		k = NULL;
 	}
-	rf_key_free(svc->kcache[svc->knext]);
-	svc->kcache[svc->knext] = k;
-	svc->knext = (svc->knext + 1) % KCACHE;
-	return 0;
+	pthread_mutex_unlock(&svc->lock);
+	rf_key_free(k);
+	return r;
 }
 
 /* 16 random bytes for a jti into b; under svc->lock. */
@@ -630,124 +643,225 @@ answer_ok(const char *jws, int64_t exp, const char *jti, const char *x5t256,
 	return b;
 }
 
-void
-rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
-    const char *source, const uint8_t *body, size_t len,
-    struct rf_api_answer *a)
-{
+/*
+ * An assertion between its decision and its signature: what the request
+ * to keyd points at, and what the answer needs afterwards.
+ */
+struct rf_assert_pending {
 	struct rf_assert_ask ask;
-	struct rf_connector_req q;
 	struct rf_connector_verdict v;
 	struct rf_entra_rec reg;
 	struct rf_sign_req sr;
-	struct rf_sig sig = {NULL, 0};
 	struct rf_actor who;
-	struct rf_key *key = NULL;
-	struct pending pend;
-	char jti[37], *msg = NULL, *jws = NULL, actor[160], src[300];
-	uint8_t rnd[16];
-	int64_t now = rf_now(), exp;
-	json_t *j;
-	int r, locked = 0;
+	struct rf_key *key;
+	char *msg;
+	char serial[41], source[64];
+	char actor[160], src[300];
+	int64_t now;
+};
 
+static void
+pending_free(struct rf_assert_pending *p)
+{
+	if (p == NULL)
+		return;
+	rf_key_free(p->key);
+	free(p->msg);
+	free(p);
+}
+
+static void
+answer_fail(struct rf_api_answer *a, int r)
+{
+	if (r == RF_ERR_REFUSED)
+		answer_error(a, 403, "refused", rf_err_msg(r));
+	else
+		answer_error(a, 500, "internal", rf_err_msg(r));
+}
+
+int
+rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
+    const char *cert_serial, const char *source, const uint8_t *body,
+    size_t len, int nowait, struct rf_api_answer *a,
+    struct rf_assert_pending **out)
+{
+	struct rf_assert_pending *p;
+	struct rf_connector_req q;
+	uint8_t rnd[16];
+	char jti[37];
+	int r;
+
+	*out = NULL;
 	memset(a, 0, sizeof(*a));
 	rf_err_clear();
 	if (cert_serial == NULL || *cert_serial == '\0') {
 		answer_error(a, 401, "client_certificate_required",
 		    "present a connector's TLS client certificate");
-		return;
+		return 0;
 	}
-	if ((r = rf_connector_parse_assert(body, len, &ask)) != 0) {
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		answer_fail(a, rf_err_set(RF_ERR_ALLOC, "out of memory"));
+		return 0;
+	}
+	p->now = rf_now();
+	if ((r = rf_connector_parse_assert(body, len, &p->ask)) != 0) {
 		answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
 		    "bad_request", rf_err_msg(r));
-		return;
+		pending_free(p);
+		return 0;
 	}
+	snprintf(p->serial, sizeof(p->serial), "%s", cert_serial);
+	snprintf(
+	    p->source, sizeof(p->source), "%s", source != NULL ? source : "");
 	memset(&q, 0, sizeof(q));
 	q.cert_serial = cert_serial;
-	q.tenant = ask.tenant;
-	q.conn = ask.conn;
-	q.now = now;
-	pthread_mutex_lock(&svc->lock);
-	locked = 1;
+	q.tenant = p->ask.tenant;
+	q.conn = p->ask.conn;
+	q.now = p->now;
+	if (!nowait)
+		pthread_mutex_lock(&svc->lock);
+	else if (pthread_mutex_trylock(&svc->lock) != 0) {
+		/* Held (a renewal signs under it): the pool's, undecided. */
+		pending_free(p);
+		return 1;
+	}
 	/* The decision and this service's limits, then the message the
 	 * registration implies. The custody process decides again on exactly
 	 * that message (keyd's policy): checking here what was just built
 	 * would add nothing. */
 	if ((r = rf_connector_decide_cached(svc->cache, -1, svc->cfg, svc->st,
-		 svc->limits, &q, &v, &reg)) != 0)
+		 svc->limits, &q, &p->v, &p->reg)) != 0)
 		goto fail;
-	if (v.why != RF_REFUSE_NONE) {
-		refused(svc, &ask, cert_serial, source, &v, a);
-		goto out;
+	if (p->v.why != RF_REFUSE_NONE) {
+		refused(svc, &p->ask, cert_serial, source, &p->v, a);
+		pthread_mutex_unlock(&svc->lock);
+		pending_free(p);
+		return 0;
 	}
-	if ((r = key_get(svc, v.key_id, &key)) != 0 ||
+	/* A key not loaded yet is loaded from keyd, a wait: finish's. */
+	if ((r = key_cached(svc, p->v.key_id, &p->key)) != 0 ||
 	    (r = jti_bytes(svc, rnd)) != 0)
 		goto fail;
 	pthread_mutex_unlock(&svc->lock);
-	locked = 0;
 	/* The message needs nothing of the lock's. */
 	rf_jwt_guid_of(rnd, jti);
-	if ((r = rf_jwt_build(&reg, v.x5t256, jti, now,
-		 svc->cfg->assertion_lifetime, &msg)) != 0)
-		goto fail;
-	snprintf(v.jti, sizeof(v.jti), "%s", jti);
-	q.msglen = strlen(msg);
+	OPENSSL_cleanse(rnd, sizeof(rnd));
+	if ((r = rf_jwt_build(&p->reg, p->v.x5t256, jti, p->now,
+		 svc->cfg->assertion_lifetime, &p->msg)) != 0) {
+		answer_fail(a, r);
+		pending_free(p);
+		return 0;
+	}
+	snprintf(p->v.jti, sizeof(p->v.jti), "%s", jti);
 
 	/* The signature: its audit leaf (what assertion, ref jti) names the
 	 * connector's certificate, the connection and the source. */
-	snprintf(actor, sizeof(actor), "connector %s (certificate %s)",
-	    v.connector, cert_serial);
-	snprintf(src, sizeof(src), "https %.64s connection %s/%s",
-	    source != NULL ? source : "-", ask.tenant, ask.conn);
-	who.actor = actor;
-	who.source = src;
-	memset(&sr, 0, sizeof(sr));
-	sr.msg = (const uint8_t *)msg;
-	sr.msglen = q.msglen;
-	sr.scheme = v.scheme;
-	sr.what = "assertion";
-	sr.ref = v.jti;
-	sr.tenant = ask.tenant;
+	snprintf(p->actor, sizeof(p->actor), "connector %s (certificate %s)",
+	    p->v.connector, p->serial);
+	snprintf(p->src, sizeof(p->src), "https %.64s connection %s/%s",
+	    source != NULL ? source : "-", p->ask.tenant, p->ask.conn);
+	p->who.actor = p->actor;
+	p->who.source = p->src;
+	p->sr.msg = (const uint8_t *)p->msg;
+	p->sr.msglen = strlen(p->msg);
+	p->sr.scheme = p->v.scheme;
+	p->sr.what = "assertion";
+	p->sr.ref = p->v.jti;
+	p->sr.tenant = p->ask.tenant;
 	/* The custody process decides again on these (keyd's policy). */
-	sr.conn = ask.conn;
-	sr.on_behalf = cert_serial;
-	if ((r = rf_keys_sign(svc->keys, key, &sr, 1, &who, &sig)) != 0 ||
-	    (r = rf_jwt_join(msg, sig.sig, sig.len, &jws)) != 0)
-		goto fail;
-	exp = now + svc->cfg->assertion_lifetime;
-	/* Its leaf is durable already (rf_keys_sign); the rest is queued. */
+	p->sr.conn = p->ask.conn;
+	p->sr.on_behalf = p->serial;
+	*out = p;
+	return 0;
+fail:
+	pthread_mutex_unlock(&svc->lock);
+	answer_fail(a, r);
+	pending_free(p);
+	return 0;
+}
+
+void
+rf_connector_assert_request(const struct rf_assert_pending *p,
+    const struct rf_key **key, const struct rf_sign_req **sr,
+    const struct rf_actor **who)
+{
+	*key = p->key;
+	*sr = &p->sr;
+	*who = &p->who;
+}
+
+void
+rf_connector_svc_assert_end(struct rf_connector_svc *svc,
+    struct rf_assert_pending *p, int r, const struct rf_sig *sig,
+    struct rf_api_answer *a)
+{
+	struct pending pend;
+	char *jws = NULL;
+	int64_t exp;
+	json_t *j;
+
+	memset(a, 0, sizeof(*a));
+	if (r != 0 ||
+	    (r = rf_jwt_join(p->msg, sig->sig, sig->len, &jws)) != 0) {
+		answer_fail(a, r);
+		pending_free(p);
+		return;
+	}
+	exp = p->now + svc->cfg->assertion_lifetime;
+	/* Its leaf is durable already (keyd); the rest is queued. */
 	memset(&pend, 0, sizeof(pend));
-	pend.ask = ask;
-	snprintf(pend.serial, sizeof(pend.serial), "%s", cert_serial);
-	snprintf(pend.source, sizeof(pend.source), "%s",
-	    source != NULL ? source : "");
-	pend.v = v;
-	pend.now = now;
+	pend.ask = p->ask;
+	memcpy(pend.serial, p->serial, sizeof(pend.serial));
+	memcpy(pend.source, p->source, sizeof(pend.source));
+	pend.v = p->v;
+	pend.now = p->now;
 	pend.exp = exp;
 	enqueue(svc, &pend);
 	a->status = 200;
-	if ((a->body = answer_ok(jws, exp, v.jti, v.x5t256, reg.jwt_alg)) ==
-	    NULL) {
+	if ((a->body = answer_ok(
+		 jws, exp, p->v.jti, p->v.x5t256, p->reg.jwt_alg)) == NULL) {
 		j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "assertion", jws,
-		    "expires", (json_int_t)exp, "jti", v.jti, "x5t#S256",
-		    v.x5t256, "alg", reg.jwt_alg);
+		    "expires", (json_int_t)exp, "jti", p->v.jti, "x5t#S256",
+		    p->v.x5t256, "alg", p->reg.jwt_alg);
 		a->body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
 		json_decref(j);
 	}
-	goto out;
-fail:
-	if (r == RF_ERR_REFUSED)
-		answer_error(a, 403, "refused", rf_err_msg(r));
-	else
-		answer_error(a, 500, "internal", rf_err_msg(r));
-out:
-	if (locked)
-		pthread_mutex_unlock(&svc->lock);
-	rf_key_free(key);
-	rf_sig_clear(&sig);
-	OPENSSL_cleanse(rnd, sizeof(rnd));
-	free(msg);
 	free(jws);
+	pending_free(p);
+}
+
+void
+rf_connector_svc_assert_finish(struct rf_connector_svc *svc,
+    struct rf_assert_pending *p, struct rf_api_answer *a)
+{
+	struct rf_sig sig = {NULL, 0};
+	int r = 0;
+
+	if (p->key == NULL)
+		r = key_load(svc, p->v.key_id, &p->key);
+	if (r == 0)
+		r = rf_keys_sign(svc->keys, p->key, &p->sr, 1, &p->who, &sig);
+	rf_connector_svc_assert_end(svc, p, r, &sig, a);
+	rf_sig_clear(&sig);
+}
+
+void
+rf_connector_assert_pending_free(struct rf_assert_pending *p)
+{
+	pending_free(p);
+}
+
+void
+rf_connector_svc_assert(struct rf_connector_svc *svc, const char *cert_serial,
+    const char *source, const uint8_t *body, size_t len,
+    struct rf_api_answer *a)
+{
+	struct rf_assert_pending *p;
+
+	(void)rf_connector_svc_assert_begin(
+	    svc, cert_serial, source, body, len, 0, a, &p);
+	if (p != NULL)
+		rf_connector_svc_assert_finish(svc, p, a);
 }
 
 struct renew_link {

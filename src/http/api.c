@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include <openssl/err.h>
@@ -20,6 +21,7 @@
 #include "ca/ca.h"
 #include "connector/connector.h"
 #include "http/http_int.h"
+#include "keys/keys.h"
 #include "store/store.h"
 
 int
@@ -242,4 +244,201 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
 	api_reply(o, &a);
 	rf_api_answer_clear(&a);
 	return 1;
+}
+
+/*
+ * Assertions waited for on the epoll worker. Through the signing pool an
+ * assertion costs a pool thread's two wake-ups (the worker hands it over;
+ * keyd's answer wakes it) on top of the worker's: on two cores a third of
+ * serve's time (bench/assert_profile.sh). Here the worker decides, writes
+ * the request on a keyd connection of its own (in its epoll set, one
+ * request at a time each) and goes on with its other connections; keyd's
+ * answer is one more event of its set. What would make the worker wait
+ * otherwise (a key not loaded yet, a keyd to connect to for the first
+ * time after it went away) goes to the pool as before.
+ */
+#define API_KSLOTS_MAX 8  /* keyd connections per worker */
+#define API_KSLOTS_ALL 32 /* of all workers (keyd takes 64 callers) */
+
+struct rf_http_kslot {
+	int ev;		       /* RF_HTTP_EV_KEYD: first, as conn.c's events */
+	struct rf_kcall *call; /* NULL: not connected */
+	struct rf_http_job *job; /* NULL: idle */
+	struct rf_assert_pending *ap;
+};
+
+static void
+kslot_close(struct rf_http_worker *w, struct rf_http_kslot *s)
+{
+	if (s->call == NULL)
+		return;
+	(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, rf_keys_call_fd(s->call), NULL);
+	rf_keys_call_free(s->call);
+	s->call = NULL;
+}
+
+/*
+ * An idle slot of w, its hello answered: NULL if none (the pool answers).
+ * Without one, an unconnected slot connects and says hello, for the
+ * requests after this one: keyd's answer to the hello is an event too.
+ */
+static struct rf_http_kslot *
+kslot_get(struct rf_http_worker *w)
+{
+	struct rf_http_kslot *s = NULL;
+	struct epoll_event ev;
+	int i, n;
+
+	if (w->ks == NULL) {
+		n = API_KSLOTS_ALL / (w->h->nworkers > 0 ? w->h->nworkers : 1);
+		n = n < 1 ? 1 : n > API_KSLOTS_MAX ? API_KSLOTS_MAX : n;
+		if ((w->ks = calloc((size_t)n, sizeof(*w->ks))) == NULL)
+			return NULL;
+		w->nks = n;
+		for (i = 0; i < n; i++)
+			w->ks[i].ev = RF_HTTP_EV_KEYD;
+	}
+	for (i = 0; i < w->nks; i++) {
+		if (w->ks[i].call == NULL) {
+			if (s == NULL)
+				s = &w->ks[i];
+		} else if (w->ks[i].job == NULL &&
+		    rf_keys_call_idle(w->ks[i].call))
+			return &w->ks[i];
+	}
+	if (s == NULL || rf_keys_call_open(w->h->tls_keys, &s->call) != 0)
+		return NULL;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = EPOLLIN;
+	ev.data.ptr = s;
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, rf_keys_call_fd(s->call), &ev) !=
+	    0) {
+		rf_keys_call_free(s->call);
+		s->call = NULL;
+	}
+	return NULL;
+}
+
+/* j's answer from a into its response, and j to its worker. */
+static void
+kslot_answer(struct rf_http_job *j, struct rf_api_answer *a)
+{
+	api_reply(&j->o, a);
+	rf_api_answer_clear(a);
+	rf_http_pool_done(j, RF_HTTP_POOL_SIGN);
+}
+
+int
+rf_http_api_begin(struct rf_http_worker *w, struct rf_http_job *j)
+{
+	struct rf_http_kslot *s;
+	struct rf_assert_pending *ap = NULL;
+	struct rf_api_answer a;
+	const struct rf_key *key;
+	const struct rf_sign_req *sr;
+	const struct rf_actor *who;
+	char peer[INET6_ADDRSTRLEN + 8];
+	int r;
+
+	if (w->pool != NULL || w->h->csvc == NULL ||
+	    j->q.method != RF_HTTP_POST || j->q.client_serial == NULL ||
+	    !path_eq(
+		j->q.target, strcspn(j->q.target, "?#"), "/v1/assertions") ||
+	    (s = kslot_get(w)) == NULL)
+		return -1;
+	api_peer(j->q.peer, peer, sizeof(peer));
+	if (rf_connector_svc_assert_begin(w->h->csvc, j->q.client_serial, peer,
+		j->q.body, j->q.bodylen, 1, &a, &ap) != 0)
+		return -1; /* it would wait: the pool's, undecided */
+	if (ap == NULL) {
+		kslot_answer(j, &a); /* a refusal, bad input */
+		return 0;
+	}
+	rf_connector_assert_request(ap, &key, &sr, &who);
+	if (key == NULL) {
+		/* Its key is loaded from keyd first: a wait, the pool's. */
+		j->ap = ap;
+		return -1;
+	}
+	if ((r = rf_keys_call_sign(s->call, key, sr, who)) != 0) {
+		kslot_close(w, s);
+		rf_connector_svc_assert_end(w->h->csvc, ap, r, NULL, &a);
+		kslot_answer(j, &a);
+		return 0;
+	}
+	s->job = j;
+	s->ap = ap;
+	return 0;
+}
+
+void
+rf_http_api_ready(struct rf_http_worker *w, void *ev)
+{
+	struct rf_http_kslot *s = ev;
+	struct rf_http_job *j = s->job;
+	struct rf_api_answer a;
+	struct rf_sig sig = {NULL, 0};
+	const struct rf_key *key;
+	const struct rf_sign_req *sr;
+	const struct rf_actor *who;
+	int r;
+
+	if (s->call == NULL)
+		return; /* closed since the event was reported */
+	if (j == NULL) {
+		/* keyd's answer to the hello; nothing else is asked of an
+		 * idle one (keyd closes it: it stopped). */
+		if (rf_keys_call_idle(s->call) ||
+		    (r = rf_keys_call_greet(s->call)) < 0)
+			kslot_close(w, s);
+		return;
+	}
+	rf_connector_assert_request(s->ap, &key, &sr, &who);
+	if ((r = rf_keys_call_sign_read(s->call, key, sr, &sig)) == 1)
+		return; /* not all of it yet */
+	if (r != 0 && !rf_keys_call_alive(s->call))
+		kslot_close(w, s);
+	rf_connector_svc_assert_end(w->h->csvc, s->ap, r, &sig, &a);
+	rf_sig_clear(&sig);
+	s->job = NULL;
+	s->ap = NULL;
+	/* Answered here, on the worker, at once (the slot is free again:
+	 * the connection's next request may take it). */
+	api_reply(&j->o, &a);
+	rf_api_answer_clear(&a);
+	rf_http_pool_release(w->h, RF_HTTP_POOL_SIGN);
+	rf_conn_job_answer(w, j);
+}
+
+void
+rf_http_api_finish(struct rf_http_job *j)
+{
+	struct rf_api_answer a;
+	struct rf_assert_pending *ap = j->ap;
+
+	j->ap = NULL;
+	rf_connector_svc_assert_finish(j->w->h->csvc, ap, &a);
+	api_reply(&j->o, &a);
+	rf_api_answer_clear(&a);
+}
+
+void
+rf_http_api_worker_done(struct rf_http_worker *w)
+{
+	struct rf_api_answer a;
+	int i;
+
+	for (i = 0; w->ks != NULL && i < w->nks; i++) {
+		if (w->ks[i].job != NULL) {
+			/* Stopping: its connection closes unanswered. */
+			rf_connector_svc_assert_end(
+			    w->h->csvc, w->ks[i].ap, RF_ERR_CUSTODY, NULL, &a);
+			rf_api_answer_clear(&a);
+			rf_http_job_free(w->ks[i].job);
+		}
+		kslot_close(w, &w->ks[i]);
+	}
+	free(w->ks);
+	w->ks = NULL;
+	w->nks = 0;
 }

@@ -49,10 +49,12 @@
 #define CONN_ACCEPTS 64		   /* connections accepted per turn */
 
 /*
- * What an epoll event names besides listeners and stop: a connection, or
- * the wait of its TLS handshake for a signature (its ASYNC job's fd).
+ * What an epoll event names besides listeners and stop: a connection, the
+ * wait of its TLS handshake for a signature (its ASYNC job's fd), or a
+ * keyd connection of the worker's (api.c).
  */
-enum { CONN_EV_CONN = 1, CONN_EV_ASYNC };
+#define CONN_EV_CONN RF_HTTP_EV_CONN
+#define CONN_EV_ASYNC RF_HTTP_EV_ASYNC
 
 struct rf_conn {
 	int ev; /* CONN_EV_CONN: first, as in struct conn_async */
@@ -768,14 +770,37 @@ conn_async(struct rf_http_worker *w, struct rf_conn *c)
 	conn_run(w, c, 0);
 }
 
+void
+rf_conn_job_answer(struct rf_http_worker *w, struct rf_http_job *j)
+{
+	struct rf_conn *c = j->conn;
+	int bad;
+
+	c->pending = 0;
+	c->closing = !(j->flags & RF_HTTP_JOB_KEEP);
+	bad = respond(w, c, &j->o, j->flags & RF_HTTP_JOB_HEAD,
+		  (j->flags & RF_HTTP_JOB_KA10) != 0) != 0;
+	rf_http_job_free(j);
+	rf_h1_next(&c->h1);
+	/* Back in the set (if an event took it out), then on with what it
+	 * sent meanwhile. */
+	if (bad ||
+	    (c->watch == 0 ? ep_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, c)
+			   : watch(w, c, EPOLLIN)) != 0) {
+		conn_close(w, c);
+		return;
+	}
+	c->watch = EPOLLIN;
+	/* The answer written; a next request the set reports. */
+	conn_turn(w, c, 0, 0);
+}
+
 /* Answers the pool made for this worker's connections: send them. */
 static void
 conn_done(struct rf_http_worker *w)
 {
 	struct rf_http_job *j, *next;
-	struct rf_conn *c;
 	uint64_t v;
-	int bad;
 
 	(void)!read(w->donefd, &v, sizeof(v));
 	pthread_mutex_lock(&w->done_lock);
@@ -784,25 +809,7 @@ conn_done(struct rf_http_worker *w)
 	pthread_mutex_unlock(&w->done_lock);
 	for (; j != NULL; j = next) {
 		next = j->next;
-		c = j->conn;
-		c->pending = 0;
-		c->closing = !(j->flags & RF_HTTP_JOB_KEEP);
-		bad = respond(w, c, &j->o, j->flags & RF_HTTP_JOB_HEAD,
-			  (j->flags & RF_HTTP_JOB_KA10) != 0) != 0;
-		rf_http_job_free(j);
-		rf_h1_next(&c->h1);
-		/* Back in the set (if an event took it out), then on with
-		 * what it sent meanwhile. */
-		if (bad ||
-		    (c->watch == 0
-			    ? ep_ctl(w->epfd, EPOLL_CTL_ADD, c->fd, EPOLLIN, c)
-			    : watch(w, c, EPOLLIN)) != 0) {
-			conn_close(w, c);
-			continue;
-		}
-		c->watch = EPOLLIN;
-		/* The answer written; a next request the set reports. */
-		conn_turn(w, c, 0, 0);
+		rf_conn_job_answer(w, j);
 	}
 }
 
@@ -836,6 +843,8 @@ rf_conn_worker(void *arg)
 			else if (*(int *)ev[i].data.ptr == CONN_EV_ASYNC)
 				conn_async(w,
 				    ((struct conn_async *)ev[i].data.ptr)->c);
+			else if (*(int *)ev[i].data.ptr == RF_HTTP_EV_KEYD)
+				rf_http_api_ready(w, ev[i].data.ptr);
 			else
 				conn_run(w, ev[i].data.ptr, ev[i].events);
 		}

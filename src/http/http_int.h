@@ -33,6 +33,7 @@ struct rf_http_job;
 struct rf_http_pool;
 struct rf_http_limits;
 struct rf_http_tickets;
+struct rf_http_kslot;
 
 struct rf_http_worker {
 	struct rf_http *h;
@@ -59,7 +60,17 @@ struct rf_http_worker {
 	pthread_mutex_t done_lock;
 	int done_lock_ok;
 	struct rf_http_job *done; /* under done_lock */
+	/* Assertions whose signature it waits for itself (api.c): keyd
+	 * connections of its own, in its set; NULL when it has none. */
+	struct rf_http_kslot *ks;
+	int nks;
 };
+
+/*
+ * What an epoll event names besides listeners, stop and the done list:
+ * the struct it points at begins with one of these.
+ */
+enum { RF_HTTP_EV_CONN = 1, RF_HTTP_EV_ASYNC, RF_HTTP_EV_KEYD };
 
 #define RF_HTTP_MAX_ISSUERS 16
 #define RF_HTTP_QUIET_MS 1000 /* store quiet this long before CRL/OCSP work */
@@ -280,9 +291,12 @@ void rf_http_worker_done(struct rf_http_worker *w);
 /* The plain listener (conn.c). */
 int rf_conn_setup(struct rf_http *h) RF_WUR; /* epoll set, listener in it */
 void *rf_conn_worker(void *w);		     /* a worker thread's main */
-void rf_conn_stop(struct rf_http *h);	     /* end every worker's loop */
-void rf_conn_sweep(struct rf_http *h);	     /* timeouts; accept again */
-void rf_conn_teardown(struct rf_http *h);    /* after the workers ended */
+/* On w's thread, outside any turn of j's connection: send j's answer
+ * (made), free j, and go on with the connection. */
+void rf_conn_job_answer(struct rf_http_worker *w, struct rf_http_job *j);
+void rf_conn_stop(struct rf_http *h);	  /* end every worker's loop */
+void rf_conn_sweep(struct rf_http *h);	  /* timeouts; accept again */
+void rf_conn_teardown(struct rf_http *h); /* after the workers ended */
 
 /* The connector API (api.c): set up with the TLS context, freed with it;
  * its routes (1 when uri is one of them); for each TLS request, the
@@ -295,6 +309,22 @@ void rf_http_api_free(struct rf_http *h);
 void rf_http_api_trust(struct rf_http *h, X509 *ca);
 int rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o, const char *uri, size_t plen);
+/*
+ * On an epoll worker, an assertion the signing pool would answer (j, with
+ * its place in the pool taken): decided here and its signature asked of
+ * keyd on one of the worker's own connections, so that no thread waits
+ * for it. 0: taken (the answer comes to w's done list, as the pool's
+ * would); -1: left to the pool (no free connection, its key not loaded
+ * yet, keyd not reachable, or not an assertion).
+ */
+int rf_http_api_begin(struct rf_http_worker *w, struct rf_http_job *j);
+/* ev (RF_HTTP_EV_KEYD) is readable on w: its answer, when whole. */
+void rf_http_api_ready(struct rf_http_worker *w, void *ev);
+/* On a pool thread: j, begun on its worker, finished (rf_http_api_begin
+ * left it to the pool with its assertion decided: j->ap). */
+void rf_http_api_finish(struct rf_http_job *j);
+/* A worker's keyd connections closed, their requests dropped. */
+void rf_http_api_worker_done(struct rf_http_worker *w);
 /* 1 if target's path is one of the API's (then it signs). */
 int rf_http_api_is_route(const char *target);
 /* The verified client certificate's serial of a TLS connection, as
@@ -322,10 +352,16 @@ struct rf_http_job {
 	char *target, *inm;
 	uint8_t *body;	 /* POST: the request body */
 	char serial[41]; /* the client certificate's serial, or "" */
+	/* An assertion decided on the worker, to sign (api.c), or NULL. */
+	struct rf_assert_pending *ap;
 	/* Not a request: fn(fnarg, 0) runs on the pool (w, conn unused). */
 	void (*fn)(void *fnarg, int cancelled);
 	void *fnarg;
 };
+/* j answered off its pool k (api.c): to its worker, as the pool does;
+ * or, on that worker (answered there), only its place in k freed. */
+void rf_http_pool_done(struct rf_http_job *j, enum rf_http_pool_kind k);
+void rf_http_pool_release(struct rf_http *h, enum rf_http_pool_kind k);
 /* Start every pool (audit: cfg->audit_*, sign: cfg->sign_*). */
 int rf_http_pool_start(struct rf_http *h) RF_WUR;
 void rf_http_pool_stop(struct rf_http *h); /* NULL-safe; joins */

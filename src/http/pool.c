@@ -29,6 +29,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "connector/connector.h"
 #include "http/http_int.h"
 
 /* The audit pool threads' nice value: below the workers (0). */
@@ -92,6 +93,7 @@ rf_http_job_free(struct rf_http_job *j)
 	if (j == NULL)
 		return;
 	rf_http_resp_done(&j->o);
+	rf_connector_assert_pending_free(j->ap);
 	free(j->target);
 	free(j->inm);
 	free(j->body);
@@ -184,7 +186,10 @@ pool_main(void *arg)
 			pool_unreserve(p);
 			continue;
 		}
-		rf_http_handle(pw, &j->q, &j->o);
+		if (j->ap != NULL)
+			rf_http_api_finish(j);
+		else
+			rf_http_handle(pw, &j->q, &j->o);
 		own_body(&j->o);
 		job_done(p, j);
 	}
@@ -378,6 +383,21 @@ rf_http_pool_submit(struct rf_http_worker *w, enum rf_http_pool_kind k,
 	}
 	/* The worker took its budgets when it deferred it. */
 	j->q.deferred = 1;
+	/* An assertion waits on the worker itself when it can (api.c). */
+	if (k == RF_HTTP_POOL_SIGN && rf_http_api_begin(w, j) == 0)
+		return 0;
 	pool_push(p, j);
 	return 0;
+}
+
+void
+rf_http_pool_done(struct rf_http_job *j, enum rf_http_pool_kind k)
+{
+	job_done(j->w->h->pools[k], j);
+}
+
+void
+rf_http_pool_release(struct rf_http *h, enum rf_http_pool_kind k)
+{
+	pool_unreserve(h->pools[k]);
 }

@@ -1029,6 +1029,7 @@ tick(struct rf_http *h)
 void
 rf_http_worker_done(struct rf_http_worker *w)
 {
+	rf_http_api_worker_done(w);
 	/* The /audit store connection belongs to the worker's thread. */
 	rf_audit_free(w->audit);
 	w->audit = NULL;

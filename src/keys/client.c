@@ -513,6 +513,55 @@ rf_kc_load_many(
 /* Requests of one SIGN frame: at most this many message bytes. */
 #define SIGN_FRAME_BYTES (8u * 1024 * 1024)
 
+/* The SIGN request for reqs[from..to) into b (begun and finished here). */
+static int
+sign_frame(struct rf_kbuf *b, const struct rf_key *key,
+    const struct rf_sign_req *reqs, size_t from, size_t to, int digest,
+    const struct rf_actor *who, int told)
+{
+	size_t i;
+
+	rf_kbuf_begin(b, RF_KMSG_SIGN);
+	rf_kbuf_str(b, rf_key_id(key));
+	rf_kbuf_u8(b,
+	    (uint8_t)((digest ? RF_KSIGN_DIGEST : 0) |
+		(told ? RF_KSIGN_RECORDED : 0)));
+	put_who(b, who);
+	rf_kbuf_u32(b, (uint32_t)(to - from));
+	for (i = from; i < to; i++) {
+		rf_kbuf_u8(b, (uint8_t)reqs[i].scheme);
+		rf_kbuf_str(b, reqs[i].what);
+		rf_kbuf_str(b, reqs[i].ref);
+		rf_kbuf_str(b, reqs[i].tenant);
+		rf_kbuf_str(b, reqs[i].conn);
+		rf_kbuf_str(b, reqs[i].on_behalf);
+		rf_kbuf_bytes(b, reqs[i].msg, reqs[i].msglen);
+	}
+	return rf_kbuf_finish(b);
+}
+
+/* The signatures of an OK answer to sign_frame's request into sigs. */
+static int
+sign_answer(struct rf_kmsg *m, size_t from, size_t to, struct rf_sig *sigs)
+{
+	const uint8_t *p;
+	size_t i, len;
+
+	if (rf_kmsg_u32(m) != to - from)
+		return rf_err_set(
+		    RF_ERR_CUSTODY, "custody process answered a short batch");
+	for (i = from; i < to; i++) {
+		rf_kmsg_bytes(m, &p, &len, 1024);
+		if (m->err != 0 || len == 0)
+			break;
+		if ((sigs[i].sig = malloc(len)) == NULL)
+			return RF_ERR_ALLOC;
+		memcpy(sigs[i].sig, p, len);
+		sigs[i].len = len;
+	}
+	return rf_kmsg_end(m);
+}
+
 /* Sign reqs[from..to) in one request into sigs[from..to). */
 static int
 sign_part(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
@@ -522,46 +571,12 @@ sign_part(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
 	struct rf_kbuf b = {0};
 	struct rf_kmsg m;
 	uint8_t *frame = NULL;
-	const uint8_t *p;
-	size_t i, len;
 	int r;
 
-	rf_kbuf_begin(&b, RF_KMSG_SIGN);
-	rf_kbuf_str(&b, rf_key_id(key));
-	rf_kbuf_u8(&b,
-	    (uint8_t)((digest ? RF_KSIGN_DIGEST : 0) |
-		(rec != NULL ? RF_KSIGN_RECORDED : 0)));
-	put_who(&b, who);
-	rf_kbuf_u32(&b, (uint32_t)(to - from));
-	for (i = from; i < to; i++) {
-		rf_kbuf_u8(&b, (uint8_t)reqs[i].scheme);
-		rf_kbuf_str(&b, reqs[i].what);
-		rf_kbuf_str(&b, reqs[i].ref);
-		rf_kbuf_str(&b, reqs[i].tenant);
-		rf_kbuf_str(&b, reqs[i].conn);
-		rf_kbuf_str(&b, reqs[i].on_behalf);
-		rf_kbuf_bytes(&b, reqs[i].msg, reqs[i].msglen);
-	}
-	if ((r = call_told(kc, &b, &frame, &m, rec)) != 0)
-		goto out;
-	if (rf_kmsg_u32(&m) != to - from) {
-		r = rf_err_set(
-		    RF_ERR_CUSTODY, "custody process answered a short batch");
-		goto out;
-	}
-	for (i = from; i < to; i++) {
-		rf_kmsg_bytes(&m, &p, &len, 1024);
-		if (m.err != 0 || len == 0)
-			break;
-		if ((sigs[i].sig = malloc(len)) == NULL) {
-			r = RF_ERR_ALLOC;
-			goto out;
-		}
-		memcpy(sigs[i].sig, p, len);
-		sigs[i].len = len;
-	}
-	r = rf_kmsg_end(&m);
-out:
+	if ((r = sign_frame(
+		 &b, key, reqs, from, to, digest, who, rec != NULL)) == 0 &&
+	    (r = call_told(kc, &b, &frame, &m, rec)) == 0)
+		r = sign_answer(&m, from, to, sigs);
 	free(frame);
 	rf_kbuf_clear(&b);
 	return r;
@@ -645,6 +660,228 @@ rf_kc_sign(struct rf_kc *kc, struct rf_key *key, const struct rf_sign_req *reqs,
     size_t n, int digest, const struct rf_actor *who, struct rf_sig *sigs)
 {
 	return rf_kc_sign_told(kc, key, reqs, n, digest, who, sigs, NULL);
+}
+
+/*
+ * Signing calls on a connection of the caller's own, which the caller
+ * polls (serve's epoll workers): nothing here waits. The connection is
+ * made and its hello sent at once; keyd's answer to the hello is read
+ * when the socket is readable, as each signature's answer is. A request
+ * is written whole (a socket with one small request at a time takes it at
+ * once). The answer is checked as rf_kc_sign checks it.
+ */
+#define KCALL_ANSWER_MAX 4096 /* one signature, or an error's text */
+
+enum { KCALL_HELLO = 1, KCALL_IDLE, KCALL_SIGN, KCALL_DEAD };
+
+struct rf_kcall {
+	int fd;
+	int state; /* KCALL_* */
+	uint8_t in[KCALL_ANSWER_MAX];
+	size_t got;
+};
+
+int
+rf_keys_call_open(struct rf_keys *keys, struct rf_kcall **out)
+{
+	struct rf_kc *kc = keys != NULL ? rf_keys_kc(keys) : NULL;
+	struct sockaddr_un sa;
+	struct rf_kbuf b = {0};
+	struct rf_kcall *c;
+	size_t n;
+	int r;
+
+	*out = NULL;
+	if (kc == NULL)
+		return rf_err_set(RF_ERR_ARG, "not a custody process client");
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	if ((n = strlen(kc->cfg.keyd_socket)) >= sizeof(sa.sun_path))
+		return rf_err_set(RF_ERR_CONFIG, "keyd_socket is too long");
+	memcpy(sa.sun_path, kc->cfg.keyd_socket, n + 1);
+	if ((c = calloc(1, sizeof(*c))) == NULL)
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	c->state = KCALL_HELLO;
+	/* Non-blocking: a keyd whose backlog is full is not waited for. */
+	if ((c->fd = socket(
+		 AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0) {
+		free(c);
+		return rf_err_set(RF_ERR_IO, "socket: %s", strerror(errno));
+	}
+	rf_kbuf_begin(&b, RF_KMSG_HELLO);
+	pthread_mutex_lock(&kc->mu);
+	rf_kbuf_u8(&b, (uint8_t)kc->c.claim);
+	pthread_mutex_unlock(&kc->mu);
+	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+		r = rf_err_set(RF_ERR_CUSTODY,
+		    "no custody process answers at %s (%s)",
+		    kc->cfg.keyd_socket, strerror(errno));
+	else if ((r = rf_kbuf_finish(&b)) == 0 &&
+	    (r = rf_kproto_write(c->fd, &b)) != 0)
+		r = rf_err_set(
+		    RF_ERR_CUSTODY, "custody process: %s", rf_err_msg(r));
+	rf_kbuf_clear(&b);
+	if (r != 0) {
+		rf_keys_call_free(c);
+		return r;
+	}
+	*out = c;
+	return 0;
+}
+
+int
+rf_keys_call_fd(const struct rf_kcall *c)
+{
+	return c->fd;
+}
+
+int
+rf_keys_call_alive(const struct rf_kcall *c)
+{
+	return c->state != KCALL_DEAD;
+}
+
+int
+rf_keys_call_idle(const struct rf_kcall *c)
+{
+	return c->state == KCALL_IDLE;
+}
+
+void
+rf_keys_call_free(struct rf_kcall *c)
+{
+	if (c == NULL)
+		return;
+	close(c->fd);
+	OPENSSL_cleanse(c->in, sizeof(c->in));
+	free(c);
+}
+
+/* The call lost: e, set with the message. */
+static int
+call_lost(struct rf_kcall *c, int e)
+{
+	c->state = KCALL_DEAD;
+	return e;
+}
+
+/* keyd's answer in c->in, read as far as the socket has it: 1 while it is
+ * incomplete, 0 when whole (parsed into *m), else an error (lost). */
+static int
+call_frame(struct rf_kcall *c, struct rf_kmsg *m)
+{
+	size_t want;
+	ssize_t k;
+	int r;
+
+	for (;;) {
+		want = 4;
+		if (c->got >= 4) {
+			want += (size_t)c->in[0] << 24 |
+			    (size_t)c->in[1] << 16 | (size_t)c->in[2] << 8 |
+			    c->in[3];
+			if (want > sizeof(c->in) || want < 6)
+				return call_lost(c,
+				    rf_err_set(RF_ERR_CUSTODY,
+					"custody process answered a frame of "
+					"%zu bytes",
+					want));
+		}
+		if (c->got == want && want > 4)
+			break;
+		k = recv(c->fd, c->in + c->got, want - c->got, MSG_DONTWAIT);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 1;
+		if (k <= 0)
+			return call_lost(c,
+			    rf_err_set(RF_ERR_CUSTODY,
+				"custody process went away before it "
+				"answered: ask again"));
+		c->got += (size_t)k;
+	}
+	c->got = 0;
+	if ((r = rf_kmsg_parse(c->in, want, m)) != 0)
+		return call_lost(c,
+		    rf_err_set(RF_ERR_CUSTODY,
+			"custody process answered garbage: %s", rf_err_msg(r)));
+	return 0;
+}
+
+int
+rf_keys_call_greet(struct rf_kcall *c)
+{
+	struct rf_kmsg m;
+	int r, cls;
+
+	if (c->state != KCALL_HELLO)
+		return rf_err_set(RF_ERR_STATE, "no hello is under way");
+	if ((r = call_frame(c, &m)) != 0)
+		return r;
+	if (m.type == RF_KMSG_ERR)
+		return call_lost(c, answer_err(&m));
+	cls = m.type == RF_KMSG_OK ? rf_kmsg_u8(&m) : RF_KCLASS_NONE;
+	(void)rf_kmsg_u32(&m); /* keyd's pid */
+	if (m.type != RF_KMSG_OK || rf_kmsg_end(&m) != 0)
+		return call_lost(c,
+		    rf_err_set(RF_ERR_CUSTODY,
+			"custody process answered the hello out of turn"));
+	if (cls == RF_KCLASS_NONE)
+		return call_lost(c,
+		    rf_err_set(RF_ERR_REFUSED,
+			"the custody process refuses uid %u",
+			(unsigned)getuid()));
+	c->state = KCALL_IDLE;
+	return 0;
+}
+
+int
+rf_keys_call_sign(struct rf_kcall *c, const struct rf_key *key,
+    const struct rf_sign_req *req, const struct rf_actor *who)
+{
+	struct rf_kbuf b = {0};
+	int r;
+
+	if (c->state != KCALL_IDLE)
+		return rf_err_set(RF_ERR_STATE, "the custody call is not idle");
+	if ((r = sign_frame(&b, key, req, 0, 1, 0, who, 0)) == 0 &&
+	    (r = rf_kproto_write(c->fd, &b)) != 0)
+		r = call_lost(c,
+		    rf_err_set(RF_ERR_CUSTODY,
+			"custody process went away (%s): nothing was signed",
+			rf_err_msg(r)));
+	rf_kbuf_clear(&b);
+	if (r == 0)
+		c->state = KCALL_SIGN;
+	return r;
+}
+
+int
+rf_keys_call_sign_read(struct rf_kcall *c, const struct rf_key *key,
+    const struct rf_sign_req *req, struct rf_sig *sig)
+{
+	struct rf_kmsg m;
+	int r;
+
+	sig->sig = NULL;
+	sig->len = 0;
+	if (c->state != KCALL_SIGN)
+		return rf_err_set(RF_ERR_STATE, "no custody call is under way");
+	if ((r = call_frame(c, &m)) != 0)
+		return r;
+	c->state = KCALL_IDLE;
+	if (m.type == RF_KMSG_ERR)
+		return answer_err(&m);
+	if (m.type != RF_KMSG_OK)
+		return call_lost(c,
+		    rf_err_set(RF_ERR_CUSTODY,
+			"custody process answered out of turn"));
+	if ((r = sign_answer(&m, 0, 1, sig)) == 0)
+		r = sign_check(key, req, sig, 0, 1, 0);
+	if (r != 0)
+		rf_sig_clear(sig);
+	return r;
 }
 
 int

@@ -149,6 +149,31 @@ int rf_keys_sign(struct rf_keys *keys, struct rf_key *key,
     const struct rf_sign_req *reqs, size_t n, const struct rf_actor *who,
     struct rf_sig *sigs) RF_WUR;
 /*
+ * Signatures asked of the custody process on a connection of the caller's
+ * own, which the caller polls instead of waiting (serve's epoll workers);
+ * nothing here blocks. open connects and sends the hello; when the fd is
+ * readable, greet reads keyd's answer (1: not all of it yet; 0: the call
+ * is idle). An idle call takes one rf_keys_sign request of one message
+ * (sign); when the fd is readable, sign_read reads the answer: 1 while it
+ * is incomplete, 0 with *sig (checked as rf_keys_sign checks it), or an
+ * error: keyd's refusal (the call is idle again) or a lost call
+ * (rf_keys_call_alive 0: free it). keys must be a custody process client
+ * (RF_ERR_ARG otherwise). key and req must stay as they were sent until
+ * the answer is read.
+ */
+struct rf_kcall;
+int rf_keys_call_open(struct rf_keys *keys, struct rf_kcall **out) RF_WUR;
+int rf_keys_call_fd(const struct rf_kcall *c);
+int rf_keys_call_greet(struct rf_kcall *c) RF_WUR;
+int rf_keys_call_idle(const struct rf_kcall *c);
+int rf_keys_call_alive(const struct rf_kcall *c);
+int rf_keys_call_sign(struct rf_kcall *c, const struct rf_key *key,
+    const struct rf_sign_req *req, const struct rf_actor *who) RF_WUR;
+int rf_keys_call_sign_read(struct rf_kcall *c, const struct rf_key *key,
+    const struct rf_sign_req *req, struct rf_sig *sig) RF_WUR;
+void rf_keys_call_free(struct rf_kcall *c);
+
+/*
  * rf_keys_sign for callers that hash themselves (libssl hands over only
  * the digest of what a TLS handshake signs): reqs[i].msg is the digest,
  * reqs[i].msglen its size, which must be that of rf_key_alg_md (EC keys

@@ -42,10 +42,7 @@ if rf issue --tenant acme --connection m365 --profile assertion \
 fi
 grep -q "needs an RSA key" err || fail "EC CSR refusal: $(cat err)"
 for c in acme/m365 acme/rate globex/m365; do
-	rf --json issue --tenant "${c%/*}" --connection "${c#*/}" \
-		--profile assertion --keygen rsa-2048 >"cred-${c/\//-}.json"
-	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----")' \
-		"cred-${c/\//-}.json" >"cred-${c/\//-}.pem"
+	entra_cred "$c" "cred-${c/\//-}"
 	openssl x509 -in "cred-${c/\//-}.pem" -noout -text >cred.txt
 	grep -q "rsaEncryption" cred.txt ||
 		fail "$c credential is not RSA"

@@ -19,10 +19,7 @@ client="$RF_BINARY_DIR/rf-keyd_client"
 rf init >/dev/null
 rf tenant add acme >/dev/null
 rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
-rf --json issue --tenant acme --connection m365 --profile assertion \
-	--keygen rsa-2048 >cred.json
-python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----")' \
-	cred.json >cred.pem
+entra_cred acme/m365 cred
 
 # Serve, before any connector exists.
 serve_up 120

@@ -53,3 +53,11 @@ serve_up() {
 	url="https://127.0.0.1:$tport"
 }
 cd "$tmp"
+# entra_cred TENANT/CONN NAME: the connection's RSA-2048 credential issued
+# in the token (NAME.json, its certificate alone in NAME.pem).
+entra_cred() {
+	rf --json issue --tenant "${1%/*}" --connection "${1#*/}" \
+		--profile assertion --keygen rsa-2048 >"$2.json"
+	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----")' \
+		"$2.json" >"$2.pem"
+}
