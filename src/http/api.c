@@ -257,8 +257,8 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
  * otherwise (a key not loaded yet, a keyd to connect to for the first
  * time after it went away) goes to the pool as before.
  */
-#define API_KSLOTS_MAX 8  /* keyd connections per worker */
-#define API_KSLOTS_ALL 32 /* of all workers (keyd takes 64 callers) */
+#define API_KSLOTS_MAX 16 /* keyd connections per worker */
+#define API_KSLOTS_ALL 32 /* of all workers (keyd takes 128 callers) */
 
 struct rf_http_kslot {
 	int ev;		       /* RF_HTTP_EV_KEYD: first, as conn.c's events */

@@ -45,7 +45,7 @@
 #include "keys/proto.h"
 #include "store/store.h"
 
-#define CONN_MAX 64		    /* callers at once */
+#define CONN_MAX 128		    /* callers at once */
 #define FRAME_MAX_LOW (1024 * 1024) /* before hello, and for class server */
 #define REFUSED_PER_MIN 60	    /* refusal leaves a minute, then a count */
 #define WRITE_TIMEOUT_MS 10000	    /* a caller that does not read */
