@@ -273,7 +273,9 @@ key_load(struct rf_connector_svc *svc, const char *id, struct rf_key **out)
 	if ((r = rf_keys_load(svc->keys, id, &k)) != 0)
 		return r;
 	pthread_mutex_lock(&svc->lock);
-	if ((r = rf_key_dup(k, out)) == 0) {
+	/* Another request may have loaded it meanwhile: kept once. */
+	if ((r = key_cached(svc, id, out)) == 0 && *out == NULL &&
+	    (r = rf_key_dup(k, out)) == 0) {
 		rf_key_free(svc->kcache[svc->knext]);
 		svc->kcache[svc->knext] = k;
 		svc->knext = (svc->knext + 1) % KCACHE;

@@ -338,7 +338,6 @@ rf_http_api_begin(struct rf_http_worker *w, struct rf_http_job *j)
 	const struct rf_sign_req *sr;
 	const struct rf_actor *who;
 	char peer[INET6_ADDRSTRLEN + 8];
-	int r;
 
 	if (w->pool != NULL || w->h->csvc == NULL ||
 	    j->q.method != RF_HTTP_POST || j->q.client_serial == NULL ||
@@ -360,11 +359,12 @@ rf_http_api_begin(struct rf_http_worker *w, struct rf_http_job *j)
 		j->ap = ap;
 		return -1;
 	}
-	if ((r = rf_keys_call_sign(s->call, key, sr, who)) != 0) {
+	if (rf_keys_call_sign(s->call, key, sr, who) != 0) {
+		/* Nothing went out (keyd went away and the slot did not
+		 * know yet): the pool signs it, decided already. */
 		kslot_close(w, s);
-		rf_connector_svc_assert_end(w->h->csvc, ap, r, NULL, &a);
-		kslot_answer(j, &a);
-		return 0;
+		j->ap = ap;
+		return -1;
 	}
 	s->job = j;
 	s->ap = ap;

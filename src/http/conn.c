@@ -77,6 +77,9 @@ struct rf_conn {
 	size_t boff;
 	int has_big;
 	int pending; /* a request of it is with the pool (conn_run: no turn) */
+	/* Closed in this turn of its worker's events, freed after them (a
+	 * later event of the same epoll_wait may still name it). */
+	int dead;
 	/* TLS: its client certificate's serial ("" none), read at its first
 	 * request: renegotiation is off (tls.c), so it never changes. */
 	char serial[41];
@@ -230,7 +233,21 @@ conn_close(struct rf_http_worker *w, struct rf_conn *c)
 		c->next->prev = c->prev;
 	h->nconns--;
 	pthread_mutex_unlock(&h->conn_lock);
-	conn_free(c);
+	c->dead = 1;
+	c->next = w->dead;
+	w->dead = c;
+}
+
+/* Free what conn_close closed during this batch of events. */
+static void
+conn_reap(struct rf_http_worker *w)
+{
+	struct rf_conn *c;
+
+	while ((c = w->dead) != NULL) {
+		w->dead = c->next;
+		conn_free(c);
+	}
 }
 
 void
@@ -832,6 +849,8 @@ rf_conn_worker(void *arg)
 			break;
 		}
 		for (i = 0; i < n; i++) {
+			struct rf_conn *c;
+
 			if (ev[i].data.ptr == &stop_tag)
 				goto out;
 			if (ev[i].data.ptr == &listen_tag)
@@ -840,16 +859,19 @@ rf_conn_worker(void *arg)
 				accept_some(h, w, 1);
 			else if (ev[i].data.ptr == &done_tag)
 				conn_done(w);
-			else if (*(int *)ev[i].data.ptr == CONN_EV_ASYNC)
-				conn_async(w,
-				    ((struct conn_async *)ev[i].data.ptr)->c);
 			else if (*(int *)ev[i].data.ptr == RF_HTTP_EV_KEYD)
 				rf_http_api_ready(w, ev[i].data.ptr);
-			else
-				conn_run(w, ev[i].data.ptr, ev[i].events);
+			else if (*(int *)ev[i].data.ptr == CONN_EV_ASYNC) {
+				c = ((struct conn_async *)ev[i].data.ptr)->c;
+				if (!c->dead)
+					conn_async(w, c);
+			} else if (!(c = ev[i].data.ptr)->dead)
+				conn_run(w, c, ev[i].events);
 		}
+		conn_reap(w);
 	}
 out:
+	conn_reap(w);
 	rf_http_worker_done(w);
 	return NULL;
 }

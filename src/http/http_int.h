@@ -64,6 +64,8 @@ struct rf_http_worker {
 	 * connections of its own, in its set; NULL when it has none. */
 	struct rf_http_kslot *ks;
 	int nks;
+	/* Connections closed during its current batch of events (conn.c). */
+	struct rf_conn *dead;
 };
 
 /*
@@ -313,9 +315,11 @@ int rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
  * On an epoll worker, an assertion the signing pool would answer (j, with
  * its place in the pool taken): decided here and its signature asked of
  * keyd on one of the worker's own connections, so that no thread waits
- * for it. 0: taken (the answer comes to w's done list, as the pool's
- * would); -1: left to the pool (no free connection, its key not loaded
- * yet, keyd not reachable, or not an assertion).
+ * for it. 0: taken (an answer made at once goes to w's done list, as
+ * the pool's would; keyd's answer is answered when it comes,
+ * rf_http_api_ready); -1: left to the pool (no free connection, keyd not
+ * reachable, or not an assertion), with j->ap set when it was decided
+ * here and only waits for its key or for keyd.
  */
 int rf_http_api_begin(struct rf_http_worker *w, struct rf_http_job *j);
 /* ev (RF_HTTP_EV_KEYD) is readable on w: its answer, when whole. */

@@ -708,8 +708,14 @@ rf_keys_call_open(struct rf_keys *keys, struct rf_kcall **out)
 		free(c);
 		return rf_err_set(RF_ERR_IO, "socket: %s", strerror(errno));
 	}
+	/* kc->mu is held through a blocking client's connect and hello (a
+	 * pool thread's, keyd slow to answer): not waited for either. */
+	if (pthread_mutex_trylock(&kc->mu) != 0) {
+		rf_keys_call_free(c);
+		return rf_err_set(
+		    RF_ERR_CUSTODY, "the custody client is connecting");
+	}
 	rf_kbuf_begin(&b, RF_KMSG_HELLO);
-	pthread_mutex_lock(&kc->mu);
 	rf_kbuf_u8(&b, (uint8_t)kc->c.claim);
 	pthread_mutex_unlock(&kc->mu);
 	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
