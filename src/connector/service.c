@@ -962,10 +962,7 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	json_decref(j);
 	goto out;
 fail:
-	if (r == RF_ERR_REFUSED)
-		answer_error(a, 403, "refused", rf_err_msg(r));
-	else
-		answer_error(a, 500, "internal", rf_err_msg(r));
+	answer_fail(a, r);
 out:
 	pthread_mutex_unlock(&svc->lock);
 	rf_issued_clear(&is);

@@ -136,6 +136,7 @@ api_peer(const struct sockaddr_storage *ss, char *out, size_t len)
 		snprintf(out, len, "%s:%u", addr, port);
 }
 
+/* a as the HTTP answer o; a's body moves to o (a holds nothing after). */
 static void
 api_reply(struct rf_http_resp *o, struct rf_api_answer *a)
 {
@@ -242,7 +243,6 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
 		rf_connector_svc_assert(w->h->csvc, q->client_serial, peer,
 		    q->body, q->bodylen, &a);
 	api_reply(o, &a);
-	rf_api_answer_clear(&a);
 	return 1;
 }
 
@@ -324,7 +324,6 @@ static void
 kslot_answer(struct rf_http_job *j, struct rf_api_answer *a)
 {
 	api_reply(&j->o, a);
-	rf_api_answer_clear(a);
 	rf_http_pool_done(j, RF_HTTP_POOL_SIGN);
 }
 
@@ -405,7 +404,6 @@ rf_http_api_ready(struct rf_http_worker *w, void *ev)
 	/* Answered here, on the worker, at once (the slot is free again:
 	 * the connection's next request may take it). */
 	api_reply(&j->o, &a);
-	rf_api_answer_clear(&a);
 	rf_http_pool_release(w->h, RF_HTTP_POOL_SIGN);
 	rf_conn_job_answer(w, j);
 }
@@ -419,7 +417,6 @@ rf_http_api_finish(struct rf_http_job *j)
 	j->ap = NULL;
 	rf_connector_svc_assert_finish(j->w->h->csvc, ap, &a);
 	api_reply(&j->o, &a);
-	rf_api_answer_clear(&a);
 }
 
 void

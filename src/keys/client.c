@@ -178,6 +178,33 @@ exchange(int fd, const struct rf_kbuf *b, uint8_t **frame, struct rf_kmsg *m,
 	return 0;
 }
 
+/* The HELLO request claiming class claim, into b. */
+static int
+hello_frame(struct rf_kbuf *b, int claim)
+{
+	rf_kbuf_begin(b, RF_KMSG_HELLO);
+	rf_kbuf_u8(b, (uint8_t)claim);
+	return rf_kbuf_finish(b);
+}
+
+/* keyd's OK answer to a hello: the class granted into *cls. */
+static int
+hello_answer(struct rf_kmsg *m, int *cls)
+{
+	int r;
+
+	*cls = rf_kmsg_u8(m);
+	(void)rf_kmsg_u32(m); /* keyd's pid */
+	if ((r = rf_kmsg_end(m)) != 0)
+		return r;
+	if (*cls == RF_KCLASS_NONE)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "the custody process refuses uid %u: run as root, as the "
+		    "custody user, as server_user or in admin_group",
+		    (unsigned)getuid());
+	return 0;
+}
+
 static int
 hello(struct rf_kc *kc, int fd)
 {
@@ -186,21 +213,9 @@ hello(struct rf_kc *kc, int fd)
 	uint8_t *frame = NULL;
 	int r;
 
-	rf_kbuf_begin(&b, RF_KMSG_HELLO);
-	rf_kbuf_u8(&b, (uint8_t)kc->c.claim);
-	if ((r = rf_kbuf_finish(&b)) != 0 ||
-	    (r = exchange(fd, &b, &frame, &m, NULL)) != 0)
-		goto out;
-	kc->cls = rf_kmsg_u8(&m);
-	(void)rf_kmsg_u32(&m); /* keyd's pid */
-	if ((r = rf_kmsg_end(&m)) != 0)
-		goto out;
-	if (kc->cls == RF_KCLASS_NONE)
-		r = rf_err_set(RF_ERR_REFUSED,
-		    "the custody process refuses uid %u: run as root, as the "
-		    "custody user, as server_user or in admin_group",
-		    (unsigned)getuid());
-out:
+	if ((r = hello_frame(&b, kc->c.claim)) == 0 &&
+	    (r = exchange(fd, &b, &frame, &m, NULL)) == 0)
+		r = hello_answer(&m, &kc->cls);
 	free(frame);
 	rf_kbuf_clear(&b);
 	return r;
@@ -715,15 +730,13 @@ rf_keys_call_open(struct rf_keys *keys, struct rf_kcall **out)
 		return rf_err_set(
 		    RF_ERR_CUSTODY, "the custody client is connecting");
 	}
-	rf_kbuf_begin(&b, RF_KMSG_HELLO);
-	rf_kbuf_u8(&b, (uint8_t)kc->c.claim);
+	r = hello_frame(&b, kc->c.claim);
 	pthread_mutex_unlock(&kc->mu);
-	if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+	if (r == 0 && connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
 		r = rf_err_set(RF_ERR_CUSTODY,
 		    "no custody process answers at %s (%s)",
 		    kc->cfg.keyd_socket, strerror(errno));
-	else if ((r = rf_kbuf_finish(&b)) == 0 &&
-	    (r = rf_kproto_write(c->fd, &b)) != 0)
+	else if (r == 0 && (r = rf_kproto_write(c->fd, &b)) != 0)
 		r = rf_err_set(
 		    RF_ERR_CUSTODY, "custody process: %s", rf_err_msg(r));
 	rf_kbuf_clear(&b);
@@ -827,17 +840,12 @@ rf_keys_call_greet(struct rf_kcall *c)
 		return r;
 	if (m.type == RF_KMSG_ERR)
 		return call_lost(c, answer_err(&m));
-	cls = m.type == RF_KMSG_OK ? rf_kmsg_u8(&m) : RF_KCLASS_NONE;
-	(void)rf_kmsg_u32(&m); /* keyd's pid */
-	if (m.type != RF_KMSG_OK || rf_kmsg_end(&m) != 0)
+	if (m.type != RF_KMSG_OK)
 		return call_lost(c,
 		    rf_err_set(RF_ERR_CUSTODY,
 			"custody process answered the hello out of turn"));
-	if (cls == RF_KCLASS_NONE)
-		return call_lost(c,
-		    rf_err_set(RF_ERR_REFUSED,
-			"the custody process refuses uid %u",
-			(unsigned)getuid()));
+	if ((r = hello_answer(&m, &cls)) != 0)
+		return call_lost(c, r);
 	c->state = KCALL_IDLE;
 	return 0;
 }
