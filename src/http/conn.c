@@ -49,15 +49,13 @@
 #define CONN_ACCEPTS 64		   /* connections accepted per turn */
 
 /*
- * What an epoll event names besides listeners and stop: a connection, the
- * wait of its TLS handshake for a signature (its ASYNC job's fd), or a
- * keyd connection of the worker's (api.c).
+ * What an epoll event names besides listeners and stop (RF_HTTP_EV_*): a
+ * connection, the wait of its TLS handshake for a signature (its ASYNC
+ * job's fd), or a keyd connection of the worker's (api.c).
  */
-#define CONN_EV_CONN RF_HTTP_EV_CONN
-#define CONN_EV_ASYNC RF_HTTP_EV_ASYNC
 
 struct rf_conn {
-	int ev; /* CONN_EV_CONN: first, as in struct conn_async */
+	int ev; /* RF_HTTP_EV_CONN: first, as in struct conn_async */
 	int fd;
 	SSL *ssl;      /* TLS connection; NULL for plain HTTP */
 	uint32_t want; /* TLS: the direction SSL is waiting for */
@@ -89,7 +87,7 @@ struct rf_conn {
 	 * keys/evp.c): the connection is out of the set, its job's fd in it.
 	 */
 	struct conn_async {
-		int ev; /* CONN_EV_ASYNC */
+		int ev; /* RF_HTTP_EV_ASYNC */
 		int fd; /* -1: not waiting */
 		struct rf_conn *c;
 	} async;
@@ -375,9 +373,9 @@ accept_some(struct rf_http *h, struct rf_http_worker *w, int tls)
 			close(fd);
 			continue;
 		}
-		c->ev = CONN_EV_CONN;
+		c->ev = RF_HTTP_EV_CONN;
 		c->fd = fd;
-		c->async.ev = CONN_EV_ASYNC;
+		c->async.ev = RF_HTTP_EV_ASYNC;
 		c->async.fd = -1;
 		c->async.c = c;
 		c->peer = ss;
@@ -861,7 +859,7 @@ rf_conn_worker(void *arg)
 				conn_done(w);
 			else if (*(int *)ev[i].data.ptr == RF_HTTP_EV_KEYD)
 				rf_http_api_ready(w, ev[i].data.ptr);
-			else if (*(int *)ev[i].data.ptr == CONN_EV_ASYNC) {
+			else if (*(int *)ev[i].data.ptr == RF_HTTP_EV_ASYNC) {
 				c = ((struct conn_async *)ev[i].data.ptr)->c;
 				if (!c->dead)
 					conn_async(w, c);
