@@ -21,6 +21,7 @@
 struct rf_audit;
 struct rf_store;
 struct rf_keys;
+struct rf_key;
 struct rf_actor;
 
 /* One event. Strings may be NULL (omitted from the encoding). */
@@ -199,6 +200,15 @@ int rf_audit_sth_tbs_parse(const uint8_t *tbs, size_t len, uint64_t *size,
  */
 int rf_audit_sth(struct rf_audit *audit, struct rf_keys *keys,
     const struct rf_actor *who, struct rf_audit_sth_head *out) RF_WUR;
+/*
+ * Tree heads take the audit key from get (a copy the caller frees with
+ * rf_key_free) instead of loading it from the token each time: keyd's
+ * kept keys, since a search of a token of thousands of keys costs a
+ * SoftHSM file store a quarter of a second. get is called by whichever
+ * thread signs the tree head; NULL loads again.
+ */
+void rf_audit_key_source(struct rf_audit *audit,
+    int (*get)(void *arg, const char *id, struct rf_key **out), void *arg);
 /*
  * Sign a tree head if leaves other than the last STH's own signature leaf
  * were added since the last one and either interval_s seconds passed or

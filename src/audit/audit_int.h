@@ -18,6 +18,9 @@ struct rf_audit {
 	uint64_t seen_size;
 	int64_t seen_time;
 	int64_t seen_mono; /* CLOCK_MONOTONIC seconds when first seen */
+	/* Where tree heads take the audit key from (rf_audit_key_source). */
+	int (*key_get)(void *arg, const char *id, struct rf_key **out);
+	void *key_arg;
 #ifdef RF_BENCH_AUDIT_OFF
 	uint64_t nothing; /* leaves "appended" by the record-off build */
 #endif

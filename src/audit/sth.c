@@ -129,7 +129,10 @@ rf_audit_sth(struct rf_audit *a, struct rf_keys *keys,
 	if (r == RF_ERR_NOT_FOUND)
 		r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
 		    "no active audit key: run 'ringfence init'");
-	if (r != 0 || (r = rf_keys_load(keys, kr.id, &key)) != 0)
+	if (r == 0)
+		r = a->key_get != NULL ? a->key_get(a->key_arg, kr.id, &key)
+				       : rf_keys_load(keys, kr.id, &key);
+	if (r != 0)
 		goto out;
 	snprintf(h.key_id, sizeof(h.key_id), "%s", kr.id);
 	rf_audit_sth_tbs(h.size, h.time, h.root, tbs);
@@ -231,6 +234,16 @@ maybe_due(struct rf_audit *a, int64_t interval_s, uint64_t leaves, int *due)
 			    (leaves > 0 && n - last.size >= leaves);
 	}
 	return 0;
+}
+
+void
+rf_audit_key_source(struct rf_audit *a,
+    int (*get)(void *arg, const char *id, struct rf_key **out), void *arg)
+{
+	rf_audit_lock(a);
+	a->key_get = get;
+	a->key_arg = arg;
+	rf_audit_unlock(a);
 }
 
 int

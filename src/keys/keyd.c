@@ -330,6 +330,40 @@ key_get(struct keyd *kd, const char *id, struct rf_key **out)
 	return 0;
 }
 
+/* rf_audit_key_source's getter: tree heads sign with a kept audit key. */
+static int
+key_get_audit(void *arg, const char *id, struct rf_key **out)
+{
+	return key_get(arg, id, out);
+}
+
+/*
+ * Keys ids[0..n) were disabled or destroyed: they are loaded again if
+ * asked for. The others are kept: a load searches a token, which costs a
+ * SoftHSM file store of thousands of keys a quarter of a second.
+ */
+static void
+key_forget(struct keyd *kd, const char *const *ids, size_t n)
+{
+	size_t i, j, k = 0;
+
+	for (i = 0; i < KEY_CACHE && kd->kcache[i] != NULL; i++) {
+		for (j = 0; j < n; j++)
+			if (strcasecmp(rf_key_id(kd->kcache[i]), ids[j]) == 0)
+				break;
+		if (j < n) {
+			rf_key_free(kd->kcache[i]);
+			kd->kcache[i] = NULL;
+			continue;
+		}
+		kd->kcache[k++] = kd->kcache[i];
+		if (k - 1 != i)
+			kd->kcache[i] = NULL;
+	}
+	if (k < KEY_CACHE && k != i)
+		kd->knext = k;
+}
+
 static void
 key_flush(struct keyd *kd)
 {
@@ -697,7 +731,7 @@ h_disable(
 		goto out;
 	r = destroy ? rf_keys_destroy_many(kd->keys, idp, n, &w.who, &done)
 		    : rf_keys_disable_many(kd->keys, idp, n, &w.who, &done);
-	key_flush(kd);
+	key_forget(kd, idp, n);
 	if (r == 0)
 		rf_kbuf_u64(out, (uint64_t)done);
 out:
@@ -2059,6 +2093,7 @@ keyd_open(struct keyd *kd)
 	    (r = rf_kpolicy_new(&kd->cfg, kd->st, kd->audit, &kd->policy)) != 0)
 		return r;
 	rf_keys_set_ledger(kd->keys, rf_kpolicy_ledger(kd->policy));
+	rf_audit_key_source(kd->audit, key_get_audit, kd);
 	/* keyd alone opens the token: nothing is being made in it now. */
 	if ((r = rf_keys_sweep_torn(kd->keys, &sweeper, &swept)) != 0)
 		logf_(kd, "sweeping half-made key objects: %s", rf_err_msg(r));

@@ -63,6 +63,7 @@ keyd_log(void *arg, const char *line)
  * memory the parent shares. */
 #define BG_STEP_US 500000
 static int bg_on;
+static int sth_on; /* keyd signs tree heads every second (test_kept_keys) */
 static volatile int *bg_steps;
 
 static int
@@ -107,6 +108,8 @@ setup(void **state)
 	snprintf(
 	    fx->cfg.custody_user, sizeof(fx->cfg.custody_user), "rf-none-keyd");
 	fx->cfg.pool_refill = 0; /* the counts below are this test's */
+	if (sth_on)
+		fx->cfg.sth_interval = 1;
 	assert_int_equal(rf_store_open(fx->cfg.db_path, 1, &st), 0);
 	rf_store_free(st);
 	/* keyd refuses a token folder others can read, as init makes it. */
@@ -891,6 +894,130 @@ test_sth_history(void **state)
 	assert_int_equal(sign_head(fx, first), RF_ERR_REFUSED);
 }
 
+static int
+setup_sth(void **state)
+{
+	sth_on = 1;
+	return setup(state);
+}
+
+static int
+teardown_sth(void **state)
+{
+	teardown(state);
+	sth_on = 0;
+	return 0;
+}
+
+/* Tree heads keyd signed by itself with key id. */
+struct heads {
+	const char *id;
+	int n;
+};
+
+static int
+count_head(void *arg, const struct rf_sth_rec *rec)
+{
+	struct heads *h = arg;
+
+	h->n += strcasecmp(rec->key_id, h->id) == 0;
+	return 0;
+}
+
+static int
+heads_by(struct fx *fx, const char *id)
+{
+	struct heads h = {id, 0};
+	struct rf_store *st;
+
+	assert_int_equal(rf_store_open(fx->cfg.db_path, 0, &st), 0);
+	assert_int_equal(rf_store_sth_foreach(st, count_head, &h), 0);
+	rf_store_free(st);
+	return h.n;
+}
+
+/* Wait up to 5 s for keyd's next tree head by key id: 1 if one came. */
+static int
+head_comes(struct fx *fx, const char *id)
+{
+	int before = heads_by(fx, id), i;
+
+	append_leaves(fx, "test", 2);
+	for (i = 0; i < 50; i++) {
+		if (heads_by(fx, id) > before)
+			return 1;
+		usleep(100000);
+	}
+	return 0;
+}
+
+/*
+ * keyd keeps the keys it loaded, its audit key too: a disable forgets
+ * only the keys it names (the others sign on, the disabled do not), and
+ * the tree heads keyd signs by itself stop when its audit key is disabled.
+ */
+static void
+test_kept_keys(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *k[6], *audit;
+	struct rf_sign_req req;
+	struct rf_sig sig = {NULL, 0};
+	int i, round;
+
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "audit",
+			     NULL, &who, &audit),
+	    0);
+	/* Made `generated`; init records its audit key as this. */
+	assert_int_equal(tu_sh("sqlite3 '%s' \"UPDATE keys SET state = "
+			       "'active', purpose = 'audit' WHERE id = '%s'\"",
+			     fx->cfg.db_path, rf_key_id(audit)),
+	    0);
+	for (i = 0; i < 6; i++)
+		assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256,
+				     "p-kept", NULL, &who, &k[i]),
+		    0);
+	memset(&req, 0, sizeof(req));
+	req.what = "cert";
+	req.msg = (const uint8_t *)"tbs";
+	req.msglen = 3;
+	/* Loaded, then kept; two of them disabled between the rounds. */
+	for (round = 0; round < 2; round++) {
+		for (i = 0; i < 6; i++) {
+			int off = round == 1 && (i == 1 || i == 4);
+
+			assert_int_equal(rf_keys_sign(fx->keys, k[i], &req, 1,
+					     &who, &sig) == 0,
+			    !off);
+			if (!off)
+				assert_true(ossl_verify(rf_key_public(k[i]),
+				    RF_SIG_DEFAULT, req.msg, req.msglen,
+				    sig.sig, sig.len));
+			rf_sig_clear(&sig);
+		}
+		if (round == 0) {
+			assert_true(head_comes(fx, rf_key_id(audit)));
+			assert_int_equal(
+			    rf_keys_disable(fx->keys, rf_key_id(k[1]), &who),
+			    0);
+			assert_int_equal(
+			    rf_keys_disable(fx->keys, rf_key_id(k[4]), &who),
+			    0);
+		}
+	}
+	/* A key loaded after the disable takes a freed place. */
+	assert_int_equal(
+	    rf_keys_sign(fx->keys, fx->ec, &req, 1, &who, &sig), 0);
+	rf_sig_clear(&sig);
+	assert_true(head_comes(fx, rf_key_id(audit)));
+	/* The kept audit key signs no tree head once disabled. */
+	assert_int_equal(rf_keys_disable(fx->keys, rf_key_id(audit), &who), 0);
+	assert_false(head_comes(fx, rf_key_id(audit)));
+	for (i = 0; i < 6; i++)
+		rf_key_free(k[i]);
+	rf_key_free(audit);
+}
+
 int
 main(void)
 {
@@ -909,6 +1036,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_list_aside, setup_list_held, teardown),
 	    cmocka_unit_test_setup_teardown(test_sth_history, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_kept_keys, setup_sth, teardown_sth),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
