@@ -437,49 +437,88 @@ h_load(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 	return r;
 }
 
+/* A request answered from a thread of its own (run_aside). */
+typedef int (*aside_fn)(struct keyd *kd, void *arg, struct rf_kbuf *out);
+static int run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
+    void *arg, void (*arg_free)(void *), struct rf_kbuf *out);
+
+/* A LOAD_MANY's ids, read from its frame on the loop. */
+struct load_many {
+	uint32_t n;
+	char (*ids)[RF_KPROTO_STR_MAX];
+	const char **idp;
+};
+
+static void
+load_many_free(void *arg)
+{
+	struct load_many *lm = arg;
+
+	if (lm == NULL)
+		return;
+	free(lm->ids);
+	free(lm->idp);
+	free(lm);
+}
+
+static int
+load_many_aside(struct keyd *kd, void *arg, struct rf_kbuf *out)
+{
+	struct load_many *lm = arg;
+	struct rf_key **keys;
+	uint32_t i;
+	int r;
+
+	if ((keys = calloc(lm->n ? lm->n : 1, sizeof(*keys))) == NULL)
+		return RF_ERR_ALLOC;
+	if ((r = rf_keys_load_many(kd->keys, lm->idp, lm->n, keys)) == 0) {
+		rf_kbuf_u32(out, lm->n);
+		for (i = 0; i < lm->n && r == 0; i++) {
+			rf_kbuf_u8(out, keys[i] != NULL);
+			if (keys[i] != NULL)
+				r = put_key(out, keys[i]);
+		}
+	}
+	for (i = 0; i < lm->n; i++)
+		rf_key_free(keys[i]);
+	free(keys);
+	return r;
+}
+
 /*
- * Many keys in one pass over the tokens (rf_keys_load_many). Like LOAD it
- * changes no key, so signatures in flight go on beside it: contain takes
- * its pool keys while the revocation's OCSP answers are being signed.
+ * Many keys in one pass over the tokens (rf_keys_load_many), aside (see
+ * run_aside). Like LOAD it changes no key, so signatures in flight go on
+ * beside it: contain takes its pool keys while the revocation's OCSP
+ * answers are being signed.
  */
 static int
 h_load_many(
     struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 {
-	char(*ids)[RF_KPROTO_STR_MAX] = NULL;
-	const char **idp = NULL;
-	struct rf_key **keys = NULL;
+	struct load_many *lm;
 	uint32_t n = rf_kmsg_u32(m), i;
-	int r = RF_ERR_ALLOC;
+	int r;
 
-	(void)c;
 	if (m->err != 0 || n > BATCH_KEYS_MAX || n > (m->len - m->off) / 4)
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "custody load: bad number of keys");
-	if ((ids = calloc(n ? n : 1, sizeof(*ids))) == NULL ||
-	    (idp = calloc(n ? n : 1, sizeof(*idp))) == NULL ||
-	    (keys = calloc(n ? n : 1, sizeof(*keys))) == NULL)
-		goto out;
+	if ((lm = calloc(1, sizeof(*lm))) == NULL ||
+	    (lm->ids = calloc(n ? n : 1, sizeof(*lm->ids))) == NULL ||
+	    (lm->idp = calloc(n ? n : 1, sizeof(*lm->idp))) == NULL) {
+		load_many_free(lm);
+		return RF_ERR_ALLOC;
+	}
+	lm->n = n;
 	for (i = 0; i < n; i++) {
-		rf_kmsg_str(m, ids[i]);
-		idp[i] = ids[i];
+		rf_kmsg_str(m, lm->ids[i]);
+		lm->idp[i] = lm->ids[i];
 	}
-	if ((r = rf_kmsg_end(m)) != 0 ||
-	    (r = rf_keys_load_many(kd->keys, idp, n, keys)) != 0)
-		goto out;
-	rf_kbuf_u32(out, n);
-	for (i = 0; i < n && r == 0; i++) {
-		rf_kbuf_u8(out, keys[i] != NULL);
-		if (keys[i] != NULL)
-			r = put_key(out, keys[i]);
+	if ((r = rf_kmsg_end(m)) != 0) {
+		load_many_free(lm);
+		return r;
 	}
-out:
-	for (i = 0; keys != NULL && i < n; i++)
-		rf_key_free(keys[i]);
-	free(keys);
-	free(idp);
-	free(ids);
-	return r;
+	return run_aside(
+	    kd, c, RF_KMSG_LOAD_MANY, load_many_aside, lm, load_many_free, out);
 }
 
 static int
@@ -620,8 +659,11 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
  */
 struct pending {
 	struct pending *next;
-	struct keyd *kd; /* a list's (list_main) */
-	int type;	 /* RF_KMSG_SIGN, or RF_KMSG_LIST */
+	struct keyd *kd; /* an aside request's (aside_main) */
+	int type;	 /* RF_KMSG_SIGN, or that of an aside request */
+	aside_fn aside;	 /* an aside request's work, and its argument */
+	void *arg;
+	void (*arg_free)(void *arg);
 	uint64_t conn;
 	int fd;		/* the caller's: open while it is busy */
 	uint8_t *frame; /* the request, owned: s's messages point into it */
@@ -664,6 +706,8 @@ pending_free(struct pending *p)
 		OPENSSL_cleanse(p->frame, p->framelen);
 	free(p->frame);
 	rf_kbuf_clear(&p->out);
+	if (p->arg_free != NULL)
+		p->arg_free(p->arg);
 	free(p);
 }
 
@@ -869,27 +913,28 @@ list_into(struct rf_keys *keys, struct rf_kbuf *out)
 }
 
 /*
- * keys list runs on a thread of its own: at 72,000 keys it reads the
- * tokens for about a minute, and on the loop it held up every other
- * caller meanwhile (no OCSP re-signature, assertion or TLS handshake).
- * Its caller is busy until the answer comes back through the pipeline's
- * done list (pipe_done), and it counts as in flight, so that a request
- * that changes keys (DRAIN), and stop, wait for it as for signatures.
- * The done list and the wake are written under the pipeline's lock, after
- * which this thread touches nothing of keyd's: pipe_stop takes that lock
- * before it frees anything.
+ * keys list and LOAD_MANY run on a thread of their own: at 72,000 keys a
+ * list reads the tokens for about a minute, and contain's load of 36,000
+ * pool keys for seconds; on the loop either held up every other caller
+ * meanwhile (no OCSP re-signature, assertion or TLS handshake, and the
+ * signers idle for want of batches). The caller is busy until the answer
+ * comes back through the pipeline's done list (pipe_done), and it counts
+ * as in flight, so that a request that changes keys (DRAIN), and stop,
+ * wait for it as for signatures. The done list and the wake are written
+ * under the pipeline's lock, after which this thread touches nothing of
+ * keyd's: pipe_stop takes that lock before it frees anything.
  */
 static void *
-list_main(void *arg)
+aside_main(void *arg)
 {
 	struct pending *p = arg;
 	struct pipeline *pl = p->kd->pl;
 	int r;
 
-	(void)pthread_setname_np(pthread_self(), "rf-list");
-	rf_test_pause("keyd-list");
+	(void)pthread_setname_np(pthread_self(), "rf-aside");
+	rf_test_pause("keyd-aside");
 	rf_kbuf_begin(&p->out, RF_KMSG_OK);
-	if ((r = list_into(p->kd->keys, &p->out)) == 0 &&
+	if ((r = p->aside(p->kd, p->arg, &p->out)) == 0 &&
 	    (r = rf_kbuf_finish(&p->out)) == 0) {
 		p->sent = 2; /* all of out, from outoff 0 */
 	} else {
@@ -904,36 +949,63 @@ list_main(void *arg)
 	return NULL;
 }
 
+/*
+ * Answer c's request of type by fn(kd, arg) on a thread of its own, or on
+ * the loop if none can be started. arg is freed by arg_free either way.
+ */
 static int
-h_list(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn, void *arg,
+    void (*arg_free)(void *), struct rf_kbuf *out)
 {
 	pthread_attr_t at;
 	struct pending *p;
 	pthread_t t;
 	int r, started;
 
-	if ((r = rf_kmsg_end(m)) != 0)
-		return r;
-	if ((p = calloc(1, sizeof(*p))) == NULL)
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		if (arg_free != NULL)
+			arg_free(arg);
 		return RF_ERR_ALLOC;
+	}
 	p->kd = kd;
-	p->type = RF_KMSG_LIST;
+	p->type = type;
 	p->conn = c->id;
 	p->fd = c->fd;
+	p->aside = fn;
+	p->arg = arg;
+	p->arg_free = arg_free;
 	started = pthread_attr_init(&at) == 0;
 	if (started) {
 		started = pthread_attr_setdetachstate(
 			      &at, PTHREAD_CREATE_DETACHED) == 0 &&
-		    pthread_create(&t, &at, list_main, p) == 0;
+		    pthread_create(&t, &at, aside_main, p) == 0;
 		pthread_attr_destroy(&at);
 	}
 	if (!started) {
-		free(p);
-		return list_into(kd->keys, out); /* on the loop, as before */
+		r = fn(kd, arg, out); /* on the loop, as before */
+		pending_free(p);
+		return r;
 	}
 	c->busy = 1;
 	kd->pl->inflight++;
 	return QUEUED;
+}
+
+static int
+list_aside(struct keyd *kd, void *arg, struct rf_kbuf *out)
+{
+	(void)arg;
+	return list_into(kd->keys, out);
+}
+
+static int
+h_list(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	int r;
+
+	if ((r = rf_kmsg_end(m)) != 0)
+		return r;
+	return run_aside(kd, c, RF_KMSG_LIST, list_aside, NULL, NULL, out);
 }
 
 static int
@@ -1311,7 +1383,20 @@ conn_request(struct keyd *kd, struct conn *c)
 		pipe_drain(kd);
 	}
 	rf_kbuf_begin(&out, RF_KMSG_OK);
-	if ((r = h->fn(kd, c, &m, &out)) != QUEUED)
+	/*
+	 * The store connection is opened without SQLite's mutex, and keys
+	 * uses it under the audit's lock: so do the handlers here (the
+	 * policy reads the store), since a request run aside (run_aside)
+	 * may be using it on its thread. A request that drains runs with
+	 * none in flight, and may start threads of its own that take that
+	 * lock: it runs without it.
+	 */
+	if (!h->drain)
+		rf_audit_lock(kd->audit);
+	r = h->fn(kd, c, &m, &out);
+	if (!h->drain)
+		rf_audit_unlock(kd->audit);
+	if (r != QUEUED)
 		keep = answer(kd, c, m.type, r, &out);
 	if (h->drain)
 		bg_resume(kd);

@@ -736,7 +736,7 @@ setup_list_held(void **state)
 	int r;
 
 	snprintf(ms, sizeof(ms), "%d", LIST_HOLD_MS);
-	setenv("RINGFENCE_TEST_PAUSE_AT", "keyd-list", 1);
+	setenv("RINGFENCE_TEST_PAUSE_AT", "keyd-aside", 1);
 	setenv("RINGFENCE_TEST_PAUSE_MS", ms, 1);
 	r = setup(state); /* keyd, forked there, keeps them */
 	unsetenv("RINGFENCE_TEST_PAUSE_AT");
@@ -793,6 +793,137 @@ test_list_aside(void **state)
 	assert_true(l.end > signed_at);
 	if (worst >= 1000)
 		fail_msg("a signature took %.0f ms beside a keys list", worst);
+}
+
+struct loader {
+	struct fx *fx;
+	struct rf_key *out[3];
+	int r;
+	double start, end; /* ms_now() */
+};
+
+static void *
+load_many_aside(void *arg)
+{
+	struct loader *l = arg;
+	const char *ids[3] = {rf_key_id(l->fx->ec), rf_key_id(l->fx->rsa),
+	    "00000000000000000000000000000000000000000000000000000000000000aa"};
+
+	l->start = ms_now();
+	l->r = rf_keys_load_many(l->fx->keys, ids, 3, l->out);
+	l->end = ms_now();
+	return NULL;
+}
+
+/* A load of many keys (contain's pool keys) is aside too: signatures go on
+ * while it reads the tokens, and it answers every key, a missing one as
+ * missing. */
+static void
+test_load_many_aside(void **state)
+{
+	struct fx *fx = *state;
+	struct loader l;
+	pthread_t tid;
+	double worst, signed_at;
+	int i;
+
+	memset(&l, 0, sizeof(l));
+	l.fx = fx;
+	l.r = -1;
+	assert_int_equal(pthread_create(&tid, NULL, load_many_aside, &l), 0);
+	usleep(300000); /* the load is in keyd by now */
+	worst = worst_of(fx, 10, 50000);
+	signed_at = ms_now();
+	assert_int_equal(pthread_join(tid, NULL), 0);
+	assert_int_equal(l.r, 0);
+	assert_non_null(l.out[0]);
+	assert_non_null(l.out[1]);
+	assert_null(l.out[2]);
+	assert_string_equal(rf_key_id(l.out[0]), rf_key_id(fx->ec));
+	assert_string_equal(rf_key_id(l.out[1]), rf_key_id(fx->rsa));
+	assert_int_equal(
+	    EVP_PKEY_eq(rf_key_public(l.out[1]), rf_key_public(fx->rsa)), 1);
+	assert_true(l.end - l.start >= LIST_HOLD_MS);
+	assert_true(l.end > signed_at);
+	if (worst >= 1000)
+		fail_msg(
+		    "a signature took %.0f ms beside a load of keys", worst);
+	for (i = 0; i < 3; i++)
+		rf_key_free(l.out[i]);
+}
+
+static void append_leaves(struct fx *fx, const char *type, int n);
+
+/* LOAD_MANY after LOAD_MANY, until told to stop: failures counted. */
+struct hammer {
+	struct fx *fx;
+	volatile int stop;
+	int loads, failed;
+};
+
+#define HAMMER_IDS 300
+
+static void *
+hammer_main(void *arg)
+{
+	struct hammer *h = arg;
+	struct rf_keys *k = NULL;
+	struct rf_key *out[HAMMER_IDS];
+	const char *ids[HAMMER_IDS];
+	int i;
+
+	for (i = 0; i < HAMMER_IDS; i++)
+		ids[i] = rf_key_id(i % 2 ? h->fx->ec : h->fx->rsa);
+	/* A connection of its own: keyd's loop reads one at a time. */
+	if (rf_keys_open(&h->fx->cfg, NULL, &k) != 0) {
+		h->failed++;
+		return NULL;
+	}
+	while (!__atomic_load_n(&h->stop, __ATOMIC_SEQ_CST)) {
+		if (rf_keys_load_many(k, ids, HAMMER_IDS, out) != 0)
+			h->failed++;
+		for (i = 0; i < HAMMER_IDS; i++) {
+			if (out[i] == NULL)
+				h->failed++;
+			rf_key_free(out[i]);
+		}
+		h->loads++;
+	}
+	rf_keys_free(k);
+	return NULL;
+}
+
+/*
+ * Loads run aside read the store on their thread while keyd's loop reads
+ * it for the policy of each signature: one store connection, used under
+ * one lock by both (keyd.c, request). Without it the connection's state
+ * was torn at 36,000 keys ("database is damaged").
+ */
+static void
+test_aside_beside_policy(void **state)
+{
+	struct fx *fx = *state;
+	struct hammer h[2];
+	pthread_t tid[2];
+	int i;
+
+	memset(h, 0, sizeof(h));
+	for (i = 0; i < 2; i++) {
+		h[i].fx = fx;
+		assert_int_equal(
+		    pthread_create(&tid[i], NULL, hammer_main, &h[i]), 0);
+	}
+	/* Each signature's policy reads the leaves appended since the last. */
+	for (i = 0; i < 15; i++) {
+		append_leaves(fx, "test", 200);
+		(void)worst_of(fx, 5, 0);
+	}
+	for (i = 0; i < 2; i++) {
+		__atomic_store_n(&h[i].stop, 1, __ATOMIC_SEQ_CST);
+		assert_int_equal(pthread_join(tid[i], NULL), 0);
+		assert_int_equal(h[i].failed, 0);
+		assert_true(h[i].loads > 0);
+	}
 }
 
 /* Ask keyd (as an administrator) to sign the record's tree head at size
@@ -1035,6 +1166,10 @@ main(void)
 		test_told_recorded, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_list_aside, setup_list_held, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_load_many_aside, setup_list_held, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_aside_beside_policy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sth_history, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_kept_keys, setup_sth, teardown_sth),
