@@ -266,7 +266,7 @@ reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
 /* Move keys of every algorithm wanted to "taken", with their leaves, in one
  * transaction. idx[i] receives want i's key id, or "" for none. */
 static int
-take_ids(struct rf_audit *audit, const struct rf_pool_want *want, size_t n,
+take_part(struct rf_audit *audit, const struct rf_pool_want *want, size_t n,
     const struct rf_actor *who, char (*idx)[65])
 {
 	struct rf_store *st = rf_audit_store(audit);
@@ -331,6 +331,36 @@ out:
 	return r;
 }
 
+/*
+ * Wants taken a part at a time, each part one transaction: a pool key
+ * moves with the leaf saying where it went, and keyd, which appends the
+ * leaves of the signatures it makes to the same store, waits for one
+ * part's commit at most (at 36,000 pool keys the single transaction held
+ * the store's write lock for 1.5 s, and the revocation's OCSP signatures
+ * meanwhile). A failure leaves the parts before it taken, as a kill
+ * between the take and the caller's record of it does.
+ */
+#define TAKE_PART 2000
+
+static int
+take_ids(struct rf_audit *audit, const struct rf_pool_want *want, size_t n,
+    const struct rf_actor *who, char (*idx)[65])
+{
+	size_t from, k;
+	int r = 0;
+
+	for (from = 0; from < n && r == 0; from += k) {
+		k = n - from < TAKE_PART ? n - from : TAKE_PART;
+		rf_audit_lock(audit); /* the store handle is the audit's */
+		r = take_part(audit, &want[from], k, who, &idx[from]);
+		rf_audit_unlock(audit);
+	}
+	if (r != 0)
+		for (k = 0; k < n; k++)
+			idx[k][0] = '\0';
+	return r;
+}
+
 int
 rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
     const struct rf_pool_want *want, size_t n, const struct rf_actor *who,
@@ -352,9 +382,7 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 	    (ids = calloc(n, sizeof(*ids))) == NULL ||
 	    (loaded = calloc(n, sizeof(*loaded))) == NULL)
 		goto out;
-	rf_audit_lock(audit); /* the store handle is the audit's */
 	r = take_ids(audit, want, n, who, idx);
-	rf_audit_unlock(audit);
 	if (r != 0)
 		goto out;
 	/* One pass over the token for the batch (rf_keys_load_many checks,

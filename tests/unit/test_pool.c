@@ -158,6 +158,57 @@ test_take_by_algorithm(void **state)
 	rf_key_free(out[1]);
 }
 
+/*
+ * More wants than one part of the take (pool.c TAKE_PART, 2,000): each
+ * part is its own transaction, and a want in a later part gets its key,
+ * at its own index, with its leaf.
+ */
+#define PARTS_WANTS 2001
+
+static void
+test_take_in_parts(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_pool_want *w = calloc(PARTS_WANTS, sizeof(*w));
+	struct rf_key **out = calloc(PARTS_WANTS, sizeof(*out));
+	struct rf_pool_rec pr;
+	size_t taken, i;
+
+	assert_non_null(w);
+	assert_non_null(out);
+	for (i = 0; i < PARTS_WANTS; i++) {
+		w[i].alg = RF_KEY_EC_P256;
+		w[i].tenant = "acme";
+		w[i].taken_by = "acme/mail";
+		w[i].ref = "incident-7";
+	}
+	/* The last want, alone in the second part, is the only P-384. */
+	w[PARTS_WANTS - 1].alg = RF_KEY_EC_P384;
+	w[PARTS_WANTS - 1].taken_by = "acme/last";
+	fill(fx, RF_KEY_EC_P256, 2);
+	fill(fx, RF_KEY_EC_P384, 1);
+	assert_int_equal(rf_pool_take(fx->keys, fx->audit, w, PARTS_WANTS, &who,
+			     out, &taken),
+	    0);
+	assert_int_equal(taken, 3);
+	assert_non_null(out[0]);
+	assert_non_null(out[1]);
+	for (i = 2; i < PARTS_WANTS - 1; i++)
+		assert_null(out[i]);
+	assert_non_null(out[PARTS_WANTS - 1]);
+	assert_int_equal(rf_key_alg(out[PARTS_WANTS - 1]), RF_KEY_EC_P384);
+	assert_int_equal(
+	    rf_store_pool_get(fx->st, rf_key_id(out[PARTS_WANTS - 1]), &pr), 0);
+	assert_string_equal(pr.state, "taken");
+	assert_string_equal(pr.taken_by, "acme/last");
+	assert_int_equal(leaves_of(fx, "pool", "\"take\""), 3);
+	assert_int_equal(leaves_of(fx, "pool", "acme/last"), 1);
+	for (i = 0; i < PARTS_WANTS; i++)
+		rf_key_free(out[i]);
+	free(out);
+	free(w);
+}
+
 static void
 test_take_rejects_missing_key(void **state)
 {
@@ -245,6 +296,8 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+		test_take_in_parts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_refill_records_and_audits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
