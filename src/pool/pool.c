@@ -337,8 +337,8 @@ out:
  * leaves of the signatures it makes to the same store, waits for one
  * part's commit at most (at 36,000 pool keys the single transaction held
  * the store's write lock for 1.5 s, and the revocation's OCSP signatures
- * meanwhile). A failure leaves the parts before it taken, as a kill
- * between the take and the caller's record of it does.
+ * meanwhile). On a failure, idx keeps the ids the parts before it took
+ * (committed, each with its leaf): rf_pool_take rejects them.
  */
 #define TAKE_PART 2000
 
@@ -351,13 +351,12 @@ take_ids(struct rf_audit *audit, const struct rf_pool_want *want, size_t n,
 
 	for (from = 0; from < n && r == 0; from += k) {
 		k = n - from < TAKE_PART ? n - from : TAKE_PART;
+		if (from > 0)
+			rf_test_pause("pool-take-part");
 		rf_audit_lock(audit); /* the store handle is the audit's */
 		r = take_part(audit, &want[from], k, who, &idx[from]);
 		rf_audit_unlock(audit);
 	}
-	if (r != 0)
-		for (k = 0; k < n; k++)
-			idx[k][0] = '\0';
 	return r;
 }
 
@@ -382,9 +381,24 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 	    (ids = calloc(n, sizeof(*ids))) == NULL ||
 	    (loaded = calloc(n, sizeof(*loaded))) == NULL)
 		goto out;
-	r = take_ids(audit, want, n, who, idx);
-	if (r != 0)
+	if ((r = take_ids(audit, want, n, who, idx)) != 0) {
+		char msg[512];
+
+		/* Keys of the parts taken before the failure go to no one:
+		 * out of service, each with a leaf saying so, not left
+		 * "taken" by a caller that never had them. */
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		for (i = 0; i < n; i++) {
+			if (idx[i][0] == '\0')
+				continue;
+			rf_audit_lock(audit);
+			(void)!reject(keys, audit, idx[i], want[i].tenant,
+			    "taken by a take that failed in a later part", who);
+			rf_audit_unlock(audit);
+		}
+		rf_err_set(r, "%s", msg);
 		goto out;
+	}
 	/* One pass over the token for the batch (rf_keys_load_many checks,
 	 * as rf_keys_load does, that each id is the SHA-256 of the public
 	 * key the token holds); the record gives the algorithm. */

@@ -1136,6 +1136,15 @@ test_kept_keys(void **state)
 			    0);
 		}
 	}
+	/* A kept key the store says is disabled signs nothing: the store's
+	 * state is read at each signature, not kept with the key. */
+	assert_int_equal(tu_sh("sqlite3 '%s' \"UPDATE keys SET state = "
+			       "'disabled' WHERE id = '%s'\"",
+			     fx->cfg.db_path, rf_key_id(k[0])),
+	    0);
+	assert_int_not_equal(
+	    rf_keys_sign(fx->keys, k[0], &req, 1, &who, &sig), 0);
+	rf_sig_clear(&sig);
 	/* A key loaded after the disable takes a freed place. */
 	assert_int_equal(
 	    rf_keys_sign(fx->keys, fx->ec, &req, 1, &who, &sig), 0);

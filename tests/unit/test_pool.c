@@ -209,6 +209,92 @@ test_take_in_parts(void **state)
 	free(w);
 }
 
+/* Holds the store's write lock from a connection of its own once the
+ * first part of a take is committed (its leaves are there), for longer
+ * than the store's busy timeout. */
+struct locker {
+	struct fx *fx;
+	int r;
+};
+
+static void *
+locker_main(void *arg)
+{
+	struct locker *l = arg;
+	struct rf_store *st = NULL;
+	int i;
+
+	l->r = -1;
+	if (rf_store_open(l->fx->cfg.db_path, 0, &st) != 0)
+		return NULL;
+	for (i = 0; i < 400; i++) {
+		struct leaf_count c = {"pool", "\"take\"", 0};
+		uint64_t n = 0;
+
+		if (rf_store_leaf_count(st, &n) == 0 &&
+		    rf_store_leaf_foreach(st, 0, n, count_leaf, &c) == 0 &&
+		    c.n >= 3)
+			break;
+		usleep(10000);
+	}
+	if (i < 400 && rf_store_begin(st) == 0) {
+		l->r = 0;
+		sleep(7); /* beyond the store's busy timeout (5 s) */
+		rf_store_rollback(st);
+	}
+	rf_store_free(st);
+	return NULL;
+}
+
+/*
+ * A take whose second part fails (the store stays locked past its busy
+ * timeout): the keys the first part took, committed with their leaves,
+ * are rejected, each with a leaf, not left "taken" by no one.
+ */
+static void
+test_take_part_fails(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_pool_want *w = calloc(PARTS_WANTS, sizeof(*w));
+	struct rf_key **out = calloc(PARTS_WANTS, sizeof(*out));
+	struct rf_pool_counts pc;
+	struct locker l = {fx, -1};
+	pthread_t tid;
+	size_t taken = 99, i;
+
+	assert_non_null(w);
+	assert_non_null(out);
+	for (i = 0; i < PARTS_WANTS; i++) {
+		w[i].alg = RF_KEY_EC_P256;
+		w[i].tenant = "acme";
+		w[i].taken_by = "acme/mail";
+		w[i].ref = "incident-8";
+	}
+	fill(fx, RF_KEY_EC_P256, 3);
+	setenv("RINGFENCE_TEST_PAUSE_AT", "pool-take-part", 1);
+	setenv("RINGFENCE_TEST_PAUSE_MS", "1500", 1);
+	assert_int_equal(pthread_create(&tid, NULL, locker_main, &l), 0);
+	assert_int_not_equal(rf_pool_take(fx->keys, fx->audit, w, PARTS_WANTS,
+				 &who, out, &taken),
+	    0);
+	unsetenv("RINGFENCE_TEST_PAUSE_AT");
+	unsetenv("RINGFENCE_TEST_PAUSE_MS");
+	assert_int_equal(pthread_join(tid, NULL), 0);
+	assert_int_equal(l.r, 0);
+	assert_int_equal(taken, 0);
+	for (i = 0; i < PARTS_WANTS; i++)
+		assert_null(out[i]);
+	/* The first part took all three; each is rejected, with a leaf. */
+	assert_int_equal(leaves_of(fx, "pool", "\"take\""), 3);
+	assert_int_equal(leaves_of(fx, "pool", "failed in a later part"), 3);
+	assert_int_equal(rf_store_pool_count(fx->st, "ec-p256", &pc), 0);
+	assert_int_equal(pc.free, 0);
+	assert_int_equal(pc.taken, 0);
+	assert_int_equal(pc.rejected, 3);
+	free(out);
+	free(w);
+}
+
 static void
 test_take_rejects_missing_key(void **state)
 {
@@ -298,6 +384,8 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(
 		test_take_in_parts, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_take_part_fails, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_refill_records_and_audits, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
