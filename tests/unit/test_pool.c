@@ -165,23 +165,33 @@ test_take_by_algorithm(void **state)
  */
 #define PARTS_WANTS 2001
 
-static void
-test_take_in_parts(void **state)
+/* PARTS_WANTS wants of P-256 keys for acme/mail, by ref. */
+static struct rf_pool_want *
+parts_wants(const char *ref)
 {
-	struct fx *fx = *state;
 	struct rf_pool_want *w = calloc(PARTS_WANTS, sizeof(*w));
-	struct rf_key **out = calloc(PARTS_WANTS, sizeof(*out));
-	struct rf_pool_rec pr;
-	size_t taken, i;
+	size_t i;
 
 	assert_non_null(w);
-	assert_non_null(out);
 	for (i = 0; i < PARTS_WANTS; i++) {
 		w[i].alg = RF_KEY_EC_P256;
 		w[i].tenant = "acme";
 		w[i].taken_by = "acme/mail";
-		w[i].ref = "incident-7";
+		w[i].ref = ref;
 	}
+	return w;
+}
+
+static void
+test_take_in_parts(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_pool_want *w = parts_wants("incident-7");
+	struct rf_key **out = calloc(PARTS_WANTS, sizeof(*out));
+	struct rf_pool_rec pr;
+	size_t taken, i;
+
+	assert_non_null(out);
 	/* The last want, alone in the second part, is the only P-384. */
 	w[PARTS_WANTS - 1].alg = RF_KEY_EC_P384;
 	w[PARTS_WANTS - 1].taken_by = "acme/last";
@@ -255,21 +265,14 @@ static void
 test_take_part_fails(void **state)
 {
 	struct fx *fx = *state;
-	struct rf_pool_want *w = calloc(PARTS_WANTS, sizeof(*w));
+	struct rf_pool_want *w = parts_wants("incident-8");
 	struct rf_key **out = calloc(PARTS_WANTS, sizeof(*out));
 	struct rf_pool_counts pc;
 	struct locker l = {fx, -1};
 	pthread_t tid;
 	size_t taken = 99, i;
 
-	assert_non_null(w);
 	assert_non_null(out);
-	for (i = 0; i < PARTS_WANTS; i++) {
-		w[i].alg = RF_KEY_EC_P256;
-		w[i].tenant = "acme";
-		w[i].taken_by = "acme/mail";
-		w[i].ref = "incident-8";
-	}
 	fill(fx, RF_KEY_EC_P256, 3);
 	setenv("RINGFENCE_TEST_PAUSE_AT", "pool-take-part", 1);
 	setenv("RINGFENCE_TEST_PAUSE_MS", "1500", 1);
