@@ -351,17 +351,16 @@ key_forget(struct keyd *kd, const char *const *ids, size_t n)
 		for (j = 0; j < n; j++)
 			if (strcasecmp(rf_key_id(kd->kcache[i]), ids[j]) == 0)
 				break;
-		if (j < n) {
+		if (j < n)
 			rf_key_free(kd->kcache[i]);
-			kd->kcache[i] = NULL;
-			continue;
-		}
-		kd->kcache[k++] = kd->kcache[i];
-		if (k - 1 != i)
-			kd->kcache[i] = NULL;
+		else
+			kd->kcache[k++] = kd->kcache[i];
 	}
-	if (k < KEY_CACHE && k != i)
-		kd->knext = k;
+	if (k == i)
+		return; /* none forgotten */
+	for (j = k; j < i; j++)
+		kd->kcache[j] = NULL;
+	kd->knext = k; /* the first free place */
 }
 
 static void

@@ -236,9 +236,10 @@ rf_pool_refill_progress(struct rf_keys *keys, struct rf_store *st,
 	return r;
 }
 
-/* Reject a taken key that failed its check: state and a leaf saying why. */
+/* Reject a taken key that failed its check: state and a leaf saying why.
+ * Called under the audit's lock (reject). */
 static int
-reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
+reject_locked(struct rf_keys *keys, struct rf_audit *audit, const char *id,
     const char *tenant, const char *why, const struct rf_actor *who)
 {
 	struct rf_store *st = rf_audit_store(audit);
@@ -261,6 +262,19 @@ reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
 	(void)!rf_keys_destroy(keys, id, who);
 	rf_err_clear();
 	return 0;
+}
+
+/* reject_locked under the audit's lock (the store handle is the audit's). */
+static int
+reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
+    const char *tenant, const char *why, const struct rf_actor *who)
+{
+	int r;
+
+	rf_audit_lock(audit);
+	r = reject_locked(keys, audit, id, tenant, why, who);
+	rf_audit_unlock(audit);
+	return r;
 }
 
 /* Move keys of every algorithm wanted to "taken", with their leaves, in one
@@ -391,10 +405,8 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 		for (i = 0; i < n; i++) {
 			if (idx[i][0] == '\0')
 				continue;
-			rf_audit_lock(audit);
 			(void)!reject(keys, audit, idx[i], want[i].tenant,
 			    "taken by a take that failed in a later part", who);
-			rf_audit_unlock(audit);
 		}
 		rf_err_set(r, "%s", msg);
 		goto out;
@@ -426,10 +438,8 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 			    idx[i]);
 		rf_key_free(out[i]);
 		out[i] = NULL;
-		rf_audit_lock(audit);
-		r = reject(keys, audit, idx[i], want[i].tenant, why, who);
-		rf_audit_unlock(audit);
-		if (r != 0)
+		if ((r = reject(
+			 keys, audit, idx[i], want[i].tenant, why, who)) != 0)
 			goto out;
 	}
 	r = 0;
