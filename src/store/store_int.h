@@ -25,6 +25,7 @@ struct rf_store {
 	char *path;		/* as given to rf_store_open, for messages */
 	int in_txn;		/* inside rf_store_begin .. commit/rollback */
 	int schema;		/* user_version after migrations */
+	double busy_since;	/* st_busy: when this wait for the lock began */
 	sqlite3_stmt *leaf_ins; /* cached hot statements (lazily prepared) */
 	sqlite3_stmt *leaf_max;
 	sqlite3_stmt *cert_ins;

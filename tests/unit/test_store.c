@@ -1,5 +1,6 @@
 /* Unit tests for the store: open, migrations, transactions, meta, keys,
  * audit leaves and tree heads, with real SQLite files. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -194,6 +195,57 @@ test_busy(void **state)
 	rf_store_rollback(f->st);
 	assert_int_equal(rf_store_meta_set(other, "z", "1"), 0);
 	rf_store_free(other);
+}
+
+/* A writer holding the lock for a while, on a connection of its own. */
+struct holder {
+	const char *path;
+	int begun;	  /* its transaction is open */
+	double begun_at;  /* rf_mono_s() then */
+	double committed; /* and once it has committed (0: failed) */
+};
+
+static void *
+hold_lock(void *arg)
+{
+	struct holder *h = arg;
+	struct rf_store *st = NULL;
+
+	if (rf_store_open(h->path, 0, &st) == 0 && rf_store_begin(st) == 0 &&
+	    rf_store_meta_set(st, "held", "1") == 0) {
+		h->begun_at = rf_mono_s();
+		__atomic_store_n(&h->begun, 1, __ATOMIC_RELEASE);
+		usleep(240 * 1000);
+		if (rf_store_commit(st) == 0)
+			h->committed = rf_mono_s();
+	}
+	__atomic_store_n(&h->begun, 1, __ATOMIC_RELEASE);
+	rf_store_free(st);
+	return NULL;
+}
+
+/*
+ * A writer that waits for the lock has it within a few milliseconds of the
+ * other's commit. SQLite's own timeout handler sleeps up to 100 ms between
+ * tries: after a hold of 240 ms it tries again at 328 ms, 88 ms late.
+ */
+static void
+test_busy_handoff(void **state)
+{
+	struct fx *f = *state;
+	struct holder h = {f->path, 0, 0, 0};
+	pthread_t t;
+	double done;
+
+	assert_int_equal(pthread_create(&t, NULL, hold_lock, &h), 0);
+	while (!__atomic_load_n(&h.begun, __ATOMIC_ACQUIRE))
+		usleep(1000);
+	assert_int_equal(rf_store_meta_set(f->st, "after", "1"), 0);
+	done = rf_mono_s();
+	assert_int_equal(pthread_join(t, NULL), 0);
+	assert_true(h.committed > 0);
+	assert_true(done - h.begun_at > 0.2); /* it waited */
+	assert_true(done - h.committed < 0.04);
 }
 
 static void
@@ -508,6 +560,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_busy_handoff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_change_counter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
