@@ -44,6 +44,7 @@
 /* Clock-skew allowance: notBefore is this many seconds before issuance. */
 #define CA_BACKDATE 300
 #define CA_SERIAL_BYTES 16
+#define CA_SERIAL_TIME 6 /* of them the time in ms, first (serial_new) */
 #define CA_SERIAL_TRIES 4
 #define DAY 86400
 #define MAX_EXTS 10
@@ -290,19 +291,32 @@ out:
 
 /*
  * RFC 5280 4.1.2.2: a positive INTEGER of at most 20 octets; CA/Browser
- * Forum BR 7.1 asks for at least 64 bits from a CSPRNG. 128 random bits,
- * read as an unsigned number (so positive), never zero.
+ * Forum BR 7.1 asks for at least 64 bits from a CSPRNG. 128 bits read as
+ * an unsigned number (so positive), never zero: the time in milliseconds
+ * (48 bits), then 80 random bits. The time first, so that the store's
+ * indexes by serial (certificates, OCSP responses, connections, incident
+ * items) grow at one end. With 128 random bits each certificate of a
+ * batch landed on a page of its own in each of them: at 36,000
+ * connections, contain's reissue rewrote most of every such index at
+ * each batch's commit.
  */
 static int
 serial_new(ASN1_INTEGER **out, char hex[41])
 {
 	uint8_t b[CA_SERIAL_BYTES];
 	BIGNUM *bn = NULL;
-	int r = RF_ERR_INTERNAL;
+	struct timespec ts;
+	uint64_t ms;
+	int i, r = RF_ERR_INTERNAL;
 
 	*out = NULL;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	for (i = CA_SERIAL_TIME - 1; i >= 0; i--, ms >>= 8)
+		b[i] = (uint8_t)ms;
 	do {
-		if (RAND_bytes(b, sizeof(b)) != 1) {
+		if (RAND_bytes(b + CA_SERIAL_TIME,
+			(int)(sizeof(b) - CA_SERIAL_TIME)) != 1) {
 			r = rf_err_set(RF_ERR_INTERNAL,
 			    "random generator "
 			    "failed: no serial");

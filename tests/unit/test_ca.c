@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
@@ -901,10 +902,14 @@ test_serials(void **state)
 	uint8_t *csr;
 	size_t len, i, j, before;
 	int max_bits = 0, bits;
-	BIGNUM *bn;
+	BIGNUM *bn, *lo;
+	uint64_t t0, t1, ms;
+	struct timespec ts;
 	X509 *x;
 
 	(void)state;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	t0 = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	assert_non_null(out);
 	assert_non_null(serials);
 	csr = make_csr(k, NULL, NULL, &len);
@@ -925,24 +930,36 @@ test_serials(void **state)
 					    X509_get0_serialNumber(x), NULL));
 			assert_false(BN_is_negative(bn));
 			assert_false(BN_is_zero(bn));
-			bits = BN_num_bits(bn);
-			assert_true(bits <= 128);
+			assert_true(BN_num_bits(bn) <= 128);
+			/* 80 random bits after the time in ms */
+			assert_non_null(lo = BN_dup(bn));
+			assert_int_equal(BN_mask_bits(lo, 80), 1);
+			bits = BN_num_bits(lo);
 			if (bits > max_bits)
 				max_bits = bits;
+			BN_free(lo);
+			assert_int_equal(BN_rshift(bn, bn, 80), 1);
+			ms = BN_get_word(bn);
+			clock_gettime(CLOCK_REALTIME, &ts);
+			t1 = (uint64_t)ts.tv_sec * 1000 +
+			    (uint64_t)ts.tv_nsec / 1000000;
+			assert_true(ms >= t0 && ms <= t1);
+			assert_int_equal(BN_lshift(bn, bn, 80), 1);
 			/* canonical: lowercase, no leading zero */
 			assert_true(out[j].serial[0] != '0');
 			assert_int_equal(
 			    strspn(out[j].serial, "0123456789abcdef"),
 			    strlen(out[j].serial));
-			assert_int_equal(
-			    strlen(out[j].serial), (size_t)(bits + 3) / 4);
+			assert_int_equal(strlen(out[j].serial),
+			    (size_t)(BN_num_bits(bn) + 3) / 4);
 			serials[i + j] = strdup(out[j].serial);
 			BN_free(bn);
 			X509_free(x);
 			rf_issued_clear(&out[j]);
 		}
 	}
-	assert_int_equal(max_bits, 128);
+	/* 1,000 draws of 80 random bits: the top one set in some */
+	assert_int_equal(max_bits, 80);
 	qsort(serials, N, sizeof(char *), cmp_str);
 	for (i = 1; i < N; i++)
 		assert_string_not_equal(serials[i - 1], serials[i]);
