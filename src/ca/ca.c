@@ -310,7 +310,8 @@ serial_new(ASN1_INTEGER **out, char hex[41])
 	int i, r = RF_ERR_INTERNAL;
 
 	*out = NULL;
-	clock_gettime(CLOCK_REALTIME, &ts);
+	if (clock_gettime(CLOCK_REALTIME, &ts) != 0)
+		memset(&ts, 0, sizeof(ts)); /* random bits alone */
 	ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 	for (i = CA_SERIAL_TIME - 1; i >= 0; i--, ms >>= 8)
 		b[i] = (uint8_t)ms;

@@ -52,10 +52,15 @@ st_busy(void *arg, int count)
 	struct rf_store *st = arg;
 	double now = rf_mono_s();
 
-	if (count == 0)
+	/* SQLite resets count per statement step, not per wait: a wait
+	 * begins at count 0 or when the last try was a while ago. */
+	if (count == 0 || now - st->busy_last > 0.05) {
 		st->busy_since = now;
-	else if (now - st->busy_since >= ST_BUSY_MS / 1000.0)
+		count = 0;
+	} else if (now - st->busy_since >= ST_BUSY_MS / 1000.0) {
 		return 0; /* SQLITE_BUSY to the caller */
+	}
+	st->busy_last = now;
 	usleep(count < 8 ? 250 : 1000);
 	return 1;
 }

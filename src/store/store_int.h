@@ -26,6 +26,7 @@ struct rf_store {
 	int in_txn;		/* inside rf_store_begin .. commit/rollback */
 	int schema;		/* user_version after migrations */
 	double busy_since;	/* st_busy: when this wait for the lock began */
+	double busy_last;	/* and when it last tried */
 	sqlite3_stmt *leaf_ins; /* cached hot statements (lazily prepared) */
 	sqlite3_stmt *leaf_max;
 	sqlite3_stmt *cert_ins;
