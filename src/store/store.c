@@ -44,7 +44,8 @@
  * waits behind a transaction of half a second wakes up to 100 ms after it
  * ends. keyd's record of each signing batch and a contain's commits take
  * turns on this lock, as do serve's recorder and keyd: each turn lost that
- * time. This one tries again every quarter, then every whole millisecond.
+ * time. This one tries again every quarter of a millisecond, then every
+ * millisecond.
  */
 static int
 st_busy(void *arg, int count)
