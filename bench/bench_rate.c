@@ -10,7 +10,14 @@
  * back, the id set, the keygen leaves appended); prints key pairs per
  * second. The keys stay in the token, labelled bench-keygen, with their
  * audit leaves: the benchmark's state folder is thrown away after.
+ *
+ * bench_rate verify [N]: the rate at which keys checks a signature of that
+ * key before releasing it (rf_keys_verifier, as keyd does), on 2 threads;
+ * prints verifications per second. With the signing rate it makes the
+ * floor of a released signature: the token signs it, then keys verifies
+ * it (bench/contain.sh).
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +28,78 @@
 #include "store/store.h"
 
 #define BATCH 500
+
+struct verify_job {
+	EVP_PKEY *pub;
+	const uint8_t *dig;
+	const struct rf_sig *sig;
+	size_t n;
+	int bad;
+};
+
+static void *
+verify_loop(void *arg)
+{
+	struct verify_job *j = arg;
+	struct rf_verifier *v = NULL;
+	size_t i;
+
+	if (rf_keys_verifier_new(j->pub, RF_KEY_EC_P256, &v) != 0) {
+		j->bad = 1;
+		return NULL;
+	}
+	for (i = 0; i < j->n; i++)
+		if (rf_keys_verifier_check(v, RF_SIG_DEFAULT, j->dig, 32,
+			j->sig->sig, j->sig->len) != 0)
+			j->bad = 1;
+	rf_keys_verifier_free(v);
+	return NULL;
+}
+
+/* One signature made with key (one leaf), verified n times on 2 threads. */
+static int
+verify_rate(struct rf_keys *keys, struct rf_key *key, size_t n, double *rate)
+{
+	const struct rf_actor who = {"bench", "bench_rate"};
+	struct rf_sign_req req;
+	struct rf_sig sig = {0};
+	struct verify_job j[2];
+	struct timespec t0, t1;
+	uint8_t dig[32];
+	pthread_t tid;
+	int r, k;
+
+	memset(&req, 0, sizeof(req));
+	memset(dig, 0x5a, sizeof(dig));
+	req.msg = dig;
+	req.msglen = sizeof(dig);
+	req.what = "bench";
+	if ((r = rf_keys_sign_digest(keys, key, &req, 1, &who, &sig)) != 0)
+		return r;
+	for (k = 0; k < 2; k++) {
+		j[k].pub = rf_key_public(key);
+		j[k].dig = dig;
+		j[k].sig = &sig;
+		j[k].n = n / 2 + (size_t)k * (n % 2);
+		j[k].bad = 0;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	if (pthread_create(&tid, NULL, verify_loop, &j[1]) != 0) {
+		rf_sig_clear(&sig);
+		return rf_err_set(RF_ERR_INTERNAL, "no thread");
+	}
+	verify_loop(&j[0]);
+	pthread_join(tid, NULL);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	rf_sig_clear(&sig);
+	if (j[0].bad || j[1].bad)
+		return rf_err_set(
+		    RF_ERR_SIGNATURE_INVALID, "a signature did not verify");
+	*rate = (double)n /
+	    ((double)(t1.tv_sec - t0.tv_sec) +
+		(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+	return 0;
+}
 
 static int
 keygen_rate(struct rf_keys *keys, size_t n, double *rate)
@@ -61,13 +140,15 @@ main(int argc, char **argv)
 	struct rf_keys *keys = NULL;
 	struct rf_ca *ca = NULL;
 	int keygen = argc > 1 && strcmp(argv[1], "keygen") == 0;
-	const char *arg = argc > 1 + keygen ? argv[1 + keygen] : NULL;
+	int verify = argc > 1 && strcmp(argv[1], "verify") == 0;
+	int mode = keygen || verify;
+	const char *arg = argc > 1 + mode ? argv[1 + mode] : NULL;
 	size_t n = arg != NULL ? strtoul(arg, NULL, 10) : 20000;
 	double rate = 0;
 	int r;
 
 	if (n == 0) {
-		fprintf(stderr, "usage: bench_rate [keygen] [N]\n");
+		fprintf(stderr, "usage: bench_rate [keygen|verify] [N]\n");
 		return 2;
 	}
 	if ((r = rf_config_load(&cfg)) != 0 ||
@@ -76,8 +157,10 @@ main(int argc, char **argv)
 	    (r = rf_keys_open(&cfg, audit, &keys)) != 0 ||
 	    (r = rf_ca_open(&cfg, st, keys, &ca)) != 0 ||
 	    (r = keygen ? keygen_rate(keys, n, &rate)
-			: rf_keys_measure_rate(keys, rf_ca_key(ca, "issuing"),
-			      n, 2, &rate)) != 0) {
+		    : verify
+		    ? verify_rate(keys, rf_ca_key(ca, "issuing"), n, &rate)
+		    : rf_keys_measure_rate(
+			  keys, rf_ca_key(ca, "issuing"), n, 2, &rate)) != 0) {
 		fprintf(stderr, "bench_rate: %s\n", rf_err_msg(r));
 		return 1;
 	}
