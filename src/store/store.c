@@ -299,6 +299,15 @@ static const char *const migrations[] = {
     "  BEGIN UPDATE connector_gen SET n = n + 1; END;"
     "CREATE TRIGGER connector_gen_keys_d AFTER DELETE ON keys"
     "  BEGIN UPDATE connector_gen SET n = n + 1; END;",
+    /*
+     * 12: leaves by (tenant, key_id, time) in one index, for both
+     * searches: a leaf naming a tenant's key goes beside the tenant's
+     * other leaves instead of at a random place by key id
+     * (rf_store_leaf_search).
+     */
+    "DROP INDEX audit_leaf_key;"
+    "DROP INDEX audit_leaf_tenant;"
+    "CREATE INDEX audit_leaf_tenant ON audit_leaf (tenant, key_id, time);",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -541,8 +541,15 @@ out:
 }
 
 /*
- * Matches in time order (then index). Each filter uses its index:
- * (key_id, time), (tenant, time) or (time).
+ * Matches in time order (then index). One index serves both filters:
+ * (tenant, key_id, time) (migration 12). A leaf that names a tenant's key
+ * is then filed with the tenant's other leaves, which a contain writes
+ * together, rather than at a random place in a key-ordered index: that
+ * index was a third of what a 36,000-tenant contain wrote to the store.
+ * A key alone is found on each tenant's part of the index in turn (a
+ * skip scan: one seek per tenant of the record, about 0.2 s at 36,000)
+ * and on the leaves without a tenant; a tenant alone by its prefix; with
+ * neither, the (time) index.
  */
 int
 rf_store_leaf_search(struct rf_store *st, const char *key_id,
@@ -550,25 +557,39 @@ rf_store_leaf_search(struct rf_store *st, const char *key_id,
     int (*fn)(void *arg, const struct rf_leaf_rec *l), void *arg)
 {
 	sqlite3_stmt *s = NULL;
-	char sql[512];
-	int r, i = 1;
+	char sql[1024], when[64];
+	int r;
 
-	snprintf(sql, sizeof(sql),
-	    "SELECT " LEAF_COLS " FROM audit_leaf WHERE 1%s%s%s%s "
-	    "ORDER BY time, idx LIMIT ?",
-	    key_id != NULL ? " AND key_id = ?" : "",
-	    tenant != NULL ? " AND tenant = ?" : "",
-	    since != 0 ? " AND time >= ?" : "",
-	    until != 0 ? " AND time <= ?" : "");
+	snprintf(when, sizeof(when), "%s%s",
+	    since != 0 ? " AND time >= ?3" : "",
+	    until != 0 ? " AND time <= ?4" : "");
+	if (key_id != NULL && tenant == NULL)
+		snprintf(sql, sizeof(sql),
+		    "WITH RECURSIVE t(x) AS (SELECT (SELECT min(tenant) FROM "
+		    "audit_leaf) UNION ALL SELECT (SELECT min(tenant) FROM "
+		    "audit_leaf WHERE tenant > t.x) FROM t WHERE t.x IS NOT "
+		    "NULL) "
+		    "SELECT " LEAF_COLS " FROM audit_leaf WHERE tenant IN "
+		    "(SELECT x FROM t WHERE x IS NOT NULL) AND key_id = ?1%s "
+		    "UNION ALL SELECT " LEAF_COLS " FROM audit_leaf WHERE "
+		    "tenant IS NULL AND key_id = ?1%s "
+		    "ORDER BY time, idx LIMIT ?5",
+		    when, when);
+	else
+		snprintf(sql, sizeof(sql),
+		    "SELECT " LEAF_COLS " FROM audit_leaf WHERE 1%s%s%s "
+		    "ORDER BY time, idx LIMIT ?5",
+		    tenant != NULL ? " AND tenant = ?2" : "",
+		    key_id != NULL ? " AND key_id = ?1" : "", when);
 	if ((r = st_prepare(st, sql, &s)) != 0)
 		goto out;
 	if ((key_id != NULL &&
-		(r = st_bind_text(st, s, i++, key_id, ST_TEXT_MAX)) != 0) ||
+		(r = st_bind_text(st, s, 1, key_id, ST_TEXT_MAX)) != 0) ||
 	    (tenant != NULL &&
-		(r = st_bind_text(st, s, i++, tenant, ST_TEXT_MAX)) != 0) ||
-	    (since != 0 && (r = st_bind_int(st, s, i++, since)) != 0) ||
-	    (until != 0 && (r = st_bind_int(st, s, i++, until)) != 0) ||
-	    (r = st_bind_int(st, s, i,
+		(r = st_bind_text(st, s, 2, tenant, ST_TEXT_MAX)) != 0) ||
+	    (since != 0 && (r = st_bind_int(st, s, 3, since)) != 0) ||
+	    (until != 0 && (r = st_bind_int(st, s, 4, until)) != 0) ||
+	    (r = st_bind_int(st, s, 5,
 		 limit == 0 || limit > INT64_MAX ? -1 : (int64_t)limit)) != 0)
 		goto out;
 	r = leaf_rows(st, s, fn, arg);

@@ -444,6 +444,57 @@ test_leaves(void **state)
 	assert_int_equal(c.idx[0], 0);
 }
 
+static size_t
+search(struct fx *f, const char *key, const char *tenant, int64_t since,
+    int64_t until, size_t limit, struct collect *c)
+{
+	memset(c, 0, sizeof(*c));
+	assert_int_equal(rf_store_leaf_search(f->st, key, tenant, since, until,
+			     limit, collect_leaf, c),
+	    0);
+	return c->n;
+}
+
+/*
+ * A key's leaves are found whatever tenant each names (none, empty, or
+ * several), in time order, within a window and a limit: the search walks
+ * the (tenant, key_id, time) index tenant by tenant (migration 12).
+ */
+static void
+test_leaf_search_key(void **state)
+{
+	static const char *const tenants[] = {"b", NULL, "a", "", "zz", "a"};
+	struct fx *f = *state;
+	struct rf_leaf_rec l[8];
+	struct collect c;
+	uint64_t first;
+	size_t i;
+
+	/* kx at times 106, 105, ..., 101 under the tenants above. */
+	for (i = 0; i < 6; i++)
+		mkleaf(&l[i], 106 - (int64_t)i, "kx", tenants[i], (uint8_t)i);
+	mkleaf(&l[6], 103, "ky", "a", 9);
+	mkleaf(&l[7], 100, "ky", NULL, 10);
+	assert_int_equal(rf_store_leaf_append(f->st, l, 8, &first), 0);
+
+	assert_int_equal(search(f, "kx", NULL, 0, 0, 0, &c), 6);
+	for (i = 0; i < 6; i++) {
+		assert_int_equal(c.time[i], 101 + (int64_t)i);
+		assert_int_equal(c.idx[i], 5 - i);
+	}
+	assert_int_equal(search(f, "kx", NULL, 102, 104, 0, &c), 3);
+	assert_int_equal(c.time[0], 102);
+	assert_int_equal(c.time[2], 104);
+	assert_int_equal(search(f, "kx", NULL, 0, 0, 2, &c), 2);
+	assert_int_equal(c.time[1], 102);
+	assert_int_equal(search(f, "kx", "a", 0, 0, 0, &c), 2);
+	assert_int_equal(c.time[0], 101);
+	assert_int_equal(c.time[1], 104);
+	assert_int_equal(search(f, NULL, "a", 0, 0, 0, &c), 3);
+	assert_int_equal(c.time[1], 103);
+	assert_int_equal(search(f, "kz", NULL, 0, 0, 0, &c), 0);
+}
+
 static void
 test_leaves_in_txn(void **state)
 {
@@ -577,6 +628,8 @@ main(void)
 		test_change_counter, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_keys, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_leaves, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_leaf_search_key, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_leaves_in_txn, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
