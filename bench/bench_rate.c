@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "store/store.h"
@@ -31,10 +33,12 @@
 
 struct verify_job {
 	EVP_PKEY *pub;
+	enum rf_key_alg alg;
 	const uint8_t *dig;
+	size_t diglen;
 	const struct rf_sig *sig;
 	size_t n;
-	int bad;
+	int bad; /* 1: a signature did not verify; 2: no verifier */
 };
 
 static void *
@@ -44,19 +48,22 @@ verify_loop(void *arg)
 	struct rf_verifier *v = NULL;
 	size_t i;
 
-	if (rf_keys_verifier_new(j->pub, RF_KEY_EC_P256, &v) != 0) {
-		j->bad = 1;
+	if (rf_keys_verifier_new(j->pub, j->alg, &v) != 0) {
+		j->bad = 2;
 		return NULL;
 	}
 	for (i = 0; i < j->n; i++)
-		if (rf_keys_verifier_check(v, RF_SIG_DEFAULT, j->dig, 32,
+		if (rf_keys_verifier_check(v, RF_SIG_DEFAULT, j->dig, j->diglen,
 			j->sig->sig, j->sig->len) != 0)
 			j->bad = 1;
 	rf_keys_verifier_free(v);
 	return NULL;
 }
 
-/* One signature made with key (one leaf), verified n times on 2 threads. */
+/*
+ * One signature made with key (one leaf) over a digest of the key's own
+ * algorithm, verified n times on 2 threads.
+ */
 static int
 verify_rate(struct rf_keys *keys, struct rf_key *key, size_t n, double *rate)
 {
@@ -65,20 +72,25 @@ verify_rate(struct rf_keys *keys, struct rf_key *key, size_t n, double *rate)
 	struct rf_sig sig = {0};
 	struct verify_job j[2];
 	struct timespec t0, t1;
-	uint8_t dig[32];
+	const EVP_MD *md = rf_key_alg_md(rf_key_alg(key));
+	uint8_t dig[EVP_MAX_MD_SIZE];
 	pthread_t tid;
 	int r, k;
 
+	if (md == NULL)
+		return rf_err_set(RF_ERR_ARG, "the issuing key has no digest");
 	memset(&req, 0, sizeof(req));
 	memset(dig, 0x5a, sizeof(dig));
 	req.msg = dig;
-	req.msglen = sizeof(dig);
+	req.msglen = (size_t)EVP_MD_get_size(md);
 	req.what = "bench";
 	if ((r = rf_keys_sign_digest(keys, key, &req, 1, &who, &sig)) != 0)
 		return r;
 	for (k = 0; k < 2; k++) {
 		j[k].pub = rf_key_public(key);
+		j[k].alg = rf_key_alg(key);
 		j[k].dig = dig;
+		j[k].diglen = req.msglen;
 		j[k].sig = &sig;
 		j[k].n = n / 2 + (size_t)k * (n % 2);
 		j[k].bad = 0;
@@ -92,6 +104,8 @@ verify_rate(struct rf_keys *keys, struct rf_key *key, size_t n, double *rate)
 	pthread_join(tid, NULL);
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	rf_sig_clear(&sig);
+	if (j[0].bad == 2 || j[1].bad == 2)
+		return rf_err_set(RF_ERR_INTERNAL, "no verifier for the key");
 	if (j[0].bad || j[1].bad)
 		return rf_err_set(
 		    RF_ERR_SIGNATURE_INVALID, "a signature did not verify");

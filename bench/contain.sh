@@ -104,23 +104,37 @@ if [ "$sample" = 0 ]; then
 else
 	# Until SAMPLE old keys are destroyed, then stopped by its PID (and
 	# keyd, which would go on with the part it was given, by its pid
-	# file): the state folder is thrown away after.
-	perf_cli "$build/ringfence" --json incident contain "$id" \
+	# file): the state folder is thrown away after. The command runs
+	# without perf_cli here, so that its PID is the command's own.
+	"$build/ringfence" --json incident contain "$id" \
 		>"$RINGFENCE_HOME/contain.json" 2> >(python3 -u -c "$stamp" >"$prog") &
 	cpid=$!
+	killed=0
 	while kill -0 "$cpid" 2>/dev/null; do
 		if awk -v s="$sample" '/"phase":"destroy old keys"/ && match($0, /"done":[0-9]+/) && substr($0, RSTART + 7, RLENGTH - 7) + 0 >= s { f = 1 } END { exit !f }' "$prog" 2>/dev/null; then
 			kill -9 "$cpid"
 			kill -9 "$(cat "$RINGFENCE_HOME/keyd.pid")" 2>/dev/null || true
+			killed=1
 			break
 		fi
 		sleep 0.05
 	done
-	{ wait "$cpid"; } 2>/dev/null || true
+	crc=0
+	{ wait "$cpid"; } 2>/dev/null || crc=$?
 	out=""
+	if [ "$killed" = 0 ]; then
+		# It ended by itself: a failure, or the whole destruction
+		# within the sample.
+		if [ "$crc" != 0 ]; then
+			echo "contain.sh: incident contain failed (exit $crc) before the sample" >&2
+			exit 1
+		fi
+		out=$(cat "$RINGFENCE_HOME/contain.json")
+		sample=0
+	fi
 fi
 t1=$(date +%s.%N)
-if [ -n "$perfpid" ]; then kill -INT "$perfpid"; wait "$perfpid" || true; fi
+if [ -n "$perfpid" ]; then kill -INT "$perfpid" 2>/dev/null || true; wait "$perfpid" || true; fi
 sleep 0.2 # the stamping filter drains
 # The phases' wall-clock stamps beside the profiles (recorded with -k
 # realtime): `perf report --time START,END` shows one phase.
@@ -185,6 +199,8 @@ for line in open(sys.argv[1]):
         start = float(t)
     if o["done"] > done:
         end, done = float(t), o["done"]
+if done == 0:
+    sys.exit("contain.sh: no old key was destroyed before contain was stopped")
 print(start - t0, end - start, done)
 PY
 )
@@ -195,8 +211,8 @@ fi
 # and destroyed by a bare PKCS#11 loop (bench_keygen_bare ... destroy).
 # RF_BENCH_DESTROY_FLOOR=0 skips it (it makes that many keys first).
 dfloor=0
-if [ "${RF_BENCH_DESTROY_FLOOR:-1}" != 0 ]; then
-	nd=$(echo "$phases" | cut -d' ' -f3)
+nd=$(echo "$phases" | cut -d' ' -f3)
+if [ "${RF_BENCH_DESTROY_FLOOR:-1}" != 0 ] && [ "$nd" -gt 0 ]; then
 	echo "contain: the bare destruction floor: making $nd $alg keys ..." >&2
 	dfloor=$("$build/bench_keygen_bare" "$alg" "$nd" destroy)
 fi
@@ -205,7 +221,7 @@ kgs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND ty
 takes=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'pool'")
 awk -v n="$n" -v alg="$alg" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" \
 	-v rate="$rate" -v vrate="$vrate" -v kgs="$kgs" -v takes="$takes" -v fill="$fill" -v phases="$phases" \
-	-v dfloor="$dfloor" -v closes="$closes" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
+	-v dfloor="$dfloor" -v closes="$closes" -v sampled="$sample" -v load="$(cut -d' ' -f1 /proc/loadavg)" 'BEGIN {
 	split(fill, f, " ")
 	split(phases, ph, " ")
 	floor = sigs / rate
@@ -215,13 +231,13 @@ awk -v n="$n" -v alg="$alg" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)"
 	printf "%-44s %12.1f\n", "pool fill rate, keys/s (SCHED_IDLE)", f[2]
 	printf "%-44s %12.2f\n", "contain command wall time, s", wall
 	printf "%-44s %12.2f\n", "  of which until contained, s", ph[1]
-	if (ph[3] < n) {
+	if (sampled > 0) {
 		printf "%-44s %12.2f\n", "  then old keys destroyed, sample, s", ph[2]
 		printf "%-44s %12d\n", "  pairs destroyed in the sample", ph[3]
 		printf "%-44s %12.0f\n", "  whole destruction at that rate, s", n * ph[2] / ph[3]
 	} else
 		printf "%-44s %12.2f\n", "  of which old keys destroyed after, s", ph[2]
-	if (dfloor > 0) {
+	if (dfloor > 0 && ph[3] > 0) {
 		printf "%-44s %12.2f\n", "  bare PKCS#11 destroy loop, as many, s", ph[3] / dfloor
 		printf "%-44s %12.2fx\n", "  destruction / bare loop", ph[2] / (ph[3] / dfloor)
 	}

@@ -548,8 +548,10 @@ out:
  * index was a third of what a 36,000-tenant contain wrote to the store.
  * A key alone is found on each tenant's part of the index in turn (a
  * skip scan: one seek per tenant of the record, about 0.2 s at 36,000)
- * and on the leaves without a tenant; a tenant alone by its prefix; with
- * neither, the (time) index.
+ * and on the leaves without a tenant; a tenant alone by its prefix, every
+ * leaf of the tenant read and sorted by time (a window or a limit no
+ * longer stops the read early: a tenant's leaves are a few thousand a
+ * year per connection); with neither, the (time) index.
  */
 int
 rf_store_leaf_search(struct rf_store *st, const char *key_id,
