@@ -46,6 +46,7 @@ tokdir=""
 cleanup() { "$build/ringfence" keyd stop >/dev/null 2>&1 || true; rm -rf "$RINGFENCE_HOME" "$RINGFENCE_HOME-custody" ${tokdir:+"$tokdir"}; }
 trap cleanup EXIT
 rf() { "$build/ringfence" "$@"; }
+. "$(dirname "$0")/contain_stop.sh"
 if [ "$where" = tmpfs ]; then
 	tokdir=$(mktemp -d /dev/shm/rf-bench-tokens.XXXXXX)
 	printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' \
@@ -87,12 +88,9 @@ if [ -n "${RF_BENCH_PERF:-}" ]; then
 fi
 perf_cli() { if [ -n "${RF_BENCH_PERF:-}" ]; then perf record -k realtime --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/cli.data" "$@"; else "$@"; fi; }
 t0=$(date +%s.%N)
-# --json: progress as JSON lines on stderr, stamped here with the time each
-# phase began, so the report shows where contain's time goes.
-stamp='import sys, time
-for line in sys.stdin:
-    sys.stdout.write("%.3f %s" % (time.time(), line))
-    sys.stdout.flush()'
+# --json: progress as JSON lines on stderr, stamped with the time each
+# line came ($stamp, bench/contain_stop.sh), so the report shows where
+# contain's time goes.
 prog=$RINGFENCE_HOME/progress.txt
 sample=${RF_BENCH_DESTROY_SAMPLE:-}
 if [ -z "$sample" ]; then
@@ -102,33 +100,12 @@ fi
 if [ "$sample" = 0 ]; then
 	out=$(perf_cli "$build/ringfence" --json incident contain "$id" 2> >(python3 -u -c "$stamp" >"$prog"))
 else
-	# Until SAMPLE old keys are destroyed, then stopped by its PID (and
-	# keyd, which would go on with the part it was given, by its pid
-	# file): the state folder is thrown away after. The command runs
-	# without perf_cli here, so that its PID is the command's own.
-	"$build/ringfence" --json incident contain "$id" \
-		>"$RINGFENCE_HOME/contain.json" 2> >(python3 -u -c "$stamp" >"$prog") &
-	cpid=$!
-	killed=0
-	while kill -0 "$cpid" 2>/dev/null; do
-		if awk -v s="$sample" '/"phase":"destroy old keys"/ && match($0, /"done":[0-9]+/) && substr($0, RSTART + 7, RLENGTH - 7) + 0 >= s { f = 1 } END { exit !f }' "$prog" 2>/dev/null; then
-			kill -9 "$cpid"
-			kill -9 "$(cat "$RINGFENCE_HOME/keyd.pid")" 2>/dev/null || true
-			killed=1
-			break
-		fi
-		sleep 0.05
-	done
-	crc=0
-	{ wait "$cpid"; } 2>/dev/null || crc=$?
+	# Until SAMPLE old keys are destroyed: then stopped. perf_cli is not
+	# used here, so that the PID stopped is the command's own.
+	contain_stopped "$id" "$prog" "$sample"
 	out=""
-	if [ "$killed" = 0 ]; then
-		# It ended by itself: a failure, or the whole destruction
-		# within the sample.
-		if [ "$crc" != 0 ]; then
-			echo "contain.sh: incident contain failed (exit $crc) before the sample" >&2
-			exit 1
-		fi
+	if [ "$contain_killed" = 0 ]; then
+		# The whole destruction came within the sample.
 		out=$(cat "$RINGFENCE_HOME/contain.json")
 		sample=0
 	fi

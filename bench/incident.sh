@@ -32,6 +32,7 @@ cleanup() {
 }
 trap cleanup EXIT
 rf() { "$build/ringfence" "$@"; }
+. "$(dirname "$0")/contain_stop.sh"
 
 if [ "$where" = tmpfs ]; then
 	tokdir=$(mktemp -d /dev/shm/rf-bench-tokens.XXXXXX)
@@ -51,32 +52,10 @@ rate=$("$build/bench_rate" 20000)
 kgrate=$("$build/bench_rate" keygen 2000)
 before=$(sqlite3 "$db" 'SELECT count(*) FROM audit_leaf')
 prog=$RINGFENCE_HOME/progress.txt
-stamp='import sys, time
-for line in sys.stdin:
-    sys.stdout.write("%.3f %s" % (time.time(), line))
-    sys.stdout.flush()'
+stop=-1
+[ "$n" -le 10000 ] || stop=0
 t0=$(date +%s.%N)
-# The binary itself (not the rf function) in the background, so that
-# $! is the command's PID.
-"$build/ringfence" --json incident contain "$id" >"$RINGFENCE_HOME/contain.json" \
-	2> >(python3 -u -c "$stamp" >"$prog") &
-cpid=$!
-killed=0
-while kill -0 "$cpid" 2>/dev/null; do
-	if [ "$n" -gt 10000 ] && grep -q '"phase":"destroy old keys"' "$prog" 2>/dev/null; then
-		kill -9 "$cpid"
-		kill -9 "$(cat "$RINGFENCE_HOME/keyd.pid")" 2>/dev/null || true
-		killed=1
-		break
-	fi
-	sleep 0.05
-done
-crc=0
-{ wait "$cpid"; } 2>/dev/null || crc=$?
-if [ "$killed" = 0 ] && [ "$crc" != 0 ]; then
-	echo "incident.sh: incident contain failed (exit $crc)" >&2
-	exit 1
-fi
+contain_stopped "$id" "$prog" "$stop"
 t2=$(date +%s.%N)
 sleep 0.2 # the stamping filter drains
 # Contained when the destruction began (its first progress line).
@@ -85,7 +64,7 @@ t1=${t1:-$t2}
 sigs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'sign'")
 kgs=$(sqlite3 "$db" "SELECT count(*) FROM audit_leaf WHERE idx >= $before AND type = 'keygen'")
 destroy=-1
-[ "$killed" = 1 ] || destroy=$(echo "$t2 - $t1" | bc)
+[ "$contain_killed" = 1 ] || destroy=$(echo "$t2 - $t1" | bc)
 awk -v n="$n" -v where="$where" -v wall="$(echo "$t1 - $t0" | bc)" -v sigs="$sigs" -v rate="$rate" \
 	-v kgs="$kgs" -v kgrate="$kgrate" -v destroy="$destroy" 'BEGIN {
 	floor = sigs / rate
