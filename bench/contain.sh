@@ -119,10 +119,13 @@ if [ -n "${RF_BENCH_PERF:-}" ]; then
 	{ echo "$t0 start"; cat "$prog"; echo "$t1 end"; } >"$RF_BENCH_PERF/stamps.txt"
 fi
 [ -z "$out" ] || echo "$out" >&2
-# Each phase: its first progress line to the next phase's first line.
-python3 - "$prog" "$t0" "$t1" <<'PY' >&2
+# Each phase: its first progress line to the next phase's first line,
+# printed on stderr. On stdout, for a sample: contained when the
+# destruction began, and the sample from then to the line that counted it.
+from_prog=$(python3 - "$prog" "$t0" "$t1" "$sample" <<'PY'
 import json, sys
 rows, t0, t1 = [], float(sys.argv[2]), float(sys.argv[3])
+start, end, done = None, None, 0
 for line in open(sys.argv[1]):
     t, _, js = line.partition(" ")
     try:
@@ -131,13 +134,23 @@ for line in open(sys.argv[1]):
         continue
     if not rows or rows[-1][1] != o["phase"]:
         rows.append([float(t), o["phase"], o["total"]])
-print("contain phases (s from the start of the command):")
-prev = t0
+    if o["phase"] == "destroy old keys":
+        if start is None:
+            start = float(t)
+        if o["done"] > done:
+            end, done = float(t), o["done"]
+err = sys.stderr
+print("contain phases (s from the start of the command):", file=err)
 for i, (t, ph, tot) in enumerate(rows):
-    end = rows[i + 1][0] if i + 1 < len(rows) else t1
-    print("  %-32s %8.2f s  (n=%s)" % (ph, end - t, tot))
-print("  %-32s %8.2f s" % ("before the first phase", rows[0][0] - t0 if rows else 0))
+    stop = rows[i + 1][0] if i + 1 < len(rows) else t1
+    print("  %-32s %8.2f s  (n=%s)" % (ph, stop - t, tot), file=err)
+print("  %-32s %8.2f s" % ("before the first phase", rows[0][0] - t0 if rows else 0), file=err)
+if sys.argv[4] != "0":
+    if done == 0:
+        sys.exit("contain.sh: no old key was destroyed before contain was stopped")
+    print(start - t0, end - start, done)
 PY
+)
 if [ "$sample" = 0 ]; then
 	# Contain's own account of its phases (the --json result's
 	# contain_phases).
@@ -159,28 +172,7 @@ for p in ph:
 	c1=$(date +%s.%N)
 	closes=$(echo "$c1 - $c0" | bc)
 else
-	# From the progress stamps: contained when the destruction began,
-	# and the sample from then to the line that counted it.
-	phases=$(python3 - "$prog" "$t0" <<'PY'
-import json, sys
-t0, start, end, done = float(sys.argv[2]), None, None, 0
-for line in open(sys.argv[1]):
-    t, _, js = line.partition(" ")
-    try:
-        o = json.loads(js)
-    except ValueError:
-        continue
-    if o["phase"] != "destroy old keys":
-        continue
-    if start is None:
-        start = float(t)
-    if o["done"] > done:
-        end, done = float(t), o["done"]
-if done == 0:
-    sys.exit("contain.sh: no old key was destroyed before contain was stopped")
-print(start - t0, end - start, done)
-PY
-)
+	phases=$from_prog
 	closes=-1
 fi
 # The token's own destruction floor in the same state: as many pairs as
