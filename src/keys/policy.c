@@ -38,6 +38,7 @@ struct rf_kpolicy {
 	rf_kpolicy_assertion_fn cert; /* connector renewals (cmd_keyd.c) */
 	void *cert_arg;
 	int connector_days;
+	int ocsp_validity, crl_validity; /* keyd's own settings, s */
 	struct rf_ledger *ledger; /* revocations keyd has seen (ledger.h) */
 	/* Active keys' purposes, while the connector generation (which
 	 * moves with every change of a key's row) is kgen. */
@@ -79,6 +80,8 @@ rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
 	p->audit = audit;
 	p->tls_rate = cfg->keyd_tls_rate > 0 ? cfg->keyd_tls_rate : 200;
 	p->connector_days = cfg->connector_days;
+	p->ocsp_validity = cfg->ocsp_validity;
+	p->crl_validity = cfg->crl_validity;
 	/* In the custody folder: keyd's user's alone, like the PIN (a state
 	 * whose PIN comes from the environment may not have made it yet). */
 	if (mkdir(cfg->custody_dir, 0700) != 0 && errno != EEXIST) {
@@ -198,6 +201,24 @@ asn1_secs(const ASN1_TIME *t)
 	return (int64_t)timegm(&tm);
 }
 
+/*
+ * Dates a server's OCSP response or CRL may carry: thisUpdate within
+ * FRESH_SKEW seconds of keyd's clock, a nextUpdate, and at most validity
+ * (keyd's own setting, a minute of slack) after it. Otherwise a serve
+ * taken over could have a good answer or a CRL signed that lasts for
+ * years, and outlive every later revocation.
+ */
+#define FRESH_SKEW 300
+static int
+fresh(const ASN1_TIME *this_update, const ASN1_TIME *next_update, int validity)
+{
+	int64_t t = asn1_secs(this_update), n = asn1_secs(next_update);
+	int64_t now = rf_now();
+
+	return t >= 0 && n >= 0 && t >= now - FRESH_SKEW &&
+	    t <= now + FRESH_SKEW && n > t && n - t <= (int64_t)validity + 60;
+}
+
 /* The SHA-1/SHA-2 hash of a CA certificate's public key, by name. */
 static int
 issuer_key_hash(struct rf_kpolicy *p, const char *name, const EVP_MD *md,
@@ -255,7 +276,11 @@ check_single(struct rf_kpolicy *p, OCSP_SINGLERESP *one)
 		r = refuse(
 		    "issuerKeyHash is not the certificate's issuer's", "ocsp");
 	st = OCSP_single_get0_status(one, &reason, &rt, &tu, &nu);
-	if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD && c.revoked)
+	if (r == 0 && !fresh(tu, nu, p->ocsp_validity))
+		r = refuse("thisUpdate away from now, or nextUpdate missing "
+			   "or later than ocsp_validity after it",
+		    "ocsp");
+	else if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD && c.revoked)
 		r = refuse("good for a revoked certificate", "ocsp");
 	else if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD &&
 	    rf_ledger_has(p->ledger, ser))
@@ -284,6 +309,7 @@ check_ocsp(
 	OCSP_BASICRESP *br = NULL;
 	uint8_t *w = NULL;
 	size_t wl = 0;
+	int64_t t;
 	int i, n, r = 0;
 
 	if (strcmp(purpose, "ocsp") != 0)
@@ -295,6 +321,11 @@ check_ocsp(
 	if ((br = d2i_OCSP_BASICRESP(NULL, &d, (long)wl)) == NULL ||
 	    d != w + wl) {
 		r = refuse("ResponseData does not parse", "ocsp");
+		goto out;
+	}
+	t = asn1_secs(OCSP_resp_get0_produced_at(br));
+	if (t < rf_now() - FRESH_SKEW || t > rf_now() + FRESH_SKEW) {
+		r = refuse("producedAt away from now", "ocsp");
 		goto out;
 	}
 	if ((n = OCSP_resp_count(br)) <= 0) {
@@ -398,6 +429,13 @@ check_crl(
 	if (issuer == NULL) {
 		r = refuse("the CRL's issuer is not a CA of the store with "
 			   "this key",
+		    "crl");
+		goto out;
+	}
+	if (!fresh(X509_CRL_get0_lastUpdate(k.crl),
+		X509_CRL_get0_nextUpdate(k.crl), p->crl_validity)) {
+		r = refuse("thisUpdate away from now, or nextUpdate missing or "
+			   "later than crl_validity after it",
 		    "crl");
 		goto out;
 	}
@@ -657,6 +695,11 @@ check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 	}
 	nb = asn1_secs(X509_get0_notBefore(x));
 	na = asn1_secs(X509_get0_notAfter(x));
+	if (nb < 0 || na < 0 || nb < rf_now() - 3600 ||
+	    nb > rf_now() + FRESH_SKEW) {
+		r = refuse("a certificate whose notBefore is not now", "cert");
+		goto out;
+	}
 	if (na - nb > (int64_t)p->connector_days * 86400 + 3600) {
 		r = refuse(
 		    "a certificate valid longer than connector_days", "cert");

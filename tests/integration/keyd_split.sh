@@ -8,7 +8,9 @@
 # revoked serial (also once the store's revocation is cleared behind keyd's
 # back: its ledger), a raw digest with a CA key (also once the store says
 # the key is serve's TLS key) or a connector binding for keyd's ledger is
-# refused, each refusal an audit leaf. An OCSP `good` for a certificate that is good is signed.
+# refused, as is a `good` valid until 2050 (longer than ocsp_validity),
+# each refusal an audit leaf. An OCSP `good` for a certificate that is
+# good, valid a day, is signed.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-split
@@ -83,7 +85,11 @@ as_server "$client" ocsp-good "$ocsp" "$work/issuing.pem" "$revoked" 2>"$work/e2
 as_server "$client" digest "$issuing" tls 2>"$work/e3"; rc3=$?
 as_server "$client" ocsp-good "$ocsp" "$work/issuing.pem" "$good" 2>"$work/e4"; rc4=$?
 as_server "$client" note-bind sync acme m365 2>"$work/e5"; rc5=$?
+# A good answer that lasts until 2050 would outlive the next revocation.
+as_server "$client" ocsp-good-long "$ocsp" "$work/issuing.pem" "$good" 2>"$work/e9"; rc9=$?
 set -e
+[ $rc9 = 3 ] || fail "OCSP good valid until 2050: rc $rc9 $(cat "$work/e9")"
+grep -q "later than ocsp_validity" "$work/e9" || fail "OCSP lifetime refusal reason: $(cat "$work/e9")"
 # A binding for keyd's connector policy comes from an administrator only.
 [ $rc5 = 3 ] || fail "a binding noted by the server user: rc $rc5 $(cat "$work/e5")"
 grep -q '^b sync acme m365$' "$custody/revoked.ledger" &&
@@ -97,7 +103,7 @@ grep -q "good for a revoked" "$work/e2" || fail "OCSP refusal reason: $(cat "$wo
 [ $rc3 = 3 ] || fail "raw digest with the issuing key: rc $rc3 $(cat "$work/e3")"
 [ $rc4 = 0 ] || fail "OCSP good for a good serial refused: $(cat "$work/e4")"
 after=$(leaves refused)
-[ $((after - before)) -ge 4 ] || fail "refusals recorded: $((after - before)), want 4"
+[ $((after - before)) -ge 5 ] || fail "refusals recorded: $((after - before)), want 5"
 sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT data FROM audit_leaf WHERE type = 'refused'" |
 	grep -q "uid $(id -u "$su")" || fail "refusal leaf does not name the caller's uid"
 # The CLI as the server user: keys list refused in one line, no half table.

@@ -107,8 +107,8 @@ crl_empty(const char *issuer_pem, uint8_t **der, size_t *len)
 
 /* DER ResponseData: `good` for serial (hex) of issuer. */
 static int
-ocsp_good(
-    const char *issuer_pem, const char *serial, uint8_t **der, size_t *len)
+ocsp_good(const char *issuer_pem, const char *serial, long days, uint8_t **der,
+    size_t *len)
 {
 	FILE *f = fopen(issuer_pem, "r");
 	X509 *issuer = NULL, *tmp = NULL;
@@ -116,7 +116,7 @@ ocsp_good(
 	OCSP_BASICRESP *bs = NULL;
 	OCSP_CERTID *cid = NULL;
 	ASN1_INTEGER *ai = NULL;
-	ASN1_TIME *now = NULL;
+	ASN1_TIME *now = NULL, *next = NULL;
 	BIGNUM *bn = NULL;
 	unsigned char *p = NULL;
 	int n, r = RF_ERR_INTERNAL;
@@ -133,8 +133,9 @@ ocsp_good(
 	    (tmp = throwaway_cert(key)) == NULL ||
 	    (bs = OCSP_BASICRESP_new()) == NULL ||
 	    (now = X509_gmtime_adj(NULL, 0)) == NULL ||
+	    (next = X509_time_adj_ex(NULL, (int)days, 0, NULL)) == NULL ||
 	    OCSP_basic_add1_status(
-		bs, cid, V_OCSP_CERTSTATUS_GOOD, 0, NULL, now, NULL) == NULL ||
+		bs, cid, V_OCSP_CERTSTATUS_GOOD, 0, NULL, now, next) == NULL ||
 	    OCSP_basic_sign(bs, tmp, key, EVP_sha256(), NULL, OCSP_NOCERTS) !=
 		1 ||
 	    (n = i2d_OCSP_RESPDATA(
@@ -148,6 +149,7 @@ ocsp_good(
 	r = 0;
 out:
 	ASN1_TIME_free(now);
+	ASN1_TIME_free(next);
 	OCSP_BASICRESP_free(bs);
 	X509_free(tmp);
 	EVP_PKEY_free(key);
@@ -293,8 +295,13 @@ main(int argc, char **argv)
 		memset(dig, 0x42, sizeof(dig));
 		return done(sign(&cfg, argv[2], argv[3], dig, sizeof(dig), 1));
 	}
-	if (argc == 5 && strcmp(argv[1], "ocsp-good") == 0) {
-		if ((r = ocsp_good(argv[3], argv[4], &der, &len)) == 0)
+	/* A good answer valid a day, or (ocsp-good-long) until 2050. */
+	if (argc == 5 &&
+	    (strcmp(argv[1], "ocsp-good") == 0 ||
+		strcmp(argv[1], "ocsp-good-long") == 0)) {
+		if ((r = ocsp_good(argv[3], argv[4],
+			 strcmp(argv[1], "ocsp-good") == 0 ? 1 : 8800, &der,
+			 &len)) == 0)
 			r = sign(&cfg, argv[2], "ocsp", der, len, 0);
 		OPENSSL_free(der);
 		return done(r);
@@ -332,7 +339,8 @@ main(int argc, char **argv)
 	}
 	fprintf(stderr,
 	    "usage: rf-keyd_client sign|digest KEYID WHAT | "
-	    "ocsp-good KEYID ISSUER.pem SERIAL | crl-empty KEYID ISSUER.pem | "
+	    "ocsp-good[-long] KEYID ISSUER.pem SERIAL | "
+	    "crl-empty KEYID ISSUER.pem | "
 	    "server-cert KEYID TENANT CERT.pem | "
 	    "note-bind CONNECTOR TENANT CONN | fuzz N SEED\n");
 	return 2;
