@@ -450,10 +450,12 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			printf("%lld\n", (long long)id);
 			fprintf(stderr,
 			    "ringfence: opened incident %lld on %s: %zu "
-			    "connections, %llu signatures by the keys in "
+			    "connection%s, %llu signature%s by the keys in "
 			    "scope; next: ringfence incident contain %lld\n",
 			    (long long)id, st.scope, st.total,
-			    (unsigned long long)st.signatures, (long long)id);
+			    st.total == 1 ? "" : "s",
+			    (unsigned long long)st.signatures,
+			    st.signatures == 1 ? "" : "s", (long long)id);
 		}
 		return EXIT_OK;
 	}

@@ -338,8 +338,12 @@ struct open_acc {
 	int64_t other;	/* the first such incident */
 	int64_t since;
 	uint64_t signatures;
+	/* The items' keys, sorted: when set, only their signatures count
+	 * (a tenant's leaves also hold the issuing CA's, for its
+	 * certificates). */
 	char (*keys)[65];
 	size_t nkeys, capkeys;
+	int only_keys;
 	struct item_vec cand; /* noted to keyd's ledger before the store */
 	uint8_t *moved;	      /* per candidate: the note changed its state */
 };
@@ -422,12 +426,41 @@ open_candidate(
 }
 
 static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(a, b);
+}
+
+static int
 count_leaf(void *arg, const struct rf_leaf_rec *l)
 {
 	struct open_acc *a = arg;
 
-	if (l->type != NULL && strcmp(l->type, "sign") == 0)
-		a->signatures++;
+	if (l->type == NULL || strcmp(l->type, "sign") != 0)
+		return 0;
+	if (a->only_keys &&
+	    (l->key_id == NULL || a->nkeys == 0 ||
+		bsearch(l->key_id, a->keys, a->nkeys, sizeof(a->keys[0]),
+		    key_cmp) == NULL))
+		return 0;
+	a->signatures++;
+	return 0;
+}
+
+/* An item's key, for count_leaf. */
+static int
+keep_key(struct open_acc *a, const char *key_id)
+{
+	if (a->nkeys == a->capkeys) {
+		size_t cap = a->capkeys ? 2 * a->capkeys : 64;
+		char(*k)[65] = reallocarray(a->keys, cap, sizeof(*k));
+
+		if (k == NULL)
+			return RF_ERR_ALLOC;
+		a->keys = k;
+		a->capkeys = cap;
+	}
+	snprintf(a->keys[a->nkeys++], sizeof(a->keys[0]), "%s", key_id);
 	return 0;
 }
 
@@ -458,7 +491,8 @@ open_item(
 		    "connection %s/%s got a new credential while the incident "
 		    "opened: run 'ringfence incident open' again",
 		    it.tenant, it.name);
-	if ((r = rf_store_item_add(a->c->st, &it)) != 0)
+	if ((r = rf_store_item_add(a->c->st, &it)) != 0 ||
+	    (r = keep_key(a, it.old_key)) != 0)
 		return r;
 	a->n++;
 	return 0;
@@ -541,7 +575,7 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	/*
 	 * Blast radius in the record: the signatures of the key in scope
 	 * (issuer scope: the issuing key; key scope: that key; otherwise
-	 * the connection keys, counted by tenant).
+	 * the connection keys in scope, found by tenant).
 	 */
 	if (strcmp(s.kind, "issuer") == 0) {
 		struct rf_ca_rec ca;
@@ -556,6 +590,8 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 		r = rf_store_leaf_search(
 		    c->st, s.value, NULL, since, 0, 0, count_leaf, &acc);
 	} else {
+		qsort(acc.keys, acc.nkeys, sizeof(acc.keys[0]), key_cmp);
+		acc.only_keys = 1;
 		r = rf_store_leaf_search(
 		    c->st, NULL, s.f.tenant, since, 0, 0, count_leaf, &acc);
 	}
@@ -594,6 +630,7 @@ out:
 	}
 	free(acc.cand.v);
 	free(acc.moved);
+	free(acc.keys);
 	return r;
 }
 
@@ -2086,7 +2123,8 @@ rf_incident_report(
 		    "`sign` leaves of the audit record made by the keys in "
 		    "scope (the issuing CA key for an issuer scope, the key "
 		    "for "
-		    "a key scope, otherwise the tenant's keys) since the "
+		    "a key scope, otherwise the keys of the connections in "
+		    "scope) since the "
 		    "incident's `--since` time (all time if none): every "
 		    "signature ringfence's token made with them. It does not "
 		    "cover signatures made with a copy of a key outside the "

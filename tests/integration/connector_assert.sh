@@ -190,7 +190,15 @@ wait_for has_leaf -q 'not_bound: connection acme/m365 connector arch (certificat
 # keyd's back), then contained: the next assertion names the new
 # credential, which verifies; the old one is refused.
 old_x5t=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["x5t#S256"])' cred-acme-m365.json)
-id=$(rf incident open --scope connection:acme/m365 --reason "test" | grep -o '[0-9]\+' | head -1)
+id=$(rf incident open --scope connection:acme/m365 --reason "test" 2>open.err | grep -o '[0-9]\+' | head -1)
+# Its blast radius counts the connection key's signatures (the
+# assertions), not the issuing CA's signatures of the tenant's
+# certificates, which the tenant's leaves hold too.
+want=$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf
+	WHERE type = 'sign' AND key_id = (SELECT old_key FROM incident_items WHERE incident = $id)")
+[ "$want" -gt 0 ] || fail "no signature by the connection key in the record"
+grep -Eq ": 1 connection, $want signatures? by the keys in scope" open.err ||
+	fail "incident open counts other keys' signatures (want $want): $(cat open.err)"
 [ "$(code --cert sync.pem --key sync.key --cacert root.pem -d '{"connection":"acme/m365"}' "$url/v1/assertions")" = "423 under_incident" ] ||
 	fail "under incident: $(cat resp.json)"
 # The incident cleared in the store behind keyd's back (as serve's user
