@@ -289,6 +289,9 @@ struct rf_api_answer {
 	int retry_after;
 };
 void rf_api_answer_clear(struct rf_api_answer *a);
+/* *a: status, with the JSON body {"error": code, "message": msg}. */
+void rf_api_answer_error(
+    struct rf_api_answer *a, int status, const char *code, const char *msg);
 /*
  * POST /v1/assertions from the connector with TLS client certificate
  * cert_serial (NULL: none) at source. Always fills *a.

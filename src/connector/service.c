@@ -107,8 +107,8 @@ rf_api_answer_clear(struct rf_api_answer *a)
 	memset(a, 0, sizeof(*a));
 }
 
-static void
-answer_error(
+void
+rf_api_answer_error(
     struct rf_api_answer *a, int status, const char *code, const char *msg)
 {
 	json_t *j = json_pack("{s:s,s:s}", "error", code, "message", msg);
@@ -390,7 +390,7 @@ refused(struct rf_connector_svc *svc, const struct rf_assert_ask *ask,
 	p.v = *v;
 	p.now = rf_now();
 	enqueue(svc, &p);
-	answer_error(
+	rf_api_answer_error(
 	    a, rf_refusal_status(v->why), rf_refusal_code(v->why), v->detail);
 	if (v->why == RF_REFUSE_RATE)
 		a->retry_after = v->retry_after;
@@ -676,9 +676,9 @@ static void
 answer_fail(struct rf_api_answer *a, int r)
 {
 	if (r == RF_ERR_REFUSED)
-		answer_error(a, 403, "refused", rf_err_msg(r));
+		rf_api_answer_error(a, 403, "refused", rf_err_msg(r));
 	else
-		answer_error(a, 500, "internal", rf_err_msg(r));
+		rf_api_answer_error(a, 500, "internal", rf_err_msg(r));
 }
 
 int
@@ -697,7 +697,7 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 	memset(a, 0, sizeof(*a));
 	rf_err_clear();
 	if (cert_serial == NULL || *cert_serial == '\0') {
-		answer_error(a, 401, "client_certificate_required",
+		rf_api_answer_error(a, 401, "client_certificate_required",
 		    "present a connector's TLS client certificate");
 		return 0;
 	}
@@ -707,7 +707,7 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 	}
 	p->now = rf_now();
 	if ((r = rf_connector_parse_assert(body, len, &p->ask)) != 0) {
-		answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
+		rf_api_answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
 		    "bad_request", rf_err_msg(r));
 		pending_free(p);
 		return 0;
@@ -901,12 +901,12 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	memset(&is, 0, sizeof(is));
 	rf_err_clear();
 	if (cert_serial == NULL || *cert_serial == '\0') {
-		answer_error(a, 401, "client_certificate_required",
+		rf_api_answer_error(a, 401, "client_certificate_required",
 		    "present a connector's TLS client certificate");
 		return;
 	}
 	if ((r = rf_connector_parse_renew(body, len, &csr, &csrlen)) != 0) {
-		answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
+		rf_api_answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
 		    "bad_request", rf_err_msg(r));
 		return;
 	}
@@ -919,7 +919,7 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	if ((r = rf_connector_decide(svc->cfg, svc->st, NULL, &q, &v)) != 0)
 		goto fail;
 	if (v.why == RF_REFUSE_UNKNOWN || v.why == RF_REFUSE_REVOKED) {
-		answer_error(a, rf_refusal_status(v.why),
+		rf_api_answer_error(a, rf_refusal_status(v.why),
 		    rf_refusal_code(v.why), v.detail);
 		goto out;
 	}
@@ -951,8 +951,8 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 		    ? 400
 		    : 500;
 
-		answer_error(a, st, st == 400 ? "bad_request" : "internal",
-		    rf_err_msg(r));
+		rf_api_answer_error(a, st,
+		    st == 400 ? "bad_request" : "internal", rf_err_msg(r));
 		goto out;
 	}
 	j = json_pack("{s:s,s:s,s:I}", "serial", is.serial, "pem", is.chain_pem,

@@ -168,11 +168,20 @@ api_reply(struct rf_http_resp *o, struct rf_api_answer *a)
 	case 413:
 		o->reason = "Content Too Large";
 		break;
+	case 417:
+		o->reason = "Expectation Failed";
+		break;
 	case 423:
 		o->reason = "Locked";
 		break;
 	case 429:
 		o->reason = "Too Many Requests";
+		break;
+	case 431:
+		o->reason = "Request Header Fields Too Large";
+		break;
+	case 503:
+		o->reason = "Service Unavailable";
 		break;
 	default:
 		o->reason = "Internal Server Error";
@@ -183,6 +192,11 @@ api_reply(struct rf_http_resp *o, struct rf_api_answer *a)
 	    o->h[o->nh++].value, sizeof(o->h[0].value), "application/json");
 	o->h[o->nh].name = "Cache-Control";
 	snprintf(o->h[o->nh++].value, sizeof(o->h[0].value), "no-store");
+	/* RFC 9110 15.5.6: a 405 lists the methods the route takes. */
+	if (a->status == 405) {
+		o->h[o->nh].name = "Allow";
+		snprintf(o->h[o->nh++].value, sizeof(o->h[0].value), "POST");
+	}
 	if (a->retry_after > 0) {
 		snprintf(ra, sizeof(ra), "%d", a->retry_after);
 		o->h[o->nh].name = "Retry-After";
@@ -200,6 +214,24 @@ static int
 path_eq(const char *uri, size_t plen, const char *lit)
 {
 	return strlen(lit) == plen && memcmp(uri, lit, plen) == 0;
+}
+
+/*
+ * A request the HTTP layer refused before the API read it (a body over
+ * the server's limit, a header block too large): answered in the API's
+ * own form, JSON with a stable code, as every API answer is.
+ */
+void
+rf_http_api_error(struct rf_http_resp *o, int code, const char *text)
+{
+	struct rf_api_answer a;
+
+	memset(o, 0, sizeof(*o));
+	memset(&a, 0, sizeof(a));
+	rf_api_answer_error(
+	    &a, code, code >= 500 ? "unavailable" : "bad_request", text);
+	api_reply(o, &a);
+	rf_api_answer_clear(&a);
 }
 
 int

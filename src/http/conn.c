@@ -466,7 +466,10 @@ respond_fail(struct rf_http_worker *w, struct rf_conn *c)
 {
 	struct rf_http_resp o;
 
-	rf_http_error(&o, c->h1.fail_code, c->h1.fail_text);
+	if (rf_http_api_is_route(c->h1.target))
+		rf_http_api_error(&o, c->h1.fail_code, c->h1.fail_text);
+	else
+		rf_http_error(&o, c->h1.fail_code, c->h1.fail_text);
 	c->closing = 1;
 	return respond(w, c, &o, 0, 0);
 }

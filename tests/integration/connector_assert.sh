@@ -165,6 +165,17 @@ python3 -c 'print("{\"connection\":\"acme/m365\",\"x5t#S256\":\"" + "A"*9000 + "
 [ "$(code --cert sync.pem --key sync.key --cacert root.pem --data-binary @big.json "$url/v1/assertions")" = "413 bad_request" ] ||
 	fail "oversized: $(cat resp.json)"
 grep -q "at most" resp.json || fail "oversized message: $(cat resp.json)"
+# Past the server's own body limit (64 KiB), told before the body is read:
+# still the API's JSON, as is a chunked body past it.
+python3 -c 'print("{\"connection\":\"acme/m365\",\"x5t#S256\":\"" + "A"*70000 + "\"}")' >huge.json
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem --data-binary @huge.json "$url/v1/assertions")" = "413 bad_request" ] ||
+	fail "over the server's body limit: $(cat resp.json)"
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem -H 'Transfer-Encoding: chunked' --data-binary @huge.json "$url/v1/assertions")" = "413 bad_request" ] ||
+	fail "chunked, over the server's body limit: $(cat resp.json)"
+# Another method: 405 in JSON, with the methods the route takes.
+curl -s -D hdr.txt -o resp.json --cert sync.pem --key sync.key --cacert root.pem "$url/v1/assertions" || true
+head -1 hdr.txt | grep -q " 405" && grep -qi '^Allow: POST' hdr.txt &&
+	grep -q '"method_not_allowed"' resp.json || fail "GET /v1/assertions: $(cat hdr.txt resp.json)"
 # Past the rate: acme/rate allows a burst of 4.
 for i in 1 2 3 4; do
 	rf assert --connection acme/rate --cert sync.pem --key sync.key \
