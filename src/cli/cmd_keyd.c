@@ -474,9 +474,17 @@ static int
 keyd_fork(const char *log, pid_t *kpid)
 {
 	pid_t child, k = 0;
+	char self[RF_PATH_MAX];
+	ssize_t sl;
 	int fd, pfd[2], status;
 
 	*kpid = 0;
+	/* keyd runs this binary by its own path, so that its process name
+	 * (ps -C ringfence) is ringfence, not exe; /proc/self/exe when the
+	 * path is gone (a binary rebuilt under a running command). */
+	if ((sl = readlink("/proc/self/exe", self, sizeof(self) - 1)) <= 0)
+		sl = 0;
+	self[sl] = '\0';
 	if (pipe2(pfd, O_CLOEXEC) != 0)
 		return rf_err_set(RF_ERR_INTERNAL, "pipe: %s", strerror(errno));
 	if ((child = fork()) < 0) {
@@ -500,6 +508,9 @@ keyd_fork(const char *log, pid_t *kpid)
 				dup2(fd, 2);
 				close(fd);
 			}
+			if (self[0] == '/')
+				execl(self, "ringfence", "keyd", "--on-demand",
+				    (char *)NULL);
 			execl("/proc/self/exe", "ringfence", "keyd",
 			    "--on-demand", (char *)NULL);
 			_exit(127);

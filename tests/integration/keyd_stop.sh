@@ -6,7 +6,8 @@
 # kill -9 nothing of keyd is left under serve, `keyd stop` says at once
 # that none runs, a keyd.pid naming a process that is not a keyd (its
 # number reused) gets that process no signal, and a keyd started as
-# `ringfence --json keyd` is still stopped; a second keyd started by hand
+# `ringfence --json keyd` is still stopped; a keyd started on demand is
+# named ringfence in ps; a second keyd started by hand
 # on a terminal is refused in one line (it was two: the log's and the
 # error's).
 set -euo pipefail
@@ -20,6 +21,10 @@ start_serve
 kpid=$(cat "$RINGFENCE_HOME/keyd.pid")
 rf keyd status >/dev/null || fail "serve did not start keyd"
 [ "$(ps -o ppid= -p "$kpid" | tr -d ' ')" != "$server" ] || fail "keyd is serve's child"
+# Started on demand, it is in `ps -C ringfence` under its own name (it was
+# "exe": it ran /proc/self/exe).
+[ "$(cat "/proc/$kpid/comm")" = ringfence ] || fail "on-demand keyd's process name: $(cat "/proc/$kpid/comm")"
+ps -o pid= -C ringfence | grep -qw "$kpid" || fail "ps -C ringfence does not list the on-demand keyd"
 kill -9 "$kpid"
 for _ in $(seq 50); do
 	[ "$(ps -o stat= -p "$kpid" 2>/dev/null | cut -c1)" = Z ] && continue
