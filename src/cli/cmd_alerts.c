@@ -16,14 +16,23 @@ static const char alerts_help[] =
     "usage: ringfence alerts list [--json]\n"
     "       ringfence alerts deliver\n"
     "'list' prints every alert raised by the connector detectors, oldest\n"
-    "first, with its id (receivers deduplicate on it) and whether the\n"
-    "webhook (alert_webhook) delivered it. 'deliver' runs one pass of the\n"
+    "first, with its id (receivers deduplicate on it) and, when a webhook\n"
+    "(alert_webhook) is set, whether it delivered it. 'deliver' runs one pass "
+    "of the\n"
     "webhook queue now (serve runs it continuously).\n";
+
+/* The list's output: a JSON array, or text (arr NULL) that says which
+ * alerts the webhook has yet to deliver when one is set. */
+struct listing {
+	json_t *arr;
+	int webhook;
+};
 
 static int
 one(void *arg, const struct rf_alert_rec *a)
 {
-	json_t *arr = arg, *j;
+	const struct listing *ls = arg;
+	json_t *arr = ls->arr, *j;
 	char t[32];
 	struct tm tm;
 	time_t tt = (time_t)a->time;
@@ -44,14 +53,14 @@ one(void *arg, const struct rf_alert_rec *a)
 		snprintf(t, sizeof(t), "%lld", (long long)a->time);
 	printf("%s %-20s %s/%s connector %s: %s%s\n", t, a->kind, a->tenant,
 	    a->conn, a->connector, a->detail,
-	    a->delivered ? "" : " [webhook pending]");
+	    a->delivered || !ls->webhook ? "" : " [webhook pending]");
 	return 0;
 }
 
 int
 cmd_alerts(struct rf_cli *cli, int argc, char **argv)
 {
-	json_t *arr;
+	struct listing ls;
 	size_t sent = 0;
 	int r;
 
@@ -68,16 +77,17 @@ cmd_alerts(struct rf_cli *cli, int argc, char **argv)
 	if ((r = cli_open(cli, CLI_STORE)) != 0)
 		return cli_fail(r);
 	if (strcmp(argv[1], "list") == 0) {
-		arr = cli->json ? json_array() : NULL;
-		if ((r = rf_store_alert_foreach(cli->store, 0, one, arr)) !=
+		ls.arr = cli->json ? json_array() : NULL;
+		ls.webhook = cli->cfg.alert_webhook[0] != '\0';
+		if ((r = rf_store_alert_foreach(cli->store, 0, one, &ls)) !=
 		    0) {
-			json_decref(arr);
+			json_decref(ls.arr);
 			return cli_fail(r);
 		}
-		if (arr != NULL) {
-			json_dumpf(arr, stdout, JSON_COMPACT);
+		if (ls.arr != NULL) {
+			json_dumpf(ls.arr, stdout, JSON_COMPACT);
 			printf("\n");
-			json_decref(arr);
+			json_decref(ls.arr);
 		}
 		return EXIT_OK;
 	}

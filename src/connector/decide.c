@@ -131,10 +131,16 @@ credential(struct rf_store *st, const struct rf_connector_req *q,
 		return r == RF_ERR_NOT_FOUND
 		    ? refuse(v, RF_REFUSE_NOT_ENTRA, "no such connection")
 		    : r;
-	if (cn.serial[0] == '\0')
-		return refuse(v, RF_REFUSE_NO_CRED,
+	if (cn.serial[0] == '\0') {
+		char msg[256];
+
+		snprintf(msg, sizeof(msg),
 		    "the connection has no credential yet: issue one with "
-		    "'ringfence issue --keygen'");
+		    "'ringfence issue --tenant %.40s --connection %.40s "
+		    "--profile assertion --keygen rsa-2048'",
+		    q->tenant, q->conn);
+		return refuse(v, RF_REFUSE_NO_CRED, msg);
+	}
 	memset(&cr, 0, sizeof(cr));
 	if ((r = rf_store_cert_get(st, cn.serial, &cr)) != 0)
 		return r;
