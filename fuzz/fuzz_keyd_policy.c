@@ -2,24 +2,28 @@
  * fuzz_keyd_policy.c: keyd's policy for the server class (policy.c) on
  * arbitrary requests. A server's messages are untrusted: serve parses
  * bytes from anyone, and keyd must not sign for a serve taken over. The
- * first byte of an input picks what is asked (bits 0-2: ocsp, crl, sth, a
- * TLS digest, assertion, cert, an unknown kind, none), with which key
- * (bits 3-5) and whether a tenant is named (bit 6); the rest is the
- * message (a ResponseData, TBSCertList, tree head or TBSCertificate).
+ * first byte of an input picks what is asked (bits 0-2: ocsp, crl, sth,
+ * tls, assertion, cert, an unknown kind, none), with which key (bits 3-5),
+ * whether a tenant is named (bit 6) and whether it is a raw digest (bit
+ * 7); the rest is the message (a ResponseData, TBSCertList, tree head,
+ * digest or TBSCertificate). Connector renewals are decided by a stand-in
+ * for cmd_keyd.c's check that the connector is active (it accepts), so
+ * that the policy's own checks of the certificate are what is fuzzed.
  *
  * The store is made once, in a temporary folder: the issuing CA (the
  * certificate below, public only: no private key here), its key and an
  * OCSP, audit, TLS and connection key, a disabled OCSP key, certificate
  * 2A01 (good) and 2A02 (revoked, keyCompromise). Invariants, checked
  * apart from the policy's own code:
- *   - no assertion, certificate, unknown kind or raw digest other than a
- *     TLS digest with serve's TLS key is ever allowed (no connector
- *     policy is set here);
+ *   - no assertion, unknown kind or raw digest other than a TLS digest
+ *     with serve's TLS key is ever allowed (no assertion policy is set);
+ *   - an allowed certificate is signed with the issuing key, for the
+ *     tenant named, and starts now;
  *   - an allowed OCSP request is signed with the OCSP key and says
  *     revoked for 2A02, and names no other serial than 2A01 and 2A02;
  *   - an allowed CRL is signed with the issuing key and lists 2A02;
  *   - each is dated now (thisUpdate within 5 minutes of keyd's clock)
- *     and lasts at most keyd's validity setting (nextUpdate);
+ *     and lasts at most 30 days, the largest validity setting;
  *   - an allowed tree head is signed with the audit key.
  * The corpus in fuzz/corpus/keyd_policy (made with openssl ca and
  * openssl ocsp against this CA, their TBS parts cut out) is replayed by
@@ -438,7 +442,6 @@ static const uint8_t ca_der[] = {
  * is held a minute later, so that its answers stay what they were. */
 #define REVOKED_AT 1796551034
 #define NOW 1796551100
-#define VALIDITY (7 * 86400)
 #define NKEYS 8
 enum { K_OCSP, K_ISSUING, K_AUDIT, K_TLS, K_CONN, K_OFF, K_NONE, K_OCSP2 };
 
@@ -496,6 +499,20 @@ cert(const char *serial, const char *tenant, int revoked)
 		abort();
 }
 
+/* cmd_keyd.c's part of a renewal's decision: the connector is active. */
+static int
+renewal_ok(void *arg, struct rf_store *st, struct rf_ledger *ledger,
+    int64_t gen, const char *key_id, const struct rf_sign_req *req)
+{
+	(void)arg;
+	(void)st;
+	(void)ledger;
+	(void)gen;
+	(void)key_id;
+	(void)req;
+	return 0;
+}
+
 static void
 fx_init(void)
 {
@@ -543,11 +560,10 @@ fx_init(void)
 	snprintf(cfg.custody_dir, sizeof(cfg.custody_dir), "%s/custody",
 	    fuzz_fx_dir);
 	cfg.connector_days = 7;
-	cfg.ocsp_validity = VALIDITY;
-	cfg.crl_validity = VALIDITY;
-	cfg.keyd_tls_rate = 200;
+	cfg.keyd_tls_rate = 1000000000; /* the clock stands still */
 	if (rf_kpolicy_new(&cfg, fx.st, fx.audit, &fx.policy) != 0)
 		abort();
+	rf_kpolicy_set_cert(fx.policy, renewal_ok, NULL);
 }
 
 /* The message as the signed structure around it, as a relying party
@@ -575,7 +591,7 @@ wrapped(const uint8_t *m, size_t len, size_t *outlen)
 }
 
 /* thisUpdate within 5 minutes of keyd's clock, nextUpdate at most the
- * validity (and a minute) after it. */
+ * largest validity setting (and a minute) after it. */
 static void
 dates_ok(const ASN1_TIME *tu, const ASN1_TIME *nu)
 {
@@ -586,8 +602,8 @@ dates_ok(const ASN1_TIME *tu, const ASN1_TIME *nu)
 	if (lo == NULL || hi == NULL || tu == NULL || nu == NULL ||
 	    ASN1_TIME_compare(tu, lo) < 0 || ASN1_TIME_compare(tu, hi) > 0 ||
 	    ASN1_TIME_diff(&d, &s, tu, nu) != 1 ||
-	    (int64_t)d * 86400 + s > VALIDITY + 60 || (d == 0 && s <= 0) ||
-	    d < 0 || s < 0)
+	    (int64_t)d * 86400 + s > RF_VALIDITY_MAX + 60 ||
+	    (d == 0 && s <= 0) || d < 0 || s < 0)
 		abort();
 	ASN1_TIME_free(lo);
 	ASN1_TIME_free(hi);
@@ -652,6 +668,29 @@ crl_allowed(const uint8_t *m, size_t len)
 	free(w);
 }
 
+/* An allowed TBSCertificate starts within the hour before keyd's clock. */
+static void
+cert_allowed(const uint8_t *m, size_t len)
+{
+	const uint8_t *p;
+	uint8_t *w;
+	size_t wl;
+	X509 *x;
+	ASN1_TIME *lo = ASN1_TIME_set(NULL, NOW - 3600);
+	ASN1_TIME *hi = ASN1_TIME_set(NULL, NOW + 300);
+
+	w = wrapped(m, len, &wl);
+	p = w;
+	if ((x = d2i_X509(NULL, &p, (long)wl)) == NULL || lo == NULL ||
+	    hi == NULL || ASN1_TIME_compare(X509_get0_notBefore(x), lo) < 0 ||
+	    ASN1_TIME_compare(X509_get0_notBefore(x), hi) > 0)
+		abort();
+	ASN1_TIME_free(lo);
+	ASN1_TIME_free(hi);
+	X509_free(x);
+	free(w);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -666,7 +705,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	w = data[0] & 7;
 	k = (data[0] >> 3) & 7;
-	digest = w == 3;
+	digest = (data[0] & 0x80) != 0;
 	memset(&req, 0, sizeof(req));
 	req.what = whats[w];
 	req.msg = data + 1;
@@ -679,6 +718,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	}
 	/* Allowed: only what the server class may have, with its key. */
+	if (digest != (w == 3))
+		abort();
 	switch (w) {
 	case 0:
 		if (k != K_OCSP && k != K_OCSP2)
@@ -697,6 +738,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 3:
 		if (k != K_TLS)
 			abort();
+		break;
+	case 5:
+		if (k != K_ISSUING || req.tenant == NULL)
+			abort();
+		cert_allowed(req.msg, req.msglen);
 		break;
 	default:
 		abort();

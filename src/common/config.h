@@ -14,6 +14,9 @@
 #include "common/rf.h"
 
 #define RF_PATH_MAX 1024
+/* The largest ocsp_validity and crl_validity (s): keyd signs no answer or
+ * CRL of serve's that lasts longer (keys/policy.c). */
+#define RF_VALIDITY_MAX (30 * 86400)
 
 struct rf_config {
 	char home[RF_PATH_MAX];	   /* state folder (RINGFENCE_HOME) */

@@ -38,7 +38,6 @@ struct rf_kpolicy {
 	rf_kpolicy_assertion_fn cert; /* connector renewals (cmd_keyd.c) */
 	void *cert_arg;
 	int connector_days;
-	int ocsp_validity, crl_validity; /* keyd's own settings, s */
 	struct rf_ledger *ledger; /* revocations keyd has seen (ledger.h) */
 	/* Active keys' purposes, while the connector generation (which
 	 * moves with every change of a key's row) is kgen. */
@@ -80,8 +79,6 @@ rf_kpolicy_new(const struct rf_config *cfg, struct rf_store *st,
 	p->audit = audit;
 	p->tls_rate = cfg->keyd_tls_rate > 0 ? cfg->keyd_tls_rate : 200;
 	p->connector_days = cfg->connector_days;
-	p->ocsp_validity = cfg->ocsp_validity;
-	p->crl_validity = cfg->crl_validity;
 	/* In the custody folder: keyd's user's alone, like the PIN (a state
 	 * whose PIN comes from the environment may not have made it yet). */
 	if (mkdir(cfg->custody_dir, 0700) != 0 && errno != EEXIST) {
@@ -203,20 +200,22 @@ asn1_secs(const ASN1_TIME *t)
 
 /*
  * Dates a server's OCSP response or CRL may carry: thisUpdate within
- * FRESH_SKEW seconds of keyd's clock, a nextUpdate, and at most validity
- * (keyd's own setting, a minute of slack) after it. Otherwise a serve
- * taken over could have a good answer or a CRL signed that lasts for
- * years, and outlive every later revocation.
+ * FRESH_SKEW seconds of keyd's clock, and a nextUpdate after it by at most
+ * the largest validity the settings allow (RF_VALIDITY_MAX, and a minute:
+ * not keyd's own setting, which a command that started keyd may have
+ * overridden in its environment). Otherwise a serve taken over could have
+ * a good answer or a CRL signed that lasts for years, and outlive every
+ * later revocation.
  */
 #define FRESH_SKEW 300
 static int
-fresh(const ASN1_TIME *this_update, const ASN1_TIME *next_update, int validity)
+fresh(const ASN1_TIME *this_update, const ASN1_TIME *next_update)
 {
 	int64_t t = asn1_secs(this_update), n = asn1_secs(next_update);
 	int64_t now = rf_now();
 
 	return t >= 0 && n >= 0 && t >= now - FRESH_SKEW &&
-	    t <= now + FRESH_SKEW && n > t && n - t <= (int64_t)validity + 60;
+	    t <= now + FRESH_SKEW && n > t && n - t <= RF_VALIDITY_MAX + 60;
 }
 
 /* The SHA-1/SHA-2 hash of a CA certificate's public key, by name. */
@@ -276,9 +275,9 @@ check_single(struct rf_kpolicy *p, OCSP_SINGLERESP *one)
 		r = refuse(
 		    "issuerKeyHash is not the certificate's issuer's", "ocsp");
 	st = OCSP_single_get0_status(one, &reason, &rt, &tu, &nu);
-	if (r == 0 && !fresh(tu, nu, p->ocsp_validity))
+	if (r == 0 && !fresh(tu, nu))
 		r = refuse("thisUpdate away from now, or nextUpdate missing "
-			   "or later than ocsp_validity after it",
+			   "or more than 30 days after it",
 		    "ocsp");
 	else if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD && c.revoked)
 		r = refuse("good for a revoked certificate", "ocsp");
@@ -433,9 +432,9 @@ check_crl(
 		goto out;
 	}
 	if (!fresh(X509_CRL_get0_lastUpdate(k.crl),
-		X509_CRL_get0_nextUpdate(k.crl), p->crl_validity)) {
+		X509_CRL_get0_nextUpdate(k.crl))) {
 		r = refuse("thisUpdate away from now, or nextUpdate missing or "
-			   "later than crl_validity after it",
+			   "more than 30 days after it",
 		    "crl");
 		goto out;
 	}

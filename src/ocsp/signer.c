@@ -892,6 +892,7 @@ rf_ocsp_refresh_due(struct rf_ocsp_signer *s, int64_t now,
 	struct refresh rf = {0};
 	struct rf_cert_filter f = {0};
 	size_t i, done = 0;
+	int64_t t0 = rf_now();
 	int r = RF_ERR_INTERNAL;
 
 	if (count != NULL)
@@ -926,7 +927,11 @@ rf_ocsp_refresh_due(struct rf_ocsp_signer *s, int64_t now,
 
 		if (m > RF_OCSP_REFRESH_BATCH)
 			m = RF_OCSP_REFRESH_BATCH;
-		if ((r = presign_at(s, rf.due + i, m, now, who)) != 0)
+		/* Each batch dated when it is signed: a pass over many
+		 * certificates lasts long, and keyd signs serve's answers
+		 * only when they are dated now (policy.c). */
+		if ((r = presign_at(
+			 s, rf.due + i, m, now + (rf_now() - t0), who)) != 0)
 			goto out;
 		done += m;
 	}
