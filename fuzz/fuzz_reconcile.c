@@ -29,6 +29,7 @@ fx_init(void)
 {
 	struct rf_cert_rec c;
 	struct rf_assertion_rec a;
+	int i;
 
 	st = fuzz_fx_store("reconcile", NULL);
 	memset(&c, 0, sizeof(c));
@@ -60,6 +61,15 @@ fx_init(void)
 	if (rf_store_cert_add(st, &c) != 0 ||
 	    rf_store_assertion_add(st, &a) != 0)
 		abort();
+	/* Others around it, so that the search has a list to search. */
+	for (i = 0; i < 4; i++) {
+		snprintf(c.serial, sizeof(c.serial), "2b0%d", i);
+		snprintf(c.key_id, sizeof(c.key_id), "%064d", i + 2);
+		snprintf(c.x5t, sizeof(c.x5t), "%c%026d", 'A' + 2 * i, i);
+		snprintf(c.x5t256, sizeof(c.x5t256), "%c%042d", 'A' + 2 * i, i);
+		if (rf_store_cert_add(st, &c) != 0)
+			abort();
+	}
 }
 
 /* Each line of the text report: printable, newline-terminated. */
@@ -69,7 +79,8 @@ check_text(const char *t, size_t len)
 	size_t i;
 
 	for (i = 0; i < len; i++)
-		if ((unsigned char)t[i] < 0x20 && t[i] != '\n')
+		if (((unsigned char)t[i] < 0x20 && t[i] != '\n') ||
+		    (unsigned char)t[i] >= 0x7f)
 			abort();
 	if (len > 0 && t[len - 1] != '\n')
 		abort();

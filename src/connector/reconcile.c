@@ -207,7 +207,9 @@ parse_time(const char *s, int64_t *t)
 	const char *e;
 
 	memset(&tm, 0, sizeof(tm));
-	if (s == NULL || (e = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
+	/* strptime skips white space before each number: none is taken. */
+	if (s == NULL || strspn(s, "0123456789-T:.Z+") != strlen(s) ||
+	    (e = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
 		return RF_ERR_MALFORMED;
 	if (*e == '.')
 		for (e++; isdigit((unsigned char)*e); e++)
