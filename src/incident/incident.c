@@ -344,6 +344,7 @@ struct open_acc {
 	char (*keys)[65];
 	size_t nkeys, capkeys;
 	int only_keys;
+	const char *scope;    /* as given, for previous_in_scope */
 	struct item_vec cand; /* noted to keyd's ledger before the store */
 	uint8_t *moved;	      /* per candidate: the note changed its state */
 };
@@ -464,12 +465,16 @@ keep_key(struct open_acc *a, const char *key_id)
 	return 0;
 }
 
+static int previous_in_scope(const struct rf_incident_ctx *c, const char *scope,
+    const struct rf_item_rec *it, char serial[41], char key[65]);
+
 static int
 open_item(
     void *arg, const struct rf_conn_rec *conn, const struct rf_cert_rec *cur)
 {
 	struct open_acc *a = arg;
 	struct rf_item_rec it;
+	char prev[41], pkey[65];
 	int64_t other;
 	int r;
 
@@ -491,8 +496,12 @@ open_item(
 		    "connection %s/%s got a new credential while the incident "
 		    "opened: run 'ringfence incident open' again",
 		    it.tenant, it.name);
+	/* The keys contain takes out of service: the credential's, and a
+	 * still-valid previous credential's. */
 	if ((r = rf_store_item_add(a->c->st, &it)) != 0 ||
-	    (r = keep_key(a, it.old_key)) != 0)
+	    (r = keep_key(a, it.old_key)) != 0 ||
+	    (r = previous_in_scope(a->c, a->scope, &it, prev, pkey)) != 0 ||
+	    (pkey[0] != '\0' && (r = keep_key(a, pkey)) != 0))
 		return r;
 	a->n++;
 	return 0;
@@ -522,6 +531,7 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	memset(&acc, 0, sizeof(acc));
 	acc.c = c;
 	acc.since = since;
+	acc.scope = scope_text;
 
 	/* keyd's ledger first: from here keyd signs nothing for them. */
 	if (c->keys != NULL) {
