@@ -134,10 +134,11 @@ credential(struct rf_store *st, const struct rf_connector_req *q,
 	if (cn.serial[0] == '\0') {
 		char msg[256];
 
+		/* Names are at most 64 bytes: the line fits the detail. */
 		snprintf(msg, sizeof(msg),
-		    "the connection has no credential yet: issue one with "
-		    "'ringfence issue --tenant %.40s --connection %.40s "
-		    "--profile assertion --keygen rsa-2048'",
+		    "no credential yet: issue one with 'ringfence issue "
+		    "--tenant %.64s --connection %.64s --profile assertion "
+		    "--keygen rsa-2048'",
 		    q->tenant, q->conn);
 		return refuse(v, RF_REFUSE_NO_CRED, msg);
 	}

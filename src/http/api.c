@@ -168,6 +168,9 @@ api_reply(struct rf_http_resp *o, struct rf_api_answer *a)
 	case 413:
 		o->reason = "Content Too Large";
 		break;
+	case 414:
+		o->reason = "URI Too Long";
+		break;
 	case 417:
 		o->reason = "Expectation Failed";
 		break;
@@ -179,6 +182,9 @@ api_reply(struct rf_http_resp *o, struct rf_api_answer *a)
 		break;
 	case 431:
 		o->reason = "Request Header Fields Too Large";
+		break;
+	case 501:
+		o->reason = "Not Implemented";
 		break;
 	case 503:
 		o->reason = "Service Unavailable";

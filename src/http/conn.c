@@ -194,6 +194,26 @@ rf_conn_stop(struct rf_http *h)
 		(void)!write(h->stopfd, &one, sizeof(one));
 }
 
+/*
+ * Before close: FIN first, then what the peer already sent and nobody
+ * read (a body refused with 413 before it was read) is read and dropped.
+ * Closed with unread bytes, a socket sends a reset, and a client still
+ * sending its body then loses the answer (RFC 9112 9.6). Only what has
+ * arrived is read: the descriptor is non-blocking.
+ */
+#define CONN_DRAIN_MAX (256 * 1024)
+static void
+conn_drain(int fd)
+{
+	char buf[16384];
+	size_t got = 0;
+	ssize_t n;
+
+	(void)shutdown(fd, SHUT_WR);
+	while (got < CONN_DRAIN_MAX && (n = read(fd, buf, sizeof(buf))) > 0)
+		got += (size_t)n;
+}
+
 static void
 conn_free(struct rf_conn *c)
 {
@@ -204,6 +224,7 @@ conn_free(struct rf_conn *c)
 		SSL_free(c->ssl);
 		ERR_clear_error();
 	}
+	conn_drain(c->fd);
 	close(c->fd);
 	rf_h1_free(&c->h1);
 	free(c->ob);
