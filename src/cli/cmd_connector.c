@@ -242,7 +242,7 @@ do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 	}
 	if ((r = rf_store_commit(cli->store)) != 0)
 		return cli_fail(r);
-	printf("connector %s bound to %d connection%s\n", name, n,
+	printf("connector %s bound to %d more connection%s\n", name, n,
 	    n == 1 ? "" : "s");
 	return EXIT_OK;
 fail:
