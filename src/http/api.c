@@ -142,57 +142,7 @@ api_reply(struct rf_http_resp *o, struct rf_api_answer *a)
 {
 	char ra[16];
 
-	o->code = a->status;
-	switch (a->status) {
-	case 200:
-		o->reason = "OK";
-		break;
-	case 400:
-		o->reason = "Bad Request";
-		break;
-	case 401:
-		o->reason = "Unauthorized";
-		break;
-	case 403:
-		o->reason = "Forbidden";
-		break;
-	case 404:
-		o->reason = "Not Found";
-		break;
-	case 405:
-		o->reason = "Method Not Allowed";
-		break;
-	case 409:
-		o->reason = "Conflict";
-		break;
-	case 413:
-		o->reason = "Content Too Large";
-		break;
-	case 414:
-		o->reason = "URI Too Long";
-		break;
-	case 417:
-		o->reason = "Expectation Failed";
-		break;
-	case 423:
-		o->reason = "Locked";
-		break;
-	case 429:
-		o->reason = "Too Many Requests";
-		break;
-	case 431:
-		o->reason = "Request Header Fields Too Large";
-		break;
-	case 501:
-		o->reason = "Not Implemented";
-		break;
-	case 503:
-		o->reason = "Service Unavailable";
-		break;
-	default:
-		o->reason = "Internal Server Error";
-		break;
-	}
+	rf_http_status(o, a->status);
 	o->h[o->nh].name = "Content-Type";
 	snprintf(
 	    o->h[o->nh++].value, sizeof(o->h[0].value), "application/json");

@@ -255,6 +255,8 @@ struct rf_http_resp {
 enum { RF_HTTP_DATE_THIS, RF_HTTP_DATE_NEXT, RF_HTTP_DATE_NOW };
 const char *rf_http_worker_date(struct rf_http_worker *w, int slot, int64_t t);
 
+/* o's status, with its reason phrase (RFC 9110 15). */
+void rf_http_status(struct rf_http_resp *o, int code);
 /* A short text answer ("text\n") with that status. */
 void rf_http_error(struct rf_http_resp *o, int code, const char *text);
 /*

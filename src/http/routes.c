@@ -47,9 +47,8 @@ add_header(struct rf_http_resp *o, const char *k, const char *v)
 	}
 }
 
-/* RFC 9110 15: the reason phrase follows from the status. */
-static void
-status(struct rf_http_resp *o, int code)
+void
+rf_http_status(struct rf_http_resp *o, int code)
 {
 	o->code = code;
 	switch (code) {
@@ -62,11 +61,20 @@ status(struct rf_http_resp *o, int code)
 	case 400:
 		o->reason = "Bad Request";
 		break;
+	case 401:
+		o->reason = "Unauthorized";
+		break;
+	case 403:
+		o->reason = "Forbidden";
+		break;
 	case 404:
 		o->reason = "Not Found";
 		break;
 	case 405:
 		o->reason = "Method Not Allowed";
+		break;
+	case 409:
+		o->reason = "Conflict";
 		break;
 	case 413:
 		o->reason = "Content Too Large";
@@ -76,6 +84,12 @@ status(struct rf_http_resp *o, int code)
 		break;
 	case 417:
 		o->reason = "Expectation Failed";
+		break;
+	case 423:
+		o->reason = "Locked";
+		break;
+	case 429:
+		o->reason = "Too Many Requests";
 		break;
 	case 431:
 		o->reason = "Request Header Fields Too Large";
@@ -103,7 +117,7 @@ reply_text(struct rf_http_resp *o, int code, const char *text)
 
 	add_header(o, "Content-Type", "text/plain; charset=utf-8");
 	add_header(o, "Cache-Control", "no-store");
-	status(o, code);
+	rf_http_status(o, code);
 	if ((b = malloc(l + 1)) == NULL)
 		return; /* headers only */
 	memcpy(b, text, l);
@@ -127,7 +141,7 @@ rf_http_busy(const struct rf_http_req *q, struct rf_http_resp *o)
 		/* RFC 6960 2.3: tryLater, unsigned; nothing to cache. */
 		add_header(o, "Content-Type", "application/ocsp-response");
 		add_header(o, "Cache-Control", "no-store");
-		status(o, 200);
+		rf_http_status(o, 200);
 		if ((b = malloc(RF_OCSP_ERROR_LEN)) == NULL)
 			return; /* headers only */
 		rf_ocsp_error_response(RF_OCSP_TRY_LATER, b);
@@ -143,7 +157,7 @@ rf_http_busy(const struct rf_http_req *q, struct rf_http_resp *o)
 		add_header(o, "Cache-Control", "no-store");
 		o->body = (const uint8_t *)api;
 		o->len = sizeof(api) - 1;
-		status(o, 503);
+		rf_http_status(o, 503);
 		return;
 	}
 	reply_text(
@@ -279,14 +293,14 @@ serve_blob(struct rf_http_worker *w, const struct rf_http_req *q,
 	cache_headers(w, o, b->etag, b->last_modified, b->expires, 3600, 0);
 	if (etag_matches(q, b->etag)) {
 		rf_http_snapshot_unref(s);
-		status(o, 304);
+		rf_http_status(o, 304);
 		return 1;
 	}
 	/* The reference is dropped once the bytes are written. */
 	o->snap = s;
 	o->body = b->data;
 	o->len = b->len;
-	status(o, 200);
+	rf_http_status(o, 200);
 	return 1;
 }
 
@@ -306,14 +320,14 @@ ocsp_reply(struct rf_http_worker *w, const struct rf_http_req *q,
 		cache_headers(
 		    w, o, ans->etag, ans->this_update, ans->next_update, 0, 1);
 		if (is_get(q) && etag_matches(q, ans->etag)) {
-			status(o, 304);
+			rf_http_status(o, 304);
 			return;
 		}
 	} else
 		add_header(o, "Cache-Control", "no-store");
 	o->body = ans->der;
 	o->len = ans->len;
-	status(o, ans->http_status > 0 ? ans->http_status : 200);
+	rf_http_status(o, ans->http_status > 0 ? ans->http_status : 200);
 }
 
 /* Note the serials of an answered request while an incident is open. */
@@ -469,7 +483,7 @@ reply_json(struct rf_http_resp *o, json_t *j)
 	o->heap = b;
 	o->body = (const uint8_t *)b;
 	o->len = l + 1;
-	status(o, 200);
+	rf_http_status(o, 200);
 }
 
 static json_t *
@@ -643,7 +657,7 @@ route_healthz(struct rf_http_worker *w, const struct rf_http_req *q,
 	add_header(o, "Cache-Control", "no-store");
 	o->body = (const uint8_t *)"ok\n";
 	o->len = 3;
-	status(o, 200);
+	rf_http_status(o, 200);
 	return RF_HTTP_POOL_NONE;
 }
 
