@@ -2,15 +2,11 @@
  * alert.c: alerts are store rows (the webhook queue) and audit leaves; the
  * webhook delivers them at least once, each with a stable id.
  */
-#include <netdb.h>
-#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <sys/time.h>
-#include <unistd.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 #include "audit/audit.h"
@@ -64,90 +60,76 @@ rf_connector_alert_json(const struct rf_alert_rec *a)
 	return s;
 }
 
-/* http://HOST:PORT/PATH into parts. */
+/* http:// or https:// and a host: what a webhook may be. */
 static int
-url_parse(const char *url, char host[128], char port[8], char path[128])
+url_check(const char *url)
 {
-	const char *p, *h;
-	size_t l;
+	const char *h = strncmp(url, "http://", 7) == 0 ? url + 7
+	    : strncmp(url, "https://", 8) == 0		? url + 8
+							: NULL;
 
-	if (strncmp(url, "http://", 7) != 0)
-		goto bad;
-	h = url + 7;
-	if ((p = strchr(h, ':')) == NULL || (l = (size_t)(p - h)) == 0 ||
-	    l >= 128)
-		goto bad;
-	memcpy(host, h, l);
-	host[l] = '\0';
-	h = p + 1;
-	l = strspn(h, "0123456789");
-	if (l == 0 || l > 5)
-		goto bad;
-	memcpy(port, h, l);
-	port[l] = '\0';
-	h += l;
-	snprintf(path, 128, "%s", *h == '\0' ? "/" : h);
-	if (*path != '/')
-		goto bad;
+	if (h == NULL || *h == '\0' || *h == '/' || *h == ':' ||
+	    strlen(url) > 512 || strpbrk(url, " \t\r\n") != NULL)
+		return rf_err_set(RF_ERR_CONFIG,
+		    "alert_webhook '%.100s': use http://HOST:PORT/PATH or "
+		    "https://HOST/PATH",
+		    url);
 	return 0;
-bad:
-	return rf_err_set(RF_ERR_CONFIG,
-	    "alert_webhook '%.100s': use http://HOST:PORT/PATH", url);
 }
 
-/* Wait for fd to be ready for ev; 0 on time. */
-static int
-wait_fd(int fd, short ev)
+/* The receiver's body is not read: only its status matters. */
+static size_t
+discard(char *p, size_t size, size_t n, void *arg)
 {
-	struct pollfd p = {.fd = fd, .events = ev};
-
-	return poll(&p, 1, WEBHOOK_TIMEOUT_MS) == 1 ? 0 : -1;
+	(void)p;
+	(void)arg;
+	return size * n;
 }
 
-/* POST body; the HTTP status into *status (0: no answer). */
+/*
+ * POST body as JSON to url with libcurl; the HTTP status into *status (0:
+ * no answer). Bounded in time; no proxy, no redirect: the alert goes to
+ * the receiver the setting names, or waits for the next pass.
+ */
 static int
 post(const char *url, const char *body, int *status)
 {
-	char host[128], port[8], path[128], req[768], resp[256];
-	struct addrinfo hints, *ai = NULL;
-	struct timeval tv = {WEBHOOK_TIMEOUT_MS / 1000, 0};
-	size_t off, l;
-	ssize_t k;
-	int fd = -1, r;
+	struct curl_slist *hd = NULL, *h2;
+	CURL *c = NULL;
+	long code = 0;
+	int r;
 
 	*status = 0;
-	if ((r = url_parse(url, host, port, path)) != 0)
+	if ((r = url_check(url)) != 0)
 		return r;
-	memset(&hints, 0, sizeof(hints));
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, port, &hints, &ai) != 0)
-		return 0;
-	/* Bounded: connect and writes give up after the timeout (Linux
-	 * applies SO_SNDTIMEO to connect). */
-	if ((fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0 ||
-	    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
-	    connect(fd, ai->ai_addr, ai->ai_addrlen) != 0)
-		goto out;
-	l = (size_t)snprintf(req, sizeof(req),
-	    "POST %s HTTP/1.1\r\nHost: %s:%s\r\nContent-Type: "
-	    "application/json\r\nContent-Length: %zu\r\nConnection: "
-	    "close\r\n\r\n",
-	    path, host, port, strlen(body));
-	if (l >= sizeof(req) || write(fd, req, l) != (ssize_t)l ||
-	    write(fd, body, strlen(body)) != (ssize_t)strlen(body))
-		goto out;
-	for (off = 0; off < sizeof(resp) - 1 && wait_fd(fd, POLLIN) == 0;
-	     off += (size_t)k)
-		if ((k = read(fd, resp + off, sizeof(resp) - 1 - off)) <= 0)
-			break;
-	resp[off] = '\0';
-	if (strncmp(resp, "HTTP/1.", 7) == 0 && off >= 12)
-		*status = atoi(resp + 9);
-out:
-	if (fd >= 0)
-		close(fd);
-	freeaddrinfo(ai);
+	if ((c = curl_easy_init()) == NULL ||
+	    (hd = curl_slist_append(NULL, "Content-Type: application/json")) ==
+		NULL ||
+	    (h2 = curl_slist_append(hd, "Expect:")) == NULL) {
+		curl_slist_free_all(hd);
+		curl_easy_cleanup(c);
+		return RF_ERR_ALLOC;
+	}
+	hd = h2;
+	if (curl_easy_setopt(c, CURLOPT_URL, url) == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https") ==
+		CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_PROXY, "") == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+		(long)WEBHOOK_TIMEOUT_MS) == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+		(long)(2 * WEBHOOK_TIMEOUT_MS)) == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_USERAGENT, "ringfence") == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hd) == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) == CURLE_OK &&
+	    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, discard) == CURLE_OK &&
+	    curl_easy_perform(c) == CURLE_OK &&
+	    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK)
+		*status = (int)code;
+	curl_slist_free_all(hd);
+	curl_easy_cleanup(c);
 	return 0;
 }
 
