@@ -18,12 +18,13 @@
  *   - no assertion, unknown kind or raw digest other than a TLS digest
  *     with serve's TLS key is ever allowed (no assertion policy is set);
  *   - an allowed certificate is signed with the issuing key, for the
- *     tenant named, and starts now;
+ *     tenant named;
  *   - an allowed OCSP request is signed with the OCSP key and says
  *     revoked for 2A02, and names no other serial than 2A01 and 2A02;
  *   - an allowed CRL is signed with the issuing key and lists 2A02;
- *   - each is dated now (thisUpdate within 5 minutes of keyd's clock)
- *     and lasts at most 30 days, the largest validity setting;
+ *   - none starts more than 5 minutes past keyd's clock (thisUpdate,
+ *     notBefore), and none lasts more than 30 days, the largest validity
+ *     setting;
  *   - an allowed tree head is signed with the audit key.
  * The corpus in fuzz/corpus/keyd_policy (made with openssl ca and
  * openssl ocsp against this CA, their TBS parts cut out) is replayed by
@@ -234,22 +235,20 @@ wrapped(const uint8_t *m, size_t len, size_t *outlen)
 	return o;
 }
 
-/* thisUpdate within 5 minutes of keyd's clock, nextUpdate at most the
+/* thisUpdate at most 5 minutes past keyd's clock, nextUpdate at most the
  * largest validity setting (and a minute) after it. */
 static void
 dates_ok(const ASN1_TIME *tu, const ASN1_TIME *nu)
 {
-	ASN1_TIME *lo = ASN1_TIME_set(NULL, NOW - 300);
 	ASN1_TIME *hi = ASN1_TIME_set(NULL, NOW + 300);
 	int d = 0, s = 0;
 
-	if (lo == NULL || hi == NULL || tu == NULL || nu == NULL ||
-	    ASN1_TIME_compare(tu, lo) < 0 || ASN1_TIME_compare(tu, hi) > 0 ||
+	if (hi == NULL || tu == NULL || nu == NULL ||
+	    ASN1_TIME_compare(tu, hi) > 0 ||
 	    ASN1_TIME_diff(&d, &s, tu, nu) != 1 ||
 	    (int64_t)d * 86400 + s > RF_VALIDITY_MAX + 60 ||
 	    (d == 0 && s <= 0) || d < 0 || s < 0)
 		abort();
-	ASN1_TIME_free(lo);
 	ASN1_TIME_free(hi);
 }
 
@@ -312,7 +311,7 @@ crl_allowed(const uint8_t *m, size_t len)
 	free(w);
 }
 
-/* An allowed TBSCertificate starts within the hour before keyd's clock. */
+/* An allowed TBSCertificate starts at most 5 minutes past keyd's clock. */
 static void
 cert_allowed(const uint8_t *m, size_t len)
 {
@@ -320,16 +319,13 @@ cert_allowed(const uint8_t *m, size_t len)
 	uint8_t *w;
 	size_t wl;
 	X509 *x;
-	ASN1_TIME *lo = ASN1_TIME_set(NULL, NOW - 3600);
 	ASN1_TIME *hi = ASN1_TIME_set(NULL, NOW + 300);
 
 	w = wrapped(m, len, &wl);
 	p = w;
-	if ((x = d2i_X509(NULL, &p, (long)wl)) == NULL || lo == NULL ||
-	    hi == NULL || ASN1_TIME_compare(X509_get0_notBefore(x), lo) < 0 ||
+	if ((x = d2i_X509(NULL, &p, (long)wl)) == NULL || hi == NULL ||
 	    ASN1_TIME_compare(X509_get0_notBefore(x), hi) > 0)
 		abort();
-	ASN1_TIME_free(lo);
 	ASN1_TIME_free(hi);
 	X509_free(x);
 	free(w);

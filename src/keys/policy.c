@@ -199,23 +199,24 @@ asn1_secs(const ASN1_TIME *t)
 }
 
 /*
- * Dates a server's OCSP response or CRL may carry: thisUpdate within
- * FRESH_SKEW seconds of keyd's clock, and a nextUpdate after it by at most
- * the largest validity the settings allow (RF_VALIDITY_MAX, and a minute:
- * not keyd's own setting, which a command that started keyd may have
- * overridden in its environment). Otherwise a serve taken over could have
- * a good answer or a CRL signed that lasts for years, and outlive every
- * later revocation.
+ * Dates a server's OCSP response or CRL may carry: a thisUpdate no later
+ * than FRESH_SKEW seconds past keyd's clock, and a nextUpdate after it by
+ * at most the largest validity the settings allow (RF_VALIDITY_MAX, and a
+ * minute: not keyd's own setting, which a command that started keyd may
+ * have overridden in its environment). Otherwise a serve taken over could
+ * have a good answer or a CRL signed that lasts for years, or that starts
+ * next month, and outlive every revocation made meanwhile. An earlier
+ * thisUpdate only ends the answer sooner: it is not refused, so that a
+ * serve whose clock is behind keyd's still has its answers signed.
  */
 #define FRESH_SKEW 300
 static int
 fresh(const ASN1_TIME *this_update, const ASN1_TIME *next_update)
 {
 	int64_t t = asn1_secs(this_update), n = asn1_secs(next_update);
-	int64_t now = rf_now();
 
-	return t >= 0 && n >= 0 && t >= now - FRESH_SKEW &&
-	    t <= now + FRESH_SKEW && n > t && n - t <= RF_VALIDITY_MAX + 60;
+	return t >= 0 && n >= 0 && t <= rf_now() + FRESH_SKEW && n > t &&
+	    n - t <= RF_VALIDITY_MAX + 60;
 }
 
 /* The SHA-1/SHA-2 hash of a CA certificate's public key, by name. */
@@ -276,8 +277,8 @@ check_single(struct rf_kpolicy *p, OCSP_SINGLERESP *one)
 		    "issuerKeyHash is not the certificate's issuer's", "ocsp");
 	st = OCSP_single_get0_status(one, &reason, &rt, &tu, &nu);
 	if (r == 0 && !fresh(tu, nu))
-		r = refuse("thisUpdate away from now, or nextUpdate missing "
-			   "or more than 30 days after it",
+		r = refuse("thisUpdate after now, or nextUpdate missing or "
+			   "more than 30 days after it",
 		    "ocsp");
 	else if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD && c.revoked)
 		r = refuse("good for a revoked certificate", "ocsp");
@@ -323,8 +324,8 @@ check_ocsp(
 		goto out;
 	}
 	t = asn1_secs(OCSP_resp_get0_produced_at(br));
-	if (t < rf_now() - FRESH_SKEW || t > rf_now() + FRESH_SKEW) {
-		r = refuse("producedAt away from now", "ocsp");
+	if (t < 0 || t > rf_now() + FRESH_SKEW) {
+		r = refuse("producedAt after now", "ocsp");
 		goto out;
 	}
 	if ((n = OCSP_resp_count(br)) <= 0) {
@@ -433,7 +434,7 @@ check_crl(
 	}
 	if (!fresh(X509_CRL_get0_lastUpdate(k.crl),
 		X509_CRL_get0_nextUpdate(k.crl))) {
-		r = refuse("thisUpdate away from now, or nextUpdate missing or "
+		r = refuse("thisUpdate after now, or nextUpdate missing or "
 			   "more than 30 days after it",
 		    "crl");
 		goto out;
@@ -694,9 +695,9 @@ check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 	}
 	nb = asn1_secs(X509_get0_notBefore(x));
 	na = asn1_secs(X509_get0_notAfter(x));
-	if (nb < 0 || na < 0 || nb < rf_now() - 3600 ||
-	    nb > rf_now() + FRESH_SKEW) {
-		r = refuse("a certificate whose notBefore is not now", "cert");
+	if (nb < 0 || na < 0 || nb > rf_now() + FRESH_SKEW) {
+		r = refuse(
+		    "a certificate whose notBefore is after now", "cert");
 		goto out;
 	}
 	if (na - nb > (int64_t)p->connector_days * 86400 + 3600) {
