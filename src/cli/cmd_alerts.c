@@ -17,9 +17,8 @@ static const char alerts_help[] =
     "       ringfence alerts deliver\n"
     "'list' prints every alert raised by the connector detectors, oldest\n"
     "first, with its id (receivers deduplicate on it) and, when a webhook\n"
-    "(alert_webhook) is set, whether it delivered it. 'deliver' runs one pass "
-    "of the\n"
-    "webhook queue now (serve runs it continuously).\n";
+    "(alert_webhook) is set, whether it delivered it. 'deliver' runs one\n"
+    "pass of the webhook queue now (serve runs it continuously).\n";
 
 /* The list's output: a JSON array, or text (arr NULL) that says which
  * alerts the webhook has yet to deliver when one is set. */

@@ -210,6 +210,9 @@ asn1_secs(const ASN1_TIME *t)
  * serve whose clock is behind keyd's still has its answers signed.
  */
 #define FRESH_SKEW 300
+#define FRESH_WHY                                                              \
+	"thisUpdate after now, or nextUpdate missing or more than 30 days "    \
+	"after it"
 static int
 fresh(const ASN1_TIME *this_update, const ASN1_TIME *next_update)
 {
@@ -277,9 +280,7 @@ check_single(struct rf_kpolicy *p, OCSP_SINGLERESP *one)
 		    "issuerKeyHash is not the certificate's issuer's", "ocsp");
 	st = OCSP_single_get0_status(one, &reason, &rt, &tu, &nu);
 	if (r == 0 && !fresh(tu, nu))
-		r = refuse("thisUpdate after now, or nextUpdate missing or "
-			   "more than 30 days after it",
-		    "ocsp");
+		r = refuse(FRESH_WHY, "ocsp");
 	else if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD && c.revoked)
 		r = refuse("good for a revoked certificate", "ocsp");
 	else if (r == 0 && st == V_OCSP_CERTSTATUS_GOOD &&
@@ -434,9 +435,7 @@ check_crl(
 	}
 	if (!fresh(X509_CRL_get0_lastUpdate(k.crl),
 		X509_CRL_get0_nextUpdate(k.crl))) {
-		r = refuse("thisUpdate after now, or nextUpdate missing or "
-			   "more than 30 days after it",
-		    "crl");
+		r = refuse(FRESH_WHY, "crl");
 		goto out;
 	}
 	k.this_update = asn1_secs(X509_CRL_get0_lastUpdate(k.crl));

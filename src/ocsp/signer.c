@@ -927,9 +927,9 @@ rf_ocsp_refresh_due(struct rf_ocsp_signer *s, int64_t now,
 
 		if (m > RF_OCSP_REFRESH_BATCH)
 			m = RF_OCSP_REFRESH_BATCH;
-		/* Each batch dated when it is signed: a pass over many
-		 * certificates lasts long, and keyd signs serve's answers
-		 * only when they are dated now (policy.c). */
+		/* Each batch dated when it is signed (a pass over many
+		 * certificates lasts long), so that each answer has its
+		 * whole validity from its signature. */
 		if ((r = presign_at(
 			 s, rf.due + i, m, now + (rf_now() - t0), who)) != 0)
 			goto out;
