@@ -94,6 +94,9 @@ struct rf_http {
 	int64_t ev_time[RF_HTTP_EVIDENCE_MAX];
 	char ev_source[RF_HTTP_EVIDENCE_MAX][RF_HTTP_ADDR_MAX]; /* "" unknown */
 	uint64_t last_watch_ms;
+	/* /healthz: whether keyd listened when last asked (atomics). */
+	uint64_t keyd_probe_ms;
+	int keyd_up;
 	const struct rf_config *cfg;
 	struct rf_store *st; /* maintenance thread */
 	struct rf_audit *audit;

@@ -19,6 +19,7 @@
 
 #include "audit/audit.h"
 #include "http/http_int.h"
+#include "keys/keyd.h"
 #include "store/store.h"
 
 void
@@ -639,12 +640,39 @@ done:
 
 /* ---- Router ---- */
 
+/*
+ * Whether keyd listens, asked at most every 250 ms however often /healthz is
+ * fetched: a flood of health checks cannot become a flood on keyd's socket.
+ */
+static int
+keyd_up(struct rf_http *h)
+{
+	uint64_t now = rf_http_mono_ms();
+	uint64_t last = __atomic_load_n(&h->keyd_probe_ms, __ATOMIC_RELAXED);
+	int up;
+
+	if (last != 0 && now - last < 250)
+		return __atomic_load_n(&h->keyd_up, __ATOMIC_RELAXED);
+	up = rf_keyd_listening(h->cfg);
+	__atomic_store_n(&h->keyd_up, up, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->keyd_probe_ms, now, __ATOMIC_RELAXED);
+	return up;
+}
+
+/*
+ * 200 "ok", or 503 while keyd is away: OCSP and CRLs are still answered from
+ * memory then, but nothing new can be signed (TLS handshakes, on-demand OCSP,
+ * the connector API), and a health check should say so.
+ */
 static enum rf_http_pool_kind
 route_healthz(struct rf_http_worker *w, const struct rf_http_req *q,
     struct rf_http_resp *o, const char *rest, size_t rlen, const char *query,
     int defer)
 {
-	(void)w;
+	static const char down[] =
+	    "keyd down: OCSP and CRLs are answered from memory; nothing new "
+	    "can be signed until it is back\n";
+
 	(void)rest;
 	(void)rlen;
 	(void)query;
@@ -655,9 +683,16 @@ route_healthz(struct rf_http_worker *w, const struct rf_http_req *q,
 	}
 	add_header(o, "Content-Type", "text/plain; charset=utf-8");
 	add_header(o, "Cache-Control", "no-store");
-	o->body = (const uint8_t *)"ok\n";
-	o->len = 3;
-	rf_http_status(o, 200);
+	if (keyd_up(w->h)) {
+		o->body = (const uint8_t *)"ok\n";
+		o->len = 3;
+		rf_http_status(o, 200);
+	} else {
+		add_header(o, "Retry-After", "1");
+		o->body = (const uint8_t *)down;
+		o->len = sizeof(down) - 1;
+		rf_http_status(o, 503);
+	}
 	return RF_HTTP_POOL_NONE;
 }
 

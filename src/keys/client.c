@@ -121,6 +121,29 @@ sock_connect(const struct rf_config *cfg, int *fd)
 	return 0;
 }
 
+int
+rf_keyd_listening(const struct rf_config *cfg)
+{
+	struct sockaddr_un sa;
+	int s, ok;
+
+	if (!rf_kc_enabled())
+		return 1;
+	if (strlen(cfg->keyd_socket) >= sizeof(sa.sun_path))
+		return 0;
+	memset(&sa, 0, sizeof(sa));
+	sa.sun_family = AF_UNIX;
+	memcpy(sa.sun_path, cfg->keyd_socket, strlen(cfg->keyd_socket) + 1);
+	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (s < 0)
+		return 0;
+	/* EAGAIN: its backlog is full, so it is there, only busy. */
+	ok = connect(s, (struct sockaddr *)&sa, sizeof(sa)) == 0 ||
+	    errno == EAGAIN;
+	close(s);
+	return ok;
+}
+
 /* The error an ERR answer carries, re-set here. */
 static int
 answer_err(struct rf_kmsg *m)

@@ -52,6 +52,13 @@ void rf_keys_custody_off(void);
  */
 int rf_keys_custody_lower(struct rf_keys *keys, int cls) RF_WUR;
 
+/*
+ * Whether a custody process listens on keyd.sock now (1) or not (0): one
+ * non-blocking connect, closed unanswered, so it never waits on a busy keyd.
+ * 1 too when this process opens its tokens itself.
+ */
+int rf_keyd_listening(const struct rf_config *cfg);
+
 /* keyd's files in the state folder. */
 int rf_keyd_path(const struct rf_config *cfg, const char *name, char *out,
     size_t outlen) RF_WUR; /* "keyd.sock" honours keyd_socket */

@@ -58,6 +58,8 @@ ocsp_ok() {
 		-no_nonce -noverify 2>/dev/null | grep -q "0x$serial: good"
 }
 ocsp_ok || fail "OCSP before the kill: $(cat "$work/serve.log")"
+health() { curl -s -m 2 -o "$work/health.txt" -w '%{http_code}' "http://127.0.0.1:$port/healthz"; }
+[ "$(health)" = 200 ] || fail "healthz with keyd up: $(cat "$work/health.txt")"
 
 # 1. The batch, killed once a hundred certificates are in.
 base=$(q "SELECT count(*) FROM certs")
@@ -78,6 +80,11 @@ made=$(($(q "SELECT count(*) FROM certs") - base))
 [ "$(unrecorded)" = 0 ] || fail "$(unrecorded) certificates without their leaf"
 kill -0 "$server" || fail "serve ended with keyd"
 ocsp_ok || fail "serve does not answer OCSP while keyd is down"
+# A health check sees that nothing new can be signed, and says why.
+sleep 0.3
+[ "$(health)" = 503 ] || fail "healthz with keyd down: $(cat "$work/health.txt")"
+grep -q "^keyd down: OCSP and CRLs are answered from memory" "$work/health.txt" ||
+	fail "healthz body with keyd down: $(cat "$work/health.txt")"
 # A SHA-256 CertID has no pre-signed answer: RFC 6960's tryLater, not an
 # internal error, while the custody process is away.
 openssl ocsp -sha256 -issuer "$work/issuing.pem" -serial "0x$serial" \
@@ -91,6 +98,7 @@ rf audit verify >/dev/null 2>"$work/verify.err" || fail "audit verify: $(cat "$w
 [ "$(q "SELECT count(*) FROM certs WHERE tenant LIKE 'c%'")" = 1000 ] || fail "second batch count"
 [ "$(unrecorded)" = 0 ] || fail "certificates without their leaf after the rerun"
 ocsp_ok || fail "OCSP after keyd came back"
+[ "$(health)" = 200 ] || fail "healthz after keyd came back: $(cat "$work/health.txt")"
 kill -0 "$server" || fail "serve ended"
 
 # 2. Fifty kills, some during start (login to the tokens), some later.
