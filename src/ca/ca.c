@@ -1257,7 +1257,7 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 		return rf_err_set(RF_ERR_STATE, "too many CA certificates");
 	if ((r = rf_key_alg_parse(ca->cfg.ca_alg, &alg)) != 0)
 		return r;
-	snprintf(label, sizeof(label), "ringfence %s", newname);
+	snprintf(label, sizeof(label), RF_KEY_LABEL_CA_PREFIX "%s", newname);
 	snprintf(cn, sizeof(cn), "ringfence %s", newname);
 	if ((r = rf_keys_generate(ca->keys, alg, label, NULL, who, &key)) != 0)
 		goto out;

@@ -520,6 +520,24 @@ h_load_many(
 	    kd, c, RF_KMSG_LOAD_MANY, load_many_aside, lm, load_many_free, out);
 }
 
+/* The role of a CA key made with label (keys.h), or NULL if it is none. */
+static const char *
+label_role(const char *label)
+{
+	static const char *const roles[] = {"root", "issuing", "ocsp", "audit"};
+	const char *pfx = RF_KEY_LABEL_CA_PREFIX;
+	size_t i;
+
+	if (strncmp(label, pfx, strlen(pfx)) == 0)
+		return "issuing";
+	if (strncmp(label, "ringfence ", 10) != 0)
+		return NULL;
+	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (strcmp(label + 10, roles[i]) == 0)
+			return roles[i];
+	return NULL;
+}
+
 static int
 h_keygen(
     struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
@@ -529,6 +547,7 @@ h_keygen(
 	struct rf_key **keys = NULL;
 	char(*labels)[RF_KPROTO_STR_MAX] = NULL,
 	(*tenants)[RF_KPROTO_STR_MAX] = NULL;
+	const char *role;
 	uint32_t n, i;
 	int r;
 
@@ -556,12 +575,16 @@ h_keygen(
 	if ((r = rf_kmsg_end(m)) != 0 ||
 	    (r = rf_keys_generate_many(kd->keys, reqs, n, &w.who, keys)) != 0)
 		goto out;
-	/* serve's TLS keys: the only keys keyd signs handshake digests with
-	 * (policy.c), whatever purpose the store gives another. */
+	/* serve's TLS keys and the CA keys: keyd keeps what each was made
+	 * as, and signs for class server with it only as that (policy.c),
+	 * whatever purpose the store gives it later. */
 	for (i = 0; i < n && r == 0; i++)
 		if (strcmp(labels[i], RF_KEY_LABEL_TLS) == 0)
 			r = rf_ledger_tls_key(
 			    rf_kpolicy_ledger(kd->policy), rf_key_id(keys[i]));
+		else if ((role = label_role(labels[i])) != NULL)
+			r = rf_ledger_ca_key(rf_kpolicy_ledger(kd->policy),
+			    rf_key_id(keys[i]), role);
 	if (r != 0)
 		goto out;
 	rf_kbuf_u32(out, n);

@@ -386,6 +386,10 @@ int rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
 /* The label of serve's TLS keys: keyd keeps the id of each key it makes
  * with it in its ledger, and signs handshake digests with no other. */
 #define RF_KEY_LABEL_TLS "ringfence tls"
+/* CA keys: "ringfence root", "... issuing", "... ocsp", "... audit" (init),
+ * and an issuing CA made by rotation: this prefix, then its name. keyd
+ * keeps each one's role from its label (ledger.h). */
+#define RF_KEY_LABEL_CA_PREFIX "ringfence ca "
 
 /*
  * An administrator's change of what keyd's connector policy trusts, kept

@@ -8,11 +8,14 @@
  *   b CONNECTOR TENANT CONN    a binding an administrator made through keyd
  *   c CONNECTOR                a connector an administrator revoked
  *   l KEYID                    a key keyd made for serve's TLS
+ *   m KEYID ROLE               a CA key keyd made (or found at first use)
+ *                              as root, issuing, ocsp or audit
  *   a TENANT CONN KEYID        a connection an incident opened on, whose
  *                              credential's key KEYID it replaces
  *   x TENANT CONN KEYID        ... no longer affected (contained, waived)
  *   s 2                        the store's bindings and revoked connectors
  *                              were taken (at first use, or on upgrade)
+ *   s 3                        ... and the store's CA keys ('m')
  *   t KEYID SIZE ROOT          a tree head keyd signed with KEYID (the last
  *                              such line is the one kept)
  *   p INDEX                    the record's leaves before INDEX are read
@@ -40,7 +43,8 @@
 
 struct ledger_ent {
 	char kind;  /* 'r': a revoked certificate, 'k': a key, 'b': a binding,
-		       'c': a revoked connector, 'l': serve's TLS key, 'a' /
+		       'c': a revoked connector, 'l': serve's TLS key, 'm':
+		       a CA key (its role in issuer), 'a' /
 		       'x': an incident's item affected / no longer, 'n': in
 		       memory only, a connection's items affected now */
 	char *name; /* serial, key id, "C T N", C, "T C I" (malloc'd) */
@@ -67,6 +71,8 @@ struct rf_ledger {
 	int fresh;	/* created now: seeded from the store first */
 	int seeded;	/* the store's bindings and revoked connectors taken */
 	int seed_saved; /* and "s 2" is in the file */
+	int cas_seeded; /* the store's CA keys taken */
+	int cas_saved;	/* and "s 3" is in the file */
 	/* The largest tree head keyd signed with each key. */
 	struct sth_head *heads;
 	size_t nheads;
@@ -175,6 +181,26 @@ static int
 key_id_ok(const char *s)
 {
 	return strspn(s, "0123456789abcdef") == 64 && s[64] == '\0';
+}
+
+/* The roles a CA key is kept with ('m'), as constants: a role read
+ * under the lock outlives it. NULL if s is none. */
+static const char *
+role_of(const char *s)
+{
+	static const char *const roles[] = {"root", "issuing", "ocsp", "audit"};
+	size_t i;
+
+	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
+		if (strcmp(s, roles[i]) == 0)
+			return roles[i];
+	return NULL;
+}
+
+static int
+role_ok(const char *s)
+{
+	return role_of(s) != NULL;
 }
 
 /* A name part of a binding or a connector: printable, no space. */
@@ -326,6 +352,10 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 		    key_id_ok(issuer)) {
 			if ((r = keep(l, 'l', issuer, "", 0, &added)) != 0)
 				return r;
+		} else if (sscanf(line, "m %79s %15s", issuer, a) == 2 &&
+		    key_id_ok(issuer) && role_ok(a)) {
+			if ((r = keep(l, 'm', issuer, a, 0, &added)) != 0)
+				return r;
 		} else if (sscanf(line, "b %255s %255s %255s", a, b, c) == 3 &&
 		    bind_name(a, b, c, name) == 0) {
 			if ((r = keep(l, 'b', name, "", 0, &added)) != 0)
@@ -347,9 +377,11 @@ load(struct rf_ledger *l, FILE *f, off_t *end)
 		    rootlen == RF_HASH_LEN) {
 			if ((r = set_head(l, a, pos, root)) != 0)
 				return r;
-		} else if (sscanf(line, "s %d", &v) == 1 && v >= 2)
+		} else if (sscanf(line, "s %d", &v) == 1 && v >= 2) {
 			l->seeded = l->seed_saved = 1;
-		else if (sscanf(line, "p %" SCNu64, &pos) == 1)
+			if (v >= 3)
+				l->cas_seeded = l->cas_saved = 1;
+		} else if (sscanf(line, "p %" SCNu64, &pos) == 1)
 			l->pos = pos;
 	}
 	return 0;
@@ -594,6 +626,30 @@ out:
 	return r;
 }
 
+/*
+ * The store's CA keys, taken once as the TLS key is (seed_connectors): at
+ * first use, or by the first keyd that keeps them. From then on a key is
+ * one only when keyd made it so (rf_ledger_ca_key): the store renaming a
+ * key's purpose makes no key a CA's, and no CA key another's.
+ */
+static int
+seed_cas(struct rf_ledger *l, struct rf_store *st)
+{
+	struct rf_key_rec *k = NULL;
+	size_t n = 0, i;
+	int added, r;
+
+	if ((r = rf_store_key_list(st, &k, &n)) != 0)
+		return r;
+	for (i = 0; i < n && r == 0; i++)
+		if (key_id_ok(k[i].id) && role_ok(k[i].purpose))
+			r = keep(l, 'm', k[i].id, k[i].purpose, 0, &added);
+	free(k);
+	if (r == 0)
+		l->cas_seeded = 1;
+	return r;
+}
+
 static int
 leaf_one(void *arg, const struct rf_leaf_rec *lf)
 {
@@ -666,6 +722,9 @@ flush_with(struct rf_ledger *l, uint64_t pos, const char *extra, size_t xlen)
 		else if (l->v[i].kind == 'i')
 			p += sprintf(p, "%c %s\n",
 			    l->v[i].not_after ? 'a' : 'x', l->v[i].name);
+		else if (l->v[i].kind == 'm')
+			p += sprintf(
+			    p, "m %s %s\n", l->v[i].name, l->v[i].issuer);
 		else if (l->v[i].kind == 'r')
 			p += sprintf(p, "r %s %s %" PRId64 "\n", l->v[i].name,
 			    l->v[i].issuer, l->v[i].not_after);
@@ -673,6 +732,8 @@ flush_with(struct rf_ledger *l, uint64_t pos, const char *extra, size_t xlen)
 			p += sprintf(p, "%c %s\n", l->v[i].kind, l->v[i].name);
 	if (l->seeded && !l->seed_saved)
 		p += sprintf(p, "s 2\n");
+	if (l->cas_seeded && !l->cas_saved)
+		p += sprintf(p, "s 3\n");
 	p += sprintf(p, "p %" PRIu64 "\n", pos);
 	r = append(l, buf, (size_t)(p - buf));
 	free(buf);
@@ -680,6 +741,7 @@ flush_with(struct rf_ledger *l, uint64_t pos, const char *extra, size_t xlen)
 		return r;
 	l->saved = l->n;
 	l->seed_saved = l->seeded;
+	l->cas_saved = l->cas_seeded;
 	l->pos = pos;
 	return 0;
 }
@@ -708,9 +770,12 @@ rf_ledger_follow(struct rf_ledger *l, struct rf_store *st)
 	 * use. Nothing already kept is forgotten. */
 	if (count < l->pos)
 		l->fresh = 1;
-	if (count <= l->pos && !l->fresh && l->saved == l->n && l->seeded)
+	if (count <= l->pos && !l->fresh && l->saved == l->n && l->seeded &&
+	    l->cas_seeded)
 		goto out;
 	if (!l->seeded && (r = seed_connectors(l, st)) != 0)
+		goto out;
+	if (!l->cas_seeded && (r = seed_cas(l, st)) != 0)
 		goto out;
 	if (l->fresh) {
 		/* First use: what the store says now is the start. */
@@ -888,6 +953,37 @@ int
 rf_ledger_is_tls_key(struct rf_ledger *l, const char *id)
 {
 	return holds(l, 'l', id);
+}
+
+int
+rf_ledger_ca_key(struct rf_ledger *l, const char *id, const char *role)
+{
+	int added, r;
+
+	if (!key_id_ok(id) || !role_ok(role))
+		return rf_err_set(RF_ERR_ARG,
+		    "a CA key is 64 hex, its role root, issuing, ocsp or "
+		    "audit");
+	pthread_mutex_lock(&l->mu);
+	if ((r = keep(l, 'm', id, role, 0, &added)) == 0 && l->saved < l->n)
+		r = flush(l, l->pos);
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}
+
+const char *
+rf_ledger_key_role(struct rf_ledger *l, const char *id)
+{
+	const struct ledger_ent *e;
+	const char *role = NULL;
+
+	pthread_mutex_lock(&l->mu);
+	if ((e = find(l, 'm', id)) != NULL)
+		role = role_of(e->issuer);
+	else if (find(l, 'l', id) != NULL)
+		role = "tls";
+	pthread_mutex_unlock(&l->mu);
+	return role;
 }
 
 int

@@ -85,6 +85,17 @@ int rf_ledger_tls_key(struct rf_ledger *l, const char *id) RF_WUR;
 int rf_ledger_is_tls_key(struct rf_ledger *l, const char *id);
 
 /*
+ * CA keys, the same way: keyd keeps the role ("root", "issuing", "ocsp",
+ * "audit") of each CA key it makes, and of the store's at first use. For
+ * class server a key signs only as what keyd made it (rf_ledger_key_role:
+ * one of those, "tls", or NULL for a key that is none of them, such as a
+ * tenant's), whatever purpose the store gives it later.
+ */
+int rf_ledger_ca_key(
+    struct rf_ledger *l, const char *id, const char *role) RF_WUR;
+const char *rf_ledger_key_role(struct rf_ledger *l, const char *id);
+
+/*
  * Connections under an open incident: an administrator's incident open
  * notes each item affected before it begins, and contain (once the old
  * keys are out of service) and waive note it no longer affected; the last

@@ -393,8 +393,8 @@ crl_listed(void *arg, const char *serial)
  * revoked, unexpired certificates of that CA.
  */
 static int
-check_crl(
-    struct rf_kpolicy *p, const char *key_id, const uint8_t *msg, size_t len)
+check_crl(struct rf_kpolicy *p, const char *key_id, const char *purpose,
+    const uint8_t *msg, size_t len)
 {
 	struct rf_ca_rec *cas = NULL;
 	struct rf_cert_filter f;
@@ -407,6 +407,8 @@ check_crl(
 	int listed, r = 0;
 
 	memset(&k, 0, sizeof(k));
+	if (strcmp(purpose, "root") != 0 && strcmp(purpose, "issuing") != 0)
+		return refuse("a CRL with a key that is not a CA's", "crl");
 	if ((w = wrap_tbs(msg, len, &wl)) == NULL)
 		return refuse("TBSCertList too large", "crl");
 	d = w;
@@ -712,6 +714,41 @@ out:
 	return r;
 }
 
+/*
+ * The store's purpose of a key must be what keyd made it as (its ledger):
+ * a serve that can write the store could otherwise call the root key
+ * "issuing" and have it sign a connector certificate, or an issuing key a
+ * tenant's "connection" and have it sign assertions.
+ */
+static int
+check_role(struct rf_kpolicy *p, const char *key_id, const char *purpose,
+    const char *what)
+{
+	static const char *const cas[] = {
+	    "root", "issuing", "ocsp", "audit", "tls"};
+	const char *role = rf_ledger_key_role(p->ledger, key_id);
+	char why[200];
+	size_t i;
+
+	if (role != NULL && strcmp(role, purpose) != 0) {
+		snprintf(why, sizeof(why),
+		    "keyd made this key as the %s key, and the store now "
+		    "says %s (the store was changed behind keyd's back)",
+		    role, purpose);
+		return refuse(why, what);
+	}
+	for (i = 0; role == NULL && i < sizeof(cas) / sizeof(cas[0]); i++)
+		if (strcmp(purpose, cas[i]) == 0) {
+			snprintf(why, sizeof(why),
+			    "the store says this key is the %s key, and keyd "
+			    "did not make it as one (the store was changed "
+			    "behind keyd's back)",
+			    purpose);
+			return refuse(why, what);
+		}
+	return 0;
+}
+
 int
 rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
     const struct rf_sign_req *reqs, size_t n)
@@ -749,12 +786,15 @@ rf_kpolicy_sign(struct rf_kpolicy *p, int cls, const char *key_id, int digest,
 			? "the key is not active in the store"
 			: "a key the store does not know",
 		    reqs[0].what);
+	if ((r = check_role(p, key_id, purpose, reqs[0].what)) != 0)
+		return r;
 	for (i = 0; i < n; i++) {
 		what = reqs[i].what ? reqs[i].what : "";
 		if (!digest && strcmp(what, "ocsp") == 0)
 			r = check_ocsp(p, purpose, reqs[i].msg, reqs[i].msglen);
 		else if (!digest && strcmp(what, "crl") == 0)
-			r = check_crl(p, key_id, reqs[i].msg, reqs[i].msglen);
+			r = check_crl(
+			    p, key_id, purpose, reqs[i].msg, reqs[i].msglen);
 		else if (!digest && strcmp(what, "sth") == 0)
 			r = check_sth(p, purpose, reqs[i].msg, reqs[i].msglen);
 		else if (digest && strcmp(what, "tls") == 0)

@@ -94,6 +94,41 @@ rc1=0 rc2=0
 	fail "keyd signed a client-profile certificate for serve: $rc1 $(cat e1)"
 [ $rc2 -eq 0 ] || fail "keyd refused the connector profile: $rc2 $(cat e2)"
 
+# A serve that can write the store renames keys' purposes: the root key
+# "issuing", to have it sign a connector certificate; the issuing key a
+# tenant's "connection", to have it sign an assertion. keyd signs with a
+# key only as what it made it (its ledger), and says so.
+root=$(rf --json keys list | python3 -c 'import json,sys
+for l in sys.stdin:
+    k = json.loads(l)
+    if k["purpose"] == "root": print(k["id"])')
+db() { sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" "$1"; }
+db "UPDATE keys SET purpose = 'issuing' WHERE id = '$root'"
+db "UPDATE keys SET purpose = 'connection', tenant = 'acme' WHERE id = '$issuing'"
+rc3=0 rc4=0 rc5=0
+"$client" server-cert "$root" connector.sync sync2.pem 2>e3 || rc3=$?
+"$client" server-sign "$issuing" assertion 2>e4 || rc4=$?
+"$client" server-sign "$root" crl 2>e5 || rc5=$?
+db "UPDATE keys SET purpose = 'root' WHERE id = '$root'"
+db "UPDATE keys SET purpose = 'issuing', tenant = '' WHERE id = '$issuing'"
+[ $rc3 -eq 3 ] && grep -q "keyd made this key as the root key, and the store now says issuing" e3 ||
+	fail "the root key signed a connector certificate once the store said issuing: $rc3 $(cat e3)"
+[ $rc4 -eq 3 ] && grep -q "keyd made this key as the issuing key, and the store now says connection" e4 ||
+	fail "the issuing key signed an assertion once the store said connection: $rc4 $(cat e4)"
+[ $rc5 -eq 3 ] && grep -q "as the root key" e5 || fail "a CRL with the renamed root key: $rc5 $(cat e5)"
+# A tenant's key the store calls the OCSP signer's: keyd did not make it one.
+tkey=$(rf --json keys list | python3 -c 'import json,sys
+for l in sys.stdin:
+    k = json.loads(l)
+    if k["purpose"] == "connection" and k["state"] == "active": print(k["id"]); break')
+[ -n "$tkey" ] || fail "no tenant key in keys list"
+db "UPDATE keys SET purpose = 'ocsp' WHERE id = '$tkey'"
+rc6=0
+"$client" server-sign "$tkey" ocsp 2>e6 || rc6=$?
+db "UPDATE keys SET purpose = 'connection' WHERE id = '$tkey'"
+[ $rc6 -eq 3 ] && grep -q "the store says this key is the ocsp key, and keyd did not make it as one" e6 ||
+	fail "a tenant key signed OCSP once the store said ocsp: $rc6 $(cat e6)"
+
 kill -TERM "$server"
 wait "$server" || fail "serve exited non-zero"
 server=""

@@ -56,6 +56,12 @@ grep -q ': revoked' "$h/o1" || { cat "$h/o1"; fail "old $old not revoked"; }
 curl -sf "http://127.0.0.1:$port/ca/$issuer.pem" -o "$h/served.pem" ||
 	fail "/ca/$issuer.pem not served"
 cmp -s "$h/served.pem" "$h/new-issuer.pem" || fail "/ca/$issuer.pem differs from the store"
+# The new issuing key was made by keyd as an issuing CA's (its label): keyd
+# signs that CA's CRL for serve (class server), which verifies.
+key=$(rf --json keys list | jq -r 'select(.purpose == "issuing" and .state == "active") | .id')
+[ "$(printf '%s\n' "$key" | wc -l)" = 1 ] && [ -n "$key" ] || fail "active issuing keys: '$key'"
+RF_KEYD_CLIENT_SERVER=1 "$RF_BINARY_DIR/rf-keyd_client" crl-empty "$key" "$h/new-issuer.pem" \
+	2>"$h/crl.err" || fail "keyd refused serve a CRL of $issuer: $(cat "$h/crl.err")"
 kill "$server"
 wait "$server" 2>/dev/null || true
 server=""

@@ -157,7 +157,8 @@ set -e
 sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" \
 	"UPDATE keys SET purpose = 'issuing' WHERE id = '$issuing'"
 [ $rc9 = 3 ] || fail "a digest with the CA key once the store said tls: rc $rc9 $(cat "$work/e9")"
-grep -q "did not make for serve's TLS" "$work/e9" || fail "TLS refusal reason: $(cat "$work/e9")"
+grep -q "keyd made this key as the issuing key, and the store now says tls" "$work/e9" ||
+	fail "TLS refusal reason: $(cat "$work/e9")"
 
 # Someone of no class (nobody, let through the folder): refused at hello,
 # recorded.

@@ -3,6 +3,7 @@
  * tests, as a compromised serve would be one: it asks keyd directly.
  *
  *   rf-keyd_client sign KEYID WHAT          sign a fixed message
+ *   rf-keyd_client server-sign KEYID WHAT   the same, asked as class server
  *   rf-keyd_client digest KEYID WHAT        sign a SHA-256-sized digest
  *   rf-keyd_client ocsp-good KEYID ISSUER.pem SERIAL
  *                      a ResponseData saying `good` for SERIAL of ISSUER
@@ -14,7 +15,9 @@
  *   rf-keyd_client fuzz N SEED              N malformed, truncated and
  *                      oversized frames, each on its own connection
  *
- * Settings as the CLI reads them (RINGFENCE_HOME). Exit 0: signed (or, for
+ * Asked as an administrator unless RF_KEYD_CLIENT_SERVER=1 (class server,
+ * as serve asks) or keyd gives the caller's uid less. Settings as the CLI
+ * reads them (RINGFENCE_HOME). Exit 0: signed (or, for
  * fuzz, keyd still answers); 3: refused by keyd; 1: any other error.
  */
 #include <stdio.h>
@@ -214,11 +217,16 @@ sign_as(const struct rf_config *cfg, int cls, const char *tenant,
 	return r;
 }
 
+/* As an administrator, or as serve with RF_KEYD_CLIENT_SERVER=1 set. */
 static int
 sign(const struct rf_config *cfg, const char *id, const char *what,
     const uint8_t *msg, size_t len, int digest)
 {
-	return sign_as(cfg, RF_KCLASS_ADMIN, NULL, id, what, msg, len, digest);
+	const char *e = getenv("RF_KEYD_CLIENT_SERVER");
+	int cls = e != NULL && strcmp(e, "1") == 0 ? RF_KCLASS_SERVER
+						   : RF_KCLASS_ADMIN;
+
+	return sign_as(cfg, cls, NULL, id, what, msg, len, digest);
 }
 
 /* One frame's worth of bad bytes on a fresh connection. */
@@ -291,6 +299,9 @@ main(int argc, char **argv)
 	if (argc == 4 && strcmp(argv[1], "sign") == 0)
 		return done(
 		    sign(&cfg, argv[2], argv[3], msg, sizeof(msg) - 1, 0));
+	if (argc == 4 && strcmp(argv[1], "server-sign") == 0)
+		return done(sign_as(&cfg, RF_KCLASS_SERVER, NULL, argv[2],
+		    argv[3], msg, sizeof(msg) - 1, 0));
 	if (argc == 4 && strcmp(argv[1], "digest") == 0) {
 		memset(dig, 0x42, sizeof(dig));
 		return done(sign(&cfg, argv[2], argv[3], dig, sizeof(dig), 1));
@@ -338,7 +349,7 @@ main(int argc, char **argv)
 		return done(rf_keyd_status_get(&cfg, &st));
 	}
 	fprintf(stderr,
-	    "usage: rf-keyd_client sign|digest KEYID WHAT | "
+	    "usage: rf-keyd_client sign|server-sign|digest KEYID WHAT | "
 	    "ocsp-good[-long] KEYID ISSUER.pem SERIAL | "
 	    "crl-empty KEYID ISSUER.pem | "
 	    "server-cert KEYID TENANT CERT.pem | "

@@ -8,6 +8,7 @@
  * way; and the connector bindings and revocations an administrator makes
  * through keyd: the store's are taken once (first use, or a ledger from
  * before them), and a binding written into the store after that is not.
+ * And what each CA key is (its role), taken the same way.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -420,6 +421,79 @@ test_ledger_items(void **state)
 	rf_ledger_free(l);
 }
 
+static void
+key_row(struct fx *f, char c, const char *purpose, char id[65])
+{
+	struct rf_key_rec k;
+
+	memset(&k, 0, sizeof(k));
+	memset(id, c, 64);
+	id[64] = '\0';
+	snprintf(k.id, sizeof(k.id), "%s", id);
+	snprintf(k.alg, sizeof(k.alg), "ec-p256");
+	snprintf(k.purpose, sizeof(k.purpose), "%s", purpose);
+	snprintf(k.state, sizeof(k.state), "active");
+	assert_int_equal(rf_store_key_add(f->st, &k), 0);
+}
+
+/* What each CA key is: the store's at first use (and on upgrade from a
+ * ledger without them), then only what keyd made, across reopens. */
+static void
+test_ledger_cas(void **state)
+{
+	struct fx *f = *state;
+	struct rf_ledger *l = NULL;
+	char path[1100], root[65], iss[65], conn[65], later[65], made[65];
+
+	snprintf(path, sizeof(path), "%s/cas.ledger", f->home);
+	key_row(f, 'a', "root", root);
+	key_row(f, 'b', "issuing", iss);
+	key_row(f, 'c', "connection", conn);
+	/* A ledger from before CA keys were kept: connectors taken, no 's 3'.
+	 */
+	assert_int_equal(
+	    tu_sh("printf 's 2\\np 0\\n' >'%s'; chmod 600 '%s'", path, path),
+	    0);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_null(rf_ledger_key_role(l, root));
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_string_equal(rf_ledger_key_role(l, root), "root");
+	assert_string_equal(rf_ledger_key_role(l, iss), "issuing");
+	assert_null(rf_ledger_key_role(l, conn));
+	rf_ledger_free(l);
+	l = NULL;
+	assert_int_equal(tu_sh("grep -qx 's 3' '%s'", path), 0);
+
+	/* The store renames keys afterwards: the ledger keeps what it took,
+	 * and takes no key the store now calls a CA's. */
+	assert_int_equal(tu_sh("sqlite3 '%s' \"UPDATE keys SET purpose = "
+			       "'issuing' WHERE purpose = 'root'; UPDATE keys "
+			       "SET purpose = 'ocsp' WHERE id = '%s'\"",
+			     f->path, conn),
+	    0);
+	key_row(f, 'd', "audit", later);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_int_equal(rf_ledger_follow(l, f->st), 0);
+	assert_string_equal(rf_ledger_key_role(l, root), "root");
+	assert_null(rf_ledger_key_role(l, conn));
+	assert_null(rf_ledger_key_role(l, later));
+
+	/* keyd's own keygen: kept durably; a bad role or id is refused. */
+	memset(made, 'e', 64);
+	made[64] = '\0';
+	assert_int_equal(rf_ledger_ca_key(l, made, "issuing"), 0);
+	assert_int_equal(rf_ledger_ca_key(l, made, "tls"), RF_ERR_ARG);
+	rf_err_clear();
+	assert_int_equal(rf_ledger_ca_key(l, "short", "root"), RF_ERR_ARG);
+	rf_err_clear();
+	rf_ledger_free(l);
+	l = NULL;
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_string_equal(rf_ledger_key_role(l, made), "issuing");
+	assert_string_equal(rf_ledger_key_role(l, iss), "issuing");
+	rf_ledger_free(l);
+}
+
 int
 main(void)
 {
@@ -429,6 +503,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_ledger_connectors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ledger_items, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_ledger_cas, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
