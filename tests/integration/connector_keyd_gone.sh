@@ -107,8 +107,9 @@ t1=$(date +%s%N)
 [ "$(grep -c '^0 5[0-9][0-9] internal$' client.out)" -eq 6 ] ||
 	fail "with keyd gone: $(cat client.out)"
 kill -0 "$server" || fail "serve exited when keyd went away"
-curl -sf -m 5 -o /dev/null "http://127.0.0.1:$port/healthz" ||
-	fail "serve does not answer with keyd gone"
+# serve answers, and its health check says keyd is down.
+[ "$(curl -s -m 5 -o health.txt -w '%{http_code}' "http://127.0.0.1:$port/healthz")" = 503 ] &&
+	grep -q "^keyd down" health.txt || fail "serve does not answer with keyd gone: $(cat health.txt)"
 curl -sf -m 5 -o crl.der "http://127.0.0.1:$port/crl/issuing.crl" ||
 	fail "serve does not answer its CRL with keyd gone"
 : >client.out

@@ -111,7 +111,8 @@ max=$(python3 -c "import math; print(math.ceil(4 * $secs) + 4 + 4)")
 # Past the budget: the pre-signed answer (the request names one
 # certificate), never a signature.
 [ "$(field ocsp_presigned)" -gt 0 ] || fail "no on-demand OCSP request was refused"
-[ "$(field ocsp_other)" -eq 0 ] || fail "on-demand OCSP answers other than signed or tryLater"
+[ "$(field ocsp_other)" -eq 0 ] ||
+	fail "on-demand OCSP answers other than signed or tryLater: $stats; serve: $(tail -5 "$h/serve.log")"
 [ "$(field ocsp_signed)" -eq $((o2 - o1)) ] ||
 	fail "$(field ocsp_signed) signed answers but $((o2 - o1)) leaves"
 [ "$(field rp_bad)" -eq 0 ] || fail "the other client got $(field rp_bad) failed OCSP answers"

@@ -292,6 +292,12 @@ def flood(port, tport, cafile, secs, req256, req1):
         with lock:
             st[k] += 1
 
+    others = {}
+
+    def bump_other(v):
+        with lock:
+            others[str(v)] = others.get(str(v), 0) + 1
+
     # RF_WIRE_SOURCES="127.0.0.1,127.0.0.3": the flood's source addresses,
     # in turn (the bench floods from many sources to reach the global
     # budget).
@@ -324,9 +330,12 @@ def flood(port, tport, cafile, secs, req256, req1):
             r = Reader(s)
             for _ in range(20):  # 20 requests a connection, then another
                 v = ocsp_post(s, r, der256)
-                bump("ocsp_signed" if v == 0 else
+                k = ("ocsp_signed" if v == 0 else
                      "ocsp_presigned" if v == 100 else
                      "ocsp_trylater" if v == 3 else "ocsp_other")
+                bump(k)
+                if k == "ocsp_other":  # which: -1 no HTTP 200, else status
+                    bump_other(v)
                 if v < 0 or time.monotonic() >= end:
                     break
             s.close()
@@ -353,6 +362,8 @@ def flood(port, tport, cafile, secs, req256, req1):
     lat.sort()
     st["rp_p99_ms"] = round(1000 * lat[int(len(lat) * 0.99) - 1], 2) \
         if lat else -1
+    if others:
+        st["ocsp_other_kinds"] = others
     print(json.dumps(st))
 
 
