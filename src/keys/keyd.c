@@ -2217,7 +2217,13 @@ keyd_open(struct keyd *kd)
 		    kd->policy, kd->o->cert, kd->o->assertion_arg);
 	if ((r = bg_open(kd)) != 0)
 		return r;
-	/* Logged in: the PIN is kept nowhere in keyd's memory any more. */
+	/*
+	 * Logged in: the PIN is kept nowhere in keyd's memory any more. A PIN
+	 * file is read again for a token first used later; a PIN from the
+	 * environment is gone with it, so every token is logged in first.
+	 */
+	if (kd->cfg.pin[0] != '\0' && (r = rf_keys_login_all(kd->keys)) != 0)
+		return r;
 	OPENSSL_cleanse(kd->cfg.pin, sizeof(kd->cfg.pin));
 	rf_keys_forget_pin(kd->keys);
 	snprintf(kd->token, sizeof(kd->token), "%s", kd->cfg.token);

@@ -67,6 +67,9 @@ int rf_kc_measure_rate(struct rf_kc *kc, struct rf_key *key, size_t n,
  * login, after a device error, reads pin_file again, and without one
  * fails and says so. */
 void rf_keys_forget_pin(struct rf_keys *keys);
+/* Log in to every token now (keyd, before it forgets a PIN that came
+ * from the environment: nothing could log in to a token later). */
+int rf_keys_login_all(struct rf_keys *keys) RF_WUR;
 
 /* keyd: the ledger (ledger.h) in which this handle keeps the keys it
  * disables or destroys, before the store's state changes, and which its

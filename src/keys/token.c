@@ -1378,6 +1378,21 @@ rf_keys_set_ledger(struct rf_keys *keys, struct rf_ledger *ledger)
 	keys->ledger = ledger;
 }
 
+int
+rf_keys_login_all(struct rf_keys *keys)
+{
+	CK_SESSION_HANDLE s;
+	int i, r = 0;
+
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
+	for (i = 0; i < keys->nsh && r == 0; i++)
+		if ((r = keys_session_get(keys, i, &s)) == 0)
+			keys_session_put(keys, i, s);
+	keys_unlock();
+	return r != 0 ? r : tokmeta_after_login(keys);
+}
+
 void
 rf_keys_forget_pin(struct rf_keys *keys)
 {
