@@ -24,6 +24,7 @@
 #include <openssl/rand.h>
 
 #include "cli/cli.h"
+#include "keys/ledger.h"
 
 static const char init_help[] =
     "usage: ringfence init [--new] [--so-pin-file FILE]\n"
@@ -52,7 +53,8 @@ static const char init_help[] =
     "          instead of printing it, for you to move offline\n";
 
 struct created {
-	int db, tokens, softhsm_conf, pin_file, so_pin_file, custody_dir;
+	int db, tokens, softhsm_conf, pin_file, so_pin_file, custody_dir,
+	    ledger;
 	char tokens_dir[RF_PATH_MAX + 16];
 	char so_pin_path[RF_PATH_MAX + 16];
 };
@@ -111,6 +113,11 @@ undo(const struct rf_config *cfg, const struct created *c)
 		unlink(cfg->pin_file);
 	if (c->so_pin_file)
 		unlink(c->so_pin_path);
+	if (c->ledger) {
+		snprintf(
+		    meta, sizeof(meta), "%s/revoked.ledger", cfg->custody_dir);
+		unlink(meta);
+	}
 	if (c->custody_dir)
 		rmdir(cfg->custody_dir);
 }
@@ -341,6 +348,42 @@ count_key(void *arg, const struct rf_key_info *ki)
 	return 0;
 }
 
+/*
+ * The CA keys just made, in keyd's ledger (ledger.h): for serve, keyd signs
+ * with a CA key only as what its ledger says the key is, and it takes the
+ * store's CA keys only once. A ledger kept from an earlier state (init
+ * --new with the PIN in the environment, or a token of another module,
+ * leaves it where it is) would otherwise never learn these.
+ */
+static int
+ledger_ca_keys(
+    const struct rf_config *cfg, struct rf_store *st, struct created *c)
+{
+	static const char *const roles[] = {"root", "issuing", "ocsp", "audit"};
+	char path[RF_PATH_MAX + 32];
+	struct rf_ledger *l = NULL;
+	struct rf_key_rec kr;
+	struct stat sb;
+	size_t i;
+	int r = 0;
+
+	if (mkdir(cfg->custody_dir, 0700) == 0)
+		c->custody_dir = 1;
+	else if (errno != EEXIST)
+		return rf_err_set(RF_ERR_IO,
+		    "cannot create custody folder %s: %s", cfg->custody_dir,
+		    strerror(errno));
+	snprintf(path, sizeof(path), "%s/revoked.ledger", cfg->custody_dir);
+	c->ledger = stat(path, &sb) != 0;
+	if ((r = rf_ledger_open(path, &l)) != 0)
+		return r;
+	for (i = 0; i < sizeof(roles) / sizeof(roles[0]) && r == 0; i++)
+		if ((r = rf_store_key_by_purpose(st, roles[i], &kr)) == 0)
+			r = rf_ledger_ca_key(l, kr.id, roles[i]);
+	rf_ledger_free(l);
+	return r;
+}
+
 static int
 init_state(struct rf_cli *cli, struct created *c, int fresh, char so_pin[33])
 {
@@ -415,7 +458,8 @@ init_state(struct rf_cli *cli, struct created *c, int fresh, char so_pin[33])
 			    cfg->token, cfg->module, nkeys, cfg->db_path);
 		goto out;
 	}
-	if ((r = rf_ca_init(cfg, cli->store, cli->keys, &cli->who)) != 0)
+	if ((r = rf_ca_init(cfg, cli->store, cli->keys, &cli->who)) != 0 ||
+	    (r = ledger_ca_keys(cfg, cli->store, c)) != 0)
 		goto out;
 	r = 0;
 out:

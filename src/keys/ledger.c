@@ -971,6 +971,17 @@ rf_ledger_ca_key(struct rf_ledger *l, const char *id, const char *role)
 	return r;
 }
 
+int
+rf_ledger_cas_taken(struct rf_ledger *l)
+{
+	int taken;
+
+	pthread_mutex_lock(&l->mu);
+	taken = l->cas_seeded;
+	pthread_mutex_unlock(&l->mu);
+	return taken;
+}
+
 const char *
 rf_ledger_key_role(struct rf_ledger *l, const char *id)
 {

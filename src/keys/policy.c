@@ -726,10 +726,19 @@ check_role(struct rf_kpolicy *p, const char *key_id, const char *purpose,
 {
 	static const char *const cas[] = {
 	    "root", "issuing", "ocsp", "audit", "tls"};
-	const char *role = rf_ledger_key_role(p->ledger, key_id);
+	const char *role;
 	char why[200];
 	size_t i;
 
+	/* Taken at keyd's start; if the store could not be read then, now. */
+	if (!rf_ledger_cas_taken(p->ledger) &&
+	    rf_ledger_follow(p->ledger, p->st) != 0) {
+		rf_err_clear();
+		return refuse("keyd's ledger cannot take the store's CA keys "
+			      "(the store cannot be read)",
+		    what);
+	}
+	role = rf_ledger_key_role(p->ledger, key_id);
 	if (role != NULL && strcmp(role, purpose) != 0) {
 		snprintf(why, sizeof(why),
 		    "keyd made this key as the %s key, and the store now "
