@@ -26,19 +26,21 @@ for line in sys.stdin:
         continue
     try:
         o = json.loads(line)
-    except ValueError:
+        hit = o["phase"] == "destroy old keys" and int(o["done"]) >= stop
+    except (ValueError, TypeError, KeyError):
         continue
-    if o.get("phase") == "destroy old keys" and o.get("done", 0) >= stop:
-        hit = True
+    if hit:
+        # The mark first: the shell may see contain end before the kills
+        # return.
+        open(os.path.join(home, "contain.killed"), "w").close()
         for f in ("contain.pid", "keyd.pid"):
             try:
                 os.kill(int(open(os.path.join(home, f)).read()), signal.SIGKILL)
             except (OSError, ValueError):
-                pass
-        open(os.path.join(home, "contain.killed"), "w").close()'
+                pass'
 contain_stopped() {
 	local id=$1 prog=$2 stop=$3 cpid crc=0
-	rm -f "$RINGFENCE_HOME/contain.killed"
+	rm -f "$RINGFENCE_HOME/contain.killed" "$RINGFENCE_HOME/contain.pid"
 	# The binary itself in the background, so that $! is its PID; the
 	# filter stops it by that PID once STOP pairs are destroyed.
 	"$build/ringfence" --json incident contain "$id" \

@@ -648,14 +648,16 @@ static int
 keyd_up(struct rf_http *h)
 {
 	uint64_t now = rf_http_mono_ms();
-	uint64_t last = __atomic_load_n(&h->keyd_probe_ms, __ATOMIC_RELAXED);
+	uint64_t last = __atomic_load_n(&h->keyd_probe_ms, __ATOMIC_ACQUIRE);
 	int up;
 
-	if (last != 0 && now - last < 250)
-		return __atomic_load_n(&h->keyd_up, __ATOMIC_RELAXED);
+	/* One worker claims the probe; the others answer what was found. */
+	if ((last != 0 && now - last < 250) ||
+	    !__atomic_compare_exchange_n(&h->keyd_probe_ms, &last, now, 0,
+		__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return __atomic_load_n(&h->keyd_up, __ATOMIC_ACQUIRE);
 	up = rf_keyd_listening(h->cfg);
-	__atomic_store_n(&h->keyd_up, up, __ATOMIC_RELAXED);
-	__atomic_store_n(&h->keyd_probe_ms, now, __ATOMIC_RELAXED);
+	__atomic_store_n(&h->keyd_up, up, __ATOMIC_RELEASE);
 	return up;
 }
 

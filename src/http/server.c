@@ -593,6 +593,7 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 		return RF_ERR_ALLOC;
 	h->plain.fd = h->tls.fd = -1;
 	h->stopfd = h->mstopfd = -1;
+	h->keyd_up = 1; /* until /healthz first asks (routes.c) */
 	h->o = *o;
 	h->cfg = cfg;
 	h->st = st;
