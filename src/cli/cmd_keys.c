@@ -118,6 +118,28 @@ print_key(struct list_ctx *c, const struct rf_key_info *ki,
  * store says destroyed, a token still holds it) or "token-id" (the
  * store's CKA_ID for the key is not the token's).
  */
+/*
+ * Whether the store's purpose of a key in service disagrees with what keyd
+ * made it as (its ledger, ledger.h): a CA key's role, or none.
+ */
+static int
+role_differs(const struct rf_key_info *ki, const struct rf_key_rec *kr)
+{
+	static const char *const cas[] = {
+	    "root", "issuing", "ocsp", "audit", "tls"};
+	size_t i;
+
+	if (!ki->ledger || strcmp(kr->state, "destroying") == 0 ||
+	    strcmp(kr->state, "destroyed") == 0)
+		return 0;
+	if (ki->role[0] != '\0')
+		return strcmp(ki->role, kr->purpose) != 0;
+	for (i = 0; i < sizeof(cas) / sizeof(cas[0]); i++)
+		if (strcmp(kr->purpose, cas[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 disagree(struct rf_cli *cli, const char *kind, const char *id,
     const char *token, const char *detail)
@@ -235,6 +257,24 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 			    "keyd's back; the key signs nothing",
 			    kr.state);
 			r = disagree(cli, "ledger", ki->id, ki->token, detail);
+		} else if (role_differs(ki, &kr)) {
+			if (ki->role[0] != '\0')
+				snprintf(detail, sizeof(detail),
+				    "keyd made it as the %s key (its ledger), "
+				    "the store says %s: the store was changed "
+				    "behind keyd's back; keyd signs nothing "
+				    "else with it for serve",
+				    ki->role, kr.purpose);
+			else
+				snprintf(detail, sizeof(detail),
+				    "the store says it is the %s key, keyd did "
+				    "not make it as one (its ledger): the "
+				    "store "
+				    "was changed behind keyd's back; keyd "
+				    "signs "
+				    "nothing with it for serve",
+				    kr.purpose);
+			r = disagree(cli, "role", ki->id, ki->token, detail);
 		} else if (strcmp(kr.state, "destroyed") == 0) {
 			snprintf(detail, sizeof(detail),
 			    "the store says destroyed, the token still holds "

@@ -713,6 +713,7 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	struct rf_key_info *ki = NULL, *k;
 	struct load_many_arg a;
 	uint8_t buf[ATTR_MAX];
+	const char *role;
 	EVP_PKEY *pub;
 	size_t n = 0, i, len;
 	int r;
@@ -763,6 +764,11 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 			snprintf(k->id, sizeof(k->id), "%s", k->token_id);
 		k->retired = keys->ledger != NULL && k->id[0] != '\0' &&
 		    rf_ledger_key_retired(keys->ledger, k->id);
+		k->ledger = keys->ledger != NULL;
+		k->role[0] = '\0';
+		if (k->ledger && k->id[0] != '\0' &&
+		    (role = rf_ledger_key_role(keys->ledger, k->id)) != NULL)
+			snprintf(k->role, sizeof(k->role), "%s", role);
 		la->r = la->fn(la->arg, k);
 	}
 out:

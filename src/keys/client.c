@@ -993,6 +993,9 @@ rf_kc_list(struct rf_kc *kc, int (*fn)(void *arg, const struct rf_key_info *ki),
 		rf_kmsg_str(&m, s);
 		snprintf(ki.token, sizeof(ki.token), "%.32s", s);
 		ki.retired = rf_kmsg_u8(&m) != 0;
+		ki.ledger = rf_kmsg_u8(&m) != 0;
+		rf_kmsg_str(&m, s);
+		snprintf(ki.role, sizeof(ki.role), "%.15s", s);
 		if (m.err == 0)
 			r = fn(arg, &ki);
 	}

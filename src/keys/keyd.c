@@ -915,6 +915,8 @@ list_one(void *arg, const struct rf_key_info *ki)
 	rf_kbuf_str(out, ki->token_id);
 	rf_kbuf_str(out, ki->token);
 	rf_kbuf_u8(out, (uint8_t)ki->retired);
+	rf_kbuf_u8(out, (uint8_t)ki->ledger);
+	rf_kbuf_str(out, ki->role);
 	return 0;
 }
 

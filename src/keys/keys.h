@@ -432,6 +432,9 @@ struct rf_key_info {
 	char token_id[65]; /* CKA_ID as hex */
 	char token[33];	   /* the label of the token holding it */
 	int retired;	   /* keyd took it out of service (its ledger) */
+	int ledger;	   /* role below is keyd's ledger's word */
+	char role[16];	   /* what keyd made it as: "root", "issuing",
+			      "ocsp", "audit", "tls"; "" none */
 };
 /* Call fn for each private key in the token; fn's non-zero return stops
  * and is returned. */

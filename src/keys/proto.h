@@ -24,7 +24,7 @@
 #include "common/rf.h"
 #include "keys/keyd.h"
 
-#define RF_KPROTO_VERSION 1
+#define RF_KPROTO_VERSION 2
 #define RF_KPROTO_MAX (32u * 1024 * 1024) /* largest frame after length */
 #define RF_KPROTO_STR_MAX 256		  /* longest string field */
 #define RF_KPROTO_BATCH_MAX 100000	  /* items in one request */

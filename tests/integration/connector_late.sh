@@ -105,6 +105,12 @@ for l in sys.stdin:
 db() { sqlite3 -cmd ".timeout 10000" "$RINGFENCE_HOME/ringfence.db" "$1"; }
 db "UPDATE keys SET purpose = 'issuing' WHERE id = '$root'"
 db "UPDATE keys SET purpose = 'connection', tenant = 'acme' WHERE id = '$issuing'"
+# keys list names both, and exits 1.
+rcl=0
+rf keys list >kl.out 2>&1 || rcl=$?
+[ $rcl = 1 ] && grep -q "disagreement: role key $root .*keyd made it as the root key (its ledger), the store says issuing" kl.out &&
+	grep -q "disagreement: role key $issuing .*keyd made it as the issuing key (its ledger), the store says connection" kl.out ||
+	fail "keys list does not name the renamed keys: rc $rcl $(grep disagreement kl.out)"
 rc3=0 rc4=0 rc5=0
 "$client" server-cert "$root" connector.sync sync2.pem 2>e3 || rc3=$?
 "$client" server-sign "$issuing" assertion 2>e4 || rc4=$?
@@ -128,6 +134,7 @@ rc6=0
 db "UPDATE keys SET purpose = 'connection' WHERE id = '$tkey'"
 [ $rc6 -eq 3 ] && grep -q "the store says this key is the ocsp key, and keyd did not make it as one" e6 ||
 	fail "a tenant key signed OCSP once the store said ocsp: $rc6 $(cat e6)"
+rf keys list >kl2.out 2>&1 || fail "keys list once the store is put back: $(grep disagreement kl2.out)"
 
 kill -TERM "$server"
 wait "$server" || fail "serve exited non-zero"

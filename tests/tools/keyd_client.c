@@ -266,6 +266,7 @@ fuzz_one(const char *path, unsigned *seed)
 		break;
 	case 3: /* a hello, then a signing request of random fields */
 		memcpy(buf, "\0\0\0\3\1\1\2", 7);
+		buf[4] = RF_KPROTO_VERSION;
 		buf[7] = 0, buf[8] = 0, buf[9] = (uint8_t)((len - 11) >> 8);
 		buf[10] = (uint8_t)(len - 11);
 		buf[11] = RF_KPROTO_VERSION;

@@ -107,15 +107,19 @@ test_strict(void **state)
 	rf_kbuf_clear(&b);
 
 	/* Another version, an unknown type, an answer type as a request. */
-	memcpy(f, "\0\0\0\2\2\3", 6);
+	memcpy(f, "\0\0\0\2\0\3", 6);
+	f[4] = RF_KPROTO_VERSION + 1;
 	assert_int_equal(rf_kmsg_parse(f, 6, &m), RF_ERR_MALFORMED);
-	memcpy(f, "\0\0\0\2\1\77", 6);
+	memcpy(f, "\0\0\0\2\0\77", 6);
+	f[4] = RF_KPROTO_VERSION;
 	assert_int_equal(rf_kmsg_parse(f, 6, &m), RF_ERR_MALFORMED);
-	memcpy(f, "\0\0\0\2\1\x80", 6);
+	memcpy(f, "\0\0\0\2\0\x80", 6);
+	f[4] = RF_KPROTO_VERSION;
 	assert_int_not_equal(rf_keyd_decode(f, 6), 0);
 
 	/* A string with a NUL, and one too long. */
-	memcpy(f, "\0\0\0\x0b\1\3\0\0\0\5ab\0cd", 15);
+	memcpy(f, "\0\0\0\x0b\0\3\0\0\0\5ab\0cd", 15);
+	f[4] = RF_KPROTO_VERSION;
 	assert_int_equal(rf_kmsg_parse(f, 15, &m), 0);
 	rf_kmsg_str(&m, s);
 	assert_int_equal(rf_kmsg_end(&m), RF_ERR_MALFORMED);
