@@ -41,12 +41,14 @@ for line in sys.stdin:
 contain_stopped() {
 	local id=$1 prog=$2 stop=$3 cpid crc=0
 	rm -f "$RINGFENCE_HOME/contain.killed" "$RINGFENCE_HOME/contain.pid"
-	# The binary itself in the background, so that $! is its PID; the
-	# filter stops it by that PID once STOP pairs are destroyed.
-	"$build/ringfence" --json incident contain "$id" \
+	# The binary itself in the background (bash writes its own PID, then
+	# becomes the command), so that $! is its PID and contain.pid is there
+	# before contain runs; the filter stops it by that PID once STOP pairs
+	# are destroyed.
+	bash -c 'echo $$ >"$1/contain.pid"; shift; exec "$@"' _ "$RINGFENCE_HOME" \
+		"$build/ringfence" --json incident contain "$id" \
 		>"$RINGFENCE_HOME/contain.json" 2> >(python3 -u -c "$stamp_stop" "$stop" "$RINGFENCE_HOME" >"$prog") &
 	cpid=$!
-	echo "$cpid" >"$RINGFENCE_HOME/contain.pid"
 	{ wait "$cpid"; } 2>/dev/null || crc=$?
 	contain_killed=0
 	[ ! -e "$RINGFENCE_HOME/contain.killed" ] || contain_killed=1

@@ -129,8 +129,9 @@ role_differs(const struct rf_key_info *ki, const struct rf_key_rec *kr)
 	    "root", "issuing", "ocsp", "audit", "tls"};
 	size_t i;
 
-	if (!ki->ledger || strcmp(kr->state, "destroying") == 0 ||
-	    strcmp(kr->state, "destroyed") == 0)
+	/* Only what keyd would sign with: a key active in the store. */
+	if (!ki->ledger || ki->retired || strcmp(kr->state, "active") != 0 ||
+	    strcmp(kr->purpose, "-") == 0)
 		return 0;
 	if (ki->role[0] != '\0')
 		return strcmp(ki->role, kr->purpose) != 0;

@@ -652,7 +652,7 @@ keyd_up(struct rf_http *h)
 	int up;
 
 	/* One worker claims the probe; the others answer what was found. */
-	if ((last != 0 && now - last < 250) ||
+	if ((last != 0 && (int64_t)(now - last) < 250) ||
 	    !__atomic_compare_exchange_n(&h->keyd_probe_ms, &last, now, 0,
 		__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
 		return __atomic_load_n(&h->keyd_up, __ATOMIC_ACQUIRE);

@@ -764,7 +764,8 @@ list_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 			snprintf(k->id, sizeof(k->id), "%s", k->token_id);
 		k->retired = keys->ledger != NULL && k->id[0] != '\0' &&
 		    rf_ledger_key_retired(keys->ledger, k->id);
-		k->ledger = keys->ledger != NULL;
+		k->ledger =
+		    keys->ledger != NULL && rf_ledger_cas_taken(keys->ledger);
 		k->role[0] = '\0';
 		if (k->ledger && k->id[0] != '\0' &&
 		    (role = rf_ledger_key_role(keys->ledger, k->id)) != NULL)
