@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "keys/ledger.h"
 
 static const char keys_help[] =
     "usage: ringfence keys list [--json]\n"
@@ -125,20 +126,14 @@ print_key(struct list_ctx *c, const struct rf_key_info *ki,
 static int
 role_differs(const struct rf_key_info *ki, const struct rf_key_rec *kr)
 {
-	static const char *const cas[] = {
-	    "root", "issuing", "ocsp", "audit", "tls"};
-	size_t i;
-
 	/* Only what keyd would sign with: a key active in the store. */
 	if (!ki->ledger || ki->retired || strcmp(kr->state, "active") != 0 ||
 	    strcmp(kr->purpose, "-") == 0)
 		return 0;
 	if (ki->role[0] != '\0')
 		return strcmp(ki->role, kr->purpose) != 0;
-	for (i = 0; i < sizeof(cas) / sizeof(cas[0]); i++)
-		if (strcmp(kr->purpose, cas[i]) == 0)
-			return 1;
-	return 0;
+	return rf_ledger_role(kr->purpose) != NULL ||
+	    strcmp(kr->purpose, "tls") == 0;
 }
 
 static int

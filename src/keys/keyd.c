@@ -524,18 +524,13 @@ h_load_many(
 static const char *
 label_role(const char *label)
 {
-	static const char *const roles[] = {"root", "issuing", "ocsp", "audit"};
 	const char *pfx = RF_KEY_LABEL_CA_PREFIX;
-	size_t i;
 
 	if (strncmp(label, pfx, strlen(pfx)) == 0)
 		return "issuing";
 	if (strncmp(label, "ringfence ", 10) != 0)
 		return NULL;
-	for (i = 0; i < sizeof(roles) / sizeof(roles[0]); i++)
-		if (strcmp(label + 10, roles[i]) == 0)
-			return roles[i];
-	return NULL;
+	return rf_ledger_role(label + 10);
 }
 
 static int

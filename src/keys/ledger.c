@@ -183,10 +183,8 @@ key_id_ok(const char *s)
 	return strspn(s, "0123456789abcdef") == 64 && s[64] == '\0';
 }
 
-/* The roles a CA key is kept with ('m'), as constants: a role read
- * under the lock outlives it. NULL if s is none. */
-static const char *
-role_of(const char *s)
+const char *
+rf_ledger_role(const char *s)
 {
 	static const char *const roles[] = {"root", "issuing", "ocsp", "audit"};
 	size_t i;
@@ -200,7 +198,7 @@ role_of(const char *s)
 static int
 role_ok(const char *s)
 {
-	return role_of(s) != NULL;
+	return rf_ledger_role(s) != NULL;
 }
 
 /* A name part of a binding or a connector: printable, no space. */
@@ -990,7 +988,7 @@ rf_ledger_key_role(struct rf_ledger *l, const char *id)
 
 	pthread_mutex_lock(&l->mu);
 	if ((e = find(l, 'm', id)) != NULL)
-		role = role_of(e->issuer);
+		role = rf_ledger_role(e->issuer);
 	else if (find(l, 'l', id) != NULL)
 		role = "tls";
 	pthread_mutex_unlock(&l->mu);

@@ -94,6 +94,9 @@ int rf_ledger_is_tls_key(struct rf_ledger *l, const char *id);
 int rf_ledger_ca_key(
     struct rf_ledger *l, const char *id, const char *role) RF_WUR;
 const char *rf_ledger_key_role(struct rf_ledger *l, const char *id);
+/* s as one of those roles, a constant (it outlives the ledger's lock);
+ * NULL if s is none. */
+const char *rf_ledger_role(const char *s);
 /* 1 once the store's CA keys were taken (rf_ledger_follow). */
 int rf_ledger_cas_taken(struct rf_ledger *l);
 

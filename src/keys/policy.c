@@ -724,11 +724,8 @@ static int
 check_role(struct rf_kpolicy *p, const char *key_id, const char *purpose,
     const char *what)
 {
-	static const char *const cas[] = {
-	    "root", "issuing", "ocsp", "audit", "tls"};
 	const char *role;
 	char why[200];
-	size_t i;
 
 	/* Taken at keyd's start; if the store could not be read then, now. */
 	if (!rf_ledger_cas_taken(p->ledger) &&
@@ -746,15 +743,14 @@ check_role(struct rf_kpolicy *p, const char *key_id, const char *purpose,
 		    role, purpose);
 		return refuse(why, what);
 	}
-	for (i = 0; role == NULL && i < sizeof(cas) / sizeof(cas[0]); i++)
-		if (strcmp(purpose, cas[i]) == 0) {
-			snprintf(why, sizeof(why),
-			    "the store says this key is the %s key, and keyd "
-			    "did not make it as one (the store was changed "
-			    "behind keyd's back)",
-			    purpose);
-			return refuse(why, what);
-		}
+	if (role == NULL &&
+	    (rf_ledger_role(purpose) != NULL || strcmp(purpose, "tls") == 0)) {
+		snprintf(why, sizeof(why),
+		    "the store says this key is the %s key, and keyd did not "
+		    "make it as one (the store was changed behind keyd's back)",
+		    purpose);
+		return refuse(why, what);
+	}
 	return 0;
 }
 
