@@ -93,21 +93,30 @@ rf_keyd_path(
 	return 0;
 }
 
+/* keyd's socket address, or RF_ERR_CONFIG. */
+static int
+sock_addr(const struct rf_config *cfg, struct sockaddr_un *sa)
+{
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	if (strlen(cfg->keyd_socket) >= sizeof(sa->sun_path))
+		return rf_err_set(RF_ERR_CONFIG,
+		    "keyd_socket %s is longer than a socket path may be (%zu)",
+		    cfg->keyd_socket, sizeof(sa->sun_path) - 1);
+	memcpy(sa->sun_path, cfg->keyd_socket, strlen(cfg->keyd_socket) + 1);
+	return 0;
+}
+
 /* A connected socket to keyd, or RF_ERR_CUSTODY. */
 static int
 sock_connect(const struct rf_config *cfg, int *fd)
 {
 	struct sockaddr_un sa;
-	int s;
+	int r, s;
 
 	*fd = -1;
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	if (strlen(cfg->keyd_socket) >= sizeof(sa.sun_path))
-		return rf_err_set(RF_ERR_CONFIG,
-		    "keyd_socket %s is longer than a socket path may be (%zu)",
-		    cfg->keyd_socket, sizeof(sa.sun_path) - 1);
-	memcpy(sa.sun_path, cfg->keyd_socket, strlen(cfg->keyd_socket) + 1);
+	if ((r = sock_addr(cfg, &sa)) != 0)
+		return r;
 	if ((s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
 		return rf_err_set(RF_ERR_IO, "socket: %s", strerror(errno));
 	if (connect(s, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
@@ -129,11 +138,10 @@ rf_keyd_listening(const struct rf_config *cfg)
 
 	if (!rf_kc_enabled())
 		return 1;
-	if (strlen(cfg->keyd_socket) >= sizeof(sa.sun_path))
+	if (sock_addr(cfg, &sa) != 0) {
+		rf_err_clear();
 		return 0;
-	memset(&sa, 0, sizeof(sa));
-	sa.sun_family = AF_UNIX;
-	memcpy(sa.sun_path, cfg->keyd_socket, strlen(cfg->keyd_socket) + 1);
+	}
 	s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (s < 0)
 		return 0;

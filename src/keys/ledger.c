@@ -853,15 +853,22 @@ rf_ledger_key_retired(struct rf_ledger *l, const char *id)
  * revocation then refuses either way, and a binding the caller does not
  * write into the store binds nothing (both must say it). */
 static int
-note(struct rf_ledger *l, char kind, const char *name)
+note_with(struct rf_ledger *l, char kind, const char *name, const char *issuer)
 {
 	int added, r;
 
 	pthread_mutex_lock(&l->mu);
-	if ((r = keep(l, kind, name, "", 0, &added)) == 0 && l->saved < l->n)
+	if ((r = keep(l, kind, name, issuer, 0, &added)) == 0 &&
+	    l->saved < l->n)
 		r = flush(l, l->pos);
 	pthread_mutex_unlock(&l->mu);
 	return r;
+}
+
+static int
+note(struct rf_ledger *l, char kind, const char *name)
+{
+	return note_with(l, kind, name, "");
 }
 
 int
@@ -956,17 +963,11 @@ rf_ledger_is_tls_key(struct rf_ledger *l, const char *id)
 int
 rf_ledger_ca_key(struct rf_ledger *l, const char *id, const char *role)
 {
-	int added, r;
-
 	if (!key_id_ok(id) || !role_ok(role))
 		return rf_err_set(RF_ERR_ARG,
 		    "a CA key is 64 hex, its role root, issuing, ocsp or "
 		    "audit");
-	pthread_mutex_lock(&l->mu);
-	if ((r = keep(l, 'm', id, role, 0, &added)) == 0 && l->saved < l->n)
-		r = flush(l, l->pos);
-	pthread_mutex_unlock(&l->mu);
-	return r;
+	return note_with(l, 'm', id, role);
 }
 
 int
