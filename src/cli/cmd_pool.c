@@ -84,13 +84,14 @@ pool_status(struct rf_cli *cli)
 			return cli_fail(r);
 		if (cli->json) {
 			r = print_json(json_pack(
-			    "{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f}", "alg",
-			    rf_key_alg_name(ps.alg), "free",
+			    "{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+			    "alg", rf_key_alg_name(ps.alg), "free",
 			    (json_int_t)ps.free, "target",
 			    (json_int_t)ps.target, "connections",
 			    (json_int_t)ps.conns, "taken", (json_int_t)ps.taken,
 			    "rejected", (json_int_t)ps.rejected, "rate",
-			    ps.rate, "refill_seconds", ps.refill_s));
+			    ps.rate, "refill_seconds", ps.refill_s,
+			    "background_refill", cli->cfg.pool_refill != 0));
 			if (r != 0)
 				return cli_fail(r);
 			continue;
@@ -110,6 +111,10 @@ pool_status(struct rf_cli *cli)
 		    (long long)ps.target, (long long)ps.conns,
 		    (long long)ps.taken, (long long)ps.rejected, rate, refill);
 	}
+	/* REFILL is what refilling would take; say when nothing does it. */
+	if (!cli->json && !cli->cfg.pool_refill)
+		printf("background refill is off (setting pool_refill = 0): "
+		       "'ringfence keys pool fill' refills\n");
 	if (fflush(stdout) != 0)
 		return cli_fail(rf_err_set(RF_ERR_IO, "cannot write output"));
 	return EXIT_OK;

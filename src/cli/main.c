@@ -36,7 +36,7 @@ static const struct command commands[] = {
 	"add and list tenant connections (one credential each)"},
     {"incident", cmd_incident,
 	"open, contain, package, track and close an incident"},
-    {"keys", cmd_keys, "list the keys held in the token"},
+    {"keys", cmd_keys, "the token's keys and the standby key pool"},
     {"serve", cmd_serve, "serve healthz, CA certificates, CRLs and OCSP"},
     {"connector", cmd_connector,
 	"connector identities, bindings, entra connections"},
@@ -53,8 +53,8 @@ usage(FILE *f)
 	fprintf(f, "usage: ringfence [--json] COMMAND [ARGS]\n\ncommands:\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(
-		    f, "  %-8s %s\n", commands[i].name, commands[i].summary);
-	fprintf(f, "  %-8s %s\n", "help",
+		    f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+	fprintf(f, "  %-10s %s\n", "help",
 	    "this text; 'ringfence CMD --help' "
 	    "for one command");
 	fprintf(f,

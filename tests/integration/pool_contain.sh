@@ -67,6 +67,15 @@ assert st["ec-p256"]["connections"] == n, st["ec-p256"]
 assert st["ec-p256"]["target"] == n + (n * 10 + 99) // 100, st["ec-p256"]
 assert st["rsa-2048"]["connections"] == nrsa and st["rsa-2048"]["free"] == 0, st
 PY
+# With background refill off, status says who refills (its REFILL column
+# is the time a fill would take, not a promise).
+RINGFENCE_POOL_REFILL=0 rf keys pool status >"$RINGFENCE_HOME/st.txt"
+grep -q "^background refill is off (setting pool_refill = 0): 'ringfence keys pool fill' refills$" "$RINGFENCE_HOME/st.txt" ||
+	fail "status with refill off: $(cat "$RINGFENCE_HOME/st.txt")"
+RINGFENCE_POOL_REFILL=0 rf keys pool status --json | python3 -c "
+import json, sys
+assert all(json.loads(l)['background_refill'] is False for l in sys.stdin)" ||
+	fail "status --json with refill off does not say so"
 
 # Stage 1: the pool half full, for EC and for RSA.
 rf keys pool fill --alg ec-p256 --count $((N / 2)) >/dev/null

@@ -56,7 +56,10 @@ rate=$(st ec-p256 rate)
 python3 -c "import sys; assert float(sys.argv[1]) > 0, sys.argv[1]" "$rate" ||
 	fail "keys pool status shows no fill rate ($rate)"
 [ "$(st ec-p256 refill_seconds)" = 0.0 ] || fail "a full pool does not show refill time 0"
-rf keys pool status | grep -E '^ec-p256 .* full$' >/dev/null || fail "status does not say the pool is full"
+rf keys pool status >"$RINGFENCE_HOME/st.txt"
+grep -qE '^ec-p256 .* full$' "$RINGFENCE_HOME/st.txt" || fail "status does not say the pool is full"
+if grep -q "refill is off" "$RINGFENCE_HOME/st.txt"; then fail "status says refill is off while keyd refills"; fi
+[ "$(st ec-p256 background_refill)" = True ] || fail "status --json does not say keyd refills"
 # Every pool key was made by keyd with its keygen leaf.
 leaves=$(q "SELECT count(*) FROM audit_leaf WHERE type = 'keygen' AND key_id IN (SELECT key_id FROM pool) AND instr(data, '\"actor\":\"keyd\"') > 0 AND instr(data, 'pool') > 0")
 [ "$leaves" = "$(q "SELECT count(*) FROM pool")" ] || fail "$leaves keygen leaves by keyd for $(q "SELECT count(*) FROM pool") pool keys"
