@@ -739,6 +739,14 @@ int
 rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, const struct rf_actor *who)
 {
+	return rf_ca_init_ex(cfg, st, keys, who, NULL, NULL);
+}
+
+int
+rf_ca_init_ex(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, const struct rf_actor *who, rf_ca_keys_hook hook,
+    void *arg)
+{
 	static const char *const labels[CA_NKEYS] = {"ringfence root",
 	    "ringfence issuing", "ringfence ocsp", "ringfence audit"};
 	static const char *const cns[CA_NCERTS] = {"ringfence root CA",
@@ -854,6 +862,14 @@ rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
 		 ext, 4, who)) != 0)
 		goto out;
 
+	if (hook != NULL) {
+		const char *ids[CA_NKEYS];
+
+		for (i = 0; i < CA_NKEYS; i++)
+			ids[i] = rf_key_id(key[i]);
+		if ((r = hook(arg, ids, ca_names, CA_NKEYS)) != 0)
+			goto out;
+	}
 	/* Records, the audit event and the "initialised" mark commit as one. */
 	if ((r = rf_store_begin(st)) != 0)
 		goto out;
@@ -883,6 +899,8 @@ rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
 		goto out;
 	r = rf_store_commit(st);
 	in_tx = 0;
+	if (r == 0)
+		rf_test_point("init-ca-committed");
 out:
 	if (in_tx)
 		rf_store_rollback(st);

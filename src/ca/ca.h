@@ -41,6 +41,19 @@ const char *rf_profile_name(enum rf_profile p);
 int rf_ca_init(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, const struct rf_actor *who) RF_WUR;
 
+/*
+ * rf_ca_init with a hook told the four keys' ids and roles ("root",
+ * "issuing", "ocsp", "audit") once they are made, before the store's
+ * commit names them: what it records elsewhere (init: keyd's ledger) is
+ * then never behind the store, even if the process dies after the
+ * commit. A hook's error stops the set-up before the commit.
+ */
+typedef int (*rf_ca_keys_hook)(
+    void *arg, const char *const *ids, const char *const *roles, size_t n);
+int rf_ca_init_ex(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, const struct rf_actor *who, rf_ca_keys_hook hook,
+    void *arg) RF_WUR;
+
 int rf_ca_open(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca **out) RF_WUR;
 void rf_ca_free(struct rf_ca *ca);

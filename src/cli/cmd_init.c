@@ -349,37 +349,42 @@ count_key(void *arg, const struct rf_key_info *ki)
 }
 
 /*
- * The CA keys just made, in keyd's ledger (ledger.h): for serve, keyd signs
- * with a CA key only as what its ledger says the key is, and it takes the
- * store's CA keys only once. A ledger kept from an earlier state (init
- * --new with the PIN in the environment, or a token of another module,
- * leaves it where it is) would otherwise never learn these.
+ * The CA keys just made, in keyd's ledger (ledger.h), before the store's
+ * commit names them (rf_ca_init_ex): for serve, keyd signs with a CA key
+ * only as what its ledger says the key is, and it takes the store's CA
+ * keys only once. A ledger kept from an earlier state (init --new with the
+ * PIN in the environment, or a token of another module, leaves it where it
+ * is) would otherwise never learn these; written after the commit, an init
+ * killed in between left them out of it for good.
  */
+struct ledger_hook {
+	const struct rf_config *cfg;
+	struct created *c;
+};
+
 static int
 ledger_ca_keys(
-    const struct rf_config *cfg, struct rf_store *st, struct created *c)
+    void *arg, const char *const *ids, const char *const *roles, size_t n)
 {
-	static const char *const roles[] = {"root", "issuing", "ocsp", "audit"};
+	struct ledger_hook *h = arg;
 	char path[RF_PATH_MAX + 32];
 	struct rf_ledger *l = NULL;
-	struct rf_key_rec kr;
 	struct stat sb;
 	size_t i;
 	int r = 0;
 
-	if (mkdir(cfg->custody_dir, 0700) == 0)
-		c->custody_dir = 1;
+	if (mkdir(h->cfg->custody_dir, 0700) == 0)
+		h->c->custody_dir = 1;
 	else if (errno != EEXIST)
 		return rf_err_set(RF_ERR_IO,
-		    "cannot create custody folder %s: %s", cfg->custody_dir,
+		    "cannot create custody folder %s: %s", h->cfg->custody_dir,
 		    strerror(errno));
-	snprintf(path, sizeof(path), "%s/revoked.ledger", cfg->custody_dir);
-	c->ledger = stat(path, &sb) != 0;
+	snprintf(path, sizeof(path), "%s/revoked.ledger", h->cfg->custody_dir);
+	h->c->ledger = stat(path, &sb) != 0;
 	if ((r = rf_ledger_open(path, &l)) != 0)
 		return r;
-	for (i = 0; i < sizeof(roles) / sizeof(roles[0]) && r == 0; i++)
-		if ((r = rf_store_key_by_purpose(st, roles[i], &kr)) == 0)
-			r = rf_ledger_ca_key(l, kr.id, roles[i]);
+	for (i = 0; i < n && r == 0; i++)
+		r = rf_ledger_ca_key(l, ids[i], roles[i]);
 	rf_ledger_free(l);
 	return r;
 }
@@ -392,6 +397,7 @@ init_state(struct rf_cli *cli, struct created *c, int fresh, char so_pin[33])
 	char pin[sizeof(cli->cfg.pin)] = "", ntok[16];
 	int embedded = cfg->softhsm_conf[0] != '\0' &&
 	    strstr(cfg->module, "softhsm") != NULL;
+	struct ledger_hook hook;
 	size_t nkeys = 0;
 	int r = RF_ERR_INTERNAL;
 
@@ -458,8 +464,10 @@ init_state(struct rf_cli *cli, struct created *c, int fresh, char so_pin[33])
 			    cfg->token, cfg->module, nkeys, cfg->db_path);
 		goto out;
 	}
-	if ((r = rf_ca_init(cfg, cli->store, cli->keys, &cli->who)) != 0 ||
-	    (r = ledger_ca_keys(cfg, cli->store, c)) != 0)
+	hook.cfg = cfg;
+	hook.c = c;
+	if ((r = rf_ca_init_ex(cfg, cli->store, cli->keys, &cli->who,
+		 ledger_ca_keys, &hook)) != 0)
 		goto out;
 	r = 0;
 out:

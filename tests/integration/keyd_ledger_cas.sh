@@ -3,9 +3,10 @@
 # only as what its ledger says the key is (docs/keys.md, "What the policy
 # trusts"). A ledger kept across `init --new` (the PIN from the
 # environment: nothing in the custody folder to move aside) already took
-# the old state's CA keys; the new state's are written into it by init, so
-# serve's CRLs of the new issuing CA are signed, not refused as keys the
-# store renamed. And a CRL with the OCSP signer's key is refused. With the
+# the old state's CA keys; the new state's are written into it by init
+# before its store names them (even an init killed right after its commit
+# leaves none out), so serve's CRLs of the new issuing CA are signed, not
+# refused as keys the store renamed. And a CRL with the OCSP signer's key is refused. With the
 # PIN from the environment keyd logs in to every token before it forgets
 # the PIN: `keys list` and issuance reach all 32 tokens (before, the first
 # token other than the first failed with "no token PIN").
@@ -30,8 +31,13 @@ old=$(key_of issuing)
 server_crl "$old" crl1.err || fail "serve's CRL of the first state: $(cat crl1.err)"
 grep -qx "s 3" "$ledger" || fail "the ledger did not take the store's CA keys: $(cat "$ledger")"
 
+# init --new, killed right after its commit: the ledger learnt the new CA
+# keys before the store named them (it was written after the commit, so a
+# kill in between left serve's CRLs refused for good).
 rf keyd stop >/dev/null
-rf init --new >/dev/null 2>new.err || { cat new.err >&2; fail "init --new"; }
+rc=0
+RINGFENCE_TEST_KILL_AT=init-ca-committed rf init --new >/dev/null 2>new.err || rc=$?
+[ $rc = 137 ] || fail "init --new was not killed after its commit (rc $rc): $(cat new.err)"
 [ -e "$ledger" ] || fail "the ledger went aside (this test needs it kept)"
 rf cert ca issuing >issuing.pem
 new=$(key_of issuing)
