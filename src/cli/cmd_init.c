@@ -355,7 +355,10 @@ count_key(void *arg, const struct rf_key_info *ki)
  * keys only once. A ledger kept from an earlier state (init --new with the
  * PIN in the environment, or a token of another module, leaves it where it
  * is) would otherwise never learn these; written after the commit, an init
- * killed in between left them out of it for good.
+ * killed in between left them out of it for good. An init that fails after
+ * this removes a ledger it created (undo); a kept one keeps the lines,
+ * naming keys that no store holds, which keyd therefore never signs with
+ * for serve.
  */
 struct ledger_hook {
 	const struct rf_config *cfg;
