@@ -348,6 +348,19 @@ count_key(void *arg, const struct rf_key_info *ki)
 	return 0;
 }
 
+/* The custody folder, made here (undo removes it) unless it exists. */
+static int
+custody_mkdir(const struct rf_config *cfg, struct created *c)
+{
+	if (mkdir(cfg->custody_dir, 0700) == 0)
+		c->custody_dir = 1;
+	else if (errno != EEXIST)
+		return rf_err_set(RF_ERR_IO,
+		    "cannot create custody folder %s: %s", cfg->custody_dir,
+		    strerror(errno));
+	return 0;
+}
+
 /*
  * The CA keys just made, in keyd's ledger (ledger.h), before the store's
  * commit names them (rf_ca_init_ex): for serve, keyd signs with a CA key
@@ -376,12 +389,8 @@ ledger_ca_keys(
 	size_t i;
 	int r = 0;
 
-	if (mkdir(h->cfg->custody_dir, 0700) == 0)
-		h->c->custody_dir = 1;
-	else if (errno != EEXIST)
-		return rf_err_set(RF_ERR_IO,
-		    "cannot create custody folder %s: %s", h->cfg->custody_dir,
-		    strerror(errno));
+	if ((r = custody_mkdir(h->cfg, h->c)) != 0)
+		return r;
 	snprintf(path, sizeof(path), "%s/revoked.ledger", h->cfg->custody_dir);
 	h->c->ledger = stat(path, &sb) != 0;
 	if ((r = rf_ledger_open(path, &l)) != 0)
@@ -420,15 +429,8 @@ init_state(struct rf_cli *cli, struct created *c, int fresh, char so_pin[33])
 			goto out;
 		if (env_pin == NULL || *env_pin == '\0') {
 			/* The custody folder: beside the state, never in it. */
-			if (mkdir(cfg->custody_dir, 0700) == 0)
-				c->custody_dir = 1;
-			else if (errno != EEXIST) {
-				r = rf_err_set(RF_ERR_IO,
-				    "cannot create custody folder %s: %s",
-				    cfg->custody_dir, strerror(errno));
-				goto out;
-			}
-			if ((r = random_pin(pin)) != 0 ||
+			if ((r = custody_mkdir(cfg, c)) != 0 ||
+			    (r = random_pin(pin)) != 0 ||
 			    (r = write_secret(cfg->pin_file, pin)) != 0)
 				goto out;
 			c->pin_file = 1;
