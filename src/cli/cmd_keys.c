@@ -113,13 +113,6 @@ print_key(struct list_ctx *c, const struct rf_key_info *ki,
 }
 
 /*
- * One disagreement between the store and the token, one line: kind is
- * "missing" (the store records a live key no token holds), "unknown" (a
- * token holds a key the store does not record), "not-destroyed" (the
- * store says destroyed, a token still holds it) or "token-id" (the
- * store's CKA_ID for the key is not the token's).
- */
-/*
  * Whether the store's purpose of a key in service disagrees with what keyd
  * made it as (its ledger, ledger.h): a CA key's role, or none.
  */
@@ -132,10 +125,16 @@ role_differs(const struct rf_key_info *ki, const struct rf_key_rec *kr)
 		return 0;
 	if (ki->role[0] != '\0')
 		return strcmp(ki->role, kr->purpose) != 0;
-	return rf_ledger_role(kr->purpose) != NULL ||
-	    strcmp(kr->purpose, "tls") == 0;
+	return rf_ledger_kept_purpose(kr->purpose);
 }
 
+/*
+ * One disagreement between the store and the token, one line: kind is
+ * "missing" (the store records a live key no token holds), "unknown" (a
+ * token holds a key the store does not record), "not-destroyed" (the
+ * store says destroyed, a token still holds it) or "token-id" (the
+ * store's CKA_ID for the key is not the token's).
+ */
 static int
 disagree(struct rf_cli *cli, const char *kind, const char *id,
     const char *token, const char *detail)
@@ -265,10 +264,8 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 				snprintf(detail, sizeof(detail),
 				    "the store says it is the %s key, keyd did "
 				    "not make it as one (its ledger): the "
-				    "store "
-				    "was changed behind keyd's back; keyd "
-				    "signs "
-				    "nothing with it for serve",
+				    "store was changed behind keyd's back; "
+				    "keyd signs nothing with it for serve",
 				    kr.purpose);
 			r = disagree(cli, "role", ki->id, ki->token, detail);
 		} else if (strcmp(kr.state, "destroyed") == 0) {

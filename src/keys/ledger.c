@@ -195,6 +195,12 @@ rf_ledger_role(const char *s)
 	return NULL;
 }
 
+int
+rf_ledger_kept_purpose(const char *s)
+{
+	return rf_ledger_role(s) != NULL || strcmp(s, "tls") == 0;
+}
+
 static int
 role_ok(const char *s)
 {

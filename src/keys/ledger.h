@@ -97,6 +97,10 @@ const char *rf_ledger_key_role(struct rf_ledger *l, const char *id);
 /* s as one of those roles, a constant (it outlives the ledger's lock);
  * NULL if s is none. */
 const char *rf_ledger_role(const char *s);
+/* 1 if a key with store purpose s is one keyd keeps in its ledger as what
+ * it made it (a CA role above, or serve's "tls" key): such a purpose
+ * counts only where the ledger agrees. */
+int rf_ledger_kept_purpose(const char *s);
 /* 1 once the store's CA keys were taken (rf_ledger_follow). */
 int rf_ledger_cas_taken(struct rf_ledger *l);
 

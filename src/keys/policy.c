@@ -743,8 +743,7 @@ check_role(struct rf_kpolicy *p, const char *key_id, const char *purpose,
 		    role, purpose);
 		return refuse(why, what);
 	}
-	if (role == NULL &&
-	    (rf_ledger_role(purpose) != NULL || strcmp(purpose, "tls") == 0)) {
+	if (role == NULL && rf_ledger_kept_purpose(purpose)) {
 		snprintf(why, sizeof(why),
 		    "the store says this key is the %s key, and keyd did not "
 		    "make it as one (the store was changed behind keyd's back)",
