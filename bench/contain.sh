@@ -89,7 +89,7 @@ fi
 perf_cli() { if [ -n "${RF_BENCH_PERF:-}" ]; then perf record -k realtime --call-graph dwarf,16384 -F 500 -o "$RF_BENCH_PERF/cli.data" "$@"; else "$@"; fi; }
 t0=$(date +%s.%N)
 # --json: progress as JSON lines on stderr, stamped with the time each
-# line came ($stamp, bench/contain_stop.sh), so the report shows where
+# line came ($stamp_stop, bench/contain_stop.sh), so the report shows where
 # contain's time goes.
 prog=$RINGFENCE_HOME/progress.txt
 sample=${RF_BENCH_DESTROY_SAMPLE:-}
@@ -98,7 +98,7 @@ if [ -z "$sample" ]; then
 	[ "$n" -le 10000 ] || sample=2048
 fi
 if [ "$sample" = 0 ]; then
-	out=$(perf_cli "$build/ringfence" --json incident contain "$id" 2> >(python3 -u -c "$stamp" >"$prog"))
+	out=$(perf_cli "$build/ringfence" --json incident contain "$id" 2> >(python3 -u -c "$stamp_stop" -1 "$RINGFENCE_HOME" >"$prog"))
 else
 	# Until SAMPLE old keys are destroyed: then stopped. perf_cli is not
 	# used here, so that the PID stopped is the command's own.

@@ -1,19 +1,15 @@
 # Sourced by bench/contain.sh and bench/incident.sh, with build and
 # RINGFENCE_HOME set. contain_stopped ID PROG STOP: runs `ringfence --json
 # incident contain ID`, its result in $RINGFENCE_HOME/contain.json and its
-# progress lines in PROG, each stamped with the time it came (by $stamp,
-# which the callers use too). Once the phase "destroy old keys" has
-# counted STOP pairs (0: as soon as it begins; -1: never), the command is
-# stopped by its PID, as an operator would stop it (a rerun resumes), and
-# so is keyd, by its pid file, which would go on with the part it was
+# progress lines in PROG, each stamped with the time it came (by
+# $stamp_stop, which the callers use too, with STOP -1). Once the phase
+# "destroy old keys" has counted STOP pairs (0: as soon as it begins; -1:
+# never), the command is stopped by its PID, as an operator would stop it
+# (a rerun resumes), and so is keyd, by its pid file, which would go on with the part it was
 # given: the state folder is thrown away after. Sets contain_killed to 1
 # when it stopped them; otherwise the command ended by itself, and a
 # failure of it fails the caller. The caller waits a moment for the last
 # stamped lines before it reads PROG.
-stamp='import sys, time
-for line in sys.stdin:
-    sys.stdout.write("%.3f %s" % (time.time(), line))
-    sys.stdout.flush()'
 # The stamping filter of contain_stopped watches for STOP itself, so that
 # nothing polls the progress file while contain runs (a loop of awk and
 # sleep every 50 ms took about a tenth of the 2 cores contain is bound by).
