@@ -1,10 +1,13 @@
 /*
  * bench_assert: the connector API's cost (bench/assert.sh).
  *
- * bench_assert raw KEYID N
+ * bench_assert raw KEYID N [MSGLEN]
  *	the token's raw signing rate with that key (the connection's
- *	RSA-2048 key) over N signatures on 2 sessions, in this process;
- *	prints "signatures/s cpu_s", cpu_s this process's CPU time for them.
+ *	RSA-2048 key) over N signatures on 2 sessions, in this process:
+ *	RSA-PSS over a message of MSGLEN bytes that the token hashes, as a
+ *	PS256 assertion's signing input is signed (without MSGLEN: the key's
+ *	default mechanism over a fixed digest); prints "signatures/s cpu_s",
+ *	cpu_s this process's CPU time for them.
  * bench_assert load HOST:PORT CERT KEY CA CONNECTION SECONDS THREADS [RATE]
  *	THREADS keep-alive mutual-TLS connections, each POSTing
  *	/v1/assertions for CONNECTION for SECONDS (paced to RATE a second in
@@ -233,9 +236,9 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "load") == 0)
 		return load(argc, argv);
-	if (argc != 4 || strcmp(argv[1], "raw") != 0) {
+	if ((argc != 4 && argc != 5) || strcmp(argv[1], "raw") != 0) {
 		fprintf(stderr,
-		    "usage: bench_assert raw KEYID N\n"
+		    "usage: bench_assert raw KEYID N [MSGLEN]\n"
 		    "       bench_assert load HOST:PORT CERT KEY CA CONNECTION "
 		    "SECONDS THREADS [RATE]\n");
 		return 2;
@@ -246,8 +249,11 @@ main(int argc, char **argv)
 	    (r = rf_keys_open(&cfg, audit, &keys)) != 0 ||
 	    (r = rf_keys_load(keys, argv[2], &key)) != 0 ||
 	    (c0 = cpu_self()) < 0 ||
-	    (r = rf_keys_measure_rate(
-		 keys, key, strtoul(argv[3], NULL, 10), 2, &rate)) != 0) {
+	    (r = argc == 5 ? rf_keys_measure_rate_msg(keys, key,
+				 strtoul(argv[3], NULL, 10), 2, RF_SIG_RSA_PSS,
+				 strtoul(argv[4], NULL, 10), &rate)
+			   : rf_keys_measure_rate(keys, key,
+				 strtoul(argv[3], NULL, 10), 2, &rate)) != 0) {
 		fprintf(stderr, "bench_assert: %s\n", rf_err_msg(r));
 		return 1;
 	}

@@ -350,6 +350,12 @@ int rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
  */
 int rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
     int threads, double *per_sec) RF_WUR;
+/* The same for an RSA key, in this process only, with the mechanism of
+ * scheme over a message of msglen bytes that the token hashes: what one
+ * of scheme's real signatures costs the token (a PS256 assertion's). */
+int rf_keys_measure_rate_msg(struct rf_keys *keys, struct rf_key *key, size_t n,
+    int threads, enum rf_sig_scheme scheme, size_t msglen,
+    double *per_sec) RF_WUR;
 
 /*
  * r, or, when the embedded token's folder (SoftHSM's directories.tokendir)

@@ -733,6 +733,22 @@ test_batch_threads(void **state)
 	assert_int_equal(rf_keys_measure_rate(fx->keys, key, 200, 2, &rate), 0);
 	assert_true(rate > 0);
 	assert_int_equal(leaves(fx), before + 1); /* one "measure" leaf */
+	/* A message's rate (an assertion's PSS signature) is RSA only. */
+	assert_int_equal(rf_keys_measure_rate_msg(
+			     fx->keys, key, 20, 2, RF_SIG_RSA_PSS, 492, &rate),
+	    RF_ERR_ARG);
+	assert_true(rate == 0);
+	assert_int_equal(leaves(fx), before + 1);
+	rf_key_free(key);
+	assert_int_equal(
+	    rf_keys_generate(fx->keys, RF_KEY_RSA_2048, "m", NULL, &who, &key),
+	    0);
+	before = leaves(fx);
+	assert_int_equal(rf_keys_measure_rate_msg(
+			     fx->keys, key, 20, 2, RF_SIG_RSA_PSS, 492, &rate),
+	    0);
+	assert_true(rate > 0);
+	assert_int_equal(leaves(fx), before + 1);
 	rf_key_free(key);
 }
 
