@@ -44,6 +44,7 @@ struct load {
 	double *lat;
 	size_t nlat;
 	size_t errors;
+	char first_err[160]; /* what the first failed request got */
 };
 
 static double
@@ -68,39 +69,56 @@ dial(struct load *L)
 	return b;
 }
 
-/* One request on b; 0 on a 200 answer read in full. */
+/*
+ * One request on b; 0 on a 200 answer read in full, else what went wrong
+ * in why (the status line and body, or the failed step).
+ */
 static int
-one(BIO *b, const char *req, size_t reqlen)
+one(BIO *b, const char *req, size_t reqlen, char *why, size_t whylen)
 {
 	char buf[8192], *p;
 	size_t off = 0, clen = 0, hl;
 	int n;
 
-	if (BIO_write(b, req, (int)reqlen) != (int)reqlen)
+	if (BIO_write(b, req, (int)reqlen) != (int)reqlen) {
+		snprintf(why, whylen, "writing the request failed");
 		return -1;
+	}
 	for (;;) {
 		if ((n = BIO_read(
-			 b, buf + off, (int)(sizeof(buf) - 1 - off))) <= 0)
+			 b, buf + off, (int)(sizeof(buf) - 1 - off))) <= 0) {
+			snprintf(why, whylen,
+			    "the connection ended after %zu bytes of the "
+			    "answer",
+			    off);
 			return -1;
+		}
 		off += (size_t)n;
 		buf[off] = '\0';
 		if ((p = strstr(buf, "\r\n\r\n")) == NULL)
 			continue;
 		hl = (size_t)(p + 4 - buf);
-		if ((p = strcasestr(buf, "\r\nContent-Length:")) == NULL)
+		if ((p = strcasestr(buf, "\r\nContent-Length:")) == NULL) {
+			snprintf(why, whylen, "an answer without a length");
 			return -1;
+		}
 		clen = strtoul(p + 17, NULL, 10);
 		if (off >= hl + clen)
 			break;
 	}
-	return strncmp(buf, "HTTP/1.1 200", 12) == 0 ? 0 : 1;
+	if (strncmp(buf, "HTTP/1.1 200", 12) == 0)
+		return 0;
+	p = strchr(buf, '\r');
+	snprintf(why, whylen, "%.*s: %.*s", (int)(p - buf), buf,
+	    (int)(off - hl < 100 ? off - hl : 100), buf + hl);
+	return 1;
 }
 
 static void *
 worker(void *arg)
 {
 	struct load *L = arg;
-	char body[256], req[512];
+	char body[256], req[512], why[160];
 	double t0 = mono(), t, next = t0, gap, *lat;
 	size_t nl = 0, errs = 0;
 	int reqlen;
@@ -136,7 +154,12 @@ worker(void *arg)
 			next += gap;
 			t = mono();
 		}
-		if (one(b, req, (size_t)reqlen) != 0) {
+		if (one(b, req, (size_t)reqlen, why, sizeof(why)) != 0) {
+			pthread_mutex_lock(&L->lock);
+			if (L->first_err[0] == '\0')
+				snprintf(L->first_err, sizeof(L->first_err),
+				    "%.*s", (int)sizeof(L->first_err) - 1, why);
+			pthread_mutex_unlock(&L->lock);
 			errs++;
 			BIO_free_all(b);
 			if ((b = dial(L)) == NULL)
@@ -214,6 +237,11 @@ load(int argc, char **argv)
 		pthread_join(tid[i], NULL);
 	el = mono() - t0;
 	qsort(L.lat, L.nlat, sizeof(double), cmp);
+	if (L.errors > 0)
+		fprintf(stderr,
+		    "bench_assert: %zu failed requests; the first: %s\n",
+		    L.errors,
+		    L.first_err[0] ? L.first_err : "a connection failed");
 	printf("%.0f %.2f %.2f %zu %.3f\n", (double)L.nlat / el,
 	    L.nlat ? L.lat[L.nlat / 2] : 0,
 	    L.nlat ? L.lat[(size_t)((double)L.nlat * 0.99)] : 0, L.errors,
