@@ -109,13 +109,16 @@ raw() { # -> "signatures/s cpu_s" (bench_assert opens the token itself)
 # default) over a message as long as a real assertion's signing input
 # (its header and claims), read from one.
 _start 1
-msglen=$(curl -sf --cert c.pem --key c.key --cacert root.pem \
+msglen=$(curl -sSf --cert c.pem --key c.key --cacert root.pem \
 	-H 'Content-Type: application/json' -d '{"connection":"acme/m365"}' \
 	"https://127.0.0.1:$tport/v1/assertions" | python3 -c '
 import json, sys
 a = json.load(sys.stdin)
 assert a["alg"] == "PS256", a["alg"]
-print(len(a["assertion"].rsplit(".", 1)[0]))')
+print(len(a["assertion"].rsplit(".", 1)[0]))') || {
+	echo "bench/assert.sh: could not get an assertion to measure its length" >&2
+	exit 1
+}
 stop
 # The raw rate before and after the API's runs, averaged: the machine's
 # load drifts during a run.

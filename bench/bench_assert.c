@@ -85,6 +85,11 @@ one(BIO *b, const char *req, size_t reqlen, char *why, size_t whylen)
 		return -1;
 	}
 	for (;;) {
+		if (off == sizeof(buf) - 1) {
+			snprintf(why, whylen, "an answer over %zu bytes",
+			    sizeof(buf) - 1);
+			return -1;
+		}
 		if ((n = BIO_read(
 			 b, buf + off, (int)(sizeof(buf) - 1 - off))) <= 0) {
 			snprintf(why, whylen,

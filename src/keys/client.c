@@ -651,9 +651,13 @@ audit_pick(void)
 {
 	static _Thread_local uint64_t x;
 
-	while (x == 0)
-		if (RAND_bytes((unsigned char *)&x, sizeof(x)) != 1)
-			x = (uint64_t)(uintptr_t)&x ^ 0x9e3779b97f4a7c15ULL;
+	/* No seed yet: this answer is audited (0), and the next call draws
+	 * again. */
+	if (x == 0 &&
+	    (RAND_bytes((unsigned char *)&x, sizeof(x)) != 1 || x == 0)) {
+		x = 0;
+		return 0;
+	}
 	x ^= x >> 12;
 	x ^= x << 25;
 	x ^= x >> 27;

@@ -1091,9 +1091,13 @@ rf_keys_measure_rate_msg(struct rf_keys *keys, struct rf_key *key, size_t n,
 		return rf_err_set(RF_ERR_ARG,
 		    "a message's signing rate is measured with an RSA key "
 		    "in the token's own process");
-	if (n == 0 || n > 10000000 || msglen == 0 || msglen > 65536)
+	if (scheme != RF_SIG_DEFAULT && scheme != RF_SIG_RSA_PSS)
 		return rf_err_set(RF_ERR_ARG,
-		    "measure 1 to 10000000 signatures of 1 to 65536 bytes");
+		    "an RSA signature scheme to "
+		    "measure");
+	if (n == 0 || n > 1000000 || msglen == 0 || msglen > 65536)
+		return rf_err_set(RF_ERR_ARG,
+		    "measure 1 to 1000000 signatures of 1 to 65536 bytes");
 	reqs = calloc(n, sizeof(*reqs));
 	msg = malloc(msglen);
 	if (reqs == NULL || msg == NULL) {
