@@ -1070,7 +1070,6 @@ int
 rf_keys_measure_rate(struct rf_keys *keys, struct rf_key *key, size_t n,
     int threads, double *per_sec)
 {
-	*per_sec = 0;
 	if (keys->kc != NULL)
 		return rf_kc_measure_rate(keys->kc, key, n, threads, per_sec);
 	return measure(keys, key, n, threads, NULL, per_sec);
@@ -1092,9 +1091,8 @@ rf_keys_measure_rate_msg(struct rf_keys *keys, struct rf_key *key, size_t n,
 		    "a message's signing rate is measured with an RSA key "
 		    "in the token's own process");
 	if (scheme != RF_SIG_DEFAULT && scheme != RF_SIG_RSA_PSS)
-		return rf_err_set(RF_ERR_ARG,
-		    "an RSA signature scheme to "
-		    "measure");
+		return rf_err_set(
+		    RF_ERR_ARG, "measure RSA-PSS or PKCS#1 v1.5 signatures");
 	if (n == 0 || n > 1000000 || msglen == 0 || msglen > 65536)
 		return rf_err_set(RF_ERR_ARG,
 		    "measure 1 to 1000000 signatures of 1 to 65536 bytes");
