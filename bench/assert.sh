@@ -5,7 +5,8 @@
 #    per client count in CLIENTS (comma-separated, default 4,16), each
 #    against the token's raw RSA-2048 PSS signing rate with the same
 #    connection key, over a message as long as an assertion's signing
-#    input, measured in the same run (target >= 70 %);
+#    input, measured right before and right after that row's phase and
+#    averaged (target >= 70 %);
 #  - p50 / p99 latency at half the assertion rate measured with the first
 #    client count (target p99 <= 10 ms);
 #  - the rate with every detector off, first client count, to price the
@@ -120,15 +121,20 @@ print(len(a["assertion"].rsplit(".", 1)[0]))') || {
 	exit 1
 }
 stop
-# The raw rate before and after the API's runs, averaged: the machine's
-# load drifts during a run.
-read -r raw1 rawt1 < <(raw)
+# Each row's share is of the raw rate measured right before and right
+# after its own phase (serve up and idle), averaged: the machine's load
+# drifts during a run, and a benchmark run just before this one can
+# leave it slow at the start.
 start 1
 rows=()
+rawts=()
 err_on=0
 for n in "${counts[@]}"; do
+	read -r rb rbt < <(raw)
 	read -r r p50x p99x e cc kt st < <(load "$n")
-	rows+=("$n:$r:$p99x:$cc:$kt:$st")
+	read -r ra rat < <(raw)
+	rows+=("$n:$r:$p99x:$cc:$kt:$st:$rb:$ra")
+	rawts+=("$rbt" "$rat")
 	err_on=$((err_on + e))
 	[ "$n" != "$first" ] || on=$r
 done
@@ -147,31 +153,34 @@ start 0
 read -r off2 _ _ e _ < <(load "$first")
 err_off=$((err_off + e))
 stop
-read -r raw2 rawt2 < <(raw)
-raw=$(( (raw1 + raw2) / 2 ))
 
-python3 - "$raw" "$on" "$p50" "$p99" "$half" "$off1 $off2" "$err_on" "$err_off" \
-	"$btype" "$(cut -d' ' -f1-3 /proc/loadavg)" "$raw1" "$raw2" "$first" \
-	"${rows[*]}" "$secs" "$rawn" "$rawt1 $rawt2" "$(getconf CLK_TCK)" \
+python3 - "$on" "$p50" "$p99" "$half" "$off1 $off2" "$err_on" "$err_off" \
+	"$btype" "$(cut -d' ' -f1-3 /proc/loadavg)" "$first" \
+	"${rows[*]}" "$secs" "$rawn" "${rawts[*]}" "$(getconf CLK_TCK)" \
 	"$(nproc)" "$on2" "$msglen" <<'PY'
 import sys
-raw, on, p50, p99, half = map(float, sys.argv[1:6])
-off1, off2 = map(float, sys.argv[6].split())
-e1, e2 = map(float, sys.argv[7:9])
-first = sys.argv[13]
-secs, rawn = map(float, sys.argv[15:17])
-hz, cores = map(float, sys.argv[18:20])
-# CPU ms of one raw signature (both raw runs).
-rsa = 1000.0 * sum(map(float, sys.argv[17].split())) / (2 * rawn)
-print("build %s, load average %s (ratios are of this run)" % (sys.argv[9], sys.argv[10]))
+on, p50, p99, half = map(float, sys.argv[1:5])
+off1, off2 = map(float, sys.argv[5].split())
+e1, e2 = map(float, sys.argv[6:8])
+first = sys.argv[10]
+secs, rawn = map(float, sys.argv[12:14])
+hz, cores = map(float, sys.argv[15:17])
+# CPU ms of one raw signature (every raw run).
+rawts = list(map(float, sys.argv[14].split()))
+rsa = 1000.0 * sum(rawts) / (len(rawts) * rawn)
+rows = [row.split(":") for row in sys.argv[11].split()]
+raws = [float(x) for row in rows for x in row[6:8]]
+print("build %s, load average %s (ratios are of this run)" % (sys.argv[8], sys.argv[9]))
 print("%-52s %10s" % ("measure", "value"))
-print("%-52s %10.0f  (%s before, %s after)" % ("token raw RSA-2048 PSS signatures/s (2 sessions)", raw, sys.argv[11], sys.argv[12]))
-print("  (of a %s-byte message, an assertion's signing input)" % sys.argv[21])
-for row in sys.argv[14].split():
-    n, r, q, cc, kt, st = row.split(":")
+print("%-52s %10.0f  (%.0f to %.0f)" % ("token raw RSA-2048 PSS signatures/s (2 sessions)", sum(raws) / len(raws), min(raws), max(raws)))
+print("  (of a %s-byte message, an assertion's signing input; measured" % sys.argv[18])
+print("  right before and after each row's phase, and each row's share")
+print("  is of the mean of those two)")
+for n, r, q, cc, kt, st, rb, ra in rows:
     r = float(r)
+    raw = (float(rb) + float(ra)) / 2
     print("%-52s %10.0f" % ("assertions/s, %s clients, mTLS keep-alive, detectors on" % n, r))
-    print("%-52s %9.0f%%  (target >= 70%%)" % ("  share of the raw rate", 100 * r / raw))
+    print("%-52s %9.0f%%  (target >= 70%%; raw %s before, %s after)" % ("  share of the raw rate", 100 * r / raw, rb, ra))
     print("%-52s %10.2f" % ("  p99 latency at that rate, ms", float(q)))
     if r <= 0:
         continue
@@ -194,7 +203,7 @@ print("%-52s %10.0f" % ("assertions/s offered (%s clients): half the %s-client r
 print("%-52s %10.0f" % ("  answered", half))
 print("%-52s %10.2f" % ("  p50 latency, ms", p50))
 print("%-52s %10.2f  (target <= 10)" % ("  p99 latency, ms", p99))
-on2 = float(sys.argv[20])
+on2 = float(sys.argv[17])
 print("%-52s %10.0f  (%.0f, %.0f)" % ("assertions/s, %s clients, detectors on, again" % first, on2, on, on2))
 print("%-52s %10.0f  (%.0f, %.0f)" % ("assertions/s, %s clients, detectors off" % first, (off1 + off2) / 2, off1, off2))
 print("%-52s %10.2f  (target >= 0.9)" % ("  on / off (sums of both)", (on + on2) / (off1 + off2) if off1 + off2 else 0))
