@@ -21,7 +21,7 @@ export RINGFENCE_HOME=$(mktemp -d /var/tmp/rf-bench-pool.XXXXXX)
 export RINGFENCE_CUSTODY_USER=rf-none-keyd RINGFENCE_SERVER_USER=rf-none-serve
 tokdir=$(mktemp -d /dev/shm/rf-bench-tokens.XXXXXX)
 # keyd is stopped by its pid file (never by name), then its state goes.
-cleanup() { "$build/ringfence" keyd stop >/dev/null 2>&1 || true; rm -rf "$RINGFENCE_HOME" "$tokdir"; }
+cleanup() { "$build/ringfence" keyd stop >/dev/null 2>&1 || true; rm -rf "$RINGFENCE_HOME" "$RINGFENCE_HOME-custody" "$tokdir"; }
 trap cleanup EXIT
 printf 'directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\nslots.removable = false\n' \
 	"$tokdir" >"$RINGFENCE_HOME/softhsm2.conf"
