@@ -13,6 +13,9 @@ rfbin=$(cd "$build" && pwd)/ringfence
 home=$(mktemp -d "${TMPDIR:-/tmp}/rf-vis.XXXXXX")
 server=""
 cleanup() {
+	rc=$?
+	# What serve said, when the run failed.
+	[ "$rc" = 0 ] || [ ! -s "$home/serve.log" ] || { echo "serve.log:"; tail -20 "$home/serve.log"; } >&2
 	if [ -n "$server" ]; then kill "$server" 2>/dev/null || true; wait "$server" 2>/dev/null || true; fi
 	# The custody process the commands started, by its pid file.
 	"$rfbin" keyd stop >/dev/null 2>&1 || true
@@ -85,9 +88,21 @@ def request(serial_hex):
     certid = tlv(0x30, sha1 + tlv(0x04, name_hash) + tlv(0x04, key_hash) + tlv(0x02, sb))
     return tlv(0x30, tlv(0x30, tlv(0x30, tlv(0x30, certid))))
 
-def status(conn, serial_hex):
+def ask(serial_hex):
     conn.request("POST", "/ocsp", request(serial_hex), {"Content-Type": "application/ocsp-request"})
-    b = conn.getresponse().read()
+    return conn.getresponse().read()
+
+def status(serial_hex):
+    # serve closes a keep-alive connection idle for 10 s (a slow command
+    # under a loaded test machine): ask again once on a new one, as any
+    # client does. A serve that is gone fails the new connection.
+    try:
+        b = ask(serial_hex)
+    except (ConnectionError, http.client.HTTPException) as e:
+        print("visibility: serve closed the connection (%s): asking on a new one"
+              % e.__class__.__name__, file=sys.stderr)
+        conn.close()
+        b = ask(serial_hex)
     _, i, _ = read(b, 0)
     _, s0, s1 = read(b, i)
     if b[s0] != 0:
@@ -115,7 +130,7 @@ def probe(serial, want):
     t0 = time.monotonic()
     first = None
     while True:
-        st = status(conn, serial)
+        st = status(serial)
         if first is None:
             first = st
         if st == want:
