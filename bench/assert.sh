@@ -125,16 +125,16 @@ stop
 # after its own phase (serve up and idle), averaged: the machine's load
 # drifts during a run, and a benchmark run just before this one can
 # leave it slow at the start.
+# One row's "after" is the next row's "before".
 start 1
 rows=()
-rawts=()
 err_on=0
+read -r rb rbt < <(raw)
 for n in "${counts[@]}"; do
-	read -r rb rbt < <(raw)
 	read -r r p50x p99x e cc kt st < <(load "$n")
 	read -r ra rat < <(raw)
-	rows+=("$n:$r:$p99x:$cc:$kt:$st:$rb:$ra")
-	rawts+=("$rbt" "$rat")
+	rows+=("$n:$r:$p99x:$cc:$kt:$st:$rb:$ra:$rbt:$rat")
+	rb=$ra rbt=$rat
 	err_on=$((err_on + e))
 	[ "$n" != "$first" ] || on=$r
 done
@@ -156,7 +156,7 @@ stop
 
 python3 - "$on" "$p50" "$p99" "$half" "$off1 $off2" "$err_on" "$err_off" \
 	"$btype" "$(cut -d' ' -f1-3 /proc/loadavg)" "$first" \
-	"${rows[*]}" "$secs" "$rawn" "${rawts[*]}" "$(getconf CLK_TCK)" \
+	"${rows[*]}" "$secs" "$rawn" "$(getconf CLK_TCK)" \
 	"$(nproc)" "$on2" "$msglen" <<'PY'
 import sys
 on, p50, p99, half = map(float, sys.argv[1:5])
@@ -164,21 +164,21 @@ off1, off2 = map(float, sys.argv[5].split())
 e1, e2 = map(float, sys.argv[6:8])
 first = sys.argv[10]
 secs, rawn = map(float, sys.argv[12:14])
-hz, cores = map(float, sys.argv[15:17])
-# CPU ms of one raw signature (every raw run).
-rawts = list(map(float, sys.argv[14].split()))
-rsa = 1000.0 * sum(rawts) / (len(rawts) * rawn)
+hz, cores = map(float, sys.argv[14:16])
 rows = [row.split(":") for row in sys.argv[11].split()]
-raws = [float(x) for row in rows for x in row[6:8]]
+# Every raw measurement once: the first row's "before", each row's "after".
+raws = [float(rows[0][6])] + [float(row[7]) for row in rows]
 print("build %s, load average %s (ratios are of this run)" % (sys.argv[8], sys.argv[9]))
 print("%-52s %10s" % ("measure", "value"))
 print("%-52s %10.0f  (%.0f to %.0f)" % ("token raw RSA-2048 PSS signatures/s (2 sessions)", sum(raws) / len(raws), min(raws), max(raws)))
-print("  (of a %s-byte message, an assertion's signing input; measured" % sys.argv[18])
+print("  (of a %s-byte message, an assertion's signing input; measured" % sys.argv[17])
 print("  right before and after each row's phase, and each row's share")
 print("  is of the mean of those two)")
-for n, r, q, cc, kt, st, rb, ra in rows:
+for n, r, q, cc, kt, st, rb, ra, rbt, rat in rows:
     r = float(r)
     raw = (float(rb) + float(ra)) / 2
+    # CPU ms of one raw signature, from the same two raw runs.
+    rsa = 1000.0 * (float(rbt) + float(rat)) / (2 * rawn)
     print("%-52s %10.0f" % ("assertions/s, %s clients, mTLS keep-alive, detectors on" % n, r))
     print("%-52s %9.0f%%  (target >= 70%%; raw %s before, %s after)" % ("  share of the raw rate", 100 * r / raw, rb, ra))
     print("%-52s %10.2f" % ("  p99 latency at that rate, ms", float(q)))
@@ -203,7 +203,7 @@ print("%-52s %10.0f" % ("assertions/s offered (%s clients): half the %s-client r
 print("%-52s %10.0f" % ("  answered", half))
 print("%-52s %10.2f" % ("  p50 latency, ms", p50))
 print("%-52s %10.2f  (target <= 10)" % ("  p99 latency, ms", p99))
-on2 = float(sys.argv[17])
+on2 = float(sys.argv[16])
 print("%-52s %10.0f  (%.0f, %.0f)" % ("assertions/s, %s clients, detectors on, again" % first, on2, on, on2))
 print("%-52s %10.0f  (%.0f, %.0f)" % ("assertions/s, %s clients, detectors off" % first, (off1 + off2) / 2, off1, off2))
 print("%-52s %10.2f  (target >= 0.9)" % ("  on / off (sums of both)", (on + on2) / (off1 + off2) if off1 + off2 else 0))
