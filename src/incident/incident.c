@@ -2224,13 +2224,23 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 		    "incident %lld is already closed", (long long)id);
 	if ((r = rf_incident_status(c, id, &s)) != 0)
 		return r;
-	open_n = s.counts[RF_ITEM_AFFECTED] + s.counts[RF_ITEM_CONTAINED];
-	if (open_n > 0)
+	/* Each refusal names the next step of the connections it counts. */
+	if ((open_n = s.counts[RF_ITEM_AFFECTED]) > 0)
 		return rf_err_set(RF_ERR_STATE,
-		    "incident %lld has %zu connections not yet re-established: "
-		    "confirm or waive them first ('ringfence incident status "
-		    "%lld')",
-		    (long long)id, open_n, (long long)id);
+		    "incident %lld has %zu connection%s still affected (no "
+		    "new credential yet): run 'ringfence incident contain "
+		    "%lld' first (or waive a tenant: 'ringfence incident "
+		    "confirm %lld --tenant T --waive')",
+		    (long long)id, open_n, open_n == 1 ? "" : "s",
+		    (long long)id, (long long)id);
+	if ((open_n = s.counts[RF_ITEM_CONTAINED]) > 0)
+		return rf_err_set(RF_ERR_STATE,
+		    "incident %lld has %zu connection%s contained but not yet "
+		    "re-established: once a tenant uses its new credential, "
+		    "run 'ringfence incident confirm %lld --tenant T' (or add "
+		    "--waive); 'ringfence incident status %lld' lists them",
+		    (long long)id, open_n, open_n == 1 ? "" : "s",
+		    (long long)id, (long long)id);
 	if (s.unacked > 0)
 		return rf_err_set(RF_ERR_STATE,
 		    "incident %lld: %zu queries for old credentials arrived "
