@@ -4,12 +4,14 @@
  * connector's own certificate and key (files on the connector's host; the
  * key is the connector's identity, not a tenant credential).
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/bio.h>
@@ -56,6 +58,16 @@ retry_after(const char *head, const char *end)
 	return -1;
 }
 
+/* RF_ERR_IO naming opt and the reason if path cannot be read. */
+static int
+readable(const char *opt, const char *path)
+{
+	if (access(path, R_OK) != 0)
+		return rf_err_set(
+		    RF_ERR_IO, "%s %s: %s", opt, path, strerror(errno));
+	return 0;
+}
+
 /*
  * One HTTPS POST; the status, body (malloc'd) and Retry-After (seconds, -1
  * if none) of the answer.
@@ -80,7 +92,10 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 		return rf_err_set(RF_ERR_ARG, "--url: use https://HOST:PORT");
 	h = url + 8;
 	snprintf(hostport, sizeof(hostport), "%.*s", (int)strcspn(h, "/"), h);
-	if ((r = rf_http_tls_ctx(0, &ctx)) != 0)
+	if ((r = readable("--ca", ca)) != 0 ||
+	    (r = readable("--cert", cert)) != 0 ||
+	    (r = readable("--key", key)) != 0 ||
+	    (r = rf_http_tls_ctx(0, &ctx)) != 0)
 		return r;
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
 		r = rf_err_set(RF_ERR_IO, "--ca %s: not a PEM certificate", ca);
@@ -105,6 +120,18 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 	if (BIO_do_connect(b) != 1 || BIO_do_handshake(b) != 1) {
 		unsigned long e = ERR_peek_last_error();
 
+		/* The server's own failure (serve answers so when keyd, which
+		 * signs its handshakes, is away): nothing to fix here. */
+		if (ERR_GET_LIB(e) == ERR_LIB_SSL &&
+		    ERR_GET_REASON(e) == SSL_R_TLSV1_ALERT_INTERNAL_ERROR) {
+			r = rf_err_set(RF_ERR_IO,
+			    "TLS to %s failed: the server could not complete "
+			    "the handshake (an internal error on its side, as "
+			    "when its custody process is down): try again "
+			    "later, or tell its operator",
+			    hostport);
+			goto out;
+		}
 		r = rf_err_set(RF_ERR_IO,
 		    "TLS to %s failed (%s): check --url, --ca and that the "
 		    "connector certificate is valid",

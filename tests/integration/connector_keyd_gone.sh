@@ -112,6 +112,14 @@ kill -0 "$server" || fail "serve exited when keyd went away"
 	grep -q "^keyd down" health.txt || fail "serve does not answer with keyd gone: $(cat health.txt)"
 curl -sf -m 5 -o crl.der "http://127.0.0.1:$port/crl/issuing.crl" ||
 	fail "serve does not answer its CRL with keyd gone"
+# A new connector connection cannot be signed for: ringfence assert says
+# the server failed, not that the connector's files are wrong.
+if rf assert --connection acme/m365 --cert c.pem --key c.key --ca root.pem \
+	--url "$url" >/dev/null 2>err; then
+	fail "an assertion with keyd gone"
+fi
+[ "$(wc -l <err)" -eq 1 ] && grep -q "the server could not complete the handshake" err ||
+	fail "assert with keyd gone: $(cat err)"
 : >client.out
 
 # 3. keyd back: the same connections get verifying assertions again.
