@@ -19,16 +19,26 @@ struct setting {
 	size_t off;
 	size_t size;
 	int min, max;
+	const char *choices; /* STR: the values it takes, "" separated */
 };
+
+/* Entra ID: RSA keys of 2048 bits or more, PS256 or RS256 assertions. */
+#define ENTRA_KEY_ALGS "rsa-2048\0rsa-3072\0"
+#define ENTRA_JWT_ALGS "PS256\0RS256\0"
 
 #define S(k, f)                                                                \
 	{                                                                      \
 		k, STR, offsetof(struct rf_config, f),                         \
-		    sizeof(((struct rf_config *)0)->f), 0, 0                   \
+		    sizeof(((struct rf_config *)0)->f), 0, 0, NULL             \
+	}
+#define C(k, f, choices)                                                       \
+	{                                                                      \
+		k, STR, offsetof(struct rf_config, f),                         \
+		    sizeof(((struct rf_config *)0)->f), 0, 0, choices          \
 	}
 #define I(k, f, lo, hi)                                                        \
 	{                                                                      \
-		k, INT, offsetof(struct rf_config, f), 0, lo, hi               \
+		k, INT, offsetof(struct rf_config, f), 0, lo, hi, NULL         \
 	}
 
 static const struct setting settings[] = {
@@ -56,13 +66,14 @@ static const struct setting settings[] = {
     I("sth_interval", sth_interval, 1, 86400),
     I("sth_leaves", sth_leaves, 1, 100000000),
     I("connector_days", connector_days, 1, 90),
-    S("entra_key_alg", entra_key_alg),
-    S("entra_jwt_alg", entra_jwt_alg),
+    C("entra_key_alg", entra_key_alg, ENTRA_KEY_ALGS),
+    C("entra_jwt_alg", entra_jwt_alg, ENTRA_JWT_ALGS),
     I("assertion_lifetime", assertion_lifetime, 60, 600),
     I("conn_rate", conn_rate, 0, 100000000),
     I("conn_burst", conn_burst, 1, 100000000),
     I("connector_rate", connector_rate, 0, 100000000),
     I("connector_burst", connector_burst, 1, 100000000),
+    I("connector_renewals", connector_renewals, 0, 1000),
     I("detectors", detectors, 0, 1),
     I("surge_per_minute", surge_per_minute, 1, 100000000),
     S("alert_webhook", alert_webhook),
@@ -92,6 +103,36 @@ static const struct setting settings[] = {
     I("sign_max_concurrent", sign_max_concurrent, 1, 65536),
 };
 
+/* 1 if val is one of choices ("" separated, ending in an empty one). */
+static int
+one_of(const char *choices, const char *val)
+{
+	const char *c;
+
+	for (c = choices; *c != '\0'; c += strlen(c) + 1)
+		if (strcmp(c, val) == 0)
+			return 1;
+	return 0;
+}
+
+/* choices as "a, b or c". */
+static void
+choices_text(const char *choices, char *out, size_t outlen)
+{
+	const char *c, *next;
+	size_t len = 0;
+
+	out[0] = '\0';
+	for (c = choices; *c != '\0' && len < outlen; c = next) {
+		next = c + strlen(c) + 1;
+		len += (size_t)snprintf(out + len, outlen - len, "%s%s",
+		    c == choices	? ""
+			: *next == '\0' ? " or "
+					: ", ",
+		    c);
+	}
+}
+
 static int
 set_value(struct rf_config *cfg, const struct setting *s, const char *val,
     const char *where)
@@ -104,6 +145,14 @@ set_value(struct rf_config *cfg, const struct setting *s, const char *val,
 			return rf_err_set(RF_ERR_CONFIG,
 			    "%s: value of %s is too long (max %zu)", where,
 			    s->key, s->size - 1);
+		if (s->choices != NULL && !one_of(s->choices, val)) {
+			char list[128];
+
+			choices_text(s->choices, list, sizeof(list));
+			return rf_err_set(RF_ERR_CONFIG,
+			    "%s: %s must be %s, not '%.64s'", where, s->key,
+			    list, val);
+		}
 		memcpy((char *)cfg + s->off, val, strlen(val) + 1);
 		return 0;
 	}
@@ -272,6 +321,7 @@ rf_config_load(struct rf_config *cfg)
 	cfg->conn_burst = 12;
 	cfg->connector_rate = 7200;
 	cfg->connector_burst = 600;
+	cfg->connector_renewals = 4;
 	cfg->detectors = 1;
 	cfg->surge_per_minute = 600;
 	cfg->tls_handshake_rate = 50;

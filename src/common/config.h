@@ -53,6 +53,7 @@ struct rf_config {
 	int conn_burst;		 /* and its bucket's capacity */
 	int connector_rate;	 /* assertions per hour per connector */
 	int connector_burst;	 /* and its bucket's capacity */
+	int connector_renewals;	 /* API renewals a day per connector */
 	int detectors;		 /* 1: anomaly detectors on */
 	int surge_per_minute;	 /* global assertions a minute before alert */
 	char alert_webhook[256]; /* http://HOST:PORT/PATH, or "" */

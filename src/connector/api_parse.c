@@ -74,15 +74,26 @@ rf_connector_parse_assert(
 	if ((r = load(body, len, &j)) != 0 || (r = known_only(j, names)) != 0)
 		goto out;
 	r = RF_ERR_MALFORMED;
-	if ((c = json_string_value(json_object_get(j, "connection"))) == NULL) {
+	if (json_object_get(j, "connection") == NULL) {
 		r = rf_err_set(
 		    r, "missing \"connection\": give it as \"TENANT/NAME\"");
 		goto out;
 	}
-	if ((slash = strchr(c, '/')) == NULL ||
-	    (tl = (size_t)(slash - c)) >= sizeof(out->tenant) ||
-	    strlen(slash + 1) >= sizeof(out->conn)) {
+	if ((c = json_string_value(json_object_get(j, "connection"))) == NULL) {
+		r = rf_err_set(r,
+		    "\"connection\" must be a string, "
+		    "\"TENANT/NAME\"");
+		goto out;
+	}
+	if ((slash = strchr(c, '/')) == NULL) {
 		r = rf_err_set(r, "\"connection\" must be TENANT/NAME");
+		goto out;
+	}
+	if ((tl = (size_t)(slash - c)) >= sizeof(out->tenant) ||
+	    strlen(slash + 1) >= sizeof(out->conn)) {
+		r = rf_err_set(r,
+		    "\"connection\": TENANT and NAME are at "
+		    "most 64 characters each");
 		goto out;
 	}
 	memcpy(out->tenant, c, tl);

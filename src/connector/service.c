@@ -681,6 +681,31 @@ answer_fail(struct rf_api_answer *a, int r)
 		rf_api_answer_error(a, 500, "internal", rf_err_msg(r));
 }
 
+/*
+ * Entra ID accepts only RSA keys: a registered connection whose current
+ * credential has another key (issued before the registration) gets
+ * no_credential, recorded as every refusal is, not an internal error
+ * from keyd. 1 when p is answered so (and freed).
+ */
+static int
+key_unfit(struct rf_connector_svc *svc, struct rf_assert_pending *p,
+    struct rf_api_answer *a)
+{
+	enum rf_key_alg alg = rf_key_alg(p->key);
+
+	if (alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072)
+		return 0;
+	p->v.why = RF_REFUSE_NO_CRED;
+	snprintf(p->v.detail, sizeof(p->v.detail),
+	    "the connection's credential has an %s key and Entra ID accepts "
+	    "only RSA: issue it an RSA one ('ringfence issue ... --keygen "
+	    "rsa-2048')",
+	    rf_key_alg_name(alg));
+	refused(svc, &p->ask, p->serial, p->source, &p->v, a);
+	pending_free(p);
+	return 1;
+}
+
 int
 rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
     const char *cert_serial, const char *source, const uint8_t *body,
@@ -745,6 +770,8 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 	    (r = jti_bytes(svc, rnd)) != 0)
 		goto fail;
 	pthread_mutex_unlock(&svc->lock);
+	if (p->key != NULL && key_unfit(svc, p, a))
+		return 0;
 	/* The message needs nothing of the lock's. */
 	rf_jwt_guid_of(rnd, jti);
 	OPENSSL_cleanse(rnd, sizeof(rnd));
@@ -839,8 +866,11 @@ rf_connector_svc_assert_finish(struct rf_connector_svc *svc,
 	struct rf_sig sig = {NULL, 0};
 	int r = 0;
 
-	if (p->key == NULL)
-		r = key_load(svc, p->v.key_id, &p->key);
+	if (p->key == NULL) {
+		if ((r = key_load(svc, p->v.key_id, &p->key)) == 0 &&
+		    key_unfit(svc, p, a))
+			return;
+	}
 	if (r == 0)
 		r = rf_keys_sign(svc->keys, p->key, &p->sr, 1, &p->who, &sig);
 	rf_connector_svc_assert_end(svc, p, r, &sig, a);
@@ -892,10 +922,10 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	struct rf_issued is;
 	struct renew_link link;
 	struct rf_actor who;
-	char *csr = NULL, tenant[128], actor[160];
+	char *csr = NULL, tenant[128], actor[160], bucket[80];
 	size_t csrlen;
 	json_t *j;
-	int r;
+	int r, retry;
 
 	memset(a, 0, sizeof(*a));
 	memset(&is, 0, sizeof(is));
@@ -923,6 +953,22 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 		    rf_refusal_code(v.why), v.detail);
 		goto out;
 	}
+	/* Each renewal is a certificate more that the connector's key can
+	 * use until it expires: a few a day, not one a request. */
+	snprintf(bucket, sizeof(bucket), "r:%s", v.connector);
+	if ((r = rf_limits_take(svc->limits, bucket,
+		 svc->cfg->connector_renewals / 24.0,
+		 svc->cfg->connector_renewals, (uint64_t)q.now * 1000,
+		 &retry)) == RF_ERR_STATE) {
+		rf_err_clear();
+		rf_api_answer_error(a, 429, "rate_limited",
+		    "the connector's renewals a day (connector_renewals) are "
+		    "used up");
+		a->retry_after = retry;
+		goto out;
+	}
+	if (r != 0)
+		goto fail;
 	if (svc->ca == NULL) {
 		if ((r = rf_ca_open(svc->cfg, svc->st, svc->keys, &svc->ca)) !=
 		    0)

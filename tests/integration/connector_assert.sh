@@ -23,6 +23,14 @@ if rf connector entra acme/m365 --tenant-id not-a-guid --client-id "$CID" 2>err;
 	fail "a bad tenant id was accepted"
 fi
 [ "$(wc -l <err)" -eq 1 ] && grep -q "not a GUID" err || fail "bad GUID message: $(cat err)"
+# Settings Entra cannot use are refused when read, by any command.
+for kv in ENTRA_KEY_ALG=ec-p256 ENTRA_KEY_ALG=rsa-4096 ENTRA_JWT_ALG=ES256; do
+	if env "RINGFENCE_$kv" "$RINGFENCE" tenant list >/dev/null 2>err; then
+		fail "setting $kv was accepted"
+	fi
+	[ "$(wc -l <err)" -eq 1 ] && grep -q "must be .* or .*, not '${kv#*=}'" err ||
+		fail "setting $kv: $(cat err)"
+done
 rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
 rf connector entra acme/rate --tenant-id "$TID" --client-id "$CID" >/dev/null
 RINGFENCE_ENTRA_JWT_ALG=RS256 rf connector entra globex/m365 \
@@ -74,10 +82,19 @@ rf connector bind old acme/m365 >/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout other.key -out other.pem -subj /CN=other -days 2 2>/dev/null
 
+# An entra registration over an EC credential, as a store written before
+# registrations checked the key, or edited, holds: the API answers
+# no_credential, saying why, and keyd is not asked (Entra ID accepts only
+# RSA keys).
+rf issue --tenant acme --connection legacy --profile client \
+	--keygen ec-p256 --out legacy.pem >/dev/null
+sqlite3 "$RINGFENCE_HOME/ringfence.db" "INSERT INTO conn_entra (tenant, conn, tenant_id, client_id, key_alg, jwt_alg, created) VALUES ('acme', 'legacy', '$TID', '$CID', 'rsa-2048', 'PS256', 0)"
+rf connector bind sync acme/legacy >/dev/null
+
 # Serve, with a small bucket on acme/rate's... connections (burst 4) and
 # the webhook pointing at a receiver that is not up yet.
 hport=$(lateport)
-export RINGFENCE_CONN_BURST=4 RINGFENCE_ALERT_WEBHOOK="http://127.0.0.1:$hport/hook"
+export RINGFENCE_CONN_BURST=4 RINGFENCE_CONNECTOR_RENEWALS=2 RINGFENCE_ALERT_WEBHOOK="http://127.0.0.1:$hport/hook"
 serve_up 240 "$hport"
 
 # 1. ringfence assert: verified independently, PS256, by x5t#S256.
@@ -152,14 +169,32 @@ if rf assert --connection acme/m365 --cert old.pem --key old.key \
 fi
 grep -q "is the connector certificate valid" err ||
 	fail "expired: $(cat err)"
+# A file that is not there is named as such.
+if rf assert --connection acme/m365 --cert nosuch.pem --key sync.key \
+	--ca root.pem --url "$url" 2>err; then
+	fail "assert with no certificate file succeeded"
+fi
+grep -q -- "--cert nosuch.pem: No such file or directory" err ||
+	fail "missing --cert file: $(cat err)"
 # Not bound: arch asks for acme/m365.
 [ "$(code --cert arch.pem --key arch.key --cacert root.pem -d '{"connection":"acme/m365"}' "$url/v1/assertions")" = "403 not_bound" ] ||
 	fail "not bound: $(cat resp.json)"
+# An EC credential on an entra registration: 409, not an internal error.
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem -d '{"connection":"acme/legacy"}' "$url/v1/assertions")" = "409 no_credential" ] ||
+	fail "EC credential of an entra connection: $(cat resp.json)"
+grep -q "ec-p256 key and Entra ID accepts only RSA" resp.json ||
+	fail "EC credential message: $(cat resp.json)"
 # Bad requests.
 for b in '{"connection":"acme/m365","scope":"x"}' '{"connection":"../etc/passwd"}' \
 	'{"connection":"acme/.."}' 'not json' '["acme/m365"]' '{"connection":"acme/m365","connection":"acme/rate"}'; do
 	[ "$(code --cert sync.pem --key sync.key --cacert root.pem -d "$b" "$url/v1/assertions")" = "400 bad_request" ] ||
 		fail "bad request '$b': $(cat resp.json)"
+done
+# Each says what is wrong with it.
+for b in '{"connection":5}|must be a string' '{"connection":null}|must be a string' \
+	'{}|missing' "{\"connection\":\"acme/$(printf 'x%.0s' $(seq 65))\"}|at most 64 characters"; do
+	[ "$(code --cert sync.pem --key sync.key --cacert root.pem -d "${b%%|*}" "$url/v1/assertions")" = "400 bad_request" ] &&
+		grep -qF "${b#*|}" resp.json || fail "bad request '${b%%|*}': $(cat resp.json)"
 done
 python3 -c 'print("{\"connection\":\"acme/m365\",\"x5t#S256\":\"" + "A"*9000 + "\"}")' >big.json
 [ "$(code --cert sync.pem --key sync.key --cacert root.pem --data-binary @big.json "$url/v1/assertions")" = "413 bad_request" ] ||
@@ -305,6 +340,15 @@ rf assert --connection acme/rate --cert sync2.pem --key sync2.key --ca root.pem 
 	--url "$url" >/dev/null 2>err || grep -q "rate_limited" err || fail "renewed certificate: $(cat err)"
 [ "$(code --cert arch.pem --key arch.key --cacert root.pem --data-binary @renew.json "$url/v1/connector/renew")" = "401 revoked" ] ||
 	fail "a revoked connector renewed: $(cat resp.json)"
+# Renewals are a few a day (connector_renewals = 2 here): the third is
+# refused, saying when to come back.
+[ "$(code --cert sync2.pem --key sync2.key --cacert root.pem --data-binary @renew.json "$url/v1/connector/renew")" = "200 " ] ||
+	fail "second renewal: $(cat resp.json)"
+curl -s -D hdr -o resp.json --cert sync2.pem --key sync2.key --cacert root.pem \
+	--data-binary @renew.json "$url/v1/connector/renew"
+grep -q "^HTTP/1.1 429" hdr && grep -qi "^Retry-After: [0-9]" hdr &&
+	grep -q '"rate_limited"' resp.json && grep -q 'connector_renewals' resp.json ||
+	fail "third renewal in a day: $(cat hdr resp.json)"
 
 # 9. Reconcile: explained sign-ins (the new credential now, the old one
 # within an assertion signed before containment), and three that are not;
