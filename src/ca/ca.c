@@ -107,6 +107,7 @@ struct rf_ca {
 	size_t chain_tail_len;
 	int64_t issuing_not_after;
 	struct rf_ocsp_signer *ocsp_signer; /* for the active issuer */
+	int presign_late;		    /* rf_ca_presign_after_commit */
 };
 
 /* ------------------------------------------------------------------ */
@@ -1159,6 +1160,12 @@ out:
 }
 
 void
+rf_ca_presign_after_commit(struct rf_ca *ca)
+{
+	ca->presign_late = 1;
+}
+
+void
 rf_ca_set_audit(struct rf_ca *ca, struct rf_audit *audit)
 {
 	if (ca == NULL || audit == NULL)
@@ -1892,7 +1899,7 @@ issue_ocsp_prepare(struct rf_ca *ca, const struct issue_item *items, size_t n)
 	struct rf_ocsp_status *sts;
 	size_t i;
 
-	if (ca_ocsp_signer(ca) == NULL)
+	if (ca->presign_late || ca_ocsp_signer(ca) == NULL)
 		return NULL;
 	if ((sts = calloc(n, sizeof(*sts))) == NULL)
 		return NULL;
@@ -2791,6 +2798,26 @@ batch_sign(struct issue_batch *b, struct told *t)
 }
 
 /* The store transaction; a serial collision re-signs and tries again. */
+/* rf_ca_presign_after_commit: the batch's OCSP responses, best effort
+ * (the server signs what it lacks when asked). */
+static void
+presign_committed(struct issue_batch *b)
+{
+	struct rf_ocsp_status *sts;
+	size_t i;
+
+	if (ca_ocsp_signer(b->ca) == NULL ||
+	    (sts = calloc(b->n, sizeof(*sts))) == NULL)
+		return;
+	for (i = 0; i < b->n; i++) {
+		sts[i].serial = b->items[i].hex;
+		sts[i].reason = -1;
+	}
+	if (rf_ocsp_presign(b->ca->ocsp_signer, sts, b->n, b->who) != 0)
+		rf_err_clear();
+	free(sts);
+}
+
 static int
 batch_commit(struct issue_batch *b, rf_ca_issue_hook hook, void *arg)
 {
@@ -2809,6 +2836,8 @@ batch_commit(struct issue_batch *b, rf_ca_issue_hook hook, void *arg)
 	}
 	if (r == 0)
 		b->committed = 1;
+	if (r == 0 && b->ca->presign_late)
+		presign_committed(b);
 	return r;
 }
 

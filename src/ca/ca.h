@@ -192,6 +192,13 @@ struct rf_audit;
  * the one rf_ca_open() opened on the store; borrowed, must outlive ca.
  */
 void rf_ca_set_audit(struct rf_ca *ca, struct rf_audit *audit);
+/*
+ * Sign each issued certificate's OCSP response once the certificate is
+ * committed, not with its signature: for a caller whose custody policy
+ * signs OCSP only for certificates the store holds (serve, class server:
+ * a connector's renewal), which refuses the response signed before.
+ */
+void rf_ca_presign_after_commit(struct rf_ca *ca);
 
 /* 0 if name is 1-64 characters of [A-Za-z0-9._-] not starting with a
  * dot (so never "." or ".."), else RF_ERR_ARG. */

@@ -974,6 +974,8 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 		    0)
 			goto fail;
 		rf_ca_set_audit(svc->ca, svc->audit);
+		/* keyd signs OCSP for serve only of what the store holds. */
+		rf_ca_presign_after_commit(svc->ca);
 	}
 	rf_connector_tenant(v.connector, tenant);
 	memset(&req, 0, sizeof(req));

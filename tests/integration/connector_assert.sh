@@ -332,10 +332,20 @@ sqlite3 "$db" "DELETE FROM connector_bindings WHERE connector = 'sync' AND tenan
 openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout sync2.key -out sync2.csr -subj /CN=sync 2>/dev/null
 python3 -c 'import json,sys; print(json.dumps({"csr": open(sys.argv[1]).read()}))' sync2.csr >renew.json
+refused() { rf --json keyd status | python3 -c 'import json,sys; print(json.load(sys.stdin)["refused"])'; }
+r0=$(refused)
 curl -s --cert sync.pem --key sync.key --cacert root.pem \
 	--data-binary @renew.json "$url/v1/connector/renew" >renewed.json
 python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"])' renewed.json >sync2.pem ||
 	fail "renew: $(cat renewed.json)"
+# Its OCSP response was signed once it was committed (keyd signs serve's
+# only for what the store holds: nothing refused), and answers at once.
+[ "$(refused)" = "$r0" ] || fail "keyd refused something of the renewal ($(refused) vs $r0)"
+awk '/BEGIN/{n++} n==1' sync2.pem >leaf2.pem
+awk '/BEGIN/{n++} n==2' sync2.pem >iss2.pem
+openssl ocsp -issuer iss2.pem -cert leaf2.pem -url "http://127.0.0.1:$port/ocsp" \
+	-noverify >ocsp2.txt 2>&1 && grep -q "^leaf2.pem: good" ocsp2.txt ||
+	fail "OCSP of the renewed certificate: $(cat ocsp2.txt)"
 rf assert --connection acme/rate --cert sync2.pem --key sync2.key --ca root.pem \
 	--url "$url" >/dev/null 2>err || grep -q "rate_limited" err || fail "renewed certificate: $(cat err)"
 [ "$(code --cert arch.pem --key arch.key --cacert root.pem --data-binary @renew.json "$url/v1/connector/renew")" = "401 revoked" ] ||
