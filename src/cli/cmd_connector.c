@@ -3,15 +3,21 @@
  * client certificate from a CSR made on the connector's host), bindings to
  * tenant connections, and the Entra registration of a connection.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "common/file.h"
+#include "common/keyident.h"
 #include "connector/connector.h"
 #include "revoke/revoke.h"
 #include "store/store_incident.h"
@@ -73,41 +79,158 @@ opts(int argc, char **argv, const char **csr, const char **out,
 	return 0;
 }
 
+/*
+ * An existing connector, said with what to do. RF_ERR_STATE, not
+ * RF_ERR_EXISTS: inside an issuance that means a serial collision, which
+ * the CA tries again.
+ */
+static int
+connector_exists(const char *name, const char *state)
+{
+	if (strcmp(state, "active") != 0)
+		return rf_err_set(RF_ERR_STATE,
+		    "connector %s exists and is %s: choose another name", name,
+		    state);
+	return rf_err_set(RF_ERR_STATE,
+	    "connector %s exists: give it a certificate with 'ringfence "
+	    "connector enroll %s --csr FILE' (see 'ringfence connector show "
+	    "%s')",
+	    name, name, name);
+}
+
+/* A connector's certificates are issued under a tenant of its own. */
+static int
+own_tenant(struct rf_cli *cli, const char *tenant)
+{
+	int r;
+
+	if ((r = rf_ca_tenant_add(cli->ca, tenant, &cli->who)) ==
+	    RF_ERR_EXISTS) {
+		rf_err_clear();
+		r = 0;
+	}
+	return r;
+}
+
+/*
+ * --out FILE: its folder opened (*dirfd, close with close()) and checked
+ * writable, and its name in it (*base), before anything is issued: a path
+ * that cannot be written leaves nothing made.
+ */
+static int
+out_open(const char *out, int *dirfd, const char **base)
+{
+	const char *sl = strrchr(out, '/');
+	char *dir;
+	struct stat sb;
+	int r;
+
+	*dirfd = -1;
+	*base = sl != NULL ? sl + 1 : out;
+	if ((r = rf_file_name_check(*base)) != 0)
+		return r;
+	dir = sl == NULL ? strdup(".")
+			 : strndup(out, sl == out ? 1 : (size_t)(sl - out));
+	if (dir == NULL)
+		return RF_ERR_ALLOC;
+	if ((r = rf_file_open_dir(dir, dirfd)) == 0 &&
+	    faccessat(*dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0)
+		r = rf_err_set(RF_ERR_IO, "cannot write in folder %s: %s", dir,
+		    strerror(errno));
+	else if (r == 0 &&
+	    fstatat(*dirfd, *base, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(sb.st_mode))
+		r = rf_err_set(RF_ERR_ARG, "a folder: name a file in it");
+	free(dir);
+	if (r != 0 && *dirfd >= 0) {
+		close(*dirfd);
+		*dirfd = -1;
+	}
+	return r;
+}
+
+/*
+ * What issuance checks of a connector's CSR, before anything is made: the
+ * request (rf_ca_csr_parse) and its key, never a compromised one nor one
+ * serving another tenant's connection (rf_store_key_admit).
+ */
+static int
+csr_admit(struct rf_cli *cli, const char *tenant, const char *path,
+    const uint8_t *csr, size_t len)
+{
+	char ident[RF_KEY_IDENT_LEN + 1], msg[512];
+	uint8_t *spki = NULL;
+	size_t spkilen = 0;
+	int r;
+
+	if ((r = rf_ca_csr_parse(
+		 csr, len, RF_PROFILE_CONNECTOR, NULL, &spki, &spkilen)) == 0 &&
+	    (r = rf_key_ident_spki(spki, spkilen, ident)) == 0)
+		r = rf_store_key_admit(cli->store, ident, tenant, NULL);
+	free(spki);
+	if (r != 0) {
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		r = rf_err_set(r, "CSR %s: %s", path, msg);
+	}
+	return r;
+}
+
 struct enroll_link {
 	struct rf_store *st;
 	const char *name;
+	int create; /* the connector is added with its first certificate */
 };
 
 static int
 enroll_hook(void *arg, size_t i, const char *serial, const char *key_id)
 {
 	struct enroll_link *l = arg;
+	int r;
 
 	(void)i;
 	(void)key_id;
+	if (l->create &&
+	    (r = rf_store_connector_add(l->st, l->name, rf_now())) != 0)
+		return r == RF_ERR_EXISTS ? connector_exists(l->name, "active")
+					  : r;
 	return rf_store_connector_cert_add(l->st, serial, l->name, rf_now());
 }
 
-/* Issue the connector's TLS client certificate (the CA's connector
- * profile) from its CSR. */
+/*
+ * Issue the connector's TLS client certificate (the CA's connector
+ * profile) from its CSR; with create, the connector is added in the same
+ * transaction. --out and the CSR are checked first: a failure leaves
+ * nothing made.
+ */
 static int
-enroll(struct rf_cli *cli, const char *name, const char *csr, const char *out)
+enroll(struct rf_cli *cli, const char *name, const char *csr, const char *out,
+    int create)
 {
 	struct rf_issue_req req;
 	struct rf_issued is;
 	struct enroll_link link;
-	char tenant[128];
+	char tenant[128], msg[512];
+	const char *base = NULL;
 	uint8_t *buf = NULL;
 	size_t len = 0;
-	int r;
+	int dirfd = -1, r;
 
 	memset(&is, 0, sizeof(is));
-	if ((r = rf_read_file(csr, RF_CSR_MAX, &buf, &len)) != 0)
-		return cli_fail(r == RF_ERR_TOO_LARGE
-			? rf_err_set(r, "CSR %s is larger than %d bytes", csr,
-			      RF_CSR_MAX)
-			: r);
 	rf_connector_tenant(name, tenant);
+	if (out != NULL && (r = out_open(out, &dirfd, &base)) != 0) {
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		r = rf_err_set(r, "--out %s: %s: nothing was issued", out, msg);
+		goto out;
+	}
+	if ((r = rf_read_file(csr, RF_CSR_MAX, &buf, &len)) != 0) {
+		if (r == RF_ERR_TOO_LARGE)
+			r = rf_err_set(r, "CSR %s is larger than %d bytes", csr,
+			    RF_CSR_MAX);
+		goto out;
+	}
+	if ((r = csr_admit(cli, tenant, csr, buf, len)) != 0 ||
+	    (create && (r = own_tenant(cli, tenant)) != 0))
+		goto out;
 	memset(&req, 0, sizeof(req));
 	req.tenant = tenant;
 	req.profile = RF_PROFILE_CONNECTOR;
@@ -116,55 +239,63 @@ enroll(struct rf_cli *cli, const char *name, const char *csr, const char *out)
 	req.days = cli->cfg.connector_days;
 	link.st = cli->store;
 	link.name = name;
+	link.create = create;
 	if ((r = rf_ca_issue_ex(
-		 cli->ca, &req, 1, &cli->who, &is, enroll_hook, &link)) != 0) {
-		r = cli_fail(r);
+		 cli->ca, &req, 1, &cli->who, &is, enroll_hook, &link)) != 0)
+		goto out;
+	if (out != NULL &&
+	    (r = rf_file_write_at(dirfd, base, (const uint8_t *)is.chain_pem,
+		 strlen(is.chain_pem), 0644)) != 0) {
+		/* Checked before; a full disk may still fail it now. */
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		r = rf_err_set(r,
+		    "%s: connector %s has certificate %s; 'ringfence cert "
+		    "show %s' prints it",
+		    msg, name, is.serial, is.serial);
 		goto out;
 	}
-	if (out != NULL) {
-		if ((r = rf_write_file(out, (const uint8_t *)is.chain_pem,
-			 strlen(is.chain_pem), 0644)) != 0) {
-			r = cli_fail(r);
-			goto out;
-		}
-	} else
+	if (out == NULL)
 		fputs(is.chain_pem, stdout);
 	fprintf(out != NULL ? stdout : stderr,
 	    "connector %s: certificate %s, valid %d days\n", name, is.serial,
 	    cli->cfg.connector_days);
-	r = EXIT_OK;
 out:
+	if (dirfd >= 0)
+		close(dirfd);
 	rf_issued_clear(&is);
 	free(buf);
-	return r;
+	return r != 0 ? cli_fail(r) : EXIT_OK;
 }
 
 static int
 do_add(struct rf_cli *cli, const char *name, const char *csr, const char *out)
 {
+	struct rf_connector_rec c;
 	char tenant[128];
 	int r;
 
 	if ((r = rf_connector_name_check(name)) != 0)
 		return cli_fail(r);
+	if (out != NULL && csr == NULL)
+		return cli_usage("connector", "add: --out needs --csr FILE");
 	if ((r = cli_open(cli, CLI_ALL)) != 0)
 		return cli_fail(r);
+	if ((r = rf_store_connector_get(cli->store, name, &c)) !=
+	    RF_ERR_NOT_FOUND)
+		return cli_fail(r == 0 ? connector_exists(name, c.state) : r);
+	rf_err_clear();
+	if (csr != NULL)
+		return enroll(cli, name, csr, out, 1);
 	rf_connector_tenant(name, tenant);
-	if ((r = rf_store_connector_add(cli->store, name, rf_now())) != 0)
-		return cli_fail(r == RF_ERR_EXISTS
-			? rf_err_set(r, "connector %s exists", name)
-			: r);
-	/* Its certificates are issued under a tenant of its own. */
-	if ((r = rf_ca_tenant_add(cli->ca, tenant, &cli->who)) != 0 &&
-	    r != RF_ERR_EXISTS)
+	if ((r = own_tenant(cli, tenant)) != 0)
 		return cli_fail(r);
-	if (csr == NULL) {
-		printf("connector %s added: enroll it with 'ringfence "
-		       "connector enroll %s --csr FILE'\n",
-		    name, name);
-		return EXIT_OK;
-	}
-	return enroll(cli, name, csr, out);
+	if ((r = rf_store_connector_add(cli->store, name, rf_now())) != 0)
+		return cli_fail(
+		    r == RF_ERR_EXISTS ? connector_exists(name, "active") : r);
+	printf("connector %s added: enroll it with 'ringfence "
+	       "connector enroll %s --csr FILE'\n",
+	    name, name);
+	return EXIT_OK;
 }
 
 /* TENANT/CONNECTION into its parts. */
@@ -188,14 +319,26 @@ split_conn(const char *s, char tenant[128], char conn[64])
 	return 0;
 }
 
+/* conns[i] is named earlier in conns too. */
+static int
+named_before(char **conns, int i)
+{
+	int j;
+
+	for (j = 0; j < i; j++)
+		if (strcmp(conns[j], conns[i]) == 0)
+			return 1;
+	return 0;
+}
+
 static int
 do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 {
 	struct rf_connector_rec c;
 	struct rf_conn_rec cr;
 	struct rf_audit_event ev;
-	char tenant[128], conn[64], detail[256];
-	int i, r;
+	char tenant[128], conn[64], detail[256], was[512] = "";
+	int i, r, added = 0;
 
 	if ((r = cli_open(cli, CLI_AUDIT | CLI_KEYS)) != 0)
 		return cli_fail(r);
@@ -227,6 +370,19 @@ do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 	for (i = 0; i < n; i++) {
 		if ((r = split_conn(conns[i], tenant, conn)) != 0)
 			goto fail;
+		if (named_before(conns, i))
+			continue;
+		/* Bound already: nothing to write. */
+		if ((r = rf_store_binding_get(
+			 cli->store, name, tenant, conn)) == 0) {
+			snprintf(was + strlen(was), sizeof(was) - strlen(was),
+			    "%s%s/%s", was[0] != '\0' ? ", " : "", tenant,
+			    conn);
+			continue;
+		}
+		if (r != RF_ERR_NOT_FOUND)
+			goto fail;
+		rf_err_clear();
 		snprintf(detail, sizeof(detail), "bind connector %s to %s/%s",
 		    name, tenant, conn);
 		memset(&ev, 0, sizeof(ev));
@@ -239,11 +395,18 @@ do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 			 cli->store, name, tenant, conn, rf_now())) != 0 ||
 		    (r = rf_audit_append(cli->audit, &ev, 1, NULL)) != 0)
 			goto fail;
+		added++;
 	}
 	if ((r = rf_store_commit(cli->store)) != 0)
 		return cli_fail(r);
-	printf("connector %s bound to %d more connection%s\n", name, n,
-	    n == 1 ? "" : "s");
+	if (added == 0)
+		printf("connector %s: already bound to %s; nothing changed\n",
+		    name, was);
+	else
+		printf("connector %s bound to %d more connection%s%s%s%s\n",
+		    name, added, added == 1 ? "" : "s",
+		    was[0] != '\0' ? " (already bound to " : "", was,
+		    was[0] != '\0' ? ")" : "");
 	return EXIT_OK;
 fail:
 	rf_store_rollback(cli->store);
@@ -271,12 +434,25 @@ struct show {
 	json_t *certs, *binds;
 };
 
+/* ISO 8601 UTC, as 'cert list' prints times. */
+static void
+utc_time(int64_t t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, 32, "%lld", (long long)t);
+}
+
 static int
 show_cert(void *arg, const char *serial)
 {
 	struct show *s = arg;
 	struct rf_cert_rec c;
 	const char *status;
+	char na[32];
 	int r;
 
 	memset(&c, 0, sizeof(c));
@@ -292,9 +468,11 @@ show_cert(void *arg, const char *serial)
 			    status)) == 0
 		    ? 0
 		    : RF_ERR_ALLOC;
-	else
-		printf("  certificate %s %s (not after %lld)\n", serial, status,
-		    (long long)c.not_after);
+	else {
+		utc_time(c.not_after, na);
+		printf(
+		    "  certificate %s %s (not after %s)\n", serial, status, na);
+	}
 	rf_cert_rec_clear(&c);
 	return r;
 }
@@ -382,11 +560,25 @@ do_revoke(struct rf_cli *cli, const char *name)
 	return EXIT_OK;
 }
 
+/* " NAME OLD -> NEW" for a field a registration changed, onto buf. */
+static void
+changed_field(
+    char *buf, size_t size, const char *name, const char *old, const char *new)
+{
+	size_t l = strlen(buf);
+
+	if (strcmp(old, new) != 0)
+		snprintf(buf + l, size - l, "%s %s %s -> %s", l > 0 ? "," : "",
+		    name, old, new);
+}
+
 static int
 do_entra(
     struct rf_cli *cli, const char *which, const char *tid, const char *cid)
 {
-	char tenant[128], conn[64];
+	struct rf_entra_change chg;
+	const struct rf_entra_rec *reg = &chg.cur;
+	char tenant[128], conn[64], what[400] = "";
 	int r;
 
 	if (tid == NULL || cid == NULL)
@@ -396,13 +588,37 @@ do_entra(
 		return cli_fail(r);
 	if ((r = cli_open(cli, CLI_AUDIT)) != 0 ||
 	    (r = rf_connector_entra_register(&cli->cfg, cli->store, cli->audit,
-		 tenant, conn, tid, cid, &cli->who)) != 0)
+		 tenant, conn, tid, cid, &cli->who, &chg)) != 0)
 		return cli_fail(r);
-	printf("connection %s/%s: kind entra, %s keys, %s assertions; issue "
-	       "its credential with 'ringfence issue --tenant %s "
-	       "--connection %s --profile assertion --keygen %s'\n",
-	    tenant, conn, cli->cfg.entra_key_alg, cli->cfg.entra_jwt_alg,
-	    tenant, conn, cli->cfg.entra_key_alg);
+	if (!chg.changed) {
+		printf("connection %s/%s: already registered (tenant id %s, "
+		       "client id %s); nothing changed\n",
+		    tenant, conn, reg->tenant_id, reg->client_id);
+		return EXIT_OK;
+	}
+	if (chg.had) {
+		changed_field(what, sizeof(what), "tenant id",
+		    chg.prev.tenant_id, reg->tenant_id);
+		changed_field(what, sizeof(what), "client id",
+		    chg.prev.client_id, reg->client_id);
+		changed_field(
+		    what, sizeof(what), "key", chg.prev.key_alg, reg->key_alg);
+		changed_field(what, sizeof(what), "assertions",
+		    chg.prev.jwt_alg, reg->jwt_alg);
+		printf("connection %s/%s: registration changed:%s", tenant,
+		    conn, what);
+	} else
+		printf("connection %s/%s: kind entra, %s keys, %s assertions",
+		    tenant, conn, reg->key_alg, reg->jwt_alg);
+	if (chg.cred[0] != '\0')
+		printf("; its credential %s must be registered on application "
+		       "%s in directory %s ('ringfence cert show %s' prints "
+		       "it)\n",
+		    chg.cred, reg->client_id, reg->tenant_id, chg.cred);
+	else
+		printf("; issue its credential with 'ringfence issue --tenant "
+		       "%s --connection %s --profile assertion --keygen %s'\n",
+		    tenant, conn, reg->key_alg);
 	return EXIT_OK;
 }
 
@@ -442,7 +658,7 @@ cmd_connector(struct rf_cli *cli, int argc, char **argv)
 				return cli_fail(rf_err_set(RF_ERR_STATE,
 				    "connector %s is revoked", argv[0]));
 		}
-		return enroll(cli, argv[0], csr, out);
+		return enroll(cli, argv[0], csr, out, 0);
 	}
 	if (strcmp(sub, "bind") == 0 && argc >= 2)
 		return do_bind(cli, argv[0], argc - 1, argv + 1);
@@ -468,7 +684,6 @@ cmd_connector(struct rf_cli *cli, int argc, char **argv)
 		return do_revoke(cli, argv[0]);
 	if (strcmp(sub, "entra") == 0 && argc == 1)
 		return do_entra(cli, argv[0], tid, cid);
-	return cli_usage("connector",
-	    "'%.40s' with %d argument%s: see 'ringfence connector --help'", sub,
-	    argc, argc == 1 ? "" : "s");
+	return cli_usage("connector", "'%.40s' with %d argument%s", sub, argc,
+	    argc == 1 ? "" : "s");
 }

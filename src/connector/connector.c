@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "audit/audit.h"
 #include "ca/ca.h"
 #include "connector/connector.h"
@@ -15,11 +18,17 @@
 int
 rf_connector_name_check(const char *name)
 {
-	if (name == NULL || strlen(name) > 48 ||
-	    rf_ca_tenant_name_check(name) != 0 || strcmp(name, ".") == 0 ||
-	    strcmp(name, "..") == 0)
+	/* A name too long is not echoed: cut, it would not be the one
+	 * given. */
+	if (name != NULL && strlen(name) > 48)
 		return rf_err_set(RF_ERR_ARG,
-		    "connector name '%.64s': use 1-48 characters of A-Z a-z "
+		    "connector name of %zu characters: use 1-48 characters "
+		    "of A-Z a-z 0-9 . _ -",
+		    strlen(name));
+	if (name == NULL || rf_ca_tenant_name_check(name) != 0 ||
+	    strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+		return rf_err_set(RF_ERR_ARG,
+		    "connector name '%s': use 1-48 characters of A-Z a-z "
 		    "0-9 . _ -",
 		    name != NULL ? name : "");
 	return 0;
@@ -46,10 +55,101 @@ rf_connector_conn_alg(struct rf_store *st, const char *tenant, const char *conn,
 	return rf_key_alg_parse(e.key_alg, alg);
 }
 
+/*
+ * Entra ID accepts only RSA keys of 2048 bits or more for certificate
+ * credentials. The key of certificate serial: its record when the token
+ * holds it (the algorithm it was made with), else the certificate's own
+ * public key (a credential issued from a CSR). *rsa is 1 for such a key;
+ * what names it for a message.
+ */
+static int
+cred_key_rsa(struct rf_store *st, const char *serial, int *rsa, char what[32])
+{
+	struct rf_cert_rec c;
+	struct rf_key_rec kr;
+	enum rf_key_alg alg;
+	const uint8_t *p;
+	EVP_PKEY *pub;
+	X509 *x = NULL;
+	int r;
+
+	*rsa = 0;
+	memset(&c, 0, sizeof(c));
+	if ((r = rf_store_cert_get(st, serial, &c)) != 0)
+		return r;
+	if (rf_store_key_get(st, c.key_id, &kr) == 0 &&
+	    rf_key_alg_parse(kr.alg, &alg) == 0) {
+		*rsa = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072;
+		snprintf(what, 32, "%s", kr.alg);
+		r = 0;
+		goto out;
+	}
+	rf_err_clear();
+	p = c.der;
+	if (c.der == NULL || (x = d2i_X509(NULL, &p, (long)c.derlen)) == NULL ||
+	    (pub = X509_get0_pubkey(x)) == NULL) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "stored certificate %s does not parse", serial);
+		goto out;
+	}
+	*rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA &&
+	    EVP_PKEY_get_bits(pub) >= 2048;
+	snprintf(what, 32, "%s-%d",
+	    EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA	   ? "rsa"
+		: EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC ? "ec"
+							   : "other",
+	    EVP_PKEY_get_bits(pub));
+	r = 0;
+out:
+	X509_free(x);
+	rf_cert_rec_clear(&c);
+	return r;
+}
+
+/*
+ * Inside the registration's transaction: the registration there was and
+ * the current credential, which must have an RSA key.
+ */
+static int
+entra_before(const struct rf_config *cfg, struct rf_store *st,
+    const char *tenant, const char *conn, struct rf_entra_change *chg)
+{
+	struct rf_conn_rec cr;
+	char what[32];
+	int r, rsa;
+
+	if ((r = rf_store_entra_get(st, tenant, conn, &chg->prev)) == 0)
+		chg->had = 1;
+	else if (r != RF_ERR_NOT_FOUND)
+		return r;
+	if ((r = rf_store_conn_get(st, tenant, conn, &cr)) ==
+	    RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0; /* a new connection: no credential yet */
+	}
+	if (r != 0)
+		return r;
+	snprintf(chg->cred, sizeof(chg->cred), "%s", cr.serial);
+	if (chg->cred[0] == '\0')
+		return 0;
+	if ((r = cred_key_rsa(st, chg->cred, &rsa, what)) != 0)
+		return r;
+	if (!rsa)
+		return rf_err_set(RF_ERR_KEY_DISALLOWED,
+		    "connection %s/%s: its credential %s has an %s key and "
+		    "Entra ID accepts only RSA keys: first issue it an RSA "
+		    "credential with 'ringfence issue --tenant %s --connection "
+		    "%s --profile assertion --keygen %s', then register it",
+		    tenant, conn, chg->cred, what, tenant, conn,
+		    cfg->entra_key_alg);
+	return 0;
+}
+
 int
 rf_connector_entra_register(const struct rf_config *cfg, struct rf_store *st,
     struct rf_audit *audit, const char *tenant, const char *conn,
-    const char *tenant_id, const char *client_id, const struct rf_actor *who)
+    const char *tenant_id, const char *client_id, const struct rf_actor *who,
+    struct rf_entra_change *chg)
 {
 	struct rf_audit_event ev;
 	struct rf_entra_rec e;
@@ -60,6 +160,7 @@ rf_connector_entra_register(const struct rf_config *cfg, struct rf_store *st,
 	int r;
 
 	memset(&e, 0, sizeof(e));
+	memset(chg, 0, sizeof(*chg));
 	if ((r = rf_connector_guid(tenant_id, "tenant id", e.tenant_id)) != 0 ||
 	    (r = rf_connector_guid(client_id, "client id", e.client_id)) != 0)
 		return r;
@@ -104,12 +205,27 @@ rf_connector_entra_register(const struct rf_config *cfg, struct rf_store *st,
 	ev.source = who != NULL ? who->source : NULL;
 	if ((r = rf_store_begin(st)) != 0)
 		return r;
+	if ((r = entra_before(cfg, st, tenant, conn, chg)) != 0)
+		goto fail;
+	if (chg->had && strcmp(chg->prev.tenant_id, e.tenant_id) == 0 &&
+	    strcmp(chg->prev.client_id, e.client_id) == 0 &&
+	    strcmp(chg->prev.key_alg, e.key_alg) == 0 &&
+	    strcmp(chg->prev.jwt_alg, e.jwt_alg) == 0) {
+		rf_store_rollback(st); /* nothing to write */
+		chg->cur = chg->prev;
+		return 0;
+	}
 	if ((r = rf_store_conn_set(
 		 st, tenant, conn, "pinned", NULL, e.created, NULL)) != 0 ||
 	    (r = rf_store_entra_put(st, &e)) != 0 ||
-	    (r = rf_audit_append(audit, &ev, 1, NULL)) != 0) {
-		rf_store_rollback(st);
+	    (r = rf_audit_append(audit, &ev, 1, NULL)) != 0)
+		goto fail;
+	if ((r = rf_store_commit(st)) != 0)
 		return r;
-	}
-	return rf_store_commit(st);
+	chg->cur = e;
+	chg->changed = 1;
+	return 0;
+fail:
+	rf_store_rollback(st);
+	return r;
 }

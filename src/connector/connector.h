@@ -43,16 +43,28 @@ int rf_connector_guid(const char *in, const char *what, char out[37]) RF_WUR;
 int rf_connector_conn_alg(struct rf_store *st, const char *tenant,
     const char *conn, enum rf_key_alg *alg) RF_WUR;
 
+/* What rf_connector_entra_register found and did. */
+struct rf_entra_change {
+	int had;		  /* the connection was registered before */
+	struct rf_entra_rec prev; /* that registration, when had */
+	struct rf_entra_rec cur;  /* the registration now */
+	int changed;   /* 0: the same registration, nothing written */
+	char cred[41]; /* the connection's current credential, "" */
+};
+
 /*
  * Register (tenant, conn) as kind "entra" with the customer's directory id
  * and the application (client) id, key and JWT algorithms from cfg
  * (entra_key_alg, entra_jwt_alg). Creates the connection if new. Audited
- * ("register" leaf).
+ * ("register" leaf). Refuses (RF_ERR_KEY_DISALLOWED, nothing written) a
+ * connection whose current credential's key is not RSA of 2048 bits or
+ * more: Entra ID accepts only those. Registering again what is registered
+ * writes nothing. *chg says what was there and what changed.
  */
 int rf_connector_entra_register(const struct rf_config *cfg,
     struct rf_store *st, struct rf_audit *audit, const char *tenant,
     const char *conn, const char *tenant_id, const char *client_id,
-    const struct rf_actor *who) RF_WUR;
+    const struct rf_actor *who, struct rf_entra_change *chg) RF_WUR;
 
 /* ---- JWT client assertions (jwt.c) ---- */
 

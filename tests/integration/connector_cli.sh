@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# `ringfence connector ...` as docs/connectors.md walks through it, and
+# what it refuses: each refusal is one line saying what to do, exits 1 and
+# changes nothing (connector list, cert list, connection list, the
+# registration). A connector is added with its first certificate or not at
+# all: a bad CSR (missing, RSA-1024, a key file, a compromised key) or an
+# --out that cannot be written leaves no connector, so the same add with
+# a good CSR works; an existing connector's error names 'connector
+# enroll'. An entra registration refuses a connection whose credential is
+# EC, says what a re-registration changed and does not ask for a
+# credential the connection has; bind says what it bound; show prints
+# times as cert list does. No server.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib/state.sh" connector-cli
+. "$here/lib/connector.sh" connector_cli
+CID2=00000003-0000-4000-8000-0000000000bb
+
+# refused PATTERN CMD...: CMD exits 1 with one line on stderr that
+# matches PATTERN (grep -E).
+refused() {
+	local pat=$1 rc=0
+	shift
+	"$@" >out 2>err || rc=$?
+	[ $rc -eq 1 ] || fail "$*: exit $rc, not 1: $(cat err)"
+	[ "$(wc -l <err)" -eq 1 ] || fail "$*: not one line: $(cat err)"
+	grep -Eq -- "$pat" err || fail "$*: $(cat err)"
+}
+# snap FILE: what a refusal must leave as it was.
+snap() {
+	{
+		rf connector list
+		rf cert list
+		rf connection list
+		rf --json tenant list
+		sqlite3 "$RINGFENCE_HOME/ringfence.db" \
+			"SELECT * FROM conn_entra ORDER BY tenant, conn"
+	} >"$1"
+}
+# unchanged FILE WHAT: the state is still the one snap FILE saw.
+unchanged() {
+	snap now.txt
+	cmp -s "$1" now.txt || fail "$2 changed: $(diff "$1" now.txt)"
+}
+csr() { # NAME [openssl -newkey argument]: NAME.key and NAME.csr
+	openssl req -new -newkey "${2:-ec}" ${3:+-pkeyopt "$3"} -nodes \
+		-keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
+}
+
+rf init >/dev/null
+rf tenant add acme >/dev/null
+csr sync ec ec_paramgen_curve:P-256
+csr other ec ec_paramgen_curve:P-256
+csr weak rsa:1024
+# A key revoked for keyCompromise, as a connector's CSR.
+csr lost ec ec_paramgen_curve:P-256
+rf issue --tenant acme --profile client --csr lost.csr --out lost.pem >/dev/null
+rf revoke "$(openssl x509 -in lost.pem -noout -serial | cut -d= -f2 | tr A-F a-f)" \
+	--reason keyCompromise >/dev/null
+
+# A failed add leaves no connector (and no certificate or tenant).
+snap before.txt
+refused "cannot read missing.csr" rf connector add sync --csr missing.csr
+refused "^ringfence: CSR weak.csr: .*RSA-1024" rf connector add sync --csr weak.csr
+refused "^ringfence: CSR sync.key: " rf connector add sync --csr sync.key
+refused "^ringfence: CSR lost.csr: public key is compromised" \
+	rf connector add sync --csr lost.csr
+# An --out that cannot be written: checked before anything is issued.
+refused "^ringfence: --out $tmp/no/such/x.pem: .*: nothing was issued" \
+	rf connector add sync --csr sync.csr --out "$tmp/no/such/x.pem"
+mkdir folder
+refused "^ringfence: --out folder: a folder: name a file in it" \
+	rf connector add sync --csr sync.csr --out folder
+unchanged before.txt "a failed connector add"
+# The same add with a good CSR and --out then works.
+rf connector add sync --csr sync.csr --out sync.pem >out ||
+	fail "add after the failed ones: $(cat out)"
+grep -q "^connector sync: certificate [0-9a-f]*, valid 7 days$" out ||
+	fail "add: $(cat out)"
+openssl x509 -in sync.pem -noout -subject | grep -q "CN *= *connector.sync" ||
+	fail "sync.pem: $(openssl x509 -in sync.pem -noout -subject)"
+rf connector list | grep -q "^sync  *active$" || fail "connector list: $(rf connector list)"
+
+# An existing connector: the error says how to give it a certificate.
+snap before.txt
+refused "^ringfence: connector sync exists: give it a certificate with 'ringfence connector enroll sync --csr FILE'" \
+	rf connector add sync --csr other.csr --out other.pem
+refused "^ringfence: connector sync exists: " rf connector add sync
+# enroll checks --out first too.
+refused "^ringfence: --out $tmp/no/such/x.pem: .*: nothing was issued" \
+	rf connector enroll sync --csr other.csr --out "$tmp/no/such/x.pem"
+unchanged before.txt "a refused add of an existing connector"
+[ ! -e other.pem ] || fail "other.pem written by a refused add"
+rf connector enroll sync --csr other.csr --out other.pem >/dev/null ||
+	fail "enroll of an existing connector"
+
+# A name too long is not echoed cut: the error states the limit.
+long=$(printf 'a%.0s' $(seq 70))
+snap before.txt
+refused "^ringfence: connector name of 70 characters: use 1-48 characters" \
+	rf connector add "$long"
+grep -q "aaaaaaaaaaaaaaaa" err && fail "the long name is echoed: $(cat err)"
+unchanged before.txt "a refused long name"
+
+# show prints not after as cert list does (ISO 8601 UTC).
+serial=$(openssl x509 -in sync.pem -noout -serial | cut -d= -f2 | tr A-F a-f |
+	sed 's/^0*//')
+na=$(rf cert list | awk -v s="$serial" '$1 == s { print $4 }')
+[ -n "$na" ] || fail "cert list has no $serial: $(rf cert list)"
+rf connector show sync >show.txt
+grep -Eq "^  certificate $serial valid \(not after [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\)$" show.txt &&
+	grep -q "(not after $na)" show.txt ||
+	fail "connector show (cert list says $na): $(cat show.txt)"
+
+# entra refuses a connection whose current credential is EC, and changes
+# nothing (the connection keeps its relying party; no registration).
+rf issue --tenant acme --connection ecc --profile assertion \
+	--keygen ec-p256 >/dev/null 2>&1
+snap before.txt
+refused "^ringfence: connection acme/ecc: its credential [0-9a-f]+ has an ec-p256 key and Entra ID accepts only RSA keys: first issue it an RSA credential with 'ringfence issue --tenant acme --connection ecc --profile assertion --keygen rsa-2048', then register it$" \
+	rf connector entra acme/ecc --tenant-id "$TID" --client-id "$CID"
+unchanged before.txt "a refused entra registration"
+# Doing what it says works, and asks for no credential: it has one.
+rf issue --tenant acme --connection ecc --profile assertion \
+	--keygen rsa-2048 >/dev/null 2>&1
+rf connector entra acme/ecc --tenant-id "$TID" --client-id "$CID" >out ||
+	fail "entra after an RSA credential: $(cat out)"
+grep -q "issue its credential" out && fail "entra asks for a credential it has: $(cat out)"
+grep -q "its credential [0-9a-f]* must be registered on application $CID" out ||
+	fail "entra with a credential: $(cat out)"
+
+# A new registration without a credential says how to issue one; a changed
+# one says what changed, old -> new, and that the credential must be
+# registered on the new application; the same one changes nothing.
+rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >out
+grep -q "kind entra, rsa-2048 keys, PS256 assertions; issue its credential with 'ringfence issue --tenant acme --connection m365" out ||
+	fail "entra: $(cat out)"
+entra_cred acme/m365 cred
+cred=$(openssl x509 -in cred.pem -noout -serial | cut -d= -f2 | tr A-F a-f | sed 's/^0*//')
+leaves=$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf")
+rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID2" >out
+grep -q "^connection acme/m365: registration changed: client id $CID -> $CID2; its credential $cred must be registered on application $CID2" out ||
+	fail "re-registration: $(cat out)"
+grep -q "issue its credential" out && fail "re-registration asks for a credential it has: $(cat out)"
+[ "$(sqlite3 "$RINGFENCE_HOME/ringfence.db" \
+	"SELECT client_id FROM conn_entra WHERE tenant = 'acme' AND conn = 'm365'")" = "$CID2" ] ||
+	fail "the client id did not change"
+snap before.txt
+rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID2" >out
+grep -q "^connection acme/m365: already registered (tenant id $TID, client id $CID2); nothing changed$" out ||
+	fail "the same registration again: $(cat out)"
+unchanged before.txt "the same registration again"
+[ "$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf")" -eq $((leaves + 1)) ] ||
+	fail "audit leaves: $leaves before, $(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf") after one change"
+
+# bind counts what it bound.
+rf connector bind sync acme/m365 >out
+grep -q "^connector sync bound to 1 more connection$" out || fail "bind: $(cat out)"
+rf connector bind sync acme/m365 >out
+grep -q "^connector sync: already bound to acme/m365; nothing changed$" out ||
+	fail "bind again: $(cat out)"
+rf connector bind sync acme/m365 acme/ecc acme/ecc >out
+grep -q "^connector sync bound to 1 more connection (already bound to acme/m365)$" out ||
+	fail "bind one more: $(cat out)"
+rf --json connector show sync | grep -q '"bindings": *\["acme/ecc", *"acme/m365"\]' ||
+	fail "bindings: $(rf --json connector show sync)"
+
+# A usage error gives its hint once.
+rc=0
+rf connector bind sync >out 2>err || rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <err)" -eq 1 ] &&
+	[ "$(grep -o "see 'ringfence connector --help'" err | wc -l)" -eq 1 ] ||
+	fail "bind without a connection: rc $rc: $(cat err)"
+
+rf audit verify >/dev/null || fail "the audit record does not verify"
+echo "connector_cli: ok"
