@@ -83,14 +83,18 @@ pool_status(struct rf_cli *cli)
 		    0)
 			return cli_fail(r);
 		if (cli->json) {
+			/* Not measured yet: null, not a number. */
 			r = print_json(json_pack(
-			    "{s:s, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+			    "{s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:b}",
 			    "alg", rf_key_alg_name(ps.alg), "free",
 			    (json_int_t)ps.free, "target",
 			    (json_int_t)ps.target, "connections",
 			    (json_int_t)ps.conns, "taken", (json_int_t)ps.taken,
 			    "rejected", (json_int_t)ps.rejected, "rate",
-			    ps.rate, "refill_seconds", ps.refill_s,
+			    ps.rate > 0 ? json_real(ps.rate) : json_null(),
+			    "refill_seconds",
+			    ps.refill_s >= 0 ? json_real(ps.refill_s)
+					     : json_null(),
 			    "background_refill", cli->cfg.pool_refill != 0));
 			if (r != 0)
 				return cli_fail(r);

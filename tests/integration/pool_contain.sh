@@ -66,6 +66,8 @@ n, nrsa = int(sys.argv[2]), int(sys.argv[3])
 assert st["ec-p256"]["connections"] == n, st["ec-p256"]
 assert st["ec-p256"]["target"] == n + (n * 10 + 99) // 100, st["ec-p256"]
 assert st["rsa-2048"]["connections"] == nrsa and st["rsa-2048"]["free"] == 0, st
+# No refill has measured a rate yet: unknown, null rather than a number.
+assert st["rsa-2048"]["rate"] is None and st["rsa-2048"]["refill_seconds"] is None, st
 PY
 # With background refill off, status says who refills (its REFILL column
 # is the time a fill would take, not a promise).
