@@ -8,16 +8,19 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <openssl/pem.h>
 
 #include "cli/cli.h"
+#include "common/file.h"
 #include "connector/connector.h"
 #include "revoke/revoke.h"
 #include "store/store_incident.h"
@@ -132,11 +135,35 @@ der_to_pem(const uint8_t *der, size_t len)
 /* ------------------------------------------------------------------ */
 /* tenant                                                             */
 
+/* The prefix of connectors' pseudo-tenants, from rf_connector_tenant. */
+static const char *
+connector_prefix(void)
+{
+	static char pfx[128];
+
+	if (pfx[0] == '\0')
+		rf_connector_tenant("", pfx);
+	return pfx;
+}
+
+/*
+ * A connector's pseudo-tenant holds its TLS client certificates, not
+ * connections: `tenant add` refuses the name and `tenant list` leaves it
+ * out (`connector list` shows connectors).
+ */
+static int
+connector_tenant(const char *name)
+{
+	return strncmp(name, connector_prefix(), strlen(connector_prefix())) ==
+	    0;
+}
+
 static const char tenant_usage[] =
     "usage: ringfence tenant add NAME\n"
     "       ringfence tenant list [--json]\n"
     "       ringfence tenant show NAME [--json]\n"
-    "A tenant name is 1-64 characters of A-Z a-z 0-9 . _ -\n";
+    "A tenant name is 1-64 characters of A-Z a-z 0-9 . _ -, not starting\n"
+    "with \"connector.\" (connectors' own tenants, which list leaves out).\n";
 
 struct cert_list {
 	json_t *arr; /* NULL: print lines */
@@ -228,6 +255,12 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(pos[0], "add") == 0) {
 		if (npos != 2)
 			return cli_usage("tenant", "add needs one NAME");
+		if (connector_tenant(pos[1]))
+			return cli_fail(rf_err_set(RF_ERR_ARG,
+			    "tenant %.64s: names starting with \"%s\" are "
+			    "reserved for connectors ('ringfence connector "
+			    "add'); choose another name",
+			    pos[1], connector_prefix()));
 		if ((r = open_what(cli, CLI_ALL)) != 0)
 			return r;
 		if ((r = rf_ca_tenant_add(cli->ca, pos[1], &cli->who)) != 0)
@@ -247,6 +280,8 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 			return cli_fail(r);
 		if (!cli->json) {
 			for (i = 0; i < n; i++) {
+				if (connector_tenant(ts[i].name))
+					continue;
 				iso_time(ts[i].created, created);
 				printf("%s  %s\n", ts[i].name, created);
 			}
@@ -258,6 +293,8 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 			return cli_fail(RF_ERR_ALLOC);
 		}
 		for (i = 0; i < n; i++) {
+			if (connector_tenant(ts[i].name))
+				continue;
 			iso_time(ts[i].created, created);
 			json_array_append_new(arr,
 			    json_pack("{s:s,s:s}", "name", ts[i].name,
@@ -301,6 +338,75 @@ static const char issue_usage[] =
     "OUTDIR/NAME.pem; a line (or JSON object) per certificate on stdout.\n"
     "A CSR whose key already holds an unrevoked certificate of the tenant\n"
     "is skipped, so an interrupted run is finished by running it again.\n";
+
+/*
+ * Where --out writes is opened and checked before anything is issued, so
+ * that a bad --out changes nothing: issuance commits the certificate as
+ * its connection's current credential, and pushes the one before out.
+ * Then the chain is written under the folder's descriptor (common/file.h).
+ */
+static int
+out_fail(int r, const char *out)
+{
+	char msg[600];
+
+	snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+	return rf_err_set(r, "--out %s: %s; nothing was issued", out, msg);
+}
+
+/* The folder dir, writable, into *dirfd (close with close()). */
+static int
+out_dir_open(const char *dir, const char *out, int *dirfd)
+{
+	int r;
+
+	if ((r = rf_file_open_dir(dir, dirfd)) != 0) {
+		*dirfd = -1;
+		return out_fail(r, out);
+	}
+	if (faccessat(*dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+		r = rf_err_set(RF_ERR_IO, "cannot write in folder %s: %s", dir,
+		    strerror(errno));
+		close(*dirfd);
+		*dirfd = -1;
+		return out_fail(r, out);
+	}
+	return 0;
+}
+
+/* --out FILE: its folder into *dirfd, its name (in path) into *name. */
+static int
+out_file_open(const char *path, int *dirfd, const char **name)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[RF_PATH_MAX];
+	struct stat sb;
+	int r;
+
+	*dirfd = -1;
+	*name = slash != NULL ? slash + 1 : path;
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return out_fail(rf_err_set(RF_ERR_ARG, "path too long"), path);
+	else
+		snprintf(dir, sizeof(dir), "%.*s",
+		    slash == path ? 1 : (int)(slash - path), path);
+	if ((r = rf_file_name_check(*name)) != 0)
+		return out_fail(
+		    rf_err_set(r, "give a file name, not a folder"), path);
+	if ((r = out_dir_open(dir, path, dirfd)) != 0)
+		return r;
+	if (fstatat(*dirfd, *name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(sb.st_mode)) {
+		close(*dirfd);
+		*dirfd = -1;
+		return out_fail(
+		    rf_err_set(RF_ERR_ARG, "a folder: give a file name in it"),
+		    path);
+	}
+	return 0;
+}
 
 /*
  * The issued certificate becomes its connection's current credential in
@@ -576,17 +682,18 @@ link_dir(void *arg, size_t i, const char *serial, const char *key_id)
 /* One certificate's line (or JSON object) and its chain file. */
 static int
 issued_out(struct rf_cli *cli, const char *tenant, enum rf_profile prof,
-    const char *conn, const char *outdir, const char *serial,
+    const char *conn, const char *outdir, int outfd, const char *serial,
     const char *key_id, const char *pem, int before)
 {
-	char path[RF_PATH_MAX + 80];
+	char path[RF_PATH_MAX + 80], name[80];
 	struct stat sb;
 	int r;
 
 	snprintf(path, sizeof(path), "%s/%s.pem", outdir, conn);
-	if (pem != NULL && (!before || stat(path, &sb) != 0) &&
-	    (r = rf_write_file(
-		 path, (const uint8_t *)pem, strlen(pem), 0644)) != 0)
+	snprintf(name, sizeof(name), "%s.pem", conn);
+	if (pem != NULL && (!before || fstatat(outfd, name, &sb, 0) != 0) &&
+	    (r = rf_file_write_at(
+		 outfd, name, (const uint8_t *)pem, strlen(pem), 0644)) != 0)
 		return r;
 	if (cli->json)
 		return cli_json_put(json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b}",
@@ -605,7 +712,7 @@ issued_out(struct rf_cli *cli, const char *tenant, enum rf_profile prof,
  */
 static int
 issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
-    const char *outdir)
+    const char *outdir, int outfd)
 {
 	struct dir_csr *c = NULL;
 	struct rf_issue_req *reqs = NULL;
@@ -616,9 +723,6 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	size_t n = 0, m = 0, i, k, j, cnt, done = 0, before = 0;
 	int r;
 
-	if (mkdir(outdir, 0755) != 0 && errno != EEXIST)
-		return cli_fail(rf_err_set(RF_ERR_IO, "cannot create %s: %s",
-		    outdir, strerror(errno)));
 	if ((r = dir_read(dir, &c, &n)) != 0)
 		return cli_fail(r);
 	if ((reqs = calloc(n, sizeof(*reqs))) == NULL ||
@@ -638,7 +742,8 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 		if (r == 1) {
 			pem = stored_chain(cli, &f);
 			r = issued_out(cli, tmpl->tenant, tmpl->profile,
-			    c[i].conn, outdir, f.serial, f.key_id, pem, 1);
+			    c[i].conn, outdir, outfd, f.serial, f.key_id, pem,
+			    1);
 			free(pem);
 			free(f.der);
 			if (r != 0) {
@@ -671,7 +776,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 		for (j = 0; j < cnt; j++) {
 			if (r == 0)
 				r = issued_out(cli, tmpl->tenant, tmpl->profile,
-				    reqs[k + j].connection, outdir,
+				    reqs[k + j].connection, outdir, outfd,
 				    is[j].serial, is[j].key_id, is[j].chain_pem,
 				    0);
 			rf_issued_clear(&is[j]);
@@ -713,9 +818,10 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	uint8_t *csrbuf = NULL;
 	size_t csrlen = 0;
 	FILE *meta;
-	char *end;
+	const char *outname = NULL;
+	char *end, msg[600];
 	long d = 0;
-	int npos, r;
+	int npos, r, outfd = -1;
 
 	memset(&req, 0, sizeof(req));
 	memset(&is, 0, sizeof(is));
@@ -774,6 +880,19 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 			    RF_CSR_MAX);
 		return cli_fail(r);
 	}
+	r = 0;
+	if (csrdir != NULL && mkdir(outp, 0755) != 0 && errno != EEXIST)
+		r = out_fail(rf_err_set(RF_ERR_IO, "cannot create it: %s",
+				 strerror(errno)),
+		    outp);
+	else if (csrdir != NULL)
+		r = out_dir_open(outp, outp, &outfd);
+	else if (outp != NULL)
+		r = out_file_open(outp, &outfd, &outname);
+	if (r != 0) {
+		free(csrbuf);
+		return cli_fail(r);
+	}
 	req.tenant = tenant;
 	req.csr = csrbuf;
 	req.csrlen = csrlen;
@@ -783,7 +902,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	if ((r = open_what(cli, CLI_ALL)) != 0)
 		goto out;
 	if (csrdir != NULL) {
-		r = issue_dir(cli, &req, csrdir, outp);
+		r = issue_dir(cli, &req, csrdir, outp, outfd);
 		goto out;
 	}
 	if ((r = rf_ca_tenant_name_check(conn)) != 0) {
@@ -801,9 +920,14 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	if (outp != NULL &&
-	    (r = rf_write_file(outp, (uint8_t *)is.chain_pem,
+	    (r = rf_file_write_at(outfd, outname, (uint8_t *)is.chain_pem,
 		 strlen(is.chain_pem), 0644)) != 0) {
-		r = cli_fail(r);
+		/* Checked before; a full disk may still fail it now. */
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		r = cli_fail(rf_err_set(r,
+		    "%s: certificate %s was issued and is the current "
+		    "credential of %s/%s; 'ringfence cert show %s' prints it",
+		    msg, is.serial, tenant, conn, is.serial));
 		goto out;
 	}
 	if (cli->json) {
@@ -824,6 +948,8 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	    is.x5t, is.x5t256, is.key_id);
 	r = EXIT_OK;
 out:
+	if (outfd >= 0)
+		close(outfd);
 	rf_issued_clear(&is);
 	free(csrbuf);
 	return r;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -30,6 +31,8 @@ static const char incident_help[] =
     "       ringfence incident list [--json]\n"
     "\n"
     "SCOPE is tenant:T, connection:T/NAME, key:KEYID, issuer:CA or all.\n"
+    "--since T takes Unix seconds or a UTC time YYYY-MM-DDTHH:MM:SSZ, not\n"
+    "in the future; without it, every signature counts.\n"
     "open records the blast radius (connections, credentials, signatures of\n"
     "the keys in scope since T); contain revokes every credential in scope\n"
     "(keyCompromise), disables the keys in the token, rotates the issuing CA\n"
@@ -66,6 +69,37 @@ parse_id(const char *s, int64_t *id)
 		return -1;
 	*id = v;
 	return 0;
+}
+
+/*
+ * --since: Unix seconds, or ISO 8601 UTC "2026-12-06T08:00:00Z" (the
+ * form 'incident report' prints); not in the future. -1 otherwise.
+ */
+static int
+parse_since(const char *s, int64_t *t)
+{
+	struct tm tm;
+	const char *e;
+	char *end;
+	long long v;
+
+	if (strspn(s, "0123456789") == strlen(s)) {
+		errno = 0;
+		v = strtoll(s, &end, 10);
+		if (*s == '\0' || errno != 0)
+			return -1;
+		*t = v;
+	} else {
+		/* strptime skips white space before each number: none is
+		 * taken. */
+		memset(&tm, 0, sizeof(tm));
+		if (strspn(s, "0123456789-T:Z") != strlen(s) ||
+		    (e = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) == NULL ||
+		    *e != '\0')
+			return -1;
+		*t = (int64_t)timegm(&tm);
+	}
+	return *t <= rf_now() ? 0 : -1;
 }
 
 /* Before contain, on stdout (stderr is for the one-line error): what the
@@ -396,7 +430,12 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			reason = optarg;
 			break;
 		case 'S':
-			since = strtoll(optarg, NULL, 10);
+			if (parse_since(optarg, &since) != 0)
+				return cli_usage("incident",
+				    "--since '%.40s': give Unix seconds (e.g. "
+				    "1764979200) or a UTC time "
+				    "YYYY-MM-DDTHH:MM:SSZ, not in the future",
+				    optarg);
 			break;
 		case 't':
 			tenant = optarg;
@@ -482,6 +521,13 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			r = rf_incident_close(&c, id);
 		/* The last progress write must not hide the error. */
 		snprintf(msg, sizeof(msg), "%s", r != 0 ? rf_err_msg(r) : "");
+		/*
+		 * A run that failed or was refused is not finished: the store
+		 * keeps what it last wrote (status: interrupted, run it again
+		 * to resume), or nothing when it was refused before it began.
+		 */
+		if (r != 0)
+			rf_progress_sink(c.progress, NULL, NULL);
 		rf_progress_finish(c.progress);
 		rf_progress_free(c.progress);
 		c.progress = NULL;
@@ -610,10 +656,42 @@ print_connection(
 	return 0;
 }
 
+/*
+ * connection add of a connection that exists changes nothing: its
+ * relying-party kind decides what incident packages tell the tenant, so
+ * it is never changed behind a second add. The same kind again is no
+ * error; another kind is refused.
+ */
+static int
+conn_exists(const struct rf_conn_rec *c, const char *rp)
+{
+	char has[320];
+
+	if (c->serial[0] != '\0')
+		snprintf(has, sizeof(has),
+		    "see 'ringfence connection list --tenant %s'", c->tenant);
+	else
+		snprintf(has, sizeof(has),
+		    "it has no credential yet ('ringfence issue --tenant %s "
+		    "--connection %s')",
+		    c->tenant, c->name);
+	if (strcmp(c->rp, rp) == 0) {
+		printf("connection %s/%s exists (relying party %s): nothing "
+		       "changed\n",
+		    c->tenant, c->name, c->rp);
+		return EXIT_OK;
+	}
+	return cli_fail(rf_err_set(RF_ERR_EXISTS,
+	    "connection %s/%s exists (relying party %s): not changed to %s; "
+	    "%s",
+	    c->tenant, c->name, c->rp, rp, has));
+}
+
 int
 cmd_connection(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_conn_filter f;
+	struct rf_conn_rec old;
 	struct rf_tenant t;
 	const char *rp = "ocsp";
 	json_t *arr;
@@ -647,9 +725,13 @@ cmd_connection(struct rf_cli *cli, int argc, char **argv)
 				      "'ringfence tenant add %s'",
 				      argv[2], argv[2])
 				: r);
-		if ((r = rf_ca_tenant_name_check(argv[3])) != 0 ||
-		    (r = rf_store_conn_set(cli->store, argv[2], argv[3], rp,
-			 NULL, rf_now(), NULL)) != 0)
+		if ((r = rf_ca_tenant_name_check(argv[3])) != 0)
+			return cli_fail(r);
+		r = rf_store_conn_add(
+		    cli->store, argv[2], argv[3], rp, rf_now(), &old);
+		if (r == RF_ERR_EXISTS)
+			return conn_exists(&old, rp);
+		if (r != 0)
 			return cli_fail(r);
 		printf("connection %s/%s (%s)\n", argv[2], argv[3], rp);
 		return EXIT_OK;

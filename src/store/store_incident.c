@@ -148,6 +148,29 @@ out:
 }
 
 int
+rf_store_conn_add(struct rf_store *st, const char *tenant, const char *name,
+    const char *rp, int64_t now, struct rf_conn_rec *existing)
+{
+	int r, own = !rf_store_in_transaction(st);
+
+	/* rf_store_conn_set nests its write in the transaction opened here. */
+	if (own && (r = rf_store_begin(st)) != 0)
+		return r;
+	if ((r = rf_store_conn_get(st, tenant, name, existing)) == 0)
+		r = rf_err_set(
+		    RF_ERR_EXISTS, "connection %s/%s exists", tenant, name);
+	else if (r == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		r = rf_store_conn_set(st, tenant, name, rp, NULL, now, NULL);
+	}
+	if (own && r == 0)
+		r = rf_store_commit(st);
+	else if (own)
+		rf_store_rollback(st);
+	return r;
+}
+
+int
 rf_store_conn_foreach(struct rf_store *st, const struct rf_conn_filter *f,
     int (*fn)(void *arg, const struct rf_conn_rec *conn,
 	const struct rf_cert_rec *cur),

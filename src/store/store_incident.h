@@ -32,6 +32,13 @@ int rf_store_conn_set(struct rf_store *st, const char *tenant, const char *name,
     const char *rp, const char *serial, int64_t now, int64_t *id) RF_WUR;
 int rf_store_conn_get(struct rf_store *st, const char *tenant, const char *name,
     struct rf_conn_rec *out) RF_WUR;
+/*
+ * Create the connection (tenant, name) with rp and no credential, only if
+ * it does not exist: RF_ERR_EXISTS, *existing filled and nothing changed,
+ * when it does (read and insert are one transaction).
+ */
+int rf_store_conn_add(struct rf_store *st, const char *tenant, const char *name,
+    const char *rp, int64_t now, struct rf_conn_rec *existing) RF_WUR;
 /* Selection; NULL fields do not filter. key_id and issuer apply to the
  * connection's current certificate. */
 struct rf_conn_filter {

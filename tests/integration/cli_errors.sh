@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# The CLI refuses what it cannot do well with one line that says what to
+# do next, a non-zero exit, and nothing changed in the store: connection
+# add on an existing connection, issue to an --out it cannot write, tenant
+# add of a connector's reserved name, incident close before the
+# connections are done, incident open with a --since it cannot read.
+set -euo pipefail
+. "$(dirname "$0")/lib/state.sh" clierr
+db=$RINGFENCE_HOME/ringfence.db
+err=$RINGFENCE_HOME/err
+out=$RINGFENCE_HOME/out
+q() { sqlite3 -cmd ".timeout 10000" "$db" "$1"; }
+# What a refusal must leave alone: connections, certificates, tenants,
+# incidents and their progress records.
+snapshot() {
+	q "SELECT tenant, name, rp, serial, previous FROM conns ORDER BY id"
+	q "SELECT serial, revoked FROM certs ORDER BY serial"
+	q "SELECT name FROM tenants ORDER BY name"
+	q "SELECT id, state, since FROM incidents ORDER BY id"
+	q "SELECT * FROM progress ORDER BY 1"
+}
+# refused WHAT ARGS...: rf ARGS exits non-zero with one line on stderr
+# ($err) and the store as it was.
+refused() {
+	local what=$1 before
+	shift
+	before=$(snapshot)
+	if rf "$@" >"$out" 2>"$err"; then fail "$what: accepted: $(cat "$out")"; fi
+	[ "$(wc -l <"$err")" = 1 ] || fail "$what: not one line: $(cat "$err")"
+	[ "$(snapshot)" = "$before" ] || fail "$what: the store changed"
+}
+says() { grep -qF -- "$2" "$err" || fail "$1: $(cat "$err")"; }
+
+rf init 2>/dev/null
+for t in acme contoso globex; do rf tenant add "$t" >/dev/null; done
+cd "$RINGFENCE_HOME"
+
+# 1. connection add makes a new connection, and never changes the relying
+# party of one that exists: an entra connection stays pinned.
+rf connection add acme api --rp pinned >"$out" || fail "connection add (new)"
+grep -qF "connection acme/api (pinned)" "$out" || fail "connection add (new): $(cat "$out")"
+[ "$(q "SELECT rp FROM conns WHERE tenant = 'acme' AND name = 'api'")" = pinned ] ||
+	fail "connection add made no pinned connection"
+rf connector entra acme/m365 --tenant-id 72f988bf-86f1-41af-91ab-2d7cd011db47 \
+	--client-id 00000003-0000-4000-8000-0000000000aa >/dev/null
+refused "connection add (other kind)" connection add acme m365 --rp ocsp
+says "connection add (other kind)" "connection acme/m365 exists (relying party pinned): not changed to ocsp"
+[ "$(q "SELECT rp FROM conns WHERE tenant = 'acme' AND name = 'm365'")" = pinned ] ||
+	fail "connection add changed the relying party"
+before=$(snapshot)
+rf connection add acme m365 --rp pinned >"$out" 2>"$err" || fail "connection add (same kind): $(cat "$err")"
+grep -qF "connection acme/m365 exists (relying party pinned): nothing changed" "$out" ||
+	fail "connection add (same kind): $(cat "$out")"
+[ "$(snapshot)" = "$before" ] || fail "connection add (same kind) changed the store"
+rf issue --tenant acme --connection m365 --profile client --keygen rsa-2048 >/dev/null 2>&1
+refused "connection add (default kind)" connection add acme m365
+says "connection add (default kind)" "see 'ringfence connection list --tenant acme'"
+
+# 2. issue with an --out it cannot write issues nothing: the connection
+# keeps its credential.
+rf issue --tenant contoso --profile client --keygen ec-p256 >/dev/null 2>&1
+certs=$(rf cert list)
+conns=$(rf connection list --json)
+refused "issue --out missing folder" issue --tenant contoso --profile client --keygen ec-p256 \
+	--out "$RINGFENCE_HOME/nonexistent/x.pem"
+says "issue --out missing folder" "nothing was issued"
+mkdir chains
+refused "issue --out folder" issue --tenant contoso --profile client --keygen ec-p256 --out chains
+says "issue --out folder" "nothing was issued"
+mkdir csrs
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout web.key \
+	-subj /CN=contoso -out csrs/web.pem 2>/dev/null
+touch afile
+refused "issue --csr-dir --out file" issue --tenant contoso --profile client --csr-dir csrs --out afile
+says "issue --csr-dir --out file" "nothing was issued"
+refused "issue --csr-dir --out missing parent" issue --tenant contoso --profile client --csr-dir csrs \
+	--out "$RINGFENCE_HOME/nonexistent/chains"
+[ "$(rf cert list)" = "$certs" ] || fail "cert list changed after refused issues"
+[ "$(rf connection list --json)" = "$conns" ] || fail "connection list changed after refused issues"
+# A writable --out still gets the chain.
+rf issue --tenant contoso --profile client --keygen ec-p256 --out chains/c.pem >/dev/null
+openssl x509 -in chains/c.pem -noout || fail "issue --out wrote no certificate"
+rf issue --tenant contoso --profile client --csr-dir csrs --out chains >/dev/null 2>&1
+openssl x509 -in chains/web.pem -noout || fail "issue --csr-dir wrote no chain"
+
+# 3. connector.NAME tenants are the connectors': tenant add refuses them,
+# tenant list leaves them out.
+refused "tenant add connector." tenant add connector.evil
+says "tenant add connector." "reserved for connectors"
+rf connector add sync >/dev/null
+[ "$(q "SELECT count(*) FROM tenants WHERE name = 'connector.sync'")" = 1 ] ||
+	fail "connector add made no tenant (test premise)"
+[ "$(rf tenant list | awk '{print $1}' | tr '\n' ' ')" = "acme contoso globex " ] ||
+	fail "tenant list: $(rf tenant list)"
+rf tenant list --json | python3 -c 'import json,sys
+names = [t["name"] for t in json.load(sys.stdin)]
+assert names == ["acme", "contoso", "globex"], names' || fail "tenant list --json"
+
+# 4. A refused close leaves no close progress, and says what to do next for
+# the state the connections are in.
+id=$(rf incident open --scope connection:contoso/default --reason "cli errors" 2>/dev/null)
+refused "close (affected)" incident close "$id"
+says "close (affected)" "still affected (no new credential yet): run 'ringfence incident contain $id' first"
+status_no_close() {
+	rf incident status "$id" >"$out" || fail "status: $(cat "$out")"
+	! grep -Eq '^  close[: ]' "$out" || fail "$1: status shows close progress: $(cat "$out")"
+	rf incident status "$id" --json | python3 -c 'import json,sys
+s = json.load(sys.stdin)
+assert "close_progress" not in s, s["close_progress"]' || fail "$1: status --json shows close progress"
+}
+status_no_close "close (affected)"
+rf incident contain "$id" >/dev/null
+refused "close (contained)" incident close "$id"
+says "close (contained)" "contained but not yet re-established: once a tenant uses its new credential, run 'ringfence incident confirm $id --tenant T'"
+status_no_close "close (contained)"
+rf incident confirm "$id" --tenant contoso >/dev/null
+rf incident close "$id" >/dev/null
+rf incident status "$id" --json | python3 -c 'import json,sys
+p = json.load(sys.stdin)["close_progress"]
+assert p["finished"] and p["phase"], p' || fail "a close that ran shows no finished progress"
+
+# 5. --since is Unix seconds or YYYY-MM-DDTHH:MM:SSZ, nothing else.
+for c in m365 api; do
+	rf issue --tenant globex --connection "$c" --profile client --keygen ec-p256 >/dev/null 2>&1
+done
+for bad in yesterday 2026-13-01T00:00:00Z 12abc "" 2026-12-06 " 1700000000" 99999999999; do
+	refused "--since '$bad'" incident open --scope connection:globex/m365 --reason x --since "$bad"
+	says "--since '$bad'" "Unix seconds"
+done
+id=$(rf incident open --scope connection:globex/m365 --reason x --since 2026-01-02T03:04:05Z 2>/dev/null)
+[ "$(q "SELECT since FROM incidents WHERE id = $id")" = 1767323045 ] || fail "--since ISO 8601 not stored"
+# (globex/m365 is in the incident above: this one has globex/api.)
+id=$(rf incident open --scope tenant:globex --reason x --since 1700000000 2>/dev/null)
+[ "$(q "SELECT since FROM incidents WHERE id = $id")" = 1700000000 ] || fail "--since seconds not stored"
+rf incident --help | grep -q "YYYY-MM-DDTHH:MM:SSZ" || fail "incident --help does not name the --since formats"
+echo "cli errors: OK"
