@@ -2706,13 +2706,12 @@ struct issue_batch {
 	int running;
 };
 
-/* Checks, keys, subjects: everything before the TBS and signatures. */
+/* The batch of reqs, its CSRs parsed; batch_end frees it. */
 static int
-batch_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+batch_begin(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     const struct rf_actor *who, struct issue_batch *b)
 {
-	size_t i, j;
-	int r;
+	size_t i;
 
 	memset(b, 0, sizeof(*b));
 	pthread_mutex_init(&b->told.mu, NULL);
@@ -2727,6 +2726,18 @@ batch_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 	for (i = 0; i < n; i++)
 		b->items[i].req = &reqs[i];
 	issue_csrs(b->items, n);
+	return 0;
+}
+
+/* Every check of the requests, before any key is made. */
+static int
+batch_check(struct issue_batch *b)
+{
+	struct rf_ca *ca = b->ca;
+	const struct rf_issue_req *reqs = b->reqs;
+	size_t i, j, n = b->n;
+	int r;
+
 	for (i = 0; i < n; i++) {
 		struct issue_item *items = b->items;
 
@@ -2758,6 +2769,20 @@ batch_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 				    reqs[j].tenant, reqs[i].tenant);
 		}
 	}
+	return 0;
+}
+
+/* Checks, keys, subjects: everything before the TBS and signatures. */
+static int
+batch_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+    const struct rf_actor *who, struct issue_batch *b)
+{
+	size_t i;
+	int r;
+
+	if ((r = batch_begin(ca, reqs, n, who, b)) != 0 ||
+	    (r = batch_check(b)) != 0)
+		return r;
 	/* Keys generated in the token only once every request is valid. */
 	if ((r = issue_keygen(ca, reqs, b->items, n, who)) != 0)
 		return r;
@@ -2873,6 +2898,19 @@ batch_end(struct issue_batch *b, struct rf_issued *out, int r)
 	pthread_cond_destroy(&b->told.cv);
 	pthread_mutex_destroy(&b->told.mu);
 	return r;
+}
+
+int
+rf_ca_issue_check(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n)
+{
+	struct issue_batch b;
+	int r;
+
+	if (ca == NULL || reqs == NULL || n == 0)
+		return rf_err_set(RF_ERR_ARG, "nothing to issue");
+	if ((r = batch_begin(ca, reqs, n, NULL, &b)) == 0)
+		r = batch_check(&b);
+	return batch_end(&b, NULL, r);
 }
 
 int

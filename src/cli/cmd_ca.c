@@ -100,17 +100,6 @@ open_what(struct rf_cli *cli, int what)
 	return r < 0 ? cli_fail(r) : r;
 }
 
-static void
-iso_time(int64_t t, char out[32])
-{
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(out, 32, "%lld", (long long)t);
-}
-
 static const char *
 cert_status(const struct rf_cert_rec *c)
 {
@@ -176,7 +165,7 @@ cert_row(void *arg, const struct rf_cert_rec *c)
 	struct cert_list *l = arg;
 	char na[32];
 
-	iso_time(c->not_after, na);
+	cli_iso_time(c->not_after, na);
 	l->n++;
 	if (l->arr != NULL)
 		return json_array_append_new(l->arr,
@@ -209,7 +198,7 @@ tenant_show(struct rf_cli *cli, const char *name)
 			    name, name);
 		return cli_fail(r);
 	}
-	iso_time(t.created, created);
+	cli_iso_time(t.created, created);
 	memset(&f, 0, sizeof(f));
 	f.tenant = name;
 	if (cli->json) {
@@ -282,7 +271,7 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 			for (i = 0; i < n; i++) {
 				if (connector_tenant(ts[i].name))
 					continue;
-				iso_time(ts[i].created, created);
+				cli_iso_time(ts[i].created, created);
 				printf("%s  %s\n", ts[i].name, created);
 			}
 			free(ts);
@@ -295,7 +284,7 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 		for (i = 0; i < n; i++) {
 			if (connector_tenant(ts[i].name))
 				continue;
-			iso_time(ts[i].created, created);
+			cli_iso_time(ts[i].created, created);
 			json_array_append_new(arr,
 			    json_pack("{s:s,s:s}", "name", ts[i].name,
 				"created", created));
@@ -354,58 +343,24 @@ out_fail(int r, const char *out)
 	return rf_err_set(r, "--out %s: %s; nothing was issued", out, msg);
 }
 
-/* The folder dir, writable, into *dirfd (close with close()). */
+/* cli_out_dir_open, its error ending in "nothing was issued". */
 static int
 out_dir_open(const char *dir, const char *out, int *dirfd)
 {
 	int r;
 
-	if ((r = rf_file_open_dir(dir, dirfd)) != 0) {
-		*dirfd = -1;
-		return out_fail(r, out);
-	}
-	if (faccessat(*dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
-		r = rf_err_set(RF_ERR_IO, "cannot write in folder %s: %s", dir,
-		    strerror(errno));
-		close(*dirfd);
-		*dirfd = -1;
-		return out_fail(r, out);
-	}
-	return 0;
+	return (r = cli_out_dir_open(dir, dirfd)) != 0 ? out_fail(r, out) : 0;
 }
 
-/* --out FILE: its folder into *dirfd, its name (in path) into *name. */
+/* cli_out_file_open, its error ending in "nothing was issued". */
 static int
 out_file_open(const char *path, int *dirfd, const char **name)
 {
-	const char *slash = strrchr(path, '/');
-	char dir[RF_PATH_MAX];
-	struct stat sb;
 	int r;
 
-	*dirfd = -1;
-	*name = slash != NULL ? slash + 1 : path;
-	if (slash == NULL)
-		snprintf(dir, sizeof(dir), ".");
-	else if ((size_t)(slash - path) >= sizeof(dir))
-		return out_fail(rf_err_set(RF_ERR_ARG, "path too long"), path);
-	else
-		snprintf(dir, sizeof(dir), "%.*s",
-		    slash == path ? 1 : (int)(slash - path), path);
-	if ((r = rf_file_name_check(*name)) != 0)
-		return out_fail(
-		    rf_err_set(r, "give a file name, not a folder"), path);
-	if ((r = out_dir_open(dir, path, dirfd)) != 0)
-		return r;
-	if (fstatat(*dirfd, *name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISDIR(sb.st_mode)) {
-		close(*dirfd);
-		*dirfd = -1;
-		return out_fail(
-		    rf_err_set(RF_ERR_ARG, "a folder: give a file name in it"),
-		    path);
-	}
-	return 0;
+	return (r = cli_out_file_open(path, dirfd, name)) != 0
+	    ? out_fail(r, path)
+	    : 0;
 }
 
 /*
@@ -465,6 +420,39 @@ issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
 			    "accepts only RSA keys)",
 			    tenant, conn));
 	}
+	return 0;
+}
+
+/*
+ * The previous credentials that new ones push out of their connections,
+ * revoked (superseded) and published before anything is issued, once the
+ * requests have passed issuance's checks (rf_revoke_superseded): a
+ * credential no connection names would stay valid out of every incident's
+ * reach. A failure issues nothing.
+ */
+static int
+supersede(
+    struct rf_cli *cli, const char *tenant, const char *const *conns, size_t n)
+{
+	char msg[600];
+	size_t done;
+	int r;
+
+	if ((r = rf_revoke_superseded(&cli->cfg, cli->store, cli->keys, cli->ca,
+		 cli->audit, tenant, conns, n, &cli->who, &done)) != 0) {
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		return cli_fail(rf_err_set(r,
+		    "%s (revoking the previous credentials the new ones "
+		    "supersede: nothing was issued)",
+		    msg));
+	}
+	if (done > 0)
+		fprintf(stderr,
+		    "ringfence: revoked %zu previous credential%s "
+		    "(superseded): "
+		    "a connection keeps its current and previous credentials "
+		    "valid, no more\n",
+		    done, done == 1 ? "" : "s");
 	return 0;
 }
 
@@ -717,6 +705,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	struct dir_csr *c = NULL;
 	struct rf_issue_req *reqs = NULL;
 	struct rf_issued *is = NULL;
+	const char **conns = NULL;
 	struct found_cert f;
 	struct dir_link link;
 	char msg[600], *pem;
@@ -726,6 +715,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	if ((r = dir_read(dir, &c, &n)) != 0)
 		return cli_fail(r);
 	if ((reqs = calloc(n, sizeof(*reqs))) == NULL ||
+	    (conns = calloc(n + 1, sizeof(*conns))) == NULL ||
 	    (is = calloc(ISSUE_DIR_BATCH, sizeof(*is))) == NULL) {
 		r = cli_fail(RF_ERR_ALLOC);
 		goto out;
@@ -759,6 +749,14 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 		reqs[m].connection = c[i].conn;
 		m++;
 	}
+	for (i = 0; i < m; i++)
+		conns[i] = reqs[i].connection;
+	if (m > 0 && (r = rf_ca_issue_check(cli->ca, reqs, m)) != 0) {
+		r = cli_fail(r);
+		goto out;
+	}
+	if ((r = supersede(cli, tmpl->tenant, conns, m)) != 0)
+		goto out;
 	link.st = cli->store;
 	link.tenant = tmpl->tenant;
 	for (k = 0; k < m; k += cnt) {
@@ -796,6 +794,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	r = EXIT_OK;
 out:
 	free(is);
+	free(conns);
 	free(reqs);
 	dir_csrs_free(c, n);
 	return r;
@@ -911,6 +910,12 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	}
 	if ((r = issue_alg_check(cli, tenant, conn, &req)) != 0)
 		goto out;
+	if ((r = rf_ca_issue_check(cli->ca, &req, 1)) != 0) {
+		r = cli_fail(r);
+		goto out;
+	}
+	if ((r = supersede(cli, tenant, &conn, 1)) != 0)
+		goto out;
 	link.st = cli->store;
 	link.tenant = tenant;
 	link.name = conn;
@@ -988,9 +993,9 @@ cert_show(struct rf_cli *cli, const char *serial)
 		rf_cert_rec_clear(&c);
 		return cli_fail(RF_ERR_ALLOC);
 	}
-	iso_time(c.not_before, nb);
-	iso_time(c.not_after, na);
-	iso_time(c.revoked_at, ra);
+	cli_iso_time(c.not_before, nb);
+	cli_iso_time(c.not_after, na);
+	cli_iso_time(c.revoked_at, ra);
 	if (cli->json) {
 		json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,"
 				      "s:s,s:s,s:s}",

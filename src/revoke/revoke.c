@@ -26,6 +26,7 @@
 #include "common/progress.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
+#include "store/store_incident.h"
 
 /* Upper bound on one revocation: far above any tenant's certificates. */
 #define REVOKE_MAX (4u * 1024 * 1024)
@@ -670,6 +671,65 @@ rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
 {
 	return rf_revoke_serials_timed(
 	    cfg, st, keys, ca, audit, serials, n, reason, who, revoked, NULL);
+}
+
+int
+rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char *tenant, const char *const *conns, size_t n,
+    const struct rf_actor *who, size_t *revoked)
+{
+	struct rf_conn_rec cn;
+	struct rf_cert_rec cr;
+	const char **serials = NULL;
+	char(*prev)[41] = NULL;
+	size_t i, k = 0, done = 0;
+	int64_t now = rf_now();
+	int r = 0, live;
+
+	if (revoked != NULL)
+		*revoked = 0;
+	if (n == 0)
+		return 0;
+	if ((serials = calloc(n, sizeof(*serials))) == NULL ||
+	    (prev = calloc(n, sizeof(*prev))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n && r == 0; i++) {
+		if ((r = rf_store_conn_get(st, tenant, conns[i], &cn)) ==
+		    RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			r = 0;
+			continue;
+		}
+		if (r != 0 || cn.serial[0] == '\0' || cn.previous[0] == '\0' ||
+		    strcmp(cn.serial, cn.previous) == 0)
+			continue;
+		memset(&cr, 0, sizeof(cr));
+		if ((r = rf_store_cert_get(st, cn.previous, &cr)) ==
+		    RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			r = 0;
+			continue;
+		}
+		live = r == 0 && !cr.revoked && cr.not_after >= now;
+		rf_cert_rec_clear(&cr);
+		if (live) {
+			snprintf(prev[k], sizeof(prev[k]), "%s", cn.previous);
+			serials[k] = prev[k];
+			k++;
+		}
+	}
+	if (r == 0 && k > 0)
+		r = rf_revoke_serials(cfg, st, keys, ca, audit, serials, k,
+		    RF_CRL_REASON_SUPERSEDED, who, &done);
+	if (r == 0 && revoked != NULL)
+		*revoked = done;
+out:
+	free(serials);
+	free(prev);
+	return r;
 }
 
 /* A list of serials revoked, its publication begun (with thread: its

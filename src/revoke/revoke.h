@@ -89,6 +89,21 @@ int rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
     const char **serials, size_t n, int reason, const struct rf_actor *who,
     size_t *revoked) RF_WUR;
 
+/*
+ * A connection keeps two valid credentials: its current one and the one
+ * before it (the relying party's rollover). Before new credentials are
+ * issued for connections conns[0..n) of tenant, the previous credential of
+ * each that has both, if still valid, is revoked (superseded) and
+ * published, in one rf_revoke_serials: otherwise it would stay valid with
+ * no connection naming it, and an incident, which replaces what the
+ * connections name, would leave it so. *revoked (may be NULL) receives how
+ * many were. Connections that do not exist yet are skipped.
+ */
+int rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
+    struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
+    const char *tenant, const char *const *conns, size_t n,
+    const struct rf_actor *who, size_t *revoked) RF_WUR;
+
 /* Seconds spent in each step of a revocation. */
 struct rf_revoke_times {
 	double commit_s; /* select, revoke and record, one transaction */

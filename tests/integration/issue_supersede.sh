@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# A connection keeps two valid credentials, its current one and the one
+# before it: issuing a third revokes the oldest (superseded) and publishes
+# it before anything is issued, so that no valid credential is left that
+# no connection names. An incident replaces what the connections name; a
+# credential pushed out of them stayed valid through contain (a review
+# found a third credential of globex/m365 valid, its key active, after
+# the incident that contained the connection).
+set -euo pipefail
+. "$(dirname "$0")/lib/state.sh" supersede
+h=$RINGFENCE_HOME
+status() { # SERIAL -> valid | revoked
+	rf cert list --json | python3 -c '
+import json, sys
+print(next(c["status"] for c in json.load(sys.stdin) if c["serial"] == sys.argv[1]))' "$1"
+}
+serial() { sed -n 's/^serial: //p' "$1"; }
+valid() { # TENANT -> number of valid certificates
+	rf cert list --json | python3 -c '
+import json, sys
+print(sum(1 for c in json.load(sys.stdin) if c["tenant"] == sys.argv[1] and c["status"] == "valid"))' "$1"
+}
+
+rf init >/dev/null
+rf tenant add globex >/dev/null
+
+# 1. Two credentials: both valid (the rollover). The third revokes the first.
+for i in 1 2; do
+	rf issue --tenant globex --connection m365 --profile client \
+		--keygen ec-p256 --out "$h/c$i.pem" >"$h/c$i.txt"
+done
+s1=$(serial "$h/c1.txt") s2=$(serial "$h/c2.txt")
+[ "$(status "$s1")" = valid ] && [ "$(status "$s2")" = valid ] ||
+	fail "a connection's previous credential was revoked by the next"
+rf issue --tenant globex --connection m365 --profile client \
+	--keygen ec-p256 --out "$h/c3.pem" >"$h/c3.txt" 2>"$h/c3.err"
+s3=$(serial "$h/c3.txt")
+grep -q "revoked 1 previous credential (superseded)" "$h/c3.err" ||
+	fail "the third issue did not say what it revoked: $(cat "$h/c3.err")"
+[ "$(status "$s1")" = revoked ] || fail "the first credential is still valid after the third"
+[ "$(status "$s2")" = valid ] && [ "$(status "$s3")" = valid ] ||
+	fail "the current and previous credentials are not both valid"
+# Published: the issuing CA's CRL lists it, reason superseded (openssl).
+rf crl --issuer issuing --out "$h/issuing.crl" >/dev/null
+openssl crl -inform DER -in "$h/issuing.crl" -noout -text >"$h/crl.txt"
+grep -A4 "Serial Number: 0*$(echo "$s1" | tr a-f A-F)" "$h/crl.txt" |
+	grep -q "Superseded" || fail "the CRL does not list $s1 as superseded: $(cat "$h/crl.txt")"
+# A failed issue (an --out it cannot write) revokes nothing.
+if rf issue --tenant globex --connection m365 --profile client \
+	--keygen ec-p256 --out /nonexistent/x.pem 2>/dev/null; then
+	fail "an issue to an --out it cannot write succeeded"
+fi
+[ "$(status "$s2")" = valid ] || fail "a failed issue revoked the previous credential"
+# Nor does one whose CSR issuance refuses (checked before anything is
+# revoked): one line, the one of the refusal.
+echo "not a CSR" >"$h/bad.csr"
+if rf issue --tenant globex --connection m365 --profile client \
+	--csr "$h/bad.csr" 2>"$h/bad.err"; then
+	fail "a bad CSR was issued"
+fi
+[ "$(wc -l <"$h/bad.err")" = 1 ] || fail "bad CSR: not one line: $(cat "$h/bad.err")"
+[ "$(status "$s2")" = valid ] || fail "a refused CSR revoked the previous credential"
+
+# 2. --csr-dir: each file's connection the same way, in one revocation.
+mkdir "$h/csrs"
+for round in 1 2 3; do
+	rm -f "$h"/csrs/*
+	for c in a b; do
+		openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+			-nodes -keyout "$h/$c$round.key" -out "$h/csrs/$c.csr" \
+			-subj "/CN=$c" 2>/dev/null
+	done
+	rf issue --tenant globex --profile client --csr-dir "$h/csrs" \
+		--out "$h/out$round" >/dev/null 2>"$h/dir$round.err" ||
+		fail "issue --csr-dir, round $round: $(cat "$h/dir$round.err")"
+done
+grep -q "revoked 2 previous credentials (superseded)" "$h/dir3.err" ||
+	fail "the third --csr-dir did not revoke the two oldest: $(cat "$h/dir3.err")"
+# Three connections of globex, two valid credentials each.
+[ "$(valid globex)" = 6 ] || fail "globex has $(valid globex) valid certificates, not 6"
+
+# 3. An incident on the connection leaves none of its old credentials
+# valid: only its new one.
+id=$(rf incident open --scope connection:globex/m365 --reason test | head -1)
+rf incident contain "$id" >/dev/null 2>&1 || fail "contain failed"
+[ "$(status "$s2")" = revoked ] && [ "$(status "$s3")" = revoked ] ||
+	fail "contain left an old credential of globex/m365 valid"
+[ "$(valid globex)" = 5 ] ||
+	fail "after contain globex has $(valid globex) valid certificates, not 5 (m365's new one, a and b's two each)"
+rf audit verify >/dev/null || fail "the audit record does not verify"
+echo "issue_supersede: ok"
