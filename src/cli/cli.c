@@ -1,12 +1,78 @@
 /* Shared plumbing of the subcommands: opening state, errors, usage. */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
 #include "cli/cli.h"
+#include "common/file.h"
+
+void
+cli_iso_time(int64_t t, char out[32])
+{
+	struct tm tm;
+	time_t tt = (time_t)t;
+
+	if (gmtime_r(&tt, &tm) == NULL ||
+	    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
+		snprintf(out, 32, "%lld", (long long)t);
+}
+
+int
+cli_out_dir_open(const char *dir, int *dirfd)
+{
+	int r;
+
+	if ((r = rf_file_open_dir(dir, dirfd)) != 0) {
+		*dirfd = -1;
+		return r;
+	}
+	if (faccessat(*dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0) {
+		r = rf_err_set(RF_ERR_IO, "cannot write in folder %s: %s", dir,
+		    strerror(errno));
+		close(*dirfd);
+		*dirfd = -1;
+	}
+	return r;
+}
+
+int
+cli_out_file_open(const char *path, int *dirfd, const char **name)
+{
+	const char *slash = strrchr(path, '/');
+	char dir[RF_PATH_MAX];
+	struct stat sb;
+	int r;
+
+	*dirfd = -1;
+	*name = slash != NULL ? slash + 1 : path;
+	if (slash == NULL)
+		snprintf(dir, sizeof(dir), ".");
+	else if ((size_t)(slash - path) >= sizeof(dir))
+		return rf_err_set(RF_ERR_ARG, "path too long");
+	else
+		snprintf(dir, sizeof(dir), "%.*s",
+		    slash == path ? 1 : (int)(slash - path), path);
+	if ((r = rf_file_name_check(*name)) != 0)
+		return rf_err_set(r, "give a file name, not a folder");
+	if ((r = cli_out_dir_open(dir, dirfd)) != 0)
+		return r;
+	if (fstatat(*dirfd, *name, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+	    S_ISDIR(sb.st_mode)) {
+		close(*dirfd);
+		*dirfd = -1;
+		return rf_err_set(
+		    RF_ERR_ARG, "a folder: give a file name in it");
+	}
+	return 0;
+}
 
 int
 cli_json_put(json_t *j)

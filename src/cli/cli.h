@@ -57,6 +57,17 @@ int cli_flush(void) RF_WUR;
 /* True if argv[i] is --help or -h. */
 int cli_wants_help(int argc, char **argv);
 
+/* t as ISO 8601 UTC ("2026-12-06T21:00:00Z"), as listings print times. */
+void cli_iso_time(int64_t t, char out[32]);
+/*
+ * Where an --out writes, checked before anything is made: the folder dir
+ * opened into *dirfd (close with close()) and writable; for a file path,
+ * also its name in it (*name, pointing into path), which must not be a
+ * folder. The file is then written under *dirfd (common/file.h).
+ */
+int cli_out_dir_open(const char *dir, int *dirfd) RF_WUR;
+int cli_out_file_open(const char *path, int *dirfd, const char **name) RF_WUR;
+
 int cmd_init(struct rf_cli *cli, int argc, char **argv);
 int cmd_tenant(struct rf_cli *cli, int argc, char **argv);
 int cmd_issue(struct rf_cli *cli, int argc, char **argv);

@@ -33,8 +33,6 @@ one(void *arg, const struct rf_alert_rec *a)
 	const struct listing *ls = arg;
 	json_t *arr = ls->arr, *j;
 	char t[32];
-	struct tm tm;
-	time_t tt = (time_t)a->time;
 
 	if (arr != NULL) {
 		char *s = rf_connector_alert_json(a);
@@ -47,9 +45,7 @@ one(void *arg, const struct rf_alert_rec *a)
 		json_object_set_new(j, "delivered", json_boolean(a->delivered));
 		return json_array_append_new(arr, j) == 0 ? 0 : RF_ERR_ALLOC;
 	}
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(t, sizeof(t), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(t, sizeof(t), "%lld", (long long)a->time);
+	cli_iso_time(a->time, t);
 	printf("%s %-20s %s/%s connector %s: %s%s\n", t, a->kind, a->tenant,
 	    a->conn, a->connector, a->detail,
 	    a->delivered || !ls->webhook ? "" : " [webhook pending]");

@@ -113,43 +113,6 @@ own_tenant(struct rf_cli *cli, const char *tenant)
 }
 
 /*
- * --out FILE: its folder opened (*dirfd, close with close()) and checked
- * writable, and its name in it (*base), before anything is issued: a path
- * that cannot be written leaves nothing made.
- */
-static int
-out_open(const char *out, int *dirfd, const char **base)
-{
-	const char *sl = strrchr(out, '/');
-	char *dir;
-	struct stat sb;
-	int r;
-
-	*dirfd = -1;
-	*base = sl != NULL ? sl + 1 : out;
-	if ((r = rf_file_name_check(*base)) != 0)
-		return r;
-	dir = sl == NULL ? strdup(".")
-			 : strndup(out, sl == out ? 1 : (size_t)(sl - out));
-	if (dir == NULL)
-		return RF_ERR_ALLOC;
-	if ((r = rf_file_open_dir(dir, dirfd)) == 0 &&
-	    faccessat(*dirfd, ".", W_OK | X_OK, AT_EACCESS) != 0)
-		r = rf_err_set(RF_ERR_IO, "cannot write in folder %s: %s", dir,
-		    strerror(errno));
-	else if (r == 0 &&
-	    fstatat(*dirfd, *base, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISDIR(sb.st_mode))
-		r = rf_err_set(RF_ERR_ARG, "a folder: name a file in it");
-	free(dir);
-	if (r != 0 && *dirfd >= 0) {
-		close(*dirfd);
-		*dirfd = -1;
-	}
-	return r;
-}
-
-/*
  * What issuance checks of a connector's CSR, before anything is made: the
  * request (rf_ca_csr_parse) and its key, never a compromised one nor one
  * serving another tenant's connection (rf_store_key_admit).
@@ -217,7 +180,7 @@ enroll(struct rf_cli *cli, const char *name, const char *csr, const char *out,
 
 	memset(&is, 0, sizeof(is));
 	rf_connector_tenant(name, tenant);
-	if (out != NULL && (r = out_open(out, &dirfd, &base)) != 0) {
+	if (out != NULL && (r = cli_out_file_open(out, &dirfd, &base)) != 0) {
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 		r = rf_err_set(r, "--out %s: %s: nothing was issued", out, msg);
 		goto out;
@@ -434,18 +397,6 @@ struct show {
 	json_t *certs, *binds;
 };
 
-/* ISO 8601 UTC, as 'cert list' prints times. */
-static void
-utc_time(int64_t t, char out[32])
-{
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(out, 32, "%lld", (long long)t);
-}
-
 static int
 show_cert(void *arg, const char *serial)
 {
@@ -469,7 +420,7 @@ show_cert(void *arg, const char *serial)
 		    ? 0
 		    : RF_ERR_ALLOC;
 	else {
-		utc_time(c.not_after, na);
+		cli_iso_time(c.not_after, na);
 		printf(
 		    "  certificate %s %s (not after %s)\n", serial, status, na);
 	}

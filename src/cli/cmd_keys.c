@@ -351,16 +351,12 @@ static int
 print_compromised(void *arg, const struct rf_compromised_rec *k)
 {
 	struct list_ctx *c = arg;
-	time_t t = (time_t)k->time;
-	struct tm tm;
 	char when[32], inc[24];
 	json_t *o;
 	char *s;
 
 	c->n++;
-	if (gmtime_r(&t, &tm) == NULL ||
-	    strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(when, sizeof(when), "%lld", (long long)k->time);
+	cli_iso_time(k->time, when);
 	if (!c->cli->json) {
 		snprintf(inc, sizeof(inc), "%lld", (long long)k->incident);
 		printf("%-64s  %-40s  %-12s  %-8s  %s\n", k->ident, k->serial,

@@ -69,7 +69,7 @@ refused "^ringfence: CSR lost.csr: public key is compromised" \
 refused "^ringfence: --out $tmp/no/such/x.pem: .*: nothing was issued" \
 	rf connector add sync --csr sync.csr --out "$tmp/no/such/x.pem"
 mkdir folder
-refused "^ringfence: --out folder: a folder: name a file in it" \
+refused "^ringfence: --out folder: a folder: give a file name in it" \
 	rf connector add sync --csr sync.csr --out folder
 unchanged before.txt "a failed connector add"
 # The same add with a good CSR and --out then works.
