@@ -14,6 +14,38 @@
 #include "cli/cli.h"
 #include "common/file.h"
 
+int
+cli_parse_time(const char *s, int64_t *t)
+{
+	struct tm tm;
+	const char *e;
+	char *end;
+	long long v;
+
+	if (*s == '\0')
+		return -1;
+	if (strspn(s, "0123456789") == strlen(s)) {
+		errno = 0;
+		v = strtoll(s, &end, 10);
+		if (errno != 0)
+			return -1;
+		*t = v;
+		return 0;
+	}
+	/* strptime skips white space before each number: none is taken. */
+	if (strspn(s, "0123456789-T:Z") != strlen(s))
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	if ((e = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) == NULL ||
+	    *e != '\0') {
+		memset(&tm, 0, sizeof(tm));
+		if ((e = strptime(s, "%Y-%m-%d", &tm)) == NULL || *e != '\0')
+			return -1;
+	}
+	*t = (int64_t)timegm(&tm);
+	return 0;
+}
+
 void
 cli_iso_time(int64_t t, char out[32])
 {

@@ -57,6 +57,12 @@ int cli_flush(void) RF_WUR;
 /* True if argv[i] is --help or -h. */
 int cli_wants_help(int argc, char **argv);
 
+/*
+ * A time given on the command line: Unix seconds, ISO 8601 UTC
+ * ("2026-12-06T21:00:00Z", as listings print it) or a UTC date
+ * ("2026-12-06"). 0, or -1 for anything else.
+ */
+int cli_parse_time(const char *s, int64_t *t);
 /* t as ISO 8601 UTC ("2026-12-06T21:00:00Z"), as listings print times. */
 void cli_iso_time(int64_t t, char out[32]);
 /*

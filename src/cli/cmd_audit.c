@@ -71,29 +71,6 @@ parse_u64(const char *s, uint64_t *v)
 	return 0;
 }
 
-static int
-parse_time(const char *s, int64_t *t)
-{
-	struct tm tm;
-	const char *end;
-	uint64_t v;
-
-	if (parse_u64(s, &v) == 0 && v <= INT64_MAX) {
-		*t = (int64_t)v;
-		return 0;
-	}
-	memset(&tm, 0, sizeof(tm));
-	if ((end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) == NULL ||
-	    *end != '\0') {
-		memset(&tm, 0, sizeof(tm));
-		if ((end = strptime(s, "%Y-%m-%d", &tm)) == NULL ||
-		    *end != '\0')
-			return -1;
-	}
-	*t = (int64_t)timegm(&tm);
-	return 0;
-}
-
 /* An audit key id: 64 hex digits, kept in lower case. */
 static int
 parse_key_id(const char *s, char out[65])
@@ -611,10 +588,10 @@ do_search(struct rf_cli *cli, int argc, char **argv)
 		else if (strcmp(argv[i], "--type") == 0)
 			s.type = argv[++i];
 		else if (strcmp(argv[i], "--since") == 0) {
-			if (parse_time(argv[++i], &q.since) != 0)
+			if (cli_parse_time(argv[++i], &q.since) != 0)
 				return cli_usage("audit", "bad --since time");
 		} else if (strcmp(argv[i], "--until") == 0) {
-			if (parse_time(argv[++i], &q.until) != 0)
+			if (cli_parse_time(argv[++i], &q.until) != 0)
 				return cli_usage("audit", "bad --until time");
 		} else if (strcmp(argv[i], "--limit") == 0) {
 			if (parse_u64(argv[++i], &v) != 0)

@@ -31,8 +31,8 @@ static const char incident_help[] =
     "       ringfence incident list [--json]\n"
     "\n"
     "SCOPE is tenant:T, connection:T/NAME, key:KEYID, issuer:CA or all.\n"
-    "--since T takes Unix seconds or a UTC time YYYY-MM-DDTHH:MM:SSZ, not\n"
-    "in the future; without it, every signature counts.\n"
+    "--since T takes Unix seconds, a UTC time YYYY-MM-DDTHH:MM:SSZ or a UTC\n"
+    "date YYYY-MM-DD, not in the future; without it, every signature counts.\n"
     "open records the blast radius (connections, credentials, signatures of\n"
     "the keys in scope since T); contain revokes every credential in scope\n"
     "(keyCompromise), disables the keys in the token, rotates the issuing CA\n"
@@ -71,35 +71,11 @@ parse_id(const char *s, int64_t *id)
 	return 0;
 }
 
-/*
- * --since: Unix seconds, or ISO 8601 UTC "2026-12-06T08:00:00Z" (the
- * form 'incident report' prints); not in the future. -1 otherwise.
- */
+/* --since: a time (cli_parse_time), not in the future. -1 otherwise. */
 static int
 parse_since(const char *s, int64_t *t)
 {
-	struct tm tm;
-	const char *e;
-	char *end;
-	long long v;
-
-	if (strspn(s, "0123456789") == strlen(s)) {
-		errno = 0;
-		v = strtoll(s, &end, 10);
-		if (*s == '\0' || errno != 0)
-			return -1;
-		*t = v;
-	} else {
-		/* strptime skips white space before each number: none is
-		 * taken. */
-		memset(&tm, 0, sizeof(tm));
-		if (strspn(s, "0123456789-T:Z") != strlen(s) ||
-		    (e = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm)) == NULL ||
-		    *e != '\0')
-			return -1;
-		*t = (int64_t)timegm(&tm);
-	}
-	return *t <= rf_now() ? 0 : -1;
+	return cli_parse_time(s, t) == 0 && *t <= rf_now() ? 0 : -1;
 }
 
 /* Before contain, on stdout (stderr is for the one-line error): what the
@@ -433,8 +409,9 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			if (parse_since(optarg, &since) != 0)
 				return cli_usage("incident",
 				    "--since '%.40s': give Unix seconds (e.g. "
-				    "1764979200) or a UTC time "
-				    "YYYY-MM-DDTHH:MM:SSZ, not in the future",
+				    "1764979200), a UTC time "
+				    "YYYY-MM-DDTHH:MM:SSZ or a UTC date "
+				    "YYYY-MM-DD, not in the future",
 				    optarg);
 			break;
 		case 't':

@@ -119,11 +119,12 @@ rf incident status "$id" --json | python3 -c 'import json,sys
 p = json.load(sys.stdin)["close_progress"]
 assert p["finished"] and p["phase"], p' || fail "a close that ran shows no finished progress"
 
-# 5. --since is Unix seconds or YYYY-MM-DDTHH:MM:SSZ, nothing else.
+# 5. --since is Unix seconds, YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD (as audit
+# search takes times), nothing else.
 for c in m365 api; do
 	rf issue --tenant globex --connection "$c" --profile client --keygen ec-p256 >/dev/null 2>&1
 done
-for bad in yesterday 2026-13-01T00:00:00Z 12abc "" 2026-12-06 " 1700000000" 99999999999; do
+for bad in yesterday 2026-13-01T00:00:00Z 12abc "" "2026-12-06 " " 1700000000" 99999999999; do
 	refused "--since '$bad'" incident open --scope connection:globex/m365 --reason x --since "$bad"
 	says "--since '$bad'" "Unix seconds"
 done
