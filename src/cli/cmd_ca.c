@@ -320,7 +320,9 @@ static const char issue_usage[] =
     "most 64 KiB) gives only the public key; the subject is\n"
     "CN=<tenant>, OU=<profile>, O=ringfence. The certificate becomes the\n"
     "current credential of the tenant's connection NAME (default\n"
-    "\"default\"), which incidents follow.\n"
+    "\"default\"), which incidents follow; the one before stays valid as\n"
+    "its previous credential, and the one before that is revoked first\n"
+    "(superseded): a connection has two valid credentials at most.\n"
     "--csr-dir issues one certificate per CSR file of DIR (NAME.pem,\n"
     "NAME.der or NAME.csr), for the tenant's connection NAME, in batches\n"
     "of 256 (each one transaction), and writes each chain to\n"
@@ -364,6 +366,34 @@ out_file_open(const char *path, int *dirfd, const char **name)
 }
 
 /*
+ * Serial becomes the connection's current credential, in the issuance
+ * transaction. Its previous one is pushed out, which supersede() revoked
+ * beforehand: one still valid here means another issuance for the
+ * connection ran meanwhile (or a --csr-dir named it twice), and pushing
+ * it out would leave it valid with no connection naming it. The batch is
+ * rolled back instead.
+ */
+static int
+link_current(struct rf_store *st, const char *tenant, const char *conn,
+    const char *serial)
+{
+	char prev[41];
+	int r, live;
+
+	if ((r = rf_revoke_previous_of(st, tenant, conn, prev, &live)) != 0)
+		return r;
+	if (live)
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s changed during this issue (another issue "
+		    "for it ran at the same time): its previous credential %s "
+		    "would be left valid with no connection naming it; "
+		    "nothing was issued, run it again",
+		    tenant, conn, prev);
+	return rf_store_conn_set(
+	    st, tenant, conn, NULL, serial, rf_now(), NULL);
+}
+
+/*
  * The issued certificate becomes its connection's current credential in
  * the issuance transaction (the connection is created if new).
  */
@@ -379,8 +409,7 @@ link_conn(void *arg, size_t i, const char *serial, const char *key_id)
 
 	(void)i;
 	(void)key_id;
-	return rf_store_conn_set(
-	    l->st, l->tenant, l->name, NULL, serial, rf_now(), NULL);
+	return link_current(l->st, l->tenant, l->name, serial);
 }
 
 /*
@@ -431,29 +460,44 @@ issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
  * reach. A failure issues nothing.
  */
 static int
-supersede(
-    struct rf_cli *cli, const char *tenant, const char *const *conns, size_t n)
+supersede(struct rf_cli *cli, const char *tenant, const char *const *conns,
+    size_t n, size_t *done)
 {
 	char msg[600];
-	size_t done;
 	int r;
 
 	if ((r = rf_revoke_superseded(&cli->cfg, cli->store, cli->keys, cli->ca,
-		 cli->audit, tenant, conns, n, &cli->who, &done)) != 0) {
+		 cli->audit, tenant, conns, n, &cli->who, done)) != 0) {
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 		return cli_fail(rf_err_set(r,
 		    "%s (revoking the previous credentials the new ones "
 		    "supersede: nothing was issued)",
 		    msg));
 	}
-	if (done > 0)
+	if (*done > 0)
 		fprintf(stderr,
 		    "ringfence: revoked %zu previous credential%s "
 		    "(superseded): "
 		    "a connection keeps its current and previous credentials "
 		    "valid, no more\n",
-		    done, done == 1 ? "" : "s");
+		    *done, *done == 1 ? "" : "s");
 	return 0;
+}
+
+/* An issuance that failed after supersede() revoked: the line says so. */
+static int
+issue_fail(int r, size_t superseded)
+{
+	char msg[600];
+
+	if (superseded == 0)
+		return cli_fail(r);
+	snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+	return cli_fail(rf_err_set(r,
+	    "%s (the %zu previous credential%s revoked before it stay%s "
+	    "revoked: run the command again)",
+	    msg, superseded, superseded == 1 ? "" : "s",
+	    superseded == 1 ? "s" : ""));
 }
 
 /* issue --csr-dir: the CSR files of a folder, one connection each. */
@@ -490,6 +534,38 @@ csr_base(const char *name)
 	    strcmp(name + l - 4, ".csr") == 0)
 		return l - 4;
 	return 0;
+}
+
+static int
+conn_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* One CSR file per connection: NAME.pem and NAME.der are two requests for
+ * one connection, the second pushing the first's credential out. */
+static int
+dir_unique(const struct dir_csr *c, size_t n, const char *dir)
+{
+	const char **v;
+	size_t i;
+	int r = 0;
+
+	if ((v = calloc(n, sizeof(*v))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < n; i++)
+		v[i] = c[i].conn;
+	qsort(v, n, sizeof(*v), conn_cmp);
+	for (i = 1; i < n && r == 0; i++)
+		if (strcmp(v[i - 1], v[i]) == 0)
+			r = rf_err_set(RF_ERR_ARG,
+			    "%s holds two CSR files for connection %s "
+			    "(NAME.pem, "
+			    "NAME.der and NAME.csr name one connection): keep "
+			    "one",
+			    dir, v[i]);
+	free(v);
+	return r;
 }
 
 /* The CSR files of dir in name order; other files are left alone. */
@@ -551,6 +627,8 @@ dir_read(const char *dir, struct dir_csr **out, size_t *n)
 	if (r == 0 && k == 0)
 		r = rf_err_set(RF_ERR_NOT_FOUND,
 		    "no CSR files (NAME.pem, NAME.der or NAME.csr) in %s", dir);
+	if (r == 0)
+		r = dir_unique(c, k, dir);
 	if (r != 0) {
 		dir_csrs_free(c, k + 1);
 		return r;
@@ -663,8 +741,7 @@ link_dir(void *arg, size_t i, const char *serial, const char *key_id)
 	struct dir_link *l = arg;
 
 	(void)key_id;
-	return rf_store_conn_set(l->st, l->tenant, l->reqs[i].connection, NULL,
-	    serial, rf_now(), NULL);
+	return link_current(l->st, l->tenant, l->reqs[i].connection, serial);
 }
 
 /* One certificate's line (or JSON object) and its chain file. */
@@ -709,7 +786,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	struct found_cert f;
 	struct dir_link link;
 	char msg[600], *pem;
-	size_t n = 0, m = 0, i, k, j, cnt, done = 0, before = 0;
+	size_t n = 0, m = 0, i, k, j, cnt, done = 0, before = 0, superseded = 0;
 	int r;
 
 	if ((r = dir_read(dir, &c, &n)) != 0)
@@ -755,7 +832,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 		r = cli_fail(r);
 		goto out;
 	}
-	if ((r = supersede(cli, tmpl->tenant, conns, m)) != 0)
+	if ((r = supersede(cli, tmpl->tenant, conns, m, &superseded)) != 0)
 		goto out;
 	link.st = cli->store;
 	link.tenant = tmpl->tenant;
@@ -765,10 +842,12 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 		if ((r = rf_ca_issue_ex(cli->ca, reqs + k, cnt, &cli->who, is,
 			 link_dir, &link)) != 0) {
 			snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-			r = cli_fail(rf_err_set(r,
-			    "%s (%zu of %zu certificates were issued before "
-			    "it, chains in %s; the same command skips them)",
-			    msg, done + before, n, outdir));
+			r = issue_fail(rf_err_set(r,
+					   "%s (%zu of %zu certificates were "
+					   "issued before it, chains in %s; "
+					   "the same command skips them)",
+					   msg, done + before, n, outdir),
+			    superseded);
 			goto out;
 		}
 		for (j = 0; j < cnt; j++) {
@@ -815,7 +894,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	struct rf_issued is;
 	struct conn_link link;
 	uint8_t *csrbuf = NULL;
-	size_t csrlen = 0;
+	size_t csrlen = 0, superseded = 0;
 	FILE *meta;
 	const char *outname = NULL;
 	char *end, msg[600];
@@ -914,14 +993,14 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		r = cli_fail(r);
 		goto out;
 	}
-	if ((r = supersede(cli, tenant, &conn, 1)) != 0)
+	if ((r = supersede(cli, tenant, &conn, 1, &superseded)) != 0)
 		goto out;
 	link.st = cli->store;
 	link.tenant = tenant;
 	link.name = conn;
 	if ((r = rf_ca_issue_ex(
 		 cli->ca, &req, 1, &cli->who, &is, link_conn, &link)) != 0) {
-		r = cli_fail(r);
+		r = issue_fail(r, superseded);
 		goto out;
 	}
 	if (outp != NULL &&

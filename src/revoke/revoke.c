@@ -674,17 +674,47 @@ rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
 }
 
 int
+rf_revoke_previous_of(struct rf_store *st, const char *tenant, const char *conn,
+    char serial[41], int *live)
+{
+	struct rf_conn_rec cn;
+	struct rf_cert_rec cr;
+	int r;
+
+	serial[0] = '\0';
+	*live = 0;
+	if ((r = rf_store_conn_get(st, tenant, conn, &cn)) ==
+	    RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0;
+	}
+	if (r != 0 || cn.serial[0] == '\0' || cn.previous[0] == '\0' ||
+	    strcmp(cn.serial, cn.previous) == 0)
+		return r;
+	memset(&cr, 0, sizeof(cr));
+	if ((r = rf_store_cert_get(st, cn.previous, &cr)) == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0;
+	}
+	if (r != 0)
+		return r;
+	if (cr.not_after >= rf_now()) {
+		snprintf(serial, 41, "%s", cn.previous);
+		*live = !cr.revoked;
+	}
+	rf_cert_rec_clear(&cr);
+	return 0;
+}
+
+int
 rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
     const char *tenant, const char *const *conns, size_t n,
     const struct rf_actor *who, size_t *revoked)
 {
-	struct rf_conn_rec cn;
-	struct rf_cert_rec cr;
 	const char **serials = NULL;
 	char(*prev)[41] = NULL;
 	size_t i, k = 0, done = 0;
-	int64_t now = rf_now();
 	int r = 0, live;
 
 	if (revoked != NULL)
@@ -696,31 +726,19 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
-	for (i = 0; i < n && r == 0; i++) {
-		if ((r = rf_store_conn_get(st, tenant, conns[i], &cn)) ==
-		    RF_ERR_NOT_FOUND) {
-			rf_err_clear();
-			r = 0;
-			continue;
-		}
-		if (r != 0 || cn.serial[0] == '\0' || cn.previous[0] == '\0' ||
-		    strcmp(cn.serial, cn.previous) == 0)
-			continue;
-		memset(&cr, 0, sizeof(cr));
-		if ((r = rf_store_cert_get(st, cn.previous, &cr)) ==
-		    RF_ERR_NOT_FOUND) {
-			rf_err_clear();
-			r = 0;
-			continue;
-		}
-		live = r == 0 && !cr.revoked && cr.not_after >= now;
-		rf_cert_rec_clear(&cr);
-		if (live) {
-			snprintf(prev[k], sizeof(prev[k]), "%s", cn.previous);
+	/*
+	 * An unexpired previous credential revoked already is asked again:
+	 * the revocation is idempotent, and publishes what a run stopped
+	 * after the commit did not (revoke.h), so running the same issue
+	 * again finishes it.
+	 */
+	for (i = 0; i < n && r == 0; i++)
+		if ((r = rf_revoke_previous_of(
+			 st, tenant, conns[i], prev[k], &live)) == 0 &&
+		    prev[k][0] != '\0') {
 			serials[k] = prev[k];
 			k++;
 		}
-	}
 	if (r == 0 && k > 0)
 		r = rf_revoke_serials(cfg, st, keys, ca, audit, serials, k,
 		    RF_CRL_REASON_SUPERSEDED, who, &done);

@@ -103,6 +103,13 @@ int rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
     const char *tenant, const char *const *conns, size_t n,
     const struct rf_actor *who, size_t *revoked) RF_WUR;
+/*
+ * The previous credential of connection (tenant, conn) while it has not
+ * expired, into serial ("" when there is none, or the connection has no
+ * current one besides it), and *live 1 if it is not revoked either.
+ */
+int rf_revoke_previous_of(struct rf_store *st, const char *tenant,
+    const char *conn, char serial[41], int *live) RF_WUR;
 
 /* Seconds spent in each step of a revocation. */
 struct rf_revoke_times {

@@ -76,6 +76,18 @@ for round in 1 2 3; do
 done
 grep -q "revoked 2 previous credentials (superseded)" "$h/dir3.err" ||
 	fail "the third --csr-dir did not revoke the two oldest: $(cat "$h/dir3.err")"
+# Two files for one connection (a.csr and a.pem): refused before anything
+# is revoked or issued.
+cp "$h/csrs/a.csr" "$h/csrs/a.pem"
+before=$(rf cert list --json)
+if rf issue --tenant globex --profile client --csr-dir "$h/csrs" \
+	--out "$h/outdup" >/dev/null 2>"$h/dup.err"; then
+	fail "a --csr-dir naming one connection twice was issued"
+fi
+grep -q "two CSR files for connection a" "$h/dup.err" ||
+	fail "duplicate connection in --csr-dir: $(cat "$h/dup.err")"
+[ "$(rf cert list --json)" = "$before" ] || fail "a refused --csr-dir changed certificates"
+rm "$h/csrs/a.pem"
 # Three connections of globex, two valid credentials each.
 [ "$(valid globex)" = 6 ] || fail "globex has $(valid globex) valid certificates, not 6"
 
