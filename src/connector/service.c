@@ -866,6 +866,7 @@ rf_connector_svc_assert_finish(struct rf_connector_svc *svc,
 	struct rf_sig sig = {NULL, 0};
 	int r = 0;
 
+	memset(a, 0, sizeof(*a)); /* a refusal sets only what it says */
 	if (p->key == NULL) {
 		if ((r = key_load(svc, p->v.key_id, &p->key)) == 0 &&
 		    key_unfit(svc, p, a))
@@ -911,6 +912,36 @@ renew_hook(void *arg, size_t i, const char *serial, const char *key_id)
 	return rf_store_connector_cert_add(l->st, serial, l->name, rf_now());
 }
 
+/*
+ * Each renewal is a certificate more that the connector's key can use
+ * until it expires: a few a day (connector_renewals), not one a request.
+ * 1 when a is answered: the day's are used up (429), or the bucket could
+ * not be kept. The buckets are serve's memory: a restart refills them.
+ */
+static int
+renewals_used(struct rf_connector_svc *svc, const char *connector, int64_t now,
+    struct rf_api_answer *a)
+{
+	char bucket[80];
+	int r, retry;
+
+	snprintf(bucket, sizeof(bucket), "r:%s", connector);
+	if ((r = rf_limits_take(svc->limits, bucket,
+		 svc->cfg->connector_renewals / 24.0,
+		 svc->cfg->connector_renewals, (uint64_t)now * 1000, &retry)) ==
+	    0)
+		return 0;
+	if (r != RF_ERR_STATE) {
+		answer_fail(a, r);
+		return 1;
+	}
+	rf_err_clear();
+	rf_api_answer_error(a, 429, "rate_limited",
+	    "the connector's renewals a day (connector_renewals) are used up");
+	a->retry_after = retry;
+	return 1;
+}
+
 void
 rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
     const char *source, const uint8_t *body, size_t len,
@@ -922,10 +953,10 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	struct rf_issued is;
 	struct renew_link link;
 	struct rf_actor who;
-	char *csr = NULL, tenant[128], actor[160], bucket[80];
+	char *csr = NULL, tenant[128], actor[160];
 	size_t csrlen;
 	json_t *j;
-	int r, retry;
+	int r;
 
 	memset(a, 0, sizeof(*a));
 	memset(&is, 0, sizeof(is));
@@ -953,22 +984,6 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 		    rf_refusal_code(v.why), v.detail);
 		goto out;
 	}
-	/* Each renewal is a certificate more that the connector's key can
-	 * use until it expires: a few a day, not one a request. */
-	snprintf(bucket, sizeof(bucket), "r:%s", v.connector);
-	if ((r = rf_limits_take(svc->limits, bucket,
-		 svc->cfg->connector_renewals / 24.0,
-		 svc->cfg->connector_renewals, (uint64_t)q.now * 1000,
-		 &retry)) == RF_ERR_STATE) {
-		rf_err_clear();
-		rf_api_answer_error(a, 429, "rate_limited",
-		    "the connector's renewals a day (connector_renewals) are "
-		    "used up");
-		a->retry_after = retry;
-		goto out;
-	}
-	if (r != 0)
-		goto fail;
 	if (svc->ca == NULL) {
 		if ((r = rf_ca_open(svc->cfg, svc->st, svc->keys, &svc->ca)) !=
 		    0)
@@ -990,7 +1005,12 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	    v.connector, cert_serial);
 	who.actor = actor;
 	who.source = source;
-	if ((r = rf_ca_issue_ex(
+	/* A request issuance refuses costs no renewal (its 400 below). */
+	r = rf_ca_issue_check(svc->ca, &req, 1);
+	if (r == 0 && renewals_used(svc, v.connector, q.now, a))
+		goto out;
+	if (r != 0 ||
+	    (r = rf_ca_issue_ex(
 		 svc->ca, &req, 1, &who, &is, renew_hook, &link)) != 0) {
 		int st = r == RF_ERR_CSR_MALFORMED ||
 			r == RF_ERR_CSR_SIGNATURE ||

@@ -351,7 +351,11 @@ rf assert --connection acme/rate --cert sync2.pem --key sync2.key --ca root.pem 
 [ "$(code --cert arch.pem --key arch.key --cacert root.pem --data-binary @renew.json "$url/v1/connector/renew")" = "401 revoked" ] ||
 	fail "a revoked connector renewed: $(cat resp.json)"
 # Renewals are a few a day (connector_renewals = 2 here): the third is
-# refused, saying when to come back.
+# refused, saying when to come back; one issuance refuses (a bad CSR)
+# costs none.
+echo '{"csr":"not a CSR"}' >badcsr.json
+[ "$(code --cert sync2.pem --key sync2.key --cacert root.pem --data-binary @badcsr.json "$url/v1/connector/renew")" = "400 bad_request" ] ||
+	fail "renewal with a bad CSR: $(cat resp.json)"
 [ "$(code --cert sync2.pem --key sync2.key --cacert root.pem --data-binary @renew.json "$url/v1/connector/renew")" = "200 " ] ||
 	fail "second renewal: $(cat resp.json)"
 curl -s -D hdr -o resp.json --cert sync2.pem --key sync2.key --cacert root.pem \
