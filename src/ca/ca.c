@@ -2822,7 +2822,6 @@ batch_sign(struct issue_batch *b, struct told *t)
 	return r;
 }
 
-/* The store transaction; a serial collision re-signs and tries again. */
 /* rf_ca_presign_after_commit: the batch's OCSP responses, best effort
  * (the server signs what it lacks when asked). */
 static void
@@ -2843,6 +2842,7 @@ presign_committed(struct issue_batch *b)
 	free(sts);
 }
 
+/* The store transaction; a serial collision re-signs and tries again. */
 static int
 batch_commit(struct issue_batch *b, rf_ca_issue_hook hook, void *arg)
 {

@@ -105,18 +105,18 @@ struct rf_issued {
 int rf_ca_issue(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     const struct rf_actor *who, struct rf_issued *out) RF_WUR;
 /*
- * Called inside the issuance transaction for certificate i of the batch,
- * after its record is added, so that a caller's own records commit with
- * it. A non-zero return rolls the whole batch back and is returned. On a
- * serial collision the transaction is retried and the hook called again.
- */
-/*
  * The checks rf_ca_issue makes of reqs before it makes keys or signs
  * (CSRs, profiles, names, the keys' admission): 0 if issuance would get
  * past them, else its error. Nothing is made or written.
  */
 int rf_ca_issue_check(
     struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n) RF_WUR;
+/*
+ * Called inside the issuance transaction for certificate i of the batch,
+ * after its record is added, so that a caller's own records commit with
+ * it. A non-zero return rolls the whole batch back and is returned. On a
+ * serial collision the transaction is retried and the hook called again.
+ */
 typedef int (*rf_ca_issue_hook)(
     void *arg, size_t i, const char *serial, const char *key_id);
 int rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
