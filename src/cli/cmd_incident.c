@@ -503,9 +503,12 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		 * keeps what it last wrote (status: interrupted, run it again
 		 * to resume), or nothing when it was refused before it began.
 		 */
-		if (r != 0)
+		if (r != 0) {
 			rf_progress_sink(c.progress, NULL, NULL);
-		rf_progress_finish(c.progress);
+			rf_progress_fail(c.progress);
+		} else {
+			rf_progress_finish(c.progress);
+		}
 		rf_progress_free(c.progress);
 		c.progress = NULL;
 		if (r != 0) {

@@ -144,7 +144,10 @@ fill_one(struct rf_cli *cli, enum rf_key_alg alg, long long count)
 		return r;
 	r = rf_pool_refill_progress(cli->keys, cli->store, alg, target,
 	    count > 0 ? (size_t)count : 0, &stop_fill, &cli->who, prog, &rep);
-	rf_progress_finish(prog);
+	if (r != 0)
+		rf_progress_fail(prog);
+	else
+		rf_progress_finish(prog);
 	rf_progress_free(prog);
 	if (cli->json)
 		r2 = print_json(json_pack("{s:s, s:I, s:f, s:I, s:I, s:b}",

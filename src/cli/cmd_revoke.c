@@ -103,7 +103,10 @@ cmd_revoke(struct rf_cli *cli, int argc, char **argv)
 	r = rf_revoke(&cli->cfg, cli->store, cli->keys, cli->ca, cli->audit,
 	    &req, &cli->who, &revoked);
 	snprintf(msg, sizeof(msg), "%s", r != 0 ? rf_err_msg(r) : "");
-	rf_progress_finish(prog);
+	if (r != 0)
+		rf_progress_fail(prog);
+	else
+		rf_progress_finish(prog);
 	rf_progress_free(prog);
 	if (r != 0)
 		return cli_fail(rf_err_set(r, "%s", msg));

@@ -19,6 +19,7 @@ struct rf_progress {
 	int (*sink)(void *arg, const struct rf_progress_state *s);
 	void *sink_arg;
 	int line_open; /* a terminal line waits for its newline */
+	int failed;    /* rf_progress_fail: the last line says so */
 };
 
 int64_t
@@ -118,10 +119,11 @@ emit(struct rf_progress *p, int force, int finished)
 		fprintf(stderr,
 		    "{\"progress\":\"%s\",\"phase\":\"%s\",\"done\":%llu,"
 		    "\"total\":%llu,\"rate\":%.1f,\"eta_s\":%.1f,"
-		    "\"finished\":%s}\n",
+		    "\"finished\":%s%s}\n",
 		    p->task, p->phase, (unsigned long long)s.done,
 		    (unsigned long long)s.total, s.rate, s.eta_s,
-		    finished ? "true" : "false");
+		    finished ? "true" : "false",
+		    p->failed ? ",\"failed\":true" : "");
 	} else if (p->tty) {
 		if (p->total > 0)
 			fprintf(stderr,
@@ -160,13 +162,27 @@ rf_progress_add(struct rf_progress *p, uint64_t n)
 	emit(p, 0, 0);
 }
 
-void
-rf_progress_finish(struct rf_progress *p)
+/* The last line: finished, or failed (not finished: a rerun resumes). */
+static void
+end(struct rf_progress *p, int failed)
 {
 	if (p == NULL)
 		return;
-	emit(p, 1, 1);
+	p->failed = failed;
+	emit(p, 1, !failed);
 	if (p->line_open)
 		fputc('\n', stderr);
 	p->line_open = 0;
+}
+
+void
+rf_progress_finish(struct rf_progress *p)
+{
+	end(p, 0);
+}
+
+void
+rf_progress_fail(struct rf_progress *p)
+{
+	end(p, 1);
 }

@@ -50,6 +50,9 @@ void rf_progress_phase(
 void rf_progress_add(struct rf_progress *p, uint64_t n);
 /* The command ends: a last line (and a newline on a terminal). */
 void rf_progress_finish(struct rf_progress *p);
+/* The command failed or was refused: the last line is not "finished"
+ * (JSON: "finished":false,"failed":true), and neither is the sink's. */
+void rf_progress_fail(struct rf_progress *p);
 
 /* The wall clock in milliseconds, the clock of started_ms and updated_ms. */
 int64_t rf_progress_now_ms(void);

@@ -109,6 +109,14 @@ s = json.load(sys.stdin)
 assert "close_progress" not in s, s["close_progress"]' || fail "$1: status --json shows close progress"
 }
 status_no_close "close (affected)"
+# With --json, its last progress line says it failed, not finished.
+if rf --json incident close "$id" >/dev/null 2>"$err"; then
+	fail "close --json (affected): accepted"
+fi
+grep '^{"progress"' "$err" | tail -1 | grep -q '"finished":false,"failed":true}$' ||
+	fail "close --json (affected): last progress line: $(cat "$err")"
+! grep -q '"finished":true' "$err" || fail "close --json (affected) says finished: $(cat "$err")"
+status_no_close "close --json (affected)"
 rf incident contain "$id" >/dev/null
 refused "close (contained)" incident close "$id"
 says "close (contained)" "contained but not yet re-established: once a tenant uses its new credential, run 'ringfence incident confirm $id --tenant T'"
