@@ -345,16 +345,19 @@ keyd_assertion(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 }
 
 /* Class server's certificates: the renewal of an active connector's own
- * client certificate (its tenant is the connector's, connector.h). */
+ * client certificate (its tenant is the connector's, connector.h), at
+ * most connector_renewals a day by keyd's own count, as serve counts them: a
+ * serve taken over gets no more. */
 static int
 keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
     int64_t gen, const char *key_id, const struct rf_sign_req *req)
 {
+	struct keyd_assert *ka = arg;
 	struct rf_connector_rec cr;
-	char tenant[128];
+	char tenant[128], bucket[80];
 	const char *name;
+	int r, retry;
 
-	(void)arg;
 	(void)gen;
 	(void)key_id;
 	rf_connector_tenant("", tenant);
@@ -371,7 +374,17 @@ keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 		    "custody refused cert for class server: connector %.64s "
 		    "is not active",
 		    name);
-	return 0;
+	snprintf(bucket, sizeof(bucket), "r:%.64s", name);
+	if ((r = rf_limits_take(ka->limits, bucket,
+		 ka->cfg->connector_renewals / 24.0,
+		 ka->cfg->connector_renewals, (uint64_t)rf_now() * 1000,
+		 &retry)) == RF_ERR_STATE)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused cert for class server: connector %.64s "
+		    "has had its renewals for the day (connector_renewals "
+		    "%d; the next in %d s)",
+		    name, ka->cfg->connector_renewals, retry);
+	return r;
 }
 
 /* keyd's background hook: the standby pool's refill (pool.h). */

@@ -136,6 +136,20 @@ db "UPDATE keys SET purpose = 'connection' WHERE id = '$tkey'"
 	fail "a tenant key signed OCSP once the store said ocsp: $rc6 $(cat e6)"
 rf keys list >kl2.out 2>&1 || fail "keys list once the store is put back: $(grep disagreement kl2.out)"
 
+# keyd counts a connector's renewals itself (connector_renewals, 4 a day):
+# one through the API and one asked above, two more, then serve (or what
+# has taken it over) is refused, and the refusal is recorded.
+for i in 3 4; do
+	"$client" server-cert "$issuing" connector.sync sync2.pem 2>e7 ||
+		fail "keyd refused renewal $i of 4: $(cat e7)"
+done
+rc7=0
+"$client" server-cert "$issuing" connector.sync sync2.pem 2>e7 || rc7=$?
+[ $rc7 -eq 3 ] && grep -q "connector sync has had its renewals for the day (connector_renewals 4" e7 ||
+	fail "keyd signed a fifth renewal in a day: $rc7 $(cat e7)"
+rf audit search --json | grep -q "has had its renewals for the day" ||
+	fail "keyd's refusal of the fifth renewal has no leaf"
+
 kill -TERM "$server"
 wait "$server" || fail "serve exited non-zero"
 server=""
