@@ -439,8 +439,7 @@ issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
 		if ((r = rf_ca_csr_check(
 			 req->csr, req->csrlen, req->profile, &pub)) != 0)
 			return cli_fail(r);
-		rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA &&
-		    EVP_PKEY_get_bits(pub) >= 2048;
+		rsa = rf_connector_entra_key(pub);
 		EVP_PKEY_free(pub);
 		if (!rsa)
 			return cli_fail(rf_err_set(RF_ERR_KEY_DISALLOWED,

@@ -354,7 +354,7 @@ keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 {
 	struct keyd_assert *ka = arg;
 	struct rf_connector_rec cr;
-	char tenant[128], bucket[80];
+	char tenant[128];
 	const char *name;
 	int r, retry;
 
@@ -374,11 +374,8 @@ keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 		    "custody refused cert for class server: connector %.64s "
 		    "is not active",
 		    name);
-	snprintf(bucket, sizeof(bucket), "r:%.64s", name);
-	if ((r = rf_limits_take(ka->limits, bucket,
-		 ka->cfg->connector_renewals / 24.0,
-		 ka->cfg->connector_renewals, (uint64_t)rf_now() * 1000,
-		 &retry)) == RF_ERR_STATE)
+	if ((r = rf_limits_renewal(
+		 ka->limits, ka->cfg, name, rf_now(), &retry)) == RF_ERR_STATE)
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused cert for class server: connector %.64s "
 		    "has had its renewals for the day (connector_renewals "

@@ -55,6 +55,13 @@ rf_connector_conn_alg(struct rf_store *st, const char *tenant, const char *conn,
 	return rf_key_alg_parse(e.key_alg, alg);
 }
 
+int
+rf_connector_entra_key(const EVP_PKEY *pub)
+{
+	return EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA &&
+	    EVP_PKEY_get_bits(pub) >= 2048;
+}
+
 /*
  * Entra ID accepts only RSA keys of 2048 bits or more for certificate
  * credentials. The key of certificate serial: its record when the token
@@ -92,8 +99,7 @@ cred_key_rsa(struct rf_store *st, const char *serial, int *rsa, char what[32])
 		    "stored certificate %s does not parse", serial);
 		goto out;
 	}
-	*rsa = EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA &&
-	    EVP_PKEY_get_bits(pub) >= 2048;
+	*rsa = rf_connector_entra_key(pub);
 	snprintf(what, 32, "%s-%d",
 	    EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA	   ? "rsa"
 		: EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC ? "ec"

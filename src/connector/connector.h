@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <openssl/types.h>
+
 #include "common/config.h"
 #include "common/rf.h"
 #include "keys/keys.h"
@@ -42,6 +44,9 @@ int rf_connector_guid(const char *in, const char *what, char out[37]) RF_WUR;
  */
 int rf_connector_conn_alg(struct rf_store *st, const char *tenant,
     const char *conn, enum rf_key_alg *alg) RF_WUR;
+/* 1 if pub is a key Entra ID accepts for a certificate credential: RSA of
+ * 2048 bits or more. */
+int rf_connector_entra_key(const EVP_PKEY *pub);
 
 /* What rf_connector_entra_register found and did. */
 struct rf_entra_change {
@@ -132,6 +137,13 @@ void rf_limits_free(struct rf_limits *l);
  */
 int rf_limits_take(struct rf_limits *l, const char *key, double per_hour,
     double burst, uint64_t now_ms, int *retry_after) RF_WUR;
+/*
+ * One renewal of connector's own certificate at now (seconds): a bucket of
+ * cfg->connector_renewals a day (0: no limit), kept by serve and by keyd
+ * alike. As rf_limits_take.
+ */
+int rf_limits_renewal(struct rf_limits *l, const struct rf_config *cfg,
+    const char *connector, int64_t now, int *retry_after) RF_WUR;
 
 /* ---- The decision (decide.c): what the custody process calls ---- */
 

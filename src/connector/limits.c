@@ -5,6 +5,7 @@
  * connection and connector: bounded by the store's size).
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -65,6 +66,17 @@ hash(const char *s)
 	while (*s != '\0')
 		h = (h ^ (uint8_t)*s++) * 16777619u;
 	return h % NBUCKETS;
+}
+
+int
+rf_limits_renewal(struct rf_limits *l, const struct rf_config *cfg,
+    const char *connector, int64_t now, int *retry_after)
+{
+	char key[80];
+
+	snprintf(key, sizeof(key), "r:%.64s", connector);
+	return rf_limits_take(l, key, cfg->connector_renewals / 24.0,
+	    cfg->connector_renewals, (uint64_t)now * 1000, retry_after);
 }
 
 int

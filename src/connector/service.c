@@ -922,14 +922,10 @@ static int
 renewals_used(struct rf_connector_svc *svc, const char *connector, int64_t now,
     struct rf_api_answer *a)
 {
-	char bucket[80];
 	int r, retry;
 
-	snprintf(bucket, sizeof(bucket), "r:%s", connector);
-	if ((r = rf_limits_take(svc->limits, bucket,
-		 svc->cfg->connector_renewals / 24.0,
-		 svc->cfg->connector_renewals, (uint64_t)now * 1000, &retry)) ==
-	    0)
+	if ((r = rf_limits_renewal(
+		 svc->limits, svc->cfg, connector, now, &retry)) == 0)
 		return 0;
 	if (r != RF_ERR_STATE) {
 		answer_fail(a, r);

@@ -715,7 +715,7 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 	const char **serials = NULL;
 	char(*prev)[41] = NULL;
 	size_t i, k = 0, done = 0;
-	int r = 0, live;
+	int r = 0, live, own;
 
 	if (revoked != NULL)
 		*revoked = 0;
@@ -732,6 +732,9 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 	 * after the commit did not (revoke.h), so running the same issue
 	 * again finishes it.
 	 */
+	/* One read snapshot for the lookups (a --csr-dir has thousands). */
+	if ((r = rf_store_read_begin(st, &own)) != 0)
+		goto out;
 	for (i = 0; i < n && r == 0; i++)
 		if ((r = rf_revoke_previous_of(
 			 st, tenant, conns[i], prev[k], &live)) == 0 &&
@@ -739,6 +742,7 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 			serials[k] = prev[k];
 			k++;
 		}
+	rf_store_read_end(st, own);
 	if (r == 0 && k > 0)
 		r = rf_revoke_serials(cfg, st, keys, ca, audit, serials, k,
 		    RF_CRL_REASON_SUPERSEDED, who, &done);
