@@ -36,6 +36,13 @@
 #include "revoke/revoke.h"
 #include "store/store.h"
 
+/* What a TLS client (a connector) may sign its CertificateVerify with. */
+#define CLIENT_SIGALGS                                                         \
+	"ECDSA+SHA256:ECDSA+SHA384:ECDSA+SHA512:ed25519:"                      \
+	"rsa_pss_rsae_sha256:rsa_pss_rsae_sha384:rsa_pss_rsae_sha512:"         \
+	"rsa_pss_pss_sha256:rsa_pss_pss_sha384:rsa_pss_pss_sha512:"            \
+	"RSA+SHA256:RSA+SHA384:RSA+SHA512"
+
 uint64_t
 rf_http_mono_ms(void)
 {
@@ -555,6 +562,9 @@ tls_setup(struct rf_http *h)
 	    SSL_CTX_set1_sigalgs_list(h->tls_ctx,
 		rf_key_alg(k) == RF_KEY_EC_P384 ? "ECDSA+SHA384"
 						: "ECDSA+SHA256") != 1 ||
+	    /* That list is also what a client may sign with unless this
+	     * one is set: connectors' keys are EC, RSA or Ed25519. */
+	    SSL_CTX_set1_client_sigalgs_list(h->tls_ctx, CLIENT_SIGALGS) != 1 ||
 	    SSL_CTX_set_num_tickets(h->tls_ctx, 1) != 1 ||
 	    SSL_CTX_set_session_id_context(h->tls_ctx,
 		(const unsigned char *)"ringfence-serve", 15) != 1) {
