@@ -1,6 +1,7 @@
 /*
  * fuzz_connector_api.c: the connector API's request parsers
- * (rf_connector_parse_assert, rf_connector_parse_renew) and the JWT
+ * (rf_connector_parse_assert, rf_connector_parse_renew), a connector's
+ * proof (rf_proof_parse) and the JWT
  * signing-input check (rf_jwt_check) on arbitrary bytes. Invariants: an
  * accepted assertion request names a connection whose parts are valid
  * names without traversal; the JWT check accepts only the exact text
@@ -21,7 +22,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct rf_assert_ask ask;
 	struct rf_entra_rec reg;
-	char *csr = NULL, jti[40];
+	char *csr = NULL, jti[40], proof[RF_PROOF_MAX + 1];
+	struct rf_proof pf;
 	size_t csrlen;
 
 	if (rf_connector_parse_assert(data, size, &ask) == 0) {
@@ -31,10 +33,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		    strcmp(ask.tenant, "..") == 0)
 			abort();
 	}
-	if (rf_connector_parse_renew(data, size, &csr, &csrlen) == 0 &&
-	    (csr == NULL || strlen(csr) != csrlen))
+	if (rf_connector_parse_renew(data, size, &csr, &csrlen, proof) == 0 &&
+	    (csr == NULL || strlen(csr) != csrlen ||
+		strlen(proof) > RF_PROOF_MAX))
 		abort();
 	free(csr);
+	/* A connector's proof as keyd reads it from serve's request. */
+	if (rf_proof_parse((const char *)data, size, &pf) == 0 &&
+	    (pf.siglen == 0 || pf.siglen > sizeof(pf.sig) ||
+		strlen(pf.nonce) < 16 || strlen(pf.nonce) > 64))
+		abort();
 
 	memset(&reg, 0, sizeof(reg));
 	strcpy(reg.tenant_id, "72f988bf-86f1-41af-91ab-2d7cd011db47");

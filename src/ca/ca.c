@@ -1503,6 +1503,16 @@ tls_san(const char *const *names, size_t n, char *out, size_t outlen)
 	return 0;
 }
 
+int64_t
+rf_ca_asn1_secs(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
+		return -1;
+	return (int64_t)timegm(&tm);
+}
+
 static int64_t
 x509_time(const ASN1_TIME *t)
 {
@@ -2332,6 +2342,9 @@ issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
 		reqs[m].what = "cert";
 		reqs[m].ref = items[i].hex;
 		reqs[m].tenant = items[i].req->tenant;
+		reqs[m].on_behalf = items[i].req->on_behalf;
+		reqs[m].proof = items[i].req->proof;
+		reqs[m].prooflen = items[i].req->prooflen;
 		idx[m++] = i;
 	}
 	if (m > 0) {

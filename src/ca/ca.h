@@ -82,6 +82,11 @@ struct rf_issue_req {
 	const struct rf_key *key;
 	/* keygen: the standby pool's record of who took the key */
 	const char *ref; /* "incident-7", or NULL ("issuance") */
+	/* A connector's renewal through serve: its certificate serial and
+	 * proof of possession, for keyd (rf_sign_req); NULL otherwise. */
+	const char *on_behalf;
+	const uint8_t *proof;
+	size_t prooflen;
 };
 
 struct rf_issued {
@@ -253,6 +258,8 @@ void rf_csr_free(struct rf_csr *c);
  * leading zeros ("0" for zero; a negative value is refused).
  */
 int rf_ca_serial_str(const ASN1_INTEGER *serial, char out[41]) RF_WUR;
+/* An ASN.1 time in Unix seconds; -1 when t is NULL or not a time. */
+int64_t rf_ca_asn1_secs(const ASN1_TIME *t);
 
 /*
  * Copy a TBSCertificate or TBSCertList DER with its `signature`

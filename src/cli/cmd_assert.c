@@ -16,20 +16,28 @@
 #include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "cli/cli.h"
+#include "connector/connector.h"
 #include "http/http.h"
 
 static const char assert_help[] =
     "usage: ringfence assert --connection TENANT/NAME --cert FILE --key FILE\n"
     "           --ca FILE [--url https://HOST:PORT] [--x5t X5T#S256] [--json]\n"
+    "       ringfence assert --renew NEW.csr --cert FILE --key FILE --ca FILE\n"
+    "           [--url https://HOST:PORT] [--json]\n"
     "Asks serve's connector API (POST /v1/assertions) for a JWT client\n"
     "assertion for the connection, authenticating with the connector's\n"
     "TLS client certificate (--cert, its chain PEM) and key (--key); --ca\n"
     "is ringfence's root certificate (GET /ca/root.pem). Prints the\n"
     "assertion, or with --json the whole answer (assertion, expires, jti,\n"
     "x5t#S256). --url defaults to https://<listen>:<tls_port>.\n"
+    "--renew renews the connector's own certificate (POST\n"
+    "/v1/connector/renew) for the new key of NEW.csr and prints the new\n"
+    "certificate chain (PEM). Every request carries a proof made with --key\n"
+    "(docs/connectors.md).\n"
     "A refusal prints its code and message (rate_limited and busy: when\n"
     "to retry, from Retry-After) and exits 1.\n";
 
@@ -183,6 +191,69 @@ out:
 	return r;
 }
 
+/* A proof of possession for purpose and subject, made with the key in
+ * file key (connector.h: keyd checks it against the certificate). */
+static int
+make_proof(const char *key, const char *purpose, const char *subject,
+    char out[RF_PROOF_MAX + 1])
+{
+	EVP_PKEY *k = NULL;
+	FILE *f;
+	int r;
+
+	if ((r = readable("--key", key)) != 0)
+		return r;
+	if ((f = fopen(key, "r")) == NULL)
+		return rf_err_set(
+		    RF_ERR_IO, "--key %s: %s", key, strerror(errno));
+	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	if (k == NULL) {
+		ERR_clear_error();
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "--key %s: not a PEM private key", key);
+	}
+	r = rf_proof_make(k, purpose, subject, rf_now(), out, RF_PROOF_MAX + 1);
+	EVP_PKEY_free(k);
+	return r;
+}
+
+/* The renewal request for the CSR in file csr: {"csr": PEM, "proof": a
+ * proof over the new key's SPKI, made with key}. */
+static int
+renew_body(const char *csr, const char *key, json_t **out)
+{
+	char id[65], proof[RF_PROOF_MAX + 1];
+	X509_REQ *req = NULL;
+	uint8_t *pem = NULL;
+	BIO *b = NULL;
+	size_t len;
+	int r;
+
+	*out = NULL;
+	if ((r = rf_read_file(csr, 64 * 1024, &pem, &len)) != 0)
+		return rf_err_set(r, "--renew %s: %s", csr, rf_err_msg(r));
+	if ((b = BIO_new_mem_buf(pem, (int)len)) != NULL)
+		req = PEM_read_bio_X509_REQ(b, NULL, NULL, NULL);
+	if (req == NULL || X509_REQ_get0_pubkey(req) == NULL ||
+	    rf_keys_pub_id(X509_REQ_get0_pubkey(req), id) != 0) {
+		ERR_clear_error();
+		r = rf_err_set(RF_ERR_CSR_MALFORMED,
+		    "--renew %s: not a PEM certificate request", csr);
+		goto out;
+	}
+	if ((r = make_proof(key, "renew", id, proof)) != 0)
+		goto out;
+	if ((*out = json_pack("{s:s%,s:s}", "csr", (const char *)pem, len,
+		 "proof", proof)) == NULL)
+		r = RF_ERR_ALLOC;
+out:
+	BIO_free(b);
+	X509_REQ_free(req);
+	free(pem);
+	return r;
+}
+
 int
 cmd_assert(struct rf_cli *cli, int argc, char **argv)
 {
@@ -193,10 +264,11 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 	    {"ca", required_argument, NULL, 'a'},
 	    {"url", required_argument, NULL, 'u'},
 	    {"x5t", required_argument, NULL, 'x'},
+	    {"renew", required_argument, NULL, 'r'},
 	    {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
 	const char *conn = NULL, *cert = NULL, *key = NULL, *ca = NULL,
-		   *url = NULL, *x5t = NULL, *s;
-	char defurl[128], *ans = NULL, *body = NULL;
+		   *url = NULL, *x5t = NULL, *renew = NULL, *s;
+	char defurl[128], *ans = NULL, *body = NULL, proof[RF_PROOF_MAX + 1];
 	json_t *req = NULL, *j = NULL;
 	long retry;
 	int c, status, r = EXIT_FAIL;
@@ -230,6 +302,9 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		case 'x':
 			x5t = optarg;
 			break;
+		case 'r':
+			renew = optarg;
+			break;
 		case 'j':
 			cli->json = 1;
 			break;
@@ -241,9 +316,12 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 	if (optind != argc)
 		return cli_usage(
 		    "assert", "unexpected argument '%.60s'", argv[optind]);
-	if (conn == NULL || cert == NULL || key == NULL || ca == NULL)
-		return cli_usage(
-		    "assert", "give --connection, --cert, --key and --ca");
+	if ((conn == NULL) == (renew == NULL) || (renew != NULL && x5t))
+		return cli_usage("assert",
+		    "give --connection (an assertion) or --renew (a new "
+		    "certificate)");
+	if (cert == NULL || key == NULL || ca == NULL)
+		return cli_usage("assert", "give --cert, --key and --ca");
 	if (url == NULL) {
 		if (cli->cfg.tls_port == 0)
 			return cli_usage("assert",
@@ -253,15 +331,27 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		    cli->cfg.listen, cli->cfg.tls_port);
 		url = defurl;
 	}
-	req = x5t != NULL
-	    ? json_pack("{s:s,s:s}", "connection", conn, "x5t#S256", x5t)
-	    : json_pack("{s:s}", "connection", conn);
-	if (req == NULL || (body = json_dumps(req, JSON_COMPACT)) == NULL) {
+	/* Made with the connector's key, so that the custody process knows
+	 * the connector asked, not only serve (docs/connectors.md). */
+	if (renew != NULL)
+		c = renew_body(renew, key, &req);
+	else if ((c = make_proof(key, "assert", conn, proof)) == 0 &&
+	    (req = x5t != NULL ? json_pack("{s:s,s:s,s:s}", "connection", conn,
+				     "x5t#S256", x5t, "proof", proof)
+			       : json_pack("{s:s,s:s}", "connection", conn,
+				     "proof", proof)) == NULL)
+		c = RF_ERR_ALLOC;
+	if (c != 0) {
+		r = cli_fail(c);
+		goto out;
+	}
+	if ((body = json_dumps(req, JSON_COMPACT)) == NULL) {
 		r = cli_fail(RF_ERR_ALLOC);
 		goto out;
 	}
-	if ((c = post(url, cert, key, ca, "/v1/assertions", body, &status, &ans,
-		 &retry)) != 0) {
+	if ((c = post(url, cert, key, ca,
+		 renew != NULL ? "/v1/connector/renew" : "/v1/assertions", body,
+		 &status, &ans, &retry)) != 0) {
 		r = cli_fail(c);
 		goto out;
 	}
@@ -284,10 +374,12 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 	if (cli->json)
 		printf("%s\n", ans);
 	else if (j != NULL &&
-	    (s = json_string_value(json_object_get(j, "assertion"))) != NULL)
-		printf("%s\n", s);
+	    (s = json_string_value(json_object_get(
+		 j, renew != NULL ? "pem" : "assertion"))) != NULL)
+		printf(renew != NULL ? "%s" : "%s\n", s);
 	else {
-		fprintf(stderr, "ringfence: answer without an assertion\n");
+		fprintf(stderr, "ringfence: answer without %s\n",
+		    renew != NULL ? "a certificate" : "an assertion");
 		goto out;
 	}
 	r = EXIT_OK;

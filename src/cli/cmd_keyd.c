@@ -21,6 +21,7 @@
 #include "connector/connector.h"
 #include "keys/keyd.h"
 #include "keys/ledger.h"
+#include "keys/policy.h"
 #include "pool/pool.h"
 
 #define START_WAIT_MS 10000 /* for the socket of a keyd started here */
@@ -265,7 +266,45 @@ struct keyd_assert {
 	const struct rf_config *cfg;
 	struct rf_limits *limits;
 	struct rf_connector_cache *cache; /* facts while the store's hold */
+	struct rf_proof_guard *proofs;	  /* connectors' proofs (proof.c) */
 };
+
+/*
+ * The connector's proof of possession for what it asks (purpose, subject),
+ * made with the key of the certificate serve says it presented (on_behalf),
+ * a connector certificate of tenant: serve cannot make one up, nor send one
+ * twice. Without a proof, only while connector_proof is optional.
+ */
+static int
+proof_ok(struct keyd_assert *ka, struct rf_store *st, struct rf_ledger *ledger,
+    const struct rf_sign_req *req, const char *what, const char *tenant,
+    const char *purpose, const char *subject)
+{
+	char why[320];
+	int r;
+
+	if (req->proof == NULL) {
+		if (strcmp(ka->cfg->connector_proof, "required") != 0)
+			return 0;
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused %s for %.130s: bad_proof: it carries no "
+		    "proof of possession, and connector_proof is required",
+		    what, subject);
+	}
+	if (req->on_behalf == NULL)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused %s for %.130s: bad_proof: it names no "
+		    "connector certificate to check its proof with",
+		    what, subject);
+	r = rf_proof_check(ka->proofs, st, ledger, req->on_behalf, tenant,
+	    purpose, subject, req->proof, req->prooflen, rf_now(), why,
+	    sizeof(why));
+	if (r == 1)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused %s for %.130s: bad_proof: %s", what,
+		    subject, why);
+	return r;
+}
 
 /*
  * What the store said, checked against keyd's ledger, which only an
@@ -320,6 +359,7 @@ keyd_assertion(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 	struct keyd_assert *ka = arg;
 	struct rf_connector_req q;
 	struct rf_connector_verdict v;
+	char tenant[128], subject[260];
 	int r;
 
 	if (req->on_behalf == NULL || req->tenant == NULL || req->conn == NULL)
@@ -341,7 +381,12 @@ keyd_assertion(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused assertion for %.64s/%.64s: %s: %s",
 		    req->tenant, req->conn, rf_refusal_code(v.why), v.detail);
-	return ledger_agrees(ledger, v.connector, req);
+	if ((r = ledger_agrees(ledger, v.connector, req)) != 0)
+		return r;
+	rf_connector_tenant(v.connector, tenant);
+	snprintf(subject, sizeof(subject), "%s/%s", req->tenant, req->conn);
+	return proof_ok(
+	    ka, st, ledger, req, "assertion", tenant, "assert", subject);
 }
 
 /* Class server's certificates: the renewal of an active connector's own
@@ -354,7 +399,7 @@ keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 {
 	struct keyd_assert *ka = arg;
 	struct rf_connector_rec cr;
-	char tenant[128];
+	char tenant[128], newkey[65];
 	const char *name;
 	int r, retry;
 
@@ -374,6 +419,11 @@ keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 		    "custody refused cert for class server: connector %.64s "
 		    "is not active",
 		    name);
+	/* The proof names the new key: serve cannot swap in its own. */
+	if ((r = rf_kpolicy_cert_key_id(req->msg, req->msglen, newkey)) != 0 ||
+	    (r = proof_ok(ka, st, ledger, req, "cert", req->tenant, "renew",
+		 newkey)) != 0)
+		return r;
 	if ((r = rf_limits_renewal(
 		 ka->limits, ka->cfg, name, rf_now(), &retry)) == RF_ERR_STATE)
 		return rf_err_set(RF_ERR_REFUSED,
@@ -395,7 +445,7 @@ int
 cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_keyd_opts o;
-	struct keyd_assert ka = {&cli->cfg, NULL, NULL};
+	struct keyd_assert ka = {&cli->cfg, NULL, NULL, NULL};
 	struct rf_pool_bg *bg = NULL;
 	long v;
 	char *end;
@@ -426,7 +476,9 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	}
 	if ((r = rf_limits_new(&ka.limits)) != 0 ||
 	    (r = rf_connector_cache_new(&ka.cache)) != 0 ||
+	    (r = rf_proof_guard_new(&ka.proofs)) != 0 ||
 	    (r = rf_pool_bg_new(&cli->cfg, keyd_log, NULL, &bg)) != 0) {
+		rf_proof_guard_free(ka.proofs);
 		rf_connector_cache_free(ka.cache);
 		rf_limits_free(ka.limits);
 		return cli_fail(r);
@@ -438,6 +490,7 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	o.background_arg = bg;
 	r = rf_keyd_run(&cli->cfg, &o);
 	rf_pool_bg_free(bg);
+	rf_proof_guard_free(ka.proofs);
 	rf_connector_cache_free(ka.cache);
 	rf_limits_free(ka.limits);
 	if (r != 0) {

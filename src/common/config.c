@@ -25,6 +25,8 @@ struct setting {
 /* Entra ID: RSA keys of 2048 bits or more, PS256 or RS256 assertions. */
 #define ENTRA_KEY_ALGS "rsa-2048\0rsa-3072\0"
 #define ENTRA_JWT_ALGS "PS256\0RS256\0"
+/* A connector's proof of possession (docs/connectors.md). */
+#define CONNECTOR_PROOFS "optional\0required\0"
 
 #define S(k, f)                                                                \
 	{                                                                      \
@@ -74,6 +76,7 @@ static const struct setting settings[] = {
     I("connector_rate", connector_rate, 0, 100000000),
     I("connector_burst", connector_burst, 1, 100000000),
     I("connector_renewals", connector_renewals, 0, 1000),
+    C("connector_proof", connector_proof, CONNECTOR_PROOFS),
     I("detectors", detectors, 0, 1),
     I("surge_per_minute", surge_per_minute, 1, 100000000),
     S("alert_webhook", alert_webhook),
@@ -322,6 +325,8 @@ rf_config_load(struct rf_config *cfg)
 	cfg->connector_rate = 7200;
 	cfg->connector_burst = 600;
 	cfg->connector_renewals = 4;
+	snprintf(
+	    cfg->connector_proof, sizeof(cfg->connector_proof), "optional");
 	cfg->detectors = 1;
 	cfg->surge_per_minute = 600;
 	cfg->tls_handshake_rate = 50;

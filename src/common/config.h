@@ -45,18 +45,19 @@ struct rf_config {
 	int sth_interval;     /* seconds between signed tree heads */
 	int sth_leaves;	      /* leaves between signed tree heads */
 	/* Connectors and client assertions (docs/connectors.md). */
-	int connector_days;	 /* validity of connector certificates */
-	char entra_key_alg[16];	 /* rsa-2048 or rsa-3072 */
-	char entra_jwt_alg[8];	 /* PS256 or RS256 */
-	int assertion_lifetime;	 /* s from nbf to exp, at most 600 */
-	int conn_rate;		 /* assertions per hour per connection */
-	int conn_burst;		 /* and its bucket's capacity */
-	int connector_rate;	 /* assertions per hour per connector */
-	int connector_burst;	 /* and its bucket's capacity */
-	int connector_renewals;	 /* API renewals a day per connector */
-	int detectors;		 /* 1: anomaly detectors on */
-	int surge_per_minute;	 /* global assertions a minute before alert */
-	char alert_webhook[256]; /* http://HOST:PORT/PATH, or "" */
+	int connector_days;	  /* validity of connector certificates */
+	char entra_key_alg[16];	  /* rsa-2048 or rsa-3072 */
+	char entra_jwt_alg[8];	  /* PS256 or RS256 */
+	int assertion_lifetime;	  /* s from nbf to exp, at most 600 */
+	int conn_rate;		  /* assertions per hour per connection */
+	int conn_burst;		  /* and its bucket's capacity */
+	int connector_rate;	  /* assertions per hour per connector */
+	int connector_burst;	  /* and its bucket's capacity */
+	int connector_renewals;	  /* API renewals a day per connector */
+	char connector_proof[12]; /* optional or required (proof.c) */
+	int detectors;		  /* 1: anomaly detectors on */
+	int surge_per_minute;	  /* global assertions a minute before alert */
+	char alert_webhook[256];  /* http://HOST:PORT/PATH, or "" */
 	/* serve: budgets of anonymous peers (docs/serve.md "Budgets"). */
 	int tls_handshake_rate;	       /* signed handshakes/s, all peers */
 	int tls_handshake_source_rate; /* signed handshakes/s, one source */

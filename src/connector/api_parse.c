@@ -36,7 +36,7 @@ load(const uint8_t *body, size_t len, json_t **out)
 	return 0;
 }
 
-/* Every member of j is one of names. */
+/* Every member of j is one of names[1..] (names[0]: them in words). */
 static int
 known_only(json_t *j, const char *const *names)
 {
@@ -47,16 +47,37 @@ known_only(json_t *j, const char *const *names)
 	json_object_foreach(j, k, v)
 	{
 		(void)v;
-		for (i = 0; names[i] != NULL; i++)
+		for (i = 1; names[i] != NULL; i++)
 			if (strcmp(k, names[i]) == 0)
 				break;
 		if (names[i] == NULL)
 			return rf_err_set(RF_ERR_MALFORMED,
 			    "unknown member \"%.40s\": this request takes "
-			    "only %s%s%s",
-			    k, names[0], names[1] != NULL ? " and " : "",
-			    names[1] != NULL ? names[1] : "");
+			    "only %s",
+			    k, names[0]);
 	}
+	return 0;
+}
+
+/* The optional "proof" member into out ("" without one): its syntax only;
+ * keyd checks the rest (proof.c). */
+static int
+proof_member(json_t *j, char out[RF_PROOF_MAX + 1])
+{
+	struct rf_proof pf;
+	json_t *v = json_object_get(j, "proof");
+	const char *s;
+	int r;
+
+	out[0] = '\0';
+	if (v == NULL)
+		return 0;
+	if ((s = json_string_value(v)) == NULL)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "\"proof\" must be a string, TIME.NONCE.SIGNATURE");
+	if ((r = rf_proof_parse(s, strlen(s), &pf)) != 0)
+		return r;
+	snprintf(out, RF_PROOF_MAX + 1, "%s", s);
 	return 0;
 }
 
@@ -64,7 +85,9 @@ int
 rf_connector_parse_assert(
     const uint8_t *body, size_t len, struct rf_assert_ask *out)
 {
-	static const char *const names[] = {"connection", "x5t#S256", NULL};
+	static const char *const names[] = {
+	    "\"connection\", \"x5t#S256\" and \"proof\"", "connection",
+	    "x5t#S256", "proof", NULL};
 	const char *c, *x, *slash;
 	json_t *j = NULL;
 	size_t tl, i;
@@ -128,7 +151,7 @@ rf_connector_parse_assert(
 			goto out;
 		}
 	snprintf(out->x5t256, sizeof(out->x5t256), "%s", x);
-	r = 0;
+	r = proof_member(j, out->proof);
 out:
 	json_decref(j);
 	if (r != 0)
@@ -137,17 +160,19 @@ out:
 }
 
 int
-rf_connector_parse_renew(
-    const uint8_t *body, size_t len, char **csr, size_t *csrlen)
+rf_connector_parse_renew(const uint8_t *body, size_t len, char **csr,
+    size_t *csrlen, char proof[RF_PROOF_MAX + 1])
 {
-	static const char *const names[] = {"csr", NULL};
+	static const char *const names[] = {
+	    "\"csr\" and \"proof\"", "csr", "proof", NULL};
 	const char *c;
 	json_t *j = NULL;
 	int r;
 
 	*csr = NULL;
 	*csrlen = 0;
-	if ((r = load(body, len, &j)) != 0 || (r = known_only(j, names)) != 0)
+	if ((r = load(body, len, &j)) != 0 || (r = known_only(j, names)) != 0 ||
+	    (r = proof_member(j, proof)) != 0)
 		goto out;
 	if ((c = json_string_value(json_object_get(j, "csr"))) == NULL ||
 	    *c == '\0') {

@@ -73,6 +73,11 @@ int rf_connector_entra_register(const struct rf_config *cfg,
 
 /* ---- JWT client assertions (jwt.c) ---- */
 
+/* Unpadded, canonical base64url (RFC 4648 5); out has len * 3 / 4 + 1
+ * bytes. RF_ERR_MALFORMED otherwise. */
+int rf_b64url_decode(
+    const uint8_t *in, size_t len, uint8_t *out, size_t *olen) RF_WUR;
+
 #define RF_JWT_MAX_LIFETIME 600 /* s; Entra: exp at most 10 min after nbf */
 
 /*
@@ -103,6 +108,47 @@ int rf_jwt_join(
 /* The scheme of a JWT alg name ("PS256", "RS256"); RF_ERR_ARG otherwise. */
 int rf_jwt_scheme(const char *alg, enum rf_sig_scheme *scheme) RF_WUR;
 
+/* ---- Proof of possession (proof.c) ---- */
+
+/*
+ * A connector's proof: TIME "." NONCE "." base64url(signature), the
+ * signature made with its TLS client key over rf_proof_message's bytes
+ * (docs/connectors.md). purpose "assert" names the connection
+ * ("TENANT/NAME"), "renew" the new key (hex SHA-256 of its SPKI DER).
+ */
+#define RF_PROOF_MAX 1200 /* an RSA-4096 key's proof fits */
+#define RF_PROOF_SKEW 120 /* seconds its time may be off keyd's clock */
+struct rf_proof {
+	int64_t time;
+	char nonce[65];
+	uint8_t sig[1024];
+	size_t siglen;
+};
+/* Untrusted bytes (fuzzed): RF_ERR_MALFORMED with what to fix. */
+int rf_proof_parse(const char *s, size_t len, struct rf_proof *out) RF_WUR;
+/* The signed bytes into out; their length, or an error. */
+int rf_proof_message(const char *purpose, const char *subject, int64_t t,
+    const char *nonce, char *out, size_t outlen);
+/* A new proof with key, made at now, into out (RF_PROOF_MAX + 1 bytes). */
+int rf_proof_make(EVP_PKEY *key, const char *purpose, const char *subject,
+    int64_t now, char *out, size_t outlen) RF_WUR;
+/*
+ * keyd's check (thread-safe): proof, len bytes, for purpose and subject,
+ * made within RF_PROOF_SKEW of now with the key of connector certificate
+ * cert_serial, a certificate of the store that an issuing key of keyd's
+ * ledger signed, clientAuth only, valid at now, its CN tenant (NULL: any);
+ * never accepted before (each proof once). 0: accepted; 1: refused, why
+ * says why in one sentence; an error otherwise.
+ */
+struct rf_proof_guard;
+struct rf_ledger;
+int rf_proof_guard_new(struct rf_proof_guard **out) RF_WUR;
+void rf_proof_guard_free(struct rf_proof_guard *g);
+int rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
+    struct rf_ledger *ledger, const char *cert_serial, const char *tenant,
+    const char *purpose, const char *subject, const uint8_t *proof, size_t len,
+    int64_t now, char *why, size_t whylen) RF_WUR;
+
 /* ---- The API's request (api_parse.c) ---- */
 
 #define RF_CONNECTOR_BODY_MAX 8192
@@ -112,6 +158,7 @@ struct rf_assert_ask {
 	char tenant[128];
 	char conn[64];
 	char x5t256[48]; /* the credential the connector believes in, or "" */
+	char proof[RF_PROOF_MAX + 1]; /* its proof of possession, or "" */
 };
 /*
  * Strict: a JSON object of at most RF_CONNECTOR_BODY_MAX bytes, no unknown
@@ -122,8 +169,8 @@ struct rf_assert_ask {
 int rf_connector_parse_assert(
     const uint8_t *body, size_t len, struct rf_assert_ask *out) RF_WUR;
 /* POST /v1/connector/renew: {"csr": PEM}; *csr malloc'd. */
-int rf_connector_parse_renew(
-    const uint8_t *body, size_t len, char **csr, size_t *csrlen) RF_WUR;
+int rf_connector_parse_renew(const uint8_t *body, size_t len, char **csr,
+    size_t *csrlen, char proof[RF_PROOF_MAX + 1]) RF_WUR;
 
 /* ---- Limits (limits.c): token buckets in memory ---- */
 

@@ -194,8 +194,8 @@ b64val(int c)
  * Decode unpadded base64url (RFC 4648 5); out has len * 3 / 4 + 1 bytes.
  * Unused low bits must be zero, so that only the canonical text decodes.
  */
-static int
-b64dec(const uint8_t *in, size_t len, uint8_t *out, size_t *olen)
+int
+rf_b64url_decode(const uint8_t *in, size_t len, uint8_t *out, size_t *olen)
 {
 	uint32_t acc = 0;
 	size_t i, o = 0;
@@ -230,7 +230,8 @@ part_is(const uint8_t *p, size_t len, const char *want)
 	uint8_t buf[768];
 	size_t l;
 
-	if (len > (sizeof(buf) - 1) * 4 / 3 || b64dec(p, len, buf, &l) != 0)
+	if (len > (sizeof(buf) - 1) * 4 / 3 ||
+	    rf_b64url_decode(p, len, buf, &l) != 0)
 		return 0;
 	return l == strlen(want) && memcmp(buf, want, l) == 0;
 }
@@ -247,7 +248,8 @@ claims_read(
 	size_t l;
 	int r = RF_ERR_MALFORMED;
 
-	if (len > (sizeof(buf) - 1) * 4 / 3 || b64dec(p, len, buf, &l) != 0)
+	if (len > (sizeof(buf) - 1) * 4 / 3 ||
+	    rf_b64url_decode(p, len, buf, &l) != 0)
 		return r;
 	if ((j = json_loadb(
 		 (const char *)buf, l, JSON_REJECT_DUPLICATES, &e)) == NULL ||

@@ -675,10 +675,29 @@ pending_free(struct rf_assert_pending *p)
 static void
 answer_fail(struct rf_api_answer *a, int r)
 {
-	if (r == RF_ERR_REFUSED)
+	/* keyd's refusal of a connector's proof (cmd_keyd.c) is the
+	 * caller's to fix: a new proof, made with its own key. */
+	if (r == RF_ERR_REFUSED && strstr(rf_err_msg(r), ": bad_proof: "))
+		rf_api_answer_error(a, 401, "bad_proof", rf_err_msg(r));
+	else if (r == RF_ERR_REFUSED)
 		rf_api_answer_error(a, 403, "refused", rf_err_msg(r));
 	else
 		rf_api_answer_error(a, 500, "internal", rf_err_msg(r));
+}
+
+/* 1 when a is answered: connector_proof is required and the request
+ * carries no proof. keyd refuses it anyway; this says so sooner. */
+static int
+proof_missing(const struct rf_connector_svc *svc, const char *proof,
+    struct rf_api_answer *a)
+{
+	if (proof[0] != '\0' ||
+	    strcmp(svc->cfg->connector_proof, "required") != 0)
+		return 0;
+	rf_api_answer_error(a, 401, "proof_required",
+	    "connector_proof is required here: send \"proof\", signed with "
+	    "the connector's key (ringfence assert does; docs/connectors.md)");
+	return 1;
 }
 
 /*
@@ -734,6 +753,10 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 	if ((r = rf_connector_parse_assert(body, len, &p->ask)) != 0) {
 		rf_api_answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
 		    "bad_request", rf_err_msg(r));
+		pending_free(p);
+		return 0;
+	}
+	if (proof_missing(svc, p->ask.proof, a)) {
 		pending_free(p);
 		return 0;
 	}
@@ -800,6 +823,10 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 	/* The custody process decides again on these (keyd's policy). */
 	p->sr.conn = p->ask.conn;
 	p->sr.on_behalf = p->serial;
+	if (p->ask.proof[0] != '\0') {
+		p->sr.proof = (const uint8_t *)p->ask.proof;
+		p->sr.prooflen = strlen(p->ask.proof);
+	}
 	*out = p;
 	return 0;
 fail:
@@ -949,7 +976,7 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	struct rf_issued is;
 	struct renew_link link;
 	struct rf_actor who;
-	char *csr = NULL, tenant[128], actor[160];
+	char *csr = NULL, tenant[128], actor[160], proof[RF_PROOF_MAX + 1];
 	size_t csrlen;
 	json_t *j;
 	int r;
@@ -962,9 +989,14 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 		    "present a connector's TLS client certificate");
 		return;
 	}
-	if ((r = rf_connector_parse_renew(body, len, &csr, &csrlen)) != 0) {
+	if ((r = rf_connector_parse_renew(body, len, &csr, &csrlen, proof)) !=
+	    0) {
 		rf_api_answer_error(a, r == RF_ERR_TOO_LARGE ? 413 : 400,
 		    "bad_request", rf_err_msg(r));
+		return;
+	}
+	if (proof_missing(svc, proof, a)) {
+		free(csr);
 		return;
 	}
 	pthread_mutex_lock(&svc->lock);
@@ -995,6 +1027,12 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	req.csr = (const uint8_t *)csr;
 	req.csrlen = csrlen;
 	req.days = svc->cfg->connector_days;
+	/* keyd checks the proof: this connector's key, for this new key. */
+	req.on_behalf = cert_serial;
+	if (proof[0] != '\0') {
+		req.proof = (const uint8_t *)proof;
+		req.prooflen = strlen(proof);
+	}
 	link.st = svc->st;
 	link.name = v.connector;
 	snprintf(actor, sizeof(actor), "connector %s (certificate %s)",
@@ -1015,8 +1053,12 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 		    ? 400
 		    : 500;
 
-		rf_api_answer_error(a, st,
-		    st == 400 ? "bad_request" : "internal", rf_err_msg(r));
+		if (r == RF_ERR_REFUSED)
+			answer_fail(a, r);
+		else
+			rf_api_answer_error(a, st,
+			    st == 400 ? "bad_request" : "internal",
+			    rf_err_msg(r));
 		goto out;
 	}
 	j = json_pack("{s:s,s:s,s:I}", "serial", is.serial, "pem", is.chain_pem,

@@ -581,6 +581,7 @@ sign_frame(struct rf_kbuf *b, const struct rf_key *key,
 		rf_kbuf_str(b, reqs[i].tenant);
 		rf_kbuf_str(b, reqs[i].conn);
 		rf_kbuf_str(b, reqs[i].on_behalf);
+		rf_kbuf_bytes(b, reqs[i].proof, reqs[i].prooflen);
 		rf_kbuf_bytes(b, reqs[i].msg, reqs[i].msglen);
 	}
 	return rf_kbuf_finish(b);

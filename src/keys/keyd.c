@@ -632,9 +632,9 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 		    "custody sign: unknown flags 0x%02x (run one ringfence "
 		    "build for keyd and its callers)",
 		    flags);
-	/* Each item takes at least 25 bytes: n is bounded by the frame. */
+	/* Each item takes at least 29 bytes: n is bounded by the frame. */
 	if (m->err != 0 || s->n == 0 || s->n > RF_KPROTO_BATCH_MAX ||
-	    s->n > (m->len - m->off) / 25)
+	    s->n > (m->len - m->off) / 29)
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "custody sign: bad number of messages");
 	if ((s->reqs = calloc(s->n, sizeof(*s->reqs))) == NULL ||
@@ -647,6 +647,8 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 		rf_kmsg_str(m, s->str[i][2]);
 		rf_kmsg_str(m, s->str[i][3]);
 		rf_kmsg_str(m, s->str[i][4]);
+		rf_kmsg_bytes(m, &s->reqs[i].proof, &s->reqs[i].prooflen,
+		    RF_KPROTO_PROOF_MAX);
 		rf_kmsg_bytes(
 		    m, &s->reqs[i].msg, &s->reqs[i].msglen, RF_KPROTO_MAX);
 		s->reqs[i].what = s->str[i][0][0] ? s->str[i][0] : NULL;
@@ -654,6 +656,8 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 		s->reqs[i].tenant = s->str[i][2][0] ? s->str[i][2] : NULL;
 		s->reqs[i].conn = s->str[i][3][0] ? s->str[i][3] : NULL;
 		s->reqs[i].on_behalf = s->str[i][4][0] ? s->str[i][4] : NULL;
+		if (s->reqs[i].prooflen == 0)
+			s->reqs[i].proof = NULL;
 	}
 	return rf_kmsg_end(m);
 }

@@ -72,6 +72,11 @@ struct rf_sign_req {
 	 * policy decides on them (docs/connectors.md). NULL otherwise. */
 	const char *conn;
 	const char *on_behalf;
+	/* what "assertion" and "cert" for a connector: the connector's proof
+	 * of possession as it sent it (connector.h, rf_proof_check), or
+	 * NULL. */
+	const uint8_t *proof;
+	size_t prooflen;
 };
 
 struct rf_sig {

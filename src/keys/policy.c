@@ -188,16 +188,6 @@ wrap_tbs(const uint8_t *tbs, size_t len, size_t *outlen)
 	return o;
 }
 
-static int64_t
-asn1_secs(const ASN1_TIME *t)
-{
-	struct tm tm;
-
-	if (t == NULL || ASN1_TIME_to_tm(t, &tm) != 1)
-		return -1;
-	return (int64_t)timegm(&tm);
-}
-
 /*
  * Dates a server's OCSP response or CRL may carry: a thisUpdate no later
  * than FRESH_SKEW seconds past keyd's clock, and a nextUpdate after it by
@@ -216,7 +206,8 @@ asn1_secs(const ASN1_TIME *t)
 static int
 fresh(const ASN1_TIME *this_update, const ASN1_TIME *next_update)
 {
-	int64_t t = asn1_secs(this_update), n = asn1_secs(next_update);
+	int64_t t = rf_ca_asn1_secs(this_update),
+		n = rf_ca_asn1_secs(next_update);
 
 	return t >= 0 && n >= 0 && t <= rf_now() + FRESH_SKEW && n > t &&
 	    n - t <= RF_VALIDITY_MAX + 60;
@@ -289,7 +280,7 @@ check_single(struct rf_kpolicy *p, OCSP_SINGLERESP *one)
 			   "(the store no longer says so)",
 		    "ocsp");
 	else if (r == 0 && st == V_OCSP_CERTSTATUS_REVOKED &&
-	    (!c.revoked || asn1_secs(rt) != c.revoked_at ||
+	    (!c.revoked || rf_ca_asn1_secs(rt) != c.revoked_at ||
 		(reason == OCSP_REVOKED_STATUS_NOSTATUS ? -1 : reason) !=
 		    (c.reason == OCSP_REVOKED_STATUS_NOSTATUS ? -1 : c.reason)))
 		r = refuse("revoked with another time or reason than the "
@@ -324,7 +315,7 @@ check_ocsp(
 		r = refuse("ResponseData does not parse", "ocsp");
 		goto out;
 	}
-	t = asn1_secs(OCSP_resp_get0_produced_at(br));
+	t = rf_ca_asn1_secs(OCSP_resp_get0_produced_at(br));
 	if (t < 0 || t > rf_now() + FRESH_SKEW) {
 		r = refuse("producedAt after now", "ocsp");
 		goto out;
@@ -375,7 +366,8 @@ crl_cmp_one(void *arg, const struct rf_cert_rec *c)
 		return 0;
 	k->n++;
 	if ((rv = crl_entry(k->crl, c->serial)) == NULL ||
-	    asn1_secs(X509_REVOKED_get0_revocationDate(rv)) != c->revoked_at)
+	    rf_ca_asn1_secs(X509_REVOKED_get0_revocationDate(rv)) !=
+		c->revoked_at)
 		k->bad = 1;
 	return k->bad;
 }
@@ -440,7 +432,7 @@ check_crl(struct rf_kpolicy *p, const char *key_id, const char *purpose,
 		r = refuse(FRESH_WHY, "crl");
 		goto out;
 	}
-	k.this_update = asn1_secs(X509_CRL_get0_lastUpdate(k.crl));
+	k.this_update = rf_ca_asn1_secs(X509_CRL_get0_lastUpdate(k.crl));
 	memset(&f, 0, sizeof(f));
 	f.issuer = issuer;
 	f.only_revoked = 1;
@@ -646,6 +638,29 @@ connector_subject(const X509_NAME *name, const char *tenant)
 	return 1;
 }
 
+int
+rf_kpolicy_cert_key_id(const uint8_t *tbs, size_t len, char id[65])
+{
+	const unsigned char *q;
+	uint8_t *w;
+	size_t wl;
+	X509 *x = NULL;
+	int r;
+
+	if ((w = wrap_tbs(tbs, len, &wl)) == NULL)
+		return RF_ERR_ALLOC;
+	q = w;
+	if ((x = d2i_X509(NULL, &q, (long)wl)) == NULL || q != w + wl)
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "a certificate that does not "
+		    "parse");
+	else
+		r = rf_keys_pub_id(X509_get0_pubkey(x), id);
+	X509_free(x);
+	free(w);
+	return r;
+}
+
 /*
  * A connector's own TLS client certificate renewed through the API: the
  * issuing key, an end entity for clientAuth only with the connector
@@ -694,8 +709,8 @@ check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 		    "cert");
 		goto out;
 	}
-	nb = asn1_secs(X509_get0_notBefore(x));
-	na = asn1_secs(X509_get0_notAfter(x));
+	nb = rf_ca_asn1_secs(X509_get0_notBefore(x));
+	na = rf_ca_asn1_secs(X509_get0_notAfter(x));
 	if (nb < 0 || na < 0 || nb > rf_now() + FRESH_SKEW) {
 		r = refuse(
 		    "a certificate whose notBefore is after now", "cert");

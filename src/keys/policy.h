@@ -45,5 +45,8 @@ void rf_kpolicy_set_assertion(
  * checks names an active connector. Without fn, none. */
 void rf_kpolicy_set_cert(
     struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg);
+/* The key id (rf_keys_pub_id) of the public key a certificate's TBS
+ * (a cert request's msg) certifies. */
+int rf_kpolicy_cert_key_id(const uint8_t *tbs, size_t len, char id[65]) RF_WUR;
 
 #endif

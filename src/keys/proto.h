@@ -24,9 +24,10 @@
 #include "common/rf.h"
 #include "keys/keyd.h"
 
-#define RF_KPROTO_VERSION 2
+#define RF_KPROTO_VERSION 3
 #define RF_KPROTO_MAX (32u * 1024 * 1024) /* largest frame after length */
 #define RF_KPROTO_STR_MAX 256		  /* longest string field */
+#define RF_KPROTO_PROOF_MAX 2048	  /* a connector's proof */
 #define RF_KPROTO_BATCH_MAX 100000	  /* items in one request */
 #define RF_KPROTO_NOTE_ITEMS_MAX 10000	  /* incident items in one note */
 

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "connector/connector.h"
 #include "store/store.h"
 #include "store/store_incident.h"
@@ -163,8 +165,24 @@ test_parse(void **state)
 	    {"{\"connection\":\"acme/m365\"} x", RF_ERR_MALFORMED, NULL, NULL},
 	    {"", RF_ERR_MALFORMED, NULL, NULL},
 	};
+	static const struct {
+		const char *proof;
+		int r;
+	} proofs[] = {
+	    {"\"1700000000.0123456789abcdef.AAAA\"", 0},
+	    {"\"1700000000.0123456789abcdef0123456789abcdef.a-_Z\"", 0},
+	    {"\"abc\"", RF_ERR_MALFORMED},
+	    {"7", RF_ERR_MALFORMED},
+	    {"\"1700000000.short.AAAA\"", RF_ERR_MALFORMED},
+	    {"\"-1.0123456789abcdef.AAAA\"", RF_ERR_MALFORMED},
+	    {"\"1700000000.0123456789abcdef.AA=A\"", RF_ERR_MALFORMED},
+	    {"\"1700000000.0123456789abcdef.\"", RF_ERR_MALFORMED},
+	    {"\"1700000000.0123456789abcde!.AAAA\"", RF_ERR_MALFORMED},
+	    {"\".0123456789abcdef.AAAA\"", RF_ERR_MALFORMED},
+	    {"\"1700000000.0123456789abcdef.A\"", RF_ERR_MALFORMED},
+	};
 	struct rf_assert_ask ask;
-	char *big, *csr;
+	char *big, *csr, proof[RF_PROOF_MAX + 1];
 	size_t i, n;
 
 	(void)state;
@@ -189,15 +207,90 @@ test_parse(void **state)
 	free(big);
 	assert_int_equal(
 	    rf_connector_parse_renew(
-		(const uint8_t *)"{\"csr\":\"PEM\"}", 13, &csr, &n),
+		(const uint8_t *)"{\"csr\":\"PEM\"}", 13, &csr, &n, proof),
 	    0);
 	assert_string_equal(csr, "PEM");
+	assert_string_equal(proof, "");
 	free(csr);
 	assert_int_equal(
 	    rf_connector_parse_renew((const uint8_t *)"{\"csr\":\"x\","
 						      "\"days\":90}",
-		22, &csr, &n),
+		22, &csr, &n, proof),
 	    RF_ERR_MALFORMED);
+	/* The proof's syntax is checked here, its signature by keyd. */
+	for (i = 0; i < sizeof(proofs) / sizeof(proofs[0]); i++) {
+		char body[256];
+		int r;
+
+		snprintf(body, sizeof(body),
+		    "{\"connection\":\"acme/m365\",\"proof\":%s}",
+		    proofs[i].proof);
+		r = rf_connector_parse_assert(
+		    (const uint8_t *)body, strlen(body), &ask);
+		if (r != proofs[i].r)
+			fail_msg("proof %zu (%s): %d", i, proofs[i].proof, r);
+		snprintf(body, sizeof(body), "{\"csr\":\"x\",\"proof\":%s}",
+		    proofs[i].proof);
+		csr = NULL;
+		if (rf_connector_parse_renew((const uint8_t *)body,
+			strlen(body), &csr, &n, proof) != proofs[i].r)
+			fail_msg("renew proof %zu (%s)", i, proofs[i].proof);
+		free(csr);
+	}
+}
+
+/* A proof made by rf_proof_make parses, and verifies over the documented
+ * bytes with the key's public half (what keyd checks, and what `openssl
+ * dgst -sha256 -sign` makes). */
+static void
+test_proof_make(void **state)
+{
+	static const char *const algs[] = {"EC", "RSA", "ED25519"};
+	struct rf_proof pf;
+	char out[RF_PROOF_MAX + 1], msg[512], want[600];
+	EVP_MD_CTX *ctx;
+	EVP_PKEY *k;
+	size_t i;
+	int ml;
+
+	(void)state;
+	for (i = 0; i < 3; i++) {
+		k = i == 0 ? EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")
+		    : i == 1
+		    ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
+		    : EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+		assert_non_null(k);
+		assert_int_equal(rf_proof_make(k, "assert", "acme/m365",
+				     1700000000, out, sizeof(out)),
+		    0);
+		assert_int_equal(rf_proof_parse(out, strlen(out), &pf), 0);
+		assert_true(pf.time == 1700000000);
+		assert_int_equal(strlen(pf.nonce), 32);
+		ml = rf_proof_message(
+		    "assert", "acme/m365", pf.time, pf.nonce, msg, sizeof(msg));
+		snprintf(want, sizeof(want),
+		    "ringfence-proof-v1\nassert\nacme/m365\n1700000000\n%s\n",
+		    pf.nonce);
+		assert_int_equal(ml, (int)strlen(want));
+		assert_string_equal(msg, want);
+		ctx = EVP_MD_CTX_new();
+		if (EVP_DigestVerifyInit(ctx, NULL,
+			i == 2 ? NULL : EVP_sha256(), NULL, k) != 1 ||
+		    EVP_DigestVerify(ctx, pf.sig, pf.siglen,
+			(const uint8_t *)msg, (size_t)ml) != 1)
+			fail_msg("%s proof does not verify", algs[i]);
+		/* Another subject: not the bytes signed. */
+		ml = rf_proof_message("assert", "acme/other", pf.time, pf.nonce,
+		    msg, sizeof(msg));
+		assert_int_equal(EVP_DigestVerifyInit(ctx, NULL,
+				     i == 2 ? NULL : EVP_sha256(), NULL, k),
+		    1);
+		assert_int_not_equal(EVP_DigestVerify(ctx, pf.sig, pf.siglen,
+					 (const uint8_t *)msg, (size_t)ml),
+		    1);
+		EVP_MD_CTX_free(ctx);
+		EVP_PKEY_free(k);
+	}
 }
 
 static void
@@ -925,6 +1018,7 @@ main(void)
 	    cmocka_unit_test(test_jwt),
 	    cmocka_unit_test(test_parse),
 	    cmocka_unit_test(test_limits),
+	    cmocka_unit_test(test_proof_make),
 	    cmocka_unit_test_setup_teardown(test_decide, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_incident, setup, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -1024,7 +1024,7 @@ test_init_token(void **state)
 	struct rf_keygen kg[6];
 	struct rf_sig sig;
 	struct rf_sign_req req = {(const uint8_t *)"m", 1, RF_SIG_DEFAULT,
-	    "test", "1", NULL, NULL, NULL};
+	    "test", "1", NULL, NULL, NULL, NULL, 0};
 	char ids[7][65], path[1200];
 	struct listed l;
 	const char *idp[7];

@@ -33,7 +33,7 @@ test_reenable_attack(void **state)
 	uint8_t tid[32], other[16];
 	CK_ATTRIBUTE rename = {CKA_ID, other, sizeof(other)};
 	struct rf_sign_req req = {(const uint8_t *)"m", 1, RF_SIG_DEFAULT,
-	    "cert", "1", NULL, NULL, NULL};
+	    "cert", "1", NULL, NULL, NULL, NULL, 0};
 	struct rf_sig sig;
 	size_t len = 0;
 	CK_RV rv;

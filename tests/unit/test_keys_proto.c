@@ -32,7 +32,8 @@ build_sign(struct rf_kbuf *b)
 	rf_kbuf_str(b, "acme");
 	rf_kbuf_str(b, "mail"); /* connection (assertions) */
 	rf_kbuf_str(b, "0a0b"); /* on behalf of a connector certificate */
-	rf_kbuf_bytes(b, msg, sizeof(msg));
+	rf_kbuf_bytes(b, (const uint8_t *)"1.0123456789abcdef.AAAA", 23);
+	rf_kbuf_bytes(b, msg, sizeof(msg)); /* its proof, then the message */
 	assert_int_equal(rf_kbuf_finish(b), 0);
 }
 
@@ -105,6 +106,29 @@ test_strict(void **state)
 		free(t);
 	}
 	rf_kbuf_clear(&b);
+	/* A connector's proof longer than any proof: refused. */
+	{
+		static uint8_t proof[RF_KPROTO_PROOF_MAX + 1];
+
+		memset(proof, 'A', sizeof(proof));
+		rf_kbuf_begin(&b, RF_KMSG_SIGN);
+		rf_kbuf_str(&b, "ab");
+		rf_kbuf_u8(&b, 0);
+		rf_kbuf_str(&b, "alice");
+		rf_kbuf_str(&b, NULL);
+		rf_kbuf_u32(&b, 1);
+		rf_kbuf_u8(&b, 0);
+		rf_kbuf_str(&b, "assertion");
+		rf_kbuf_str(&b, "01");
+		rf_kbuf_str(&b, "acme");
+		rf_kbuf_str(&b, "mail");
+		rf_kbuf_str(&b, "0a0b");
+		rf_kbuf_bytes(&b, proof, sizeof(proof));
+		rf_kbuf_bytes(&b, proof, 5);
+		assert_int_equal(rf_kbuf_finish(&b), 0);
+		assert_int_not_equal(rf_keyd_decode(b.d, b.len), 0);
+		rf_kbuf_clear(&b);
+	}
 
 	/* Another version, an unknown type, an answer type as a request. */
 	memcpy(f, "\0\0\0\2\0\3", 6);

@@ -23,7 +23,7 @@ sign_loop(void *arg)
 {
 	struct busy *b = arg;
 	struct rf_sign_req req = {(const uint8_t *)"tbs", 3, RF_SIG_DEFAULT,
-	    "test", "1", NULL, NULL, NULL};
+	    "test", "1", NULL, NULL, NULL, NULL, 0};
 	struct rf_sig sig;
 	int r;
 
@@ -52,7 +52,7 @@ test_reinit_pauses_others(void **state)
 	struct busy b;
 	pthread_t t;
 	struct rf_sign_req req = {(const uint8_t *)"m", 1, RF_SIG_DEFAULT,
-	    "test", "2", NULL, NULL, NULL};
+	    "test", "2", NULL, NULL, NULL, NULL, 0};
 	struct rf_sig sig;
 	int i;
 
