@@ -24,6 +24,7 @@
 #include "connector/connector.h"
 #include "keys/keys.h"
 #include "keys/ledger.h"
+#include "keys/policy.h"
 #include "store/store.h"
 
 #define NONCE_MIN 16
@@ -338,7 +339,8 @@ cert_load(struct rf_store *st, struct rf_ledger *ledger, const char *serial,
 	if (X509_check_ca(x) != 0 || eku == NULL ||
 	    sk_ASN1_OBJECT_num(eku) != 1 ||
 	    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, 0)) != NID_client_auth ||
-	    cnl <= 0 || (size_t)cnl >= sizeof(e->cn)) {
+	    cnl <= 0 || (size_t)cnl >= sizeof(e->cn) ||
+	    !rf_kpolicy_connector_subject(X509_get_subject_name(x), e->cn)) {
 		snprintf(why, whylen,
 		    "certificate %.40s is not a connector's client "
 		    "certificate",

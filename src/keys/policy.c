@@ -612,10 +612,8 @@ check_assertion(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 	    p->assertion_arg, p->st, p->ledger, gen, key_id, req);
 }
 
-/* 1 if name is the CA's connector profile subject for tenant (ca.c:
- * O=ringfence, OU=connector, CN=tenant, in that order). */
-static int
-connector_subject(const X509_NAME *name, const char *tenant)
+int
+rf_kpolicy_connector_subject(const X509_NAME *name, const char *tenant)
 {
 	static const int nids[3] = {
 	    NID_organizationName, NID_organizationalUnitName, NID_commonName};
@@ -702,7 +700,8 @@ check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 		    "cert");
 		goto out;
 	}
-	if (!connector_subject(X509_get_subject_name(x), req->tenant)) {
+	if (!rf_kpolicy_connector_subject(
+		X509_get_subject_name(x), req->tenant)) {
 		r = refuse("a certificate whose subject is not the connector "
 			   "profile's (O=ringfence, OU=connector, CN=its "
 			   "tenant)",

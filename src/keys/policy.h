@@ -45,6 +45,9 @@ void rf_kpolicy_set_assertion(
  * checks names an active connector. Without fn, none. */
 void rf_kpolicy_set_cert(
     struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg);
+/* 1 if name is the CA's connector profile subject for tenant (ca.c:
+ * O=ringfence, OU=connector, CN=tenant, in that order). */
+int rf_kpolicy_connector_subject(const X509_NAME *name, const char *tenant);
 /* The key id (rf_keys_pub_id) of the public key a certificate's TBS
  * (a cert request's msg) certifies. */
 int rf_kpolicy_cert_key_id(const uint8_t *tbs, size_t len, char id[65]) RF_WUR;
