@@ -25,9 +25,11 @@
 
 #include <openssl/bio.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
 
 #include "audit/audit.h"
+#include "connector/connector.h"
 #include "http/http.h"
 #include "keys/keys.h"
 #include "store/store.h"
@@ -40,6 +42,7 @@ struct load {
 	int threads;
 	int started; /* workers so far: each one's turn in the period */
 	SSL_CTX *ctx;
+	EVP_PKEY *pkey; /* the connector's key: each request's proof */
 	pthread_mutex_t lock;
 	double *lat;
 	size_t nlat;
@@ -123,17 +126,13 @@ static void *
 worker(void *arg)
 {
 	struct load *L = arg;
-	char body[256], req[512], why[160];
+	char body[RF_PROOF_MAX + 128], req[RF_PROOF_MAX + 512], why[160];
+	char proof[RF_PROOF_MAX + 1];
 	double t0 = mono(), t, next = t0, gap, *lat;
 	size_t nl = 0, errs = 0;
 	int reqlen;
 	BIO *b;
 
-	snprintf(body, sizeof(body), "{\"connection\":\"%s\"}", L->conn);
-	reqlen = snprintf(req, sizeof(req),
-	    "POST /v1/assertions HTTP/1.1\r\nHost: %s\r\nContent-Type: "
-	    "application/json\r\nContent-Length: %zu\r\n\r\n%s",
-	    L->hostport, strlen(body), body);
 	gap = L->rate > 0 ? (double)L->threads / L->rate : 0;
 	/* Paced: the i-th connection asks at i / threads of each period, so
 	 * that the offered load is even rather than bursts of every one. */
@@ -159,6 +158,26 @@ worker(void *arg)
 			next += gap;
 			t = mono();
 		}
+		/* A new proof each request, as ringfence assert makes it:
+		 * its cost is the connector's, and keyd's check is in. */
+		if (L->pkey == NULL)
+			proof[0] = '\0';
+		else if (rf_proof_make(L->pkey, "assert", L->conn, rf_now(),
+			     proof, sizeof(proof)) != 0) {
+			errs++;
+			break;
+		}
+		if (proof[0] != '\0')
+			snprintf(body, sizeof(body),
+			    "{\"connection\":\"%s\",\"proof\":\"%s\"}", L->conn,
+			    proof);
+		else
+			snprintf(body, sizeof(body), "{\"connection\":\"%s\"}",
+			    L->conn);
+		reqlen = snprintf(req, sizeof(req),
+		    "POST /v1/assertions HTTP/1.1\r\nHost: %s\r\nContent-Type: "
+		    "application/json\r\nContent-Length: %zu\r\n\r\n%s",
+		    L->hostport, strlen(body), body);
 		if (one(b, req, (size_t)reqlen, why, sizeof(why)) != 0) {
 			pthread_mutex_lock(&L->lock);
 			if (L->first_err[0] == '\0')
@@ -234,6 +253,24 @@ load(int argc, char **argv)
 		return 1;
 	}
 	SSL_CTX_set_verify(L.ctx, SSL_VERIFY_PEER, NULL);
+	{
+		FILE *f = fopen(L.key, "r");
+
+		L.pkey =
+		    f != NULL ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+		if (f != NULL)
+			fclose(f);
+	}
+	/* RF_BENCH_NO_PROOF=1: requests without a proof (connector_proof
+	 * optional), to see what the proofs cost. */
+	if (getenv("RF_BENCH_NO_PROOF") != NULL) {
+		EVP_PKEY_free(L.pkey);
+		L.pkey = NULL;
+	} else if (L.pkey == NULL) {
+		fprintf(
+		    stderr, "bench_assert: %s: no PEM private key\n", L.key);
+		return 1;
+	}
 	t0 = mono();
 	c0 = cpu_self();
 	for (i = 0; i < L.threads; i++)
@@ -252,6 +289,7 @@ load(int argc, char **argv)
 	    L.nlat ? L.lat[(size_t)((double)L.nlat * 0.99)] : 0, L.errors,
 	    cpu_self() - c0);
 	SSL_CTX_free(L.ctx);
+	EVP_PKEY_free(L.pkey);
 	free(L.lat);
 	return L.nlat > 0 ? 0 : 1;
 }
