@@ -215,6 +215,10 @@ void rf_ca_presign_after_commit(struct rf_ca *ca);
 /* 0 if name is 1-64 characters of [A-Za-z0-9._-] not starting with a
  * dot (so never "." or ".."), else RF_ERR_ARG. */
 int rf_ca_tenant_name_check(const char *name) RF_WUR;
+/* The same rule for a connection's name, which is at most
+ * RF_CONN_NAME_MAX characters (the store's and the API's). */
+#define RF_CONN_NAME_MAX 63
+int rf_ca_conn_name_check(const char *name) RF_WUR;
 
 /*
  * Check an untrusted PKCS#10 request (PEM or DER, at most RF_CSR_MAX

@@ -594,12 +594,14 @@ dir_read(const char *dir, struct dir_csr **out, size_t *n)
 			break;
 		}
 		snprintf(c[k].conn, sizeof(c[k].conn), "%.*s",
-		    (int)(bl < 64 ? bl : 64), list[i]->d_name);
-		if (bl > 64 || rf_ca_tenant_name_check(c[k].conn) != 0) {
+		    (int)(bl < RF_CONN_NAME_MAX ? bl : RF_CONN_NAME_MAX),
+		    list[i]->d_name);
+		if (bl > RF_CONN_NAME_MAX ||
+		    rf_ca_conn_name_check(c[k].conn) != 0) {
 			r = rf_err_set(RF_ERR_ARG,
 			    "CSR file %s/%s: its name without the extension "
-			    "is the connection's, 1-64 of A-Z a-z 0-9 . _ -",
-			    dir, list[i]->d_name);
+			    "is the connection's, 1-%d of A-Z a-z 0-9 . _ -",
+			    dir, list[i]->d_name, RF_CONN_NAME_MAX);
 			break;
 		}
 		snprintf(path, sizeof(path), "%s/%s", dir, list[i]->d_name);
@@ -982,7 +984,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		r = issue_dir(cli, &req, csrdir, outp, outfd);
 		goto out;
 	}
-	if ((r = rf_ca_tenant_name_check(conn)) != 0) {
+	if ((r = rf_ca_conn_name_check(conn)) != 0) {
 		r = cli_usage("issue", "--connection: %s", rf_err_msg(r));
 		goto out;
 	}

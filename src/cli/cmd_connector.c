@@ -267,18 +267,22 @@ split_conn(const char *s, char tenant[128], char conn[64])
 {
 	const char *sl = strchr(s, '/');
 
-	if (sl == NULL || (size_t)(sl - s) >= 128 || strlen(sl + 1) >= 64)
+	if (sl == NULL)
 		return rf_err_set(RF_ERR_ARG,
 		    "'%.80s': give a connection as TENANT/CONNECTION", s);
+	if ((size_t)(sl - s) > 64 || strlen(sl + 1) > RF_CONN_NAME_MAX)
+		return rf_err_set(RF_ERR_ARG,
+		    "'%.80s': TENANT is 1-64 characters and CONNECTION 1-%d", s,
+		    RF_CONN_NAME_MAX);
 	memcpy(tenant, s, (size_t)(sl - s));
 	tenant[sl - s] = '\0';
 	snprintf(conn, 64, "%s", sl + 1);
 	if (rf_ca_tenant_name_check(tenant) != 0 ||
-	    rf_ca_tenant_name_check(conn) != 0)
+	    rf_ca_conn_name_check(conn) != 0)
 		return rf_err_set(RF_ERR_ARG,
-		    "'%.80s': TENANT and CONNECTION are 1-64 characters of "
-		    "A-Z a-z 0-9 . _ -",
-		    s);
+		    "'%.80s': TENANT (1-64) and CONNECTION (1-%d) are "
+		    "characters of A-Z a-z 0-9 . _ -",
+		    s, RF_CONN_NAME_MAX);
 	return 0;
 }
 

@@ -705,7 +705,7 @@ cmd_connection(struct rf_cli *cli, int argc, char **argv)
 				      "'ringfence tenant add %s'",
 				      argv[2], argv[2])
 				: r);
-		if ((r = rf_ca_tenant_name_check(argv[3])) != 0)
+		if ((r = rf_ca_conn_name_check(argv[3])) != 0)
 			return cli_fail(r);
 		r = rf_store_conn_add(
 		    cli->store, argv[2], argv[3], rp, rf_now(), &old);

@@ -112,11 +112,12 @@ rf_connector_parse_assert(
 		r = rf_err_set(r, "\"connection\" must be TENANT/NAME");
 		goto out;
 	}
-	if ((tl = (size_t)(slash - c)) >= sizeof(out->tenant) ||
-	    strlen(slash + 1) >= sizeof(out->conn)) {
+	if ((tl = (size_t)(slash - c)) > 64 ||
+	    strlen(slash + 1) > RF_CONN_NAME_MAX) {
 		r = rf_err_set(r,
-		    "\"connection\": TENANT and NAME are at "
-		    "most 64 characters each");
+		    "\"connection\": TENANT is at most 64 characters and "
+		    "NAME at most %d",
+		    RF_CONN_NAME_MAX);
 		goto out;
 	}
 	memcpy(out->tenant, c, tl);
@@ -129,8 +130,9 @@ rf_connector_parse_assert(
 	    strcmp(out->conn, ".") == 0 || strcmp(out->conn, "..") == 0 ||
 	    strlen(c) != tl + 1 + strlen(out->conn)) {
 		r = rf_err_set(r,
-		    "\"connection\": TENANT and NAME are 1-64 characters of "
-		    "A-Z a-z 0-9 . _ - (no '/', '..' or control characters)");
+		    "\"connection\": TENANT (1-64) and NAME (1-63) are "
+		    "characters of A-Z a-z 0-9 . _ - (no '/', '..' or control "
+		    "characters)");
 		goto out;
 	}
 	if ((x = json_object_get(j, "x5t#S256") != NULL

@@ -180,7 +180,7 @@ rf_connector_entra_register(const struct rf_config *cfg, struct rf_store *st,
 		return rf_err_set(RF_ERR_CONFIG,
 		    "entra_jwt_alg '%s': use PS256 or RS256",
 		    cfg->entra_jwt_alg);
-	if ((r = rf_ca_tenant_name_check(conn)) != 0)
+	if ((r = rf_ca_conn_name_check(conn)) != 0)
 		return r;
 	if (strncmp(tenant, CONNECTOR_TENANT_PREFIX,
 		strlen(CONNECTOR_TENANT_PREFIX)) == 0)

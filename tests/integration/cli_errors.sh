@@ -142,4 +142,16 @@ id=$(rf incident open --scope connection:globex/m365 --reason x --since 2026-01-
 id=$(rf incident open --scope tenant:globex --reason x --since 1700000000 2>/dev/null)
 [ "$(q "SELECT since FROM incidents WHERE id = $id")" = 1700000000 ] || fail "--since seconds not stored"
 rf incident --help | grep -q "YYYY-MM-DDTHH:MM:SSZ" || fail "incident --help does not name the --since formats"
+# 64-character connection names: the store and the API hold 63. Each way
+# of naming one says so in one line, and nothing is written (before, the
+# store's "value too long (over 63 bytes)" named no value).
+n64=$(printf 'c%.0s' $(seq 64))
+refused "connection add (64)" connection add acme "$n64"
+says "connection add (64)" "connection name of 64 characters: a connection name is 1-63"
+refused "issue --connection (64)" issue --tenant acme --connection "$n64" --profile client --keygen ec-p256
+says "issue --connection (64)" "1-63"
+refused "connector entra (64)" connector entra "acme/$n64" --tenant-id 72f988bf-86f1-41af-91ab-2d7cd011db47 \
+	--client-id 00000003-0000-4000-8000-0000000000aa
+says "connector entra (64)" "CONNECTION 1-63"
+rf connection add acme "${n64:1}" >/dev/null || fail "a 63-character connection name was refused"
 echo "cli errors: OK"
