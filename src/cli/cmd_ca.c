@@ -322,7 +322,8 @@ static const char issue_usage[] =
     "current credential of the tenant's connection NAME (default\n"
     "\"default\"), which incidents follow; the one before stays valid as\n"
     "its previous credential, and the one before that is revoked first\n"
-    "(superseded): a connection has two valid credentials at most.\n"
+    "(superseded): a connection has two valid credentials at most; its\n"
+    "key, if made in the token, is destroyed once the new one is issued.\n"
     "--csr-dir issues one certificate per CSR file of DIR (NAME.pem,\n"
     "NAME.der or NAME.csr), for the tenant's connection NAME, in batches\n"
     "of 256 (each one transaction), and writes each chain to\n"
@@ -460,13 +461,14 @@ issue_alg_check(struct rf_cli *cli, const char *tenant, const char *conn,
  */
 static int
 supersede(struct rf_cli *cli, const char *tenant, const char *const *conns,
-    size_t n, size_t *done)
+    size_t n, size_t *done, char (*serials)[41])
 {
 	char msg[600];
 	int r;
 
 	if ((r = rf_revoke_superseded(&cli->cfg, cli->store, cli->keys, cli->ca,
-		 cli->audit, tenant, conns, n, &cli->who, done)) != 0) {
+		 cli->audit, tenant, conns, n, &cli->who, done, serials)) !=
+	    0) {
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 		return cli_fail(rf_err_set(r,
 		    "%s (revoking the previous credentials the new ones "
@@ -481,6 +483,31 @@ supersede(struct rf_cli *cli, const char *tenant, const char *const *conns,
 		    "valid, no more\n",
 		    *done, *done == 1 ? "" : "s");
 	return 0;
+}
+
+/*
+ * Their successors committed, the token keys of the credentials supersede()
+ * revoked are destroyed (issue 11: a key a rotation takes out of service
+ * does not stay in the token). A failure here leaves the issuance done:
+ * one line says what is left.
+ */
+static void
+retire(struct rf_cli *cli, const char (*serials)[41], size_t n)
+{
+	size_t done = 0;
+	int r;
+
+	if ((r = rf_revoke_retire_keys(
+		 cli->store, cli->keys, serials, n, &cli->who, &done)) != 0)
+		fprintf(stderr,
+		    "ringfence: the new credentials are issued; destroying "
+		    "the superseded keys failed: %s ('ringfence keys list' "
+		    "shows them)\n",
+		    rf_err_msg(r));
+	else if (done > 0)
+		fprintf(stderr,
+		    "ringfence: destroyed %zu superseded key%s in the token\n",
+		    done, done == 1 ? "" : "s");
 }
 
 /* An issuance that failed after supersede() revoked: the line says so. */
@@ -788,6 +815,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	struct dir_link link;
 	char msg[600], *pem;
 	size_t n = 0, m = 0, i, k, j, cnt, done = 0, before = 0, superseded = 0;
+	char(*gone)[41] = NULL; /* what supersede() revoked */
 	int r;
 
 	if ((r = dir_read(dir, &c, &n)) != 0)
@@ -833,7 +861,12 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 		r = cli_fail(r);
 		goto out;
 	}
-	if ((r = supersede(cli, tmpl->tenant, conns, m, &superseded)) != 0)
+	if (m > 0 && (gone = calloc(m, sizeof(*gone))) == NULL) {
+		r = cli_fail(RF_ERR_ALLOC);
+		goto out;
+	}
+	if ((r = supersede(cli, tmpl->tenant, conns, m, &superseded, gone)) !=
+	    0)
 		goto out;
 	link.st = cli->store;
 	link.tenant = tmpl->tenant;
@@ -843,6 +876,8 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 		if ((r = rf_ca_issue_ex(cli->ca, reqs + k, cnt, &cli->who, is,
 			 link_dir, &link)) != 0) {
 			snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+			/* The batches before it are committed. */
+			retire(cli, (const char(*)[41])gone, k);
 			r = issue_fail(rf_err_set(r,
 					   "%s (%zu of %zu certificates were "
 					   "issued before it, chains in %s; "
@@ -867,12 +902,14 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	}
 	if ((r = cli_flush()) != 0)
 		goto out;
+	retire(cli, (const char(*)[41])gone, m);
 	fprintf(stderr,
 	    "ringfence: issued %zu certificates (%zu issued before) from %s; "
 	    "chains in %s\n",
 	    done, before, dir, outdir);
 	r = EXIT_OK;
 out:
+	free(gone);
 	free(is);
 	free(conns);
 	free(reqs);
@@ -896,6 +933,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	struct conn_link link;
 	uint8_t *csrbuf = NULL;
 	size_t csrlen = 0, superseded = 0;
+	char gone[1][41] = {""}; /* what supersede() revoked */
 	FILE *meta;
 	const char *outname = NULL;
 	char *end, msg[600];
@@ -994,7 +1032,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		r = cli_fail(r);
 		goto out;
 	}
-	if ((r = supersede(cli, tenant, &conn, 1, &superseded)) != 0)
+	if ((r = supersede(cli, tenant, &conn, 1, &superseded, gone)) != 0)
 		goto out;
 	link.st = cli->store;
 	link.tenant = tenant;
@@ -1004,6 +1042,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		r = issue_fail(r, superseded);
 		goto out;
 	}
+	retire(cli, (const char(*)[41])gone, 1);
 	if (outp != NULL &&
 	    (r = rf_file_write_at(outfd, outname, (uint8_t *)is.chain_pem,
 		 strlen(is.chain_pem), 0644)) != 0) {

@@ -1484,6 +1484,15 @@ rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
 	return destroy_ids(keys, ids, n, 0, who, done);
 }
 
+int
+rf_keys_destroy_tenant_many(struct rf_keys *keys, const char *const *ids,
+    size_t n, const struct rf_actor *who, size_t *done)
+{
+	if (keys->kc != NULL)
+		return rf_kc_disable_many(keys->kc, ids, n, 2, who, done);
+	return destroy_ids(keys, ids, n, 0, who, done);
+}
+
 /*
  * Many keys: one pass over each token that holds any of them (the CKA_ID of
  * every key object read once) instead of two searches per key. Tokens such

@@ -971,7 +971,7 @@ rf_kc_disable_many(struct rf_kc *kc, const char *const *ids, size_t n,
 		return rf_err_set(RF_ERR_ARG, "at most %d keys at a time",
 		    RF_KPROTO_BATCH_MAX);
 	rf_kbuf_begin(&b, RF_KMSG_DISABLE);
-	rf_kbuf_u8(&b, (uint8_t)(destroy != 0));
+	rf_kbuf_u8(&b, (uint8_t)destroy); /* 0, 1, or 2: tenant keys only */
 	put_who(&b, who);
 	rf_kbuf_u32(&b, (uint32_t)n);
 	for (i = 0; i < n; i++)

@@ -775,12 +775,13 @@ h_disable(
 	const char **idp = NULL;
 	uint32_t n, i;
 	size_t done = 0;
+	const char *role;
 	int destroy = rf_kmsg_u8(m), r;
 
 	get_who(m, c, &w);
 	n = rf_kmsg_u32(m);
 	if (m->err != 0 || n > BATCH_KEYS_MAX || n > (m->len - m->off) / 4 ||
-	    destroy > 1)
+	    destroy > 2)
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "custody disable: bad number of keys");
 	if ((ids = calloc(n + 1, sizeof(*ids))) == NULL ||
@@ -794,6 +795,19 @@ h_disable(
 	}
 	if ((r = rf_kmsg_end(m)) != 0)
 		goto out;
+	/* Tenant keys only (rf_keys_destroy_tenant_many): the caller found
+	 * them in the store; keyd's ledger says what a CA key is. */
+	for (i = 0; destroy == 2 && i < n; i++)
+		if ((role = rf_ledger_key_role(
+			 rf_kpolicy_ledger(kd->policy), idp[i])) != NULL) {
+			r = rf_err_set(RF_ERR_REFUSED,
+			    "custody refused to destroy key %.64s: keyd made "
+			    "it as the %s key, and the store calls it a "
+			    "tenant connection's (the store was changed "
+			    "behind keyd's back)",
+			    idp[i], role);
+			goto out;
+		}
 	r = destroy ? rf_keys_destroy_many(kd->keys, idp, n, &w.who, &done)
 		    : rf_keys_disable_many(kd->keys, idp, n, &w.who, &done);
 	key_forget(kd, idp, n);

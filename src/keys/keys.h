@@ -344,6 +344,14 @@ unsigned long rf_keys_full_reads(void);
 /* How many times this process has read a public key object's attributes
  * (rf_keys_load_many of keys it made or found again reads none). */
 unsigned long rf_keys_pub_reads(void);
+/*
+ * rf_keys_destroy_many of keys the caller found as tenant connections'
+ * keys in the store: through keyd, a request naming a key its ledger keeps
+ * as a CA or TLS key is refused whole (RF_ERR_REFUSED), since the store,
+ * which serve's user can write, does not decide what a key is.
+ */
+int rf_keys_destroy_tenant_many(struct rf_keys *keys, const char *const *ids,
+    size_t n, const struct rf_actor *who, size_t *done) RF_WUR;
 int rf_keys_destroy_many(struct rf_keys *keys, const char *const *ids, size_t n,
     const struct rf_actor *who, size_t *done) RF_WUR;
 

@@ -40,7 +40,8 @@ enum rf_kmsg_type {
 				n x (u8 scheme, str what, str ref, str
 				tenant, bytes msg) -> [RECORDED], u32 n,
 				n x bytes sig */
-	RF_KMSG_DISABLE = 5, /* u8 destroy, who, u32 n, n x str id -> u64 */
+	RF_KMSG_DISABLE = 5, /* u8 destroy (2: tenant keys only), who, u32 n,
+				n x str id -> u64 */
 	RF_KMSG_LIST = 6,    /* -> u32 n, n x key info (str id, str label,
 				6 x u8: alg, sign, sensitive, extractable,
 				always sensitive, never extractable; str

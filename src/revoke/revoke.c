@@ -710,7 +710,7 @@ int
 rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
     const char *tenant, const char *const *conns, size_t n,
-    const struct rf_actor *who, size_t *revoked)
+    const struct rf_actor *who, size_t *revoked, char (*superseded)[41])
 {
 	const char **serials = NULL;
 	char(*prev)[41] = NULL;
@@ -748,9 +748,81 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 		    RF_CRL_REASON_SUPERSEDED, who, &done);
 	if (r == 0 && revoked != NULL)
 		*revoked = done;
+	if (r == 0 && superseded != NULL)
+		for (i = 0; i < n; i++)
+			snprintf(superseded[i], 41, "%s", i < k ? prev[i] : "");
 out:
 	free(serials);
 	free(prev);
+	return r;
+}
+
+static int
+count_live(void *arg, const struct rf_cert_rec *c)
+{
+	if (!c->revoked)
+		(*(size_t *)arg)++;
+	return 0;
+}
+
+/* 1 if serial's key is a token key to destroy: the store records it, not
+ * destroyed, a tenant connection's, and no live certificate has it. */
+static int
+key_to_retire(struct rf_store *st, const char *serial, char id[65])
+{
+	struct rf_cert_filter f;
+	struct rf_cert_rec cr;
+	struct rf_key_rec kr;
+	size_t live = 0;
+	int r;
+
+	memset(&cr, 0, sizeof(cr));
+	if ((r = rf_store_cert_get(st, serial, &cr)) != 0)
+		return r == RF_ERR_NOT_FOUND ? (rf_err_clear(), 0) : r;
+	snprintf(id, 65, "%s", cr.key_id);
+	rf_cert_rec_clear(&cr);
+	if ((r = rf_store_key_get(st, id, &kr)) != 0)
+		return r == RF_ERR_NOT_FOUND ? (rf_err_clear(), 0) : r;
+	if (strcmp(kr.purpose, "connection") != 0 ||
+	    strcmp(kr.state, "destroyed") == 0)
+		return 0;
+	memset(&f, 0, sizeof(f));
+	f.key_id = id;
+	f.unexpired_at = rf_now();
+	if ((r = rf_store_cert_foreach(st, &f, count_live, &live)) != 0)
+		return r;
+	return live == 0;
+}
+
+int
+rf_revoke_retire_keys(struct rf_store *st, struct rf_keys *keys,
+    const char (*serials)[41], size_t n, const struct rf_actor *who,
+    size_t *destroyed)
+{
+	const char **ids = NULL;
+	char(*buf)[65] = NULL;
+	size_t i, k = 0;
+	int r = 0;
+
+	*destroyed = 0;
+	if (n == 0)
+		return 0;
+	if ((ids = calloc(n, sizeof(*ids))) == NULL ||
+	    (buf = calloc(n, sizeof(*buf))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < n && r >= 0; i++)
+		if (serials[i][0] != '\0' &&
+		    (r = key_to_retire(st, serials[i], buf[k])) == 1)
+			ids[k] = buf[k], k++;
+	if (r >= 0 && k > 0)
+		r = rf_keys_destroy_tenant_many(keys, ids, k, who, destroyed);
+	else if (r > 0)
+		r = 0;
+out:
+	free(ids);
+	free(buf);
 	return r;
 }
 

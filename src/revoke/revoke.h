@@ -97,12 +97,23 @@ int rf_revoke_serials(const struct rf_config *cfg, struct rf_store *st,
  * published, in one rf_revoke_serials: otherwise it would stay valid with
  * no connection naming it, and an incident, which replaces what the
  * connections name, would leave it so. *revoked (may be NULL) receives how
- * many were. Connections that do not exist yet are skipped.
+ * many were; superseded (NULL, or n of them) each one's serial, or "".
+ * Connections that do not exist yet are skipped.
  */
 int rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
     struct rf_keys *keys, struct rf_ca *ca, struct rf_audit *audit,
     const char *tenant, const char *const *conns, size_t n,
-    const struct rf_actor *who, size_t *revoked) RF_WUR;
+    const struct rf_actor *who, size_t *revoked, char (*superseded)[41]) RF_WUR;
+/*
+ * Once their successors are committed, the token keys of the superseded
+ * credentials serials[0..n) ("" skipped) are destroyed, each that no
+ * unrevoked, unexpired certificate still certifies (a CSR's key is not
+ * the token's: nothing to do), through rf_keys_destroy_many: its intent
+ * and its result each on the record. *destroyed receives how many.
+ */
+int rf_revoke_retire_keys(struct rf_store *st, struct rf_keys *keys,
+    const char (*serials)[41], size_t n, const struct rf_actor *who,
+    size_t *destroyed) RF_WUR;
 /*
  * The previous credential of connection (tenant, conn) while it has not
  * expired, into serial ("" when there is none, or the connection has no

@@ -40,6 +40,23 @@ grep -q "revoked 1 previous credential (superseded)" "$h/c3.err" ||
 [ "$(status "$s1")" = revoked ] || fail "the first credential is still valid after the third"
 [ "$(status "$s2")" = valid ] && [ "$(status "$s3")" = valid ] ||
 	fail "the current and previous credentials are not both valid"
+# Its key, made in the token for it, is destroyed once the third is
+# committed (issue 11: a key a rotation takes out of service does not stay
+# in the token): the store says destroyed, the record has the intent and
+# the act, keys list finds no disagreement, and the key cannot sign.
+k1=$(sed -n 's/^key: //p' "$h/c1.txt") k2=$(sed -n 's/^key: //p' "$h/c2.txt")
+grep -q "destroyed 1 superseded key in the token" "$h/c3.err" ||
+	fail "the third issue did not destroy the first key: $(cat "$h/c3.err")"
+keystate() { sqlite3 -cmd ".timeout 10000" "$h/ringfence.db" "SELECT state FROM keys WHERE id = '$1'"; }
+[ "$(keystate "$k1")" = destroyed ] || fail "the superseded key is $(keystate "$k1"), not destroyed"
+[ "$(keystate "$k2")" = active ] || fail "the previous credential's key is $(keystate "$k2")"
+rf keys list >/dev/null 2>"$h/kl.err" || fail "keys list after the supersession: $(cat "$h/kl.err")"
+rf audit search --json >"$h/audit.jsonl"
+grep -q "\"destroy-intent\".*$k1\|$k1.*\"destroy-intent\"" "$h/audit.jsonl" &&
+	grep -q "\"destroy\".*$k1\|$k1.*\"destroy\"" "$h/audit.jsonl" ||
+	fail "the record lacks the destroy intent or act of $k1"
+"$RF_BINARY_DIR/rf-keyd_client" sign "$k1" cert 2>/dev/null &&
+	fail "the superseded key still signs"
 # Published: the issuing CA's CRL lists it, reason superseded (openssl).
 rf crl --issuer issuing --out "$h/issuing.crl" >/dev/null
 openssl crl -inform DER -in "$h/issuing.crl" -noout -text >"$h/crl.txt"
@@ -99,5 +116,31 @@ rf incident contain "$id" >/dev/null 2>&1 || fail "contain failed"
 	fail "contain left an old credential of globex/m365 valid"
 [ "$(valid globex)" = 5 ] ||
 	fail "after contain globex has $(valid globex) valid certificates, not 5 (m365's new one, a and b's two each)"
+
+# 4. A store serve's user changed cannot make issue destroy a CA key: the
+# oldest credential of globex/web is made to name the issuing key, which
+# the store now calls a connection's. keyd destroys tenant keys only (its
+# ledger says what it made as a CA key): the issuance stands, one line says
+# the destroy was refused, and the issuing key still signs.
+for i in 1 2; do
+	rf issue --tenant globex --connection web --profile client \
+		--keygen ec-p256 --out "$h/w$i.pem" >"$h/w$i.txt" 2>/dev/null
+done
+w1=$(serial "$h/w1.txt") wk1=$(sed -n 's/^key: //p' "$h/w1.txt")
+[ -n "$w1" ] && [ -n "$wk1" ] || fail "no serial or key for web's first credential"
+iss=$(sqlite3 -cmd ".timeout 10000" "$h/ringfence.db" "SELECT id FROM keys WHERE purpose = 'issuing'")
+[ -n "$iss" ] || fail "no issuing key in the store"
+db() { sqlite3 -cmd ".timeout 10000" "$h/ringfence.db" "$1"; }
+db "UPDATE certs SET key_id = '$iss' WHERE serial = '$w1'"
+db "UPDATE keys SET purpose = 'connection', tenant = 'globex' WHERE id = '$iss'"
+rf issue --tenant globex --connection web --profile client --keygen ec-p256 \
+	--out "$h/w3.pem" >"$h/w3.txt" 2>"$h/w3.err" || fail "the third issue of web failed: $(cat "$h/w3.err")"
+db "UPDATE keys SET purpose = 'issuing', tenant = '' WHERE id = '$iss'"
+db "UPDATE certs SET key_id = '$wk1' WHERE serial = '$w1'"
+grep -q "destroying the superseded keys failed: custody refused to destroy key $iss: keyd made it as the issuing key" "$h/w3.err" ||
+	fail "the tampered supersession: $(cat "$h/w3.err")"
+[ "$(keystate "$iss")" = active ] || fail "the issuing key is $(keystate "$iss")"
+rf issue --tenant globex --connection web2 --profile client --keygen ec-p256 >/dev/null 2>&1 ||
+	fail "the issuing key no longer signs"
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "issue_supersede: ok"
