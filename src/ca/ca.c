@@ -158,16 +158,12 @@ rf_profile_name(enum rf_profile p)
 int
 rf_ca_conn_name_check(const char *name)
 {
-	int r;
-
-	if ((r = rf_ca_tenant_name_check(name)) != 0)
-		return r;
-	if (strlen(name) > RF_CONN_NAME_MAX)
+	if (name != NULL && strlen(name) > RF_CONN_NAME_MAX)
 		return rf_err_set(RF_ERR_ARG,
 		    "connection name of %zu characters: a connection name is "
 		    "1-%d characters of A-Z a-z 0-9 . _ -",
 		    strlen(name), RF_CONN_NAME_MAX);
-	return 0;
+	return rf_ca_tenant_name_check(name);
 }
 
 int
