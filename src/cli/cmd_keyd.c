@@ -384,7 +384,11 @@ keyd_assertion(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 	if ((r = ledger_agrees(ledger, v.connector, req)) != 0)
 		return r;
 	rf_connector_tenant(v.connector, tenant);
-	snprintf(subject, sizeof(subject), "%s/%s", req->tenant, req->conn);
+	if ((size_t)snprintf(subject, sizeof(subject), "%s/%s", req->tenant,
+		req->conn) >= sizeof(subject))
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused assertion: its connection name is too "
+		    "long");
 	return proof_ok(
 	    ka, st, ledger, req, "assertion", tenant, "assert", subject);
 }

@@ -143,6 +143,7 @@ rf_proof_make(EVP_PKEY *key, const char *purpose, const char *subject,
 /* A connector certificate found good once: its key, CN and validity. */
 struct cert_ent {
 	char serial[41];
+	char issuer_id[65]; /* its issuing key's id */
 	char cn[128];
 	int64_t not_before, not_after;
 	EVP_PKEY *pub;
@@ -354,6 +355,7 @@ cert_load(struct rf_store *st, struct rf_ledger *ledger, const char *serial,
 		goto out;
 	}
 	snprintf(e->serial, sizeof(e->serial), "%s", serial);
+	memcpy(e->issuer_id, id, sizeof(e->issuer_id));
 	r = 0;
 out:
 	EXTENDED_KEY_USAGE_free(eku);
@@ -397,6 +399,16 @@ cert_key(struct rf_proof_guard *g, struct rf_store *st,
 		EVP_PKEY_free(e.pub);
 		snprintf(
 		    why, whylen, "certificate %.40s is not valid now", serial);
+		return 1;
+	}
+	/* What keyd learnt since: each time, not kept with the entry. */
+	if (rf_ledger_has(ledger, serial) ||
+	    rf_ledger_key_retired(ledger, e.issuer_id)) {
+		EVP_PKEY_free(e.pub);
+		snprintf(why, whylen,
+		    "certificate %.40s is revoked, or its issuing key is out "
+		    "of service (keyd's ledger)",
+		    serial);
 		return 1;
 	}
 	memcpy(cn, e.cn, sizeof(e.cn));

@@ -296,7 +296,8 @@ for l in sys.stdin:
 [ -n "$issuing" ] || fail "no issuing key in keys list"
 rc=0
 "$client" server-cert "$issuing" connector.sync sync.pem 2>e1 || rc=$?
-[ $rc -eq 3 ] || fail "keyd signed a connector certificate without a proof: $rc $(cat e1)"
+[ $rc -eq 3 ] && grep -q "bad_proof: it carries no proof of possession, and connector_proof is required" e1 ||
+	fail "keyd signed a connector certificate without a proof: $rc $(cat e1)"
 stop_serve
 rf keyd stop >/dev/null 2>&1 || fail "keyd stop"
 
@@ -307,8 +308,8 @@ RINGFENCE_CONNECTOR_PROOF=required rf keys list >/dev/null
 rf keyd status >/dev/null || fail "keys list did not start keyd"
 serve_up 120
 a1=$(signed assertion)
-[ "$(ask sync "$(body acme/m365)")" != "200 " ] ||
-	fail "keyd (required) signed for a serve (optional) without a proof"
+[ "$(ask sync "$(body acme/m365)")" = "401 bad_proof" ] ||
+	fail "keyd (required) behind a serve (optional), no proof: $(cat resp.json)"
 [ "$(signed assertion)" -eq "$a1" ] || fail "keyd (required) signed a request without a proof"
 rf assert --connection acme/m365 --cert sync.pem --key sync.key \
 	--ca root.pem --url "$url" >/dev/null || fail "assert with keyd required, serve optional"
