@@ -685,18 +685,42 @@ answer_fail(struct rf_api_answer *a, int r)
 		rf_api_answer_error(a, 500, "internal", rf_err_msg(r));
 }
 
-/* 1 when a is answered: connector_proof is required and the request
- * carries no proof. keyd refuses it anyway; this says so sooner. */
+/*
+ * 1 when a is answered: connector_proof is required and the request
+ * carries no proof, or its proof's time is too far from the clock. keyd
+ * refuses both anyway; this says so before a rate or renewal token is
+ * spent on it (a connector host whose clock is off would spend its day's
+ * renewals on refusals).
+ */
 static int
 proof_missing(const struct rf_connector_svc *svc, const char *proof,
     struct rf_api_answer *a)
 {
-	if (proof[0] != '\0' ||
-	    strcmp(svc->cfg->connector_proof, "required") != 0)
+	struct rf_proof pf;
+	char msg[200];
+	int64_t now;
+
+	if (proof[0] == '\0') {
+		if (strcmp(svc->cfg->connector_proof, "required") != 0)
+			return 0;
+		rf_api_answer_error(a, 401, "proof_required",
+		    "connector_proof is required here: send \"proof\", "
+		    "signed with the connector's key (ringfence assert does; "
+		    "docs/connectors.md)");
+		return 1;
+	}
+	now = rf_now();
+	if (rf_proof_parse(proof, strlen(proof), &pf) != 0 ||
+	    (pf.time >= now - RF_PROOF_SKEW &&
+		pf.time <= now + RF_PROOF_SKEW)) {
+		rf_err_clear(); /* parsed when the body was */
 		return 0;
-	rf_api_answer_error(a, 401, "proof_required",
-	    "connector_proof is required here: send \"proof\", signed with "
-	    "the connector's key (ringfence assert does; docs/connectors.md)");
+	}
+	snprintf(msg, sizeof(msg),
+	    "the proof's time is %lld s from the server's clock (at most "
+	    "%d): set the connector host's clock, and make a new one",
+	    (long long)(pf.time - now), RF_PROOF_SKEW);
+	rf_api_answer_error(a, 401, "bad_proof", msg);
 	return 1;
 }
 
