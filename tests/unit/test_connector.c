@@ -9,8 +9,11 @@
 #include <string.h>
 
 #include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "connector/connector.h"
+#include "keys/ledger.h"
 #include "store/store.h"
 #include "store/store_incident.h"
 #include "store_fx.h"
@@ -1010,6 +1013,219 @@ test_alerts(void **state)
 	free(j);
 }
 
+/* An EC P-256 key. */
+static EVP_PKEY *
+ec_key(void)
+{
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+
+	assert_non_null(k);
+	return k;
+}
+
+/* A certificate of pub signed by ca: serial, subject (O, OU, CN; NULL O
+ * and OU: CN only), clientAuth when eku, valid from NOW - 60 for a day. */
+static X509 *
+cert_of(EVP_PKEY *pub, EVP_PKEY *ca, X509 *cax, long serial, const char *cn,
+    int connector, int eku)
+{
+	X509 *x = X509_new();
+	X509_NAME *n = X509_NAME_new();
+	X509_EXTENSION *ext;
+
+	assert_non_null(x);
+	assert_int_equal(X509_set_version(x, 2), 1);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+	if (connector) {
+		X509_NAME_add_entry_by_txt(n, "O", MBSTRING_ASC,
+		    (const unsigned char *)"ringfence", -1, -1, 0);
+		X509_NAME_add_entry_by_txt(n, "OU", MBSTRING_ASC,
+		    (const unsigned char *)"connector", -1, -1, 0);
+	}
+	X509_NAME_add_entry_by_txt(
+	    n, "CN", MBSTRING_ASC, (const unsigned char *)cn, -1, -1, 0);
+	X509_set_subject_name(x, n);
+	X509_set_issuer_name(x, cax != NULL ? X509_get_subject_name(cax) : n);
+	X509_NAME_free(n);
+	ASN1_TIME_set(X509_getm_notBefore(x), (time_t)(NOW - 60));
+	ASN1_TIME_set(X509_getm_notAfter(x), (time_t)(NOW + 86400));
+	X509_set_pubkey(x, pub);
+	if (eku) {
+		ext = X509V3_EXT_conf_nid(
+		    NULL, NULL, NID_ext_key_usage, "clientAuth");
+		assert_non_null(ext);
+		X509_add_ext(x, ext, -1);
+		X509_EXTENSION_free(ext);
+	}
+	assert_true(X509_sign(x, ca, EVP_sha256()) > 0);
+	return x;
+}
+
+/* x into the store as certificate serial of tenant, issuer "issuing". */
+static void
+cert_put(struct fx *f, X509 *x, const char *serial, const char *tenant)
+{
+	struct rf_cert_rec c;
+	unsigned char *der = NULL;
+	int len = i2d_X509(x, &der);
+
+	assert_true(len > 0);
+	memset(&c, 0, sizeof(c));
+	snprintf(c.serial, sizeof(c.serial), "%s", serial);
+	snprintf(c.issuer, sizeof(c.issuer), "issuing");
+	snprintf(c.tenant, sizeof(c.tenant), "%s", tenant);
+	snprintf(c.profile, sizeof(c.profile), "connector");
+	assert_int_equal(rf_keys_pub_id(X509_get0_pubkey(x), c.key_id), 0);
+	c.not_before = NOW - 60;
+	c.not_after = NOW + 86400;
+	c.reason = -1;
+	c.der = der;
+	c.derlen = (size_t)len;
+	assert_int_equal(rf_store_cert_add(f->st, &c), 0);
+	OPENSSL_free(der);
+}
+
+/* 0 accepted, 1 refused (why says so). */
+static int
+check(struct rf_proof_guard *g, struct fx *f, struct rf_ledger *l,
+    const char *serial, const char *proof, int64_t now, char *why)
+{
+	return rf_proof_check(g, f->st, l, serial, "connector.sync", "assert",
+	    "acme/m365", (const uint8_t *)proof, strlen(proof), now, why, 320);
+}
+
+/*
+ * keyd's check of a connector's proof (rf_proof_check), on a store with an
+ * issuing CA keyd's ledger knows and a connector certificate it signed:
+ * the window of RF_PROOF_SKEW each way, each proof once (also once the
+ * replay cache's generation has turned), the certificate's key, CN,
+ * subject, EKU and issuer, and the ledger's revocations and retirements.
+ */
+static void
+test_proof_check(void **state)
+{
+	struct fx *f = *state;
+	struct rf_proof_guard *g = NULL;
+	struct rf_ledger *l = NULL;
+	struct rf_ca_rec ca;
+	EVP_PKEY *cak = ec_key(), *ck = ec_key(), *other = ec_key();
+	X509 *cax, *cx, *bad;
+	unsigned char *der = NULL;
+	char p[RF_PROOF_MAX + 1], p2[RF_PROOF_MAX + 1], why[320], path[1100];
+	char caid[65];
+	const char *ids[1];
+	static const uint8_t want[1] = {1};
+	int len;
+
+	(void)state;
+	cax = cert_of(cak, cak, NULL, 1, "issuing", 0, 0);
+	assert_int_equal(rf_keys_pub_id(cak, caid), 0);
+	memset(&ca, 0, sizeof(ca));
+	snprintf(ca.name, sizeof(ca.name), "issuing");
+	snprintf(ca.key_id, sizeof(ca.key_id), "%s", caid);
+	snprintf(ca.serial, sizeof(ca.serial), "1");
+	ca.active = 1;
+	ca.not_before = NOW - 60;
+	ca.not_after = NOW + 86400;
+	assert_true((len = i2d_X509(cax, &der)) > 0);
+	ca.der = der;
+	ca.derlen = (size_t)len;
+	assert_int_equal(rf_store_ca_add(f->st, &ca), 0);
+	OPENSSL_free(der);
+	cx = cert_of(ck, cak, cax, 0x1234, "connector.sync", 1, 1);
+	cert_put(f, cx, "1234", "connector.sync");
+	/* Signed by the CA, CN right, but not the connector profile's
+	 * subject (CN only). */
+	bad = cert_of(ck, cak, cax, 0x99, "connector.sync", 0, 1);
+	cert_put(f, bad, "99", "connector.sync");
+	snprintf(path, sizeof(path), "%s/ledger", f->home);
+	assert_int_equal(rf_ledger_open(path, &l), 0);
+	assert_int_equal(rf_proof_guard_new(&g), 0);
+
+	/* keyd's ledger does not know the issuer: refused. */
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/m365", NOW, p, sizeof(p)), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 1);
+	assert_non_null(strstr(why, "not an issuing key keyd made"));
+	assert_int_equal(rf_ledger_ca_key(l, caid, "issuing"), 0);
+	/* A fresh guard: the refused one's certificate was not kept. */
+	rf_proof_guard_free(g);
+	assert_int_equal(rf_proof_guard_new(&g), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 1, why), 1);
+	assert_non_null(strstr(why, "used before"));
+
+	/* The window: RF_PROOF_SKEW each way, no more. */
+	assert_int_equal(rf_proof_make(ck, "assert", "acme/m365",
+			     NOW - RF_PROOF_SKEW, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 0);
+	assert_int_equal(rf_proof_make(ck, "assert", "acme/m365",
+			     NOW - RF_PROOF_SKEW - 1, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 1);
+	assert_non_null(strstr(why, "from keyd's clock"));
+	assert_int_equal(rf_proof_make(ck, "assert", "acme/m365",
+			     NOW + RF_PROOF_SKEW + 1, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 1);
+
+	/* Once, across the cache's turn: accepted at NOW + 200, asked again
+	 * at NOW + 241 (the generation turned at NOW + 240) and NOW + 300. */
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/m365", NOW + 200, p2, sizeof(p2)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 200, why), 0);
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 241, why), 1);
+	assert_non_null(strstr(why, "used before"));
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 300, why), 1);
+	assert_non_null(strstr(why, "used before"));
+
+	/* Another key, another subject, another connector, another
+	 * certificate's subject: refused. */
+	assert_int_equal(
+	    rf_proof_make(other, "assert", "acme/m365", NOW, p, sizeof(p)), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 1);
+	assert_non_null(strstr(why, "does not verify"));
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/other", NOW, p, sizeof(p)), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 1);
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/m365", NOW, p, sizeof(p)), 0);
+	assert_int_equal(rf_proof_check(g, f->st, l, "1234", "connector.other",
+			     "assert", "acme/m365", (const uint8_t *)p,
+			     strlen(p), NOW, why, sizeof(why)),
+	    1);
+	assert_int_equal(check(g, f, l, "99", p, NOW, why), 1);
+	assert_non_null(strstr(why, "not a connector's client certificate"));
+	assert_int_equal(check(g, f, l, "777", p, NOW, why), 1);
+	/* Past the certificate's notAfter. */
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/m365", NOW + 90000, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 90000, why), 1);
+	assert_non_null(strstr(why, "not valid now"));
+
+	/* Its issuing key taken out of service in keyd's ledger: refused,
+	 * although the certificate was verified and kept before. */
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/m365", NOW + 10, p, sizeof(p)),
+	    0);
+	ids[0] = caid;
+	assert_int_equal(rf_ledger_retire_keys(l, ids, want, 1), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 10, why), 1);
+	assert_non_null(strstr(why, "out of service"));
+
+	rf_proof_guard_free(g);
+	rf_ledger_free(l);
+	X509_free(cax);
+	X509_free(cx);
+	X509_free(bad);
+	EVP_PKEY_free(cak);
+	EVP_PKEY_free(ck);
+	EVP_PKEY_free(other);
+}
+
 int
 main(void)
 {
@@ -1020,6 +1236,7 @@ main(void)
 	    cmocka_unit_test(test_limits),
 	    cmocka_unit_test(test_proof_make),
 	    cmocka_unit_test_setup_teardown(test_decide, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_proof_check, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_incident, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_decide_cached, setup, teardown),
