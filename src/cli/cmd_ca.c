@@ -492,13 +492,14 @@ supersede(struct rf_cli *cli, const char *tenant, const char *const *conns,
  * one line says what is left.
  */
 static void
-retire(struct rf_cli *cli, const char (*serials)[41], size_t n)
+retire(
+    struct rf_cli *cli, const char *tenant, const char (*serials)[41], size_t n)
 {
 	size_t done = 0;
 	int r;
 
-	if ((r = rf_revoke_retire_keys(
-		 cli->store, cli->keys, serials, n, &cli->who, &done)) != 0)
+	if ((r = rf_revoke_retire_keys(cli->store, cli->keys, tenant, serials,
+		 n, &cli->who, &done)) != 0)
 		fprintf(stderr,
 		    "ringfence: the new credentials are issued; destroying "
 		    "the superseded keys failed: %s ('ringfence keys list' "
@@ -877,7 +878,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 			 link_dir, &link)) != 0) {
 			snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 			/* The batches before it are committed. */
-			retire(cli, (const char(*)[41])gone, k);
+			retire(cli, tmpl->tenant, (const char(*)[41])gone, k);
 			r = issue_fail(rf_err_set(r,
 					   "%s (%zu of %zu certificates were "
 					   "issued before it, chains in %s; "
@@ -902,7 +903,7 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	}
 	if ((r = cli_flush()) != 0)
 		goto out;
-	retire(cli, (const char(*)[41])gone, m);
+	retire(cli, tmpl->tenant, (const char(*)[41])gone, m);
 	fprintf(stderr,
 	    "ringfence: issued %zu certificates (%zu issued before) from %s; "
 	    "chains in %s\n",
@@ -1042,7 +1043,7 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 		r = issue_fail(r, superseded);
 		goto out;
 	}
-	retire(cli, (const char(*)[41])gone, 1);
+	retire(cli, tenant, (const char(*)[41])gone, 1);
 	if (outp != NULL &&
 	    (r = rf_file_write_at(outfd, outname, (uint8_t *)is.chain_pem,
 		 strlen(is.chain_pem), 0644)) != 0) {

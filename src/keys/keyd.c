@@ -766,6 +766,57 @@ fail:
 	return r;
 }
 
+/*
+ * Tenant keys only (rf_keys_destroy_tenant_many): the caller found them in
+ * the store, which serve's user can write; keyd's ledger says what a CA
+ * or TLS key is. Each id is the ledger's form (64 lowercase hex), the
+ * ledger has taken the store's CA keys, and the token object the store
+ * points at has that id's public key (rf_keys_load checks it), so that a
+ * rewritten token id cannot aim the destroy at another key.
+ */
+static int
+tenant_keys_only(struct keyd *kd, const char *const *ids, uint32_t n)
+{
+	struct rf_ledger *l = rf_kpolicy_ledger(kd->policy);
+	struct rf_key *k;
+	const char *role;
+	uint32_t i;
+	int r;
+
+	if (!rf_ledger_cas_taken(l) && (r = rf_ledger_follow(l, kd->st)) != 0)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused to destroy keys: its ledger cannot take "
+		    "the store's CA keys (%s)",
+		    rf_err_msg(r));
+	for (i = 0; i < n; i++) {
+		if (strlen(ids[i]) != 64 ||
+		    strspn(ids[i], "0123456789abcdef") != 64)
+			return rf_err_set(RF_ERR_REFUSED,
+			    "custody refused to destroy key %.64s: not a key "
+			    "id (64 lowercase hex digits)",
+			    ids[i]);
+		if ((role = rf_ledger_key_role(l, ids[i])) != NULL)
+			return rf_err_set(RF_ERR_REFUSED,
+			    "custody refused to destroy key %.64s: keyd made "
+			    "it as the %s key, and the store calls it a "
+			    "tenant connection's (the store was changed "
+			    "behind keyd's back)",
+			    ids[i], role);
+		if ((r = rf_keys_load(kd->keys, ids[i], &k)) == 0) {
+			rf_key_free(k);
+			continue;
+		}
+		if (r == RF_ERR_KEY_NOT_FOUND) {
+			rf_err_clear(); /* not in the token: nothing to aim */
+			continue;
+		}
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused to destroy key %.64s: %s", ids[i],
+		    rf_err_msg(r));
+	}
+	return 0;
+}
+
 static int
 h_disable(
     struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
@@ -775,7 +826,6 @@ h_disable(
 	const char **idp = NULL;
 	uint32_t n, i;
 	size_t done = 0;
-	const char *role;
 	int destroy = rf_kmsg_u8(m), r;
 
 	get_who(m, c, &w);
@@ -795,19 +845,8 @@ h_disable(
 	}
 	if ((r = rf_kmsg_end(m)) != 0)
 		goto out;
-	/* Tenant keys only (rf_keys_destroy_tenant_many): the caller found
-	 * them in the store; keyd's ledger says what a CA key is. */
-	for (i = 0; destroy == 2 && i < n; i++)
-		if ((role = rf_ledger_key_role(
-			 rf_kpolicy_ledger(kd->policy), idp[i])) != NULL) {
-			r = rf_err_set(RF_ERR_REFUSED,
-			    "custody refused to destroy key %.64s: keyd made "
-			    "it as the %s key, and the store calls it a "
-			    "tenant connection's (the store was changed "
-			    "behind keyd's back)",
-			    idp[i], role);
-			goto out;
-		}
+	if (destroy == 2 && (r = tenant_keys_only(kd, idp, n)) != 0)
+		goto out;
 	r = destroy ? rf_keys_destroy_many(kd->keys, idp, n, &w.who, &done)
 		    : rf_keys_disable_many(kd->keys, idp, n, &w.who, &done);
 	key_forget(kd, idp, n);
@@ -1106,6 +1145,7 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 	struct who_buf w;
 	char str[RF_KPROTO_STR_MAX];
 	uint32_t n, i;
+	uint8_t v;
 	int r;
 
 	memset(&c, 0, sizeof(c));
@@ -1135,10 +1175,12 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 		}
 		break;
 	case RF_KMSG_DISABLE:
-		(void)rf_kmsg_u8(&m);
+		/* As h_disable reads it: destroy 0, 1 or 2 (tenant keys). */
+		v = rf_kmsg_u8(&m);
 		get_who(&m, &c, &w);
 		n = rf_kmsg_u32(&m);
-		if (m.err != 0 || n > (m.len - m.off) / 4)
+		if (m.err != 0 || n > (m.len - m.off) / 4 || v > 2 ||
+		    n > BATCH_KEYS_MAX)
 			return RF_ERR_MALFORMED;
 		for (i = 0; i < n; i++)
 			rf_kmsg_str(&m, str);

@@ -714,7 +714,7 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 {
 	const char **serials = NULL;
 	char(*prev)[41] = NULL;
-	size_t i, k = 0, done = 0;
+	size_t *at = NULL, i, j, k = 0, done = 0;
 	int r = 0, live, own;
 
 	if (revoked != NULL)
@@ -722,7 +722,8 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 	if (n == 0)
 		return 0;
 	if ((serials = calloc(n, sizeof(*serials))) == NULL ||
-	    (prev = calloc(n, sizeof(*prev))) == NULL) {
+	    (prev = calloc(n, sizeof(*prev))) == NULL ||
+	    (at = calloc(n, sizeof(*at))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -740,7 +741,7 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 			 st, tenant, conns[i], prev[k], &live)) == 0 &&
 		    prev[k][0] != '\0') {
 			serials[k] = prev[k];
-			k++;
+			at[k++] = i;
 		}
 	rf_store_read_end(st, own);
 	if (r == 0 && k > 0)
@@ -748,12 +749,16 @@ rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
 		    RF_CRL_REASON_SUPERSEDED, who, &done);
 	if (r == 0 && revoked != NULL)
 		*revoked = done;
+	/* One slot per connection, as conns: a caller that committed the
+	 * first m retires the first m. */
 	if (r == 0 && superseded != NULL)
-		for (i = 0; i < n; i++)
-			snprintf(superseded[i], 41, "%s", i < k ? prev[i] : "");
+		for (i = 0, j = 0; i < n; i++)
+			snprintf(superseded[i], 41, "%s",
+			    j < k && at[j] == i ? prev[j++] : "");
 out:
 	free(serials);
 	free(prev);
+	free(at);
 	return r;
 }
 
@@ -768,22 +773,27 @@ count_live(void *arg, const struct rf_cert_rec *c)
 /* 1 if serial's key is a token key to destroy: the store records it, not
  * destroyed, a tenant connection's, and no live certificate has it. */
 static int
-key_to_retire(struct rf_store *st, const char *serial, char id[65])
+key_to_retire(
+    struct rf_store *st, const char *tenant, const char *serial, char id[65])
 {
 	struct rf_cert_filter f;
 	struct rf_cert_rec cr;
 	struct rf_key_rec kr;
 	size_t live = 0;
-	int r;
+	int r, other;
 
 	memset(&cr, 0, sizeof(cr));
 	if ((r = rf_store_cert_get(st, serial, &cr)) != 0)
 		return r == RF_ERR_NOT_FOUND ? (rf_err_clear(), 0) : r;
 	snprintf(id, 65, "%s", cr.key_id);
+	other = strcmp(cr.tenant, tenant) != 0; /* not this tenant's: kept */
 	rf_cert_rec_clear(&cr);
+	if (other)
+		return 0;
 	if ((r = rf_store_key_get(st, id, &kr)) != 0)
 		return r == RF_ERR_NOT_FOUND ? (rf_err_clear(), 0) : r;
 	if (strcmp(kr.purpose, "connection") != 0 ||
+	    strcmp(kr.tenant, tenant) != 0 ||
 	    strcmp(kr.state, "destroyed") == 0)
 		return 0;
 	memset(&f, 0, sizeof(f));
@@ -796,8 +806,8 @@ key_to_retire(struct rf_store *st, const char *serial, char id[65])
 
 int
 rf_revoke_retire_keys(struct rf_store *st, struct rf_keys *keys,
-    const char (*serials)[41], size_t n, const struct rf_actor *who,
-    size_t *destroyed)
+    const char *tenant, const char (*serials)[41], size_t n,
+    const struct rf_actor *who, size_t *destroyed)
 {
 	const char **ids = NULL;
 	char(*buf)[65] = NULL;
@@ -814,7 +824,7 @@ rf_revoke_retire_keys(struct rf_store *st, struct rf_keys *keys,
 	}
 	for (i = 0; i < n && r >= 0; i++)
 		if (serials[i][0] != '\0' &&
-		    (r = key_to_retire(st, serials[i], buf[k])) == 1)
+		    (r = key_to_retire(st, tenant, serials[i], buf[k])) == 1)
 			ids[k] = buf[k], k++;
 	if (r >= 0 && k > 0)
 		r = rf_keys_destroy_tenant_many(keys, ids, k, who, destroyed);

@@ -105,15 +105,16 @@ int rf_revoke_superseded(const struct rf_config *cfg, struct rf_store *st,
     const char *tenant, const char *const *conns, size_t n,
     const struct rf_actor *who, size_t *revoked, char (*superseded)[41]) RF_WUR;
 /*
- * Once their successors are committed, the token keys of the superseded
- * credentials serials[0..n) ("" skipped) are destroyed, each that no
+ * Once their successors are committed, the token keys of tenant's
+ * superseded credentials serials[0..n) ("" skipped) are destroyed, each
+ * that the store records as a connection key of tenant and that no
  * unrevoked, unexpired certificate still certifies (a CSR's key is not
  * the token's: nothing to do), through rf_keys_destroy_many: its intent
  * and its result each on the record. *destroyed receives how many.
  */
 int rf_revoke_retire_keys(struct rf_store *st, struct rf_keys *keys,
-    const char (*serials)[41], size_t n, const struct rf_actor *who,
-    size_t *destroyed) RF_WUR;
+    const char *tenant, const char (*serials)[41], size_t n,
+    const struct rf_actor *who, size_t *destroyed) RF_WUR;
 /*
  * The previous credential of connection (tenant, conn) while it has not
  * expired, into serial ("" when there is none, or the connection has no

@@ -142,5 +142,25 @@ grep -q "destroying the superseded keys failed: custody refused to destroy key $
 [ "$(keystate "$iss")" = active ] || fail "the issuing key is $(keystate "$iss")"
 rf issue --tenant globex --connection web2 --profile client --keygen ec-p256 >/dev/null 2>&1 ||
 	fail "the issuing key no longer signs"
+# 5. Nor by pointing the superseded key's record at the issuing key's
+# token object (its CKA_ID): keyd loads the object the record names and
+# finds a public key that is not the id's, and destroys nothing.
+for i in 1 2; do
+	rf issue --tenant globex --connection web3 --profile client \
+		--keygen ec-p256 --out "$h/v$i.pem" >"$h/v$i.txt" 2>/dev/null
+done
+vk1=$(sed -n 's/^key: //p' "$h/v1.txt")
+[ -n "$vk1" ] || fail "no key for web3's first credential"
+saved=$(db "SELECT token_id || ' ' || token FROM keys WHERE id = '$vk1'")
+db "UPDATE keys SET token_id = (SELECT token_id FROM keys WHERE id = '$iss'),
+	token = (SELECT token FROM keys WHERE id = '$iss') WHERE id = '$vk1'"
+rf issue --tenant globex --connection web3 --profile client --keygen ec-p256 \
+	--out "$h/v3.pem" >"$h/v3.txt" 2>"$h/v3.err" || fail "the third issue of web3 failed: $(cat "$h/v3.err")"
+db "UPDATE keys SET token_id = '${saved%% *}', token = '${saved#* }' WHERE id = '$vk1'"
+grep -q "destroying the superseded keys failed: custody refused to destroy key $vk1: .*public key hashing to ${iss:0:32}" "$h/v3.err" ||
+	fail "the redirected supersession: $(cat "$h/v3.err")"
+[ "$(keystate "$iss")" = active ] || fail "the issuing key is $(keystate "$iss")"
+rf issue --tenant globex --connection web4 --profile client --keygen ec-p256 >/dev/null 2>&1 ||
+	fail "the issuing key no longer signs after the redirected supersession"
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "issue_supersede: ok"
