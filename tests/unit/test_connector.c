@@ -1099,7 +1099,7 @@ check(struct rf_proof_guard *g, struct fx *f, struct rf_ledger *l,
  * issuing CA keyd's ledger knows and a connector certificate it signed:
  * the window of RF_PROOF_SKEW each way, each proof once (also once the
  * replay cache's generation has turned), the certificate's key, CN,
- * subject, EKU and issuer, and the ledger's revocations and retirements.
+ * subject, EKU and issuer, and the ledger's retirement of the issuer.
  */
 static void
 test_proof_check(void **state)
@@ -1169,6 +1169,10 @@ test_proof_check(void **state)
 			     NOW + RF_PROOF_SKEW + 1, p, sizeof(p)),
 	    0);
 	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 1);
+	assert_int_equal(rf_proof_make(ck, "assert", "acme/m365",
+			     NOW + RF_PROOF_SKEW, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW, why), 0);
 
 	/* Once, across the cache's turn: accepted at NOW + 200, asked again
 	 * at NOW + 241 (the generation turned at NOW + 240) and NOW + 300. */
@@ -1196,6 +1200,7 @@ test_proof_check(void **state)
 			     "assert", "acme/m365", (const uint8_t *)p,
 			     strlen(p), NOW, why, sizeof(why)),
 	    1);
+	assert_non_null(strstr(why, "not connector.other's"));
 	assert_int_equal(check(g, f, l, "99", p, NOW, why), 1);
 	assert_non_null(strstr(why, "not a connector's client certificate"));
 	assert_int_equal(check(g, f, l, "777", p, NOW, why), 1);
