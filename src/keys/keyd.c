@@ -2370,8 +2370,13 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
-	logf_(kd, "keyd %d listening on %s (token '%s', %u tokens)",
-	    (int)getpid(), sock, kd->token, kd->tokens);
+	/* The connector proof setting is keyd's from its start (whoever
+	 * started it): the log says which (docs/connectors.md). */
+	logf_(kd,
+	    "keyd %d listening on %s (token '%s', %u tokens; connector_proof "
+	    "%s)",
+	    (int)getpid(), sock, kd->token, kd->tokens,
+	    kd->cfg.connector_proof);
 	if (o != NULL && o->ready != NULL)
 		o->ready(o->ready_arg);
 	idle_since = started = rf_now();

@@ -153,6 +153,9 @@ rf keyd stop >/dev/null 2>&1 || fail "keyd stop"
 if rf keyd status >/dev/null 2>&1; then fail "keyd still runs"; fi
 export RINGFENCE_CONNECTOR_PROOF=required
 serve_up 300
+# keyd says which setting it took, whoever started it.
+tail -n 20 "$RINGFENCE_HOME/keyd.log" | grep -q "listening on .*connector_proof required" ||
+	fail "keyd.log does not say connector_proof required: $(tail -n 3 "$RINGFENCE_HOME/keyd.log")"
 rf keyd status >/dev/null || fail "serve did not start keyd"
 a0=$(signed assertion)
 ok=0 # assertions signed since a0
