@@ -1527,11 +1527,9 @@ rf_ca_asn1_secs(const ASN1_TIME *t)
 static int64_t
 x509_time(const ASN1_TIME *t)
 {
-	struct tm tm;
+	int64_t s = rf_ca_asn1_secs(t);
 
-	if (ASN1_TIME_to_tm(t, &tm) != 1)
-		return 0;
-	return (int64_t)timegm(&tm);
+	return s < 0 ? 0 : s;
 }
 
 /*

@@ -294,7 +294,6 @@ cert_load(struct rf_store *st, struct rf_ledger *ledger, const char *serial,
 	struct rf_ca_rec ca;
 	const unsigned char *p;
 	X509 *x = NULL, *cx = NULL;
-	EXTENDED_KEY_USAGE *eku = NULL;
 	const char *role;
 	char id[65];
 	int r = 1, cnl;
@@ -334,13 +333,10 @@ cert_load(struct rf_store *st, struct rf_ledger *ledger, const char *serial,
 		    "certificate %.40s is not signed by its issuer", serial);
 		goto out;
 	}
-	eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
 	cnl = X509_NAME_get_text_by_NID(
 	    X509_get_subject_name(x), NID_commonName, e->cn, sizeof(e->cn));
-	if (X509_check_ca(x) != 0 || eku == NULL ||
-	    sk_ASN1_OBJECT_num(eku) != 1 ||
-	    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, 0)) != NID_client_auth ||
-	    cnl <= 0 || (size_t)cnl >= sizeof(e->cn) ||
+	if (!rf_kpolicy_client_only(x) || cnl <= 0 ||
+	    (size_t)cnl >= sizeof(e->cn) ||
 	    !rf_kpolicy_connector_subject(X509_get_subject_name(x), e->cn)) {
 		snprintf(why, whylen,
 		    "certificate %.40s is not a connector's client "
@@ -358,7 +354,6 @@ cert_load(struct rf_store *st, struct rf_ledger *ledger, const char *serial,
 	memcpy(e->issuer_id, id, sizeof(e->issuer_id));
 	r = 0;
 out:
-	EXTENDED_KEY_USAGE_free(eku);
 	X509_free(x);
 	X509_free(cx);
 	rf_cert_rec_clear(&cr);

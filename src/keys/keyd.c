@@ -789,8 +789,7 @@ tenant_keys_only(struct keyd *kd, const char *const *ids, uint32_t n)
 		    "the store's CA keys (%s)",
 		    rf_err_msg(r));
 	for (i = 0; i < n; i++) {
-		if (strlen(ids[i]) != 64 ||
-		    strspn(ids[i], "0123456789abcdef") != 64)
+		if (!rf_ledger_key_id_ok(ids[i]))
 			return rf_err_set(RF_ERR_REFUSED,
 			    "custody refused to destroy key %.64s: not a key "
 			    "id (64 lowercase hex digits)",

@@ -183,6 +183,12 @@ key_id_ok(const char *s)
 	return strspn(s, "0123456789abcdef") == 64 && s[64] == '\0';
 }
 
+int
+rf_ledger_key_id_ok(const char *s)
+{
+	return key_id_ok(s);
+}
+
 const char *
 rf_ledger_role(const char *s)
 {

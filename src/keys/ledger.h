@@ -53,6 +53,8 @@ int rf_ledger_retire_keys(struct rf_ledger *l, const char *const *ids,
 
 /* 1 if key id (64 lowercase hex) has been taken out of service. */
 int rf_ledger_key_retired(struct rf_ledger *l, const char *id);
+/* 1 if id is a key id as the ledger keeps them: 64 lowercase hex. */
+int rf_ledger_key_id_ok(const char *id);
 
 /* Calls fn for each certificate of issuer seen revoked whose notAfter is
  * at or after at; fn's non-zero return stops and is returned. */

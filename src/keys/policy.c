@@ -637,6 +637,19 @@ rf_kpolicy_connector_subject(const X509_NAME *name, const char *tenant)
 }
 
 int
+rf_kpolicy_client_only(X509 *x)
+{
+	EXTENDED_KEY_USAGE *eku =
+	    X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
+	int ok = X509_check_ca(x) == 0 && eku != NULL &&
+	    sk_ASN1_OBJECT_num(eku) == 1 &&
+	    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, 0)) == NID_client_auth;
+
+	EXTENDED_KEY_USAGE_free(eku);
+	return ok;
+}
+
+int
 rf_kpolicy_cert_key_id(const uint8_t *tbs, size_t len, char id[65])
 {
 	const unsigned char *q;
@@ -669,7 +682,6 @@ static int
 check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
     const char *key_id, const struct rf_sign_req *req)
 {
-	EXTENDED_KEY_USAGE *eku = NULL;
 	const unsigned char *q;
 	uint8_t *w = NULL;
 	size_t wl;
@@ -691,10 +703,7 @@ check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 		r = refuse("a certificate that does not parse", "cert");
 		goto out;
 	}
-	eku = X509_get_ext_d2i(x, NID_ext_key_usage, NULL, NULL);
-	if (X509_check_ca(x) != 0 || eku == NULL ||
-	    sk_ASN1_OBJECT_num(eku) != 1 ||
-	    OBJ_obj2nid(sk_ASN1_OBJECT_value(eku, 0)) != NID_client_auth) {
+	if (!rf_kpolicy_client_only(x)) {
 		r = refuse("a certificate that is not a client-authentication "
 			   "end entity",
 		    "cert");
@@ -722,7 +731,6 @@ check_cert(struct rf_kpolicy *p, int64_t gen, const char *purpose,
 	}
 	r = p->cert(p->cert_arg, p->st, p->ledger, gen, key_id, req);
 out:
-	EXTENDED_KEY_USAGE_free(eku);
 	X509_free(x);
 	free(w);
 	return r;

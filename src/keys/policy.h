@@ -45,6 +45,9 @@ void rf_kpolicy_set_assertion(
  * checks names an active connector. Without fn, none. */
 void rf_kpolicy_set_cert(
     struct rf_kpolicy *p, rf_kpolicy_assertion_fn fn, void *arg);
+/* 1 if x is an end entity for client authentication only (its extended
+ * key usage exactly clientAuth), as a connector's certificate is. */
+int rf_kpolicy_client_only(X509 *x);
 /* 1 if name is the CA's connector profile subject for tenant (ca.c:
  * O=ringfence, OU=connector, CN=tenant, in that order). */
 int rf_kpolicy_connector_subject(const X509_NAME *name, const char *tenant);
