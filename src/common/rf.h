@@ -103,7 +103,8 @@ void rf_test_point(const char *name);
 #endif
 /* Test builds only, likewise: sleep RINGFENCE_TEST_PAUSE_MS (default 2000)
  * at the named point when RINGFENCE_TEST_PAUSE_AT names it, so that a
- * test can hold a long operation open and watch what else goes on. */
+ * test can hold a long operation open and watch what else goes on; one
+ * line on stderr says the pause began. */
 #ifdef RF_TEST_SEAMS
 void rf_test_pause(const char *name);
 #else

@@ -446,8 +446,14 @@ rf_test_pause(const char *name)
 {
 	const char *at = getenv("RINGFENCE_TEST_PAUSE_AT");
 	const char *ms = getenv("RINGFENCE_TEST_PAUSE_MS");
+	int n = ms != NULL ? atoi(ms) : 2000;
 
-	if (at != NULL && strcmp(at, name) == 0)
-		usleep((useconds_t)(ms != NULL ? atoi(ms) : 2000) * 1000);
+	if (at == NULL || strcmp(at, name) != 0)
+		return;
+	/* One line on stderr (keyd's: keyd.log), so that a test knows the
+	 * process is held there before it acts in the window. */
+	fprintf(stderr, "ringfence: test pause at %s for %d ms\n", name, n);
+	fflush(stderr);
+	usleep((useconds_t)n * 1000);
 }
 #endif

@@ -31,8 +31,8 @@
 #include "keys/token_int.h"
 #include "store/store.h"
 
-static int destroy_quiet(struct rf_keys *keys, int sh, const uint8_t *tid,
-    size_t tidlen, int *found);
+static int destroy_quiet(struct rf_keys *keys, int sh, const char *id,
+    const uint8_t *tid, size_t tidlen, int *found);
 
 struct gen_arg {
 	enum rf_key_alg alg;
@@ -170,8 +170,8 @@ undo_generated(
 	for (i = 0; i < n; i++) {
 		if (out[i] == NULL)
 			continue;
-		if (destroy_quiet(keys, out[i]->sh, out[i]->tid, out[i]->tidlen,
-			&found) != 0 ||
+		if (destroy_quiet(keys, out[i]->sh, out[i]->id, out[i]->tid,
+			out[i]->tidlen, &found) != 0 ||
 		    !found) {
 			rf_err_clear();
 			bad = 1;
@@ -878,11 +878,59 @@ out:
  * ("destroy-intent") and the result after it ("destroy").
  */
 
-/* Destroy both objects with CKA_ID id; found says whether there were any. */
+/*
+ * The last check of every destroy (issue 11): the public key object about
+ * to be destroyed, read in the same session just before, holds the public
+ * key of key id (its id is the SHA-256 of the SPKI). The CKA_ID that names
+ * the object comes from the store, which serve's user can write: keyd
+ * checks the ids it is asked to destroy, but a store changed after those
+ * checks would aim the destroy at another key (the issuing key's). pub
+ * and r: the read of the object (keys_read_public). 0 if it is the key's;
+ * otherwise RF_ERR_TOKEN, one line, and nothing of the key is destroyed.
+ */
+static int
+destroy_check(const char *id, EVP_PKEY *pub, int r)
+{
+	char got[65];
+
+	if (r == 0 && (r = rf_keys_pub_id(pub, got)) == 0 &&
+	    strcasecmp(got, id) == 0)
+		return 0;
+	if (r != 0)
+		return rf_err_set(RF_ERR_TOKEN,
+		    "key %s: the public key of its token object cannot be "
+		    "read (%s); nothing of it was destroyed",
+		    id, rf_err_msg(r));
+	return rf_err_set(RF_ERR_TOKEN,
+	    "key %s in the token has a public key hashing to %s: the store's "
+	    "token id was changed; nothing of it was destroyed",
+	    id, got);
+}
+
+/* A private key object with no public key object to check it against. */
+static int
+destroy_unpaired(const char *id, const uint8_t *tid, size_t tidlen)
+{
+	char hex[2 * TID_MAX + 1];
+
+	rf_hex(tid, tidlen, hex);
+	return rf_err_set(RF_ERR_TOKEN,
+	    "key %s: the token holds a private key object with CKA_ID %s and "
+	    "no public key to check it against; nothing of it was destroyed",
+	    id, hex);
+}
+
+/*
+ * Destroy both objects with CKA_ID id, once the public one is checked
+ * against key (destroy_check); found says whether there were any, refused
+ * why they are left (its r 0: they were not).
+ */
 struct destroy_arg {
 	const uint8_t *id;
 	size_t idlen;
+	const char *key;
 	int found;
+	struct rf_err_held refused;
 };
 
 static CK_RV
@@ -890,9 +938,13 @@ destroy_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
 	struct destroy_arg *a = varg;
 	CK_OBJECT_HANDLE hpriv, hpub;
+	enum rf_key_alg alg;
+	EVP_PKEY *pub = NULL;
 	CK_RV rv;
+	int r;
 
 	a->found = 0;
+	a->refused.r = 0;
 	keys_made_drop(keys, a->id, a->idlen);
 	if ((rv = keys_find_object(keys->f, s, CKO_PRIVATE_KEY, a->id, a->idlen,
 		 &hpriv)) != CKR_OK ||
@@ -902,6 +954,18 @@ destroy_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	if (hpriv == CK_INVALID_HANDLE && hpub == CK_INVALID_HANDLE)
 		return CKR_OK;
 	a->found = 1;
+	if (hpub == CK_INVALID_HANDLE)
+		r = destroy_unpaired(a->key, a->id, a->idlen);
+	else if ((rv = keys_read_public(keys->f, s, hpub, 0, &alg, &pub, &r)) !=
+	    CKR_OK)
+		return rv;
+	else
+		r = destroy_check(a->key, pub, r);
+	EVP_PKEY_free(pub);
+	if (r != 0) {
+		rf_err_keep(&a->refused, r);
+		return CKR_OK;
+	}
 	if (hpriv != CK_INVALID_HANDLE &&
 	    (rv = keys->f->C_DestroyObject(s, hpriv)) != CKR_OK)
 		return rv;
@@ -1017,18 +1081,26 @@ out:
 }
 
 static int
-destroy_quiet(
-    struct rf_keys *keys, int sh, const uint8_t *tid, size_t tidlen, int *found)
+destroy_quiet(struct rf_keys *keys, int sh, const char *id, const uint8_t *tid,
+    size_t tidlen, int *found)
 {
-	struct destroy_arg a = {tid, tidlen, 0};
+	struct destroy_arg a;
 	CK_RV rv = CKR_OK;
 	int r;
 
 	*found = 0;
+	memset(&a, 0, sizeof(a));
+	a.id = tid;
+	a.idlen = tidlen;
+	a.key = id;
 	if ((r = keys_with_session(keys, sh, destroy_op, &a, &rv)) != 0)
 		return r;
+	if (rv != CKR_OK)
+		return keys_token_err("C_DestroyObject", rv);
+	if (a.refused.r != 0)
+		return rf_err_kept(&a.refused);
 	*found = a.found;
-	return rv == CKR_OK ? 0 : keys_token_err("C_DestroyObject", rv);
+	return 0;
 }
 
 /*
@@ -1230,103 +1302,226 @@ rf_keys_disable_many(struct rf_keys *keys, const char *const *ids, size_t n,
 struct destroy_many_arg {
 	struct tident *t; /* sorted */
 	size_t n;
-	uint8_t *found; /* per caller's id */
-	int *tsh;	/* per caller's id: the recorded token, or -1 */
-	int sh;		/* the token of this pass */
+	const char *const *ids; /* the caller's: what each public key must be */
+	uint8_t *found;		/* per caller's id */
+	uint8_t *refused;	/* per caller's id: its check failed */
+	struct rf_err_held why; /* the first refusal */
+	int *tsh;		/* per caller's id: the recorded token, or -1 */
+	int sh;			/* the token of this pass */
 };
 
-static CK_RV
-destroy_many_class(struct rf_keys *keys, CK_SESSION_HANDLE s,
-    struct destroy_many_arg *a, CK_OBJECT_CLASS cls)
-{
-	CK_OBJECT_HANDLE *hs = NULL;
-	struct tident want, *hit, **hits = NULL;
-	size_t nhs = 0, i, len;
-	CK_RV rv;
+/*
+ * What one token's pass destroys, all of it read (and every public key
+ * checked) before the first change: a file-backed token rescans its whole
+ * store after each change, so reads interleaved with changes would each
+ * pay for a rescan.
+ */
+struct destroy_plan {
+	CK_OBJECT_HANDLE *pair; /* kept handles: private, public, ... */
+	size_t *pairx;		/* per pair: the caller's index */
+	size_t npair;
+	CK_OBJECT_HANDLE *obj[2]; /* by a search: private, public */
+	struct tident **hit[2];	  /* per object: its key, or NULL */
+	size_t nobj[2];
+	uint8_t *seen; /* per key of t: SEEN_* */
+};
 
-	rv = keys_find_all(keys->f, s, cls, &hs, &nhs);
-	/*
-	 * Read every CKA_ID before changing anything: a file-backed token
-	 * rescans its whole store after each change, so reads interleaved
-	 * with changes would each pay for a rescan.
-	 */
-	if (rv == CKR_OK &&
-	    (hits = calloc(nhs ? nhs : 1, sizeof(*hits))) == NULL)
-		rv = CKR_HOST_MEMORY;
-	for (i = 0; rv == CKR_OK && i < nhs; i++) {
-		memset(&want, 0, sizeof(want));
-		if (keys_get_bytes(keys->f, s, hs[i], CKA_ID, want.b,
-			sizeof(want.b), &len) != CKR_OK ||
-		    len == 0)
-			continue; /* not one of ours */
-		want.len = (uint8_t)len;
-		if ((hit = bsearch(
-			 &want, a->t, a->n, sizeof(*a->t), tident_cmp)) != NULL)
-			hits[i] = hit;
-	}
-	for (i = 0; rv == CKR_OK && i < nhs; i++) {
-		if (hits[i] == NULL)
-			continue;
-		if ((rv = keys->f->C_DestroyObject(s, hs[i])) == CKR_OK)
-			a->found[hits[i]->idx] = 1;
-	}
-	free(hits);
-	free(hs);
-	return rv;
+#define SEEN_KEPT 1 /* destroyed by the handles kept from its generation */
+#define SEEN_PRIV 2 /* the search found a private key object */
+#define SEEN_PUB 4  /* and a public one */
+
+/* Key x is left whole: the first refusal's line is kept for the caller. */
+static void
+destroy_refuse(struct destroy_many_arg *a, size_t x, int r)
+{
+	a->refused[x] = 1;
+	if (a->why.r == 0)
+		rf_err_keep(&a->why, r);
+	else
+		rf_err_clear();
 }
 
 /*
- * The keys of this token that this process made are destroyed by the
- * handles kept from their generation (each checked by one read, all
- * before the first change); the token is searched only when a key it
- * holds by the record, or a key of no recorded token, is left.
+ * The keys of this token that this process made, by the handles kept from
+ * their generation: the private key object's class and CKA_ID checked by
+ * one read, the public key object's in the read of its public key, which
+ * destroy_check checks. *left: the keys the token may hold that were not
+ * found so.
  */
 static CK_RV
-destroy_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+plan_kept(struct rf_keys *keys, CK_SESSION_HANDLE s, struct destroy_many_arg *a,
+    struct destroy_plan *p, size_t *left)
 {
-	struct destroy_many_arg *a = varg;
-	CK_OBJECT_HANDLE *hs = NULL, hpub, hpriv;
+	CK_OBJECT_HANDLE hpub, hpriv;
 	unsigned long gen = keys_module_gen(keys);
-	size_t *at = NULL, i, x, nh = 0, left = 0;
-	CK_RV rv = CKR_OK;
+	enum rf_key_alg alg;
+	EVP_PKEY *pub;
+	size_t i, x;
+	CK_RV rv;
+	int is, r = 0;
 
-	if ((hs = calloc(2 * a->n + 1, sizeof(*hs))) == NULL ||
-	    (at = calloc(a->n + 1, sizeof(*at))) == NULL) {
-		rv = CKR_HOST_MEMORY;
-		goto out;
-	}
+	*left = 0;
 	for (i = 0; i < a->n; i++) {
 		x = a->t[i].idx;
-		/* Another token holds it, as recorded. */
-		if (a->found[x] ||
+		/* Gone, left whole, or another token holds it, as recorded. */
+		if (a->found[x] || a->refused[x] ||
 		    (a->tsh[x] != a->sh && a->tsh[x] >= 0 &&
 			a->tsh[x] < keys->nsh))
 			continue;
+		is = 0;
+		pub = NULL;
 		if (a->tsh[x] == a->sh &&
 		    keys_made_get(keys, a->sh, a->t[i].b, a->t[i].len, gen,
 			&hpub, &hpriv, NULL, NULL) &&
 		    keys_object_is(keys->f, s, hpriv, CKO_PRIVATE_KEY,
 			a->t[i].b, a->t[i].len) &&
-		    keys_object_is(keys->f, s, hpub, CKO_PUBLIC_KEY, a->t[i].b,
-			a->t[i].len)) {
-			at[nh / 2] = x;
-			hs[nh++] = hpriv;
-			hs[nh++] = hpub;
-		} else {
-			left++;
+		    (rv = keys_read_public_of(keys->f, s, hpub, a->t[i].b,
+			 a->t[i].len, &is, &alg, &pub, &r)) != CKR_OK)
+			return rv;
+		if (!is) {
+			(*left)++;
+			continue;
 		}
+		r = destroy_check(a->ids[x], pub, r);
+		EVP_PKEY_free(pub);
+		if (r != 0) {
+			destroy_refuse(a, x, r);
+			continue;
+		}
+		p->seen[i] |= SEEN_KEPT;
+		p->pairx[p->npair] = x;
+		p->pair[2 * p->npair] = hpriv;
+		p->pair[2 * p->npair++ + 1] = hpub;
 	}
-	for (i = 0; i < nh && rv == CKR_OK; i += 2) {
-		if ((rv = keys->f->C_DestroyObject(s, hs[i])) == CKR_OK &&
-		    (rv = keys->f->C_DestroyObject(s, hs[i + 1])) == CKR_OK)
-			a->found[at[i / 2]] = 1;
+	return CKR_OK;
+}
+
+/*
+ * The objects of class c (0 private, 1 public) whose CKA_ID is a key's of
+ * a->t, but for those found by their kept handles; a public key object's
+ * public key checked against the key's id (destroy_check).
+ */
+static CK_RV
+plan_search(struct rf_keys *keys, CK_SESSION_HANDLE s,
+    struct destroy_many_arg *a, struct destroy_plan *p, int c)
+{
+	CK_OBJECT_CLASS cls = c ? CKO_PUBLIC_KEY : CKO_PRIVATE_KEY;
+	struct tident want, *hit;
+	enum rf_key_alg alg;
+	EVP_PKEY *pub;
+	size_t i, len;
+	CK_RV rv;
+	int r;
+
+	if ((rv = keys_find_all(keys->f, s, cls, &p->obj[c], &p->nobj[c])) !=
+	    CKR_OK)
+		return rv;
+	if ((p->hit[c] = calloc(
+		 p->nobj[c] ? p->nobj[c] : 1, sizeof(*p->hit[c]))) == NULL)
+		return CKR_HOST_MEMORY;
+	for (i = 0; i < p->nobj[c]; i++) {
+		memset(&want, 0, sizeof(want));
+		if (keys_get_bytes(keys->f, s, p->obj[c][i], CKA_ID, want.b,
+			sizeof(want.b), &len) != CKR_OK ||
+		    len == 0)
+			continue; /* not one of ours */
+		want.len = (uint8_t)len;
+		if ((hit = bsearch(&want, a->t, a->n, sizeof(*a->t),
+			 tident_cmp)) == NULL ||
+		    a->refused[hit->idx] || (p->seen[hit - a->t] & SEEN_KEPT))
+			continue;
+		p->hit[c][i] = hit;
+		p->seen[hit - a->t] |= c ? SEEN_PUB : SEEN_PRIV;
+		if (!c)
+			continue;
+		if ((rv = keys_read_public(keys->f, s, p->obj[c][i], 0, &alg,
+			 &pub, &r)) != CKR_OK)
+			return rv;
+		r = destroy_check(a->ids[hit->idx], pub, r);
+		EVP_PKEY_free(pub);
+		if (r != 0)
+			destroy_refuse(a, hit->idx, r);
 	}
-	if (rv == CKR_OK && left > 0 &&
-	    (rv = destroy_many_class(keys, s, a, CKO_PRIVATE_KEY)) == CKR_OK)
-		rv = destroy_many_class(keys, s, a, CKO_PUBLIC_KEY);
+	return CKR_OK;
+}
+
+/*
+ * Destroy what the plan holds of keys not refused: the kept pairs, then
+ * what the searches found, every private key before any public key, so
+ * that a run killed in between leaves a public key alone (checked and
+ * destroyed the next time), never a private key without its check.
+ */
+static CK_RV
+plan_run(struct rf_keys *keys, CK_SESSION_HANDLE s, struct destroy_many_arg *a,
+    struct destroy_plan *p)
+{
+	struct tident *hit;
+	CK_RV rv = CKR_OK;
+	size_t i;
+	int c;
+
+	for (i = 0; i < p->npair && rv == CKR_OK; i++) {
+		if ((rv = keys->f->C_DestroyObject(s, p->pair[2 * i])) ==
+			CKR_OK &&
+		    (rv = keys->f->C_DestroyObject(s, p->pair[2 * i + 1])) ==
+			CKR_OK)
+			a->found[p->pairx[i]] = 1;
+	}
+	for (c = 0; c < 2; c++)
+		for (i = 0; i < p->nobj[c] && rv == CKR_OK; i++) {
+			if ((hit = p->hit[c][i]) == NULL ||
+			    a->refused[hit->idx])
+				continue;
+			if ((rv = keys->f->C_DestroyObject(s, p->obj[c][i])) ==
+			    CKR_OK)
+				a->found[hit->idx] = 1;
+		}
+	return rv;
+}
+
+/*
+ * The keys of this token: those this process made by their kept handles;
+ * the token is searched only when a key it holds by the record, or a key
+ * of no recorded token, is left. A key is destroyed only once its public
+ * key object is checked against its id (destroy_check); a private key
+ * object without one is left, refused, as is every object of a key whose
+ * check failed.
+ */
+static CK_RV
+destroy_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct destroy_many_arg *a = varg;
+	struct destroy_plan p;
+	size_t i, left = 0;
+	CK_RV rv;
+
+	memset(&p, 0, sizeof(p));
+	if ((p.pair = calloc(2 * a->n + 1, sizeof(*p.pair))) == NULL ||
+	    (p.pairx = calloc(a->n + 1, sizeof(*p.pairx))) == NULL ||
+	    (p.seen = calloc(a->n + 1, 1)) == NULL) {
+		rv = CKR_HOST_MEMORY;
+		goto out;
+	}
+	if ((rv = plan_kept(keys, s, a, &p, &left)) != CKR_OK ||
+	    (left > 0 &&
+		((rv = plan_search(keys, s, a, &p, 0)) != CKR_OK ||
+		    (rv = plan_search(keys, s, a, &p, 1)) != CKR_OK)))
+		goto out;
+	for (i = 0; i < a->n; i++)
+		if ((p.seen[i] & (SEEN_PRIV | SEEN_PUB)) == SEEN_PRIV &&
+		    !a->refused[a->t[i].idx])
+			destroy_refuse(a, a->t[i].idx,
+			    destroy_unpaired(
+				a->ids[a->t[i].idx], a->t[i].b, a->t[i].len));
+	rv = plan_run(keys, s, a, &p);
 out:
-	free(hs);
-	free(at);
+	free(p.pair);
+	free(p.pairx);
+	free(p.seen);
+	free(p.obj[0]);
+	free(p.obj[1]);
+	free(p.hit[0]);
+	free(p.hit[1]);
 	return rv;
 }
 
@@ -1336,7 +1531,10 @@ out:
  * objects are destroyed in the token; then the record becomes "destroyed"
  * and a "destroy" leaf says whether the token held it. A run killed in
  * between is finished by running it again. single: one key, which must
- * be in the token or recorded as live.
+ * be in the token or recorded as live. A key whose public key object is
+ * not its key's (destroy_check) loses nothing and keeps its record
+ * "destroying", without a "destroy" leaf: the others are recorded, then
+ * the call fails with the first such key's line.
  */
 static int
 destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
@@ -1356,8 +1554,10 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 	memset(&a, 0, sizeof(a));
 	if (n == 0)
 		return 0;
+	a.ids = ids;
 	if ((want = calloc(n, 1)) == NULL || (hit = calloc(n, 1)) == NULL ||
 	    (a.found = calloc(n, 1)) == NULL ||
+	    (a.refused = calloc(n, 1)) == NULL ||
 	    (detail = calloc(n, sizeof(*detail))) == NULL ||
 	    (a.t = calloc(n, sizeof(*a.t))) == NULL ||
 	    (a.tsh = calloc(n, sizeof(*a.tsh))) == NULL) {
@@ -1418,10 +1618,13 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 	if (single) {
 		d.id = a.t[0].b;
 		d.idlen = a.t[0].len;
+		d.key = ids[0];
 		if ((r = keys_with_key_token(
 			 keys, destroy_op, &d, &d.found, hint, &sh, &rv)) != 0)
 			goto out;
 		a.found[0] = (uint8_t)d.found;
+		a.refused[0] = d.refused.r != 0;
+		a.why = d.refused;
 	} else {
 		qsort(a.t, nt, sizeof(*a.t), tident_cmp);
 		a.n = nt;
@@ -1442,6 +1645,10 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
+		if (a.refused[i]) {
+			want[i] = 0; /* nothing of it destroyed */
+			continue;
+		}
 		k += a.found[i];
 		detail[i] =
 		    a.found[i] ? "destroyed in the token" : "not in the token";
@@ -1453,11 +1660,12 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 		 keys, "destroy", ids, want, detail, n, who, msg)) != 0)
 		goto out;
 	*done = k;
-	r = 0;
+	r = rf_err_kept(&a.why);
 out:
 	free(want);
 	free(hit);
 	free(a.found);
+	free(a.refused);
 	free(a.t);
 	free(a.tsh);
 	free(detail);

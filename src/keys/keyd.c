@@ -846,6 +846,8 @@ h_disable(
 		goto out;
 	if (destroy == 2 && (r = tenant_keys_only(kd, idp, n)) != 0)
 		goto out;
+	/* Tests: the store changed between the checks and the destroy. */
+	rf_test_pause("keyd-destroy-checked");
 	r = destroy ? rf_keys_destroy_many(kd->keys, idp, n, &w.who, &done)
 		    : rf_keys_disable_many(kd->keys, idp, n, &w.who, &done);
 	key_forget(kd, idp, n);

@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# A store changed after keyd's checks cannot aim a destroy at another key
+# (issue 11, time of check to time of use). keyd checks the ids of a
+# supersession's destroy (issue_supersede.sh, section 5: the token object
+# the store names must have the id's public key), then destroys what the
+# store names. Here the store is changed in between: keyd is held after
+# its checks (test builds: RINGFENCE_TEST_PAUSE_AT=keyd-destroy-checked),
+# and the superseded key's record is pointed at the issuing key's token
+# object (its CKA_ID and token) while it waits. The destroy checks each
+# object's public key against the id just before destroying it: the
+# issuance stands, the destroy is refused with one line saying what the
+# object's public key hashes to, the issuing key is active and signs, the
+# superseded key is not recorded as destroyed (its objects stay), and the
+# audit record verifies.
+set -euo pipefail
+. "$(dirname "$0")/lib/state.sh" destroy-race
+h=$RINGFENCE_HOME
+db() { sqlite3 -cmd ".timeout 10000" "$h/ringfence.db" "$1"; }
+keystate() { db "SELECT state FROM keys WHERE id = '$1'"; }
+PAUSE_MS=3000
+paused() { grep -c "test pause at keyd-destroy-checked" "$h/keyd.log" 2>/dev/null || true; }
+
+rf init >/dev/null
+rf tenant add globex >/dev/null
+# keyd again, started on demand by the next command with the pause in its
+# environment (it runs this binary, whose environment it inherits).
+rf keyd stop >/dev/null 2>&1 || true
+for i in 1 2; do
+	RINGFENCE_TEST_PAUSE_AT=keyd-destroy-checked RINGFENCE_TEST_PAUSE_MS=$PAUSE_MS \
+		rf issue --tenant globex --connection web --profile client \
+		--keygen ec-p256 --out "$h/v$i.pem" >"$h/v$i.txt" 2>"$h/v$i.err" ||
+		fail "issue $i: $(cat "$h/v$i.err")"
+done
+kpid=$(cat "$h/keyd.pid")
+tr '\0' '\n' <"/proc/$kpid/environ" | grep -qx "RINGFENCE_TEST_PAUSE_AT=keyd-destroy-checked" ||
+	fail "keyd ($kpid) was not started with the pause in its environment"
+vk1=$(sed -n 's/^key: //p' "$h/v1.txt")
+iss=$(db "SELECT id FROM keys WHERE purpose = 'issuing'")
+[ -n "$vk1" ] && [ -n "$iss" ] || fail "no key for the first credential, or no issuing key"
+saved=$(db "SELECT token_id || ' ' || token FROM keys WHERE id = '$vk1'")
+
+# The third issue supersedes the first and asks keyd to destroy its key.
+# Once keyd says it is held after its checks, the record is changed.
+before=$(paused)
+rf issue --tenant globex --connection web --profile client --keygen ec-p256 \
+	--out "$h/v3.pem" >"$h/v3.txt" 2>"$h/v3.err" &
+ipid=$!
+for _ in $(seq 200); do # 20 s at most
+	[ "$(paused)" -gt "$before" ] && break
+	kill -0 "$ipid" 2>/dev/null || break
+	sleep 0.1
+done
+[ "$(paused)" -gt "$before" ] || {
+	wait "$ipid" || true
+	fail "keyd did not pause after its checks: $(cat "$h/v3.err"; tail -n 3 "$h/keyd.log")"
+}
+db "UPDATE keys SET token_id = (SELECT token_id FROM keys WHERE id = '$iss'),
+	token = (SELECT token FROM keys WHERE id = '$iss') WHERE id = '$vk1'"
+# Changed inside the window, else the test proves nothing: after the pause
+# the destroy first records the key "destroying" and its intent leaf.
+[ "$(keystate "$vk1")" = active ] &&
+	[ "$(db "SELECT count(*) FROM audit_leaf WHERE type = 'destroy-intent' AND key_id = '$vk1'")" = 0 ] ||
+	fail "the store was changed after keyd's pause ended (a loaded machine?): nothing was tested"
+wait "$ipid" || fail "the third issue failed: $(cat "$h/v3.err")"
+db "UPDATE keys SET token_id = '${saved%% *}', token = '${saved#* }' WHERE id = '$vk1'"
+
+# The issuance stands.
+s3=$(sed -n 's/^serial: //p' "$h/v3.txt")
+[ -n "$s3" ] && [ -s "$h/v3.pem" ] || fail "no third credential: $(cat "$h/v3.err")"
+# The issuing key is untouched: active, and it signs.
+[ "$(keystate "$iss")" = active ] || fail "the issuing key is $(keystate "$iss")"
+rf issue --tenant globex --connection web2 --profile client --keygen ec-p256 \
+	>/dev/null 2>"$h/after.err" ||
+	fail "the issuing key $iss no longer signs: $(cat "$h/after.err"); the third issue said: $(cat "$h/v3.err")"
+# The destroy was refused, one line naming the id and what the object's
+# public key hashes to (a cut line keeps at least the hash's start).
+grep -q "destroying the superseded keys failed: key $vk1 in the token has a public key hashing to ${iss:0:32}" "$h/v3.err" ||
+	fail "the redirected destroy: $(cat "$h/v3.err")"
+grep -q "destroyed 1 superseded key" "$h/v3.err" && fail "the third issue says it destroyed a key"
+# Nothing of the superseded key was destroyed, nor recorded as destroyed:
+# the token still holds it (keys list finds no disagreement).
+[ "$(keystate "$vk1")" != destroyed ] || fail "the superseded key is recorded as destroyed"
+rf keys list --json >"$h/keys.json" 2>"$h/kl.err" || fail "keys list: $(cat "$h/kl.err")"
+grep -q "\"$vk1\"" "$h/keys.json" || fail "the superseded key's objects were destroyed"
+grep -q "\"$iss\"" "$h/keys.json" || fail "the issuing key is not in the token"
+rf audit verify >/dev/null || fail "the audit record does not verify"
+echo "keyd_destroy_race: ok"
