@@ -346,6 +346,24 @@ ledger_agrees(struct rf_ledger *ledger, const char *connector,
 	return 0;
 }
 
+/* A verdict's refusal as keyd's: its code, for serve to answer with (and
+ * for rate_limited, when to ask again: serve's Retry-After). */
+static int
+refused(const struct rf_connector_verdict *v, const struct rf_sign_req *req)
+{
+	if (v->why == RF_REFUSE_NONE)
+		return 0;
+	if (v->why == RF_REFUSE_RATE)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused assertion for %.64s/%.64s: %s: %s "
+		    "(retry after %d s)",
+		    req->tenant, req->conn, rf_refusal_code(v->why), v->detail,
+		    v->retry_after);
+	return rf_err_set(RF_ERR_REFUSED,
+	    "custody refused assertion for %.64s/%.64s: %s: %s", req->tenant,
+	    req->conn, rf_refusal_code(v->why), v->detail);
+}
+
 /*
  * Class server's client assertions, decided in the custody process: the
  * connector certificate, its binding to the connection, the connection's
@@ -374,14 +392,13 @@ keyd_assertion(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 	q.msg = req->msg;
 	q.msglen = req->msglen;
 	q.now = rf_now();
+	/* The limits last: a request refused for anything else, its proof
+	 * included, spends no token of the connector's buckets (a serve
+	 * taken over could otherwise empty them with proofs it makes up). */
 	if ((r = rf_connector_decide_cached(
-		 ka->cache, gen, ka->cfg, st, ka->limits, &q, &v, NULL)) != 0)
-		return r;
-	if (v.why != RF_REFUSE_NONE)
-		return rf_err_set(RF_ERR_REFUSED,
-		    "custody refused assertion for %.64s/%.64s: %s: %s",
-		    req->tenant, req->conn, rf_refusal_code(v.why), v.detail);
-	if ((r = ledger_agrees(ledger, v.connector, req)) != 0)
+		 ka->cache, gen, ka->cfg, st, NULL, &q, &v, NULL)) != 0 ||
+	    (r = refused(&v, req)) != 0 ||
+	    (r = ledger_agrees(ledger, v.connector, req)) != 0)
 		return r;
 	rf_connector_tenant(v.connector, tenant);
 	if ((size_t)snprintf(subject, sizeof(subject), "%s/%s", req->tenant,
@@ -389,8 +406,11 @@ keyd_assertion(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused assertion: its connection name is too "
 		    "long");
-	return proof_ok(
-	    ka, st, ledger, req, "assertion", tenant, "assert", subject);
+	if ((r = proof_ok(ka, st, ledger, req, "assertion", tenant, "assert",
+		 subject)) != 0 ||
+	    (r = rf_connector_limits_take(ka->cfg, ka->limits, &q, &v)) != 0)
+		return r;
+	return refused(&v, req);
 }
 
 /* Class server's certificates: the renewal of an active connector's own

@@ -270,6 +270,17 @@ int rf_connector_decide_cached(struct rf_connector_cache *c, int64_t gen,
     const struct rf_connector_req *q, struct rf_connector_verdict *v,
     struct rf_entra_rec *reg) RF_WUR;
 
+/*
+ * The last step of rf_connector_decide: a token from the connection's and
+ * the connector's buckets of limits (NULL: none), for q as v (not refused)
+ * decided it. Out of tokens: 0 with v->why RF_REFUSE_RATE and
+ * v->retry_after set. keyd takes them only once the connector's proof is
+ * checked, so that requests it refuses spend none.
+ */
+int rf_connector_limits_take(const struct rf_config *cfg,
+    struct rf_limits *limits, const struct rf_connector_req *q,
+    struct rf_connector_verdict *v) RF_WUR;
+
 /* ---- Detectors and alerts (detect.c, alert.c) ---- */
 
 /* One assertion made or refused, as the detectors see it. */

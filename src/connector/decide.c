@@ -304,7 +304,6 @@ rf_connector_decide_cached(struct rf_connector_cache *c, int64_t gen,
 	struct rf_entra_rec reg;
 	char key[256];
 	int r, open;
-	uint64_t ms = (uint64_t)q->now * 1000;
 
 	memset(v, 0, sizeof(*v));
 	/* The generation first: facts read after it are at least as new. */
@@ -358,6 +357,17 @@ checked:
 		    rf_err_msg(RF_ERR_MALFORMED));
 		return refuse(v, RF_REFUSE_BAD_MESSAGE, key);
 	}
+	return rf_connector_limits_take(cfg, limits, q, v);
+}
+
+int
+rf_connector_limits_take(const struct rf_config *cfg, struct rf_limits *limits,
+    const struct rf_connector_req *q, struct rf_connector_verdict *v)
+{
+	char key[256];
+	uint64_t ms = (uint64_t)q->now * 1000;
+	int r;
+
 	if (limits == NULL)
 		return 0;
 	snprintf(key, sizeof(key), "c:%s/%s", q->tenant, q->conn);

@@ -677,12 +677,23 @@ answer_fail(struct rf_api_answer *a, int r)
 {
 	/* keyd's refusal of a connector's proof (cmd_keyd.c) is the
 	 * caller's to fix: a new proof, made with its own key. */
-	if (r == RF_ERR_REFUSED && strstr(rf_err_msg(r), ": bad_proof: "))
-		rf_api_answer_error(a, 401, "bad_proof", rf_err_msg(r));
-	else if (r == RF_ERR_REFUSED)
-		rf_api_answer_error(a, 403, "refused", rf_err_msg(r));
+	const char *m = rf_err_msg(r), *p;
+	int retry = 1;
+
+	if (r == RF_ERR_REFUSED && strstr(m, ": bad_proof: "))
+		rf_api_answer_error(a, 401, "bad_proof", m);
+	/* keyd's own buckets, which a restart of serve does not refill:
+	 * the connector waits as it would for serve's. */
+	else if (r == RF_ERR_REFUSED && strstr(m, ": rate_limited: ")) {
+		if ((p = strstr(m, "(retry after ")) != NULL &&
+		    sscanf(p, "(retry after %d s)", &retry) != 1)
+			retry = 1;
+		rf_api_answer_error(a, 429, "rate_limited", m);
+		a->retry_after = retry > 0 ? retry : 1;
+	} else if (r == RF_ERR_REFUSED)
+		rf_api_answer_error(a, 403, "refused", m);
 	else
-		rf_api_answer_error(a, 500, "internal", rf_err_msg(r));
+		rf_api_answer_error(a, 500, "internal", m);
 }
 
 /*

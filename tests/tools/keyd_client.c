@@ -12,6 +12,12 @@
  *   rf-keyd_client server-cert KEYID TENANT CERT.pem
  *                      CERT's TBSCertificate as serve renewing a connector
  *                      certificate of TENANT asks it (class server)
+ *   rf-keyd_client server-assert SERIAL BODY
+ *                      POST /v1/assertions with JSON BODY as serve relays
+ *                      it for the connector certificate SERIAL (class
+ *                      server; serve's own checks and buckets are this
+ *                      process's, fresh each run): prints the answer's
+ *                      status and body; exit 0 on 200, 3 otherwise
  *   rf-keyd_client fuzz N SEED              N malformed, truncated and
  *                      oversized frames, each on its own connection
  *
@@ -34,6 +40,7 @@
 #include <openssl/x509.h>
 
 #include "common/config.h"
+#include "connector/connector.h"
 #include "keys/keyd.h"
 #include "keys/keys.h"
 #include "keys/proto.h"
@@ -217,6 +224,33 @@ sign_as(const struct rf_config *cfg, int cls, const char *tenant,
 	return r;
 }
 
+/* serve's assertion path, run here: a serve taken over asks as this. */
+static int
+server_assert(const struct rf_config *cfg, const char *serial, const char *body)
+{
+	struct rf_custody c = {RF_KCLASS_SERVER, NULL, NULL};
+	struct rf_connector_svc *svc = NULL;
+	struct rf_api_answer a;
+	struct rf_keys *keys = NULL;
+	int r;
+
+	memset(&a, 0, sizeof(a));
+	rf_keys_custody_use(&c);
+	if ((r = rf_keys_open(cfg, NULL, &keys)) != 0 ||
+	    (r = rf_connector_svc_new(cfg, keys, &svc)) != 0)
+		goto out;
+	rf_connector_svc_assert(
+	    svc, serial, "127.0.0.1", (const uint8_t *)body, strlen(body), &a);
+	printf("%d %s\n", a.status, a.body != NULL ? a.body : "");
+	if (a.status != 200)
+		r = rf_err_set(RF_ERR_REFUSED, "answered %d", a.status);
+out:
+	rf_api_answer_clear(&a);
+	rf_connector_svc_free(svc);
+	rf_keys_free(keys);
+	return r;
+}
+
 /* As an administrator, or as serve with RF_KEYD_CLIENT_SERVER=1 set. */
 static int
 sign(const struct rf_config *cfg, const char *id, const char *what,
@@ -331,6 +365,8 @@ main(int argc, char **argv)
 		OPENSSL_free(der);
 		return done(r);
 	}
+	if (argc == 4 && strcmp(argv[1], "server-assert") == 0)
+		return done(server_assert(&cfg, argv[2], argv[3]));
 	if (argc == 5 && strcmp(argv[1], "note-bind") == 0) {
 		struct rf_custody c = {RF_KCLASS_ADMIN, NULL, NULL};
 		struct rf_keys *keys = NULL;
@@ -353,7 +389,7 @@ main(int argc, char **argv)
 	    "usage: rf-keyd_client sign|server-sign|digest KEYID WHAT | "
 	    "ocsp-good[-long] KEYID ISSUER.pem SERIAL | "
 	    "crl-empty KEYID ISSUER.pem | "
-	    "server-cert KEYID TENANT CERT.pem | "
+	    "server-cert KEYID TENANT CERT.pem | server-assert SERIAL BODY | "
 	    "note-bind CONNECTOR TENANT CONN | fuzz N SEED\n");
 	return 2;
 }
