@@ -507,6 +507,9 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 		rf_limits_free(ka.limits);
 		return cli_fail(r);
 	}
+	/* Its replay cache starts empty: proofs made before now are
+	 * refused, none accepted a second time across a restart. */
+	rf_proof_guard_since(ka.proofs, rf_now());
 	o.assertion = keyd_assertion;
 	o.cert = keyd_connector_cert;
 	o.assertion_arg = &ka;

@@ -144,6 +144,12 @@ struct rf_proof_guard;
 struct rf_ledger;
 int rf_proof_guard_new(struct rf_proof_guard **out) RF_WUR;
 void rf_proof_guard_free(struct rf_proof_guard *g);
+/*
+ * Refuse proofs made before since (keyd's start): the proofs accepted
+ * before a restart are not remembered, so one made before it is refused
+ * rather than accepted a second time.
+ */
+void rf_proof_guard_since(struct rf_proof_guard *g, int64_t since);
 int rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
     struct rf_ledger *ledger, const char *cert_serial, const char *tenant,
     const char *purpose, const char *subject, const uint8_t *proof, size_t len,

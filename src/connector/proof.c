@@ -162,7 +162,14 @@ struct rf_proof_guard {
 	struct cert_ent certs[CERTS];
 	struct seen gen[2]; /* [0] current */
 	int64_t gen_start;
+	int64_t since; /* proofs made before are refused (0: none) */
 };
+
+void
+rf_proof_guard_since(struct rf_proof_guard *g, int64_t since)
+{
+	g->since = since;
+}
 
 int
 rf_proof_guard_new(struct rf_proof_guard **out)
@@ -439,6 +446,16 @@ rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
 		    "%d): "
 		    "make a new one",
 		    (long long)(pf.time - now), RF_PROOF_SKEW);
+		return 1;
+	}
+	/* The proofs accepted before are not remembered across a restart:
+	 * one made before it could have been, and would pass again. */
+	if (pf.time < g->since) {
+		snprintf(why, whylen,
+		    "the proof was made %lld s before keyd started, and keyd "
+		    "does not remember the proofs it accepted before: make a "
+		    "new one",
+		    (long long)(g->since - pf.time));
 		return 1;
 	}
 	if ((ml = rf_proof_message(

@@ -93,12 +93,7 @@ n0=$(sigs)
 : >client.out
 
 # 2. keyd killed: answered at once with a JSON error, nothing signed, serve up.
-kpid=$(cat "$RINGFENCE_HOME/keyd.pid")
-kill -9 "$kpid"
-for _ in $(seq 100); do
-	kill -0 "$kpid" 2>/dev/null || break
-	sleep 0.05
-done
+keyd_kill9
 t0=$(date +%s%N)
 ask 1
 t1=$(date +%s%N)

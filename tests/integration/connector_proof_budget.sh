@@ -9,7 +9,9 @@
 # its own buckets fresh each run, as a serve that skips them): eight
 # requests with no proof, a stranger's proof and the other connector's,
 # each refused as bad_proof with nothing signed, then the connector's own
-# proof gets its assertion from keyd, whose buckets hold three.
+# proof gets its assertion from keyd, whose buckets hold three. A proof
+# keyd accepted is refused after keyd restarts (made before its start),
+# though its replay cache starts empty.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" connector-proof-budget
@@ -84,9 +86,24 @@ jwt=$(python3 -c 'import json,sys; print(json.loads(sys.stdin.read().split(" ",1
 $rp "$jwt" "$TID" "$CID" seen cred.pem >/dev/null ||
 	fail "the relying party refused the assertion"
 
-# Three in the buckets: the third proof after this one is refused by
-# keyd, as serve answers a connector past its rate (429 rate_limited),
-# which shows keyd's buckets are the ones that were spared.
+# keyd killed and started again a second later: it no longer knows it
+# accepted that proof, which is within the 120 s window; made before its
+# start, it is refused (it would have been accepted a second time).
+keyd_kill9
+sleep 1.1
+rf keys list >/dev/null
+[ "$(cat "$RINGFENCE_HOME/keyd.pid")" != "$kpid" ] || fail "keyd was not started again"
+rc=0
+"$client" server-assert "$serial" "$body" >out 2>err || rc=$?
+[ "$rc" -eq 3 ] && grep -q '^401 .*bad_proof.*before keyd started' out ||
+	fail "the proof accepted before keyd's restart, sent again: exit $rc: $(cat out)"
+
+# keyd's buckets, new with it, hold three: the third proof after this one
+# is refused by keyd, as serve answers a connector past its rate (429
+# rate_limited), which shows a refused proof spent none of them.
+body="{\"connection\":\"acme/m365\",\"proof\":\"$(mkproof sync.key)\"}"
+"$client" server-assert "$serial" "$body" >out 2>err ||
+	fail "the connector's own request after keyd's restart: $(cat out err)"
 for i in 2 3; do
 	body="{\"connection\":\"acme/m365\",\"proof\":\"$(mkproof sync.key)\"}"
 	"$client" server-assert "$serial" "$body" >out 2>err ||

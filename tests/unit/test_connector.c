@@ -1211,6 +1211,18 @@ test_proof_check(void **state)
 	assert_int_equal(check(g, f, l, "1234", p, NOW + 90000, why), 1);
 	assert_non_null(strstr(why, "not valid now"));
 
+	/* A guard that started at NOW + 5 (keyd restarted): a proof made
+	 * before it is refused, although the window would take it; one made
+	 * at its start is accepted. */
+	rf_proof_guard_since(g, NOW + 5);
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/m365", NOW + 4, p, sizeof(p)), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 6, why), 1);
+	assert_non_null(strstr(why, "before keyd started"));
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/m365", NOW + 5, p, sizeof(p)), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 6, why), 0);
+
 	/* Its issuing key taken out of service in keyd's ledger: refused,
 	 * although the certificate was verified and kept before. */
 	assert_int_equal(

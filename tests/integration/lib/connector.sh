@@ -61,3 +61,12 @@ entra_cred() {
 	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----")' \
 		"$2.json" >"$2.pem"
 }
+# keyd_kill9: keyd killed by the PID in keyd.pid ($kpid), waited for.
+keyd_kill9() {
+	kpid=$(cat "$RINGFENCE_HOME/keyd.pid")
+	kill -9 "$kpid"
+	for _ in $(seq 100); do
+		kill -0 "$kpid" 2>/dev/null || break
+		sleep 0.05
+	done
+}
