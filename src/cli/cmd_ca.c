@@ -503,7 +503,8 @@ retire(
 		fprintf(stderr,
 		    "ringfence: the new credentials are issued; destroying "
 		    "the superseded keys failed: %s ('ringfence keys list' "
-		    "shows them)\n",
+		    "shows them; 'ringfence keys finish' destroys those "
+		    "left being destroyed once the cause is fixed)\n",
 		    rf_err_msg(r));
 	else if (done > 0)
 		fprintf(stderr,

@@ -13,6 +13,7 @@
 static const char keys_help[] =
     "usage: ringfence keys list [--json]\n"
     "       ringfence keys compromised [--json]\n"
+    "       ringfence keys finish [--json]\n"
     "       ringfence keys pool status|fill ... (keys pool --help)\n"
     "\n"
     "List the private keys held in the token (RINGFENCE_MODULE,\n"
@@ -38,6 +39,12 @@ static const char keys_help[] =
     "with its identity (SHA-256 of the RSA modulus or EC point), key id,\n"
     "the certificate through which it was listed, the incident (or -)\n"
     "and the time.\n"
+    "\n"
+    "'finish' destroys the tenant keys whose destruction was recorded\n"
+    "but not done (state 'destroying': a superseded key's destroy that\n"
+    "failed, or a command killed in the middle), each public key checked\n"
+    "against its id first. A CA key left so is named, and the command\n"
+    "that took it out of service finishes it.\n"
     "\n"
     "See docs/keys.md.\n";
 
@@ -400,6 +407,56 @@ keys_compromised(struct rf_cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/*
+ * keys finish: the destructions whose intent is recorded (state
+ * "destroying": the leaf durable, the act not done or not recorded), such
+ * as a superseded key's that keyd refused or that a crash cut short.
+ * Tenant keys only, through keyd's tenant check: a store that calls a CA
+ * key "destroying" cannot have it destroyed here. A CA key left so is
+ * named, for the command that took it out of service to finish.
+ */
+static int
+keys_finish(struct rf_cli *cli, int argc, char **argv)
+{
+	struct rf_key_rec *recs = NULL;
+	const char **ids = NULL;
+	size_t n = 0, i, k = 0, done = 0;
+	int r;
+
+	if (argc > 1)
+		return cli_usage("keys", "unexpected argument '%s'", argv[1]);
+	if ((r = cli_open(cli, CLI_STORE | CLI_KEYS)) != 0 ||
+	    (r = rf_store_key_list_state(
+		 cli->store, "destroying", &recs, &n)) != 0)
+		return cli_fail(r);
+	if ((ids = calloc(n + 1, sizeof(*ids))) == NULL) {
+		free(recs);
+		return cli_fail(RF_ERR_ALLOC);
+	}
+	for (i = 0; i < n; i++) {
+		if (strcmp(recs[i].purpose, "connection") == 0)
+			ids[k++] = recs[i].id;
+		else
+			fprintf(stderr,
+			    "ringfence: key %s (%s) is being destroyed: run "
+			    "the command that took it out of service again "
+			    "(incident contain or close)\n",
+			    recs[i].id, recs[i].purpose);
+	}
+	if (k > 0)
+		r = rf_keys_destroy_tenant_many(
+		    cli->keys, ids, k, &cli->who, &done);
+	if (r == 0 && cli->json)
+		printf("{\"destroying\":%zu,\"destroyed\":%zu}\n", k, done);
+	else if (r == 0)
+		printf("%zu of %zu tenant keys left being destroyed are "
+		       "destroyed now (%zu were no longer in the token)\n",
+		    done, k, k - done);
+	free(ids);
+	free(recs);
+	return r != 0 ? cli_fail(r) : (k < n ? EXIT_FAIL : EXIT_OK);
+}
+
 int
 cmd_keys(struct rf_cli *cli, int argc, char **argv)
 {
@@ -410,10 +467,13 @@ cmd_keys(struct rf_cli *cli, int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (argc < 2)
-		return cli_usage("keys", "missing subcommand (list, pool)");
+		return cli_usage("keys",
+		    "missing subcommand (list, compromised, finish, pool)");
 	if (strcmp(argv[1], "list") == 0)
 		return keys_list(cli, argc - 1, argv + 1);
 	if (strcmp(argv[1], "compromised") == 0)
 		return keys_compromised(cli, argc - 1, argv + 1);
+	if (strcmp(argv[1], "finish") == 0)
+		return keys_finish(cli, argc - 1, argv + 1);
 	return cli_usage("keys", "unknown subcommand '%s'", argv[1]);
 }
