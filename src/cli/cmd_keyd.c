@@ -501,15 +501,13 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	if ((r = rf_limits_new(&ka.limits)) != 0 ||
 	    (r = rf_connector_cache_new(&ka.cache)) != 0 ||
 	    (r = rf_proof_guard_new(&ka.proofs)) != 0 ||
+	    (r = rf_proof_guard_keep(ka.proofs, cli->cfg.custody_dir)) != 0 ||
 	    (r = rf_pool_bg_new(&cli->cfg, keyd_log, NULL, &bg)) != 0) {
 		rf_proof_guard_free(ka.proofs);
 		rf_connector_cache_free(ka.cache);
 		rf_limits_free(ka.limits);
 		return cli_fail(r);
 	}
-	/* Its replay cache starts empty: proofs made before now are
-	 * refused, none accepted a second time across a restart. */
-	rf_proof_guard_since(ka.proofs, rf_now());
 	o.assertion = keyd_assertion;
 	o.cert = keyd_connector_cert;
 	o.assertion_arg = &ka;

@@ -145,11 +145,14 @@ struct rf_ledger;
 int rf_proof_guard_new(struct rf_proof_guard **out) RF_WUR;
 void rf_proof_guard_free(struct rf_proof_guard *g);
 /*
- * Refuse proofs made before since (keyd's start): the proofs accepted
- * before a restart are not remembered, so one made before it is refused
- * rather than accepted a second time.
+ * Keep the proofs g accepts in folder dir (keyd's own, custody_dir), in
+ * two files, one per generation of the replay cache, and take those kept
+ * before (a restart) as the generation before the first check's: a proof
+ * is accepted once across restarts too. The files are opened at the first
+ * check, by the process that checks. An accepted proof that cannot be
+ * written is an error, not an acceptance.
  */
-void rf_proof_guard_since(struct rf_proof_guard *g, int64_t since);
+int rf_proof_guard_keep(struct rf_proof_guard *g, const char *dir) RF_WUR;
 int rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
     struct rf_ledger *ledger, const char *cert_serial, const char *tenant,
     const char *purpose, const char *subject, const uint8_t *proof, size_t len,

@@ -10,10 +10,13 @@
  * Signed bytes: "ringfence-proof-v1\n" PURPOSE "\n" SUBJECT "\n" TIME "\n"
  * NONCE "\n"; sent as TIME "." NONCE "." base64url(signature).
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -162,14 +165,13 @@ struct rf_proof_guard {
 	struct cert_ent certs[CERTS];
 	struct seen gen[2]; /* [0] current */
 	int64_t gen_start;
-	int64_t since; /* proofs made before are refused (0: none) */
+	/* rf_proof_guard_keep: each generation's file (proofs.0 the
+	 * current one's, appended to), or fd -1. */
+	char path[2][RF_PATH_MAX];
+	int fd; /* or KEPT_PENDING: opened at the first check */
 };
 
-void
-rf_proof_guard_since(struct rf_proof_guard *g, int64_t since)
-{
-	g->since = since;
-}
+#define KEPT_PENDING (-2)
 
 int
 rf_proof_guard_new(struct rf_proof_guard **out)
@@ -180,6 +182,7 @@ rf_proof_guard_new(struct rf_proof_guard **out)
 	if ((g = calloc(1, sizeof(*g))) == NULL)
 		return RF_ERR_ALLOC;
 	pthread_mutex_init(&g->lock, NULL);
+	g->fd = -1;
 	*out = g;
 	return 0;
 }
@@ -195,6 +198,8 @@ rf_proof_guard_free(struct rf_proof_guard *g)
 		EVP_PKEY_free(g->certs[i].pub);
 	free(g->gen[0].h);
 	free(g->gen[1].h);
+	if (g->fd >= 0)
+		close(g->fd);
 	pthread_mutex_destroy(&g->lock);
 	free(g);
 }
@@ -253,7 +258,118 @@ seen_add(struct seen *s, const uint8_t h[16])
 	return 0;
 }
 
-/* 1 if h was accepted before; else remembers it (0) or an error. */
+/*
+ * The generations' files (rf_proof_guard_keep): proofs.0 the current
+ * one's, proofs.1 the one before; each a run of 16-byte entries as seen
+ * keeps them. A turn makes proofs.0 the new proofs.1.
+ */
+static int
+kept_open(struct rf_proof_guard *g)
+{
+	if (g->fd >= 0)
+		close(g->fd);
+	if ((g->fd = open(g->path[0],
+		 O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600)) <
+	    0)
+		return rf_err_set(RF_ERR_IO,
+		    "keyd cannot keep the proofs it accepts in %s: %s",
+		    g->path[0], strerror(errno));
+	return 0;
+}
+
+static int
+kept_turn(struct rf_proof_guard *g)
+{
+	if (rename(g->path[0], g->path[1]) != 0)
+		return rf_err_set(RF_ERR_IO,
+		    "keyd cannot turn the proofs it keeps (%s to %s): %s",
+		    g->path[0], g->path[1], strerror(errno));
+	return kept_open(g);
+}
+
+/* The entries of file path into s (a file that is not there: none). */
+static int
+kept_load(const char *path, struct seen *s)
+{
+	uint8_t h[16];
+	FILE *f;
+	int r = 0;
+
+	if ((f = fopen(path, "rb")) == NULL)
+		return errno == ENOENT ? 0
+				       : rf_err_set(RF_ERR_IO,
+					     "keyd cannot read the proofs it "
+					     "kept in %s: %s",
+					     path, strerror(errno));
+	/* A last entry cut short by a crash is no entry. */
+	while (r == 0 && fread(h, sizeof(h), 1, f) == 1)
+		if ((h[0] & 1) != 0 && !seen_has(s, h))
+			r = seen_add(s, h);
+	fclose(f);
+	return r;
+}
+
+int
+rf_proof_guard_keep(struct rf_proof_guard *g, const char *dir)
+{
+	size_t i;
+
+	for (i = 0; i < 2; i++)
+		if ((size_t)snprintf(g->path[i], sizeof(g->path[i]),
+			"%s/proofs.%zu", dir, i) >= sizeof(g->path[i]))
+			return rf_err_set(RF_ERR_ARG,
+			    "keyd's folder name is too long: %.60s", dir);
+	g->fd = KEPT_PENDING;
+	return 0;
+}
+
+/*
+ * At the first check (in keyd's process as its own user, once it has
+ * dropped root): the entries kept before, both generations, become the
+ * generation before now, rewritten as proofs.1; proofs.0 starts empty.
+ * Each stays a whole generation more, past any proof's window.
+ */
+static int
+kept_start(struct rf_proof_guard *g, int64_t now)
+{
+	struct seen *s = &g->gen[1];
+	char tmp[RF_PATH_MAX + 8];
+	size_t i;
+	FILE *f;
+	int r, ok;
+
+	snprintf(tmp, sizeof(tmp), "%s.new", g->path[1]);
+	if ((r = kept_load(g->path[0], s)) != 0 ||
+	    (r = kept_load(g->path[1], s)) != 0)
+		return r;
+	if ((f = fopen(tmp, "wb")) == NULL)
+		return rf_err_set(RF_ERR_IO, "keyd cannot write %s: %s", tmp,
+		    strerror(errno));
+	ok = 1;
+	for (i = 0; i < s->cap && ok; i++)
+		if (s->h[i][0] != 0)
+			ok = fwrite(s->h[i], 16, 1, f) == 1;
+	ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && ok;
+	if (fclose(f) != 0 || !ok || rename(tmp, g->path[1]) != 0) {
+		r = rf_err_set(RF_ERR_IO, "keyd cannot write %s: %s",
+		    g->path[1], strerror(errno));
+		(void)unlink(tmp);
+		return r;
+	}
+	g->gen_start = now;
+	return kept_open(g);
+}
+
+/* 1 if h was accepted before; else remembers it (0) or an error. */ /* 1 if h
+									was
+									accepted
+									before;
+									else
+									remembers
+									it (0)
+									or an
+									error.
+								      */
 static int
 once(struct rf_proof_guard *g, const uint8_t digest[32], int64_t now)
 {
@@ -263,16 +379,24 @@ once(struct rf_proof_guard *g, const uint8_t digest[32], int64_t now)
 	memcpy(h, digest, 16);
 	h[0] |= 1; /* a zero first byte marks an empty slot */
 	pthread_mutex_lock(&g->lock);
+	if (g->fd == KEPT_PENDING && (r = kept_start(g, now)) != 0)
+		goto out;
 	if (now - g->gen_start >= 2 * RF_PROOF_SKEW) {
 		free(g->gen[1].h);
 		g->gen[1] = g->gen[0];
 		memset(&g->gen[0], 0, sizeof(g->gen[0]));
 		g->gen_start = now;
+		if (g->fd >= 0 && (r = kept_turn(g)) != 0)
+			goto out;
 	}
 	if (seen_has(&g->gen[0], h) || seen_has(&g->gen[1], h))
 		r = 1;
-	else
-		r = seen_add(&g->gen[0], h);
+	else if ((r = seen_add(&g->gen[0], h)) == 0 && g->fd >= 0 &&
+	    write(g->fd, h, sizeof(h)) != (ssize_t)sizeof(h))
+		r = rf_err_set(RF_ERR_IO,
+		    "keyd cannot record an accepted proof in %s: %s",
+		    g->path[0], strerror(errno));
+out:
 	pthread_mutex_unlock(&g->lock);
 	return r;
 }
@@ -446,16 +570,6 @@ rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
 		    "%d): "
 		    "make a new one",
 		    (long long)(pf.time - now), RF_PROOF_SKEW);
-		return 1;
-	}
-	/* The proofs accepted before are not remembered across a restart:
-	 * one made before it could have been, and would pass again. */
-	if (pf.time < g->since) {
-		snprintf(why, whylen,
-		    "the proof was made %lld s before keyd started, and keyd "
-		    "does not remember the proofs it accepted before: make a "
-		    "new one",
-		    (long long)(g->since - pf.time));
 		return 1;
 	}
 	if ((ml = rf_proof_message(

@@ -1211,17 +1211,39 @@ test_proof_check(void **state)
 	assert_int_equal(check(g, f, l, "1234", p, NOW + 90000, why), 1);
 	assert_non_null(strstr(why, "not valid now"));
 
-	/* A guard that started at NOW + 5 (keyd restarted): a proof made
-	 * before it is refused, although the window would take it; one made
-	 * at its start is accepted. */
-	rf_proof_guard_since(g, NOW + 5);
+	/* Kept across a restart (rf_proof_guard_keep): a proof accepted by
+	 * one guard is refused by the next one that keeps the same folder,
+	 * and so is one the second accepted, after a third start. */
+	rf_proof_guard_free(g);
+	assert_int_equal(rf_proof_guard_new(&g), 0);
+	assert_int_equal(rf_proof_guard_keep(g, f->home), 0);
 	assert_int_equal(
 	    rf_proof_make(ck, "assert", "acme/m365", NOW + 4, p, sizeof(p)), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 4, why), 0);
+	rf_proof_guard_free(g);
+	assert_int_equal(rf_proof_guard_new(&g), 0);
+	assert_int_equal(rf_proof_guard_keep(g, f->home), 0);
 	assert_int_equal(check(g, f, l, "1234", p, NOW + 6, why), 1);
-	assert_non_null(strstr(why, "before keyd started"));
+	assert_non_null(strstr(why, "used before"));
 	assert_int_equal(
-	    rf_proof_make(ck, "assert", "acme/m365", NOW + 5, p, sizeof(p)), 0);
-	assert_int_equal(check(g, f, l, "1234", p, NOW + 6, why), 0);
+	    rf_proof_make(ck, "assert", "acme/m365", NOW + 7, p2, sizeof(p2)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 7, why), 0);
+	rf_proof_guard_free(g);
+	assert_int_equal(rf_proof_guard_new(&g), 0);
+	assert_int_equal(rf_proof_guard_keep(g, f->home), 0);
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 8, why), 1);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 8, why), 1);
+	/* Still refused at the end of its window, ... */
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 120, why), 1);
+	/* ... and a folder it cannot write is an error, not an acceptance. */
+	rf_proof_guard_free(g);
+	assert_int_equal(rf_proof_guard_new(&g), 0);
+	assert_int_equal(rf_proof_guard_keep(g, "/nonexistent-rf-folder"), 0);
+	assert_int_equal(
+	    rf_proof_make(ck, "assert", "acme/m365", NOW + 9, p, sizeof(p)), 0);
+	assert_true(check(g, f, l, "1234", p, NOW + 9, why) < 0);
+	rf_err_clear();
 
 	/* Its issuing key taken out of service in keyd's ledger: refused,
 	 * although the certificate was verified and kept before. */
