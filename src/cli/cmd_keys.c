@@ -43,8 +43,9 @@ static const char keys_help[] =
     "'finish' destroys the tenant keys whose destruction was recorded\n"
     "but not done (state 'destroying': a superseded key's destroy that\n"
     "failed, or a command killed in the middle), each public key checked\n"
-    "against its id first. A CA key left so is named, and the command\n"
-    "that took it out of service finishes it.\n"
+    "against its id first, and only those keyd's ledger took out of\n"
+    "service (the store alone can be changed by serve's user). Any other\n"
+    "key the store calls 'destroying' is named and left (exit 1).\n"
     "\n"
     "See docs/keys.md.\n";
 
@@ -407,54 +408,92 @@ keys_compromised(struct rf_cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* The token's key of id in c (keyd's list), or NULL. */
+static const struct rf_key_info *
+listed(const struct list_ctx *c, const char *id)
+{
+	size_t i;
+
+	for (i = 0; i < c->n; i++)
+		if (strcmp(c->v[i].id, id) == 0)
+			return &c->v[i];
+	return NULL;
+}
+
 /*
  * keys finish: the destructions whose intent is recorded (state
  * "destroying": the leaf durable, the act not done or not recorded), such
- * as a superseded key's that keyd refused or that a crash cut short.
- * Tenant keys only, through keyd's tenant check: a store that calls a CA
- * key "destroying" cannot have it destroyed here. A CA key left so is
- * named, for the command that took it out of service to finish.
+ * as a superseded key's that keyd refused or that a crash cut short. The
+ * store, which serve's user can write, says "destroying"; keyd's list
+ * says what the token holds (by each object's public key) and what keyd's
+ * ledger took out of service. A key the token holds is finished only if
+ * the ledger retired it (every destroy retires first), a CA key never
+ * here; one the token does not hold only has its record finished.
  */
 static int
 keys_finish(struct rf_cli *cli, int argc, char **argv)
 {
 	struct rf_key_rec *recs = NULL;
+	const struct rf_key_info *ki;
+	struct list_ctx c;
 	const char **ids = NULL;
-	size_t n = 0, i, k = 0, done = 0;
+	size_t n = 0, i, k = 0, done = 0, left = 0;
 	int r;
 
 	if (argc > 1)
 		return cli_usage("keys", "unexpected argument '%s'", argv[1]);
+	memset(&c, 0, sizeof(c));
+	c.cli = cli;
 	if ((r = cli_open(cli, CLI_STORE | CLI_KEYS)) != 0 ||
 	    (r = rf_store_key_list_state(
 		 cli->store, "destroying", &recs, &n)) != 0)
 		return cli_fail(r);
+	if (n > 0 && (r = rf_keys_list(cli->keys, collect_key, &c)) != 0) {
+		r = c.r != 0 ? c.r : r;
+		goto out;
+	}
 	if ((ids = calloc(n + 1, sizeof(*ids))) == NULL) {
-		free(recs);
-		return cli_fail(RF_ERR_ALLOC);
+		r = RF_ERR_ALLOC;
+		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		if (strcmp(recs[i].purpose, "connection") == 0)
-			ids[k++] = recs[i].id;
-		else
+		ki = listed(&c, recs[i].id);
+		if (strcmp(recs[i].purpose, "connection") != 0 ||
+		    (ki != NULL && ki->role[0] != '\0')) {
 			fprintf(stderr,
-			    "ringfence: key %s (%s) is being destroyed: run "
-			    "the command that took it out of service again "
-			    "(incident contain or close)\n",
+			    "ringfence: key %s (%s) is being destroyed: it is "
+			    "not a tenant connection's key, which is all this "
+			    "command destroys (see docs/keys.md)\n",
 			    recs[i].id, recs[i].purpose);
+			left++;
+		} else if (ki != NULL && !ki->retired) {
+			fprintf(stderr,
+			    "ringfence: key %s: the store says it is being "
+			    "destroyed, keyd's ledger never took it out of "
+			    "service (the store was changed behind keyd's "
+			    "back): left as it is\n",
+			    recs[i].id);
+			left++;
+		} else {
+			ids[k++] = recs[i].id;
+		}
 	}
 	if (k > 0)
 		r = rf_keys_destroy_tenant_many(
 		    cli->keys, ids, k, &cli->who, &done);
 	if (r == 0 && cli->json)
-		printf("{\"destroying\":%zu,\"destroyed\":%zu}\n", k, done);
+		printf("{\"destroying\":%zu,\"destroyed\":%zu,\"left\":%zu}\n",
+		    k, done, left);
 	else if (r == 0)
 		printf("%zu of %zu tenant keys left being destroyed are "
-		       "destroyed now (%zu were no longer in the token)\n",
-		    done, k, k - done);
+		       "destroyed now (%zu were no longer in the token); %zu "
+		       "left\n",
+		    done, k, k - done, left);
+out:
+	free(c.v);
 	free(ids);
 	free(recs);
-	return r != 0 ? cli_fail(r) : (k < n ? EXIT_FAIL : EXIT_OK);
+	return r != 0 ? cli_fail(r) : (left > 0 ? EXIT_FAIL : EXIT_OK);
 }
 
 int
