@@ -1143,7 +1143,8 @@ retire_keys(const struct rf_incident_ctx *c, int64_t id,
 {
 	struct old_keys ok;
 	const char **mine = NULL;
-	size_t nmine = 0, done = 0, part, i, k;
+	struct rf_err_held first;
+	size_t nmine = 0, done = 0, failed = 0, part, i, k;
 	int r;
 
 	*destroyed = 0;
@@ -1163,16 +1164,40 @@ retire_keys(const struct rf_incident_ctx *c, int64_t id,
 		 nmine)) != 0)
 		goto out;
 	rf_test_point("incident-destroy");
-	/* In parts, each recorded when done: progress moves (SoftHSM takes
-	 * minutes for 36,000), and a rerun after a kill has less to do. */
+	/*
+	 * In parts, each recorded when done: progress moves (SoftHSM takes
+	 * minutes for 36,000), and a rerun after a kill has less to do. A
+	 * part that fails (a key whose token object is not the store's says
+	 * so, and is left whole) does not stop the others: every key that
+	 * can go goes, then the first failure is the result.
+	 */
+	memset(&first, 0, sizeof(first));
 	for (i = 0; i < nmine; i += k) {
 		k = nmine - i < DESTROY_PART ? nmine - i : DESTROY_PART;
+		part = 0;
 		if ((r = rf_keys_destroy_many(
-			 c->keys, &mine[i], k, c->who, &part)) != 0 ||
-		    (r = set_key_states(c, &mine[i], k, "destroyed")) != 0)
-			goto out;
+			 c->keys, &mine[i], k, c->who, &part)) == 0)
+			r = set_key_states(c, &mine[i], k, "destroyed");
+		if (r != 0) {
+			if (first.r == 0)
+				rf_err_keep(&first, r);
+			else
+				rf_err_clear();
+			failed += k;
+		}
 		done += part;
 		rf_progress_add(c->progress, k);
+	}
+	if (first.r != 0) {
+		char msg[512];
+
+		snprintf(msg, sizeof(msg), "%s", first.msg);
+		r = rf_err_set(first.r,
+		    "%s (%zu of %zu old keys destroyed; parts holding %zu "
+		    "keys failed: see 'ringfence keys list', then run this "
+		    "again)",
+		    msg, nmine - failed, nmine, failed);
+		goto out;
 	}
 	*destroyed = nmine;
 	r = event(c, id, "destroyed",

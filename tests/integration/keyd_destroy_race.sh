@@ -112,5 +112,32 @@ rf issue --tenant globex --connection web3 --profile client --keygen ec-p256 \
 	>/dev/null 2>"$h/after2.err" || fail "the issuing key no longer signs after keys finish: $(cat "$h/after2.err")"
 rf keys finish >"$h/fin2.out" || fail "keys finish with nothing to finish failed"
 grep -q "^0 of 0 " "$h/fin2.out" || fail "keys finish, nothing left: $(cat "$h/fin2.out")"
+
+# An incident's destruction of old keys does not stop at a key it must
+# leave: with one old key's record pointed at the issuing key's object,
+# contain destroys every other old key, leaves that one whole, fails
+# naming it and the counts, and finishes once the record is repaired.
+id=$(rf incident open --scope tenant:globex --reason "destroy race" 2>/dev/null | head -1)
+old2=$(db "SELECT old_key FROM incident_items WHERE incident = $id AND tenant = 'globex' AND name = 'web2'")
+[ -n "$old2" ] || fail "no old key for globex/web2 in incident $id"
+saved=$(db "SELECT token_id || ' ' || token FROM keys WHERE id = '$old2'")
+db "UPDATE keys SET token_id = (SELECT token_id FROM keys WHERE id = '$iss'),
+	token = (SELECT token FROM keys WHERE id = '$iss') WHERE id = '$old2'"
+rc=0
+rf incident contain "$id" >"$h/c1.out" 2>"$h/c1.err" || rc=$?
+[ "$rc" -ne 0 ] || fail "contain with a redirected old key succeeded: $(cat "$h/c1.out")"
+grep -q "key $old2 in the token has a public key hashing to" "$h/c1.err" &&
+	grep -q "old keys destroyed; parts holding" "$h/c1.err" ||
+	fail "contain's failure: $(cat "$h/c1.err")"
+others=$(db "SELECT count(*) FROM incident_items i JOIN keys k ON k.id = i.old_key WHERE i.incident = $id AND k.id != '$old2' AND k.state != 'destroyed'")
+[ "$others" = 0 ] || fail "$others other old keys were not destroyed"
+[ "$(keystate "$old2")" != destroyed ] || fail "the redirected old key is recorded destroyed"
+[ "$(keystate "$iss")" = active ] || fail "the issuing key is $(keystate "$iss") after contain"
+db "UPDATE keys SET token_id = '${saved%% *}', token = '${saved#* }' WHERE id = '$old2'"
+rf incident contain "$id" >"$h/c2.out" 2>"$h/c2.err" || fail "contain after the repair: $(cat "$h/c2.err")"
+[ "$(keystate "$old2")" = destroyed ] || fail "after the rerun the old key is $(keystate "$old2")"
+rf keys list --json >"$h/keys.json" 2>"$h/kl.err" || fail "keys list after contain: $(cat "$h/kl.err")"
+grep -q "\"$old2\"" "$h/keys.json" && fail "the rerun left the old key in the token"
+grep -q "\"$iss\"" "$h/keys.json" || fail "contain destroyed the issuing key"
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "keyd_destroy_race: ok"
