@@ -451,10 +451,11 @@ keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 	if ((r = rf_limits_renewal(
 		 ka->limits, ka->cfg, name, rf_now(), &retry)) == RF_ERR_STATE)
 		return rf_err_set(RF_ERR_REFUSED,
-		    "custody refused cert for class server: connector %.64s "
-		    "has had its renewals for the day (connector_renewals "
-		    "%d; the next in %d s)",
-		    name, ka->cfg->connector_renewals, retry);
+		    "custody refused cert for class server: rate_limited: "
+		    "connector %.64s has had its renewals for the day "
+		    "(connector_renewals %d; the next in %d s) (retry after "
+		    "%d s)",
+		    name, ka->cfg->connector_renewals, retry, retry);
 	return r;
 }
 

@@ -113,5 +113,9 @@ rc=0
 "$client" server-assert "$serial" "$body" >out 2>err || rc=$?
 [ "$rc" -eq 3 ] && grep -q '^429 .*"rate_limited"' out ||
 	fail "a fourth request within the burst of three was not rate_limited: exit $rc: $(cat out)"
+# keyd's wait, passed on: a token an hour (conn_rate 1) is minutes away.
+ra=$(sed -n 's/^Retry-After: //p' out)
+[ -n "$ra" ] && [ "$ra" -gt 60 ] && [ "$ra" -le 3600 ] ||
+	fail "Retry-After of keyd's rate_limited: '$ra'"
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_proof_budget: ok"

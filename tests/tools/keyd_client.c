@@ -17,7 +17,8 @@
  *                      it for the connector certificate SERIAL (class
  *                      server; serve's own checks and buckets are this
  *                      process's, fresh each run): prints the answer's
- *                      status and body; exit 0 on 200, 3 otherwise
+ *                      status and body (and a Retry-After line when it
+ *                      has one); exit 0 on 200, 3 otherwise
  *   rf-keyd_client fuzz N SEED              N malformed, truncated and
  *                      oversized frames, each on its own connection
  *
@@ -242,6 +243,8 @@ server_assert(const struct rf_config *cfg, const char *serial, const char *body)
 	rf_connector_svc_assert(
 	    svc, serial, "127.0.0.1", (const uint8_t *)body, strlen(body), &a);
 	printf("%d %s\n", a.status, a.body != NULL ? a.body : "");
+	if (a.retry_after > 0)
+		printf("Retry-After: %d\n", a.retry_after);
 	if (a.status != 200)
 		r = rf_err_set(RF_ERR_REFUSED, "answered %d", a.status);
 out:
