@@ -193,6 +193,8 @@ void rf_limits_free(struct rf_limits *l);
  */
 int rf_limits_take(struct rf_limits *l, const char *key, double per_hour,
     double burst, uint64_t now_ms, int *retry_after) RF_WUR;
+/* A token taken from key's bucket back, unspent (at most burst). */
+void rf_limits_give(struct rf_limits *l, const char *key, double burst);
 /*
  * One renewal of connector's own certificate at now (seconds): a bucket of
  * cfg->connector_renewals a day (0: no limit), kept by serve and by keyd

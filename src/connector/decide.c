@@ -364,7 +364,7 @@ int
 rf_connector_limits_take(const struct rf_config *cfg, struct rf_limits *limits,
     const struct rf_connector_req *q, struct rf_connector_verdict *v)
 {
-	char key[256];
+	char key[256], ckey[256];
 	uint64_t ms = (uint64_t)q->now * 1000;
 	int r;
 
@@ -377,9 +377,13 @@ rf_connector_limits_take(const struct rf_config *cfg, struct rf_limits *limits,
 		    "the connection's assertion rate is exceeded");
 	if (r != 0)
 		return r;
-	snprintf(key, sizeof(key), "k:%s", v->connector);
-	if ((r = rf_limits_take(limits, key, cfg->connector_rate,
-		 cfg->connector_burst, ms, &v->retry_after)) == RF_ERR_STATE)
+	snprintf(ckey, sizeof(ckey), "k:%s", v->connector);
+	if ((r = rf_limits_take(limits, ckey, cfg->connector_rate,
+		 cfg->connector_burst, ms, &v->retry_after)) == 0)
+		return 0;
+	/* Refused: the connection's token goes back, unspent. */
+	rf_limits_give(limits, key, cfg->conn_burst);
+	if (r == RF_ERR_STATE)
 		return refuse(v, RF_REFUSE_RATE,
 		    "the connector's assertion rate is exceeded");
 	return r;

@@ -79,6 +79,21 @@ rf_limits_renewal(struct rf_limits *l, const struct rf_config *cfg,
 	    cfg->connector_renewals, (uint64_t)now * 1000, retry_after);
 }
 
+void
+rf_limits_give(struct rf_limits *l, const char *key, double burst)
+{
+	struct bucket *b;
+
+	pthread_mutex_lock(&l->lock);
+	for (b = l->b[hash(key)]; b != NULL; b = b->next)
+		if (strcmp(b->key, key) == 0) {
+			b->tokens =
+			    b->tokens + 1.0 > burst ? burst : b->tokens + 1.0;
+			break;
+		}
+	pthread_mutex_unlock(&l->lock);
+}
+
 int
 rf_limits_take(struct rf_limits *l, const char *key, double per_hour,
     double burst, uint64_t now_ms, int *retry_after)

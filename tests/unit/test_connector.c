@@ -300,6 +300,9 @@ static void
 test_limits(void **state)
 {
 	struct rf_limits *l;
+	struct rf_config cfg;
+	struct rf_connector_req q;
+	struct rf_connector_verdict v;
 	int i, ra;
 
 	(void)state;
@@ -320,6 +323,36 @@ test_limits(void **state)
 		assert_int_equal(rf_limits_take(l, "c:z", 0, 1, 0, &ra), 0);
 	rf_limits_free(l);
 	rf_limits_free(NULL);
+
+	/* Both buckets or neither: a request the connector's bucket refuses
+	 * spends none of the connection's. */
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.conn_rate = 4;
+	cfg.conn_burst = 3;
+	cfg.connector_rate = 1;
+	cfg.connector_burst = 1;
+	memset(&q, 0, sizeof(q));
+	q.tenant = "acme";
+	q.conn = "m365";
+	q.now = 1000;
+	memset(&v, 0, sizeof(v));
+	snprintf(v.connector, sizeof(v.connector), "sync");
+	assert_int_equal(rf_limits_new(&l), 0);
+	assert_int_equal(rf_connector_limits_take(&cfg, l, &q, &v), 0);
+	assert_int_equal(v.why, RF_REFUSE_NONE);
+	for (i = 0; i < 3; i++) {
+		assert_int_equal(rf_connector_limits_take(&cfg, l, &q, &v), 0);
+		assert_int_equal(v.why, RF_REFUSE_RATE);
+		assert_non_null(strstr(v.detail, "connector's"));
+		v.why = RF_REFUSE_NONE;
+	}
+	assert_int_equal(
+	    rf_limits_take(l, "c:acme/m365", 4, 3, 1000000, &ra), 0);
+	assert_int_equal(
+	    rf_limits_take(l, "c:acme/m365", 4, 3, 1000000, &ra), 0);
+	assert_int_equal(
+	    rf_limits_take(l, "c:acme/m365", 4, 3, 1000000, &ra), RF_ERR_STATE);
+	rf_limits_free(l);
 }
 
 /* A connection acme/m365 with credential "c1" (key k1), connector sync
