@@ -446,6 +446,7 @@ rf_test_pause(const char *name)
 {
 	const char *at = getenv("RINGFENCE_TEST_PAUSE_AT");
 	const char *ms = getenv("RINGFENCE_TEST_PAUSE_MS");
+	const char *until;
 	int n = ms != NULL ? atoi(ms) : 2000;
 
 	if (at == NULL || strcmp(at, name) != 0)
@@ -454,6 +455,13 @@ rf_test_pause(const char *name)
 	 * process is held there before it acts in the window. */
 	fprintf(stderr, "ringfence: test pause at %s for %d ms\n", name, n);
 	fflush(stderr);
+	/* With RINGFENCE_TEST_PAUSE_UNTIL, a handshake: held until the test
+	 * creates that file (at most n ms), however loaded the machine. */
+	if ((until = getenv("RINGFENCE_TEST_PAUSE_UNTIL")) != NULL) {
+		for (; n > 0 && access(until, F_OK) != 0; n -= 10)
+			usleep(10000);
+		return;
+	}
 	usleep((useconds_t)n * 1000);
 }
 #endif
