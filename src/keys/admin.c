@@ -1445,6 +1445,79 @@ plan_search(struct rf_keys *keys, CK_SESSION_HANDLE s,
 	return CKR_OK;
 }
 
+/* A key missing from its token's search: its id, its index in ids. */
+struct lost {
+	const char *id;
+	size_t x;
+};
+
+static int
+lost_cmp(const void *x, const void *y)
+{
+	return strcasecmp(
+	    ((const struct lost *)x)->id, ((const struct lost *)y)->id);
+}
+
+/*
+ * Keys of this pass none of whose objects carry the store's CKA_ID: gone
+ * (a destroy that ran before), or here under a CKA_ID of their own, the
+ * store's changed to name nothing. Only when a key is missing, the public
+ * key objects the searches did not match are read (a read of the whole
+ * token), and a missing key found so is refused like a mismatch, never
+ * recorded as gone while its objects stay.
+ */
+static CK_RV
+plan_lost(struct rf_keys *keys, CK_SESSION_HANDLE s, struct destroy_many_arg *a,
+    struct destroy_plan *p)
+{
+	struct lost *miss = NULL, want, *hit;
+	enum rf_key_alg alg;
+	EVP_PKEY *pub;
+	char got[65];
+	size_t i, x, m = 0;
+	CK_RV rv = CKR_OK;
+	int r;
+
+	for (i = 0; i < a->n; i++) {
+		x = a->t[i].idx;
+		if (p->seen[i] != 0 || a->found[x] || a->refused[x] ||
+		    (a->tsh[x] != a->sh && a->tsh[x] >= 0 &&
+			a->tsh[x] < keys->nsh))
+			continue;
+		if (miss == NULL &&
+		    (miss = calloc(a->n, sizeof(*miss))) == NULL)
+			return CKR_HOST_MEMORY;
+		miss[m].id = a->ids[x];
+		miss[m++].x = x;
+	}
+	if (m == 0)
+		return CKR_OK;
+	qsort(miss, m, sizeof(*miss), lost_cmp);
+	want.id = got;
+	for (i = 0; i < p->nobj[1]; i++) {
+		if (p->hit[1][i] != NULL)
+			continue;
+		pub = NULL;
+		if ((rv = keys_read_public(keys->f, s, p->obj[1][i], 0, &alg,
+			 &pub, &r)) != CKR_OK)
+			break;
+		if (r == 0 && rf_keys_pub_id(pub, got) == 0 &&
+		    (hit = bsearch(&want, miss, m, sizeof(*miss), lost_cmp)) !=
+			NULL &&
+		    !a->refused[hit->x])
+			destroy_refuse(a, hit->x,
+			    rf_err_set(RF_ERR_TOKEN,
+				"key %s is in the token under a CKA_ID that is "
+				"not the store's: the store's token id was "
+				"changed; nothing of it was destroyed",
+				hit->id));
+		rf_err_clear();
+		EVP_PKEY_free(pub);
+	}
+	free(miss);
+	return rv;
+}
+
 /*
  * Destroy what the plan holds of keys not refused: the kept pairs, then
  * what the searches found, every private key before any public key, so
@@ -1505,7 +1578,8 @@ destroy_many_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	if ((rv = plan_kept(keys, s, a, &p, &left)) != CKR_OK ||
 	    (left > 0 &&
 		((rv = plan_search(keys, s, a, &p, 0)) != CKR_OK ||
-		    (rv = plan_search(keys, s, a, &p, 1)) != CKR_OK)))
+		    (rv = plan_search(keys, s, a, &p, 1)) != CKR_OK ||
+		    (rv = plan_lost(keys, s, a, &p)) != CKR_OK)))
 		goto out;
 	for (i = 0; i < a->n; i++)
 		if ((p.seen[i] & (SEEN_PRIV | SEEN_PUB)) == SEEN_PRIV &&

@@ -166,6 +166,20 @@ assert_state(struct fx *fx, const char *id, const char *state)
 	assert_string_equal(kr.state, state);
 }
 
+/* Key id's record given back its token id tid: its destroy finishes. */
+static void
+repaired_destroy(struct fx *fx, const char *id, const char *tid)
+{
+	const char *idp[1] = {id};
+	size_t done = 0;
+
+	set_token_id(fx, id, tid);
+	assert_int_equal(
+	    rf_keys_destroy_many(fx->keys, idp, 1, &who, &done), 0);
+	assert_int_equal(done, 1);
+	assert_state(fx, id, "destroyed");
+}
+
 /*
  * Issue 11: a store changed after keyd's checks would aim a destroy at
  * another key. Key b's record is pointed at key a's objects; each destroy
@@ -208,15 +222,43 @@ test_destroy_redirected(void **state)
 		assert_state(fx, idb, "destroying");
 	}
 	/* The record put back: b's own objects are checked and go. */
-	set_token_id(fx, idb, kb.token_id);
-	assert_int_equal(
-	    rf_keys_destroy_many(fx->keys, idp, 1, &who, &done), 0);
-	assert_int_equal(done, 1);
-	assert_state(fx, idb, "destroyed");
+	repaired_destroy(fx, idb, kb.token_id);
 	assert_int_equal(
 	    rf_keys_load(fx->keys, idb, &again), RF_ERR_KEY_NOT_FOUND);
 	assert_int_equal(rf_keys_load(fx->keys, ida, &again), 0);
 	rf_key_free(again);
+	rf_key_free(a);
+}
+
+/*
+ * Key b's record made to name no object at all (a CKA_ID no object has):
+ * the destroy finds b under its own CKA_ID by its public key and leaves
+ * it, rather than record "destroyed, not in the token" while its objects
+ * stay (the review's finding). With the record put back it goes.
+ */
+static void
+test_destroy_lost(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_key *a = NULL;
+	struct rf_key_rec kb;
+	char ida[65], idb[65], want[256];
+	const char *idp[1] = {idb};
+	size_t done = 0;
+	int r;
+
+	two_keys(fx, RF_KEY_EC_P256, &a, ida, idb);
+	assert_int_equal(rf_store_key_get(fx->st, idb, &kb), 0);
+	/* The handles kept from the generation go with a first refusal. */
+	set_token_id(fx, idb, "00112233445566778899aabbccddeeff");
+	snprintf(want, sizeof(want),
+	    "key %s is in the token under a CKA_ID that is not the store's",
+	    idb);
+	r = rf_keys_destroy_many(fx->keys, idp, 1, &who, &done);
+	assert_int_equal(r, RF_ERR_TOKEN);
+	assert_non_null(strstr(rf_err_msg(r), want));
+	assert_state(fx, idb, "destroying");
+	repaired_destroy(fx, idb, kb.token_id);
 	rf_key_free(a);
 }
 
@@ -295,6 +337,7 @@ main(void)
 		test_destroy_redirected, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_destroy_unpaired, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_destroy_lost, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
