@@ -355,8 +355,8 @@ refused(const struct rf_connector_verdict *v, const struct rf_sign_req *req)
 		return 0;
 	if (v->why == RF_REFUSE_RATE)
 		return rf_err_set(RF_ERR_REFUSED,
-		    "custody refused assertion for %.64s/%.64s: %s: %s "
-		    "(retry after %d s)",
+		    "custody refused assertion for %.64s/%.64s: %s: "
+		    "%s " RF_RETRY_AFTER_FMT,
 		    req->tenant, req->conn, rf_refusal_code(v->why), v->detail,
 		    v->retry_after);
 	return rf_err_set(RF_ERR_REFUSED,
@@ -453,9 +453,8 @@ keyd_connector_cert(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused cert for class server: rate_limited: "
 		    "connector %.64s has had its renewals for the day "
-		    "(connector_renewals %d; the next in %d s) (retry after "
-		    "%d s)",
-		    name, ka->cfg->connector_renewals, retry, retry);
+		    "(connector_renewals %d) " RF_RETRY_AFTER_FMT,
+		    name, ka->cfg->connector_renewals, retry);
 	return r;
 }
 

@@ -219,6 +219,9 @@ enum rf_refusal {
 };
 /* The stable code ("not_bound", ...) and HTTP status of a refusal. */
 const char *rf_refusal_code(enum rf_refusal why);
+/* The end of keyd's rate_limited refusals: serve reads it back from the
+ * last parenthesis for its Retry-After (service.c, answer_fail). */
+#define RF_RETRY_AFTER_FMT "(retry after %d s)"
 int rf_refusal_status(enum rf_refusal why);
 
 /* One assertion asked for. */

@@ -360,16 +360,7 @@ kept_start(struct rf_proof_guard *g, int64_t now)
 	return kept_open(g);
 }
 
-/* 1 if h was accepted before; else remembers it (0) or an error. */ /* 1 if h
-									was
-									accepted
-									before;
-									else
-									remembers
-									it (0)
-									or an
-									error.
-								      */
+/* 1 if h was accepted before; else remembers it (0) or an error. */
 static int
 once(struct rf_proof_guard *g, const uint8_t digest[32], int64_t now)
 {

@@ -685,8 +685,8 @@ answer_fail(struct rf_api_answer *a, int r)
 	/* keyd's own buckets, which a restart of serve does not refill:
 	 * the connector waits as it would for serve's. */
 	else if (r == RF_ERR_REFUSED && strstr(m, ": rate_limited: ")) {
-		if ((p = strstr(m, "(retry after ")) != NULL &&
-		    sscanf(p, "(retry after %d s)", &retry) != 1)
+		if ((p = strrchr(m, '(')) == NULL ||
+		    sscanf(p, RF_RETRY_AFTER_FMT, &retry) != 1)
 			retry = 1;
 		rf_api_answer_error(a, 429, "rate_limited", m);
 		a->retry_after = retry > 0 ? retry : 1;

@@ -34,6 +34,25 @@
 static int destroy_quiet(struct rf_keys *keys, int sh, const char *id,
     const uint8_t *tid, size_t tidlen, int *found);
 
+/*
+ * 0 if pub is key id's: its id is the SHA-256 of pub's SPKI (got: that,
+ * as lowercase hex). Otherwise RF_ERR_TOKEN, one line: "key ID in the
+ * token has a public key hashing to GOT", then after.
+ */
+static int
+pub_is_id(const char *id, EVP_PKEY *pub, char got[65], const char *after)
+{
+	int r;
+
+	if ((r = rf_keys_pub_id(pub, got)) != 0)
+		return r;
+	if (strcasecmp(got, id) != 0)
+		return rf_err_set(RF_ERR_TOKEN,
+		    "key %s in the token has a public key hashing to %s%s", id,
+		    got, after);
+	return 0;
+}
+
 struct gen_arg {
 	enum rf_key_alg alg;
 	const char *label;
@@ -482,15 +501,8 @@ rf_keys_load(struct rf_keys *keys, const char *id, struct rf_key **out)
 	if ((r = l.r) != 0)
 		goto out;
 	/* The id names the public key: check that it still does. */
-	if ((r = rf_keys_pub_id(key->pub, got)) != 0)
+	if ((r = pub_is_id(id, key->pub, got, "")) != 0)
 		goto out;
-	if (strcasecmp(got, id) != 0) {
-		r = rf_err_set(RF_ERR_TOKEN,
-		    "key %s in the token has a public key hashing "
-		    "to %s",
-		    id, got);
-		goto out;
-	}
 	snprintf(key->id, sizeof(key->id), "%s", got); /* lowercase */
 	*out = key;				       /* owned by the caller */
 	key = NULL;
@@ -893,18 +905,17 @@ destroy_check(const char *id, EVP_PKEY *pub, int r)
 {
 	char got[65];
 
-	if (r == 0 && (r = rf_keys_pub_id(pub, got)) == 0 &&
-	    strcasecmp(got, id) == 0)
-		return 0;
-	if (r != 0)
-		return rf_err_set(RF_ERR_TOKEN,
-		    "key %s: the public key of its token object cannot be "
-		    "read (%s); nothing of it was destroyed",
-		    id, rf_err_msg(r));
+	/* A mismatch says so (pub_is_id); anything else is a failed read. */
+	if (r == 0 &&
+	    ((r = pub_is_id(id, pub, got,
+		  ": the store's token id was changed; nothing of it was "
+		  "destroyed")) == 0 ||
+		r == RF_ERR_TOKEN))
+		return r;
 	return rf_err_set(RF_ERR_TOKEN,
-	    "key %s in the token has a public key hashing to %s: the store's "
-	    "token id was changed; nothing of it was destroyed",
-	    id, got);
+	    "key %s: the public key of its token object cannot be read (%s); "
+	    "nothing of it was destroyed",
+	    id, rf_err_msg(r));
 }
 
 /* A private key object with no public key object to check it against. */
@@ -2043,15 +2054,8 @@ rf_keys_load_many(
 		if (k[i]->pub == NULL)
 			continue; /* not in its token */
 		/* The id names the public key: check that it still does. */
-		if ((r = rf_keys_pub_id(k[i]->pub, got)) != 0)
+		if ((r = pub_is_id(ids[i], k[i]->pub, got, "")) != 0)
 			goto out;
-		if (strcasecmp(got, ids[i]) != 0) {
-			r = rf_err_set(RF_ERR_TOKEN,
-			    "key %s in the token has a public key hashing "
-			    "to %s",
-			    ids[i], got);
-			goto out;
-		}
 		snprintf(k[i]->id, sizeof(k[i]->id), "%s", got);
 		out[i] = k[i];
 		k[i] = NULL;
