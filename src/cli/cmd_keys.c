@@ -192,13 +192,24 @@ info_cmp(const void *a, const void *b)
 	    ((const struct rf_key_info *)b)->id);
 }
 
+/* The token's key of id in c (keyd's list, sorted by id), or NULL. */
+static const struct rf_key_info *
+listed(const struct list_ctx *c, const char *id)
+{
+	struct rf_key_info want;
+
+	memset(&want, 0, sizeof(want));
+	snprintf(want.id, sizeof(want.id), "%s", id);
+	return c->n == 0 ? NULL
+			 : bsearch(&want, c->v, c->n, sizeof(*c->v), info_cmp);
+}
+
 /* Print the token's keys, then every disagreement with the store. */
 static int
 list_and_compare(struct list_ctx *c, size_t *ndis)
 {
 	struct rf_cli *cli = c->cli;
 	struct rf_key_rec kr, *recs = NULL;
-	struct rf_key_info want;
 	char detail[256];
 	size_t i, nrecs = 0;
 	int have, r;
@@ -304,9 +315,7 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 		if (strcmp(recs[i].state, "destroyed") == 0 ||
 		    strcmp(recs[i].state, "generating") == 0)
 			continue;
-		memset(&want, 0, sizeof(want));
-		snprintf(want.id, sizeof(want.id), "%s", recs[i].id);
-		if (bsearch(&want, c->v, c->n, sizeof(*c->v), info_cmp) != NULL)
+		if (listed(c, recs[i].id) != NULL)
 			continue;
 		snprintf(detail, sizeof(detail),
 		    "the store records it (%s, %s, state %s), no token holds "
@@ -408,18 +417,6 @@ keys_compromised(struct rf_cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
-/* The token's key of id in c (keyd's list), or NULL. */
-static const struct rf_key_info *
-listed(const struct list_ctx *c, const char *id)
-{
-	size_t i;
-
-	for (i = 0; i < c->n; i++)
-		if (strcmp(c->v[i].id, id) == 0)
-			return &c->v[i];
-	return NULL;
-}
-
 /*
  * keys finish: the destructions whose intent is recorded (state
  * "destroying": the leaf durable, the act not done or not recorded), such
@@ -452,6 +449,8 @@ keys_finish(struct rf_cli *cli, int argc, char **argv)
 		r = c.r != 0 ? c.r : r;
 		goto out;
 	}
+	if (c.n > 0)
+		qsort(c.v, c.n, sizeof(*c.v), info_cmp);
 	if ((ids = calloc(n + 1, sizeof(*ids))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;

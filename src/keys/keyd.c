@@ -766,13 +766,30 @@ fail:
 	return r;
 }
 
+/* 0 if every key of ids the tokens hold checks (rf_keys_load_many). */
+static int
+loaded_many(struct keyd *kd, const char *const *ids, uint32_t n)
+{
+	struct rf_key **k;
+	uint32_t i;
+	int r;
+
+	if ((k = calloc(n ? n : 1, sizeof(*k))) == NULL)
+		return RF_ERR_ALLOC;
+	r = rf_keys_load_many(kd->keys, ids, n, k);
+	for (i = 0; i < n; i++)
+		rf_key_free(k[i]);
+	free(k);
+	return r;
+}
+
 /*
  * Tenant keys only (rf_keys_destroy_tenant_many): the caller found them in
  * the store, which serve's user can write; keyd's ledger says what a CA
  * or TLS key is. Each id is the ledger's form (64 lowercase hex), the
  * ledger has taken the store's CA keys, and the token object the store
- * points at has that id's public key (rf_keys_load checks it), so that a
- * rewritten token id cannot aim the destroy at another key.
+ * points at has that id's public key (rf_keys_load_many checks it), so
+ * that a rewritten token id cannot aim the destroy at another key.
  */
 static int
 tenant_keys_only(struct keyd *kd, const char *const *ids, uint32_t n)
@@ -801,6 +818,13 @@ tenant_keys_only(struct keyd *kd, const char *const *ids, uint32_t n)
 			    "tenant connection's (the store was changed "
 			    "behind keyd's back)",
 			    ids[i], role);
+	}
+	/* One pass over the tokens for all of them; only when one does not
+	 * check are they loaded one by one, to name it. */
+	if ((r = loaded_many(kd, ids, n)) == 0)
+		return 0;
+	rf_err_clear();
+	for (i = 0; i < n; i++) {
 		if ((r = rf_keys_load(kd->keys, ids[i], &k)) == 0) {
 			rf_key_free(k);
 			continue;
