@@ -47,8 +47,9 @@ static const char init_help[] =
     "\n"
     "  --new   first move the old state (store, tokens, softhsm2.conf,\n"
     "          token-meta) aside into $RINGFENCE_HOME/old-TIME/, and its\n"
-    "          PIN (with keyd's ledger) into old-TIME/ of the custody\n"
-    "          folder, never beside the tokens; nothing is deleted\n"
+    "          PIN (with keyd's ledger and proofs) into old-TIME/ of the\n"
+    "          custody folder, never beside the tokens; nothing is\n"
+    "          deleted\n"
     "  --so-pin-file FILE   write the token SO PIN to FILE (mode 0600)\n"
     "          instead of printing it, for you to move offline\n";
 
@@ -202,17 +203,18 @@ move_into(const char *path, const char *dir, const char *name, int *moved)
 }
 
 /*
- * The PIN file of an embedded token and keyd's ledger go aside in the
- * custody folder (the PIN file's own folder), into old-<stamp>/ there:
- * never beside the tokens they open, so that a copy of the state folder
- * still cannot sign.
+ * The PIN file of an embedded token, keyd's ledger and its record of
+ * connector proofs go aside in the custody folder (the PIN file's own folder),
+ * into old-<stamp>/ there: never beside the tokens they open, so that a copy of
+ * the state folder still cannot sign.
  */
 static int
 move_custody_aside(const struct rf_config *cfg, const char *stamp)
 {
 	char dir[RF_PATH_MAX + 64], p[RF_PATH_MAX + 64];
 	const char *slash = strrchr(cfg->pin_file, '/');
-	int r, moved = 0;
+	char name[16];
+	int i, r, moved = 0;
 
 	if (!exists(cfg->pin_file))
 		return 0;
@@ -228,6 +230,13 @@ move_custody_aside(const struct rf_config *cfg, const char *stamp)
 	if ((r = move_into(cfg->pin_file, dir, "token.pin", &moved)) != 0 ||
 	    (r = move_into(p, dir, "revoked.ledger", &moved)) != 0)
 		return r;
+	/* keyd's record of connector proofs seen (rf_proof_guard_keep). */
+	for (i = 0; i < 2; i++) {
+		snprintf(name, sizeof(name), "proofs.%d", i);
+		snprintf(p, sizeof(p), "%s/%s", cfg->custody_dir, name);
+		if ((r = move_into(p, dir, name, &moved)) != 0)
+			return r;
+	}
 	fprintf(stderr,
 	    "ringfence: moved the old PIN to %s (not beside the "
 	    "old tokens)\n",

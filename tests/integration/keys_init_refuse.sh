@@ -75,7 +75,18 @@ grep -q "init --new" again.err || fail "init's refusal does not name init --new:
 grep -qi "remove the folder" again.err && fail "init's refusal says to remove the folder (and its keys)"
 
 # init --new: the old state moved aside, nothing deleted, a new state made.
+# keyd's record of connector proofs seen goes with the old ledger (stand-ins:
+# the record's entries are 16 bytes each).
+printf 'proof-seen-0-old' >"$RINGFENCE_HOME-custody/proofs.0"
+printf 'proof-seen-1-old' >"$RINGFENCE_HOME-custody/proofs.1"
 rf init --new >/dev/null 2>new.err || { cat new.err >&2; fail "init --new"; }
+for i in 0 1; do
+	moved=$(ls -d "$RINGFENCE_HOME-custody"/old-*/proofs.$i 2>/dev/null | head -1)
+	[ -n "$moved" ] && [ "$(cat "$moved")" = "proof-seen-$i-old" ] ||
+		fail "init --new did not move keyd's proofs.$i aside"
+	! grep -qs old "$RINGFENCE_HOME-custody/proofs.$i" ||
+		fail "the new state kept the old proofs.$i"
+done
 old=$(ls -d old-* | head -1)
 [ -n "$old" ] && [ -d "$old/tokens" ] || fail "init --new did not move the tokens aside"
 for f in ringfence.db softhsm2.conf; do
