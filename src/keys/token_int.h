@@ -1,7 +1,8 @@
 /*
  * token_int.h: inside src/keys only, the files that use the token in this
- * process (keys.c, token.c, sign.c, admin.c): the handle, a key, and the
- * functions they share. token.c owns the module, tokens and sessions.
+ * process (keys.c, token.c, sign.c, admin.c, keygen.c, retire.c): the
+ * handle, a key, and the functions they share. token.c owns the module,
+ * tokens and sessions.
  */
 #ifndef RF_KEYS_TOKEN_INT_H
 #define RF_KEYS_TOKEN_INT_H
@@ -265,5 +266,23 @@ int keys_key_usable(struct rf_keys *keys, const struct rf_key *key) RF_WUR;
  */
 int keys_custody(struct rf_keys *keys, const char *id, const uint8_t *tid,
     size_t tidlen, int sh, int hint, struct custody_arg *c) RF_WUR;
+/* 0 if pub is key id's (got: its id), else RF_ERR_TOKEN ending in after. */
+int keys_pub_is_id(
+    const char *id, EVP_PKEY *pub, char got[65], const char *after) RF_WUR;
+
+/* A key's CKA_ID as a sort key: length first, then the bytes. */
+struct tident {
+	uint8_t len;
+	uint8_t b[TID_MAX];
+	size_t idx; /* in the caller's ids */
+};
+
+/* The order of struct tident (qsort, bsearch). */
+int keys_tident_cmp(const void *a, const void *b);
+
+/* retire.c */
+/* Destroy key id's checked objects in token sh, no leaf; *found if any. */
+int keys_destroy_quiet(struct rf_keys *keys, int sh, const char *id,
+    const uint8_t *tid, size_t tidlen, int *found) RF_WUR;
 
 #endif
