@@ -1,5 +1,5 @@
 /*
- * fuzz_keyd_proto.c: the custody protocol's request decoder (keyd.c,
+ * fuzz_keyd_proto.c: the custody protocol's request decoder (keyd_handlers.c,
  * proto.c) on arbitrary bytes: no crash, no read past the frame, and
  * every frame keyd accepts re-encodes to the same bytes for the simple
  * requests (the encoder and the decoder agree). The corpus in

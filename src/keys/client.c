@@ -1,7 +1,7 @@
 /*
  * client.c: the rf_keys API as a client of the custody process. One stub
  * per request (as OpenSSH's monitor_wrap.c), each mirroring its handler
- * in keyd.c: write the request, read one answer.
+ * in keyd_handlers.c: write the request, read one answer.
  *
  * A connection is made lazily: at rf_keys_open, and again on the next
  * call after keyd went away, so that serve reconnects once keyd is back.
@@ -33,7 +33,7 @@ static struct rf_custody use;
  * Connections to keyd per handle. Each request takes an idle connection,
  * or opens one while fewer than KC_CONNS are open, or waits: threads that
  * share a handle (serve's workers) thus reach keyd at once, and keyd
- * groups what they ask into one audit append (keyd.c).
+ * groups what they ask into one audit append (keyd_pipe.c).
  */
 #define KC_CONNS 16
 

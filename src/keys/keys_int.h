@@ -82,7 +82,7 @@ void rf_keys_set_ledger(struct rf_keys *keys, struct rf_ledger *ledger);
  * sign without a token search). */
 int rf_keys_check(struct rf_keys *keys, struct rf_key *key) RF_WUR;
 
-/* keyd.c: decode a request frame as keyd would, acting on nothing
+/* keyd_handlers.c: decode a request frame as keyd would, acting on nothing
  * (fuzzing). */
 int rf_keyd_decode(const uint8_t *frame, size_t len) RF_WUR;
 

@@ -1,8 +1,8 @@
 /*
- * policy.h: what each caller class may have signed (keyd.c asks before
- * it loads a key). Admin: anything. Server (serve's user): OCSP responses
- * that say what the store says, CRLs that list what the store lists, tree
- * heads with the audit key, TLS handshake digests with serve's TLS key
+ * policy.h: what each caller class may have signed (keyd_handlers.c asks
+ * before it loads a key). Admin: anything. Server (serve's user): OCSP
+ * responses that say what the store says, CRLs that list what the store lists,
+ * tree heads with the audit key, TLS handshake digests with serve's TLS key
  * within keyd_tls_rate a second. docs/keys.md, "Caller classes".
  */
 #ifndef RF_KEYS_POLICY_H

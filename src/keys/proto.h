@@ -1,6 +1,6 @@
 /*
  * proto.h: the custody protocol, spoken over keyd's UNIX-domain socket
- * between rf_keys clients (client.c) and the custody process (keyd.c).
+ * between rf_keys clients (client.c) and the custody process (keyd*.c).
  *
  * A frame is
  *

@@ -896,8 +896,8 @@ hammer_main(void *arg)
 /*
  * Loads run aside read the store on their thread while keyd's loop reads
  * it for the policy of each signature: one store connection, used under
- * one lock by both (keyd.c, request). Without it the connection's state
- * was torn at 36,000 keys ("database is damaged").
+ * one lock by both (keyd_handlers.c, request). Without it the connection's
+ * state was torn at 36,000 keys ("database is damaged").
  */
 static void
 test_aside_beside_policy(void **state)
