@@ -3,7 +3,8 @@
  * files of src/keys: appending to the audit record, a key's handle and
  * its public half, the custody client's handle, and where a key is and
  * whether the store lets it sign. The module, tokens and sessions are in
- * token.c, signing in sign.c, key administration in admin.c.
+ * token.c, signing in sign.c, loading and listing keys in admin.c,
+ * generating them in keygen.c, taking them out of service in retire.c.
  */
 
 #include <dlfcn.h>

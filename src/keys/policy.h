@@ -48,7 +48,7 @@ void rf_kpolicy_set_cert(
 /* 1 if x is an end entity for client authentication only (its extended
  * key usage exactly clientAuth), as a connector's certificate is. */
 int rf_kpolicy_client_only(X509 *x);
-/* 1 if name is the CA's connector profile subject for tenant (ca.c:
+/* 1 if name is the CA's connector profile subject for tenant (issue.c:
  * O=ringfence, OU=connector, CN=tenant, in that order). */
 int rf_kpolicy_connector_subject(const X509_NAME *name, const char *tenant);
 /* The key id (rf_keys_pub_id) of the public key a certificate's TBS
