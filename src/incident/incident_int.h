@@ -1,6 +1,8 @@
 /*
  * incident_int.h: what the files of the incident module share (not part of
- * its interface).
+ * its interface): incident.c (open, the timeline, loading), contain.c
+ * (the old credentials and keys out of service), reissue.c (their
+ * successors), track.c (after containment, close) and package.c.
  */
 #ifndef RF_INCIDENT_INCIDENT_INT_H
 #define RF_INCIDENT_INCIDENT_INT_H
@@ -23,5 +25,40 @@ int rf_incident_load(const struct rf_incident_ctx *c, int64_t id,
 /* Its items (tenant / state NULL: all), in tenant, name order. */
 int rf_incident_load_items(const struct rf_incident_ctx *c, int64_t id,
     const char *tenant, const char *state, struct item_vec *iv) RF_WUR;
+
+/* incident.c: a timeline entry (store) and its audit leaf, in the caller's
+ * order. */
+int rf_incident_event(const struct rf_incident_ctx *c, int64_t id,
+    const char *kind, const char *fmt, ...) RF_PRINTF(4, 5) RF_WUR;
+/* incident.c: tell keyd's ledger that items of v are affected, or no
+ * longer (its comment there says which, and when). */
+int rf_incident_note_items(const struct rf_incident_ctx *c, int affected,
+    const struct rf_item_rec *v, size_t n, const char *only, const uint8_t *sel,
+    uint8_t *changed) RF_WUR;
+
+/* contain.c: the revocation of an incident's credentials, begun and not
+ * yet published. */
+struct contain_rev;
+/* contain.c: add the time since *t to the report's phase name; restart *t. */
+void rf_incident_phase_time(
+    struct rf_contain_report *rep, const char *name, double *t);
+/* contain.c: a connection's previous credential when the scope takes it
+ * too: *serial ("" none) and *key (may be NULL). */
+int rf_incident_previous_in_scope(const struct rf_incident_ctx *c,
+    const char *scope, const struct rf_item_rec *it, char serial[41],
+    char key[65]) RF_WUR;
+/* contain.c: steps 2 and 3 finished, once: the revocation published, then
+ * the old keys disabled. */
+int rf_incident_contain_publish_disable(const struct rf_incident_ctx *c,
+    int64_t id, struct contain_rev *rv, struct rf_contain_report *rep) RF_WUR;
+/* contain.c: destroy the old keys in the token (contain's step 5, close). */
+int rf_incident_retire_keys(const struct rf_incident_ctx *c, int64_t id,
+    const struct rf_incident_rec *inc, const struct item_vec *iv,
+    size_t *destroyed) RF_WUR;
+
+/* reissue.c: step 4, new keys and certificates for the items of iv. */
+int rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
+    const struct item_vec *iv, struct contain_rev *rv,
+    struct rf_contain_report *rep) RF_WUR;
 
 #endif

@@ -1,0 +1,545 @@
+/*
+ * reissue.c: step 4 of containment (contain.c), the successors. Every
+ * connection still affected gets a new key (the standby pool's, one an
+ * earlier run reserved, or one made in the token), recorded before any
+ * certificate names it, and a new certificate of the old one's shape,
+ * issued in batches; the connection moves with its certificate, in the
+ * same transaction. The revocation is published and the old keys are
+ * disabled (contain.c) before the first certificate is issued.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+#include "ca/ca.h"
+#include "incident/incident.h"
+#include "incident/incident_int.h"
+#include "pool/pool.h"
+#include "store/store.h"
+#include "store/store_incident.h"
+
+/*
+ * Certificates a reissue batch commits at once (keyd signs the next batch
+ * meanwhile): the store pages a commit writes grow slower than the batch
+ * (at 36,000 connections, 200 ms for 500 certificates, 600 for 2,000).
+ */
+#define CONTAIN_BATCH 2000
+/*
+ * Keys the pool lacks are made in parts of about a second at most, so that
+ * progress (and `incident status`) moves while the token works: SoftHSM
+ * makes an RSA-2048 key in about 0.2-0.4 s of a core.
+ */
+#define CONTAIN_GEN_PART_RSA 4
+
+/* Inside the issuance transaction: the connection moves with its cert. */
+struct issue_hook {
+	const struct rf_incident_ctx *c;
+	struct rf_item_rec *items;
+};
+
+static int
+issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
+{
+	struct issue_hook *h = arg;
+	struct rf_item_rec *it = &h->items[i];
+	struct rf_conn_rec conn;
+	int r;
+
+	(void)key_id;
+	snprintf(it->new_serial, sizeof(it->new_serial), "%s", serial);
+	snprintf(it->state, sizeof(it->state), "contained");
+	it->updated = rf_now();
+	/*
+	 * In the issuing transaction, and only from "affected": if another
+	 * contain of the same incident got there first, this batch rolls
+	 * back (its keys are destroyed) rather than give the connection a
+	 * second credential.
+	 */
+	r = rf_store_item_move(h->c->st, it, "affected");
+	if (r == RF_ERR_STATE)
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s of incident %lld was contained by "
+		    "another run at the same time: run contain again to "
+		    "resume",
+		    it->tenant, it->name, (long long)it->incident);
+	if (r != 0)
+		return r;
+	/* The connection still has the credential this incident replaces. */
+	if ((r = rf_store_conn_get(h->c->st, it->tenant, it->name, &conn)) != 0)
+		return r;
+	if (strcmp(conn.serial, it->old_serial) != 0)
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s got credential %s from elsewhere while "
+		    "incident %lld contained it: see 'ringfence incident list'",
+		    it->tenant, it->name, conn.serial, (long long)it->incident);
+	return rf_store_conn_set(
+	    h->c->st, it->tenant, it->name, NULL, serial, it->updated, NULL);
+}
+
+/* After each committed batch of the reissue: the count and progress. */
+struct issue_done {
+	const struct rf_incident_ctx *c;
+	struct rf_contain_report *rep;
+};
+
+static void
+issue_done(void *arg, size_t from, size_t k)
+{
+	struct issue_done *d = arg;
+
+	(void)from;
+	d->rep->issued += k;
+	if (d->c->progress != NULL)
+		rf_progress_add(d->c->progress, k);
+}
+
+/*
+ * What the replacement of the old credential keeps: its profile, its key
+ * algorithm and size (read from the certificate, so that a connector's own
+ * RSA-2048 key from a CSR is replaced by an RSA-2048 key: Entra ID takes
+ * RSA only), and its subjectAltName DNS name.
+ */
+struct shape {
+	enum rf_profile profile;
+	enum rf_key_alg alg;
+	char dns[256]; /* "" none */
+};
+
+static int
+credential_shape(
+    const struct rf_incident_ctx *c, const char *serial, struct shape *sh)
+{
+	struct rf_cert_rec old;
+	struct rf_key_rec kr;
+	GENERAL_NAMES *gens = NULL;
+	const uint8_t *p;
+	X509 *x = NULL;
+	EVP_PKEY *pub;
+	char curve[64];
+	int r, i;
+
+	memset(sh, 0, sizeof(*sh));
+	memset(&old, 0, sizeof(old));
+	if ((r = rf_store_cert_get(c->st, serial, &old)) != 0)
+		return r;
+	if (rf_profile_parse(old.profile, &sh->profile) != 0) {
+		rf_err_clear();
+		sh->profile = RF_PROFILE_CLIENT;
+	}
+	/*
+	 * A key made in the token has a record naming its algorithm, under
+	 * the SHA-256 of the SPKI the certificate holds: no need to decode
+	 * the certificate (OpenSSL decodes its public key too, 0.2 ms) unless
+	 * a server certificate's name is wanted, or the key is not ours.
+	 */
+	memset(&kr, 0, sizeof(kr));
+	if (sh->profile != RF_PROFILE_SERVER &&
+	    rf_store_key_get(c->st, old.key_id, &kr) == 0 &&
+	    rf_key_alg_parse(kr.alg, &sh->alg) == 0) {
+		r = 0;
+		goto out;
+	}
+	rf_err_clear();
+	p = old.der;
+	if (old.der == NULL ||
+	    (x = d2i_X509(NULL, &p, (long)old.derlen)) == NULL ||
+	    (pub = X509_get0_pubkey(x)) == NULL) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "stored certificate %s does not parse", serial);
+		goto out;
+	}
+	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA) {
+		sh->alg = EVP_PKEY_get_bits(pub) > 2048 ? RF_KEY_RSA_3072
+							: RF_KEY_RSA_2048;
+	} else if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC &&
+	    EVP_PKEY_get_group_name(pub, curve, sizeof(curve), NULL) == 1) {
+		sh->alg = strcmp(curve, "secp384r1") == 0 ? RF_KEY_EC_P384
+							  : RF_KEY_EC_P256;
+	} else {
+		sh->alg = RF_KEY_EC_P256;
+	}
+	if (sh->profile == RF_PROFILE_SERVER &&
+	    (gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) !=
+		NULL) {
+		for (i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+			const GENERAL_NAME *g = sk_GENERAL_NAME_value(gens, i);
+			const ASN1_STRING *d;
+
+			if (g->type != GEN_DNS)
+				continue;
+			d = g->d.dNSName;
+			if ((size_t)ASN1_STRING_length(d) < sizeof(sh->dns)) {
+				memcpy(sh->dns, ASN1_STRING_get0_data(d),
+				    (size_t)ASN1_STRING_length(d));
+				sh->dns[ASN1_STRING_length(d)] = '\0';
+			}
+			break;
+		}
+	}
+	r = 0;
+out:
+	GENERAL_NAMES_free(gens);
+	X509_free(x);
+	rf_cert_rec_clear(&old);
+	return r;
+}
+
+/*
+ * THE place where contain gets new connection keys: n key pairs made in
+ * the token (the standby pool, when there is one, replaces this call).
+ * All or nothing; out[] receives them.
+ */
+static int
+contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
+    const struct rf_item_rec *items, const size_t *idx, size_t n,
+    struct rf_key **out, int *pooled)
+{
+	struct rf_pool_want *want = NULL;
+	struct rf_keygen *rest = NULL;
+	struct rf_key **made = NULL;
+	size_t *at = NULL, i, b, m = 0, taken = 0;
+	char(*ref)[32] = NULL;
+	int r = RF_ERR_ALLOC;
+
+	if ((want = calloc(n, sizeof(*want))) == NULL ||
+	    (rest = calloc(n, sizeof(*rest))) == NULL ||
+	    (made = calloc(n, sizeof(*made))) == NULL ||
+	    (at = calloc(n, sizeof(*at))) == NULL ||
+	    (ref = calloc(n, sizeof(*ref))) == NULL)
+		goto out;
+	/* The standby pool first: keys made before the incident (pool.h). */
+	for (i = 0; i < n; i++) {
+		snprintf(ref[i], sizeof(ref[i]), "incident-%lld",
+		    (long long)items[idx[i]].incident);
+		want[i].alg = kg[i].alg;
+		want[i].tenant = kg[i].tenant;
+		want[i].taken_by = kg[i].label;
+		want[i].ref = ref[i];
+	}
+	if ((r = rf_pool_take(
+		 c->keys, c->audit, want, n, c->who, out, &taken)) != 0)
+		goto out;
+	for (i = 0; i < n; i++) {
+		pooled[i] = out[i] != NULL;
+		if (out[i] == NULL) {
+			rest[m] = kg[i];
+			at[m++] = i;
+		}
+	}
+	/* What the pool lacked is made now, in parts, with progress. */
+	if (m > 0)
+		rf_progress_phase(
+		    c->progress, "generate keys the pool lacks", m);
+	for (i = 0; i < m; i += b) {
+		size_t cap = rest[i].alg == RF_KEY_RSA_2048 ||
+			rest[i].alg == RF_KEY_RSA_3072
+		    ? CONTAIN_GEN_PART_RSA
+		    : CONTAIN_BATCH;
+
+		b = m - i < cap ? m - i : cap;
+		if ((r = rf_keys_generate_many(
+			 c->keys, &rest[i], b, c->who, &made[i])) != 0)
+			break;
+		rf_progress_add(c->progress, b);
+	}
+	if (r != 0) {
+		char msg[512];
+		const char **ids = calloc(m, sizeof(*ids));
+		size_t k, done;
+
+		/* Never recorded for a connection: remove what was made. */
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		for (k = 0; ids != NULL && k < i; k++)
+			ids[k] = rf_key_id(made[k]);
+		if (ids != NULL && i > 0)
+			(void)!rf_keys_destroy_many(
+			    c->keys, ids, i, c->who, &done);
+		free(ids);
+		for (k = 0; k < i; k++)
+			rf_key_free(made[k]);
+		for (k = 0; k < n; k++) {
+			rf_key_free(out[k]);
+			out[k] = NULL;
+		}
+		rf_err_set(r, "%s", msg);
+		goto out;
+	}
+	for (i = 0; i < m; i++)
+		out[at[i]] = made[i]; /* now the caller's */
+	r = 0;
+out:
+	free(want);
+	free(rest);
+	free(made);
+	free(at);
+	free(ref);
+	return r;
+}
+
+/*
+ * keys[i] receives the key an earlier run reserved for items[i] (its record
+ * "reserved", the token holding it), else NULL; the token is searched
+ * once for all of them (rf_keys_load_many).
+ */
+static int
+reserved_load(const struct rf_incident_ctx *c, struct rf_item_rec *items,
+    size_t n, struct rf_key **keys)
+{
+	struct rf_key_rec kr;
+	struct rf_key **got = NULL;
+	const char **ids = NULL;
+	size_t *at = NULL, i, k = 0;
+	int r = RF_ERR_ALLOC;
+
+	for (i = 0; i < n; i++)
+		keys[i] = NULL;
+	if ((ids = calloc(n ? n : 1, sizeof(*ids))) == NULL ||
+	    (at = calloc(n ? n : 1, sizeof(*at))) == NULL ||
+	    (got = calloc(n ? n : 1, sizeof(*got))) == NULL)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (items[i].new_key[0] == '\0')
+			continue;
+		if ((r = rf_store_key_get(c->st, items[i].new_key, &kr)) ==
+		    RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			continue;
+		}
+		if (r != 0)
+			goto out;
+		if (strcmp(kr.state, "reserved") != 0)
+			continue;
+		ids[k] = items[i].new_key;
+		at[k++] = i;
+	}
+	if ((r = rf_keys_load_many(c->keys, ids, k, got)) != 0)
+		goto out;
+	for (i = 0; i < k; i++)
+		keys[at[i]] = got[i]; /* NULL: gone, a new key is made */
+	r = 0;
+out:
+	free(ids);
+	free(at);
+	free(got);
+	return r;
+}
+
+/*
+ * Keys for a batch, recorded before they are used: an item whose earlier
+ * run reserved a key (state "reserved", still in the token) gets it back;
+ * the others get new keys, each recorded in the store ("reserved",
+ * purpose connection) and on its item in one transaction, before any
+ * certificate names it. A run killed after that leaves keys the store
+ * knows (the rerun uses them), never `unrecorded` ones.
+ */
+static int
+contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
+    const struct shape *shapes, size_t n, struct rf_key **keys,
+    struct rf_contain_report *rep)
+{
+	struct rf_keygen *kg = NULL;
+	struct rf_key **made = NULL;
+	struct rf_key_rec kr;
+	size_t *idx = NULL, i, k = 0;
+	int *pooled = NULL;
+	char(*label)[200] = NULL;
+	double t = rf_mono_s();
+	int r = RF_ERR_INTERNAL, in_tx = 0;
+
+	if ((kg = calloc(n, sizeof(*kg))) == NULL ||
+	    (made = calloc(n, sizeof(*made))) == NULL ||
+	    (idx = calloc(n, sizeof(*idx))) == NULL ||
+	    (label = calloc(n, sizeof(*label))) == NULL ||
+	    (pooled = calloc(n, sizeof(*pooled))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	/* Keys reserved by an earlier run: loaded in one pass (pool.h). */
+	if ((r = reserved_load(c, items, n, keys)) != 0)
+		goto out;
+	rf_incident_phase_time(rep, "keys reserved earlier", &t);
+	for (i = 0; i < n; i++) {
+		struct rf_item_rec *it = &items[i];
+
+		if (keys[i] != NULL)
+			continue; /* reserved by an earlier run */
+		snprintf(
+		    label[k], sizeof(label[k]), "%s/%s", it->tenant, it->name);
+		kg[k].alg = shapes[i].alg;
+		kg[k].label = label[k];
+		kg[k].tenant = it->tenant;
+		idx[k++] = i;
+	}
+	if (k == 0) {
+		r = 0;
+		goto out;
+	}
+	if ((r = contain_keys_make(c, kg, items, idx, k, made, pooled)) != 0)
+		goto out;
+	rf_incident_phase_time(rep, "take pool keys (and make missing)", &t);
+	if ((r = rf_store_begin(c->st)) != 0)
+		goto out;
+	in_tx = 1;
+	for (i = 0; i < k; i++) {
+		struct rf_item_rec *it = &items[idx[i]];
+
+		memset(&kr, 0, sizeof(kr));
+		snprintf(kr.id, sizeof(kr.id), "%s", rf_key_id(made[i]));
+		snprintf(
+		    kr.alg, sizeof(kr.alg), "%s", rf_key_alg_name(kg[i].alg));
+		snprintf(kr.purpose, sizeof(kr.purpose), "connection");
+		snprintf(kr.tenant, sizeof(kr.tenant), "%s", it->tenant);
+		snprintf(kr.state, sizeof(kr.state), "reserved");
+		kr.created = rf_now();
+		/* A pool key has its record (now this connection's, pool.c). */
+		if ((r = pooled[i]
+			    ? rf_store_key_set_state(c->st, kr.id, "reserved")
+			    : rf_store_key_add(c->st, &kr)) != 0)
+			goto out;
+		/* Only over what this run read: another run may be here. */
+		if ((r = rf_store_item_reserve_key(c->st, it->incident,
+			 it->conn, it->new_key, kr.id)) != 0) {
+			if (r == RF_ERR_EXISTS)
+				r = rf_err_set(RF_ERR_STATE,
+				    "connection %s/%s of incident %lld is "
+				    "being contained by another run at the "
+				    "same time: run contain again to resume",
+				    it->tenant, it->name,
+				    (long long)it->incident);
+			goto out;
+		}
+		snprintf(it->new_key, sizeof(it->new_key), "%s", kr.id);
+	}
+	if ((r = rf_store_commit(c->st)) != 0)
+		goto out;
+	in_tx = 0;
+	for (i = 0; i < k; i++) {
+		keys[idx[i]] = made[i]; /* now the caller's */
+		made[i] = NULL;
+		rep->pooled += pooled[i] != 0;
+	}
+	rf_incident_phase_time(rep, "record new keys on items", &t);
+	r = 0;
+out:
+	if (in_tx) {
+		const char **ids = calloc(k, sizeof(*ids));
+		char msg[512];
+		size_t done;
+
+		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+		rf_store_rollback(c->st);
+		/* Never recorded, never used: remove them again. */
+		for (i = 0; ids != NULL && i < k; i++)
+			ids[i] = rf_key_id(made[i]);
+		if (ids != NULL)
+			(void)!rf_keys_destroy_many(
+			    c->keys, ids, k, c->who, &done);
+		free(ids);
+		rf_err_set(r, "%s", msg);
+	}
+	for (i = 0; made != NULL && i < n; i++)
+		rf_key_free(made[i]);
+	free(label);
+	free(idx);
+	free(made);
+	free(kg);
+	free(pooled);
+	return r;
+}
+
+/*
+ * Step 4. Every connection's new key is taken (or reserved, or made) and
+ * recorded for all connections at once, so that the token is searched
+ * once for the whole incident, not once per key or per batch (a
+ * file-backed token such as SoftHSM reads every object of a token on
+ * each search); the certificates are then issued in batches.
+ */
+int
+rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
+    const struct item_vec *iv, struct contain_rev *rv,
+    struct rf_contain_report *rep)
+{
+	struct rf_issue_req *reqs = NULL;
+	struct rf_key **keys = NULL;
+	struct shape *shapes = NULL;
+	struct issue_hook hook;
+	struct issue_done done;
+	struct rf_pool_plan plan[4];
+	char note[256];
+	size_t i, j, np;
+	double t = rf_mono_s();
+	int r = 0;
+
+	if (iv->n == 0)
+		return 0;
+	/* New keys come from the standby pool; say what it lacks. */
+	if ((r = rf_pool_plan_incident(c->cfg, c->st, id, plan, &np)) != 0)
+		return r;
+	for (j = 0; j < np; j++) {
+		if (plan[j].generate == 0)
+			continue;
+		rf_pool_plan_text(&plan[j], note, sizeof(note));
+		if ((r = rf_incident_event(c, id, "pool", "%s", note)) != 0)
+			return r;
+	}
+	if ((reqs = calloc(iv->n, sizeof(*reqs))) == NULL ||
+	    (keys = calloc(iv->n, sizeof(*keys))) == NULL ||
+	    (shapes = calloc(iv->n, sizeof(*shapes))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	rf_incident_phase_time(rep, "plan the pool", &t);
+	for (i = 0; i < iv->n; i++)
+		if ((r = credential_shape(
+			 c, iv->v[i].old_serial, &shapes[i])) != 0)
+			goto out;
+	rf_incident_phase_time(rep, "read old credentials' shapes", &t);
+	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, rep)) != 0)
+		goto out;
+	rf_test_point("incident-keys-recorded");
+	/* The revocation published and the old keys out of service before
+	 * any successor is issued. */
+	if ((r = rf_incident_contain_publish_disable(c, id, rv, rep)) != 0 ||
+	    (r = rf_incident_note_items(
+		 c, 0, iv->v, iv->n, NULL, NULL, NULL)) != 0)
+		goto out;
+	t = rf_mono_s();
+	rf_progress_phase(c->progress, "reissue", iv->n);
+	for (i = 0; i < iv->n; i++) {
+		const struct shape *sh = &shapes[i];
+
+		reqs[i].tenant = iv->v[i].tenant;
+		reqs[i].profile = sh->profile;
+		reqs[i].key = keys[i];
+		reqs[i].dns = sh->profile == RF_PROFILE_SERVER
+		    ? (sh->dns[0] != '\0' ? sh->dns : iv->v[i].tenant)
+		    : NULL;
+	}
+	/* Each batch commits on its own, the next one's signatures made
+	 * while it does (rf_ca_issue_pipelined). */
+	hook.c = c;
+	hook.items = iv->v;
+	done.c = c;
+	done.rep = rep;
+	r = rf_ca_issue_pipelined(c->ca, reqs, iv->n, CONTAIN_BATCH, c->who,
+	    issued_in_tx, &hook, issue_done, &done);
+	rf_incident_phase_time(rep, "issue (rf_ca_issue_ex)", &t);
+	if (r != 0)
+		goto out;
+	if (rep->issued > 0)
+		r = rf_incident_event(c, id, "reissue",
+		    "%zu certificates issued with new keys in the token: %zu "
+		    "from the standby pool, %zu generated",
+		    rep->issued, rep->pooled, rep->issued - rep->pooled);
+out:
+	for (j = 0; keys != NULL && j < iv->n; j++)
+		rf_key_free(keys[j]);
+	free(keys);
+	free(shapes);
+	free(reqs);
+	return r;
+}
