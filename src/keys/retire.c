@@ -680,6 +680,50 @@ lost_cmp(const void *x, const void *y)
 	    ((const struct lost *)x)->id, ((const struct lost *)y)->id);
 }
 
+/* Key id found under a CKA_ID that is not the store's (plan_lost, lost_op). */
+static int
+lost_found(const char *id)
+{
+	return rf_err_set(RF_ERR_TOKEN,
+	    "key %s is in the token under a CKA_ID that is not the store's: "
+	    "the store's token id was changed; nothing of it was destroyed",
+	    id);
+}
+
+/*
+ * plan_lost for one key (the single-key destroy), which no object of any
+ * token carries under the store's CKA_ID: found if a public key object of
+ * this token holds it under another.
+ */
+static CK_RV
+lost_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
+{
+	struct destroy_arg *a = varg;
+	CK_OBJECT_HANDLE *hs = NULL;
+	enum rf_key_alg alg;
+	EVP_PKEY *pub;
+	char got[65];
+	size_t i, n = 0;
+	CK_RV rv;
+	int r;
+
+	a->found = 0;
+	if ((rv = keys_find_all(keys->f, s, CKO_PUBLIC_KEY, &hs, &n)) != CKR_OK)
+		return rv;
+	for (i = 0; i < n && !a->found; i++) {
+		pub = NULL;
+		if ((rv = keys_read_public(
+			 keys->f, s, hs[i], 0, &alg, &pub, &r)) != CKR_OK)
+			break;
+		a->found = r == 0 && rf_keys_pub_id(pub, got) == 0 &&
+		    strcmp(got, a->key) == 0;
+		rf_err_clear();
+		EVP_PKEY_free(pub);
+	}
+	free(hs);
+	return rv;
+}
+
 /*
  * Keys of this pass none of whose objects carry the store's CKA_ID: gone
  * (a destroy that ran before), or here under a CKA_ID of their own, the
@@ -727,12 +771,7 @@ plan_lost(struct rf_keys *keys, CK_SESSION_HANDLE s, struct destroy_many_arg *a,
 		    (hit = bsearch(&want, miss, m, sizeof(*miss), lost_cmp)) !=
 			NULL &&
 		    !a->refused[hit->x])
-			destroy_refuse(a, hit->x,
-			    rf_err_set(RF_ERR_TOKEN,
-				"key %s is in the token under a CKA_ID that is "
-				"not the store's: the store's token id was "
-				"changed; nothing of it was destroyed",
-				hit->id));
+			destroy_refuse(a, hit->x, lost_found(hit->id));
 		rf_err_clear();
 		EVP_PKEY_free(pub);
 	}
@@ -921,6 +960,17 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 		a.found[0] = (uint8_t)d.found;
 		a.refused[0] = d.refused.r != 0;
 		a.why = d.refused;
+		/* Recorded, and no object carries its CKA_ID: it may be in a
+		 * token under another (plan_lost). */
+		if (rv == CKR_OK && !d.found && !a.refused[0] && w.recorded) {
+			if ((r = keys_with_key_token(keys, lost_op, &d,
+				 &d.found, hint, &sh, &rv)) != 0)
+				goto out;
+			if (rv == CKR_OK && d.found) {
+				a.refused[0] = 1;
+				rf_err_keep(&a.why, lost_found(ids[0]));
+			}
+		}
 	} else {
 		qsort(a.t, nt, sizeof(*a.t), keys_tident_cmp);
 		a.n = nt;

@@ -234,7 +234,8 @@ test_destroy_redirected(void **state)
  * Key b's record made to name no object at all (a CKA_ID no object has):
  * the destroy finds b under its own CKA_ID by its public key and leaves
  * it, rather than record "destroyed, not in the token" while its objects
- * stay (the review's finding). With the record put back it goes.
+ * stay (the review's finding), in a batch and alone. With the record put
+ * back it goes.
  */
 static void
 test_destroy_lost(void **state)
@@ -255,6 +256,11 @@ test_destroy_lost(void **state)
 	    "key %s is in the token under a CKA_ID that is not the store's",
 	    idb);
 	r = rf_keys_destroy_many(fx->keys, idp, 1, &who, &done);
+	assert_int_equal(r, RF_ERR_TOKEN);
+	assert_non_null(strstr(rf_err_msg(r), want));
+	assert_state(fx, idb, "destroying");
+	/* One key alone (rf_keys_destroy) is looked for the same way. */
+	r = rf_keys_destroy(fx->keys, idb, &who);
 	assert_int_equal(r, RF_ERR_TOKEN);
 	assert_non_null(strstr(rf_err_msg(r), want));
 	assert_state(fx, idb, "destroying");
