@@ -61,7 +61,8 @@ field() { python3 -c "import json,sys; print(json.loads(sys.argv[1])[sys.argv[2]
 [ "$(field proof_200)" -gt 0 ] || fail "no proof answered"
 [ "$(field proof_503)" -gt 0 ] || fail "twelve clients never passed a cap of 2"
 [ "$(field busy_without_retry_after)" -eq 0 ] || fail "503 without Retry-After"
-[ "$(field proof_other)" -eq 0 ] || fail "proof answers other than 200 and 503"
+[ "$(field proof_other)" -eq 0 ] ||
+	fail "proof answers other than 200 and 503: $(field proof_other_kinds)"
 # The pool keeps serving once the load is gone.
 curl -sf "http://127.0.0.1:$port/audit/consistency?old=2&new=10" | grep -q '"consistency"' ||
 	fail "/audit/consistency after the load"

@@ -380,10 +380,13 @@ def proofs(port, clients, secs, req1, path):
           "busy_without_retry_after": 0, "ocsp_ok": 0, "ocsp_bad": 0}
     lat = []
     lock = threading.Lock()
+    others = {}  # what each other answer was: a status, or "closed"
 
-    def bump(k):
+    def bump(k, why=None):
         with lock:
             st[k] += 1
+            if why is not None:
+                others[why] = others.get(why, 0) + 1
 
     def proof_loop():
         s = connect(port)
@@ -393,7 +396,7 @@ def proofs(port, clients, secs, req1, path):
                        % path).encode())
             got = r.response()
             if got is None:
-                bump("proof_other")
+                bump("proof_other", "closed")
                 s = connect(port)
                 r = Reader(s)
                 continue
@@ -401,8 +404,10 @@ def proofs(port, clients, secs, req1, path):
                 bump("proof_503")
                 if got[1].get("retry-after") is None:
                     bump("busy_without_retry_after")
+            elif got[0] == 200:
+                bump("proof_200")
             else:
-                bump("proof_200" if got[0] == 200 else "proof_other")
+                bump("proof_other", str(got[0]))
 
     def rp_loop():
         got, bad = timed_ocsp(port, der1, end)
@@ -420,6 +425,8 @@ def proofs(port, clients, secs, req1, path):
     lat.sort()
     st["ocsp_p99_ms"] = round(1000 * lat[int(len(lat) * 0.99) - 1], 2) \
         if lat else -1
+    if others:
+        st["proof_other_kinds"] = others
     print(json.dumps(st))
 
 
