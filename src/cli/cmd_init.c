@@ -238,8 +238,8 @@ move_custody_aside(const struct rf_config *cfg, const char *stamp)
 			return r;
 	}
 	fprintf(stderr,
-	    "ringfence: moved the old PIN to %s (not beside the "
-	    "old tokens)\n",
+	    "ringfence: moved the old PIN to %s, with keyd's ledger and "
+	    "record of proofs (not beside the old tokens)\n",
 	    dir);
 	return 0;
 }
@@ -248,9 +248,9 @@ move_custody_aside(const struct rf_config *cfg, const char *stamp)
  * init --new: move the old state aside into $RINGFENCE_HOME/old-<UTC
  * time>/ (0700): the store and its WAL files, the token folder, its
  * verified metadata copies and softhsm2.conf; the PIN file of the
- * embedded token and keyd's ledger into old-<UTC time>/ of the custody
- * folder (move_custody_aside). Nothing is deleted; the keys stay in the
- * moved token folder.
+ * embedded token, keyd's ledger and its record of proofs into old-<UTC
+ * time>/ of the custody folder (move_custody_aside). Nothing is deleted; the
+ * keys stay in the moved token folder.
  */
 static int
 move_aside(struct rf_cli *cli, int embedded, const char *tokens_dir)

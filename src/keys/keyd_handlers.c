@@ -25,6 +25,7 @@
 #include "keys/policy.h"
 
 #define BATCH_KEYS_MAX 100000
+#define QUEUED 1 /* a handler's answer comes later, from the pipeline */
 
 /*
  * Handlers: decode the request (strictly), act, encode the answer.

@@ -146,8 +146,6 @@ struct pending {
 	size_t outoff;
 };
 
-#define QUEUED 1 /* a handler's answer comes later, from the pipeline */
-
 /* keyd.c */
 /* A line to the log of the options (none without o->log). */
 void keyd_logf(struct keyd *kd, const char *fmt, ...) RF_PRINTF(2, 3);

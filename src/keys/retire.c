@@ -716,7 +716,7 @@ lost_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 			 keys->f, s, hs[i], 0, &alg, &pub, &r)) != CKR_OK)
 			break;
 		a->found = r == 0 && rf_keys_pub_id(pub, got) == 0 &&
-		    strcmp(got, a->key) == 0;
+		    strcasecmp(got, a->key) == 0;
 		rf_err_clear();
 		EVP_PKEY_free(pub);
 	}
@@ -966,7 +966,11 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 			if ((r = keys_with_key_token(keys, lost_op, &d,
 				 &d.found, hint, &sh, &rv)) != 0)
 				goto out;
-			if (rv == CKR_OK && d.found) {
+			if (rv != CKR_OK) {
+				r = keys_token_err("C_FindObjects", rv);
+				goto out;
+			}
+			if (d.found) {
 				a.refused[0] = 1;
 				rf_err_keep(&a.why, lost_found(ids[0]));
 			}
