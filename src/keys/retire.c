@@ -100,6 +100,10 @@ out:
  * ("destroy-intent") and the result after it ("destroy").
  */
 
+/* What to read when a store's token id no longer names a key's objects. */
+#define LIST_SHOWS                                                             \
+	" ('ringfence keys list' shows the token's CKA_ID for it: token-id)"
+
 /*
  * The last check of every destroy (issue 11): the public key object about
  * to be destroyed, read in the same session just before, holds the public
@@ -120,7 +124,7 @@ destroy_check(const char *id, EVP_PKEY *pub, int r)
 	if (r == 0 &&
 	    ((r = keys_pub_is_id(id, pub, got,
 		  ": the store's token id was changed; nothing of it was "
-		  "destroyed")) == 0 ||
+		  "destroyed" LIST_SHOWS)) == 0 ||
 		r == RF_ERR_TOKEN))
 		return r;
 	return rf_err_set(RF_ERR_TOKEN,
@@ -686,7 +690,8 @@ lost_found(const char *id)
 {
 	return rf_err_set(RF_ERR_TOKEN,
 	    "key %s is in the token under a CKA_ID that is not the store's: "
-	    "the store's token id was changed; nothing of it was destroyed",
+	    "the store's token id was changed; nothing of it was "
+	    "destroyed" LIST_SHOWS,
 	    id);
 }
 

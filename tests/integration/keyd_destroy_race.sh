@@ -68,6 +68,10 @@ db "UPDATE keys SET token_id = (SELECT token_id FROM keys WHERE id = '$iss'),
 	fail "the store was changed after keyd's pause ended: nothing was tested"
 : >"$go" # keyd goes on (and passes every later pause at once)
 wait "$ipid" || fail "the third issue failed: $(cat "$h/v3.err")"
+# What the refusal points to: keys list names the changed record.
+rf keys list >"$h/kl0.txt" 2>&1 || true
+grep -q "disagreement: token-id key $vk1" "$h/kl0.txt" ||
+	fail "keys list does not name the changed record: $(cat "$h/kl0.txt")"
 db "UPDATE keys SET token_id = '${saved%% *}', token = '${saved#* }' WHERE id = '$vk1'"
 
 # The issuance stands.
