@@ -1,8 +1,8 @@
 /*
  * token_int.h: inside src/keys only, the files that use the token in this
- * process (keys.c, token.c, sign.c, admin.c, keygen.c, retire.c): the
- * handle, a key, and the functions they share. token.c owns the module,
- * tokens and sessions.
+ * process (keys.c, token.c, object.c, sign.c, admin.c, keygen.c,
+ * retire.c): the handle, a key, and the functions they share. token.c owns
+ * the module, tokens and sessions; object.c the objects in a token.
  */
 #ifndef RF_KEYS_TOKEN_INT_H
 #define RF_KEYS_TOKEN_INT_H
@@ -16,6 +16,7 @@
 
 #include "audit/audit.h"
 #include "keys/keys.h"
+#include "keys/tokmeta.h"
 
 #define LABEL_LEN 32	/* CK_TOKEN_INFO label, space padded */
 #define ID_LEN 32	/* a key's id: SHA-256 of the SPKI */
@@ -42,7 +43,7 @@ struct shard {
 
 /*
  * The objects of a key pair this process made or found (the made set in
- * token.c, one per loaded module, shared by every handle of the process):
+ * object.c, one per loaded module, shared by every handle of the process):
  * its CKA_ID, the slot of its token and its object handles, valid in
  * module generation gen. A long-lived process (keyd) finds such a key
  * again without a search over the token, each handle checked by one
@@ -62,6 +63,23 @@ struct made_set {
 	pthread_mutex_t lock;
 	struct made_obj *v; /* open addressing, cap a power of two */
 	size_t cap, used;   /* used: live entries and tombstones */
+};
+
+/* One loaded module, shared by every rf_keys of this process using it
+ * (token.c keeps the list; object.c uses its made set). */
+struct module {
+	struct module *next;
+	char path[RF_PATH_MAX];
+	void *dl;
+	CK_FUNCTION_LIST_PTR f;
+	int refs;	   /* open users; finalised when it drops to 0 */
+	int initialised;   /* C_Initialize done by us */
+	unsigned long gen; /* C_Initialize calls so far */
+	/* Tokens whose metadata file was put back before C_Initialize, not
+	 * yet in an audit record (rf_keys_open appends them). */
+	struct rf_tokmeta_restored restored[RF_TOKMETA_MAX];
+	int nrestored;
+	struct made_set made; /* key pairs made or found, by CKA_ID */
 };
 
 struct rf_keys {
@@ -132,6 +150,36 @@ struct custody_arg {
 };
 
 /* token.c */
+/* An RF_ERR_TOKEN with the PKCS#11 function and return value named. */
+int keys_token_err(const char *fn, CK_RV rv);
+/* Run op in a session with token sh, once more after recovering a lost
+ * session; *rvp receives the final CK_RV. */
+int keys_with_session(
+    struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp) RF_WUR;
+/* Take module_rw for reading, for a use of the module by keys. */
+int keys_rdlock(struct rf_keys *keys) RF_WUR;
+/* The module's generation (under keys_rdlock): handles of an older one
+ * are void. */
+unsigned long keys_module_gen(const struct rf_keys *keys);
+void keys_unlock(void);
+/* An idle session with token sh from the pool, or a new one. */
+int keys_session_get(
+    struct rf_keys *keys, int sh, CK_SESSION_HANDLE *out) RF_WUR;
+/* Return a session to the pool (or close it if the pool is full). */
+void keys_session_put(struct rf_keys *keys, int sh, CK_SESSION_HANDLE s);
+/* Return values after which the session is gone and is reopened. */
+int keys_session_lost(CK_RV rv);
+/*
+ * After rv said the session s is gone (the caller holds module_rw for
+ * reading): drop it and every idle session (they died with it); after a
+ * device error re-initialise the library, with the read lock let go for
+ * that while (taken again before returning, also on error); and find the
+ * tokens again (their slots may have changed).
+ */
+int keys_session_recover(
+    struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv) RF_WUR;
+
+/* object.c */
 /* Every object matching t[0..nt) (nt 0: every object), in a new array *hs
  * of *n handles. */
 CK_RV keys_find_matching(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
@@ -167,35 +215,6 @@ CK_RV keys_read_public(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
 CK_RV keys_read_public_of(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, const uint8_t *tid, size_t tidlen, int *is,
     enum rf_key_alg *alg, EVP_PKEY **pub, int *r);
-/* An RF_ERR_TOKEN with the PKCS#11 function and return value named. */
-int keys_token_err(const char *fn, CK_RV rv);
-/* Run op in a session with token sh, once more after recovering a lost
- * session; *rvp receives the final CK_RV. */
-int keys_with_session(
-    struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp) RF_WUR;
-/* Take module_rw for reading, for a use of the module by keys. */
-int keys_rdlock(struct rf_keys *keys) RF_WUR;
-/* The module's generation (under keys_rdlock): handles of an older one
- * are void. */
-unsigned long keys_module_gen(const struct rf_keys *keys);
-void keys_unlock(void);
-/* An idle session with token sh from the pool, or a new one. */
-int keys_session_get(
-    struct rf_keys *keys, int sh, CK_SESSION_HANDLE *out) RF_WUR;
-/* Return a session to the pool (or close it if the pool is full). */
-void keys_session_put(struct rf_keys *keys, int sh, CK_SESSION_HANDLE s);
-/* Return values after which the session is gone and is reopened. */
-int keys_session_lost(CK_RV rv);
-/*
- * After rv said the session s is gone (the caller holds module_rw for
- * reading): drop it and every idle session (they died with it); after a
- * device error re-initialise the library, with the read lock let go for
- * that while (taken again before returning, also on error); and find the
- * tokens again (their slots may have changed).
- */
-int keys_session_recover(
-    struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv) RF_WUR;
-
 /*
  * Key pairs made or found by this process (a CKA_ID of TID_LEN bytes):
  * remember their object handles in token sh for module generation gen
@@ -217,6 +236,8 @@ int keys_made_get(struct rf_keys *keys, int sh, const uint8_t *tid,
     size_t tidlen, unsigned long gen, CK_OBJECT_HANDLE *pub,
     CK_OBJECT_HANDLE *priv, EVP_PKEY **pk, enum rf_key_alg *alg);
 void keys_made_drop(struct rf_keys *keys, const uint8_t *tid, size_t tidlen);
+/* Forget every entry of m (a new module generation); the memory stays. */
+void keys_made_clear(struct made_set *m);
 /* 1 if object h of session s has class cls and CKA_ID tid (one read). */
 int keys_object_is(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s,
     CK_OBJECT_HANDLE h, CK_OBJECT_CLASS cls, const uint8_t *tid, size_t tidlen);
