@@ -3,8 +3,9 @@
  * files of src/keys: appending to the audit record, a key's handle and
  * its public half, the custody client's handle, and where a key is and
  * whether the store lets it sign. The module, tokens and sessions are in
- * token.c, signing in sign.c, loading and listing keys in admin.c,
- * generating them in keygen.c, taking them out of service in retire.c.
+ * token.c, the objects in a token in object.c, signing in sign.c, loading
+ * and listing keys in admin.c, generating them in keygen.c, taking them
+ * out of service in retire.c.
  */
 
 #include <dlfcn.h>

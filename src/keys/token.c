@@ -14,9 +14,11 @@
  * finalises it. The library stays mapped, so that it can be initialised
  * again (SoftHSM reads SOFTHSM2_CONF at C_Initialize).
  *
- * Object handles are not kept across operations: a lost session or a
- * logout may invalidate them, so each operation finds its objects by
- * CKA_ID in the session it uses.
+ * Object handles are kept only for the key pairs this process made or
+ * found (object.c's made set), each checked before use, and cleared when
+ * the module is initialised again: a lost session or a logout may
+ * invalidate them. Otherwise each operation finds its objects by CKA_ID
+ * in the session it uses.
  */
 
 #include <dlfcn.h>
