@@ -696,6 +696,29 @@ lost_found(const char *id)
 }
 
 /*
+ * The key id of public key object h (got; "" when it does not read as a
+ * key): what a lost key is looked for by (lost_op, plan_lost).
+ */
+static CK_RV
+object_key_id(
+    struct rf_keys *keys, CK_SESSION_HANDLE s, CK_OBJECT_HANDLE h, char got[65])
+{
+	enum rf_key_alg alg;
+	EVP_PKEY *pub = NULL;
+	CK_RV rv;
+	int r;
+
+	got[0] = '\0';
+	if ((rv = keys_read_public(keys->f, s, h, 0, &alg, &pub, &r)) ==
+		CKR_OK &&
+	    (r != 0 || rf_keys_pub_id(pub, got) != 0))
+		got[0] = '\0';
+	rf_err_clear();
+	EVP_PKEY_free(pub);
+	return rv;
+}
+
+/*
  * plan_lost for one key (the single-key destroy), which no object of any
  * token carries under the store's CKA_ID: found if a public key object of
  * this token holds it under another.
@@ -705,25 +728,17 @@ lost_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 {
 	struct destroy_arg *a = varg;
 	CK_OBJECT_HANDLE *hs = NULL;
-	enum rf_key_alg alg;
-	EVP_PKEY *pub;
 	char got[65];
 	size_t i, n = 0;
 	CK_RV rv;
-	int r;
 
 	a->found = 0;
 	if ((rv = keys_find_all(keys->f, s, CKO_PUBLIC_KEY, &hs, &n)) != CKR_OK)
 		return rv;
 	for (i = 0; i < n && !a->found; i++) {
-		pub = NULL;
-		if ((rv = keys_read_public(
-			 keys->f, s, hs[i], 0, &alg, &pub, &r)) != CKR_OK)
+		if ((rv = object_key_id(keys, s, hs[i], got)) != CKR_OK)
 			break;
-		a->found = r == 0 && rf_keys_pub_id(pub, got) == 0 &&
-		    strcasecmp(got, a->key) == 0;
-		rf_err_clear();
-		EVP_PKEY_free(pub);
+		a->found = strcasecmp(got, a->key) == 0;
 	}
 	free(hs);
 	return rv;
@@ -742,12 +757,9 @@ plan_lost(struct rf_keys *keys, CK_SESSION_HANDLE s, struct destroy_many_arg *a,
     struct destroy_plan *p)
 {
 	struct lost *miss = NULL, want, *hit;
-	enum rf_key_alg alg;
-	EVP_PKEY *pub;
 	char got[65];
 	size_t i, x, m = 0;
 	CK_RV rv = CKR_OK;
-	int r;
 
 	for (i = 0; i < a->n; i++) {
 		x = a->t[i].idx;
@@ -768,17 +780,13 @@ plan_lost(struct rf_keys *keys, CK_SESSION_HANDLE s, struct destroy_many_arg *a,
 	for (i = 0; i < p->nobj[1]; i++) {
 		if (p->hit[1][i] != NULL)
 			continue;
-		pub = NULL;
-		if ((rv = keys_read_public(keys->f, s, p->obj[1][i], 0, &alg,
-			 &pub, &r)) != CKR_OK)
+		if ((rv = object_key_id(keys, s, p->obj[1][i], got)) != CKR_OK)
 			break;
-		if (r == 0 && rf_keys_pub_id(pub, got) == 0 &&
+		if (got[0] != '\0' &&
 		    (hit = bsearch(&want, miss, m, sizeof(*miss), lost_cmp)) !=
 			NULL &&
 		    !a->refused[hit->x])
 			destroy_refuse(a, hit->x, lost_found(hit->id));
-		rf_err_clear();
-		EVP_PKEY_free(pub);
 	}
 	free(miss);
 	return rv;
