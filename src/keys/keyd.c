@@ -16,8 +16,9 @@
  *
  * This file starts keyd, hardened, and runs its poll loop, with the
  * background work and the record of refusals; the handlers are in
- * keyd_handlers.c, the pipeline in keyd_pipe.c, the callers' connections
- * in keyd_conn.c (keyd_int.h).
+ * keyd_handlers.c, the requests run aside in keyd_aside.c, the keys kept
+ * loaded in keyd_key.c, the pipeline in keyd_pipe.c, the callers'
+ * connections in keyd_conn.c (keyd_int.h).
  */
 
 #include <errno.h>

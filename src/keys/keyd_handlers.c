@@ -5,14 +5,12 @@
  * by the policy (policy.c) and run on the token with the rf_keys_* code,
  * its answer encoded. Signing requests go on to the pipeline
  * (keyd_pipe.c); keys list and LOAD_MANY run aside, on a thread of their
- * own. The keys kept loaded, and the fuzz target's decoder, are here too.
+ * own (keyd_aside.c). The keys kept loaded are in keyd_key.c; the fuzz
+ * target's decoder is here too.
  */
 
-#include <pthread.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -25,7 +23,6 @@
 #include "keys/policy.h"
 
 #define BATCH_KEYS_MAX 100000
-#define QUEUED 1 /* a handler's answer comes later, from the pipeline */
 
 /*
  * Handlers: decode the request (strictly), act, encode the answer.
@@ -64,84 +61,6 @@ put_key(struct rf_kbuf *out, const struct rf_key *key)
 	rf_kbuf_bytes(out, der, (size_t)len);
 	OPENSSL_free(der);
 	return 0;
-}
-
-/*
- * A copy of key id (rf_key_free it), loaded from the token once and then
- * kept: keyd alone opens the token, so a kept key changes only through
- * keyd, and disabling or destroying keys empties the cache (keyd_key_flush).
- * The store's state of the key is still read at each signature.
- */
-static int
-key_get(struct keyd *kd, const char *id, struct rf_key **out)
-{
-	struct rf_key *k = NULL;
-	size_t i;
-	int r;
-
-	*out = NULL;
-	for (i = 0; i < KEY_CACHE && kd->kcache[i] != NULL; i++)
-		if (strcasecmp(rf_key_id(kd->kcache[i]), id) == 0)
-			return rf_key_dup(kd->kcache[i], out);
-	if ((r = rf_keys_load(kd->keys, id, &k)) != 0)
-		return r;
-	/* Its copies then sign without searching the token. A key that
-	 * may not sign is kept too: signing with it fails as it should. */
-	if (rf_keys_check(kd->keys, k) != 0)
-		rf_err_clear();
-	if ((r = rf_key_dup(k, out)) != 0) {
-		rf_key_free(k);
-		return r;
-	}
-	rf_key_free(kd->kcache[kd->knext]);
-	kd->kcache[kd->knext] = k;
-	kd->knext = (kd->knext + 1) % KEY_CACHE;
-	return 0;
-}
-
-/* rf_audit_key_source's getter: tree heads sign with a kept audit key. */
-int
-keyd_key_get_audit(void *arg, const char *id, struct rf_key **out)
-{
-	return key_get(arg, id, out);
-}
-
-/*
- * Keys ids[0..n) were disabled or destroyed: they are loaded again if
- * asked for. The others are kept: a load searches a token, which costs a
- * SoftHSM file store of thousands of keys a quarter of a second.
- */
-static void
-key_forget(struct keyd *kd, const char *const *ids, size_t n)
-{
-	size_t i, j, k = 0;
-
-	for (i = 0; i < KEY_CACHE && kd->kcache[i] != NULL; i++) {
-		for (j = 0; j < n; j++)
-			if (strcasecmp(rf_key_id(kd->kcache[i]), ids[j]) == 0)
-				break;
-		if (j < n)
-			rf_key_free(kd->kcache[i]);
-		else
-			kd->kcache[k++] = kd->kcache[i];
-	}
-	if (k == i)
-		return; /* none forgotten */
-	for (j = k; j < i; j++)
-		kd->kcache[j] = NULL;
-	kd->knext = k; /* the first free place */
-}
-
-void
-keyd_key_flush(struct keyd *kd)
-{
-	size_t i;
-
-	for (i = 0; i < KEY_CACHE; i++) {
-		rf_key_free(kd->kcache[i]);
-		kd->kcache[i] = NULL;
-	}
-	kd->knext = 0;
 }
 
 static int
@@ -198,15 +117,12 @@ h_load(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 
 	(void)c;
 	rf_kmsg_str(m, id);
-	if ((r = rf_kmsg_end(m)) != 0 || (r = key_get(kd, id, &key)) != 0)
+	if ((r = rf_kmsg_end(m)) != 0 || (r = keyd_key_get(kd, id, &key)) != 0)
 		return r;
 	r = put_key(out, key);
 	rf_key_free(key);
 	return r;
 }
-
-static int run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
-    void *arg, void (*arg_free)(void *), struct rf_kbuf *out);
 
 /* A LOAD_MANY's ids, read from its frame on the loop. */
 struct load_many {
@@ -253,7 +169,7 @@ load_many_aside(struct keyd *kd, void *arg, struct rf_kbuf *out)
 
 /*
  * Many keys in one pass over the tokens (rf_keys_load_many), aside (see
- * run_aside). Like LOAD it changes no key, so signatures in flight go on
+ * keyd_run_aside). Like LOAD it changes no key, so signatures in flight go on
  * beside it: contain takes its pool keys while the revocation's OCSP
  * answers are being signed.
  */
@@ -283,7 +199,7 @@ h_load_many(
 		load_many_free(lm);
 		return r;
 	}
-	return run_aside(
+	return keyd_run_aside(
 	    kd, c, RF_KMSG_LOAD_MANY, load_many_aside, lm, load_many_free, out);
 }
 
@@ -453,7 +369,7 @@ h_sign(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 	/* Policy first: a refused request loads no key and signs nothing. */
 	if ((r = rf_kpolicy_sign(kd->policy, c->cls, p->s.id, p->s.digest,
 		 p->s.reqs, p->s.n)) != 0 ||
-	    (r = key_get(kd, p->s.id, &p->key)) != 0)
+	    (r = keyd_key_get(kd, p->s.id, &p->key)) != 0)
 		goto fail;
 	if ((p->sigs = calloc(p->s.n, sizeof(*p->sigs))) == NULL) {
 		r = RF_ERR_ALLOC;
@@ -581,7 +497,7 @@ h_disable(
 	rf_test_pause("keyd-destroy-checked");
 	r = destroy ? rf_keys_destroy_many(kd->keys, idp, n, &w.who, &done)
 		    : rf_keys_disable_many(kd->keys, idp, n, &w.who, &done);
-	key_forget(kd, idp, n);
+	keyd_key_forget(kd, idp, n);
 	if (r == 0)
 		rf_kbuf_u64(out, (uint64_t)done);
 out:
@@ -721,85 +637,6 @@ list_into(struct rf_keys *keys, struct rf_kbuf *out)
 	return 0;
 }
 
-/*
- * keys list and LOAD_MANY run on a thread of their own: at 72,000 keys a
- * list reads the tokens for about a minute, and contain's load of 36,000
- * pool keys for seconds; on the loop either held up every other caller
- * meanwhile (no OCSP re-signature, assertion or TLS handshake, and the
- * signers idle for want of batches). The caller is busy until the answer
- * comes back through the pipeline's done list (keyd_pipe_done), and it counts
- * as in flight, so that a request that changes keys (DRAIN), and stop,
- * wait for it as for signatures. The done list and the wake are written
- * under the pipeline's lock, after which this thread touches nothing of
- * keyd's: keyd_pipe_stop takes that lock before it frees anything.
- */
-static void *
-aside_main(void *arg)
-{
-	struct pending *p = arg;
-	struct pipeline *pl = p->kd->pl;
-	int r;
-
-	(void)pthread_setname_np(pthread_self(), "rf-aside");
-	rf_test_pause("keyd-aside");
-	rf_kbuf_begin(&p->out, RF_KMSG_OK);
-	if ((r = p->aside(p->kd, p->arg, &p->out)) == 0 &&
-	    (r = rf_kbuf_finish(&p->out)) == 0) {
-		p->sent = 2; /* all of out, from outoff 0 */
-	} else {
-		p->r = r;
-		snprintf(p->msg, sizeof(p->msg), "%s", rf_err_msg(r));
-	}
-	pthread_mutex_lock(&pl->mu);
-	p->next = pl->done;
-	pl->done = p;
-	keyd_pipe_wake(pl);
-	pthread_mutex_unlock(&pl->mu);
-	return NULL;
-}
-
-/*
- * Answer c's request of type by fn(kd, arg) on a thread of its own, or on
- * the loop if none can be started. arg is freed by arg_free either way.
- */
-static int
-run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn, void *arg,
-    void (*arg_free)(void *), struct rf_kbuf *out)
-{
-	pthread_attr_t at;
-	struct pending *p;
-	pthread_t t;
-	int r, started;
-
-	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		if (arg_free != NULL)
-			arg_free(arg);
-		return RF_ERR_ALLOC;
-	}
-	p->kd = kd;
-	p->type = type;
-	p->conn = c->id;
-	p->fd = c->fd;
-	p->aside = fn;
-	p->arg = arg;
-	p->arg_free = arg_free;
-	started = pthread_attr_init(&at) == 0;
-	if (started) {
-		started = pthread_attr_setdetachstate(
-			      &at, PTHREAD_CREATE_DETACHED) == 0 &&
-		    pthread_create(&t, &at, aside_main, p) == 0;
-		pthread_attr_destroy(&at);
-	}
-	if (!started) {
-		r = fn(kd, arg, out); /* on the loop, as before */
-		keyd_pending_free(p);
-		return r;
-	}
-	c->busy = 1;
-	kd->pl->inflight++;
-	return QUEUED;
-}
-
 static int
 list_aside(struct keyd *kd, void *arg, struct rf_kbuf *out)
 {
@@ -814,7 +651,7 @@ h_list(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 
 	if ((r = rf_kmsg_end(m)) != 0)
 		return r;
-	return run_aside(kd, c, RF_KMSG_LIST, list_aside, NULL, NULL, out);
+	return keyd_run_aside(kd, c, RF_KMSG_LIST, list_aside, NULL, NULL, out);
 }
 
 static int
@@ -1047,7 +884,7 @@ keyd_conn_request(struct keyd *kd, struct conn *c)
 	/*
 	 * The store connection is opened without SQLite's mutex, and keys
 	 * uses it under the audit's lock: so do the handlers here (the
-	 * policy reads the store), since a request run aside (run_aside)
+	 * policy reads the store), since a request run aside (keyd_run_aside)
 	 * may be using it on its thread. A request that drains runs with
 	 * none in flight, and may start threads of its own that take that
 	 * lock: it runs without it.

@@ -1,9 +1,11 @@
 /*
  * keyd_int.h: inside src/keys only, the files of the custody process
  * (keyd.h): keyd.c starts it and runs its poll loop, keyd_handlers.c
- * answers requests, keyd_pipe.c records and signs them, keyd_conn.c reads
- * and writes the callers' connections. Their state, and the functions
- * one of them has for the others.
+ * answers requests, keyd_aside.c runs the slow ones on a thread of their
+ * own, keyd_key.c keeps keys loaded, keyd_pipe.c records and signs
+ * signing requests, keyd_conn.c reads and writes the callers'
+ * connections. Their state, and the functions one of them has for the
+ * others.
  */
 #ifndef RF_KEYS_KEYD_INT_H
 #define RF_KEYS_KEYD_INT_H
@@ -116,11 +118,13 @@ struct sign_in {
 	char (*str)[5][RF_KPROTO_STR_MAX];
 };
 
-/* A request answered from a thread of its own (run_aside). */
+#define QUEUED 1 /* a handler's answer comes later, from the pipeline */
+
+/* A request answered from a thread of its own (keyd_run_aside). */
 typedef int (*aside_fn)(struct keyd *kd, void *arg, struct rf_kbuf *out);
 
-/* A request in the pipeline (keyd_pipe.c), or one run aside (run_aside,
- * keyd_handlers.c). */
+/* A request in the pipeline (keyd_pipe.c), or one run aside
+ * (keyd_run_aside, keyd_aside.c). */
 struct pending {
 	struct pending *next;
 	struct keyd *kd; /* an aside request's (aside_main) */
@@ -158,14 +162,26 @@ void keyd_bg_pause(struct keyd *kd);
 void keyd_bg_resume(struct keyd *kd);
 
 /* keyd_handlers.c */
-/* rf_audit_key_source's getter: tree heads sign with a kept audit key. */
-int keyd_key_get_audit(void *arg, const char *id, struct rf_key **out);
-/* Free every key kept loaded (key_get). */
-void keyd_key_flush(struct keyd *kd);
 /* Free p and all it owns; NULL is nothing. */
 void keyd_pending_free(struct pending *p);
 /* One whole frame from c: 0 to keep the connection, -1 to close it. */
 int keyd_conn_request(struct keyd *kd, struct conn *c);
+
+/* keyd_key.c */
+/* A copy of key id (rf_key_free it), loaded once and then kept. */
+int keyd_key_get(struct keyd *kd, const char *id, struct rf_key **out) RF_WUR;
+/* rf_audit_key_source's getter: tree heads sign with a kept audit key. */
+int keyd_key_get_audit(void *arg, const char *id, struct rf_key **out);
+/* Keys ids[0..n) were disabled or destroyed: loaded again if asked for. */
+void keyd_key_forget(struct keyd *kd, const char *const *ids, size_t n);
+/* Free every key kept loaded (keyd_key_get). */
+void keyd_key_flush(struct keyd *kd);
+
+/* keyd_aside.c */
+/* Answer c's request of type by fn(kd, arg) on a thread of its own
+ * (QUEUED), or on the loop if none can be started; arg_free frees arg. */
+int keyd_run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
+    void *arg, void (*arg_free)(void *), struct rf_kbuf *out) RF_WUR;
 
 /* keyd_pipe.c */
 /* p waits for the loop to record it, then for a signer. */
