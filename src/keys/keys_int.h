@@ -1,9 +1,9 @@
 /*
  * keys_int.h: inside src/keys only. The seam between the token code
- * (keys.c, token.c, object.c, sign.c, admin.c, keygen.c, retire.c;
- * token_int.h) and the custody client (client.c): in a process that uses
- * the custody process, each public rf_keys_* function of the token code
- * forwards to the rf_kc_* stub of the same name at its top.
+ * (keys.c, token.c, session.c, object.c, sign.c, admin.c, keygen.c,
+ * retire.c; token_int.h) and the custody client (client.c): in a process
+ * that uses the custody process, each public rf_keys_* function of the
+ * token code forwards to the rf_kc_* stub of the same name at its top.
  */
 #ifndef RF_KEYS_KEYS_INT_H
 #define RF_KEYS_KEYS_INT_H

@@ -2,9 +2,10 @@
  * token.c: the PKCS#11 module and its tokens. Loading the module and
  * C_Initialize (SOFTHSM2_CONF), the process-wide lock on it, re-
  * initialisation after a device error, finding the tokens of the key
- * store, a pool of logged-in sessions with recovery of lost ones, opening
- * and closing a handle, and token initialisation. The objects in a token
- * (the kept handles of keys made here, finding objects, reading
+ * store, opening and closing a handle, and token initialisation. The
+ * sessions a handle's calls run in (login, the pool of idle sessions,
+ * recovery of lost ones, keys_with_session) are session.c's; the objects
+ * in a token (the kept handles of keys made here, finding objects, reading
  * attributes and public keys) are object.c's.
  *
  * PKCS#11 v2.40 base specification section 5.4: C_Initialize may be called
@@ -29,7 +30,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -50,18 +50,18 @@ static struct module *modules; /* never freed: libraries stay mapped */
 /*
  * One owner of the module at a time. Every use of a module in this
  * process (a token call, a session held across calls, a signing batch)
- * holds module_rw for reading; only C_Initialize and C_Finalize (first
+ * holds keys_module_rw for reading; only C_Initialize and C_Finalize (first
  * open, last close, re-initialisation after a device error) hold it for
  * writing. PKCS#11 leaves a call that races C_Finalize undefined, and a
  * re-initialisation ends every session of every handle, so every other
  * handle of the process is paused meanwhile, and afterwards notices the
  * new generation (module.gen) and drops its sessions without closing
  * them: their numbers may already belong to sessions of another handle.
- * Lock order: module_rw, then modules_lock, then a handle's lock.
+ * Lock order: keys_module_rw, then modules_lock, then a handle's lock.
  * glibc's default rwlock lets a reader in while a writer waits, so a
  * thread may take it for reading twice.
  */
-static pthread_rwlock_t module_rw = PTHREAD_RWLOCK_INITIALIZER;
+pthread_rwlock_t keys_module_rw = PTHREAD_RWLOCK_INITIALIZER;
 
 /*
  * One token of the key store. A store may span several tokens of the same
@@ -150,24 +150,6 @@ keys_token_err(const char *fn, CK_RV rv)
 {
 	return rf_err_set(RF_ERR_TOKEN, "token call %s failed: %s (0x%lx)", fn,
 	    ckr_str(rv), (unsigned long)rv);
-}
-
-/* Return values after which the session is gone and is reopened. */
-int
-keys_session_lost(CK_RV rv)
-{
-	return rv == CKR_SESSION_HANDLE_INVALID || rv == CKR_SESSION_CLOSED ||
-	    rv == CKR_DEVICE_ERROR || rv == CKR_DEVICE_REMOVED ||
-	    rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_USER_NOT_LOGGED_IN ||
-	    rv == CKR_CRYPTOKI_NOT_INITIALIZED;
-}
-
-/* Return values after which the library itself is re-initialised. */
-static int
-module_lost(CK_RV rv)
-{
-	return rv == CKR_CRYPTOKI_NOT_INITIALIZED || rv == CKR_DEVICE_ERROR ||
-	    rv == CKR_DEVICE_REMOVED || rv == CKR_TOKEN_NOT_PRESENT;
 }
 
 /* A copy of a label, space padded to the 32 bytes of CK_TOKEN_INFO. */
@@ -280,7 +262,7 @@ module_get(const struct rf_config *cfg, struct module **out)
 	int r = RF_ERR_INTERNAL;
 
 	*out = NULL;
-	pthread_rwlock_wrlock(&module_rw);
+	pthread_rwlock_wrlock(&keys_module_rw);
 	pthread_mutex_lock(&modules_lock);
 	for (m = modules; m != NULL; m = m->next)
 		if (strcmp(m->path, cfg->module) == 0)
@@ -338,7 +320,7 @@ module_get(const struct rf_config *cfg, struct module **out)
 	r = 0;
 out:
 	pthread_mutex_unlock(&modules_lock);
-	pthread_rwlock_unlock(&module_rw);
+	pthread_rwlock_unlock(&keys_module_rw);
 	return r;
 }
 
@@ -347,14 +329,14 @@ module_put(struct module *m)
 {
 	if (m == NULL)
 		return;
-	pthread_rwlock_wrlock(&module_rw);
+	pthread_rwlock_wrlock(&keys_module_rw);
 	pthread_mutex_lock(&modules_lock);
 	if (--m->refs == 0 && m->initialised) {
 		m->f->C_Finalize(NULL);
 		m->initialised = 0;
 	}
 	pthread_mutex_unlock(&modules_lock);
-	pthread_rwlock_unlock(&module_rw);
+	pthread_rwlock_unlock(&keys_module_rw);
 }
 
 /* 1 if keys' handle is the module's only user in this process. */
@@ -371,17 +353,18 @@ module_sole(struct module *m)
 
 /*
  * After a device error: finalise (if we initialised) and initialise, with
- * every other use of the module in the process paused (module_rw held for
+ * every other use of the module in the process paused (keys_module_rw held for
  * writing; the caller holds no read lock). seen is the generation the
  * caller's failure happened in: if another handle re-initialised since,
  * that is enough.
  */
-static int
-module_reinit(struct module *m, const struct rf_config *cfg, unsigned long seen)
+int
+keys_module_reinit(
+    struct module *m, const struct rf_config *cfg, unsigned long seen)
 {
 	int r = 0;
 
-	pthread_rwlock_wrlock(&module_rw);
+	pthread_rwlock_wrlock(&keys_module_rw);
 	pthread_mutex_lock(&modules_lock);
 	if (m->gen == seen) {
 		if (m->initialised)
@@ -390,7 +373,7 @@ module_reinit(struct module *m, const struct rf_config *cfg, unsigned long seen)
 		r = module_initialise(m, cfg);
 	}
 	pthread_mutex_unlock(&modules_lock);
-	pthread_rwlock_unlock(&module_rw);
+	pthread_rwlock_unlock(&keys_module_rw);
 	return r;
 }
 
@@ -436,108 +419,6 @@ out:
 	return r;
 }
 
-/*
- * Sessions
- */
-
-static void
-audit_login_failed(struct rf_keys *keys)
-{
-	struct rf_audit_event ev;
-	char detail[RF_PATH_MAX + 128];
-	int r;
-
-	if (keys->audit == NULL)
-		return;
-	snprintf(detail, sizeof(detail), "token %s in module %s",
-	    keys->cfg.token, keys->cfg.module);
-	memset(&ev, 0, sizeof(ev));
-	ev.type = "login-failed";
-	ev.actor = keys->cfg.actor[0] ? keys->cfg.actor : NULL;
-	ev.detail = detail;
-	r = rf_audit_append(keys->audit, &ev, 1, NULL);
-	(void)r; /* best effort: the PIN error is what the caller sees */
-}
-
-/*
- * The pause before try attempt + 1 of a token call that met SoftHSM's
- * torn token.object: 5 ms, 10, 20, 40, 80 (155 ms over five).
- */
-static void
-backoff(int attempt)
-{
-	struct timespec pause;
-
-	pause.tv_sec = 0;
-	pause.tv_nsec = 5000000L << attempt;
-	nanosleep(&pause, NULL);
-}
-
-/* Log the user in on s unless the application is already logged in. */
-static int
-session_login(struct rf_keys *keys, CK_SESSION_HANDLE s)
-{
-	char pin[PIN_MAX];
-	CK_SESSION_INFO si;
-	CK_RV rv;
-	int r, attempt;
-
-	if (keys->f->C_GetSessionInfo(s, &si) == CKR_OK &&
-	    (si.state == CKS_RW_USER_FUNCTIONS ||
-		si.state == CKS_RO_USER_FUNCTIONS))
-		return 0;
-	if ((r = rf_config_pin(&keys->cfg, pin, sizeof(pin))) != 0)
-		return r;
-	/*
-	 * SoftHSM rewrites token.object on every login; a process reading it
-	 * at that moment sees a torn file (CKR_GENERAL_ERROR, or a token whose
-	 * user PIN looks unset). Such a failure is retried after a pause.
-	 */
-	for (attempt = 0;; attempt++) {
-		rv = keys->f->C_Login(
-		    s, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
-		if ((rv != CKR_GENERAL_ERROR && rv != CKR_FUNCTION_FAILED &&
-			rv != CKR_USER_PIN_NOT_INITIALIZED) ||
-		    attempt == 5)
-			break;
-		backoff(attempt);
-	}
-	OPENSSL_cleanse(pin, sizeof(pin));
-	if (rv == CKR_OK || rv == CKR_USER_ALREADY_LOGGED_IN)
-		return 0;
-	if (rv == CKR_PIN_INCORRECT) {
-		audit_login_failed(keys);
-		return rf_err_set(RF_ERR_TOKEN_PIN,
-		    "token PIN rejected (CKR_PIN_INCORRECT): "
-		    "check RINGFENCE_PIN");
-	}
-	if (rv == CKR_PIN_LOCKED)
-		return rf_err_set(RF_ERR_TOKEN_PIN,
-		    "token PIN locked (CKR_PIN_LOCKED): the "
-		    "security officer must reset it");
-	return keys_token_err("C_Login", rv);
-}
-
-/* A fresh logged-in read/write session. */
-static int
-session_open(struct rf_keys *keys, CK_SLOT_ID slot, CK_SESSION_HANDLE *out)
-{
-	CK_SESSION_HANDLE s;
-	CK_RV rv;
-	int r;
-
-	rv = keys->f->C_OpenSession(
-	    slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &s);
-	if (rv != CKR_OK)
-		return keys_token_err("C_OpenSession", rv);
-	if ((r = session_login(keys, s)) != 0) {
-		keys->f->C_CloseSession(s);
-		return r;
-	}
-	*out = s;
-	return 0;
-}
-
 /* The label of token i of a store labelled base: base, base.1, base.2... */
 static void
 shard_label(const char *base, int i, char out[LABEL_LEN + 1])
@@ -557,8 +438,8 @@ shard_label(const char *base, int i, char out[LABEL_LEN + 1])
  * label.2, ... up to the first missing. The caller holds keys->lock or
  * owns keys alone.
  */
-static int
-find_shards(struct rf_keys *keys)
+int
+keys_find_shards(struct rf_keys *keys)
 {
 	char label[LABEL_LEN + 1];
 	CK_SLOT_ID slot;
@@ -593,7 +474,7 @@ find_shards(struct rf_keys *keys)
 }
 
 /*
- * find_shards, at open. SoftHSM reads every token's token.object once, at
+ * keys_find_shards, at open. SoftHSM reads every token's token.object once, at
  * C_Initialize, and leaves out a token whose file it could not read; it
  * rewrites that file on every login, so a process that initialises while
  * another logs in can lose a token for its whole life. So when the first
@@ -616,16 +497,16 @@ find_shards_settled(struct rf_keys *keys)
 		want = atoi(made);
 	rf_err_clear();
 	for (attempt = 0;; attempt++) {
-		pthread_rwlock_rdlock(&module_rw);
-		r = find_shards(keys);
+		pthread_rwlock_rdlock(&keys_module_rw);
+		r = keys_find_shards(keys);
 		keys->gen = keys->mod->gen;
-		pthread_rwlock_unlock(&module_rw);
+		pthread_rwlock_unlock(&keys_module_rw);
 		if ((r == 0 && keys->nsh >= want) ||
 		    (r != 0 && r != RF_ERR_TOKEN_NOT_FOUND) || attempt == 5 ||
 		    !module_sole(keys->mod))
 			return r;
-		backoff(attempt);
-		if (module_reinit(keys->mod, &keys->cfg, keys->gen) != 0)
+		keys_backoff(attempt);
+		if (keys_module_reinit(keys->mod, &keys->cfg, keys->gen) != 0)
 			return r;
 		rf_err_clear();
 		keys->nsh = 0; /* find every token again */
@@ -633,7 +514,7 @@ find_shards_settled(struct rf_keys *keys)
 }
 
 /*
- * The caller holds module_rw for reading: if the module was initialised
+ * The caller holds keys_module_rw for reading: if the module was initialised
  * again since keys last looked (another handle's recovery), forget the
  * idle sessions without closing them (they ended with C_Finalize, and
  * their numbers may be reused) and find the tokens again.
@@ -647,22 +528,22 @@ keys_refresh(struct rf_keys *keys)
 	if (keys->gen != keys->mod->gen) {
 		for (i = 0; i < keys->nsh; i++)
 			keys->sh[i].nidle = 0;
-		if ((r = find_shards(keys)) == 0)
+		if ((r = keys_find_shards(keys)) == 0)
 			keys->gen = keys->mod->gen;
 	}
 	pthread_mutex_unlock(&keys->lock);
 	return r;
 }
 
-/* Take module_rw for reading, for a use of the module by keys. */
+/* Take keys_module_rw for reading, for a use of the module by keys. */
 int
 keys_rdlock(struct rf_keys *keys)
 {
 	int r;
 
-	pthread_rwlock_rdlock(&module_rw);
+	pthread_rwlock_rdlock(&keys_module_rw);
 	if ((r = keys_refresh(keys)) != 0)
-		pthread_rwlock_unlock(&module_rw);
+		pthread_rwlock_unlock(&keys_module_rw);
 	return r;
 }
 
@@ -675,121 +556,7 @@ keys_module_gen(const struct rf_keys *keys)
 void
 keys_unlock(void)
 {
-	pthread_rwlock_unlock(&module_rw);
-}
-
-/* An idle session with token sh from the pool, or a new one. */
-int
-keys_session_get(struct rf_keys *keys, int sh, CK_SESSION_HANDLE *out)
-{
-	struct shard *t = &keys->sh[sh];
-	CK_SLOT_ID slot;
-
-	*out = CK_INVALID_HANDLE;
-	pthread_mutex_lock(&keys->lock);
-	if (t->nidle > 0) {
-		*out = t->idle[--t->nidle];
-		pthread_mutex_unlock(&keys->lock);
-		return 0;
-	}
-	slot = t->slot;
-	pthread_mutex_unlock(&keys->lock);
-	return session_open(keys, slot, out);
-}
-
-/* Return a session to the pool (or close it if the pool is full). */
-void
-keys_session_put(struct rf_keys *keys, int sh, CK_SESSION_HANDLE s)
-{
-	struct shard *t = &keys->sh[sh];
-
-	pthread_mutex_lock(&keys->lock);
-	if (t->nidle < POOL_MAX) {
-		t->idle[t->nidle++] = s;
-		s = CK_INVALID_HANDLE;
-	}
-	pthread_mutex_unlock(&keys->lock);
-	if (s != CK_INVALID_HANDLE)
-		keys->f->C_CloseSession(s);
-}
-
-/* Close every idle session; the caller holds keys->lock. */
-static void
-drop_idle(struct rf_keys *keys)
-{
-	struct shard *t;
-	int i;
-
-	for (i = 0; i < keys->nsh; i++)
-		for (t = &keys->sh[i]; t->nidle > 0;)
-			keys->f->C_CloseSession(t->idle[--t->nidle]);
-}
-
-/*
- * After rv said the session s is gone (the caller holds module_rw for
- * reading): drop it and every idle session (they died with it); after a
- * device error re-initialise the library, with the read lock let go for
- * that while (taken again before returning, also on error); and find the
- * tokens again (their slots may have changed).
- */
-int
-keys_session_recover(struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv)
-{
-	unsigned long seen;
-	int r = 0;
-
-	keys->f->C_CloseSession(s); /* ignored: it is gone */
-	pthread_mutex_lock(&keys->lock);
-	drop_idle(keys);
-	seen = keys->gen;
-	pthread_mutex_unlock(&keys->lock);
-	if (module_lost(rv)) {
-		keys_unlock();
-		r = module_reinit(keys->mod, &keys->cfg, seen);
-		pthread_rwlock_rdlock(&module_rw);
-		if (r != 0)
-			return r;
-	}
-	pthread_mutex_lock(&keys->lock);
-	if ((r = find_shards(keys)) == 0)
-		keys->gen = keys->mod->gen;
-	pthread_mutex_unlock(&keys->lock);
-	return r;
-}
-
-/*
- * Run op in a session with token sh; if the session turns out to be lost,
- * recover and run it once more. op returns a CK_RV; errors of ours go in
- * its arg. *rvp receives the final CK_RV.
- */
-int
-keys_with_session(
-    struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp)
-{
-	CK_SESSION_HANDLE s = CK_INVALID_HANDLE;
-	CK_RV rv;
-	int attempt, r;
-
-	if ((r = keys_rdlock(keys)) != 0)
-		return r;
-	for (attempt = 0;; attempt++) {
-		if ((r = keys_session_get(keys, sh, &s)) != 0)
-			break;
-		rv = op(keys, s, arg);
-		if (keys_session_lost(rv) && attempt == 0) {
-			if ((r = keys_session_recover(keys, s, rv)) != 0)
-				break;
-			continue;
-		}
-		if (keys_session_lost(rv))
-			keys->f->C_CloseSession(s);
-		else
-			keys_session_put(keys, sh, s);
-		*rvp = rv;
-		break;
-	}
-	keys_unlock();
-	return r;
+	pthread_rwlock_unlock(&keys_module_rw);
 }
 
 /*
@@ -897,7 +664,7 @@ rf_keys_open(
 	/* Log in now, so that a wrong PIN is reported by open. */
 	if ((r = keys_rdlock(keys)) != 0)
 		goto out;
-	if ((r = session_open(keys, keys->sh[0].slot, &s)) == 0)
+	if ((r = keys_session_open(keys, keys->sh[0].slot, &s)) == 0)
 		keys_session_put(keys, 0, s);
 	keys_unlock();
 	if (r != 0 || (r = tokmeta_after_login(keys)) != 0)
@@ -946,10 +713,10 @@ rf_keys_free(struct rf_keys *keys)
 	rf_kc_free(keys->kc);
 	if (keys->f != NULL) {
 		/* Sessions of an older generation ended with it: not closed. */
-		pthread_rwlock_rdlock(&module_rw);
+		pthread_rwlock_rdlock(&keys_module_rw);
 		if (keys->gen == keys->mod->gen)
-			drop_idle(keys);
-		pthread_rwlock_unlock(&module_rw);
+			keys_drop_idle(keys);
+		pthread_rwlock_unlock(&keys_module_rw);
 	}
 	module_put(keys->mod);
 	pthread_mutex_destroy(&keys->lock);
@@ -967,12 +734,12 @@ rf_keys_test_drop_sessions(struct rf_keys *keys)
 	if (keys->kc != NULL)
 		return rf_err_set(RF_ERR_STATE, "sessions are keyd's to drop");
 	/* The idle handles stay in the pool: the next use must recover. */
-	pthread_rwlock_rdlock(&module_rw);
+	pthread_rwlock_rdlock(&keys_module_rw);
 	pthread_mutex_lock(&keys->lock);
 	for (i = 0; i < keys->nsh && rv == CKR_OK; i++)
 		rv = keys->f->C_CloseAllSessions(keys->sh[i].slot);
 	pthread_mutex_unlock(&keys->lock);
-	pthread_rwlock_unlock(&module_rw);
+	pthread_rwlock_unlock(&keys_module_rw);
 	return rv == CKR_OK ? 0 : keys_token_err("C_CloseAllSessions", rv);
 }
 
@@ -1141,12 +908,12 @@ rf_keys_init_token(const struct rf_config *cfg, const char *so_pin,
 	if ((r = write_softhsm_conf(cfg)) != 0 ||
 	    (r = module_get(cfg, &mod)) != 0)
 		goto out;
-	pthread_rwlock_rdlock(&module_rw);
+	pthread_rwlock_rdlock(&keys_module_rw);
 	for (i = 0, r = 0; i < ntokens && r == 0; i++) {
 		shard_label(cfg->token, i, label);
 		r = init_one(mod->f, cfg, label, so_pin, pin);
 	}
-	pthread_rwlock_unlock(&module_rw);
+	pthread_rwlock_unlock(&keys_module_rw);
 out:
 	module_put(mod);
 	return r;

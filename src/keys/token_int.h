@@ -1,8 +1,9 @@
 /*
  * token_int.h: inside src/keys only, the files that use the token in this
- * process (keys.c, token.c, object.c, sign.c, admin.c, keygen.c,
- * retire.c): the handle, a key, and the functions they share. token.c owns
- * the module, tokens and sessions; object.c the objects in a token.
+ * process (keys.c, token.c, session.c, object.c, sign.c, admin.c,
+ * keygen.c, retire.c): the handle, a key, and the functions they share.
+ * token.c owns the module and tokens; session.c the sessions in them;
+ * object.c the objects in a token.
  */
 #ifndef RF_KEYS_TOKEN_INT_H
 #define RF_KEYS_TOKEN_INT_H
@@ -150,27 +151,36 @@ struct custody_arg {
 };
 
 /* token.c */
+/* The module's lock: every use holds it for reading (token.c says when). */
+extern pthread_rwlock_t keys_module_rw;
 /* An RF_ERR_TOKEN with the PKCS#11 function and return value named. */
 int keys_token_err(const char *fn, CK_RV rv);
-/* Run op in a session with token sh, once more after recovering a lost
- * session; *rvp receives the final CK_RV. */
-int keys_with_session(
-    struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp) RF_WUR;
-/* Take module_rw for reading, for a use of the module by keys. */
+/* Take keys_module_rw for reading, for a use of the module by keys. */
 int keys_rdlock(struct rf_keys *keys) RF_WUR;
 /* The module's generation (under keys_rdlock): handles of an older one
  * are void. */
 unsigned long keys_module_gen(const struct rf_keys *keys);
 void keys_unlock(void);
+/* After a device error in generation seen: initialise m again, once. */
+int keys_module_reinit(
+    struct module *m, const struct rf_config *cfg, unsigned long seen) RF_WUR;
+/* Find the store's tokens (again); the caller holds keys->lock. */
+int keys_find_shards(struct rf_keys *keys) RF_WUR;
+
+/* session.c */
+/* Return values after which the session is gone and is reopened. */
+int keys_session_lost(CK_RV rv);
+/* Run op in a session with token sh, once more after recovering a lost
+ * session; *rvp receives the final CK_RV. */
+int keys_with_session(
+    struct rf_keys *keys, int sh, session_op op, void *arg, CK_RV *rvp) RF_WUR;
 /* An idle session with token sh from the pool, or a new one. */
 int keys_session_get(
     struct rf_keys *keys, int sh, CK_SESSION_HANDLE *out) RF_WUR;
 /* Return a session to the pool (or close it if the pool is full). */
 void keys_session_put(struct rf_keys *keys, int sh, CK_SESSION_HANDLE s);
-/* Return values after which the session is gone and is reopened. */
-int keys_session_lost(CK_RV rv);
 /*
- * After rv said the session s is gone (the caller holds module_rw for
+ * After rv said the session s is gone (the caller holds keys_module_rw for
  * reading): drop it and every idle session (they died with it); after a
  * device error re-initialise the library, with the read lock let go for
  * that while (taken again before returning, also on error); and find the
@@ -178,6 +188,13 @@ int keys_session_lost(CK_RV rv);
  */
 int keys_session_recover(
     struct rf_keys *keys, CK_SESSION_HANDLE s, CK_RV rv) RF_WUR;
+/* A fresh logged-in read/write session with the token in slot. */
+int keys_session_open(
+    struct rf_keys *keys, CK_SLOT_ID slot, CK_SESSION_HANDLE *out) RF_WUR;
+/* The pause before try attempt + 1 after a torn token.object. */
+void keys_backoff(int attempt);
+/* Close every idle session; the caller holds keys->lock. */
+void keys_drop_idle(struct rf_keys *keys);
 
 /* object.c */
 /* Every object matching t[0..nt) (nt 0: every object), in a new array *hs
