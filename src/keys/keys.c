@@ -2,10 +2,10 @@
  * keys.c: key custody in a PKCS#11 token, the pieces shared by the
  * files of src/keys: appending to the audit record, a key's handle and
  * its public half, the custody client's handle, and where a key is and
- * whether the store lets it sign. The module, tokens and sessions are in
- * token.c, the objects in a token in object.c, signing in sign.c, loading
- * and listing keys in admin.c, generating them in keygen.c, taking them
- * out of service in retire.c.
+ * whether the store lets it sign. The module and tokens are in token.c,
+ * the sessions in session.c, the objects in a token in object.c, signing
+ * in sign.c, loading and listing keys in admin.c, generating them in
+ * keygen.c, taking them out of service in retire.c.
  */
 
 #include <dlfcn.h>

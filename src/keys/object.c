@@ -4,7 +4,8 @@
  * loaded module: keys_made_*), finding objects by class and CKA_ID
  * (keys_object_is, keys_find_*), reading attributes (keys_get_*) and
  * rebuilding a public key from its object (keys_read_public*). The
- * module, its tokens and the sessions these run in are token.c's.
+ * module and its tokens are token.c's, the sessions these run in
+ * session.c's.
  */
 
 #include <pthread.h>
