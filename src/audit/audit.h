@@ -49,6 +49,36 @@ void rf_audit_free(struct rf_audit *audit);
 int rf_audit_append(struct rf_audit *audit, const struct rf_audit_event *evs,
     size_t n, uint64_t *first) RF_WUR;
 
+/*
+ * A minute's budget of refusal leaves (quota.c). keyd and the connector
+ * API record each refusal, and a refused request costs its sender
+ * nothing: unbudgeted, a flood of them would grow the record without
+ * bound. At most per_min a minute are recorded one by one; the rest are
+ * counted (with the most frequent callers' names) for one leaf written
+ * once the minute is over. Not locked: one thread's.
+ */
+#define RF_LEAF_QUOTA_TOP 4
+struct rf_leaf_quota {
+	int64_t minute;
+	unsigned per_min, leaves, quiet, other;
+	struct {
+		char who[64];
+		unsigned n;
+	} top[RF_LEAF_QUOTA_TOP];
+};
+void rf_leaf_quota_init(struct rf_leaf_quota *q, unsigned per_min);
+/*
+ * Call first for each refusal: when q's minute is over (or force and
+ * refusals are counted), 1 with the count's leaf detail in out ("N more
+ * refusals in the minute before, not recorded one by one ...") for the
+ * caller to write, and a new minute; 0 when there is nothing to write.
+ */
+int rf_leaf_quota_roll(
+    struct rf_leaf_quota *q, int64_t now, int force, char *out, size_t cap);
+/* 1: record this refusal as a leaf; 0: it is counted, under who (may be
+ * NULL). */
+int rf_leaf_quota_take(struct rf_leaf_quota *q, const char *who);
+
 #define RF_HASH_LEN 32
 
 /* RFC 9162 hashing; pure functions, no state. */

@@ -32,9 +32,15 @@
  * 50). */
 #define RECORD_BATCH 512
 #define RECORD_WAIT_MS 10
+/* While refusals are counted, how often the recorder looks whether their
+ * minute is over. */
+#define ROLL_WAIT_MS 5000
 /* Random bytes drawn at once for this many jti (RAND_bytes per assertion
  * was 4 % of serve's CPU). */
 #define JTI_BATCH 64
+/* Refusals recorded one by one in a minute; the rest are counted in one
+ * leaf (audit.h, rf_leaf_quota), as keyd counts its own. */
+#define REFUSALS_PER_MIN 60
 /* Credentials whose first assertion is recorded (conn_reestablished has
  * their row), most recent first: the recorder skips the insert for them. */
 #define REEST_N 32
@@ -85,6 +91,7 @@ struct rf_connector_svc {
 	struct rf_store *rst;
 	struct rf_audit *raudit;
 	struct rf_seen *seen; /* the recorder's baselines, a batch at a time */
+	struct rf_leaf_quota refusals; /* the recorder's */
 	/* The recorder's: (tenant, conn, serial) known in conn_reestablished,
 	 * whose rows nothing deletes; added once their batch commits. */
 	struct reest_key {
@@ -165,6 +172,7 @@ rf_connector_svc_new(const struct rf_config *cfg, struct rf_keys *keys,
 	svc->cfg = cfg;
 	svc->keys = keys;
 	svc->rndoff = sizeof(svc->rnd); /* drawn at the first assertion */
+	rf_leaf_quota_init(&svc->refusals, REFUSALS_PER_MIN);
 	pthread_mutex_init(&svc->lock, NULL);
 	pthread_mutex_init(&svc->qlock, NULL);
 	pthread_cond_init(&svc->qcond, NULL);
@@ -327,7 +335,32 @@ enqueue(struct rf_connector_svc *svc, const struct pending *p)
 	pthread_mutex_unlock(&svc->qlock);
 }
 
-/* A refusal's leaf (and alert), in the recorder's transaction. */
+/* The count of the refusals of the minute before not recorded one by
+ * one, once that minute is over (force: now, as serve stops). */
+static int
+refusals_roll(struct rf_connector_svc *svc, struct rf_audit *audit, int64_t now,
+    int force)
+{
+	struct rf_audit_event ev;
+	char detail[512];
+
+	if (!rf_leaf_quota_roll(
+		&svc->refusals, now, force, detail, sizeof(detail)))
+		return 0;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "refuse";
+	ev.what = "assertion";
+	ev.source = "serve";
+	ev.detail = detail;
+	ev.time = now;
+	return rf_audit_append(audit, &ev, 1, NULL);
+}
+
+/*
+ * A refusal's leaf (and alert), in the recorder's transaction; past the
+ * minute's budget, counted instead: a refused request costs its sender
+ * nothing, and a revoked connector certificate is refused forever.
+ */
 static int
 refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
     struct rf_audit *audit, struct rf_seen *seen, const struct pending *p)
@@ -340,6 +373,11 @@ refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
 	size_t n = 0;
 	int r;
 
+	if ((r = refusals_roll(svc, audit, p->now, 0)) != 0)
+		return r;
+	snprintf(addr, sizeof(addr), "certificate %.40s", p->serial);
+	if (!rf_leaf_quota_take(&svc->refusals, addr))
+		goto alert;
 	snprintf(detail, sizeof(detail),
 	    "%s: connection %s/%s connector %s (certificate %.40s) source "
 	    "%.64s jti %s: %s",
@@ -358,6 +396,7 @@ refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
 	ev.time = p->now;
 	if ((r = rf_audit_append(audit, &ev, 1, NULL)) != 0)
 		return r;
+alert: /* one alert a connection an hour (detect.c) */
 	if (v->why != RF_REFUSE_INCIDENT || !svc->cfg->detectors)
 		return 0;
 	source_addr(p->source, addr);
@@ -569,6 +608,34 @@ record_batch(struct rf_connector_svc *svc, struct rf_store *st,
 	rf_err_clear();
 }
 
+/* The count of refusals not recorded one by one, in a transaction of its
+ * own: once its minute is over, or now (force). */
+static void
+refusals_flush(struct rf_connector_svc *svc, int force)
+{
+	if (svc->refusals.quiet == 0 || rf_store_begin(svc->rst) != 0) {
+		rf_err_clear();
+		return;
+	}
+	if (refusals_roll(svc, svc->raudit, rf_now(), force) != 0 ||
+	    rf_store_commit(svc->rst) != 0)
+		rf_store_rollback(svc->rst);
+	rf_err_clear();
+}
+
+/* ts: ms from now, for pthread_cond_timedwait. */
+static void
+deadline_in(struct timespec *ts, long ms)
+{
+	clock_gettime(CLOCK_REALTIME, ts);
+	ts->tv_sec += ms / 1000;
+	ts->tv_nsec += (ms % 1000) * 1000000L;
+	if (ts->tv_nsec >= 1000000000L) {
+		ts->tv_sec++;
+		ts->tv_nsec -= 1000000000L;
+	}
+}
+
 static void *
 recorder_main(void *arg)
 {
@@ -582,14 +649,23 @@ recorder_main(void *arg)
 		return NULL;
 	for (;;) {
 		pthread_mutex_lock(&svc->qlock);
-		while (svc->nq == 0 && !svc->qstop)
-			pthread_cond_wait(&svc->qcond, &svc->qlock);
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += RECORD_WAIT_MS * 1000000L;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
+		while (svc->nq == 0 && !svc->qstop) {
+			if (svc->refusals.quiet == 0) {
+				pthread_cond_wait(&svc->qcond, &svc->qlock);
+				continue;
+			}
+			/* A count is written once its minute is over, whether
+			 * another refusal comes or not. */
+			deadline_in(&ts, ROLL_WAIT_MS);
+			if (pthread_cond_timedwait(
+				&svc->qcond, &svc->qlock, &ts) != 0 &&
+			    svc->nq == 0 && !svc->qstop) {
+				pthread_mutex_unlock(&svc->qlock);
+				refusals_flush(svc, 0);
+				pthread_mutex_lock(&svc->qlock);
+			}
 		}
+		deadline_in(&ts, RECORD_WAIT_MS);
 		while (svc->nq < RECORD_BATCH && !svc->qstop &&
 		    pthread_cond_timedwait(&svc->qcond, &svc->qlock, &ts) == 0)
 			;
@@ -604,6 +680,7 @@ recorder_main(void *arg)
 		pthread_mutex_unlock(&svc->qlock);
 		record_batch(svc, svc->rst, svc->raudit, batch, n);
 	}
+	refusals_flush(svc, 1); /* serve stops: the count now */
 	free(batch);
 	return NULL;
 }

@@ -109,31 +109,23 @@ rf_keyd_harden(void)
  * Refusals
  */
 
-/* Flush the count of unrecorded refusals of the previous minute. */
+/* Write the count of the refusals not recorded one by one in the minute
+ * before, when it is over (force: now, as keyd stops). */
 static void
-refusals_roll(struct keyd *kd)
+refusals_roll(struct keyd *kd, int force)
 {
 	struct rf_audit_event ev;
-	int64_t minute = rf_now() / 60;
-	char detail[160];
+	char detail[400];
 
-	if (minute == kd->refused_minute)
+	if (!rf_leaf_quota_roll(
+		&kd->refusals, rf_now(), force, detail, sizeof(detail)))
 		return;
-	if (kd->refused_quiet > 0) {
-		snprintf(detail, sizeof(detail),
-		    "%u more refusals in the minute before, not recorded one "
-		    "by one (at most %d a minute are)",
-		    kd->refused_quiet, REFUSED_PER_MIN);
-		memset(&ev, 0, sizeof(ev));
-		ev.type = "refused";
-		ev.source = "keyd";
-		ev.detail = detail;
-		if (rf_audit_append(kd->audit, &ev, 1, NULL) != 0)
-			keyd_logf(kd, "could not record %s", detail);
-	}
-	kd->refused_minute = minute;
-	kd->refused_leaves = 0;
-	kd->refused_quiet = 0;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "refused";
+	ev.source = "keyd";
+	ev.detail = detail;
+	if (rf_audit_append(kd->audit, &ev, 1, NULL) != 0)
+		keyd_logf(kd, "could not record %s", detail);
 }
 
 /* Record one refusal: a leaf, or a count past the minute's budget. */
@@ -144,14 +136,12 @@ keyd_refusal(struct keyd *kd, const struct conn *c, int type, const char *why)
 	char actor[64], detail[400];
 
 	kd->refused++;
-	refusals_roll(kd);
+	refusals_roll(kd, 0);
 	keyd_logf(kd, "refused uid %u (%s) %s: %s", (unsigned)c->uid,
 	    rf_kclass_name(c->cls), rf_kmsg_name(type), why);
-	if (kd->refused_leaves >= REFUSED_PER_MIN) {
-		kd->refused_quiet++;
+	snprintf(actor, sizeof(actor), "uid %u", (unsigned)c->uid);
+	if (!rf_leaf_quota_take(&kd->refusals, actor))
 		return;
-	}
-	kd->refused_leaves++;
 	snprintf(actor, sizeof(actor), "uid %u pid %d", (unsigned)c->uid,
 	    (int)c->pid);
 	snprintf(detail, sizeof(detail), "class %s asked %s: %s",
@@ -514,6 +504,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	kd->cfg = *cfg;
 	kd->o = o;
 	kd->lfd = -1;
+	rf_leaf_quota_init(&kd->refusals, REFUSED_PER_MIN);
 	take_env_pin(&kd->cfg);
 	if (kd->cfg.softhsm_conf[0] != '\0' &&
 	    access(kd->cfg.softhsm_conf, R_OK) == 0)
@@ -576,7 +567,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 			r = rf_err_set(RF_ERR_IO, "poll: %s", strerror(errno));
 			goto out;
 		}
-		refusals_roll(kd);
+		refusals_roll(kd, 0);
 		tree_head(kd, started);
 		/* Backwards, so that closing one keeps the others' slots. */
 		for (i = kd->nconns - 1; n > 0 && i >= 0; i--)
@@ -612,6 +603,8 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	r = 0;
 out:
 	keyd_pipe_stop(kd); /* every request in flight answered first */
+	if (kd->audit != NULL)
+		refusals_roll(kd, 1);
 	bg_free(kd);
 	while (kd->nconns > 0)
 		keyd_conn_close(kd, kd->nconns - 1);

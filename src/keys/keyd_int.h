@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "audit/audit.h"
 #include "common/config.h"
 #include "common/rf.h"
 #include "keys/keyd.h"
@@ -66,8 +67,7 @@ struct keyd {
 	gid_t admin_gid;
 	int have_admin_gid;
 	uint64_t requests, refused;
-	int64_t refused_minute; /* minute of the refusal counter */
-	unsigned refused_leaves, refused_quiet;
+	struct rf_leaf_quota refusals; /* leaves a minute, then a count */
 	char token[64];
 	uint32_t tokens;
 	uint64_t next_id;

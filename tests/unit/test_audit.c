@@ -881,6 +881,54 @@ test_search_million(void **state)
 	assert_true(secs < 0.25);
 }
 
+/* The refusal budget: per_min leaves a minute, then a count naming the
+ * callers refused most, written once the minute is over or when forced. */
+static void
+test_leaf_quota(void **state)
+{
+	struct rf_leaf_quota q;
+	char out[512], who[16];
+	int i;
+
+	(void)state;
+	rf_leaf_quota_init(&q, 3);
+	assert_int_equal(rf_leaf_quota_roll(&q, 600, 0, out, sizeof(out)), 0);
+	for (i = 0; i < 3; i++)
+		assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
+	for (i = 0; i < 4; i++)
+		assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 0);
+	assert_int_equal(rf_leaf_quota_take(&q, NULL), 0);
+	/* The same minute: nothing yet. */
+	assert_int_equal(rf_leaf_quota_roll(&q, 659, 0, out, sizeof(out)), 0);
+	assert_int_equal(rf_leaf_quota_take(&q, "uid 8"), 0);
+	/* The next: the count, then a new budget. */
+	assert_int_equal(rf_leaf_quota_roll(&q, 660, 0, out, sizeof(out)), 1);
+	assert_string_equal(out,
+	    "6 more refusals in the minute before, not recorded one by one "
+	    "(at most 3 a minute are): uid 7 4, uid 8 1, others 1");
+	assert_int_equal(rf_leaf_quota_roll(&q, 780, 0, out, sizeof(out)), 0);
+	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
+	/* Forced (a stop): only when something is counted. */
+	assert_int_equal(rf_leaf_quota_roll(&q, 781, 1, out, sizeof(out)), 0);
+	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
+	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
+	for (i = 0; i < 6; i++) {
+		snprintf(who, sizeof(who), "uid %d", i);
+		assert_int_equal(rf_leaf_quota_take(&q, who), 0);
+	}
+	assert_int_equal(rf_leaf_quota_roll(&q, 781, 1, out, sizeof(out)), 1);
+	assert_string_equal(out,
+	    "6 more refusals in the minute before, not recorded one by one "
+	    "(at most 3 a minute are): uid 0 1, uid 1 1, uid 2 1, uid 3 1, "
+	    "others 2");
+	/* A cut-short buffer stays a string. */
+	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
+	for (i = 0; i < 5; i++)
+		assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), i < 2);
+	assert_int_equal(rf_leaf_quota_roll(&q, 900, 0, out, 20), 1);
+	assert_int_equal(strlen(out), 19);
+}
+
 int
 main(void)
 {
@@ -899,6 +947,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_search, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_search_million, setup, teardown),
+	    cmocka_unit_test(test_leaf_quota),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
