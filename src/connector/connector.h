@@ -220,7 +220,7 @@ enum rf_refusal {
 /* The stable code ("not_bound", ...) and HTTP status of a refusal. */
 const char *rf_refusal_code(enum rf_refusal why);
 /* The end of keyd's rate_limited refusals: serve reads it back from the
- * last parenthesis for its Retry-After (service.c, answer_fail). */
+ * last parenthesis for its Retry-After (service.c, svc_answer_fail). */
 #define RF_RETRY_AFTER_FMT "(retry after %d s)"
 int rf_refusal_status(enum rf_refusal why);
 
@@ -365,7 +365,8 @@ int rf_connector_webhook_pass(
 /* The JSON of an alert, malloc'd. */
 char *rf_connector_alert_json(const struct rf_alert_rec *a);
 
-/* ---- The service behind the API (service.c) ---- */
+/* ---- The service behind the API (service.c; its recorder in
+ * recorder.c, renewals in renew.c) ---- */
 
 struct rf_connector_svc;
 /*
