@@ -53,20 +53,26 @@ int rf_audit_append(struct rf_audit *audit, const struct rf_audit_event *evs,
  * A minute's budget of refusal leaves (quota.c). keyd and the connector
  * API record each refusal, and a refused request costs its sender
  * nothing: unbudgeted, a flood of them would grow the record without
- * bound. At most per_min a minute are recorded one by one; the rest are
- * counted (with the most frequent callers' names) for one leaf written
- * once the minute is over. Not locked: one thread's.
+ * bound. At most per_min a minute are recorded one by one, and at most
+ * per_who of one caller (0: no such limit), so that one caller's flood
+ * leaves the others' refusals recorded; the rest are counted (with the
+ * most frequent callers' names) for one leaf written once the minute is
+ * over. Not locked: one thread's.
  */
 #define RF_LEAF_QUOTA_TOP 4
+#define RF_LEAF_QUOTA_WHO 32 /* callers with a count of their own */
+struct rf_leaf_quota_who {
+	char who[64];
+	unsigned n; /* 0: a free slot */
+};
 struct rf_leaf_quota {
 	int64_t minute;
-	unsigned per_min, leaves, quiet, other;
-	struct {
-		char who[64];
-		unsigned n;
-	} top[RF_LEAF_QUOTA_TOP];
+	unsigned per_min, per_who, leaves, quiet, other;
+	struct rf_leaf_quota_who top[RF_LEAF_QUOTA_TOP];  /* counted */
+	struct rf_leaf_quota_who seen[RF_LEAF_QUOTA_WHO]; /* recorded */
 };
-void rf_leaf_quota_init(struct rf_leaf_quota *q, unsigned per_min);
+void rf_leaf_quota_init(
+    struct rf_leaf_quota *q, unsigned per_min, unsigned per_who);
 /*
  * Call first for each refusal: when q's minute is over (or force and
  * refusals are counted), 1 with the count's leaf detail in out ("N more
@@ -75,8 +81,8 @@ void rf_leaf_quota_init(struct rf_leaf_quota *q, unsigned per_min);
  */
 int rf_leaf_quota_roll(
     struct rf_leaf_quota *q, int64_t now, int force, char *out, size_t cap);
-/* 1: record this refusal as a leaf; 0: it is counted, under who (may be
- * NULL). */
+/* 1: record this refusal of who (may be NULL) as a leaf; 0: it is
+ * counted. */
 int rf_leaf_quota_take(struct rf_leaf_quota *q, const char *who);
 
 #define RF_HASH_LEN 32

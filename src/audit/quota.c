@@ -10,10 +10,11 @@
 #include "audit/audit.h"
 
 void
-rf_leaf_quota_init(struct rf_leaf_quota *q, unsigned per_min)
+rf_leaf_quota_init(struct rf_leaf_quota *q, unsigned per_min, unsigned per_who)
 {
 	memset(q, 0, sizeof(*q));
 	q->per_min = per_min;
+	q->per_who = per_who;
 	q->minute = -1;
 }
 
@@ -31,8 +32,13 @@ rf_leaf_quota_roll(
 	if (q->quiet > 0) {
 		len = (size_t)snprintf(out, cap,
 		    "%u more refusals in the minute before, not recorded one "
-		    "by one (at most %u a minute are)",
+		    "by one (at most %u a minute are",
 		    q->quiet, q->per_min);
+		if (q->per_who > 0 && len < cap)
+			len += (size_t)snprintf(
+			    out + len, cap - len, ", %u of one", q->per_who);
+		if (len < cap)
+			len += (size_t)snprintf(out + len, cap - len, ")");
 		for (i = 0; i < RF_LEAF_QUOTA_TOP && q->top[i].n > 0; i++)
 			if (len < cap)
 				len += (size_t)snprintf(out + len, cap - len,
@@ -46,32 +52,46 @@ rf_leaf_quota_roll(
 	q->minute = minute;
 	q->leaves = q->quiet = q->other = 0;
 	memset(q->top, 0, sizeof(q->top));
+	memset(q->seen, 0, sizeof(q->seen));
 	return n;
+}
+
+/* who's entry in v[0..n), or a free one named who; NULL when full. */
+static struct rf_leaf_quota_who *
+entry(struct rf_leaf_quota_who *v, size_t n, const char *who)
+{
+	size_t i;
+
+	for (i = 0; i < n && v[i].n > 0; i++)
+		if (strcmp(v[i].who, who) == 0)
+			return &v[i];
+	if (i == n)
+		return NULL;
+	snprintf(v[i].who, sizeof(v[i].who), "%s", who);
+	return &v[i];
 }
 
 int
 rf_leaf_quota_take(struct rf_leaf_quota *q, const char *who)
 {
-	size_t i;
+	struct rf_leaf_quota_who *e = NULL;
 
-	if (q->leaves < q->per_min) {
+	if (who != NULL && *who == '\0')
+		who = NULL;
+	/* A caller past its own share, once it has an entry (the first
+	 * RF_LEAF_QUOTA_WHO callers of the minute do). */
+	if (who != NULL && q->per_who > 0)
+		e = entry(q->seen, RF_LEAF_QUOTA_WHO, who);
+	if (q->leaves < q->per_min && (e == NULL || e->n < q->per_who)) {
 		q->leaves++;
+		if (e != NULL)
+			e->n++;
 		return 1;
 	}
 	q->quiet++;
-	if (who == NULL || *who == '\0') {
-		q->other++;
-		return 0;
-	}
-	for (i = 0; i < RF_LEAF_QUOTA_TOP && q->top[i].n > 0; i++)
-		if (strcmp(q->top[i].who, who) == 0) {
-			q->top[i].n++;
-			return 0;
-		}
-	if (i < RF_LEAF_QUOTA_TOP) {
-		snprintf(q->top[i].who, sizeof(q->top[i].who), "%s", who);
-		q->top[i].n = 1;
-	} else
+	if (who != NULL && (e = entry(q->top, RF_LEAF_QUOTA_TOP, who)) != NULL)
+		e->n++;
+	else
 		q->other++;
 	return 0;
 }

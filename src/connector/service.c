@@ -22,9 +22,11 @@
 #include "connector/service_int.h"
 #include "store/store.h"
 
-/* Refusals recorded one by one in a minute; the rest are counted in one
- * leaf (audit.h, rf_leaf_quota), as keyd counts its own. */
+/* Refusals recorded one by one in a minute, and of one certificate; the
+ * rest are counted in one leaf (audit.h, rf_leaf_quota), as keyd counts
+ * its own. */
 #define REFUSALS_PER_MIN 60
+#define REFUSALS_PER_CERT 10
 
 void
 rf_api_answer_clear(struct rf_api_answer *a)
@@ -93,7 +95,7 @@ rf_connector_svc_new(const struct rf_config *cfg, struct rf_keys *keys,
 	svc->cfg = cfg;
 	svc->keys = keys;
 	svc->rndoff = sizeof(svc->rnd); /* drawn at the first assertion */
-	rf_leaf_quota_init(&svc->refusals, REFUSALS_PER_MIN);
+	rf_leaf_quota_init(&svc->refusals, REFUSALS_PER_MIN, REFUSALS_PER_CERT);
 	pthread_mutex_init(&svc->lock, NULL);
 	pthread_mutex_init(&svc->qlock, NULL);
 	pthread_cond_init(&svc->qcond, NULL);

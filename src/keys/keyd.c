@@ -504,7 +504,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	kd->cfg = *cfg;
 	kd->o = o;
 	kd->lfd = -1;
-	rf_leaf_quota_init(&kd->refusals, REFUSED_PER_MIN);
+	rf_leaf_quota_init(&kd->refusals, REFUSED_PER_MIN, 0);
 	take_env_pin(&kd->cfg);
 	if (kd->cfg.softhsm_conf[0] != '\0' &&
 	    access(kd->cfg.softhsm_conf, R_OK) == 0)

@@ -891,7 +891,7 @@ test_leaf_quota(void **state)
 	int i;
 
 	(void)state;
-	rf_leaf_quota_init(&q, 3);
+	rf_leaf_quota_init(&q, 3, 0);
 	assert_int_equal(rf_leaf_quota_roll(&q, 600, 0, out, sizeof(out)), 0);
 	for (i = 0; i < 3; i++)
 		assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
@@ -927,6 +927,36 @@ test_leaf_quota(void **state)
 		assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), i < 2);
 	assert_int_equal(rf_leaf_quota_roll(&q, 900, 0, out, 20), 1);
 	assert_int_equal(strlen(out), 19);
+
+	/* Two of one caller: a flood from one leaves the others recorded. */
+	rf_leaf_quota_init(&q, 5, 2);
+	assert_int_equal(rf_leaf_quota_roll(&q, 1200, 0, out, sizeof(out)), 0);
+	assert_int_equal(rf_leaf_quota_take(&q, "certificate aa"), 1);
+	assert_int_equal(rf_leaf_quota_take(&q, "certificate aa"), 1);
+	for (i = 0; i < 7; i++)
+		assert_int_equal(rf_leaf_quota_take(&q, "certificate aa"), 0);
+	assert_int_equal(rf_leaf_quota_take(&q, "certificate bb"), 1);
+	assert_int_equal(rf_leaf_quota_take(&q, "certificate cc"), 1);
+	assert_int_equal(rf_leaf_quota_take(&q, NULL), 1);
+	/* The minute's five are taken: now everyone is counted. */
+	assert_int_equal(rf_leaf_quota_take(&q, "certificate dd"), 0);
+	assert_int_equal(rf_leaf_quota_roll(&q, 1260, 0, out, sizeof(out)), 1);
+	assert_string_equal(out,
+	    "8 more refusals in the minute before, not recorded one by one "
+	    "(at most 5 a minute are, 2 of one): certificate aa 7, "
+	    "certificate dd 1");
+	/* A new minute: each caller's share again. */
+	assert_int_equal(rf_leaf_quota_take(&q, "certificate aa"), 1);
+	/* Past RF_LEAF_QUOTA_WHO callers, only the minute's budget counts. */
+	rf_leaf_quota_init(&q, 100, 1);
+	assert_int_equal(rf_leaf_quota_roll(&q, 0, 0, out, sizeof(out)), 0);
+	for (i = 0; i < RF_LEAF_QUOTA_WHO; i++) {
+		snprintf(who, sizeof(who), "c %d", i);
+		assert_int_equal(rf_leaf_quota_take(&q, who), 1);
+		assert_int_equal(rf_leaf_quota_take(&q, who), 0);
+	}
+	assert_int_equal(rf_leaf_quota_take(&q, "c x"), 1);
+	assert_int_equal(rf_leaf_quota_take(&q, "c x"), 1);
 }
 
 int
