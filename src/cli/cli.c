@@ -46,17 +46,6 @@ cli_parse_time(const char *s, int64_t *t)
 	return 0;
 }
 
-void
-cli_iso_time(int64_t t, char out[32])
-{
-	struct tm tm;
-	time_t tt = (time_t)t;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(out, 32, "%lld", (long long)t);
-}
-
 int
 cli_out_dir_open(const char *dir, int *dirfd)
 {

@@ -63,8 +63,7 @@ int cli_wants_help(int argc, char **argv);
  * ("2026-12-06"). 0, or -1 for anything else.
  */
 int cli_parse_time(const char *s, int64_t *t);
-/* t as ISO 8601 UTC ("2026-12-06T21:00:00Z"), as listings print times. */
-void cli_iso_time(int64_t t, char out[32]);
+/* Listings print times with rf_iso_time (common/rf.h). */
 /*
  * Where an --out writes, checked before anything is made: the folder dir
  * opened into *dirfd (close with close()) and writable; for a file path,

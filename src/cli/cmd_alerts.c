@@ -45,7 +45,7 @@ one(void *arg, const struct rf_alert_rec *a)
 		json_object_set_new(j, "delivered", json_boolean(a->delivered));
 		return json_array_append_new(arr, j) == 0 ? 0 : RF_ERR_ALLOC;
 	}
-	cli_iso_time(a->time, t);
+	rf_iso_time(a->time, t);
 	printf("%s %-20s %s/%s connector %s: %s%s\n", t, a->kind, a->tenant,
 	    a->conn, a->connector, a->detail,
 	    a->delivered || !ls->webhook ? "" : " [webhook pending]");

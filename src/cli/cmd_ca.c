@@ -165,7 +165,7 @@ cert_row(void *arg, const struct rf_cert_rec *c)
 	struct cert_list *l = arg;
 	char na[32];
 
-	cli_iso_time(c->not_after, na);
+	rf_iso_time(c->not_after, na);
 	l->n++;
 	if (l->arr != NULL)
 		return json_array_append_new(l->arr,
@@ -198,7 +198,7 @@ tenant_show(struct rf_cli *cli, const char *name)
 			    name, name);
 		return cli_fail(r);
 	}
-	cli_iso_time(t.created, created);
+	rf_iso_time(t.created, created);
 	memset(&f, 0, sizeof(f));
 	f.tenant = name;
 	if (cli->json) {
@@ -271,7 +271,7 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 			for (i = 0; i < n; i++) {
 				if (connector_tenant(ts[i].name))
 					continue;
-				cli_iso_time(ts[i].created, created);
+				rf_iso_time(ts[i].created, created);
 				printf("%s  %s\n", ts[i].name, created);
 			}
 			free(ts);
@@ -284,7 +284,7 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 		for (i = 0; i < n; i++) {
 			if (connector_tenant(ts[i].name))
 				continue;
-			cli_iso_time(ts[i].created, created);
+			rf_iso_time(ts[i].created, created);
 			json_array_append_new(arr,
 			    json_pack("{s:s,s:s}", "name", ts[i].name,
 				"created", created));
@@ -1114,9 +1114,9 @@ cert_show(struct rf_cli *cli, const char *serial)
 		rf_cert_rec_clear(&c);
 		return cli_fail(RF_ERR_ALLOC);
 	}
-	cli_iso_time(c.not_before, nb);
-	cli_iso_time(c.not_after, na);
-	cli_iso_time(c.revoked_at, ra);
+	rf_iso_time(c.not_before, nb);
+	rf_iso_time(c.not_after, na);
+	rf_iso_time(c.revoked_at, ra);
 	if (cli->json) {
 		json_t *j = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,s:s,"
 				      "s:s,s:s,s:s}",

@@ -424,7 +424,7 @@ show_cert(void *arg, const char *serial)
 		    ? 0
 		    : RF_ERR_ALLOC;
 	else {
-		cli_iso_time(c.not_after, na);
+		rf_iso_time(c.not_after, na);
 		printf(
 		    "  certificate %s %s (not after %s)\n", serial, status, na);
 	}

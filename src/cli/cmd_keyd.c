@@ -51,13 +51,9 @@ static void
 keyd_log(void *arg, const char *line)
 {
 	char ts[32];
-	time_t t = time(NULL);
-	struct tm tm;
 
 	(void)arg;
-	if (gmtime_r(&t, &tm) == NULL ||
-	    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		ts[0] = '\0';
+	rf_iso_time((int64_t)time(NULL), ts);
 	fprintf(stderr, "ringfence keyd: %s %s\n", ts, line);
 	fflush(stderr);
 }

@@ -373,7 +373,7 @@ print_compromised(void *arg, const struct rf_compromised_rec *k)
 	char *s;
 
 	c->n++;
-	cli_iso_time(k->time, when);
+	rf_iso_time(k->time, when);
 	if (!c->cli->json) {
 		snprintf(inc, sizeof(inc), "%lld", (long long)k->incident);
 		printf("%-64s  %-40s  %-12s  %-8s  %s\n", k->ident, k->serial,

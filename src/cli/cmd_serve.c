@@ -47,13 +47,9 @@ static void
 log_line(void *arg, const char *msg)
 {
 	char ts[32];
-	time_t t = time(NULL);
-	struct tm tm;
 
 	(void)arg;
-	if (gmtime_r(&t, &tm) == NULL ||
-	    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		ts[0] = '\0';
+	rf_iso_time((int64_t)time(NULL), ts);
 	fprintf(stderr, "ringfence serve: %s %s\n", ts, msg);
 }
 

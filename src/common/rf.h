@@ -86,6 +86,8 @@ int rf_err_kept(const struct rf_err_held *h);
  * (seconds) in the environment also sets it, as it was at the first call.
  */
 int64_t rf_now(void);
+/* t as UTC ISO 8601 ("2026-12-07T06:45:00Z"; digits if it cannot be). */
+void rf_iso_time(int64_t t, char out[32]);
 
 /* Seconds on the monotonic clock, for durations (never set by tests). */
 double rf_mono_s(void);

@@ -149,18 +149,6 @@ put_str(int dirfd, const char *name, const char *s)
 	return put_at(dirfd, name, s, strlen(s));
 }
 
-/* RFC 3339 UTC, as Microsoft Graph's DateTimeOffset takes it. */
-static void
-iso_time(int64_t t, char out[32])
-{
-	time_t tt = (time_t)t;
-	struct tm tm;
-
-	if (gmtime_r(&tt, &tm) == NULL ||
-	    strftime(out, 32, "%Y-%m-%dT%H:%M:%SZ", &tm) == 0)
-		snprintf(out, 32, "%lld", (long long)t);
-}
-
 /* Upper-case hex SHA-1 of the DER: the thumbprint people compare. */
 static void
 sha1_hex_upper(const uint8_t *der, size_t len, char out[41])
@@ -239,8 +227,9 @@ key_credential(const struct rf_item_rec *it, const struct rf_cert_rec *nc)
 	EVP_EncodeBlock((unsigned char *)b64, nc->der, (int)nc->derlen);
 	EVP_Digest(nc->der, nc->derlen, md, NULL, EVP_sha1(), NULL);
 	EVP_EncodeBlock((unsigned char *)tpb64, md, sizeof(md));
-	iso_time(nc->not_before, start);
-	iso_time(nc->not_after, end);
+	/* RFC 3339 UTC, as Graph's DateTimeOffset takes it. */
+	rf_iso_time(nc->not_before, start);
+	rf_iso_time(nc->not_after, end);
 	snprintf(name, sizeof(name), "ringfence %s/%s serial %s", it->tenant,
 	    it->name, nc->serial);
 	return json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "type",
@@ -329,8 +318,8 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		goto out;
 	sha1_hex_upper(oc.der, oc.derlen, old_tp);
 	sha1_hex_upper(nc.der, nc.derlen, new_tp);
-	iso_time(nc.not_before, nb);
-	iso_time(nc.not_after, na);
+	rf_iso_time(nc.not_before, nb);
+	rf_iso_time(nc.not_after, na);
 	if (asprintf(&readme,
 		"ringfence re-establishment package\n"
 		"tenant:        %s\nconnection:    %s\nrelying party: %s\n"
