@@ -54,36 +54,40 @@ int rf_audit_append(struct rf_audit *audit, const struct rf_audit_event *evs,
  * API record each refusal, and a refused request costs its sender
  * nothing: unbudgeted, a flood of them would grow the record without
  * bound. At most per_min a minute are recorded one by one, and at most
- * per_who of one caller (0: no such limit), so that one caller's flood
- * leaves the others' refusals recorded; the rest are counted (with the
- * most frequent callers' names) for one leaf written once the minute is
- * over. Not locked: one thread's.
+ * per_who of one caller (0: no such share), so that one caller's flood
+ * leaves the others' refusals recorded; the rest are counted, for one
+ * leaf written once the minute is over that names the callers counted
+ * most. Not locked: one thread's. A copy of the struct is a snapshot, to
+ * put back when the transaction holding its leaves rolls back.
  */
-#define RF_LEAF_QUOTA_TOP 4
-#define RF_LEAF_QUOTA_WHO 32 /* callers with a count of their own */
+#define RF_LEAF_QUOTA_TOP 4  /* callers named in a count's leaf */
+#define RF_LEAF_QUOTA_WHO 32 /* callers with counts of their own */
 struct rf_leaf_quota_who {
 	char who[64];
-	unsigned n; /* 0: a free slot */
+	unsigned leaves, counted; /* both 0: a free entry */
 };
 struct rf_leaf_quota {
-	int64_t minute;
-	unsigned per_min, per_who, leaves, quiet, other;
-	struct rf_leaf_quota_who top[RF_LEAF_QUOTA_TOP];  /* counted */
-	struct rf_leaf_quota_who seen[RF_LEAF_QUOTA_WHO]; /* recorded */
+	int64_t minute; /* only moves forward */
+	unsigned per_min, per_who, leaves, quiet;
+	struct rf_leaf_quota_who seen[RF_LEAF_QUOTA_WHO];
 };
 void rf_leaf_quota_init(
     struct rf_leaf_quota *q, unsigned per_min, unsigned per_who);
 /*
- * Call first for each refusal: when q's minute is over (or force and
- * refusals are counted), 1 with the count's leaf detail in out ("N more
- * refusals in the minute before, not recorded one by one ...") for the
- * caller to write, and a new minute; 0 when there is nothing to write.
+ * Call first for each refusal: when a minute after q's has come (or
+ * force, and refusals are counted), 1 with the count's leaf detail in
+ * out ("N more refusals in the minute from TIME, not recorded one by one
+ * ...") for the caller to write, and a new budget; 0 when there is
+ * nothing to write. cap must be above 0.
  */
 int rf_leaf_quota_roll(
     struct rf_leaf_quota *q, int64_t now, int force, char *out, size_t cap);
-/* 1: record this refusal of who (may be NULL) as a leaf; 0: it is
- * counted. */
+/* 1 if rf_leaf_quota_roll(q, now, 0, ...) has a count to write. */
+int rf_leaf_quota_due(const struct rf_leaf_quota *q, int64_t now);
+/* 1: record this refusal of who (may be NULL) as a leaf; 0: counted. */
 int rf_leaf_quota_take(struct rf_leaf_quota *q, const char *who);
+/* Count a refusal of who without a leaf: one whose leaf was lost. */
+void rf_leaf_quota_count(struct rf_leaf_quota *q, const char *who);
 
 #define RF_HASH_LEN 32
 

@@ -56,8 +56,8 @@ svc_enqueue(struct rf_connector_svc *svc, const struct pending *p)
 	pthread_mutex_unlock(&svc->qlock);
 }
 
-/* The count of the refusals of the minute before not recorded one by
- * one, once that minute is over (force: now, as serve stops). */
+/* The count of a minute's refusals not recorded one by one, once a later
+ * minute has come (force: now, as serve stops). */
 static int
 refusals_roll(struct rf_connector_svc *svc, struct rf_audit *audit, int64_t now,
     int force)
@@ -75,6 +75,14 @@ refusals_roll(struct rf_connector_svc *svc, struct rf_audit *audit, int64_t now,
 	ev.detail = detail;
 	ev.time = now;
 	return rf_audit_append(audit, &ev, 1, NULL);
+}
+
+/* Whom a refusal's budget counts it under: its client certificate. */
+static const char *
+refusal_who(const struct pending *p, char who[64])
+{
+	snprintf(who, 64, "certificate %.40s", p->serial);
+	return who;
 }
 
 /*
@@ -96,8 +104,7 @@ refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
 
 	if ((r = refusals_roll(svc, audit, p->now, 0)) != 0)
 		return r;
-	snprintf(addr, sizeof(addr), "certificate %.40s", p->serial);
-	if (!rf_leaf_quota_take(&svc->refusals, addr))
+	if (!rf_leaf_quota_take(&svc->refusals, refusal_who(p, addr)))
 		goto alert;
 	snprintf(detail, sizeof(detail),
 	    "%s: connection %s/%s connector %s (certificate %.40s) source "
@@ -266,18 +273,45 @@ record_one(struct rf_connector_svc *svc, struct rf_store *st,
 			  : record(svc, st, audit, svc->seen, p);
 }
 
+/* One item in a transaction of its own. */
+static int
+record_alone(struct rf_connector_svc *svc, struct rf_store *st,
+    struct rf_audit *audit, const struct pending *p)
+{
+	int r;
+
+	if ((r = rf_store_begin(st)) != 0)
+		return r;
+	if ((r = record_one(svc, st, audit, p)) == 0)
+		r = rf_seen_flush(svc->seen);
+	if (r == 0)
+		r = rf_store_commit(st);
+	else
+		rf_store_rollback(st);
+	if (r == 0)
+		reest_learn(svc, p, 1);
+	rf_seen_drop(svc->seen);
+	return r;
+}
+
 /*
  * Write one batch in one transaction, the baselines its detectors changed
- * once each at the end (rf_seen_flush); item by item if that fails.
+ * once each at the end (rf_seen_flush); item by item if that fails. The
+ * refusal budget changes with the leaves it counts: put back when they
+ * roll back, and a refusal whose leaf could not be written is counted.
  */
 static void
 record_batch(struct rf_connector_svc *svc, struct rf_store *st,
     struct rf_audit *audit, const struct pending *q, size_t n)
 {
+	struct rf_leaf_quota before = svc->refusals;
+	char who[64];
 	size_t i;
 	int r = 0;
 
 	if (rf_store_begin(st) == 0) {
+		/* A minute's count, once it is over, traffic or not. */
+		r = refusals_roll(svc, audit, rf_now(), 0);
 		for (i = 0; i < n && r == 0; i++)
 			r = record_one(svc, st, audit, &q[i]);
 		if (r == 0)
@@ -289,35 +323,40 @@ record_batch(struct rf_connector_svc *svc, struct rf_store *st,
 		rf_seen_drop(svc->seen);
 		if (r != 0)
 			rf_store_rollback(st);
+		svc->refusals = before;
 	}
-	for (i = 0; i < n && n > 1; i++) {
-		if (rf_store_begin(st) != 0)
-			break;
-		if ((r = record_one(svc, st, audit, &q[i])) == 0)
-			r = rf_seen_flush(svc->seen);
-		if (r == 0)
-			r = rf_store_commit(st);
-		else
-			rf_store_rollback(st);
-		if (r == 0)
-			reest_learn(svc, &q[i], 1);
-		rf_seen_drop(svc->seen);
+	for (i = 0; i < n; i++) {
+		before = svc->refusals;
+		/* A batch of one was this item: not tried again. */
+		r = n > 1 ? record_alone(svc, st, audit, &q[i]) : -1;
+		if (r != 0 && q[i].refusal) {
+			svc->refusals = before;
+			rf_leaf_quota_count(
+			    &svc->refusals, refusal_who(&q[i], who));
+		}
 	}
 	rf_err_clear();
 }
 
 /* The count of refusals not recorded one by one, in a transaction of its
- * own: once its minute is over, or now (force). */
+ * own: once its minute is over, or now (force). Kept for the next try if
+ * it cannot be written. */
 static void
 refusals_flush(struct rf_connector_svc *svc, int force)
 {
-	if (svc->refusals.quiet == 0 || rf_store_begin(svc->rst) != 0) {
-		rf_err_clear();
+	struct rf_leaf_quota before = svc->refusals;
+
+	if (!(force ? svc->refusals.quiet > 0
+		    : rf_leaf_quota_due(&svc->refusals, rf_now())))
 		return;
+	if (rf_store_begin(svc->rst) == 0) {
+		if (refusals_roll(svc, svc->raudit, rf_now(), force) == 0) {
+			if (rf_store_commit(svc->rst) == 0)
+				return;
+		} else
+			rf_store_rollback(svc->rst);
 	}
-	if (refusals_roll(svc, svc->raudit, rf_now(), force) != 0 ||
-	    rf_store_commit(svc->rst) != 0)
-		rf_store_rollback(svc->rst);
+	svc->refusals = before;
 	rf_err_clear();
 }
 

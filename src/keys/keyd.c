@@ -10,9 +10,9 @@
  * then signs that batch on its signing threads while the loop reads and
  * records the next (the pipeline). A request outside the class's
  * table, or refused by the policy, is answered with an error and recorded
- * as a "refused" leaf; refusals beyond REFUSED_PER_MIN a minute are
- * counted and recorded as one summary leaf, so that a flood cannot grow
- * the record without bound.
+ * as a "refused" leaf; refusals beyond REFUSED_PER_MIN a minute, or
+ * REFUSED_PER_UID of one uid, are counted and recorded as one summary
+ * leaf, so that a flood cannot grow the record without bound.
  *
  * This file starts keyd, hardened, and runs its poll loop, with the
  * background work and the record of refusals; the handlers are in
@@ -51,6 +51,7 @@
 #include "store/store.h"
 
 #define REFUSED_PER_MIN 60 /* refusal leaves a minute, then a count */
+#define REFUSED_PER_UID 30 /* ... and of one caller's uid */
 
 /*
  * Background work (o->background: the standby pool's refill) runs on a
@@ -504,7 +505,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	kd->cfg = *cfg;
 	kd->o = o;
 	kd->lfd = -1;
-	rf_leaf_quota_init(&kd->refusals, REFUSED_PER_MIN, 0);
+	rf_leaf_quota_init(&kd->refusals, REFUSED_PER_MIN, REFUSED_PER_UID);
 	take_env_pin(&kd->cfg);
 	if (kd->cfg.softhsm_conf[0] != '\0' &&
 	    access(kd->cfg.softhsm_conf, R_OK) == 0)

@@ -106,7 +106,7 @@ refusals | grep -q "^not_bound: connection globex/m365 connector sync " ||
 kill -TERM "$server"
 wait "$server" || fail "serve did not stop cleanly"
 refusals >leaves.txt
-counted=$(sed -n 's/^\([0-9]*\) more refusals in the minute before, not recorded one by one.*/\1/p' leaves.txt |
+counted=$(sed -n 's/^\([0-9]*\) more refusals in the minute from [-0-9T:Z]*, not recorded one by one.*/\1/p' leaves.txt |
 	awk '{ s += $1 } END { print s + 0 }')
 one=$(grep -c "^not_bound: " leaves.txt || true)
 [ $((one + counted)) -eq $((N + 1)) ] ||

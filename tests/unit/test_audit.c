@@ -881,12 +881,13 @@ test_search_million(void **state)
 	assert_true(secs < 0.25);
 }
 
-/* The refusal budget: per_min leaves a minute, then a count naming the
- * callers refused most, written once the minute is over or when forced. */
+/* The refusal budget: per_min leaves a minute (per_who of one caller),
+ * then a count naming the callers counted most, written once a later
+ * minute comes or when forced. */
 static void
 test_leaf_quota(void **state)
 {
-	struct rf_leaf_quota q;
+	struct rf_leaf_quota q, snap;
 	char out[512], who[16];
 	int i;
 
@@ -899,32 +900,52 @@ test_leaf_quota(void **state)
 		assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 0);
 	assert_int_equal(rf_leaf_quota_take(&q, NULL), 0);
 	/* The same minute: nothing yet. */
+	assert_int_equal(rf_leaf_quota_due(&q, 659), 0);
 	assert_int_equal(rf_leaf_quota_roll(&q, 659, 0, out, sizeof(out)), 0);
 	assert_int_equal(rf_leaf_quota_take(&q, "uid 8"), 0);
-	/* The next: the count, then a new budget. */
+	assert_int_equal(rf_leaf_quota_take(&q, "uid 9"), 0);
+	assert_int_equal(rf_leaf_quota_take(&q, "uid 9"), 0);
+	/* An earlier minute (a clock stepped back) is not a new one. */
+	assert_int_equal(rf_leaf_quota_roll(&q, 540, 0, out, sizeof(out)), 0);
+	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 0);
+	/* The next: the count, largest first, then a new budget. */
+	assert_int_equal(rf_leaf_quota_due(&q, 660), 1);
 	assert_int_equal(rf_leaf_quota_roll(&q, 660, 0, out, sizeof(out)), 1);
 	assert_string_equal(out,
-	    "6 more refusals in the minute before, not recorded one by one "
-	    "(at most 3 a minute are): uid 7 4, uid 8 1, others 1");
+	    "9 more refusals in the minute from 1970-01-01T00:10:00Z, not "
+	    "recorded one by one (at most 3 a minute are): uid 7 5, uid 9 2, "
+	    "uid 8 1, others 1");
 	assert_int_equal(rf_leaf_quota_roll(&q, 780, 0, out, sizeof(out)), 0);
 	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
 	/* Forced (a stop): only when something is counted. */
 	assert_int_equal(rf_leaf_quota_roll(&q, 781, 1, out, sizeof(out)), 0);
 	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
 	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
+	/* A snapshot puts back what a rolled-back transaction counted. */
+	snap = q;
 	for (i = 0; i < 6; i++) {
 		snprintf(who, sizeof(who), "uid %d", i);
 		assert_int_equal(rf_leaf_quota_take(&q, who), 0);
 	}
+	rf_leaf_quota_count(&q, "uid 5");
+	assert_int_equal(q.quiet, 7);
+	q = snap;
+	assert_int_equal(q.quiet, 0);
+	for (i = 0; i < 6; i++) {
+		snprintf(who, sizeof(who), "uid %d", i);
+		assert_int_equal(rf_leaf_quota_take(&q, who), 0);
+	}
+	rf_leaf_quota_count(&q, "uid 5");
 	assert_int_equal(rf_leaf_quota_roll(&q, 781, 1, out, sizeof(out)), 1);
 	assert_string_equal(out,
-	    "6 more refusals in the minute before, not recorded one by one "
-	    "(at most 3 a minute are): uid 0 1, uid 1 1, uid 2 1, uid 3 1, "
-	    "others 2");
-	/* A cut-short buffer stays a string. */
+	    "7 more refusals in the minute from 1970-01-01T00:13:00Z, not "
+	    "recorded one by one (at most 3 a minute are): uid 5 2, uid 0 1, "
+	    "uid 1 1, uid 2 1, others 2");
+	/* A cut-short buffer stays a string; no buffer, nothing written. */
 	assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), 1);
 	for (i = 0; i < 5; i++)
 		assert_int_equal(rf_leaf_quota_take(&q, "uid 7"), i < 2);
+	assert_int_equal(rf_leaf_quota_roll(&q, 900, 0, out, 0), 0);
 	assert_int_equal(rf_leaf_quota_roll(&q, 900, 0, out, 20), 1);
 	assert_int_equal(strlen(out), 19);
 
@@ -942,19 +963,24 @@ test_leaf_quota(void **state)
 	assert_int_equal(rf_leaf_quota_take(&q, "certificate dd"), 0);
 	assert_int_equal(rf_leaf_quota_roll(&q, 1260, 0, out, sizeof(out)), 1);
 	assert_string_equal(out,
-	    "8 more refusals in the minute before, not recorded one by one "
-	    "(at most 5 a minute are, 2 of one): certificate aa 7, "
-	    "certificate dd 1");
+	    "8 more refusals in the minute from 1970-01-01T00:20:00Z, not "
+	    "recorded one by one (at most 5 a minute are, 2 of one): "
+	    "certificate aa 7, certificate dd 1");
 	/* A new minute: each caller's share again. */
 	assert_int_equal(rf_leaf_quota_take(&q, "certificate aa"), 1);
-	/* Past RF_LEAF_QUOTA_WHO callers, only the minute's budget counts. */
+	/* Past RF_LEAF_QUOTA_WHO callers, only the minute's budget counts;
+	 * a name is kept cut to 63 bytes, and still found. */
 	rf_leaf_quota_init(&q, 100, 1);
 	assert_int_equal(rf_leaf_quota_roll(&q, 0, 0, out, sizeof(out)), 0);
-	for (i = 0; i < RF_LEAF_QUOTA_WHO; i++) {
+	for (i = 0; i < RF_LEAF_QUOTA_WHO - 1; i++) {
 		snprintf(who, sizeof(who), "c %d", i);
 		assert_int_equal(rf_leaf_quota_take(&q, who), 1);
 		assert_int_equal(rf_leaf_quota_take(&q, who), 0);
 	}
+	memset(out, 'x', 80);
+	out[80] = '\0';
+	assert_int_equal(rf_leaf_quota_take(&q, out), 1);
+	assert_int_equal(rf_leaf_quota_take(&q, out), 0);
 	assert_int_equal(rf_leaf_quota_take(&q, "c x"), 1);
 	assert_int_equal(rf_leaf_quota_take(&q, "c x"), 1);
 }
