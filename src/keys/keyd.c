@@ -110,8 +110,8 @@ rf_keyd_harden(void)
  * Refusals
  */
 
-/* Write the count of the refusals not recorded one by one in the minute
- * before, when it is over (force: now, as keyd stops). */
+/* Write the count of a minute's refusals not recorded one by one, once a
+ * later minute has come (force: now, as keyd stops). */
 static void
 refusals_roll(struct keyd *kd, int force)
 {
