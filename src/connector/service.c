@@ -25,8 +25,8 @@
 /* Refusals recorded one by one in a minute, and of one certificate; the
  * rest are counted in one leaf (audit.h, rf_leaf_quota), as keyd counts
  * its own. */
-#define REFUSALS_PER_MIN 60
-#define REFUSALS_PER_CERT 10
+#define REFUSALS_PER_MIN 120
+#define REFUSALS_PER_CERT 60
 
 void
 rf_api_answer_clear(struct rf_api_answer *a)

@@ -4,7 +4,7 @@
 # certificate of ringfence's CA (a connector certificate revoked after a
 # theft, a connector asking for a connection it is not bound to) is
 # refused, and every refusal was a leaf: 300 refusals, 300 leaves. Now at
-# most 60 refusals a minute are recorded one by one, and 10 of one
+# most 120 refusals a minute are recorded one by one, and 60 of one
 # certificate, so that one flood leaves the other connectors' refusals
 # recorded; the rest are counted, and the count is written in one leaf
 # when the minute is over or serve stops. The refusals stay answered, and
@@ -94,10 +94,10 @@ for _ in $(seq 200); do
 	sleep 0.1
 done
 one=$(refusals | grep -c "^not_bound: connection acme/m365 connector arch " || true)
-# 10 of one certificate a minute; the flood may straddle a minute's end
+# 60 of one certificate a minute; the flood may straddle a minute's end
 # (two minutes' worth and the first minute's count).
-[ "$one" -ge 10 ] && [ "$one" -le 20 ] ||
-	fail "$one of arch's refusals recorded one by one during a flood of $N (at most 10 a minute)"
+[ "$one" -ge 60 ] && [ "$one" -le 120 ] ||
+	fail "$one of arch's refusals recorded one by one during a flood of $N (at most 60 a minute)"
 refusals | grep -q "^not_bound: connection globex/m365 connector sync " ||
 	fail "sync's refusal was not recorded (in 20 s) beside arch's flood: $(refusals | tail -3)"
 
@@ -111,8 +111,8 @@ one=$(grep -c "^not_bound: " leaves.txt || true)
 [ $((one + counted)) -eq $((N + 1)) ] ||
 	fail "$one refusals recorded and $counted counted, not $((N + 1)): $(tail -3 leaves.txt)"
 grep "not recorded one by one" leaves.txt |
-	grep -q "(at most 60 a minute are, 10 of one): certificate [0-9a-f]* [0-9]*" ||
+	grep -q "(at most 120 a minute are, 60 of one): certificate [0-9a-f]* [0-9]*" ||
 	fail "the count does not name the certificate that was refused: $(grep 'not recorded' leaves.txt)"
-[ "$(wc -l <leaves.txt)" -le 24 ] || fail "$(wc -l <leaves.txt) refusal leaves for $((N + 1)) refusals"
+[ "$(wc -l <leaves.txt)" -le 124 ] || fail "$(wc -l <leaves.txt) refusal leaves for $((N + 1)) refusals"
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_refusal_flood: ok ($one recorded, $counted counted)"
