@@ -50,8 +50,8 @@
 #include "keys/policy.h"
 #include "store/store.h"
 
-#define REFUSED_PER_MIN 60 /* refusal leaves a minute, then a count */
-#define REFUSED_PER_UID 30 /* ... and of one caller's uid */
+#define REFUSED_PER_MIN 120 /* refusal leaves a minute, then a count */
+#define REFUSED_PER_UID 60  /* ... and of one caller's uid */
 
 /*
  * Background work (o->background: the standby pool's refill) runs on a

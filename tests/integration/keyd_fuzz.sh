@@ -2,8 +2,9 @@
 # keyd_fuzz.sh: the live custody socket under malformed, truncated and
 # oversized frames (rf-keyd_client fuzz, 400 frames, each on a connection
 # of its own): keyd stays up and answers, nothing is signed, and the
-# refusals it records stay within their budget (60 leaves a minute, then
-# one summary leaf), so a flood cannot grow the record without bound.
+# refusals it records stay within their budget (60 leaves a minute of one
+# caller, then one summary leaf), so a flood cannot grow the record
+# without bound.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-fuzz
