@@ -88,7 +88,8 @@ refusal_who(const struct pending *p, char who[64])
 /*
  * A refusal's leaf (and alert), in the recorder's transaction; past the
  * minute's budget, counted instead: a refused request costs its sender
- * nothing, and a revoked connector certificate is refused forever.
+ * nothing, and a revoked connector certificate is refused forever. Its
+ * transaction has rolled the budget's minute (record_batch, record_alone).
  */
 static int
 refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
@@ -102,8 +103,6 @@ refusal_record(struct rf_connector_svc *svc, struct rf_store *st,
 	size_t n = 0;
 	int r;
 
-	if ((r = refusals_roll(svc, audit, p->now, 0)) != 0)
-		return r;
 	if (!rf_leaf_quota_take(&svc->refusals, refusal_who(p, addr)))
 		goto alert;
 	snprintf(detail, sizeof(detail),
@@ -282,7 +281,9 @@ record_alone(struct rf_connector_svc *svc, struct rf_store *st,
 
 	if ((r = rf_store_begin(st)) != 0)
 		return r;
-	if ((r = record_one(svc, st, audit, p)) == 0)
+	/* A minute's count first, as a batch writes it (record_batch). */
+	if ((r = refusals_roll(svc, audit, rf_now(), 0)) == 0 &&
+	    (r = record_one(svc, st, audit, p)) == 0)
 		r = rf_seen_flush(svc->seen);
 	if (r == 0)
 		r = rf_store_commit(st);
@@ -310,7 +311,8 @@ record_batch(struct rf_connector_svc *svc, struct rf_store *st,
 	int r = 0;
 
 	if (rf_store_begin(st) == 0) {
-		/* A minute's count, once it is over, traffic or not. */
+		/* A minute's count, once it is over, traffic or not: once a
+		 * transaction, before its refusals take the new budget. */
 		r = refusals_roll(svc, audit, rf_now(), 0);
 		for (i = 0; i < n && r == 0; i++)
 			r = record_one(svc, st, audit, &q[i]);
