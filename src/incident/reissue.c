@@ -472,7 +472,7 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	char note[256];
 	size_t i, j, np;
 	double t = rf_mono_s();
-	int r = 0;
+	int r = 0, own;
 
 	if (iv->n == 0)
 		return 0;
@@ -493,10 +493,14 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 		goto out;
 	}
 	rf_incident_phase_time(rep, "plan the pool", &t);
-	for (i = 0; i < iv->n; i++)
-		if ((r = credential_shape(
-			 c, iv->v[i].old_serial, &shapes[i])) != 0)
-			goto out;
+	/* One read of the store for all of them, not one each. */
+	if ((r = rf_store_read_begin(c->st, &own)) != 0)
+		goto out;
+	for (i = 0; i < iv->n && r == 0; i++)
+		r = credential_shape(c, iv->v[i].old_serial, &shapes[i]);
+	rf_store_read_end(c->st, own);
+	if (r != 0)
+		goto out;
 	rf_incident_phase_time(rep, "read old credentials' shapes", &t);
 	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, rep)) != 0)
 		goto out;
