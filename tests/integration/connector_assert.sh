@@ -169,6 +169,32 @@ if rf assert --connection acme/m365 --cert old.pem --key old.key \
 fi
 grep -q "is the connector certificate valid" err ||
 	fail "expired: $(cat err)"
+# A server certificate of ringfence's CA that names another host (a
+# tenant's, issued for evil.example) on 127.0.0.1: assert refuses it in the
+# handshake (hostname mismatch) and sends it nothing, not even the proof.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout evil.key -out evil.csr -subj /CN=evil 2>/dev/null
+rf issue --tenant globex --profile server --dns evil.example --csr evil.csr \
+	--out evil.pem >/dev/null
+eport=$(freeport)
+timeout 30 openssl s_server -accept "127.0.0.1:$eport" -cert evil.pem \
+	-cert_chain evil.pem -key evil.key -naccept 1 -www >evil.out 2>&1 \
+	</dev/null &
+epid=$!
+for _ in $(seq 100); do
+	grep -q ACCEPT evil.out && break
+	sleep 0.1
+done
+if rf assert --connection acme/m365 --cert sync.pem --key sync.key \
+	--ca root.pem --url "https://127.0.0.1:$eport" 2>err >/dev/null; then
+	fail "assert sent its request to a server certificate naming evil.example"
+fi
+wait "$epid" 2>/dev/null || true # its one connection ended it
+grep -q "hostname mismatch.*does not name 127.0.0.1" err ||
+	fail "impostor server: $(cat err)"
+# The client ended the handshake itself, with an alert, before any request.
+grep -q "alert bad certificate" evil.out ||
+	fail "impostor server's side: $(cat evil.out)"
 # A file that is not there is named as such.
 if rf assert --connection acme/m365 --cert nosuch.pem --key sync.key \
 	--ca root.pem --url "$url" 2>err; then
