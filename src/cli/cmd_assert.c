@@ -13,11 +13,14 @@
 #include <strings.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+
 #include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509v3.h>
 
 #include "cli/cli.h"
 #include "connector/connector.h"
@@ -77,6 +80,42 @@ readable(const char *opt, const char *path)
 }
 
 /*
+ * serve's certificate must name the host of --url (HOST:PORT or
+ * [V6]:PORT): one of its tls_names, or its listen address. Another
+ * certificate of ringfence's CA, a tenant's server certificate, is
+ * refused. The host is left in host for the error.
+ */
+static int
+expect_name(SSL *ssl, const char *hostport, char *host, size_t hostlen)
+{
+	unsigned char a[16];
+	const char *h = hostport, *e;
+	size_t len;
+	int ok;
+
+	if (*h == '[') {
+		h++;
+		e = strchr(h, ']');
+	} else {
+		e = strrchr(h, ':');
+	}
+	len = e != NULL ? (size_t)(e - h) : strlen(h);
+	if ((*hostport == '[' && e == NULL) || len == 0 || len >= hostlen)
+		return rf_err_set(RF_ERR_ARG, "--url: use https://HOST:PORT");
+	memcpy(host, h, len);
+	host[len] = '\0';
+	if (inet_pton(AF_INET, host, a) == 1 ||
+	    inet_pton(AF_INET6, host, a) == 1)
+		ok = X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host);
+	else
+		ok = SSL_set1_host(ssl, host) == 1 &&
+		    SSL_set_tlsext_host_name(ssl, host) == 1;
+	if (ok != 1)
+		return rf_err_set(RF_ERR_INTERNAL, "TLS client setup failed");
+	return 0;
+}
+
+/*
  * One HTTPS POST; the status, body (malloc'd) and Retry-After (seconds, -1
  * if none) of the answer.
  */
@@ -87,7 +126,7 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 	SSL_CTX *ctx = NULL;
 	BIO *b = NULL;
 	SSL *ssl = NULL;
-	char hostport[300], req[1024], *buf = NULL, *p;
+	char hostport[300], host[300], req[1024], *buf = NULL, *p;
 	const char *h;
 	size_t off = 0;
 	int r = RF_ERR_IO, n;
@@ -125,8 +164,22 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 		r = rf_err_set(RF_ERR_INTERNAL, "TLS client setup failed");
 		goto out;
 	}
+	if ((r = expect_name(ssl, hostport, host, sizeof(host))) != 0)
+		goto out;
 	if (BIO_do_connect(b) != 1 || BIO_do_handshake(b) != 1) {
 		unsigned long e = ERR_peek_last_error();
+		long v = SSL_get_verify_result(ssl);
+
+		if (v == X509_V_ERR_HOSTNAME_MISMATCH ||
+		    v == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+			r = rf_err_set(RF_ERR_IO,
+			    "TLS to %s failed (hostname mismatch): the "
+			    "server's certificate does not name %s; use in "
+			    "--url a name of serve's tls_names setting or its "
+			    "listen address",
+			    hostport, host);
+			goto out;
+		}
 
 		/* The server's own failure (serve answers so when keyd, which
 		 * signs its handshakes, is away): nothing to fix here. */
