@@ -343,5 +343,21 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	fail "renewal with a proof over another key while optional: $(cat resp.json)"
 stop_serve
 
+# 12. Requests keyd refuses spend none of serve's tokens either: five bad
+# proofs on a connection whose bucket holds 3 are each 401 bad_proof (not
+# 429), and the connector's own 3 requests after them are served.
+rf keyd stop >/dev/null 2>&1 || fail "keyd stop"
+RINGFENCE_CONN_BURST=3 serve_up 120
+for i in 1 2 3 4 5; do
+	[ "$(ask sync "$(body acme/m365 "$(mkproof assert acme/m365 stranger.key)")")" = "401 bad_proof" ] ||
+		fail "bad proof $i of 5 on a bucket of 3: $(cat resp.json)"
+done
+for i in 1 2 3; do
+	rf assert --connection acme/m365 --cert sync.pem --key sync.key \
+		--ca root.pem --url "$url" >/dev/null 2>err ||
+		fail "the connector's request $i of 3 after five refused: $(cat err)"
+done
+stop_serve
+
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_proof: ok"
