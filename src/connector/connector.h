@@ -295,6 +295,15 @@ int rf_connector_limits_take(const struct rf_config *cfg,
     struct rf_limits *limits, const struct rf_connector_req *q,
     struct rf_connector_verdict *v) RF_WUR;
 
+/*
+ * The tokens rf_connector_limits_take took for a request (tenant/conn, by
+ * connector) go back: nothing was signed for it (keyd refused it, or it
+ * failed), and a request that signs nothing spends none.
+ */
+void rf_connector_limits_give(const struct rf_config *cfg,
+    struct rf_limits *limits, const char *tenant, const char *conn,
+    const char *connector);
+
 /* ---- Detectors and alerts (detect.c, alert.c) ---- */
 
 /* One assertion made or refused, as the detectors see it. */

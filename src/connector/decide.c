@@ -360,6 +360,15 @@ checked:
 	return rf_connector_limits_take(cfg, limits, q, v);
 }
 
+/* The buckets of a request: its connection's, and its connector's. */
+static void
+limits_keys(const char *tenant, const char *conn, const char *connector,
+    char key[256], char ckey[256])
+{
+	snprintf(key, 256, "c:%s/%s", tenant, conn);
+	snprintf(ckey, 256, "k:%s", connector);
+}
+
 int
 rf_connector_limits_take(const struct rf_config *cfg, struct rf_limits *limits,
     const struct rf_connector_req *q, struct rf_connector_verdict *v)
@@ -370,14 +379,13 @@ rf_connector_limits_take(const struct rf_config *cfg, struct rf_limits *limits,
 
 	if (limits == NULL)
 		return 0;
-	snprintf(key, sizeof(key), "c:%s/%s", q->tenant, q->conn);
+	limits_keys(q->tenant, q->conn, v->connector, key, ckey);
 	if ((r = rf_limits_take(limits, key, cfg->conn_rate, cfg->conn_burst,
 		 ms, &v->retry_after)) == RF_ERR_STATE)
 		return refuse(v, RF_REFUSE_RATE,
 		    "the connection's assertion rate is exceeded");
 	if (r != 0)
 		return r;
-	snprintf(ckey, sizeof(ckey), "k:%s", v->connector);
 	if ((r = rf_limits_take(limits, ckey, cfg->connector_rate,
 		 cfg->connector_burst, ms, &v->retry_after)) == 0)
 		return 0;
@@ -387,4 +395,17 @@ rf_connector_limits_take(const struct rf_config *cfg, struct rf_limits *limits,
 		return refuse(v, RF_REFUSE_RATE,
 		    "the connector's assertion rate is exceeded");
 	return r;
+}
+
+void
+rf_connector_limits_give(const struct rf_config *cfg, struct rf_limits *limits,
+    const char *tenant, const char *conn, const char *connector)
+{
+	char key[256], ckey[256];
+
+	if (limits == NULL)
+		return;
+	limits_keys(tenant, conn, connector, key, ckey);
+	rf_limits_give(limits, key, cfg->conn_burst);
+	rf_limits_give(limits, ckey, cfg->connector_burst);
 }

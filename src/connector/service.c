@@ -383,6 +383,14 @@ svc_proof_missing(const struct rf_connector_svc *svc, const char *proof,
 	return 1;
 }
 
+/* Nothing is signed for p: its tokens go back (decide took them). */
+static void
+tokens_back(struct rf_connector_svc *svc, const struct rf_assert_pending *p)
+{
+	rf_connector_limits_give(
+	    svc->cfg, svc->limits, p->ask.tenant, p->ask.conn, p->v.connector);
+}
+
 /*
  * Entra ID accepts only RSA keys: a registered connection whose current
  * credential has another key (issued before the registration) gets
@@ -397,6 +405,7 @@ key_unfit(struct rf_connector_svc *svc, struct rf_assert_pending *p,
 
 	if (alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072)
 		return 0;
+	tokens_back(svc, p);
 	p->v.why = RF_REFUSE_NO_CRED;
 	snprintf(p->v.detail, sizeof(p->v.detail),
 	    "the connection's credential has an %s key and Entra ID accepts "
@@ -473,8 +482,10 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 	}
 	/* A key not loaded yet is loaded from keyd, a wait: finish's. */
 	if ((r = key_cached(svc, p->v.key_id, &p->key)) != 0 ||
-	    (r = jti_bytes(svc, rnd)) != 0)
+	    (r = jti_bytes(svc, rnd)) != 0) {
+		tokens_back(svc, p);
 		goto fail;
+	}
 	pthread_mutex_unlock(&svc->lock);
 	if (p->key != NULL && key_unfit(svc, p, a))
 		return 0;
@@ -483,6 +494,7 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 	OPENSSL_cleanse(rnd, sizeof(rnd));
 	if ((r = rf_jwt_build(&p->reg, p->v.x5t256, jti, p->now,
 		 svc->cfg->assertion_lifetime, &p->msg)) != 0) {
+		tokens_back(svc, p);
 		svc_answer_fail(a, r);
 		pending_free(p);
 		return 0;
@@ -540,6 +552,8 @@ rf_connector_svc_assert_end(struct rf_connector_svc *svc,
 	json_t *j;
 
 	memset(a, 0, sizeof(*a));
+	if (r != 0) /* keyd refused it, or it failed: nothing signed */
+		tokens_back(svc, p);
 	if (r != 0 ||
 	    (r = rf_jwt_join(p->msg, sig->sig, sig->len, &jws)) != 0) {
 		svc_answer_fail(a, r);
