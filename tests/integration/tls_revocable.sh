@@ -138,4 +138,24 @@ served_cert "$h/tls4.pem"
 stop
 [ "$(openssl x509 -in "$h/tls4.pem" -noout -serial)" = "serial=$hex3" ] ||
 	fail "the next start replaced the renewed certificate again"
+# A start with other names (tls_names) replaces the certificate: the one
+# it replaces is revoked as superseded (reason 4), not left valid with its
+# key disabled, and OCSP says so.
+RINGFENCE_TLS_NAMES=ringfence.example start
+served_cert "$h/tls5.pem"
+hex5=$(openssl x509 -in "$h/tls5.pem" -noout -serial | sed 's/^serial=//')
+[ "$hex5" != "$hex3" ] || fail "new names did not replace the HTTPS certificate"
+openssl x509 -in "$h/tls5.pem" -noout -ext subjectAltName | grep -q "DNS:ringfence.example" ||
+	fail "the new HTTPS certificate does not name ringfence.example"
+serial3=$(echo "$hex3" | tr 'A-F' 'a-f' | sed 's/^0*//')
+[ "$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT revoked || '/' || reason FROM certs WHERE serial = '$serial3'")" = "1/4" ] ||
+	fail "the replaced HTTPS certificate $serial3 is not revoked as superseded: $(rf cert show "$serial3" 2>&1 | head -5)"
+openssl ocsp -issuer "$h/newiss.pem" -cert "$h/tls4.pem" \
+	-url "http://127.0.0.1:$port/ocsp" -CAfile "$h/root.pem" \
+	-verify_other "$h/newiss.pem" >"$h/ocsp5.txt" 2>&1 || true
+grep -q "tls4.pem: revoked" "$h/ocsp5.txt" ||
+	fail "OCSP for the replaced HTTPS certificate: $(cat "$h/ocsp5.txt")"
+grep -q "replaced HTTPS certificate .* revoked (superseded)" "$log" ||
+	fail "serve did not log the revocation: $(tail -3 "$log")"
+stop
 echo "tls_revocable: OK"
