@@ -508,6 +508,37 @@ tls_names(struct rf_http *h, char *buf, size_t len,
 }
 
 /*
+ * The certificate a new one replaced (other names, its issuer, its age) is
+ * revoked as superseded, so that no valid certificate is left whose key
+ * signs nothing any more. One already revoked stays as it is; a failure is
+ * logged with the command that finishes it, and serve starts anyway.
+ */
+static void
+tls_supersede(struct rf_http *h, const char *serial, char *msg, size_t len)
+{
+	const char *sv[1] = {serial};
+	size_t done = 0;
+	int r;
+
+	if ((r = rf_revoke_serials(h->cfg, h->st, h->keys, h->ca, h->audit, sv,
+		 1, RF_CRL_REASON_SUPERSEDED, &h->who, &done)) != 0) {
+		snprintf(msg, len,
+		    "the replaced HTTPS certificate %s could not be revoked "
+		    "(%s): run 'ringfence revoke %s --reason superseded'",
+		    serial, rf_err_msg(r), serial);
+		rf_err_clear();
+	} else if (done == 0) {
+		return; /* revoked before (revoke, an incident) */
+	} else {
+		snprintf(msg, len,
+		    "the replaced HTTPS certificate %s is revoked (superseded)",
+		    serial);
+	}
+	if (h->o.log != NULL)
+		h->o.log(h->o.log_arg, msg);
+}
+
+/*
  * TLS: the "tls" certificate (made or renewed with the caller's handles),
  * a key handle of its own for the workers' handshakes, and the policy
  * context (rf_http_tls_ctx) with the certificate and its issuer.
@@ -516,12 +547,17 @@ static int
 tls_setup(struct rf_http *h)
 {
 	const char *names[TLS_NAMES_MAX];
-	char buf[sizeof(h->cfg->tls_names)], msg[200];
+	char buf[sizeof(h->cfg->tls_names)], msg[400], old[41] = "";
 	struct rf_key *k;
 	X509 *x, *ix;
 	size_t n;
 	int made = 0, r;
 
+	if ((x = rf_ca_cert(h->ca, "tls")) != NULL &&
+	    rf_ca_serial_str(X509_get0_serialNumber(x), old) != 0) {
+		rf_err_clear();
+		old[0] = '\0';
+	}
 	if ((r = tls_names(h, buf, sizeof(buf), names, &n)) != 0 ||
 	    (r = rf_ca_tls_ensure(h->ca, names, n, &h->who, &made)) != 0)
 		return r;
@@ -535,6 +571,8 @@ tls_setup(struct rf_http *h)
 		    rf_key_id(k));
 		h->o.log(h->o.log_arg, msg);
 	}
+	if (made && old[0] != '\0')
+		tls_supersede(h, old, msg, sizeof(msg));
 	h->tls_who.actor = h->who.actor;
 	h->tls_who.source = "serve tls";
 	if ((r = rf_store_open(h->cfg->db_path, 0, &h->tls_st)) != 0 ||
