@@ -259,17 +259,18 @@ contain_json(int64_t id, const struct rf_contain_report *rep, json_t *notes)
 		json_array_append_new(ph,
 		    json_pack("{s:s, s:f}", "phase", rep->phase[i].name, "s",
 			rep->phase[i].s));
-	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, "
-		      "s:s, s:s, s:o, s:o}",
+	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, "
+		      "s:f, s:s, s:s, s:o, s:o}",
 	    "incident", (json_int_t)id, "connections", (json_int_t)rep->total,
 	    "revoked", (json_int_t)rep->revoked, "disabled",
 	    (json_int_t)rep->disabled, "issued", (json_int_t)rep->issued,
-	    "pooled", (json_int_t)rep->pooled, "generated",
-	    (json_int_t)(rep->issued - rep->pooled), "destroyed",
-	    (json_int_t)rep->destroyed, "contain_s", rep->contain_s,
-	    "destroy_s", rep->destroy_s, "new_issuer", rep->new_issuer,
-	    "tls_revoked", rep->tls_revoked, "contain_phases", ph, "pool_notes",
-	    notes);
+	    "pooled", (json_int_t)rep->pooled, "reserved",
+	    (json_int_t)rep->reserved, "generated",
+	    (json_int_t)(rep->issued - rep->pooled - rep->reserved),
+	    "destroyed", (json_int_t)rep->destroyed, "contain_s",
+	    rep->contain_s, "destroy_s", rep->destroy_s, "new_issuer",
+	    rep->new_issuer, "tls_revoked", rep->tls_revoked, "contain_phases",
+	    ph, "pool_notes", notes);
 	return cli_json_print(o);
 }
 
@@ -478,7 +479,13 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(sub, "contain") == 0 || strcmp(sub, "close") == 0) {
 		char task[96], msg[1024];
 		json_t *notes = NULL;
+		int lock;
 
+		/* One run of an incident at a time, before anything is taken
+		 * or made (two contains burned the pool and stalled each
+		 * other); held until this command exits. */
+		if ((r = rf_incident_run_lock(c.cfg, id, &lock)) != 0)
+			return cli_fail(r);
 		if (strcmp(sub, "contain") == 0) {
 			if (cli->json && (notes = json_array()) == NULL)
 				return cli_fail(RF_ERR_ALLOC);
@@ -534,8 +541,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		    rep.new_issuer);
 		if (rep.issued > 0)
 			printf("%zu new keys from the standby pool, %zu "
-			       "generated\n",
-			    rep.pooled, rep.issued - rep.pooled);
+			       "generated%s%.0zu%s\n",
+			    rep.pooled, rep.issued - rep.pooled - rep.reserved,
+			    rep.reserved ? "; " : "", rep.reserved,
+			    rep.reserved ? " reserved by an earlier run" : "");
 		printf("contained in %.2f s; old keys destroyed in %.2f s "
 		       "after that\n",
 		    rep.contain_s, rep.destroy_s);

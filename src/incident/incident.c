@@ -8,10 +8,13 @@
  * ones; track.c follows them until the incident closes; package.c writes
  * each tenant's package.
  */
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -62,6 +65,35 @@ void
 rf_incident_task(int64_t id, const char *cmd, char out[96])
 {
 	snprintf(out, 96, "incident %lld %s", (long long)id, cmd);
+}
+
+int
+rf_incident_run_lock(const struct rf_config *cfg, int64_t id, int *fd)
+{
+	char path[RF_PATH_MAX + 64];
+	int f;
+
+	*fd = -1;
+	if ((size_t)snprintf(path, sizeof(path), "%s/incident-%lld.lock",
+		cfg->home, (long long)id) >= sizeof(path))
+		return rf_err_set(RF_ERR_ARG, "state folder path too long");
+	if ((f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+		return rf_err_set(RF_ERR_IO, "%s: %s", path, strerror(errno));
+	if (flock(f, LOCK_EX | LOCK_NB) != 0) {
+		int e = errno;
+
+		close(f);
+		if (e == EWOULDBLOCK)
+			return rf_err_set(RF_ERR_STATE,
+			    "incident %lld is being contained or closed by "
+			    "another run right now: let it finish ('ringfence "
+			    "incident status %lld' shows it), then run this "
+			    "again if it did not",
+			    (long long)id, (long long)id);
+		return rf_err_set(RF_ERR_IO, "%s: %s", path, strerror(e));
+	}
+	*fd = f;
+	return 0;
 }
 
 int

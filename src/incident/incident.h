@@ -50,6 +50,15 @@ struct rf_progress_state;
 int rf_incident_progress_sink(void *arg, const struct rf_progress_state *s);
 /* The progress task name of an incident's command ("incident 3 contain"). */
 void rf_incident_task(int64_t id, const char *cmd, char out[96]);
+/*
+ * One contain or close of incident id at a time: an exclusive lock on
+ * $home/incident-ID.lock, taken without waiting. *fd holds it; it is
+ * released when *fd is closed or the process ends (kill -9 included), so
+ * a killed run never leaves it held. RF_ERR_STATE, saying so, while
+ * another run of this incident holds it.
+ */
+int rf_incident_run_lock(
+    const struct rf_config *cfg, int64_t id, int *fd) RF_WUR;
 
 /* Connection states, in order. */
 enum rf_item_state {
@@ -80,6 +89,7 @@ struct rf_contain_report {
 	size_t disabled;  /* keys disabled now */
 	size_t issued;	  /* new credentials issued now */
 	size_t pooled;	  /* of which with a key from the standby pool */
+	size_t reserved;  /* of which with a key an earlier run reserved */
 	size_t destroyed; /* old keys destroyed now (successors committed) */
 	size_t total;	  /* connections in scope */
 	int rotated;	  /* a new issuing CA was made now */

@@ -20,6 +20,7 @@
 #include "incident/incident_int.h"
 #include "pool/pool.h"
 #include "store/store.h"
+#include "store/store_pool.h"
 #include "store/store_incident.h"
 
 /*
@@ -328,6 +329,110 @@ out:
 	return r;
 }
 
+/* A pool key a killed run took for a connection and did not record. */
+struct taken {
+	char id[65], by[200];
+	enum rf_key_alg alg;
+	int used;
+};
+
+struct taken_vec {
+	struct taken *v;
+	size_t n, cap;
+};
+
+static int
+taken_add(void *arg, const char *id, const char *by, const char *alg)
+{
+	struct taken_vec *tv = arg;
+	struct taken *t;
+
+	if (tv->n == tv->cap) {
+		size_t cap = tv->cap ? 2 * tv->cap : 64;
+
+		if ((t = realloc(tv->v, cap * sizeof(*t))) == NULL)
+			return RF_ERR_ALLOC;
+		tv->v = t;
+		tv->cap = cap;
+	}
+	t = &tv->v[tv->n];
+	memset(t, 0, sizeof(*t));
+	if (rf_key_alg_parse(alg, &t->alg) != 0) {
+		rf_err_clear(); /* not a connection's algorithm: leave it */
+		return 0;
+	}
+	snprintf(t->id, sizeof(t->id), "%s", id);
+	snprintf(t->by, sizeof(t->by), "%s", by);
+	tv->n++;
+	return 0;
+}
+
+static int
+taken_cmp(const void *a, const void *b)
+{
+	return strcmp(
+	    ((const struct taken *)a)->by, ((const struct taken *)b)->by);
+}
+
+/*
+ * Keys the pool gave items[idx[j]] (j < k, label[j] its "tenant/name") in
+ * a run of this incident killed before it recorded them: made[j] gets its
+ * own back, with pooled[j] set, once the token is found to hold it and its
+ * algorithm is the one the connection keeps. The pool is not asked again
+ * for those (a killed run took them, each with its leaf), so that a kill
+ * costs the rerun no pool keys; the run lock (rf_incident_run_lock) keeps
+ * another run of the incident from taking them meanwhile.
+ */
+static int
+taken_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
+    const struct shape *shapes, const size_t *idx, size_t k,
+    const char (*label)[200], struct rf_key **made, int *pooled)
+{
+	struct taken_vec tv = {0};
+	struct taken want, *t;
+	struct rf_key **got = NULL;
+	const char **ids = NULL;
+	size_t *at = NULL, j, m = 0;
+	char ref[32];
+	int r;
+
+	if (k == 0)
+		return 0;
+	snprintf(ref, sizeof(ref), "incident-%lld",
+	    (long long)items[idx[0]].incident);
+	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) != 0 ||
+	    tv.n == 0)
+		goto out;
+	r = RF_ERR_ALLOC;
+	if ((ids = calloc(k, sizeof(*ids))) == NULL ||
+	    (at = calloc(k, sizeof(*at))) == NULL ||
+	    (got = calloc(k, sizeof(*got))) == NULL)
+		goto out;
+	qsort(tv.v, tv.n, sizeof(*tv.v), taken_cmp);
+	for (j = 0; j < k; j++) {
+		snprintf(want.by, sizeof(want.by), "%s", label[j]);
+		t = bsearch(&want, tv.v, tv.n, sizeof(*tv.v), taken_cmp);
+		if (t == NULL || t->used || t->alg != shapes[idx[j]].alg)
+			continue;
+		t->used = 1;
+		ids[m] = t->id;
+		at[m++] = j;
+	}
+	if ((r = rf_keys_load_many(c->keys, ids, m, got)) != 0)
+		goto out;
+	for (j = 0; j < m; j++) {
+		made[at[j]] = got[j]; /* NULL: gone, one is taken or made */
+		pooled[at[j]] = got[j] != NULL;
+	}
+	r = 0;
+out:
+	free(tv.v);
+	free(ids);
+	free(at);
+	free(got);
+	return r;
+}
+
 /*
  * Keys for a batch, recorded before they are used: an item whose earlier
  * run reserved a key (state "reserved", still in the token) gets it back;
@@ -341,11 +446,11 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
     const struct shape *shapes, size_t n, struct rf_key **keys,
     struct rf_contain_report *rep)
 {
-	struct rf_keygen *kg = NULL;
-	struct rf_key **made = NULL;
+	struct rf_keygen *kg = NULL, *rest = NULL;
+	struct rf_key **made = NULL, **rmade = NULL;
 	struct rf_key_rec kr;
-	size_t *idx = NULL, i, k = 0;
-	int *pooled = NULL;
+	size_t *idx = NULL, *ridx = NULL, *at = NULL, i, k = 0, m = 0;
+	int *pooled = NULL, *rpooled = NULL;
 	char(*label)[200] = NULL;
 	double t = rf_mono_s();
 	int r = RF_ERR_INTERNAL, in_tx = 0;
@@ -354,7 +459,12 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	    (made = calloc(n, sizeof(*made))) == NULL ||
 	    (idx = calloc(n, sizeof(*idx))) == NULL ||
 	    (label = calloc(n, sizeof(*label))) == NULL ||
-	    (pooled = calloc(n, sizeof(*pooled))) == NULL) {
+	    (pooled = calloc(n, sizeof(*pooled))) == NULL ||
+	    (rest = calloc(n, sizeof(*rest))) == NULL ||
+	    (rmade = calloc(n, sizeof(*rmade))) == NULL ||
+	    (ridx = calloc(n, sizeof(*ridx))) == NULL ||
+	    (at = calloc(n, sizeof(*at))) == NULL ||
+	    (rpooled = calloc(n, sizeof(*rpooled))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -365,8 +475,10 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	for (i = 0; i < n; i++) {
 		struct rf_item_rec *it = &items[i];
 
-		if (keys[i] != NULL)
-			continue; /* reserved by an earlier run */
+		if (keys[i] != NULL) {
+			rep->reserved++; /* by an earlier run */
+			continue;
+		}
 		snprintf(
 		    label[k], sizeof(label[k]), "%s/%s", it->tenant, it->name);
 		kg[k].alg = shapes[i].alg;
@@ -378,9 +490,28 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 		r = 0;
 		goto out;
 	}
-	if ((r = contain_keys_make(c, kg, items, idx, k, made, pooled)) != 0)
+	/* Keys a killed run took from the pool, then the pool and the
+	 * token for the rest (compacted to the front of kg and idx2). */
+	if ((r = taken_load(c, items, shapes, idx, k, (const char(*)[200])label,
+		 made, pooled)) != 0)
 		goto out;
+	rf_incident_phase_time(rep, "keys taken by a killed run", &t);
+	for (i = 0, m = 0; i < k; i++)
+		if (made[i] == NULL) {
+			rest[m] = kg[i];
+			ridx[m] = idx[i];
+			at[m++] = i;
+		}
+	if ((r = contain_keys_make(c, rest, items, ridx, m, rmade, rpooled)) !=
+	    0)
+		goto out;
+	for (i = 0; i < m; i++) {
+		made[at[i]] = rmade[i]; /* now made's */
+		pooled[at[i]] = rpooled[i];
+		rmade[i] = NULL;
+	}
 	rf_incident_phase_time(rep, "take pool keys (and make missing)", &t);
+	rf_test_point("incident-keys-taken"); /* taken, not recorded yet */
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
 	in_tx = 1;
@@ -443,11 +574,18 @@ out:
 	}
 	for (i = 0; made != NULL && i < n; i++)
 		rf_key_free(made[i]);
+	for (i = 0; rmade != NULL && i < n; i++)
+		rf_key_free(rmade[i]);
 	free(label);
 	free(idx);
 	free(made);
 	free(kg);
 	free(pooled);
+	free(rest);
+	free(rmade);
+	free(ridx);
+	free(at);
+	free(rpooled);
 	return r;
 }
 
@@ -537,8 +675,10 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	if (rep->issued > 0)
 		r = rf_incident_event(c, id, "reissue",
 		    "%zu certificates issued with new keys in the token: %zu "
-		    "from the standby pool, %zu generated",
-		    rep->issued, rep->pooled, rep->issued - rep->pooled);
+		    "from the standby pool, %zu generated, %zu reserved by "
+		    "an earlier run",
+		    rep->issued, rep->pooled,
+		    rep->issued - rep->pooled - rep->reserved, rep->reserved);
 out:
 	for (j = 0; keys != NULL && j < iv->n; j++)
 		rf_key_free(keys[j]);

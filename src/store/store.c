@@ -308,6 +308,11 @@ static const char *const migrations[] = {
     "DROP INDEX audit_leaf_key;"
     "DROP INDEX audit_leaf_tenant;"
     "CREATE INDEX audit_leaf_tenant ON audit_leaf (tenant, key_id, time);",
+    /*
+     * 13: pool keys by what took them: a rerun of contain finds the keys
+     * its killed predecessor took (rf_store_pool_taken_unused).
+     */
+    "CREATE INDEX pool_taken ON pool (ref, taken_by);",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

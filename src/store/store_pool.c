@@ -270,8 +270,15 @@ rf_store_pool_incident_needs(
 	*n = 0;
 	if ((r = st_stmt(st,
 		 "SELECT count(*) FROM incident_items i LEFT JOIN keys k ON "
-		 "k.id = i.old_key WHERE i.incident = ? AND "
-		 "i.state = 'affected' AND coalesce(k.alg, 'ec-p256') = ?",
+		 "k.id = i.old_key WHERE i.incident = ?1 AND "
+		 "i.state = 'affected' AND coalesce(k.alg, 'ec-p256') = ?2 "
+		 "AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.id = "
+		 "i.new_key AND r.state = 'reserved') AND NOT EXISTS "
+		 "(SELECT 1 FROM pool p JOIN keys t ON t.id = p.key_id "
+		 "WHERE p.ref = 'incident-' || ?1 AND p.taken_by = "
+		 "i.tenant || '/' || i.name AND p.state = 'taken' AND "
+		 "t.state = 'active' AND NOT EXISTS (SELECT 1 FROM certs c "
+		 "WHERE c.key_id = p.key_id))",
 		 &s)) != 0 ||
 	    (r = st_bind_int(st, s, 1, incident)) != 0 ||
 	    (r = st_bind_text(st, s, 2, alg, 15)) != 0)
@@ -280,6 +287,37 @@ rf_store_pool_incident_needs(
 		*n = sqlite3_column_int64(s, 0);
 	else
 		r = st_fail(st, rc, "counting connections to contain");
+out:
+	st_stmt_done(st, s);
+	return r;
+}
+
+int
+rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
+    int (*fn)(void *arg, const char *id, const char *taken_by, const char *alg),
+    void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	char id[65], by[200], alg[16];
+	int r, rc;
+
+	if ((r = st_stmt(st,
+		 "SELECT p.key_id, p.taken_by, p.alg FROM pool p JOIN keys k "
+		 "ON k.id = p.key_id WHERE p.ref = ? AND p.state = 'taken' "
+		 "AND k.state = 'active' AND NOT EXISTS (SELECT 1 FROM certs "
+		 "c WHERE c.key_id = p.key_id)",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, ref, 63)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		st_col_str(s, 0, id, sizeof(id));
+		st_col_str(s, 1, by, sizeof(by));
+		st_col_str(s, 2, alg, sizeof(alg));
+		if ((r = fn(arg, id, by, alg)) != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		r = st_fail(st, rc, "finding pool keys taken before");
 out:
 	st_stmt_done(st, s);
 	return r;

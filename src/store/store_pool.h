@@ -76,11 +76,24 @@ int rf_store_pool_conns(
 
 /*
  * Connections of incident still "affected" whose old key is of alg (a
- * connection whose old key has no record counts as ec-p256, as contain
- * treats it).
+ * connection whose old key has no record counts as ec-p256), less those
+ * that have a key already: reserved by an earlier run, or taken from the
+ * pool for it by a run killed before it recorded the key
+ * (rf_store_pool_taken_unused).
  */
 int rf_store_pool_incident_needs(
     struct rf_store *st, int64_t incident, const char *alg, int64_t *n) RF_WUR;
+
+/*
+ * Pool keys taken for ref (an incident's "incident-N") that nothing uses
+ * yet: still active and in no certificate, as a run killed between the
+ * take and recording them on its connections leaves them. fn gets each
+ * key's id, taken_by (the connection, "tenant/name") and algorithm; a
+ * non-zero return stops and is returned.
+ */
+int rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
+    int (*fn)(void *arg, const char *id, const char *taken_by, const char *alg),
+    void *arg) RF_WUR;
 
 /* Calls fn for every pool row (alg NULL: every alg) in made order. */
 int rf_store_pool_foreach(struct rf_store *st, const char *alg,

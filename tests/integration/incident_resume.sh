@@ -72,15 +72,17 @@ dups=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM (SELECT tenant 
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE tenant = 't000002'")" = 3 ] ||
 	fail "t000002: not previous + old + one new certificate"
 # Two contains of one incident at once: never two new credentials for a
-# connection (the loser rolls back and says to run contain again).
+# connection (the second is refused by the run lock before it takes or
+# makes anything, and says to let the first finish).
 id2=$(rf incident open --scope tenant:t000003 --reason "concurrent test" 2>/dev/null)
 before=$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE tenant = 't000003'")
 "$RINGFENCE" incident contain "$id2" >/dev/null 2>"$RINGFENCE_HOME/c1" &
 p1=$!
 "$RINGFENCE" incident contain "$id2" >/dev/null 2>"$RINGFENCE_HOME/c2" &
 p2=$!
-wait "$p1" || grep -q "run contain again" "$RINGFENCE_HOME/c1" || fail "contain 1: $(cat "$RINGFENCE_HOME/c1")"
-wait "$p2" || grep -q "run contain again" "$RINGFENCE_HOME/c2" || fail "contain 2: $(cat "$RINGFENCE_HOME/c2")"
+lock="another run right now: let it finish"
+wait "$p1" || grep -q "$lock" "$RINGFENCE_HOME/c1" || fail "contain 1: $(cat "$RINGFENCE_HOME/c1")"
+wait "$p2" || grep -q "$lock" "$RINGFENCE_HOME/c2" || fail "contain 2: $(cat "$RINGFENCE_HOME/c2")"
 rf incident contain "$id2" >/dev/null
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM certs WHERE tenant = 't000003'")" = $((before + 1)) ] ||
 	fail "concurrent contains gave t000003 more than one new credential"

@@ -111,6 +111,30 @@ rf keys pool fill --alg rsa-2048 --count $NRSA >/dev/null
 # (An incident stays open until closed: each stage uses its own scope, here
 # the issuing CA, whose rotation makes the next stage's scope.)
 id=$(rf incident open --scope issuer:issuing --reason "pool kill")
+# Killed after it took every key from the pool and before it recorded them
+# on its connections (test builds: RINGFENCE_TEST_KILL_AT): the rerun uses
+# those keys, and takes and makes none.
+if RINGFENCE_TEST_KILL_AT=incident-keys-taken "$RINGFENCE" incident contain "$id" >/dev/null 2>&1; then
+	fail "contain was not stopped at incident-keys-taken"
+fi
+took=$(q "SELECT count(*) FROM pool WHERE ref = 'incident-$id'")
+[ "$took" = $((N + NRSA)) ] || fail "the killed run took $took pool keys, not $((N + NRSA))"
+check_pool "killed after the take"
+rf --json incident contain "$id" >"$RINGFENCE_HOME/rerun.json" 2>/dev/null ||
+	fail "the rerun after the take: $(cat "$RINGFENCE_HOME/rerun.json")"
+[ "$(q "SELECT count(*) FROM pool WHERE ref = 'incident-$id'")" = "$took" ] ||
+	fail "the rerun took pool keys again instead of those its killed run took"
+python3 - "$RINGFENCE_HOME/rerun.json" $((N + NRSA)) <<'PY' || fail "rerun counts: $(cat "$RINGFENCE_HOME/rerun.json")"
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o["pooled"] == int(sys.argv[2]) and o["generated"] == 0 and o["reserved"] == 0, o
+PY
+check_pool "rerun after the take"
+# Then killed while it takes pool keys, on another scope; the rerun
+# finishes.
+rf keys pool fill --alg ec-p256 --count $((N + NRSA)) >/dev/null
+rf keys pool fill --alg rsa-2048 --count $NRSA >/dev/null
+id=$(rf incident open --scope "issuer:issuing-inc$id" --reason "pool kill 2")
 taken0=$(q "SELECT count(*) FROM pool WHERE state = 'taken'")
 "$RINGFENCE" incident contain "$id" >/dev/null 2>&1 &
 pid=$!
@@ -127,13 +151,16 @@ contain_json_rerun
 [ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $((N + NRSA)) ] ||
 	fail "the rerun after kill -9 did not contain every connection"
 check_pool "rerun"
-orphans=$(q "SELECT count(*) FROM pool WHERE state = 'taken' AND key_id NOT IN (SELECT key_id FROM certs)")
-echo "pool keys taken by the killed run and never used (each with its leaf): $orphans"
+# The keys the killed run took serve the rerun: none is left taken and
+# unused (they were left so, and the rerun took as many again).
+orphans=$(q "SELECT count(*) FROM pool WHERE state = 'taken' AND ref = 'incident-$id' AND key_id NOT IN (SELECT key_id FROM certs)")
+[ "$orphans" = 0 ] ||
+	fail "$orphans pool keys the killed run took were left unused by the rerun"
 
 # Stage 3: two contains of one incident at once, while issue --keygen
-# takes from the same pool.
-# Enough for both contains (the loser's keys are taken, then destroyed).
-rf keys pool fill --alg ec-p256 --count $((2 * N + 20)) >/dev/null
+# takes from the same pool: the second is refused before it takes any key
+# (the run lock), and takes nothing from the pool.
+rf keys pool fill --alg ec-p256 --count $((N + 20)) >/dev/null
 rf keys pool fill --alg rsa-2048 --count $NRSA >/dev/null
 id=$(rf incident open --scope "issuer:issuing-inc$id" --reason "pool race")
 "$RINGFENCE" incident contain "$id" >/dev/null 2>"$RINGFENCE_HOME/c1" &
@@ -149,8 +176,16 @@ for i in $(seq 1 10); do
 		[ "$try" -lt 5 ] || fail "issue --keygen beside contain: busy 5 times"
 	done
 done
-wait "$p1" || grep -Eq "run contain again|contain [0-9]+' again" "$RINGFENCE_HOME/c1" || fail "contain 1: $(cat "$RINGFENCE_HOME/c1")"
-wait "$p2" || grep -Eq "run contain again|contain [0-9]+' again" "$RINGFENCE_HOME/c2" || fail "contain 2: $(cat "$RINGFENCE_HOME/c2")"
+rc1=0
+rc2=0
+wait "$p1" || rc1=$?
+wait "$p2" || rc2=$?
+lock="is being contained or closed by another run right now"
+{ [ $rc1 = 0 ] && [ $rc2 != 0 ] && grep -q "$lock" "$RINGFENCE_HOME/c2"; } ||
+	{ [ $rc2 = 0 ] && [ $rc1 != 0 ] && grep -q "$lock" "$RINGFENCE_HOME/c1"; } ||
+	fail "two contains at once: not one refused by the run lock and one finished: $rc1 $(cat "$RINGFENCE_HOME/c1") / $rc2 $(cat "$RINGFENCE_HOME/c2")"
+[ "$(q "SELECT count(*) FROM pool WHERE ref = 'incident-$id' AND (state != 'taken' OR key_id NOT IN (SELECT key_id FROM certs))")" = 0 ] ||
+	fail "a contain refused by the lock took or spoilt pool keys"
 contain_json_rerun
 [ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $((N + NRSA)) ] ||
 	fail "concurrent contains did not contain every connection"
