@@ -16,24 +16,28 @@ static const char alerts_help[] =
     "usage: ringfence alerts list [--json]\n"
     "       ringfence alerts deliver\n"
     "'list' prints every alert raised by the connector detectors, oldest\n"
-    "first, with its id (receivers deduplicate on it) and, when a webhook\n"
-    "(alert_webhook) is set, whether it delivered it. 'deliver' runs one\n"
-    "pass of the webhook queue now (serve runs it continuously).\n";
+    "first, one a line: its time, its id (its kind first; receivers\n"
+    "deduplicate on it), the connection, the connector and what happened,\n"
+    "and, when a webhook (alert_webhook) is set, whether it delivered it.\n"
+    "'deliver' runs one pass of the webhook queue now (serve runs it\n"
+    "continuously).\n";
 
 /* The list's output: a JSON array, or text (arr NULL) that says which
  * alerts the webhook has yet to deliver when one is set. */
 struct listing {
 	json_t *arr;
 	int webhook;
+	size_t n; /* alerts listed */
 };
 
 static int
 one(void *arg, const struct rf_alert_rec *a)
 {
-	const struct listing *ls = arg;
+	struct listing *ls = arg;
 	json_t *arr = ls->arr, *j;
 	char t[32];
 
+	ls->n++;
 	if (arr != NULL) {
 		char *s = rf_connector_alert_json(a);
 
@@ -46,7 +50,7 @@ one(void *arg, const struct rf_alert_rec *a)
 		return json_array_append_new(arr, j) == 0 ? 0 : RF_ERR_ALLOC;
 	}
 	rf_iso_time(a->time, t);
-	printf("%s %-20s %s/%s connector %s: %s%s\n", t, a->kind, a->tenant,
+	printf("%s %s %s/%s connector %s: %s%s\n", t, a->uid, a->tenant,
 	    a->conn, a->connector, a->detail,
 	    a->delivered || !ls->webhook ? "" : " [webhook pending]");
 	return 0;
@@ -74,6 +78,7 @@ cmd_alerts(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(argv[1], "list") == 0) {
 		ls.arr = cli->json ? json_array() : NULL;
 		ls.webhook = cli->cfg.alert_webhook[0] != '\0';
+		ls.n = 0;
 		if ((r = rf_store_alert_foreach(cli->store, 0, one, &ls)) !=
 		    0) {
 			json_decref(ls.arr);
@@ -83,7 +88,9 @@ cmd_alerts(struct rf_cli *cli, int argc, char **argv)
 			json_dumpf(ls.arr, stdout, JSON_COMPACT);
 			printf("\n");
 			json_decref(ls.arr);
-		}
+		} else if (ls.n == 0)
+			printf("no alerts: the connector detectors have raised "
+			       "none\n");
 		return EXIT_OK;
 	}
 	/* deliver */

@@ -172,5 +172,20 @@ rf connector bind sync >out 2>err || rc=$?
 	[ "$(grep -o "see 'ringfence connector --help'" err | wc -l)" -eq 1 ] ||
 	fail "bind without a connection: rc $rc: $(cat err)"
 
+# alerts list: with none it says so (--json stays an empty array); each
+# alert's line names its id, which webhook receivers deduplicate on.
+rf alerts list >out || fail "alerts list with none: $(cat out)"
+[ "$(cat out)" = "no alerts: the connector detectors have raised none" ] ||
+	fail "alerts list with none: '$(cat out)'"
+[ "$(rf --json alerts list)" = "[]" ] || fail "alerts list --json with none: $(rf --json alerts list)"
+uid='new_network:acme/m365|10.0.1.0/24'
+detail='source network 10.0.1.0/24 was never seen for this connection'
+sqlite3 "$RINGFENCE_HOME/ringfence.db" "INSERT INTO alerts (uid, time, kind,
+	tenant, conn, connector, detail) VALUES ('$uid', 1796368600,
+	'new_network', 'acme', 'm365', 'sync', '$detail')"
+rf alerts list >out
+grep -qxF "$(date -u -d @1796368600 +%Y-%m-%dT%H:%M:%SZ) $uid acme/m365 connector sync: $detail" out ||
+	fail "alerts list: $(cat out)"
+
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_cli: ok"
