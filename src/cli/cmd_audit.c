@@ -24,6 +24,7 @@ static const char audit_help[] =
     "       ringfence audit search [--key KEYID] [--tenant T] [--type TYPE]\n"
     "                              [--since TIME] [--until TIME] [--limit N]\n"
     "                              [--json]\n"
+    "       ringfence audit reconcile --signins FILE [--json]\n"
     "\n"
     "The audit record is an append-only Merkle log (RFC 9162 hashing) of\n"
     "every key generation, signature, issuance, revocation and admin action\n"
@@ -52,6 +53,9 @@ static const char audit_help[] =
     "               and time (seconds since the epoch or\n"
     "               YYYY-MM-DDTHH:MM:SSZ); --type refused lists what the\n"
     "               custody process refused, and to whom\n"
+    "  reconcile    list the sign-ins of an Entra sign-in export (FILE) that\n"
+    "               no assertion of ours explains, and exit 1 if there is one\n"
+    "               ('ringfence audit reconcile --help': the fields it reads)\n"
     "Exit status: 0 ok, 1 failure (verification names the first leaf or tree\n"
     "head that does not check), 2 usage.\n";
 
@@ -624,7 +628,8 @@ cmd_audit(struct rf_cli *cli, int argc, char **argv)
 		fputs(audit_help, argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_USAGE : EXIT_OK;
 	}
-	if (cli_wants_help(argc, argv)) {
+	/* reconcile has a help of its own: the fields of the export. */
+	if (cli_wants_help(argc, argv) && strcmp(argv[1], "reconcile") != 0) {
 		fputs(audit_help, stdout);
 		return EXIT_OK;
 	}

@@ -14,11 +14,14 @@
 
 static const char reconcile_help[] =
     "usage: ringfence audit reconcile --signins FILE [--json]\n"
-    "FILE is an Entra service-principal sign-in export (JSON; Graph\n"
-    "signIns with servicePrincipalCredentialThumbprint, ipAddress,\n"
-    "createdDateTime). Lists every sign-in with a ringfence credential\n"
-    "that no assertion of ours explains (wrong time, unknown source\n"
-    "network, a retired credential); exits 1 when there is one.\n";
+    "FILE is an Entra service-principal sign-in export (JSON: an array of\n"
+    "Graph signIns, or an object with them in \"value\"). Of each sign-in it\n"
+    "reads servicePrincipalCredentialThumbprint (one without it, or with a\n"
+    "credential not ringfence's, is passed over), then ipAddress and\n"
+    "createdDateTime (RFC 3339 UTC), both required, and id (Entra's own,\n"
+    "optional: the report names it). Lists every sign-in with a ringfence\n"
+    "credential that no assertion of ours explains (wrong time, unknown\n"
+    "source network, a retired credential); exits 1 when there is one.\n";
 
 int
 cmd_audit_reconcile(struct rf_cli *cli, int argc, char **argv)

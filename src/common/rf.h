@@ -121,6 +121,14 @@ int rf_unhex(const char *in, uint8_t *out, size_t outlen, size_t *len) RF_WUR;
 size_t rf_b64url_len(size_t len);
 void rf_b64url(const uint8_t *in, size_t len, char *out);
 
+/*
+ * The IPv4 address an IPv4-mapped IPv6 address carries (::ffff:a.b.c.d,
+ * RFC 4291 2.5.5.2): its 4 bytes inside a16, or NULL for any other
+ * address. Every comparison of sources treats such an address as its IPv4
+ * one: a dual-stack socket reports an IPv4 peer so.
+ */
+const uint8_t *rf_ip_v4mapped(const uint8_t a16[16]);
+
 /* Read a whole file, at most max bytes (RF_ERR_TOO_LARGE beyond). */
 int rf_read_file(
     const char *path, size_t max, uint8_t **out, size_t *outlen) RF_WUR;

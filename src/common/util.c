@@ -90,6 +90,15 @@ rf_hex(const uint8_t *in, size_t len, char *out)
 	out[2 * len] = '\0';
 }
 
+const uint8_t *
+rf_ip_v4mapped(const uint8_t a16[16])
+{
+	static const uint8_t prefix[12] = {
+	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+
+	return memcmp(a16, prefix, sizeof(prefix)) == 0 ? a16 + 12 : NULL;
+}
+
 static int
 hexval(char c)
 {

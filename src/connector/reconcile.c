@@ -143,14 +143,23 @@ lookup(struct rf_store *st, struct creds *cs, const char *tp, struct cred *c)
 	return 0;
 }
 
+/* The /24 (IPv4) or /64 (IPv6) of an address, to compare; an IPv4-mapped
+ * address ("::ffff:127.0.0.1") is its IPv4 one. */
 static void
 network(const char *ip, char out[64])
 {
-	unsigned char b[16];
+	uint8_t b[16];
+	const uint8_t *v4 = NULL;
+	int v6 = 0;
 
 	if (inet_pton(AF_INET, ip, b) == 1)
-		snprintf(out, 64, "4:%u.%u.%u", b[0], b[1], b[2]);
-	else if (inet_pton(AF_INET6, ip, b) == 1)
+		v4 = b;
+	else if (inet_pton(AF_INET6, ip, b) == 1 &&
+	    (v4 = rf_ip_v4mapped(b)) == NULL)
+		v6 = 1;
+	if (v4 != NULL)
+		snprintf(out, 64, "4:%u.%u.%u", v4[0], v4[1], v4[2]);
+	else if (v6)
 		snprintf(out, 64, "6:%02x%02x%02x%02x%02x%02x%02x%02x", b[0],
 		    b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
 	else
@@ -267,10 +276,19 @@ rf_connector_reconcile(struct rf_store *st, const uint8_t *json, size_t len,
 		if (r != 0)
 			goto out;
 		if (ip == NULL || parse_time(when, &t) != 0) {
+			/* Counted from 1, as a reader counts them. */
 			r = rf_err_set(RF_ERR_MALFORMED,
-			    "sign-in %zu: needs createdDateTime (RFC 3339 UTC) "
-			    "and ipAddress",
-			    i);
+			    "sign-in %zu%s%s%s: %s; a sign-in "
+			    "with a ringfence credential needs ipAddress and "
+			    "createdDateTime (RFC 3339 UTC, as "
+			    "2026-12-04T07:05:43Z)",
+			    i + 1, *sid != '\0' ? " (id " : "",
+			    shown(sid, ssid, sizeof(ssid)),
+			    *sid != '\0' ? ")" : "",
+			    ip == NULL	       ? "no ipAddress"
+				: when == NULL ? "no createdDateTime"
+					       : "createdDateTime is not RFC "
+						 "3339 UTC");
 			goto out;
 		}
 		memset(&ex, 0, sizeof(ex));

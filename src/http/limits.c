@@ -117,8 +117,7 @@ prefix_of(const struct sockaddr_storage *ss, uint8_t p[8], uint8_t *v6)
 {
 	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
 	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-	static const uint8_t v4map[12] = {
-	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	const uint8_t *v4;
 
 	memset(p, 0, 8);
 	*v6 = 0;
@@ -130,8 +129,8 @@ prefix_of(const struct sockaddr_storage *ss, uint8_t p[8], uint8_t *v6)
 	}
 	if (ss->ss_family != AF_INET6)
 		return 0;
-	if (memcmp(s6->sin6_addr.s6_addr, v4map, 12) == 0) {
-		memcpy(p, s6->sin6_addr.s6_addr + 12, 4); /* IPv4-mapped */
+	if ((v4 = rf_ip_v4mapped(s6->sin6_addr.s6_addr)) != NULL) {
+		memcpy(p, v4, 4); /* IPv4-mapped */
 		return 1;
 	}
 	memcpy(p, s6->sin6_addr.s6_addr, 8);

@@ -78,17 +78,16 @@ is_loopback(const struct sockaddr_storage *ss)
 {
 	static const uint8_t v6lo[16] = {
 	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
-	static const uint8_t v4map[12] = {
-	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 	const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
 	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+	const uint8_t *v4;
 
 	if (ss->ss_family == AF_INET)
 		return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
 	if (ss->ss_family == AF_INET6)
 		return memcmp(s6->sin6_addr.s6_addr, v6lo, 16) == 0 ||
-		    (memcmp(s6->sin6_addr.s6_addr, v4map, 12) == 0 &&
-			s6->sin6_addr.s6_addr[12] == 127);
+		    ((v4 = rf_ip_v4mapped(s6->sin6_addr.s6_addr)) != NULL &&
+			v4[0] == 127);
 	return 0;
 }
 
