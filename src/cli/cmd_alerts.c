@@ -38,6 +38,7 @@ one(void *arg, const struct rf_alert_rec *a)
 	char t[32];
 
 	ls->n++;
+	rf_iso_time(a->time, t);
 	if (arr != NULL) {
 		char *s = rf_connector_alert_json(a);
 
@@ -46,10 +47,13 @@ one(void *arg, const struct rf_alert_rec *a)
 			return RF_ERR_ALLOC;
 		}
 		free(s);
+		/* The webhook's payload gives Unix seconds (its receivers'
+		 * contract); the listing gives its times as every listing
+		 * does, ISO 8601 UTC. */
+		json_object_set_new(j, "time", json_string(t));
 		json_object_set_new(j, "delivered", json_boolean(a->delivered));
 		return json_array_append_new(arr, j) == 0 ? 0 : RF_ERR_ALLOC;
 	}
-	rf_iso_time(a->time, t);
 	printf("%s %s %s/%s connector %s: %s%s\n", t, a->uid, a->tenant,
 	    a->conn, a->connector, a->detail,
 	    a->delivered || !ls->webhook ? "" : " [webhook pending]");

@@ -380,16 +380,19 @@ fail:
 	return cli_fail(r);
 }
 
+/* Times in listings, text and JSON, are ISO 8601 UTC (rf_iso_time), as
+ * cert list gives them. */
 static int
 list_one(void *arg, const struct rf_connector_rec *c)
 {
 	json_t *arr = arg;
+	char created[32];
 
+	rf_iso_time(c->created, created);
 	if (arr != NULL)
 		return json_array_append_new(arr,
-			   json_pack("{s:s,s:s,s:I}", "name", c->name, "state",
-			       c->state, "created", (json_int_t)c->created)) ==
-			0
+			   json_pack("{s:s,s:s,s:s}", "name", c->name, "state",
+			       c->state, "created", created)) == 0
 		    ? 0
 		    : RF_ERR_ALLOC;
 	printf("%-24s %s\n", c->name, c->state);
@@ -416,18 +419,16 @@ show_cert(void *arg, const char *serial)
 	status = c.revoked	     ? "revoked"
 	    : c.not_after < rf_now() ? "expired"
 				     : "valid";
+	rf_iso_time(c.not_after, na);
 	if (s->certs != NULL)
 		r = json_array_append_new(s->certs,
-			json_pack("{s:s,s:I,s:s}", "serial", serial,
-			    "not_after", (json_int_t)c.not_after, "status",
-			    status)) == 0
+			json_pack("{s:s,s:s,s:s}", "serial", serial,
+			    "not_after", na, "status", status)) == 0
 		    ? 0
 		    : RF_ERR_ALLOC;
-	else {
-		rf_iso_time(c.not_after, na);
+	else
 		printf(
 		    "  certificate %s %s (not after %s)\n", serial, status, na);
-	}
 	rf_cert_rec_clear(&c);
 	return r;
 }

@@ -8,8 +8,10 @@
 # a good CSR works; an existing connector's error names 'connector
 # enroll'. An entra registration refuses a connection whose credential is
 # EC, says what a re-registration changed and does not ask for a
-# credential the connection has; bind says what it bound; show prints
-# times as cert list does. No server.
+# credential the connection has; bind says what it bound; show, list
+# and alerts list print times as cert list does, in text and --json;
+# alerts list names each alert's id and says when there are none. No
+# server.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" connector-cli
@@ -111,6 +113,22 @@ rf connector show sync >show.txt
 grep -Eq "^  certificate $serial valid \(not after [0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z\)$" show.txt &&
 	grep -q "(not after $na)" show.txt ||
 	fail "connector show (cert list says $na): $(cat show.txt)"
+# --json gives the same times, not Unix seconds (cert list --json too).
+rf --json connector show sync >show.json
+rf --json cert list >certs.json
+python3 - show.json certs.json "$serial" "$na" <<'PY' || fail "connector show --json: $(cat show.json)"
+import json, sys
+show, certs, serial, na = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), sys.argv[3], sys.argv[4]
+mine = [c for c in show["certificates"] if c["serial"] == serial]
+assert len(mine) == 1 and mine[0]["not_after"] == na, show
+assert [c["not_after"] for c in certs if c["serial"].lstrip("0") == serial] == [na], certs
+PY
+rf --json connector list >list.json
+python3 - list.json <<'PY' || fail "connector list --json: $(cat list.json)"
+import json, re, sys
+l = json.load(open(sys.argv[1]))
+assert l and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", c["created"]) for c in l), l
+PY
 
 # entra refuses a connection whose current credential is EC, and changes
 # nothing (the connection keeps its relying party; no registration).
@@ -184,8 +202,18 @@ sqlite3 "$RINGFENCE_HOME/ringfence.db" "INSERT INTO alerts (uid, time, kind,
 	tenant, conn, connector, detail) VALUES ('$uid', 1796368600,
 	'new_network', 'acme', 'm365', 'sync', '$detail')"
 rf alerts list >out
-grep -qxF "$(date -u -d @1796368600 +%Y-%m-%dT%H:%M:%SZ) $uid acme/m365 connector sync: $detail" out ||
+at=$(date -u -d @1796368600 +%Y-%m-%dT%H:%M:%SZ)
+grep -qxF "$at $uid acme/m365 connector sync: $detail" out ||
 	fail "alerts list: $(cat out)"
+# --json: the time as the text gives it (the webhook's payload keeps
+# Unix seconds).
+rf --json alerts list >alerts.json
+python3 - alerts.json "$uid" "$at" <<'PY' || fail "alerts list --json: $(cat alerts.json)"
+import json, sys
+a = json.load(open(sys.argv[1]))
+assert len(a) == 1 and a[0]["id"] == sys.argv[2] and a[0]["time"] == sys.argv[3], a
+assert a[0]["delivered"] is False and a[0]["kind"] == "new_network", a
+PY
 
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_cli: ok"
