@@ -148,13 +148,27 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 		r = rf_err_set(RF_ERR_IO, "--ca %s: not a PEM certificate", ca);
 		goto out;
 	}
-	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 ||
-	    SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 ||
-	    SSL_CTX_check_private_key(ctx) != 1) {
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		r = rf_err_set(
+		    RF_ERR_IO, "--cert %s: not a PEM certificate chain", cert);
+		goto out;
+	}
+	/* A key of the certificate's type that does not match it fails
+	 * here already (X509_check_private_key); one of another type, at
+	 * the check below. */
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 &&
+	    !(ERR_GET_LIB(ERR_peek_last_error()) == ERR_LIB_X509 &&
+		ERR_GET_REASON(ERR_peek_last_error()) ==
+		    X509_R_KEY_VALUES_MISMATCH)) {
+		r = rf_err_set(
+		    RF_ERR_IO, "--key %s: not a PEM private key", key);
+		goto out;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
 		r = rf_err_set(RF_ERR_IO,
-		    "--cert %s / --key %s: not a PEM certificate chain and its "
-		    "private key",
-		    cert, key);
+		    "--key %s does not match the certificate in --cert %s: "
+		    "give the key the certificate was issued for",
+		    key, cert);
 		goto out;
 	}
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
@@ -384,6 +398,11 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		    cli->cfg.listen, cli->cfg.tls_port);
 		url = defurl;
 	}
+	/* The API is on serve's TLS port only (mutual TLS). */
+	if (strncmp(url, "https://", 8) != 0)
+		return cli_usage("assert",
+		    "--url %.60s: use https://HOST:PORT, serve's TLS port",
+		    url);
 	/* Made with the connector's key, so that the custody process knows
 	 * the connector asked, not only serve (docs/connectors.md). */
 	if (renew != NULL)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +40,43 @@ static const char connector_help[] =
     "entra: the customer's directory (tenant) id and the application\n"
     "(client) id; its keys are RSA (entra_key_alg) and its assertions\n"
     "PS256 (entra_jwt_alg). See docs/connectors.md.\n";
+
+/* Each subcommand's operands (its options aside), as its usage line
+ * above names them, and how many it takes. */
+static const struct sub {
+	const char *name, *operands;
+	int min, max;
+} subs[] = {
+    {"add", "NAME", 1, 1},
+    {"enroll", "NAME", 1, 1},
+    {"bind", "NAME TENANT/CONNECTION...", 2, INT_MAX},
+    {"list", "", 0, 0},
+    {"show", "NAME", 1, 1},
+    {"revoke", "NAME", 1, 1},
+    {"entra", "TENANT/CONNECTION", 1, 1},
+};
+
+/* The usage error of a subcommand given argc operands, too few or too
+ * many: its usage and what is missing, or the first one too many. */
+static int
+operands_usage(const struct sub *s, int argc, char **argv)
+{
+	const char *missing = s->operands;
+	int i;
+
+	if (argc > s->max)
+		return cli_usage("connector",
+		    "usage: ringfence connector %s%s%s: unexpected argument "
+		    "'%.40s'",
+		    s->name, *s->operands != '\0' ? " " : "", s->operands,
+		    argv[s->max]);
+	/* argc < min: the operands from the first not given. */
+	for (i = 0; i < argc; i++)
+		missing = strchr(missing, ' ') + 1;
+	return cli_usage("connector",
+	    "usage: ringfence connector %s %s: missing %s", s->name,
+	    s->operands, missing);
+}
 
 /* getopt_long over argv[1..] (argv[0] is the subcommand). */
 static int
@@ -485,25 +523,50 @@ do_show(struct rf_cli *cli, const char *name)
 }
 
 static int
+count_unrevoked(void *arg, const struct rf_cert_rec *c)
+{
+	*(size_t *)arg += !c->revoked;
+	return 0;
+}
+
+static int
 do_revoke(struct rf_cli *cli, const char *name)
 {
 	struct rf_connector_rec c;
 	struct rf_revoke_req req;
+	struct rf_cert_filter f;
 	char tenant[128];
-	size_t n = 0;
-	int r;
+	size_t n = 0, live = 0;
+	int r, was;
 
 	if ((r = cli_open(cli, CLI_ALL)) != 0 ||
 	    (r = rf_store_connector_get(cli->store, name, &c)) != 0)
 		return cli_fail(r);
+	rf_connector_tenant(name, tenant);
+	/* Revoked already: in keyd's ledger too (it is told first, below).
+	 * Certificates a run cut short left unrevoked are revoked now; with
+	 * none, nothing is done. */
+	if ((was = strcmp(c.state, "revoked") == 0)) {
+		memset(&f, 0, sizeof(f));
+		f.tenant = tenant;
+		if ((r = rf_store_cert_foreach(
+			 cli->store, &f, count_unrevoked, &live)) != 0)
+			return cli_fail(r);
+		if (live == 0) {
+			printf("connector %s is already revoked, and so are "
+			       "its certificates; nothing changed\n",
+			    name);
+			return EXIT_OK;
+		}
+	}
 	/* First the connector, in keyd's ledger and then in the store:
 	 * nothing is signed for it from here on. */
-	if ((r = rf_keys_note(cli->keys, RF_KNOTE_REVOKE, name, NULL, NULL)) !=
-		0 ||
-	    (r = rf_store_connector_set_state(cli->store, name, "revoked")) !=
-		0)
+	if (!was &&
+	    ((r = rf_keys_note(cli->keys, RF_KNOTE_REVOKE, name, NULL, NULL)) !=
+		    0 ||
+		(r = rf_store_connector_set_state(
+		     cli->store, name, "revoked")) != 0))
 		return cli_fail(r);
-	rf_connector_tenant(name, tenant);
 	memset(&req, 0, sizeof(req));
 	req.tenant = tenant;
 	req.reason = RF_CRL_REASON_KEY_COMPROMISE;
@@ -511,8 +574,13 @@ do_revoke(struct rf_cli *cli, const char *name)
 	    &req, &cli->who, &n);
 	if (r != 0 && r != RF_ERR_NOT_FOUND)
 		return cli_fail(r);
-	printf("connector %s revoked (%zu certificate%s)\n", name, n,
-	    n == 1 ? "" : "s");
+	if (was)
+		printf("connector %s is already revoked; %zu more "
+		       "certificate%s revoked now\n",
+		    name, n, n == 1 ? "" : "s");
+	else
+		printf("connector %s revoked (%zu certificate%s)\n", name, n,
+		    n == 1 ? "" : "s");
 	return EXIT_OK;
 }
 
@@ -582,6 +650,7 @@ int
 cmd_connector(struct rf_cli *cli, int argc, char **argv)
 {
 	const char *csr = NULL, *out = NULL, *tid = NULL, *cid = NULL, *sub;
+	const struct sub *sb;
 	json_t *arr;
 	int r;
 
@@ -596,9 +665,20 @@ cmd_connector(struct rf_cli *cli, int argc, char **argv)
 		return r;
 	argc -= optind;
 	argv += optind;
-	if (strcmp(sub, "add") == 0 && argc == 1)
+	for (sb = subs; sb < subs + sizeof(subs) / sizeof(subs[0]) &&
+	     strcmp(sb->name, sub) != 0;
+	     sb++)
+		;
+	if (sb == subs + sizeof(subs) / sizeof(subs[0]))
+		return cli_usage("connector",
+		    "unknown subcommand '%.40s': use add, enroll, bind, list, "
+		    "show, revoke or entra",
+		    sub);
+	if (argc < sb->min || argc > sb->max)
+		return operands_usage(sb, argc, argv);
+	if (strcmp(sub, "add") == 0)
 		return do_add(cli, argv[0], csr, out);
-	if (strcmp(sub, "enroll") == 0 && argc == 1) {
+	if (strcmp(sub, "enroll") == 0) {
 		if (csr == NULL)
 			return cli_usage(
 			    "connector", "enroll needs --csr FILE");
@@ -616,9 +696,9 @@ cmd_connector(struct rf_cli *cli, int argc, char **argv)
 		}
 		return enroll(cli, argv[0], csr, out, 0);
 	}
-	if (strcmp(sub, "bind") == 0 && argc >= 2)
+	if (strcmp(sub, "bind") == 0)
 		return do_bind(cli, argv[0], argc - 1, argv + 1);
-	if (strcmp(sub, "list") == 0 && argc == 0) {
+	if (strcmp(sub, "list") == 0) {
 		if ((r = cli_open(cli, CLI_STORE)) != 0)
 			return cli_fail(r);
 		arr = cli->json ? json_array() : NULL;
@@ -634,12 +714,9 @@ cmd_connector(struct rf_cli *cli, int argc, char **argv)
 		}
 		return EXIT_OK;
 	}
-	if (strcmp(sub, "show") == 0 && argc == 1)
+	if (strcmp(sub, "show") == 0)
 		return do_show(cli, argv[0]);
-	if (strcmp(sub, "revoke") == 0 && argc == 1)
+	if (strcmp(sub, "revoke") == 0)
 		return do_revoke(cli, argv[0]);
-	if (strcmp(sub, "entra") == 0 && argc == 1)
-		return do_entra(cli, argv[0], tid, cid);
-	return cli_usage("connector", "'%.40s' with %d argument%s", sub, argc,
-	    argc == 1 ? "" : "s");
+	return do_entra(cli, argv[0], tid, cid); /* the table's last */
 }

@@ -3,6 +3,7 @@
  * fuzz/fuzz_connector_api.c). Strict: a JSON object, no duplicate or
  * unknown members, bounded sizes, names without traversal characters.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,18 +12,46 @@
 #include "ca/ca.h"
 #include "connector/connector.h"
 
+/*
+ * The member a duplicate-key error names: jansson says "duplicate object
+ * key near '<the key as written>'". "" when the text is not of that form.
+ */
+static void
+duplicate_name(const json_error_t *e, char out[48])
+{
+	const char *p = strstr(e->text, "near '");
+	size_t n;
+
+	out[0] = '\0';
+	if (p == NULL)
+		return;
+	p += strlen("near '");
+	if ((n = strlen(p)) < 2 || p[n - 1] != '\'')
+		return;
+	snprintf(out, 48, "%.*s", (int)(n - 1 < 40 ? n - 1 : 40), p);
+}
+
 static int
 load(const uint8_t *body, size_t len, json_t **out)
 {
 	json_error_t e;
+	char name[48];
 
 	*out = NULL;
 	if (len > RF_CONNECTOR_BODY_MAX)
 		return rf_err_set(RF_ERR_TOO_LARGE,
-		    "request body of %zu bytes: at most %d", len,
+		    "request body of %zu bytes: at most %d bytes", len,
 		    RF_CONNECTOR_BODY_MAX);
-	if ((*out = json_loadb(
-		 (const char *)body, len, JSON_REJECT_DUPLICATES, &e)) == NULL)
+	if ((*out = json_loadb((const char *)body, len, JSON_REJECT_DUPLICATES,
+		 &e)) == NULL &&
+	    json_error_code(&e) == json_error_duplicate_key) {
+		duplicate_name(&e, name);
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "duplicate member %s%sin the request body: give each "
+		    "member once",
+		    name, name[0] != '\0' ? " " : "");
+	}
+	if (*out == NULL)
 		return rf_err_set(RF_ERR_MALFORMED,
 		    "request body is not JSON (%.80s at %d): send a JSON "
 		    "object",

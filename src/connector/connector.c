@@ -100,10 +100,12 @@ cred_key_rsa(struct rf_store *st, const char *serial, int *rsa, char what[32])
 		goto out;
 	}
 	*rsa = rf_connector_entra_key(pub);
-	snprintf(what, 32, "%s-%d",
-	    EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA	   ? "rsa"
-		: EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC ? "ec"
-							   : "other",
+	/* Named as --keygen names them (rf_key_alg_name): "ec-p256",
+	 * "rsa-2048"; ringfence's CA issues for P-256 and P-384 only. */
+	snprintf(what, 32, "%s%d",
+	    EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA	   ? "rsa-"
+		: EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC ? "ec-p"
+							   : "other-",
 	    EVP_PKEY_get_bits(pub));
 	r = 0;
 out:

@@ -181,7 +181,15 @@ void
 rf_http_api_error(struct rf_http_resp *o, int code, const char *text)
 {
 	struct rf_api_answer a;
+	char limit[64];
 
+	/* Over the server's limit is over the API's, the one to say. */
+	if (code == 413) {
+		snprintf(limit, sizeof(limit),
+		    "request body too large: at most %d bytes",
+		    RF_CONNECTOR_BODY_MAX);
+		text = limit;
+	}
 	memset(o, 0, sizeof(*o));
 	memset(&a, 0, sizeof(a));
 	rf_api_answer_error(

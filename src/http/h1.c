@@ -39,6 +39,16 @@ fail(struct rf_h1 *x, int code, const char *text)
 	return -1; /* stops http_parser with HPE_CB_* */
 }
 
+/* 413, saying the limit. */
+static int
+too_large(struct rf_h1 *x)
+{
+	if (x->fail_code == 0)
+		snprintf(x->fail_buf, sizeof(x->fail_buf),
+		    "request body too large: at most %zu bytes", x->max_body);
+	return fail(x, 413, x->fail_buf);
+}
+
 static int
 head_add(struct rf_h1 *x, size_t len)
 {
@@ -164,7 +174,7 @@ on_headers(http_parser *p)
 	}
 	/* Said now, not after reading a body that will be refused. */
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > x->max_body)
-		return fail(x, 413, "request body too large");
+		return too_large(x);
 	if (x->elen > 0 && x->elen < sizeof(x->expect)) {
 		if (strcasecmp(x->expect, "100-continue") != 0)
 			return fail(x, 417, "expectation not supported");
@@ -212,7 +222,7 @@ on_body(http_parser *p, const char *at, size_t len)
 	}
 
 	if (len > x->max_body - x->blen)
-		return fail(x, 413, "request body too large");
+		return too_large(x);
 	if (x->blen + len > x->bcap) {
 		cap = x->bcap > 0 ? x->bcap : 1024;
 		while (cap < x->blen + len)

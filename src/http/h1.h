@@ -34,6 +34,7 @@ struct rf_h1 {
 	/* Why the stream failed: an HTTP status and a one-line reason. */
 	int fail_code;
 	const char *fail_text;
+	char fail_buf[64]; /* fail_text when it says a number */
 	/* The request being read. */
 	enum rf_http_method method;
 	char target[RF_HTTP_MAX_HEADERS + 1];

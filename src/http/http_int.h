@@ -337,7 +337,7 @@ void rf_http_api_worker_done(struct rf_http_worker *w);
 /* 1 if target's path is one of the API's (then it signs). */
 int rf_http_api_is_route(const char *target);
 /* The HTTP layer's refusal (code, text) of a request to the API, in the
- * API's JSON form. */
+ * API's JSON form; a 413 says the API's own body limit. */
 void rf_http_api_error(struct rf_http_resp *o, int code, const char *text);
 /* The verified client certificate's serial of a TLS connection, as
  * lowercase hex ("" without one). */

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "common/keyident.h"
+#include "store/store_connector.h"
 #include "store/store_int.h"
 
 static void
@@ -144,7 +145,7 @@ st_key_admit(struct rf_store *st, const char *ident, const char *tenant,
     const char *conn, const char *serial, int64_t now, int record)
 {
 	sqlite3_stmt *s = NULL, *w = NULL;
-	char otenant[128], oconn[64], oserial[41];
+	char otenant[128], oconn[64], oserial[41], owner[64];
 	int r, rc, found = 0;
 
 	if (ident == NULL || *ident == '\0')
@@ -182,6 +183,16 @@ st_key_admit(struct rf_store *st, const char *ident, const char *tenant,
 	    (strcmp(otenant, tenant) != 0 ||
 		(*conn != '\0' && *oconn != '\0' &&
 		    strcmp(conn, oconn) != 0))) {
+		/* A connector's key: named as its operator names it, not by
+		 * the tenant its certificates are issued under. */
+		if (oserial[0] != '\0' &&
+		    rf_store_connector_by_cert(st, oserial, owner) == 0) {
+			r = rf_err_set(RF_ERR_KEY_REUSED,
+			    "this key is already connector %s's (certificate "
+			    "%s); make a new key for each connector",
+			    owner, oserial);
+			goto out;
+		}
 		r = rf_err_set(RF_ERR_KEY_REUSED,
 		    "public key already serves tenant %s connection %s "
 		    "(certificate %s): a key serves one tenant connection; "

@@ -218,20 +218,24 @@ for b in '{"connection":"acme/m365","scope":"x"}' '{"connection":"../etc/passwd"
 done
 # Each says what is wrong with it.
 for b in '{"connection":5}|must be a string' '{"connection":null}|must be a string' \
-	'{}|missing' "{\"connection\":\"acme/$(printf 'x%.0s' $(seq 65))\"}|at most 64 characters"; do
+	'{}|missing' "{\"connection\":\"acme/$(printf 'x%.0s' $(seq 65))\"}|at most 64 characters" \
+	'{"connection":"acme/m365","connection":"acme/rate"}|duplicate member \"connection\" in the request body'; do
 	[ "$(code --cert sync.pem --key sync.key --cacert root.pem -d "${b%%|*}" "$url/v1/assertions")" = "400 bad_request" ] &&
 		grep -qF "${b#*|}" resp.json || fail "bad request '${b%%|*}': $(cat resp.json)"
 done
 python3 -c 'print("{\"connection\":\"acme/m365\",\"x5t#S256\":\"" + "A"*9000 + "\"}")' >big.json
 [ "$(code --cert sync.pem --key sync.key --cacert root.pem --data-binary @big.json "$url/v1/assertions")" = "413 bad_request" ] ||
 	fail "oversized: $(cat resp.json)"
-grep -q "at most" resp.json || fail "oversized message: $(cat resp.json)"
+grep -q "at most 8192 bytes" resp.json || fail "oversized message: $(cat resp.json)"
 # Past the server's own body limit (64 KiB), told before the body is read:
 # still the API's JSON, as is a chunked body past it.
 python3 -c 'print("{\"connection\":\"acme/m365\",\"x5t#S256\":\"" + "A"*70000 + "\"}")' >huge.json
-[ "$(code --cert sync.pem --key sync.key --cacert root.pem --data-binary @huge.json "$url/v1/assertions")" = "413 bad_request" ] ||
+# Both say the API's limit, as a body over it alone does.
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem --data-binary @huge.json "$url/v1/assertions")" = "413 bad_request" ] &&
+	grep -q "at most 8192 bytes" resp.json ||
 	fail "over the server's body limit: $(cat resp.json)"
-[ "$(code --cert sync.pem --key sync.key --cacert root.pem -H 'Transfer-Encoding: chunked' --data-binary @huge.json "$url/v1/assertions")" = "413 bad_request" ] ||
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem -H 'Transfer-Encoding: chunked' --data-binary @huge.json "$url/v1/assertions")" = "413 bad_request" ] &&
+	grep -q "at most 8192 bytes" resp.json ||
 	fail "chunked, over the server's body limit: $(cat resp.json)"
 # Another method: 405 in JSON, with the methods the route takes.
 curl -s -D hdr.txt -o resp.json --cert sync.pem --key sync.key --cacert root.pem "$url/v1/assertions" || true

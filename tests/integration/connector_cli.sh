@@ -10,8 +10,10 @@
 # EC, says what a re-registration changed and does not ask for a
 # credential the connection has; bind says what it bound; show, list
 # and alerts list print times as cert list does, in text and --json;
-# alerts list names each alert's id and says when there are none. No
-# server.
+# alerts list names each alert's id and says when there are none; usage
+# errors give the subcommand's usage and what is missing; a key another
+# connector holds is named by that connector; a second revoke says so;
+# assert's usage and key errors say what to fix. No server.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" connector-cli
@@ -96,6 +98,13 @@ unchanged before.txt "a refused add of an existing connector"
 rf connector enroll sync --csr other.csr --out other.pem >/dev/null ||
 	fail "enroll of an existing connector"
 
+# A key another connector holds: the error names that connector, not the
+# tenant its certificates are issued under.
+snap before.txt
+refused "^ringfence: CSR sync.csr: this key is already connector sync's \(certificate [0-9a-f]+\); make a new key for each connector$" \
+	rf connector add j2 --csr sync.csr
+unchanged before.txt "an add with another connector's key"
+
 # A name too long is not echoed cut: the error states the limit.
 long=$(printf 'a%.0s' $(seq 70))
 snap before.txt
@@ -138,6 +147,12 @@ snap before.txt
 refused "^ringfence: connection acme/ecc: its credential [0-9a-f]+ has an ec-p256 key and Entra ID accepts only RSA keys: first issue it an RSA credential with 'ringfence issue --tenant acme --connection ecc --profile assertion --keygen rsa-2048', then register it$" \
 	rf connector entra acme/ecc --tenant-id "$TID" --client-id "$CID"
 unchanged before.txt "a refused entra registration"
+# A credential issued from a CSR (no key record) is named the same way.
+csr ecx ec ec_paramgen_curve:P-256
+rf issue --tenant acme --connection ecx --profile assertion --csr ecx.csr \
+	>/dev/null 2>&1
+refused "^ringfence: connection acme/ecx: its credential [0-9a-f]+ has an ec-p256 key and Entra ID accepts only RSA keys" \
+	rf connector entra acme/ecx --tenant-id "$TID" --client-id "$CID"
 # Doing what it says works, and asks for no credential: it has one.
 rf issue --tenant acme --connection ecc --profile assertion \
 	--keygen rsa-2048 >/dev/null 2>&1
@@ -187,8 +202,42 @@ rf --json connector show sync | grep -q '"bindings": *\["acme/ecc", *"acme/m365"
 rc=0
 rf connector bind sync >out 2>err || rc=$?
 [ $rc -eq 2 ] && [ "$(wc -l <err)" -eq 1 ] &&
-	[ "$(grep -o "see 'ringfence connector --help'" err | wc -l)" -eq 1 ] ||
+	[ "$(grep -o "see 'ringfence connector --help'" err | wc -l)" -eq 1 ] &&
+	grep -qF "usage: ringfence connector bind NAME TENANT/CONNECTION...: missing TENANT/CONNECTION" err ||
 	fail "bind without a connection: rc $rc: $(cat err)"
+rc=0
+rf connector show sync extra >out 2>err || rc=$?
+[ $rc -eq 2 ] && grep -qF "usage: ringfence connector show NAME: unexpected argument 'extra'" err ||
+	fail "show with two names: rc $rc: $(cat err)"
+
+# Revoking a connector again says it was revoked already, and changes
+# nothing.
+csr gone ec ec_paramgen_curve:P-256
+rf connector add gone --csr gone.csr --out gone.pem >/dev/null
+rf connector revoke gone >out
+grep -qx "connector gone revoked (1 certificate)" out || fail "revoke: $(cat out)"
+leaves=$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf")
+snap before.txt
+rf connector revoke gone >out || fail "revoke again: $(cat out)"
+grep -qx "connector gone is already revoked, and so are its certificates; nothing changed" out ||
+	fail "revoke again: $(cat out)"
+unchanged before.txt "a second revoke"
+[ "$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf")" -eq "$leaves" ] ||
+	fail "a second revoke added audit leaves"
+
+# assert: an http:// --url is a usage error (exit 2, one line); a key
+# that is not the certificate's says so. No server is reached.
+rc=0
+rf assert --connection acme/m365 --cert sync.pem --key sync.key --ca sync.pem \
+	--url http://127.0.0.1:1 >out 2>err || rc=$?
+[ $rc -eq 2 ] && [ "$(wc -l <err)" -eq 1 ] && grep -q "use https://HOST:PORT" err ||
+	fail "assert --url http://: rc $rc: $(cat err)"
+openssl genrsa -out rsa.key 2048 2>/dev/null
+for k in other.key rsa.key; do
+	refused "^ringfence: --key $k does not match the certificate in --cert sync.pem" \
+		rf assert --connection acme/m365 --cert sync.pem --key "$k" \
+		--ca sync.pem --url https://127.0.0.1:1
+done
 
 # alerts list: with none it says so (--json stays an empty array); each
 # alert's line names its id, which webhook receivers deduplicate on.

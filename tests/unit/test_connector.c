@@ -201,12 +201,23 @@ test_parse(void **state)
 			assert_string_equal(ask.conn, cases[i].conn);
 		}
 	}
+	/* The body is JSON: the message names the member given twice. */
+	assert_int_equal(rf_connector_parse_assert(
+			     (const uint8_t *)"{\"connection\":\"a/b\","
+					      "\"connection\":\"a/c\"}",
+			     39, &ask),
+	    RF_ERR_MALFORMED);
+	assert_string_equal(rf_err_msg(RF_ERR_MALFORMED),
+	    "duplicate member \"connection\" in the request body: give each "
+	    "member once");
 	big = calloc(1, RF_CONNECTOR_BODY_MAX + 2);
 	assert_non_null(big);
 	memset(big, ' ', RF_CONNECTOR_BODY_MAX + 1);
 	assert_int_equal(rf_connector_parse_assert(
 			     (uint8_t *)big, RF_CONNECTOR_BODY_MAX + 1, &ask),
 	    RF_ERR_TOO_LARGE);
+	assert_string_equal(rf_err_msg(RF_ERR_TOO_LARGE),
+	    "request body of 8193 bytes: at most 8192 bytes");
 	free(big);
 	assert_int_equal(
 	    rf_connector_parse_renew(

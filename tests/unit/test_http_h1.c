@@ -142,6 +142,19 @@ fails_with(const char *s, size_t max_body, int code)
 	rf_h1_free(&x);
 }
 
+/* s, fed whole to a fresh reader, fails saying text. */
+static void
+says(const char *s, size_t max_body, const char *text)
+{
+	struct rf_h1 x;
+	size_t used;
+
+	rf_h1_init(&x, max_body);
+	assert_int_equal(feed_all(&x, s, &used), RF_H1_FAIL);
+	assert_string_equal(x.fail_text, text);
+	rf_h1_free(&x);
+}
+
 static void
 test_refused(void **state)
 {
@@ -149,13 +162,18 @@ test_refused(void **state)
 	size_t n = RF_HTTP_MAX_HEADERS + 100;
 
 	(void)state;
-	/* Said from Content-Length, before any of the body. */
+	/* Said from Content-Length, before any of the body, with the limit. */
 	fails_with(
 	    "POST /ocsp HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", 65536, 413);
+	says("POST /ocsp HTTP/1.1\r\nContent-Length: 65537\r\n\r\n", 65536,
+	    "request body too large: at most 65536 bytes");
 	/* A chunked body that grows past the limit. */
 	fails_with("POST /ocsp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
 		   "20\r\n0123456789abcdef0123456789abcdef\r\n",
 	    16, 413);
+	says("POST /ocsp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+	     "20\r\n0123456789abcdef0123456789abcdef\r\n",
+	    16, "request body too large: at most 16 bytes");
 	/* Smuggling forms. */
 	fails_with("POST / HTTP/1.1\r\nContent-Length: 3\r\n"
 		   "Transfer-Encoding: chunked\r\n\r\n",
