@@ -26,7 +26,10 @@ static const char serve_help[] =
     "--tls-port: also serve the same routes over TLS on that port (0: any\n"
     "free port; default: the tls_port setting, 0 = no TLS), with a server\n"
     "certificate from the issuing CA whose key stays in the token; each\n"
-    "handshake signature is an audit leaf.\n";
+    "handshake signature is an audit leaf.\n"
+    "The TLS port also serves the connector API to connectors presenting\n"
+    "their client certificates (docs/connectors.md): POST /v1/assertions\n"
+    "and POST /v1/connector/renew.\n";
 
 static int
 parse_int(const char *s, long lo, long hi, long *out)

@@ -19,7 +19,7 @@
 struct command {
 	const char *name;
 	int (*fn)(struct rf_cli *, int, char **);
-	const char *summary;
+	const char *summary; /* lines end in '\n', the last one not */
 };
 
 static const struct command commands[] = {
@@ -37,7 +37,9 @@ static const struct command commands[] = {
     {"incident", cmd_incident,
 	"open, contain, package, track and close an incident"},
     {"keys", cmd_keys, "the token's keys and the standby key pool"},
-    {"serve", cmd_serve, "serve healthz, CA certificates, CRLs and OCSP"},
+    {"serve", cmd_serve,
+	"serve healthz, CA certificates, CRLs and OCSP; on TLS also the\n"
+	"connector API: POST /v1/assertions, POST /v1/connector/renew"},
     {"connector", cmd_connector,
 	"connector identities, bindings, entra connections"},
     {"assert", cmd_assert, "get a client assertion (connector side)"},
@@ -48,12 +50,17 @@ static const struct command commands[] = {
 static void
 usage(FILE *f)
 {
-	size_t i;
+	const char *s;
+	size_t i, n;
 
 	fprintf(f, "usage: ringfence [--json] COMMAND [ARGS]\n\ncommands:\n");
 	for (i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-		fprintf(
-		    f, "  %-10s %s\n", commands[i].name, commands[i].summary);
+		for (s = commands[i].summary; *s != '\0'; s += n + !!s[n]) {
+			n = strcspn(s, "\n");
+			fprintf(f, "  %-10s %.*s\n",
+			    s == commands[i].summary ? commands[i].name : "",
+			    (int)n, s);
+		}
 	fprintf(f, "  %-10s %s\n", "help",
 	    "this text; 'ringfence CMD --help' "
 	    "for one command");

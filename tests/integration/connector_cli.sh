@@ -264,5 +264,12 @@ assert len(a) == 1 and a[0]["id"] == sys.argv[2] and a[0]["time"] == sys.argv[3]
 assert a[0]["delivered"] is False and a[0]["kind"] == "new_network", a
 PY
 
+# serve's help and the command list name the connector API's routes.
+for h in "serve --help" help; do
+	rf $h >help.txt
+	grep -q "POST /v1/assertions" help.txt && grep -q "POST /v1/connector/renew" help.txt ||
+		fail "ringfence $h does not name the connector API: $(cat help.txt)"
+done
+
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_cli: ok"
