@@ -72,8 +72,9 @@ rf_incident_phase_time(
 }
 
 struct event_find {
-	const char *kind;
+	const char *kind, *until;
 	int found;
+	size_t count;
 };
 
 static int
@@ -81,17 +82,27 @@ event_match(void *arg, const struct rf_event_rec *e)
 {
 	struct event_find *f = arg;
 
-	if (strcmp(e->kind, f->kind) == 0)
+	if (strcmp(e->kind, f->kind) == 0) {
 		f->found = 1;
+		/* The count it names: its detail begins with it. */
+		if (sscanf(e->detail, "%zu", &f->count) != 1)
+			f->count = 0;
+	} else if (f->until != NULL && strcmp(e->kind, f->until) == 0) {
+		f->found = 0;
+	}
 	return 0;
 }
 
-/* *found = 1 if the incident's timeline has an event of this kind. */
+/*
+ * *found = 1 if the incident's timeline has an event of this kind, with
+ * no event of kind until (NULL: none) after the last one; *count (may be
+ * NULL) receives the number its detail begins with.
+ */
 static int
-has_event(
-    const struct rf_incident_ctx *c, int64_t id, const char *kind, int *found)
+has_event(const struct rf_incident_ctx *c, int64_t id, const char *kind,
+    const char *until, int *found, size_t *count)
 {
-	struct event_find f = {kind, 0};
+	struct event_find f = {kind, until, 0, 0};
 	int r;
 
 	*found = 0;
@@ -99,6 +110,8 @@ has_event(
 	    0)
 		return r;
 	*found = f.found;
+	if (count != NULL)
+		*count = f.found ? f.count : 0;
 	return 0;
 }
 
@@ -507,28 +520,22 @@ contain_disable(const struct rf_incident_ctx *c, int64_t id,
 
 	if ((r = old_keys_get(c, inc, iv, &ok)) != 0)
 		return r;
+	/* A rerun that finds none left asks the custody process nothing. */
 	if ((r = token_keys(c, ok.ids, ok.n, "disabled", &mine, &nmine)) != 0 ||
+	    nmine == 0 ||
 	    (r = rf_keys_disable_many(c->keys, mine, nmine, c->who, &done)) !=
 		0 ||
 	    (r = set_key_states(c, mine, nmine, "disabled")) != 0)
 		goto out;
 	rep->disabled = nmine;
-	if (nmine > 0)
-		r = rf_incident_event(
-		    c, id, "disable", "%zu keys disabled in the token", nmine);
+	r = rf_incident_event(
+	    c, id, "disable", "%zu keys disabled in the token", nmine);
 out:
 	old_keys_clear(&ok);
 	free(mine);
 	return r;
 }
 
-/*
- * Take the old keys out of service for good: destroy them in the token,
- * once every successor is committed (a new credential for every
- * connection, the new issuing CA). The intent is an event and a leaf
- * before the act, the result one after it; a run killed in between
- * repeats the act, which skips keys already gone.
- */
 /*
  * Steps 2 and 3 finished, once: the revocation published (its OCSP
  * responses were signed meanwhile), then the old keys disabled.
@@ -553,6 +560,16 @@ rf_incident_contain_publish_disable(const struct rf_incident_ctx *c, int64_t id,
 	return 0;
 }
 
+/*
+ * Take the old keys out of service for good: destroy them in the token,
+ * once every successor is committed (a new credential for every
+ * connection, the new issuing CA). The intent is an event and a leaf
+ * before the act, the result one after it; a run killed in between
+ * repeats the act, which skips keys already gone. Such a rerun (contain
+ * or close) keeps the intent it finds without a result: the keys it named
+ * that are gone by now (the killed run's custody request went on without
+ * it) count as destroyed, and the result names the intent's count.
+ */
 int
 rf_incident_retire_keys(const struct rf_incident_ctx *c, int64_t id,
     const struct rf_incident_rec *inc, const struct item_vec *iv,
@@ -562,24 +579,33 @@ rf_incident_retire_keys(const struct rf_incident_ctx *c, int64_t id,
 	const char **mine = NULL;
 	struct rf_err_held first;
 	size_t nmine = 0, done = 0, failed = 0, part, i, k;
-	int r;
+	size_t named = 0, gone;
+	int r, pending = 0;
 
 	*destroyed = 0;
 	if ((r = old_keys_get(c, inc, iv, &ok)) != 0)
 		return r;
-	if ((r = token_keys(c, ok.ids, ok.n, "destroyed", &mine, &nmine)) != 0)
+	if ((r = token_keys(c, ok.ids, ok.n, "destroyed", &mine, &nmine)) !=
+		0 ||
+	    (r = has_event(
+		 c, id, "destroy-intent", "destroyed", &pending, &named)) != 0)
 		goto out;
-	if (nmine == 0) {
-		r = 0;
-		goto out;
+	if (!pending || named < nmine) {
+		if (nmine == 0) {
+			r = 0;
+			goto out;
+		}
+		named = nmine;
+		if ((r = rf_incident_event(c, id, "destroy-intent",
+			 "%zu old keys to destroy in the token: their "
+			 "successors are committed",
+			 nmine)) != 0)
+			goto out;
 	}
+	gone = named - nmine;
 	/* A phase with its count: status shows what is left to destroy. */
-	rf_progress_phase(c->progress, "destroy old keys", nmine);
-	if ((r = rf_incident_event(c, id, "destroy-intent",
-		 "%zu old keys to destroy in the token: their successors are "
-		 "committed",
-		 nmine)) != 0)
-		goto out;
+	rf_progress_phase(c->progress, "destroy old keys", named);
+	rf_progress_add(c->progress, gone);
 	rf_test_point("incident-destroy");
 	/*
 	 * In parts, each recorded when done: progress moves (SoftHSM takes
@@ -613,13 +639,20 @@ rf_incident_retire_keys(const struct rf_incident_ctx *c, int64_t id,
 		    "%s (%zu of %zu old keys destroyed; parts holding %zu "
 		    "keys failed: see 'ringfence keys list', then run this "
 		    "again)",
-		    msg, nmine - failed, nmine, failed);
+		    msg, named - failed, named, failed);
 		goto out;
 	}
-	*destroyed = nmine;
-	r = rf_incident_event(c, id, "destroyed",
-	    "%zu old keys destroyed in the token (%zu found there)", nmine,
-	    done);
+	*destroyed = named;
+	if (gone == 0)
+		r = rf_incident_event(c, id, "destroyed",
+		    "%zu old keys destroyed in the token (%zu found there)",
+		    named, done);
+	else
+		r = rf_incident_event(c, id, "destroyed",
+		    "%zu old keys destroyed in the token: %zu now (%zu found "
+		    "there), %zu found already destroyed, by the run that "
+		    "recorded the intent and stopped before its result",
+		    named, nmine, done, gone);
 out:
 	old_keys_clear(&ok);
 	free(mine);
@@ -682,7 +715,7 @@ rf_incident_contain(
 	 * run killed between the commit and the re-signing is finished.
 	 */
 	rf_progress_phase(c->progress, "revoke and publish", all.n);
-	if ((r = has_event(c, id, "published", &published)) != 0 ||
+	if ((r = has_event(c, id, "published", NULL, &published, NULL)) != 0 ||
 	    (!published &&
 		(r = contain_revoke_begin(c, inc.scope, &all, rep, &rv)) != 0))
 		goto out;

@@ -446,7 +446,7 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	struct rf_incident_rec inc;
 	struct rf_incident_status s;
 	struct item_vec iv = {0};
-	char msg[512];
+	char msg[512], left[80];
 	size_t i, open_n, destroyed = 0;
 	int r;
 
@@ -486,6 +486,12 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	/* Destroy what contain has not (old keys, previous, CA), then close. */
 	if ((r = rf_incident_retire_keys(c, id, &inc, &iv, &destroyed)) != 0)
 		goto out;
+	if (destroyed > 0)
+		snprintf(left, sizeof(left),
+		    "%zu old keys destroyed in the token first", destroyed);
+	else
+		snprintf(left, sizeof(left),
+		    "no old key was left to destroy in the token");
 	rf_progress_phase(c->progress, "close connections", iv.n);
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
@@ -500,9 +506,7 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	snprintf(inc.state, sizeof(inc.state), "closed");
 	inc.closed = rf_now();
 	if (r != 0 || (r = rf_store_incident_update(c->st, &inc)) != 0 ||
-	    (r = rf_incident_event(c, id, "close",
-		 "closed; %zu old keys destroyed in the token now",
-		 destroyed)) != 0 ||
+	    (r = rf_incident_event(c, id, "close", "closed; %s", left)) != 0 ||
 	    (r = rf_store_commit(c->st)) != 0) {
 		rf_store_rollback(c->st);
 		goto out;

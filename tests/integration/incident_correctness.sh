@@ -10,7 +10,9 @@
 #   connection, the second builds on the first's result, a rerun of the
 #   first never revokes the second's certificate;
 # - keys of previous credentials and a compromised issuing CA key are
-#   destroyed once their successors are committed (intent, then result);
+#   destroyed once their successors are committed (intent, then result),
+#   and a run stopped while keyd destroys them is finished by the next
+#   contain or close, which writes the result with the intent's count;
 # - a killed batch leaves no `unrecorded` keys, and the rerun uses the
 #   keys it recorded;
 # - errors say what happened and how to resume.
@@ -120,6 +122,77 @@ rf incident contain "$a" >/dev/null
 for s in ${cur//,/ }; do
 	[ "$(q "SELECT revoked FROM certs WHERE serial = '$s'")" = 0 ] || fail "a rerun of $a revoked incident $b's certificate $s"
 done
+
+# Stopped while keyd destroys the old keys, then run again (contain, or
+# close): keyd finishes the request of a command killed while it works, so
+# the keys are destroyed in the store and the timeline ends at
+# destroy-intent. The rerun writes the `destroyed` event with the count
+# the intent named (the keys found already gone among them, and says so),
+# and status and close count them. First the kill at the seam after the
+# intent (the keys are disabled, so the rerun asks keyd for the destroy
+# only); then a rerun with keyd held after its checks of the destroy
+# (test builds: RINGFENCE_TEST_PAUSE_AT=keyd-destroy-checked), killed
+# there, and keyd let go.
+paused() { grep -c "test pause at keyd-destroy-checked" "$RINGFENCE_HOME/keyd.log" 2>/dev/null || true; }
+old_left() { q "SELECT count(*) FROM keys WHERE state != 'destroyed' AND id IN (SELECT old_key FROM incident_items WHERE incident = $1)"; }
+last_destroy() { q "SELECT kind FROM incident_events WHERE incident = $1 AND kind LIKE 'destroy%' ORDER BY id DESC LIMIT 1"; }
+last_event() { q "SELECT kind || ': ' || detail FROM incident_events WHERE incident = $1 ORDER BY id DESC LIMIT 1"; }
+stop_in_destroy() { # CMD ID
+	local go=$RINGFENCE_HOME/destroy.go pid n0 i rc=0
+	(RINGFENCE_TEST_KILL_AT=incident-destroy exec "$RINGFENCE" incident contain "$2" >/dev/null 2>&1) 2>/dev/null || rc=$?
+	[ "$rc" = 137 ] || fail "incident $2: contain was not killed at the destroy seam (exit $rc)"
+	[ "$1" = contain ] || rf incident confirm "$2" --all --waive >/dev/null
+	rm -f "$go"
+	stop_keyd
+	n0=$(paused)
+	RINGFENCE_TEST_PAUSE_AT=keyd-destroy-checked RINGFENCE_TEST_PAUSE_MS=60000 \
+		RINGFENCE_TEST_PAUSE_UNTIL=$go "$RINGFENCE" incident "$1" "$2" >/dev/null 2>&1 &
+	pid=$!
+	for i in $(seq 1200); do
+		[ "$(paused)" -gt "$n0" ] && break
+		sleep 0.05
+	done
+	[ "$(paused)" -gt "$n0" ] || fail "incident $2: keyd was never held at its destroy"
+	kill -9 "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	touch "$go"
+	for i in $(seq 1200); do
+		[ "$(old_left "$2")" = 0 ] && break
+		sleep 0.05
+	done
+	[ "$(old_left "$2")" = 0 ] || fail "incident $2: keyd did not destroy the old keys after $1 was killed"
+	[ "$(last_destroy "$2")" = destroy-intent ] ||
+		fail "incident $2: the killed $1 got further: $(last_event "$2")"
+	stop_keyd # the next command starts one without the pause
+}
+# The count of the intent, and that the result after it names it.
+destroyed_named() { # ID
+	local n
+	n=$(q "SELECT detail FROM incident_events WHERE incident = $1 AND kind = 'destroy-intent' ORDER BY id DESC LIMIT 1" | cut -d' ' -f1)
+	[ "${n:-0}" -gt 0 ] || fail "incident $1: no destroy-intent"
+	[ "$(last_destroy "$1")" = destroyed ] || fail "incident $1: no destroyed event after the intent: $(last_event "$1")"
+	q "SELECT detail FROM incident_events WHERE incident = $1 AND kind = 'destroyed'" |
+		grep -q "^$n old keys destroyed in the token: 0 now (0 found there), $n found already destroyed" ||
+		fail "incident $1: the result does not name the intent's $n keys as destroyed: $(q "SELECT detail FROM incident_events WHERE incident = $1 AND kind = 'destroyed'")"
+	echo "$n"
+}
+d=$(rf incident open --scope tenant:t000005 --reason "stopped while destroying" 2>/dev/null)
+stop_in_destroy contain "$d"
+rf incident contain "$d" >"$RINGFENCE_HOME/out" || fail "contain $d after the kill"
+n=$(destroyed_named "$d")
+grep -q ", $n old keys destroyed" "$RINGFENCE_HOME/out" || fail "contain $d does not count the $n destroyed keys: $(cat "$RINGFENCE_HOME/out")"
+rf incident status "$d" >"$RINGFENCE_HOME/out"
+grep -q "contain: finished (last phase destroy old keys, $n/$n)" "$RINGFENCE_HOME/out" ||
+	fail "status of $d after the rerun: $(cat "$RINGFENCE_HOME/out")"
+rf incident report "$d" --out "$RINGFENCE_HOME/rep" >/dev/null
+python3 -c 'import json, sys; t = json.load(open(sys.argv[1]))["timeline"]; assert t[-1]["kind"] == "destroyed", t[-1]' \
+	"$RINGFENCE_HOME/rep.json" || fail "the report's timeline of $d does not end with destroyed"
+e=$(rf incident open --scope tenant:t000006 --reason "close stopped while destroying" 2>/dev/null)
+stop_in_destroy close "$e"
+rf incident close "$e" >/dev/null || fail "close $e after the kill"
+n=$(destroyed_named "$e")
+[ "$(last_event "$e")" = "close: closed; $n old keys destroyed in the token first" ] ||
+	fail "close of $e does not count the $n destroyed keys: $(last_event "$e")"
 
 # Incident C on the issuing CA, killed once its first batch's keys are
 # recorded: nothing unrecorded, the rerun uses the recorded keys; the
