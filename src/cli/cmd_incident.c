@@ -158,6 +158,31 @@ json_sighting(void *arg, const struct rf_sighting_rec *g)
 	return 0;
 }
 
+/* A straggler for status --json: what the text prints, by name. */
+static int
+json_conn(void *arg, const struct rf_incident_conn *ic)
+{
+	json_t *o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}",
+	    "tenant", ic->tenant, "connection", ic->name, "relying_party",
+	    ic->rp, "state", ic->state, "old_serial", ic->old_serial,
+	    "new_serial", ic->new_serial, "evidence", ic->evidence, "updated",
+	    (json_int_t)ic->updated);
+
+	if (o == NULL || json_array_append_new(arg, o) != 0)
+		return RF_ERR_ALLOC;
+	return 0;
+}
+
+static int
+json_stragglers(const struct rf_incident_ctx *c, int64_t id, json_t *j)
+{
+	json_t *arr = json_array();
+
+	if (arr == NULL || json_object_set_new(j, "stragglers", arr) != 0)
+		return RF_ERR_ALLOC;
+	return rf_incident_foreach(c, id, 1, json_conn, arr);
+}
+
 /* The progress of a running (or the last) contain / close. */
 static int
 progress_get(const struct rf_incident_ctx *c, int64_t id, const char *cmd,
@@ -298,12 +323,14 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 			    json_integer((json_int_t)s.sightings));
 			json_object_set_new(j, "sightings_unacked",
 			    json_integer((json_int_t)s.unacked));
-			/* The newest ten, as the text shows them. */
+			/* The newest ten, as the text shows them; the
+			 * stragglers all (the text shows the first 20). */
 			r = RF_ERR_ALLOC;
 			if ((g = json_array()) == NULL ||
 			    json_object_set_new(j, "sighting_list", g) != 0 ||
 			    (r = rf_store_sighting_foreach(
-				 c->st, id, 10, json_sighting, g)) != 0) {
+				 c->st, id, 10, json_sighting, g)) != 0 ||
+			    (r = json_stragglers(c, id, j)) != 0) {
 				json_decref(j);
 				return cli_fail(r);
 			}

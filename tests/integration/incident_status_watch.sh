@@ -6,6 +6,7 @@
 # for the whole phase), and contain's progress moves during generation
 # (one part of up to 500 keys showed 0/N until the end). Killed with -9,
 # status says it was interrupted and how to resume; the rerun finishes.
+# status --json lists every straggler, where the text shows 20.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" incident_status_watch
 cd "$RINGFENCE_HOME"
@@ -64,4 +65,20 @@ p = json.load(sys.stdin)["contain_progress"]
 assert not p["running"] and not p["finished"], p' || fail "json after kill -9"
 rf incident contain "$id" >rerun.out 2>&1 || fail "rerun: $(cat rerun.out)"
 grep -q "incident $id contained: $N connections" rerun.out || fail "rerun: $(cat rerun.out)"
+# Every connection is a straggler now (contained, not re-established):
+# the text shows 20 and says where the rest are; status --json lists
+# them all, the same rows.
+rf incident status "$id" >st.txt
+grep -q "and $((N - 20)) more (--json, or 'incident report')" st.txt || fail "status stragglers: $(cat st.txt)"
+rf --json incident status "$id" >st.json
+python3 - st.json st.txt $N <<'PY' || fail "status --json stragglers: $(cat st.json)"
+import json, sys
+g = json.load(open(sys.argv[1]))["stragglers"]
+assert len(g) == int(sys.argv[3]), len(g)
+text = [l.split() for l in open(sys.argv[2]) if l.startswith("  w")]
+assert len(text) == 20, text
+for t, j in zip(text, g):
+    assert t[:6] == [j["tenant"], j["connection"], j["relying_party"], j["state"],
+                     j["old_serial"], "->"] and t[6] == j["new_serial"], (t, j)
+PY
 echo "incident_status_watch: ok"
