@@ -270,9 +270,67 @@ static const char pinned_steps[] =
 static const char ocsp_steps[] =
     "What to do (relying party that checks revocation):\n"
     "  1. Nothing to remove: the old certificate is revoked and your\n"
-    "     relying party already rejects it (OCSP/CRL).\n"
+    "     relying party already rejects it (OCSP/CRL).\n";
+
+/* Step 2 of ocsp_steps: the old key was in the token, or the connector's. */
+static const char ocsp_install[] =
     "  2. Install the new certificate in the connector; trust\n"
     "     ca-chain.pem if the issuing CA changed.\n";
+static const char ocsp_chain[] =
+    "  2. Trust ca-chain.pem if the issuing CA changed.\n";
+
+/* After the steps, when the old key is the connector's own (a CSR). */
+static const char connector_key_steps[] =
+    "\nThe old key is your connector's own (the old certificate was issued\n"
+    "from its certificate request, CSR):\n"
+    "  - The connector must stop using the old key: delete it on the\n"
+    "    connector host. ringfence never held it, so it could not disable\n"
+    "    or destroy it; a relying party that checks no revocation accepts\n"
+    "    it until the old certificate is removed there.\n"
+    "  - The new key is not in this package and not on the connector: it\n"
+    "    was made in ringfence's token and never leaves it. ringfence\n"
+    "    signs with it for the connector bound to this connection (client\n"
+    "    assertions); there is no key file to install.\n";
+
+/*
+ * What became of the old credential's key, for the README; *connector is
+ * 1 when the connector holds it (a CSR credential: no key of ours, which
+ * contain could neither disable nor destroy).
+ */
+static int
+old_key_text(const struct rf_incident_ctx *c, const struct rf_cert_rec *oc,
+    char out[256], int *connector)
+{
+	struct rf_key_rec kr;
+	int r;
+
+	*connector = 0;
+	if ((r = rf_store_key_get(c->st, oc->key_id, &kr)) ==
+	    RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		*connector = 1;
+		snprintf(out, 256,
+		    "Its key is your connector's own, not in ringfence's "
+		    "token: it is\nnot destroyed, and the connector must stop "
+		    "using it (see below).");
+		return 0;
+	}
+	if (r != 0)
+		return r;
+	if (strcmp(kr.state, "destroyed") == 0)
+		snprintf(out, 256,
+		    "Its key, held in ringfence's token, is destroyed.");
+	else if (strcmp(kr.state, "disabled") == 0 ||
+	    strcmp(kr.state, "destroying") == 0)
+		snprintf(out, 256,
+		    "Its key, held in ringfence's token, is disabled (it signs "
+		    "nothing)\nand is being destroyed there.");
+	else
+		snprintf(out, 256,
+		    "Its key, held in ringfence's token, is being taken out "
+		    "of service\n(disabled, then destroyed).");
+	return 0;
+}
 
 static int
 package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
@@ -280,10 +338,11 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 {
 	struct rf_cert_rec nc, oc;
 	struct rf_entra_rec reg;
-	char old_tp[41], new_tp[41], nb[32], na[32], ids[192] = "";
+	char old_tp[41], new_tp[41], nb[32], na[32], ids[192] = "", key[256];
 	char *pem = NULL, *chain = NULL, *readme = NULL, *tp = NULL;
 	json_t *body = NULL, *cred = NULL;
-	int cfd = -1, r;
+	const char *step2 = "";
+	int cfd = -1, r, pinned = strcmp(it->rp, "pinned") == 0, theirs = 0;
 
 	memset(&nc, 0, sizeof(nc));
 	memset(&oc, 0, sizeof(oc));
@@ -294,6 +353,7 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		    it->tenant, (long long)it->incident);
 	if ((r = rf_store_cert_get(c->st, it->new_serial, &nc)) != 0 ||
 	    (r = rf_store_cert_get(c->st, it->old_serial, &oc)) != 0 ||
+	    (r = old_key_text(c, &oc, key, &theirs)) != 0 ||
 	    (r = subdir_at(tfd, "connection", it->name, &cfd)) != 0)
 		goto out;
 	if ((pem = pem_of(nc.der, nc.derlen)) == NULL ||
@@ -316,6 +376,8 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		rf_err_clear();
 	else
 		goto out;
+	if (!pinned)
+		step2 = theirs ? ocsp_chain : ocsp_install;
 	sha1_hex_upper(oc.der, oc.derlen, old_tp);
 	sha1_hex_upper(nc.der, nc.derlen, new_tp);
 	rf_iso_time(nc.not_before, nb);
@@ -327,7 +389,7 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		"Your connection's credential was replaced because of "
 		"incident %lld.\n"
 		"The old certificate (serial %s) is revoked "
-		"(keyCompromise) and its key destroyed.\n\n"
+		"(keyCompromise).\n%s\n\n"
 		"new certificate: certificate.pem / certificate.der\n"
 		"  serial:    %s\n  issuer:    %s (ca-chain.pem: issuing CA "
 		"and root)\n"
@@ -335,12 +397,11 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		"  x5t:       %s\n  x5t#S256:  %s\n"
 		"  SHA-1 thumbprint: %s\n\n"
 		"old certificate to remove:\n"
-		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n%s",
+		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n%s%s%s",
 		it->tenant, it->name, it->rp, ids, (long long)it->incident,
-		oc.serial, nc.serial, nc.issuer, nb, na, nc.x5t, nc.x5t256,
-		new_tp, oc.x5t, old_tp,
-		strcmp(it->rp, "pinned") == 0 ? pinned_steps : ocsp_steps) <
-	    0) {
+		oc.serial, key, nc.serial, nc.issuer, nb, na, nc.x5t, nc.x5t256,
+		new_tp, oc.x5t, old_tp, pinned ? pinned_steps : ocsp_steps,
+		step2, theirs ? connector_key_steps : "") < 0) {
 		readme = NULL;
 		r = RF_ERR_ALLOC;
 		goto out;
@@ -357,7 +418,7 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 	    (r = put_str(cfd, "thumbprints.txt", tp)) != 0 ||
 	    (r = put_str(cfd, "README.txt", readme)) != 0)
 		goto out;
-	if (strcmp(it->rp, "pinned") == 0) {
+	if (pinned) {
 		/*
 		 * Microsoft Graph: PATCH /applications/{id} with
 		 * keyCredentials replaces the whole collection, so the body

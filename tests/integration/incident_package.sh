@@ -5,7 +5,9 @@
 # and comes with the CA certificates (verified by openssl); a tenant folder
 # merges the tenant's pinned connections; report.md shows dates. Packages
 # are written under directory descriptors: a name of dots and a planted
-# symbolic link cannot lead outside the output folder.
+# symbolic link cannot lead outside the output folder. The README says what
+# became of the old key: destroyed in the token, or (a CSR credential)
+# the connector's own, which the connector must stop using.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" package
 db=$RINGFENCE_HOME/ringfence.db
@@ -24,6 +26,17 @@ for t in acme beta; do
 	for c in api sync; do rf issue --tenant "$t" --connection "$c" --profile client --keygen rsa-2048 >/dev/null 2>&1; done
 	rf issue --tenant "$t" --connection web --profile client --keygen ec-p256 >/dev/null 2>&1
 done
+# Credentials from the connector's own key (a CSR): acme/own (ocsp) and
+# gamma/api (pinned). contain cannot disable or destroy a key it does not
+# hold, and their new key is in the token.
+rf tenant add gamma >/dev/null
+rf connection add gamma api --rp pinned >/dev/null
+for c in acme/own gamma/api; do
+	openssl req -new -newkey rsa:2048 -nodes -keyout "$RINGFENCE_HOME/own.key" -subj /CN=own \
+		-out "$RINGFENCE_HOME/own.csr" 2>/dev/null
+	rf issue --tenant "${c%/*}" --connection "${c#*/}" --profile client --csr "$RINGFENCE_HOME/own.csr" >/dev/null 2>&1 ||
+		fail "issue from a CSR for $c"
+done
 id=$(rf incident open --scope all --reason "package test" 2>/dev/null)
 rf incident contain "$id" >/dev/null
 
@@ -39,6 +52,26 @@ grep -q "REPLACES THE WHOLE keyCredentials" "$p/README.txt" || fail "README does
 grep -q "^tenant: *acme" "$p/README.txt" || fail "README does not name the tenant"
 grep -q "graph-keyCredentials-tenant.json" "$p/README.txt" || fail "README does not point at the merged body"
 ls -a "$p" | grep -q '\.tmp$' && fail "a temporary file was left"
+# What became of each old key, and what to do about it: a key of the
+# token is destroyed; a connector's own key is not (nothing here held
+# it), the connector must stop using it, and the new key, in the token,
+# is not installed in the connector.
+rf incident package "$id" --tenant gamma --out "$out" >/dev/null
+for c in acme/api acme/web; do
+	grep -q "Its key, held in ringfence's token, is destroyed" "$out/$c/README.txt" ||
+		fail "$c README does not say its token key is destroyed: $(cat "$out/$c/README.txt")"
+	! grep -q "connector's own" "$out/$c/README.txt" || fail "$c README calls a token key the connector's"
+done
+grep -q "Install the new certificate in the connector" "$out/acme/web/README.txt" || fail "acme/web README lost its install step"
+for c in acme/own gamma/api; do
+	r=$out/$c/README.txt
+	grep -q "Its key is your connector's own" "$r" && grep -q "connector must stop using the old key" "$r" &&
+		grep -q "new key is not in this package and not on the connector" "$r" ||
+		fail "$c README does not say the connector's own old key must go: $(cat "$r")"
+	! grep -q "token, is destroyed\|Install the new certificate" "$r" ||
+		fail "$c README says its old key is destroyed or to install the certificate in the connector: $(cat "$r")"
+done
+grep -q "REPLACES THE WHOLE keyCredentials" "$out/gamma/api/README.txt" || fail "gamma/api README lost the pinned steps"
 python3 - "$p" "$out/acme" <<'PY'
 import base64, json, subprocess, sys, datetime
 p, t = sys.argv[1], sys.argv[2]
