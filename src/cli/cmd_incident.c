@@ -134,10 +134,13 @@ print_conn(void *arg, const struct rf_incident_conn *ic)
 static int
 print_sighting(void *arg, const struct rf_sighting_rec *g)
 {
+	char last[32];
+
 	(void)arg;
-	printf("    %s serial %s from %s: %lld queries, last at %lld%s%s\n",
+	rf_iso_time(g->last, last);
+	printf("    %s serial %s from %s: %lld queries, last at %s%s%s\n",
 	    g->is_new ? "new" : "old", g->serial, g->source,
-	    (long long)g->count, (long long)g->last,
+	    (long long)g->count, last,
 	    g->after_reestablished ? ", after re-establishment" : "",
 	    g->after_reestablished && !g->acked ? " (not acknowledged)" : "");
 	return 0;

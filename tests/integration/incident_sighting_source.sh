@@ -59,6 +59,9 @@ grep -q "old serial $old from 127.0.0.1:" "$w/status.txt" ||
 	fail "status does not show the IPv4 source: $(cat "$w/status.txt")"
 grep -q "new serial $new from ::1:" "$w/status.txt" ||
 	fail "status does not show the IPv6 source: $(cat "$w/status.txt")"
+# Times for people: ISO 8601 UTC, not Unix seconds.
+grep -Eq "old serial $old from 127.0.0.1: [0-9]+ quer(y|ies), last at 20[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9:]{8}Z" "$w/status.txt" ||
+	fail "status does not show the sighting's time in ISO 8601: $(cat "$w/status.txt")"
 rf incident status "$id" --json >"$w/status.json"
 python3 - "$w/status.json" "$old" "$new" <<'PY'
 import json, sys
