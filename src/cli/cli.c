@@ -1,6 +1,7 @@
 /* Shared plumbing of the subcommands: opening state, errors, usage. */
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,13 +103,29 @@ cli_json_put(json_t *j)
 
 	if (j == NULL)
 		return RF_ERR_ALLOC;
-	s = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+	s = json_dumps(j,
+	    JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII | CLI_JSON_REALS);
 	json_decref(j);
 	if (s == NULL)
 		return RF_ERR_ALLOC;
 	printf("%s\n", s);
 	free(s);
 	return 0;
+}
+
+json_t *
+cli_json_real(double v)
+{
+	double a = v < 0 ? -v : v, scale = 10;
+
+	if (!isfinite(v))
+		return json_null();
+	if (a >= 1e15)
+		return json_real(v); /* no fraction left to round */
+	while (a > 0 && a * scale < 100 && scale < 1e12)
+		scale *= 10;
+	return json_real(
+	    (double)(long long)(v * scale + (v < 0 ? -0.5 : 0.5)) / scale);
 }
 
 int

@@ -43,6 +43,16 @@ void cli_forget_pin(void);
 int cli_json_print(json_t *j);
 /* The same, for a caller that reports errors itself: 0 or RF_ERR_ALLOC. */
 int cli_json_put(json_t *j);
+/*
+ * A measured number (a rate, seconds) for JSON: to 0.1, or to 3
+ * significant digits where that is finer (0.0123), so that it reads 60.8,
+ * not 60.798000000000002; null when not finite. Dumped with
+ * CLI_JSON_REALS (cli_json_put does), which prints it as rounded.
+ */
+json_t *cli_json_real(double v);
+/* Reals to 15 significant digits: a rounded double prints as written
+ * (jansson's default, 17, prints 60.8 as 60.799999999999997). */
+#define CLI_JSON_REALS JSON_REAL_PRECISION(15)
 void cli_close(struct rf_cli *cli);
 
 /* Print "ringfence: <message>" for error r on stderr; returns EXIT_FAIL. */

@@ -265,11 +265,12 @@ progress_json(
 	progress_rates(&p, &rate, &eta);
 	snprintf(key, sizeof(key), "%s_progress", cmd);
 	json_object_set_new(j, key,
-	    json_pack("{s:s, s:I, s:I, s:f, s:f, s:b, s:b, s:I, s:I}", "phase",
+	    json_pack("{s:s, s:I, s:I, s:o, s:o, s:b, s:b, s:I, s:I}", "phase",
 		p.phase, "done", (json_int_t)p.done, "total",
-		(json_int_t)p.total, "rate", rate, "eta_s", eta, "finished",
-		p.finished, "running", !p.finished && progress_alive(&p), "pid",
-		(json_int_t)p.pid, "updated_ms", (json_int_t)p.updated_ms));
+		(json_int_t)p.total, "rate", cli_json_real(rate), "eta_s",
+		cli_json_real(eta), "finished", p.finished, "running",
+		!p.finished && progress_alive(&p), "pid", (json_int_t)p.pid,
+		"updated_ms", (json_int_t)p.updated_ms));
 }
 
 /* Contain's result as one JSON object (--json): counts, times, phases. */
@@ -285,10 +286,10 @@ contain_json(int64_t id, const struct rf_contain_report *rep, json_t *notes)
 	}
 	for (i = 0; i < rep->nphase; i++)
 		json_array_append_new(ph,
-		    json_pack("{s:s, s:f}", "phase", rep->phase[i].name, "s",
-			rep->phase[i].s));
-	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, "
-		      "s:f, s:s, s:s, s:o, s:o}",
+		    json_pack("{s:s, s:o}", "phase", rep->phase[i].name, "s",
+			cli_json_real(rep->phase[i].s)));
+	o = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o, "
+		      "s:o, s:s, s:s, s:o, s:o}",
 	    "incident", (json_int_t)id, "connections", (json_int_t)rep->total,
 	    "revoked", (json_int_t)rep->revoked, "disabled",
 	    (json_int_t)rep->disabled, "issued", (json_int_t)rep->issued,
@@ -296,9 +297,10 @@ contain_json(int64_t id, const struct rf_contain_report *rep, json_t *notes)
 	    (json_int_t)rep->reserved, "generated",
 	    (json_int_t)(rep->issued - rep->pooled - rep->reserved),
 	    "destroyed", (json_int_t)rep->destroyed, "contain_s",
-	    rep->contain_s, "destroy_s", rep->destroy_s, "new_issuer",
-	    rep->new_issuer, "tls_revoked", rep->tls_revoked, "contain_phases",
-	    ph, "pool_notes", notes);
+	    cli_json_real(rep->contain_s), "destroy_s",
+	    cli_json_real(rep->destroy_s), "new_issuer", rep->new_issuer,
+	    "tls_revoked", rep->tls_revoked, "contain_phases", ph, "pool_notes",
+	    notes);
 	return cli_json_print(o);
 }
 
@@ -340,7 +342,8 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 			progress_json(c, id, "contain", j);
 			progress_json(c, id, "close", j);
 		}
-		if (j == NULL || json_dumpf(j, stdout, JSON_SORT_KEYS) != 0)
+		if (j == NULL ||
+		    json_dumpf(j, stdout, JSON_SORT_KEYS | CLI_JSON_REALS) != 0)
 			return cli_fail(RF_ERR_ALLOC);
 		printf("\n");
 		json_decref(j);

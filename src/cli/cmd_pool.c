@@ -49,22 +49,6 @@ on_stop(int sig)
 }
 
 static int
-print_json(json_t *o)
-{
-	char *s;
-
-	if (o == NULL)
-		return RF_ERR_ALLOC;
-	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
-	json_decref(o);
-	if (s == NULL)
-		return RF_ERR_ALLOC;
-	printf("%s\n", s);
-	free(s);
-	return 0;
-}
-
-static int
 pool_status(struct rf_cli *cli)
 {
 	struct rf_pool_status ps;
@@ -84,16 +68,16 @@ pool_status(struct rf_cli *cli)
 			return cli_fail(r);
 		if (cli->json) {
 			/* Not measured yet: null, not a number. */
-			r = print_json(json_pack(
+			r = cli_json_put(json_pack(
 			    "{s:s, s:I, s:I, s:I, s:I, s:I, s:o, s:o, s:b}",
 			    "alg", rf_key_alg_name(ps.alg), "free",
 			    (json_int_t)ps.free, "target",
 			    (json_int_t)ps.target, "connections",
 			    (json_int_t)ps.conns, "taken", (json_int_t)ps.taken,
 			    "rejected", (json_int_t)ps.rejected, "rate",
-			    ps.rate > 0 ? json_real(ps.rate) : json_null(),
+			    ps.rate > 0 ? cli_json_real(ps.rate) : json_null(),
 			    "refill_seconds",
-			    ps.refill_s >= 0 ? json_real(ps.refill_s)
+			    ps.refill_s >= 0 ? cli_json_real(ps.refill_s)
 					     : json_null(),
 			    "background_refill", cli->cfg.pool_refill != 0));
 			if (r != 0)
@@ -150,11 +134,11 @@ fill_one(struct rf_cli *cli, enum rf_key_alg alg, long long count)
 		rf_progress_finish(prog);
 	rf_progress_free(prog);
 	if (cli->json)
-		r2 = print_json(json_pack("{s:s, s:I, s:f, s:I, s:I, s:b}",
+		r2 = cli_json_put(json_pack("{s:s, s:I, s:o, s:I, s:I, s:b}",
 		    "alg", rf_key_alg_name(alg), "made", (json_int_t)rep.made,
-		    "seconds", rep.seconds, "free", (json_int_t)rep.free,
-		    "target", (json_int_t)ps.target, "stopped",
-		    stop_fill != 0));
+		    "seconds", cli_json_real(rep.seconds), "free",
+		    (json_int_t)rep.free, "target", (json_int_t)ps.target,
+		    "stopped", stop_fill != 0));
 	else if (printf("pool %s: made %zu keys in %.1f s (%.1f keys/s); "
 			"%lld free, target %lld%s\n",
 		     rf_key_alg_name(alg), rep.made, rep.seconds,

@@ -39,6 +39,8 @@ import json, sys
 p = json.load(open(sys.argv[1]))["contain_progress"]
 assert not p["finished"] and p["running"], p
 PY
+# Its rate and ETA read 60.8, not 60.798000000000002.
+python3 "$(dirname "$0")/lib/rounded.py" st.json || fail "status while running: $(cat st.json)"
 # Progress moves during generation: a line between 0 and all.
 for _ in $(seq 1200); do
 	python3 - prog.jsonl $N <<'PY' && break

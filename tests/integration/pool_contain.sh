@@ -15,7 +15,7 @@ db=$RINGFENCE_HOME/ringfence.db
 q() { sqlite3 -cmd ".timeout 20000" "$db" "$1"; }
 
 # A rerun of contain with --json: stdout is one JSON object (counts, times,
-# phases); notes and progress go to stderr.
+# phases, rounded: lib/rounded.py); notes and progress go to stderr.
 contain_json_rerun() {
 	rf --json incident contain "$id" >"$RINGFENCE_HOME/rerun.json" 2>/dev/null
 	python3 - "$RINGFENCE_HOME/rerun.json" "$id" <<'PY' || fail "contain --json: $(cat "$RINGFENCE_HOME/rerun.json")"
@@ -26,6 +26,7 @@ assert o["contain_s"] >= 0 and o["destroy_s"] >= 0, o
 assert isinstance(o["contain_phases"], list), o
 assert isinstance(o["pool_notes"], list), o
 PY
+	python3 "$(dirname "$0")/lib/rounded.py" "$RINGFENCE_HOME/rerun.json" || fail "contain --json: $(cat "$RINGFENCE_HOME/rerun.json")"
 }
 check_pool() { # $1: stage name
 	local bad
