@@ -417,6 +417,34 @@ open_item(
 	return 0;
 }
 
+/*
+ * A scope has one incident until it closes (and a closed one is not
+ * reopened): say what the one there is, and what to do next.
+ */
+static int
+scope_taken(const struct rf_incident_ctx *c, int64_t other, const char *scope)
+{
+	struct rf_incident_rec o;
+	int r;
+
+	if ((r = rf_incident_load(c, other, &o)) != 0)
+		return r;
+	if (strcmp(o.state, "contained") == 0)
+		return rf_err_set(RF_ERR_EXISTS,
+		    "incident %lld on scope %s is contained, not closed, and "
+		    "a scope has one incident until it closes: close it first "
+		    "('ringfence incident confirm %lld --all', or with "
+		    "--waive, then 'ringfence incident close %lld'), then "
+		    "open the new one (a closed incident cannot be reopened)",
+		    (long long)other, scope, (long long)other,
+		    (long long)other);
+	return rf_err_set(RF_ERR_EXISTS,
+	    "incident %lld is already open on scope %s: contain it "
+	    "('ringfence incident contain %lld'); a new one on this scope "
+	    "can be opened once it is closed",
+	    (long long)other, scope, (long long)other);
+}
+
 int
 rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
     const char *reason, int64_t since, int64_t *id)
@@ -468,10 +496,7 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	in_tx = 1;
 	if ((r = rf_store_incident_add(c->st, &inc)) != 0) {
 		if (r == RF_ERR_EXISTS)
-			r = rf_err_set(RF_ERR_EXISTS,
-			    "incident %lld is already open on scope %s: "
-			    "contain or close it first",
-			    (long long)inc.id, scope_text);
+			r = scope_taken(c, inc.id, scope_text);
 		goto out;
 	}
 	acc.id = inc.id;

@@ -3,7 +3,8 @@
 # do next, a non-zero exit, and nothing changed in the store: connection
 # add on an existing connection, issue to an --out it cannot write, tenant
 # add of a connector's reserved name, incident close before the
-# connections are done, incident open with a --since it cannot read.
+# connections are done, incident open with a --since it cannot read, or
+# on a scope whose incident is contained.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" clierr
 db=$RINGFENCE_HOME/ringfence.db
@@ -101,6 +102,8 @@ assert names == ["acme", "contoso", "globex"], names' || fail "tenant list --jso
 id=$(rf incident open --scope connection:contoso/default --reason "cli errors" 2>/dev/null)
 refused "close (affected)" incident close "$id"
 says "close (affected)" "still affected (no new credential yet): run 'ringfence incident contain $id' first"
+refused "open (open)" incident open --scope connection:contoso/default --reason again
+says "open (open)" "incident $id is already open on scope connection:contoso/default: contain it ('ringfence incident contain $id')"
 status_no_close() {
 	rf incident status "$id" >"$out" || fail "status: $(cat "$out")"
 	! grep -Eq '^  close[: ]' "$out" || fail "$1: status shows close progress: $(cat "$out")"
@@ -118,6 +121,11 @@ grep '^{"progress"' "$err" | tail -1 | grep -q '"finished":false,"failed":true}$
 ! grep -q '"finished":true' "$err" || fail "close --json (affected) says finished: $(cat "$err")"
 status_no_close "close --json (affected)"
 rf incident contain "$id" >/dev/null
+# A scope has one incident until it closes: a second open says the one
+# there is contained (not "open"), and to close it first.
+refused "open (contained)" incident open --scope connection:contoso/default --reason again
+says "open (contained)" "incident $id on scope connection:contoso/default is contained, not closed"
+says "open (contained)" "close it first ('ringfence incident confirm $id --all', or with --waive, then 'ringfence incident close $id')"
 refused "close (contained)" incident close "$id"
 says "close (contained)" "contained but not yet re-established: once a tenant uses its new credential, run 'ringfence incident confirm $id --tenant T'"
 status_no_close "close (contained)"
