@@ -144,7 +144,9 @@ scope_parse(const struct rf_incident_ctx *c, const char *text, struct scope *s)
 	if (strcmp(s->kind, "tenant") == 0) {
 		if ((r = rf_store_tenant_get(c->st, s->value, &t)) != 0)
 			return r == RF_ERR_NOT_FOUND
-			    ? rf_err_set(RF_ERR_NOT_FOUND, "unknown tenant %s",
+			    ? rf_err_set(RF_ERR_NOT_FOUND,
+				  "unknown tenant %s: see 'ringfence tenant "
+				  "list'",
 				  s->value)
 			    : r;
 		s->f.tenant = s->value;

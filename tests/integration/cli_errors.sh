@@ -3,8 +3,8 @@
 # do next, a non-zero exit, and nothing changed in the store: connection
 # add on an existing connection, issue to an --out it cannot write, tenant
 # add of a connector's reserved name, incident close before the
-# connections are done, incident open with a --since it cannot read, or
-# on a scope whose incident is contained.
+# connections are done, incident open with a --since it cannot read, of
+# an unknown tenant, or on a scope whose incident is contained.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" clierr
 db=$RINGFENCE_HOME/ringfence.db
@@ -99,6 +99,8 @@ assert names == ["acme", "contoso", "globex"], names' || fail "tenant list --jso
 
 # 4. A refused close leaves no close progress, and says what to do next for
 # the state the connections are in.
+refused "open (unknown tenant)" incident open --scope tenant:nosuch --reason "cli errors"
+says "open (unknown tenant)" "unknown tenant nosuch: see 'ringfence tenant list'"
 id=$(rf incident open --scope connection:contoso/default --reason "cli errors" 2>/dev/null)
 refused "close (affected)" incident close "$id"
 says "close (affected)" "still affected (no new credential yet): run 'ringfence incident contain $id' first"
