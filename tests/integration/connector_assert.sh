@@ -195,6 +195,30 @@ grep -q "hostname mismatch.*does not name 127.0.0.1" err ||
 # The client ended the handshake itself, with an alert, before any request.
 grep -q "alert bad certificate" evil.out ||
 	fail "impostor server's side: $(cat evil.out)"
+# The same with a tenant's server certificate for localhost, a name serve's
+# certificate has too: the name matches, and assert still refuses it before
+# it sends anything, as not serve's own certificate.
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout evil2.key -out evil2.csr -subj /CN=evil2 2>/dev/null
+rf issue --tenant globex --profile server --dns localhost --csr evil2.csr \
+	--out evil2.pem >/dev/null 2>&1
+eport=$(freeport)
+timeout 30 openssl s_server -accept "127.0.0.1:$eport" -cert evil2.pem \
+	-cert_chain evil2.pem -key evil2.key -naccept 1 -www >evil2.out 2>&1 \
+	</dev/null &
+epid=$!
+for _ in $(seq 100); do
+	grep -q ACCEPT evil2.out && break
+	sleep 0.1
+done
+if rf assert --connection acme/m365 --cert sync.pem --key sync.key \
+	--ca root.pem --url "https://localhost:$eport" 2>err >/dev/null; then
+	fail "assert sent its request to a tenant's server certificate for localhost"
+fi
+kill "$epid" 2>/dev/null || true # the client closed after the handshake
+wait "$epid" 2>/dev/null || true
+grep -q "not serve's (CN=globex, OU=server" err ||
+	fail "tenant's certificate for localhost: $(cat err)"
 # A file that is not there is named as such.
 if rf assert --connection acme/m365 --cert nosuch.pem --key sync.key \
 	--ca root.pem --url "$url" 2>err; then
