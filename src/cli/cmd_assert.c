@@ -116,6 +116,35 @@ expect_name(SSL *ssl, const char *hostport, char *host, size_t hostlen)
 }
 
 /*
+ * The peer must be serve itself: besides naming the host (expect_name),
+ * its certificate is serve's own, subject "CN=ringfence serve, OU=server"
+ * (ca/tls.c), which no tenant's certificate can have (a tenant name has no
+ * space). A tenant's server certificate for serve's name, or a wildcard
+ * over it, is refused before anything is sent.
+ */
+static int
+peer_is_serve(SSL *ssl, const char *hostport)
+{
+	X509 *x = SSL_get0_peer_certificate(ssl);
+	X509_NAME *n = x != NULL ? X509_get_subject_name(x) : NULL;
+	char cn[64] = "", ou[32] = "";
+
+	if (n != NULL) {
+		(void)X509_NAME_get_text_by_NID(
+		    n, NID_commonName, cn, sizeof(cn));
+		(void)X509_NAME_get_text_by_NID(
+		    n, NID_organizationalUnitName, ou, sizeof(ou));
+	}
+	if (strcmp(cn, "ringfence serve") == 0 && strcmp(ou, "server") == 0)
+		return 0;
+	return rf_err_set(RF_ERR_IO,
+	    "TLS to %s failed: the server's certificate is one of ringfence's "
+	    "CA but not serve's (CN=%s, OU=%s, not CN=ringfence serve, "
+	    "OU=server): check --url",
+	    hostport, cn, ou);
+}
+
+/*
  * One HTTPS POST; the status, body (malloc'd) and Retry-After (seconds, -1
  * if none) of the answer.
  */
@@ -138,7 +167,7 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 	    strlen(url + 8) >= sizeof(hostport))
 		return rf_err_set(RF_ERR_ARG, "--url: use https://HOST:PORT");
 	h = url + 8;
-	snprintf(hostport, sizeof(hostport), "%.*s", (int)strcspn(h, "/"), h);
+	snprintf(hostport, sizeof(hostport), "%.*s", (int)strcspn(h, "/?#"), h);
 	if ((r = readable("--ca", ca)) != 0 ||
 	    (r = readable("--cert", cert)) != 0 ||
 	    (r = readable("--key", key)) != 0 ||
@@ -213,6 +242,8 @@ post(const char *url, const char *cert, const char *key, const char *ca,
 		    hostport, e != 0 ? ERR_reason_error_string(e) : "closed");
 		goto out;
 	}
+	if ((r = peer_is_serve(ssl, hostport)) != 0)
+		goto out;
 	n = snprintf(req, sizeof(req),
 	    "POST %s HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json"
 	    "\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
