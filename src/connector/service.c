@@ -308,6 +308,7 @@ struct rf_assert_pending {
 	char serial[41], source[64];
 	char actor[160], src[300];
 	int64_t now;
+	int proof_taken; /* a token of its certificate's proof bucket */
 };
 
 static void
@@ -383,12 +384,60 @@ svc_proof_missing(const struct rf_connector_svc *svc, const char *proof,
 	return 1;
 }
 
-/* Nothing is signed for p: its tokens go back (decide took them). */
+/*
+ * Proofs have a bucket per client certificate ("p:" its serial), sized as
+ * a connector's assertions are: a request with a proof takes a token from
+ * it, and gets it back unless keyd finds the proof bad. A request whose
+ * proof is bad gives its rate tokens back (tokens_back: nothing was signed
+ * for it), so this bucket is what bounds how often a certificate can make
+ * keyd check a proof that does not hold.
+ */
 static void
-tokens_back(struct rf_connector_svc *svc, const struct rf_assert_pending *p)
+proof_key(const struct rf_assert_pending *p, char key[64])
+{
+	snprintf(key, 64, "p:%.60s", p->serial);
+}
+
+static int
+proof_take(struct rf_connector_svc *svc, struct rf_assert_pending *p)
+{
+	char key[64];
+	int r;
+
+	if (p->ask.proof[0] == '\0')
+		return 0;
+	proof_key(p, key);
+	if ((r = rf_limits_take(svc->limits, key, svc->cfg->connector_rate,
+		 svc->cfg->connector_burst, (uint64_t)p->now * 1000,
+		 &p->v.retry_after)) == 0)
+		p->proof_taken = 1;
+	return r;
+}
+
+static void
+proof_give(struct rf_connector_svc *svc, struct rf_assert_pending *p)
+{
+	char key[64];
+
+	if (!p->proof_taken)
+		return;
+	proof_key(p, key);
+	rf_limits_give(svc->limits, key, svc->cfg->connector_burst);
+	p->proof_taken = 0;
+}
+
+/*
+ * Nothing is signed for p: the rate tokens its decision took go back, and
+ * its proof's token unless the proof was found bad.
+ */
+static void
+tokens_back(
+    struct rf_connector_svc *svc, struct rf_assert_pending *p, int bad_proof)
 {
 	rf_connector_limits_give(
 	    svc->cfg, svc->limits, p->ask.tenant, p->ask.conn, p->v.connector);
+	if (!bad_proof)
+		proof_give(svc, p);
 }
 
 /*
@@ -405,7 +454,7 @@ key_unfit(struct rf_connector_svc *svc, struct rf_assert_pending *p,
 
 	if (alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072)
 		return 0;
-	tokens_back(svc, p);
+	tokens_back(svc, p, 0);
 	p->v.why = RF_REFUSE_NO_CRED;
 	snprintf(p->v.detail, sizeof(p->v.detail),
 	    "the connection's credential has an %s key and Entra ID accepts "
@@ -481,9 +530,20 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 		return 0;
 	}
 	/* A key not loaded yet is loaded from keyd, a wait: finish's. */
-	if ((r = key_cached(svc, p->v.key_id, &p->key)) != 0 ||
+	if ((r = proof_take(svc, p)) == RF_ERR_STATE) {
+		tokens_back(svc, p, 0);
+		p->v.why = RF_REFUSE_RATE;
+		snprintf(p->v.detail, sizeof(p->v.detail),
+		    "this certificate's requests carried too many proofs that "
+		    "do not hold");
+		refused(svc, &p->ask, cert_serial, source, &p->v, a);
+		pthread_mutex_unlock(&svc->lock);
+		pending_free(p);
+		return 0;
+	}
+	if (r != 0 || (r = key_cached(svc, p->v.key_id, &p->key)) != 0 ||
 	    (r = jti_bytes(svc, rnd)) != 0) {
-		tokens_back(svc, p);
+		tokens_back(svc, p, 0);
 		goto fail;
 	}
 	pthread_mutex_unlock(&svc->lock);
@@ -494,7 +554,7 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 	OPENSSL_cleanse(rnd, sizeof(rnd));
 	if ((r = rf_jwt_build(&p->reg, p->v.x5t256, jti, p->now,
 		 svc->cfg->assertion_lifetime, &p->msg)) != 0) {
-		tokens_back(svc, p);
+		tokens_back(svc, p, 0);
 		svc_answer_fail(a, r);
 		pending_free(p);
 		return 0;
@@ -552,8 +612,18 @@ rf_connector_svc_assert_end(struct rf_connector_svc *svc,
 	json_t *j;
 
 	memset(a, 0, sizeof(*a));
-	if (r != 0) /* keyd refused it, or it failed: nothing signed */
-		tokens_back(svc, p);
+	/* Nothing signed: keyd refused it, or it failed. Its rate tokens go
+	 * back unless keyd's own buckets refused it (the client waits as it
+	 * would for serve's); its proof's token unless the proof is bad. */
+	if (r == RF_ERR_REFUSED &&
+	    strstr(rf_err_msg(r), ": rate_limited: ") != NULL)
+		proof_give(svc, p);
+	else if (r != 0)
+		tokens_back(svc, p,
+		    r == RF_ERR_REFUSED &&
+			strstr(rf_err_msg(r), ": bad_proof: ") != NULL);
+	else
+		proof_give(svc, p);
 	if (r != 0 ||
 	    (r = rf_jwt_join(p->msg, sig->sig, sig->len, &jws)) != 0) {
 		svc_answer_fail(a, r);

@@ -345,9 +345,13 @@ stop_serve
 
 # 12. Requests keyd refuses spend none of serve's tokens either: five bad
 # proofs on a connection whose bucket holds 3 are each 401 bad_proof (not
-# 429), and the connector's own 3 requests after them are served.
+# 429), and the connector's own 3 requests after them are served. Bad
+# proofs have a bucket of their own, per certificate, as large as a
+# connector's (6 here): the sixth is still 401, the seventh 429 before keyd
+# is asked, on any connection.
 rf keyd stop >/dev/null 2>&1 || fail "keyd stop"
-RINGFENCE_CONN_BURST=3 serve_up 120
+RINGFENCE_CONN_BURST=3 RINGFENCE_CONNECTOR_BURST=6 RINGFENCE_CONNECTOR_RATE=1 \
+	serve_up 120
 for i in 1 2 3 4 5; do
 	[ "$(ask sync "$(body acme/m365 "$(mkproof assert acme/m365 stranger.key)")")" = "401 bad_proof" ] ||
 		fail "bad proof $i of 5 on a bucket of 3: $(cat resp.json)"
@@ -357,6 +361,13 @@ for i in 1 2 3; do
 		--ca root.pem --url "$url" >/dev/null 2>err ||
 		fail "the connector's request $i of 3 after five refused: $(cat err)"
 done
+# (On acme/other, whose bucket is full: acme/m365's is spent now.)
+[ "$(ask sync "$(body acme/other "$(mkproof assert acme/other stranger.key)")")" = "401 bad_proof" ] ||
+	fail "the sixth bad proof (bucket of 6): $(cat resp.json)"
+[ "$(ask sync "$(body acme/other "$(mkproof assert acme/other stranger.key)")")" = "429 rate_limited" ] ||
+	fail "the seventh bad proof (bucket of 6): $(cat resp.json)"
+grep -q "too many proofs that do not hold" resp.json ||
+	fail "the seventh bad proof's message: $(cat resp.json)"
 stop_serve
 
 rf audit verify >/dev/null || fail "the audit record does not verify"
