@@ -82,7 +82,7 @@ int rf_incident_open(const struct rf_incident_ctx *c, const char *scope,
     const char *reason, int64_t since, int64_t *id) RF_WUR;
 
 /* Progress of a containment, for the operator. */
-#define RF_CONTAIN_PHASES 16
+#define RF_CONTAIN_PHASES 24
 
 struct rf_contain_report {
 	size_t revoked;	  /* certificates revoked now */

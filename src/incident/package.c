@@ -288,9 +288,10 @@ static const char connector_key_steps[] =
     "    or destroy it; a relying party that checks no revocation accepts\n"
     "    it until the old certificate is removed there.\n"
     "  - The new key is not in this package and not on the connector: it\n"
-    "    was made in ringfence's token and never leaves it. ringfence\n"
-    "    signs with it for the connector bound to this connection (client\n"
-    "    assertions); there is no key file to install.\n";
+    "    was made in ringfence's token and never leaves it; ringfence\n"
+    "    signs with it where the connection goes through ringfence (an\n"
+    "    Entra connection's client assertions, for the connector bound to\n"
+    "    it). There is no key file to install.\n";
 
 /*
  * What became of the old credential's key, for the README; *connector is

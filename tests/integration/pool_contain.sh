@@ -24,6 +24,8 @@ o = json.load(open(sys.argv[1]))
 assert o["incident"] == int(sys.argv[2]), o
 assert o["contain_s"] >= 0 and o["destroy_s"] >= 0, o
 assert isinstance(o["contain_phases"], list), o
+names = [p["phase"] for p in o["contain_phases"]]
+assert "destroy old keys" in names and "record contained" in names, names
 assert isinstance(o["pool_notes"], list), o
 PY
 	python3 "$(dirname "$0")/lib/rounded.py" "$RINGFENCE_HOME/rerun.json" || fail "contain --json: $(cat "$RINGFENCE_HOME/rerun.json")"
