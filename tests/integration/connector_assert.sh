@@ -169,54 +169,51 @@ if rf assert --connection acme/m365 --cert old.pem --key old.key \
 fi
 grep -q "is the connector certificate valid" err ||
 	fail "expired: $(cat err)"
-# A server certificate of ringfence's CA that names another host (a
-# tenant's, issued for evil.example) on 127.0.0.1: assert refuses it in the
-# handshake (hostname mismatch) and sends it nothing, not even the proof.
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout evil.key -out evil.csr -subj /CN=evil 2>/dev/null
-rf issue --tenant globex --profile server --dns evil.example --csr evil.csr \
-	--out evil.pem >/dev/null
-eport=$(freeport)
-timeout 30 openssl s_server -accept "127.0.0.1:$eport" -cert evil.pem \
-	-cert_chain evil.pem -key evil.key -naccept 1 -www >evil.out 2>&1 \
-	</dev/null &
-epid=$!
-for _ in $(seq 100); do
-	grep -q ACCEPT evil.out && break
-	sleep 0.1
-done
-if rf assert --connection acme/m365 --cert sync.pem --key sync.key \
-	--ca root.pem --url "https://127.0.0.1:$eport" 2>err >/dev/null; then
-	fail "assert sent its request to a server certificate naming evil.example"
-fi
-wait "$epid" 2>/dev/null || true # its one connection ended it
+# impostor NAME DNS HOST: a tenant's server certificate for DNS (globex's,
+# from a CSR made here) served by openssl s_server on 127.0.0.1 for one
+# connection; `ringfence assert --url https://HOST:PORT` to it must fail
+# before it sends anything (its error in err, the server's side in
+# NAME.out).
+impostor() {
+	local eport epid
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$1.key" -out "$1.csr" -subj "/CN=$1" 2>/dev/null
+	rf issue --tenant globex --profile server --dns "$2" --csr "$1.csr" \
+		--out "$1.pem" >/dev/null 2>&1
+	eport=$(freeport)
+	timeout 30 openssl s_server -accept "127.0.0.1:$eport" -cert "$1.pem" \
+		-cert_chain "$1.pem" -key "$1.key" -naccept 1 -www >"$1.out" \
+		2>&1 </dev/null &
+	epid=$!
+	for _ in $(seq 100); do
+		grep -q ACCEPT "$1.out" && break
+		sleep 0.1
+	done
+	if rf assert --connection acme/m365 --cert sync.pem --key sync.key \
+		--ca root.pem --url "https://$3:$eport" 2>err >/dev/null; then
+		fail "assert sent its request to a server certificate for $2 at $3"
+	fi
+	# Its one connection ends it: wait (bounded) for what it says.
+	for _ in $(seq 50); do
+		kill -0 "$epid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill "$epid" 2>/dev/null || true
+	wait "$epid" 2>/dev/null || true
+}
+# A server certificate of ringfence's CA that names another host
+# (evil.example) on 127.0.0.1: assert refuses it in the handshake (hostname
+# mismatch) and sends it nothing, not even the proof: the client ends the
+# handshake itself, with an alert.
+impostor evil evil.example 127.0.0.1
 grep -q "hostname mismatch.*does not name 127.0.0.1" err ||
 	fail "impostor server: $(cat err)"
-# The client ended the handshake itself, with an alert, before any request.
 grep -q "alert bad certificate" evil.out ||
 	fail "impostor server's side: $(cat evil.out)"
-# The same with a tenant's server certificate for localhost, a name serve's
-# certificate has too: the name matches, and assert still refuses it before
-# it sends anything, as not serve's own certificate.
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout evil2.key -out evil2.csr -subj /CN=evil2 2>/dev/null
-rf issue --tenant globex --profile server --dns localhost --csr evil2.csr \
-	--out evil2.pem >/dev/null 2>&1
-eport=$(freeport)
-timeout 30 openssl s_server -accept "127.0.0.1:$eport" -cert evil2.pem \
-	-cert_chain evil2.pem -key evil2.key -naccept 1 -www >evil2.out 2>&1 \
-	</dev/null &
-epid=$!
-for _ in $(seq 100); do
-	grep -q ACCEPT evil2.out && break
-	sleep 0.1
-done
-if rf assert --connection acme/m365 --cert sync.pem --key sync.key \
-	--ca root.pem --url "https://localhost:$eport" 2>err >/dev/null; then
-	fail "assert sent its request to a tenant's server certificate for localhost"
-fi
-kill "$epid" 2>/dev/null || true # the client closed after the handshake
-wait "$epid" 2>/dev/null || true
+# A tenant's server certificate for localhost, a name serve's certificate
+# has too: the name matches, and assert still refuses it before it sends
+# anything, as not serve's own certificate.
+impostor evil2 localhost localhost
 grep -q "not serve's (CN=globex, OU=server" err ||
 	fail "tenant's certificate for localhost: $(cat err)"
 # A file that is not there is named as such.
