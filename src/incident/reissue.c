@@ -502,8 +502,9 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 			ridx[m] = idx[i];
 			at[m++] = i;
 		}
-	if ((r = contain_keys_make(c, rest, items, ridx, m, rmade, rpooled)) !=
-	    0)
+	if (m > 0 &&
+	    (r = contain_keys_make(c, rest, items, ridx, m, rmade, rpooled)) !=
+		0)
 		goto out;
 	for (i = 0; i < m; i++) {
 		made[at[i]] = rmade[i]; /* now made's */
