@@ -215,6 +215,7 @@ list_and_compare(struct list_ctx *c, size_t *ndis)
 	int have, r;
 
 	*ndis = 0;
+	rf_test_pause("keys-list-token-read"); /* a key made meanwhile */
 	if ((r = rf_store_key_list(cli->store, &recs, &nrecs)) != 0)
 		return r;
 	for (i = 0; i < c->n; i++) {

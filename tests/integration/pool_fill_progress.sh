@@ -29,4 +29,19 @@ SHELL=/bin/sh script -q -e -c "$RINGFENCE keys pool fill --alg ec-p256 --count 8
 	>tty.out 2>&1 || fail "fill on a tty: $(cat tty.out)"
 grep -a -q "pool fill ec-p256.* 8/8" tty.out ||
 	fail "no progress line on a terminal: $(cat -v tty.out)"
+# `keys list` reads the token, then the store: keys made in between (a
+# refill's; here while it is held there, test builds) are no disagreement.
+RINGFENCE_TEST_PAUSE_AT=keys-list-token-read RINGFENCE_TEST_PAUSE_MS=20000 \
+	RINGFENCE_TEST_PAUSE_UNTIL="$PWD/go" rf keys list >list.out 2>list.err &
+lp=$!
+for _ in $(seq 400); do
+	grep -q "test pause at keys-list-token-read" list.err && break
+	sleep 0.05
+done
+grep -q "test pause at keys-list-token-read" list.err ||
+	fail "keys list did not reach its pause: $(cat list.err)"
+rf keys pool fill --alg ec-p256 --count 2 >/dev/null 2>&1 ||
+	fail "pool fill beside keys list"
+touch go
+wait "$lp" || fail "keys list with keys made between its reads: $(grep -v '^[0-9a-f]\{64\} ' list.out | head -3; cat list.err)"
 echo "pool_fill_progress: ok"
