@@ -321,25 +321,43 @@ pending_free(struct rf_assert_pending *p)
 	free(p);
 }
 
+/* What keyd's refusal r (cmd_keyd.c) says, from its code in the message. */
+enum keyd_refusal { KEYD_NOT_REFUSED, KEYD_BAD_PROOF, KEYD_RATE, KEYD_OTHER };
+
+static enum keyd_refusal
+keyd_refusal(int r)
+{
+	const char *m = rf_err_msg(r);
+
+	if (r != RF_ERR_REFUSED)
+		return KEYD_NOT_REFUSED;
+	if (strstr(m, ": bad_proof: ") != NULL)
+		return KEYD_BAD_PROOF;
+	if (strstr(m, ": rate_limited: ") != NULL)
+		return KEYD_RATE;
+	return KEYD_OTHER;
+}
+
 void
 svc_answer_fail(struct rf_api_answer *a, int r)
 {
 	/* keyd's refusal of a connector's proof (cmd_keyd.c) is the
 	 * caller's to fix: a new proof, made with its own key. */
+	enum keyd_refusal k = keyd_refusal(r);
 	const char *m = rf_err_msg(r), *p;
 	int retry = 1;
 
-	if (r == RF_ERR_REFUSED && strstr(m, ": bad_proof: "))
+	if (k == KEYD_BAD_PROOF)
 		rf_api_answer_error(a, 401, "bad_proof", m);
 	/* keyd's own buckets, which a restart of serve does not refill:
 	 * the connector waits as it would for serve's. */
-	else if (r == RF_ERR_REFUSED && strstr(m, ": rate_limited: ")) {
+	else if (k == KEYD_RATE) {
 		if ((p = strrchr(m, '(')) == NULL ||
 		    sscanf(p, RF_RETRY_AFTER_FMT, &retry) != 1)
 			retry = 1;
 		rf_api_answer_error(a, 429, "rate_limited", m);
 		a->retry_after = retry > 0 ? retry : 1;
-	} else if (r == RF_ERR_REFUSED)
+	} else if (k == KEYD_OTHER)
 		rf_api_answer_error(a, 403, "refused", m);
 	else
 		rf_api_answer_error(a, 500, "internal", m);
@@ -615,15 +633,10 @@ rf_connector_svc_assert_end(struct rf_connector_svc *svc,
 	/* Nothing signed: keyd refused it, or it failed. Its rate tokens go
 	 * back unless keyd's own buckets refused it (the client waits as it
 	 * would for serve's); its proof's token unless the proof is bad. */
-	if (r == RF_ERR_REFUSED &&
-	    strstr(rf_err_msg(r), ": rate_limited: ") != NULL)
+	if (r == 0 || keyd_refusal(r) == KEYD_RATE)
 		proof_give(svc, p);
-	else if (r != 0)
-		tokens_back(svc, p,
-		    r == RF_ERR_REFUSED &&
-			strstr(rf_err_msg(r), ": bad_proof: ") != NULL);
 	else
-		proof_give(svc, p);
+		tokens_back(svc, p, keyd_refusal(r) == KEYD_BAD_PROOF);
 	if (r != 0 ||
 	    (r = rf_jwt_join(p->msg, sig->sig, sig->len, &jws)) != 0) {
 		svc_answer_fail(a, r);

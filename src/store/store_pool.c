@@ -260,6 +260,15 @@ out:
 	return r;
 }
 
+/*
+ * A pool row p taken for a ref and still unused: its key active and in no
+ * certificate (what a contain killed before it recorded its keys leaves).
+ */
+#define POOL_TAKEN_UNUSED                                                      \
+	"p.state = 'taken' AND EXISTS (SELECT 1 FROM keys t WHERE t.id = "     \
+	"p.key_id AND t.state = 'active') AND NOT EXISTS (SELECT 1 FROM "      \
+	"certs c WHERE c.key_id = p.key_id)"
+
 int
 rf_store_pool_incident_needs(
     struct rf_store *st, int64_t incident, const char *alg, int64_t *n)
@@ -274,11 +283,9 @@ rf_store_pool_incident_needs(
 		 "i.state = 'affected' AND coalesce(k.alg, 'ec-p256') = ?2 "
 		 "AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.id = "
 		 "i.new_key AND r.state = 'reserved') AND NOT EXISTS "
-		 "(SELECT 1 FROM pool p JOIN keys t ON t.id = p.key_id "
-		 "WHERE p.ref = 'incident-' || ?1 AND p.taken_by = "
-		 "i.tenant || '/' || i.name AND p.state = 'taken' AND "
-		 "t.state = 'active' AND NOT EXISTS (SELECT 1 FROM certs c "
-		 "WHERE c.key_id = p.key_id))",
+		 "(SELECT 1 FROM pool p WHERE p.ref = 'incident-' || ?1 "
+		 "AND p.taken_by = i.tenant || '/' || i.name "
+		 "AND " POOL_TAKEN_UNUSED ")",
 		 &s)) != 0 ||
 	    (r = st_bind_int(st, s, 1, incident)) != 0 ||
 	    (r = st_bind_text(st, s, 2, alg, 15)) != 0)
@@ -302,10 +309,8 @@ rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
 	int r, rc;
 
 	if ((r = st_stmt(st,
-		 "SELECT p.key_id, p.taken_by, p.alg FROM pool p JOIN keys k "
-		 "ON k.id = p.key_id WHERE p.ref = ? AND p.state = 'taken' "
-		 "AND k.state = 'active' AND NOT EXISTS (SELECT 1 FROM certs "
-		 "c WHERE c.key_id = p.key_id)",
+		 "SELECT p.key_id, p.taken_by, p.alg FROM pool p WHERE "
+		 "p.ref = ? AND " POOL_TAKEN_UNUSED,
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, ref, 63)) != 0)
 		goto out;
