@@ -78,17 +78,31 @@ parse_since(const char *s, int64_t *t)
 	return cli_parse_time(s, t) == 0 && *t <= rf_now() ? 0 : -1;
 }
 
+static void
+ctx_init(struct rf_cli *cli, struct rf_incident_ctx *c)
+{
+	c->cfg = &cli->cfg;
+	c->st = cli->store;
+	c->audit = cli->audit;
+	c->keys = cli->keys;
+	c->ca = cli->ca;
+	c->who = &cli->who;
+	c->progress = NULL;
+}
+
 /* Before contain, on stdout (stderr is for the one-line error): what the
  * standby pool lacks and how long making it takes (contain records the
  * same in the incident's timeline). */
 static void
 pool_note(struct rf_cli *cli, int64_t id, json_t *notes)
 {
+	struct rf_incident_ctx c;
 	struct rf_pool_plan plan[4];
 	char note[256];
 	size_t i, n;
 
-	if (rf_pool_plan_incident(&cli->cfg, cli->store, id, plan, &n) != 0) {
+	ctx_init(cli, &c);
+	if (rf_incident_pool_plan(&c, id, plan, &n) != 0) {
 		rf_err_clear(); /* contain itself reports the store's error */
 		return;
 	}
@@ -102,18 +116,6 @@ pool_note(struct rf_cli *cli, int64_t id, json_t *notes)
 		else
 			printf("%s\n", note);
 	}
-}
-
-static void
-ctx_init(struct rf_cli *cli, struct rf_incident_ctx *c)
-{
-	c->cfg = &cli->cfg;
-	c->st = cli->store;
-	c->audit = cli->audit;
-	c->keys = cli->keys;
-	c->ca = cli->ca;
-	c->who = &cli->who;
-	c->progress = NULL;
 }
 
 #define STRAGGLERS_SHOWN 20

@@ -113,6 +113,16 @@ struct rf_contain_report {
 };
 
 /*
+ * What contain of incident id will take from the standby pool and what it
+ * must generate, per algorithm of the new keys (each old credential's,
+ * pool.h): plan[0..*np), room for 4. Connections that have their key
+ * already count for none.
+ */
+struct rf_pool_plan;
+int rf_incident_pool_plan(const struct rf_incident_ctx *c, int64_t id,
+    struct rf_pool_plan *plan, size_t *np) RF_WUR;
+
+/*
  * Contain: revoke (keyCompromise) every credential in scope, disable its key
  * in the token, rotate the issuing CA when the scope is an issuer, and issue
  * a new key (in the token) and certificate for every affected connection.

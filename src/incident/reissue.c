@@ -189,6 +189,116 @@ out:
 	return r;
 }
 
+/* Every item's shape, in one read of the store rather than one each. */
+static int
+credential_shapes(const struct rf_incident_ctx *c, const struct item_vec *iv,
+    struct shape *shapes)
+{
+	size_t i;
+	int r, own;
+
+	if ((r = rf_store_read_begin(c->st, &own)) != 0)
+		return r;
+	for (i = 0; i < iv->n && r == 0; i++)
+		r = credential_shape(c, iv->v[i].old_serial, &shapes[i]);
+	rf_store_read_end(c->st, own);
+	return r;
+}
+
+/* Connection ids that have their key already, ascending (the store's
+ * order). */
+struct keyed {
+	int64_t *v;
+	size_t n, cap;
+};
+
+static int
+keyed_add(void *arg, int64_t conn)
+{
+	struct keyed *k = arg;
+	int64_t *v;
+
+	if (k->n == k->cap) {
+		k->cap = k->cap ? 2 * k->cap : 64;
+		if ((v = realloc(k->v, k->cap * sizeof(*v))) == NULL)
+			return RF_ERR_ALLOC;
+		k->v = v;
+	}
+	k->v[k->n++] = conn;
+	return 0;
+}
+
+static int
+conn_cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return (x > y) - (x < y);
+}
+
+/*
+ * What the standby pool gives for iv's connections, per algorithm of the
+ * keys their replacements get (the old credential's: a connector's own
+ * RSA key from a CSR is replaced by an RSA key), plan[0..*np): connections
+ * that have a key already (reserved by an earlier run, or taken for them
+ * by a killed one) need none.
+ */
+static int
+pool_plan(const struct rf_incident_ctx *c, int64_t id,
+    const struct item_vec *iv, const struct shape *shapes,
+    struct rf_pool_plan plan[4], size_t *np)
+{
+	static const enum rf_key_alg algs[4] = {
+	    RF_KEY_EC_P256, RF_KEY_EC_P384, RF_KEY_RSA_2048, RF_KEY_RSA_3072};
+	struct keyed have = {0};
+	int64_t need[4] = {0};
+	size_t i, a;
+	int r;
+
+	*np = 0;
+	if ((r = rf_store_pool_incident_keyed(c->st, id, keyed_add, &have)) !=
+	    0)
+		goto out;
+	for (i = 0; i < iv->n; i++) {
+		if (have.n > 0 &&
+		    bsearch(&iv->v[i].conn, have.v, have.n, sizeof(*have.v),
+			conn_cmp) != NULL)
+			continue;
+		for (a = 0; a < 4 && algs[a] != shapes[i].alg; a++)
+			;
+		if (a < 4)
+			need[a]++;
+	}
+	for (a = 0; a < 4 && r == 0; a++)
+		if (need[a] > 0 &&
+		    (r = rf_pool_plan_for(
+			 c->cfg, c->st, algs[a], need[a], &plan[*np])) == 0)
+			(*np)++;
+out:
+	free(have.v);
+	return r;
+}
+
+int
+rf_incident_pool_plan(const struct rf_incident_ctx *c, int64_t id,
+    struct rf_pool_plan *plan, size_t *np)
+{
+	struct item_vec iv = {0};
+	struct shape *shapes = NULL;
+	int r;
+
+	*np = 0;
+	if ((r = rf_incident_load_items(c, id, NULL, "affected", &iv)) != 0)
+		return r;
+	if (iv.n > 0 && (shapes = calloc(iv.n, sizeof(*shapes))) == NULL)
+		r = RF_ERR_ALLOC;
+	else if (iv.n > 0 && (r = credential_shapes(c, &iv, shapes)) == 0)
+		r = pool_plan(c, id, &iv, shapes, plan, np);
+	free(shapes);
+	free(iv.v);
+	return r;
+}
+
 /*
  * THE place where contain gets new connection keys: n key pairs made in
  * the token (the standby pool, when there is one, replaces this call).
@@ -611,36 +721,30 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	char note[256];
 	size_t i, j, np;
 	double t = rf_mono_s();
-	int r = 0, own;
+	int r = 0;
 
 	if (iv->n == 0)
 		return 0;
-	/* New keys come from the standby pool; say what it lacks. */
-	if ((r = rf_pool_plan_incident(c->cfg, c->st, id, plan, &np)) != 0)
-		return r;
-	for (j = 0; j < np; j++) {
-		if (plan[j].generate == 0)
-			continue;
-		rf_pool_plan_text(&plan[j], note, sizeof(note));
-		if ((r = rf_incident_event(c, id, "pool", "%s", note)) != 0)
-			return r;
-	}
 	if ((reqs = calloc(iv->n, sizeof(*reqs))) == NULL ||
 	    (keys = calloc(iv->n, sizeof(*keys))) == NULL ||
 	    (shapes = calloc(iv->n, sizeof(*shapes))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
-	rf_incident_phase_time(rep, "plan the pool", &t);
-	/* One read of the store for all of them, not one each. */
-	if ((r = rf_store_read_begin(c->st, &own)) != 0)
-		goto out;
-	for (i = 0; i < iv->n && r == 0; i++)
-		r = credential_shape(c, iv->v[i].old_serial, &shapes[i]);
-	rf_store_read_end(c->st, own);
-	if (r != 0)
+	if ((r = credential_shapes(c, iv, shapes)) != 0)
 		goto out;
 	rf_incident_phase_time(rep, "read old credentials' shapes", &t);
+	/* New keys come from the standby pool; say what it lacks. */
+	if ((r = pool_plan(c, id, iv, shapes, plan, &np)) != 0)
+		goto out;
+	for (j = 0; j < np; j++) {
+		if (plan[j].generate == 0)
+			continue;
+		rf_pool_plan_text(&plan[j], note, sizeof(note));
+		if ((r = rf_incident_event(c, id, "pool", "%s", note)) != 0)
+			goto out;
+	}
+	rf_incident_phase_time(rep, "plan the pool", &t);
 	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, rep)) != 0)
 		goto out;
 	rf_test_point("incident-keys-recorded");

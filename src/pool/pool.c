@@ -732,34 +732,24 @@ typical_rate(enum rf_key_alg alg)
 }
 
 int
-rf_pool_plan_incident(const struct rf_config *cfg, struct rf_store *st,
-    int64_t incident, struct rf_pool_plan plan[4], size_t *n)
+rf_pool_plan_for(const struct rf_config *cfg, struct rf_store *st,
+    enum rf_key_alg alg, int64_t need, struct rf_pool_plan *p)
 {
 	struct rf_pool_status ps;
-	struct rf_pool_plan *p;
-	int64_t need;
-	size_t a;
 	int r;
 
-	*n = 0;
-	for (a = 0; a < NALGS; a++) {
-		if ((r = rf_store_pool_incident_needs(st, incident,
-			 rf_key_alg_name(pool_algs[a]), &need)) != 0 ||
-		    (need > 0 &&
-			(r = rf_pool_status(cfg, st, pool_algs[a], &ps)) != 0))
-			return r;
-		if (need == 0)
-			continue;
-		p = &plan[(*n)++];
-		memset(p, 0, sizeof(*p));
-		p->alg = pool_algs[a];
-		p->need = need;
-		p->from_pool = ps.free < need ? ps.free : need;
-		p->generate = need - p->from_pool;
-		p->rate_measured = ps.rate > 0;
-		p->rate = ps.rate > 0 ? ps.rate : typical_rate(p->alg);
-		p->gen_s = (double)p->generate / p->rate;
-	}
+	memset(p, 0, sizeof(*p));
+	p->alg = alg;
+	p->need = need;
+	if (need == 0)
+		return 0;
+	if ((r = rf_pool_status(cfg, st, alg, &ps)) != 0)
+		return r;
+	p->from_pool = ps.free < need ? ps.free : need;
+	p->generate = need - p->from_pool;
+	p->rate_measured = ps.rate > 0;
+	p->rate = ps.rate > 0 ? ps.rate : typical_rate(alg);
+	p->gen_s = (double)p->generate / p->rate;
 	return 0;
 }
 

@@ -105,10 +105,10 @@ int rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
     struct rf_key **out, size_t *taken) RF_WUR;
 
 /*
- * What containing incident will take from the pool, per algorithm with
- * connections to contain: plan[0..*n). Keys the pool lacks are generated
- * during contain; gen_s estimates how long, from the last refill's rate
- * (or a typical SoftHSM rate when none was measured, rate_measured 0).
+ * What the pool gives for need keys of alg (rf_incident_pool_plan counts
+ * them per algorithm for an incident). Keys the pool lacks are generated;
+ * gen_s estimates how long, from the last refill's rate (or a typical
+ * SoftHSM rate when none was measured, rate_measured 0).
  */
 struct rf_pool_plan {
 	enum rf_key_alg alg;
@@ -119,8 +119,8 @@ struct rf_pool_plan {
 	int rate_measured;
 	double gen_s; /* generate / rate */
 };
-int rf_pool_plan_incident(const struct rf_config *cfg, struct rf_store *st,
-    int64_t incident, struct rf_pool_plan plan[4], size_t *n) RF_WUR;
+int rf_pool_plan_for(const struct rf_config *cfg, struct rf_store *st,
+    enum rf_key_alg alg, int64_t need, struct rf_pool_plan *p) RF_WUR;
 /* One line for the operator: "the standby pool has 40 of 100 rsa-2048
  * keys: 60 will be generated in the token, about 24 s at 2.5 keys/s". */
 void rf_pool_plan_text(const struct rf_pool_plan *p, char *buf, size_t len);

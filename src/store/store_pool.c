@@ -270,30 +270,28 @@ out:
 	"certs c WHERE c.key_id = p.key_id)"
 
 int
-rf_store_pool_incident_needs(
-    struct rf_store *st, int64_t incident, const char *alg, int64_t *n)
+rf_store_pool_incident_keyed(struct rf_store *st, int64_t incident,
+    int (*fn)(void *arg, int64_t conn), void *arg)
 {
 	sqlite3_stmt *s = NULL;
 	int r, rc;
 
-	*n = 0;
 	if ((r = st_stmt(st,
-		 "SELECT count(*) FROM incident_items i LEFT JOIN keys k ON "
-		 "k.id = i.old_key WHERE i.incident = ?1 AND "
-		 "i.state = 'affected' AND coalesce(k.alg, 'ec-p256') = ?2 "
-		 "AND NOT EXISTS (SELECT 1 FROM keys r WHERE r.id = "
-		 "i.new_key AND r.state = 'reserved') AND NOT EXISTS "
+		 "SELECT i.conn FROM incident_items i WHERE i.incident = ?1 "
+		 "AND i.state = 'affected' AND (EXISTS (SELECT 1 FROM keys r "
+		 "WHERE r.id = i.new_key AND r.state = 'reserved') OR EXISTS "
 		 "(SELECT 1 FROM pool p WHERE p.ref = 'incident-' || ?1 "
 		 "AND p.taken_by = i.tenant || '/' || i.name "
-		 "AND " POOL_TAKEN_UNUSED ")",
+		 "AND " POOL_TAKEN_UNUSED ")) ORDER BY i.conn",
 		 &s)) != 0 ||
-	    (r = st_bind_int(st, s, 1, incident)) != 0 ||
-	    (r = st_bind_text(st, s, 2, alg, 15)) != 0)
+	    (r = st_bind_int(st, s, 1, incident)) != 0)
 		goto out;
-	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		*n = sqlite3_column_int64(s, 0);
-	else
-		r = st_fail(st, rc, "counting connections to contain");
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		if ((r = fn(arg, sqlite3_column_int64(s, 0))) != 0)
+			goto out;
+	if (rc != SQLITE_DONE)
+		r = st_fail(
+		    st, rc, "reading the keys of connections to contain");
 out:
 	st_stmt_done(st, s);
 	return r;

@@ -75,14 +75,14 @@ int rf_store_pool_conns(
     struct rf_store *st, const char *alg, int64_t *n) RF_WUR;
 
 /*
- * Connections of incident still "affected" whose old key is of alg (a
- * connection whose old key has no record counts as ec-p256), less those
- * that have a key already: reserved by an earlier run, or taken from the
- * pool for it by a run killed before it recorded the key
- * (rf_store_pool_taken_unused).
+ * Connections of incident still "affected" that have their new key
+ * already: reserved by an earlier run, or taken from the pool for it by a
+ * run killed before it recorded the key (rf_store_pool_taken_unused). fn
+ * gets each one's conn id, ascending; a non-zero return stops and is
+ * returned.
  */
-int rf_store_pool_incident_needs(
-    struct rf_store *st, int64_t incident, const char *alg, int64_t *n) RF_WUR;
+int rf_store_pool_incident_keyed(struct rf_store *st, int64_t incident,
+    int (*fn)(void *arg, int64_t conn), void *arg) RF_WUR;
 
 /*
  * Pool keys taken for ref (an incident's "incident-N") that nothing uses
