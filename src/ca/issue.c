@@ -358,7 +358,7 @@ issue_commit(struct rf_ca *ca, struct issue_item *items, size_t n,
 
 	if ((evs = calloc(n, sizeof(*evs))) == NULL)
 		return RF_ERR_ALLOC;
-	if ((r = rf_store_begin(ca->st)) != 0)
+	if ((r = rf_store_begin_bulk(ca->st)) != 0)
 		goto out;
 	in_tx = 1;
 	for (i = 0; i < n; i++) {

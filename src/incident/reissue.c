@@ -623,7 +623,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	}
 	rf_incident_phase_time(rep, "take pool keys (and make missing)", &t);
 	rf_test_point("incident-keys-taken"); /* taken, not recorded yet */
-	if ((r = rf_store_begin(c->st)) != 0)
+	if ((r = rf_store_begin_bulk(c->st)) != 0)
 		goto out;
 	in_tx = 1;
 	for (i = 0; i < k; i++) {

@@ -373,7 +373,7 @@ set_states(struct rf_keys *keys, const char *const *ids, const uint8_t *want,
 		    "transaction");
 		goto out;
 	}
-	if ((r = rf_store_begin(st)) != 0)
+	if ((r = rf_store_begin_bulk(st)) != 0)
 		goto out;
 	for (i = 0; i < n && r == 0; i++) {
 		hit[i] = 0;

@@ -295,7 +295,7 @@ take_part(struct rf_audit *audit, const struct rf_pool_want *want, size_t n,
 	    (pos = calloc(n, sizeof(*pos))) == NULL ||
 	    (ids = calloc(n, sizeof(*ids))) == NULL)
 		goto out;
-	if ((r = rf_store_begin(st)) != 0)
+	if ((r = rf_store_begin_bulk(st)) != 0)
 		goto out;
 	in_tx = 1;
 	for (a = 0; a < NALGS; a++) {

@@ -250,7 +250,7 @@ revoke_commit(struct rf_store *st, struct rf_audit *audit,
 	*changed = 0;
 	snprintf(
 	    detail, sizeof(detail), "reason %s", rf_crl_reason_name(reason));
-	if ((r = rf_store_begin(st)) != 0)
+	if ((r = rf_store_begin_bulk(st)) != 0)
 		goto out;
 	in_tx = 1;
 	if ((r = select_targets(st, sel, t)) != 0)
@@ -482,7 +482,7 @@ pub_store(struct rf_revoke_pub *pub)
 		    (r = rf_ocsp_presign_finish(
 			 pub->iss[i].p, pub->iss[i].sigs)) != 0)
 			return r;
-	if ((r = rf_store_begin(pub->st)) != 0)
+	if ((r = rf_store_begin_bulk(pub->st)) != 0)
 		return r;
 	in_tx = 1;
 	for (i = 0; i < pub->niss; i++)

@@ -511,6 +511,8 @@ st_tx_begin(struct rf_store *st, int *own)
 		    "the transaction on %s was rolled back after an earlier "
 		    "error: roll back and start again",
 		    st->path);
+	if (st->in_txn && st->bulk)
+		return 0; /* no savepoint: st_tx_end marks a failure */
 	rc = *own ? sqlite3_exec(st->db, "BEGIN IMMEDIATE", NULL, NULL, NULL)
 		  : st_step_once(st, "SAVEPOINT rf_op");
 	if (rc != SQLITE_OK)
@@ -523,6 +525,11 @@ st_tx_end(struct rf_store *st, int own, int r)
 {
 	int rc;
 
+	if (!own && st->bulk) {
+		if (r != 0)
+			st->bulk_failed = 1;
+		return r;
+	}
 	if (r == 0) {
 		rc = own ? sqlite3_exec(st->db, "COMMIT", NULL, NULL, NULL)
 			 : st_step_once(st, "RELEASE rf_op");
@@ -811,7 +818,18 @@ rf_store_begin(struct rf_store *st)
 	    SQLITE_OK)
 		return st_fail(st, rc, "starting a transaction");
 	st->in_txn = 1;
+	st->bulk = st->bulk_failed = 0;
 	return 0;
+}
+
+int
+rf_store_begin_bulk(struct rf_store *st)
+{
+	int r;
+
+	if ((r = rf_store_begin(st)) == 0)
+		st->bulk = 1;
+	return r;
 }
 
 int
@@ -828,6 +846,14 @@ rf_store_commit(struct rf_store *st)
 	if (!st->in_txn)
 		return rf_err_set(RF_ERR_STATE, "no store transaction is open");
 	st->in_txn = 0;
+	if (st->bulk_failed) {
+		rf_store_rollback(st);
+		return rf_err_set(RF_ERR_STORE,
+		    "a write in the transaction on %s failed: it was rolled "
+		    "back, nothing was written",
+		    st->path);
+	}
+	st->bulk = 0;
 	if (sqlite3_get_autocommit(st->db)) {
 		st_tree_txn_end(st, 0);
 		return rf_err_set(RF_ERR_STORE,
@@ -855,6 +881,7 @@ rf_store_rollback(struct rf_store *st)
 	if (st == NULL)
 		return;
 	st->in_txn = 0;
+	st->bulk = st->bulk_failed = 0;
 	st_tree_txn_end(st, 0);
 	if (!sqlite3_get_autocommit(st->db))
 		(void)sqlite3_exec(st->db, "ROLLBACK", NULL, NULL, NULL);

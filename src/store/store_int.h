@@ -22,8 +22,11 @@ struct st_frontier {
 
 struct rf_store {
 	sqlite3 *db;
-	char *path;		/* as given to rf_store_open, for messages */
-	int in_txn;		/* inside rf_store_begin .. commit/rollback */
+	char *path; /* as given to rf_store_open, for messages */
+	int in_txn; /* inside rf_store_begin .. commit/rollback */
+	/* rf_store_begin_bulk: writes in it open no savepoint; one failed
+	 * (bulk_failed) and the commit refuses the transaction. */
+	int bulk, bulk_failed;
 	int schema;		/* user_version after migrations */
 	double busy_since;	/* st_busy: when this wait for the lock began */
 	double busy_last;	/* and when it last tried */

@@ -182,6 +182,48 @@ test_transactions(void **state)
 	rf_store_free(other);
 }
 
+/*
+ * A bulk transaction's writes open no savepoint: one that fails leaves the
+ * transaction unusable, and its commit writes nothing. An ordinary
+ * transaction goes on past a failed write (its savepoint undid it).
+ */
+static void
+test_bulk_transactions(void **state)
+{
+	struct fx *f = *state;
+	char v[16];
+
+	assert_int_equal(rf_store_begin_bulk(f->st), 0);
+	assert_int_equal(rf_store_meta_set(f->st, "a", "1"), 0);
+	assert_int_equal(rf_store_meta_set(f->st, "b", "2"), 0);
+	assert_int_equal(rf_store_commit(f->st), 0);
+	assert_int_equal(rf_store_meta_get(f->st, "b", v, sizeof(v)), 0);
+	assert_string_equal(v, "2");
+
+	assert_int_equal(rf_store_begin_bulk(f->st), 0);
+	assert_int_equal(rf_store_meta_set(f->st, "a", "3"), 0);
+	assert_int_equal(rf_store_key_set_state(f->st, "nosuch", "disabled"),
+	    RF_ERR_NOT_FOUND);
+	assert_int_equal(rf_store_meta_set(f->st, "b", "4"), 0);
+	assert_int_equal(rf_store_commit(f->st), RF_ERR_STORE);
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_STORE), "nothing was written"));
+	assert_int_equal(rf_store_in_transaction(f->st), 0);
+	assert_int_equal(rf_store_meta_get(f->st, "a", v, sizeof(v)), 0);
+	assert_string_equal(v, "1");
+	assert_int_equal(rf_store_meta_get(f->st, "b", v, sizeof(v)), 0);
+	assert_string_equal(v, "2");
+
+	/* The next transaction, bulk or not, starts clean. */
+	assert_int_equal(rf_store_begin(f->st), 0);
+	assert_int_equal(rf_store_meta_set(f->st, "a", "5"), 0);
+	assert_int_equal(rf_store_key_set_state(f->st, "nosuch", "disabled"),
+	    RF_ERR_NOT_FOUND);
+	assert_int_equal(rf_store_commit(f->st), 0);
+	assert_int_equal(rf_store_meta_get(f->st, "a", v, sizeof(v)), 0);
+	assert_string_equal(v, "5");
+}
+
 static void
 test_busy(void **state)
 {
@@ -622,6 +664,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_refuse_newer, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_meta, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_transactions, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_bulk_transactions, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_busy, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_busy_handoff, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
