@@ -520,12 +520,15 @@ contain_disable(const struct rf_incident_ctx *c, int64_t id,
 
 	if ((r = old_keys_get(c, inc, iv, &ok)) != 0)
 		return r;
-	/* A rerun that finds none left asks the custody process nothing. */
+	/*
+	 * A rerun that finds none left asks the custody process nothing. The
+	 * custody process records the keys' new state itself, in the store,
+	 * with a leaf for each.
+	 */
 	if ((r = token_keys(c, ok.ids, ok.n, "disabled", &mine, &nmine)) != 0 ||
 	    nmine == 0 ||
 	    (r = rf_keys_disable_many(c->keys, mine, nmine, c->who, &done)) !=
-		0 ||
-	    (r = set_key_states(c, mine, nmine, "disabled")) != 0)
+		0)
 		goto out;
 	rep->disabled = nmine;
 	r = rf_incident_event(
