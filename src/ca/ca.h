@@ -130,7 +130,8 @@ int rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 /*
  * rf_ca_issue_ex over n requests in batches of per, each committed in its
  * own transaction, in order, with the signatures of a batch made (on a
- * thread of their own) while the batch before it commits. hook's i counts
+ * thread of their own) while the batch before it commits and the one after
+ * it is prepared. hook's i counts
  * from reqs[0]; done(done_arg, from, k) follows the commit of requests
  * [from, from + k). On error the batches committed before it stay
  * committed (done said which); the failed one and later ones store

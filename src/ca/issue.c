@@ -913,6 +913,35 @@ hook_shifted(void *arg, size_t i, const char *serial, const char *key_id)
 	return h->hook(h->arg, h->from + i, serial, key_id);
 }
 
+/*
+ * The batch of requests from *from (at most per) prepared in b, its hook
+ * shifted there; *from moves past it. 1 if b holds a batch to sign, 0 when
+ * none is left, after a failure (*r != 0), or when preparing fails (*r and
+ * msg say why; b ended).
+ */
+static int
+pipe_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
+    size_t per, const struct rf_actor *who, rf_ca_issue_hook hook, void *arg,
+    size_t *from, struct issue_batch *b, struct hook_shift *hs, int *r,
+    char *msg, size_t msglen)
+{
+	size_t k = n - *from < per ? n - *from : per;
+	int r2;
+
+	if (k == 0 || *r != 0)
+		return 0;
+	if ((r2 = batch_prepare(ca, &reqs[*from], k, who, b)) != 0) {
+		*r = batch_end(b, NULL, r2);
+		snprintf(msg, msglen, "%s", rf_err_msg(*r));
+		return 0;
+	}
+	hs->hook = hook;
+	hs->arg = arg;
+	hs->from = *from;
+	*from += k;
+	return 1;
+}
+
 int
 rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
     size_t n, size_t per, const struct rf_actor *who, rf_ca_issue_hook hook,
@@ -920,33 +949,21 @@ rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
 {
 	struct issue_batch bt[2];
 	struct hook_shift hs[2];
-	char msg[512] = "";
-	size_t from = 0, k, cur = 0, prev = 1;
-	int r = 0, r2, have_prev = 0, started;
+	char msg[512] = "", pmsg[512] = "";
+	size_t from = 0, cur = 0, prev = 1;
+	int r = 0, rp = 0, r2, have_prev = 0, have_cur, have_next = 0;
 
 	if (ca == NULL || reqs == NULL || n == 0 || per == 0)
 		return rf_err_set(RF_ERR_ARG, "nothing to issue");
 	memset(bt, 0, sizeof(bt));
+	/* A batch that fails to prepare (rp) ends the pipeline after the
+	 * batches before it commit. */
+	have_cur = pipe_prepare(ca, reqs, n, per, who, hook, arg, &from,
+	    &bt[cur], &hs[cur], &rp, pmsg, sizeof(pmsg));
 	for (;;) {
-		k = n - from < per ? n - from : per;
-		started = 0;
-		/* The next batch: prepared here, signed on its thread ... */
-		if (k > 0 && r == 0) {
-			if ((r2 = batch_prepare(
-				 ca, &reqs[from], k, who, &bt[cur])) != 0)
-				r2 = batch_end(&bt[cur], NULL, r2);
-			else {
-				hs[cur].hook = hook;
-				hs[cur].arg = arg;
-				hs[cur].from = from;
-				batch_sign_start(&bt[cur]);
-				started = 1;
-			}
-			if (r2 != 0) {
-				r = r2;
-				snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-			}
-		}
+		/* A batch is signed on its thread ... */
+		if (have_cur)
+			batch_sign_start(&bt[cur]);
 		/*
 		 * ... while the one before commits, once keyd has recorded
 		 * this one: its appends and this commit share the store's
@@ -954,7 +971,7 @@ rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
 		 * the token idle.
 		 */
 		if (have_prev) {
-			if (started)
+			if (have_cur)
 				told_wait(&bt[cur].told);
 			r2 = batch_commit(&bt[prev],
 			    hook != NULL ? hook_shifted : NULL, &hs[prev]);
@@ -967,20 +984,31 @@ rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
 				snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 			}
 		}
-		if (!started)
+		if (!have_cur)
 			break;
+		/* ... and the next one prepared meanwhile, in the slot the
+		 * committed one left, so that the token waits for neither. */
+		have_next = r == 0 &&
+		    pipe_prepare(ca, reqs, n, per, who, hook, arg, &from,
+			&bt[prev], &hs[prev], &rp, pmsg, sizeof(pmsg));
 		if ((r2 = batch_sign_wait(&bt[cur])) != 0 && r == 0) {
 			r = r2;
 			snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 		}
 		if (r != 0) {
 			(void)batch_end(&bt[cur], NULL, r);
+			if (have_next)
+				(void)batch_end(&bt[prev], NULL, r);
 			break;
 		}
 		have_prev = 1;
 		prev = cur;
 		cur = 1 - cur;
-		from += k;
+		have_cur = have_next;
+	}
+	if (r == 0 && rp != 0) {
+		r = rp;
+		snprintf(msg, sizeof(msg), "%s", pmsg);
 	}
 	if (r != 0)
 		return rf_err_set(r, "%s", msg);

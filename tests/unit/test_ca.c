@@ -1097,8 +1097,9 @@ batch_done(void *arg, size_t from, size_t k)
 /*
  * A pipelined issuance commits its batches in order, each with the hook
  * called for its requests counted from the first; a batch that fails
- * (here the second, in its hook) stores nothing, nor does any after it,
- * and the batches before it stay committed.
+ * (here the second, in its hook; then the third, in its checks) stores
+ * nothing, nor does any after it, and the batches before it stay
+ * committed.
  */
 static void
 test_issue_pipelined(void **state)
@@ -1136,6 +1137,17 @@ test_issue_pipelined(void **state)
 	assert_non_null(strstr(rf_err_msg(RF_ERR_STATE), "hook says no"));
 	assert_int_equal(b.n, 1);
 	assert_int_equal(cert_count(), before + 7 + 3);
+
+	/* A batch that fails its checks (prepared while the one before it
+	 * is signed): the batches before it still commit, it does not. */
+	memset(&b, 0, sizeof(b));
+	reqs[6].tenant = "nosuch";
+	assert_int_not_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, &F.who,
+				 NULL, NULL, batch_done, &b),
+	    0);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_NOT_FOUND), "nosuch"));
+	assert_int_equal(b.n, 2);
+	assert_int_equal(cert_count(), before + 7 + 3 + 6);
 	assert_int_equal(rf_ca_issue_pipelined(
 			     F.ca, reqs, 0, 3, &F.who, NULL, NULL, NULL, NULL),
 	    RF_ERR_ARG);
