@@ -338,6 +338,9 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 		pooled[i] = out[i] != NULL;
 		if (out[i] == NULL) {
 			rest[m] = kg[i];
+			/* On its record with it: a rerun after a kill finds
+			 * it (made_load). */
+			rest[m].made_for = ref[i];
 			at[m++] = i;
 		}
 	}
@@ -485,6 +488,68 @@ taken_cmp(const void *a, const void *b)
 }
 
 /*
+ * Give items[idx[j]] (j < k, label[j] its "tenant/name", made[j] still
+ * NULL) the key of tv a killed run of this incident left for it, when its
+ * algorithm is the one the connection keeps: the keys are loaded in one
+ * pass, made[j] gets each the token holds, pooled[j] says whether it is a
+ * pool key. A key given and found is marked used; the others stay unused.
+ */
+static int
+taken_adopt(const struct rf_incident_ctx *c, struct taken_vec *tv,
+    const struct shape *shapes, const size_t *idx, size_t k,
+    const char (*label)[200], struct rf_key **made, int *pooled, int pool)
+{
+	struct taken want, *t;
+	struct rf_key **got = NULL;
+	struct taken **use = NULL;
+	const char **ids = NULL;
+	size_t *at = NULL, j, m = 0;
+	int r = RF_ERR_ALLOC;
+
+	if (tv->n == 0)
+		return 0;
+	if ((ids = calloc(k, sizeof(*ids))) == NULL ||
+	    (at = calloc(k, sizeof(*at))) == NULL ||
+	    (use = calloc(k, sizeof(*use))) == NULL ||
+	    (got = calloc(k, sizeof(*got))) == NULL)
+		goto out;
+	qsort(tv->v, tv->n, sizeof(*tv->v), taken_cmp);
+	for (j = 0; j < k; j++) {
+		if (made[j] != NULL)
+			continue;
+		snprintf(want.by, sizeof(want.by), "%s", label[j]);
+		t = bsearch(&want, tv->v, tv->n, sizeof(*tv->v), taken_cmp);
+		/* bsearch finds one of equal keys: take the first unused. */
+		while (t != NULL && t > tv->v && taken_cmp(t - 1, t) == 0)
+			t--;
+		while (t != NULL && t < tv->v + tv->n &&
+		    taken_cmp(t, &want) == 0 && t->used)
+			t++;
+		if (t == NULL || t == tv->v + tv->n ||
+		    taken_cmp(t, &want) != 0 || t->alg != shapes[idx[j]].alg)
+			continue;
+		t->used = 1;
+		use[m] = t;
+		ids[m] = t->id;
+		at[m++] = j;
+	}
+	if ((r = rf_keys_load_many(c->keys, ids, m, got)) != 0)
+		goto out;
+	for (j = 0; j < m; j++) {
+		made[at[j]] = got[j]; /* NULL: gone, one is taken or made */
+		pooled[at[j]] = pool && got[j] != NULL;
+		use[j]->used = got[j] != NULL;
+	}
+	r = 0;
+out:
+	free(ids);
+	free(at);
+	free(use);
+	free(got);
+	return r;
+}
+
+/*
  * Keys the pool gave items[idx[j]] (j < k, label[j] its "tenant/name") in
  * a run of this incident killed before it recorded them: made[j] gets its
  * own back, with pooled[j] set, once the token is found to hold it and its
@@ -499,10 +564,6 @@ taken_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
     const char (*label)[200], struct rf_key **made, int *pooled)
 {
 	struct taken_vec tv = {0};
-	struct taken want, *t;
-	struct rf_key **got = NULL;
-	const char **ids = NULL;
-	size_t *at = NULL, j, m = 0;
 	char ref[32];
 	int r;
 
@@ -510,36 +571,70 @@ taken_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
 		return 0;
 	snprintf(ref, sizeof(ref), "incident-%lld",
 	    (long long)items[idx[0]].incident);
-	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) != 0 ||
+	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) == 0)
+		r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 1);
+	free(tv.v);
+	return r;
+}
+
+/* A key made for the incident, as a taken one: its label names the
+ * connection, and only within the key's own tenant. */
+static int
+made_add(void *arg, const struct rf_key_rec *k)
+{
+	size_t n = strlen(k->tenant);
+	int mine =
+	    n > 0 && strncmp(k->label, k->tenant, n) == 0 && k->label[n] == '/';
+
+	return taken_add(arg, k->id, mine ? k->label : "", k->alg);
+}
+
+/*
+ * Keys contain_keys_make generated for this incident (made_for
+ * "incident-N", rf_keygen) in a run killed before it recorded them: they
+ * are still "generated", in the token, and nobody else's (issue --keygen
+ * makes none for an incident). made[j] gets the one made for items[idx[j]]
+ * when the token holds it and its algorithm is the connection's, as
+ * taken_load does for pool keys; the run lock keeps another run of the
+ * incident from making or recording any meanwhile. Those this run cannot
+ * use (another algorithm, gone from the token, for a connection this run
+ * does not contain) are destroyed, each with its leaf; *destroyed counts
+ * them.
+ */
+static int
+made_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
+    const struct shape *shapes, const size_t *idx, size_t k,
+    const char (*label)[200], struct rf_key **made, int *pooled,
+    size_t *destroyed)
+{
+	struct taken_vec tv = {0};
+	const char **ids = NULL;
+	char ref[32];
+	size_t i, n = 0, done;
+	int r;
+
+	*destroyed = 0;
+	if (k == 0)
+		return 0;
+	snprintf(ref, sizeof(ref), "incident-%lld",
+	    (long long)items[idx[0]].incident);
+	if ((r = rf_store_key_made_for(c->st, ref, made_add, &tv)) != 0 ||
+	    (r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 0)) !=
+		0 ||
 	    tv.n == 0)
 		goto out;
 	r = RF_ERR_ALLOC;
-	if ((ids = calloc(k, sizeof(*ids))) == NULL ||
-	    (at = calloc(k, sizeof(*at))) == NULL ||
-	    (got = calloc(k, sizeof(*got))) == NULL)
+	if ((ids = calloc(tv.n, sizeof(*ids))) == NULL)
 		goto out;
-	qsort(tv.v, tv.n, sizeof(*tv.v), taken_cmp);
-	for (j = 0; j < k; j++) {
-		snprintf(want.by, sizeof(want.by), "%s", label[j]);
-		t = bsearch(&want, tv.v, tv.n, sizeof(*tv.v), taken_cmp);
-		if (t == NULL || t->used || t->alg != shapes[idx[j]].alg)
-			continue;
-		t->used = 1;
-		ids[m] = t->id;
-		at[m++] = j;
-	}
-	if ((r = rf_keys_load_many(c->keys, ids, m, got)) != 0)
-		goto out;
-	for (j = 0; j < m; j++) {
-		made[at[j]] = got[j]; /* NULL: gone, one is taken or made */
-		pooled[at[j]] = got[j] != NULL;
-	}
-	r = 0;
+	for (i = 0; i < tv.n; i++)
+		if (!tv.v[i].used)
+			ids[n++] = tv.v[i].id;
+	r = n > 0 ? rf_keys_destroy_many(c->keys, ids, n, c->who, &done) : 0;
+	if (r == 0)
+		*destroyed = n;
 out:
-	free(tv.v);
 	free(ids);
-	free(at);
-	free(got);
+	free(tv.v);
 	return r;
 }
 
@@ -560,6 +655,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	struct rf_key **made = NULL, **rmade = NULL;
 	struct rf_key_rec kr;
 	size_t *idx = NULL, *ridx = NULL, *at = NULL, i, k = 0, m = 0;
+	size_t unusable = 0;
 	int *pooled = NULL, *rpooled = NULL;
 	char(*label)[200] = NULL;
 	double t = rf_mono_s();
@@ -600,10 +696,19 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 		r = 0;
 		goto out;
 	}
-	/* Keys a killed run took from the pool, then the pool and the
-	 * token for the rest (compacted to the front of kg and idx2). */
+	/* Keys a killed run took from the pool or generated, then the pool
+	 * and the token for the rest (compacted to the front of rest). */
 	if ((r = taken_load(c, items, shapes, idx, k, (const char(*)[200])label,
-		 made, pooled)) != 0)
+		 made, pooled)) != 0 ||
+	    (r = made_load(c, items, shapes, idx, k, (const char(*)[200])label,
+		 made, pooled, &unusable)) != 0)
+		goto out;
+	if (unusable > 0 &&
+	    (r = rf_incident_event(c, items[0].incident, "destroy-unused",
+		 "%zu keys a killed run generated for this incident and did "
+		 "not record, which this run cannot use, destroyed in the "
+		 "token",
+		 unusable)) != 0)
 		goto out;
 	rf_incident_phase_time(rep, "keys taken by a killed run", &t);
 	for (i = 0, m = 0; i < k; i++)

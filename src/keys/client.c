@@ -453,6 +453,7 @@ rf_kc_generate_many(struct rf_kc *kc, const struct rf_keygen *reqs, size_t n,
 		rf_kbuf_u8(&b, (uint8_t)reqs[i].alg);
 		rf_kbuf_str(&b, reqs[i].label);
 		rf_kbuf_str(&b, reqs[i].tenant);
+		rf_kbuf_str(&b, reqs[i].made_for);
 	}
 	if ((r = call(kc, &b, &frame, &m)) != 0)
 		goto out;

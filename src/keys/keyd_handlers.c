@@ -224,22 +224,24 @@ h_keygen(
 	struct rf_keygen *reqs = NULL;
 	struct rf_key **keys = NULL;
 	char(*labels)[RF_KPROTO_STR_MAX] = NULL,
-	(*tenants)[RF_KPROTO_STR_MAX] = NULL;
+	(*tenants)[RF_KPROTO_STR_MAX] = NULL,
+	(*made_for)[RF_KPROTO_STR_MAX] = NULL;
 	const char *role;
 	uint32_t n, i;
 	int r;
 
 	get_who(m, c, &w);
 	n = rf_kmsg_u32(m);
-	/* Each key takes at least 9 bytes: n is bounded by the frame. */
+	/* Each key takes at least 13 bytes: n is bounded by the frame. */
 	if (m->err != 0 || n == 0 || n > BATCH_KEYS_MAX ||
-	    n > (m->len - m->off) / 9)
+	    n > (m->len - m->off) / 13)
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "custody keygen: bad number of keys");
 	if ((reqs = calloc(n, sizeof(*reqs))) == NULL ||
 	    (keys = calloc(n, sizeof(*keys))) == NULL ||
 	    (labels = calloc(n, sizeof(*labels))) == NULL ||
-	    (tenants = calloc(n, sizeof(*tenants))) == NULL) {
+	    (tenants = calloc(n, sizeof(*tenants))) == NULL ||
+	    (made_for = calloc(n, sizeof(*made_for))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -247,8 +249,10 @@ h_keygen(
 		reqs[i].alg = (enum rf_key_alg)rf_kmsg_u8(m);
 		rf_kmsg_str(m, labels[i]);
 		rf_kmsg_str(m, tenants[i]);
+		rf_kmsg_str(m, made_for[i]); /* checked by keygen.c */
 		reqs[i].label = labels[i];
 		reqs[i].tenant = tenants[i][0] ? tenants[i] : NULL;
+		reqs[i].made_for = made_for[i];
 	}
 	if ((r = rf_kmsg_end(m)) != 0 ||
 	    (r = rf_keys_generate_many(kd->keys, reqs, n, &w.who, keys)) != 0)
@@ -275,6 +279,7 @@ out:
 	free(reqs);
 	free(labels);
 	free(tenants);
+	free(made_for);
 	return r;
 }
 
@@ -736,10 +741,11 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 	case RF_KMSG_KEYGEN:
 		get_who(&m, &c, &w);
 		n = rf_kmsg_u32(&m);
-		if (m.err != 0 || n == 0 || n > (m.len - m.off) / 9)
+		if (m.err != 0 || n == 0 || n > (m.len - m.off) / 13)
 			return RF_ERR_MALFORMED;
 		for (i = 0; i < n; i++) {
 			(void)rf_kmsg_u8(&m);
+			rf_kmsg_str(&m, str);
 			rf_kmsg_str(&m, str);
 			rf_kmsg_str(&m, str);
 		}

@@ -187,6 +187,24 @@ rf_keys_test_after_keygen(
 }
 #endif
 
+/* A key's "made for" (struct rf_keygen): none, or a short plain name. */
+static int
+made_for_ok(const char *m)
+{
+	size_t i;
+
+	if (m == NULL)
+		return 1;
+	for (i = 0; m[i] != '\0'; i++)
+		if (i == RF_KEY_MADE_FOR_MAX ||
+		    !((m[i] >= 'a' && m[i] <= 'z') ||
+			(m[i] >= 'A' && m[i] <= 'Z') ||
+			(m[i] >= '0' && m[i] <= '9') || m[i] == '.' ||
+			m[i] == '_' || m[i] == '-'))
+			return 0;
+	return 1;
+}
+
 /*
  * Keys made one at a time (CA, OCSP signer, audit keys: every process loads
  * them) live in the first token, which every process logs in to at open;
@@ -222,6 +240,12 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		    strlen(reqs[i].label) > 64)
 			return rf_err_set(RF_ERR_ARG,
 			    "a key label of 1 to 64 characters is needed");
+		if (!made_for_ok(reqs[i].made_for))
+			return rf_err_set(RF_ERR_ARG,
+			    "what key %s is made for, '%.*s', is not at most "
+			    "%d letters, digits, '.', '_' or '-'",
+			    reqs[i].label, RF_KEY_MADE_FOR_MAX + 1,
+			    reqs[i].made_for, RF_KEY_MADE_FOR_MAX);
 	}
 	if (n == 0)
 		return 0;
@@ -266,6 +290,11 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		snprintf(recs[i].tenant, sizeof(recs[i].tenant), "%s",
 		    reqs[i].tenant ? reqs[i].tenant : "");
 		snprintf(recs[i].state, sizeof(recs[i].state), "generating");
+		/* In the key's first row: never a key without its purpose. */
+		snprintf(recs[i].made_for, sizeof(recs[i].made_for), "%s",
+		    reqs[i].made_for ? reqs[i].made_for : "");
+		snprintf(
+		    recs[i].label, sizeof(recs[i].label), "%s", reqs[i].label);
 		recs[i].created = rf_now();
 	}
 	keys_store_lock(keys);
@@ -379,7 +408,7 @@ int
 rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
     const char *tenant, const struct rf_actor *who, struct rf_key **out)
 {
-	struct rf_keygen req = {alg, label, tenant};
+	struct rf_keygen req = {alg, label, tenant, NULL};
 
 	*out = NULL;
 	if (keys->kc != NULL)

@@ -110,6 +110,13 @@ struct rf_keygen {
 	enum rf_key_alg alg;
 	const char *label;  /* CKA_LABEL, 1 to 64 characters */
 	const char *tenant; /* for the audit leaf, or NULL */
+	/*
+	 * What the key is made for, written on its store record with it:
+	 * "incident-7" for a key contain generates, so that a rerun after a
+	 * kill finds it (rf_store_key_made_for); NULL or "" for none. At
+	 * most RF_KEY_MADE_FOR_MAX (store.h) letters, digits, '.', '_', '-'.
+	 */
+	const char *made_for;
 };
 
 /*

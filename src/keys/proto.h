@@ -24,7 +24,7 @@
 #include "common/rf.h"
 #include "keys/keyd.h"
 
-#define RF_KPROTO_VERSION 3
+#define RF_KPROTO_VERSION 4
 #define RF_KPROTO_MAX (32u * 1024 * 1024) /* largest frame after length */
 #define RF_KPROTO_STR_MAX 256		  /* longest string field */
 #define RF_KPROTO_PROOF_MAX 2048	  /* a connector's proof */
@@ -34,7 +34,8 @@
 enum rf_kmsg_type {
 	RF_KMSG_HELLO = 1,   /* u8 claimed class -> u8 class, u32 pid */
 	RF_KMSG_KEYGEN = 2,  /* who, u32 n, n x (u8 alg, str label, str
-				tenant) -> u32 n, n x (u8 alg, bytes spki) */
+				tenant, str made for) -> u32 n, n x (u8
+				alg, bytes spki) */
 	RF_KMSG_LOAD = 3,    /* str id -> u8 alg, bytes spki */
 	RF_KMSG_SIGN = 4,    /* str id, u8 flags (RF_KSIGN_*), who, u32 n,
 				n x (u8 scheme, str what, str ref, str

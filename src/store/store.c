@@ -313,6 +313,16 @@ static const char *const migrations[] = {
      * its killed predecessor took (rf_store_pool_taken_unused).
      */
     "CREATE INDEX pool_taken ON pool (ref, taken_by);",
+    /*
+     * 14: what a key was made for ("incident-N" for the keys contain
+     * generates, '' otherwise) and its CKA_LABEL, written by keys with the
+     * key's own record: a rerun of contain finds the keys its killed
+     * predecessor made and did not record (rf_store_key_made_for).
+     */
+    "ALTER TABLE keys ADD COLUMN made_for TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE keys ADD COLUMN label TEXT NOT NULL DEFAULT '';"
+    "CREATE INDEX keys_made_for ON keys (made_for, state) WHERE "
+    "made_for <> '';",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -108,6 +108,8 @@ int rf_store_tenant_list(
     struct rf_store *st, struct rf_tenant **out, size_t *n) RF_WUR;
 
 /* The record of keys held in the token (no key material). */
+/* The longest "made for" of a key record (keys.h struct rf_keygen). */
+#define RF_KEY_MADE_FOR_MAX 63
 struct rf_key_rec {
 	char id[65];	  /* hex SHA-256 of SPKI */
 	char alg[16];	  /* "ec-p256", ... */
@@ -120,6 +122,11 @@ struct rf_key_rec {
 	 * before random ids), and the label of the token holding it. */
 	char token_id[65];
 	char token[33];
+	/* Also set by keys, with the key's first row: what it was made for
+	 * ("incident-7" for a key contain generates, "" otherwise) and its
+	 * CKA_LABEL ("tenant/connection" for a connection's key). */
+	char made_for[RF_KEY_MADE_FOR_MAX + 1];
+	char label[65];
 };
 int rf_store_key_add(
     struct rf_store *st, const struct rf_key_rec *k) RF_WUR; /* RF_ERR_EXISTS */
@@ -141,6 +148,14 @@ int rf_store_key_note_many(
 /* Remove the row of a key whose generation was undone (state "generated"
  * only); no row is not an error. */
 int rf_store_key_forget(struct rf_store *st, const char *id) RF_WUR;
+/*
+ * Keys made for made_for ("incident-7") that are still "generated": made
+ * by the custody process and recorded by no caller yet, as a run killed
+ * between the two leaves them. fn gets each key's record; a non-zero
+ * return stops and is returned.
+ */
+int rf_store_key_made_for(struct rf_store *st, const char *made_for,
+    int (*fn)(void *arg, const struct rf_key_rec *k), void *arg) RF_WUR;
 /* Every key record, oldest first: *out is an array of *n; caller frees. */
 int rf_store_key_list(
     struct rf_store *st, struct rf_key_rec **out, size_t *n) RF_WUR;

@@ -164,7 +164,9 @@ out:
 	return st_tx_end(st, own, r);
 }
 
-#define KEY_COLS "id, alg, purpose, tenant, state, created, token_id, token"
+#define KEY_COLS                                                               \
+	"id, alg, purpose, tenant, state, created, token_id, token, "          \
+	"made_for, label"
 
 static int
 key_one(struct rf_store *st, sqlite3_stmt *s, struct rf_key_rec *out,
@@ -181,6 +183,8 @@ key_one(struct rf_store *st, sqlite3_stmt *s, struct rf_key_rec *out,
 		out->created = sqlite3_column_int64(s, 5);
 		st_col_str(s, 6, out->token_id, sizeof(out->token_id));
 		st_col_str(s, 7, out->token, sizeof(out->token));
+		st_col_str(s, 8, out->made_for, sizeof(out->made_for));
+		st_col_str(s, 9, out->label, sizeof(out->label));
 		return 0;
 	}
 	if (rc == SQLITE_DONE)
@@ -267,8 +271,8 @@ rf_store_key_note_many(
 		goto out;
 	if ((r = st_prepare(st,
 		 "INSERT INTO keys (id, alg, purpose, tenant, state, created, "
-		 "token_id, token) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-		 "ON CONFLICT (id) DO NOTHING",
+		 "token_id, token, made_for, label) VALUES (?, ?, ?, ?, ?, ?, "
+		 "?, ?, ?, ?) ON CONFLICT (id) DO NOTHING",
 		 &s)) != 0)
 		goto out;
 	for (i = 0; i < n; i++) {
@@ -301,6 +305,10 @@ rf_store_key_note_many(
 			 sizeof(k[i].token_id) - 1)) != 0 ||
 		    (r = st_bind_text(
 			 st, s, 8, k[i].token, sizeof(k[i].token) - 1)) != 0 ||
+		    (r = st_bind_text(st, s, 9, k[i].made_for,
+			 sizeof(k[i].made_for) - 1)) != 0 ||
+		    (r = st_bind_text(
+			 st, s, 10, k[i].label, sizeof(k[i].label) - 1)) != 0 ||
 		    (r = run_write(st, s, "recording a new key")) != 0)
 			goto out;
 	}
@@ -328,6 +336,38 @@ rf_store_key_forget(struct rf_store *st, const char *id)
 out:
 	sqlite3_finalize(s);
 	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_key_made_for(struct rf_store *st, const char *made_for,
+    int (*fn)(void *arg, const struct rf_key_rec *k), void *arg)
+{
+	struct rf_key_rec k;
+	sqlite3_stmt *s = NULL;
+	int r;
+
+	if (made_for == NULL || made_for[0] == '\0')
+		return rf_err_set(RF_ERR_ARG, "keys made for nothing named");
+	if ((r = st_prepare(st,
+		 "SELECT " KEY_COLS " FROM keys WHERE made_for = ? AND "
+		 "state = 'generated' ORDER BY created, rowid",
+		 &s)) != 0 ||
+	    (r = st_bind_text(st, s, 1, made_for, RF_KEY_MADE_FOR_MAX)) != 0)
+		goto out;
+	for (;;) {
+		memset(&k, 0, sizeof(k));
+		if ((r = key_one(st, s, &k, "key made for", made_for)) ==
+		    RF_ERR_NOT_FOUND) {
+			rf_err_clear();
+			r = 0;
+			break;
+		}
+		if (r != 0 || (r = fn(arg, &k)) != 0)
+			break;
+	}
+out:
+	sqlite3_finalize(s);
+	return r;
 }
 
 int

@@ -221,6 +221,51 @@ grep -q "standby pool has 0 of 2 rsa-2048 keys needed: 2 will be generated" "$RI
 [ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained'")" = \
 	"$(q "SELECT count(*) FROM incident_items WHERE incident = $id")" ] || fail "contain with an empty pool did not finish"
 check_pool "empty"
+# The token holds exactly the keys the store says are in service (active:
+# CA, connection and pool keys), and keys list finds no disagreement.
+check_token() { # $1: stage name
+	local n
+	rf keys list --json >"$RINGFENCE_HOME/keys.json" ||
+		fail "$1: keys list: $(grep disagreement "$RINGFENCE_HOME/keys.json" | head -3)"
+	n=$(grep -vc disagreement "$RINGFENCE_HOME/keys.json" || true)
+	[ "$n" = "$(q "SELECT count(*) FROM keys WHERE state = 'active'")" ] ||
+		fail "$1: the token holds $n keys, the store has $(q "SELECT count(*) FROM keys WHERE state = 'active'") active: $(q "SELECT state, count(*) FROM keys GROUP BY state")"
+}
+
+# Stage 5: the pool lacks every key (EC P-384: never filled here, target
+# 0), so contain generates them, and is killed before it records them on
+# its connections. The rerun uses them: each was made for the incident,
+# which keyd wrote on the key's own record. None is left `generated` in
+# the token, used by nothing, and no connection gets two.
+export RINGFENCE_POOL_EC_P384=0
+NK=20
+rf tenant add kill >/dev/null
+for i in $(seq -w 1 $NK); do
+	rf issue --tenant kill --connection "c$i" --profile client --keygen ec-p384 >/dev/null 2>&1 ||
+		fail "issue kill/c$i"
+done
+[ "$(q "SELECT count(*) FROM pool WHERE alg = 'ec-p384'")" = 0 ] || fail "the P-384 pool is not empty"
+id=$(rf incident open --scope tenant:kill --reason "generated, then killed")
+if RINGFENCE_TEST_KILL_AT=incident-keys-taken "$RINGFENCE" incident contain "$id" >/dev/null 2>&1; then
+	fail "contain was not stopped at incident-keys-taken"
+fi
+left=$(q "SELECT count(*) FROM keys WHERE state = 'generated'")
+[ "$left" -ge $NK ] || fail "the killed run left $left generated keys, not $NK or more"
+rf incident contain "$id" >"$RINGFENCE_HOME/err" || fail "the rerun after the keys were made: $(cat "$RINGFENCE_HOME/err")"
+[ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $NK ] ||
+	fail "the rerun did not contain every connection"
+[ "$(q "SELECT count(*) FROM certs WHERE tenant = 'kill' AND revoked = 0")" = $NK ] ||
+	fail "kill: valid certificates are not one per connection"
+[ "$(q "SELECT count(*) FROM certs WHERE tenant = 'kill'")" = $((2 * NK)) ] ||
+	fail "kill: not old + one new certificate per connection"
+left=$(q "SELECT count(*) FROM keys WHERE state = 'generated'")
+[ "$left" = 0 ] || fail "$left keys left generated, used by nothing, after the rerun"
+check_token "rerun after generated keys"
+check_pool "rerun after generated keys"
+# They were the killed run's keys, made for this incident.
+[ "$(q "SELECT count(*) FROM incident_items i JOIN certs c ON c.serial = i.new_serial JOIN keys k ON k.id = c.key_id WHERE i.incident = $id AND k.made_for = 'incident-$id' AND k.label = i.tenant || '/' || i.name")" = $NK ] ||
+	fail "the new credentials' keys are not those made for incident $id, by label"
+
 rf keys pool status >/dev/null
 rf audit verify >/dev/null
 echo "pool contain: OK"

@@ -458,8 +458,9 @@ test_audit_readonly_no_signature(void **state)
 	assert_int_equal(leaves(fx), before);
 	/* Keys made without their record are destroyed, all of them. */
 	{
-		struct rf_keygen kg[3] = {{RF_KEY_EC_P256, "g1", "t"},
-		    {RF_KEY_RSA_2048, "g2", "t"}, {RF_KEY_EC_P384, "g3", NULL}};
+		struct rf_keygen kg[3] = {{RF_KEY_EC_P256, "g1", "t", NULL},
+		    {RF_KEY_RSA_2048, "g2", "t", NULL},
+		    {RF_KEY_EC_P384, "g3", NULL, NULL}};
 		struct rf_key *got[3] = {NULL, NULL, NULL};
 		size_t n0 = 0, n1 = 0;
 
@@ -1245,6 +1246,69 @@ test_checked_once(void **state)
 }
 
 /*
+ * What a key is made for is on its first store row, with its label (a
+ * contain rerun finds by it the keys a killed run made: reissue.c); one
+ * too long or with other characters is refused before anything is made.
+ */
+static void
+test_made_for(void **state)
+{
+	char *home = tu_home();
+	struct rf_config cfg;
+	struct rf_store *st = NULL;
+	struct rf_audit *audit = NULL;
+	struct rf_keys *keys = NULL;
+	struct rf_keygen kg[2];
+	struct rf_key_rec kr;
+	struct rf_key *key[2] = {NULL, NULL};
+	char ids[2][65], longer[RF_KEY_MADE_FOR_MAX + 2];
+	const char *idp[2];
+	size_t n, n0 = 0, n1 = 0;
+
+	(void)state;
+	made_fx(&cfg, &st, &audit, &keys, kg, 1, 2, ids, idp);
+	/* Without one: ''. */
+	assert_int_equal(rf_store_key_get(st, ids[0], &kr), 0);
+	assert_string_equal(kr.made_for, "");
+	assert_string_equal(kr.label, "m");
+	kg[0].label = "acme/mail";
+	kg[0].tenant = "acme";
+	kg[0].made_for = "incident-7";
+	assert_int_equal(rf_keys_generate_many(keys, kg, 1, &who, key), 0);
+	snprintf(ids[1], sizeof(ids[1]), "%s", rf_key_id(key[0]));
+	idp[1] = ids[1];
+	rf_key_free(key[0]);
+	assert_int_equal(rf_store_key_get(st, ids[1], &kr), 0);
+	assert_string_equal(kr.state, "generated");
+	assert_string_equal(kr.made_for, "incident-7");
+	assert_string_equal(kr.label, "acme/mail");
+	/* Recording its purpose keeps what it was made for. */
+	snprintf(kr.purpose, sizeof(kr.purpose), "connection");
+	snprintf(kr.state, sizeof(kr.state), "reserved");
+	assert_int_equal(rf_store_key_add(st, &kr), 0);
+	assert_int_equal(rf_store_key_get(st, ids[1], &kr), 0);
+	assert_string_equal(kr.made_for, "incident-7");
+	/* Bad ones: one line, nothing made. */
+	assert_int_equal(rf_keys_list(keys, count_key, &n0), 0);
+	memset(longer, 'a', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	kg[1] = kg[0];
+	kg[1].made_for = longer;
+	assert_int_equal(
+	    rf_keys_generate_many(keys, kg, 2, &who, key), RF_ERR_ARG);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_ARG), "made for"));
+	kg[1].made_for = "incident 7; DROP";
+	assert_int_equal(
+	    rf_keys_generate_many(keys, kg, 2, &who, key), RF_ERR_ARG);
+	assert_null(key[0]);
+	assert_int_equal(rf_keys_list(keys, count_key, &n1), 0);
+	assert_int_equal(n1, n0);
+	assert_int_equal(rf_keys_destroy_many(keys, idp, 2, &who, &n), 0);
+	assert_int_equal(n, 2);
+	close_emptied(home, keys, audit, st);
+}
+
+/*
  * Keys this handle made are found and destroyed by the object handles kept
  * from their generation; a key destroyed behind its back (by another
  * handle) is not taken for present, and destroying keys it no longer has
@@ -1414,6 +1478,7 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_list, setup, teardown),
 	    cmocka_unit_test(test_init_token),
 	    cmocka_unit_test(test_made_handles),
+	    cmocka_unit_test(test_made_for),
 	    cmocka_unit_test(test_remember_handles),
 	    cmocka_unit_test(test_checked_once),
 	};
