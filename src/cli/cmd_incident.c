@@ -514,6 +514,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(sub, "contain") == 0 || strcmp(sub, "close") == 0) {
 		char task[96], msg[1024];
 		json_t *notes = NULL;
+		size_t unused = 0;
 		int lock;
 
 		/* One run of an incident at a time, before anything is taken
@@ -537,7 +538,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		if (strcmp(sub, "contain") == 0)
 			r = rf_incident_contain(&c, id, &rep);
 		else
-			r = rf_incident_close(&c, id);
+			r = rf_incident_close(&c, id, &unused);
 		/* The last progress write must not hide the error. */
 		snprintf(msg, sizeof(msg), "%s", r != 0 ? rf_err_msg(r) : "");
 		/*
@@ -560,9 +561,16 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		if (strcmp(sub, "close") == 0) {
 			if (cli->json)
 				return cli_json_print(
-				    json_pack("{s:I, s:s}", "incident",
-					(json_int_t)id, "state", "closed"));
-			printf("incident %lld closed\n", (long long)id);
+				    json_pack("{s:I, s:s, s:I}", "incident",
+					(json_int_t)id, "state", "closed",
+					"unused_keys_destroyed",
+					(json_int_t)unused));
+			printf("incident %lld closed", (long long)id);
+			if (unused > 0)
+				printf("; %zu keys taken or generated for it "
+				       "and never used destroyed in the token",
+				    unused);
+			printf("\n");
 			return EXIT_OK;
 		}
 		if (cli->json)

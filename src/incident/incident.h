@@ -200,8 +200,11 @@ int rf_incident_report(const struct rf_incident_ctx *c, int64_t id,
 
 /*
  * Close: only when every connection is reestablished or waived. Destroys
- * the old keys in the token.
+ * the old keys in the token, and the keys taken from the pool or generated
+ * for the incident that no connection got (a contain killed before it
+ * recorded them); *unused receives how many of those.
  */
-int rf_incident_close(const struct rf_incident_ctx *c, int64_t id) RF_WUR;
+int rf_incident_close(
+    const struct rf_incident_ctx *c, int64_t id, size_t *unused) RF_WUR;
 
 #endif

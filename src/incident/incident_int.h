@@ -56,6 +56,10 @@ int rf_incident_retire_keys(const struct rf_incident_ctx *c, int64_t id,
     const struct rf_incident_rec *inc, const struct item_vec *iv,
     size_t *destroyed) RF_WUR;
 
+/* reissue.c: destroy the keys taken from the pool or generated for the
+ * incident that no connection got (close); *n receives how many. */
+int rf_incident_unused_keys_destroy(
+    const struct rf_incident_ctx *c, int64_t id, size_t *n) RF_WUR;
 /* reissue.c: step 4, new keys and certificates for the items of iv. */
 int rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
     const struct item_vec *iv, struct contain_rev *rv,

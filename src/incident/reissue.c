@@ -577,6 +577,37 @@ taken_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
 	return r;
 }
 
+/*
+ * Destroy the keys of tv not marked used, in the token, each with its
+ * leaves (the custody destroy the old keys take); *n counts them.
+ */
+static int
+taken_destroy_unused(
+    const struct rf_incident_ctx *c, const struct taken_vec *tv, size_t *n)
+{
+	const char **ids = NULL;
+	size_t i, m = 0, done;
+	int r;
+
+	*n = 0;
+	if (tv->n == 0)
+		return 0;
+	if ((ids = calloc(tv->n, sizeof(*ids))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < tv->n; i++)
+		if (!tv->v[i].used)
+			ids[m++] = tv->v[i].id;
+	if (m > 0)
+		rf_progress_phase(c->progress, "destroy unused keys", m);
+	if ((r = m > 0 ? rf_keys_destroy_many(c->keys, ids, m, c->who, &done)
+		       : 0) == 0) {
+		rf_progress_add(c->progress, m);
+		*n = m;
+	}
+	free(ids);
+	return r;
+}
+
 /* A key made for the incident, as a taken one: its label names the
  * connection, and only within the key's own tenant. */
 static int
@@ -608,9 +639,7 @@ made_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
     size_t *destroyed)
 {
 	struct taken_vec tv = {0};
-	const char **ids = NULL;
 	char ref[32];
-	size_t i, n = 0, done;
 	int r;
 
 	*destroyed = 0;
@@ -618,22 +647,42 @@ made_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
 		return 0;
 	snprintf(ref, sizeof(ref), "incident-%lld",
 	    (long long)items[idx[0]].incident);
-	if ((r = rf_store_key_made_for(c->st, ref, made_add, &tv)) != 0 ||
-	    (r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 0)) !=
-		0 ||
-	    tv.n == 0)
-		goto out;
-	r = RF_ERR_ALLOC;
-	if ((ids = calloc(tv.n, sizeof(*ids))) == NULL)
-		goto out;
-	for (i = 0; i < tv.n; i++)
-		if (!tv.v[i].used)
-			ids[n++] = tv.v[i].id;
-	r = n > 0 ? rf_keys_destroy_many(c->keys, ids, n, c->who, &done) : 0;
-	if (r == 0)
-		*destroyed = n;
-out:
-	free(ids);
+	if ((r = rf_store_key_made_for(c->st, ref, made_add, &tv)) == 0 &&
+	    (r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 0)) ==
+		0)
+		r = taken_destroy_unused(c, &tv, destroyed);
+	free(tv.v);
+	return r;
+}
+
+/* A key made for the incident, whatever connection it was made for. */
+static int
+unused_add(void *arg, const struct rf_key_rec *k)
+{
+	return taken_add(arg, k->id, "", k->alg);
+}
+
+/*
+ * What a contain killed before it recorded its keys leaves, and no rerun
+ * used (its connection waived, say): pool keys taken for the incident
+ * (still active, in no certificate) and keys generated for it (still
+ * "generated"). Destroyed in the token, each with its leaves, through the
+ * custody path the old keys take; the caller holds the run lock, so no
+ * run of the incident takes or makes any meanwhile.
+ */
+int
+rf_incident_unused_keys_destroy(
+    const struct rf_incident_ctx *c, int64_t id, size_t *n)
+{
+	struct taken_vec tv = {0};
+	char ref[32];
+	int r;
+
+	*n = 0;
+	snprintf(ref, sizeof(ref), "incident-%lld", (long long)id);
+	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) == 0 &&
+	    (r = rf_store_key_made_for(c->st, ref, unused_add, &tv)) == 0)
+		r = taken_destroy_unused(c, &tv, n);
 	free(tv.v);
 	return r;
 }

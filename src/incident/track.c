@@ -441,15 +441,16 @@ out:
 /* ---- Close ---- */
 
 int
-rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
+rf_incident_close(const struct rf_incident_ctx *c, int64_t id, size_t *unused)
 {
 	struct rf_incident_rec inc;
 	struct rf_incident_status s;
 	struct item_vec iv = {0};
-	char msg[512], left[80];
+	char msg[512], left[80], swept[120];
 	size_t i, open_n, destroyed = 0;
 	int r;
 
+	*unused = 0;
 	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
@@ -492,6 +493,15 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	else
 		snprintf(left, sizeof(left),
 		    "no old key was left to destroy in the token");
+	/* Then the new keys no connection got (a killed contain's). */
+	if ((r = rf_incident_unused_keys_destroy(c, id, unused)) != 0)
+		goto out;
+	swept[0] = '\0';
+	if (*unused > 0)
+		snprintf(swept, sizeof(swept),
+		    "; %zu keys taken or generated for the incident and never "
+		    "used destroyed",
+		    *unused);
 	rf_progress_phase(c->progress, "close connections", iv.n);
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
@@ -506,7 +516,8 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id)
 	snprintf(inc.state, sizeof(inc.state), "closed");
 	inc.closed = rf_now();
 	if (r != 0 || (r = rf_store_incident_update(c->st, &inc)) != 0 ||
-	    (r = rf_incident_event(c, id, "close", "closed; %s", left)) != 0 ||
+	    (r = rf_incident_event(
+		 c, id, "close", "closed; %s%s", left, swept)) != 0 ||
 	    (r = rf_store_commit(c->st)) != 0) {
 		rf_store_rollback(c->st);
 		goto out;

@@ -266,6 +266,42 @@ check_pool "rerun after generated keys"
 [ "$(q "SELECT count(*) FROM incident_items i JOIN certs c ON c.serial = i.new_serial JOIN keys k ON k.id = c.key_id WHERE i.incident = $id AND k.made_for = 'incident-$id' AND k.label = i.tenant || '/' || i.name")" = $NK ] ||
 	fail "the new credentials' keys are not those made for incident $id, by label"
 
+# Stage 6: a contain killed before it recorded its keys, whose rerun
+# cannot use them (the tenant was waived meanwhile: no connection is left
+# to contain). Close destroys them in the token, each with its leaves:
+# the pool keys taken for the incident and the key generated for it, and
+# says how many.
+rf tenant add gone >/dev/null
+for i in 1 2 3; do
+	rf issue --tenant gone --connection "c$i" --profile client --keygen ec-p384 >/dev/null 2>&1 ||
+		fail "issue gone/c$i"
+done
+rf keys pool fill --alg ec-p384 --count 2 >/dev/null
+id=$(rf incident open --scope tenant:gone --reason "waived after a kill")
+if RINGFENCE_TEST_KILL_AT=incident-keys-taken "$RINGFENCE" incident contain "$id" >/dev/null 2>&1; then
+	fail "contain was not stopped at incident-keys-taken"
+fi
+unused="SELECT p.key_id FROM pool p JOIN keys k ON k.id = p.key_id WHERE p.ref = 'incident-$id' AND k.state = 'active' AND p.key_id NOT IN (SELECT key_id FROM certs) UNION SELECT id FROM keys WHERE state = 'generated'"
+[ "$(q "SELECT count(*) FROM ($unused)")" = 3 ] || fail "the killed run did not leave 2 pool keys and 1 generated key: $(q "$unused")"
+ids=$(q "SELECT group_concat(quote(key_id)) FROM ($unused)")
+rf incident confirm "$id" --tenant gone --waive >/dev/null
+rf incident contain "$id" >/dev/null 2>&1 || fail "the rerun with nothing left to contain"
+rf --json incident close "$id" >"$RINGFENCE_HOME/close.json" 2>/dev/null || fail "close: $(cat "$RINGFENCE_HOME/close.json")"
+[ "$(q "SELECT count(*) FROM ($unused)")" = 0 ] || fail "close left keys taken or generated for incident $id: $(q "$unused")"
+python3 -c "
+import json, sys
+o = json.load(open(sys.argv[1]))
+assert o['state'] == 'closed' and o['unused_keys_destroyed'] == 3, o" "$RINGFENCE_HOME/close.json" ||
+	fail "close --json does not say 3 unused keys destroyed: $(cat "$RINGFENCE_HOME/close.json")"
+[ "$(q "SELECT count(*) FROM keys WHERE id IN ($ids) AND state = 'destroyed'")" = 3 ] ||
+	fail "the unused keys are not recorded destroyed"
+[ "$(q "SELECT count(*) FROM audit_leaf WHERE key_id IN ($ids) AND type = 'destroy'")" = 3 ] ||
+	fail "the unused keys have not one destroy leaf each"
+q "SELECT detail FROM incident_events WHERE incident = $id AND kind = 'close'" |
+	grep -q "; 3 keys taken or generated for the incident and never used destroyed$" ||
+	fail "the close event does not say so: $(q "SELECT detail FROM incident_events WHERE incident = $id AND kind = 'close'")"
+check_token "close after a kill"
+
 rf keys pool status >/dev/null
 rf audit verify >/dev/null
 echo "pool contain: OK"
