@@ -520,7 +520,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		/* One run of an incident at a time, before anything is taken
 		 * or made (two contains burned the pool and stalled each
 		 * other); held until this command exits. */
-		if ((r = rf_incident_run_lock(c.cfg, id, &lock)) != 0)
+		if ((r = rf_incident_run_lock(&c, id, &lock)) != 0)
 			return cli_fail(r);
 		if (strcmp(sub, "contain") == 0) {
 			if (cli->json && (notes = json_array()) == NULL)

@@ -68,17 +68,30 @@ rf_incident_task(int64_t id, const char *cmd, char out[96])
 }
 
 int
-rf_incident_run_lock(const struct rf_config *cfg, int64_t id, int *fd)
+rf_incident_run_lock(const struct rf_incident_ctx *c, int64_t id, int *fd)
 {
+	struct rf_incident_rec inc;
 	char path[RF_PATH_MAX + 64];
-	int f;
+	int f, r;
 
 	*fd = -1;
+	/* No lock file for an incident that does not exist. */
+	if ((r = rf_incident_load(c, id, &inc)) != 0)
+		return r;
 	if ((size_t)snprintf(path, sizeof(path), "%s/incident-%lld.lock",
-		cfg->home, (long long)id) >= sizeof(path))
+		c->cfg->home, (long long)id) >= sizeof(path))
 		return rf_err_set(RF_ERR_ARG, "state folder path too long");
-	if ((f = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) < 0)
+	/* A link planted there would have the lock made, or opened, at its
+	 * target: refused (ELOOP) rather than followed. */
+	if ((f = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) <
+	    0) {
+		if (errno == ELOOP)
+			return rf_err_set(RF_ERR_IO,
+			    "%s is a symbolic link, not incident %lld's run "
+			    "lock: remove it, then run this again",
+			    path, (long long)id);
 		return rf_err_set(RF_ERR_IO, "%s: %s", path, strerror(errno));
+	}
 	if (flock(f, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;
 

@@ -55,10 +55,12 @@ void rf_incident_task(int64_t id, const char *cmd, char out[96]);
  * $home/incident-ID.lock, taken without waiting. *fd holds it; it is
  * released when *fd is closed or the process ends (kill -9 included), so
  * a killed run never leaves it held. RF_ERR_STATE, saying so, while
- * another run of this incident holds it.
+ * another run of this incident holds it. The incident must exist (no
+ * file is made for one that does not), and the file is opened without
+ * following a symbolic link (refused, naming the path).
  */
 int rf_incident_run_lock(
-    const struct rf_config *cfg, int64_t id, int *fd) RF_WUR;
+    const struct rf_incident_ctx *c, int64_t id, int *fd) RF_WUR;
 
 /* Connection states, in order. */
 enum rf_item_state {

@@ -4,7 +4,9 @@
 # add on an existing connection, issue to an --out it cannot write, tenant
 # add of a connector's reserved name, incident close before the
 # connections are done, incident open with a --since it cannot read, of
-# an unknown tenant, or on a scope whose incident is contained.
+# an unknown tenant, or on a scope whose incident is contained, incident
+# contain or close of an incident that does not exist, or whose run lock
+# is a symbolic link.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" clierr
 db=$RINGFENCE_HOME/ringfence.db
@@ -136,6 +138,21 @@ rf incident close "$id" >/dev/null
 rf incident status "$id" --json | python3 -c 'import json,sys
 p = json.load(sys.stdin)["close_progress"]
 assert p["finished"] and p["phase"], p' || fail "a close that ran shows no finished progress"
+# The run lock (incident-ID.lock in the state folder): none is made for an
+# incident that does not exist, and a symbolic link in its place is
+# refused, naming it, not followed.
+for sub in contain close; do
+	refused "$sub (no incident)" incident "$sub" 99999
+	says "$sub (no incident)" "no incident 99999: see 'ringfence incident list'"
+	[ ! -e "$RINGFENCE_HOME/incident-99999.lock" ] || fail "$sub 99999 left a lock file"
+done
+id=$(rf incident open --scope connection:contoso/default --reason "lock link" 2>/dev/null)
+ln -s "$RINGFENCE_HOME/elsewhere" "$RINGFENCE_HOME/incident-$id.lock"
+refused "contain (lock link)" incident contain "$id"
+says "contain (lock link)" "$RINGFENCE_HOME/incident-$id.lock is a symbolic link, not incident $id's run lock"
+[ ! -e "$RINGFENCE_HOME/elsewhere" ] || fail "contain followed the link at its lock"
+rm "$RINGFENCE_HOME/incident-$id.lock"
+rf incident contain "$id" >/dev/null
 
 # 5. --since is Unix seconds, YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD (as audit
 # search takes times), nothing else.
