@@ -237,69 +237,6 @@ conn_cmp(const void *a, const void *b)
 }
 
 /*
- * What the standby pool gives for iv's connections, per algorithm of the
- * keys their replacements get (the old credential's: a connector's own
- * RSA key from a CSR is replaced by an RSA key), plan[0..*np): connections
- * that have a key already (reserved by an earlier run, or taken for them
- * by a killed one) need none.
- */
-static int
-pool_plan(const struct rf_incident_ctx *c, int64_t id,
-    const struct item_vec *iv, const struct shape *shapes,
-    struct rf_pool_plan plan[4], size_t *np)
-{
-	static const enum rf_key_alg algs[4] = {
-	    RF_KEY_EC_P256, RF_KEY_EC_P384, RF_KEY_RSA_2048, RF_KEY_RSA_3072};
-	struct keyed have = {0};
-	int64_t need[4] = {0};
-	size_t i, a;
-	int r;
-
-	*np = 0;
-	if ((r = rf_store_pool_incident_keyed(c->st, id, keyed_add, &have)) !=
-	    0)
-		goto out;
-	for (i = 0; i < iv->n; i++) {
-		if (have.n > 0 &&
-		    bsearch(&iv->v[i].conn, have.v, have.n, sizeof(*have.v),
-			conn_cmp) != NULL)
-			continue;
-		for (a = 0; a < 4 && algs[a] != shapes[i].alg; a++)
-			;
-		if (a < 4)
-			need[a]++;
-	}
-	for (a = 0; a < 4 && r == 0; a++)
-		if (need[a] > 0 &&
-		    (r = rf_pool_plan_for(
-			 c->cfg, c->st, algs[a], need[a], &plan[*np])) == 0)
-			(*np)++;
-out:
-	free(have.v);
-	return r;
-}
-
-int
-rf_incident_pool_plan(const struct rf_incident_ctx *c, int64_t id,
-    struct rf_pool_plan *plan, size_t *np)
-{
-	struct item_vec iv = {0};
-	struct shape *shapes = NULL;
-	int r;
-
-	*np = 0;
-	if ((r = rf_incident_load_items(c, id, NULL, "affected", &iv)) != 0)
-		return r;
-	if (iv.n > 0 && (shapes = calloc(iv.n, sizeof(*shapes))) == NULL)
-		r = RF_ERR_ALLOC;
-	else if (iv.n > 0 && (r = credential_shapes(c, &iv, shapes)) == 0)
-		r = pool_plan(c, id, &iv, shapes, plan, np);
-	free(shapes);
-	free(iv.v);
-	return r;
-}
-
-/*
  * THE place where contain gets new connection keys: n key pairs made in
  * the token (the standby pool, when there is one, replaces this call).
  * All or nothing; out[] receives them.
@@ -618,6 +555,85 @@ made_add(void *arg, const struct rf_key_rec *k)
 	    n > 0 && strncmp(k->label, k->tenant, n) == 0 && k->label[n] == '/';
 
 	return taken_add(arg, k->id, mine ? k->label : "", k->alg);
+}
+
+/*
+ * What the standby pool gives for iv's connections, per algorithm of the
+ * keys their replacements get (the old credential's: a connector's own
+ * RSA key from a CSR is replaced by an RSA key), plan[0..*np): connections
+ * that have a key already (reserved by an earlier run, or taken or made for
+ * them by a killed one) need none.
+ */
+static int
+pool_plan(const struct rf_incident_ctx *c, int64_t id,
+    const struct item_vec *iv, const struct shape *shapes,
+    struct rf_pool_plan plan[4], size_t *np)
+{
+	static const enum rf_key_alg algs[4] = {
+	    RF_KEY_EC_P256, RF_KEY_EC_P384, RF_KEY_RSA_2048, RF_KEY_RSA_3072};
+	struct keyed have = {0};
+	struct taken_vec made = {0};
+	struct taken want, *mk;
+	char ref[32];
+	int64_t need[4] = {0};
+	size_t i, a;
+	int r;
+
+	*np = 0;
+	snprintf(ref, sizeof(ref), "incident-%lld", (long long)id);
+	if ((r = rf_store_pool_incident_keyed(c->st, id, keyed_add, &have)) !=
+		0 ||
+	    (r = rf_store_key_made_for(c->st, ref, made_add, &made)) != 0)
+		goto out;
+	if (made.n > 1)
+		qsort(made.v, made.n, sizeof(*made.v), taken_cmp);
+	for (i = 0; i < iv->n; i++) {
+		if (have.n > 0 &&
+		    bsearch(&iv->v[i].conn, have.v, have.n, sizeof(*have.v),
+			conn_cmp) != NULL)
+			continue;
+		/* A key a killed run made for it, which the rerun adopts. */
+		snprintf(want.by, sizeof(want.by), "%s/%s", iv->v[i].tenant,
+		    iv->v[i].name);
+		if (made.n > 0 &&
+		    (mk = bsearch(&want, made.v, made.n, sizeof(*made.v),
+			 taken_cmp)) != NULL &&
+		    mk->alg == shapes[i].alg)
+			continue;
+		for (a = 0; a < 4 && algs[a] != shapes[i].alg; a++)
+			;
+		if (a < 4)
+			need[a]++;
+	}
+	for (a = 0; a < 4 && r == 0; a++)
+		if (need[a] > 0 &&
+		    (r = rf_pool_plan_for(
+			 c->cfg, c->st, algs[a], need[a], &plan[*np])) == 0)
+			(*np)++;
+out:
+	free(have.v);
+	free(made.v);
+	return r;
+}
+
+int
+rf_incident_pool_plan(const struct rf_incident_ctx *c, int64_t id,
+    struct rf_pool_plan *plan, size_t *np)
+{
+	struct item_vec iv = {0};
+	struct shape *shapes = NULL;
+	int r;
+
+	*np = 0;
+	if ((r = rf_incident_load_items(c, id, NULL, "affected", &iv)) != 0)
+		return r;
+	if (iv.n > 0 && (shapes = calloc(iv.n, sizeof(*shapes))) == NULL)
+		r = RF_ERR_ALLOC;
+	else if (iv.n > 0 && (r = credential_shapes(c, &iv, shapes)) == 0)
+		r = pool_plan(c, id, &iv, shapes, plan, np);
+	free(shapes);
+	free(iv.v);
+	return r;
 }
 
 /*

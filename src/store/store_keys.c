@@ -350,7 +350,8 @@ rf_store_key_made_for(struct rf_store *st, const char *made_for,
 		return rf_err_set(RF_ERR_ARG, "keys made for nothing named");
 	if ((r = st_prepare(st,
 		 "SELECT " KEY_COLS " FROM keys WHERE made_for = ? AND "
-		 "state = 'generated' ORDER BY created, rowid",
+		 "made_for <> '' AND state = 'generated' ORDER BY created, "
+		 "rowid",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, made_for, RF_KEY_MADE_FOR_MAX)) != 0)
 		goto out;

@@ -252,6 +252,10 @@ fi
 left=$(q "SELECT count(*) FROM keys WHERE state = 'generated'")
 [ "$left" -ge $NK ] || fail "the killed run left $left generated keys, not $NK or more"
 rf incident contain "$id" >"$RINGFENCE_HOME/err" || fail "the rerun after the keys were made: $(cat "$RINGFENCE_HOME/err")"
+# Its note counts the keys made for it as there: nothing to generate.
+if grep -q "will be generated" "$RINGFENCE_HOME/err"; then
+	fail "the rerun's note counts the killed run's keys as missing: $(cat "$RINGFENCE_HOME/err")"
+fi
 [ "$(q "SELECT count(*) FROM incident_items WHERE incident = $id AND state = 'contained' AND new_serial != ''")" = $NK ] ||
 	fail "the rerun did not contain every connection"
 [ "$(q "SELECT count(*) FROM certs WHERE tenant = 'kill' AND revoked = 0")" = $NK ] ||
