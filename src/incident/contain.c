@@ -402,26 +402,36 @@ token_keys(const struct rf_incident_ctx *c, const char *const *ids, size_t n,
 	struct rf_key_rec kr;
 	const char **v;
 	size_t i;
-	int r;
+	int r, own;
 
 	*out = NULL;
 	*nout = 0;
 	if ((v = calloc(n > 0 ? n : 1, sizeof(*v))) == NULL)
 		return RF_ERR_ALLOC;
+	/* One read of the store for all of them, not one each. */
+	if ((r = rf_store_read_begin(c->st, &own)) != 0) {
+		free(v);
+		return r;
+	}
 	for (i = 0; i < n; i++) {
 		if ((r = rf_store_key_get(c->st, ids[i], &kr)) ==
 		    RF_ERR_NOT_FOUND) {
 			rf_err_clear();
+			r = 0;
 			continue;
 		}
-		if (r != 0) {
-			free(v);
-			return r;
-		}
+		if (r != 0)
+			break;
 		if (strcmp(kr.state, skip) == 0 ||
 		    strcmp(kr.state, "destroyed") == 0)
 			continue;
 		v[(*nout)++] = ids[i];
+	}
+	rf_store_read_end(c->st, own);
+	if (r != 0) {
+		free(v);
+		*nout = 0;
+		return r;
 	}
 	*out = v;
 	return 0;
