@@ -74,17 +74,20 @@ ca_ocsp_signer(struct rf_ca *ca)
 
 /*
  * The OCSP responses of a batch's certificates ("good"), prepared to be
- * signed with them. NULL (nothing to sign) without an OCSP signer or when
- * preparing fails: the server signs what it lacks when it refreshes.
+ * signed with them by os, the signer batch_prepare found (on the signing
+ * thread, which must not make one: that reads the store). NULL (nothing to
+ * sign) without an OCSP signer or when preparing fails: the server signs
+ * what it lacks when it refreshes.
  */
 static struct rf_ocsp_presigned *
-issue_ocsp_prepare(struct rf_ca *ca, const struct issue_item *items, size_t n)
+issue_ocsp_prepare(struct rf_ca *ca, struct rf_ocsp_signer *os,
+    const struct issue_item *items, size_t n)
 {
 	struct rf_ocsp_presigned *pre = NULL;
 	struct rf_ocsp_status *sts;
 	size_t i;
 
-	if (ca->presign_late || ca_ocsp_signer(ca) == NULL)
+	if (ca->presign_late || os == NULL)
 		return NULL;
 	if ((sts = calloc(n, sizeof(*sts))) == NULL)
 		return NULL;
@@ -92,7 +95,7 @@ issue_ocsp_prepare(struct rf_ca *ca, const struct issue_item *items, size_t n)
 		sts[i].serial = items[i].hex;
 		sts[i].reason = -1;
 	}
-	if (rf_ocsp_presign_prepare(ca->ocsp_signer, sts, n, &pre) != 0)
+	if (rf_ocsp_presign_prepare(os, sts, n, &pre) != 0)
 		rf_err_clear();
 	free(sts);
 	return pre;
@@ -234,7 +237,7 @@ told_wait(struct told *t)
 }
 
 /*
- * Sign every dirty item, and the OCSP response of every item, in one
+ * Sign every dirty item, and the OCSP response of every item (by os), in one
  * rf_keys_sign_group: in this process one durable audit append before the
  * token signs any of them (through keyd, one request per key; with t,
  * each recorded whole and said to be through t). Then the certificates are
@@ -243,8 +246,9 @@ told_wait(struct told *t)
  * it refreshes).
  */
 static int
-issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
-    const struct rf_actor *who, struct told *t, struct rf_ocsp_presigned **pre)
+issue_sign(struct rf_ca *ca, struct rf_ocsp_signer *os,
+    struct issue_item *items, size_t n, const struct rf_actor *who,
+    struct told *t, struct rf_ocsp_presigned **pre)
 {
 	struct rf_recorded rec = {told_one, t};
 	struct rf_sign_set sets[2];
@@ -284,8 +288,8 @@ issue_sign(struct rf_ca *ca, struct issue_item *items, size_t n,
 		sets[nsets].who = who;
 		sets[nsets++].sigs = sigs;
 	}
-	if ((op = issue_ocsp_prepare(ca, items, n)) != NULL) {
-		sets[nsets].key = rf_ocsp_signer_key(ca->ocsp_signer);
+	if ((op = issue_ocsp_prepare(ca, os, items, n)) != NULL) {
+		sets[nsets].key = rf_ocsp_signer_key(os);
 		sets[nsets].reqs = rf_ocsp_presigned_reqs(op, &on);
 		sets[nsets].n = on;
 		sets[nsets].who = who;
@@ -630,6 +634,7 @@ struct issue_batch {
 	int64_t now;
 	struct proofs pf;
 	struct rf_ocsp_presigned *pre;
+	struct rf_ocsp_signer *osigner; /* the CA's, at batch_prepare */
 	int committed;
 	struct rf_err_held sign; /* batch_sign's result, and its message */
 	struct told told;	 /* keyd has recorded its requests */
@@ -723,7 +728,7 @@ batch_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 		b->items[i].dirty = 1;
 	}
 	/* Made here, where the store may be used, not on a signing thread. */
-	(void)ca_ocsp_signer(ca);
+	b->osigner = ca_ocsp_signer(ca);
 	ca_proofs_start(&b->pf, b->items, n);
 	return 0;
 }
@@ -744,7 +749,8 @@ batch_sign(struct issue_batch *b, struct told *t)
 		if (b->items[i].dirty &&
 		    (r = issue_tbs(b->ca, &b->items[i], b->now)) != 0)
 			return r;
-	if ((r = issue_sign(b->ca, b->items, b->n, b->who, t, &b->pre)) != 0)
+	if ((r = issue_sign(
+		 b->ca, b->osigner, b->items, b->n, b->who, t, &b->pre)) != 0)
 		return r;
 	if ((r = ca_proofs_finish(&b->pf)) != 0) {
 		rf_ocsp_presigned_free(b->pre);
