@@ -128,6 +128,14 @@ void rf_b64url(const uint8_t *in, size_t len, char *out);
  * one: a dual-stack socket reports an IPv4 peer so.
  */
 const uint8_t *rf_ip_v4mapped(const uint8_t a16[16]);
+/*
+ * The network of a peer address, as text: its /24 for IPv4 and for an
+ * IPv4-mapped IPv6 address ("10.1.2.0/24"), its /64 for other IPv6
+ * ("2001:db8:1:2::/64"). 1 when ip is an address; 0 otherwise, with ip
+ * itself in out (60 characters at most): compare the results too, so that
+ * such text never matches a network.
+ */
+int rf_ip_network(const char *ip, char out[64]);
 
 /* Read a whole file, at most max bytes (RF_ERR_TOO_LARGE beyond). */
 int rf_read_file(

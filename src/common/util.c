@@ -1,4 +1,5 @@
 /* Clock, encodings and file helpers shared by every module. */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -97,6 +98,29 @@ rf_ip_v4mapped(const uint8_t a16[16])
 	    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 	return memcmp(a16, prefix, sizeof(prefix)) == 0 ? a16 + 12 : NULL;
+}
+
+int
+rf_ip_network(const char *ip, char out[64])
+{
+	uint8_t b[16];
+	const uint8_t *v4 = b;
+	char t[INET6_ADDRSTRLEN];
+
+	if (inet_pton(AF_INET, ip, b) != 1) {
+		if (inet_pton(AF_INET6, ip, b) != 1) {
+			snprintf(out, 64, "%.60s", ip);
+			return 0;
+		}
+		if ((v4 = rf_ip_v4mapped(b)) == NULL) {
+			memset(b + 8, 0, 8);
+			inet_ntop(AF_INET6, b, t, sizeof(t));
+			snprintf(out, 64, "%s/64", t);
+			return 1;
+		}
+	}
+	snprintf(out, 64, "%u.%u.%u.0/24", v4[0], v4[1], v4[2]);
+	return 1;
 }
 
 static int

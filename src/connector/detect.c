@@ -4,7 +4,6 @@
  * sentence in docs/connectors.md; baselines live in the store
  * (connector_seen) and survive restarts.
  */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -32,25 +31,6 @@ add(struct rf_alert_rec *out, size_t *n, const struct rf_connector_event *ev,
 	snprintf(a->conn, sizeof(a->conn), "%s", ev->conn);
 	snprintf(a->connector, sizeof(a->connector), "%s", ev->connector);
 	snprintf(a->detail, sizeof(a->detail), fmt, arg);
-}
-
-/* The /24 (IPv4) or /64 (IPv6) network of a peer address. */
-static void
-network(const char *src, char out[64])
-{
-	unsigned char b[16];
-	char t[INET6_ADDRSTRLEN];
-
-	if (inet_pton(AF_INET, src, b) == 1) {
-		b[3] = 0;
-		inet_ntop(AF_INET, b, t, sizeof(t));
-		snprintf(out, 64, "%s/24", t);
-	} else if (inet_pton(AF_INET6, src, b) == 1) {
-		memset(b + 8, 0, 8);
-		inet_ntop(AF_INET6, b, t, sizeof(t));
-		snprintf(out, 64, "%s/64", t);
-	} else
-		snprintf(out, 64, "%.60s", src);
 }
 
 int
@@ -104,7 +84,7 @@ rf_connector_detect_in(const struct rf_config *cfg, struct rf_seen *st,
 		    ev->connector);
 
 	/* A source network never seen for this connection. */
-	network(ev->source, net);
+	(void)rf_ip_network(ev->source, net);
 	snprintf(k, sizeof(k), "%s/%s|%s", ev->tenant, ev->conn, net);
 	if ((r = rf_seen_bump(st, "net", k, 1, ev->now, &before)) != 0)
 		return r;

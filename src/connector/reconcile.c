@@ -143,29 +143,6 @@ lookup(struct rf_store *st, struct creds *cs, const char *tp, struct cred *c)
 	return 0;
 }
 
-/* The /24 (IPv4) or /64 (IPv6) of an address, to compare; an IPv4-mapped
- * address ("::ffff:127.0.0.1") is its IPv4 one. */
-static void
-network(const char *ip, char out[64])
-{
-	uint8_t b[16];
-	const uint8_t *v4 = NULL;
-	int v6 = 0;
-
-	if (inet_pton(AF_INET, ip, b) == 1)
-		v4 = b;
-	else if (inet_pton(AF_INET6, ip, b) == 1 &&
-	    (v4 = rf_ip_v4mapped(b)) == NULL)
-		v6 = 1;
-	if (v4 != NULL)
-		snprintf(out, 64, "4:%u.%u.%u", v4[0], v4[1], v4[2]);
-	else if (v6)
-		snprintf(out, 64, "6:%02x%02x%02x%02x%02x%02x%02x%02x", b[0],
-		    b[1], b[2], b[3], b[4], b[5], b[6], b[7]);
-	else
-		snprintf(out, 64, "?:%.56s", ip);
-}
-
 struct explain {
 	const char *ip;
 	int64_t t;
@@ -183,9 +160,9 @@ explain_one(void *arg, const struct rf_assertion_rec *a)
 		return 0;
 	e->in_time = 1;
 	snprintf(e->conn, sizeof(e->conn), "%s/%s", a->tenant, a->conn);
-	network(a->source, n1);
-	network(e->ip, n2);
-	if (strcmp(n1, n2) == 0) {
+	/* An address that is not one matches only the same text. */
+	if (rf_ip_network(a->source, n1) == rf_ip_network(e->ip, n2) &&
+	    strcmp(n1, n2) == 0) {
 		e->from_net = 1;
 		return 1;
 	}

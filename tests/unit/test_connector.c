@@ -916,6 +916,52 @@ test_rate_baseline_gap(void **state)
 	}
 }
 
+/*
+ * An IPv4-mapped IPv6 source (::ffff:a.b.c.d, as a dual-stack socket
+ * reports an IPv4 peer) is its IPv4 address: its network is its /24, the
+ * same as the address seen as IPv4, and another /24 is a new network.
+ */
+static void
+test_detect_v4mapped(void **state)
+{
+	struct rf_config cfg;
+	struct rf_connector_event ev;
+	struct rf_alert_rec a[RF_ALERTS_MAX];
+	char k[256];
+	int64_t now = NOW - NOW % 3600;
+	size_t n;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.surge_per_minute = 1000;
+	detect(*state, &cfg, "sync", "acme", "::ffff:10.1.2.3", "", now, k);
+	assert_string_equal(k, "");
+	/* The same client, seen as IPv4, and the same /24 mapped. */
+	detect(*state, &cfg, "sync", "acme", "10.1.2.3", "", now + 1, k);
+	assert_string_equal(k, "");
+	detect(
+	    *state, &cfg, "sync", "acme", "::ffff:10.1.2.77", "", now + 2, k);
+	assert_string_equal(k, "");
+	/* Another /24, mapped: a new network, named as IPv4. */
+	memset(&ev, 0, sizeof(ev));
+	ev.tenant = "acme";
+	ev.conn = "m365";
+	ev.connector = "sync";
+	ev.source = "::ffff:192.0.2.9";
+	ev.asked_x5t256 = "";
+	ev.cred_x5t256 = "X-c1";
+	ev.now = now + 3;
+	assert_int_equal(
+	    rf_connector_detect(&cfg, ((struct fx *)*state)->st, &ev, a, &n),
+	    0);
+	assert_int_equal(n, 1);
+	assert_string_equal(a[0].uid, "new_network:acme/m365|192.0.2.0/24");
+	detect(*state, &cfg, "sync", "acme", "192.0.2.10", "", now + 4, k);
+	assert_string_equal(k, "");
+	/* IPv6 proper keeps its /64. */
+	detect(*state, &cfg, "sync", "acme", "2001:db8::1", "", now + 5, k);
+	assert_string_equal(k, "new_network ");
+}
+
 /* Every baseline row, in order, as one string (malloc'd). */
 static char *
 seen_dump(const char *path)
@@ -1325,6 +1371,8 @@ main(void)
 		test_decide_cached, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_facts, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_detectors, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_detect_v4mapped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_rate_baseline_gap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
