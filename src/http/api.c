@@ -178,13 +178,18 @@ path_eq(const char *uri, size_t plen, const char *lit)
  * own form, JSON with a stable code, as every API answer is.
  */
 void
-rf_http_api_error(struct rf_http_resp *o, int code, const char *text)
+rf_http_api_error(
+    struct rf_http_resp *o, int code, const char *text, size_t max_body)
 {
 	struct rf_api_answer a;
 	char limit[64];
 
-	/* Over the server's limit is over the API's, the one to say. */
-	if (code == 413) {
+	/*
+	 * A body over the server's limit is over the API's too when the
+	 * server's is the higher: the API's is then the one to say. A lower
+	 * max_request refused it itself, and the HTTP layer's text says so.
+	 */
+	if (code == 413 && max_body >= RF_CONNECTOR_BODY_MAX) {
 		snprintf(limit, sizeof(limit),
 		    "request body too large: at most %d bytes",
 		    RF_CONNECTOR_BODY_MAX);

@@ -488,7 +488,8 @@ respond_fail(struct rf_http_worker *w, struct rf_conn *c)
 	struct rf_http_resp o;
 
 	if (rf_http_api_is_route(c->h1.target))
-		rf_http_api_error(&o, c->h1.fail_code, c->h1.fail_text);
+		rf_http_api_error(
+		    &o, c->h1.fail_code, c->h1.fail_text, c->h1.max_body);
 	else
 		rf_http_error(&o, c->h1.fail_code, c->h1.fail_text);
 	c->closing = 1;

@@ -337,8 +337,10 @@ void rf_http_api_worker_done(struct rf_http_worker *w);
 /* 1 if target's path is one of the API's (then it signs). */
 int rf_http_api_is_route(const char *target);
 /* The HTTP layer's refusal (code, text) of a request to the API, in the
- * API's JSON form; a 413 says the API's own body limit. */
-void rf_http_api_error(struct rf_http_resp *o, int code, const char *text);
+ * API's JSON form. A 413 (a body over max_body, the server's limit) says
+ * the lower of max_body and the API's own limit: the one that applied. */
+void rf_http_api_error(
+    struct rf_http_resp *o, int code, const char *text, size_t max_body);
 /* The verified client certificate's serial of a TLS connection, as
  * lowercase hex ("" without one). */
 void rf_http_api_client_serial(SSL *ssl, char serial[41]);
