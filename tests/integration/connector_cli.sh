@@ -186,6 +186,16 @@ unchanged before.txt "the same registration again"
 [ "$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf")" -eq $((leaves + 1)) ] ||
 	fail "audit leaves: $leaves before, $(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf") after one change"
 
+# A connection that does not exist (docs/connectors.md's example once bound
+# one its flow never registered): named in one line, with how to register
+# it, and nothing is bound, the registered one beside it either.
+rc=0
+rf connector bind sync acme/m365 globex/m365 >out 2>err || rc=$?
+[ $rc -eq 1 ] && [ "$(wc -l <err)" -eq 1 ] &&
+	grep -qF "no connection globex/m365: register it with 'ringfence connector entra globex/m365" err ||
+	fail "bind to a connection that does not exist: rc $rc: $(cat err)"
+rf --json connector show sync | grep -q '"bindings": *\[\]' ||
+	fail "a refused bind bound something: $(rf --json connector show sync)"
 # bind counts what it bound.
 rf connector bind sync acme/m365 >out
 grep -q "^connector sync bound to 1 more connection$" out || fail "bind: $(cat out)"
