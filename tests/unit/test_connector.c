@@ -902,9 +902,12 @@ test_rate_baseline_gap(void **state)
 
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.surge_per_minute = 1000;
-	for (i = 0; i < 8; i++)
+	/* The first hour has no earlier hour: no alert however many. */
+	for (i = 0; i < 8; i++) {
 		detect(
 		    *state, &cfg, "daily", "gap", "10.0.0.5", "", now + i, k);
+		assert_string_equal(k, "");
+	}
 	/* Three hours later (nothing in between): the alert at 2 x 8 + 3. */
 	for (i = 1; i <= 20; i++) {
 		detect(*state, &cfg, "daily", "gap", "10.0.0.5", "",
