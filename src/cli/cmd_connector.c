@@ -136,6 +136,26 @@ connector_exists(const char *name, const char *state)
 	    name, name, name);
 }
 
+/*
+ * The connector NAME, which must be active: a revoked one is revoked for
+ * good (nothing un-revokes it), so the error says what to do instead.
+ */
+static int
+connector_active(struct rf_cli *cli, const char *name)
+{
+	struct rf_connector_rec c;
+	int r;
+
+	if ((r = rf_store_connector_get(cli->store, name, &c)) != 0)
+		return r;
+	if (strcmp(c.state, "active") != 0)
+		return rf_err_set(RF_ERR_STATE,
+		    "connector %s is %s, for good: add a connector under "
+		    "another name (ringfence connector add NAME --csr FILE)",
+		    name, c.state);
+	return 0;
+}
+
 /* A connector's certificates are issued under a tenant of its own. */
 static int
 own_tenant(struct rf_cli *cli, const char *tenant)
@@ -339,19 +359,14 @@ named_before(char **conns, int i)
 static int
 do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 {
-	struct rf_connector_rec c;
 	struct rf_conn_rec cr;
 	struct rf_audit_event ev;
 	char tenant[128], conn[64], detail[256], was[512] = "";
 	int i, r, added = 0;
 
-	if ((r = cli_open(cli, CLI_AUDIT | CLI_KEYS)) != 0)
+	if ((r = cli_open(cli, CLI_AUDIT | CLI_KEYS)) != 0 ||
+	    (r = connector_active(cli, name)) != 0)
 		return cli_fail(r);
-	if ((r = rf_store_connector_get(cli->store, name, &c)) != 0)
-		return cli_fail(r);
-	if (strcmp(c.state, "active") != 0)
-		return cli_fail(
-		    rf_err_set(RF_ERR_STATE, "connector %s is revoked", name));
 	/*
 	 * keyd's ledger first, outside the store's transaction (keyd writes
 	 * the record, and a transaction held while waiting for keyd would
@@ -682,18 +697,9 @@ cmd_connector(struct rf_cli *cli, int argc, char **argv)
 		if (csr == NULL)
 			return cli_usage(
 			    "connector", "enroll needs --csr FILE");
-		if ((r = cli_open(cli, CLI_ALL)) != 0)
+		if ((r = cli_open(cli, CLI_ALL)) != 0 ||
+		    (r = connector_active(cli, argv[0])) != 0)
 			return cli_fail(r);
-		{
-			struct rf_connector_rec c;
-
-			if ((r = rf_store_connector_get(
-				 cli->store, argv[0], &c)) != 0)
-				return cli_fail(r);
-			if (strcmp(c.state, "active") != 0)
-				return cli_fail(rf_err_set(RF_ERR_STATE,
-				    "connector %s is revoked", argv[0]));
-		}
 		return enroll(cli, argv[0], csr, out, 0);
 	}
 	if (strcmp(sub, "bind") == 0)

@@ -234,6 +234,13 @@ grep -qx "connector gone is already revoked, and so are its certificates; nothin
 unchanged before.txt "a second revoke"
 [ "$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM audit_leaf")" -eq "$leaves" ] ||
 	fail "a second revoke added audit leaves"
+# A revoked connector is revoked for good: binding it or enrolling a key
+# for it says to add a connector under another name, and changes nothing.
+for cmd in "bind gone acme/m365" "enroll gone --csr gone.csr --out gone2.pem"; do
+	refused "^ringfence: connector gone is revoked, for good: add a connector under another name \(ringfence connector add NAME --csr FILE\)$" \
+		rf connector $cmd
+done
+unchanged before.txt "bind or enroll of a revoked connector"
 
 # assert: an http:// --url is a usage error (exit 2, one line); a key
 # that is not the certificate's says so. No server is reached.
