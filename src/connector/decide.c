@@ -79,7 +79,8 @@ who_asks(struct rf_store *st, const struct rf_connector_req *q,
 {
 	struct rf_connector_rec c;
 	struct rf_cert_rec cr;
-	int r;
+	char msg[200];
+	int r, bad;
 
 	if (q->cert_serial == NULL || *q->cert_serial == '\0')
 		return refuse(v, RF_REFUSE_UNKNOWN,
@@ -95,26 +96,34 @@ who_asks(struct rf_store *st, const struct rf_connector_req *q,
 		return r == RF_ERR_NOT_FOUND
 		    ? refuse(v, RF_REFUSE_UNKNOWN, "unknown certificate")
 		    : r;
-	r = cr.revoked;
-	if (!r && (q->now < cr.not_before || q->now > cr.not_after))
-		r = 2;
+	bad = cr.revoked;
+	if (!bad && (q->now < cr.not_before || q->now > cr.not_after))
+		bad = 2;
 	if (strcmp(cr.profile, "connector") != 0)
-		r = 3;
+		bad = 3;
 	rf_cert_rec_clear(&cr);
-	if (r == 1)
-		return refuse(v, RF_REFUSE_REVOKED,
-		    "this connector certificate is revoked");
-	if (r == 2)
-		return refuse(v, RF_REFUSE_REVOKED,
-		    "this connector certificate is expired: renew it");
-	if (r == 3)
+	if (bad == 3)
 		return refuse(v, RF_REFUSE_UNKNOWN,
 		    "this client certificate is not of the connector profile");
+	/* The connector before its certificate: each says what to do, and
+	 * a revoked connector's certificates are revoked too. */
 	if ((r = rf_store_connector_get(st, v->connector, &c)) != 0)
 		return r;
 	if (strcmp(c.state, "active") != 0)
-		return refuse(
-		    v, RF_REFUSE_REVOKED, "this connector is revoked");
+		return refuse(v, RF_REFUSE_REVOKED,
+		    "this connector is revoked, for good: the operator adds a "
+		    "connector under another name");
+	if (bad == 1) {
+		snprintf(msg, sizeof(msg),
+		    "this connector certificate is revoked: the connector "
+		    "needs a new key ('ringfence connector enroll %.64s --csr "
+		    "FILE' on the ringfence host)",
+		    v->connector);
+		return refuse(v, RF_REFUSE_REVOKED, msg);
+	}
+	if (bad == 2)
+		return refuse(v, RF_REFUSE_REVOKED,
+		    "this connector certificate is expired: renew it");
 	return 0;
 }
 

@@ -359,7 +359,8 @@ PY
 
 # 7. Revoked connector: 401 revoked.
 rf connector revoke arch >/dev/null
-[ "$(code --cert arch.pem --key arch.key --cacert root.pem -d '{"connection":"globex/m365"}' "$url/v1/assertions")" = "401 revoked" ] ||
+[ "$(code --cert arch.pem --key arch.key --cacert root.pem -d '{"connection":"globex/m365"}' "$url/v1/assertions")" = "401 revoked" ] &&
+	grep -q "this connector is revoked, for good: the operator adds a connector under another name" resp.json ||
 	fail "revoked connector: $(cat resp.json)"
 
 # 7b. The store changed behind keyd's back, as serve's user can (it writes
@@ -456,6 +457,13 @@ server=""
 RINGFENCE_MAX_REQUEST=2048 serve_up 60
 python3 -c 'print("{\"connection\":\"acme/m365\",\"x5t#S256\":\"" + "A"*3000 + "\"}")' >mid.json
 too_large sync2 mid.json 2048
+# A revoked certificate of an active connector: the message says what the
+# connector needs (a new key, enrolled on the ringfence host).
+rf revoke "$(openssl x509 -in sync.pem -noout -serial | cut -d= -f2)" \
+	--reason keyCompromise >/dev/null
+[ "$(code --cert sync.pem --key sync.key --cacert root.pem -d '{"connection":"acme/m365"}' "$url/v1/assertions")" = "401 revoked" ] &&
+	grep -qF "this connector certificate is revoked: the connector needs a new key ('ringfence connector enroll sync --csr FILE' on the ringfence host)" resp.json ||
+	fail "revoked certificate of an active connector: $(cat resp.json)"
 kill -TERM "$server"
 wait "$server" || fail "serve exited non-zero"
 server=""
