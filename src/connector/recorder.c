@@ -31,13 +31,18 @@
  * minute is over. */
 #define ROLL_WAIT_MS 5000
 
-/* The address without its port ("127.0.0.1:5000" -> "127.0.0.1"). */
+/* The address without its port ("127.0.0.1:5000" -> "127.0.0.1",
+ * "[2001:db8::5]:5000" -> "2001:db8::5"; src/http/api.c api_peer). */
 static void
 source_addr(const char *source, char out[64])
 {
-	const char *c;
+	const char *s = source != NULL ? source : "", *c;
 
-	snprintf(out, 64, "%s", source != NULL ? source : "");
+	if (s[0] == '[' && (c = strchr(s, ']')) != NULL) {
+		snprintf(out, 64, "%.*s", (int)(c - s - 1), s + 1);
+		return;
+	}
+	snprintf(out, 64, "%s", s);
 	if ((c = strrchr(out, ':')) != NULL && strchr(out, ':') == c)
 		out[c - out] = '\0';
 }

@@ -112,26 +112,28 @@ rf_http_api_client_serial(SSL *ssl, char serial[41])
 	}
 }
 
-/* "ADDR:PORT" of a request's peer, for the record ("?" when unknown). */
+/*
+ * "ADDR:PORT" of a request's peer, for the record ("?" when unknown): an
+ * IPv6 address in brackets ("[2001:db8::5]:41234"), so that the port can be
+ * told from it, and an IPv4-mapped one as the IPv4 address it carries (a
+ * dual-stack socket's IPv4 peer), as rf_http_peer_addr() names peers.
+ */
 static void
 api_peer(const struct sockaddr_storage *ss, char *out, size_t len)
 {
-	char addr[INET6_ADDRSTRLEN];
-	const void *a = NULL;
-	unsigned port = 0;
+	char addr[RF_HTTP_ADDR_MAX];
+	unsigned port;
 
-	if (ss != NULL && ss->ss_family == AF_INET) {
-		const struct sockaddr_in *v4 = (const struct sockaddr_in *)ss;
-		a = &v4->sin_addr;
-		port = ntohs(v4->sin_port);
-	} else if (ss != NULL && ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)ss;
-		a = &v6->sin6_addr;
-		port = ntohs(v6->sin6_port);
-	}
-	if (a == NULL ||
-	    inet_ntop(ss->ss_family, a, addr, sizeof(addr)) == NULL)
+	rf_http_peer_addr(ss, addr);
+	if (addr[0] == '\0') {
 		snprintf(out, len, "?");
+		return;
+	}
+	port = ss->ss_family == AF_INET
+	    ? ntohs(((const struct sockaddr_in *)ss)->sin_port)
+	    : ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+	if (strchr(addr, ':') != NULL) /* RFC 3986 3.2.2: [IPv6]:port */
+		snprintf(out, len, "[%s]:%u", addr, port);
 	else
 		snprintf(out, len, "%s:%u", addr, port);
 }

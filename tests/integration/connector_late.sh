@@ -8,8 +8,10 @@
 # is of the CA's connector profile (O=ringfence, OU=connector,
 # CN=connector.NAME, clientAuth only, connector_days), also when renewed
 # through the API; keyd signs a connector certificate for serve only with
-# that profile's subject. The server listens on 127.0.0.1 only, is bounded
-# by --duration and stopped by PID.
+# that profile's subject. An assertion's source is its address, an
+# IPv4-mapped one as IPv4. The server listens on 127.0.0.1 (at the end on
+# ::ffff:127.0.0.1 and ::1) only, is bounded by --duration and stopped by
+# PID.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" connector-late
@@ -153,5 +155,31 @@ rf audit search --json | grep -q "has had its renewals for the day" ||
 kill -TERM "$server"
 wait "$server" || fail "serve exited non-zero"
 server=""
+
+# The source of an assertion is its address without its port, an
+# IPv4-mapped one (a dual-stack socket's IPv4 peer) as its IPv4 address:
+# the same connector from 127.0.0.1, seen as ::ffff:127.0.0.1, is the
+# network it was, and each new connection from ::1 (a new port) is not a
+# new network after the first. Two assertions on each, a new connection
+# each (the recorder writes them by the time serve has stopped).
+for listen in ::ffff:127.0.0.1 ::1; do
+	serve_up 60 0 "$listen"
+	for i in 1 2; do
+		rf assert --connection acme/m365 --cert sync2.pem --key sync2.key \
+			--ca root.pem --url "$url" >/dev/null ||
+			fail "assertion $i over $listen refused"
+	done
+	kill -TERM "$server"
+	wait "$server" || fail "serve on $listen exited non-zero"
+	server=""
+done
+[ "$(db "SELECT group_concat(source, ' ') FROM (SELECT DISTINCT source FROM assertions ORDER BY source)")" = "127.0.0.1 ::1" ] ||
+	fail "assertion sources: $(db "SELECT source FROM assertions")"
+rf --json alerts list >alerts.json
+python3 - alerts.json <<'PY' || fail "new_network alerts: $(cat alerts.json)"
+import json, sys
+nets = [a["id"] for a in json.load(open(sys.argv[1])) if a["kind"] == "new_network"]
+sys.exit(0 if nets == ["new_network:acme/m365|::/64"] else 1)
+PY
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_late: ok"

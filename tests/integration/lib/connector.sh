@@ -22,21 +22,23 @@ freeport() {
 	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 . "$here/lib/ports.sh"
-# serve_up SECONDS [PORT-TO-AVOID]: serve on free ports of 127.0.0.1 for at
-# most SECONDS ($server, $port, $tport; root.pem; $url the TLS port).
+# serve_up SECONDS [PORT-TO-AVOID [LISTEN]]: serve on free ports of
+# 127.0.0.1 (or of the loopback address LISTEN: ::1, ::ffff:127.0.0.1) for
+# at most SECONDS ($server, $port, $tport; root.pem; $url the TLS port).
 serve_up() {
-	local up avoid=${2:-0}
+	local up avoid=${2:-0} host=${3:-127.0.0.1}
+	[[ $host == *:* ]] && host="[$host]"
 	for _ in 1 2 3 4 5; do
 		port=$(freeport)
 		tport=$(freeport)
 		[ "$port" != "$tport" ] && [ "$port" != "$avoid" ] &&
 			[ "$tport" != "$avoid" ] || continue
-		"$RINGFENCE" serve --port "$port" --tls-port "$tport" \
-			--duration "$1" --threads 2 2>"$log" &
+		"$RINGFENCE" serve ${3:+--listen "$3"} --port "$port" \
+			--tls-port "$tport" --duration "$1" --threads 2 2>"$log" &
 		server=$!
 		up=0
 		for _ in $(seq 100); do
-			if curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz"; then
+			if curl -sf -m 2 -o /dev/null "http://$host:$port/healthz"; then
 				up=1
 				break
 			fi
@@ -49,8 +51,8 @@ serve_up() {
 		server=""
 	done
 	[ -n "$server" ] || fail "server did not come up"
-	curl -sf -o root.pem "http://127.0.0.1:$port/ca/root.pem"
-	url="https://127.0.0.1:$tport"
+	curl -sf -o root.pem "http://$host:$port/ca/root.pem"
+	url="https://$host:$tport"
 }
 cd "$tmp"
 # entra_cred TENANT/CONN NAME: the connection's RSA-2048 credential issued
