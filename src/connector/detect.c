@@ -33,6 +33,18 @@ add(struct rf_alert_rec *out, size_t *n, const struct rf_connector_event *ev,
 	snprintf(a->detail, sizeof(a->detail), fmt, arg);
 }
 
+/* An hour of the week (0: Monday 00:00 UTC) as a reader says it, "Monday
+ * 12:00-13:00 UTC". */
+static void
+how_name(int how, char out[32])
+{
+	static const char *const day[7] = {"Monday", "Tuesday", "Wednesday",
+	    "Thursday", "Friday", "Saturday", "Sunday"};
+
+	snprintf(out, 32, "%s %02d:00-%02d:00 UTC", day[how / 24], how % 24,
+	    how % 24 + 1);
+}
+
 int
 rf_connector_detect(const struct rf_config *cfg, struct rf_store *st,
     const struct rf_connector_event *ev, struct rf_alert_rec *out, size_t *n)
@@ -99,11 +111,13 @@ rf_connector_detect_in(const struct rf_config *cfg, struct rf_seen *st,
 	    (long long)((hour + 72) % 168));
 	if ((r = rf_seen_bump(st, "how", k, 1, ev->now, &before)) != 0)
 		return r;
-	if (before < 0 && used > 0 && ev->now - first >= WEEK)
+	if (before < 0 && used > 0 && ev->now - first >= WEEK) {
+		how_name((int)((hour + 72) % 168), num);
 		add(out, n, ev, "new_hour_of_week", k,
 		    "the connection is used in an hour of the week (%s) never "
 		    "used in its history",
-		    strrchr(k, '|') + 1);
+		    num);
+	}
 
 	/* The connection's hourly rate above its baseline: the busiest
 	 * complete hour so far; the threshold is 2 x baseline + 3. */
@@ -138,7 +152,7 @@ rf_connector_detect_in(const struct rf_config *cfg, struct rf_seen *st,
 		    (long long)hour);
 		snprintf(num, sizeof(num), "%lld", (long long)base);
 		add(out, n, ev, "rate_above_baseline", k,
-		    "the connection's assertions this hour passed twice its "
+		    "the connection's assertions this hour reached twice its "
 		    "busiest hour (%s) plus 3",
 		    num);
 	}

@@ -778,6 +778,21 @@ test_facts(void **state)
 	assert_int_equal(n, 0);
 }
 
+/* An event of connection m365, whose current credential is X-c1. */
+static void
+event(struct rf_connector_event *ev, const char *connector, const char *tenant,
+    const char *src, const char *asked, int64_t now)
+{
+	memset(ev, 0, sizeof(*ev));
+	ev->tenant = tenant;
+	ev->conn = "m365";
+	ev->connector = connector;
+	ev->source = src;
+	ev->asked_x5t256 = asked;
+	ev->cred_x5t256 = "X-c1";
+	ev->now = now;
+}
+
 /* Run the detectors on one event; the kinds raised, space-separated.
  * With held set, on its baselines (written at rf_seen_flush). */
 static struct rf_seen *held;
@@ -791,14 +806,7 @@ detect(struct fx *f, const struct rf_config *cfg, const char *connector,
 	struct rf_alert_rec a[RF_ALERTS_MAX];
 	size_t n, i;
 
-	memset(&ev, 0, sizeof(ev));
-	ev.tenant = tenant;
-	ev.conn = "m365";
-	ev.connector = connector;
-	ev.source = src;
-	ev.asked_x5t256 = asked;
-	ev.cred_x5t256 = "X-c1";
-	ev.now = now;
+	event(&ev, connector, tenant, src, asked, now);
 	if (held != NULL)
 		assert_int_equal(
 		    rf_connector_detect_in(cfg, held, &ev, a, &n), 0);
@@ -945,14 +953,7 @@ test_detect_v4mapped(void **state)
 	    *state, &cfg, "sync", "acme", "::ffff:10.1.2.77", "", now + 2, k);
 	assert_string_equal(k, "");
 	/* Another /24, mapped: a new network, named as IPv4. */
-	memset(&ev, 0, sizeof(ev));
-	ev.tenant = "acme";
-	ev.conn = "m365";
-	ev.connector = "sync";
-	ev.source = "::ffff:192.0.2.9";
-	ev.asked_x5t256 = "";
-	ev.cred_x5t256 = "X-c1";
-	ev.now = now + 3;
+	event(&ev, "sync", "acme", "::ffff:192.0.2.9", "", now + 3);
 	assert_int_equal(
 	    rf_connector_detect(&cfg, ((struct fx *)*state)->st, &ev, a, &n),
 	    0);
@@ -963,6 +964,50 @@ test_detect_v4mapped(void **state)
 	/* IPv6 proper keeps its /64. */
 	detect(*state, &cfg, "sync", "acme", "2001:db8::1", "", now + 5, k);
 	assert_string_equal(k, "new_network ");
+}
+
+/*
+ * The details of alerts about time say it as a reader does: the hour of the
+ * week as a day and UTC hours, and the rate alert fires when the count
+ * reaches its threshold (2 x 1 + 3 = 5), as docs/connectors.md says.
+ */
+static void
+test_detect_details(void **state)
+{
+	struct rf_config cfg;
+	struct rf_connector_event ev;
+	struct rf_alert_rec a[RF_ALERTS_MAX];
+	int64_t mon = 1796601600; /* Monday 2026-12-07 00:00 UTC */
+	char k[256];
+	size_t n;
+	int i;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.surge_per_minute = 1000;
+	/* One use on Monday 11:00, then Monday 12:00 a week later and more. */
+	detect(
+	    *state, &cfg, "sync", "acme", "10.0.0.5", "", mon + 11 * 3600, k);
+	for (i = 0; i < 5; i++) {
+		event(&ev, "sync", "acme", "10.0.0.5", "",
+		    mon + 7 * 86400 + 12 * 3600 + i);
+		assert_int_equal(rf_connector_detect(&cfg,
+				     ((struct fx *)*state)->st, &ev, a, &n),
+		    0);
+		assert_int_equal(n, i == 0 || i == 4 ? 1 : 0);
+		if (i == 0) {
+			assert_string_equal(a[0].kind, "new_hour_of_week");
+			assert_string_equal(a[0].detail,
+			    "the connection is used in an hour of the week "
+			    "(Monday 12:00-13:00 UTC) never used in its "
+			    "history");
+		} else if (i == 4) {
+			assert_string_equal(a[0].kind, "rate_above_baseline");
+			assert_string_equal(a[0].detail,
+			    "the connection's assertions this hour reached "
+			    "twice "
+			    "its busiest hour (1) plus 3");
+		}
+	}
 }
 
 /* Every baseline row, in order, as one string (malloc'd). */
@@ -1376,6 +1421,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(test_detectors, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_detect_v4mapped, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_detect_details, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_rate_baseline_gap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
