@@ -125,6 +125,7 @@ keygen_rate(struct rf_keys *keys, size_t n, double *rate)
 	size_t i, j, b;
 	int r;
 
+	memset(req, 0, sizeof(req));
 	for (j = 0; j < BATCH; j++) {
 		req[j].alg = RF_KEY_EC_P256;
 		req[j].label = "bench-keygen";

@@ -60,6 +60,7 @@ test_keygen_token_gone(void **state)
 	char from[1100], to[1100];
 	size_t i, j, nrecs = 0;
 
+	memset(reqs, 0, sizeof(reqs));
 	for (i = 0; i < 8; i++) {
 		reqs[i].alg = RF_KEY_EC_P256;
 		reqs[i].label = "torn-batch";
