@@ -242,10 +242,9 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 			    "a key label of 1 to 64 characters is needed");
 		if (!made_for_ok(reqs[i].made_for))
 			return rf_err_set(RF_ERR_ARG,
-			    "what key %s is made for, '%.*s', is not at most "
-			    "%d letters, digits, '.', '_' or '-'",
-			    reqs[i].label, RF_KEY_MADE_FOR_MAX + 1,
-			    reqs[i].made_for, RF_KEY_MADE_FOR_MAX);
+			    "what key %s is made for is not at most %d "
+			    "letters, digits, '.', '_' or '-'",
+			    reqs[i].label, RF_KEY_MADE_FOR_MAX);
 	}
 	if (n == 0)
 		return 0;
