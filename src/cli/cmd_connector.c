@@ -371,7 +371,8 @@ do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 	 * keyd's ledger first, outside the store's transaction (keyd writes
 	 * the record, and a transaction held while waiting for keyd would
 	 * hold it up): keyd signs for a binding only when both say it
-	 * (docs/keys.md, "What the policy trusts").
+	 * (docs/keys.md, "What the policy trusts"). Every connection is
+	 * checked before any is noted.
 	 */
 	for (i = 0; i < n; i++) {
 		if ((r = split_conn(conns[i], tenant, conn)) != 0)
@@ -381,6 +382,10 @@ do_bind(struct rf_cli *cli, const char *name, int n, char **conns)
 			    "no connection %s/%s: register it with "
 			    "'ringfence connector entra %s/%s ...'",
 			    tenant, conn, tenant, conn));
+	}
+	for (i = 0; i < n; i++) {
+		if ((r = split_conn(conns[i], tenant, conn)) != 0)
+			return cli_fail(r);
 		if ((r = rf_keys_note(
 			 cli->keys, RF_KNOTE_BIND, name, tenant, conn)) != 0)
 			return cli_fail(r);

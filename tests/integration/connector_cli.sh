@@ -196,9 +196,16 @@ rf connector bind sync acme/m365 globex/m365 >out 2>err || rc=$?
 	fail "bind to a connection that does not exist: rc $rc: $(cat err)"
 rf --json connector show sync | grep -q '"bindings": *\[\]' ||
 	fail "a refused bind bound something: $(rf --json connector show sync)"
+# Nor does custody's ledger note the registered one: every connection is
+# checked before any is noted.
+if grep -q "^b sync acme m365$" "$RINGFENCE_HOME-custody/revoked.ledger"; then
+	fail "a refused bind noted acme/m365 in custody's ledger"
+fi
 # bind counts what it bound.
 rf connector bind sync acme/m365 >out
 grep -q "^connector sync bound to 1 more connection$" out || fail "bind: $(cat out)"
+grep -q "^b sync acme m365$" "$RINGFENCE_HOME-custody/revoked.ledger" ||
+	fail "bind did not note acme/m365 in custody's ledger"
 rf connector bind sync acme/m365 >out
 grep -q "^connector sync: already bound to acme/m365; nothing changed$" out ||
 	fail "bind again: $(cat out)"
