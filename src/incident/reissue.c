@@ -36,6 +36,13 @@
  */
 #define CONTAIN_GEN_PART_RSA 4
 
+/* What the pool and keyd call an incident's keys: "incident-ID". */
+static void
+incident_ref(int64_t id, char ref[32])
+{
+	snprintf(ref, 32, "incident-%lld", (long long)id);
+}
+
 /* Inside the issuance transaction: the connection moves with its cert. */
 struct issue_hook {
 	const struct rf_incident_ctx *c;
@@ -261,8 +268,7 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 		goto out;
 	/* The standby pool first: keys made before the incident (pool.h). */
 	for (i = 0; i < n; i++) {
-		snprintf(ref[i], sizeof(ref[i]), "incident-%lld",
-		    (long long)items[idx[i]].incident);
+		incident_ref(items[idx[i]].incident, ref[i]);
 		want[i].alg = kg[i].alg;
 		want[i].tenant = kg[i].tenant;
 		want[i].taken_by = kg[i].label;
@@ -506,8 +512,7 @@ taken_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
 
 	if (k == 0)
 		return 0;
-	snprintf(ref, sizeof(ref), "incident-%lld",
-	    (long long)items[idx[0]].incident);
+	incident_ref(items[idx[0]].incident, ref);
 	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) == 0)
 		r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 1);
 	free(tv.v);
@@ -580,7 +585,7 @@ pool_plan(const struct rf_incident_ctx *c, int64_t id,
 	int r;
 
 	*np = 0;
-	snprintf(ref, sizeof(ref), "incident-%lld", (long long)id);
+	incident_ref(id, ref);
 	if ((r = rf_store_pool_incident_keyed(c->st, id, keyed_add, &have)) !=
 		0 ||
 	    (r = rf_store_key_made_for(c->st, ref, made_add, &made)) != 0)
@@ -661,8 +666,7 @@ made_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
 	*destroyed = 0;
 	if (k == 0)
 		return 0;
-	snprintf(ref, sizeof(ref), "incident-%lld",
-	    (long long)items[idx[0]].incident);
+	incident_ref(items[idx[0]].incident, ref);
 	if ((r = rf_store_key_made_for(c->st, ref, made_add, &tv)) == 0 &&
 	    (r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 0)) ==
 		0)
@@ -695,7 +699,7 @@ rf_incident_unused_keys_destroy(
 	int r;
 
 	*n = 0;
-	snprintf(ref, sizeof(ref), "incident-%lld", (long long)id);
+	incident_ref(id, ref);
 	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) == 0 &&
 	    (r = rf_store_key_made_for(c->st, ref, unused_add, &tv)) == 0)
 		r = taken_destroy_unused(c, &tv, n);
