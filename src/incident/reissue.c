@@ -282,7 +282,7 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 		if (out[i] == NULL) {
 			rest[m] = kg[i];
 			/* On its record with it: a rerun after a kill finds
-			 * it (made_load). */
+			 * it (killed_run_load). */
 			rest[m].made_for = ref[i];
 			at[m++] = i;
 		}
@@ -493,33 +493,6 @@ out:
 }
 
 /*
- * Keys the pool gave items[idx[j]] (j < k, label[j] its "tenant/name") in
- * a run of this incident killed before it recorded them: made[j] gets its
- * own back, with pooled[j] set, once the token is found to hold it and its
- * algorithm is the one the connection keeps. The pool is not asked again
- * for those (a killed run took them, each with its leaf), so that a kill
- * costs the rerun no pool keys; the run lock (rf_incident_run_lock) keeps
- * another run of the incident from taking them meanwhile.
- */
-static int
-taken_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
-    const struct shape *shapes, const size_t *idx, size_t k,
-    const char (*label)[200], struct rf_key **made, int *pooled)
-{
-	struct taken_vec tv = {0};
-	char ref[32];
-	int r;
-
-	if (k == 0)
-		return 0;
-	incident_ref(items[idx[0]].incident, ref);
-	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) == 0)
-		r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 1);
-	free(tv.v);
-	return r;
-}
-
-/*
  * Destroy the keys of tv not marked used, in the token, each with its
  * leaves (the custody destroy the old keys take); *n counts them.
  */
@@ -642,22 +615,26 @@ rf_incident_pool_plan(const struct rf_incident_ctx *c, int64_t id,
 }
 
 /*
- * Keys contain_keys_make generated for this incident (made_for
- * "incident-N", rf_keygen) in a run killed before it recorded them: they
- * are still "generated", in the token, and nobody else's (issue --keygen
- * makes none for an incident). made[j] gets the one made for items[idx[j]]
- * when the token holds it and its algorithm is the connection's, as
- * taken_load does for pool keys; the run lock keeps another run of the
- * incident from making or recording any meanwhile. Those this run cannot
- * use (another algorithm, gone from the token, for a connection this run
- * does not contain) are destroyed, each with its leaf; *destroyed counts
- * them.
+ * Keys a run of this incident killed before it recorded them left for
+ * items[idx[j]] (j < k, label[j] its "tenant/name"): made[j] gets its own
+ * back once the token is found to hold it and its algorithm is the one the
+ * connection keeps, so that a kill costs the rerun no keys; the run lock
+ * (rf_incident_run_lock) keeps another run of the incident from taking,
+ * making or recording any meanwhile.
+ * - Keys the pool gave them (each with its take leaf), pooled[j] set: the
+ *   pool is not asked again for those.
+ * - Keys contain_keys_make generated for the incident (made_for
+ *   "incident-N", rf_keygen), still "generated", in the token, and nobody
+ *   else's (issue --keygen makes none for an incident). Those this run
+ *   cannot use (another algorithm, gone from the token, for a connection
+ *   this run does not contain) are destroyed, each with its leaf;
+ *   *destroyed counts them.
  */
 static int
-made_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
-    const struct shape *shapes, const size_t *idx, size_t k,
-    const char (*label)[200], struct rf_key **made, int *pooled,
-    size_t *destroyed)
+killed_run_load(const struct rf_incident_ctx *c,
+    const struct rf_item_rec *items, const struct shape *shapes,
+    const size_t *idx, size_t k, const char (*label)[200], struct rf_key **made,
+    int *pooled, size_t *destroyed)
 {
 	struct taken_vec tv = {0};
 	char ref[32];
@@ -667,10 +644,16 @@ made_load(const struct rf_incident_ctx *c, const struct rf_item_rec *items,
 	if (k == 0)
 		return 0;
 	incident_ref(items[idx[0]].incident, ref);
+	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) != 0 ||
+	    (r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 1)) !=
+		0)
+		goto out;
+	tv.n = 0;
 	if ((r = rf_store_key_made_for(c->st, ref, made_add, &tv)) == 0 &&
 	    (r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 0)) ==
 		0)
 		r = taken_destroy_unused(c, &tv, destroyed);
+out:
 	free(tv.v);
 	return r;
 }
@@ -767,10 +750,8 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	}
 	/* Keys a killed run took from the pool or generated, then the pool
 	 * and the token for the rest (compacted to the front of rest). */
-	if ((r = taken_load(c, items, shapes, idx, k, (const char(*)[200])label,
-		 made, pooled)) != 0 ||
-	    (r = made_load(c, items, shapes, idx, k, (const char(*)[200])label,
-		 made, pooled, &unusable)) != 0)
+	if ((r = killed_run_load(c, items, shapes, idx, k,
+		 (const char(*)[200])label, made, pooled, &unusable)) != 0)
 		goto out;
 	if (unusable > 0 &&
 	    (r = rf_incident_event(c, items[0].incident, "destroy-unused",
