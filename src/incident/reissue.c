@@ -212,37 +212,6 @@ credential_shapes(const struct rf_incident_ctx *c, const struct item_vec *iv,
 	return r;
 }
 
-/* Connection ids that have their key already, ascending (the store's
- * order). */
-struct keyed {
-	int64_t *v;
-	size_t n, cap;
-};
-
-static int
-keyed_add(void *arg, int64_t conn)
-{
-	struct keyed *k = arg;
-	int64_t *v;
-
-	if (k->n == k->cap) {
-		k->cap = k->cap ? 2 * k->cap : 64;
-		if ((v = realloc(k->v, k->cap * sizeof(*v))) == NULL)
-			return RF_ERR_ALLOC;
-		k->v = v;
-	}
-	k->v[k->n++] = conn;
-	return 0;
-}
-
-static int
-conn_cmp(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return (x > y) - (x < y);
-}
-
 /*
  * THE place where contain gets new connection keys: n key pairs made in
  * the token (the standby pool, when there is one, replaces this call).
@@ -547,50 +516,55 @@ pool_plan(const struct rf_incident_ctx *c, int64_t id,
     const struct item_vec *iv, const struct shape *shapes,
     struct rf_pool_plan plan[4], size_t *np)
 {
-	static const enum rf_key_alg algs[4] = {
-	    RF_KEY_EC_P256, RF_KEY_EC_P384, RF_KEY_RSA_2048, RF_KEY_RSA_3072};
-	struct keyed have = {0};
-	struct taken_vec made = {0};
-	struct taken want, *mk;
+	struct taken_vec left = {0};
+	struct taken want, *tk;
+	struct rf_key_rec kr;
 	char ref[32];
-	int64_t need[4] = {0};
-	size_t i, a;
-	int r;
+	int64_t need[RF_KEY_RSA_3072 + 1] = {0};
+	size_t i;
+	int a, r;
 
 	*np = 0;
+	/* What killed runs left, as killed_run_load finds it. */
 	incident_ref(id, ref);
-	if ((r = rf_store_pool_incident_keyed(c->st, id, keyed_add, &have)) !=
+	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &left)) !=
 		0 ||
-	    (r = rf_store_key_made_for(c->st, ref, made_add, &made)) != 0)
+	    (r = rf_store_key_made_for(c->st, ref, made_add, &left)) != 0)
 		goto out;
-	if (made.n > 1)
-		qsort(made.v, made.n, sizeof(*made.v), taken_cmp);
-	for (i = 0; i < iv->n; i++) {
-		if (have.n > 0 &&
-		    bsearch(&iv->v[i].conn, have.v, have.n, sizeof(*have.v),
-			conn_cmp) != NULL)
-			continue;
-		/* A key a killed run made for it, which the rerun adopts. */
+	if (left.n > 1)
+		qsort(left.v, left.n, sizeof(*left.v), taken_cmp);
+	for (i = 0; i < iv->n && r == 0; i++) {
+		/* Reserved by an earlier run, as reserved_load finds it. */
+		if (iv->v[i].new_key[0] != '\0') {
+			if ((r = rf_store_key_get(
+				 c->st, iv->v[i].new_key, &kr)) == 0 &&
+			    strcmp(kr.state, "reserved") == 0)
+				continue;
+			if (r == RF_ERR_NOT_FOUND) {
+				rf_err_clear();
+				r = 0;
+			}
+			if (r != 0)
+				break;
+		}
 		snprintf(want.by, sizeof(want.by), "%s/%s", iv->v[i].tenant,
 		    iv->v[i].name);
-		if (made.n > 0 &&
-		    (mk = bsearch(&want, made.v, made.n, sizeof(*made.v),
+		if (left.n > 0 &&
+		    (tk = bsearch(&want, left.v, left.n, sizeof(*left.v),
 			 taken_cmp)) != NULL &&
-		    mk->alg == shapes[i].alg)
+		    tk->alg == shapes[i].alg)
 			continue;
-		for (a = 0; a < 4 && algs[a] != shapes[i].alg; a++)
-			;
-		if (a < 4)
-			need[a]++;
+		if (shapes[i].alg > RF_KEY_NONE &&
+		    shapes[i].alg <= RF_KEY_RSA_3072)
+			need[shapes[i].alg]++;
 	}
-	for (a = 0; a < 4 && r == 0; a++)
+	for (a = RF_KEY_EC_P256; a <= RF_KEY_RSA_3072 && r == 0; a++)
 		if (need[a] > 0 &&
-		    (r = rf_pool_plan_for(
-			 c->cfg, c->st, algs[a], need[a], &plan[*np])) == 0)
+		    (r = rf_pool_plan_for(c->cfg, c->st, (enum rf_key_alg)a,
+			 need[a], &plan[*np])) == 0)
 			(*np)++;
 out:
-	free(have.v);
-	free(made.v);
+	free(left.v);
 	return r;
 }
 

@@ -260,43 +260,6 @@ out:
 	return r;
 }
 
-/*
- * A pool row p taken for a ref and still unused: its key active and in no
- * certificate (what a contain killed before it recorded its keys leaves).
- */
-#define POOL_TAKEN_UNUSED                                                      \
-	"p.state = 'taken' AND EXISTS (SELECT 1 FROM keys t WHERE t.id = "     \
-	"p.key_id AND t.state = 'active') AND NOT EXISTS (SELECT 1 FROM "      \
-	"certs c WHERE c.key_id = p.key_id)"
-
-int
-rf_store_pool_incident_keyed(struct rf_store *st, int64_t incident,
-    int (*fn)(void *arg, int64_t conn), void *arg)
-{
-	sqlite3_stmt *s = NULL;
-	int r, rc;
-
-	if ((r = st_stmt(st,
-		 "SELECT i.conn FROM incident_items i WHERE i.incident = ?1 "
-		 "AND i.state = 'affected' AND (EXISTS (SELECT 1 FROM keys r "
-		 "WHERE r.id = i.new_key AND r.state = 'reserved') OR EXISTS "
-		 "(SELECT 1 FROM pool p WHERE p.ref = 'incident-' || ?1 "
-		 "AND p.taken_by = i.tenant || '/' || i.name "
-		 "AND " POOL_TAKEN_UNUSED ")) ORDER BY i.conn",
-		 &s)) != 0 ||
-	    (r = st_bind_int(st, s, 1, incident)) != 0)
-		goto out;
-	while ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		if ((r = fn(arg, sqlite3_column_int64(s, 0))) != 0)
-			goto out;
-	if (rc != SQLITE_DONE)
-		r = st_fail(
-		    st, rc, "reading the keys of connections to contain");
-out:
-	st_stmt_done(st, s);
-	return r;
-}
-
 int
 rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
     int (*fn)(void *arg, const char *id, const char *taken_by, const char *alg),
@@ -308,7 +271,9 @@ rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
 
 	if ((r = st_stmt(st,
 		 "SELECT p.key_id, p.taken_by, p.alg FROM pool p WHERE "
-		 "p.ref = ? AND " POOL_TAKEN_UNUSED,
+		 "p.ref = ? AND p.state = 'taken' AND EXISTS (SELECT 1 FROM "
+		 "keys t WHERE t.id = p.key_id AND t.state = 'active') AND NOT "
+		 "EXISTS (SELECT 1 FROM certs c WHERE c.key_id = p.key_id)",
 		 &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, ref, 63)) != 0)
 		goto out;

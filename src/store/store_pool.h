@@ -75,16 +75,6 @@ int rf_store_pool_conns(
     struct rf_store *st, const char *alg, int64_t *n) RF_WUR;
 
 /*
- * Connections of incident still "affected" that have their new key
- * already: reserved by an earlier run, or taken from the pool for it by a
- * run killed before it recorded the key (rf_store_pool_taken_unused). fn
- * gets each one's conn id, ascending; a non-zero return stops and is
- * returned.
- */
-int rf_store_pool_incident_keyed(struct rf_store *st, int64_t incident,
-    int (*fn)(void *arg, int64_t conn), void *arg) RF_WUR;
-
-/*
  * Pool keys taken for ref (an incident's "incident-N") that nothing uses
  * yet: still active and in no certificate, as a run killed between the
  * take and recording them on its connections leaves them. fn gets each
