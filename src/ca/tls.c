@@ -7,6 +7,7 @@
  * know it.
  */
 #include <arpa/inet.h>
+#include <strings.h>
 #include <string.h>
 
 #include <openssl/objects.h>
@@ -62,6 +63,27 @@ x509_time(const ASN1_TIME *t)
 }
 
 /*
+ * 1 when x is revoked, or has no record as a certificate of its CA (made
+ * before it was one, with no CRL DP or OCSP URL); else 0.
+ */
+static int
+tls_revoked(struct rf_ca *ca, X509 *x)
+{
+	struct rf_cert_rec cr;
+	char serial[41];
+	int revoked;
+
+	if (rf_ca_serial_str(X509_get0_serialNumber(x), serial) != 0 ||
+	    rf_store_cert_get(ca->st, serial, &cr) != 0) {
+		rf_err_clear();
+		return 1;
+	}
+	revoked = cr.revoked;
+	rf_cert_rec_clear(&cr);
+	return revoked;
+}
+
+/*
  * The stored certificate still serves: issued by the active issuing CA,
  * its key in the token and active, a third of its validity left, and
  * every name in its SAN (RFC 6125 matching, as a client does it).
@@ -71,11 +93,8 @@ tls_usable(struct rf_ca *ca, const struct ca_entry *e, const char *const *names,
     size_t n, int64_t now)
 {
 	struct rf_key_rec kr;
-	struct rf_cert_rec cr;
-	char serial[41];
 	int64_t nb, na;
 	size_t i;
-	int revoked;
 
 	if (e == NULL || e->key == NULL ||
 	    strcmp(e->parent, ca->ent[ca->iss].name) != 0)
@@ -86,14 +105,7 @@ tls_usable(struct rf_ca *ca, const struct ca_entry *e, const char *const *names,
 	}
 	/* Revoked, or made before it was a certificate of its CA (with no
 	 * CRL DP or OCSP URL): replaced. */
-	if (rf_ca_serial_str(X509_get0_serialNumber(e->x), serial) != 0 ||
-	    rf_store_cert_get(ca->st, serial, &cr) != 0) {
-		rf_err_clear();
-		return 0;
-	}
-	revoked = cr.revoked;
-	rf_cert_rec_clear(&cr);
-	if (revoked)
+	if (tls_revoked(ca, e->x) != 0)
 		return 0;
 	nb = x509_time(X509_get0_notBefore(e->x));
 	na = x509_time(X509_get0_notAfter(e->x));
@@ -225,6 +237,90 @@ out:
 	return r;
 }
 
+/* The names of a TLS certificate's subjectAltName, as tls_san takes them. */
+#define TLS_RENEW_NAMES 16
+static int
+tls_names_of(X509 *x, char names[][256], size_t *n)
+{
+	GENERAL_NAMES *gens;
+	GENERAL_NAME *g;
+	int i, len;
+
+	*n = 0;
+	if ((gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) ==
+	    NULL)
+		return rf_err_set(
+		    RF_ERR_STATE, "serve's HTTPS certificate names nothing");
+	for (i = 0; i < sk_GENERAL_NAME_num(gens) && *n < TLS_RENEW_NAMES;
+	     i++) {
+		g = sk_GENERAL_NAME_value(gens, i);
+		len = g->type == GEN_DNS || g->type == GEN_IPADD
+		    ? ASN1_STRING_length(g->d.ia5)
+		    : -1;
+		if (g->type == GEN_DNS && len > 0 && len < 256) {
+			memcpy(names[*n], ASN1_STRING_get0_data(g->d.ia5),
+			    (size_t)len);
+			names[(*n)++][len] = '\0';
+		} else if (g->type == GEN_IPADD && (len == 4 || len == 16) &&
+		    inet_ntop(len == 4 ? AF_INET : AF_INET6,
+			ASN1_STRING_get0_data(g->d.ip), names[*n],
+			256) != NULL) {
+			(*n)++;
+		}
+	}
+	GENERAL_NAMES_free(gens);
+	return *n > 0 ? 0
+		      : rf_err_set(RF_ERR_STATE,
+			    "serve's HTTPS certificate names nothing");
+}
+
+/* The same name: DNS names without regard to case, addresses by value. */
+static int
+tls_same_name(const char *a, const char *b)
+{
+	uint8_t x[16], y[16];
+
+	if (inet_pton(AF_INET, a, x) == 1)
+		return inet_pton(AF_INET, b, y) == 1 && memcmp(x, y, 4) == 0;
+	if (inet_pton(AF_INET6, a, x) == 1)
+		return inet_pton(AF_INET6, b, y) == 1 && memcmp(x, y, 16) == 0;
+	return strcasecmp(a, b) == 0;
+}
+
+/*
+ * The names a new certificate is made for: names, then those of the one
+ * it replaces that names lacks. Another serve on this state folder (its
+ * own listen address or tls_names) may use the old one, and takes the new
+ * one within a pass (server.c, tls_refresh): without its names there, its
+ * clients would no longer match it. A revoked certificate's names are not
+ * kept, nor any when there would be more than TLS_RENEW_NAMES. Returns the
+ * count in all (pointing into names and kept).
+ */
+static size_t
+tls_union(struct rf_ca *ca, const struct ca_entry *e, const char *const *names,
+    size_t n, char kept[][256], const char **all)
+{
+	size_t nk = 0, na, i, j;
+
+	for (na = 0; na < n && na < TLS_RENEW_NAMES; na++)
+		all[na] = names[na];
+	if (n > TLS_RENEW_NAMES || e == NULL || e->x == NULL ||
+	    tls_revoked(ca, e->x) || tls_names_of(e->x, kept, &nk) != 0) {
+		rf_err_clear();
+		return na;
+	}
+	for (i = 0; i < nk; i++) {
+		for (j = 0; j < na && !tls_same_name(kept[i], all[j]); j++)
+			;
+		if (j < na)
+			continue;
+		if (na == TLS_RENEW_NAMES)
+			return n; /* too many: names alone */
+		all[na++] = kept[i];
+	}
+	return na;
+}
+
 int
 rf_ca_tls_ensure(struct rf_ca *ca, const char *const *names, size_t n,
     const struct rf_actor *who, int *made)
@@ -233,7 +329,9 @@ rf_ca_tls_ensure(struct rf_ca *ca, const char *const *names, size_t n,
 	struct init_cert c;
 	struct rf_key *key = NULL;
 	const uint8_t *p;
-	char san[1024], old[65] = "";
+	char san[1024], old[65] = "", kept[TLS_RENEW_NAMES][256];
+	const char *all[TLS_RENEW_NAMES];
+	size_t nall;
 	X509 *x = NULL;
 	int r;
 
@@ -242,6 +340,12 @@ rf_ca_tls_ensure(struct rf_ca *ca, const char *const *names, size_t n,
 		return r;
 	if (tls_usable(ca, e, names, n, rf_now()))
 		return 0;
+	/* With the names the replaced one served, when they fit. */
+	if ((nall = tls_union(ca, e, names, n, kept, all)) > n &&
+	    tls_san(all, nall, san, sizeof(san)) != 0) {
+		rf_err_clear();
+		(void)tls_san(names, n, san, sizeof(san));
+	}
 	if (e == NULL && ca->nent >= CA_MAX)
 		return rf_err_set(
 		    RF_ERR_STATE, "more than %d CA certificates", CA_MAX);
@@ -296,43 +400,6 @@ out:
 	X509_free(x);
 	ca_init_cert_clear(&c);
 	return r;
-}
-
-/* The names of a TLS certificate's subjectAltName, as tls_san takes them. */
-#define TLS_RENEW_NAMES 16
-static int
-tls_names_of(X509 *x, char names[][256], size_t *n)
-{
-	GENERAL_NAMES *gens;
-	GENERAL_NAME *g;
-	int i, len;
-
-	*n = 0;
-	if ((gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) ==
-	    NULL)
-		return rf_err_set(
-		    RF_ERR_STATE, "serve's HTTPS certificate names nothing");
-	for (i = 0; i < sk_GENERAL_NAME_num(gens) && *n < TLS_RENEW_NAMES;
-	     i++) {
-		g = sk_GENERAL_NAME_value(gens, i);
-		len = g->type == GEN_DNS || g->type == GEN_IPADD
-		    ? ASN1_STRING_length(g->d.ia5)
-		    : -1;
-		if (g->type == GEN_DNS && len > 0 && len < 256) {
-			memcpy(names[*n], ASN1_STRING_get0_data(g->d.ia5),
-			    (size_t)len);
-			names[(*n)++][len] = '\0';
-		} else if (g->type == GEN_IPADD && (len == 4 || len == 16) &&
-		    inet_ntop(len == 4 ? AF_INET : AF_INET6,
-			ASN1_STRING_get0_data(g->d.ip), names[*n],
-			256) != NULL) {
-			(*n)++;
-		}
-	}
-	GENERAL_NAMES_free(gens);
-	return *n > 0 ? 0
-		      : rf_err_set(RF_ERR_STATE,
-			    "serve's HTTPS certificate names nothing");
 }
 
 int

@@ -158,4 +158,37 @@ grep -q "tls4.pem: revoked" "$h/ocsp5.txt" ||
 grep -q "replaced HTTPS certificate .* revoked (superseded)" "$log" ||
 	fail "serve did not log the revocation: $(tail -3 "$log")"
 stop
+# Two serves on one state folder with other names: the second one's
+# certificate keeps the names of the one it replaces, so that the first
+# serve, which takes it within seconds, still matches its own clients.
+served_as() { # PORT NAME OUT: the certificate, verified for NAME
+	openssl s_client -connect "127.0.0.1:$1" -servername "$2" \
+		-CAfile "$h/root.pem" -verify_hostname "$2" -verify_return_error \
+		</dev/null 2>"$3.err" | openssl x509 -out "$3"
+}
+RINGFENCE_TLS_NAMES=a.example start
+a_server=$server a_tport=$tport
+served_as "$a_tport" a.example "$h/a1.pem" ||
+	fail "the first serve's certificate does not verify for a.example: $(tail -2 "$h/a1.pem.err")"
+log="$h/serve-b.log"
+RINGFENCE_TLS_NAMES=b.example start
+served_as "$tport" b.example "$h/b1.pem" ||
+	fail "the second serve's certificate does not verify for b.example: $(tail -2 "$h/b1.pem.err")"
+b_hex=$(openssl x509 -in "$h/b1.pem" -noout -serial)
+openssl x509 -in "$h/b1.pem" -noout -ext subjectAltName | grep -q "DNS:a.example" ||
+	fail "the second serve's certificate dropped the first's name: $(openssl x509 -in "$h/b1.pem" -noout -ext subjectAltName)"
+ok=0
+for _ in $(seq 100); do
+	if served_as "$a_tport" a.example "$h/a2.pem" &&
+		[ "$(openssl x509 -in "$h/a2.pem" -noout -serial)" = "$b_hex" ]; then
+		ok=1
+		break
+	fi
+	sleep 0.1
+done
+[ "$ok" -eq 1 ] ||
+	fail "the first serve does not present a certificate for a.example after the second started: $(tail -2 "$h/a2.pem.err")"
+stop
+server=$a_server
+stop
 echo "tls_revocable: OK"

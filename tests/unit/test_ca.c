@@ -1321,6 +1321,20 @@ tls_check(struct rf_ca *ca, const char *issuer, const char *ip, const char *dns,
 	snprintf(id, 65, "%s", rf_key_id(k));
 }
 
+/* The number of names in x's subjectAltName. */
+static int
+tls_san_count(X509 *x)
+{
+	GENERAL_NAMES *gens;
+	int n;
+
+	assert_non_null(
+	    gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL));
+	n = sk_GENERAL_NAME_num(gens);
+	GENERAL_NAMES_free(gens);
+	return n;
+}
+
 /*
  * Issue 13 item 8: the HTTPS certificate is a certificate of its issuing
  * CA like any other: CRL DP and OCSP URL, a record in certs; once
@@ -1362,6 +1376,9 @@ tls_revocable(struct fx *f)
 	assert_int_equal(
 	    rf_ca_serial_str(X509_get0_serialNumber(x), serial2), 0);
 	assert_string_not_equal(serial, serial2);
+	/* A revoked certificate's other names are not carried over. */
+	assert_int_equal(tls_san_count(x), 2);
+	assert_int_equal(X509_check_ip_asc(x, "127.0.0.1", 0), 0);
 }
 
 static void
@@ -1369,6 +1386,7 @@ test_tls_cert(void **state)
 {
 	const char *names[] = {"127.0.0.1", "localhost"};
 	const char *moved[] = {"127.0.0.2", "localhost"};
+	const char *more[] = {"files.example.net", "LOCALHOST"};
 	const char *bad[] = {"not a name"};
 	struct rf_ca *ca2 = NULL;
 	struct rf_key_rec kr;
@@ -1388,13 +1406,32 @@ test_tls_cert(void **state)
 	tls_check(ca2, "issuing", "127.0.0.1", "localhost", id2);
 	assert_string_equal(id1, id2);
 	rf_ca_free(ca2);
-	/* Another address: a new key and certificate; the old key is off. */
+	/* Another address: a new key and certificate; the old key is off.
+	 * The old address stays in it: another serve on this state folder
+	 * may listen there, and takes the new certificate. */
 	assert_int_equal(rf_ca_tls_ensure(F.ca, moved, 2, &F.who, &made), 0);
 	assert_int_equal(made, 1);
 	tls_check(F.ca, "issuing", "127.0.0.2", "localhost", id2);
 	assert_string_not_equal(id1, id2);
 	assert_int_equal(rf_store_key_get(F.st, id1, &kr), 0);
 	assert_string_equal(kr.state, "disabled");
+	assert_int_equal(
+	    X509_check_ip_asc(rf_ca_cert(F.ca, "tls"), "127.0.0.1", 0), 1);
+	/* Each serve's names in turn: kept, nothing new made. */
+	assert_int_equal(rf_ca_tls_ensure(F.ca, names, 2, &F.who, &made), 0);
+	assert_int_equal(made, 0);
+	assert_int_equal(rf_ca_tls_ensure(F.ca, moved, 2, &F.who, &made), 0);
+	assert_int_equal(made, 0);
+	/* A third DNS name: all three kept, the case of one ignored. */
+	assert_int_equal(rf_ca_tls_ensure(F.ca, more, 2, &F.who, &made), 0);
+	assert_int_equal(made, 1);
+	tls_check(F.ca, "issuing", "127.0.0.1", "files.example.net", id2);
+	assert_int_equal(
+	    X509_check_ip_asc(rf_ca_cert(F.ca, "tls"), "127.0.0.2", 0), 1);
+	assert_int_equal(
+	    X509_check_host(rf_ca_cert(F.ca, "tls"), "localhost", 0, 0, NULL),
+	    1);
+	assert_int_equal(tls_san_count(rf_ca_cert(F.ca, "tls")), 4);
 	/* A name that is neither an address nor a DNS name. */
 	assert_int_equal(
 	    rf_ca_tls_ensure(F.ca, bad, 1, &F.who, &made), RF_ERR_ARG);
