@@ -107,10 +107,15 @@ print_key(struct list_ctx *c, const struct rf_key_info *ki,
 	if (o == NULL)
 		return rf_err_set(RF_ERR_ALLOC, "out of memory");
 	if (have &&
-	    json_object_set_new(o, "created", json_integer(kr->created)) != 0) {
-		json_decref(o);
-		return rf_err_set(RF_ERR_ALLOC, "out of memory");
-	}
+	    json_object_set_new(o, "created", json_integer(kr->created)) != 0)
+		goto oom;
+	/* A key contain made for an incident's connection. */
+	if (have && kr->made_for[0] != '\0' &&
+	    (json_object_set_new(o, "made_for", json_string(kr->made_for)) !=
+		    0 ||
+		json_object_set_new(
+		    o, "made_for_connection", json_string(kr->label)) != 0))
+		goto oom;
 	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	if (s == NULL)
@@ -118,6 +123,9 @@ print_key(struct list_ctx *c, const struct rf_key_info *ki,
 	printf("%s\n", s);
 	free(s);
 	return 0;
+oom:
+	json_decref(o);
+	return rf_err_set(RF_ERR_ALLOC, "out of memory");
 }
 
 /*

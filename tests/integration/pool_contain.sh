@@ -251,6 +251,16 @@ if RINGFENCE_TEST_KILL_AT=incident-keys-taken "$RINGFENCE" incident contain "$id
 fi
 left=$(q "SELECT count(*) FROM keys WHERE state = 'generated'")
 [ "$left" -ge $NK ] || fail "the killed run left $left generated keys, not $NK or more"
+# keys list --json names what each was made for, and its connection.
+rf keys list --json | python3 -c '
+import json, sys
+inc, left = sys.argv[1], int(sys.argv[2])
+made = [k for k in map(json.loads, sys.stdin) if k["state"] == "generated"]
+assert len(made) == left, (len(made), left)
+for k in made:
+    assert k["made_for"] == "incident-" + inc, k
+    assert k["made_for_connection"].startswith("kill/c"), k
+' "$id" "$left" || fail "keys list --json does not say what the generated keys were made for"
 rf incident contain "$id" >"$RINGFENCE_HOME/err" || fail "the rerun after the keys were made: $(cat "$RINGFENCE_HOME/err")"
 # Its note counts the keys made for it as there: nothing to generate.
 if grep -q "will be generated" "$RINGFENCE_HOME/err"; then
