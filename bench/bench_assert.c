@@ -23,6 +23,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -42,7 +43,9 @@ struct load {
 	int threads;
 	int started; /* workers so far: each one's turn in the period */
 	SSL_CTX *ctx;
-	EVP_PKEY *pkey; /* the connector's key: each request's proof */
+	EVP_PKEY *pkey;	 /* the connector's key: each request's proof */
+	int use_session; /* each proof a MAC of one proof session */
+	struct rf_proof_session session;
 	pthread_mutex_t lock;
 	double *lat;
 	size_t nlat;
@@ -77,7 +80,8 @@ dial(struct load *L)
  * in why (the status line and body, or the failed step).
  */
 static int
-one(BIO *b, const char *req, size_t reqlen, char *why, size_t whylen)
+one_body(BIO *b, const char *req, size_t reqlen, char *why, size_t whylen,
+    char *body, size_t bodylen)
 {
 	char buf[8192], *p;
 	size_t off = 0, clen = 0, hl;
@@ -114,12 +118,80 @@ one(BIO *b, const char *req, size_t reqlen, char *why, size_t whylen)
 		if (off >= hl + clen)
 			break;
 	}
-	if (strncmp(buf, "HTTP/1.1 200", 12) == 0)
+	if (strncmp(buf, "HTTP/1.1 200", 12) == 0) {
+		if (body != NULL)
+			snprintf(body, bodylen, "%.*s", (int)clen, buf + hl);
 		return 0;
+	}
 	p = strchr(buf, '\r');
 	snprintf(why, whylen, "%.*s: %.*s", (int)(p - buf), buf,
 	    (int)(off - hl < 100 ? off - hl : 100), buf + hl);
 	return 1;
+}
+
+static int
+one(BIO *b, const char *req, size_t reqlen, char *why, size_t whylen)
+{
+	return one_body(b, req, reqlen, why, whylen, NULL, 0);
+}
+
+/* j's string member name, or "". */
+static const char *
+jstr(json_t *j, const char *name)
+{
+	const char *v = json_string_value(json_object_get(j, name));
+
+	return v != NULL ? v : "";
+}
+
+/*
+ * RF_BENCH_PROOF=session (the default): one proof session for the
+ * process (POST /v1/connector/session, as a connector that asks often
+ * keeps one), each request's proof a MAC of it.
+ */
+static int
+session_open(struct load *L)
+{
+	char pub[RF_PROOF_B64_32 + 1], proof[RF_PROOF_MAX + 1];
+	char body[RF_PROOF_MAX + 128], req[RF_PROOF_MAX + 512], ans[1024];
+	char why[160];
+	EVP_PKEY *eph = NULL;
+	json_t *j = NULL;
+	json_error_t e;
+	BIO *b;
+	int n, r = -1;
+
+	if ((b = dial(L)) == NULL ||
+	    rf_proof_session_ask(
+		L->pkey, rf_now(), &eph, pub, proof, sizeof(proof)) != 0)
+		goto out;
+	snprintf(body, sizeof(body), "{\"key\":\"%s\",\"proof\":\"%s\"}", pub,
+	    proof);
+	n = snprintf(req, sizeof(req),
+	    "POST /v1/connector/session HTTP/1.1\r\nHost: %s\r\n"
+	    "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s",
+	    L->hostport, strlen(body), body);
+	if (one_body(b, req, (size_t)n, why, sizeof(why), ans, sizeof(ans)) !=
+	    0) {
+		fprintf(
+		    stderr, "bench_assert: opening a proof session: %s\n", why);
+		goto out;
+	}
+	if ((j = json_loads(ans, 0, &e)) == NULL ||
+	    rf_proof_session_take(eph, pub, jstr(j, "session"), jstr(j, "key"),
+		jstr(j, "confirm"),
+		(int64_t)json_integer_value(json_object_get(j, "expires")),
+		&L->session) != 0) {
+		fprintf(stderr, "bench_assert: the proof session: %s\n",
+		    rf_err_msg(RF_ERR_MALFORMED));
+		goto out;
+	}
+	r = 0;
+out:
+	json_decref(j);
+	EVP_PKEY_free(eph);
+	BIO_free_all(b);
+	return r;
 }
 
 static void *
@@ -162,8 +234,11 @@ worker(void *arg)
 		 * its cost is the connector's, and keyd's check is in. */
 		if (L->pkey == NULL)
 			proof[0] = '\0';
-		else if (rf_proof_make(L->pkey, "assert", L->conn, rf_now(),
-			     proof, sizeof(proof)) != 0) {
+		else if (L->use_session
+			? rf_proof_make_session(&L->session, "assert", L->conn,
+			      rf_now(), proof, sizeof(proof)) != 0
+			: rf_proof_make(L->pkey, "assert", L->conn, rf_now(),
+			      proof, sizeof(proof)) != 0) {
 			errs++;
 			break;
 		}
@@ -228,6 +303,7 @@ load(int argc, char **argv)
 	struct load L;
 	pthread_t tid[64];
 	double t0, el, c0;
+	const char *mode;
 	int i;
 
 	if (argc < 9)
@@ -261,15 +337,28 @@ load(int argc, char **argv)
 		if (f != NULL)
 			fclose(f);
 	}
-	/* RF_BENCH_NO_PROOF=1: requests without a proof (connector_proof
-	 * optional), to see what the proofs cost. */
-	if (getenv("RF_BENCH_NO_PROOF") != NULL) {
+	/* RF_BENCH_PROOF: "session" (the default), "signed" (a signature
+	 * per request) or "none" (connector_proof optional), to see what the
+	 * proofs cost. */
+	mode = getenv("RF_BENCH_PROOF") != NULL ? getenv("RF_BENCH_PROOF")
+						: "session";
+	if (strcmp(mode, "none") == 0) {
 		EVP_PKEY_free(L.pkey);
 		L.pkey = NULL;
 	} else if (L.pkey == NULL) {
 		fprintf(
 		    stderr, "bench_assert: %s: no PEM private key\n", L.key);
 		return 1;
+	} else if (strcmp(mode, "session") == 0) {
+		L.use_session = 1;
+		if (session_open(&L) != 0)
+			return 1;
+	} else if (strcmp(mode, "signed") != 0) {
+		fprintf(stderr,
+		    "bench_assert: RF_BENCH_PROOF is session, signed or "
+		    "none, not '%s'\n",
+		    mode);
+		return 2;
 	}
 	t0 = mono();
 	c0 = cpu_self();

@@ -1,7 +1,8 @@
 /*
  * fuzz_connector_api.c: the connector API's request parsers
- * (rf_connector_parse_assert, rf_connector_parse_renew), a connector's
- * proof (rf_proof_parse) and the JWT
+ * (rf_connector_parse_assert, rf_connector_parse_renew,
+ * rf_connector_parse_session), a connector's proof (rf_proof_parse, a
+ * signed one or a session's) and the JWT
  * signing-input check (rf_jwt_check) on arbitrary bytes. Invariants: an
  * accepted assertion request names a connection whose parts are valid
  * names without traversal; the JWT check accepts only the exact text
@@ -23,6 +24,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct rf_assert_ask ask;
 	struct rf_entra_rec reg;
 	char *csr = NULL, jti[40], proof[RF_PROOF_MAX + 1];
+	char key[RF_PROOF_B64_32 + 1];
 	struct rf_proof pf;
 	size_t csrlen;
 
@@ -38,10 +40,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		strlen(proof) > RF_PROOF_MAX))
 		abort();
 	free(csr);
+	if (rf_connector_parse_session(data, size, key, proof) == 0 &&
+	    (strlen(key) != RF_PROOF_B64_32 || proof[0] == '\0' ||
+		strlen(proof) > RF_PROOF_MAX))
+		abort();
 	/* A connector's proof as keyd reads it from serve's request. */
 	if (rf_proof_parse((const char *)data, size, &pf) == 0 &&
 	    (pf.siglen == 0 || pf.siglen > sizeof(pf.sig) ||
-		strlen(pf.nonce) < 16 || strlen(pf.nonce) > 64))
+		strlen(pf.nonce) < 16 || strlen(pf.nonce) > 64 ||
+		(pf.sid[0] != '\0' &&
+		    (pf.siglen != 32 || pf.count == 0 ||
+			strlen(pf.sid) != RF_PROOF_SID_LEN))))
 		abort();
 
 	memset(&reg, 0, sizeof(reg));

@@ -7,7 +7,7 @@ need=(build-essential cmake pkg-config clang libclang-rt-14-dev
       libssl-dev openssl softhsm2 opensc libsqlite3-dev sqlite3
       libhttp-parser-dev libjansson-dev libcmocka-dev gnutls-bin curl
       libcurl4-openssl-dev
-      python3 python3-jwt python3-cryptography bc iproute2)
+      python3 python3-jwt python3-cryptography bc iproute2 jq)
 if [ "${1:-}" = "--bench" ]; then
 	need+=(golang-cfssl nginx wrk hyperfine libevent-dev) # libevent: bench/custody.sh builds the commit before the split
 fi

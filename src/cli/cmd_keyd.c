@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include <jansson.h>
+#include <openssl/crypto.h>
 
 #include "cli/cli.h"
 #include "connector/connector.h"
@@ -302,6 +303,39 @@ proof_ok(struct keyd_assert *ka, struct rf_store *st, struct rf_ledger *ledger,
 	return r;
 }
 
+/* rf_keyd_opts.session: a connector's proof session (proof.c). */
+static int
+keyd_proof_session(void *arg, struct rf_store *st, struct rf_ledger *ledger,
+    const char *serial, const char *pub, const uint8_t *proof, size_t prooflen,
+    char *sid, char *kpub, char *confirm, int64_t *end)
+{
+	struct keyd_assert *ka = arg;
+	struct rf_proof_opened op;
+	char why[320];
+	int r;
+
+	if (ledger == NULL)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused a proof session for certificate %.40s: "
+		    "bad_proof: keyd has no ledger to check it with",
+		    serial);
+	r = rf_proof_session_open(ka->proofs, st, ledger, serial, pub, proof,
+	    prooflen, rf_now(), &op, why, sizeof(why));
+	if (r == 1)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused a proof session for certificate %.40s: "
+		    "bad_proof: %s",
+		    serial, why);
+	if (r != 0)
+		return r;
+	memcpy(sid, op.sid, sizeof(op.sid));
+	memcpy(kpub, op.pub, sizeof(op.pub));
+	memcpy(confirm, op.confirm, sizeof(op.confirm));
+	*end = op.expires;
+	OPENSSL_cleanse(&op, sizeof(op));
+	return 0;
+}
+
 /*
  * What the store said, checked against keyd's ledger, which only an
  * administrator changes (through keyd): the binding, the connector and
@@ -506,6 +540,7 @@ cmd_keyd(struct rf_cli *cli, int argc, char **argv)
 	}
 	o.assertion = keyd_assertion;
 	o.cert = keyd_connector_cert;
+	o.session = keyd_proof_session;
 	o.assertion_arg = &ka;
 	o.background = keyd_background;
 	o.background_arg = bg;

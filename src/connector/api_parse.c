@@ -221,3 +221,43 @@ out:
 	json_decref(j);
 	return r;
 }
+
+int
+rf_connector_parse_session(const uint8_t *body, size_t len,
+    char key[RF_PROOF_B64_32 + 1], char proof[RF_PROOF_MAX + 1])
+{
+	static const char *const names[] = {
+	    "\"key\" and \"proof\"", "key", "proof", NULL};
+	const char *k;
+	json_t *j = NULL;
+	int r;
+
+	key[0] = '\0';
+	if ((r = load(body, len, &j)) != 0 || (r = known_only(j, names)) != 0 ||
+	    (r = proof_member(j, proof)) != 0)
+		goto out;
+	if (proof[0] == '\0') {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "missing \"proof\": sign one for purpose \"session\" "
+		    "and the key (docs/connectors.md)");
+		goto out;
+	}
+	k = json_string_value(json_object_get(j, "key"));
+	if (k == NULL || strlen(k) != RF_PROOF_B64_32 ||
+	    strspn(k,
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+		"0123456789-_") != RF_PROOF_B64_32) {
+		r = rf_err_set(RF_ERR_MALFORMED,
+		    "\"key\" must be the session's X25519 public key: %d "
+		    "characters of base64url",
+		    RF_PROOF_B64_32);
+		goto out;
+	}
+	memcpy(key, k, RF_PROOF_B64_32 + 1);
+	r = 0;
+out:
+	if (r != 0)
+		key[0] = '\0';
+	json_decref(j);
+	return r;
+}

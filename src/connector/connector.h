@@ -116,13 +116,20 @@ int rf_jwt_scheme(const char *alg, enum rf_sig_scheme *scheme) RF_WUR;
  * (docs/connectors.md). purpose "assert" names the connection
  * ("TENANT/NAME"), "renew" the new key (hex SHA-256 of its SPKI DER).
  */
-#define RF_PROOF_MAX 1200 /* an RSA-4096 key's proof fits */
-#define RF_PROOF_SKEW 120 /* seconds its time may be off keyd's clock */
+#define RF_PROOF_MAX 1200	  /* an RSA-4096 key's proof fits */
+#define RF_PROOF_SKEW 120	  /* seconds its time may be off keyd's clock */
+#define RF_PROOF_SID_LEN 22	  /* a session's id: base64url of 16 bytes */
+#define RF_PROOF_B64_32 43	  /* base64url of 32 bytes: X25519 keys, MACs */
+#define RF_PROOF_SESSION_TTL 3600 /* s a proof session lasts, at most */
 struct rf_proof {
 	int64_t time;
 	char nonce[65];
 	uint8_t sig[1024];
 	size_t siglen;
+	/* A session's proof (TIME "." COUNT "." MAC "." SID): its id, and
+	 * its count (NONCE, 16 decimal digits); sid "" for a signed one. */
+	char sid[RF_PROOF_SID_LEN + 1];
+	uint64_t count;
 };
 /* Untrusted bytes (fuzzed): RF_ERR_MALFORMED with what to fix. */
 int rf_proof_parse(const char *s, size_t len, struct rf_proof *out) RF_WUR;
@@ -132,6 +139,38 @@ int rf_proof_message(const char *purpose, const char *subject, int64_t t,
 /* A new proof with key, made at now, into out (RF_PROOF_MAX + 1 bytes). */
 int rf_proof_make(EVP_PKEY *key, const char *purpose, const char *subject,
     int64_t now, char *out, size_t outlen) RF_WUR;
+
+/*
+ * Proof sessions: what a connector that asks often uses instead of a
+ * signature per request. It signs one proof (purpose "session", subject
+ * the base64url of an X25519 key it made for the session); keyd answers
+ * with a key of its own, a session id and a confirmation. Each side
+ * derives the session's MAC key from the X25519 exchange: serve, which
+ * relays both public keys, cannot. Each proof of the session is then an
+ * HMAC-SHA256 of rf_proof_message's bytes (NONCE: the session's count, 16
+ * decimal digits, each count once) for purpose "assert" only; keyd keeps
+ * sessions in memory (RF_PROOF_SESSION_TTL at most, gone when it stops).
+ */
+struct rf_proof_session {
+	char sid[RF_PROOF_SID_LEN + 1];
+	uint8_t key[32];
+	int64_t expires;
+	uint64_t count; /* the last count used (rf_proof_make_session) */
+};
+/* The connector's ask: a new X25519 key (*eph, its public key in pub)
+ * and the signed proof for it, made with key at now. */
+int rf_proof_session_ask(EVP_PKEY *key, int64_t now, EVP_PKEY **eph,
+    char pub[RF_PROOF_B64_32 + 1], char *proof, size_t prooflen) RF_WUR;
+/* keyd's answer (untrusted: from serve) to the ask of eph and pub: the
+ * session s, once kpub is an X25519 key and confirm holds. */
+int rf_proof_session_take(EVP_PKEY *eph, const char *pub, const char *sid,
+    const char *kpub, const char *confirm, int64_t expires,
+    struct rf_proof_session *s) RF_WUR;
+/* A proof of s for purpose and subject at now (thread-safe: the count is
+ * taken atomically), into out (RF_PROOF_MAX + 1 bytes). */
+int rf_proof_make_session(struct rf_proof_session *s, const char *purpose,
+    const char *subject, int64_t now, char *out, size_t outlen) RF_WUR;
+
 /*
  * keyd's check (thread-safe): proof, len bytes, for purpose and subject,
  * made within RF_PROOF_SKEW of now with the key of connector certificate
@@ -157,6 +196,28 @@ int rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
     struct rf_ledger *ledger, const char *cert_serial, const char *tenant,
     const char *purpose, const char *subject, const uint8_t *proof, size_t len,
     int64_t now, char *why, size_t whylen) RF_WUR;
+/*
+ * keyd opens a proof session for connector certificate cert_serial: proof
+ * is its signed proof (rf_proof_check, purpose "session", subject pub, the
+ * connector's X25519 key). A session's proofs are then checked by
+ * rf_proof_check too: the session's certificate is cert_serial's, and it
+ * must still pass every check a signed proof does. At most
+ * RF_PROOF_SESSIONS sessions, RF_PROOF_SESSIONS_CERT per certificate: a
+ * new one ends the one closest to its end. 0: opened (out); 1: refused,
+ * why says why; an error otherwise.
+ */
+#define RF_PROOF_SESSIONS 4096
+#define RF_PROOF_SESSIONS_CERT 16
+struct rf_proof_opened {
+	char sid[RF_PROOF_SID_LEN + 1];
+	char pub[RF_PROOF_B64_32 + 1];	   /* keyd's X25519 key */
+	char confirm[RF_PROOF_B64_32 + 1]; /* an HMAC with the session key */
+	int64_t expires;
+};
+int rf_proof_session_open(struct rf_proof_guard *g, struct rf_store *st,
+    struct rf_ledger *ledger, const char *cert_serial, const char *pub,
+    const uint8_t *proof, size_t len, int64_t now, struct rf_proof_opened *out,
+    char *why, size_t whylen) RF_WUR;
 
 /* ---- The API's request (api_parse.c) ---- */
 
@@ -180,6 +241,10 @@ int rf_connector_parse_assert(
 /* POST /v1/connector/renew: {"csr": PEM}; *csr malloc'd. */
 int rf_connector_parse_renew(const uint8_t *body, size_t len, char **csr,
     size_t *csrlen, char proof[RF_PROOF_MAX + 1]) RF_WUR;
+/* POST /v1/connector/session: {"key": X25519 key, "proof": signed proof}
+ * (untrusted, fuzzed). */
+int rf_connector_parse_session(const uint8_t *body, size_t len,
+    char key[RF_PROOF_B64_32 + 1], char proof[RF_PROOF_MAX + 1]) RF_WUR;
 
 /* ---- Limits (limits.c): token buckets in memory ---- */
 
@@ -438,6 +503,10 @@ void rf_connector_svc_assert_finish(struct rf_connector_svc *svc,
 void rf_connector_assert_pending_free(struct rf_assert_pending *p);
 /* POST /v1/connector/renew: a new certificate for the caller's CSR. */
 void rf_connector_svc_renew(struct rf_connector_svc *svc,
+    const char *cert_serial, const char *source, const uint8_t *body,
+    size_t len, struct rf_api_answer *a);
+/* POST /v1/connector/session: a proof session (proof.c) opened by keyd. */
+void rf_connector_svc_session(struct rf_connector_svc *svc,
     const char *cert_serial, const char *source, const uint8_t *body,
     size_t len, struct rf_api_answer *a);
 

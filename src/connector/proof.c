@@ -18,7 +18,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -35,14 +38,60 @@
 #define SIG_MAX 1024 /* an RSA-8192 signature */
 #define CERTS 256    /* connector certificates kept verified */
 #define SEEN_MIN 1024
+#define WINDOW 1024 /* counts of a session accepted out of order */
 
 static const char b64url[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
+/* 1 if the n bytes at s are base64url characters, and n > 0. */
+static int
+b64url_only(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] == '\0' || strchr(b64url, s[i]) == NULL)
+			return 0;
+	return n > 0;
+}
+
+/* The rest of a session's proof: its NONCE (out->nonce) is the count,
+ * then MAC (mac to dot) and SID (after dot, to end). */
+static int
+parse_session(
+    struct rf_proof *out, const char *mac, const char *dot, const char *end)
+{
+	size_t i, ml = (size_t)(dot - mac), il = (size_t)(end - dot - 1);
+
+	if (strlen(out->nonce) != 16 || strspn(out->nonce, "0123456789") != 16)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "\"proof\": a session's COUNT must be 16 decimal digits");
+	for (i = 0; i < 16; i++)
+		out->count = out->count * 10 + (uint64_t)(out->nonce[i] - '0');
+	if (out->count == 0)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "\"proof\": a session's COUNT starts at 1");
+	if (ml != RF_PROOF_B64_32 || !b64url_only(mac, ml) ||
+	    rf_b64url_decode(
+		(const uint8_t *)mac, ml, out->sig, &out->siglen) != 0)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "\"proof\": a session's MAC must be %d characters of "
+		    "base64url",
+		    RF_PROOF_B64_32);
+	if (il != RF_PROOF_SID_LEN || !b64url_only(dot + 1, il))
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "\"proof\": a session's SID must be %d characters of "
+		    "base64url",
+		    RF_PROOF_SID_LEN);
+	memcpy(out->sid, dot + 1, il);
+	out->sid[il] = '\0';
+	return 0;
+}
+
 int
 rf_proof_parse(const char *s, size_t len, struct rf_proof *out)
 {
-	const char *dot1, *dot2, *end = s + len;
+	const char *dot1, *dot2, *dot3, *end = s + len;
 	size_t i, nl, sl;
 
 	memset(out, 0, sizeof(*out));
@@ -73,11 +122,11 @@ rf_proof_parse(const char *s, size_t len, struct rf_proof *out)
 		    NONCE_MIN, NONCE_MAX);
 	memcpy(out->nonce, dot1 + 1, nl);
 	out->nonce[nl] = '\0';
+	/* A session's proof: TIME.COUNT.MAC.SID. */
+	if ((dot3 = memchr(dot2 + 1, '.', (size_t)(end - dot2 - 1))) != NULL)
+		return parse_session(out, dot2 + 1, dot3, end);
 	sl = (size_t)(end - dot2 - 1);
-	for (i = 0; i < sl; i++)
-		if (dot2[1 + i] == '\0' || strchr(b64url, dot2[1 + i]) == NULL)
-			break;
-	if (sl == 0 || i < sl || sl > sizeof(out->sig) * 4 / 3 ||
+	if (!b64url_only(dot2 + 1, sl) || sl > sizeof(out->sig) * 4 / 3 ||
 	    rf_b64url_decode(
 		(const uint8_t *)dot2 + 1, sl, out->sig, &out->siglen) != 0)
 		return rf_err_set(RF_ERR_MALFORMED,
@@ -141,6 +190,162 @@ rf_proof_make(EVP_PKEY *key, const char *purpose, const char *subject,
 	return 0;
 }
 
+/* ---- Proof sessions: what both sides compute ---- */
+
+/* 1 if s is n characters of base64url decoding to exactly 32 bytes. */
+static int
+b64url_32(const char *s, uint8_t out[32])
+{
+	uint8_t buf[RF_PROOF_B64_32];
+	size_t n = 0;
+
+	if (strlen(s) != RF_PROOF_B64_32 || !b64url_only(s, RF_PROOF_B64_32) ||
+	    rf_b64url_decode((const uint8_t *)s, RF_PROOF_B64_32, buf, &n) !=
+		0 ||
+	    n != 32)
+		return 0;
+	memcpy(out, buf, 32);
+	return 1;
+}
+
+/* X25519 of mine with the peer's raw public key: 0, or -1 (a key that
+ * gives no secret, e.g. of small order). */
+static int
+x25519(EVP_PKEY *mine, const uint8_t peer[32], uint8_t shared[32])
+{
+	EVP_PKEY *p;
+	EVP_PKEY_CTX *ctx = NULL;
+	size_t n = 32;
+	int ok;
+
+	if ((p = EVP_PKEY_new_raw_public_key(
+		 EVP_PKEY_X25519, NULL, peer, 32)) == NULL)
+		return -1;
+	ok = (ctx = EVP_PKEY_CTX_new(mine, NULL)) != NULL &&
+	    EVP_PKEY_derive_init(ctx) == 1 &&
+	    EVP_PKEY_derive_set_peer(ctx, p) == 1 &&
+	    EVP_PKEY_derive(ctx, shared, &n) == 1 && n == 32;
+	EVP_PKEY_CTX_free(ctx);
+	EVP_PKEY_free(p);
+	ERR_clear_error();
+	return ok ? 0 : -1;
+}
+
+/* base64url of k's raw X25519 public key. */
+static int
+x25519_pub(EVP_PKEY *k, char out[RF_PROOF_B64_32 + 1])
+{
+	uint8_t raw[32];
+	size_t n = sizeof(raw);
+
+	if (EVP_PKEY_get_raw_public_key(k, raw, &n) != 1 || n != 32)
+		return rf_err_set(RF_ERR_INTERNAL, "X25519: no public key");
+	rf_b64url(raw, 32, out);
+	return 0;
+}
+
+static void
+hmac32(const uint8_t key[32], const char *msg, size_t len, uint8_t out[32])
+{
+	unsigned int n = 32;
+
+	(void)HMAC(EVP_sha256(), key, 32, (const uint8_t *)msg, len, out, &n);
+}
+
+/* The session's MAC key, from the exchange and what names the session;
+ * and the confirmation keyd sends with it. */
+static void
+session_key(const uint8_t shared[32], const char *cpub, const char *kpub,
+    const char *sid, uint8_t key[32], char confirm[RF_PROOF_B64_32 + 1])
+{
+	char msg[160];
+	uint8_t c[32];
+	int n;
+
+	n = snprintf(msg, sizeof(msg), "ringfence-session-v1\n%s\n%s\n%s\n",
+	    cpub, kpub, sid);
+	hmac32(shared, msg, (size_t)n, key);
+	n = snprintf(
+	    msg, sizeof(msg), "ringfence-session-confirm-v1\n%s\n", sid);
+	hmac32(key, msg, (size_t)n, c);
+	rf_b64url(c, 32, confirm);
+	OPENSSL_cleanse(msg, sizeof(msg));
+}
+
+int
+rf_proof_session_ask(EVP_PKEY *key, int64_t now, EVP_PKEY **eph,
+    char pub[RF_PROOF_B64_32 + 1], char *proof, size_t prooflen)
+{
+	int r;
+
+	if ((*eph = EVP_PKEY_Q_keygen(NULL, NULL, "X25519")) == NULL)
+		return rf_err_set(RF_ERR_INTERNAL, "X25519: no key");
+	if ((r = x25519_pub(*eph, pub)) != 0 ||
+	    (r = rf_proof_make(key, "session", pub, now, proof, prooflen)) !=
+		0) {
+		EVP_PKEY_free(*eph);
+		*eph = NULL;
+	}
+	return r;
+}
+
+int
+rf_proof_session_take(EVP_PKEY *eph, const char *pub, const char *sid,
+    const char *kpub, const char *confirm, int64_t expires,
+    struct rf_proof_session *s)
+{
+	uint8_t kraw[32], shared[32];
+	char want[RF_PROOF_B64_32 + 1];
+	int ok;
+
+	memset(s, 0, sizeof(*s));
+	if (strlen(sid) != RF_PROOF_SID_LEN || !b64url_only(sid, strlen(sid)))
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "the session's id is not %d characters of base64url",
+		    RF_PROOF_SID_LEN);
+	if (!b64url_32(kpub, kraw) || x25519(eph, kraw, shared) != 0)
+		return rf_err_set(RF_ERR_MALFORMED,
+		    "the session's key is not a usable X25519 key");
+	session_key(shared, pub, kpub, sid, s->key, want);
+	OPENSSL_cleanse(shared, sizeof(shared));
+	ok = strlen(confirm) == RF_PROOF_B64_32 &&
+	    CRYPTO_memcmp(confirm, want, RF_PROOF_B64_32) == 0;
+	if (!ok) {
+		OPENSSL_cleanse(s->key, sizeof(s->key));
+		return rf_err_set(RF_ERR_REFUSED,
+		    "the session's confirmation does not hold: the answer is "
+		    "not keyd's (is serve relaying it unchanged?)");
+	}
+	memcpy(s->sid, sid, RF_PROOF_SID_LEN + 1);
+	s->expires = expires;
+	return 0;
+}
+
+int
+rf_proof_make_session(struct rf_proof_session *s, const char *purpose,
+    const char *subject, int64_t now, char *out, size_t outlen)
+{
+	uint64_t count = __atomic_add_fetch(&s->count, 1, __ATOMIC_RELAXED);
+	char nonce[17], msg[512], mac[RF_PROOF_B64_32 + 1];
+	uint8_t m[32];
+	int ml, n;
+
+	if (count > 9999999999999999ULL)
+		return rf_err_set(
+		    RF_ERR_STATE, "the proof session's count is spent");
+	snprintf(nonce, sizeof(nonce), "%016llu", (unsigned long long)count);
+	if ((ml = rf_proof_message(
+		 purpose, subject, now, nonce, msg, sizeof(msg))) < 0)
+		return ml;
+	hmac32(s->key, msg, (size_t)ml, m);
+	rf_b64url(m, 32, mac);
+	n = snprintf(
+	    out, outlen, "%lld.%s.%s.%s", (long long)now, nonce, mac, s->sid);
+	if (n < 0 || (size_t)n >= outlen)
+		return rf_err_set(RF_ERR_ARG, "proof too long");
+	return 0;
+}
+
 /* ---- keyd's side ---- */
 
 /* A connector certificate found good once: its key, CN and validity. */
@@ -160,10 +365,22 @@ struct seen {
 	size_t cap, n;
 };
 
+/* A proof session keyd opened: id[0..1] its slot, the rest random; an
+ * id of zeros is a free slot. */
+struct session {
+	uint8_t id[16];
+	uint8_t key[32];
+	char serial[41];
+	int64_t expires;
+	uint64_t top;		   /* the highest count accepted */
+	uint64_t win[WINDOW / 64]; /* bit d: count top - d accepted */
+};
+
 struct rf_proof_guard {
 	pthread_mutex_t lock;
 	struct cert_ent certs[CERTS];
-	struct seen gen[2]; /* [0] current */
+	struct session *sess; /* RF_PROOF_SESSIONS, once one is opened */
+	struct seen gen[2];   /* [0] current */
 	int64_t gen_start;
 	/* rf_proof_guard_keep: each generation's file (proofs.0 the
 	 * current one's, appended to), or fd -1. */
@@ -198,6 +415,10 @@ rf_proof_guard_free(struct rf_proof_guard *g)
 		EVP_PKEY_free(g->certs[i].pub);
 	free(g->gen[0].h);
 	free(g->gen[1].h);
+	if (g->sess != NULL) {
+		OPENSSL_cleanse(g->sess, RF_PROOF_SESSIONS * sizeof(*g->sess));
+		free(g->sess);
+	}
 	if (g->fd >= 0)
 		close(g->fd);
 	pthread_mutex_destroy(&g->lock);
@@ -533,6 +754,258 @@ cert_key(struct rf_proof_guard *g, struct rf_store *st,
 	return 0;
 }
 
+/* ---- keyd's proof sessions ---- */
+
+/* Bit d of w becomes bit d + by (counts age as the top moves up). */
+static void
+window_shift(uint64_t w[WINDOW / 64], uint64_t by)
+{
+	size_t i, words = WINDOW / 64, wb = (size_t)(by / 64);
+	unsigned bb = (unsigned)(by % 64);
+	uint64_t v;
+
+	if (by >= WINDOW) {
+		memset(w, 0, words * sizeof(*w));
+		return;
+	}
+	for (i = words; i-- > 0;) {
+		v = 0;
+		if (i >= wb) {
+			v = w[i - wb] << bb;
+			if (bb != 0 && i >= wb + 1)
+				v |= w[i - wb - 1] >> (64 - bb);
+		}
+		w[i] = v;
+	}
+}
+
+/* Take count c of session s: 0, or 1 if it was taken before or is older
+ * than the window. */
+static int
+window_take(struct session *s, uint64_t c)
+{
+	uint64_t d;
+
+	if (c > s->top) {
+		window_shift(s->win, c - s->top);
+		s->top = c;
+		s->win[0] |= 1;
+		return 0;
+	}
+	d = s->top - c;
+	if (d >= WINDOW || ((s->win[d / 64] >> (d % 64)) & 1) != 0)
+		return 1;
+	s->win[d / 64] |= (uint64_t)1 << (d % 64);
+	return 0;
+}
+
+/* The open session sid names, under g's lock; NULL if none. */
+static struct session *
+session_find(struct rf_proof_guard *g, const char *sid, int64_t now)
+{
+	uint8_t id[RF_PROOF_SID_LEN];
+	struct session *s;
+	size_t n = 0, slot;
+
+	if (g->sess == NULL ||
+	    rf_b64url_decode((const uint8_t *)sid, strlen(sid), id, &n) != 0 ||
+	    n != 16)
+		return NULL;
+	slot = (size_t)id[0] << 8 | id[1];
+	if (slot >= RF_PROOF_SESSIONS)
+		return NULL;
+	s = &g->sess[slot];
+	if (CRYPTO_memcmp(s->id, id, 16) != 0 || s->expires <= now)
+		return NULL;
+	return s;
+}
+
+/*
+ * The slot a new session of serial takes, under g's lock: the earliest
+ * ending of serial's own when it has RF_PROOF_SESSIONS_CERT; else a free
+ * or ended one; else the one closest to its end.
+ */
+static size_t
+session_slot(struct rf_proof_guard *g, const char *serial, int64_t now)
+{
+	size_t i, mine = 0, own = SIZE_MAX, any = SIZE_MAX, unused = SIZE_MAX;
+	struct session *s;
+
+	for (i = 0; i < RF_PROOF_SESSIONS; i++) {
+		s = &g->sess[i];
+		if (s->expires <= now) {
+			if (unused == SIZE_MAX)
+				unused = i;
+			continue;
+		}
+		if (strcmp(s->serial, serial) == 0) {
+			mine++;
+			if (own == SIZE_MAX ||
+			    s->expires < g->sess[own].expires)
+				own = i;
+		}
+		if (any == SIZE_MAX || s->expires < g->sess[any].expires)
+			any = i;
+	}
+	if (mine >= RF_PROOF_SESSIONS_CERT)
+		return own;
+	return unused != SIZE_MAX ? unused : any;
+}
+
+int
+rf_proof_session_open(struct rf_proof_guard *g, struct rf_store *st,
+    struct rf_ledger *ledger, const char *cert_serial, const char *pub,
+    const uint8_t *proof, size_t len, int64_t now, struct rf_proof_opened *out,
+    char *why, size_t whylen)
+{
+	uint8_t cpub[32], shared[32], id[16];
+	struct session *s;
+	EVP_PKEY *mine = NULL;
+	size_t slot;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	memset(shared, 0, sizeof(shared));
+	if (!b64url_32(pub, cpub)) {
+		snprintf(why, whylen,
+		    "\"key\" must be an X25519 public key: %d characters of "
+		    "base64url",
+		    RF_PROOF_B64_32);
+		return 1;
+	}
+	/* The connector's signed proof for this key (each proof once). */
+	if ((r = rf_proof_check(g, st, ledger, cert_serial, NULL, "session",
+		 pub, proof, len, now, why, whylen)) != 0)
+		return r;
+	if ((mine = EVP_PKEY_Q_keygen(NULL, NULL, "X25519")) == NULL)
+		return rf_err_set(RF_ERR_INTERNAL, "X25519: no key");
+	if ((r = x25519_pub(mine, out->pub)) != 0)
+		goto out;
+	if (x25519(mine, cpub, shared) != 0) {
+		snprintf(
+		    why, whylen, "\"key\" is not a usable X25519 public key");
+		r = 1;
+		goto out;
+	}
+	if (RAND_bytes(id + 2, sizeof(id) - 2) != 1) {
+		r = rf_err_set(RF_ERR_INTERNAL, "no random bytes");
+		goto out;
+	}
+	pthread_mutex_lock(&g->lock);
+	if (g->sess == NULL &&
+	    (g->sess = calloc(RF_PROOF_SESSIONS, sizeof(*g->sess))) == NULL) {
+		pthread_mutex_unlock(&g->lock);
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	slot = session_slot(g, cert_serial, now);
+	s = &g->sess[slot];
+	memset(s, 0, sizeof(*s));
+	id[0] = (uint8_t)(slot >> 8);
+	id[1] = (uint8_t)slot;
+	memcpy(s->id, id, sizeof(id));
+	rf_b64url(id, sizeof(id), out->sid);
+	session_key(shared, pub, out->pub, out->sid, s->key, out->confirm);
+	snprintf(s->serial, sizeof(s->serial), "%s", cert_serial);
+	s->expires = out->expires = now + RF_PROOF_SESSION_TTL;
+	pthread_mutex_unlock(&g->lock);
+	r = 0;
+out:
+	OPENSSL_cleanse(shared, sizeof(shared));
+	EVP_PKEY_free(mine);
+	return r;
+}
+
+/*
+ * A session's proof: for an assertion only; in the window of a signed
+ * one; a session keyd opened for this certificate, which still passes
+ * every check (cert_key: valid, not revoked, its issuer in service; its
+ * CN tenant); the MAC over the same bytes a signature covers; each count
+ * once.
+ */
+static int
+session_check(struct rf_proof_guard *g, struct rf_store *st,
+    struct rf_ledger *ledger, const char *cert_serial, const char *tenant,
+    const char *purpose, const char *subject, const struct rf_proof *pf,
+    int64_t now, char *why, size_t whylen)
+{
+	struct session *s;
+	EVP_PKEY *pub = NULL;
+	uint8_t key[32], mac[32], id[16];
+	char msg[512], cn[128];
+	int ml, r;
+
+	if (strcmp(purpose, "assert") != 0) {
+		snprintf(why, whylen,
+		    "a session's proof is for assertions only: sign a %s's "
+		    "proof with the connector's key",
+		    purpose);
+		return 1;
+	}
+	if (pf->time < now - RF_PROOF_SKEW || pf->time > now + RF_PROOF_SKEW) {
+		snprintf(why, whylen,
+		    "the proof's time is %lld s from keyd's clock (at most "
+		    "%d): make a new one",
+		    (long long)(pf->time - now), RF_PROOF_SKEW);
+		return 1;
+	}
+	if ((ml = rf_proof_message(
+		 purpose, subject, pf->time, pf->nonce, msg, sizeof(msg))) < 0)
+		return ml;
+	pthread_mutex_lock(&g->lock);
+	if ((s = session_find(g, pf->sid, now)) == NULL ||
+	    strcmp(s->serial, cert_serial) != 0) {
+		pthread_mutex_unlock(&g->lock);
+		snprintf(why, whylen,
+		    "proof session %s is not open for certificate %.40s (it "
+		    "ended, or keyd restarted): open a new one",
+		    pf->sid, cert_serial);
+		return 1;
+	}
+	memcpy(key, s->key, sizeof(key));
+	memcpy(id, s->id, sizeof(id));
+	pthread_mutex_unlock(&g->lock);
+	r = cert_key(g, st, ledger, cert_serial, now, &pub, cn, why, whylen);
+	EVP_PKEY_free(pub);
+	if (r == 0 && tenant != NULL && strcmp(cn, tenant) != 0) {
+		snprintf(why, whylen,
+		    "certificate %.40s is %.64s's, not %.64s's", cert_serial,
+		    cn, tenant);
+		r = 1;
+	}
+	if (r == 0) {
+		hmac32(key, msg, (size_t)ml, mac);
+		if (pf->siglen != 32 || CRYPTO_memcmp(mac, pf->sig, 32) != 0) {
+			snprintf(why, whylen,
+			    "the proof does not verify with session %s's key "
+			    "for %s %.130s",
+			    pf->sid, purpose, subject);
+			r = 1;
+		}
+	}
+	OPENSSL_cleanse(key, sizeof(key));
+	if (r != 0)
+		return r;
+	pthread_mutex_lock(&g->lock);
+	s = session_find(g, pf->sid, now);
+	if (s == NULL || CRYPTO_memcmp(s->id, id, 16) != 0)
+		r = 2; /* ended meanwhile */
+	else if (window_take(s, pf->count) != 0)
+		r = 1;
+	pthread_mutex_unlock(&g->lock);
+	if (r == 2)
+		snprintf(why, whylen,
+		    "proof session %s ended while its proof was checked: "
+		    "open a new one",
+		    pf->sid);
+	else if (r == 1)
+		snprintf(why, whylen,
+		    "this proof was used before, or its count is over %d "
+		    "behind the session's newest: each is accepted once",
+		    WINDOW);
+	return r != 0 ? 1 : 0;
+}
+
 int
 rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
     struct rf_ledger *ledger, const char *cert_serial, const char *tenant,
@@ -555,6 +1028,9 @@ rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
 		rf_err_clear();
 		return 1;
 	}
+	if (pf.sid[0] != '\0')
+		return session_check(g, st, ledger, cert_serial, tenant,
+		    purpose, subject, &pf, now, why, whylen);
 	if (pf.time < now - RF_PROOF_SKEW || pf.time > now + RF_PROOF_SKEW) {
 		snprintf(why, whylen,
 		    "the proof's time is %lld s from keyd's clock (at most "

@@ -1,6 +1,7 @@
 /*
  * api.c: the connector API on serve's TLS listener (docs/connectors.md):
- * POST /v1/assertions and POST /v1/connector/renew. The listener asks for
+ * POST /v1/assertions, POST /v1/connector/renew and POST
+ * /v1/connector/session. The listener asks for
  * a client certificate (always; it requires none) and verifies it against
  * ringfence's CA (root and issuing CAs, also those rotated in while
  * serving); the API answers only requests whose connection presented one
@@ -211,7 +212,8 @@ rf_http_api_is_route(const char *target)
 	size_t plen = strcspn(target, "?#");
 
 	return path_eq(target, plen, "/v1/assertions") ||
-	    path_eq(target, plen, "/v1/connector/renew");
+	    path_eq(target, plen, "/v1/connector/renew") ||
+	    path_eq(target, plen, "/v1/connector/session");
 }
 
 int
@@ -220,13 +222,13 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
 {
 	struct rf_api_answer a;
 	char peer[INET6_ADDRSTRLEN + 8];
-	int renew;
+	int renew = 0, session = 0;
 
-	if (path_eq(uri, plen, "/v1/assertions"))
-		renew = 0;
-	else if (path_eq(uri, plen, "/v1/connector/renew"))
+	if (path_eq(uri, plen, "/v1/connector/renew"))
 		renew = 1;
-	else
+	else if (path_eq(uri, plen, "/v1/connector/session"))
+		session = 1;
+	else if (!path_eq(uri, plen, "/v1/assertions"))
 		return 0;
 	memset(&a, 0, sizeof(a));
 	api_peer(q->peer, peer, sizeof(peer));
@@ -241,6 +243,9 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
 				"connector's client certificate\"}");
 	} else if (renew)
 		rf_connector_svc_renew(w->h->csvc, q->client_serial, peer,
+		    q->body, q->bodylen, &a);
+	else if (session)
+		rf_connector_svc_session(w->h->csvc, q->client_serial, peer,
 		    q->body, q->bodylen, &a);
 	else
 		rf_connector_svc_assert(w->h->csvc, q->client_serial, peer,

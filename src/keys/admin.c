@@ -220,6 +220,18 @@ rf_keys_note(struct rf_keys *keys, enum rf_knote what, const char *connector,
 }
 
 int
+rf_keys_proof_session(struct rf_keys *keys, const char *serial, const char *pub,
+    const uint8_t *proof, size_t prooflen, struct rf_keys_session *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (keys == NULL || keys->kc == NULL)
+		return rf_err_set(RF_ERR_STATE,
+		    "proof sessions are opened by the custody process (keyd), "
+		    "and this process has none");
+	return rf_kc_session(keys->kc, serial, pub, proof, prooflen, out);
+}
+
+int
 rf_keys_note_items(struct rf_keys *keys, int affected,
     const struct rf_knote_item *v, size_t n, uint8_t *changed)
 {

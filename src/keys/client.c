@@ -1063,6 +1063,37 @@ out:
 }
 
 int
+rf_kc_session(struct rf_kc *kc, const char *serial, const char *pub,
+    const uint8_t *proof, size_t prooflen, struct rf_keys_session *out)
+{
+	char str[RF_KPROTO_STR_MAX];
+	struct rf_kbuf b = {0};
+	struct rf_kmsg m;
+	uint8_t *frame = NULL;
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	rf_kbuf_begin(&b, RF_KMSG_SESSION);
+	rf_kbuf_str(&b, serial);
+	rf_kbuf_str(&b, pub);
+	rf_kbuf_bytes(&b, proof, prooflen);
+	if ((r = call(kc, &b, &frame, &m)) != 0)
+		goto out;
+	rf_kmsg_str(&m, str);
+	snprintf(out->sid, sizeof(out->sid), "%.63s", str);
+	rf_kmsg_str(&m, str);
+	snprintf(out->pub, sizeof(out->pub), "%.63s", str);
+	rf_kmsg_str(&m, str);
+	snprintf(out->confirm, sizeof(out->confirm), "%.63s", str);
+	out->expires = (int64_t)rf_kmsg_u64(&m);
+	r = rf_kmsg_end(&m);
+out:
+	free(frame);
+	rf_kbuf_clear(&b);
+	return r;
+}
+
+int
 rf_kc_note(struct rf_kc *kc, int what, const char *connector,
     const char *tenant, const char *conn)
 {

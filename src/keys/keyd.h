@@ -96,6 +96,15 @@ struct rf_keyd_opts {
 	 * policy.h), same shape; NULL: every certificate is refused. */
 	int (*cert)(void *arg, struct rf_store *st, struct rf_ledger *ledger,
 	    int64_t gen, const char *key_id, const struct rf_sign_req *req);
+	/* Opens a connector's proof session (class server's RF_KMSG_SESSION,
+	 * connector.h: rf_proof_session_open) for certificate serial, its
+	 * X25519 key pub and signed proof; fills sid, kpub and confirm
+	 * (RF_KPROTO_STR_MAX each) and *end. A refusal is RF_ERR_REFUSED
+	 * with ": bad_proof: " and why. NULL: every session is refused. */
+	int (*session)(void *arg, struct rf_store *st, struct rf_ledger *ledger,
+	    const char *serial, const char *pub, const uint8_t *proof,
+	    size_t prooflen, char *sid, char *kpub, char *confirm,
+	    int64_t *end);
 	/* Called once the socket listens (e.g. to detach from a parent). */
 	void (*ready)(void *arg);
 	void *ready_arg;

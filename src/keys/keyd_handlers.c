@@ -550,6 +550,48 @@ h_note(struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
 	return r;
 }
 
+/*
+ * A connector's proof session, relayed by serve (connector.h): the hook
+ * (rf_keyd_opts.session) checks the connector's signed proof and opens
+ * it. Nothing is signed with a token key.
+ */
+static int
+h_session(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	char serial[RF_KPROTO_STR_MAX], pub[RF_KPROTO_STR_MAX];
+	char sid[RF_KPROTO_STR_MAX], kpub[RF_KPROTO_STR_MAX];
+	char confirm[RF_KPROTO_STR_MAX];
+	const uint8_t *proof;
+	size_t prooflen;
+	int64_t end = 0;
+	int r;
+
+	rf_kmsg_str(m, serial);
+	rf_kmsg_str(m, pub);
+	rf_kmsg_bytes(m, &proof, &prooflen, RF_KPROTO_PROOF_MAX);
+	if ((r = rf_kmsg_end(m)) != 0)
+		return r;
+	if (kd->o == NULL || kd->o->session == NULL)
+		return rf_err_set(RF_ERR_REFUSED,
+		    "custody refused a proof session: keyd has no connector "
+		    "policy");
+	sid[0] = kpub[0] = confirm[0] = '\0';
+	if ((r = kd->o->session(kd->o->assertion_arg, kd->st,
+		 rf_kpolicy_ledger(kd->policy), serial, pub, proof, prooflen,
+		 sid, kpub, confirm, &end)) != 0)
+		return r;
+	keyd_logf(kd,
+	    "uid %u opened a proof session for connector "
+	    "certificate %s",
+	    (unsigned)c->uid, serial);
+	rf_kbuf_str(out, sid);
+	rf_kbuf_str(out, kpub);
+	rf_kbuf_str(out, confirm);
+	rf_kbuf_u64(out, (uint64_t)end);
+	return 0;
+}
+
 /* An administrator's incident items, kept in the ledger before the
  * caller changes the store (rf_keys_note_items). */
 static int
@@ -719,6 +761,8 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 	struct sign_in s;
 	struct who_buf w;
 	char str[RF_KPROTO_STR_MAX];
+	const uint8_t *p;
+	size_t plen;
 	uint32_t n, i;
 	uint8_t v;
 	int r;
@@ -791,6 +835,11 @@ rf_keyd_decode(const uint8_t *frame, size_t len)
 		rf_kmsg_str(&m, str);
 		rf_kmsg_str(&m, str);
 		break;
+	case RF_KMSG_SESSION:
+		rf_kmsg_str(&m, str);
+		rf_kmsg_str(&m, str);
+		rf_kmsg_bytes(&m, &p, &plen, RF_KPROTO_PROOF_MAX);
+		break;
 	case RF_KMSG_LIST:
 	case RF_KMSG_STATUS:
 		break;
@@ -823,6 +872,7 @@ static const struct handler table_admin[] = {
     {RF_KMSG_LOAD_MANY, h_load_many, 0},
     {RF_KMSG_NOTE, h_note, 0},
     {RF_KMSG_NOTE_ITEMS, h_note_items, 0},
+    {RF_KMSG_SESSION, h_session, 0},
     {0, NULL, 0},
 };
 
@@ -831,6 +881,7 @@ static const struct handler table_server[] = {
     {RF_KMSG_STATUS, h_status, 0},
     {RF_KMSG_LOAD, h_load, 0},
     {RF_KMSG_SIGN, h_sign, 0},
+    {RF_KMSG_SESSION, h_session, 0},
     {0, NULL, 0},
 };
 

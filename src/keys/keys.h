@@ -427,6 +427,19 @@ int rf_keys_custody(struct rf_keys *keys, const char *id, int *sensitive,
  * it there.
  */
 enum rf_knote { RF_KNOTE_BIND = 1, RF_KNOTE_REVOKE = 2 };
+
+/*
+ * A connector's proof session, opened by keyd (serve relays it: connector.h,
+ * rf_proof_session_open) for certificate serial, the connector's X25519
+ * key pub and its signed proof. Only through keyd: RF_ERR_STATE without.
+ */
+struct rf_keys_session {
+	char sid[64], pub[64], confirm[64];
+	int64_t expires;
+};
+int rf_keys_proof_session(struct rf_keys *keys, const char *serial,
+    const char *pub, const uint8_t *proof, size_t prooflen,
+    struct rf_keys_session *out) RF_WUR;
 int rf_keys_note(struct rf_keys *keys, enum rf_knote what,
     const char *connector, const char *tenant, const char *conn) RF_WUR;
 

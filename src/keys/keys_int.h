@@ -56,6 +56,8 @@ int rf_kc_disable_many(struct rf_kc *kc, const char *const *ids, size_t n,
 int rf_kc_list(struct rf_kc *kc,
     int (*fn)(void *arg, const struct rf_key_info *ki), void *arg) RF_WUR;
 int rf_kc_custody(struct rf_kc *kc, const char *id, int v[4]) RF_WUR;
+int rf_kc_session(struct rf_kc *kc, const char *serial, const char *pub,
+    const uint8_t *proof, size_t prooflen, struct rf_keys_session *out);
 int rf_kc_note(struct rf_kc *kc, int what, const char *connector,
     const char *tenant, const char *conn) RF_WUR;
 int rf_kc_note_items(struct rf_kc *kc, int affected,

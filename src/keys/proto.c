@@ -27,7 +27,7 @@ rf_kmsg_name(int type)
 {
 	static const char *const names[] = {"?", "hello", "keygen", "load",
 	    "sign", "disable", "list", "custody", "measure", "status",
-	    "load-many", "note", "note-items"};
+	    "load-many", "note", "note-items", "session"};
 
 	if (type >= 1 && type <= RF_KMSG_TYPE_MAX)
 		return names[type];

@@ -24,7 +24,7 @@
 #include "common/rf.h"
 #include "keys/keyd.h"
 
-#define RF_KPROTO_VERSION 4
+#define RF_KPROTO_VERSION 5
 #define RF_KPROTO_MAX (32u * 1024 * 1024) /* largest frame after length */
 #define RF_KPROTO_STR_MAX 256		  /* longest string field */
 #define RF_KPROTO_PROOF_MAX 2048	  /* a connector's proof */
@@ -63,7 +63,11 @@ enum rf_kmsg_type {
 	 * tenant, str conn, str key) -> u32 n, n x u8 changed: an
 	 * administrator's incident items, for the same ledger. */
 	RF_KMSG_NOTE_ITEMS = 12,
-	RF_KMSG_TYPE_MAX = 12,
+	/* str certificate serial, str X25519 key, bytes proof -> str id,
+	 * str keyd's X25519 key, str confirmation, u64 end: a connector's
+	 * proof session (connector.h, rf_proof_session_open). */
+	RF_KMSG_SESSION = 13,
+	RF_KMSG_TYPE_MAX = 13,
 	RF_KMSG_OK = 0x80,  /* the answer's fields */
 	RF_KMSG_ERR = 0x81, /* u32 -code, str message */
 	/* No fields: a SIGN request's leaves are durable, its signatures

@@ -1232,6 +1232,183 @@ check(struct rf_proof_guard *g, struct fx *f, struct rf_ledger *l,
 	    "acme/m365", (const uint8_t *)proof, strlen(proof), now, why, 320);
 }
 
+/* Open a proof session for certificate 1234 (key ck) at now: *ps. */
+static void
+session_open(struct rf_proof_guard *g, struct fx *f, struct rf_ledger *l,
+    EVP_PKEY *ck, int64_t now, struct rf_proof_session *ps)
+{
+	struct rf_proof_opened op;
+	char pub[RF_PROOF_B64_32 + 1], ask[RF_PROOF_MAX + 1], why[320];
+	EVP_PKEY *eph = NULL;
+
+	assert_int_equal(
+	    rf_proof_session_ask(ck, now, &eph, pub, ask, sizeof(ask)), 0);
+	assert_int_equal(
+	    rf_proof_session_open(g, f->st, l, "1234", pub,
+		(const uint8_t *)ask, strlen(ask), now, &op, why, sizeof(why)),
+	    0);
+	assert_int_equal(rf_proof_session_take(eph, pub, op.sid, op.pub,
+			     op.confirm, op.expires, ps),
+	    0);
+	EVP_PKEY_free(eph);
+}
+
+/*
+ * Proof sessions (rf_proof_session_*): opened with one signed proof for
+ * the connector's X25519 key, each proof of the session is an HMAC that
+ * keyd accepts once, for an assertion of that certificate only, while the
+ * session is open; serve, which relays the keys, cannot make one.
+ */
+static void
+proof_sessions(struct rf_proof_guard *g, struct fx *f, struct rf_ledger *l,
+    EVP_PKEY *ck, struct rf_proof_session *ps)
+{
+	struct rf_proof_opened op;
+	struct rf_proof_session bad, other;
+	char pub[RF_PROOF_B64_32 + 1], ask[RF_PROOF_MAX + 1], why[320];
+	char p[RF_PROOF_MAX + 1], p2[RF_PROOF_MAX + 1], p3[RF_PROOF_MAX + 1];
+	EVP_PKEY *eph = NULL;
+	struct rf_proof_guard *g2 = NULL;
+	char c;
+	int i;
+
+	assert_int_equal(
+	    rf_proof_session_ask(ck, NOW + 11, &eph, pub, ask, sizeof(ask)), 0);
+	/* The ask's proof is for its key: another key is refused. */
+	assert_int_equal(rf_proof_session_open(g, f->st, l, "1234",
+			     "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+			     (const uint8_t *)ask, strlen(ask), NOW + 11, &op,
+			     why, sizeof(why)),
+	    1);
+	assert_non_null(strstr(why, "does not verify"));
+	assert_int_equal(rf_proof_session_open(g, f->st, l, "1234", "short",
+			     (const uint8_t *)ask, strlen(ask), NOW + 11, &op,
+			     why, sizeof(why)),
+	    1);
+	assert_non_null(strstr(why, "X25519"));
+	assert_int_equal(rf_proof_session_open(g, f->st, l, "1234", pub,
+			     (const uint8_t *)ask, strlen(ask), NOW + 11, &op,
+			     why, sizeof(why)),
+	    0);
+	assert_int_equal(strlen(op.sid), RF_PROOF_SID_LEN);
+	assert_int_equal(op.expires, NOW + 11 + RF_PROOF_SESSION_TTL);
+	/* Its ask once only. */
+	assert_int_equal(rf_proof_session_open(g, f->st, l, "1234", pub,
+			     (const uint8_t *)ask, strlen(ask), NOW + 11, &op,
+			     why, sizeof(why)),
+	    1);
+	assert_non_null(strstr(why, "used before"));
+	/* An answer serve changed (keyd's key, here): its confirmation does
+	 * not hold. */
+	EVP_PKEY_free(eph);
+	assert_int_equal(
+	    rf_proof_session_ask(ck, NOW + 11, &eph, pub, ask, sizeof(ask)), 0);
+	assert_int_equal(rf_proof_session_open(g, f->st, l, "1234", pub,
+			     (const uint8_t *)ask, strlen(ask), NOW + 11, &op,
+			     why, sizeof(why)),
+	    0);
+	c = op.pub[1];
+	op.pub[1] = c == 'A' ? 'B' : 'A';
+	assert_int_equal(rf_proof_session_take(eph, pub, op.sid, op.pub,
+			     op.confirm, op.expires, &bad),
+	    RF_ERR_REFUSED);
+	op.pub[1] = c;
+	assert_int_equal(rf_proof_session_take(eph, pub, op.sid, op.pub,
+			     op.confirm, op.expires, ps),
+	    0);
+	EVP_PKEY_free(eph);
+	rf_err_clear();
+
+	/* Each proof once, in any order within the window. */
+	assert_int_equal(rf_proof_make_session(
+			     ps, "assert", "acme/m365", NOW + 12, p, sizeof(p)),
+	    0);
+	assert_int_equal(rf_proof_make_session(ps, "assert", "acme/m365",
+			     NOW + 12, p2, sizeof(p2)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 12, why), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 12, why), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 13, why), 1);
+	assert_non_null(strstr(why, "used before"));
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 13, why), 1);
+	/* Far behind the newest: refused, though never used. */
+	assert_int_equal(rf_proof_make_session(
+			     ps, "assert", "acme/m365", NOW + 14, p, sizeof(p)),
+	    0);
+	for (i = 0; i < 1100; i++)
+		assert_int_equal(rf_proof_make_session(ps, "assert",
+				     "acme/m365", NOW + 14, p2, sizeof(p2)),
+		    0);
+	assert_int_equal(check(g, f, l, "1234", p2, NOW + 14, why), 0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 14, why), 1);
+	assert_non_null(strstr(why, "behind"));
+
+	/* Another subject, another purpose, another certificate, a MAC
+	 * changed, the time out of the window: refused. */
+	assert_int_equal(rf_proof_make_session(ps, "assert", "acme/other",
+			     NOW + 15, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 15, why), 1);
+	assert_non_null(strstr(why, "does not verify"));
+	assert_int_equal(
+	    rf_proof_make_session(ps, "renew", "abcd", NOW + 15, p, sizeof(p)),
+	    0);
+	assert_int_equal(rf_proof_check(g, f->st, l, "1234", "connector.sync",
+			     "renew", "abcd", (const uint8_t *)p, strlen(p),
+			     NOW + 15, why, sizeof(why)),
+	    1);
+	assert_non_null(strstr(why, "for assertions only"));
+	assert_int_equal(rf_proof_make_session(
+			     ps, "assert", "acme/m365", NOW + 15, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "99", p, NOW + 15, why), 1);
+	assert_non_null(strstr(why, "not open for certificate 99"));
+	memcpy(p3, p, sizeof(p3));
+	p3[strlen(p3) - RF_PROOF_SID_LEN - 3] ^= 1;
+	assert_int_equal(check(g, f, l, "1234", p3, NOW + 15, why), 1);
+	assert_int_equal(rf_proof_make_session(ps, "assert", "acme/m365",
+			     NOW - RF_PROOF_SKEW, p3, sizeof(p3)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p3, NOW + 15, why), 1);
+	assert_non_null(strstr(why, "from keyd's clock"));
+	/* The CN check of a signed proof holds for a session's too. */
+	assert_int_equal(rf_proof_check(g, f->st, l, "1234", "connector.other",
+			     "assert", "acme/m365", (const uint8_t *)p,
+			     strlen(p), NOW + 15, why, sizeof(why)),
+	    1);
+	assert_non_null(strstr(why, "not connector.other's"));
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 15, why), 0);
+
+	/* Another keyd (a restart) knows no session; nor does this one
+	 * once the session has ended. */
+	assert_int_equal(rf_proof_guard_new(&g2), 0);
+	assert_int_equal(rf_proof_make_session(
+			     ps, "assert", "acme/m365", NOW + 16, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g2, f, l, "1234", p, NOW + 16, why), 1);
+	assert_non_null(strstr(why, "not open"));
+	rf_proof_guard_free(g2);
+	assert_int_equal(rf_proof_make_session(ps, "assert", "acme/m365",
+			     NOW + 11 + RF_PROOF_SESSION_TTL, p3, sizeof(p3)),
+	    0);
+	assert_int_equal(
+	    check(g, f, l, "1234", p3, NOW + 11 + RF_PROOF_SESSION_TTL, why),
+	    1);
+	assert_non_null(strstr(why, "not open"));
+
+	/* RF_PROOF_SESSIONS_CERT per certificate: one more ends the one
+	 * closest to its end (the first, ps), not another's. */
+	for (i = 0; i < RF_PROOF_SESSIONS_CERT; i++)
+		session_open(g, f, l, ck, NOW + 20 + i, &other);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 40, why), 1);
+	assert_non_null(strstr(why, "not open"));
+	assert_int_equal(rf_proof_make_session(&other, "assert", "acme/m365",
+			     NOW + 40, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 40, why), 0);
+	*ps = other;
+}
+
 /*
  * keyd's check of a connector's proof (rf_proof_check), on a store with an
  * issuing CA keyd's ledger knows and a connector certificate it signed:
@@ -1253,6 +1430,7 @@ test_proof_check(void **state)
 	char caid[65];
 	const char *ids[1];
 	static const uint8_t want[1] = {1};
+	struct rf_proof_session ps;
 	int len;
 
 	(void)state;
@@ -1383,14 +1561,24 @@ test_proof_check(void **state)
 	assert_true(check(g, f, l, "1234", p, NOW + 9, why) < 0);
 	rf_err_clear();
 
+	rf_proof_guard_free(g);
+	assert_int_equal(rf_proof_guard_new(&g), 0);
+	proof_sessions(g, f, l, ck, &ps);
+
 	/* Its issuing key taken out of service in keyd's ledger: refused,
-	 * although the certificate was verified and kept before. */
+	 * although the certificate was verified and kept before; and so is
+	 * a proof of the session opened for it. */
 	assert_int_equal(
 	    rf_proof_make(ck, "assert", "acme/m365", NOW + 10, p, sizeof(p)),
 	    0);
 	ids[0] = caid;
 	assert_int_equal(rf_ledger_retire_keys(l, ids, want, 1), 0);
 	assert_int_equal(check(g, f, l, "1234", p, NOW + 10, why), 1);
+	assert_non_null(strstr(why, "out of service"));
+	assert_int_equal(rf_proof_make_session(&ps, "assert", "acme/m365",
+			     NOW + 30, p, sizeof(p)),
+	    0);
+	assert_int_equal(check(g, f, l, "1234", p, NOW + 30, why), 1);
 	assert_non_null(strstr(why, "out of service"));
 
 	rf_proof_guard_free(g);
