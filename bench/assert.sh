@@ -19,6 +19,10 @@
 #    the share that CPU implies with both cores for these processes alone
 #    (RSA CPU of the raw loop / keyd + serve + client CPU per assertion),
 #    to read when other processes take the cores.
+#  - every request carries a proof of possession: a MAC of one proof
+#    session per load process (RF_BENCH_PROOF, default session), and one
+#    more row at the last client count with a signature per proof
+#    (signed, as ringfence assert makes them), against the last raw rate.
 # Limits are lifted (conn_rate 0, connector_rate 0): the bench measures
 # signing, not the buckets. Listens on 127.0.0.1 only; stopped by PID.
 # BUILD_DIR must be a Release build (make bench: build-bench): a debug or
@@ -138,6 +142,9 @@ for n in "${counts[@]}"; do
 	err_on=$((err_on + e))
 	[ "$n" != "$first" ] || on=$r
 done
+# Signed proofs, the last client count, against the raw rate just taken.
+read -r signed _ _ e _ < <(RF_BENCH_PROOF=signed load "${counts[-1]}")
+err_on=$((err_on + e))
 # "p99 at half that load": half the assertion rate just measured.
 read -r half p50 p99 err_half _ < <(load "$first" $(( ${on%.*} / 2 )))
 stop
@@ -157,7 +164,8 @@ stop
 python3 - "$on" "$p50" "$p99" "$half" "$off1 $off2" "$err_on" "$err_off" \
 	"$btype" "$(cut -d' ' -f1-3 /proc/loadavg)" "$first" \
 	"${rows[*]}" "$secs" "$rawn" "$(getconf CLK_TCK)" \
-	"$(nproc)" "$on2" "$msglen" <<'PY'
+	"$(nproc)" "$on2" "$msglen" "$signed ${counts[-1]}" \
+	"${RF_BENCH_PROOF:-session}" <<'PY'
 import sys
 on, p50, p99, half = map(float, sys.argv[1:5])
 off1, off2 = map(float, sys.argv[5].split())
@@ -169,6 +177,7 @@ rows = [row.split(":") for row in sys.argv[11].split()]
 # Every raw measurement once: the first row's "before", each row's "after".
 raws = [float(rows[0][6])] + [float(row[7]) for row in rows]
 print("build %s, load average %s (ratios are of this run)" % (sys.argv[8], sys.argv[9]))
+print("proofs: %s (RF_BENCH_PROOF)" % sys.argv[19])
 print("%-52s %10s" % ("measure", "value"))
 print("%-52s %10.0f  (%.0f to %.0f)" % ("token raw RSA-2048 PSS signatures/s (2 sessions)", sum(raws) / len(raws), min(raws), max(raws)))
 print("  (of a %s-byte message, an assertion's signing input; measured" % sys.argv[17])
@@ -199,6 +208,10 @@ for n, r, q, cc, kt, st, rb, ra, rbt, rat in rows:
     # it when other processes take the cores (idle above is large).
     print("  CPU-bound share (RSA / keyd + serve + client CPU): %.0f%%"
           % (100 * rsa / (keyd + serve + client)))
+sgn, sn = sys.argv[18].split()
+sgn = float(sgn)
+print("%-52s %10.0f" % ("assertions/s, %s clients, a signed proof each" % sn, sgn))
+print("%-52s %9.0f%%  (of the last raw measure, %s)" % ("  share of the raw rate", 100 * sgn / float(rows[-1][7]), rows[-1][7]))
 print("%-52s %10.0f" % ("assertions/s offered (%s clients): half the %s-client rate" % (first, first), on / 2))
 print("%-52s %10.0f" % ("  answered", half))
 print("%-52s %10.2f" % ("  p50 latency, ms", p50))

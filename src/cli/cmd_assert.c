@@ -5,6 +5,7 @@
  * key is the connector's identity, not a tenant credential).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -12,6 +13,9 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
+
+#include <sys/file.h>
+#include <sys/stat.h>
 
 #include <arpa/inet.h>
 
@@ -28,7 +32,8 @@
 
 static const char assert_help[] =
     "usage: ringfence assert --connection TENANT/NAME --cert FILE --key FILE\n"
-    "           --ca FILE [--url https://HOST:PORT] [--x5t X5T#S256] [--json]\n"
+    "           --ca FILE [--url https://HOST:PORT] [--x5t X5T#S256]\n"
+    "           [--session FILE] [--json]\n"
     "       ringfence assert --renew NEW.csr --cert FILE --key FILE --ca FILE\n"
     "           [--url https://HOST:PORT] [--json]\n"
     "Asks serve's connector API (POST /v1/assertions) for a JWT client\n"
@@ -41,6 +46,11 @@ static const char assert_help[] =
     "/v1/connector/renew) for the new key of NEW.csr and prints the new\n"
     "certificate chain (PEM). Every request carries a proof made with --key\n"
     "(docs/connectors.md).\n"
+    "--session FILE keeps a proof session in FILE (made mode 0600; it holds\n"
+    "the session's key): the first call opens one (POST\n"
+    "/v1/connector/session) and later calls prove with it, which costs keyd\n"
+    "and the connector a MAC instead of a signature; an ended session is\n"
+    "opened again.\n"
     "A refusal prints its code and message (rate_limited and busy: when\n"
     "to retry, from Retry-After) and exits 1.\n";
 
@@ -292,27 +302,239 @@ out:
 /* A proof of possession for purpose and subject, made with the key in
  * file key (connector.h: keyd checks it against the certificate). */
 static int
-make_proof(const char *key, const char *purpose, const char *subject,
-    char out[RF_PROOF_MAX + 1])
+load_key(const char *key, EVP_PKEY **k)
 {
-	EVP_PKEY *k = NULL;
 	FILE *f;
 	int r;
 
+	*k = NULL;
 	if ((r = readable("--key", key)) != 0)
 		return r;
 	if ((f = fopen(key, "r")) == NULL)
 		return rf_err_set(
 		    RF_ERR_IO, "--key %s: %s", key, strerror(errno));
-	k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	*k = PEM_read_PrivateKey(f, NULL, NULL, NULL);
 	fclose(f);
-	if (k == NULL) {
+	if (*k == NULL) {
 		ERR_clear_error();
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "--key %s: not a PEM private key", key);
 	}
+	return 0;
+}
+
+static int
+make_proof(const char *key, const char *purpose, const char *subject,
+    char out[RF_PROOF_MAX + 1])
+{
+	EVP_PKEY *k;
+	int r;
+
+	if ((r = load_key(key, &k)) != 0)
+		return r;
 	r = rf_proof_make(k, purpose, subject, rf_now(), out, RF_PROOF_MAX + 1);
 	EVP_PKEY_free(k);
+	return r;
+}
+
+/* An answer other than 200, as the caller reads it: its code, message
+ * and when to retry. */
+static void
+say_refused(int status, const char *ans, long retry)
+{
+	json_t *j = json_loads(ans, 0, NULL);
+	const char *e = json_string_value(json_object_get(j, "error"));
+	const char *m = json_string_value(json_object_get(j, "message"));
+
+	fprintf(stderr, "ringfence: refused (%d %s): %s", status,
+	    e != NULL ? e : "?", m != NULL ? m : ans);
+	/* rate_limited and busy: when the server takes it again. */
+	if (retry >= 0)
+		fprintf(stderr, ": retry after %ld s", retry);
+	fputc('\n', stderr);
+	json_decref(j);
+}
+
+/*
+ * --session FILE: a proof session kept in FILE (docs/connectors.md, "Proof
+ * sessions"), as JSON: its id, key (hex), end and the last count used. The
+ * file is locked while a count is taken, so that callers at once take
+ * different counts; it holds a secret, so it must be the caller's alone.
+ */
+struct sess_file {
+	const char *path;
+	int fd;
+	int have; /* s holds a session with a minute or more left */
+	struct rf_proof_session s;
+};
+
+static void
+sess_close(struct sess_file *sf)
+{
+	if (sf->fd >= 0)
+		close(sf->fd); /* and its lock */
+	sf->fd = -1;
+	OPENSSL_cleanse(&sf->s, sizeof(sf->s));
+}
+
+/* A lowercase hex digit's value. */
+static int
+nibble(char c)
+{
+	return c <= '9' ? c - '0' : c - 'a' + 10;
+}
+
+/* j's string member name, or "". */
+static const char *
+jstr(json_t *j, const char *name)
+{
+	const char *v = json_string_value(json_object_get(j, name));
+
+	return v != NULL ? v : "";
+}
+
+/* FILE opened (made 0600) and locked; a session in it read. */
+static int
+sess_lock(struct sess_file *sf)
+{
+	char buf[1024];
+	const char *sid, *k;
+	struct stat st;
+	json_t *j;
+	ssize_t n;
+	size_t i;
+
+	sf->have = 0;
+	if ((sf->fd = open(sf->path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
+		 0600)) < 0)
+		return rf_err_set(
+		    RF_ERR_IO, "--session %s: %s", sf->path, strerror(errno));
+	if (fstat(sf->fd, &st) != 0 || !S_ISREG(st.st_mode))
+		return rf_err_set(
+		    RF_ERR_IO, "--session %s: not a regular file", sf->path);
+	if ((st.st_mode & 077) != 0 || st.st_uid != geteuid())
+		return rf_err_set(RF_ERR_IO,
+		    "--session %s holds a session key and others can read or "
+		    "own it: chmod 600 it, or remove it",
+		    sf->path);
+	if (flock(sf->fd, LOCK_EX) != 0 ||
+	    (n = pread(sf->fd, buf, sizeof(buf) - 1, 0)) < 0)
+		return rf_err_set(
+		    RF_ERR_IO, "--session %s: %s", sf->path, strerror(errno));
+	buf[n] = '\0';
+	if (n == 0 || (j = json_loads(buf, 0, NULL)) == NULL)
+		return 0; /* new, or not ours: a new session replaces it */
+	sid = json_string_value(json_object_get(j, "session"));
+	k = json_string_value(json_object_get(j, "key"));
+	if (sid != NULL && strlen(sid) == RF_PROOF_SID_LEN && k != NULL &&
+	    strlen(k) == 64 && strspn(k, "0123456789abcdef") == 64) {
+		memcpy(sf->s.sid, sid, RF_PROOF_SID_LEN + 1);
+		for (i = 0; i < 32; i++)
+			sf->s.key[i] = (uint8_t)(nibble(k[2 * i]) << 4 |
+			    nibble(k[2 * i + 1]));
+		sf->s.expires =
+		    (int64_t)json_integer_value(json_object_get(j, "expires"));
+		sf->s.count =
+		    (uint64_t)json_integer_value(json_object_get(j, "count"));
+		sf->have = sf->s.expires > rf_now() + 60;
+	}
+	json_decref(j);
+	return 0;
+}
+
+/* The session written back (its count taken so far). */
+static int
+sess_save(struct sess_file *sf)
+{
+	char hex[65], *s;
+	json_t *j;
+	size_t i, len;
+	int r = 0;
+
+	for (i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", sf->s.key[i]);
+	j = json_pack("{s:s,s:s,s:I,s:I}", "session", sf->s.sid, "key", hex,
+	    "expires", (json_int_t)sf->s.expires, "count",
+	    (json_int_t)sf->s.count);
+	s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	OPENSSL_cleanse(hex, sizeof(hex));
+	if (s == NULL)
+		return RF_ERR_ALLOC;
+	len = strlen(s);
+	if (ftruncate(sf->fd, 0) != 0 ||
+	    pwrite(sf->fd, s, len, 0) != (ssize_t)len)
+		r = rf_err_set(
+		    RF_ERR_IO, "--session %s: %s", sf->path, strerror(errno));
+	OPENSSL_cleanse(s, len);
+	free(s);
+	return r;
+}
+
+/* A new session (POST /v1/connector/session, a proof signed with key)
+ * into sf, saved. RF_ERR_REFUSED, said already, when serve refuses. */
+static int
+sess_new(struct sess_file *sf, const char *url, const char *cert,
+    const char *key, const char *ca)
+{
+	char pub[RF_PROOF_B64_32 + 1], proof[RF_PROOF_MAX + 1], *ans = NULL;
+	char *body = NULL;
+	EVP_PKEY *k = NULL, *eph = NULL;
+	json_t *q = NULL, *j = NULL;
+	long retry;
+	int status, r;
+
+	if ((r = load_key(key, &k)) != 0 ||
+	    (r = rf_proof_session_ask(
+		 k, rf_now(), &eph, pub, proof, sizeof(proof))) != 0)
+		goto out;
+	if ((q = json_pack("{s:s,s:s}", "key", pub, "proof", proof)) == NULL ||
+	    (body = json_dumps(q, JSON_COMPACT)) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	if ((r = post(url, cert, key, ca, "/v1/connector/session", body,
+		 &status, &ans, &retry)) != 0)
+		goto out;
+	if (status != 200) {
+		say_refused(status, ans, retry);
+		r = RF_ERR_REFUSED;
+		goto out;
+	}
+	j = json_loads(ans, 0, NULL);
+	if ((r = rf_proof_session_take(eph, pub, jstr(j, "session"),
+		 jstr(j, "key"), jstr(j, "confirm"),
+		 (int64_t)json_integer_value(json_object_get(j, "expires")),
+		 &sf->s)) != 0)
+		goto out;
+	sf->have = 1;
+	r = sess_save(sf);
+out:
+	json_decref(q);
+	json_decref(j);
+	free(body);
+	free(ans);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(eph);
+	return r;
+}
+
+/* The assertion's proof from the session in FILE (opened first when it
+ * has none, or fresh is set: keyd no longer knows it). */
+static int
+sess_proof(struct sess_file *sf, int fresh, const char *url, const char *cert,
+    const char *key, const char *ca, const char *conn,
+    char proof[RF_PROOF_MAX + 1])
+{
+	int r;
+
+	if ((r = sess_lock(sf)) == 0 && (fresh || !sf->have))
+		r = sess_new(sf, url, cert, key, ca);
+	if (r == 0 &&
+	    (r = rf_proof_make_session(&sf->s, "assert", conn, rf_now(), proof,
+		 RF_PROOF_MAX + 1)) == 0)
+		r = sess_save(sf);
+	sess_close(sf);
 	return r;
 }
 
@@ -363,13 +585,15 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 	    {"url", required_argument, NULL, 'u'},
 	    {"x5t", required_argument, NULL, 'x'},
 	    {"renew", required_argument, NULL, 'r'},
+	    {"session", required_argument, NULL, 's'},
 	    {"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
 	const char *conn = NULL, *cert = NULL, *key = NULL, *ca = NULL,
 		   *url = NULL, *x5t = NULL, *renew = NULL, *s;
 	char defurl[128], *ans = NULL, *body = NULL, proof[RF_PROOF_MAX + 1];
 	json_t *req = NULL, *j = NULL;
+	struct sess_file sf = {NULL, -1, 0, {{0}, {0}, 0, 0}};
 	long retry;
-	int c, status, r = EXIT_FAIL;
+	int c, status, again = 0, r = EXIT_FAIL;
 
 	if (cli_wants_help(argc, argv)) {
 		fputs(assert_help, stdout);
@@ -403,6 +627,9 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		case 'r':
 			renew = optarg;
 			break;
+		case 's':
+			sf.path = optarg;
+			break;
 		case 'j':
 			cli->json = 1;
 			break;
@@ -418,6 +645,10 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		return cli_usage("assert",
 		    "give --connection (an assertion) or --renew (a new "
 		    "certificate)");
+	if (renew != NULL && sf.path != NULL)
+		return cli_usage("assert",
+		    "--session is for assertions: a renewal's proof is signed "
+		    "with --key");
 	if (cert == NULL || key == NULL || ca == NULL)
 		return cli_usage("assert", "give --cert, --key and --ca");
 	if (url == NULL) {
@@ -436,14 +667,20 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		    url);
 	/* Made with the connector's key, so that the custody process knows
 	 * the connector asked, not only serve (docs/connectors.md). */
+ask:
 	if (renew != NULL)
 		c = renew_body(renew, key, &req);
-	else if ((c = make_proof(key, "assert", conn, proof)) == 0 &&
+	else if ((c = sf.path != NULL
+			 ? sess_proof(
+			       &sf, again, url, cert, key, ca, conn, proof)
+			 : make_proof(key, "assert", conn, proof)) == 0 &&
 	    (req = x5t != NULL ? json_pack("{s:s,s:s,s:s}", "connection", conn,
 				     "x5t#S256", x5t, "proof", proof)
 			       : json_pack("{s:s,s:s}", "connection", conn,
 				     "proof", proof)) == NULL)
 		c = RF_ERR_ALLOC;
+	if (c == RF_ERR_REFUSED && sf.path != NULL)
+		goto out; /* the session's refusal, said */
 	if (c != 0) {
 		r = cli_fail(c);
 		goto out;
@@ -459,19 +696,22 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		goto out;
 	}
 	j = json_loads(ans, 0, NULL);
+	/* keyd no longer knows the session (it restarted, or the session
+	 * ended): once more, with a new one. */
+	if (status == 401 && sf.path != NULL && !again &&
+	    strcmp(jstr(j, "error"), "bad_proof") == 0 &&
+	    strstr(jstr(j, "message"), "open a new one") != NULL) {
+		again = 1;
+		json_decref(req);
+		json_decref(j);
+		free(body);
+		free(ans);
+		req = j = NULL;
+		body = ans = NULL;
+		goto ask;
+	}
 	if (status != 200) {
-		fprintf(stderr, "ringfence: refused (%d %s): %s", status,
-		    j != NULL && json_string_value(json_object_get(j, "error"))
-			? json_string_value(json_object_get(j, "error"))
-			: "?",
-		    j != NULL &&
-			    json_string_value(json_object_get(j, "message"))
-			? json_string_value(json_object_get(j, "message"))
-			: ans);
-		/* rate_limited and busy: when the server takes it again. */
-		if (retry >= 0)
-			fprintf(stderr, ": retry after %ld s", retry);
-		fputc('\n', stderr);
+		say_refused(status, ans, retry);
 		goto out;
 	}
 	if (cli->json)

@@ -155,10 +155,51 @@ st=$(post sync /v1/connector/session '{"key":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA
 n=$(rf audit search --json | jq -s '[.[] | select(.event.type == "sign" and .event.what == "assertion")] | length')
 [ "$n" = 4 ] || fail "$n assertions signed, not 4"
 
-# keyd restarts: the session is gone; a new one works.
+# ringfence assert --session FILE: the first call opens a session, the
+# next ones prove with it; callers at once take different counts; the
+# file is the caller's alone.
+cli() { # FILE: one assertion with the session kept in FILE
+	rf assert --connection acme/m365 --cert sync.pem --key sync.key \
+		--ca root.pem --url "$url" --session "$1" --json
+}
+for i in 1 2 3; do
+	cli s.json >resp.json 2>err || fail "ringfence assert --session, call $i: $(cat err)"
+	verified || fail "ringfence assert --session, call $i: the assertion does not verify"
+done
+[ "$(stat -c %a s.json)" = 600 ] || fail "the session file is mode $(stat -c %a s.json), not 600"
+[ "$(jq .count s.json)" = 3 ] || fail "the session file's count is $(jq .count s.json), not 3"
+s1=$(jq -r .session s.json)
+pids=()
+for i in 1 2 3 4; do
+	cli s.json >"par$i.json" 2>"par$i.err" &
+	pids+=($!)
+done
+for i in 1 2 3 4; do
+	wait "${pids[$((i - 1))]}" || fail "ringfence assert --session at once, call $i: $(cat "par$i.err")"
+done
+[ "$(jq -r .session s.json)" = "$s1" ] || fail "a call opened a new session while one was open"
+[ "$(jq .count s.json)" = 7 ] || fail "after 7 calls the count is $(jq .count s.json)"
+cp s.json s644.json
+chmod 644 s644.json
+if cli s644.json >/dev/null 2>err; then
+	fail "a session file others can read was used"
+fi
+grep -q "chmod 600" err || fail "the session file's mode: $(cat err)"
+if rf assert --renew new.csr --cert sync.pem --key sync.key --ca root.pem \
+	--url "$url" --session s.json >/dev/null 2>err; then
+	fail "--renew took --session"
+fi
+n=$(rf audit search --json | jq -s '[.[] | select(.event.type == "sign" and .event.what == "assertion")] | length')
+[ "$n" = 11 ] || fail "$n assertions signed, not 11"
+
+# keyd restarts: the session is gone; a new one works, and ringfence
+# assert opens one by itself.
 stop_serve
 stop_keyd
 serve_up 120
+cli s.json >resp.json 2>err || fail "ringfence assert --session after keyd restarted: $(cat err)"
+verified || fail "the assertion after keyd restarted does not verify"
+[ "$(jq -r .session s.json)" != "$s1" ] || fail "ringfence assert kept a session keyd no longer knows"
 st=$(assert_with sync "$(sproof assert acme/m365 13 "$sync_key" "$sync_sid")")
 [ "$st" = "401 bad_proof" ] || fail "a session of the keyd before: $st"
 grep -q "open a new one" resp.json || fail "the lost session's message: $(cat resp.json)"
