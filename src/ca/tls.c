@@ -239,6 +239,8 @@ out:
 
 /* The names of a TLS certificate's subjectAltName, as tls_san takes them. */
 #define TLS_RENEW_NAMES 16
+/* A subjectAltName of that many names: "DNS:" a name of 253, ",". */
+#define TLS_SAN_MAX (TLS_RENEW_NAMES * (4 + 253 + 1) + 1)
 static int
 tls_names_of(X509 *x, char names[][256], size_t *n)
 {
@@ -329,7 +331,7 @@ rf_ca_tls_ensure(struct rf_ca *ca, const char *const *names, size_t n,
 	struct init_cert c;
 	struct rf_key *key = NULL;
 	const uint8_t *p;
-	char san[1024], old[65] = "", kept[TLS_RENEW_NAMES][256];
+	char san[TLS_SAN_MAX], old[65] = "", kept[TLS_RENEW_NAMES][256];
 	const char *all[TLS_RENEW_NAMES];
 	size_t nall;
 	X509 *x = NULL;

@@ -357,14 +357,19 @@ say_refused(int status, const char *ans, long retry)
 
 /*
  * --session FILE: a proof session kept in FILE (docs/connectors.md, "Proof
- * sessions"), as JSON: its id, key (hex), end and the last count used. The
- * file is locked while a count is taken, so that callers at once take
- * different counts; it holds a secret, so it must be the caller's alone.
+ * sessions"), as JSON: a version mark, its id, key (hex), end and the last
+ * count used. The file is locked while a count is taken, so that callers
+ * at once take different counts; it holds a secret, so it must be the
+ * caller's alone. A file with anything else in it is never overwritten (a
+ * mistyped path must not cost the connector its key).
  */
+#define SESS_MARK "ringfence-session-1"
+
 struct sess_file {
 	const char *path;
 	int fd;
 	int have; /* s holds a session with a minute or more left */
+	int said; /* serve's refusal of a new session, printed */
 	struct rf_proof_session s;
 };
 
@@ -393,25 +398,66 @@ jstr(json_t *j, const char *name)
 	return v != NULL ? v : "";
 }
 
+/* j's string member name wiped before j is freed (jansson does not). */
+static void
+jwipe(json_t *j, const char *name)
+{
+	const char *v = json_string_value(json_object_get(j, name));
+
+	if (v != NULL)
+		OPENSSL_cleanse((char *)v, strlen(v));
+}
+
+/* The session in the n bytes of buf (0), or RF_ERR_STATE if they are
+ * something else than a session file. */
+static int
+sess_parse(struct sess_file *sf, const char *buf)
+{
+	const char *sid, *k;
+	json_t *j;
+	size_t i;
+	int r = RF_ERR_STATE;
+
+	if ((j = json_loads(buf, 0, NULL)) == NULL ||
+	    strcmp(jstr(j, "v"), SESS_MARK) != 0)
+		goto out;
+	sid = jstr(j, "session");
+	k = jstr(j, "key");
+	if (strlen(sid) != RF_PROOF_SID_LEN || strlen(k) != 64 ||
+	    strspn(k, "0123456789abcdef") != 64)
+		goto out;
+	memcpy(sf->s.sid, sid, RF_PROOF_SID_LEN + 1);
+	for (i = 0; i < 32; i++)
+		sf->s.key[i] =
+		    (uint8_t)(nibble(k[2 * i]) << 4 | nibble(k[2 * i + 1]));
+	sf->s.expires =
+	    (int64_t)json_integer_value(json_object_get(j, "expires"));
+	sf->s.count = (uint64_t)json_integer_value(json_object_get(j, "count"));
+	sf->have = sf->s.expires > rf_now() + 60;
+	r = 0;
+out:
+	jwipe(j, "key");
+	json_decref(j);
+	return r;
+}
+
 /* FILE opened (made 0600) and locked; a session in it read. */
 static int
 sess_lock(struct sess_file *sf)
 {
 	char buf[1024];
-	const char *sid, *k;
 	struct stat st;
-	json_t *j;
 	ssize_t n;
-	size_t i;
+	int r;
 
 	sf->have = 0;
 	if ((sf->fd = open(sf->path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC,
 		 0600)) < 0)
 		return rf_err_set(
 		    RF_ERR_IO, "--session %s: %s", sf->path, strerror(errno));
-	if (fstat(sf->fd, &st) != 0 || !S_ISREG(st.st_mode))
-		return rf_err_set(
-		    RF_ERR_IO, "--session %s: not a regular file", sf->path);
+	if (fstat(sf->fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_nlink != 1)
+		return rf_err_set(RF_ERR_IO,
+		    "--session %s: not a regular file of one name", sf->path);
 	if ((st.st_mode & 077) != 0 || st.st_uid != geteuid())
 		return rf_err_set(RF_ERR_IO,
 		    "--session %s holds a session key and others can read or "
@@ -422,23 +468,13 @@ sess_lock(struct sess_file *sf)
 		return rf_err_set(
 		    RF_ERR_IO, "--session %s: %s", sf->path, strerror(errno));
 	buf[n] = '\0';
-	if (n == 0 || (j = json_loads(buf, 0, NULL)) == NULL)
-		return 0; /* new, or not ours: a new session replaces it */
-	sid = json_string_value(json_object_get(j, "session"));
-	k = json_string_value(json_object_get(j, "key"));
-	if (sid != NULL && strlen(sid) == RF_PROOF_SID_LEN && k != NULL &&
-	    strlen(k) == 64 && strspn(k, "0123456789abcdef") == 64) {
-		memcpy(sf->s.sid, sid, RF_PROOF_SID_LEN + 1);
-		for (i = 0; i < 32; i++)
-			sf->s.key[i] = (uint8_t)(nibble(k[2 * i]) << 4 |
-			    nibble(k[2 * i + 1]));
-		sf->s.expires =
-		    (int64_t)json_integer_value(json_object_get(j, "expires"));
-		sf->s.count =
-		    (uint64_t)json_integer_value(json_object_get(j, "count"));
-		sf->have = sf->s.expires > rf_now() + 60;
-	}
-	json_decref(j);
+	r = n == 0 ? 0 : sess_parse(sf, buf);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	if (r != 0)
+		return rf_err_set(RF_ERR_STATE,
+		    "--session %s is not a session file ringfence assert "
+		    "wrote: give a new path (it is made), or remove it",
+		    sf->path);
 	return 0;
 }
 
@@ -453,10 +489,11 @@ sess_save(struct sess_file *sf)
 
 	for (i = 0; i < 32; i++)
 		snprintf(hex + 2 * i, 3, "%02x", sf->s.key[i]);
-	j = json_pack("{s:s,s:s,s:I,s:I}", "session", sf->s.sid, "key", hex,
-	    "expires", (json_int_t)sf->s.expires, "count",
-	    (json_int_t)sf->s.count);
+	j = json_pack("{s:s,s:s,s:s,s:I,s:I}", "v", SESS_MARK, "session",
+	    sf->s.sid, "key", hex, "expires", (json_int_t)sf->s.expires,
+	    "count", (json_int_t)sf->s.count);
 	s = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	jwipe(j, "key");
 	json_decref(j);
 	OPENSSL_cleanse(hex, sizeof(hex));
 	if (s == NULL)
@@ -472,7 +509,8 @@ sess_save(struct sess_file *sf)
 }
 
 /* A new session (POST /v1/connector/session, a proof signed with key)
- * into sf, saved. RF_ERR_REFUSED, said already, when serve refuses. */
+ * into sf, saved. RF_ERR_REFUSED with sf->said when serve refuses (its
+ * answer printed). */
 static int
 sess_new(struct sess_file *sf, const char *url, const char *cert,
     const char *key, const char *ca)
@@ -498,6 +536,7 @@ sess_new(struct sess_file *sf, const char *url, const char *cert,
 		goto out;
 	if (status != 200) {
 		say_refused(status, ans, retry);
+		sf->said = 1;
 		r = RF_ERR_REFUSED;
 		goto out;
 	}
@@ -519,21 +558,27 @@ out:
 	return r;
 }
 
-/* The assertion's proof from the session in FILE (opened first when it
- * has none, or fresh is set: keyd no longer knows it). */
+/*
+ * The assertion's proof from the session in FILE, its id in sid: a new
+ * session first when FILE has none, or still has the one named failed
+ * (keyd no longer knows it; another caller may have opened a new one
+ * meanwhile, which is used instead).
+ */
 static int
-sess_proof(struct sess_file *sf, int fresh, const char *url, const char *cert,
-    const char *key, const char *ca, const char *conn,
-    char proof[RF_PROOF_MAX + 1])
+sess_proof(struct sess_file *sf, const char *failed, const char *url,
+    const char *cert, const char *key, const char *ca, const char *conn,
+    char proof[RF_PROOF_MAX + 1], char sid[RF_PROOF_SID_LEN + 1])
 {
 	int r;
 
-	if ((r = sess_lock(sf)) == 0 && (fresh || !sf->have))
+	if ((r = sess_lock(sf)) == 0 &&
+	    (!sf->have || (failed != NULL && strcmp(sf->s.sid, failed) == 0)))
 		r = sess_new(sf, url, cert, key, ca);
 	if (r == 0 &&
 	    (r = rf_proof_make_session(&sf->s, "assert", conn, rf_now(), proof,
 		 RF_PROOF_MAX + 1)) == 0)
 		r = sess_save(sf);
+	memcpy(sid, sf->s.sid, RF_PROOF_SID_LEN + 1);
 	sess_close(sf);
 	return r;
 }
@@ -591,7 +636,8 @@ cmd_assert(struct rf_cli *cli, int argc, char **argv)
 		   *url = NULL, *x5t = NULL, *renew = NULL, *s;
 	char defurl[128], *ans = NULL, *body = NULL, proof[RF_PROOF_MAX + 1];
 	json_t *req = NULL, *j = NULL;
-	struct sess_file sf = {NULL, -1, 0, {{0}, {0}, 0, 0}};
+	struct sess_file sf = {NULL, -1, 0, 0, {{0}, {0}, 0, 0}};
+	char sid[RF_PROOF_SID_LEN + 1] = "", failed[RF_PROOF_SID_LEN + 1];
 	long retry;
 	int c, status, again = 0, r = EXIT_FAIL;
 
@@ -671,16 +717,16 @@ ask:
 	if (renew != NULL)
 		c = renew_body(renew, key, &req);
 	else if ((c = sf.path != NULL
-			 ? sess_proof(
-			       &sf, again, url, cert, key, ca, conn, proof)
+			 ? sess_proof(&sf, again ? failed : NULL, url, cert,
+			       key, ca, conn, proof, sid)
 			 : make_proof(key, "assert", conn, proof)) == 0 &&
 	    (req = x5t != NULL ? json_pack("{s:s,s:s,s:s}", "connection", conn,
 				     "x5t#S256", x5t, "proof", proof)
 			       : json_pack("{s:s,s:s}", "connection", conn,
 				     "proof", proof)) == NULL)
 		c = RF_ERR_ALLOC;
-	if (c == RF_ERR_REFUSED && sf.path != NULL)
-		goto out; /* the session's refusal, said */
+	if (c == RF_ERR_REFUSED && sf.said)
+		goto out; /* serve's refusal of a new session, said */
 	if (c != 0) {
 		r = cli_fail(c);
 		goto out;
@@ -700,8 +746,9 @@ ask:
 	 * ended): once more, with a new one. */
 	if (status == 401 && sf.path != NULL && !again &&
 	    strcmp(jstr(j, "error"), "bad_proof") == 0 &&
-	    strstr(jstr(j, "message"), "open a new one") != NULL) {
+	    strstr(jstr(j, "message"), RF_PROOF_SESSION_UNKNOWN ":") != NULL) {
 		again = 1;
+		memcpy(failed, sid, sizeof(failed));
 		json_decref(req);
 		json_decref(j);
 		free(body);

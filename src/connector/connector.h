@@ -121,6 +121,9 @@ int rf_jwt_scheme(const char *alg, enum rf_sig_scheme *scheme) RF_WUR;
 #define RF_PROOF_SID_LEN 22	  /* a session's id: base64url of 16 bytes */
 #define RF_PROOF_B64_32 43	  /* base64url of 32 bytes: X25519 keys, MACs */
 #define RF_PROOF_SESSION_TTL 3600 /* s a proof session lasts, at most */
+/* How keyd's refusal of a session's proof begins when it no longer knows
+ * the session: the connector opens a new one (ringfence assert does). */
+#define RF_PROOF_SESSION_UNKNOWN "session_unknown"
 struct rf_proof {
 	int64_t time;
 	char nonce[65];

@@ -254,7 +254,7 @@ hmac32(const uint8_t key[32], const char *msg, size_t len, uint8_t out[32])
 
 /* The session's MAC key, from the exchange and what names the session;
  * and the confirmation keyd sends with it. */
-static void
+static int
 session_key(const uint8_t shared[32], const char *cpub, const char *kpub,
     const char *sid, uint8_t key[32], char confirm[RF_PROOF_B64_32 + 1])
 {
@@ -264,12 +264,15 @@ session_key(const uint8_t shared[32], const char *cpub, const char *kpub,
 
 	n = snprintf(msg, sizeof(msg), "ringfence-session-v1\n%s\n%s\n%s\n",
 	    cpub, kpub, sid);
+	if (n < 0 || (size_t)n >= sizeof(msg))
+		return rf_err_set(RF_ERR_ARG, "proof session: names too long");
 	hmac32(shared, msg, (size_t)n, key);
 	n = snprintf(
 	    msg, sizeof(msg), "ringfence-session-confirm-v1\n%s\n", sid);
 	hmac32(key, msg, (size_t)n, c);
 	rf_b64url(c, 32, confirm);
 	OPENSSL_cleanse(msg, sizeof(msg));
+	return 0;
 }
 
 int
@@ -299,6 +302,8 @@ rf_proof_session_take(EVP_PKEY *eph, const char *pub, const char *sid,
 	int ok;
 
 	memset(s, 0, sizeof(*s));
+	if (strlen(pub) != RF_PROOF_B64_32)
+		return rf_err_set(RF_ERR_ARG, "proof session: not its key");
 	if (strlen(sid) != RF_PROOF_SID_LEN || !b64url_only(sid, strlen(sid)))
 		return rf_err_set(RF_ERR_MALFORMED,
 		    "the session's id is not %d characters of base64url",
@@ -306,7 +311,10 @@ rf_proof_session_take(EVP_PKEY *eph, const char *pub, const char *sid,
 	if (!b64url_32(kpub, kraw) || x25519(eph, kraw, shared) != 0)
 		return rf_err_set(RF_ERR_MALFORMED,
 		    "the session's key is not a usable X25519 key");
-	session_key(shared, pub, kpub, sid, s->key, want);
+	if (session_key(shared, pub, kpub, sid, s->key, want) != 0) {
+		OPENSSL_cleanse(shared, sizeof(shared));
+		return RF_ERR_ARG;
+	}
 	OPENSSL_cleanse(shared, sizeof(shared));
 	ok = strlen(confirm) == RF_PROOF_B64_32 &&
 	    CRYPTO_memcmp(confirm, want, RF_PROOF_B64_32) == 0;
@@ -815,8 +823,12 @@ session_find(struct rf_proof_guard *g, const char *sid, int64_t now)
 	if (slot >= RF_PROOF_SESSIONS)
 		return NULL;
 	s = &g->sess[slot];
-	if (CRYPTO_memcmp(s->id, id, 16) != 0 || s->expires <= now)
+	if (CRYPTO_memcmp(s->id, id, 16) != 0)
 		return NULL;
+	if (s->expires <= now) { /* ended: its key goes now */
+		OPENSSL_cleanse(s, sizeof(*s));
+		return NULL;
+	}
 	return s;
 }
 
@@ -905,11 +917,15 @@ rf_proof_session_open(struct rf_proof_guard *g, struct rf_store *st,
 	id[1] = (uint8_t)slot;
 	memcpy(s->id, id, sizeof(id));
 	rf_b64url(id, sizeof(id), out->sid);
-	session_key(shared, pub, out->pub, out->sid, s->key, out->confirm);
+	if ((r = session_key(
+		 shared, pub, out->pub, out->sid, s->key, out->confirm)) != 0) {
+		OPENSSL_cleanse(s, sizeof(*s));
+		pthread_mutex_unlock(&g->lock);
+		goto out;
+	}
 	snprintf(s->serial, sizeof(s->serial), "%s", cert_serial);
 	s->expires = out->expires = now + RF_PROOF_SESSION_TTL;
 	pthread_mutex_unlock(&g->lock);
-	r = 0;
 out:
 	OPENSSL_cleanse(shared, sizeof(shared));
 	EVP_PKEY_free(mine);
@@ -957,8 +973,9 @@ session_check(struct rf_proof_guard *g, struct rf_store *st,
 	    strcmp(s->serial, cert_serial) != 0) {
 		pthread_mutex_unlock(&g->lock);
 		snprintf(why, whylen,
-		    "proof session %s is not open for certificate %.40s (it "
-		    "ended, or keyd restarted): open a new one",
+		    RF_PROOF_SESSION_UNKNOWN
+		    ": proof session %s is not open for certificate %.40s "
+		    "(it ended, or keyd restarted): open a new one",
 		    pf->sid, cert_serial);
 		return 1;
 	}
@@ -984,6 +1001,7 @@ session_check(struct rf_proof_guard *g, struct rf_store *st,
 		}
 	}
 	OPENSSL_cleanse(key, sizeof(key));
+	OPENSSL_cleanse(mac, sizeof(mac));
 	if (r != 0)
 		return r;
 	pthread_mutex_lock(&g->lock);
@@ -995,12 +1013,13 @@ session_check(struct rf_proof_guard *g, struct rf_store *st,
 	pthread_mutex_unlock(&g->lock);
 	if (r == 2)
 		snprintf(why, whylen,
-		    "proof session %s ended while its proof was checked: "
+		    RF_PROOF_SESSION_UNKNOWN
+		    ": proof session %s ended while its proof was checked: "
 		    "open a new one",
 		    pf->sid);
 	else if (r == 1)
 		snprintf(why, whylen,
-		    "this proof was used before, or its count is over %d "
+		    "this proof was used before, or its count is %d or more "
 		    "behind the session's newest: each is accepted once",
 		    WINDOW);
 	return r != 0 ? 1 : 0;
