@@ -29,14 +29,23 @@ unset RINGFENCE_NOW || true
 "$rfbin" init >/dev/null 2>&1
 "$rfbin" tenant add acme >/dev/null
 "$rfbin" cert ca issuing >"$home/issuing.pem"
-port=$((20000 + RANDOM % 20000))
-"$rfbin" serve --port "$port" --duration 3600 2>"$home/serve.log" &
-server=$!
-for _ in $(seq 200); do
-	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-	sleep 0.05
+# A port below the ephemeral range (where other connections' source
+# ports are not), and another one if serve finds it taken anyway.
+lo=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range)
+for _ in 1 2 3 4 5; do
+	port=$((10000 + RANDOM % (lo - 10000)))
+	"$rfbin" serve --port "$port" --duration 3600 2>"$home/serve.log" &
+	server=$!
+	for _ in $(seq 200); do
+		curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+		kill -0 "$server" 2>/dev/null || break
+		sleep 0.05
+	done
+	kill -0 "$server" 2>/dev/null && break
+	wait "$server" 2>/dev/null || true
+	server=""
 done
-[ -S "$home/serve.sock" ] || { echo "serve.sock missing"; exit 1; }
+[ -n "$server" ] && [ -S "$home/serve.sock" ] || { echo "serve.sock missing"; exit 1; }
 # The loop in Python: each command as a process, then OCSP over one
 # keep-alive HTTP connection, so that the lag is the server's, not a
 # client's start-up.

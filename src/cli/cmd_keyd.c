@@ -667,17 +667,31 @@ cli_keyd_start(void *arg, const struct rf_config *cfg)
 	for (waited = 0; waited < START_WAIT_MS; waited += 20) {
 		if (rf_keyd_status_get(cfg, &st) == 0)
 			return 0;
-		/* Exited: a failure, or another keyd won the lock. */
-		if (!pid_running(pid)) {
+		/* Exited: a failure, or another keyd holds the state folder's
+		 * lock. That one is starting (it answers soon) or stopping
+		 * (its lock goes with it): asked again, and one more started
+		 * every 100 ms meanwhile, within the same wait. */
+		if (pid != 0 && !pid_running(pid)) {
 			if (rf_keyd_status_get(cfg, &st) == 0)
 				return 0;
 			last_log_line(log, line, sizeof(line));
-			return rf_err_set(RF_ERR_CUSTODY,
-			    "the custody process did not start: %s (%s)",
-			    line[0] ? line : "no message", log);
+			if (strstr(line, "already runs") == NULL)
+				return rf_err_set(RF_ERR_CUSTODY,
+				    "the custody process did not start: %s "
+				    "(%s)",
+				    line[0] ? line : "no message", log);
+			pid = 0;
 		}
+		if (pid == 0 && waited % 100 == 0 &&
+		    (r = keyd_fork(log, &pid)) != 0)
+			return r;
 		usleep(20 * 1000);
 	}
+	if (pid == 0)
+		return rf_err_set(RF_ERR_CUSTODY,
+		    "the custody process did not start: another one holds "
+		    "%s's lock and did not answer within %d s (%s)",
+		    cfg->home, START_WAIT_MS / 1000, log);
 	return rf_err_set(RF_ERR_CUSTODY,
 	    "the custody process did not answer within %d s: see %s",
 	    START_WAIT_MS / 1000, log);

@@ -21,12 +21,8 @@ rf init >/dev/null
 rf tenant add acme >/dev/null
 rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
 entra_cred acme/m365 cred
-for c in sync other; do
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-		-keyout $c.key -out $c.csr -subj /CN=$c 2>/dev/null
-	rf connector add $c --csr $c.csr --out $c.pem >/dev/null
-	rf connector bind $c acme/m365 >/dev/null
-done
+connector_ec sync acme/m365
+connector_ec other acme/m365
 openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
 	-out stranger.key 2>/dev/null
 serve_up 120

@@ -9,14 +9,8 @@ h=$RINGFENCE_HOME
 
 rf init 2>/dev/null
 "$RF_BINARY_DIR/rf-populate" 12
-port=$((20000 + RANDOM % 20000))
-"$RINGFENCE" serve --port "$port" --duration 120 2>"$h/serve.log" &
-server=$!
-for _ in $(seq 100); do
-	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-	sleep 0.1
-done
-curl -sf "http://127.0.0.1:$port/healthz" >/dev/null || fail "server did not start"
+. "$(dirname "$0")/lib/ports.sh"
+serve_late "$h/serve.log" --duration 120 || fail "server did not start"
 
 id=$(rf incident open --scope issuer:issuing --reason "issuing key exposed" 2>/dev/null | head -1)
 rf incident contain "$id" >/dev/null

@@ -67,13 +67,8 @@ grep -q "certificate revoked" "$RINGFENCE_HOME/v.txt" || fail "verify: $(cat "$R
 echo "root CRL: old issuing CA $iss_serial revoked; openssl verify: $(grep -m1 error "$RINGFENCE_HOME/v.txt")"
 
 # openssl ocsp against the server: sample old (revoked) and new (good).
-port=$((20000 + RANDOM % 20000))
-"$RINGFENCE" serve --port "$port" --duration 120 2>"$RINGFENCE_HOME/serve.log" &
-server=$!
-for _ in $(seq 100); do
-	curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
-	sleep 0.1
-done
+. "$(dirname "$0")/lib/ports.sh"
+serve_late "$RINGFENCE_HOME/serve.log" --duration 120 || fail "serve did not come up"
 rf cert ca root >"$RINGFENCE_HOME/root.pem"
 python3 - "$RINGFENCE_HOME/report.json" >"$RINGFENCE_HOME/sample" <<'PY'
 import json, sys

@@ -26,10 +26,8 @@ rm -f "$RINGFENCE_HOME/serve.sock"
 # RFC 5019 6.2 freshness, capped: a `good` is not cacheable for days.
 rf cert ca issuing >"$RINGFENCE_HOME/issuing.pem"
 s=$(rf issue --tenant acme --profile client --keygen ec-p256 --out /dev/null 2>&1 | sed -n 's/^serial: //p')
-port=$((20000 + RANDOM % 20000))
-"$RINGFENCE" serve --port "$port" --duration 60 2>"$RINGFENCE_HOME/serve.log" &
-server=$!
-for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.05; done
+. "$here/lib/ports.sh"
+serve_late "$RINGFENCE_HOME/serve.log" --duration 60 || fail "serve did not come up"
 [ -S "$RINGFENCE_HOME/serve.sock" ] || fail "serve does not listen on serve.sock"
 openssl ocsp -issuer "$RINGFENCE_HOME/issuing.pem" -serial "0x$s" -reqout "$RINGFENCE_HOME/req.der" -no_nonce >/dev/null 2>&1 || true
 curl -s -D "$RINGFENCE_HOME/hdr" -o /dev/null --data-binary @"$RINGFENCE_HOME/req.der" \

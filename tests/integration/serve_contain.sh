@@ -9,7 +9,8 @@ set -euo pipefail
 h=$RINGFENCE_HOME
 
 # The distribution point in certificates names this server's port.
-port=$((20000 + RANDOM % 20000))
+. "$(dirname "$0")/lib/ports.sh"
+port=$(lateport) # below the ephemeral range: no other connection's port
 export RINGFENCE_PORT=$port
 rf init 2>/dev/null
 "$RF_BINARY_DIR/rf-populate" 6

@@ -63,6 +63,17 @@ entra_cred() {
 	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----")' \
 		"$2.json" >"$2.pem"
 }
+# connector_ec NAME TENANT/CONN...: a connector with an EC P-256 key made
+# here (NAME.key, NAME.csr; its certificate NAME.pem), bound to the
+# connections.
+connector_ec() {
+	local c=$1
+	shift
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "$c.key" -out "$c.csr" -subj "/CN=$c" 2>/dev/null
+	rf connector add "$c" --csr "$c.csr" --out "$c.pem" >/dev/null
+	rf connector bind "$c" "$@" >/dev/null
+}
 # keyd_kill9: keyd killed by the PID in keyd.pid ($kpid), waited for.
 keyd_kill9() {
 	kpid=$(cat "$RINGFENCE_HOME/keyd.pid")

@@ -16,3 +16,24 @@ for _ in range(100):
     print(p)
     break'
 }
+# serve_late LOG ARGS...: serve on a port from lateport, with ARGS, its
+# stderr in LOG; another port if it does not come up there (taken after
+# all), five times at most. Sets $port and $server; 1 if it never came up.
+serve_late() {
+	local log=$1 try
+	shift
+	for try in 1 2 3 4 5; do
+		port=$(lateport)
+		"$RINGFENCE" serve --port "$port" "$@" 2>"$log" &
+		server=$!
+		for _ in $(seq 200); do
+			curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+			kill -0 "$server" 2>/dev/null || break
+			sleep 0.05
+		done
+		kill -TERM "$server" 2>/dev/null || true
+		wait "$server" 2>/dev/null || true
+		server=""
+	done
+	return 1
+}
