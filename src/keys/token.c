@@ -481,9 +481,10 @@ keys_find_shards(struct rf_keys *keys)
  * token is missing, or fewer tokens are found than `ringfence init` made
  * for the embedded store (store setting key_tokens), and this handle is
  * the module's only user, the module is initialised again after a pause
- * (5 ms, 10, ... 80) and the tokens looked for again. After the last try
- * the tokens found are used. A label that is really wrong costs 155 ms
- * more before its error.
+ * (5 ms, 10, ... 160: a process started while another logs in may itself
+ * wait that long for a core) and the tokens looked for again. After the
+ * last try the tokens found are used. A label that is really wrong costs
+ * 315 ms more before its error.
  */
 static int
 find_shards_settled(struct rf_keys *keys)
@@ -502,7 +503,7 @@ find_shards_settled(struct rf_keys *keys)
 		keys->gen = keys->mod->gen;
 		pthread_rwlock_unlock(&keys_module_rw);
 		if ((r == 0 && keys->nsh >= want) ||
-		    (r != 0 && r != RF_ERR_TOKEN_NOT_FOUND) || attempt == 5 ||
+		    (r != 0 && r != RF_ERR_TOKEN_NOT_FOUND) || attempt == 6 ||
 		    !module_sole(keys->mod))
 			return r;
 		keys_backoff(attempt);

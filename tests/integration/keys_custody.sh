@@ -149,7 +149,7 @@ set -e
 
 # SoftHSM rewrites a token's token.object on every login, and a process
 # that initialises the module at that moment loses the token for its life.
-# Stand-in: empty a token's token.object and put it back 100 ms later; keys
+# Stand-in: empty a token's token.object and put it back 50 ms later; keys
 # must initialise the module again and find every token: the first one
 # (without it nothing opens), and one holding a tenant's key (without it
 # the key would be missing).
@@ -164,12 +164,12 @@ token_dir() { # the SoftHSM folder of the token labelled $1
 	done
 	return 1
 }
-tear() { # token.object of token $1 empty for 100 ms while $2... runs
+tear() { # token.object of token $1 empty for 50 ms while $2... runs
 	local dir=$1 restore
 	shift
 	cp "$dir/token.object" "$work/token.object"
 	: >"$dir/token.object"
-	(sleep 0.1 && cp "$work/token.object" "$dir/token.object") &
+	(sleep 0.05 && cp "$work/token.object" "$dir/token.object") &
 	restore=$!
 	"$@" || { wait "$restore"; return 1; }
 	wait "$restore"
