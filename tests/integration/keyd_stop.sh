@@ -67,4 +67,14 @@ SHELL=/bin/sh script -qec "$RINGFENCE keyd --idle 0" /dev/null >"$RINGFENCE_HOME
 rf keyd stop 2>"$RINGFENCE_HOME/stop3.err" || fail "keyd stop: $(cat "$RINGFENCE_HOME/stop3.err")"
 grep -q "stopped keyd $k2" "$RINGFENCE_HOME/stop3.err" || fail "keyd stop did not stop 'ringfence --json keyd': $(cat "$RINGFENCE_HOME/stop3.err")"
 wait "$k2" 2>/dev/null || true
+# A command that starts keyd while the state folder's lock is still held
+# (a keyd starting, or stopping): it waits, and starts one once the lock
+# is free, instead of failing "already runs".
+flock "$RINGFENCE_HOME/keyd.lock" sleep 1.5 &
+holder=$!
+sleep 0.2
+rf keys list >/dev/null 2>"$RINGFENCE_HOME/held.err" ||
+	fail "a command while keyd's lock was held: $(cat "$RINGFENCE_HOME/held.err")"
+wait "$holder"
+rf keyd status >/dev/null 2>&1 || fail "no keyd after the lock was let go"
 echo "keyd_stop: ok"
