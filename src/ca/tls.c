@@ -22,6 +22,11 @@
 #include "ocsp/ocsp.h"
 #include "store/store.h"
 
+/* The names of serve's certificate, at most; and its subjectAltName of
+ * that many: "DNS:" a name of 253, ",". */
+#define TLS_RENEW_NAMES 16
+#define TLS_SAN_MAX (TLS_RENEW_NAMES * (4 + 253 + 1) + 1)
+
 static int
 is_ip(const char *name)
 {
@@ -194,7 +199,7 @@ tls_commit(struct rf_ca *ca, struct rf_key *key, const struct init_cert *c,
 	struct rf_ca_rec cr;
 	struct rf_cert_rec cert;
 	struct rf_audit_event ev;
-	char detail[1100];
+	char detail[TLS_SAN_MAX + 8];
 	int r, in_tx = 0;
 
 	if ((r = rf_store_begin(ca->st)) != 0)
@@ -238,9 +243,7 @@ out:
 }
 
 /* The names of a TLS certificate's subjectAltName, as tls_san takes them. */
-#define TLS_RENEW_NAMES 16
-/* A subjectAltName of that many names: "DNS:" a name of 253, ",". */
-#define TLS_SAN_MAX (TLS_RENEW_NAMES * (4 + 253 + 1) + 1)
+
 static int
 tls_names_of(X509 *x, char names[][256], size_t *n)
 {
