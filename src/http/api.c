@@ -1,11 +1,11 @@
 /*
  * api.c: the connector API on serve's TLS listener (docs/connectors.md):
  * POST /v1/assertions, POST /v1/connector/renew and POST
- * /v1/connector/session. The listener asks for
- * a client certificate (always; it requires none) and verifies it against
- * ringfence's CA (root and issuing CAs, also those rotated in while
- * serving); the API answers only requests whose connection presented one
- * (401 otherwise). Routes on the plain listener answer 401 too.
+ * /v1/connector/session. The listener asks for a client certificate
+ * (always; it requires none) and verifies it against ringfence's CA (root
+ * and issuing CAs, also those rotated in while serving); the API answers
+ * only requests whose connection presented one (401 otherwise). Routes on
+ * the plain listener answer 401 too.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
