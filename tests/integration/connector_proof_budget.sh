@@ -21,14 +21,7 @@ export RINGFENCE_CONNECTOR_PROOF=required RINGFENCE_CONN_BURST=3 \
 	RINGFENCE_CONN_RATE=1 RINGFENCE_CONNECTOR_BURST=3 \
 	RINGFENCE_CONNECTOR_RATE=1
 
-rf init >/dev/null
-rf tenant add acme >/dev/null
-rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
-entra_cred acme/m365 cred
-connector_ec sync acme/m365
-connector_ec other acme/m365
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
-	-out stranger.key 2>/dev/null
+acme_m365
 serial=$(openssl x509 -in sync.pem -noout -serial | cut -d= -f2 | tr A-F a-f | sed 's/^0*//')
 grep -q "connector_proof required" "$RINGFENCE_HOME/keyd.log" ||
 	fail "keyd did not start with connector_proof required: $(cat "$RINGFENCE_HOME/keyd.log")"

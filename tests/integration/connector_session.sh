@@ -17,14 +17,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/connector.sh" connector_session
 export RINGFENCE_CONN_BURST=100 RINGFENCE_CONNECTOR_PROOF=required
 
-rf init >/dev/null
-rf tenant add acme >/dev/null
-rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
-entra_cred acme/m365 cred
-connector_ec sync acme/m365
-connector_ec other acme/m365
-openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
-	-out stranger.key 2>/dev/null
+acme_m365
 serve_up 120
 
 b64url() { basenc --base64url -w0 | tr -d =; }

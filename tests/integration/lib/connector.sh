@@ -63,6 +63,19 @@ entra_cred() {
 	python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["pem"].split("-----END CERTIFICATE-----")[0] + "-----END CERTIFICATE-----")' \
 		"$2.json" >"$2.pem"
 }
+# acme_m365: a fresh state with tenant acme and its entra connection m365
+# (cred.pem its RSA credential), connectors sync and other bound to it,
+# and stranger.key, a key that is no connector's.
+acme_m365() {
+	rf init >/dev/null
+	rf tenant add acme >/dev/null
+	rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
+	entra_cred acme/m365 cred
+	connector_ec sync acme/m365
+	connector_ec other acme/m365
+	openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 \
+		-out stranger.key 2>/dev/null
+}
 # connector_ec NAME TENANT/CONN...: a connector with an EC P-256 key made
 # here (NAME.key, NAME.csr; its certificate NAME.pem), bound to the
 # connections.
