@@ -60,7 +60,7 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
     const char *source, const uint8_t *body, size_t len,
     struct rf_api_answer *a)
 {
-	struct rf_connector_req q;
+	int64_t now;
 	struct rf_connector_verdict v;
 	struct rf_issue_req req;
 	struct rf_issued is;
@@ -90,18 +90,11 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 		return;
 	}
 	pthread_mutex_lock(&svc->lock);
-	memset(&q, 0, sizeof(q));
-	q.cert_serial = cert_serial;
-	q.now = rf_now();
-	memset(&v, 0, sizeof(v));
-	/* Only who_asks matters here: decide() stops at the binding. */
-	if ((r = rf_connector_decide(svc->cfg, svc->st, NULL, &q, &v)) != 0)
-		goto fail;
-	if (v.why == RF_REFUSE_UNKNOWN || v.why == RF_REFUSE_REVOKED) {
-		rf_api_answer_error(a, rf_refusal_status(v.why),
-		    rf_refusal_code(v.why), v.detail);
+	now = rf_now();
+	if ((r = svc_who_asks(svc, cert_serial, now, &v, a)) == 1)
 		goto out;
-	}
+	if (r != 0)
+		goto fail;
 	if (svc->ca == NULL) {
 		if ((r = rf_ca_open(svc->cfg, svc->st, svc->keys, &svc->ca)) !=
 		    0)
@@ -131,7 +124,7 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	who.source = source;
 	/* A request issuance refuses costs no renewal (its 400 below). */
 	r = rf_ca_issue_check(svc->ca, &req, 1);
-	if (r == 0 && renewals_used(svc, v.connector, q.now, a))
+	if (r == 0 && renewals_used(svc, v.connector, now, a))
 		goto out;
 	if (r != 0 ||
 	    (r = rf_ca_issue_ex(

@@ -410,10 +410,10 @@ svc_proof_missing(const struct rf_connector_svc *svc, const char *proof,
  * for it), so this bucket is what bounds how often a certificate can make
  * keyd check a proof that does not hold.
  */
-static void
-proof_key(const struct rf_assert_pending *p, char key[64])
+void
+svc_proof_key(const char *serial, char key[64])
 {
-	snprintf(key, 64, "p:%.60s", p->serial);
+	snprintf(key, 64, "p:%.60s", serial);
 }
 
 static int
@@ -424,7 +424,7 @@ proof_take(struct rf_connector_svc *svc, struct rf_assert_pending *p)
 
 	if (p->ask.proof[0] == '\0')
 		return 0;
-	proof_key(p, key);
+	svc_proof_key(p->serial, key);
 	if ((r = rf_limits_take(svc->limits, key, svc->cfg->connector_rate,
 		 svc->cfg->connector_burst, (uint64_t)p->now * 1000,
 		 &p->v.retry_after)) == 0)
@@ -439,7 +439,7 @@ proof_give(struct rf_connector_svc *svc, struct rf_assert_pending *p)
 
 	if (!p->proof_taken)
 		return;
-	proof_key(p, key);
+	svc_proof_key(p->serial, key);
 	rf_limits_give(svc->limits, key, svc->cfg->connector_burst);
 	p->proof_taken = 0;
 }
@@ -481,6 +481,27 @@ key_unfit(struct rf_connector_svc *svc, struct rf_assert_pending *p,
 	    rf_key_alg_name(alg));
 	refused(svc, &p->ask, p->serial, p->source, &p->v, a);
 	pending_free(p);
+	return 1;
+}
+
+int
+svc_who_asks(struct rf_connector_svc *svc, const char *cert_serial, int64_t now,
+    struct rf_connector_verdict *v, struct rf_api_answer *a)
+{
+	struct rf_connector_req q;
+	int r;
+
+	memset(&q, 0, sizeof(q));
+	memset(v, 0, sizeof(*v));
+	q.cert_serial = cert_serial;
+	q.now = now;
+	/* Only who_asks matters here: decide() stops at the binding. */
+	if ((r = rf_connector_decide(svc->cfg, svc->st, NULL, &q, v)) != 0)
+		return r;
+	if (v->why != RF_REFUSE_UNKNOWN && v->why != RF_REFUSE_REVOKED)
+		return 0;
+	rf_api_answer_error(
+	    a, rf_refusal_status(v->why), rf_refusal_code(v->why), v->detail);
 	return 1;
 }
 

@@ -93,5 +93,11 @@ void svc_answer_fail(struct rf_api_answer *a, int r);
  * (service.c). */
 int svc_proof_missing(const struct rf_connector_svc *svc, const char *proof,
     struct rf_api_answer *a);
+/* The bucket of proofs of certificate serial in the service's limits. */
+void svc_proof_key(const char *serial, char key[64]);
+/* Who asks with cert_serial (a connector known and not revoked), under
+ * svc->lock: 0 (v says who), 1 with *a answered, or an error. */
+int svc_who_asks(struct rf_connector_svc *svc, const char *cert_serial,
+    int64_t now, struct rf_connector_verdict *v, struct rf_api_answer *a);
 
 #endif

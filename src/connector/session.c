@@ -22,45 +22,29 @@ static int
 session_admit(struct rf_connector_svc *svc, const char *cert_serial,
     int64_t now, struct rf_api_answer *a)
 {
-	struct rf_connector_req q;
 	struct rf_connector_verdict v;
 	char key[64];
 	int retry = 1, r;
 
-	memset(&q, 0, sizeof(q));
-	memset(&v, 0, sizeof(v));
-	q.cert_serial = cert_serial;
-	q.now = now;
 	pthread_mutex_lock(&svc->lock);
-	/* Only who_asks matters here: decide() stops at the binding. */
-	r = rf_connector_decide(svc->cfg, svc->st, NULL, &q, &v);
-	if (r == 0 && v.why != RF_REFUSE_UNKNOWN &&
-	    v.why != RF_REFUSE_REVOKED) {
-		snprintf(key, sizeof(key), "p:%.60s", cert_serial);
+	if ((r = svc_who_asks(svc, cert_serial, now, &v, a)) == 0) {
+		svc_proof_key(cert_serial, key);
 		if (rf_limits_take(svc->limits, key, svc->cfg->connector_rate,
 			svc->cfg->connector_burst, (uint64_t)now * 1000,
 			&retry) != 0) {
 			rf_err_clear();
-			pthread_mutex_unlock(&svc->lock);
 			rf_api_answer_error(a, 429, "rate_limited",
 			    "this certificate asked for too many proof "
 			    "sessions and proofs: wait, then open one and keep "
 			    "it");
 			a->retry_after = retry > 0 ? retry : 1;
-			return 1;
+			r = 1;
 		}
 	}
 	pthread_mutex_unlock(&svc->lock);
-	if (r != 0) {
+	if (r != 0 && r != 1) /* an error, not an answer */
 		svc_answer_fail(a, r);
-		return 1;
-	}
-	if (v.why == RF_REFUSE_UNKNOWN || v.why == RF_REFUSE_REVOKED) {
-		rf_api_answer_error(a, rf_refusal_status(v.why),
-		    rf_refusal_code(v.why), v.detail);
-		return 1;
-	}
-	return 0;
+	return r != 0;
 }
 
 void
