@@ -23,7 +23,6 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include <jansson.h>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -135,15 +134,6 @@ one(BIO *b, const char *req, size_t reqlen, char *why, size_t whylen)
 	return one_body(b, req, reqlen, why, whylen, NULL, 0);
 }
 
-/* j's string member name, or "". */
-static const char *
-jstr(json_t *j, const char *name)
-{
-	const char *v = json_string_value(json_object_get(j, name));
-
-	return v != NULL ? v : "";
-}
-
 /*
  * RF_BENCH_PROOF=session (the default): one proof session for the
  * process (POST /v1/connector/session, as a connector that asks often
@@ -156,8 +146,6 @@ session_open(struct load *L)
 	char body[RF_PROOF_MAX + 128], req[RF_PROOF_MAX + 512], ans[1024];
 	char why[160];
 	EVP_PKEY *eph = NULL;
-	json_t *j = NULL;
-	json_error_t e;
 	BIO *b;
 	int n, r = -1;
 
@@ -177,18 +165,13 @@ session_open(struct load *L)
 		    stderr, "bench_assert: opening a proof session: %s\n", why);
 		goto out;
 	}
-	if ((j = json_loads(ans, 0, &e)) == NULL ||
-	    rf_proof_session_take(eph, pub, jstr(j, "session"), jstr(j, "key"),
-		jstr(j, "confirm"),
-		(int64_t)json_integer_value(json_object_get(j, "expires")),
-		&L->session) != 0) {
+	if ((n = rf_proof_session_answer(eph, pub, ans, &L->session)) != 0) {
 		fprintf(stderr, "bench_assert: the proof session: %s\n",
-		    rf_err_msg(RF_ERR_MALFORMED));
+		    rf_err_msg(n));
 		goto out;
 	}
 	r = 0;
 out:
-	json_decref(j);
 	EVP_PKEY_free(eph);
 	BIO_free_all(b);
 	return r;

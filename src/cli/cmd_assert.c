@@ -382,13 +382,6 @@ sess_close(struct sess_file *sf)
 	OPENSSL_cleanse(&sf->s, sizeof(sf->s));
 }
 
-/* A lowercase hex digit's value. */
-static int
-nibble(char c)
-{
-	return c <= '9' ? c - '0' : c - 'a' + 10;
-}
-
 /* j's string member name, or "". */
 static const char *
 jstr(json_t *j, const char *name)
@@ -415,7 +408,7 @@ sess_parse(struct sess_file *sf, const char *buf)
 {
 	const char *sid, *k;
 	json_t *j;
-	size_t i;
+	size_t n = 0;
 	int r = RF_ERR_STATE;
 
 	if ((j = json_loads(buf, 0, NULL)) == NULL ||
@@ -423,13 +416,10 @@ sess_parse(struct sess_file *sf, const char *buf)
 		goto out;
 	sid = jstr(j, "session");
 	k = jstr(j, "key");
-	if (strlen(sid) != RF_PROOF_SID_LEN || strlen(k) != 64 ||
-	    strspn(k, "0123456789abcdef") != 64)
+	if (strlen(sid) != RF_PROOF_SID_LEN ||
+	    rf_unhex(k, sf->s.key, sizeof(sf->s.key), &n) != 0 || n != 32)
 		goto out;
 	memcpy(sf->s.sid, sid, RF_PROOF_SID_LEN + 1);
-	for (i = 0; i < 32; i++)
-		sf->s.key[i] =
-		    (uint8_t)(nibble(k[2 * i]) << 4 | nibble(k[2 * i + 1]));
 	sf->s.expires =
 	    (int64_t)json_integer_value(json_object_get(j, "expires"));
 	sf->s.count = (uint64_t)json_integer_value(json_object_get(j, "count"));
@@ -484,11 +474,10 @@ sess_save(struct sess_file *sf)
 {
 	char hex[65], *s;
 	json_t *j;
-	size_t i, len;
+	size_t len;
 	int r = 0;
 
-	for (i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", sf->s.key[i]);
+	rf_hex(sf->s.key, sizeof(sf->s.key), hex);
 	j = json_pack("{s:s,s:s,s:s,s:I,s:I}", "v", SESS_MARK, "session",
 	    sf->s.sid, "key", hex, "expires", (json_int_t)sf->s.expires,
 	    "count", (json_int_t)sf->s.count);
@@ -518,7 +507,7 @@ sess_new(struct sess_file *sf, const char *url, const char *cert,
 	char pub[RF_PROOF_B64_32 + 1], proof[RF_PROOF_MAX + 1], *ans = NULL;
 	char *body = NULL;
 	EVP_PKEY *k = NULL, *eph = NULL;
-	json_t *q = NULL, *j = NULL;
+	json_t *q = NULL;
 	long retry;
 	int status, r;
 
@@ -540,17 +529,12 @@ sess_new(struct sess_file *sf, const char *url, const char *cert,
 		r = RF_ERR_REFUSED;
 		goto out;
 	}
-	j = json_loads(ans, 0, NULL);
-	if ((r = rf_proof_session_take(eph, pub, jstr(j, "session"),
-		 jstr(j, "key"), jstr(j, "confirm"),
-		 (int64_t)json_integer_value(json_object_get(j, "expires")),
-		 &sf->s)) != 0)
+	if ((r = rf_proof_session_answer(eph, pub, ans, &sf->s)) != 0)
 		goto out;
 	sf->have = 1;
 	r = sess_save(sf);
 out:
 	json_decref(q);
-	json_decref(j);
 	free(body);
 	free(ans);
 	EVP_PKEY_free(k);

@@ -169,6 +169,10 @@ int rf_proof_session_ask(EVP_PKEY *key, int64_t now, EVP_PKEY **eph,
 int rf_proof_session_take(EVP_PKEY *eph, const char *pub, const char *sid,
     const char *kpub, const char *confirm, int64_t expires,
     struct rf_proof_session *s) RF_WUR;
+/* The same, of keyd's answer as serve sends it: the JSON body
+ * {"session", "key", "confirm", "expires"} (untrusted). */
+int rf_proof_session_answer(EVP_PKEY *eph, const char *pub, const char *json,
+    struct rf_proof_session *s) RF_WUR;
 /* A proof of s for purpose and subject at now (thread-safe: the count is
  * taken atomically), into out (RF_PROOF_MAX + 1 bytes). */
 int rf_proof_make_session(struct rf_proof_session *s, const char *purpose,

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -327,6 +328,28 @@ rf_proof_session_take(EVP_PKEY *eph, const char *pub, const char *sid,
 	memcpy(s->sid, sid, RF_PROOF_SID_LEN + 1);
 	s->expires = expires;
 	return 0;
+}
+
+int
+rf_proof_session_answer(EVP_PKEY *eph, const char *pub, const char *json,
+    struct rf_proof_session *s)
+{
+	const char *v[3], *names[3] = {"session", "key", "confirm"};
+	json_t *j;
+	int i, r;
+
+	memset(s, 0, sizeof(*s));
+	if ((j = json_loads(json, 0, NULL)) == NULL)
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "the proof session's answer is not JSON");
+	for (i = 0; i < 3; i++)
+		if ((v[i] = json_string_value(json_object_get(j, names[i]))) ==
+		    NULL)
+			v[i] = "";
+	r = rf_proof_session_take(eph, pub, v[0], v[1], v[2],
+	    (int64_t)json_integer_value(json_object_get(j, "expires")), s);
+	json_decref(j);
+	return r;
 }
 
 int
@@ -762,6 +785,44 @@ cert_key(struct rf_proof_guard *g, struct rf_store *st,
 	return 0;
 }
 
+/* 1 with why when pf's time is more than RF_PROOF_SKEW from now. */
+static int
+proof_stale(const struct rf_proof *pf, int64_t now, char *why, size_t whylen)
+{
+	if (pf->time >= now - RF_PROOF_SKEW && pf->time <= now + RF_PROOF_SKEW)
+		return 0;
+	snprintf(why, whylen,
+	    "the proof's time is %lld s from keyd's clock (at most %d): make "
+	    "a new one",
+	    (long long)(pf->time - now), RF_PROOF_SKEW);
+	return 1;
+}
+
+/* cert_key, and the certificate's CN must be tenant (NULL: any); on a
+ * refusal (1) or an error, *pub is NULL. */
+static int
+cert_key_of(struct rf_proof_guard *g, struct rf_store *st,
+    struct rf_ledger *ledger, const char *serial, const char *tenant,
+    int64_t now, EVP_PKEY **pub, char *why, size_t whylen)
+{
+	char cn[128];
+	int r;
+
+	*pub = NULL;
+	if ((r = cert_key(g, st, ledger, serial, now, pub, cn, why, whylen)) !=
+	    0)
+		return r;
+	if (tenant != NULL && strcmp(cn, tenant) != 0) {
+		EVP_PKEY_free(*pub);
+		*pub = NULL;
+		snprintf(why, whylen,
+		    "certificate %.40s is %.64s's, not %.64s's", serial, cn,
+		    tenant);
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- keyd's proof sessions ---- */
 
 /* Bit d of w becomes bit d + by (counts age as the top moves up). */
@@ -948,7 +1009,7 @@ session_check(struct rf_proof_guard *g, struct rf_store *st,
 	struct session *s;
 	EVP_PKEY *pub = NULL;
 	uint8_t key[32], mac[32], id[16];
-	char msg[512], cn[128];
+	char msg[512];
 	int ml, r;
 
 	if (strcmp(purpose, "assert") != 0) {
@@ -958,13 +1019,8 @@ session_check(struct rf_proof_guard *g, struct rf_store *st,
 		    purpose);
 		return 1;
 	}
-	if (pf->time < now - RF_PROOF_SKEW || pf->time > now + RF_PROOF_SKEW) {
-		snprintf(why, whylen,
-		    "the proof's time is %lld s from keyd's clock (at most "
-		    "%d): make a new one",
-		    (long long)(pf->time - now), RF_PROOF_SKEW);
+	if (proof_stale(pf, now, why, whylen))
 		return 1;
-	}
 	if ((ml = rf_proof_message(
 		 purpose, subject, pf->time, pf->nonce, msg, sizeof(msg))) < 0)
 		return ml;
@@ -982,14 +1038,9 @@ session_check(struct rf_proof_guard *g, struct rf_store *st,
 	memcpy(key, s->key, sizeof(key));
 	memcpy(id, s->id, sizeof(id));
 	pthread_mutex_unlock(&g->lock);
-	r = cert_key(g, st, ledger, cert_serial, now, &pub, cn, why, whylen);
+	r = cert_key_of(
+	    g, st, ledger, cert_serial, tenant, now, &pub, why, whylen);
 	EVP_PKEY_free(pub);
-	if (r == 0 && tenant != NULL && strcmp(cn, tenant) != 0) {
-		snprintf(why, whylen,
-		    "certificate %.40s is %.64s's, not %.64s's", cert_serial,
-		    cn, tenant);
-		r = 1;
-	}
 	if (r == 0) {
 		hmac32(key, msg, (size_t)ml, mac);
 		if (pf->siglen != 32 || CRYPTO_memcmp(mac, pf->sig, 32) != 0) {
@@ -1035,7 +1086,7 @@ rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
 	uint8_t dig[32];
 	EVP_PKEY *pub = NULL;
 	EVP_MD_CTX *ctx = NULL;
-	char msg[512], cn[128];
+	char msg[512];
 	int ml, r, ok;
 
 	if (ledger == NULL) {
@@ -1050,27 +1101,14 @@ rf_proof_check(struct rf_proof_guard *g, struct rf_store *st,
 	if (pf.sid[0] != '\0')
 		return session_check(g, st, ledger, cert_serial, tenant,
 		    purpose, subject, &pf, now, why, whylen);
-	if (pf.time < now - RF_PROOF_SKEW || pf.time > now + RF_PROOF_SKEW) {
-		snprintf(why, whylen,
-		    "the proof's time is %lld s from keyd's clock (at most "
-		    "%d): "
-		    "make a new one",
-		    (long long)(pf.time - now), RF_PROOF_SKEW);
+	if (proof_stale(&pf, now, why, whylen))
 		return 1;
-	}
 	if ((ml = rf_proof_message(
 		 purpose, subject, pf.time, pf.nonce, msg, sizeof(msg))) < 0)
 		return ml;
-	if ((r = cert_key(
-		 g, st, ledger, cert_serial, now, &pub, cn, why, whylen)) != 0)
+	if ((r = cert_key_of(g, st, ledger, cert_serial, tenant, now, &pub, why,
+		 whylen)) != 0)
 		return r;
-	if (tenant != NULL && strcmp(cn, tenant) != 0) {
-		EVP_PKEY_free(pub);
-		snprintf(why, whylen,
-		    "certificate %.40s is %.64s's, not %.64s's", cert_serial,
-		    cn, tenant);
-		return 1;
-	}
 	ok = (ctx = EVP_MD_CTX_new()) != NULL &&
 	    EVP_DigestVerifyInit(ctx, NULL, proof_md(pub), NULL, pub) == 1 &&
 	    EVP_DigestVerify(
