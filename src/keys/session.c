@@ -66,7 +66,8 @@ audit_login_failed(struct rf_keys *keys)
 
 /*
  * The pause before try attempt + 1 of a token call that met SoftHSM's
- * torn token.object: 5 ms, 10, 20, 40, 80 (155 ms over five).
+ * torn token.object: 5 ms, 10, 20, 40, 80, 160 (315 ms over six: under
+ * load, the process rewriting it may wait that long for a core).
  */
 void
 keys_backoff(int attempt)
@@ -103,7 +104,7 @@ session_login(struct rf_keys *keys, CK_SESSION_HANDLE s)
 		    s, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
 		if ((rv != CKR_GENERAL_ERROR && rv != CKR_FUNCTION_FAILED &&
 			rv != CKR_USER_PIN_NOT_INITIALIZED) ||
-		    attempt == 5)
+		    attempt == 6)
 			break;
 		keys_backoff(attempt);
 	}
