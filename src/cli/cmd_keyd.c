@@ -352,20 +352,22 @@ ledger_agrees(struct rf_ledger *ledger, const char *connector,
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused assertion for %.64s/%.64s: revoked: "
 		    "connector %.64s is revoked in keyd's ledger (the store "
-		    "no longer says so: it was changed behind keyd's back)",
+		    "does not say so: not yet, or changed behind keyd's "
+		    "back)",
 		    req->tenant, req->conn, connector);
 	if (rf_ledger_has(ledger, req->on_behalf))
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused assertion for %.64s/%.64s: revoked: "
 		    "connector certificate %.64s is revoked in keyd's ledger "
-		    "(the store no longer says so)",
+		    "(the store does not say so: not yet, or changed behind "
+		    "keyd's back)",
 		    req->tenant, req->conn, req->on_behalf);
 	if (rf_ledger_affected(ledger, req->tenant, req->conn))
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused assertion for %.64s/%.64s: "
 		    "under_incident: the connection is under an open incident "
-		    "in keyd's ledger (the store no longer says so: it was "
-		    "changed behind keyd's back)",
+		    "in keyd's ledger (the store does not say so: not yet, "
+		    "or changed behind keyd's back)",
 		    req->tenant, req->conn);
 	if (!rf_ledger_bound(ledger, connector, req->tenant, req->conn))
 		return rf_err_set(RF_ERR_REFUSED,

@@ -338,6 +338,27 @@ keyd_refusal(int r)
 	return KEYD_OTHER;
 }
 
+/*
+ * The refusal keyd's message m names by its code ("...: under_incident:
+ * ..."; cmd_keyd.c, refused), or RF_REFUSE_NONE when it names none: keyd
+ * decides again what serve decided, and between the two a connection may
+ * have gone under an incident or a binding gone.
+ */
+static enum rf_refusal
+keyd_refusal_why(const char *m)
+{
+	char pat[48];
+	int why;
+
+	for (why = RF_REFUSE_UNKNOWN; why <= RF_REFUSE_KEY; why++) {
+		snprintf(pat, sizeof(pat),
+		    ": %s: ", rf_refusal_code((enum rf_refusal)why));
+		if (strstr(m, pat) != NULL)
+			return (enum rf_refusal)why;
+	}
+	return RF_REFUSE_NONE;
+}
+
 void
 svc_answer_fail(struct rf_api_answer *a, int r)
 {
@@ -345,6 +366,7 @@ svc_answer_fail(struct rf_api_answer *a, int r)
 	 * caller's to fix: a new proof, made with its own key. */
 	enum keyd_refusal k = keyd_refusal(r);
 	const char *m = rf_err_msg(r), *p;
+	enum rf_refusal why;
 	int retry = 1;
 
 	if (k == KEYD_BAD_PROOF)
@@ -357,7 +379,11 @@ svc_answer_fail(struct rf_api_answer *a, int r)
 			retry = 1;
 		rf_api_answer_error(a, 429, "rate_limited", m);
 		a->retry_after = retry > 0 ? retry : 1;
-	} else if (k == KEYD_OTHER)
+	} else if (k == KEYD_OTHER &&
+	    (why = keyd_refusal_why(m)) != RF_REFUSE_NONE)
+		rf_api_answer_error(
+		    a, rf_refusal_status(why), rf_refusal_code(why), m);
+	else if (k == KEYD_OTHER)
 		rf_api_answer_error(a, 403, "refused", m);
 	else
 		rf_api_answer_error(a, 500, "internal", m);
@@ -416,18 +442,41 @@ svc_proof_key(const char *serial, char key[64])
 	snprintf(key, 64, "p:%.60s", serial);
 }
 
+int
+svc_proof_token(struct rf_connector_svc *svc, const char *serial, int64_t now,
+    int *retry_after)
+{
+	char key[64];
+
+	svc_proof_key(serial, key);
+	return rf_limits_take(svc->limits, key, svc->cfg->connector_rate,
+	    svc->cfg->connector_burst, (uint64_t)now * 1000, retry_after);
+}
+
+void
+svc_proof_token_back(struct rf_connector_svc *svc, const char *serial)
+{
+	char key[64];
+
+	svc_proof_key(serial, key);
+	rf_limits_give(svc->limits, key, svc->cfg->connector_burst);
+}
+
+int
+svc_bad_proof(int r)
+{
+	return keyd_refusal(r) == KEYD_BAD_PROOF;
+}
+
 static int
 proof_take(struct rf_connector_svc *svc, struct rf_assert_pending *p)
 {
-	char key[64];
 	int r;
 
 	if (p->ask.proof[0] == '\0')
 		return 0;
-	svc_proof_key(p->serial, key);
-	if ((r = rf_limits_take(svc->limits, key, svc->cfg->connector_rate,
-		 svc->cfg->connector_burst, (uint64_t)p->now * 1000,
-		 &p->v.retry_after)) == 0)
+	if ((r = svc_proof_token(svc, p->serial, p->now, &p->v.retry_after)) ==
+	    0)
 		p->proof_taken = 1;
 	return r;
 }
@@ -435,12 +484,9 @@ proof_take(struct rf_connector_svc *svc, struct rf_assert_pending *p)
 static void
 proof_give(struct rf_connector_svc *svc, struct rf_assert_pending *p)
 {
-	char key[64];
-
 	if (!p->proof_taken)
 		return;
-	svc_proof_key(p->serial, key);
-	rf_limits_give(svc->limits, key, svc->cfg->connector_burst);
+	svc_proof_token_back(svc, p->serial);
 	p->proof_taken = 0;
 }
 
@@ -658,6 +704,16 @@ rf_connector_svc_assert_end(struct rf_connector_svc *svc,
 		proof_give(svc, p);
 	else
 		tokens_back(svc, p, keyd_refusal(r) == KEYD_BAD_PROOF);
+	/* A refusal of keyd's own with a code (the connection went under an
+	 * incident since serve decided, say): answered, recorded and alerted
+	 * as serve's own refusal of it would be. */
+	if (keyd_refusal(r) == KEYD_OTHER &&
+	    (p->v.why = keyd_refusal_why(rf_err_msg(r))) != RF_REFUSE_NONE) {
+		snprintf(p->v.detail, sizeof(p->v.detail), "%s", rf_err_msg(r));
+		refused(svc, &p->ask, p->serial, p->source, &p->v, a);
+		pending_free(p);
+		return;
+	}
 	if (r != 0 ||
 	    (r = rf_jwt_join(p->msg, sig->sig, sig->len, &jws)) != 0) {
 		svc_answer_fail(a, r);
