@@ -274,6 +274,9 @@ void rf_limits_give(struct rf_limits *l, const char *key, double burst);
  */
 int rf_limits_renewal(struct rf_limits *l, const struct rf_config *cfg,
     const char *connector, int64_t now, int *retry_after) RF_WUR;
+/* A renewal taken by rf_limits_renewal back: it signed nothing. */
+void rf_limits_renewal_back(
+    struct rf_limits *l, const struct rf_config *cfg, const char *connector);
 
 /* ---- The decision (decide.c): what the custody process calls ---- */
 

@@ -80,6 +80,18 @@ rf_limits_renewal(struct rf_limits *l, const struct rf_config *cfg,
 }
 
 void
+rf_limits_renewal_back(
+    struct rf_limits *l, const struct rf_config *cfg, const char *connector)
+{
+	char key[80];
+
+	if (cfg->connector_renewals <= 0)
+		return;
+	snprintf(key, sizeof(key), "r:%.64s", connector);
+	rf_limits_give(l, key, cfg->connector_renewals);
+}
+
+void
 rf_limits_give(struct rf_limits *l, const char *key, double burst)
 {
 	struct bucket *b;

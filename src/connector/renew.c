@@ -55,6 +55,23 @@ renewals_used(struct rf_connector_svc *svc, const char *connector, int64_t now,
 	return 1;
 }
 
+/* 1 when a is answered: the certificate's proof bucket is empty (429). */
+static int
+proof_spent(struct rf_connector_svc *svc, const char *cert_serial, int64_t now,
+    struct rf_api_answer *a)
+{
+	int retry = 1;
+
+	if (svc_proof_token(svc, cert_serial, now, &retry) == 0)
+		return 0;
+	rf_err_clear();
+	rf_api_answer_error(a, 429, "rate_limited",
+	    "this certificate's requests carried too many proofs that do not "
+	    "hold");
+	a->retry_after = retry > 0 ? retry : 1;
+	return 1;
+}
+
 void
 rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
     const char *source, const uint8_t *body, size_t len,
@@ -122,13 +139,29 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 	    v.connector, cert_serial);
 	who.actor = actor;
 	who.source = source;
-	/* A request issuance refuses costs no renewal (its 400 below). */
+	/* A request issuance refuses costs no renewal (its 400 below), nor
+	 * does one that signs nothing (keyd refused it, or is gone): only
+	 * a certificate spends one. Its proof takes a token of the
+	 * certificate's proof bucket, given back unless keyd finds the
+	 * proof bad, as an assertion's does. */
 	r = rf_ca_issue_check(svc->ca, &req, 1);
-	if (r == 0 && renewals_used(svc, v.connector, now, a))
+	if (r == 0 && proof[0] != '\0' && proof_spent(svc, cert_serial, now, a))
 		goto out;
-	if (r != 0 ||
-	    (r = rf_ca_issue_ex(
-		 svc->ca, &req, 1, &who, &is, renew_hook, &link)) != 0) {
+	if (r == 0 && renewals_used(svc, v.connector, now, a)) {
+		if (proof[0] != '\0')
+			svc_proof_token_back(svc, cert_serial);
+		goto out;
+	}
+	if (r == 0) {
+		r = rf_ca_issue_ex(
+		    svc->ca, &req, 1, &who, &is, renew_hook, &link);
+		if (proof[0] != '\0' && !svc_bad_proof(r))
+			svc_proof_token_back(svc, cert_serial);
+		if (r != 0)
+			rf_limits_renewal_back(
+			    svc->limits, svc->cfg, v.connector);
+	}
+	if (r != 0) {
 		int st = r == RF_ERR_CSR_MALFORMED ||
 			r == RF_ERR_CSR_SIGNATURE ||
 			r == RF_ERR_KEY_DISALLOWED || r == RF_ERR_CSR_REQUEST ||

@@ -95,6 +95,13 @@ int svc_proof_missing(const struct rf_connector_svc *svc, const char *proof,
     struct rf_api_answer *a);
 /* The bucket of proofs of certificate serial in the service's limits. */
 void svc_proof_key(const char *serial, char key[64]);
+/* A token of that bucket taken at now (as rf_limits_take), and given
+ * back: a request with a proof takes one, and gives it back unless keyd
+ * finds its proof bad (svc_bad_proof(r): r is keyd's bad_proof). */
+int svc_proof_token(struct rf_connector_svc *svc, const char *serial,
+    int64_t now, int *retry_after);
+void svc_proof_token_back(struct rf_connector_svc *svc, const char *serial);
+int svc_bad_proof(int r);
 /* Who asks with cert_serial (a connector known and not revoked), under
  * svc->lock: 0 (v says who), 1 with *a answered, or an error. */
 int svc_who_asks(struct rf_connector_svc *svc, const char *cert_serial,

@@ -23,15 +23,11 @@ session_admit(struct rf_connector_svc *svc, const char *cert_serial,
     int64_t now, struct rf_api_answer *a)
 {
 	struct rf_connector_verdict v;
-	char key[64];
 	int retry = 1, r;
 
 	pthread_mutex_lock(&svc->lock);
 	if ((r = svc_who_asks(svc, cert_serial, now, &v, a)) == 0) {
-		svc_proof_key(cert_serial, key);
-		if (rf_limits_take(svc->limits, key, svc->cfg->connector_rate,
-			svc->cfg->connector_burst, (uint64_t)now * 1000,
-			&retry) != 0) {
+		if (svc_proof_token(svc, cert_serial, now, &retry) != 0) {
 			rf_err_clear();
 			rf_api_answer_error(a, 429, "rate_limited",
 			    "this certificate asked for too many proof "

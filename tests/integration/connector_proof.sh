@@ -370,5 +370,53 @@ grep -q "too many proofs that do not hold" resp.json ||
 	fail "the seventh bad proof's message: $(cat resp.json)"
 stop_serve
 
+# 13. A renewal that signs nothing spends no renewal: of 2 a day, three
+# renewals with a bad proof (each 401 bad_proof) and two while keyd is
+# gone (each an error) leave both, for the two valid renewals after them;
+# a third valid one is then 429. Bad renewal proofs spend the proof
+# bucket, as bad assertion proofs do.
+rf keyd stop >/dev/null 2>&1 || fail "keyd stop"
+export RINGFENCE_CONNECTOR_RENEWALS=2
+rf keys list >/dev/null
+serve_up 120
+for i in 1 2 3; do
+	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+		-keyout "arch-r$i.key" -out "arch-r$i.csr" -subj /CN=arch 2>/dev/null
+done
+for i in 1 2 3; do
+	[ "$(renew arch arch-r1.csr "$(mkproof renew "$(spki arch-r1.csr)" stranger.key)")" = "401 bad_proof" ] ||
+		fail "renewal $i with a bad proof: $(cat resp.json)"
+done
+# keyd killed under a connection whose handshake is done: two valid
+# renewals on it are answered with an error.
+jq -n --rawfile csr arch-r1.csr --arg proof "$(mkproof renew "$(spki arch-r1.csr)" arch.key)" \
+	'{csr: $csr, proof: $proof}' >renew.json
+got=$(python3 - "$tport" "$(cat "$RINGFENCE_HOME/keyd.pid")" <<'PY'
+import http.client, os, signal, ssl, sys
+ctx = ssl.create_default_context(cafile="root.pem")
+ctx.check_hostname = False
+ctx.load_cert_chain("arch.pem", "arch.key")
+c = http.client.HTTPSConnection("127.0.0.1", int(sys.argv[1]), context=ctx, timeout=20)
+c.connect()
+os.kill(int(sys.argv[2]), signal.SIGKILL)
+body = open("renew.json").read()
+for _ in range(2):
+    c.request("POST", "/v1/connector/renew", body, {"Content-Type": "application/json"})
+    r = c.getresponse()
+    r.read()
+    print(r.status, end=" ")
+PY
+)
+case $got in "5"??" 5"??" ") ;; *) fail "two renewals while keyd is gone: '$got'" ;; esac
+rf keys list >/dev/null
+[ "$(renew arch arch-r1.csr "$(mkproof renew "$(spki arch-r1.csr)" arch.key)")" = "200 " ] ||
+	fail "the first valid renewal after five that signed nothing: $(cat resp.json)"
+[ "$(renew arch arch-r2.csr "$(mkproof renew "$(spki arch-r2.csr)" arch.key)")" = "200 " ] ||
+	fail "the second valid renewal: $(cat resp.json)"
+[ "$(renew arch arch-r3.csr "$(mkproof renew "$(spki arch-r3.csr)" arch.key)")" = "429 rate_limited" ] ||
+	fail "a third renewal of 2 a day: $(cat resp.json)"
+stop_serve
+unset RINGFENCE_CONNECTOR_RENEWALS
+
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_proof: ok"
