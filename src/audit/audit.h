@@ -69,10 +69,13 @@ struct rf_leaf_quota_who {
 struct rf_leaf_quota {
 	int64_t minute; /* only moves forward */
 	unsigned per_min, per_who, leaves, quiet;
+	const char *what; /* what it counts, plural: "refusals" */
 	struct rf_leaf_quota_who seen[RF_LEAF_QUOTA_WHO];
 };
 void rf_leaf_quota_init(
     struct rf_leaf_quota *q, unsigned per_min, unsigned per_who);
+/* What q counts, for its count's leaf (a static string; "refusals"). */
+void rf_leaf_quota_what(struct rf_leaf_quota *q, const char *what);
 /*
  * Call first for each refusal: when a minute after q's has come (or
  * force, and refusals are counted), 1 with the count's leaf detail in

@@ -1,8 +1,9 @@
 /*
  * quota.c: a minute's budget of refusal leaves (audit.h). Used by keyd
- * for the refusals of its callers and by serve for the connector API's:
- * a flood of refused requests adds at most per_min leaves a minute and
- * one leaf that counts the rest, naming the callers counted most.
+ * for the refusals of its callers, by serve for the connector API's and
+ * for anonymous OCSP sightings of incidents: a flood adds at most per_min
+ * leaves a minute and one leaf that counts the rest, naming the callers
+ * counted most.
  */
 #include <stdio.h>
 #include <string.h>
@@ -16,6 +17,13 @@ rf_leaf_quota_init(struct rf_leaf_quota *q, unsigned per_min, unsigned per_who)
 	q->per_min = per_min;
 	q->per_who = per_who;
 	q->minute = -1;
+	q->what = "refusals";
+}
+
+void
+rf_leaf_quota_what(struct rf_leaf_quota *q, const char *what)
+{
+	q->what = what;
 }
 
 int
@@ -35,9 +43,9 @@ describe(const struct rf_leaf_quota *q, char *out, size_t cap)
 
 	rf_iso_time(q->minute * 60, when);
 	len = (size_t)snprintf(out, cap,
-	    "%u more refusals in the minute from %s, not recorded one by one "
+	    "%u more %s in the minute from %s, not recorded one by one "
 	    "(at most %u a minute are",
-	    q->quiet, when, q->per_min);
+	    q->quiet, q->what, when, q->per_min);
 	if (q->per_who > 0 && len < cap)
 		len += (size_t)snprintf(
 		    out + len, cap - len, ", %u of one", q->per_who);

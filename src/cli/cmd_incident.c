@@ -40,8 +40,8 @@ static const char incident_help[] =
     "connection; rerun it after an interruption to resume. package writes\n"
     "each tenant's re-establishment package; confirm (or the bound\n"
     "connector's use of the new credential) marks a tenant re-established;\n"
-    "OCSP queries are recorded as sightings, and one for an old serial after\n"
-    "re-establishment holds close until 'incident ack'; close destroys what\n"
+    "OCSP queries are recorded as sightings (those for an old serial after\n"
+    "re-establishment shown until 'incident ack'); close destroys what\n"
     "is left of the old keys once every connection is re-established or\n"
     "waived. contain and close show progress on a terminal (JSON lines with\n"
     "--json); status shows it from another terminal.\n";
@@ -366,8 +366,7 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 		printf("  OCSP sightings: %zu (%zu of old credentials after "
 		       "re-establishment, not acknowledged%s)\n",
 		    s.sightings, s.unacked,
-		    s.unacked > 0 ? ": they hold close, see 'incident ack'"
-				  : "");
+		    s.unacked > 0 ? ": look at them, then 'incident ack'" : "");
 		if ((r = rf_store_sighting_foreach(
 			 c->st, id, 10, print_sighting, NULL)) != 0)
 			return cli_fail(r);
@@ -514,7 +513,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(sub, "contain") == 0 || strcmp(sub, "close") == 0) {
 		char task[96], msg[1024];
 		json_t *notes = NULL;
-		size_t unused = 0;
+		size_t unused = 0, unacked = 0;
 		int lock;
 
 		/* One run of an incident at a time, before anything is taken
@@ -538,7 +537,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		if (strcmp(sub, "contain") == 0)
 			r = rf_incident_contain(&c, id, &rep);
 		else
-			r = rf_incident_close(&c, id, &unused);
+			r = rf_incident_close(&c, id, &unused, &unacked);
 		/* The last progress write must not hide the error. */
 		snprintf(msg, sizeof(msg), "%s", r != 0 ? rf_err_msg(r) : "");
 		/*
@@ -560,16 +559,22 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		}
 		if (strcmp(sub, "close") == 0) {
 			if (cli->json)
-				return cli_json_print(
-				    json_pack("{s:I, s:s, s:I}", "incident",
-					(json_int_t)id, "state", "closed",
-					"unused_keys_destroyed",
-					(json_int_t)unused));
+				return cli_json_print(json_pack(
+				    "{s:I, s:s, s:I, s:I}", "incident",
+				    (json_int_t)id, "state", "closed",
+				    "unused_keys_destroyed", (json_int_t)unused,
+				    "sightings_unacked", (json_int_t)unacked));
 			printf("incident %lld closed", (long long)id);
 			if (unused > 0)
 				printf("; %zu keys taken or generated for it "
 				       "and never used destroyed in the token",
 				    unused);
+			if (unacked > 0)
+				printf("; %zu OCSP queries for old credentials "
+				       "after re-establishment were never "
+				       "acknowledged ('incident status' lists "
+				       "the newest)",
+				    unacked);
 			printf("\n");
 			return EXIT_OK;
 		}

@@ -7,6 +7,7 @@
 #include <stdatomic.h>
 #include <sys/socket.h>
 
+#include "audit/audit.h"
 #include "http/http.h"
 #include "ocsp/ocsp.h"
 
@@ -78,6 +79,10 @@ enum { RF_HTTP_EV_CONN = 1, RF_HTTP_EV_ASYNC, RF_HTTP_EV_KEYD };
 #define RF_HTTP_QUIET_MS 1000 /* store quiet this long before CRL/OCSP work */
 
 #define RF_HTTP_EVIDENCE_MAX 4096
+/* Sightings after re-establishment recorded one by one, a minute, and of
+ * one source: anyone can ask, from many addresses (docs/incident.md). */
+#define RF_HTTP_SIGHTING_LEAVES 60
+#define RF_HTTP_SIGHTING_LEAVES_WHO 10
 #define RF_HTTP_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
 
 struct rf_http {
@@ -93,7 +98,10 @@ struct rf_http {
 	char ev_serial[RF_HTTP_EVIDENCE_MAX][41];
 	int64_t ev_time[RF_HTTP_EVIDENCE_MAX];
 	char ev_source[RF_HTTP_EVIDENCE_MAX][RF_HTTP_ADDR_MAX]; /* "" unknown */
+	uint32_t ev_count[RF_HTTP_EVIDENCE_MAX]; /* queries noted as one */
 	uint64_t last_watch_ms;
+	/* The sightings' leaves a minute (maintenance thread only). */
+	struct rf_leaf_quota ev_quota;
 	/* /healthz: whether keyd listened when last asked (atomics). */
 	uint64_t keyd_probe_ms;
 	int keyd_up;

@@ -332,6 +332,7 @@ ocsp_reply(struct rf_http_worker *w, const struct rf_http_req *q,
 }
 
 /* Note the serials of an answered request while an incident is open. */
+#define EV_LOOKBACK 8 /* notes looked at for the same query */
 static void
 evidence_note(struct rf_http *h, const struct sockaddr_storage *peer,
     const uint8_t *der, size_t len)
@@ -339,17 +340,32 @@ evidence_note(struct rf_http *h, const struct sockaddr_storage *peer,
 	struct rf_ocsp_request q;
 	char src[RF_HTTP_ADDR_MAX];
 	int64_t now = rf_now();
-	size_t i;
+	size_t i, k;
 
 	if (rf_ocsp_request_parse(der, len, &q) != 0)
 		return;
 	rf_http_peer_addr(peer, src);
 	pthread_mutex_lock(&h->ev_lock);
-	for (i = 0; i < q.n && h->nev < RF_HTTP_EVIDENCE_MAX; i++) {
+	for (i = 0; i < q.n; i++) {
 		if (q.ids[i].serial[0] == '\0')
 			continue;
+		/* The same query as one of the last few: counted there, so
+		 * that a flood from one client takes no room from others. */
+		for (k = h->nev; k > 0 && k + EV_LOOKBACK > h->nev; k--)
+			if (strcmp(h->ev_serial[k - 1], q.ids[i].serial) == 0 &&
+			    strcmp(h->ev_source[k - 1], src) == 0)
+				break;
+		if (k > 0 && k + EV_LOOKBACK > h->nev) {
+			if (h->ev_count[k - 1] < UINT32_MAX)
+				h->ev_count[k - 1]++;
+			h->ev_time[k - 1] = now;
+			continue;
+		}
+		if (h->nev == RF_HTTP_EVIDENCE_MAX)
+			break;
 		memcpy(h->ev_serial[h->nev], q.ids[i].serial, 41);
 		memcpy(h->ev_source[h->nev], src, sizeof(src));
+		h->ev_count[h->nev] = 1;
 		h->ev_time[h->nev++] = now;
 	}
 	pthread_mutex_unlock(&h->ev_lock);

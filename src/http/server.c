@@ -655,6 +655,10 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	if (pthread_mutex_init(&h->ev_lock, NULL) != 0)
 		goto out;
 	h->ev_lock_ok = 1;
+	rf_leaf_quota_init(
+	    &h->ev_quota, RF_HTTP_SIGHTING_LEAVES, RF_HTTP_SIGHTING_LEAVES_WHO);
+	rf_leaf_quota_what(&h->ev_quota,
+	    "OCSP sightings of old credentials after re-establishment");
 	if (pthread_mutex_init(&h->tls_mu, NULL) != 0)
 		goto out;
 	h->tls_mu_ok = 1;
@@ -907,18 +911,60 @@ incident_open_cb(void *arg, const struct rf_incident_rec *inc)
 	return 0;
 }
 
+/* A pass's noted query: serial, source, the newest time, how many. */
+struct ev_note {
+	char serial[41];
+	char source[RF_HTTP_ADDR_MAX];
+	int64_t when;
+	uint64_t count;
+};
+
+static int
+ev_note_cmp(const void *a, const void *b)
+{
+	const struct ev_note *x = a, *y = b;
+	int c = strcmp(x->serial, y->serial);
+
+	return c != 0 ? c : strcmp(x->source, y->source);
+}
+
+/*
+ * The sightings' count leaf, once its minute is over: how many sightings
+ * after re-establishment the budget did not record one by one.
+ */
+static int
+ev_quota_roll(struct rf_http *h, int64_t now)
+{
+	struct rf_audit_event ev;
+	char detail[512];
+
+	if (!rf_leaf_quota_roll(&h->ev_quota, now, 0, detail, sizeof(detail)))
+		return 0;
+	memset(&ev, 0, sizeof(ev));
+	ev.type = "incident";
+	ev.what = "sighting";
+	ev.actor = "anonymous OCSP clients";
+	ev.source = "serve";
+	ev.detail = detail;
+	ev.time = now;
+	return rf_audit_append(h->audit, &ev, 1, NULL);
+}
+
 /*
  * Once a second: is an incident open (then workers note OCSP serials), and
- * hand the noted serials to the incident record as evidence.
+ * hand the noted serials to the incident record as evidence, in one
+ * transaction: the same serial and source once, with its count (a flood
+ * from one client is one row more at most); the first of a source after
+ * re-establishment a leaf, within a budget a minute; the sightings trimmed
+ * to their cap once.
  */
 static void
 evidence_pass(struct rf_http *h, uint64_t now)
 {
 	struct rf_incident_ctx c;
-	static char serial[RF_HTTP_EVIDENCE_MAX][41];
-	static int64_t when[RF_HTTP_EVIDENCE_MAX];
-	static char source[RF_HTTP_EVIDENCE_MAX][RF_HTTP_ADDR_MAX];
-	size_t n, i;
+	struct rf_leaf_quota before;
+	static struct ev_note note[RF_HTTP_EVIDENCE_MAX];
+	size_t n, i, k;
 	int open = 0, matched, r;
 
 	if (now - h->last_watch_ms < 1000)
@@ -932,13 +978,26 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	__atomic_store_n(&h->watching, open, __ATOMIC_RELAXED);
 	pthread_mutex_lock(&h->ev_lock);
 	n = h->nev;
-	memcpy(serial, h->ev_serial, n * sizeof(serial[0]));
-	memcpy(when, h->ev_time, n * sizeof(when[0]));
-	memcpy(source, h->ev_source, n * sizeof(source[0]));
+	for (i = 0; i < n; i++) {
+		memcpy(note[i].serial, h->ev_serial[i], sizeof(note[i].serial));
+		memcpy(note[i].source, h->ev_source[i], sizeof(note[i].source));
+		note[i].when = h->ev_time[i];
+		note[i].count = h->ev_count[i];
+	}
 	h->nev = 0;
 	pthread_mutex_unlock(&h->ev_lock);
-	if (n == 0)
+	if (n == 0 && !rf_leaf_quota_due(&h->ev_quota, rf_now()))
 		return;
+	qsort(note, n, sizeof(note[0]), ev_note_cmp);
+	for (i = 0, k = 0; i < n; i++) {
+		if (k > 0 && ev_note_cmp(&note[k - 1], &note[i]) == 0) {
+			note[k - 1].count += note[i].count;
+			if (note[i].when > note[k - 1].when)
+				note[k - 1].when = note[i].when;
+			continue;
+		}
+		note[k++] = note[i];
+	}
 	c.cfg = h->cfg;
 	c.st = h->st;
 	c.audit = h->audit;
@@ -946,19 +1005,26 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	c.ca = h->ca;
 	c.who = &h->who;
 	c.progress = NULL;
-	/* One commit for the whole pass, not one per sighting. */
+	before = h->ev_quota;
 	if ((r = rf_store_begin(h->st)) != 0) {
 		rf_http_log(h, "incident evidence", r);
 		return;
 	}
-	for (i = 0; i < n; i++)
-		if ((r = rf_incident_evidence(
-			 &c, serial[i], source[i], when[i], &matched)) != 0)
-			rf_http_log(h, "incident evidence", r);
-	if ((r = rf_store_commit(h->st)) != 0) {
-		rf_http_log(h, "incident evidence", r);
-		rf_store_rollback(h->st);
-	}
+	if ((r = ev_quota_roll(h, rf_now())) != 0)
+		goto fail;
+	for (i = 0; i < k; i++)
+		if ((r = rf_incident_evidence(&c, note[i].serial,
+			 note[i].source, note[i].when, (int64_t)note[i].count,
+			 &h->ev_quota, &matched)) != 0)
+			goto fail;
+	if ((r = rf_store_sighting_trim(h->st)) != 0 ||
+	    (r = rf_store_commit(h->st)) != 0)
+		goto fail;
+	return;
+fail:
+	rf_http_log(h, "incident evidence", r);
+	rf_store_rollback(h->st);
+	h->ev_quota = before; /* its leaves went with the transaction */
 }
 
 /* What a committed change needs first: the responder and the snapshot. */

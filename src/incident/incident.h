@@ -150,18 +150,24 @@ int rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
     const char *tenant, int waive) RF_WUR;
 
 /*
- * Evidence from the OCSP responder: an anonymous query for serial from
- * source (an address, or NULL) at time t. It is recorded as a sighting,
- * shown by status; it moves no connection (an anonymous query is not
- * proof of use: that takes confirm, or the bound connector's use of the
- * new credential, rf_store_item_reestablish_by_connector). A query for an
- * old serial after its connection was re-established holds close until
- * rf_incident_ack. *matched is 1 if the serial belongs to an incident.
+ * Evidence from the OCSP responder: count anonymous queries for serial
+ * from source (an address, or NULL), the last at time t. They are
+ * recorded as a sighting, shown by status; they move no connection (an
+ * anonymous query is not proof of use: that takes confirm, or the bound
+ * connector's use of the new credential,
+ * rf_store_item_reestablish_by_connector), and hold nothing: close says
+ * how many nobody acknowledged. The first query of a source for an old
+ * serial after its connection was re-established is also an audit leaf,
+ * within quota's budget (NULL: none; past it, counted there for the
+ * caller's count leaf). *matched is 1 if the serial belongs to an
+ * incident.
  */
+struct rf_leaf_quota;
 int rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
-    const char *source, int64_t t, int *matched) RF_WUR;
+    const char *source, int64_t t, int64_t count, struct rf_leaf_quota *quota,
+    int *matched) RF_WUR;
 
-/* Acknowledge the sightings that hold close; *n receives how many. */
+/* Acknowledge the sightings after re-establishment; *n how many. */
 int rf_incident_ack(
     const struct rf_incident_ctx *c, int64_t id, size_t *n) RF_WUR;
 
@@ -204,9 +210,11 @@ int rf_incident_report(const struct rf_incident_ctx *c, int64_t id,
  * Close: only when every connection is reestablished or waived. Destroys
  * the old keys in the token, and the keys taken from the pool or generated
  * for the incident that no connection got (a contain killed before it
- * recorded them); *unused receives how many of those.
+ * recorded them); *unused receives how many of those, and *unacked the
+ * sightings after re-establishment nobody acknowledged (they hold nothing:
+ * anyone can make them; close says so and the report lists them).
  */
-int rf_incident_close(
-    const struct rf_incident_ctx *c, int64_t id, size_t *unused) RF_WUR;
+int rf_incident_close(const struct rf_incident_ctx *c, int64_t id,
+    size_t *unused, size_t *unacked) RF_WUR;
 
 #endif

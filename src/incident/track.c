@@ -114,13 +114,14 @@ out:
 
 int
 rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
-    const char *source, int64_t t, int *matched)
+    const char *source, int64_t t, int64_t count, struct rf_leaf_quota *quota,
+    int *matched)
 {
 	struct rf_sighting_rec g;
 	struct rf_item_rec it;
 	struct rf_audit_event ev;
-	char idbuf[32], who[96];
-	int r, is_new = 0;
+	char who[96];
+	int r, is_new = 0, fresh;
 
 	*matched = 0;
 	memset(&it, 0, sizeof(it));
@@ -140,16 +141,18 @@ rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
 	snprintf(g.source, sizeof(g.source), "%s",
 	    source != NULL && *source != '\0' ? source : "unknown");
 	g.first = g.last = t;
+	g.count = count;
 	/* Something still presents the old credential after the switch. */
 	g.after_reestablished = !is_new &&
 	    (strcmp(it.state, "reestablished") == 0 ||
 		strcmp(it.state, "closed") == 0);
-	if ((r = rf_store_sighting_add(c->st, &g)) != 0 ||
-	    !g.after_reestablished)
+	if ((r = rf_store_sighting_add(c->st, &g, &fresh)) != 0 || !fresh)
 		return r;
-	/* The leaf names the real actor: an anonymous OCSP client. */
-	snprintf(idbuf, sizeof(idbuf), "incident-%lld", (long long)it.incident);
+	/* The leaf names the real actor: an anonymous OCSP client. Anyone
+	 * can ask, from as many addresses as it has: a budget a minute. */
 	snprintf(who, sizeof(who), "ocsp %s", g.source);
+	if (quota != NULL && !rf_leaf_quota_take(quota, who))
+		return 0;
 	memset(&ev, 0, sizeof(ev));
 	ev.type = "incident";
 	ev.what = "sighting";
@@ -159,7 +162,6 @@ rf_incident_evidence(const struct rf_incident_ctx *c, const char *serial,
 		    "re-establishment";
 	ev.actor = "anonymous OCSP client";
 	ev.source = who;
-	(void)idbuf;
 	return rf_audit_append(c->audit, &ev, 1, NULL);
 }
 
@@ -441,16 +443,17 @@ out:
 /* ---- Close ---- */
 
 int
-rf_incident_close(const struct rf_incident_ctx *c, int64_t id, size_t *unused)
+rf_incident_close(const struct rf_incident_ctx *c, int64_t id, size_t *unused,
+    size_t *unacked)
 {
 	struct rf_incident_rec inc;
 	struct rf_incident_status s;
 	struct item_vec iv = {0};
-	char msg[512], left[80], swept[120];
+	char msg[512], left[80], swept[120], seen[160];
 	size_t i, open_n, destroyed = 0;
 	int r;
 
-	*unused = 0;
+	*unused = *unacked = 0;
 	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
@@ -458,6 +461,7 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id, size_t *unused)
 		    "incident %lld is already closed", (long long)id);
 	if ((r = rf_incident_status(c, id, &s)) != 0)
 		return r;
+	*unacked = s.unacked;
 	/* Each refusal names the next step of the connections it counts. */
 	if ((open_n = s.counts[RF_ITEM_AFFECTED]) > 0)
 		return rf_err_set(RF_ERR_STATE,
@@ -475,13 +479,6 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id, size_t *unused)
 		    "--waive); 'ringfence incident status %lld' lists them",
 		    (long long)id, open_n, open_n == 1 ? "" : "s",
 		    (long long)id, (long long)id);
-	if (s.unacked > 0)
-		return rf_err_set(RF_ERR_STATE,
-		    "incident %lld: %zu queries for old credentials arrived "
-		    "after their connection was re-established; look at them "
-		    "('ringfence incident status %lld') and acknowledge them "
-		    "with 'ringfence incident ack %lld' first",
-		    (long long)id, s.unacked, (long long)id, (long long)id);
 	if ((r = rf_incident_load_items(c, id, NULL, NULL, &iv)) != 0)
 		goto out;
 	/* Destroy what contain has not (old keys, previous, CA), then close. */
@@ -502,6 +499,13 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id, size_t *unused)
 		    "; %zu keys taken or generated for the incident and never "
 		    "used destroyed",
 		    *unused);
+	seen[0] = '\0';
+	if (*unacked > 0)
+		snprintf(seen, sizeof(seen),
+		    "; %zu OCSP sightings of old credentials after "
+		    "re-establishment never acknowledged ('incident status' "
+		    "lists the newest)",
+		    *unacked);
 	rf_progress_phase(c->progress, "close connections", iv.n);
 	if ((r = rf_store_begin(c->st)) != 0)
 		goto out;
@@ -517,7 +521,7 @@ rf_incident_close(const struct rf_incident_ctx *c, int64_t id, size_t *unused)
 	inc.closed = rf_now();
 	if (r != 0 || (r = rf_store_incident_update(c->st, &inc)) != 0 ||
 	    (r = rf_incident_event(
-		 c, id, "close", "closed; %s%s", left, swept)) != 0 ||
+		 c, id, "close", "closed; %s%s%s", left, swept, seen)) != 0 ||
 	    (r = rf_store_commit(c->st)) != 0) {
 		rf_store_rollback(c->st);
 		goto out;

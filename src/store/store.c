@@ -323,6 +323,13 @@ static const char *const migrations[] = {
     "ALTER TABLE keys ADD COLUMN label TEXT NOT NULL DEFAULT '';"
     "CREATE INDEX keys_made_for ON keys (made_for, state) WHERE "
     "made_for <> '';",
+    /*
+     * 15: sightings in the order they go at the cap
+     * (rf_store_sighting_trim): its delete reads the few rows it drops,
+     * not every row sorted.
+     */
+    "CREATE INDEX incident_sightings_age ON incident_sightings "
+    "((after_reestablished AND NOT acked), last);",
 };
 #define ST_NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
 

@@ -754,19 +754,37 @@ out:
 }
 
 int
-rf_store_sighting_add(struct rf_store *st, const struct rf_sighting_rec *g)
+rf_store_sighting_add(
+    struct rf_store *st, const struct rf_sighting_rec *g, int *fresh)
 {
 	sqlite3_stmt *s = NULL;
-	int r, own;
+	int r, rc, own, was = -1; /* -1: no row yet */
 
+	*fresh = 0;
 	if ((r = st_tx_begin(st, &own)) != 0)
 		return r;
 	if ((r = st_stmt(st,
+		 "SELECT after_reestablished FROM incident_sightings WHERE "
+		 "incident = ? AND serial = ? AND source = ?",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, g->incident)) != 0 ||
+	    (r = st_bind_text(st, s, 2, g->serial, 40)) != 0 ||
+	    (r = st_bind_text(st, s, 3, g->source, sizeof(g->source) - 1)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		was = sqlite3_column_int(s, 0);
+	else if (rc != SQLITE_DONE) {
+		r = st_fail(st, rc, "reading a sighting");
+		goto out;
+	}
+	st_stmt_done(st, s);
+	s = NULL;
+	if ((r = st_stmt(st,
 		 "INSERT INTO incident_sightings (incident, conn, serial, "
-		 "is_new, source, first, last, after_reestablished) VALUES "
-		 "(?1, ?2, ?3, ?4, ?5, ?6, ?6, ?7) ON CONFLICT (incident, "
-		 "serial, source) DO UPDATE SET last = max(last, ?6), "
-		 "count = count + 1, after_reestablished = "
+		 "is_new, source, first, last, count, after_reestablished) "
+		 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, ?8, ?7) ON CONFLICT "
+		 "(incident, serial, source) DO UPDATE SET last = max(last, "
+		 "?6), count = count + ?8, after_reestablished = "
 		 "max(after_reestablished, ?7), acked = CASE WHEN ?7 > "
 		 "after_reestablished THEN 0 ELSE acked END",
 		 &s)) != 0 ||
@@ -778,18 +796,48 @@ rf_store_sighting_add(struct rf_store *st, const struct rf_sighting_rec *g)
 		0 ||
 	    (r = st_bind_int(st, s, 6, g->last)) != 0 ||
 	    (r = st_bind_int(st, s, 7, g->after_reestablished)) != 0 ||
+	    (r = st_bind_int(st, s, 8, g->count > 0 ? g->count : 1)) != 0 ||
 	    (r = step_done(st, s, "recording a sighting")) != 0)
 		goto out;
+	/* New after re-establishment: no row, or a row from before. */
+	*fresh = g->after_reestablished && was <= 0;
+	r = 0;
+out:
+	st_stmt_done(st, s);
+	return st_tx_end(st, own, r);
+}
+
+int
+rf_store_sighting_trim(struct rf_store *st)
+{
+	sqlite3_stmt *s = NULL;
+	int64_t n = 0;
+	int r, rc, own;
+
+	if ((r = st_tx_begin(st, &own)) != 0)
+		return r;
+	if ((r = st_stmt(st, "SELECT count(*) FROM incident_sightings", &s)) !=
+	    0)
+		goto out;
+	if ((rc = sqlite3_step(s)) != SQLITE_ROW) {
+		r = st_fail(st, rc, "counting sightings");
+		goto out;
+	}
+	n = sqlite3_column_int64(s, 0);
 	st_stmt_done(st, s);
 	s = NULL;
-	/* Bounded: beyond the cap, the oldest acknowledged go first. */
+	r = 0;
+	if (n <= RF_SIGHTINGS_MAX)
+		goto out;
+	/* In the order of incident_sightings_age: the rows nobody needs
+	 * to look at (acknowledged, or before re-establishment) first,
+	 * oldest first within each. */
 	if ((r = st_stmt(st,
 		 "DELETE FROM incident_sightings WHERE id IN (SELECT id FROM "
 		 "incident_sightings ORDER BY (after_reestablished AND NOT "
-		 "acked), last LIMIT max(0, (SELECT count(*) FROM "
-		 "incident_sightings) - ?))",
+		 "acked), last LIMIT ?)",
 		 &s)) != 0 ||
-	    (r = st_bind_int(st, s, 1, RF_SIGHTINGS_MAX)) != 0 ||
+	    (r = st_bind_int(st, s, 1, n - RF_SIGHTINGS_MAX)) != 0 ||
 	    (r = step_done(st, s, "bounding the sightings")) != 0)
 		goto out;
 	r = 0;

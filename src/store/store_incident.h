@@ -147,7 +147,8 @@ int rf_store_incident_event_foreach(struct rf_store *st, int64_t incident,
 /*
  * OCSP sightings: a query for a serial of an incident, from a source
  * address. One row per (incident, serial, source), counted; at most
- * RF_SIGHTINGS_MAX rows, the oldest acknowledged (then oldest) dropped.
+ * RF_SIGHTINGS_MAX rows once trimmed, the acknowledged and those before
+ * re-establishment dropped first, oldest first.
  */
 #define RF_SIGHTINGS_MAX 100000
 struct rf_sighting_rec {
@@ -159,8 +160,15 @@ struct rf_sighting_rec {
 	int after_reestablished; /* an old serial, after re-establishment */
 	int acked;
 };
+/*
+ * s->count queries (at least 1) more of (incident, serial, source), the
+ * last at s->last. *fresh: 1 when it is new after re-establishment (no
+ * row for it, or one from before), which the caller records as a leaf.
+ */
 int rf_store_sighting_add(
-    struct rf_store *st, const struct rf_sighting_rec *s) RF_WUR;
+    struct rf_store *st, const struct rf_sighting_rec *s, int *fresh) RF_WUR;
+/* Down to RF_SIGHTINGS_MAX rows: once per batch of adds, not per add. */
+int rf_store_sighting_trim(struct rf_store *st) RF_WUR;
 /* Newest first; at most limit (0: all). */
 int rf_store_sighting_foreach(struct rf_store *st, int64_t incident,
     size_t limit, int (*fn)(void *arg, const struct rf_sighting_rec *s),

@@ -3,7 +3,8 @@
 # is recorded as a sighting with its source address (the accepted socket's
 # peer, IPv4 and IPv6), shown by `incident status` (text and --json), and a
 # query for the old serial after re-establishment adds a leaf whose source
-# names that address.
+# names that address. A flood of them is counted, within a budget of
+# leaves, and holds nothing (the close goes through).
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" sighting
 w=$RINGFENCE_HOME
@@ -72,8 +73,8 @@ assert got == want, ("sightings", got, want)
 assert s["sightings"] == 2 and s["reestablished"] == 0, s
 PY
 
-# After re-establishment, the old serial again: a sighting that holds
-# close, and a leaf naming the anonymous client by its address.
+# After re-establishment, the old serial again: a sighting to look at,
+# and a leaf naming the anonymous client by its address.
 rf incident confirm "$id" --tenant "$tenant" >/dev/null
 query 127.0.0.1 "$w/old.pem" "$w/old-issuer.pem"
 rf incident status "$id" --json >"$w/status2.json"
@@ -97,5 +98,87 @@ for line in sys.stdin:
         assert e.get("ref") == sys.argv[1], e
         sys.exit(0)
 sys.exit("no sighting leaf in the record")' "$old"
+# A flood of anonymous queries for the old serial, 2,000 from one client
+# over one connection and one each from 100 more addresses: counted in
+# the rows, a leaf for the first of each source only within the budget (60
+# a minute, 10 of one source), and nothing that holds close. Before, each
+# query was a leaf (2,100 more), and a query after 'incident ack' kept
+# the incident from closing, for whoever sent it.
+leaves() {
+	rf audit export | python3 -c '
+import json, sys
+n = 0
+for line in sys.stdin:
+    x = json.loads(line)
+    if x.get("kind") == "leaf" and json.loads(bytes.fromhex(x["data_hex"])).get("what") == "sighting":
+        n += 1
+print(n)'
+}
+l0=$(leaves)
+rf incident ack "$id" >/dev/null
+port=$(freeport 127.0.0.1)
+"$RINGFENCE" serve --listen 127.0.0.1 --port "$port" --duration 60 \
+	2>>"$w/serve.log" &
+server=$!
+for _ in $(seq 100); do
+	curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" && break
+	sleep 0.1
+done
+openssl ocsp -issuer "$w/old-issuer.pem" -cert "$w/old.pem" -no_nonce \
+	-reqout "$w/old.der" >/dev/null 2>&1
+m0=$(date -u +%Y%m%d%H%M)
+python3 - "$port" "$w/old.der" <<'PY' || fail "the flood of OCSP queries"
+import http.client, socket, sys
+port, req = int(sys.argv[1]), open(sys.argv[2], "rb").read()
+hdr = {"Content-Type": "application/ocsp-request"}
+c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+for _ in range(2000):
+    c.request("POST", "/ocsp", req, hdr)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+for i in range(100):
+    s = socket.create_connection(("127.0.0.1", port), 10, ("127.0.1.%d" % (i + 1), 0))
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.sock = s
+    c.request("POST", "/ocsp", req, hdr)
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200, r.status
+    c.close()
+PY
+sleep 2.5
+m1=$(date -u +%Y%m%d%H%M)
+kill "$server"
+wait "$server" 2>/dev/null || true
+server=""
+l1=$(leaves)
+# 60 in one minute; across a minute's end, a budget each (at most the
+# 100 first queries, and a count leaf).
+if [ "$m0" = "$m1" ]; then
+	[ $((l1 - l0)) -eq 60 ] ||
+		fail "the flood added $((l1 - l0)) sighting leaves, not the budget's 60"
+else
+	[ $((l1 - l0)) -ge 60 ] && [ $((l1 - l0)) -le 101 ] ||
+		fail "the flood added $((l1 - l0)) sighting leaves (across a minute's end)"
+fi
+rf incident status "$id" --json >"$w/status3.json"
+python3 - "$w/status3.json" "$old" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1]))
+# The 100 new sources, unacknowledged; the flood counted in its own row.
+assert s["sightings_unacked"] == 100 and s["sightings"] == 102, s
+g = [x for x in s["sighting_list"] if x["serial"] == sys.argv[2] and x["source"] == "127.0.0.1"]
+assert not g or g[0]["count"] >= 2002, g
+PY
+# Close goes through whatever anonymous clients sent, and says what
+# nobody acknowledged.
+for t in $(python3 -c 'import json, sys
+print(" ".join(sorted({c["tenant"] for c in json.load(open(sys.argv[1]))["connections_detail"]})))' "$w/report.json"); do
+	rf incident confirm "$id" --tenant "$t" >/dev/null
+done
+rf incident close "$id" >"$w/close.txt" 2>&1 || fail "close: $(cat "$w/close.txt")"
+grep -q "closed; 100 OCSP queries for old credentials after re-establishment were never acknowledged" "$w/close.txt" ||
+	fail "close: $(cat "$w/close.txt")"
 rf audit verify >/dev/null
-echo "sighting sources: IPv4 and IPv6 recorded and shown"
+echo "sighting sources: IPv4 and IPv6 recorded and shown; a flood is counted"

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "store/store.h"
 #include "store_fx.h"
@@ -398,6 +399,22 @@ count_sighting(void *arg, const struct rf_sighting_rec *g)
 	return 0;
 }
 
+static int
+sum_count(void *arg, const struct rf_sighting_rec *g)
+{
+	*(size_t *)arg += (size_t)g->count;
+	return 0;
+}
+
+static double
+now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
 static void
 test_sightings(void **state)
 {
@@ -406,44 +423,64 @@ test_sightings(void **state)
 	struct rf_item_rec it;
 	size_t total, unacked, n = 0, moved;
 	int64_t a;
+	int fresh;
 
 	a = open_with_item(f, "all", 3, "contained");
 	memset(&g, 0, sizeof(g));
 	g.incident = a;
 	g.conn = 3;
+	g.count = 1;
 	snprintf(g.serial, sizeof(g.serial), "a3");
 	snprintf(g.source, sizeof(g.source), "192.0.2.1");
 	g.first = g.last = 100;
-	assert_int_equal(rf_store_sighting_add(f->st, &g), 0);
+	assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
+	assert_int_equal(fresh, 0); /* before re-establishment: no leaf */
 	g.last = 110; /* the same source again: counted, one row */
-	assert_int_equal(rf_store_sighting_add(f->st, &g), 0);
+	g.count = 5;  /* five queries in one pass */
+	assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
 	assert_int_equal(
 	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
 	assert_int_equal(total, 1);
 	assert_int_equal(unacked, 0);
-	/* After re-establishment it holds close until acknowledged. */
+	n = 0;
+	assert_int_equal(
+	    rf_store_sighting_foreach(f->st, a, 0, sum_count, &n), 0);
+	assert_int_equal(n, 6);
+	/* After re-establishment: unacknowledged, and fresh (a leaf) the
+	 * first time only. */
 	g.after_reestablished = 1;
 	g.last = 120;
+	g.count = 1;
 	snprintf(g.source, sizeof(g.source), "198.51.100.7");
-	assert_int_equal(rf_store_sighting_add(f->st, &g), 0);
+	assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
+	assert_int_equal(fresh, 1);
+	g.last = 121;
+	assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
+	assert_int_equal(fresh, 0);
+	/* The first source's row turns after: fresh once too. */
+	snprintf(g.source, sizeof(g.source), "192.0.2.1");
+	assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
+	assert_int_equal(fresh, 1);
 	assert_int_equal(
 	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
 	assert_int_equal(total, 2);
-	assert_int_equal(unacked, 1);
+	assert_int_equal(unacked, 2);
+	n = 0;
 	assert_int_equal(
 	    rf_store_sighting_foreach(f->st, a, 0, count_sighting, &n), 0);
 	assert_int_equal(n, 2);
 	assert_int_equal(rf_store_sighting_ack(f->st, a, &n), 0);
-	assert_int_equal(n, 1);
+	assert_int_equal(n, 2);
 	assert_int_equal(
 	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
 	assert_int_equal(unacked, 0);
-	/* A new one after the ack holds close again. */
+	/* The same source after the ack: counted, stays acked, no leaf. */
 	g.last = 130;
-	assert_int_equal(rf_store_sighting_add(f->st, &g), 0);
+	assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
+	assert_int_equal(fresh, 0);
 	assert_int_equal(
 	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
-	assert_int_equal(unacked, 0); /* same row, already after: stays acked */
+	assert_int_equal(unacked, 0);
 	/* The connector's use of the new credential re-establishes. */
 	assert_int_equal(rf_store_item_reestablish_by_connector(
 			     f->st, "b1", "connector-7", 140, &moved),
@@ -457,6 +494,61 @@ test_sightings(void **state)
 			     f->st, "b1", "connector-7", 150, &moved),
 	    0);
 	assert_int_equal(moved, 0);
+}
+
+/*
+ * The cap: rows beyond RF_SIGHTINGS_MAX go when trimmed, the ones nobody
+ * needs to look at first (acknowledged or before re-establishment), then
+ * the oldest; and adding at the cap costs what adding below it does (an
+ * add ran a count and a sort of every row: 13 ms each at 100,000 rows, a
+ * pass of 4,096 held the store's write lock for most of a minute).
+ */
+static void
+test_sightings_cap(void **state)
+{
+	struct fx *f = *state;
+	struct rf_sighting_rec g;
+	size_t total, unacked, i;
+	int64_t a;
+	double t0;
+	int fresh;
+
+	a = open_with_item(f, "all", 3, "reestablished");
+	memset(&g, 0, sizeof(g));
+	g.incident = a;
+	g.conn = 3;
+	g.count = 1;
+	snprintf(g.serial, sizeof(g.serial), "a3");
+	assert_int_equal(rf_store_begin(f->st), 0);
+	/* Five unacknowledged after re-establishment, oldest of all. */
+	g.after_reestablished = 1;
+	for (i = 0; i < 5; i++) {
+		snprintf(g.source, sizeof(g.source), "203.0.113.%zu", i);
+		g.first = g.last = (int64_t)i;
+		assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
+	}
+	g.after_reestablished = 0;
+	for (i = 0; i < RF_SIGHTINGS_MAX; i++) {
+		snprintf(g.source, sizeof(g.source), "10.%zu.%zu.%zu", i >> 16,
+		    (i >> 8) & 255, i & 255);
+		g.first = g.last = 1000 + (int64_t)i;
+		assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
+	}
+	assert_int_equal(rf_store_commit(f->st), 0);
+	t0 = now_s();
+	assert_int_equal(rf_store_begin(f->st), 0);
+	for (i = 0; i < 3000; i++) {
+		snprintf(g.source, sizeof(g.source), "2001:db8::%zx", i);
+		g.first = g.last = 200000 + (int64_t)i;
+		assert_int_equal(rf_store_sighting_add(f->st, &g, &fresh), 0);
+	}
+	assert_int_equal(rf_store_sighting_trim(f->st), 0);
+	assert_int_equal(rf_store_commit(f->st), 0);
+	assert_true(now_s() - t0 < 10.0);
+	assert_int_equal(
+	    rf_store_sighting_counts(f->st, a, &total, &unacked), 0);
+	assert_int_equal(total, RF_SIGHTINGS_MAX);
+	assert_int_equal(unacked, 5); /* the oldest, kept */
 }
 
 static void
@@ -500,6 +592,8 @@ main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_reserve_and_overlap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_sightings, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_sightings_cap, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_progress, setup, teardown),
 	};
 
