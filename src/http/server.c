@@ -391,7 +391,7 @@ tls_cert_cb(SSL *ssl, void *arg)
 		X509_up_ref(ix);
 	}
 	pthread_mutex_unlock(&h->tls_mu);
-	if (pk == NULL) { /* over budget: a handshake_failure alert */
+	if (pk == NULL) { /* over budget: OpenSSL's internal_error alert */
 		rf_err_clear();
 		goto out;
 	}
