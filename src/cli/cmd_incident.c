@@ -64,8 +64,9 @@ parse_id(const char *s, int64_t *id)
 
 	if (s == NULL)
 		return -1;
+	errno = 0;
 	v = strtoll(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || v <= 0)
+	if (*s == '\0' || *end != '\0' || v <= 0 || errno == ERANGE)
 		return -1;
 	*id = v;
 	return 0;
@@ -224,7 +225,8 @@ progress_alive(const struct rf_progress_rec *p)
 }
 
 static void
-print_progress(const struct rf_incident_ctx *c, int64_t id, const char *cmd)
+print_progress(
+    const struct rf_incident_ctx *c, int64_t id, const char *cmd, int closed)
 {
 	struct rf_progress_rec p;
 	double rate, eta;
@@ -237,6 +239,12 @@ print_progress(const struct rf_incident_ctx *c, int64_t id, const char *cmd)
 	if (p.finished)
 		printf("  %s: finished (last phase %s, %llu/%llu)\n", cmd,
 		    p.phase, (unsigned long long)p.done,
+		    (unsigned long long)p.total);
+	else if (!progress_alive(&p) && closed)
+		printf("  %s interrupted (pid %lld is gone) in %s at "
+		       "%llu/%llu; the incident is closed since: nothing to "
+		       "resume\n",
+		    cmd, (long long)p.pid, p.phase, (unsigned long long)p.done,
 		    (unsigned long long)p.total);
 	else if (!progress_alive(&p))
 		printf("  %s interrupted (pid %lld is gone) in %s at "
@@ -353,8 +361,8 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 	}
 	printf("incident %lld: %s (scope %s)\n", (long long)s.id, s.state,
 	    s.scope);
-	print_progress(c, id, "contain");
-	print_progress(c, id, "close");
+	print_progress(c, id, "contain", strcmp(s.state, "closed") == 0);
+	print_progress(c, id, "close", strcmp(s.state, "closed") == 0);
 	printf("  reason: %s\n", s.reason);
 	printf("  connections: %zu;", s.total);
 	for (i = 0; i < RF_ITEM_NSTATES; i++)
@@ -432,6 +440,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	}
 	sub = argv[1];
 	optind = 2;
+	opterr = 0; /* one line: ours, which names the option */
 	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
@@ -462,7 +471,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			waive = 1;
 			break;
 		default:
-			return cli_usage("incident", "unknown option");
+			return cli_usage("incident",
+			    "unknown option '%.40s' (an incident ID is a "
+			    "positive number)",
+			    argv[optind - 1]);
 		}
 	}
 	if (strcmp(sub, "open") != 0 && strcmp(sub, "list") != 0) {
@@ -518,9 +530,20 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 
 		/* One run of an incident at a time, before anything is taken
 		 * or made (two contains burned the pool and stalled each
-		 * other); held until this command exits. */
-		if ((r = rf_incident_run_lock(&c, id, &lock)) != 0)
-			return cli_fail(r);
+		 * other); held until this command exits. Refused here, it
+		 * ends as any failed run does: with --json, a failed line. */
+		if ((r = rf_incident_run_lock(&c, id, &lock)) != 0) {
+			rf_incident_task(id, sub, task);
+			snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+			if (cli->json &&
+			    rf_progress_new(
+				task, RF_PROGRESS_JSON, &c.progress) == 0) {
+				rf_progress_fail(c.progress);
+				rf_progress_free(c.progress);
+				c.progress = NULL;
+			}
+			return cli_fail(rf_err_set(r, "%s", msg));
+		}
 		if (strcmp(sub, "contain") == 0) {
 			if (cli->json && (notes = json_array()) == NULL)
 				return cli_fail(RF_ERR_ALLOC);

@@ -90,7 +90,15 @@ rf_incident_run_lock(const struct rf_incident_ctx *c, int64_t id, int *fd)
 			    "%s is a symbolic link, not incident %lld's run "
 			    "lock: remove it, then run this again",
 			    path, (long long)id);
-		return rf_err_set(RF_ERR_IO, "%s: %s", path, strerror(errno));
+		if (errno == EISDIR)
+			return rf_err_set(RF_ERR_IO,
+			    "%s is a directory, not incident %lld's run lock: "
+			    "remove it, then run this again",
+			    path, (long long)id);
+		return rf_err_set(RF_ERR_IO,
+		    "%s: %s (incident %lld's run lock: make the state folder "
+		    "writable for this user)",
+		    path, strerror(errno), (long long)id);
 	}
 	if (flock(f, LOCK_EX | LOCK_NB) != 0) {
 		int e = errno;
@@ -467,12 +475,26 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	struct rf_incident_rec inc;
 	struct open_acc acc;
 	struct scope s;
+	size_t i;
 	int r = RF_ERR_INTERNAL, in_tx = 0, noted = 0;
 
 	*id = 0;
 	if (reason == NULL || *reason == '\0')
 		return rf_err_set(
 		    RF_ERR_ARG, "an incident needs --reason TEXT");
+	/* status, list and the report print it as it is: one line of
+	 * text, or it could forge their lines (and a terminal's). */
+	for (i = 0; reason[i] != '\0'; i++)
+		if ((unsigned char)reason[i] < 0x20 ||
+		    (unsigned char)reason[i] == 0x7f)
+			return rf_err_set(RF_ERR_ARG,
+			    "--reason is one line of text: no newline, tab or "
+			    "other control character (character %zu is 0x%02x)",
+			    i + 1, (unsigned char)reason[i]);
+	if (i >= sizeof(((struct rf_incident_rec *)NULL)->reason))
+		return rf_err_set(RF_ERR_ARG,
+		    "--reason is at most %zu characters, not %zu",
+		    sizeof(((struct rf_incident_rec *)NULL)->reason) - 1, i);
 	if ((r = scope_parse(c, scope_text, &s)) != 0)
 		return r;
 	memset(&inc, 0, sizeof(inc));

@@ -138,6 +138,14 @@ rf incident close "$id" >/dev/null
 rf incident status "$id" --json | python3 -c 'import json,sys
 p = json.load(sys.stdin)["close_progress"]
 assert p["finished"] and p["phase"], p' || fail "a close that ran shows no finished progress"
+# A contain killed before the incident closed (its progress left
+# unfinished by a process that is gone): status does not tell a closed
+# incident's reader to resume it.
+q "UPDATE progress SET finished = 0, pid = 2147483646 WHERE task = 'incident $id contain'"
+rf incident status "$id" >"$out"
+grep -q "contain interrupted" "$out" && ! grep -q "run 'ringfence incident contain" "$out" &&
+	grep -q "the incident is closed since: nothing to resume" "$out" ||
+	fail "status of a closed incident with an interrupted contain: $(cat "$out")"
 # The run lock (incident-ID.lock in the state folder): none is made for an
 # incident that does not exist, and a symbolic link in its place is
 # refused, naming it, not followed.
@@ -153,6 +161,35 @@ says "contain (lock link)" "$RINGFENCE_HOME/incident-$id.lock is a symbolic link
 [ ! -e "$RINGFENCE_HOME/elsewhere" ] || fail "contain followed the link at its lock"
 rm "$RINGFENCE_HOME/incident-$id.lock"
 rf incident contain "$id" >/dev/null
+# Another run holds the lock: with --json, the refusal still ends with a
+# failed progress line before its one-line error (it wrote none).
+flock "$RINGFENCE_HOME/incident-$id.lock" sleep 30 &
+holder=$!
+for _ in $(seq 100); do
+	rf incident contain "$id" >/dev/null 2>&1 || break
+	sleep 0.1
+done
+if rf --json incident contain "$id" >"$out" 2>"$err"; then fail "contain under another's lock: accepted"; fi
+kill "$holder"
+wait "$holder" 2>/dev/null || true
+grep -q '"failed":true' "$err" || fail "contain --json under another's lock: no failed line: $(cat "$err")"
+says "contain --json (locked)" "being contained or closed by another run"
+# An ID past what the store holds, or negative, is a usage error in one
+# line (not "no incident 9223372036854775807", nor getopt's line too).
+for bad in 99999999999999999999 -1; do
+	rc=0
+	rf incident contain "$bad" >"$out" 2>"$err" || rc=$?
+	[ "$rc" -eq 2 ] && [ "$(wc -l <"$err")" = 1 ] ||
+		fail "contain '$bad': exit $rc: $(cat "$err")"
+	says "contain '$bad'" "positive number"
+done
+# --reason is printed by status, list and the report as it is: one line
+# of text, no control character that could forge their lines.
+for bad in $'line1\nincident 99: closed' $'x\e[2J' $'tab\there'; do
+	refused "open (reason with a control character)" incident open \
+		--scope connection:contoso/default --reason "$bad"
+	says "open (reason with a control character)" "--reason is one line of text"
+done
 
 # 5. --since is Unix seconds, YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD (as audit
 # search takes times), nothing else.
