@@ -139,6 +139,15 @@ api_peer(const struct sockaddr_storage *ss, char *out, size_t len)
 		snprintf(out, len, "%s:%u", addr, port);
 }
 
+/* A connector was served from peer: its source is known (limits.c). */
+static void
+api_served(struct rf_http *h, const struct sockaddr_storage *peer,
+    const struct rf_api_answer *a)
+{
+	if (a->status == 200)
+		rf_http_limits_known(h->limits, peer, rf_now());
+}
+
 /* a as the HTTP answer o; a's body moves to o (a holds nothing after). */
 static void
 api_reply(struct rf_http_resp *o, struct rf_api_answer *a)
@@ -250,6 +259,7 @@ rf_http_api_route(struct rf_http_worker *w, const struct rf_http_req *q,
 	else
 		rf_connector_svc_assert(w->h->csvc, q->client_serial, peer,
 		    q->body, q->bodylen, &a);
+	api_served(w->h, q->peer, &a);
 	api_reply(o, &a);
 	return 1;
 }
@@ -331,6 +341,7 @@ kslot_get(struct rf_http_worker *w)
 static void
 kslot_answer(struct rf_http_job *j, struct rf_api_answer *a)
 {
+	api_served(j->w->h, j->q.peer, a);
 	api_reply(&j->o, a);
 	rf_http_pool_done(j, RF_HTTP_POOL_SIGN);
 }
@@ -411,6 +422,7 @@ rf_http_api_ready(struct rf_http_worker *w, void *ev)
 	s->ap = NULL;
 	/* Answered here, on the worker, at once (the slot is free again:
 	 * the connection's next request may take it). */
+	api_served(w->h, j->q.peer, &a);
 	api_reply(&j->o, &a);
 	rf_http_pool_release(w->h, RF_HTTP_POOL_SIGN);
 	rf_conn_job_answer(w, j);
@@ -424,6 +436,7 @@ rf_http_api_finish(struct rf_http_job *j)
 
 	j->ap = NULL;
 	rf_connector_svc_assert_finish(j->w->h->csvc, ap, &a);
+	api_served(j->w->h, j->q.peer, &a);
 	api_reply(&j->o, &a);
 }
 

@@ -417,6 +417,13 @@ int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
     const struct sockaddr_storage *peer, size_t leaf_bytes, uint64_t now_ms,
     int64_t day);
 /*
+ * peer (its /32 or /64) was served as a connector at now (seconds): for a
+ * week its TLS handshakes may spend a reserve past the day's bytes, and
+ * skip the global bucket (limits.c).
+ */
+void rf_http_limits_known(
+    struct rf_http_limits *l, const struct sockaddr_storage *peer, int64_t now);
+/*
  * Start the day's count from the record: the bytes of today's leaves of
  * anonymous signatures (every signature by the TLS key, the on-demand
  * ones by the OCSP key; either id may be NULL), so that a restarted server

@@ -15,6 +15,14 @@
  * Every signature adds a leaf to the audit record; their bytes are counted
  * per UTC day, and past cfg->anon_audit_bytes_day nothing more is signed
  * for anonymous peers until the day rolls over.
+ *
+ * A TLS server signs before it sees the client's certificate, so those
+ * bytes are everyone's: a flood would spend them and lock connectors out
+ * of new handshakes until the day rolls. Sources a connector was served
+ * from (a 200 of the connector API, or an assertion in the store at
+ * start) are known for a week: past the day's bytes, their handshakes may
+ * spend a reserve of a quarter more, and the global bucket, which a
+ * flood keeps empty, does not hold them back (their own source's does).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -29,6 +37,8 @@
 #include "http/http_int.h"
 
 #define SOURCES 4096 /* per budget; a power of two */
+#define KNOWN 1024   /* connector sources kept; a power of two */
+#define KNOWN_TTL (7 * 86400)
 
 struct bucket {
 	double tokens;
@@ -48,6 +58,12 @@ struct budget {
 	uint64_t allowed, refused;
 };
 
+struct known {
+	uint8_t prefix[8];
+	uint8_t v6;
+	int64_t until; /* 0: a free slot */
+};
+
 struct rf_http_limits {
 	pthread_mutex_t lock;
 	struct budget b[2];
@@ -55,6 +71,7 @@ struct rf_http_limits {
 	int64_t day;
 	uint64_t day_bytes;
 	uint64_t hkey[2]; /* keyed hash: slots cannot be aimed at */
+	struct known known[KNOWN];
 };
 
 int
@@ -172,6 +189,33 @@ slot_of(const struct rf_http_limits *l, const uint8_t p[8], uint8_t v6)
 	return (size_t)(x & (SOURCES - 1));
 }
 
+/* Whether p is a connector's source still, under l->lock. */
+static int
+known_has(
+    const struct rf_http_limits *l, const uint8_t p[8], uint8_t v6, int64_t now)
+{
+	const struct known *k = &l->known[slot_of(l, p, v6) & (KNOWN - 1)];
+
+	return k->until > now && k->v6 == v6 && memcmp(k->prefix, p, 8) == 0;
+}
+
+void
+rf_http_limits_known(
+    struct rf_http_limits *l, const struct sockaddr_storage *peer, int64_t now)
+{
+	struct known *k;
+	uint8_t p[8], v6;
+
+	if (l == NULL || !prefix_of(peer, p, &v6))
+		return;
+	pthread_mutex_lock(&l->lock);
+	k = &l->known[slot_of(l, p, v6) & (KNOWN - 1)];
+	memcpy(k->prefix, p, 8);
+	k->v6 = v6;
+	k->until = now + KNOWN_TTL;
+	pthread_mutex_unlock(&l->lock);
+}
+
 int
 rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget which,
     const struct sockaddr_storage *peer, size_t leaf_bytes, uint64_t now_ms,
@@ -180,7 +224,7 @@ rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget which,
 	struct budget *b;
 	struct source *s = NULL;
 	uint8_t p[8], v6;
-	int ok;
+	int ok, has_prefix, known = 0;
 
 	if (l == NULL ||
 	    (which != RF_HTTP_BUDGET_TLS && which != RF_HTTP_BUDGET_OCSP))
@@ -193,8 +237,12 @@ rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget which,
 		l->day = day;
 		l->day_bytes = 0;
 	}
-	ok = l->day_bytes + leaf_bytes <= l->day_max;
-	if (ok && prefix_of(peer, p, &v6)) {
+	has_prefix = prefix_of(peer, p, &v6);
+	if (which == RF_HTTP_BUDGET_TLS && has_prefix)
+		known = known_has(l, p, v6, rf_now());
+	ok = l->day_bytes + leaf_bytes <=
+	    l->day_max + (known ? l->day_max / 4 : 0);
+	if (ok && has_prefix) {
 		s = &b->src[slot_of(l, p, v6)];
 		if (s->b.last_ms == 0 || s->v6 != v6 ||
 		    memcmp(s->prefix, p, 8) != 0) {
@@ -204,8 +252,9 @@ rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget which,
 		}
 		ok = bucket_take(&s->b, b->src_rate, now_ms, 0);
 	}
-	/* Both must allow it before either is charged. */
-	if (ok)
+	/* Both must allow it before either is charged (a known source:
+	 * its own only). */
+	if (ok && !known)
 		ok = bucket_take(&b->global, b->rate, now_ms, 1);
 	if (ok && s != NULL)
 		s->b.tokens -= 1.0;

@@ -32,6 +32,7 @@
 #include "http/http_int.h"
 #include "http/notify.h"
 #include "incident/incident.h"
+#include "store/store_connector.h"
 #include "store/store_incident.h"
 #include "revoke/revoke.h"
 #include "store/store.h"
@@ -619,6 +620,29 @@ tls_setup(struct rf_http *h)
 	return rf_http_tls_check(h->tls_ctx);
 }
 
+/* Assertions read at start for the connectors' sources (limits.c). */
+#define KNOWN_SEED_ROWS 100000
+
+/* rf_store_assertion_sources: an address, as the recorder keeps it. */
+static int
+known_seed(void *arg, const char *source)
+{
+	struct rf_http *h = arg;
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (inet_pton(AF_INET, source, &s4->sin_addr) == 1)
+		ss.ss_family = AF_INET;
+	else if (inet_pton(AF_INET6, source, &s6->sin6_addr) == 1)
+		ss.ss_family = AF_INET6;
+	else
+		return 0;
+	rf_http_limits_known(h->limits, &ss, rf_now());
+	return 0;
+}
+
 int
 rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
     struct rf_store *st, struct rf_audit *audit, struct rf_keys *keys,
@@ -702,11 +726,14 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 		rf_http_log(h, "OCSP on-demand signing disabled", r);
 		rf_ocsp_responder_set_signer(h->resp, NULL);
 	}
-	/* The day's anonymous bytes so far count, across restarts. */
+	/* The day's anonymous bytes so far count, across restarts; the
+	 * connectors' sources of the last week are known again. */
 	if ((r = rf_http_limits_seed(h->limits, audit,
 		 h->tls_key != NULL ? rf_key_id(h->tls_key) : NULL,
 		 h->od_key != NULL ? rf_key_id(h->od_key) : NULL, rf_now())) !=
-	    0)
+		0 ||
+	    (r = rf_store_assertion_sources(st, rf_now() - 7 * 86400,
+		 KNOWN_SEED_ROWS, known_seed, h)) != 0)
 		goto out;
 
 	if ((h->w = calloc((size_t)h->nworkers, sizeof(*h->w))) == NULL) {

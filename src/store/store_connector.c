@@ -405,6 +405,34 @@ rf_store_assertion_foreach(struct rf_store *st, const char *x5t256,
 }
 
 int
+rf_store_assertion_sources(struct rf_store *st, int64_t since, size_t rows,
+    int (*fn)(void *arg, const char *source), void *arg)
+{
+	sqlite3_stmt *s;
+	char src[64];
+	int r = 0, rc;
+
+	/* Newest first by rowid (the insertion order): no index on time, and
+	 * a bounded read however large the table. */
+	if ((r = prep(st, &s,
+		 "SELECT source, time FROM assertions ORDER BY rowid DESC "
+		 "LIMIT ?",
+		 "i", (int64_t)rows)) != 0)
+		return r;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		if (sqlite3_column_int64(s, 1) < since)
+			continue;
+		st_col_str(s, 0, src, sizeof(src));
+		if ((r = fn(arg, src)) != 0)
+			break;
+	}
+	if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)
+		r = st_fail(st, rc, "reading assertions' sources");
+	done(st, s);
+	return r;
+}
+
+int
 rf_store_seen_get(struct rf_store *st, const char *kind, const char *key,
     int64_t *count, int64_t *first)
 {
