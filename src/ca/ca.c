@@ -640,12 +640,67 @@ rf_ca_issuer_name(struct rf_ca *ca)
 	return ca != NULL ? ca->ent[ca->iss].name : NULL;
 }
 
+/* A key a killed rotation made: its id, for the rerun to destroy. */
+struct leftover {
+	char (*id)[65];
+	size_t n, cap;
+};
+
+static int
+leftover_add(void *arg, const struct rf_key_rec *k)
+{
+	struct leftover *l = arg;
+	char(*v)[65];
+
+	if (l->n == l->cap) {
+		if ((v = realloc(l->id, (l->cap + 4) * sizeof(*v))) == NULL)
+			return RF_ERR_ALLOC;
+		l->id = v;
+		l->cap += 4;
+	}
+	snprintf(l->id[l->n++], sizeof(l->id[0]), "%s", k->id);
+	return 0;
+}
+
+/*
+ * The keys an earlier rotation to the same name made and did not commit
+ * (killed between the two: still "generated", made for made_for), each
+ * destroyed with its leaves. Whatever the killed run had the root sign for
+ * one certifies a key that no longer exists.
+ */
+static int
+rotate_leftovers(
+    struct rf_ca *ca, const char *made_for, const struct rf_actor *who)
+{
+	struct leftover l = {NULL, 0, 0};
+	const char **ids = NULL;
+	size_t i, done;
+	int r;
+
+	if ((r = rf_store_key_made_for(ca->st, made_for, leftover_add, &l)) ==
+		0 &&
+	    l.n > 0) {
+		if ((ids = calloc(l.n, sizeof(*ids))) == NULL)
+			r = RF_ERR_ALLOC;
+		for (i = 0; r == 0 && i < l.n; i++)
+			ids[i] = l.id[i];
+		if (r == 0)
+			r = rf_keys_destroy_many(
+			    ca->keys, ids, l.n, who, &done);
+	}
+	free(ids);
+	free(l.id);
+	return r;
+}
+
 /*
  * Replace an issuing CA: a new key in the token and a certificate signed
  * by the root (like the one made by rf_ca_init), recorded active while the
  * old one is marked inactive, in one transaction with a "rotate" audit
  * event. New certificates are issued by the new CA from then on; the old
- * CA stays loaded by name for its CRL.
+ * CA stays loaded by name for its CRL. The key is recorded as made for
+ * "rotate-NEWNAME" when it is made: a rotation killed before its commit
+ * leaves it "generated", and the rerun destroys it before it makes another.
  */
 int
 rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
@@ -665,7 +720,8 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	X509_NAME *name = NULL;
 	const ASN1_OCTET_STRING *rski;
 	enum rf_key_alg alg;
-	char cn[80], url[600], label[96], detail[200];
+	char cn[80], url[600], label[96], detail[200], made_for[64];
+	struct rf_keygen kg;
 	int64_t now = rf_now();
 	size_t i;
 	int r, in_tx = 0, prev_iss = ca->iss;
@@ -708,7 +764,13 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 		return r;
 	snprintf(label, sizeof(label), RF_KEY_LABEL_CA_PREFIX "%s", newname);
 	snprintf(cn, sizeof(cn), "ringfence %s", newname);
-	if ((r = rf_keys_generate(ca->keys, alg, label, NULL, who, &key)) != 0)
+	snprintf(made_for, sizeof(made_for), "rotate-%s", newname);
+	memset(&kg, 0, sizeof(kg));
+	kg.alg = alg;
+	kg.label = label;
+	kg.made_for = made_for;
+	if ((r = rotate_leftovers(ca, made_for, who)) != 0 ||
+	    (r = rf_keys_generate_many(ca->keys, &kg, 1, who, &key)) != 0)
 		goto out;
 	/* The issuer side: the root's name and key identifier. */
 	if ((rski = X509_get0_subject_key_id(re->x)) == NULL ||
@@ -753,6 +815,7 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	    (r = ca_ext_blob(NID_crl_distribution_points, url, &ext[2])) != 0 ||
 	    (r = ca_init_sign(ca->keys, re->key, &c, &root, ext, 3, who)) != 0)
 		goto out;
+	rf_test_point("ca-rotate-signed"); /* the root signed; nothing kept */
 
 	/*
 	 * RFC 6960 4.2.2.2: a delegated responder must be certified by the
