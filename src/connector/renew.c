@@ -171,6 +171,12 @@ rf_connector_svc_renew(struct rf_connector_svc *svc, const char *cert_serial,
 
 		if (r == RF_ERR_REFUSED)
 			svc_answer_fail(a, r);
+		/* Whose key it is, is the operator's to know (the store's
+		 * message names them), not another connector's. */
+		else if (r == RF_ERR_KEY_REUSED)
+			rf_api_answer_error(a, 400, "bad_request",
+			    "the CSR's key already serves another certificate: "
+			    "make a new key for the renewal");
 		else
 			rf_api_answer_error(a, st,
 			    st == 400 ? "bad_request" : "internal",

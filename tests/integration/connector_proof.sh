@@ -387,6 +387,11 @@ for i in 1 2 3; do
 	[ "$(renew arch arch-r1.csr "$(mkproof renew "$(spki arch-r1.csr)" stranger.key)")" = "401 bad_proof" ] ||
 		fail "renewal $i with a bad proof: $(cat resp.json)"
 done
+# Another connector's key: refused without naming whose it is (the
+# operator's to know), and free.
+[ "$(renew arch sync.csr "$(mkproof renew "$(spki sync.csr)" arch.key)")" = "400 bad_request" ] ||
+	fail "renewal with another connector's key: $(cat resp.json)"
+! grep -q "sync" resp.json || fail "the refusal names the key's connector: $(cat resp.json)"
 # keyd killed under a connection whose handshake is done: two valid
 # renewals on it are answered with an error.
 jq -n --rawfile csr arch-r1.csr --arg proof "$(mkproof renew "$(spki arch-r1.csr)" arch.key)" \
