@@ -20,6 +20,7 @@ struct rf_progress {
 	void *sink_arg;
 	int line_open; /* a terminal line waits for its newline */
 	int failed;    /* rf_progress_fail: the last line says so */
+	int unshown;   /* a count not printed yet (throttled) */
 };
 
 int64_t
@@ -111,9 +112,12 @@ emit(struct rf_progress *p, int force, int finished)
 		(void)!p->sink(p->sink_arg, &s);
 		p->persisted_ms = now;
 	}
-	if (!force && now - p->printed_ms < RF_PROGRESS_PRINT_MS)
+	if (!force && now - p->printed_ms < RF_PROGRESS_PRINT_MS) {
+		p->unshown = 1;
 		return;
+	}
 	p->printed_ms = now;
+	p->unshown = 0;
 	rf_progress_eta_str(s.eta_s, eta);
 	if (p->out == RF_PROGRESS_JSON) {
 		fprintf(stderr,
@@ -146,6 +150,10 @@ rf_progress_phase(struct rf_progress *p, const char *phase, uint64_t total)
 {
 	if (p == NULL)
 		return;
+	/* A phase's last count is shown before the next begins: a fast
+	 * phase would otherwise be seen at 0 of N only. */
+	if (p->unshown)
+		emit(p, 1, 0);
 	snprintf(p->phase, sizeof(p->phase), "%s", phase);
 	p->done = 0;
 	p->total = total;

@@ -536,10 +536,13 @@ contain_disable(const struct rf_incident_ctx *c, int64_t id,
 	 * with a leaf for each.
 	 */
 	if ((r = token_keys(c, ok.ids, ok.n, "disabled", &mine, &nmine)) != 0 ||
-	    nmine == 0 ||
-	    (r = rf_keys_disable_many(c->keys, mine, nmine, c->who, &done)) !=
-		0)
+	    nmine == 0)
 		goto out;
+	rf_progress_phase(c->progress, "disable old keys", nmine);
+	if ((r = rf_keys_disable_many(c->keys, mine, nmine, c->who, &done)) !=
+	    0)
+		goto out;
+	rf_progress_add(c->progress, nmine);
 	rep->disabled = nmine;
 	r = rf_incident_event(
 	    c, id, "disable", "%zu keys disabled in the token", nmine);

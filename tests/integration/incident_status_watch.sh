@@ -6,7 +6,8 @@
 # for the whole phase), and contain's progress moves during generation
 # (one part of up to 500 keys showed 0/N until the end). Killed with -9,
 # status says it was interrupted and how to resume; the rerun finishes.
-# status --json lists every straggler, where the text shows 20.
+# status --json lists every straggler, where the text shows 20. Each
+# phase's last count is among the JSON progress lines.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" incident_status_watch
 cd "$RINGFENCE_HOME"
@@ -30,6 +31,15 @@ for _ in $(seq 1200); do
 done
 grep -q '"phase":"generate keys the pool lacks"' prog.jsonl ||
 	fail "no generation phase: $(cat prog.jsonl)"
+# A phase's last count is shown before the next begins (the revocation of
+# N was seen at 0 of N only: its count came within the print throttle).
+python3 - prog.jsonl $N <<'PY' || fail "progress lines: $(cat prog.jsonl)"
+import json, sys
+n = int(sys.argv[2])
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+assert any(l["phase"] == "revoke and publish" and l["done"] == l["total"] == n
+           for l in lines), lines
+PY
 timeout 120 "$RINGFENCE" --json incident status "$id" >st.json ||
 	fail "status failed while contain ran"
 kill -0 "$cp" 2>/dev/null ||
