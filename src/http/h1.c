@@ -22,6 +22,45 @@
 
 static pthread_once_t limit_once = PTHREAD_ONCE_INIT;
 
+/*
+ * Request bodies held in memory by every connection together, bytes: what
+ * a crowd of connections that send part of a body and wait can make serve
+ * keep. Past it, 503 and close. A body buffer over RF_H1_BODY_KEEP goes
+ * with its request instead of staying with a kept-alive connection.
+ */
+#define RF_H1_BODIES_MAX ((size_t)64 << 20)
+#define RF_H1_BODY_KEEP 16384
+static size_t bodies_max = RF_H1_BODIES_MAX; /* atomic */
+static size_t bodies_held;		     /* atomic */
+
+void
+rf_h1_bodies_max(size_t max)
+{
+	__atomic_store_n(
+	    &bodies_max, max > 0 ? max : RF_H1_BODIES_MAX, __ATOMIC_RELAXED);
+}
+
+/* Room for grow bytes more of bodies: 0, or -1 past the bound. */
+static int
+bodies_take(size_t grow)
+{
+	size_t max = __atomic_load_n(&bodies_max, __ATOMIC_RELAXED);
+
+	if (__atomic_add_fetch(&bodies_held, grow, __ATOMIC_RELAXED) <= max)
+		return 0;
+	__atomic_sub_fetch(&bodies_held, grow, __ATOMIC_RELAXED);
+	return -1;
+}
+
+static void
+body_drop(struct rf_h1 *x)
+{
+	__atomic_sub_fetch(&bodies_held, x->bcap, __ATOMIC_RELAXED);
+	free(x->body);
+	x->body = NULL;
+	x->bcap = 0;
+}
+
 static void
 limit_init(void)
 {
@@ -229,8 +268,14 @@ on_body(http_parser *p, const char *at, size_t len)
 			cap *= 2;
 		if (cap > x->max_body)
 			cap = x->max_body;
-		if ((nb = realloc(x->body, cap)) == NULL)
+		if (bodies_take(cap - x->bcap) != 0)
+			return fail(x, 503,
+			    "busy: too many request bodies in memory; retry");
+		if ((nb = realloc(x->body, cap)) == NULL) {
+			__atomic_sub_fetch(
+			    &bodies_held, cap - x->bcap, __ATOMIC_RELAXED);
 			return fail(x, 503, "out of memory");
+		}
 		x->body = nb;
 		x->bcap = cap;
 	}
@@ -297,9 +342,8 @@ rf_h1_init(struct rf_h1 *x, size_t max_body)
 void
 rf_h1_free(struct rf_h1 *x)
 {
-	free(x->body);
-	x->body = NULL;
-	x->bcap = x->blen = 0;
+	body_drop(x);
+	x->blen = 0;
 }
 
 enum rf_h1_state
@@ -366,6 +410,8 @@ rf_h1_keep_alive(const struct rf_h1 *x)
 void
 rf_h1_next(struct rf_h1 *x)
 {
+	if (x->bcap > RF_H1_BODY_KEEP)
+		body_drop(x);
 	request_reset(x);
 	http_parser_pause(&x->p, 0);
 }

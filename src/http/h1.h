@@ -66,6 +66,9 @@ struct rf_h1 {
 /* A reader for requests with bodies of at most max_body bytes. */
 void rf_h1_init(struct rf_h1 *x, size_t max_body);
 void rf_h1_free(struct rf_h1 *x);
+/* The bound on every parser's bodies together, bytes (0: the default,
+ * 64 MiB); for tests. */
+void rf_h1_bodies_max(size_t max);
 
 /*
  * Read up to len bytes; *used says how many were taken. RF_H1_READY stops
