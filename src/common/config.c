@@ -81,6 +81,7 @@ static const struct setting settings[] = {
     I("surge_per_minute", surge_per_minute, 1, 100000000),
     S("alert_webhook", alert_webhook),
     /* serve's budgets of anonymous peers, TLS tickets, the /audit pool */
+    I("conns_per_source", conns_per_source, 0, 1000000),
     I("tls_handshake_rate", tls_handshake_rate, 1, 100000),
     I("tls_handshake_source_rate", tls_handshake_source_rate, 1, 100000),
     I("ocsp_ondemand_rate", ocsp_ondemand_rate, 1, 100000),
@@ -329,6 +330,7 @@ rf_config_load(struct rf_config *cfg)
 	    cfg->connector_proof, sizeof(cfg->connector_proof), "optional");
 	cfg->detectors = 1;
 	cfg->surge_per_minute = 600;
+	cfg->conns_per_source = 256;
 	cfg->tls_handshake_rate = 50;
 	cfg->tls_handshake_source_rate = 20;
 	cfg->ocsp_ondemand_rate = 50;

@@ -59,6 +59,7 @@ struct rf_config {
 	int surge_per_minute;	  /* global assertions a minute before alert */
 	char alert_webhook[256];  /* http://HOST:PORT/PATH, or "" */
 	/* serve: budgets of anonymous peers (docs/serve.md "Budgets"). */
+	int conns_per_source;	       /* connections held of one source */
 	int tls_handshake_rate;	       /* signed handshakes/s, all peers */
 	int tls_handshake_source_rate; /* signed handshakes/s, one source */
 	int ocsp_ondemand_rate;	       /* on-demand OCSP signatures/s, all */

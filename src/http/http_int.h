@@ -79,6 +79,8 @@ enum { RF_HTTP_EV_CONN = 1, RF_HTTP_EV_ASYNC, RF_HTTP_EV_KEYD };
 #define RF_HTTP_QUIET_MS 1000 /* store quiet this long before CRL/OCSP work */
 
 #define RF_HTTP_EVIDENCE_MAX 4096
+#define RF_HTTP_SOURCES 4096 /* source slots (limits.c); a power of two */
+#define RF_HTTP_NO_SOURCE ((size_t)-1)
 /* Sightings after re-establishment recorded one by one, a minute, and of
  * one source: anyone can ask, from many addresses (docs/incident.md). */
 #define RF_HTTP_SIGHTING_LEAVES 60
@@ -160,6 +162,8 @@ struct rf_http {
 	int conn_lock_ok;
 	struct rf_conn *conns; /* under conn_lock */
 	size_t nconns, max_conns;
+	/* Connections held per source slot (conn_lock): conns_per_source. */
+	uint32_t src_conns[RF_HTTP_SOURCES];
 
 	struct rf_store *resp_st; /* the responder's connection */
 	struct rf_ocsp_responder *resp;
@@ -423,6 +427,13 @@ int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
  */
 void rf_http_limits_known(
     struct rf_http_limits *l, const struct sockaddr_storage *peer, int64_t now);
+/*
+ * peer's source as a slot of RF_HTTP_SOURCES, by a keyed hash of its /32
+ * or /64 (several sources may share one: they are counted together), or
+ * RF_HTTP_NO_SOURCE.
+ */
+size_t rf_http_limits_source(
+    const struct rf_http_limits *l, const struct sockaddr_storage *peer);
 /*
  * Start the day's count from the record: the bytes of today's leaves of
  * anonymous signatures (every signature by the TLS key, the on-demand

@@ -36,8 +36,8 @@
 #include "audit/audit.h"
 #include "http/http_int.h"
 
-#define SOURCES 4096 /* per budget; a power of two */
-#define KNOWN 1024   /* connector sources kept; a power of two */
+#define SOURCES RF_HTTP_SOURCES /* per budget; a power of two */
+#define KNOWN 1024		/* connector sources kept; a power of two */
 #define KNOWN_TTL (7 * 86400)
 
 struct bucket {
@@ -187,6 +187,17 @@ slot_of(const struct rf_http_limits *l, const uint8_t p[8], uint8_t v6)
 	x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
 	x ^= x >> 31;
 	return (size_t)(x & (SOURCES - 1));
+}
+
+size_t
+rf_http_limits_source(
+    const struct rf_http_limits *l, const struct sockaddr_storage *peer)
+{
+	uint8_t p[8], v6;
+
+	if (l == NULL || !prefix_of(peer, p, &v6))
+		return RF_HTTP_NO_SOURCE;
+	return slot_of(l, p, v6);
 }
 
 /* Whether p is a connector's source still, under l->lock. */
