@@ -138,11 +138,11 @@ struct pending {
 	size_t framelen;
 	struct sign_in s;
 	struct rf_key *key;
-	struct rf_sig *sigs; /* s.n of them */
-	size_t recorded;     /* messages in batches so far (loop) */
-	size_t settled;	     /* messages signed or failed (signer) */
-	int r;		     /* the first failure, and its message */
-	char msg[160];
+	struct rf_sig *sigs;	     /* s.n of them */
+	size_t recorded;	     /* messages in batches so far (loop) */
+	size_t settled;		     /* messages signed or failed (signer) */
+	int r;			     /* the first failure, and its message */
+	char msg[RF_KPROTO_STR_MAX]; /* whole, as an answer carries it */
 	/* The signer answered (1), in part (2) or could not (-1); -1 also
 	 * when RECORDED did not go out whole (say_recorded). */
 	int sent;

@@ -221,7 +221,8 @@ struct rf_sign_set {
 	 * first, nor in a process that holds the token itself. */
 	const struct rf_recorded *recorded;
 	int r;	       /* this set's result */
-	char msg[160]; /* and its message when r is not 0 */
+	char msg[256]; /* and its message when r is not 0: as long as keyd
+			  sends one (RF_KPROTO_STR_MAX) */
 };
 /*
  * Several callers' requests at once (keyd groups what its callers ask

@@ -127,6 +127,8 @@ jq -n --rawfile csr new.csr --arg proof "$(sproof renew x 12)" \
 st=$(post sync /v1/connector/renew @renew.json)
 [ "$st" = "401 bad_proof" ] || fail "a renewal with a session proof: $st $(cat resp.json)"
 grep -q "for assertions only" resp.json || fail "the renewal's message: $(cat resp.json)"
+# Whole: it was cut at keyd's 255 characters before it said what to do.
+grep -q "with the connector's key" resp.json || fail "the renewal's message is cut: $(cat resp.json)"
 
 # Opening: a proof signed by a key that is not the certificate's, a proof
 # for another X25519 key, a key that is not one.
