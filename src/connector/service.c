@@ -551,6 +551,35 @@ svc_who_asks(struct rf_connector_svc *svc, const char *cert_serial, int64_t now,
 	return 1;
 }
 
+/*
+ * A request without the proof required (a answers it so): if its
+ * certificate is not a connector's, or is revoked, that is the answer,
+ * recorded as every such refusal is. Not when the lock is another's and
+ * nowait: the proof's answer then.
+ */
+static void
+proof_missing_who(struct rf_connector_svc *svc, struct rf_assert_pending *p,
+    int nowait, struct rf_api_answer *a)
+{
+	struct rf_api_answer b;
+	int r;
+
+	if (!nowait)
+		pthread_mutex_lock(&svc->lock);
+	else if (pthread_mutex_trylock(&svc->lock) != 0)
+		return;
+	memset(&b, 0, sizeof(b));
+	r = svc_who_asks(svc, p->serial, p->now, &p->v, &b);
+	pthread_mutex_unlock(&svc->lock);
+	rf_api_answer_clear(&b);
+	if (r != 1) {
+		rf_err_clear();
+		return;
+	}
+	rf_api_answer_clear(a);
+	refused(svc, &p->ask, p->serial, p->source, &p->v, a);
+}
+
 int
 rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
     const char *cert_serial, const char *source, const uint8_t *body,
@@ -582,13 +611,14 @@ rf_connector_svc_assert_begin(struct rf_connector_svc *svc,
 		pending_free(p);
 		return 0;
 	}
-	if (svc_proof_missing(svc, p->ask.proof, a)) {
-		pending_free(p);
-		return 0;
-	}
 	snprintf(p->serial, sizeof(p->serial), "%s", cert_serial);
 	snprintf(
 	    p->source, sizeof(p->source), "%s", source != NULL ? source : "");
+	if (svc_proof_missing(svc, p->ask.proof, a)) {
+		proof_missing_who(svc, p, nowait, a);
+		pending_free(p);
+		return 0;
+	}
 	memset(&q, 0, sizeof(q));
 	q.cert_serial = cert_serial;
 	q.tenant = p->ask.tenant;

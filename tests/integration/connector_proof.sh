@@ -423,5 +423,28 @@ rf keys list >/dev/null
 stop_serve
 unset RINGFENCE_CONNECTOR_RENEWALS
 
+# 14. A revoked connector's request without a proof, proofs required: it
+# is refused as revoked, and recorded as every refusal is (it was
+# answered proof_required, and nothing was recorded).
+rf keyd stop >/dev/null 2>&1 || fail "keyd stop"
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	-keyout gone.key -out gone.csr -subj /CN=gone 2>/dev/null
+rf connector add gone --csr gone.csr --out gone.pem >/dev/null
+rf connector bind gone acme/m365 >/dev/null
+rf connector revoke gone >/dev/null
+gserial=$(openssl x509 -in gone.pem -noout -serial | cut -d= -f2 | tr A-F a-f)
+export RINGFENCE_CONNECTOR_PROOF=required
+serve_up 120
+[ "$(ask gone "$(body acme/m365)")" = "401 revoked" ] ||
+	fail "a revoked connector without a proof: $(cat resp.json)"
+stop_serve
+rf audit search --json | python3 -c 'import json, sys
+s = sys.argv[1].lstrip("0")
+ok = any(e["event"].get("type") == "refuse" and e["event"].get("actor", "").lstrip("0") == s
+         for e in map(json.loads, sys.stdin))
+sys.exit(0 if ok else 1)' "$gserial" || fail "no refusal leaf for the revoked connector"
+unset RINGFENCE_CONNECTOR_PROOF
+rf keyd stop >/dev/null 2>&1 || fail "keyd stop"
+
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "connector_proof: ok"
