@@ -324,6 +324,8 @@ static const char issue_usage[] =
     "its previous credential, and the one before that is revoked first\n"
     "(superseded): a connection has two valid credentials at most; its\n"
     "key, if made in the token, is destroyed once the new one is issued.\n"
+    "A connection that an incident has not contained yet is refused:\n"
+    "'ringfence incident contain' replaces its credential.\n"
     "--csr-dir issues one certificate per CSR file of DIR (NAME.pem,\n"
     "NAME.der or NAME.csr), for the tenant's connection NAME, in batches\n"
     "of 256 (each one transaction), and writes each chain to\n"
@@ -367,6 +369,43 @@ out_file_open(const char *path, int *dirfd, const char **name)
 }
 
 /*
+ * A connection that an incident has not contained yet gets its next
+ * credential from contain, which revokes the one the incident recorded and
+ * replaces it: one issued meanwhile is a credential contain did not revoke
+ * and cannot replace. Refused before anything is written (cmd_issue,
+ * issue_dir), and again inside the issuance transaction (link_current),
+ * where an incident opened since the first check is seen.
+ */
+static int
+issue_incident_check(struct rf_store *st, const char *tenant, const char *conn)
+{
+	struct rf_conn_rec cr;
+	int64_t inc;
+	int r;
+
+	if ((r = rf_store_conn_get(st, tenant, conn, &cr)) ==
+	    RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0; /* a new connection is in no incident */
+	}
+	if (r != 0)
+		return r;
+	if ((r = rf_store_item_other_open(st, cr.id, 0, &inc)) ==
+	    RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0;
+	}
+	if (r != 0)
+		return r;
+	return rf_err_set(RF_ERR_STATE,
+	    "connection %s/%s is in incident %lld, which has not contained "
+	    "it yet: 'ringfence incident contain %lld' replaces its "
+	    "credential (a new key and certificate); issue for it once the "
+	    "incident has contained it; nothing was issued",
+	    tenant, conn, (long long)inc, (long long)inc);
+}
+
+/*
  * Serial becomes the connection's current credential, in the issuance
  * transaction. Its previous one is pushed out, which supersede() revoked
  * beforehand: one still valid here means another issuance for the
@@ -381,7 +420,8 @@ link_current(struct rf_store *st, const char *tenant, const char *conn,
 	char prev[41];
 	int r, live;
 
-	if ((r = rf_revoke_previous_of(st, tenant, conn, prev, &live)) != 0)
+	if ((r = issue_incident_check(st, tenant, conn)) != 0 ||
+	    (r = rf_revoke_previous_of(st, tenant, conn, prev, &live)) != 0)
 		return r;
 	if (live)
 		return rf_err_set(RF_ERR_STATE,
@@ -828,10 +868,22 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 		r = cli_fail(RF_ERR_ALLOC);
 		goto out;
 	}
+	/*
+	 * Every connection is checked before anything is written (a chain
+	 * of one issued before included): in no incident that has not
+	 * contained it.
+	 */
 	for (i = 0; i < n; i++) {
+		if ((r = issue_incident_check(
+			 cli->store, tmpl->tenant, c[i].conn)) != 0) {
+			r = cli_fail(r);
+			goto out;
+		}
 		if ((r = issue_alg_check(cli, tmpl->tenant, c[i].conn, tmpl)) !=
 		    0)
 			goto out;
+	}
+	for (i = 0; i < n; i++) {
 		if ((r = already_issued(cli, tmpl->tenant, tmpl->profile, dir,
 			 &c[i], &f)) < 0) {
 			r = cli_fail(r);
@@ -1026,6 +1078,10 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	}
 	if ((r = rf_ca_conn_name_check(conn)) != 0) {
 		r = cli_usage("issue", "--connection: %s", rf_err_msg(r));
+		goto out;
+	}
+	if ((r = issue_incident_check(cli->store, tenant, conn)) != 0) {
+		r = cli_fail(r);
 		goto out;
 	}
 	if ((r = issue_alg_check(cli, tenant, conn, &req)) != 0)
