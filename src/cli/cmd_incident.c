@@ -23,7 +23,9 @@ static const char incident_help[] =
     "usage: ringfence incident open --scope SCOPE --reason TEXT [--since T]\n"
     "       ringfence incident contain ID\n"
     "       ringfence incident package ID (--tenant T | --all) --out DIR\n"
-    "       ringfence incident confirm ID (--tenant T | --all) [--waive]\n"
+    "       ringfence incident confirm ID (--tenant T [--connection NAME] "
+    "| --all)\n"
+    "                                     [--waive]\n"
     "       ringfence incident status ID [--json]\n"
     "       ringfence incident report ID [--out PREFIX]\n"
     "       ringfence incident ack ID\n"
@@ -39,7 +41,10 @@ static const char incident_help[] =
     "for an issuer scope, and issues a new key and certificate for every\n"
     "connection; rerun it after an interruption to resume. package writes\n"
     "each tenant's re-establishment package; confirm (or the bound\n"
-    "connector's use of the new credential) marks a tenant re-established;\n"
+    "connector's use of the new credential) marks a tenant re-established,\n"
+    "or with --connection one of its connections, and --waive waives them\n"
+    "(contain leaves alone a connection given a credential elsewhere after\n"
+    "the incident opened, and says so: waived, it keeps that credential);\n"
     "OCSP queries are recorded as sightings (those for an old serial after\n"
     "re-establishment shown until 'incident ack'); close destroys what\n"
     "is left of the old keys once every connection is re-established or\n"
@@ -423,10 +428,12 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	    {"all", no_argument, NULL, 'a'},
 	    {"out", required_argument, NULL, 'o'},
 	    {"waive", no_argument, NULL, 'w'},
+	    {"connection", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *scope = NULL, *reason = NULL, *tenant = NULL, *outp = NULL;
+	const char *conn = NULL;
 	const char *sub;
 	struct rf_incident_ctx c;
 	struct rf_contain_report rep;
@@ -469,6 +476,9 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			break;
 		case 'w':
 			waive = 1;
+			break;
+		case 'c':
+			conn = optarg;
 			break;
 		default:
 			return cli_usage("incident",
@@ -642,11 +652,20 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		if ((tenant == NULL) == !all)
 			return cli_usage("incident",
 			    "confirm needs one of --tenant T or --all");
-		if ((r = rf_incident_confirm(&c, id, tenant, waive)) != 0)
+		if (conn != NULL && tenant == NULL)
+			return cli_usage("incident",
+			    "--connection NAME names a connection of --tenant "
+			    "T");
+		if ((r = rf_incident_confirm(&c, id, tenant, conn, waive)) != 0)
 			return cli_fail(r);
-		printf("%s %s %s\n", tenant != NULL ? "tenant" : "every",
-		    tenant != NULL ? tenant : "connection",
-		    waive ? "waived" : "re-established");
+		if (conn != NULL)
+			printf("connection %s/%s %s\n", tenant, conn,
+			    waive ? "waived" : "re-established");
+		else
+			printf("%s %s %s\n",
+			    tenant != NULL ? "tenant" : "every",
+			    tenant != NULL ? tenant : "connection",
+			    waive ? "waived" : "re-established");
 		return EXIT_OK;
 	}
 	if (strcmp(sub, "status") == 0)

@@ -675,16 +675,76 @@ out:
 	return r;
 }
 
+/*
+ * Connections left alone (av): every other one is contained. Their names
+ * and their credentials from elsewhere go into the timeline (an
+ * "elsewhere" event, as many as fit), and the way out into the error,
+ * which does not ask for a plain rerun: it would leave them alone again.
+ * Waived, a connection keeps the credential it has (the operator may revoke it,
+ * and issue anew, once the connection is no longer affected); contain then
+ * records the incident contained.
+ */
+static int
+aside_fail(
+    const struct rf_incident_ctx *c, int64_t id, const struct aside_vec *av)
+{
+	const struct rf_item_rec *it = &av->v[0].it;
+	char names[384] = "", *p = names; /* the event's detail: 512 */
+	size_t i, shown = 0;
+	int r, w;
+
+	for (i = 0; i < av->n; i++, shown++) {
+		w = snprintf(p, sizeof(names) - (size_t)(p - names),
+		    "%s%s/%s (%s)", i > 0 ? ", " : "", av->v[i].it.tenant,
+		    av->v[i].it.name, av->v[i].serial);
+		if (w < 0 || (size_t)w >= sizeof(names) - (size_t)(p - names))
+			break;
+		p += w;
+	}
+	if ((r = rf_incident_event(c, id, "elsewhere",
+		 "%zu connections left affected: their credential was given "
+		 "them elsewhere after the incident opened, not by contain: "
+		 "%s%s",
+		 av->n, names, shown < av->n ? ", ..." : "")) != 0)
+		return r;
+	/* One line of at most 512 bytes (rf_err_set): two names at most. */
+	if (av->n == 1)
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s has credential %s, issued elsewhere "
+		    "after "
+		    "incident %lld opened: contain replaces only what it "
+		    "revoked, so it left this connection alone and contained "
+		    "the rest; to keep %s: 'ringfence incident confirm %lld "
+		    "--tenant %s --connection %s --waive', then 'ringfence "
+		    "incident contain %lld' to finish",
+		    it->tenant, it->name, av->v[0].serial, (long long)id,
+		    av->v[0].serial, (long long)id, it->tenant, it->name,
+		    (long long)id);
+	return rf_err_set(RF_ERR_STATE,
+	    "%zu connections have credentials issued elsewhere after incident "
+	    "%lld opened (%s/%s %s, %s/%s %s%s): contain replaces only what "
+	    "it revoked, so it left them alone and contained the rest; to "
+	    "keep them, waive each ('ringfence incident confirm %lld --tenant "
+	    "%s --connection %s --waive'; 'ringfence incident status' lists "
+	    "them, affected), then 'ringfence incident contain %lld' to "
+	    "finish",
+	    av->n, (long long)id, it->tenant, it->name, av->v[0].serial,
+	    av->v[1].it.tenant, av->v[1].it.name, av->v[1].serial,
+	    av->n > 2 ? ", ..." : "", (long long)id, it->tenant, it->name,
+	    (long long)id);
+}
+
 int
 rf_incident_contain(
     const struct rf_incident_ctx *c, int64_t id, struct rf_contain_report *rep)
 {
 	struct rf_incident_rec inc;
 	struct item_vec all = {0}, todo = {0};
+	struct aside_vec aside = {0};
 	struct contain_rev rv = {0};
 	char newname[64];
 	double t0, t;
-	int r, published = 0;
+	int r, published = 0, resume = 1;
 
 	memset(rep, 0, sizeof(*rep));
 	t0 = t = rf_mono_s();
@@ -739,14 +799,24 @@ rf_incident_contain(
 	rv.inc = &inc;
 	rv.all = &all;
 	t = rf_mono_s();
-	/* 4. New credentials for connections still affected. */
-	if ((r = rf_incident_load_items(c, id, NULL, "affected", &todo)) != 0)
+	/* 4. New credentials for connections still affected, but those
+	 * that got one elsewhere. */
+	if ((r = rf_incident_load_items(c, id, NULL, "affected", &todo)) != 0 ||
+	    (r = rf_incident_set_aside(c, id, &todo, &aside)) != 0)
 		goto out;
 	rf_incident_phase_time(rep, "load the incident", &t);
 	rf_progress_phase(c->progress, "take new keys", 0);
-	if ((r = rf_incident_contain_issue(c, id, &todo, &rv, rep)) != 0 ||
+	if ((r = rf_incident_contain_issue(c, id, &todo, &rv, rep, &aside)) !=
+		0 ||
 	    (r = rf_incident_contain_publish_disable(c, id, &rv, rep)) != 0)
 		goto out;
+	/* Not contained while a connection is left alone; nor are the old
+	 * keys destroyed, which a waive of it lets the next run do. */
+	if (aside.n > 0) {
+		r = aside_fail(c, id, &aside);
+		resume = 0;
+		goto out;
+	}
 	t = rf_mono_s();
 	/* Every connection has its successor, published: contained. */
 	if (strcmp(inc.state, "open") == 0) {
@@ -774,7 +844,7 @@ rf_incident_contain(
 	phase_add(rep, "destroy old keys", rep->destroy_s);
 	r = 0;
 out:
-	if (r != 0) {
+	if (r != 0 && resume) {
 		char msg[512];
 
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
@@ -788,5 +858,6 @@ out:
 	contain_rev_clear(&rv); /* unpublished: the rerun publishes */
 	free(all.v);
 	free(todo.v);
+	free(aside.v);
 	return r;
 }

@@ -145,9 +145,12 @@ int rf_incident_contain(const struct rf_incident_ctx *c, int64_t id,
 int rf_incident_package(const struct rf_incident_ctx *c, int64_t id,
     const char *tenant, const char *dir, size_t *written) RF_WUR;
 
-/* Confirm (reestablished) or waive every connection of tenant. */
+/*
+ * Confirm (reestablished) or waive every connection of tenant (NULL: of
+ * the incident), or only its connection conn (NULL: all).
+ */
 int rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
-    const char *tenant, int waive) RF_WUR;
+    const char *tenant, const char *conn, int waive) RF_WUR;
 
 /*
  * Evidence from the OCSP responder: count anonymous queries for serial

@@ -19,6 +19,21 @@ struct item_vec {
 	size_t n, cap;
 };
 
+/*
+ * Connections contain leaves alone: each one's current credential is not
+ * the one the incident recorded, but one given it elsewhere after the
+ * incident opened (serial). Contain replaces only what it revoked; the
+ * operator keeps or revokes such a credential, and waives the connection.
+ */
+struct aside {
+	struct rf_item_rec it;
+	char serial[41];
+};
+struct aside_vec {
+	struct aside *v;
+	size_t n, cap;
+};
+
 /* The incident, with an error that says how to find one. */
 int rf_incident_load(const struct rf_incident_ctx *c, int64_t id,
     struct rf_incident_rec *inc) RF_WUR;
@@ -60,9 +75,15 @@ int rf_incident_retire_keys(const struct rf_incident_ctx *c, int64_t id,
  * incident that no connection got (close); *n receives how many. */
 int rf_incident_unused_keys_destroy(
     const struct rf_incident_ctx *c, int64_t id, size_t *n) RF_WUR;
-/* reissue.c: step 4, new keys and certificates for the items of iv. */
+/* reissue.c: the items of iv whose connection has a credential from
+ * elsewhere, moved from iv to av. */
+int rf_incident_set_aside(const struct rf_incident_ctx *c, int64_t id,
+    struct item_vec *iv, struct aside_vec *av) RF_WUR;
+/* reissue.c: step 4, new keys and certificates for the items of iv; one
+ * whose connection gets a credential elsewhere meanwhile is added to av,
+ * and the others are issued without it. */
 int rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
     const struct item_vec *iv, struct contain_rev *rv,
-    struct rf_contain_report *rep) RF_WUR;
+    struct rf_contain_report *rep, struct aside_vec *av) RF_WUR;
 
 #endif

@@ -7,6 +7,7 @@
  * same transaction. The revocation is published and the old keys are
  * disabled (contain.c) before the first certificate is issued.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,21 +44,113 @@ incident_ref(int64_t id, char ref[32])
 	snprintf(ref, 32, "incident-%lld", (long long)id);
 }
 
-/* Inside the issuance transaction: the connection moves with its cert. */
+static int
+aside_add(
+    struct aside_vec *av, const struct rf_item_rec *it, const char *serial)
+{
+	struct aside *nv;
+	size_t cap;
+
+	if (av->n == av->cap) {
+		cap = av->cap ? av->cap * 2 : 16;
+		if ((nv = reallocarray(av->v, cap, sizeof(*nv))) == NULL)
+			return RF_ERR_ALLOC;
+		av->v = nv;
+		av->cap = cap;
+	}
+	av->v[av->n].it = *it;
+	snprintf(
+	    av->v[av->n].serial, sizeof(av->v[av->n].serial), "%s", serial);
+	av->n++;
+	return 0;
+}
+
+static int
+elsewhere_add(void *arg, const struct rf_item_rec *it, const char *serial)
+{
+	return aside_add(arg, it, serial);
+}
+
+static int
+conn_id_cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Before any key is taken for them: connections whose current credential
+ * is not the old one their item recorded got one elsewhere after the
+ * incident opened (an older ringfence's issue did not refuse them).
+ * Contain replaces only what it revoked; pushing that credential out
+ * would leave it valid and named by nothing, so such a connection is left
+ * alone, and does not hold up the others (found in one query).
+ */
+int
+rf_incident_set_aside(const struct rf_incident_ctx *c, int64_t id,
+    struct item_vec *iv, struct aside_vec *av)
+{
+	int64_t *ids = NULL;
+	size_t i, k, n0 = av->n;
+	int r;
+
+	if ((r = rf_store_item_elsewhere(c->st, id, elsewhere_add, av)) != 0 ||
+	    av->n == n0)
+		return r;
+	if ((ids = calloc(av->n - n0, sizeof(*ids))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = n0; i < av->n; i++)
+		ids[i - n0] = av->v[i].it.conn;
+	qsort(ids, av->n - n0, sizeof(*ids), conn_id_cmp);
+	for (i = k = 0; i < iv->n; i++)
+		if (bsearch(&iv->v[i].conn, ids, av->n - n0, sizeof(*ids),
+			conn_id_cmp) == NULL)
+			iv->v[k++] = iv->v[i];
+	iv->n = k;
+	free(ids);
+	return 0;
+}
+
+/*
+ * Inside the issuance transaction: the connection moves with its cert.
+ * Request i is for items[idx[i]].
+ */
 struct issue_hook {
 	const struct rf_incident_ctx *c;
 	struct rf_item_rec *items;
+	const size_t *idx;
+	/* The request whose connection got a credential elsewhere since
+	 * rf_incident_set_aside (SIZE_MAX: none), and that credential. */
+	size_t elsewhere;
+	char serial[41];
 };
 
 static int
 issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 {
 	struct issue_hook *h = arg;
-	struct rf_item_rec *it = &h->items[i];
+	struct rf_item_rec *it = &h->items[h->idx[i]];
 	struct rf_conn_rec conn;
 	int r;
 
 	(void)key_id;
+	/*
+	 * The connection still has the credential this incident replaces.
+	 * One given it elsewhere since the check before the keys were taken
+	 * rolls this batch back, and the caller issues it again without
+	 * that connection.
+	 */
+	if ((r = rf_store_conn_get(h->c->st, it->tenant, it->name, &conn)) != 0)
+		return r;
+	if (strcmp(conn.serial, it->old_serial) != 0) {
+		h->elsewhere = i;
+		snprintf(h->serial, sizeof(h->serial), "%s", conn.serial);
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s got credential %s elsewhere while "
+		    "incident %lld contained it",
+		    it->tenant, it->name, conn.serial, (long long)it->incident);
+	}
 	snprintf(it->new_serial, sizeof(it->new_serial), "%s", serial);
 	snprintf(it->state, sizeof(it->state), "contained");
 	it->updated = rf_now();
@@ -76,30 +169,27 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 		    it->tenant, it->name, (long long)it->incident);
 	if (r != 0)
 		return r;
-	/* The connection still has the credential this incident replaces. */
-	if ((r = rf_store_conn_get(h->c->st, it->tenant, it->name, &conn)) != 0)
-		return r;
-	if (strcmp(conn.serial, it->old_serial) != 0)
-		return rf_err_set(RF_ERR_STATE,
-		    "connection %s/%s got credential %s from elsewhere while "
-		    "incident %lld contained it: see 'ringfence incident list'",
-		    it->tenant, it->name, conn.serial, (long long)it->incident);
 	return rf_store_conn_set(
 	    h->c->st, it->tenant, it->name, NULL, serial, it->updated, NULL);
 }
 
-/* After each committed batch of the reissue: the count and progress. */
+/* After each committed batch of the reissue: the count and progress, and
+ * which items are done (request i is for item idx[i]). */
 struct issue_done {
 	const struct rf_incident_ctx *c;
 	struct rf_contain_report *rep;
+	const size_t *idx;
+	uint8_t *committed;
 };
 
 static void
 issue_done(void *arg, size_t from, size_t k)
 {
 	struct issue_done *d = arg;
+	size_t j;
 
-	(void)from;
+	for (j = from; j < from + k; j++)
+		d->committed[d->idx[j]] = 1;
 	d->rep->issued += k;
 	if (d->c->progress != NULL)
 		rf_progress_add(d->c->progress, k);
@@ -704,6 +794,10 @@ rf_incident_unused_keys_destroy(
 	return r;
 }
 
+/* Where an item's new key came from (contain_keys), counted once its
+ * certificate is committed. */
+enum { KEY_GENERATED, KEY_POOLED, KEY_RESERVED };
+
 /*
  * Keys for a batch, recorded before they are used: an item whose earlier
  * run reserved a key (state "reserved", still in the token) gets it back;
@@ -714,7 +808,7 @@ rf_incident_unused_keys_destroy(
  */
 static int
 contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
-    const struct shape *shapes, size_t n, struct rf_key **keys,
+    const struct shape *shapes, size_t n, struct rf_key **keys, uint8_t *how,
     struct rf_contain_report *rep)
 {
 	struct rf_keygen *kg = NULL, *rest = NULL;
@@ -748,7 +842,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 		struct rf_item_rec *it = &items[i];
 
 		if (keys[i] != NULL) {
-			rep->reserved++; /* by an earlier run */
+			how[i] = KEY_RESERVED; /* by an earlier run */
 			continue;
 		}
 		snprintf(
@@ -831,7 +925,7 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	for (i = 0; i < k; i++) {
 		keys[idx[i]] = made[i]; /* now the caller's */
 		made[i] = NULL;
-		rep->pooled += pooled[i] != 0;
+		how[idx[i]] = pooled[i] ? KEY_POOLED : KEY_GENERATED;
 	}
 	rf_incident_phase_time(rep, "record new keys on items", &t);
 	r = 0;
@@ -870,6 +964,33 @@ out:
 }
 
 /*
+ * A connection that got a credential elsewhere while its batch was
+ * issued (hook, after the batch rolled back): set aside like those
+ * rf_incident_set_aside finds, told to keyd's ledger as affected again
+ * (rf_incident_contain_issue told it the opposite before issuing), and
+ * the key reserved for it destroyed (a rerun takes another, should the
+ * connection ever be contained).
+ */
+static int
+reissue_aside(const struct rf_incident_ctx *c, struct rf_item_rec *it,
+    const char *serial, struct rf_key *key, struct aside_vec *av)
+{
+	const char *ids[1];
+	size_t done;
+	int r;
+
+	snprintf(it->state, sizeof(it->state), "affected");
+	it->new_serial[0] = '\0';
+	if ((r = aside_add(av, it, serial)) != 0 ||
+	    (r = rf_incident_note_items(c, 1, it, 1, NULL, NULL, NULL)) != 0)
+		return r;
+	if (key == NULL)
+		return 0;
+	ids[0] = rf_key_id(key);
+	return rf_keys_destroy_many(c->keys, ids, 1, c->who, &done);
+}
+
+/*
  * Step 4. Every connection's new key is taken (or reserved, or made) and
  * recorded for all connections at once, so that the token is searched
  * once for the whole incident, not once per key or per batch (a
@@ -879,24 +1000,31 @@ out:
 int
 rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
     const struct item_vec *iv, struct contain_rev *rv,
-    struct rf_contain_report *rep)
+    struct rf_contain_report *rep, struct aside_vec *av)
 {
-	struct rf_issue_req *reqs = NULL;
+	struct rf_issue_req *reqs = NULL, *sub = NULL;
 	struct rf_key **keys = NULL;
 	struct shape *shapes = NULL;
 	struct issue_hook hook;
 	struct issue_done done;
 	struct rf_pool_plan plan[4];
+	uint8_t *committed = NULL, *aside = NULL, *how = NULL;
+	size_t *idx = NULL;
 	char note[256];
-	size_t i, j, np;
+	size_t i, j, m, np;
 	double t = rf_mono_s();
 	int r = 0;
 
 	if (iv->n == 0)
 		return 0;
 	if ((reqs = calloc(iv->n, sizeof(*reqs))) == NULL ||
+	    (sub = calloc(iv->n, sizeof(*sub))) == NULL ||
 	    (keys = calloc(iv->n, sizeof(*keys))) == NULL ||
-	    (shapes = calloc(iv->n, sizeof(*shapes))) == NULL) {
+	    (shapes = calloc(iv->n, sizeof(*shapes))) == NULL ||
+	    (committed = calloc(iv->n, 1)) == NULL ||
+	    (aside = calloc(iv->n, 1)) == NULL ||
+	    (how = calloc(iv->n, 1)) == NULL ||
+	    (idx = calloc(iv->n, sizeof(*idx))) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -914,7 +1042,7 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 			goto out;
 	}
 	rf_incident_phase_time(rep, "plan the pool", &t);
-	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, rep)) != 0)
+	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, how, rep)) != 0)
 		goto out;
 	rf_test_point("incident-keys-recorded");
 	/* The revocation published and the old keys out of service before
@@ -923,6 +1051,8 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	    (r = rf_incident_note_items(
 		 c, 0, iv->v, iv->n, NULL, NULL, NULL)) != 0)
 		goto out;
+	/* Tests: a connection changed between the check and the issuance. */
+	rf_test_pause("incident-reissue");
 	t = rf_mono_s();
 	rf_progress_phase(c->progress, "reissue", iv->n);
 	for (i = 0; i < iv->n; i++) {
@@ -935,15 +1065,45 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 		    ? (sh->dns[0] != '\0' ? sh->dns : iv->v[i].tenant)
 		    : NULL;
 	}
-	/* Each batch commits on its own, the next one's signatures made
-	 * while it does (rf_ca_issue_pipelined). */
+	/*
+	 * Each batch commits on its own, the next one's signatures made
+	 * while it does (rf_ca_issue_pipelined). A batch that meets a
+	 * connection given a credential elsewhere meanwhile rolls back:
+	 * what is not committed is issued again without that connection,
+	 * so that it costs the others nothing but the batch's signatures.
+	 */
 	hook.c = c;
 	hook.items = iv->v;
+	hook.idx = idx;
 	done.c = c;
 	done.rep = rep;
-	r = rf_ca_issue_pipelined(c->ca, reqs, iv->n, CONTAIN_BATCH, c->who,
-	    issued_in_tx, &hook, issue_done, &done);
+	done.idx = idx;
+	done.committed = committed;
+	for (;;) {
+		for (i = m = 0; i < iv->n; i++)
+			if (!committed[i] && !aside[i]) {
+				sub[m] = reqs[i];
+				idx[m++] = i;
+			}
+		if (m == 0)
+			break;
+		hook.elsewhere = SIZE_MAX;
+		r = rf_ca_issue_pipelined(c->ca, sub, m, CONTAIN_BATCH, c->who,
+		    issued_in_tx, &hook, issue_done, &done);
+		if (r == 0 || hook.elsewhere == SIZE_MAX)
+			break;
+		rf_err_clear();
+		i = idx[hook.elsewhere];
+		aside[i] = 1;
+		if ((r = reissue_aside(
+			 c, &iv->v[i], hook.serial, keys[i], av)) != 0)
+			break;
+	}
 	rf_incident_phase_time(rep, "issue (rf_ca_issue_ex)", &t);
+	for (i = 0; i < iv->n; i++) {
+		rep->pooled += committed[i] && how[i] == KEY_POOLED;
+		rep->reserved += committed[i] && how[i] == KEY_RESERVED;
+	}
 	if (r != 0)
 		goto out;
 	if (rep->issued > 0)
@@ -959,5 +1119,10 @@ out:
 	free(keys);
 	free(shapes);
 	free(reqs);
+	free(sub);
+	free(committed);
+	free(aside);
+	free(how);
+	free(idx);
 	return r;
 }

@@ -42,12 +42,12 @@ state_index(const char *name)
 /* ---- Tracking ---- */
 
 int
-rf_incident_confirm(
-    const struct rf_incident_ctx *c, int64_t id, const char *tenant, int waive)
+rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
+    const char *tenant, const char *conn, int waive)
 {
 	struct rf_incident_rec inc;
 	struct item_vec iv = {0};
-	size_t i, moved = 0;
+	size_t i, k, moved = 0;
 	int r, in_tx = 0;
 
 	if ((r = rf_incident_load(c, id, &inc)) != 0)
@@ -57,6 +57,17 @@ rf_incident_confirm(
 		    RF_ERR_STATE, "incident %lld is closed", (long long)id);
 	if ((r = rf_incident_load_items(c, id, tenant, NULL, &iv)) != 0)
 		goto out;
+	for (i = k = 0; conn != NULL && i < iv.n; i++)
+		if (strcmp(iv.v[i].name, conn) == 0)
+			iv.v[k++] = iv.v[i];
+	if (conn != NULL)
+		iv.n = k;
+	if (iv.n == 0 && conn != NULL) {
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "connection %s/%s is not in the scope of incident %lld",
+		    tenant != NULL ? tenant : "(any)", conn, (long long)id);
+		goto out;
+	}
 	if (iv.n == 0) {
 		r = rf_err_set(RF_ERR_NOT_FOUND,
 		    "tenant %s is not in the scope of incident %lld",
@@ -81,9 +92,11 @@ rf_incident_confirm(
 			continue; /* already done */
 		if (!waive && strcmp(it->state, "affected") == 0) {
 			r = rf_err_set(RF_ERR_STATE,
-			    "tenant %s is not contained yet: run 'ringfence "
-			    "incident contain %lld' first",
-			    it->tenant, (long long)id);
+			    "connection %s/%s is not contained yet: run "
+			    "'ringfence incident contain %lld' first (or, "
+			    "when contain leaves it alone, waive it: "
+			    "--waive)",
+			    it->tenant, it->name, (long long)id);
 			goto out;
 		}
 		snprintf(it->state, sizeof(it->state), "%s",
@@ -98,9 +111,10 @@ rf_incident_confirm(
 		moved++;
 	}
 	if ((r = rf_incident_event(c, id, waive ? "waive" : "confirm",
-		 "tenant %s: %zu connections %s",
-		 tenant != NULL ? tenant : "(all)", moved,
-		 waive ? "waived" : "re-established")) != 0 ||
+		 "tenant %s%s%s: %zu connections %s",
+		 tenant != NULL ? tenant : "(all)",
+		 conn != NULL ? " connection " : "", conn != NULL ? conn : "",
+		 moved, waive ? "waived" : "re-established")) != 0 ||
 	    (r = rf_store_commit(c->st)) != 0)
 		goto out;
 	in_tx = 0;

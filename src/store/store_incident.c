@@ -539,6 +539,36 @@ out:
 }
 
 int
+rf_store_item_elsewhere(struct rf_store *st, int64_t incident,
+    int (*fn)(void *arg, const struct rf_item_rec *it, const char *serial),
+    void *arg)
+{
+	struct rf_item_rec it;
+	sqlite3_stmt *s = NULL;
+	char cur[41];
+	int r, rc;
+
+	if ((r = st_prepare(st,
+		 "SELECT " ITEM_COLS ", cur FROM (SELECT i.*, n.serial AS cur "
+		 "FROM incident_items i JOIN conns n ON n.id = i.conn WHERE "
+		 "i.incident = ? AND i.state = 'affected' AND n.serial <> "
+		 "i.old_serial) ORDER BY tenant, name, conn",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, incident)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		item_row(s, &it);
+		st_col_str(s, 13, cur, sizeof(cur));
+		if ((r = fn(arg, &it, cur)) != 0)
+			goto out;
+	}
+	r = rc == SQLITE_DONE ? 0 : st_fail(st, rc, "listing incident items");
+out:
+	st_stmt_done(st, s);
+	return r;
+}
+
+int
 rf_store_item_by_serial(struct rf_store *st, const char *serial,
     struct rf_item_rec *out, int *is_new)
 {

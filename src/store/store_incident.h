@@ -104,6 +104,15 @@ int rf_store_item_move(
 int rf_store_item_foreach(struct rf_store *st, int64_t incident,
     const char *tenant, const char *state,
     int (*fn)(void *arg, const struct rf_item_rec *it), void *arg) RF_WUR;
+/*
+ * The items of incident still `affected` whose connection's current
+ * credential is not their old one (a credential given to the connection
+ * elsewhere after the incident opened), in tenant, name order, each with
+ * that current credential's serial.
+ */
+int rf_store_item_elsewhere(struct rf_store *st, int64_t incident,
+    int (*fn)(void *arg, const struct rf_item_rec *it, const char *serial),
+    void *arg) RF_WUR;
 /* The item of an incident that is not closed whose old (*is_new 0) or new
  * (*is_new 1) serial is serial; RF_ERR_NOT_FOUND. */
 int rf_store_item_by_serial(struct rf_store *st, const char *serial,
