@@ -871,15 +871,21 @@ issue_dir(struct rf_cli *cli, const struct rf_issue_req *tmpl, const char *dir,
 	/*
 	 * Every connection is checked before anything is written (a chain
 	 * of one issued before included): in no incident that has not
-	 * contained it.
+	 * contained it, and with a key its kind accepts: the CSR's own, as
+	 * issue --csr checks it (an entra connection's must be RSA).
 	 */
 	for (i = 0; i < n; i++) {
+		struct rf_issue_req one = *tmpl;
+
+		one.csr = c[i].csr;
+		one.csrlen = c[i].len;
+		one.connection = c[i].conn;
 		if ((r = issue_incident_check(
 			 cli->store, tmpl->tenant, c[i].conn)) != 0) {
 			r = cli_fail(r);
 			goto out;
 		}
-		if ((r = issue_alg_check(cli, tmpl->tenant, c[i].conn, tmpl)) !=
+		if ((r = issue_alg_check(cli, tmpl->tenant, c[i].conn, &one)) !=
 		    0)
 			goto out;
 	}

@@ -17,6 +17,7 @@
 #include <openssl/x509v3.h>
 
 #include "ca/ca.h"
+#include "connector/connector.h"
 #include "incident/incident.h"
 #include "incident/incident_int.h"
 #include "pool/pool.h"
@@ -199,7 +200,8 @@ issue_done(void *arg, size_t from, size_t k)
  * What the replacement of the old credential keeps: its profile, its key
  * algorithm and size (read from the certificate, so that a connector's own
  * RSA-2048 key from a CSR is replaced by an RSA-2048 key: Entra ID takes
- * RSA only), and its subjectAltName DNS name.
+ * RSA only; required_alg then applies what the connection requires), and
+ * its subjectAltName DNS name.
  */
 struct shape {
 	enum rf_profile profile;
@@ -286,6 +288,26 @@ out:
 	return r;
 }
 
+/*
+ * A connection that requires a key algorithm (an entra connection: RSA;
+ * rf_connector_conn_alg, which issue asks too) gets a key of it even when
+ * the credential it replaces has another (an EC key that issue --csr-dir
+ * let through before it asked): Entra ID takes RSA keys only.
+ */
+static int
+required_alg(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
+    struct shape *sh)
+{
+	enum rf_key_alg need;
+	int r;
+
+	if ((r = rf_connector_conn_alg(c->st, it->tenant, it->name, &need)) !=
+	    0)
+		return r;
+	sh->alg = rf_pool_conn_alg(sh->alg, need);
+	return 0;
+}
+
 /* Every item's shape, in one read of the store rather than one each. */
 static int
 credential_shapes(const struct rf_incident_ctx *c, const struct item_vec *iv,
@@ -297,7 +319,9 @@ credential_shapes(const struct rf_incident_ctx *c, const struct item_vec *iv,
 	if ((r = rf_store_read_begin(c->st, &own)) != 0)
 		return r;
 	for (i = 0; i < iv->n && r == 0; i++)
-		r = credential_shape(c, iv->v[i].old_serial, &shapes[i]);
+		if ((r = credential_shape(
+			 c, iv->v[i].old_serial, &shapes[i])) == 0)
+			r = required_alg(c, &iv->v[i], &shapes[i]);
 	rf_store_read_end(c->st, own);
 	return r;
 }

@@ -43,6 +43,20 @@ setting_for(const struct rf_config *cfg, enum rf_key_alg alg)
 	}
 }
 
+enum rf_key_alg
+rf_pool_conn_alg(enum rf_key_alg have, enum rf_key_alg required)
+{
+	int rsa = have == RF_KEY_RSA_2048 || have == RF_KEY_RSA_3072;
+
+	if (required == RF_KEY_NONE || have == required)
+		return have;
+	/* Entra ID takes any RSA key of 2048 bits or more: an RSA key keeps
+	 * its size. */
+	if (rsa && (required == RF_KEY_RSA_2048 || required == RF_KEY_RSA_3072))
+		return have;
+	return required;
+}
+
 int64_t
 rf_pool_default_target(
     const struct rf_config *cfg, enum rf_key_alg alg, int64_t conns)

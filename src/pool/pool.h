@@ -152,6 +152,15 @@ void rf_pool_bg_free(struct rf_pool_bg *bg);
 int rf_pool_bg_step(
     struct rf_pool_bg *bg, struct rf_keys *keys, struct rf_store *st);
 
+/*
+ * The algorithm of the key that replaces a connection's credential: that
+ * of the key it has (have), unless the connection requires another
+ * (required, rf_connector_conn_alg: an entra connection's RSA) that have
+ * does not meet. Contain makes its keys so.
+ */
+enum rf_key_alg rf_pool_conn_alg(
+    enum rf_key_alg have, enum rf_key_alg required);
+
 /* The target size of alg's pool: the setting, or conns plus the margin. */
 int64_t rf_pool_default_target(
     const struct rf_config *cfg, enum rf_key_alg alg, int64_t conns);
