@@ -352,6 +352,33 @@ test_default_target(void **state)
 	    rf_pool_default_target(&cfg, RF_KEY_RSA_2048, 36000), 5);
 }
 
+/* The key that replaces a connection's: its own algorithm, unless the
+ * connection requires another (an entra connection's RSA) it lacks. */
+static void
+test_conn_alg(void **state)
+{
+	static const struct {
+		enum rf_key_alg have, required, want;
+	} cases[] = {
+	    {RF_KEY_EC_P256, RF_KEY_NONE, RF_KEY_EC_P256},
+	    {RF_KEY_EC_P384, RF_KEY_NONE, RF_KEY_EC_P384},
+	    {RF_KEY_RSA_3072, RF_KEY_NONE, RF_KEY_RSA_3072},
+	    {RF_KEY_EC_P256, RF_KEY_RSA_2048, RF_KEY_RSA_2048},
+	    {RF_KEY_EC_P384, RF_KEY_RSA_3072, RF_KEY_RSA_3072},
+	    {RF_KEY_RSA_2048, RF_KEY_RSA_2048, RF_KEY_RSA_2048},
+	    /* Entra ID takes any RSA key of 2048 bits or more. */
+	    {RF_KEY_RSA_3072, RF_KEY_RSA_2048, RF_KEY_RSA_3072},
+	    {RF_KEY_RSA_2048, RF_KEY_RSA_3072, RF_KEY_RSA_2048},
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		assert_int_equal(
+		    rf_pool_conn_alg(cases[i].have, cases[i].required),
+		    cases[i].want);
+}
+
 static void *
 lower_thread(void *arg)
 {
@@ -401,6 +428,7 @@ main(void)
 		test_store_take_needs_transaction, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_default_target, setup, teardown),
+	    cmocka_unit_test(test_conn_alg),
 	    cmocka_unit_test(test_lower_priority_thread_only),
 	};
 
