@@ -219,7 +219,6 @@ credential_shape(
 	const uint8_t *p;
 	X509 *x = NULL;
 	EVP_PKEY *pub;
-	char curve[64];
 	int r, i;
 
 	memset(sh, 0, sizeof(*sh));
@@ -252,16 +251,7 @@ credential_shape(
 		    "stored certificate %s does not parse", serial);
 		goto out;
 	}
-	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA) {
-		sh->alg = EVP_PKEY_get_bits(pub) > 2048 ? RF_KEY_RSA_3072
-							: RF_KEY_RSA_2048;
-	} else if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC &&
-	    EVP_PKEY_get_group_name(pub, curve, sizeof(curve), NULL) == 1) {
-		sh->alg = strcmp(curve, "secp384r1") == 0 ? RF_KEY_EC_P384
-							  : RF_KEY_EC_P256;
-	} else {
-		sh->alg = RF_KEY_EC_P256;
-	}
+	sh->alg = rf_key_alg_of_pub(pub);
 	if (sh->profile == RF_PROFILE_SERVER &&
 	    (gens = X509_get_ext_d2i(x, NID_subject_alt_name, NULL, NULL)) !=
 		NULL) {

@@ -64,6 +64,42 @@ rf_key_alg_name(enum rf_key_alg alg)
 	return "none";
 }
 
+enum rf_key_alg
+rf_key_alg_of_pub(const EVP_PKEY *pub)
+{
+	char curve[64];
+
+	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA)
+		return EVP_PKEY_get_bits(pub) > 2048 ? RF_KEY_RSA_3072
+						     : RF_KEY_RSA_2048;
+	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC &&
+	    EVP_PKEY_get_group_name(pub, curve, sizeof(curve), NULL) == 1 &&
+	    strcmp(curve, SN_secp384r1) == 0)
+		return RF_KEY_EC_P384;
+	return RF_KEY_EC_P256;
+}
+
+int
+rf_key_alg_of_cert(const uint8_t *der, size_t len, enum rf_key_alg *alg)
+{
+	const uint8_t *p = der;
+	EVP_PKEY *pub;
+	X509 *x = NULL;
+
+	*alg = RF_KEY_NONE;
+	if (der == NULL || len == 0 || len > 1024 * 1024 ||
+	    (x = d2i_X509(NULL, &p, (long)len)) == NULL || p != der + len ||
+	    (pub = X509_get0_pubkey(x)) == NULL) {
+		X509_free(x);
+		ERR_clear_error();
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "certificate is not DER X.509");
+	}
+	*alg = rf_key_alg_of_pub(pub);
+	X509_free(x);
+	return 0;
+}
+
 const EVP_MD *
 rf_key_alg_md(enum rf_key_alg alg)
 {

@@ -46,6 +46,16 @@ enum rf_key_alg {
 /* "ec-p256", "ec-p384", "rsa-2048", "rsa-3072". */
 int rf_key_alg_parse(const char *name, enum rf_key_alg *alg) RF_WUR;
 const char *rf_key_alg_name(enum rf_key_alg alg);
+/*
+ * The algorithm of ours nearest a public key's, for a key made to replace
+ * it (a connector's own key from a CSR): RSA of more than 2048 bits is
+ * rsa-3072, other RSA rsa-2048; EC on secp384r1 is ec-p384, any other key
+ * ec-p256. rf_key_alg_of_cert reads the key of a certificate (DER):
+ * RF_ERR_MALFORMED when it does not parse.
+ */
+enum rf_key_alg rf_key_alg_of_pub(const EVP_PKEY *pub);
+int rf_key_alg_of_cert(
+    const uint8_t *der, size_t len, enum rf_key_alg *alg) RF_WUR;
 
 enum rf_sig_scheme {
 	RF_SIG_DEFAULT = 0, /* ECDSA with SHA-256 (P-256) / SHA-384 (P-384);

@@ -72,27 +72,59 @@ rf_pool_default_target(
 	return conns + margin;
 }
 
+/*
+ * Connections by the algorithm of the key that will replace theirs:
+ * n[alg], for every algorithm in one pass over the store.
+ */
+static int
+conn_count_add(void *arg, const char *alg, const uint8_t *der, size_t derlen,
+    const char *required, int64_t n)
+{
+	int64_t *count = arg;
+	enum rf_key_alg have, need = RF_KEY_NONE, next;
+
+	/* A key's record names its algorithm; a CSR's key is read from its
+	 * certificate, as contain reads it (rf_key_alg_of_pub). */
+	if ((alg != NULL ? rf_key_alg_parse(alg, &have)
+			 : rf_key_alg_of_cert(der, derlen, &have)) != 0 ||
+	    (required != NULL && rf_key_alg_parse(required, &need) != 0)) {
+		rf_err_clear(); /* none of ours: no key of the pool's */
+		return 0;
+	}
+	if ((next = rf_pool_conn_alg(have, need)) > RF_KEY_NONE &&
+	    next <= RF_KEY_RSA_3072)
+		count[next] += n;
+	return 0;
+}
+
+static int
+conn_counts(struct rf_store *st, int64_t count[RF_KEY_RSA_3072 + 1])
+{
+	memset(count, 0, (RF_KEY_RSA_3072 + 1) * sizeof(*count));
+	return rf_store_pool_conn_keys(st, conn_count_add, count);
+}
+
 static void
 rate_key(enum rf_key_alg alg, char *buf, size_t len)
 {
 	snprintf(buf, len, "pool_rate.%s", rf_key_alg_name(alg));
 }
 
-int
-rf_pool_status(const struct rf_config *cfg, struct rf_store *st,
-    enum rf_key_alg alg, struct rf_pool_status *out)
+/* rf_pool_status, the connections counted (conn_counts). */
+static int
+status_of(const struct rf_config *cfg, struct rf_store *st, enum rf_key_alg alg,
+    const int64_t *conns, struct rf_pool_status *out)
 {
 	struct rf_pool_counts c;
 	char key[64], val[64];
-	const char *name = rf_key_alg_name(alg);
 	int r;
 
 	memset(out, 0, sizeof(*out));
 	out->alg = alg;
 	out->refill_s = -1;
-	if ((r = rf_store_pool_count(st, name, &c)) != 0 ||
-	    (r = rf_store_pool_conns(st, name, &out->conns)) != 0)
+	if ((r = rf_store_pool_count(st, rf_key_alg_name(alg), &c)) != 0)
 		return r;
+	out->conns = conns[alg];
 	out->free = c.free;
 	out->taken = c.taken;
 	out->rejected = c.rejected;
@@ -113,6 +145,22 @@ rf_pool_status(const struct rf_config *cfg, struct rf_store *st,
 	else if (out->rate > 0)
 		out->refill_s = (double)(out->target - out->free) / out->rate;
 	return 0;
+}
+
+int
+rf_pool_status(const struct rf_config *cfg, struct rf_store *st,
+    enum rf_key_alg alg, struct rf_pool_status *out)
+{
+	int64_t conns[RF_KEY_RSA_3072 + 1];
+	int r;
+
+	memset(out, 0, sizeof(*out));
+	if (alg <= RF_KEY_NONE || alg > RF_KEY_RSA_3072)
+		return rf_err_set(
+		    RF_ERR_ARG, "no pool of key algorithm %d", (int)alg);
+	if ((r = conn_counts(st, conns)) != 0)
+		return r;
+	return status_of(cfg, st, alg, conns, out);
 }
 
 int
@@ -647,11 +695,17 @@ static int
 bg_count(struct rf_pool_bg *bg, struct rf_store *st)
 {
 	struct rf_pool_status ps;
+	int64_t conns[RF_KEY_RSA_3072 + 1];
 	size_t a;
 	int r;
 
+	/* One pass over the connections for every pool (a CSR's key is read
+	 * from its certificate). */
+	if ((r = conn_counts(st, conns)) != 0)
+		return r;
 	for (a = 0; a < NALGS; a++) {
-		if ((r = rf_pool_status(&bg->cfg, st, pool_algs[a], &ps)) != 0)
+		if ((r = status_of(&bg->cfg, st, pool_algs[a], conns, &ps)) !=
+		    0)
 			return r;
 		bg->need[a] = ps.target > ps.free ? ps.target - ps.free : 0;
 	}

@@ -16,10 +16,11 @@
  * token holds) and their algorithm checked against the store's record.
  *
  * The pool has a target size per algorithm (settings pool_<alg>, default:
- * every connection whose current key is of that algorithm, plus
- * pool_margin percent). rf_pool_refill tops it up; it is meant to run in a
- * thread of its own (the custody process) at the lowest priority, with
- * its own store handle.
+ * every connection whose replacement key is of that algorithm, plus
+ * pool_margin percent: rf_pool_conn_alg of its current certificate's key,
+ * a token key or a CSR's, as contain makes them). rf_pool_refill tops it up; it
+ * is meant to run in a thread of its own (the custody process) at the lowest
+ * priority, with its own store handle.
  */
 #ifndef RF_POOL_POOL_H
 #define RF_POOL_POOL_H
@@ -42,7 +43,7 @@ struct rf_pool_status {
 	int64_t free;	  /* keys ready to take */
 	int64_t taken;	  /* keys given out, ever */
 	int64_t rejected; /* keys that failed the check when taken */
-	int64_t conns;	  /* connections whose current key is of alg */
+	int64_t conns;	  /* connections whose next key is of alg */
 	int64_t target;	  /* the setting, or conns plus the margin */
 	double rate;	  /* keys a second the last refill made; 0: unknown */
 	double refill_s;  /* seconds to refill to target at rate; -1: unknown */
@@ -156,7 +157,8 @@ int rf_pool_bg_step(
  * The algorithm of the key that replaces a connection's credential: that
  * of the key it has (have), unless the connection requires another
  * (required, rf_connector_conn_alg: an entra connection's RSA) that have
- * does not meet. Contain makes its keys so.
+ * does not meet. Contain makes its keys so, and the pool's default target
+ * counts connections so.
  */
 enum rf_key_alg rf_pool_conn_alg(
     enum rf_key_alg have, enum rf_key_alg required);

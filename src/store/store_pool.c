@@ -238,22 +238,45 @@ out:
 }
 
 int
-rf_store_pool_conns(struct rf_store *st, const char *alg, int64_t *n)
+rf_store_pool_conn_keys(struct rf_store *st,
+    int (*fn)(void *arg, const char *alg, const uint8_t *der, size_t derlen,
+	const char *required, int64_t n),
+    void *arg)
 {
 	sqlite3_stmt *s = NULL;
+	char alg[16], req[16];
 	int r, rc;
 
-	*n = 0;
+	/*
+	 * Connections whose key is the token's are counted by its record's
+	 * algorithm, a group each; the others (a connector's own key from a
+	 * CSR: no key record) one row each, with the certificate to read
+	 * the key from.
+	 */
 	if ((r = st_stmt(st,
-		 "SELECT count(*) FROM conns n JOIN certs c ON "
-		 "c.serial = n.serial JOIN keys k ON k.id = c.key_id "
-		 "WHERE k.alg = ?",
-		 &s)) != 0 ||
-	    (r = st_bind_text(st, s, 1, alg, 15)) != 0)
+		 "SELECT k.alg, e.key_alg, CASE WHEN k.alg IS NULL THEN c.der "
+		 "END, count(*) FROM conns n JOIN certs c ON c.serial = "
+		 "n.serial LEFT JOIN keys k ON k.id = c.key_id LEFT JOIN "
+		 "conn_entra e ON e.tenant = n.tenant AND e.conn = n.name "
+		 "GROUP BY k.alg, e.key_alg, CASE WHEN k.alg IS NULL THEN "
+		 "c.serial END",
+		 &s)) != 0)
 		goto out;
-	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		*n = sqlite3_column_int64(s, 0);
-	else
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		/* NULL tested before anything converts the column. */
+		int has_alg = sqlite3_column_type(s, 0) != SQLITE_NULL;
+		int has_req = sqlite3_column_type(s, 1) != SQLITE_NULL;
+		const uint8_t *der = sqlite3_column_blob(s, 2);
+		size_t derlen = (size_t)sqlite3_column_bytes(s, 2);
+
+		st_col_str(s, 0, alg, sizeof(alg));
+		st_col_str(s, 1, req, sizeof(req));
+		if ((r = fn(arg, has_alg ? alg : NULL, der, derlen,
+			 has_req ? req : NULL, sqlite3_column_int64(s, 3))) !=
+		    0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
 		r = st_fail(st, rc, "counting connections");
 out:
 	st_stmt_done(st, s);

@@ -70,9 +70,18 @@ struct rf_pool_counts {
 int rf_store_pool_count(
     struct rf_store *st, const char *alg, struct rf_pool_counts *out) RF_WUR;
 
-/* Connections whose current certificate's key is of alg. */
-int rf_store_pool_conns(
-    struct rf_store *st, const char *alg, int64_t *n) RF_WUR;
+/*
+ * Connections with a current credential, grouped for counting by the key
+ * they will be given (pool.c, rf_pool_conn_alg): fn gets n connections
+ * whose certificate's key has the record alg, or (alg NULL: a key from a
+ * CSR, which has none) one connection and its certificate der, and the
+ * algorithm the connection requires (its entra registration's key_alg,
+ * NULL for none).
+ */
+int rf_store_pool_conn_keys(struct rf_store *st,
+    int (*fn)(void *arg, const char *alg, const uint8_t *der, size_t derlen,
+	const char *required, int64_t n),
+    void *arg) RF_WUR;
 
 /*
  * Pool keys taken for ref (an incident's "incident-N") that nothing uses

@@ -8,7 +8,7 @@
 #   the registration's algorithm even when the credential it replaces is
 #   EC (the state --csr-dir left before it checked, made here by
 #   registering a connection with an EC credential in the store), and
-#   its pool note counts that key as RSA.
+#   its pool note and the pool's target count that key as RSA.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" entra-alg
 h=$RINGFENCE_HOME
@@ -47,11 +47,18 @@ rf issue --tenant acme --profile assertion --csr-dir "$h/dir" --out "$h/out" >/d
 openssl x509 -in "$h/out/m365.pem" -noout -text | grep -q rsaEncryption || fail "acme/m365 is not RSA"
 
 # 2. An entra connection whose credential is EC, a CSR's key: contain
-# gives it an RSA key, and counts it as one in its pool note.
+# gives it an RSA key, and counts it as one beforehand.
 rf issue --tenant acme --connection legacy --profile assertion --csr "$h/ec.csr" >/dev/null 2>&1
 q "INSERT INTO conn_entra (tenant, conn, tenant_id, client_id, key_alg, jwt_alg, created)
 	SELECT tenant, 'legacy', tenant_id, client_id, key_alg, jwt_alg, created
 	FROM conn_entra WHERE tenant = 'acme' AND conn = 'm365'"
+rf keys pool status --json >"$h/st.json"
+python3 - "$h/st.json" <<'PY' || fail "pool status: $(cat "$h/st.json")"
+import json, sys
+st = {o["alg"]: o for o in map(json.loads, open(sys.argv[1]))}
+assert st["rsa-2048"]["connections"] == 2, st["rsa-2048"]
+assert st["ec-p256"]["connections"] == 0, st["ec-p256"]
+PY
 id=$(rf incident open --scope tenant:acme --reason "entra" 2>/dev/null)
 rf incident contain "$id" >"$h/c.out" 2>"$h/err" || fail "contain: $(cat "$h/err")"
 grep -q "standby pool has 0 of 2 rsa-2048 keys needed" "$h/c.out" ||
