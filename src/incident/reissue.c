@@ -677,18 +677,24 @@ rf_incident_pool_plan(const struct rf_incident_ctx *c, int64_t id,
     struct rf_pool_plan *plan, size_t *np)
 {
 	struct item_vec iv = {0};
+	struct aside_vec av = {0};
 	struct shape *shapes = NULL;
 	int r;
 
 	*np = 0;
-	if ((r = rf_incident_load_items(c, id, NULL, "affected", &iv)) != 0)
-		return r;
+	/* What contain will take keys for: not the connections it leaves
+	 * alone (rf_incident_set_aside). */
+	if ((r = rf_incident_load_items(c, id, NULL, "affected", &iv)) != 0 ||
+	    (r = rf_incident_set_aside(c, id, &iv, &av)) != 0)
+		goto out;
 	if (iv.n > 0 && (shapes = calloc(iv.n, sizeof(*shapes))) == NULL)
 		r = RF_ERR_ALLOC;
 	else if (iv.n > 0 && (r = credential_shapes(c, &iv, shapes)) == 0)
 		r = pool_plan(c, id, &iv, shapes, plan, np);
+out:
 	free(shapes);
 	free(iv.v);
+	free(av.v);
 	return r;
 }
 
