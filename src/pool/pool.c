@@ -298,14 +298,23 @@ rf_pool_refill_progress(struct rf_keys *keys, struct rf_store *st,
 	return r;
 }
 
-/* Reject a taken key that failed its check: state and a leaf saying why.
- * Called under the audit's lock (reject). */
+/*
+ * Reject a taken key that failed its check: its pool state "rejected" and
+ * a leaf saying why, under the audit's lock (the store handle is the
+ * audit's); then the key, which must never sign, is destroyed like any
+ * tenant key (custody's tenant-only destroy: the pool row is the store's
+ * word, which serve's user can write), with its intent and result leaves.
+ * Its record says "destroyed" only once the token no longer holds it. A
+ * destroy that fails leaves it "destroying" (it signs nothing) and is the
+ * result, saying why.
+ */
 static int
-reject_locked(struct rf_keys *keys, struct rf_audit *audit, const char *id,
+reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
     const char *tenant, const char *why, const struct rf_actor *who)
 {
-	struct rf_store *st = rf_audit_store(audit);
 	struct rf_audit_event ev;
+	char msg[512];
+	size_t done;
 	int r;
 
 	memset(&ev, 0, sizeof(ev));
@@ -316,27 +325,20 @@ reject_locked(struct rf_keys *keys, struct rf_audit *audit, const char *id,
 	ev.detail = why;
 	ev.actor = who != NULL ? who->actor : NULL;
 	ev.source = who != NULL ? who->source : NULL;
-	if ((r = rf_store_pool_set_state(st, id, "rejected")) != 0 ||
-	    (r = rf_store_key_set_state(st, id, "destroyed")) != 0 ||
-	    (r = rf_audit_append(audit, &ev, 1, NULL)) != 0)
-		return r;
-	/* A key that is there but not what the record says must not sign. */
-	(void)!rf_keys_destroy(keys, id, who);
-	rf_err_clear();
-	return 0;
-}
-
-/* reject_locked under the audit's lock (the store handle is the audit's). */
-static int
-reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
-    const char *tenant, const char *why, const struct rf_actor *who)
-{
-	int r;
-
 	rf_audit_lock(audit);
-	r = reject_locked(keys, audit, id, tenant, why, who);
+	if ((r = rf_store_pool_set_state(
+		 rf_audit_store(audit), id, "rejected")) == 0)
+		r = rf_audit_append(audit, &ev, 1, NULL);
 	rf_audit_unlock(audit);
-	return r;
+	if (r != 0)
+		return r;
+	if ((r = rf_keys_destroy_tenant_many(keys, &id, 1, who, &done)) == 0)
+		return 0;
+	snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
+	return rf_err_set(r,
+	    "pool key %s was rejected (%s); it signs nothing, but it is not "
+	    "destroyed: %s",
+	    id, why, msg);
 }
 
 /* Move keys of every algorithm wanted to "taken", with their leaves, in one
@@ -444,11 +446,13 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 	char(*idx)[65] = NULL;
 	const char **ids = NULL;
 	struct rf_key **loaded = NULL;
+	struct rf_err_held first;
 	char why[256];
 	size_t i, k;
 	int r = RF_ERR_ALLOC;
 
 	*taken = 0;
+	memset(&first, 0, sizeof(first));
 	for (i = 0; i < n; i++)
 		out[i] = NULL;
 	if (n == 0)
@@ -500,11 +504,17 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 			    idx[i]);
 		rf_key_free(out[i]);
 		out[i] = NULL;
+		/* Every key that failed is rejected; the first that could not
+		 * be destroyed is the result. */
 		if ((r = reject(
-			 keys, audit, idx[i], want[i].tenant, why, who)) != 0)
-			goto out;
+			 keys, audit, idx[i], want[i].tenant, why, who)) != 0) {
+			if (first.r == 0)
+				rf_err_keep(&first, r);
+			else
+				rf_err_clear();
+		}
 	}
-	r = 0;
+	r = rf_err_kept(&first);
 out:
 	if (r != 0) {
 		for (i = 0; i < n; i++) {

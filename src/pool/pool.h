@@ -97,9 +97,12 @@ struct rf_pool_want {
  * Take keys for want[0..n) in one store transaction (the store is
  * rf_audit_store(audit)): out[i] receives the loaded, checked key, or NULL
  * when the pool had no free key of that algorithm or the key failed the
- * check (it is then "rejected", with a leaf saying why): the caller
- * generates those. *taken receives how many out[] are set. On error no
- * out[] is set; keys already moved to "taken" stay so, each with its leaf.
+ * check (it is then "rejected", with a leaf saying why, and destroyed in
+ * the token by custody's tenant-only destroy): the caller generates those.
+ * *taken receives how many out[] are set. A rejected key that cannot be
+ * destroyed stays "destroying" and fails the take, with the destroy's
+ * reason. On error no out[] is set; keys already moved to "taken" stay so,
+ * each with its leaf.
  */
 int rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
     const struct rf_pool_want *want, size_t n, const struct rf_actor *who,
