@@ -587,7 +587,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		 * keyd, which the next command starts. */
 		if (kd->token_gone) {
 			keyd_logf(kd,
-			    "the token folder is missing: exiting, the next "
+			    "a token folder is missing: exiting, the next "
 			    "command starts keyd again");
 			break;
 		}

@@ -54,7 +54,7 @@ struct conn {
 struct keyd {
 	struct rf_config cfg;
 	const struct rf_keyd_opts *o;
-	int token_gone; /* the token folder went away: exit, start anew */
+	int token_gone; /* a token folder went away: exit, start anew */
 	struct rf_store *st;
 	struct rf_audit *audit;
 	struct rf_keys *keys;

@@ -341,6 +341,7 @@ keys_key_where(struct rf_keys *keys, const char *id, struct where *w)
 	if (r == 0) {
 		w->recorded = 1;
 		snprintf(w->state, sizeof(w->state), "%s", kr.state);
+		snprintf(w->token, sizeof(w->token), "%s", kr.token);
 		w->sh = keys_shard_index(keys, kr.token);
 	} else {
 		rf_err_clear();

@@ -7,6 +7,7 @@
  * loaded and listed by admin.c.
  */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 #include "keys/keys_int.h"
 #include "keys/ledger.h"
 #include "keys/token_int.h"
+#include "keys/tokmeta.h"
 #include "store/store.h"
 
 /*
@@ -874,6 +876,84 @@ out:
 }
 
 /*
+ * A key no token showed is recorded gone only if the token holding it, as
+ * the store records, can tell: the module shows that token, its folder is
+ * there, and it answers (a key of no recorded token: every token). SoftHSM
+ * shows a token whose folder went away as empty to a process that had it
+ * open, and goes on so once the folder is back; a token missing when the
+ * module was initialised is left out, with every token after it
+ * (keys_find_shards). What the folders and tokens say is read once per
+ * destroy, when a key was not found.
+ */
+struct unseen {
+	int read;
+	char tdir[RF_PATH_MAX + 64];
+	struct rf_tokmeta_folder miss[RF_TOKMETA_MAX];
+	int n;
+	uint8_t answers[SHARD_MAX]; /* per token: 1 once it answered */
+};
+
+/* 0 if token sh answers (keys_token_answers), asked once per destroy. */
+static int
+unseen_answers(struct rf_keys *keys, struct unseen *u, int sh)
+{
+	int r;
+
+	if (u->answers[sh])
+		return 0;
+	if ((r = keys_token_answers(keys, sh)) == 0)
+		u->answers[sh] = 1;
+	return r;
+}
+
+/* What to do, early in the line: keyd's answers carry 255 bytes. */
+#define PUT_BACK                                                               \
+	"put the token back, then run the same command again (its keys are "   \
+	"not recorded destroyed)"
+
+/* 0 if key id, which no token showed, is gone; else why not, one line. */
+static int
+unseen_check(struct rf_keys *keys, struct unseen *u, const char *id,
+    const struct where *w)
+{
+	const struct rf_tokmeta_folder *m = NULL;
+	int i, nsh, r;
+
+	if (!u->read) {
+		if ((r = rf_tokmeta_missing(&keys->cfg, u->tdir,
+			 sizeof(u->tdir), u->miss, RF_TOKMETA_MAX, &u->n)) != 0)
+			return r;
+		u->read = 1;
+	}
+	for (i = 0; i < u->n && w->token[0] != '\0'; i++)
+		if (strcmp(u->miss[i].label, w->token) == 0)
+			m = &u->miss[i];
+	/* Its own token's folder, else the first missing (keys_find_shards
+	 * stops there), else the module's word. */
+	if (m == NULL && (w->token[0] == '\0' || w->sh < 0) && u->n > 0)
+		m = &u->miss[0];
+	if (m != NULL)
+		return rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
+		    "token %s is missing (its folder %s/%s): " PUT_BACK,
+		    m->label, u->tdir, m->uuid);
+	if (w->token[0] != '\0' && w->sh < 0)
+		return rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
+		    "token %s, which holds key %s, is not in module "
+		    "%s: " PUT_BACK,
+		    w->token, id, keys->cfg.module);
+	/* Shown, and its folder there: it must answer too. */
+	if (w->sh >= 0)
+		return unseen_answers(keys, u, w->sh);
+	pthread_mutex_lock(&keys->lock);
+	nsh = keys->nsh;
+	pthread_mutex_unlock(&keys->lock);
+	for (i = 0; i < nsh; i++)
+		if ((r = unseen_answers(keys, u, i)) != 0)
+			return r;
+	return 0;
+}
+
+/*
  * rf_keys_destroy(_many). For each key not already destroyed: its record
  * becomes "destroying" and a "destroy-intent" leaf is durable; then its
  * objects are destroyed in the token; then the record becomes "destroyed"
@@ -890,7 +970,8 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 {
 	struct destroy_many_arg a;
 	struct destroy_arg d;
-	struct where w;
+	struct where *wv = NULL, *w;
+	struct unseen *u = NULL;
 	uint8_t *want = NULL, *hit = NULL;
 	const char **detail = NULL;
 	char msg[160];
@@ -903,7 +984,8 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 	if (n == 0)
 		return 0;
 	a.ids = ids;
-	if ((want = calloc(n, 1)) == NULL || (hit = calloc(n, 1)) == NULL ||
+	if ((wv = calloc(n, sizeof(*wv))) == NULL ||
+	    (want = calloc(n, 1)) == NULL || (hit = calloc(n, 1)) == NULL ||
 	    (a.found = calloc(n, 1)) == NULL ||
 	    (a.refused = calloc(n, 1)) == NULL ||
 	    (detail = calloc(n, sizeof(*detail))) == NULL ||
@@ -914,13 +996,14 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 	}
 	memset(&d, 0, sizeof(d));
 	for (i = 0; i < n; i++) {
-		if ((r = keys_key_where(keys, ids[i], &w)) != 0)
+		w = &wv[i];
+		if ((r = keys_key_where(keys, ids[i], w)) != 0)
 			goto out;
 		if (single) {
 			d.id = a.t[0].b;
-			memcpy(a.t[0].b, w.tid, w.tidlen);
-			d.idlen = w.tidlen;
-			hint = w.sh;
+			memcpy(a.t[0].b, w->tid, w->tidlen);
+			d.idlen = w->tidlen;
+			hint = w->sh;
 			if ((r = keys_with_key_token(keys, probe_op, &d,
 				 &d.found, hint, &sh, &rv)) != 0)
 				goto out;
@@ -929,26 +1012,26 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 				goto out;
 			}
 			if (!d.found &&
-			    (!w.recorded ||
-				strcmp(w.state, "destroyed") == 0)) {
+			    (!w->recorded ||
+				strcmp(w->state, "destroyed") == 0)) {
 				r = rf_err_set(RF_ERR_KEY_NOT_FOUND,
 				    "no key with id %s in token %s", ids[i],
 				    keys->cfg.token);
 				goto out;
 			}
 			d.found = 0;
-			a.t[0].len = (uint8_t)w.tidlen;
+			a.t[0].len = (uint8_t)w->tidlen;
 			a.t[0].idx = 0;
 			want[0] = 1;
 			nt = 1;
 			continue;
 		}
-		if (w.recorded && strcmp(w.state, "destroyed") == 0)
+		if (w->recorded && strcmp(w->state, "destroyed") == 0)
 			continue;
 		want[i] = 1;
-		a.tsh[i] = w.sh;
-		a.t[nt].len = (uint8_t)w.tidlen;
-		memcpy(a.t[nt].b, w.tid, w.tidlen);
+		a.tsh[i] = w->sh;
+		a.t[nt].len = (uint8_t)w->tidlen;
+		memcpy(a.t[nt].b, w->tid, w->tidlen);
 		a.t[nt].idx = i;
 		nt++;
 	}
@@ -975,7 +1058,8 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 		a.why = d.refused;
 		/* Recorded, and no object carries its CKA_ID: it may be in a
 		 * token under another (plan_lost). */
-		if (rv == CKR_OK && !d.found && !a.refused[0] && w.recorded) {
+		if (rv == CKR_OK && !d.found && !a.refused[0] &&
+		    wv[0].recorded) {
 			if ((r = keys_with_key_token(keys, lost_op, &d,
 				 &d.found, hint, &sh, &rv)) != 0)
 				goto out;
@@ -1007,6 +1091,25 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 		r = keys_token_err("C_DestroyObject", rv);
 		goto out;
 	}
+	/* Not shown by its token: gone only if that token can tell. A token
+	 * missing is the call's result before any other refusal: keyd exits
+	 * once it has answered it (keyd_conn.c), so that the next command's
+	 * keyd reads the token put back. */
+	for (i = 0; i < n; i++) {
+		if (!want[i] || a.refused[i] || a.found[i])
+			continue;
+		if (u == NULL && (u = calloc(1, sizeof(*u))) == NULL) {
+			r = RF_ERR_ALLOC;
+			goto out;
+		}
+		if ((r = unseen_check(keys, u, ids[i], &wv[i])) == 0)
+			continue;
+		a.refused[i] = 1;
+		if (a.why.r != RF_ERR_TOKEN_NOT_FOUND)
+			rf_err_keep(&a.why, r);
+		else
+			rf_err_clear();
+	}
 	for (i = 0; i < n; i++) {
 		if (a.refused[i]) {
 			want[i] = 0; /* nothing of it destroyed */
@@ -1025,6 +1128,8 @@ destroy_ids(struct rf_keys *keys, const char *const *ids, size_t n, int single,
 	*done = k;
 	r = rf_err_kept(&a.why);
 out:
+	free(wv);
+	free(u);
 	free(want);
 	free(hit);
 	free(a.found);

@@ -473,6 +473,37 @@ keys_find_shards(struct rf_keys *keys)
 	return 0;
 }
 
+int
+keys_token_answers(struct rf_keys *keys, int sh)
+{
+	char label[LABEL_LEN + 1];
+	CK_TOKEN_INFO ti;
+	CK_SLOT_ID slot;
+	CK_RV rv;
+	int r;
+
+	if ((r = keys_rdlock(keys)) != 0)
+		return r;
+	pthread_mutex_lock(&keys->lock);
+	if (sh < 0 || sh >= keys->nsh) {
+		pthread_mutex_unlock(&keys->lock);
+		keys_unlock();
+		return rf_err_set(RF_ERR_INTERNAL, "no token %d", sh);
+	}
+	slot = keys->sh[sh].slot;
+	snprintf(label, sizeof(label), "%s", keys->sh[sh].label);
+	pthread_mutex_unlock(&keys->lock);
+	rv = keys->f->C_GetTokenInfo(slot, &ti);
+	keys_unlock();
+	if (rv == CKR_OK)
+		return 0;
+	return rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
+	    "token %s does not answer (C_GetTokenInfo: %s, as SoftHSM does "
+	    "once its folder went away while it was open): run the same "
+	    "command again (its keys are not recorded destroyed)",
+	    label, ckr_str(rv));
+}
+
 /*
  * keys_find_shards, at open. SoftHSM reads every token's token.object once, at
  * C_Initialize, and leaves out a token whose file it could not read; it

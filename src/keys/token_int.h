@@ -127,9 +127,10 @@ struct rf_key {
 struct where {
 	uint8_t tid[TID_MAX];
 	size_t tidlen;
-	int sh;		/* the recorded token, or -1 */
-	int recorded;	/* the store has a row for the key */
-	char state[16]; /* its state there */
+	int sh;			   /* the recorded token, or -1 */
+	int recorded;		   /* the store has a row for the key */
+	char state[16];		   /* its state there */
+	char token[LABEL_LEN + 1]; /* the recorded token's label, or "" */
 };
 
 /* DER OIDs of the curves (RFC 5480 section 2.1.1.1), CKA_EC_PARAMS. */
@@ -166,6 +167,13 @@ int keys_module_reinit(
     struct module *m, const struct rf_config *cfg, unsigned long seen) RF_WUR;
 /* Find the store's tokens (again); the caller holds keys->lock. */
 int keys_find_shards(struct rf_keys *keys) RF_WUR;
+/*
+ * 0 if the module answers for token sh (C_GetTokenInfo), else
+ * RF_ERR_TOKEN_NOT_FOUND saying so. SoftHSM, once it found a token's
+ * folder gone, fails so for the rest of the process's life, and shows no
+ * object of it meanwhile, even with the folder back.
+ */
+int keys_token_answers(struct rf_keys *keys, int sh) RF_WUR;
 
 /* session.c */
 /* Return values after which the session is gone and is reopened. */

@@ -441,3 +441,93 @@ rf_tokmeta_save(const struct rf_config *cfg,
 	closedir(d);
 	return r;
 }
+
+/* The label of the token whose folder is dir, if its token.object reads. */
+static int
+folder_label(const char *dir, char label[33])
+{
+	char obj[RF_PATH_MAX + 500], serial[17];
+	uint8_t *cur = NULL;
+	size_t len = 0;
+	int fd, r = -1;
+
+	label[0] = '\0';
+	snprintf(obj, sizeof(obj), "%s/token.object", dir);
+	if ((fd = open(obj, O_RDONLY | O_CLOEXEC)) < 0)
+		return -1;
+	/* Under the read lock no SoftHSM is halfway through rewriting it. */
+	if (ofd_lock(fd, F_RDLCK) == 0 && read_fd(fd, &cur, &len) == 0 &&
+	    rf_keys_tokmeta_parse(cur, len, label, serial) == 0)
+		r = 0;
+	rf_err_clear();
+	close(fd);
+	free(cur);
+	return r;
+}
+
+int
+rf_tokmeta_missing(const struct rf_config *cfg, char *tdir, size_t cap,
+    struct rf_tokmeta_folder *out, int max, int *n)
+{
+	char mdir[RF_PATH_MAX], dir[RF_PATH_MAX + 400], label[33], serial[17];
+	char copy[RF_PATH_MAX + 128];
+	uint8_t *saved = NULL;
+	struct dirent *e;
+	size_t len, ulen;
+	DIR *d;
+	int i;
+
+	*n = 0;
+	if (token_dir(cfg, tdir, cap) != 0 ||
+	    meta_path(cfg, NULL, mdir, sizeof(mdir)) != 0 ||
+	    (d = opendir(mdir)) == NULL) {
+		rf_err_clear();
+		return 0; /* not an embedded SoftHSM store, or no copy yet */
+	}
+	/* The tokens whose own folder does not read as theirs. */
+	while ((e = readdir(d)) != NULL && *n < max) {
+		struct rf_tokmeta_folder *t = &out[*n];
+
+		ulen = strlen(e->d_name);
+		if (e->d_name[0] == '.' || ulen <= 7 || ulen - 7 >= 64 ||
+		    strcmp(e->d_name + ulen - 7, ".object") != 0)
+			continue;
+		snprintf(t->uuid, sizeof(t->uuid), "%.*s", (int)(ulen - 7),
+		    e->d_name);
+		if (meta_path(cfg, t->uuid, copy, sizeof(copy)) != 0 ||
+		    rf_read_file(copy, META_MAX, &saved, &len) != 0 ||
+		    rf_keys_tokmeta_parse(saved, len, t->label, serial) != 0 ||
+		    !ours(t->label, cfg->token)) {
+			rf_err_clear();
+			free(saved);
+			saved = NULL;
+			continue;
+		}
+		free(saved);
+		saved = NULL;
+		snprintf(dir, sizeof(dir), "%s/%s", tdir, t->uuid);
+		if (folder_label(dir, label) != 0 ||
+		    strcmp(label, t->label) != 0)
+			(*n)++;
+	}
+	closedir(d);
+	if (*n == 0)
+		return 0;
+	/* A token found in another folder is not missing. */
+	if ((d = opendir(tdir)) == NULL)
+		return 0; /* nor is any other folder there */
+	while ((e = readdir(d)) != NULL) {
+		if (e->d_name[0] == '.' || strlen(e->d_name) >= 64)
+			continue;
+		snprintf(dir, sizeof(dir), "%s/%s", tdir, e->d_name);
+		if (folder_label(dir, label) != 0)
+			continue;
+		for (i = 0; i < *n; i++)
+			if (strcmp(out[i].label, label) == 0) {
+				out[i] = out[--(*n)];
+				break;
+			}
+	}
+	closedir(d);
+	return 0;
+}

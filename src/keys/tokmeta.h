@@ -46,4 +46,21 @@ int rf_tokmeta_save(const struct rf_config *cfg,
     int (*known)(void *arg, const char *label, const char *serial),
     void *arg) RF_WUR;
 
+/* A token of this key store and its folder, tokendir/<uuid>. */
+struct rf_tokmeta_folder {
+	char uuid[64];
+	char label[33];
+};
+
+/*
+ * The tokens of this key store whose folder is missing. Each verified copy
+ * (token-meta/<uuid>.object) names a token's label and its folder; a
+ * token is missing when no folder of tokendir (written to tdir, cap bytes)
+ * holds a readable token.object of that label: its own, or another (a
+ * folder renamed). out[0..*n) receive them. *n is 0 when cfg names no
+ * token folder (a module by path: nothing to tell).
+ */
+int rf_tokmeta_missing(const struct rf_config *cfg, char *tdir, size_t cap,
+    struct rf_tokmeta_folder *out, int max, int *n) RF_WUR;
+
 #endif

@@ -3,11 +3,16 @@
  * saves a copy of each token's file; a file left empty or cut short (a
  * process killed while SoftHSM rewrote it at login) is put back from its
  * copy before C_Initialize, with a "token-restored" leaf; a copy that
- * does not verify is never used.
+ * does not verify is never used. The copies also say which token's folder
+ * is missing, and a key its token does not show while its folder is
+ * missing is not recorded destroyed.
  */
+#include <stdio.h>
 #include <string.h>
 
 #include "keys_fx.h"
+
+#include "keys/tokmeta.h"
 
 /* The single token folder of the fixture (tu_token makes one). */
 static void
@@ -113,6 +118,79 @@ test_copy_and_restore(void **state)
 	assert_int_equal(rf_keys_open(&fx->cfg, fx->audit, &fx->keys), 0);
 }
 
+static int
+missing(struct fx *fx, struct rf_tokmeta_folder *m)
+{
+	char tdir[1100];
+	int n = -1;
+
+	assert_int_equal(rf_tokmeta_missing(&fx->cfg, tdir, sizeof(tdir), m,
+			     RF_TOKMETA_MAX, &n),
+	    0);
+	return n;
+}
+
+static void
+test_folder_missing(void **state)
+{
+	struct fx *fx = *state;
+	struct rf_tokmeta_folder m[RF_TOKMETA_MAX];
+	struct rf_key_rec kr;
+	char dir[1100], renamed[1200], away[1200];
+	const char *uuid;
+
+	token_folder(fx, dir, sizeof(dir));
+	dir[strlen(dir) - 1] = '\0'; /* ls -d ends it with / */
+	uuid = strrchr(dir, '/') + 1;
+	snprintf(renamed, sizeof(renamed), "%s.renamed", dir);
+	snprintf(away, sizeof(away), "%s/away", fx->home);
+	assert_int_equal(rf_keys_generate(fx->keys, RF_KEY_EC_P256, "k", NULL,
+			     &who, &fx->key),
+	    0);
+	assert_int_equal(missing(fx, m), 0);
+	/* Another folder name in the token folder: the token is there. */
+	assert_int_equal(rename(dir, renamed), 0);
+	assert_int_equal(missing(fx, m), 0);
+	/* Moved out of it: missing, named by its copy. */
+	assert_int_equal(rename(renamed, away), 0);
+	assert_int_equal(missing(fx, m), 1);
+	assert_string_equal(m[0].label, "ringfence");
+	assert_string_equal(m[0].uuid, uuid);
+
+	/* The token shows nothing now: the key is not recorded destroyed,
+	 * and signs nothing ("destroying"). */
+	assert_int_equal(rf_keys_destroy(fx->keys, rf_key_id(fx->key), &who),
+	    RF_ERR_TOKEN_NOT_FOUND);
+	assert_non_null(strstr(rf_err_msg(RF_ERR_TOKEN_NOT_FOUND),
+	    "put the token back, then run the same command again"));
+	assert_int_equal(rf_store_key_get(fx->st, rf_key_id(fx->key), &kr), 0);
+	assert_string_equal(kr.state, "destroying");
+	/* Back, but SoftHSM, having found the folder gone, shows the token
+	 * empty for the rest of the process's life: still not destroyed. */
+	assert_int_equal(rename(away, dir), 0);
+	assert_int_equal(missing(fx, m), 0);
+	assert_int_equal(rf_keys_destroy(fx->keys, rf_key_id(fx->key), &who),
+	    RF_ERR_TOKEN_NOT_FOUND);
+	assert_non_null(
+	    strstr(rf_err_msg(RF_ERR_TOKEN_NOT_FOUND), "does not answer"));
+	assert_int_equal(rf_store_key_get(fx->st, rf_key_id(fx->key), &kr), 0);
+	assert_string_equal(kr.state, "destroying");
+	/* The token read again (as the next keyd does): destroyed in it. */
+	rf_keys_free(fx->keys);
+	fx->keys = NULL;
+	assert_int_equal(rf_keys_open(&fx->cfg, fx->audit, &fx->keys), 0);
+	assert_int_equal(
+	    rf_keys_destroy(fx->keys, rf_key_id(fx->key), &who), 0);
+	assert_int_equal(rf_store_key_get(fx->st, rf_key_id(fx->key), &kr), 0);
+	assert_string_equal(kr.state, "destroyed");
+	assert_int_equal(tu_sh("test \"$(sqlite3 '%s' \"SELECT count(*) FROM "
+			       "audit_leaf WHERE type = 'destroy' AND "
+			       "instr(data, 'destroyed in the token') > 0\")\" "
+			       "= 1",
+			     fx->cfg.db_path),
+	    0);
+}
+
 int
 main(void)
 {
@@ -120,6 +198,8 @@ main(void)
 	    cmocka_unit_test(test_parse),
 	    cmocka_unit_test_setup_teardown(
 		test_copy_and_restore, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_folder_missing, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
