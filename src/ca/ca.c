@@ -674,7 +674,7 @@ rotate_leftovers(
 {
 	struct leftover l = {NULL, 0, 0};
 	const char **ids = NULL;
-	size_t i, done;
+	size_t i, j, done;
 	int r;
 
 	if ((r = rf_store_key_made_for(ca->st, made_for, leftover_add, &l)) ==
@@ -682,8 +682,23 @@ rotate_leftovers(
 	    l.n > 0) {
 		if ((ids = calloc(l.n, sizeof(*ids))) == NULL)
 			r = RF_ERR_ALLOC;
-		for (i = 0; r == 0 && i < l.n; i++)
+		for (i = 0; r == 0 && i < l.n; i++) {
 			ids[i] = l.id[i];
+			/* The store's word (serve's user can write it): never
+			 * a key a CA of this one holds. */
+			for (j = 0; r == 0 && j < ca->nent; j++)
+				if (ca->ent[j].key != NULL &&
+				    strcmp(rf_key_id(ca->ent[j].key), ids[i]) ==
+					0)
+					r = rf_err_set(RF_ERR_STATE,
+					    "key %s is recorded as left by a "
+					    "killed rotation to %s, but it is "
+					    "CA %s's key: the store was "
+					    "changed "
+					    "behind ringfence's back",
+					    ids[i], made_for + 7,
+					    ca->ent[j].name);
+		}
 		if (r == 0)
 			r = rf_keys_destroy_many(
 			    ca->keys, ids, l.n, who, &done);

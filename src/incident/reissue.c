@@ -587,7 +587,10 @@ taken_destroy_unused(
 			ids[m++] = tv->v[i].id;
 	if (m > 0)
 		rf_progress_phase(c->progress, "destroy unused keys", m);
-	if ((r = m > 0 ? rf_keys_destroy_many(c->keys, ids, m, c->who, &done)
+	/* Tenant keys by the store's word, which serve's user can write:
+	 * keyd refuses the lot if one is a CA's or TLS key. */
+	if ((r = m > 0 ? rf_keys_destroy_tenant_many(
+			     c->keys, ids, m, c->who, &done)
 		       : 0) == 0) {
 		rf_progress_add(c->progress, m);
 		*n = m;

@@ -38,5 +38,19 @@ new=$(q "SELECT key_id FROM cas WHERE name = 'issuing-inc$id'")
 rf keys list >list.txt 2>err || fail "keys list: $(cat err) $(cat list.txt)"
 ! grep "$orphan" list.txt | grep -qv destroyed ||
 	fail "the killed run's CA key is still listed: $(grep "$orphan" list.txt)"
+# The store's word is not enough to destroy a CA's key: a row saying the
+# root key was left by a killed rotation (as serve's user could write it)
+# stops the rotation, and the root key stays.
+rf incident confirm "$id" --all >/dev/null
+rf incident close "$id" >/dev/null || fail "close"
+id2=$(rf incident open --scope "issuer:issuing-inc$id" --reason "forged leftover" 2>/dev/null)
+root=$(q "SELECT key_id FROM cas WHERE name = 'root'")
+q "UPDATE keys SET made_for = 'rotate-issuing-inc$id2', state = 'generated' WHERE id = '$root'"
+if rf incident contain "$id2" >out 2>err; then fail "contain destroyed a CA key on the store's word"; fi
+grep -q "it is CA root's key: the store was changed behind ringfence's back" err ||
+	fail "the forged leftover: $(cat err)"
+q "UPDATE keys SET made_for = '', state = 'active' WHERE id = '$root'"
+rf incident contain "$id2" >out 2>err || fail "contain after the store was mended: $(cat err)"
+[ "$(q "SELECT state FROM keys WHERE id = '$root'")" = active ] || fail "the root key is not active"
 rf audit verify >/dev/null || fail "the audit record does not verify"
 echo "incident rotate kill: the killed run's CA key destroyed by the rerun"
