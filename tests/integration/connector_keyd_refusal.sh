@@ -15,17 +15,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/connector.sh" connector_keyd_refusal
 export RINGFENCE_CONN_RATE=0 RINGFENCE_CONNECTOR_RATE=0
 
-rf init >/dev/null
-rf tenant add acme >/dev/null
-rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
-entra_cred acme/m365 cred
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout c.key -out c.csr -subj /CN=sync 2>/dev/null
-rf connector add sync --csr c.csr --out c.pem >/dev/null
-rf connector bind sync acme/m365 >/dev/null
+acme_m365
 serve_up 120
 ask() { # -> "STATUS CODE" (the answer in resp.json)
-	curl -s -o resp.json -w '%{http_code}' --cert c.pem --key c.key \
+	curl -s -o resp.json -w '%{http_code}' --cert sync.pem --key sync.key \
 		--cacert root.pem -H 'Content-Type: application/json' \
 		--data-binary '{"connection":"acme/m365"}' "$url/v1/assertions" || true
 	printf ' %s\n' "$(jq -r '.error // ""' resp.json 2>/dev/null || echo -)"

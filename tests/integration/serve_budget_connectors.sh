@@ -22,17 +22,10 @@ here=$(cd "$(dirname "$0")" && pwd)
 export RINGFENCE_ANON_AUDIT_BYTES_DAY=12000 RINGFENCE_TLS_HANDSHAKE_RATE=1000 \
 	RINGFENCE_TLS_HANDSHAKE_SOURCE_RATE=1000
 
-rf init >/dev/null
-rf tenant add acme >/dev/null
-rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
-entra_cred acme/m365 cred
-openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	-keyout c.key -out c.csr -subj /CN=sync 2>/dev/null
-rf connector add sync --csr c.csr --out c.pem >/dev/null
-rf connector bind sync acme/m365 >/dev/null
+acme_m365
 ask() { # -> the HTTP status of an assertion over a new connection ("000":
 	# the handshake failed)
-	curl -s -o resp.json -w '%{http_code}' --cert c.pem --key c.key \
+	curl -s -o resp.json -w '%{http_code}' --cert sync.pem --key sync.key \
 		--cacert root.pem -H 'Content-Type: application/json' \
 		--data-binary '{"connection":"acme/m365"}' "$url/v1/assertions" || true
 }
