@@ -640,10 +640,13 @@ rf_ca_issuer_name(struct rf_ca *ca)
 	return ca != NULL ? ca->ent[ca->iss].name : NULL;
 }
 
-/* A key a killed rotation made: its id, for the rerun to destroy. */
+/* A key a killed rotation made: its id, for the rerun to destroy; and
+ * whether the token holds it under the label that rotation gave it. */
 struct leftover {
 	char (*id)[65];
+	uint8_t *ok;
 	size_t n, cap;
+	const char *label;
 };
 
 static int
@@ -662,6 +665,22 @@ leftover_add(void *arg, const struct rf_key_rec *k)
 	return 0;
 }
 
+/* rf_keys_list: a leftover the token labels as its rotation's key, and
+ * keyd's ledger (when it says) as an issuing key. */
+static int
+leftover_seen(void *arg, const struct rf_key_info *ki)
+{
+	struct leftover *l = arg;
+	size_t i;
+
+	for (i = 0; i < l->n; i++)
+		if (strcmp(l->id[i], ki->id) == 0 &&
+		    strcmp(ki->label, l->label) == 0 &&
+		    (!ki->ledger || strcmp(ki->role, "issuing") == 0))
+			l->ok[i] = 1;
+	return 0;
+}
+
 /*
  * The keys an earlier rotation to the same name made and did not commit
  * (killed between the two: still "generated", made for made_for), each
@@ -669,10 +688,10 @@ leftover_add(void *arg, const struct rf_key_rec *k)
  * one certifies a key that no longer exists.
  */
 static int
-rotate_leftovers(
-    struct rf_ca *ca, const char *made_for, const struct rf_actor *who)
+rotate_leftovers(struct rf_ca *ca, const char *made_for, const char *label,
+    const struct rf_actor *who)
 {
-	struct leftover l = {NULL, 0, 0};
+	struct leftover l = {NULL, NULL, 0, 0, label};
 	const char **ids = NULL;
 	size_t i, j, done;
 	int r;
@@ -680,8 +699,23 @@ rotate_leftovers(
 	if ((r = rf_store_key_made_for(ca->st, made_for, leftover_add, &l)) ==
 		0 &&
 	    l.n > 0) {
-		if ((ids = calloc(l.n, sizeof(*ids))) == NULL)
+		/* The store's word alone (serve's user can write it) destroys
+		 * nothing: the token must hold each under this rotation's
+		 * label, which only keyd writes. */
+		if ((ids = calloc(l.n, sizeof(*ids))) == NULL ||
+		    (l.ok = calloc(l.n, 1)) == NULL)
 			r = RF_ERR_ALLOC;
+		else
+			r = rf_keys_list(ca->keys, leftover_seen, &l);
+		for (i = 0; r == 0 && i < l.n; i++)
+			if (!l.ok[i])
+				r = rf_err_set(RF_ERR_STATE,
+				    "key %s is recorded as left by a killed "
+				    "rotation to %s, but no token holds it as "
+				    "that rotation's key: the store was "
+				    "changed "
+				    "behind ringfence's back",
+				    l.id[i], made_for + 7);
 		for (i = 0; r == 0 && i < l.n; i++) {
 			ids[i] = l.id[i];
 			/* The store's word (serve's user can write it): never
@@ -704,6 +738,7 @@ rotate_leftovers(
 			    ca->keys, ids, l.n, who, &done);
 	}
 	free(ids);
+	free(l.ok);
 	free(l.id);
 	return r;
 }
@@ -784,7 +819,7 @@ rf_ca_rotate(struct rf_ca *ca, const char *old, const char *newname,
 	kg.alg = alg;
 	kg.label = label;
 	kg.made_for = made_for;
-	if ((r = rotate_leftovers(ca, made_for, who)) != 0 ||
+	if ((r = rotate_leftovers(ca, made_for, label, who)) != 0 ||
 	    (r = rf_keys_generate_many(ca->keys, &kg, 1, who, &key)) != 0)
 		goto out;
 	/* The issuer side: the root's name and key identifier. */

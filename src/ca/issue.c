@@ -588,11 +588,11 @@ issue_unkeygen(struct rf_ca *ca, struct issue_item *items, size_t n,
 	for (i = 0; i < n; i++)
 		if (items[i].genkey != NULL && !items[i].given)
 			ids[k++] = rf_key_id(items[i].genkey);
-	if (k > 8) /* one pass over the token */
-		(void)!rf_keys_destroy_many(ca->keys, ids, k, who, &done);
-	else
-		for (i = 0; i < k; i++)
-			(void)!rf_keys_destroy(ca->keys, ids[i], who);
+	/* Made or taken for a tenant connection, some by the store's word
+	 * (the pool's rows): tenant keys only. */
+	if (k > 0)
+		(void)!rf_keys_destroy_tenant_many(
+		    ca->keys, ids, k, who, &done);
 	/* A pool key is taken once: its record says it is gone. */
 	for (i = 0; i < n; i++)
 		if (items[i].pooled && items[i].genkey != NULL)

@@ -448,7 +448,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	sub = argv[1];
 	optind = 2;
 	opterr = 0; /* one line: ours, which names the option */
-	while ((ch = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
 			scope = optarg;
@@ -480,10 +480,16 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		case 'c':
 			conn = optarg;
 			break;
-		default:
+		case ':':
 			return cli_usage("incident",
-			    "unknown option '%.40s' (an incident ID is a "
-			    "positive number)",
+			    "option '%.40s' needs a value", argv[optind - 1]);
+		default:
+			if (optopt != 0)
+				return cli_usage("incident",
+				    "unknown option '-%c' (an incident ID is a "
+				    "positive number)",
+				    optopt);
+			return cli_usage("incident", "unknown option '%.40s'",
 			    argv[optind - 1]);
 		}
 	}

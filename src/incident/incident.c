@@ -468,6 +468,40 @@ scope_taken(const struct rf_incident_ctx *c, int64_t other, const char *scope)
 	    (long long)other, scope, (long long)other);
 }
 
+/* 1 if s is well-formed UTF-8 (no overlong form, no surrogate). */
+static int
+utf8_ok(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)s;
+	unsigned long cp;
+	int n, k;
+
+	while (*p != '\0') {
+		if (*p < 0x80) {
+			p++;
+			continue;
+		}
+		if (*p >= 0xc2 && *p <= 0xdf)
+			n = 1, cp = *p & 0x1f;
+		else if (*p >= 0xe0 && *p <= 0xef)
+			n = 2, cp = *p & 0x0f;
+		else if (*p >= 0xf0 && *p <= 0xf4)
+			n = 3, cp = *p & 0x07;
+		else
+			return 0;
+		for (k = 1; k <= n; k++) {
+			if ((p[k] & 0xc0) != 0x80)
+				return 0;
+			cp = (cp << 6) | (p[k] & 0x3f);
+		}
+		if ((n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) ||
+		    cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+			return 0;
+		p += n + 1;
+	}
+	return 1;
+}
+
 int
 rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
     const char *reason, int64_t since, int64_t *id)
@@ -486,11 +520,18 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	 * text, or it could forge their lines (and a terminal's). */
 	for (i = 0; reason[i] != '\0'; i++)
 		if ((unsigned char)reason[i] < 0x20 ||
-		    (unsigned char)reason[i] == 0x7f)
+		    (unsigned char)reason[i] == 0x7f ||
+		    /* C1 controls, U+0080 to U+009F in UTF-8 (CSI ...) */
+		    ((unsigned char)reason[i] == 0xc2 &&
+			(unsigned char)reason[i + 1] >= 0x80 &&
+			(unsigned char)reason[i + 1] <= 0x9f))
 			return rf_err_set(RF_ERR_ARG,
 			    "--reason is one line of text: no newline, tab or "
 			    "other control character (character %zu is 0x%02x)",
 			    i + 1, (unsigned char)reason[i]);
+	if (!utf8_ok(reason))
+		return rf_err_set(RF_ERR_ARG,
+		    "--reason is not UTF-8 text: write it in UTF-8");
 	if (i >= sizeof(((struct rf_incident_rec *)NULL)->reason))
 		return rf_err_set(RF_ERR_ARG,
 		    "--reason is at most %zu characters, not %zu",

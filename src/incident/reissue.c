@@ -93,16 +93,30 @@ rf_incident_set_aside(const struct rf_incident_ctx *c, int64_t id,
     struct item_vec *iv, struct aside_vec *av)
 {
 	int64_t *ids = NULL;
+	struct rf_item_rec *its = NULL;
 	size_t i, k, n0 = av->n;
 	int r;
 
 	if ((r = rf_store_item_elsewhere(c->st, id, elsewhere_add, av)) != 0 ||
 	    av->n == n0)
 		return r;
-	if ((ids = calloc(av->n - n0, sizeof(*ids))) == NULL)
+	if ((ids = calloc(av->n - n0, sizeof(*ids))) == NULL ||
+	    (its = calloc(av->n - n0, sizeof(*its))) == NULL) {
+		free(ids);
 		return RF_ERR_ALLOC;
-	for (i = n0; i < av->n; i++)
+	}
+	for (i = n0; i < av->n; i++) {
 		ids[i - n0] = av->v[i].it.conn;
+		its[i - n0] = av->v[i].it;
+	}
+	/* Affected in keyd's ledger again: a run killed after it told the
+	 * ledger they were not (before issuing) left them signing. */
+	r = rf_incident_note_items(c, 1, its, av->n - n0, NULL, NULL, NULL);
+	free(its);
+	if (r != 0) {
+		free(ids);
+		return r;
+	}
 	qsort(ids, av->n - n0, sizeof(*ids), conn_id_cmp);
 	for (i = k = 0; i < iv->n; i++)
 		if (bsearch(&iv->v[i].conn, ids, av->n - n0, sizeof(*ids),
@@ -386,7 +400,7 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 		for (k = 0; ids != NULL && k < i; k++)
 			ids[k] = rf_key_id(made[k]);
 		if (ids != NULL && i > 0)
-			(void)!rf_keys_destroy_many(
+			(void)!rf_keys_destroy_tenant_many(
 			    c->keys, ids, i, c->who, &done);
 		free(ids);
 		for (k = 0; k < i; k++)
@@ -773,7 +787,7 @@ reserved_unused(
 	struct item_vec iv = {0};
 	struct rf_key_rec kr;
 	size_t i, j;
-	int r;
+	int r, named;
 
 	if ((r = rf_incident_load_items(c, id, NULL, NULL, &iv)) != 0)
 		return r;
@@ -792,7 +806,11 @@ reserved_unused(
 			r = 0;
 			continue;
 		}
-		if (r == 0 && strcmp(kr.state, "reserved") == 0)
+		/* Unused: no certificate names it (the row's word alone
+		 * would let a forged "reserved" name a live tenant key). */
+		if (r == 0 && strcmp(kr.state, "reserved") == 0 &&
+		    (r = rf_store_key_in_cert(c->st, kr.id, &named)) == 0 &&
+		    !named)
 			r = taken_add(tv, kr.id, "", kr.alg);
 	}
 	free(iv.v);
@@ -963,8 +981,9 @@ out:
 		/* Never recorded, never used: remove them again. */
 		for (i = 0; ids != NULL && i < k; i++)
 			ids[i] = rf_key_id(made[i]);
+		/* Some were adopted by the store's word: tenant keys only. */
 		if (ids != NULL)
-			(void)!rf_keys_destroy_many(
+			(void)!rf_keys_destroy_tenant_many(
 			    c->keys, ids, k, c->who, &done);
 		free(ids);
 		rf_err_set(r, "%s", msg);
@@ -1010,7 +1029,8 @@ reissue_aside(const struct rf_incident_ctx *c, struct rf_item_rec *it,
 	if (key == NULL)
 		return 0;
 	ids[0] = rf_key_id(key);
-	return rf_keys_destroy_many(c->keys, ids, 1, c->who, &done);
+	/* Reserved or adopted by the store's word: a tenant key only. */
+	return rf_keys_destroy_tenant_many(c->keys, ids, 1, c->who, &done);
 }
 
 /*

@@ -163,7 +163,10 @@ rm "$RINGFENCE_HOME/incident-$id.lock"
 rf incident contain "$id" >/dev/null
 # Another run holds the lock: with --json, the refusal still ends with a
 # failed progress line before its one-line error (it wrote none).
-flock "$RINGFENCE_HOME/incident-$id.lock" sleep 30 &
+python3 -c 'import fcntl, sys, time
+f = open(sys.argv[1], "a")
+fcntl.flock(f, fcntl.LOCK_EX)
+time.sleep(30)' "$RINGFENCE_HOME/incident-$id.lock" &
 holder=$!
 for _ in $(seq 100); do
 	rf incident contain "$id" >/dev/null 2>&1 || break
@@ -189,6 +192,15 @@ for bad in $'line1\nincident 99: closed' $'x\e[2J' $'tab\there'; do
 	refused "open (reason with a control character)" incident open \
 		--scope connection:contoso/default --reason "$bad"
 	says "open (reason with a control character)" "--reason is one line of text"
+done
+# A C1 control (CSI, U+009B) too; bytes that are not UTF-8 are not text.
+refused "open (reason with a C1 control)" incident open \
+	--scope connection:contoso/default --reason $'x\xc2\x9b2J'
+says "open (reason with a C1 control)" "--reason is one line of text"
+for bad in $'x\x9b2J' $'caf\xc3' $'\xed\xa0\x80'; do
+	refused "open (reason not UTF-8)" incident open \
+		--scope connection:contoso/default --reason "$bad"
+	says "open (reason not UTF-8)" "--reason is not UTF-8 text"
 done
 
 # 5. --since is Unix seconds, YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD (as audit

@@ -52,14 +52,17 @@ PY
 }
 serve_up 120
 [ "$(ask)" = 200 ] || fail "the connector's first assertion: $(cat resp.json)"
-# Let the recorder store the assertion (its source) before the restart.
 n=$(anon 127.0.0.2 400)
 [ "$n" -lt 400 ] || fail "400 anonymous handshakes were all signed: the day's bytes did not hold"
 [ "$(anon 127.0.0.3 1)" = 0 ] || fail "an anonymous handshake after the day's bytes was signed"
 [ "$(ask)" = 200 ] || fail "the connector's new handshake after an anonymous flood: $(ask)"
+# (A TERM drains serve's recorder: the assertions' rows, their sources,
+# are in the store once it has exited.)
 kill -TERM "$server"
 wait "$server" || fail "serve exited non-zero"
 server=""
+[ "$(sqlite3 "$RINGFENCE_HOME/ringfence.db" "SELECT count(*) FROM assertions WHERE source = '127.0.0.1'")" -ge 1 ] ||
+	fail "no assertion from 127.0.0.1 in the store"
 
 # Restarted: the day's bytes from the record, the connector's source from
 # the store's assertions.
