@@ -568,7 +568,7 @@ rf_incident_contain_publish_disable(const struct rf_incident_ctx *c, int64_t id,
 	if ((r = contain_revoke_end(c, id, rep, rv)) != 0)
 		return r;
 	t = rf_mono_s();
-	rf_progress_phase(c->progress, "disable old keys", 0);
+	/* Its phase, with how many keys, begins in contain_disable. */
 	if ((r = contain_disable(c, id, rv->inc, rv->all, rep)) != 0)
 		return r;
 	rf_incident_phase_time(rep, "disable old keys", &t);
