@@ -1039,11 +1039,12 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	}
 	if ((r = ev_quota_roll(h, rf_now())) != 0)
 		goto fail;
+	/* One sighting that cannot be written does not cost the others. */
 	for (i = 0; i < k; i++)
 		if ((r = rf_incident_evidence(&c, note[i].serial,
 			 note[i].source, note[i].when, (int64_t)note[i].count,
 			 &h->ev_quota, &matched)) != 0)
-			goto fail;
+			rf_http_log(h, "incident evidence", r);
 	if ((r = rf_store_sighting_trim(h->st)) != 0 ||
 	    (r = rf_store_commit(h->st)) != 0)
 		goto fail;
