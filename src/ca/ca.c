@@ -693,7 +693,7 @@ rotate_leftovers(struct rf_ca *ca, const char *made_for, const char *label,
 {
 	struct leftover l = {NULL, NULL, 0, 0, label};
 	const char **ids = NULL;
-	size_t i, j, done;
+	size_t i, done;
 	int r;
 
 	if ((r = rf_store_key_made_for(ca->st, made_for, leftover_add, &l)) ==
@@ -707,7 +707,9 @@ rotate_leftovers(struct rf_ca *ca, const char *made_for, const char *label,
 			r = RF_ERR_ALLOC;
 		else
 			r = rf_keys_list(ca->keys, leftover_seen, &l);
-		for (i = 0; r == 0 && i < l.n; i++)
+		/* No CA loaded holds that label: NEWNAME is no CA yet. */
+		for (i = 0; r == 0 && i < l.n; i++) {
+			ids[i] = l.id[i];
 			if (!l.ok[i])
 				r = rf_err_set(RF_ERR_STATE,
 				    "key %s is recorded as left by a killed "
@@ -716,22 +718,6 @@ rotate_leftovers(struct rf_ca *ca, const char *made_for, const char *label,
 				    "changed "
 				    "behind ringfence's back",
 				    l.id[i], made_for + 7);
-		for (i = 0; r == 0 && i < l.n; i++) {
-			ids[i] = l.id[i];
-			/* The store's word (serve's user can write it): never
-			 * a key a CA of this one holds. */
-			for (j = 0; r == 0 && j < ca->nent; j++)
-				if (ca->ent[j].key != NULL &&
-				    strcmp(rf_key_id(ca->ent[j].key), ids[i]) ==
-					0)
-					r = rf_err_set(RF_ERR_STATE,
-					    "key %s is recorded as left by a "
-					    "killed rotation to %s, but it is "
-					    "CA %s's key: the store was "
-					    "changed "
-					    "behind ringfence's back",
-					    ids[i], made_for + 7,
-					    ca->ent[j].name);
 		}
 		if (r == 0)
 			r = rf_keys_destroy_many(

@@ -115,6 +115,28 @@ nonblocking(int fd)
 	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ? -1 : 0;
 }
 
+/* *ss for an IPv4 or IPv6 address in text and a port: its length, or 0
+ * when addr is neither. */
+static socklen_t
+addr_parse(const char *addr, int port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		return sizeof(*s4);
+	}
+	if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		return sizeof(*s6);
+	}
+	return 0;
+}
+
 static int
 listen_socket(struct rf_http *h, const char *addr, int port, const char *flag,
     struct http_sock *out)
@@ -125,18 +147,9 @@ listen_socket(struct rf_http *h, const char *addr, int port, const char *flag,
 	socklen_t sl;
 	int fd = -1, one = 1, r = RF_ERR_INTERNAL;
 
-	memset(&ss, 0, sizeof(ss));
 	if (strcmp(addr, "localhost") == 0)
 		addr = "127.0.0.1";
-	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		sl = sizeof(*s4);
-	} else if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		sl = sizeof(*s6);
-	} else {
+	if ((sl = addr_parse(addr, port, &ss)) == 0) {
 		r = rf_err_set(RF_ERR_CONFIG,
 		    "listen address \"%.60s\" is not an IPv4 or IPv6 "
 		    "address: use e.g. 127.0.0.1",
@@ -629,17 +642,9 @@ known_seed(void *arg, const char *source)
 {
 	struct rf_http *h = arg;
 	struct sockaddr_storage ss;
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, source, &s4->sin_addr) == 1)
-		ss.ss_family = AF_INET;
-	else if (inet_pton(AF_INET6, source, &s6->sin6_addr) == 1)
-		ss.ss_family = AF_INET6;
-	else
-		return 0;
-	rf_http_limits_known(h->limits, &ss, rf_now());
+	if (addr_parse(source, 0, &ss) != 0)
+		rf_http_limits_known(h->limits, &ss, rf_now());
 	return 0;
 }
 

@@ -775,48 +775,6 @@ unused_add(void *arg, const struct rf_key_rec *k)
  * custody path the old keys take; the caller holds the run lock, so no
  * run of the incident takes or makes any meanwhile.
  */
-/*
- * The keys a killed run recorded on items (state "reserved") that no
- * certificate names: their tenant was waived before a rerun could use
- * them. Added to tv once each.
- */
-static int
-reserved_unused(
-    const struct rf_incident_ctx *c, int64_t id, struct taken_vec *tv)
-{
-	struct item_vec iv = {0};
-	struct rf_key_rec kr;
-	size_t i, j;
-	int r, named;
-
-	if ((r = rf_incident_load_items(c, id, NULL, NULL, &iv)) != 0)
-		return r;
-	for (i = 0; i < iv.n && r == 0; i++) {
-		if (iv.v[i].new_key[0] == '\0')
-			continue;
-		for (j = 0; j < tv->n; j++)
-			if (strcmp(tv->v[j].id, iv.v[i].new_key) == 0)
-				break;
-		if (j < tv->n)
-			continue;
-		memset(&kr, 0, sizeof(kr));
-		if ((r = rf_store_key_get(c->st, iv.v[i].new_key, &kr)) ==
-		    RF_ERR_NOT_FOUND) {
-			rf_err_clear();
-			r = 0;
-			continue;
-		}
-		/* Unused: no certificate names it (the row's word alone
-		 * would let a forged "reserved" name a live tenant key). */
-		if (r == 0 && strcmp(kr.state, "reserved") == 0 &&
-		    (r = rf_store_key_in_cert(c->st, kr.id, &named)) == 0 &&
-		    !named)
-			r = taken_add(tv, kr.id, "", kr.alg);
-	}
-	free(iv.v);
-	return r;
-}
-
 int
 rf_incident_unused_keys_destroy(
     const struct rf_incident_ctx *c, int64_t id, size_t *n)
@@ -829,7 +787,8 @@ rf_incident_unused_keys_destroy(
 	incident_ref(id, ref);
 	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) == 0 &&
 	    (r = rf_store_key_made_for(c->st, ref, unused_add, &tv)) == 0 &&
-	    (r = reserved_unused(c, id, &tv)) == 0)
+	    (r = rf_store_item_keys_reserved_unused(
+		 c->st, id, taken_add, &tv)) == 0)
 		r = taken_destroy_unused(c, &tv, n);
 	free(tv.v);
 	return r;

@@ -223,9 +223,6 @@ void rf_cert_rec_clear(struct rf_cert_rec *c);
  * The tenant (other than `tenant`) that already holds a certificate for
  * public key key_id, into other; RF_ERR_NOT_FOUND when there is none.
  */
-/* *yes: 1 if a certificate of the store names key_id. */
-int rf_store_key_in_cert(
-    struct rf_store *st, const char *key_id, int *yes) RF_WUR;
 int rf_store_cert_key_other_tenant(struct rf_store *st, const char *key_id,
     const char *tenant, char *other, size_t otherlen) RF_WUR;
 

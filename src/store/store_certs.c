@@ -169,27 +169,6 @@ out:
 }
 
 int
-rf_store_key_in_cert(struct rf_store *st, const char *key_id, int *yes)
-{
-	sqlite3_stmt *s = NULL;
-	int r, rc;
-
-	*yes = 0;
-	if ((r = st_prepare(st,
-		 "SELECT EXISTS (SELECT 1 FROM certs WHERE key_id = ?)", &s)) !=
-		0 ||
-	    (r = st_bind_text(st, s, 1, key_id, 1024)) != 0)
-		goto out;
-	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
-		*yes = sqlite3_column_int(s, 0);
-	else
-		r = st_fail(st, rc, "looking up a key's certificates");
-out:
-	sqlite3_finalize(s);
-	return r;
-}
-
-int
 rf_store_cert_foreach(struct rf_store *st, const struct rf_cert_filter *f,
     int (*fn)(void *arg, const struct rf_cert_rec *c), void *arg)
 {

@@ -784,6 +784,36 @@ out:
 }
 
 int
+rf_store_item_keys_reserved_unused(struct rf_store *st, int64_t incident,
+    int (*fn)(void *arg, const char *id, const char *by, const char *alg),
+    void *arg)
+{
+	sqlite3_stmt *s = NULL;
+	char id[65], alg[16];
+	int r, rc;
+
+	if ((r = st_stmt(st,
+		 "SELECT k.id, k.alg FROM incident_items i JOIN keys k ON "
+		 "k.id = i.new_key WHERE i.incident = ? AND k.state = "
+		 "'reserved' AND NOT EXISTS (SELECT 1 FROM certs c WHERE "
+		 "c.key_id = k.id)",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, incident)) != 0)
+		goto out;
+	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+		st_col_str(s, 0, id, sizeof(id));
+		st_col_str(s, 1, alg, sizeof(alg));
+		if ((r = fn(arg, id, "", alg)) != 0)
+			goto out;
+	}
+	if (rc != SQLITE_DONE)
+		r = st_fail(st, rc, "finding keys reserved and unused");
+out:
+	st_stmt_done(st, s);
+	return r;
+}
+
+int
 rf_store_sighting_add(
     struct rf_store *st, const struct rf_sighting_rec *g, int *fresh)
 {

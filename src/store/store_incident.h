@@ -154,6 +154,18 @@ int rf_store_incident_event_foreach(struct rf_store *st, int64_t incident,
     int (*fn)(void *arg, const struct rf_event_rec *e), void *arg) RF_WUR;
 
 /*
+ * Keys recorded on incident's items (new_key) that are still "reserved"
+ * and in no certificate: a run killed after it recorded them, whose
+ * connections were waived before a rerun used them. As
+ * rf_store_pool_taken_unused: fn gets each key's id, "" and algorithm.
+ * (Pool keys taken and unused are "active", keys generated and unrecorded
+ * "generated": no key is in two of these lists.)
+ */
+int rf_store_item_keys_reserved_unused(struct rf_store *st, int64_t incident,
+    int (*fn)(void *arg, const char *id, const char *by, const char *alg),
+    void *arg) RF_WUR;
+
+/*
  * OCSP sightings: a query for a serial of an incident, from a source
  * address. One row per (incident, serial, source), counted; at most
  * RF_SIGHTINGS_MAX rows once trimmed, the acknowledged and those before

@@ -29,27 +29,35 @@ freeport() {
 s = socket.socket(socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET)
 s.bind((sys.argv[1], 0)); print(s.getsockname()[1])' "$1"
 }
-# serve on ADDR, one OCSP query for CERT (issued by ISSUER), stopped after
-# the maintenance thread's evidence pass (once a second).
-query() {
-	local addr=$1 cert=$2 issuer=$3 port url
-	port=$(freeport "$addr")
-	url="http://$addr:$port/ocsp"
-	case $addr in *:*) url="http://[$addr]:$port/ocsp" ;; esac
-	"$RINGFENCE" serve --listen "$addr" --port "$port" --duration 60 \
+# serve_on ADDR: serve listening on ADDR ($server, $port, $url its /ocsp).
+serve_on() {
+	port=$(freeport "$1")
+	url="http://$1:$port/ocsp"
+	case $1 in *:*) url="http://[$1]:$port/ocsp" ;; esac
+	"$RINGFENCE" serve --listen "$1" --port "$port" --duration 60 \
 		2>>"$w/serve.log" &
 	server=$!
 	for _ in $(seq 100); do
 		curl -sf -m 2 -o /dev/null "${url%/ocsp}/healthz" && break
 		sleep 0.1
 	done
-	openssl ocsp -issuer "$issuer" -cert "$cert" -url "$url" -no_nonce \
-		-noverify >"$w/o" 2>&1 || { cat "$w/o" "$w/serve.log"; fail "OCSP on $addr"; }
-	grep -qE ': (good|revoked)' "$w/o" || fail "OCSP on $addr: $(cat "$w/o")"
+}
+# serve_off: stopped after the maintenance thread's evidence pass (once a
+# second).
+serve_off() {
 	sleep 2.5
 	kill "$server"
 	wait "$server" 2>/dev/null || true
 	server=""
+}
+# serve on ADDR, one OCSP query for CERT (issued by ISSUER).
+query() {
+	local addr=$1 cert=$2 issuer=$3
+	serve_on "$addr"
+	openssl ocsp -issuer "$issuer" -cert "$cert" -url "$url" -no_nonce \
+		-noverify >"$w/o" 2>&1 || { cat "$w/o" "$w/serve.log"; fail "OCSP on $addr"; }
+	grep -qE ': (good|revoked)' "$w/o" || fail "OCSP on $addr: $(cat "$w/o")"
+	serve_off
 }
 
 query 127.0.0.1 "$w/old.pem" "$w/old-issuer.pem"
@@ -116,14 +124,7 @@ print(n)'
 }
 l0=$(leaves)
 rf incident ack "$id" >/dev/null
-port=$(freeport 127.0.0.1)
-"$RINGFENCE" serve --listen 127.0.0.1 --port "$port" --duration 60 \
-	2>>"$w/serve.log" &
-server=$!
-for _ in $(seq 100); do
-	curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" && break
-	sleep 0.1
-done
+serve_on 127.0.0.1
 openssl ocsp -issuer "$w/old-issuer.pem" -cert "$w/old.pem" -no_nonce \
 	-reqout "$w/old.der" >/dev/null 2>&1
 m0=$(date -u +%Y%m%d%H%M)
@@ -147,11 +148,8 @@ for i in range(100):
     assert r.status == 200, r.status
     c.close()
 PY
-sleep 2.5
+serve_off
 m1=$(date -u +%Y%m%d%H%M)
-kill "$server"
-wait "$server" 2>/dev/null || true
-server=""
 l1=$(leaves)
 # 60 in one minute; across a minute's end, a budget each (at most the
 # 100 first queries, and a count leaf).
