@@ -40,15 +40,53 @@ if [ $root = 1 ]; then
 	chmod 600 "$custody/token.pin" "$RINGFENCE_HOME/softhsm2.conf" 2>/dev/null || true
 	umask 007
 fi
-"$bin" keyd status >/dev/null 2>&1 || {
-	# Started from a subshell that exits at once: keyd is no child of
-	# this shell, which becomes serve below, so a keyd that dies is
-	# reaped instead of staying a zombie under serve.
+# keyd started from a subshell that exits at once: it is no child of this
+# shell, which becomes serve below, so a keyd that dies is reaped instead
+# of staying a zombie under serve.
+keyd_start() {
 	("$bin" keyd --idle 0 >>"$RINGFENCE_HOME/keyd.log" 2>&1 &)
 	for _ in $(seq 200); do
-		"$bin" keyd status >/dev/null 2>&1 && break
+		"$bin" keyd status >/dev/null 2>&1 && return 0
 		sleep 0.05
 	done
+	return 1
 }
+"$bin" keyd status >/dev/null 2>&1 || keyd_start || true
 "$bin" keyd status
+# keyd's keeper, for as long as serve runs (this shell's pid, once exec
+# makes it serve): a keyd that is gone (killed, or exited because its
+# token folder went missing) is started again as a command would start it,
+# 1 s after it is found gone, then 2, 4, ... s, at most 30 s apart, each
+# attempt a line in keyd.log. Run as root, it starts keyd as its own user
+# (serve, as ringfence, cannot). Detached like keyd, so that it is no
+# child of serve either.
+serve_pid=$$
+keyd_alive() {
+	local pid
+	pid=$(cat "$RINGFENCE_HOME/keyd.pid" 2>/dev/null) && [ -n "$pid" ] &&
+		kill -0 "$pid" 2>/dev/null
+}
+keeper() {
+	local pause=1 next
+	while sleep 1 && kill -0 "$serve_pid" 2>/dev/null; do
+		if keyd_alive; then
+			pause=1
+			continue
+		fi
+		# Gone: wait out the pause (serve may stop meanwhile), then
+		# start it unless something else did.
+		sleep $((pause - 1))
+		kill -0 "$serve_pid" 2>/dev/null || break
+		keyd_alive && continue
+		next=$((pause * 2 > 30 ? 30 : pause * 2))
+		if keyd_start; then
+			echo "run.sh: $(date -u +%FT%TZ) keyd was gone: started again" >>"$RINGFENCE_HOME/keyd.log"
+			pause=1
+		else
+			echo "run.sh: $(date -u +%FT%TZ) keyd was gone and did not start (above); next try in $next s" >>"$RINGFENCE_HOME/keyd.log"
+			pause=$next
+		fi
+	done
+}
+(keeper </dev/null >/dev/null 2>&1 &)
 exec "$bin" serve

@@ -8,7 +8,8 @@
 # under their users, neither dumpable (its /proc files root's), `keyd
 # status` naming uid and tokens; then keyd killed (kill -9): it is no
 # child of serve (left a zombie in `ps` under serve before), serve keeps
-# answering, and the next command brings keyd back as the custody user.
+# answering, and make run's keeper brings keyd back as the custody user
+# before any command runs.
 # Then the same as a user who is not root (a laptop): no user split, said
 # in one line by serve and by keyd.
 set -euo pipefail
@@ -81,11 +82,23 @@ for _ in $(seq 50); do
 	sleep 0.1
 done
 curl -sf -m 2 -o /dev/null "http://127.0.0.1:$RINGFENCE_PORT/ca/issuing.pem" || fail "serve stopped answering without keyd"
+# make run's keeper starts keyd again, as its user, with no command run:
+# serve (as $su) could not, and on-demand OCSP, handshakes and assertions
+# need it.
+kpid2=""
+for _ in $(seq 100); do
+	kpid2=$(cat "$RINGFENCE_HOME/keyd.pid" 2>/dev/null) || kpid2=""
+	[ -n "$kpid2" ] && [ "$kpid2" != "$kpid" ] && kill -0 "$kpid2" 2>/dev/null && break
+	kpid2=""
+	sleep 0.1
+done
+[ -n "$kpid2" ] || fail "keyd did not come back without a command: $(tail -5 "$RINGFENCE_HOME/keyd.log")"
+[ "$(ps -o user:32= -p "$kpid2" | tr -d ' ')" = "$ku" ] || fail "keyd came back as $(ps -o user:32= -p "$kpid2")"
+grep -q "^run.sh: .* keyd was gone: started again$" "$RINGFENCE_HOME/keyd.log" ||
+	fail "the keeper said nothing in keyd.log: $(tail -5 "$RINGFENCE_HOME/keyd.log")"
 rf tenant add acme >/dev/null
 rf issue --tenant acme --profile client --keygen ec-p256 >/dev/null 2>"$out.e" || fail "issue after the kill: $(cat "$out.e")"
-kpid2=$(cat "$RINGFENCE_HOME/keyd.pid")
-[ "$kpid2" != "$kpid" ] || fail "keyd did not come back"
-[ "$(ps -o user:32= -p "$kpid2" | tr -d ' ')" = "$ku" ] || fail "keyd came back as $(ps -o user:32= -p "$kpid2")"
+[ "$(cat "$RINGFENCE_HOME/keyd.pid")" = "$kpid2" ] || fail "the command started another keyd"
 
 # A laptop: the same commands by a user who is not root. The process split
 # runs without the user split, and serve and keyd each say so in one line.
