@@ -1044,6 +1044,19 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 			goto out;
 	}
 	rf_incident_phase_time(rep, "plan the pool", &t);
+	/*
+	 * Keys to make: seconds to hours of the token's key generation (an
+	 * RSA-2048 pair is 0.4 s in SoftHSM). The revocation is published
+	 * and the old keys disabled first, so that OCSP and the CRLs say
+	 * revoked meanwhile, and for good if this run is killed. With a
+	 * pool that has every key, the OCSP responses are signed while the
+	 * keys are taken, and published after.
+	 */
+	for (j = 0; j < np && plan[j].generate == 0; j++)
+		;
+	if (j < np &&
+	    (r = rf_incident_contain_publish_disable(c, id, rv, rep)) != 0)
+		goto out;
 	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, how, rep)) != 0)
 		goto out;
 	rf_test_point("incident-keys-recorded");
