@@ -20,6 +20,7 @@
 #include "audit/audit.h"
 #include "incident/incident.h"
 #include "incident/incident_int.h"
+#include "revoke/revoke.h"
 #include "store/store.h"
 #include "store/store_incident.h"
 
@@ -270,6 +271,7 @@ struct open_acc {
 	int64_t id;
 	size_t n;
 	size_t skipped; /* connections left to another open incident */
+	size_t retired; /* items waived at open: retired credentials */
 	int64_t other;	/* the first such incident */
 	int64_t since;
 	uint64_t signatures;
@@ -300,6 +302,31 @@ cand_cmp(const void *a, const void *b)
 	item_name(a, x);
 	item_name(b, y);
 	return strcmp(x, y);
+}
+
+/*
+ * A credential the operator retired before the incident: revoked because
+ * the connection ended or moved on (cessationOfOperation, superseded,
+ * affiliationChanged, privilegeWithdrawn) or is on hold. One revoked for
+ * a compromise (keyCompromise, caCompromise, no reason given) is still
+ * the connection's, revoked by a responder before the incident opened:
+ * contain replaces it.
+ */
+static int
+retired(const struct rf_cert_rec *cur)
+{
+	if (!cur->revoked)
+		return 0;
+	switch (cur->reason) {
+	case RF_CRL_REASON_AFFILIATION_CHANGED:
+	case RF_CRL_REASON_SUPERSEDED:
+	case RF_CRL_REASON_CESSATION_OF_OPERATION:
+	case RF_CRL_REASON_CERTIFICATE_HOLD:
+	case RF_CRL_REASON_PRIVILEGE_WITHDRAWN:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 /*
@@ -334,6 +361,16 @@ item_of(const struct open_acc *a, const struct rf_conn_rec *conn,
 		snprintf(it->prev_serial, sizeof(it->prev_serial), "%s",
 		    conn->previous);
 	snprintf(it->state, sizeof(it->state), "affected");
+	if (retired(cur)) {
+		/* Not in service: its key goes with the others, but it
+		 * gets no new credential (contain reissues only affected
+		 * items); the item says why. */
+		snprintf(it->state, sizeof(it->state), "waived");
+		snprintf(it->evidence, sizeof(it->evidence),
+		    "credential revoked before the incident (%s): not "
+		    "replaced",
+		    rf_crl_reason_name(cur->reason));
+	}
 	it->updated = rf_now();
 	return 0;
 }
@@ -437,6 +474,8 @@ open_item(
 	    (pkey[0] != '\0' && (r = keep_key(a, pkey)) != 0))
 		return r;
 	a->n++;
+	if (strcmp(it.state, "waived") == 0)
+		a->retired++;
 	return 0;
 }
 
@@ -565,7 +604,7 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 		 * (some may have been kept unanswered). */
 		noted = 2;
 		if ((r = rf_incident_note_items(c, 1, acc.cand.v, acc.cand.n,
-			 NULL, NULL, acc.moved)) != 0)
+			 "affected", NULL, acc.moved)) != 0)
 			goto out;
 		noted = 1;
 		/* Tests: keyd refuses them, the store does not say so yet. */
@@ -626,9 +665,12 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 	inc.signatures = acc.signatures;
 	if ((r = rf_store_incident_update(c->st, &inc)) != 0 ||
 	    (r = rf_incident_event(c, inc.id, "open",
-		 "scope %s: %zu connections, %llu signatures in the record%s; "
+		 "scope %s: %zu connections (%zu of them with a credential "
+		 "retired before the incident: waived, their keys taken out "
+		 "of service, not replaced), %llu signatures in the record%s; "
 		 "reason: %s",
-		 scope_text, acc.n, (unsigned long long)acc.signatures,
+		 scope_text, acc.n, acc.retired,
+		 (unsigned long long)acc.signatures,
 		 acc.skipped > 0 ? " (others left to an incident that has not "
 				   "contained them yet)"
 				 : "",
