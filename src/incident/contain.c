@@ -676,62 +676,104 @@ out:
 }
 
 /*
- * Connections left alone (av): every other one is contained. Their names
- * and their credentials from elsewhere go into the timeline (an
- * "elsewhere" event, as many as fit), and the way out into the error,
- * which does not ask for a plain rerun: it would leave them alone again.
- * Waived, a connection keeps the credential it has (the operator may revoke it,
- * and issue anew, once the connection is no longer affected); contain then
- * records the incident contained.
+ * The connections of av as "TENANT/NAME SERIAL", whole and in order,
+ * separated by ", ", as many as fit in buf (cap bytes, its NUL included,
+ * at least 32) with room for what follows them: ", and N more", or "N not
+ * named here" when not even the first fits. Names are up to 64
+ * characters: a line of 512 bytes holds two or three.
+ */
+static void
+aside_names(const struct aside_vec *av, char *buf, size_t cap)
+{
+	char more[48];
+	size_t i, len = 0, need;
+	int w;
+
+	buf[0] = '\0';
+	for (i = 0; i < av->n; i++) {
+		w = snprintf(NULL, 0, "%s%s/%s %s", i > 0 ? ", " : "",
+		    av->v[i].it.tenant, av->v[i].it.name, av->v[i].serial);
+		need = i + 1 < av->n ? (size_t)snprintf(more, sizeof(more),
+					   ", and %zu more", av->n - i - 1)
+				     : 0;
+		if (w < 0 || len + (size_t)w + need >= cap)
+			break;
+		snprintf(buf + len, cap - len, "%s%s/%s %s", i > 0 ? ", " : "",
+		    av->v[i].it.tenant, av->v[i].it.name, av->v[i].serial);
+		len += (size_t)w;
+	}
+	if (i < av->n)
+		snprintf(buf + len, cap - len,
+		    i > 0 ? ", and %zu more" : "%zu not named here", av->n - i);
+}
+
+/*
+ * head, av's names (as many as fit) and tail, in one line of out (512
+ * bytes, rf_err_set's and an event's): the tail, which holds the way
+ * out, whole; the names take what is left.
+ */
+static void
+aside_line(const struct aside_vec *av, const char *head, const char *tail,
+    char out[512])
+{
+	char names[512];
+	size_t room = 512 - strlen(head) - strlen(tail);
+
+	aside_names(av, names, room < sizeof(names) ? room : sizeof(names));
+	snprintf(out, 512, "%s%s%s", head, names, tail);
+}
+
+/*
+ * Connections left alone (av): every other one is contained. How many,
+ * and the first names that fit, go into the timeline (an "elsewhere"
+ * event), and the way out into the error, which does not ask for a plain
+ * rerun: it would leave them alone again. Waived, a connection keeps the
+ * credential it has (the operator may revoke it, and issue anew, once
+ * the connection is no longer affected); contain then records the
+ * incident contained. Each is one line of at most 511 bytes that names
+ * no connection in part: a tenant name is up to 64 characters and a
+ * connection's up to 63, so only the first few fit.
  */
 static int
 aside_fail(
     const struct rf_incident_ctx *c, int64_t id, const struct aside_vec *av)
 {
 	const struct rf_item_rec *it = &av->v[0].it;
-	char names[384] = "", *p = names; /* the event's detail: 512 */
-	size_t i, shown = 0;
-	int r, w;
+	char head[160], tail[400], line[512];
+	int r;
 
-	for (i = 0; i < av->n; i++, shown++) {
-		w = snprintf(p, sizeof(names) - (size_t)(p - names),
-		    "%s%s/%s (%s)", i > 0 ? ", " : "", av->v[i].it.tenant,
-		    av->v[i].it.name, av->v[i].serial);
-		if (w < 0 || (size_t)w >= sizeof(names) - (size_t)(p - names))
-			break;
-		p += w;
-	}
-	if ((r = rf_incident_event(c, id, "elsewhere",
-		 "%zu connections left affected: their credential was given "
-		 "them elsewhere after the incident opened, not by contain: "
-		 "%s%s",
-		 av->n, names, shown < av->n ? ", ..." : "")) != 0)
+	snprintf(head, sizeof(head),
+	    "%zu connections left affected: their credential was given them "
+	    "elsewhere after the incident opened, not by contain: ",
+	    av->n);
+	aside_line(av, head, "", line);
+	if ((r = rf_incident_event(c, id, "elsewhere", "%s", line)) != 0)
 		return r;
-	/* One line of at most 512 bytes (rf_err_set): two names at most. */
-	if (av->n == 1)
-		return rf_err_set(RF_ERR_STATE,
-		    "connection %s/%s has credential %s, issued elsewhere "
-		    "after "
-		    "incident %lld opened: contain replaces only what it "
-		    "revoked, so it left this connection alone and contained "
-		    "the rest; to keep %s: 'ringfence incident confirm %lld "
-		    "--tenant %s --connection %s --waive', then 'ringfence "
-		    "incident contain %lld' to finish",
-		    it->tenant, it->name, av->v[0].serial, (long long)id,
-		    av->v[0].serial, (long long)id, it->tenant, it->name,
+	if (av->n == 1) {
+		snprintf(head, sizeof(head), "connection ");
+		snprintf(tail, sizeof(tail),
+		    ": credential issued elsewhere after incident %lld "
+		    "opened; contain left it alone. Keep it: 'ringfence "
+		    "incident confirm %lld --tenant %s --connection %s "
+		    "--waive', then 'ringfence incident contain %lld'",
+		    (long long)id, (long long)id, it->tenant, it->name,
 		    (long long)id);
-	return rf_err_set(RF_ERR_STATE,
-	    "%zu connections have credentials issued elsewhere after incident "
-	    "%lld opened (%s/%s %s, %s/%s %s%s): contain replaces only what "
-	    "it revoked, so it left them alone and contained the rest; to "
-	    "keep them, waive each ('ringfence incident confirm %lld --tenant "
-	    "%s --connection %s --waive'; 'ringfence incident status' lists "
-	    "them, affected), then 'ringfence incident contain %lld' to "
-	    "finish",
-	    av->n, (long long)id, it->tenant, it->name, av->v[0].serial,
-	    av->v[1].it.tenant, av->v[1].it.name, av->v[1].serial,
-	    av->n > 2 ? ", ..." : "", (long long)id, it->tenant, it->name,
-	    (long long)id);
+	} else {
+		snprintf(head, sizeof(head),
+		    "%zu connections have credentials issued elsewhere after "
+		    "incident %lld opened (",
+		    av->n, (long long)id);
+		snprintf(tail, sizeof(tail),
+		    "); contain left them alone. Keep them: waive each, as "
+		    "'ringfence incident confirm %lld --tenant %s --connection "
+		    "%s --waive' ('ringfence incident status %lld' lists "
+		    "them), "
+		    "then 'ringfence incident contain %lld'",
+		    (long long)id, it->tenant, it->name, (long long)id,
+		    (long long)id);
+	}
+	aside_line(av, head, tail, line);
+	return rf_err_set(RF_ERR_STATE, "%s", line);
 }
 
 int
