@@ -95,7 +95,7 @@ ca_issue_check(
 		    "give either a CSR or a key "
 		    "algorithm to generate");
 	if (q->csr == NULL) {
-		if (q->keygen < RF_KEY_EC_P256 || q->keygen > RF_KEY_RSA_3072)
+		if (q->keygen < RF_KEY_EC_P256 || q->keygen >= RF_KEY_ALGS)
 			return rf_err_set(RF_ERR_ARG, "unknown key algorithm");
 		return 0;
 	}

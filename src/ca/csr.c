@@ -291,8 +291,8 @@ out:
 
 /*
  * The allow-list: EC P-256 / P-384 (named curves, uncompressed points),
- * RSA 2048 / 3072. *spki receives the canonical SubjectPublicKeyInfo, so
- * that one key has one encoding (and one key id) whatever the CSR used.
+ * RSA of 2048 to 4096 bits. *spki receives the canonical SubjectPublicKeyInfo,
+ * so that one key has one encoding (and one key id) whatever the CSR used.
  */
 static int
 csr_key_check(

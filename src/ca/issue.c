@@ -548,7 +548,7 @@ rsa:
 		if (it->genkey == NULL)
 			continue;
 		alg = rf_key_alg(it->genkey);
-		it->rsa = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072;
+		it->rsa = rf_key_alg_rsa(alg);
 		if ((r = ca_key_spki(it->genkey, &it->spki)) != 0 ||
 		    (r = ca_ski_ext(it->spki.p, it->spki.len, (uint8_t[20]){0},
 			 it->ski)) != 0 ||

@@ -310,8 +310,7 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 
 static const char issue_usage[] =
     "usage: ringfence issue --tenant T --profile client|server|assertion\n"
-    "           (--csr FILE | --keygen ec-p256|ec-p384|rsa-2048|rsa-3072 |\n"
-    "            --csr-dir DIR --out OUTDIR)\n"
+    "           (--csr FILE | --keygen ALG | --csr-dir DIR --out OUTDIR)\n"
     "           [--connection NAME] [--dns NAME] [--days N] [--out FILE]\n"
     "           [--json]\n"
     "Prints the PEM chain (certificate, issuing CA, root) on stdout, or\n"
@@ -331,7 +330,9 @@ static const char issue_usage[] =
     "of 256 (each one transaction), and writes each chain to\n"
     "OUTDIR/NAME.pem; a line (or JSON object) per certificate on stdout.\n"
     "A CSR whose key already holds an unrevoked certificate of the tenant\n"
-    "is skipped, so an interrupted run is finished by running it again.\n";
+    "is skipped, so an interrupted run is finished by running it again.\n"
+    "--keygen ALG makes the key in the token: ec-p256, ec-p384, rsa-2048,\n"
+    "rsa-3072 or rsa-4096.\n";
 
 /*
  * Where --out writes is opened and checked before anything is issued, so
@@ -1034,8 +1035,8 @@ cmd_issue(struct rf_cli *cli, int argc, char **argv)
 	if (keygen != NULL && rf_key_alg_parse(keygen, &req.keygen) != 0)
 		return cli_usage("issue",
 		    "unknown key algorithm \"%.40s\": "
-		    "use ec-p256, ec-p384, rsa-2048 or "
-		    "rsa-3072",
+		    "use ec-p256, ec-p384, rsa-2048, "
+		    "rsa-3072 or rsa-4096",
 		    keygen);
 	if (days != NULL) {
 		d = strtol(days, &end, 10);

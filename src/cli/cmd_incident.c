@@ -103,7 +103,7 @@ static void
 pool_note(struct rf_cli *cli, int64_t id, json_t *notes)
 {
 	struct rf_incident_ctx c;
-	struct rf_pool_plan plan[4];
+	struct rf_pool_plan plan[RF_POOL_ALGS];
 	char note[256];
 	size_t i, n;
 

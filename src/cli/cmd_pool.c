@@ -31,12 +31,13 @@ static const char pool_help[] =
     "fill    make keys until each pool is at its target, at the lowest\n"
     "        priority (SCHED_IDLE, nice 19); Ctrl-C stops after the batch\n"
     "        in progress, keeping what was made\n"
-    "  --alg ALG   only this pool (ec-p256, ec-p384, rsa-2048, rsa-3072)\n"
+    "  --alg ALG   only this pool (ec-p256, ec-p384, rsa-2048, rsa-3072,\n"
+    "              rsa-4096)\n"
     "  --count N   make N keys (with --alg), whatever the target\n"
     "  --json      one JSON object per algorithm, one per line\n";
 
-static const enum rf_key_alg algs[] = {
-    RF_KEY_EC_P256, RF_KEY_EC_P384, RF_KEY_RSA_2048, RF_KEY_RSA_3072};
+static const enum rf_key_alg algs[] = {RF_KEY_EC_P256, RF_KEY_EC_P384,
+    RF_KEY_RSA_2048, RF_KEY_RSA_3072, RF_KEY_RSA_4096};
 #define NALGS (sizeof(algs) / sizeof(algs[0]))
 
 static volatile sig_atomic_t stop_fill;
@@ -172,8 +173,8 @@ pool_fill(struct rf_cli *cli, int argc, char **argv)
 		case 'a':
 			if (rf_key_alg_parse(optarg, &alg) != 0)
 				return cli_usage("keys pool",
-				    "--alg must be ec-p256, ec-p384, rsa-2048 "
-				    "or rsa-3072, not '%s'",
+				    "--alg must be ec-p256, ec-p384, rsa-2048, "
+				    "rsa-3072 or rsa-4096, not '%s'",
 				    optarg);
 			break;
 		case 'c':

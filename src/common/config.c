@@ -23,7 +23,7 @@ struct setting {
 };
 
 /* Entra ID: RSA keys of 2048 bits or more, PS256 or RS256 assertions. */
-#define ENTRA_KEY_ALGS "rsa-2048\0rsa-3072\0"
+#define ENTRA_KEY_ALGS "rsa-2048\0rsa-3072\0rsa-4096\0"
 #define ENTRA_JWT_ALGS "PS256\0RS256\0"
 /* A connector's proof of possession (docs/connectors.md). */
 #define CONNECTOR_PROOFS "optional\0required\0"
@@ -101,6 +101,7 @@ static const struct setting settings[] = {
     I("pool_ec_p384", pool_ec_p384, -1, 10000000),
     I("pool_rsa_2048", pool_rsa_2048, -1, 10000000),
     I("pool_rsa_3072", pool_rsa_3072, -1, 10000000),
+    I("pool_rsa_4096", pool_rsa_4096, -1, 10000000),
     I("pool_margin", pool_margin, 0, 1000),
     I("pool_refill", pool_refill, 0, 1),
     I("sign_threads", sign_threads, 1, 64),
@@ -345,7 +346,7 @@ rf_config_load(struct rf_config *cfg)
 	snprintf(cfg->server_user, sizeof(cfg->server_user), "ringfence");
 	cfg->keyd_tls_rate = 200;
 	cfg->pool_ec_p256 = cfg->pool_ec_p384 = -1;
-	cfg->pool_rsa_2048 = cfg->pool_rsa_3072 = -1;
+	cfg->pool_rsa_2048 = cfg->pool_rsa_3072 = cfg->pool_rsa_4096 = -1;
 	cfg->pool_margin = 10;
 	cfg->pool_refill = 1;
 	cfg->sign_threads = 16;

@@ -46,7 +46,7 @@ struct rf_config {
 	int sth_leaves;	      /* leaves between signed tree heads */
 	/* Connectors and client assertions (docs/connectors.md). */
 	int connector_days;	  /* validity of connector certificates */
-	char entra_key_alg[16];	  /* rsa-2048 or rsa-3072 */
+	char entra_key_alg[16];	  /* rsa-2048, rsa-3072 or rsa-4096 */
 	char entra_jwt_alg[8];	  /* PS256 or RS256 */
 	int assertion_lifetime;	  /* s from nbf to exp, at most 600 */
 	int conn_rate;		  /* assertions per hour per connection */
@@ -79,7 +79,8 @@ struct rf_config {
 	/* standby key pool (src/pool): target free keys per algorithm, -1
 	 * for the default (connections of that algorithm plus pool_margin
 	 * percent) */
-	int pool_ec_p256, pool_ec_p384, pool_rsa_2048, pool_rsa_3072;
+	int pool_ec_p256, pool_ec_p384, pool_rsa_2048, pool_rsa_3072,
+	    pool_rsa_4096;
 	int pool_margin; /* percent over the connections, default 10 */
 	int pool_refill; /* 1: keyd refills the pool when idle; 0: only
 			    `keys pool fill` */

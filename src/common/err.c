@@ -67,7 +67,7 @@ rf_err_str(int r)
 		return "CSR signature does not verify";
 	case RF_ERR_KEY_DISALLOWED:
 		return "key type not allowed: use EC P-256/P-384 or RSA "
-		       "2048/3072";
+		       "2048/3072/4096";
 	case RF_ERR_CSR_REQUEST:
 		return "CSR requests something the profile does not allow";
 	case RF_ERR_KEY_REUSED:

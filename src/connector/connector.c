@@ -86,7 +86,7 @@ cred_key_rsa(struct rf_store *st, const char *serial, int *rsa, char what[32])
 		return r;
 	if (rf_store_key_get(st, c.key_id, &kr) == 0 &&
 	    rf_key_alg_parse(kr.alg, &alg) == 0) {
-		*rsa = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072;
+		*rsa = rf_key_alg_rsa(alg);
 		snprintf(what, 32, "%s", kr.alg);
 		r = 0;
 		goto out;
@@ -173,10 +173,10 @@ rf_connector_entra_register(const struct rf_config *cfg, struct rf_store *st,
 	    (r = rf_connector_guid(client_id, "client id", e.client_id)) != 0)
 		return r;
 	if (rf_key_alg_parse(cfg->entra_key_alg, &alg) != 0 ||
-	    (alg != RF_KEY_RSA_2048 && alg != RF_KEY_RSA_3072))
+	    !rf_key_alg_rsa(alg))
 		return rf_err_set(RF_ERR_CONFIG,
 		    "entra_key_alg '%s': Entra ID accepts only RSA keys; use "
-		    "rsa-2048 or rsa-3072",
+		    "rsa-2048, rsa-3072 or rsa-4096",
 		    cfg->entra_key_alg);
 	if (rf_jwt_scheme(cfg->entra_jwt_alg, &sch) != 0)
 		return rf_err_set(RF_ERR_CONFIG,

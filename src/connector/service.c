@@ -516,7 +516,7 @@ key_unfit(struct rf_connector_svc *svc, struct rf_assert_pending *p,
 {
 	enum rf_key_alg alg = rf_key_alg(p->key);
 
-	if (alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072)
+	if (rf_key_alg_rsa(alg))
 		return 0;
 	tokens_back(svc, p, 0);
 	p->v.why = RF_REFUSE_NO_CRED;

@@ -117,7 +117,7 @@ struct rf_contain_report {
 /*
  * What contain of incident id will take from the standby pool and what it
  * must generate, per algorithm of the new keys (each old credential's,
- * pool.h): plan[0..*np), room for 4. Connections that have their key
+ * pool.h): plan[0..*np), room for RF_POOL_ALGS. Connections that have their key
  * already count for none.
  */
 struct rf_pool_plan;

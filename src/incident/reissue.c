@@ -379,10 +379,8 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 		rf_progress_phase(
 		    c->progress, "generate keys the pool lacks", m);
 	for (i = 0; i < m; i += b) {
-		size_t cap = rest[i].alg == RF_KEY_RSA_2048 ||
-			rest[i].alg == RF_KEY_RSA_3072
-		    ? CONTAIN_GEN_PART_RSA
-		    : CONTAIN_BATCH;
+		size_t cap = rf_key_alg_rsa(rest[i].alg) ? CONTAIN_GEN_PART_RSA
+							 : CONTAIN_BATCH;
 
 		b = m - i < cap ? m - i : cap;
 		if ((r = rf_keys_generate_many(
@@ -635,13 +633,13 @@ made_add(void *arg, const struct rf_key_rec *k)
 static int
 pool_plan(const struct rf_incident_ctx *c, int64_t id,
     const struct item_vec *iv, const struct shape *shapes,
-    struct rf_pool_plan plan[4], size_t *np)
+    struct rf_pool_plan plan[RF_POOL_ALGS], size_t *np)
 {
 	struct taken_vec left = {0};
 	struct taken want, *tk;
 	struct rf_key_rec kr;
 	char ref[32];
-	int64_t need[RF_KEY_RSA_3072 + 1] = {0};
+	int64_t need[RF_KEY_ALGS] = {0};
 	size_t i;
 	int a, r;
 
@@ -675,11 +673,10 @@ pool_plan(const struct rf_incident_ctx *c, int64_t id,
 			 taken_cmp)) != NULL &&
 		    tk->alg == shapes[i].alg)
 			continue;
-		if (shapes[i].alg > RF_KEY_NONE &&
-		    shapes[i].alg <= RF_KEY_RSA_3072)
+		if (shapes[i].alg > RF_KEY_NONE && shapes[i].alg < RF_KEY_ALGS)
 			need[shapes[i].alg]++;
 	}
-	for (a = RF_KEY_EC_P256; a <= RF_KEY_RSA_3072 && r == 0; a++)
+	for (a = RF_KEY_EC_P256; a < RF_KEY_ALGS && r == 0; a++)
 		if (need[a] > 0 &&
 		    (r = rf_pool_plan_for(c->cfg, c->st, (enum rf_key_alg)a,
 			 need[a], &plan[*np])) == 0)
@@ -1009,7 +1006,7 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	struct shape *shapes = NULL;
 	struct issue_hook hook;
 	struct issue_done done;
-	struct rf_pool_plan plan[4];
+	struct rf_pool_plan plan[RF_POOL_ALGS];
 	uint8_t *committed = NULL, *aside = NULL, *how = NULL;
 	size_t *idx = NULL;
 	char note[256];

@@ -31,6 +31,7 @@ static const struct {
     {RF_KEY_EC_P384, "ec-p384"},
     {RF_KEY_RSA_2048, "rsa-2048"},
     {RF_KEY_RSA_3072, "rsa-3072"},
+    {RF_KEY_RSA_4096, "rsa-4096"},
 };
 
 int
@@ -49,7 +50,7 @@ rf_key_alg_parse(const char *name, enum rf_key_alg *alg)
 	}
 	return rf_err_set(RF_ERR_ARG,
 	    "unknown key algorithm '%s': use ec-p256, ec-p384, "
-	    "rsa-2048 or rsa-3072",
+	    "rsa-2048, rsa-3072 or rsa-4096",
 	    name == NULL ? "" : name);
 }
 
@@ -64,14 +65,25 @@ rf_key_alg_name(enum rf_key_alg alg)
 	return "none";
 }
 
+int
+rf_key_alg_rsa(enum rf_key_alg alg)
+{
+	return alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072 ||
+	    alg == RF_KEY_RSA_4096;
+}
+
 enum rf_key_alg
 rf_key_alg_of_pub(const EVP_PKEY *pub)
 {
 	char curve[64];
+	int bits;
 
-	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA)
-		return EVP_PKEY_get_bits(pub) > 2048 ? RF_KEY_RSA_3072
-						     : RF_KEY_RSA_2048;
+	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_RSA) {
+		bits = EVP_PKEY_get_bits(pub);
+		return bits > 3072 ? RF_KEY_RSA_4096
+		    : bits > 2048  ? RF_KEY_RSA_3072
+				   : RF_KEY_RSA_2048;
+	}
 	if (EVP_PKEY_get_base_id(pub) == EVP_PKEY_EC &&
 	    EVP_PKEY_get_group_name(pub, curve, sizeof(curve), NULL) == 1 &&
 	    strcmp(curve, SN_secp384r1) == 0)
@@ -342,9 +354,9 @@ rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen, int full,
 		goto out;
 	}
 	bits = BN_num_bits(bn);
-	if (bits != 2048 && bits != 3072) {
+	if (bits != 2048 && bits != 3072 && bits != 4096) {
 		r = rf_err_set(RF_ERR_KEY_DISALLOWED,
-		    "RSA key of %d bits: only 2048 and 3072 are "
+		    "RSA key of %d bits: only 2048, 3072 and 4096 are "
 		    "used",
 		    bits);
 		goto out;
@@ -361,7 +373,9 @@ rsa_pub(const uint8_t *n, size_t nlen, const uint8_t *e, size_t elen, int full,
 		rf_err_set(r, "token returned an RSA key OpenSSL rejects");
 	if (r != 0 || (full && (r = pub_check(pkey)) != 0))
 		goto out;
-	*alg = bits == 2048 ? RF_KEY_RSA_2048 : RF_KEY_RSA_3072;
+	*alg = bits == 2048 ? RF_KEY_RSA_2048
+	    : bits == 3072  ? RF_KEY_RSA_3072
+			    : RF_KEY_RSA_4096;
 	*out = pkey; /* owned by the caller */
 	pkey = NULL;
 out:
@@ -537,7 +551,7 @@ static int
 verifier_ctx(struct rf_verifier *v, int pss, EVP_PKEY_CTX **out)
 {
 	EVP_PKEY_CTX *c;
-	int rsa = v->alg == RF_KEY_RSA_2048 || v->alg == RF_KEY_RSA_3072;
+	int rsa = rf_key_alg_rsa(v->alg);
 
 	if ((*out = v->ctx[pss]) != NULL)
 		return 0;
@@ -641,6 +655,7 @@ rf_key_sigalg(
 		break;
 	case RF_KEY_RSA_2048:
 	case RF_KEY_RSA_3072:
+	case RF_KEY_RSA_4096:
 		if (scheme == RF_SIG_RSA_PSS) {
 			if ((r = pss_algor(a)) != 0)
 				goto out;

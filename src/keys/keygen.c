@@ -37,7 +37,9 @@ gen_op(struct rf_keys *keys, CK_SESSION_HANDLE s, void *varg)
 	struct gen_arg *g = varg;
 	CK_FUNCTION_LIST_PTR f = keys->f;
 	CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
-	CK_ULONG bits = g->alg == RF_KEY_RSA_3072 ? 3072 : 2048;
+	CK_ULONG bits = g->alg == RF_KEY_RSA_4096 ? 4096
+	    : g->alg == RF_KEY_RSA_3072		  ? 3072
+						  : 2048;
 	uint8_t e[3] = {0x01, 0x00, 0x01}; /* 65537 */
 	const uint8_t *tid = g->tid;
 	CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
@@ -232,8 +234,7 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 	for (i = 0; i < n; i++) {
 		if (reqs[i].alg != RF_KEY_EC_P256 &&
 		    reqs[i].alg != RF_KEY_EC_P384 &&
-		    reqs[i].alg != RF_KEY_RSA_2048 &&
-		    reqs[i].alg != RF_KEY_RSA_3072)
+		    !rf_key_alg_rsa(reqs[i].alg))
 			return rf_err_set(RF_ERR_ARG,
 			    "unknown key algorithm %d", reqs[i].alg);
 		if (reqs[i].label == NULL || reqs[i].label[0] == '\0' ||

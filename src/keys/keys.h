@@ -41,17 +41,23 @@ enum rf_key_alg {
 	RF_KEY_EC_P384,
 	RF_KEY_RSA_2048,
 	RF_KEY_RSA_3072,
+	RF_KEY_RSA_4096,
 };
+/* Entries of an array indexed by algorithm (RF_KEY_NONE's included). */
+#define RF_KEY_ALGS (RF_KEY_RSA_4096 + 1)
 
-/* "ec-p256", "ec-p384", "rsa-2048", "rsa-3072". */
+/* "ec-p256", "ec-p384", "rsa-2048", "rsa-3072", "rsa-4096". */
 int rf_key_alg_parse(const char *name, enum rf_key_alg *alg) RF_WUR;
 const char *rf_key_alg_name(enum rf_key_alg alg);
+/* 1 for an RSA algorithm (of any size), else 0. */
+int rf_key_alg_rsa(enum rf_key_alg alg);
 /*
  * The algorithm of ours nearest a public key's, for a key made to replace
- * it (a connector's own key from a CSR): RSA of more than 2048 bits is
- * rsa-3072, other RSA rsa-2048; EC on secp384r1 is ec-p384, any other key
- * ec-p256. rf_key_alg_of_cert reads the key of a certificate (DER):
- * RF_ERR_MALFORMED when it does not parse.
+ * it (a connector's own key from a CSR, which may be RSA of 2048 to 4096
+ * bits): RSA keeps its size, rounded up to ours (more than 3072 bits is
+ * rsa-4096, more than 2048 rsa-3072, other RSA rsa-2048); EC on secp384r1
+ * is ec-p384, any other key ec-p256. rf_key_alg_of_cert reads the key of a
+ * certificate (DER): RF_ERR_MALFORMED when it does not parse.
  */
 enum rf_key_alg rf_key_alg_of_pub(const EVP_PKEY *pub);
 int rf_key_alg_of_cert(

@@ -609,7 +609,7 @@ sign_prepare(struct rf_keys *keys, struct rf_key *key,
 		if (reqs[i].msg == NULL && reqs[i].msglen != 0)
 			return rf_err_set(RF_ERR_ARG, "no message to sign");
 		if (reqs[i].scheme == RF_SIG_RSA_PSS &&
-		    key->alg != RF_KEY_RSA_2048 && key->alg != RF_KEY_RSA_3072)
+		    !rf_key_alg_rsa(key->alg))
 			return rf_err_set(RF_ERR_ARG,
 			    "RSA-PSS asked of %s key %s",
 			    rf_key_alg_name(key->alg), key->id);
@@ -1085,8 +1085,7 @@ rf_keys_measure_rate_msg(struct rf_keys *keys, struct rf_key *key, size_t n,
 	int r;
 
 	*per_sec = 0;
-	if (keys->kc != NULL ||
-	    (key->alg != RF_KEY_RSA_2048 && key->alg != RF_KEY_RSA_3072))
+	if (keys->kc != NULL || !rf_key_alg_rsa(key->alg))
 		return rf_err_set(RF_ERR_ARG,
 		    "a message's signing rate is measured with an RSA key "
 		    "in the token's own process");

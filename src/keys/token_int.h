@@ -29,7 +29,7 @@
 #define PIPE_FIRST 32	/* a large batch's first chunk of leaves */
 #define PIPE_MAX 256	/* and its largest (sign_pipelined) */
 #define SIGN_BLOCK 8	/* items a signing thread takes at a time */
-#define RAW_SIG_MAX 512 /* RSA-4096 at most; we make 3072 */
+#define RAW_SIG_MAX 512 /* RSA-4096 at most */
 #define ATTR_MAX 1024	/* largest public attribute read back */
 #define PIN_MAX 256
 #define MSG_MAX 256

@@ -22,8 +22,8 @@
 #define FILL_BATCH_EC 256
 #define FILL_BATCH_RSA 4
 
-static const enum rf_key_alg pool_algs[] = {
-    RF_KEY_EC_P256, RF_KEY_EC_P384, RF_KEY_RSA_2048, RF_KEY_RSA_3072};
+static const enum rf_key_alg pool_algs[] = {RF_KEY_EC_P256, RF_KEY_EC_P384,
+    RF_KEY_RSA_2048, RF_KEY_RSA_3072, RF_KEY_RSA_4096};
 #define NALGS (sizeof(pool_algs) / sizeof(pool_algs[0]))
 
 static int
@@ -38,6 +38,8 @@ setting_for(const struct rf_config *cfg, enum rf_key_alg alg)
 		return cfg->pool_rsa_2048;
 	case RF_KEY_RSA_3072:
 		return cfg->pool_rsa_3072;
+	case RF_KEY_RSA_4096:
+		return cfg->pool_rsa_4096;
 	default:
 		return 0;
 	}
@@ -46,13 +48,11 @@ setting_for(const struct rf_config *cfg, enum rf_key_alg alg)
 enum rf_key_alg
 rf_pool_conn_alg(enum rf_key_alg have, enum rf_key_alg required)
 {
-	int rsa = have == RF_KEY_RSA_2048 || have == RF_KEY_RSA_3072;
-
 	if (required == RF_KEY_NONE || have == required)
 		return have;
 	/* Entra ID takes any RSA key of 2048 bits or more: an RSA key keeps
 	 * its size. */
-	if (rsa && (required == RF_KEY_RSA_2048 || required == RF_KEY_RSA_3072))
+	if (rf_key_alg_rsa(have) && rf_key_alg_rsa(required))
 		return have;
 	return required;
 }
@@ -92,15 +92,15 @@ conn_count_add(void *arg, const char *alg, const uint8_t *der, size_t derlen,
 		return 0;
 	}
 	if ((next = rf_pool_conn_alg(have, need)) > RF_KEY_NONE &&
-	    next <= RF_KEY_RSA_3072)
+	    next < RF_KEY_ALGS)
 		count[next] += n;
 	return 0;
 }
 
 static int
-conn_counts(struct rf_store *st, int64_t count[RF_KEY_RSA_3072 + 1])
+conn_counts(struct rf_store *st, int64_t count[RF_KEY_ALGS])
 {
-	memset(count, 0, (RF_KEY_RSA_3072 + 1) * sizeof(*count));
+	memset(count, 0, RF_KEY_ALGS * sizeof(*count));
 	return rf_store_pool_conn_keys(st, conn_count_add, count);
 }
 
@@ -151,11 +151,11 @@ int
 rf_pool_status(const struct rf_config *cfg, struct rf_store *st,
     enum rf_key_alg alg, struct rf_pool_status *out)
 {
-	int64_t conns[RF_KEY_RSA_3072 + 1];
+	int64_t conns[RF_KEY_ALGS];
 	int r;
 
 	memset(out, 0, sizeof(*out));
-	if (alg <= RF_KEY_NONE || alg > RF_KEY_RSA_3072)
+	if (alg <= RF_KEY_NONE || alg >= RF_KEY_ALGS)
 		return rf_err_set(
 		    RF_ERR_ARG, "no pool of key algorithm %d", (int)alg);
 	if ((r = conn_counts(st, conns)) != 0)
@@ -251,11 +251,9 @@ rf_pool_refill_progress(struct rf_keys *keys, struct rf_store *st,
 	int r = 0, started = 0;
 
 	memset(rep, 0, sizeof(*rep));
-	if (alg < RF_KEY_EC_P256 || alg > RF_KEY_RSA_3072)
+	if (alg < RF_KEY_EC_P256 || alg >= RF_KEY_ALGS)
 		return rf_err_set(RF_ERR_ARG, "unknown pool key algorithm");
-	batch = alg == RF_KEY_RSA_2048 || alg == RF_KEY_RSA_3072
-	    ? FILL_BATCH_RSA
-	    : FILL_BATCH_EC;
+	batch = rf_key_alg_rsa(alg) ? FILL_BATCH_RSA : FILL_BATCH_EC;
 	t0 = rf_mono_s();
 	for (;;) {
 		if ((r = rf_store_pool_count(st, rf_key_alg_name(alg), &c)) !=
@@ -705,7 +703,7 @@ static int
 bg_count(struct rf_pool_bg *bg, struct rf_store *st)
 {
 	struct rf_pool_status ps;
-	int64_t conns[RF_KEY_RSA_3072 + 1];
+	int64_t conns[RF_KEY_ALGS];
 	size_t a;
 	int r;
 
@@ -756,9 +754,7 @@ rf_pool_bg_step(
 		if (a == NALGS)
 			return 0;
 	}
-	b = pool_algs[a] == RF_KEY_RSA_2048 || pool_algs[a] == RF_KEY_RSA_3072
-	    ? BG_STEP_RSA
-	    : BG_STEP_EC;
+	b = rf_key_alg_rsa(pool_algs[a]) ? BG_STEP_RSA : BG_STEP_EC;
 	if ((int64_t)b > bg->need[a])
 		b = (size_t)bg->need[a];
 	if ((r = fill_batch(keys, st, pool_algs[a], b, &who)) != 0)
@@ -804,8 +800,10 @@ typical_rate(enum rf_key_alg alg)
 		return 150;
 	case RF_KEY_RSA_2048:
 		return 5;
-	default:
+	case RF_KEY_RSA_3072:
 		return 1;
+	default:
+		return 0.2; /* RSA-4096: a few seconds a key */
 	}
 }
 

@@ -108,6 +108,9 @@ int rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
     const struct rf_pool_want *want, size_t n, const struct rf_actor *who,
     struct rf_key **out, size_t *taken) RF_WUR;
 
+/* Pools: one per key algorithm (ec-p256 to rsa-4096). */
+#define RF_POOL_ALGS (RF_KEY_ALGS - 1)
+
 /*
  * What the pool gives for need keys of alg (rf_incident_pool_plan counts
  * them per algorithm for an incident). Keys the pool lacks are generated;

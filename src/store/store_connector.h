@@ -53,7 +53,7 @@ struct rf_entra_rec {
 	char conn[64];
 	char tenant_id[40]; /* the customer's directory (tenant) id, GUID */
 	char client_id[40]; /* the application (client) id, GUID */
-	char key_alg[16];   /* "rsa-2048", "rsa-3072" */
+	char key_alg[16];   /* "rsa-2048", "rsa-3072", "rsa-4096" */
 	char jwt_alg[8];    /* "PS256", "RS256" */
 	int64_t created;
 };

@@ -24,7 +24,7 @@ if rf connector entra acme/m365 --tenant-id not-a-guid --client-id "$CID" 2>err;
 fi
 [ "$(wc -l <err)" -eq 1 ] && grep -q "not a GUID" err || fail "bad GUID message: $(cat err)"
 # Settings Entra cannot use are refused when read, by any command.
-for kv in ENTRA_KEY_ALG=ec-p256 ENTRA_KEY_ALG=rsa-4096 ENTRA_JWT_ALG=ES256; do
+for kv in ENTRA_KEY_ALG=ec-p256 ENTRA_KEY_ALG=rsa-1024 ENTRA_JWT_ALG=ES256; do
 	if env "RINGFENCE_$kv" "$RINGFENCE" tenant list >/dev/null 2>err; then
 		fail "setting $kv was accepted"
 	fi

@@ -94,7 +94,7 @@ grep -q "^background refill is off (setting pool_refill = 0): 'ringfence keys po
 RINGFENCE_POOL_REFILL=0 rf keys pool status --json | python3 -c "
 import json, sys
 st = [json.loads(l) for l in sys.stdin]
-assert len(st) == 4 and all(o['background_refill'] is False for o in st), st" ||
+assert len(st) == 5 and all(o['background_refill'] is False for o in st), st" ||
 	fail "status --json with refill off does not say so"
 
 # Stage 1: the pool half full, for EC and for RSA.

@@ -1121,6 +1121,10 @@ test_helpers(void **state)
 	assert_int_equal(rf_key_alg_parse("ec-p384", &alg), 0);
 	assert_int_equal(alg, RF_KEY_EC_P384);
 	assert_string_equal(rf_key_alg_name(RF_KEY_RSA_3072), "rsa-3072");
+	assert_int_equal(rf_key_alg_parse("rsa-4096", &alg), 0);
+	assert_int_equal(alg, RF_KEY_RSA_4096);
+	assert_int_equal(rf_key_alg_rsa(RF_KEY_RSA_4096), 1);
+	assert_int_equal(rf_key_alg_rsa(RF_KEY_EC_P384), 0);
 	assert_int_equal(rf_key_alg_parse("ec-p521", &alg), RF_ERR_ARG);
 	/* r and s with leading zero bytes and a high bit: minimal DER. */
 	memset(raw, 0, sizeof(raw));

@@ -369,6 +369,8 @@ test_conn_alg(void **state)
 	    /* Entra ID takes any RSA key of 2048 bits or more. */
 	    {RF_KEY_RSA_3072, RF_KEY_RSA_2048, RF_KEY_RSA_3072},
 	    {RF_KEY_RSA_2048, RF_KEY_RSA_3072, RF_KEY_RSA_2048},
+	    {RF_KEY_RSA_4096, RF_KEY_RSA_2048, RF_KEY_RSA_4096},
+	    {RF_KEY_RSA_4096, RF_KEY_NONE, RF_KEY_RSA_4096},
 	};
 	size_t i;
 
