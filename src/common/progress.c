@@ -21,6 +21,11 @@ struct rf_progress {
 	int line_open; /* a terminal line waits for its newline */
 	int failed;    /* rf_progress_fail: the last line says so */
 	int unshown;   /* a count not printed yet (throttled) */
+	/* The caller's estimate of the phase's seconds left (eta_given),
+	 * made at eta_ms. */
+	int eta_given;
+	double eta_s;
+	int64_t eta_ms;
 };
 
 int64_t
@@ -93,6 +98,10 @@ state_of(const struct rf_progress *p, int64_t now, int finished,
 	s->eta_s = -1;
 	if (p->total > 0 && p->done >= p->total)
 		s->eta_s = 0;
+	else if (p->eta_given)
+		s->eta_s = p->eta_s - (double)(now - p->eta_ms) / 1000.0 > 0
+		    ? p->eta_s - (double)(now - p->eta_ms) / 1000.0
+		    : 0;
 	else if (p->total > 0 && s->rate > 0)
 		s->eta_s = (double)(p->total - p->done) / s->rate;
 	s->finished = finished;
@@ -145,8 +154,24 @@ emit(struct rf_progress *p, int force, int finished)
 	fflush(stderr);
 }
 
+/* The caller's estimate of what is left (eta_s < 0: none, the rate's). */
+static void
+eta_set(struct rf_progress *p, double eta_s)
+{
+	p->eta_given = eta_s >= 0;
+	p->eta_s = eta_s;
+	p->eta_ms = rf_progress_now_ms();
+}
+
 void
 rf_progress_phase(struct rf_progress *p, const char *phase, uint64_t total)
+{
+	rf_progress_phase_eta(p, phase, total, -1);
+}
+
+void
+rf_progress_phase_eta(
+    struct rf_progress *p, const char *phase, uint64_t total, double eta_s)
 {
 	if (p == NULL)
 		return;
@@ -158,6 +183,7 @@ rf_progress_phase(struct rf_progress *p, const char *phase, uint64_t total)
 	p->done = 0;
 	p->total = total;
 	p->phase_ms = rf_progress_now_ms();
+	eta_set(p, eta_s);
 	emit(p, 1, 0);
 }
 
@@ -168,6 +194,15 @@ rf_progress_add(struct rf_progress *p, uint64_t n)
 		return;
 	p->done += n;
 	emit(p, 0, 0);
+}
+
+void
+rf_progress_add_eta(struct rf_progress *p, uint64_t n, double eta_s)
+{
+	if (p == NULL)
+		return;
+	eta_set(p, eta_s);
+	rf_progress_add(p, n);
 }
 
 /* The last line: finished, or failed (not finished: a rerun resumes). */

@@ -48,6 +48,15 @@ void rf_progress_phase(
     struct rf_progress *p, const char *phase, uint64_t total);
 /* n more steps done; printed and persisted when due. NULL p: nothing. */
 void rf_progress_add(struct rf_progress *p, uint64_t n);
+/*
+ * The same for a phase whose steps differ in cost (RSA and EC keys made in
+ * one phase), with the caller's estimate of the seconds it has left,
+ * eta_s: shown instead of the steps left at the phase's rate, counting
+ * down, until the next estimate or phase.
+ */
+void rf_progress_phase_eta(
+    struct rf_progress *p, const char *phase, uint64_t total, double eta_s);
+void rf_progress_add_eta(struct rf_progress *p, uint64_t n, double eta_s);
 /* The command ends: a last line (and a newline on a terminal). */
 void rf_progress_finish(struct rf_progress *p);
 /* The command failed or was refused: the last line is not "finished"

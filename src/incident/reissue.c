@@ -331,6 +331,60 @@ credential_shapes(const struct rf_incident_ctx *c, const struct item_vec *iv,
 }
 
 /*
+ * How long the keys left to make take, summed over their algorithms: an
+ * RSA key costs SoftHSM a few hundred times an EC key's time, so one rate
+ * for a mix of them says nothing. Per algorithm, the seconds a key took
+ * so far in this run, or, before one is made, the pool's estimate
+ * (rf_pool_gen_rate: the last refill's rate, or a typical one).
+ */
+struct gen_eta {
+	size_t left[RF_KEY_ALGS], made[RF_KEY_ALGS];
+	double spent[RF_KEY_ALGS], per_key[RF_KEY_ALGS];
+};
+
+static int
+gen_eta_init(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
+    size_t m, struct gen_eta *e)
+{
+	double rate;
+	size_t i;
+	int a, measured, r;
+
+	memset(e, 0, sizeof(*e));
+	for (i = 0; i < m; i++)
+		if (kg[i].alg > RF_KEY_NONE && kg[i].alg < RF_KEY_ALGS)
+			e->left[kg[i].alg]++;
+	for (a = RF_KEY_EC_P256; a < RF_KEY_ALGS; a++) {
+		if (e->left[a] == 0)
+			continue;
+		if ((r = rf_pool_gen_rate(
+			 c->st, (enum rf_key_alg)a, &rate, &measured)) != 0)
+			return r;
+		e->per_key[a] = 1 / rate;
+	}
+	return 0;
+}
+
+/* b keys of alg made in s seconds; the seconds left. */
+static double
+gen_eta_made(struct gen_eta *e, enum rf_key_alg alg, size_t b, double s)
+{
+	double left = 0;
+	int a;
+
+	if (alg > RF_KEY_NONE && alg < RF_KEY_ALGS) {
+		e->left[alg] -= b < e->left[alg] ? b : e->left[alg];
+		e->made[alg] += b;
+		e->spent[alg] += s;
+	}
+	for (a = RF_KEY_EC_P256; a < RF_KEY_ALGS; a++)
+		left += (double)e->left[a] *
+		    (e->made[a] > 0 ? e->spent[a] / (double)e->made[a]
+				    : e->per_key[a]);
+	return left;
+}
+
+/*
  * THE place where contain gets new connection keys: n key pairs made in
  * the token (the standby pool, when there is one, replaces this call).
  * All or nothing; out[] receives them.
@@ -343,9 +397,11 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 	struct rf_pool_want *want = NULL;
 	struct rf_keygen *rest = NULL;
 	struct rf_key **made = NULL;
+	struct gen_eta eta;
 	size_t *at = NULL, i, b, m = 0, taken = 0;
 	char(*ref)[32] = NULL;
-	int r = RF_ERR_ALLOC;
+	double t;
+	int a, r = RF_ERR_ALLOC;
 
 	if ((want = calloc(n, sizeof(*want))) == NULL ||
 	    (rest = calloc(n, sizeof(*rest))) == NULL ||
@@ -364,9 +420,16 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 	if ((r = rf_pool_take(
 		 c->keys, c->audit, want, n, c->who, out, &taken)) != 0)
 		goto out;
-	for (i = 0; i < n; i++) {
+	/* What the pool lacked, by algorithm (EC first), so that a part
+	 * holds keys of one. */
+	for (i = 0; i < n; i++)
 		pooled[i] = out[i] != NULL;
-		if (out[i] == NULL) {
+	for (a = RF_KEY_NONE; a <= RF_KEY_ALGS; a++) {
+		for (i = 0; i < n; i++) {
+			if (out[i] != NULL ||
+			    (kg[i].alg < RF_KEY_ALGS ? (int)kg[i].alg
+						     : RF_KEY_ALGS) != a)
+				continue;
 			rest[m] = kg[i];
 			/* On its record with it: a rerun after a kill finds
 			 * it (killed_run_load). */
@@ -374,19 +437,28 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 			at[m++] = i;
 		}
 	}
-	/* What the pool lacked is made now, in parts, with progress. */
-	if (m > 0)
-		rf_progress_phase(
-		    c->progress, "generate keys the pool lacks", m);
+	/* ... made now, in parts, with progress and an ETA per algorithm. */
+	if (m > 0) {
+		if ((r = gen_eta_init(c, rest, m, &eta)) != 0)
+			goto out;
+		rf_progress_phase_eta(c->progress,
+		    "generate keys the pool lacks", m,
+		    gen_eta_made(&eta, RF_KEY_NONE, 0, 0));
+	}
 	for (i = 0; i < m; i += b) {
 		size_t cap = rf_key_alg_rsa(rest[i].alg) ? CONTAIN_GEN_PART_RSA
 							 : CONTAIN_BATCH;
 
-		b = m - i < cap ? m - i : cap;
+		for (b = 1;
+		     b < cap && i + b < m && rest[i + b].alg == rest[i].alg;
+		     b++)
+			;
+		t = rf_mono_s();
 		if ((r = rf_keys_generate_many(
 			 c->keys, &rest[i], b, c->who, &made[i])) != 0)
 			break;
-		rf_progress_add(c->progress, b);
+		rf_progress_add_eta(c->progress, b,
+		    gen_eta_made(&eta, rest[i].alg, b, rf_mono_s() - t));
 	}
 	if (r != 0) {
 		char msg[512];

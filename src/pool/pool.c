@@ -110,13 +110,34 @@ rate_key(enum rf_key_alg alg, char *buf, size_t len)
 	snprintf(buf, len, "pool_rate.%s", rf_key_alg_name(alg));
 }
 
+/* The last refill's rate of alg, keys a second; 0 when none was measured. */
+static int
+last_rate(struct rf_store *st, enum rf_key_alg alg, double *rate)
+{
+	char key[64], val[64];
+	int r;
+
+	*rate = 0;
+	rate_key(alg, key, sizeof(key));
+	r = rf_store_meta_get(st, key, val, sizeof(val));
+	if (r == RF_ERR_NOT_FOUND) {
+		rf_err_clear();
+		return 0;
+	}
+	if (r != 0)
+		return r;
+	*rate = strtod(val, NULL);
+	if (!(*rate > 0))
+		*rate = 0;
+	return 0;
+}
+
 /* rf_pool_status, the connections counted (conn_counts). */
 static int
 status_of(const struct rf_config *cfg, struct rf_store *st, enum rf_key_alg alg,
     const int64_t *conns, struct rf_pool_status *out)
 {
 	struct rf_pool_counts c;
-	char key[64], val[64];
 	int r;
 
 	memset(out, 0, sizeof(*out));
@@ -129,17 +150,8 @@ status_of(const struct rf_config *cfg, struct rf_store *st, enum rf_key_alg alg,
 	out->taken = c.taken;
 	out->rejected = c.rejected;
 	out->target = rf_pool_default_target(cfg, alg, out->conns);
-	rate_key(alg, key, sizeof(key));
-	r = rf_store_meta_get(st, key, val, sizeof(val));
-	if (r == RF_ERR_NOT_FOUND) {
-		rf_err_clear();
-	} else if (r != 0) {
+	if ((r = last_rate(st, alg, &out->rate)) != 0)
 		return r;
-	} else {
-		out->rate = strtod(val, NULL);
-		if (!(out->rate > 0))
-			out->rate = 0;
-	}
 	if (out->free >= out->target)
 		out->refill_s = 0;
 	else if (out->rate > 0)
@@ -805,6 +817,21 @@ typical_rate(enum rf_key_alg alg)
 	default:
 		return 0.2; /* RSA-4096: a few seconds a key */
 	}
+}
+
+int
+rf_pool_gen_rate(
+    struct rf_store *st, enum rf_key_alg alg, double *rate, int *measured)
+{
+	int r;
+
+	*measured = 0;
+	if ((r = last_rate(st, alg, rate)) != 0)
+		return r;
+	*measured = *rate > 0;
+	if (*rate <= 0)
+		*rate = typical_rate(alg);
+	return 0;
 }
 
 int

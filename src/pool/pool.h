@@ -126,6 +126,13 @@ struct rf_pool_plan {
 	int rate_measured;
 	double gen_s; /* generate / rate */
 };
+/*
+ * Keys a second the token makes of alg, for an estimate: the last
+ * refill's rate (*measured 1), or a typical SoftHSM rate when none was
+ * measured (RSA-2048 about 5, EC P-256 about 300).
+ */
+int rf_pool_gen_rate(struct rf_store *st, enum rf_key_alg alg, double *rate,
+    int *measured) RF_WUR;
 int rf_pool_plan_for(const struct rf_config *cfg, struct rf_store *st,
     enum rf_key_alg alg, int64_t need, struct rf_pool_plan *p) RF_WUR;
 /* One line for the operator: "the standby pool has 40 of 100 rsa-2048

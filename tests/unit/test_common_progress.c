@@ -37,17 +37,26 @@ sink(void *arg, const struct rf_progress_state *s)
 	return 0;
 }
 
+/* A quiet progress whose numbers go to v. */
+static struct rf_progress *
+sunk(struct seen *v)
+{
+	struct rf_progress *p = NULL;
+
+	memset(v, 0, sizeof(*v));
+	assert_int_equal(
+	    rf_progress_new("incident 7 contain", RF_PROGRESS_QUIET, &p), 0);
+	rf_progress_sink(p, sink, v);
+	return p;
+}
+
 static void
 test_sink(void **state)
 {
-	struct rf_progress *p = NULL;
 	struct seen v;
+	struct rf_progress *p = sunk(&v);
 
 	(void)state;
-	memset(&v, 0, sizeof(v));
-	assert_int_equal(
-	    rf_progress_new("incident 7 contain", RF_PROGRESS_QUIET, &p), 0);
-	rf_progress_sink(p, sink, &v);
 	/* A phase is written at once, whatever the throttle. */
 	rf_progress_phase(p, "reissue", 1000);
 	assert_int_equal(v.calls, 1);
@@ -74,6 +83,30 @@ test_sink(void **state)
 	rf_progress_phase(NULL, "x", 1);
 	rf_progress_add(NULL, 1);
 	rf_progress_finish(NULL);
+}
+
+/* A phase whose steps differ in cost: the caller's estimate, counting down. */
+static void
+test_caller_eta(void **state)
+{
+	struct seen v;
+	struct rf_progress *p = sunk(&v);
+
+	(void)state;
+	rf_progress_phase_eta(p, "generate keys the pool lacks", 64, 10.0);
+	assert_true(v.eta > 9.5 && v.eta <= 10.0);
+	usleep((RF_PROGRESS_PERSIST_MS + 50) * 1000);
+	/* 60 EC keys made fast: the 4 RSA keys left are most of it. */
+	rf_progress_add_eta(p, 60, 1.6);
+	assert_int_equal(v.done, 60);
+	assert_true(v.eta > 1.0 && v.eta <= 1.6);
+	rf_progress_add_eta(p, 4, 0);
+	rf_progress_finish(p);
+	assert_true(v.eta == 0);
+	/* A new phase without one goes back to the rate: unknown at 0. */
+	rf_progress_phase(p, "reissue", 10);
+	assert_true(v.eta < 0);
+	rf_progress_free(p);
 }
 
 static void
@@ -135,6 +168,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_sink),
+	    cmocka_unit_test(test_caller_eta),
 	    cmocka_unit_test(test_json_lines),
 	    cmocka_unit_test(test_eta_text),
 	};
