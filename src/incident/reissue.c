@@ -838,9 +838,10 @@ unused_add(void *arg, const struct rf_key_rec *k)
 /*
  * What a contain killed before it recorded its keys leaves, and no rerun
  * used (its connection waived, say): pool keys taken for the incident
- * (still active, in no certificate), keys generated for it (still
- * "generated"), and keys recorded on its items and never used (still
- * "reserved"). Destroyed in the token, each with its leaves, through the
+ * (still active, in no certificate), pool keys it rejected and did not
+ * destroy (killed before, or the destroy failed), keys generated for it
+ * (still "generated"), and keys recorded on its items and never used
+ * (still "reserved"). Destroyed in the token, each with its leaves, through the
  * custody path the old keys take; the caller holds the run lock, so no
  * run of the incident takes or makes any meanwhile.
  */
@@ -855,6 +856,8 @@ rf_incident_unused_keys_destroy(
 	*n = 0;
 	incident_ref(id, ref);
 	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) == 0 &&
+	    (r = rf_store_pool_rejected_live(c->st, ref, taken_add, &tv)) ==
+		0 &&
 	    (r = rf_store_key_made_for(c->st, ref, unused_add, &tv)) == 0 &&
 	    (r = rf_store_item_keys_reserved_unused(
 		 c->st, id, taken_add, &tv)) == 0)

@@ -309,21 +309,28 @@ rf_pool_refill_progress(struct rf_keys *keys, struct rf_store *st,
 }
 
 /*
- * Reject a taken key that failed its check: its pool state "rejected" and
- * a leaf saying why, under the audit's lock (the store handle is the
- * audit's); then the key, which must never sign, is destroyed like any
- * tenant key (custody's tenant-only destroy: the pool row is the store's
- * word, which serve's user can write), with its intent and result leaves.
- * Its record says "destroyed" only once the token no longer holds it. A
- * destroy that fails leaves it "destroying" (it signs nothing) and is the
- * result, saying why.
+ * Reject a taken key that failed its check. Its pool state "rejected",
+ * its record "destroying" (it signs nothing) and a leaf saying why commit
+ * in one transaction, under the audit's lock (the store handle is the
+ * audit's): the destruction is decided with the rejection, so that a
+ * process killed before the destroy leaves the key for the next take of
+ * the same ref, or the incident's close, to destroy
+ * (rf_pool_rejected_finish). Then the key is destroyed like any tenant
+ * key (custody's tenant-only destroy: the pool row is the store's word,
+ * which serve's user can write), with its intent and result leaves; its
+ * record says "destroyed" only once the token no longer holds it. A
+ * destroy that fails leaves it "destroying" for those later runs, with a
+ * leaf (pool, "destroy-pending") saying why, and is not the result: the
+ * take goes on, the caller makes a key for that connection. Only a
+ * rejection that cannot be recorded fails.
  */
 static int
 reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
     const char *tenant, const char *why, const struct rf_actor *who)
 {
+	struct rf_store *st = rf_audit_store(audit);
 	struct rf_audit_event ev;
-	char msg[512];
+	char detail[512];
 	size_t done;
 	int r;
 
@@ -336,19 +343,96 @@ reject(struct rf_keys *keys, struct rf_audit *audit, const char *id,
 	ev.actor = who != NULL ? who->actor : NULL;
 	ev.source = who != NULL ? who->source : NULL;
 	rf_audit_lock(audit);
-	if ((r = rf_store_pool_set_state(
-		 rf_audit_store(audit), id, "rejected")) == 0)
-		r = rf_audit_append(audit, &ev, 1, NULL);
+	if ((r = rf_store_begin(st)) == 0) {
+		if ((r = rf_store_pool_set_state(st, id, "rejected")) == 0 &&
+		    (r = rf_store_key_set_state(st, id, "destroying")) == 0 &&
+		    (r = rf_audit_append(audit, &ev, 1, NULL)) == 0)
+			r = rf_store_commit(st);
+		else
+			rf_store_rollback(st);
+	}
 	rf_audit_unlock(audit);
 	if (r != 0)
 		return r;
+	rf_test_point("pool-rejected"); /* decided, not destroyed yet */
 	if ((r = rf_keys_destroy_tenant_many(keys, &id, 1, who, &done)) == 0)
 		return 0;
-	snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-	return rf_err_set(r,
-	    "pool key %s was rejected (%s); it signs nothing, but it is not "
-	    "destroyed: %s",
-	    id, why, msg);
+	snprintf(detail, sizeof(detail),
+	    "rejected (%s), not destroyed yet: %s; the next take for the same "
+	    "use, or the incident's close, destroys it",
+	    why, rf_err_msg(r));
+	rf_err_clear();
+	ev.what = "destroy-pending";
+	ev.detail = detail;
+	/* Advice: the key's record says "destroying" whatever this does. */
+	rf_audit_lock(audit);
+	if (rf_audit_append(audit, &ev, 1, NULL) != 0)
+		rf_err_clear();
+	rf_audit_unlock(audit);
+	return 0;
+}
+
+/* Append key id to (*v)[0..*n), which holds *cap, growing it. */
+static int
+ids_add(char (**v)[65], size_t *n, size_t *cap, const char *id)
+{
+	char(*nv)[65];
+	size_t c;
+
+	if (*n == *cap) {
+		c = *cap ? 2 * *cap : 64;
+		if ((nv = realloc(*v, c * sizeof(*nv))) == NULL)
+			return RF_ERR_ALLOC;
+		*v = nv;
+		*cap = c;
+	}
+	snprintf((*v)[(*n)++], 65, "%s", id);
+	return 0;
+}
+
+struct id_vec {
+	char (*v)[65];
+	size_t n, cap;
+};
+
+static int
+id_add(void *arg, const char *id, const char *taken_by, const char *alg)
+{
+	struct id_vec *iv = arg;
+
+	(void)taken_by;
+	(void)alg;
+	return ids_add(&iv->v, &iv->n, &iv->cap, id);
+}
+
+int
+rf_pool_rejected_finish(struct rf_keys *keys, struct rf_audit *audit,
+    const char *ref, const struct rf_actor *who, size_t *destroyed)
+{
+	struct id_vec iv = {0};
+	const char **ids = NULL;
+	size_t i, done;
+	int r;
+
+	*destroyed = 0;
+	rf_audit_lock(audit); /* the store handle is the audit's */
+	r = rf_store_pool_rejected_live(
+	    rf_audit_store(audit), ref, id_add, &iv);
+	rf_audit_unlock(audit);
+	if (r != 0 || iv.n == 0)
+		goto out;
+	if ((ids = calloc(iv.n, sizeof(*ids))) == NULL) {
+		r = RF_ERR_ALLOC;
+		goto out;
+	}
+	for (i = 0; i < iv.n; i++)
+		ids[i] = iv.v[i];
+	if ((r = rf_keys_destroy_tenant_many(keys, ids, iv.n, who, &done)) == 0)
+		*destroyed = iv.n;
+out:
+	free(ids);
+	free(iv.v);
+	return r;
 }
 
 /* Move keys of every algorithm wanted to "taken", with their leaves, in one
@@ -471,6 +555,20 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 	    (ids = calloc(n, sizeof(*ids))) == NULL ||
 	    (loaded = calloc(n, sizeof(*loaded))) == NULL)
 		goto out;
+	/*
+	 * Keys an earlier take for the same use rejected and did not destroy
+	 * (killed before, or the destroy failed) go first; one that fails
+	 * again waits for the next take, as it is, signing nothing.
+	 */
+	for (i = 0; i < n; i++) {
+		if (want[i].ref == NULL ||
+		    (i > 0 && want[i - 1].ref != NULL &&
+			strcmp(want[i].ref, want[i - 1].ref) == 0))
+			continue;
+		if (rf_pool_rejected_finish(
+			keys, audit, want[i].ref, who, &k) != 0)
+			rf_err_clear();
+	}
 	if ((r = take_ids(audit, want, n, who, idx)) != 0) {
 		char msg[512];
 
@@ -514,8 +612,8 @@ rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 			    idx[i]);
 		rf_key_free(out[i]);
 		out[i] = NULL;
-		/* Every key that failed is rejected; the first that could not
-		 * be destroyed is the result. */
+		/* Every key that failed is rejected; the first whose
+		 * rejection could not be recorded is the result. */
 		if ((r = reject(
 			 keys, audit, idx[i], want[i].tenant, why, who)) != 0) {
 			if (first.r == 0)
@@ -623,20 +721,10 @@ static int
 reload_collect(void *arg, const struct rf_pool_rec *p)
 {
 	struct rf_pool_bg *bg = arg;
-	char(*v)[65];
-	size_t cap;
 
 	if (strcmp(p->state, "free") != 0)
 		return 0;
-	if (bg->nreload == bg->reload_cap) {
-		cap = bg->reload_cap ? 2 * bg->reload_cap : 1024;
-		if ((v = realloc(bg->reload, cap * sizeof(*v))) == NULL)
-			return RF_ERR_ALLOC;
-		bg->reload = v;
-		bg->reload_cap = cap;
-	}
-	snprintf(bg->reload[bg->nreload++], 65, "%s", p->key_id);
-	return 0;
+	return ids_add(&bg->reload, &bg->nreload, &bg->reload_cap, p->key_id);
 }
 
 /*

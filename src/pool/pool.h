@@ -99,10 +99,14 @@ struct rf_pool_want {
  * when the pool had no free key of that algorithm or the key failed the
  * check (it is then "rejected", with a leaf saying why, and destroyed in
  * the token by custody's tenant-only destroy): the caller generates those.
- * *taken receives how many out[] are set. A rejected key that cannot be
- * destroyed stays "destroying" and fails the take, with the destroy's
- * reason. On error no out[] is set; keys already moved to "taken" stay so,
- * each with its leaf.
+ * *taken receives how many out[] are set. A rejected key is recorded
+ * "destroying" with its rejection, in one transaction, before the destroy;
+ * one whose destroy fails (or whose process is killed before it) stays
+ * so, signing nothing, and the take goes on: the next take for the same
+ * ref (first thing it does: rf_pool_rejected_finish) or the incident's
+ * close destroys it. On error (a rejection or a take that cannot be
+ * recorded) no out[] is set; keys already moved to "taken" stay so, each
+ * with its leaf.
  */
 int rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
     const struct rf_pool_want *want, size_t n, const struct rf_actor *who,
@@ -110,6 +114,14 @@ int rf_pool_take(struct rf_keys *keys, struct rf_audit *audit,
 
 /* Pools: one per key algorithm (ec-p256 to rsa-4096). */
 #define RF_POOL_ALGS (RF_KEY_ALGS - 1)
+
+/*
+ * Destroy the pool keys rejected when taken for ref that are not destroyed
+ * yet (rf_store_pool_rejected_live), in one custody tenant-only destroy;
+ * *destroyed receives how many, on success.
+ */
+int rf_pool_rejected_finish(struct rf_keys *keys, struct rf_audit *audit,
+    const char *ref, const struct rf_actor *who, size_t *destroyed) RF_WUR;
 
 /*
  * What the pool gives for need keys of alg (rf_incident_pool_plan counts

@@ -283,21 +283,18 @@ out:
 	return r;
 }
 
-int
-rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
+/* The pool keys sql selects (key_id, taken_by, alg; ?1 the ref), each to
+ * fn. */
+static int
+pool_keys_select(struct rf_store *st, const char *sql, const char *ref,
     int (*fn)(void *arg, const char *id, const char *taken_by, const char *alg),
-    void *arg)
+    void *arg, const char *what)
 {
 	sqlite3_stmt *s = NULL;
 	char id[65], by[200], alg[16];
 	int r, rc;
 
-	if ((r = st_stmt(st,
-		 "SELECT p.key_id, p.taken_by, p.alg FROM pool p WHERE "
-		 "p.ref = ? AND p.state = 'taken' AND EXISTS (SELECT 1 FROM "
-		 "keys t WHERE t.id = p.key_id AND t.state = 'active') AND NOT "
-		 "EXISTS (SELECT 1 FROM certs c WHERE c.key_id = p.key_id)",
-		 &s)) != 0 ||
+	if ((r = st_stmt(st, sql, &s)) != 0 ||
 	    (r = st_bind_text(st, s, 1, ref, 63)) != 0)
 		goto out;
 	while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
@@ -308,10 +305,36 @@ rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
 			goto out;
 	}
 	if (rc != SQLITE_DONE)
-		r = st_fail(st, rc, "finding pool keys taken before");
+		r = st_fail(st, rc, what);
 out:
 	st_stmt_done(st, s);
 	return r;
+}
+
+int
+rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
+    int (*fn)(void *arg, const char *id, const char *taken_by, const char *alg),
+    void *arg)
+{
+	return pool_keys_select(st,
+	    "SELECT p.key_id, p.taken_by, p.alg FROM pool p WHERE "
+	    "p.ref = ?1 AND p.state = 'taken' AND EXISTS (SELECT 1 FROM "
+	    "keys t WHERE t.id = p.key_id AND t.state = 'active') AND NOT "
+	    "EXISTS (SELECT 1 FROM certs c WHERE c.key_id = p.key_id)",
+	    ref, fn, arg, "finding pool keys taken before");
+}
+
+int
+rf_store_pool_rejected_live(struct rf_store *st, const char *ref,
+    int (*fn)(void *arg, const char *id, const char *taken_by, const char *alg),
+    void *arg)
+{
+	return pool_keys_select(st,
+	    "SELECT p.key_id, p.taken_by, p.alg FROM pool p WHERE "
+	    "p.ref = ?1 AND p.state = 'rejected' AND EXISTS "
+	    "(SELECT 1 FROM keys t WHERE t.id = p.key_id AND t.state <> "
+	    "'destroyed')",
+	    ref, fn, arg, "finding rejected pool keys not destroyed");
 }
 
 int

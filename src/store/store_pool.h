@@ -94,6 +94,15 @@ int rf_store_pool_taken_unused(struct rf_store *st, const char *ref,
     int (*fn)(void *arg, const char *id, const char *taken_by, const char *alg),
     void *arg) RF_WUR;
 
+/*
+ * Pool keys rejected when taken for ref whose key
+ * record is not "destroyed" yet: a take killed between the rejection and
+ * the destroy, or a destroy that failed, left them. fn as above.
+ */
+int rf_store_pool_rejected_live(struct rf_store *st, const char *ref,
+    int (*fn)(void *arg, const char *id, const char *taken_by, const char *alg),
+    void *arg) RF_WUR;
+
 /* Calls fn for every pool row (alg NULL: every alg) in made order. */
 int rf_store_pool_foreach(struct rf_store *st, const char *alg,
     int (*fn)(void *arg, const struct rf_pool_rec *p), void *arg) RF_WUR;
