@@ -93,6 +93,7 @@ struct rf_contain_report {
 	size_t pooled;	  /* of which with a key from the standby pool */
 	size_t reserved;  /* of which with a key an earlier run reserved */
 	size_t destroyed; /* old keys destroyed now (successors committed) */
+	size_t waived;	  /* connections waived while this run ran: left */
 	size_t total;	  /* connections in scope */
 	int rotated;	  /* a new issuing CA was made now */
 	char new_issuer[64];

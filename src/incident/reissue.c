@@ -127,6 +127,9 @@ rf_incident_set_aside(const struct rf_incident_ctx *c, int64_t id,
 	return 0;
 }
 
+static int item_waived(
+    const struct rf_incident_ctx *c, const struct rf_item_rec *it, int *waived);
+
 /*
  * Inside the issuance transaction: the connection moves with its cert.
  * Request i is for items[idx[i]].
@@ -136,9 +139,12 @@ struct issue_hook {
 	struct rf_item_rec *items;
 	const size_t *idx;
 	/* The request whose connection got a credential elsewhere since
-	 * rf_incident_set_aside (SIZE_MAX: none), and that credential. */
+	 * rf_incident_set_aside (SIZE_MAX: none), and that credential; the
+	 * request whose connection was waived since this run found it
+	 * affected (SIZE_MAX: none). */
 	size_t elsewhere;
 	char serial[41];
+	size_t waived;
 };
 
 static int
@@ -147,7 +153,7 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 	struct issue_hook *h = arg;
 	struct rf_item_rec *it = &h->items[h->idx[i]];
 	struct rf_conn_rec conn;
-	int r;
+	int r, waived;
 
 	(void)key_id;
 	/*
@@ -175,6 +181,18 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 	 * back (its keys are destroyed) rather than give the connection a
 	 * second credential.
 	 */
+	if ((r = item_waived(h->c, it, &waived)) != 0)
+		return r;
+	if (waived) {
+		/* Rolled back; issued again without it (the caller). */
+		h->waived = i;
+		snprintf(it->state, sizeof(it->state), "waived");
+		it->new_serial[0] = '\0';
+		return rf_err_set(RF_ERR_STATE,
+		    "connection %s/%s of incident %lld was waived while "
+		    "contain issued",
+		    it->tenant, it->name, (long long)it->incident);
+	}
 	r = rf_store_item_move(h->c->st, it, "affected");
 	if (r == RF_ERR_STATE)
 		return rf_err_set(RF_ERR_STATE,
@@ -867,8 +885,57 @@ rf_incident_unused_keys_destroy(
 }
 
 /* Where an item's new key came from (contain_keys), counted once its
- * certificate is committed. */
-enum { KEY_GENERATED, KEY_POOLED, KEY_RESERVED };
+ * certificate is committed; KEY_WAIVED: none, the item was waived while
+ * this run took its key. */
+enum { KEY_GENERATED, KEY_POOLED, KEY_RESERVED, KEY_WAIVED };
+
+/*
+ * *waived = 1 when item it, which this run found affected, has been
+ * waived since (read in the caller's transaction, before it writes the
+ * item: a write that fails would end that transaction).
+ */
+static int
+item_waived(
+    const struct rf_incident_ctx *c, const struct rf_item_rec *it, int *waived)
+{
+	char state[16];
+	int r;
+
+	*waived = 0;
+	if ((r = rf_store_item_state(c->st, it->incident, it->conn, state)) ==
+	    0)
+		*waived = strcmp(state, "waived") == 0;
+	return r;
+}
+
+/*
+ * The keys this run took or made, or reserved, for connections waived
+ * while it ran: used by nobody, destroyed in the token now, each with its
+ * leaves (custody's tenant-only destroy: a pool key's record and a
+ * reserved key's are the store's word). A destroy that fails is not the
+ * run's result, which goes on with the other connections: what keyd did
+ * not destroy, 'ringfence incident close' (keys taken, generated or
+ * reserved for the incident) or 'ringfence keys finish' (keys left
+ * destroying) destroys later.
+ */
+static void
+waived_keys_destroy(const struct rf_incident_ctx *c, struct rf_key **keys,
+    size_t n, struct rf_contain_report *rep)
+{
+	const char **ids;
+	size_t i, done;
+
+	if (n == 0)
+		return;
+	rep->waived += n;
+	if ((ids = calloc(n, sizeof(*ids))) == NULL)
+		return;
+	for (i = 0; i < n; i++)
+		ids[i] = rf_key_id(keys[i]);
+	if (rf_keys_destroy_tenant_many(c->keys, ids, n, c->who, &done) != 0)
+		rf_err_clear();
+	free(ids);
+}
 
 /*
  * Keys for a batch, recorded before they are used: an item whose earlier
@@ -889,9 +956,11 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	size_t *idx = NULL, *ridx = NULL, *at = NULL, i, k = 0, m = 0;
 	size_t unusable = 0;
 	int *pooled = NULL, *rpooled = NULL;
+	uint8_t *waived = NULL;
+	size_t nwaived = 0;
 	char(*label)[200] = NULL;
 	double t = rf_mono_s();
-	int r = RF_ERR_INTERNAL, in_tx = 0;
+	int r = RF_ERR_INTERNAL, in_tx = 0, w;
 
 	if ((kg = calloc(n, sizeof(*kg))) == NULL ||
 	    (made = calloc(n, sizeof(*made))) == NULL ||
@@ -902,7 +971,8 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	    (rmade = calloc(n, sizeof(*rmade))) == NULL ||
 	    (ridx = calloc(n, sizeof(*ridx))) == NULL ||
 	    (at = calloc(n, sizeof(*at))) == NULL ||
-	    (rpooled = calloc(n, sizeof(*rpooled))) == NULL) {
+	    (rpooled = calloc(n, sizeof(*rpooled))) == NULL ||
+	    (waived = calloc(n, 1)) == NULL) {
 		r = RF_ERR_ALLOC;
 		goto out;
 	}
@@ -958,6 +1028,8 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	}
 	rf_incident_phase_time(rep, "take pool keys (and make missing)", &t);
 	rf_test_point("incident-keys-taken"); /* taken, not recorded yet */
+	/* Tests: a connection waived while its key is taken or made. */
+	rf_test_pause("incident-keys-taken");
 	if ((r = rf_store_begin_bulk(c->st)) != 0)
 		goto out;
 	in_tx = 1;
@@ -972,6 +1044,18 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 		snprintf(kr.tenant, sizeof(kr.tenant), "%s", it->tenant);
 		snprintf(kr.state, sizeof(kr.state), "reserved");
 		kr.created = rf_now();
+		/*
+		 * A connection waived since this run found it affected (its
+		 * key taken or made meanwhile) keeps nothing of this run's:
+		 * its key is destroyed below, and the others go on.
+		 */
+		if ((r = item_waived(c, it, &w)) != 0)
+			goto out;
+		if (w) {
+			waived[i] = 1;
+			nwaived++;
+			continue;
+		}
 		/* A pool key has its record (now this connection's, pool.c). */
 		if ((r = pooled[i]
 			    ? rf_store_key_set_state(c->st, kr.id, "reserved")
@@ -994,11 +1078,18 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	if ((r = rf_store_commit(c->st)) != 0)
 		goto out;
 	in_tx = 0;
-	for (i = 0; i < k; i++) {
+	for (i = 0, m = 0; i < k; i++) {
+		if (waived[i]) {
+			how[idx[i]] = KEY_WAIVED;
+			made[m++] = made[i]; /* to destroy, at the front */
+			continue;
+		}
 		keys[idx[i]] = made[i]; /* now the caller's */
-		made[i] = NULL;
 		how[idx[i]] = pooled[i] ? KEY_POOLED : KEY_GENERATED;
 	}
+	for (i = m; i < k; i++)
+		made[i] = NULL;
+	waived_keys_destroy(c, made, nwaived, rep);
 	rf_incident_phase_time(rep, "record new keys on items", &t);
 	r = 0;
 out:
@@ -1033,6 +1124,7 @@ out:
 	free(ridx);
 	free(at);
 	free(rpooled);
+	free(waived);
 	return r;
 }
 
@@ -1159,6 +1251,9 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	 * what is not committed is issued again without that connection,
 	 * so that it costs the others nothing but the batch's signatures.
 	 */
+	/* Waived while this run took their keys: left so. */
+	for (i = 0; i < iv->n; i++)
+		aside[i] = how[i] == KEY_WAIVED;
 	hook.c = c;
 	hook.items = iv->v;
 	hook.idx = idx;
@@ -1174,12 +1269,20 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 			}
 		if (m == 0)
 			break;
-		hook.elsewhere = SIZE_MAX;
+		hook.elsewhere = hook.waived = SIZE_MAX;
 		r = rf_ca_issue_pipelined(c->ca, sub, m, CONTAIN_BATCH, c->who,
 		    issued_in_tx, &hook, issue_done, &done);
-		if (r == 0 || hook.elsewhere == SIZE_MAX)
+		if (r == 0 ||
+		    (hook.elsewhere == SIZE_MAX && hook.waived == SIZE_MAX))
 			break;
 		rf_err_clear();
+		if (hook.waived != SIZE_MAX) {
+			/* Its reserved key goes; the others keep theirs. */
+			i = idx[hook.waived];
+			aside[i] = 1;
+			waived_keys_destroy(c, &keys[i], 1, rep);
+			continue;
+		}
 		i = idx[hook.elsewhere];
 		aside[i] = 1;
 		if ((r = reissue_aside(
@@ -1192,6 +1295,13 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 		rep->reserved += committed[i] && how[i] == KEY_RESERVED;
 	}
 	if (r != 0)
+		goto out;
+	if (rep->waived > 0 &&
+	    (r = rf_incident_event(c, id, "waived-meanwhile",
+		 "%zu connections waived while contain ran are left waived, "
+		 "with the credentials they have; the keys taken, made or "
+		 "reserved for them were destroyed",
+		 rep->waived)) != 0)
 		goto out;
 	if (rep->issued > 0)
 		r = rf_incident_event(c, id, "reissue",

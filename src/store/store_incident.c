@@ -691,6 +691,34 @@ out:
 }
 
 int
+rf_store_item_state(
+    struct rf_store *st, int64_t incident, int64_t conn, char state[16])
+{
+	sqlite3_stmt *s = NULL;
+	int r, rc;
+
+	state[0] = '\0';
+	if ((r = st_stmt(st,
+		 "SELECT state FROM incident_items WHERE incident = ? AND "
+		 "conn = ?",
+		 &s)) != 0 ||
+	    (r = st_bind_int(st, s, 1, incident)) != 0 ||
+	    (r = st_bind_int(st, s, 2, conn)) != 0)
+		goto out;
+	if ((rc = sqlite3_step(s)) == SQLITE_ROW)
+		st_col_str(s, 0, state, 16);
+	else if (rc == SQLITE_DONE)
+		r = rf_err_set(RF_ERR_NOT_FOUND,
+		    "connection %lld is not in incident %lld", (long long)conn,
+		    (long long)incident);
+	else
+		r = st_fail(st, rc, "reading an incident item's state");
+out:
+	st_stmt_done(st, s);
+	return r;
+}
+
+int
 rf_store_item_other_open(
     struct rf_store *st, int64_t conn, int64_t incident, int64_t *other)
 {

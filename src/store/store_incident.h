@@ -125,6 +125,9 @@ int rf_store_item_by_serial(struct rf_store *st, const char *serial,
  */
 int rf_store_item_reserve_key(struct rf_store *st, int64_t incident,
     int64_t conn, const char *prev, const char *key_id) RF_WUR;
+/* The item's state now (incident, conn); RF_ERR_NOT_FOUND. */
+int rf_store_item_state(
+    struct rf_store *st, int64_t incident, int64_t conn, char state[16]) RF_WUR;
 /*
  * The lowest incident other than `incident`, not closed, in which the
  * connection is still `affected` (not yet contained): a connection belongs

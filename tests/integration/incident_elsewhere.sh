@@ -134,12 +134,7 @@ RINGFENCE_TEST_PAUSE_AT=incident-reissue RINGFENCE_TEST_PAUSE_MS=120000 \
 	RINGFENCE_TEST_PAUSE_UNTIL="$h/go" \
 	"$RINGFENCE" incident contain "$id2" >"$h/out" 2>"$h/err" &
 pid=$!
-for _ in $(seq 1200); do
-	grep -q "test pause at incident-reissue" "$h/err" && break
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.05
-done
-grep -q "test pause at incident-reissue" "$h/err" || fail "contain never reached the seam: $(cat "$h/err")"
+await_pause incident-reissue "$h/err" "$pid"
 reserved=$(q "SELECT new_key FROM incident_items WHERE incident = $id2 AND name = 'c3'")
 [ -n "$reserved" ] || fail "no key reserved for race/c3 before the issuance"
 move_onto race scratch c3

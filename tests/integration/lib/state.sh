@@ -40,6 +40,16 @@ stop_keyd() {
 	kill -9 "$pid" 2>/dev/null || true
 }
 custody_pin() { cat "$RINGFENCE_HOME-custody/token.pin"; }
+# SEAM ERRFILE PID: wait (up to a minute) until process PID, run with
+# RINGFENCE_TEST_PAUSE_AT=SEAM and its stderr to ERRFILE, is held there.
+await_pause() {
+	for _ in $(seq 1200); do
+		grep -q "test pause at $1" "$2" && return 0
+		kill -0 "$3" 2>/dev/null || break
+		sleep 0.05
+	done
+	grep -q "test pause at $1" "$2" || fail "never held at the test seam $1: $(cat "$2")"
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 rf() { "$RINGFENCE" "$@"; }
