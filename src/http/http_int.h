@@ -428,6 +428,12 @@ int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
 void rf_http_limits_known(
     struct rf_http_limits *l, const struct sockaddr_storage *peer, int64_t now);
 /*
+ * The connectors' sources of the last week again, from the last
+ * assertions the store holds (a restarted server); now: seconds.
+ */
+int rf_http_limits_seed_known(
+    struct rf_http_limits *l, struct rf_store *st, int64_t now) RF_WUR;
+/*
  * peer's source as a slot of RF_HTTP_SOURCES, by a keyed hash of its /32
  * or /64 (several sources may share one: they are counted together), or
  * RF_HTTP_NO_SOURCE.
@@ -445,6 +451,10 @@ int rf_http_limits_seed(struct rf_http_limits *l, struct rf_audit *audit,
 /* What was refused so far, per budget; and bytes counted today. */
 void rf_http_limits_stats(struct rf_http_limits *l, uint64_t refused[2],
     uint64_t allowed[2], uint64_t *day_bytes);
+/* *ss for an IPv4 or IPv6 address in text and a port: its length, or 0
+ * when addr is neither. */
+socklen_t rf_http_addr_parse(
+    const char *addr, int port, struct sockaddr_storage *ss);
 /*
  * The source address of a peer as text, without the port: "192.0.2.7",
  * "2001:db8::7" (an IPv4-mapped IPv6 address as IPv4); "" when unknown.

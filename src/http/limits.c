@@ -35,10 +35,12 @@
 
 #include "audit/audit.h"
 #include "http/http_int.h"
+#include "store/store_connector.h"
 
 #define SOURCES RF_HTTP_SOURCES /* per budget; a power of two */
 #define KNOWN 1024		/* connector sources kept; a power of two */
 #define KNOWN_TTL (7 * 86400)
+#define KNOWN_SEED_ROWS 100000 /* assertions read at start */
 
 struct bucket {
 	double tokens;
@@ -174,6 +176,26 @@ rf_http_peer_addr(const struct sockaddr_storage *ss, char out[RF_HTTP_ADDR_MAX])
 		inet_ntop(AF_INET6, &s6->sin6_addr, out, RF_HTTP_ADDR_MAX);
 }
 
+socklen_t
+rf_http_addr_parse(const char *addr, int port, struct sockaddr_storage *ss)
+{
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		return sizeof(*s4);
+	}
+	if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		return sizeof(*s6);
+	}
+	return 0;
+}
+
 static size_t
 slot_of(const struct rf_http_limits *l, const uint8_t p[8], uint8_t v6)
 {
@@ -225,6 +247,26 @@ rf_http_limits_known(
 	k->v6 = v6;
 	k->until = now + KNOWN_TTL;
 	pthread_mutex_unlock(&l->lock);
+}
+
+/* rf_store_assertion_sources: an address, as the recorder keeps it. */
+static int
+known_seed(void *arg, const char *source)
+{
+	struct rf_http_limits *l = arg;
+	struct sockaddr_storage ss;
+
+	if (rf_http_addr_parse(source, 0, &ss) != 0)
+		rf_http_limits_known(l, &ss, rf_now());
+	return 0;
+}
+
+int
+rf_http_limits_seed_known(
+    struct rf_http_limits *l, struct rf_store *st, int64_t now)
+{
+	return rf_store_assertion_sources(
+	    st, now - KNOWN_TTL, KNOWN_SEED_ROWS, known_seed, l);
 }
 
 int

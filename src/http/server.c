@@ -115,28 +115,6 @@ nonblocking(int fd)
 	return fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 ? -1 : 0;
 }
 
-/* *ss for an IPv4 or IPv6 address in text and a port: its length, or 0
- * when addr is neither. */
-static socklen_t
-addr_parse(const char *addr, int port, struct sockaddr_storage *ss)
-{
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-	memset(ss, 0, sizeof(*ss));
-	if (inet_pton(AF_INET, addr, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		return sizeof(*s4);
-	}
-	if (inet_pton(AF_INET6, addr, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		return sizeof(*s6);
-	}
-	return 0;
-}
-
 static int
 listen_socket(struct rf_http *h, const char *addr, int port, const char *flag,
     struct http_sock *out)
@@ -149,7 +127,7 @@ listen_socket(struct rf_http *h, const char *addr, int port, const char *flag,
 
 	if (strcmp(addr, "localhost") == 0)
 		addr = "127.0.0.1";
-	if ((sl = addr_parse(addr, port, &ss)) == 0) {
+	if ((sl = rf_http_addr_parse(addr, port, &ss)) == 0) {
 		r = rf_err_set(RF_ERR_CONFIG,
 		    "listen address \"%.60s\" is not an IPv4 or IPv6 "
 		    "address: use e.g. 127.0.0.1",
@@ -633,21 +611,6 @@ tls_setup(struct rf_http *h)
 	return rf_http_tls_check(h->tls_ctx);
 }
 
-/* Assertions read at start for the connectors' sources (limits.c). */
-#define KNOWN_SEED_ROWS 100000
-
-/* rf_store_assertion_sources: an address, as the recorder keeps it. */
-static int
-known_seed(void *arg, const char *source)
-{
-	struct rf_http *h = arg;
-	struct sockaddr_storage ss;
-
-	if (addr_parse(source, 0, &ss) != 0)
-		rf_http_limits_known(h->limits, &ss, rf_now());
-	return 0;
-}
-
 int
 rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
     struct rf_store *st, struct rf_audit *audit, struct rf_keys *keys,
@@ -737,8 +700,7 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 		 h->tls_key != NULL ? rf_key_id(h->tls_key) : NULL,
 		 h->od_key != NULL ? rf_key_id(h->od_key) : NULL, rf_now())) !=
 		0 ||
-	    (r = rf_store_assertion_sources(st, rf_now() - 7 * 86400,
-		 KNOWN_SEED_ROWS, known_seed, h)) != 0)
+	    (r = rf_http_limits_seed_known(h->limits, st, rf_now())) != 0)
 		goto out;
 
 	if ((h->w = calloc((size_t)h->nworkers, sizeof(*h->w))) == NULL) {
