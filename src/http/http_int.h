@@ -422,8 +422,9 @@ int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
     int64_t day);
 /*
  * peer (its /32 or /64) was served as a connector at now (seconds): for a
- * week its TLS handshakes may spend a reserve past the day's bytes, and
- * skip the global bucket (limits.c).
+ * week from then its TLS handshakes may spend a reserve past the day's
+ * bytes, and skip the global bucket (limits.c). Sources that share a slot
+ * keep the one known longer.
  */
 void rf_http_limits_known(
     struct rf_http_limits *l, const struct sockaddr_storage *peer, int64_t now);

@@ -20,9 +20,9 @@
  * bytes are everyone's: a flood would spend them and lock connectors out
  * of new handshakes until the day rolls. Sources a connector was served
  * from (a 200 of the connector API, or an assertion in the store at
- * start) are known for a week: past the day's bytes, their handshakes may
- * spend a reserve of a quarter more, and the global bucket, which a
- * flood keeps empty, does not hold them back (their own source's does).
+ * start) are known for a week from then: past the day's bytes, their handshakes
+ * may spend a reserve of a quarter more, and the global bucket, which a flood
+ * keeps empty, does not hold them back (their own source's does).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -243,21 +243,29 @@ rf_http_limits_known(
 		return;
 	pthread_mutex_lock(&l->lock);
 	k = &l->known[slot_of(l, p, v6) & (KNOWN - 1)];
-	memcpy(k->prefix, p, 8);
-	k->v6 = v6;
-	k->until = now + KNOWN_TTL;
+	/* The later week wins the slot: a source served now always does,
+	 * and the start's seed (newest first) keeps each source's last. */
+	if (k->until <= now + KNOWN_TTL) {
+		memcpy(k->prefix, p, 8);
+		k->v6 = v6;
+		k->until = now + KNOWN_TTL;
+	}
 	pthread_mutex_unlock(&l->lock);
 }
 
-/* rf_store_assertion_sources: an address, as the recorder keeps it. */
+/*
+ * rf_store_assertion_sources: an address, as the recorder keeps it, known
+ * for a week from that assertion (not from the server's start: a source
+ * last served six days ago is known for one more day).
+ */
 static int
-known_seed(void *arg, const char *source)
+known_seed(void *arg, const char *source, int64_t time)
 {
 	struct rf_http_limits *l = arg;
 	struct sockaddr_storage ss;
 
 	if (rf_http_addr_parse(source, 0, &ss) != 0)
-		rf_http_limits_known(l, &ss, rf_now());
+		rf_http_limits_known(l, &ss, time);
 	return 0;
 }
 

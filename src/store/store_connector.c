@@ -406,7 +406,7 @@ rf_store_assertion_foreach(struct rf_store *st, const char *x5t256,
 
 int
 rf_store_assertion_sources(struct rf_store *st, int64_t since, size_t rows,
-    int (*fn)(void *arg, const char *source), void *arg)
+    int (*fn)(void *arg, const char *source, int64_t time), void *arg)
 {
 	sqlite3_stmt *s;
 	char src[64];
@@ -423,7 +423,7 @@ rf_store_assertion_sources(struct rf_store *st, int64_t since, size_t rows,
 		if (sqlite3_column_int64(s, 1) < since)
 			continue;
 		st_col_str(s, 0, src, sizeof(src));
-		if ((r = fn(arg, src)) != 0)
+		if ((r = fn(arg, src, sqlite3_column_int64(s, 1))) != 0)
 			break;
 	}
 	if (r == 0 && rc != SQLITE_DONE && rc != SQLITE_ROW)

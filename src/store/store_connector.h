@@ -79,11 +79,12 @@ struct rf_assertion_rec {
 int rf_store_assertion_add(
     struct rf_store *st, const struct rf_assertion_rec *a) RF_WUR;
 /*
- * The source of each of the last `rows` assertions recorded (newest
- * first) whose time is since or later; repeated as often as it is there.
+ * The source and time of each of the last `rows` assertions recorded
+ * (newest first) whose time is since or later; repeated as often as it
+ * is there.
  */
 int rf_store_assertion_sources(struct rf_store *st, int64_t since, size_t rows,
-    int (*fn)(void *arg, const char *source), void *arg) RF_WUR;
+    int (*fn)(void *arg, const char *source, int64_t time), void *arg) RF_WUR;
 /* Assertions naming x5t256 with since <= time <= until, in time order. */
 int rf_store_assertion_foreach(struct rf_store *st, const char *x5t256,
     int64_t since, int64_t until,

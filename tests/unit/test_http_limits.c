@@ -12,6 +12,8 @@
 #include "testutil.h"
 
 #include "http/http_int.h"
+#include "store/store.h"
+#include "store/store_connector.h"
 
 static struct sockaddr_storage
 v4(const char *a)
@@ -204,6 +206,76 @@ test_peer_addr(void **state)
 	assert_string_equal(a, "");
 }
 
+/* An assertion from source at t, as serve's recorder stores it. */
+static void
+assertion_at(struct rf_store *st, const char *source, int64_t t)
+{
+	static int n;
+	struct rf_assertion_rec a;
+
+	memset(&a, 0, sizeof(a));
+	snprintf(a.jti, sizeof(a.jti), "jti-%d", ++n);
+	a.time = t;
+	a.exp = t + 600;
+	snprintf(a.tenant, sizeof(a.tenant), "acme");
+	snprintf(a.conn, sizeof(a.conn), "acme/m365");
+	snprintf(a.connector, sizeof(a.connector), "sync");
+	snprintf(a.source, sizeof(a.source), "%s", source);
+	assert_int_equal(rf_store_assertion_add(st, &a), 0);
+}
+
+/*
+ * 1 if ss is a connector's known source at the clock's time: past the
+ * global bucket (one handshake a second, spent at once by another
+ * source), which only a known source may skip.
+ */
+static int
+is_known(
+    struct rf_http_limits *l, const struct sockaddr_storage *ss, uint64_t ms)
+{
+	struct sockaddr_storage other = v4("198.51.100.99");
+
+	(void)rf_http_limits_take(l, RF_HTTP_BUDGET_TLS, &other, 100, ms, 1);
+	return rf_http_limits_take(l, RF_HTTP_BUDGET_TLS, ss, 100, ms, 1);
+}
+
+/*
+ * A restarted server knows a connector's source for a week from its last
+ * assertion in the store, not from the restart: a source last served six
+ * days ago is known for one more day (an older assertion of it read
+ * after the last one does not shorten that), one last served eight days
+ * ago is not known at all.
+ */
+static void
+test_known_seed(void **state)
+{
+	const int64_t t = 1700000000, day = 86400;
+	struct sockaddr_storage a = v4("192.0.2.1"), b = v6("2001:db8:1:2::5");
+	struct rf_http_limits *l;
+	struct rf_store *st = NULL;
+	char *home = tu_home(), path[1024];
+
+	(void)state;
+	snprintf(path, sizeof(path), "%s/state.db", home);
+	assert_int_equal(rf_store_open(path, 1, &st), 0);
+	assertion_at(st, "192.0.2.1", t - 6 * day - day / 2);
+	assertion_at(st, "192.0.2.1", t - 6 * day); /* its last */
+	assertion_at(st, "2001:db8:1:2::5", t - 8 * day);
+	rf_clock_set(t);
+	l = limits(1, 100, 1000000);
+	assert_int_equal(rf_http_limits_seed_known(l, st, t), 0);
+	assert_true(is_known(l, &a, 1000));
+	assert_false(is_known(l, &b, 2000));
+	rf_clock_set(t + day - 60);
+	assert_true(is_known(l, &a, 3000));
+	rf_clock_set(t + day + 1);
+	assert_false(is_known(l, &a, 4000));
+	rf_clock_set(0);
+	rf_http_limits_free(l);
+	rf_store_free(st);
+	tu_home_remove(home);
+}
+
 int
 main(void)
 {
@@ -214,6 +286,7 @@ main(void)
 	    cmocka_unit_test(test_day_bytes),
 	    cmocka_unit_test(test_leaf_bytes),
 	    cmocka_unit_test(test_peer_addr),
+	    cmocka_unit_test(test_known_seed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
