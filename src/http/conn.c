@@ -60,7 +60,7 @@ struct rf_conn {
 	SSL *ssl;      /* TLS connection; NULL for plain HTTP */
 	uint32_t want; /* TLS: the direction SSL is waiting for */
 	struct sockaddr_storage peer; /* its address (budgets, evidence) */
-	size_t src;		      /* its h->src_conns slot, counted */
+	struct rf_http_place place;   /* where limits.c counts it */
 	uint32_t watch;		      /* what its worker's set watches */
 	struct rf_conn *prev, *next;  /* h->conns, under conn_lock */
 	uint64_t last_ms;	      /* atomic: its last event */
@@ -252,8 +252,7 @@ conn_close(struct rf_http_worker *w, struct rf_conn *c)
 	if (c->next != NULL)
 		c->next->prev = c->prev;
 	h->nconns--;
-	if (c->src != RF_HTTP_NO_SOURCE)
-		h->src_conns[c->src]--;
+	rf_http_limits_conn_drop(h->limits, &c->place);
 	pthread_mutex_unlock(&h->conn_lock);
 	c->dead = 1;
 	c->next = w->dead;
@@ -368,7 +367,6 @@ accept_some(struct rf_http *h, struct rf_http_worker *w, int tls)
 	struct rf_conn *c;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	size_t src;
 	int fd, i, one = 1, lfd = tls ? w->tlfd : w->lfd;
 
 	for (i = 0; i < CONN_ACCEPTS; i++) {
@@ -404,7 +402,7 @@ accept_some(struct rf_http *h, struct rf_http_worker *w, int tls)
 		c->async.fd = -1;
 		c->async.c = c;
 		c->peer = ss;
-		c->src = RF_HTTP_NO_SOURCE; /* not counted yet */
+		c->place.src = RF_HTTP_NO_SOURCE; /* not counted yet */
 		c->watch = EPOLLIN;
 		if (tls && conn_tls(h, c) != 0) {
 			conn_free(c);
@@ -415,21 +413,14 @@ accept_some(struct rf_http *h, struct rf_http_worker *w, int tls)
 		/* Answers go out in one write: no reason to wait (Nagle). */
 		(void)setsockopt(
 		    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		src = rf_http_limits_source(h->limits, &ss);
 		pthread_mutex_lock(&h->conn_lock);
 		/* One source cannot hold every connection (conns_per_source):
 		 * past its share, closed at once. */
 		if (h->nconns >= h->max_conns ||
-		    (src != RF_HTTP_NO_SOURCE && h->cfg->conns_per_source > 0 &&
-			h->src_conns[src] >=
-			    (uint32_t)h->cfg->conns_per_source)) {
+		    !rf_http_limits_conn_take(h->limits, &ss, &c->place)) {
 			pthread_mutex_unlock(&h->conn_lock);
 			conn_free(c);
 			continue;
-		}
-		if (src != RF_HTTP_NO_SOURCE) {
-			h->src_conns[src]++;
-			c->src = src;
 		}
 		c->next = h->conns;
 		if (h->conns != NULL)

@@ -162,8 +162,6 @@ struct rf_http {
 	int conn_lock_ok;
 	struct rf_conn *conns; /* under conn_lock */
 	size_t nconns, max_conns;
-	/* Connections held per source slot (conn_lock): conns_per_source. */
-	uint32_t src_conns[RF_HTTP_SOURCES];
 
 	struct rf_store *resp_st; /* the responder's connection */
 	struct rf_ocsp_responder *resp;
@@ -435,12 +433,22 @@ void rf_http_limits_known(
 int rf_http_limits_seed_known(
     struct rf_http_limits *l, struct rf_store *st, int64_t now) RF_WUR;
 /*
- * peer's source as a slot of RF_HTTP_SOURCES, by a keyed hash of its /32
- * or /64 (several sources may share one: they are counted together), or
- * RF_HTTP_NO_SOURCE.
+ * Where a connection is counted (conn.c): its source's slot of
+ * RF_HTTP_SOURCES, by a keyed hash of its /32 or /64 (several sources may
+ * share one: they are counted together), or RF_HTTP_NO_SOURCE.
  */
-size_t rf_http_limits_source(
-    const struct rf_http_limits *l, const struct sockaddr_storage *peer);
+struct rf_http_place {
+	size_t src;
+};
+/*
+ * A connection from peer, counted: 1 (*pl says where), or 0 when its
+ * source holds conns_per_source already (nothing counted).
+ */
+int rf_http_limits_conn_take(struct rf_http_limits *l,
+    const struct sockaddr_storage *peer, struct rf_http_place *pl) RF_WUR;
+/* The connection counted at *pl closed (*pl is then counted nowhere). */
+void rf_http_limits_conn_drop(
+    struct rf_http_limits *l, struct rf_http_place *pl);
 /*
  * Start the day's count from the record: the bytes of today's leaves of
  * anonymous signatures (every signature by the TLS key, the on-demand

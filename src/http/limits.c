@@ -74,6 +74,9 @@ struct rf_http_limits {
 	uint64_t day_bytes;
 	uint64_t hkey[2]; /* keyed hash: slots cannot be aimed at */
 	struct known known[KNOWN];
+	/* Connections held (conn.c), per source slot; atomic. */
+	uint32_t conns_max; /* cfg->conns_per_source; 0: no bound */
+	uint32_t src_conns[SOURCES];
 };
 
 int
@@ -97,6 +100,7 @@ rf_http_limits_new(const struct rf_config *cfg, struct rf_http_limits **out)
 	l->b[RF_HTTP_BUDGET_OCSP].rate = cfg->ocsp_ondemand_rate;
 	l->b[RF_HTTP_BUDGET_OCSP].src_rate = cfg->ocsp_ondemand_source_rate;
 	l->day_max = (uint64_t)cfg->anon_audit_bytes_day;
+	l->conns_max = (uint32_t)cfg->conns_per_source;
 	l->day = -1;
 	*out = l;
 	return 0;
@@ -211,15 +215,39 @@ slot_of(const struct rf_http_limits *l, const uint8_t p[8], uint8_t v6)
 	return (size_t)(x & (SOURCES - 1));
 }
 
-size_t
-rf_http_limits_source(
-    const struct rf_http_limits *l, const struct sockaddr_storage *peer)
+/* One more in *n unless that makes more than max (0: no bound). */
+static int
+count_take(uint32_t *n, uint32_t max)
+{
+	if (__atomic_add_fetch(n, 1, __ATOMIC_RELAXED) <= max || max == 0)
+		return 1;
+	__atomic_sub_fetch(n, 1, __ATOMIC_RELAXED);
+	return 0;
+}
+
+int
+rf_http_limits_conn_take(struct rf_http_limits *l,
+    const struct sockaddr_storage *peer, struct rf_http_place *pl)
 {
 	uint8_t p[8], v6;
+	size_t src;
 
+	pl->src = RF_HTTP_NO_SOURCE;
 	if (l == NULL || !prefix_of(peer, p, &v6))
-		return RF_HTTP_NO_SOURCE;
-	return slot_of(l, p, v6);
+		return 1;
+	src = slot_of(l, p, v6);
+	if (!count_take(&l->src_conns[src], l->conns_max))
+		return 0;
+	pl->src = src;
+	return 1;
+}
+
+void
+rf_http_limits_conn_drop(struct rf_http_limits *l, struct rf_http_place *pl)
+{
+	if (l != NULL && pl->src != RF_HTTP_NO_SOURCE)
+		__atomic_sub_fetch(&l->src_conns[pl->src], 1, __ATOMIC_RELAXED);
+	pl->src = RF_HTTP_NO_SOURCE;
 }
 
 /* Whether p is a connector's source still, under l->lock. */
