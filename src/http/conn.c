@@ -149,6 +149,7 @@ rf_conn_setup(struct rf_http *h)
 		h->max_conns = (size_t)rl.rlim_cur - 64;
 	else
 		h->max_conns = 64;
+	rf_http_limits_set_max_conns(h->limits, h->max_conns);
 	if ((h->stopfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) < 0)
 		return rf_err_set(RF_ERR_IO, "eventfd: %s", strerror(errno));
 	for (i = 0; i < h->nworkers; i++) {
@@ -414,14 +415,17 @@ accept_some(struct rf_http *h, struct rf_http_worker *w, int tls)
 		(void)setsockopt(
 		    fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		pthread_mutex_lock(&h->conn_lock);
-		/* One source cannot hold every connection (conns_per_source):
-		 * past its share, closed at once. */
+		/* One source cannot hold every connection (conns_per_source),
+		 * nor one network (an IPv6 /48): past its share, closed at
+		 * once. Its network's bodies share a bound too (h1.c). */
 		if (h->nconns >= h->max_conns ||
 		    !rf_http_limits_conn_take(h->limits, &ss, &c->place)) {
 			pthread_mutex_unlock(&h->conn_lock);
 			conn_free(c);
 			continue;
 		}
+		rf_h1_share(
+		    &c->h1, rf_http_limits_net_bodies(h->limits, &c->place));
 		c->next = h->conns;
 		if (h->conns != NULL)
 			h->conns->prev = c;

@@ -25,7 +25,9 @@ static pthread_once_t limit_once = PTHREAD_ONCE_INIT;
 /*
  * Request bodies held in memory by every connection together, bytes: what
  * a crowd of connections that send part of a body and wait can make serve
- * keep. Past it, 503 and close. A body buffer over RF_H1_BODY_KEEP goes
+ * keep. Past it, 503 and close; past its network's share
+ * (RF_H1_NET_SHARE, rf_h1_share) too, so that one IPv6 /48 with its
+ * 65,536 /64s cannot take it all. A body buffer over RF_H1_BODY_KEEP goes
  * with its request instead of staying with a kept-alive connection.
  */
 #define RF_H1_BODIES_MAX ((size_t)64 << 20)
@@ -40,22 +42,53 @@ rf_h1_bodies_max(size_t max)
 	    &bodies_max, max > 0 ? max : RF_H1_BODIES_MAX, __ATOMIC_RELAXED);
 }
 
-/* Room for grow bytes more of bodies: 0, or -1 past the bound. */
+/* grow bytes more in *held, unless that passes max: 0, or -1. */
 static int
-bodies_take(size_t grow)
+held_take(size_t *held, size_t grow, size_t max)
+{
+	if (__atomic_add_fetch(held, grow, __ATOMIC_RELAXED) <= max)
+		return 0;
+	__atomic_sub_fetch(held, grow, __ATOMIC_RELAXED);
+	return -1;
+}
+
+/*
+ * Room for grow bytes more of x's body: 0, or -1 past the bound on every
+ * parser's bodies or past its network's share of it (nothing taken).
+ */
+static int
+bodies_take(struct rf_h1 *x, size_t grow)
 {
 	size_t max = __atomic_load_n(&bodies_max, __ATOMIC_RELAXED);
 
-	if (__atomic_add_fetch(&bodies_held, grow, __ATOMIC_RELAXED) <= max)
-		return 0;
-	__atomic_sub_fetch(&bodies_held, grow, __ATOMIC_RELAXED);
-	return -1;
+	if (held_take(&bodies_held, grow, max) != 0)
+		return -1;
+	if (x->net_held != NULL &&
+	    held_take(x->net_held, grow, max / RF_H1_NET_SHARE) != 0) {
+		__atomic_sub_fetch(&bodies_held, grow, __ATOMIC_RELAXED);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+bodies_give(struct rf_h1 *x, size_t n)
+{
+	__atomic_sub_fetch(&bodies_held, n, __ATOMIC_RELAXED);
+	if (x->net_held != NULL)
+		__atomic_sub_fetch(x->net_held, n, __ATOMIC_RELAXED);
+}
+
+void
+rf_h1_share(struct rf_h1 *x, size_t *held)
+{
+	x->net_held = held;
 }
 
 static void
 body_drop(struct rf_h1 *x)
 {
-	__atomic_sub_fetch(&bodies_held, x->bcap, __ATOMIC_RELAXED);
+	bodies_give(x, x->bcap);
 	free(x->body);
 	x->body = NULL;
 	x->bcap = 0;
@@ -268,12 +301,11 @@ on_body(http_parser *p, const char *at, size_t len)
 			cap *= 2;
 		if (cap > x->max_body)
 			cap = x->max_body;
-		if (bodies_take(cap - x->bcap) != 0)
+		if (bodies_take(x, cap - x->bcap) != 0)
 			return fail(x, 503,
 			    "busy: too many request bodies in memory; retry");
 		if ((nb = realloc(x->body, cap)) == NULL) {
-			__atomic_sub_fetch(
-			    &bodies_held, cap - x->bcap, __ATOMIC_RELAXED);
+			bodies_give(x, cap - x->bcap);
 			return fail(x, 503, "out of memory");
 		}
 		x->body = nb;

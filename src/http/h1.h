@@ -50,6 +50,7 @@ struct rf_h1 {
 	size_t elen;
 	int want_continue; /* "Expect: 100-continue": send 100 first */
 	uint8_t *body;	   /* max_body bytes at most; kept between requests */
+	size_t *net_held;  /* its network's bodies (rf_h1_share), or NULL */
 	size_t blen, bcap;
 	int started; /* a byte of this request has been read */
 	/*
@@ -69,6 +70,14 @@ void rf_h1_free(struct rf_h1 *x);
 /* The bound on every parser's bodies together, bytes (0: the default,
  * 64 MiB); for tests. */
 void rf_h1_bodies_max(size_t max);
+/*
+ * x's bodies count in *held too, shared with the other connections of
+ * its network (rf_http_limits_net_bodies), which hold at most
+ * 1/RF_H1_NET_SHARE of the bound on every parser's bodies together.
+ * NULL: not counted there. Before the first byte is fed.
+ */
+#define RF_H1_NET_SHARE 16
+void rf_h1_share(struct rf_h1 *x, size_t *held);
 
 /*
  * Read up to len bytes; *used says how many were taken. RF_H1_READY stops

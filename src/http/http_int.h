@@ -434,21 +434,39 @@ int rf_http_limits_seed_known(
     struct rf_http_limits *l, struct rf_store *st, int64_t now) RF_WUR;
 /*
  * Where a connection is counted (conn.c): its source's slot of
- * RF_HTTP_SOURCES, by a keyed hash of its /32 or /64 (several sources may
- * share one: they are counted together), or RF_HTTP_NO_SOURCE.
+ * RF_HTTP_SOURCES, by a keyed hash of its /32 or /64, and its network's,
+ * by a keyed hash of its /48 (an IPv4 address is a network of its own);
+ * several may share a slot: they are counted together. RF_HTTP_NO_SOURCE
+ * when not counted.
  */
 struct rf_http_place {
-	size_t src;
+	size_t src, net;
 };
 /*
+ * A network (an IPv6 /48, which holds 65,536 /64s) holds at most this
+ * many times conns_per_source connections, and never more than
+ * 1/RF_HTTP_NET_CONNS_PART of every connection serve can hold.
+ */
+#define RF_HTTP_NET_CONNS 4
+#define RF_HTTP_NET_CONNS_PART 8
+/*
  * A connection from peer, counted: 1 (*pl says where), or 0 when its
- * source holds conns_per_source already (nothing counted).
+ * source holds conns_per_source already or its network its share
+ * (nothing counted).
  */
 int rf_http_limits_conn_take(struct rf_http_limits *l,
     const struct sockaddr_storage *peer, struct rf_http_place *pl) RF_WUR;
 /* The connection counted at *pl closed (*pl is then counted nowhere). */
 void rf_http_limits_conn_drop(
     struct rf_http_limits *l, struct rf_http_place *pl);
+/* The connections serve can hold at all (conn.c), for a network's share. */
+void rf_http_limits_set_max_conns(struct rf_http_limits *l, size_t max);
+/*
+ * The count of request-body bytes held by *pl's network, for rf_h1_share
+ * (h1.h); NULL when it has none (not counted).
+ */
+size_t *rf_http_limits_net_bodies(
+    struct rf_http_limits *l, const struct rf_http_place *pl);
 /*
  * Start the day's count from the record: the bytes of today's leaves of
  * anonymous signatures (every signature by the TLS key, the on-demand

@@ -20,9 +20,16 @@
  * bytes are everyone's: a flood would spend them and lock connectors out
  * of new handshakes until the day rolls. Sources a connector was served
  * from (a 200 of the connector API, or an assertion in the store at
- * start) are known for a week from then: past the day's bytes, their handshakes
- * may spend a reserve of a quarter more, and the global bucket, which a flood
- * keeps empty, does not hold them back (their own source's does).
+ * start) are known for a week from then: past the day's bytes, their
+ * handshakes may spend a reserve of a quarter more, and the global
+ * bucket, which a flood keeps empty, does not hold them back (their own
+ * source's does).
+ *
+ * Connections are counted here too (conn.c), per source and per network:
+ * an IPv6 /48 holds 65,536 /64s, each a source, so a network holds at
+ * most RF_HTTP_NET_CONNS times conns_per_source connections (and at most
+ * 1/RF_HTTP_NET_CONNS_PART of what serve holds), and its connections'
+ * request bodies at most a share of the bound on all of them (h1.c).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -74,9 +81,13 @@ struct rf_http_limits {
 	uint64_t day_bytes;
 	uint64_t hkey[2]; /* keyed hash: slots cannot be aimed at */
 	struct known known[KNOWN];
-	/* Connections held (conn.c), per source slot; atomic. */
+	/* Connections held (conn.c) per source slot and per network slot,
+	 * and the request-body bytes held per network slot (h1.c); atomic. */
 	uint32_t conns_max; /* cfg->conns_per_source; 0: no bound */
+	uint32_t net_max;   /* a network's; 0: no bound */
 	uint32_t src_conns[SOURCES];
+	uint32_t net_conns[SOURCES];
+	size_t net_bodies[SOURCES];
 };
 
 int
@@ -101,6 +112,7 @@ rf_http_limits_new(const struct rf_config *cfg, struct rf_http_limits **out)
 	l->b[RF_HTTP_BUDGET_OCSP].src_rate = cfg->ocsp_ondemand_source_rate;
 	l->day_max = (uint64_t)cfg->anon_audit_bytes_day;
 	l->conns_max = (uint32_t)cfg->conns_per_source;
+	l->net_max = l->conns_max * RF_HTTP_NET_CONNS;
 	l->day = -1;
 	*out = l;
 	return 0;
@@ -230,24 +242,60 @@ rf_http_limits_conn_take(struct rf_http_limits *l,
     const struct sockaddr_storage *peer, struct rf_http_place *pl)
 {
 	uint8_t p[8], v6;
-	size_t src;
+	size_t src, net;
 
-	pl->src = RF_HTTP_NO_SOURCE;
+	pl->src = pl->net = RF_HTTP_NO_SOURCE;
 	if (l == NULL || !prefix_of(peer, p, &v6))
 		return 1;
 	src = slot_of(l, p, v6);
+	/* The network: an IPv6 /48 (its /64s are free to whoever holds
+	 * it), an IPv4 address on its own. Hashed apart from sources. */
+	if (v6)
+		p[6] = p[7] = 0;
+	net = slot_of(l, p, v6 | 2);
 	if (!count_take(&l->src_conns[src], l->conns_max))
 		return 0;
+	if (!count_take(&l->net_conns[net],
+		__atomic_load_n(&l->net_max, __ATOMIC_RELAXED))) {
+		__atomic_sub_fetch(&l->src_conns[src], 1, __ATOMIC_RELAXED);
+		return 0;
+	}
 	pl->src = src;
+	pl->net = net;
 	return 1;
 }
 
 void
 rf_http_limits_conn_drop(struct rf_http_limits *l, struct rf_http_place *pl)
 {
-	if (l != NULL && pl->src != RF_HTTP_NO_SOURCE)
+	if (l != NULL && pl->src != RF_HTTP_NO_SOURCE) {
 		__atomic_sub_fetch(&l->src_conns[pl->src], 1, __ATOMIC_RELAXED);
-	pl->src = RF_HTTP_NO_SOURCE;
+		__atomic_sub_fetch(&l->net_conns[pl->net], 1, __ATOMIC_RELAXED);
+	}
+	pl->src = pl->net = RF_HTTP_NO_SOURCE;
+}
+
+void
+rf_http_limits_set_max_conns(struct rf_http_limits *l, size_t max)
+{
+	size_t part = max / RF_HTTP_NET_CONNS_PART;
+
+	if (l->conns_max == 0)
+		return; /* conns_per_source 0: no bound at all */
+	if (part < 1)
+		part = 1;
+	if (part > (size_t)l->conns_max * RF_HTTP_NET_CONNS)
+		part = (size_t)l->conns_max * RF_HTTP_NET_CONNS;
+	__atomic_store_n(&l->net_max, (uint32_t)part, __ATOMIC_RELAXED);
+}
+
+size_t *
+rf_http_limits_net_bodies(
+    struct rf_http_limits *l, const struct rf_http_place *pl)
+{
+	if (l == NULL || pl->net == RF_HTTP_NO_SOURCE)
+		return NULL;
+	return &l->net_bodies[pl->net];
 }
 
 /* Whether p is a connector's source still, under l->lock. */

@@ -3,6 +3,8 @@
  * cut at every byte, pipelined, chunked, with Expect: 100-continue; each
  * limit and each refused form with the status it gets; response heads.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -272,6 +274,86 @@ test_bodies_bounded(void **state)
 	free(x);
 }
 
+static struct sockaddr_storage
+v6(const char *a)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	s6->sin6_family = AF_INET6;
+	assert_int_equal(inet_pton(AF_INET6, a, &s6->sin6_addr), 1);
+	return ss;
+}
+
+/*
+ * Request bodies of one network: connections from many /64s of one IPv6
+ * /48 (each a source of its own) hold at most 1/RF_H1_NET_SHARE of the
+ * bodies' bound together, so that one /48 cannot take the room every
+ * client shares; another /48 still gets room, and closed connections give
+ * theirs back.
+ */
+static void
+test_bodies_per_network(void **state)
+{
+	static const char head[] =
+	    "POST /ocsp HTTP/1.1\r\nContent-Length: 65536\r\n\r\n";
+	enum { N = 40 };
+	struct rf_config cfg;
+	struct rf_http_limits *l = NULL;
+	struct rf_http_place pl[N + 1];
+	struct sockaddr_storage ss;
+	struct rf_h1 *x;
+	char *part, a[64];
+	size_t i, used, held = 0;
+	enum rf_h1_state st;
+
+	(void)state;
+	memset(&cfg, 0, sizeof(cfg));
+	assert_int_equal(rf_http_limits_new(&cfg, &l), 0);
+	rf_http_limits_set_max_conns(l, 100000);
+	assert_non_null(x = calloc(N + 1, sizeof(*x)));
+	assert_non_null(part = malloc(40000));
+	memset(part, 'a', 40000);
+	/* 4 MiB for all: a network's share holds four 64 KiB buffers. */
+	rf_h1_bodies_max(64 * 65536);
+	for (i = 0; i <= N; i++) {
+		/* The last one is of another /48. */
+		snprintf(a, sizeof(a),
+		    i < N ? "2001:db8:1:%x::1" : "2001:db8:2::1", (unsigned)i);
+		ss = v6(a);
+		assert_true(rf_http_limits_conn_take(l, &ss, &pl[i]));
+		rf_h1_init(&x[i], 65536);
+		rf_h1_share(&x[i], rf_http_limits_net_bodies(l, &pl[i]));
+		assert_non_null(x[i].net_held);
+		assert_int_equal(feed_all(&x[i], head, &used), RF_H1_MORE);
+		st = rf_h1_feed(&x[i], (const uint8_t *)part, 40000, &used);
+		if (i == N)
+			assert_int_equal(st, RF_H1_MORE);
+		else if (st == RF_H1_FAIL)
+			assert_int_equal(x[i].fail_code, 503);
+		else {
+			assert_int_equal(st, RF_H1_MORE);
+			held++;
+		}
+	}
+	assert_int_equal(held, 64 / RF_H1_NET_SHARE);
+	/* Closed, their room is the network's again. */
+	for (i = 0; i <= N; i++)
+		rf_h1_free(&x[i]);
+	assert_int_equal(*x[0].net_held, 0);
+	rf_h1_init(&x[0], 65536);
+	rf_h1_share(&x[0], rf_http_limits_net_bodies(l, &pl[0]));
+	assert_int_equal(feed_all(&x[0], head, &used), RF_H1_MORE);
+	assert_int_equal(
+	    rf_h1_feed(&x[0], (const uint8_t *)part, 40000, &used), RF_H1_MORE);
+	rf_h1_free(&x[0]);
+	rf_h1_bodies_max(0); /* the default again */
+	rf_http_limits_free(l);
+	free(part);
+	free(x);
+}
+
 /* Bad chunk framing is found when the CRLF arrives a byte at a time too. */
 static void
 test_chunk_crlf_split(void **state)
@@ -377,6 +459,7 @@ main(void)
 	    cmocka_unit_test(test_chunked_and_continue),
 	    cmocka_unit_test(test_refused),
 	    cmocka_unit_test(test_bodies_bounded),
+	    cmocka_unit_test(test_bodies_per_network),
 	    cmocka_unit_test(test_chunk_crlf_split),
 	    cmocka_unit_test(test_keep_alive),
 	    cmocka_unit_test(test_head),

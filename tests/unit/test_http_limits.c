@@ -206,6 +206,77 @@ test_peer_addr(void **state)
 	assert_string_equal(a, "");
 }
 
+static struct rf_http_limits *
+conn_limits(int per_source, size_t max_conns)
+{
+	struct rf_config cfg;
+	struct rf_http_limits *l = NULL;
+
+	memset(&cfg, 0, sizeof(cfg));
+	cfg.conns_per_source = per_source;
+	assert_int_equal(rf_http_limits_new(&cfg, &l), 0);
+	rf_http_limits_set_max_conns(l, max_conns);
+	return l;
+}
+
+/* How many of n connections from fmt's addresses (%x: 0 to n-1) are
+ * held; their places in pl[0..n). */
+static size_t
+conns(struct rf_http_limits *l, const char *fmt, size_t n,
+    struct rf_http_place *pl)
+{
+	struct sockaddr_storage ss;
+	char a[64];
+	size_t i, held = 0;
+
+	for (i = 0; i < n; i++) {
+		snprintf(a, sizeof(a), fmt, (unsigned)i);
+		ss = strchr(a, ':') != NULL ? v6(a) : v4(a);
+		if (rf_http_limits_conn_take(l, &ss, &pl[i]))
+			held++;
+		else
+			pl[i].src = pl[i].net = RF_HTTP_NO_SOURCE;
+	}
+	return held;
+}
+
+/*
+ * One IPv6 /48 holds 65,536 /64s, each a source: connections from many
+ * /64s of one /48 stop at the network's share (RF_HTTP_NET_CONNS times
+ * conns_per_source, at most an eighth of what serve holds), while another
+ * /48 and IPv4 addresses are still held; one /64 still stops at
+ * conns_per_source; a closed connection makes room again.
+ */
+static void
+test_conns_per_network(void **state)
+{
+	struct rf_http_limits *l = conn_limits(8, 100000);
+	struct rf_http_place pl[200], more[5], other;
+	size_t i;
+
+	(void)state;
+	/* 200 /64s of 2001:db8:1::/48, one connection each: 4 x 8. */
+	assert_int_equal(
+	    conns(l, "2001:db8:1:%x::1", 200, pl), RF_HTTP_NET_CONNS * 8);
+	assert_int_equal(conns(l, "2001:db8:2:%x::1", 5, more), 5);
+	assert_int_equal(conns(l, "2001:db8:ffff:%x::7", 1, &other), 1);
+	assert_int_equal(conns(l, "198.51.100.%u", 1, &other), 1);
+	/* One /64 of yet another /48: conns_per_source. */
+	assert_int_equal(conns(l, "2001:db8:3:1::%x", 20, pl + 100), 8);
+	/* A connection of the first /48 closes: one more is held. */
+	for (i = 0; pl[i].src == RF_HTTP_NO_SOURCE; i++)
+		;
+	rf_http_limits_conn_drop(l, &pl[i]);
+	assert_int_equal(pl[i].net, RF_HTTP_NO_SOURCE);
+	assert_int_equal(conns(l, "2001:db8:1:%x:1::1", 3, pl), 1);
+	rf_http_limits_free(l);
+	/* Few descriptors: an eighth of them. */
+	l = conn_limits(256, 80);
+	assert_int_equal(conns(l, "2001:db8:1:%x::1", 200, pl), 10);
+	assert_int_equal(conns(l, "2001:db8:2:%x::1", 1, &other), 1);
+	rf_http_limits_free(l);
+}
+
 /* An assertion from source at t, as serve's recorder stores it. */
 static void
 assertion_at(struct rf_store *st, const char *source, int64_t t)
@@ -287,6 +358,7 @@ main(void)
 	    cmocka_unit_test(test_leaf_bytes),
 	    cmocka_unit_test(test_peer_addr),
 	    cmocka_unit_test(test_known_seed),
+	    cmocka_unit_test(test_conns_per_network),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
