@@ -70,20 +70,22 @@ audit_event(struct rf_cli *cli, const char *type, const char *detail)
 }
 
 /* The command's own handle started keyd if none ran; the server's
- * handles reconnect when keyd is back, and never start one themselves
- * (after the user split they could not). */
+ * handles reconnect when keyd is back, and never start one themselves:
+ * the server does, from its maintenance thread, unless it runs after the
+ * user split (it could not start keyd as keyd's user). */
 static const struct rf_custody server_class = {RF_KCLASS_SERVER, NULL, NULL};
 
 /*
  * After binding its ports: no core dumps or ptrace, and, started as root,
- * server_user's uid (its files: scripts/run.sh). One line says when the
- * user split is off.
+ * server_user's uid (its files: scripts/run.sh); *split then 1. One line
+ * says when the user split is off.
  */
 static int
-drop_privileges(const struct rf_config *cfg)
+drop_privileges(const struct rf_config *cfg, int *split)
 {
 	struct passwd *pw;
 
+	*split = 0;
 	rf_keyd_harden();
 	if (geteuid() != 0) {
 		fprintf(stderr,
@@ -105,6 +107,7 @@ drop_privileges(const struct rf_config *cfg)
 		    "cannot become server user '%s': %s", cfg->server_user,
 		    strerror(errno));
 	rf_keyd_harden(); /* a uid change resets the dumpable flag */
+	*split = 1;
 	fprintf(stderr, "ringfence serve: running as '%s' (uid %u)\n",
 	    cfg->server_user, (unsigned)pw->pw_uid);
 	return 0;
@@ -117,7 +120,7 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 	struct rf_http *h = NULL;
 	char detail[200], tls[64] = "";
 	long v;
-	int i, r, rc = EXIT_FAIL;
+	int i, r, rc = EXIT_FAIL, split = 0;
 
 	if (cli_wants_help(argc, argv)) {
 		fputs(serve_help, stdout);
@@ -178,10 +181,14 @@ cmd_serve(struct rf_cli *cli, int argc, char **argv)
 	if ((r = rf_http_new(&cli->cfg, &o, cli->store, cli->audit, cli->keys,
 		 cli->ca, &cli->who, &h)) != 0 ||
 	    (r = rf_keys_custody_lower(cli->keys, RF_KCLASS_SERVER)) != 0 ||
-	    (r = drop_privileges(&cli->cfg)) != 0) {
+	    (r = drop_privileges(&cli->cfg, &split)) != 0) {
 		rc = cli_fail(r);
 		goto out;
 	}
+	/* keyd gone (killed, a token folder missing): started again as a
+	 * command would, unless keyd's user is another (docs/serve.md). */
+	if (!split)
+		rf_http_keyd_restart(h, cli_keyd_start, NULL);
 	if (rf_http_tls_port(h) > 0)
 		snprintf(tls, sizeof(tls), " https://%s:%d", rf_http_address(h),
 		    rf_http_tls_port(h));

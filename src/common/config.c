@@ -92,6 +92,7 @@ static const struct setting settings[] = {
     I("audit_max_concurrent", audit_max_concurrent, 1, 1024),
     S("keyd_socket", keyd_socket),
     I("keyd_idle", keyd_idle, 0, 86400 * 365),
+    I("keyd_restart", keyd_restart, 0, 3600),
     S("custody_user", custody_user),
     S("server_user", server_user),
     S("admin_group", admin_group),
@@ -341,6 +342,7 @@ rf_config_load(struct rf_config *cfg)
 	cfg->audit_threads = 2;
 	cfg->audit_max_concurrent = 256;
 	cfg->keyd_idle = 600;
+	cfg->keyd_restart = 30;
 	snprintf(
 	    cfg->custody_user, sizeof(cfg->custody_user), "ringfence-keyd");
 	snprintf(cfg->server_user, sizeof(cfg->server_user), "ringfence");

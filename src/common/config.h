@@ -71,6 +71,7 @@ struct rf_config {
 	/* custody process (keyd, docs/keys.md "Process split"): */
 	char keyd_socket[RF_PATH_MAX]; /* default $home/keyd.sock */
 	int keyd_idle;		       /* on-demand keyd exits when idle, s */
+	int keyd_restart; /* serve starts a gone keyd, at most s apart; 0 no */
 	char custody_user[64];	       /* keyd's user when started as root */
 	char server_user[64];	       /* serve's user when started as root */
 	char admin_group[64];	       /* members are keyd admins */

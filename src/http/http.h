@@ -92,6 +92,15 @@ int rf_http_tls_port(const struct rf_http *h);
 const char *rf_http_address(const struct rf_http *h);
 
 /*
+ * start(arg, cfg) starts keyd as the commands do: with it, rf_http_run
+ * starts keyd again when it is gone, 1 s after it was found gone, then
+ * 2, 4, ... at most cfg->keyd_restart seconds apart (0 there: never),
+ * each attempt logged. Before rf_http_run; NULL: never.
+ */
+void rf_http_keyd_restart(struct rf_http *h,
+    int (*start)(void *arg, const struct rf_config *cfg), void *arg);
+
+/*
  * Load what the workers serve, start them, run maintenance until
  * rf_http_stop(), a signal (handle_signals) or the duration, then stop and
  * join the workers. SIGPIPE is ignored process-wide from here on (a peer

@@ -107,6 +107,20 @@ struct rf_http {
 	/* /healthz: whether keyd listened when last asked (atomics). */
 	uint64_t keyd_probe_ms;
 	int keyd_up;
+	/* keyd started again when it is gone (custody.c): maintenance
+	 * thread, but for the start's outcome, made on the signing pool. */
+	struct http_keyd_restart {
+		int (*start)(void *arg, const struct rf_config *cfg);
+		void *arg;
+		uint64_t down_ms; /* first found gone; 0: listening */
+		uint64_t next_ms; /* no attempt before */
+		uint64_t up_ms;	  /* the last start that came up */
+		uint64_t wait_ms; /* the last wait between attempts */
+		unsigned attempt; /* since keyd last stayed up */
+		int job;	  /* atomic: none, running, done */
+		int r;		  /* the start's outcome, and why */
+		char msg[512];
+	} kr;
 	const struct rf_config *cfg;
 	struct rf_store *st; /* maintenance thread */
 	struct rf_audit *audit;
@@ -207,6 +221,10 @@ struct rf_http {
 };
 
 uint64_t rf_http_mono_ms(void);
+/* Whether keyd listens: asked at most every 250 ms (custody.c). */
+int rf_http_keyd_up(struct rf_http *h);
+/* Maintenance: keyd gone, started again (rf_http_keyd_restart). */
+void rf_http_keyd_watch(struct rf_http *h, uint64_t now);
 /* Another socket bound to hs's address with SO_REUSEPORT; -1 and errno. */
 int rf_http_reuseport_socket(const struct http_sock *hs);
 /* Seconds a connection may idle, or spend on one request. */

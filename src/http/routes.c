@@ -657,27 +657,6 @@ done:
 /* ---- Router ---- */
 
 /*
- * Whether keyd listens, asked at most every 250 ms however often /healthz is
- * fetched: a flood of health checks cannot become a flood on keyd's socket.
- */
-static int
-keyd_up(struct rf_http *h)
-{
-	uint64_t now = rf_http_mono_ms();
-	uint64_t last = __atomic_load_n(&h->keyd_probe_ms, __ATOMIC_ACQUIRE);
-	int up;
-
-	/* One worker claims the probe; the others answer what was found. */
-	if ((last != 0 && (int64_t)(now - last) < 250) ||
-	    !__atomic_compare_exchange_n(&h->keyd_probe_ms, &last, now, 0,
-		__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
-		return __atomic_load_n(&h->keyd_up, __ATOMIC_ACQUIRE);
-	up = rf_keyd_listening(h->cfg);
-	__atomic_store_n(&h->keyd_up, up, __ATOMIC_RELEASE);
-	return up;
-}
-
-/*
  * 200 "ok", or 503 while keyd is away: OCSP and CRLs are still answered from
  * memory then, but nothing new can be signed (TLS handshakes, on-demand OCSP,
  * the connector API), and a health check should say so.
@@ -701,7 +680,7 @@ route_healthz(struct rf_http_worker *w, const struct rf_http_req *q,
 	}
 	add_header(o, "Content-Type", "text/plain; charset=utf-8");
 	add_header(o, "Cache-Control", "no-store");
-	if (keyd_up(w->h)) {
+	if (rf_http_keyd_up(w->h)) {
 		o->body = (const uint8_t *)"ok\n";
 		o->len = 3;
 		rf_http_status(o, 200);

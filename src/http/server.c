@@ -1128,6 +1128,7 @@ tick(struct rf_http *h)
 	uint64_t now = rf_http_mono_ms();
 
 	maintain(h, 0);
+	rf_http_keyd_watch(h, now);
 	if (now - h->last_sweep_ms >= 1000) {
 		h->last_sweep_ms = now;
 		rf_conn_sweep(h);

@@ -17,6 +17,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-gone
 . "$here/lib/connector.sh" connector_keyd_gone
 export RINGFENCE_CONN_RATE=0 RINGFENCE_CONNECTOR_RATE=0
+# keyd stays gone until the test starts it (serve would start it again:
+# serve_keyd_restart.sh).
+export RINGFENCE_KEYD_RESTART=0
 
 rf init >/dev/null
 rf tenant add acme >/dev/null

@@ -46,7 +46,9 @@ serial=$(sed -n 's/^serial: //p' "$work/meta")
 rf cert ca issuing >"$work/issuing.pem"
 
 port=$(freeport)
-"$RINGFENCE" serve --port "$port" 2>"$work/serve.log" &
+# What serve does while keyd is away: it must not start keyd again itself
+# (keyd_restart, serve_keyd_restart.sh).
+RINGFENCE_KEYD_RESTART=0 "$RINGFENCE" serve --port "$port" 2>"$work/serve.log" &
 server=$!
 for _ in $(seq 100); do
 	curl -sf -m 2 -o /dev/null "http://127.0.0.1:$port/healthz" && break

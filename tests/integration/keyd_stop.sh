@@ -15,6 +15,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib/state.sh" keyd-stop
 . "$here/lib/serve.sh"
 rf init >/dev/null 2>&1 || fail "init"
+# A keyd killed stays gone: serve does not start it again here
+# (keyd_restart, serve_keyd_restart.sh).
+export RINGFENCE_KEYD_RESTART=0
 rf keyd stop >/dev/null 2>&1 || true
 if rf keyd status >/dev/null 2>&1; then fail "keyd still runs"; fi
 start_serve
