@@ -3,8 +3,6 @@
  * cut at every byte, pipelined, chunked, with Expect: 100-continue; each
  * limit and each refused form with the status it gets; response heads.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -274,18 +272,6 @@ test_bodies_bounded(void **state)
 	free(x);
 }
 
-static struct sockaddr_storage
-v6(const char *a)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-	memset(&ss, 0, sizeof(ss));
-	s6->sin6_family = AF_INET6;
-	assert_int_equal(inet_pton(AF_INET6, a, &s6->sin6_addr), 1);
-	return ss;
-}
-
 /*
  * Request bodies of one network: connections from many /64s of one IPv6
  * /48 (each a source of its own) hold at most 1/RF_H1_NET_SHARE of the
@@ -321,7 +307,7 @@ test_bodies_per_network(void **state)
 		/* The last one is of another /48. */
 		snprintf(a, sizeof(a),
 		    i < N ? "2001:db8:1:%x::1" : "2001:db8:2::1", (unsigned)i);
-		ss = v6(a);
+		ss = tu_addr(a);
 		assert_true(rf_http_limits_conn_take(l, &ss, &pl[i]));
 		rf_h1_init(&x[i], 65536);
 		rf_h1_share(&x[i], rf_http_limits_net_bodies(l, &pl[i]));

@@ -2,7 +2,9 @@
  * serve's budgets (src/http/limits.c) on their own: per-source buckets
  * (IPv4 /32, IPv6 /64, IPv4-mapped as IPv4), the global bucket across
  * sources, refill with time, the bytes a day and their roll-over, and
- * the leaf size counted for a signature, and a peer's source address.
+ * the leaf size counted for a signature, and a peer's source address;
+ * the connectors' sources known again at start (from the store), and the
+ * connections held per source and per network (IPv6 /48).
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -14,30 +16,6 @@
 #include "http/http_int.h"
 #include "store/store.h"
 #include "store/store_connector.h"
-
-static struct sockaddr_storage
-v4(const char *a)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-
-	memset(&ss, 0, sizeof(ss));
-	s4->sin_family = AF_INET;
-	assert_int_equal(inet_pton(AF_INET, a, &s4->sin_addr), 1);
-	return ss;
-}
-
-static struct sockaddr_storage
-v6(const char *a)
-{
-	struct sockaddr_storage ss;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-
-	memset(&ss, 0, sizeof(ss));
-	s6->sin6_family = AF_INET6;
-	assert_int_equal(inet_pton(AF_INET6, a, &s6->sin6_addr), 1);
-	return ss;
-}
 
 static struct rf_http_limits *
 limits(int rate, int src_rate, int day_bytes)
@@ -71,8 +49,9 @@ static void
 test_per_source(void **state)
 {
 	struct rf_http_limits *l = limits(100, 3, 1000000);
-	struct sockaddr_storage a = v4("192.0.2.1"), b = v4("192.0.2.2"),
-				m = v6("::ffff:192.0.2.1");
+	struct sockaddr_storage a = tu_addr("192.0.2.1"),
+				b = tu_addr("192.0.2.2"),
+				m = tu_addr("::ffff:192.0.2.1");
 	uint64_t refused[2], allowed[2], bytes;
 
 	(void)state;
@@ -99,9 +78,9 @@ static void
 test_v6_prefix(void **state)
 {
 	struct rf_http_limits *l = limits(100, 2, 1000000);
-	struct sockaddr_storage a = v6("2001:db8:1:2::1"),
-				b = v6("2001:db8:1:2:ffff::9"),
-				c = v6("2001:db8:1:3::1");
+	struct sockaddr_storage a = tu_addr("2001:db8:1:2::1"),
+				b = tu_addr("2001:db8:1:2:ffff::9"),
+				c = tu_addr("2001:db8:1:3::1");
 
 	(void)state;
 	/* Two addresses of one /64 share a bucket; the next /64 does not. */
@@ -123,12 +102,12 @@ test_global(void **state)
 	/* Fifty sources of two each: the global five is what goes ahead. */
 	for (i = 0; i < 50; i++) {
 		snprintf(a, sizeof(a), "198.51.100.%d", i + 1);
-		ss = v4(a);
+		ss = tu_addr(a);
 		ok += takes(l, RF_HTTP_BUDGET_TLS, &ss, 2, 1000);
 	}
 	assert_int_equal(ok, 5);
 	/* A refusal by the global bucket did not charge the source. */
-	ss = v4("198.51.100.50");
+	ss = tu_addr("198.51.100.50");
 	assert_int_equal(takes(l, RF_HTTP_BUDGET_TLS, &ss, 5, 2000), 2);
 	/* No address (unknown family): the global bucket alone. */
 	assert_int_equal(takes(l, RF_HTTP_BUDGET_OCSP, NULL, 9, 1000), 5);
@@ -139,7 +118,7 @@ static void
 test_day_bytes(void **state)
 {
 	struct rf_http_limits *l = limits(1000, 1000, 350);
-	struct sockaddr_storage a = v4("203.0.113.7");
+	struct sockaddr_storage a = tu_addr("203.0.113.7");
 
 	(void)state;
 	/* 100 bytes a leaf: three fit in 350, the fourth does not. */
@@ -193,8 +172,7 @@ test_peer_addr(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		ss = strchr(cases[i][0], ':') != NULL ? v6(cases[i][0])
-						      : v4(cases[i][0]);
+		ss = tu_addr(cases[i][0]);
 		rf_http_peer_addr(&ss, a);
 		assert_string_equal(a, cases[i][1]);
 	}
@@ -231,7 +209,7 @@ conns(struct rf_http_limits *l, const char *fmt, size_t n,
 
 	for (i = 0; i < n; i++) {
 		snprintf(a, sizeof(a), fmt, (unsigned)i);
-		ss = strchr(a, ':') != NULL ? v6(a) : v4(a);
+		ss = tu_addr(a);
 		if (rf_http_limits_conn_take(l, &ss, &pl[i]))
 			held++;
 		else
@@ -304,7 +282,7 @@ static int
 is_known(
     struct rf_http_limits *l, const struct sockaddr_storage *ss, uint64_t ms)
 {
-	struct sockaddr_storage other = v4("198.51.100.99");
+	struct sockaddr_storage other = tu_addr("198.51.100.99");
 
 	(void)rf_http_limits_take(l, RF_HTTP_BUDGET_TLS, &other, 100, ms, 1);
 	return rf_http_limits_take(l, RF_HTTP_BUDGET_TLS, ss, 100, ms, 1);
@@ -321,7 +299,8 @@ static void
 test_known_seed(void **state)
 {
 	const int64_t t = 1700000000, day = 86400;
-	struct sockaddr_storage a = v4("192.0.2.1"), b = v6("2001:db8:1:2::5");
+	struct sockaddr_storage a = tu_addr("192.0.2.1"),
+				b = tu_addr("2001:db8:1:2::5");
 	struct rf_http_limits *l;
 	struct rf_store *st = NULL;
 	char *home = tu_home(), path[1024];

@@ -1,4 +1,6 @@
 /* Helpers shared by the cmocka unit tests. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -128,4 +130,22 @@ tu_self_signed(EVP_PKEY *pk, const char *cn)
 	assert_int_equal(X509_set_pubkey(x, pk), 1);
 	assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
 	return x;
+}
+
+struct sockaddr_storage
+tu_addr(const char *a)
+{
+	struct sockaddr_storage ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+
+	memset(&ss, 0, sizeof(ss));
+	if (strchr(a, ':') != NULL) {
+		s6->sin6_family = AF_INET6;
+		assert_int_equal(inet_pton(AF_INET6, a, &s6->sin6_addr), 1);
+	} else {
+		s4->sin_family = AF_INET;
+		assert_int_equal(inet_pton(AF_INET, a, &s4->sin_addr), 1);
+	}
+	return ss;
 }

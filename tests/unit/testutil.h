@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <sys/socket.h>
+
 #include <openssl/ssl.h>
 
 #include "common/config.h"
@@ -36,6 +38,10 @@ X509 *tu_self_signed(EVP_PKEY *pk, const char *cn);
  * TLS handshake: 1 when both ends completed it, 0 when one failed.
  */
 int tu_handshake(SSL *c, SSL *s);
+
+/* A peer's address from IPv4 or IPv6 text ("192.0.2.1", "2001:db8::1"),
+ * port 0. */
+struct sockaddr_storage tu_addr(const char *a);
 
 /* Run a shell command; returns its exit status. */
 int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
