@@ -24,8 +24,10 @@ id=$(sed -n 's/^  audit key id: \([0-9a-f]\{64\}\)$/\1/p' init.err)
 
 for attempt in 1 2 3 4 5; do
 	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-	"$RINGFENCE" serve --port "$port" --duration 120 --threads 2 \
-		2>"$RINGFENCE_HOME/serve.log" &
+	# keyd is stopped below to take its ledger away while it is down:
+	# serve must not start it again meanwhile (keyd_restart).
+	RINGFENCE_KEYD_RESTART=0 "$RINGFENCE" serve --port "$port" \
+		--duration 120 --threads 2 2>"$RINGFENCE_HOME/serve.log" &
 	server=$!
 	up=0
 	for _ in $(seq 100); do
