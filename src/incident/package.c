@@ -251,21 +251,62 @@ write_json(int dirfd, const char *name, json_t *j)
 	return r;
 }
 
-static const char pinned_steps[] =
-    "What to do (pinned relying party, e.g. Microsoft Entra ID):\n"
-    "  1. Register the new certificate with the application and remove\n"
-    "     the old one. For Entra ID: PATCH "
-    "https://graph.microsoft.com/v1.0/applications/{id}\n"
-    "     with graph-keyCredentials.json as the body.\n"
-    "     WARNING: this PATCH REPLACES THE WHOLE keyCredentials collection\n"
-    "     of the application. Any credential not in the body is removed.\n"
-    "     If other connections of this tenant use the same application,\n"
-    "     use ../graph-keyCredentials-tenant.json instead: it holds the\n"
-    "     new certificates of every pinned connection of the tenant.\n"
-    "     Add any other certificate the application must keep.\n"
-    "  2. Remove the old thumbprint wherever else it is registered.\n"
-    "  3. Trust ca-chain.pem if your side checks the issuer.\n"
-    "  4. Tell your vendor contact the connection works again.\n";
+/*
+ * The steps of a pinned relying party. An entra connection's application
+ * is named by its client id (Graph's alternate key appId), on the app
+ * registration or on the vendor application's service principal in the
+ * customer's directory; another's by its object id, which the admin looks
+ * up (its client id in applications/{id} fails).
+ */
+static int
+pinned_steps(const char *client_id, char **out)
+{
+	char where[512];
+
+	if (client_id != NULL && client_id[0] != '\0')
+		snprintf(where, sizeof(where),
+		    "https://graph.microsoft.com/v1.0/"
+		    "applications(appId='%s')\n"
+		    "     (the app registration in your directory) or, where "
+		    "the credential is\n"
+		    "     on the vendor application's service principal in "
+		    "your directory,\n"
+		    "     PATCH https://graph.microsoft.com/v1.0/"
+		    "servicePrincipals(appId='%s')\n",
+		    client_id, client_id);
+	else
+		snprintf(where, sizeof(where),
+		    "https://graph.microsoft.com/v1.0/applications/{id}\n"
+		    "     ({id} is the application's object id, not its "
+		    "application (client) id)\n");
+	if (asprintf(out,
+		"What to do (pinned relying party, e.g. Microsoft Entra ID):\n"
+		"  1. Register the new certificate with the application and "
+		"remove\n"
+		"     the old one. For Entra ID: PATCH %s"
+		"     with graph-keyCredentials.json as the body.\n"
+		"     WARNING: this PATCH REPLACES THE WHOLE keyCredentials "
+		"collection\n"
+		"     of the application. Any credential not in the body is "
+		"removed.\n"
+		"     If other connections of this tenant use the same "
+		"application,\n"
+		"     use ../graph-keyCredentials-tenant.json instead: it "
+		"holds "
+		"the\n"
+		"     new certificates of every pinned connection of the "
+		"tenant.\n"
+		"     Add any other certificate the application must keep.\n"
+		"  2. Remove the old thumbprint wherever else it is "
+		"registered.\n"
+		"  3. Trust ca-chain.pem if your side checks the issuer.\n"
+		"  4. Tell your vendor contact the connection works again.\n",
+		where) < 0) {
+		*out = NULL;
+		return RF_ERR_ALLOC;
+	}
+	return 0;
+}
 
 static const char ocsp_steps[] =
     "What to do (relying party that checks revocation):\n"
@@ -341,6 +382,7 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 	struct rf_entra_rec reg;
 	char old_tp[41], new_tp[41], nb[32], na[32], ids[192] = "", key[256];
 	char *pem = NULL, *chain = NULL, *readme = NULL, *tp = NULL;
+	char *steps = NULL;
 	json_t *body = NULL, *cred = NULL;
 	const char *step2 = "";
 	int cfd = -1, r, pinned = strcmp(it->rp, "pinned") == 0, theirs = 0;
@@ -379,6 +421,9 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		goto out;
 	if (!pinned)
 		step2 = theirs ? ocsp_chain : ocsp_install;
+	else if ((r = pinned_steps(
+		      ids[0] != '\0' ? reg.client_id : NULL, &steps)) != 0)
+		goto out;
 	sha1_hex_upper(oc.der, oc.derlen, old_tp);
 	sha1_hex_upper(nc.der, nc.derlen, new_tp);
 	rf_iso_time(nc.not_before, nb);
@@ -401,8 +446,8 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n%s%s%s",
 		it->tenant, it->name, it->rp, ids, (long long)it->incident,
 		oc.serial, key, nc.serial, nc.issuer, nb, na, nc.x5t, nc.x5t256,
-		new_tp, oc.x5t, old_tp, pinned ? pinned_steps : ocsp_steps,
-		step2, theirs ? connector_key_steps : "") < 0) {
+		new_tp, oc.x5t, old_tp, pinned ? steps : ocsp_steps, step2,
+		theirs ? connector_key_steps : "") < 0) {
 		readme = NULL;
 		r = RF_ERR_ALLOC;
 		goto out;
@@ -448,6 +493,7 @@ out:
 	json_decref(cred);
 	json_decref(body);
 	free(tp);
+	free(steps);
 	free(readme);
 	free(chain);
 	free(pem);
@@ -496,6 +542,16 @@ rf_incident_package(const struct rf_incident_ctx *c, int64_t id,
 		    tenant != NULL ? tenant : "(any)", (long long)id);
 		goto out;
 	}
+	/* Refused before anything is written: no folder is left behind. */
+	for (i = 0; i < iv.n; i++)
+		if (strcmp(iv.v[i].state, "waived") != 0 &&
+		    iv.v[i].new_serial[0] == '\0') {
+			r = rf_err_set(RF_ERR_STATE,
+			    "tenant %s has no new credential yet: run "
+			    "'ringfence incident contain %lld' first",
+			    iv.v[i].tenant, (long long)id);
+			goto out;
+		}
 	if ((r = open_out(dir, &dfd)) != 0)
 		goto out;
 	/* Items come in tenant order: one tenant folder at a time. */

@@ -38,6 +38,13 @@ for c in acme/own gamma/api; do
 		fail "issue from a CSR for $c"
 done
 id=$(rf incident open --scope all --reason "package test" 2>/dev/null)
+# Before contain: refused in one line, and no folder left behind.
+if rf incident package "$id" --all --out "$RINGFENCE_HOME/early" 2>"$RINGFENCE_HOME/err"; then
+	fail "package before contain was not refused"
+fi
+grep -q "no new credential yet: run 'ringfence incident contain $id' first" "$RINGFENCE_HOME/err" ||
+	fail "package before contain: $(cat "$RINGFENCE_HOME/err")"
+[ ! -e "$RINGFENCE_HOME/early" ] || fail "a refused package left $(find "$RINGFENCE_HOME/early")"
 rf incident contain "$id" >/dev/null
 
 out=$RINGFENCE_HOME/out/pkg

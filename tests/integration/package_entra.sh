@@ -31,6 +31,12 @@ grep -q "^application (client) id: *$CID" "$p/README.txt" ||
 grep -q "^tenant: *acme" "$p/README.txt" || fail "README does not name the tenant"
 grep -q "REPLACES THE WHOLE keyCredentials" "$p/README.txt" ||
 	fail "README does not warn about PATCH"
+# Graph's URL names the application by its client id (alternate key
+# appId), not by an {id} an admin would fill with the client id.
+grep -qF "PATCH https://graph.microsoft.com/v1.0/applications(appId='$CID')" "$p/README.txt" &&
+	grep -qF "PATCH https://graph.microsoft.com/v1.0/servicePrincipals(appId='$CID')" "$p/README.txt" ||
+	fail "README does not give Graph's URL by client id: $(grep -n PATCH "$p/README.txt")"
+! grep -qF "{id}" "$p/README.txt" || fail "README of an entra connection still says {id}"
 openssl x509 -in "$p/certificate.pem" -noout -text >cert.txt
 grep -q "Public-Key: (2048 bit)" cert.txt && grep -q rsaEncryption cert.txt ||
 	fail "the new entra credential is not RSA-2048"
