@@ -619,11 +619,11 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		}
 		if (cli->json)
 			return contain_json(id, &rep, notes);
-		printf("incident %lld contained: %zu connections; %zu "
+		printf("incident %lld contained: %zu connection%s; %zu "
 		       "revoked, %zu keys disabled, %zu new credentials, %zu "
 		       "old keys destroyed%s%s\n",
-		    (long long)id, rep.total, rep.revoked, rep.disabled,
-		    rep.issued, rep.destroyed,
+		    (long long)id, rep.total, rep.total == 1 ? "" : "s",
+		    rep.revoked, rep.disabled, rep.issued, rep.destroyed,
 		    rep.new_issuer[0] ? "; new issuing CA " : "",
 		    rep.new_issuer);
 		if (rep.issued > 0)
@@ -662,9 +662,19 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			return cli_usage("incident",
 			    "--connection NAME names a connection of --tenant "
 			    "T");
-		if ((r = rf_incident_confirm(&c, id, tenant, conn, waive)) != 0)
+		if ((r = rf_incident_confirm(
+			 &c, id, tenant, conn, waive, &n)) != 0)
 			return cli_fail(r);
-		if (conn != NULL)
+		if (n == 0 && conn != NULL)
+			printf("connection %s/%s: already re-established, "
+			       "waived or closed; nothing changed\n",
+			    tenant, conn);
+		else if (n == 0)
+			printf("%s%s: every connection already re-established, "
+			       "waived or closed; nothing changed\n",
+			    tenant != NULL ? "tenant " : "incident",
+			    tenant != NULL ? tenant : "");
+		else if (conn != NULL)
 			printf("connection %s/%s %s\n", tenant, conn,
 			    waive ? "waived" : "re-established");
 		else

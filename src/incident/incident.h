@@ -148,10 +148,11 @@ int rf_incident_package(const struct rf_incident_ctx *c, int64_t id,
 
 /*
  * Confirm (reestablished) or waive every connection of tenant (NULL: of
- * the incident), or only its connection conn (NULL: all).
+ * the incident), or only its connection conn (NULL: all); *moved: how
+ * many changed state (0: every one was done already).
  */
 int rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
-    const char *tenant, const char *conn, int waive) RF_WUR;
+    const char *tenant, const char *conn, int waive, size_t *moved) RF_WUR;
 
 /*
  * Evidence from the OCSP responder: count anonymous queries for serial

@@ -43,13 +43,14 @@ state_index(const char *name)
 
 int
 rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
-    const char *tenant, const char *conn, int waive)
+    const char *tenant, const char *conn, int waive, size_t *nmoved)
 {
 	struct rf_incident_rec inc;
 	struct item_vec iv = {0};
 	size_t i, k, moved = 0;
 	int r, in_tx = 0;
 
+	*nmoved = 0;
 	if ((r = rf_incident_load(c, id, &inc)) != 0)
 		return r;
 	if (strcmp(inc.state, "closed") == 0)
@@ -118,6 +119,7 @@ rf_incident_confirm(const struct rf_incident_ctx *c, int64_t id,
 	    (r = rf_store_commit(c->st)) != 0)
 		goto out;
 	in_tx = 0;
+	*nmoved = moved;
 	r = 0;
 out:
 	if (in_tx)

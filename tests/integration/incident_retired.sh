@@ -35,7 +35,7 @@ id=$(rf incident open --scope all --reason "vendor breach" 2>"$RINGFENCE_HOME/op
 rf --json incident status "$id" >"$RINGFENCE_HOME/st.json"
 [ "$(jq .waived "$RINGFENCE_HOME/st.json")" = 2 ] ||
 	fail "the two retired connections are not waived at open: $(cat "$RINGFENCE_HOME/st.json")"
-rf incident contain "$id" >/dev/null 2>"$RINGFENCE_HOME/contain.err" ||
+rf incident contain "$id" >"$RINGFENCE_HOME/contain.out" 2>"$RINGFENCE_HOME/contain.err" ||
 	fail "contain: $(cat "$RINGFENCE_HOME/contain.err")"
 valid() { rf --json cert list --tenant "$1" | jq '[.[] | select(.status == "valid")] | length'; }
 for t in ceased super; do
@@ -52,10 +52,16 @@ fi
 # the others confirmed.
 rf incident status "$id" >"$RINGFENCE_HOME/st.txt"
 grep -q "waived 2" "$RINGFENCE_HOME/st.txt" || fail "status: $(cat "$RINGFENCE_HOME/st.txt")"
+grep -q "contained: 5 connections;" "$RINGFENCE_HOME/contain.out" || fail "contain said: $(cat "$RINGFENCE_HOME/contain.out")"
 rf audit search --json >"$RINGFENCE_HOME/audit.jsonl"
 grep -q "5 connections (2 of them with a credential retired before the incident" "$RINGFENCE_HOME/audit.jsonl" ||
 	fail "the open event does not say two were retired"
 for t in live kc none; do rf incident confirm "$id" --tenant "$t" >/dev/null; done
+# Again: done already, and it says so rather than "re-established".
+[ "$(rf incident confirm "$id" --tenant live)" = "tenant live: every connection already re-established, waived or closed; nothing changed" ] ||
+	fail "a repeated confirm: $(rf incident confirm "$id" --tenant live)"
+[ "$(rf incident confirm "$id" --tenant ceased --connection app --waive)" = "connection ceased/app: already re-established, waived or closed; nothing changed" ] ||
+	fail "waiving a connection waived at open: $(rf incident confirm "$id" --tenant ceased --connection app --waive)"
 rf incident close "$id" >/dev/null 2>"$RINGFENCE_HOME/close.err" ||
 	fail "close: $(cat "$RINGFENCE_HOME/close.err")"
 echo "incident_retired: ok"
