@@ -252,6 +252,21 @@ write_json(int dirfd, const char *name, json_t *j)
 }
 
 /*
+ * The body that merges a tenant's pinned connections of one application:
+ * an entra registration's client id (a GUID) names it; the connections
+ * whose application ringfence does not know share the tenant's.
+ */
+static void
+merged_name(const char *client_id, char out[80])
+{
+	if (client_id != NULL && client_id[0] != '\0')
+		snprintf(
+		    out, 80, "graph-keyCredentials-app-%.36s.json", client_id);
+	else
+		snprintf(out, 80, "graph-keyCredentials-tenant.json");
+}
+
+/*
  * The steps of a pinned relying party. An entra connection's application
  * is named by its client id (Graph's alternate key appId), on the app
  * registration or on the vendor application's service principal in the
@@ -261,8 +276,9 @@ write_json(int dirfd, const char *name, json_t *j)
 static int
 pinned_steps(const char *client_id, char **out)
 {
-	char where[512];
+	char where[512], merged[80];
 
+	merged_name(client_id, merged);
 	if (client_id != NULL && client_id[0] != '\0')
 		snprintf(where, sizeof(where),
 		    "https://graph.microsoft.com/v1.0/"
@@ -291,17 +307,18 @@ pinned_steps(const char *client_id, char **out)
 		"removed.\n"
 		"     If other connections of this tenant use the same "
 		"application,\n"
-		"     use ../graph-keyCredentials-tenant.json instead: it "
-		"holds "
-		"the\n"
+		"     use ../%s instead: it holds the\n"
 		"     new certificates of every pinned connection of the "
-		"tenant.\n"
+		"tenant%s.\n"
 		"     Add any other certificate the application must keep.\n"
 		"  2. Remove the old thumbprint wherever else it is "
 		"registered.\n"
 		"  3. Trust ca-chain.pem if your side checks the issuer.\n"
 		"  4. Tell your vendor contact the connection works again.\n",
-		where) < 0) {
+		where, merged,
+		client_id != NULL && client_id[0] != '\0'
+		    ? "\n     registered with this application (client id)"
+		    : "\n     whose application ringfence does not know") < 0) {
 		*out = NULL;
 		return RF_ERR_ALLOC;
 	}
@@ -372,6 +389,20 @@ old_key_text(const struct rf_incident_ctx *c, const struct rf_cert_rec *oc,
 		    "Its key, held in ringfence's token, is being taken out "
 		    "of service\n(disabled, then destroyed).");
 	return 0;
+}
+
+/* cred into the tenant's array of application app ("": unknown). */
+static int
+merge_cred(json_t *tenant_creds, const char *app, json_t *cred)
+{
+	json_t *a = json_object_get(tenant_creds, app);
+
+	if (a == NULL) {
+		if ((a = json_array()) == NULL ||
+		    json_object_set_new(tenant_creds, app, a) != 0)
+			return -1;
+	}
+	return json_array_append(a, cred);
 }
 
 static int
@@ -473,7 +504,8 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		if ((cred = key_credential(it, &nc)) == NULL ||
 		    (body = json_pack("{s:[O]}", "keyCredentials", cred)) ==
 			NULL ||
-		    json_array_append(tenant_creds, cred) != 0) {
+		    merge_cred(tenant_creds,
+			ids[0] != '\0' ? reg.client_id : "", cred) != 0) {
 			r = RF_ERR_ALLOC;
 			goto out;
 		}
@@ -502,20 +534,29 @@ out:
 	return r;
 }
 
-/* The pinned connections of one tenant, merged for a shared application. */
+/* The pinned connections of one tenant, merged by application. */
 static int
-tenant_finish(int tfd, json_t *creds)
+tenant_finish(int tfd, json_t *apps)
 {
-	json_t *body;
-	int r;
+	const char *app;
+	json_t *creds, *body;
+	char name[80];
+	int r = 0;
 
-	if (json_array_size(creds) == 0)
+	if (json_object_size(apps) == 0)
 		return 0;
-	if ((body = json_pack("{s:O}", "keyCredentials", creds)) == NULL)
-		return RF_ERR_ALLOC;
-	r = write_json(tfd, "graph-keyCredentials-tenant.json", body);
-	json_decref(body);
-	if (r == 0 && fsync(tfd) != 0)
+	json_object_foreach(apps, app, creds)
+	{
+		if ((body = json_pack("{s:O}", "keyCredentials", creds)) ==
+		    NULL)
+			return RF_ERR_ALLOC;
+		merged_name(app, name);
+		r = write_json(tfd, name, body);
+		json_decref(body);
+		if (r != 0)
+			return r;
+	}
+	if (fsync(tfd) != 0)
 		r = rf_err_set(RF_ERR_IO, "cannot sync a tenant folder: %s",
 		    strerror(errno));
 	return r;
@@ -569,7 +610,7 @@ rf_incident_package(const struct rf_incident_ctx *c, int64_t id,
 					goto out;
 			}
 			json_decref(creds);
-			if ((creds = json_array()) == NULL) {
+			if ((creds = json_object()) == NULL) {
 				r = RF_ERR_ALLOC;
 				goto out;
 			}

@@ -17,10 +17,19 @@ rf tenant add acme >/dev/null
 rf connector entra acme/m365 --tenant-id "$TID" --client-id "$CID" >/dev/null
 rf issue --tenant acme --connection m365 --profile assertion \
 	--keygen rsa-2048 >/dev/null
+# Two more of acme's connections: one registered with the same
+# application, one with another: each application's body merges its own.
+CID2=00000003-0000-4000-8000-0000000000bb
+rf connector entra acme/ews --tenant-id "$TID" --client-id "$CID" >/dev/null
+rf connector entra acme/other --tenant-id "$TID" --client-id "$CID2" >/dev/null
+for c in ews other; do
+	rf issue --tenant acme --connection "$c" --profile assertion \
+		--keygen rsa-2048 >/dev/null
+done
 id=$(rf incident open --scope tenant:acme --reason "package entra" 2>/dev/null)
 rf incident contain "$id" >contain.out 2>&1 || fail "contain: $(cat contain.out)"
-# The pool is empty (refill off): one key is generated, with an estimate.
-grep -q "1 will be generated in the token, about [0-9]*\.[0-9] s" contain.out ||
+# The pool is empty (refill off): the keys are generated, with an estimate.
+grep -q "3 will be generated in the token, about [0-9]*\.[0-9] s" contain.out ||
 	fail "short-pool estimate: $(grep 'will be generated' contain.out)"
 rf incident package "$id" --tenant acme --out pkg >/dev/null
 p=pkg/acme/m365
@@ -37,6 +46,21 @@ grep -qF "PATCH https://graph.microsoft.com/v1.0/applications(appId='$CID')" "$p
 	grep -qF "PATCH https://graph.microsoft.com/v1.0/servicePrincipals(appId='$CID')" "$p/README.txt" ||
 	fail "README does not give Graph's URL by client id: $(grep -n PATCH "$p/README.txt")"
 ! grep -qF "{id}" "$p/README.txt" || fail "README of an entra connection still says {id}"
+# The merged body of the application, named by its client id in the
+# README: m365 and ews, not other (another application, whose PATCH it
+# would have replaced).
+grep -qF "use ../graph-keyCredentials-app-$CID.json instead" "$p/README.txt" ||
+	fail "README does not name its application's merged body: $(grep -n 'use \.\.' "$p/README.txt")"
+python3 - pkg/acme "$CID" "$CID2" <<'PY' || fail "merged bodies"
+import json, os, sys
+t, a, b = sys.argv[1:]
+def names(cid):
+    k = json.load(open(os.path.join(t, "graph-keyCredentials-app-%s.json" % cid)))["keyCredentials"]
+    return sorted(c["displayName"].split()[1] for c in k)
+assert names(a) == ["acme/ews", "acme/m365"], names(a)
+assert names(b) == ["acme/other"], names(b)
+assert not os.path.exists(os.path.join(t, "graph-keyCredentials-tenant.json")), "a tenant-wide body mixing applications"
+PY
 openssl x509 -in "$p/certificate.pem" -noout -text >cert.txt
 grep -q "Public-Key: (2048 bit)" cert.txt && grep -q rsaEncryption cert.txt ||
 	fail "the new entra credential is not RSA-2048"
