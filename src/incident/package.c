@@ -351,6 +351,16 @@ static const char connector_key_steps[] =
     "    Entra connection's client assertions, for the connector bound to\n"
     "    it). There is no key file to install.\n";
 
+/* After those, when no assertion of ringfence's uses the new key (the
+ * connection is not entra): what uses the certificate may need a key of
+ * its own again. */
+static const char own_key_steps[] =
+    "  - If what uses this certificate must hold its key itself (a TLS\n"
+    "    server, a client that signs without ringfence), make a new key\n"
+    "    there and send its certificate request (CSR) to your vendor,\n"
+    "    who issues its certificate from it ('ringfence issue --csr'),\n"
+    "    replacing the one in this package.\n";
+
 /*
  * What became of the old credential's key, for the README; *connector is
  * 1 when the connector holds it (a CSR credential: no key of ours, which
@@ -474,11 +484,12 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 		"  x5t:       %s\n  x5t#S256:  %s\n"
 		"  SHA-1 thumbprint: %s\n\n"
 		"old certificate to remove:\n"
-		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n%s%s%s",
+		"  x5t:       %s\n  SHA-1 thumbprint: %s\n\n%s%s%s%s",
 		it->tenant, it->name, it->rp, ids, (long long)it->incident,
 		oc.serial, key, nc.serial, nc.issuer, nb, na, nc.x5t, nc.x5t256,
 		new_tp, oc.x5t, old_tp, pinned ? steps : ocsp_steps, step2,
-		theirs ? connector_key_steps : "") < 0) {
+		theirs ? connector_key_steps : "",
+		theirs && ids[0] == '\0' ? own_key_steps : "") < 0) {
 		readme = NULL;
 		r = RF_ERR_ALLOC;
 		goto out;

@@ -77,6 +77,10 @@ for c in acme/own gamma/api; do
 		fail "$c README does not say the connector's own old key must go: $(cat "$r")"
 	! grep -q "token, is destroyed\|Install the new certificate" "$r" ||
 		fail "$c README says its old key is destroyed or to install the certificate in the connector: $(cat "$r")"
+	# Not entra: what uses the certificate may need its own key again,
+	# from a new CSR.
+	grep -q "make a new key" "$r" && grep -q "ringfence issue --csr" "$r" ||
+		fail "$c README does not say how to get a certificate for a key of its own: $(cat "$r")"
 done
 grep -q "REPLACES THE WHOLE keyCredentials" "$out/gamma/api/README.txt" || fail "gamma/api README lost the pinned steps"
 python3 - "$p" "$out/acme" <<'PY'
