@@ -379,7 +379,9 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 		printf("  OCSP sightings: %zu (%zu of old credentials after "
 		       "re-establishment, not acknowledged%s)\n",
 		    s.sightings, s.unacked,
-		    s.unacked > 0 ? ": look at them, then 'incident ack'" : "");
+		    s.unacked > 0 && strcmp(s.state, "closed") != 0
+			? ": look at them, then 'incident ack'"
+			: "");
 		if ((r = rf_store_sighting_foreach(
 			 c->st, id, 10, print_sighting, NULL)) != 0)
 			return cli_fail(r);
@@ -644,8 +646,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (strcmp(sub, "package") == 0) {
-		if (outp == NULL || (tenant == NULL && !all) ||
-		    (tenant != NULL && all))
+		if (tenant != NULL && all)
+			return cli_usage("incident",
+			    "package takes --tenant T or --all, not both");
+		if (outp == NULL || (tenant == NULL && !all))
 			return cli_usage("incident",
 			    "package needs --out DIR and one of --tenant T or "
 			    "--all");
@@ -655,7 +659,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		return EXIT_OK;
 	}
 	if (strcmp(sub, "confirm") == 0) {
-		if ((tenant == NULL) == !all)
+		if (tenant != NULL && all)
+			return cli_usage("incident",
+			    "confirm takes --tenant T or --all, not both");
+		if (tenant == NULL && !all)
 			return cli_usage("incident",
 			    "confirm needs one of --tenant T or --all");
 		if (conn != NULL && tenant == NULL)

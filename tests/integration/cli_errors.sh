@@ -106,6 +106,10 @@ says "open (unknown tenant)" "unknown tenant nosuch: see 'ringfence tenant list'
 id=$(rf incident open --scope connection:contoso/default --reason "cli errors" 2>/dev/null)
 refused "close (affected)" incident close "$id"
 says "close (affected)" "still affected (no new credential yet): run 'ringfence incident contain $id' first"
+refused "confirm (both)" incident confirm "$id" --tenant contoso --all
+says "confirm (both)" "confirm takes --tenant T or --all, not both"
+refused "package (both)" incident package "$id" --tenant contoso --all --out "$RINGFENCE_HOME/pkg"
+says "package (both)" "package takes --tenant T or --all, not both"
 refused "open (open)" incident open --scope connection:contoso/default --reason again
 says "open (open)" "incident $id is already open on scope connection:contoso/default: contain it ('ringfence incident contain $id')"
 status_no_close() {
