@@ -439,6 +439,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	const char *sub;
 	struct rf_incident_ctx c;
 	struct rf_contain_report rep;
+	struct rf_incident_status done_st;
 	int64_t id = 0, since = 0;
 	int ch, all = 0, waive = 0, r;
 	size_t n;
@@ -623,11 +624,28 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			return contain_json(id, &rep, notes);
 		printf("incident %lld contained: %zu connection%s; %zu "
 		       "revoked, %zu keys disabled, %zu new credentials, %zu "
-		       "old keys destroyed%s%s\n",
+		       "old keys destroyed%s%s%s\n",
 		    (long long)id, rep.total, rep.total == 1 ? "" : "s",
 		    rep.revoked, rep.disabled, rep.issued, rep.destroyed,
 		    rep.new_issuer[0] ? "; new issuing CA " : "",
-		    rep.new_issuer);
+		    rep.new_issuer,
+		    rep.issued < rep.total ? " by this run" : "");
+		/* A rerun did only what was left, and waived connections get
+		 * nothing: the incident's own count. */
+		if (rep.issued < rep.total) {
+			if (rf_incident_status(&c, id, &done_st) == 0)
+				printf("in all: %zu of %zu connections have "
+				       "their new credential, %zu are waived "
+				       "('ringfence incident status %lld')\n",
+				    done_st.counts[RF_ITEM_CONTAINED] +
+					done_st.counts[RF_ITEM_REESTABLISHED] +
+					done_st.counts[RF_ITEM_CLOSED],
+				    done_st.total,
+				    done_st.counts[RF_ITEM_WAIVED],
+				    (long long)id);
+			else
+				rf_err_clear();
+		}
 		if (rep.issued > 0)
 			printf("%zu new keys from the standby pool, %zu "
 			       "generated%s%.0zu%s\n",

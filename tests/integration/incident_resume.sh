@@ -59,7 +59,13 @@ if sys.argv[2] == "1":  # the contain was still running when asked
 assert p["phase"] in ("reissue", "destroy old keys"), p
 print("status while contain ran: %s %d/%d, %.0f/s, ETA %.1f s" % (p["phase"], p["done"], p["total"], p["rate"], p["eta_s"]))
 PY
-rf incident contain "$id" >/dev/null
+rf incident contain "$id" >"$RINGFENCE_HOME/rerun.out"
+# The rerun says what it did, and what the incident has in all.
+if [ "$done_n" -gt 0 ] && [ "$done_n" -lt "$N" ]; then
+	grep -q "by this run$" "$RINGFENCE_HOME/rerun.out" &&
+		grep -q "^in all: $N of $N connections have their new credential, 0 are waived" "$RINGFENCE_HOME/rerun.out" ||
+		fail "the rerun's totals: $(cat "$RINGFENCE_HOME/rerun.out")"
+fi
 # Every connection: exactly one new certificate, none skipped.
 [ "$(sqlite3 -cmd ".timeout 10000" "$db" "SELECT count(*) FROM incident_items WHERE state = 'contained' AND new_serial != ''")" = "$N" ] ||
 	fail "not every connection contained"

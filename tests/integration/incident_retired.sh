@@ -52,7 +52,9 @@ fi
 # the others confirmed.
 rf incident status "$id" >"$RINGFENCE_HOME/st.txt"
 grep -q "waived 2" "$RINGFENCE_HOME/st.txt" || fail "status: $(cat "$RINGFENCE_HOME/st.txt")"
-grep -q "contained: 5 connections;" "$RINGFENCE_HOME/contain.out" || fail "contain said: $(cat "$RINGFENCE_HOME/contain.out")"
+grep -q "contained: 5 connections; .* 3 new credentials, .* by this run$" "$RINGFENCE_HOME/contain.out" &&
+	grep -q "^in all: 3 of 5 connections have their new credential, 2 are waived" "$RINGFENCE_HOME/contain.out" ||
+	fail "contain said: $(cat "$RINGFENCE_HOME/contain.out")"
 rf audit search --json >"$RINGFENCE_HOME/audit.jsonl"
 grep -q "5 connections (2 of them with a credential retired before the incident" "$RINGFENCE_HOME/audit.jsonl" ||
 	fail "the open event does not say two were retired"
