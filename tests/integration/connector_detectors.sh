@@ -54,6 +54,14 @@ wait_alert() { # KIND ID: ID is the only alert of KIND, within 10 s
 	done
 	fail "$1: expected the one alert $2, got '$(echo $got)' ($(cat alerts.json))"
 }
+alerts_of() { # KIND: the ids of KIND once there is one (within 10 s)
+	local g
+	for _ in $(seq 50); do
+		g=$(alerts "$1")
+		[ -n "$g" ] && { echo "$g"; return 0; }
+		sleep 0.2
+	done
+}
 no_alert() { # KIND: none of KIND (after the recorder's batch)
 	sleep 0.5
 	[ -z "$(alerts "$1")" ] || fail "unexpected $1 alert: $(cat alerts.json)"
@@ -93,11 +101,7 @@ x5t_t1=$(jq -r '.["x5t#S256"]' cred-t1.json)
 as sync t1/m365 --x5t "$x5t_t2"
 $rp "$(cat jwt.txt)" "$TID" "$CID" seen cred-t1.pem >/dev/null ||
 	fail "the assertion after a retired credential does not verify with t1's"
-got=$(for _ in $(seq 50); do
-	g=$(alerts retired_credential)
-	[ -n "$g" ] && { echo "$g"; break; }
-	sleep 0.2
-done)
+got=$(alerts_of retired_credential)
 [[ $got == "retired_credential:t1/m365|$x5t_t2:"* ]] ||
 	fail "retired_credential: '$got' ($(cat alerts.json))"
 as sync t1/m365 --x5t "$x5t_t1"
@@ -108,11 +112,7 @@ count_is retired_credential 1
 # more than 5, and more than twice any earlier window, of which it has
 # none). One alert for the window, however many tenants follow.
 for t in t2 t3 t4 t5 t6 t7; do as sync "$t/m365"; done
-got=$(for _ in $(seq 50); do
-	g=$(alerts fanout)
-	[ -n "$g" ] && { echo "$g"; break; }
-	sleep 0.2
-done)
+got=$(alerts_of fanout)
 [[ $got == "fanout:sync:"* ]] && [ "$(echo "$got" | wc -l)" -eq 1 ] ||
 	fail "fanout: '$got' ($(cat alerts.json))"
 # The other connector, on one tenant, fans out over nothing.
@@ -124,11 +124,7 @@ done)
 # early in a minute, so that they all fall in it.)
 while [ "$(date +%S | sed 's/^0//')" -gt 20 ]; do sleep 1; done
 for i in $(seq 24); do as sync "t$((i % 5 + 3))/m365"; done
-got=$(for _ in $(seq 50); do
-	g=$(alerts global_surge)
-	[ -n "$g" ] && { echo "$g"; break; }
-	sleep 0.2
-done)
+got=$(alerts_of global_surge)
 [[ $got == "global_surge:"* ]] && [ "$(echo "$got" | wc -l)" -eq 1 ] ||
 	fail "global_surge: '$got' ($(cat alerts.json))"
 
@@ -139,11 +135,7 @@ if rf assert --connection t7/m365 --cert sync.pem --key sync.key \
 	fail "an assertion was made for a connection under an open incident"
 fi
 grep -q "423 under_incident" err || fail "under incident: $(cat err)"
-got=$(for _ in $(seq 50); do
-	g=$(alerts under_incident)
-	[ -n "$g" ] && { echo "$g"; break; }
-	sleep 0.2
-done)
+got=$(alerts_of under_incident)
 [[ $got == "under_incident:t7/m365:"* ]] || fail "under_incident: '$got' ($(cat alerts.json))"
 stop_serve
 
@@ -166,11 +158,7 @@ serve_up 120
 for i in 1 2 3 4; do as sync t2/m365; done
 no_alert rate_above_baseline
 as sync t2/m365
-got=$(for _ in $(seq 50); do
-	g=$(alerts rate_above_baseline)
-	[ -n "$g" ] && { echo "$g"; break; }
-	sleep 0.2
-done)
+got=$(alerts_of rate_above_baseline)
 [[ $got == "rate_above_baseline:t2/m365:"* ]] ||
 	fail "rate_above_baseline: '$got' ($(cat alerts.json))"
 
@@ -178,11 +166,7 @@ done)
 # week it never was; t3, with less than a week, raises none.
 as sync t3/m365
 as sync t1/m365
-got=$(for _ in $(seq 50); do
-	g=$(alerts new_hour_of_week)
-	[ -n "$g" ] && { echo "$g"; break; }
-	sleep 0.2
-done)
+got=$(alerts_of new_hour_of_week)
 [[ $got == "new_hour_of_week:t1/m365|"* ]] && [ "$(echo "$got" | wc -l)" -eq 1 ] ||
 	fail "new_hour_of_week: '$got' ($(cat alerts.json))"
 stop_serve
