@@ -194,6 +194,9 @@ struct rf_http {
 	struct rf_keys *od_keys;
 	struct rf_key *od_key;
 	struct rf_ocsp_signer *od_signer;
+	/* Atomics: when an on-demand answer's failure was last logged (its
+	 * monotonic ms), and how many were not logged since (routes.c). */
+	uint64_t od_log_ms, od_unlogged;
 
 	pthread_mutex_t snap_lock;
 	int snap_lock_ok;

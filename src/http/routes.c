@@ -387,13 +387,10 @@ ocsp_gate(void *arg, const struct rf_ocsp_request *q)
 {
 	static const struct rf_actor who = {"ocsp-responder", "ocsp on-demand"};
 	const struct gate_ctx *g = arg;
-	char ref[16 + RF_OCSP_MAX_IDS * 41] = "on-demand";
-	size_t i, dlen;
+	char ref[RF_OCSP_REF_MAX];
+	size_t dlen;
 
-	for (i = 0; i < q->n; i++) {
-		strcat(ref, i == 0 ? " " : ",");
-		strcat(ref, q->ids[i].serial);
-	}
+	rf_ocsp_ondemand_ref(q->ids, q->n, ref);
 	dlen =
 	    g->h->od_key != NULL && rf_key_alg(g->h->od_key) == RF_KEY_EC_P384
 	    ? 48
@@ -403,6 +400,39 @@ ocsp_gate(void *arg, const struct rf_ocsp_request *q)
 		g->h->od_key != NULL ? rf_key_id(g->h->od_key) : NULL, "ocsp",
 		ref, dlen, &who),
 	    rf_http_mono_ms(), rf_now() / 86400);
+}
+
+/*
+ * An answer the responder could not sign (internalError): a line in
+ * serve's log saying why. Anyone can ask, so at most one line a second;
+ * the next one counts those left out meanwhile.
+ */
+static void
+ocsp_failure_log(struct rf_http *h, const struct rf_ocsp_answer *ans)
+{
+	uint64_t now = rf_http_mono_ms(),
+		 last = __atomic_load_n(&h->od_log_ms, __ATOMIC_RELAXED);
+	uint64_t more;
+	char line[sizeof(ans->why) + 96];
+
+	if (h->o.log == NULL)
+		return;
+	if ((last != 0 && now - last < 1000) ||
+	    !__atomic_compare_exchange_n(&h->od_log_ms, &last, now, 0,
+		__ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+		__atomic_add_fetch(&h->od_unlogged, 1, __ATOMIC_RELAXED);
+		return;
+	}
+	more = __atomic_exchange_n(&h->od_unlogged, 0, __ATOMIC_RELAXED);
+	if (more > 0)
+		snprintf(line, sizeof(line),
+		    "OCSP on-demand %s (answered internalError; %llu more "
+		    "since the last such line)",
+		    ans->why, (unsigned long long)more);
+	else
+		snprintf(line, sizeof(line),
+		    "OCSP on-demand %s (answered internalError)", ans->why);
+	h->o.log(h->o.log_arg, line);
 }
 
 /*
@@ -428,6 +458,8 @@ ocsp_answer(struct rf_http_worker *w, const struct rf_http_req *q,
 	}
 	if (ans->deferred)
 		return RF_HTTP_POOL_SIGN;
+	if (ans->status == RF_OCSP_INTERNAL_ERROR)
+		ocsp_failure_log(h, ans);
 	if (ans->status == RF_OCSP_SUCCESSFUL &&
 	    __atomic_load_n(&h->watching, __ATOMIC_RELAXED))
 		evidence_note(h, q->peer, der, len);

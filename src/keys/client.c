@@ -578,7 +578,7 @@ sign_frame(struct rf_kbuf *b, const struct rf_key *key,
 	for (i = from; i < to; i++) {
 		rf_kbuf_u8(b, (uint8_t)reqs[i].scheme);
 		rf_kbuf_str(b, reqs[i].what);
-		rf_kbuf_str(b, reqs[i].ref);
+		rf_kbuf_strn(b, reqs[i].ref, RF_KPROTO_REF_MAX);
 		rf_kbuf_str(b, reqs[i].tenant);
 		rf_kbuf_str(b, reqs[i].conn);
 		rf_kbuf_str(b, reqs[i].on_behalf);

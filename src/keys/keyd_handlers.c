@@ -288,6 +288,7 @@ sign_in_free(struct sign_in *s)
 {
 	free(s->reqs);
 	free(s->str);
+	free(s->refs);
 }
 
 static int
@@ -295,6 +296,7 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 {
 	uint32_t i;
 	uint8_t flags;
+	size_t used = 0;
 
 	memset(s, 0, sizeof(*s));
 	rf_kmsg_str(m, s->id);
@@ -314,25 +316,31 @@ sign_decode(struct rf_kmsg *m, const struct conn *c, struct sign_in *s)
 	    s->n > (m->len - m->off) / 29)
 		return rf_err_set(
 		    RF_ERR_MALFORMED, "custody sign: bad number of messages");
+	/* Every ref's bytes are the frame's: what is left of it, and a NUL
+	 * per item, hold them all. */
 	if ((s->reqs = calloc(s->n, sizeof(*s->reqs))) == NULL ||
-	    (s->str = calloc(s->n, sizeof(*s->str))) == NULL)
+	    (s->str = calloc(s->n, sizeof(*s->str))) == NULL ||
+	    (s->refs = malloc(m->len - m->off + s->n)) == NULL)
 		return RF_ERR_ALLOC;
 	for (i = 0; i < s->n; i++) {
+		char *ref = s->refs + used;
+
 		s->reqs[i].scheme = (enum rf_sig_scheme)rf_kmsg_u8(m);
 		rf_kmsg_str(m, s->str[i][0]);
+		rf_kmsg_strn(m, ref, RF_KPROTO_REF_MAX);
+		used += strlen(ref) + 1;
 		rf_kmsg_str(m, s->str[i][1]);
 		rf_kmsg_str(m, s->str[i][2]);
 		rf_kmsg_str(m, s->str[i][3]);
-		rf_kmsg_str(m, s->str[i][4]);
 		rf_kmsg_bytes(m, &s->reqs[i].proof, &s->reqs[i].prooflen,
 		    RF_KPROTO_PROOF_MAX);
 		rf_kmsg_bytes(
 		    m, &s->reqs[i].msg, &s->reqs[i].msglen, RF_KPROTO_MAX);
 		s->reqs[i].what = s->str[i][0][0] ? s->str[i][0] : NULL;
-		s->reqs[i].ref = s->str[i][1][0] ? s->str[i][1] : NULL;
-		s->reqs[i].tenant = s->str[i][2][0] ? s->str[i][2] : NULL;
-		s->reqs[i].conn = s->str[i][3][0] ? s->str[i][3] : NULL;
-		s->reqs[i].on_behalf = s->str[i][4][0] ? s->str[i][4] : NULL;
+		s->reqs[i].ref = ref[0] ? ref : NULL;
+		s->reqs[i].tenant = s->str[i][1][0] ? s->str[i][1] : NULL;
+		s->reqs[i].conn = s->str[i][2][0] ? s->str[i][2] : NULL;
+		s->reqs[i].on_behalf = s->str[i][3][0] ? s->str[i][3] : NULL;
 		if (s->reqs[i].prooflen == 0)
 			s->reqs[i].proof = NULL;
 	}

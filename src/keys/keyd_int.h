@@ -115,7 +115,10 @@ struct sign_in {
 	struct who_buf w;
 	uint32_t n;
 	struct rf_sign_req *reqs;
-	char (*str)[5][RF_KPROTO_STR_MAX];
+	char (*str)[4][RF_KPROTO_STR_MAX]; /* what, tenant, conn, on_behalf */
+	/* The refs (up to RF_KPROTO_REF_MAX each), NUL-terminated one after
+	 * the other: at most the frame's bytes, however many items. */
+	char *refs;
 };
 
 #define QUEUED 1 /* a handler's answer comes later, from the pipeline */

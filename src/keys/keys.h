@@ -75,13 +75,21 @@ struct rf_actor {
 	const char *source; /* "cli", "http 127.0.0.1", ... */
 };
 
+/* The size of the longest ref a signature's leaf may carry, its NUL
+ * included: keyd refuses a longer one (the request is too large), whose
+ * other strings are shorter still (RF_KPROTO_STR_MAX). */
+#define RF_KEYS_REF_MAX 1024
+
 /* One signature to make. */
 struct rf_sign_req {
 	const uint8_t *msg; /* the exact bytes signed (a TBS structure) */
 	size_t msglen;
 	enum rf_sig_scheme scheme;
-	const char *what;   /* "cert", "crl", "ocsp", "sth", "assertion" */
-	const char *ref;    /* serial hex, CRL number, tree size, ... */
+	const char *what; /* "cert", "crl", "ocsp", "sth", "assertion" */
+	/* serial hex, CRL number, tree size, ...: shorter than
+	 * RF_KEYS_REF_MAX (that of an on-demand OCSP response names every
+	 * serial it covers, up to 16) */
+	const char *ref;
 	const char *tenant; /* or NULL */
 	/* what "assertion" only: the connection (within tenant) and the
 	 * connector's client certificate serial it is signed for; keyd's

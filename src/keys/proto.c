@@ -138,15 +138,21 @@ rf_kbuf_bytes(struct rf_kbuf *b, const uint8_t *d, size_t len)
 }
 
 void
-rf_kbuf_str(struct rf_kbuf *b, const char *s)
+rf_kbuf_strn(struct rf_kbuf *b, const char *s, size_t max)
 {
 	size_t n = s == NULL ? 0 : strlen(s);
 
-	if (n >= RF_KPROTO_STR_MAX) {
+	if (n >= max) {
 		b->err = RF_ERR_TOO_LARGE;
 		return;
 	}
 	rf_kbuf_bytes(b, (const uint8_t *)s, n);
+}
+
+void
+rf_kbuf_str(struct rf_kbuf *b, const char *s)
+{
+	rf_kbuf_strn(b, s, RF_KPROTO_STR_MAX);
 }
 
 int
@@ -155,8 +161,9 @@ rf_kbuf_finish(struct rf_kbuf *b)
 	if (b->err == RF_ERR_TOO_LARGE)
 		return rf_err_set(RF_ERR_TOO_LARGE,
 		    "custody request too large (at most %u bytes, strings "
-		    "%d): ask for fewer items at a time",
-		    RF_KPROTO_MAX, RF_KPROTO_STR_MAX - 1);
+		    "%d, a signature's ref %d): ask for fewer items at a time",
+		    RF_KPROTO_MAX, RF_KPROTO_STR_MAX - 1,
+		    RF_KPROTO_REF_MAX - 1);
 	if (b->err != 0)
 		return rf_err_set(RF_ERR_ALLOC, "out of memory");
 	put_be(b->d, b->len - 4, 4);
@@ -276,11 +283,17 @@ rf_kmsg_bytes(struct rf_kmsg *m, const uint8_t **p, size_t *len, size_t max)
 void
 rf_kmsg_str(struct rf_kmsg *m, char out[RF_KPROTO_STR_MAX])
 {
+	rf_kmsg_strn(m, out, RF_KPROTO_STR_MAX);
+}
+
+void
+rf_kmsg_strn(struct rf_kmsg *m, char *out, size_t max)
+{
 	const uint8_t *p;
 	size_t n;
 
 	out[0] = '\0';
-	rf_kmsg_bytes(m, &p, &n, RF_KPROTO_STR_MAX - 1);
+	rf_kmsg_bytes(m, &p, &n, max - 1);
 	if (m->err != 0)
 		return;
 	if (n > 0 && memchr(p, '\0', n) != NULL) {

@@ -23,10 +23,12 @@
 
 #include "common/rf.h"
 #include "keys/keyd.h"
+#include "keys/keys.h"
 
 #define RF_KPROTO_VERSION 5
 #define RF_KPROTO_MAX (32u * 1024 * 1024) /* largest frame after length */
 #define RF_KPROTO_STR_MAX 256		  /* longest string field */
+#define RF_KPROTO_REF_MAX RF_KEYS_REF_MAX /* but a SIGN item's ref */
 #define RF_KPROTO_PROOF_MAX 2048	  /* a connector's proof */
 #define RF_KPROTO_BATCH_MAX 100000	  /* items in one request */
 #define RF_KPROTO_NOTE_ITEMS_MAX 10000	  /* incident items in one note */
@@ -100,6 +102,8 @@ void rf_kbuf_u64(struct rf_kbuf *b, uint64_t v);
 void rf_kbuf_bytes(struct rf_kbuf *b, const uint8_t *p, size_t len);
 /* NULL is written as the empty string. */
 void rf_kbuf_str(struct rf_kbuf *b, const char *s);
+/* The same for a field of at most max - 1 bytes (a SIGN item's ref). */
+void rf_kbuf_strn(struct rf_kbuf *b, const char *s, size_t max);
 /* Fill in the length: 0, or RF_ERR_ALLOC / RF_ERR_TOO_LARGE. */
 int rf_kbuf_finish(struct rf_kbuf *b) RF_WUR;
 /* Wipe and free the contents (messages may be secret-free, but cheap). */
@@ -127,6 +131,9 @@ void rf_kmsg_bytes(
 /* Copy a string of at most RF_KPROTO_STR_MAX - 1 bytes into out (NUL
  * terminated); NUL bytes inside are malformed. */
 void rf_kmsg_str(struct rf_kmsg *m, char out[RF_KPROTO_STR_MAX]);
+/* The same for a field of at most max - 1 bytes into out (max bytes, or
+ * as many as the field's length and NUL need). */
+void rf_kmsg_strn(struct rf_kmsg *m, char *out, size_t max);
 /* 0 if every field fitted and nothing is left over, else
  * RF_ERR_MALFORMED naming what. */
 int rf_kmsg_end(struct rf_kmsg *m) RF_WUR;

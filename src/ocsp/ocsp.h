@@ -135,8 +135,9 @@ struct rf_ocsp_certid; /* below */
  * CertIDs as the client wrote them (their hash algorithm is kept; their
  * hashes must be this signer's issuer's, else RF_ERR_ARG) with statuses
  * sts[i] (sts[i].serial must equal ids[i].serial). thisUpdate = now. One
- * audited signature (what "ocsp", ref "on-demand <serials>"). The response
- * goes to out (outmax bytes; RF_ERR_TOO_LARGE if it does not fit).
+ * audited signature (what "ocsp", ref rf_ocsp_ondemand_ref's: every
+ * serial). The response goes to out (outmax bytes; RF_ERR_TOO_LARGE if it
+ * does not fit).
  */
 int rf_ocsp_sign_now(struct rf_ocsp_signer *s, const struct rf_ocsp_certid *ids,
     const struct rf_ocsp_status *sts, size_t n, int64_t now,
@@ -191,6 +192,17 @@ size_t rf_ocsp_responder_count(struct rf_ocsp_responder *r);
 #define RF_OCSP_MAX_REQUEST 8192 /* larger requests: malformedRequest */
 #define RF_OCSP_MAX_IDS 16	 /* CertIDs in one request */
 #define RF_OCSP_ONDEMAND_RATE 50 /* on-demand signatures per second */
+/* "on-demand", then each serial after a space or a comma, and a NUL. */
+#define RF_OCSP_REF_MAX (10 + RF_OCSP_MAX_IDS * 41)
+
+/*
+ * The ref of an on-demand signature's audit leaf, "on-demand s1,s2,...":
+ * every serial of ids[0..n) (n at most RF_OCSP_MAX_IDS), in the
+ * request's order, so that the record says which certificates the
+ * signature covers.
+ */
+void rf_ocsp_ondemand_ref(
+    const struct rf_ocsp_certid *ids, size_t n, char out[RF_OCSP_REF_MAX]);
 
 struct rf_ocsp_answer {
 	int http_status;		   /* 200 for every OCSP answer */
@@ -214,6 +226,9 @@ struct rf_ocsp_answer {
 	 * token is fine (serve: its signing pool).
 	 */
 	int deferred;
+	/* internalError only: why the response could not be signed (one
+	 * line, for the caller's log); "" otherwise. */
+	char why[256];
 };
 
 /*

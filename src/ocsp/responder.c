@@ -574,10 +574,16 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 		 ans->der, sizeof(ans->der), &len)) != 0) {
 		pthread_mutex_unlock(&r->sign_lock);
 		/* The custody process away (killed, restarting) is RFC 6960's
-		 * tryLater: the client may ask again; anything else is ours. */
-		answer_status(ans,
-		    rc == RF_ERR_CUSTODY ? RF_OCSP_TRY_LATER
-					 : RF_OCSP_INTERNAL_ERROR);
+		 * tryLater: the client may ask again; anything else is ours,
+		 * and the caller logs why. */
+		if (rc == RF_ERR_CUSTODY) {
+			answer_status(ans, RF_OCSP_TRY_LATER);
+			return;
+		}
+		answer_status(ans, RF_OCSP_INTERNAL_ERROR);
+		snprintf(ans->why, sizeof(ans->why),
+		    "signing of %zu CertID%s failed: %s", q->n,
+		    q->n == 1 ? "" : "s", rf_err_msg(rc));
 		return;
 	}
 	pthread_mutex_unlock(&r->sign_lock);
@@ -620,6 +626,7 @@ rf_ocsp_respond_ex(struct rf_ocsp_responder *r, const uint8_t *req, size_t len,
 	if (r == NULL || ans == NULL)
 		return rf_err_set(RF_ERR_ARG, "OCSP respond: NULL");
 	ans->deferred = 0;
+	ans->why[0] = '\0';
 	/* RFC 6960 4.2.1 malformedRequest: "Illegal confirmation request". */
 	if (rf_ocsp_request_parse(req, len, &q) != 0) {
 		answer_status(ans, RF_OCSP_MALFORMED_REQUEST);

@@ -706,6 +706,21 @@ rf_ocsp_presign(struct rf_ocsp_signer *s, const struct rf_ocsp_status *sts,
 	return presign_at(s, sts, n, rf_now(), who);
 }
 
+_Static_assert(RF_OCSP_REF_MAX <= RF_KEYS_REF_MAX,
+    "an on-demand ref naming every serial fits a signature's leaf");
+
+void
+rf_ocsp_ondemand_ref(
+    const struct rf_ocsp_certid *ids, size_t n, char out[RF_OCSP_REF_MAX])
+{
+	size_t i, len;
+
+	len = (size_t)snprintf(out, RF_OCSP_REF_MAX, "on-demand");
+	for (i = 0; i < n && i < RF_OCSP_MAX_IDS; i++)
+		len += (size_t)snprintf(out + len, RF_OCSP_REF_MAX - len,
+		    "%c%s", i == 0 ? ' ' : ',', ids[i].serial);
+}
+
 int
 rf_ocsp_sign_now(struct rf_ocsp_signer *s, const struct rf_ocsp_certid *ids,
     const struct rf_ocsp_status *sts, size_t n, int64_t now,
@@ -716,7 +731,7 @@ rf_ocsp_sign_now(struct rf_ocsp_signer *s, const struct rf_ocsp_certid *ids,
 	OCSP_CERTID *cid = NULL;
 	struct rf_sign_req req = {0};
 	struct rf_sig sig = {0};
-	char ref[16 + RF_OCSP_MAX_IDS * 41] = "on-demand";
+	char ref[RF_OCSP_REF_MAX];
 	size_t i;
 	int r = RF_ERR_INTERNAL;
 
@@ -762,13 +777,10 @@ rf_ocsp_sign_now(struct rf_ocsp_signer *s, const struct rf_ocsp_certid *ids,
 			goto out;
 		OCSP_CERTID_free(cid);
 		cid = NULL;
-		if (i < 8) {
-			strcat(ref, i == 0 ? " " : ",");
-			strcat(ref, ids[i].serial);
-		}
 	}
 	if ((r = tbs_build(s, &singles, now, &tbs)) != 0)
 		goto out;
+	rf_ocsp_ondemand_ref(ids, n, ref);
 	req.msg = tbs.p;
 	req.msglen = tbs.len;
 	req.scheme = RF_SIG_DEFAULT;

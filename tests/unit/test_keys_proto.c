@@ -15,26 +15,57 @@
 #include "keys/proto.h"
 #include "testutil.h"
 
+/* A SIGN request's start, for n items. */
 static void
-build_sign(struct rf_kbuf *b)
+sign_head(struct rf_kbuf *b, uint32_t n)
 {
-	static const uint8_t msg[] = {0x30, 0x03, 0x02, 0x01, 0x01};
-
 	rf_kbuf_begin(b, RF_KMSG_SIGN);
 	rf_kbuf_str(b, "ab");
 	rf_kbuf_u8(b, 0);
 	rf_kbuf_str(b, "alice");
 	rf_kbuf_str(b, NULL);
-	rf_kbuf_u32(b, 1);
+	rf_kbuf_u32(b, n);
+}
+
+/* One item: what, ref (with raw, written as bytes whatever its length,
+ * else with the ref field's limit), tenant, connection (assertions), on
+ * behalf of a connector certificate, its proof, then the message. */
+static void
+sign_item(struct rf_kbuf *b, const char *what, const char *ref, int raw,
+    const uint8_t *proof, size_t prooflen)
+{
+	static const uint8_t msg[] = {0x30, 0x03, 0x02, 0x01, 0x01};
+
 	rf_kbuf_u8(b, 0);
-	rf_kbuf_str(b, "cert");
-	rf_kbuf_str(b, "01");
+	rf_kbuf_str(b, what);
+	if (raw)
+		rf_kbuf_bytes(b, (const uint8_t *)ref, strlen(ref));
+	else
+		rf_kbuf_strn(b, ref, RF_KPROTO_REF_MAX);
 	rf_kbuf_str(b, "acme");
-	rf_kbuf_str(b, "mail"); /* connection (assertions) */
-	rf_kbuf_str(b, "0a0b"); /* on behalf of a connector certificate */
-	rf_kbuf_bytes(b, (const uint8_t *)"1.0123456789abcdef.AAAA", 23);
-	rf_kbuf_bytes(b, msg, sizeof(msg)); /* its proof, then the message */
-	assert_int_equal(rf_kbuf_finish(b), 0);
+	rf_kbuf_str(b, "mail");
+	rf_kbuf_str(b, "0a0b");
+	rf_kbuf_bytes(b, proof, prooflen);
+	rf_kbuf_bytes(b, msg, sizeof(msg));
+}
+
+/* A SIGN request of n items, each with this what and ref. */
+static int
+build_sign_n(struct rf_kbuf *b, uint32_t n, const char *what, const char *ref)
+{
+	uint32_t i;
+
+	sign_head(b, n);
+	for (i = 0; i < n; i++)
+		sign_item(b, what, ref, 0,
+		    (const uint8_t *)"1.0123456789abcdef.AAAA", 23);
+	return rf_kbuf_finish(b);
+}
+
+static void
+build_sign(struct rf_kbuf *b)
+{
+	assert_int_equal(build_sign_n(b, 1, "cert", "01"), 0);
 }
 
 static void
@@ -66,6 +97,55 @@ test_roundtrip(void **state)
 	/* One field more than there is: malformed. */
 	(void)rf_kmsg_u8(&m);
 	assert_int_equal(rf_kmsg_end(&m), RF_ERR_MALFORMED);
+	rf_kbuf_clear(&b);
+}
+
+/*
+ * A signature's ref may be longer than other strings (an on-demand OCSP
+ * response names up to 16 serials: RF_KPROTO_REF_MAX); one byte more is
+ * refused by the encoder and by keyd's decoder, and the other strings
+ * keep their limit.
+ */
+static void
+test_ref_limit(void **state)
+{
+	struct rf_kbuf b = {0};
+	char ref[RF_KPROTO_REF_MAX + 1], what[RF_KPROTO_STR_MAX + 1];
+	size_t at;
+
+	(void)state;
+	memset(ref, 'a', sizeof(ref));
+	ref[RF_KPROTO_REF_MAX - 1] = '\0';
+	assert_int_equal(build_sign_n(&b, 1, "ocsp", ref), 0);
+	assert_int_equal(rf_keyd_decode(b.d, b.len), 0);
+	rf_kbuf_clear(&b);
+	/* Many items, refs short and long: all held. */
+	assert_int_equal(build_sign_n(&b, 40, "ocsp", ref), 0);
+	assert_int_equal(rf_keyd_decode(b.d, b.len), 0);
+	rf_kbuf_clear(&b);
+	assert_int_equal(build_sign_n(&b, 40, "ocsp", ""), 0);
+	assert_int_equal(rf_keyd_decode(b.d, b.len), 0);
+	rf_kbuf_clear(&b);
+
+	/* One byte more: the encoder refuses it... */
+	ref[RF_KPROTO_REF_MAX - 1] = 'a';
+	ref[RF_KPROTO_REF_MAX] = '\0';
+	assert_int_equal(build_sign_n(&b, 1, "ocsp", ref), RF_ERR_TOO_LARGE);
+	rf_kbuf_clear(&b);
+	/* ... and so does keyd, given it: the ref field written as bytes. */
+	sign_head(&b, 1);
+	at = b.len;
+	sign_item(&b, "ocsp", ref, 1, NULL, 0);
+	assert_int_equal(
+	    b.len - at, 1 + 8 + 4 + RF_KPROTO_REF_MAX + 3 * 8 + 4 + 4 + 5);
+	assert_int_equal(rf_kbuf_finish(&b), 0);
+	assert_int_equal(rf_keyd_decode(b.d, b.len), RF_ERR_MALFORMED);
+	rf_kbuf_clear(&b);
+
+	/* Another string as long as a ref may be: refused. */
+	memset(what, 'w', sizeof(what));
+	what[RF_KPROTO_STR_MAX] = '\0';
+	assert_int_equal(build_sign_n(&b, 1, what, "01"), RF_ERR_TOO_LARGE);
 	rf_kbuf_clear(&b);
 }
 
@@ -111,20 +191,8 @@ test_strict(void **state)
 		static uint8_t proof[RF_KPROTO_PROOF_MAX + 1];
 
 		memset(proof, 'A', sizeof(proof));
-		rf_kbuf_begin(&b, RF_KMSG_SIGN);
-		rf_kbuf_str(&b, "ab");
-		rf_kbuf_u8(&b, 0);
-		rf_kbuf_str(&b, "alice");
-		rf_kbuf_str(&b, NULL);
-		rf_kbuf_u32(&b, 1);
-		rf_kbuf_u8(&b, 0);
-		rf_kbuf_str(&b, "assertion");
-		rf_kbuf_str(&b, "01");
-		rf_kbuf_str(&b, "acme");
-		rf_kbuf_str(&b, "mail");
-		rf_kbuf_str(&b, "0a0b");
-		rf_kbuf_bytes(&b, proof, sizeof(proof));
-		rf_kbuf_bytes(&b, proof, 5);
+		sign_head(&b, 1);
+		sign_item(&b, "assertion", "01", 0, proof, sizeof(proof));
 		assert_int_equal(rf_kbuf_finish(&b), 0);
 		assert_int_not_equal(rf_keyd_decode(b.d, b.len), 0);
 		rf_kbuf_clear(&b);
@@ -190,6 +258,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_roundtrip),
 	    cmocka_unit_test(test_strict),
+	    cmocka_unit_test(test_ref_limit),
 	    cmocka_unit_test(test_read_limit),
 	};
 

@@ -566,6 +566,22 @@ test_malformed(void **state)
 	OPENSSL_free(der);
 }
 
+/* The data of the leaf read, as a string. */
+struct last_leaf {
+	char data[2048];
+};
+
+static int
+last_leaf_fn(void *arg, const struct rf_leaf_rec *l)
+{
+	struct last_leaf *last = arg;
+
+	assert_true(l->len < sizeof(last->data));
+	memcpy(last->data, l->data, l->len);
+	last->data[l->len] = '\0';
+	return 0;
+}
+
 /* Several certificates, and SHA-256 CertIDs: signed on demand. */
 static void
 test_on_demand(void **state)
@@ -617,6 +633,42 @@ test_on_demand(void **state)
 			     &rt, &tu, &nu),
 	    V_OCSP_CERTSTATUS_REVOKED);
 	OCSP_BASICRESP_free(bs);
+
+	/* The most CertIDs a request may name: every one answered, and the
+	 * signature's leaf names every serial, in the request's order. */
+	{
+		static char names[RF_OCSP_MAX_IDS][8];
+		const char *all[RF_OCSP_MAX_IDS + 1] = {NULL};
+		struct rf_ocsp_status many[RF_OCSP_MAX_IDS];
+		char want[RF_OCSP_REF_MAX] = "\"ref\":\"on-demand";
+		struct last_leaf last = {0};
+		uint64_t n = 0;
+
+		for (i = 0; i < RF_OCSP_MAX_IDS; i++) {
+			snprintf(names[i], sizeof(names[i]), "c%02x", i);
+			all[i] = names[i];
+			many[i] = (struct rf_ocsp_status){names[i], 0, 0, -1};
+			strcat(want, i == 0 ? " " : ",");
+			strcat(want, names[i]);
+		}
+		strcat(want, "\"");
+		assert_int_equal(
+		    rf_ocsp_presign(f->s, many, RF_OCSP_MAX_IDS, &f->who), 0);
+		reload(f);
+		respond(f, f->issuer, EVP_sha1(), all, 0, now, &ans);
+		bs = verified_basic(f, &ans);
+		assert_int_equal(OCSP_resp_count(bs), RF_OCSP_MAX_IDS);
+		for (i = 0; i < RF_OCSP_MAX_IDS; i++)
+			assert_int_equal(find_status(f->issuer, bs, EVP_sha1(),
+					     names[i], &reason, &rt, &tu, &nu),
+			    V_OCSP_CERTSTATUS_GOOD);
+		OCSP_BASICRESP_free(bs);
+		assert_int_equal(rf_store_leaf_count(f->st, &n), 0);
+		assert_int_equal(
+		    rf_store_leaf_foreach(f->st, n - 1, n, last_leaf_fn, &last),
+		    0);
+		assert_non_null(strstr(last.data, want));
+	}
 
 	/* One unknown serial among several: unauthorized, nothing signed. */
 	{
