@@ -497,35 +497,41 @@ ca_entry_add(struct rf_ca *ca, const struct rf_ca_rec *rec)
 	return 0;
 }
 
-/*
- * The active issuing CA: a CA whose parent is "root", active, the latest
- * notBefore (a rotation makes a newer one); else "issuing".
- */
-static int
-ca_pick_issuer(struct rf_ca *ca)
+int
+rf_ca_rec_issuer(const struct rf_ca_rec *recs, size_t n)
 {
 	size_t i;
 	int best = -1;
 
-	for (i = 0; i < ca->nent; i++) {
-		const struct ca_entry *e = &ca->ent[i];
-
-		if (!e->active || strcmp(e->parent, "root") != 0)
+	for (i = 0; i < n; i++) {
+		if (!recs[i].active || strcmp(recs[i].parent, "root") != 0)
 			continue;
-		if (best < 0 || e->not_before >= ca->ent[best].not_before)
+		if (best < 0 || recs[i].not_before >= recs[best].not_before)
 			best = (int)i;
 	}
-	if (best < 0) {
-		const struct ca_entry *e = ca_find(ca, "issuing");
+	return best >= 0 ? best : rf_ca_rec_find(recs, n, "issuing", 1);
+}
 
-		if (e == NULL)
-			return rf_err_set(RF_ERR_NOT_FOUND,
-			    "no issuing CA in "
-			    "the store");
-		best = (int)(e - ca->ent);
+int
+rf_ca_rec_find(
+    const struct rf_ca_rec *recs, size_t n, const char *name, int exact)
+{
+	char ocsp[64];
+	size_t i;
+	int iss;
+
+	if (!exact &&
+	    (strcmp(name, "issuing") == 0 || strcmp(name, "ocsp") == 0) &&
+	    (iss = rf_ca_rec_issuer(recs, n)) >= 0) {
+		if (name[0] == 'i')
+			return iss;
+		rf_ca_ocsp_name(recs[iss].name, ocsp);
+		name = ocsp;
 	}
-	ca->iss = best;
-	return 0;
+	for (i = 0; i < n; i++)
+		if (strcmp(recs[i].name, name) == 0)
+			return (int)i;
+	return -1;
 }
 
 int
@@ -569,7 +575,12 @@ rf_ca_open(const struct rf_config *cfg, struct rf_store *st,
 	if ((r = rf_store_key_by_purpose(st, "audit", &kr)) != 0 ||
 	    (r = rf_keys_load(keys, kr.id, &ca->audit_key)) != 0)
 		goto out;
-	if ((r = ca_pick_issuer(ca)) != 0 || (r = ca_precompute(ca)) != 0 ||
+	/* The entries are the records, in their order. */
+	if ((ca->iss = rf_ca_rec_issuer(recs, n)) < 0) {
+		r = rf_err_set(RF_ERR_NOT_FOUND, "no issuing CA in the store");
+		goto out;
+	}
+	if ((r = ca_precompute(ca)) != 0 ||
 	    (r = rf_audit_open(st, &ca->own_audit)) != 0)
 		goto out;
 	ca->audit = ca->own_audit;

@@ -179,6 +179,22 @@ void rf_ca_ocsp_name(const char *issuer, char out[64]);
 const char *rf_ca_issuer_name(struct rf_ca *ca);
 
 /*
+ * Among a store's CA records (rf_store_ca_list): the issuing CA in use,
+ * active, issued by "root", with the latest notBefore (a rotation makes a
+ * newer one), else the one named "issuing". Its index, or -1.
+ */
+struct rf_ca_rec;
+int rf_ca_rec_issuer(const struct rf_ca_rec *recs, size_t n);
+/*
+ * A CA record by the name people use for it (docs/ca.md, "Names"):
+ * "issuing" is the issuing CA in use and "ocsp" its OCSP signer, a
+ * rotation's successor once there is one; any other name, or with exact
+ * any name, the record of that name. Its index, or -1.
+ */
+int rf_ca_rec_find(
+    const struct rf_ca_rec *recs, size_t n, const char *name, int exact);
+
+/*
  * The TLS server certificate of `ringfence serve` (docs/serve.md): the CA
  * record "tls" (rf_ca_cert / rf_ca_key "tls" afterwards), issued by the
  * active issuing CA with the server profile, subjectAltName the given

@@ -1150,8 +1150,13 @@ out:
 static const char cert_usage[] =
     "usage: ringfence cert show SERIAL [--json]\n"
     "       ringfence cert list [--tenant T] [--json]\n"
-    "       ringfence cert ca root|issuing|ocsp\n"
-    "SERIAL is lowercase hex without leading zeros.\n";
+    "       ringfence cert ca root|issuing|ocsp|NAME [--replaced]\n"
+    "SERIAL is lowercase hex without leading zeros.\n"
+    "'cert ca issuing' is the issuing CA in use (after an incident's\n"
+    "rotation, its successor: issuing-inc<ID>) and 'cert ca ocsp' its\n"
+    "OCSP signer; any other NAME is that CA (issuing-inc3, ocsp-issuing-\n"
+    "inc3, tls ...). --replaced: the CA of exactly that name, even one a\n"
+    "rotation replaced (the original issuing CA and its signer).\n";
 
 static int
 cert_show(struct rf_cli *cli, const char *serial)
@@ -1210,36 +1215,68 @@ cert_show(struct rf_cli *cli, const char *serial)
 	return r;
 }
 
-static int
-cert_ca(struct rf_cli *cli, const char *name)
+/* The names of recs, for an error: "root, issuing (replaced), ...". */
+static void
+ca_names(const struct rf_ca_rec *recs, size_t n, char *out, size_t max)
 {
-	struct rf_ca_rec rec;
-	char *pem;
-	int r;
+	size_t i, len = 0;
+	int iss = rf_ca_rec_issuer(recs, n);
 
-	memset(&rec, 0, sizeof(rec));
-	if ((r = rf_store_ca_get(cli->store, name, &rec)) != 0) {
-		if (r == RF_ERR_NOT_FOUND)
-			r = rf_err_set(r,
-			    "no CA certificate named %.40s: use "
-			    "root, issuing or ocsp",
-			    name);
+	out[0] = '\0';
+	for (i = 0; i < n && len < max; i++)
+		len += (size_t)snprintf(out + len, max - len, "%s%s%s",
+		    i == 0 ? "" : ", ", recs[i].name,
+		    (int)i == iss ? " (issuing CA in use)"
+			: strcmp(recs[i].parent, "root") == 0 && !recs[i].active
+			? " (replaced)"
+			: "");
+}
+
+/*
+ * The CA people call name (rf_ca_rec_find): "issuing" and "ocsp" follow a
+ * rotation, and a line on stderr says which CA that is now; replaced: the
+ * record of exactly that name.
+ */
+static int
+cert_ca(struct rf_cli *cli, const char *name, int replaced)
+{
+	struct rf_ca_rec *recs = NULL;
+	const struct rf_ca_rec *rec;
+	char *pem, names[512];
+	size_t n = 0;
+	int r, k;
+
+	if ((r = rf_store_ca_list(cli->store, &recs, &n)) != 0)
 		return cli_fail(r);
+	if ((k = rf_ca_rec_find(recs, n, name, replaced)) < 0) {
+		ca_names(recs, n, names, sizeof(names));
+		rf_ca_rec_free_all(recs, n);
+		return cli_fail(rf_err_set(RF_ERR_NOT_FOUND,
+		    "no CA certificate named %.40s: the CAs are %s", name,
+		    names));
 	}
-	if ((pem = der_to_pem(rec.der, rec.derlen)) == NULL) {
-		rf_ca_rec_clear(&rec);
+	rec = &recs[k];
+	if (strcmp(rec->name, name) != 0)
+		fprintf(stderr,
+		    "ringfence: %s is %s, the issuing CA in use%s since a "
+		    "rotation replaced the CA named %s ('ringfence cert ca %s "
+		    "--replaced' prints that one)\n",
+		    name, rec->name, name[0] == 'o' ? "'s OCSP signer" : "",
+		    name, name);
+	if ((pem = der_to_pem(rec->der, rec->derlen)) == NULL) {
+		rf_ca_rec_free_all(recs, n);
 		return cli_fail(RF_ERR_ALLOC);
 	}
 	if (cli->json)
 		r = cli_json_print(
-		    json_pack("{s:s,s:s,s:s,s:s}", "name", rec.name, "serial",
-			rec.serial, "key", rec.key_id, "pem", pem));
+		    json_pack("{s:s,s:s,s:s,s:s}", "name", rec->name, "serial",
+			rec->serial, "key", rec->key_id, "pem", pem));
 	else {
 		fputs(pem, stdout);
 		r = EXIT_OK;
 	}
 	free(pem);
-	rf_ca_rec_clear(&rec);
+	rf_ca_rec_free_all(recs, n);
 	return r;
 }
 
@@ -1247,8 +1284,9 @@ int
 cmd_cert(struct rf_cli *cli, int argc, char **argv)
 {
 	const char *tenant = NULL, *pos[2];
-	const struct opt opts[] = {
-	    {"tenant", &tenant, NULL}, {NULL, NULL, NULL}};
+	int replaced = 0;
+	const struct opt opts[] = {{"tenant", &tenant, NULL},
+	    {"replaced", NULL, &replaced}, {NULL, NULL, NULL}};
 	struct rf_cert_filter f;
 	struct cert_list l = {NULL, 0};
 	int npos, r;
@@ -1263,6 +1301,8 @@ cmd_cert(struct rf_cli *cli, int argc, char **argv)
 	if (npos == 0)
 		return cli_usage(
 		    "cert", "missing subcommand: show, list or ca");
+	if (replaced && strcmp(pos[0], "ca") != 0)
+		return cli_usage("cert", "--replaced applies to ca only");
 	if (strcmp(pos[0], "list") == 0) {
 		if (npos != 1)
 			return cli_usage("cert", "list takes no argument");
@@ -1288,7 +1328,7 @@ cmd_cert(struct rf_cli *cli, int argc, char **argv)
 		if ((r = open_what(cli, CLI_STORE)) != 0)
 			return r;
 		return pos[0][0] == 's' ? cert_show(cli, pos[1])
-					: cert_ca(cli, pos[1]);
+					: cert_ca(cli, pos[1], replaced);
 	}
 	return cli_usage("cert",
 	    "unknown subcommand \"%.40s\": use show, "

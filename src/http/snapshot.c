@@ -122,7 +122,12 @@ rf_http_snapshot_reload(struct rf_http *h)
 	atomic_init(&s->refs, 1);
 	h->ncrl_issuers = 0;
 	for (i = 0; i < n; i++) {
-		/* RFC 5280 4.2.2.1: caIssuers serves the DER certificate. */
+		const struct rf_ca_rec *as;
+		int k;
+
+		/* RFC 5280 4.2.2.1: caIssuers serves the DER certificate; it
+		 * names the CA that issued the certificate holding it, so
+		 * /ca/NAME.der is always the CA of that name. */
 		r = RF_ERR_ALLOC;
 		if ((d = malloc(cas[i].derlen)) == NULL)
 			goto out;
@@ -131,14 +136,18 @@ rf_http_snapshot_reload(struct rf_http *h)
 		if ((r = add_blob(s, cap, path, "application/pkix-cert", d,
 			 cas[i].derlen, cas[i].not_before, 0)) != 0)
 			goto out;
-		pl = rf_ca_pem_len(cas[i].derlen);
+		/* The PEM, for people, is the CA they call so: "issuing" and
+		 * "ocsp" are the ones in use after a rotation (docs/ca.md). */
+		k = rf_ca_rec_find(cas, n, cas[i].name, 0);
+		as = &cas[k >= 0 ? (size_t)k : i];
+		pl = rf_ca_pem_len(as->derlen);
 		r = RF_ERR_ALLOC;
 		if ((pem = malloc(pl + 1)) == NULL)
 			goto out;
-		pl = rf_ca_pem_write(cas[i].der, cas[i].derlen, pem);
+		pl = rf_ca_pem_write(as->der, as->derlen, pem);
 		snprintf(path, sizeof(path), "/ca/%s.pem", cas[i].name);
 		if ((r = add_blob(s, cap, path, "application/x-pem-file",
-			 (uint8_t *)pem, pl, cas[i].not_before, 0)) != 0)
+			 (uint8_t *)pem, pl, as->not_before, 0)) != 0)
 			goto out;
 		if (!is_ca_cert(cas[i].der, cas[i].derlen) ||
 		    rf_ca_cert(h->ca, cas[i].name) == NULL)

@@ -24,7 +24,7 @@ PY
 )
 [ -n "$issuer" ] && [ "$issuer" != issuing ] || fail "no new issuing CA"
 rf cert ca root >"$h/root.pem"
-rf cert ca issuing >"$h/old-issuer.pem"
+rf cert ca issuing --replaced >"$h/old-issuer.pem"
 rf cert ca "$issuer" >"$h/new-issuer.pem"
 rf cert show "$old" >"$h/old.pem"
 rf cert show "$new" >"$h/new.pem"

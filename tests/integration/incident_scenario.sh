@@ -50,7 +50,7 @@ PY
 # The compromised issuing CA itself is revoked (cACompromise) in the root's
 # CRL: openssl sees it, and rejects the CA's certificate checking it.
 rf cert ca root >"$RINGFENCE_HOME/root.pem"
-rf cert ca issuing >"$RINGFENCE_HOME/old-issuer.pem"
+rf cert ca issuing --replaced >"$RINGFENCE_HOME/old-issuer.pem"
 rf crl --issuer root --out "$RINGFENCE_HOME/root.crl"
 openssl crl -inform DER -in "$RINGFENCE_HOME/root.crl" -out "$RINGFENCE_HOME/root-crl.pem"
 openssl crl -in "$RINGFENCE_HOME/root-crl.pem" -noout -text >"$RINGFENCE_HOME/root-crl.txt"
@@ -80,7 +80,7 @@ PY
 while read -r tenant old new; do
 	rf cert show "$old" >"$RINGFENCE_HOME/old.pem"
 	rf cert show "$new" >"$RINGFENCE_HOME/new.pem"
-	rf cert ca issuing >"$RINGFENCE_HOME/old-issuer.pem"
+	rf cert ca issuing --replaced >"$RINGFENCE_HOME/old-issuer.pem"
 	rf cert ca "$(python3 -c "import json; print(json.load(open('$RINGFENCE_HOME/report.json'))['new_issuer'])")" \
 		>"$RINGFENCE_HOME/new-issuer.pem"
 	cat "$RINGFENCE_HOME/root.pem" "$RINGFENCE_HOME/old-issuer.pem" \

@@ -20,7 +20,7 @@ c = json.load(open(sys.argv[1]))["connections_detail"][0]
 print(c["tenant"], c["old_serial"], c["new_serial"])' "$w/report.json")
 rf cert show "$old" >"$w/old.pem"
 rf cert show "$new" >"$w/new.pem"
-rf cert ca issuing >"$w/old-issuer.pem"
+rf cert ca issuing --replaced >"$w/old-issuer.pem"
 rf cert ca "$(python3 -c "import json; print(json.load(open('$w/report.json'))['new_issuer'])")" \
 	>"$w/new-issuer.pem"
 
