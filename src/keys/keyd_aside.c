@@ -1,9 +1,9 @@
 /*
  * keyd_aside.c: the custody process's requests run aside (keyd_int.h): a
- * slow request (keys list, LOAD_MANY; keyd_handlers.c decodes them and
- * does their work) is answered from a thread of its own, and its answer
- * goes back to the loop through the pipeline's done list (keyd_pipe.c), as
- * a signature's does.
+ * slow request (keys list, LOAD_MANY, key generation; keyd_handlers.c
+ * decodes them and does their work) is answered from a thread of its own,
+ * and its answer goes back to the loop through the pipeline's done list
+ * (keyd_pipe.c), as a signature's does.
  */
 
 #include <pthread.h>
@@ -52,10 +52,11 @@ aside_main(void *arg)
 /*
  * Answer c's request of type by fn(kd, arg) on a thread of its own, or on
  * the loop if none can be started. arg is freed by arg_free either way.
+ * beside: counted in pipeline.beside, which no drain waits for.
  */
-int
-keyd_run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
-    void *arg, void (*arg_free)(void *), struct rf_kbuf *out)
+static int
+run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn, void *arg,
+    void (*arg_free)(void *), int beside, struct rf_kbuf *out)
 {
 	pthread_attr_t at;
 	struct pending *p;
@@ -74,6 +75,7 @@ keyd_run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
 	p->aside = fn;
 	p->arg = arg;
 	p->arg_free = arg_free;
+	p->beside = beside;
 	started = pthread_attr_init(&at) == 0;
 	if (started) {
 		started = pthread_attr_setdetachstate(
@@ -87,6 +89,33 @@ keyd_run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
 		return r;
 	}
 	c->busy = 1;
-	kd->pl->inflight++;
+	if (beside)
+		kd->pl->beside++;
+	else
+		kd->pl->inflight++;
 	return QUEUED;
+}
+
+int
+keyd_run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
+    void *arg, void (*arg_free)(void *), struct rf_kbuf *out)
+{
+	return run_aside(kd, c, type, fn, arg, arg_free, 0, out);
+}
+
+/*
+ * Key generation runs beside everything else. On the loop it held every
+ * other caller up for as long as it took: each 4 RSA keys of a `keys pool
+ * fill` (about a second) stopped revoke, issue and tenant add for that
+ * long, several times each (beside a fill, revoke took 2 to 6 s in the
+ * sanitizer build). A new key is in no signature in flight, and no
+ * disable or destroy names it, so those do not wait for it either (they
+ * would hold the loop meanwhile, behind a generation a low-priority
+ * caller's idle cores make); keyd's stop does.
+ */
+int
+keyd_run_beside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
+    void *arg, void (*arg_free)(void *), struct rf_kbuf *out)
+{
+	return run_aside(kd, c, type, fn, arg, arg_free, 1, out);
 }

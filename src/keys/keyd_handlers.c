@@ -5,12 +5,15 @@
  * by the policy (policy.c) and run on the token with the rf_keys_* code,
  * its answer encoded. Signing requests go on to the pipeline
  * (keyd_pipe.c); keys list and LOAD_MANY run aside, on a thread of their
- * own (keyd_aside.c). The keys kept loaded are in keyd_key.c; the fuzz
- * target's decoder is here too.
+ * own, and key generation beside (keyd_aside.c). The keys kept loaded are in
+ * keyd_key.c; the fuzz target's decoder is here too.
  */
 
+#include <errno.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -216,71 +219,143 @@ label_role(const char *label)
 	return rf_ledger_role(label + 10);
 }
 
-static int
-h_keygen(
-    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
-{
+/* A KEYGEN's keys, read from its frame on the loop, made beside it. */
+struct keygen_job {
 	struct who_buf w;
-	struct rf_keygen *reqs = NULL;
-	struct rf_key **keys = NULL;
-	char(*labels)[RF_KPROTO_STR_MAX] = NULL,
-	(*tenants)[RF_KPROTO_STR_MAX] = NULL,
-	(*made_for)[RF_KPROTO_STR_MAX] = NULL;
-	const char *role;
-	uint32_t n, i;
-	int r;
+	uint32_t n;
+	struct rf_keygen *reqs;
+	char (*labels)[RF_KPROTO_STR_MAX];
+	char (*tenants)[RF_KPROTO_STR_MAX];
+	char (*made_for)[RF_KPROTO_STR_MAX];
+	struct keys_prio prio; /* the caller's, for the token's work */
+};
 
-	get_who(m, c, &w);
-	n = rf_kmsg_u32(m);
-	/* Each key takes at least 13 bytes: n is bounded by the frame. */
-	if (m->err != 0 || n == 0 || n > BATCH_KEYS_MAX ||
-	    n > (m->len - m->off) / 13)
-		return rf_err_set(
-		    RF_ERR_MALFORMED, "custody keygen: bad number of keys");
-	if ((reqs = calloc(n, sizeof(*reqs))) == NULL ||
-	    (keys = calloc(n, sizeof(*keys))) == NULL ||
-	    (labels = calloc(n, sizeof(*labels))) == NULL ||
-	    (tenants = calloc(n, sizeof(*tenants))) == NULL ||
-	    (made_for = calloc(n, sizeof(*made_for))) == NULL) {
-		r = RF_ERR_ALLOC;
-		goto out;
-	}
-	for (i = 0; i < n; i++) {
-		reqs[i].alg = (enum rf_key_alg)rf_kmsg_u8(m);
-		rf_kmsg_str(m, labels[i]);
-		rf_kmsg_str(m, tenants[i]);
-		rf_kmsg_str(m, made_for[i]); /* checked by keygen.c */
-		reqs[i].label = labels[i];
-		reqs[i].tenant = tenants[i][0] ? tenants[i] : NULL;
-		reqs[i].made_for = made_for[i];
-	}
-	if ((r = rf_kmsg_end(m)) != 0 ||
-	    (r = rf_keys_generate_many(kd->keys, reqs, n, &w.who, keys)) != 0)
+static void
+keygen_job_free(void *arg)
+{
+	struct keygen_job *j = arg;
+
+	if (j == NULL)
+		return;
+	free(j->reqs);
+	free(j->labels);
+	free(j->tenants);
+	free(j->made_for);
+	free(j);
+}
+
+/*
+ * The caller's scheduling policy and nice value, from its process
+ * (SO_PEERCRED's pid; Linux answers for its thread of that id, the main
+ * one): `keys pool fill` runs at SCHED_IDLE and nice 19, and keyd makes
+ * its keys so too. A caller keyd has no pid of, or cannot ask about, is
+ * taken as normal.
+ */
+static void
+caller_prio(const struct conn *c, struct keys_prio *p)
+{
+	int v;
+
+	p->policy = SCHED_OTHER;
+	p->nice = 0;
+	if (c->pid <= 0)
+		return;
+	if ((v = sched_getscheduler(c->pid)) == SCHED_IDLE || v == SCHED_BATCH)
+		p->policy = v;
+	errno = 0;
+	v = getpriority(PRIO_PROCESS, (id_t)c->pid);
+	if (errno == 0 && v > 0)
+		p->nice = v;
+}
+
+static int
+keygen_beside(struct keyd *kd, void *arg, struct rf_kbuf *out)
+{
+	struct keygen_job *j = arg;
+	struct rf_key **keys;
+	const char *role;
+	uint32_t i;
+	int r, low;
+
+	if ((keys = calloc(j->n, sizeof(*keys))) == NULL)
+		return RF_ERR_ALLOC;
+	/* A caller at normal priority (contain, issue) goes first: the
+	 * background refill's step ends, and it waits meanwhile. */
+	low = j->prio.policy != SCHED_OTHER || j->prio.nice > 0;
+	if (!low)
+		keyd_bg_pause(kd);
+	if ((r = keys_generate_at(
+		 kd->keys, j->reqs, j->n, &j->w.who, &j->prio, keys)) != 0)
 		goto out;
 	/* serve's TLS keys and the CA keys: keyd keeps what each was made
 	 * as, and signs for class server with it only as that (policy.c),
 	 * whatever purpose the store gives it later. */
-	for (i = 0; i < n && r == 0; i++)
-		if (strcmp(labels[i], RF_KEY_LABEL_TLS) == 0)
+	for (i = 0; i < j->n && r == 0; i++)
+		if (strcmp(j->labels[i], RF_KEY_LABEL_TLS) == 0)
 			r = rf_ledger_tls_key(
 			    rf_kpolicy_ledger(kd->policy), rf_key_id(keys[i]));
-		else if ((role = label_role(labels[i])) != NULL)
+		else if ((role = label_role(j->labels[i])) != NULL)
 			r = rf_ledger_ca_key(rf_kpolicy_ledger(kd->policy),
 			    rf_key_id(keys[i]), role);
 	if (r != 0)
 		goto out;
-	rf_kbuf_u32(out, n);
-	for (i = 0; i < n && r == 0; i++)
+	rf_kbuf_u32(out, j->n);
+	for (i = 0; i < j->n && r == 0; i++)
 		r = put_key(out, keys[i]);
 out:
-	for (i = 0; keys != NULL && i < n; i++)
+	if (!low)
+		keyd_bg_resume(kd);
+	for (i = 0; i < j->n; i++)
 		rf_key_free(keys[i]);
 	free(keys);
-	free(reqs);
-	free(labels);
-	free(tenants);
-	free(made_for);
 	return r;
+}
+
+/* Keys are made beside the loop (keyd_run_beside), at the caller's
+ * priority (keys_generate_at). */
+static int
+h_keygen(
+    struct keyd *kd, struct conn *c, struct rf_kmsg *m, struct rf_kbuf *out)
+{
+	struct keygen_job *j;
+	uint32_t n, i;
+	int r;
+
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return RF_ERR_ALLOC;
+	get_who(m, c, &j->w);
+	n = rf_kmsg_u32(m);
+	/* Each key takes at least 13 bytes: n is bounded by the frame. */
+	if (m->err != 0 || n == 0 || n > BATCH_KEYS_MAX ||
+	    n > (m->len - m->off) / 13) {
+		keygen_job_free(j);
+		return rf_err_set(
+		    RF_ERR_MALFORMED, "custody keygen: bad number of keys");
+	}
+	j->n = n;
+	if ((j->reqs = calloc(n, sizeof(*j->reqs))) == NULL ||
+	    (j->labels = calloc(n, sizeof(*j->labels))) == NULL ||
+	    (j->tenants = calloc(n, sizeof(*j->tenants))) == NULL ||
+	    (j->made_for = calloc(n, sizeof(*j->made_for))) == NULL) {
+		keygen_job_free(j);
+		return RF_ERR_ALLOC;
+	}
+	for (i = 0; i < n; i++) {
+		j->reqs[i].alg = (enum rf_key_alg)rf_kmsg_u8(m);
+		rf_kmsg_str(m, j->labels[i]);
+		rf_kmsg_str(m, j->tenants[i]);
+		rf_kmsg_str(m, j->made_for[i]); /* checked by keygen.c */
+		j->reqs[i].label = j->labels[i];
+		j->reqs[i].tenant = j->tenants[i][0] ? j->tenants[i] : NULL;
+		j->reqs[i].made_for = j->made_for[i];
+	}
+	if ((r = rf_kmsg_end(m)) != 0) {
+		keygen_job_free(j);
+		return r;
+	}
+	caller_prio(c, &j->prio);
+	return keyd_run_beside(
+	    kd, c, RF_KMSG_KEYGEN, keygen_beside, j, keygen_job_free, out);
 }
 
 static void
@@ -872,7 +947,7 @@ static const struct handler table_admin[] = {
     {RF_KMSG_STATUS, h_status, 0},
     {RF_KMSG_LOAD, h_load, 0},
     {RF_KMSG_SIGN, h_sign, 0},
-    {RF_KMSG_KEYGEN, h_keygen, DRAIN},
+    {RF_KMSG_KEYGEN, h_keygen, 0},
     {RF_KMSG_DISABLE, h_disable, DRAIN},
     {RF_KMSG_LIST, h_list, 0},
     {RF_KMSG_CUSTODY, h_custody, DRAIN},

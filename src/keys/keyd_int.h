@@ -98,6 +98,7 @@ struct pipeline {
 	int signing;			   /* signers holding a batch (mu) */
 	struct pending *wait, **wait_tail; /* to record (loop) */
 	size_t inflight; /* accepted and not yet back (loop) */
+	size_t beside;	 /* key generations running beside (loop) */
 };
 
 /* who from a request, as the caller names itself for the record. */
@@ -133,6 +134,7 @@ struct pending {
 	struct keyd *kd; /* an aside request's (aside_main) */
 	int type;	 /* RF_KMSG_SIGN, or that of an aside request */
 	aside_fn aside;	 /* an aside request's work, and its argument */
+	int beside;	 /* counted in beside, not inflight (keyd_run_beside) */
 	void *arg;
 	void (*arg_free)(void *arg);
 	uint64_t conn;
@@ -184,6 +186,11 @@ void keyd_key_flush(struct keyd *kd);
 /* Answer c's request of type by fn(kd, arg) on a thread of its own
  * (QUEUED), or on the loop if none can be started; arg_free frees arg. */
 int keyd_run_aside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
+    void *arg, void (*arg_free)(void *), struct rf_kbuf *out) RF_WUR;
+
+/* The same for a key generation, which no key change waits for: counted
+ * apart (pipeline.beside), waited for only as keyd stops. */
+int keyd_run_beside(struct keyd *kd, struct conn *c, int type, aside_fn fn,
     void *arg, void (*arg_free)(void *), struct rf_kbuf *out) RF_WUR;
 
 /* keyd_pipe.c */

@@ -317,7 +317,10 @@ keyd_pipe_done(struct keyd *kd)
 	pthread_mutex_unlock(&pl->mu);
 	for (; p != NULL; p = next) {
 		next = p->next;
-		pl->inflight--;
+		if (p->beside)
+			pl->beside--;
+		else
+			pl->inflight--;
 		/* A caller gone meanwhile gets nothing: its leaves stay. */
 		if ((i = keyd_conn_find(kd, p->conn)) >= 0) {
 			c = &kd->conns[i];
@@ -408,6 +411,13 @@ keyd_pipe_stop(struct keyd *kd)
 	if (pl == NULL)
 		return;
 	keyd_pipe_drain(kd);
+	/* and the key generations beside it (keyd_run_beside) */
+	while (pl->beside > 0) {
+		struct pollfd pf = {pl->evfd, POLLIN, 0};
+
+		(void)poll(&pf, 1, 1000);
+		keyd_pipe_done(kd);
+	}
 	pthread_mutex_lock(&pl->mu);
 	pl->stop = 1;
 	pthread_cond_broadcast(&pl->cv);

@@ -7,9 +7,13 @@
  */
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <openssl/rand.h>
 
@@ -207,6 +211,138 @@ made_for_ok(const char *m)
 	return 1;
 }
 
+/* The token's part of a generation (generate): the pairs made in turn. */
+struct make {
+	struct rf_keys *keys;
+	const struct rf_keygen *reqs;
+	size_t n;
+	const struct rf_actor *who;
+	uint8_t (*tids)[TID_LEN];
+	const int *shs;
+	struct rf_key **out;
+	uint8_t *kept;
+	struct rf_audit_event *evs;
+	struct rf_key_rec *recs;
+	char (*detail)[96];
+	const struct keys_prio *prio; /* make_low's */
+	int r;			      /* make_low's result, and its message */
+	char msg[MSG_MAX];
+};
+
+/*
+ * Make the pairs of m in the token, in turn: out[i], its handles kept,
+ * its "keygen" leaf and "generated" row filled in (written by generate).
+ * No lock of the store or the record is held here, only the module's for
+ * reading and a session (keys_with_session).
+ */
+static int
+make_pairs(struct make *m)
+{
+	struct rf_keys *keys = m->keys;
+	const struct rf_keygen *reqs = m->reqs;
+	const struct rf_actor *who = m->who;
+	struct rf_key **out = m->out;
+	struct gen_arg g;
+	CK_RV rv = CKR_OK;
+	size_t i;
+	int r;
+
+	for (i = 0; i < m->n; i++) {
+		memset(&g, 0, sizeof(g));
+		g.alg = reqs[i].alg;
+		g.label = reqs[i].label;
+		g.tid = m->tids[i];
+		/*
+		 * A generation that fails may have left objects behind with
+		 * this CKA_ID (SoftHSM writes the public key's file, then the
+		 * private key's; a token folder gone in between keeps both
+		 * and neither can be destroyed): its row stays "generating",
+		 * so that 'keys list' knows what they are.
+		 */
+		m->kept[i] = 1;
+		if ((r = keys_with_session(keys, m->shs[i], gen_op, &g, &rv)) !=
+		    0)
+			return r;
+		if (rv != CKR_OK)
+			return keys_token_err("C_GenerateKeyPair", rv);
+		if (g.r != 0)
+			return g.r;
+		m->kept[i] = 0;
+		out[i] = g.key;
+		out[i]->sh = m->shs[i];
+		/* Found again without a search while this process runs
+		 * (rf_keys_load_many: a pool key taken by contain). */
+		keys_made_put(keys, m->shs[i], m->tids[i], g.pub, g.priv, g.gen,
+		    out[i]->pub, out[i]->alg);
+#ifdef RF_TEST_HOOKS
+		if (keys->test_after_keygen != NULL)
+			keys->test_after_keygen(
+			    keys->test_after_keygen_arg, i + 1);
+#endif
+		snprintf(m->detail[i], sizeof(m->detail[i]), "%s %s",
+		    rf_key_alg_name(reqs[i].alg), reqs[i].label);
+		m->evs[i].type = "keygen";
+		m->evs[i].key_id = out[i]->id;
+		m->evs[i].tenant = reqs[i].tenant;
+		m->evs[i].actor = who ? who->actor : NULL;
+		m->evs[i].source = who ? who->source : NULL;
+		m->evs[i].detail = m->detail[i];
+		snprintf(
+		    m->recs[i].id, sizeof(m->recs[i].id), "%s", out[i]->id);
+		snprintf(
+		    m->recs[i].state, sizeof(m->recs[i].state), "generated");
+	}
+	return 0;
+}
+
+/* make_pairs on a thread of its own, at m->prio's priority. */
+static void *
+make_low(void *arg)
+{
+	struct make *m = arg;
+	struct sched_param sp;
+	pid_t tid = (pid_t)syscall(SYS_gettid);
+
+	(void)pthread_setname_np(pthread_self(), "rf-keygen-low");
+	memset(&sp, 0, sizeof(sp));
+	/* Linux: the policy and the nice value are this thread's alone. A
+	 * thread may always lower its own priority. */
+	if (m->prio->policy == SCHED_IDLE || m->prio->policy == SCHED_BATCH)
+		(void)pthread_setschedparam(
+		    pthread_self(), m->prio->policy, &sp);
+	if (m->prio->nice > 0)
+		(void)setpriority(PRIO_PROCESS, (id_t)tid, m->prio->nice);
+	if ((m->r = make_pairs(m)) != 0)
+		snprintf(m->msg, sizeof(m->msg), "%s", rf_err_msg(m->r));
+	return NULL;
+}
+
+/*
+ * The token's work at prio (NULL, or nothing lower than normal: on this
+ * thread). A caller at a lower priority (keyd's for a `keys pool fill`)
+ * has its pairs made on a thread at that priority, so that they take only
+ * cores nothing else wants; this thread waits for it, and writes the
+ * store and the record before and after at its own priority, so that no
+ * lock another thread needs is held at the lower one.
+ */
+static int
+make_pairs_at(struct make *m, const struct keys_prio *prio)
+{
+	pthread_t t;
+
+	if (prio == NULL ||
+	    (prio->policy != SCHED_IDLE && prio->policy != SCHED_BATCH &&
+		prio->nice <= 0))
+		return make_pairs(m);
+	m->prio = prio;
+	if (pthread_create(&t, NULL, make_low, m) != 0)
+		return make_pairs(m); /* here, as before */
+	pthread_join(t, NULL);
+	if (m->r != 0)
+		return rf_err_set(m->r, "%s", m->msg);
+	return 0;
+}
+
 /*
  * Keys made one at a time (CA, OCSP signer, audit keys: every process loads
  * them) live in the first token, which every process logs in to at open;
@@ -217,15 +353,15 @@ made_for_ok(const char *m)
  */
 static int
 generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
-    int spread, const struct rf_actor *who, struct rf_key **out)
+    int spread, const struct rf_actor *who, const struct keys_prio *prio,
+    struct rf_key **out)
 {
-	struct gen_arg g;
+	struct make mk;
 	struct rf_audit_event *evs = NULL;
 	struct rf_key_rec *recs = NULL;
 	char(*detail)[96] = NULL, (*pending)[65] = NULL, msg[MSG_MAX];
 	uint8_t(*tids)[TID_LEN] = NULL, *kept = NULL;
 	int *shs = NULL;
-	CK_RV rv = CKR_OK;
 	size_t i;
 	int noted = 0, audit_failed = 0, r = RF_ERR_INTERNAL;
 
@@ -308,50 +444,20 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 		goto out;
 	}
 	noted = 1;
-	for (i = 0; i < n; i++) {
-		memset(&g, 0, sizeof(g));
-		g.alg = reqs[i].alg;
-		g.label = reqs[i].label;
-		g.tid = tids[i];
-		/*
-		 * A generation that fails may have left objects behind with
-		 * this CKA_ID (SoftHSM writes the public key's file, then the
-		 * private key's; a token folder gone in between keeps both
-		 * and neither can be destroyed): its row stays "generating",
-		 * so that 'keys list' knows what they are.
-		 */
-		kept[i] = 1;
-		if ((r = keys_with_session(keys, shs[i], gen_op, &g, &rv)) != 0)
-			goto out;
-		if (rv != CKR_OK) {
-			r = keys_token_err("C_GenerateKeyPair", rv);
-			goto out;
-		}
-		if ((r = g.r) != 0)
-			goto out;
-		kept[i] = 0;
-		out[i] = g.key;
-		out[i]->sh = shs[i];
-		/* Found again without a search while this process runs
-		 * (rf_keys_load_many: a pool key taken by contain). */
-		keys_made_put(keys, shs[i], tids[i], g.pub, g.priv, g.gen,
-		    out[i]->pub, out[i]->alg);
-#ifdef RF_TEST_HOOKS
-		if (keys->test_after_keygen != NULL)
-			keys->test_after_keygen(
-			    keys->test_after_keygen_arg, i + 1);
-#endif
-		snprintf(detail[i], sizeof(detail[i]), "%s %s",
-		    rf_key_alg_name(reqs[i].alg), reqs[i].label);
-		evs[i].type = "keygen";
-		evs[i].key_id = out[i]->id;
-		evs[i].tenant = reqs[i].tenant;
-		evs[i].actor = who ? who->actor : NULL;
-		evs[i].source = who ? who->source : NULL;
-		evs[i].detail = detail[i];
-		snprintf(recs[i].id, sizeof(recs[i].id), "%s", out[i]->id);
-		snprintf(recs[i].state, sizeof(recs[i].state), "generated");
-	}
+	memset(&mk, 0, sizeof(mk));
+	mk.keys = keys;
+	mk.reqs = reqs;
+	mk.n = n;
+	mk.who = who;
+	mk.tids = tids;
+	mk.shs = shs;
+	mk.out = out;
+	mk.kept = kept;
+	mk.evs = evs;
+	mk.recs = recs;
+	mk.detail = detail;
+	if ((r = make_pairs_at(&mk, prio)) != 0)
+		goto out;
 	/* Each "generating" row becomes the key's own. */
 	keys_store_lock(keys);
 	r = rf_store_key_note_many(keys_store(keys), recs, n);
@@ -413,7 +519,7 @@ rf_keys_generate(struct rf_keys *keys, enum rf_key_alg alg, const char *label,
 	*out = NULL;
 	if (keys->kc != NULL)
 		return rf_kc_generate_many(keys->kc, &req, 1, who, out);
-	return generate(keys, &req, 1, 0, who, out);
+	return generate(keys, &req, 1, 0, who, NULL, out);
 }
 
 int
@@ -422,5 +528,15 @@ rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
 {
 	if (keys->kc != NULL)
 		return rf_kc_generate_many(keys->kc, reqs, n, who, out);
-	return generate(keys, reqs, n, 1, who, out);
+	return generate(keys, reqs, n, 1, who, NULL, out);
+}
+
+int
+keys_generate_at(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
+    const struct rf_actor *who, const struct keys_prio *prio,
+    struct rf_key **out)
+{
+	if (keys->kc != NULL)
+		return rf_kc_generate_many(keys->kc, reqs, n, who, out);
+	return generate(keys, reqs, n, 1, who, prio, out);
 }

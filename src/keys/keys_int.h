@@ -84,6 +84,20 @@ void rf_keys_set_ledger(struct rf_keys *keys, struct rf_ledger *ledger);
  * sign without a token search). */
 int rf_keys_check(struct rf_keys *keys, struct rf_key *key) RF_WUR;
 
+/* keygen.c: rf_keys_generate_many with the token's work (the pairs made)
+ * at prio, a caller's scheduling policy and nice value (keyd: its
+ * caller's, so that a low-priority caller's keys take only idle cores),
+ * on a thread of its own when that is lower than normal; the store and the
+ * record are written at the calling thread's priority. NULL: as
+ * rf_keys_generate_many. */
+struct keys_prio {
+	int policy; /* SCHED_OTHER, SCHED_BATCH or SCHED_IDLE */
+	int nice;   /* -20 to 19 */
+};
+int keys_generate_at(struct rf_keys *keys, const struct rf_keygen *reqs,
+    size_t n, const struct rf_actor *who, const struct keys_prio *prio,
+    struct rf_key **out) RF_WUR;
+
 /* keyd_handlers.c: decode a request frame as keyd would, acting on nothing
  * (fuzzing). */
 int rf_keyd_decode(const uint8_t *frame, size_t len) RF_WUR;
