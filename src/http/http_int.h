@@ -87,6 +87,19 @@ enum { RF_HTTP_EV_CONN = 1, RF_HTTP_EV_ASYNC, RF_HTTP_EV_KEYD };
 #define RF_HTTP_SIGHTING_LEAVES_WHO 10
 #define RF_HTTP_ADDR_MAX 46 /* INET6_ADDRSTRLEN */
 
+/*
+ * An on-demand OCSP signer (several CertIDs, SHA-2 CertIDs) with handles
+ * of its own: it runs on worker threads, serialised by the responder, so
+ * nothing else may use them.
+ */
+struct http_od {
+	struct rf_store *st;
+	struct rf_audit *audit;
+	struct rf_keys *keys;
+	struct rf_key *key;
+	struct rf_ocsp_signer *signer;
+};
+
 struct rf_http {
 	/*
 	 * Incident evidence (docs/incident.md): while an incident is open,
@@ -186,9 +199,11 @@ struct rf_http {
 		X509 *ic, *oc;
 		struct rf_key *okey;
 		struct rf_ocsp_signer *signer;
+		struct http_od od; /* its on-demand signer */
 	} extra[RF_HTTP_ISSUERS_MAX];
 	size_t nextra;
-	/* On-demand signing: handles used only under the responder's lock. */
+	/* On-demand signing of "issuing": handles used only under the
+	 * responder's lock. */
 	struct rf_store *od_st;
 	struct rf_audit *od_audit;
 	struct rf_keys *od_keys;

@@ -222,31 +222,88 @@ rf_http_max_body(const struct rf_http *h)
 				       : 64 * 1024;
 }
 
-/*
- * The on-demand OCSP signer (several CertIDs, SHA-2 CertIDs): it runs on
- * worker threads, serialised by the responder, so it gets handles of its
- * own that nothing else uses.
- */
+/* An on-demand signer for issuer ic (name) with OCSP key key_id and its
+ * certificate oc (http_od). */
+static int
+od_open(struct rf_http *h, const char *key_id, X509 *oc, X509 *ic,
+    const char *name, struct http_od *od)
+{
+	int r;
+
+	if ((r = rf_store_open(h->cfg->db_path, 0, &od->st)) != 0 ||
+	    (r = rf_store_unmap(od->st)) != 0 ||
+	    (r = rf_audit_open(od->st, &od->audit)) != 0 ||
+	    (r = rf_keys_open(h->cfg, od->audit, &od->keys)) != 0 ||
+	    (r = rf_keys_load(od->keys, key_id, &od->key)) != 0)
+		return r;
+	return rf_ocsp_signer_new(
+	    h->cfg, od->st, od->keys, od->key, oc, ic, name, &od->signer);
+}
+
+static void
+od_close(struct http_od *od)
+{
+	rf_ocsp_signer_free(od->signer);
+	rf_key_free(od->key);
+	rf_keys_free(od->keys);
+	rf_audit_free(od->audit);
+	rf_store_free(od->st);
+	memset(od, 0, sizeof(*od));
+}
+
+/* The on-demand OCSP signer of "issuing". */
 static int
 ondemand_setup(struct rf_http *h)
 {
 	struct rf_key *k = rf_ca_key(h->ca, "ocsp");
 	X509 *oc = rf_ca_cert(h->ca, "ocsp"),
 	     *ic = rf_ca_cert(h->ca, "issuing");
+	struct http_od od = {0};
 	int r;
 
 	if (k == NULL || oc == NULL || ic == NULL)
 		return rf_err_set(RF_ERR_NOT_FOUND, "no OCSP signer");
-	if ((r = rf_store_open(h->cfg->db_path, 0, &h->od_st)) != 0 ||
-	    (r = rf_store_unmap(h->od_st)) != 0 ||
-	    (r = rf_audit_open(h->od_st, &h->od_audit)) != 0 ||
-	    (r = rf_keys_open(h->cfg, h->od_audit, &h->od_keys)) != 0 ||
-	    (r = rf_keys_load(h->od_keys, rf_key_id(k), &h->od_key)) != 0 ||
-	    (r = rf_ocsp_signer_new(h->cfg, h->od_st, h->od_keys, h->od_key, oc,
-		 ic, "issuing", &h->od_signer)) != 0)
+	r = od_open(h, rf_key_id(k), oc, ic, "issuing", &od);
+	h->od_st = od.st;
+	h->od_audit = od.audit;
+	h->od_keys = od.keys;
+	h->od_key = od.key;
+	h->od_signer = od.signer;
+	if (r != 0)
 		return r;
 	rf_ocsp_responder_set_signer(h->resp, h->od_signer);
 	return 0;
+}
+
+/*
+ * The on-demand signers of the issuers a rotation added (issuers_setup),
+ * once "issuing" has one: a SHA-2 CertID or a request of several
+ * certificates of a rotation's CA is signed as one of "issuing" is
+ * (tryLater before). One that cannot be set up is logged; that issuer's
+ * pre-signed responses are served all the same.
+ */
+static void
+ondemand_extra(struct rf_http *h)
+{
+	struct http_issuer *e;
+	size_t k;
+	int r;
+
+	for (k = 0; h->od_signer != NULL && k < h->nextra; k++) {
+		e = &h->extra[k];
+		if (e->od.signer != NULL || e->okey == NULL)
+			continue;
+		if ((r = od_open(h, rf_key_id(e->okey), e->oc, e->ic, e->name,
+			 &e->od)) != 0 ||
+		    (r = rf_ocsp_responder_add_signer(h->resp, e->od.signer)) !=
+			0) {
+			od_close(&e->od);
+			rf_http_log(
+			    h, "OCSP on-demand signing of a rotated CA", r);
+			e->od.signer = NULL;
+			continue;
+		}
+	}
 }
 
 /*
@@ -693,7 +750,8 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	if ((r = ondemand_setup(h)) != 0) {
 		rf_http_log(h, "OCSP on-demand signing disabled", r);
 		rf_ocsp_responder_set_signer(h->resp, NULL);
-	}
+	} else
+		ondemand_extra(h);
 	/* The day's anonymous bytes so far count, across restarts; the
 	 * connectors' sources of the last week are known again. */
 	if ((r = rf_http_limits_seed(h->limits, audit,
@@ -759,6 +817,8 @@ rf_http_free(struct rf_http *h)
 	rf_audit_free(h->tls_audit);
 	rf_store_free(h->tls_st);
 	rf_ocsp_responder_free(h->resp);
+	for (k = 0; k < h->nextra; k++)
+		od_close(&h->extra[k].od);
 	rf_ocsp_signer_free(h->od_signer);
 	rf_key_free(h->od_key);
 	rf_keys_free(h->od_keys);
@@ -880,6 +940,7 @@ snapshot_pass(struct rf_http *h)
 	/* A CA new in the store (an incident's rotation) is served too. */
 	if ((r = issuers_setup(h)) != 0)
 		rf_http_log(h, "new issuing CA", r);
+	ondemand_extra(h);
 	tls_refresh(h); /* and serve's own certificate, if contain renewed it */
 	before = h->ncrl_issuers;
 	if ((r = rf_http_snapshot_reload(h)) != 0) {

@@ -178,6 +178,11 @@ int rf_ocsp_responder_add_issuer(
  */
 void rf_ocsp_responder_set_signer(
     struct rf_ocsp_responder *r, struct rf_ocsp_signer *s);
+/* One more on-demand signer, for another issuer (a rotation's): borrowed,
+ * as set_signer's; its issuer must have been added. Requests whose
+ * CertIDs are all of one issuer are signed by that issuer's signer. */
+int rf_ocsp_responder_add_signer(
+    struct rf_ocsp_responder *r, struct rf_ocsp_signer *s) RF_WUR;
 /*
  * Load the responses changed in the store since the last call (all on the
  * first), by the store's OCSP change sequence: one indexed query when

@@ -58,9 +58,12 @@ struct rf_ocsp_responder {
 	/* Reload state (reload thread only). */
 	int loaded;
 	int64_t seq; /* rf_store_ocsp_seq at the last reload */
-	/* On-demand signing, serialised by sign_lock. */
+	/* On-demand signing, serialised by sign_lock: the "issuing" CA's
+	 * signer, and those of issuers a rotation added. */
 	pthread_mutex_t sign_lock;
 	struct rf_ocsp_signer *signer;
+	struct rf_ocsp_signer *more[MAX_ISSUERS];
+	size_t nmore;
 	double tokens;
 	int64_t last_refill;
 };
@@ -215,6 +218,22 @@ rf_ocsp_responder_set_signer(
 	pthread_mutex_unlock(&r->sign_lock);
 }
 
+int
+rf_ocsp_responder_add_signer(
+    struct rf_ocsp_responder *r, struct rf_ocsp_signer *s)
+{
+	int r2 = 0;
+
+	pthread_mutex_lock(&r->sign_lock);
+	if (r->nmore == MAX_ISSUERS)
+		r2 = rf_err_set(RF_ERR_TOO_LARGE,
+		    "at most %d issuers are signed for on demand", MAX_ISSUERS);
+	else
+		r->more[r->nmore++] = s;
+	pthread_mutex_unlock(&r->sign_lock);
+	return r2;
+}
+
 size_t
 rf_ocsp_responder_count(struct rf_ocsp_responder *r)
 {
@@ -242,6 +261,25 @@ issuer_by_name(
 			return 0;
 		}
 	return RF_ERR_NOT_FOUND;
+}
+
+/* The on-demand signer of issuer index is (NULL: none); under sign_lock. */
+static struct rf_ocsp_signer *
+signer_for(struct rf_ocsp_responder *r, unsigned is)
+{
+	unsigned at;
+	size_t i;
+
+	if (r->signer != NULL &&
+	    issuer_by_name(r, rf_ocsp_signer_issuer(r->signer), &at) == 0 &&
+	    at == is)
+		return r->signer;
+	for (i = 0; i < r->nmore; i++)
+		if (issuer_by_name(r, rf_ocsp_signer_issuer(r->more[i]), &at) ==
+			0 &&
+		    at == is)
+			return r->more[i];
+	return NULL;
 }
 
 /* The issuer a CertID names, by its name and key hashes. */
@@ -493,9 +531,10 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 	struct rf_ocsp_status sts[RF_OCSP_MAX_IDS];
 	char serials[RF_OCSP_MAX_IDS][41];
 	struct rf_actor who = {"ocsp-responder", "ocsp on-demand"};
-	unsigned issuers[RF_OCSP_MAX_IDS], signer_issuer = 0;
+	unsigned issuers[RF_OCSP_MAX_IDS];
+	struct rf_ocsp_signer *signer;
 	size_t i, len = 0;
-	int have_signer, rc;
+	int rc;
 
 	/* Known issuer and serial for each, else unauthorized. */
 	pthread_rwlock_rdlock(&r->lock);
@@ -545,13 +584,12 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 	}
 
 	pthread_mutex_lock(&r->sign_lock);
-	have_signer = r->signer != NULL &&
-	    issuer_by_name(
-		r, rf_ocsp_signer_issuer(r->signer), &signer_issuer) == 0;
-	for (i = 0; have_signer && i < q->n; i++)
-		if (issuers[i] != signer_issuer)
-			have_signer = 0;
-	if (!have_signer) {
+	/* One response, one signer: every CertID of one issuer. */
+	signer = q->n > 0 ? signer_for(r, issuers[0]) : NULL;
+	for (i = 0; signer != NULL && i < q->n; i++)
+		if (issuers[i] != issuers[0])
+			signer = NULL;
+	if (signer == NULL) {
 		pthread_mutex_unlock(&r->sign_lock);
 		answer_status(ans, RF_OCSP_TRY_LATER);
 		return;
@@ -570,7 +608,7 @@ respond_ondemand(struct rf_ocsp_responder *r, const struct rf_ocsp_request *q,
 		return;
 	}
 	r->tokens -= 1.0;
-	if ((rc = rf_ocsp_sign_now(r->signer, q->ids, sts, q->n, now, &who,
+	if ((rc = rf_ocsp_sign_now(signer, q->ids, sts, q->n, now, &who,
 		 ans->der, sizeof(ans->der), &len)) != 0) {
 		pthread_mutex_unlock(&r->sign_lock);
 		/* The custody process away (killed, restarting) is RFC 6960's

@@ -75,4 +75,23 @@ cmp -s <(openssl x509 -in before.pem -outform DER) aia.der ||
 	fail "/ca/issuing.der is not the CA that issued the certificates naming it"
 curl -sf -o snamed.pem "$url/ca/issuing-inc$inc.pem" || fail "GET /ca/issuing-inc$inc.pem"
 cmp -s snamed.pem named.pem || fail "/ca/issuing-inc$inc.pem"
+# OCSP for the new CA's certificates, signed on demand as for the first
+# CA's: a SHA-256 CertID and a request of two certificates (tryLater
+# before: the on-demand signer was the first CA's only). The old
+# certificate stays revoked, SHA-256 too.
+new2=$(rf --json cert list --tenant acme | jq -r '.[] | select(.status == "valid") | .serial' | head -2)
+[ "$(echo "$new2" | wc -l)" = 2 ] || fail "acme's valid certificates: $new2"
+args=()
+for s in $new2; do args+=(-serial "0x$s"); done
+for md in -sha1 -sha256; do
+	openssl ocsp $md -issuer served.pem "${args[@]}" -url "http://127.0.0.1:$port/ocsp" \
+		-CAfile root.pem -verify_other served.pem >o.out 2>&1 ||
+		fail "OCSP ($md) for the new CA's certificates: $(cat o.out)"
+	[ "$(grep -c ': good$' o.out)" = 2 ] || fail "OCSP ($md) for the new CA's certificates: $(cat o.out)"
+	grep -q "Response verify OK" o.out || fail "OCSP ($md) response does not verify: $(cat o.out)"
+done
+olds=$(openssl x509 -in old.pem -noout -serial | cut -d= -f2)
+openssl ocsp -sha256 -issuer before.pem -serial "0x$olds" -url "http://127.0.0.1:$port/ocsp" \
+	-noverify >o.out 2>&1
+grep -qi ": revoked$" o.out || fail "OCSP (SHA-256) for the old certificate: $(cat o.out)"
 echo "ca_rotation_names: ok"
