@@ -60,11 +60,15 @@ static int
 bodies_take(struct rf_h1 *x, size_t grow)
 {
 	size_t max = __atomic_load_n(&bodies_max, __ATOMIC_RELAXED);
+	size_t share = max / RF_H1_NET_SHARE;
 
+	/* A network holds two of the largest bodies at least: a body
+	 * max_body allows is never refused for the share alone. */
+	if (share < 2 * x->max_body)
+		share = 2 * x->max_body;
 	if (held_take(&bodies_held, grow, max) != 0)
 		return -1;
-	if (x->net_held != NULL &&
-	    held_take(x->net_held, grow, max / RF_H1_NET_SHARE) != 0) {
+	if (x->net_held != NULL && held_take(x->net_held, grow, share) != 0) {
 		__atomic_sub_fetch(&bodies_held, grow, __ATOMIC_RELAXED);
 		return -1;
 	}

@@ -255,8 +255,11 @@ rf_http_limits_conn_take(struct rf_http_limits *l,
 	net = slot_of(l, p, v6 | 2);
 	if (!count_take(&l->src_conns[src], l->conns_max))
 		return 0;
+	/* An IPv4 address is bounded as a source already (it is its own
+	 * network): counted, not bounded again, so that one NAT address
+	 * keeps conns_per_source. */
 	if (!count_take(&l->net_conns[net],
-		__atomic_load_n(&l->net_max, __ATOMIC_RELAXED))) {
+		v6 ? __atomic_load_n(&l->net_max, __ATOMIC_RELAXED) : 0)) {
 		__atomic_sub_fetch(&l->src_conns[src], 1, __ATOMIC_RELAXED);
 		return 0;
 	}

@@ -334,6 +334,27 @@ test_bodies_per_network(void **state)
 	assert_int_equal(
 	    rf_h1_feed(&x[0], (const uint8_t *)part, 40000, &used), RF_H1_MORE);
 	rf_h1_free(&x[0]);
+	/* A body max_body allows is never refused for the network's share
+	 * alone: with 1 MiB for all (a 64 KiB share), one of 150,000 bytes
+	 * under a max_body of 200,000 is read whole. */
+	rf_h1_bodies_max(1 << 20);
+	{
+		static const char big[] =
+		    "POST /ocsp HTTP/1.1\r\nContent-Length: 150000\r\n\r\n";
+
+		rf_h1_init(&x[0], 200000);
+		rf_h1_share(&x[0], rf_http_limits_net_bodies(l, &pl[0]));
+		assert_int_equal(feed_all(&x[0], big, &used), RF_H1_MORE);
+		for (i = 0; i < 3; i++)
+			assert_int_equal(
+			    rf_h1_feed(
+				&x[0], (const uint8_t *)part, 40000, &used),
+			    RF_H1_MORE);
+		assert_int_equal(
+		    rf_h1_feed(&x[0], (const uint8_t *)part, 30000, &used),
+		    RF_H1_READY);
+		rf_h1_free(&x[0]);
+	}
 	rf_h1_bodies_max(0); /* the default again */
 	rf_http_limits_free(l);
 	free(part);

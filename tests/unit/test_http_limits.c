@@ -253,6 +253,14 @@ test_conns_per_network(void **state)
 	assert_int_equal(conns(l, "2001:db8:1:%x::1", 200, pl), 10);
 	assert_int_equal(conns(l, "2001:db8:2:%x::1", 1, &other), 1);
 	rf_http_limits_free(l);
+	/* One IPv4 address (a NAT egress: its own network) keeps
+	 * conns_per_source, whatever an eighth of the descriptors is. */
+	l = conn_limits(200, 960);
+	assert_int_equal(conns(l, "192.0.2.%u", 1, pl), 1);
+	for (i = 1; i < 200; i++)
+		assert_int_equal(conns(l, "192.0.2.0", 1, pl + i), 1);
+	assert_int_equal(conns(l, "192.0.2.0", 1, &other), 0);
+	rf_http_limits_free(l);
 }
 
 /* An assertion from source at t, as serve's recorder stores it. */
