@@ -260,8 +260,12 @@ caller_prio(const struct conn *c, struct keys_prio *p)
 	p->nice = 0;
 	if (c->pid <= 0)
 		return;
+	/* SCHED_IDLE becomes SCHED_BATCH here: an idle-class thread gets
+	 * next to nothing while other work runs, and keyd's stop waits for
+	 * the keys it is making (keyd_pipe_stop); at SCHED_BATCH and nice 19
+	 * it still yields to everything, but finishes. */
 	if ((v = sched_getscheduler(c->pid)) == SCHED_IDLE || v == SCHED_BATCH)
-		p->policy = v;
+		p->policy = SCHED_BATCH;
 	errno = 0;
 	v = getpriority(PRIO_PROCESS, (id_t)c->pid);
 	if (errno == 0 && v > 0)
@@ -511,7 +515,16 @@ tenant_keys_only(struct keyd *kd, const char *const *ids, uint32_t n)
 	uint32_t i;
 	int r;
 
-	if (!rf_ledger_cas_taken(l) && (r = rf_ledger_follow(l, kd->st)) != 0)
+	/* A draining request runs without the audit's lock, but a key
+	 * generation beside the loop (keygen_beside) may be writing the
+	 * store's connection under it: the follow takes it. */
+	if (!rf_ledger_cas_taken(l)) {
+		rf_audit_lock(kd->audit);
+		r = rf_ledger_follow(l, kd->st);
+		rf_audit_unlock(kd->audit);
+	} else
+		r = 0;
+	if (r != 0)
 		return rf_err_set(RF_ERR_REFUSED,
 		    "custody refused to destroy keys: its ledger cannot take "
 		    "the store's CA keys (%s)",
