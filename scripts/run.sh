@@ -55,16 +55,21 @@ keyd_start() {
 "$bin" keyd status
 # keyd's keeper, for as long as serve runs (this shell's pid, once exec
 # makes it serve): a keyd that is gone (killed, or exited because its
-# token folder went missing) is started again as a command would start it,
+# token folder went missing; not one stopped with 'ringfence keyd stop')
+# is started again as a command would start it,
 # 1 s after it is found gone, then 2, 4, ... s, at most 30 s apart, each
 # attempt a line in keyd.log. Run as root, it starts keyd as its own user
 # (serve, as ringfence, cannot). Detached like keyd, so that it is no
 # child of serve either.
 serve_pid=$$
+# keyd's pid file names a live keyd (a number reused by another process
+# after a kill -9 is not one), or keyd was stopped on purpose ('ringfence
+# keyd stop' leaves keyd.stopped: the next command starts it).
 keyd_alive() {
 	local pid
+	[ -e "$RINGFENCE_HOME/keyd.stopped" ] && return 0
 	pid=$(cat "$RINGFENCE_HOME/keyd.pid" 2>/dev/null) && [ -n "$pid" ] &&
-		kill -0 "$pid" 2>/dev/null
+		[ "$(cat "/proc/$pid/comm" 2>/dev/null)" = ringfence ]
 }
 keeper() {
 	local pause=1 next

@@ -143,8 +143,9 @@ keyd_running(pid_t pid)
 int
 cli_keyd_stop(const struct rf_config *cfg, pid_t *stopped)
 {
+	char path[RF_PATH_MAX + 16];
 	pid_t pid;
-	int waited;
+	int waited, fd;
 
 	*stopped = 0;
 	rf_err_clear();
@@ -167,6 +168,13 @@ cli_keyd_stop(const struct rf_config *cfg, pid_t *stopped)
 		    "keyd stop' again to wait for it",
 		    (int)pid, STOP_WAIT_MS / 1000);
 	*stopped = pid;
+	/* Stopped on purpose: serve and make run's keeper leave it stopped
+	 * (the next keyd to start, a command's, removes the mark). */
+	if (rf_keyd_path(cfg, RF_KEYD_STOPPED, path, sizeof(path)) == 0 &&
+	    (fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640)) >=
+		0)
+		close(fd);
+	rf_err_clear();
 	return 0;
 }
 

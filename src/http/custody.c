@@ -16,6 +16,7 @@
  */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "http/http_int.h"
 #include "keys/keyd.h"
@@ -101,7 +102,7 @@ void
 rf_http_keyd_watch(struct rf_http *h, uint64_t now)
 {
 	uint64_t cap = (uint64_t)h->cfg->keyd_restart * 1000;
-	char line[128];
+	char line[128], path[RF_PATH_MAX + 16];
 
 	if (h->kr.start == NULL)
 		return;
@@ -122,6 +123,21 @@ rf_http_keyd_watch(struct rf_http *h, uint64_t now)
 		}
 		return;
 	}
+	/* Stopped on purpose ('ringfence keyd stop'): left so, said once;
+	 * the next command starts it, as before serve restarted it. */
+	if (rf_keyd_path(h->cfg, RF_KEYD_STOPPED, path, sizeof(path)) == 0 &&
+	    access(path, F_OK) == 0) {
+		if (!h->kr.stopped_said)
+			say(h,
+			    "keyd was stopped with 'ringfence keyd stop': "
+			    "not started again (the next command starts "
+			    "it)");
+		h->kr.stopped_said = 1;
+		h->kr.down_ms = 0;
+		return;
+	}
+	rf_err_clear();
+	h->kr.stopped_said = 0;
 	if (h->kr.down_ms == 0) {
 		h->kr.down_ms = now;
 		if (h->kr.next_ms < now + FIRST_WAIT_MS)

@@ -130,6 +130,7 @@ struct rf_http {
 		uint64_t up_ms;	  /* the last start that came up */
 		uint64_t wait_ms; /* the last wait between attempts */
 		unsigned attempt; /* since keyd last stayed up */
+		int stopped_said; /* "stopped on purpose" logged */
 		int job;	  /* atomic: none, running, done */
 		int r;		  /* the start's outcome, and why */
 		char msg[512];

@@ -493,7 +493,7 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 	struct pollfd pf[CONN_MAX + 2];
 	struct sigaction sa;
 	char lock[RF_PATH_MAX + 16], pid[RF_PATH_MAX + 16];
-	char sock[RF_PATH_MAX];
+	char sock[RF_PATH_MAX], stopped[RF_PATH_MAX + 16];
 	int64_t idle_since, started;
 	int lfd = -1, i, n, r = RF_ERR_INTERNAL, listening = 0;
 
@@ -527,6 +527,9 @@ rf_keyd_run(const struct rf_config *cfg, const struct rf_keyd_opts *o)
 		    cfg->home, pid);
 		goto out;
 	}
+	/* Started: no longer stopped on purpose. */
+	if (rf_keyd_path(cfg, RF_KEYD_STOPPED, stopped, sizeof(stopped)) == 0)
+		(void)unlink(stopped);
 	if ((r = listen_on(kd, sock)) != 0)
 		goto out;
 	listening = 1;

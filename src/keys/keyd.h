@@ -60,6 +60,10 @@ int rf_keys_custody_lower(struct rf_keys *keys, int cls) RF_WUR;
 int rf_keyd_listening(const struct rf_config *cfg);
 
 /* keyd's files in the state folder. */
+/* In the state folder while keyd is stopped on purpose ('ringfence keyd
+ * stop'): serve and make run's keeper do not start it again; a keyd that
+ * starts removes it. */
+#define RF_KEYD_STOPPED "keyd.stopped"
 int rf_keyd_path(const struct rf_config *cfg, const char *name, char *out,
     size_t outlen) RF_WUR; /* "keyd.sock" honours keyd_socket */
 

@@ -12,6 +12,8 @@
 #    tried again after 2, then 4 s (keyd_restart = 4: at most 4 s apart),
 #    each attempt and why it failed said once, never a busy loop; once
 #    the folder is right again, the next attempt brings keyd back;
+#  - a keyd stopped with 'ringfence keyd stop' is left stopped (said
+#    once) until a command starts it;
 #  - with keyd_restart = 0 (a supervisor restarts keyd) serve does not.
 # serve listens on 127.0.0.1 only, is bounded by --duration and stopped by
 # its PID; keyd by the PID in keyd.pid.
@@ -81,6 +83,26 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 [ $back = 1 ] || fail "keyd did not come back once its token folder was right"
+# Stopped on purpose ('ringfence keyd stop'): left stopped, said once;
+# the next command starts it, and a kill after that is restarted again.
+rf keyd stop >/dev/null || fail "keyd stop"
+[ -e "$RINGFENCE_HOME/keyd.stopped" ] || fail "keyd stop left no keyd.stopped"
+sleep 4
+if rf keyd status >/dev/null 2>&1; then fail "serve started a keyd stopped with 'keyd stop'"; fi
+[ "$(grep -c "keyd was stopped with 'ringfence keyd stop': not started again" "$log")" = 1 ] ||
+	fail "serve did not say once that keyd was stopped on purpose: $(grep 'keyd ' "$log")"
+rf tenant add later >/dev/null || fail "a command after keyd stop"
+[ ! -e "$RINGFENCE_HOME/keyd.stopped" ] || fail "a started keyd left keyd.stopped"
+keyd_kill9
+back=0
+for _ in $(seq 100); do
+	if ondemand; then
+		back=1
+		break
+	fi
+	sleep 0.1
+done
+[ $back = 1 ] || fail "keyd killed after a command restarted it was not started again"
 grep "keyd " "$log" | sed "s/^ringfence serve: /  /"
 kill -TERM "$server"
 wait "$server" || fail "serve exited non-zero"

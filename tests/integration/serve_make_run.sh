@@ -99,6 +99,10 @@ grep -q "^run.sh: .* keyd was gone: started again$" "$RINGFENCE_HOME/keyd.log" |
 rf tenant add acme >/dev/null
 rf issue --tenant acme --profile client --keygen ec-p256 >/dev/null 2>"$out.e" || fail "issue after the kill: $(cat "$out.e")"
 [ "$(cat "$RINGFENCE_HOME/keyd.pid")" = "$kpid2" ] || fail "the command started another keyd"
+# Stopped on purpose, keyd stays stopped: the keeper leaves it.
+rf keyd stop >/dev/null || fail "keyd stop under make run"
+sleep 3
+if rf keyd status >/dev/null 2>&1; then fail "make run's keeper started a keyd stopped with 'keyd stop'"; fi
 
 # A laptop: the same commands by a user who is not root. The process split
 # runs without the user split, and serve and keyd each say so in one line.
