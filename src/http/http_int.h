@@ -199,6 +199,7 @@ struct rf_http {
 		char name[64];
 		X509 *ic, *oc;
 		struct rf_key *okey;
+		char okey_id[65]; /* okey's, loaded or not */
 		struct rf_ocsp_signer *signer;
 		struct http_od od; /* its on-demand signer */
 	} extra[RF_HTTP_ISSUERS_MAX];

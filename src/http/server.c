@@ -291,10 +291,13 @@ ondemand_extra(struct rf_http *h)
 
 	for (k = 0; h->od_signer != NULL && k < h->nextra; k++) {
 		e = &h->extra[k];
-		if (e->od.signer != NULL || e->okey == NULL)
+		/* By the record's key id: the refresh's own load may have
+		 * failed (keyd away when the CA appeared); this is tried
+		 * again at each pass until it works. */
+		if (e->od.signer != NULL || e->okey_id[0] == '\0')
 			continue;
-		if ((r = od_open(h, rf_key_id(e->okey), e->oc, e->ic, e->name,
-			 &e->od)) != 0 ||
+		if ((r = od_open(
+			 h, e->okey_id, e->oc, e->ic, e->name, &e->od)) != 0 ||
 		    (r = rf_ocsp_responder_add_signer(h->resp, e->od.signer)) !=
 			0) {
 			od_close(&e->od);
@@ -357,6 +360,7 @@ issuers_setup(struct rf_http *h)
 			break;
 		}
 		snprintf(e->name, sizeof(e->name), "%s", recs[i].name);
+		snprintf(e->okey_id, sizeof(e->okey_id), "%s", recs[j].key_id);
 		h->nextra++;
 		rf_http_api_trust(h, e->ic);
 		if ((r = rf_ocsp_responder_add_issuer(
