@@ -40,6 +40,14 @@ ondemand() {
 		grep -q "0x$serial: good"
 }
 
+signs_within_10s() { # an on-demand OCSP answer within 10 s
+	for _ in $(seq 100); do
+		ondemand && return 0
+		sleep 0.1
+	done
+	return 1
+}
+
 RINGFENCE_KEYD_RESTART=4 serve_up 120
 [ "$(ask)" = 200 ] || fail "an assertion before the kill: $(cat resp.json)"
 ondemand || fail "on-demand OCSP before the kill"
@@ -74,15 +82,7 @@ failed=$(grep -c "keyd did not start (attempt [0-9]*): .*readable by others.*; t
 [ "$failed" -eq $((tries - 1)) ] || [ "$failed" -eq $((tries - 2)) ] ||
 	fail "$failed failures said for $tries attempts"
 chmod 700 "$RINGFENCE_HOME/tokens"
-back=0
-for _ in $(seq 100); do
-	if ondemand; then
-		back=1
-		break
-	fi
-	sleep 0.1
-done
-[ $back = 1 ] || fail "keyd did not come back once its token folder was right"
+signs_within_10s || fail "keyd did not come back once its token folder was right"
 # Stopped on purpose ('ringfence keyd stop'): left stopped, said once;
 # the next command starts it, and a kill after that is restarted again.
 rf keyd stop >/dev/null || fail "keyd stop"
@@ -94,15 +94,7 @@ if rf keyd status >/dev/null 2>&1; then fail "serve started a keyd stopped with 
 rf tenant add later >/dev/null || fail "a command after keyd stop"
 [ ! -e "$RINGFENCE_HOME/keyd.stopped" ] || fail "a started keyd left keyd.stopped"
 keyd_kill9
-back=0
-for _ in $(seq 100); do
-	if ondemand; then
-		back=1
-		break
-	fi
-	sleep 0.1
-done
-[ $back = 1 ] || fail "keyd killed after a command restarted it was not started again"
+signs_within_10s || fail "keyd killed after a command restarted it was not started again"
 grep "keyd " "$log" | sed "s/^ringfence serve: /  /"
 kill -TERM "$server"
 wait "$server" || fail "serve exited non-zero"
