@@ -204,13 +204,8 @@ struct rf_http {
 		struct http_od od; /* its on-demand signer */
 	} extra[RF_HTTP_ISSUERS_MAX];
 	size_t nextra;
-	/* On-demand signing of "issuing": handles used only under the
-	 * responder's lock. */
-	struct rf_store *od_st;
-	struct rf_audit *od_audit;
-	struct rf_keys *od_keys;
-	struct rf_key *od_key;
-	struct rf_ocsp_signer *od_signer;
+	/* On-demand signing of "issuing" (http_od). */
+	struct http_od od;
 	/* Atomics: when an on-demand answer's failure was last logged (its
 	 * monotonic ms), and how many were not logged since (routes.c). */
 	uint64_t od_log_ms, od_unlogged;

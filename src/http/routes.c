@@ -392,12 +392,12 @@ ocsp_gate(void *arg, const struct rf_ocsp_request *q)
 
 	rf_ocsp_ondemand_ref(q->ids, q->n, ref);
 	dlen =
-	    g->h->od_key != NULL && rf_key_alg(g->h->od_key) == RF_KEY_EC_P384
+	    g->h->od.key != NULL && rf_key_alg(g->h->od.key) == RF_KEY_EC_P384
 	    ? 48
 	    : 32;
 	return rf_http_limits_take(g->h->limits, RF_HTTP_BUDGET_OCSP, g->peer,
 	    rf_http_sign_leaf_bytes(
-		g->h->od_key != NULL ? rf_key_id(g->h->od_key) : NULL, "ocsp",
+		g->h->od.key != NULL ? rf_key_id(g->h->od.key) : NULL, "ocsp",
 		ref, dlen, &who),
 	    rf_http_mono_ms(), rf_now() / 86400);
 }

@@ -258,20 +258,13 @@ ondemand_setup(struct rf_http *h)
 	struct rf_key *k = rf_ca_key(h->ca, "ocsp");
 	X509 *oc = rf_ca_cert(h->ca, "ocsp"),
 	     *ic = rf_ca_cert(h->ca, "issuing");
-	struct http_od od = {0};
 	int r;
 
 	if (k == NULL || oc == NULL || ic == NULL)
 		return rf_err_set(RF_ERR_NOT_FOUND, "no OCSP signer");
-	r = od_open(h, rf_key_id(k), oc, ic, "issuing", &od);
-	h->od_st = od.st;
-	h->od_audit = od.audit;
-	h->od_keys = od.keys;
-	h->od_key = od.key;
-	h->od_signer = od.signer;
-	if (r != 0)
+	if ((r = od_open(h, rf_key_id(k), oc, ic, "issuing", &h->od)) != 0)
 		return r;
-	rf_ocsp_responder_set_signer(h->resp, h->od_signer);
+	rf_ocsp_responder_set_signer(h->resp, h->od.signer);
 	return 0;
 }
 
@@ -289,7 +282,7 @@ ondemand_extra(struct rf_http *h)
 	size_t k;
 	int r;
 
-	for (k = 0; h->od_signer != NULL && k < h->nextra; k++) {
+	for (k = 0; h->od.signer != NULL && k < h->nextra; k++) {
 		e = &h->extra[k];
 		/* By the record's key id: the refresh's own load may have
 		 * failed (keyd away when the CA appeared); this is tried
@@ -303,8 +296,6 @@ ondemand_extra(struct rf_http *h)
 			od_close(&e->od);
 			rf_http_log(
 			    h, "OCSP on-demand signing of a rotated CA", r);
-			e->od.signer = NULL;
-			continue;
 		}
 	}
 }
@@ -760,7 +751,7 @@ rf_http_new(const struct rf_config *cfg, const struct rf_http_opts *o,
 	 * connectors' sources of the last week are known again. */
 	if ((r = rf_http_limits_seed(h->limits, audit,
 		 h->tls_key != NULL ? rf_key_id(h->tls_key) : NULL,
-		 h->od_key != NULL ? rf_key_id(h->od_key) : NULL, rf_now())) !=
+		 h->od.key != NULL ? rf_key_id(h->od.key) : NULL, rf_now())) !=
 		0 ||
 	    (r = rf_http_limits_seed_known(h->limits, st, rf_now())) != 0)
 		goto out;
@@ -823,11 +814,7 @@ rf_http_free(struct rf_http *h)
 	rf_ocsp_responder_free(h->resp);
 	for (k = 0; k < h->nextra; k++)
 		od_close(&h->extra[k].od);
-	rf_ocsp_signer_free(h->od_signer);
-	rf_key_free(h->od_key);
-	rf_keys_free(h->od_keys);
-	rf_audit_free(h->od_audit);
-	rf_store_free(h->od_st);
+	od_close(&h->od);
 	rf_ocsp_signer_free(h->signer);
 	for (k = 0; k < h->nextra; k++) {
 		rf_ocsp_signer_free(h->extra[k].signer);
