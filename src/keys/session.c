@@ -97,14 +97,18 @@ session_login(struct rf_keys *keys, CK_SESSION_HANDLE s)
 	/*
 	 * SoftHSM rewrites token.object on every login; a process reading it
 	 * at that moment sees a torn file (CKR_GENERAL_ERROR, or a token whose
-	 * user PIN looks unset). Such a failure is retried after a pause.
+	 * user PIN looks unset). Such a failure is retried after a pause, for
+	 * 1.3 s in all (eight pauses from 5 ms, doubling): under load the
+	 * process writing it may wait that long for a core
+	 * (integration/keys_custody failed twice in one day on a loaded 2-core
+	 * machine with 0.3 s).
 	 */
 	for (attempt = 0;; attempt++) {
 		rv = keys->f->C_Login(
 		    s, CKU_USER, (CK_UTF8CHAR_PTR)pin, (CK_ULONG)strlen(pin));
 		if ((rv != CKR_GENERAL_ERROR && rv != CKR_FUNCTION_FAILED &&
 			rv != CKR_USER_PIN_NOT_INITIALIZED) ||
-		    attempt == 6)
+		    attempt == 8)
 			break;
 		keys_backoff(attempt);
 	}
