@@ -179,27 +179,32 @@ issued_in_tx(void *arg, size_t i, const char *serial, const char *key_id)
 	 * In the issuing transaction, and only from "affected": if another
 	 * contain of the same incident got there first, this batch rolls
 	 * back (its keys are destroyed) rather than give the connection a
-	 * second credential.
+	 * second credential. Not "affected" any more: waived meanwhile, or
+	 * contained by another run (the state is read only then, not for
+	 * every certificate).
 	 */
-	if ((r = item_waived(h->c, it, &waived)) != 0)
-		return r;
-	if (waived) {
-		/* Rolled back; issued again without it (the caller). */
-		h->waived = i;
-		snprintf(it->state, sizeof(it->state), "waived");
-		it->new_serial[0] = '\0';
-		return rf_err_set(RF_ERR_STATE,
-		    "connection %s/%s of incident %lld was waived while "
-		    "contain issued",
-		    it->tenant, it->name, (long long)it->incident);
-	}
 	r = rf_store_item_move(h->c->st, it, "affected");
-	if (r == RF_ERR_STATE)
+	if (r == RF_ERR_STATE) {
+		rf_err_clear();
+		if ((r = item_waived(h->c, it, &waived)) != 0)
+			return r;
+		if (waived) {
+			/* Rolled back; issued again without it (the
+			 * caller). */
+			h->waived = i;
+			snprintf(it->state, sizeof(it->state), "waived");
+			it->new_serial[0] = '\0';
+			return rf_err_set(RF_ERR_STATE,
+			    "connection %s/%s of incident %lld was waived "
+			    "while contain issued",
+			    it->tenant, it->name, (long long)it->incident);
+		}
 		return rf_err_set(RF_ERR_STATE,
 		    "connection %s/%s of incident %lld was contained by "
 		    "another run at the same time: run contain again to "
 		    "resume",
 		    it->tenant, it->name, (long long)it->incident);
+	}
 	if (r != 0)
 		return r;
 	return rf_store_conn_set(

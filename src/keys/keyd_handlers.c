@@ -285,7 +285,7 @@ keygen_beside(struct keyd *kd, void *arg, struct rf_kbuf *out)
 		return RF_ERR_ALLOC;
 	/* A caller at normal priority (contain, issue) goes first: the
 	 * background refill's step ends, and it waits meanwhile. */
-	low = j->prio.policy != SCHED_OTHER || j->prio.nice > 0;
+	low = keys_prio_low(&j->prio);
 	if (!low)
 		keyd_bg_pause(kd);
 	if ((r = keys_generate_at(

@@ -330,9 +330,7 @@ make_pairs_at(struct make *m, const struct keys_prio *prio)
 {
 	pthread_t t;
 
-	if (prio == NULL ||
-	    (prio->policy != SCHED_IDLE && prio->policy != SCHED_BATCH &&
-		prio->nice <= 0))
+	if (!keys_prio_low(prio))
 		return make_pairs(m);
 	m->prio = prio;
 	if (pthread_create(&t, NULL, make_low, m) != 0)

@@ -8,6 +8,8 @@
 #ifndef RF_KEYS_KEYS_INT_H
 #define RF_KEYS_KEYS_INT_H
 
+#include <sched.h>
+
 #include "keys/keys.h"
 
 struct rf_kc; /* a connection to keyd (client.c) */
@@ -94,6 +96,15 @@ struct keys_prio {
 	int policy; /* SCHED_OTHER, SCHED_BATCH or SCHED_IDLE */
 	int nice;   /* -20 to 19 */
 };
+/* 1 if prio is below normal: its pairs are made on a thread of their own
+ * at that priority (NULL: normal). */
+static inline int
+keys_prio_low(const struct keys_prio *prio)
+{
+	return prio != NULL &&
+	    (prio->policy == SCHED_IDLE || prio->policy == SCHED_BATCH ||
+		prio->nice > 0);
+}
 int keys_generate_at(struct rf_keys *keys, const struct rf_keygen *reqs,
     size_t n, const struct rf_actor *who, const struct keys_prio *prio,
     struct rf_key **out) RF_WUR;
