@@ -458,8 +458,8 @@ main(int argc, char **argv)
 		c0 = cpu();
 		k0 = keyd_cpu();
 		t0 = mono();
-		if ((r = rf_ca_issue_pipelined(ca, reqs, n, batch, &who, NULL,
-			 NULL, NULL, NULL)) != 0)
+		if ((r = rf_ca_issue_pipelined(ca, reqs, n, batch, batch, &who,
+			 NULL, NULL, NULL, NULL)) != 0)
 			die("issue (pipelined)", r);
 		t1 = mono();
 	} else {

@@ -128,19 +128,22 @@ int rf_ca_issue_ex(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
     const struct rf_actor *who, struct rf_issued *out, rf_ca_issue_hook hook,
     void *arg) RF_WUR;
 /*
- * rf_ca_issue_ex over n requests in batches of per, each committed in its
- * own transaction, in order, with the signatures of a batch made (on a
- * thread of their own) while the batch before it commits and the one after
- * it is prepared. hook's i counts
- * from reqs[0]; done(done_arg, from, k) follows the commit of requests
- * [from, from + k). On error the batches committed before it stay
- * committed (done said which); the failed one and later ones store
- * nothing.
+ * rf_ca_issue_ex over n requests in batches of at most per, each committed
+ * in its own transaction, in order, with the signatures of a batch made (on
+ * a thread of their own) while the batch before it commits and the one
+ * after it is prepared. Nothing overlaps the first batch's preparation nor
+ * the last one's commit: with min < per, the first batch has min requests
+ * and the last ones halve down to min (min == per: every batch has per but
+ * the last). hook's i counts from reqs[0]; done(done_arg, from, k) follows
+ * the commit of requests [from, from + k). On error the batches committed
+ * before it stay committed (done said which); the failed one and later
+ * ones store nothing.
  */
 typedef void (*rf_ca_batch_done)(void *arg, size_t from, size_t k);
 int rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
-    size_t n, size_t per, const struct rf_actor *who, rf_ca_issue_hook hook,
-    void *arg, rf_ca_batch_done done, void *done_arg) RF_WUR;
+    size_t n, size_t per, size_t min, const struct rf_actor *who,
+    rf_ca_issue_hook hook, void *arg, rf_ca_batch_done done,
+    void *done_arg) RF_WUR;
 void rf_issued_clear(struct rf_issued *is);
 
 /*

@@ -920,18 +920,40 @@ hook_shifted(void *arg, size_t i, const char *serial, const char *key_id)
 }
 
 /*
- * The batch of requests from *from (at most per) prepared in b, its hook
- * shifted there; *from moves past it. 1 if b holds a batch to sign, 0 when
- * none is left, after a failure (*r != 0), or when preparing fails (*r and
- * msg say why; b ended).
+ * The size of the next batch, left requests to go: the first is small, so
+ * that the token starts early; then per; then, over the last 2 per, halves
+ * down to min, so that the last commit, which no signature overlaps, is
+ * small, while each batch's signatures still take about as long as the
+ * commit of the one before.
+ */
+static size_t
+pipe_batch(size_t left, size_t per, size_t min, int first)
+{
+	size_t k;
+
+	if (first)
+		return left < min ? left : min;
+	if (left > 2 * per)
+		return per;
+	if (left <= per && left < 2 * min)
+		return left; /* no sliver after it */
+	k = left / 2;
+	return k < min ? min : k > per ? per : k;
+}
+
+/*
+ * The next batch of requests from *from (pipe_batch) prepared in b, its
+ * hook shifted there; *from moves past it. 1 if b holds a batch to sign, 0
+ * when none is left, after a failure (*r != 0), or when preparing fails (*r
+ * and msg say why; b ended).
  */
 static int
 pipe_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
-    size_t per, const struct rf_actor *who, rf_ca_issue_hook hook, void *arg,
-    size_t *from, struct issue_batch *b, struct hook_shift *hs, int *r,
-    char *msg, size_t msglen)
+    size_t per, size_t min, const struct rf_actor *who, rf_ca_issue_hook hook,
+    void *arg, size_t *from, struct issue_batch *b, struct hook_shift *hs,
+    int *r, char *msg, size_t msglen)
 {
-	size_t k = n - *from < per ? n - *from : per;
+	size_t k = pipe_batch(n - *from, per, min, *from == 0);
 	int r2;
 
 	if (k == 0 || *r != 0)
@@ -950,8 +972,8 @@ pipe_prepare(struct rf_ca *ca, const struct rf_issue_req *reqs, size_t n,
 
 int
 rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
-    size_t n, size_t per, const struct rf_actor *who, rf_ca_issue_hook hook,
-    void *arg, rf_ca_batch_done done, void *done_arg)
+    size_t n, size_t per, size_t min, const struct rf_actor *who,
+    rf_ca_issue_hook hook, void *arg, rf_ca_batch_done done, void *done_arg)
 {
 	struct issue_batch bt[2];
 	struct hook_shift hs[2];
@@ -961,10 +983,12 @@ rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
 
 	if (ca == NULL || reqs == NULL || n == 0 || per == 0)
 		return rf_err_set(RF_ERR_ARG, "nothing to issue");
+	if (min == 0 || min > per)
+		min = per;
 	memset(bt, 0, sizeof(bt));
 	/* A batch that fails to prepare (rp) ends the pipeline after the
 	 * batches before it commit. */
-	have_cur = pipe_prepare(ca, reqs, n, per, who, hook, arg, &from,
+	have_cur = pipe_prepare(ca, reqs, n, per, min, who, hook, arg, &from,
 	    &bt[cur], &hs[cur], &rp, pmsg, sizeof(pmsg));
 	for (;;) {
 		/* A batch is signed on its thread ... */
@@ -995,7 +1019,7 @@ rf_ca_issue_pipelined(struct rf_ca *ca, const struct rf_issue_req *reqs,
 		/* ... and the next one prepared meanwhile, in the slot the
 		 * committed one left, so that the token waits for neither. */
 		have_next = r == 0 &&
-		    pipe_prepare(ca, reqs, n, per, who, hook, arg, &from,
+		    pipe_prepare(ca, reqs, n, per, min, who, hook, arg, &from,
 			&bt[prev], &hs[prev], &rp, pmsg, sizeof(pmsg));
 		if ((r2 = batch_sign_wait(&bt[cur])) != 0 && r == 0) {
 			r = r2;

@@ -32,6 +32,11 @@
  */
 #define CONTAIN_BATCH 2000
 /*
+ * The first batch and the last ones are smaller (rf_ca_issue_pipelined):
+ * nothing overlaps the first one's preparation nor the last one's commit.
+ */
+#define CONTAIN_BATCH_MIN 250
+/*
  * Keys the pool lacks are made in parts of about a second at most, so that
  * progress (and `incident status`) moves while the token works: SoftHSM
  * makes an RSA-2048 key in about 0.2-0.4 s of a core.
@@ -1275,8 +1280,9 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 		if (m == 0)
 			break;
 		hook.elsewhere = hook.waived = SIZE_MAX;
-		r = rf_ca_issue_pipelined(c->ca, sub, m, CONTAIN_BATCH, c->who,
-		    issued_in_tx, &hook, issue_done, &done);
+		r = rf_ca_issue_pipelined(c->ca, sub, m, CONTAIN_BATCH,
+		    CONTAIN_BATCH_MIN, c->who, issued_in_tx, &hook, issue_done,
+		    &done);
 		if (r == 0 ||
 		    (hook.elsewhere == SIZE_MAX && hook.waived == SIZE_MAX))
 			break;

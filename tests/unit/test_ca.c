@@ -1117,7 +1117,7 @@ test_issue_pipelined(void **state)
 	}
 	before = cert_count();
 	memset(&b, 0, sizeof(b));
-	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, &F.who,
+	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, 3, &F.who,
 			     hook_count, &calls, batch_done, &b),
 	    0);
 	assert_int_equal(calls, 7);
@@ -1131,7 +1131,7 @@ test_issue_pipelined(void **state)
 	assert_int_equal(b.k[2], 1);
 
 	memset(&b, 0, sizeof(b));
-	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, &F.who,
+	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, 3, &F.who,
 			     hook_fail, &at, batch_done, &b),
 	    RF_ERR_STATE);
 	assert_non_null(strstr(rf_err_msg(RF_ERR_STATE), "hook says no"));
@@ -1142,15 +1142,50 @@ test_issue_pipelined(void **state)
 	 * is signed): the batches before it still commit, it does not. */
 	memset(&b, 0, sizeof(b));
 	reqs[6].tenant = "nosuch";
-	assert_int_not_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, &F.who,
+	assert_int_not_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, 3, &F.who,
 				 NULL, NULL, batch_done, &b),
 	    0);
 	assert_non_null(strstr(rf_err_msg(RF_ERR_NOT_FOUND), "nosuch"));
 	assert_int_equal(b.n, 2);
 	assert_int_equal(cert_count(), before + 7 + 3 + 6);
-	assert_int_equal(rf_ca_issue_pipelined(
-			     F.ca, reqs, 0, 3, &F.who, NULL, NULL, NULL, NULL),
+	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 0, 3, 3, &F.who,
+			     NULL, NULL, NULL, NULL),
 	    RF_ERR_ARG);
+}
+
+/*
+ * With min below per, the first batch has min requests and the last ones
+ * halve down to min, leaving no sliver: 20 in batches of at most 8, min
+ * 2, commit as 2, 8, 5, 2, 3, every one with its certificates.
+ */
+static void
+test_issue_pipelined_taper(void **state)
+{
+	static const size_t want[] = {2, 8, 5, 2, 3};
+	struct rf_issue_req reqs[20];
+	struct batches b;
+	size_t calls = 0, before, i, from = 0;
+
+	(void)state;
+	memset(reqs, 0, sizeof(reqs));
+	for (i = 0; i < 20; i++) {
+		reqs[i].tenant = "acme";
+		reqs[i].profile = RF_PROFILE_ASSERTION;
+		reqs[i].keygen = RF_KEY_EC_P256;
+	}
+	before = cert_count();
+	memset(&b, 0, sizeof(b));
+	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 20, 8, 2, &F.who,
+			     hook_count, &calls, batch_done, &b),
+	    0);
+	assert_int_equal(calls, 20);
+	assert_int_equal(cert_count(), before + 20);
+	assert_int_equal(b.n, sizeof(want) / sizeof(want[0]));
+	for (i = 0; i < b.n; i++) {
+		assert_int_equal(b.from[i], from);
+		assert_int_equal(b.k[i], want[i]);
+		from += want[i];
+	}
 }
 
 /* The stored OCSP response of one serial (NULL when none), a copy. */
@@ -1471,6 +1506,7 @@ main(void)
 	    cmocka_unit_test(test_der_helpers),
 	    cmocka_unit_test(test_issue_hook),
 	    cmocka_unit_test(test_issue_pipelined),
+	    cmocka_unit_test(test_issue_pipelined_taper),
 	    cmocka_unit_test(test_issue_ocsp),
 	    cmocka_unit_test(test_tls_cert),
 	    cmocka_unit_test(test_rotate),
