@@ -24,6 +24,7 @@
 #include <openssl/rand.h>
 
 #include "cli/cli.h"
+#include "http/notify.h"
 #include "keys/ledger.h"
 
 static const char init_help[] =
@@ -260,9 +261,23 @@ move_aside(struct rf_cli *cli, int embedded, const char *tokens_dir)
 	const char *base;
 	struct tm tm;
 	time_t now = time(NULL);
-	int r, moved = 0;
+	int r, moved = 0, acked;
 	pid_t keyd;
 
+	/*
+	 * A running serve holds the old store open and would go on answering
+	 * from it (and its keeper would start keyd again): its operator stops
+	 * it first. It answers on serve.sock (http/notify.h); one that does
+	 * not answer in time is there all the same.
+	 */
+	if (rf_http_notify_send(cfg, RF_NOTIFY_TIMEOUT_MS, &acked) != 0 ||
+	    acked) {
+		rf_err_clear();
+		return rf_err_set(RF_ERR_STATE,
+		    "serve is running on %s (it answers on %s/%s): stop it "
+		    "first, then run 'ringfence init --new' again",
+		    cfg->home, cfg->home, RF_NOTIFY_SOCK);
+	}
 	/* The old state's custody process holds its tokens: stopped first. */
 	if ((r = cli_keyd_stop(cfg, &keyd)) != 0)
 		return r;

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# init_new_serve.sh: `init --new` while serve runs on the state is refused
+# in one line that says to stop serve first, and nothing moves: the store,
+# the tokens and the custody PIN stay, and serve still answers from them.
+# Once serve is stopped (by its PID), init --new moves the old state aside
+# and makes a new one. serve listens on 127.0.0.1 only, bounded in time.
+set -euo pipefail
+. "$(dirname "$0")/lib/state.sh" init-new-serve
+cd "$RINGFENCE_HOME"
+unset RINGFENCE_PIN RINGFENCE_DB_PATH || true
+
+rf init >/dev/null 2>init.err || { cat init.err >&2; fail "init"; }
+rf tenant add acme >/dev/null
+rf issue --tenant acme --profile client --keygen ec-p256 --out c.pem >/dev/null
+
+for attempt in 1 2 3 4 5; do
+	port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+	"$RINGFENCE" serve --port "$port" --duration 120 --threads 2 \
+		2>"$RINGFENCE_HOME/serve.log" &
+	server=$!
+	up=0
+	for _ in $(seq 100); do
+		if curl -sf -m 2 -o root.pem "http://127.0.0.1:$port/ca/root.pem"; then
+			up=1
+			break
+		fi
+		kill -0 "$server" 2>/dev/null || break
+		sleep 0.1
+	done
+	[ $up = 1 ] && break
+	kill -TERM "$server" 2>/dev/null || true
+	wait "$server" 2>/dev/null || true
+	server=""
+done
+[ -n "$server" ] || fail "serve did not come up: $(cat serve.log)"
+
+# Refused while serve runs: one line, naming serve and how to go on.
+sum=$(sha256sum ringfence.db | cut -d' ' -f1)
+pin=$(custody_pin)
+set +e
+rf init --new >out.txt 2>err.txt
+rc=$?
+set -e
+[ "$rc" -ne 0 ] || fail "init --new succeeded while serve runs"
+[ "$(wc -l <err.txt)" -eq 1 ] || { cat err.txt >&2; fail "the refusal is not one line"; }
+grep -q "serve is running" err.txt || fail "the refusal does not say serve runs: $(cat err.txt)"
+grep -q "stop it first" err.txt || fail "the refusal does not say what to do: $(cat err.txt)"
+ls -d old-* >/dev/null 2>&1 && fail "a refused init --new moved the state aside"
+[ -d tokens ] || fail "a refused init --new moved the tokens"
+[ "$(custody_pin)" = "$pin" ] || fail "a refused init --new changed the custody PIN"
+[ "$(sha256sum ringfence.db | cut -d' ' -f1)" = "$sum" ] ||
+	fail "a refused init --new changed the store"
+# serve still answers from the state it had (the root it served before).
+curl -sf -m 5 -o root2.pem "http://127.0.0.1:$port/ca/root.pem" ||
+	fail "serve stopped answering after the refused init --new"
+cmp -s root.pem root2.pem || fail "serve's root changed after the refused init --new"
+
+# Stopped by its PID: init --new goes ahead, the old state kept aside.
+kill -TERM "$server"
+wait "$server" 2>/dev/null || true
+server=""
+rf init --new >out2.txt 2>err2.txt || { cat err2.txt >&2; fail "init --new after serve stopped"; }
+old=$(ls -d old-* | head -1)
+[ -n "$old" ] && [ -f "$old/ringfence.db" ] || fail "init --new did not keep the old store aside"
+rf ca show >/dev/null 2>&1 || rf crl --regenerate >/dev/null 2>crl.err ||
+	{ cat crl.err >&2; fail "the new state does not sign"; }
+echo "init_new_serve: ok"
