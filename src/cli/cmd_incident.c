@@ -279,13 +279,14 @@ progress_json(
 		return;
 	progress_rates(&p, &rate, &eta);
 	snprintf(key, sizeof(key), "%s_progress", cmd);
+	/* An ETA not known yet is null, as in the progress lines. */
 	json_object_set_new(j, key,
 	    json_pack("{s:s, s:I, s:I, s:o, s:o, s:b, s:b, s:I, s:I}", "phase",
 		p.phase, "done", (json_int_t)p.done, "total",
 		(json_int_t)p.total, "rate", cli_json_real(rate), "eta_s",
-		cli_json_real(eta), "finished", p.finished, "running",
-		!p.finished && progress_alive(&p), "pid", (json_int_t)p.pid,
-		"updated_ms", (json_int_t)p.updated_ms));
+		eta >= 0 ? cli_json_real(eta) : json_null(), "finished",
+		p.finished, "running", !p.finished && progress_alive(&p), "pid",
+		(json_int_t)p.pid, "updated_ms", (json_int_t)p.updated_ms));
 }
 
 /* Contain's result as one JSON object (--json): counts, times, phases. */

@@ -112,7 +112,7 @@ emit(struct rf_progress *p, int force, int finished)
 {
 	struct rf_progress_state s;
 	int64_t now = rf_progress_now_ms();
-	char eta[32];
+	char eta[32], eta_json[32];
 
 	state_of(p, now, finished, &s);
 	if (p->sink != NULL &&
@@ -129,12 +129,17 @@ emit(struct rf_progress *p, int force, int finished)
 	p->unshown = 0;
 	rf_progress_eta_str(s.eta_s, eta);
 	if (p->out == RF_PROGRESS_JSON) {
+		/* Unknown: null, as keys pool status --json says it. */
+		if (s.eta_s < 0)
+			snprintf(eta_json, sizeof(eta_json), "null");
+		else
+			snprintf(eta_json, sizeof(eta_json), "%.1f", s.eta_s);
 		fprintf(stderr,
 		    "{\"progress\":\"%s\",\"phase\":\"%s\",\"done\":%llu,"
-		    "\"total\":%llu,\"rate\":%.1f,\"eta_s\":%.1f,"
+		    "\"total\":%llu,\"rate\":%.1f,\"eta_s\":%s,"
 		    "\"finished\":%s%s}\n",
 		    p->task, p->phase, (unsigned long long)s.done,
-		    (unsigned long long)s.total, s.rate, s.eta_s,
+		    (unsigned long long)s.total, s.rate, eta_json,
 		    finished ? "true" : "false",
 		    p->failed ? ",\"failed\":true" : "");
 	} else if (p->tty) {

@@ -150,6 +150,12 @@ rf incident status "$id" >"$out"
 grep -q "contain interrupted" "$out" && ! grep -q "run 'ringfence incident contain" "$out" &&
 	grep -q "the incident is closed since: nothing to resume" "$out" ||
 	fail "status of a closed incident with an interrupted contain: $(cat "$out")"
+# At 0 of N there is no rate: the ETA is unknown, null in status --json (as
+# in keys pool status --json and the progress lines), not -1.
+q "UPDATE progress SET done = 0, total = 5 WHERE task = 'incident $id contain'"
+rf incident status "$id" --json | python3 -c 'import json,sys
+p = json.load(sys.stdin)["contain_progress"]
+assert p["done"] == 0 and p["eta_s"] is None, p' || fail "status --json: an unknown ETA is not null"
 # The run lock (incident-ID.lock in the state folder): none is made for an
 # incident that does not exist, and a symbolic link in its place is
 # refused, naming it, not followed.

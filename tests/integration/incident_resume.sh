@@ -57,7 +57,10 @@ assert p["total"] > 0, p
 if sys.argv[2] == "1":  # the contain was still running when asked
     assert p["finished"] is False, p
 assert p["phase"] in ("reissue", "destroy old keys"), p
-print("status while contain ran: %s %d/%d, %.0f/s, ETA %.1f s" % (p["phase"], p["done"], p["total"], p["rate"], p["eta_s"]))
+# An ETA not known yet (no count) is null.
+assert p["eta_s"] is None or p["eta_s"] >= 0, p
+eta = "?" if p["eta_s"] is None else "%.1f s" % p["eta_s"]
+print("status while contain ran: %s %d/%d, %.0f/s, ETA %s" % (p["phase"], p["done"], p["total"], p["rate"], eta))
 PY
 rf incident contain "$id" >"$RINGFENCE_HOME/rerun.out"
 # The rerun says what it did, and what the incident has in all.

@@ -3,7 +3,8 @@
 # it writes JSON progress lines on stderr (counts, rate, ETA: the first when
 # it starts, the last when it ends, done = total = the keys made), and its
 # result on stdout; on a terminal (script -q) a progress line with the
-# count, the rate and an ETA.
+# count, the rate and an ETA. An ETA not known yet (the first line: no
+# rate) is null, as `keys pool status --json` says it, not -1.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" pool_fill_progress
 cd "$RINGFENCE_HOME"
@@ -20,6 +21,9 @@ for l in lines:
     assert l["progress"] == "pool fill ec-p256", l
     assert l["total"] == 24, l
 assert lines[0]["done"] == 0 and not lines[0]["finished"], lines[0]
+assert lines[0]["eta_s"] is None, lines[0]
+for l in lines:
+    assert l["eta_s"] is None or l["eta_s"] >= 0, l
 assert lines[-1]["done"] == 24 and lines[-1]["finished"], lines[-1]
 out = json.loads(open(sys.argv[2]).read())
 assert out["made"] == 24, out

@@ -114,7 +114,7 @@ test_json_lines(void **state)
 {
 	struct rf_progress *p = NULL;
 	char path[] = "/tmp/rf-progress-XXXXXX", line[512];
-	int fd, saved, n = 0, finished = 0;
+	int fd, saved, n = 0, finished = 0, unknown = 0;
 	FILE *f;
 
 	(void)state;
@@ -141,12 +141,19 @@ test_json_lines(void **state)
 			finished = 1;
 			assert_non_null(strstr(line, "\"done\":3"));
 		}
+		/* An ETA not known yet (no rate at 0 of 3) is null, as
+		 * `keys pool status --json` says it, not -1. */
+		if (n == 0)
+			assert_non_null(strstr(line, "\"eta_s\":null,"));
+		unknown += strstr(line, "\"eta_s\":null") != NULL;
+		assert_null(strstr(line, "\"eta_s\":-"));
 		n++;
 	}
 	fclose(f);
 	unlink(path);
 	assert_true(n >= 2);
 	assert_int_equal(finished, 1);
+	assert_int_equal(unknown, 1); /* the finished line's is 0 */
 }
 
 static void
