@@ -198,7 +198,9 @@ rf_progress_add(struct rf_progress *p, uint64_t n)
 	if (p == NULL)
 		return;
 	p->done += n;
-	emit(p, 0, 0);
+	/* The phase's last count at once: what follows may take long, and
+	 * `incident status` elsewhere would show the count before it. */
+	emit(p, p->total > 0 && p->done >= p->total, 0);
 }
 
 void

@@ -46,7 +46,8 @@ void rf_progress_sink(struct rf_progress *p,
 /* Start a phase of total steps (0: unknown); shown at once. */
 void rf_progress_phase(
     struct rf_progress *p, const char *phase, uint64_t total);
-/* n more steps done; printed and persisted when due. NULL p: nothing. */
+/* n more steps done; printed and persisted when due, and at once when the
+ * count reaches the total. NULL p: nothing. */
 void rf_progress_add(struct rf_progress *p, uint64_t n);
 /*
  * The same for a phase whose steps differ in cost (RSA and EC keys made in

@@ -847,7 +847,8 @@ rf_incident_contain(
 	    (r = rf_incident_set_aside(c, id, &todo, &aside)) != 0)
 		goto out;
 	rf_incident_phase_time(rep, "load the incident", &t);
-	rf_progress_phase(c->progress, "take new keys", 0);
+	/* A key for each connection left to contain (contain_keys counts). */
+	rf_progress_phase(c->progress, "take new keys", todo.n);
 	if ((r = rf_incident_contain_issue(c, id, &todo, &rv, rep, &aside)) !=
 		0 ||
 	    (r = rf_incident_contain_publish_disable(c, id, &rv, rep)) != 0)

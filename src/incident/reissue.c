@@ -448,6 +448,7 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 	if ((r = rf_pool_take(
 		 c->keys, c->audit, want, n, c->who, out, &taken)) != 0)
 		goto out;
+	rf_progress_add(c->progress, taken); /* "take new keys" */
 	/* What the pool lacked, by algorithm (EC first), so that a part
 	 * holds keys of one. */
 	for (i = 0; i < n; i++)
@@ -1004,6 +1005,11 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 		kg[k].tenant = it->tenant;
 		idx[k++] = i;
 	}
+	/* The phase "take new keys" counts each item's key as it is found:
+	 * reserved earlier, adopted from a killed run, taken from the pool
+	 * (contain_keys_make; those it lacks, its generation counts). */
+	if (n > k)
+		rf_progress_add(c->progress, n - k);
 	if (k == 0) {
 		r = 0;
 		goto out;
@@ -1027,6 +1033,8 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 			ridx[m] = idx[i];
 			at[m++] = i;
 		}
+	if (k > m)
+		rf_progress_add(c->progress, k - m);
 	if (m > 0 &&
 	    (r = contain_keys_make(c, rest, items, ridx, m, rmade, rpooled)) !=
 		0)
@@ -1228,9 +1236,13 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	 */
 	for (j = 0; j < np && plan[j].generate == 0; j++)
 		;
-	if (j < np &&
-	    (r = rf_incident_contain_publish_disable(c, id, rv, rep)) != 0)
-		goto out;
+	if (j < np) {
+		if ((r = rf_incident_contain_publish_disable(c, id, rv, rep)) !=
+		    0)
+			goto out;
+		/* Its phase, "disable old keys", took the place of ours. */
+		rf_progress_phase(c->progress, "take new keys", iv->n);
+	}
 	if ((r = contain_keys(c, iv->v, shapes, iv->n, keys, how, rep)) != 0)
 		goto out;
 	rf_test_point("incident-keys-recorded");
