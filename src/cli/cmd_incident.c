@@ -402,6 +402,10 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 	return EXIT_OK;
 }
 
+/* incident list: a row, and its header (the same widths). */
+#define LIST_ROW "%-6lld %-10s %-32s %s\n"
+#define LIST_HEAD "%-6s %-10s %-32s %s\n"
+
 static int
 list_incident(void *arg, const struct rf_incident_rec *inc)
 {
@@ -415,8 +419,8 @@ list_incident(void *arg, const struct rf_incident_rec *inc)
 			       "opened", (json_int_t)inc->opened)) == 0
 		    ? 0
 		    : RF_ERR_ALLOC;
-	printf("%-6lld %-10s %-32s %s\n", (long long)inc->id, inc->state,
-	    inc->scope, inc->reason);
+	printf(
+	    LIST_ROW, (long long)inc->id, inc->state, inc->scope, inc->reason);
 	return 0;
 }
 
@@ -744,6 +748,8 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(sub, "list") == 0) {
 		json_t *arr = cli->json ? json_array() : NULL;
 
+		if (!cli->json)
+			printf(LIST_HEAD, "ID", "STATE", "SCOPE", "REASON");
 		if ((r = rf_store_incident_foreach(
 			 cli->store, list_incident, arr)) != 0)
 			return cli_fail(r);
