@@ -459,6 +459,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	while ((ch = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
 		switch (ch) {
 		case 's':
+			/* A usage error, as --since's: before any state. */
+			if (rf_incident_scope_check(optarg) != 0)
+				return cli_usage(
+				    "incident", "%s", rf_err_msg(RF_ERR_ARG));
 			scope = optarg;
 			break;
 		case 'r':

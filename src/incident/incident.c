@@ -144,13 +144,11 @@ struct scope {
 	char tenant[128], name[64];
 };
 
+/* The scope as written, reading nothing: RF_ERR_ARG names the forms. */
 static int
-scope_parse(const struct rf_incident_ctx *c, const char *text, struct scope *s)
+scope_syntax(const char *text, struct scope *s)
 {
 	const char *colon, *slash;
-	struct rf_tenant t;
-	struct rf_ca_rec ca;
-	int r;
 
 	memset(s, 0, sizeof(*s));
 	if (strcmp(text, "all") == 0) {
@@ -164,13 +162,6 @@ scope_parse(const struct rf_incident_ctx *c, const char *text, struct scope *s)
 	memcpy(s->kind, text, (size_t)(colon - text));
 	snprintf(s->value, sizeof(s->value), "%s", colon + 1);
 	if (strcmp(s->kind, "tenant") == 0) {
-		if ((r = rf_store_tenant_get(c->st, s->value, &t)) != 0)
-			return r == RF_ERR_NOT_FOUND
-			    ? rf_err_set(RF_ERR_NOT_FOUND,
-				  "unknown tenant %s: see 'ringfence tenant "
-				  "list'",
-				  s->value)
-			    : r;
 		s->f.tenant = s->value;
 	} else if (strcmp(s->kind, "connection") == 0) {
 		if ((slash = strchr(s->value, '/')) == NULL ||
@@ -193,13 +184,6 @@ scope_parse(const struct rf_incident_ctx *c, const char *text, struct scope *s)
 			    "digits of the key id");
 		s->f.key_id = s->value;
 	} else if (strcmp(s->kind, "issuer") == 0) {
-		memset(&ca, 0, sizeof(ca));
-		if ((r = rf_store_ca_get(c->st, s->value, &ca)) != 0)
-			return r == RF_ERR_NOT_FOUND
-			    ? rf_err_set(RF_ERR_NOT_FOUND, "unknown issuer %s",
-				  s->value)
-			    : r;
-		rf_ca_rec_clear(&ca);
 		s->f.issuer = s->value;
 	} else {
 		goto bad;
@@ -210,6 +194,43 @@ bad:
 	    "unknown scope '%s': use tenant:T, connection:T/NAME, key:ID, "
 	    "issuer:CA or all",
 	    text);
+}
+
+int
+rf_incident_scope_check(const char *text)
+{
+	struct scope s;
+
+	return scope_syntax(text, &s);
+}
+
+/* The scope, its tenant or issuer found in the store. */
+static int
+scope_parse(const struct rf_incident_ctx *c, const char *text, struct scope *s)
+{
+	struct rf_tenant t;
+	struct rf_ca_rec ca;
+	int r;
+
+	if ((r = scope_syntax(text, s)) != 0)
+		return r;
+	if (strcmp(s->kind, "tenant") == 0 &&
+	    (r = rf_store_tenant_get(c->st, s->value, &t)) != 0)
+		return r == RF_ERR_NOT_FOUND
+		    ? rf_err_set(RF_ERR_NOT_FOUND,
+			  "unknown tenant %s: see 'ringfence tenant list'",
+			  s->value)
+		    : r;
+	if (strcmp(s->kind, "issuer") == 0) {
+		memset(&ca, 0, sizeof(ca));
+		if ((r = rf_store_ca_get(c->st, s->value, &ca)) != 0)
+			return r == RF_ERR_NOT_FOUND
+			    ? rf_err_set(RF_ERR_NOT_FOUND, "unknown issuer %s",
+				  s->value)
+			    : r;
+		rf_ca_rec_clear(&ca);
+	}
+	return 0;
 }
 
 /* ---- Open ---- */

@@ -82,6 +82,12 @@ const char *rf_item_state_name(enum rf_item_state s);
  */
 int rf_incident_open(const struct rf_incident_ctx *c, const char *scope,
     const char *reason, int64_t since, int64_t *id) RF_WUR;
+/*
+ * 0 if scope is written as one (the forms above), reading nothing; else
+ * RF_ERR_ARG with a line naming the forms, for a usage error before any
+ * state is opened. Whether its tenant or issuer exists, open says.
+ */
+int rf_incident_scope_check(const char *scope) RF_WUR;
 
 /* Progress of a containment, for the operator. */
 #define RF_CONTAIN_PHASES 24

@@ -228,6 +228,26 @@ id=$(rf incident open --scope connection:globex/m365 --reason x --since 2026-01-
 id=$(rf incident open --scope tenant:globex --reason x --since 1700000000 2>/dev/null)
 [ "$(q "SELECT since FROM incidents WHERE id = $id")" = 1700000000 ] || fail "--since seconds not stored"
 rf incident --help | grep -q "YYYY-MM-DDTHH:MM:SSZ" || fail "incident --help does not name the --since formats"
+# A scope not written as one is a usage error too (exit 2, as a bad
+# --since; it was 1), in one line naming the scopes there are; a tenant
+# or issuer the store does not have is the store's word: a failure, 1.
+for bad in bogus:x bogus tenant: connection:acme key:xyz "issuer:"; do
+	before=$(snapshot)
+	rc=0
+	rf incident open --scope "$bad" --reason x >"$out" 2>"$err" || rc=$?
+	[ "$rc" = 2 ] && [ "$(wc -l <"$err")" = 1 ] || fail "--scope '$bad': exit $rc: $(cat "$err")"
+	[ "$(snapshot)" = "$before" ] || fail "--scope '$bad': the store changed"
+	case $bad in
+	connection:*) says "--scope '$bad'" "connection scope is connection:TENANT/NAME" ;;
+	key:*) says "--scope '$bad'" "key scope is key:ID with the 64 lowercase hex digits" ;;
+	*) says "--scope '$bad'" "unknown scope '$bad': use tenant:T, connection:T/NAME, key:ID, issuer:CA or all" ;;
+	esac
+done
+for bad in tenant:nosuch issuer:nosuch; do
+	rc=0
+	rf incident open --scope "$bad" --reason x >"$out" 2>"$err" || rc=$?
+	[ "$rc" = 1 ] || fail "--scope '$bad': exit $rc: $(cat "$err")"
+done
 # 64-character connection names: the store and the API hold 63. Each way
 # of naming one says so in one line, and nothing is written (before, the
 # store's "value too long (over 63 bytes)" named no value).
