@@ -289,6 +289,15 @@ progress_json(
 		(json_int_t)p.pid, "updated_ms", (json_int_t)p.updated_ms));
 }
 
+/* A run's lock released, its file removed once the incident is closed; a
+ * file that stays is only untidy (the next run locks it as before). */
+static void
+run_unlock(const struct rf_incident_ctx *c, int64_t id, int fd)
+{
+	if (rf_incident_run_unlock(c, id, fd) != 0)
+		rf_err_clear();
+}
+
 /* Contain's result as one JSON object (--json): counts, times, phases. */
 static int
 contain_json(int64_t id, const struct rf_contain_report *rep, json_t *notes)
@@ -558,8 +567,9 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 
 		/* One run of an incident at a time, before anything is taken
 		 * or made (two contains burned the pool and stalled each
-		 * other); held until this command exits. Refused here, it
-		 * ends as any failed run does: with --json, a failed line. */
+		 * other); held until the run has ended (run_unlock). Refused
+		 * here, it ends as any failed run does: with --json, a failed
+		 * line. */
 		if ((r = rf_incident_run_lock(&c, id, &lock)) != 0) {
 			rf_incident_task(id, sub, task);
 			snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
@@ -573,14 +583,17 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			return cli_fail(rf_err_set(r, "%s", msg));
 		}
 		if (strcmp(sub, "contain") == 0) {
-			if (cli->json && (notes = json_array()) == NULL)
+			if (cli->json && (notes = json_array()) == NULL) {
+				run_unlock(&c, id, lock);
 				return cli_fail(RF_ERR_ALLOC);
+			}
 			pool_note(cli, id, notes);
 		}
 		rf_incident_task(id, sub, task);
 		if ((r = rf_progress_new(task,
 			 cli->json ? RF_PROGRESS_JSON : RF_PROGRESS_AUTO,
 			 &c.progress)) != 0) {
+			run_unlock(&c, id, lock);
 			json_decref(notes);
 			return cli_fail(r);
 		}
@@ -604,6 +617,7 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 		}
 		rf_progress_free(c.progress);
 		c.progress = NULL;
+		run_unlock(&c, id, lock);
 		if (r != 0) {
 			json_decref(notes);
 			return cli_fail(rf_err_set(r, "%s", msg));

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "audit/audit.h"
@@ -23,6 +24,9 @@
 #include "revoke/revoke.h"
 #include "store/store.h"
 #include "store/store_incident.h"
+
+/* Tries at the run lock while its file is removed under it. */
+#define RUN_LOCK_TRIES 10
 
 /* One audit leaf for an incident step. */
 static int
@@ -68,20 +72,33 @@ rf_incident_task(int64_t id, const char *cmd, char out[96])
 	snprintf(out, 96, "incident %lld %s", (long long)id, cmd);
 }
 
-int
-rf_incident_run_lock(const struct rf_incident_ctx *c, int64_t id, int *fd)
+/* $home/incident-ID.lock */
+static int
+run_lock_path(
+    const struct rf_incident_ctx *c, int64_t id, char *path, size_t len)
 {
-	struct rf_incident_rec inc;
-	char path[RF_PATH_MAX + 64];
-	int f, r;
+	if ((size_t)snprintf(path, len, "%s/incident-%lld.lock", c->cfg->home,
+		(long long)id) >= len)
+		return rf_err_set(RF_ERR_ARG, "state folder path too long");
+	return 0;
+}
+
+/*
+ * One try at the lock: *fd the locked file, or -1 when the file locked is
+ * no longer the one at path. A run that closes the incident removes the
+ * file while it holds the lock (rf_incident_run_unlock): a run that opened
+ * it before and locks it after holds the lock of a file nobody else will
+ * open, while a third run makes a new one at path and locks that. Held
+ * only if path still names the file locked (device and inode): then only
+ * this run can remove it.
+ */
+static int
+run_lock_try(const char *path, int64_t id, int *fd)
+{
+	struct stat fs, ps;
+	int f, e;
 
 	*fd = -1;
-	/* No lock file for an incident that does not exist. */
-	if ((r = rf_incident_load(c, id, &inc)) != 0)
-		return r;
-	if ((size_t)snprintf(path, sizeof(path), "%s/incident-%lld.lock",
-		c->cfg->home, (long long)id) >= sizeof(path))
-		return rf_err_set(RF_ERR_ARG, "state folder path too long");
 	/* A link planted there would have the lock made, or opened, at its
 	 * target: refused (ELOOP) rather than followed. */
 	if ((f = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) <
@@ -101,9 +118,10 @@ rf_incident_run_lock(const struct rf_incident_ctx *c, int64_t id, int *fd)
 		    "writable for this user)",
 		    path, strerror(errno), (long long)id);
 	}
+	/* Tests: the file opened, not locked yet. */
+	rf_test_pause("incident-lock-opened");
 	if (flock(f, LOCK_EX | LOCK_NB) != 0) {
-		int e = errno;
-
+		e = errno;
 		close(f);
 		if (e == EWOULDBLOCK)
 			return rf_err_set(RF_ERR_STATE,
@@ -114,8 +132,65 @@ rf_incident_run_lock(const struct rf_incident_ctx *c, int64_t id, int *fd)
 			    (long long)id, (long long)id);
 		return rf_err_set(RF_ERR_IO, "%s: %s", path, strerror(e));
 	}
+	if (fstat(f, &fs) != 0) {
+		e = errno;
+		close(f);
+		return rf_err_set(RF_ERR_IO, "%s: %s", path, strerror(e));
+	}
+	if (lstat(path, &ps) != 0) {
+		e = errno;
+		close(f);
+		if (e == ENOENT)
+			return 0; /* removed since it was opened: again */
+		return rf_err_set(RF_ERR_IO, "%s: %s", path, strerror(e));
+	}
+	if (ps.st_dev != fs.st_dev || ps.st_ino != fs.st_ino) {
+		close(f); /* replaced since it was opened: again */
+		return 0;
+	}
 	*fd = f;
 	return 0;
+}
+
+int
+rf_incident_run_lock(const struct rf_incident_ctx *c, int64_t id, int *fd)
+{
+	struct rf_incident_rec inc;
+	char path[RF_PATH_MAX + 64];
+	int i, r;
+
+	*fd = -1;
+	/* No lock file for an incident that does not exist. */
+	if ((r = rf_incident_load(c, id, &inc)) != 0 ||
+	    (r = run_lock_path(c, id, path, sizeof(path))) != 0)
+		return r;
+	/* The file is removed only as an incident closes: a few tries. */
+	for (i = 0; i < RUN_LOCK_TRIES; i++)
+		if ((r = run_lock_try(path, id, fd)) != 0 || *fd >= 0)
+			return r;
+	return rf_err_set(RF_ERR_STATE,
+	    "%s was removed each time this run locked it (%d times): another "
+	    "run of incident %lld is closing it; run this again",
+	    path, RUN_LOCK_TRIES, (long long)id);
+}
+
+int
+rf_incident_run_unlock(const struct rf_incident_ctx *c, int64_t id, int fd)
+{
+	struct rf_incident_rec inc;
+	char path[RF_PATH_MAX + 64];
+	int r;
+
+	if (fd < 0)
+		return 0;
+	/* Still held: no other run is past run_lock_try (see there). */
+	if ((r = rf_store_incident_get(c->st, id, &inc)) == 0 &&
+	    strcmp(inc.state, "closed") == 0 &&
+	    (r = run_lock_path(c, id, path, sizeof(path))) == 0 &&
+	    unlink(path) != 0 && errno != ENOENT)
+		r = rf_err_set(RF_ERR_IO, "%s: %s", path, strerror(errno));
+	close(fd);
+	return r;
 }
 
 int

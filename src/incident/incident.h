@@ -57,10 +57,20 @@ void rf_incident_task(int64_t id, const char *cmd, char out[96]);
  * a killed run never leaves it held. RF_ERR_STATE, saying so, while
  * another run of this incident holds it. The incident must exist (no
  * file is made for one that does not), and the file is opened without
- * following a symbolic link (refused, naming the path).
+ * following a symbolic link (refused, naming the path). Held only once
+ * the path is found to name the file locked: one removed meanwhile
+ * (rf_incident_run_unlock) is opened again.
  */
 int rf_incident_run_lock(
     const struct rf_incident_ctx *c, int64_t id, int *fd) RF_WUR;
+/*
+ * The end of a run: its lock file removed, while still held, if the
+ * incident is closed (no run has anything left to do for it), then fd
+ * closed. fd is closed whatever the result; an error (the store's, or the
+ * removal's) leaves the file, which the next run locks as before.
+ */
+int rf_incident_run_unlock(
+    const struct rf_incident_ctx *c, int64_t id, int fd) RF_WUR;
 
 /* Connection states, in order. */
 enum rf_item_state {
