@@ -2,7 +2,8 @@
  * keygen.c: key generation, one key or a batch: each key's random CKA_ID
  * recorded in the store before the token makes the pair, attributes that
  * forbid changes and copies, the "keygen" leaves; the keys of a batch that
- * failed are destroyed again (keys_destroy_quiet, retire.c). Loading and
+ * failed are destroyed again (keys_destroy_quiet, retire.c). Also the
+ * label a tenant's key is made with (rf_keys_tenant_label). Loading and
  * listing keys are in admin.c.
  */
 
@@ -15,7 +16,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <openssl/sha.h>
 
 #include <p11-kit/pkcs11.h>
 
@@ -192,6 +195,40 @@ rf_keys_test_after_keygen(
 	keys->test_after_keygen_arg = arg;
 }
 #endif
+
+/* The hex digits of the hash in a shortened label (rf_keys_tenant_label). */
+#define LABEL_HASH_HEX 16
+
+int
+rf_keys_tenant_label(
+    const char *tenant, const char *name, char out[RF_KEY_LABEL_MAX + 1])
+{
+	char pair[2 * RF_KEY_LABEL_MAX + 2], hex[2 * SHA256_DIGEST_LENGTH + 1];
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	int n;
+
+	out[0] = '\0';
+	if (tenant == NULL || name == NULL)
+		return rf_err_set(
+		    RF_ERR_ARG, "a key label needs a tenant and a name");
+	n = snprintf(pair, sizeof(pair), "%s/%s", tenant, name);
+	if (n < 0 || (size_t)n >= sizeof(pair))
+		return rf_err_set(RF_ERR_ARG,
+		    "tenant %.64s and name %.64s are too long for a key label",
+		    tenant, name);
+	if (n <= RF_KEY_LABEL_MAX) {
+		memcpy(out, pair, (size_t)n + 1);
+		return 0;
+	}
+	/* "<first 47 of the pair>~<16 hex of SHA-256(pair)>": 64. */
+	if (EVP_Digest(pair, (size_t)n, md, NULL, EVP_sha256(), NULL) != 1)
+		return rf_err_set(RF_ERR_INTERNAL,
+		    "cannot hash the key label of %s (OpenSSL)", pair);
+	rf_hex(md, sizeof(md), hex);
+	snprintf(out, RF_KEY_LABEL_MAX + 1, "%.*s~%.*s",
+	    RF_KEY_LABEL_MAX - 1 - LABEL_HASH_HEX, pair, LABEL_HASH_HEX, hex);
+	return 0;
+}
 
 /* A key's "made for" (struct rf_keygen): none, or a short plain name. */
 static int
@@ -372,9 +409,10 @@ generate(struct rf_keys *keys, const struct rf_keygen *reqs, size_t n,
 			return rf_err_set(RF_ERR_ARG,
 			    "unknown key algorithm %d", reqs[i].alg);
 		if (reqs[i].label == NULL || reqs[i].label[0] == '\0' ||
-		    strlen(reqs[i].label) > 64)
+		    strlen(reqs[i].label) > RF_KEY_LABEL_MAX)
 			return rf_err_set(RF_ERR_ARG,
-			    "a key label of 1 to 64 characters is needed");
+			    "a key label of 1 to %d characters is needed",
+			    RF_KEY_LABEL_MAX);
 		if (!made_for_ok(reqs[i].made_for))
 			return rf_err_set(RF_ERR_ARG,
 			    "what key %s is made for is not at most %d "

@@ -129,10 +129,27 @@ int rf_keys_open(const struct rf_config *cfg, struct rf_audit *audit,
     struct rf_keys **out) RF_WUR;
 void rf_keys_free(struct rf_keys *keys);
 
+/* The longest key label (CKA_LABEL) rf_keys_generate_many accepts. */
+#define RF_KEY_LABEL_MAX 64
+
+/*
+ * The label of a tenant's key made for name (a connection's, or issue
+ * --keygen's profile name), in out: "tenant/name" when that fits in
+ * RF_KEY_LABEL_MAX characters; otherwise its first 47 characters, "~" and
+ * the first 16 hex digits of the SHA-256 of the whole "tenant/name", 64
+ * in all (a tenant name has up to 64 characters and a connection name up
+ * to 63). Tenant and connection names have no "~"
+ * (rf_ca_tenant_name_check, ca.h), so no shortened label is another
+ * pair's own. Every place that makes or
+ * matches the label of a tenant's key takes it from here.
+ */
+int rf_keys_tenant_label(const char *tenant, const char *name,
+    char out[RF_KEY_LABEL_MAX + 1]) RF_WUR;
+
 /* One key of rf_keys_generate_many. */
 struct rf_keygen {
 	enum rf_key_alg alg;
-	const char *label;  /* CKA_LABEL, 1 to 64 characters */
+	const char *label;  /* CKA_LABEL, 1 to RF_KEY_LABEL_MAX characters */
 	const char *tenant; /* for the audit leaf, or NULL */
 	/*
 	 * What the key is made for, written on its store record with it:

@@ -1108,6 +1108,60 @@ test_init_token(void **state)
 	close_emptied(home, keys, audit, st);
 }
 
+/*
+ * The label of a tenant's key (rf_keys_tenant_label): "tenant/name" up to
+ * 64 characters, else 47 of them, "~" and 16 hex digits of the pair's
+ * SHA-256 (expected values from Python's hashlib, not from the code).
+ */
+static void
+test_tenant_label(void **state)
+{
+	static const char t64[] =
+	    "long-tenant-0000000000000000000000000000000000000000000000000007";
+	static const struct {
+		const char *tenant, *name, *want;
+	} cases[] = {
+	    {"acme", "mail", "acme/mail"},
+	    /* 64 characters: its own label. */
+	    {"tttttttttttttttttttttttttttttt",
+		"ccccccccccccccccccccccccccccccccc",
+		"tttttttttttttttttttttttttttttt/"
+		"ccccccccccccccccccccccccccccccccc"},
+	    /* 65: shortened. */
+	    {"tttttttttttttttttttttttttttttt",
+		"cccccccccccccccccccccccccccccccccc",
+		"tttttttttttttttttttttttttttttt/cccccccccccccccc~"
+		"c003b278e0db76a4"},
+	    {t64, "client",
+		"long-tenant-00000000000000000000000000000000000~"
+		"00f03c65ad93a38d"},
+	    /* 64 + 63 characters, differing in the last only. */
+	    {t64,
+		"long-connection-"
+		"00000000000000000000000000000000000000000000001",
+		"long-tenant-00000000000000000000000000000000000~"
+		"4023bff83dbc44ee"},
+	    {t64,
+		"long-connection-"
+		"00000000000000000000000000000000000000000000002",
+		"long-tenant-00000000000000000000000000000000000~"
+		"c57f0c5084626ea2"},
+	};
+	char out[RF_KEY_LABEL_MAX + 1];
+	size_t i;
+
+	(void)state;
+	assert_int_equal(strlen(t64), 64);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		assert_int_equal(
+		    rf_keys_tenant_label(cases[i].tenant, cases[i].name, out),
+		    0);
+		assert_string_equal(out, cases[i].want);
+	}
+	assert_int_equal(rf_keys_tenant_label(NULL, "mail", out), RF_ERR_ARG);
+	assert_string_equal(out, "");
+}
+
 static void
 test_helpers(void **state)
 {
@@ -1451,6 +1505,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_helpers),
+	    cmocka_unit_test(test_tenant_label),
 	    cmocka_unit_test_setup_teardown(test_ec_p256, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_ec_p384, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_rsa_2048, setup, teardown),
