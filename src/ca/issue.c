@@ -476,7 +476,7 @@ issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
 	struct rf_pool_want *want = NULL;
 	struct rf_keygen *kg = NULL;
 	struct rf_key **keys = NULL, **made = NULL;
-	char(*label)[200] = NULL, (*by)[200] = NULL;
+	char(*label)[RF_KEY_LABEL_MAX + 1] = NULL, (*by)[200] = NULL;
 	size_t *pos = NULL, *gpos = NULL;
 	size_t i, j, k = 0, g = 0, taken = 0;
 	int r = RF_ERR_INTERNAL;
@@ -495,8 +495,9 @@ issue_keygen(struct rf_ca *ca, const struct rf_issue_req *reqs,
 	for (i = 0; i < n; i++) {
 		if (reqs[i].csr != NULL || reqs[i].key != NULL)
 			continue;
-		snprintf(label[k], sizeof(label[k]), "%s/%s", reqs[i].tenant,
-		    rf_profile_name(reqs[i].profile));
+		if ((r = rf_keys_tenant_label(reqs[i].tenant,
+			 rf_profile_name(reqs[i].profile), label[k])) != 0)
+			goto out;
 		snprintf(by[k], sizeof(by[k]), "%s/%s", reqs[i].tenant,
 		    reqs[i].connection != NULL
 			? reqs[i].connection

@@ -414,8 +414,10 @@ gen_eta_made(struct gen_eta *e, enum rf_key_alg alg, size_t b, double s)
 
 /*
  * THE place where contain gets new connection keys: n key pairs made in
- * the token (the standby pool, when there is one, replaces this call).
- * All or nothing; out[] receives them.
+ * the token (the standby pool, when there is one, replaces this call),
+ * kg[i] for items[idx[i]]. All or nothing; out[] receives them. A pool
+ * key is taken by the connection, "tenant/name" (its take leaf names it);
+ * a key made is labelled kg[i].label (rf_keys_tenant_label).
  */
 static int
 contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
@@ -427,7 +429,7 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 	struct rf_key **made = NULL;
 	struct gen_eta eta;
 	size_t *at = NULL, i, b, m = 0, taken = 0;
-	char(*ref)[32] = NULL;
+	char(*ref)[32] = NULL, (*by)[200] = NULL;
 	double t;
 	int a, r = RF_ERR_ALLOC;
 
@@ -435,14 +437,17 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 	    (rest = calloc(n, sizeof(*rest))) == NULL ||
 	    (made = calloc(n, sizeof(*made))) == NULL ||
 	    (at = calloc(n, sizeof(*at))) == NULL ||
-	    (ref = calloc(n, sizeof(*ref))) == NULL)
+	    (ref = calloc(n, sizeof(*ref))) == NULL ||
+	    (by = calloc(n, sizeof(*by))) == NULL)
 		goto out;
 	/* The standby pool first: keys made before the incident (pool.h). */
 	for (i = 0; i < n; i++) {
 		incident_ref(items[idx[i]].incident, ref[i]);
+		snprintf(by[i], sizeof(by[i]), "%s/%s", items[idx[i]].tenant,
+		    items[idx[i]].name);
 		want[i].alg = kg[i].alg;
 		want[i].tenant = kg[i].tenant;
-		want[i].taken_by = kg[i].label;
+		want[i].taken_by = by[i];
 		want[i].ref = ref[i];
 	}
 	if ((r = rf_pool_take(
@@ -520,6 +525,7 @@ out:
 	free(made);
 	free(at);
 	free(ref);
+	free(by);
 	return r;
 }
 
@@ -571,9 +577,15 @@ out:
 	return r;
 }
 
-/* A pool key a killed run took for a connection and did not record. */
+/*
+ * A key a killed run took from the pool or made for a connection and did
+ * not record: by is the connection, "tenant/name", for a pool key (the
+ * pool's taken_by) and the key's label (rf_keys_tenant_label) for a key
+ * made, which only a connection of its own tenant takes.
+ */
 struct taken {
 	char id[65], by[200];
+	char tenant[128]; /* a made key's; "" for a pool key */
 	enum rf_key_alg alg;
 	int used;
 };
@@ -584,9 +596,9 @@ struct taken_vec {
 };
 
 static int
-taken_add(void *arg, const char *id, const char *by, const char *alg)
+taken_push(struct taken_vec *tv, const char *id, const char *by,
+    const char *tenant, const char *alg)
 {
-	struct taken_vec *tv = arg;
 	struct taken *t;
 
 	if (tv->n == tv->cap) {
@@ -605,8 +617,16 @@ taken_add(void *arg, const char *id, const char *by, const char *alg)
 	}
 	snprintf(t->id, sizeof(t->id), "%s", id);
 	snprintf(t->by, sizeof(t->by), "%s", by);
+	snprintf(t->tenant, sizeof(t->tenant), "%s", tenant);
 	tv->n++;
 	return 0;
+}
+
+/* A pool key (rf_store_pool_taken_unused and the like). */
+static int
+taken_add(void *arg, const char *id, const char *by, const char *alg)
+{
+	return taken_push(arg, id, by, "", alg);
 }
 
 static int
@@ -617,18 +637,45 @@ taken_cmp(const void *a, const void *b)
 }
 
 /*
- * Give items[idx[j]] (j < k, label[j] its "tenant/name", made[j] still
- * NULL) the key of tv a killed run of this incident left for it, when its
- * algorithm is the one the connection keeps: the keys are loaded in one
- * pass, made[j] gets each the token holds, pooled[j] says whether it is a
- * pool key. A key given and found is marked used; the others stay unused.
+ * The first key of tv (sorted by taken_cmp) not used yet that was taken
+ * or made for by, a pool key or one of tenant's; NULL if none.
+ */
+static struct taken *
+taken_find(struct taken_vec *tv, const char *by, const char *tenant)
+{
+	struct taken want, *t;
+
+	if (tv->n == 0)
+		return NULL;
+	snprintf(want.by, sizeof(want.by), "%s", by);
+	if ((t = bsearch(&want, tv->v, tv->n, sizeof(*tv->v), taken_cmp)) ==
+	    NULL)
+		return NULL;
+	/* bsearch finds one of equal keys: from the first. */
+	while (t > tv->v && taken_cmp(t - 1, t) == 0)
+		t--;
+	for (; t < tv->v + tv->n && taken_cmp(t, &want) == 0; t++)
+		if (!t->used &&
+		    (t->tenant[0] == '\0' || strcmp(t->tenant, tenant) == 0))
+			return t;
+	return NULL;
+}
+
+/*
+ * Give items[idx[j]] (j < k, by[j] what tv's keys for it were taken or
+ * made for, made[j] still NULL) the key of tv a killed run of this
+ * incident left for it, when its algorithm is the one the connection
+ * keeps: the keys are loaded in one pass, made[j] gets each the token
+ * holds, pooled[j] says whether it is a pool key. A key given and found is
+ * marked used; the others stay unused.
  */
 static int
 taken_adopt(const struct rf_incident_ctx *c, struct taken_vec *tv,
-    const struct shape *shapes, const size_t *idx, size_t k,
-    const char (*label)[200], struct rf_key **made, int *pooled, int pool)
+    const struct rf_item_rec *items, const struct shape *shapes,
+    const size_t *idx, size_t k, const char (*by)[200], struct rf_key **made,
+    int *pooled, int pool)
 {
-	struct taken want, *t;
+	struct taken *t;
 	struct rf_key **got = NULL;
 	struct taken **use = NULL;
 	const char **ids = NULL;
@@ -646,16 +693,8 @@ taken_adopt(const struct rf_incident_ctx *c, struct taken_vec *tv,
 	for (j = 0; j < k; j++) {
 		if (made[j] != NULL)
 			continue;
-		snprintf(want.by, sizeof(want.by), "%s", label[j]);
-		t = bsearch(&want, tv->v, tv->n, sizeof(*tv->v), taken_cmp);
-		/* bsearch finds one of equal keys: take the first unused. */
-		while (t != NULL && t > tv->v && taken_cmp(t - 1, t) == 0)
-			t--;
-		while (t != NULL && t < tv->v + tv->n &&
-		    taken_cmp(t, &want) == 0 && t->used)
-			t++;
-		if (t == NULL || t == tv->v + tv->n ||
-		    taken_cmp(t, &want) != 0 || t->alg != shapes[idx[j]].alg)
+		if ((t = taken_find(tv, by[j], items[idx[j]].tenant)) == NULL ||
+		    t->alg != shapes[idx[j]].alg)
 			continue;
 		t->used = 1;
 		use[m] = t;
@@ -713,15 +752,12 @@ taken_destroy_unused(
 }
 
 /* A key made for the incident, as a taken one: its label names the
- * connection, and only within the key's own tenant. */
+ * connection, and only within the key's own tenant (taken_find). */
 static int
 made_add(void *arg, const struct rf_key_rec *k)
 {
-	size_t n = strlen(k->tenant);
-	int mine =
-	    n > 0 && strncmp(k->label, k->tenant, n) == 0 && k->label[n] == '/';
-
-	return taken_add(arg, k->id, mine ? k->label : "", k->alg);
+	return taken_push(arg, k->id, k->tenant[0] != '\0' ? k->label : "",
+	    k->tenant, k->alg);
 }
 
 /*
@@ -737,9 +773,9 @@ pool_plan(const struct rf_incident_ctx *c, int64_t id,
     struct rf_pool_plan plan[RF_POOL_ALGS], size_t *np)
 {
 	struct taken_vec left = {0};
-	struct taken want, *tk;
+	struct taken *tk;
 	struct rf_key_rec kr;
-	char ref[32];
+	char ref[32], by[200], label[RF_KEY_LABEL_MAX + 1];
 	int64_t need[RF_KEY_ALGS] = {0};
 	size_t i;
 	int a, r;
@@ -767,12 +803,16 @@ pool_plan(const struct rf_incident_ctx *c, int64_t id,
 			if (r != 0)
 				break;
 		}
-		snprintf(want.by, sizeof(want.by), "%s/%s", iv->v[i].tenant,
-		    iv->v[i].name);
-		if (left.n > 0 &&
-		    (tk = bsearch(&want, left.v, left.n, sizeof(*left.v),
-			 taken_cmp)) != NULL &&
-		    tk->alg == shapes[i].alg)
+		/* Taken from the pool for it, or made for it. */
+		snprintf(
+		    by, sizeof(by), "%s/%s", iv->v[i].tenant, iv->v[i].name);
+		if ((r = rf_keys_tenant_label(
+			 iv->v[i].tenant, iv->v[i].name, label)) != 0)
+			break;
+		if (((tk = taken_find(&left, by, iv->v[i].tenant)) != NULL &&
+			tk->alg == shapes[i].alg) ||
+		    ((tk = taken_find(&left, label, iv->v[i].tenant)) != NULL &&
+			tk->alg == shapes[i].alg))
 			continue;
 		if (shapes[i].alg > RF_KEY_NONE && shapes[i].alg < RF_KEY_ALGS)
 			need[shapes[i].alg]++;
@@ -815,16 +855,18 @@ out:
 
 /*
  * Keys a run of this incident killed before it recorded them left for
- * items[idx[j]] (j < k, label[j] its "tenant/name"): made[j] gets its own
- * back once the token is found to hold it and its algorithm is the one the
- * connection keeps, so that a kill costs the rerun no keys; the run lock
- * (rf_incident_run_lock) keeps another run of the incident from taking,
- * making or recording any meanwhile.
- * - Keys the pool gave them (each with its take leaf), pooled[j] set: the
- *   pool is not asked again for those.
+ * items[idx[j]] (j < k, by[j] its "tenant/name", label[j] the label of its
+ * key, rf_keys_tenant_label): made[j] gets its own back once the token is
+ * found to hold it and its algorithm is the one the connection keeps, so
+ * that a kill costs the rerun no keys; the run lock (rf_incident_run_lock)
+ * keeps another run of the incident from taking, making or recording any
+ * meanwhile.
+ * - Keys the pool gave them (each with its take leaf), by by[j], pooled[j]
+ *   set: the pool is not asked again for those.
  * - Keys contain_keys_make generated for the incident (made_for
- *   "incident-N", rf_keygen), still "generated", in the token, and nobody
- *   else's (issue --keygen makes none for an incident). Those this run
+ *   "incident-N", rf_keygen), by label[j] and their own tenant, still
+ *   "generated", in the token, and nobody else's (issue --keygen makes
+ *   none for an incident). Those this run
  *   cannot use (another algorithm, gone from the token, for a connection
  *   this run does not contain) are destroyed, each with its leaf;
  *   *destroyed counts them.
@@ -832,8 +874,9 @@ out:
 static int
 killed_run_load(const struct rf_incident_ctx *c,
     const struct rf_item_rec *items, const struct shape *shapes,
-    const size_t *idx, size_t k, const char (*label)[200], struct rf_key **made,
-    int *pooled, size_t *destroyed)
+    const size_t *idx, size_t k, const char (*by)[200],
+    const char (*label)[200], struct rf_key **made, int *pooled,
+    size_t *destroyed)
 {
 	struct taken_vec tv = {0};
 	char ref[32];
@@ -844,13 +887,13 @@ killed_run_load(const struct rf_incident_ctx *c,
 		return 0;
 	incident_ref(items[idx[0]].incident, ref);
 	if ((r = rf_store_pool_taken_unused(c->st, ref, taken_add, &tv)) != 0 ||
-	    (r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 1)) !=
-		0)
+	    (r = taken_adopt(
+		 c, &tv, items, shapes, idx, k, by, made, pooled, 1)) != 0)
 		goto out;
 	tv.n = 0;
 	if ((r = rf_store_key_made_for(c->st, ref, made_add, &tv)) == 0 &&
-	    (r = taken_adopt(c, &tv, shapes, idx, k, label, made, pooled, 0)) ==
-		0)
+	    (r = taken_adopt(
+		 c, &tv, items, shapes, idx, k, label, made, pooled, 0)) == 0)
 		r = taken_destroy_unused(c, &tv, destroyed);
 out:
 	free(tv.v);
@@ -969,13 +1012,15 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	int *pooled = NULL, *rpooled = NULL;
 	uint8_t *waived = NULL;
 	size_t nwaived = 0;
-	char(*label)[200] = NULL;
+	/* Per key: its connection, "tenant/name", and its label. */
+	char(*by)[200] = NULL, (*label)[200] = NULL;
 	double t = rf_mono_s();
 	int r = RF_ERR_INTERNAL, in_tx = 0, w;
 
 	if ((kg = calloc(n, sizeof(*kg))) == NULL ||
 	    (made = calloc(n, sizeof(*made))) == NULL ||
 	    (idx = calloc(n, sizeof(*idx))) == NULL ||
+	    (by = calloc(n, sizeof(*by))) == NULL ||
 	    (label = calloc(n, sizeof(*label))) == NULL ||
 	    (pooled = calloc(n, sizeof(*pooled))) == NULL ||
 	    (rest = calloc(n, sizeof(*rest))) == NULL ||
@@ -998,8 +1043,10 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 			how[i] = KEY_RESERVED; /* by an earlier run */
 			continue;
 		}
-		snprintf(
-		    label[k], sizeof(label[k]), "%s/%s", it->tenant, it->name);
+		snprintf(by[k], sizeof(by[k]), "%s/%s", it->tenant, it->name);
+		if ((r = rf_keys_tenant_label(
+			 it->tenant, it->name, label[k])) != 0)
+			goto out;
 		kg[k].alg = shapes[i].alg;
 		kg[k].label = label[k];
 		kg[k].tenant = it->tenant;
@@ -1017,7 +1064,8 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	/* Keys a killed run took from the pool or generated, then the pool
 	 * and the token for the rest (compacted to the front of rest). */
 	if ((r = killed_run_load(c, items, shapes, idx, k,
-		 (const char(*)[200])label, made, pooled, &unusable)) != 0)
+		 (const char(*)[200])by, (const char(*)[200])label, made,
+		 pooled, &unusable)) != 0)
 		goto out;
 	if (unusable > 0 &&
 	    (r = rf_incident_event(c, items[0].incident, "destroy-unused",
@@ -1132,6 +1180,7 @@ out:
 		rf_key_free(made[i]);
 	for (i = 0; rmade != NULL && i < n; i++)
 		rf_key_free(rmade[i]);
+	free(by);
 	free(label);
 	free(idx);
 	free(made);

@@ -124,7 +124,8 @@ struct rf_key_rec {
 	char token[33];
 	/* Also set by keys, with the key's first row: what it was made for
 	 * ("incident-7" for a key contain generates, "" otherwise) and its
-	 * CKA_LABEL ("tenant/connection" for a connection's key). */
+	 * CKA_LABEL ("tenant/connection" for a connection's key, shortened
+	 * past 64 characters: keys.h rf_keys_tenant_label). */
 	char made_for[RF_KEY_MADE_FOR_MAX + 1];
 	char label[65];
 };
