@@ -300,8 +300,15 @@ make_pairs(struct make *m)
 		if ((r = keys_with_session(keys, m->shs[i], gen_op, &g, &rv)) !=
 		    0)
 			return r;
+		/*
+		 * A token that no longer answers (SoftHSM's, its folder gone
+		 * while the module was open) says so, and keyd starts over
+		 * (token_gone): the same command run again makes the key.
+		 */
 		if (rv != CKR_OK)
-			return keys_token_err("C_GenerateKeyPair", rv);
+			return keys_token_answers(keys, m->shs[i]) != 0
+			    ? RF_ERR_TOKEN_NOT_FOUND
+			    : keys_token_err("C_GenerateKeyPair", rv);
 		if (g.r != 0)
 			return g.r;
 		m->kept[i] = 0;
