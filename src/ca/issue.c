@@ -938,7 +938,7 @@ pipe_batch(size_t left, size_t per, size_t min, int first)
 		return per;
 	if (left <= per && left < 2 * min)
 		return left; /* no sliver after it */
-	k = left / 2;
+	k = (left + 1) / 2;  /* the smaller half last */
 	return k < min ? min : k > per ? per : k;
 }
 

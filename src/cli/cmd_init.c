@@ -270,14 +270,20 @@ move_aside(struct rf_cli *cli, int embedded, const char *tokens_dir)
 	 * it first. It answers on serve.sock (http/notify.h); one that does
 	 * not answer in time is there all the same.
 	 */
-	if (rf_http_notify_send(cfg, RF_NOTIFY_TIMEOUT_MS, &acked) != 0 ||
-	    acked) {
-		rf_err_clear();
+	if ((r = rf_http_notify_send(cfg, RF_NOTIFY_TIMEOUT_MS, &acked)) != 0) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "%s", rf_err_msg(r));
 		return rf_err_set(RF_ERR_STATE,
-		    "serve is running on %s (it answers on %s/%s): stop it "
+		    "cannot tell whether serve runs on %s (%s): stop serve "
+		    "if it runs, then run 'ringfence init --new' again",
+		    cfg->home, why);
+	}
+	if (acked)
+		return rf_err_set(RF_ERR_STATE,
+		    "serve is running on %s (it answered on %s/%s): stop it "
 		    "first, then run 'ringfence init --new' again",
 		    cfg->home, cfg->home, RF_NOTIFY_SOCK);
-	}
 	/* The old state's custody process holds its tokens: stopped first. */
 	if ((r = cli_keyd_stop(cfg, &keyd)) != 0)
 		return r;

@@ -219,11 +219,26 @@ struct scope {
 	char tenant[128], name[64];
 };
 
+/* text as a message shows it: at most 60 bytes, a control byte as '?'. */
+static const char *
+scope_shown(const char *text, char out[61])
+{
+	size_t i;
+
+	for (i = 0; i < 60 && text[i] != '\0'; i++)
+		out[i] = (unsigned char)text[i] < 0x20 || text[i] == 0x7f
+		    ? '?'
+		    : text[i];
+	out[i] = '\0';
+	return out;
+}
+
 /* The scope as written, reading nothing: RF_ERR_ARG names the forms. */
 static int
 scope_syntax(const char *text, struct scope *s)
 {
 	const char *colon, *slash;
+	char shown[61];
 
 	memset(s, 0, sizeof(*s));
 	if (strcmp(text, "all") == 0) {
@@ -246,7 +261,7 @@ scope_syntax(const char *text, struct scope *s)
 			return rf_err_set(RF_ERR_ARG,
 			    "connection scope is connection:TENANT/NAME, not "
 			    "'%s'",
-			    text);
+			    scope_shown(text, shown));
 		memcpy(s->tenant, s->value, (size_t)(slash - s->value));
 		snprintf(s->name, sizeof(s->name), "%s", slash + 1);
 		s->f.tenant = s->tenant;
@@ -268,7 +283,7 @@ bad:
 	return rf_err_set(RF_ERR_ARG,
 	    "unknown scope '%s': use tenant:T, connection:T/NAME, key:ID, "
 	    "issuer:CA or all",
-	    text);
+	    scope_shown(text, shown));
 }
 
 int

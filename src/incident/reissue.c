@@ -1067,13 +1067,19 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 		 (const char(*)[200])by, (const char(*)[200])label, made,
 		 pooled, &unusable)) != 0)
 		goto out;
-	if (unusable > 0 &&
-	    (r = rf_incident_event(c, items[0].incident, "destroy-unused",
-		 "%zu keys a killed run generated for this incident and did "
-		 "not record, which this run cannot use, destroyed in the "
-		 "token",
-		 unusable)) != 0)
-		goto out;
+	if (unusable > 0) {
+		if ((r = rf_incident_event(c, items[0].incident,
+			 "destroy-unused",
+			 "%zu keys a killed run generated for this incident "
+			 "and did not record, which this run cannot use, "
+			 "destroyed in the token",
+			 unusable)) != 0)
+			goto out;
+		/* Their destruction was a phase of its own: this one goes
+		 * on where it was. */
+		rf_progress_phase(c->progress, "take new keys", n);
+		rf_progress_add(c->progress, n - k);
+	}
 	rf_incident_phase_time(rep, "keys taken by a killed run", &t);
 	for (i = 0, m = 0; i < k; i++)
 		if (made[i] == NULL) {

@@ -305,10 +305,14 @@ make_pairs(struct make *m)
 		 * while the module was open) says so, and keyd starts over
 		 * (token_gone): the same command run again makes the key.
 		 */
-		if (rv != CKR_OK)
-			return keys_token_answers(keys, m->shs[i]) != 0
-			    ? RF_ERR_TOKEN_NOT_FOUND
-			    : keys_token_err("C_GenerateKeyPair", rv);
+		if (rv != CKR_OK) {
+			r = keys_token_answers(
+			    keys, m->shs[i], "no key was made there");
+			if (r == RF_ERR_TOKEN_NOT_FOUND)
+				return r;
+			rf_err_clear();
+			return keys_token_err("C_GenerateKeyPair", rv);
+		}
 		if (g.r != 0)
 			return g.r;
 		m->kept[i] = 0;

@@ -901,7 +901,8 @@ unseen_answers(struct rf_keys *keys, struct unseen *u, int sh)
 
 	if (u->answers[sh])
 		return 0;
-	if ((r = keys_token_answers(keys, sh)) == 0)
+	if ((r = keys_token_answers(
+		 keys, sh, "its keys are not recorded destroyed")) == 0)
 		u->answers[sh] = 1;
 	return r;
 }

@@ -474,7 +474,7 @@ keys_find_shards(struct rf_keys *keys)
 }
 
 int
-keys_token_answers(struct rf_keys *keys, int sh)
+keys_token_answers(struct rf_keys *keys, int sh, const char *why)
 {
 	char label[LABEL_LEN + 1];
 	CK_TOKEN_INFO ti;
@@ -500,8 +500,8 @@ keys_token_answers(struct rf_keys *keys, int sh)
 	return rf_err_set(RF_ERR_TOKEN_NOT_FOUND,
 	    "token %s does not answer (C_GetTokenInfo: %s, as SoftHSM does "
 	    "once its folder went away while it was open): run the same "
-	    "command again (its keys are not recorded destroyed)",
-	    label, ckr_str(rv));
+	    "command again (%s)",
+	    label, ckr_str(rv), why);
 }
 
 /*

@@ -169,11 +169,12 @@ int keys_module_reinit(
 int keys_find_shards(struct rf_keys *keys) RF_WUR;
 /*
  * 0 if the module answers for token sh (C_GetTokenInfo), else
- * RF_ERR_TOKEN_NOT_FOUND saying so. SoftHSM, once it found a token's
+ * RF_ERR_TOKEN_NOT_FOUND saying so, to run the same command again, and why
+ * (what was not done), in parentheses. SoftHSM, once it found a token's
  * folder gone, fails so for the rest of the process's life, and shows no
  * object of it meanwhile, even with the folder back.
  */
-int keys_token_answers(struct rf_keys *keys, int sh) RF_WUR;
+int keys_token_answers(struct rf_keys *keys, int sh, const char *why) RF_WUR;
 
 /* session.c */
 /* Return values after which the session is gone and is reopened. */

@@ -231,7 +231,7 @@ rf incident --help | grep -q "YYYY-MM-DDTHH:MM:SSZ" || fail "incident --help doe
 # A scope not written as one is a usage error too (exit 2, as a bad
 # --since; it was 1), in one line naming the scopes there are; a tenant
 # or issuer the store does not have is the store's word: a failure, 1.
-for bad in bogus:x bogus tenant: connection:acme key:xyz "issuer:"; do
+for bad in bogus:x bogus tenant: connection:acme key:xyz "issuer:" $'bogus\nx' $'connection:a\nb'; do
 	before=$(snapshot)
 	rc=0
 	rf incident open --scope "$bad" --reason x >"$out" 2>"$err" || rc=$?
@@ -240,6 +240,7 @@ for bad in bogus:x bogus tenant: connection:acme key:xyz "issuer:"; do
 	case $bad in
 	connection:*) says "--scope '$bad'" "connection scope is connection:TENANT/NAME" ;;
 	key:*) says "--scope '$bad'" "key scope is key:ID with the 64 lowercase hex digits" ;;
+	*$'\n'*) says "--scope with a newline" "unknown scope 'bogus?x'" ;;
 	*) says "--scope '$bad'" "unknown scope '$bad': use tenant:T, connection:T/NAME, key:ID, issuer:CA or all" ;;
 	esac
 done

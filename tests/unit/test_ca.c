@@ -1156,12 +1156,12 @@ test_issue_pipelined(void **state)
 /*
  * With min below per, the first batch has min requests and the last ones
  * halve down to min, leaving no sliver: 20 in batches of at most 8, min
- * 2, commit as 2, 8, 5, 2, 3, every one with its certificates.
+ * 2, commit as 2, 8, 5, 3, 2, every one with its certificates.
  */
 static void
 test_issue_pipelined_taper(void **state)
 {
-	static const size_t want[] = {2, 8, 5, 2, 3};
+	static const size_t want[] = {2, 8, 5, 3, 2};
 	struct rf_issue_req reqs[20];
 	struct batches b;
 	size_t calls = 0, before, i, from = 0;
