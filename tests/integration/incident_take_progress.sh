@@ -10,6 +10,10 @@
 #   2. Half the keys: N/2 of N taken, then N/2 generated.
 #   3. A run killed after it recorded its keys: the rerun finds all N
 #      reserved.
+#   4. No pool, a run killed after it made its keys and before it recorded
+#      them, one connection waived meanwhile: the rerun destroys the key
+#      made for it (a phase of its own), then "take new keys" goes on and
+#      counts the N - 1 it adopts; no line counts past its total.
 set -euo pipefail
 N=8
 . "$(dirname "$0")/lib/state.sh" take-progress
@@ -86,4 +90,28 @@ check_lines "$h/err" $N
 python3 -c 'import json, sys
 o = json.load(open(sys.argv[1]))
 assert o["reserved"] == int(sys.argv[2]), o' "$h/out" $N || fail "rerun: $(cat "$h/out")"
+rf incident confirm "$id" --all >/dev/null
+rf incident close "$id" >/dev/null
+
+# 4. Keys made, not recorded, one connection waived before the rerun.
+id=$(rf incident open --scope all --reason "take 4" 2>/dev/null)
+rc=0
+(RINGFENCE_TEST_KILL_AT=incident-keys-taken exec "$RINGFENCE" incident contain "$id" >/dev/null 2>&1) 2>/dev/null || rc=$?
+[ "$rc" = 137 ] || fail "contain was not killed at the seam (exit $rc)"
+w=$(sqlite3 "$h/ringfence.db" "SELECT tenant FROM incident_items WHERE incident = $id ORDER BY tenant LIMIT 1")
+wn=$(sqlite3 "$h/ringfence.db" "SELECT name FROM incident_items WHERE incident = $id AND tenant = '$w'")
+rf incident confirm "$id" --tenant "$w" --connection "$wn" --waive >/dev/null
+rf --json incident contain "$id" >"$h/out" 2>"$h/err" || fail "rerun: $(tail -3 "$h/err")"
+python3 - "$h/err" $((N - 1)) <<'PY' || fail "rerun's progress lines: $(cat "$h/err")"
+import json, sys
+left = int(sys.argv[2])
+lines = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+for l in lines:
+    assert 0 <= l["done"] <= l["total"] or l["total"] == 0, l
+phases = [l["phase"] for l in lines]
+assert "destroy unused keys" in phases, phases
+after = phases[phases.index("destroy unused keys"):]
+take = [l for l in lines[len(phases) - len(after):] if l["phase"] == "take new keys"]
+assert take and take[-1]["total"] == left and take[-1]["done"] == left, take
+PY
 echo "incident take progress: OK"
