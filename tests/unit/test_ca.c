@@ -1094,6 +1094,20 @@ batch_done(void *arg, size_t from, size_t k)
 	b->k[b->n++] = k;
 }
 
+/* n requests of tenant acme for assertion certificates with new keys. */
+static void
+keygen_reqs(struct rf_issue_req *reqs, size_t n)
+{
+	size_t i;
+
+	memset(reqs, 0, n * sizeof(*reqs));
+	for (i = 0; i < n; i++) {
+		reqs[i].tenant = "acme";
+		reqs[i].profile = RF_PROFILE_ASSERTION;
+		reqs[i].keygen = RF_KEY_EC_P256;
+	}
+}
+
 /*
  * A pipelined issuance commits its batches in order, each with the hook
  * called for its requests counted from the first; a batch that fails
@@ -1106,15 +1120,10 @@ test_issue_pipelined(void **state)
 {
 	struct rf_issue_req reqs[7];
 	struct batches b;
-	size_t calls = 0, before, i, at = 4;
+	size_t calls = 0, before, at = 4;
 
 	(void)state;
-	memset(reqs, 0, sizeof(reqs));
-	for (i = 0; i < 7; i++) {
-		reqs[i].tenant = "acme";
-		reqs[i].profile = RF_PROFILE_ASSERTION;
-		reqs[i].keygen = RF_KEY_EC_P256;
-	}
+	keygen_reqs(reqs, 7);
 	before = cert_count();
 	memset(&b, 0, sizeof(b));
 	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 7, 3, 3, &F.who,
@@ -1167,12 +1176,7 @@ test_issue_pipelined_taper(void **state)
 	size_t calls = 0, before, i, from = 0;
 
 	(void)state;
-	memset(reqs, 0, sizeof(reqs));
-	for (i = 0; i < 20; i++) {
-		reqs[i].tenant = "acme";
-		reqs[i].profile = RF_PROFILE_ASSERTION;
-		reqs[i].keygen = RF_KEY_EC_P256;
-	}
+	keygen_reqs(reqs, 20);
 	before = cert_count();
 	memset(&b, 0, sizeof(b));
 	assert_int_equal(rf_ca_issue_pipelined(F.ca, reqs, 20, 8, 2, &F.who,
