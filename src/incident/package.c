@@ -430,11 +430,7 @@ package_one(const struct rf_incident_ctx *c, const struct rf_item_rec *it,
 
 	memset(&nc, 0, sizeof(nc));
 	memset(&oc, 0, sizeof(oc));
-	if (it->new_serial[0] == '\0')
-		return rf_err_set(RF_ERR_STATE,
-		    "tenant %s has no new credential yet: run 'ringfence "
-		    "incident contain %lld' first",
-		    it->tenant, (long long)it->incident);
+	/* Its new credential is there (rf_incident_package checked). */
 	if ((r = rf_store_cert_get(c->st, it->new_serial, &nc)) != 0 ||
 	    (r = rf_store_cert_get(c->st, it->old_serial, &oc)) != 0 ||
 	    (r = old_key_text(c, &oc, key, &theirs)) != 0 ||

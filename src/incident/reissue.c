@@ -413,6 +413,29 @@ gen_eta_made(struct gen_eta *e, enum rf_key_alg alg, size_t b, double s)
 }
 
 /*
+ * The n keys removed from the token: made or taken for connections and
+ * never used (some adopted by the store's word, so tenant keys only: keyd
+ * refuses the lot if one is a CA's or TLS key).
+ */
+static int
+keys_destroy(const struct rf_incident_ctx *c, struct rf_key **keys, size_t n)
+{
+	const char **ids;
+	size_t i, done;
+	int r;
+
+	if (n == 0)
+		return 0;
+	if ((ids = calloc(n, sizeof(*ids))) == NULL)
+		return RF_ERR_ALLOC;
+	for (i = 0; i < n; i++)
+		ids[i] = rf_key_id(keys[i]);
+	r = rf_keys_destroy_tenant_many(c->keys, ids, n, c->who, &done);
+	free(ids);
+	return r;
+}
+
+/*
  * THE place where contain gets new connection keys: n key pairs made in
  * the token (the standby pool, when there is one, replaces this call),
  * kg[i] for items[idx[i]]. All or nothing; out[] receives them. A pool
@@ -496,17 +519,11 @@ contain_keys_make(const struct rf_incident_ctx *c, const struct rf_keygen *kg,
 	}
 	if (r != 0) {
 		char msg[512];
-		const char **ids = calloc(m, sizeof(*ids));
-		size_t k, done;
+		size_t k;
 
 		/* Never recorded for a connection: remove what was made. */
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
-		for (k = 0; ids != NULL && k < i; k++)
-			ids[k] = rf_key_id(made[k]);
-		if (ids != NULL && i > 0)
-			(void)!rf_keys_destroy_tenant_many(
-			    c->keys, ids, i, c->who, &done);
-		free(ids);
+		(void)!keys_destroy(c, made, i);
 		for (k = 0; k < i; k++)
 			rf_key_free(made[k]);
 		for (k = 0; k < n; k++) {
@@ -976,19 +993,9 @@ static void
 waived_keys_destroy(const struct rf_incident_ctx *c, struct rf_key **keys,
     size_t n, struct rf_contain_report *rep)
 {
-	const char **ids;
-	size_t i, done;
-
-	if (n == 0)
-		return;
 	rep->waived += n;
-	if ((ids = calloc(n, sizeof(*ids))) == NULL)
-		return;
-	for (i = 0; i < n; i++)
-		ids[i] = rf_key_id(keys[i]);
-	if (rf_keys_destroy_tenant_many(c->keys, ids, n, c->who, &done) != 0)
+	if (keys_destroy(c, keys, n) != 0)
 		rf_err_clear();
-	free(ids);
 }
 
 /*
@@ -1166,20 +1173,12 @@ contain_keys(const struct rf_incident_ctx *c, struct rf_item_rec *items,
 	r = 0;
 out:
 	if (in_tx) {
-		const char **ids = calloc(k, sizeof(*ids));
 		char msg[512];
-		size_t done;
 
 		snprintf(msg, sizeof(msg), "%s", rf_err_msg(r));
 		rf_store_rollback(c->st);
 		/* Never recorded, never used: remove them again. */
-		for (i = 0; ids != NULL && i < k; i++)
-			ids[i] = rf_key_id(made[i]);
-		/* Some were adopted by the store's word: tenant keys only. */
-		if (ids != NULL)
-			(void)!rf_keys_destroy_tenant_many(
-			    c->keys, ids, k, c->who, &done);
-		free(ids);
+		(void)!keys_destroy(c, made, k);
 		rf_err_set(r, "%s", msg);
 	}
 	for (i = 0; made != NULL && i < n; i++)
@@ -1213,8 +1212,6 @@ static int
 reissue_aside(const struct rf_incident_ctx *c, struct rf_item_rec *it,
     const char *serial, struct rf_key *key, struct aside_vec *av)
 {
-	const char *ids[1];
-	size_t done;
 	int r;
 
 	snprintf(it->state, sizeof(it->state), "affected");
@@ -1222,11 +1219,7 @@ reissue_aside(const struct rf_incident_ctx *c, struct rf_item_rec *it,
 	if ((r = aside_add(av, it, serial)) != 0 ||
 	    (r = rf_incident_note_items(c, 1, it, 1, NULL, NULL, NULL)) != 0)
 		return r;
-	if (key == NULL)
-		return 0;
-	ids[0] = rf_key_id(key);
-	/* Reserved or adopted by the store's word: a tenant key only. */
-	return rf_keys_destroy_tenant_many(c->keys, ids, 1, c->who, &done);
+	return key != NULL ? keys_destroy(c, &key, 1) : 0;
 }
 
 /*
@@ -1252,7 +1245,7 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	char note[256];
 	size_t i, j, m, np;
 	double t = rf_mono_s();
-	int r = 0;
+	int r = 0, lacking = 0;
 
 	if (iv->n == 0)
 		return 0;
@@ -1276,6 +1269,7 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	for (j = 0; j < np; j++) {
 		if (plan[j].generate == 0)
 			continue;
+		lacking = 1;
 		rf_pool_plan_text(&plan[j], note, sizeof(note));
 		if ((r = rf_incident_event(c, id, "pool", "%s", note)) != 0)
 			goto out;
@@ -1289,9 +1283,7 @@ rf_incident_contain_issue(const struct rf_incident_ctx *c, int64_t id,
 	 * pool that has every key, the OCSP responses are signed while the
 	 * keys are taken, and published after.
 	 */
-	for (j = 0; j < np && plan[j].generate == 0; j++)
-		;
-	if (j < np) {
+	if (lacking) {
 		if ((r = rf_incident_contain_publish_disable(c, id, rv, rep)) !=
 		    0)
 			goto out;

@@ -573,9 +573,7 @@ int
 rf_keys_generate_many(struct rf_keys *keys, const struct rf_keygen *reqs,
     size_t n, const struct rf_actor *who, struct rf_key **out)
 {
-	if (keys->kc != NULL)
-		return rf_kc_generate_many(keys->kc, reqs, n, who, out);
-	return generate(keys, reqs, n, 1, who, NULL, out);
+	return keys_generate_at(keys, reqs, n, who, NULL, out);
 }
 
 int

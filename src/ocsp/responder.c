@@ -267,17 +267,14 @@ issuer_by_name(
 static struct rf_ocsp_signer *
 signer_for(struct rf_ocsp_responder *r, unsigned is)
 {
-	unsigned at;
+	const char *name = r->issuers[is].name; /* unique (add_issuer) */
 	size_t i;
 
 	if (r->signer != NULL &&
-	    issuer_by_name(r, rf_ocsp_signer_issuer(r->signer), &at) == 0 &&
-	    at == is)
+	    strcmp(rf_ocsp_signer_issuer(r->signer), name) == 0)
 		return r->signer;
 	for (i = 0; i < r->nmore; i++)
-		if (issuer_by_name(r, rf_ocsp_signer_issuer(r->more[i]), &at) ==
-			0 &&
-		    at == is)
+		if (strcmp(rf_ocsp_signer_issuer(r->more[i]), name) == 0)
 			return r->more[i];
 	return NULL;
 }
