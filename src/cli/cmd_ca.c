@@ -220,6 +220,10 @@ tenant_show(struct rf_cli *cli, const char *name)
 	return cli_json_print(j);
 }
 
+/* tenant list: a row, and its header (the same widths). */
+#define TENANT_ROW "%-24s %s\n"
+#define TENANT_HEAD "%-24s %s\n"
+
 int
 cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 {
@@ -268,11 +272,12 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 		if ((r = rf_store_tenant_list(cli->store, &ts, &n)) != 0)
 			return cli_fail(r);
 		if (!cli->json) {
+			printf(TENANT_HEAD, "NAME", "CREATED");
 			for (i = 0; i < n; i++) {
 				if (connector_tenant(ts[i].name))
 					continue;
 				rf_iso_time(ts[i].created, created);
-				printf("%s  %s\n", ts[i].name, created);
+				printf(TENANT_ROW, ts[i].name, created);
 			}
 			free(ts);
 			return EXIT_OK;

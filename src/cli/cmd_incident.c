@@ -781,6 +781,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	return cli_usage("incident", "unknown subcommand '%s'", sub);
 }
 
+/* connection list: a row, and its header (the same widths). */
+#define CONN_ROW "%-24s %-16s %-7s %s\n"
+#define CONN_HEAD "%-24s %-16s %-7s %s\n"
+
 static int
 print_connection(
     void *arg, const struct rf_conn_rec *conn, const struct rf_cert_rec *cur)
@@ -796,7 +800,7 @@ print_connection(
 			       conn->serial, "previous", conn->previous)) == 0
 		    ? 0
 		    : RF_ERR_ALLOC;
-	printf("%-24s %-16s %-7s %s\n", conn->tenant, conn->name, conn->rp,
+	printf(CONN_ROW, conn->tenant, conn->name, conn->rp,
 	    conn->serial[0] ? conn->serial : "-");
 	return 0;
 }
@@ -890,6 +894,8 @@ cmd_connection(struct rf_cli *cli, int argc, char **argv)
 				    "unexpected argument '%s'", argv[i]);
 		}
 		arr = cli->json ? json_array() : NULL;
+		if (!cli->json)
+			printf(CONN_HEAD, "TENANT", "NAME", "RP", "SERIAL");
 		if ((r = rf_store_conn_foreach(
 			 cli->store, &f, print_connection, arr)) != 0)
 			return cli_fail(r);
