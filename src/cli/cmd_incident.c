@@ -766,17 +766,17 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(sub, "list") == 0) {
 		json_t *arr = cli->json ? json_array() : NULL;
 
+		if (cli->json && arr == NULL)
+			return cli_fail(RF_ERR_ALLOC);
 		if (!cli->json)
 			printf(LIST_HEAD, "ID", "STATE", "SCOPE", "REASON");
 		if ((r = rf_store_incident_foreach(
-			 cli->store, list_incident, arr)) != 0)
-			return cli_fail(r);
-		if (arr != NULL) {
-			json_dumpf(arr, stdout, 0);
-			printf("\n");
+			 cli->store, list_incident, arr)) != 0) {
 			json_decref(arr);
+			return cli_fail(r);
 		}
-		return EXIT_OK;
+		/* One line, compact, as every command's JSON. */
+		return arr != NULL ? cli_json_print(arr) : EXIT_OK;
 	}
 	return cli_usage("incident", "unknown subcommand '%s'", sub);
 }
@@ -894,17 +894,17 @@ cmd_connection(struct rf_cli *cli, int argc, char **argv)
 				    "unexpected argument '%s'", argv[i]);
 		}
 		arr = cli->json ? json_array() : NULL;
+		if (cli->json && arr == NULL)
+			return cli_fail(RF_ERR_ALLOC);
 		if (!cli->json)
 			printf(CONN_HEAD, "TENANT", "NAME", "RP", "SERIAL");
 		if ((r = rf_store_conn_foreach(
-			 cli->store, &f, print_connection, arr)) != 0)
-			return cli_fail(r);
-		if (arr != NULL) {
-			json_dumpf(arr, stdout, 0);
-			printf("\n");
+			 cli->store, &f, print_connection, arr)) != 0) {
 			json_decref(arr);
+			return cli_fail(r);
 		}
-		return EXIT_OK;
+		/* One line, compact, as every command's JSON. */
+		return arr != NULL ? cli_json_print(arr) : EXIT_OK;
 	}
 	return cli_usage("connection", "unknown subcommand '%s'", argv[1]);
 }

@@ -2,7 +2,9 @@
 # `tenant list` and `connection list` print a header line first, as
 # `incident list` and `keys list` do (they printed the rows alone), each
 # value starting where its column's name does; with no row, the header
-# alone; with --json, no header.
+# alone; with --json, no header. The --json of tenant list, connection
+# list and incident list is one line of compact JSON, as every command's
+# (connection list and incident list printed ", " and ": ").
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" cli-lists
 h=$RINGFENCE_HOME
@@ -71,4 +73,21 @@ rf connection list --json | python3 -c 'import json, sys
 v = json.load(sys.stdin)
 assert [(c["tenant"], c["name"]) for c in v] == [("acme", "api"), ("globex", "mail")], v' ||
 	fail "connection list --json"
+# compact FILE: FILE is one line of JSON with no space between its
+# tokens.
+compact() {
+	python3 - "$1" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+assert text.endswith("\n") and text.count("\n") == 1, text
+line = text[:-1]
+assert line == json.dumps(json.loads(line), separators=(",", ":")), line
+PY
+}
+rf incident open --scope connection:acme/api --reason "lists" >/dev/null 2>"$h/err" ||
+	fail "incident open: $(cat "$h/err")"
+for what in tenant connection incident; do
+	rf "$what" list --json >"$h/l.json" || fail "$what list --json: $(cat "$h/l.json")"
+	compact "$h/l.json" || fail "$what list --json is not compact: $(cat "$h/l.json")"
+done
 echo "cli lists: OK"
