@@ -475,6 +475,10 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 			scope = optarg;
 			break;
 		case 'r':
+			/* A usage error, as --scope's: before any state. */
+			if (rf_incident_reason_check(optarg) != 0)
+				return cli_usage(
+				    "incident", "%s", rf_err_msg(RF_ERR_ARG));
 			reason = optarg;
 			break;
 		case 'S':

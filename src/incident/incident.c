@@ -653,16 +653,10 @@ utf8_ok(const char *s)
 }
 
 int
-rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
-    const char *reason, int64_t since, int64_t *id)
+rf_incident_reason_check(const char *reason)
 {
-	struct rf_incident_rec inc;
-	struct open_acc acc;
-	struct scope s;
 	size_t i;
-	int r = RF_ERR_INTERNAL, in_tx = 0, noted = 0;
 
-	*id = 0;
 	if (reason == NULL || *reason == '\0')
 		return rf_err_set(
 		    RF_ERR_ARG, "an incident needs --reason TEXT");
@@ -686,7 +680,21 @@ rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
 		return rf_err_set(RF_ERR_ARG,
 		    "--reason is at most %zu characters, not %zu",
 		    sizeof(((struct rf_incident_rec *)NULL)->reason) - 1, i);
-	if ((r = scope_parse(c, scope_text, &s)) != 0)
+	return 0;
+}
+
+int
+rf_incident_open(const struct rf_incident_ctx *c, const char *scope_text,
+    const char *reason, int64_t since, int64_t *id)
+{
+	struct rf_incident_rec inc;
+	struct open_acc acc;
+	struct scope s;
+	int r = RF_ERR_INTERNAL, in_tx = 0, noted = 0;
+
+	*id = 0;
+	if ((r = rf_incident_reason_check(reason)) != 0 ||
+	    (r = scope_parse(c, scope_text, &s)) != 0)
 		return r;
 	memset(&inc, 0, sizeof(inc));
 	snprintf(inc.scope, sizeof(inc.scope), "%s", scope_text);

@@ -98,6 +98,13 @@ int rf_incident_open(const struct rf_incident_ctx *c, const char *scope,
  * state is opened. Whether its tenant or issuer exists, open says.
  */
 int rf_incident_scope_check(const char *scope) RF_WUR;
+/*
+ * 0 if reason can be an incident's reason: 1 to 255 bytes of UTF-8 text
+ * on one line, no control character (C0, DEL or C1), as status, list and
+ * the report print it as it is; else RF_ERR_ARG with a line saying what
+ * to fix. Open checks it too; the CLI checks it first, as a usage error.
+ */
+int rf_incident_reason_check(const char *reason) RF_WUR;
 
 /* Progress of a containment, for the operator. */
 #define RF_CONTAIN_PHASES 24

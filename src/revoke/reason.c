@@ -49,8 +49,9 @@ rf_crl_reason_name(int reason)
 int
 rf_crl_reason_parse(const char *name, int *reason)
 {
-	char *end;
+	char *end, shown[41];
 	long v;
+	size_t k;
 	int i;
 
 	*reason = RF_CRL_REASON_NONE;
@@ -70,13 +71,20 @@ rf_crl_reason_parse(const char *name, int *reason)
 			return 0;
 		}
 	}
+	/* The name as the message shows it, on one line: at most 40 bytes,
+	 * each but printable ASCII (every reason's name is) as '?': a
+	 * newline would make the error two, an escape would reach the
+	 * terminal. */
+	for (k = 0; k < sizeof(shown) - 1 && name[k] != '\0'; k++)
+		shown[k] = name[k] >= 0x20 && name[k] < 0x7f ? name[k] : '?';
+	shown[k] = '\0';
 	return rf_err_set(RF_ERR_ARG,
-	    "unknown revocation reason '%s': use one of "
+	    "unknown revocation reason '%s%s': use one of "
 	    "unspecified, keyCompromise, cACompromise, "
 	    "affiliationChanged, superseded, "
 	    "cessationOfOperation, certificateHold, "
 	    "privilegeWithdrawn, aACompromise",
-	    name);
+	    shown, name[k] != '\0' ? "..." : "");
 }
 
 int

@@ -33,6 +33,20 @@ refused() {
 	[ "$(snapshot)" = "$before" ] || fail "$what: the store changed"
 }
 says() { grep -qF -- "$2" "$err" || fail "$1: $(cat "$err")"; }
+# usage WHAT ARGS...: as refused, and a usage error: exit 2, its line
+# free of control characters, no audit leaf written.
+usage() {
+	local what=$1 before leaves rc=0
+	shift
+	before=$(snapshot)
+	leaves=$(q "SELECT count(*) FROM audit_leaf")
+	rf "$@" >"$out" 2>"$err" || rc=$?
+	[ "$rc" = 2 ] || fail "$what: exit $rc, not 2: $(cat "$err")"
+	[ "$(wc -l <"$err")" = 1 ] || fail "$what: not one line: $(cat "$err")"
+	! grep -q '[[:cntrl:]]' "$err" || fail "$what: a control character in: $(cat -v "$err")"
+	[ "$(snapshot)" = "$before" ] || fail "$what: the store changed"
+	[ "$(q "SELECT count(*) FROM audit_leaf")" = "$leaves" ] || fail "$what: an audit leaf was written"
+}
 
 rf init 2>/dev/null
 for t in acme contoso globex; do rf tenant add "$t" >/dev/null; done
@@ -197,20 +211,40 @@ for bad in 99999999999999999999 -1; do
 	says "contain '$bad'" "positive number"
 done
 # --reason is printed by status, list and the report as it is: one line
-# of text, no control character that could forge their lines.
-for bad in $'line1\nincident 99: closed' $'x\e[2J' $'tab\there'; do
-	refused "open (reason with a control character)" incident open \
+# of text, no control character that could forge their lines. One that
+# is not is a usage error (exit 2, as a bad --scope; it was 1), refused
+# before anything is opened.
+for bad in $'line1\nincident 99: closed' $'x\e[2J' $'tab\there' $'a\x01b'; do
+	usage "open (reason with a control character)" incident open \
 		--scope connection:contoso/default --reason "$bad"
 	says "open (reason with a control character)" "--reason is one line of text"
 done
 # A C1 control (CSI, U+009B) too; bytes that are not UTF-8 are not text.
-refused "open (reason with a C1 control)" incident open \
+usage "open (reason with a C1 control)" incident open \
 	--scope connection:contoso/default --reason $'x\xc2\x9b2J'
 says "open (reason with a C1 control)" "--reason is one line of text"
 for bad in $'x\x9b2J' $'caf\xc3' $'\xed\xa0\x80'; do
-	refused "open (reason not UTF-8)" incident open \
+	usage "open (reason not UTF-8)" incident open \
 		--scope connection:contoso/default --reason "$bad"
 	says "open (reason not UTF-8)" "--reason is not UTF-8 text"
+done
+usage "open (reason too long)" incident open \
+	--scope connection:contoso/default --reason "$(printf 'r%.0s' $(seq 256))"
+says "open (reason too long)" "--reason is at most 255 characters, not 256"
+usage "open (empty reason)" incident open --scope connection:contoso/default --reason ""
+says "open (empty reason)" "an incident needs --reason TEXT"
+# Every incident command takes --reason, and refuses a bad one alike:
+# contain does nothing at all.
+inc=$(rf incident open --scope connection:acme/m365 --reason "bad reasons" 2>/dev/null)
+usage "contain (reason with a control character)" incident contain "$inc" --reason $'a\nb'
+says "contain (reason with a control character)" "--reason is one line of text"
+[ "$(q "SELECT state FROM incident_items WHERE incident = $inc")" = affected ] ||
+	fail "contain with a bad --reason contained"
+# revoke's --reason is a reason's name: one with a control character is
+# a usage error too, in one line that does not print it as it is.
+for bad in $'keyCompromise\nsuperseded' $'key\x01Compromise' $'x\e[2J'; do
+	usage "revoke (reason with a control character)" revoke --tenant acme --reason "$bad"
+	says "revoke (reason with a control character)" "unknown revocation reason"
 done
 
 # 5. --since is Unix seconds, YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DD (as audit
