@@ -8,6 +8,7 @@
 #include <jansson.h>
 
 #include "cli/cli.h"
+#include "incident/incident.h"
 #include "keys/ledger.h"
 
 static const char keys_help[] =
@@ -54,6 +55,8 @@ struct list_ctx {
 	struct rf_key_info *v; /* every private key in the token */
 	size_t n, cap;
 	int r;
+	/* The connections keys were made for (--json), made on first use. */
+	struct rf_incident_keyconn *kc;
 };
 
 static const char *
@@ -81,12 +84,36 @@ collect_key(void *arg, const struct rf_key_info *ki)
 	return 0;
 }
 
+/*
+ * Set o's made_for_connection to the connection kr was made for, its
+ * name ("tenant/name"), not its label, which is shortened past 64
+ * characters; none for a key made for no connection.
+ */
+static int
+made_for_connection(struct list_ctx *c, const struct rf_key_rec *kr, json_t *o)
+{
+	char by[200];
+	int r;
+
+	if (c->kc == NULL &&
+	    (r = rf_incident_keyconn_new(c->cli->store, &c->kc)) != 0)
+		return r;
+	if ((r = rf_incident_keyconn_find(c->kc, kr, by)) == RF_ERR_NOT_FOUND)
+		return 0;
+	if (r != 0)
+		return r;
+	if (json_object_set_new(o, "made_for_connection", json_string(by)) != 0)
+		return rf_err_set(RF_ERR_ALLOC, "out of memory");
+	return 0;
+}
+
 static int
 print_key(struct list_ctx *c, const struct rf_key_info *ki,
     const struct rf_key_rec *kr, int have)
 {
 	json_t *o;
 	char *s;
+	int r;
 
 	if (!c->cli->json) {
 		printf("%-64s  %-8s  %-10s  %-12s  %-10s  %-7s  %s\n",
@@ -109,13 +136,17 @@ print_key(struct list_ctx *c, const struct rf_key_info *ki,
 	if (have &&
 	    json_object_set_new(o, "created", json_integer(kr->created)) != 0)
 		goto oom;
-	/* A key contain made for an incident's connection. */
-	if (have && kr->made_for[0] != '\0' &&
-	    (json_object_set_new(o, "made_for", json_string(kr->made_for)) !=
-		    0 ||
-		json_object_set_new(
-		    o, "made_for_connection", json_string(kr->label)) != 0))
-		goto oom;
+	/* A key made for something: contain's for an incident's connection,
+	 * rotate's for a new CA. */
+	if (have && kr->made_for[0] != '\0') {
+		if (json_object_set_new(
+			o, "made_for", json_string(kr->made_for)) != 0)
+			goto oom;
+		if ((r = made_for_connection(c, kr, o)) != 0) {
+			json_decref(o);
+			return r;
+		}
+	}
 	s = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
 	json_decref(o);
 	if (s == NULL)
@@ -377,11 +408,11 @@ keys_list(struct rf_cli *cli, int argc, char **argv)
 	if (!cli->json)
 		printf("%-64s  %-8s  %-10s  %-12s  %-10s  %-7s  %s\n", "ID",
 		    "ALG", "PURPOSE", "TENANT", "STATE", "CUSTODY", "LABEL");
-	if ((r = list_and_compare(&c, &ndis)) != 0) {
-		free(c.v);
-		return cli_fail(r);
-	}
+	r = list_and_compare(&c, &ndis);
+	rf_incident_keyconn_free(c.kc);
 	free(c.v);
+	if (r != 0)
+		return cli_fail(r);
 	if (fflush(stdout) != 0)
 		return cli_fail(rf_err_set(RF_ERR_IO, "cannot write output"));
 	if (ndis > 0)

@@ -245,4 +245,24 @@ int rf_incident_report(const struct rf_incident_ctx *c, int64_t id,
 int rf_incident_close(const struct rf_incident_ctx *c, int64_t id,
     size_t *unused, size_t *unacked) RF_WUR;
 
+/*
+ * The connection a key was made for (keyconn.c). contain generates a
+ * connection's key with made_for "incident-ID" on its store record and
+ * the label rf_keys_tenant_label(tenant, name), which is the pair itself
+ * only up to 64 characters: the incident's items name the connection.
+ * Each incident's items are read once per rf_incident_keyconn.
+ */
+struct rf_incident_keyconn;
+struct rf_key_rec;
+int rf_incident_keyconn_new(
+    struct rf_store *st, struct rf_incident_keyconn **out) RF_WUR;
+/*
+ * by: "tenant/name" of the connection k was made for; RF_ERR_NOT_FOUND
+ * (no message) when k was made for no incident's connection (a pool key,
+ * a CA key rotate made, or one whose incident has no such connection).
+ */
+int rf_incident_keyconn_find(struct rf_incident_keyconn *kc,
+    const struct rf_key_rec *k, char by[200]) RF_WUR;
+void rf_incident_keyconn_free(struct rf_incident_keyconn *kc);
+
 #endif

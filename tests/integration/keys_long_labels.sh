@@ -17,6 +17,10 @@
 #      connections, whose labels differ only in their hash, and before it
 #      recorded them: the rerun gives each connection the key made for it
 #      (found by tenant and label), destroys none and makes none.
+# keys list --json names the connection each key contain made was made
+# for (made_for_connection): "tenant/connection", not the shortened
+# label it showed before, both for the keys a killed run left unrecorded
+# and once they are in use.
 set -euo pipefail
 . "$(dirname "$0")/lib/state.sh" long-labels
 h=$RINGFENCE_HOME
@@ -37,6 +41,12 @@ token_label() {
 import json, sys
 print(next(k["label"] for k in map(json.loads, sys.stdin) if k.get("id") == sys.argv[1]))' "$1"
 }
+# keys list --json's made_for_connection of key $1 ("" when none).
+made_for_conn() {
+	rf keys list --json | python3 -c '
+import json, sys
+print(next(k.get("made_for_connection", "") for k in map(json.loads, sys.stdin) if k.get("id") == sys.argv[1]))' "$1"
+}
 # openssl verifies the certificate of serial $1 against the CA chain.
 verify_serial() {
 	rf cert show "$1" | sed -n '/BEGIN/,/END/p' >"$h/leaf.pem"
@@ -56,6 +66,8 @@ check_contained() {
 		fail "incident $1: $2/$3's new key was not made for it"
 	[ "$(token_label "$key")" = "$(label_of "$2" "$3")" ] ||
 		fail "incident $1: $2/$3's new key is labelled '$(token_label "$key")', not '$(label_of "$2" "$3")'"
+	[ "$(made_for_conn "$key")" = "$2/$3" ] ||
+		fail "incident $1: keys list --json says $2/$3's new key was made for '$(made_for_conn "$key")'"
 	verify_serial "$serial"
 }
 
@@ -100,6 +112,11 @@ fi
 made=$(q "SELECT id FROM keys WHERE made_for = 'incident-$id' AND state = 'generated' ORDER BY id")
 [ "$(echo "$made" | grep -c .)" = 2 ] ||
 	fail "the killed run left $(echo "$made" | grep -c .) generated keys, not 2: $(cat "$h/err")"
+# Not recorded on their connections yet: keys list --json still names
+# each one's connection, one key each.
+for k in $made; do made_for_conn "$k"; done | sort >"$h/made_for"
+printf '%s\n' "$T/$C1" "$T/$C2" | sort | cmp -s - "$h/made_for" ||
+	fail "keys list --json says the killed run's keys were made for: $(cat "$h/made_for")"
 rf incident contain "$id" >/dev/null 2>"$h/err" || fail "the rerun of $id: $(cat "$h/err")"
 check_contained "$id" "$T" "$C1"
 check_contained "$id" "$T" "$C2"
