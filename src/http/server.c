@@ -1002,10 +1002,12 @@ ev_quota_roll(struct rf_http *h, int64_t now)
  * transaction: the same serial and source once, with its count (a flood
  * from one client is one row more at most); the first of a source after
  * re-establishment a leaf, within a budget a minute; the sightings trimmed
- * to their cap once.
+ * to their cap once. final: the last pass, once the workers have stopped
+ * (rf_http_run), whenever the previous one was: what they noted since is
+ * not lost when serve stops.
  */
 static void
-evidence_pass(struct rf_http *h, uint64_t now)
+evidence_pass(struct rf_http *h, uint64_t now, int final)
 {
 	struct rf_incident_ctx c;
 	struct rf_leaf_quota before;
@@ -1013,7 +1015,7 @@ evidence_pass(struct rf_http *h, uint64_t now)
 	size_t n, i, k;
 	int open = 0, matched, r;
 
-	if (now - h->last_watch_ms < 1000)
+	if (now - h->last_watch_ms < 1000 && !final)
 		return;
 	h->last_watch_ms = now;
 	if ((r = rf_store_incident_foreach(h->st, incident_open_cb, &open)) !=
@@ -1139,7 +1141,7 @@ maintain(struct rf_http *h, int first)
 		if (count > 0 && (r = rf_ocsp_responder_reload(h->resp)) != 0)
 			rf_http_log(h, "OCSP responder reload", r);
 	}
-	evidence_pass(h, now);
+	evidence_pass(h, now, 0);
 	if (now - h->last_sth_ms >= 1000) {
 		h->last_sth_ms = now;
 		made = 0;
@@ -1328,6 +1330,8 @@ rf_http_run(struct rf_http *h)
 	for (i = 0; i < started; i++)
 		pthread_join(h->w[i].tid, NULL);
 	rf_http_pool_stop(h);
+	/* The OCSP queries noted since the last pass, as evidence. */
+	evidence_pass(h, rf_http_mono_ms(), 1);
 	if (h->tls_ctx != NULL)
 		rf_keys_evp_set_runner(NULL, NULL);
 	if (sigs & 1)

@@ -42,10 +42,9 @@ serve_on() {
 		sleep 0.1
 	done
 }
-# serve_off: stopped after the maintenance thread's evidence pass (once a
-# second).
+# serve_off: stopped; its last evidence pass, once its workers have
+# stopped, hands the store what they noted.
 serve_off() {
-	sleep 2.5
 	kill "$server"
 	wait "$server" 2>/dev/null || true
 	server=""
