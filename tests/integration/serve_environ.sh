@@ -16,7 +16,12 @@ pin=$(custody_pin)
 # The check finds an entry where there is one.
 RINGFENCE_PIN=$pin sleep 60 &
 control=$!
-sleep 0.2
+# /proc/PID/environ is the block of the last exec: the forked shell's,
+# without RINGFENCE_PIN, until it has become sleep (5 s at most).
+for _ in $(seq 50); do
+	[ "$(cat "/proc/$control/comm" 2>/dev/null)" = sleep ] && break
+	sleep 0.1
+done
 grep -qa RINGFENCE_PIN "/proc/$control/environ" || fail "the check does not see RINGFENCE_PIN"
 kill "$control"
 
