@@ -75,7 +75,13 @@ wait "$k2" 2>/dev/null || true
 # is free, instead of failing "already runs".
 flock "$RINGFENCE_HOME/keyd.lock" sleep 1.5 &
 holder=$!
-sleep 0.2
+# Held once flock has it (5 s at most): a command's keyd that took it first
+# would hold it for its life, and flock would wait that long.
+for _ in $(seq 50); do
+	flock -n "$RINGFENCE_HOME/keyd.lock" true || break
+	sleep 0.1
+done
+flock -n "$RINGFENCE_HOME/keyd.lock" true && fail "flock did not take keyd's lock"
 rf keys list >/dev/null 2>"$RINGFENCE_HOME/held.err" ||
 	fail "a command while keyd's lock was held: $(cat "$RINGFENCE_HOME/held.err")"
 wait "$holder"
