@@ -113,10 +113,13 @@ os.kill(keyd, signal.SIGSTOP)
 try:
     conns[0].sendall(post)
     conns[1].sendall(post)
-    time.sleep(0.3)  # both are on the pool now: one signing, one waiting
+    # serve shows no count of what waits on its pool: a second (not
+    # 0.3 s, which a loaded 2-core machine with sanitizers may outlast)
+    # for both to be there, one signing, one waiting
+    time.sleep(1.0)
     hs = threading.Thread(target=fresh_handshake, daemon=True)
     hs.start()
-    time.sleep(0.3)  # its signature waits on the pool: 3, the cap
+    time.sleep(1.0)  # its signature waits on the pool: 3, the cap
     t = time.monotonic()
     try:
         plain_post(b"/ocsp", open("req1.der", "rb").read(), 3)
