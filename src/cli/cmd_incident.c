@@ -367,12 +367,7 @@ status_cmd(struct rf_cli *cli, const struct rf_incident_ctx *c, int64_t id)
 			progress_json(c, id, "contain", j);
 			progress_json(c, id, "close", j);
 		}
-		if (j == NULL ||
-		    json_dumpf(j, stdout, JSON_SORT_KEYS | CLI_JSON_REALS) != 0)
-			return cli_fail(RF_ERR_ALLOC);
-		printf("\n");
-		json_decref(j);
-		return EXIT_OK;
+		return cli_json_print(j); /* one line, as every command's */
 	}
 	printf("incident %lld: %s (scope %s)\n", (long long)s.id, s.state,
 	    s.scope);

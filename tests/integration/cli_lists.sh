@@ -90,4 +90,21 @@ for what in tenant connection incident; do
 	rf "$what" list --json >"$h/l.json" || fail "$what list --json: $(cat "$h/l.json")"
 	compact "$h/l.json" || fail "$what list --json is not compact: $(cat "$h/l.json")"
 done
+# incident status --json too (it printed ", " and ": "): one line, no
+# blank outside its strings (its reals are not Python's to re-dump).
+rf incident status 1 --json >"$h/s.json" || fail "incident status --json: $(cat "$h/s.json")"
+python3 - "$h/s.json" <<'PY' || fail "incident status --json is not compact: $(cat "$h/s.json")"
+import json, sys
+text = open(sys.argv[1]).read()
+assert text.endswith("\n") and text.count("\n") == 1, text
+json.loads(text)
+inside = esc = False
+for ch in text[:-1]:
+    if inside:
+        esc, inside = (not esc and ch == "\\"), (inside if esc or ch != '"' else False)
+    elif ch == '"':
+        inside = True
+    else:
+        assert not ch.isspace(), text
+PY
 echo "cli lists: OK"

@@ -148,7 +148,7 @@ wait_for() {
 	return 1
 }
 has_leaf() { leaves; grep "$@" audit.jsonl >/dev/null; }
-has_status() { rf --json incident status "$1" >status.json; grep -q '"reestablished": 1' status.json; }
+has_status() { rf --json incident status "$1" >status.json; grep -q '"reestablished":1' status.json; }
 has_alerts() {
 	rf --json alerts list >alerts.json
 	for k in "$@"; do grep -q "\"kind\":\"$k\"" alerts.json || return 1; done
