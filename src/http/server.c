@@ -1271,6 +1271,7 @@ int
 rf_http_run(struct rf_http *h)
 {
 	struct sigaction sa, oint, oterm;
+	struct rf_err_held held;
 	sigset_t block, old;
 	uint64_t deadline = 0, v;
 	int i, r = RF_ERR_INTERNAL, started = 0, sigs = 0;
@@ -1330,10 +1331,13 @@ rf_http_run(struct rf_http *h)
 	for (i = 0; i < started; i++)
 		pthread_join(h->w[i].tid, NULL);
 	rf_http_pool_stop(h);
-	/* The OCSP queries noted since the last pass, as evidence. */
-	evidence_pass(h, rf_http_mono_ms(), 1);
 	if (h->tls_ctx != NULL)
 		rf_keys_evp_set_runner(NULL, NULL);
+	/* The OCSP queries noted since the last pass, as evidence; the
+	 * reason serve stopped, if it failed, is kept across it. */
+	rf_err_keep(&held, r);
+	evidence_pass(h, rf_http_mono_ms(), 1);
+	r = rf_err_kept(&held);
 	if (sigs & 1)
 		(void)sigaction(SIGINT, &oint, NULL);
 	if (sigs & 2)
