@@ -73,15 +73,17 @@ wait "$k2" 2>/dev/null || true
 # A command that starts keyd while the state folder's lock is still held
 # (a keyd starting, or stopping): it waits, and starts one once the lock
 # is free, instead of failing "already runs".
-flock "$RINGFENCE_HOME/keyd.lock" sleep 1.5 &
+# The holder says when it has the lock (a file), then keeps it 3 s: a
+# command's keyd that took it first would hold it for its life, and the
+# holder would wait that long; a probe of the lock would take it itself.
+rm -f "$RINGFENCE_HOME/held"
+flock "$RINGFENCE_HOME/keyd.lock" sh -c 'touch "$1"; sleep 3' sh "$RINGFENCE_HOME/held" &
 holder=$!
-# Held once flock has it (5 s at most): a command's keyd that took it first
-# would hold it for its life, and flock would wait that long.
 for _ in $(seq 50); do
-	flock -n "$RINGFENCE_HOME/keyd.lock" true || break
+	[ -e "$RINGFENCE_HOME/held" ] && break
 	sleep 0.1
 done
-flock -n "$RINGFENCE_HOME/keyd.lock" true && fail "flock did not take keyd's lock"
+[ -e "$RINGFENCE_HOME/held" ] || fail "flock did not take keyd's lock"
 rf keys list >/dev/null 2>"$RINGFENCE_HOME/held.err" ||
 	fail "a command while keyd's lock was held: $(cat "$RINGFENCE_HOME/held.err")"
 wait "$holder"
