@@ -81,6 +81,8 @@ cmd_alerts(struct rf_cli *cli, int argc, char **argv)
 		return cli_fail(r);
 	if (strcmp(argv[1], "list") == 0) {
 		ls.arr = cli->json ? json_array() : NULL;
+		if (cli->json && ls.arr == NULL)
+			return cli_fail(RF_ERR_ALLOC);
 		ls.webhook = cli->cfg.alert_webhook[0] != '\0';
 		ls.n = 0;
 		if ((r = rf_store_alert_foreach(cli->store, 0, one, &ls)) !=
@@ -88,11 +90,9 @@ cmd_alerts(struct rf_cli *cli, int argc, char **argv)
 			json_decref(ls.arr);
 			return cli_fail(r);
 		}
-		if (ls.arr != NULL) {
-			json_dumpf(ls.arr, stdout, JSON_COMPACT);
-			printf("\n");
-			json_decref(ls.arr);
-		} else if (ls.n == 0)
+		if (cli->json)
+			return cli_json_print(ls.arr);
+		if (ls.n == 0)
 			printf("no alerts: the connector detectors have raised "
 			       "none\n");
 		return EXIT_OK;

@@ -438,6 +438,9 @@ fail:
 	return cli_fail(r);
 }
 
+/* connector list: a row, and its header (the same widths). */
+#define CONNECTOR_ROW "%-24s %s\n"
+
 /* Times in listings, text and JSON, are ISO 8601 UTC (rf_iso_time), as
  * cert list gives them. */
 static int
@@ -453,7 +456,7 @@ list_one(void *arg, const struct rf_connector_rec *c)
 			       c->state, "created", created)) == 0
 		    ? 0
 		    : RF_ERR_ALLOC;
-	printf("%-24s %s\n", c->name, c->state);
+	printf(CONNECTOR_ROW, c->name, c->state);
 	return 0;
 }
 
@@ -535,9 +538,7 @@ do_show(struct rf_cli *cli, const char *name)
 	if (cli->json) {
 		j = json_pack("{s:s,s:s,s:o,s:o}", "name", c.name, "state",
 		    c.state, "certificates", s.certs, "bindings", s.binds);
-		json_dumpf(j, stdout, JSON_COMPACT);
-		printf("\n");
-		json_decref(j);
+		return cli_json_print(j); /* NULL: out of memory, exit 1 */
 	}
 	return EXIT_OK;
 }
@@ -671,7 +672,7 @@ cmd_connector(struct rf_cli *cli, int argc, char **argv)
 {
 	const char *csr = NULL, *out = NULL, *tid = NULL, *cid = NULL, *sub;
 	const struct sub *sb;
-	json_t *arr;
+	json_t *arr = NULL;
 	int r;
 
 	if (argc < 2 || cli_wants_help(argc, argv)) {
@@ -712,18 +713,16 @@ cmd_connector(struct rf_cli *cli, int argc, char **argv)
 	if (strcmp(sub, "list") == 0) {
 		if ((r = cli_open(cli, CLI_STORE)) != 0)
 			return cli_fail(r);
-		arr = cli->json ? json_array() : NULL;
+		if (cli->json && (arr = json_array()) == NULL)
+			return cli_fail(RF_ERR_ALLOC);
+		if (!cli->json)
+			printf(CONNECTOR_ROW, "NAME", "STATE");
 		if ((r = rf_store_connector_foreach(
-			 cli->store, list_one, arr)) != 0) {
+			 cli->store, list_one, cli->json ? arr : NULL)) != 0) {
 			json_decref(arr);
 			return cli_fail(r);
 		}
-		if (arr != NULL) {
-			json_dumpf(arr, stdout, JSON_COMPACT);
-			printf("\n");
-			json_decref(arr);
-		}
-		return EXIT_OK;
+		return cli->json ? cli_json_print(arr) : EXIT_OK;
 	}
 	if (strcmp(sub, "show") == 0)
 		return do_show(cli, argv[0]);

@@ -51,6 +51,9 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
 	-keyout "$h/sync.key" -out "$h/sync.csr" -subj /CN=sync 2>/dev/null
 rf connector add sync --csr "$h/sync.csr" >/dev/null 2>"$h/err" || fail "connector add: $(cat "$h/err")"
 
+rf connector list >"$h/k.txt" || fail "connector list: $(cat "$h/k.txt")"
+check_columns "$h/k.txt" "NAME STATE" '[["sync", "active"]]' || fail "connector list: $(cat "$h/k.txt")"
+
 rf tenant list >"$h/t.txt" || fail "tenant list: $(cat "$h/t.txt")"
 created=$(rf tenant list --json | python3 -c 'import json, sys
 print(" ".join(t["created"] for t in json.load(sys.stdin)))')
@@ -89,6 +92,15 @@ rf incident open --scope connection:acme/api --reason "lists" >/dev/null 2>"$h/e
 for what in tenant connection incident; do
 	rf "$what" list --json >"$h/l.json" || fail "$what list --json: $(cat "$h/l.json")"
 	compact "$h/l.json" || fail "$what list --json is not compact: $(cat "$h/l.json")"
+done
+# connector list and show, alerts list: compact with sorted keys too.
+for cmd in "connector list" "connector show sync" "alerts list"; do
+	rf --json $cmd >"$h/l.json" || fail "$cmd --json: $(cat "$h/l.json")"
+	compact "$h/l.json" || fail "$cmd --json is not compact: $(cat "$h/l.json")"
+	python3 -c 'import json, sys
+s = open(sys.argv[1]).read()
+assert s[:-1] == json.dumps(json.loads(s), separators=(",", ":"), sort_keys=True), s' "$h/l.json" ||
+		fail "$cmd --json: keys not sorted: $(cat "$h/l.json")"
 done
 # incident status --json too (it printed ", " and ": "): one line, no
 # blank outside its strings (its reals are not Python's to re-dump).
