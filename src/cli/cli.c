@@ -198,13 +198,32 @@ cli_fail(int r)
 int
 cli_usage(const char *cmd, const char *fmt, ...)
 {
+	unsigned char msg[512];
 	va_list ap;
+	size_t i;
+	int n;
 
-	fprintf(stderr, "ringfence %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	n = vsnprintf((char *)msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (see 'ringfence %s --help')\n", cmd);
+	if (n < 0)
+		msg[0] = '\0';
+	else if ((size_t)n >= sizeof(msg))
+		memcpy(msg + sizeof(msg) - 4, "...", 4);
+	/*
+	 * What a user typed is in it: one line, and no control byte (C0,
+	 * DEL, or C1 as UTF-8) that could move the cursor or forge a line.
+	 */
+	for (i = 0; msg[i] != '\0'; i++)
+		if (msg[i] < 0x20 || msg[i] == 0x7f)
+			msg[i] = '?';
+		else if (msg[i] == 0xc2 && msg[i + 1] >= 0x80 &&
+		    msg[i + 1] <= 0x9f) {
+			msg[i] = '?';
+			msg[++i] = '?';
+		}
+	fprintf(stderr, "ringfence %s: %s (see 'ringfence %s --help')\n", cmd,
+	    (const char *)msg, cmd);
 	return EXIT_USAGE;
 }
 

@@ -233,6 +233,12 @@ usage "open (reason too long)" incident open \
 says "open (reason too long)" "--reason is at most 255 characters, not 256"
 usage "open (empty reason)" incident open --scope connection:contoso/default --reason ""
 says "open (empty reason)" "an incident needs --reason TEXT"
+# Any usage error repeats what was typed in one line without control
+# bytes (cli_usage): an extra argument, an unknown subcommand or option.
+usage "incident list (an extra argument with an escape)" incident list $'x\e[2J'
+usage "connection (an unknown subcommand over two lines)" connection $'bogus\nincident 1: closed'
+usage "revoke (an unknown option with a C1 control)" revoke $'--x\xc2\x9b2J'
+usage "incident (a subcommand 600 bytes long)" incident "$(printf 'z%.0s' $(seq 600))"
 # Every incident command takes --reason, and refuses a bad one alike:
 # contain does nothing at all.
 inc=$(rf incident open --scope connection:acme/m365 --reason "bad reasons" 2>/dev/null)
