@@ -678,7 +678,7 @@ rf_incident_reason_check(const char *reason)
 		    "--reason is not UTF-8 text: write it in UTF-8");
 	if (i >= sizeof(((struct rf_incident_rec *)NULL)->reason))
 		return rf_err_set(RF_ERR_ARG,
-		    "--reason is at most %zu characters, not %zu",
+		    "--reason is at most %zu bytes, not %zu",
 		    sizeof(((struct rf_incident_rec *)NULL)->reason) - 1, i);
 	return 0;
 }

@@ -230,7 +230,7 @@ for bad in $'x\x9b2J' $'caf\xc3' $'\xed\xa0\x80'; do
 done
 usage "open (reason too long)" incident open \
 	--scope connection:contoso/default --reason "$(printf 'r%.0s' $(seq 256))"
-says "open (reason too long)" "--reason is at most 255 characters, not 256"
+says "open (reason too long)" "--reason is at most 255 bytes, not 256"
 usage "open (empty reason)" incident open --scope connection:contoso/default --reason ""
 says "open (empty reason)" "an incident needs --reason TEXT"
 # Any usage error repeats what was typed in one line without control
