@@ -448,6 +448,9 @@ enum rf_http_budget { RF_HTTP_BUDGET_TLS = 0, RF_HTTP_BUDGET_OCSP = 1 };
 int rf_http_limits_new(
     const struct rf_config *cfg, struct rf_http_limits **out) RF_WUR;
 void rf_http_limits_free(struct rf_http_limits *l);
+/* Tests: a known hash key, so that which sources and networks share a
+ * slot (a keyed hash, RAND_bytes otherwise) is the same every run. */
+void rf_http_limits_key(struct rf_http_limits *l, uint64_t k0, uint64_t k1);
 int rf_http_limits_take(struct rf_http_limits *l, enum rf_http_budget b,
     const struct sockaddr_storage *peer, size_t leaf_bytes, uint64_t now_ms,
     int64_t day);

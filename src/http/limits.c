@@ -212,6 +212,13 @@ rf_http_addr_parse(const char *addr, int port, struct sockaddr_storage *ss)
 	return 0;
 }
 
+void
+rf_http_limits_key(struct rf_http_limits *l, uint64_t k0, uint64_t k1)
+{
+	l->hkey[0] = k0;
+	l->hkey[1] = k1;
+}
+
 static size_t
 slot_of(const struct rf_http_limits *l, const uint8_t p[8], uint8_t v6)
 {
