@@ -222,7 +222,6 @@ tenant_show(struct rf_cli *cli, const char *name)
 
 /* tenant list: a row, and its header (the same widths). */
 #define TENANT_ROW "%-24s %s\n"
-#define TENANT_HEAD "%-24s %s\n"
 
 int
 cmd_tenant(struct rf_cli *cli, int argc, char **argv)
@@ -272,7 +271,7 @@ cmd_tenant(struct rf_cli *cli, int argc, char **argv)
 		if ((r = rf_store_tenant_list(cli->store, &ts, &n)) != 0)
 			return cli_fail(r);
 		if (!cli->json) {
-			printf(TENANT_HEAD, "NAME", "CREATED");
+			printf(TENANT_ROW, "NAME", "CREATED");
 			for (i = 0; i < n; i++) {
 				if (connector_tenant(ts[i].name))
 					continue;

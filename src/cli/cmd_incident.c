@@ -782,7 +782,6 @@ cmd_incident(struct rf_cli *cli, int argc, char **argv)
 
 /* connection list: a row, and its header (the same widths). */
 #define CONN_ROW "%-24s %-16s %-7s %s\n"
-#define CONN_HEAD "%-24s %-16s %-7s %s\n"
 
 static int
 print_connection(
@@ -896,7 +895,7 @@ cmd_connection(struct rf_cli *cli, int argc, char **argv)
 		if (cli->json && arr == NULL)
 			return cli_fail(RF_ERR_ALLOC);
 		if (!cli->json)
-			printf(CONN_HEAD, "TENANT", "NAME", "RP", "SERIAL");
+			printf(CONN_ROW, "TENANT", "NAME", "RP", "SERIAL");
 		if ((r = rf_store_conn_foreach(
 			 cli->store, &f, print_connection, arr)) != 0) {
 			json_decref(arr);

@@ -139,14 +139,7 @@ code() { # curl ARGS... -> "STATUS CODE"
 }
 leaves() { rf audit search --json >audit.jsonl; }
 # Records after the answer are written by serve's recorder within moments:
-# wait_for CMD... retries CMD for up to 10 s.
-wait_for() {
-	for _ in $(seq 50); do
-		"$@" && return 0
-		sleep 0.2
-	done
-	return 1
-}
+# each is waited for up to 10 s (wait_for, lib/state.sh).
 has_leaf() { leaves; grep "$@" audit.jsonl >/dev/null; }
 has_status() { rf --json incident status "$1" >status.json; grep -q '"reestablished":1' status.json; }
 has_alerts() {
@@ -285,7 +278,7 @@ grep -q "429 rate_limited.*: retry after [0-9][0-9]* s" err ||
 	fail "assert's rate refusal does not say when to retry: $(cat err)"
 [ "$(sigs)" -eq $((before + 4)) ] || fail "refusals signed something ($(sigs) vs $before + 4)"
 # (keys are sorted: the detail comes before the type)
-wait_for has_leaf -q 'not_bound: connection acme/m365 connector arch (certificate [0-9a-f]*) source 127.0.0.1:[0-9]* jti -.*"type":"refuse"' ||
+wait_for 10 has_leaf -q 'not_bound: connection acme/m365 connector arch (certificate [0-9a-f]*) source 127.0.0.1:[0-9]* jti -.*"type":"refuse"' ||
 	fail "no refusal leaf for not_bound"
 
 # 4. Incident: refused while open (also once the store is cleared behind
@@ -320,9 +313,9 @@ if $rp "$jwt3" "$TID" "$CID" seen cred-acme-m365.pem 2>/dev/null; then
 	fail "the old credential verified an assertion after containment"
 fi
 $rp "$jwt3" "$TID" "$CID" seen new.pem >/dev/null || fail "the new credential does not verify"
-wait_for has_status "$id" ||
+wait_for 10 has_status "$id" ||
 	fail "no re-establishment evidence: $(rf --json incident status "$id")"
-wait_for has_leaf -q "first assertion with the new credential, by connector sync" ||
+wait_for 10 has_leaf -q "first assertion with the new credential, by connector sync" ||
 	fail "no evidence leaf"
 # Recorded by the incident module's own function (one place, one wording).
 rf incident report "$id" --out report >/dev/null
@@ -333,7 +326,7 @@ grep -q 'new credential used by connector sync' report.json ||
 rf connector bind arch acme/m365 >/dev/null
 curl -s -o /dev/null --cert arch.pem --key arch.key --cacert root.pem \
 	-d '{"connection":"acme/m365"}' "$url/v1/assertions"
-wait_for has_alerts under_incident retired_credential new_connector ||
+wait_for 10 has_alerts under_incident retired_credential new_connector ||
 	fail "alerts: $(cat alerts.json)"
 has_leaf -q '"type":"alert"' || fail "alerts are not audit leaves"
 

@@ -79,11 +79,7 @@ wait "$k2" 2>/dev/null || true
 rm -f "$RINGFENCE_HOME/held"
 flock "$RINGFENCE_HOME/keyd.lock" sh -c 'touch "$1"; sleep 3' sh "$RINGFENCE_HOME/held" &
 holder=$!
-for _ in $(seq 50); do
-	[ -e "$RINGFENCE_HOME/held" ] && break
-	sleep 0.1
-done
-[ -e "$RINGFENCE_HOME/held" ] || fail "flock did not take keyd's lock"
+wait_for 5 test -e "$RINGFENCE_HOME/held" || fail "flock did not take keyd's lock"
 rf keys list >/dev/null 2>"$RINGFENCE_HOME/held.err" ||
 	fail "a command while keyd's lock was held: $(cat "$RINGFENCE_HOME/held.err")"
 wait "$holder"

@@ -18,10 +18,8 @@ RINGFENCE_PIN=$pin sleep 60 &
 control=$!
 # /proc/PID/environ is the block of the last exec: the forked shell's,
 # without RINGFENCE_PIN, until it has become sleep (5 s at most).
-for _ in $(seq 50); do
-	[ "$(cat "/proc/$control/comm" 2>/dev/null)" = sleep ] && break
-	sleep 0.1
-done
+is_sleep() { [ "$(cat "/proc/$control/comm" 2>/dev/null)" = sleep ]; }
+wait_for 5 is_sleep || true
 grep -qa RINGFENCE_PIN "/proc/$control/environ" || fail "the check does not see RINGFENCE_PIN"
 kill "$control"
 

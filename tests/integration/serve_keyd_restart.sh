@@ -71,11 +71,7 @@ new=$(cat "$RINGFENCE_HOME/keyd.pid")
 grep -q "keyd is gone: starting it again (attempt 1)" "$log" || fail "no attempt in serve's log"
 # serve's maintenance thread says keyd is back on its tick after the start
 # returned, a moment after the new keyd answers: wait for it.
-for _ in $(seq 50); do
-	grep -q "keyd started again (attempt 1)" "$log" && break
-	sleep 0.1
-done
-grep -q "keyd started again (attempt 1)" "$log" || fail "serve's log does not say keyd is back"
+wait_for 5 grep -q "keyd started again (attempt 1)" "$log" || fail "serve's log does not say keyd is back"
 
 # A keyd that cannot start: attempts 1 s, then 2, 4, 4 s apart.
 chmod 755 "$RINGFENCE_HOME/tokens"

@@ -96,11 +96,7 @@ done
 [ "$(ps -o user:32= -p "$kpid2" | tr -d ' ')" = "$ku" ] || fail "keyd came back as $(ps -o user:32= -p "$kpid2")"
 # The keeper writes its line once keyd answers, a moment after keyd's pid
 # file names the new keyd: wait for it.
-for _ in $(seq 50); do
-	grep -q "^run.sh: .* keyd was gone: started again$" "$RINGFENCE_HOME/keyd.log" && break
-	sleep 0.1
-done
-grep -q "^run.sh: .* keyd was gone: started again$" "$RINGFENCE_HOME/keyd.log" ||
+wait_for 5 grep -q "^run.sh: .* keyd was gone: started again$" "$RINGFENCE_HOME/keyd.log" ||
 	fail "the keeper said nothing in keyd.log: $(tail -5 "$RINGFENCE_HOME/keyd.log")"
 rf tenant add acme >/dev/null
 rf issue --tenant acme --profile client --keygen ec-p256 >/dev/null 2>"$out.e" || fail "issue after the kill: $(cat "$out.e")"

@@ -50,6 +50,18 @@ await_pause() {
 	done
 	grep -q "test pause at $1" "$2" || fail "never held at the test seam $1: $(cat "$2")"
 }
+# wait_for SECONDS CMD...: CMD again every 0.1 s until it succeeds, for
+# at most SECONDS; its last status. For what another process does a
+# moment after the event a test saw.
+wait_for() {
+	local n=$(($1 * 10))
+	shift
+	while ! "$@"; do
+		n=$((n - 1))
+		[ "$n" -gt 0 ] || return 1
+		sleep 0.1
+	done
+}
 trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 rf() { "$RINGFENCE" "$@"; }
